@@ -1,0 +1,123 @@
+# mu — GNU Make build. `make` builds bin/mu-*; `make check` runs the tests;
+# `make check SANITIZE=1` runs them under ASan+UBSan; `make demo`; `make bench`.
+# `make deps` installs the Debian packages it needs. `make CUDA=0` forces CPU only.
+SHELL    := /bin/bash
+VERSION  := 0.1.0
+CC       ?= gcc
+SANITIZE ?= 0
+CUDA     ?= auto
+NVCC     ?= $(or $(wildcard $(CUDA_HOME)/bin/nvcc),$(shell command -v nvcc 2>/dev/null))
+CUDA_HOME ?= /usr/local/cuda
+
+DEB_DEPS := gcc make pkg-config libmsgpack-dev libzstd-dev libopenblas-openmp-dev \
+            libpcre2-dev libjansson-dev libutf8proc-dev libxxhash-dev zlib1g-dev \
+            zstd python3 gnuplot-nox
+
+ifeq ($(SANITIZE),1)
+  BUILD   := build/san
+  SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+  BUILD   := build/rel
+  SANFLAGS :=
+endif
+BIN := $(BUILD)/bin
+
+PKGS     := msgpack libzstd libpcre2-8 jansson openblas libutf8proc libxxhash zlib
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=gnu11 -Wall -Wextra -fopenmp -pthread -Ilib -Ikernels $(PKG_CFLAGS) \
+           -DMU_VERSION=\"$(VERSION)\" $(SANFLAGS) -MMD -MP
+LDFLAGS += -fopenmp -pthread $(SANFLAGS)
+LDLIBS  += $(PKG_LIBS) -lm
+
+# ---- optional CUDA backend -------------------------------------------------
+ifeq ($(CUDA),0)
+  HAVE_CUDA := 0
+else ifneq ($(NVCC),)
+  HAVE_CUDA := 1
+else
+  HAVE_CUDA := 0
+endif
+ifeq ($(SANITIZE),1)
+  HAVE_CUDA := 0
+endif
+CUDA_SRC := $(wildcard kernels/cuda/*.cu)
+ifeq ($(HAVE_CUDA),1)
+  ifneq ($(CUDA_SRC),)
+    CFLAGS  += -DMU_HAVE_CUDA=1 -I$(CUDA_HOME)/include
+    LDLIBS  += -L$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+    NVFLAGS ?= -O2 -std=c++17 -Ilib -Ikernels -arch=sm_90 -Xcompiler -fPIC,-Wall -DMU_HAVE_CUDA=1
+    CUDA_OBJ := $(patsubst %.cu,$(BUILD)/%.o,$(CUDA_SRC))
+  endif
+endif
+
+LIB_SRC  := $(wildcard lib/*.c) $(wildcard kernels/cpu/*.c)
+LIB_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC)) $(CUDA_OBJ)
+TOOL_SRC := $(wildcard tools/mu-*.c)
+TOOLS    := $(patsubst tools/%.c,$(BIN)/%,$(TOOL_SRC))
+TEST_SRC := $(wildcard tests/t_*.c) tests/harness.c
+TEST_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(TEST_SRC))
+TEST_BIN := $(BUILD)/tests/run-tests
+BENCH_SRC := $(wildcard tests/bench/*.c)
+BENCH_BIN := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+
+.PHONY: all deps check check-c check-sh demo bench clean info tools
+all: info tools bin-link
+tools: $(TOOLS)
+
+info:
+	@echo "mu $(VERSION): build=$(BUILD) sanitize=$(SANITIZE) cuda=$(if $(filter 1,$(HAVE_CUDA)),on ($(NVCC)),off)"
+
+# bin/ always points at the release build, so `bin/mu-dump` works after `make`.
+bin-link: $(TOOLS)
+	@if [ "$(SANITIZE)" != 1 ]; then ln -sfn $(BUILD)/bin bin; fi
+.PHONY: bin-link
+
+$(BUILD)/libmu.a: $(LIB_OBJ)
+	@mkdir -p $(@D)
+	$(AR) rcs $@ $^
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(@D)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+
+$(BIN)/mu-%: $(BUILD)/tools/mu-%.o $(BUILD)/libmu.a
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) $< $(BUILD)/libmu.a $(LDLIBS) -o $@
+
+$(TEST_BIN): $(TEST_OBJ) $(BUILD)/libmu.a
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) $(TEST_OBJ) $(BUILD)/libmu.a $(LDLIBS) -o $@
+
+$(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(BUILD)/libmu.a
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) $< $(BUILD)/libmu.a $(LDLIBS) -o $@
+
+deps:
+	@scripts/deps.sh $(DEB_DEPS)
+
+# make check: C unit tests (forked, one per test) then the shell tests of the tools.
+check: deps
+	@$(MAKE) --no-print-directory all-tests
+all-tests: info $(TOOLS) $(TEST_BIN)
+	@MU_BIN=$(abspath $(BIN)) MU_SHARED=$(abspath ../shared) tests/check.sh $(TEST_BIN)
+.PHONY: all-tests
+
+bench: deps
+	@$(MAKE) --no-print-directory $(TOOLS) $(BENCH_BIN)
+	@MU_BIN=$(abspath $(BIN)) BENCH_DIR=$(abspath $(BUILD)/bench) tests/bench/run.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -f pipelines/demo.mk MU_BIN=$(abspath bin)
+
+clean:
+	rm -rf build bin
+
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(patsubst tools/%.c,$(BUILD)/tools/%.d,$(TOOL_SRC))
