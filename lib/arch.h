@@ -1,0 +1,29 @@
+/* arch.h — the parameter tensors of a config, in Hugging Face names, with shapes.
+ * One list, used by the model loader, mu-init, mu-train's full-model export and
+ * mask shorthands. Order: embed, then per layer (attn_norm, q, k, v, [q_bias, k_bias,
+ * v_bias], o, mlp_norm, gate, up, down), then final_norm, then lm_head (absent when tied).
+ * Shapes are PyTorch's: Linear weight [out, in]. */
+#ifndef MU_ARCH_H
+#define MU_ARCH_H
+#include <stdint.h>
+#include "config.h"
+
+typedef struct {
+    char name[96];           /* "model.layers.3.self_attn.q_proj.weight" */
+    int ndim;                /* 1 or 2 */
+    int64_t shape[2];
+    int layer;               /* -1 global */
+    const char *role;        /* static string: "embed","attn_norm","q","k","v","q_bias","k_bias",
+                                "v_bias","o","mlp_norm","gate","up","down","final_norm","lm_head" */
+} mu_param_info;
+
+/* Returns the count (> 0) and a malloc'd array in *out (caller frees); -1 if the config's
+ * arch is not supported. */
+int mu_arch_params(const mu_config *c, mu_param_info **out);
+/* Index of name in the list, or -1. */
+int mu_arch_find(const mu_param_info *p, int n, const char *name);
+/* HF name of a role at a layer (layer ignored for global roles) into buf; 0 ok, -1 unknown role. */
+int mu_arch_param_name(const char *role, int layer, char *buf, size_t buflen);
+/* Total number of parameters (elements) in the list. */
+int64_t mu_arch_numel(const mu_param_info *p, int n);
+#endif

@@ -1,0 +1,65 @@
+/* ckpt.h — one model checkpoint: a Hugging Face directory (config.json + model.safetensors,
+ * or shards listed in model.safetensors.index.json; F32/F16/BF16) or a GGUF file
+ * (tensor names mapped to HF names, llama q/k rows un-permuted), plus deltas on top.
+ *
+ * Delta files (man/mu-delta.5): safetensors holding NEW values (replacement, exact) for
+ * the tensors or elements a training run changed. Dense entry "NAME" = whole tensor
+ * (same shape as the base; F32 or the base dtype). Sparse entries "NAME::idx" (I64 flat
+ * row-major indices, sorted strictly increasing, in range) + "NAME::val" (F32 or base dtype,
+ * same count). __metadata__ {"format":"mu-delta","version":"1","base":<digest of the base>}.
+ * Deltas apply in the order added. */
+#ifndef MU_CKPT_H
+#define MU_CKPT_H
+#include <stddef.h>
+#include <stdint.h>
+#include "config.h"
+#include "tensor.h"
+#include "safetensors.h"
+#include "gguf.h"
+
+#define MU_DELTA_FORMAT "mu-delta"
+#define MU_DELTA_VERSION "1"
+#define MU_DELTA_IDX_SUFFIX "::idx"
+#define MU_DELTA_VAL_SUFFIX "::val"
+
+typedef struct mu_ckpt mu_ckpt;
+
+/* path: a directory (HF layout), a config.json's directory, or a .gguf file. */
+mu_ckpt *mu_ckpt_open(const char *path, char *err, size_t errlen);
+const mu_config *mu_ckpt_config(const mu_ckpt *c);
+const char *mu_ckpt_path(const mu_ckpt *c);
+/* The directory holding the checkpoint (for tokenizer.json); for GGUF the file's directory. */
+const char *mu_ckpt_dir(const mu_ckpt *c);
+int mu_ckpt_is_gguf(const mu_ckpt *c);
+/* The open GGUF (tokenizer metadata lives there), NULL for an HF directory. */
+const mu_gguf *mu_ckpt_gguf(const mu_ckpt *c);
+
+/* Validates the delta against the base (names exist, shapes/indices in range, dtypes) and
+ * stacks it. A "base" digest in its metadata that differs from this checkpoint's digest
+ * (without deltas) is an error. 0 ok, -1 + "delta: what". */
+int mu_ckpt_add_delta(mu_ckpt *c, const char *delta_path, char *err, size_t errlen);
+int mu_ckpt_n_deltas(const mu_ckpt *c);
+
+/* Reads tensor by HF name into dst as f32 (converted/dequantized; deltas applied in
+ * order); checks the stored shape equals (ndim, shape) exactly. 0 ok, -1 + err
+ * ("file: tensor X: shape [a,b] but config needs [c,d]", "...: no tensor X"). */
+int mu_ckpt_read_f32(mu_ckpt *c, const char *hf_name, int ndim, const int64_t *shape,
+                     float *dst, char *err, size_t errlen);
+int mu_ckpt_has(const mu_ckpt *c, const char *hf_name);
+/* Stored dtype of a tensor (GGUF quantized types report MU_F32); -1 if absent. */
+int mu_ckpt_dtype(const mu_ckpt *c, const char *hf_name, mu_dtype *dt);
+/* Checks that every tensor mu_arch_params lists exists with its shape (lm_head may be
+ * absent only when tied). 0 ok, -1 + err naming the first problem. */
+int mu_ckpt_check_arch(mu_ckpt *c, char *err, size_t errlen);
+
+/* Digest for stream headers: XXH3-128 (32 hex chars) over the base files' digests,
+ * then each delta's digest. Cached. 0 ok, -1 I/O error. */
+int mu_ckpt_digest(mu_ckpt *c, char out[33]);
+/* The same without deltas (what a delta's "base" metadata records). */
+int mu_ckpt_base_digest(mu_ckpt *c, char out[33]);
+void mu_ckpt_close(mu_ckpt *c);
+
+/* For writers of deltas: sets format/version/base metadata on w ("base" = the digest of
+ * c without its deltas; a delta trained on top of others stacks after them). 0 ok, -1 I/O. */
+int mu_delta_writer_init(mu_st_writer *w, mu_ckpt *c);
+#endif

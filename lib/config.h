@@ -1,0 +1,53 @@
+/* config.h — the model hyper-parameters mu needs, read from a Hugging Face config.json
+ * (or from GGUF metadata, see mu_config_from_gguf) and written back with HF keys.
+ * Llama family: Llama 2/3/3.1, SmolLM/SmolLM2, Mistral, Qwen2, TinyStories. */
+#ifndef MU_CONFIG_H
+#define MU_CONFIG_H
+#include <stddef.h>
+
+struct mu_gguf;
+
+typedef struct {
+    char arch[32];           /* model family the engine implements: "llama" */
+    char model_type[32];     /* HF model_type as read: "llama", "mistral", "qwen2" */
+    int n_layer, d_model, n_head, n_kv_head, head_dim, d_ff, vocab, max_pos;
+    float rms_eps, rope_theta;
+    int tie_embeddings;      /* lm_head shares embed_tokens */
+    int qkv_bias;            /* q/k/v projections have biases (Qwen2, attention_bias) */
+    /* rope scaling: type "" (none), "llama3", "linear" */
+    char rope_scaling[16];
+    float rope_factor, rope_low_freq, rope_high_freq;
+    int rope_orig_max_pos;
+    int bos_id, eos_id, pad_id;   /* -1 if unknown */
+    char hidden_act[16];     /* "silu" */
+} mu_config;
+
+/* Sets every field to its "unknown/default" value (ids -1, rope_theta 10000,
+ * rms_eps 1e-5, hidden_act "silu", arch/model_type "llama", sizes 0). */
+void mu_config_init(mu_config *c);
+
+/* Parses config.json (HF keys: hidden_size, intermediate_size, num_hidden_layers,
+ * num_attention_heads, num_key_value_heads, head_dim, vocab_size,
+ * max_position_embeddings, rms_norm_eps, rope_theta, rope_scaling, tie_word_embeddings,
+ * attention_bias, bos/eos/pad_token_id, hidden_act, model_type) and validates it.
+ * 0 ok; -1 with a one-line "path: what" in err. */
+int mu_config_from_json_file(const char *path, mu_config *c, char *err, size_t errlen);
+/* Same from a JSON text already in memory (name is used in messages). */
+int mu_config_from_json_str(const char *json, size_t len, const char *name, mu_config *c,
+                            char *err, size_t errlen);
+/* From GGUF metadata ({arch}.block_count, .embedding_length, .feed_forward_length,
+ * .attention.head_count(_kv), .attention.layer_norm_rms_epsilon, .rope.freq_base,
+ * .context_length, tokenizer.ggml.tokens length, tokenizer.ggml.bos/eos/padding_token_id).
+ * tie_embeddings is set when the file has no output.weight tensor. */
+int mu_config_from_gguf(const struct mu_gguf *g, mu_config *c, char *err, size_t errlen);
+
+/* Positive sizes, d_model == n_head*head_dim is NOT required (head_dim may differ), but
+ * n_head % n_kv_head == 0, head_dim even, known rope scaling / activation, ids < vocab. */
+int mu_config_validate(const mu_config *c, char *err, size_t errlen);
+
+/* Writes config.json with HF keys (architectures, model_type, torch_dtype from dtype_name
+ * if non-NULL e.g. "float32"/"bfloat16"), atomically (temp + rename). */
+int mu_config_write_json(const mu_config *c, const char *path, char *err, size_t errlen);
+int mu_config_write_json_dtype(const mu_config *c, const char *torch_dtype, const char *path,
+                               char *err, size_t errlen);
+#endif
