@@ -1,0 +1,139 @@
+/* kernels.h — the compute backend interface of mu: a struct of function pointers.
+ *
+ * The model code (lib/model.c) calls ONLY these functions, so the same model runs on
+ * every backend: kernels/cpu (f32, OpenBLAS sgemm, OpenMP loops) and kernels/cuda.
+ *
+ * Conventions (every backend):
+ *  - Buffers ("device pointers") come from be->alloc and hold f32 unless said otherwise.
+ *    On the CPU backend they are plain host memory (be->host_memory == 1).
+ *  - Integer arrays (token ids, targets, positions, lengths) are ALWAYS host pointers;
+ *    a device backend copies them itself. They are small ([N] or [B]).
+ *  - Tensors are row-major; shapes are written [rows, cols] with the innermost last.
+ *    N = number of token rows (B*T), D = width, V = vocab, H = heads, hd = head dim.
+ *  - Backward functions: parameter gradients (dW, db, dw, dE) are always ACCUMULATED
+ *    (+=) and skipped when the pointer is NULL (frozen tensor). Whether an input gradient
+ *    is overwritten or accumulated is stated per function.
+ *  - Calls are ordered (stream semantics); be->sync waits for completion. download
+ *    synchronizes implicitly.
+ */
+#ifndef MU_KERNELS_H
+#define MU_KERNELS_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* Shape of one attention call. Q and O are [B, Tq, H, hd]; K and V are [B, Tk, Hkv, hd]
+ * where Tk is the key CAPACITY per row (the K/V buffers' row stride is Tk*Hkv*hd).
+ * Query t of row b sits at absolute position p = q_pos0[b] + t and attends keys j with
+ * j <= p and j < k_len[b] (causal + key padding). Head h reads kv head h / (H / Hkv)
+ * (grouped-query attention). scale is usually 1/sqrt(hd).
+ *  Training / plain forward: q_pos0 = NULL (all 0), k_len = row lengths, Tq == Tk == T.
+ *  KV-cache decode: K/V are the cache [B, Tmax, Hkv, hd], q_pos0[b] = tokens already in
+ *  the cache for row b, k_len[b] = q_pos0[b] + new tokens of row b.
+ * Queries past a row's length (padding) produce finite, meaningless outputs. */
+typedef struct {
+    int B, Tq, Tk;
+    int H, Hkv, hd;
+    const int32_t *q_pos0;  /* host [B] or NULL (= 0) */
+    const int32_t *k_len;   /* host [B] or NULL (= Tk) */
+    float scale;
+} mu_attn_shape;
+
+typedef struct mu_backend mu_backend;
+struct mu_backend {
+    const char *name;       /* "cpu", "cuda" */
+    int host_memory;        /* 1: buffers are host memory, hooks may use them in place */
+
+    /* ---- memory ---------------------------------------------------------------- */
+    void *(*alloc)(size_t nbytes);                 /* zero-filled; NULL on failure */
+    void (*free)(void *p);                         /* NULL ok */
+    void (*upload)(void *dst, const void *host_src, size_t nbytes);
+    void (*download)(void *host_dst, const void *src, size_t nbytes);
+    void (*zero)(void *p, size_t nbytes);
+    void (*copy)(void *dst, const void *src, size_t nbytes);   /* buffer to buffer */
+    void (*sync)(void);
+
+    /* ---- linear ---------------------------------------------------------------- */
+    /* Y[N,M] = X[N,K] · W[M,K]^T            (accumulate: Y += X · W^T)
+     * W is a PyTorch Linear weight [out=M, in=K]. */
+    void (*matmul)(float *Y, const float *X, const float *W, int N, int K, int M,
+                   int accumulate);
+    /* dX[N,K] = dY[N,M] · W[M,K]            (accumulate_dx: dX +=; dX NULL: skipped)
+     * dW[M,K] += dY[N,M]^T · X[N,K]          (dW NULL: skipped — frozen weight)   */
+    void (*matmul_bwd)(float *dX, float *dW, const float *dY, const float *X,
+                       const float *W, int N, int K, int M, int accumulate_dx);
+    /* Y[N,M] += b[M] */
+    void (*bias_add)(float *Y, const float *b, int N, int M);
+    /* db[M] += sum_n dY[n,M] */
+    void (*bias_add_bwd)(float *db, const float *dY, int N, int M);
+
+    /* ---- embedding ------------------------------------------------------------- */
+    /* Y[N,D] = E[ids[n], :]    ids host [N], each in [0, V) (the caller checks) */
+    void (*embed)(float *Y, const float *E, const int32_t *ids, int N, int D);
+    /* dE[ids[n], :] += dY[n, :]   (scatter-add; repeated ids accumulate) */
+    void (*embed_bwd)(float *dE, const float *dY, const int32_t *ids, int N, int D);
+
+    /* ---- RMSNorm (Llama: y = x / sqrt(mean(x^2) + eps) * w) ---------------------- */
+    /* Y[N,D], rstd[N] = 1/sqrt(mean_d X^2 + eps) (saved for backward; may be NULL) */
+    void (*rmsnorm)(float *Y, float *rstd, const float *X, const float *w, int N, int D,
+                    float eps);
+    /* dX[N,D] += dX contribution (ACCUMULATES: it feeds the residual stream gradient)
+     * dw[D]   += sum_n dY * X * rstd           (dw NULL: skipped) */
+    void (*rmsnorm_bwd)(float *dX, float *dw, const float *dY, const float *X,
+                        const float *w, const float *rstd, int N, int D);
+
+    /* ---- rotary position embedding (HF rotate_half layout) ----------------------- */
+    /* In place on X[N, H, hd]: for i < hd/2, with a = pos[n] * inv_freq[i]:
+     *   x1 = X[..i], x2 = X[..i+hd/2];  X[..i] = x1 cos a - x2 sin a;
+     *   X[..i+hd/2] = x2 cos a + x1 sin a.
+     * pos host [N]; inv_freq host [hd/2] (already includes llama3/linear scaling). */
+    void (*rope)(float *X, const int32_t *pos, const float *inv_freq, int N, int H, int hd);
+    /* In place on dX[N, H, hd]: the transpose (rotation by -a). */
+    void (*rope_bwd)(float *dX, const int32_t *pos, const float *inv_freq, int N, int H,
+                     int hd);
+
+    /* ---- causal GQA attention with key padding (see mu_attn_shape) ---------------- */
+    /* O[B,Tq,H,hd] = softmax(scale Q K^T + mask) V;  lse[B,H,Tq] = log-sum-exp of the
+     * scaled, masked scores (saved for backward; may be NULL). Never materializes
+     * [B,H,Tq,Tk]: blocks per (b, h, query tile). */
+    void (*attention)(float *O, float *lse, const float *Q, const float *K, const float *V,
+                      const mu_attn_shape *s);
+    /* dQ[B,Tq,H,hd], dK, dV [B,Tk,Hkv,hd]: OVERWRITTEN (dK/dV zero where no query
+     * attends). Recomputes probabilities from Q, K and lse. */
+    void (*attention_bwd)(float *dQ, float *dK, float *dV, const float *dO, const float *O,
+                          const float *lse, const float *Q, const float *K, const float *V,
+                          const mu_attn_shape *s);
+
+    /* ---- SwiGLU MLP activation ---------------------------------------------------- */
+    /* A[n] = silu(G[n]) * U[n],  silu(g) = g / (1 + exp(-g)); n elements */
+    void (*swiglu)(float *A, const float *G, const float *U, size_t n);
+    /* dG, dU OVERWRITTEN: dG = dA * U * silu'(G), dU = dA * silu(G) */
+    void (*swiglu_bwd)(float *dG, float *dU, const float *dA, const float *G,
+                       const float *U, size_t n);
+
+    /* ---- elementwise -------------------------------------------------------------- */
+    /* Y[n] += X[n]  (residual add; also its backward: the gradient passes through) */
+    void (*add)(float *Y, const float *X, size_t n);
+    /* Y[n] *= alpha */
+    void (*scale)(float *Y, float alpha, size_t n);
+
+    /* ---- losses ------------------------------------------------------------------- */
+    /* Y[N,V] = log_softmax(X[N,V]) row-wise (Y may equal X) */
+    void (*log_softmax)(float *Y, const float *X, int N, int V);
+    /* Cross-entropy per row: loss[n] = -log softmax(logits[n])[targets[n]] (host [N]
+     * output, 0 where targets[n] < 0 = ignored). If dlogits != NULL it is OVERWRITTEN:
+     * dlogits[n,:] = dscale * (softmax(logits[n]) - onehot(targets[n])), 0 for ignored
+     * rows. (dscale = 1/count for a mean loss.) targets host [N]. */
+    void (*cross_entropy)(float *loss, float *dlogits, const float *logits,
+                          const int32_t *targets, int N, int V, float dscale);
+};
+
+/* The CPU backend (always available). */
+const mu_backend *mu_backend_cpu(void);
+#ifdef MU_HAVE_CUDA
+/* The CUDA backend, or NULL with no usable device (kernels/cuda). */
+const mu_backend *mu_backend_cuda(void);
+#endif
+/* "cpu", "cuda", or "auto" (cuda if available, else cpu). NULL + err when unknown or
+ * unavailable ("cuda: not built with CUDA" / "cuda: no device"). */
+const mu_backend *mu_backend_by_name(const char *name, char *err, size_t errlen);
+#endif

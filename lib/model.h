@@ -1,0 +1,176 @@
+/* model.h — the Llama-family transformer of mu, written once against kernels.h.
+ *
+ * RMSNorm, RoPE (HF rotate_half; llama3 / linear scaling), grouped-query attention
+ * (causal, key padding), SwiGLU MLP, tied or untied embeddings, optional q/k/v biases
+ * (Qwen2). Weights and gradients live in backend buffers (f32).
+ *
+ *   mu_model *m = mu_model_load("model_dir", deltas, n_deltas, mu_backend_cpu(), err, sizeof err);
+ *   mu_batch b = { .B = 2, .T = 5, .ids = ids, .lens = lens };   // right-padded rows
+ *   mu_fwd_opts o = { .train = 1, .last_layer = -1 };
+ *   mu_model_set_trainable(m, mu_model_find(m, "model.layers.1.mlp.down_proj.weight"), 1);
+ *   mu_model_forward(m, &b, &o, err, sizeof err);
+ *   const float *logits = mu_model_logits(m);              // [B,T,V] host f32
+ *   ... dlogits = d loss / d logits (host [B,T,V]) ...
+ *   mu_model_backward(m, dlogits, NULL, 0, err, sizeof err);   // grads += into param->g
+ *
+ * One forward pass per call; a train forward keeps what backward needs (per layer: the
+ * residual inputs, q/k/v, attention output and log-sum-exp, gate/up pre-activations;
+ * norms and silu are recomputed). Rows are independent: a padded batch gives the same
+ * results at valid positions as each row alone.
+ */
+#ifndef MU_MODEL_H
+#define MU_MODEL_H
+#include <stddef.h>
+#include <stdint.h>
+#include "config.h"
+#include "arch.h"
+#include "kernels.h"
+
+/* ---- sites (hook points; DESIGN.md) --------------------------------------------------
+ * Width D of the activation handed to a hook, per token:
+ *   EMBED       d_model   token embeddings (before layer 0)                   layer -1
+ *   RESID_PRE   d_model   residual stream entering layer L
+ *   ATTN_HEAD   n_head*head_dim  per-head attention outputs before o_proj, [H, hd] per token
+ *   ATTN_OUT    d_model   o_proj output (the attention block's write to the residual)
+ *   RESID_MID   d_model   resid_pre + attn_out
+ *   MLP_IN      2*d_ff    gate and up pre-activations, [gate(d_ff) | up(d_ff)] per token
+ *   MLP_POST    d_ff      neuron activations silu(gate)*up (value-vector weights)
+ *   MLP_OUT     d_model   down_proj output
+ *   RESID_POST  d_model   resid_mid + mlp_out (= resid_pre of layer L+1)
+ *   LOGITS      vocab     lm_head output                                       layer -1
+ */
+typedef enum {
+    MU_SITE_EMBED = 0, MU_SITE_RESID_PRE, MU_SITE_ATTN_HEAD, MU_SITE_ATTN_OUT,
+    MU_SITE_RESID_MID, MU_SITE_MLP_IN, MU_SITE_MLP_POST, MU_SITE_MLP_OUT,
+    MU_SITE_RESID_POST, MU_SITE_LOGITS, MU_SITE_COUNT
+} mu_site;
+
+const char *mu_site_name(mu_site s);                 /* "resid_post", ... */
+int mu_site_width(mu_site s, const mu_config *c);    /* D above */
+int mu_site_is_layered(mu_site s);                   /* 0 for embed and logits */
+
+/* ---- hooks ---------------------------------------------------------------------------- */
+typedef struct {
+    mu_site site;
+    int layer;               /* -1 for embed / logits */
+    int backward;            /* 0: act is the activation; 1: act is d loss / d activation */
+    int B, T, D;             /* act is [B, T, D] host f32, row-major */
+    const int32_t *lens;     /* [B] valid tokens per row */
+    const int32_t *pos0;     /* [B] absolute position of t = 0 (KV-cache decode), or NULL = 0 */
+} mu_hook_info;
+
+/* A hook may read act (cache, attribution) and write it in place (patch, add noise or a
+ * steering vector, zero/mean-ablate; in backward: add an injected loss gradient). The
+ * model continues with act as the hook leaves it. Return 0, or non-zero to abort the
+ * pass (the forward/backward then fails with "hook at SITE:L failed"). On a device
+ * backend act is a host copy, uploaded back after the call. Hooks run in the order given. */
+typedef int (*mu_hook_fn)(const mu_hook_info *info, float *act, void *user);
+
+typedef struct {
+    mu_site site;
+    int layer;               /* a layer, or -1 = every layer (ignored for embed / logits) */
+    int backward;            /* 0: forward hook; 1: backward (gradient) hook */
+    mu_hook_fn fn;
+    void *user;
+} mu_hook;
+
+/* ---- batches --------------------------------------------------------------------------- */
+typedef struct {
+    int B, T;                /* rows, padded length */
+    const int32_t *ids;      /* host [B*T]; pad positions must hold a valid id (e.g. 0) */
+    const int32_t *lens;     /* host [B]: valid tokens per row, 0..T; NULL = all T */
+} mu_batch;
+
+typedef struct mu_kvcache mu_kvcache;
+
+typedef struct {
+    int train;               /* keep activations for mu_model_backward (no cache allowed) */
+    int last_layer;          /* run layers 0..last_layer, then stop (no final norm, no logits);
+                                -1 = whole model. (RMU: loss on resid_post of last_layer.) */
+    int logits_last_only;    /* logits only at each row's last valid token: [B, V] */
+    const mu_hook *hooks;    /* forward hooks (entries with backward=1 are ignored here) */
+    int n_hooks;
+    mu_kvcache *cache;       /* NULL, or append this batch after what the cache holds (row b's
+                                tokens get positions cache_len[b] ..); train must be 0 */
+} mu_fwd_opts;
+
+/* ---- parameters ------------------------------------------------------------------------ */
+typedef struct {
+    mu_param_info info;      /* HF name, shape, layer, role (arch.h) */
+    int64_t numel;
+    float *w;                /* backend buffer [numel] */
+    float *g;                /* gradient buffer (backend), allocated while trainable, else NULL */
+    int trainable;
+} mu_param;
+
+typedef struct mu_model mu_model;
+
+/* Loads an HF directory or a GGUF file through lib/ckpt.h, deltas applied in order
+ * (n_deltas may be 0). NULL + one-line err on failure. No parameter is trainable. */
+mu_model *mu_model_load(const char *path, const char *const *deltas, int n_deltas,
+                        const mu_backend *be, char *err, size_t errlen);
+/* A model with seeded N(0, std^2) weights (lib/rng.h: sub-stream per parameter index),
+ * norm weights 1, biases N(0, std^2). For tests and benchmarks. */
+mu_model *mu_model_init_random(const mu_config *cfg, uint64_t seed, float std,
+                               const mu_backend *be, char *err, size_t errlen);
+void mu_model_free(mu_model *m);
+
+const mu_config *mu_model_config(const mu_model *m);
+const mu_backend *mu_model_backend(const mu_model *m);
+
+int mu_model_n_params(const mu_model *m);
+mu_param *mu_model_param(mu_model *m, int i);
+int mu_model_find(const mu_model *m, const char *hf_name);          /* index or -1 */
+/* Allocates (zeroed) / frees the gradient of parameter i. 0 ok, -1 out of memory. */
+int mu_model_set_trainable(mu_model *m, int i, int on);
+int mu_model_set_all_trainable(mu_model *m, int on);
+void mu_model_zero_grad(mu_model *m);
+/* Copies parameter i (or its gradient) to / from host f32 [numel]. */
+void mu_model_get_param(mu_model *m, int i, float *host);
+void mu_model_set_param(mu_model *m, int i, const float *host);
+void mu_model_get_grad(mu_model *m, int i, float *host);            /* zeros if frozen */
+
+/* ---- forward / backward ---------------------------------------------------------------- */
+/* Runs the model on a batch. Checks ids < vocab, 0 <= lens <= T, cache capacity.
+ * 0 ok; -1 + err. opts NULL = inference, whole model, no hooks. */
+int mu_model_forward(mu_model *m, const mu_batch *b, const mu_fwd_opts *opts,
+                     char *err, size_t errlen);
+/* Logits of the last forward, host-readable f32 owned by the model and valid until the
+ * next forward: [B, T, V], or [B, V] with logits_last_only (rows of length 0: zeros).
+ * NULL when the forward stopped early (last_layer). */
+const float *mu_model_logits(mu_model *m);
+/* Residual stream after the last layer run (before the final norm), host f32 [B, T, D]. */
+const float *mu_model_hidden(mu_model *m);
+
+/* Backpropagates through the last train forward. dlogits: host [B, T, V] (d loss / d
+ * logits; zero at pad positions), or NULL when the forward stopped at last_layer or the
+ * whole loss is injected by backward hooks. Gradients ACCUMULATE into param->g of
+ * trainable parameters only (frozen weights get no dW GEMM). Backward hooks (backward=1
+ * entries of hooks) receive d loss / d site and may add to it. The pass stops below the
+ * lowest layer that still has a trainable parameter or a backward hook (the embedding
+ * counts as below layer 0). 0 ok, -1 + err (no train forward before, ...). */
+int mu_model_backward(mu_model *m, const float *dlogits, const mu_hook *hooks, int n_hooks,
+                      char *err, size_t errlen);
+
+/* Mean cross-entropy over positions with targets[n] >= 0 (host [B*T]) of the last
+ * forward's logits ([B,T,V] layout); if dlogits (host [B*T*V]) is non-NULL it receives
+ * d mean / d logits. Returns the loss; *count = number of targets (mean is 0 if none). */
+double mu_model_cross_entropy(mu_model *m, const int32_t *targets, float *dlogits,
+                              int *count);
+
+/* ---- KV cache and generation ----------------------------------------------------------- */
+/* A cache of K and V for B rows of up to max_T tokens each. NULL on out of memory. */
+mu_kvcache *mu_kvcache_new(mu_model *m, int B, int max_T);
+void mu_kvcache_free(mu_kvcache *c);
+void mu_kvcache_reset(mu_kvcache *c);                 /* all rows empty */
+const int32_t *mu_kvcache_lens(const mu_kvcache *c);  /* [B] tokens held per row */
+
+/* Greedy decoding of one prompt (n_prompt >= 1) with a KV cache: appends up to n_new
+ * argmax tokens to out (stops after eos when eos >= 0). Each step is O(context).
+ * Returns the number of tokens written, or -1 + err. */
+int mu_model_greedy(mu_model *m, const int32_t *prompt, int n_prompt, int n_new, int eos,
+                    int32_t *out, char *err, size_t errlen);
+
+/* Inverse RoPE frequencies [head_dim/2] of the config (llama3 / linear scaling applied). */
+void mu_rope_inv_freq(const mu_config *c, float *inv_freq);
+#endif
