@@ -1,0 +1,99 @@
+/* optim.h — optimizers (AdamW, SGD with momentum), learning-rate schedules with warmup,
+ * global-norm gradient clipping, over parameter tensors that may be only partly trainable.
+ *
+ * A parameter is a full f32 tensor (numel elements) with its gradient buffer. Which of its
+ * elements train is given by a mu_idxset: all of them (dense) or a sorted list of flat
+ * indices kept compressed (chunks of 65536 elements, 16-bit offsets inside a chunk), so the
+ * optimizer state (m, v) and the index list together take about 10 bytes per TRAINED element:
+ * optimizer memory follows the mask, not the model.
+ *
+ * Semantics follow PyTorch exactly (torch.optim.AdamW / SGD, clip_grad_norm_):
+ *   AdamW, step t = 1, 2, ...:  p *= 1 - lr*wd;  m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2;
+ *                               p -= (lr / (1-b1^t)) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
+ *   SGD:  g += wd*p;  buf = momentum*buf + g (buf = g at t=1);  p -= lr*buf
+ *   clip: total = ||g||_2 over every trained element; if clip > 0: g *= min(1, clip/(total+1e-6))
+ * Only trained elements are read from the gradient and written in the parameter. */
+#ifndef MU_OPTIM_H
+#define MU_OPTIM_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- index sets: which flat elements of a tensor are trained ---- */
+#define MU_IDX_CHUNK_BITS 16
+typedef struct {
+    int64_t numel;       /* elements of the tensor */
+    int64_t n;           /* elements in the set */
+    int dense;           /* 1: every element (no lists below) */
+    int64_t nchunks;     /* ceil(numel / 65536) */
+    int64_t *chunk_start;/* [nchunks+1]: position in off[] where each chunk's entries begin */
+    uint16_t *off;       /* [n]: offset of each element inside its chunk, ascending */
+} mu_idxset;
+
+void mu_idxset_init_dense(mu_idxset *s, int64_t numel);
+/* From sorted, unique flat indices in [0, numel). Returns 0, or -1 with err if unsorted,
+ * duplicated or out of range. */
+int mu_idxset_init_list(mu_idxset *s, int64_t numel, const int64_t *idx, int64_t n,
+                        char *err, size_t errlen);
+void mu_idxset_free(mu_idxset *s);
+/* Writes the flat indices (n of them) into out. */
+void mu_idxset_to_list(const mu_idxset *s, int64_t *out);
+size_t mu_idxset_bytes(const mu_idxset *s);  /* memory the set itself holds */
+/* Iteration helper: flat index of entry j of chunk c is (c << 16) | off[j]. */
+
+/* ---- configuration ---- */
+typedef enum { MU_OPT_ADAMW = 0, MU_OPT_SGD = 1 } mu_opt_kind;
+typedef enum { MU_SCHED_CONSTANT = 0, MU_SCHED_LINEAR = 1, MU_SCHED_COSINE = 2 } mu_sched_kind;
+
+typedef struct {
+    mu_opt_kind kind;
+    double lr;
+    double beta1, beta2, eps;     /* AdamW */
+    double momentum;              /* SGD */
+    double weight_decay;
+    double clip;                  /* global-norm clip; <= 0: none */
+    mu_sched_kind sched;
+    int64_t warmup;               /* warmup steps (linear from 1/warmup to 1) */
+    int64_t total;                /* total steps, for linear/cosine decay */
+    double min_lr_ratio;          /* decay floor, as a fraction of lr */
+} mu_optim_config;
+
+void mu_optim_config_default(mu_optim_config *c); /* AdamW 1e-3 (0.9,0.999) eps 1e-8, wd 0.01 */
+int mu_opt_kind_parse(const char *s, mu_opt_kind *out);      /* "adamw", "sgd" */
+int mu_sched_kind_parse(const char *s, mu_sched_kind *out);  /* "constant","linear","cosine" */
+
+/* Learning rate of update number `step` (0-based):
+ *   step < warmup:   lr * (step+1)/warmup
+ *   after warmup:    progress = (step-warmup)/max(1,total-warmup) in [0,1]
+ *                    constant: lr; linear: lr*(1-progress); cosine: lr*0.5*(1+cos(pi*progress)),
+ *                    each floored at lr*min_lr_ratio. */
+double mu_optim_lr_at(const mu_optim_config *c, int64_t step);
+
+/* ---- the optimizer ---- */
+typedef struct mu_optim mu_optim;
+
+mu_optim *mu_optim_new(const mu_optim_config *c);
+void mu_optim_free(mu_optim *o);
+/* Adds a parameter: param and grad are full tensors of `set->numel` f32 (borrowed, must
+ * outlive o); set is taken over (o frees it). Returns the parameter's index. */
+int mu_optim_add(mu_optim *o, const char *name, float *param, float *grad, mu_idxset *set);
+int mu_optim_count(const mu_optim *o);
+const char *mu_optim_name(const mu_optim *o, int i);
+const mu_idxset *mu_optim_set(const mu_optim *o, int i);
+int64_t mu_optim_step_count(const mu_optim *o);   /* updates done so far */
+
+/* L2 norm of the gradient over all trained elements (double accumulation, fixed order). */
+double mu_optim_grad_norm(const mu_optim *o);
+/* Multiplies the trained elements' gradients by s (e.g. 1/accumulation steps). */
+void mu_optim_scale_grads(mu_optim *o, float s);
+/* One update: clips (if configured; returns the pre-clip norm in *norm_out when not NULL),
+ * applies the scheduled lr, advances the step count. Deterministic: same inputs -> same bits. */
+void mu_optim_step(mu_optim *o, double *norm_out, double *lr_out);
+
+/* Bytes of optimizer state (moments + index sets), for memory accounting. */
+size_t mu_optim_state_bytes(const mu_optim *o);
+
+/* State access for checkpoints: the moment buffers of parameter i, each of set->n floats
+ * (v is NULL for SGD). The step count can be restored with mu_optim_set_step. */
+float *mu_optim_moment(mu_optim *o, int i, int which /* 0: m (or SGD buffer), 1: v */);
+void mu_optim_set_step(mu_optim *o, int64_t step);
+#endif
