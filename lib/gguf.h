@@ -18,11 +18,14 @@ enum {
     GGUF_TYPE_FLOAT64 = 12, GGUF_TYPE_COUNT
 };
 
-/* ggml tensor types (the ones with known layouts; others are reported, not dequantized) */
+/* ggml tensor types with known block layouts (sizes are checked for all of them;
+ * dequantization covers F32 F16 BF16 F64 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q8_1 Q6_K) */
 enum {
     MU_GGML_F32 = 0, MU_GGML_F16 = 1, MU_GGML_Q4_0 = 2, MU_GGML_Q4_1 = 3,
     MU_GGML_Q5_0 = 6, MU_GGML_Q5_1 = 7, MU_GGML_Q8_0 = 8, MU_GGML_Q8_1 = 9,
-    MU_GGML_BF16 = 30
+    MU_GGML_Q2_K = 10, MU_GGML_Q3_K = 11, MU_GGML_Q4_K = 12, MU_GGML_Q5_K = 13,
+    MU_GGML_Q6_K = 14, MU_GGML_Q8_K = 15, MU_GGML_I8 = 24, MU_GGML_I16 = 25,
+    MU_GGML_I32 = 26, MU_GGML_I64 = 27, MU_GGML_F64 = 28, MU_GGML_BF16 = 30
 };
 #define MU_GGUF_MAX_DIMS 4
 
@@ -60,8 +63,7 @@ int mu_gguf_tensor_info(const mu_gguf *g, int i, int *ggml_type, int *n_dims, in
                         const void **data, size_t *nbytes);
 const char *mu_gguf_type_name(int ggml_type);      /* "f32", "q4_0", ... or "unknown" */
 /* Dequantizes tensor `name` into dst (n must equal its element count), in ggml order
- * (ne[0] fastest = row-major [.., ne[1], ne[0]]). Types: F32, F16, BF16, Q8_0, Q4_0, Q4_1,
- * Q5_0, Q5_1. 0 ok, -1 + "path: tensor X: what" in err. */
+ * (ne[0] fastest = row-major [.., ne[1], ne[0]]). Types: see above. 0 ok, -1 + "path: tensor X: what" in err. */
 int mu_gguf_tensor_f32(const mu_gguf *g, const char *name, float *dst, size_t n,
                        char *err, size_t errlen);
 /* Dequantizes n elements of one ggml type from raw bytes (n a multiple of the block size). */
