@@ -1,0 +1,32 @@
+/* cpu.h — the CPU backend's op functions (the files of kernels/cpu), gathered into the
+ * mu_backend table by cpu_backend.c. Semantics and shapes: kernels.h. */
+#ifndef MU_CPU_H
+#define MU_CPU_H
+#include "kernels.h"
+
+void cpu_matmul(float *Y, const float *X, const float *W, int N, int K, int M, int accumulate);
+void cpu_matmul_bwd(float *dX, float *dW, const float *dY, const float *X, const float *W,
+                    int N, int K, int M, int accumulate_dx);
+void cpu_bias_add(float *Y, const float *b, int N, int M);
+void cpu_bias_add_bwd(float *db, const float *dY, int N, int M);
+void cpu_embed(float *Y, const float *E, const int32_t *ids, int N, int D);
+void cpu_embed_bwd(float *dE, const float *dY, const int32_t *ids, int N, int D);
+void cpu_rmsnorm(float *Y, float *rstd, const float *X, const float *w, int N, int D, float eps);
+void cpu_rmsnorm_bwd(float *dX, float *dw, const float *dY, const float *X, const float *w,
+                     const float *rstd, int N, int D);
+void cpu_rope(float *X, const int32_t *pos, const float *inv_freq, int N, int H, int hd);
+void cpu_rope_bwd(float *dX, const int32_t *pos, const float *inv_freq, int N, int H, int hd);
+void cpu_attention(float *O, float *lse, const float *Q, const float *K, const float *V,
+                   const mu_attn_shape *s);
+void cpu_attention_bwd(float *dQ, float *dK, float *dV, const float *dO, const float *O,
+                       const float *lse, const float *Q, const float *K, const float *V,
+                       const mu_attn_shape *s);
+void cpu_swiglu(float *A, const float *G, const float *U, size_t n);
+void cpu_swiglu_bwd(float *dG, float *dU, const float *dA, const float *G, const float *U,
+                    size_t n);
+void cpu_add(float *Y, const float *X, size_t n);
+void cpu_scale(float *Y, float alpha, size_t n);
+void cpu_log_softmax(float *Y, const float *X, int N, int V);
+void cpu_cross_entropy(float *loss, float *dlogits, const float *logits, const int32_t *targets,
+                       int N, int V, float dscale);
+#endif

@@ -1,0 +1,157 @@
+/* cpu_attention.c — causal grouped-query attention with key padding on the CPU.
+ *
+ * Work is split into blocks of (row b, head h, tile of QT queries); each block computes
+ * its scores S[QT, kmax] in a per-thread buffer with two sgemm calls (Q K^T, P V), so
+ * [B,H,Tq,Tk] is never materialized. Backward recomputes P from Q, K and the saved
+ * log-sum-exp (flash-attention style) and is split by (b, kv head) so that dK/dV of a
+ * kv head are written by one thread only. Inside OpenMP regions OpenBLAS runs
+ * single-threaded. */
+#include <math.h>
+#include <string.h>
+#include <stdlib.h>
+#include <cblas.h>
+#include "cpu.h"
+
+#define QT 64   /* queries per block */
+
+/* Keys visible to query t of row b: j < n_keys. */
+static inline int n_keys(const mu_attn_shape *s, int b, int t)
+{
+    int p = (s->q_pos0 ? s->q_pos0[b] : 0) + t;
+    int kl = s->k_len ? s->k_len[b] : s->Tk;
+    int n = p + 1 < kl ? p + 1 : kl;
+    if (n > s->Tk) n = s->Tk;
+    return n < 0 ? 0 : n;
+}
+
+/* S[nq, kmax] = scale * Q_tile K^T with masked entries -inf. */
+static void block_scores(float *S, const float *Q, const float *K, const mu_attn_shape *s,
+                         int b, int t0, int nq, int kmax, int qld, int kld)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, kmax, s->hd, s->scale,
+                Q, qld, K, kld, 0.0f, S, kmax);
+    for (int i = 0; i < nq; i++) {
+        int nk = n_keys(s, b, t0 + i);
+        for (int j = nk; j < kmax; j++) S[(size_t)i * kmax + j] = -INFINITY;
+    }
+}
+
+void cpu_attention(float *O, float *lse, const float *Q, const float *K, const float *V,
+                   const mu_attn_shape *s)
+{
+    const int H = s->H, hd = s->hd, group = s->H / s->Hkv, ntile = (s->Tq + QT - 1) / QT;
+    const int qld = H * hd, kld = s->Hkv * hd;
+    #pragma omp parallel
+    {
+        float *S = malloc((size_t)QT * (s->Tk > 0 ? s->Tk : 1) * sizeof *S);
+        if (!S) abort();
+        #pragma omp for collapse(3) schedule(dynamic)
+        for (int b = 0; b < s->B; b++)
+            for (int h = 0; h < H; h++)
+                for (int tile = 0; tile < ntile; tile++) {
+                    int t0 = tile * QT, nq = s->Tq - t0 < QT ? s->Tq - t0 : QT;
+                    int kmax = n_keys(s, b, t0 + nq - 1);
+                    const float *q = Q + ((size_t)b * s->Tq + t0) * qld + (size_t)h * hd;
+                    float *o = O + ((size_t)b * s->Tq + t0) * qld + (size_t)h * hd;
+                    const float *k = K + (size_t)b * s->Tk * kld + (size_t)(h / group) * hd;
+                    const float *v = V + (size_t)b * s->Tk * kld + (size_t)(h / group) * hd;
+                    float *l = lse ? lse + ((size_t)b * H + h) * s->Tq + t0 : NULL;
+                    if (kmax == 0) {        /* nothing visible: zero output */
+                        for (int i = 0; i < nq; i++) {
+                            memset(o + (size_t)i * qld, 0, (size_t)hd * sizeof *o);
+                            if (l) l[i] = -INFINITY;
+                        }
+                        continue;
+                    }
+                    block_scores(S, q, k, s, b, t0, nq, kmax, qld, kld);
+                    for (int i = 0; i < nq; i++) {   /* row softmax, keep log-sum-exp */
+                        float *srow = S + (size_t)i * kmax;
+                        int nk = n_keys(s, b, t0 + i);
+                        if (nk == 0) {
+                            memset(srow, 0, (size_t)kmax * sizeof *srow);
+                            if (l) l[i] = -INFINITY;
+                            continue;
+                        }
+                        float mx = -INFINITY;
+                        for (int j = 0; j < nk; j++) if (srow[j] > mx) mx = srow[j];
+                        float sum = 0;
+                        for (int j = 0; j < nk; j++) { srow[j] = expf(srow[j] - mx); sum += srow[j]; }
+                        float inv = 1.0f / sum;
+                        for (int j = 0; j < nk; j++) srow[j] *= inv;
+                        for (int j = nk; j < kmax; j++) srow[j] = 0;
+                        if (l) l[i] = mx + logf(sum);
+                    }
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, kmax, 1.0f,
+                                S, kmax, v, kld, 0.0f, o, qld);
+                }
+        free(S);
+    }
+}
+
+/* For one (b, h, tile): P = exp(S - lse); dP = dO V^T; dS = P (dP - rowsum(dO o O));
+ * dQ = scale dS K;  dK += scale dS^T Q;  dV += P^T dO. */
+static void block_backward(float *S, float *dP, const float *q, const float *k, const float *v,
+                           const float *o, const float *dout, const float *l, float *dq,
+                           float *dk, float *dv, const mu_attn_shape *s, int b, int t0, int nq,
+                           int kmax, int qld, int kld)
+{
+    const int hd = s->hd;
+    block_scores(S, q, k, s, b, t0, nq, kmax, qld, kld);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, kmax, hd, 1.0f, dout, qld,
+                v, kld, 0.0f, dP, kmax);
+    for (int i = 0; i < nq; i++) {
+        float *srow = S + (size_t)i * kmax, *dprow = dP + (size_t)i * kmax;
+        int nk = n_keys(s, b, t0 + i);
+        double dsum = 0;
+        for (int d = 0; d < hd; d++) dsum += (double)dout[(size_t)i * qld + d] * o[(size_t)i * qld + d];
+        for (int j = 0; j < kmax; j++) {
+            float p = j < nk ? expf(srow[j] - l[i]) : 0.0f;
+            srow[j] = p;                                  /* P */
+            dprow[j] = p * (dprow[j] - (float)dsum) * s->scale;   /* dS * scale */
+        }
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, kmax, 1.0f, dP, kmax,
+                k, kld, 0.0f, dq, qld);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kmax, hd, nq, 1.0f, dP, kmax,
+                q, qld, 1.0f, dk, kld);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kmax, hd, nq, 1.0f, S, kmax,
+                dout, qld, 1.0f, dv, kld);
+}
+
+void cpu_attention_bwd(float *dQ, float *dK, float *dV, const float *dO, const float *O,
+                       const float *lse, const float *Q, const float *K, const float *V,
+                       const mu_attn_shape *s)
+{
+    const int H = s->H, hd = s->hd, group = s->H / s->Hkv, ntile = (s->Tq + QT - 1) / QT;
+    const int qld = H * hd, kld = s->Hkv * hd;
+    #pragma omp parallel
+    {
+        size_t sz = (size_t)QT * (s->Tk > 0 ? s->Tk : 1);
+        float *S = malloc(sz * sizeof *S), *dP = malloc(sz * sizeof *dP);
+        if (!S || !dP) abort();
+        #pragma omp for collapse(2) schedule(dynamic)
+        for (int b = 0; b < s->B; b++)
+            for (int kh = 0; kh < s->Hkv; kh++) {
+                size_t koff = (size_t)b * s->Tk * kld + (size_t)kh * hd;
+                for (int j = 0; j < s->Tk; j++) {
+                    memset(dK + koff + (size_t)j * kld, 0, (size_t)hd * sizeof *dK);
+                    memset(dV + koff + (size_t)j * kld, 0, (size_t)hd * sizeof *dV);
+                }
+                for (int h = kh * group; h < (kh + 1) * group; h++)
+                    for (int tile = 0; tile < ntile; tile++) {
+                        int t0 = tile * QT, nq = s->Tq - t0 < QT ? s->Tq - t0 : QT;
+                        int kmax = n_keys(s, b, t0 + nq - 1);
+                        size_t qoff = ((size_t)b * s->Tq + t0) * qld + (size_t)h * hd;
+                        if (kmax == 0) {
+                            for (int i = 0; i < nq; i++)
+                                memset(dQ + qoff + (size_t)i * qld, 0, (size_t)hd * sizeof *dQ);
+                            continue;
+                        }
+                        block_backward(S, dP, Q + qoff, K + koff, V + koff, O + qoff, dO + qoff,
+                                       lse + ((size_t)b * H + h) * s->Tq + t0, dQ + qoff,
+                                       dK + koff, dV + koff, s, b, t0, nq, kmax, qld, kld);
+                    }
+            }
+        free(S); free(dP);
+    }
+}

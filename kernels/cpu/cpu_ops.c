@@ -1,0 +1,231 @@
+/* cpu_ops.c — CPU forward/backward of the non-attention ops (f32). GEMMs go through
+ * OpenBLAS cblas_sgemm; other loops are OpenMP-parallel when large enough.
+ * Shapes and accumulate/overwrite rules: kernels.h. */
+#include <math.h>
+#include <string.h>
+#include <stdlib.h>
+#include <omp.h>
+#include <cblas.h>
+#include "cpu.h"
+
+#define PAR_MIN 32768   /* elements below which a loop stays serial */
+
+/* ---- matmul: Y[N,M] = X[N,K] W[M,K]^T -------------------------------------------------- */
+void cpu_matmul(float *Y, const float *X, const float *W, int N, int K, int M, int accumulate)
+{
+    if (N <= 0 || M <= 0) return;
+    if (K <= 0) { if (!accumulate) memset(Y, 0, (size_t)N * M * sizeof *Y); return; }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, M, K, 1.0f, X, K, W, K,
+                accumulate ? 1.0f : 0.0f, Y, M);
+}
+
+/* dX[N,K] (+)= dY[N,M] W[M,K];  dW[M,K] += dY^T X */
+void cpu_matmul_bwd(float *dX, float *dW, const float *dY, const float *X, const float *W,
+                    int N, int K, int M, int accumulate_dx)
+{
+    if (N <= 0 || K <= 0) return;
+    if (dX)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, K, M, 1.0f, dY, M, W, K,
+                    accumulate_dx ? 1.0f : 0.0f, dX, K);
+    if (dW && M > 0)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, K, N, 1.0f, dY, M, X, K,
+                    1.0f, dW, K);
+}
+
+/* ---- bias: Y[N,M] += b[M] --------------------------------------------------------------- */
+void cpu_bias_add(float *Y, const float *b, int N, int M)
+{
+    #pragma omp parallel for if ((size_t)N * M > PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        float *y = Y + (size_t)n * M;
+        for (int j = 0; j < M; j++) y[j] += b[j];
+    }
+}
+
+/* db[M] += sum_n dY[n,M]: columns split across threads, rows summed in order. */
+void cpu_bias_add_bwd(float *db, const float *dY, int N, int M)
+{
+    #pragma omp parallel for if ((size_t)N * M > PAR_MIN)
+    for (int j = 0; j < M; j++) {
+        double s = 0;
+        for (int n = 0; n < N; n++) s += dY[(size_t)n * M + j];
+        db[j] += (float)s;
+    }
+}
+
+/* ---- embedding: Y[N,D] = E[ids[n]] ----------------------------------------------------- */
+void cpu_embed(float *Y, const float *E, const int32_t *ids, int N, int D)
+{
+    #pragma omp parallel for if ((size_t)N * D > PAR_MIN)
+    for (int n = 0; n < N; n++)
+        memcpy(Y + (size_t)n * D, E + (size_t)ids[n] * D, (size_t)D * sizeof *Y);
+}
+
+/* dE[ids[n]] += dY[n]: serial over rows (repeated ids), columns split across threads. */
+void cpu_embed_bwd(float *dE, const float *dY, const int32_t *ids, int N, int D)
+{
+    int nt = (size_t)N * D > PAR_MIN ? omp_get_max_threads() : 1;
+    #pragma omp parallel num_threads(nt)
+    {
+        int t = omp_get_thread_num(), T = omp_get_num_threads();
+        int c0 = (int)((int64_t)D * t / T), c1 = (int)((int64_t)D * (t + 1) / T);
+        for (int n = 0; n < N; n++) {
+            float *e = dE + (size_t)ids[n] * D;
+            const float *g = dY + (size_t)n * D;
+            for (int j = c0; j < c1; j++) e[j] += g[j];
+        }
+    }
+}
+
+/* ---- RMSNorm: Y = X * rstd * w, rstd = 1/sqrt(mean(X^2) + eps) ------------------------- */
+void cpu_rmsnorm(float *Y, float *rstd, const float *X, const float *w, int N, int D, float eps)
+{
+    #pragma omp parallel for if ((size_t)N * D > PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        const float *x = X + (size_t)n * D;
+        float *y = Y + (size_t)n * D;
+        double ss = 0;
+        for (int j = 0; j < D; j++) ss += (double)x[j] * x[j];
+        float r = (float)(1.0 / sqrt(ss / D + eps));
+        if (rstd) rstd[n] = r;
+        for (int j = 0; j < D; j++) y[j] = x[j] * r * w[j];
+    }
+}
+
+/* dX += r*w*dY - r^3/D * X * sum_j(dY_j w_j X_j);  dw += sum_n dY*X*r.
+ * dw is reduced through per-thread partial sums. */
+void cpu_rmsnorm_bwd(float *dX, float *dw, const float *dY, const float *X, const float *w,
+                     const float *rstd, int N, int D)
+{
+    int nt = (size_t)N * D > PAR_MIN ? omp_get_max_threads() : 1;
+    float *part = dw ? calloc((size_t)nt * D, sizeof *part) : NULL;
+    if (dw && !part) abort();
+    #pragma omp parallel num_threads(nt)
+    {
+        float *pw = part ? part + (size_t)omp_get_thread_num() * D : NULL;
+        #pragma omp for
+        for (int n = 0; n < N; n++) {
+            const float *x = X + (size_t)n * D, *dy = dY + (size_t)n * D;
+            float *dx = dX + (size_t)n * D;
+            float r = rstd[n];
+            double dot = 0;
+            for (int j = 0; j < D; j++) dot += (double)dy[j] * w[j] * x[j];
+            float c = (float)(dot * r * r * r / D);
+            for (int j = 0; j < D; j++) dx[j] += r * w[j] * dy[j] - c * x[j];
+            if (pw) for (int j = 0; j < D; j++) pw[j] += dy[j] * x[j] * r;
+        }
+    }
+    if (dw) {
+        for (int t = 0; t < nt; t++)
+            for (int j = 0; j < D; j++) dw[j] += part[(size_t)t * D + j];
+        free(part);
+    }
+}
+
+/* ---- RoPE (HF rotate_half): pairs (i, i + hd/2) rotated by pos * inv_freq[i] ----------- */
+static void rope_rotate(float *X, const int32_t *pos, const float *inv_freq, int N, int H,
+                        int hd, float sign)
+{
+    int half = hd / 2;
+    #pragma omp parallel for if ((size_t)N * H * hd > PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        for (int i = 0; i < half; i++) {
+            float a = (float)pos[n] * inv_freq[i];
+            float c = cosf(a), s = sign * sinf(a);
+            for (int h = 0; h < H; h++) {
+                float *x = X + ((size_t)n * H + h) * hd;
+                float x1 = x[i], x2 = x[i + half];
+                x[i] = x1 * c - x2 * s;
+                x[i + half] = x2 * c + x1 * s;
+            }
+        }
+    }
+}
+
+void cpu_rope(float *X, const int32_t *pos, const float *inv_freq, int N, int H, int hd)
+{
+    rope_rotate(X, pos, inv_freq, N, H, hd, 1.0f);
+}
+
+/* The rotation is orthogonal: its transpose is the rotation by -angle. */
+void cpu_rope_bwd(float *dX, const int32_t *pos, const float *inv_freq, int N, int H, int hd)
+{
+    rope_rotate(dX, pos, inv_freq, N, H, hd, -1.0f);
+}
+
+/* ---- SwiGLU: A = silu(G) * U ------------------------------------------------------------ */
+static inline float sigmoidf(float g) { return 1.0f / (1.0f + expf(-g)); }
+
+void cpu_swiglu(float *A, const float *G, const float *U, size_t n)
+{
+    #pragma omp parallel for if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++) A[i] = G[i] * sigmoidf(G[i]) * U[i];
+}
+
+/* silu'(g) = s (1 + g (1 - s)), s = sigmoid(g) */
+void cpu_swiglu_bwd(float *dG, float *dU, const float *dA, const float *G, const float *U,
+                    size_t n)
+{
+    #pragma omp parallel for if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float g = G[i], s = sigmoidf(g);
+        dU[i] = dA[i] * g * s;
+        dG[i] = dA[i] * U[i] * s * (1.0f + g * (1.0f - s));
+    }
+}
+
+/* ---- elementwise ------------------------------------------------------------------------ */
+void cpu_add(float *Y, const float *X, size_t n)
+{
+    #pragma omp parallel for if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++) Y[i] += X[i];
+}
+
+void cpu_scale(float *Y, float alpha, size_t n)
+{
+    #pragma omp parallel for if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++) Y[i] *= alpha;
+}
+
+/* ---- log-softmax and cross-entropy ------------------------------------------------------ */
+static double row_logsumexp(const float *x, int V)
+{
+    float mx = -INFINITY;
+    for (int j = 0; j < V; j++) if (x[j] > mx) mx = x[j];
+    double s = 0;
+    for (int j = 0; j < V; j++) s += exp((double)x[j] - mx);
+    return mx + log(s);
+}
+
+void cpu_log_softmax(float *Y, const float *X, int N, int V)
+{
+    #pragma omp parallel for if ((size_t)N * V > PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        const float *x = X + (size_t)n * V;
+        float *y = Y + (size_t)n * V;
+        double lse = row_logsumexp(x, V);
+        for (int j = 0; j < V; j++) y[j] = (float)(x[j] - lse);
+    }
+}
+
+void cpu_cross_entropy(float *loss, float *dlogits, const float *logits, const int32_t *targets,
+                       int N, int V, float dscale)
+{
+    #pragma omp parallel for if ((size_t)N * V > PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        const float *x = logits + (size_t)n * V;
+        float *d = dlogits ? dlogits + (size_t)n * V : NULL;
+        int y = targets[n];
+        if (y < 0 || y >= V) {
+            loss[n] = 0;
+            if (d) memset(d, 0, (size_t)V * sizeof *d);
+            continue;
+        }
+        double lse = row_logsumexp(x, V);
+        loss[n] = (float)(lse - x[y]);
+        if (d) {
+            for (int j = 0; j < V; j++) d[j] = dscale * (float)exp(x[j] - lse);
+            d[y] -= dscale;
+        }
+    }
+}
