@@ -1,0 +1,317 @@
+/* cli.c — the conventions every mu tool shares: one-line errors and exit codes,
+ * --help/--version/--quiet, a progress bar on a terminal, atomic output files and the
+ * registry of temp files removed when the process dies (mu_die or a fatal signal). */
+#define _GNU_SOURCE
+#include "cli.h"
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef MU_VERSION
+#define MU_VERSION "0.0.0"
+#endif
+
+const char *mu_tool_name = "mu";
+int mu_quiet = 0;
+int mu_progress_on = 0;
+static int cli_argc;
+static char **cli_argv;
+
+/* ---- cleanup registry (async-signal-safe reads: fixed slots, unlink only) ---- */
+
+#define MU_MAX_CLEANUP 64
+static char *volatile cleanup_paths[MU_MAX_CLEANUP];
+
+static void cleanup_run(void) {
+    for (int i = 0; i < MU_MAX_CLEANUP; i++) {
+        char *p = cleanup_paths[i];
+        if (p) unlink(p);
+    }
+}
+
+static void on_fatal_signal(int sig) {
+    cleanup_run();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void install_signal_handlers(void) {
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_fatal_signal;
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = SA_RESETHAND;
+        sigaction(sigs[i], &sa, NULL);
+    }
+}
+
+void mu_cleanup_register(const char *path) {
+    static int handlers_installed;
+    if (!handlers_installed) { install_signal_handlers(); handlers_installed = 1; }
+    char *copy = mu_xstrdup(path);
+    for (int i = 0; i < MU_MAX_CLEANUP; i++) {
+        if (!cleanup_paths[i]) { cleanup_paths[i] = copy; return; }
+    }
+    free(copy);
+    mu_warn("too many temporary files to track; %s will not be removed on abort", path);
+}
+
+void mu_cleanup_unregister(const char *path) {
+    for (int i = 0; i < MU_MAX_CLEANUP; i++) {
+        char *p = cleanup_paths[i];
+        if (p && strcmp(p, path) == 0) {
+            cleanup_paths[i] = NULL;
+            free(p);
+            return;
+        }
+    }
+}
+
+/* ---- init and common options ---- */
+
+void mu_cli_init(const char *tool, int argc, char **argv) {
+    mu_tool_name = tool;
+    cli_argc = argc;
+    cli_argv = argv;
+    opterr = 0; /* unknown options are reported by mu_cli_common as one line */
+    mu_progress_on = isatty(STDERR_FILENO) && !mu_quiet;
+}
+
+int mu_cli_argc(void) { return cli_argc; }
+char **mu_cli_argv(void) { return cli_argv; }
+
+int mu_cli_common(int opt, const char *usage) {
+    switch (opt) {
+    case 'h':
+        fputs(usage, stdout);
+        if (fflush(stdout) != 0 || ferror(stdout)) exit(MU_EXIT_FAIL);
+        exit(MU_EXIT_OK);
+    case 'V':
+        printf("%s (mu) %s\n", mu_tool_name, MU_VERSION);
+        if (fflush(stdout) != 0 || ferror(stdout)) exit(MU_EXIT_FAIL);
+        exit(MU_EXIT_OK);
+    case 'q':
+        mu_quiet = 1;
+        mu_progress_on = 0;
+        return 1;
+    case '?': {
+        const char *bad = optind > 0 && optind <= cli_argc && cli_argv ? cli_argv[optind - 1] : "?";
+        if (optopt && optopt != '?')
+            mu_usage_error("unknown option '-%c' (see --help)", optopt);
+        mu_usage_error("unknown option '%s' (see --help)", bad);
+    }
+    case ':': {
+        const char *bad = optind > 0 && optind <= cli_argc && cli_argv ? cli_argv[optind - 1] : "?";
+        mu_usage_error("option '%s' needs an argument (see --help)", bad);
+    }
+    default:
+        return 0;
+    }
+}
+
+/* ---- messages ---- */
+
+static void vmessage(const char *fmt, va_list ap) {
+    char buf[4096];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    /* one line: newlines inside a message would break "one-line errors" */
+    for (char *c = buf; *c; c++) if (*c == '\n' || *c == '\r') *c = ' ';
+    if (mu_progress_on) fputs("\r\033[K", stderr);
+    fprintf(stderr, "%s: %s\n", mu_tool_name, buf);
+    fflush(stderr);
+}
+
+void mu_die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vmessage(fmt, ap);
+    va_end(ap);
+    cleanup_run();
+    exit(MU_EXIT_FAIL);
+}
+
+void mu_usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vmessage(fmt, ap);
+    va_end(ap);
+    cleanup_run();
+    exit(MU_EXIT_USAGE);
+}
+
+void mu_warn(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char buf[4096];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (mu_progress_on) fputs("\r\033[K", stderr);
+    fprintf(stderr, "%s: warning: %s\n", mu_tool_name, buf);
+    fflush(stderr);
+}
+
+void mu_info(const char *fmt, ...) {
+    if (mu_quiet) return;
+    va_list ap;
+    va_start(ap, fmt);
+    char buf[4096];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (mu_progress_on) fputs("\r\033[K", stderr);
+    fprintf(stderr, "%s: %s\n", mu_tool_name, buf);
+    fflush(stderr);
+}
+
+/* ---- progress ---- */
+
+static double progress_last, progress_start;
+static int progress_drawn;
+
+void mu_progress(const char *label, uint64_t done, uint64_t total) {
+    if (!mu_progress_on) return;
+    double now = mu_now();
+    if (!progress_drawn) progress_start = now;
+    if (progress_drawn && now - progress_last < 0.1 && (total == 0 || done < total)) return;
+    progress_last = now;
+    progress_drawn = 1;
+    double el = now - progress_start, rate = el > 0 ? (double)done / el : 0;
+    if (total) {
+        int width = 30, fill = (int)((double)width * (double)done / (double)total);
+        if (fill > width) fill = width;
+        char bar[64];
+        memset(bar, '#', (size_t)fill);
+        memset(bar + fill, '.', (size_t)(width - fill));
+        bar[width] = 0;
+        double eta = rate > 0 && done <= total ? (double)(total - done) / rate : 0;
+        fprintf(stderr, "\r\033[K%s [%s] %llu/%llu %.0f/s eta %.0fs", label, bar,
+                (unsigned long long)done, (unsigned long long)total, rate, eta);
+    } else {
+        fprintf(stderr, "\r\033[K%s %llu %.0f/s", label, (unsigned long long)done, rate);
+    }
+    fflush(stderr);
+}
+
+void mu_progress_done(void) {
+    if (!mu_progress_on || !progress_drawn) return;
+    fputs("\r\033[K", stderr);
+    fflush(stderr);
+    progress_drawn = 0;
+}
+
+/* ---- atomic output ---- */
+
+int mu_out_open(mu_outfile *o, const char *path) {
+    memset(o, 0, sizeof *o);
+    if (strcmp(path, "-") == 0) {
+        o->fp = stdout;
+        return 0;
+    }
+    size_t n = strlen(path) + 32;
+    o->path = mu_xstrdup(path);
+    o->tmp = mu_xmalloc(n);
+    snprintf(o->tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    mu_cleanup_register(o->tmp);
+    o->fp = fopen(o->tmp, "wb");
+    if (!o->fp) {
+        int e = errno;
+        mu_cleanup_unregister(o->tmp);
+        free(o->path); free(o->tmp);
+        memset(o, 0, sizeof *o);
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+void mu_out_open_or_die(mu_outfile *o, const char *path) {
+    if (mu_out_open(o, path) != 0) mu_die("%s: cannot create: %s", path, strerror(errno));
+}
+
+static void out_free(mu_outfile *o) {
+    free(o->path);
+    free(o->tmp);
+    memset(o, 0, sizeof *o);
+}
+
+int mu_out_commit(mu_outfile *o) {
+    if (!o->fp) { errno = EBADF; return -1; }
+    if (!o->path) { /* stdout */
+        int bad = fflush(o->fp) != 0 || ferror(o->fp);
+        int e = errno;
+        o->fp = NULL;
+        if (bad) { errno = e ? e : EIO; return -1; }
+        return 0;
+    }
+    int bad = fflush(o->fp) != 0 || ferror(o->fp);
+    int e = errno;
+    if (!bad && fsync(fileno(o->fp)) != 0 && errno != EINVAL && errno != EROFS) { bad = 1; e = errno; }
+    if (fclose(o->fp) != 0 && !bad) { bad = 1; e = errno; }
+    o->fp = NULL;
+    if (!bad && rename(o->tmp, o->path) != 0) { bad = 1; e = errno; }
+    if (bad) {
+        unlink(o->tmp);
+        mu_cleanup_unregister(o->tmp);
+        out_free(o);
+        errno = e ? e : EIO;
+        return -1;
+    }
+    mu_cleanup_unregister(o->tmp);
+    out_free(o);
+    return 0;
+}
+
+void mu_out_commit_or_die(mu_outfile *o) {
+    char *path = mu_xstrdup(o->path ? o->path : "<stdout>");
+    if (mu_out_commit(o) != 0) mu_die("%s: cannot write: %s", path, strerror(errno));
+    free(path);
+}
+
+void mu_out_abort(mu_outfile *o) {
+    if (o->path) {
+        if (o->fp) fclose(o->fp);
+        unlink(o->tmp);
+        mu_cleanup_unregister(o->tmp);
+    } else if (o->fp) {
+        fflush(o->fp);
+    }
+    out_free(o);
+}
+
+/* ---- utilities ---- */
+
+void *mu_xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) mu_die("out of memory (%zu bytes)", n);
+    return p;
+}
+
+void *mu_xcalloc(size_t n, size_t sz) {
+    void *p = calloc(n ? n : 1, sz ? sz : 1);
+    if (!p) mu_die("out of memory (%zu x %zu bytes)", n, sz);
+    return p;
+}
+
+void *mu_xrealloc(void *p, size_t n) {
+    void *q = realloc(p, n ? n : 1);
+    if (!q) mu_die("out of memory (%zu bytes)", n);
+    return q;
+}
+
+char *mu_xstrdup(const char *s) {
+    char *p = strdup(s);
+    if (!p) mu_die("out of memory");
+    return p;
+}
+
+double mu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
