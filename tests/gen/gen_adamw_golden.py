@@ -74,3 +74,93 @@ with open(out, "w") as f:
     json.dump({"generator": "tests/gen/gen_adamw_golden.py", "torch": torch.__version__,
                "cases": cases}, f)
 print("wrote", out, os.path.getsize(out), "bytes")
+
+# ---------------------------------------------------------------------------------------
+# Part 2: objectives (lib/objectives.c) — losses and gradients on logits, computed in
+# float64 with autograd from the open-unlearning formulas. Writes objectives.json, read
+# by tests/t_objectives.c. Sums over labeled positions (mu's convention; see objectives.h).
+import torch.nn.functional as F
+
+def objectives_golden():
+    g = torch.Generator().manual_seed(11)
+    T, V = 7, 13
+    z32 = (torch.randn(T, V, generator=g) * 2).float()
+    zw32 = (torch.randn(T, V, generator=g) * 2).float()      # DPO's preferred sequence
+    r32 = (torch.randn(T, V, generator=g) * 2).float()       # reference logits
+    rw32 = (torch.randn(T, V, generator=g) * 2).float()
+    labels = torch.tensor([-1, -1, -1, 4, 0, 12, 7])
+    wlabels = torch.tensor([-1, -1, 2, 9, 5, 5, -1])
+    m = labels >= 0
+    mw = wlabels >= 0
+    out = {"T": T, "V": V, "logits": z32.flatten().tolist(), "wlogits": zw32.flatten().tolist(),
+           "ref": r32.flatten().tolist(), "wref": rw32.flatten().tolist(),
+           "labels": labels.tolist(), "wlabels": wlabels.tolist(), "cases": {}}
+
+    def seq_logp(z, lab, mask):
+        lp = F.log_softmax(z, -1)
+        return lp[mask].gather(-1, lab[mask].unsqueeze(-1)).sum()
+
+    def record(name, fn, params):
+        z = z32.double().requires_grad_(True)
+        zw = zw32.double().requires_grad_(True)
+        loss = fn(z, zw)
+        loss.backward()
+        zero = torch.zeros(T * V, dtype=torch.float64)
+        out["cases"][name] = {"params": params, "loss": float(loss.detach()),
+                              "grad": (z.grad if z.grad is not None else zero).flatten().tolist(),
+                              "wgrad": (zw.grad if zw.grad is not None else zero).flatten().tolist()}
+
+    def ce(z, zw):
+        return F.cross_entropy(z[m], labels[m], reduction="sum")
+    record("ce", ce, {})
+
+    floor = -2.6
+    def log1mp(z, zw):
+        lp = F.log_softmax(z, -1)[m].gather(-1, labels[m].unsqueeze(-1)).squeeze(-1)
+        keep = (lp >= floor).double()
+        return -(torch.log1p(-torch.exp(lp)) * keep).sum()
+    record("log1mp", log1mp, {"floor": floor})
+
+    def wga(z, zw, beta=1.5):
+        ce_t = F.cross_entropy(z[m], labels[m], reduction="none")
+        w = torch.exp(-ce_t).detach() ** beta
+        return -(w * ce_t).sum()
+    record("wga", wga, {"beta": 1.5})
+
+    def undial(z, zw, beta=3.0):
+        r = r32.double()[m]
+        onehot = F.one_hot(labels[m], V).double()
+        q = F.softmax(r - beta * onehot, -1)
+        return F.cross_entropy(z[m], q, reduction="sum")
+    record("undial", undial, {"beta": 3.0})
+
+    def kl(z, zw):
+        rl = F.log_softmax(r32.double()[m], -1)
+        return F.kl_div(F.log_softmax(z[m], -1), rl, reduction="sum", log_target=True)
+    record("kl", kl, {})
+
+    def npo(z, zw, beta=0.7):
+        s = seq_logp(z, labels, m)
+        s_ref = seq_logp(r32.double(), labels, m)
+        return -2 / beta * F.logsigmoid(-beta * (s - s_ref))
+    record("npo", npo, {"beta": 0.7})
+
+    def simnpo(z, zw, beta=2.5, delta=0.3):
+        nll = -seq_logp(z, labels, m)
+        a = nll / m.sum() - delta
+        return -F.logsigmoid(beta * a) * 2 / beta
+    record("simnpo", simnpo, {"beta": 2.5, "delta": 0.3})
+
+    def dpo(z, zw, beta=0.4):
+        win = seq_logp(zw, wlabels, mw) - seq_logp(rw32.double(), wlabels, mw)
+        lose = seq_logp(z, labels, m) - seq_logp(r32.double(), labels, m)
+        return -2 / beta * F.logsigmoid(beta * (win - lose))
+    record("dpo", dpo, {"beta": 0.4})
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden", "train",
+                        "objectives.json")
+    with open(path, "w") as f:
+        json.dump(out, f)
+    print("wrote", path, os.path.getsize(path), "bytes")
+
+objectives_golden()
