@@ -1,0 +1,91 @@
+/* arch.c — the parameter list of a llama-family config, in Hugging Face names. */
+#include "arch.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* role -> HF name pattern (%d = layer) */
+static const struct { const char *role, *fmt; } arch_names[] = {
+    {"embed", "model.embed_tokens.weight"},
+    {"attn_norm", "model.layers.%d.input_layernorm.weight"},
+    {"q", "model.layers.%d.self_attn.q_proj.weight"},
+    {"k", "model.layers.%d.self_attn.k_proj.weight"},
+    {"v", "model.layers.%d.self_attn.v_proj.weight"},
+    {"q_bias", "model.layers.%d.self_attn.q_proj.bias"},
+    {"k_bias", "model.layers.%d.self_attn.k_proj.bias"},
+    {"v_bias", "model.layers.%d.self_attn.v_proj.bias"},
+    {"o", "model.layers.%d.self_attn.o_proj.weight"},
+    {"mlp_norm", "model.layers.%d.post_attention_layernorm.weight"},
+    {"gate", "model.layers.%d.mlp.gate_proj.weight"},
+    {"up", "model.layers.%d.mlp.up_proj.weight"},
+    {"down", "model.layers.%d.mlp.down_proj.weight"},
+    {"final_norm", "model.norm.weight"},
+    {"lm_head", "lm_head.weight"},
+};
+
+int mu_arch_param_name(const char *role, int layer, char *buf, size_t buflen) {
+    for (size_t i = 0; i < sizeof arch_names / sizeof *arch_names; i++)
+        if (!strcmp(arch_names[i].role, role)) {
+            const char *fmt = arch_names[i].fmt;
+            int n = strstr(fmt, "%d") ? snprintf(buf, buflen, fmt, layer) : snprintf(buf, buflen, "%s", fmt);
+            return n < 0 || (size_t)n >= buflen ? -1 : 0;
+        }
+    return -1;
+}
+
+/* Appends one entry; role must be a static string from arch_names. */
+static void arch_add(mu_param_info *p, int *n, const char *role, int layer, int ndim, int64_t d0, int64_t d1) {
+    mu_param_info *e = &p[(*n)++];
+    memset(e, 0, sizeof *e);
+    for (size_t i = 0; i < sizeof arch_names / sizeof *arch_names; i++)
+        if (!strcmp(arch_names[i].role, role)) e->role = arch_names[i].role;
+    mu_arch_param_name(role, layer, e->name, sizeof e->name);
+    e->ndim = ndim;
+    e->shape[0] = d0;
+    e->shape[1] = ndim > 1 ? d1 : 0;
+    e->layer = layer;
+}
+
+int mu_arch_params(const mu_config *c, mu_param_info **out) {
+    if (strcmp(c->arch, "llama") || c->n_layer < 1) return -1;
+    int per_layer = 9 + (c->qkv_bias ? 3 : 0);
+    int cap = 3 + c->n_layer * per_layer;
+    mu_param_info *p = calloc((size_t)cap, sizeof *p);
+    if (!p) return -1;
+    int n = 0;
+    int64_t D = c->d_model, F = c->d_ff, V = c->vocab;
+    int64_t QD = (int64_t)c->n_head * c->head_dim, KD = (int64_t)c->n_kv_head * c->head_dim;
+    arch_add(p, &n, "embed", -1, 2, V, D);
+    for (int l = 0; l < c->n_layer; l++) {
+        arch_add(p, &n, "attn_norm", l, 1, D, 0);
+        arch_add(p, &n, "q", l, 2, QD, D);
+        arch_add(p, &n, "k", l, 2, KD, D);
+        arch_add(p, &n, "v", l, 2, KD, D);
+        if (c->qkv_bias) {
+            arch_add(p, &n, "q_bias", l, 1, QD, 0);
+            arch_add(p, &n, "k_bias", l, 1, KD, 0);
+            arch_add(p, &n, "v_bias", l, 1, KD, 0);
+        }
+        arch_add(p, &n, "o", l, 2, D, QD);
+        arch_add(p, &n, "mlp_norm", l, 1, D, 0);
+        arch_add(p, &n, "gate", l, 2, F, D);
+        arch_add(p, &n, "up", l, 2, F, D);
+        arch_add(p, &n, "down", l, 2, D, F);
+    }
+    arch_add(p, &n, "final_norm", -1, 1, D, 0);
+    if (!c->tie_embeddings) arch_add(p, &n, "lm_head", -1, 2, V, D);
+    *out = p;
+    return n;
+}
+
+int mu_arch_find(const mu_param_info *p, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(p[i].name, name)) return i;
+    return -1;
+}
+
+int64_t mu_arch_numel(const mu_param_info *p, int n) {
+    int64_t s = 0;
+    for (int i = 0; i < n; i++) s += p[i].ndim == 1 ? p[i].shape[0] : p[i].shape[0] * p[i].shape[1];
+    return s;
+}

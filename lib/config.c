@@ -1,0 +1,449 @@
+/* config.c — model hyper-parameters from HF config.json or GGUF metadata, and back to JSON. */
+#include "config.h"
+#include "cli.h"
+#include "gguf.h"
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CFG_MAX_SIZE (1 << 24)   /* any single size above this is certainly a corrupt file */
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t errlen, const char *fmt, ...) {
+    if (!err || !errlen) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+void mu_config_init(mu_config *c) {
+    memset(c, 0, sizeof *c);
+    strcpy(c->arch, "llama");
+    strcpy(c->model_type, "llama");
+    strcpy(c->hidden_act, "silu");
+    c->rms_eps = 1e-6f;
+    c->rope_theta = 10000.0f;
+    c->max_pos = 2048;
+    c->bos_id = c->eos_id = c->pad_id = -1;
+}
+
+/* The HF model types this loader maps onto the llama family engine. */
+static const struct { const char *model_type, *hf_arch; int qkv_bias; } cfg_types[] = {
+    {"llama", "LlamaForCausalLM", 0},
+    {"mistral", "MistralForCausalLM", 0},
+    {"qwen2", "Qwen2ForCausalLM", 1},
+};
+
+static int cfg_type_index(const char *model_type) {
+    for (size_t i = 0; i < sizeof cfg_types / sizeof *cfg_types; i++)
+        if (!strcmp(cfg_types[i].model_type, model_type)) return (int)i;
+    return -1;
+}
+
+/* ------------------------------------------------------------------ JSON in */
+
+typedef struct { const char *name; char *err; size_t errlen; } jctx;
+
+/* Integer field: absent or null keeps *out; present must be an integer in [lo, hi]. */
+static int j_int(jctx *j, json_t *root, const char *key, int *out, long long lo, long long hi) {
+    json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v)) return 0;
+    long long x;
+    if (json_is_integer(v)) x = json_integer_value(v);
+    else if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)) && fabs(json_real_value(v)) < 1e15)
+        x = (long long)json_real_value(v);
+    else {
+        set_err(j->err, j->errlen, "%s: \"%s\" is not an integer", j->name, key);
+        return -1;
+    }
+    if (x < lo || x > hi) {
+        set_err(j->err, j->errlen, "%s: \"%s\" = %lld out of range [%lld, %lld]", j->name, key, x, lo, hi);
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+static int j_num(jctx *j, json_t *root, const char *key, float *out) {
+    json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_number(v) || !isfinite(json_number_value(v))) {
+        set_err(j->err, j->errlen, "%s: \"%s\" is not a finite number", j->name, key);
+        return -1;
+    }
+    *out = (float)json_number_value(v);
+    return 0;
+}
+
+static int j_bool(jctx *j, json_t *root, const char *key, int *out) {
+    json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_boolean(v)) {
+        set_err(j->err, j->errlen, "%s: \"%s\" is not true/false", j->name, key);
+        return -1;
+    }
+    *out = json_is_true(v);
+    return 0;
+}
+
+static int j_str(jctx *j, json_t *root, const char *key, char *out, size_t outlen) {
+    json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_string(v) || strlen(json_string_value(v)) >= outlen) {
+        set_err(j->err, j->errlen, "%s: \"%s\" is not a string (of < %zu chars)", j->name, key, outlen);
+        return -1;
+    }
+    strcpy(out, json_string_value(v));
+    return 0;
+}
+
+/* Token id: an integer, null, or a list of integers (the first is used: Llama 3.1 eos). */
+static int j_token_id(jctx *j, json_t *root, const char *key, int *out) {
+    json_t *v = json_object_get(root, key);
+    if (json_is_array(v)) {
+        if (!json_array_size(v)) return 0;
+        json_t *tmp = json_object();
+        json_object_set(tmp, key, json_array_get(v, 0));
+        int rc = j_int(j, tmp, key, out, 0, INT32_MAX);
+        json_decref(tmp);
+        return rc;
+    }
+    return j_int(j, root, key, out, 0, INT32_MAX);
+}
+
+static int j_rope_scaling(jctx *j, json_t *root, mu_config *c) {
+    json_t *rs = json_object_get(root, "rope_scaling");
+    if (!rs || json_is_null(rs)) return 0;
+    if (!json_is_object(rs)) {
+        set_err(j->err, j->errlen, "%s: \"rope_scaling\" is not an object", j->name);
+        return -1;
+    }
+    char type[16] = "";
+    if (j_str(j, rs, "type", type, sizeof type) || j_str(j, rs, "rope_type", type, sizeof type)) return -1;
+    if (!strcmp(type, "default")) return 0;
+    if (strcmp(type, "llama3") && strcmp(type, "linear")) {
+        set_err(j->err, j->errlen, "%s: rope_scaling type \"%s\" not supported (llama3, linear)", j->name, type);
+        return -1;
+    }
+    strcpy(c->rope_scaling, type);
+    c->rope_factor = 1;
+    c->rope_low_freq = 1;
+    c->rope_high_freq = 4;
+    c->rope_orig_max_pos = 8192;
+    if (j_num(j, rs, "factor", &c->rope_factor) || j_num(j, rs, "low_freq_factor", &c->rope_low_freq) ||
+        j_num(j, rs, "high_freq_factor", &c->rope_high_freq) ||
+        j_int(j, rs, "original_max_position_embeddings", &c->rope_orig_max_pos, 1, INT32_MAX))
+        return -1;
+    return 0;
+}
+
+static int cfg_from_json(json_t *root, jctx *j, mu_config *c) {
+    mu_config_init(c);
+    if (!json_is_object(root)) {
+        set_err(j->err, j->errlen, "%s: not a JSON object", j->name);
+        return -1;
+    }
+    if (j_str(j, root, "model_type", c->model_type, sizeof c->model_type)) return -1;
+    int ti = cfg_type_index(c->model_type);
+    if (ti < 0) {
+        set_err(j->err, j->errlen, "%s: model_type \"%s\" not supported (llama, mistral, qwen2)", j->name,
+                c->model_type);
+        return -1;
+    }
+    c->qkv_bias = cfg_types[ti].qkv_bias;
+    c->tie_embeddings = 0;
+    if (j_int(j, root, "num_hidden_layers", &c->n_layer, 1, CFG_MAX_SIZE) ||
+        j_int(j, root, "hidden_size", &c->d_model, 1, CFG_MAX_SIZE) ||
+        j_int(j, root, "num_attention_heads", &c->n_head, 1, CFG_MAX_SIZE) ||
+        j_int(j, root, "intermediate_size", &c->d_ff, 1, CFG_MAX_SIZE) ||
+        j_int(j, root, "vocab_size", &c->vocab, 1, CFG_MAX_SIZE))
+        return -1;
+    if (!c->n_layer || !c->d_model || !c->n_head || !c->d_ff || !c->vocab) {
+        set_err(j->err, j->errlen, "%s: missing one of num_hidden_layers, hidden_size, num_attention_heads, "
+                "intermediate_size, vocab_size", j->name);
+        return -1;
+    }
+    c->n_kv_head = c->n_head;
+    c->head_dim = c->d_model / c->n_head;
+    if (j_int(j, root, "num_key_value_heads", &c->n_kv_head, 1, CFG_MAX_SIZE) ||
+        j_int(j, root, "head_dim", &c->head_dim, 1, CFG_MAX_SIZE) ||
+        j_int(j, root, "max_position_embeddings", &c->max_pos, 1, INT32_MAX) ||
+        j_num(j, root, "rms_norm_eps", &c->rms_eps) || j_num(j, root, "rope_theta", &c->rope_theta) ||
+        j_bool(j, root, "tie_word_embeddings", &c->tie_embeddings) ||
+        j_bool(j, root, "attention_bias", &c->qkv_bias) ||
+        j_token_id(j, root, "bos_token_id", &c->bos_id) || j_token_id(j, root, "eos_token_id", &c->eos_id) ||
+        j_token_id(j, root, "pad_token_id", &c->pad_id) ||
+        j_str(j, root, "hidden_act", c->hidden_act, sizeof c->hidden_act) || j_rope_scaling(j, root, c))
+        return -1;
+    int mlp_bias = 0;
+    if (j_bool(j, root, "mlp_bias", &mlp_bias)) return -1;
+    if (mlp_bias) {
+        set_err(j->err, j->errlen, "%s: mlp_bias true is not supported", j->name);
+        return -1;
+    }
+    char verr[256];
+    if (mu_config_validate(c, verr, sizeof verr)) {
+        set_err(j->err, j->errlen, "%s: %s", j->name, verr);
+        return -1;
+    }
+    return 0;
+}
+
+int mu_config_from_json_str(const char *json, size_t len, const char *name, mu_config *c,
+                            char *err, size_t errlen) {
+    json_error_t je;
+    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        set_err(err, errlen, "%s: invalid JSON at line %d: %s", name, je.line, je.text);
+        return -1;
+    }
+    jctx j = {name, err, errlen};
+    int rc = cfg_from_json(root, &j, c);
+    json_decref(root);
+    return rc;
+}
+
+int mu_config_from_json_file(const char *path, mu_config *c, char *err, size_t errlen) {
+    json_error_t je;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        if (errno == ENOENT && je.line < 0) set_err(err, errlen, "%s: %s", path, strerror(ENOENT));
+        else set_err(err, errlen, "%s: invalid JSON at line %d: %s", path, je.line, je.text);
+        return -1;
+    }
+    jctx j = {path, err, errlen};
+    int rc = cfg_from_json(root, &j, c);
+    json_decref(root);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ GGUF in */
+
+static int gg_req_u32(const mu_gguf *g, const char *arch, const char *suffix, int *out, char *err, size_t errlen) {
+    char key[128];
+    uint32_t v;
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    if (mu_gguf_get_u32(g, key, &v) || v == 0 || v > CFG_MAX_SIZE) {
+        set_err(err, errlen, "%s: metadata %s missing or out of range", mu_gguf_path(g), key);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static void gg_opt_f32(const mu_gguf *g, const char *arch, const char *suffix, float *out) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    mu_gguf_get_f32(g, key, out);
+}
+
+static void gg_opt_id(const mu_gguf *g, const char *key, int *out) {
+    uint32_t v;
+    if (!mu_gguf_get_u32(g, key, &v) && v <= INT32_MAX) *out = (int)v;
+}
+
+int mu_config_from_gguf(const mu_gguf *g, mu_config *c, char *err, size_t errlen) {
+    mu_config_init(c);
+    const char *s;
+    size_t n;
+    if (mu_gguf_get_str(g, "general.architecture", &s, &n) || n >= sizeof c->model_type) {
+        set_err(err, errlen, "%s: metadata general.architecture missing", mu_gguf_path(g));
+        return -1;
+    }
+    char arch[32];
+    memcpy(arch, s, n);
+    arch[n] = 0;
+    int ti = cfg_type_index(arch);
+    if (ti < 0) {
+        set_err(err, errlen, "%s: architecture \"%s\" not supported (llama, mistral, qwen2)", mu_gguf_path(g), arch);
+        return -1;
+    }
+    strcpy(c->model_type, arch);
+    if (gg_req_u32(g, arch, "block_count", &c->n_layer, err, errlen) ||
+        gg_req_u32(g, arch, "embedding_length", &c->d_model, err, errlen) ||
+        gg_req_u32(g, arch, "feed_forward_length", &c->d_ff, err, errlen) ||
+        gg_req_u32(g, arch, "attention.head_count", &c->n_head, err, errlen))
+        return -1;
+    c->n_kv_head = c->n_head;
+    c->head_dim = c->d_model / c->n_head;
+    char key[128];
+    snprintf(key, sizeof key, "%s.attention.head_count_kv", arch);
+    if (mu_gguf_kv_type(g, key) >= 0 && gg_req_u32(g, arch, "attention.head_count_kv", &c->n_kv_head, err, errlen))
+        return -1;
+    snprintf(key, sizeof key, "%s.attention.key_length", arch);
+    if (mu_gguf_kv_type(g, key) >= 0 && gg_req_u32(g, arch, "attention.key_length", &c->head_dim, err, errlen))
+        return -1;
+    snprintf(key, sizeof key, "%s.context_length", arch);
+    if (mu_gguf_kv_type(g, key) >= 0 && gg_req_u32(g, arch, "context_length", &c->max_pos, err, errlen))
+        return -1;
+    gg_opt_f32(g, arch, "attention.layer_norm_rms_epsilon", &c->rms_eps);
+    gg_opt_f32(g, arch, "rope.freq_base", &c->rope_theta);
+    /* vocab: {arch}.vocab_size, else the token list, else token_embd's rows */
+    uint64_t nt;
+    snprintf(key, sizeof key, "%s.vocab_size", arch);
+    uint32_t v32;
+    int64_t ne[MU_GGUF_MAX_DIMS];
+    if (!mu_gguf_get_u32(g, key, &v32)) c->vocab = (int)v32;
+    else if (!mu_gguf_arr_len(g, "tokenizer.ggml.tokens", &nt, NULL) && nt <= CFG_MAX_SIZE) c->vocab = (int)nt;
+    else if (!mu_gguf_tensor_info(g, mu_gguf_find_tensor(g, "token_embd.weight"), NULL, NULL, ne, NULL, NULL))
+        c->vocab = (int)ne[1];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
+    if (!mu_gguf_get_str(g, key, &s, &n) && !(n == 4 && !memcmp(s, "none", 4))) {
+        if (!(n == 6 && !memcmp(s, "linear", 6))) {
+            set_err(err, errlen, "%s: %s \"%.*s\" not supported (linear)", mu_gguf_path(g), key, (int)n, s);
+            return -1;
+        }
+        strcpy(c->rope_scaling, "linear");
+        c->rope_factor = 1;
+        gg_opt_f32(g, arch, "rope.scaling.factor", &c->rope_factor);
+    }
+    gg_opt_id(g, "tokenizer.ggml.bos_token_id", &c->bos_id);
+    gg_opt_id(g, "tokenizer.ggml.eos_token_id", &c->eos_id);
+    gg_opt_id(g, "tokenizer.ggml.padding_token_id", &c->pad_id);
+    c->tie_embeddings = mu_gguf_find_tensor(g, "output.weight") < 0;
+    c->qkv_bias = mu_gguf_find_tensor(g, "blk.0.attn_q.bias") >= 0;
+    char verr[256];
+    if (mu_config_validate(c, verr, sizeof verr)) {
+        set_err(err, errlen, "%s: %s", mu_gguf_path(g), verr);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ checks */
+
+int mu_config_validate(const mu_config *c, char *err, size_t errlen) {
+    if (strcmp(c->arch, "llama")) { set_err(err, errlen, "arch \"%s\" not supported", c->arch); return -1; }
+    if (c->n_layer < 1 || c->d_model < 1 || c->n_head < 1 || c->n_kv_head < 1 || c->head_dim < 1 ||
+        c->d_ff < 1 || c->vocab < 1 || c->max_pos < 1) {
+        set_err(err, errlen, "sizes must be positive (layers %d, d_model %d, heads %d, kv heads %d, head_dim %d, "
+                "d_ff %d, vocab %d, max_pos %d)", c->n_layer, c->d_model, c->n_head, c->n_kv_head, c->head_dim,
+                c->d_ff, c->vocab, c->max_pos);
+        return -1;
+    }
+    if (c->n_layer > 4096 || c->d_model > CFG_MAX_SIZE || c->d_ff > CFG_MAX_SIZE || c->vocab > CFG_MAX_SIZE ||
+        (int64_t)c->n_head * c->head_dim > CFG_MAX_SIZE) {
+        set_err(err, errlen, "sizes implausibly large");
+        return -1;
+    }
+    if (c->n_head % c->n_kv_head) {
+        set_err(err, errlen, "attention heads %d not a multiple of kv heads %d", c->n_head, c->n_kv_head);
+        return -1;
+    }
+    if (c->head_dim % 2) { set_err(err, errlen, "head_dim %d must be even (rotary)", c->head_dim); return -1; }
+    if (!(c->rms_eps > 0) || !(c->rope_theta > 0) || !isfinite(c->rms_eps) || !isfinite(c->rope_theta)) {
+        set_err(err, errlen, "rms_norm_eps and rope_theta must be positive");
+        return -1;
+    }
+    if (c->rope_scaling[0]) {
+        if (strcmp(c->rope_scaling, "llama3") && strcmp(c->rope_scaling, "linear")) {
+            set_err(err, errlen, "rope scaling \"%s\" not supported", c->rope_scaling);
+            return -1;
+        }
+        if (!(c->rope_factor > 0) ||
+            (!strcmp(c->rope_scaling, "llama3") &&
+             (!(c->rope_high_freq > c->rope_low_freq) || !(c->rope_low_freq > 0) || c->rope_orig_max_pos < 1))) {
+            set_err(err, errlen, "rope scaling parameters invalid");
+            return -1;
+        }
+    }
+    if (strcmp(c->hidden_act, "silu")) {
+        set_err(err, errlen, "hidden_act \"%s\" not supported (silu)", c->hidden_act);
+        return -1;
+    }
+    const int ids[3] = {c->bos_id, c->eos_id, c->pad_id};
+    const char *idn[3] = {"bos", "eos", "pad"};
+    for (int i = 0; i < 3; i++)
+        if (ids[i] < -1 || ids[i] >= c->vocab) {
+            set_err(err, errlen, "%s_token_id %d outside the vocabulary (%d)", idn[i], ids[i], c->vocab);
+            return -1;
+        }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ JSON out */
+
+/* The shortest decimal that reads back as the same float, as a JSON real. */
+static json_t *j_float(float f) {
+    char buf[32];
+    for (int p = 1; p <= 9; p++) {
+        snprintf(buf, sizeof buf, "%.*g", p, (double)f);
+        if (strtof(buf, NULL) == f) break;
+    }
+    return json_real(strtod(buf, NULL));
+}
+
+static json_t *j_id(int id) { return id < 0 ? json_null() : json_integer(id); }
+
+int mu_config_write_json_dtype(const mu_config *c, const char *torch_dtype, const char *path,
+                               char *err, size_t errlen) {
+    char verr[256];
+    if (mu_config_validate(c, verr, sizeof verr)) {
+        set_err(err, errlen, "%s: %s", path, verr);
+        return -1;
+    }
+    int ti = cfg_type_index(c->model_type);
+    if (ti < 0) ti = 0;
+    json_t *r = json_object();
+    json_object_set_new(r, "architectures", json_pack("[s]", cfg_types[ti].hf_arch));
+    json_object_set_new(r, "model_type", json_string(cfg_types[ti].model_type));
+    json_object_set_new(r, "hidden_size", json_integer(c->d_model));
+    json_object_set_new(r, "intermediate_size", json_integer(c->d_ff));
+    json_object_set_new(r, "num_hidden_layers", json_integer(c->n_layer));
+    json_object_set_new(r, "num_attention_heads", json_integer(c->n_head));
+    json_object_set_new(r, "num_key_value_heads", json_integer(c->n_kv_head));
+    json_object_set_new(r, "head_dim", json_integer(c->head_dim));
+    json_object_set_new(r, "vocab_size", json_integer(c->vocab));
+    json_object_set_new(r, "max_position_embeddings", json_integer(c->max_pos));
+    json_object_set_new(r, "rms_norm_eps", j_float(c->rms_eps));
+    json_object_set_new(r, "rope_theta", j_float(c->rope_theta));
+    if (!c->rope_scaling[0]) json_object_set_new(r, "rope_scaling", json_null());
+    else if (!strcmp(c->rope_scaling, "linear"))
+        json_object_set_new(r, "rope_scaling", json_pack("{s:s, s:o}", "rope_type", "linear", "factor",
+                                                         j_float(c->rope_factor)));
+    else
+        json_object_set_new(r, "rope_scaling",
+                            json_pack("{s:s, s:o, s:o, s:o, s:i}", "rope_type", "llama3", "factor",
+                                      j_float(c->rope_factor), "low_freq_factor", j_float(c->rope_low_freq),
+                                      "high_freq_factor", j_float(c->rope_high_freq),
+                                      "original_max_position_embeddings", c->rope_orig_max_pos));
+    json_object_set_new(r, "hidden_act", json_string(c->hidden_act));
+    json_object_set_new(r, "tie_word_embeddings", json_boolean(c->tie_embeddings));
+    if (strcmp(cfg_types[ti].model_type, "qwen2")) {
+        json_object_set_new(r, "attention_bias", json_boolean(c->qkv_bias));
+        json_object_set_new(r, "mlp_bias", json_false());
+    }
+    json_object_set_new(r, "bos_token_id", j_id(c->bos_id));
+    json_object_set_new(r, "eos_token_id", j_id(c->eos_id));
+    json_object_set_new(r, "pad_token_id", j_id(c->pad_id));
+    if (torch_dtype) json_object_set_new(r, "torch_dtype", json_string(torch_dtype));
+    char *text = json_dumps(r, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+    json_decref(r);
+    mu_outfile o;
+    if (!text || mu_out_open(&o, path)) {
+        set_err(err, errlen, "%s: %s", path, text ? strerror(errno) : "cannot encode JSON");
+        free(text);
+        return -1;
+    }
+    int ok = fputs(text, o.fp) >= 0 && fputc('\n', o.fp) != EOF;
+    free(text);
+    if (!ok) {
+        set_err(err, errlen, "%s: write failed: %s", path, strerror(errno));
+        mu_out_abort(&o);
+        return -1;
+    }
+    if (mu_out_commit(&o)) {
+        set_err(err, errlen, "%s: write failed: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int mu_config_write_json(const mu_config *c, const char *path, char *err, size_t errlen) {
+    return mu_config_write_json_dtype(c, NULL, path, err, errlen);
+}
