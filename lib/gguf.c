@@ -133,9 +133,18 @@ static void dq_q6_k(const uint8_t *b, float *y) {
     }
 }
 
+int mu_ggml_can_dequant(int type) {
+    switch (type) {
+    case MU_GGML_F32: case MU_GGML_F16: case MU_GGML_BF16: case MU_GGML_F64: case MU_GGML_Q4_0:
+    case MU_GGML_Q4_1: case MU_GGML_Q5_0: case MU_GGML_Q5_1: case MU_GGML_Q8_0: case MU_GGML_Q8_1:
+    case MU_GGML_Q6_K: return 1;
+    default: return 0;
+    }
+}
+
 int mu_ggml_dequant(int type, const void *src, size_t src_bytes, float *dst, size_t n) {
     const ggml_type_info *ti = ggml_info(type);
-    if (!ti || n % (size_t)ti->block) return -1;
+    if (!ti || !mu_ggml_can_dequant(type) || n % (size_t)ti->block) return -1;
     size_t nb = n / (size_t)ti->block;
     if (nb > src_bytes / (size_t)ti->bytes) return -1;
     const uint8_t *p = src;

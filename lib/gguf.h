@@ -68,4 +68,5 @@ int mu_gguf_tensor_f32(const mu_gguf *g, const char *name, float *dst, size_t n,
                        char *err, size_t errlen);
 /* Dequantizes n elements of one ggml type from raw bytes (n a multiple of the block size). */
 int mu_ggml_dequant(int ggml_type, const void *src, size_t src_bytes, float *dst, size_t n);
+int mu_ggml_can_dequant(int ggml_type);            /* 1 if mu_ggml_dequant handles the type */
 #endif

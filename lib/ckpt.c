@@ -1,0 +1,629 @@
+/* ckpt.c — a model checkpoint (HF directory or GGUF file) with deltas stacked on top. */
+#include "ckpt.h"
+#include "arch.h"
+#include "stream.h"
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <xxhash.h>
+
+typedef struct {
+    char *path;
+    mu_st *st;
+} ck_delta;
+
+struct mu_ckpt {
+    char *path, *dir;
+    mu_config cfg;
+    mu_gguf *g;                 /* GGUF checkpoint */
+    int gguf_permuted;          /* llama.cpp permuted q/k rows (architecture "llama") */
+    mu_st **shard;              /* HF checkpoint */
+    int n_shard;
+    char **files;               /* base files, for the digest (sorted) */
+    int n_files;
+    ck_delta *delta;
+    int n_delta;
+    char digest[33], base_digest[33];
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t errlen, const char *fmt, ...) {
+    if (!err || !errlen) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static char *join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static int is_file(const char *p) {
+    struct stat st;
+    return !stat(p, &st) && S_ISREG(st.st_mode);
+}
+
+static int shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
+    size_t o = 0;
+    o += (size_t)snprintf(buf + o, n - o, "[");
+    for (int d = 0; d < ndim && o < n; d++) o += (size_t)snprintf(buf + o, n - o, d ? ",%lld" : "%lld", (long long)shape[d]);
+    if (o < n) snprintf(buf + o, n - o, "]");
+    return 0;
+}
+
+static void add_file(mu_ckpt *c, const char *path) {
+    c->files = realloc(c->files, sizeof *c->files * (size_t)(c->n_files + 1));
+    c->files[c->n_files++] = strdup(path);
+}
+
+void mu_ckpt_close(mu_ckpt *c) {
+    if (!c) return;
+    mu_gguf_close(c->g);
+    for (int i = 0; i < c->n_shard; i++) mu_st_close(c->shard[i]);
+    free(c->shard);
+    for (int i = 0; i < c->n_files; i++) free(c->files[i]);
+    free(c->files);
+    for (int i = 0; i < c->n_delta; i++) { free(c->delta[i].path); mu_st_close(c->delta[i].st); }
+    free(c->delta);
+    free(c->path);
+    free(c->dir);
+    free(c);
+}
+
+/* ------------------------------------------------------------------ GGUF names */
+
+/* HF name -> GGUF name; 0 ok, -1 not a known llama tensor. */
+static int gguf_name(const char *hf, char *out, size_t n) {
+    static const struct { const char *hf, *gg; } glob[] = {
+        {"model.embed_tokens.weight", "token_embd.weight"},
+        {"model.norm.weight", "output_norm.weight"},
+        {"lm_head.weight", "output.weight"},
+    };
+    static const struct { const char *hf, *gg; } layer[] = {
+        {"self_attn.q_proj", "attn_q"}, {"self_attn.k_proj", "attn_k"}, {"self_attn.v_proj", "attn_v"},
+        {"self_attn.o_proj", "attn_output"}, {"mlp.gate_proj", "ffn_gate"}, {"mlp.up_proj", "ffn_up"},
+        {"mlp.down_proj", "ffn_down"}, {"input_layernorm", "attn_norm"},
+        {"post_attention_layernorm", "ffn_norm"},
+    };
+    for (size_t i = 0; i < sizeof glob / sizeof *glob; i++)
+        if (!strcmp(hf, glob[i].hf)) return snprintf(out, n, "%s", glob[i].gg) >= (int)n ? -1 : 0;
+    int l, pos = 0;
+    if (sscanf(hf, "model.layers.%d.%n", &l, &pos) != 1 || !pos || l < 0) return -1;
+    const char *rest = hf + pos;
+    for (size_t i = 0; i < sizeof layer / sizeof *layer; i++) {
+        size_t k = strlen(layer[i].hf);
+        if (!strncmp(rest, layer[i].hf, k) && (!strcmp(rest + k, ".weight") || !strcmp(rest + k, ".bias")))
+            return snprintf(out, n, "blk.%d.%s%s", l, layer[i].gg, rest + k) >= (int)n ? -1 : 0;
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------------ stored tensors */
+
+typedef struct {
+    int found;
+    mu_dtype dtype;             /* for GGUF quantized: MU_F32 */
+    int ndim;
+    int64_t shape[MU_MAX_DIMS]; /* PyTorch order */
+    int shard, idx;             /* HF: shard and index; GGUF: tensor index */
+    int ggml_type;
+} ck_tensor;
+
+static ck_tensor ck_lookup(const mu_ckpt *c, const char *hf) {
+    ck_tensor t = {0};
+    if (c->g) {
+        char gn[128];
+        if (gguf_name(hf, gn, sizeof gn) || (t.idx = mu_gguf_find_tensor(c->g, gn)) < 0) return t;
+        int64_t ne[MU_GGUF_MAX_DIMS];
+        mu_gguf_tensor_info(c->g, t.idx, &t.ggml_type, &t.ndim, ne, NULL, NULL);
+        for (int d = 0; d < t.ndim; d++) t.shape[d] = ne[t.ndim - 1 - d];
+        t.dtype = t.ggml_type == MU_GGML_F16 ? MU_F16 : t.ggml_type == MU_GGML_BF16 ? MU_BF16 : MU_F32;
+        t.found = 1;
+        return t;
+    }
+    for (int s = 0; s < c->n_shard; s++) {
+        int i = mu_st_find(c->shard[s], hf);
+        if (i < 0) continue;
+        mu_st_info(c->shard[s], i, &t.dtype, &t.ndim, t.shape, NULL, NULL);
+        t.shard = s;
+        t.idx = i;
+        t.found = 1;
+        return t;
+    }
+    return t;
+}
+
+int mu_ckpt_has(const mu_ckpt *c, const char *hf_name) { return ck_lookup(c, hf_name).found; }
+
+int mu_ckpt_dtype(const mu_ckpt *c, const char *hf_name, mu_dtype *dt) {
+    ck_tensor t = ck_lookup(c, hf_name);
+    if (!t.found) return -1;
+    *dt = t.dtype;
+    return 0;
+}
+
+static int same_shape(int n1, const int64_t *s1, int n2, const int64_t *s2) {
+    if (n1 != n2) return 0;
+    for (int d = 0; d < n1; d++)
+        if (s1[d] != s2[d]) return 0;
+    return 1;
+}
+
+/* llama.cpp stores q/k rows of each head interleaved (rows 2i, 2i+1 = HF rows i, i+hd/2).
+ * Undo: HF[h*hd + j*hd/2 + i] = GGUF[h*hd + 2i + j]. rows = n_heads*hd, cols per row. */
+static void unpermute_rows(float *x, int64_t rows, int64_t cols, int n_heads) {
+    int64_t hd = rows / n_heads, half = hd / 2;
+    float *tmp = malloc(sizeof *tmp * (size_t)(hd * cols));
+    if (!tmp) abort();
+    for (int h = 0; h < n_heads; h++) {
+        float *blk = x + (int64_t)h * hd * cols;
+        memcpy(tmp, blk, sizeof *tmp * (size_t)(hd * cols));
+        for (int64_t i = 0; i < half; i++)
+            for (int j = 0; j < 2; j++)
+                memcpy(blk + (j * half + i) * cols, tmp + (2 * i + j) * cols, sizeof *tmp * (size_t)cols);
+    }
+    free(tmp);
+}
+
+static int read_base(mu_ckpt *c, const char *hf, const ck_tensor *t, float *dst, size_t n, char *err, size_t errlen) {
+    if (!c->g) return mu_st_read_f32(c->shard[t->shard], t->idx, dst, n, err, errlen);
+    if (mu_gguf_tensor_f32(c->g, mu_gguf_tensor_name(c->g, t->idx), dst, n, err, errlen)) return -1;
+    if (c->gguf_permuted) {
+        size_t k = strlen(hf);
+        int q = k > 13 && (!strcmp(hf + k - 14, "q_proj.weight") || !strcmp(hf + k - 12, "q_proj.bias"));
+        int kk = k > 13 && (!strcmp(hf + k - 14, "k_proj.weight") || !strcmp(hf + k - 12, "k_proj.bias"));
+        if (q || kk) {
+            int heads = q ? c->cfg.n_head : c->cfg.n_kv_head;
+            int64_t rows = t->shape[0], cols = t->ndim > 1 ? t->shape[1] : 1;
+            if (rows % (2 * heads)) {
+                set_err(err, errlen, "%s: tensor %s: %lld rows do not split into %d heads", c->path, hf,
+                        (long long)rows, heads);
+                return -1;
+            }
+            unpermute_rows(dst, rows, cols, heads);
+        }
+    }
+    return 0;
+}
+
+/* One element of a float dtype at p -> f32. */
+static float elem_f32(mu_dtype dt, const uint8_t *p) {
+    switch (dt) {
+    case MU_F16: return mu_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
+    case MU_BF16: return mu_bf16_to_f32((uint16_t)(p[0] | p[1] << 8));
+    case MU_F64: { double d; memcpy(&d, p, 8); return (float)d; }
+    default: { float f; memcpy(&f, p, 4); return f; }
+    }
+}
+
+static int is_float_dtype(mu_dtype d) { return d == MU_F32 || d == MU_F16 || d == MU_BF16 || d == MU_F64; }
+
+static int has_suffix(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+/* Applies one delta's entries for `hf` onto dst (n elements, already validated at add). */
+static int apply_delta(const ck_delta *d, const char *hf, float *dst, size_t n, char *err, size_t errlen) {
+    int i = mu_st_find(d->st, hf);
+    if (i >= 0) return mu_st_read_f32(d->st, i, dst, n, err, errlen);
+    char key[160];
+    snprintf(key, sizeof key, "%s%s", hf, MU_DELTA_IDX_SUFFIX);
+    int ii = mu_st_find(d->st, key);
+    if (ii < 0) return 0;
+    snprintf(key, sizeof key, "%s%s", hf, MU_DELTA_VAL_SUFFIX);
+    int vi = mu_st_find(d->st, key);
+    const void *ip, *vp;
+    size_t inb;
+    mu_dtype vdt;
+    mu_st_info(d->st, ii, NULL, NULL, NULL, &ip, &inb);
+    mu_st_info(d->st, vi, &vdt, NULL, NULL, &vp, NULL);
+    size_t cnt = inb / 8, vs = mu_dtype_size(vdt);
+    for (size_t k = 0; k < cnt; k++) {
+        int64_t at;
+        memcpy(&at, (const uint8_t *)ip + 8 * k, 8);
+        if (at < 0 || (uint64_t)at >= n) {
+            set_err(err, errlen, "%s: %s::idx[%zu] = %lld out of range", d->path, hf, k, (long long)at);
+            return -1;
+        }
+        dst[at] = elem_f32(vdt, (const uint8_t *)vp + vs * k);
+    }
+    return 0;
+}
+
+int mu_ckpt_read_f32(mu_ckpt *c, const char *hf_name, int ndim, const int64_t *shape, float *dst,
+                     char *err, size_t errlen) {
+    ck_tensor t = ck_lookup(c, hf_name);
+    if (!t.found) {
+        set_err(err, errlen, "%s: no tensor %s", c->path, hf_name);
+        return -1;
+    }
+    if (!same_shape(t.ndim, t.shape, ndim, shape)) {
+        char a[128], b[128];
+        shape_str(a, sizeof a, t.ndim, t.shape);
+        shape_str(b, sizeof b, ndim, shape);
+        set_err(err, errlen, "%s: tensor %s: shape %s but config needs %s", c->path, hf_name, a, b);
+        return -1;
+    }
+    size_t n = (size_t)mu_shape_numel(ndim, shape);
+    if (read_base(c, hf_name, &t, dst, n, err, errlen)) return -1;
+    for (int i = 0; i < c->n_delta; i++)
+        if (apply_delta(&c->delta[i], hf_name, dst, n, err, errlen)) return -1;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ checks */
+
+int mu_ckpt_check_arch(mu_ckpt *c, char *err, size_t errlen) {
+    mu_param_info *p;
+    int n = mu_arch_params(&c->cfg, &p);
+    if (n < 0) {
+        set_err(err, errlen, "%s: architecture %s not supported", c->path, c->cfg.arch);
+        return -1;
+    }
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        ck_tensor t = ck_lookup(c, p[i].name);
+        if (!t.found) {
+            set_err(err, errlen, "%s: no tensor %s (config needs it)", c->path, p[i].name);
+            rc = -1;
+        } else if (!same_shape(t.ndim, t.shape, p[i].ndim, p[i].shape)) {
+            char a[128], b[128];
+            shape_str(a, sizeof a, t.ndim, t.shape);
+            shape_str(b, sizeof b, p[i].ndim, p[i].shape);
+            set_err(err, errlen, "%s: tensor %s: shape %s but config needs %s", c->path, p[i].name, a, b);
+            rc = -1;
+        } else if (!c->g && !is_float_dtype(t.dtype)) {
+            set_err(err, errlen, "%s: tensor %s: dtype %s is not a float type", c->path, p[i].name,
+                    mu_dtype_name(t.dtype));
+            rc = -1;
+        } else if (c->g && !mu_ggml_can_dequant(t.ggml_type)) {
+            set_err(err, errlen, "%s: tensor %s: ggml type %s cannot be dequantized", c->path, p[i].name,
+                    mu_gguf_type_name(t.ggml_type));
+            rc = -1;
+        }
+    }
+    free(p);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ opening */
+
+static int open_shard(mu_ckpt *c, const char *file, char *err, size_t errlen) {
+    for (int i = 0; i < c->n_files; i++)
+        if (!strcmp(c->files[i], file)) return 0;
+    mu_st *s = mu_st_open(file, err, errlen);
+    if (!s) return -1;
+    c->shard = realloc(c->shard, sizeof *c->shard * (size_t)(c->n_shard + 1));
+    c->shard[c->n_shard++] = s;
+    add_file(c, file);
+    return 0;
+}
+
+/* model.safetensors.index.json: {"weight_map": {tensor: shard file}}; every listed tensor
+ * must be in its shard. */
+static int open_index(mu_ckpt *c, const char *index, char *err, size_t errlen) {
+    json_error_t je;
+    json_t *root = json_load_file(index, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        set_err(err, errlen, "%s: invalid JSON at line %d: %s", index, je.line, je.text);
+        return -1;
+    }
+    int rc = 0;
+    json_t *wm = json_object_get(root, "weight_map");
+    if (!json_is_object(wm)) {
+        set_err(err, errlen, "%s: no \"weight_map\" object", index);
+        rc = -1;
+    }
+    const char *name;
+    json_t *v;
+    if (!rc) json_object_foreach(wm, name, v) {
+        const char *f = json_string_value(v);
+        if (!f || !*f || strchr(f, '/') || !strcmp(f, "..") || !strcmp(f, ".")) {
+            set_err(err, errlen, "%s: weight_map[%s]: not a file name in the model directory", index, name);
+            rc = -1;
+            break;
+        }
+        char *path = join(c->dir, f);
+        rc = open_shard(c, path, err, errlen);
+        if (!rc) {
+            int s;
+            for (s = 0; s < c->n_files && strcmp(c->files[s], path); s++) {}
+            if (mu_st_find(c->shard[s], name) < 0) {
+                set_err(err, errlen, "%s: weight_map says %s is in %s but it is not", index, name, f);
+                rc = -1;
+            }
+        }
+        free(path);
+        if (rc) break;
+    }
+    json_decref(root);
+    return rc;
+}
+
+static int open_hf_dir(mu_ckpt *c, char *err, size_t errlen) {
+    char *cfg = join(c->dir, "config.json");
+    int rc = mu_config_from_json_file(cfg, &c->cfg, err, errlen);
+    if (!rc) add_file(c, cfg);
+    free(cfg);
+    if (rc) return -1;
+    char *index = join(c->dir, "model.safetensors.index.json");
+    char *single = join(c->dir, "model.safetensors");
+    if (is_file(index)) {
+        add_file(c, index);
+        rc = open_index(c, index, err, errlen);
+    } else if (is_file(single)) {
+        rc = open_shard(c, single, err, errlen);
+    } else {
+        set_err(err, errlen, "%s: no model.safetensors or model.safetensors.index.json", c->dir);
+        rc = -1;
+    }
+    free(index);
+    free(single);
+    return rc;
+}
+
+static int file_is_gguf(const char *path) {
+    FILE *f = fopen(path, "rb");
+    char m[4] = {0};
+    if (!f) return 0;
+    size_t n = fread(m, 1, 4, f);
+    fclose(f);
+    return n == 4 && !memcmp(m, "GGUF", 4);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+mu_ckpt *mu_ckpt_open(const char *path, char *err, size_t errlen) {
+    mu_ckpt *c = calloc(1, sizeof *c);
+    if (!c) { set_err(err, errlen, "%s: out of memory", path); return NULL; }
+    c->path = strdup(path);
+    struct stat st;
+    if (stat(path, &st)) {
+        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        c->dir = strdup(path);
+        if (open_hf_dir(c, err, errlen)) goto fail;
+    } else {
+        const char *slash = strrchr(path, '/');
+        c->dir = slash ? strndup(path, (size_t)(slash - path + (slash == path))) : strdup(".");
+        const char *base = slash ? slash + 1 : path;
+        if (file_is_gguf(path)) {
+            if (!(c->g = mu_gguf_open(path, err, errlen)) || mu_config_from_gguf(c->g, &c->cfg, err, errlen))
+                goto fail;
+            const char *a;
+            size_t an;
+            c->gguf_permuted = !mu_gguf_get_str(c->g, "general.architecture", &a, &an) && an == 5 &&
+                               !memcmp(a, "llama", 5);
+            add_file(c, path);
+        } else if (!strcmp(base, "config.json")) {
+            free(c->path);
+            c->path = strdup(c->dir);
+            if (open_hf_dir(c, err, errlen)) goto fail;
+        } else {
+            set_err(err, errlen, "%s: not a model directory, config.json or GGUF file", path);
+            goto fail;
+        }
+    }
+    qsort(c->files, (size_t)c->n_files, sizeof *c->files, cmp_str);
+    if (mu_ckpt_check_arch(c, err, errlen)) goto fail;
+    return c;
+fail:
+    mu_ckpt_close(c);
+    return NULL;
+}
+
+const mu_config *mu_ckpt_config(const mu_ckpt *c) { return &c->cfg; }
+const char *mu_ckpt_path(const mu_ckpt *c) { return c->path; }
+const char *mu_ckpt_dir(const mu_ckpt *c) { return c->dir; }
+int mu_ckpt_is_gguf(const mu_ckpt *c) { return c->g != NULL; }
+const mu_gguf *mu_ckpt_gguf(const mu_ckpt *c) { return c->g; }
+int mu_ckpt_n_deltas(const mu_ckpt *c) { return c->n_delta; }
+
+/* ------------------------------------------------------------------ digests */
+
+/* XXH3-128 over "name\tdigest\n" lines, as 32 hex chars. */
+static void hash_lines(const char *text, char out[33]) {
+    XXH128_hash_t h = XXH3_128bits(text, strlen(text));
+    XXH128_canonical_t cn;
+    XXH128_canonicalFromHash(&cn, h);
+    for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", cn.digest[i]);
+}
+
+static int digest_of(char **files, int n, const char *prefix, char out[33]) {
+    size_t cap = 64 + (prefix ? strlen(prefix) : 0);
+    for (int i = 0; i < n; i++) cap += strlen(files[i]) + 40;
+    char *text = malloc(cap), d[33];
+    size_t o = (size_t)snprintf(text, cap, "%s", prefix ? prefix : "");
+    for (int i = 0; i < n; i++) {
+        if (mu_file_digest(files[i], d)) { free(text); return -1; }
+        const char *slash = strrchr(files[i], '/');
+        o += (size_t)snprintf(text + o, cap - o, "%s\t%s\n", slash ? slash + 1 : files[i], d);
+    }
+    hash_lines(text, out);
+    free(text);
+    return 0;
+}
+
+int mu_ckpt_base_digest(mu_ckpt *c, char out[33]) {
+    if (!c->base_digest[0]) {
+        if (c->g) {
+            if (mu_file_digest(c->files[0], c->base_digest)) return -1;
+        } else if (digest_of(c->files, c->n_files, NULL, c->base_digest)) {
+            return -1;
+        }
+    }
+    memcpy(out, c->base_digest, 33);
+    return 0;
+}
+
+int mu_ckpt_digest(mu_ckpt *c, char out[33]) {
+    char base[33];
+    if (mu_ckpt_base_digest(c, base)) return -1;
+    if (!c->n_delta) { memcpy(out, base, 33); return 0; }
+    if (!c->digest[0]) {
+        char **paths = malloc(sizeof *paths * (size_t)c->n_delta), prefix[48];
+        for (int i = 0; i < c->n_delta; i++) paths[i] = c->delta[i].path;
+        snprintf(prefix, sizeof prefix, "base\t%s\n", base);
+        int rc = digest_of(paths, c->n_delta, prefix, c->digest);
+        free(paths);
+        if (rc) return -1;
+    }
+    memcpy(out, c->digest, 33);
+    return 0;
+}
+
+int mu_delta_writer_init(mu_st_writer *w, mu_ckpt *c) {
+    char d[33];
+    if (mu_ckpt_base_digest(c, d)) return -1;
+    mu_st_writer_meta(w, "format", MU_DELTA_FORMAT);
+    mu_st_writer_meta(w, "version", MU_DELTA_VERSION);
+    mu_st_writer_meta(w, "base", d);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ deltas */
+
+/* A sparse pair NAME::idx / NAME::val: I64 1-D sorted unique in-range indices and 1-D float
+ * values of the same count. */
+static int check_sparse(mu_ckpt *c, mu_st *d, const char *dpath, const char *base, int ii, char *err, size_t errlen) {
+    char key[160];
+    snprintf(key, sizeof key, "%s%s", base, MU_DELTA_VAL_SUFFIX);
+    int vi = mu_st_find(d, key);
+    if (vi < 0) {
+        set_err(err, errlen, "%s: %s%s has no matching %s", dpath, base, MU_DELTA_IDX_SUFFIX, key);
+        return -1;
+    }
+    mu_dtype idt, vdt;
+    int ind, vnd;
+    int64_t ish[MU_MAX_DIMS], vsh[MU_MAX_DIMS];
+    const void *ip;
+    mu_st_info(d, ii, &idt, &ind, ish, &ip, NULL);
+    mu_st_info(d, vi, &vdt, &vnd, vsh, NULL, NULL);
+    if (idt != MU_I64 || ind != 1) {
+        set_err(err, errlen, "%s: %s%s must be a 1-D I64 tensor", dpath, base, MU_DELTA_IDX_SUFFIX);
+        return -1;
+    }
+    if (!is_float_dtype(vdt) || vnd != 1 || vsh[0] != ish[0]) {
+        set_err(err, errlen, "%s: %s must be a 1-D float tensor of %lld values (as many as indices)", dpath, key,
+                (long long)ish[0]);
+        return -1;
+    }
+    ck_tensor t = ck_lookup(c, base);
+    int64_t numel = mu_shape_numel(t.ndim, t.shape), prev = -1;
+    for (int64_t k = 0; k < ish[0]; k++) {
+        int64_t at;
+        memcpy(&at, (const uint8_t *)ip + 8 * k, 8);
+        if (at < 0 || at >= numel) {
+            set_err(err, errlen, "%s: %s%s[%lld] = %lld out of range [0, %lld)", dpath, base, MU_DELTA_IDX_SUFFIX,
+                    (long long)k, (long long)at, (long long)numel);
+            return -1;
+        }
+        if (at <= prev) {
+            set_err(err, errlen, "%s: %s%s[%lld] = %lld not after %lld (indices must be sorted, unique)", dpath,
+                    base, MU_DELTA_IDX_SUFFIX, (long long)k, (long long)at, (long long)prev);
+            return -1;
+        }
+        prev = at;
+    }
+    return 0;
+}
+
+static int check_delta(mu_ckpt *c, mu_st *d, const char *dpath, char *err, size_t errlen) {
+    const char *fmt = mu_st_metadata(d, "format"), *ver = mu_st_metadata(d, "version"),
+               *base = mu_st_metadata(d, "base");
+    if (!fmt || strcmp(fmt, MU_DELTA_FORMAT)) {
+        set_err(err, errlen, "%s: not a mu delta (__metadata__ format is not \"%s\")", dpath, MU_DELTA_FORMAT);
+        return -1;
+    }
+    if (!ver || strcmp(ver, MU_DELTA_VERSION)) {
+        set_err(err, errlen, "%s: delta version %s not supported (%s)", dpath, ver ? ver : "(none)", MU_DELTA_VERSION);
+        return -1;
+    }
+    char bd[33];
+    if (base) {
+        if (mu_ckpt_base_digest(c, bd)) {
+            set_err(err, errlen, "%s: cannot digest the model files", c->path);
+            return -1;
+        }
+        if (strcmp(base, bd)) {
+            set_err(err, errlen, "%s: made for base model %s, but %s is %s", dpath, base, c->path, bd);
+            return -1;
+        }
+    }
+    for (int i = 0; i < mu_st_count(d); i++) {
+        const char *name = mu_st_name(d, i);
+        char bname[160];
+        if (has_suffix(name, MU_DELTA_VAL_SUFFIX)) {
+            snprintf(bname, sizeof bname, "%.*s%s", (int)(strlen(name) - strlen(MU_DELTA_VAL_SUFFIX)), name,
+                     MU_DELTA_IDX_SUFFIX);
+            if (mu_st_find(d, bname) < 0) {
+                set_err(err, errlen, "%s: %s has no matching %s", dpath, name, bname);
+                return -1;
+            }
+            continue;  /* checked with its ::idx */
+        }
+        int sparse = has_suffix(name, MU_DELTA_IDX_SUFFIX);
+        size_t bl = strlen(name) - (sparse ? strlen(MU_DELTA_IDX_SUFFIX) : 0);
+        if (bl >= sizeof bname) {
+            set_err(err, errlen, "%s: tensor name too long: %.60s...", dpath, name);
+            return -1;
+        }
+        memcpy(bname, name, bl);
+        bname[bl] = 0;
+        ck_tensor t = ck_lookup(c, bname);
+        if (!t.found) {
+            set_err(err, errlen, "%s: tensor %s is not in the model %s", dpath, bname, c->path);
+            return -1;
+        }
+        if (sparse) {
+            if (mu_st_find(d, bname) >= 0) {
+                set_err(err, errlen, "%s: %s is both dense and sparse", dpath, bname);
+                return -1;
+            }
+            if (check_sparse(c, d, dpath, bname, i, err, errlen)) return -1;
+            continue;
+        }
+        mu_dtype dt;
+        int nd;
+        int64_t sh[MU_MAX_DIMS];
+        mu_st_info(d, i, &dt, &nd, sh, NULL, NULL);
+        if (!same_shape(nd, sh, t.ndim, t.shape)) {
+            char a[128], b[128];
+            shape_str(a, sizeof a, nd, sh);
+            shape_str(b, sizeof b, t.ndim, t.shape);
+            set_err(err, errlen, "%s: tensor %s: shape %s but the model has %s", dpath, bname, a, b);
+            return -1;
+        }
+        if (!is_float_dtype(dt)) {
+            set_err(err, errlen, "%s: tensor %s: dtype %s is not a float type", dpath, bname, mu_dtype_name(dt));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int mu_ckpt_add_delta(mu_ckpt *c, const char *delta_path, char *err, size_t errlen) {
+    mu_st *d = mu_st_open(delta_path, err, errlen);
+    if (!d) return -1;
+    if (check_delta(c, d, delta_path, err, errlen)) {
+        mu_st_close(d);
+        return -1;
+    }
+    c->delta = realloc(c->delta, sizeof *c->delta * (size_t)(c->n_delta + 1));
+    c->delta[c->n_delta].path = strdup(delta_path);
+    c->delta[c->n_delta].st = d;
+    c->n_delta++;
+    c->digest[0] = 0;
+    return 0;
+}
