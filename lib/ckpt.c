@@ -215,7 +215,7 @@ static int has_suffix(const char *s, const char *suf) {
 static int apply_delta(const ck_delta *d, const char *hf, float *dst, size_t n, char *err, size_t errlen) {
     int i = mu_st_find(d->st, hf);
     if (i >= 0) return mu_st_read_f32(d->st, i, dst, n, err, errlen);
-    char key[160];
+    char key[256];
     snprintf(key, sizeof key, "%s%s", hf, MU_DELTA_IDX_SUFFIX);
     int ii = mu_st_find(d->st, key);
     if (ii < 0) return 0;
@@ -497,7 +497,7 @@ int mu_delta_writer_init(mu_st_writer *w, mu_ckpt *c) {
 /* A sparse pair NAME::idx / NAME::val: I64 1-D sorted unique in-range indices and 1-D float
  * values of the same count. */
 static int check_sparse(mu_ckpt *c, mu_st *d, const char *dpath, const char *base, int ii, char *err, size_t errlen) {
-    char key[160];
+    char key[256];
     snprintf(key, sizeof key, "%s%s", base, MU_DELTA_VAL_SUFFIX);
     int vi = mu_st_find(d, key);
     if (vi < 0) {
