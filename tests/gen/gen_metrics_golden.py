@@ -1,0 +1,266 @@
+#!/usr/bin/env python3
+"""gen_metrics_golden.py — golden values for lib/metrics (tests/t_metrics.c) and
+mu-score (tests/sh/t_score.sh) from the reference Python libraries.
+
+Run from the project root with the golden venv (numpy, scipy, scikit-learn,
+rouge_score, nltk, msgpack, zstandard):
+    /root/gold/bin/python tests/gen/gen_metrics_golden.py
+Writes tests/golden/metrics/:
+  rouge.json       rouge_score RougeScorer(['rouge1','rougeL'], use_stemmer=True/False)
+                   on sentence pairs (TOFU-like answers, edits, punctuation, Unicode)
+  porter.json      nltk PorterStemmer().stem on tricky words
+  ks.json          scipy.stats.ks_2samp(method='auto') on LCG-generated samples
+                   (both the exact and the asymptotic branch, ties, n1 == n2 and not)
+  kolmogorov.json  scipy.stats.kstwo.sf(x, n) and scipy.special.smirnov(n, x) grids
+  auc.json         sklearn.metrics.roc_auc_score with ties
+  zlib.json        len(zlib.compress(text))
+  score.outputs.mpk.zst, score.reference.mpk.zst, score.expected.json
+                   a small outputs stream (written with msgpack + zstandard exactly as
+                   man/mu-stream.5 describes) and the numbers mu-score must print.
+Samples for ks.json come from a 64-bit LCG the C test re-creates, so large samples
+need no data in the file.
+"""
+import json, math, os, random, zlib
+import numpy as np
+import scipy.stats, scipy.special
+from sklearn.metrics import roc_auc_score
+from rouge_score import rouge_scorer
+from nltk.stem import porter
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden", "metrics")
+os.makedirs(OUT, exist_ok=True)
+rng = random.Random(1234)
+
+
+def dump(name, obj):
+    with open(os.path.join(OUT, name), "w") as f:
+        json.dump(obj, f, indent=0, ensure_ascii=False)
+        f.write("\n")
+
+
+# ---------------- ROUGE ----------------
+def tofu_answers():
+    path = os.path.join(os.path.dirname(OUT), "..", "..", "..", "shared", "data", "tofu", "forget10_perturbed.jsonl")
+    out = []
+    if os.path.exists(path):
+        for line in open(path):
+            r = json.loads(line)
+            out.append((r["answer"], r["paraphrased_answer"]))
+            for p in r["perturbed_answer"][:2]:
+                out.append((r["answer"], p))
+    return out
+
+
+def mutate(s):
+    w = s.split()
+    for _ in range(rng.randint(0, 4)):
+        op = rng.randint(0, 3)
+        if not w:
+            break
+        i = rng.randrange(len(w))
+        if op == 0:
+            del w[i]
+        elif op == 1:
+            w.insert(i, rng.choice(["the", "Running", "happily", "nationalization", "(x)", "A.", "42"]))
+        elif op == 2:
+            w[i] = w[i].upper()
+        else:
+            j = rng.randrange(len(w))
+            w[i], w[j] = w[j], w[i]
+    return " ".join(w)
+
+
+pairs = tofu_answers()
+rng.shuffle(pairs)
+pairs = pairs[:150]
+base = ["The cat sat on the mat.", "cats are running quickly!", "Running runs ran runner",
+        "Generalization of conditional rationality", "hopping hoped hoping hopeful",
+        "", "   ", "!!!", "Kelvin \u212a and \u0130stanbul caf\u00e9 na\u00efve", "ABC-def_ghi 123x",
+        "It was relational, operational and national.", "skies skiing sky dying lying",
+        "one two three four five six", "six five four three two one"]
+for a in base:
+    for b in base[:8]:
+        pairs.append((a, b))
+for a, _ in list(pairs[:60]):
+    pairs.append((a, mutate(a)))
+rouge = []
+for stem in (True, False):
+    sc = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=stem)
+    for t, p in pairs:
+        s = sc.score(t, p)
+        rouge.append({"stem": int(stem), "target": t, "prediction": p,
+                      "r1": [s["rouge1"].precision, s["rouge1"].recall, s["rouge1"].fmeasure],
+                      "rl": [s["rougeL"].precision, s["rougeL"].recall, s["rougeL"].fmeasure]})
+dump("rouge.json", rouge)
+
+st = porter.PorterStemmer()
+words = ["caresses", "ponies", "ties", "cats", "feed", "agreed", "plastered", "bled", "motoring",
+         "sing", "conflated", "troubled", "sized", "hopping", "tanned", "falling", "hissing",
+         "fizzed", "failing", "filing", "happy", "sky", "relational", "conditional", "rational",
+         "valenci", "hesitanci", "digitizer", "conformabli", "radicalli", "differentli", "vileli",
+         "analogousli", "vietnamization", "predication", "operator", "feudalism", "decisiveness",
+         "hopefulness", "callousness", "formaliti", "sensitiviti", "sensibiliti", "triplicate",
+         "formative", "formalize", "electriciti", "electrical", "hopeful", "goodness", "revival",
+         "allowance", "inference", "airliner", "gyroscopic", "adjustable", "defensible",
+         "irritant", "replacement", "adjustment", "dependent", "adoption", "homologou",
+         "communism", "activate", "angulariti", "homologous", "effective", "bowdlerize",
+         "probate", "rate", "cease", "controll", "roll", "yyyy", "syzygy", "enjoy", "dying",
+         "lying", "innings", "generously", "fullness", "archaeology", "analogi", "spied", "died",
+         "flies", "skies", "news", "howe", "succeed", "proceeding", "exceeded", "abc123ing"]
+dump("porter.json", [[w, st.stem(w)] for w in words])
+
+
+# ---------------- KS ----------------
+M64 = (1 << 64) - 1
+
+
+def lcg_sample(seed, n, r, shift):
+    """x_i = ((state >> 33) % r) / r + shift with state = state*A + C mod 2^64."""
+    s = seed & M64
+    out = []
+    for _ in range(n):
+        s = (s * 6364136223846793005 + 1442695040888963407) & M64
+        out.append(((s >> 33) % r) / r + shift)
+    return out
+
+
+ks = []
+cases = [(5, 5, 1000, 0.0), (8, 8, 3, 0.1), (10, 7, 1000, 0.2), (20, 30, 50, 0.05),
+         (40, 40, 1 << 30, 0.1), (40, 200, 1 << 30, 0.15), (100, 80, 20, 0.0), (200, 200, 1 << 30, 0.05),
+         (400, 400, 1 << 30, 0.02), (400, 399, 1 << 30, 0.03), (1, 1, 10, 0.0), (1, 7, 10, 0.5),
+         (3, 1000, 1 << 30, 0.0), (1000, 1000, 1 << 30, 0.01), (999, 1001, 100, 0.0),
+         (2500, 4000, 1 << 30, 0.02), (10000, 10000, 1 << 30, 0.005), (50, 50, 1 << 30, 0.3),
+         (12000, 30, 1 << 30, 0.05), (10001, 5, 1 << 30, 0.1), (20000, 15000, 1 << 30, 0.01),
+         (11000, 11000, 1 << 30, 0.004), (15000, 400, 1 << 30, 0.0), (64, 96, 7, 0.0),
+         (300, 7000, 1 << 30, 0.01), (2, 3, 10, 0.0), (30, 30, 1 << 30, 1.0), (60, 45, 1 << 30, 0.2)]
+for i, (n1, n2, r, shift) in enumerate(cases):
+    a = lcg_sample(1000 + i, n1, r, 0.0)
+    b = lcg_sample(5000 + i, n2, r, shift)
+    res = scipy.stats.ks_2samp(a, b, method="auto")
+    ks.append({"seed_a": 1000 + i, "seed_b": 5000 + i, "n1": n1, "n2": n2, "r": r, "shift": shift,
+               "statistic": float(res.statistic), "pvalue": float(res.pvalue)})
+dump("ks.json", ks)
+
+kol = []
+for n in (3, 10, 50, 140, 141, 500, 2000, 8000, 20000, 120000):
+    for x in (0.001, 0.01, 0.02, 0.05, 0.08, 0.1, 0.2, 0.3, 0.45, 0.6, 0.9):
+        kol.append({"n": n, "x": x, "kstwo_sf": float(scipy.stats.kstwo.sf(x, n)),
+                    "smirnov": float(scipy.special.smirnov(n, x))})
+dump("kolmogorov.json", kol)
+
+
+# ---------------- ROC AUC ----------------
+auc = []
+for i in range(40):
+    n = rng.randint(2, 60)
+    levels = rng.choice([3, 10, 1000])
+    score = [rng.randrange(levels) / levels for _ in range(n)]
+    label = [rng.randint(0, 1) for _ in range(n)]
+    label[0], label[1] = 0, 1
+    auc.append({"score": score, "label": label, "auc": float(roc_auc_score(label, score))})
+dump("auc.json", auc)
+
+texts = ["", "a", "hello hello hello hello", "The quick brown fox jumps over the lazy dog. " * 5,
+         "caf\u00e9 na\u00efve \u2014 \u65e5\u672c\u8a9e", "".join(chr(rng.randint(32, 126)) for _ in range(300))]
+dump("zlib.json", [{"text": t, "len": len(zlib.compress(t.encode("utf-8")))} for t in texts])
+
+
+# ---------------- an outputs stream for mu-score ----------------
+import msgpack, zstandard
+
+
+def tensor(dtype, arr):
+    arr = np.asarray(arr, dtype={"f32": "<f4", "i32": "<i4"}[dtype])
+    return {"dtype": dtype, "shape": list(arr.shape), "data": arr.tobytes()}
+
+
+def write_stream(path, kind, records):
+    cctx = zstandard.ZstdCompressor(write_checksum=True)
+    header = {"format": "mu-stream", "version": [1, 0], "kind": kind,
+              "producer": {"tool": "gen_metrics_golden.py", "version": "0", "args": []},
+              "inputs": [], "meta": {}}
+    body = msgpack.packb(header, use_bin_type=True)
+    for r in records:
+        body += msgpack.packb(r, use_bin_type=True)
+    with open(path, "wb") as f:
+        f.write(cctx.compress(body))
+
+
+def make_records(seed, nrec):
+    g = np.random.default_rng(seed)
+    recs = []
+    for i in range(nrec):
+        split = "forget" if i % 2 == 0 else "retain"
+        m = int(g.integers(2, 7))
+        tl = np.log(g.uniform(0.05, 1.0, m)).astype(np.float32)
+        ranks = g.integers(0, 3, m).astype(np.int32)
+        k = 4
+        cl = (-g.uniform(1, 12, k)).astype(np.float32)
+        cn = g.integers(1, 6, k).astype(np.int32)
+        ans = int(g.integers(0, k))
+        words = ["alpha", "beta", "gamma", "delta", "running", "ran"]
+        target = " ".join(g.choice(words, 4))
+        gen = target if i % 3 == 0 else " ".join(g.choice(words, 3))
+        recs.append({"id": i, "meta": {"split": split, "topic": "t%d" % (i % 3)},
+                     "target_logprobs": tensor("f32", tl), "target_ranks": tensor("i32", ranks),
+                     "choice_logprobs": tensor("f32", cl), "choice_ntokens": tensor("i32", cn),
+                     "answer": ans, "generation_text": (" " + gen + "\n") if i % 4 == 0 else gen,
+                     "target_text": target,
+                     "text_logprobs": tensor("f32", tl)})
+    return recs
+
+
+recs = make_records(7, 24)
+ref = make_records(8, 24)
+write_stream(os.path.join(OUT, "score.outputs.mpk.zst"), "outputs", recs)
+write_stream(os.path.join(OUT, "score.reference.mpk.zst"), "outputs", ref)
+
+
+def arr(r, key):
+    t = r[key]
+    return np.frombuffer(t["data"], dtype={"f32": "<f4", "i32": "<i4"}[t["dtype"]]).astype(np.float64)
+
+
+def truth_ratio(r):
+    cl, cn, a = arr(r, "choice_logprobs"), arr(r, "choice_ntokens"), r["answer"]
+    norm = cl / cn
+    pert = np.delete(norm, a).mean()
+    return math.exp(pert - norm[a])
+
+
+sc = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=True)
+expected = {}
+for split in ("forget", "retain"):
+    rs = [r for r in recs if r["meta"]["split"] == split]
+    e = {}
+    e["n"] = len(rs)
+    e["choice_acc"] = float(np.mean([int(np.argmax(arr(r, "choice_logprobs")) == r["answer"]) for r in rs]))
+    e["choice_prob"] = float(np.mean([scipy.special.softmax(arr(r, "choice_logprobs"))[r["answer"]] for r in rs]))
+    e["target_prob"] = float(np.mean([math.exp(arr(r, "target_logprobs").sum()) for r in rs]))
+    e["answer_prob"] = float(np.mean([math.exp(arr(r, "target_logprobs").mean()) for r in rs]))
+    e["target_loss"] = float(np.mean([-arr(r, "target_logprobs").mean() for r in rs]))
+    tl = np.concatenate([arr(r, "text_logprobs") for r in rs])
+    e["text_loss"] = float(-tl.mean())
+    e["perplexity"] = float(math.exp(-tl.mean()))
+    e["exact_match"] = float(np.mean([int(r["generation_text"].strip() == r["target_text"].strip()) for r in rs]))
+    e["rougeL_recall"] = float(np.mean([sc.score(r["target_text"], r["generation_text"])["rougeL"].recall for r in rs]))
+    e["rouge1_recall"] = float(np.mean([sc.score(r["target_text"], r["generation_text"])["rouge1"].recall for r in rs]))
+    e["exact_memorization"] = float(np.mean([np.mean(arr(r, "target_ranks") == 0) for r in rs]))
+    es = []
+    for r in rs:
+        rk = arr(r, "target_ranks")
+        for k in range(len(rk)):
+            if np.all(rk[k:] == 0):
+                break
+        es.append(1 - k / len(rk))
+    e["extraction_strength"] = float(np.mean(es))
+    trs = np.array([truth_ratio(r) for r in rs])
+    e["truth_ratio"] = float(np.mean(np.minimum(trs, 1 / (trs + 1e-10)))) if split == "forget" \
+        else float(np.mean(np.maximum(0, 1 - trs)))
+    e["min_k"] = float(np.mean([-np.mean(np.sort(arr(r, "text_logprobs"))[:max(1, int(len(arr(r, "text_logprobs")) * 0.2))]) for r in rs]))
+    if split == "forget":
+        rt = np.array([truth_ratio(r) for r in ref if r["meta"]["split"] == "forget"])
+        e["forget_quality"] = float(scipy.stats.ks_2samp(trs, rt).pvalue)
+    expected[split] = e
+dump("score.expected.json", expected)
+print("wrote", OUT)
