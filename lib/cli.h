@@ -22,6 +22,9 @@ char **mu_cli_argv(void);
 
 /* Handles the options every tool has, given getopt_long's result:
  * 'h' (--help: print usage to stdout, exit 0), 'V' (--version), 'q' (--quiet).
+ * Also '?' and ':' from getopt (unknown option / missing argument): a one-line usage
+ * error and exit 2 (mu_cli_init sets opterr = 0 so getopt itself prints nothing;
+ * put ':' first in the optstring to get ':' for a missing argument).
  * Returns 1 if handled. usage is the full --help text. */
 int mu_cli_common(int opt, const char *usage);
 /* getopt_long entries for the common options; append to each tool's table. */

@@ -48,6 +48,10 @@ void mu_pack_kv_tensor(msgpack_packer *pk, const char *key, mu_dtype dt, int ndi
 /* ---- reading ---- */
 typedef struct mu_reader mu_reader;
 
+/* Largest msgpack object (record) a reader accepts, in bytes (default 4 GiB); a larger
+ * one, even merely claimed by a length prefix, is an error, never an allocation. */
+extern size_t mu_stream_max_record;
+
 /* Opens path ("-" = stdin). expect_kind NULL accepts any kind. On failure returns NULL
  * and writes a one-line message ("file: what") into err. */
 mu_reader *mu_reader_open(const char *path, const char *expect_kind, char *err, size_t errlen);
