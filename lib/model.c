@@ -1,0 +1,1014 @@
+/* model.c — the Llama-family transformer, written once against the backend interface
+ * (kernels.h): forward with hooks, explicit backward into trainable parameters only,
+ * KV-cache decoding. API and conventions: model.h. */
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "model.h"
+#include "ckpt.h"
+#include "rng.h"
+
+/* Stages of a layer in forward order. Backward at stage s computes the gradient into
+ * the stage's input only when something below it (a trainable parameter or a gradient
+ * hook) still needs it: depth(L, s) = L * S_COUNT + s orders all of them. */
+enum {
+    S_RESID_PRE, S_ATTN_NORM, S_QKV, S_ATTN_HEAD, S_O, S_ATTN_OUT, S_RESID_MID,
+    S_MLP_NORM, S_GATEUP, S_MLP_IN, S_MLP_POST, S_DOWN, S_MLP_OUT, S_RESID_POST, S_COUNT
+};
+#define DEPTH_EMBED (-1)
+
+typedef struct { int attn_norm, q, k, v, qb, kb, vb, o, mlp_norm, gate, up, down; } layer_params;
+
+/* What one layer keeps from a forward. x: layer input (resid_pre) [N,D]; q [N,H*hd]
+ * (after rope), k, v [N,Hkv*hd] (after rope), o [N,H*hd] attention output, lse [B,H,T],
+ * mid [N,D] resid_mid, rstd1/rstd2 [N], g, u, a [N,F]. In inference all layers share one
+ * set (x alternates between two buffers). */
+typedef struct { float *x, *q, *k, *v, *o, *lse, *mid, *rstd1, *rstd2, *g, *u, *a; } layer_acts;
+
+struct mu_kvcache {
+    mu_model *m;
+    int B, max_T;
+    int32_t *len;            /* host [B] */
+    float **k, **v;          /* per layer [B, max_T, Hkv*hd] */
+};
+
+struct mu_model {
+    mu_config cfg;
+    const mu_backend *be;
+    int n_params;
+    mu_param *p;
+    layer_params *lp;
+    int embed, final_norm, lm_head;   /* lm_head == embed when tied */
+    float *inv_freq;                  /* host [hd/2] */
+    int D, H, Hkv, hd, F, V, NL, qd, kd;
+
+    /* the last forward */
+    int B, T, N, train, layers_run, full, last_only, have_train;
+    int32_t *ids, *lens, *pos0, *pos, *klen;   /* host [N], [B], [B], [N], [B] */
+
+    /* workspace (backend buffers), reallocated when a batch needs more */
+    int cap_N, cap_train;
+    size_t cap_logits;
+    void **ws; int n_ws, cap_ws;
+    layer_acts *acts;                 /* [NL + 1]; acts[NL].x = output of the last layer */
+    float *h, *hf, *rstdf, *rows, *logits;
+    float *dx, *dh, *dq, *dk, *dv, *d_o, *dg, *du, *da, *dbr, *dlog;
+    float *host;  size_t host_cap;    /* host scratch for hooks on device backends, mlp_in */
+    float *logits_host; size_t logits_host_cap;
+    float *hidden_host; size_t hidden_host_cap;
+};
+
+/* ---- small helpers ------------------------------------------------------------------- */
+static float *W(const mu_model *m, int i) { return i < 0 ? NULL : m->p[i].w; }
+static float *G(const mu_model *m, int i) { return i < 0 || !m->p[i].trainable ? NULL : m->p[i].g; }
+static int trainable(const mu_model *m, int i) { return i >= 0 && m->p[i].trainable; }
+static size_t fsz(size_t n) { return n * sizeof(float); }
+
+const char *mu_site_name(mu_site s)
+{
+    static const char *names[MU_SITE_COUNT] = {
+        "embed", "resid_pre", "attn_head", "attn_out", "resid_mid", "mlp_in", "mlp_post",
+        "mlp_out", "resid_post", "logits" };
+    return (unsigned)s < MU_SITE_COUNT ? names[s] : "?";
+}
+
+int mu_site_width(mu_site s, const mu_config *c)
+{
+    switch (s) {
+    case MU_SITE_ATTN_HEAD: return c->n_head * c->head_dim;
+    case MU_SITE_MLP_IN: return 2 * c->d_ff;
+    case MU_SITE_MLP_POST: return c->d_ff;
+    case MU_SITE_LOGITS: return c->vocab;
+    default: return c->d_model;
+    }
+}
+
+int mu_site_is_layered(mu_site s) { return s != MU_SITE_EMBED && s != MU_SITE_LOGITS; }
+
+static int site_stage(mu_site s)
+{
+    switch (s) {
+    case MU_SITE_RESID_PRE: return S_RESID_PRE;
+    case MU_SITE_ATTN_HEAD: return S_ATTN_HEAD;
+    case MU_SITE_ATTN_OUT: return S_ATTN_OUT;
+    case MU_SITE_RESID_MID: return S_RESID_MID;
+    case MU_SITE_MLP_IN: return S_MLP_IN;
+    case MU_SITE_MLP_POST: return S_MLP_POST;
+    case MU_SITE_MLP_OUT: return S_MLP_OUT;
+    default: return S_RESID_POST;
+    }
+}
+
+/* ---- RoPE frequencies (HF _compute_default / _compute_llama3 / linear) ----------------- */
+void mu_rope_inv_freq(const mu_config *c, float *inv_freq)
+{
+    int hd = c->head_dim;
+    for (int i = 0; i < hd / 2; i++) {
+        float f = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)hd);
+        if (!strcmp(c->rope_scaling, "linear") && c->rope_factor > 0) {
+            f /= c->rope_factor;
+        } else if (!strcmp(c->rope_scaling, "llama3")) {
+            double factor = c->rope_factor, lo = c->rope_low_freq, hi = c->rope_high_freq;
+            double old = c->rope_orig_max_pos;
+            double lo_wl = old / lo, hi_wl = old / hi, wl = 2 * M_PI / f;
+            if (wl > lo_wl) {
+                f = (float)(f / factor);
+            } else if (wl >= hi_wl) {        /* medium: smooth interpolation */
+                double smooth = (old / wl - lo) / (hi - lo);
+                f = (float)((1 - smooth) * f / factor + smooth * f);
+            }
+        }
+        inv_freq[i] = f;
+    }
+}
+
+/* ---- construction ---------------------------------------------------------------------- */
+static int role_is(const mu_param_info *pi, const char *r) { return !strcmp(pi->role, r); }
+
+/* Index fields of the model's parameters by role. */
+static void map_roles(mu_model *m)
+{
+    for (int L = 0; L < m->NL; L++)
+        m->lp[L] = (layer_params){ -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1 };
+    m->embed = m->final_norm = m->lm_head = -1;
+    for (int i = 0; i < m->n_params; i++) {
+        const mu_param_info *pi = &m->p[i].info;
+        layer_params *l = pi->layer >= 0 && pi->layer < m->NL ? &m->lp[pi->layer] : NULL;
+        if (role_is(pi, "embed")) m->embed = i;
+        else if (role_is(pi, "final_norm")) m->final_norm = i;
+        else if (role_is(pi, "lm_head")) m->lm_head = i;
+        else if (!l) continue;
+        else if (role_is(pi, "attn_norm")) l->attn_norm = i;
+        else if (role_is(pi, "q")) l->q = i;
+        else if (role_is(pi, "k")) l->k = i;
+        else if (role_is(pi, "v")) l->v = i;
+        else if (role_is(pi, "q_bias")) l->qb = i;
+        else if (role_is(pi, "k_bias")) l->kb = i;
+        else if (role_is(pi, "v_bias")) l->vb = i;
+        else if (role_is(pi, "o")) l->o = i;
+        else if (role_is(pi, "mlp_norm")) l->mlp_norm = i;
+        else if (role_is(pi, "gate")) l->gate = i;
+        else if (role_is(pi, "up")) l->up = i;
+        else if (role_is(pi, "down")) l->down = i;
+    }
+    if (m->lm_head < 0) m->lm_head = m->embed;     /* tied */
+}
+
+static int check_roles(const mu_model *m, char *err, size_t errlen)
+{
+    if (m->embed < 0 || m->final_norm < 0 || m->lm_head < 0) {
+        snprintf(err, errlen, "model: parameter list lacks embed/final_norm/lm_head");
+        return -1;
+    }
+    for (int L = 0; L < m->NL; L++) {
+        const layer_params *l = &m->lp[L];
+        if (l->attn_norm < 0 || l->q < 0 || l->k < 0 || l->v < 0 || l->o < 0 ||
+            l->mlp_norm < 0 || l->gate < 0 || l->up < 0 || l->down < 0) {
+            snprintf(err, errlen, "model: layer %d: parameter list incomplete", L);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* A model with its parameter buffers allocated (contents zero). */
+static mu_model *model_new(const mu_config *cfg, const mu_backend *be, char *err, size_t errlen)
+{
+    if (mu_config_validate(cfg, err, errlen)) return NULL;
+    if (strcmp(cfg->hidden_act, "silu")) {
+        snprintf(err, errlen, "model: activation '%s' not supported (silu only)", cfg->hidden_act);
+        return NULL;
+    }
+    mu_param_info *info = NULL;
+    int n = mu_arch_params(cfg, &info);
+    if (n <= 0) {
+        snprintf(err, errlen, "model: architecture '%s' not supported", cfg->arch);
+        return NULL;
+    }
+    mu_model *m = calloc(1, sizeof *m);
+    if (!m) { free(info); snprintf(err, errlen, "model: out of memory"); return NULL; }
+    m->cfg = *cfg;
+    m->be = be;
+    m->D = cfg->d_model; m->H = cfg->n_head; m->Hkv = cfg->n_kv_head; m->hd = cfg->head_dim;
+    m->F = cfg->d_ff; m->V = cfg->vocab; m->NL = cfg->n_layer;
+    m->qd = m->H * m->hd; m->kd = m->Hkv * m->hd;
+    m->n_params = n;
+    m->p = calloc(n, sizeof *m->p);
+    m->lp = calloc(m->NL, sizeof *m->lp);
+    m->inv_freq = malloc(fsz(m->hd / 2 + 1));
+    if (!m->p || !m->lp || !m->inv_freq) goto oom;
+    for (int i = 0; i < n; i++) {
+        mu_param *p = &m->p[i];
+        p->info = info[i];
+        p->numel = p->info.ndim == 1 ? p->info.shape[0] : p->info.shape[0] * p->info.shape[1];
+        p->w = be->alloc(fsz(p->numel));
+        if (!p->w) goto oom;
+    }
+    free(info);
+    info = NULL;
+    map_roles(m);
+    if (check_roles(m, err, errlen)) { mu_model_free(m); return NULL; }
+    mu_rope_inv_freq(cfg, m->inv_freq);
+    return m;
+oom:
+    free(info);
+    mu_model_free(m);
+    snprintf(err, errlen, "model: out of memory for parameters");
+    return NULL;
+}
+
+mu_model *mu_model_init_random(const mu_config *cfg, uint64_t seed, float std,
+                               const mu_backend *be, char *err, size_t errlen)
+{
+    mu_model *m = model_new(cfg, be, err, errlen);
+    if (!m) return NULL;
+    for (int i = 0; i < m->n_params; i++) {
+        mu_param *p = &m->p[i];
+        float *host = malloc(fsz(p->numel));
+        if (!host) { mu_model_free(m); snprintf(err, errlen, "model: out of memory"); return NULL; }
+        const char *r = p->info.role;
+        int is_norm = !strcmp(r, "attn_norm") || !strcmp(r, "mlp_norm") || !strcmp(r, "final_norm");
+        mu_rng rng;
+        mu_rng_seed2(&rng, seed, (uint64_t)i);
+        for (int64_t j = 0; j < p->numel; j++)
+            host[j] = is_norm ? 1.0f : (float)(std * mu_rng_normal(&rng));
+        be->upload(p->w, host, fsz(p->numel));
+        free(host);
+    }
+    return m;
+}
+
+mu_model *mu_model_load(const char *path, const char *const *deltas, int n_deltas,
+                        const mu_backend *be, char *err, size_t errlen)
+{
+    mu_ckpt *ck = mu_ckpt_open(path, err, errlen);
+    if (!ck) return NULL;
+    for (int i = 0; i < n_deltas; i++)
+        if (mu_ckpt_add_delta(ck, deltas[i], err, errlen)) { mu_ckpt_close(ck); return NULL; }
+    mu_model *m = model_new(mu_ckpt_config(ck), be, err, errlen);
+    if (!m) { mu_ckpt_close(ck); return NULL; }
+    for (int i = 0; i < m->n_params; i++) {
+        mu_param *p = &m->p[i];
+        float *dst = be->host_memory ? p->w : malloc(fsz(p->numel));
+        int rc = dst ? mu_ckpt_read_f32(ck, p->info.name, p->info.ndim, p->info.shape, dst,
+                                        err, errlen) : -1;
+        if (!dst) snprintf(err, errlen, "%s: out of memory", path);
+        if (!rc && !be->host_memory) be->upload(p->w, dst, fsz(p->numel));
+        if (!be->host_memory) free(dst);
+        if (rc) { mu_model_free(m); mu_ckpt_close(ck); return NULL; }
+    }
+    mu_ckpt_close(ck);
+    return m;
+}
+
+static void ws_free(mu_model *m)
+{
+    for (int i = 0; i < m->n_ws; i++) m->be->free(m->ws[i]);
+    m->n_ws = 0;
+    m->cap_N = 0;
+    m->cap_train = 0;
+    m->cap_logits = 0;
+    m->logits = NULL;
+    m->dlog = NULL;
+    m->have_train = 0;
+}
+
+void mu_model_free(mu_model *m)
+{
+    if (!m) return;
+    if (m->be) ws_free(m);
+    free(m->ws);
+    free(m->acts);
+    for (int i = 0; m->p && i < m->n_params; i++) {
+        m->be->free(m->p[i].w);
+        m->be->free(m->p[i].g);
+    }
+    free(m->p); free(m->lp); free(m->inv_freq);
+    free(m->ids); free(m->lens); free(m->pos0); free(m->pos); free(m->klen);
+    free(m->host); free(m->logits_host); free(m->hidden_host);
+    free(m);
+}
+
+const mu_config *mu_model_config(const mu_model *m) { return &m->cfg; }
+const mu_backend *mu_model_backend(const mu_model *m) { return m->be; }
+int mu_model_n_params(const mu_model *m) { return m->n_params; }
+mu_param *mu_model_param(mu_model *m, int i)
+{
+    return i >= 0 && i < m->n_params ? &m->p[i] : NULL;
+}
+
+int mu_model_find(const mu_model *m, const char *hf_name)
+{
+    for (int i = 0; i < m->n_params; i++)
+        if (!strcmp(m->p[i].info.name, hf_name)) return i;
+    return -1;
+}
+
+int mu_model_set_trainable(mu_model *m, int i, int on)
+{
+    if (i < 0 || i >= m->n_params) return -1;
+    mu_param *p = &m->p[i];
+    if (on && !p->g) {
+        p->g = m->be->alloc(fsz(p->numel));
+        if (!p->g) return -1;
+    } else if (!on && p->g) {
+        m->be->free(p->g);
+        p->g = NULL;
+    }
+    p->trainable = on != 0;
+    return 0;
+}
+
+int mu_model_set_all_trainable(mu_model *m, int on)
+{
+    for (int i = 0; i < m->n_params; i++)
+        if (mu_model_set_trainable(m, i, on)) return -1;
+    return 0;
+}
+
+void mu_model_zero_grad(mu_model *m)
+{
+    for (int i = 0; i < m->n_params; i++)
+        if (m->p[i].g) m->be->zero(m->p[i].g, fsz(m->p[i].numel));
+}
+
+void mu_model_get_param(mu_model *m, int i, float *host)
+{
+    m->be->download(host, m->p[i].w, fsz(m->p[i].numel));
+}
+
+void mu_model_set_param(mu_model *m, int i, const float *host)
+{
+    m->be->upload(m->p[i].w, host, fsz(m->p[i].numel));
+}
+
+void mu_model_get_grad(mu_model *m, int i, float *host)
+{
+    if (m->p[i].g) m->be->download(host, m->p[i].g, fsz(m->p[i].numel));
+    else memset(host, 0, fsz(m->p[i].numel));
+}
+
+/* ---- workspace ------------------------------------------------------------------------- */
+static float *ws_alloc(mu_model *m, size_t n)
+{
+    if (m->n_ws == m->cap_ws) {
+        int cap = m->cap_ws ? 2 * m->cap_ws : 64;
+        void **w = realloc(m->ws, cap * sizeof *w);
+        if (!w) return NULL;
+        m->ws = w;
+        m->cap_ws = cap;
+    }
+    float *p = m->be->alloc(fsz(n ? n : 1));
+    if (p) m->ws[m->n_ws++] = p;
+    return p;
+}
+
+/* Activation buffers for N token rows (train: one set per layer + backward scratch). */
+static int ws_ensure(mu_model *m, int N, int train)
+{
+    if (N <= m->cap_N && train <= m->cap_train) return 0;
+    ws_free(m);
+    size_t n = (size_t)N;
+    int D = m->D, F = m->F, qd = m->qd, kd = m->kd;
+    free(m->acts);
+    m->acts = calloc(m->NL + 1, sizeof *m->acts);
+    if (!m->acts) return -1;
+    int ok = 1;
+#define A(ptr, cnt) do { if (!((ptr) = ws_alloc(m, (cnt)))) ok = 0; } while (0)
+    int sets = train ? m->NL : 1;
+    for (int s = 0; s < sets && ok; s++) {
+        layer_acts *a = &m->acts[s];
+        A(a->q, n * qd); A(a->k, n * kd); A(a->v, n * kd); A(a->o, n * qd);
+        A(a->lse, n * m->H); A(a->mid, n * D); A(a->rstd1, n); A(a->rstd2, n);
+        A(a->g, n * F); A(a->u, n * F); A(a->a, n * F);
+    }
+    if (train) {
+        for (int L = 0; L <= m->NL && ok; L++) A(m->acts[L].x, n * D);
+        A(m->dx, n * D); A(m->dh, n * D); A(m->dq, n * qd); A(m->dk, n * kd);
+        A(m->dv, n * kd); A(m->d_o, n * qd); A(m->dg, n * F); A(m->du, n * F);
+        A(m->da, n * F); A(m->dbr, n * D);
+    } else {
+        float *x0 = NULL, *x1 = NULL;       /* layers share acts[0]; x alternates */
+        A(x0, n * D); A(x1, n * D);
+        for (int L = 0; L <= m->NL; L++) m->acts[L].x = L % 2 ? x1 : x0;
+    }
+    A(m->h, n * D); A(m->hf, n * D); A(m->rstdf, n); A(m->rows, n * D);
+#undef A
+    if (!ok) { ws_free(m); return -1; }
+    m->cap_N = N;
+    m->cap_train = train;
+    return 0;
+}
+
+static int ensure_logits(mu_model *m, size_t n)
+{
+    if (n <= m->cap_logits) return 0;
+    m->logits = ws_alloc(m, n);
+    if (!m->logits) return -1;
+    m->cap_logits = n;
+    return 0;
+}
+
+static float *host_scratch(mu_model *m, size_t n)
+{
+    if (n > m->host_cap) {
+        float *h = realloc(m->host, fsz(n));
+        if (!h) return NULL;
+        m->host = h;
+        m->host_cap = n;
+    }
+    return m->host;
+}
+
+/* ---- hooks ----------------------------------------------------------------------------- */
+static int hook_matches(const mu_hook *h, mu_site site, int layer, int backward)
+{
+    return h->fn && h->site == site && (h->backward != 0) == (backward != 0) &&
+           (!mu_site_is_layered(site) || h->layer < 0 || h->layer == layer);
+}
+
+static int has_hook(const mu_hook *hooks, int n, mu_site site, int layer, int backward)
+{
+    for (int i = 0; i < n; i++)
+        if (hook_matches(&hooks[i], site, layer, backward)) return 1;
+    return 0;
+}
+
+/* Calls the matching hooks on host f32 act [rows, T, D]. */
+static int call_hooks_host(mu_model *m, const mu_hook *hooks, int n, mu_site site, int layer,
+                           int backward, float *act, int rows, int T, int D, char *err,
+                           size_t errlen)
+{
+    mu_hook_info info = { site, mu_site_is_layered(site) ? layer : -1, backward, rows, T, D,
+                          m->lens, m->pos0 };
+    for (int i = 0; i < n; i++) {
+        if (!hook_matches(&hooks[i], site, layer, backward)) continue;
+        if (hooks[i].fn(&info, act, hooks[i].user)) {
+            if (mu_site_is_layered(site))
+                snprintf(err, errlen, "%s hook at %s:%d failed", backward ? "backward" : "forward",
+                         mu_site_name(site), layer);
+            else
+                snprintf(err, errlen, "%s hook at %s failed", backward ? "backward" : "forward",
+                         mu_site_name(site));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Runs the hooks of (site, layer) on backend buffer buf [rows, T, D]. */
+static int run_hooks(mu_model *m, const mu_hook *hooks, int n, mu_site site, int layer,
+                     int backward, float *buf, int rows, int T, int D, char *err, size_t errlen)
+{
+    if (!has_hook(hooks, n, site, layer, backward)) return 0;
+    size_t cnt = (size_t)rows * T * D;
+    if (m->be->host_memory)
+        return call_hooks_host(m, hooks, n, site, layer, backward, buf, rows, T, D, err, errlen);
+    float *h = host_scratch(m, cnt);
+    if (!h) { snprintf(err, errlen, "model: out of memory for hook buffer"); return -1; }
+    m->be->download(h, buf, fsz(cnt));
+    if (call_hooks_host(m, hooks, n, site, layer, backward, h, rows, T, D, err, errlen)) return -1;
+    m->be->upload(buf, h, fsz(cnt));
+    return 0;
+}
+
+/* mlp_in: gate and up buffers [N,F] shown to hooks as one [N, 2F] = [gate | up] per token. */
+static int run_hooks_mlp_in(mu_model *m, const mu_hook *hooks, int n, int layer, int backward,
+                            float *g, float *u, char *err, size_t errlen)
+{
+    if (!has_hook(hooks, n, MU_SITE_MLP_IN, layer, backward)) return 0;
+    size_t N = (size_t)m->N, F = (size_t)m->F;
+    float *h = host_scratch(m, N * 2 * F);
+    if (!h) { snprintf(err, errlen, "model: out of memory for hook buffer"); return -1; }
+    for (size_t r = 0; r < N; r++) {
+        m->be->download(h + r * 2 * F, g + r * F, fsz(F));
+        m->be->download(h + r * 2 * F + F, u + r * F, fsz(F));
+    }
+    if (call_hooks_host(m, hooks, n, MU_SITE_MLP_IN, layer, backward, h, m->B, m->T,
+                        (int)(2 * F), err, errlen))
+        return -1;
+    for (size_t r = 0; r < N; r++) {
+        m->be->upload(g + r * F, h + r * 2 * F, fsz(F));
+        m->be->upload(u + r * F, h + r * 2 * F + F, fsz(F));
+    }
+    return 0;
+}
+
+/* ---- forward --------------------------------------------------------------------------- */
+/* Appends this batch's k, v rows to the cache of layer L; returns the attention shape that
+ * reads keys from the cache. */
+static void cache_append(mu_model *m, mu_kvcache *c, int L, const float *k, const float *v)
+{
+    size_t kd = (size_t)m->kd;
+    for (int b = 0; b < m->B; b++) {
+        size_t dst = ((size_t)b * c->max_T + m->pos0[b]) * kd, src = (size_t)b * m->T * kd;
+        m->be->copy(c->k[L] + dst, k + src, fsz((size_t)m->lens[b] * kd));
+        m->be->copy(c->v[L] + dst, v + src, fsz((size_t)m->lens[b] * kd));
+    }
+}
+
+static void attention_forward(mu_model *m, int L, layer_acts *A, mu_kvcache *c)
+{
+    mu_attn_shape s = { m->B, m->T, m->T, m->H, m->Hkv, m->hd, NULL, m->lens,
+                        1.0f / sqrtf((float)m->hd) };
+    const float *K = A->k, *V = A->v;
+    if (c) {
+        cache_append(m, c, L, A->k, A->v);
+        s.Tk = c->max_T;
+        s.q_pos0 = m->pos0;
+        s.k_len = m->klen;
+        K = c->k[L];
+        V = c->v[L];
+    }
+    m->be->attention(A->o, A->lse, A->q, K, V, &s);
+}
+
+/* q, k, v projections (+ biases) of the normed input h, rotated. */
+static void qkv_forward(mu_model *m, const layer_params *P, layer_acts *A)
+{
+    const mu_backend *be = m->be;
+    int N = m->N, D = m->D;
+    be->matmul(A->q, m->h, W(m, P->q), N, D, m->qd, 0);
+    be->matmul(A->k, m->h, W(m, P->k), N, D, m->kd, 0);
+    be->matmul(A->v, m->h, W(m, P->v), N, D, m->kd, 0);
+    if (P->qb >= 0) be->bias_add(A->q, W(m, P->qb), N, m->qd);
+    if (P->kb >= 0) be->bias_add(A->k, W(m, P->kb), N, m->kd);
+    if (P->vb >= 0) be->bias_add(A->v, W(m, P->vb), N, m->kd);
+    be->rope(A->q, m->pos, m->inv_freq, N, m->H, m->hd);
+    be->rope(A->k, m->pos, m->inv_freq, N, m->Hkv, m->hd);
+}
+
+#define HOOK(site, buf, D) do { if (run_hooks(m, o->hooks, o->n_hooks, site, L, 0, buf, m->B, \
+                                               m->T, D, err, errlen)) return -1; } while (0)
+
+/* One decoder layer: acts[L].x -> acts[L+1].x. */
+static int layer_forward(mu_model *m, int L, const mu_fwd_opts *o, char *err, size_t errlen)
+{
+    const mu_backend *be = m->be;
+    const layer_params *P = &m->lp[L];
+    layer_acts *A = &m->acts[m->train ? L : 0];
+    float *x = m->acts[L].x, *out = m->acts[L + 1].x;
+    int N = m->N, D = m->D, F = m->F;
+    float eps = m->cfg.rms_eps;
+
+    HOOK(MU_SITE_RESID_PRE, x, D);
+    be->rmsnorm(m->h, A->rstd1, x, W(m, P->attn_norm), N, D, eps);
+    qkv_forward(m, P, A);
+    attention_forward(m, L, A, o->cache);
+    HOOK(MU_SITE_ATTN_HEAD, A->o, m->qd);
+    be->matmul(A->mid, A->o, W(m, P->o), N, m->qd, D, 0);
+    HOOK(MU_SITE_ATTN_OUT, A->mid, D);
+    be->add(A->mid, x, (size_t)N * D);
+    HOOK(MU_SITE_RESID_MID, A->mid, D);
+
+    be->rmsnorm(m->h, A->rstd2, A->mid, W(m, P->mlp_norm), N, D, eps);
+    be->matmul(A->g, m->h, W(m, P->gate), N, D, F, 0);
+    be->matmul(A->u, m->h, W(m, P->up), N, D, F, 0);
+    if (run_hooks_mlp_in(m, o->hooks, o->n_hooks, L, 0, A->g, A->u, err, errlen)) return -1;
+    be->swiglu(A->a, A->g, A->u, (size_t)N * F);
+    HOOK(MU_SITE_MLP_POST, A->a, F);
+    be->matmul(out, A->a, W(m, P->down), N, F, D, 0);
+    HOOK(MU_SITE_MLP_OUT, out, D);
+    be->add(out, A->mid, (size_t)N * D);
+    HOOK(MU_SITE_RESID_POST, out, D);
+    return 0;
+}
+
+/* Final norm and lm_head; with last_only only each row's last valid token. */
+static int head_forward(mu_model *m, const mu_fwd_opts *o, char *err, size_t errlen)
+{
+    const mu_backend *be = m->be;
+    int N = m->N, D = m->D, V = m->V, L = -1;
+    be->rmsnorm(m->hf, m->rstdf, m->acts[m->NL].x, W(m, m->final_norm), N, D, m->cfg.rms_eps);
+    if (!m->last_only) {
+        be->matmul(m->logits, m->hf, W(m, m->lm_head), N, D, V, 0);
+        HOOK(MU_SITE_LOGITS, m->logits, V);
+        return 0;
+    }
+    be->zero(m->rows, fsz((size_t)m->B * D));
+    for (int b = 0; b < m->B; b++)
+        if (m->lens[b] > 0)
+            be->copy(m->rows + (size_t)b * D, m->hf + ((size_t)b * m->T + m->lens[b] - 1) * D,
+                     fsz(D));
+    be->matmul(m->logits, m->rows, W(m, m->lm_head), m->B, D, V, 0);
+    if (run_hooks(m, o->hooks, o->n_hooks, MU_SITE_LOGITS, -1, 0, m->logits, m->B, 1, V, err,
+                  errlen))
+        return -1;
+    return 0;
+}
+#undef HOOK
+
+static int check_batch(const mu_model *m, const mu_batch *b, const mu_fwd_opts *o, char *err,
+                       size_t errlen)
+{
+    if (!b || b->B <= 0 || b->T <= 0 || !b->ids) {
+        snprintf(err, errlen, "forward: empty batch");
+        return -1;
+    }
+    if ((int64_t)b->B * b->T > INT_MAX / 4) {
+        snprintf(err, errlen, "forward: batch too large (%d x %d)", b->B, b->T);
+        return -1;
+    }
+    for (int r = 0; r < b->B; r++) {
+        int len = b->lens ? b->lens[r] : b->T;
+        if (len < 0 || len > b->T) {
+            snprintf(err, errlen, "forward: row %d: length %d outside [0, %d]", r, len, b->T);
+            return -1;
+        }
+        for (int t = 0; t < b->T; t++) {
+            int32_t id = b->ids[(size_t)r * b->T + t];
+            if (id < 0 || id >= m->V) {
+                snprintf(err, errlen, "forward: row %d position %d: token id %d outside vocab [0, %d)",
+                         r, t, id, m->V);
+                return -1;
+            }
+        }
+        if (o->cache && o->cache->len[r] + len > o->cache->max_T) {
+            snprintf(err, errlen, "forward: row %d: KV cache full (%d + %d > %d tokens)", r,
+                     o->cache->len[r], len, o->cache->max_T);
+            return -1;
+        }
+    }
+    if (o->last_layer < -1 || o->last_layer >= m->NL) {
+        snprintf(err, errlen, "forward: last_layer %d outside [-1, %d)", o->last_layer, m->NL);
+        return -1;
+    }
+    if (o->cache && (o->train || o->cache->B != b->B || o->cache->m != m)) {
+        snprintf(err, errlen, o->train ? "forward: a KV cache cannot be used for training"
+                                       : "forward: KV cache made for another model or batch size");
+        return -1;
+    }
+    if (o->train && o->logits_last_only) {
+        snprintf(err, errlen, "forward: training needs logits at every position");
+        return -1;
+    }
+    return 0;
+}
+
+/* Copies the batch's host arrays and derives positions. */
+static int set_batch(mu_model *m, const mu_batch *b, const mu_fwd_opts *o)
+{
+    int N = b->B * b->T;
+    if (m->N < N || m->B < b->B || !m->ids) {
+        free(m->ids); free(m->pos); free(m->lens); free(m->pos0); free(m->klen);
+        m->ids = malloc(N * sizeof *m->ids);
+        m->pos = malloc(N * sizeof *m->pos);
+        m->lens = malloc(b->B * sizeof *m->lens);
+        m->pos0 = malloc(b->B * sizeof *m->pos0);
+        m->klen = malloc(b->B * sizeof *m->klen);
+        if (!m->ids || !m->pos || !m->lens || !m->pos0 || !m->klen) return -1;
+    }
+    m->B = b->B; m->T = b->T; m->N = N;
+    memcpy(m->ids, b->ids, N * sizeof *m->ids);
+    for (int r = 0; r < b->B; r++) {
+        m->lens[r] = b->lens ? b->lens[r] : b->T;
+        m->pos0[r] = o->cache ? o->cache->len[r] : 0;
+        m->klen[r] = m->pos0[r] + m->lens[r];
+        for (int t = 0; t < b->T; t++) m->pos[(size_t)r * b->T + t] = m->pos0[r] + t;
+    }
+    return 0;
+}
+
+int mu_model_forward(mu_model *m, const mu_batch *b, const mu_fwd_opts *opts, char *err,
+                     size_t errlen)
+{
+    static const mu_fwd_opts defaults = { .last_layer = -1 };
+    const mu_fwd_opts *o = opts ? opts : &defaults;
+    m->have_train = 0;
+    if (check_batch(m, b, o, err, errlen)) return -1;
+    int last = o->last_layer < 0 ? m->NL - 1 : o->last_layer;
+    m->train = o->train != 0;
+    m->full = o->last_layer < 0;
+    m->last_only = o->logits_last_only != 0;
+    if (set_batch(m, b, o) || ws_ensure(m, m->N, m->train) ||
+        (m->full && ensure_logits(m, (size_t)(m->last_only ? m->B : m->N) * m->V))) {
+        snprintf(err, errlen, "forward: out of memory for a %d x %d batch", b->B, b->T);
+        return -1;
+    }
+    m->be->embed(m->acts[0].x, W(m, m->embed), m->ids, m->N, m->D);
+    if (run_hooks(m, o->hooks, o->n_hooks, MU_SITE_EMBED, -1, 0, m->acts[0].x, m->B, m->T,
+                  m->D, err, errlen))
+        return -1;
+    for (int L = 0; L <= last; L++)
+        if (layer_forward(m, L, o, err, errlen)) return -1;
+    m->layers_run = last + 1;
+    if (o->cache)
+        for (int r = 0; r < m->B; r++) o->cache->len[r] = m->klen[r];
+    if (m->full && head_forward(m, o, err, errlen)) return -1;
+    m->have_train = m->train;
+    return 0;
+}
+
+const float *mu_model_logits(mu_model *m)
+{
+    if (!m->full || !m->logits) return NULL;
+    size_t n = (size_t)(m->last_only ? m->B : m->N) * m->V;
+    if (m->be->host_memory) return m->logits;
+    if (n > m->logits_host_cap) {
+        float *h = realloc(m->logits_host, fsz(n));
+        if (!h) return NULL;
+        m->logits_host = h;
+        m->logits_host_cap = n;
+    }
+    m->be->download(m->logits_host, m->logits, fsz(n));
+    return m->logits_host;
+}
+
+const float *mu_model_hidden(mu_model *m)
+{
+    if (!m->acts || m->layers_run <= 0) return NULL;
+    const float *x = m->acts[m->layers_run].x;
+    if (m->be->host_memory) return x;
+    size_t n = (size_t)m->N * m->D;
+    if (n > m->hidden_host_cap) {
+        float *h = realloc(m->hidden_host, fsz(n));
+        if (!h) return NULL;
+        m->hidden_host = h;
+        m->hidden_host_cap = n;
+    }
+    m->be->download(m->hidden_host, x, fsz(n));
+    return m->hidden_host;
+}
+
+/* ---- backward -------------------------------------------------------------------------- */
+static int depth(int L, int stage) { return L * S_COUNT + stage; }
+
+static int param_stage(const char *role)
+{
+    static const struct { const char *role; int stage; } t[] = {
+        { "attn_norm", S_ATTN_NORM }, { "q", S_QKV }, { "k", S_QKV }, { "v", S_QKV },
+        { "q_bias", S_QKV }, { "k_bias", S_QKV }, { "v_bias", S_QKV }, { "o", S_O },
+        { "mlp_norm", S_MLP_NORM }, { "gate", S_GATEUP }, { "up", S_GATEUP },
+        { "down", S_DOWN } };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        if (!strcmp(role, t[i].role)) return t[i].stage;
+    return -1;
+}
+
+/* The lowest depth that needs a gradient (INT_MAX: none). The head sits above all
+ * layers: final_norm at top, lm_head at top + 1, the logits hook at top + 2. */
+static int lowest_needed(const mu_model *m, const mu_hook *hooks, int n, int top)
+{
+    int low = INT_MAX;
+    for (int i = 0; i < m->n_params; i++) {
+        if (!m->p[i].trainable) continue;
+        int d;
+        if (i == m->embed) d = DEPTH_EMBED;
+        else if (i == m->final_norm) d = top;
+        else if (i == m->lm_head) d = top + 1;
+        else d = m->p[i].info.layer < m->layers_run ?
+                 depth(m->p[i].info.layer, param_stage(m->p[i].info.role)) : INT_MAX;
+        if (d < low) low = d;
+    }
+    for (int i = 0; i < n; i++) {
+        if (!hooks[i].backward || !hooks[i].fn) continue;
+        int d;
+        if (hooks[i].site == MU_SITE_EMBED) d = DEPTH_EMBED;
+        else if (hooks[i].site == MU_SITE_LOGITS) d = top + 2;
+        else if (hooks[i].layer >= m->layers_run) continue;
+        else d = depth(hooks[i].layer < 0 ? 0 : hooks[i].layer, site_stage(hooks[i].site));
+        if (d < low) low = d;
+    }
+    return low;
+}
+
+#define BHOOK(site, buf, D) do { if (run_hooks(m, hooks, nh, site, L, 1, buf, m->B, m->T, D, \
+                                                err, errlen)) return -1; } while (0)
+#define BELOW(stage) (low < depth(L, stage))
+
+/* The gradient entering a branch (attn_out / mlp_out): dx itself, or a copy when a hook
+ * may change the branch's gradient without touching the residual path. */
+static float *branch_grad(mu_model *m, const mu_hook *hooks, int nh, mu_site site, int L,
+                          float *dx)
+{
+    if (!has_hook(hooks, nh, site, L, 1)) return dx;
+    m->be->copy(m->dbr, dx, fsz((size_t)m->N * m->D));
+    return m->dbr;
+}
+
+/* MLP half of layer L backward: dx = d resid_post on entry, d resid_mid on exit.
+ * Returns 1 when nothing below needs a gradient (stop), 0 to continue, -1 on error. */
+static int mlp_backward(mu_model *m, int L, int low, const mu_hook *hooks, int nh, char *err,
+                        size_t errlen)
+{
+    const mu_backend *be = m->be;
+    const layer_params *P = &m->lp[L];
+    layer_acts *A = &m->acts[L];
+    int N = m->N, D = m->D, F = m->F;
+    float *dout = branch_grad(m, hooks, nh, MU_SITE_MLP_OUT, L, m->dx);
+    BHOOK(MU_SITE_MLP_OUT, dout, D);
+    if (!BELOW(S_MLP_OUT)) return 1;
+    /* down: out[N,D] = a[N,F] Wd[D,F]^T */
+    be->matmul_bwd(BELOW(S_DOWN) ? m->da : NULL, G(m, P->down), dout, A->a, W(m, P->down),
+                   N, F, D, 0);
+    if (!BELOW(S_DOWN)) return 1;
+    BHOOK(MU_SITE_MLP_POST, m->da, F);
+    if (!BELOW(S_MLP_POST)) return 1;
+    be->swiglu_bwd(m->dg, m->du, m->da, A->g, A->u, (size_t)N * F);
+    if (run_hooks_mlp_in(m, hooks, nh, L, 1, m->dg, m->du, err, errlen)) return -1;
+    if (!BELOW(S_MLP_IN)) return 1;
+    /* gate/up: [N,F] = h2[N,D] W[F,D]^T, h2 = rmsnorm(mid) recomputed */
+    if (trainable(m, P->gate) || trainable(m, P->up))
+        be->rmsnorm(m->h, NULL, A->mid, W(m, P->mlp_norm), N, D, m->cfg.rms_eps);
+    int need_dh = BELOW(S_GATEUP);
+    be->matmul_bwd(need_dh ? m->dh : NULL, G(m, P->gate), m->dg, m->h, W(m, P->gate), N, D, F, 0);
+    be->matmul_bwd(need_dh ? m->dh : NULL, G(m, P->up), m->du, m->h, W(m, P->up), N, D, F, 1);
+    if (!need_dh) return 1;
+    be->rmsnorm_bwd(m->dx, G(m, P->mlp_norm), m->dh, A->mid, W(m, P->mlp_norm), A->rstd2, N, D);
+    if (!BELOW(S_MLP_NORM)) return 1;
+    BHOOK(MU_SITE_RESID_MID, m->dx, D);
+    return BELOW(S_RESID_MID) ? 0 : 1;
+}
+
+/* Attention half of layer L backward: dx = d resid_mid on entry, d resid_pre on exit. */
+static int attn_backward(mu_model *m, int L, int low, const mu_hook *hooks, int nh, char *err,
+                         size_t errlen)
+{
+    const mu_backend *be = m->be;
+    const layer_params *P = &m->lp[L];
+    layer_acts *A = &m->acts[L];
+    int N = m->N, D = m->D, qd = m->qd, kd = m->kd;
+    float *dattn = branch_grad(m, hooks, nh, MU_SITE_ATTN_OUT, L, m->dx);
+    BHOOK(MU_SITE_ATTN_OUT, dattn, D);
+    if (!BELOW(S_ATTN_OUT)) return 1;
+    be->matmul_bwd(BELOW(S_O) ? m->d_o : NULL, G(m, P->o), dattn, A->o, W(m, P->o), N, qd, D, 0);
+    if (!BELOW(S_O)) return 1;
+    BHOOK(MU_SITE_ATTN_HEAD, m->d_o, qd);
+    if (!BELOW(S_ATTN_HEAD)) return 1;
+    mu_attn_shape s = { m->B, m->T, m->T, m->H, m->Hkv, m->hd, NULL, m->lens,
+                        1.0f / sqrtf((float)m->hd) };
+    be->attention_bwd(m->dq, m->dk, m->dv, m->d_o, A->o, A->lse, A->q, A->k, A->v, &s);
+    be->rope_bwd(m->dq, m->pos, m->inv_freq, N, m->H, m->hd);
+    be->rope_bwd(m->dk, m->pos, m->inv_freq, N, m->Hkv, m->hd);
+    if (trainable(m, P->qb)) be->bias_add_bwd(G(m, P->qb), m->dq, N, qd);
+    if (trainable(m, P->kb)) be->bias_add_bwd(G(m, P->kb), m->dk, N, kd);
+    if (trainable(m, P->vb)) be->bias_add_bwd(G(m, P->vb), m->dv, N, kd);
+    if (trainable(m, P->q) || trainable(m, P->k) || trainable(m, P->v))
+        be->rmsnorm(m->h, NULL, A->x, W(m, P->attn_norm), N, D, m->cfg.rms_eps);
+    int need_dh = BELOW(S_QKV);
+    float *dh = need_dh ? m->dh : NULL;
+    be->matmul_bwd(dh, G(m, P->q), m->dq, m->h, W(m, P->q), N, D, qd, 0);
+    be->matmul_bwd(dh, G(m, P->k), m->dk, m->h, W(m, P->k), N, D, kd, 1);
+    be->matmul_bwd(dh, G(m, P->v), m->dv, m->h, W(m, P->v), N, D, kd, 1);
+    if (!need_dh) return 1;
+    be->rmsnorm_bwd(m->dx, G(m, P->attn_norm), m->dh, A->x, W(m, P->attn_norm), A->rstd1, N, D);
+    if (!BELOW(S_ATTN_NORM)) return 1;
+    BHOOK(MU_SITE_RESID_PRE, m->dx, D);
+    return BELOW(S_RESID_PRE) ? 0 : 1;
+}
+#undef BELOW
+#undef BHOOK
+
+/* lm_head and final norm: dx = d (last layer output). Returns 1 to stop, 0 go on, -1 err. */
+static int head_backward(mu_model *m, const float *dlogits, int low, int top,
+                         const mu_hook *hooks, int nh, char *err, size_t errlen)
+{
+    const mu_backend *be = m->be;
+    int N = m->N, D = m->D, V = m->V;
+    size_t nl = (size_t)N * V;
+    const float *dl = dlogits;
+    if (!dlogits) return low < top ? 0 : 1;
+    int hooked = has_hook(hooks, nh, MU_SITE_LOGITS, -1, 1);
+    if (!be->host_memory || hooked) {
+        if (!m->dlog && !(m->dlog = ws_alloc(m, (size_t)m->cap_N * V))) {
+            snprintf(err, errlen, "backward: out of memory for dlogits");
+            return -1;
+        }
+        be->upload(m->dlog, dlogits, fsz(nl));
+        if (run_hooks(m, hooks, nh, MU_SITE_LOGITS, -1, 1, m->dlog, m->B, m->T, V, err, errlen))
+            return -1;
+        dl = m->dlog;
+    }
+    if (low > top + 1) return 1;
+    be->matmul_bwd(low < top + 1 ? m->dh : NULL, G(m, m->lm_head), dl, m->hf,
+                   W(m, m->lm_head), N, D, V, 0);
+    if (low >= top + 1) return 1;
+    be->rmsnorm_bwd(m->dx, G(m, m->final_norm), m->dh, m->acts[m->NL].x, W(m, m->final_norm),
+                    m->rstdf, N, D);
+    return low < top ? 0 : 1;
+}
+
+int mu_model_backward(mu_model *m, const float *dlogits, const mu_hook *hooks, int n_hooks,
+                      char *err, size_t errlen)
+{
+    if (!m->have_train) {
+        snprintf(err, errlen, "backward: no training forward to go back through");
+        return -1;
+    }
+    if (dlogits && !m->full) {
+        snprintf(err, errlen, "backward: dlogits given but the forward stopped at layer %d",
+                 m->layers_run - 1);
+        return -1;
+    }
+    int top = depth(m->NL, 0);
+    int low = lowest_needed(m, hooks, n_hooks, top);
+    if (low == INT_MAX) return 0;
+    m->be->zero(m->dx, fsz((size_t)m->N * m->D));
+    if (m->full) {
+        int rc = head_backward(m, dlogits, low, top, hooks, n_hooks, err, errlen);
+        if (rc) return rc < 0 ? -1 : 0;
+    }
+    for (int L = m->layers_run - 1; L >= 0; L--) {
+        if (low > depth(L, S_RESID_POST)) return 0;
+        if (run_hooks(m, hooks, n_hooks, MU_SITE_RESID_POST, L, 1, m->dx, m->B, m->T, m->D,
+                      err, errlen))
+            return -1;
+        if (low == depth(L, S_RESID_POST)) return 0;
+        int rc = mlp_backward(m, L, low, hooks, n_hooks, err, errlen);
+        if (rc) return rc < 0 ? -1 : 0;
+        rc = attn_backward(m, L, low, hooks, n_hooks, err, errlen);
+        if (rc) return rc < 0 ? -1 : 0;
+    }
+    if (run_hooks(m, hooks, n_hooks, MU_SITE_EMBED, -1, 1, m->dx, m->B, m->T, m->D, err, errlen))
+        return -1;
+    if (trainable(m, m->embed)) m->be->embed_bwd(G(m, m->embed), m->dx, m->ids, m->N, m->D);
+    return 0;
+}
+
+double mu_model_cross_entropy(mu_model *m, const int32_t *targets, float *dlogits, int *count)
+{
+    int N = m->N, V = m->V, cnt = 0;
+    if (count) *count = 0;
+    if (!m->full || m->last_only || !m->logits) return 0;
+    for (int n = 0; n < N; n++) cnt += targets[n] >= 0 && targets[n] < V;
+    float *loss = calloc(N ? N : 1, sizeof *loss);
+    float *dl = dlogits;
+    if (dlogits && !m->be->host_memory) dl = m->be->alloc(fsz((size_t)N * V));
+    if (!loss || (dlogits && !dl)) { free(loss); return NAN; }
+    m->be->cross_entropy(loss, dl, m->logits, targets, N, V, cnt ? 1.0f / cnt : 0.0f);
+    if (dlogits && dl != dlogits) {
+        m->be->download(dlogits, dl, fsz((size_t)N * V));
+        m->be->free(dl);
+    }
+    double s = 0;
+    for (int n = 0; n < N; n++) s += loss[n];
+    free(loss);
+    if (count) *count = cnt;
+    return cnt ? s / cnt : 0;
+}
+
+/* ---- KV cache and greedy decoding ------------------------------------------------------ */
+mu_kvcache *mu_kvcache_new(mu_model *m, int B, int max_T)
+{
+    if (B <= 0 || max_T <= 0) return NULL;
+    mu_kvcache *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->m = m; c->B = B; c->max_T = max_T;
+    c->len = calloc(B, sizeof *c->len);
+    c->k = calloc(m->NL, sizeof *c->k);
+    c->v = calloc(m->NL, sizeof *c->v);
+    if (!c->len || !c->k || !c->v) { mu_kvcache_free(c); return NULL; }
+    size_t n = (size_t)B * max_T * m->kd;
+    for (int L = 0; L < m->NL; L++) {
+        c->k[L] = m->be->alloc(fsz(n));
+        c->v[L] = m->be->alloc(fsz(n));
+        if (!c->k[L] || !c->v[L]) { mu_kvcache_free(c); return NULL; }
+    }
+    return c;
+}
+
+void mu_kvcache_free(mu_kvcache *c)
+{
+    if (!c) return;
+    for (int L = 0; c->k && c->v && L < c->m->NL; L++) {
+        c->m->be->free(c->k[L]);
+        c->m->be->free(c->v[L]);
+    }
+    free(c->k); free(c->v); free(c->len);
+    free(c);
+}
+
+void mu_kvcache_reset(mu_kvcache *c) { memset(c->len, 0, c->B * sizeof *c->len); }
+const int32_t *mu_kvcache_lens(const mu_kvcache *c) { return c->len; }
+
+static int32_t argmax(const float *x, int n)
+{
+    int32_t best = 0;
+    for (int i = 1; i < n; i++) if (x[i] > x[best]) best = i;
+    return best;
+}
+
+int mu_model_greedy(mu_model *m, const int32_t *prompt, int n_prompt, int n_new, int eos,
+                    int32_t *out, char *err, size_t errlen)
+{
+    if (n_prompt < 1 || n_new < 0) {
+        snprintf(err, errlen, "greedy: need a prompt of at least one token");
+        return -1;
+    }
+    if (n_new == 0) return 0;
+    mu_kvcache *c = mu_kvcache_new(m, 1, n_prompt + n_new);
+    if (!c) { snprintf(err, errlen, "greedy: out of memory for the KV cache"); return -1; }
+    mu_fwd_opts o = { .last_layer = -1, .logits_last_only = 1, .cache = c };
+    mu_batch b = { 1, n_prompt, prompt, NULL };
+    int n = 0;
+    while (n < n_new) {
+        if (mu_model_forward(m, &b, &o, err, errlen)) { mu_kvcache_free(c); return -1; }
+        out[n] = argmax(mu_model_logits(m), m->V);
+        if (out[n++] == eos) break;
+        b = (mu_batch){ 1, 1, &out[n - 1], NULL };
+    }
+    mu_kvcache_free(c);
+    return n;
+}
