@@ -1,0 +1,298 @@
+/* mu-dump — prints mu streams as JSON Lines: the header, then one line per record.
+ * Tensor maps {"dtype","shape","data"} are summarized (first 8 values) unless --full.
+ * Several files read as one concatenated stream (same kind required). */
+#define _GNU_SOURCE
+#include "cli.h"
+#include "stream.h"
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <utf8proc.h>
+
+static const char usage[] =
+    "Usage: mu-dump [OPTION]... [FILE]...\n"
+    "Print mu streams (*.mpk.zst) as JSON Lines: the header map first, then one line\n"
+    "per record. Several FILEs read as one stream (all of the same kind); no FILE or\n"
+    "'-' reads standard input.\n"
+    "\n"
+    "  -n, --head N      print only the first N records\n"
+    "  -k, --kind KIND   fail unless the stream is of kind KIND\n"
+    "  -f, --full        print every value of tensors and bins (default: a summary)\n"
+    "  -H, --no-header   do not print the header line\n"
+    "  -o, --out FILE    write to FILE (atomically) instead of standard output\n"
+    "  -q, --quiet       no progress\n"
+    "  -h, --help        show this help and exit\n"
+    "  -V, --version     show the version and exit\n"
+    "\n"
+    "Tensors print as {\"dtype\":..,\"shape\":[..],\"first\":[at most 8 values]}, with\n"
+    "--full as {\"dtype\":..,\"shape\":[..],\"data\":[all values]}. Other bins print as\n"
+    "{\"bin_bytes\":N,\"base64\":..} (only the first 48 bytes as \"head_base64\" when\n"
+    "longer than 64 bytes, unless --full). Strings that are not valid UTF-8 show each\n"
+    "invalid byte as \\u00XX. Non-finite floats print as the strings \"nan\", \"inf\",\n"
+    "\"-inf\". Exit status: 0 ok, 1 bad input, 2 usage error. See mu-dump(1), mu-stream(5).\n";
+
+#define SUMMARY_VALUES 8
+#define BIN_INLINE 64
+#define BIN_HEAD 48
+
+typedef struct {
+    FILE *fp;
+    int full;
+    const mu_reader *r;   /* for error messages inside records */
+    const char *file;     /* for error messages inside the header */
+} dumper;
+
+static void put_str(FILE *fp, const char *s, size_t n) {
+    fputc('"', fp);
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x80) {
+            utf8proc_int32_t cp;
+            utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
+            if (k > 0) { fwrite(s + i, 1, (size_t)k, fp); i += (size_t)k; }
+            else { fprintf(fp, "\\u%04x", c); i++; }   /* invalid UTF-8 byte, shown as Latin-1 */
+            continue;
+        }
+        switch (c) {
+        case '"': fputs("\\\"", fp); break;
+        case '\\': fputs("\\\\", fp); break;
+        case '\n': fputs("\\n", fp); break;
+        case '\r': fputs("\\r", fp); break;
+        case '\t': fputs("\\t", fp); break;
+        case '\b': fputs("\\b", fp); break;
+        case '\f': fputs("\\f", fp); break;
+        default:
+            if (c < 0x20 || c == 0x7f) fprintf(fp, "\\u%04x", c);
+            else fputc(c, fp);
+        }
+        i++;
+    }
+    fputc('"', fp);
+}
+
+static void put_cstr(FILE *fp, const char *s) { put_str(fp, s, strlen(s)); }
+
+/* Shortest decimal that reads back to the same value (float or double). */
+static void put_real(FILE *fp, double v, int is_f32) {
+    if (isnan(v)) { fputs("\"nan\"", fp); return; }
+    if (isinf(v)) { fputs(v > 0 ? "\"inf\"" : "\"-inf\"", fp); return; }
+    char buf[40];
+    for (int prec = is_f32 ? 6 : 15; prec <= 17; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, v);
+        if (is_f32 ? strtof(buf, NULL) == (float)v : strtod(buf, NULL) == v) break;
+    }
+    /* keep it a JSON number: "1e+20" is fine, "inf" was handled */
+    fputs(buf, fp);
+}
+
+static void put_base64(FILE *fp, const unsigned char *p, size_t n) {
+    static const char tb[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    fputc('"', fp);
+    size_t i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+        fputc(tb[v >> 18], fp); fputc(tb[(v >> 12) & 63], fp); fputc(tb[(v >> 6) & 63], fp); fputc(tb[v & 63], fp);
+    }
+    if (n - i == 1) {
+        uint32_t v = (uint32_t)p[i] << 16;
+        fputc(tb[v >> 18], fp); fputc(tb[(v >> 12) & 63], fp); fputs("==", fp);
+    } else if (n - i == 2) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
+        fputc(tb[v >> 18], fp); fputc(tb[(v >> 12) & 63], fp); fputc(tb[(v >> 6) & 63], fp); fputc('=', fp);
+    }
+    fputc('"', fp);
+}
+
+static void put_bin(const dumper *d, const char *p, size_t n, int ext_type, int is_ext) {
+    fputc('{', d->fp);
+    if (is_ext) fprintf(d->fp, "\"ext_type\":%d,", ext_type);
+    fprintf(d->fp, "\"bin_bytes\":%zu,", n);
+    if (d->full || n <= BIN_INLINE) {
+        fputs("\"base64\":", d->fp);
+        put_base64(d->fp, (const unsigned char *)p, n);
+    } else {
+        fputs("\"head_base64\":", d->fp);
+        put_base64(d->fp, (const unsigned char *)p, BIN_HEAD);
+    }
+    fputc('}', d->fp);
+}
+
+/* One element of a tensor, read with memcpy (any alignment). */
+static void put_elem(FILE *fp, mu_dtype dt, const unsigned char *p) {
+    union { float f; double d; int8_t i8; uint8_t u8; int16_t i16; uint16_t u16;
+            int32_t i32; uint32_t u32; int64_t i64; uint64_t u64; } v;
+    memcpy(&v, p, mu_dtype_size(dt));
+    switch (dt) {
+    case MU_F32: put_real(fp, v.f, 1); break;
+    case MU_F16: put_real(fp, mu_f16_to_f32(v.u16), 1); break;
+    case MU_BF16: put_real(fp, mu_bf16_to_f32(v.u16), 1); break;
+    case MU_F64: put_real(fp, v.d, 0); break;
+    case MU_I8: fprintf(fp, "%d", v.i8); break;
+    case MU_U8: fprintf(fp, "%u", v.u8); break;
+    case MU_I16: fprintf(fp, "%d", v.i16); break;
+    case MU_U16: fprintf(fp, "%u", v.u16); break;
+    case MU_I32: fprintf(fp, "%d", v.i32); break;
+    case MU_U32: fprintf(fp, "%u", v.u32); break;
+    case MU_I64: fprintf(fp, "%lld", (long long)v.i64); break;
+    case MU_U64: fprintf(fp, "%llu", (unsigned long long)v.u64); break;
+    case MU_BOOL: fputs(v.u8 ? "true" : "false", fp); break;
+    default: fputs("null", fp);
+    }
+}
+
+static void put_tensor(const dumper *d, const mu_tensor_view *t) {
+    fputs("{\"dtype\":", d->fp);
+    put_cstr(d->fp, mu_dtype_name(t->dtype));
+    fputs(",\"shape\":[", d->fp);
+    for (int i = 0; i < t->ndim; i++) fprintf(d->fp, "%s%lld", i ? "," : "", (long long)t->shape[i]);
+    size_t esz = mu_dtype_size(t->dtype), n = esz ? t->nbytes / esz : 0;
+    size_t show = d->full || n <= SUMMARY_VALUES ? n : SUMMARY_VALUES;
+    fputs(d->full ? "],\"data\":[" : "],\"first\":[", d->fp);
+    for (size_t i = 0; i < show; i++) {
+        if (i) fputc(',', d->fp);
+        put_elem(d->fp, t->dtype, (const unsigned char *)t->data + i * esz);
+    }
+    fputs("]}", d->fp);
+}
+
+static int is_tensor_map(const msgpack_object *o) {
+    return o->type == MSGPACK_OBJECT_MAP && o->via.map.size == 3 && mu_obj_get(o, "dtype") &&
+           mu_obj_get(o, "shape") && mu_obj_get(o, "data");
+}
+
+/* path: the key path for error messages ("x.logits") */
+static void put_obj(const dumper *d, const msgpack_object *o, const char *path);
+
+static void put_key(const dumper *d, const msgpack_object *k) {
+    if (k->type == MSGPACK_OBJECT_STR) { put_str(d->fp, k->via.str.ptr, k->via.str.size); return; }
+    /* JSON keys are strings: render the key as JSON, then quote that text */
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    if (!mem) mu_die("out of memory");
+    dumper sub = *d;
+    sub.fp = mem;
+    put_obj(&sub, k, "(key)");
+    fclose(mem);
+    put_str(d->fp, text, len);
+    free(text);
+}
+
+static void put_obj(const dumper *d, const msgpack_object *o, const char *path) {
+    FILE *fp = d->fp;
+    switch (o->type) {
+    case MSGPACK_OBJECT_NIL: fputs("null", fp); break;
+    case MSGPACK_OBJECT_BOOLEAN: fputs(o->via.boolean ? "true" : "false", fp); break;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER: fprintf(fp, "%llu", (unsigned long long)o->via.u64); break;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER: fprintf(fp, "%lld", (long long)o->via.i64); break;
+    case MSGPACK_OBJECT_FLOAT32: put_real(fp, o->via.f64, 1); break;
+    case MSGPACK_OBJECT_FLOAT64: put_real(fp, o->via.f64, 0); break;
+    case MSGPACK_OBJECT_STR: put_str(fp, o->via.str.ptr, o->via.str.size); break;
+    case MSGPACK_OBJECT_BIN: put_bin(d, o->via.bin.ptr, o->via.bin.size, 0, 0); break;
+    case MSGPACK_OBJECT_EXT: put_bin(d, o->via.ext.ptr, o->via.ext.size, o->via.ext.type, 1); break;
+    case MSGPACK_OBJECT_ARRAY:
+        fputc('[', fp);
+        for (uint32_t i = 0; i < o->via.array.size; i++) {
+            if (i) fputc(',', fp);
+            char sub[256];
+            snprintf(sub, sizeof sub, "%s[%u]", path, i);
+            put_obj(d, &o->via.array.ptr[i], sub);
+        }
+        fputc(']', fp);
+        break;
+    case MSGPACK_OBJECT_MAP:
+        if (is_tensor_map(o)) {
+            mu_tensor_view t;
+            char err[512];
+            if (mu_obj_tensor(o, &t, err, sizeof err) != 0) {
+                if (d->r) mu_reader_die(d->r, "%s: %s", path, err);
+                mu_die("%s: header: %s: %s", d->file, path, err);
+            }
+            put_tensor(d, &t);
+            break;
+        }
+        fputc('{', fp);
+        for (uint32_t i = 0; i < o->via.map.size; i++) {
+            const msgpack_object_kv *kv = &o->via.map.ptr[i];
+            if (i) fputc(',', fp);
+            put_key(d, &kv->key);
+            fputc(':', fp);
+            char sub[256];
+            if (kv->key.type == MSGPACK_OBJECT_STR)
+                snprintf(sub, sizeof sub, "%s%s%.*s", path, *path ? "." : "", (int)(kv->key.via.str.size > 64 ? 64 : kv->key.via.str.size),
+                         kv->key.via.str.ptr);
+            else
+                snprintf(sub, sizeof sub, "%s%s(key %u)", path, *path ? "." : "", i);
+            put_obj(d, &kv->val, sub);
+        }
+        fputc('}', fp);
+        break;
+    default:
+        fputs("null", fp);
+    }
+}
+
+int main(int argc, char **argv) {
+    mu_cli_init("mu-dump", argc, argv);
+    static const struct option longopts[] = {
+        {"head", required_argument, 0, 'n'}, {"kind", required_argument, 0, 'k'},
+        {"full", no_argument, 0, 'f'},       {"no-header", no_argument, 0, 'H'},
+        {"out", required_argument, 0, 'o'},  MU_COMMON_LONGOPTS, {0, 0, 0, 0}};
+    long head = -1;
+    const char *kind = NULL, *out = "-";
+    int full = 0, no_header = 0, opt;
+    while ((opt = getopt_long(argc, argv, ":n:k:fHo:hVq", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'n': {
+            char *end;
+            head = strtol(optarg, &end, 10);
+            if (*optarg == 0 || *end || head < 0) mu_usage_error("--head wants a count >= 0, not '%s'", optarg);
+            break;
+        }
+        case 'k': kind = optarg; break;
+        case 'f': full = 1; break;
+        case 'H': no_header = 1; break;
+        case 'o': out = optarg; break;
+        default:
+            if (!mu_cli_common(opt, usage)) mu_usage_error("unexpected option (see --help)");
+        }
+    }
+    char *stdin_only[] = {"-"};
+    char **files = optind < argc ? argv + optind : stdin_only;
+    int nfiles = optind < argc ? argc - optind : 1;
+
+    mu_outfile of;
+    mu_out_open_or_die(&of, out);
+    static char obuf[1 << 16];
+    setvbuf(of.fp, obuf, _IOFBF, sizeof obuf);
+    dumper d = {of.fp, full, NULL, NULL};
+    long printed = 0;
+    char *stream_kind = NULL;
+    for (int f = 0; f < nfiles && (head < 0 || printed < head || f == 0); f++) {
+        mu_reader *r = mu_reader_open_or_die(files[f], stream_kind ? stream_kind : kind);
+        if (!stream_kind) {
+            stream_kind = mu_xstrdup(mu_reader_kind(r));
+            if (!no_header) {
+                d.file = mu_reader_path(r);
+                put_obj(&d, mu_reader_header(r), "");
+                fputc('\n', of.fp);
+            }
+        }
+        d.r = r;
+        const msgpack_object *rec;
+        while ((head < 0 || printed < head) && (rec = mu_reader_next_or_die(r))) {
+            put_obj(&d, rec, "");
+            fputc('\n', of.fp);
+            printed++;
+            mu_progress("mu-dump", (uint64_t)printed, 0);
+        }
+        mu_reader_close(r);
+        d.r = NULL;
+    }
+    mu_progress_done();
+    free(stream_kind);
+    mu_out_commit_or_die(&of);
+    return MU_EXIT_OK;
+}
