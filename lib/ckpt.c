@@ -1,4 +1,5 @@
 /* ckpt.c — a model checkpoint (HF directory or GGUF file) with deltas stacked on top. */
+#define _GNU_SOURCE
 #include "ckpt.h"
 #include "arch.h"
 #include "stream.h"
@@ -8,7 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/fs.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 typedef struct {
@@ -626,4 +632,82 @@ int mu_ckpt_add_delta(mu_ckpt *c, const char *delta_path, char *err, size_t errl
     c->n_delta++;
     c->digest[0] = 0;
     return 0;
+}
+
+/* ------------------------------------------------------------------ atomic directories */
+
+/* Removes the regular files of dir and dir itself; -1 if it holds anything else. */
+static int rm_flat_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    struct dirent *e;
+    int rc = 0;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char *p = join(dir, e->d_name);
+        struct stat st;
+        if (p && !lstat(p, &st) && !S_ISDIR(st.st_mode)) {
+            if (unlink(p)) rc = -1;
+        } else {
+            rc = -1;
+        }
+        free(p);
+    }
+    closedir(d);
+    return rc || rmdir(dir) ? -1 : 0;
+}
+
+/* 1 if dir holds only regular files (or symlinks), 0 otherwise. */
+static int flat_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    struct dirent *e;
+    int ok = 1;
+    while (ok && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char *p = join(dir, e->d_name);
+        struct stat st;
+        ok = p && !lstat(p, &st) && !S_ISDIR(st.st_mode);
+        free(p);
+    }
+    closedir(d);
+    return ok;
+}
+
+char *mu_dir_tmp_create(const char *final, char *err, size_t errlen) {
+    size_t n = strlen(final) + 32;
+    char *tmp = malloc(n);
+    if (!tmp) { set_err(err, errlen, "%s: out of memory", final); return NULL; }
+    snprintf(tmp, n, "%s.tmp.%ld", final, (long)getpid());
+    if (mkdir(tmp, 0777)) {
+        set_err(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+        free(tmp);
+        return NULL;
+    }
+    return tmp;
+}
+
+int mu_dir_commit(const char *tmp, const char *final, char *err, size_t errlen) {
+    struct stat st;
+    if (lstat(final, &st)) {
+        if (errno != ENOENT || rename(tmp, final)) {
+            set_err(err, errlen, "%s: cannot rename into place: %s", final, strerror(errno));
+            return -1;
+        }
+        return 0;
+    }
+    if (!S_ISDIR(st.st_mode) || !flat_dir(final)) {
+        set_err(err, errlen, "%s: exists and is not a model directory (only files) I may replace", final);
+        return -1;
+    }
+    if (syscall(SYS_renameat2, AT_FDCWD, tmp, AT_FDCWD, final, RENAME_EXCHANGE)) {
+        set_err(err, errlen, "%s: cannot swap into place: %s", final, strerror(errno));
+        return -1;
+    }
+    rm_flat_dir(tmp);  /* now the old directory */
+    return 0;
+}
+
+void mu_dir_abort(const char *tmp) {
+    if (tmp) rm_flat_dir(tmp);
 }

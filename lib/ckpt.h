@@ -62,4 +62,13 @@ void mu_ckpt_close(mu_ckpt *c);
 /* For writers of deltas: sets format/version/base metadata on w ("base" = the digest of
  * c without its deltas; a delta trained on top of others stacks after them). 0 ok, -1 I/O. */
 int mu_delta_writer_init(mu_st_writer *w, mu_ckpt *c);
+
+/* Atomic model directories (mu-init, full-model export): write the files into
+ * mu_dir_tmp_create's directory ("<final>.tmp.<pid>", created empty), then mu_dir_commit
+ * moves it onto final in one rename (an existing final directory is swapped out with
+ * RENAME_EXCHANGE and removed; it must hold only regular files). mu_dir_abort removes
+ * the temp directory and its files. 0 ok / NULL or -1 + "path: what" in err. */
+char *mu_dir_tmp_create(const char *final, char *err, size_t errlen);   /* caller frees */
+int mu_dir_commit(const char *tmp, const char *final, char *err, size_t errlen);
+void mu_dir_abort(const char *tmp);
 #endif
