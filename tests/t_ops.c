@@ -1,0 +1,511 @@
+/* t_ops.c — every CPU backend op against a double-precision reference: the forward is
+ * compared directly, the backward against central finite differences of the reference
+ * (loss = sum R * Y with fixed random R, so dY = R). Large inputs are checked on a random
+ * subset of coordinates. */
+#include <stdint.h>
+#include "test.h"
+#include "kernels.h"
+#include "model.h"
+#include "rng.h"
+
+static const mu_backend *be(void) { return mu_backend_cpu(); }
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+static void fill(mu_rng *r, float *x, size_t n, double scale)
+{
+    for (size_t i = 0; i < n; i++) x[i] = (float)(scale * mu_rng_normal(r));
+}
+
+static double *to_double(const float *x, size_t n)
+{
+    double *d = malloc(n * sizeof *d);
+    for (size_t i = 0; i < n; i++) d[i] = x[i];
+    return d;
+}
+
+/* A reference forward: in (double, n_in) -> out (double, n_out). */
+typedef void (*ref_fn)(const double *in, double *out, const void *ctx);
+
+static double ref_loss(ref_fn f, const double *in, const double *R, size_t n_out,
+                       const void *ctx)
+{
+    double *out = calloc(n_out, sizeof *out);
+    f(in, out, ctx);
+    double s = 0;
+    for (size_t i = 0; i < n_out; i++) s += R[i] * out[i];
+    free(out);
+    return s;
+}
+
+/* Central difference of the reference loss at coordinate `at` of the packed input. */
+static double fd_at(ref_fn f, double *in, size_t at, const double *R, size_t n_out,
+                    const void *ctx)
+{
+    double h = 1e-5 * (fabs(in[at]) > 1 ? fabs(in[at]) : 1), x0 = in[at];
+    in[at] = x0 + h;
+    double lp = ref_loss(f, in, R, n_out, ctx);
+    in[at] = x0 - h;
+    double lm = ref_loss(f, in, R, n_out, ctx);
+    in[at] = x0;
+    return (lp - lm) / (2 * h);
+}
+
+/* Compares analytic gradient g[n] (of packed-input segment starting at `off`) with finite
+ * differences on up to max_checks coordinates: |g - fd| <= rtol * max|fd| + 1e-6 each. */
+static void check_grad(const char *what, ref_fn f, double *in, size_t off, const float *g,
+                       size_t n, const double *R, size_t n_out, const void *ctx, int max_checks)
+{
+    mu_rng r;
+    mu_rng_seed(&r, 99);
+    size_t checks = n < (size_t)max_checks ? n : (size_t)max_checks;
+    double *fd = malloc(checks * sizeof *fd);
+    size_t *idx = malloc(checks * sizeof *idx);
+    double scale = 0;
+    for (size_t c = 0; c < checks; c++) {
+        idx[c] = checks == n ? c : mu_rng_below(&r, n);
+        fd[c] = fd_at(f, in, off + idx[c], R, n_out, ctx);
+        if (fabs(fd[c]) > scale) scale = fabs(fd[c]);
+    }
+    CHECK_MSG(scale > 1e-8, "%s: finite differences are all zero", what);
+    for (size_t c = 0; c < checks; c++)
+        CHECK_MSG(fabs(g[idx[c]] - fd[c]) <= 2e-4 * scale + 1e-6,
+                  "%s[%zu]: analytic %.8g vs finite difference %.8g (scale %.3g)", what, idx[c],
+                  g[idx[c]], fd[c], scale);
+    free(fd);
+    free(idx);
+}
+
+static void check_fwd(const char *what, const float *y, const double *ref, size_t n, double tol)
+{
+    double scale = 0;
+    for (size_t i = 0; i < n; i++) if (fabs(ref[i]) > scale) scale = fabs(ref[i]);
+    for (size_t i = 0; i < n; i++)
+        CHECK_MSG(fabs(y[i] - ref[i]) <= tol * (scale > 1 ? scale : 1),
+                  "%s[%zu]: %.8g vs reference %.8g", what, i, y[i], ref[i]);
+}
+
+static double *rand_R(size_t n, uint64_t seed)
+{
+    mu_rng r;
+    mu_rng_seed(&r, seed);
+    double *R = malloc(n * sizeof *R);
+    for (size_t i = 0; i < n; i++) R[i] = mu_rng_normal(&r);
+    return R;
+}
+
+static float *R_f32(const double *R, size_t n)
+{
+    float *f = malloc(n * sizeof *f);
+    for (size_t i = 0; i < n; i++) f[i] = (float)R[i];
+    return f;
+}
+
+/* ---- matmul ----------------------------------------------------------------------------- */
+typedef struct { int N, K, M; } mm_ctx;
+
+static void ref_matmul(const double *in, double *out, const void *vc)
+{
+    const mm_ctx *c = vc;
+    const double *X = in, *Wt = in + (size_t)c->N * c->K;
+    for (int n = 0; n < c->N; n++)
+        for (int m = 0; m < c->M; m++) {
+            double s = 0;
+            for (int k = 0; k < c->K; k++) s += X[n * c->K + k] * Wt[m * c->K + k];
+            out[n * c->M + m] = s;
+        }
+}
+
+TEST(op_matmul_fwd_bwd)
+{
+    mm_ctx c = { 7, 13, 5 };
+    size_t nx = c.N * c.K, nw = c.M * c.K, ny = c.N * c.M;
+    mu_rng r;
+    mu_rng_seed(&r, 1);
+    float *in = malloc((nx + nw) * sizeof *in), *Y = malloc(ny * sizeof *Y);
+    fill(&r, in, nx + nw, 1.0);
+    be()->matmul(Y, in, in + nx, c.N, c.K, c.M, 0);
+    double *din = to_double(in, nx + nw), *ref = malloc(ny * sizeof *ref);
+    ref_matmul(din, ref, &c);
+    check_fwd("matmul", Y, ref, ny, 1e-5);
+    /* accumulate adds onto Y */
+    be()->matmul(Y, in, in + nx, c.N, c.K, c.M, 1);
+    for (size_t i = 0; i < ny; i++) CHECK_NEAR(Y[i], 2 * ref[i], 1e-4);
+
+    double *R = rand_R(ny, 2);
+    float *dY = R_f32(R, ny), *dX = calloc(nx, sizeof *dX), *dW = calloc(nw, sizeof *dW);
+    be()->matmul_bwd(dX, dW, dY, in, in + nx, c.N, c.K, c.M, 0);
+    check_grad("matmul dX", ref_matmul, din, 0, dX, nx, R, ny, &c, 1000);
+    check_grad("matmul dW", ref_matmul, din, nx, dW, nw, R, ny, &c, 1000);
+    /* dW accumulates; accumulate_dx adds; NULL skips */
+    float *dX2 = malloc(nx * sizeof *dX2), *dW2 = malloc(nw * sizeof *dW2);
+    memcpy(dX2, dX, nx * sizeof *dX2);
+    memcpy(dW2, dW, nw * sizeof *dW2);
+    be()->matmul_bwd(dX2, dW2, dY, in, in + nx, c.N, c.K, c.M, 1);
+    for (size_t i = 0; i < nx; i++) CHECK_NEAR(dX2[i], 2 * dX[i], 1e-4);
+    for (size_t i = 0; i < nw; i++) CHECK_NEAR(dW2[i], 2 * dW[i], 1e-4);
+    be()->matmul_bwd(NULL, dW2, dY, in, in + nx, c.N, c.K, c.M, 0);
+    for (size_t i = 0; i < nw; i++) CHECK_NEAR(dW2[i], 3 * dW[i], 1e-4);
+    free(in); free(Y); free(din); free(ref); free(R); free(dY); free(dX); free(dW);
+    free(dX2); free(dW2);
+}
+
+/* ---- bias ------------------------------------------------------------------------------- */
+typedef struct { int N, M; } nm_ctx;
+
+static void ref_bias(const double *in, double *out, const void *vc)
+{
+    const nm_ctx *c = vc;
+    for (int n = 0; n < c->N; n++)
+        for (int m = 0; m < c->M; m++) out[n * c->M + m] = in[n * c->M + m] + in[c->N * c->M + m];
+}
+
+TEST(op_bias_add_fwd_bwd)
+{
+    nm_ctx c = { 9, 6 };
+    size_t ny = c.N * c.M;
+    mu_rng r;
+    mu_rng_seed(&r, 3);
+    float *in = malloc((ny + c.M) * sizeof *in);
+    fill(&r, in, ny + c.M, 1.0);
+    float *Y = malloc(ny * sizeof *Y);
+    memcpy(Y, in, ny * sizeof *Y);
+    be()->bias_add(Y, in + ny, c.N, c.M);
+    double *din = to_double(in, ny + c.M), *ref = malloc(ny * sizeof *ref);
+    ref_bias(din, ref, &c);
+    check_fwd("bias_add", Y, ref, ny, 1e-6);
+    double *R = rand_R(ny, 4);
+    float *dY = R_f32(R, ny), *db = calloc(c.M, sizeof *db);
+    be()->bias_add_bwd(db, dY, c.N, c.M);
+    check_grad("bias db", ref_bias, din, ny, db, c.M, R, ny, &c, 100);
+    free(in); free(Y); free(din); free(ref); free(R); free(dY); free(db);
+}
+
+/* ---- embedding -------------------------------------------------------------------------- */
+typedef struct { int N, D, V; const int32_t *ids; } emb_ctx;
+
+static void ref_embed(const double *in, double *out, const void *vc)
+{
+    const emb_ctx *c = vc;
+    for (int n = 0; n < c->N; n++)
+        for (int d = 0; d < c->D; d++) out[n * c->D + d] = in[c->ids[n] * c->D + d];
+}
+
+TEST(op_embed_fwd_bwd)
+{
+    int32_t ids[] = { 3, 0, 3, 5, 1, 3 };       /* repeated ids accumulate */
+    emb_ctx c = { 6, 4, 7, ids };
+    size_t ne = c.V * c.D, ny = c.N * c.D;
+    mu_rng r;
+    mu_rng_seed(&r, 5);
+    float *E = malloc(ne * sizeof *E), *Y = malloc(ny * sizeof *Y);
+    fill(&r, E, ne, 1.0);
+    be()->embed(Y, E, ids, c.N, c.D);
+    double *dE_in = to_double(E, ne), *ref = malloc(ny * sizeof *ref);
+    ref_embed(dE_in, ref, &c);
+    check_fwd("embed", Y, ref, ny, 0);
+    double *R = rand_R(ny, 6);
+    float *dY = R_f32(R, ny), *dE = calloc(ne, sizeof *dE);
+    be()->embed_bwd(dE, dY, ids, c.N, c.D);
+    check_grad("embed dE", ref_embed, dE_in, 0, dE, ne, R, ny, &c, 1000);
+    free(E); free(Y); free(dE_in); free(ref); free(R); free(dY); free(dE);
+}
+
+/* ---- rmsnorm ---------------------------------------------------------------------------- */
+typedef struct { int N, D; double eps; } norm_ctx;
+
+static void ref_rmsnorm(const double *in, double *out, const void *vc)
+{
+    const norm_ctx *c = vc;
+    const double *w = in + c->N * c->D;
+    for (int n = 0; n < c->N; n++) {
+        const double *x = in + n * c->D;
+        double ss = 0;
+        for (int d = 0; d < c->D; d++) ss += x[d] * x[d];
+        double rs = 1 / sqrt(ss / c->D + c->eps);
+        for (int d = 0; d < c->D; d++) out[n * c->D + d] = x[d] * rs * w[d];
+    }
+}
+
+TEST(op_rmsnorm_fwd_bwd)
+{
+    norm_ctx c = { 5, 12, 1e-5 };
+    size_t nx = c.N * c.D;
+    mu_rng r;
+    mu_rng_seed(&r, 7);
+    float *in = malloc((nx + c.D) * sizeof *in), *Y = malloc(nx * sizeof *Y);
+    float *rstd = malloc(c.N * sizeof *rstd);
+    fill(&r, in, nx + c.D, 1.0);
+    be()->rmsnorm(Y, rstd, in, in + nx, c.N, c.D, (float)c.eps);
+    double *din = to_double(in, nx + c.D), *ref = malloc(nx * sizeof *ref);
+    ref_rmsnorm(din, ref, &c);
+    check_fwd("rmsnorm", Y, ref, nx, 1e-5);
+    double *R = rand_R(nx, 8);
+    float *dY = R_f32(R, nx), *dX = calloc(nx, sizeof *dX), *dw = calloc(c.D, sizeof *dw);
+    for (size_t i = 0; i < nx; i++) dX[i] = 0.5f;      /* dX accumulates */
+    be()->rmsnorm_bwd(dX, dw, dY, in, in + nx, rstd, c.N, c.D);
+    for (size_t i = 0; i < nx; i++) dX[i] -= 0.5f;
+    check_grad("rmsnorm dX", ref_rmsnorm, din, 0, dX, nx, R, nx, &c, 1000);
+    check_grad("rmsnorm dw", ref_rmsnorm, din, nx, dw, c.D, R, nx, &c, 1000);
+    free(in); free(Y); free(rstd); free(din); free(ref); free(R); free(dY); free(dX); free(dw);
+}
+
+/* ---- rope ------------------------------------------------------------------------------- */
+typedef struct { int N, H, hd; const int32_t *pos; const float *inv_freq; } rope_ctx;
+
+/* HF: q * cos + rotate_half(q) * sin, cos/sin of cat(freqs, freqs). */
+static void ref_rope(const double *in, double *out, const void *vc)
+{
+    const rope_ctx *c = vc;
+    int half = c->hd / 2;
+    for (int n = 0; n < c->N; n++)
+        for (int h = 0; h < c->H; h++) {
+            const double *x = in + (n * c->H + h) * c->hd;
+            double *y = out + (n * c->H + h) * c->hd;
+            for (int i = 0; i < c->hd; i++) {
+                double a = (double)((float)c->pos[n] * c->inv_freq[i % half]);
+                double rot = i < half ? -x[i + half] : x[i - half];
+                y[i] = x[i] * cos(a) + rot * sin(a);
+            }
+        }
+}
+
+TEST(op_rope_fwd_bwd)
+{
+    int32_t pos[] = { 0, 1, 2, 7, 100, 3 };
+    mu_config cfg;
+    mu_config_init(&cfg);
+    cfg.head_dim = 8;
+    cfg.rope_theta = 10000;
+    float inv_freq[4];
+    mu_rope_inv_freq(&cfg, inv_freq);
+    CHECK_NEAR(inv_freq[0], 1.0, 1e-7);
+    CHECK_NEAR(inv_freq[1], pow(10000, -0.25), 1e-7);
+    rope_ctx c = { 6, 3, 8, pos, inv_freq };
+    size_t nx = c.N * c.H * c.hd;
+    mu_rng r;
+    mu_rng_seed(&r, 9);
+    float *X = malloc(nx * sizeof *X);
+    fill(&r, X, nx, 1.0);
+    double *din = to_double(X, nx), *ref = malloc(nx * sizeof *ref);
+    ref_rope(din, ref, &c);
+    be()->rope(X, pos, inv_freq, c.N, c.H, c.hd);
+    check_fwd("rope", X, ref, nx, 1e-5);
+    double *R = rand_R(nx, 10);
+    float *dX = R_f32(R, nx);
+    be()->rope_bwd(dX, pos, inv_freq, c.N, c.H, c.hd);
+    check_grad("rope dX", ref_rope, din, 0, dX, nx, R, nx, &c, 1000);
+    free(X); free(din); free(ref); free(R); free(dX);
+}
+
+TEST(op_rope_llama3_scaling)
+{
+    /* Llama 3.1: factor 8, low 1, high 4, original 8192, theta 500000, head_dim 128. Values
+     * from transformers' _compute_llama3_parameters (hand-evaluated formula). */
+    mu_config c;
+    mu_config_init(&c);
+    c.head_dim = 128; c.rope_theta = 500000;
+    snprintf(c.rope_scaling, sizeof c.rope_scaling, "llama3");
+    c.rope_factor = 8; c.rope_low_freq = 1; c.rope_high_freq = 4; c.rope_orig_max_pos = 8192;
+    float f[64];
+    mu_rope_inv_freq(&c, f);
+    for (int i = 0; i < 64; i++) {
+        double base = 1.0 / pow(500000.0, 2.0 * i / 128), wl = 2 * M_PI / base, want;
+        if (wl < 8192.0 / 4) want = base;                       /* high frequency: kept */
+        else if (wl > 8192.0 / 1) want = base / 8;              /* low frequency: / factor */
+        else {
+            double s = (8192.0 / wl - 1) / (4 - 1);
+            want = (1 - s) * base / 8 + s * base;
+        }
+        CHECK_CLOSE(f[i], want, 1e-5, 0);
+    }
+    CHECK_CLOSE(f[0], 1.0, 1e-6, 0);
+    CHECK_CLOSE(f[63], 1.0 / pow(500000.0, 126.0 / 128) / 8, 1e-5, 0);
+}
+
+/* ---- attention -------------------------------------------------------------------------- */
+typedef struct { mu_attn_shape s; } att_ctx;
+
+/* in = Q [B,Tq,H,hd] | K [B,Tk,Hkv,hd] | V [B,Tk,Hkv,hd]; out = O. */
+static void ref_attention(const double *in, double *out, const void *vc)
+{
+    const mu_attn_shape *s = &((const att_ctx *)vc)->s;
+    size_t nq = (size_t)s->B * s->Tq * s->H * s->hd, nk = (size_t)s->B * s->Tk * s->Hkv * s->hd;
+    const double *Q = in, *K = in + nq, *V = in + nq + nk;
+    double *p = malloc(s->Tk * sizeof *p);
+    for (int b = 0; b < s->B; b++)
+        for (int h = 0; h < s->H; h++)
+            for (int t = 0; t < s->Tq; t++) {
+                int kh = h / (s->H / s->Hkv), pos = (s->q_pos0 ? s->q_pos0[b] : 0) + t;
+                int kl = s->k_len ? s->k_len[b] : s->Tk;
+                const double *q = Q + (((size_t)b * s->Tq + t) * s->H + h) * s->hd;
+                double *o = out + (((size_t)b * s->Tq + t) * s->H + h) * s->hd;
+                double mx = -INFINITY, sum = 0;
+                int nk_vis = 0;
+                for (int j = 0; j < s->Tk; j++) {
+                    if (j > pos || j >= kl) { p[j] = -INFINITY; continue; }
+                    const double *k = K + (((size_t)b * s->Tk + j) * s->Hkv + kh) * s->hd;
+                    double d = 0;
+                    for (int i = 0; i < s->hd; i++) d += q[i] * k[i];
+                    p[j] = d * s->scale;
+                    if (p[j] > mx) mx = p[j];
+                    nk_vis++;
+                }
+                for (int i = 0; i < s->hd; i++) o[i] = 0;
+                if (!nk_vis) continue;
+                for (int j = 0; j < s->Tk; j++) { p[j] = p[j] == -INFINITY ? 0 : exp(p[j] - mx); sum += p[j]; }
+                for (int j = 0; j < s->Tk; j++) {
+                    if (p[j] == 0) continue;
+                    const double *v = V + (((size_t)b * s->Tk + j) * s->Hkv + kh) * s->hd;
+                    for (int i = 0; i < s->hd; i++) o[i] += p[j] / sum * v[i];
+                }
+            }
+    free(p);
+}
+
+static void attention_case(int B, int Tq, int Tk, int H, int Hkv, int hd, const int32_t *q_pos0,
+                           const int32_t *k_len, uint64_t seed, int max_checks)
+{
+    att_ctx c = { { B, Tq, Tk, H, Hkv, hd, q_pos0, k_len, 1.0f / sqrtf((float)hd) } };
+    size_t nq = (size_t)B * Tq * H * hd, nk = (size_t)B * Tk * Hkv * hd, nin = nq + 2 * nk;
+    mu_rng r;
+    mu_rng_seed(&r, seed);
+    float *in = malloc(nin * sizeof *in), *O = malloc(nq * sizeof *O);
+    float *lse = malloc((size_t)B * H * Tq * sizeof *lse);
+    fill(&r, in, nin, 1.0);
+    be()->attention(O, lse, in, in + nq, in + nq + nk, &c.s);
+    double *din = to_double(in, nin), *ref = malloc(nq * sizeof *ref);
+    ref_attention(din, ref, &c);
+    check_fwd("attention O", O, ref, nq, 2e-5);
+    double *R = rand_R(nq, seed + 1);
+    float *dO = R_f32(R, nq), *dQ = malloc(nq * sizeof *dQ);
+    float *dK = malloc(nk * sizeof *dK), *dV = malloc(nk * sizeof *dV);
+    for (size_t i = 0; i < nk; i++) dK[i] = dV[i] = 7;          /* must be overwritten */
+    be()->attention_bwd(dQ, dK, dV, dO, O, lse, in, in + nq, in + nq + nk, &c.s);
+    check_grad("attention dQ", ref_attention, din, 0, dQ, nq, R, nq, &c, max_checks);
+    check_grad("attention dK", ref_attention, din, nq, dK, nk, R, nq, &c, max_checks);
+    check_grad("attention dV", ref_attention, din, nq + nk, dV, nk, R, nq, &c, max_checks);
+    free(in); free(O); free(lse); free(din); free(ref); free(R); free(dO); free(dQ); free(dK);
+    free(dV);
+}
+
+TEST(op_attention_causal_gqa_padding)
+{
+    int32_t lens[] = { 6, 3, 0 };                 /* a padded row and an empty one */
+    attention_case(3, 6, 6, 4, 2, 4, NULL, lens, 11, 2000);
+}
+
+TEST(op_attention_multi_tile)
+{
+    int32_t lens[] = { 70, 41 };                  /* more than one 64-query tile */
+    attention_case(2, 70, 70, 2, 1, 4, NULL, lens, 13, 150);
+}
+
+TEST(op_attention_kv_cache_layout)
+{
+    /* 2 new queries per row after 3 and 5 cached keys; key capacity 9 */
+    int32_t pos0[] = { 3, 5 }, klen[] = { 5, 7 };
+    attention_case(2, 2, 9, 4, 2, 6, pos0, klen, 17, 2000);
+}
+
+/* ---- swiglu ----------------------------------------------------------------------------- */
+static void ref_swiglu(const double *in, double *out, const void *vc)
+{
+    size_t n = *(const size_t *)vc;
+    for (size_t i = 0; i < n; i++) out[i] = in[i] / (1 + exp(-in[i])) * in[n + i];
+}
+
+TEST(op_swiglu_fwd_bwd)
+{
+    size_t n = 40;
+    mu_rng r;
+    mu_rng_seed(&r, 19);
+    float *in = malloc(2 * n * sizeof *in), *A = malloc(n * sizeof *A);
+    fill(&r, in, 2 * n, 3.0);
+    be()->swiglu(A, in, in + n, n);
+    double *din = to_double(in, 2 * n), *ref = malloc(n * sizeof *ref);
+    ref_swiglu(din, ref, &n);
+    check_fwd("swiglu", A, ref, n, 1e-6);
+    double *R = rand_R(n, 20);
+    float *dA = R_f32(R, n), *dG = malloc(n * sizeof *dG), *dU = malloc(n * sizeof *dU);
+    be()->swiglu_bwd(dG, dU, dA, in, in + n, n);
+    check_grad("swiglu dG", ref_swiglu, din, 0, dG, n, R, n, &n, 100);
+    check_grad("swiglu dU", ref_swiglu, din, n, dU, n, R, n, &n, 100);
+    free(in); free(A); free(din); free(ref); free(R); free(dA); free(dG); free(dU);
+}
+
+/* ---- elementwise ------------------------------------------------------------------------ */
+TEST(op_add_scale)
+{
+    float y[5] = { 1, 2, 3, 4, 5 }, x[5] = { 0.5f, -1, 2, 0, 1e-3f };
+    be()->add(y, x, 5);
+    CHECK_NEAR(y[0], 1.5, 0); CHECK_NEAR(y[1], 1, 0); CHECK_NEAR(y[4], 5.001, 1e-6);
+    be()->scale(y, -2, 5);
+    CHECK_NEAR(y[0], -3, 0); CHECK_NEAR(y[2], -10, 0);
+}
+
+/* ---- log-softmax and cross-entropy ------------------------------------------------------ */
+typedef struct { int N, V; const int32_t *targets; } ce_ctx;
+
+static void ref_log_softmax(const double *in, double *out, const void *vc)
+{
+    const ce_ctx *c = vc;
+    for (int n = 0; n < c->N; n++) {
+        const double *x = in + n * c->V;
+        double mx = -INFINITY, s = 0;
+        for (int j = 0; j < c->V; j++) if (x[j] > mx) mx = x[j];
+        for (int j = 0; j < c->V; j++) s += exp(x[j] - mx);
+        for (int j = 0; j < c->V; j++) out[n * c->V + j] = x[j] - mx - log(s);
+    }
+}
+
+/* out[n] = -log_softmax(x_n)[target_n] (0 for ignored rows) */
+static void ref_ce(const double *in, double *out, const void *vc)
+{
+    const ce_ctx *c = vc;
+    double *ls = malloc((size_t)c->N * c->V * sizeof *ls);
+    ref_log_softmax(in, ls, c);
+    for (int n = 0; n < c->N; n++) out[n] = c->targets[n] < 0 ? 0 : -ls[n * c->V + c->targets[n]];
+    free(ls);
+}
+
+TEST(op_log_softmax_cross_entropy)
+{
+    int32_t targets[] = { 2, -1, 0, 9, 4 };
+    ce_ctx c = { 5, 10, targets };
+    size_t nx = c.N * c.V;
+    mu_rng r;
+    mu_rng_seed(&r, 21);
+    float *X = malloc(nx * sizeof *X), *Y = malloc(nx * sizeof *Y);
+    fill(&r, X, nx, 4.0);
+    X[3] = 80;                                  /* large logit: stable */
+    double *din = to_double(X, nx), *ref = malloc(nx * sizeof *ref);
+    be()->log_softmax(Y, X, c.N, c.V);
+    ref_log_softmax(din, ref, &c);
+    check_fwd("log_softmax", Y, ref, nx, 1e-6);
+    float loss[5], *dl = malloc(nx * sizeof *dl);
+    double refl[5];
+    ref_ce(din, refl, &c);
+    be()->cross_entropy(loss, dl, X, targets, c.N, c.V, 1.0f);
+    for (int n = 0; n < c.N; n++) CHECK_CLOSE(loss[n], refl[n], 1e-6, 1e-6);
+    CHECK(loss[1] == 0);
+    double R[5] = { 1, 1, 1, 1, 1 };
+    check_grad("cross_entropy dlogits", ref_ce, din, 0, dl, nx, R, c.N, &c, 1000);
+    /* dscale scales the gradient; ignored rows are zero */
+    float *dl2 = malloc(nx * sizeof *dl2);
+    be()->cross_entropy(loss, dl2, X, targets, c.N, c.V, 0.25f);
+    for (size_t i = 0; i < nx; i++) CHECK_NEAR(dl2[i], 0.25 * dl[i], 1e-7);
+    for (int j = 0; j < c.V; j++) CHECK(dl2[c.V + j] == 0);
+    free(X); free(Y); free(din); free(ref); free(dl); free(dl2);
+}
+
+TEST(op_backend_registry)
+{
+    char err[128];
+    CHECK(mu_backend_by_name("cpu", err, sizeof err) == mu_backend_cpu());
+    CHECK(mu_backend_by_name("auto", err, sizeof err) != NULL);
+    CHECK(mu_backend_by_name("tpu", err, sizeof err) == NULL);
+    CHECK(strstr(err, "tpu") != NULL);
+    float *p = be()->alloc(100);
+    for (int i = 0; i < 25; i++) CHECK(p[i] == 0);
+    be()->free(p);
+}
