@@ -262,5 +262,24 @@ for split in ("forget", "retain"):
         rt = np.array([truth_ratio(r) for r in ref if r["meta"]["split"] == "forget"])
         e["forget_quality"] = float(scipy.stats.ks_2samp(trs, rt).pvalue)
     expected[split] = e
+# model utility over the non-forget groups (here only retain): hmean(Prob., ROUGE-L, TR)
+e = expected["retain"]
+expected["model_utility"] = float(scipy.stats.hmean([e["answer_prob"], e["rougeL_recall"], e["truth_ratio"]]))
+# MIA AUC, forget = members (label 0), retain = non-members (label 1), score = mean NLL
+fr = [r for r in recs if r["meta"]["split"] == "forget"] + [r for r in recs if r["meta"]["split"] == "retain"]
+expected["mia_auc_loss"] = float(roc_auc_score([0] * 12 + [1] * 12, [-arr(r, "target_logprobs").mean() for r in fr]))
+
+
+# AUES with original = score.outputs, one run = score.reference (choice_prob forget/retain)
+def choice_prob(rs, split):
+    return float(np.mean([scipy.special.softmax(arr(r, "choice_logprobs"))[r["answer"]]
+                          for r in rs if r["meta"]["split"] == split]))
+
+
+f0, r0 = choice_prob(recs, "forget"), choice_prob(recs, "retain")
+f1, r1 = choice_prob(ref, "forget"), choice_prob(ref, "retain")
+x1 = min(1.0, max(0.0, (f0 - f1) / f0))
+y1 = min(1.0, max(0.0, r1 / r0))
+expected["aues"] = (x1 - 0.0) * (1.0 + y1) / 2
 dump("score.expected.json", expected)
 print("wrote", OUT)
