@@ -1,0 +1,84 @@
+/* tokenizer.h — the tokenizers of real models, one module for every tool that needs text.
+ *
+ * Sources (mu_tokenizer_load):
+ *   - a Hugging Face tokenizer.json (or a model directory holding one; its
+ *     tokenizer_config.json is read for the chat template and add_bos/eos flags);
+ *   - the tokenizer embedded in a GGUF file (tokenizer.ggml.* keys).
+ * Models:
+ *   - byte-level BPE (GPT-2, GPT-NeoX, Llama-3, Qwen2, SmolLM): pre-tokenizer regexes
+ *     run with PCRE2 (UTF + UCP, JIT), bytes mapped through the GPT-2 byte alphabet,
+ *     merges by rank;
+ *   - SentencePiece-style BPE with byte fallback (Llama-2, Gemma, TinyStories): merges by
+ *     rank (tokenizer.json) or by token score (GGUF "llama"), unknown characters as
+ *     <0xXX> byte tokens.
+ * Added/special tokens are matched in the raw text before normalization (HF semantics,
+ * longest match first), so "<|im_start|>" in a chat prompt becomes one token.
+ *
+ * Offsets: mu_tok_encode_offsets gives, per token, the byte range [start, end) of the
+ * input text it came from (a byte-fallback token covers its own byte; a token made only of
+ * text a normalizer inserted, like SentencePiece's leading space, has an empty range at
+ * the insertion point). Spans of template fields are computed from these (see dataset.h).
+ *
+ * A mu_tokenizer is immutable after loading except for an internal cache of encoded
+ * pre-tokens; do not share one tokenizer between threads that encode concurrently. */
+#ifndef MU_TOKENIZER_H
+#define MU_TOKENIZER_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct mu_tokenizer mu_tokenizer;
+
+/* Chat template families (no Jinja engine: the known templates are recognised). */
+typedef enum {
+    MU_CHAT_NONE = 0, MU_CHAT_CHATML, MU_CHAT_LLAMA3, MU_CHAT_LLAMA2, MU_CHAT_GEMMA
+} mu_chat_kind;
+
+/* path: a directory (its tokenizer.json), a tokenizer.json file, or a .gguf file.
+ * NULL on failure with a one-line message "path: what" in err. */
+mu_tokenizer *mu_tokenizer_load(const char *path, char *err, size_t errlen);
+void mu_tokenizer_free(mu_tokenizer *tk);
+
+/* Encodes len bytes of UTF-8 text. add_special: add the model's default BOS/EOS
+ * (post-processor / add_bos_token). *ids is malloc'd (caller frees).
+ * Returns 0, or -1 with a message in err (invalid UTF-8: "invalid UTF-8 at byte N"). */
+int mu_tok_encode(mu_tokenizer *tk, const char *text, size_t len, int add_special,
+                  int32_t **ids, size_t *n, char *err, size_t errlen);
+/* As mu_tok_encode without special tokens, also returning per-token byte offsets into
+ * text: (*offs)[2*i], (*offs)[2*i+1] = [start, end). *offs is malloc'd. */
+int mu_tok_encode_offsets(mu_tokenizer *tk, const char *text, size_t len,
+                          int32_t **ids, size_t **offs, size_t *n, char *err, size_t errlen);
+
+/* Decodes ids to UTF-8 text (NUL-terminated, malloc'd; *len without the NUL).
+ * skip_special: leave out control/special tokens. Invalid byte sequences become U+FFFD.
+ * Returns 0, or -1 if an id is out of range (message in err). */
+int mu_tok_decode(const mu_tokenizer *tk, const int32_t *ids, size_t n, int skip_special,
+                  char **text, size_t *len, char *err, size_t errlen);
+
+int32_t mu_tok_bos(const mu_tokenizer *tk);   /* -1 when the model has none */
+int32_t mu_tok_eos(const mu_tokenizer *tk);
+int32_t mu_tok_pad(const mu_tokenizer *tk);
+int32_t mu_tok_unk(const mu_tokenizer *tk);
+int mu_tok_add_bos_default(const mu_tokenizer *tk);  /* the model's own default */
+int mu_tok_add_eos_default(const mu_tokenizer *tk);
+size_t mu_tok_vocab_size(const mu_tokenizer *tk);
+/* Id of a token given in the vocabulary's own spelling ("<s>", "Ġthe", "▁the"); -1 if none. */
+int32_t mu_tok_token_to_id(const mu_tokenizer *tk, const char *token);
+/* The vocabulary's own spelling of id (NULL if out of range). */
+const char *mu_tok_id_to_token(const mu_tokenizer *tk, int32_t id);
+int mu_tok_is_special(const mu_tokenizer *tk, int32_t id);
+/* "bpe-bytelevel" or "bpe-spm" */
+const char *mu_tok_model_kind(const mu_tokenizer *tk);
+
+/* Chat template: the family detected from tokenizer_config.json's chat_template or GGUF
+ * tokenizer.chat_template (MU_CHAT_NONE if absent or not recognised). */
+mu_chat_kind mu_tok_chat_kind(const mu_tokenizer *tk);
+/* The system message the template uses when none is given (SmolLM2, Qwen2), or NULL. */
+const char *mu_tok_chat_default_system(const mu_tokenizer *tk);
+const char *mu_chat_kind_name(mu_chat_kind k);
+mu_chat_kind mu_chat_detect(const char *jinja_template);
+/* Formats one user turn (optional system message) followed by the opening of the
+ * assistant's turn, as the family's template does with add_generation_prompt. The BOS
+ * that some templates start with is NOT included (it is added as a special token by the
+ * caller, so it is never duplicated). Returns malloc'd text, NULL if kind is NONE. */
+char *mu_chat_format(mu_chat_kind kind, const char *system, const char *user);
+#endif
