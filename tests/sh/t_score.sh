@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# t_score.sh — mu-score on a small outputs stream written by tests/gen/gen_metrics_golden.py
+# (msgpack + zstandard, as man/mu-stream.5 documents); the numbers are checked against
+# tests/golden/metrics/score.expected.json (numpy / scipy / sklearn / rouge_score).
+. "$(dirname "$0")/lib.sh"
+G="$(cd "$(dirname "$0")/../golden/metrics" && pwd)"
+OUTS=$G/score.outputs.mpk.zst REF=$G/score.reference.mpk.zst EXP=$G/score.expected.json
+
+# expected SECTION KEY: value from the golden JSON (SECTION "-" = top level)
+expected() { awk -v sec="$1" -v key="\"$2\":" '
+  /^"[a-z_]+": \{$/ { cur = substr($1, 2, length($1) - 3); next }
+  /^\}/ { cur = "-"; next }
+  BEGIN { cur = "-" }
+  cur == sec && $1 == key { v = $2; sub(/,$/, "", v); print v; exit }' "$EXP"; }
+# got TSV METRIC GROUP: value column of mu-score's TSV
+got() { awk -F'\t' -v m="$2" -v g="$3" '$1 == m && $2 == g { print $3 }' "$1"; }
+# near NAME GOT WANT: |got - want| <= 1e-9 * max(1, |want|)
+near() { local name=$1 g=$2 w=$3
+  if [ -z "$g" ] || [ -z "$w" ]; then fail "$name" "missing value (got '$g', want '$w')"; return; fi
+  if awk -v a="$g" -v b="$w" 'BEGIN { d = a - b; if (d < 0) d = -d; m = b < 0 ? -b : b; if (m < 1) m = 1; exit !(d <= 1e-9 * m) }'
+  then ok "$name"; else fail "$name" "got $g, want $w"; fi; }
+
+t score_help bash -c 'mu-score --help | grep -q rougeL_recall && mu-score --help | grep -q mia_min_k_pp'
+t score_version bash -c 'mu-score --version | grep -q "^mu-score (mu) "'
+
+if mu-score --by split --reference "$REF" --utility --auc forget:retain --format tsv "$OUTS" >"$T/all.tsv" 2>"$T/err"; then
+  ok score_runs
+else
+  fail score_runs "$(cat "$T/err")"
+fi
+for split in forget retain; do
+  for m in choice_acc choice_prob answer_prob target_prob target_loss text_loss perplexity exact_match \
+           rougeL_recall rouge1_recall exact_memorization extraction_strength truth_ratio; do
+    near "score_${m}_$split" "$(got "$T/all.tsv" "$m" "split=$split")" "$(expected "$split" "$m")"
+  done
+  near "score_min_k_$split" "$(got "$T/all.tsv" mia_min_k "split=$split")" "$(expected "$split" min_k)"
+done
+near score_forget_quality "$(got "$T/all.tsv" forget_quality split=forget)" "$(expected forget forget_quality)"
+near score_model_utility "$(got "$T/all.tsv" model_utility -)" "$(expected - model_utility)"
+near score_mia_auc "$(got "$T/all.tsv" mia_auc_loss members=forget,nonmembers=retain)" "$(expected - mia_auc_loss)"
+
+# metrics stream round trip, then the curve summary over it
+t score_out_stream mu-score --by split --out "$T/orig.mpk.zst" "$OUTS"
+t score_out_ref mu-score --by split --out "$T/run1.mpk.zst" "$REF"
+if [ -s "$T/orig.mpk.zst" ] && [ ! -e "$T/orig.mpk.zst.tmp" ]; then ok score_out_atomic; else fail score_out_atomic "no output"; fi
+mu-score --curve --original "$T/orig.mpk.zst" --format tsv "$T/run1.mpk.zst" >"$T/curve.tsv" 2>&1
+near score_aues "$(awk -F'\t' '$1 == "aues" { print $3 }' "$T/curve.tsv")" "$(expected - aues)"
+# --out without a terminal: nothing on stdout
+t score_out_quiet_stdout bash -c "[ -z \"\$(mu-score --by split --out $T/x.mpk.zst $OUTS)\" ]"
+# labels group whole files; JSON output parses as one array
+t score_label bash -c "mu-score --label split=all --by split --metrics choice_acc --format tsv $OUTS | grep -q 'split=all'"
+t score_json bash -c "mu-score --metrics choice_acc --format json $OUTS | grep -q '\"metric\": \"choice_acc\"'"
+# stdin
+t score_stdin bash -c "mu-score --metrics choice_acc --format tsv - < $OUTS | grep -q choice_acc"
+
+# errors: one line naming file and record, exit 1; usage errors exit 2
+expect_fail score_missing_field 1 'score.outputs.mpk.zst: record [0-9]+: no field "token_mu"' \
+  mu-score --metrics mia_min_k_pp "$OUTS"
+expect_fail score_wrong_kind 1 'orig.mpk.zst' mu-score "$T/orig.mpk.zst"
+head -c 700 "$OUTS" >"$T/trunc.mpk.zst"
+expect_fail score_truncated 1 'trunc.mpk.zst' mu-score --out "$T/t.mpk.zst" "$T/trunc.mpk.zst"
+if [ -e "$T/t.mpk.zst" ]; then fail score_no_partial "partial output left"; else ok score_no_partial; fi
+expect_fail score_unknown_metric 2 "unknown metric 'nope'" mu-score --metrics nope "$OUTS"
+expect_fail score_no_reference 1 'no meta field "sport"' mu-score --by sport "$OUTS"
+expect_fail score_bad_k 2 'fraction in' mu-score --k 2 "$OUTS"
+expect_fail score_no_input 2 'no input' mu-score
