@@ -175,13 +175,18 @@ static int cfg_from_json(json_t *root, jctx *j, mu_config *c) {
         j_int(j, root, "max_position_embeddings", &c->max_pos, 1, INT32_MAX) ||
         j_num(j, root, "rms_norm_eps", &c->rms_eps) || j_num(j, root, "rope_theta", &c->rope_theta) ||
         j_bool(j, root, "tie_word_embeddings", &c->tie_embeddings) ||
-        j_bool(j, root, "attention_bias", &c->qkv_bias) ||
+
         j_token_id(j, root, "bos_token_id", &c->bos_id) || j_token_id(j, root, "eos_token_id", &c->eos_id) ||
         j_token_id(j, root, "pad_token_id", &c->pad_id) ||
         j_str(j, root, "hidden_act", c->hidden_act, sizeof c->hidden_act) || j_rope_scaling(j, root, c))
         return -1;
-    int mlp_bias = 0;
-    if (j_bool(j, root, "mlp_bias", &mlp_bias)) return -1;
+    int mlp_bias = 0, attn_bias = 0;
+    if (j_bool(j, root, "mlp_bias", &mlp_bias) || j_bool(j, root, "attention_bias", &attn_bias)) return -1;
+    if (attn_bias && !c->qkv_bias) { /* Llama's attention_bias also biases o_proj */
+        set_err(j->err, j->errlen, "%s: attention_bias true (q/k/v/o biases) is not supported; q/k/v biases "
+                "are, as model_type qwen2", j->name);
+        return -1;
+    }
     if (mlp_bias) {
         set_err(j->err, j->errlen, "%s: mlp_bias true is not supported", j->name);
         return -1;
@@ -389,6 +394,7 @@ int mu_config_write_json_dtype(const mu_config *c, const char *torch_dtype, cons
     }
     int ti = cfg_type_index(c->model_type);
     if (ti < 0) ti = 0;
+    if (c->qkv_bias) ti = cfg_type_index("qwen2");  /* q/k/v biases without o bias: Qwen2 */
     json_t *r = json_object();
     json_object_set_new(r, "architectures", json_pack("[s]", cfg_types[ti].hf_arch));
     json_object_set_new(r, "model_type", json_string(cfg_types[ti].model_type));
@@ -415,7 +421,7 @@ int mu_config_write_json_dtype(const mu_config *c, const char *torch_dtype, cons
     json_object_set_new(r, "hidden_act", json_string(c->hidden_act));
     json_object_set_new(r, "tie_word_embeddings", json_boolean(c->tie_embeddings));
     if (strcmp(cfg_types[ti].model_type, "qwen2")) {
-        json_object_set_new(r, "attention_bias", json_boolean(c->qkv_bias));
+        json_object_set_new(r, "attention_bias", json_false());
         json_object_set_new(r, "mlp_bias", json_false());
     }
     json_object_set_new(r, "bos_token_id", j_id(c->bos_id));
