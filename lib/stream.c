@@ -84,7 +84,7 @@ static int packer_write(void *data, const char *buf, size_t len) {
     if (len >= STAGE_BYTES) {
         zemit(w, buf, len, ZSTD_e_continue);
     } else {
-        memcpy(w->stage + w->stage_len, buf, len);
+        if (len) memcpy(w->stage + w->stage_len, buf, len); /* buf may be NULL when len is 0 */
         w->stage_len += len;
     }
     return 0;
