@@ -144,6 +144,7 @@ static struct {
 
 static input *inputs; static int ninputs;
 static input ref_input; /* --reference, with the labels given before it */
+static char **retired; static int nretired; /* label values replaced by a later --label */
 
 static char **split_list(const char *s, int *n) {
     char *dup = mu_xstrdup(s), *save = NULL, **out = NULL;
@@ -711,6 +712,35 @@ static void print_results(const char *fmt) {
     if (fflush(stdout) != 0 || ferror(stdout)) mu_die("stdout: write error");
 }
 
+/* ---------------------------------------------------------------- cleanup */
+
+static void free_groups(group_set *gs) {
+    for (int i = 0; i < gs->n; i++) {
+        group *g = &gs->g[i];
+        for (int j = 0; j < opt.nby; j++) free(g->vals[j]);
+        free(g->vals); free(g->name); free(g->tr);
+        for (int k = 0; k < 4; k++) free(g->mia[k]);
+    }
+    free(gs->g);
+    gs->g = NULL; gs->n = 0;
+}
+
+static void free_all(label *cur, int ncur) {
+    for (int i = 0; i < nresults; i++) {
+        for (int j = 0; j < results[i].nkv; j++) { free(results[i].keys[j]); free(results[i].vals[j]); }
+        free(results[i].keys); free(results[i].vals); free(results[i].metric);
+    }
+    free(results);
+    for (int i = 0; i < ninputs; i++) { free(inputs[i].path); free(inputs[i].labels); }
+    free(inputs); free(ref_input.labels);
+    for (int i = 0; i < ncur; i++) { free(cur[i].key); free(cur[i].val); }
+    free(cur);
+    for (int i = 0; i < nretired; i++) free(retired[i]);
+    free(retired);
+    for (int i = 0; i < opt.nby; i++) free(opt.by[i]);
+    free(opt.by); free(opt.auc);
+}
+
 /* ---------------------------------------------------------------- main */
 
 int main(int argc, char **argv) {
@@ -736,7 +766,7 @@ int main(int argc, char **argv) {
             inputs = mu_xrealloc(inputs, (size_t)(ninputs + 1) * sizeof *inputs);
             inputs[ninputs].path = mu_xstrdup(optarg);
             inputs[ninputs].labels = mu_xmalloc((size_t)(ncur ? ncur : 1) * sizeof(label));
-            memcpy(inputs[ninputs].labels, cur, (size_t)ncur * sizeof(label));
+            if (ncur) memcpy(inputs[ninputs].labels, cur, (size_t)ncur * sizeof(label));
             inputs[ninputs].nlabels = ncur;
             ninputs++;
             break;
@@ -746,7 +776,12 @@ int main(int argc, char **argv) {
             if (!eq || eq == optarg) mu_usage_error("--label %s: expected KEY=VALUE", optarg);
             int i;
             for (i = 0; i < ncur; i++) if (!strncmp(cur[i].key, optarg, (size_t)(eq - optarg)) && !cur[i].key[eq - optarg]) break;
-            if (i == ncur) { cur = mu_xrealloc(cur, (size_t)(ncur + 1) * sizeof *cur); ncur++; cur[i].key = mu_xstrdup(optarg); cur[i].key[eq - optarg] = 0; }
+            if (i == ncur) { cur = mu_xrealloc(cur, (size_t)(ncur + 1) * sizeof *cur); ncur++; cur[i].key = mu_xstrdup(optarg); cur[i].key[eq - optarg] = 0; cur[i].val = NULL; }
+            if (cur[i].val) {
+                /* earlier inputs still point at the old value: retire it */
+                retired = mu_xrealloc(retired, (size_t)(nretired + 1) * sizeof *retired);
+                retired[nretired++] = cur[i].val;
+            }
             cur[i].val = mu_xstrdup(eq + 1);
             break;
         }
@@ -765,7 +800,7 @@ int main(int argc, char **argv) {
             opt.reference = optarg;
             ref_input.path = optarg;
             ref_input.labels = mu_xmalloc((size_t)(ncur ? ncur : 1) * sizeof(label));
-            memcpy(ref_input.labels, cur, (size_t)ncur * sizeof(label));
+            if (ncur) memcpy(ref_input.labels, cur, (size_t)ncur * sizeof(label));
             ref_input.nlabels = ncur;
             break;
         case O_UTIL: opt.utility = 1; break;
@@ -812,11 +847,13 @@ int main(int argc, char **argv) {
         aggregate(&gs, opt.reference ? &ref : NULL);
         if (opt.utility) model_utility(&gs);
         if (opt.nauc) mia_auc(&gs);
+        free_groups(&gs); free_groups(&ref);
     }
     int stdout_used = opt.out && !strcmp(opt.out, "-");
     if (opt.out) write_stream();
     const char *fmt = opt.format;
     if (!fmt && !stdout_used && (!opt.out || isatty(STDOUT_FILENO))) fmt = "table";
     if (fmt) print_results(fmt);
+    free_all(cur, ncur);
     return MU_EXIT_OK;
 }
