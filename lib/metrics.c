@@ -5,8 +5,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <ctype.h>
 #include <zlib.h>
+#include <utf8proc.h>
 
 int mu_choice_argmax(const float *lp, int k) {
     if (k <= 0) return -1;
@@ -113,16 +113,30 @@ double mu_extraction_strength(const int32_t *ranks, size_t m) {
     return 1.0 - (double)k / m;
 }
 
-/* Python's str.strip(): removes Unicode whitespace; for UTF-8 input the ASCII set
- * plus U+0085/U+00A0 and the U+2000 block would matter — ASCII whitespace (and
- * \x1c-\x1f, which Python also strips) covers generated text in practice. */
-static int py_space(unsigned char c) { return isspace(c) || (c >= 0x1c && c <= 0x1f); }
+/* Python's str.isspace() for one code point: general category Zs, or bidirectional
+ * class WS, B or S. */
+static int py_space(utf8proc_int32_t cp) {
+    const utf8proc_property_t *p = utf8proc_get_property(cp);
+    return p->category == UTF8PROC_CATEGORY_ZS || p->bidi_class == UTF8PROC_BIDI_CLASS_WS ||
+           p->bidi_class == UTF8PROC_BIDI_CLASS_B || p->bidi_class == UTF8PROC_BIDI_CLASS_S;
+}
 
+/* Span of s without leading/trailing whitespace, as Python's str.strip(). Invalid
+ * UTF-8 bytes count as non-space. */
 static void strip_span(const char *s, const char **b, size_t *n) {
-    size_t len = strlen(s), i = 0;
-    while (i < len && py_space((unsigned char)s[i])) i++;
-    while (len > i && py_space((unsigned char)s[len - 1])) len--;
-    *b = s + i; *n = len - i;
+    const utf8proc_uint8_t *u = (const utf8proc_uint8_t *)s;
+    size_t len = strlen(s), i = 0, end = 0;
+    int seen = 0;
+    while (i < len) {
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t l = utf8proc_iterate(u + i, (utf8proc_ssize_t)(len - i), &cp);
+        if (l <= 0) { l = 1; cp = -1; }
+        int sp = cp >= 0 && py_space(cp);
+        if (!sp) { if (!seen) { *b = s + i; seen = 1; } end = i + (size_t)l; }
+        i += (size_t)l;
+    }
+    if (!seen) { *b = s; *n = 0; return; }
+    *n = end - (size_t)(*b - s);
 }
 
 int mu_exact_match(const char *generation, const char *target) {

@@ -64,6 +64,10 @@ TEST(metrics_exact_match) {
     CHECK(!mu_exact_match("paris", "Paris"));
     CHECK(mu_exact_match("", " \t"));
     CHECK(!mu_exact_match("Paris is", "Paris"));
+    /* Unicode whitespace as Python's str.strip: NBSP, EM SPACE, U+2028, \x1c */
+    CHECK(mu_exact_match("\xc2\xa0Paris\xe2\x80\x83\xe2\x80\xa8\x1c", "Paris"));
+    CHECK(mu_exact_match("caf\xc3\xa9 ", "caf\xc3\xa9"));
+    CHECK(!mu_exact_match("Pa ris", "Paris"));
 }
 
 TEST(metrics_logprob_sums) {
@@ -246,4 +250,21 @@ TEST(metrics_zlib_python) {
     }
     CHECK_NEAR(mu_zlib_score(2.0, "a", 1), 2.0 / 9, 1e-15); /* zlib.compress(b"a") is 9 bytes */
     json_decref(g);
+}
+
+TEST(metrics_porter_tofu_vocabulary) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tests/golden/metrics/porter_tofu.txt", mu_test_root());
+    FILE *f = fopen(path, "r");
+    CHECK_MSG(f != NULL, "cannot open %s", path);
+    char w[256], want[256];
+    long n = 0;
+    while (fscanf(f, "%255s %255s", w, want) == 2) {
+        char *got = mu_porter_stem(w);
+        CHECK_MSG(!strcmp(got, want), "stem(%s) = %s, nltk %s", w, got, want);
+        free(got);
+        n++;
+    }
+    fclose(f);
+    CHECK(n > 5000);
 }

@@ -109,6 +109,20 @@ words = ["caresses", "ponies", "ties", "cats", "feed", "agreed", "plastered", "b
          "flies", "skies", "news", "howe", "succeed", "proceeding", "exceeded", "abc123ing"]
 dump("porter.json", [[w, st.stem(w)] for w in words])
 
+# the whole TOFU vocabulary (tokens as rouge_score makes them, longer than 3): "word stem" lines
+tofu_dir = os.path.join(OUT, "..", "..", "..", "..", "shared", "data", "tofu")
+if os.path.isdir(tofu_dir):
+    import re
+    vocab = set()
+    for fn in sorted(os.listdir(tofu_dir)):
+        if fn.endswith(".jsonl"):
+            for tok in re.split(r"[^a-z0-9]+", open(os.path.join(tofu_dir, fn)).read().lower()):
+                if len(tok) > 3:
+                    vocab.add(tok)
+    with open(os.path.join(OUT, "porter_tofu.txt"), "w") as f:
+        for w in sorted(vocab):
+            f.write("%s %s\n" % (w, st.stem(w)))
+
 
 # ---------------- KS ----------------
 M64 = (1 << 64) - 1
@@ -133,6 +147,11 @@ cases = [(5, 5, 1000, 0.0), (8, 8, 3, 0.1), (10, 7, 1000, 0.2), (20, 30, 50, 0.0
          (12000, 30, 1 << 30, 0.05), (10001, 5, 1 << 30, 0.1), (20000, 15000, 1 << 30, 0.01),
          (11000, 11000, 1 << 30, 0.004), (15000, 400, 1 << 30, 0.0), (64, 96, 7, 0.0),
          (300, 7000, 1 << 30, 0.01), (2, 3, 10, 0.0), (30, 30, 1 << 30, 1.0), (60, 45, 1 << 30, 0.2)]
+# plus many random small/medium cases (ties from few levels, equal and unequal sizes)
+for _ in range(150):
+    n1 = rng.randint(1, 80)
+    n2 = n1 if rng.random() < 0.3 else rng.randint(1, 300)
+    cases.append((n1, n2, rng.choice([2, 5, 20, 1 << 30]), rng.choice([0.0, 0.05, 0.2, 0.5])))
 for i, (n1, n2, r, shift) in enumerate(cases):
     a = lcg_sample(1000 + i, n1, r, 0.0)
     b = lcg_sample(5000 + i, n2, r, shift)
