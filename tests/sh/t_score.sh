@@ -45,6 +45,13 @@ t score_out_ref mu-score --by split --out "$T/run1.mpk.zst" "$REF"
 if [ -s "$T/orig.mpk.zst" ] && [ ! -e "$T/orig.mpk.zst.tmp" ]; then ok score_out_atomic; else fail score_out_atomic "no output"; fi
 mu-score --curve --original "$T/orig.mpk.zst" --format tsv "$T/run1.mpk.zst" >"$T/curve.tsv" 2>&1
 near score_aues "$(awk -F'\t' '$1 == "aues" { print $3 }' "$T/curve.tsv")" "$(expected - aues)"
+# MU95: a run with the original's utility qualifies, so MU95 is its forget quality
+mu-score --by split --reference "$REF" --utility --out "$T/m0.mpk.zst" "$OUTS"
+cp "$T/m0.mpk.zst" "$T/m1.mpk.zst"
+mu-score --curve --original "$T/m0.mpk.zst" --format tsv "$T/m1.mpk.zst" >"$T/mu95.tsv" 2>&1
+near score_mu95 "$(awk -F'\t' '$1 == "mu95" { print $3 }' "$T/mu95.tsv")" "$(expected forget forget_quality)"
+near score_aues_identity "$(awk -F'\t' '$1 == "aues" { print $3 }' "$T/mu95.tsv")" 0
+expect_fail score_curve_selector 1 'match nope' mu-score --curve --original "$T/m0.mpk.zst" --forget nope "$T/m1.mpk.zst"
 # --out without a terminal: nothing on stdout
 t score_out_quiet_stdout bash -c "[ -z \"\$(mu-score --by split --out $T/x.mpk.zst $OUTS)\" ]"
 # labels group whole files; JSON output parses as one array
