@@ -1,0 +1,824 @@
+/* t_model.c — the model against an independent double-precision reference (naive loops,
+ * written from the HF Llama definition): logits, every parameter gradient by finite
+ * differences, gradients at every site, hooks, padded batches, KV-cache decoding,
+ * trainable subsets, HF transformers parity (tests/golden/parity) and stories260K greedy. */
+#include <stdint.h>
+#include "test.h"
+#include "model.h"
+#include "kernels.h"
+#include "rng.h"
+#include "safetensors.h"
+#include <jansson.h>
+
+/* ---- the reference ---------------------------------------------------------------------- */
+typedef struct {
+    const mu_config *c;
+    int n;                  /* parameters, in the model's order */
+    double **w;
+    int embed, final_norm, lm_head;
+    int *attn_norm, *q, *k, *v, *qb, *kb, *vb, *o, *mlp_norm, *gate, *up, *down;
+    float *inv_freq;
+} ref_model;
+
+/* A reference hook: may change act [B,T,D] (site, layer) in place. */
+typedef void (*ref_hook_fn)(mu_site site, int layer, double *act, int B, int T, int D, void *u);
+
+static int find_role(mu_model *m, const char *role, int layer)
+{
+    char name[128];
+    if (mu_arch_param_name(role, layer, name, sizeof name)) return -1;
+    return mu_model_find(m, name);
+}
+
+static ref_model *ref_from_model(mu_model *m)
+{
+    const mu_config *c = mu_model_config(m);
+    ref_model *r = calloc(1, sizeof *r);
+    r->c = c;
+    r->n = mu_model_n_params(m);
+    r->w = calloc(r->n, sizeof *r->w);
+    for (int i = 0; i < r->n; i++) {
+        mu_param *p = mu_model_param(m, i);
+        float *f = malloc(p->numel * sizeof *f);
+        mu_model_get_param(m, i, f);
+        r->w[i] = malloc(p->numel * sizeof(double));
+        for (int64_t j = 0; j < p->numel; j++) r->w[i][j] = f[j];
+        free(f);
+    }
+    r->embed = find_role(m, "embed", -1);
+    r->final_norm = find_role(m, "final_norm", -1);
+    r->lm_head = c->tie_embeddings ? r->embed : find_role(m, "lm_head", -1);
+    int **fields[] = { &r->attn_norm, &r->q, &r->k, &r->v, &r->qb, &r->kb, &r->vb, &r->o,
+                       &r->mlp_norm, &r->gate, &r->up, &r->down };
+    const char *roles[] = { "attn_norm", "q", "k", "v", "q_bias", "k_bias", "v_bias", "o",
+                            "mlp_norm", "gate", "up", "down" };
+    for (int f = 0; f < 12; f++) {
+        *fields[f] = malloc(c->n_layer * sizeof(int));
+        for (int L = 0; L < c->n_layer; L++) (*fields[f])[L] = find_role(m, roles[f], L);
+    }
+    r->inv_freq = malloc(c->head_dim / 2 * sizeof(float));
+    mu_rope_inv_freq(c, r->inv_freq);
+    return r;
+}
+
+static void ref_free(ref_model *r)
+{
+    for (int i = 0; i < r->n; i++) free(r->w[i]);
+    free(r->w);
+    int *fields[] = { r->attn_norm, r->q, r->k, r->v, r->qb, r->kb, r->vb, r->o, r->mlp_norm,
+                      r->gate, r->up, r->down };
+    for (int f = 0; f < 12; f++) free(fields[f]);
+    free(r->inv_freq);
+    free(r);
+}
+
+static void ref_rmsnorm(double *y, const double *x, const double *w, int N, int D, double eps)
+{
+    for (int n = 0; n < N; n++) {
+        double ss = 0;
+        for (int d = 0; d < D; d++) ss += x[n * D + d] * x[n * D + d];
+        double rs = 1 / sqrt(ss / D + eps);
+        for (int d = 0; d < D; d++) y[n * D + d] = x[n * D + d] * rs * w[d];
+    }
+}
+
+/* y[N,M] = x[N,K] W[M,K]^T (+ b) */
+static void ref_linear(double *y, const double *x, const double *W, const double *b, int N,
+                       int K, int M)
+{
+    for (int n = 0; n < N; n++)
+        for (int m = 0; m < M; m++) {
+            double s = b ? b[m] : 0;
+            for (int k = 0; k < K; k++) s += x[n * K + k] * W[m * K + k];
+            y[n * M + m] = s;
+        }
+}
+
+static void ref_rope(double *x, int B, int T, int H, int hd, const float *inv_freq)
+{
+    int half = hd / 2;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < H; h++) {
+                double *v = x + (((size_t)b * T + t) * H + h) * hd;
+                for (int i = 0; i < half; i++) {
+                    double a = (double)((float)t * inv_freq[i]), x1 = v[i], x2 = v[i + half];
+                    v[i] = x1 * cos(a) - x2 * sin(a);
+                    v[i + half] = x2 * cos(a) + x1 * sin(a);
+                }
+            }
+}
+
+static void ref_attention(double *o, const double *q, const double *k, const double *v,
+                          const int32_t *lens, int B, int T, int H, int Hkv, int hd)
+{
+    double *p = malloc(T * sizeof *p);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < T; t++) {
+                int kh = h / (H / Hkv), nk = t + 1 < lens[b] ? t + 1 : lens[b];
+                double *out = o + (((size_t)b * T + t) * H + h) * hd;
+                for (int i = 0; i < hd; i++) out[i] = 0;
+                if (nk <= 0) continue;
+                const double *qq = q + (((size_t)b * T + t) * H + h) * hd;
+                double mx = -INFINITY, sum = 0;
+                for (int j = 0; j < nk; j++) {
+                    const double *kk = k + (((size_t)b * T + j) * Hkv + kh) * hd;
+                    double d = 0;
+                    for (int i = 0; i < hd; i++) d += qq[i] * kk[i];
+                    p[j] = d / sqrt((double)hd);
+                    if (p[j] > mx) mx = p[j];
+                }
+                for (int j = 0; j < nk; j++) { p[j] = exp(p[j] - mx); sum += p[j]; }
+                for (int j = 0; j < nk; j++) {
+                    const double *vv = v + (((size_t)b * T + j) * Hkv + kh) * hd;
+                    for (int i = 0; i < hd; i++) out[i] += p[j] / sum * vv[i];
+                }
+            }
+    free(p);
+}
+
+/* Forward in double. logits [B,T,V] when last_layer < 0, else hidden [B,T,D] = resid_post
+ * of last_layer. Hooks like the model's (mlp_in shown as [gate | up]). */
+static void ref_forward(const ref_model *r, const int32_t *ids, const int32_t *lens, int B,
+                        int T, int last_layer, double *out, ref_hook_fn hook, void *u)
+{
+    const mu_config *c = r->c;
+    int N = B * T, D = c->d_model, H = c->n_head, Hkv = c->n_kv_head, hd = c->head_dim;
+    int F = c->d_ff, V = c->vocab, qd = H * hd, kd = Hkv * hd;
+    double *x = malloc(sizeof(double) * N * D), *h = malloc(sizeof(double) * N * D);
+    double *q = malloc(sizeof(double) * N * qd), *k = malloc(sizeof(double) * N * kd);
+    double *v = malloc(sizeof(double) * N * kd), *o = malloc(sizeof(double) * N * qd);
+    double *br = malloc(sizeof(double) * N * D), *gu = malloc(sizeof(double) * N * 2 * F);
+    double *g = malloc(sizeof(double) * N * F), *up = malloc(sizeof(double) * N * F);
+    double *a = malloc(sizeof(double) * N * F);
+#define RH(site, L, buf, W) do { if (hook) hook(site, L, buf, B, T, W, u); } while (0)
+    for (int n = 0; n < N; n++)
+        for (int d = 0; d < D; d++) x[n * D + d] = r->w[r->embed][ids[n] * D + d];
+    RH(MU_SITE_EMBED, -1, x, D);
+    int last = last_layer < 0 ? c->n_layer - 1 : last_layer;
+    for (int L = 0; L <= last; L++) {
+        RH(MU_SITE_RESID_PRE, L, x, D);
+        ref_rmsnorm(h, x, r->w[r->attn_norm[L]], N, D, c->rms_eps);
+        ref_linear(q, h, r->w[r->q[L]], r->qb[L] >= 0 ? r->w[r->qb[L]] : NULL, N, D, qd);
+        ref_linear(k, h, r->w[r->k[L]], r->kb[L] >= 0 ? r->w[r->kb[L]] : NULL, N, D, kd);
+        ref_linear(v, h, r->w[r->v[L]], r->vb[L] >= 0 ? r->w[r->vb[L]] : NULL, N, D, kd);
+        ref_rope(q, B, T, H, hd, r->inv_freq);
+        ref_rope(k, B, T, Hkv, hd, r->inv_freq);
+        ref_attention(o, q, k, v, lens, B, T, H, Hkv, hd);
+        RH(MU_SITE_ATTN_HEAD, L, o, qd);
+        ref_linear(br, o, r->w[r->o[L]], NULL, N, qd, D);
+        RH(MU_SITE_ATTN_OUT, L, br, D);
+        for (int i = 0; i < N * D; i++) x[i] += br[i];
+        RH(MU_SITE_RESID_MID, L, x, D);
+        ref_rmsnorm(h, x, r->w[r->mlp_norm[L]], N, D, c->rms_eps);
+        ref_linear(g, h, r->w[r->gate[L]], NULL, N, D, F);
+        ref_linear(up, h, r->w[r->up[L]], NULL, N, D, F);
+        if (hook) {
+            for (int n = 0; n < N; n++) {
+                memcpy(gu + (size_t)n * 2 * F, g + (size_t)n * F, F * sizeof(double));
+                memcpy(gu + (size_t)n * 2 * F + F, up + (size_t)n * F, F * sizeof(double));
+            }
+            RH(MU_SITE_MLP_IN, L, gu, 2 * F);
+            for (int n = 0; n < N; n++) {
+                memcpy(g + (size_t)n * F, gu + (size_t)n * 2 * F, F * sizeof(double));
+                memcpy(up + (size_t)n * F, gu + (size_t)n * 2 * F + F, F * sizeof(double));
+            }
+        }
+        for (int i = 0; i < N * F; i++) a[i] = g[i] / (1 + exp(-g[i])) * up[i];
+        RH(MU_SITE_MLP_POST, L, a, F);
+        ref_linear(br, a, r->w[r->down[L]], NULL, N, F, D);
+        RH(MU_SITE_MLP_OUT, L, br, D);
+        for (int i = 0; i < N * D; i++) x[i] += br[i];
+        RH(MU_SITE_RESID_POST, L, x, D);
+    }
+    if (last_layer >= 0) {
+        memcpy(out, x, sizeof(double) * N * D);
+    } else {
+        ref_rmsnorm(h, x, r->w[r->final_norm], N, D, c->rms_eps);
+        ref_linear(out, h, r->w[r->lm_head], NULL, N, D, V);
+        RH(MU_SITE_LOGITS, -1, out, V);
+    }
+#undef RH
+    free(x); free(h); free(q); free(k); free(v); free(o); free(br); free(gu); free(g); free(up);
+    free(a);
+}
+
+/* ---- fixtures --------------------------------------------------------------------------- */
+static mu_config tiny_config(int tied, int qkv_bias)
+{
+    mu_config c;
+    mu_config_init(&c);
+    c.n_layer = 2; c.d_model = 16; c.n_head = 4; c.n_kv_head = 2; c.head_dim = 6;
+    c.d_ff = 24; c.vocab = 11; c.max_pos = 64; c.rms_eps = 1e-5f; c.rope_theta = 10000;
+    c.tie_embeddings = tied; c.qkv_bias = qkv_bias;
+    return c;
+}
+
+static mu_model *tiny_model(int tied, int qkv_bias, uint64_t seed)
+{
+    mu_config c = tiny_config(tied, qkv_bias);
+    char err[256];
+    mu_model *m = mu_model_init_random(&c, seed, 0.35f, mu_backend_cpu(), err, sizeof err);
+    CHECK_MSG(m != NULL, "init_random: %s", err);
+    return m;
+}
+
+/* Batch: B=3, T=7, rows of lengths 7, 4, 1; targets = next token, -1 at the end/padding. */
+enum { TB = 3, TT = 7 };
+static const int32_t t_lens[TB] = { 7, 4, 1 };
+static void tiny_batch(int32_t *ids, int32_t *targets, int V)
+{
+    mu_rng r;
+    mu_rng_seed(&r, 1234);
+    for (int b = 0; b < TB; b++)
+        for (int t = 0; t < TT; t++)
+            ids[b * TT + t] = t < t_lens[b] ? (int32_t)mu_rng_below(&r, V) : 0;
+    for (int b = 0; b < TB; b++)
+        for (int t = 0; t < TT; t++)
+            targets[b * TT + t] = t + 1 < t_lens[b] ? ids[b * TT + t + 1] : -1;
+}
+
+/* Mean cross-entropy of reference logits over targets >= 0. */
+static double ref_ce_loss(const double *logits, const int32_t *targets, int N, int V)
+{
+    double s = 0;
+    int cnt = 0;
+    for (int n = 0; n < N; n++) {
+        if (targets[n] < 0) continue;
+        const double *x = logits + (size_t)n * V;
+        double mx = -INFINITY, z = 0;
+        for (int j = 0; j < V; j++) if (x[j] > mx) mx = x[j];
+        for (int j = 0; j < V; j++) z += exp(x[j] - mx);
+        s += mx + log(z) - x[targets[n]];
+        cnt++;
+    }
+    return s / cnt;
+}
+
+static double ref_loss_of(const ref_model *r, const int32_t *ids, const int32_t *targets,
+                          ref_hook_fn hook, void *u)
+{
+    int N = TB * TT, V = r->c->vocab;
+    double *lg = malloc(sizeof(double) * N * V);
+    ref_forward(r, ids, t_lens, TB, TT, -1, lg, hook, u);
+    double l = ref_ce_loss(lg, targets, N, V);
+    free(lg);
+    return l;
+}
+
+/* ---- forward and parameter gradients ----------------------------------------------------- */
+static void check_logits_and_grads(int tied, int qkv_bias)
+{
+    mu_model *m = tiny_model(tied, qkv_bias, 42);
+    const mu_config *c = mu_model_config(m);
+    int N = TB * TT, V = c->vocab;
+    int32_t ids[TB * TT], targets[TB * TT];
+    tiny_batch(ids, targets, V);
+    char err[256];
+    CHECK(mu_model_set_all_trainable(m, 1) == 0);
+    mu_batch b = { TB, TT, ids, t_lens };
+    mu_fwd_opts o = { .train = 1, .last_layer = -1 };
+    CHECK_MSG(mu_model_forward(m, &b, &o, err, sizeof err) == 0, "%s", err);
+    float *dl = malloc(sizeof(float) * N * V);
+    int cnt;
+    double loss = mu_model_cross_entropy(m, targets, dl, &cnt);
+    CHECK_EQ_INT(cnt, 6 + 3);
+    CHECK_MSG(mu_model_backward(m, dl, NULL, 0, err, sizeof err) == 0, "%s", err);
+
+    ref_model *r = ref_from_model(m);
+    double *lg = malloc(sizeof(double) * N * V);
+    ref_forward(r, ids, t_lens, TB, TT, -1, lg, NULL, NULL);
+    const float *logits = mu_model_logits(m);
+    for (int b2 = 0; b2 < TB; b2++)
+        for (int t = 0; t < t_lens[b2]; t++)
+            for (int j = 0; j < V; j++) {
+                size_t i = ((size_t)b2 * TT + t) * V + j;
+                CHECK_MSG(fabs(logits[i] - lg[i]) <= 1e-5 * (1 + fabs(lg[i])),
+                          "logits[%d,%d,%d] %.8g vs reference %.8g", b2, t, j, logits[i], lg[i]);
+            }
+    CHECK_CLOSE(loss, ref_ce_loss(lg, targets, N, V), 1e-5, 0);
+
+    /* every element of every parameter against central differences of the reference */
+    for (int i = 0; i < mu_model_n_params(m); i++) {
+        mu_param *p = mu_model_param(m, i);
+        float *g = malloc(p->numel * sizeof *g);
+        mu_model_get_grad(m, i, g);
+        double *fd = malloc(p->numel * sizeof *fd), scale = 0;
+        for (int64_t j = 0; j < p->numel; j++) {
+            double w0 = r->w[i][j], h = 1e-5;
+            r->w[i][j] = w0 + h;
+            double lp = ref_loss_of(r, ids, targets, NULL, NULL);
+            r->w[i][j] = w0 - h;
+            double lm = ref_loss_of(r, ids, targets, NULL, NULL);
+            r->w[i][j] = w0;
+            fd[j] = (lp - lm) / (2 * h);
+            if (fabs(fd[j]) > scale) scale = fabs(fd[j]);
+        }
+        CHECK_MSG(scale > 1e-6, "%s: reference gradient is zero", p->info.name);
+        for (int64_t j = 0; j < p->numel; j++)
+            CHECK_MSG(fabs(g[j] - fd[j]) <= 1e-4 * scale + 1e-6,
+                      "%s[%lld]: backward %.8g vs finite difference %.8g (scale %.3g)",
+                      p->info.name, (long long)j, g[j], fd[j], scale);
+        free(g);
+        free(fd);
+    }
+    ref_free(r);
+    free(lg);
+    free(dl);
+    mu_model_free(m);
+}
+
+TEST(model_logits_and_all_grads_untied_bias)
+{
+    check_logits_and_grads(0, 1);
+}
+
+TEST(model_logits_and_all_grads_tied)
+{
+    check_logits_and_grads(1, 0);
+}
+
+/* ---- gradients at sites ------------------------------------------------------------------ */
+typedef struct { mu_site site; int layer; float *grad; size_t n; } grab_ctx;
+
+static int grab_hook(const mu_hook_info *info, float *act, void *user)
+{
+    grab_ctx *g = user;
+    g->n = (size_t)info->B * info->T * info->D;
+    g->grad = malloc(g->n * sizeof *g->grad);
+    memcpy(g->grad, act, g->n * sizeof *g->grad);
+    return 0;
+}
+
+typedef struct { mu_site site; int layer; size_t at; double delta; } nudge_ctx;
+
+static void nudge(mu_site site, int layer, double *act, int B, int T, int D, void *u)
+{
+    (void)B; (void)T; (void)D;
+    nudge_ctx *n = u;
+    if (site == n->site && layer == n->layer) act[n->at] += n->delta;
+}
+
+TEST(model_site_gradients_match_fd)
+{
+    mu_model *m = tiny_model(0, 1, 7);
+    const mu_config *c = mu_model_config(m);
+    int N = TB * TT, V = c->vocab;
+    int32_t ids[TB * TT], targets[TB * TT];
+    tiny_batch(ids, targets, V);
+    ref_model *r = ref_from_model(m);
+    char err[256];
+    struct { mu_site s; int L; } cases[] = {
+        { MU_SITE_EMBED, -1 }, { MU_SITE_RESID_PRE, 0 }, { MU_SITE_ATTN_HEAD, 0 },
+        { MU_SITE_ATTN_OUT, 1 }, { MU_SITE_RESID_MID, 0 }, { MU_SITE_MLP_IN, 1 },
+        { MU_SITE_MLP_POST, 0 }, { MU_SITE_MLP_OUT, 1 }, { MU_SITE_RESID_POST, 0 },
+        { MU_SITE_LOGITS, -1 } };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        /* no trainable parameter: the pass must still reach the site */
+        grab_ctx gc = { cases[k].s, cases[k].L, NULL, 0 };
+        mu_hook hk = { cases[k].s, cases[k].L, 1, grab_hook, &gc };
+        mu_batch b = { TB, TT, ids, t_lens };
+        mu_fwd_opts o = { .train = 1, .last_layer = -1 };
+        CHECK_MSG(mu_model_forward(m, &b, &o, err, sizeof err) == 0, "%s", err);
+        float *dl = malloc(sizeof(float) * N * V);
+        mu_model_cross_entropy(m, targets, dl, NULL);
+        CHECK_MSG(mu_model_backward(m, dl, &hk, 1, err, sizeof err) == 0, "%s", err);
+        CHECK_MSG(gc.grad != NULL, "no gradient hook call at %s", mu_site_name(cases[k].s));
+        CHECK_EQ_INT(gc.n, (size_t)N * mu_site_width(cases[k].s, c));
+        double scale = 0, *fd = malloc(gc.n * sizeof *fd);
+        for (size_t j = 0; j < gc.n; j++) {
+            nudge_ctx nc = { cases[k].s, cases[k].L, j, 1e-5 };
+            double lp = ref_loss_of(r, ids, targets, nudge, &nc);
+            nc.delta = -1e-5;
+            double lm = ref_loss_of(r, ids, targets, nudge, &nc);
+            fd[j] = (lp - lm) / 2e-5;
+            if (fabs(fd[j]) > scale) scale = fabs(fd[j]);
+        }
+        CHECK_MSG(scale > 1e-6, "%s: zero reference gradient", mu_site_name(cases[k].s));
+        for (size_t j = 0; j < gc.n; j++)
+            CHECK_MSG(fabs(gc.grad[j] - fd[j]) <= 1e-4 * scale + 1e-7,
+                      "%s:%d grad[%zu] %.8g vs finite difference %.8g", mu_site_name(cases[k].s),
+                      cases[k].L, j, gc.grad[j], fd[j]);
+        free(fd);
+        free(gc.grad);
+        free(dl);
+    }
+    ref_free(r);
+    mu_model_free(m);
+}
+
+/* RMU-style: forward to layer 0 only, loss = sum R * resid_post(0) injected by a backward
+ * hook; parameter gradients of layer 0 and the embedding match finite differences. */
+typedef struct { const float *R; } inject_ctx;
+
+static int inject_hook(const mu_hook_info *info, float *act, void *user)
+{
+    const inject_ctx *ic = user;
+    size_t n = (size_t)info->B * info->T * info->D;
+    for (size_t i = 0; i < n; i++) act[i] += ic->R[i];
+    return 0;
+}
+
+static double ref_hidden_loss(const ref_model *r, const int32_t *ids, const double *R, int L)
+{
+    int N = TB * TT, D = r->c->d_model;
+    double *hid = malloc(sizeof(double) * N * D), s = 0;
+    ref_forward(r, ids, t_lens, TB, TT, L, hid, NULL, NULL);
+    for (int i = 0; i < N * D; i++) s += R[i] * hid[i];
+    free(hid);
+    return s;
+}
+
+TEST(model_injected_gradient_early_stop)
+{
+    mu_model *m = tiny_model(0, 0, 9);
+    const mu_config *c = mu_model_config(m);
+    int N = TB * TT, D = c->d_model;
+    int32_t ids[TB * TT], targets[TB * TT];
+    tiny_batch(ids, targets, c->vocab);
+    float *R = malloc(sizeof(float) * N * D);
+    double *Rd = malloc(sizeof(double) * N * D);
+    mu_rng rng;
+    mu_rng_seed(&rng, 5);
+    for (int b = 0; b < TB; b++)
+        for (int t = 0; t < TT; t++)
+            for (int d = 0; d < D; d++) {
+                size_t i = ((size_t)b * TT + t) * D + d;
+                R[i] = t < t_lens[b] ? (float)mu_rng_normal(&rng) : 0;
+                Rd[i] = R[i];
+            }
+    char err[256];
+    CHECK(mu_model_set_all_trainable(m, 1) == 0);
+    mu_batch b = { TB, TT, ids, t_lens };
+    mu_fwd_opts o = { .train = 1, .last_layer = 0 };
+    CHECK_MSG(mu_model_forward(m, &b, &o, err, sizeof err) == 0, "%s", err);
+    CHECK(mu_model_logits(m) == NULL);
+    inject_ctx ic = { R };
+    mu_hook hk = { MU_SITE_RESID_POST, 0, 1, inject_hook, &ic };
+    CHECK_MSG(mu_model_backward(m, NULL, &hk, 1, err, sizeof err) == 0, "%s", err);
+    ref_model *r = ref_from_model(m);
+    /* the hidden state handed back equals the reference's */
+    const float *hid = mu_model_hidden(m);
+    double *hd = malloc(sizeof(double) * N * D);
+    ref_forward(r, ids, t_lens, TB, TT, 0, hd, NULL, NULL);
+    for (int i = 0; i < N * D; i++) CHECK_NEAR(hid[i], hd[i], 1e-5 * (1 + fabs(hd[i])));
+    free(hd);
+    for (int i = 0; i < mu_model_n_params(m); i++) {
+        mu_param *p = mu_model_param(m, i);
+        float *g = malloc(p->numel * sizeof *g);
+        mu_model_get_grad(m, i, g);
+        if (p->info.layer != 0 && strcmp(p->info.role, "embed")) {
+            for (int64_t j = 0; j < p->numel; j++)
+                CHECK_MSG(g[j] == 0, "%s above the stop layer got a gradient", p->info.name);
+            free(g);
+            continue;
+        }
+        double scale = 0, *fd = malloc(p->numel * sizeof *fd);
+        for (int64_t j = 0; j < p->numel; j++) {
+            double w0 = r->w[i][j];
+            r->w[i][j] = w0 + 1e-5;
+            double lp = ref_hidden_loss(r, ids, Rd, 0);
+            r->w[i][j] = w0 - 1e-5;
+            double lm = ref_hidden_loss(r, ids, Rd, 0);
+            r->w[i][j] = w0;
+            fd[j] = (lp - lm) / 2e-5;
+            if (fabs(fd[j]) > scale) scale = fabs(fd[j]);
+        }
+        for (int64_t j = 0; j < p->numel; j++)
+            CHECK_MSG(fabs(g[j] - fd[j]) <= 1e-4 * scale + 1e-6,
+                      "%s[%lld]: %.8g vs finite difference %.8g", p->info.name, (long long)j,
+                      g[j], fd[j]);
+        free(fd);
+        free(g);
+    }
+    ref_free(r);
+    free(R);
+    free(Rd);
+    mu_model_free(m);
+}
+
+/* ---- trainable subsets ------------------------------------------------------------------- */
+TEST(model_trainable_subset_same_grads_no_others)
+{
+    mu_model *m = tiny_model(0, 1, 11);
+    const mu_config *c = mu_model_config(m);
+    int N = TB * TT, V = c->vocab;
+    int32_t ids[TB * TT], targets[TB * TT];
+    tiny_batch(ids, targets, V);
+    char err[256];
+    mu_batch b = { TB, TT, ids, t_lens };
+    mu_fwd_opts o = { .train = 1, .last_layer = -1 };
+    float *dl = malloc(sizeof(float) * N * V);
+    int n = mu_model_n_params(m);
+    float **full = calloc(n, sizeof *full);
+    CHECK(mu_model_set_all_trainable(m, 1) == 0);
+    CHECK(mu_model_forward(m, &b, &o, err, sizeof err) == 0);
+    mu_model_cross_entropy(m, targets, dl, NULL);
+    CHECK(mu_model_backward(m, dl, NULL, 0, err, sizeof err) == 0);
+    for (int i = 0; i < n; i++) {
+        full[i] = malloc(mu_model_param(m, i)->numel * sizeof(float));
+        mu_model_get_grad(m, i, full[i]);
+    }
+    /* only layer 1's down_proj and q bias of layer 1: everything else stays frozen */
+    CHECK(mu_model_set_all_trainable(m, 0) == 0);
+    int down = mu_model_find(m, "model.layers.1.mlp.down_proj.weight");
+    int qb = mu_model_find(m, "model.layers.1.self_attn.q_proj.bias");
+    CHECK(down >= 0 && qb >= 0);
+    CHECK(mu_model_set_trainable(m, down, 1) == 0);
+    CHECK(mu_model_set_trainable(m, qb, 1) == 0);
+    for (int rep = 0; rep < 2; rep++) {            /* grads accumulate over calls */
+        CHECK(mu_model_forward(m, &b, &o, err, sizeof err) == 0);
+        mu_model_cross_entropy(m, targets, dl, NULL);
+        CHECK(mu_model_backward(m, dl, NULL, 0, err, sizeof err) == 0);
+    }
+    for (int i = 0; i < n; i++) {
+        mu_param *p = mu_model_param(m, i);
+        if (i != down && i != qb) { CHECK(p->g == NULL && !p->trainable); continue; }
+        for (int64_t j = 0; j < p->numel; j++)
+            CHECK_NEAR(p->g[j], 2 * full[i][j], 1e-6 + 1e-5 * fabs(full[i][j]));
+    }
+    mu_model_zero_grad(m);
+    CHECK(mu_model_param(m, down)->g[0] == 0);
+    for (int i = 0; i < n; i++) free(full[i]);
+    free(full);
+    free(dl);
+    mu_model_free(m);
+}
+
+/* ---- batches and the KV cache ------------------------------------------------------------ */
+TEST(model_padded_batch_equals_each_row_alone)
+{
+    mu_model *m = tiny_model(0, 1, 13);
+    int V = mu_model_config(m)->vocab;
+    int32_t ids[TB * TT], targets[TB * TT];
+    tiny_batch(ids, targets, V);
+    for (int i = 0; i < TB * TT; i++) if (ids[i] == 0 && i % TT >= t_lens[i / TT]) ids[i] = 5;
+    char err[256];
+    mu_batch b = { TB, TT, ids, t_lens };
+    CHECK(mu_model_forward(m, &b, NULL, err, sizeof err) == 0);
+    float *all = malloc(sizeof(float) * TB * TT * V);
+    memcpy(all, mu_model_logits(m), sizeof(float) * TB * TT * V);
+    for (int r = 0; r < TB; r++) {
+        mu_batch one = { 1, t_lens[r], ids + r * TT, NULL };
+        CHECK(mu_model_forward(m, &one, NULL, err, sizeof err) == 0);
+        const float *lg = mu_model_logits(m);
+        for (int t = 0; t < t_lens[r]; t++)
+            for (int j = 0; j < V; j++)
+                CHECK_NEAR(all[((size_t)r * TT + t) * V + j], lg[(size_t)t * V + j], 1e-5);
+    }
+    free(all);
+    mu_model_free(m);
+}
+
+TEST(model_kv_cache_decode_equals_full_forward)
+{
+    mu_model *m = tiny_model(0, 1, 17);
+    int V = mu_model_config(m)->vocab;
+    int32_t ids[2 * 9];
+    mu_rng r;
+    mu_rng_seed(&r, 3);
+    for (int i = 0; i < 18; i++) ids[i] = (int32_t)mu_rng_below(&r, V);
+    char err[256];
+    mu_batch full = { 2, 9, ids, NULL };
+    CHECK(mu_model_forward(m, &full, NULL, err, sizeof err) == 0);
+    float *ref = malloc(sizeof(float) * 18 * V);
+    memcpy(ref, mu_model_logits(m), sizeof(float) * 18 * V);
+    /* prefill rows with 4 and 2 tokens, then feed the rest, rows advancing unevenly */
+    mu_kvcache *c = mu_kvcache_new(m, 2, 9);
+    CHECK(c != NULL);
+    int32_t pre[2 * 4] = { ids[0], ids[1], ids[2], ids[3], ids[9], ids[10], 0, 0 };
+    int32_t lens[2] = { 4, 2 };
+    mu_fwd_opts o = { .last_layer = -1, .logits_last_only = 1, .cache = c };
+    mu_batch pb = { 2, 4, pre, lens };
+    CHECK_MSG(mu_model_forward(m, &pb, &o, err, sizeof err) == 0, "%s", err);
+    const float *lg = mu_model_logits(m);
+    for (int j = 0; j < V; j++) {
+        CHECK_NEAR(lg[j], ref[3 * V + j], 1e-5);
+        CHECK_NEAR(lg[V + j], ref[(9 + 1) * V + j], 1e-5);
+    }
+    while (mu_kvcache_lens(c)[1] < 9) {
+        int p0 = mu_kvcache_lens(c)[0], p1 = mu_kvcache_lens(c)[1];
+        int32_t step[2] = { p0 < 9 ? ids[p0] : 0, ids[9 + p1] };
+        int32_t sl[2] = { p0 < 9, 1 };
+        mu_batch sb = { 2, 1, step, sl };
+        CHECK_MSG(mu_model_forward(m, &sb, &o, err, sizeof err) == 0, "%s", err);
+        lg = mu_model_logits(m);
+        for (int j = 0; j < V; j++) {
+            if (p0 < 9) CHECK_NEAR(lg[j], ref[(size_t)p0 * V + j], 1e-5);
+            CHECK_NEAR(lg[V + j], ref[(size_t)(9 + p1) * V + j], 1e-5);
+        }
+    }
+    /* full cache: one token more is an error naming the row */
+    int32_t one[2] = { 1, 1 };
+    mu_batch sb = { 2, 1, one, NULL };
+    CHECK(mu_model_forward(m, &sb, &o, err, sizeof err) == -1);
+    CHECK(strstr(err, "KV cache full") != NULL);
+    mu_kvcache_free(c);
+    free(ref);
+    mu_model_free(m);
+}
+
+TEST(model_bad_inputs)
+{
+    mu_model *m = tiny_model(0, 0, 1);
+    char err[256];
+    int32_t ids[4] = { 1, 2, 11, 0 }, lens[2] = { 2, 3 };
+    mu_batch b = { 2, 2, ids, NULL };
+    CHECK(mu_model_forward(m, &b, NULL, err, sizeof err) == -1);
+    CHECK(strstr(err, "token id 11") != NULL);
+    ids[2] = 3;
+    b.lens = lens;
+    CHECK(mu_model_forward(m, &b, NULL, err, sizeof err) == -1);
+    CHECK(strstr(err, "length 3") != NULL);
+    CHECK(mu_model_backward(m, NULL, NULL, 0, err, sizeof err) == -1);
+    mu_fwd_opts o = { .last_layer = 5 };
+    b.lens = NULL;
+    CHECK(mu_model_forward(m, &b, &o, err, sizeof err) == -1);
+    mu_model_free(m);
+}
+
+/* ---- forward hooks ----------------------------------------------------------------------- */
+typedef struct { float *saved; size_t n; int mode; } patch_ctx;   /* mode 0 save, 1 write */
+
+static int patch_hook(const mu_hook_info *info, float *act, void *user)
+{
+    patch_ctx *p = user;
+    size_t n = (size_t)info->B * info->T * info->D;
+    if (p->mode == 0) {
+        p->saved = realloc(p->saved, n * sizeof *act);
+        memcpy(p->saved, act, n * sizeof *act);
+        p->n = n;
+    } else {
+        if (n != p->n) return -1;
+        memcpy(act, p->saved, n * sizeof *act);
+    }
+    return 0;
+}
+
+TEST(hooks_patch_with_itself_changes_nothing)
+{
+    mu_model *m = tiny_model(0, 1, 19);
+    int V = mu_model_config(m)->vocab;
+    int32_t ids[TB * TT], targets[TB * TT];
+    tiny_batch(ids, targets, V);
+    char err[256];
+    mu_batch b = { TB, TT, ids, t_lens };
+    CHECK(mu_model_forward(m, &b, NULL, err, sizeof err) == 0);
+    size_t nl = (size_t)TB * TT * V;
+    float *base = malloc(nl * sizeof *base);
+    memcpy(base, mu_model_logits(m), nl * sizeof *base);
+    for (int s = 0; s < MU_SITE_COUNT; s++) {
+        patch_ctx pc = { NULL, 0, 0 };
+        mu_hook hk = { (mu_site)s, 1, 0, patch_hook, &pc };
+        mu_fwd_opts o = { .last_layer = -1, .hooks = &hk, .n_hooks = 1 };
+        CHECK(mu_model_forward(m, &b, &o, err, sizeof err) == 0);
+        CHECK_MSG(pc.saved != NULL, "hook at %s not called", mu_site_name((mu_site)s));
+        pc.mode = 1;
+        CHECK(mu_model_forward(m, &b, &o, err, sizeof err) == 0);
+        CHECK(memcmp(base, mu_model_logits(m), nl * sizeof *base) == 0);
+        free(pc.saved);
+    }
+    /* a failing hook aborts the forward with a message naming the site */
+    patch_ctx bad = { malloc(4), 1, 1 };
+    mu_hook hk = { MU_SITE_MLP_POST, 0, 0, patch_hook, &bad };
+    mu_fwd_opts o = { .last_layer = -1, .hooks = &hk, .n_hooks = 1 };
+    CHECK(mu_model_forward(m, &b, &o, err, sizeof err) == -1);
+    CHECK_STR(err, "forward hook at mlp_post:0 failed");
+    free(bad.saved);
+    free(base);
+    mu_model_free(m);
+}
+
+static int zero_hook(const mu_hook_info *info, float *act, void *user)
+{
+    (void)user;
+    memset(act, 0, (size_t)info->B * info->T * info->D * sizeof *act);
+    return 0;
+}
+
+TEST(hooks_zero_ablate_mlp_post_equals_zero_down_proj)
+{
+    mu_model *m = tiny_model(0, 1, 23);
+    int V = mu_model_config(m)->vocab;
+    int32_t ids[TB * TT], targets[TB * TT];
+    tiny_batch(ids, targets, V);
+    char err[256];
+    mu_batch b = { TB, TT, ids, t_lens };
+    mu_hook hk = { MU_SITE_MLP_POST, 1, 0, zero_hook, NULL };
+    mu_fwd_opts o = { .last_layer = -1, .hooks = &hk, .n_hooks = 1 };
+    CHECK(mu_model_forward(m, &b, &o, err, sizeof err) == 0);
+    size_t nl = (size_t)TB * TT * V;
+    float *abl = malloc(nl * sizeof *abl);
+    memcpy(abl, mu_model_logits(m), nl * sizeof *abl);
+    CHECK(mu_model_forward(m, &b, NULL, err, sizeof err) == 0);
+    CHECK(memcmp(abl, mu_model_logits(m), nl * sizeof *abl) != 0);  /* the ablation matters */
+    int down = mu_model_find(m, "model.layers.1.mlp.down_proj.weight");
+    mu_param *p = mu_model_param(m, down);
+    float *zero = calloc(p->numel, sizeof *zero);
+    mu_model_set_param(m, down, zero);
+    CHECK(mu_model_forward(m, &b, NULL, err, sizeof err) == 0);
+    const float *lg = mu_model_logits(m);
+    for (size_t i = 0; i < nl; i++) CHECK_NEAR(lg[i], abl[i], 1e-6);
+    free(zero);
+    free(abl);
+    mu_model_free(m);
+}
+
+/* ---- HF transformers parity (tests/gen/gen_llama_parity.py) -------------------------------- */
+TEST(model_parity_with_hf_transformers)
+{
+    char dir[1024], path[1100], err[512];
+    snprintf(dir, sizeof dir, "%s/tests/golden/parity", mu_test_root());
+    snprintf(path, sizeof path, "%s/golden.safetensors", dir);
+    mu_st *g = mu_st_open(path, err, sizeof err);
+    CHECK_MSG(g != NULL, "%s", err);
+    mu_model *m = mu_model_load(dir, NULL, 0, mu_backend_cpu(), err, sizeof err);
+    CHECK_MSG(m != NULL, "%s", err);
+    mu_dtype dt;
+    int nd;
+    int64_t shape[MU_MAX_DIMS];
+    const void *data;
+    size_t nb;
+    CHECK(mu_st_info(g, mu_st_find(g, "input_ids"), &dt, &nd, shape, &data, &nb) == 0);
+    CHECK(dt == MU_I32 && nd == 2);
+    int B = (int)shape[0], T = (int)shape[1], V = mu_model_config(m)->vocab;
+    const int32_t *ids = data;
+    CHECK(mu_st_info(g, mu_st_find(g, "lengths"), &dt, &nd, shape, &data, &nb) == 0);
+    const int32_t *lens = data;
+    CHECK(mu_st_info(g, mu_st_find(g, "targets"), &dt, &nd, shape, &data, &nb) == 0);
+    const int32_t *targets = data;
+    CHECK(mu_st_info(g, mu_st_find(g, "logits"), &dt, &nd, shape, &data, &nb) == 0);
+    CHECK(dt == MU_F32 && shape[0] == B && shape[1] == T && shape[2] == V);
+    const float *want = data;
+    CHECK(mu_model_set_all_trainable(m, 1) == 0);
+    mu_batch b = { B, T, ids, lens };
+    mu_fwd_opts o = { .train = 1, .last_layer = -1 };
+    CHECK_MSG(mu_model_forward(m, &b, &o, err, sizeof err) == 0, "%s", err);
+    const float *lg = mu_model_logits(m);
+    double maxrel = 0;
+    for (int r = 0; r < B; r++)
+        for (int t = 0; t < lens[r]; t++)
+            for (int j = 0; j < V; j++) {
+                size_t i = ((size_t)r * T + t) * V + j;
+                /* relative error, with logits below 0.1 in magnitude measured against 0.1 */
+                double rel = fabs(lg[i] - want[i]) / (fabs(want[i]) > 0.1 ? fabs(want[i]) : 0.1);
+                if (rel > maxrel) maxrel = rel;
+            }
+    CHECK_MSG(maxrel < 1e-4, "logits max relative error %.3g", maxrel);
+    float *dl = malloc(sizeof(float) * B * T * V);
+    double loss = mu_model_cross_entropy(m, targets, dl, NULL);
+    CHECK(mu_st_info(g, mu_st_find(g, "loss"), &dt, &nd, shape, &data, &nb) == 0);
+    CHECK_CLOSE(loss, ((const float *)data)[0], 1e-5, 0);
+    CHECK(mu_model_backward(m, dl, NULL, 0, err, sizeof err) == 0);
+    for (int i = 0; i < mu_model_n_params(m); i++) {
+        mu_param *p = mu_model_param(m, i);
+        char gname[160];
+        snprintf(gname, sizeof gname, "grad.%s", p->info.name);
+        int gi = mu_st_find(g, gname);
+        CHECK_MSG(gi >= 0, "golden lacks %s", gname);
+        CHECK(mu_st_info(g, gi, &dt, &nd, shape, &data, &nb) == 0);
+        CHECK(nb == (size_t)p->numel * sizeof(float));
+        const float *gw = data;
+        double scale = 0, maxerr = 0;
+        for (int64_t j = 0; j < p->numel; j++) if (fabs(gw[j]) > scale) scale = fabs(gw[j]);
+        for (int64_t j = 0; j < p->numel; j++)
+            if (fabs(p->g[j] - gw[j]) > maxerr) maxerr = fabs(p->g[j] - gw[j]);
+        CHECK_MSG(maxerr <= 1e-3 * scale, "%s: gradient max error %.3g (scale %.3g)",
+                  p->info.name, maxerr, scale);
+    }
+    free(dl);
+    mu_model_free(m);
+    mu_st_close(g);
+}
+
+/* ---- the real model: stories260K greedy decoding ------------------------------------------- */
+TEST(model_stories260k_greedy_200)
+{
+    const char *shared = mu_test_shared_data();
+    if (!shared) SKIP("../shared/data absent: stories260K not available");
+    char dir[1024], path[1100], err[512];
+    snprintf(dir, sizeof dir, "%s/models/stories260K", shared);
+    snprintf(path, sizeof path, "%s/greedy_200.json", dir);
+    json_error_t je;
+    json_t *want = json_load_file(path, 0, &je);
+    if (!want) SKIP("%s: %s", path, je.text);
+    json_t *arr = json_object_get(want, "greedy_ids"), *pr = json_object_get(want, "prompt_ids");
+    CHECK_MSG(json_is_array(arr) && json_is_array(pr), "%s: no greedy_ids/prompt_ids", path);
+    mu_model *m = mu_model_load(dir, NULL, 0, mu_backend_cpu(), err, sizeof err);
+    CHECK_MSG(m != NULL, "%s", err);
+    int n_prompt = (int)json_array_size(pr), n = (int)json_array_size(arr);
+    int32_t prompt[16], out[512];
+    CHECK(n_prompt >= 1 && n_prompt <= 16 && n > n_prompt && n - n_prompt <= 512);
+    for (int i = 0; i < n_prompt; i++) prompt[i] = (int32_t)json_integer_value(json_array_get(pr, i));
+    int want_n = n - n_prompt;      /* greedy_ids = prompt followed by the generated ids */
+    CHECK_EQ_INT(want_n, 200);
+    int got = mu_model_greedy(m, prompt, n_prompt, want_n, -1, out, err, sizeof err);
+    CHECK_MSG(got == want_n, "greedy: %s", err);
+    for (int i = 0; i < want_n; i++)
+        CHECK_MSG(out[i] == json_integer_value(json_array_get(arr, i + n_prompt)),
+                  "token %d: got %d, want %lld", i, out[i],
+                  (long long)json_integer_value(json_array_get(arr, i + n_prompt)));
+    json_decref(want);
+    mu_model_free(m);
+}
