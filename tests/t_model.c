@@ -822,3 +822,67 @@ TEST(model_stories260k_greedy_200)
     json_decref(want);
     mu_model_free(m);
 }
+
+/* ---- site specs (lib/sites.c) --------------------------------------------------------------- */
+#include "sites.h"
+
+TEST(sites_parse_layers_positions)
+{
+    mu_site_spec s;
+    char err[256], buf[256];
+    CHECK(mu_site_parse("resid_post:0-3:subject_last", 8, &s, err, sizeof err) == 0);
+    CHECK(s.site == MU_SITE_RESID_POST && s.n_layers == 4 && s.layers[3] == 3);
+    CHECK(s.pos == MU_POS_SUBJECT_LAST);
+    CHECK(mu_site_spec_has_layer(&s, 2) && !mu_site_spec_has_layer(&s, 4));
+    int pos[16];
+    CHECK_EQ_INT(mu_site_positions(&s, 10, 2, 5, pos, 16, err, sizeof err), 1);
+    CHECK_EQ_INT(pos[0], 4);
+    CHECK(mu_site_positions(&s, 10, -1, -1, pos, 16, err, sizeof err) == -1);
+    CHECK(strstr(err, "subject") != NULL);
+    mu_site_spec_free(&s);
+
+    CHECK(mu_site_parse("mlp_post:0,4,7,2-3:last", 8, &s, err, sizeof err) == 0);
+    CHECK_EQ_INT(s.n_layers, 5);
+    mu_site_spec_format(&s, buf, sizeof buf);
+    CHECK_STR(buf, "mlp_post:0,2-4,7:last");
+    CHECK_EQ_INT(mu_site_positions(&s, 6, -1, -1, pos, 16, err, sizeof err), 1);
+    CHECK_EQ_INT(pos[0], 5);
+    mu_site_spec_free(&s);
+
+    CHECK(mu_site_parse("attn_head:all:0,-1,2,2", 3, &s, err, sizeof err) == 0);
+    CHECK_EQ_INT(s.n_layers, 3);
+    CHECK_EQ_INT(mu_site_positions(&s, 5, -1, -1, pos, 16, err, sizeof err), 3);
+    CHECK(pos[0] == 0 && pos[1] == 2 && pos[2] == 4);
+    CHECK(mu_site_positions(&s, 2, -1, -1, pos, 16, err, sizeof err) == -1);   /* 2 >= len */
+    mu_site_spec_free(&s);
+
+    CHECK(mu_site_parse("mlp_in", 2, &s, err, sizeof err) == 0);            /* defaults */
+    CHECK(s.n_layers == 2 && s.pos == MU_POS_ALL);
+    CHECK_EQ_INT(mu_site_positions(&s, 4, -1, -1, pos, 16, err, sizeof err), 4);
+    mu_site_spec_free(&s);
+
+    CHECK(mu_site_parse("embed::subject", 2, &s, err, sizeof err) == 0);
+    CHECK(s.site == MU_SITE_EMBED && s.pos == MU_POS_SUBJECT);
+    CHECK_EQ_INT(mu_site_positions(&s, 9, 3, 6, pos, 16, err, sizeof err), 3);
+    CHECK(pos[0] == 3 && pos[2] == 5);
+    mu_site_spec_format(&s, buf, sizeof buf);
+    CHECK_STR(buf, "embed:all:subject");
+    mu_site_spec_free(&s);
+}
+
+TEST(sites_parse_errors)
+{
+    mu_site_spec s;
+    char err[256];
+    const char *bad[] = { "resid:0:all", "resid_post:9:all", "resid_post:3-1:all",
+                          "resid_post:1,:all", "resid_post:x:all", "resid_post:0:first",
+                          "resid_post:0:1,,2", "logits:3:last", "resid_post:0:all:extra",
+                          "resid_post:-1:all", "" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_MSG(mu_site_parse(bad[i], 8, &s, err, sizeof err) == -1, "accepted '%s'", bad[i]);
+        CHECK_MSG(strstr(err, "bad site spec") != NULL, "'%s': %s", bad[i], err);
+    }
+    mu_site m;
+    CHECK(mu_site_from_name("mlp_out", 7, &m) == 0 && m == MU_SITE_MLP_OUT);
+    CHECK(mu_site_from_name("mlp_outx", 8, &m) == -1);
+}
