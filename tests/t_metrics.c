@@ -2,8 +2,11 @@
  * goldens from scipy / scikit-learn / rouge_score / nltk (tests/gen/gen_metrics_golden.py). */
 #include "test.h"
 #include "metrics.h"
+#include "stream.h"
+#include <unistd.h>
 #include <jansson.h>
 #include <stdint.h>
+#include <sys/wait.h>
 
 static json_t *golden(const char *name) {
     char path[1024];
@@ -267,4 +270,90 @@ TEST(metrics_porter_tofu_vocabulary) {
     }
     fclose(f);
     CHECK(n > 5000);
+}
+
+/* ---------- mu-score on a stream written by lib/stream's writer ---------- */
+/* Writes an outputs stream: record i has choices {lp0, lp1} with answer 0, one target
+ * token; bad != 0 makes record 1 broken in that way. */
+static void write_outputs(const char *path, int bad) {
+    mu_writer *w = mu_writer_open(path, "outputs");
+    for (int i = 0; i < 3; i++) {
+        msgpack_packer *pk = mu_writer_record(w);
+        float lp[2] = {-1.0f - (float)i, -2.0f};
+        int32_t nt[2] = {1, 2};
+        float tl[1] = {-0.5f * (float)(i + 1)};
+        int64_t two = 2, one = 1, three = 3;
+        msgpack_pack_map(pk, 5);
+        mu_pack_kv_int(pk, "id", i);
+        mu_pack_str(pk, "meta"); msgpack_pack_map(pk, 1); mu_pack_kv_str(pk, "split", i < 2 ? "forget" : "retain");
+        if (bad == 1 && i == 1) mu_pack_kv_tensor(pk, "choice_logprobs", MU_F32, 1, &one, lp);
+        else mu_pack_kv_tensor(pk, "choice_logprobs", MU_F32, 1, &two, lp);
+        if (bad == 2 && i == 1) mu_pack_kv_tensor(pk, "choice_ntokens", MU_F32, 1, &two, lp);
+        else if (bad == 3 && i == 1) mu_pack_kv_tensor(pk, "choice_ntokens", MU_I32, 1, &three, nt);
+        else mu_pack_kv_tensor(pk, "choice_ntokens", MU_I32, 1, &two, nt);
+        if (bad == 4 && i == 1) mu_pack_kv_int(pk, "answer", 5);
+        else mu_pack_kv_int(pk, "answer", 0);
+        (void)tl;
+        mu_writer_end_record(w);
+    }
+    mu_writer_close(w);
+}
+
+static int run_score(const char *args, const char *out, char *err, size_t errlen) {
+    const char *bin = getenv("MU_BIN");
+    if (!bin) SKIP("MU_BIN not set (run through make check)");
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s/mu-score %s >%s 2>%s/err", bin, args, out, mu_test_tmpdir());
+    int rc = system(cmd);
+    char ep[1024]; snprintf(ep, sizeof ep, "%s/err", mu_test_tmpdir());
+    FILE *f = fopen(ep, "r");
+    size_t n = f ? fread(err, 1, errlen - 1, f) : 0;
+    err[n] = 0;
+    if (f) fclose(f);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+TEST(metrics_score_tool_c_stream) {
+    char path[1024], out[1024], args[4096], err[2048];
+    snprintf(path, sizeof path, "%s/o.mpk.zst", mu_test_tmpdir());
+    snprintf(out, sizeof out, "%s/o.tsv", mu_test_tmpdir());
+    write_outputs(path, 0);
+    snprintf(args, sizeof args, "--by split --metrics choice_prob,choice_prob_norm,choice_acc --format tsv %s", path);
+    CHECK_MSG(run_score(args, out, err, sizeof err) == 0, "mu-score failed: %s", err);
+    FILE *f = fopen(out, "r");
+    char m[64], g[64]; double v; long n; int seen = 0;
+    char line[512];
+    CHECK(fgets(line, sizeof line, f) != NULL); /* header */
+    while (fscanf(f, "%63s %63s %lf %ld", m, g, &v, &n) == 4) {
+        if (!strcmp(m, "choice_prob") && !strcmp(g, "split=forget")) {
+            /* records 0,1: lp {-1,-2} and {-2,-2} -> sigmoid(1) and 1/2 */
+            CHECK_NEAR(v, (1 / (1 + exp(-1.0)) + 0.5) / 2, 1e-7); CHECK_EQ_INT(n, 2); seen++;
+        }
+        if (!strcmp(m, "choice_prob_norm") && !strcmp(g, "split=retain")) {
+            /* record 2: lp {-3,-2}, ntok {1,2} -> normalized {-3,-1} */
+            CHECK_NEAR(v, exp(-3.0) / (exp(-3.0) + exp(-1.0)), 1e-7); seen++;
+        }
+        if (!strcmp(m, "choice_acc") && !strcmp(g, "split=forget")) { CHECK_NEAR(v, 1.0, 0); seen++; }
+    }
+    fclose(f);
+    CHECK_EQ_INT(seen, 3);
+}
+
+TEST(metrics_score_tool_errors) {
+    static const char *want[] = {NULL, "choice_ntokens has 2 values, choice_logprobs 1",
+                                 "choice_ntokens: expected an integer tensor, got f32",
+                                 "choice_ntokens has 3 values, choice_logprobs 2",
+                                 "answer 5 is not a candidate index"};
+    for (int bad = 1; bad <= 4; bad++) {
+        char path[1024], out[1024], args[2048], err[2048];
+        snprintf(path, sizeof path, "%s/bad%d.mpk.zst", mu_test_tmpdir(), bad);
+        snprintf(out, sizeof out, "%s/bad.tsv", mu_test_tmpdir());
+        write_outputs(path, bad);
+        snprintf(args, sizeof args, "--format tsv %s", path);
+        int rc = run_score(args, out, err, sizeof err);
+        CHECK_MSG(rc == 1, "bad=%d: exit %d", bad, rc);
+        CHECK_MSG(strstr(err, want[bad]) && strstr(err, path) && strstr(err, "record "),
+                  "bad=%d: message '%s' lacks '%s'", bad, err, want[bad]);
+        CHECK_MSG(strchr(err, '\n') == err + strlen(err) - 1, "bad=%d: not one line: %s", bad, err);
+    }
 }
