@@ -501,8 +501,6 @@ static void aggregate(group_set *gs, group_set *ref) {
                 mu_die("group %s: truth ratios contain NaN (forget_quality)", g->name);
             emit_group("forget_quality", g, p, (long)g->ntr);
             emit_group("ks_statistic", g, d, (long)g->ntr);
-        } else if (opt.any_explicit && opt.explicit_metric[M_FORGET_QUALITY] && !ref) {
-            mu_usage_error("forget_quality needs --reference FILE");
         }
     }
 }
@@ -644,6 +642,13 @@ static void write_stream(void) {
     for (int i = 0; i < ninputs; i++) mu_writer_add_input(w, "outputs", inputs[i].path);
     if (opt.reference) mu_writer_add_input(w, "reference", opt.reference);
     if (opt.original) mu_writer_add_input(w, "original", opt.original);
+    msgpack_packer *mp = mu_writer_meta(w, "by");
+    msgpack_pack_array(mp, (size_t)opt.nby);
+    for (int i = 0; i < opt.nby; i++) mu_pack_str(mp, opt.by[i]);
+    mp = mu_writer_meta(w, "k");
+    msgpack_pack_double(mp, opt.k);
+    mp = mu_writer_meta(w, "stem");
+    if (opt.stem) msgpack_pack_true(mp); else msgpack_pack_false(mp);
     for (int i = 0; i < nresults; i++) {
         result *r = &results[i];
         msgpack_packer *pk = mu_writer_record(w);
@@ -832,6 +837,8 @@ int main(int argc, char **argv) {
     if (ninputs == 0) mu_usage_error("no input files (use '-' for stdin; see --help)");
     if (opt.out && !strcmp(opt.out, "-") && opt.format) mu_usage_error("--out - and --format both use stdout");
     if (opt.utility && !opt.nby) mu_usage_error("--utility needs --by (TOFU sets as groups)");
+    if (opt.explicit_metric[M_FORGET_QUALITY] && !opt.reference)
+        mu_usage_error("metric forget_quality needs --reference FILE");
 
     if (opt.curve) run_curve();
     else {
