@@ -357,6 +357,7 @@ void mu_pack_kv_tensor(msgpack_packer *pk, const char *key, mu_dtype dt, int ndi
 typedef struct {
     size_t pos;
     int depth;
+    int done;                   /* pos is the length of a complete object */
     uint64_t stack[MU_STREAM_MAX_DEPTH];
 } scan_state;
 
@@ -368,6 +369,7 @@ static uint64_t be(const uint8_t *p, int n) {
 
 /* 1: complete (s->pos = object length); 0: needs more bytes; -1: invalid (msg set). */
 static int scan_object(const uint8_t *p, size_t len, scan_state *s, size_t max, char *msg, size_t msglen) {
+    if (s->done) return 1;
     for (;;) {
         if (s->pos >= len) return 0;
         const uint8_t *q = p + s->pos;
@@ -424,7 +426,7 @@ static int scan_object(const uint8_t *p, size_t len, scan_state *s, size_t max, 
         }
         /* one item finished; close every container it completes */
         while (s->depth > 0 && --s->stack[s->depth - 1] == 0) s->depth--;
-        if (s->depth == 0) return 1;
+        if (s->depth == 0) { s->done = 1; return 1; }
     }
 }
 
