@@ -1,0 +1,1245 @@
+/* train.c — the training loop of mu-train (see train.h). */
+#include "train.h"
+#include "objectives.h"
+#include "cli.h"
+#include "stream.h"
+#include "rng.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- objectives by name ---- */
+
+static const char *OBJ_NAMES[MU_OBJ_COUNT] = {
+    "learn", "ga", "log1mp", "npo", "simnpo", "dpo", "wga", "rmu", "undial", "edit",
+    "retain-ce", "retain-kl", "general-lm", "mlp-l2",
+};
+
+const char *mu_obj_name(mu_obj_id id) { return OBJ_NAMES[id]; }
+
+int mu_objective_parse(const char *spec, double coef[MU_OBJ_COUNT], char *err, size_t errlen) {
+    for (int i = 0; i < MU_OBJ_COUNT; i++) coef[i] = 0;
+    char *copy = mu_xstrdup(spec), *save = NULL;
+    int rc = 0, any = 0;
+    for (char *term = strtok_r(copy, ",", &save); term; term = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(term, '=');
+        double c = 1;
+        if (eq) {
+            char *end;
+            *eq = 0;
+            c = strtod(eq + 1, &end);
+            if (end == eq + 1 || *end || !isfinite(c)) {
+                snprintf(err, errlen, "objective '%s': coefficient '%s' is not a number", term, eq + 1);
+                rc = -1;
+                break;
+            }
+        }
+        int found = 0;
+        if (!strcmp(term, "graddiff")) {
+            coef[MU_OBJ_GA] += c;
+            coef[MU_OBJ_RETAIN_CE] += c;
+            found = 1;
+        }
+        for (int i = 0; i < MU_OBJ_COUNT && !found; i++)
+            if (!strcmp(term, OBJ_NAMES[i])) { coef[i] += c; found = 1; }
+        if (!found) {
+            snprintf(err, errlen, "unknown objective '%s' (learn, ga, graddiff, log1mp, npo, simnpo, "
+                     "dpo, wga, rmu, undial, edit, retain-ce, retain-kl, general-lm, mlp-l2)", term);
+            rc = -1;
+            break;
+        }
+        any = 1;
+    }
+    free(copy);
+    if (rc == 0 && !any) {
+        snprintf(err, errlen, "no objective given");
+        rc = -1;
+    }
+    return rc;
+}
+
+/* ---- data sets ---- */
+
+static int read_i32_vec(const msgpack_object *o, int vocab, int32_t **out, int *n, char *msg, size_t len) {
+    mu_tensor_view tv;
+    char e[160];
+    if (!o) { snprintf(msg, len, "missing tensor"); return -1; }
+    if (mu_obj_tensor(o, &tv, e, sizeof e) < 0) { snprintf(msg, len, "%s", e); return -1; }
+    if (tv.dtype != MU_I32 || tv.ndim != 1) { snprintf(msg, len, "expected a 1-D i32 tensor"); return -1; }
+    *n = (int)tv.shape[0];
+    *out = mu_xmalloc((size_t)(*n ? *n : 1) * sizeof **out);
+    memcpy(*out, tv.data, (size_t)*n * 4);
+    for (int i = 0; i < *n; i++)
+        if ((*out)[i] < 0 || (*out)[i] >= vocab) {
+            snprintf(msg, len, "token id %d outside the model's vocabulary (%d)", (*out)[i], vocab);
+            free(*out);
+            return -1;
+        }
+    return 0;
+}
+
+/* prompt ++ answer, left-truncated to max_len; lab_from = last prompt token's row. */
+static int32_t *join_seq(const int32_t *p, int np, const int32_t *a, int na, int max_len,
+                         int *len, int *lab_from) {
+    int total = np + na, cut = total > max_len && max_len > 0 ? total - max_len : 0;
+    if (cut > np) cut = np;     /* never drop answer tokens */
+    int32_t *s = mu_xmalloc((size_t)(total - cut + 1) * sizeof *s);
+    memcpy(s, p + cut, (size_t)(np - cut) * 4);
+    if (na) memcpy(s + np - cut, a, (size_t)na * 4);
+    *len = total - cut;
+    *lab_from = np - cut - 1;
+    return s;
+}
+
+static int read_record(const msgpack_object *rec, int lm, int max_len, int vocab,
+                       const int32_t *alt_ids, int n_alt, mu_train_seq *q, char *msg, size_t len) {
+    int32_t *prompt = NULL, *ans = NULL, *alt = NULL;
+    int np = 0, na = 0, nalt = 0, rc = -1;
+    char sub[200];
+    memset(q, 0, sizeof *q);
+    if (read_i32_vec(mu_obj_get(rec, "prompt"), vocab, &prompt, &np, sub, sizeof sub) < 0) {
+        snprintf(msg, len, "\"prompt\": %s", sub);
+        return -1;
+    }
+    const msgpack_object *tg = mu_obj_get(rec, "targets");
+    int ntg = tg && tg->type == MSGPACK_OBJECT_ARRAY ? (int)tg->via.array.size : 0;
+    if (tg && tg->type != MSGPACK_OBJECT_ARRAY && tg->type != MSGPACK_OBJECT_NIL) {
+        snprintf(msg, len, "\"targets\" must be an array of tensors");
+        goto out;
+    }
+    if (ntg > 0 && read_i32_vec(&tg->via.array.ptr[0], vocab, &ans, &na, sub, sizeof sub) < 0) {
+        snprintf(msg, len, "\"targets\"[0]: %s", sub);
+        goto out;
+    }
+    if (!lm && na == 0) { snprintf(msg, len, "no target tokens to train on"); goto out; }
+    if (lm && np + na < 2) { snprintf(msg, len, "text of fewer than 2 tokens"); goto out; }
+    if (!lm && np == 0) { snprintf(msg, len, "empty prompt (the first target needs a context token)"); goto out; }
+    if (!lm && ntg > 1 && read_i32_vec(&tg->via.array.ptr[1], vocab, &alt, &nalt, sub, sizeof sub) < 0) {
+        snprintf(msg, len, "\"targets\"[1]: %s", sub);
+        goto out;
+    }
+    q->ids = join_seq(prompt, np, ans, na, max_len, &q->len, &q->lab_from);
+    if (lm) q->lab_from = 0;
+    if (!lm && (nalt > 0 || n_alt > 0)) {
+        q->alt = join_seq(prompt, np, nalt ? alt : alt_ids, nalt ? nalt : n_alt, max_len,
+                          &q->alt_len, &q->alt_lab_from);
+    }
+    rc = 0;
+out:
+    free(prompt); free(ans); free(alt);
+    return rc;
+}
+
+int mu_train_set_read(const char *path, int lm, int max_len, int vocab, const int32_t *alt_ids,
+                      int n_alt, mu_train_set *set, char *err, size_t errlen) {
+    memset(set, 0, sizeof *set);
+    mu_reader *r = mu_reader_open(path, "tokens", err, errlen);
+    if (!r) return -1;
+    set->path = mu_xstrdup(path);
+    const msgpack_object *rec;
+    int st, cap = 0;
+    char msg[300];
+    while ((st = mu_reader_next(r, &rec)) == 1) {
+        if (set->n == cap) {
+            cap = cap ? 2 * cap : 64;
+            set->s = mu_xrealloc(set->s, (size_t)cap * sizeof *set->s);
+        }
+        if (read_record(rec, lm, max_len, vocab, alt_ids, n_alt, &set->s[set->n], msg, sizeof msg) < 0) {
+            snprintf(err, errlen, "%s: record %ld: %s", path, mu_reader_record_index(r), msg);
+            mu_reader_close(r);
+            mu_train_set_free(set);
+            return -1;
+        }
+        set->n++;
+    }
+    if (st < 0) {
+        snprintf(err, errlen, "%s", mu_reader_error(r));
+        mu_reader_close(r);
+        mu_train_set_free(set);
+        return -1;
+    }
+    mu_reader_close(r);
+    if (set->n == 0) {
+        snprintf(err, errlen, "%s: no records", path);
+        mu_train_set_free(set);
+        return -1;
+    }
+    return 0;
+}
+
+void mu_train_set_from_arrays(mu_train_set *set, int n, int32_t *const *ids, const int *len,
+                              const int *prompt_len) {
+    memset(set, 0, sizeof *set);
+    set->path = mu_xstrdup("(memory)");
+    set->s = mu_xcalloc((size_t)n, sizeof *set->s);
+    set->n = n;
+    for (int i = 0; i < n; i++) {
+        set->s[i].ids = join_seq(ids[i], prompt_len[i], ids[i] + prompt_len[i], len[i] - prompt_len[i],
+                                 0, &set->s[i].len, &set->s[i].lab_from);
+        if (prompt_len[i] == 0) set->s[i].lab_from = 0;
+    }
+}
+
+void mu_train_set_free(mu_train_set *set) {
+    for (int i = 0; i < set->n; i++) { free(set->s[i].ids); free(set->s[i].alt); }
+    free(set->s);
+    free(set->path);
+    memset(set, 0, sizeof *set);
+}
+
+/* ---- options ---- */
+
+void mu_train_opts_default(mu_train_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->npo_beta = 0.1;
+    o->simnpo_beta = 4.5;
+    o->simnpo_delta = 0;
+    o->dpo_beta = 0.1;
+    o->wga_beta = 1.0;
+    o->undial_beta = 10.0;
+    o->log1mp_floor = -5.0;
+    o->rmu_layer = -1;
+    o->rmu_c = 6.5;
+    o->rmu_alpha = 100;
+    o->steps = 100;
+    o->batch = 8;
+    o->accum = 1;
+    o->seed = 0;
+    mu_optim_config_default(&o->opt);
+    o->opt.lr = 1e-4;
+    o->opt.weight_decay = 0;
+}
+
+/* ---- the trainer ---- */
+
+typedef struct { char *buf; size_t len; } packed;   /* one log record, msgpack */
+
+typedef struct {
+    char *name;
+    mu_train_set set;
+} eval_set;
+
+typedef struct {                /* per-layer activation buffers for hooks */
+    float **buf;                /* [NL] each [B*T*D] or NULL */
+    size_t *cap;
+    int NL;
+    const unsigned char *want;  /* [NL] layers to capture/inject */
+} layer_bufs;
+
+struct mu_trainer {
+    mu_model *m, *ref;
+    mu_train_opts o;
+    const mu_config *cfg;
+    int V, NL, D;
+    mu_train_set data[MU_DATA_COUNT];
+    eval_set *ev;
+    int n_ev;
+    /* trained tensors */
+    int nt;
+    int *pidx;
+    float **w, **g;             /* host views (or shadows on device backends) */
+    int shadow;
+    mu_optim *opt;
+    /* batch scratch */
+    int32_t *ids, *lens, *labels;
+    size_t ids_cap;
+    float *dlogits, *ref_rows;
+    size_t dl_cap, rr_cap;
+    int64_t *perm[MU_DATA_COUNT];
+    int64_t perm_epoch[MU_DATA_COUNT];
+    /* activations */
+    float *control;             /* RMU c*u [D] */
+    unsigned char *l2_layers, *rmu_layers;
+    layer_bufs cur_rmu, ref_rmu, d_rmu, cur_l2, ref_l2, d_l2;
+    /* state */
+    int64_t step;
+    packed *log;
+    int nlog, log_cap;
+    double last_loss;
+    double best;
+    int has_best;
+    float **best_vals;
+    double term[MU_OBJ_COUNT];
+    int64_t tokens;
+    int prepared;               /* data checked, reference log-probs cached */
+};
+
+static int need(const mu_trainer *t, mu_obj_id id) { return t->o.coef[id] != 0; }
+
+static int forget_logit_terms(const mu_trainer *t) {
+    static const mu_obj_id ids[] = {MU_OBJ_LEARN, MU_OBJ_GA, MU_OBJ_LOG1MP, MU_OBJ_NPO, MU_OBJ_SIMNPO,
+                                    MU_OBJ_DPO, MU_OBJ_WGA, MU_OBJ_UNDIAL, MU_OBJ_EDIT};
+    for (size_t i = 0; i < sizeof ids / sizeof *ids; i++) if (need(t, ids[i])) return 1;
+    return 0;
+}
+
+static void layer_bufs_init(layer_bufs *b, int NL, const unsigned char *want) {
+    b->NL = NL;
+    b->buf = mu_xcalloc((size_t)NL, sizeof *b->buf);
+    b->cap = mu_xcalloc((size_t)NL, sizeof *b->cap);
+    b->want = want;
+}
+
+static void layer_bufs_free(layer_bufs *b) {
+    if (!b->buf) return;
+    for (int i = 0; i < b->NL; i++) free(b->buf[i]);
+    free(b->buf);
+    free(b->cap);
+}
+
+/* Buffer of layer L sized for n floats (contents kept only if already big enough). */
+static float *layer_buf(layer_bufs *b, int L, size_t n) {
+    if (b->cap[L] < n) {
+        free(b->buf[L]);
+        b->buf[L] = mu_xmalloc(n * sizeof(float));
+        b->cap[L] = n;
+    }
+    return b->buf[L];
+}
+
+static int hook_capture(const mu_hook_info *info, float *act, void *user) {
+    layer_bufs *b = user;
+    if (info->layer < 0 || info->layer >= b->NL || !b->want[info->layer]) return 0;
+    size_t n = (size_t)info->B * info->T * info->D;
+    memcpy(layer_buf(b, info->layer, n), act, n * sizeof(float));
+    return 0;
+}
+
+static int hook_inject(const mu_hook_info *info, float *act, void *user) {
+    layer_bufs *b = user;
+    if (info->layer < 0 || info->layer >= b->NL || !b->want[info->layer]) return 0;
+    size_t n = (size_t)info->B * info->T * info->D;
+    const float *d = b->buf[info->layer];
+    for (size_t i = 0; i < n; i++) act[i] += d[i];
+    return 0;
+}
+
+static void add_trained(mu_trainer *t, int pi, mu_idxset *set) {
+    mu_param *p = mu_model_param(t->m, pi);
+    t->pidx = mu_xrealloc(t->pidx, (size_t)(t->nt + 1) * sizeof *t->pidx);
+    t->w = mu_xrealloc(t->w, (size_t)(t->nt + 1) * sizeof *t->w);
+    t->g = mu_xrealloc(t->g, (size_t)(t->nt + 1) * sizeof *t->g);
+    t->pidx[t->nt] = pi;
+    if (t->shadow) {
+        t->w[t->nt] = mu_xmalloc((size_t)p->numel * sizeof(float));
+        t->g[t->nt] = mu_xmalloc((size_t)p->numel * sizeof(float));
+        mu_model_get_param(t->m, pi, t->w[t->nt]);
+    } else {
+        t->w[t->nt] = p->w;
+        t->g[t->nt] = p->g;
+    }
+    mu_optim_add(t->opt, p->info.name, t->w[t->nt], t->g[t->nt], set);
+    t->nt++;
+}
+
+/* Makes the masked tensors trainable and registers their element sets. */
+static int setup_params(mu_trainer *t, const mu_mask *mask, char *err, size_t errlen) {
+    int np = mu_model_n_params(t->m);
+    if (mask) {
+        mu_param_info *info = mu_xmalloc((size_t)np * sizeof *info);
+        for (int i = 0; i < np; i++) info[i] = mu_model_param(t->m, i)->info;
+        int rc = mu_mask_check(mask, info, np, err, errlen);
+        free(info);
+        if (rc < 0) return -1;
+    }
+    for (int i = 0; i < np; i++) {
+        mu_param *p = mu_model_param(t->m, i);
+        mu_idxset set;
+        if (!mask) {
+            mu_idxset_init_dense(&set, p->numel);
+        } else {
+            int k = mu_mask_find(mask, p->info.name);
+            if (k < 0) continue;
+            int64_t *idx, n = mu_mask_indices(&mask->t[k], &idx);
+            if (n == 0) continue;
+            if (n == p->numel) mu_idxset_init_dense(&set, n);
+            else if (mu_idxset_init_list(&set, p->numel, idx, n, err, errlen) < 0) { free(idx); return -1; }
+            free(idx);
+        }
+        if (mu_model_set_trainable(t->m, i, 1) < 0) {
+            snprintf(err, errlen, "out of memory for the gradient of %s", p->info.name);
+            mu_idxset_free(&set);
+            return -1;
+        }
+        add_trained(t, i, &set);
+    }
+    if (t->nt == 0) {
+        snprintf(err, errlen, "the mask selects no parameter");
+        return -1;
+    }
+    return 0;
+}
+
+mu_trainer *mu_trainer_new(mu_model *model, mu_model *ref, const mu_mask *mask,
+                           const mu_train_opts *o, char *err, size_t errlen) {
+    mu_trainer *t = mu_xcalloc(1, sizeof *t);
+    t->m = model;
+    t->ref = ref;
+    t->o = *o;
+    t->cfg = mu_model_config(model);
+    t->V = t->cfg->vocab;
+    t->NL = t->cfg->n_layer;
+    t->D = t->cfg->d_model;
+    t->shadow = !mu_model_backend(model)->host_memory;
+    if (t->o.batch < 1 || t->o.accum < 1 || t->o.steps < 0) {
+        snprintf(err, errlen, "batch and accumulation must be >= 1, steps >= 0");
+        goto fail;
+    }
+    if (t->o.rmu_layer < 0) t->o.rmu_layer = t->NL / 2;
+    if (t->o.rmu_layer >= t->NL) {
+        snprintf(err, errlen, "rmu layer %d: the model has %d layers", t->o.rmu_layer, t->NL);
+        goto fail;
+    }
+    if (t->o.opt.total <= 0) t->o.opt.total = t->o.steps;
+    t->opt = mu_optim_new(&t->o.opt);
+    if (setup_params(t, mask, err, errlen) < 0) goto fail;
+    /* activation objectives: RMU at one layer; mlp-l2 at layers with a trained MLP (all if none) */
+    t->rmu_layers = mu_xcalloc((size_t)t->NL, 1);
+    t->rmu_layers[t->o.rmu_layer] = 1;
+    t->l2_layers = mu_xcalloc((size_t)t->NL, 1);
+    int any = 0;
+    for (int i = 0; i < t->nt; i++) {
+        const mu_param_info *pi = &mu_model_param(t->m, t->pidx[i])->info;
+        if (pi->layer >= 0 && (!strcmp(pi->role, "gate") || !strcmp(pi->role, "up") || !strcmp(pi->role, "down"))) {
+            t->l2_layers[pi->layer] = 1;
+            any = 1;
+        }
+    }
+    if (!any) memset(t->l2_layers, 1, (size_t)t->NL);
+    layer_bufs_init(&t->cur_rmu, t->NL, t->rmu_layers);
+    layer_bufs_init(&t->ref_rmu, t->NL, t->rmu_layers);
+    layer_bufs_init(&t->d_rmu, t->NL, t->rmu_layers);
+    layer_bufs_init(&t->cur_l2, t->NL, t->l2_layers);
+    layer_bufs_init(&t->ref_l2, t->NL, t->l2_layers);
+    layer_bufs_init(&t->d_l2, t->NL, t->l2_layers);
+    t->control = mu_xmalloc((size_t)t->D * sizeof(float));
+    mu_rmu_control(t->control, t->D, t->o.rmu_c, t->o.seed);
+    for (int r = 0; r < MU_DATA_COUNT; r++) t->perm_epoch[r] = -1;
+    t->last_loss = NAN;
+    return t;
+fail:
+    mu_trainer_free(t);
+    return NULL;
+}
+
+void mu_trainer_free(mu_trainer *t) {
+    if (!t) return;
+    for (int r = 0; r < MU_DATA_COUNT; r++) { mu_train_set_free(&t->data[r]); free(t->perm[r]); }
+    for (int i = 0; i < t->n_ev; i++) { free(t->ev[i].name); mu_train_set_free(&t->ev[i].set); }
+    free(t->ev);
+    for (int i = 0; i < t->nt; i++) {
+        if (t->shadow) { free(t->w[i]); free(t->g[i]); }
+        if (t->best_vals) free(t->best_vals[i]);
+    }
+    free(t->best_vals);
+    free(t->w); free(t->g); free(t->pidx);
+    mu_optim_free(t->opt);
+    free(t->ids); free(t->lens); free(t->labels); free(t->dlogits); free(t->ref_rows);
+    free(t->control); free(t->l2_layers); free(t->rmu_layers);
+    layer_bufs_free(&t->cur_rmu); layer_bufs_free(&t->ref_rmu); layer_bufs_free(&t->d_rmu);
+    layer_bufs_free(&t->cur_l2); layer_bufs_free(&t->ref_l2); layer_bufs_free(&t->d_l2);
+    for (int i = 0; i < t->nlog; i++) free(t->log[i].buf);
+    free(t->log);
+    free(t);
+}
+
+void mu_trainer_set_data(mu_trainer *t, mu_data_role role, mu_train_set *set) {
+    mu_train_set_free(&t->data[role]);
+    t->data[role] = *set;
+    memset(set, 0, sizeof *set);
+}
+
+void mu_trainer_add_eval(mu_trainer *t, const char *name, mu_train_set *set) {
+    t->ev = mu_xrealloc(t->ev, (size_t)(t->n_ev + 1) * sizeof *t->ev);
+    t->ev[t->n_ev].name = mu_xstrdup(name);
+    t->ev[t->n_ev].set = *set;
+    memset(set, 0, sizeof *set);
+    t->n_ev++;
+}
+
+int mu_trainer_n_trained(const mu_trainer *t) { return t->nt; }
+int mu_trainer_trained_param(const mu_trainer *t, int i) { return t->pidx[i]; }
+const mu_idxset *mu_trainer_trained_set(const mu_trainer *t, int i) { return mu_optim_set(t->opt, i); }
+size_t mu_trainer_optim_bytes(const mu_trainer *t) { return mu_optim_state_bytes(t->opt); }
+int64_t mu_trainer_step(const mu_trainer *t) { return t->step; }
+double mu_trainer_last_loss(const mu_trainer *t) { return t->last_loss; }
+
+/* ---- batches ---- */
+
+typedef struct { const int32_t *ids; int len, lab_from; } row_ref;
+
+/* Sequence index for slot `pos` of role r: epoch-wise seeded permutations. */
+static int64_t draw(mu_trainer *t, mu_data_role r, int64_t pos) {
+    int64_t n = t->data[r].n, epoch = pos / n;
+    if (t->perm_epoch[r] != epoch) {
+        if (!t->perm[r]) t->perm[r] = mu_xmalloc((size_t)n * sizeof *t->perm[r]);
+        for (int64_t i = 0; i < n; i++) t->perm[r][i] = i;
+        mu_rng rng;
+        mu_rng_seed2(&rng, t->o.seed ^ (0x9E37ull * (uint64_t)(r + 1)), (uint64_t)epoch);
+        mu_rng_shuffle_i64(&rng, t->perm[r], n);
+        t->perm_epoch[r] = epoch;
+    }
+    return t->perm[r][pos % n];
+}
+
+/* Lays rows out as a right-padded batch with labels; returns T. */
+static int build_batch(mu_trainer *t, const row_ref *rows, int B) {
+    int T = 1;
+    for (int b = 0; b < B; b++) if (rows[b].len > T) T = rows[b].len;
+    size_t need_ids = (size_t)B * T;
+    if (t->ids_cap < need_ids) {
+        t->ids = mu_xrealloc(t->ids, need_ids * sizeof *t->ids);
+        t->labels = mu_xrealloc(t->labels, need_ids * sizeof *t->labels);
+        t->ids_cap = need_ids;
+    }
+    t->lens = mu_xrealloc(t->lens, (size_t)B * sizeof *t->lens);
+    for (int b = 0; b < B; b++) {
+        int32_t *ids = t->ids + (size_t)b * T, *lab = t->labels + (size_t)b * T;
+        for (int i = 0; i < T; i++) {
+            ids[i] = i < rows[b].len ? rows[b].ids[i] : 0;
+            lab[i] = i >= rows[b].lab_from && i + 1 < rows[b].len ? rows[b].ids[i + 1] : -1;
+        }
+        t->lens[b] = rows[b].len;
+        t->tokens += rows[b].len;
+    }
+    return T;
+}
+
+static float *zeroed_dlogits(mu_trainer *t, size_t n) {
+    if (t->dl_cap < n) {
+        free(t->dlogits);
+        t->dlogits = mu_xmalloc(n * sizeof(float));
+        t->dl_cap = n;
+    }
+    memset(t->dlogits, 0, n * sizeof(float));
+    return t->dlogits;
+}
+
+static float *ref_rows_buf(mu_trainer *t, size_t n) {
+    if (t->rr_cap < n) {
+        free(t->ref_rows);
+        t->ref_rows = mu_xmalloc(n * sizeof(float));
+        t->rr_cap = n;
+    }
+    return t->ref_rows;
+}
+
+/* MSE of act rows [B,T,D] (valid positions only) against target rows or the control
+ * vector; dact (zeroed here, [B,T,D]) receives coef * d/dact. Returns the mean. */
+static double masked_mse(const float *act, const float *target, const float *cvec, const int32_t *lens,
+                         int B, int T, int D, double coef, float *dact) {
+    int64_t total = 0;
+    for (int b = 0; b < B; b++) total += (int64_t)lens[b] * D;
+    memset(dact, 0, (size_t)B * T * D * sizeof(float));
+    double loss = 0;
+    if (total == 0) return 0;
+    for (int b = 0; b < B; b++) {
+        int64_t n = (int64_t)lens[b] * D;
+        if (!n) continue;
+        size_t off = (size_t)b * T * D;
+        double w = (double)n / (double)total;
+        loss += w * mu_obj_mse(act + off, target ? target + off : NULL, cvec, D, n, coef * w, dact + off);
+    }
+    return loss;
+}
+
+/* Forget pass of one micro-batch: returns 0 and adds each term's value (scaled 1/accum)
+ * into t->term; gradients accumulate into the model. */
+static int forget_pass(mu_trainer *t, int64_t pos0, char *err, size_t errlen) {
+    int B = t->o.batch, dpo = need(t, MU_OBJ_DPO), rmu = need(t, MU_OBJ_RMU);
+    int logit_terms = forget_logit_terms(t);
+    mu_train_set *fs = &t->data[MU_DATA_FORGET];
+    row_ref *rows = mu_xmalloc((size_t)(2 * B) * sizeof *rows);
+    int64_t *sel = mu_xmalloc((size_t)B * sizeof *sel);
+    for (int b = 0; b < B; b++) {
+        sel[b] = draw(t, MU_DATA_FORGET, pos0 + b);
+        mu_train_seq *q = &fs->s[sel[b]];
+        rows[b] = (row_ref){q->ids, q->len, q->lab_from};
+        if (dpo) rows[B + b] = (row_ref){q->alt, q->alt_len, q->alt_lab_from};
+    }
+    int R = dpo ? 2 * B : B;
+    int T = build_batch(t, rows, R);
+    mu_batch batch = {R, T, t->ids, t->lens};
+    double A = t->o.accum;
+    mu_hook fh[1] = {{MU_SITE_RESID_POST, t->o.rmu_layer, 0, hook_capture, &t->cur_rmu}};
+    mu_hook bh[1] = {{MU_SITE_RESID_POST, t->o.rmu_layer, 1, hook_inject, &t->d_rmu}};
+    mu_fwd_opts fo = {.train = 1, .last_layer = logit_terms ? -1 : t->o.rmu_layer,
+                      .hooks = fh, .n_hooks = rmu && logit_terms ? 1 : 0};
+    int rc = -1;
+    const float *ref_logits = NULL;
+    size_t rowsz = (size_t)T * t->V;
+    float *ref_copy = NULL;
+    if (need(t, MU_OBJ_UNDIAL)) {   /* reference logits of the forget rows */
+        mu_batch rb = {B, T, t->ids, t->lens};
+        if (mu_model_forward(t->ref, &rb, NULL, err, errlen) < 0) goto out;
+        ref_copy = mu_xmalloc((size_t)B * rowsz * sizeof(float));
+        memcpy(ref_copy, mu_model_logits(t->ref), (size_t)B * rowsz * sizeof(float));
+        ref_logits = ref_copy;
+    }
+    if (mu_model_forward(t->m, &batch, &fo, err, errlen) < 0) goto out;
+    float *dl = NULL;
+    if (logit_terms) {
+        const float *lg = mu_model_logits(t->m);
+        dl = zeroed_dlogits(t, (size_t)R * rowsz);
+        int ntok = 0;
+        for (int b = 0; b < B; b++) ntok += mu_count_labels(t->labels + (size_t)b * T, T);
+        double tokc = 1.0 / (A * (ntok ? ntok : 1)), seqc = 1.0 / (A * B);
+        for (int b = 0; b < B; b++) {
+            const float *z = lg + b * rowsz;
+            const int32_t *lab = t->labels + (size_t)b * T;
+            float *d = dl + b * rowsz;
+            mu_train_seq *q = &fs->s[sel[b]];
+            double c;
+            if (need(t, MU_OBJ_LEARN) || need(t, MU_OBJ_EDIT) || need(t, MU_OBJ_GA)) {
+                /* learn and edit descend the CE of the forget targets, ga ascends it */
+                c = t->o.coef[MU_OBJ_LEARN] + t->o.coef[MU_OBJ_EDIT] - t->o.coef[MU_OBJ_GA];
+                double ce = mu_obj_ce(z, lab, T, t->V, c * tokc, d) * tokc;
+                t->term[MU_OBJ_LEARN] += ce;
+                t->term[MU_OBJ_EDIT] += ce;
+                t->term[MU_OBJ_GA] -= ce;
+            }
+            if ((c = t->o.coef[MU_OBJ_LOG1MP]))
+                t->term[MU_OBJ_LOG1MP] += mu_obj_log1mp(z, lab, T, t->V, t->o.log1mp_floor, c * tokc, d) * tokc;
+            if ((c = t->o.coef[MU_OBJ_WGA]))
+                t->term[MU_OBJ_WGA] += mu_obj_wga(z, lab, T, t->V, t->o.wga_beta, c * tokc, d) * tokc;
+            if ((c = t->o.coef[MU_OBJ_UNDIAL])) {
+                int n = mu_count_labels(lab, T);
+                float *rr = ref_rows_buf(t, (size_t)(n ? n : 1) * t->V);
+                mu_ref_logit_rows(ref_logits + b * rowsz, lab, T, t->V, rr);
+                t->term[MU_OBJ_UNDIAL] += mu_obj_undial(z, lab, T, t->V, rr, t->o.undial_beta, c * tokc, d) * tokc;
+            }
+            if ((c = t->o.coef[MU_OBJ_NPO]))
+                t->term[MU_OBJ_NPO] += mu_obj_npo(z, lab, T, t->V, q->ref_s, t->o.npo_beta, c * seqc, d) * seqc;
+            if ((c = t->o.coef[MU_OBJ_SIMNPO]))
+                t->term[MU_OBJ_SIMNPO] += mu_obj_simnpo(z, lab, T, t->V, t->o.simnpo_beta, t->o.simnpo_delta,
+                                                        c * seqc, d) * seqc;
+            if ((c = t->o.coef[MU_OBJ_DPO]))
+                t->term[MU_OBJ_DPO] += mu_obj_dpo(lg + (B + b) * rowsz, t->labels + (size_t)(B + b) * T, T,
+                                                  q->ref_alt_s, z, lab, T, q->ref_s, t->V, t->o.dpo_beta,
+                                                  c * seqc, dl + (B + b) * rowsz, d) * seqc;
+        }
+    }
+    if (rmu) {
+        const float *h = logit_terms ? t->cur_rmu.buf[t->o.rmu_layer] : mu_model_hidden(t->m);
+        float *dh = layer_buf(&t->d_rmu, t->o.rmu_layer, (size_t)R * T * t->D);
+        /* only the forget rows (not DPO's alternatives) are steered */
+        double l = masked_mse(h, NULL, t->control, t->lens, B, T, t->D, t->o.coef[MU_OBJ_RMU] / A, dh);
+        memset(dh + (size_t)B * T * t->D, 0, (size_t)(R - B) * T * t->D * sizeof(float));
+        t->term[MU_OBJ_RMU] += l / A;
+    }
+    if (mu_model_backward(t->m, dl, bh, rmu ? 1 : 0, err, errlen) < 0) goto out;
+    rc = 0;
+out:
+    free(ref_copy);
+    free(rows);
+    free(sel);
+    return rc;
+}
+
+static int retain_pass(mu_trainer *t, int64_t pos0, char *err, size_t errlen) {
+    int B = t->o.batch;
+    int ce = need(t, MU_OBJ_RETAIN_CE), kl = need(t, MU_OBJ_RETAIN_KL);
+    int rmu = need(t, MU_OBJ_RMU) && t->o.rmu_alpha != 0, l2 = need(t, MU_OBJ_MLP_L2);
+    if (!ce && !kl && !rmu && !l2) return 0;
+    mu_train_set *rs = &t->data[MU_DATA_RETAIN];
+    row_ref *rows = mu_xmalloc((size_t)B * sizeof *rows);
+    for (int b = 0; b < B; b++) {
+        mu_train_seq *q = &rs->s[draw(t, MU_DATA_RETAIN, pos0 + b)];
+        rows[b] = (row_ref){q->ids, q->len, q->lab_from};
+    }
+    int T = build_batch(t, rows, B);
+    free(rows);
+    mu_batch batch = {B, T, t->ids, t->lens};
+    size_t rowsz = (size_t)T * t->V;
+    double A = t->o.accum;
+    int top = -1;                                   /* deepest layer the activation terms need */
+    if (rmu) top = t->o.rmu_layer;
+    if (l2) for (int L = 0; L < t->NL; L++) if (t->l2_layers[L] && L > top) top = L;
+    int logits = ce || kl;
+    mu_hook *fh = mu_xmalloc((size_t)(t->NL + 1) * 3 * sizeof *fh), *rh = fh + t->NL + 1, *bh = rh + t->NL + 1;
+    int nh = 0;
+    if (rmu) {
+        fh[nh] = (mu_hook){MU_SITE_RESID_POST, t->o.rmu_layer, 0, hook_capture, &t->cur_rmu};
+        rh[nh] = (mu_hook){MU_SITE_RESID_POST, t->o.rmu_layer, 0, hook_capture, &t->ref_rmu};
+        bh[nh++] = (mu_hook){MU_SITE_RESID_POST, t->o.rmu_layer, 1, hook_inject, &t->d_rmu};
+    }
+    for (int L = 0; l2 && L < t->NL; L++) {
+        if (!t->l2_layers[L]) continue;
+        fh[nh] = (mu_hook){MU_SITE_MLP_OUT, L, 0, hook_capture, &t->cur_l2};
+        rh[nh] = (mu_hook){MU_SITE_MLP_OUT, L, 0, hook_capture, &t->ref_l2};
+        bh[nh++] = (mu_hook){MU_SITE_MLP_OUT, L, 1, hook_inject, &t->d_l2};
+    }
+    float *ref_lp = NULL;
+    int rc = -1;
+    if (kl || rmu || l2) {
+        mu_fwd_opts ro = {.last_layer = kl ? -1 : top, .hooks = rh, .n_hooks = nh};
+        if (mu_model_forward(t->ref, &batch, &ro, err, errlen) < 0) goto out;
+        if (kl) {
+            int n = 0;
+            for (int b = 0; b < B; b++) n += mu_count_labels(t->labels + (size_t)b * T, T);
+            ref_lp = mu_xmalloc((size_t)(n ? n : 1) * t->V * sizeof(float));
+            const float *rl = mu_model_logits(t->ref);
+            float *o = ref_lp;
+            for (int b = 0; b < B; b++) {
+                const int32_t *lab = t->labels + (size_t)b * T;
+                mu_ref_logp_rows(rl + b * rowsz, lab, T, t->V, o);
+                o += (size_t)mu_count_labels(lab, T) * t->V;
+            }
+        }
+    }
+    mu_fwd_opts fo = {.train = 1, .last_layer = logits ? -1 : top, .hooks = fh, .n_hooks = nh};
+    if (mu_model_forward(t->m, &batch, &fo, err, errlen) < 0) goto out;
+    float *dl = NULL;
+    if (logits) {
+        const float *lg = mu_model_logits(t->m);
+        dl = zeroed_dlogits(t, (size_t)B * rowsz);
+        int ntok = 0;
+        for (int b = 0; b < B; b++) ntok += mu_count_labels(t->labels + (size_t)b * T, T);
+        double tokc = 1.0 / (A * (ntok ? ntok : 1));
+        const float *rp = ref_lp;
+        for (int b = 0; b < B; b++) {
+            const int32_t *lab = t->labels + (size_t)b * T;
+            if (ce)
+                t->term[MU_OBJ_RETAIN_CE] += mu_obj_ce(lg + b * rowsz, lab, T, t->V,
+                                                       t->o.coef[MU_OBJ_RETAIN_CE] * tokc, dl + b * rowsz) * tokc;
+            if (kl) {
+                t->term[MU_OBJ_RETAIN_KL] += mu_obj_kl(lg + b * rowsz, lab, T, t->V, rp,
+                                                       t->o.coef[MU_OBJ_RETAIN_KL] * tokc, dl + b * rowsz) * tokc;
+                rp += (size_t)mu_count_labels(lab, T) * t->V;
+            }
+        }
+    }
+    size_t act = (size_t)B * T * t->D;
+    if (rmu) {
+        int L = t->o.rmu_layer;
+        double l = masked_mse(t->cur_rmu.buf[L], t->ref_rmu.buf[L], NULL, t->lens, B, T, t->D,
+                              t->o.coef[MU_OBJ_RMU] * t->o.rmu_alpha / A, layer_buf(&t->d_rmu, L, act));
+        t->term[MU_OBJ_RMU] += t->o.rmu_alpha * l / A;
+    }
+    if (l2) {
+        int nl = 0;
+        for (int L = 0; L < t->NL; L++) nl += t->l2_layers[L];
+        for (int L = 0; L < t->NL; L++) {
+            if (!t->l2_layers[L]) continue;
+            double l = masked_mse(t->cur_l2.buf[L], t->ref_l2.buf[L], NULL, t->lens, B, T, t->D,
+                                  t->o.coef[MU_OBJ_MLP_L2] / (A * nl), layer_buf(&t->d_l2, L, act));
+            t->term[MU_OBJ_MLP_L2] += l / (A * nl);
+        }
+    }
+    if (mu_model_backward(t->m, dl, bh, nh, err, errlen) < 0) goto out;
+    rc = 0;
+out:
+    free(ref_lp);
+    free(fh);
+    return rc;
+}
+
+static int general_pass(mu_trainer *t, int64_t pos0, char *err, size_t errlen) {
+    if (!need(t, MU_OBJ_GENERAL_LM)) return 0;
+    int B = t->o.batch;
+    mu_train_set *gs = &t->data[MU_DATA_GENERAL];
+    row_ref *rows = mu_xmalloc((size_t)B * sizeof *rows);
+    for (int b = 0; b < B; b++) {
+        mu_train_seq *q = &gs->s[draw(t, MU_DATA_GENERAL, pos0 + b)];
+        rows[b] = (row_ref){q->ids, q->len, q->lab_from};
+    }
+    int T = build_batch(t, rows, B);
+    free(rows);
+    mu_batch batch = {B, T, t->ids, t->lens};
+    mu_fwd_opts fo = {.train = 1, .last_layer = -1};
+    if (mu_model_forward(t->m, &batch, &fo, err, errlen) < 0) return -1;
+    size_t rowsz = (size_t)T * t->V;
+    const float *lg = mu_model_logits(t->m);
+    float *dl = zeroed_dlogits(t, (size_t)B * rowsz);
+    int ntok = 0;
+    for (int b = 0; b < B; b++) ntok += mu_count_labels(t->labels + (size_t)b * T, T);
+    double tokc = 1.0 / (t->o.accum * (double)(ntok ? ntok : 1));
+    for (int b = 0; b < B; b++)
+        t->term[MU_OBJ_GENERAL_LM] += mu_obj_ce(lg + b * rowsz, t->labels + (size_t)b * T, T, t->V,
+                                                t->o.coef[MU_OBJ_GENERAL_LM] * tokc, dl + b * rowsz) * tokc;
+    return mu_model_backward(t->m, dl, NULL, 0, err, errlen);
+}
+
+static int uses_forget(const mu_trainer *t) { return forget_logit_terms(t) || need(t, MU_OBJ_RMU); }
+
+/* Zeroes gradients and runs every pass of every micro-batch of `step`; returns the total
+ * weighted loss in *loss. */
+static int step_grads(mu_trainer *t, int64_t step, double *loss, char *err, size_t errlen) {
+    mu_model_zero_grad(t->m);
+    memset(t->term, 0, sizeof t->term);
+    for (int a = 0; a < t->o.accum; a++) {
+        int64_t pos0 = (step * t->o.accum + a) * t->o.batch;
+        if (uses_forget(t) && forget_pass(t, pos0, err, errlen) < 0) return -1;
+        if (retain_pass(t, pos0, err, errlen) < 0) return -1;
+        if (general_pass(t, pos0, err, errlen) < 0) return -1;
+    }
+    double total = 0;
+    for (int i = 0; i < MU_OBJ_COUNT; i++) total += t->o.coef[i] * t->term[i];
+    *loss = total;
+    if (t->shadow)
+        for (int i = 0; i < t->nt; i++) mu_model_get_grad(t->m, t->pidx[i], t->g[i]);
+    return 0;
+}
+
+static int prepare(mu_trainer *t, char *err, size_t errlen);
+
+double mu_trainer_loss_and_grad(mu_trainer *t, int64_t step, char *err, size_t errlen) {
+    double loss;
+    if (prepare(t, err, errlen) < 0) return NAN;
+    if (step_grads(t, step, &loss, err, errlen) < 0) return NAN;
+    return loss;
+}
+
+/* ---- reference caches ---- */
+
+/* Sequence log-probs of the forget answers (and DPO alternatives) under the reference
+ * (the ref model, or the starting model). */
+static int cache_ref_logprobs(mu_trainer *t, char *err, size_t errlen) {
+    if (!need(t, MU_OBJ_NPO) && !need(t, MU_OBJ_DPO)) return 0;
+    mu_model *r = t->ref ? t->ref : t->m;
+    mu_train_set *fs = &t->data[MU_DATA_FORGET];
+    for (int i = 0; i < fs->n; i++) {
+        mu_train_seq *q = &fs->s[i];
+        for (int alt = 0; alt < 2; alt++) {
+            if (alt && !q->alt) continue;
+            row_ref row = alt ? (row_ref){q->alt, q->alt_len, q->alt_lab_from} : (row_ref){q->ids, q->len, q->lab_from};
+            int64_t tok = t->tokens;
+            int T = build_batch(t, &row, 1);
+            t->tokens = tok;
+            mu_batch b = {1, T, t->ids, t->lens};
+            if (mu_model_forward(r, &b, NULL, err, errlen) < 0) return -1;
+            double s = mu_seq_logprob(mu_model_logits(r), t->labels, T, t->V, NULL);
+            if (alt) q->ref_alt_s = s; else q->ref_s = s;
+        }
+    }
+    return 0;
+}
+
+static int retain_needs_ref(const mu_trainer *t) {
+    return need(t, MU_OBJ_RETAIN_KL) || need(t, MU_OBJ_MLP_L2) || (need(t, MU_OBJ_RMU) && t->o.rmu_alpha != 0);
+}
+
+static int check_data(mu_trainer *t, char *err, size_t errlen) {
+    if (uses_forget(t) && !t->data[MU_DATA_FORGET].n) {
+        snprintf(err, errlen, "the objectives need --forget data");
+        return -1;
+    }
+    int retain = need(t, MU_OBJ_RETAIN_CE) || retain_needs_ref(t);
+    if (retain && !t->data[MU_DATA_RETAIN].n) {
+        snprintf(err, errlen, "the objectives need --retain data (retain-ce, retain-kl, mlp-l2, rmu)");
+        return -1;
+    }
+    if (need(t, MU_OBJ_GENERAL_LM) && !t->data[MU_DATA_GENERAL].n) {
+        snprintf(err, errlen, "general-lm needs --general text");
+        return -1;
+    }
+    if (!t->ref && (need(t, MU_OBJ_UNDIAL) || retain_needs_ref(t))) {
+        snprintf(err, errlen, "undial, retain-kl, rmu and mlp-l2 need a reference model");
+        return -1;
+    }
+    if (need(t, MU_OBJ_DPO))
+        for (int i = 0; i < t->data[MU_DATA_FORGET].n; i++)
+            if (!t->data[MU_DATA_FORGET].s[i].alt) {
+                snprintf(err, errlen, "%s: record %d: dpo needs a preferred answer (a second target, or "
+                         "--dpo-alt)", t->data[MU_DATA_FORGET].path, i);
+                return -1;
+            }
+    return 0;
+}
+
+/* ---- evaluation ---- */
+
+typedef struct { double nll, acc, prob; } eval_result;
+
+static int run_eval(mu_trainer *t, mu_train_set *set, eval_result *res, char *err, size_t errlen) {
+    int B = t->o.batch;
+    double nll = 0, correct = 0, prob = 0;
+    int64_t ntok = 0, tok_saved = t->tokens;
+    row_ref *rows = mu_xmalloc((size_t)B * sizeof *rows);
+    for (int i0 = 0; i0 < set->n; i0 += B) {
+        int nb = set->n - i0 < B ? set->n - i0 : B;
+        for (int b = 0; b < nb; b++) {
+            mu_train_seq *q = &set->s[i0 + b];
+            rows[b] = (row_ref){q->ids, q->len, q->lab_from};
+        }
+        int T = build_batch(t, rows, nb);
+        mu_batch batch = {nb, T, t->ids, t->lens};
+        if (mu_model_forward(t->m, &batch, NULL, err, errlen) < 0) { free(rows); return -1; }
+        const float *lg = mu_model_logits(t->m);
+        for (int b = 0; b < nb; b++) {
+            const int32_t *lab = t->labels + (size_t)b * T;
+            const float *z = lg + (size_t)b * T * t->V;
+            int n;
+            double s = mu_seq_logprob(z, lab, T, t->V, &n);
+            nll -= s;
+            ntok += n;
+            prob += exp(s);
+            for (int r = 0; r < T; r++) {
+                if (lab[r] < 0) continue;
+                const float *zr = z + (size_t)r * t->V;
+                int best = 0;
+                for (int j = 1; j < t->V; j++) if (zr[j] > zr[best]) best = j;
+                correct += best == lab[r];
+            }
+        }
+    }
+    free(rows);
+    t->tokens = tok_saved;
+    res->nll = ntok ? nll / ntok : 0;
+    res->acc = ntok ? correct / ntok : 0;
+    res->prob = set->n ? prob / set->n : 0;
+    return 0;
+}
+
+static double metric_of(const eval_result *r, const char *metric) {
+    if (!strcmp(metric, "nll")) return r->nll;
+    if (!strcmp(metric, "acc")) return r->acc;
+    if (!strcmp(metric, "prob")) return r->prob;
+    return NAN;
+}
+
+double mu_trainer_eval_metric(mu_trainer *t, const char *name_metric) {
+    const char *dot = strrchr(name_metric, '.');
+    if (!dot) return NAN;
+    char err[256];
+    for (int i = 0; i < t->n_ev; i++) {
+        if (strlen(t->ev[i].name) != (size_t)(dot - name_metric) ||
+            strncmp(t->ev[i].name, name_metric, (size_t)(dot - name_metric))) continue;
+        eval_result r;
+        if (run_eval(t, &t->ev[i].set, &r, err, sizeof err) < 0) return NAN;
+        return metric_of(&r, dot + 1);
+    }
+    return NAN;
+}
+
+/* ---- log ---- */
+
+static void log_push(mu_trainer *t, msgpack_sbuffer *sb) {
+    if (t->nlog == t->log_cap) {
+        t->log_cap = t->log_cap ? 2 * t->log_cap : 64;
+        t->log = mu_xrealloc(t->log, (size_t)t->log_cap * sizeof *t->log);
+    }
+    t->log[t->nlog].buf = sb->data;
+    t->log[t->nlog].len = sb->size;
+    t->nlog++;
+    sb->data = NULL;
+    sb->size = sb->alloc = 0;
+}
+
+static void log_train(mu_trainer *t, double loss, double lr, double norm, double tps) {
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    int nterms = 0;
+    for (int i = 0; i < MU_OBJ_COUNT; i++) nterms += need(t, (mu_obj_id)i);
+    msgpack_pack_map(&pk, 7);
+    mu_pack_kv_int(&pk, "step", t->step);
+    mu_pack_kv_f64(&pk, "loss", loss);
+    mu_pack_str(&pk, "terms");
+    msgpack_pack_map(&pk, (size_t)nterms);
+    for (int i = 0; i < MU_OBJ_COUNT; i++)
+        if (need(t, (mu_obj_id)i)) mu_pack_kv_f64(&pk, OBJ_NAMES[i], t->term[i]);
+    mu_pack_kv_f64(&pk, "lr", lr);
+    mu_pack_kv_f64(&pk, "grad_norm", norm);
+    mu_pack_kv_f64(&pk, "tokens_per_s", tps);
+    mu_pack_kv_int(&pk, "tokens", t->tokens);
+    log_push(t, &sb);
+}
+
+void mu_trainer_write_log(mu_trainer *t, const char *path) {
+    mu_writer *w = mu_writer_open(path, "log");
+    msgpack_packer *mp = mu_writer_meta(w, "objectives");
+    int nterms = 0;
+    for (int i = 0; i < MU_OBJ_COUNT; i++) nterms += need(t, (mu_obj_id)i);
+    msgpack_pack_map(mp, (size_t)nterms);
+    for (int i = 0; i < MU_OBJ_COUNT; i++)
+        if (need(t, (mu_obj_id)i)) mu_pack_kv_f64(mp, OBJ_NAMES[i], t->o.coef[i]);
+    msgpack_pack_int64(mu_writer_meta(w, "steps"), t->o.steps);
+    msgpack_pack_uint64(mu_writer_meta(w, "seed"), t->o.seed);
+    for (int i = 0; i < t->nlog; i++) {
+        msgpack_packer *pk = mu_writer_record(w);
+        msgpack_pack_bin_body(pk, t->log[i].buf, t->log[i].len);   /* a pre-packed map */
+        mu_writer_end_record(w);
+    }
+    mu_writer_close(w);
+}
+
+/* ---- keep-best ---- */
+
+static int parse_keep_best(const char *spec, char *name, size_t nlen, char *metric, size_t mlen,
+                           int *maximize) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", spec);
+    char *colon = strchr(buf, ':');
+    if (colon) *colon = 0;
+    char *dot = strrchr(buf, '.');
+    if (!dot || dot == buf) return -1;
+    *dot = 0;
+    if (strlen(buf) >= nlen || strlen(dot + 1) >= mlen) return -1;
+    memcpy(name, buf, strlen(buf) + 1);
+    memcpy(metric, dot + 1, strlen(dot + 1) + 1);
+    if (strcmp(metric, "nll") && strcmp(metric, "acc") && strcmp(metric, "prob")) return -1;
+    *maximize = strcmp(metric, "nll") != 0;
+    if (colon) {
+        if (!strcmp(colon + 1, "min")) *maximize = 0;
+        else if (!strcmp(colon + 1, "max")) *maximize = 1;
+        else return -1;
+    }
+    return 0;
+}
+
+/* Copies the trained elements of tensor i into out[set->n] (or back with dir = 1). */
+static void gather_trained(mu_trainer *t, int i, float *vals, int dir) {
+    const mu_idxset *s = mu_optim_set(t->opt, i);
+    float *w = t->w[i];
+    if (s->dense) {
+        if (dir) memcpy(w, vals, (size_t)s->n * sizeof(float));
+        else memcpy(vals, w, (size_t)s->n * sizeof(float));
+        return;
+    }
+    for (int64_t c = 0; c < s->nchunks; c++)
+        for (int64_t j = s->chunk_start[c]; j < s->chunk_start[c + 1]; j++) {
+            int64_t flat = (c << MU_IDX_CHUNK_BITS) | s->off[j];
+            if (dir) w[flat] = vals[j];
+            else vals[j] = w[flat];
+        }
+}
+
+static void upload_params(mu_trainer *t) {
+    if (t->shadow)
+        for (int i = 0; i < t->nt; i++) mu_model_set_param(t->m, t->pidx[i], t->w[i]);
+}
+
+static void snapshot_best(mu_trainer *t) {
+    if (!t->best_vals) t->best_vals = mu_xcalloc((size_t)t->nt, sizeof *t->best_vals);
+    for (int i = 0; i < t->nt; i++) {
+        if (!t->best_vals[i])
+            t->best_vals[i] = mu_xmalloc((size_t)(mu_optim_set(t->opt, i)->n + 1) * sizeof(float));
+        gather_trained(t, i, t->best_vals[i], 0);
+    }
+}
+
+/* Evaluates every set, logs, and updates the best snapshot. */
+static int evaluate(mu_trainer *t, char *err, size_t errlen) {
+    if (!t->n_ev) return 0;
+    char kb_name[128] = "", kb_metric[16] = "";
+    int maximize = 0;
+    if (t->o.keep_best) parse_keep_best(t->o.keep_best, kb_name, sizeof kb_name, kb_metric, sizeof kb_metric, &maximize);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    mu_pack_kv_int(&pk, "step", t->step);
+    mu_pack_str(&pk, "eval");
+    msgpack_pack_map(&pk, (size_t)t->n_ev);
+    for (int i = 0; i < t->n_ev; i++) {
+        eval_result r;
+        if (run_eval(t, &t->ev[i].set, &r, err, errlen) < 0) { msgpack_sbuffer_destroy(&sb); return -1; }
+        mu_pack_str(&pk, t->ev[i].name);
+        msgpack_pack_map(&pk, 3);
+        mu_pack_kv_f64(&pk, "nll", r.nll);
+        mu_pack_kv_f64(&pk, "acc", r.acc);
+        mu_pack_kv_f64(&pk, "prob", r.prob);
+        if (t->o.keep_best && !strcmp(t->ev[i].name, kb_name)) {
+            double v = metric_of(&r, kb_metric);
+            if (!t->has_best || (maximize ? v > t->best : v < t->best)) {
+                t->best = v;
+                t->has_best = 1;
+                snapshot_best(t);
+            }
+        }
+    }
+    log_push(t, &sb);
+    return 0;
+}
+
+/* ---- checkpoints ---- */
+
+static void pack_f32(msgpack_packer *pk, const char *key, const float *v, int64_t n) {
+    int64_t shape[1] = {n};
+    mu_pack_kv_tensor(pk, key, MU_F32, 1, shape, v);
+}
+
+static void save_checkpoint(mu_trainer *t) {
+    mu_writer *w = mu_writer_open(t->o.checkpoint, "train-state");
+    msgpack_pack_int64(mu_writer_meta(w, "step"), t->step);
+    msgpack_pack_uint64(mu_writer_meta(w, "seed"), t->o.seed);
+    msgpack_pack_int64(mu_writer_meta(w, "tensors"), t->nt);
+    msgpack_pack_int(mu_writer_meta(w, "has_best"), t->has_best);
+    msgpack_pack_double(mu_writer_meta(w, "best"), t->has_best ? t->best : 0);
+    float *vals = NULL;
+    for (int i = 0; i < t->nt; i++) {
+        int64_t n = mu_optim_set(t->opt, i)->n;
+        vals = mu_xrealloc(vals, (size_t)(n + 1) * sizeof(float));
+        gather_trained(t, i, vals, 0);
+        float *m = mu_optim_moment(t->opt, i, 0), *v = mu_optim_moment(t->opt, i, 1);
+        msgpack_packer *pk = mu_writer_record(w);
+        msgpack_pack_map(pk, 2 + (m != NULL) + (v != NULL) + (t->has_best != 0));
+        mu_pack_kv_str(pk, "tensor", mu_optim_name(t->opt, i));
+        pack_f32(pk, "w", vals, n);
+        if (m) pack_f32(pk, "m", m, n);
+        if (v) pack_f32(pk, "v", v, n);
+        if (t->has_best) pack_f32(pk, "best", t->best_vals[i], n);
+        mu_writer_end_record(w);
+    }
+    free(vals);
+    for (int i = 0; i < t->nlog; i++) {
+        msgpack_packer *pk = mu_writer_record(w);
+        msgpack_pack_map(pk, 1);
+        mu_pack_str(pk, "log");
+        msgpack_pack_bin(pk, t->log[i].len);
+        msgpack_pack_bin_body(pk, t->log[i].buf, t->log[i].len);
+        mu_writer_end_record(w);
+    }
+    mu_writer_close(w);
+}
+
+static int load_f32(const msgpack_object *rec, const char *key, float *dst, int64_t n, char *msg, size_t len) {
+    mu_tensor_view tv;
+    char e[160];
+    const msgpack_object *o = mu_obj_get(rec, key);
+    if (!o || mu_obj_tensor(o, &tv, e, sizeof e) < 0 || tv.dtype != MU_F32 || tv.ndim != 1 || tv.shape[0] != n) {
+        snprintf(msg, len, "\"%s\" must be an f32 tensor of %lld values", key, (long long)n);
+        return -1;
+    }
+    memcpy(dst, tv.data, (size_t)n * sizeof(float));
+    return 0;
+}
+
+static int load_checkpoint(mu_trainer *t, const char *path, char *err, size_t errlen) {
+    mu_reader *r = mu_reader_open(path, "train-state", err, errlen);
+    if (!r) return -1;
+    const msgpack_object *meta = mu_obj_get(mu_reader_header(r), "meta"), *rec;
+    int64_t step, nt, has_best = 0;
+    double best = 0;
+    char msg[300] = "";
+    float *vals = NULL;
+    if (mu_obj_int(mu_obj_get(meta, "step"), &step) < 0 || step < 0 || step > t->o.steps ||
+        mu_obj_int(mu_obj_get(meta, "tensors"), &nt) < 0 || nt != t->nt) {
+        snprintf(err, errlen, "%s: checkpoint does not match this run (step or trained tensors)", path);
+        goto fail_nomsg;
+    }
+    mu_obj_int(mu_obj_get(meta, "has_best"), &has_best);
+    mu_obj_f64(mu_obj_get(meta, "best"), &best);
+    int i = 0, st;
+    for (int k = 0; k < t->nlog; k++) free(t->log[k].buf);
+    t->nlog = 0;
+    if (has_best) snapshot_best(t);
+    while ((st = mu_reader_next(r, &rec)) == 1) {
+        const msgpack_object *lg = mu_obj_get(rec, "log");
+        if (lg) {
+            if (lg->type != MSGPACK_OBJECT_BIN) { snprintf(msg, sizeof msg, "\"log\" must be bin"); goto fail; }
+            msgpack_sbuffer sb;
+            msgpack_sbuffer_init(&sb);
+            msgpack_sbuffer_write(&sb, lg->via.bin.ptr, lg->via.bin.size);
+            log_push(t, &sb);
+            continue;
+        }
+        if (i >= t->nt || !mu_obj_streq(mu_obj_get(rec, "tensor"), mu_optim_name(t->opt, i))) {
+            snprintf(msg, sizeof msg, "expected tensor %s", i < t->nt ? mu_optim_name(t->opt, i) : "(none)");
+            goto fail;
+        }
+        int64_t n = mu_optim_set(t->opt, i)->n;
+        vals = mu_xrealloc(vals, (size_t)(n + 1) * sizeof(float));
+        if (load_f32(rec, "w", vals, n, msg, sizeof msg) < 0) goto fail;
+        gather_trained(t, i, vals, 1);
+        for (int which = 0; which < 2; which++) {
+            float *mom = mu_optim_moment(t->opt, i, which);
+            if (mom && load_f32(rec, which ? "v" : "m", mom, n, msg, sizeof msg) < 0) goto fail;
+        }
+        if (has_best && load_f32(rec, "best", t->best_vals[i], n, msg, sizeof msg) < 0) goto fail;
+        i++;
+    }
+    if (st < 0) { snprintf(err, errlen, "%s", mu_reader_error(r)); goto fail_nomsg; }
+    if (i != t->nt) { snprintf(err, errlen, "%s: checkpoint holds %d of %d tensors", path, i, t->nt); goto fail_nomsg; }
+    mu_reader_close(r);
+    free(vals);
+    upload_params(t);
+    t->step = step;
+    mu_optim_set_step(t->opt, step);
+    t->has_best = (int)has_best;
+    t->best = best;
+    return 0;
+fail:
+    snprintf(err, errlen, "%s: record %ld: %s", path, mu_reader_record_index(r), msg);
+fail_nomsg:
+    free(vals);
+    mu_reader_close(r);
+    return -1;
+}
+
+/* ---- the loop ---- */
+
+static const char *first_bad_term(const mu_trainer *t) {
+    for (int i = 0; i < MU_OBJ_COUNT; i++)
+        if (need(t, (mu_obj_id)i) && !isfinite(t->term[i])) return OBJ_NAMES[i];
+    return "total";
+}
+
+static int prepare(mu_trainer *t, char *err, size_t errlen) {
+    if (t->prepared) return 0;
+    if (check_data(t, err, errlen) < 0 || cache_ref_logprobs(t, err, errlen) < 0) return -1;
+    t->prepared = 1;
+    return 0;
+}
+
+int mu_trainer_run(mu_trainer *t, const char *resume_path, char *err, size_t errlen) {
+    if (prepare(t, err, errlen) < 0) return -1;
+    if (t->o.keep_best) {
+        char n[128], m[16];
+        int mx, found = 0;
+        if (parse_keep_best(t->o.keep_best, n, sizeof n, m, sizeof m, &mx) < 0) {
+            snprintf(err, errlen, "--keep-best '%s': expected NAME.METRIC[:min|:max], METRIC nll, acc or prob",
+                     t->o.keep_best);
+            return -1;
+        }
+        for (int i = 0; i < t->n_ev; i++) found |= !strcmp(t->ev[i].name, n);
+        if (!found) { snprintf(err, errlen, "--keep-best: no --eval set named '%s'", n); return -1; }
+    }
+    if (t->o.checkpoint_every > 0 && !t->o.checkpoint) {
+        snprintf(err, errlen, "checkpoints need a checkpoint path");
+        return -1;
+    }
+    if (resume_path && load_checkpoint(t, resume_path, err, errlen) < 0) return -1;
+    if (t->step == 0 && evaluate(t, err, errlen) < 0) return -1;
+    int64_t last_ckpt = resume_path ? t->step : -1;
+    while (t->step < t->o.steps) {
+        double t0 = mu_now(), loss, norm, lr;
+        int64_t tok0 = t->tokens;
+        if (step_grads(t, t->step, &loss, err, errlen) < 0) return -1;
+        if (!isfinite(loss)) {
+            char where[200] = "no checkpoint was written";
+            if (last_ckpt >= 0) snprintf(where, sizeof where, "last good checkpoint: %s (step %lld)",
+                                         t->o.checkpoint ? t->o.checkpoint : resume_path, (long long)last_ckpt);
+            snprintf(err, errlen, "step %lld: loss is %s (term %s); %s", (long long)t->step + 1,
+                     isnan(loss) ? "NaN" : "infinite", first_bad_term(t), where);
+            return -1;
+        }
+        mu_optim_step(t->opt, &norm, &lr);
+        if (!isfinite(norm)) {
+            snprintf(err, errlen, "step %lld: gradient norm is not finite", (long long)t->step + 1);
+            return -1;
+        }
+        upload_params(t);
+        t->step++;
+        t->last_loss = loss;
+        double dt = mu_now() - t0;
+        log_train(t, loss, lr, norm, dt > 0 ? (double)(t->tokens - tok0) / dt : 0);
+        if ((t->o.eval_every > 0 && t->step % t->o.eval_every == 0) || t->step == t->o.steps)
+            if (evaluate(t, err, errlen) < 0) return -1;
+        if (t->o.checkpoint_every > 0 && t->step % t->o.checkpoint_every == 0) {
+            save_checkpoint(t);
+            last_ckpt = t->step;
+        }
+        if (t->o.progress) mu_progress("train", (uint64_t)t->step, (uint64_t)t->o.steps);
+    }
+    if (t->o.progress) mu_progress_done();
+    if (t->o.keep_best && t->has_best) {
+        for (int i = 0; i < t->nt; i++) gather_trained(t, i, t->best_vals[i], 1);
+        upload_params(t);
+    }
+    return 0;
+}

@@ -1,0 +1,118 @@
+/* train.h — the training loop behind mu-train: data sets from token streams, combined
+ * objectives, masked parameters, AdamW/SGD, evaluation, checkpoints and resume.
+ *
+ *   mu_train_opts o; mu_train_opts_default(&o); o.coef[MU_OBJ_LEARN] = 1; o.steps = 50;
+ *   mu_trainer *tr = mu_trainer_new(model, NULL, mask, &o, err, sizeof err);
+ *   mu_trainer_set_data(tr, MU_DATA_FORGET, &forget_set);
+ *   mu_trainer_run(tr, err, sizeof err);        // trains model's masked elements in place
+ *
+ * Every update is deterministic: the batch of step s is a function of (seed, s) (a seeded
+ * permutation per epoch), and all reductions run in a fixed order, so the same inputs and
+ * seed give bit-identical parameters, and a run resumed from a checkpoint ends with the
+ * same bits as an uninterrupted one. Only masked elements change; frozen tensors are not
+ * trainable in the model (no dW is computed for them). */
+#ifndef MU_TRAIN_H
+#define MU_TRAIN_H
+#include <stddef.h>
+#include <stdint.h>
+#include "model.h"
+#include "mask.h"
+#include "optim.h"
+
+typedef enum {
+    MU_OBJ_LEARN = 0, MU_OBJ_GA, MU_OBJ_LOG1MP, MU_OBJ_NPO, MU_OBJ_SIMNPO, MU_OBJ_DPO,
+    MU_OBJ_WGA, MU_OBJ_RMU, MU_OBJ_UNDIAL, MU_OBJ_EDIT, MU_OBJ_RETAIN_CE, MU_OBJ_RETAIN_KL,
+    MU_OBJ_GENERAL_LM, MU_OBJ_MLP_L2, MU_OBJ_COUNT
+} mu_obj_id;
+const char *mu_obj_name(mu_obj_id id);  /* "learn", "ga", ..., "mlp-l2" */
+
+/* Parses "log1mp=1,retain-ce=1,general-lm=0.5" (a bare name means 1; "graddiff=c" adds
+ * ga=c and retain-ce=c) into coef[]. 0 ok, -1 + err. */
+int mu_objective_parse(const char *spec, double coef[MU_OBJ_COUNT], char *err, size_t errlen);
+
+/* ---- data ---- */
+typedef struct {
+    int32_t *ids;       /* the sequence: prompt then answer */
+    int len;            /* tokens in ids */
+    int lab_from;       /* targets are ids[lab_from+1 .. len-1]: labels at rows lab_from..len-2 */
+    int32_t *alt;       /* DPO: prompt then the preferred answer (NULL if none) */
+    int alt_len, alt_lab_from;
+    double ref_s, ref_alt_s;   /* cached reference sequence log-probs (NPO, DPO) */
+} mu_train_seq;
+
+typedef struct {
+    char *path;
+    mu_train_seq *s;
+    int n;
+} mu_train_set;
+
+typedef enum { MU_DATA_FORGET = 0, MU_DATA_RETAIN, MU_DATA_GENERAL, MU_DATA_COUNT } mu_data_role;
+
+/* Reads a "tokens" stream. lm = 0: each record is prompt ++ targets[0], trained on the
+ * target tokens (a record without targets is an error); targets[1], when present, is kept
+ * as the DPO alternative (else alt_ids, when given, is appended to the prompt instead).
+ * lm = 1 (general text): prompt ++ targets[0] if any, every next token is a target.
+ * Sequences longer than max_len lose tokens from the left of the prompt. vocab bounds ids.
+ * 0 ok, -1 + "path: record N: what". */
+int mu_train_set_read(const char *path, int lm, int max_len, int vocab, const int32_t *alt_ids,
+                      int n_alt, mu_train_set *set, char *err, size_t errlen);
+/* Builds a set from memory (tests): n sequences, each prompt then answer. */
+void mu_train_set_from_arrays(mu_train_set *set, int n, int32_t *const *ids, const int *len,
+                              const int *prompt_len);
+void mu_train_set_free(mu_train_set *set);
+
+/* ---- options ---- */
+typedef struct {
+    double coef[MU_OBJ_COUNT];
+    double npo_beta, simnpo_beta, simnpo_delta, dpo_beta, wga_beta, undial_beta, log1mp_floor;
+    int rmu_layer;           /* -1: the middle layer */
+    double rmu_c, rmu_alpha; /* steering norm c; weight of RMU's retain term */
+    int64_t steps;           /* optimizer updates */
+    int batch, accum;        /* sequences per micro-batch (per data set), micro-batches per step */
+    uint64_t seed;
+    mu_optim_config opt;
+    int eval_every;          /* 0: evaluate only at the end */
+    int64_t checkpoint_every;/* 0: never */
+    const char *checkpoint;  /* checkpoint path (needed when checkpoint_every > 0) */
+    const char *keep_best;   /* "NAME.METRIC[:min|:max]" or NULL */
+    int progress;            /* mu_progress on stderr */
+} mu_train_opts;
+void mu_train_opts_default(mu_train_opts *o);
+
+typedef struct mu_trainer mu_trainer;
+/* model: the model to train (its parameters change in place); ref: a frozen reference
+ * model for undial, retain-kl, rmu and mlp-l2 (NULL: those terms need it -> error), and
+ * for the cached sequence log-probs of npo/dpo (NULL: the starting model itself).
+ * mask NULL = every parameter. */
+mu_trainer *mu_trainer_new(mu_model *model, mu_model *ref, const mu_mask *mask,
+                           const mu_train_opts *o, char *err, size_t errlen);
+void mu_trainer_free(mu_trainer *t);
+/* Hands a data set to the trainer (taken over). */
+void mu_trainer_set_data(mu_trainer *t, mu_data_role role, mu_train_set *set);
+/* Evaluation set: metrics "nll" (mean target NLL), "acc" (top-1 accuracy of target
+ * tokens), "prob" (mean sequence probability of the target) under `name`. */
+void mu_trainer_add_eval(mu_trainer *t, const char *name, mu_train_set *set);
+/* Checks the objectives have their data; caches reference log-probs. Then, when
+ * resume_path is not NULL, restores the state saved there. Then trains to opts.steps,
+ * evaluating and checkpointing as configured; with keep_best the model ends holding the
+ * best evaluated parameters. 0 ok; -1 + err (NaN/inf loss names the step). */
+int mu_trainer_run(mu_trainer *t, const char *resume_path, char *err, size_t errlen);
+
+/* ---- results ---- */
+int mu_trainer_n_trained(const mu_trainer *t);
+/* Model parameter index of trained tensor i and its trained element set. */
+int mu_trainer_trained_param(const mu_trainer *t, int i);
+const mu_idxset *mu_trainer_trained_set(const mu_trainer *t, int i);
+size_t mu_trainer_optim_bytes(const mu_trainer *t);
+int64_t mu_trainer_step(const mu_trainer *t);
+/* Writes the "log" stream (every logged step and evaluation). */
+void mu_trainer_write_log(mu_trainer *t, const char *path);
+/* Last logged loss terms (NaN where a term is unused). */
+double mu_trainer_last_loss(const mu_trainer *t);
+/* Runs the evaluation sets now; metric value by "name.metric", NaN if unknown. */
+double mu_trainer_eval_metric(mu_trainer *t, const char *name_metric);
+
+/* Total training loss and d loss / d (trained params) of one step's data as it would be
+ * computed at step `step` (the model's gradients hold the result). For gradient checks. */
+double mu_trainer_loss_and_grad(mu_trainer *t, int64_t step, char *err, size_t errlen);
+#endif

@@ -1,0 +1,333 @@
+/* t_train.c — the training loop on tiny random models: memorizing facts with `learn`,
+ * masked training leaves every unmasked parameter bit-identical, end-to-end gradients of
+ * combined objectives match finite differences, seeded runs are bit-identical, resume
+ * from a checkpoint ends in the same bits, NaN stops with the step named, optimizer
+ * memory follows the mask. */
+#include "test.h"
+#include "train.h"
+#include "config.h"
+#include "rng.h"
+#include <limits.h>
+
+static mu_config tiny_cfg(void) {
+    mu_config c;
+    mu_config_init(&c);
+    c.n_layer = 2; c.d_model = 16; c.n_head = 2; c.n_kv_head = 1; c.head_dim = 8;
+    c.d_ff = 32; c.vocab = 24; c.max_pos = 64;
+    return c;
+}
+
+static mu_model *tiny_model(uint64_t seed) {
+    mu_config c = tiny_cfg();
+    char err[256];
+    mu_model *m = mu_model_init_random(&c, seed, 0.2f, mu_backend_cpu(), err, sizeof err);
+    CHECK_MSG(m, "%s", err);
+    return m;
+}
+
+/* n facts: prompt of 3 random tokens (the first is 1, like a BOS), answer of 1-2 tokens. */
+static void facts(mu_train_set *set, int n, uint64_t seed, int alt) {
+    mu_rng r;
+    mu_rng_seed(&r, seed);
+    int32_t *ids[32];
+    int len[32], pl[32];
+    for (int i = 0; i < n; i++) {
+        len[i] = 4 + (i % 2);
+        pl[i] = 3;
+        ids[i] = malloc(sizeof(int32_t) * len[i]);
+        ids[i][0] = 1;
+        for (int k = 1; k < len[i]; k++) ids[i][k] = 2 + (int32_t)mu_rng_below(&r, 22);
+    }
+    mu_train_set_from_arrays(set, n, ids, len, pl);
+    for (int i = 0; i < n; i++) {
+        if (alt) {   /* DPO: prompt then token 3 ("I don't know") */
+            set->s[i].alt = malloc(4 * sizeof(int32_t));
+            memcpy(set->s[i].alt, set->s[i].ids, 3 * sizeof(int32_t));
+            set->s[i].alt[3] = 3;
+            set->s[i].alt_len = 4;
+            set->s[i].alt_lab_from = 2;
+        }
+        free(ids[i]);
+    }
+}
+
+static float **snapshot(mu_model *m) {
+    int n = mu_model_n_params(m);
+    float **s = calloc(n, sizeof *s);
+    for (int i = 0; i < n; i++) {
+        s[i] = malloc(mu_model_param(m, i)->numel * sizeof(float));
+        mu_model_get_param(m, i, s[i]);
+    }
+    return s;
+}
+
+static void free_snapshot(mu_model *m, float **s) {
+    for (int i = 0; i < mu_model_n_params(m); i++) free(s[i]);
+    free(s);
+}
+
+TEST(train_memorizes_facts_with_learn) {
+    mu_model *m = tiny_model(1);
+    mu_train_opts o;
+    mu_train_opts_default(&o);
+    o.coef[MU_OBJ_LEARN] = 1;
+    o.steps = 120; o.batch = 4; o.seed = 5;
+    o.opt.lr = 2e-2;
+    char err[512];
+    mu_trainer *t = mu_trainer_new(m, NULL, NULL, &o, err, sizeof err);
+    CHECK_MSG(t, "%s", err);
+    mu_train_set f, ev;
+    facts(&f, 8, 42, 0);
+    facts(&ev, 8, 42, 0);
+    mu_trainer_set_data(t, MU_DATA_FORGET, &f);
+    mu_trainer_add_eval(t, "facts", &ev);
+    double acc0 = mu_trainer_eval_metric(t, "facts.acc"), nll0 = mu_trainer_eval_metric(t, "facts.nll");
+    CHECK_MSG(mu_trainer_run(t, NULL, err, sizeof err) == 0, "%s", err);
+    double acc = mu_trainer_eval_metric(t, "facts.acc"), nll = mu_trainer_eval_metric(t, "facts.nll");
+    CHECK_MSG(acc == 1.0 && nll < 0.1 && nll < nll0, "acc %.3f -> %.3f, nll %.3f -> %.3f", acc0, acc, nll0, nll);
+    CHECK(acc0 < 0.5);
+    mu_trainer_free(t);
+    mu_model_free(m);
+}
+
+/* A mixed mask: neuron rows of up_proj (layer 1), head columns of o_proj (layer 0), a
+ * few elements of the embedding. Everything else must keep its exact bits. */
+static void mixed_mask(mu_model *m, mu_mask *mask) {
+    char err[256];
+    mu_mask_init(mask, "mixed", 0);
+    mu_param *p = mu_model_param(m, mu_model_find(m, "model.layers.1.mlp.up_proj.weight"));
+    mu_mask_tensor *t = mu_mask_add(mask, p->info.name, 2, p->info.shape, MU_GRAN_NEURON, 32, err, sizeof err);
+    CHECK_MSG(t, "%s", err);
+    mu_mask_set(t, 2, 1); mu_mask_set(t, 17, 1);
+    p = mu_model_param(m, mu_model_find(m, "model.layers.0.self_attn.o_proj.weight"));
+    t = mu_mask_add(mask, p->info.name, 2, p->info.shape, MU_GRAN_HEAD, 2, err, sizeof err);
+    CHECK_MSG(t, "%s", err);
+    mu_mask_set(t, 1, 1);
+    p = mu_model_param(m, mu_model_find(m, "model.embed_tokens.weight"));
+    t = mu_mask_add(mask, p->info.name, 2, p->info.shape, MU_GRAN_ELEMENT, p->numel, err, sizeof err);
+    CHECK_MSG(t, "%s", err);
+    for (int64_t u = 0; u < p->numel; u += 13) mu_mask_set(t, u, 1);
+}
+
+TEST(train_masked_leaves_unmasked_bits) {
+    mu_model *m = tiny_model(2), *ref = tiny_model(2);
+    mu_mask mask;
+    mixed_mask(m, &mask);
+    float **before = snapshot(m);
+    mu_train_opts o;
+    mu_train_opts_default(&o);
+    char err[512];
+    CHECK(mu_objective_parse("npo=1,retain-kl=1,log1mp=0.5", o.coef, err, sizeof err) == 0);
+    o.steps = 6; o.batch = 3; o.opt.lr = 1e-2; o.opt.weight_decay = 0.1;
+    mu_trainer *t = mu_trainer_new(m, ref, &mask, &o, err, sizeof err);
+    CHECK_MSG(t, "%s", err);
+    CHECK_EQ_INT(mu_trainer_n_trained(t), 3);
+    mu_train_set f, r;
+    facts(&f, 6, 1, 0);
+    facts(&r, 6, 2, 0);
+    mu_trainer_set_data(t, MU_DATA_FORGET, &f);
+    mu_trainer_set_data(t, MU_DATA_RETAIN, &r);
+    CHECK_MSG(mu_trainer_run(t, NULL, err, sizeof err) == 0, "%s", err);
+    int64_t changed = 0;
+    for (int i = 0; i < mu_model_n_params(m); i++) {
+        mu_param *p = mu_model_param(m, i);
+        float *now = malloc(p->numel * sizeof(float));
+        mu_model_get_param(m, i, now);
+        int k = mu_mask_find(&mask, p->info.name);
+        for (int64_t e = 0; e < p->numel; e++) {
+            int sel = k >= 0 && mu_mask_element(&mask.t[k], e);
+            if (!sel) CHECK_MSG(memcmp(&now[e], &before[i][e], 4) == 0, "%s[%lld] changed", p->info.name, (long long)e);
+            else changed += now[e] != before[i][e];
+        }
+        /* frozen tensors have no gradient buffer at all */
+        if (k < 0) CHECK_MSG(p->g == NULL && !p->trainable, "%s has a gradient", p->info.name);
+        free(now);
+    }
+    CHECK_MSG(changed > 2 * 16 + 16 * 8, "only %lld masked elements changed", (long long)changed);
+    free_snapshot(m, before);
+    mu_trainer_free(t);
+    mu_mask_free(&mask);
+    mu_model_free(m);
+    mu_model_free(ref);
+}
+
+/* d loss / d w of the whole pipeline (model forward, objectives, backward, hooks for
+ * RMU / mlp-l2) against central differences of the loss on trained elements. */
+static void fd_check(const char *objective, int with_alt) {
+    mu_model *m = tiny_model(3), *ref = tiny_model(4);
+    mu_train_opts o;
+    mu_train_opts_default(&o);
+    char err[512];
+    CHECK(mu_objective_parse(objective, o.coef, err, sizeof err) == 0);
+    o.batch = 3; o.accum = 2; o.rmu_layer = 0; o.rmu_c = 2.0; o.rmu_alpha = 3.0;
+    o.npo_beta = 0.5; o.simnpo_beta = 1.5; o.dpo_beta = 0.5; o.undial_beta = 2.0;
+    o.log1mp_floor = -50;
+    mu_mask mask;
+    mixed_mask(m, &mask);
+    mu_trainer *t = mu_trainer_new(m, ref, &mask, &o, err, sizeof err);
+    CHECK_MSG(t, "%s", err);
+    mu_train_set f, r, g;
+    facts(&f, 5, 7, with_alt);
+    facts(&r, 5, 8, 0);
+    facts(&g, 4, 9, 0);
+    for (int i = 0; i < g.n; i++) g.s[i].lab_from = 0;
+    mu_trainer_set_data(t, MU_DATA_FORGET, &f);
+    mu_trainer_set_data(t, MU_DATA_RETAIN, &r);
+    mu_trainer_set_data(t, MU_DATA_GENERAL, &g);
+    double l0 = mu_trainer_loss_and_grad(t, 1, err, sizeof err);
+    CHECK_MSG(isfinite(l0), "%s: %s", objective, err);
+    int checked = 0;
+    for (int k = 0; k < mu_trainer_n_trained(t); k++) {
+        int pi = mu_trainer_trained_param(t, k);
+        mu_param *p = mu_model_param(m, pi);
+        const mu_idxset *s = mu_trainer_trained_set(t, k);
+        int64_t *idx = malloc(s->n * sizeof *idx);
+        mu_idxset_to_list(s, idx);
+        float *w = malloc(p->numel * 4), *gr = malloc(p->numel * 4);
+        mu_trainer_loss_and_grad(t, 1, err, sizeof err);   /* gradients at the unperturbed point */
+        mu_model_get_grad(m, pi, gr);
+        mu_model_get_param(m, pi, w);
+        for (int64_t j = 0; j < s->n; j += s->n / 5 + 1) {
+            int64_t e = idx[j];
+            float w0 = w[e], h = 1e-2f;
+            w[e] = w0 + h; mu_model_set_param(m, pi, w);
+            double lp = mu_trainer_loss_and_grad(t, 1, err, sizeof err);
+            w[e] = w0 - h; mu_model_set_param(m, pi, w);
+            double lm = mu_trainer_loss_and_grad(t, 1, err, sizeof err);
+            w[e] = w0; mu_model_set_param(m, pi, w);
+            double fd = (lp - lm) / (2.0 * h);
+            CHECK_MSG(fabs(fd - gr[e]) <= 3e-2 * fabs(fd) + 2e-4, "%s: %s[%lld]: grad %.6g vs FD %.6g",
+                      objective, p->info.name, (long long)e, gr[e], fd);
+            checked++;
+        }
+        free(idx); free(w); free(gr);
+    }
+    CHECK(checked >= 10);
+    mu_trainer_free(t);
+    mu_mask_free(&mask);
+    mu_model_free(m);
+    mu_model_free(ref);
+}
+
+TEST(train_gradient_fd_learn_retain_general) { fd_check("learn=1,retain-ce=0.5,general-lm=0.7", 0); }
+TEST(train_gradient_fd_npo_kl) { fd_check("npo=1,retain-kl=2", 0); }
+TEST(train_gradient_fd_simnpo_wga_log1mp) { fd_check("simnpo=1,log1mp=0.3,ga=0.2", 0); }
+TEST(train_gradient_fd_dpo_undial) { fd_check("dpo=1,undial=0.5", 1); }
+TEST(train_gradient_fd_rmu) { fd_check("rmu=1", 0); }
+TEST(train_gradient_fd_rmu_with_logits_and_mlp_l2) { fd_check("rmu=0.5,edit=1,mlp-l2=3", 0); }
+
+static void run_once(const char *ckpt, int64_t every, int64_t stop_at, const char *resume, float **out) {
+    mu_model *m = tiny_model(5), *ref = tiny_model(5);
+    mu_mask mask;
+    mixed_mask(m, &mask);
+    mu_train_opts o;
+    mu_train_opts_default(&o);
+    char err[512];
+    CHECK(mu_objective_parse("npo=1,retain-ce=1", o.coef, err, sizeof err) == 0);
+    o.steps = stop_at; o.batch = 2; o.seed = 77; o.opt.lr = 5e-3;
+    o.opt.sched = MU_SCHED_COSINE; o.opt.warmup = 2; o.opt.total = 10; o.opt.clip = 1.0;
+    o.checkpoint = ckpt; o.checkpoint_every = every;
+    mu_trainer *t = mu_trainer_new(m, ref, &mask, &o, err, sizeof err);
+    CHECK_MSG(t, "%s", err);
+    mu_train_set f, r;
+    facts(&f, 5, 11, 0);
+    facts(&r, 7, 12, 0);
+    mu_trainer_set_data(t, MU_DATA_FORGET, &f);
+    mu_trainer_set_data(t, MU_DATA_RETAIN, &r);
+    CHECK_MSG(mu_trainer_run(t, resume, err, sizeof err) == 0, "%s", err);
+    for (int i = 0; i < mu_model_n_params(m); i++) mu_model_get_param(m, i, out[i]);
+    mu_trainer_free(t);
+    mu_mask_free(&mask);
+    mu_model_free(m);
+    mu_model_free(ref);
+}
+
+TEST(train_seeded_runs_and_resume_are_bit_identical) {
+    mu_model *shape = tiny_model(5);
+    int n = mu_model_n_params(shape);
+    float **a = snapshot(shape), **b = snapshot(shape), **c = snapshot(shape);
+    char ck[PATH_MAX];
+    snprintf(ck, sizeof ck, "%s/state.mpk.zst", mu_test_tmpdir());
+    run_once(NULL, 0, 10, NULL, a);
+    run_once(NULL, 0, 10, NULL, b);
+    for (int i = 0; i < n; i++)
+        CHECK(memcmp(a[i], b[i], mu_model_param(shape, i)->numel * 4) == 0);
+    /* interrupted at step 4 (checkpoint every 2), then resumed to 10 */
+    run_once(ck, 2, 4, NULL, c);
+    run_once(ck, 2, 10, ck, c);
+    for (int i = 0; i < n; i++)
+        CHECK_MSG(memcmp(a[i], c[i], mu_model_param(shape, i)->numel * 4) == 0, "param %d differs after resume", i);
+    free_snapshot(shape, a); free_snapshot(shape, b); free_snapshot(shape, c);
+    mu_model_free(shape);
+}
+
+TEST(train_nan_loss_names_the_step) {
+    mu_model *m = tiny_model(6);
+    mu_train_opts o;
+    mu_train_opts_default(&o);
+    o.coef[MU_OBJ_LEARN] = 1;
+    o.steps = 5; o.batch = 2;
+    char err[512];
+    mu_mask mask;
+    CHECK(mu_mask_from_spec("mlp:1", NULL, 0, &mask, err, sizeof err) < 0);   /* no params: error */
+    /* poison a frozen norm weight: the first forward gives NaN */
+    int ni = mu_model_find(m, "model.norm.weight");
+    float *w = malloc(16 * 4);
+    mu_model_get_param(m, ni, w);
+    w[3] = NAN;
+    mu_model_set_param(m, ni, w);
+    free(w);
+    mu_param_info *info = malloc(mu_model_n_params(m) * sizeof *info);
+    for (int i = 0; i < mu_model_n_params(m); i++) info[i] = mu_model_param(m, i)->info;
+    CHECK(mu_mask_from_spec("mlp:1", info, mu_model_n_params(m), &mask, err, sizeof err) == 0);
+    free(info);
+    mu_trainer *t = mu_trainer_new(m, NULL, &mask, &o, err, sizeof err);
+    CHECK_MSG(t, "%s", err);
+    mu_train_set f;
+    facts(&f, 4, 3, 0);
+    mu_trainer_set_data(t, MU_DATA_FORGET, &f);
+    CHECK(mu_trainer_run(t, NULL, err, sizeof err) < 0);
+    CHECK_MSG(strstr(err, "step 1: loss is NaN") && strstr(err, "learn"), "%s", err);
+    mu_trainer_free(t);
+    mu_mask_free(&mask);
+    mu_model_free(m);
+}
+
+TEST(train_optimizer_memory_follows_mask) {
+    mu_config c = tiny_cfg();
+    c.d_model = 64; c.head_dim = 32; c.d_ff = 256; c.vocab = 512; c.n_layer = 2;
+    char err[256];
+    mu_model *m = mu_model_init_random(&c, 1, 0.02f, mu_backend_cpu(), err, sizeof err);
+    CHECK_MSG(m, "%s", err);
+    mu_train_opts o;
+    mu_train_opts_default(&o);
+    o.coef[MU_OBJ_LEARN] = 1;
+    mu_trainer *full = mu_trainer_new(m, NULL, NULL, &o, err, sizeof err);
+    CHECK_MSG(full, "%s", err);
+    size_t fb = mu_trainer_optim_bytes(full);
+    mu_trainer_free(full);
+    mu_model_set_all_trainable(m, 0);
+    /* 1% of the elements of every tensor */
+    mu_mask mask;
+    mu_mask_init(&mask, "element", 0);
+    mu_rng r;
+    mu_rng_seed(&r, 1);
+    int64_t total = 0, sel = 0;
+    for (int i = 0; i < mu_model_n_params(m); i++) {
+        mu_param *p = mu_model_param(m, i);
+        mu_mask_tensor *t = mu_mask_add(&mask, p->info.name, p->info.ndim, p->info.shape, MU_GRAN_ELEMENT,
+                                        p->numel, err, sizeof err);
+        CHECK_MSG(t, "%s", err);
+        for (int64_t e = 0; e < p->numel; e++)
+            if (mu_rng_below(&r, 100) == 0) { mu_mask_set(t, e, 1); sel++; }
+        total += p->numel;
+    }
+    mu_trainer *part = mu_trainer_new(m, NULL, &mask, &o, err, sizeof err);
+    CHECK_MSG(part, "%s", err);
+    double ratio = (double)mu_trainer_optim_bytes(part) / (double)fb;
+    double frac = (double)sel / (double)total;
+    CHECK_MSG(ratio < 1.4 * frac && ratio > 0.9 * frac, "optimizer bytes ratio %.4f for a %.4f mask", ratio, frac);
+    mu_trainer_free(part);
+    mu_mask_free(&mask);
+    mu_model_free(m);
+}
