@@ -41,6 +41,7 @@ static const char usage[] =
     "  --retain M@SEL     retain score (default choice_prob@split=retain)\n"
     "  --quality M@SEL    forget quality for MU95 (default forget_quality@split=forget)\n"
     "  --model-utility M@SEL  utility for MU95 (default model_utility)\n"
+    "  (--label sweep=VALUE before a run names its forget_strength/retention points)\n"
     "Output:\n"
     "  --out FILE         metrics stream (atomic); '-' = stdout\n"
     "  --format F         table, tsv or json on stdout (default: table, unless --out is\n"
@@ -75,7 +76,8 @@ static const char usage[] =
     "  mia_min_k_pp        Min-K%%++ (+token_mu, token_sigma)\n"
     "  mia_auc_<score>     ROC AUC (--auc) of a MIA score\n"
     "  model_utility       harmonic mean of the TOFU values (--utility)\n"
-    "  aues, mu95, mu95_interp   curve summaries (--curve)\n";
+    "  aues, mu95, mu95_interp   curve summaries (--curve)\n"
+    "  forget_strength, retention  the curve's points, one per run (--curve)\n";
 
 /* ---------------------------------------------------------------- metric table */
 
@@ -607,6 +609,16 @@ static void run_curve(void) {
     for (int i = 0; i < ninputs; i++) {
         pts[i].forget = lookup_metric(inputs[i].path, sf);
         pts[i].retain = lookup_metric(inputs[i].path, sr);
+    }
+    /* the points, for plots: x = fraction of the forget score removed, y = retention */
+    for (int i = 0; i < ninputs; i++) {
+        const char *name = inputs[i].path;
+        for (int l = 0; l < inputs[i].nlabels; l++)
+            if (!strcmp(inputs[i].labels[l].key, "sweep")) name = inputs[i].labels[l].val;
+        char *k1[1] = {"run"}, *v1[1] = {(char *)name};
+        double x = (f0 - pts[i].forget) / f0, y = pts[i].retain / r0;
+        emit("forget_strength", k1, v1, 1, x < 0 ? 0 : x > 1 ? 1 : x, 1);
+        emit("retention", k1, v1, 1, y < 0 ? 0 : y > 1 ? 1 : y, 1);
     }
     double a = mu_aues(pts, (size_t)ninputs, f0, r0);
     if (isnan(a)) mu_die("%s: AUES needs original scores > 0 (forget %g, retain %g)", opt.original, f0, r0);
