@@ -108,21 +108,29 @@ static int read_record(const msgpack_object *rec, int lm, int max_len, int vocab
         snprintf(msg, len, "\"targets\" must be an array of tensors");
         goto out;
     }
-    if (ntg > 0 && read_i32_vec(&tg->via.array.ptr[0], vocab, &ans, &na, sub, sizeof sub) < 0) {
-        snprintf(msg, len, "\"targets\"[0]: %s", sub);
+    int64_t answer = 0;
+    const msgpack_object *ao = mu_obj_get(rec, "answer");
+    if (ao && ao->type != MSGPACK_OBJECT_NIL && (mu_obj_int(ao, &answer) < 0 || answer < 0 || (ntg && answer >= ntg))) {
+        snprintf(msg, len, "\"answer\" must be an index into \"targets\" (%d)", ntg);
+        goto out;
+    }
+    if (ntg > 0 && read_i32_vec(&tg->via.array.ptr[answer], vocab, &ans, &na, sub, sizeof sub) < 0) {
+        snprintf(msg, len, "\"targets\"[%lld]: %s", (long long)answer, sub);
         goto out;
     }
     if (!lm && na == 0) { snprintf(msg, len, "no target tokens to train on"); goto out; }
     if (lm && np + na < 2) { snprintf(msg, len, "text of fewer than 2 tokens"); goto out; }
     if (!lm && np == 0) { snprintf(msg, len, "empty prompt (the first target needs a context token)"); goto out; }
-    if (!lm && ntg > 1 && read_i32_vec(&tg->via.array.ptr[1], vocab, &alt, &nalt, sub, sizeof sub) < 0) {
-        snprintf(msg, len, "\"targets\"[1]: %s", sub);
+    int other = answer == 0 ? 1 : 0;   /* DPO's preferred answer: --dpo-alt, else another candidate */
+    if (!lm && n_alt == 0 && ntg > 1 &&
+        read_i32_vec(&tg->via.array.ptr[other], vocab, &alt, &nalt, sub, sizeof sub) < 0) {
+        snprintf(msg, len, "\"targets\"[%d]: %s", other, sub);
         goto out;
     }
     q->ids = join_seq(prompt, np, ans, na, max_len, &q->len, &q->lab_from);
     if (lm) q->lab_from = 0;
     if (!lm && (nalt > 0 || n_alt > 0)) {
-        q->alt = join_seq(prompt, np, nalt ? alt : alt_ids, nalt ? nalt : n_alt, max_len,
+        q->alt = join_seq(prompt, np, n_alt ? alt_ids : alt, n_alt ? n_alt : nalt, max_len,
                           &q->alt_len, &q->alt_lab_from);
     }
     rc = 0;
@@ -948,8 +956,10 @@ static void log_train(mu_trainer *t, double loss, double lr, double norm, double
     log_push(t, &sb);
 }
 
-void mu_trainer_write_log(mu_trainer *t, const char *path) {
+void mu_trainer_write_log(mu_trainer *t, const char *path, const char *const *input_roles,
+                          const char *const *input_paths, int n_inputs) {
     mu_writer *w = mu_writer_open(path, "log");
+    for (int i = 0; i < n_inputs; i++) mu_writer_add_input(w, input_roles[i], input_paths[i]);
     msgpack_packer *mp = mu_writer_meta(w, "objectives");
     int nterms = 0;
     for (int i = 0; i < MU_OBJ_COUNT; i++) nterms += need(t, (mu_obj_id)i);

@@ -48,9 +48,10 @@ typedef struct {
 
 typedef enum { MU_DATA_FORGET = 0, MU_DATA_RETAIN, MU_DATA_GENERAL, MU_DATA_COUNT } mu_data_role;
 
-/* Reads a "tokens" stream. lm = 0: each record is prompt ++ targets[0], trained on the
- * target tokens (a record without targets is an error); targets[1], when present, is kept
- * as the DPO alternative (else alt_ids, when given, is appended to the prompt instead).
+/* Reads a "tokens" stream. lm = 0: each record is prompt ++ targets[answer] (answer 0
+ * when absent), trained on the target tokens (a record without targets is an error). The
+ * DPO alternative is prompt ++ alt_ids when given, else prompt ++ the first other
+ * candidate (targets[1], or targets[0] when answer is not 0), else none.
  * lm = 1 (general text): prompt ++ targets[0] if any, every next token is a target.
  * Sequences longer than max_len lose tokens from the left of the prompt. vocab bounds ids.
  * 0 ok, -1 + "path: record N: what". */
@@ -106,7 +107,8 @@ const mu_idxset *mu_trainer_trained_set(const mu_trainer *t, int i);
 size_t mu_trainer_optim_bytes(const mu_trainer *t);
 int64_t mu_trainer_step(const mu_trainer *t);
 /* Writes the "log" stream (every logged step and evaluation). */
-void mu_trainer_write_log(mu_trainer *t, const char *path);
+void mu_trainer_write_log(mu_trainer *t, const char *path, const char *const *input_roles,
+                          const char *const *input_paths, int n_inputs);
 /* Last logged loss terms (NaN where a term is unused). */
 double mu_trainer_last_loss(const mu_trainer *t);
 /* Runs the evaluation sets now; metric value by "name.metric", NaN if unknown. */

@@ -1,0 +1,461 @@
+/* mu-train — trains (unlearns, edits, relearns) the masked parameters of a model on token
+ * streams with combined objectives; writes a delta, a full model directory, a log stream.
+ * The loop lives in lib/train.c; this file parses options and writes the outputs. */
+#define _GNU_SOURCE
+#include "ckpt.h"
+#include "cli.h"
+#include "mask.h"
+#include "model.h"
+#include "safetensors.h"
+#include "tokenizer.h"
+#include "train.h"
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char usage[] =
+    "Usage: mu-train --model PATH --objective SPEC [--forget F] [--retain F] [--general F]\n"
+    "                (--out DELTA | --out-model DIR) [OPTION]...\n"
+    "Train the masked parameters of a model: unlearning, editing, relearning, learning.\n"
+    "\n"
+    "Model and mask:\n"
+    "  -m, --model PATH        Hugging Face model directory or GGUF file (required)\n"
+    "      --delta FILE        apply a delta on top of the model first (repeatable)\n"
+    "      --ref PATH          reference model (default: a frozen copy of the starting model)\n"
+    "      --mask FILE|SPEC    a mask stream, or whole matrices: mlp:2-6, attn:0-3, layers:4,\n"
+    "                          mlp.down:5, attn.q:1, norms:0, embed, lm_head, all, joined\n"
+    "                          with '+' (default: every parameter)\n"
+    "      --device NAME       cpu (default) or cuda\n"
+    "Data (token streams from mu-tokenize):\n"
+    "      --forget FILE       forget / edit / training records (alias --train)\n"
+    "      --retain FILE       records whose answers must be kept\n"
+    "      --general FILE      plain text for general-lm (every next token is a target)\n"
+    "      --max-len N         left-truncate prompts so a sequence fits N tokens (default 512)\n"
+    "Objectives:\n"
+    "  -O, --objective SPEC    terms with coefficients, e.g. log1mp=1,retain-ce=1,general-lm=0.5:\n"
+    "                          learn ga graddiff log1mp npo simnpo dpo wga rmu undial edit\n"
+    "                          retain-ce retain-kl general-lm mlp-l2 (formulas: mu-train(1))\n"
+    "      --npo-beta X        NPO beta (default 0.1)\n"
+    "      --simnpo-beta X     SimNPO beta (default 4.5); --simnpo-delta X margin (default 0)\n"
+    "      --dpo-beta X        DPO beta (default 0.1)\n"
+    "      --dpo-alt TEXT      DPO preferred answer for records without a second target\n"
+    "      --wga-beta X        WGA exponent (default 1)\n"
+    "      --undial-beta X     UNDIAL logit reduction of the target (default 10)\n"
+    "      --log1mp-floor X    log1mp ignores tokens with log p below X (default -5)\n"
+    "      --rmu-layer L       RMU layer (default: the middle one)\n"
+    "      --rmu-coeff C       RMU steering norm c (default 6.5)\n"
+    "      --rmu-alpha A       RMU retain weight (default 100)\n"
+    "Optimization:\n"
+    "      --optimizer NAME    adamw (default) or sgd\n"
+    "      --lr X              peak learning rate (default 1e-4)\n"
+    "      --beta1 X, --beta2 X, --eps X   AdamW (defaults 0.9, 0.999, 1e-8)\n"
+    "      --momentum X        SGD momentum (default 0)\n"
+    "      --weight-decay X    decoupled (AdamW) or L2 (SGD) weight decay (default 0)\n"
+    "      --clip X            clip the global gradient norm at X (default: no clipping)\n"
+    "      --schedule NAME     constant (default), linear or cosine, after warmup\n"
+    "      --warmup N          linear warmup steps (default 0)\n"
+    "      --min-lr-ratio X    decay floor as a fraction of --lr (default 0)\n"
+    "      --steps N           optimizer steps (default 100)\n"
+    "      --batch N           sequences per micro-batch and data set (default 8)\n"
+    "      --accum N           micro-batches per step (default 1)\n"
+    "      --seed N            data order and RMU vector (default 0); same seed, same bits\n"
+    "Outputs:\n"
+    "  -o, --out FILE          delta (safetensors) of the trained tensors, new values\n"
+    "      --sparse            the delta holds only the masked elements (NAME::idx, NAME::val)\n"
+    "      --out-model DIR     full model directory (Hugging Face layout)\n"
+    "      --log FILE          log stream: loss terms, lr, grad norm, tokens/s, evaluations\n"
+    "      --eval [NAME=]FILE  token stream to evaluate (nll, acc, prob; repeatable)\n"
+    "      --eval-every N      evaluate every N steps (default: at the start and the end)\n"
+    "      --keep-best NAME.METRIC[:min|:max]  end with the best evaluated parameters\n"
+    "      --checkpoint FILE   checkpoint path (default: OUT.ckpt.mpk.zst)\n"
+    "      --checkpoint-every N  write the checkpoint every N steps (atomic)\n"
+    "      --resume            continue from the checkpoint if it exists\n"
+    "  -q, --quiet             no progress bar\n"
+    "  -h, --help              show this help and exit\n"
+    "  -V, --version           show the version and exit\n"
+    "Exit status: 0 ok, 1 failure, 2 usage error. See mu-train(1).\n";
+
+typedef struct { const char *name, *path; } eval_arg;
+
+typedef struct {
+    const char *model, *ref, *mask, *device;
+    const char **deltas;
+    int n_deltas;
+    const char *data[MU_DATA_COUNT];
+    const char *dpo_alt;
+    int max_len;
+    const char *objective;
+    mu_train_opts t;
+    const char *out, *out_model, *log, *checkpoint;
+    int sparse, resume;
+    eval_arg *evals;
+    int n_evals;
+} cli_opts;
+
+static long parse_int(const char *opt, const char *s, long lo, long hi) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        mu_usage_error("%s: '%s' is not an integer in [%ld, %ld]", opt, s, lo, hi);
+    return v;
+}
+
+static double parse_real(const char *opt, const char *s) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v)) mu_usage_error("%s: '%s' is not a number", opt, s);
+    return v;
+}
+
+enum {
+    O_DELTA = 256, O_REF, O_MASK, O_DEVICE, O_FORGET, O_RETAIN, O_GENERAL, O_MAXLEN, O_NPOB, O_SIMB,
+    O_SIMD, O_DPOB, O_DPOALT, O_WGAB, O_UNDB, O_FLOOR, O_RMUL, O_RMUC, O_RMUA, O_OPT, O_LR, O_B1, O_B2,
+    O_EPS, O_MOM, O_WD, O_CLIP, O_SCHED, O_WARM, O_MINLR, O_STEPS, O_BATCH, O_ACCUM, O_SEED, O_SPARSE,
+    O_OUTMODEL, O_LOG, O_EVAL, O_EVERY, O_BEST, O_CKPT, O_CKEVERY, O_RESUME,
+};
+
+static void parse_args(int argc, char **argv, cli_opts *o) {
+    static const struct option longopts[] = {
+        {"model", required_argument, 0, 'm'}, {"delta", required_argument, 0, O_DELTA},
+        {"ref", required_argument, 0, O_REF}, {"mask", required_argument, 0, O_MASK},
+        {"device", required_argument, 0, O_DEVICE}, {"forget", required_argument, 0, O_FORGET},
+        {"train", required_argument, 0, O_FORGET}, {"retain", required_argument, 0, O_RETAIN},
+        {"general", required_argument, 0, O_GENERAL}, {"max-len", required_argument, 0, O_MAXLEN},
+        {"objective", required_argument, 0, 'O'}, {"npo-beta", required_argument, 0, O_NPOB},
+        {"simnpo-beta", required_argument, 0, O_SIMB}, {"simnpo-delta", required_argument, 0, O_SIMD},
+        {"dpo-beta", required_argument, 0, O_DPOB}, {"dpo-alt", required_argument, 0, O_DPOALT},
+        {"wga-beta", required_argument, 0, O_WGAB}, {"undial-beta", required_argument, 0, O_UNDB},
+        {"log1mp-floor", required_argument, 0, O_FLOOR}, {"rmu-layer", required_argument, 0, O_RMUL},
+        {"rmu-coeff", required_argument, 0, O_RMUC}, {"rmu-alpha", required_argument, 0, O_RMUA},
+        {"optimizer", required_argument, 0, O_OPT}, {"lr", required_argument, 0, O_LR},
+        {"beta1", required_argument, 0, O_B1}, {"beta2", required_argument, 0, O_B2},
+        {"eps", required_argument, 0, O_EPS}, {"momentum", required_argument, 0, O_MOM},
+        {"weight-decay", required_argument, 0, O_WD}, {"clip", required_argument, 0, O_CLIP},
+        {"schedule", required_argument, 0, O_SCHED}, {"warmup", required_argument, 0, O_WARM},
+        {"min-lr-ratio", required_argument, 0, O_MINLR}, {"steps", required_argument, 0, O_STEPS},
+        {"batch", required_argument, 0, O_BATCH}, {"accum", required_argument, 0, O_ACCUM},
+        {"seed", required_argument, 0, O_SEED}, {"out", required_argument, 0, 'o'},
+        {"sparse", no_argument, 0, O_SPARSE}, {"out-model", required_argument, 0, O_OUTMODEL},
+        {"log", required_argument, 0, O_LOG}, {"eval", required_argument, 0, O_EVAL},
+        {"eval-every", required_argument, 0, O_EVERY}, {"keep-best", required_argument, 0, O_BEST},
+        {"checkpoint", required_argument, 0, O_CKPT}, {"checkpoint-every", required_argument, 0, O_CKEVERY},
+        {"resume", no_argument, 0, O_RESUME}, MU_COMMON_LONGOPTS, {0, 0, 0, 0}};
+    memset(o, 0, sizeof *o);
+    mu_train_opts_default(&o->t);
+    o->max_len = 512;
+    o->device = "cpu";
+    int c;
+    while ((c = getopt_long(argc, argv, "m:O:o:hVq", longopts, NULL)) != -1) {
+        if (mu_cli_common(c, usage)) continue;
+        switch (c) {
+        case 'm': o->model = optarg; break;
+        case O_DELTA:
+            o->deltas = mu_xrealloc(o->deltas, (size_t)(o->n_deltas + 1) * sizeof *o->deltas);
+            o->deltas[o->n_deltas++] = optarg;
+            break;
+        case O_REF: o->ref = optarg; break;
+        case O_MASK: o->mask = optarg; break;
+        case O_DEVICE: o->device = optarg; break;
+        case O_FORGET: o->data[MU_DATA_FORGET] = optarg; break;
+        case O_RETAIN: o->data[MU_DATA_RETAIN] = optarg; break;
+        case O_GENERAL: o->data[MU_DATA_GENERAL] = optarg; break;
+        case O_MAXLEN: o->max_len = (int)parse_int("--max-len", optarg, 2, 1 << 20); break;
+        case 'O': o->objective = optarg; break;
+        case O_NPOB: o->t.npo_beta = parse_real("--npo-beta", optarg); break;
+        case O_SIMB: o->t.simnpo_beta = parse_real("--simnpo-beta", optarg); break;
+        case O_SIMD: o->t.simnpo_delta = parse_real("--simnpo-delta", optarg); break;
+        case O_DPOB: o->t.dpo_beta = parse_real("--dpo-beta", optarg); break;
+        case O_DPOALT: o->dpo_alt = optarg; break;
+        case O_WGAB: o->t.wga_beta = parse_real("--wga-beta", optarg); break;
+        case O_UNDB: o->t.undial_beta = parse_real("--undial-beta", optarg); break;
+        case O_FLOOR: o->t.log1mp_floor = parse_real("--log1mp-floor", optarg); break;
+        case O_RMUL: o->t.rmu_layer = (int)parse_int("--rmu-layer", optarg, 0, 100000); break;
+        case O_RMUC: o->t.rmu_c = parse_real("--rmu-coeff", optarg); break;
+        case O_RMUA: o->t.rmu_alpha = parse_real("--rmu-alpha", optarg); break;
+        case O_OPT:
+            if (mu_opt_kind_parse(optarg, &o->t.opt.kind)) mu_usage_error("--optimizer: '%s' (adamw, sgd)", optarg);
+            break;
+        case O_LR: o->t.opt.lr = parse_real("--lr", optarg); break;
+        case O_B1: o->t.opt.beta1 = parse_real("--beta1", optarg); break;
+        case O_B2: o->t.opt.beta2 = parse_real("--beta2", optarg); break;
+        case O_EPS: o->t.opt.eps = parse_real("--eps", optarg); break;
+        case O_MOM: o->t.opt.momentum = parse_real("--momentum", optarg); break;
+        case O_WD: o->t.opt.weight_decay = parse_real("--weight-decay", optarg); break;
+        case O_CLIP: o->t.opt.clip = parse_real("--clip", optarg); break;
+        case O_SCHED:
+            if (mu_sched_kind_parse(optarg, &o->t.opt.sched))
+                mu_usage_error("--schedule: '%s' (constant, linear, cosine)", optarg);
+            break;
+        case O_WARM: o->t.opt.warmup = parse_int("--warmup", optarg, 0, LONG_MAX); break;
+        case O_MINLR: o->t.opt.min_lr_ratio = parse_real("--min-lr-ratio", optarg); break;
+        case O_STEPS: o->t.steps = parse_int("--steps", optarg, 0, LONG_MAX); break;
+        case O_BATCH: o->t.batch = (int)parse_int("--batch", optarg, 1, 1 << 20); break;
+        case O_ACCUM: o->t.accum = (int)parse_int("--accum", optarg, 1, 1 << 20); break;
+        case O_SEED: o->t.seed = (uint64_t)parse_int("--seed", optarg, 0, LONG_MAX); break;
+        case 'o': o->out = optarg; break;
+        case O_SPARSE: o->sparse = 1; break;
+        case O_OUTMODEL: o->out_model = optarg; break;
+        case O_LOG: o->log = optarg; break;
+        case O_EVAL: {
+            o->evals = mu_xrealloc(o->evals, (size_t)(o->n_evals + 1) * sizeof *o->evals);
+            eval_arg *e = &o->evals[o->n_evals++];
+            const char *eq = strchr(optarg, '=');
+            if (eq) {
+                e->name = strndup(optarg, (size_t)(eq - optarg));
+                e->path = eq + 1;
+            } else {   /* name: the file's base name without .mpk.zst */
+                const char *b = strrchr(optarg, '/');
+                b = b ? b + 1 : optarg;
+                size_t n = strcspn(b, ".");
+                e->name = strndup(b, n ? n : strlen(b));
+                e->path = optarg;
+            }
+            break;
+        }
+        case O_EVERY: o->t.eval_every = (int)parse_int("--eval-every", optarg, 1, INT_MAX); break;
+        case O_BEST: o->t.keep_best = optarg; break;
+        case O_CKPT: o->checkpoint = optarg; break;
+        case O_CKEVERY: o->t.checkpoint_every = parse_int("--checkpoint-every", optarg, 1, LONG_MAX); break;
+        case O_RESUME: o->resume = 1; break;
+        default: mu_usage_error("unknown option (see --help)");
+        }
+    }
+    if (optind < argc) mu_usage_error("unexpected argument '%s'", argv[optind]);
+    if (!o->model) mu_usage_error("--model is required");
+    if (!o->objective) mu_usage_error("--objective is required");
+    if (!o->out && !o->out_model) mu_usage_error("give --out DELTA and/or --out-model DIR");
+    if (o->out && !strcmp(o->out, "-")) mu_usage_error("--out: a delta is a file (safetensors), not stdout");
+    if (o->sparse && !o->out) mu_usage_error("--sparse applies to --out");
+    char err[512];
+    if (mu_objective_parse(o->objective, o->t.coef, err, sizeof err)) mu_usage_error("--objective: %s", err);
+    if (o->t.keep_best && !o->n_evals) mu_usage_error("--keep-best needs --eval");
+    if ((o->t.checkpoint_every || o->resume) && !o->checkpoint) {
+        const char *base = o->out ? o->out : o->out_model;
+        size_t n = strlen(base) + 16;
+        char *p = mu_xmalloc(n);
+        snprintf(p, n, "%s.ckpt.mpk.zst", base);
+        o->checkpoint = p;
+    }
+    o->t.checkpoint = o->checkpoint;
+    o->t.progress = mu_progress_on;
+}
+
+/* ---- inputs ---- */
+
+static int needs_ref_model(const mu_train_opts *t) {
+    return t->coef[MU_OBJ_UNDIAL] || t->coef[MU_OBJ_RETAIN_KL] || t->coef[MU_OBJ_MLP_L2] ||
+           (t->coef[MU_OBJ_RMU] && t->rmu_alpha != 0);
+}
+
+static mu_model *load_model(const char *path, const char *const *deltas, int n, const mu_backend *be) {
+    char err[512];
+    mu_model *m = mu_model_load(path, deltas, n, be, err, sizeof err);
+    if (!m) mu_die("%s", err);
+    return m;
+}
+
+static void load_mask(const char *arg, mu_model *m, mu_mask *mask) {
+    char err[512];
+    struct stat st;
+    if (stat(arg, &st) == 0) {
+        if (mu_mask_read(arg, mask, err, sizeof err)) mu_die("%s", err);
+        return;
+    }
+    int np = mu_model_n_params(m);
+    mu_param_info *info = mu_xmalloc((size_t)np * sizeof *info);
+    for (int i = 0; i < np; i++) info[i] = mu_model_param(m, i)->info;
+    if (mu_mask_from_spec(arg, info, np, mask, err, sizeof err))
+        mu_die("--mask: %s (and no file of that name)", err);
+    free(info);
+}
+
+/* Tokens of --dpo-alt with the model's tokenizer. */
+static int32_t *encode_alt(const char *model, const char *text, int *n) {
+    char err[512];
+    mu_tokenizer *tk = mu_tokenizer_load(model, err, sizeof err);
+    if (!tk) mu_die("--dpo-alt: %s", err);
+    int32_t *ids;
+    size_t cnt;
+    if (mu_tok_encode(tk, text, strlen(text), 0, &ids, &cnt, err, sizeof err)) mu_die("--dpo-alt: %s", err);
+    mu_tokenizer_free(tk);
+    if (cnt == 0) mu_die("--dpo-alt: the text has no tokens");
+    *n = (int)cnt;
+    return ids;
+}
+
+/* ---- outputs ---- */
+
+/* The trained elements' new values of trained tensor i, as a delta entry. */
+static void add_delta_tensor(mu_st_writer *w, mu_trainer *t, mu_model *m, int i, int sparse) {
+    mu_param *p = mu_model_param(m, mu_trainer_trained_param(t, i));
+    const mu_idxset *s = mu_trainer_trained_set(t, i);
+    float *vals = mu_xmalloc((size_t)p->numel * sizeof(float));
+    mu_model_get_param(m, mu_trainer_trained_param(t, i), vals);
+    if (!sparse || s->dense) {
+        mu_st_writer_add_copy(w, p->info.name, MU_F32, p->info.ndim, p->info.shape, vals);
+    } else {
+        int64_t *idx = mu_xmalloc((size_t)(s->n + 1) * sizeof *idx);
+        mu_idxset_to_list(s, idx);
+        for (int64_t j = 0; j < s->n; j++) vals[j] = vals[idx[j]];   /* j <= idx[j]: in place */
+        char name[160];
+        int64_t shape[1] = {s->n};
+        snprintf(name, sizeof name, "%s%s", p->info.name, MU_DELTA_IDX_SUFFIX);
+        mu_st_writer_add_copy(w, name, MU_I64, 1, shape, idx);
+        snprintf(name, sizeof name, "%s%s", p->info.name, MU_DELTA_VAL_SUFFIX);
+        mu_st_writer_add_copy(w, name, MU_F32, 1, shape, vals);
+        free(idx);
+    }
+    free(vals);
+}
+
+static void write_delta(const cli_opts *o, mu_trainer *t, mu_model *m) {
+    char err[512];
+    mu_ckpt *ck = mu_ckpt_open(o->model, err, sizeof err);
+    if (!ck) mu_die("%s", err);
+    for (int i = 0; i < o->n_deltas; i++)
+        if (mu_ckpt_add_delta(ck, o->deltas[i], err, sizeof err)) mu_die("%s", err);
+    mu_st_writer *w = mu_st_writer_new();
+    if (mu_delta_writer_init(w, ck)) mu_die("%s: cannot digest the base model", o->model);
+    mu_st_writer_meta(w, "producer", "mu-train " MU_VERSION);
+    mu_st_writer_meta(w, "objective", o->objective);
+    for (int i = 0; i < mu_trainer_n_trained(t); i++) add_delta_tensor(w, t, m, i, o->sparse);
+    if (mu_st_writer_write(w, o->out, err, sizeof err)) mu_die("%s", err);
+    mu_st_writer_free(w);
+    mu_ckpt_close(ck);
+}
+
+static char *tmp_dir;
+static void abort_dir(void) { if (tmp_dir) mu_dir_abort(tmp_dir); }
+
+static char *in_dir(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = mu_xmalloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+/* Copies src to dst when src exists (tokenizer files); 0 copied, 1 absent. */
+static int copy_if_exists(const char *src, const char *dst) {
+    FILE *in = fopen(src, "rb");
+    if (!in) return 1;
+    FILE *out = fopen(dst, "wb");
+    if (!out) mu_die("%s: %s", dst, strerror(errno));
+    char buf[1 << 16];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, n, out) != n) mu_die("%s: %s", dst, strerror(errno));
+    if (ferror(in)) mu_die("%s: read error", src);
+    fclose(in);
+    if (fclose(out)) mu_die("%s: %s", dst, strerror(errno));
+    return 0;
+}
+
+static void write_model_dir(const cli_opts *o, mu_model *m) {
+    char err[512];
+    if (!(tmp_dir = mu_dir_tmp_create(o->out_model, err, sizeof err))) mu_die("%s", err);
+    char *cfg = in_dir(tmp_dir, "config.json"), *st = in_dir(tmp_dir, "model.safetensors");
+    if (mu_config_write_json(mu_model_config(m), cfg, err, sizeof err)) mu_die("%s", err);
+    mu_st_writer *w = mu_st_writer_new();
+    mu_st_writer_meta(w, "format", "pt");
+    int np = mu_model_n_params(m);
+    float **bufs = mu_xcalloc((size_t)np, sizeof *bufs);
+    for (int i = 0; i < np; i++) {
+        mu_param *p = mu_model_param(m, i);
+        bufs[i] = mu_xmalloc((size_t)p->numel * sizeof(float));
+        mu_model_get_param(m, i, bufs[i]);
+        mu_st_writer_add(w, p->info.name, MU_F32, p->info.ndim, p->info.shape, bufs[i]);
+    }
+    if (mu_st_writer_write(w, st, err, sizeof err)) mu_die("%s", err);
+    mu_st_writer_free(w);
+    for (int i = 0; i < np; i++) free(bufs[i]);
+    free(bufs);
+    /* tokenizer files from the source directory */
+    char src_dir[PATH_MAX];
+    struct stat sb;
+    if (stat(o->model, &sb) == 0 && S_ISDIR(sb.st_mode)) snprintf(src_dir, sizeof src_dir, "%s", o->model);
+    else {
+        snprintf(src_dir, sizeof src_dir, "%s", o->model);
+        char *slash = strrchr(src_dir, '/');
+        if (slash) *slash = 0; else snprintf(src_dir, sizeof src_dir, ".");
+    }
+    static const char *files[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                  "generation_config.json"};
+    int have_tok = 0;
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        char *s = in_dir(src_dir, files[i]), *d = in_dir(tmp_dir, files[i]);
+        if (copy_if_exists(s, d) == 0 && i == 0) have_tok = 1;
+        free(s); free(d);
+    }
+    if (!have_tok) mu_warn("%s: no tokenizer.json next to the model; the directory has none", o->out_model);
+    if (mu_dir_commit(tmp_dir, o->out_model, err, sizeof err)) mu_die("%s", err);
+    free(tmp_dir);
+    tmp_dir = NULL;
+    free(cfg); free(st);
+}
+
+int main(int argc, char **argv) {
+    mu_cli_init("mu-train", argc, argv);
+    cli_opts o;
+    parse_args(argc, argv, &o);
+    char err[1024];
+    const mu_backend *be = mu_backend_by_name(o.device, err, sizeof err);
+    if (!be) mu_usage_error("--device: %s", err);
+    mu_model *m = load_model(o.model, o.deltas, o.n_deltas, be);
+    mu_model *ref = NULL;
+    if (o.ref) ref = load_model(o.ref, NULL, 0, be);
+    else if (needs_ref_model(&o.t)) ref = load_model(o.model, o.deltas, o.n_deltas, be);
+    mu_mask mask, *maskp = NULL;
+    if (o.mask) { load_mask(o.mask, m, &mask); maskp = &mask; }
+    mu_trainer *t = mu_trainer_new(m, ref, maskp, &o.t, err, sizeof err);
+    if (!t) mu_die("%s", err);
+    int vocab = mu_model_config(m)->vocab, n_alt = 0;
+    int32_t *alt = o.dpo_alt ? encode_alt(o.model, o.dpo_alt, &n_alt) : NULL;
+    for (int r = 0; r < MU_DATA_COUNT; r++) {
+        if (!o.data[r]) continue;
+        mu_train_set set;
+        if (mu_train_set_read(o.data[r], r == MU_DATA_GENERAL, o.max_len, vocab, alt, n_alt, &set, err, sizeof err))
+            mu_die("%s", err);
+        mu_trainer_set_data(t, (mu_data_role)r, &set);
+    }
+    for (int i = 0; i < o.n_evals; i++) {
+        mu_train_set set;
+        if (mu_train_set_read(o.evals[i].path, 0, o.max_len, vocab, NULL, 0, &set, err, sizeof err))
+            mu_die("%s", err);
+        mu_trainer_add_eval(t, o.evals[i].name, &set);
+    }
+    const char *resume = NULL;
+    if (o.resume) {
+        if (access(o.checkpoint, F_OK) == 0) resume = o.checkpoint;
+        else mu_info("%s: no checkpoint yet, starting at step 0", o.checkpoint);
+    }
+    if (mu_trainer_run(t, resume, err, sizeof err)) mu_die("%s", err);
+    atexit(abort_dir);
+    if (o.out) write_delta(&o, t, m);
+    if (o.out_model) write_model_dir(&o, m);
+    if (o.log) {
+        const char *roles[8 + MU_DATA_COUNT], *paths[8 + MU_DATA_COUNT];
+        static const char *data_roles[MU_DATA_COUNT] = {"forget", "retain", "general"};
+        int n = 0;
+        roles[n] = "model"; paths[n++] = o.model;
+        for (int i = 0; i < o.n_deltas && n < 6; i++) { roles[n] = "delta"; paths[n++] = o.deltas[i]; }
+        for (int r = 0; r < MU_DATA_COUNT; r++)
+            if (o.data[r]) { roles[n] = data_roles[r]; paths[n++] = o.data[r]; }
+        if (o.mask && access(o.mask, F_OK) == 0) { roles[n] = "mask"; paths[n++] = o.mask; }
+        mu_trainer_write_log(t, o.log, roles, paths, n);
+    }
+    mu_info("trained %d tensors for %lld steps; final loss %.6g", mu_trainer_n_trained(t),
+            (long long)mu_trainer_step(t), mu_trainer_last_loss(t));
+    mu_trainer_free(t);
+    if (maskp) mu_mask_free(&mask);
+    free(alt);
+    mu_model_free(m);
+    if (ref) mu_model_free(ref);
+    return MU_EXIT_OK;
+}
