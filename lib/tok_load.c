@@ -590,12 +590,14 @@ const char *mu_chat_kind_name(mu_chat_kind k) {
 /* The default system message a ChatML template inserts when there is none, as a literal
  * '<|im_start|>system\n...<|im_end|>' in the template (SmolLM2, Qwen2). */
 static char *chatml_default_system(const char *t) {
-    const char *pat = "<|im_start|>system\\n";
-    const char *p = strstr(t, pat);
-    while (p) {
-        const char *s = p + strlen(pat), *e = strstr(s, "<|im_end|>");
-        if (e && !memchr(s, '\'', (size_t)(e - s)) && !memchr(s, '{', (size_t)(e - s)) && e > s) return dupn(s, (size_t)(e - s));
-        p = strstr(p + 1, pat);
+    const char *pat = "<|im_start|>system";
+    for (const char *p = strstr(t, pat); p; p = strstr(p + 1, pat)) {
+        const char *s = p + strlen(pat);
+        if (*s == '\n') s++;                               /* a newline in the template */
+        else if (s[0] == '\\' && s[1] == 'n') s += 2;     /* or Jinja's '\n' escape */
+        else continue;
+        const char *e = strstr(s, "<|im_end|>");
+        if (e && e > s && !memchr(s, '\'', (size_t)(e - s)) && !memchr(s, '{', (size_t)(e - s))) return dupn(s, (size_t)(e - s));
     }
     return NULL;
 }
