@@ -887,3 +887,43 @@ TEST(ckpt_smollm2_gguf) {
     free(pi);
     mu_ckpt_close(c);
 }
+
+/* ------------------------------------------------------------------ mu-init output */
+
+/* Runs $MU_BIN/mu-init (make check sets MU_BIN) and loads the directory back. */
+TEST(init_model_loads_back) {
+    const char *bin = getenv("MU_BIN");
+    char cmd[4096], err[512];
+    if (!bin) SKIP("MU_BIN not set (make check sets it)");
+    const char *t = mu_test_tmpdir();
+    snprintf(cmd, sizeof cmd, "'%s/mu-init' --out '%s/m' --layers 3 --d-model 96 --heads 6 --kv-heads 2 "
+             "--d-ff 160 --vocab 300 --std 0.05 --seed 11 --dtype bf16 --max-pos 512 --rope-theta 5000", bin, t);
+    CHECK_MSG(system(cmd) == 0, "%s failed", cmd);
+    mu_ckpt *c = mu_ckpt_open(path_in(t, "m"), err, sizeof err);
+    CHECK_MSG(c, "%s", err);
+    const mu_config *cf = mu_ckpt_config(c);
+    CHECK(cf->n_layer == 3 && cf->d_model == 96 && cf->n_head == 6 && cf->n_kv_head == 2 && cf->head_dim == 16);
+    CHECK(cf->d_ff == 160 && cf->vocab == 300 && cf->max_pos == 512 && cf->rope_theta == 5000.0f);
+    CHECK(!cf->tie_embeddings && cf->bos_id == 256 && cf->eos_id == 257 && cf->pad_id == 258);
+    mu_dtype dt;
+    CHECK(!mu_ckpt_dtype(c, "lm_head.weight", &dt) && dt == MU_BF16);
+    mu_param_info *p;
+    int n = mu_arch_params(cf, &p);
+    for (int i = 0; i < n; i++) {
+        size_t m = (size_t)mu_shape_numel(p[i].ndim, p[i].shape);
+        float *x = malloc(m * 4);
+        CHECK_MSG(!mu_ckpt_read_f32(c, p[i].name, p[i].ndim, p[i].shape, x, err, sizeof err), "%s", err);
+        double s = 0, s2 = 0;
+        for (size_t k = 0; k < m; k++) s += x[k], s2 += (double)x[k] * x[k];
+        double mean = s / (double)m, sd = sqrt(s2 / (double)m - mean * mean);
+        if (strstr(p[i].role, "norm")) {
+            CHECK_MSG(mean == 1 && sd == 0, "%s: norm weights must be 1", p[i].name);
+        } else { /* N(0, 0.05^2): mean within 5 standard errors, std within 10% */
+            CHECK_MSG(fabs(mean) < 5 * 0.05 / sqrt((double)m), "%s: mean %g", p[i].name, mean);
+            CHECK_MSG(fabs(sd - 0.05) < 0.005, "%s: std %g", p[i].name, sd);
+        }
+        free(x);
+    }
+    free(p);
+    mu_ckpt_close(c);
+}
