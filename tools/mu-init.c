@@ -46,7 +46,7 @@ static const char usage[] =
     "Weights: matrices and embeddings ~ N(0, std^2), norm weights 1, biases 0. Each tensor\n"
     "draws from its own stream: mu_rng (xoshiro256** seeded by splitmix64 from the seed\n"
     "and the tensor's index in the parameter list), normals by Box-Muller, rounded to the\n"
-    "stored dtype: the same seed gives the same bytes on every machine.\n"
+    "stored dtype: the same seed gives the same bytes (given the same libm).\n"
     "Exit status: 0 ok, 1 failure, 2 usage error. See mu-init(1).\n";
 
 #define N_BYTE_TOKENS 256
