@@ -810,6 +810,19 @@ int mu_tok_encode_offsets(mu_tokenizer *tk, const char *text, size_t len,
     return 0;
 }
 
+void mu_tok_span(const size_t *offs, size_t n, size_t s, size_t e, size_t *ts, size_t *te) {
+    size_t a = n, b = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t os = offs[2 * i], oe = offs[2 * i + 1];
+        if (os < oe && os < e && oe > s) { if (a == n) a = i; b = i + 1; }
+    }
+    if (a == n) {
+        for (a = 0; a < n && offs[2 * a] < s; a++) {}
+        b = a;
+    }
+    *ts = a; *te = b;
+}
+
 /* ---------------------------------------------------------------- decoding */
 int mu_tok_decode(const mu_tokenizer *tk, const int32_t *ids, size_t n, int skip_special,
                   char **text, size_t *len, char *err, size_t errlen) {

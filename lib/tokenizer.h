@@ -48,6 +48,11 @@ int mu_tok_encode(mu_tokenizer *tk, const char *text, size_t len, int add_specia
 int mu_tok_encode_offsets(mu_tokenizer *tk, const char *text, size_t len,
                           int32_t **ids, size_t **offs, size_t *n, char *err, size_t errlen);
 
+/* The token span [*ts, *te) of the input bytes [s, e): the tokens whose (non-empty) byte
+ * ranges overlap it. An empty byte range gives an empty span at the first token starting
+ * at or after s. offs as from mu_tok_encode_offsets. */
+void mu_tok_span(const size_t *offs, size_t n, size_t s, size_t e, size_t *ts, size_t *te);
+
 /* Decodes ids to UTF-8 text (NUL-terminated, malloc'd; *len without the NUL).
  * skip_special: leave out control/special tokens. Invalid byte sequences become U+FFFD.
  * Returns 0, or -1 if an id is out of range (message in err). */

@@ -223,20 +223,6 @@ static int32_t *target_ids(opts *o, const char *ptext, size_t plen, const int32_
     return ids;
 }
 
-/* Token span of the bytes [s, e) of the text: the tokens whose bytes overlap it. */
-static void token_span(const size_t *offs, size_t n, size_t s, size_t e, int64_t *ts, int64_t *te) {
-    size_t a = n, b = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t os = offs[2 * i], oe = offs[2 * i + 1];
-        if (os < oe && os < e && oe > s) { if (a == n) a = i; b = i + 1; }
-    }
-    if (a == n) {   /* empty value: the position of the first token at or after s */
-        for (a = 0; a < n && offs[2 * a] < s; a++) {}
-        b = a;
-    }
-    *ts = (int64_t)a; *te = (int64_t)b;
-}
-
 /* Wraps the user text in the chat template; *delta is where user[0] landed (the
  * templates that trim the message shift it by the trimmed whitespace). */
 static char *chat_wrap(const opts *o, const char *user, long *delta) {
@@ -355,12 +341,12 @@ static void tokenize_record(opts *o, mu_writer *w, json_t *rec, const char *dnam
         int later = 0;
         for (int j = i + 1; j < nf; j++) if (!strcmp(spans[i].field, spans[j].field)) later = 1;
         if (later) continue;
-        int64_t ts, te;
-        token_span(offs, np, spans[i].start, spans[i].end, &ts, &te);
+        size_t ts, te;
+        mu_tok_span(offs, np, spans[i].start, spans[i].end, &ts, &te);
         mu_pack_str(pk, spans[i].field);
         msgpack_pack_array(pk, 2);
-        msgpack_pack_int64(pk, ts + nb);
-        msgpack_pack_int64(pk, te + nb);
+        msgpack_pack_int64(pk, (int64_t)ts + nb);
+        msgpack_pack_int64(pk, (int64_t)te + nb);
     }
     mu_pack_str(pk, "meta");
     msgpack_pack_map(pk, nmeta);
