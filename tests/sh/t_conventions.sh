@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# t_conventions.sh — every built tool in $MU_BIN follows the conventions: --help on
+# stdout with exit 0, --version with exit 0, an unknown option is a one-line usage
+# error with exit 2, and a man page man/<tool>.1 that renders without warnings.
+. "$(dirname "$0")/lib.sh"
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+shopt -s nullglob
+tools=("$MU_BIN"/mu-*)
+if [ ${#tools[@]} -eq 0 ]; then skip conventions "no tools built in $MU_BIN"; exit 0; fi
+have_groff=0; command -v groff >/dev/null && have_groff=1
+
+for exe in "${tools[@]}"; do
+  [ -x "$exe" ] || continue
+  tool=$(basename "$exe")
+  out=$("$exe" --help 2>"$T/err"); rc=$?
+  if [ $rc -ne 0 ]; then fail "$tool-help" "exit $rc"
+  elif [ -z "$out" ]; then fail "$tool-help" "nothing on stdout"
+  elif [ -s "$T/err" ]; then fail "$tool-help" "wrote to stderr: $(head -1 "$T/err")"
+  elif ! grep -q "$tool" <<<"$out"; then fail "$tool-help" "help does not name the tool"
+  else ok "$tool-help"; fi
+
+  out=$("$exe" --version 2>/dev/null); rc=$?
+  if [ $rc -ne 0 ]; then fail "$tool-version" "exit $rc"
+  elif ! grep -qE "^$tool .*[0-9]+\.[0-9]+" <<<"$out"; then fail "$tool-version" "'$out' lacks the tool name and a version"
+  else ok "$tool-version"; fi
+
+  expect_fail "$tool-unknown-option" 2 "^$tool: .*no-such-option" "$exe" --no-such-option-xyz </dev/null
+
+  man=$ROOT/man/$tool.1
+  if [ ! -f "$man" ]; then fail "$tool-man" "man/$tool.1 missing"
+  elif [ $have_groff = 0 ]; then skip "$tool-man" "groff not installed"
+  else
+    warn=$(groff -man -Tutf8 -ww -z "$man" 2>&1)
+    if [ -n "$warn" ]; then fail "$tool-man" "groff: $(head -2 <<<"$warn" | tr '\n' ' ')"
+    elif ! grep -q '^\.SH NAME' "$man" || ! grep -q '^\.SH SYNOPSIS' "$man"; then fail "$tool-man" "no NAME or SYNOPSIS section"
+    else ok "$tool-man"; fi
+  fi
+done
+
+# section 5: the stream format
+if [ -f "$ROOT/man/mu-stream.5" ] && [ $have_groff = 1 ]; then
+  warn=$(groff -man -Tutf8 -ww -z "$ROOT/man/mu-stream.5" 2>&1)
+  if [ -n "$warn" ]; then fail mu-stream.5 "groff: $(head -2 <<<"$warn" | tr '\n' ' ')"; else ok mu-stream.5; fi
+elif [ ! -f "$ROOT/man/mu-stream.5" ]; then fail mu-stream.5 "man/mu-stream.5 missing"
+else skip mu-stream.5 "groff not installed"; fi
