@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# t_tokenize.sh — mu-tokenize end to end: records -> tokens stream -> decode, raw ids,
+# stories260K greedy ids, MMLU multiple choice, errors (one line, exit 1), usage (exit 2).
+. "$(dirname "$0")/lib.sh"
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+G=$ROOT/tests/golden/tokenizer
+command -v mu-tokenize >/dev/null || { skip tokenize "mu-tokenize not built"; exit 0; }
+PY=${MU_PYTHON:-python3}
+have_py=0; "$PY" -c 'import msgpack, zstandard' 2>/dev/null && have_py=1
+
+# ---- raw mode and decode with the byte-level golden (no shared data needed)
+printf 'Hello world' > "$T/hello.txt"
+t raw-ids-no-special bash -c "mu-tokenize --model $G/llama3.json --raw --ids $T/hello.txt > $T/hello.ids && [ \"\$(wc -w < $T/hello.ids)\" -ge 2 ]"
+t raw-bos-adds-one bash -c "[ \"\$(mu-tokenize --model $G/llama3.json --raw --ids --bos $T/hello.txt | cut -d' ' -f2-)\" = \"\$(cat $T/hello.ids)\" ]"
+t decode-ids-roundtrip bash -c "[ \"\$(mu-tokenize --model $G/llama3.json --decode --ids $T/hello.ids)\" = 'Hello world' ]"
+t raw-stream-decode bash -c "mu-tokenize --model $G/llama3.json --raw $T/hello.txt -o $T/h.mpk.zst && [ \"\$(mu-tokenize --model $G/llama3.json --decode $T/h.mpk.zst)\" = 'Hello world' ]"
+
+# ---- records: JSONL with a template, spans, meta; decode gives the prompts back
+cat > "$T/d.jsonl" <<'EOF'
+{"name": "Serena Williams", "sport": "tennis", "extra": 7}
+{"name": "Tiger Woods", "sport": "golf", "extra": [1, 2]}
+EOF
+t records-jsonl mu-tokenize --model $G/llama3.json --prompt 'Fact: {name} plays' --target ' {sport}' "$T/d.jsonl" -o "$T/d.mpk.zst"
+t records-decode bash -c "mu-tokenize --model $G/llama3.json --decode $T/d.mpk.zst > $T/d.txt && [ \"\$(sed -n 2p $T/d.txt)\" = 'Fact: Tiger Woods plays' ]"
+if [ $have_py = 1 ]; then
+  t records-schema "$PY" - "$T/d.mpk.zst" <<'EOF'
+import sys, io, msgpack, zstandard
+d = zstandard.ZstdDecompressor().stream_reader(open(sys.argv[1], 'rb')).read()
+objs = list(msgpack.Unpacker(io.BytesIO(d), raw=False))
+h, recs = objs[0], objs[1:]
+assert h['kind'] == 'tokens' and len(recs) == 2, h
+r = recs[1]
+assert r['id'] == 1 and r['prompt']['dtype'] == 'i32'
+assert len(r['targets']) == 1 and r['targets'][0]['dtype'] == 'i32'
+assert r['spans']['name'][1] > r['spans']['name'][0]
+assert r['meta'] == {'extra': [1, 2]}, r['meta']
+assert r['prompt']['shape'][0] == len(r['prompt']['data']) // 4
+EOF
+else skip records-schema "no python with msgpack+zstandard ($PY)"; fi
+
+# ---- errors: one line naming file and record, exit 1; usage exit 2
+printf '{"model": {"type": "BPE", "vocab": {"a": 0,' > "$T/bad.json"
+expect_fail bad-tokenizer 1 "bad.json" mu-tokenize --model "$T/bad.json" --raw --ids "$T/hello.txt"
+expect_fail missing-field 1 "d.jsonl: record 0: template field \{nope\}" mu-tokenize --model $G/llama3.json --prompt '{nope}' "$T/d.jsonl" -o "$T/x.mpk.zst"
+t missing-field-no-output test ! -e "$T/x.mpk.zst"
+printf 'a,b\n1,ok\n2,\xff\xfe\n' > "$T/u.csv"
+expect_fail invalid-utf8-data 1 "u.csv: record 1 .*invalid UTF-8" mu-tokenize --model $G/llama3.json --prompt '{b}' "$T/u.csv" -o "$T/y.mpk.zst"
+printf 'ab\xc3(' > "$T/u.txt"
+expect_fail invalid-utf8-raw 1 "u.txt: invalid UTF-8 at byte 2" mu-tokenize --model $G/llama3.json --raw --ids "$T/u.txt"
+expect_fail no-model 2 "--model is required" mu-tokenize --raw
+expect_fail bad-template 2 "--prompt: template" mu-tokenize --model $G/llama3.json --prompt '{open' "$T/d.jsonl"
+expect_fail chat-without-template 1 "no chat template" mu-tokenize --model $G/llama3.json --chat "$T/d.jsonl"
+
+# ---- shared data: stories260K greedy ids, Sports Facts, MMLU
+D=$SHARED_DATA
+if [ -d "$D/models/stories260K" ]; then
+  M=$D/models/stories260K
+  want=$(tr -d '[] ' < "$M/greedy_200.json" | sed 's/.*"greedy_ids"://; s/}//' | tr ',' ' ')
+  t stories-encode-greedy bash -c "[ \"\$(mu-tokenize --model $M --raw --ids --bos $M/greedy_200.txt)\" = \"$want\" ]"
+  t stories-decode-greedy bash -c "echo '$want' | mu-tokenize --model $M --decode --ids > $T/g.txt && printf '\n' | cat $M/greedy_200.txt - | cmp - $T/g.txt"
+  if [ -f "$D/sports/sports.csv" ]; then
+    t sports-choices mu-tokenize --model "$M" "$D/sports/sports.csv" --prompt 'Fact: Tiger Woods plays the sport of golf\nFact: {athlete} plays the sport of' --target ' {sport}' --choices ' football| baseball| basketball' -o "$T/s.mpk.zst"
+    if [ $have_py = 1 ]; then
+      t sports-answers "$PY" - "$T/s.mpk.zst" "$D/sports/sports.csv" <<'EOF'
+import sys, io, csv, msgpack, zstandard
+d = zstandard.ZstdDecompressor().stream_reader(open(sys.argv[1], 'rb')).read()
+recs = list(msgpack.Unpacker(io.BytesIO(d), raw=False))[1:]
+rows = list(csv.DictReader(open(sys.argv[2], encoding='utf-8')))
+assert len(recs) == len(rows) == 1559
+order = [' football', ' baseball', ' basketball']
+for r, row in zip(recs, rows):
+    assert r['target_texts'] == order
+    assert order[r['answer']] == ' ' + row['sport'], (r['answer'], row['sport'])
+    assert r['prompt']['data'][:4] == b'\x01\x00\x00\x00'  # BOS (id 1) by the model's default
+    assert r['prompt_text'] == row['prompt']
+EOF
+    fi
+  fi
+else skip stories "no shared stories260K"; fi
+if [ -f "$D/mmlu/test/anatomy_test.csv" ]; then
+  t mmlu-mc mu-tokenize --model $G/llama3.json --columns question,A,B,C,D,answer --mc --prompt '{question}' "$D/mmlu/test/anatomy_test.csv" -o "$T/m.mpk.zst"
+  t mmlu-mc-decode bash -c "mu-tokenize --model $G/llama3.json --decode $T/m.mpk.zst | grep -c '^Answer:\$' | grep -qx 135"
+else skip mmlu "no shared MMLU"; fi
