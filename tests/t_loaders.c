@@ -883,6 +883,38 @@ TEST(ckpt_smollm2_gguf) {
         for (size_t k = 0; k < m; k++) s2 += (double)x[k] * x[k];
         CHECK_MSG(isfinite(s2) && s2 > 0, "%s: sum of squares %g", pi[i].name, s2);
     }
+    /* rows against llama.cpp's gguf package (tests/gen/make_smollm2_golden.py) */
+    mu_st *g = mu_st_open(golden("smollm2_slices.safetensors"), err, sizeof err);
+    CHECK_MSG(g, "%s", err);
+    int compared = 0;
+    for (int i = 0; i < mu_st_count(g); i++) {
+        const char *key = mu_st_name(g, i), *sep = strstr(key, "::rows");
+        if (!sep) continue;
+        char name[128], atkey[160];
+        snprintf(name, sizeof name, "%.*s", (int)(sep - key), key);
+        snprintf(atkey, sizeof atkey, "%s::at", name);
+        int k = mu_arch_find(pi, n, name);
+        CHECK_MSG(k >= 0, "%s not in the parameter list", name);
+        CHECK(!mu_ckpt_read_f32(c, name, pi[k].ndim, pi[k].shape, x, err, sizeof err));
+        int nd;
+        int64_t sh[MU_MAX_DIMS];
+        const void *atp;
+        mu_st_info(g, i, NULL, &nd, sh, NULL, NULL);
+        mu_st_info(g, mu_st_find(g, atkey), NULL, NULL, NULL, &atp, NULL);
+        float *rows = malloc((size_t)(sh[0] * sh[1]) * 4);
+        CHECK(!mu_st_read_f32(g, i, rows, (size_t)(sh[0] * sh[1]), err, sizeof err));
+        for (int64_t r = 0; r < sh[0]; r++) {
+            int64_t at;
+            memcpy(&at, (const char *)atp + 8 * r, 8);
+            for (int64_t j = 0; j < sh[1]; j++)
+                CHECK_MSG(x[at * sh[1] + j] == rows[r * sh[1] + j], "%s[%lld,%lld]: %g vs %g", name, (long long)at,
+                          (long long)j, x[at * sh[1] + j], rows[r * sh[1] + j]);
+        }
+        free(rows);
+        compared++;
+    }
+    CHECK_EQ_INT(compared, 7);
+    mu_st_close(g);
     free(x);
     free(pi);
     mu_ckpt_close(c);
