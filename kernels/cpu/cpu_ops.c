@@ -221,11 +221,18 @@ void cpu_cross_entropy(float *loss, float *dlogits, const float *logits, const i
             if (d) memset(d, 0, (size_t)V * sizeof *d);
             continue;
         }
-        double lse = row_logsumexp(x, V);
-        loss[n] = (float)(lse - x[y]);
-        if (d) {
-            for (int j = 0; j < V; j++) d[j] = dscale * (float)exp(x[j] - lse);
-            d[y] -= dscale;
+        if (!d) {
+            loss[n] = (float)(row_logsumexp(x, V) - x[y]);
+            continue;
         }
+        /* one exp pass: d = exp(x - max), then scaled to dscale * softmax */
+        float mx = -INFINITY;
+        for (int j = 0; j < V; j++) if (x[j] > mx) mx = x[j];
+        double sum = 0;
+        for (int j = 0; j < V; j++) { d[j] = expf(x[j] - mx); sum += d[j]; }
+        loss[n] = (float)(mx + log(sum) - x[y]);
+        float sc = (float)(dscale / sum);
+        for (int j = 0; j < V; j++) d[j] *= sc;
+        d[y] -= dscale;
     }
 }

@@ -1,0 +1,153 @@
+/* bench_model.c — forward and forward+backward speed of the CPU model (make bench).
+ *
+ * For a SmolLM2-135M-shaped random model (30 layers, width 576, 9 heads, 3 kv heads,
+ * MLP 1536, vocab 49152, tied) and stories260K (if ../shared is present), at batch 8 x 256
+ * tokens: tokens/s (best of MU_BENCH_ITERS timed runs after a warm-up), the GFLOP/s reached (2*N*K*M per GEMM, causal attention pairs counted
+ * once, backward = 2x the GEMMs + 2.5x attention), the machine's sgemm GFLOP/s measured in
+ * the same run (a large square cblas_sgemm) as the ceiling, and the ratio. Then PyTorch's
+ * figures on the same shapes via $MU_PYTHON tests/bench/torch_model.py (MU_PYTHON defaults
+ * to python3; "torch: not available" when it cannot import torch).
+ * Environment: MU_BENCH_ITERS (timed iterations, default 2), MU_BENCH_SKIP_TORCH=1. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <cblas.h>
+#include <omp.h>
+#include "model.h"
+#include "rng.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* GFLOP/s of a large square sgemm (n = 3000: a power-of-two stride would alias in the
+ * caches and understate it), best of 4 runs: the ceiling the model's GEMMs can reach. */
+static double sgemm_ceiling(void)
+{
+    const int n = 3000;
+    float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n);
+    float *c = malloc(sizeof(float) * n * n);
+    for (size_t i = 0; i < (size_t)n * n; i++) { a[i] = (float)(i % 7) * 0.1f; b[i] = (float)(i % 5) * 0.1f; }
+    double best = 1e30;
+    for (int rep = 0; rep < 5; rep++) {
+        double t = now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+        t = now() - t;
+        if (rep && t < best) best = t;          /* first run warms up */
+    }
+    free(a); free(b); free(c);
+    return 2.0 * n * n * n / best / 1e9;
+}
+
+typedef struct { double fwd, bwd; } flops;
+
+static flops count_flops(const mu_config *c, int B, int T)
+{
+    double N = (double)B * T, D = c->d_model, qd = (double)c->n_head * c->head_dim;
+    double kd = (double)c->n_kv_head * c->head_dim, F = c->d_ff, V = c->vocab;
+    double linear = 2 * N * (D * qd + 2 * D * kd + qd * D + 3 * D * F);
+    double attn = 4.0 * c->head_dim * B * c->n_head * (T * (T + 1.0) / 2);
+    double head = 2 * N * D * V;
+    flops f;
+    f.fwd = c->n_layer * (linear + attn) + head;
+    f.bwd = 2 * (c->n_layer * linear + head) + 2.5 * c->n_layer * attn;
+    return f;
+}
+
+static void run(const char *label, mu_model *m, int B, int T, double ceiling, int iters)
+{
+    const mu_config *c = mu_model_config(m);
+    int N = B * T;
+    int32_t *ids = malloc(sizeof *ids * N), *targets = malloc(sizeof *targets * N);
+    float *dl = malloc(sizeof(float) * (size_t)N * c->vocab);
+    mu_rng r;
+    mu_rng_seed(&r, 1);
+    for (int i = 0; i < N; i++) ids[i] = (int32_t)mu_rng_below(&r, c->vocab);
+    for (int i = 0; i < N; i++) targets[i] = (i + 1) % T ? ids[i + 1] : -1;
+    if (!dl) { printf("%s: out of memory\n", label); return; }
+    char err[256];
+    mu_batch b = { B, T, ids, NULL };
+    flops f = count_flops(c, B, T);
+
+    double best = 1e30;
+    for (int it = 0; it <= iters; it++) {               /* iteration 0 warms up */
+        double t = now();
+        if (mu_model_forward(m, &b, NULL, err, sizeof err)) { printf("%s: %s\n", label, err); return; }
+        t = now() - t;
+        if (it && t < best) best = t;
+    }
+    double fwd_gf = f.fwd / best / 1e9;
+    printf("%-12s forward      %9.0f tokens/s  %7.1f GFLOP/s  %5.1f%% of sgemm\n", label,
+           N / best, fwd_gf, 100 * fwd_gf / ceiling);
+
+    mu_model_set_all_trainable(m, 1);
+    mu_fwd_opts o = { .train = 1, .last_layer = -1 };
+    best = 1e30;
+    for (int it = 0; it <= iters; it++) {
+        double t = now();
+        if (mu_model_forward(m, &b, &o, err, sizeof err)) { printf("%s: %s\n", label, err); return; }
+        mu_model_cross_entropy(m, targets, dl, NULL);
+        if (mu_model_backward(m, dl, NULL, 0, err, sizeof err)) { printf("%s: %s\n", label, err); return; }
+        t = now() - t;
+        if (it && t < best) best = t;
+    }
+    double fb_gf = (f.fwd + f.bwd) / best / 1e9;
+    printf("%-12s fwd+bwd      %9.0f tokens/s  %7.1f GFLOP/s  %5.1f%% of sgemm\n", label,
+           N / best, fb_gf, 100 * fb_gf / ceiling);
+    mu_model_set_all_trainable(m, 0);
+    free(ids); free(targets); free(dl);
+}
+
+static void torch_figures(const char *args)
+{
+    if (getenv("MU_BENCH_SKIP_TORCH")) { printf("torch: skipped (MU_BENCH_SKIP_TORCH)\n"); return; }
+    const char *py = getenv("MU_PYTHON") ? getenv("MU_PYTHON") : "python3";
+    char cmd[2600];
+    snprintf(cmd, sizeof cmd, "'%s' -c 'import torch, transformers' >/dev/null 2>&1", py);
+    if (system(cmd) != 0) { printf("torch: not available (%s cannot import torch/transformers)\n", py); return; }
+    snprintf(cmd, sizeof cmd, "'%s' tests/bench/torch_model.py %s", py, args);
+    fflush(stdout);
+    if (system(cmd) != 0) printf("torch: failed (%s)\n", cmd);
+}
+
+int main(void)
+{
+    int iters = getenv("MU_BENCH_ITERS") ? atoi(getenv("MU_BENCH_ITERS")) : 2;
+    if (iters < 1) iters = 1;
+    int B = 8, T = 256;
+    double ceiling = sgemm_ceiling();
+    printf("threads %d, batch %d x %d tokens\n", omp_get_max_threads(), B, T);
+    printf("sgemm ceiling (3000^3 cblas_sgemm, best of 4): %.1f GFLOP/s\n", ceiling);
+
+    mu_config c;
+    mu_config_init(&c);
+    c.n_layer = 30; c.d_model = 576; c.n_head = 9; c.n_kv_head = 3; c.head_dim = 64;
+    c.d_ff = 1536; c.vocab = 49152; c.max_pos = 2048; c.rms_eps = 1e-5f;
+    c.rope_theta = 100000; c.tie_embeddings = 1;
+    char err[256];
+    mu_model *m = mu_model_init_random(&c, 1, 0.02f, mu_backend_cpu(), err, sizeof err);
+    if (!m) { fprintf(stderr, "bench_model: %s\n", err); return 1; }
+    run("smollm2-135m", m, B, T, ceiling, iters);
+    mu_model_free(m);
+
+    const char *shared = getenv("MU_SHARED") ? getenv("MU_SHARED") : "../shared";
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/data/models/stories260K", shared);
+    m = mu_model_load(dir, NULL, 0, mu_backend_cpu(), err, sizeof err);
+    int have_stories = m != NULL;
+    if (m) {
+        run("stories260K", m, B, T, ceiling, iters * 5);
+        mu_model_free(m);
+    } else {
+        printf("stories260K: not available (%s)\n", err);
+    }
+    char args[1200];
+    snprintf(args, sizeof args, "--batch %d --seq %d --iters %d%s%s", B, T, iters,
+             have_stories ? " --stories " : "", have_stories ? dir : "");
+    torch_figures(args);
+    return 0;
+}
