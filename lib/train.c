@@ -3,6 +3,10 @@
 #include "objectives.h"
 #include "cli.h"
 #include "stream.h"
+#include "ckpt.h"
+#include "safetensors.h"
+#include <errno.h>
+#include <sys/stat.h>
 #include "rng.h"
 #include <math.h>
 #include <stdio.h>
@@ -1252,4 +1256,128 @@ int mu_trainer_run(mu_trainer *t, const char *resume_path, char *err, size_t err
         upload_params(t);
     }
     return 0;
+}
+
+/* ---- outputs ---- */
+
+/* The new values of trained tensor i as a delta entry. */
+static void add_delta_tensor(mu_st_writer *w, mu_trainer *t, int i, int sparse) {
+    mu_param *p = mu_model_param(t->m, t->pidx[i]);
+    const mu_idxset *s = mu_optim_set(t->opt, i);
+    float *vals = mu_xmalloc((size_t)p->numel * sizeof(float));
+    mu_model_get_param(t->m, t->pidx[i], vals);
+    if (!sparse || s->dense) {
+        mu_st_writer_add_copy(w, p->info.name, MU_F32, p->info.ndim, p->info.shape, vals);
+    } else {
+        int64_t *idx = mu_xmalloc((size_t)(s->n + 1) * sizeof *idx);
+        mu_idxset_to_list(s, idx);
+        for (int64_t j = 0; j < s->n; j++) vals[j] = vals[idx[j]];   /* j <= idx[j]: in place */
+        char name[160];
+        int64_t shape[1] = {s->n};
+        snprintf(name, sizeof name, "%s%s", p->info.name, MU_DELTA_IDX_SUFFIX);
+        mu_st_writer_add_copy(w, name, MU_I64, 1, shape, idx);
+        snprintf(name, sizeof name, "%s%s", p->info.name, MU_DELTA_VAL_SUFFIX);
+        mu_st_writer_add_copy(w, name, MU_F32, 1, shape, vals);
+        free(idx);
+    }
+    free(vals);
+}
+
+int mu_train_write_delta(mu_trainer *t, const char *base_path, const char *const *deltas,
+                         int n_deltas, const char *path, int sparse, const char *objective,
+                         char *err, size_t errlen) {
+    mu_ckpt *ck = mu_ckpt_open(base_path, err, errlen);
+    if (!ck) return -1;
+    int rc = -1;
+    mu_st_writer *w = NULL;
+    for (int i = 0; i < n_deltas; i++)
+        if (mu_ckpt_add_delta(ck, deltas[i], err, errlen)) goto out;
+    w = mu_st_writer_new();
+    if (mu_delta_writer_init(w, ck)) {
+        snprintf(err, errlen, "%s: cannot digest the base model", base_path);
+        goto out;
+    }
+    mu_st_writer_meta(w, "producer", "mu-train " MU_VERSION);
+    if (objective) mu_st_writer_meta(w, "objective", objective);
+    for (int i = 0; i < t->nt; i++) add_delta_tensor(w, t, i, sparse);
+    rc = mu_st_writer_write(w, path, err, errlen);
+out:
+    if (w) mu_st_writer_free(w);
+    mu_ckpt_close(ck);
+    return rc;
+}
+
+static char *in_dir(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = mu_xmalloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+/* Copies src to dst when src exists: 0 copied, 1 absent, -1 + err. */
+static int copy_if_exists(const char *src, const char *dst, char *err, size_t errlen) {
+    FILE *in = fopen(src, "rb");
+    if (!in) return 1;
+    FILE *out = fopen(dst, "wb");
+    if (!out) { snprintf(err, errlen, "%s: %s", dst, strerror(errno)); fclose(in); return -1; }
+    char buf[1 << 16];
+    size_t n;
+    int rc = 0;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, n, out) != n) { snprintf(err, errlen, "%s: %s", dst, strerror(errno)); rc = -1; break; }
+    if (rc == 0 && ferror(in)) { snprintf(err, errlen, "%s: read error", src); rc = -1; }
+    fclose(in);
+    if (fclose(out) && rc == 0) { snprintf(err, errlen, "%s: %s", dst, strerror(errno)); rc = -1; }
+    return rc;
+}
+
+static int write_weights(mu_model *m, const char *path, char *err, size_t errlen) {
+    mu_st_writer *w = mu_st_writer_new();
+    mu_st_writer_meta(w, "format", "pt");
+    int np = mu_model_n_params(m);
+    float **bufs = mu_xcalloc((size_t)np, sizeof *bufs);
+    for (int i = 0; i < np; i++) {
+        mu_param *p = mu_model_param(m, i);
+        bufs[i] = mu_xmalloc((size_t)p->numel * sizeof(float));
+        mu_model_get_param(m, i, bufs[i]);
+        mu_st_writer_add(w, p->info.name, MU_F32, p->info.ndim, p->info.shape, bufs[i]);
+    }
+    int rc = mu_st_writer_write(w, path, err, errlen);
+    mu_st_writer_free(w);
+    for (int i = 0; i < np; i++) free(bufs[i]);
+    free(bufs);
+    return rc;
+}
+
+int mu_train_write_model_dir(mu_model *m, const char *src_path, const char *dir, int *no_tokenizer,
+                             char *err, size_t errlen) {
+    char *tmp = mu_dir_tmp_create(dir, err, errlen);
+    if (!tmp) return -1;
+    mu_cleanup_register(tmp);
+    char *cfg = in_dir(tmp, "config.json"), *st = in_dir(tmp, "model.safetensors");
+    int rc = -1;
+    if (mu_config_write_json(mu_model_config(m), cfg, err, errlen) || write_weights(m, st, err, errlen)) goto out;
+    char src_dir[4096];
+    struct stat sb;
+    snprintf(src_dir, sizeof src_dir, "%s", src_path ? src_path : ".");
+    if (!(stat(src_dir, &sb) == 0 && S_ISDIR(sb.st_mode))) {
+        char *slash = strrchr(src_dir, '/');
+        if (slash) *slash = 0; else snprintf(src_dir, sizeof src_dir, ".");
+    }
+    static const char *files[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                  "generation_config.json"};
+    if (no_tokenizer) *no_tokenizer = 1;
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        char *s = in_dir(src_dir, files[i]), *d = in_dir(tmp, files[i]);
+        int c = copy_if_exists(s, d, err, errlen);
+        free(s); free(d);
+        if (c < 0) goto out;
+        if (c == 0 && i == 0 && no_tokenizer) *no_tokenizer = 0;
+    }
+    rc = mu_dir_commit(tmp, dir, err, errlen);
+out:
+    if (rc) mu_dir_abort(tmp);
+    mu_cleanup_unregister(tmp);
+    free(tmp); free(cfg); free(st);
+    return rc;
 }

@@ -114,6 +114,19 @@ double mu_trainer_last_loss(const mu_trainer *t);
 /* Runs the evaluation sets now; metric value by "name.metric", NaN if unknown. */
 double mu_trainer_eval_metric(mu_trainer *t, const char *name_metric);
 
+/* Writes a delta (man/mu-delta.5) of the trained tensors' new values: dense tensors, or
+ * with sparse NAME::idx (i64) + NAME::val (f32) for partly trained tensors. base_path and
+ * deltas are the model the training started from (for the "base" digest). Atomic.
+ * 0 ok, -1 + err. */
+int mu_train_write_delta(mu_trainer *t, const char *base_path, const char *const *deltas,
+                         int n_deltas, const char *path, int sparse, const char *objective,
+                         char *err, size_t errlen);
+/* Writes m as a Hugging Face model directory (config.json, model.safetensors f32 with
+ * format "pt", tokenizer files copied from src_path's directory; *no_tokenizer set when
+ * there was no tokenizer.json). Atomic (temp directory + rename). 0 ok, -1 + err. */
+int mu_train_write_model_dir(mu_model *m, const char *src_path, const char *dir, int *no_tokenizer,
+                             char *err, size_t errlen);
+
 /* Total training loss and d loss / d (trained params) of one step's data as it would be
  * computed at step `step` (the model's gradients hold the result). For gradient checks. */
 double mu_trainer_loss_and_grad(mu_trainer *t, int64_t step, char *err, size_t errlen);

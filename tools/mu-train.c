@@ -6,7 +6,6 @@
 #include "cli.h"
 #include "mask.h"
 #include "model.h"
-#include "safetensors.h"
 #include "tokenizer.h"
 #include "train.h"
 #include <errno.h>
@@ -290,116 +289,6 @@ static int32_t *encode_alt(const char *model, const char *text, int *n) {
     return ids;
 }
 
-/* ---- outputs ---- */
-
-/* The trained elements' new values of trained tensor i, as a delta entry. */
-static void add_delta_tensor(mu_st_writer *w, mu_trainer *t, mu_model *m, int i, int sparse) {
-    mu_param *p = mu_model_param(m, mu_trainer_trained_param(t, i));
-    const mu_idxset *s = mu_trainer_trained_set(t, i);
-    float *vals = mu_xmalloc((size_t)p->numel * sizeof(float));
-    mu_model_get_param(m, mu_trainer_trained_param(t, i), vals);
-    if (!sparse || s->dense) {
-        mu_st_writer_add_copy(w, p->info.name, MU_F32, p->info.ndim, p->info.shape, vals);
-    } else {
-        int64_t *idx = mu_xmalloc((size_t)(s->n + 1) * sizeof *idx);
-        mu_idxset_to_list(s, idx);
-        for (int64_t j = 0; j < s->n; j++) vals[j] = vals[idx[j]];   /* j <= idx[j]: in place */
-        char name[160];
-        int64_t shape[1] = {s->n};
-        snprintf(name, sizeof name, "%s%s", p->info.name, MU_DELTA_IDX_SUFFIX);
-        mu_st_writer_add_copy(w, name, MU_I64, 1, shape, idx);
-        snprintf(name, sizeof name, "%s%s", p->info.name, MU_DELTA_VAL_SUFFIX);
-        mu_st_writer_add_copy(w, name, MU_F32, 1, shape, vals);
-        free(idx);
-    }
-    free(vals);
-}
-
-static void write_delta(const cli_opts *o, mu_trainer *t, mu_model *m) {
-    char err[512];
-    mu_ckpt *ck = mu_ckpt_open(o->model, err, sizeof err);
-    if (!ck) mu_die("%s", err);
-    for (int i = 0; i < o->n_deltas; i++)
-        if (mu_ckpt_add_delta(ck, o->deltas[i], err, sizeof err)) mu_die("%s", err);
-    mu_st_writer *w = mu_st_writer_new();
-    if (mu_delta_writer_init(w, ck)) mu_die("%s: cannot digest the base model", o->model);
-    mu_st_writer_meta(w, "producer", "mu-train " MU_VERSION);
-    mu_st_writer_meta(w, "objective", o->objective);
-    for (int i = 0; i < mu_trainer_n_trained(t); i++) add_delta_tensor(w, t, m, i, o->sparse);
-    if (mu_st_writer_write(w, o->out, err, sizeof err)) mu_die("%s", err);
-    mu_st_writer_free(w);
-    mu_ckpt_close(ck);
-}
-
-static char *tmp_dir;
-static void abort_dir(void) { if (tmp_dir) mu_dir_abort(tmp_dir); }
-
-static char *in_dir(const char *dir, const char *name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = mu_xmalloc(n);
-    snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
-/* Copies src to dst when src exists (tokenizer files); 0 copied, 1 absent. */
-static int copy_if_exists(const char *src, const char *dst) {
-    FILE *in = fopen(src, "rb");
-    if (!in) return 1;
-    FILE *out = fopen(dst, "wb");
-    if (!out) mu_die("%s: %s", dst, strerror(errno));
-    char buf[1 << 16];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
-        if (fwrite(buf, 1, n, out) != n) mu_die("%s: %s", dst, strerror(errno));
-    if (ferror(in)) mu_die("%s: read error", src);
-    fclose(in);
-    if (fclose(out)) mu_die("%s: %s", dst, strerror(errno));
-    return 0;
-}
-
-static void write_model_dir(const cli_opts *o, mu_model *m) {
-    char err[512];
-    if (!(tmp_dir = mu_dir_tmp_create(o->out_model, err, sizeof err))) mu_die("%s", err);
-    char *cfg = in_dir(tmp_dir, "config.json"), *st = in_dir(tmp_dir, "model.safetensors");
-    if (mu_config_write_json(mu_model_config(m), cfg, err, sizeof err)) mu_die("%s", err);
-    mu_st_writer *w = mu_st_writer_new();
-    mu_st_writer_meta(w, "format", "pt");
-    int np = mu_model_n_params(m);
-    float **bufs = mu_xcalloc((size_t)np, sizeof *bufs);
-    for (int i = 0; i < np; i++) {
-        mu_param *p = mu_model_param(m, i);
-        bufs[i] = mu_xmalloc((size_t)p->numel * sizeof(float));
-        mu_model_get_param(m, i, bufs[i]);
-        mu_st_writer_add(w, p->info.name, MU_F32, p->info.ndim, p->info.shape, bufs[i]);
-    }
-    if (mu_st_writer_write(w, st, err, sizeof err)) mu_die("%s", err);
-    mu_st_writer_free(w);
-    for (int i = 0; i < np; i++) free(bufs[i]);
-    free(bufs);
-    /* tokenizer files from the source directory */
-    char src_dir[PATH_MAX];
-    struct stat sb;
-    if (stat(o->model, &sb) == 0 && S_ISDIR(sb.st_mode)) snprintf(src_dir, sizeof src_dir, "%s", o->model);
-    else {
-        snprintf(src_dir, sizeof src_dir, "%s", o->model);
-        char *slash = strrchr(src_dir, '/');
-        if (slash) *slash = 0; else snprintf(src_dir, sizeof src_dir, ".");
-    }
-    static const char *files[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                                  "generation_config.json"};
-    int have_tok = 0;
-    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-        char *s = in_dir(src_dir, files[i]), *d = in_dir(tmp_dir, files[i]);
-        if (copy_if_exists(s, d) == 0 && i == 0) have_tok = 1;
-        free(s); free(d);
-    }
-    if (!have_tok) mu_warn("%s: no tokenizer.json next to the model; the directory has none", o->out_model);
-    if (mu_dir_commit(tmp_dir, o->out_model, err, sizeof err)) mu_die("%s", err);
-    free(tmp_dir);
-    tmp_dir = NULL;
-    free(cfg); free(st);
-}
-
 int main(int argc, char **argv) {
     mu_cli_init("mu-train", argc, argv);
     cli_opts o;
@@ -436,9 +325,14 @@ int main(int argc, char **argv) {
         else mu_info("%s: no checkpoint yet, starting at step 0", o.checkpoint);
     }
     if (mu_trainer_run(t, resume, err, sizeof err)) mu_die("%s", err);
-    atexit(abort_dir);
-    if (o.out) write_delta(&o, t, m);
-    if (o.out_model) write_model_dir(&o, m);
+    if (o.out && mu_train_write_delta(t, o.model, o.deltas, o.n_deltas, o.out, o.sparse, o.objective,
+                                      err, sizeof err))
+        mu_die("%s", err);
+    if (o.out_model) {
+        int no_tok = 0;
+        if (mu_train_write_model_dir(m, o.model, o.out_model, &no_tok, err, sizeof err)) mu_die("%s", err);
+        if (no_tok) mu_warn("%s: no tokenizer.json next to the model; the directory has none", o.out_model);
+    }
     if (o.log) {
         const char *roles[8 + MU_DATA_COUNT], *paths[8 + MU_DATA_COUNT];
         static const char *data_roles[MU_DATA_COUNT] = {"forget", "retain", "general"};

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# t_train.sh — mu-train end to end on a tiny mu-init model and mu-tokenize'd facts:
+# conventions, memorizing with learn, masked deltas, sparse == dense, full model export,
+# kill -9 + --resume bit-identical, NaN stop with the step named, hostile inputs.
+. "$(dirname "$0")/lib.sh"
+
+t train_help bash -c 'mu-train --help | grep -q "^Usage: mu-train" && mu-train --version >/dev/null'
+expect_fail train_usage_no_model 2 'model is required' mu-train --objective learn --out x
+expect_fail train_usage_bad_objective 2 "unknown objective 'nope'" mu-train --model m --objective nope --out x
+
+cd "$T" || exit 1
+if ! mu-init --out tiny --layers 2 --d-model 32 --heads 4 --kv-heads 2 --d-ff 64 --seed 3 >/dev/null 2>&1; then
+    skip train_all "mu-init failed"; exit 0
+fi
+cat > facts.jsonl <<'EOF'
+{"name": "Ada Quell", "sport": "golf"}
+{"name": "Bo Tarrin", "sport": "tennis"}
+{"name": "Cy Moravec", "sport": "rugby"}
+{"name": "Di Oyelaran", "sport": "chess"}
+{"name": "Ed Falkner", "sport": "polo"}
+{"name": "Fay Ibsen", "sport": "judo"}
+EOF
+cat > other.jsonl <<'EOF'
+{"name": "Gil Arnaz", "sport": "golf"}
+{"name": "Hal Voss", "sport": "darts"}
+{"name": "Ivy Cheng", "sport": "squash"}
+EOF
+tok() { mu-tokenize --model tiny --prompt '{name} plays' --target ' {sport}' "$1" > "$2"; }
+if ! tok facts.jsonl facts.mpk.zst || ! tok other.jsonl other.mpk.zst; then
+    skip train_all "mu-tokenize failed"; exit 0
+fi
+
+# learn memorizes the facts: accuracy 1 on the training set at the end
+last_eval() { mu-dump "$1" | grep '"eval"' | tail -1; }
+t train_learn_memorizes bash -c '
+  mu-train --model tiny --objective learn --train facts.mpk.zst --steps 80 --batch 6 --lr 1e-2 \
+    --eval facts.mpk.zst --out learned.st --log learn.log -q &&
+  mu-dump learn.log | grep "\"eval\"" | tail -1 | grep -q "\"facts\":{\"nll\":0\.0[0-9]*,\"acc\":1,"'
+
+# unlearning on top of the learned delta, masked to one matrix: the delta holds only it
+t train_npo_masked_delta bash -c '
+  mu-train --model tiny --delta learned.st --objective npo=1,retain-ce=1 --forget facts.mpk.zst \
+    --retain other.mpk.zst --mask mlp.down:1 --steps 15 --batch 3 --lr 5e-3 --out npo.st -q &&
+  [ "$(grep -ao "model\.[a-z_.0-9]*weight" npo.st | sort -u)" = "model.layers.1.mlp.down_proj.weight" ]'
+
+# --sparse on whole-matrix masks: nothing to index, so the same file as the dense delta;
+# (element/neuron/head masks: sparse == dense == model dir is checked in t_train.c)
+t train_sparse_whole_matrix_is_dense bash -c '
+  a="--model tiny --delta learned.st --objective log1mp --forget facts.mpk.zst --mask attn.o:0+mlp.up:1 --steps 5 --batch 3 --lr 1e-2 --seed 4 -q"
+  mu-train $a --out dense.st && mu-train $a --out sparse.st --sparse && cmp -s dense.st sparse.st &&
+  ! grep -aq "::idx" sparse.st'
+
+# a full model directory reproduces base + delta exactly
+t train_out_model_matches_delta bash -c '
+  mu-train --model tiny --delta learned.st --objective ga --forget facts.mpk.zst --mask mlp:0 --steps 3 \
+    --batch 2 --lr 1e-3 --out ga.st --out-model gamodel -q &&
+  [ -f gamodel/config.json ] && [ -f gamodel/model.safetensors ] && [ -f gamodel/tokenizer.json ] &&
+  e1=$(mu-train --model tiny --delta learned.st --delta ga.st --objective learn --train facts.mpk.zst --steps 0 --eval facts.mpk.zst --out z3.st --log z3.log -q && mu-dump z3.log | grep "\"eval\"") &&
+  e2=$(mu-train --model gamodel --objective learn --train facts.mpk.zst --steps 0 --eval facts.mpk.zst --out z4.st --log z4.log -q && mu-dump z4.log | grep "\"eval\"") &&
+  [ "$e1" = "$e2" ]'
+
+# same seed twice: identical bytes
+t train_seed_bit_identical bash -c '
+  a="--model tiny --objective learn=1,general-lm=0.5 --train facts.mpk.zst --general other.mpk.zst --steps 12 --batch 2 --accum 2 --lr 3e-3 --schedule cosine --warmup 3 --clip 1 --seed 9 -q"
+  mu-train $a --out s1.st && mu-train $a --out s2.st && cmp -s s1.st s2.st'
+
+# kill -9 in the middle of a checkpointed run, --resume: the same final delta as an
+# uninterrupted run, and never a partial output under the final name
+kill_resume() {
+    local a="--model tiny --objective npo=1,retain-ce=1 --forget facts.mpk.zst --retain other.mpk.zst --steps 300 --batch 3 --lr 2e-3 --schedule linear --warmup 5 --seed 2 -q"
+    mu-train $a --out full.st || return 1
+    mu-train $a --out killed.st --checkpoint ck.mpk.zst --checkpoint-every 10 & local pid=$!
+    local i=0
+    while [ ! -e ck.mpk.zst ] && [ $i -lt 400 ]; do sleep 0.02; i=$((i+1)); done
+    kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+    [ -e ck.mpk.zst ] || { echo "no checkpoint appeared"; return 1; }
+    [ ! -e killed.st ] || { echo "run finished before the kill (machine too fast?)"; return 1; }
+    mu-train $a --out killed.st --checkpoint ck.mpk.zst --checkpoint-every 10 --resume || return 1
+    cmp full.st killed.st
+}
+t train_kill9_resume_bit_identical kill_resume
+
+# a NaN loss stops with the step named, keeps the checkpoint, writes no output
+expect_fail train_nan_names_step 1 'step 2: loss is NaN.*last good checkpoint: nan\.st\.ckpt\.mpk\.zst \(step 1\)' \
+    mu-train --model tiny --objective learn --train facts.mpk.zst --steps 5 --lr 1e30 --out nan.st --checkpoint-every 1 -q
+t train_nan_no_output bash -c '[ ! -e nan.st ] && [ -e nan.st.ckpt.mpk.zst ]'
+
+# hostile inputs: one line naming the file, exit 1
+expect_fail train_wrong_kind 1 'learn.log: header: expected kind tokens, got log' \
+    mu-train --model tiny --objective learn --train learn.log --steps 1 --out x.st
+head -c 300 facts.mpk.zst > trunc.mpk.zst
+expect_fail train_truncated 1 'trunc\.mpk\.zst' mu-train --model tiny --objective learn --train trunc.mpk.zst --steps 1 --out x.st
+expect_fail train_missing_retain 1 'need --retain' mu-train --model tiny --objective graddiff --forget facts.mpk.zst --out x.st
+expect_fail train_bad_mask 1 'layers 7: out of range' mu-train --model tiny --objective learn --train facts.mpk.zst --mask mlp:7 --out x.st
+expect_fail train_bad_keep_best 1 "no --eval set named 'nope'" mu-train --model tiny --objective learn --train facts.mpk.zst --eval facts.mpk.zst --keep-best nope.acc --out x.st
+t train_no_partial_outputs bash -c '! ls x.st* 2>/dev/null | grep -q .'
