@@ -307,6 +307,11 @@ int mu_config_from_gguf(const mu_gguf *g, mu_config *c, char *err, size_t errlen
         c->rope_factor = 1;
         gg_opt_f32(g, arch, "rope.scaling.factor", &c->rope_factor);
     }
+    if (mu_gguf_find_tensor(g, "rope_freqs.weight") >= 0) { /* Llama 3.1 style scaling as per-dim factors */
+        set_err(err, errlen, "%s: rope_freqs.weight (per-dimension rope scaling factors) is not supported; "
+                "load the Hugging Face directory instead", mu_gguf_path(g));
+        return -1;
+    }
     gg_opt_id(g, "tokenizer.ggml.bos_token_id", &c->bos_id);
     gg_opt_id(g, "tokenizer.ggml.eos_token_id", &c->eos_id);
     gg_opt_id(g, "tokenizer.ggml.padding_token_id", &c->pad_id);

@@ -532,6 +532,21 @@ TEST(gguf_hostile_fields) {
     memcpy(b + find_gstr(orig, len, "blk.0.ffn_up.weight") + 8, "blk.0.attn_q.weight", 19);
     spit(p, b, len);
     expect_gguf_error(p, "duplicate name");
+    /* Llama 3.1 GGUFs carry rope scaling as a rope_freqs tensor: refused, not ignored */
+    memcpy(b, orig, len);
+    memcpy(b + find_gstr(orig, len, "token_embd.weight") + 8, "rope_freqs.weight", 17);
+    spit(p, b, len);
+    char err[512];
+    mu_gguf *g = mu_gguf_open(p, err, sizeof err);
+    CHECK_MSG(g, "%s", err);
+    mu_gguf_close(g);
+    CHECK(!mu_ckpt_open(p, err, sizeof err));
+    CHECK_MSG(strstr(err, p) && strstr(err, "rope_freqs.weight"), "%s", err);
+    /* token_embd renamed to something unknown: the checkpoint lacks a tensor the config needs */
+    memcpy(b + find_gstr(orig, len, "token_embd.weight") + 8, "token_embx.weight", 17);
+    spit(p, b, len);
+    CHECK(!mu_ckpt_open(p, err, sizeof err));
+    CHECK_MSG(strstr(err, "no tensor model.embed_tokens.weight"), "%s", err);
     spit(p, "", 0);
     expect_gguf_error(p, "empty");
     free(orig);
