@@ -61,7 +61,9 @@ typedef struct {
 
 /* A hook may read act (cache, attribution) and write it in place (patch, add noise or a
  * steering vector, zero/mean-ablate; in backward: add an injected loss gradient). The
- * model continues with act as the hook leaves it. Return 0, or non-zero to abort the
+ * model continues with act as the hook leaves it. Backward treats a forward hook as the
+ * identity (the gradient flows through the patched value unchanged; a patch of attn_head
+ * is also seen by the attention backward's softmax term). Return 0, or non-zero to abort the
  * pass (the forward/backward then fails with "hook at SITE:L failed"). On a device
  * backend act is a host copy, uploaded back after the call. Hooks run in the order given. */
 typedef int (*mu_hook_fn)(const mu_hook_info *info, float *act, void *user);
@@ -86,7 +88,9 @@ typedef struct mu_kvcache mu_kvcache;
 typedef struct {
     int train;               /* keep activations for mu_model_backward (no cache allowed) */
     int last_layer;          /* run layers 0..last_layer, then stop (no final norm, no logits);
-                                -1 = whole model. (RMU: loss on resid_post of last_layer.) */
+                                -1 = whole model. (RMU: loss on resid_post of last_layer.)
+                                NOTE: a zero-initialized struct means "stop after layer 0":
+                                write .last_layer = -1 for a full forward. */
     int logits_last_only;    /* logits only at each row's last valid token: [B, V] */
     const mu_hook *hooks;    /* forward hooks (entries with backward=1 are ignored here) */
     int n_hooks;

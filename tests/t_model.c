@@ -886,3 +886,37 @@ TEST(sites_parse_errors)
     CHECK(mu_site_from_name("mlp_out", 7, &m) == 0 && m == MU_SITE_MLP_OUT);
     CHECK(mu_site_from_name("mlp_outx", 8, &m) == -1);
 }
+
+TEST(model_backward_is_deterministic)
+{
+    mu_model *m = tiny_model(1, 1, 29);
+    int V = mu_model_config(m)->vocab, n = mu_model_n_params(m);
+    int32_t ids[TB * TT], targets[TB * TT];
+    tiny_batch(ids, targets, V);
+    char err[256];
+    CHECK(mu_model_set_all_trainable(m, 1) == 0);
+    mu_batch b = { TB, TT, ids, t_lens };
+    mu_fwd_opts o = { .train = 1, .last_layer = -1 };
+    float *dl = malloc(sizeof(float) * TB * TT * V);
+    float **g1 = calloc(n, sizeof *g1);
+    for (int rep = 0; rep < 2; rep++) {
+        mu_model_zero_grad(m);
+        CHECK(mu_model_forward(m, &b, &o, err, sizeof err) == 0);
+        mu_model_cross_entropy(m, targets, dl, NULL);
+        CHECK(mu_model_backward(m, dl, NULL, 0, err, sizeof err) == 0);
+        for (int i = 0; i < n; i++) {
+            mu_param *p = mu_model_param(m, i);
+            if (!rep) {
+                g1[i] = malloc(p->numel * sizeof(float));
+                memcpy(g1[i], p->g, p->numel * sizeof(float));
+            } else {
+                CHECK_MSG(memcmp(g1[i], p->g, p->numel * sizeof(float)) == 0,
+                          "%s: gradient differs between identical runs", p->info.name);
+            }
+        }
+    }
+    for (int i = 0; i < n; i++) free(g1[i]);
+    free(g1);
+    free(dl);
+    mu_model_free(m);
+}
