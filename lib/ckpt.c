@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "ckpt.h"
 #include "arch.h"
+#include "cli.h"
 #include "stream.h"
 #include <errno.h>
 #include <jansson.h>
@@ -47,7 +48,7 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...) {
 
 static char *join(const char *dir, const char *name) {
     size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
+    char *p = mu_xmalloc(n);
     if (p) snprintf(p, n, "%s/%s", dir, name);
     return p;
 }
@@ -66,8 +67,8 @@ static int shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
 }
 
 static void add_file(mu_ckpt *c, const char *path) {
-    c->files = realloc(c->files, sizeof *c->files * (size_t)(c->n_files + 1));
-    c->files[c->n_files++] = strdup(path);
+    c->files = mu_xrealloc(c->files, sizeof *c->files * (size_t)(c->n_files + 1));
+    c->files[c->n_files++] = mu_xstrdup(path);
 }
 
 void mu_ckpt_close(mu_ckpt *c) {
@@ -172,8 +173,7 @@ static int same_shape(int n1, const int64_t *s1, int n2, const int64_t *s2) {
  * Undo: HF[h*hd + j*hd/2 + i] = GGUF[h*hd + 2i + j]. rows = n_heads*hd, cols per row. */
 static void unpermute_rows(float *x, int64_t rows, int64_t cols, int n_heads) {
     int64_t hd = rows / n_heads, half = hd / 2;
-    float *tmp = malloc(sizeof *tmp * (size_t)(hd * cols));
-    if (!tmp) abort();
+    float *tmp = mu_xmalloc(sizeof *tmp * (size_t)(hd * cols));
     for (int h = 0; h < n_heads; h++) {
         float *blk = x + (int64_t)h * hd * cols;
         memcpy(tmp, blk, sizeof *tmp * (size_t)(hd * cols));
@@ -308,7 +308,7 @@ static int open_shard(mu_ckpt *c, const char *file, int *idx, char *err, size_t 
         if (!strcmp(mu_st_path(c->shard[i]), file)) { *idx = i; return 0; }
     mu_st *s = mu_st_open(file, err, errlen);
     if (!s) return -1;
-    c->shard = realloc(c->shard, sizeof *c->shard * (size_t)(c->n_shard + 1));
+    c->shard = mu_xrealloc(c->shard, sizeof *c->shard * (size_t)(c->n_shard + 1));
     *idx = c->n_shard;
     c->shard[c->n_shard++] = s;
     add_file(c, file);
@@ -392,18 +392,19 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *
 mu_ckpt *mu_ckpt_open(const char *path, char *err, size_t errlen) {
     mu_ckpt *c = calloc(1, sizeof *c);
     if (!c) { set_err(err, errlen, "%s: out of memory", path); return NULL; }
-    c->path = strdup(path);
+    c->path = mu_xstrdup(path);
     struct stat st;
     if (stat(path, &st)) {
         set_err(err, errlen, "%s: %s", path, strerror(errno));
         goto fail;
     }
     if (S_ISDIR(st.st_mode)) {
-        c->dir = strdup(path);
+        c->dir = mu_xstrdup(path);
         if (open_hf_dir(c, err, errlen)) goto fail;
     } else {
         const char *slash = strrchr(path, '/');
-        c->dir = slash ? strndup(path, (size_t)(slash - path + (slash == path))) : strdup(".");
+        c->dir = mu_xstrdup(slash ? path : ".");
+        if (slash) c->dir[slash - path + (slash == path)] = 0;  /* "/x.gguf" -> "/" */
         const char *base = slash ? slash + 1 : path;
         if (file_is_gguf(path)) {
             if (!(c->g = mu_gguf_open(path, err, errlen)) || mu_config_from_gguf(c->g, &c->cfg, err, errlen))
@@ -415,7 +416,7 @@ mu_ckpt *mu_ckpt_open(const char *path, char *err, size_t errlen) {
             add_file(c, path);
         } else if (!strcmp(base, "config.json")) {
             free(c->path);
-            c->path = strdup(c->dir);
+            c->path = mu_xstrdup(c->dir);
             if (open_hf_dir(c, err, errlen)) goto fail;
         } else {
             set_err(err, errlen, "%s: not a model directory, config.json or GGUF file", path);
@@ -450,7 +451,7 @@ static void hash_lines(const char *text, char out[33]) {
 static int digest_of(char **files, int n, const char *prefix, char out[33]) {
     size_t cap = 64 + (prefix ? strlen(prefix) : 0);
     for (int i = 0; i < n; i++) cap += strlen(files[i]) + 40;
-    char *text = malloc(cap), d[33];
+    char *text = mu_xmalloc(cap), d[33];
     size_t o = (size_t)snprintf(text, cap, "%s", prefix ? prefix : "");
     for (int i = 0; i < n; i++) {
         if (mu_file_digest(files[i], d)) { free(text); return -1; }
@@ -479,7 +480,7 @@ int mu_ckpt_digest(mu_ckpt *c, char out[33]) {
     if (mu_ckpt_base_digest(c, base)) return -1;
     if (!c->n_delta) { memcpy(out, base, 33); return 0; }
     if (!c->digest[0]) {
-        char **paths = malloc(sizeof *paths * (size_t)c->n_delta), prefix[48];
+        char **paths = mu_xmalloc(sizeof *paths * (size_t)c->n_delta), prefix[48];
         for (int i = 0; i < c->n_delta; i++) paths[i] = c->delta[i].path;
         snprintf(prefix, sizeof prefix, "base\t%s\n", base);
         int rc = digest_of(paths, c->n_delta, prefix, c->digest);
@@ -627,8 +628,8 @@ int mu_ckpt_add_delta(mu_ckpt *c, const char *delta_path, char *err, size_t errl
         mu_st_close(d);
         return -1;
     }
-    c->delta = realloc(c->delta, sizeof *c->delta * (size_t)(c->n_delta + 1));
-    c->delta[c->n_delta].path = strdup(delta_path);
+    c->delta = mu_xrealloc(c->delta, sizeof *c->delta * (size_t)(c->n_delta + 1));
+    c->delta[c->n_delta].path = mu_xstrdup(delta_path);
     c->delta[c->n_delta].st = d;
     c->n_delta++;
     c->digest[0] = 0;
@@ -677,8 +678,7 @@ static int flat_dir(const char *dir) {
 
 char *mu_dir_tmp_create(const char *final, char *err, size_t errlen) {
     size_t n = strlen(final) + 32;
-    char *tmp = malloc(n);
-    if (!tmp) { set_err(err, errlen, "%s: out of memory", final); return NULL; }
+    char *tmp = mu_xmalloc(n);
     snprintf(tmp, n, "%s.tmp.%ld", final, (long)getpid());
     if (mkdir(tmp, 0777)) {
         set_err(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));

@@ -458,7 +458,7 @@ mu_gguf *mu_gguf_open(const char *path, char *err, size_t errlen) {
     close(fd);
     if (m == MAP_FAILED) { set_err(err, errlen, "%s: mmap: %s", path, strerror(errno)); goto fail; }
     g->map = m;
-    err && errlen ? (void)(err[0] = 0) : (void)0;
+    if (err && errlen) err[0] = 0;
     cursor c = {g->map, g->len, 0, g->path, err, errlen};
     if (parse_all(g, &c)) {
         if (err && errlen && !err[0]) set_err(err, errlen, "%s: out of memory", path);
