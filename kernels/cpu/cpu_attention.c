@@ -41,9 +41,11 @@ void cpu_attention(float *O, float *lse, const float *Q, const float *K, const f
 {
     const int H = s->H, hd = s->hd, group = s->H / s->Hkv, ntile = (s->Tq + QT - 1) / QT;
     const int qld = H * hd, kld = s->Hkv * hd;
+    if (s->B <= 0 || s->Tq <= 0) return;
     #pragma omp parallel
     {
-        float *S = malloc((size_t)QT * (s->Tk > 0 ? s->Tk : 1) * sizeof *S);
+        size_t rows = s->Tq < QT ? (size_t)s->Tq : QT;     /* decode: one query row */
+        float *S = malloc(rows * (s->Tk > 0 ? s->Tk : 1) * sizeof *S);
         if (!S) abort();
         #pragma omp for collapse(3) schedule(dynamic)
         for (int b = 0; b < s->B; b++)
@@ -124,9 +126,10 @@ void cpu_attention_bwd(float *dQ, float *dK, float *dV, const float *dO, const f
 {
     const int H = s->H, hd = s->hd, group = s->H / s->Hkv, ntile = (s->Tq + QT - 1) / QT;
     const int qld = H * hd, kld = s->Hkv * hd;
+    if (s->B <= 0 || s->Tq <= 0) return;
     #pragma omp parallel
     {
-        size_t sz = (size_t)QT * (s->Tk > 0 ? s->Tk : 1);
+        size_t sz = (s->Tq < QT ? (size_t)s->Tq : QT) * (s->Tk > 0 ? s->Tk : 1);
         float *S = malloc(sz * sizeof *S), *dP = malloc(sz * sizeof *dP);
         if (!S || !dP) abort();
         #pragma omp for collapse(2) schedule(dynamic)
