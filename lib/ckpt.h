@@ -24,7 +24,12 @@
 
 typedef struct mu_ckpt mu_ckpt;
 
-/* path: a directory (HF layout), a config.json's directory, or a .gguf file. */
+/* path: a directory (HF layout), its config.json, or a GGUF file (recognized by its magic).
+ * Opening parses the config and checks that every tensor mu_arch_params lists is present
+ * with its shape and a usable dtype, so a mismatch fails here with one line naming the file
+ * and tensor. Weights stay mmap'd; nothing is read until mu_ckpt_read_f32. After the deltas
+ * are added, the read functions do not modify the checkpoint: threads may call them
+ * concurrently. */
 mu_ckpt *mu_ckpt_open(const char *path, char *err, size_t errlen);
 const mu_config *mu_ckpt_config(const mu_ckpt *c);
 const char *mu_ckpt_path(const mu_ckpt *c);
