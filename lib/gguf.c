@@ -150,8 +150,12 @@ int mu_ggml_dequant(int type, const void *src, size_t src_bytes, float *dst, siz
     const uint8_t *p = src;
     switch (type) {
     case MU_GGML_F32: memcpy(dst, p, n * 4); return 0;
-    case MU_GGML_F16: for (size_t i = 0; i < n; i++) dst[i] = f16_at(p + 2 * i); return 0;
+    case MU_GGML_F16:
+#pragma omp parallel for schedule(static) if (n > 262144)
+        for (size_t i = 0; i < n; i++) dst[i] = f16_at(p + 2 * i);
+        return 0;
     case MU_GGML_BF16:
+#pragma omp parallel for schedule(static) if (n > 262144)
         for (size_t i = 0; i < n; i++) dst[i] = mu_bf16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
         return 0;
     case MU_GGML_F64:
@@ -159,6 +163,8 @@ int mu_ggml_dequant(int type, const void *src, size_t src_bytes, float *dst, siz
         return 0;
     default: break;
     }
+    int bad = 0;
+#pragma omp parallel for schedule(static) if (nb > 8192) reduction(| : bad)
     for (size_t i = 0; i < nb; i++) {
         const uint8_t *b = p + i * (size_t)ti->bytes;
         float *y = dst + i * (size_t)ti->block;
@@ -170,10 +176,10 @@ int mu_ggml_dequant(int type, const void *src, size_t src_bytes, float *dst, siz
         case MU_GGML_Q8_0: dq_q8_0(b, y, 2); break;
         case MU_GGML_Q8_1: dq_q8_0(b, y, 4); break;
         case MU_GGML_Q6_K: dq_q6_k(b, y); break;
-        default: return -1;
+        default: bad = 1;
         }
     }
-    return 0;
+    return bad ? -1 : 0;
 }
 
 /* ---------------------------------------------------------------- parsing */
