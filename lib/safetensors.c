@@ -294,11 +294,9 @@ static int st_convert_f32(mu_dtype dt, const uint8_t *src, float *dst, size_t n)
     switch (dt) {
     case MU_F32: memcpy(dst, src, n * 4); return 0;
     case MU_F16:
-#pragma omp parallel for schedule(static) if (n > 262144)
         for (size_t i = 0; i < n; i++) dst[i] = mu_f16_to_f32((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
         return 0;
     case MU_BF16:
-#pragma omp parallel for schedule(static) if (n > 262144)
         for (size_t i = 0; i < n; i++) dst[i] = mu_bf16_to_f32((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
         return 0;
     case MU_F64:
