@@ -403,6 +403,11 @@ static char *stw_header(mu_st_writer *w, size_t *len, char *err, size_t errlen) 
             json_decref(root);
             return NULL;
         }
+        if (!e->data && stw_nbytes(e)) {
+            set_err(err, errlen, "tensor %s: no data", e->name);
+            json_decref(root);
+            return NULL;
+        }
         if (json_object_get(root, e->name)) {
             set_err(err, errlen, "tensor %s: added twice", e->name);
             json_decref(root);
