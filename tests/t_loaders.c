@@ -1067,3 +1067,28 @@ TEST(init_model_loads_back) {
     free(p);
     mu_ckpt_close(c);
 }
+
+TEST(init_qwen2_tied_f16_loads_back) {
+    const char *bin = getenv("MU_BIN");
+    char cmd[4096], err[512];
+    if (!bin) SKIP("MU_BIN not set (make check sets it)");
+    const char *t = mu_test_tmpdir();
+    snprintf(cmd, sizeof cmd, "'%s/mu-init' --out '%s/q' --layers 1 --d-model 64 --heads 4 --kv-heads 1 "
+             "--head-dim 8 --d-ff 96 --vocab 260 --qkv-bias --tied --dtype f16 --seed 5", bin, t);
+    CHECK_MSG(system(cmd) == 0, "%s failed", cmd);
+    mu_ckpt *c = mu_ckpt_open(path_in(t, "q"), err, sizeof err);
+    CHECK_MSG(c, "%s", err);
+    const mu_config *cf = mu_ckpt_config(c);
+    CHECK(cf->qkv_bias && cf->tie_embeddings && cf->head_dim == 8 && !strcmp(cf->model_type, "qwen2"));
+    CHECK(!mu_ckpt_has(c, "lm_head.weight") && !mu_ckpt_has(c, "model.layers.0.self_attn.o_proj.bias"));
+    mu_dtype dt;
+    CHECK(!mu_ckpt_dtype(c, "model.layers.0.self_attn.q_proj.weight", &dt) && dt == MU_F16);
+    int64_t qb[1] = {32}, kb[1] = {8}, qw[2] = {32, 64}, ow[2] = {64, 32};
+    float x[32 * 64];
+    CHECK_MSG(!mu_ckpt_read_f32(c, "model.layers.0.self_attn.q_proj.bias", 1, qb, x, err, sizeof err), "%s", err);
+    for (int i = 0; i < 32; i++) CHECK(x[i] == 0);
+    CHECK(!mu_ckpt_read_f32(c, "model.layers.0.self_attn.v_proj.bias", 1, kb, x, err, sizeof err));
+    CHECK(!mu_ckpt_read_f32(c, "model.layers.0.self_attn.q_proj.weight", 2, qw, x, err, sizeof err));
+    CHECK(!mu_ckpt_read_f32(c, "model.layers.0.self_attn.o_proj.weight", 2, ow, x, err, sizeof err));
+    mu_ckpt_close(c);
+}
