@@ -274,7 +274,7 @@ int tok_finish(mu_tokenizer *tk, char *err, size_t n) {
             tk->byte_id[t->byte] = (int32_t)id;
     }
     if (tok_strmap_build(tk, err, n)) return -1;
-    qsort(tk->added, (size_t)tk->n_added, sizeof *tk->added, added_cmp);
+    if (tk->n_added) qsort(tk->added, (size_t)tk->n_added, sizeof *tk->added, added_cmp);
     memset(tk->added_first, 0, sizeof tk->added_first);
     for (int i = 0; i < tk->n_added; i++) tk->added_first[(unsigned char)tk->added[i].content[0]] = 1;
     return 0;
@@ -304,6 +304,7 @@ static int nbuf_reserve(nbuf *b, size_t need) {
 }
 
 static int nbuf_put(nbuf *b, const char *s, size_t len, size_t os, size_t oe) {
+    if (!len) return 0;
     if (nbuf_reserve(b, b->len + len)) return -1;
     memcpy(b->s + b->len, s, len);
     if (b->track)
@@ -314,6 +315,7 @@ static int nbuf_put(nbuf *b, const char *s, size_t len, size_t os, size_t oe) {
 
 /* Appends src[i..i+len) keeping its own alignment. */
 static int nbuf_put_aligned(nbuf *b, const nbuf *src, size_t i, size_t len) {
+    if (!len) return 0;
     if (nbuf_reserve(b, b->len + len)) return -1;
     memcpy(b->s + b->len, src->s + i, len);
     if (b->track) {
@@ -598,7 +600,9 @@ static int bpe_piece(const mu_tokenizer *tk, bpe_work *w, const char *piece, siz
             for (uint32_t b = 0; b < S->len; b++) {
                 (*out)[*nout] = tk->byte_id[(unsigned char)piece[S->start + b]]; (*lens)[*nout] = 1; (*nout)++;
             }
-        } else if (tk->fuse_unk && *nout > 0 && (*out)[*nout - 1] == tk->unk && tk->unk >= 0) {
+        } else if (tk->unk < 0) {
+            if (*nout > 0) (*lens)[*nout - 1] += S->len;   /* no <unk>: dropped, like HF */
+        } else if (tk->fuse_unk && *nout > 0 && (*out)[*nout - 1] == tk->unk) {
             (*lens)[*nout - 1] += S->len;
         } else {
             (*out)[*nout] = tk->unk; (*lens)[*nout] = S->len; (*nout)++;
