@@ -40,10 +40,14 @@ static void on_fatal_signal(int sig) {
     raise(sig);
 }
 
+/* Only where the disposition is the default: a tool's own handler (e.g. to checkpoint
+ * on SIGINT) or an inherited SIG_IGN is left alone. */
 static void install_signal_handlers(void) {
     static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
     for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) {
-        struct sigaction sa;
+        struct sigaction sa, old;
+        if (sigaction(sigs[i], NULL, &old) != 0 || (old.sa_flags & SA_SIGINFO) || old.sa_handler != SIG_DFL)
+            continue;
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = on_fatal_signal;
         sigemptyset(&sa.sa_mask);
