@@ -583,12 +583,14 @@ int main(int argc, char **argv) {
     char err[512];
     o.tk = mu_tokenizer_load(o.model, err, sizeof err);
     if (!o.tk) mu_die("%s", err);
-    if (decode) return o.ids ? run_decode_ids(&o) : run_decode_stream(&o);
+    if (decode) { int rc = o.ids ? run_decode_ids(&o) : run_decode_stream(&o); mu_tokenizer_free(o.tk); return rc; }
     if (raw) {
         if (o.bos < 0) o.bos = 0;
         if (o.bos && mu_tok_bos(o.tk) < 0) mu_die("%s: --bos: the model has no BOS token", o.model);
         if (o.eos && mu_tok_eos(o.tk) < 0) mu_die("%s: --eos: the model has no EOS token", o.model);
-        return run_raw(&o);
+        int rc = run_raw(&o);
+        mu_tokenizer_free(o.tk);
+        return rc;
     }
     if (o.bos < 0) o.bos = mu_tok_add_bos_default(o.tk) && mu_tok_bos(o.tk) >= 0;
     if (o.bos && mu_tok_bos(o.tk) < 0) mu_die("%s: --bos: the model has no BOS token", o.model);
@@ -612,5 +614,13 @@ int main(int argc, char **argv) {
         o.mc_opts = split_list(mc_opts, ',', &o.n_mc);
         if (o.n_mc < 2 || o.n_mc > 26) mu_usage_error("--mc-options: 2 to 26 fields");
     }
-    return run_records(&o, prompt_spec ? prompt_spec : "{prompt}", target_spec);
+    int rc = run_records(&o, prompt_spec ? prompt_spec : "{prompt}", target_spec);
+    mu_template_free(o.prompt);
+    mu_template_free(o.target);
+    for (int i = 0; i < o.n_choices; i++) mu_template_free(o.choices[i]);
+    free(o.choices);
+    for (int i = 0; i < o.n_mc; i++) free(o.mc_opts[i]);
+    free(o.mc_opts);
+    mu_tokenizer_free(o.tk);
+    return rc;
 }
