@@ -58,7 +58,11 @@ static void install_signal_handlers(void) {
 
 void mu_cleanup_register(const char *path) {
     static int handlers_installed;
-    if (!handlers_installed) { install_signal_handlers(); handlers_installed = 1; }
+    if (!handlers_installed) {
+        install_signal_handlers();
+        atexit(cleanup_run);    /* a temp never committed does not outlive the process */
+        handlers_installed = 1;
+    }
     char *copy = mu_xstrdup(path);
     for (int i = 0; i < MU_MAX_CLEANUP; i++) {
         if (!cleanup_paths[i]) { cleanup_paths[i] = copy; return; }

@@ -783,6 +783,7 @@ void mu_reader_die(const mu_reader *r, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (r->index < 0) mu_die("%s: header: %s", r->path, msg);
     mu_die("%s: record %ld: %s", r->path, r->index, msg);
 }
 

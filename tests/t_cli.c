@@ -298,6 +298,24 @@ TEST(die_removes_stream_temp) {
     CHECK_MSG(system(cmd) == 0, "files left behind in %s", mu_test_tmpdir());
 }
 
+static void exit_without_commit(const char *path) {
+    mu_cli_init("mu-test", 0, NULL);
+    mu_outfile o;
+    mu_out_open_or_die(&o, path);
+    fputs("partial", o.fp);
+    exit(0);                                           /* forgot mu_out_commit */
+}
+
+TEST(exit_without_commit_leaves_nothing) {
+    char path[4096], err[256];
+    snprintf(path, sizeof path, "%s/out.bin", mu_test_tmpdir());
+    int st = run_child(exit_without_commit, path, err, sizeof err);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    char cmd[4500];
+    snprintf(cmd, sizeof cmd, "test -z \"$(ls -A %s)\"", mu_test_tmpdir());
+    CHECK_MSG(system(cmd) == 0, "files left behind in %s", mu_test_tmpdir());
+}
+
 TEST(sigterm_removes_temp) {
     char path[4096];
     snprintf(path, sizeof path, "%s/out.bin", mu_test_tmpdir());
