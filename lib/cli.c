@@ -26,8 +26,10 @@ static char **cli_argv;
 
 #define MU_MAX_CLEANUP 64
 static char *volatile cleanup_paths[MU_MAX_CLEANUP];
+static volatile pid_t cleanup_owner;   /* a forked child never removes its parent's files */
 
 static void cleanup_run(void) {
+    if (getpid() != cleanup_owner) return;
     for (int i = 0; i < MU_MAX_CLEANUP; i++) {
         char *p = cleanup_paths[i];
         if (p) unlink(p);
@@ -62,6 +64,10 @@ void mu_cleanup_register(const char *path) {
         install_signal_handlers();
         atexit(cleanup_run);    /* a temp never committed does not outlive the process */
         handlers_installed = 1;
+    }
+    if (cleanup_owner != getpid()) {     /* first use, or first use in a forked child */
+        for (int i = 0; i < MU_MAX_CLEANUP; i++) cleanup_paths[i] = NULL; /* the parent's */
+        cleanup_owner = getpid();
     }
     char *copy = mu_xstrdup(path);
     for (int i = 0; i < MU_MAX_CLEANUP; i++) {
