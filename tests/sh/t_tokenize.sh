@@ -51,6 +51,36 @@ expect_fail no-model 2 "--model is required" mu-tokenize --raw
 expect_fail bad-template 2 "--prompt: template" mu-tokenize --model $G/llama3.json --prompt '{open' "$T/d.jsonl"
 expect_fail chat-without-template 1 "no chat template" mu-tokenize --model $G/llama3.json --chat "$T/d.jsonl"
 
+# ---- chat template (ChatML from tokenizer_config.json), a list field of candidates, --eos
+mkdir -p "$T/chat"; cp "$G/qwen2.json" "$T/chat/tokenizer.json"
+cat > "$T/chat/tokenizer_config.json" <<'EOF'
+{"eos_token": "<|im_end|>", "chat_template": "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"}
+EOF
+cat > "$T/qa.jsonl" <<'EOF'
+{"question": "Who wrote it?", "paraphrased_answer": "Ann did.", "perturbed_answer": ["Bob did.", "Cy did."], "answer": "Ann wrote it."}
+EOF
+t chat-tokenize mu-tokenize --model "$T/chat" --chat --prompt '{question}' --target ' {paraphrased_answer}' --choices-field perturbed_answer --eos "$T/qa.jsonl" -o "$T/qa.mpk.zst"
+printf '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nWho wrote it?<|im_end|>\n<|im_start|>assistant\n\n' > "$T/qa.want"
+t chat-prompt-text bash -c "mu-tokenize --model $T/chat --decode --keep-special $T/qa.mpk.zst | cmp - $T/qa.want"
+t chat-system-option bash -c "mu-tokenize --model $T/chat --chat --system 'Be brief.' --prompt '{question}' $T/qa.jsonl | mu-tokenize --model $T/chat --decode --keep-special | head -1 | grep -qx '<|im_start|>system'"
+if [ $have_py = 1 ]; then
+  t chat-spans-targets "$PY" - "$T/qa.mpk.zst" "$MU_BIN/mu-tokenize" "$T/chat" <<'EOF'
+import sys, io, struct, subprocess, msgpack, zstandard
+d = zstandard.ZstdDecompressor().stream_reader(open(sys.argv[1], 'rb')).read()
+h, r = list(msgpack.Unpacker(io.BytesIO(d), raw=False))
+ids = struct.unpack('<%di' % r['prompt']['shape'][0], r['prompt']['data'])
+s, e = r['spans']['question']
+dec = lambda x: subprocess.run([sys.argv[2], '--model', sys.argv[3], '--decode', '--ids'], input=' '.join(map(str, x)),
+                               capture_output=True, text=True, check=True).stdout
+assert dec(ids[s:e]) == 'Who wrote it?\n', dec(ids[s:e])
+assert r['target_texts'] == [' Ann did.', 'Bob did.', 'Cy did.'] and r['answer'] == 0
+eos = h['meta']['eos']
+for t in r['targets']:
+    assert struct.unpack('<%di' % t['shape'][0], t['data'])[-1] == eos
+assert r['meta'] == {'answer': 'Ann wrote it.'}
+EOF
+else skip chat-spans-targets "no python with msgpack+zstandard ($PY)"; fi
+
 # ---- shared data: stories260K greedy ids, Sports Facts, MMLU
 D=$SHARED_DATA
 if [ -d "$D/models/stories260K" ]; then
