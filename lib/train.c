@@ -475,6 +475,7 @@ int mu_trainer_trained_param(const mu_trainer *t, int i) { return t->pidx[i]; }
 const mu_idxset *mu_trainer_trained_set(const mu_trainer *t, int i) { return mu_optim_set(t->opt, i); }
 size_t mu_trainer_optim_bytes(const mu_trainer *t) { return mu_optim_state_bytes(t->opt); }
 int64_t mu_trainer_step(const mu_trainer *t) { return t->step; }
+void mu_trainer_set_steps(mu_trainer *t, int64_t steps) { t->o.steps = steps; }
 double mu_trainer_last_loss(const mu_trainer *t) { return t->last_loss; }
 
 /* ---- batches ---- */

@@ -99,6 +99,10 @@ void mu_trainer_add_eval(mu_trainer *t, const char *name, mu_train_set *set);
  * best evaluated parameters. 0 ok; -1 + err (NaN/inf loss names the step). */
 int mu_trainer_run(mu_trainer *t, const char *resume_path, char *err, size_t errlen);
 
+/* Raises (or lowers) the number of steps mu_trainer_run trains to; a later run call
+ * continues from the current step. (The lr schedule keeps its configured total.) */
+void mu_trainer_set_steps(mu_trainer *t, int64_t steps);
+
 /* ---- results ---- */
 int mu_trainer_n_trained(const mu_trainer *t);
 /* Model parameter index of trained tensor i and its trained element set. */
