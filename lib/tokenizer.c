@@ -69,6 +69,23 @@ static size_t utf8_seq_len(const unsigned char *s, size_t n) {
     return 0;
 }
 
+/* Length of the maximal invalid subpart at s (a lead byte and the continuation bytes that
+ * were still acceptable before the sequence broke off); at least 1. */
+static size_t utf8_invalid_subpart(const unsigned char *s, size_t n) {
+    unsigned c = s[0], lo = 0x80, hi = 0xBF;
+    size_t need;
+    if (c >= 0xC2 && c <= 0xDF) need = 1;
+    else if (c >= 0xE0 && c <= 0xEF) { need = 2; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
+    else if (c >= 0xF0 && c <= 0xF4) { need = 3; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
+    else return 1;
+    size_t j = 1;
+    for (; j <= need && j < n; j++) {
+        unsigned x = s[j];
+        if (x < (j == 1 ? lo : 0x80) || x > (j == 1 ? hi : 0xBF)) break;
+    }
+    return j;
+}
+
 /* Returns the offset of the first invalid byte, or len if all valid. */
 static size_t utf8_check(const char *text, size_t len) {
     const unsigned char *s = (const unsigned char *)text;
@@ -848,13 +865,19 @@ int mu_tok_decode(const mu_tokenizer *tk, const int32_t *ids, size_t n, int skip
         memcpy(raw + o, t->dec, t->dec_len);
         o += t->dec_len;
     }
-    /* invalid UTF-8 (e.g. a byte token cut from its character) becomes U+FFFD per byte */
+    /* invalid UTF-8 (e.g. a byte token cut from its character) becomes U+FFFD: per byte
+     * for byte-fallback tokens (HF ByteFallback), per maximal invalid subpart for
+     * byte-level vocabularies (HF ByteLevel: String::from_utf8_lossy) */
     char *outb = malloc(o * 3 + 1);
     if (!outb) { free(raw); tok_err(err, errlen, "out of memory"); return -1; }
     size_t q = 0, i = 0;
     while (i < o) {
         size_t k = utf8_seq_len((const unsigned char *)raw + i, o - i);
-        if (!k) { memcpy(outb + q, "\xef\xbf\xbd", 3); q += 3; i++; continue; }
+        if (!k) {
+            memcpy(outb + q, "\xef\xbf\xbd", 3); q += 3;
+            i += tk->kind == MODEL_BYTELEVEL ? utf8_invalid_subpart((const unsigned char *)raw + i, o - i) : 1;
+            continue;
+        }
         memcpy(outb + q, raw + i, k); q += k; i += k;
     }
     free(raw);

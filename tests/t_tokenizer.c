@@ -593,3 +593,28 @@ TEST(tok_chat_from_config) {
     free(ids);
     mu_tokenizer_free(tk);
 }
+
+/* A character cut short decodes to U+FFFD as HF does: one per maximal invalid subpart
+ * for byte-level vocabularies (from_utf8_lossy), one per byte token for byte fallback. */
+TEST(tok_decode_partial_character) {
+    char path[1024], err[256], *dec;
+    size_t n, dl;
+    int32_t *ids;
+    snprintf(path, sizeof path, "%s/tests/golden/tokenizer/gpt2.json", mu_test_root());
+    mu_tokenizer *tk = load_or_fail(path);
+    CHECK(mu_tok_encode(tk, "\xe2\x82\xac" "a", 4, 0, &ids, &n, err, sizeof err) == 0);
+    CHECK_EQ_INT(n, 4);                     /* e2, 82, ac, a: the golden has no merge for € */
+    int32_t cut[3] = { ids[0], ids[1], ids[3] };
+    CHECK(mu_tok_decode(tk, cut, 3, 1, &dec, &dl, err, sizeof err) == 0);
+    CHECK_STR(dec, "\xef\xbf\xbd" "a");     /* HF: '\ufffda' */
+    free(dec); free(ids);
+    mu_tokenizer_free(tk);
+    snprintf(path, sizeof path, "%s/tests/golden/tokenizer/spm.json", mu_test_root());
+    tk = load_or_fail(path);
+    CHECK(mu_tok_encode(tk, "x\xe2\x82\xac", 4, 0, &ids, &n, err, sizeof err) == 0);
+    CHECK(n >= 3);
+    CHECK(mu_tok_decode(tk, ids, n - 1, 1, &dec, &dl, err, sizeof err) == 0);
+    CHECK_STR(dec, "x\xef\xbf\xbd\xef\xbf\xbd"); /* HF: 'x\ufffd\ufffd' */
+    free(dec); free(ids);
+    mu_tokenizer_free(tk);
+}
