@@ -396,3 +396,61 @@ TEST(train_deltas_and_model_dir_reproduce_the_model) {
     mu_mask_free(&mask);
     mu_model_free(m);
 }
+
+/* Gradient ascent only lowers accuracy on the facts: with --keep-best facts.acc (max)
+ * the run ends holding the step-0 parameters, bit for bit; with :min it keeps the last. */
+TEST(train_keep_best_restores_best_eval) {
+    for (int dir = 0; dir < 2; dir++) {
+        mu_model *m = tiny_model(9);
+        float **before = snapshot(m);
+        mu_train_opts o;
+        mu_train_opts_default(&o);
+        char err[512];
+        CHECK(mu_objective_parse("ga", o.coef, err, sizeof err) == 0);
+        o.steps = 12; o.batch = 4; o.opt.lr = 3e-2; o.eval_every = 3;
+        o.keep_best = dir ? "facts.nll:max" : "facts.nll";
+        mu_trainer *t = mu_trainer_new(m, NULL, NULL, &o, err, sizeof err);
+        CHECK_MSG(t, "%s", err);
+        mu_train_set f, ev;
+        facts(&f, 4, 21, 0);
+        facts(&ev, 4, 21, 0);
+        mu_trainer_set_data(t, MU_DATA_FORGET, &f);
+        mu_trainer_add_eval(t, "facts", &ev);
+        double nll0 = mu_trainer_eval_metric(t, "facts.nll");
+        CHECK_MSG(mu_trainer_run(t, NULL, err, sizeof err) == 0, "%s", err);
+        double nll = mu_trainer_eval_metric(t, "facts.nll");
+        if (!dir) {
+            CHECK_NEAR(nll, nll0, 0);
+            for (int i = 0; i < mu_model_n_params(m); i++) {
+                float *now = malloc(mu_model_param(m, i)->numel * 4);
+                mu_model_get_param(m, i, now);
+                CHECK(memcmp(now, before[i], mu_model_param(m, i)->numel * 4) == 0);
+                free(now);
+            }
+        } else {
+            CHECK_MSG(nll > nll0 + 1.0, "ga should raise nll: %.3f -> %.3f", nll0, nll);
+        }
+        free_snapshot(m, before);
+        mu_trainer_free(t);
+        mu_model_free(m);
+    }
+}
+
+TEST(train_objective_spec_parsing) {
+    double c[MU_OBJ_COUNT];
+    char err[256];
+    CHECK(mu_objective_parse("log1mp=1,retain-ce=2.5,general-lm=0.5", c, err, sizeof err) == 0);
+    CHECK(c[MU_OBJ_LOG1MP] == 1 && c[MU_OBJ_RETAIN_CE] == 2.5 && c[MU_OBJ_GENERAL_LM] == 0.5 && c[MU_OBJ_NPO] == 0);
+    CHECK(mu_objective_parse("graddiff=2,npo", c, err, sizeof err) == 0);
+    CHECK(c[MU_OBJ_GA] == 2 && c[MU_OBJ_RETAIN_CE] == 2 && c[MU_OBJ_NPO] == 1);
+    CHECK(mu_objective_parse("npo=x", c, err, sizeof err) < 0);
+    CHECK(strstr(err, "not a number") != NULL);
+    CHECK(mu_objective_parse("kl", c, err, sizeof err) < 0);
+    CHECK(strstr(err, "unknown objective 'kl'") != NULL);
+    CHECK(mu_objective_parse("", c, err, sizeof err) < 0);
+    for (int i = 0; i < MU_OBJ_COUNT; i++) {
+        char one[64];
+        snprintf(one, sizeof one, "%s=3", mu_obj_name((mu_obj_id)i));
+        CHECK(mu_objective_parse(one, c, err, sizeof err) == 0 && c[i] == 3);
+    }
+}
