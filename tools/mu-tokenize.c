@@ -38,6 +38,9 @@ static const char usage[] =
     "  --mc-options LIST  option fields (default A,B,C,D)\n"
     "  --mc-answer F      field holding the answer letter (default answer)\n"
     "  --id-field F       record id from this field (default: the record index)\n"
+    "  --span F           also record the token span of field F's value where it occurs\n"
+    "                     in the prompt text (last occurrence; e.g. CounterFact's subject\n"
+    "                     in its ready-made prompt); repeatable\n"
     "  --chat             wrap the prompt as a user turn in the model's chat template\n"
     "                     (ChatML, Llama-3, Llama-2, Gemma; from tokenizer_config.json or\n"
     "                     GGUF tokenizer.chat_template)\n"
@@ -59,7 +62,7 @@ static const char usage[] =
 
 enum { O_MODEL = 256, O_FORMAT, O_COLUMNS, O_PROMPT, O_TARGET, O_CHOICES, O_CHOICES_FIELD, O_ANSWER_FIELD,
        O_MC, O_MC_OPTIONS, O_MC_ANSWER, O_ID_FIELD, O_CHAT, O_SYSTEM, O_BOS, O_NO_BOS, O_EOS, O_RAW,
-       O_DECODE, O_FIELD, O_KEEP_SPECIAL, O_IDS };
+       O_DECODE, O_FIELD, O_KEEP_SPECIAL, O_IDS, O_SPAN };
 
 typedef struct {
     const char *model, *out, *input, *format, *columns, *system, *choices_field, *answer_field,
@@ -68,6 +71,8 @@ typedef struct {
     int n_choices;
     char **mc_opts;
     int n_mc;
+    const char **span_fields;
+    int n_span_fields;
     int mc, chat, bos, eos, keep_special, ids;
     mu_tokenizer *tk;
     mu_chat_kind chat_kind;
@@ -259,7 +264,7 @@ static int field_used(const opts *o, const char *f) {
 
 static void tokenize_record(opts *o, mu_writer *w, json_t *rec, const char *dname, size_t ri) {
     int nf = mu_template_nfields(o->prompt);
-    mu_span *spans = mu_xcalloc((size_t)nf + 1, sizeof *spans);
+    mu_span *spans = mu_xcalloc((size_t)(nf + o->n_span_fields) + 1, sizeof *spans);
     size_t plen;
     char *ptext = fill_or_die(o, o->prompt, rec, dname, ri, spans, &plen), what[512];
     snprintf(what, sizeof what, "%s: record %zu", dname, ri);
@@ -287,6 +292,17 @@ static void tokenize_record(opts *o, mu_writer *w, json_t *rec, const char *dnam
         free(ptext);
         ptext = c; plen = strlen(c);
     }
+    for (int k = 0; k < o->n_span_fields; k++) {   /* --span: find the value in the text */
+        char err[256], *val = mu_field_text(json_object_get(rec, o->span_fields[k]), o->span_fields[k], err, sizeof err);
+        if (!val) mu_die("%s: --span: %s", what, err);
+        size_t vl = strlen(val);
+        const char *at = NULL;
+        for (const char *p = ptext; vl && (p = memmem(p, plen - (size_t)(p - ptext), val, vl)); p++) at = p;
+        if (!at) mu_die("%s: --span %s: \"%.60s\" does not occur in the prompt", what, o->span_fields[k], val);
+        spans[nf + k] = (mu_span){ o->span_fields[k], (size_t)(at - ptext), (size_t)(at - ptext) + vl };
+        free(val);
+    }
+    nf += o->n_span_fields;
     int32_t *pids;
     size_t *offs, np;
     encode_or_die(o, what, ptext, plen, &pids, &offs, &np);
@@ -543,6 +559,7 @@ int main(int argc, char **argv) {
         {"bos", no_argument, 0, O_BOS}, {"no-bos", no_argument, 0, O_NO_BOS}, {"eos", no_argument, 0, O_EOS},
         {"raw", no_argument, 0, O_RAW}, {"decode", no_argument, 0, O_DECODE}, {"field", required_argument, 0, O_FIELD},
         {"keep-special", no_argument, 0, O_KEEP_SPECIAL}, {"ids", no_argument, 0, O_IDS},
+        {"span", required_argument, 0, O_SPAN},
         {"out", required_argument, 0, 'o'}, MU_COMMON_LONGOPTS, {0, 0, 0, 0}};
     while ((opt = getopt_long(argc, argv, ":o:hVq", lo, NULL)) != -1) {
         if (mu_cli_common(opt, usage)) continue;
@@ -569,6 +586,10 @@ int main(int argc, char **argv) {
         case O_FIELD: o.field = optarg; break;
         case O_KEEP_SPECIAL: o.keep_special = 1; break;
         case O_IDS: o.ids = 1; break;
+        case O_SPAN:
+            o.span_fields = mu_xrealloc(o.span_fields, (size_t)(o.n_span_fields + 1) * sizeof *o.span_fields);
+            o.span_fields[o.n_span_fields++] = optarg;
+            break;
         case 'o': o.out = optarg; break;
         case ':': mu_usage_error("option %s needs a value", argv[optind - 1]);
         default: mu_usage_error("unknown option %s (see --help)", argv[optind - 1]);
@@ -621,6 +642,7 @@ int main(int argc, char **argv) {
     free(o.choices);
     for (int i = 0; i < o.n_mc; i++) free(o.mc_opts[i]);
     free(o.mc_opts);
+    free(o.span_fields);
     mu_tokenizer_free(o.tk);
     return rc;
 }

@@ -81,6 +81,26 @@ assert r['meta'] == {'answer': 'Ann wrote it.'}
 EOF
 else skip chat-spans-targets "no python with msgpack+zstandard ($PY)"; fi
 
+# ---- --span: a field's value located in a ready-made prompt (CounterFact style)
+cat > "$T/cf.jsonl" <<'EOF'
+{"prompt": "The mother tongue of Danielle Darrieux is", "subject": "Danielle Darrieux", "target_true": " French"}
+EOF
+t span-field mu-tokenize --model $G/llama3.json --span subject --target '{target_true}' "$T/cf.jsonl" -o "$T/cf.mpk.zst"
+expect_fail span-missing 1 "cf.jsonl: record 0: --span target_true: .*does not occur" mu-tokenize --model $G/llama3.json --span target_true "$T/cf.jsonl" -o "$T/cf2.mpk.zst"
+if [ $have_py = 1 ]; then
+  t span-field-decodes "$PY" - "$T/cf.mpk.zst" "$MU_BIN/mu-tokenize" "$G/llama3.json" <<'EOF'
+import sys, io, struct, subprocess, msgpack, zstandard
+d = zstandard.ZstdDecompressor().stream_reader(open(sys.argv[1], 'rb')).read()
+h, r = list(msgpack.Unpacker(io.BytesIO(d), raw=False))
+ids = struct.unpack('<%di' % r['prompt']['shape'][0], r['prompt']['data'])
+s, e = r['spans']['subject']
+out = subprocess.run([sys.argv[2], '--model', sys.argv[3], '--decode', '--ids'], input=' '.join(map(str, ids[s:e])),
+                     capture_output=True, text=True, check=True).stdout
+assert out.strip() == 'Danielle Darrieux', out
+assert r['meta']['subject'] == 'Danielle Darrieux'
+EOF
+else skip span-field-decodes "no python with msgpack+zstandard ($PY)"; fi
+
 # ---- shared data: stories260K greedy ids, Sports Facts, MMLU
 D=$SHARED_DATA
 if [ -d "$D/models/stories260K" ]; then
