@@ -509,3 +509,31 @@ TEST(op_backend_registry)
     for (int i = 0; i < 25; i++) CHECK(p[i] == 0);
     be()->free(p);
 }
+
+TEST(op_matmul_single_row)
+{
+    /* N = 1 takes the matrix-vector path: same results as a row of the general case */
+    mm_ctx c = { 1, 9, 6 };
+    size_t nx = c.K, nw = c.M * c.K, ny = c.M;
+    mu_rng r;
+    mu_rng_seed(&r, 31);
+    float *in = malloc((nx + nw) * sizeof *in), Y[6];
+    fill(&r, in, nx + nw, 1.0);
+    be()->matmul(Y, in, in + nx, 1, c.K, c.M, 0);
+    double *din = to_double(in, nx + nw), ref[6];
+    ref_matmul(din, ref, &c);
+    check_fwd("matmul N=1", Y, ref, ny, 1e-5);
+    be()->matmul(Y, in, in + nx, 1, c.K, c.M, 1);
+    for (size_t i = 0; i < ny; i++) CHECK_NEAR(Y[i], 2 * ref[i], 1e-4);
+    double *R = rand_R(ny, 32);
+    float *dY = R_f32(R, ny), *dX = calloc(nx, sizeof *dX), *dW = calloc(nw, sizeof *dW);
+    be()->matmul_bwd(dX, dW, dY, in, in + nx, 1, c.K, c.M, 0);
+    check_grad("matmul N=1 dX", ref_matmul, din, 0, dX, nx, R, ny, &c, 1000);
+    check_grad("matmul N=1 dW", ref_matmul, din, nx, dW, nw, R, ny, &c, 1000);
+    be()->matmul_bwd(dX, dW, dY, in, in + nx, 1, c.K, c.M, 1);
+    float *dX1 = calloc(nx, sizeof *dX1), *dW1 = calloc(nw, sizeof *dW1);
+    be()->matmul_bwd(dX1, dW1, dY, in, in + nx, 1, c.K, c.M, 0);
+    for (size_t i = 0; i < nx; i++) CHECK_NEAR(dX[i], 2 * dX1[i], 1e-5);
+    for (size_t i = 0; i < nw; i++) CHECK_NEAR(dW[i], 2 * dW1[i], 1e-5);
+    free(in); free(din); free(R); free(dY); free(dX); free(dW); free(dX1); free(dW1);
+}

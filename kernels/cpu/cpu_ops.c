@@ -15,6 +15,11 @@ void cpu_matmul(float *Y, const float *X, const float *W, int N, int K, int M, i
 {
     if (N <= 0 || M <= 0) return;
     if (K <= 0) { if (!accumulate) memset(Y, 0, (size_t)N * M * sizeof *Y); return; }
+    if (N == 1) {       /* decoding: a matrix-vector product (sgemm would pack all of W) */
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, M, K, 1.0f, W, K, X, 1,
+                    accumulate ? 1.0f : 0.0f, Y, 1);
+        return;
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, M, K, 1.0f, X, K, W, K,
                 accumulate ? 1.0f : 0.0f, Y, M);
 }
@@ -24,6 +29,13 @@ void cpu_matmul_bwd(float *dX, float *dW, const float *dY, const float *X, const
                     int N, int K, int M, int accumulate_dx)
 {
     if (N <= 0 || K <= 0) return;
+    if (N == 1) {
+        if (dX)
+            cblas_sgemv(CblasRowMajor, CblasTrans, M, K, 1.0f, W, K, dY, 1,
+                        accumulate_dx ? 1.0f : 0.0f, dX, 1);
+        if (dW && M > 0) cblas_sger(CblasRowMajor, M, K, 1.0f, dY, 1, X, 1, dW, K);
+        return;
+    }
     if (dX)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, K, M, 1.0f, dY, M, W, K,
                     accumulate_dx ? 1.0f : 0.0f, dX, K);
