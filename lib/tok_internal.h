@@ -60,7 +60,8 @@ struct mu_tokenizer {
     tok_norm *norm; int n_norm;
     tok_split *split; int n_split;
     tok_added *added; int n_added;
-    uint8_t added_first[256];  /* 1 if some added token starts with this byte */
+    int added_start[257];      /* added[] sorted by first byte, then longest first: the
+                                  tokens starting with byte b are [start[b], start[b+1]) */
     int32_t *prefix; int n_prefix;  /* special tokens the post-processor adds */
     int32_t *suffix; int n_suffix;
     int32_t bos, eos, pad, unk;

@@ -258,6 +258,8 @@ void tok_added_add(mu_tokenizer *tk, const char *s, size_t len, int32_t id, int 
 
 static int added_cmp(const void *x, const void *y) {
     const tok_added *a = x, *b = y;
+    unsigned fa = (unsigned char)a->content[0], fb = (unsigned char)b->content[0];
+    if (fa != fb) return fa < fb ? -1 : 1;
     return a->len < b->len ? 1 : a->len > b->len ? -1 : 0;
 }
 
@@ -292,8 +294,10 @@ int tok_finish(mu_tokenizer *tk, char *err, size_t n) {
     }
     if (tok_strmap_build(tk, err, n)) return -1;
     if (tk->n_added) qsort(tk->added, (size_t)tk->n_added, sizeof *tk->added, added_cmp);
-    memset(tk->added_first, 0, sizeof tk->added_first);
-    for (int i = 0; i < tk->n_added; i++) tk->added_first[(unsigned char)tk->added[i].content[0]] = 1;
+    for (int b = 0, i = 0; b <= 256; b++) {
+        while (i < tk->n_added && (unsigned char)tk->added[i].content[0] < b) i++;
+        tk->added_start[b] = i;
+    }
     return 0;
 }
 
@@ -770,8 +774,8 @@ static int is_space_byte(char c) { return c == ' ' || c == '\t' || c == '\n' || 
 static int find_added(const mu_tokenizer *tk, const char *text, size_t len, size_t from, size_t *ms, size_t *me) {
     if (!tk->n_added) return -1;
     for (size_t i = from; i < len; i++) {
-        if (!tk->added_first[(unsigned char)text[i]]) continue;
-        for (int k = 0; k < tk->n_added; k++) {
+        unsigned char b = (unsigned char)text[i];
+        for (int k = tk->added_start[b]; k < tk->added_start[b + 1]; k++) {
             const tok_added *a = &tk->added[k];
             if (a->len > len - i || memcmp(text + i, a->content, a->len)) continue;
             size_t s = i, e = i + a->len;
