@@ -79,7 +79,7 @@ static const char usage[] =
     "  -V, --version           show the version and exit\n"
     "Exit status: 0 ok, 1 failure, 2 usage error. See mu-train(1).\n";
 
-typedef struct { const char *name, *path; } eval_arg;
+typedef struct { char *name; const char *path; } eval_arg;
 
 typedef struct {
     const char *model, *ref, *mask, *device;
@@ -92,6 +92,7 @@ typedef struct {
     mu_train_opts t;
     const char *out, *out_model, *log, *checkpoint;
     int sparse, resume;
+    char *ckpt_alloc;         /* the default checkpoint path, when made up here */
     eval_arg *evals;
     int n_evals;
 } cli_opts;
@@ -240,7 +241,7 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
         size_t n = strlen(base) + 16;
         char *p = mu_xmalloc(n);
         snprintf(p, n, "%s.ckpt.mpk.zst", base);
-        o->checkpoint = p;
+        o->checkpoint = o->ckpt_alloc = p;
     }
     o->t.checkpoint = o->checkpoint;
     o->t.progress = mu_progress_on;
@@ -349,6 +350,10 @@ int main(int argc, char **argv) {
     mu_trainer_free(t);
     if (maskp) mu_mask_free(&mask);
     free(alt);
+    for (int i = 0; i < o.n_evals; i++) free(o.evals[i].name);
+    free(o.evals);
+    free(o.deltas);
+    free(o.ckpt_alloc);
     mu_model_free(m);
     if (ref) mu_model_free(ref);
     return MU_EXIT_OK;
