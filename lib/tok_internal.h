@@ -67,6 +67,8 @@ struct mu_tokenizer {
     int32_t bos, eos, pad, unk;
     int add_bos, add_eos;
     int dec_strip_space;       /* decoder removes this many leading spaces */
+    int spm_split;             /* no token holds a character then U+2581: pieces may be cut
+                                  before such a U+2581 without changing the result */
     mu_chat_kind chat;
     char *chat_template;
     char *chat_system;         /* ChatML default system message, if the template has one */

@@ -17,6 +17,8 @@
 #include <utf8proc.h>
 #include <xxhash.h>
 
+#define META_UTF8 "\xe2\x96\x81"   /* U+2581, SentencePiece's space */
+
 void tok_err(char *err, size_t n, const char *fmt, ...) {
     if (!err || !n) return;
     va_list ap;
@@ -293,6 +295,13 @@ int tok_finish(mu_tokenizer *tk, char *err, size_t n) {
             tk->byte_id[t->byte] = (int32_t)id;
     }
     if (tok_strmap_build(tk, err, n)) return -1;
+    tk->spm_split = tk->kind == MODEL_SPM && tk->n_split == 0;
+    for (size_t id = 0; id < tk->n_tok && tk->spm_split; id++) {
+        const tok_entry *t = &tk->tok[id];
+        if (!t->enc || t->type == TOK_CONTROL || t->type == TOK_USER) continue;
+        for (uint32_t i = 1; i + 3 <= t->enc_len; i++)
+            if (!memcmp(t->enc + i, META_UTF8, 3) && !(i >= 3 && !memcmp(t->enc + i - 3, META_UTF8, 3))) { tk->spm_split = 0; break; }
+    }
     if (tk->n_added) qsort(tk->added, (size_t)tk->n_added, sizeof *tk->added, added_cmp);
     for (int b = 0, i = 0; b <= 256; b++) {
         while (i < tk->n_added && (unsigned char)tk->added[i].content[0] < b) i++;
@@ -302,6 +311,7 @@ int tok_finish(mu_tokenizer *tk, char *err, size_t n) {
 }
 
 /* ---------------------------------------------------------------- normalization */
+
 /* Normalized text with, when tracked, the input byte range each byte came from. */
 typedef struct { char *s; size_t len, cap; size_t *os, *oe; int track; } nbuf;
 
@@ -761,6 +771,17 @@ static int encode_segment(mu_tokenizer *tk, enc_work *w, const char *text, size_
     for (int k = 0; k < tk->n_split; k++) {
         if (split_step(&tk->split[k], w->md, w->nb.s, cur, nxt)) return -1;
         spanvec *t = cur; cur = nxt; nxt = t;
+    }
+    if (tk->spm_split) {   /* cut before each U+2581 that follows another character */
+        const char *b = w->nb.s;
+        size_t last = 0, n = w->nb.len;
+        cur->n = 0;
+        for (size_t i = 1; i + 3 <= n; i++)
+            if (!memcmp(b + i, META_UTF8, 3) && !(i >= 3 && !memcmp(b + i - 3, META_UTF8, 3))) {
+                if (spanvec_push(cur, last, i)) return -1;
+                last = i;
+            }
+        if (spanvec_push(cur, last, n)) return -1;
     }
     for (size_t k = 0; k < cur->n; k++)
         if (encode_piece(tk, w, cur->p[2 * k], cur->p[2 * k + 1], v)) return -1;
