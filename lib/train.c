@@ -275,7 +275,26 @@ struct mu_trainer {
     double term[MU_OBJ_COUNT];
     int64_t tokens;
     int prepared;               /* data checked, reference log-probs cached */
+    char options[1024];         /* what a checkpoint must have been made with */
 };
+
+/* Every option that changes the trajectory (not --steps unless the schedule decays). */
+static void options_key(mu_trainer *t) {
+    const mu_train_opts *o = &t->o;
+    int n = 0;
+    for (int i = 0; i < MU_OBJ_COUNT; i++)
+        if (o->coef[i] != 0 && n < (int)sizeof t->options - 64)
+            n += snprintf(t->options + n, sizeof t->options - (size_t)n, "%s=%.17g,", OBJ_NAMES[i], o->coef[i]);
+    snprintf(t->options + n, sizeof t->options - (size_t)n,
+             ";%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g;%d,%.17g,%.17g;opt %d %.17g %.17g %.17g %.17g %.17g "
+             "%.17g %.17g sched %d %lld %lld %.17g;batch %d accum %d seed %llu",
+             o->npo_beta, o->simnpo_beta, o->simnpo_delta, o->dpo_beta, o->wga_beta, o->undial_beta,
+             o->log1mp_floor, o->rmu_layer, o->rmu_c, o->rmu_alpha, (int)o->opt.kind, o->opt.lr,
+             o->opt.beta1, o->opt.beta2, o->opt.eps, o->opt.momentum, o->opt.weight_decay, o->opt.clip,
+             (int)o->opt.sched, (long long)o->opt.warmup,
+             (long long)(o->opt.sched == MU_SCHED_CONSTANT ? 0 : o->opt.total), o->opt.min_lr_ratio,
+             o->batch, o->accum, (unsigned long long)o->seed);
+}
 
 static int need(const mu_trainer *t, mu_obj_id id) { return t->o.coef[id] != 0; }
 
@@ -405,6 +424,7 @@ mu_trainer *mu_trainer_new(mu_model *model, mu_model *ref, const mu_mask *mask,
     }
     if (t->o.opt.total <= 0) t->o.opt.total = t->o.steps;
     t->opt = mu_optim_new(&t->o.opt);
+    options_key(t);
     if (setup_params(t, mask, err, errlen) < 0) goto fail;
     /* activation objectives: RMU at one layer; mlp-l2 at layers with a trained MLP (all if none) */
     t->rmu_layers = mu_xcalloc((size_t)t->NL, 1);
@@ -1083,6 +1103,7 @@ static void save_checkpoint(mu_trainer *t) {
     msgpack_pack_int64(mu_writer_meta(w, "step"), t->step);
     msgpack_pack_uint64(mu_writer_meta(w, "seed"), t->o.seed);
     msgpack_pack_int64(mu_writer_meta(w, "tensors"), t->nt);
+    mu_pack_str(mu_writer_meta(w, "options"), t->options);
     msgpack_pack_int(mu_writer_meta(w, "has_best"), t->has_best);
     msgpack_pack_double(mu_writer_meta(w, "best"), t->has_best ? t->best : 0);
     float *vals = NULL;
@@ -1135,6 +1156,11 @@ static int load_checkpoint(mu_trainer *t, const char *path, char *err, size_t er
     if (mu_obj_int(mu_obj_get(meta, "step"), &step) < 0 || step < 0 || step > t->o.steps ||
         mu_obj_int(mu_obj_get(meta, "tensors"), &nt) < 0 || nt != t->nt) {
         snprintf(err, errlen, "%s: checkpoint does not match this run (step or trained tensors)", path);
+        goto fail_nomsg;
+    }
+    if (!mu_obj_streq(mu_obj_get(meta, "options"), t->options)) {
+        snprintf(err, errlen, "%s: checkpoint was written with other training options "
+                 "(objective, hyperparameters, optimizer, batch or seed)", path);
         goto fail_nomsg;
     }
     mu_obj_int(mu_obj_get(meta, "has_best"), &has_best);

@@ -79,6 +79,9 @@ kill_resume() {
     cmp full.st killed.st
 }
 t train_kill9_resume_bit_identical kill_resume
+expect_fail train_resume_other_options 1 'ck\.mpk\.zst: checkpoint was written with other training options' \
+    mu-train --model tiny --objective npo=1,retain-ce=1 --forget facts.mpk.zst --retain other.mpk.zst --steps 300 \
+    --batch 3 --lr 3e-3 --schedule linear --warmup 5 --seed 2 -q --out other.st --checkpoint ck.mpk.zst --resume
 
 # a NaN loss stops with the step named, keeps the checkpoint, writes no output
 expect_fail train_nan_names_step 1 'step 2: loss is NaN.*last good checkpoint: nan\.st\.ckpt\.mpk\.zst \(step 1\)' \
