@@ -339,6 +339,11 @@ int tok_load_json(mu_tokenizer *tk, const char *json_path, const char *config_pa
         if (json_integer_value(id) > maxid) maxid = json_integer_value(id);
     }
     if (maxid < 0) { tok_err(err, en, "%s: empty vocabulary", json_path); goto out; }
+    if ((size_t)maxid > 16 * (json_object_size(vocab) + json_array_size(added)) + 4096) {
+        tok_err(err, en, "%s: token id %lld is far beyond the %zu tokens given", json_path, (long long)maxid,
+                json_object_size(vocab) + json_array_size(added));
+        goto out;
+    }
     if (alloc_vocab(tk, (size_t)maxid + 1, err, en)) goto out;
     json_object_foreach(vocab, key, v)
         if (set_token(tk, (size_t)json_integer_value(v), key, strlen(key), 0)) { tok_err(err, en, "%s: out of memory", json_path); goto out; }

@@ -618,3 +618,71 @@ TEST(tok_decode_partial_character) {
     free(dec); free(ids);
     mu_tokenizer_free(tk);
 }
+
+/* ---------------------------------------------------------------- round-trip property */
+static uint64_t lcg_next(uint64_t *s) { *s = *s * 6364136223846793005ULL + 1442695040888963407ULL; return *s >> 33; }
+
+static size_t put_utf8(char *o, uint32_t cp) {
+    if (cp < 0x80) { o[0] = (char)cp; return 1; }
+    if (cp < 0x800) { o[0] = (char)(0xC0 | cp >> 6); o[1] = (char)(0x80 | (cp & 63)); return 2; }
+    if (cp < 0x10000) { o[0] = (char)(0xE0 | cp >> 12); o[1] = (char)(0x80 | ((cp >> 6) & 63)); o[2] = (char)(0x80 | (cp & 63)); return 3; }
+    o[0] = (char)(0xF0 | cp >> 18); o[1] = (char)(0x80 | ((cp >> 12) & 63)); o[2] = (char)(0x80 | ((cp >> 6) & 63)); o[3] = (char)(0x80 | (cp & 63));
+    return 4;
+}
+
+/* Random text over ASCII, whitespace, Latin-1, combining marks, Cyrillic, Arabic, CJK,
+ * Hangul and emoji; decode(encode(text)) must give the text back exactly for lossless
+ * tokenizers (byte-level BPE; SentencePiece with byte fallback and a Prepend normalizer),
+ * and the offsets must tile the text. */
+static void check_roundtrip(const char *path, int n_texts) {
+    static const uint32_t ranges[][2] = { {0x20, 0x7E}, {0x20, 0x7E}, {0x20, 0x7E}, {0x09, 0x0D}, {0x20, 0x20},
+        {0xA0, 0xFF}, {0x300, 0x36F}, {0x400, 0x4FF}, {0x600, 0x6FF}, {0x4E00, 0x9FFF}, {0xAC00, 0xD7A3}, {0x1F300, 0x1F64F} };
+    char err[512];
+    mu_tokenizer *tk = load_or_fail(path);
+    uint64_t rng = 12345;
+    for (int t = 0; t < n_texts; t++) {
+        char text[400];
+        size_t len = 0, nch = lcg_next(&rng) % 60;
+        for (size_t c = 0; c < nch; c++) {
+            const uint32_t *r = ranges[lcg_next(&rng) % (sizeof ranges / sizeof *ranges)];
+            len += put_utf8(text + len, r[0] + (uint32_t)(lcg_next(&rng) % (r[1] - r[0] + 1)));
+        }
+        text[len] = 0;
+        int32_t *ids;
+        size_t *offs, n;
+        char *dec;
+        size_t dl;
+        CHECK_MSG(mu_tok_encode_offsets(tk, text, len, &ids, &offs, &n, err, sizeof err) == 0, "%s", err);
+        CHECK(mu_tok_decode(tk, ids, n, 0, &dec, &dl, err, sizeof err) == 0);
+        CHECK_MSG(dl == len && !memcmp(dec, text, len), "%s: text %d \"%s\" decodes to \"%s\"", path, t, text, dec);
+        size_t at = 0;
+        for (size_t i = 0; i < n; i++) {
+            CHECK(offs[2 * i] <= offs[2 * i + 1] && offs[2 * i + 1] <= len);
+            if (offs[2 * i + 1] > offs[2 * i]) { CHECK(offs[2 * i] >= at); at = offs[2 * i + 1]; }
+        }
+        CHECK(at == len);
+        int32_t *ids2;
+        size_t n2;
+        CHECK(mu_tok_encode(tk, text, len, 0, &ids2, &n2, err, sizeof err) == 0);   /* same ids without offsets */
+        CHECK(n2 == n && !memcmp(ids2, ids, n * sizeof *ids));
+        free(ids2); free(dec); free(ids); free(offs);
+    }
+    mu_tokenizer_free(tk);
+}
+
+TEST(tok_roundtrip_random_bytelevel) {
+    const char *fam[] = { "gpt2", "llama3", "smollm" };
+    for (int i = 0; i < 3; i++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/tests/golden/tokenizer/%s.json", mu_test_root(), fam[i]);
+        check_roundtrip(path, 300);
+    }
+}
+
+TEST(tok_roundtrip_random_spm) {
+    const char *d = mu_test_shared_data();
+    if (!d) SKIP("no shared data");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/models/stories260K", d);
+    check_roundtrip(path, 300);
+}
