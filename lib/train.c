@@ -78,6 +78,7 @@ static int read_i32_vec(const msgpack_object *o, int vocab, int32_t **out, int *
         if ((*out)[i] < 0 || (*out)[i] >= vocab) {
             snprintf(msg, len, "token id %d outside the model's vocabulary (%d)", (*out)[i], vocab);
             free(*out);
+            *out = NULL;
             return -1;
         }
     return 0;
@@ -157,13 +158,31 @@ int mu_train_set_read(const char *path, int lm, int max_len, int vocab, const in
             cap = cap ? 2 * cap : 64;
             set->s = mu_xrealloc(set->s, (size_t)cap * sizeof *set->s);
         }
-        if (read_record(rec, lm, max_len, vocab, alt_ids, n_alt, &set->s[set->n], msg, sizeof msg) < 0) {
+        mu_train_seq q;
+        if (read_record(rec, lm, lm ? 0 : max_len, vocab, alt_ids, n_alt, &q, msg, sizeof msg) < 0) {
             snprintf(err, errlen, "%s: record %ld: %s", path, mu_reader_record_index(r), msg);
             mu_reader_close(r);
             mu_train_set_free(set);
             return -1;
         }
-        set->n++;
+        if (!lm || max_len < 2 || q.len <= max_len) {
+            set->s[set->n++] = q;
+            continue;
+        }
+        /* long text: windows of max_len tokens overlapping by one, so every next token
+         * is a target exactly once */
+        for (int start = 0; start + 1 < q.len; start += max_len - 1) {
+            if (set->n == cap) {
+                cap = 2 * cap;
+                set->s = mu_xrealloc(set->s, (size_t)cap * sizeof *set->s);
+            }
+            mu_train_seq *w = &set->s[set->n++];
+            memset(w, 0, sizeof *w);
+            w->len = q.len - start < max_len ? q.len - start : max_len;
+            w->ids = mu_xmalloc((size_t)w->len * sizeof *w->ids);
+            memcpy(w->ids, q.ids + start, (size_t)w->len * sizeof *w->ids);
+        }
+        free(q.ids);
     }
     if (st < 0) {
         snprintf(err, errlen, "%s", mu_reader_error(r));

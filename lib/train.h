@@ -52,8 +52,10 @@ typedef enum { MU_DATA_FORGET = 0, MU_DATA_RETAIN, MU_DATA_GENERAL, MU_DATA_COUN
  * when absent), trained on the target tokens (a record without targets is an error). The
  * DPO alternative is prompt ++ alt_ids when given, else prompt ++ the first other
  * candidate (targets[1], or targets[0] when answer is not 0), else none.
- * lm = 1 (general text): prompt ++ targets[0] if any, every next token is a target.
- * Sequences longer than max_len lose tokens from the left of the prompt. vocab bounds ids.
+ * lm = 1 (general text): prompt ++ targets[answer] if any, every next token is a target; a
+ * text longer than max_len is cut into windows of max_len tokens overlapping by one.
+ * Other sequences longer than max_len lose tokens from the left of the prompt (never
+ * answer tokens). vocab bounds ids.
  * 0 ok, -1 + "path: record N: what". */
 int mu_train_set_read(const char *path, int lm, int max_len, int vocab, const int32_t *alt_ids,
                       int n_alt, mu_train_set *set, char *err, size_t errlen);

@@ -7,6 +7,7 @@
 #include "train.h"
 #include "config.h"
 #include "rng.h"
+#include "stream.h"
 #include <limits.h>
 
 static mu_config tiny_cfg(void) {
@@ -493,4 +494,78 @@ TEST(train_device_shadow_path_matches_host) {
         mu_mask_free(&mask);
         mu_model_free(m);
     }
+}
+
+static void pack_ids(msgpack_packer *pk, const int32_t *ids, int n) {
+    int64_t shape[1] = {n};
+    mu_pack_tensor(pk, MU_I32, 1, shape, ids);
+}
+
+/* Token streams -> training sequences: targets[answer], DPO alternative, long general
+ * text cut into overlapping windows, and one-line errors for bad records. */
+TEST(train_set_read_records) {
+    char path[PATH_MAX], err[512];
+    snprintf(path, sizeof path, "%s/t.mpk.zst", mu_test_tmpdir());
+    int32_t prompt[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, a[2] = {11, 12}, b[1] = {13};
+    mu_writer *w = mu_writer_open(path, "tokens");
+    msgpack_packer *pk = mu_writer_record(w);
+    msgpack_pack_map(pk, 3);
+    mu_pack_str(pk, "prompt"); pack_ids(pk, prompt, 3);
+    mu_pack_str(pk, "targets"); msgpack_pack_array(pk, 2); pack_ids(pk, a, 2); pack_ids(pk, b, 1);
+    mu_pack_kv_int(pk, "answer", 1);
+    mu_writer_end_record(w);
+    pk = mu_writer_record(w);
+    msgpack_pack_map(pk, 1);
+    mu_pack_str(pk, "prompt"); pack_ids(pk, prompt, 10);
+    mu_writer_end_record(w);
+    mu_writer_close(w);
+    mu_train_set s;
+    /* answer mode: the second record has no target */
+    CHECK(mu_train_set_read(path, 0, 512, 24, NULL, 0, &s, err, sizeof err) < 0);
+    CHECK_MSG(strstr(err, "record 1: no target tokens") && strstr(err, path), "%s", err);
+    /* general text, windows of 4 */
+    CHECK_MSG(mu_train_set_read(path, 1, 4, 24, NULL, 0, &s, err, sizeof err) == 0, "%s", err);
+    /* record 0: 3 + 1 tokens (targets[answer]) -> [0,4); record 1: [0,4) [3,7) [6,10) */
+    CHECK_EQ_INT(s.n, 4);
+    int labels = 0;
+    for (int i = 0; i < s.n; i++) { labels += s.s[i].len - 1; CHECK(s.s[i].len <= 4 && s.s[i].lab_from == 0); }
+    CHECK_EQ_INT(labels, 3 + 9);
+    CHECK_EQ_INT(s.s[2].ids[0], 4);
+    CHECK_EQ_INT(s.s[3].ids[3], 10);
+    mu_train_set_free(&s);
+    /* vocabulary bound */
+    CHECK(mu_train_set_read(path, 1, 512, 10, NULL, 0, &s, err, sizeof err) < 0);
+    CHECK_MSG(strstr(err, "record 0: \"targets\"[1]: token id 13 outside the model's vocabulary (10)"), "%s", err);
+    /* answer mode on the first record only */
+    w = mu_writer_open(path, "tokens");
+    pk = mu_writer_record(w);
+    msgpack_pack_map(pk, 3);
+    mu_pack_str(pk, "prompt"); pack_ids(pk, prompt, 3);
+    mu_pack_str(pk, "targets"); msgpack_pack_array(pk, 2); pack_ids(pk, a, 2); pack_ids(pk, b, 1);
+    mu_pack_kv_int(pk, "answer", 1);
+    mu_writer_end_record(w);
+    mu_writer_close(w);
+    CHECK_MSG(mu_train_set_read(path, 0, 512, 24, NULL, 0, &s, err, sizeof err) == 0, "%s", err);
+    CHECK_EQ_INT(s.n, 1);
+    CHECK_EQ_INT(s.s[0].len, 4);                 /* prompt + targets[answer=1] */
+    CHECK_EQ_INT(s.s[0].ids[3], 13);
+    CHECK_EQ_INT(s.s[0].lab_from, 2);
+    CHECK_EQ_INT(s.s[0].alt_len, 5);             /* DPO: the other candidate */
+    CHECK_EQ_INT(s.s[0].alt[4], 12);
+    mu_train_set_free(&s);
+    int32_t idk[2] = {20, 21};
+    CHECK(mu_train_set_read(path, 0, 3, 24, idk, 2, &s, err, sizeof err) == 0);
+    CHECK_EQ_INT(s.s[0].len, 3);                 /* max_len 3: the prompt loses its first token */
+    CHECK_EQ_INT(s.s[0].ids[0], 2);
+    CHECK_EQ_INT(s.s[0].lab_from, 1);
+    CHECK_EQ_INT(s.s[0].alt_len, 3);             /* --dpo-alt wins over the other candidate */
+    CHECK_EQ_INT(s.s[0].alt[2], 21);
+    mu_train_set_free(&s);
+    CHECK(mu_train_set_read(path, 0, 512, 24, NULL, 0, &s, err, sizeof err) == 0);
+    mu_train_set_free(&s);
+    /* wrong kind */
+    w = mu_writer_open(path, "mask");
+    mu_writer_close(w);
+    CHECK(mu_train_set_read(path, 0, 512, 24, NULL, 0, &s, err, sizeof err) < 0);
+    CHECK_MSG(strstr(err, "expected kind tokens"), "%s", err);
 }
