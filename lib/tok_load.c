@@ -410,8 +410,10 @@ static int gguf_pre_splits(mu_tokenizer *tk, const char *pre, size_t len, char *
     snprintf(name, sizeof name, "%.*s", (int)(len < 63 ? len : 63), pre);
     if (!strcmp(name, "gpt-2") || !strcmp(name, "gpt2") || !strcmp(name, "olmo") || !strcmp(name, "mpt") || !strcmp(name, "jais"))
         return tok_split_add_regex(tk, TOK_RE_GPT2, SPLIT_ISOLATED, err, en);
-    if (!strcmp(name, "llama3") || !strcmp(name, "llama-bpe") || !strcmp(name, "llama-v3") || !strcmp(name, "dbrx") || !strcmp(name, "smaug-bpe"))
+    if (!strcmp(name, "llama3") || !strcmp(name, "llama-bpe") || !strcmp(name, "llama-v3") || !strcmp(name, "dbrx") || !strcmp(name, "smaug-bpe")) {
+        tk->ignore_merges = !strcmp(name, "llama3") || !strcmp(name, "llama-bpe") || !strcmp(name, "llama-v3");  /* as llama.cpp and HF */
         return tok_split_add_regex(tk, TOK_RE_LLAMA3, SPLIT_ISOLATED, err, en);
+    }
     if (!strcmp(name, "qwen2") || !strcmp(name, "deepseek-r1-qwen"))
         return tok_split_add_regex(tk, TOK_RE_QWEN2, SPLIT_ISOLATED, err, en);
     if (!strcmp(name, "smollm") || !strcmp(name, "starcoder") || !strcmp(name, "refact") || !strcmp(name, "codeshell")) {

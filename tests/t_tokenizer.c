@@ -355,6 +355,44 @@ static void check_family(const char *name) {
     mu_tokenizer_free(tk);
 }
 
+/* The same vocabularies as vocab-only GGUF files (tokenizer.ggml.pre gpt-2, llama-bpe,
+ * qwen2, smollm) give the same ids as HF (qwen2: llama.cpp applies no NFC, so only the
+ * texts NFC leaves unchanged). */
+static void check_family_gguf(const char *name, int skip_non_nfc) {
+    char path[1024], err[512];
+    snprintf(path, sizeof path, "%s/tests/golden/tokenizer/%s.gguf", mu_test_root(), name);
+    mu_tokenizer *tk = load_or_fail(path);
+    snprintf(path, sizeof path, "%s/tests/golden/tokenizer/cases.json", mu_test_root());
+    json_error_t je;
+    json_t *all = json_load_file(path, 0, &je), *c;
+    CHECK(all);
+    size_t i;
+    int compared = 0;
+    json_array_foreach(json_object_get(all, name), i, c) {
+        if (skip_non_nfc && !json_is_true(json_object_get(c, "nfc_stable"))) continue;
+        const char *text = json_string_value(json_object_get(c, "text"));
+        for (int special = 0; special < 2; special++) {
+            json_t *want = json_object_get(c, special ? "ids_special" : "ids"), *x;
+            int32_t *ids;
+            size_t n, k;
+            CHECK(mu_tok_encode(tk, text, strlen(text), special, &ids, &n, err, sizeof err) == 0);
+            int same = n == json_array_size(want);
+            json_array_foreach(want, k, x) if (same && ids[k] != json_integer_value(x)) same = 0;
+            CHECK_MSG(same, "%s.gguf case %zu \"%s\" special=%d differs from HF", name, i, text, special);
+            free(ids);
+        }
+        compared++;
+    }
+    CHECK(compared > 15);
+    json_decref(all);
+    mu_tokenizer_free(tk);
+}
+
+TEST(tok_gguf_gpt2) { check_family_gguf("gpt2", 0); }
+TEST(tok_gguf_llama_bpe) { check_family_gguf("llama3", 0); }
+TEST(tok_gguf_qwen2) { check_family_gguf("qwen2", 1); }
+TEST(tok_gguf_smollm) { check_family_gguf("smollm", 0); }
+
 TEST(tok_hf_gpt2) { check_family("gpt2"); }
 TEST(tok_hf_llama3) { check_family("llama3"); }
 TEST(tok_hf_qwen2) { check_family("qwen2"); }

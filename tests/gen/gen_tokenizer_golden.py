@@ -17,7 +17,14 @@ multilingual corpus below and writes, under tests/golden/tokenizer/:
       gemma   the same vocabulary with Gemma's pipeline: Replace(" ", "▁") normalizer,
               no prefix space, BOS <bos>
   cases.json  {name: [{"text", "ids" (no special tokens), "ids_special"
-              (add_special_tokens=True), "decoded" (decode(ids), skip special)}]}
+              (add_special_tokens=True), "decoded" (decode(ids), skip special),
+              "nfc_stable" (text is already NFC)}]}
+  <name>.gguf for gpt2, llama3, qwen2, smollm: the same vocabulary as a vocab-only GGUF
+              the way llama.cpp's converter writes it (tokenizer.ggml.model "gpt2",
+              tokenizer.ggml.pre "gpt-2" / "llama-bpe" / "qwen2" / "smollm", tokens,
+              token_type, merges, bos/eos, add_bos_token), to test the GGUF path
+              against the same HF ids (llama.cpp applies no NFC: qwen2 is compared on
+              NFC-stable texts only)
 
 `bench` mode (used by tests/bench/bench_tokenize.sh) instead writes the GPT-2 vocabulary
 held in ../shared/data/tokenizers/ggml-vocab-gpt-2.gguf out as a tokenizer.json:
@@ -28,7 +35,11 @@ repair_vocab_gguf in tests/t_tokenizer.c.)
 """
 import json
 import os
+
+os.environ.setdefault("RAYON_NUM_THREADS", "1")   # the trainer's tie order; files are made together anyway
+import struct
 import sys
+import unicodedata
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
@@ -193,12 +204,59 @@ def write_goldens(root):
             ids = t.encode(text, add_special_tokens=False).ids
             rows.append({"text": text, "ids": ids,
                          "ids_special": t.encode(text, add_special_tokens=True).ids,
-                         "decoded": t.decode(ids, skip_special_tokens=True)})
+                         "decoded": t.decode(ids, skip_special_tokens=True),
+                         "nfc_stable": unicodedata.normalize("NFC", text) == text})
         cases[name] = rows
+    for name, pre in (("gpt2", "gpt-2"), ("llama3", "llama-bpe"), ("qwen2", "qwen2"), ("smollm", "smollm")):
+        write_gguf(toks[name], pre, os.path.join(outdir, name + ".gguf"))
     with open(os.path.join(outdir, "cases.json"), "w", encoding="utf-8") as f:
         json.dump(cases, f, ensure_ascii=False, indent=0)
     for name in toks:
         print(name, os.path.getsize(os.path.join(outdir, name + ".json")), "bytes")
+
+
+# ---------------------------------------------------------------- vocab-only GGUF
+def _gguf_str(s):
+    b = s.encode("utf-8")
+    return struct.pack("<Q", len(b)) + b
+
+
+def write_gguf(tok, pre, path):
+    d = json.loads(tok.to_str())
+    vocab = d["model"]["vocab"]
+    n = max(vocab.values()) + 1
+    tokens = [""] * n
+    for k, v in vocab.items():
+        tokens[v] = k
+    special = {a["id"] for a in d["added_tokens"] if a["special"]}
+    types = [3 if i in special else 1 for i in range(n)]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in d["model"]["merges"]]
+    pp = d.get("post_processor") or {}
+    procs = pp.get("processors", [pp])
+    bos = None
+    for p in procs:
+        if p.get("type") == "TemplateProcessing":
+            first = p["single"][0]
+            if "SpecialToken" in first:
+                bos = p["special_tokens"][first["SpecialToken"]["id"]]["ids"][0]
+    eos = min(special) if special else 0
+    kv = []
+    kv.append(("general.architecture", 8, _gguf_str("llama")))
+    kv.append(("tokenizer.ggml.model", 8, _gguf_str("gpt2")))
+    kv.append(("tokenizer.ggml.pre", 8, _gguf_str(pre)))
+    kv.append(("tokenizer.ggml.tokens", 9, struct.pack("<IQ", 8, n) + b"".join(_gguf_str(t) for t in tokens)))
+    kv.append(("tokenizer.ggml.token_type", 9, struct.pack("<IQ", 5, n) + struct.pack("<%di" % n, *types)))
+    kv.append(("tokenizer.ggml.merges", 9, struct.pack("<IQ", 8, len(merges)) + b"".join(_gguf_str(m) for m in merges)))
+    kv.append(("tokenizer.ggml.eos_token_id", 4, struct.pack("<I", eos)))
+    if bos is not None:
+        kv.append(("tokenizer.ggml.bos_token_id", 4, struct.pack("<I", bos)))
+    kv.append(("tokenizer.ggml.add_bos_token", 7, struct.pack("<B", 1 if bos is not None else 0)))
+    out = b"GGUF" + struct.pack("<IQQ", 3, 0, len(kv))
+    for key, typ, val in kv:
+        out += _gguf_str(key) + struct.pack("<I", typ) + val
+    out += b"\0" * ((32 - len(out) % 32) % 32)
+    with open(path, "wb") as f:
+        f.write(out)
 
 
 # ---------------------------------------------------------------- bench: GPT-2 from the damaged GGUF
