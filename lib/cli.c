@@ -101,6 +101,27 @@ void mu_cli_init(const char *tool, int argc, char **argv) {
 int mu_cli_argc(void) { return cli_argc; }
 char **mu_cli_argv(void) { return cli_argv; }
 
+/* The one-line usage error for getopt's '?' (unknown option; also a missing argument
+ * when the optstring does not start with ':') and ':' (missing argument). glibc sets
+ * optopt to the option's val for a known long option missing its argument, to 0 for an
+ * unknown long option, and to the character for short options. */
+static _Noreturn void bad_option(int opt) {
+    const char *arg = optind > 0 && optind <= cli_argc && cli_argv ? cli_argv[optind - 1] : NULL;
+    if (arg && strncmp(arg, "--", 2) == 0) {
+        int n = (int)strcspn(arg, "=");
+        if (arg[n] == '=' && optopt != 0) mu_usage_error("option '%.*s' takes no argument (see --help)", n, arg);
+        if (opt == ':' || optopt != 0) mu_usage_error("option '%.*s' needs an argument (see --help)", n, arg);
+        mu_usage_error("unknown option '%.*s' (see --help)", n, arg);
+    }
+    if (opt == ':') mu_usage_error("option '-%c' needs an argument (see --help)", optopt);
+    /* a short option: without a leading ':' in the optstring, getopt reports a known
+     * option at the very end that lacks its argument exactly like an unknown one */
+    size_t len = arg ? strlen(arg) : 0;
+    if (optind >= cli_argc && len >= 2 && arg[len - 1] == optopt)
+        mu_usage_error("option '-%c' is unknown or needs an argument (see --help)", optopt);
+    mu_usage_error("unknown option '-%c' (see --help)", optopt);
+}
+
 int mu_cli_common(int opt, const char *usage) {
     switch (opt) {
     case 'h':
@@ -115,16 +136,9 @@ int mu_cli_common(int opt, const char *usage) {
         mu_quiet = 1;
         mu_progress_on = 0;
         return 1;
-    case '?': {
-        const char *bad = optind > 0 && optind <= cli_argc && cli_argv ? cli_argv[optind - 1] : "?";
-        if (optopt && optopt != '?')
-            mu_usage_error("unknown option '-%c' (see --help)", optopt);
-        mu_usage_error("unknown option '%s' (see --help)", bad);
-    }
-    case ':': {
-        const char *bad = optind > 0 && optind <= cli_argc && cli_argv ? cli_argv[optind - 1] : "?";
-        mu_usage_error("option '%s' needs an argument (see --help)", bad);
-    }
+    case '?':
+    case ':':
+        bad_option(opt);
     default:
         return 0;
     }

@@ -351,6 +351,8 @@ static const char test_usage[] = "Usage: mu-test [--flag]\n";
 
 static void parse_args(const char *joined) {
     /* joined: space-separated arguments */
+    int colon = strncmp(joined, "NOCOLON ", 8) != 0;   /* optstring without a leading ':' */
+    if (!colon) joined += 8;
     char *copy = strdup(joined), *argv[16] = {"mu-test"};
     int argc = 1;
     for (char *t = strtok(copy, " "); t && argc < 15; t = strtok(NULL, " ")) argv[argc++] = t;
@@ -358,7 +360,7 @@ static void parse_args(const char *joined) {
     mu_cli_init("mu-test", argc, argv);
     static const struct option lo[] = {{"num", required_argument, 0, 'n'}, MU_COMMON_LONGOPTS, {0, 0, 0, 0}};
     int opt;
-    while ((opt = getopt_long(argc, argv, ":n:hVq", lo, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, colon ? ":n:hVq" : "n:hVq", lo, NULL)) != -1) {
         if (opt == 'n') continue;
         if (!mu_cli_common(opt, test_usage)) _exit(9);
     }
@@ -397,10 +399,30 @@ TEST(cli_common_options) {
     CHECK_EQ_INT(run_args("--bogus", out, sizeof out, err, sizeof err), 2);
     CHECK_STR(err, "mu-test: unknown option '--bogus' (see --help)\n");
     CHECK_STR(out, "");
-    CHECK_EQ_INT(run_args("-z", out, sizeof out, err, sizeof err), 2);
+    CHECK_EQ_INT(run_args("-z -q", out, sizeof out, err, sizeof err), 2);
     CHECK_STR(err, "mu-test: unknown option '-z' (see --help)\n");
+    /* last on the line, getopt's '?' cannot tell unknown from a missing argument */
+    CHECK_EQ_INT(run_args("-z", out, sizeof out, err, sizeof err), 2);
+    CHECK_STR(err, "mu-test: option '-z' is unknown or needs an argument (see --help)\n");
     CHECK_EQ_INT(run_args("--num", out, sizeof out, err, sizeof err), 2);
     CHECK_STR(err, "mu-test: option '--num' needs an argument (see --help)\n");
+    CHECK_EQ_INT(run_args("-n", out, sizeof out, err, sizeof err), 2);
+    CHECK_STR(err, "mu-test: option '-n' needs an argument (see --help)\n");
+    CHECK_EQ_INT(run_args("--bogus=3", out, sizeof out, err, sizeof err), 2);
+    CHECK_STR(err, "mu-test: unknown option '--bogus' (see --help)\n");
+    CHECK_EQ_INT(run_args("--help=3", out, sizeof out, err, sizeof err), 2);
+    CHECK_STR(err, "mu-test: option '--help' takes no argument (see --help)\n");
+    /* tools whose optstring lacks the leading ':' */
+    CHECK_EQ_INT(run_args("NOCOLON --num", out, sizeof out, err, sizeof err), 2);
+    CHECK_STR(err, "mu-test: option '--num' needs an argument (see --help)\n");
+    CHECK_EQ_INT(run_args("NOCOLON --bogus", out, sizeof out, err, sizeof err), 2);
+    CHECK_STR(err, "mu-test: unknown option '--bogus' (see --help)\n");
+    CHECK_EQ_INT(run_args("NOCOLON -n", out, sizeof out, err, sizeof err), 2);
+    CHECK_STR(err, "mu-test: option '-n' is unknown or needs an argument (see --help)\n");
+    CHECK_EQ_INT(run_args("NOCOLON -z -n 3", out, sizeof out, err, sizeof err), 2);
+    CHECK_STR(err, "mu-test: unknown option '-z' (see --help)\n");
+    CHECK_EQ_INT(run_args("NOCOLON -n 3 -q", out, sizeof out, err, sizeof err), 0);
+    CHECK_STR(err, "quiet=1");
 }
 
 /* ---------------------------------------------------------------- digests */
