@@ -262,111 +262,144 @@ static int field_used(const opts *o, const char *f) {
     return 0;
 }
 
-static void tokenize_record(opts *o, mu_writer *w, json_t *rec, const char *dname, size_t ri) {
-    int nf = mu_template_nfields(o->prompt);
-    mu_span *spans = mu_xcalloc((size_t)(nf + o->n_span_fields) + 1, sizeof *spans);
-    size_t plen;
-    char *ptext = fill_or_die(o, o->prompt, rec, dname, ri, spans, &plen), what[512];
-    snprintf(what, sizeof what, "%s: record %zu", dname, ri);
-    if (o->mc) {
-        char err[256];
-        for (int k = 0; k < o->n_mc; k++) {
-            char *opt = mu_field_text(json_object_get(rec, o->mc_opts[k]), o->mc_opts[k], err, sizeof err);
-            if (!opt) mu_die("%s: %s", what, err);
-            size_t ol = strlen(opt);
-            ptext = mu_xrealloc(ptext, plen + ol + 8);
-            plen += (size_t)sprintf(ptext + plen, "\n%c. ", 'A' + k);
-            memcpy(ptext + plen, opt, ol + 1); plen += ol;
-            free(opt);
-        }
-        ptext = mu_xrealloc(ptext, plen + 16);
-        plen += (size_t)sprintf(ptext + plen, "\nAnswer:");
+/* Appends "\nA. <option>..." and "\nAnswer:" (--mc). */
+static char *append_mc_options(const opts *o, json_t *rec, const char *what, char *ptext, size_t *plen) {
+    char err[256];
+    for (int k = 0; k < o->n_mc; k++) {
+        char *opt = mu_field_text(json_object_get(rec, o->mc_opts[k]), o->mc_opts[k], err, sizeof err);
+        if (!opt) mu_die("%s: %s", what, err);
+        size_t ol = strlen(opt);
+        ptext = mu_xrealloc(ptext, *plen + ol + 8);
+        *plen += (size_t)sprintf(ptext + *plen, "\n%c. ", 'A' + k);
+        memcpy(ptext + *plen, opt, ol + 1);
+        *plen += ol;
+        free(opt);
     }
+    ptext = mu_xrealloc(ptext, *plen + 16);
+    *plen += (size_t)sprintf(ptext + *plen, "\nAnswer:");
+    return ptext;
+}
+
+/* --span F: the byte range of F's value in the prompt text (its last occurrence). */
+static mu_span locate_field(const opts *o, json_t *rec, const char *what, const char *f, const char *ptext, size_t plen) {
+    char err[256], *val = mu_field_text(json_object_get(rec, f), f, err, sizeof err);
+    if (!val) mu_die("%s: --span: %s", what, err);
+    size_t vl = strlen(val);
+    const char *at = NULL;
+    (void)o;
+    for (const char *p = ptext; vl && (p = memmem(p, plen - (size_t)(p - ptext), val, vl)); p++) at = p;
+    if (!at) mu_die("%s: --span %s: \"%.60s\" does not occur in the prompt", what, f, val);
+    free(val);
+    return (mu_span){ f, (size_t)(at - ptext), (size_t)(at - ptext) + vl };
+}
+
+/* The prompt text of a record: template, multiple-choice options, chat template; with the
+ * byte ranges of its fields in spans (*nspans of them). */
+static char *build_prompt(const opts *o, json_t *rec, const char *dname, size_t ri, const char *what,
+                          mu_span *spans, int *nspans, size_t *plen) {
+    int nf = mu_template_nfields(o->prompt);
+    char *ptext = fill_or_die(o, o->prompt, rec, dname, ri, spans, plen);
+    if (o->mc) ptext = append_mc_options(o, rec, what, ptext, plen);
     if (o->chat) {
         long delta;
         char *c = chat_wrap(o, ptext, &delta);
         for (int i = 0; i < nf; i++) {
             long s = (long)spans[i].start + delta, e = (long)spans[i].end + delta;
-            spans[i].start = s < 0 ? 0 : (size_t)s; spans[i].end = e < 0 ? 0 : (size_t)e;
+            spans[i].start = s < 0 ? 0 : (size_t)s;
+            spans[i].end = e < 0 ? 0 : (size_t)e;
         }
         free(ptext);
-        ptext = c; plen = strlen(c);
+        ptext = c;
+        *plen = strlen(c);
     }
-    for (int k = 0; k < o->n_span_fields; k++) {   /* --span: find the value in the text */
-        char err[256], *val = mu_field_text(json_object_get(rec, o->span_fields[k]), o->span_fields[k], err, sizeof err);
-        if (!val) mu_die("%s: --span: %s", what, err);
-        size_t vl = strlen(val);
-        const char *at = NULL;
-        for (const char *p = ptext; vl && (p = memmem(p, plen - (size_t)(p - ptext), val, vl)); p++) at = p;
-        if (!at) mu_die("%s: --span %s: \"%.60s\" does not occur in the prompt", what, o->span_fields[k], val);
-        spans[nf + k] = (mu_span){ o->span_fields[k], (size_t)(at - ptext), (size_t)(at - ptext) + vl };
-        free(val);
-    }
-    nf += o->n_span_fields;
-    int32_t *pids;
-    size_t *offs, np;
-    encode_or_die(o, what, ptext, plen, &pids, &offs, &np);
-    cands c = record_candidates(o, rec, dname, ri);
-    int nb = o->bos ? 1 : 0;
-    int32_t bos = mu_tok_bos(o->tk), eos = mu_tok_eos(o->tk);
-    /* prompt with BOS (and EOS when there are no targets and --eos) */
-    size_t nfull = np + (size_t)nb + (o->eos && c.n == 0 ? 1 : 0);
-    int32_t *full = mu_xmalloc((nfull + 1) * sizeof *full);
-    if (nb) full[0] = bos;
-    memcpy(full + nb, pids, np * sizeof *pids);
-    if (o->eos && c.n == 0) full[nfull - 1] = eos;
+    for (int k = 0; k < o->n_span_fields; k++) spans[nf + k] = locate_field(o, rec, what, o->span_fields[k], ptext, *plen);
+    *nspans = nf + o->n_span_fields;
+    return ptext;
+}
 
-    msgpack_packer *pk = mu_writer_record(w);
-    json_t *idv = o->id_field ? json_object_get(rec, o->id_field) : NULL;
-    if (o->id_field && !idv) mu_die("%s: id field %s is not in the record", what, o->id_field);
+/* "targets": one id list per candidate (continuations of the prompt), "target_texts",
+ * "answer". */
+static void pack_targets(opts *o, msgpack_packer *pk, const cands *c, const char *ptext, size_t plen,
+                         const int32_t *pids, size_t np, const char *what) {
+    mu_pack_str(pk, "targets");
+    msgpack_pack_array(pk, (size_t)c->n);
+    for (int t = 0; t < c->n; t++) {
+        size_t nt;
+        int32_t *tids = target_ids(o, ptext, plen, pids, np, c->text[t], &nt, what);
+        if (o->eos) { tids = mu_xrealloc(tids, (nt + 1) * sizeof *tids); tids[nt++] = mu_tok_eos(o->tk); }
+        pack_ids(pk, tids, nt);
+        free(tids);
+    }
+    mu_pack_str(pk, "target_texts");
+    msgpack_pack_array(pk, (size_t)c->n);
+    for (int t = 0; t < c->n; t++) mu_pack_str(pk, c->text[t]);
+    if (c->answer >= 0) mu_pack_kv_int(pk, "answer", c->answer);
+}
+
+static int span_overridden(const mu_span *spans, int n, int i) {
+    for (int j = i + 1; j < n; j++) if (!strcmp(spans[i].field, spans[j].field)) return 1;
+    return 0;
+}
+
+/* "spans": field -> [start, end) in prompt tokens (shifted by the BOS); a field's last
+ * occurrence wins. */
+static void pack_spans(msgpack_packer *pk, const mu_span *spans, int n, const size_t *offs, size_t np, int shift) {
+    int nuniq = 0;
+    for (int i = 0; i < n; i++) nuniq += !span_overridden(spans, n, i);
+    mu_pack_str(pk, "spans");
+    msgpack_pack_map(pk, (size_t)nuniq);
+    for (int i = 0; i < n; i++) {
+        if (span_overridden(spans, n, i)) continue;
+        size_t ts, te;
+        mu_tok_span(offs, np, spans[i].start, spans[i].end, &ts, &te);
+        mu_pack_str(pk, spans[i].field);
+        msgpack_pack_array(pk, 2);
+        msgpack_pack_int64(pk, (int64_t)ts + shift);
+        msgpack_pack_int64(pk, (int64_t)te + shift);
+    }
+}
+
+/* "meta": the fields no template or option used. */
+static void pack_meta(const opts *o, msgpack_packer *pk, json_t *rec) {
     const char *k;
     json_t *v;
     size_t nmeta = 0;
-    json_object_foreach(rec, k, v) if (!field_used(o, k)) nmeta++;
-    msgpack_pack_map(pk, 5 + (c.n ? 2 : 0) + (c.answer >= 0 ? 1 : 0));
+    json_object_foreach(rec, k, v) nmeta += !field_used(o, k);
+    mu_pack_str(pk, "meta");
+    msgpack_pack_map(pk, nmeta);
+    json_object_foreach(rec, k, v) if (!field_used(o, k)) { mu_pack_str(pk, k); pack_json(pk, v); }
+}
+
+static void tokenize_record(opts *o, mu_writer *w, json_t *rec, const char *dname, size_t ri) {
+    char what[512];
+    snprintf(what, sizeof what, "%s: record %zu", dname, ri);
+    json_t *idv = o->id_field ? json_object_get(rec, o->id_field) : NULL;
+    if (o->id_field && !idv) mu_die("%s: id field %s is not in the record", what, o->id_field);
+    mu_span *spans = mu_xcalloc((size_t)(mu_template_nfields(o->prompt) + o->n_span_fields) + 1, sizeof *spans);
+    int nspans;
+    size_t plen, np, *offs;
+    char *ptext = build_prompt(o, rec, dname, ri, what, spans, &nspans, &plen);
+    int32_t *pids;
+    encode_or_die(o, what, ptext, plen, &pids, &offs, &np);
+    cands c = record_candidates(o, rec, dname, ri);
+    /* prompt ids: BOS, the text's ids, EOS when there are no targets and --eos */
+    int nb = o->bos ? 1 : 0;
+    size_t nfull = np + (size_t)nb + (o->eos && c.n == 0 ? 1 : 0);
+    int32_t *full = mu_xmalloc((nfull + 1) * sizeof *full);
+    if (nb) full[0] = mu_tok_bos(o->tk);
+    memcpy(full + nb, pids, np * sizeof *pids);
+    if (o->eos && c.n == 0) full[nfull - 1] = mu_tok_eos(o->tk);
+
+    msgpack_packer *pk = mu_writer_record(w);
+    msgpack_pack_map(pk, 5 + (c.n ? 2 : 0) + (c.n && c.answer >= 0 ? 1 : 0));
     mu_pack_str(pk, "id");
     if (idv) pack_json(pk, idv); else msgpack_pack_int64(pk, (int64_t)ri);
     mu_pack_str(pk, "prompt");
     pack_ids(pk, full, nfull);
     mu_pack_kv_str(pk, "prompt_text", ptext);
-    if (c.n) {
-        mu_pack_str(pk, "targets");
-        msgpack_pack_array(pk, (size_t)c.n);
-        for (int t = 0; t < c.n; t++) {
-            size_t nt;
-            int32_t *tids = target_ids(o, ptext, plen, pids, np, c.text[t], &nt, what);
-            if (o->eos) { tids = mu_xrealloc(tids, (nt + 1) * sizeof *tids); tids[nt++] = eos; }
-            pack_ids(pk, tids, nt);
-            free(tids);
-        }
-        mu_pack_str(pk, "target_texts");
-        msgpack_pack_array(pk, (size_t)c.n);
-        for (int t = 0; t < c.n; t++) mu_pack_str(pk, c.text[t]);
-        if (c.answer >= 0) mu_pack_kv_int(pk, "answer", c.answer);
-    }
-    /* spans: the last occurrence of each field wins */
-    int nuniq = 0;
-    for (int i = 0; i < nf; i++) {
-        int later = 0;
-        for (int j = i + 1; j < nf; j++) if (!strcmp(spans[i].field, spans[j].field)) later = 1;
-        if (!later) nuniq++;
-    }
-    mu_pack_str(pk, "spans");
-    msgpack_pack_map(pk, (size_t)nuniq);
-    for (int i = 0; i < nf; i++) {
-        int later = 0;
-        for (int j = i + 1; j < nf; j++) if (!strcmp(spans[i].field, spans[j].field)) later = 1;
-        if (later) continue;
-        size_t ts, te;
-        mu_tok_span(offs, np, spans[i].start, spans[i].end, &ts, &te);
-        mu_pack_str(pk, spans[i].field);
-        msgpack_pack_array(pk, 2);
-        msgpack_pack_int64(pk, (int64_t)ts + nb);
-        msgpack_pack_int64(pk, (int64_t)te + nb);
-    }
-    mu_pack_str(pk, "meta");
-    msgpack_pack_map(pk, nmeta);
-    json_object_foreach(rec, k, v) if (!field_used(o, k)) { mu_pack_str(pk, k); pack_json(pk, v); }
+    if (c.n) pack_targets(o, pk, &c, ptext, plen, pids, np, what);
+    pack_spans(pk, spans, nspans, offs, np, nb);
+    pack_meta(o, pk, rec);
     mu_writer_end_record(w);
     for (int t = 0; t < c.n; t++) free(c.text[t]);
     free(c.text); free(full); free(pids); free(offs); free(ptext); free(spans);
