@@ -170,6 +170,42 @@ TEST(roundtrip_every_dtype_and_header) {
     mu_reader_close(r);
 }
 
+/* f16/bf16 tensors made with the conversion helpers keep their known bit patterns. */
+TEST(roundtrip_half_tensors_known_bits) {
+    static const float x[6] = {1.0f, -2.0f, 0.1f, 65504.0f, 5.9604645e-8f, -INFINITY};
+    static const uint16_t want16[6] = {0x3c00, 0xc000, 0x2e66, 0x7bff, 0x0001, 0xfc00};
+    static const uint16_t wantbf[6] /* checked with torch */ = {0x3f80, 0xc000, 0x3dcd, 0x4780, 0x3380, 0xff80};
+    uint16_t h[6], b[6];
+    for (int i = 0; i < 6; i++) { h[i] = mu_f32_to_f16(x[i]); b[i] = mu_f32_to_bf16(x[i]); }
+    const char *p = tpath("half.mpk.zst");
+    mu_writer *w = mu_writer_open(p, "activations");
+    int64_t shape[2] = {2, 3};
+    msgpack_packer *pk = mu_writer_record(w);
+    msgpack_pack_map(pk, 2);
+    mu_pack_kv_tensor(pk, "h", MU_F16, 2, shape, h);
+    mu_pack_kv_tensor(pk, "b", MU_BF16, 2, shape, b);
+    mu_writer_end_record(w);
+    mu_writer_close(w);
+    char err[1024];
+    mu_reader *r = mu_reader_open(p, "activations", err, sizeof err);
+    CHECK_MSG(r, "%s", err);
+    const msgpack_object *o;
+    CHECK_EQ_INT(mu_reader_next(r, &o), 1);
+    mu_tensor_view th, tb;
+    CHECK(mu_obj_tensor(mu_obj_get(o, "h"), &th, err, sizeof err) == 0);
+    CHECK(mu_obj_tensor(mu_obj_get(o, "b"), &tb, err, sizeof err) == 0);
+    CHECK(th.dtype == MU_F16 && tb.dtype == MU_BF16 && th.nbytes == 12 && tb.nbytes == 12);
+    const uint8_t *ph = th.data, *pb = tb.data;
+    for (int i = 0; i < 6; i++) {   /* little-endian bytes on disk */
+        CHECK_EQ_INT(ph[2 * i] | ph[2 * i + 1] << 8, want16[i]);
+        CHECK_EQ_INT(pb[2 * i] | pb[2 * i + 1] << 8, wantbf[i]);
+        float back = mu_f16_to_f32(((const uint16_t *)th.data)[i]);
+        if (i != 2) CHECK(back == x[i]);                  /* exact in f16 */
+        else CHECK_NEAR(back, 0.1, 1e-4);
+    }
+    mu_reader_close(r);
+}
+
 TEST(reads_python_written_stream) {
     char jp[4096], sp[4096], err[1024];
     snprintf(jp, sizeof jp, "%s/tests/golden/stream/python.json", mu_test_root());
