@@ -777,6 +777,17 @@ const msgpack_object *mu_reader_next_or_die(mu_reader *r) {
     return got ? rec : NULL;
 }
 
+void mu_reader_tensor_or_die(const mu_reader *r, const msgpack_object *rec, const char *key,
+                             mu_tensor_view *t) {
+    const msgpack_object *o = key ? mu_obj_get(rec, key) : rec;
+    char err[512];
+    if (!o) mu_reader_die(r, "no tensor \"%s\"", key);
+    if (mu_obj_tensor(o, t, err, sizeof err) != 0) {
+        if (key) mu_reader_die(r, "%s: %s", key, err);
+        mu_reader_die(r, "%s", err);
+    }
+}
+
 void mu_reader_die(const mu_reader *r, const char *fmt, ...) {
     char msg[768];
     va_list ap;

@@ -67,6 +67,10 @@ void mu_reader_close(mu_reader *r);
 /* Tool-side wrappers that print the error and exit 1. */
 mu_reader *mu_reader_open_or_die(const char *path, const char *expect_kind);
 const msgpack_object *mu_reader_next_or_die(mu_reader *r); /* NULL at end */
+/* The tensor at rec[key] (rec itself when key is NULL), validated by mu_obj_tensor;
+ * dies with "file: record N: key: what" when it is missing or invalid. */
+void mu_reader_tensor_or_die(const mu_reader *r, const msgpack_object *rec, const char *key,
+                             mu_tensor_view *t);
 /* Dies with "file: record N: <msg>" for a semantic problem in the current record. */
 _Noreturn void mu_reader_die(const mu_reader *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -582,6 +582,56 @@ TEST(tensor_validation_errors) {
     CHECK(mu_obj_tensor(NULL, &t, err, sizeof err) == -1);
 }
 
+static void die_on_bad_tensor(const char *path) {
+    mu_cli_init("mu-test", 0, NULL);
+    mu_reader *r = mu_reader_open_or_die(path, "tokens");
+    const msgpack_object *o = mu_reader_next_or_die(r);
+    mu_tensor_view t;
+    mu_reader_tensor_or_die(r, o, "good", &t);
+    if (t.nbytes != 12) _exit(5);
+    mu_reader_tensor_or_die(r, o, "bad", &t);
+    _exit(0);
+}
+
+TEST(tensor_or_die_names_file_record_key) {
+    const char *p = tpath("bad.mpk.zst");
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    pack_header(&pk, "tokens", 1, 0);
+    msgpack_pack_map(&pk, 2);
+    int64_t s3[1] = {3};
+    float x[3] = {1, 2, 3};
+    mu_pack_kv_tensor(&pk, "good", MU_F32, 1, s3, x);
+    mu_pack_str(&pk, "bad");
+    msgpack_pack_map(&pk, 3);
+    mu_pack_kv_str(&pk, "dtype", "i64");
+    mu_pack_str(&pk, "shape");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_int(&pk, 2);
+    mu_pack_str(&pk, "data");
+    msgpack_pack_bin(&pk, 12);
+    msgpack_pack_bin_body(&pk, x, 12);
+    spit_zstd(p, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) { dup2(fds[1], 2); close(fds[0]); die_on_bad_tensor(p); }
+    close(fds[1]);
+    char err[1024];
+    ssize_t n = read(fds[0], err, sizeof err - 1);
+    err[n > 0 ? n : 0] = 0;
+    int st;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    char want[4200];
+    snprintf(want, sizeof want, "mu-test: %s: record 0: bad: tensor data is 12 bytes but shape [2] of i64 needs 16\n", p);
+    CHECK_STR(err, want);
+}
+
 TEST(object_accessors) {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
