@@ -298,6 +298,97 @@ static int is_bytelevel_cfg(json_t *root) {
     return r;
 }
 
+/* The vocabulary (model.vocab and added_tokens) of a tokenizer.json. */
+static int load_json_vocab(mu_tokenizer *tk, json_t *root, json_t *vocab, const char *path, char *err, size_t en) {
+    json_t *added = json_object_get(root, "added_tokens"), *v, *a;
+    const char *key;
+    size_t i;
+    int64_t maxid = -1;
+    json_object_foreach(vocab, key, v) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 10000000) {
+            tok_err(err, en, "%s: vocab entry \"%s\" has a bad id", path, key);
+            return -1;
+        }
+        if (json_integer_value(v) > maxid) maxid = json_integer_value(v);
+    }
+    json_array_foreach(added, i, a) {
+        json_t *id = json_object_get(a, "id");
+        if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) > 10000000 || !jstr(a, "content")) {
+            tok_err(err, en, "%s: added_tokens[%zu] is malformed", path, i);
+            return -1;
+        }
+        if (json_integer_value(id) > maxid) maxid = json_integer_value(id);
+    }
+    size_t given = json_object_size(vocab) + json_array_size(added);
+    if (maxid < 0) { tok_err(err, en, "%s: empty vocabulary", path); return -1; }
+    if ((size_t)maxid > 16 * given + 4096) {
+        tok_err(err, en, "%s: token id %lld is far beyond the %zu tokens given", path, (long long)maxid, given);
+        return -1;
+    }
+    if (alloc_vocab(tk, (size_t)maxid + 1, err, en)) return -1;
+    json_object_foreach(vocab, key, v)
+        if (set_token(tk, (size_t)json_integer_value(v), key, strlen(key), 0)) { tok_err(err, en, "%s: out of memory", path); return -1; }
+    json_array_foreach(added, i, a) {
+        size_t id = (size_t)json_integer_value(json_object_get(a, "id"));
+        const char *c = jstr(a, "content");
+        int special = jbool(a, "special", 0);
+        tok_entry *t = &tk->tok[id];
+        if (!t->spell && set_token(tk, id, c, strlen(c), 1)) { tok_err(err, en, "%s: out of memory", path); return -1; }
+        t->type = special ? TOK_CONTROL : TOK_USER;
+        t->byte = -1;
+        free(t->dec);
+        t->dec = dupn(c, strlen(c));
+        t->dec_len = (uint32_t)strlen(c);
+        tok_added_add(tk, c, strlen(c), (int32_t)id, jbool(a, "lstrip", 0), jbool(a, "rstrip", 0), special);
+    }
+    return 0;
+}
+
+/* A special token named in tokenizer_config.json: its id; -1 when the config sets it to
+ * null or names an unknown token; -2 when the config does not mention it. */
+static int32_t config_special(const mu_tokenizer *tk, json_t *cfg, const char *key) {
+    json_t *v = cfg ? json_object_get(cfg, key) : NULL;
+    if (!v) return -2;
+    const char *name = config_token(cfg, key);
+    return name ? mu_tok_token_to_id(tk, name) : -1;
+}
+
+/* BOS/EOS/PAD/UNK ids and whether BOS/EOS are added: tokenizer_config.json when it says,
+ * else the post-processor, else the usual names. */
+static void set_special_ids(mu_tokenizer *tk, json_t *model, json_t *cfg) {
+    static const char *const bos_names[] = { "<s>", "<|begin_of_text|>", "<bos>", "<|endoftext|>", NULL };
+    static const char *const eos_names[] = { "</s>", "<|end_of_text|>", "<eos>", "<|endoftext|>", "<|im_end|>", NULL };
+    const char *unk = jstr(model, "unk_token");
+    int32_t cb = config_special(tk, cfg, "bos_token"), ce = config_special(tk, cfg, "eos_token"), cp = config_special(tk, cfg, "pad_token");
+    tk->unk = unk ? mu_tok_token_to_id(tk, unk) : -1;
+    tk->bos = cb != -2 ? cb : tk->n_prefix ? tk->prefix[0] : first_known(tk, bos_names);
+    tk->eos = ce != -2 ? ce : tk->n_suffix ? tk->suffix[tk->n_suffix - 1] : first_known(tk, eos_names);
+    tk->pad = cp >= 0 ? cp : -1;
+    tk->add_bos = tk->n_prefix > 0;
+    tk->add_eos = tk->n_suffix > 0;
+    json_t *ab = cfg ? json_object_get(cfg, "add_bos_token") : NULL, *ae = cfg ? json_object_get(cfg, "add_eos_token") : NULL;
+    if (json_is_boolean(ab) && tk->bos >= 0) {
+        tk->n_prefix = 0;
+        if (json_is_true(ab)) push_id(&tk->prefix, &tk->n_prefix, tk->bos);
+        tk->add_bos = json_is_true(ab);
+    }
+    if (json_is_boolean(ae) && tk->eos >= 0) {
+        tk->n_suffix = 0;
+        if (json_is_true(ae)) push_id(&tk->suffix, &tk->n_suffix, tk->eos);
+        tk->add_eos = json_is_true(ae);
+    }
+}
+
+/* chat_template of tokenizer_config.json: a string, or a list of named templates. */
+static void config_chat_template(mu_tokenizer *tk, json_t *cfg) {
+    json_t *ct = cfg ? json_object_get(cfg, "chat_template") : NULL, *x;
+    size_t i;
+    if (json_is_string(ct)) set_chat_template(tk, json_string_value(ct));
+    else if (json_is_array(ct))
+        json_array_foreach(ct, i, x) if (jstr(x, "name") && !strcmp(jstr(x, "name"), "default") && jstr(x, "template"))
+            set_chat_template(tk, jstr(x, "template"));
+}
+
 int tok_load_json(mu_tokenizer *tk, const char *json_path, const char *config_path, char *err, size_t en) {
     json_error_t je;
     json_t *root = json_load_file(json_path, JSON_REJECT_DUPLICATES, &je), *cfg = NULL;
@@ -307,96 +398,31 @@ int tok_load_json(mu_tokenizer *tk, const char *json_path, const char *config_pa
         cfg = json_load_file(config_path, 0, &je);
         if (!cfg) { tok_err(err, en, "%s: line %d: %s", config_path, je.line, je.text); goto out; }
     }
-    json_t *model = json_object_get(root, "model"), *vocab = json_object_get(model, "vocab");
+    json_t *model = json_object_get(root, "model"), *vocab = json_object_get(model, "vocab"), *merges;
     const char *mtype = jstr(model, "type");
     if (!json_is_object(root) || !json_is_object(model)) { tok_err(err, en, "%s: no \"model\" object", json_path); goto out; }
     if (!mtype && json_is_array(json_object_get(model, "merges"))) mtype = "BPE";
     if (!mtype || strcmp(mtype, "BPE")) { tok_err(err, en, "%s: unsupported tokenizer model %s (only BPE)", json_path, mtype ? mtype : "(none)"); goto out; }
     if (!json_is_object(vocab)) { tok_err(err, en, "%s: model.vocab is not an object", json_path); goto out; }
+    if (json_is_string(json_object_get(model, "continuing_subword_prefix")) || json_is_string(json_object_get(model, "end_of_word_suffix"))) {
+        tok_err(err, en, "%s: BPE with continuing_subword_prefix/end_of_word_suffix is not supported", json_path);
+        goto out;
+    }
     tk->kind = is_bytelevel_cfg(root) ? MODEL_BYTELEVEL : MODEL_SPM;
     tk->byte_fallback = jbool(model, "byte_fallback", 0);
     tk->fuse_unk = jbool(model, "fuse_unk", 0);
     tk->ignore_merges = jbool(model, "ignore_merges", 0);
-    if (json_is_string(json_object_get(model, "continuing_subword_prefix")) || json_is_string(json_object_get(model, "end_of_word_suffix"))) {
-        tok_err(err, en, "%s: BPE with continuing_subword_prefix/end_of_word_suffix is not supported", json_path); goto out;
-    }
-    /* vocabulary size: largest id + 1 over vocab and added tokens */
-    json_t *added = json_object_get(root, "added_tokens"), *v, *a;
-    const char *key;
-    size_t i;
-    int64_t maxid = -1;
-    json_object_foreach(vocab, key, v) {
-        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 10000000) {
-            tok_err(err, en, "%s: vocab entry \"%s\" has a bad id", json_path, key); goto out;
-        }
-        if (json_integer_value(v) > maxid) maxid = json_integer_value(v);
-    }
-    json_array_foreach(added, i, a) {
-        json_t *id = json_object_get(a, "id");
-        if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) > 10000000 || !jstr(a, "content")) {
-            tok_err(err, en, "%s: added_tokens[%zu] is malformed", json_path, i); goto out;
-        }
-        if (json_integer_value(id) > maxid) maxid = json_integer_value(id);
-    }
-    if (maxid < 0) { tok_err(err, en, "%s: empty vocabulary", json_path); goto out; }
-    if ((size_t)maxid > 16 * (json_object_size(vocab) + json_array_size(added)) + 4096) {
-        tok_err(err, en, "%s: token id %lld is far beyond the %zu tokens given", json_path, (long long)maxid,
-                json_object_size(vocab) + json_array_size(added));
-        goto out;
-    }
-    if (alloc_vocab(tk, (size_t)maxid + 1, err, en)) goto out;
-    json_object_foreach(vocab, key, v)
-        if (set_token(tk, (size_t)json_integer_value(v), key, strlen(key), 0)) { tok_err(err, en, "%s: out of memory", json_path); goto out; }
-    json_array_foreach(added, i, a) {
-        size_t id = (size_t)json_integer_value(json_object_get(a, "id"));
-        const char *c = jstr(a, "content");
-        int special = jbool(a, "special", 0);
-        if (!tk->tok[id].spell && set_token(tk, id, c, strlen(c), 1)) { tok_err(err, en, "%s: out of memory", json_path); goto out; }
-        tk->tok[id].type = special ? TOK_CONTROL : TOK_USER;
-        tk->tok[id].byte = -1;
-        free(tk->tok[id].dec);
-        tk->tok[id].dec = dupn(c, strlen(c)); tk->tok[id].dec_len = (uint32_t)strlen(c);
-        tok_added_add(tk, c, strlen(c), (int32_t)id, jbool(a, "lstrip", 0), jbool(a, "rstrip", 0), special);
-    }
+    if (load_json_vocab(tk, root, vocab, json_path, err, en)) goto out;
     if (load_normalizer(tk, json_object_get(root, "normalizer"), err, en)) goto out;
     if (load_pretok(tk, json_object_get(root, "pre_tokenizer"), err, en)) goto out;
     if (load_decoder(tk, json_object_get(root, "decoder"), err, en)) goto out;
     if (tok_finish(tk, err, en)) goto out;
-    json_t *merges = json_object_get(model, "merges");
+    merges = json_object_get(model, "merges");
     if (!json_is_array(merges)) { tok_err(err, en, "%s: model.merges is not an array", json_path); goto out; }
     if (load_merges(tk, merges, err, en)) goto out;
     if (load_postproc(tk, json_object_get(root, "post_processor"), err, en)) goto out;
-    const char *unk = jstr(model, "unk_token");
-    tk->unk = unk ? mu_tok_token_to_id(tk, unk) : -1;
-    static const char *const bos_names[] = { "<s>", "<|begin_of_text|>", "<bos>", "<|endoftext|>", NULL };
-    static const char *const eos_names[] = { "</s>", "<|end_of_text|>", "<eos>", "<|endoftext|>", "<|im_end|>", NULL };
-    const char *cb = cfg ? config_token(cfg, "bos_token") : NULL, *ce = cfg ? config_token(cfg, "eos_token") : NULL;
-    const char *cp = cfg ? config_token(cfg, "pad_token") : NULL;
-    tk->bos = cb ? mu_tok_token_to_id(tk, cb) : tk->n_prefix ? tk->prefix[0] : first_known(tk, bos_names);
-    tk->eos = ce ? mu_tok_token_to_id(tk, ce) : tk->n_suffix ? tk->suffix[tk->n_suffix - 1] : first_known(tk, eos_names);
-    tk->pad = cp ? mu_tok_token_to_id(tk, cp) : -1;
-    tk->add_bos = tk->n_prefix > 0;
-    tk->add_eos = tk->n_suffix > 0;
-    if (cfg) {
-        json_t *ab = json_object_get(cfg, "add_bos_token"), *ae = json_object_get(cfg, "add_eos_token");
-        if (json_is_boolean(ab) && tk->bos >= 0) {
-            tk->n_prefix = 0;
-            if (json_is_true(ab)) push_id(&tk->prefix, &tk->n_prefix, tk->bos);
-            tk->add_bos = json_is_true(ab);
-        }
-        if (json_is_boolean(ae) && tk->eos >= 0) {
-            tk->n_suffix = 0;
-            if (json_is_true(ae)) push_id(&tk->suffix, &tk->n_suffix, tk->eos);
-            tk->add_eos = json_is_true(ae);
-        }
-        json_t *ct = json_object_get(cfg, "chat_template");
-        if (json_is_string(ct)) set_chat_template(tk, json_string_value(ct));
-        else if (json_is_array(ct)) {
-            json_t *x;
-            json_array_foreach(ct, i, x) if (jstr(x, "name") && !strcmp(jstr(x, "name"), "default") && jstr(x, "template"))
-                set_chat_template(tk, jstr(x, "template"));
-        }
-    }
+    set_special_ids(tk, model, cfg);
+    config_chat_template(tk, cfg);
     rc = 0;
 out:
     json_decref(root);
@@ -435,48 +461,109 @@ static int32_t gguf_id(const mu_gguf *g, const char *key, const mu_tokenizer *tk
     return (int32_t)v;
 }
 
-int tok_load_gguf(mu_tokenizer *tk, const char *path, char *err, size_t en) {
-    mu_gguf *g = mu_gguf_open(path, err, en);
-    if (!g) return -1;
-    int rc = -1, et;
+/* tokens, token_type and scores; control and user-defined tokens become added tokens. */
+static int load_gguf_vocab(mu_tokenizer *tk, const mu_gguf *g, const char *path, char *err, size_t en) {
     const char *s;
     size_t sl;
-    uint64_t n, nm = 0;
-    if (mu_gguf_get_str(g, "tokenizer.ggml.model", &s, &sl)) { tok_err(err, en, "%s: no tokenizer.ggml.model", path); goto out; }
-    if (sl == 4 && !memcmp(s, "gpt2", 4)) tk->kind = MODEL_BYTELEVEL;
-    else if (sl == 5 && !memcmp(s, "llama", 5)) { tk->kind = MODEL_SPM; tk->score_merges = 1; tk->byte_fallback = 1; }
-    else { tok_err(err, en, "%s: unsupported tokenizer.ggml.model \"%.*s\"", path, (int)sl, s); goto out; }
+    uint64_t n, nt = 0, ns = 0;
+    int et, tt = -1, st = -1;
     if (mu_gguf_arr_len(g, "tokenizer.ggml.tokens", &n, &et) || et != GGUF_TYPE_STRING || n == 0 || n > 10000000) {
-        tok_err(err, en, "%s: tokenizer.ggml.tokens is missing or not a string array", path); goto out;
+        tok_err(err, en, "%s: tokenizer.ggml.tokens is missing or not a string array", path);
+        return -1;
     }
-    if (alloc_vocab(tk, (size_t)n, err, en)) goto out;
-    uint64_t nt = 0, ns = 0;
-    int tt = -1, st = -1;
-    if (mu_gguf_arr_len(g, "tokenizer.ggml.token_type", &nt, &tt) == 0 && nt != n) { tok_err(err, en, "%s: tokenizer.ggml.token_type has %llu entries, tokens %llu", path, (unsigned long long)nt, (unsigned long long)n); goto out; }
-    if (mu_gguf_arr_len(g, "tokenizer.ggml.scores", &ns, &st) == 0 && ns != n) { tok_err(err, en, "%s: tokenizer.ggml.scores has %llu entries, tokens %llu", path, (unsigned long long)ns, (unsigned long long)n); goto out; }
-    if (tk->score_merges && !ns) { tok_err(err, en, "%s: SentencePiece vocabulary without tokenizer.ggml.scores", path); goto out; }
+    if (alloc_vocab(tk, (size_t)n, err, en)) return -1;
+    if (mu_gguf_arr_len(g, "tokenizer.ggml.token_type", &nt, &tt) == 0 && nt != n) {
+        tok_err(err, en, "%s: tokenizer.ggml.token_type has %llu entries, tokens %llu", path, (unsigned long long)nt, (unsigned long long)n);
+        return -1;
+    }
+    if (mu_gguf_arr_len(g, "tokenizer.ggml.scores", &ns, &st) == 0 && ns != n) {
+        tok_err(err, en, "%s: tokenizer.ggml.scores has %llu entries, tokens %llu", path, (unsigned long long)ns, (unsigned long long)n);
+        return -1;
+    }
+    if (tk->score_merges && !ns) { tok_err(err, en, "%s: SentencePiece vocabulary without tokenizer.ggml.scores", path); return -1; }
     for (uint64_t i = 0; i < n; i++) {
         int32_t type = TOK_NORMAL;
-        if (mu_gguf_arr_str(g, "tokenizer.ggml.tokens", i, &s, &sl)) { tok_err(err, en, "%s: token %llu unreadable", path, (unsigned long long)i); goto out; }
-        if (nt && mu_gguf_arr_i32(g, "tokenizer.ggml.token_type", i, &type)) { tok_err(err, en, "%s: token_type %llu unreadable", path, (unsigned long long)i); goto out; }
+        if (mu_gguf_arr_str(g, "tokenizer.ggml.tokens", i, &s, &sl)) { tok_err(err, en, "%s: token %llu unreadable", path, (unsigned long long)i); return -1; }
+        if (nt && mu_gguf_arr_i32(g, "tokenizer.ggml.token_type", i, &type)) { tok_err(err, en, "%s: token_type %llu unreadable", path, (unsigned long long)i); return -1; }
         int raw = type == TOK_CONTROL || type == TOK_USER;
-        if (set_token(tk, (size_t)i, s, sl, raw)) { tok_err(err, en, "%s: out of memory", path); goto out; }
+        if (set_token(tk, (size_t)i, s, sl, raw)) { tok_err(err, en, "%s: out of memory", path); return -1; }
         tok_entry *t = &tk->tok[i];
         if (type >= TOK_NORMAL && type <= TOK_BYTE) t->type = (uint8_t)type;
         if (t->type == TOK_BYTE && t->byte < 0) {
             int b = parse_byte_token(t->spell);
-            if (b < 0) { tok_err(err, en, "%s: byte token %llu is \"%s\"", path, (unsigned long long)i, t->spell); goto out; }
+            if (b < 0) { tok_err(err, en, "%s: byte token %llu is \"%s\"", path, (unsigned long long)i, t->spell); return -1; }
             t->byte = (int16_t)b;
         } else if (t->type != TOK_BYTE) t->byte = -1;
-        if (ns && mu_gguf_arr_f32(g, "tokenizer.ggml.scores", i, &t->score)) { tok_err(err, en, "%s: score %llu unreadable", path, (unsigned long long)i); goto out; }
+        if (ns && mu_gguf_arr_f32(g, "tokenizer.ggml.scores", i, &t->score)) { tok_err(err, en, "%s: score %llu unreadable", path, (unsigned long long)i); return -1; }
         if (raw) {
-            t->dec = dupn(t->spell, strlen(t->spell)); t->dec_len = (uint32_t)strlen(t->spell);
+            t->dec = dupn(t->spell, strlen(t->spell));
+            t->dec_len = (uint32_t)strlen(t->spell);
             tok_added_add(tk, t->enc, t->enc_len, (int32_t)i, 0, 0, type == TOK_CONTROL);
         }
     }
-    int add_space = tk->kind == MODEL_SPM, b;
-    if (mu_gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &b) == 0) add_space = b;
+    return 0;
+}
+
+/* tokenizer.ggml.merges ("a b" in the byte-level alphabet), ranked by position. */
+static int load_gguf_merges(mu_tokenizer *tk, const mu_gguf *g, const char *path, char *err, size_t en) {
+    const char *s;
+    size_t sl, cap = 0;
+    uint64_t nm;
+    int et, rc = -1;
+    char *buf = NULL;
+    if (mu_gguf_arr_len(g, "tokenizer.ggml.merges", &nm, &et) || et != GGUF_TYPE_STRING) { tok_err(err, en, "%s: no tokenizer.ggml.merges", path); return -1; }
+    if (tok_pairmap_init(&tk->merges, nm)) { tok_err(err, en, "%s: out of memory", path); return -1; }
+    for (uint64_t i = 0; i < nm; i++) {
+        if (mu_gguf_arr_str(g, "tokenizer.ggml.merges", i, &s, &sl)) { tok_err(err, en, "%s: merge %llu unreadable", path, (unsigned long long)i); goto out; }
+        const char *sp = memchr(s, ' ', sl);
+        if (!sp) { tok_err(err, en, "%s: merge %llu is not \"a b\"", path, (unsigned long long)i); goto out; }
+        if (sl + 1 > cap) { cap = 2 * sl + 16; buf = realloc(buf, cap); }
+        size_t l1, l2;
+        if (tok_bytelevel_unmap(s, (size_t)(sp - s), buf, &l1) || tok_bytelevel_unmap(sp + 1, sl - (size_t)(sp - s) - 1, buf + l1, &l2)) {
+            tok_err(err, en, "%s: merge %llu has a character outside the byte alphabet", path, (unsigned long long)i);
+            goto out;
+        }
+        int32_t ia = tok_strmap_get(tk, buf, l1), ib = tok_strmap_get(tk, buf + l1, l2), ic = tok_strmap_get(tk, buf, l1 + l2);
+        if (ia < 0 || ib < 0 || ic < 0) { tok_err(err, en, "%s: merge %llu names a token not in the vocabulary", path, (unsigned long long)i); goto out; }
+        tok_pairmap_put(&tk->merges, ia, ib, (int32_t)i, ic);
+    }
+    rc = 0;
+out:
+    free(buf);
+    return rc;
+}
+
+/* bos/eos/pad/unk ids, add_bos/add_eos (llama.cpp's defaults: BOS for SentencePiece). */
+static void gguf_special_ids(mu_tokenizer *tk, const mu_gguf *g) {
+    int b;
+    tk->bos = gguf_id(g, "tokenizer.ggml.bos_token_id", tk);
+    tk->eos = gguf_id(g, "tokenizer.ggml.eos_token_id", tk);
+    tk->pad = gguf_id(g, "tokenizer.ggml.padding_token_id", tk);
+    tk->unk = gguf_id(g, "tokenizer.ggml.unknown_token_id", tk);
+    if (tk->unk < 0)
+        for (size_t i = 0; i < tk->n_tok; i++) if (tk->tok[i].type == TOK_UNKNOWN) { tk->unk = (int32_t)i; break; }
+    tk->add_bos = tk->kind == MODEL_SPM;
+    tk->add_eos = 0;
+    if (mu_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &b) == 0) tk->add_bos = b;
+    if (mu_gguf_get_bool(g, "tokenizer.ggml.add_eos_token", &b) == 0) tk->add_eos = b;
+    if (tk->add_bos && tk->bos >= 0) push_id(&tk->prefix, &tk->n_prefix, tk->bos); else tk->add_bos = 0;
+    if (tk->add_eos && tk->eos >= 0) push_id(&tk->suffix, &tk->n_suffix, tk->eos); else tk->add_eos = 0;
+}
+
+int tok_load_gguf(mu_tokenizer *tk, const char *path, char *err, size_t en) {
+    mu_gguf *g = mu_gguf_open(path, err, en);
+    if (!g) return -1;
+    int rc = -1, b;
+    const char *s;
+    size_t sl;
+    if (mu_gguf_get_str(g, "tokenizer.ggml.model", &s, &sl)) { tok_err(err, en, "%s: no tokenizer.ggml.model", path); goto out; }
+    if (sl == 4 && !memcmp(s, "gpt2", 4)) tk->kind = MODEL_BYTELEVEL;
+    else if (sl == 5 && !memcmp(s, "llama", 5)) { tk->kind = MODEL_SPM; tk->score_merges = 1; tk->byte_fallback = 1; }
+    else { tok_err(err, en, "%s: unsupported tokenizer.ggml.model \"%.*s\"", path, (int)sl, s); goto out; }
+    if (load_gguf_vocab(tk, g, path, err, en)) goto out;
     if (tk->kind == MODEL_SPM) {
+        int add_space = 1;
+        if (mu_gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &b) == 0) add_space = b;
         if (add_space) tok_norm_add(tk, NORM_PREPEND, 0, " ", 1, NULL, 0);
         tok_norm_add(tk, NORM_REPLACE, 0, " ", 1, META, 3);
         tk->dec_strip_space = add_space;
@@ -487,37 +574,8 @@ int tok_load_gguf(mu_tokenizer *tk, const char *path, char *err, size_t en) {
         if (gguf_pre_splits(tk, pre, pl, err, en)) goto out;
     }
     if (tok_finish(tk, err, en)) goto out;
-    if (tk->kind == MODEL_BYTELEVEL) {
-        if (mu_gguf_arr_len(g, "tokenizer.ggml.merges", &nm, &et) || et != GGUF_TYPE_STRING) { tok_err(err, en, "%s: no tokenizer.ggml.merges", path); goto out; }
-        if (tok_pairmap_init(&tk->merges, nm)) { tok_err(err, en, "%s: out of memory", path); goto out; }
-        char *buf = NULL;
-        size_t cap = 0;
-        for (uint64_t i = 0; i < nm; i++) {
-            if (mu_gguf_arr_str(g, "tokenizer.ggml.merges", i, &s, &sl)) { free(buf); tok_err(err, en, "%s: merge %llu unreadable", path, (unsigned long long)i); goto out; }
-            const char *sp = memchr(s, ' ', sl);
-            if (!sp) { free(buf); tok_err(err, en, "%s: merge %llu is not \"a b\"", path, (unsigned long long)i); goto out; }
-            if (sl + 1 > cap) { cap = 2 * sl + 16; buf = realloc(buf, cap); }
-            size_t l1, l2;
-            if (tok_bytelevel_unmap(s, (size_t)(sp - s), buf, &l1) || tok_bytelevel_unmap(sp + 1, sl - (size_t)(sp - s) - 1, buf + l1, &l2)) {
-                free(buf); tok_err(err, en, "%s: merge %llu has a character outside the byte alphabet", path, (unsigned long long)i); goto out;
-            }
-            int32_t ia = tok_strmap_get(tk, buf, l1), ib = tok_strmap_get(tk, buf + l1, l2), ic = tok_strmap_get(tk, buf, l1 + l2);
-            if (ia < 0 || ib < 0 || ic < 0) { free(buf); tok_err(err, en, "%s: merge %llu names a token not in the vocabulary", path, (unsigned long long)i); goto out; }
-            tok_pairmap_put(&tk->merges, ia, ib, (int32_t)i, ic);
-        }
-        free(buf);
-    }
-    tk->bos = gguf_id(g, "tokenizer.ggml.bos_token_id", tk);
-    tk->eos = gguf_id(g, "tokenizer.ggml.eos_token_id", tk);
-    tk->pad = gguf_id(g, "tokenizer.ggml.padding_token_id", tk);
-    tk->unk = gguf_id(g, "tokenizer.ggml.unknown_token_id", tk);
-    if (tk->unk < 0) for (size_t i = 0; i < tk->n_tok; i++) if (tk->tok[i].type == TOK_UNKNOWN) { tk->unk = (int32_t)i; break; }
-    tk->add_bos = tk->kind == MODEL_SPM;
-    tk->add_eos = 0;
-    if (mu_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &b) == 0) tk->add_bos = b;
-    if (mu_gguf_get_bool(g, "tokenizer.ggml.add_eos_token", &b) == 0) tk->add_eos = b;
-    if (tk->add_bos && tk->bos >= 0) push_id(&tk->prefix, &tk->n_prefix, tk->bos); else tk->add_bos = 0;
-    if (tk->add_eos && tk->eos >= 0) push_id(&tk->suffix, &tk->n_suffix, tk->eos); else tk->add_eos = 0;
+    if (tk->kind == MODEL_BYTELEVEL && load_gguf_merges(tk, g, path, err, en)) goto out;
+    gguf_special_ids(tk, g);
     if (mu_gguf_get_str(g, "tokenizer.chat_template", &s, &sl) == 0) {
         char *t = dupn(s, sl);
         if (t) { set_chat_template(tk, t); free(t); }
