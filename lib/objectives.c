@@ -2,6 +2,7 @@
 #include "objectives.h"
 #include "rng.h"
 #include <math.h>
+#include <stdlib.h>
 
 double mu_logsumexp(const float *z, int V) {
     float mx = z[0];
@@ -32,127 +33,147 @@ static void add_logp_grad(const float *z, int V, double lse, int y, double a, fl
     d[y] += (float)a;
 }
 
-/* ---- token-level ---- */
+/* ---- token-level ----
+ * Each objective is a function of one labeled row; over_rows runs it on every labeled row
+ * (in parallel for large rows) and sums the per-row values in row order, so results do
+ * not depend on the number of threads. */
+
+typedef struct {
+    double coef, param;       /* param: floor (log1mp), beta (wga, undial) */
+    const float *ref;         /* [n, V] reference rows (undial: logits, kl: log-probs) */
+} row_ctx;
+
+/* Loss of row z [V] with target y (k-th labeled row); adds coef * dloss/dz into d. */
+typedef double (*row_fn)(const float *z, int V, int y, int k, const row_ctx *c, float *d);
+
+static double over_rows(const float *logits, const int32_t *labels, int T, int V, row_fn fn,
+                        const row_ctx *c, float *dlogits) {
+    int *k = malloc((size_t)(T ? T : 1) * sizeof *k);
+    double *lt = malloc((size_t)(T ? T : 1) * sizeof *lt);
+    int n = 0;
+    for (int t = 0; t < T; t++) k[t] = labels[t] >= 0 ? n++ : -1;
+    #pragma omp parallel for schedule(dynamic, 1) if ((int64_t)n * V >= (1 << 16))
+    for (int t = 0; t < T; t++)
+        lt[t] = k[t] < 0 ? 0 : fn(logits + (size_t)t * V, V, labels[t], k[t], c,
+                                  dlogits ? dlogits + (size_t)t * V : NULL);
+    double sum = 0;
+    for (int t = 0; t < T; t++) sum += lt[t];
+    free(k);
+    free(lt);
+    return sum;
+}
+
+static double row_ce(const float *z, int V, int y, int k, const row_ctx *c, float *d) {
+    (void)k;
+    double lse = mu_logsumexp(z, V);
+    if (d) add_logp_grad(z, V, lse, y, -c->coef, d);
+    return lse - z[y];
+}
 
 double mu_obj_ce(const float *logits, const int32_t *labels, int T, int V,
                  double coef, float *dlogits) {
-    double loss = 0;
-    for (int t = 0; t < T; t++) {
-        if (labels[t] < 0) continue;
-        const float *z = logits + (size_t)t * V;
-        double lse = mu_logsumexp(z, V);
-        loss += lse - z[labels[t]];
-        if (dlogits) add_logp_grad(z, V, lse, labels[t], -coef, dlogits + (size_t)t * V);
-    }
-    return loss;
+    row_ctx c = {coef, 0, NULL};
+    return over_rows(logits, labels, T, V, row_ce, &c, dlogits);
+}
+
+static double row_log1mp(const float *z, int V, int y, int k, const row_ctx *c, float *d) {
+    (void)k;
+    double lse = mu_logsumexp(z, V);
+    double logp = z[y] - lse;
+    if (logp < c->param) return 0;
+    double one_minus_p = -expm1(logp);
+    if (one_minus_p < 1e-12) one_minus_p = 1e-12;
+    /* d(-log(1-p))/dz = p/(1-p) * (e_y - p_vec) */
+    if (d) add_logp_grad(z, V, lse, y, c->coef * exp(logp) / one_minus_p, d);
+    return -log(one_minus_p);
 }
 
 double mu_obj_log1mp(const float *logits, const int32_t *labels, int T, int V,
                      double floor, double coef, float *dlogits) {
-    double loss = 0;
-    for (int t = 0; t < T; t++) {
-        if (labels[t] < 0) continue;
-        const float *z = logits + (size_t)t * V;
-        double lse = mu_logsumexp(z, V);
-        double logp = z[labels[t]] - lse;
-        if (logp < floor) continue;
-        double one_minus_p = -expm1(logp);
-        if (one_minus_p < 1e-12) one_minus_p = 1e-12;
-        loss += -log(one_minus_p);
-        /* d(-log(1-p))/dz = p/(1-p) * (e_y - p_vec) */
-        if (dlogits) add_logp_grad(z, V, lse, labels[t], coef * exp(logp) / one_minus_p,
-                                   dlogits + (size_t)t * V);
-    }
-    return loss;
+    row_ctx c = {coef, floor, NULL};
+    return over_rows(logits, labels, T, V, row_log1mp, &c, dlogits);
+}
+
+static double row_wga(const float *z, int V, int y, int k, const row_ctx *c, float *d) {
+    (void)k;
+    double lse = mu_logsumexp(z, V);
+    double logp = z[y] - lse;
+    double w = exp(c->param * logp);          /* p^beta, treated as a constant */
+    if (d) add_logp_grad(z, V, lse, y, c->coef * w, d);
+    return w * logp;                          /* -w * CE = w * log p */
 }
 
 double mu_obj_wga(const float *logits, const int32_t *labels, int T, int V,
                   double beta, double coef, float *dlogits) {
-    double loss = 0;
-    for (int t = 0; t < T; t++) {
-        if (labels[t] < 0) continue;
-        const float *z = logits + (size_t)t * V;
-        double lse = mu_logsumexp(z, V);
-        double logp = z[labels[t]] - lse;
-        double w = exp(beta * logp);          /* p^beta, treated as a constant */
-        loss += w * logp;                     /* -w * CE = w * log p */
-        if (dlogits) add_logp_grad(z, V, lse, labels[t], coef * w, dlogits + (size_t)t * V);
+    row_ctx c = {coef, beta, NULL};
+    return over_rows(logits, labels, T, V, row_wga, &c, dlogits);
+}
+
+static double row_undial(const float *z, int V, int y, int k, const row_ctx *c, float *d) {
+    const float *r = c->ref + (size_t)k * V;
+    double beta = c->param;
+    /* q = softmax(r - beta e_y), computed with the shift in double */
+    double mx = -INFINITY;
+    for (int j = 0; j < V; j++) {
+        double a = r[j] - (j == y ? beta : 0);
+        if (a > mx) mx = a;
+    }
+    double qs = 0;
+    for (int j = 0; j < V; j++) qs += exp(r[j] - (j == y ? beta : 0) - mx);
+    double lq = mx + log(qs), lse = mu_logsumexp(z, V), loss = 0;
+    for (int j = 0; j < V; j++) {
+        double q = exp(r[j] - (j == y ? beta : 0) - lq);
+        double logp = z[j] - lse;
+        loss -= q * logp;
+        if (d) d[j] += (float)(c->coef * (exp(logp) - q));  /* d/dz: p - q */
     }
     return loss;
 }
 
 double mu_obj_undial(const float *logits, const int32_t *labels, int T, int V,
                      const float *ref_logits, double beta, double coef, float *dlogits) {
-    double loss = 0;
-    int k = 0;
-    for (int t = 0; t < T; t++) {
-        if (labels[t] < 0) continue;
-        const float *z = logits + (size_t)t * V;
-        const float *r = ref_logits + (size_t)k++ * V;
-        int y = labels[t];
-        /* q = softmax(r - beta e_y), computed with the shift in double */
-        double mx = -INFINITY;
-        for (int j = 0; j < V; j++) {
-            double a = r[j] - (j == y ? beta : 0);
-            if (a > mx) mx = a;
-        }
-        double qs = 0;
-        for (int j = 0; j < V; j++) qs += exp(r[j] - (j == y ? beta : 0) - mx);
-        double lq = mx + log(qs);
-        double lse = mu_logsumexp(z, V);
-        float *d = dlogits ? dlogits + (size_t)t * V : NULL;
-        for (int j = 0; j < V; j++) {
-            double q = exp(r[j] - (j == y ? beta : 0) - lq);
-            double logp = z[j] - lse;
-            loss -= q * logp;
-            if (d) d[j] += (float)(coef * (exp(logp) - q));  /* d/dz: p - q */
-        }
+    row_ctx c = {coef, beta, ref_logits};
+    return over_rows(logits, labels, T, V, row_undial, &c, dlogits);
+}
+
+static double row_kl(const float *z, int V, int y, int k, const row_ctx *c, float *d) {
+    (void)y;
+    const float *lr = c->ref + (size_t)k * V;
+    double lse = mu_logsumexp(z, V), loss = 0;
+    for (int j = 0; j < V; j++) {
+        double r = exp((double)lr[j]);
+        double logp = z[j] - lse;
+        if (r > 0) loss += r * (lr[j] - logp);
+        if (d) d[j] += (float)(c->coef * (exp(logp) - r));   /* d/dz: p - r */
     }
     return loss;
 }
 
 double mu_obj_kl(const float *logits, const int32_t *labels, int T, int V,
                  const float *ref_logp, double coef, float *dlogits) {
-    double loss = 0;
-    int k = 0;
-    for (int t = 0; t < T; t++) {
-        if (labels[t] < 0) continue;
-        const float *z = logits + (size_t)t * V;
-        const float *lr = ref_logp + (size_t)k++ * V;
-        double lse = mu_logsumexp(z, V);
-        float *d = dlogits ? dlogits + (size_t)t * V : NULL;
-        for (int j = 0; j < V; j++) {
-            double r = exp((double)lr[j]);
-            double logp = z[j] - lse;
-            if (r > 0) loss += r * (lr[j] - logp);
-            if (d) d[j] += (float)(coef * (exp(logp) - r));   /* d/dz: p - r */
-        }
-    }
-    return loss;
+    row_ctx c = {coef, 0, ref_logp};
+    return over_rows(logits, labels, T, V, row_kl, &c, dlogits);
 }
 
 /* ---- sequence-level ---- */
 
+static double row_logp(const float *z, int V, int y, int k, const row_ctx *c, float *d) {
+    (void)k;
+    double lse = mu_logsumexp(z, V);
+    if (d) add_logp_grad(z, V, lse, y, c->coef, d);
+    return z[y] - lse;
+}
+
 double mu_seq_logprob(const float *logits, const int32_t *labels, int T, int V, int *n_out) {
-    double s = 0;
-    int n = 0;
-    for (int t = 0; t < T; t++) {
-        if (labels[t] < 0) continue;
-        const float *z = logits + (size_t)t * V;
-        s += z[labels[t]] - mu_logsumexp(z, V);
-        n++;
-    }
-    if (n_out) *n_out = n;
-    return s;
+    row_ctx c = {0, 0, NULL};
+    if (n_out) *n_out = mu_count_labels(labels, T);
+    return over_rows(logits, labels, T, V, row_logp, &c, NULL);
 }
 
 void mu_seq_logprob_grad(const float *logits, const int32_t *labels, int T, int V,
                          double coef, float *dlogits) {
-    for (int t = 0; t < T; t++) {
-        if (labels[t] < 0) continue;
-        const float *z = logits + (size_t)t * V;
-        add_logp_grad(z, V, mu_logsumexp(z, V), labels[t], coef, dlogits + (size_t)t * V);
-    }
+    row_ctx c = {coef, 0, NULL};
+    over_rows(logits, labels, T, V, row_logp, &c, dlogits);
 }
 
 void mu_ref_logp_rows(const float *logits, const int32_t *labels, int T, int V, float *out) {
