@@ -54,7 +54,8 @@ typedef struct {
     mu_site site;
     int layer;               /* -1 for embed / logits */
     int backward;            /* 0: act is the activation; 1: act is d loss / d activation */
-    int B, T, D;             /* act is [B, T, D] host f32, row-major */
+    int B, T, D;             /* act is [B, T, D] host f32, row-major (logits with
+                                logits_last_only: T = 1, each row's last valid token) */
     const int32_t *lens;     /* [B] valid tokens per row */
     const int32_t *pos0;     /* [B] absolute position of t = 0 (KV-cache decode), or NULL = 0 */
 } mu_hook_info;
