@@ -515,7 +515,6 @@ typedef struct { double rank; int32_t pos, rpos; uint32_t llen, rlen; int32_t id
 typedef struct {
     bsym *sym; size_t sym_cap;
     bcand *heap; size_t heap_n, heap_cap;
-    char *cat; size_t cat_cap;
 } bpe_work;
 
 static int cand_less(const bcand *a, const bcand *b) {
@@ -572,9 +571,9 @@ static int try_pair(const mu_tokenizer *tk, bpe_work *w, const char *piece, int3
     return heap_push(w, c);
 }
 
-/* Appends the ids (and byte lengths within the piece) of the BPE of piece[0..len). */
-static int bpe_piece(const mu_tokenizer *tk, bpe_work *w, const char *piece, size_t len,
-                     int32_t **out, uint32_t **lens, size_t *nout, size_t *cap) {
+/* Initial symbols: bytes (byte-level) or characters (SentencePiece-style), each with its
+ * token id or -1. Returns the number of symbols, -1 on allocation failure. */
+static long init_symbols(const mu_tokenizer *tk, bpe_work *w, const char *piece, size_t len) {
     size_t ns = 0;
     if (w->sym_cap < len) {
         bsym *nsym = realloc(w->sym, len * sizeof *nsym);
@@ -593,15 +592,19 @@ static int bpe_piece(const mu_tokenizer *tk, bpe_work *w, const char *piece, siz
         w->sym[ns] = (bsym){ id, (int32_t)ns - 1, (int32_t)ns + 1, (uint32_t)i, (uint32_t)k };
         ns++; i += k;
     }
-    if (!ns) return 0;
-    w->sym[ns - 1].next = -1;
+    if (ns) w->sym[ns - 1].next = -1;
+    return (long)ns;
+}
+
+/* Merges adjacent symbols, best rank (or score) first, leftmost first on ties. */
+static int merge_symbols(const mu_tokenizer *tk, bpe_work *w, const char *piece, size_t ns) {
     w->heap_n = 0;
     for (size_t i = 0; i + 1 < ns; i++)
         if (try_pair(tk, w, piece, (int32_t)i, (int32_t)i + 1)) return -1;
     while (w->heap_n) {
         bcand c = heap_pop(w);
         bsym *L = &w->sym[c.pos];
-        if (L->len != c.llen || L->next != c.rpos) continue;
+        if (L->len != c.llen || L->next != c.rpos) continue;   /* stale candidate */
         bsym *R = &w->sym[c.rpos];
         if (R->len != c.rlen) continue;
         L->id = c.id; L->len += R->len; L->next = R->next;
@@ -609,35 +612,55 @@ static int bpe_piece(const mu_tokenizer *tk, bpe_work *w, const char *piece, siz
         if (R->next >= 0) w->sym[R->next].prev = c.pos;
         if (try_pair(tk, w, piece, L->prev, c.pos) || try_pair(tk, w, piece, c.pos, L->next)) return -1;
     }
+    return 0;
+}
+
+typedef struct { int32_t *ids; uint32_t *lens; size_t n, cap; uint32_t pending; } piece_out;
+
+static int piece_push(piece_out *o, int32_t id, uint32_t len) {
+    if (o->n == o->cap) {
+        size_t nc = o->cap ? o->cap * 2 : 64;
+        int32_t *ni = realloc(o->ids, nc * sizeof *ni);
+        if (ni) o->ids = ni;
+        uint32_t *nl = realloc(o->lens, nc * sizeof *nl);
+        if (nl) o->lens = nl;
+        if (!ni || !nl) return -1;
+        o->cap = nc;
+    }
+    o->ids[o->n] = id;
+    o->lens[o->n] = len + o->pending;   /* bytes dropped before it count as its own */
+    o->pending = 0;
+    o->n++;
+    return 0;
+}
+
+/* A symbol with no token: its bytes as byte tokens (byte_fallback), else <unk> (fused
+ * with a preceding <unk> when fuse_unk), else dropped like HF does without an <unk>. */
+static int emit_unknown(const mu_tokenizer *tk, piece_out *o, const char *piece, const bsym *S) {
+    int fallback = tk->byte_fallback;
+    for (uint32_t b = 0; fallback && b < S->len; b++)
+        if (tk->byte_id[(unsigned char)piece[S->start + b]] < 0) fallback = 0;
+    if (fallback) {
+        for (uint32_t b = 0; b < S->len; b++)
+            if (piece_push(o, tk->byte_id[(unsigned char)piece[S->start + b]], 1)) return -1;
+        return 0;
+    }
+    if (tk->unk < 0) {
+        if (o->n) o->lens[o->n - 1] += S->len; else o->pending += S->len;
+        return 0;
+    }
+    if (tk->fuse_unk && o->n && o->ids[o->n - 1] == tk->unk) { o->lens[o->n - 1] += S->len; return 0; }
+    return piece_push(o, tk->unk, S->len);
+}
+
+/* Appends the ids (and byte lengths within the piece) of the BPE of piece[0..len). */
+static int bpe_piece(const mu_tokenizer *tk, bpe_work *w, const char *piece, size_t len, piece_out *o) {
+    long ns = init_symbols(tk, w, piece, len);
+    if (ns <= 0) return (int)ns;
+    if (merge_symbols(tk, w, piece, (size_t)ns)) return -1;
     for (int32_t i = 0; i >= 0; i = w->sym[i].next) {
         const bsym *S = &w->sym[i];
-        if (*nout + S->len + 1 > *cap) {
-            size_t nc = (*cap ? *cap * 2 : 64) + S->len;
-            int32_t *no = realloc(*out, nc * sizeof *no);
-            uint32_t *nl = realloc(*lens, nc * sizeof *nl);
-            if (no) *out = no;
-            if (nl) *lens = nl;
-            if (!no || !nl) return -1;
-            *cap = nc;
-        }
-        if (S->id >= 0) {
-            (*out)[*nout] = S->id; (*lens)[*nout] = S->len; (*nout)++;
-            continue;
-        }
-        int fallback = tk->byte_fallback;
-        for (uint32_t b = 0; fallback && b < S->len; b++)
-            if (tk->byte_id[(unsigned char)piece[S->start + b]] < 0) fallback = 0;
-        if (fallback) {
-            for (uint32_t b = 0; b < S->len; b++) {
-                (*out)[*nout] = tk->byte_id[(unsigned char)piece[S->start + b]]; (*lens)[*nout] = 1; (*nout)++;
-            }
-        } else if (tk->unk < 0) {
-            if (*nout > 0) (*lens)[*nout - 1] += S->len;   /* no <unk>: dropped, like HF */
-        } else if (tk->fuse_unk && *nout > 0 && (*out)[*nout - 1] == tk->unk) {
-            (*lens)[*nout - 1] += S->len;
-        } else {
-            (*out)[*nout] = tk->unk; (*lens)[*nout] = S->len; (*nout)++;
-        }
+        if (S->id >= 0 ? piece_push(o, S->id, S->len) : emit_unknown(tk, o, piece, S)) return -1;
     }
     return 0;
 }
@@ -711,7 +734,7 @@ typedef struct {
     nbuf nb, tmp;
     spanvec sv[2];
     bpe_work bw;
-    int32_t *pids; uint32_t *plens; size_t pcap;
+    piece_out po;
     pcre2_match_data *md;
 } enc_work;
 
@@ -719,8 +742,8 @@ static void enc_work_free(enc_work *w) {
     free(w->nb.s); free(w->nb.os); free(w->nb.oe);
     free(w->tmp.s); free(w->tmp.os); free(w->tmp.oe);
     free(w->sv[0].p); free(w->sv[1].p);
-    free(w->bw.sym); free(w->bw.heap); free(w->bw.cat);
-    free(w->pids); free(w->plens);
+    free(w->bw.sym); free(w->bw.heap);
+    free(w->po.ids); free(w->po.lens);
     if (w->md) pcre2_match_data_free(w->md);
 }
 
@@ -744,9 +767,10 @@ static int encode_piece(mu_tokenizer *tk, enc_work *w, size_t ps, size_t pe, tok
     if (e && e->klen) {
         ids = c->ids + e->voff; lens = c->lens + e->voff; n = e->vn;
     } else {
-        if (bpe_piece(tk, &w->bw, piece, len, &w->pids, &w->plens, &n, &w->pcap)) return -1;
-        ids = w->pids; lens = w->plens;
-        if (c) cache_store(c, piece, len, h, ids, lens, n);
+        w->po.n = 0; w->po.pending = 0;
+        if (bpe_piece(tk, &w->bw, piece, len, &w->po)) return -1;
+        ids = w->po.ids; lens = w->po.lens; n = w->po.n;
+        if (c && n) cache_store(c, piece, len, h, ids, lens, n);
     }
     size_t at = ps;
     for (size_t i = 0; i < n; i++) {
