@@ -39,6 +39,14 @@ size_t mu_stream_max_record = (size_t)4 << 30;
 
 /* ======================================================================== writer */
 
+typedef struct {
+    uint8_t hb[16];             /* header bytes of the item being read */
+    int hb_len, depth, bad, is_map;
+    long objects;               /* top-level objects begun */
+    uint64_t skip;              /* payload bytes still to come */
+    uint64_t stack[MU_STREAM_MAX_DEPTH];
+} record_check;
+
 struct mu_writer {
     mu_outfile out;
     char *path;                 /* for messages */
@@ -57,7 +65,10 @@ struct mu_writer {
     int in_frame;
     int io_errno;               /* first write error */
     long nrecords;
+    record_check check;         /* of the record being packed */
 };
+
+static void check_feed(record_check *c, const uint8_t *p, size_t n);
 
 static void zemit(mu_writer *w, const void *src, size_t len, ZSTD_EndDirective mode) {
     ZSTD_inBuffer zi = {src, len, 0};
@@ -78,6 +89,7 @@ static void stage_flush(mu_writer *w) {
 
 static int packer_write(void *data, const char *buf, size_t len) {
     mu_writer *w = data;
+    if (w->in_record) check_feed(&w->check, (const uint8_t *)buf, len);
     w->frame_bytes += len;
     w->in_frame = 1;
     if (w->stage_len + len > STAGE_BYTES) stage_flush(w);
@@ -262,6 +274,7 @@ static void write_header(mu_writer *w) {
 msgpack_packer *mu_writer_record(mu_writer *w) {
     if (w->in_record) mu_die("internal error: %s: record begun twice", w->path);
     if (!w->header_written) write_header(w);
+    memset(&w->check, 0, sizeof w->check);
     w->in_record = 1;
     return &w->pk;
 }
@@ -269,6 +282,10 @@ msgpack_packer *mu_writer_record(mu_writer *w) {
 void mu_writer_end_record(mu_writer *w) {
     if (!w->in_record) mu_die("internal error: %s: end of a record never begun", w->path);
     w->in_record = 0;
+    const record_check *c = &w->check;
+    if (c->bad || c->objects != 1 || !c->is_map || c->depth || c->skip || c->hb_len)
+        mu_die("internal error: %s: record %ld is not exactly one msgpack map (%ld objects%s)", w->path,
+               w->nrecords, c->objects, c->objects == 1 && !c->is_map ? ", not a map" : c->depth || c->skip || c->hb_len ? ", unfinished" : "");
     w->nrecords++;
     if (w->frame_bytes >= MU_STREAM_FRAME_BYTES) end_frame(w);
     check_io(w);
@@ -367,49 +384,68 @@ static uint64_t be(const uint8_t *p, int n) {
     return v;
 }
 
+/* Decodes the header of one msgpack item at q (avail bytes). 1: *hdr header bytes, then
+ * *payload bytes of data, or *items child items when *container; 0: needs more bytes;
+ * -1: not a msgpack type byte. */
+static int item_header(const uint8_t *q, size_t avail, size_t *hdr, uint64_t *payload,
+                       uint64_t *items, int *container) {
+    if (avail == 0) return 0;
+    uint8_t b = q[0];
+    *hdr = 1;
+    *payload = 0;
+    *items = 0;
+    *container = 0;
+    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) return 1;
+    if ((b & 0xf0) == 0x80) { *items = 2u * (b & 0x0f); *container = 1; return 1; }
+    if ((b & 0xf0) == 0x90) { *items = b & 0x0f; *container = 1; return 1; }
+    if ((b & 0xe0) == 0xa0) { *payload = b & 0x1f; return 1; }
+    int lenbytes = 0, ext = 0, per_item = 0;
+    switch (b) {
+    case 0xc4: case 0xd9: lenbytes = 1; break;               /* bin8, str8 */
+    case 0xc5: case 0xda: lenbytes = 2; break;               /* bin16, str16 */
+    case 0xc6: case 0xdb: lenbytes = 4; break;               /* bin32, str32 */
+    case 0xc7: lenbytes = 1; ext = 1; break;                 /* ext8/16/32: len, type */
+    case 0xc8: lenbytes = 2; ext = 1; break;
+    case 0xc9: lenbytes = 4; ext = 1; break;
+    case 0xca: *payload = 4; return 1;
+    case 0xcb: *payload = 8; return 1;
+    case 0xcc: case 0xd0: *payload = 1; return 1;
+    case 0xcd: case 0xd1: *payload = 2; return 1;
+    case 0xce: case 0xd2: *payload = 4; return 1;
+    case 0xcf: case 0xd3: *payload = 8; return 1;
+    case 0xd4: *payload = 2; return 1;                       /* fixext: type + data */
+    case 0xd5: *payload = 3; return 1;
+    case 0xd6: *payload = 5; return 1;
+    case 0xd7: *payload = 9; return 1;
+    case 0xd8: *payload = 17; return 1;
+    case 0xdc: lenbytes = 2; per_item = 1; break;            /* array16/32, map16/32 */
+    case 0xdd: lenbytes = 4; per_item = 1; break;
+    case 0xde: lenbytes = 2; per_item = 2; break;
+    case 0xdf: lenbytes = 4; per_item = 2; break;
+    default: return -1;                                      /* 0xc1, never used */
+    }
+    *hdr = 1 + (size_t)lenbytes + (size_t)ext;
+    if (avail < *hdr) return 0;
+    uint64_t n = be(q + 1, lenbytes);
+    if (per_item) { *items = n * (uint64_t)per_item; *container = 1; }
+    else *payload = n;
+    return 1;
+}
+
 /* 1: complete (s->pos = object length); 0: needs more bytes; -1: invalid (msg set). */
 static int scan_object(const uint8_t *p, size_t len, scan_state *s, size_t max, char *msg, size_t msglen) {
     if (s->done) return 1;
     for (;;) {
-        if (s->pos >= len) return 0;
-        const uint8_t *q = p + s->pos;
-        size_t avail = len - s->pos;
-        uint8_t b = q[0];
-        size_t hdr = 1;
-        uint64_t payload = 0, items = 0;
-        int container = 0;
-        if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
-        } else if ((b & 0xf0) == 0x80) { items = 2u * (b & 0x0f); container = 1;
-        } else if ((b & 0xf0) == 0x90) { items = b & 0x0f; container = 1;
-        } else if ((b & 0xe0) == 0xa0) { payload = b & 0x1f;
-        } else {
-            int lenbytes = 0, ext = 0;
-            switch (b) {
-            case 0xc4: case 0xd9: lenbytes = 1; break;               /* bin8, str8 */
-            case 0xc5: case 0xda: lenbytes = 2; break;               /* bin16, str16 */
-            case 0xc6: case 0xdb: lenbytes = 4; break;               /* bin32, str32 */
-            case 0xc7: lenbytes = 1; ext = 1; break;                 /* ext8/16/32: len, type */
-            case 0xc8: lenbytes = 2; ext = 1; break;
-            case 0xc9: lenbytes = 4; ext = 1; break;
-            case 0xca: payload = 4; break; case 0xcb: payload = 8; break;
-            case 0xcc: case 0xd0: payload = 1; break; case 0xcd: case 0xd1: payload = 2; break;
-            case 0xce: case 0xd2: payload = 4; break; case 0xcf: case 0xd3: payload = 8; break;
-            case 0xd4: payload = 2; break; case 0xd5: payload = 3; break; case 0xd6: payload = 5; break;
-            case 0xd7: payload = 9; break; case 0xd8: payload = 17; break;   /* fixext: type + data */
-            case 0xdc: lenbytes = 2; container = 1; break; case 0xdd: lenbytes = 4; container = 1; break;
-            case 0xde: lenbytes = 2; container = 2; break; case 0xdf: lenbytes = 4; container = 2; break;
-            default:
-                snprintf(msg, msglen, "invalid msgpack (byte 0x%02x)", b);
-                return -1;
-            }
-            if (lenbytes) {
-                hdr = 1 + (size_t)lenbytes + (size_t)ext;
-                if (avail < hdr) return 0;
-                uint64_t n = be(q + 1, lenbytes);
-                if (container) items = n * (uint64_t)container;
-                else payload = n;
-            }
+        size_t hdr;
+        uint64_t payload, items;
+        int container;
+        size_t avail = s->pos < len ? len - s->pos : 0;
+        int h = item_header(p + s->pos, avail, &hdr, &payload, &items, &container);
+        if (h < 0) {
+            snprintf(msg, msglen, "invalid msgpack (byte 0x%02x)", p[s->pos]);
+            return -1;
         }
+        if (h == 0) return 0;
         if (s->pos + hdr + payload > max) {
             snprintf(msg, msglen, "record larger than the limit of %zu bytes", max);
             return -1;
@@ -427,6 +463,42 @@ static int scan_object(const uint8_t *p, size_t len, scan_state *s, size_t max, 
         /* one item finished; close every container it completes */
         while (s->depth > 0 && --s->stack[s->depth - 1] == 0) s->depth--;
         if (s->depth == 0) { s->done = 1; return 1; }
+    }
+}
+
+/* ---- writer-side check that each record is exactly one msgpack map ---- */
+
+static void check_item_done(record_check *c) {
+    while (c->depth > 0 && --c->stack[c->depth - 1] == 0) c->depth--;
+}
+
+/* Follows the bytes a caller packs, however the packer splits them into writes. */
+static void check_feed(record_check *c, const uint8_t *p, size_t n) {
+    while (n > 0 && !c->bad) {
+        if (c->skip) {
+            size_t k = c->skip < n ? (size_t)c->skip : n;
+            c->skip -= k; p += k; n -= k;
+            if (!c->skip) check_item_done(c);
+            continue;
+        }
+        c->hb[c->hb_len++] = *p++;
+        n--;
+        size_t hdr;
+        uint64_t payload, items;
+        int container;
+        int h = item_header(c->hb, (size_t)c->hb_len, &hdr, &payload, &items, &container);
+        if (h < 0) { c->bad = 1; return; }
+        if (h == 0) continue;
+        if (c->depth == 0 && ++c->objects == 1) c->is_map = container && (c->hb[0] & 0xf0) != 0x90 && c->hb[0] != 0xdc && c->hb[0] != 0xdd;
+        c->hb_len = 0;
+        if (container && items > 0) {
+            if (c->depth == MU_STREAM_MAX_DEPTH) { c->bad = 1; return; }
+            c->stack[c->depth++] = items;
+        } else if (payload) {
+            c->skip = payload;
+        } else {
+            check_item_done(c);
+        }
     }
 }
 

@@ -632,6 +632,55 @@ TEST(tensor_or_die_names_file_record_key) {
     CHECK_STR(err, want);
 }
 
+static int bad_record_mode;
+static void write_bad_record(const char *path) {
+    mu_cli_init("mu-test", 0, NULL);
+    mu_writer *w = mu_writer_open(path, "log");
+    msgpack_packer *pk = mu_writer_record(w);            /* record 0 is fine */
+    msgpack_pack_map(pk, 1);
+    mu_pack_kv_str(pk, "k", "v");
+    mu_writer_end_record(w);
+    pk = mu_writer_record(w);
+    switch (bad_record_mode) {
+    case 0: msgpack_pack_array(pk, 1); msgpack_pack_int(pk, 1); break;      /* not a map */
+    case 1: msgpack_pack_map(pk, 0); msgpack_pack_map(pk, 0); break;        /* two objects */
+    case 2: msgpack_pack_map(pk, 2); mu_pack_kv_int(pk, "a", 1); break;     /* one entry short */
+    case 3: break;                                                          /* nothing */
+    }
+    mu_writer_end_record(w);
+    mu_writer_close(w);
+    _exit(0);
+}
+
+/* A tool that packs a record wrongly learns it at once, not from a reader later; and no
+ * file is left behind. */
+TEST(writer_rejects_records_that_are_not_one_map) {
+    static const char *want[] = {"(1 objects, not a map)", "(2 objects)", "(1 objects, unfinished)", "(0 objects)"};
+    for (bad_record_mode = 0; bad_record_mode < 4; bad_record_mode++) {
+        const char *p = tpath("w.mpk.zst");
+        int fds[2];
+        CHECK(pipe(fds) == 0);
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid == 0) { dup2(fds[1], 2); close(fds[0]); write_bad_record(p); }
+        close(fds[1]);
+        char err[1024];
+        ssize_t n = read(fds[0], err, sizeof err - 1);
+        err[n > 0 ? n : 0] = 0;
+        close(fds[0]);
+        int st;
+        waitpid(pid, &st, 0);
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+        char line[4300];
+        snprintf(line, sizeof line, "mu-test: internal error: %s: record 1 is not exactly one msgpack map %s\n", p,
+                 want[bad_record_mode]);
+        CHECK_STR(err, line);
+        char cmd[4500];
+        snprintf(cmd, sizeof cmd, "test -z \"$(ls -A %s)\"", mu_test_tmpdir());
+        CHECK_MSG(system(cmd) == 0, "files left behind in %s", mu_test_tmpdir());
+    }
+}
+
 TEST(object_accessors) {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
