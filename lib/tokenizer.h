@@ -19,6 +19,12 @@
  * text a normalizer inserted, like SentencePiece's leading space, has an empty range at
  * the insertion point). Spans of template fields are computed from these (see dataset.h).
  *
+ * Not supported (an error at load, never a silent approximation): tokenizer.json models
+ * other than BPE (WordPiece, Unigram), continuing_subword_prefix, Regex patterns in
+ * Replace normalizers, inverted or Contiguous splits. Known simplifications: added tokens
+ * are always matched in the raw text (HF matches "normalized" ones after normalization,
+ * which differs only if a normalizer changes them) and single_word is ignored.
+ *
  * A mu_tokenizer is immutable after loading except for an internal cache of encoded
  * pre-tokens; do not share one tokenizer between threads that encode concurrently. */
 #ifndef MU_TOKENIZER_H
