@@ -13,6 +13,13 @@
 #include "cpu.h"
 
 #define QT 64   /* queries per block */
+#define PAR_MIN_FLOPS 2000000.0   /* below this a call runs on one thread (decoding) */
+
+/* Rough multiply-adds of a call: parallel regions cost more than tiny calls gain. */
+static int worth_threads(const mu_attn_shape *s)
+{
+    return (double)s->B * s->H * s->Tq * s->Tk * s->hd > PAR_MIN_FLOPS;
+}
 
 /* Keys visible to query t of row b: j < n_keys. */
 static inline int n_keys(const mu_attn_shape *s, int b, int t)
@@ -42,7 +49,7 @@ void cpu_attention(float *O, float *lse, const float *Q, const float *K, const f
     const int H = s->H, hd = s->hd, group = s->H / s->Hkv, ntile = (s->Tq + QT - 1) / QT;
     const int qld = H * hd, kld = s->Hkv * hd;
     if (s->B <= 0 || s->Tq <= 0) return;
-    #pragma omp parallel
+    #pragma omp parallel if (worth_threads(s))
     {
         size_t rows = s->Tq < QT ? (size_t)s->Tq : QT;     /* decode: one query row */
         float *S = malloc(rows * (s->Tk > 0 ? s->Tk : 1) * sizeof *S);
@@ -127,7 +134,7 @@ void cpu_attention_bwd(float *dQ, float *dK, float *dV, const float *dO, const f
     const int H = s->H, hd = s->hd, group = s->H / s->Hkv, ntile = (s->Tq + QT - 1) / QT;
     const int qld = H * hd, kld = s->Hkv * hd;
     if (s->B <= 0 || s->Tq <= 0) return;
-    #pragma omp parallel
+    #pragma omp parallel if (worth_threads(s))
     {
         size_t sz = (s->Tq < QT ? (size_t)s->Tq : QT) * (s->Tk > 0 ? s->Tk : 1);
         float *S = malloc(sz * sizeof *S), *dP = malloc(sz * sizeof *dP);

@@ -8,20 +8,38 @@
 #include <cblas.h>
 #include "cpu.h"
 
-#define PAR_MIN 32768   /* elements below which a loop stays serial */
+#define PAR_MIN 131072  /* elements below which a loop stays serial */
+#define BLAS_PAR_MIN (1 << 20)  /* multiply-adds below which a GEMM runs on one thread */
+
+/* OpenBLAS would split even tiny products (decoding a small model) across threads; a
+ * parallel region costs more than such a call, and much more on a busy machine. These
+ * bracket a small BLAS call with one thread (called outside parallel regions only). */
+static int blas_begin(double macs)
+{
+    int nt = openblas_get_num_threads();
+    if (macs >= BLAS_PAR_MIN || nt == 1) return 0;
+    openblas_set_num_threads(1);
+    return nt;
+}
+
+static void blas_end(int saved)
+{
+    if (saved) openblas_set_num_threads(saved);
+}
 
 /* ---- matmul: Y[N,M] = X[N,K] W[M,K]^T -------------------------------------------------- */
 void cpu_matmul(float *Y, const float *X, const float *W, int N, int K, int M, int accumulate)
 {
     if (N <= 0 || M <= 0) return;
     if (K <= 0) { if (!accumulate) memset(Y, 0, (size_t)N * M * sizeof *Y); return; }
-    if (N == 1) {       /* decoding: a matrix-vector product (sgemm would pack all of W) */
+    int saved = blas_begin((double)N * K * M);
+    if (N == 1)         /* decoding: a matrix-vector product (sgemm would pack all of W) */
         cblas_sgemv(CblasRowMajor, CblasNoTrans, M, K, 1.0f, W, K, X, 1,
                     accumulate ? 1.0f : 0.0f, Y, 1);
-        return;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, M, K, 1.0f, X, K, W, K,
-                accumulate ? 1.0f : 0.0f, Y, M);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, M, K, 1.0f, X, K, W, K,
+                    accumulate ? 1.0f : 0.0f, Y, M);
+    blas_end(saved);
 }
 
 /* dX[N,K] (+)= dY[N,M] W[M,K];  dW[M,K] += dY^T X */
@@ -29,19 +47,21 @@ void cpu_matmul_bwd(float *dX, float *dW, const float *dY, const float *X, const
                     int N, int K, int M, int accumulate_dx)
 {
     if (N <= 0 || K <= 0) return;
+    int saved = blas_begin((double)N * K * M);
     if (N == 1) {
         if (dX)
             cblas_sgemv(CblasRowMajor, CblasTrans, M, K, 1.0f, W, K, dY, 1,
                         accumulate_dx ? 1.0f : 0.0f, dX, 1);
         if (dW && M > 0) cblas_sger(CblasRowMajor, M, K, 1.0f, dY, 1, X, 1, dW, K);
-        return;
+    } else {
+        if (dX)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, K, M, 1.0f, dY, M, W, K,
+                        accumulate_dx ? 1.0f : 0.0f, dX, K);
+        if (dW && M > 0)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, K, N, 1.0f, dY, M, X, K,
+                        1.0f, dW, K);
     }
-    if (dX)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, K, M, 1.0f, dY, M, W, K,
-                    accumulate_dx ? 1.0f : 0.0f, dX, K);
-    if (dW && M > 0)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, K, N, 1.0f, dY, M, X, K,
-                    1.0f, dW, K);
+    blas_end(saved);
 }
 
 /* ---- bias: Y[N,M] += b[M] --------------------------------------------------------------- */
