@@ -843,7 +843,7 @@ static int encode_all(mu_tokenizer *tk, const char *text, size_t len, int add_sp
     if (!w.md) goto out;
     if (add_special)
         for (int i = 0; i < tk->n_prefix; i++) if (tokvec_push(v, tk->prefix[i], 0, 0)) goto out;
-    size_t at = 0, ms, me;
+    size_t at = 0, ms = 0, me = 0;
     while (at < len) {
         int k = find_added(tk, text, len, at, &ms, &me);
         size_t seg_end = k >= 0 ? ms : len;
