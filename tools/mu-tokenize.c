@@ -51,7 +51,8 @@ static const char usage[] =
     "Modes:\n"
     "  --raw              encode all of the input as one text (no BOS unless --bos)\n"
     "  --decode           decode a tokens or outputs stream to text, one record per line\n"
-    "  --field F          tensor field to decode (default prompt, or generation for outputs)\n"
+    "  --field F          tensor field to decode (default prompt, or generation for\n"
+    "                     outputs); a list of tensors (targets) gives a line each\n"
     "  --keep-special     keep special tokens when decoding\n"
     "  --ids              text ids instead of streams: --raw prints them, --decode reads\n"
     "                     one sequence of whitespace-separated ids per line\n"
@@ -516,30 +517,38 @@ static int run_decode_ids(opts *o) {
     return 0;
 }
 
+/* Decodes one i32/i64 tensor of the current record. */
+static void decode_tensor(opts *o, mu_reader *r, const char *field, const msgpack_object *f) {
+    char err[256], what[300];
+    mu_tensor_view t;
+    if (mu_obj_tensor(f, &t, err, sizeof err)) mu_reader_die(r, "%s: %s", field, err);
+    if (t.dtype != MU_I32 && t.dtype != MU_I64) mu_reader_die(r, "%s: dtype %s, want i32 or i64", field, mu_dtype_name(t.dtype));
+    int64_t numel = mu_shape_numel(t.ndim, t.shape);
+    int32_t *ids = mu_xmalloc(((size_t)numel + 1) * sizeof *ids);
+    for (int64_t i = 0; i < numel; i++) {
+        int64_t v;
+        if (t.dtype == MU_I32) { int32_t x; memcpy(&x, (const char *)t.data + 4 * i, 4); v = x; }
+        else memcpy(&v, (const char *)t.data + 8 * i, 8);
+        if (v < 0 || v > INT32_MAX) mu_reader_die(r, "%s: token %lld is %lld", field, (long long)i, (long long)v);
+        ids[i] = (int32_t)v;
+    }
+    snprintf(what, sizeof what, "%s: record %ld", mu_reader_path(r), mu_reader_record_index(r));
+    print_decoded(o, ids, (size_t)numel, what);
+    free(ids);
+}
+
+/* Each record's field (a tensor, or a list of tensors such as "targets": one line each). */
 static int run_decode_stream(opts *o) {
     mu_reader *r = mu_reader_open_or_die(o->input, NULL);
     const char *kind = mu_reader_kind(r);
     const char *field = o->field ? o->field : !strcmp(kind, "outputs") ? "generation" : "prompt";
     const msgpack_object *rec;
-    char err[256], what[300];
     while ((rec = mu_reader_next_or_die(r))) {
-        mu_tensor_view t;
         const msgpack_object *f = mu_obj_get(rec, field);
         if (!f) mu_reader_die(r, "no \"%s\" tensor", field);
-        if (mu_obj_tensor(f, &t, err, sizeof err)) mu_reader_die(r, "%s: %s", field, err);
-        if (t.dtype != MU_I32 && t.dtype != MU_I64) mu_reader_die(r, "%s: dtype %s, want i32 or i64", field, mu_dtype_name(t.dtype));
-        int64_t numel = mu_shape_numel(t.ndim, t.shape);
-        int32_t *ids = mu_xmalloc(((size_t)numel + 1) * sizeof *ids);
-        for (int64_t i = 0; i < numel; i++) {
-            int64_t v;
-            if (t.dtype == MU_I32) { int32_t x; memcpy(&x, (const char *)t.data + 4 * i, 4); v = x; }
-            else memcpy(&v, (const char *)t.data + 8 * i, 8);
-            if (v < 0 || v > INT32_MAX) mu_reader_die(r, "%s: token %lld is %lld", field, (long long)i, (long long)v);
-            ids[i] = (int32_t)v;
-        }
-        snprintf(what, sizeof what, "%s: record %ld", mu_reader_path(r), mu_reader_record_index(r));
-        print_decoded(o, ids, (size_t)numel, what);
-        free(ids);
+        if (f->type == MSGPACK_OBJECT_ARRAY)
+            for (uint32_t k = 0; k < f->via.array.size; k++) decode_tensor(o, r, field, &f->via.array.ptr[k]);
+        else decode_tensor(o, r, field, f);
     }
     mu_reader_close(r);
     if (fflush(stdout) || ferror(stdout)) mu_die("<stdout>: write error");

@@ -21,6 +21,7 @@ cat > "$T/d.jsonl" <<'EOF'
 {"name": "Tiger Woods", "sport": "golf", "extra": [1, 2]}
 EOF
 t records-jsonl mu-tokenize --model $G/llama3.json --prompt 'Fact: {name} plays' --target ' {sport}' "$T/d.jsonl" -o "$T/d.mpk.zst"
+t decode-targets bash -c "[ \"\$(mu-tokenize --model $G/llama3.json --decode --field targets $T/d.mpk.zst | tr '\n' '|')\" = ' tennis| golf|' ]"
 t records-decode bash -c "mu-tokenize --model $G/llama3.json --decode $T/d.mpk.zst > $T/d.txt && [ \"\$(sed -n 2p $T/d.txt)\" = 'Fact: Tiger Woods plays' ]"
 if [ $have_py = 1 ]; then
   t records-schema "$PY" - "$T/d.mpk.zst" <<'EOF'
