@@ -125,7 +125,7 @@ for r, row in zip(recs, rows):
     assert r['prompt']['data'][:4] == b'\x01\x00\x00\x00'  # BOS (id 1) by the model's default
     assert r['prompt_text'] == row['prompt']
 EOF
-    fi
+    else skip sports-answers "no python with msgpack+zstandard ($PY)"; fi
   fi
 else skip stories "no shared stories260K"; fi
 if [ -f "$D/mmlu/test/anatomy_test.csv" ]; then
