@@ -920,3 +920,28 @@ TEST(model_backward_is_deterministic)
     free(dl);
     mu_model_free(m);
 }
+
+TEST(model_rope_llama3_matches_transformers)
+{
+    char path[1100], err[512];
+    snprintf(path, sizeof path, "%s/tests/golden/parity/rope_llama3.safetensors", mu_test_root());
+    mu_st *g = mu_st_open(path, err, sizeof err);
+    CHECK_MSG(g != NULL, "%s", err);
+    mu_dtype dt;
+    int nd;
+    int64_t shape[MU_MAX_DIMS];
+    const void *data;
+    size_t nb;
+    CHECK(mu_st_info(g, mu_st_find(g, "inv_freq"), &dt, &nd, shape, &data, &nb) == 0);
+    CHECK(dt == MU_F32 && nd == 1 && shape[0] == 64);
+    mu_config c;
+    mu_config_init(&c);
+    c.head_dim = 128; c.rope_theta = 500000;
+    snprintf(c.rope_scaling, sizeof c.rope_scaling, "llama3");
+    c.rope_factor = 8; c.rope_low_freq = 1; c.rope_high_freq = 4; c.rope_orig_max_pos = 8192;
+    float f[64];
+    mu_rope_inv_freq(&c, f);
+    const float *want = data;
+    for (int i = 0; i < 64; i++) CHECK_CLOSE(f[i], want[i], 1e-6, 0);
+    mu_st_close(g);
+}

@@ -9,6 +9,9 @@ Writes into tests/golden/parity/:
                                    targets i32 [B,T] (next token, -1 at padding/last),
                                    logits f32 [B,T,V], loss f32 [1] (mean CE over targets >= 0),
                                    grad.<HF name> f32 for EVERY parameter (d loss / d param)
+  rope_llama3.safetensors          inv_freq f32 [64] of transformers' llama3 rope scaling
+                                   (Llama 3.1: theta 500000, head_dim 128, factor 8, low 1,
+                                   high 4, original 8192) for mu_rope_inv_freq
 The logits and gradients are computed by LlamaForCausalLM in float64 (eager attention, the
 attention mask marking padding) from the same f32 weights the C test loads.
 
@@ -24,6 +27,18 @@ from safetensors.torch import save_file
 from transformers import LlamaConfig, LlamaForCausalLM
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden", "parity")
+
+
+def rope_llama3():
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+    cfg = LlamaConfig(hidden_size=4096, num_attention_heads=32, head_dim=128,
+                      max_position_embeddings=131072, rope_theta=500000.0,
+                      rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                    "high_freq_factor": 4.0,
+                                    "original_max_position_embeddings": 8192})
+    inv_freq, _ = ROPE_INIT_FUNCTIONS["llama3"](cfg, "cpu")
+    save_file({"inv_freq": inv_freq.float().contiguous()},
+              os.path.join(OUT, "rope_llama3.safetensors"))
 
 
 def main():
@@ -80,7 +95,8 @@ def main():
         tensors["grad." + name] = p.grad.detach().float().contiguous()
     save_file(tensors, os.path.join(OUT, "golden.safetensors"),
               metadata={"generator": "tests/gen/gen_llama_parity.py"})
-    print("loss", float(loss), "files in", os.path.normpath(OUT))
+    rope_llama3()
+    print("loss", float(loss.detach()), "files in", os.path.normpath(OUT))
 
 
 if __name__ == "__main__":
