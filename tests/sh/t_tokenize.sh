@@ -6,6 +6,14 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 G=$ROOT/tests/golden/tokenizer
 command -v mu-tokenize >/dev/null || { skip tokenize "mu-tokenize not built"; exit 0; }
 PY=${MU_PYTHON:-python3}
+# span_text STREAM MODEL FIELD: the text of FIELD's token span in the last record
+# (via mu-dump --full, no python needed), leading spaces removed.
+span_text() { local rec data s e
+  rec=$(mu-dump -f -H "$1" | tail -1)
+  data=$(grep -o '"prompt":{[^}]*}' <<<"$rec" | sed 's/.*"data":\[\([^]]*\)\].*/\1/')
+  read -r s e < <(grep -o "\"$3\":\[[0-9]*,[0-9]*\]" <<<"$rec" | tr -dc '0-9,' | tr ',' ' ')
+  cut -d, -f$((s + 1))-"$e" <<<"$data" | tr ',' ' ' | mu-tokenize --model "$2" --decode --ids | sed 's/^ *//'
+}
 have_py=0; "$PY" -c 'import msgpack, zstandard' 2>/dev/null && have_py=1
 
 # ---- raw mode and decode with the byte-level golden (no shared data needed)
@@ -22,6 +30,7 @@ cat > "$T/d.jsonl" <<'EOF'
 EOF
 t records-jsonl mu-tokenize --model $G/llama3.json --prompt 'Fact: {name} plays' --target ' {sport}' "$T/d.jsonl" -o "$T/d.mpk.zst"
 t decode-targets bash -c "[ \"\$(mu-tokenize --model $G/llama3.json --decode --field targets $T/d.mpk.zst | tr '\n' '|')\" = ' tennis| golf|' ]"
+t records-span-text bash -c "$(declare -f span_text); [ \"\$(span_text $T/d.mpk.zst $G/llama3.json name)\" = 'Tiger Woods' ]"
 t records-decode bash -c "mu-tokenize --model $G/llama3.json --decode $T/d.mpk.zst > $T/d.txt && [ \"\$(sed -n 2p $T/d.txt)\" = 'Fact: Tiger Woods plays' ]"
 if [ $have_py = 1 ]; then
   t records-schema "$PY" - "$T/d.mpk.zst" <<'EOF'
@@ -63,6 +72,7 @@ EOF
 t chat-tokenize mu-tokenize --model "$T/chat" --chat --prompt '{question}' --target ' {paraphrased_answer}' --choices-field perturbed_answer --eos "$T/qa.jsonl" -o "$T/qa.mpk.zst"
 printf '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nWho wrote it?<|im_end|>\n<|im_start|>assistant\n\n' > "$T/qa.want"
 t chat-prompt-text bash -c "mu-tokenize --model $T/chat --decode --keep-special $T/qa.mpk.zst | cmp - $T/qa.want"
+t chat-span-text bash -c "$(declare -f span_text); [ \"\$(span_text $T/qa.mpk.zst $T/chat question)\" = 'Who wrote it?' ]"
 t chat-system-option bash -c "mu-tokenize --model $T/chat --chat --system 'Be brief.' --prompt '{question}' $T/qa.jsonl | mu-tokenize --model $T/chat --decode --keep-special | head -1 | grep -qx '<|im_start|>system'"
 if [ $have_py = 1 ]; then
   t chat-spans-targets "$PY" - "$T/qa.mpk.zst" "$MU_BIN/mu-tokenize" "$T/chat" <<'EOF'
@@ -87,6 +97,7 @@ cat > "$T/cf.jsonl" <<'EOF'
 {"prompt": "The mother tongue of Danielle Darrieux is", "subject": "Danielle Darrieux", "target_true": " French"}
 EOF
 t span-field mu-tokenize --model $G/llama3.json --span subject --target '{target_true}' "$T/cf.jsonl" -o "$T/cf.mpk.zst"
+t span-field-text bash -c "$(declare -f span_text); [ \"\$(span_text $T/cf.mpk.zst $G/llama3.json subject)\" = 'Danielle Darrieux' ]"
 expect_fail span-missing 1 "cf.jsonl: record 0: --span target_true: .*does not occur" mu-tokenize --model $G/llama3.json --span target_true "$T/cf.jsonl" -o "$T/cf2.mpk.zst"
 if [ $have_py = 1 ]; then
   t span-field-decodes "$PY" - "$T/cf.mpk.zst" "$MU_BIN/mu-tokenize" "$G/llama3.json" <<'EOF'
