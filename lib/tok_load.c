@@ -677,6 +677,10 @@ static void set_chat_template(mu_tokenizer *tk, const char *tmpl) {
 
 const char *mu_tok_chat_default_system(const mu_tokenizer *tk) { return tk->chat_system; }
 
+char *mu_tok_chat(const mu_tokenizer *tk, const char *system, const char *user) {
+    return mu_chat_format(tk->chat, system ? system : tk->chat_system, user);
+}
+
 typedef struct { char *s; size_t n, cap; } sbuf;
 static void sb_add(sbuf *b, const char *s, size_t n) {
     if (b->n + n + 1 > b->cap) { b->cap = (b->n + n + 1) * 2; b->s = realloc(b->s, b->cap); }

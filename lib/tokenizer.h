@@ -92,4 +92,7 @@ mu_chat_kind mu_chat_detect(const char *jinja_template);
  * that some templates start with is NOT included (it is added as a special token by the
  * caller, so it is never duplicated). Returns malloc'd text, NULL if kind is NONE. */
 char *mu_chat_format(mu_chat_kind kind, const char *system, const char *user);
+/* mu_chat_format with the tokenizer's own family, and its default system message when
+ * system is NULL (pass "" for none). NULL if the model has no known template. */
+char *mu_tok_chat(const mu_tokenizer *tk, const char *system, const char *user);
 #endif

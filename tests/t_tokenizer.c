@@ -620,6 +620,12 @@ TEST(tok_chat_from_config) {
     mu_tokenizer *tk = load_or_fail(dir);
     CHECK(mu_tok_chat_kind(tk) == MU_CHAT_CHATML);
     CHECK_STR(mu_tok_chat_default_system(tk), "You are a helpful assistant.");
+    char *chat = mu_tok_chat(tk, NULL, "Hi");
+    CHECK_STR(chat, "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+    free(chat);
+    chat = mu_tok_chat(tk, "", "Hi");
+    CHECK_STR(chat, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+    free(chat);
     CHECK_EQ_INT(mu_tok_eos(tk), mu_tok_token_to_id(tk, "<|im_end|>"));
     int32_t *ids;
     size_t ni;

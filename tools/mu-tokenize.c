@@ -232,8 +232,7 @@ static int32_t *target_ids(opts *o, const char *ptext, size_t plen, const int32_
 /* Wraps the user text in the chat template; *delta is where user[0] landed (the
  * templates that trim the message shift it by the trimmed whitespace). */
 static char *chat_wrap(const opts *o, const char *user, long *delta) {
-    const char *sys = o->system ? o->system : mu_tok_chat_default_system(o->tk);
-    char *t = mu_chat_format(o->chat_kind, sys, user);
+    char *t = mu_tok_chat(o->tk, o->system, user);
     const char *u = user;
     while (*u && strchr(" \t\r\n", *u)) u++;
     size_t ul = strlen(u);
