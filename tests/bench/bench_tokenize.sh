@@ -54,13 +54,13 @@ now() { date +%s.%N; }
 mu_run() { "$MU_BIN/mu-tokenize" --model "$TOK" --raw -o "$W/out.mpk.zst" "$1"; }
 best() { # best of 3 wall times of mu_run FILE
   local b=999999 s e t
-  for _ in 1 2 3; do s=$(now); mu_run "$1" || return 1; e=$(now); t=$(echo "$e - $s" | bc -l); b=$(echo "if ($t < $b) $t else $b" | bc -l); done
+  for _ in 1 2 3; do s=$(now); mu_run "$1" || return 1; e=$(now); b=$(awk -v s="$s" -v e="$e" -v b="$b" 'BEGIN { t = e - s; print (t < b ? t : b) }'); done
   echo "$b"; }
 t_full=$(best "$W/text.txt") || { echo "mu-tokenize failed"; exit 1; }
 t_tiny=$(best "$W/tiny.txt")
-t_mu=$(echo "$t_full - $t_tiny" | bc -l)
+t_mu=$(awk -v a="$t_full" -v b="$t_tiny" 'BEGIN { print a - b }')
 n_mu=$("$MU_BIN/mu-tokenize" --model "$TOK" --raw --ids "$W/text.txt" | wc -w)
-mbs_mu=$(echo "$bytes / 1000000 / $t_mu" | bc -l)
+mbs_mu=$(awk -v n="$bytes" -v t="$t_mu" 'BEGIN { print n / 1e6 / t }')
 printf '%-28s %10s %10s %10s\n' "tokenizer ($vname)" "MB/s" "seconds" "tokens"
 printf '%-28s %10.2f %10.3f %10d\n' "mu (1 thread)" "$mbs_mu" "$t_mu" "$n_mu"
 if [ $have_hf = 1 ] && [ "$TOK" = "$W/gpt2.json" ]; then
