@@ -587,6 +587,9 @@ static int reader_fill(mu_reader *r) {
             return reader_fail(r, "corrupt: data after a zstd frame is not a zstd frame");
         if (code == ZSTD_error_checksum_wrong)
             return reader_fail(r, "corrupt: zstd frame checksum mismatch");
+        if (code == ZSTD_error_frameParameter_windowTooLarge)
+            return reader_fail(r, "zstd frame needs a window over 128 MiB (compressed with --long?): "
+                                  "recompress with plain zstd");
         return reader_fail(r, "corrupt zstd data: %s", ZSTD_getErrorName(ret));
     }
     r->in_pos = zi.pos;
