@@ -909,7 +909,7 @@ int mu_tok_decode(const mu_tokenizer *tk, const int32_t *ids, size_t n, int skip
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         const tok_entry *t = &tk->tok[ids[i]];
-        if (skip_special && t->type == TOK_CONTROL) continue;
+        if (skip_special && (t->type == TOK_CONTROL || t->type == TOK_UNKNOWN)) continue;
         if (!t->dec) continue;
         memcpy(raw + o, t->dec, t->dec_len);
         o += t->dec_len;
@@ -965,7 +965,7 @@ const char *mu_tok_id_to_token(const mu_tokenizer *tk, int32_t id) {
 
 int mu_tok_is_special(const mu_tokenizer *tk, int32_t id) {
     if (id < 0 || (size_t)id >= tk->n_tok) return 0;
-    return tk->tok[id].type == TOK_CONTROL;
+    return tk->tok[id].type == TOK_CONTROL || tk->tok[id].type == TOK_UNKNOWN;
 }
 
 void mu_tokenizer_free(mu_tokenizer *tk) {

@@ -60,7 +60,7 @@ int mu_tok_encode_offsets(mu_tokenizer *tk, const char *text, size_t len,
 void mu_tok_span(const size_t *offs, size_t n, size_t s, size_t e, size_t *ts, size_t *te);
 
 /* Decodes ids to UTF-8 text (NUL-terminated, malloc'd; *len without the NUL).
- * skip_special: leave out control/special tokens. Invalid byte sequences become U+FFFD.
+ * skip_special: leave out special tokens (mu_tok_is_special). Invalid byte sequences become U+FFFD.
  * Returns 0, or -1 if an id is out of range (message in err). */
 int mu_tok_decode(const mu_tokenizer *tk, const int32_t *ids, size_t n, int skip_special,
                   char **text, size_t *len, char *err, size_t errlen);
@@ -76,6 +76,8 @@ size_t mu_tok_vocab_size(const mu_tokenizer *tk);
 int32_t mu_tok_token_to_id(const mu_tokenizer *tk, const char *token);
 /* The vocabulary's own spelling of id (NULL if out of range). */
 const char *mu_tok_id_to_token(const mu_tokenizer *tk, int32_t id);
+/* 1 for control tokens (special added tokens, GGUF CONTROL) and <unk>: the tokens that
+ * decoding with skip_special leaves out. */
 int mu_tok_is_special(const mu_tokenizer *tk, int32_t id);
 /* "bpe-bytelevel" or "bpe-spm" */
 const char *mu_tok_model_kind(const mu_tokenizer *tk);
