@@ -97,3 +97,42 @@ expect_fail train_missing_retain 1 'need --retain' mu-train --model tiny --objec
 expect_fail train_bad_mask 1 'layers 7: out of range' mu-train --model tiny --objective learn --train facts.mpk.zst --mask mlp:7 --out x.st
 expect_fail train_bad_keep_best 1 "no --eval set named 'nope'" mu-train --model tiny --objective learn --train facts.mpk.zst --eval facts.mpk.zst --keep-best nope.acc --out x.st
 t train_no_partial_outputs bash -c '! ls x.st* 2>/dev/null | grep -q .'
+
+# the real pretrained model (stories260K, SentencePiece-style tokenizer): memorize 8 Sports
+# Facts, then unlearn them with NPO in MLPs 2-4 while retain-ce keeps 8 others; DPO toward
+# "I don't know" (--dpo-alt, tokenized by the model's tokenizer) with general-lm on text:
+# at step 1 the model is its own reference, so dpo = -(2/beta) log sigmoid(0) = 4 log 2
+S="$SHARED_DATA/models/stories260K"
+if [ ! -d "$S" ] || [ ! -f "$SHARED_DATA/sports/sports.csv" ]; then
+    skip train_stories260k "no ../shared/data (stories260K, sports)"
+else
+    # rows start with their index; the quoted prompt column spans lines
+    rows() { grep -E '^[0-9]+,' "$SHARED_DATA/sports/sports.csv" | sed -n "$1" |
+             awk -F, '{print "{\"athlete\":\"" $2 "\",\"sport\":\"" $3 "\"}"}'; }
+    rows 1,8p > sf.jsonl
+    rows 9,16p > sr.jsonl
+    for x in sf sr; do
+        mu-tokenize --model "$S" --prompt 'Fact: {athlete} plays the sport of' --target ' {sport}' $x.jsonl > $x.mpk.zst
+    done
+    printf 'Once upon a time there was a little girl. She liked to play in the park with her dog.\n' > text.txt
+    mu-tokenize --model "$S" --raw text.txt > text.mpk.zst
+    prob() { mu-dump "$1" | grep '"eval"' | tail -1 | sed 's/.*"'"$2"'":{[^}]*"prob":\([^,}]*\).*/\1/'; }
+    acc() { mu-dump "$1" | grep '"eval"' | tail -1 | sed 's/.*"'"$2"'":{[^}]*"acc":\([^,}]*\).*/\1/'; }
+    t train_stories260k_learn bash -c "
+      mu-train --model '$S' --objective learn --train sf.mpk.zst --steps 60 --batch 8 --lr 5e-3 \
+        --eval sf.mpk.zst --out s_learn.st --log s_learn.log -q &&
+      mu-dump s_learn.log | grep '\"eval\"' | tail -1 | grep -q '\"sf\":{[^}]*\"acc\":1,'"
+    t train_stories260k_npo_masked bash -c "
+      mu-train --model '$S' --delta s_learn.st --objective npo=1,retain-ce=1 --forget sf.mpk.zst \
+        --retain sr.mpk.zst --mask mlp:2-4 --steps 30 --batch 8 --lr 2e-3 --eval sf.mpk.zst \
+        --eval sr.mpk.zst --out s_npo.st --sparse --log s_npo.log -q"
+    p_forget=$(prob s_npo.log sf); a_retain=$(acc s_npo.log sr)
+    t train_stories260k_forgets_keeps awk -v p="$p_forget" -v a="$a_retain" \
+        'BEGIN { if (p + 0 < 1e-3 && a + 0 >= 0.8) exit 0; print "forget prob " p ", retain acc " a; exit 1 }'
+    t train_stories260k_dpo_alt_general bash -c "
+      mu-train --model '$S' --delta s_learn.st --objective dpo=1,general-lm=0.5 --dpo-alt ' I don'\''t know.' \
+        --dpo-beta 0.5 --forget sf.mpk.zst --general text.mpk.zst --max-len 16 --steps 5 --batch 4 --lr 1e-3 --out s_dpo.st \
+        --log s_dpo.log -q &&
+      d=\$(mu-dump s_dpo.log | sed -n '2s/.*\"terms\":{\"dpo\":\([^,]*\),.*/\1/p') &&
+      awk -v d=\"\$d\" 'BEGIN { x = d - 4 * log(2); exit !(x < 1e-3 && x > -1e-3) }'"
+fi
