@@ -117,7 +117,6 @@ else
     printf 'Once upon a time there was a little girl. She liked to play in the park with her dog.\n' > text.txt
     mu-tokenize --model "$S" --raw text.txt > text.mpk.zst
     prob() { mu-dump "$1" | grep '"eval"' | tail -1 | sed 's/.*"'"$2"'":{[^}]*"prob":\([^,}]*\).*/\1/'; }
-    acc() { mu-dump "$1" | grep '"eval"' | tail -1 | sed 's/.*"'"$2"'":{[^}]*"acc":\([^,}]*\).*/\1/'; }
     t train_stories260k_learn bash -c "
       mu-train --model '$S' --objective learn --train sf.mpk.zst --steps 60 --batch 8 --lr 5e-3 \
         --eval sf.mpk.zst --out s_learn.st --log s_learn.log -q &&
@@ -126,9 +125,11 @@ else
       mu-train --model '$S' --delta s_learn.st --objective npo=1,retain-ce=1 --forget sf.mpk.zst \
         --retain sr.mpk.zst --mask mlp:2-4 --steps 30 --batch 8 --lr 2e-3 --eval sf.mpk.zst \
         --eval sr.mpk.zst --out s_npo.st --sparse --log s_npo.log -q"
-    p_forget=$(prob s_npo.log sf); a_retain=$(acc s_npo.log sr)
-    t train_stories260k_forgets_keeps awk -v p="$p_forget" -v a="$a_retain" \
-        'BEGIN { if (p + 0 < 1e-3 && a + 0 >= 0.8) exit 0; print "forget prob " p ", retain acc " a; exit 1 }'
+    # forget: answer probability from ~1 to < 1e-3; retain: its probability does not fall
+    p_forget=$(prob s_npo.log sf); p_retain=$(prob s_npo.log sr)
+    p_retain0=$(mu-dump s_npo.log | grep '"eval"' | head -1 | sed 's/.*"sr":{[^}]*"prob":\([^,}]*\).*/\1/')
+    t train_stories260k_forgets_keeps awk -v p="$p_forget" -v r="$p_retain" -v r0="$p_retain0" \
+        'BEGIN { if (p + 0 < 1e-3 && r + 0 >= r0 + 0) exit 0; print "forget prob " p ", retain prob " r0 " -> " r; exit 1 }'
     t train_stories260k_dpo_alt_general bash -c "
       mu-train --model '$S' --delta s_learn.st --objective dpo=1,general-lm=0.5 --dpo-alt ' I don'\''t know.' \
         --dpo-beta 0.5 --forget sf.mpk.zst --general text.mpk.zst --max-len 16 --steps 5 --batch 4 --lr 1e-3 --out s_dpo.st \
