@@ -6,7 +6,11 @@
 #include <sys/wait.h>
 #include <sys/stat.h>
 #include <limits.h>
+#include <time.h>
 #include <ftw.h>
+#include <poll.h>
+#include <signal.h>
+#include <errno.h>
 
 #define MAX_TESTS 4096
 #define EXIT_SKIP 77
@@ -58,6 +62,12 @@ static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *
     (void)sb; (void)flag; (void)ftw; return remove(p);
 }
 
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
 static int run_one(int i, char *msg, size_t msglen) {
     int fds[2];
     if (pipe(fds) != 0) { perror("pipe"); exit(1); }
@@ -72,13 +82,33 @@ static int run_one(int i, char *msg, size_t msglen) {
         _exit(0);
     }
     close(fds[1]);
+    /* watchdog: a test that hangs is killed and fails (MU_TEST_TIMEOUT seconds, default
+     * 900; this bounds hangs, it does not time anything) */
+    const char *ts = getenv("MU_TEST_TIMEOUT");
+    double limit = ts && *ts ? atof(ts) : 900, start = now_s();
+    int timed_out = 0;
     size_t got = 0; ssize_t n;
-    while ((n = read(fds[0], msg + got, msglen - 1 - got)) > 0) got += (size_t)n;
+    for (;;) {
+        struct pollfd pfd = {fds[0], POLLIN, 0};
+        int left_ms = (int)((limit - (now_s() - start)) * 1000);
+        if (left_ms <= 0) { timed_out = 1; break; }
+        int pr = poll(&pfd, 1, left_ms);
+        if (pr < 0 && errno == EINTR) continue;
+        if (pr == 0) { timed_out = 1; break; }
+        n = read(fds[0], msg + got, msglen - 1 - got);
+        if (n <= 0 || got + (size_t)n >= msglen - 1) { if (n > 0) got += (size_t)n; break; }
+        got += (size_t)n;
+    }
     msg[got] = 0;
     close(fds[0]);
+    if (timed_out) kill(pid, SIGKILL);
     int status;
     waitpid(pid, &status, 0);
     nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    if (timed_out) {
+        snprintf(msg + got, msglen - got, "%shung: killed after %g s (MU_TEST_TIMEOUT)", got ? "; " : "", limit);
+        return 1;
+    }
     if (WIFSIGNALED(status)) {
         snprintf(msg + got, msglen - got, "%scrashed with signal %d", got ? "; " : "", WTERMSIG(status));
         return 1;
