@@ -22,9 +22,11 @@ tally() { # reads runner output, echoes it, counts
   done
 }
 tally < <("$runner" 2>&1 | grep -v '^c-tests:')
+# a hung shell test script is killed (MU_SH_TIMEOUT seconds, default 1800) and counted
 for t in tests/sh/t_*.sh; do
   [ -e "$t" ] || continue
-  tally < <(bash "$t" 2>&1)
+  tally < <(timeout -k 10 "${MU_SH_TIMEOUT:-1800}" bash "$t" 2>&1
+            rc=$?; [ $rc -eq 124 ] || [ $rc -eq 137 ] && echo "FAIL $t: killed after ${MU_SH_TIMEOUT:-1800} s (MU_SH_TIMEOUT)")
 done
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]
