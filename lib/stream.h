@@ -18,14 +18,18 @@
 /* ---- writing ---- */
 typedef struct mu_writer mu_writer;
 
-/* Opens path ("-" = stdout) for a stream of the given kind; atomic for files. */
+/* Opens path ("-" = stdout) for a stream of the given kind; atomic for files (temp +
+ * rename at close; the temp is removed on mu_die, a fatal signal or exit without close).
+ * Dies when the file cannot be created, or when "-" is a terminal. */
 mu_writer *mu_writer_open(const char *path, const char *kind);
 /* Before the first record: note an input (role e.g. "model", "forget") with its digest. */
 void mu_writer_add_input(mu_writer *w, const char *role, const char *path);
 /* Before the first record: returns a packer for the value of header meta[key];
  * the caller packs exactly one msgpack object into it. */
 msgpack_packer *mu_writer_meta(mu_writer *w, const char *key);
-/* Begin a record: the caller packs exactly one map into the packer, then calls end. */
+/* Begin a record: the caller packs exactly one map into the packer, then calls end
+ * (which dies with an internal error naming the record if it was not exactly one map).
+ * A frame ends by itself after ~1 MiB of records. */
 msgpack_packer *mu_writer_record(mu_writer *w);
 void mu_writer_end_record(mu_writer *w);
 /* Ends the current zstd frame so a reader downstream sees everything so far. */
@@ -58,7 +62,9 @@ mu_reader *mu_reader_open(const char *path, const char *expect_kind, char *err, 
 const msgpack_object *mu_reader_header(const mu_reader *r);
 const char *mu_reader_kind(const mu_reader *r);
 const char *mu_reader_path(const mu_reader *r);
-/* 1: *rec is the next record (valid until the next call); 0: end; -1: error. */
+/* 1: *rec is the next record (valid until the next call; bins of 2+ bytes are 8-byte
+ * aligned, so tensor data can be read in place); 0: end; -1: error. A record is handed
+ * out only after the zstd checksum of its frame has been verified. */
 int mu_reader_next(mu_reader *r, const msgpack_object **rec);
 const char *mu_reader_error(const mu_reader *r); /* "file: record 12: what" */
 long mu_reader_record_index(const mu_reader *r); /* 0-based index of the last record */
