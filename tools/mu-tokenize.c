@@ -10,6 +10,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 
 static const char usage[] =
     "Usage: mu-tokenize --model M [OPTIONS] [DATA]\n"
@@ -38,6 +39,8 @@ static const char usage[] =
     "  --mc-options LIST  option fields (default A,B,C,D)\n"
     "  --mc-answer F      field holding the answer letter (default answer)\n"
     "  --id-field F       record id from this field (default: the record index)\n"
+    "  --rows A-B         only records A..B-1 (0-based; 'A-' to the end), e.g. a forget\n"
+    "                     set of the first 16 rows: --rows 0-16; record ids stay global\n"
     "  --span F           also record the token span of field F's value where it occurs\n"
     "                     in the prompt text (last occurrence; e.g. CounterFact's subject\n"
     "                     in its ready-made prompt); repeatable\n"
@@ -63,7 +66,7 @@ static const char usage[] =
 
 enum { O_MODEL = 256, O_FORMAT, O_COLUMNS, O_PROMPT, O_TARGET, O_CHOICES, O_CHOICES_FIELD, O_ANSWER_FIELD,
        O_MC, O_MC_OPTIONS, O_MC_ANSWER, O_ID_FIELD, O_CHAT, O_SYSTEM, O_BOS, O_NO_BOS, O_EOS, O_RAW,
-       O_DECODE, O_FIELD, O_KEEP_SPECIAL, O_IDS, O_SPAN };
+       O_DECODE, O_FIELD, O_KEEP_SPECIAL, O_IDS, O_SPAN, O_ROWS };
 
 typedef struct {
     const char *model, *out, *input, *format, *columns, *system, *choices_field, *answer_field,
@@ -74,6 +77,7 @@ typedef struct {
     int n_mc;
     const char **span_fields;
     int n_span_fields;
+    size_t row_lo, row_hi;   /* --rows */
     int mc, chat, bos, eos, keep_special, ids;
     mu_tokenizer *tk;
     mu_chat_kind chat_kind;
@@ -554,6 +558,21 @@ static int run_decode_stream(opts *o) {
     return 0;
 }
 
+/* --rows A-B: records A..B-1; "A-" runs to the end. */
+static void parse_rows_or_die(const char *spec, size_t *lo, size_t *hi) {
+    char *end;
+    errno = 0;
+    unsigned long long a = strtoull(spec, &end, 10), b = SIZE_MAX;
+    if (end == spec || *end != '-' || errno) mu_usage_error("--rows %s: expected A-B (e.g. 0-16) or A-", spec);
+    const char *rest = end + 1;
+    if (*rest) {
+        b = strtoull(rest, &end, 10);
+        if (end == rest || *end || errno || b < a) mu_usage_error("--rows %s: expected A-B with A <= B", spec);
+    }
+    *lo = (size_t)a;
+    *hi = (size_t)b;
+}
+
 static int run_records(opts *o, const char *prompt_spec, const char *target_spec) {
     char err[512];
     mu_ds_format fmt = MU_DS_AUTO;
@@ -568,9 +587,10 @@ static int run_records(opts *o, const char *prompt_spec, const char *target_spec
     mu_writer *w = mu_writer_open(o->out, "tokens");
     write_header_meta(o, w, prompt_spec, target_spec);
     size_t n = mu_dataset_len(ds);
-    for (size_t i = 0; i < n; i++) {
+    size_t lo = o->row_lo < n ? o->row_lo : n, hi = o->row_hi < n ? o->row_hi : n;
+    for (size_t i = lo; i < hi; i++) {
         tokenize_record(o, w, mu_dataset_record(ds, i), mu_dataset_path(ds), i);
-        mu_progress("tokenize", i + 1, n);
+        mu_progress("tokenize", i + 1 - lo, hi - lo);
     }
     mu_progress_done();
     mu_writer_close(w);
@@ -587,6 +607,7 @@ int main(int argc, char **argv) {
     o.out = "-";
     o.bos = -1;
     o.mc_answer = "answer";
+    o.row_hi = SIZE_MAX;
     const char *prompt_spec = NULL, *target_spec = NULL, *choices_spec = NULL, *mc_opts = "A,B,C,D";
     int raw = 0, decode = 0, opt;
     static const struct option lo[] = {
@@ -600,7 +621,7 @@ int main(int argc, char **argv) {
         {"bos", no_argument, 0, O_BOS}, {"no-bos", no_argument, 0, O_NO_BOS}, {"eos", no_argument, 0, O_EOS},
         {"raw", no_argument, 0, O_RAW}, {"decode", no_argument, 0, O_DECODE}, {"field", required_argument, 0, O_FIELD},
         {"keep-special", no_argument, 0, O_KEEP_SPECIAL}, {"ids", no_argument, 0, O_IDS},
-        {"span", required_argument, 0, O_SPAN},
+        {"span", required_argument, 0, O_SPAN}, {"rows", required_argument, 0, O_ROWS},
         {"out", required_argument, 0, 'o'}, MU_COMMON_LONGOPTS, {0, 0, 0, 0}};
     while ((opt = getopt_long(argc, argv, ":o:hVq", lo, NULL)) != -1) {
         if (mu_cli_common(opt, usage)) continue;
@@ -631,6 +652,7 @@ int main(int argc, char **argv) {
             o.span_fields = mu_xrealloc(o.span_fields, (size_t)(o.n_span_fields + 1) * sizeof *o.span_fields);
             o.span_fields[o.n_span_fields++] = optarg;
             break;
+        case O_ROWS: parse_rows_or_die(optarg, &o.row_lo, &o.row_hi); break;
         case 'o': o.out = optarg; break;
         case ':': mu_usage_error("option %s needs a value", argv[optind - 1]);
         default: mu_usage_error("unknown option %s (see --help)", argv[optind - 1]);

@@ -143,3 +143,9 @@ if [ -f "$D/mmlu/test/anatomy_test.csv" ]; then
   t mmlu-mc mu-tokenize --model $G/llama3.json --columns question,A,B,C,D,answer --mc --prompt '{question}' "$D/mmlu/test/anatomy_test.csv" -o "$T/m.mpk.zst"
   t mmlu-mc-decode bash -c "mu-tokenize --model $G/llama3.json --decode $T/m.mpk.zst | grep -c '^Answer:\$' | grep -qx 135"
 else skip mmlu "no shared MMLU"; fi
+# --rows: a slice of the records, ids stay the global record index
+if [ -f "$D/sports/sports.csv" ]; then
+  t rows-slice bash -c "mu-tokenize --model $G/llama3.json --target ' {sport}' --rows 16-20 '$D/sports/sports.csv' | mu-dump | sed 1d | grep -o '\"id\":[0-9]*' | tr '\n' ' ' | grep -qx '\"id\":16 \"id\":17 \"id\":18 \"id\":19 '"
+  t rows-open-end bash -c "[ \$(mu-tokenize --model $G/llama3.json --target ' {sport}' --rows 1557- '$D/sports/sports.csv' | mu-dump | sed 1d | wc -l) = 2 ]"
+  expect_fail rows-bad 2 'rows' mu-tokenize --model $G/llama3.json --rows 5-2 "$D/sports/sports.csv"
+fi
