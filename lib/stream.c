@@ -37,6 +37,15 @@
 
 size_t mu_stream_max_record = (size_t)4 << 30;
 
+/* Incremental check that a whole msgpack object lies in a buffer. pos is relative to
+ * the object start; stack[i] counts the items still expected at nesting level i. */
+typedef struct {
+    size_t pos;
+    int depth;
+    int done;                   /* pos is the length of a complete object */
+    uint64_t stack[MU_STREAM_MAX_DEPTH];
+} scan_state;
+
 /* ======================================================================== writer */
 
 typedef struct {
@@ -69,6 +78,7 @@ struct mu_writer {
 };
 
 static void check_feed(record_check *c, const uint8_t *p, size_t n);
+static int scan_object(const uint8_t *p, size_t len, scan_state *s, size_t max, char *msg, size_t msglen);
 
 static void zemit(mu_writer *w, const void *src, size_t len, ZSTD_EndDirective mode) {
     ZSTD_inBuffer zi = {src, len, 0};
@@ -244,7 +254,25 @@ msgpack_packer *mu_writer_meta(mu_writer *w, const char *key) {
     return &w->meta_pk;
 }
 
+/* Number of complete msgpack objects in p[0..n), or -1 if the bytes do not end on an
+ * object boundary or are not msgpack. */
+static long count_objects(const uint8_t *p, size_t n) {
+    long count = 0;
+    for (size_t off = 0; off < n; count++) {
+        scan_state st;
+        char msg[128];
+        memset(&st, 0, sizeof st);
+        if (scan_object(p + off, n - off, &st, SIZE_MAX, msg, sizeof msg) != 1) return -1;
+        off += st.pos;
+    }
+    return count;
+}
+
 static void write_header(mu_writer *w) {
+    long nobj = count_objects((const uint8_t *)w->meta.data, w->meta.size);
+    if (nobj != 2L * w->nmeta)
+        mu_die("internal error: %s: header meta has %d keys but %s", w->path, w->nmeta,
+               nobj < 0 ? "an unfinished value" : nobj < 2L * w->nmeta ? "a key without a value" : "extra values");
     msgpack_packer *pk = &w->pk;
     msgpack_pack_map(pk, 6);
     mu_pack_kv_str(pk, "format", MU_STREAM_FORMAT);
@@ -368,15 +396,6 @@ void mu_pack_kv_tensor(msgpack_packer *pk, const char *key, mu_dtype dt, int ndi
 }
 
 /* ======================================================================== reader */
-
-/* Incremental check that a whole msgpack object lies in the buffer. pos is relative to
- * the object start; stack[i] counts the items still expected at nesting level i. */
-typedef struct {
-    size_t pos;
-    int depth;
-    int done;                   /* pos is the length of a complete object */
-    uint64_t stack[MU_STREAM_MAX_DEPTH];
-} scan_state;
 
 static uint64_t be(const uint8_t *p, int n) {
     uint64_t v = 0;

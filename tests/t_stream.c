@@ -681,6 +681,34 @@ TEST(writer_rejects_records_that_are_not_one_map) {
     }
 }
 
+static void write_bad_meta(const char *path) {
+    mu_cli_init("mu-test", 0, NULL);
+    mu_writer *w = mu_writer_open(path, "log");
+    msgpack_pack_int(mu_writer_meta(w, "a"), 1);
+    mu_writer_meta(w, "b");                               /* forgot the value */
+    mu_writer_close(w);
+    _exit(0);
+}
+
+TEST(writer_rejects_meta_key_without_value) {
+    const char *p = tpath("m.mpk.zst");
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) { dup2(fds[1], 2); close(fds[0]); write_bad_meta(p); }
+    close(fds[1]);
+    char err[1024];
+    ssize_t n = read(fds[0], err, sizeof err - 1);
+    err[n > 0 ? n : 0] = 0;
+    int st;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    char want[4300];
+    snprintf(want, sizeof want, "mu-test: internal error: %s: header meta has 2 keys but a key without a value\n", p);
+    CHECK_STR(err, want);
+}
+
 TEST(object_accessors) {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
