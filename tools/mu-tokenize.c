@@ -41,6 +41,8 @@ static const char usage[] =
     "  --id-field F       record id from this field (default: the record index)\n"
     "  --rows A-B         only records A..B-1 (0-based; 'A-' to the end), e.g. a forget\n"
     "                     set of the first 16 rows: --rows 0-16; record ids stay global\n"
+    "  --select FILE      only the records whose 0-based index is listed in FILE\n"
+    "                     (whitespace-separated integers, in any order)\n"
     "  --span F           also record the token span of field F's value where it occurs\n"
     "                     in the prompt text (last occurrence; e.g. CounterFact's subject\n"
     "                     in its ready-made prompt); repeatable\n"
@@ -66,7 +68,7 @@ static const char usage[] =
 
 enum { O_MODEL = 256, O_FORMAT, O_COLUMNS, O_PROMPT, O_TARGET, O_CHOICES, O_CHOICES_FIELD, O_ANSWER_FIELD,
        O_MC, O_MC_OPTIONS, O_MC_ANSWER, O_ID_FIELD, O_CHAT, O_SYSTEM, O_BOS, O_NO_BOS, O_EOS, O_RAW,
-       O_DECODE, O_FIELD, O_KEEP_SPECIAL, O_IDS, O_SPAN, O_ROWS };
+       O_DECODE, O_FIELD, O_KEEP_SPECIAL, O_IDS, O_SPAN, O_ROWS, O_SELECT };
 
 typedef struct {
     const char *model, *out, *input, *format, *columns, *system, *choices_field, *answer_field,
@@ -78,6 +80,7 @@ typedef struct {
     const char **span_fields;
     int n_span_fields;
     size_t row_lo, row_hi;   /* --rows */
+    const char *select;      /* --select FILE */
     int mc, chat, bos, eos, keep_special, ids;
     mu_tokenizer *tk;
     mu_chat_kind chat_kind;
@@ -558,6 +561,28 @@ static int run_decode_stream(opts *o) {
     return 0;
 }
 
+/* --select FILE: a flag per record index listed in FILE (indices must be < n). */
+static unsigned char *read_selection_or_die(const char *path, size_t n) {
+    FILE *f = fopen(path, "r");
+    if (!f) mu_die("%s: %s", path, strerror(errno));
+    unsigned char *keep = mu_xcalloc(n ? n : 1, 1);
+    char tok[64];
+    long k = 0;
+    while (fscanf(f, "%63s", tok) == 1) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(tok, &end, 10);
+        if (*end || end == tok || errno || tok[0] == '-')
+            mu_die("%s: entry %ld: \"%s\" is not a record index", path, k + 1, tok);
+        if (v >= n) mu_die("%s: entry %ld: record %llu, but the data has %zu records", path, k + 1, v, n);
+        keep[v] = 1;
+        k++;
+    }
+    if (ferror(f)) mu_die("%s: read error", path);
+    fclose(f);
+    return keep;
+}
+
 /* --rows A-B: records A..B-1; "A-" runs to the end. */
 static void parse_rows_or_die(const char *spec, size_t *lo, size_t *hi) {
     char *end;
@@ -588,7 +613,9 @@ static int run_records(opts *o, const char *prompt_spec, const char *target_spec
     write_header_meta(o, w, prompt_spec, target_spec);
     size_t n = mu_dataset_len(ds);
     size_t lo = o->row_lo < n ? o->row_lo : n, hi = o->row_hi < n ? o->row_hi : n;
+    unsigned char *keep = o->select ? read_selection_or_die(o->select, n) : NULL;
     for (size_t i = lo; i < hi; i++) {
+        if (keep && !keep[i]) continue;
         tokenize_record(o, w, mu_dataset_record(ds, i), mu_dataset_path(ds), i);
         mu_progress("tokenize", i + 1 - lo, hi - lo);
     }
@@ -597,6 +624,7 @@ static int run_records(opts *o, const char *prompt_spec, const char *target_spec
     if (o->n_boundary_fallback && !mu_quiet)
         mu_warn("%ld target(s) merged with the end of their prompt; those were tokenized alone", o->n_boundary_fallback);
     mu_dataset_free(ds);
+    free(keep);
     return 0;
 }
 
@@ -622,6 +650,7 @@ int main(int argc, char **argv) {
         {"raw", no_argument, 0, O_RAW}, {"decode", no_argument, 0, O_DECODE}, {"field", required_argument, 0, O_FIELD},
         {"keep-special", no_argument, 0, O_KEEP_SPECIAL}, {"ids", no_argument, 0, O_IDS},
         {"span", required_argument, 0, O_SPAN}, {"rows", required_argument, 0, O_ROWS},
+        {"select", required_argument, 0, O_SELECT},
         {"out", required_argument, 0, 'o'}, MU_COMMON_LONGOPTS, {0, 0, 0, 0}};
     while ((opt = getopt_long(argc, argv, ":o:hVq", lo, NULL)) != -1) {
         if (mu_cli_common(opt, usage)) continue;
@@ -652,6 +681,7 @@ int main(int argc, char **argv) {
             o.span_fields = mu_xrealloc(o.span_fields, (size_t)(o.n_span_fields + 1) * sizeof *o.span_fields);
             o.span_fields[o.n_span_fields++] = optarg;
             break;
+        case O_SELECT: o.select = optarg; break;
         case O_ROWS: parse_rows_or_die(optarg, &o.row_lo, &o.row_hi); break;
         case 'o': o.out = optarg; break;
         case ':': mu_usage_error("option %s needs a value", argv[optind - 1]);

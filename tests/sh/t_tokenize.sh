@@ -149,3 +149,11 @@ if [ -f "$D/sports/sports.csv" ]; then
   t rows-open-end bash -c "[ \$(mu-tokenize --model $G/llama3.json --target ' {sport}' --rows 1557- '$D/sports/sports.csv' | mu-dump | sed 1d | wc -l) = 2 ]"
   expect_fail rows-bad 2 'rows' mu-tokenize --model $G/llama3.json --rows 5-2 "$D/sports/sports.csv"
 fi
+if [ -f "$D/sports/sports.csv" ]; then
+  printf '7 3\n1200\n' > "$T/sel.txt"
+  t select-ids bash -c "mu-tokenize --model $G/llama3.json --target ' {sport}' --select $T/sel.txt '$D/sports/sports.csv' | mu-dump | sed 1d | grep -o '\"id\":[0-9]*' | tr '\n' ' ' | grep -qx '\"id\":3 \"id\":7 \"id\":1200 '"
+  printf '3 x\n' > "$T/sel-bad.txt"
+  expect_fail select-bad 1 'sel-bad.txt: entry 2' mu-tokenize --model $G/llama3.json --target ' {sport}' --select $T/sel-bad.txt "$D/sports/sports.csv"
+  printf '99999\n' > "$T/sel-big.txt"
+  expect_fail select-range 1 'sel-big.txt: entry 1: record 99999' mu-tokenize --model $G/llama3.json --target ' {sport}' --select $T/sel-big.txt "$D/sports/sports.csv"
+fi
