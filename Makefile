@@ -47,8 +47,10 @@ CUDA_SRC := $(wildcard kernels/cuda/*.cu)
 ifeq ($(HAVE_CUDA),1)
   ifneq ($(CUDA_SRC),)
     CFLAGS  += -DMU_HAVE_CUDA=1 -I$(CUDA_HOME)/include
-    LDLIBS  += -L$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
-    NVFLAGS ?= -O2 -std=c++17 -Ilib -Ikernels -arch=sm_90 -Xcompiler -fPIC,-Wall -DMU_HAVE_CUDA=1
+    LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+    CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+                 -gencode arch=compute_90,code=compute_90
+    NVFLAGS ?= -O2 -std=c++17 -Ilib -Ikernels $(CUDA_ARCH) -Xcompiler -fPIC,-Wall,-Wextra -DMU_HAVE_CUDA=1
     CUDA_OBJ := $(patsubst %.cu,$(BUILD)/%.o,$(CUDA_SRC))
   endif
 endif

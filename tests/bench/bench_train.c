@@ -163,10 +163,11 @@ int main(void) {
     }
     const char *py = getenv("MU_PYTHON");
     if (!py || !*py) py = "python3";
-    char cmd[8192];
-    FILE *f = fopen("/tmp/mu_bench_train_torch.py", "w");
+    char cmd[8192], script[64];
+    snprintf(script, sizeof script, "/tmp/mu_bench_train_%d.py", (int)getpid());
+    FILE *f = fopen(script, "w");
     if (f) { fputs(torch_code, f); fclose(f); }
-    snprintf(cmd, sizeof cmd, "%s /tmp/mu_bench_train_torch.py %d 2>/dev/null", py, steps);
+    snprintf(cmd, sizeof cmd, "%s %s %d 2>/dev/null", py, script, steps);
     FILE *pp = f ? popen(cmd, "r") : NULL;
     double tps, rss;
     int thr;
@@ -176,6 +177,6 @@ int main(void) {
     else
         printf("torch: not available (%s cannot import torch/transformers)\n", py);
     if (pp) pclose(pp);
-    unlink("/tmp/mu_bench_train_torch.py");
+    unlink(script);
     return 0;
 }
