@@ -1,8 +1,13 @@
 #!/usr/bin/env python3
-"""gen_adamw_golden.py — PyTorch reference trajectories for mu's optimizer (lib/optim.c).
+"""gen_adamw_golden.py — PyTorch references for mu's training library.
 
 Run with the golden venv (torch):  /root/gold/bin/python tests/gen/gen_adamw_golden.py
-Writes tests/golden/train/optim.json, read by tests/t_optim.c.
+Writes (deterministically; re-running reproduces the committed files):
+  tests/golden/train/optim.json       AdamW/SGD trajectories, read by tests/t_optim.c
+  tests/golden/train/objectives.json  objective losses + autograd gradients (part 2
+                                      below), read by tests/t_objectives.c
+
+Part 1, the optimizer:
 
 Each case: a config (optimizer, lr, betas, eps, weight decay, momentum, clip, schedule,
 warmup, total), two parameters — "a" trained in full, "b" trained only at the flat indices
