@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <cblas.h>
 #include "cpu.h"
+/* No FP exceptions are relied on: lets the clamps in mu_expf vectorize. */
+#pragma GCC optimize("no-trapping-math")
+#include "fastmath.h"
 
 #define QT 64   /* queries per block */
 #define PAR_MIN_FLOPS 2000000.0   /* below this a call runs on one thread (decoding) */
@@ -82,10 +85,13 @@ void cpu_attention(float *O, float *lse, const float *Q, const float *K, const f
                             continue;
                         }
                         float mx = -INFINITY;
-                        for (int j = 0; j < nk; j++) if (srow[j] > mx) mx = srow[j];
+                        #pragma omp simd reduction(max:mx)
+                        for (int j = 0; j < nk; j++) mx = srow[j] > mx ? srow[j] : mx;
                         float sum = 0;
-                        for (int j = 0; j < nk; j++) { srow[j] = expf(srow[j] - mx); sum += srow[j]; }
+                        #pragma omp simd reduction(+:sum)
+                        for (int j = 0; j < nk; j++) { srow[j] = mu_expf(srow[j] - mx); sum += srow[j]; }
                         float inv = 1.0f / sum;
+                        #pragma omp simd
                         for (int j = 0; j < nk; j++) srow[j] *= inv;
                         for (int j = nk; j < kmax; j++) srow[j] = 0;
                         if (l) l[i] = mx + logf(sum);
@@ -113,11 +119,14 @@ static void block_backward(float *S, float *dP, const float *q, const float *k, 
         int nk = n_keys(s, b, t0 + i);
         double dsum = 0;
         for (int d = 0; d < hd; d++) dsum += (double)dout[(size_t)i * qld + d] * o[(size_t)i * qld + d];
-        for (int j = 0; j < kmax; j++) {
-            float p = j < nk ? expf(srow[j] - l[i]) : 0.0f;
+        const float li = l[i], ds = (float)dsum, sc = s->scale;
+        #pragma omp simd
+        for (int j = 0; j < nk; j++) {
+            float p = mu_expf(srow[j] - li);
             srow[j] = p;                                  /* P */
-            dprow[j] = p * (dprow[j] - (float)dsum) * s->scale;   /* dS * scale */
+            dprow[j] = p * (dprow[j] - ds) * sc;          /* dS * scale */
         }
+        for (int j = nk; j < kmax; j++) srow[j] = dprow[j] = 0;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, kmax, 1.0f, dP, kmax,
                 k, kld, 0.0f, dq, qld);

@@ -7,6 +7,9 @@
 #include <omp.h>
 #include <cblas.h>
 #include "cpu.h"
+/* No FP exceptions are relied on: lets the clamps in mu_expf vectorize. */
+#pragma GCC optimize("no-trapping-math")
+#include "fastmath.h"
 
 #define PAR_MIN 131072  /* elements below which a loop stays serial */
 #define BLAS_PAR_MIN (1 << 20)  /* multiply-adds below which a GEMM runs on one thread */
@@ -186,11 +189,11 @@ void cpu_rope_bwd(float *dX, const int32_t *pos, const float *inv_freq, int N, i
 }
 
 /* ---- SwiGLU: A = silu(G) * U ------------------------------------------------------------ */
-static inline float sigmoidf(float g) { return 1.0f / (1.0f + expf(-g)); }
+static inline float sigmoidf(float g) { return 1.0f / (1.0f + mu_expf(-g)); }
 
 void cpu_swiglu(float *A, const float *G, const float *U, size_t n)
 {
-    #pragma omp parallel for if (n > PAR_MIN)
+    #pragma omp parallel for simd if (n > PAR_MIN)
     for (size_t i = 0; i < n; i++) A[i] = G[i] * sigmoidf(G[i]) * U[i];
 }
 
@@ -198,7 +201,7 @@ void cpu_swiglu(float *A, const float *G, const float *U, size_t n)
 void cpu_swiglu_bwd(float *dG, float *dU, const float *dA, const float *G, const float *U,
                     size_t n)
 {
-    #pragma omp parallel for if (n > PAR_MIN)
+    #pragma omp parallel for simd if (n > PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float g = G[i], s = sigmoidf(g);
         dU[i] = dA[i] * g * s;
@@ -261,7 +264,8 @@ void cpu_cross_entropy(float *loss, float *dlogits, const float *logits, const i
         float mx = -INFINITY;
         for (int j = 0; j < V; j++) if (x[j] > mx) mx = x[j];
         double sum = 0;
-        for (int j = 0; j < V; j++) { d[j] = expf(x[j] - mx); sum += d[j]; }
+        #pragma omp simd reduction(+:sum)
+        for (int j = 0; j < V; j++) { d[j] = mu_expf(x[j] - mx); sum += d[j]; }
         loss[n] = (float)(mx + log(sum) - x[y]);
         float sc = (float)(dscale / sum);
         for (int j = 0; j < V; j++) d[j] *= sc;
