@@ -15,6 +15,9 @@
  *    is overwritten or accumulated is stated per function.
  *  - Calls are ordered (stream semantics); be->sync waits for completion. download
  *    synchronizes implicitly.
+ *  - Call a backend from one thread at a time, outside OpenMP parallel regions: the CPU
+ *    ops parallelize internally (and run small GEMMs single-threaded by adjusting
+ *    OpenBLAS's thread count for the call).
  */
 #ifndef MU_KERNELS_H
 #define MU_KERNELS_H
