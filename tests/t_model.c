@@ -215,6 +215,14 @@ static mu_config tiny_config(int tied, int qkv_bias)
     return c;
 }
 
+static mu_model *model_from(const mu_config *cfg, uint64_t seed)
+{
+    char err[256];
+    mu_model *m = mu_model_init_random(cfg, seed, 0.35f, mu_backend_cpu(), err, sizeof err);
+    CHECK_MSG(m != NULL, "init_random: %s", err);
+    return m;
+}
+
 static mu_model *tiny_model(int tied, int qkv_bias, uint64_t seed)
 {
     mu_config c = tiny_config(tied, qkv_bias);
@@ -268,9 +276,8 @@ static double ref_loss_of(const ref_model *r, const int32_t *ids, const int32_t 
 }
 
 /* ---- forward and parameter gradients ----------------------------------------------------- */
-static void check_logits_and_grads(int tied, int qkv_bias)
+static void check_logits_and_grads_of(mu_model *m)
 {
-    mu_model *m = tiny_model(tied, qkv_bias, 42);
     const mu_config *c = mu_model_config(m);
     int N = TB * TT, V = c->vocab;
     int32_t ids[TB * TT], targets[TB * TT];
@@ -331,12 +338,23 @@ static void check_logits_and_grads(int tied, int qkv_bias)
 
 TEST(model_logits_and_all_grads_untied_bias)
 {
-    check_logits_and_grads(0, 1);
+    check_logits_and_grads_of(tiny_model(0, 1, 42));
 }
 
 TEST(model_logits_and_all_grads_tied)
 {
-    check_logits_and_grads(1, 0);
+    check_logits_and_grads_of(tiny_model(1, 0, 42));
+}
+
+/* Qwen2-like: tied, q/k/v biases, 3 query heads per kv head, head_dim != d_model / heads,
+ * llama3 rope scaling with frequencies in all three regimes (kept, smoothed, divided). */
+TEST(model_logits_and_all_grads_gqa3_llama3_rope)
+{
+    mu_config c = tiny_config(1, 1);
+    c.n_head = 6; c.n_kv_head = 2; c.head_dim = 8; c.d_model = 12;
+    snprintf(c.rope_scaling, sizeof c.rope_scaling, "llama3");
+    c.rope_factor = 8; c.rope_low_freq = 1; c.rope_high_freq = 4; c.rope_orig_max_pos = 64;
+    check_logits_and_grads_of(model_from(&c, 43));
 }
 
 /* ---- gradients at sites ------------------------------------------------------------------ */
@@ -944,4 +962,38 @@ TEST(model_rope_llama3_matches_transformers)
     const float *want = data;
     for (int i = 0; i < 64; i++) CHECK_CLOSE(f[i], want[i], 1e-6, 0);
     mu_st_close(g);
+}
+
+/* Loading applies deltas (lib/ckpt.h): a delta zeroing layer 1's down_proj gives the same
+ * logits as zeroing it in memory; a missing model is a one-line error naming the path. */
+TEST(model_load_with_delta_and_errors)
+{
+    char dir[1024], delta[1100], err[512];
+    snprintf(dir, sizeof dir, "%s/tests/golden/parity", mu_test_root());
+    snprintf(delta, sizeof delta, "%s/zero_down.safetensors", mu_test_tmpdir());
+    mu_model *m = mu_model_load(dir, NULL, 0, mu_backend_cpu(), err, sizeof err);
+    CHECK_MSG(m != NULL, "%s", err);
+    int down = mu_model_find(m, "model.layers.1.mlp.down_proj.weight");
+    mu_param *p = mu_model_param(m, down);
+    float *zero = calloc(p->numel, sizeof *zero);
+    mu_st_writer *w = mu_st_writer_new();
+    mu_st_writer_add(w, p->info.name, MU_F32, 2, p->info.shape, zero);
+    mu_st_writer_meta(w, "format", "mu-delta");
+    mu_st_writer_meta(w, "version", "1");
+    CHECK_MSG(mu_st_writer_write(w, delta, err, sizeof err) == 0, "%s", err);
+    mu_st_writer_free(w);
+    const char *deltas[] = { delta };
+    mu_model *md = mu_model_load(dir, deltas, 1, mu_backend_cpu(), err, sizeof err);
+    CHECK_MSG(md != NULL, "%s", err);
+    mu_model_set_param(m, down, zero);
+    int32_t ids[6] = { 5, 17, 3, 90, 42, 8 };
+    mu_batch b = { 1, 6, ids, NULL };
+    CHECK(mu_model_forward(m, &b, NULL, err, sizeof err) == 0);
+    CHECK(mu_model_forward(md, &b, NULL, err, sizeof err) == 0);
+    CHECK(memcmp(mu_model_logits(m), mu_model_logits(md), sizeof(float) * 6 * 97) == 0);
+    mu_model_free(md);
+    mu_model_free(m);
+    free(zero);
+    CHECK(mu_model_load("/nonexistent/model", NULL, 0, mu_backend_cpu(), err, sizeof err) == NULL);
+    CHECK_MSG(strstr(err, "/nonexistent/model") != NULL && !strchr(err, '\n'), "%s", err);
 }
