@@ -1,0 +1,576 @@
+/* t_cuda.c — the CUDA backend (kernels/cuda) against the CPU backend, op by op and for
+ * the whole model. Every test SKIPs when mu was built without CUDA or no device is
+ * present (cudaGetDeviceCount fails or returns 0); the code below is compiled either way.
+ *
+ * Op tests (ggml test-backend-ops style): random inputs, the same call on both backends,
+ * outputs compared by normalized MSE  sum (gpu - cpu)^2 / sum cpu^2  against a threshold
+ * per dtype (f32: 1e-9; with MU_CUDA_TF32=1 the GEMM-based checks use 1e-5), every output
+ * checked finite where the CPU's is, and GUARD floats of a known bit pattern on both sides
+ * of every device output buffer checked untouched (out-of-bounds writes).
+ * Model tests: logits and every parameter gradient of a random Llama (GQA, q/k/v biases,
+ * padded rows) and of stories260K (../shared/data), greedy decoding with the KV cache,
+ * and bit-identical gradients from two identical GPU runs. */
+#include <stdint.h>
+#include <string.h>
+#include <stdlib.h>
+#include <math.h>
+#include "test.h"
+#include "kernels.h"
+#include "model.h"
+#include "config.h"
+#include "rng.h"
+#ifdef MU_HAVE_CUDA
+#include "cuda/mu_cuda.h"
+#endif
+
+static const mu_backend *gpu_or_skip(void)
+{
+#ifndef MU_HAVE_CUDA
+    SKIP("built without CUDA (nvcc not found, or make CUDA=0)");
+#else
+    if (mu_cuda_device_count() <= 0)
+        SKIP("no CUDA device (cudaGetDeviceCount failed or returned 0)");
+    const mu_backend *be = mu_backend_cuda();
+    if (!be) SKIP("CUDA device present but the backend could not start");
+    return be;
+#endif
+}
+
+/* ---- thresholds ------------------------------------------------------------------------- */
+#define NMSE_F32 1e-9
+static double nmse_gemm(void)
+{
+    const char *e = getenv("MU_CUDA_TF32");
+    return e && !strcmp(e, "1") ? 1e-5 : NMSE_F32;
+}
+
+/* want may hold infinities (e.g. lse of a row that sees no key): got must equal them. */
+static void check_close(const char *what, const float *got, const float *want, size_t n,
+                        double max_nmse)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(want[i])) {
+            CHECK_MSG(got[i] == want[i] || (isnan(got[i]) && isnan(want[i])),
+                      "%s[%zu]: %g, want %g", what, i, got[i], want[i]);
+            continue;
+        }
+        CHECK_MSG(isfinite(got[i]), "%s[%zu]: %g is not finite (want %g)", what, i, got[i],
+                  want[i]);
+        double d = (double)got[i] - want[i];
+        num += d * d;
+        den += (double)want[i] * want[i];
+    }
+    double nmse = num / (den > 1e-30 ? den : 1e-30);
+    CHECK_MSG(nmse <= max_nmse, "%s: normalized MSE %.3g > %.3g over %zu values", what, nmse,
+              max_nmse, n);
+}
+
+static void fill(float *x, size_t n, uint64_t seed, float sd)
+{
+    mu_rng r;
+    mu_rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++) x[i] = (float)(sd * mu_rng_normal(&r));
+}
+
+static float *fnew(size_t n) { float *p = calloc(n ? n : 1, sizeof *p); CHECK(p); return p; }
+static float *fdup(const float *x, size_t n)
+{
+    float *p = fnew(n);
+    memcpy(p, x, n * sizeof *p);
+    return p;
+}
+
+/* ---- device buffers with guards --------------------------------------------------------- */
+#define GUARD 64                          /* floats each side (256 bytes: keeps alignment) */
+#define GUARD_BITS 0xDEADBEEFu
+
+typedef struct {
+    const mu_backend *be;
+    float *base, *p;                      /* p = base + GUARD */
+    size_t n;
+} dbuf;
+
+static dbuf dnew(const mu_backend *be, const float *host, size_t n)
+{
+    dbuf d = { be, NULL, NULL, n };
+    size_t tot = n + 2 * GUARD;
+    d.base = be->alloc(tot * sizeof(float));
+    CHECK_MSG(d.base != NULL, "alloc of %zu floats failed", tot);
+    uint32_t *h = calloc(tot, sizeof *h);
+    CHECK(h);
+    for (size_t i = 0; i < GUARD; i++) h[i] = h[tot - 1 - i] = GUARD_BITS;
+    if (host) memcpy(h + GUARD, host, n * sizeof(float));
+    be->upload(d.base, h, tot * sizeof(float));
+    free(h);
+    d.p = d.base + GUARD;
+    return d;
+}
+
+/* Downloads the contents into host (if not NULL) and checks both guards. */
+static void dget(const dbuf *d, float *host, const char *what)
+{
+    size_t tot = d->n + 2 * GUARD;
+    uint32_t *h = calloc(tot, sizeof *h);
+    CHECK(h);
+    d->be->download(h, d->base, tot * sizeof(float));
+    for (size_t i = 0; i < GUARD; i++) {
+        CHECK_MSG(h[i] == GUARD_BITS, "%s: guard before the buffer overwritten at -%zu", what,
+                  GUARD - i);
+        CHECK_MSG(h[tot - 1 - i] == GUARD_BITS, "%s: guard after the buffer overwritten at +%zu",
+                  what, GUARD - 1 - i);
+    }
+    if (host) memcpy(host, h + GUARD, d->n * sizeof(float));
+    free(h);
+}
+
+/* Downloads, checks guards and compares with want. */
+static void dcheck(const dbuf *d, const float *want, const char *what, double max_nmse)
+{
+    float *got = fnew(d->n);
+    dget(d, got, what);
+    check_close(what, got, want, d->n, max_nmse);
+    free(got);
+}
+
+static void dfree(dbuf *d) { d->be->free(d->base); d->base = d->p = NULL; }
+
+/* ---- op tests ---------------------------------------------------------------------------- */
+static void matmul_case(const mu_backend *g, int N, int K, int M, uint64_t seed)
+{
+    const mu_backend *c = mu_backend_cpu();
+    size_t nx = (size_t)N * K, nw = (size_t)M * K, ny = (size_t)N * M;
+    float *X = fnew(nx), *W = fnew(nw), *Y = fnew(ny), *dY = fnew(ny);
+    fill(X, nx, seed, 1); fill(W, nw, seed + 1, 0.5f); fill(Y, ny, seed + 2, 1);
+    fill(dY, ny, seed + 3, 1);
+    char what[96];
+    for (int acc = 0; acc < 2; acc++) {
+        float *Yc = fdup(Y, ny);
+        dbuf dX = dnew(g, X, nx), dW = dnew(g, W, nw), dYb = dnew(g, Y, ny);
+        c->matmul(Yc, X, W, N, K, M, acc);
+        g->matmul(dYb.p, dX.p, dW.p, N, K, M, acc);
+        snprintf(what, sizeof what, "matmul %dx%dx%d acc=%d", N, K, M, acc);
+        dcheck(&dYb, Yc, what, nmse_gemm());
+        dfree(&dX); dfree(&dW); dfree(&dYb); free(Yc);
+    }
+    /* backward: dX (overwrite / accumulate / skipped) and dW (accumulate / skipped) */
+    for (int mode = 0; mode < 3; mode++) {
+        int acc = mode == 1;
+        float *gX = fnew(nx), *gW = fnew(nw);
+        fill(gX, nx, seed + 4, 1); fill(gW, nw, seed + 5, 1);
+        float *gXc = fdup(gX, nx), *gWc = fdup(gW, nw);
+        dbuf dX = dnew(g, X, nx), dW = dnew(g, W, nw), ddY = dnew(g, dY, ny);
+        dbuf dgX = dnew(g, gX, nx), dgW = dnew(g, gW, nw);
+        c->matmul_bwd(mode == 2 ? NULL : gXc, mode == 2 ? gWc : (mode ? NULL : gWc), dY, X, W,
+                      N, K, M, acc);
+        g->matmul_bwd(mode == 2 ? NULL : dgX.p, mode == 2 ? dgW.p : (mode ? NULL : dgW.p),
+                      ddY.p, dX.p, dW.p, N, K, M, acc);
+        snprintf(what, sizeof what, "matmul_bwd dX %dx%dx%d mode=%d", N, K, M, mode);
+        dcheck(&dgX, gXc, what, nmse_gemm());
+        snprintf(what, sizeof what, "matmul_bwd dW %dx%dx%d mode=%d", N, K, M, mode);
+        dcheck(&dgW, gWc, what, nmse_gemm());
+        dfree(&dX); dfree(&dW); dfree(&ddY); dfree(&dgX); dfree(&dgW);
+        free(gX); free(gW); free(gXc); free(gWc);
+    }
+    free(X); free(W); free(Y); free(dY);
+}
+
+TEST(cuda_matmul_fwd_bwd_vs_cpu)
+{
+    const mu_backend *g = gpu_or_skip();
+    matmul_case(g, 37, 53, 29, 1);
+    matmul_case(g, 1, 64, 300, 2);      /* decode: one row */
+    matmul_case(g, 256, 576, 192, 3);
+    matmul_case(g, 5, 1, 7, 4);
+}
+
+TEST(cuda_bias_and_embedding_vs_cpu)
+{
+    const mu_backend *g = gpu_or_skip(), *c = mu_backend_cpu();
+    const int N = 45, M = 70, V = 13, D = 33;
+    float *Y = fnew((size_t)N * M), *b = fnew(M), *db = fnew(M);
+    fill(Y, (size_t)N * M, 10, 1); fill(b, M, 11, 1); fill(db, M, 12, 1);
+    dbuf dY = dnew(g, Y, (size_t)N * M), dbb = dnew(g, b, M), ddb = dnew(g, db, M);
+    float *Yc = fdup(Y, (size_t)N * M), *dbc = fdup(db, M);
+    c->bias_add(Yc, b, N, M);
+    g->bias_add(dY.p, dbb.p, N, M);
+    dcheck(&dY, Yc, "bias_add", NMSE_F32);
+    c->bias_add_bwd(dbc, Y, N, M);
+    dbuf dY0 = dnew(g, Y, (size_t)N * M);
+    g->bias_add_bwd(ddb.p, dY0.p, N, M);
+    dcheck(&ddb, dbc, "bias_add_bwd", NMSE_F32);
+    dfree(&dY); dfree(&dbb); dfree(&ddb); dfree(&dY0);
+
+    /* embedding with repeated ids (the scatter-add must accumulate them) */
+    int32_t ids[45];
+    mu_rng r;
+    mu_rng_seed(&r, 13);
+    for (int n = 0; n < N; n++) ids[n] = (int32_t)mu_rng_below(&r, V);
+    ids[3] = ids[7] = ids[40] = 5;
+    float *E = fnew((size_t)V * D), *Ye = fnew((size_t)N * D), *dE = fnew((size_t)V * D);
+    float *dYe = fnew((size_t)N * D);
+    fill(E, (size_t)V * D, 14, 1); fill(dE, (size_t)V * D, 15, 1); fill(dYe, (size_t)N * D, 16, 1);
+    dbuf gE = dnew(g, E, (size_t)V * D), gY = dnew(g, NULL, (size_t)N * D);
+    c->embed(Ye, E, ids, N, D);
+    g->embed(gY.p, gE.p, ids, N, D);
+    dcheck(&gY, Ye, "embed", 0.0);           /* a copy: exact */
+    dbuf gdE = dnew(g, dE, (size_t)V * D), gdY = dnew(g, dYe, (size_t)N * D);
+    c->embed_bwd(dE, dYe, ids, N, D);
+    g->embed_bwd(gdE.p, gdY.p, ids, N, D);
+    dcheck(&gdE, dE, "embed_bwd", NMSE_F32);
+    dfree(&gE); dfree(&gY); dfree(&gdE); dfree(&gdY);
+    free(Y); free(b); free(db); free(Yc); free(dbc); free(E); free(Ye); free(dE); free(dYe);
+}
+
+TEST(cuda_rmsnorm_fwd_bwd_vs_cpu)
+{
+    const mu_backend *g = gpu_or_skip(), *c = mu_backend_cpu();
+    const int shapes[][2] = { { 7, 16 }, { 33, 576 }, { 3, 4096 }, { 1, 5 } };
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int N = shapes[si][0], D = shapes[si][1];
+        size_t n = (size_t)N * D;
+        float *X = fnew(n), *w = fnew(D), *Y = fnew(n), *r = fnew(N), *dY = fnew(n);
+        float *dX = fnew(n), *dw = fnew(D);
+        fill(X, n, 20 + si, 2); fill(w, D, 21, 1); fill(dY, n, 22, 1); fill(dX, n, 23, 1);
+        fill(dw, D, 24, 1);
+        dbuf gX = dnew(g, X, n), gw = dnew(g, w, D), gY = dnew(g, NULL, n), gr = dnew(g, NULL, N);
+        dbuf gdY = dnew(g, dY, n), gdX = dnew(g, dX, n), gdw = dnew(g, dw, D);
+        c->rmsnorm(Y, r, X, w, N, D, 1e-5f);
+        g->rmsnorm(gY.p, gr.p, gX.p, gw.p, N, D, 1e-5f);
+        dcheck(&gY, Y, "rmsnorm Y", NMSE_F32);
+        dcheck(&gr, r, "rmsnorm rstd", NMSE_F32);
+        c->rmsnorm_bwd(dX, dw, dY, X, w, r, N, D);        /* both use the CPU's rstd */
+        dbuf gr2 = dnew(g, r, N);
+        g->rmsnorm_bwd(gdX.p, gdw.p, gdY.p, gX.p, gw.p, gr2.p, N, D);
+        dcheck(&gdX, dX, "rmsnorm_bwd dX (accumulated)", NMSE_F32);
+        dcheck(&gdw, dw, "rmsnorm_bwd dw", NMSE_F32);
+        dfree(&gX); dfree(&gw); dfree(&gY); dfree(&gr); dfree(&gdY); dfree(&gdX); dfree(&gdw);
+        dfree(&gr2);
+        free(X); free(w); free(Y); free(r); free(dY); free(dX); free(dw);
+    }
+}
+
+TEST(cuda_rope_fwd_bwd_vs_cpu)
+{
+    const mu_backend *g = gpu_or_skip(), *c = mu_backend_cpu();
+    const int N = 19, H = 3, hd = 64;
+    size_t n = (size_t)N * H * hd;
+    int32_t pos[19];
+    for (int i = 0; i < N; i++) pos[i] = i * 37 % 2000;   /* large angles too */
+    float inv[32];
+    for (int i = 0; i < hd / 2; i++) inv[i] = powf(10000.0f, -2.0f * i / hd);
+    float *X = fnew(n);
+    fill(X, n, 30, 1);
+    float *Xc = fdup(X, n);
+    dbuf gX = dnew(g, X, n);
+    c->rope(Xc, pos, inv, N, H, hd);
+    g->rope(gX.p, pos, inv, N, H, hd);
+    dcheck(&gX, Xc, "rope", NMSE_F32);
+    c->rope_bwd(Xc, pos, inv, N, H, hd);
+    g->rope_bwd(gX.p, pos, inv, N, H, hd);
+    dcheck(&gX, Xc, "rope_bwd", NMSE_F32);
+    check_close("rope then rope_bwd = identity", Xc, X, n, 1e-10);
+    dfree(&gX); free(X); free(Xc);
+}
+
+/* One attention shape: forward (O, lse) and backward (dQ, dK, dV) vs the CPU. */
+static void attention_case(const mu_backend *g, int B, int Tq, int Tk, int H, int Hkv, int hd,
+                           const int32_t *q_pos0, const int32_t *k_len, uint64_t seed)
+{
+    const mu_backend *c = mu_backend_cpu();
+    mu_attn_shape s = { B, Tq, Tk, H, Hkv, hd, q_pos0, k_len, 1.0f / sqrtf((float)hd) };
+    size_t nq = (size_t)B * Tq * H * hd, nk = (size_t)B * Tk * Hkv * hd, nl = (size_t)B * H * Tq;
+    float *Q = fnew(nq), *K = fnew(nk), *V = fnew(nk), *dO = fnew(nq);
+    fill(Q, nq, seed, 1); fill(K, nk, seed + 1, 1); fill(V, nk, seed + 2, 1);
+    fill(dO, nq, seed + 3, 1);
+    float *O = fnew(nq), *L = fnew(nl), *dQ = fnew(nq), *dK = fnew(nk), *dV = fnew(nk);
+    c->attention(O, L, Q, K, V, &s);
+    c->attention_bwd(dQ, dK, dV, dO, O, L, Q, K, V, &s);
+
+    dbuf gQ = dnew(g, Q, nq), gK = dnew(g, K, nk), gV = dnew(g, V, nk), gdO = dnew(g, dO, nq);
+    dbuf gO = dnew(g, NULL, nq), gL = dnew(g, NULL, nl);
+    /* outputs start as garbage: the backward must overwrite dQ, dK, dV everywhere */
+    float *junk = fnew(nq > nk ? nq : nk);
+    fill(junk, nq > nk ? nq : nk, seed + 9, 100);
+    dbuf gdQ = dnew(g, junk, nq), gdK = dnew(g, junk, nk), gdV = dnew(g, junk, nk);
+    g->attention(gO.p, gL.p, gQ.p, gK.p, gV.p, &s);
+    char what[128];
+    snprintf(what, sizeof what, "attention O B%d Tq%d Tk%d H%d/%d hd%d", B, Tq, Tk, H, Hkv, hd);
+    dcheck(&gO, O, what, NMSE_F32);
+    snprintf(what, sizeof what, "attention lse B%d Tq%d Tk%d H%d/%d hd%d", B, Tq, Tk, H, Hkv, hd);
+    dcheck(&gL, L, what, NMSE_F32);
+    /* backward from the CPU's O and lse, so only the backward is compared */
+    dbuf cO = dnew(g, O, nq), cL = dnew(g, L, nl);
+    g->attention_bwd(gdQ.p, gdK.p, gdV.p, gdO.p, cO.p, cL.p, gQ.p, gK.p, gV.p, &s);
+    snprintf(what, sizeof what, "attention_bwd dQ hd%d H%d/%d", hd, H, Hkv);
+    dcheck(&gdQ, dQ, what, NMSE_F32);
+    snprintf(what, sizeof what, "attention_bwd dK hd%d H%d/%d", hd, H, Hkv);
+    dcheck(&gdK, dK, what, NMSE_F32);
+    snprintf(what, sizeof what, "attention_bwd dV hd%d H%d/%d", hd, H, Hkv);
+    dcheck(&gdV, dV, what, NMSE_F32);
+    dfree(&gQ); dfree(&gK); dfree(&gV); dfree(&gdO); dfree(&gO); dfree(&gL); dfree(&gdQ);
+    dfree(&gdK); dfree(&gdV); dfree(&cO); dfree(&cL);
+    free(Q); free(K); free(V); free(dO); free(O); free(L); free(dQ); free(dK); free(dV);
+    free(junk);
+}
+
+TEST(cuda_attention_causal_gqa_padding_vs_cpu)
+{
+    const mu_backend *g = gpu_or_skip();
+    const int32_t lens3[3] = { 70, 41, 0 };          /* full, padded, empty row */
+    attention_case(g, 3, 70, 70, 4, 2, 6, NULL, lens3, 40);
+    attention_case(g, 3, 70, 70, 8, 2, 64, NULL, lens3, 41);
+    attention_case(g, 3, 70, 70, 4, 1, 128, NULL, lens3, 42);
+    attention_case(g, 2, 9, 9, 2, 2, 256, NULL, NULL, 43);    /* largest head dim, MHA */
+    const int32_t lens1[1] = { 300 };
+    attention_case(g, 1, 300, 300, 9, 3, 64, NULL, lens1, 44);  /* SmolLM2 heads */
+}
+
+TEST(cuda_attention_kv_cache_decode_vs_cpu)
+{
+    const mu_backend *g = gpu_or_skip();
+    const int32_t pos0[3] = { 5, 0, 17 }, klen[3] = { 7, 2, 19 };  /* 2, 2 and 2 new tokens */
+    attention_case(g, 3, 2, 24, 4, 2, 32, pos0, klen, 50);
+    const int32_t pos1[2] = { 11, 3 }, klen1[2] = { 12, 4 };        /* one new token */
+    attention_case(g, 2, 1, 16, 8, 4, 64, pos1, klen1, 51);
+}
+
+TEST(cuda_swiglu_elementwise_vs_cpu)
+{
+    const mu_backend *g = gpu_or_skip(), *c = mu_backend_cpu();
+    /* more elements than one grid covers: exercises the grid-stride loops */
+    const size_t sizes[] = { 1, 1000, 3000001 };
+    for (size_t si = 0; si < 3; si++) {
+        size_t n = sizes[si];
+        float *G = fnew(n), *U = fnew(n), *dA = fnew(n), *A = fnew(n), *dG = fnew(n);
+        float *dU = fnew(n);
+        fill(G, n, 60, 3); fill(U, n, 61, 1); fill(dA, n, 62, 1);
+        dbuf gG = dnew(g, G, n), gU = dnew(g, U, n), gdA = dnew(g, dA, n), gA = dnew(g, NULL, n);
+        dbuf gdG = dnew(g, NULL, n), gdU = dnew(g, NULL, n);
+        c->swiglu(A, G, U, n);
+        g->swiglu(gA.p, gG.p, gU.p, n);
+        dcheck(&gA, A, "swiglu", NMSE_F32);
+        c->swiglu_bwd(dG, dU, dA, G, U, n);
+        g->swiglu_bwd(gdG.p, gdU.p, gdA.p, gG.p, gU.p, n);
+        dcheck(&gdG, dG, "swiglu_bwd dG", NMSE_F32);
+        dcheck(&gdU, dU, "swiglu_bwd dU", NMSE_F32);
+        c->add(G, U, n);
+        g->add(gG.p, gU.p, n);
+        dcheck(&gG, G, "add", 0.0);
+        c->scale(G, -0.37f, n);
+        g->scale(gG.p, -0.37f, n);
+        dcheck(&gG, G, "scale", 0.0);
+        /* zero and copy */
+        g->copy(gA.p, gG.p, n * sizeof(float));
+        dcheck(&gA, G, "copy", 0.0);
+        g->zero(gA.p, n * sizeof(float));
+        memset(A, 0, n * sizeof(float));
+        dcheck(&gA, A, "zero", 0.0);
+        dfree(&gG); dfree(&gU); dfree(&gdA); dfree(&gA); dfree(&gdG); dfree(&gdU);
+        free(G); free(U); free(dA); free(A); free(dG); free(dU);
+    }
+}
+
+TEST(cuda_log_softmax_cross_entropy_vs_cpu)
+{
+    const mu_backend *g = gpu_or_skip(), *c = mu_backend_cpu();
+    const int N = 11, V = 49152;
+    size_t n = (size_t)N * V;
+    float *X = fnew(n), *Y = fnew(n), *d = fnew(n), loss_c[11], loss_g[11];
+    fill(X, n, 70, 4);
+    X[5] = 80.0f;                                      /* a large logit: overflow-safe? */
+    int32_t t[11] = { 0, 5, V - 1, -1, 17, V, 3, 3, -100, 49000, 1 };  /* ignored: -1, V, -100 */
+    dbuf gX = dnew(g, X, n), gY = dnew(g, NULL, n), gd = dnew(g, NULL, n);
+    c->log_softmax(Y, X, N, V);
+    g->log_softmax(gY.p, gX.p, N, V);
+    dcheck(&gY, Y, "log_softmax", NMSE_F32);
+    g->log_softmax(gX.p, gX.p, N, V);                  /* in place */
+    dcheck(&gX, Y, "log_softmax in place", NMSE_F32);
+    dbuf gX2 = dnew(g, X, n);
+    c->cross_entropy(loss_c, d, X, t, N, V, 0.125f);
+    g->cross_entropy(loss_g, gd.p, gX2.p, t, N, V, 0.125f);
+    check_close("cross_entropy loss", loss_g, loss_c, N, NMSE_F32);
+    for (int i = 0; i < N; i++)
+        if (t[i] < 0 || t[i] >= V) CHECK_MSG(loss_g[i] == 0.0f, "ignored row %d: loss %g", i, loss_g[i]);
+    dcheck(&gd, d, "cross_entropy dlogits", NMSE_F32);
+    g->cross_entropy(loss_g, NULL, gX2.p, t, N, V, 1.0f);   /* loss only */
+    check_close("cross_entropy loss (no dlogits)", loss_g, loss_c, N, NMSE_F32);
+    dfree(&gX); dfree(&gY); dfree(&gd); dfree(&gX2);
+    free(X); free(Y); free(d);
+}
+
+/* ---- whole model ------------------------------------------------------------------------- */
+enum { MB = 3, MT = 9 };
+static const int32_t m_lens[MB] = { 9, 5, 1 };
+
+static void model_batch(int32_t *ids, int32_t *targets, int V, uint64_t seed)
+{
+    mu_rng r;
+    mu_rng_seed(&r, seed);
+    for (int b = 0; b < MB; b++)
+        for (int t = 0; t < MT; t++)
+            ids[b * MT + t] = t < m_lens[b] ? (int32_t)mu_rng_below(&r, V) : 0;
+    for (int b = 0; b < MB; b++)
+        for (int t = 0; t < MT; t++)
+            targets[b * MT + t] = t + 1 < m_lens[b] ? ids[b * MT + t + 1] : -1;
+}
+
+/* Forward (train), mean cross-entropy, backward with every parameter trainable.
+ * Returns the loss; logits (host [MB*MT*V]) and grads[i] (host, malloc'd) filled. */
+static double model_run(mu_model *m, const int32_t *ids, const int32_t *targets, float *logits,
+                         float **grads)
+{
+    char err[256];
+    int V = mu_model_config(m)->vocab, n = mu_model_n_params(m);
+    CHECK(mu_model_set_all_trainable(m, 1) == 0);
+    mu_model_zero_grad(m);
+    mu_batch b = { MB, MT, ids, m_lens };
+    mu_fwd_opts o = { .train = 1, .last_layer = -1 };
+    CHECK_MSG(mu_model_forward(m, &b, &o, err, sizeof err) == 0, "forward: %s", err);
+    memcpy(logits, mu_model_logits(m), sizeof(float) * MB * MT * V);
+    float *dl = fnew((size_t)MB * MT * V);
+    double loss = mu_model_cross_entropy(m, targets, dl, NULL);
+    CHECK_MSG(mu_model_backward(m, dl, NULL, 0, err, sizeof err) == 0, "backward: %s", err);
+    for (int i = 0; i < n; i++) {
+        mu_param *p = mu_model_param(m, i);
+        grads[i] = fnew((size_t)p->numel);
+        mu_model_get_grad(m, i, grads[i]);
+    }
+    free(dl);
+    return loss;
+}
+
+/* Same weights on both backends (GPU model gets the CPU model's parameters). */
+static void compare_models(mu_model *mc, mu_model *mg, uint64_t seed, double logit_nmse,
+                           double grad_nmse)
+{
+    int n = mu_model_n_params(mc), V = mu_model_config(mc)->vocab;
+    CHECK_EQ_INT(n, mu_model_n_params(mg));
+    for (int i = 0; i < n; i++) {
+        mu_param *p = mu_model_param(mc, i);
+        float *w = fnew((size_t)p->numel);
+        mu_model_get_param(mc, i, w);
+        mu_model_set_param(mg, i, w);
+        free(w);
+    }
+    int32_t ids[MB * MT], targets[MB * MT];
+    model_batch(ids, targets, V, seed);
+    float *lc = fnew((size_t)MB * MT * V), *lg = fnew((size_t)MB * MT * V);
+    float **gc = calloc(n, sizeof *gc), **gg = calloc(n, sizeof *gg);
+    double Lc = model_run(mc, ids, targets, lc, gc);
+    double Lg = model_run(mg, ids, targets, lg, gg);
+    CHECK_CLOSE(Lg, Lc, 1e-5, 1e-6);
+    /* compare valid positions only (padding logits are meaningless) */
+    for (int b = 0; b < MB; b++)
+        check_close("logits", lg + (size_t)b * MT * V, lc + (size_t)b * MT * V,
+                    (size_t)m_lens[b] * V, logit_nmse);
+    for (int i = 0; i < n; i++) {
+        mu_param *p = mu_model_param(mc, i);
+        check_close(p->info.name, gg[i], gc[i], (size_t)p->numel, grad_nmse);
+        free(gc[i]); free(gg[i]);
+    }
+    free(gc); free(gg); free(lc); free(lg);
+}
+
+static mu_config random_llama(void)
+{
+    mu_config c;
+    mu_config_init(&c);
+    c.n_layer = 2; c.d_model = 64; c.n_head = 4; c.n_kv_head = 2; c.head_dim = 16;
+    c.d_ff = 96; c.vocab = 101; c.max_pos = 128; c.rms_eps = 1e-5f; c.rope_theta = 10000;
+    c.tie_embeddings = 0; c.qkv_bias = 1;
+    return c;
+}
+
+TEST(cuda_model_random_llama_logits_grads_vs_cpu)
+{
+    const mu_backend *g = gpu_or_skip();
+    char err[256];
+    for (int tied = 0; tied < 2; tied++) {
+        mu_config c = random_llama();
+        c.tie_embeddings = tied;
+        c.qkv_bias = !tied;
+        mu_model *mc = mu_model_init_random(&c, 7 + tied, 0.3f, mu_backend_cpu(), err, sizeof err);
+        CHECK_MSG(mc, "%s", err);
+        mu_model *mg = mu_model_init_random(&c, 99, 0.3f, g, err, sizeof err);
+        CHECK_MSG(mg, "%s", err);
+        compare_models(mc, mg, 123 + tied, 1e-9, 1e-7);
+        mu_model_free(mc);
+        mu_model_free(mg);
+    }
+}
+
+TEST(cuda_model_stories260k_logits_grads_greedy_vs_cpu)
+{
+    const mu_backend *g = gpu_or_skip();
+    const char *shared = mu_test_shared_data();
+    if (!shared) SKIP("../shared/data absent: stories260K not available");
+    char dir[1024], err[512];
+    snprintf(dir, sizeof dir, "%s/models/stories260K", shared);
+    mu_model *mc = mu_model_load(dir, NULL, 0, mu_backend_cpu(), err, sizeof err);
+    CHECK_MSG(mc, "%s", err);
+    mu_model *mg = mu_model_load(dir, NULL, 0, g, err, sizeof err);
+    CHECK_MSG(mg, "%s", err);
+    compare_models(mc, mg, 321, 1e-9, 1e-7);
+    /* greedy decoding through the KV cache: same tokens */
+    int32_t prompt[3] = { 1, 403, 407 }, oc[100], og[100];
+    int nc = mu_model_greedy(mc, prompt, 3, 100, -1, oc, err, sizeof err);
+    CHECK_MSG(nc == 100, "cpu greedy: %s", err);
+    int ng = mu_model_greedy(mg, prompt, 3, 100, -1, og, err, sizeof err);
+    CHECK_MSG(ng == 100, "cuda greedy: %s", err);
+    for (int i = 0; i < 100; i++)
+        CHECK_MSG(oc[i] == og[i], "greedy token %d: cuda %d, cpu %d", i, og[i], oc[i]);
+    mu_model_free(mc);
+    mu_model_free(mg);
+}
+
+TEST(cuda_model_backward_is_deterministic)
+{
+    const mu_backend *g = gpu_or_skip();
+    char err[256];
+    mu_config c = random_llama();
+    mu_model *m = mu_model_init_random(&c, 5, 0.3f, g, err, sizeof err);
+    CHECK_MSG(m, "%s", err);
+    int n = mu_model_n_params(m), V = c.vocab;
+    int32_t ids[MB * MT], targets[MB * MT];
+    model_batch(ids, targets, V, 77);
+    float *l1 = fnew((size_t)MB * MT * V), *l2 = fnew((size_t)MB * MT * V);
+    float **g1 = calloc(n, sizeof *g1), **g2 = calloc(n, sizeof *g2);
+    model_run(m, ids, targets, l1, g1);
+    model_run(m, ids, targets, l2, g2);
+    CHECK_MSG(memcmp(l1, l2, sizeof(float) * MB * MT * V) == 0, "logits differ between runs");
+    for (int i = 0; i < n; i++) {
+        mu_param *p = mu_model_param(m, i);
+        CHECK_MSG(memcmp(g1[i], g2[i], sizeof(float) * p->numel) == 0,
+                  "%s: gradient differs between identical runs", p->info.name);
+        free(g1[i]); free(g2[i]);
+    }
+    free(g1); free(g2); free(l1); free(l2);
+    mu_model_free(m);
+}
+
+/* The registry: "cpu" always works, "auto" gives a backend, "cuda" fails with a clear
+ * reason when there is no device or no CUDA build. Runs everywhere. */
+TEST(cuda_backend_by_name_selection)
+{
+    char err[128] = "";
+    CHECK(mu_backend_by_name("cpu", err, sizeof err) == mu_backend_cpu());
+    const mu_backend *a = mu_backend_by_name("auto", err, sizeof err);
+    CHECK(a != NULL);
+    const mu_backend *cu = mu_backend_by_name("cuda", err, sizeof err);
+#ifdef MU_HAVE_CUDA
+    if (mu_cuda_device_count() > 0) {
+        CHECK(cu != NULL && !strcmp(cu->name, "cuda") && a == cu);
+    } else {
+        CHECK(cu == NULL);
+        CHECK_STR(err, "cuda: no device");
+        CHECK(a == mu_backend_cpu());
+    }
+#else
+    CHECK(cu == NULL);
+    CHECK_STR(err, "cuda: not built with CUDA");
+    CHECK(a == mu_backend_cpu());
+#endif
+    CHECK(mu_backend_by_name("tpu", err, sizeof err) == NULL);
+    CHECK(strstr(err, "unknown device 'tpu'") != NULL);
+}
