@@ -774,6 +774,25 @@ extern "C" void mu_cuda_print_memory(const char *when)
             when ? when : "memory", (tot - fr) >> 20, fr >> 20, tot >> 20, g_prop.name);
 }
 
+extern "C" const char *mu_cuda_device_name(void)
+{
+    return g_ready == 1 ? g_prop.name : "";
+}
+
+/* FP32 lanes per SM: 64 on sm_60/sm_80 (A100), 128 on sm_86/89/90 and later. */
+extern "C" double mu_cuda_peak_f32_flops(void)
+{
+    if (g_ready != 1) return 0;
+    int dev = 0, khz = 0;
+    CK(cudaGetDevice(&dev));
+    if (cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, dev) != cudaSuccess || khz <= 0) {
+        cudaGetLastError();
+        return 0;
+    }
+    int lanes = (g_prop.major == 8 && g_prop.minor == 0) || g_prop.major < 8 ? 64 : 128;
+    return (double)g_nsm * lanes * 2.0 * khz * 1e3;
+}
+
 /* The backend, initialized on first use (device 0, or $MU_CUDA_DEVICE); NULL when no
  * device is usable. */
 extern "C" const mu_backend *mu_backend_cuda(void)

@@ -18,6 +18,11 @@ int mu_cuda_device_count(void);
 /* One line on stderr: "mu: cuda: WHEN: U MiB used, F MiB free of T MiB (DEVICE)"
  * from cudaMemGetInfo. Does nothing when the backend was not initialized. */
 void mu_cuda_print_memory(const char *when);
+/* Name of the device in use ("" before the backend started). */
+const char *mu_cuda_device_name(void);
+/* Peak f32 FLOP/s of the device without tensor cores (SMs x FP32 lanes per SM x 2 x
+ * clock), for MFU figures; 0 when unknown. */
+double mu_cuda_peak_f32_flops(void);
 
 #ifdef __cplusplus
 }

@@ -9,6 +9,7 @@ trainable), printing tokens/s and GFLOP/s counted exactly as the C bench counts 
 
   python3 tests/bench/torch_model.py [--batch 8] [--seq 256] [--iters 1] [--device cpu|cuda]
                                      [--dtype float32|bfloat16] [--stories DIR] [--shape NAME]
+                                     [--layers N]
 Shapes: smollm2-135m (default), llama3-8b (for GPUs).
 """
 import argparse
@@ -98,6 +99,7 @@ def main():
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--shape", default="smollm2-135m", choices=sorted(SHAPES))
     ap.add_argument("--stories", default=None)
+    ap.add_argument("--layers", type=int, default=0, help="override the shape's layer count")
     args = ap.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         print("torch: cuda not available")
@@ -106,7 +108,10 @@ def main():
           (torch.__version__, torch.get_num_threads(), args.device, args.dtype))
     base = dict(max_position_embeddings=max(2048, args.seq), rms_norm_eps=1e-5,
                 hidden_act="silu", attention_bias=False)
-    bench(args.shape, LlamaConfig(**base, **SHAPES[args.shape]), args)
+    shape = dict(SHAPES[args.shape])
+    if args.layers > 0:
+        shape["num_hidden_layers"] = args.layers
+    bench(args.shape, LlamaConfig(**base, **shape), args)
     if args.stories:
         with open(os.path.join(args.stories, "config.json")) as f:
             c = json.load(f)
