@@ -34,6 +34,11 @@
 #define MU_STREAM_HOLD_BYTES ((size_t)256 << 20)  /* verify frames up to this size first */
 #define MU_STREAM_MAX_DEPTH 32                    /* msgpack nesting limit (as msgpack-c) */
 #define STAGE_BYTES ((size_t)64 << 10)
+/* End marker: a zstd skippable frame (ignored by zstd and other readers) written at
+ * close: magic, content size 16, "mu-end\0\0", records of this stream (u64 LE). */
+#define MU_TRAILER_MAGIC 0x184D2A5Eu
+#define MU_TRAILER_BYTES 24
+static const char trailer_tag[8] = "mu-end\0";
 
 size_t mu_stream_max_record = (size_t)4 << 30;
 
@@ -274,7 +279,7 @@ static void write_header(mu_writer *w) {
         mu_die("internal error: %s: header meta has %d keys but %s", w->path, w->nmeta,
                nobj < 0 ? "an unfinished value" : nobj < 2L * w->nmeta ? "a key without a value" : "extra values");
     msgpack_packer *pk = &w->pk;
-    msgpack_pack_map(pk, 6);
+    msgpack_pack_map(pk, 7);
     mu_pack_kv_str(pk, "format", MU_STREAM_FORMAT);
     mu_pack_str(pk, "version");
     msgpack_pack_array(pk, 2);
@@ -296,6 +301,8 @@ static void write_header(mu_writer *w) {
     mu_pack_str(pk, "meta");
     msgpack_pack_map(pk, (size_t)w->nmeta);
     packer_write(w, w->meta.data, w->meta.size);
+    mu_pack_str(pk, "trailer");           /* an end marker follows the last frame */
+    msgpack_pack_true(pk);
     w->header_written = 1;
 }
 
@@ -335,10 +342,22 @@ static void writer_free(mu_writer *w) {
     free(w);
 }
 
+static void write_trailer(mu_writer *w) {
+    uint8_t t[MU_TRAILER_BYTES];
+    uint32_t magic = MU_TRAILER_MAGIC, size = 16;
+    uint64_t n = (uint64_t)w->nrecords;
+    memcpy(t, &magic, 4);                 /* little-endian host (checked above) */
+    memcpy(t + 4, &size, 4);
+    memcpy(t + 8, trailer_tag, 8);
+    memcpy(t + 16, &n, 8);
+    if (fwrite(t, 1, sizeof t, w->out.fp) != sizeof t && !w->io_errno) w->io_errno = errno ? errno : EIO;
+}
+
 void mu_writer_close(mu_writer *w) {
     if (w->in_record) mu_die("internal error: %s: closed inside a record", w->path);
     if (!w->header_written) write_header(w);
     end_frame(w);
+    write_trailer(w);
     check_io(w);
     mu_out_commit_or_die(&w->out);
     writer_free(w);
@@ -544,6 +563,10 @@ struct mu_reader {
     char *kind;
     long major;
     long index;                 /* records handed out - 1 */
+    long seg_records;           /* records since the latest header */
+    int seg_trailer;            /* the latest header announces an end marker */
+    int seg_sealed;             /* ... and it has been read */
+    int after_trailer;          /* data follows an end marker: must start with a header */
     int failed;
     char err[1024];
 };
@@ -559,6 +582,46 @@ static int reader_fail(mu_reader *r, const char *fmt, ...) {
     else snprintf(r->err, sizeof r->err, "%s: record %ld: %s", r->path, r->index + 1, msg);
     r->failed = 1;
     return -1;
+}
+
+static uint32_t le32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
+
+/* Makes at least n input bytes available at in_pos unless the input ends first.
+ * 0 ok (check in_len - in_pos), -1 read error. */
+static int in_ensure(mu_reader *r, size_t n) {
+    if (r->in_len - r->in_pos >= n || r->in_eof) return 0;
+    memmove(r->in, r->in + r->in_pos, r->in_len - r->in_pos);
+    r->in_len -= r->in_pos;
+    r->in_pos = 0;
+    while (r->in_len < n && !r->in_eof) {
+        ssize_t k;
+        do k = read(r->fd, r->in + r->in_len, r->in_cap - r->in_len); while (k < 0 && errno == EINTR);
+        if (k < 0) return reader_fail(r, "read error: %s", strerror(errno));
+        if (k == 0) r->in_eof = 1;
+        r->in_len += (size_t)k;
+        r->total_in += (uint64_t)k;
+    }
+    return 0;
+}
+
+/* The end marker after the last frame of a stream written by mu: checks the record
+ * count of the stream segment it closes. 1 ok, -1 error. */
+static int read_trailer(mu_reader *r) {
+    if (in_ensure(r, MU_TRAILER_BYTES) < 0) return -1;
+    const uint8_t *t = r->in + r->in_pos;
+    if (r->in_len - r->in_pos < MU_TRAILER_BYTES) return reader_fail(r, "truncated: the end marker is cut");
+    if (le32(t + 4) != 16 || memcmp(t + 8, trailer_tag, 8) != 0) return reader_fail(r, "corrupt: bad end marker");
+    if (!r->kind) return reader_fail(r, "an end marker before the header");
+    if (r->end > r->start) return reader_fail(r, "truncated: a msgpack object is cut at the end marker");
+    uint64_t n;
+    memcpy(&n, t + 16, 8);
+    if (r->seg_sealed) return reader_fail(r, "corrupt: a second end marker");
+    if (n != (uint64_t)r->seg_records)
+        return reader_fail(r, "corrupt: the end marker counts %llu records, the stream holds %ld (data lost?)",
+                           (unsigned long long)n, r->seg_records);
+    r->seg_sealed = 1;
+    r->in_pos += MU_TRAILER_BYTES;
+    return 1;
 }
 
 /* Decompresses more input. 1: progress; 0: clean end of input; -1: error. */
@@ -579,21 +642,20 @@ static int reader_fill(mu_reader *r) {
             r->cap = ncap;
         }
     }
+    /* between frames, look for the end marker: that needs its first 8 bytes in hand */
+    if (in_ensure(r, r->in_frame ? 1 : 8) < 0) return -1;
     if (r->in_pos == r->in_len) {
-        if (r->in_eof) return 0;
-        ssize_t k;
-        do k = read(r->fd, r->in, r->in_cap); while (k < 0 && errno == EINTR);
-        if (k < 0) return reader_fail(r, "read error: %s", strerror(errno));
-        if (k == 0) {
-            r->in_eof = 1;
-            if (r->total_in == 0) return reader_fail(r, "empty file, not a mu stream");
-            if (r->in_frame) return reader_fail(r, "truncated: the file ends inside a zstd frame");
-            return 0;
-        }
-        r->in_pos = 0;
-        r->in_len = (size_t)k;
-        r->total_in += (uint64_t)k;
+        if (r->total_in == 0) return reader_fail(r, "empty file, not a mu stream");
+        if (r->in_frame) return reader_fail(r, "truncated: the file ends inside a zstd frame");
+        if (r->seg_trailer && !r->seg_sealed)
+            return reader_fail(r, "truncated: the stream ends without its end marker "
+                                  "(the writer did not finish)");
+        return 0;
     }
+    if (!r->in_frame && r->in_len - r->in_pos >= 4 && le32(r->in + r->in_pos) == MU_TRAILER_MAGIC)
+        return read_trailer(r);
+    if (r->seg_sealed && !r->in_frame && r->kind)
+        r->after_trailer = 1;           /* whatever comes next must be a new header */
     int frame_start = !r->in_frame;
     ZSTD_inBuffer zi = {r->in, r->in_len, r->in_pos};
     ZSTD_outBuffer zo = {r->buf + r->end, r->cap - r->end, 0};
@@ -718,6 +780,11 @@ static int check_header(const msgpack_object *h, const char *expect_kind, char *
     return 0;
 }
 
+static int header_has_trailer(const msgpack_object *h) {
+    const msgpack_object *t = mu_obj_get(h, "trailer");
+    return t && t->type == MSGPACK_OBJECT_BOOLEAN && t->via.boolean;
+}
+
 /* Bins in records may sit at any byte offset; tensor data is copied to an aligned
  * arena when misaligned so that callers can read it as float/int64 directly. */
 static size_t misaligned_bytes(const msgpack_object *o) {
@@ -779,6 +846,7 @@ static int reader_open_fd(mu_reader *r, const char *expect_kind) {
     }
     r->kind = kind;
     r->major = major;
+    r->seg_trailer = header_has_trailer(&r->cur.data);
     return 0;
 }
 
@@ -833,9 +901,18 @@ int mu_reader_next(mu_reader *r, const msgpack_object **rec) {
                 return -1;
             }
             free(kind);
+            if (r->seg_trailer && !r->seg_sealed)
+                return reader_fail(r, "truncated: a stream ends without its end marker before the next "
+                                      "concatenated one (its writer did not finish)");
+            r->seg_trailer = header_has_trailer(o);
+            r->seg_sealed = 0;
+            r->seg_records = 0;
+            r->after_trailer = 0;
             continue;
         }
+        if (r->after_trailer) return reader_fail(r, "corrupt: a record after the end marker of its stream");
         if (realign_record(r) != 0) return -1;
+        r->seg_records++;
         r->index++;
         *rec = &r->cur.data;
         return 1;

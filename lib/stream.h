@@ -13,7 +13,7 @@
 
 #define MU_STREAM_FORMAT "mu-stream"
 #define MU_STREAM_MAJOR 1
-#define MU_STREAM_MINOR 0
+#define MU_STREAM_MINOR 1
 
 /* ---- writing ---- */
 typedef struct mu_writer mu_writer;

@@ -327,8 +327,9 @@ static long count_frames(const char *path) {
     for (size_t off = 0; off < n;) {
         size_t k = ZSTD_findFrameCompressedSize(b + off, n - off);
         CHECK(!ZSTD_isError(k));
+        uint32_t magic = (uint32_t)b[off] | (uint32_t)b[off + 1] << 8 | (uint32_t)b[off + 2] << 16 | (uint32_t)b[off + 3] << 24;
+        if ((magic & 0xFFFFFFF0u) != 0x184D2A50u) frames++;   /* data frames, not the end marker */
         off += k;
-        frames++;
     }
     free(b);
     return frames;
@@ -495,6 +496,28 @@ TEST(concatenated_streams_read_as_one) {
     snprintf(want, sizeof want, "%s: record 3: concatenated stream of kind mask, expected tokens", c);
     CHECK_STR(ro.err, want);
     readout_free(&ro);
+
+    /* after an end marker, only a new header may follow */
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 1);
+    mu_pack_kv_int(&pk, "i", 99);
+    const char *x = tpath("x.zst");
+    spit_zstd(x, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    size_t nx;
+    uint8_t *bx = slurp(x, &nx);
+    cat = realloc(cat, na + nx);
+    memcpy(cat + na, bx, nx);
+    spit(c, cat, na + nx);
+    ro = read_all(c, "tokens");
+    snprintf(want, sizeof want, "%s: record 3: corrupt: a record after the end marker of its stream", c);
+    CHECK_STR(ro.err, want);
+    CHECK_EQ_INT(ro.n, 3);
+    readout_free(&ro);
+    free(bx);
     free(ba); free(bb); free(bm); free(cat);
 }
 
@@ -895,6 +918,8 @@ TEST(reading_memory_is_bounded_by_record_size) {
 
 /* ---------------------------------------------------------------- corruption sweep */
 
+#define MU_TEST_TRAILER_BYTES 24
+
 static const char *write_small_stream(void) {
     const char *p = tpath("small.mpk.zst");
     mu_writer *w = mu_writer_open(p, "probes");
@@ -943,13 +968,31 @@ TEST(corruption_truncate_every_offset) {
     long errors = 0;
     for (size_t cut = 0; cut < n; cut++) {
         spit(m, b, cut);
-        int at_boundary = cut == bounds[0] || cut == bounds[1];
-        check_mutant(m, &orig, at_boundary, "truncation", cut);
+        check_mutant(m, &orig, 0, "truncation", cut);
         readout ro = read_all(m, "probes");
         errors += ro.rc < 0;
         readout_free(&ro);
     }
-    CHECK_EQ_INT(errors, (long)n - 2);                 /* all but the two frame boundaries */
+    CHECK_EQ_INT(errors, (long)n);                     /* every cut, frame boundaries too */
+    /* cut exactly after the last frame (before the end marker) */
+    spit(m, b, bounds[2]);
+    readout ro = read_all(m, "probes");
+    char want[4200];
+    snprintf(want, sizeof want, "%s: record 5: truncated: the stream ends without its end marker (the writer did not finish)", m);
+    CHECK_STR(ro.err, want);
+    CHECK_EQ_INT(ro.n, 5);
+    readout_free(&ro);
+    /* a middle frame lost: the end marker's count disagrees */
+    uint8_t *holed = malloc(n);
+    memcpy(holed, b, bounds[0]);
+    memcpy(holed + bounds[0], b + bounds[1], n - bounds[1]);
+    spit(m, holed, bounds[0] + n - bounds[1]);
+    ro = read_all(m, "probes");
+    snprintf(want, sizeof want, "%s: record 3: corrupt: the end marker counts 5 records, the stream holds 3 (data lost?)", m);
+    CHECK_STR(ro.err, want);
+    readout_free(&ro);
+    free(holed);
+    CHECK_EQ_INT(n - bounds[2], MU_TEST_TRAILER_BYTES);
     free(b);
     readout_free(&orig);
 }
