@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# t_forward.sh — mu-forward end to end: the stories260K greedy run (llama2.c's own expected
+# text), Sports Facts choices scored by mu-score, batching invariance, activation cache and
+# patching through the tool, sampling reproducibility, bad inputs (one-line errors, exit 1/2).
+. "$(dirname "$0")/lib.sh"
+S="$SHARED_DATA/models/stories260K"
+
+t forward_help bash -c 'mu-forward --help | grep -q -- --intervene'
+t forward_version bash -c 'mu-forward --version | grep -q "^mu-forward (mu) "'
+
+# a small random model with a byte tokenizer (no shared data needed)
+mu-init --out "$T/m" --layers 2 --d-model 32 --heads 4 --d-ff 64 --vocab 300 --seed 3 --std 0.2 >/dev/null
+printf '{"q":"The cat sat on","a":" the mat","b":" a hat"}\n{"q":"One two","a":" three","b":" four five"}\n{"q":"x","a":" y","b":" zz"}\n' >"$T/d.jsonl"
+mu-tokenize --model "$T/m" --prompt '{q}' --choices '{a}|{b}' "$T/d.jsonl" -o "$T/tok.mpk.zst"
+
+# same_within FILE1 FILE2: the same tokens, numbers equal within 1e-5 * max(1, |x|)
+same_within() { paste <(tr ',:[]{}' '\n\n\n\n\n\n' <"$1") <(tr ',:[]{}' '\n\n\n\n\n\n' <"$2") | awk -F'\t' '
+  { if ($1 == $2) next
+    if ($1 ~ /^-?[0-9.]+(e[-+]?[0-9]+)?$/ && $2 ~ /^-?[0-9.]+(e[-+]?[0-9]+)?$/) {
+      d = $1 - $2; if (d < 0) d = -d; m = $1 < 0 ? -$1 : $1; if (m < 1) m = 1
+      if (d <= 1e-5 * m) next }
+    print "differ: " $1 " vs " $2; bad = 1; exit }
+  END { exit bad }'; }
+
+# batching: budgets 1 and 4096 give the same values (mu-dump --full of the records)
+mu-forward --model "$T/m" -e all-scores --topk 3 -b 1 "$T/tok.mpk.zst" | mu-dump --full -H >"$T/b1.json"
+mu-forward --model "$T/m" -e all-scores --topk 3 -b 4096 "$T/tok.mpk.zst" | mu-dump --full -H >"$T/b4096.json"
+t forward_batch_invariant same_within "$T/b1.json" "$T/b4096.json"
+t forward_batch_same_shape bash -c "[ \$(wc -l <'$T/b1.json') = 3 ] && [ \$(wc -c <'$T/b1.json') -gt 500 ]"
+t forward_records_in_order bash -c "[ \"\$(grep -o '^{\"id\":[0-9]*' '$T/b1.json' | tr '\n' ' ')\" = '{\"id\":0 {\"id\":1 {\"id\":2 ' ]"
+t forward_header_traces_inputs bash -c "mu-forward --model '$T/m' -e text '$T/tok.mpk.zst' | mu-dump -n 0 | grep -q '\"role\":\"tokens\".*\"role\":\"model\".*\"xxh3\"'"
+
+# cache + patch: the clean resid_post:0 patched into a noised run restores the clean text log-probs
+printf 'hello world, a longer plain text line\n' | mu-tokenize --model "$T/m" --raw -o "$T/raw.mpk.zst"
+mu-forward --model "$T/m" -e text --cache 'resid_post:0:all' --cache-out "$T/acts.mpk.zst" "$T/raw.mpk.zst" | mu-dump --full -H >"$T/clean.json"
+mu-forward --model "$T/m" -e text -i 'embed::0,1,2=noise=3' --seed 9 "$T/raw.mpk.zst" | mu-dump --full -H >"$T/noised.json"
+mu-forward --model "$T/m" -e text -i 'embed::0,1,2=noise=3' -i "resid_post:0:all=patch=$T/acts.mpk.zst" --seed 9 "$T/raw.mpk.zst" |
+  mu-dump --full -H >"$T/patched.json"
+t forward_cache_kind bash -c "mu-dump -k activations -n 0 '$T/acts.mpk.zst' | grep -q 'resid_post:0:all'"
+t forward_noise_changes bash -c "! cmp -s '$T/clean.json' '$T/noised.json'"
+t forward_patch_restores same_within "$T/clean.json" "$T/patched.json"
+t forward_cache_f16 bash -c "mu-forward --model '$T/m' --cache 'mlp_post:1:last' --cache-dtype f16 --cache-out '$T/a16.mpk.zst' '$T/raw.mpk.zst' >/dev/null && mu-dump '$T/a16.mpk.zst' | grep -q '\"dtype\":\"f16\",\"shape\":\\[1,64\\]'"
+
+# sampling: same seed -> same generation
+g() { mu-forward --model "$T/m" --generate 12 --temperature 1.0 --top-p 0.9 --seed "$1" "$T/raw.mpk.zst" | mu-dump --full -H; }
+t forward_sampling_reproducible bash -c "[ \"\$($(declare -f g); T='$T'; g 4)\" = \"\$($(declare -f g); T='$T'; g 4)\" ]"
+
+# bad inputs
+expect_fail forward_wrong_kind 1 'acts.mpk.zst: header: expected kind tokens, got activations' mu-forward --model "$T/m" "$T/acts.mpk.zst"
+expect_fail forward_choices_without_targets 1 'raw.mpk.zst: record 0: --emit choices needs candidate targets' mu-forward --model "$T/m" -e choices "$T/raw.mpk.zst"
+expect_fail forward_cache_out_missing 2 'needs --cache-out' mu-forward --model "$T/m" --cache resid_post:0:last "$T/raw.mpk.zst"
+expect_fail forward_bad_site 1 "bad site spec" mu-forward --model "$T/m" --cache nowhere:0:last --cache-out "$T/x.mpk.zst" "$T/raw.mpk.zst"
+expect_fail forward_bad_emit 2 "unknown emit 'bogus'" mu-forward --model "$T/m" -e bogus "$T/raw.mpk.zst"
+expect_fail forward_patch_id_missing 1 'no record with this id' mu-forward --model "$T/m" -i "resid_post:0:all=patch=$T/acts.mpk.zst" "$T/tok.mpk.zst"
+t forward_no_partial_output bash -c "! mu-forward --model '$T/m' -e choices '$T/raw.mpk.zst' -o '$T/never.mpk.zst' 2>/dev/null && [ ! -e '$T/never.mpk.zst' ] && ! ls '$T'/never.mpk.zst.tmp.* 2>/dev/null"
+
+if [ -f "$S/model.safetensors" ]; then
+  # llama2.c's expectation: greedy decoding from <s> (the text has no final newline; --decode adds one)
+  t forward_stories_greedy_200 bash -c "[ \"\$(printf '' | mu-tokenize --model '$S' --raw --bos | mu-forward --model '$S' --generate 200 | mu-tokenize --model '$S' --decode)\" = \"\$(cat '$S/greedy_200.txt')\" ]"
+  t forward_stories_generation_text bash -c "printf '' | mu-tokenize --model '$S' --raw --bos | mu-forward --model '$S' --generate 20 | mu-dump | grep -q '\"generation_text\":\"Once upon a time'"
+  expect_fail forward_token_outside_vocab 1 'record 0: prompt: token [0-9]+ is [0-9]+, outside the model.s vocabulary of 300' \
+    bash -c "printf 'zebra quantum\n' | mu-tokenize --model '$S' --raw | mu-forward --model '$T/m'"
+  SP="$SHARED_DATA/sports/sports.csv"
+  if [ -f "$SP" ]; then
+    mu-tokenize --model "$S" "$SP" --rows 0-32 --prompt 'Fact: Tiger Woods plays the sport of golf\nFact: {athlete} plays the sport of' \
+      --target ' {sport}' --choices ' football| baseball| basketball' -o "$T/sports.mpk.zst"
+    mu-forward --model "$S" --emit choices "$T/sports.mpk.zst" -o "$T/sports.out.mpk.zst"
+    acc=$(mu-score --metrics choice_acc --format tsv "$T/sports.out.mpk.zst" | awk -F'\t' '$1 == "choice_acc" { print $3 }')
+    if awk -v a="$acc" 'BEGIN { exit !(a != "" && a >= 0 && a <= 1) }'; then ok "forward_sports_choice_acc ($acc)"
+    else fail forward_sports_choice_acc "choice_acc '$acc' not in [0,1]"; fi
+  else skip forward_sports_choice_acc "no $SP"; fi
+else
+  skip forward_stories "no $S (../shared/data absent)"
+fi
