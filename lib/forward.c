@@ -927,14 +927,22 @@ static int32_t argmax(const float *x, int n)
     return best;
 }
 
-static int generate(mu_fw *f, fw_rec *r, char *err, size_t errlen)
+/* Decodes up to gen_n tokens after record ri's prompt with a KV cache. Interventions act
+ * on the prompt pass (their positions index the prompt); the decode steps run unhooked. */
+static int generate(mu_fw *f, int ri, char *err, size_t errlen)
 {
+    fw_rec *r = &f->recs[ri];
     int N = f->o.gen_n, V = f->V;
     r->gen = xcalloc((size_t)N + 1, sizeof *r->gen);
     if (N == 0) return 0;
     mu_kvcache *c = mu_kvcache_new(f->m, 1, r->np + N);
     if (!c) return fail(err, errlen, "generate: out of memory for a KV cache of %d tokens", r->np + N);
-    mu_fwd_opts o = { .last_layer = -1, .logits_last_only = 1, .cache = c };
+    fw_row row = { .rec = ri, .k = -1, .len = r->np };
+    f->brows = &row;
+    f->bn = 1;
+    f->hook_err[0] = 0;
+    /* hooks[0 .. n_iv) are the interventions (caches come after them) */
+    mu_fwd_opts o = { .last_layer = -1, .logits_last_only = !f->n_iv, .cache = c, .hooks = f->hooks, .n_hooks = f->n_iv };
     mu_batch b = { 1, r->np, r->prompt, NULL };
     mu_rng rng;
     mu_rng_seed2(&rng, f->o.seed, (uint64_t)r->index);
@@ -943,8 +951,15 @@ static int generate(mu_fw *f, fw_rec *r, char *err, size_t errlen)
     char e2[512];
     int rc = 0;
     while (r->ngen < N) {
-        if (mu_model_forward(f->m, &b, &o, e2, sizeof e2)) { rc = fail(err, errlen, "generate: %s", e2); break; }
+        if (mu_model_forward(f->m, &b, &o, e2, sizeof e2)) {
+            rc = f->hook_err[0] ? fail(err, errlen, "%s", f->hook_err) : fail(err, errlen, "generate: %s", e2);
+            break;
+        }
         const float *lg = mu_model_logits(f->m);
+        if (!o.logits_last_only) lg += (size_t)(b.T - 1) * V;   /* the hooked prompt pass: all positions */
+        o.hooks = NULL;
+        o.n_hooks = 0;
+        o.logits_last_only = 1;
         int32_t t;
         if (!x) t = argmax(lg, V);
         else { memcpy(x, lg, (size_t)V * sizeof *x); t = sample(x, V, f->o.temperature, f->o.top_p, &rng, order); }
@@ -1059,7 +1074,7 @@ int mu_fw_flush(mu_fw *f, mu_writer *out, mu_writer *acts, char *err, size_t err
     int rc = score_all(f, err, errlen);
     for (int i = 0; i < f->nrec && !rc; i++) {
         fw_rec *r = &f->recs[i];
-        if ((r->emit & MU_EMIT_GENERATE) && generate(f, r, err, errlen)) { rc = -1; break; }
+        if ((r->emit & MU_EMIT_GENERATE) && generate(f, i, err, errlen)) { rc = -1; break; }
         if (write_outputs(f, r, out, err, errlen)) { rc = -1; break; }
         if (acts && f->n_cache) write_acts(f, r, acts);
     }

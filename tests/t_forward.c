@@ -495,3 +495,34 @@ TEST(forward_rejects_bad_records)
     CHECK(strstr(err, "bogus") != NULL);
     mu_model_free(m);
 }
+
+TEST(forward_generation_sees_the_interventions_of_scoring)
+{
+    mu_model *m = tiny_model();
+    char in[512], out[512];
+    tmp_path(in, sizeof in, "tok.mpk.zst");
+    tmp_path(out, sizeof out, "out.mpk.zst");
+    make_tokens(in, 0);
+    static double top[64], gen[256], top0[64];
+    int ng[NREC];
+    mu_fw_opts o = mu_fw_default_opts();
+    o.emit = MU_EMIT_TOPK | MU_EMIT_GENERATE;
+    o.topk = 1;
+    o.gen_n = 3;
+    run_fw(m, &o, in, out, NULL);
+    read_field(out, "topk_ids", top0, 64, NULL);
+    o.intervene[o.n_intervene++] = "embed::0,1=noise=4";
+    o.seed = 11;
+    run_fw(m, &o, in, out, NULL);
+    read_field(out, "topk_ids", top, 64, NULL);
+    read_field(out, "generation", gen, 256, ng);
+    int changed = 0, off = 0;
+    for (int i = 0; i < NREC; i++) {
+        CHECK_EQ_INT(ng[i], 3);
+        CHECK_EQ_INT(gen[off], top[i]);      /* greedy first token = argmax of the hooked scoring pass */
+        changed += top[i] != top0[i];
+        off += ng[i];
+    }
+    CHECK_MSG(changed > 0, "noise of std 4 on the embeddings changed no argmax");
+    mu_model_free(m);
+}

@@ -137,8 +137,6 @@ static void parse_args(int argc, char **argv, cli_opts *o)
     if (o->fw.n_cache && !o->cache_out) mu_usage_error("--cache needs --cache-out FILE");
     if (o->cache_out && !o->fw.n_cache) mu_usage_error("--cache-out needs at least one --cache SPEC");
     if (o->cache_out && !strcmp(o->cache_out, o->out)) mu_usage_error("--cache-out and --out are the same file");
-    if (o->fw.n_intervene && (o->fw.emit & MU_EMIT_GENERATE))
-        mu_usage_error("--intervene applies to scoring passes, not to --generate");
 }
 
 /* EOS: --eos, else the tokens header's meta.eos, else the model's config. */
