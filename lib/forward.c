@@ -875,7 +875,7 @@ static int score_all(mu_fw *f, char *err, size_t errlen)
             rows[n++] = (fw_row){ .rec = i, .k = k, .len = r->np + m };
         }
     }
-    qsort(rows, (size_t)n, sizeof *rows, row_cmp);
+    if (n) qsort(rows, (size_t)n, sizeof *rows, row_cmp);
     int rc = 0;
     for (int s = 0; s < n && !rc;) {
         int e = s + 1;
