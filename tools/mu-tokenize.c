@@ -167,6 +167,19 @@ static char *fill_or_die(const opts *o, const mu_template *t, json_t *rec, const
 }
 
 /* The candidates of a record and the index of the right one (-1 if none). */
+/* An integer, or a string of decimal digits (CSV fields are strings). */
+static int json_integer_or_digits(json_t *v, int64_t *out) {
+    if (json_is_integer(v)) { *out = json_integer_value(v); return 1; }
+    if (!json_is_string(v)) return 0;
+    const char *s = json_string_value(v);
+    char *end;
+    errno = 0;
+    long long x = strtoll(s, &end, 10);
+    if (end == s || *end || errno) return 0;
+    *out = x;
+    return 1;
+}
+
 static cands record_candidates(const opts *o, json_t *rec, const char *dname, size_t ri) {
     cands c = { NULL, 0, -1 };
     char err[256];
@@ -207,7 +220,7 @@ static cands record_candidates(const opts *o, json_t *rec, const char *dname, si
     if (o->answer_field) {
         int64_t a;
         json_t *v = json_object_get(rec, o->answer_field);
-        if (!json_is_integer(v) || (a = json_integer_value(v)) < 0 || a >= c.n)
+        if (!json_integer_or_digits(v, &a) || a < 0 || a >= c.n)
             mu_die("%s: record %zu: %s is not a candidate index in 0..%d", dname, ri, o->answer_field, c.n - 1);
         c.answer = (int)a;
     }

@@ -157,3 +157,7 @@ if [ -f "$D/sports/sports.csv" ]; then
   printf '99999\n' > "$T/sel-big.txt"
   expect_fail select-range 1 'sel-big.txt: entry 1: record 99999' mu-tokenize --model $G/llama3.json --target ' {sport}' --select $T/sel-big.txt "$D/sports/sports.csv"
 fi
+if [ -f "$D/sports/sports.csv" ]; then
+  # CSV fields are strings: --answer-field takes a string of digits too (sport_index)
+  t answer-field-digits bash -c "mu-tokenize --model $G/llama3.json --rows 0-3 --prompt '{athlete} plays' --choices ' baseball| basketball| football' --answer-field sport_index '$D/sports/sports.csv' | mu-dump | sed 1d | grep -o '\"answer\":[0-9]' | tr '\n' ' ' | grep -qx '\"answer\":2 \"answer\":2 \"answer\":0 '"
+fi
