@@ -627,6 +627,7 @@ int mu_fw_add(mu_fw *f, const msgpack_object *rec, long index, char *err, size_t
     }
     if (id) r->id = pack_copy(id);
     if (meta) { r->meta = pack_copy(meta); r->has_meta = 1; }
+    if (r->emit & MU_EMIT_GENERATE) f->pending += r->np + f->o.gen_n;
     if (needs_forward(f, r)) {
         int nr = n_rows(r);
         for (int k = 0; k < nr; k++) f->pending += r->np + (r->ntg ? r->ntgk[(r->emit & MU_EMIT_CHOICES) ? k : r->ta] : 0);
@@ -927,48 +928,97 @@ static int32_t argmax(const float *x, int n)
     return best;
 }
 
-/* Decodes up to gen_n tokens after record ri's prompt with a KV cache. Interventions act
- * on the prompt pass (their positions index the prompt); the decode steps run unhooked. */
-static int generate(mu_fw *f, int ri, char *err, size_t errlen)
+/* The next token of one row from its logits x[V]: argmax (greedy) or a sample. */
+static int32_t next_token(const mu_fw *f, const float *x, float *scratch, int32_t *order, mu_rng *rng)
 {
-    fw_rec *r = &f->recs[ri];
-    int N = f->o.gen_n, V = f->V;
-    r->gen = xcalloc((size_t)N + 1, sizeof *r->gen);
+    if (f->o.temperature <= 0) return argmax(x, f->V);
+    memcpy(scratch, x, (size_t)f->V * sizeof *scratch);
+    return sample(scratch, f->V, f->o.temperature, f->o.top_p, rng, order);
+}
+
+/* Decodes up to gen_n tokens after the prompts of records ri[0..B) together, with a KV
+ * cache of B rows (finished rows continue with length 0). Interventions act on the pass
+ * over the prompts (their positions index the prompt); the decode steps run unhooked.
+ * Each row samples from its own stream (seed, record index). */
+static int generate_batch(mu_fw *f, const int *ri, int B, char *err, size_t errlen)
+{
+    int N = f->o.gen_n, V = f->V, T = 0;
+    for (int b = 0; b < B; b++) {
+        fw_rec *r = &f->recs[ri[b]];
+        r->gen = xcalloc((size_t)N + 1, sizeof *r->gen);
+        if (r->np > T) T = r->np;
+    }
     if (N == 0) return 0;
-    mu_kvcache *c = mu_kvcache_new(f->m, 1, r->np + N);
-    if (!c) return fail(err, errlen, "generate: out of memory for a KV cache of %d tokens", r->np + N);
-    fw_row row = { .rec = ri, .k = -1, .len = r->np };
-    f->brows = &row;
-    f->bn = 1;
+    mu_kvcache *c = mu_kvcache_new(f->m, B, T + N);
+    if (!c) return fail(err, errlen, "generate: out of memory for a KV cache of %d x %d tokens", B, T + N);
+    fw_row *rows = xcalloc((size_t)B, sizeof *rows);
+    int32_t *ids = xcalloc((size_t)B * T, sizeof *ids), *lens = xcalloc((size_t)B, sizeof *lens);
+    mu_rng *rng = xcalloc((size_t)B, sizeof *rng);
+    for (int b = 0; b < B; b++) {
+        fw_rec *r = &f->recs[ri[b]];
+        rows[b] = (fw_row){ .rec = ri[b], .k = -1, .len = r->np };
+        memcpy(ids + (size_t)b * T, r->prompt, (size_t)r->np * sizeof *ids);
+        lens[b] = r->np;
+        mu_rng_seed2(&rng[b], f->o.seed, (uint64_t)r->index);
+    }
+    f->brows = rows;
+    f->bn = B;
     f->hook_err[0] = 0;
+    float *x = xcalloc((size_t)V, sizeof *x);
+    int32_t *order = xcalloc((size_t)V, sizeof *order);
     /* hooks[0 .. n_iv) are the interventions (caches come after them) */
     mu_fwd_opts o = { .last_layer = -1, .logits_last_only = !f->n_iv, .cache = c, .hooks = f->hooks, .n_hooks = f->n_iv };
-    mu_batch b = { 1, r->np, r->prompt, NULL };
-    mu_rng rng;
-    mu_rng_seed2(&rng, f->o.seed, (uint64_t)r->index);
-    float *x = f->o.temperature > 0 ? xcalloc((size_t)V, sizeof *x) : NULL;
-    int32_t *order = x ? xcalloc((size_t)V, sizeof *order) : NULL;
+    mu_batch bt = { B, T, ids, lens };
     char e2[512];
-    int rc = 0;
-    while (r->ngen < N) {
-        if (mu_model_forward(f->m, &b, &o, e2, sizeof e2)) {
+    int rc = 0, active = B;
+    while (active) {
+        if (mu_model_forward(f->m, &bt, &o, e2, sizeof e2)) {
             rc = f->hook_err[0] ? fail(err, errlen, "%s", f->hook_err) : fail(err, errlen, "generate: %s", e2);
             break;
         }
         const float *lg = mu_model_logits(f->m);
-        if (!o.logits_last_only) lg += (size_t)(b.T - 1) * V;   /* the hooked prompt pass: all positions */
+        for (int b = 0; b < B; b++) {
+            if (!lens[b]) continue;
+            fw_rec *r = &f->recs[ri[b]];
+            /* the hooked prompt pass has logits at every position: take the row's last */
+            const float *row = o.logits_last_only ? lg + (size_t)b * V : lg + ((size_t)b * bt.T + lens[b] - 1) * V;
+            int32_t t = next_token(f, row, x, order, &rng[b]);
+            r->gen[r->ngen++] = t;
+            if (t == f->o.eos || r->ngen == N) { lens[b] = 0; active--; }
+            else lens[b] = 1;
+            ids[b] = lens[b] ? t : 0;
+        }
+        bt = (mu_batch){ B, 1, ids, lens };
         o.hooks = NULL;
         o.n_hooks = 0;
         o.logits_last_only = 1;
-        int32_t t;
-        if (!x) t = argmax(lg, V);
-        else { memcpy(x, lg, (size_t)V * sizeof *x); t = sample(x, V, f->o.temperature, f->o.top_p, &rng, order); }
-        r->gen[r->ngen++] = t;
-        if (t == f->o.eos) break;
-        b = (mu_batch){ 1, 1, &r->gen[r->ngen - 1], NULL };
     }
-    free(x); free(order);
+    free(x); free(order); free(rng); free(rows); free(ids); free(lens);
     mu_kvcache_free(c);
+    return rc;
+}
+
+static int prompt_cmp(const void *a, const void *b, void *user)
+{
+    const mu_fw *f = user;
+    int x = *(const int *)a, y = *(const int *)b, nx = f->recs[x].np, ny = f->recs[y].np;
+    return nx != ny ? (nx < ny ? -1 : 1) : (x > y) - (x < y);
+}
+
+/* Generation for every queued record that asks for it: sorted by prompt length, in
+ * batches whose KV cache (rows x (longest prompt + gen_n)) fits batch_tokens. */
+static int generate_all(mu_fw *f, char *err, size_t errlen)
+{
+    int *ri = xcalloc((size_t)f->nrec, sizeof *ri), n = 0, rc = 0;
+    for (int i = 0; i < f->nrec; i++) if (f->recs[i].emit & MU_EMIT_GENERATE) ri[n++] = i;
+    if (n) qsort_r(ri, (size_t)n, sizeof *ri, prompt_cmp, f);
+    for (int s = 0; s < n && !rc;) {
+        int e = s + 1;
+        while (e < n && e - s < 256 && (long)(e + 1 - s) * (f->recs[ri[e]].np + f->o.gen_n) <= f->o.batch_tokens) e++;
+        rc = generate_batch(f, ri + s, e - s, err, errlen);
+        s = e;
+    }
+    free(ri);
     return rc;
 }
 
@@ -1072,9 +1122,9 @@ void mu_fw_acts_meta(const mu_fw *f, mu_writer *acts)
 int mu_fw_flush(mu_fw *f, mu_writer *out, mu_writer *acts, char *err, size_t errlen)
 {
     int rc = score_all(f, err, errlen);
+    if (!rc) rc = generate_all(f, err, errlen);
     for (int i = 0; i < f->nrec && !rc; i++) {
         fw_rec *r = &f->recs[i];
-        if ((r->emit & MU_EMIT_GENERATE) && generate(f, i, err, errlen)) { rc = -1; break; }
         if (write_outputs(f, r, out, err, errlen)) { rc = -1; break; }
         if (acts && f->n_cache) write_acts(f, r, acts);
     }

@@ -12,7 +12,9 @@
  * (--emit choices), else prompt ++ targets[answer] (answer or 0), else the prompt alone.
  * A flush sorts the rows by length (length bucketing), packs them into batches of at most
  * batch_tokens padded tokens (B * T), runs each batch through mu_model_forward, and writes
- * one "outputs" record per queued record, in input order (man/mu-stream.5). The model's rows
+ * one "outputs" record per queued record, in input order (man/mu-stream.5). Generation runs
+ * in batches too: sorted by prompt length, rows x (longest prompt + gen_n) <= batch_tokens,
+ * finished rows idle at length 0 until the batch ends. The model's rows
  * are independent, so results do not depend on the budget (except with mean ablation over
  * the batch, which by definition does).
  *
@@ -81,7 +83,8 @@ void mu_fw_free(mu_fw *f);
  * subject span inside the prompt when a spec needs it) and queues it. index: the record's
  * position in the input (noise and sampling streams). 0 ok, -1 + err (what, no file). */
 int mu_fw_add(mu_fw *f, const msgpack_object *rec, long index, char *err, size_t errlen);
-/* Padded-free token count of the queued rows. */
+/* Work queued, in tokens: the rows' tokens (unpadded), plus prompt + gen_n per record
+ * that generates. mu-forward flushes at about four batch budgets. */
 long mu_fw_pending_tokens(const mu_fw *f);
 int mu_fw_pending_records(const mu_fw *f);
 /* Runs everything queued and writes one outputs record per queued record (in order) to

@@ -212,8 +212,7 @@ int main(int argc, char **argv)
     while ((rec = mu_reader_next_or_die(r))) {
         long idx = mu_reader_record_index(r);
         if (mu_fw_add(f, rec, idx, err, sizeof err)) mu_die("%s: record %ld: %s", mu_reader_path(r), idx, err);
-        if (mu_fw_pending_tokens(f) >= chunk || mu_fw_pending_records(f) >= 256 ||
-            ((o.fw.emit & MU_EMIT_GENERATE) && mu_fw_pending_records(f) >= 1)) {
+        if (mu_fw_pending_tokens(f) >= chunk || mu_fw_pending_records(f) >= 1024) {
             done += mu_fw_pending_records(f);
             if (mu_fw_flush(f, w, acts, err, sizeof err)) mu_die("%s: %s", mu_reader_path(r), err);
             mu_writer_flush(w);
