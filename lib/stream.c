@@ -647,6 +647,7 @@ static int reader_fill(mu_reader *r) {
     if (r->in_pos == r->in_len) {
         if (r->total_in == 0) return reader_fail(r, "empty file, not a mu stream");
         if (r->in_frame) return reader_fail(r, "truncated: the file ends inside a zstd frame");
+        if (r->end > r->start) return reader_fail(r, "truncated: the stream ends inside a msgpack object");
         if (r->seg_trailer && !r->seg_sealed)
             return reader_fail(r, "truncated: the stream ends without its end marker "
                                   "(the writer did not finish)");
