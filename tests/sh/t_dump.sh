@@ -71,3 +71,16 @@ expect_fail dump_bad_option 2 "unknown option '--bogus'" mu-dump --bogus
 expect_fail dump_bad_head 2 "--head wants a count" mu-dump --head x "$PY"
 t dump_help bash -c "mu-dump --help | grep -q '^Usage: mu-dump'"
 t dump_version bash -c "mu-dump --version | grep -q '^mu-dump (mu) '"
+
+# streams written by another mu tool (when built): read through a pipe; without the
+# end marker (cut after the last frame) the stream is reported as unfinished
+if command -v mu-init >/dev/null && command -v mu-tokenize >/dev/null &&
+   mu-init --out "$T/tiny" --layers 1 --d-model 16 --heads 2 --d-ff 32 -q >/dev/null 2>&1; then
+  printf '{"name":"Ada","sport":"golf"}\n{"name":"Bo","sport":"polo"}\n' > "$T/f.jsonl"
+  t dump_tool_stream_via_pipe bash -c "mu-tokenize --model '$T/tiny' --prompt '{name} plays' --target ' {sport}' '$T/f.jsonl' | mu-dump --kind tokens - > '$T/tok.jsonl' && [ \$(wc -l < '$T/tok.jsonl') = 3 ]"
+  mu-tokenize --model "$T/tiny" --prompt '{name} plays' --target ' {sport}' --out "$T/tok.mpk.zst" "$T/f.jsonl" 2>/dev/null
+  head -c -24 "$T/tok.mpk.zst" > "$T/unsealed.mpk.zst"
+  expect_fail dump_missing_end_marker 1 "unsealed.mpk.zst: record 2: truncated: the stream ends without its end marker" mu-dump "$T/unsealed.mpk.zst"
+else
+  skip dump_tool_streams "mu-init or mu-tokenize not built"
+fi
