@@ -85,6 +85,7 @@ mu_fw_opts mu_fw_default_opts(void)
     o.eos = -1;
     o.batch_tokens = 2048;
     o.cache_dtype = MU_F32;
+    o.subject = "subject";
     return o;
 }
 
@@ -425,6 +426,7 @@ mu_fw *mu_fw_new(mu_model *m, mu_tokenizer *tk, const mu_fw_opts *o, char *err, 
     mu_fw *f = xcalloc(1, sizeof *f);
     const mu_config *c = mu_model_config(m);
     f->m = m; f->tk = tk; f->o = *o;
+    if (!f->o.subject) f->o.subject = "subject";
     f->V = c->vocab; f->n_layer = c->n_layer;
     /* interventions first: hooks run in order, so an intervention at a site is seen by a cache there */
     for (int i = 0; i < o->n_intervene; i++) {
@@ -542,9 +544,9 @@ static int read_answer_and_text(fw_rec *r, const msgpack_object *rec, char *err,
     return 0;
 }
 
-static void read_subject(fw_rec *r, const msgpack_object *rec)
+static void read_subject(fw_rec *r, const msgpack_object *rec, const char *name)
 {
-    const msgpack_object *sp = mu_obj_get(rec, "spans"), *s = sp ? mu_obj_get(sp, "subject") : NULL;
+    const msgpack_object *sp = mu_obj_get(rec, "spans"), *s = sp ? mu_obj_get(sp, name) : NULL;
     int64_t a, b;
     r->subj_s = r->subj_e = -1;
     if (s && s->type == MSGPACK_OBJECT_ARRAY && s->via.array.size == 2 && !mu_obj_int(&s->via.array.ptr[0], &a) &&
@@ -555,10 +557,13 @@ static void read_subject(fw_rec *r, const msgpack_object *rec)
 }
 
 /* Prompt positions of a spec for this record (malloc'd). */
-static int spec_positions(const fw_rec *r, const mu_site_spec *s, const char *name, int **out, int *n, char *err,
-                          size_t errlen)
+static int spec_positions(const fw_rec *r, const mu_site_spec *s, const char *name, const char *subject, int **out,
+                          int *n, char *err, size_t errlen)
 {
     char e2[256];
+    if ((s->pos == MU_POS_SUBJECT || s->pos == MU_POS_SUBJECT_LAST) && r->subj_s < 0)
+        return fail(err, errlen, "%s: no span \"%s\" in the record (spans name the fields; pick one with --subject)",
+                    name, subject);
     int *pos = xcalloc((size_t)r->np, sizeof *pos);
     int cnt = mu_site_positions(s, r->np, r->subj_s, r->subj_e, pos, r->np, e2, sizeof e2);
     if (cnt < 0) { free(pos); return fail(err, errlen, "%s: %s", name, e2); }
@@ -599,7 +604,7 @@ int mu_fw_add(mu_fw *f, const msgpack_object *rec, long index, char *err, size_t
     if (read_ids(pr, "prompt", f->V, &r->prompt, &r->np, err, errlen)) goto bad;
     if (r->np < 1) { fail(err, errlen, "prompt: empty (a model needs at least one token, e.g. BOS)"); goto bad; }
     if (read_targets(r, rec, f->V, err, errlen) || read_answer_and_text(r, rec, err, errlen)) goto bad;
-    read_subject(r, rec);
+    read_subject(r, rec, f->o.subject);
     r->emit = resolve_emit(f, r);
     if ((r->emit & MU_EMIT_CHOICES) && r->ntg < 1) {
         fail(err, errlen, "--emit choices needs candidate targets; the record has none");
@@ -615,9 +620,9 @@ int mu_fw_add(mu_fw *f, const msgpack_object *rec, long index, char *err, size_t
             goto bad;
         }
     for (int i = 0; i < f->n_cache; i++)
-        if (spec_positions(r, &f->cache[i].spec, f->cache[i].text, &r->cpos[i], &r->ncpos[i], err, errlen)) goto bad;
+        if (spec_positions(r, &f->cache[i].spec, f->cache[i].text, f->o.subject, &r->cpos[i], &r->ncpos[i], err, errlen)) goto bad;
     for (int i = 0; i < f->n_iv; i++) {
-        if (spec_positions(r, &f->iv[i].spec, f->iv[i].text, &r->ipos[i], &r->nipos[i], err, errlen)) goto bad;
+        if (spec_positions(r, &f->iv[i].spec, f->iv[i].text, f->o.subject, &r->ipos[i], &r->nipos[i], err, errlen)) goto bad;
         if (f->iv[i].kind == ACT_PATCH || f->iv[i].kind == ACT_ADD) {
             packed idp = id ? pack_copy(id) : (packed){ NULL, 0 };
             r->patch[i] = idp.data ? act_lookup(f->iv[i].file, &idp) : NULL;

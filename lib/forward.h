@@ -19,7 +19,7 @@
  * the batch, which by definition does).
  *
  * Positions of --cache and --intervene specs index the PROMPT (BOS counted): "last" is the
- * last prompt token, "subject" the record's spans.subject. Being causal, the activations at
+ * last prompt token, "subject" the record's spans.subject (or the span named by opts.subject). Being causal, the activations at
  * prompt positions are the same in every row of a record; caches are read from its first row.
  *
  * Interventions, "SPEC=ACTION" (SPEC as in sites.h; the first '=' splits):
@@ -69,6 +69,7 @@ typedef struct {
     const char *cache[MU_FW_MAX_SPECS]; int n_cache;   /* site specs to capture */
     mu_dtype cache_dtype;    /* MU_F32 or MU_F16 */
     const char *intervene[MU_FW_MAX_SPECS]; int n_intervene;
+    const char *subject;     /* the spans entry that "subject" positions use (default "subject") */
 } mu_fw_opts;
 
 mu_fw_opts mu_fw_default_opts(void);

@@ -41,6 +41,8 @@ static const char usage[] =
     "  -i, --intervene SPEC=ACTION  change activations (repeatable): ACTION is zero, mean,\n"
     "                          mean=FILE, noise=STD, patch=FILE, add=FILE (FILE: an\n"
     "                          activations stream; patch/add match records by id)\n"
+    "      --subject NAME      the tokens records' span that subject positions use\n"
+    "                          (default subject; e.g. athlete for Sports Facts)\n"
     "  -o, --out FILE          the outputs stream (default standard output)\n"
     "  -q, --quiet             no progress\n"
     "  -h, --help              show this help and exit\n"
@@ -50,7 +52,7 @@ static const char usage[] =
     "subject = spans.subject). Results do not depend on --batch-tokens (except 'mean' over\n"
     "the batch). Exit status: 0 ok, 1 failure, 2 usage error. See mu-forward(1).\n";
 
-enum { O_DELTA = 256, O_DEVICE, O_TEMP, O_TOPP, O_SEED, O_EOS, O_CACHE_OUT, O_CACHE_DTYPE };
+enum { O_DELTA = 256, O_DEVICE, O_TEMP, O_TOPP, O_SEED, O_EOS, O_CACHE_OUT, O_CACHE_DTYPE, O_SUBJECT };
 
 typedef struct {
     const char *model, *device, *in, *out, *cache_out;
@@ -90,6 +92,7 @@ static void parse_args(int argc, char **argv, cli_opts *o)
         {"batch-tokens", required_argument, 0, 'b'}, {"cache", required_argument, 0, 'c'},
         {"cache-out", required_argument, 0, O_CACHE_OUT}, {"cache-dtype", required_argument, 0, O_CACHE_DTYPE},
         {"intervene", required_argument, 0, 'i'}, {"out", required_argument, 0, 'o'},
+        {"subject", required_argument, 0, O_SUBJECT},
         MU_COMMON_LONGOPTS, {0, 0, 0, 0}};
     char err[512];
     int opt;
@@ -128,6 +131,7 @@ static void parse_args(int argc, char **argv, cli_opts *o)
             o->fw.intervene[o->fw.n_intervene++] = optarg;
             break;
         case 'o': o->out = optarg; break;
+        case O_SUBJECT: o->fw.subject = optarg; break;
         default: mu_usage_error("unexpected option");
         }
     }

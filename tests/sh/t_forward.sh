@@ -65,6 +65,11 @@ if [ -f "$S/model.safetensors" ]; then
     mu-tokenize --model "$S" "$SP" --rows 0-32 --prompt 'Fact: Tiger Woods plays the sport of golf\nFact: {athlete} plays the sport of' \
       --target ' {sport}' --choices ' football| baseball| basketball' -o "$T/sports.mpk.zst"
     mu-forward --model "$S" --emit choices "$T/sports.mpk.zst" -o "$T/sports.out.mpk.zst"
+    t forward_sports_subject_cache bash -c "mu-forward --model '$S' -e choices --cache resid_post:all:subject_last --subject athlete --cache-out '$T/sa.mpk.zst' '$T/sports.mpk.zst' >/dev/null &&
+      [ \"\$(mu-dump -n 1 -H '$T/sa.mpk.zst' | grep -o '\"positions\":{[^}]*}' | sort -u)\" = '\"positions\":{\"dtype\":\"i32\",\"shape\":[1],\"first\":[44]}' ] &&
+      [ \$(mu-dump -n 1 -H '$T/sa.mpk.zst' | grep -o '\"layer\":[0-9]' | wc -l) = 5 ]"
+    expect_fail forward_sports_no_subject_span 1 'sports.mpk.zst: record 0: resid_post:0:subject_last: .*subject' \
+      mu-forward --model "$S" --cache resid_post:0:subject_last --cache-out "$T/sb.mpk.zst" "$T/sports.mpk.zst"
     acc=$(mu-score --metrics choice_acc --format tsv "$T/sports.out.mpk.zst" | awk -F'\t' '$1 == "choice_acc" { print $3 }')
     if awk -v a="$acc" 'BEGIN { exit !(a != "" && a >= 0 && a <= 1) }'; then ok "forward_sports_choice_acc ($acc)"
     else fail forward_sports_choice_acc "choice_acc '$acc' not in [0,1]"; fi
