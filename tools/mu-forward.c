@@ -160,6 +160,17 @@ static void add_inputs(mu_writer *w, const cli_opts *o)
     for (int i = 0; i < o->n_deltas; i++) mu_writer_add_input(w, "delta", o->deltas[i]);
 }
 
+/* meta.tokens: the tokens stream's producer and inputs (its data file's digest), so results
+ * read from a pipe still trace to their data. */
+static void write_tokens_trace(mu_writer *w, const mu_reader *r)
+{
+    const msgpack_object *h = mu_reader_header(r), *prod = mu_obj_get(h, "producer"), *in = mu_obj_get(h, "inputs");
+    msgpack_packer *pk = mu_writer_meta(w, "tokens");
+    msgpack_pack_map(pk, (size_t)((prod != NULL) + (in != NULL)));
+    if (prod) { mu_pack_str(pk, "producer"); msgpack_pack_object(pk, *prod); }
+    if (in) { mu_pack_str(pk, "inputs"); msgpack_pack_object(pk, *in); }
+}
+
 static void write_meta(mu_writer *w, const cli_opts *o)
 {
     msgpack_packer *pk = mu_writer_meta(w, "model");
@@ -204,6 +215,7 @@ int main(int argc, char **argv)
     mu_writer *w = mu_writer_open(o.out, "outputs");
     add_inputs(w, &o);
     write_meta(w, &o);
+    write_tokens_trace(w, r);
     mu_writer *acts = NULL;
     if (o.cache_out) {
         acts = mu_writer_open(o.cache_out, "activations");

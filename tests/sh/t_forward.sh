@@ -30,6 +30,8 @@ t forward_batch_same_shape bash -c "[ \$(wc -l <'$T/b1.json') = 3 ] && [ \$(wc -
 t forward_records_in_order bash -c "[ \"\$(grep -o '^{\"id\":[0-9]*' '$T/b1.json' | tr '\n' ' ')\" = '{\"id\":0 {\"id\":1 {\"id\":2 ' ]"
 t forward_header_traces_inputs bash -c "mu-forward --model '$T/m' -e text '$T/tok.mpk.zst' | mu-dump -n 0 | grep -q '\"role\":\"tokens\".*\"role\":\"model\".*\"xxh3\"'"
 
+t forward_header_traces_piped_data bash -c "mu-forward --model '$T/m' -e text <'$T/tok.mpk.zst' | mu-dump -n 0 | grep -q '\"tokens\":{\"producer\":{\"tool\":\"mu-tokenize\".*\"role\":\"data\",\"path\":\"[^\"]*d.jsonl\",\"size\":[0-9]*,\"xxh3\":\"[0-9a-f]\{32\}\"'"
+
 # cache + patch: the clean resid_post:0 patched into a noised run restores the clean text log-probs
 printf 'hello world, a longer plain text line\n' | mu-tokenize --model "$T/m" --raw -o "$T/raw.mpk.zst"
 mu-forward --model "$T/m" -e text --cache 'resid_post:0:all' --cache-out "$T/acts.mpk.zst" "$T/raw.mpk.zst" | mu-dump --full -H >"$T/clean.json"
