@@ -14,8 +14,10 @@
  *   mu_model_backward(m, dlogits, NULL, 0, err, sizeof err);   // grads += into param->g
  *
  * One forward pass per call; a train forward keeps what backward needs (per layer: the
- * residual inputs, q/k/v, attention output and log-sum-exp, gate/up pre-activations;
- * norms and silu are recomputed). Rows are independent: a padded batch gives the same
+ * residual input, q/k/v, attention output and log-sum-exp, resid_mid, gate/up
+ * pre-activations and the MLP activation; the normed inputs are recomputed). Memory:
+ * about (2*d_model + 2*H*hd + 2*Hkv*hd + 3*d_ff) floats per token per layer, plus the
+ * [B,T,V] logits. Rows are independent: a padded batch gives the same
  * results at valid positions as each row alone.
  */
 #ifndef MU_MODEL_H
