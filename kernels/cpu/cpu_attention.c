@@ -34,6 +34,20 @@ static inline int n_keys(const mu_attn_shape *s, int b, int t)
     return n < 0 ? 0 : n;
 }
 
+/* max of x[0..n): 8 running maxima (the compiler keeps them in two vector registers). */
+static float row_max(const float *x, int n)
+{
+    float m[8];
+    for (int k = 0; k < 8; k++) m[k] = -INFINITY;
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int k = 0; k < 8; k++) m[k] = x[j + k] > m[k] ? x[j + k] : m[k];
+    for (; j < n; j++) m[0] = x[j] > m[0] ? x[j] : m[0];
+    float mx = m[0];
+    for (int k = 1; k < 8; k++) mx = m[k] > mx ? m[k] : mx;
+    return mx;
+}
+
 /* S[nq, kmax] = scale * Q_tile K^T with masked entries -inf. */
 static void block_scores(float *S, const float *Q, const float *K, const mu_attn_shape *s,
                          int b, int t0, int nq, int kmax, int qld, int kld)
@@ -84,9 +98,7 @@ void cpu_attention(float *O, float *lse, const float *Q, const float *K, const f
                             if (l) l[i] = -INFINITY;
                             continue;
                         }
-                        float mx = -INFINITY;
-                        #pragma omp simd reduction(max:mx)
-                        for (int j = 0; j < nk; j++) mx = srow[j] > mx ? srow[j] : mx;
+                        float mx = row_max(srow, nk);
                         float sum = 0;
                         #pragma omp simd reduction(+:sum)
                         for (int j = 0; j < nk; j++) { srow[j] = mu_expf(srow[j] - mx); sum += srow[j]; }
