@@ -6,6 +6,7 @@
 #include "forward.h"
 #include "model.h"
 #include "stream.h"
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -571,5 +572,76 @@ TEST(forward_batched_generation_equals_core_greedy)
         differs_from_greedy += s1[j] != gen[j];
     }
     CHECK(differs_from_greedy > 0);
+    mu_model_free(m);
+}
+
+/* ---- a real model against transformers (tests/gen/gen_forward_golden.py) ---------------- */
+
+/* Compares the tensor rec[key] with the golden array: ints exactly, floats within
+ * 2e-5 relative + 1e-4 absolute (f32 against float64). */
+static void check_against_golden(const msgpack_object *rec, const char *key, json_t *want, long i)
+{
+    char err[256];
+    mu_tensor_view t;
+    const msgpack_object *o = mu_obj_get(rec, key);
+    CHECK_MSG(o != NULL, "record %ld: no %s", i, key);
+    CHECK(mu_obj_tensor(o, &t, err, sizeof err) == 0);
+    CHECK_MSG(mu_shape_numel(t.ndim, t.shape) == (int64_t)json_array_size(want), "record %ld: %s: %lld values, want %zu",
+              i, key, (long long)mu_shape_numel(t.ndim, t.shape), json_array_size(want));
+    for (size_t j = 0; j < json_array_size(want); j++) {
+        json_t *w = json_array_get(want, j);
+        if (t.dtype == MU_I32) {
+            int32_t v;
+            memcpy(&v, (const char *)t.data + 4 * j, 4);
+            CHECK_MSG(v == json_integer_value(w), "record %ld: %s[%zu] = %d, transformers %lld", i, key, j, v,
+                      (long long)json_integer_value(w));
+        } else {
+            float v;
+            memcpy(&v, (const char *)t.data + 4 * j, 4);
+            CHECK_CLOSE(v, json_number_value(w), 2e-5, 1e-4);
+        }
+    }
+}
+
+TEST(forward_stories260K_matches_transformers)
+{
+    const char *d = mu_test_shared_data();
+    if (!d) SKIP("no ../shared/data (stories260K)");
+    char model[1024], in[1024], gold[1024], out[512], err[512];
+    snprintf(model, sizeof model, "%s/models/stories260K", d);
+    snprintf(in, sizeof in, "%s/tests/golden/forward/sports8.tokens.mpk.zst", mu_test_root());
+    snprintf(gold, sizeof gold, "%s/tests/golden/forward/sports8.expected.json", mu_test_root());
+    tmp_path(out, sizeof out, "out.mpk.zst");
+    mu_model *m = mu_model_load(model, NULL, 0, mu_backend_cpu(), err, sizeof err);
+    CHECK_MSG(m != NULL, "%s", err);
+    json_error_t je;
+    json_t *g = json_load_file(gold, 0, &je);
+    CHECK_MSG(g && json_is_array(g), "%s: %s", gold, je.text);
+    mu_fw_opts o = mu_fw_default_opts();
+    o.emit = MU_EMIT_TARGET | MU_EMIT_RANKS | MU_EMIT_CHOICES | MU_EMIT_TEXT | MU_EMIT_MUSIGMA | MU_EMIT_TOPK |
+             MU_EMIT_GENERATE;
+    o.topk = 5;
+    o.gen_n = 16;
+    o.eos = -1;
+    o.batch_tokens = 300;              /* several batches, several generation rows each */
+    run_fw(m, &o, in, out, NULL);
+    mu_reader *r = mu_reader_open(out, "outputs", err, sizeof err);
+    CHECK_MSG(r != NULL, "%s", err);
+    const msgpack_object *rec;
+    long i = 0;
+    while (mu_reader_next(r, &rec) == 1) {
+        json_t *e = json_array_get(g, (size_t)i);
+        CHECK(e != NULL);
+        const char *key;
+        json_t *val;
+        json_object_foreach(e, key, val) {
+            if (strcmp(key, "id")) check_against_golden(rec, key, val, i);
+        }
+        i++;
+    }
+    CHECK_EQ_INT(i, (long)json_array_size(g));
+    CHECK_EQ_INT(i, 8);
+    mu_reader_close(r);
+    json_decref(g);
     mu_model_free(m);
 }
