@@ -645,3 +645,86 @@ TEST(forward_stories260K_matches_transformers)
     json_decref(g);
     mu_model_free(m);
 }
+
+/* ---- mean ablation and steering --------------------------------------------------------- */
+
+typedef struct { int pos; const float *vec; int mode; } set_at;   /* mode 0: set to vec; 1: double */
+
+static int set_at_hook(const mu_hook_info *in, float *act, void *user)
+{
+    const set_at *s = user;
+    float *x = act + (size_t)s->pos * in->D;   /* B = 1 */
+    for (int d = 0; d < in->D; d++) x[d] = s->mode ? 2 * x[d] : s->vec[d];
+    return 0;
+}
+
+/* log p of each next token of a row, with resid_post:0 at pos set to vec (or doubled) */
+static void core_hooked_at(mu_model *m, const int32_t *ids, int n, int pos, const float *vec, int mode, double *lp)
+{
+    char err[256];
+    set_at s = { pos, vec, mode };
+    mu_hook h = { .site = MU_SITE_RESID_POST, .layer = 0, .fn = set_at_hook, .user = &s };
+    mu_batch b = { 1, n, ids, NULL };
+    mu_fwd_opts fo = { .last_layer = -1, .hooks = &h, .n_hooks = 1 };
+    CHECK(mu_model_forward(m, &b, &fo, err, sizeof err) == 0);
+    const float *lg = mu_model_logits(m);
+    for (int t = 0; t + 1 < n; t++) lp[t] = lg[(size_t)t * VOCAB + ids[t + 1]] - mu_fw_logsumexp(lg + (size_t)t * VOCAB, VOCAB);
+}
+
+TEST(forward_mean_ablation_and_steering_match_core_hooks)
+{
+    mu_model *m = tiny_model();
+    char in[512], out[512], acts[512], iv[700];
+    tmp_path(in, sizeof in, "tok.mpk.zst");
+    tmp_path(out, sizeof out, "out.mpk.zst");
+    tmp_path(acts, sizeof acts, "acts.mpk.zst");
+    make_tokens(in, 0);
+    /* position -2: the last prompt token's activations feed no scored prediction */
+    mu_fw_opts o = mu_fw_default_opts();
+    o.emit = MU_EMIT_TEXT;
+    o.cache[o.n_cache++] = "resid_post:0:-2";
+    run_fw(m, &o, in, out, acts);
+    /* the mean vector of the file, by hand */
+    static float mean[16], x[64 * 16];
+    int32_t pos[64];
+    int D;
+    for (int i = 0; i < NREC; i++) {
+        CHECK_EQ_INT(read_act(acts, i, 0, x, pos, &D), 1);
+        CHECK_EQ_INT(pos[0], prompt_len(i) - 2);
+        for (int d = 0; d < D; d++) mean[d] += x[d] / NREC;
+    }
+    static double fmean[256], bmean[256], add[256];
+    o.n_cache = 0;
+    snprintf(iv, sizeof iv, "resid_post:0:-2=mean=%s", acts);
+    o.intervene[0] = iv;
+    o.n_intervene = 1;
+    run_fw(m, &o, in, out, NULL);
+    read_field(out, "text_logprobs", fmean, 256, NULL);
+    o.intervene[0] = "resid_post:0:-2=mean";
+    o.batch_tokens = 100000;           /* one batch: the batch mean is the mean of all records */
+    run_fw(m, &o, in, out, NULL);
+    read_field(out, "text_logprobs", bmean, 256, NULL);
+    snprintf(iv, sizeof iv, "resid_post:0:-2=add=%s", acts);
+    o.intervene[0] = iv;
+    run_fw(m, &o, in, out, NULL);
+    read_field(out, "text_logprobs", add, 256, NULL);
+    int off = 0;
+    double moved = 0;
+    for (int i = 0; i < NREC; i++) {
+        double lp_mean[32], lp_double[32], lp_clean[32];
+        int32_t ids[32];
+        int n = row_of(i, -1, ids);
+        core_logprobs(m, ids, n, lp_clean, NULL);
+        core_hooked_at(m, ids, n, n - 2, mean, 0, lp_mean);
+        core_hooked_at(m, ids, n, n - 2, NULL, 1, lp_double);
+        for (int t = 0; t < n - 1; t++) {
+            CHECK_NEAR(fmean[off + t], lp_mean[t], 1e-5);
+            CHECK_NEAR(bmean[off + t], lp_mean[t], 1e-5);
+            CHECK_NEAR(add[off + t], lp_double[t], 1e-5);
+            moved = fmax(moved, fabs(lp_mean[t] - lp_clean[t]));
+        }
+        off += n - 1;
+    }
+    CHECK_MSG(moved > 1e-4, "mean ablation changed nothing");
+    mu_model_free(m);
+}
