@@ -43,6 +43,17 @@ t forward_noise_changes bash -c "! cmp -s '$T/clean.json' '$T/noised.json'"
 t forward_patch_restores same_within "$T/clean.json" "$T/patched.json"
 t forward_cache_f16 bash -c "mu-forward --model '$T/m' --cache 'mlp_post:1:last' --cache-dtype f16 --cache-out '$T/a16.mpk.zst' '$T/raw.mpk.zst' >/dev/null && mu-dump '$T/a16.mpk.zst' | grep -q '\"dtype\":\"f16\",\"shape\":\\[1,64\\]'"
 
+# --delta: a delta learned on the targets raises their log-probs; the header names it
+mu-tokenize --model "$T/m" --prompt '{q}' --target '{a}' "$T/d.jsonl" -o "$T/tgt.mpk.zst"
+loss() { mu-forward --model "$T/m" "$@" -e target "$T/tgt.mpk.zst" | mu-score --metrics target_loss --format tsv - | awk -F'\t' '$1 == "target_loss" { print $3 }'; }
+if mu-train --model "$T/m" --objective learn --train "$T/tgt.mpk.zst" --steps 20 --batch 3 --lr 1e-2 --out "$T/learn.st" -q 2>"$T/train.err"; then
+  base=$(loss) tuned=$(loss --delta "$T/learn.st")
+  if awk -v b="$base" -v d="$tuned" 'BEGIN { exit !(b != "" && d != "" && d < b - 0.1) }'; then ok "forward_delta_applied ($base -> $tuned)"
+  else fail forward_delta_applied "target_loss base '$base', with delta '$tuned'"; fi
+  t forward_delta_in_header bash -c "mu-forward --model '$T/m' --delta '$T/learn.st' '$T/tgt.mpk.zst' | mu-dump -n 0 | grep -q '\"role\":\"delta\",\"path\":\"[^\"]*learn.st\"'"
+else fail forward_delta_applied "mu-train: $(cat "$T/train.err")"; fi
+expect_fail forward_delta_missing 1 'nope.st' mu-forward --model "$T/m" --delta "$T/nope.st" "$T/tgt.mpk.zst"
+
 # sampling: same seed -> same generation
 g() { mu-forward --model "$T/m" --generate 12 --temperature 1.0 --top-p 0.9 --seed "$1" "$T/raw.mpk.zst" | mu-dump --full -H; }
 t forward_sampling_reproducible bash -c "[ \"\$($(declare -f g); T='$T'; g 4)\" = \"\$($(declare -f g); T='$T'; g 4)\" ]"
