@@ -1,6 +1,7 @@
 /* forward.c — batching, emit logic and interventions of mu-forward (see forward.h). */
 #define _GNU_SOURCE
 #include "forward.h"
+#include "cli.h"
 #include "rng.h"
 #include "sites.h"
 #include <math.h>
@@ -20,20 +21,6 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
     return -1;
-}
-
-static void *xcalloc(size_t n, size_t sz)
-{
-    void *p = calloc(n ? n : 1, sz ? sz : 1);
-    if (!p) { fprintf(stderr, "mu: out of memory\n"); exit(1); }
-    return p;
-}
-
-static void *xrealloc(void *p, size_t n)
-{
-    p = realloc(p, n ? n : 1);
-    if (!p) { fprintf(stderr, "mu: out of memory\n"); exit(1); }
-    return p;
 }
 
 /* A msgpack object packed into owned bytes (records outlive the reader's buffer). */
@@ -189,9 +176,9 @@ static int parse_act_entry(const msgpack_object *o, act_entry *e, char *err, siz
         return fail(err, errlen, "acts: x must be f32/f16/bf16 [P, D] with P = %lld", (long long)tp.shape[0]);
     e->P = (int)tp.shape[0];
     e->D = (int)tx.shape[1];
-    e->pos = xcalloc((size_t)e->P, sizeof *e->pos);
+    e->pos = mu_xcalloc((size_t)e->P, sizeof *e->pos);
     memcpy(e->pos, tp.data, (size_t)e->P * 4);
-    e->x = xcalloc((size_t)e->P * e->D, sizeof *e->x);
+    e->x = mu_xcalloc((size_t)e->P * e->D, sizeof *e->x);
     tensor_to_f32(&tx, e->x);
     return 0;
 }
@@ -219,12 +206,12 @@ static act_file *act_file_load(const char *path, char *err, size_t errlen)
     char e2[512];
     mu_reader *rd = mu_reader_open(path, "activations", e2, sizeof e2);
     if (!rd) { fail(err, errlen, "%s", e2); return NULL; }
-    act_file *a = xcalloc(1, sizeof *a);
-    a->path = strdup(path);
+    act_file *a = mu_xcalloc(1, sizeof *a);
+    a->path = mu_xstrdup(path);
     const msgpack_object *rec;
     int rc;
     while ((rc = mu_reader_next(rd, &rec)) == 1) {
-        if (a->n == a->cap) { a->cap = a->cap * 2 + 16; a->r = xrealloc(a->r, (size_t)a->cap * sizeof *a->r); }
+        if (a->n == a->cap) { a->cap = a->cap * 2 + 16; a->r = mu_xrealloc(a->r, (size_t)a->cap * sizeof *a->r); }
         act_record *r = &a->r[a->n];
         memset(r, 0, sizeof *r);
         const msgpack_object *id = mu_obj_get(rec, "id"), *acts = mu_obj_get(rec, "acts");
@@ -235,7 +222,7 @@ static act_file *act_file_load(const char *path, char *err, size_t errlen)
         r->id = pack_copy(id);
         r->hash = XXH3_64bits(r->id.data, r->id.len);
         a->n++;
-        r->e = xcalloc(acts->via.array.size, sizeof *r->e);
+        r->e = mu_xcalloc(acts->via.array.size, sizeof *r->e);
         for (uint32_t k = 0; k < acts->via.array.size; k++) {
             if (parse_act_entry(&acts->via.array.ptr[k], &r->e[k], e2, sizeof e2)) {
                 r->n = (int)k + 1;
@@ -248,7 +235,7 @@ static act_file *act_file_load(const char *path, char *err, size_t errlen)
     if (rc < 0) { fail(err, errlen, "%s", mu_reader_error(rd)); goto bad; }
     mu_reader_close(rd);
     for (a->tcap = 16; a->tcap < 2 * a->n; a->tcap *= 2) {}
-    a->table = xcalloc((size_t)a->tcap, sizeof *a->table);
+    a->table = mu_xcalloc((size_t)a->tcap, sizeof *a->table);
     memset(a->table, 0xff, (size_t)a->tcap * sizeof *a->table);
     for (int i = 0; i < a->n; i++) act_table_insert(a, i);
     return a;
@@ -261,7 +248,7 @@ bad:
 /* Mean vector over all positions of all records at (site, layer); NULL if none. */
 static float *act_file_mean(const act_file *a, mu_site site, int layer, int D)
 {
-    double *acc = xcalloc((size_t)D, sizeof *acc);
+    double *acc = mu_xcalloc((size_t)D, sizeof *acc);
     long cnt = 0;
     for (int i = 0; i < a->n; i++)
         for (int j = 0; j < a->r[i].n; j++) {
@@ -272,7 +259,7 @@ static float *act_file_mean(const act_file *a, mu_site site, int layer, int D)
         }
     float *m = NULL;
     if (cnt) {
-        m = xcalloc((size_t)D, sizeof *m);
+        m = mu_xcalloc((size_t)D, sizeof *m);
         for (int d = 0; d < D; d++) m[d] = (float)(acc[d] / cnt);
     }
     free(acc);
@@ -354,7 +341,6 @@ struct mu_fw {
     long pending;
     /* current batch */
     const fw_row *brows;
-    int bn;
     char hook_err[512];
 };
 
@@ -394,7 +380,7 @@ static int parse_iv(mu_fw *f, const char *arg, iv_spec *iv, char *err, size_t er
         if (iv->kind == ACT_MEAN_FILE) {
             int nl = mu_site_is_layered(iv->spec.site) ? iv->spec.n_layers : 1;
             int D = mu_site_width(iv->spec.site, mu_model_config(f->m));
-            iv->means = xcalloc((size_t)nl, sizeof *iv->means);
+            iv->means = mu_xcalloc((size_t)nl, sizeof *iv->means);
             for (int l = 0; l < nl; l++) {
                 int layer = mu_site_is_layered(iv->spec.site) ? iv->spec.layers[l] : -1;
                 iv->means[l] = act_file_mean(iv->file, iv->spec.site, layer, D);
@@ -423,7 +409,7 @@ mu_fw *mu_fw_new(mu_model *m, mu_tokenizer *tk, const mu_fw_opts *o, char *err, 
         fail(err, errlen, "at most %d --cache and %d --intervene specs", MU_FW_MAX_SPECS, MU_FW_MAX_SPECS);
         return NULL;
     }
-    mu_fw *f = xcalloc(1, sizeof *f);
+    mu_fw *f = mu_xcalloc(1, sizeof *f);
     const mu_config *c = mu_model_config(m);
     f->m = m; f->tk = tk; f->o = *o;
     if (!f->o.subject) f->o.subject = "subject";
@@ -494,7 +480,7 @@ static int read_ids(const msgpack_object *o, const char *what, int V, int32_t **
         return fail(err, errlen, "%s: want an i32 tensor [n], got %s with %d dims", what, mu_dtype_name(t.dtype), t.ndim);
     int64_t cnt = t.shape[0];
     if (cnt > (1 << 24)) return fail(err, errlen, "%s: %lld tokens is too long", what, (long long)cnt);
-    int32_t *ids = xcalloc((size_t)cnt + 1, sizeof *ids);
+    int32_t *ids = mu_xcalloc((size_t)cnt + 1, sizeof *ids);
     for (int64_t i = 0; i < cnt; i++) {
         int64_t v;
         if (t.dtype == MU_I32) { int32_t x; memcpy(&x, (const char *)t.data + 4 * i, 4); v = x; }
@@ -517,8 +503,8 @@ static int read_targets(fw_rec *r, const msgpack_object *rec, int V, char *err, 
     if (!tg) return 0;
     if (tg->type != MSGPACK_OBJECT_ARRAY) return fail(err, errlen, "targets: not an array of tensors");
     r->ntg = (int)tg->via.array.size;
-    r->tg = xcalloc((size_t)r->ntg, sizeof *r->tg);
-    r->ntgk = xcalloc((size_t)r->ntg, sizeof *r->ntgk);
+    r->tg = mu_xcalloc((size_t)r->ntg, sizeof *r->tg);
+    r->ntgk = mu_xcalloc((size_t)r->ntg, sizeof *r->ntgk);
     for (int k = 0; k < r->ntg; k++) {
         char what[32];
         snprintf(what, sizeof what, "targets[%d]", k);
@@ -564,7 +550,7 @@ static int spec_positions(const fw_rec *r, const mu_site_spec *s, const char *na
     if ((s->pos == MU_POS_SUBJECT || s->pos == MU_POS_SUBJECT_LAST) && r->subj_s < 0)
         return fail(err, errlen, "%s: no span \"%s\" in the record (spans name the fields; pick one with --subject)",
                     name, subject);
-    int *pos = xcalloc((size_t)r->np, sizeof *pos);
+    int *pos = mu_xcalloc((size_t)r->np, sizeof *pos);
     int cnt = mu_site_positions(s, r->np, r->subj_s, r->subj_e, pos, r->np, e2, sizeof e2);
     if (cnt < 0) { free(pos); return fail(err, errlen, "%s: %s", name, e2); }
     *out = pos;
@@ -594,7 +580,7 @@ int mu_fw_add(mu_fw *f, const msgpack_object *rec, long index, char *err, size_t
 {
     if (f->nrec == f->caprec) {
         f->caprec = f->caprec * 2 + 16;
-        f->recs = xrealloc(f->recs, (size_t)f->caprec * sizeof *f->recs);
+        f->recs = mu_xrealloc(f->recs, (size_t)f->caprec * sizeof *f->recs);
     }
     fw_rec *r = &f->recs[f->nrec];
     memset(r, 0, sizeof *r);
@@ -661,7 +647,7 @@ static void cache_hook(mu_fw *f, const cache_spec *cs, int ci, const mu_hook_inf
         fw_rec *r = &f->recs[row->rec];
         if (!primary_row(r, row->k)) continue;
         int P = r->ncpos[ci];
-        if (!r->cdata[ci]) r->cdata[ci] = xcalloc((size_t)cs->nl * P * in->D, sizeof(float));
+        if (!r->cdata[ci]) r->cdata[ci] = mu_xcalloc((size_t)cs->nl * P * in->D, sizeof(float));
         for (int p = 0; p < P; p++)
             memcpy(r->cdata[ci] + ((size_t)li * P + p) * in->D, act + ((size_t)b * in->T + r->cpos[ci][p]) * in->D,
                    (size_t)in->D * sizeof(float));
@@ -678,7 +664,7 @@ static const act_entry *find_entry(const act_record *ar, mu_site site, int layer
 static void mean_over_batch(const mu_fw *f, int ii, const mu_hook_info *in, float *act)
 {
     int D = in->D;
-    double *acc = xcalloc((size_t)D, sizeof *acc);
+    double *acc = mu_xcalloc((size_t)D, sizeof *acc);
     long cnt = 0;
     for (int b = 0; b < in->B; b++) {
         const fw_rec *r = &f->recs[f->brows[b].rec];
@@ -760,21 +746,21 @@ static void alloc_results(fw_rec *r)
     int m = r->ta >= 0 ? r->ntgk[r->ta] : 0, len = r->np + m;
     if (r->emit & (MU_EMIT_TARGET | MU_EMIT_RANKS | MU_EMIT_MUSIGMA)) {
         r->ntl = m;
-        r->tlp = xcalloc((size_t)m, sizeof *r->tlp);
-        r->trank = xcalloc((size_t)m, sizeof *r->trank);
+        r->tlp = mu_xcalloc((size_t)m, sizeof *r->tlp);
+        r->trank = mu_xcalloc((size_t)m, sizeof *r->trank);
     }
     if (r->emit & MU_EMIT_MUSIGMA) {
         int n = m ? m : len - 1;
-        r->tmu = xcalloc((size_t)n, sizeof *r->tmu);
-        r->tsig = xcalloc((size_t)n, sizeof *r->tsig);
+        r->tmu = mu_xcalloc((size_t)n, sizeof *r->tmu);
+        r->tsig = mu_xcalloc((size_t)n, sizeof *r->tsig);
     }
     if (r->emit & MU_EMIT_CHOICES) {
-        r->clp = xcalloc((size_t)r->ntg, sizeof *r->clp);
-        r->cnt = xcalloc((size_t)r->ntg, sizeof *r->cnt);
+        r->clp = mu_xcalloc((size_t)r->ntg, sizeof *r->clp);
+        r->cnt = mu_xcalloc((size_t)r->ntg, sizeof *r->cnt);
     }
     if (r->emit & (MU_EMIT_TEXT | MU_EMIT_MUSIGMA)) {
         r->nxl = len - 1;
-        r->xlp = xcalloc((size_t)r->nxl, sizeof *r->xlp);
+        r->xlp = mu_xcalloc((size_t)r->nxl, sizeof *r->xlp);
     }
 }
 
@@ -805,8 +791,8 @@ static void score_row(mu_fw *f, const fw_row *row, const float *lg)
         double lse = mu_fw_logsumexp(x, V);
         if (t == np - 1 && (r->emit & MU_EMIT_TOPK) && primary_row(r, row->k) && !r->topk_ids) {
             r->ntopk = f->o.topk < V ? f->o.topk : V;
-            r->topk_ids = xcalloc((size_t)r->ntopk, sizeof *r->topk_ids);
-            r->topk_lp = xcalloc((size_t)r->ntopk, sizeof *r->topk_lp);
+            r->topk_ids = mu_xcalloc((size_t)r->ntopk, sizeof *r->topk_ids);
+            r->topk_lp = mu_xcalloc((size_t)r->ntopk, sizeof *r->topk_lp);
             topk(x, V, lse, r->ntopk, r->topk_ids, r->topk_lp);
         }
         if (t >= np + m - 1) break;    /* prompt-only row: no next token after the last */
@@ -832,7 +818,7 @@ static int run_batch(mu_fw *f, const fw_row *rows, int B, char *err, size_t errl
 {
     int T = 0;
     for (int b = 0; b < B; b++) if (rows[b].len > T) T = rows[b].len;
-    int32_t *ids = xcalloc((size_t)B * T, sizeof *ids), *lens = xcalloc((size_t)B, sizeof *lens);
+    int32_t *ids = mu_xcalloc((size_t)B * T, sizeof *ids), *lens = mu_xcalloc((size_t)B, sizeof *lens);
     for (int b = 0; b < B; b++) {
         row_ids(&f->recs[rows[b].rec], rows[b].k, ids + (size_t)b * T);
         lens[b] = rows[b].len;
@@ -840,7 +826,6 @@ static int run_batch(mu_fw *f, const fw_row *rows, int B, char *err, size_t errl
     mu_batch bt = { .B = B, .T = T, .ids = ids, .lens = lens };
     mu_fwd_opts fo = { .last_layer = -1, .hooks = f->hooks, .n_hooks = f->n_hooks };
     f->brows = rows;
-    f->bn = B;
     f->hook_err[0] = 0;
     char e2[512];
     int rc = mu_model_forward(f->m, &bt, &fo, e2, sizeof e2);
@@ -874,7 +859,7 @@ static int score_all(mu_fw *f, char *err, size_t errlen)
         alloc_results(r);
         int nr = n_rows(r);
         for (int j = 0; j < nr; j++) {
-            if (n == cap) { cap = cap * 2 + 64; rows = xrealloc(rows, (size_t)cap * sizeof *rows); }
+            if (n == cap) { cap = cap * 2 + 64; rows = mu_xrealloc(rows, (size_t)cap * sizeof *rows); }
             int k = (r->emit & MU_EMIT_CHOICES) ? j : r->ta;
             int m;
             row_target(r, k, &m);
@@ -950,15 +935,15 @@ static int generate_batch(mu_fw *f, const int *ri, int B, char *err, size_t errl
     int N = f->o.gen_n, V = f->V, T = 0;
     for (int b = 0; b < B; b++) {
         fw_rec *r = &f->recs[ri[b]];
-        r->gen = xcalloc((size_t)N + 1, sizeof *r->gen);
+        r->gen = mu_xcalloc((size_t)N + 1, sizeof *r->gen);
         if (r->np > T) T = r->np;
     }
     if (N == 0) return 0;
     mu_kvcache *c = mu_kvcache_new(f->m, B, T + N);
     if (!c) return fail(err, errlen, "generate: out of memory for a KV cache of %d x %d tokens", B, T + N);
-    fw_row *rows = xcalloc((size_t)B, sizeof *rows);
-    int32_t *ids = xcalloc((size_t)B * T, sizeof *ids), *lens = xcalloc((size_t)B, sizeof *lens);
-    mu_rng *rng = xcalloc((size_t)B, sizeof *rng);
+    fw_row *rows = mu_xcalloc((size_t)B, sizeof *rows);
+    int32_t *ids = mu_xcalloc((size_t)B * T, sizeof *ids), *lens = mu_xcalloc((size_t)B, sizeof *lens);
+    mu_rng *rng = mu_xcalloc((size_t)B, sizeof *rng);
     for (int b = 0; b < B; b++) {
         fw_rec *r = &f->recs[ri[b]];
         rows[b] = (fw_row){ .rec = ri[b], .k = -1, .len = r->np };
@@ -967,10 +952,9 @@ static int generate_batch(mu_fw *f, const int *ri, int B, char *err, size_t errl
         mu_rng_seed2(&rng[b], f->o.seed, (uint64_t)r->index);
     }
     f->brows = rows;
-    f->bn = B;
     f->hook_err[0] = 0;
-    float *x = xcalloc((size_t)V, sizeof *x);
-    int32_t *order = xcalloc((size_t)V, sizeof *order);
+    float *x = mu_xcalloc((size_t)V, sizeof *x);
+    int32_t *order = mu_xcalloc((size_t)V, sizeof *order);
     /* hooks[0 .. n_iv) are the interventions (caches come after them) */
     mu_fwd_opts o = { .last_layer = -1, .logits_last_only = !f->n_iv, .cache = c, .hooks = f->hooks, .n_hooks = f->n_iv };
     mu_batch bt = { B, T, ids, lens };
@@ -1014,7 +998,7 @@ static int prompt_cmp(const void *a, const void *b, void *user)
  * batches whose KV cache (rows x (longest prompt + gen_n)) fits batch_tokens. */
 static int generate_all(mu_fw *f, char *err, size_t errlen)
 {
-    int *ri = xcalloc((size_t)f->nrec, sizeof *ri), n = 0, rc = 0;
+    int *ri = mu_xcalloc((size_t)f->nrec, sizeof *ri), n = 0, rc = 0;
     for (int i = 0; i < f->nrec; i++) if (f->recs[i].emit & MU_EMIT_GENERATE) ri[n++] = i;
     if (n) qsort_r(ri, (size_t)n, sizeof *ri, prompt_cmp, f);
     for (int s = 0; s < n && !rc;) {
@@ -1092,13 +1076,13 @@ static void write_acts(mu_fw *f, fw_rec *r, mu_writer *w)
     for (int i = 0; i < f->n_cache; i++) {
         const cache_spec *cs = &f->cache[i];
         int P = r->ncpos[i], D = cs->D;
-        int32_t *pos = xcalloc((size_t)P, sizeof *pos);
+        int32_t *pos = mu_xcalloc((size_t)P, sizeof *pos);
         for (int p = 0; p < P; p++) pos[p] = r->cpos[i][p];
-        uint16_t *h = f->o.cache_dtype == MU_F16 ? xcalloc((size_t)P * D, sizeof *h) : NULL;
+        uint16_t *h = f->o.cache_dtype == MU_F16 ? mu_xcalloc((size_t)P * D, sizeof *h) : NULL;
         for (int l = 0; l < cs->nl; l++) {
             const float *x = r->cdata[i] ? r->cdata[i] + (size_t)l * P * D : NULL;
             float *zeros = NULL;
-            if (!x) x = zeros = xcalloc((size_t)P * D, sizeof *zeros);   /* P == 0 */
+            if (!x) x = zeros = mu_xcalloc((size_t)P * D, sizeof *zeros);   /* P == 0 */
             msgpack_pack_map(pk, 4);
             mu_pack_kv_str(pk, "site", mu_site_name(cs->spec.site));
             mu_pack_kv_int(pk, "layer", mu_site_is_layered(cs->spec.site) ? cs->spec.layers[l] : -1);
