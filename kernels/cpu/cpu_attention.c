@@ -154,7 +154,10 @@ void cpu_attention_bwd(float *dQ, float *dK, float *dV, const float *dO, const f
 {
     const int H = s->H, hd = s->hd, group = s->H / s->Hkv, ntile = (s->Tq + QT - 1) / QT;
     const int qld = H * hd, kld = s->Hkv * hd;
-    if (s->B <= 0 || s->Tq <= 0) return;
+    if (s->B <= 0 || s->Tk <= 0) return;
+    memset(dK, 0, (size_t)s->B * s->Tk * kld * sizeof *dK);      /* no query: zero */
+    memset(dV, 0, (size_t)s->B * s->Tk * kld * sizeof *dV);
+    if (s->Tq <= 0) return;
     #pragma omp parallel if (worth_threads(s))
     {
         size_t sz = (s->Tq < QT ? (size_t)s->Tq : QT) * (s->Tk > 0 ? s->Tk : 1);
@@ -164,10 +167,6 @@ void cpu_attention_bwd(float *dQ, float *dK, float *dV, const float *dO, const f
         for (int b = 0; b < s->B; b++)
             for (int kh = 0; kh < s->Hkv; kh++) {
                 size_t koff = (size_t)b * s->Tk * kld + (size_t)kh * hd;
-                for (int j = 0; j < s->Tk; j++) {
-                    memset(dK + koff + (size_t)j * kld, 0, (size_t)hd * sizeof *dK);
-                    memset(dV + koff + (size_t)j * kld, 0, (size_t)hd * sizeof *dV);
-                }
                 for (int h = kh * group; h < (kh + 1) * group; h++)
                     for (int tile = 0; tile < ntile; tile++) {
                         int t0 = tile * QT, nq = s->Tq - t0 < QT ? s->Tq - t0 : QT;
