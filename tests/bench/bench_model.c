@@ -2,7 +2,7 @@
  *
  * For a SmolLM2-135M-shaped random model (30 layers, width 576, 9 heads, 3 kv heads,
  * MLP 1536, vocab 49152, tied) and stories260K (if ../shared is present), at batch 8 x 256
- * tokens: tokens/s (best of MU_BENCH_ITERS timed runs after a warm-up), the GFLOP/s reached (2*N*K*M per GEMM, causal attention pairs counted
+ * tokens, plus greedy KV-cache decoding speed: tokens/s (best of MU_BENCH_ITERS timed runs after a warm-up), the GFLOP/s reached (2*N*K*M per GEMM, causal attention pairs counted
  * once, backward = 2x the GEMMs + 2.5x attention), the machine's sgemm GFLOP/s measured in
  * the same run (a large square cblas_sgemm) as the ceiling, and the ratio. Then PyTorch's
  * figures on the same shapes via $MU_PYTHON tests/bench/torch_model.py (MU_PYTHON defaults
@@ -105,6 +105,18 @@ static result run(const char *label, mu_model *m, int B, int T, int iters)
     return res;
 }
 
+/* Greedy decoding with the KV cache: milliseconds per generated token after a prompt. */
+static double decode_ms(mu_model *m, int n_prompt, int n_new)
+{
+    int32_t prompt[64], out[256];
+    for (int i = 0; i < n_prompt; i++) prompt[i] = 1 + i;
+    char err[256];
+    double t = now();
+    int n = mu_model_greedy(m, prompt, n_prompt, n_new, -1, out, err, sizeof err);
+    t = now() - t;
+    return n > 0 ? 1000 * t / n : -1;
+}
+
 static void print_result(const result *r, double ceiling)
 {
     if (!r->ok) return;
@@ -147,6 +159,7 @@ int main(void)
     if (!m) { fprintf(stderr, "bench_model: %s\n", err); return 1; }
     result res[2] = { { 0 }, { 0 } };
     res[0] = run("smollm2-135m", m, B, T, iters);
+    double dec = decode_ms(m, 8, 64);
     mu_model_free(m);
     ceil[1] = sgemm_ceiling();
 
@@ -165,6 +178,8 @@ int main(void)
     printf("sgemm ceiling (3000^3 cblas_sgemm, best of 4): %.1f GFLOP/s "
            "(measured %.1f / %.1f / %.1f)\n", ceiling, ceil[0], ceil[1], ceil[2]);
     print_result(&res[0], ceiling);
+    printf("%-12s decode   %9.1f ms/token (greedy, KV cache, 64 tokens after 8)\n",
+           "smollm2-135m", dec);
     if (have_stories) print_result(&res[1], ceiling);
     else printf("stories260K: not available (%s)\n", err);
 
