@@ -280,7 +280,7 @@ static void write_outputs(const char *path, int bad) {
     for (int i = 0; i < 3; i++) {
         msgpack_packer *pk = mu_writer_record(w);
         float lp[2] = {-1.0f - (float)i, -2.0f};
-        int32_t nt[2] = {1, 2};
+        int32_t nt[3] = {1, 2, 2}; /* bad == 3 packs all three */
         float tl[1] = {-0.5f * (float)(i + 1)};
         int64_t two = 2, one = 1, three = 3;
         msgpack_pack_map(pk, 5);

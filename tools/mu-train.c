@@ -152,7 +152,7 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
     o->max_len = 512;
     o->device = "cpu";
     int c;
-    while ((c = getopt_long(argc, argv, "m:O:o:hVq", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":m:O:o:hVq", longopts, NULL)) != -1) {
         if (mu_cli_common(c, usage)) continue;
         switch (c) {
         case 'm': o->model = optarg; break;
