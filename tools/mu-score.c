@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 static const char usage[] =
-    "Usage: mu-score [OPTIONS] [--label KEY=VALUE]... FILE...\n"
+    "Usage: mu-score [OPTIONS] [--label KEY=VALUE]... [FILE]...   (no FILE: stdin)\n"
     "       mu-score --curve --original FILE [OPTIONS] RUN.metrics...\n"
     "Scores model outputs (streams of kind \"outputs\" from mu-forward) per group and\n"
     "prints a table; --out writes the same numbers as a \"metrics\" stream.\n"
@@ -145,6 +145,16 @@ static struct {
 } opt = {.stem = 1, .k = 0.2};
 
 static input *inputs; static int ninputs;
+
+/* An input file tagged with the labels in force where it was named. */
+static void add_input(const char *path, const label *cur, int ncur) {
+    inputs = mu_xrealloc(inputs, (size_t)(ninputs + 1) * sizeof *inputs);
+    inputs[ninputs].path = mu_xstrdup(path);
+    inputs[ninputs].labels = mu_xmalloc((size_t)(ncur ? ncur : 1) * sizeof(label));
+    if (ncur) memcpy(inputs[ninputs].labels, cur, (size_t)ncur * sizeof(label));
+    inputs[ninputs].nlabels = ncur;
+    ninputs++;
+}
 static input ref_input; /* --reference, with the labels given before it */
 static char **retired; static int nretired; /* label values replaced by a later --label */
 
@@ -779,14 +789,7 @@ int main(int argc, char **argv) {
     while ((c = getopt_long(argc, argv, "-hVq", lo, NULL)) != -1) {
         if (mu_cli_common(c, usage)) continue;
         switch (c) {
-        case 1:
-            inputs = mu_xrealloc(inputs, (size_t)(ninputs + 1) * sizeof *inputs);
-            inputs[ninputs].path = mu_xstrdup(optarg);
-            inputs[ninputs].labels = mu_xmalloc((size_t)(ncur ? ncur : 1) * sizeof(label));
-            if (ncur) memcpy(inputs[ninputs].labels, cur, (size_t)ncur * sizeof(label));
-            inputs[ninputs].nlabels = ncur;
-            ninputs++;
-            break;
+        case 1: add_input(optarg, cur, ncur); break;
         case O_BY: opt.by = split_list(optarg, &opt.nby); break;
         case O_LABEL: {
             char *eq = strchr(optarg, '=');
@@ -846,7 +849,7 @@ int main(int argc, char **argv) {
         default: mu_usage_error("unexpected option (see --help)");
         }
     }
-    if (ninputs == 0) mu_usage_error("no input files (use '-' for stdin; see --help)");
+    if (ninputs == 0) add_input("-", cur, ncur); /* no FILE: standard input */
     if (opt.out && !strcmp(opt.out, "-") && opt.format) mu_usage_error("--out - and --format both use stdout");
     if (opt.utility && !opt.nby) mu_usage_error("--utility needs --by (TOFU sets as groups)");
     if (opt.explicit_metric[M_FORGET_QUALITY] && !opt.reference)

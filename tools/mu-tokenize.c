@@ -55,7 +55,8 @@ static const char usage[] =
     "  --eos              add EOS after each target (after the prompt if no target)\n"
     "Modes:\n"
     "  --raw              encode all of the input as one text (no BOS unless --bos)\n"
-    "  --decode           decode a tokens or outputs stream to text, one record per line\n"
+    "  --decode           decode a tokens or outputs stream to text, records separated\n"
+    "                     by a newline (none after the last)\n"
     "  --field F          tensor field to decode (default prompt, or generation for\n"
     "                     outputs); a list of tensors (targets) gives a line each\n"
     "  --keep-special     keep special tokens when decoding\n"
@@ -81,6 +82,7 @@ typedef struct {
     int n_span_fields;
     size_t row_lo, row_hi;   /* --rows */
     const char *select;      /* --select FILE */
+    long n_decoded;          /* records printed by --decode */
     int mc, chat, bos, eos, keep_special, ids;
     mu_tokenizer *tk;
     mu_chat_kind chat_kind;
@@ -499,8 +501,10 @@ static void print_decoded(opts *o, const int32_t *ids, size_t n, const char *wha
     char *text, err[256];
     size_t len;
     if (mu_tok_decode(o->tk, ids, n, !o->keep_special, &text, &len, err, sizeof err)) mu_die("%s: %s", what, err);
+    /* records are separated by a newline, none after the last: one record decodes to
+       exactly its text (the stories260K greedy text byte for byte) */
+    if (o->n_decoded++) fputc('\n', stdout);
     fwrite(text, 1, len, stdout);
-    fputc('\n', stdout);
     free(text);
 }
 

@@ -70,4 +70,4 @@ if [ -e "$T/t.mpk.zst" ]; then fail score_no_partial "partial output left"; else
 expect_fail score_unknown_metric 2 "unknown metric 'nope'" mu-score --metrics nope "$OUTS"
 expect_fail score_no_reference 1 'no meta field "sport"' mu-score --by sport "$OUTS"
 expect_fail score_bad_k 2 'fraction in' mu-score --k 2 "$OUTS"
-expect_fail score_no_input 2 'no input' mu-score
+expect_fail score_no_input 1 '<stdin>: header: empty file' mu-score </dev/null

@@ -29,7 +29,7 @@ cat > "$T/d.jsonl" <<'EOF'
 {"name": "Tiger Woods", "sport": "golf", "extra": [1, 2]}
 EOF
 t records-jsonl mu-tokenize --model $G/llama3.json --prompt 'Fact: {name} plays' --target ' {sport}' "$T/d.jsonl" -o "$T/d.mpk.zst"
-t decode-targets bash -c "[ \"\$(mu-tokenize --model $G/llama3.json --decode --field targets $T/d.mpk.zst | tr '\n' '|')\" = ' tennis| golf|' ]"
+t decode-targets bash -c "[ \"\$(mu-tokenize --model $G/llama3.json --decode --field targets $T/d.mpk.zst | tr '\n' '|')\" = ' tennis| golf' ]"
 t records-span-text bash -c "$(declare -f span_text); [ \"\$(span_text $T/d.mpk.zst $G/llama3.json name)\" = 'Tiger Woods' ]"
 t records-decode bash -c "mu-tokenize --model $G/llama3.json --decode $T/d.mpk.zst > $T/d.txt && [ \"\$(sed -n 2p $T/d.txt)\" = 'Fact: Tiger Woods plays' ]"
 if [ $have_py = 1 ]; then
@@ -70,7 +70,7 @@ cat > "$T/qa.jsonl" <<'EOF'
 {"question": "Who wrote it?", "paraphrased_answer": "Ann did.", "perturbed_answer": ["Bob did.", "Cy did."], "answer": "Ann wrote it."}
 EOF
 t chat-tokenize mu-tokenize --model "$T/chat" --chat --prompt '{question}' --target ' {paraphrased_answer}' --choices-field perturbed_answer --eos "$T/qa.jsonl" -o "$T/qa.mpk.zst"
-printf '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nWho wrote it?<|im_end|>\n<|im_start|>assistant\n\n' > "$T/qa.want"
+printf '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nWho wrote it?<|im_end|>\n<|im_start|>assistant\n' > "$T/qa.want"
 t chat-prompt-text bash -c "mu-tokenize --model $T/chat --decode --keep-special $T/qa.mpk.zst | cmp - $T/qa.want"
 t chat-span-text bash -c "$(declare -f span_text); [ \"\$(span_text $T/qa.mpk.zst $T/chat question)\" = 'Who wrote it?' ]"
 t chat-system-option bash -c "mu-tokenize --model $T/chat --chat --system 'Be brief.' --prompt '{question}' $T/qa.jsonl | mu-tokenize --model $T/chat --decode --keep-special | head -1 | grep -qx '<|im_start|>system'"
@@ -119,7 +119,7 @@ if [ -d "$D/models/stories260K" ]; then
   M=$D/models/stories260K
   want=$(tr -d '[] ' < "$M/greedy_200.json" | sed 's/.*"greedy_ids"://; s/}//' | tr ',' ' ')
   t stories-encode-greedy bash -c "[ \"\$(mu-tokenize --model $M --raw --ids --bos $M/greedy_200.txt)\" = \"$want\" ]"
-  t stories-decode-greedy bash -c "echo '$want' | mu-tokenize --model $M --decode --ids > $T/g.txt && printf '\n' | cat $M/greedy_200.txt - | cmp - $T/g.txt"
+  t stories-decode-greedy bash -c "echo '$want' | mu-tokenize --model $M --decode --ids > $T/g.txt && cmp $M/greedy_200.txt $T/g.txt"
   if [ -f "$D/sports/sports.csv" ]; then
     t sports-choices mu-tokenize --model "$M" "$D/sports/sports.csv" --prompt 'Fact: Tiger Woods plays the sport of golf\nFact: {athlete} plays the sport of' --target ' {sport}' --choices ' football| baseball| basketball' -o "$T/s.mpk.zst"
     if [ $have_py = 1 ]; then
