@@ -1,5 +1,6 @@
 /* ckpt.c — a model checkpoint (HF directory or GGUF file) with deltas stacked on top. */
 #define _GNU_SOURCE
+#include "err.h"
 #include "ckpt.h"
 #include "arch.h"
 #include "cli.h"
@@ -36,15 +37,6 @@ struct mu_ckpt {
     int n_delta;
     char digest[33], base_digest[33];
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static char *join(const char *dir, const char *name) {
     size_t n = strlen(dir) + strlen(name) + 2;
@@ -194,7 +186,7 @@ static int read_base(mu_ckpt *c, const char *hf, const ck_tensor *t, float *dst,
             int heads = q ? c->cfg.n_head : c->cfg.n_kv_head;
             int64_t rows = t->shape[0], cols = t->ndim > 1 ? t->shape[1] : 1;
             if (rows % (2 * heads)) {
-                set_err(err, errlen, "%s: tensor %s: %lld rows do not split into %d heads", c->path, hf,
+                mu_set_err(err, errlen, "%s: tensor %s: %lld rows do not split into %d heads", c->path, hf,
                         (long long)rows, heads);
                 return -1;
             }
@@ -236,7 +228,7 @@ static int apply_delta(const ck_delta *d, const char *hf, float *dst, size_t n, 
         int64_t at;
         memcpy(&at, (const uint8_t *)ip + 8 * k, 8);
         if (at < 0 || (uint64_t)at >= n) {
-            set_err(err, errlen, "%s: %s::idx[%zu] = %lld out of range", d->path, hf, k, (long long)at);
+            mu_set_err(err, errlen, "%s: %s::idx[%zu] = %lld out of range", d->path, hf, k, (long long)at);
             return -1;
         }
         dst[at] = elem_f32(vdt, (const uint8_t *)vp + vs * k);
@@ -248,14 +240,14 @@ int mu_ckpt_read_f32(mu_ckpt *c, const char *hf_name, int ndim, const int64_t *s
                      char *err, size_t errlen) {
     ck_tensor t = ck_lookup(c, hf_name);
     if (!t.found) {
-        set_err(err, errlen, "%s: no tensor %s", c->path, hf_name);
+        mu_set_err(err, errlen, "%s: no tensor %s", c->path, hf_name);
         return -1;
     }
     if (!same_shape(t.ndim, t.shape, ndim, shape)) {
         char a[128], b[128];
         shape_str(a, sizeof a, t.ndim, t.shape);
         shape_str(b, sizeof b, ndim, shape);
-        set_err(err, errlen, "%s: tensor %s: shape %s but config needs %s", c->path, hf_name, a, b);
+        mu_set_err(err, errlen, "%s: tensor %s: shape %s but config needs %s", c->path, hf_name, a, b);
         return -1;
     }
     size_t n = (size_t)mu_shape_numel(ndim, shape);
@@ -271,27 +263,27 @@ int mu_ckpt_check_arch(mu_ckpt *c, char *err, size_t errlen) {
     mu_param_info *p;
     int n = mu_arch_params(&c->cfg, &p);
     if (n < 0) {
-        set_err(err, errlen, "%s: architecture %s not supported", c->path, c->cfg.arch);
+        mu_set_err(err, errlen, "%s: architecture %s not supported", c->path, c->cfg.arch);
         return -1;
     }
     int rc = 0;
     for (int i = 0; i < n && !rc; i++) {
         ck_tensor t = ck_lookup(c, p[i].name);
         if (!t.found) {
-            set_err(err, errlen, "%s: no tensor %s (config needs it)", c->path, p[i].name);
+            mu_set_err(err, errlen, "%s: no tensor %s (config needs it)", c->path, p[i].name);
             rc = -1;
         } else if (!same_shape(t.ndim, t.shape, p[i].ndim, p[i].shape)) {
             char a[128], b[128];
             shape_str(a, sizeof a, t.ndim, t.shape);
             shape_str(b, sizeof b, p[i].ndim, p[i].shape);
-            set_err(err, errlen, "%s: tensor %s: shape %s but config needs %s", c->path, p[i].name, a, b);
+            mu_set_err(err, errlen, "%s: tensor %s: shape %s but config needs %s", c->path, p[i].name, a, b);
             rc = -1;
         } else if (!c->g && !is_float_dtype(t.dtype)) {
-            set_err(err, errlen, "%s: tensor %s: dtype %s is not a float type", c->path, p[i].name,
+            mu_set_err(err, errlen, "%s: tensor %s: dtype %s is not a float type", c->path, p[i].name,
                     mu_dtype_name(t.dtype));
             rc = -1;
         } else if (c->g && !mu_ggml_can_dequant(t.ggml_type)) {
-            set_err(err, errlen, "%s: tensor %s: ggml type %s cannot be dequantized", c->path, p[i].name,
+            mu_set_err(err, errlen, "%s: tensor %s: ggml type %s cannot be dequantized", c->path, p[i].name,
                     mu_gguf_type_name(t.ggml_type));
             rc = -1;
         }
@@ -321,13 +313,13 @@ static int open_index(mu_ckpt *c, const char *index, char *err, size_t errlen) {
     json_error_t je;
     json_t *root = json_load_file(index, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
-        set_err(err, errlen, "%s: invalid JSON at line %d: %s", index, je.line, je.text);
+        mu_set_err(err, errlen, "%s: invalid JSON at line %d: %s", index, je.line, je.text);
         return -1;
     }
     int rc = 0;
     json_t *wm = json_object_get(root, "weight_map");
     if (!json_is_object(wm)) {
-        set_err(err, errlen, "%s: no \"weight_map\" object", index);
+        mu_set_err(err, errlen, "%s: no \"weight_map\" object", index);
         rc = -1;
     }
     const char *name;
@@ -335,7 +327,7 @@ static int open_index(mu_ckpt *c, const char *index, char *err, size_t errlen) {
     if (!rc) json_object_foreach(wm, name, v) {
         const char *f = json_string_value(v);
         if (!f || !*f || strchr(f, '/') || !strcmp(f, "..") || !strcmp(f, ".")) {
-            set_err(err, errlen, "%s: weight_map[%s]: not a file name in the model directory", index, name);
+            mu_set_err(err, errlen, "%s: weight_map[%s]: not a file name in the model directory", index, name);
             rc = -1;
             break;
         }
@@ -344,7 +336,7 @@ static int open_index(mu_ckpt *c, const char *index, char *err, size_t errlen) {
         rc = open_shard(c, path, &si, err, errlen);
         if (!rc) {
             if (mu_st_find(c->shard[si], name) < 0) {
-                set_err(err, errlen, "%s: weight_map says %s is in %s but it is not", index, name, f);
+                mu_set_err(err, errlen, "%s: weight_map says %s is in %s but it is not", index, name, f);
                 rc = -1;
             }
         }
@@ -370,7 +362,7 @@ static int open_hf_dir(mu_ckpt *c, char *err, size_t errlen) {
         int si;
         rc = open_shard(c, single, &si, err, errlen);
     } else {
-        set_err(err, errlen, "%s: no model.safetensors or model.safetensors.index.json", c->dir);
+        mu_set_err(err, errlen, "%s: no model.safetensors or model.safetensors.index.json", c->dir);
         rc = -1;
     }
     free(index);
@@ -391,11 +383,11 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *
 
 mu_ckpt *mu_ckpt_open(const char *path, char *err, size_t errlen) {
     mu_ckpt *c = calloc(1, sizeof *c);
-    if (!c) { set_err(err, errlen, "%s: out of memory", path); return NULL; }
+    if (!c) { mu_set_err(err, errlen, "%s: out of memory", path); return NULL; }
     c->path = mu_xstrdup(path);
     struct stat st;
     if (stat(path, &st)) {
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        mu_set_err(err, errlen, "%s: %s", path, strerror(errno));
         goto fail;
     }
     if (S_ISDIR(st.st_mode)) {
@@ -419,7 +411,7 @@ mu_ckpt *mu_ckpt_open(const char *path, char *err, size_t errlen) {
             c->path = mu_xstrdup(c->dir);
             if (open_hf_dir(c, err, errlen)) goto fail;
         } else {
-            set_err(err, errlen, "%s: not a model directory, config.json or GGUF file", path);
+            mu_set_err(err, errlen, "%s: not a model directory, config.json or GGUF file", path);
             goto fail;
         }
     }
@@ -509,7 +501,7 @@ static int check_sparse(mu_ckpt *c, mu_st *d, const char *dpath, const char *bas
     snprintf(key, sizeof key, "%s%s", base, MU_DELTA_VAL_SUFFIX);
     int vi = mu_st_find(d, key);
     if (vi < 0) {
-        set_err(err, errlen, "%s: %s%s has no matching %s", dpath, base, MU_DELTA_IDX_SUFFIX, key);
+        mu_set_err(err, errlen, "%s: %s%s has no matching %s", dpath, base, MU_DELTA_IDX_SUFFIX, key);
         return -1;
     }
     mu_dtype idt, vdt;
@@ -519,11 +511,11 @@ static int check_sparse(mu_ckpt *c, mu_st *d, const char *dpath, const char *bas
     mu_st_info(d, ii, &idt, &ind, ish, &ip, NULL);
     mu_st_info(d, vi, &vdt, &vnd, vsh, NULL, NULL);
     if (idt != MU_I64 || ind != 1) {
-        set_err(err, errlen, "%s: %s%s must be a 1-D I64 tensor", dpath, base, MU_DELTA_IDX_SUFFIX);
+        mu_set_err(err, errlen, "%s: %s%s must be a 1-D I64 tensor", dpath, base, MU_DELTA_IDX_SUFFIX);
         return -1;
     }
     if (!is_float_dtype(vdt) || vnd != 1 || vsh[0] != ish[0]) {
-        set_err(err, errlen, "%s: %s must be a 1-D float tensor of %lld values (as many as indices)", dpath, key,
+        mu_set_err(err, errlen, "%s: %s must be a 1-D float tensor of %lld values (as many as indices)", dpath, key,
                 (long long)ish[0]);
         return -1;
     }
@@ -533,12 +525,12 @@ static int check_sparse(mu_ckpt *c, mu_st *d, const char *dpath, const char *bas
         int64_t at;
         memcpy(&at, (const uint8_t *)ip + 8 * k, 8);
         if (at < 0 || at >= numel) {
-            set_err(err, errlen, "%s: %s%s[%lld] = %lld out of range [0, %lld)", dpath, base, MU_DELTA_IDX_SUFFIX,
+            mu_set_err(err, errlen, "%s: %s%s[%lld] = %lld out of range [0, %lld)", dpath, base, MU_DELTA_IDX_SUFFIX,
                     (long long)k, (long long)at, (long long)numel);
             return -1;
         }
         if (at <= prev) {
-            set_err(err, errlen, "%s: %s%s[%lld] = %lld not after %lld (indices must be sorted, unique)", dpath,
+            mu_set_err(err, errlen, "%s: %s%s[%lld] = %lld not after %lld (indices must be sorted, unique)", dpath,
                     base, MU_DELTA_IDX_SUFFIX, (long long)k, (long long)at, (long long)prev);
             return -1;
         }
@@ -551,21 +543,21 @@ static int check_delta(mu_ckpt *c, mu_st *d, const char *dpath, char *err, size_
     const char *fmt = mu_st_metadata(d, "format"), *ver = mu_st_metadata(d, "version"),
                *base = mu_st_metadata(d, "base");
     if (!fmt || strcmp(fmt, MU_DELTA_FORMAT)) {
-        set_err(err, errlen, "%s: not a mu delta (__metadata__ format is not \"%s\")", dpath, MU_DELTA_FORMAT);
+        mu_set_err(err, errlen, "%s: not a mu delta (__metadata__ format is not \"%s\")", dpath, MU_DELTA_FORMAT);
         return -1;
     }
     if (!ver || strcmp(ver, MU_DELTA_VERSION)) {
-        set_err(err, errlen, "%s: delta version %s not supported (%s)", dpath, ver ? ver : "(none)", MU_DELTA_VERSION);
+        mu_set_err(err, errlen, "%s: delta version %s not supported (%s)", dpath, ver ? ver : "(none)", MU_DELTA_VERSION);
         return -1;
     }
     char bd[33];
     if (base) {
         if (mu_ckpt_base_digest(c, bd)) {
-            set_err(err, errlen, "%s: cannot digest the model files", c->path);
+            mu_set_err(err, errlen, "%s: cannot digest the model files", c->path);
             return -1;
         }
         if (strcmp(base, bd)) {
-            set_err(err, errlen, "%s: made for base model %s, but %s is %s", dpath, base, c->path, bd);
+            mu_set_err(err, errlen, "%s: made for base model %s, but %s is %s", dpath, base, c->path, bd);
             return -1;
         }
     }
@@ -576,7 +568,7 @@ static int check_delta(mu_ckpt *c, mu_st *d, const char *dpath, char *err, size_
             snprintf(bname, sizeof bname, "%.*s%s", (int)(strlen(name) - strlen(MU_DELTA_VAL_SUFFIX)), name,
                      MU_DELTA_IDX_SUFFIX);
             if (mu_st_find(d, bname) < 0) {
-                set_err(err, errlen, "%s: %s has no matching %s", dpath, name, bname);
+                mu_set_err(err, errlen, "%s: %s has no matching %s", dpath, name, bname);
                 return -1;
             }
             continue;  /* checked with its ::idx */
@@ -584,19 +576,19 @@ static int check_delta(mu_ckpt *c, mu_st *d, const char *dpath, char *err, size_
         int sparse = has_suffix(name, MU_DELTA_IDX_SUFFIX);
         size_t bl = strlen(name) - (sparse ? strlen(MU_DELTA_IDX_SUFFIX) : 0);
         if (bl >= sizeof bname) {
-            set_err(err, errlen, "%s: tensor name too long: %.60s...", dpath, name);
+            mu_set_err(err, errlen, "%s: tensor name too long: %.60s...", dpath, name);
             return -1;
         }
         memcpy(bname, name, bl);
         bname[bl] = 0;
         ck_tensor t = ck_lookup(c, bname);
         if (!t.found) {
-            set_err(err, errlen, "%s: tensor %s is not in the model %s", dpath, bname, c->path);
+            mu_set_err(err, errlen, "%s: tensor %s is not in the model %s", dpath, bname, c->path);
             return -1;
         }
         if (sparse) {
             if (mu_st_find(d, bname) >= 0) {
-                set_err(err, errlen, "%s: %s is both dense and sparse", dpath, bname);
+                mu_set_err(err, errlen, "%s: %s is both dense and sparse", dpath, bname);
                 return -1;
             }
             if (check_sparse(c, d, dpath, bname, i, err, errlen)) return -1;
@@ -610,11 +602,11 @@ static int check_delta(mu_ckpt *c, mu_st *d, const char *dpath, char *err, size_
             char a[128], b[128];
             shape_str(a, sizeof a, nd, sh);
             shape_str(b, sizeof b, t.ndim, t.shape);
-            set_err(err, errlen, "%s: tensor %s: shape %s but the model has %s", dpath, bname, a, b);
+            mu_set_err(err, errlen, "%s: tensor %s: shape %s but the model has %s", dpath, bname, a, b);
             return -1;
         }
         if (!is_float_dtype(dt)) {
-            set_err(err, errlen, "%s: tensor %s: dtype %s is not a float type", dpath, bname, mu_dtype_name(dt));
+            mu_set_err(err, errlen, "%s: tensor %s: dtype %s is not a float type", dpath, bname, mu_dtype_name(dt));
             return -1;
         }
     }
@@ -681,7 +673,7 @@ char *mu_dir_tmp_create(const char *final, char *err, size_t errlen) {
     char *tmp = mu_xmalloc(n);
     snprintf(tmp, n, "%s.tmp.%ld", final, (long)getpid());
     if (mkdir(tmp, 0777)) {
-        set_err(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+        mu_set_err(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
         free(tmp);
         return NULL;
     }
@@ -692,17 +684,17 @@ int mu_dir_commit(const char *tmp, const char *final, char *err, size_t errlen) 
     struct stat st;
     if (lstat(final, &st)) {
         if (errno != ENOENT || rename(tmp, final)) {
-            set_err(err, errlen, "%s: cannot rename into place: %s", final, strerror(errno));
+            mu_set_err(err, errlen, "%s: cannot rename into place: %s", final, strerror(errno));
             return -1;
         }
         return 0;
     }
     if (!S_ISDIR(st.st_mode) || !flat_dir(final)) {
-        set_err(err, errlen, "%s: exists and is not a model directory (only files) I may replace", final);
+        mu_set_err(err, errlen, "%s: exists and is not a model directory (only files) I may replace", final);
         return -1;
     }
     if (syscall(SYS_renameat2, AT_FDCWD, tmp, AT_FDCWD, final, RENAME_EXCHANGE)) {
-        set_err(err, errlen, "%s: cannot swap into place: %s", final, strerror(errno));
+        mu_set_err(err, errlen, "%s: cannot swap into place: %s", final, strerror(errno));
         return -1;
     }
     rm_flat_dir(tmp);  /* now the old directory */

@@ -3,6 +3,8 @@
  * registry of temp files removed when the process dies (mu_die or a fatal signal). */
 #define _GNU_SOURCE
 #include "cli.h"
+#include <float.h>
+#include <math.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -342,4 +344,24 @@ double mu_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+long mu_parse_int(const char *opt, const char *s, long lo, long hi) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        mu_usage_error("%s: '%s' is not an integer in [%ld, %ld]", opt, s, lo, hi);
+    return v;
+}
+
+double mu_parse_real(const char *opt, const char *s, double lo, double hi) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || !(v >= lo) || !(v <= hi)) {
+        if (lo == -DBL_MAX && hi == DBL_MAX) mu_usage_error("%s: '%s' is not a finite number", opt, s);
+        mu_usage_error("%s: '%s' is not a number in [%g, %g]", opt, s, lo, hi);
+    }
+    return v;
 }

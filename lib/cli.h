@@ -58,6 +58,11 @@ void mu_out_abort(mu_outfile *o);                    /* close and unlink temp */
 void mu_cleanup_register(const char *path);
 void mu_cleanup_unregister(const char *path);
 
+/* Option values: die with a usage error (exit 2) naming the option unless s is an
+ * integer in [lo, hi] / a finite number in [lo, hi]. */
+long mu_parse_int(const char *opt, const char *s, long lo, long hi);
+double mu_parse_real(const char *opt, const char *s, double lo, double hi);
+
 /* Utilities */
 void *mu_xmalloc(size_t n);      /* dies on failure */
 void *mu_xcalloc(size_t n, size_t sz);

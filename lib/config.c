@@ -1,4 +1,5 @@
 /* config.c — model hyper-parameters from HF config.json or GGUF metadata, and back to JSON. */
+#include "err.h"
 #include "config.h"
 #include "cli.h"
 #include "gguf.h"
@@ -11,15 +12,6 @@
 #include <string.h>
 
 #define CFG_MAX_SIZE (1 << 24)   /* any single size above this is certainly a corrupt file */
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 void mu_config_init(mu_config *c) {
     memset(c, 0, sizeof *c);
@@ -58,11 +50,11 @@ static int j_int(jctx *j, json_t *root, const char *key, int *out, long long lo,
     else if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)) && fabs(json_real_value(v)) < 1e15)
         x = (long long)json_real_value(v);
     else {
-        set_err(j->err, j->errlen, "%s: \"%s\" is not an integer", j->name, key);
+        mu_set_err(j->err, j->errlen, "%s: \"%s\" is not an integer", j->name, key);
         return -1;
     }
     if (x < lo || x > hi) {
-        set_err(j->err, j->errlen, "%s: \"%s\" = %lld out of range [%lld, %lld]", j->name, key, x, lo, hi);
+        mu_set_err(j->err, j->errlen, "%s: \"%s\" = %lld out of range [%lld, %lld]", j->name, key, x, lo, hi);
         return -1;
     }
     *out = (int)x;
@@ -73,7 +65,7 @@ static int j_num(jctx *j, json_t *root, const char *key, float *out) {
     json_t *v = json_object_get(root, key);
     if (!v || json_is_null(v)) return 0;
     if (!json_is_number(v) || !isfinite(json_number_value(v))) {
-        set_err(j->err, j->errlen, "%s: \"%s\" is not a finite number", j->name, key);
+        mu_set_err(j->err, j->errlen, "%s: \"%s\" is not a finite number", j->name, key);
         return -1;
     }
     *out = (float)json_number_value(v);
@@ -84,7 +76,7 @@ static int j_bool(jctx *j, json_t *root, const char *key, int *out) {
     json_t *v = json_object_get(root, key);
     if (!v || json_is_null(v)) return 0;
     if (!json_is_boolean(v)) {
-        set_err(j->err, j->errlen, "%s: \"%s\" is not true/false", j->name, key);
+        mu_set_err(j->err, j->errlen, "%s: \"%s\" is not true/false", j->name, key);
         return -1;
     }
     *out = json_is_true(v);
@@ -95,7 +87,7 @@ static int j_str(jctx *j, json_t *root, const char *key, char *out, size_t outle
     json_t *v = json_object_get(root, key);
     if (!v || json_is_null(v)) return 0;
     if (!json_is_string(v) || strlen(json_string_value(v)) >= outlen) {
-        set_err(j->err, j->errlen, "%s: \"%s\" is not a string (of < %zu chars)", j->name, key, outlen);
+        mu_set_err(j->err, j->errlen, "%s: \"%s\" is not a string (of < %zu chars)", j->name, key, outlen);
         return -1;
     }
     strcpy(out, json_string_value(v));
@@ -120,14 +112,14 @@ static int j_rope_scaling(jctx *j, json_t *root, mu_config *c) {
     json_t *rs = json_object_get(root, "rope_scaling");
     if (!rs || json_is_null(rs)) return 0;
     if (!json_is_object(rs)) {
-        set_err(j->err, j->errlen, "%s: \"rope_scaling\" is not an object", j->name);
+        mu_set_err(j->err, j->errlen, "%s: \"rope_scaling\" is not an object", j->name);
         return -1;
     }
     char type[16] = "";
     if (j_str(j, rs, "type", type, sizeof type) || j_str(j, rs, "rope_type", type, sizeof type)) return -1;
     if (!strcmp(type, "default")) return 0;
     if (strcmp(type, "llama3") && strcmp(type, "linear")) {
-        set_err(j->err, j->errlen, "%s: rope_scaling type \"%s\" not supported (llama3, linear)", j->name, type);
+        mu_set_err(j->err, j->errlen, "%s: rope_scaling type \"%s\" not supported (llama3, linear)", j->name, type);
         return -1;
     }
     strcpy(c->rope_scaling, type);
@@ -145,13 +137,13 @@ static int j_rope_scaling(jctx *j, json_t *root, mu_config *c) {
 static int cfg_from_json(json_t *root, jctx *j, mu_config *c) {
     mu_config_init(c);
     if (!json_is_object(root)) {
-        set_err(j->err, j->errlen, "%s: not a JSON object", j->name);
+        mu_set_err(j->err, j->errlen, "%s: not a JSON object", j->name);
         return -1;
     }
     if (j_str(j, root, "model_type", c->model_type, sizeof c->model_type)) return -1;
     int ti = cfg_type_index(c->model_type);
     if (ti < 0) {
-        set_err(j->err, j->errlen, "%s: model_type \"%s\" not supported (llama, mistral, qwen2)", j->name,
+        mu_set_err(j->err, j->errlen, "%s: model_type \"%s\" not supported (llama, mistral, qwen2)", j->name,
                 c->model_type);
         return -1;
     }
@@ -164,7 +156,7 @@ static int cfg_from_json(json_t *root, jctx *j, mu_config *c) {
         j_int(j, root, "vocab_size", &c->vocab, 1, CFG_MAX_SIZE))
         return -1;
     if (!c->n_layer || !c->d_model || !c->n_head || !c->d_ff || !c->vocab) {
-        set_err(j->err, j->errlen, "%s: missing one of num_hidden_layers, hidden_size, num_attention_heads, "
+        mu_set_err(j->err, j->errlen, "%s: missing one of num_hidden_layers, hidden_size, num_attention_heads, "
                 "intermediate_size, vocab_size", j->name);
         return -1;
     }
@@ -183,17 +175,17 @@ static int cfg_from_json(json_t *root, jctx *j, mu_config *c) {
     int mlp_bias = 0, attn_bias = 0;
     if (j_bool(j, root, "mlp_bias", &mlp_bias) || j_bool(j, root, "attention_bias", &attn_bias)) return -1;
     if (attn_bias && !c->qkv_bias) { /* Llama's attention_bias also biases o_proj */
-        set_err(j->err, j->errlen, "%s: attention_bias true (q/k/v/o biases) is not supported; q/k/v biases "
+        mu_set_err(j->err, j->errlen, "%s: attention_bias true (q/k/v/o biases) is not supported; q/k/v biases "
                 "are, as model_type qwen2", j->name);
         return -1;
     }
     if (mlp_bias) {
-        set_err(j->err, j->errlen, "%s: mlp_bias true is not supported", j->name);
+        mu_set_err(j->err, j->errlen, "%s: mlp_bias true is not supported", j->name);
         return -1;
     }
     char verr[256];
     if (mu_config_validate(c, verr, sizeof verr)) {
-        set_err(j->err, j->errlen, "%s: %s", j->name, verr);
+        mu_set_err(j->err, j->errlen, "%s: %s", j->name, verr);
         return -1;
     }
     return 0;
@@ -204,7 +196,7 @@ int mu_config_from_json_str(const char *json, size_t len, const char *name, mu_c
     json_error_t je;
     json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
-        set_err(err, errlen, "%s: invalid JSON at line %d: %s", name, je.line, je.text);
+        mu_set_err(err, errlen, "%s: invalid JSON at line %d: %s", name, je.line, je.text);
         return -1;
     }
     jctx j = {name, err, errlen};
@@ -217,8 +209,8 @@ int mu_config_from_json_file(const char *path, mu_config *c, char *err, size_t e
     json_error_t je;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
-        if (errno == ENOENT && je.line < 0) set_err(err, errlen, "%s: %s", path, strerror(ENOENT));
-        else set_err(err, errlen, "%s: invalid JSON at line %d: %s", path, je.line, je.text);
+        if (errno == ENOENT && je.line < 0) mu_set_err(err, errlen, "%s: %s", path, strerror(ENOENT));
+        else mu_set_err(err, errlen, "%s: invalid JSON at line %d: %s", path, je.line, je.text);
         return -1;
     }
     jctx j = {path, err, errlen};
@@ -234,7 +226,7 @@ static int gg_req_u32(const mu_gguf *g, const char *arch, const char *suffix, in
     uint32_t v;
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
     if (mu_gguf_get_u32(g, key, &v) || v == 0 || v > CFG_MAX_SIZE) {
-        set_err(err, errlen, "%s: metadata %s missing or out of range", mu_gguf_path(g), key);
+        mu_set_err(err, errlen, "%s: metadata %s missing or out of range", mu_gguf_path(g), key);
         return -1;
     }
     *out = (int)v;
@@ -257,7 +249,7 @@ int mu_config_from_gguf(const mu_gguf *g, mu_config *c, char *err, size_t errlen
     const char *s;
     size_t n;
     if (mu_gguf_get_str(g, "general.architecture", &s, &n) || n >= sizeof c->model_type) {
-        set_err(err, errlen, "%s: metadata general.architecture missing", mu_gguf_path(g));
+        mu_set_err(err, errlen, "%s: metadata general.architecture missing", mu_gguf_path(g));
         return -1;
     }
     char arch[32];
@@ -265,7 +257,7 @@ int mu_config_from_gguf(const mu_gguf *g, mu_config *c, char *err, size_t errlen
     arch[n] = 0;
     int ti = cfg_type_index(arch);
     if (ti < 0) {
-        set_err(err, errlen, "%s: architecture \"%s\" not supported (llama, mistral, qwen2)", mu_gguf_path(g), arch);
+        mu_set_err(err, errlen, "%s: architecture \"%s\" not supported (llama, mistral, qwen2)", mu_gguf_path(g), arch);
         return -1;
     }
     strcpy(c->model_type, arch);
@@ -300,7 +292,7 @@ int mu_config_from_gguf(const mu_gguf *g, mu_config *c, char *err, size_t errlen
     snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
     if (!mu_gguf_get_str(g, key, &s, &n) && !(n == 4 && !memcmp(s, "none", 4))) {
         if (!(n == 6 && !memcmp(s, "linear", 6))) {
-            set_err(err, errlen, "%s: %s \"%.*s\" not supported (linear)", mu_gguf_path(g), key, (int)n, s);
+            mu_set_err(err, errlen, "%s: %s \"%.*s\" not supported (linear)", mu_gguf_path(g), key, (int)n, s);
             return -1;
         }
         strcpy(c->rope_scaling, "linear");
@@ -308,7 +300,7 @@ int mu_config_from_gguf(const mu_gguf *g, mu_config *c, char *err, size_t errlen
         gg_opt_f32(g, arch, "rope.scaling.factor", &c->rope_factor);
     }
     if (mu_gguf_find_tensor(g, "rope_freqs.weight") >= 0) { /* Llama 3.1 style scaling as per-dim factors */
-        set_err(err, errlen, "%s: rope_freqs.weight (per-dimension rope scaling factors) is not supported; "
+        mu_set_err(err, errlen, "%s: rope_freqs.weight (per-dimension rope scaling factors) is not supported; "
                 "load the Hugging Face directory instead", mu_gguf_path(g));
         return -1;
     }
@@ -319,7 +311,7 @@ int mu_config_from_gguf(const mu_gguf *g, mu_config *c, char *err, size_t errlen
     c->qkv_bias = mu_gguf_find_tensor(g, "blk.0.attn_q.bias") >= 0;
     char verr[256];
     if (mu_config_validate(c, verr, sizeof verr)) {
-        set_err(err, errlen, "%s: %s", mu_gguf_path(g), verr);
+        mu_set_err(err, errlen, "%s: %s", mu_gguf_path(g), verr);
         return -1;
     }
     return 0;
@@ -328,49 +320,49 @@ int mu_config_from_gguf(const mu_gguf *g, mu_config *c, char *err, size_t errlen
 /* ------------------------------------------------------------------ checks */
 
 int mu_config_validate(const mu_config *c, char *err, size_t errlen) {
-    if (strcmp(c->arch, "llama")) { set_err(err, errlen, "arch \"%s\" not supported", c->arch); return -1; }
+    if (strcmp(c->arch, "llama")) { mu_set_err(err, errlen, "arch \"%s\" not supported", c->arch); return -1; }
     if (c->n_layer < 1 || c->d_model < 1 || c->n_head < 1 || c->n_kv_head < 1 || c->head_dim < 1 ||
         c->d_ff < 1 || c->vocab < 1 || c->max_pos < 1) {
-        set_err(err, errlen, "sizes must be positive (layers %d, d_model %d, heads %d, kv heads %d, head_dim %d, "
+        mu_set_err(err, errlen, "sizes must be positive (layers %d, d_model %d, heads %d, kv heads %d, head_dim %d, "
                 "d_ff %d, vocab %d, max_pos %d)", c->n_layer, c->d_model, c->n_head, c->n_kv_head, c->head_dim,
                 c->d_ff, c->vocab, c->max_pos);
         return -1;
     }
     if (c->n_layer > 4096 || c->d_model > CFG_MAX_SIZE || c->d_ff > CFG_MAX_SIZE || c->vocab > CFG_MAX_SIZE ||
         (int64_t)c->n_head * c->head_dim > CFG_MAX_SIZE) {
-        set_err(err, errlen, "sizes implausibly large");
+        mu_set_err(err, errlen, "sizes implausibly large");
         return -1;
     }
     if (c->n_head % c->n_kv_head) {
-        set_err(err, errlen, "attention heads %d not a multiple of kv heads %d", c->n_head, c->n_kv_head);
+        mu_set_err(err, errlen, "attention heads %d not a multiple of kv heads %d", c->n_head, c->n_kv_head);
         return -1;
     }
-    if (c->head_dim % 2) { set_err(err, errlen, "head_dim %d must be even (rotary)", c->head_dim); return -1; }
+    if (c->head_dim % 2) { mu_set_err(err, errlen, "head_dim %d must be even (rotary)", c->head_dim); return -1; }
     if (!(c->rms_eps > 0) || !(c->rope_theta > 0) || !isfinite(c->rms_eps) || !isfinite(c->rope_theta)) {
-        set_err(err, errlen, "rms_norm_eps and rope_theta must be positive");
+        mu_set_err(err, errlen, "rms_norm_eps and rope_theta must be positive");
         return -1;
     }
     if (c->rope_scaling[0]) {
         if (strcmp(c->rope_scaling, "llama3") && strcmp(c->rope_scaling, "linear")) {
-            set_err(err, errlen, "rope scaling \"%s\" not supported", c->rope_scaling);
+            mu_set_err(err, errlen, "rope scaling \"%s\" not supported", c->rope_scaling);
             return -1;
         }
         if (!(c->rope_factor > 0) ||
             (!strcmp(c->rope_scaling, "llama3") &&
              (!(c->rope_high_freq > c->rope_low_freq) || !(c->rope_low_freq > 0) || c->rope_orig_max_pos < 1))) {
-            set_err(err, errlen, "rope scaling parameters invalid");
+            mu_set_err(err, errlen, "rope scaling parameters invalid");
             return -1;
         }
     }
     if (strcmp(c->hidden_act, "silu")) {
-        set_err(err, errlen, "hidden_act \"%s\" not supported (silu)", c->hidden_act);
+        mu_set_err(err, errlen, "hidden_act \"%s\" not supported (silu)", c->hidden_act);
         return -1;
     }
     const int ids[3] = {c->bos_id, c->eos_id, c->pad_id};
     const char *idn[3] = {"bos", "eos", "pad"};
     for (int i = 0; i < 3; i++)
         if (ids[i] < -1 || ids[i] >= c->vocab) {
-            set_err(err, errlen, "%s_token_id %d outside the vocabulary (%d)", idn[i], ids[i], c->vocab);
+            mu_set_err(err, errlen, "%s_token_id %d outside the vocabulary (%d)", idn[i], ids[i], c->vocab);
             return -1;
         }
     return 0;
@@ -394,7 +386,7 @@ int mu_config_write_json_dtype(const mu_config *c, const char *torch_dtype, cons
                                char *err, size_t errlen) {
     char verr[256];
     if (mu_config_validate(c, verr, sizeof verr)) {
-        set_err(err, errlen, "%s: %s", path, verr);
+        mu_set_err(err, errlen, "%s: %s", path, verr);
         return -1;
     }
     int ti = cfg_type_index(c->model_type);
@@ -437,19 +429,19 @@ int mu_config_write_json_dtype(const mu_config *c, const char *torch_dtype, cons
     json_decref(r);
     mu_outfile o;
     if (!text || mu_out_open(&o, path)) {
-        set_err(err, errlen, "%s: %s", path, text ? strerror(errno) : "cannot encode JSON");
+        mu_set_err(err, errlen, "%s: %s", path, text ? strerror(errno) : "cannot encode JSON");
         free(text);
         return -1;
     }
     int ok = fputs(text, o.fp) >= 0 && fputc('\n', o.fp) != EOF;
     free(text);
     if (!ok) {
-        set_err(err, errlen, "%s: write failed: %s", path, strerror(errno));
+        mu_set_err(err, errlen, "%s: write failed: %s", path, strerror(errno));
         mu_out_abort(&o);
         return -1;
     }
     if (mu_out_commit(&o)) {
-        set_err(err, errlen, "%s: write failed: %s", path, strerror(errno));
+        mu_set_err(err, errlen, "%s: write failed: %s", path, strerror(errno));
         return -1;
     }
     return 0;

@@ -1,4 +1,5 @@
 /* dataset.c — JSON Lines / JSON array / CSV records and record templates (dataset.h). */
+#include "err.h"
 #include "dataset.h"
 #include <errno.h>
 #include <stdarg.h>
@@ -11,15 +12,6 @@ struct mu_dataset {
     json_t **rec;
     size_t n, cap;
 };
-
-static void ds_err(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void ds_err(char *err, size_t n, const char *fmt, ...) {
-    if (!err || !n) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, n, fmt, ap);
-    va_end(ap);
-}
 
 int mu_utf8_valid(const char *text, size_t n, size_t *bad) {
     const unsigned char *s = (const unsigned char *)text;
@@ -76,7 +68,7 @@ const char *mu_dataset_path(const mu_dataset *ds) { return ds->path; }
 /* ---------------------------------------------------------------- reading files */
 static char *slurp(const char *path, size_t *len, char *err, size_t errlen) {
     FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f) { ds_err(err, errlen, "%s: %s", path, strerror(errno)); return NULL; }
+    if (!f) { mu_set_err(err, errlen, "%s: %s", path, strerror(errno)); return NULL; }
     size_t cap = 1 << 16, n = 0;
     char *b = malloc(cap + 1);
     for (;;) {
@@ -91,7 +83,7 @@ static char *slurp(const char *path, size_t *len, char *err, size_t errlen) {
     }
     int ioerr = ferror(f);
     if (f != stdin) fclose(f);
-    if (!b || ioerr) { free(b); ds_err(err, errlen, "%s: %s", path, b ? "read error" : "out of memory"); return NULL; }
+    if (!b || ioerr) { free(b); mu_set_err(err, errlen, "%s: %s", path, b ? "read error" : "out of memory"); return NULL; }
     b[n] = 0;
     *len = n;
     return b;
@@ -109,18 +101,18 @@ static mu_dataset *from_jsonl(const char *path, const char *text, size_t len, ch
         if (s < e) {
             size_t bad;
             if (!mu_utf8_valid(text + s, e - s, &bad)) {
-                ds_err(err, errlen, "%s: record %zu (line %zu): invalid UTF-8 at byte %zu", path, ds->n, line, bad);
+                mu_set_err(err, errlen, "%s: record %zu (line %zu): invalid UTF-8 at byte %zu", path, ds->n, line, bad);
                 mu_dataset_free(ds); return NULL;
             }
             json_error_t je;
             json_t *r = json_loadb(text + s, e - s, 0, &je);
             if (!r) {
-                ds_err(err, errlen, "%s: record %zu (line %zu): %s", path, ds->n, line, je.text);
+                mu_set_err(err, errlen, "%s: record %zu (line %zu): %s", path, ds->n, line, je.text);
                 mu_dataset_free(ds); return NULL;
             }
             if (!json_is_object(r)) {
                 json_decref(r);
-                ds_err(err, errlen, "%s: record %zu (line %zu): not a JSON object", path, ds->n, line);
+                mu_set_err(err, errlen, "%s: record %zu (line %zu): not a JSON object", path, ds->n, line);
                 mu_dataset_free(ds); return NULL;
             }
             ds_push(ds, r);
@@ -132,17 +124,17 @@ static mu_dataset *from_jsonl(const char *path, const char *text, size_t len, ch
 
 static mu_dataset *from_json_array(const char *path, const char *text, size_t len, char *err, size_t errlen) {
     size_t bad;
-    if (!mu_utf8_valid(text, len, &bad)) { ds_err(err, errlen, "%s: invalid UTF-8 at byte %zu", path, bad); return NULL; }
+    if (!mu_utf8_valid(text, len, &bad)) { mu_set_err(err, errlen, "%s: invalid UTF-8 at byte %zu", path, bad); return NULL; }
     json_error_t je;
     json_t *root = json_loadb(text, len, 0, &je);
-    if (!root) { ds_err(err, errlen, "%s: line %d: %s", path, je.line, je.text); return NULL; }
-    if (!json_is_array(root)) { json_decref(root); ds_err(err, errlen, "%s: not a JSON array of records", path); return NULL; }
+    if (!root) { mu_set_err(err, errlen, "%s: line %d: %s", path, je.line, je.text); return NULL; }
+    if (!json_is_array(root)) { json_decref(root); mu_set_err(err, errlen, "%s: not a JSON array of records", path); return NULL; }
     mu_dataset *ds = ds_new(path);
     size_t i;
     json_t *r;
     json_array_foreach(root, i, r) {
         if (!json_is_object(r)) {
-            ds_err(err, errlen, "%s: record %zu: not a JSON object", path, i);
+            mu_set_err(err, errlen, "%s: record %zu: not a JSON object", path, i);
             json_decref(root); mu_dataset_free(ds); return NULL;
         }
         json_incref(r);
@@ -231,21 +223,21 @@ mu_dataset *mu_dataset_from_csv(const char *name, const char *text, size_t len, 
     if (columns) split_columns(columns, &hdr);
     else {
         int r = csv_next_row(text, len, &pos, &line, &hdr, why, sizeof why);
-        if (r < 0) { ds_err(err, errlen, "%s: header: %s", name, why); goto fail; }
-        if (r == 0) { ds_err(err, errlen, "%s: empty CSV (no header row)", name); goto fail; }
+        if (r < 0) { mu_set_err(err, errlen, "%s: header: %s", name, why); goto fail; }
+        if (r == 0) { mu_set_err(err, errlen, "%s: empty CSV (no header row)", name); goto fail; }
     }
     for (size_t k = 0; k < hdr.n; k++) {
         size_t bad;
-        if (!mu_utf8_valid(hdr.f[k], strlen(hdr.f[k]), &bad)) { ds_err(err, errlen, "%s: header: invalid UTF-8", name); goto fail; }
+        if (!mu_utf8_valid(hdr.f[k], strlen(hdr.f[k]), &bad)) { mu_set_err(err, errlen, "%s: header: invalid UTF-8", name); goto fail; }
     }
     for (;;) {
         size_t row_line = line;
         int r = csv_next_row(text, len, &pos, &line, &row, why, sizeof why);
-        if (r < 0) { ds_err(err, errlen, "%s: record %zu: %s", name, ds->n, why); goto fail; }
+        if (r < 0) { mu_set_err(err, errlen, "%s: record %zu: %s", name, ds->n, why); goto fail; }
         if (r == 0) break;
         if (row.n == 1 && !row.f[0][0]) continue;       /* blank line */
         if (row.n != hdr.n) {
-            ds_err(err, errlen, "%s: record %zu (line %zu): %zu fields, header has %zu", name, ds->n, row_line, row.n, hdr.n);
+            mu_set_err(err, errlen, "%s: record %zu (line %zu): %zu fields, header has %zu", name, ds->n, row_line, row.n, hdr.n);
             goto fail;
         }
         json_t *o = json_object();
@@ -253,7 +245,7 @@ mu_dataset *mu_dataset_from_csv(const char *name, const char *text, size_t len, 
             size_t bad;
             if (!mu_utf8_valid(row.f[k], strlen(row.f[k]), &bad)) {
                 json_decref(o);
-                ds_err(err, errlen, "%s: record %zu (line %zu): field %s: invalid UTF-8 at byte %zu", name, ds->n, row_line, hdr.f[k], bad);
+                mu_set_err(err, errlen, "%s: record %zu (line %zu): field %s: invalid UTF-8 at byte %zu", name, ds->n, row_line, hdr.f[k], bad);
                 goto fail;
             }
             json_object_set_new(o, hdr.f[k], json_string(row.f[k]));
@@ -330,23 +322,23 @@ void mu_template_free(mu_template *t) {
 mu_template *mu_template_parse(const char *spec, char *err, size_t errlen) {
     mu_template *t = calloc(1, sizeof *t);
     size_t bad;
-    if (!mu_utf8_valid(spec, strlen(spec), &bad)) { ds_err(err, errlen, "template: invalid UTF-8 at byte %zu", bad); free(t); return NULL; }
+    if (!mu_utf8_valid(spec, strlen(spec), &bad)) { mu_set_err(err, errlen, "template: invalid UTF-8 at byte %zu", bad); free(t); return NULL; }
     for (const char *p = spec; *p;) {
         if (*p == '\\') {
             char c = p[1];
             const char *lit = c == 'n' ? "\n" : c == 't' ? "\t" : c == '\\' ? "\\" : c == '{' ? "{" : c == '}' ? "}" : c == 'r' ? "\r" : NULL;
-            if (!lit) { ds_err(err, errlen, "template: unknown escape \\%c (use \\n \\t \\\\ \\{ \\})", c ? c : '0'); mu_template_free(t); return NULL; }
+            if (!lit) { mu_set_err(err, errlen, "template: unknown escape \\%c (use \\n \\t \\\\ \\{ \\})", c ? c : '0'); mu_template_free(t); return NULL; }
             tpl_add(t, 0, lit, 1);
             p += 2;
         } else if (p[0] == '{' && p[1] == '{') { tpl_add(t, 0, "{", 1); p += 2; }
         else if (p[0] == '}' && p[1] == '}') { tpl_add(t, 0, "}", 1); p += 2; }
         else if (*p == '{') {
             const char *e = strchr(p + 1, '}');
-            if (!e || e == p + 1) { ds_err(err, errlen, "template: unclosed or empty {field} at \"%.20s\"", p); mu_template_free(t); return NULL; }
+            if (!e || e == p + 1) { mu_set_err(err, errlen, "template: unclosed or empty {field} at \"%.20s\"", p); mu_template_free(t); return NULL; }
             tpl_add(t, 1, p + 1, (size_t)(e - p - 1));
             p = e + 1;
         } else if (*p == '}') {
-            ds_err(err, errlen, "template: unmatched } (write }} for a literal brace)"); mu_template_free(t); return NULL;
+            mu_set_err(err, errlen, "template: unmatched } (write }} for a literal brace)"); mu_template_free(t); return NULL;
         } else {
             const char *q = p;
             while (*q && *q != '\\' && *q != '{' && *q != '}') q++;
@@ -362,13 +354,13 @@ const char *mu_template_field(const mu_template *t, int i) { return i >= 0 && i 
 
 char *mu_field_text(json_t *v, const char *field, char *err, size_t errlen) {
     char buf[64];
-    if (!v) { ds_err(err, errlen, "template field {%s}: not in the record", field); return NULL; }
+    if (!v) { mu_set_err(err, errlen, "template field {%s}: not in the record", field); return NULL; }
     if (json_is_string(v)) return strdup(json_string_value(v));
     if (json_is_integer(v)) { snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, json_integer_value(v)); return strdup(buf); }
     if (json_is_real(v)) { snprintf(buf, sizeof buf, "%.17g", json_real_value(v)); return strdup(buf); }
     if (json_is_true(v)) return strdup("true");
     if (json_is_false(v)) return strdup("false");
-    ds_err(err, errlen, "template field {%s}: is %s, not text", field,
+    mu_set_err(err, errlen, "template field {%s}: is %s, not text", field,
            json_is_null(v) ? "null" : json_is_array(v) ? "a list" : "an object");
     return NULL;
 }

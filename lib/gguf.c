@@ -1,4 +1,5 @@
 /* gguf.c — bounds-checked mmap reader for GGUF v2/v3 and ggml block dequantization. */
+#include "err.h"
 #include "gguf.h"
 #include "tensor.h"
 #include <errno.h>
@@ -40,15 +41,6 @@ struct mu_gguf {
     int n_t;
     size_t data_off;
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---------------------------------------------------------------- ggml types */
 
@@ -193,7 +185,7 @@ typedef struct {
 
 static int need(cursor *c, uint64_t n, const char *what) {
     if (n > c->len - c->pos) {
-        set_err(c->err, c->errlen, "%s: truncated at byte %zu reading %s (needs %llu bytes, %zu left)", c->path,
+        mu_set_err(c->err, c->errlen, "%s: truncated at byte %zu reading %s (needs %llu bytes, %zu left)", c->path,
                 c->pos, what, (unsigned long long)n, c->len - c->pos);
         return -1;
     }
@@ -254,7 +246,7 @@ static int parse_kv(mu_gguf *g, cursor *c, gg_kv *kv, uint64_t idx) {
     if (!(kv->key = dup_n(c->p + koff, klen))) return -1;
     if (rd_u32(c, &type, "metadata type")) return -1;
     if (type >= GGUF_TYPE_COUNT) {
-        set_err(c->err, c->errlen, "%s: metadata %llu (%s): unknown value type %u", g->path,
+        mu_set_err(c->err, c->errlen, "%s: metadata %llu (%s): unknown value type %u", g->path,
                 (unsigned long long)idx, kv->key, type);
         return -1;
     }
@@ -274,7 +266,7 @@ static int parse_kv(mu_gguf *g, cursor *c, gg_kv *kv, uint64_t idx) {
     uint32_t et;
     if (rd_u32(c, &et, kv->key) || rd_u64(c, &kv->count, kv->key)) return -1;
     if (et >= GGUF_TYPE_COUNT || et == GGUF_TYPE_ARRAY) {
-        set_err(c->err, c->errlen, "%s: metadata %s: unsupported array element type %u", g->path, kv->key, et);
+        mu_set_err(c->err, c->errlen, "%s: metadata %s: unsupported array element type %u", g->path, kv->key, et);
         return -1;
     }
     kv->elem_type = (int)et;
@@ -282,7 +274,7 @@ static int parse_kv(mu_gguf *g, cursor *c, gg_kv *kv, uint64_t idx) {
     if (et != GGUF_TYPE_STRING) {
         uint64_t es = (uint64_t)scalar_size((int)et);
         if (kv->count > (c->len - c->pos) / es) {
-            set_err(c->err, c->errlen, "%s: metadata %s: array of %llu elements runs past the end of the file",
+            mu_set_err(c->err, c->errlen, "%s: metadata %s: array of %llu elements runs past the end of the file",
                     g->path, kv->key, (unsigned long long)kv->count);
             return -1;
         }
@@ -290,7 +282,7 @@ static int parse_kv(mu_gguf *g, cursor *c, gg_kv *kv, uint64_t idx) {
         return 0;
     }
     if (kv->count > (c->len - c->pos) / 8) { /* each string takes >= 8 bytes */
-        set_err(c->err, c->errlen, "%s: metadata %s: array of %llu strings runs past the end of the file",
+        mu_set_err(c->err, c->errlen, "%s: metadata %s: array of %llu strings runs past the end of the file",
                 g->path, kv->key, (unsigned long long)kv->count);
         return -1;
     }
@@ -313,7 +305,7 @@ static int parse_tensor(mu_gguf *g, cursor *c, gg_tensor *t, uint64_t idx) {
     if (!(t->name = dup_n(c->p + noff, nlen))) return -1;
     if (rd_u32(c, &nd, t->name)) return -1;
     if (nd < 1 || nd > MU_GGUF_MAX_DIMS) {
-        set_err(c->err, c->errlen, "%s: tensor %llu (%s): %u dims (1..%d allowed)", g->path,
+        mu_set_err(c->err, c->errlen, "%s: tensor %llu (%s): %u dims (1..%d allowed)", g->path,
                 (unsigned long long)idx, t->name, nd, MU_GGUF_MAX_DIMS);
         return -1;
     }
@@ -324,7 +316,7 @@ static int parse_tensor(mu_gguf *g, cursor *c, gg_tensor *t, uint64_t idx) {
         uint64_t ne;
         if (rd_u64(c, &ne, t->name)) return -1;
         if (ne > INT64_MAX || (ne && numel > (uint64_t)INT64_MAX / ne)) {
-            set_err(c->err, c->errlen, "%s: tensor %s: dims product overflows", g->path, t->name);
+            mu_set_err(c->err, c->errlen, "%s: tensor %s: dims product overflows", g->path, t->name);
             return -1;
         }
         t->ne[d] = (int64_t)ne;
@@ -333,17 +325,17 @@ static int parse_tensor(mu_gguf *g, cursor *c, gg_tensor *t, uint64_t idx) {
     if (rd_u32(c, &type, t->name) || rd_u64(c, &off, t->name)) return -1;
     const ggml_type_info *ti = ggml_info((int)type);
     if (!ti) {
-        set_err(c->err, c->errlen, "%s: tensor %s: unknown ggml type %u", g->path, t->name, type);
+        mu_set_err(c->err, c->errlen, "%s: tensor %s: unknown ggml type %u", g->path, t->name, type);
         return -1;
     }
     if (t->ne[0] % ti->block) {
-        set_err(c->err, c->errlen, "%s: tensor %s: row length %lld not a multiple of the %s block size %d",
+        mu_set_err(c->err, c->errlen, "%s: tensor %s: row length %lld not a multiple of the %s block size %d",
                 g->path, t->name, (long long)t->ne[0], ti->name, ti->block);
         return -1;
     }
     uint64_t nblk = numel / (uint64_t)ti->block;
     if (nblk > UINT64_MAX / (uint64_t)ti->bytes) {
-        set_err(c->err, c->errlen, "%s: tensor %s: size overflows", g->path, t->name);
+        mu_set_err(c->err, c->errlen, "%s: tensor %s: size overflows", g->path, t->name);
         return -1;
     }
     t->type = (int)type;
@@ -375,13 +367,13 @@ static int place_tensors(mu_gguf *g, cursor *c) {
     const gg_kv *a = find_kv(g, "general.alignment");
     if (a) {
         if (mu_gguf_get_u32(g, "general.alignment", &align) || !align || (align & (align - 1))) {
-            set_err(c->err, c->errlen, "%s: general.alignment is not a power of two", g->path);
+            mu_set_err(c->err, c->errlen, "%s: general.alignment is not a power of two", g->path);
             return -1;
         }
     }
     size_t start = (c->pos + align - 1) / align * align;
     if (g->n_t && start > c->len) {
-        set_err(c->err, c->errlen, "%s: truncated: tensor data section starts at %zu past the end (%zu bytes)",
+        mu_set_err(c->err, c->errlen, "%s: truncated: tensor data section starts at %zu past the end (%zu bytes)",
                 g->path, start, c->len);
         return -1;
     }
@@ -390,18 +382,18 @@ static int place_tensors(mu_gguf *g, cursor *c) {
     for (int i = 0; i < g->n_t; i++) {
         gg_tensor *t = &g->t[i];
         if (t->offset % align) {
-            set_err(c->err, c->errlen, "%s: tensor %s: offset %llu not aligned to %u", g->path, t->name,
+            mu_set_err(c->err, c->errlen, "%s: tensor %s: offset %llu not aligned to %u", g->path, t->name,
                     (unsigned long long)t->offset, align);
             return -1;
         }
         if (t->offset > avail || t->nbytes > avail - t->offset) {
-            set_err(c->err, c->errlen, "%s: tensor %s: data [%llu, +%zu) past the end of the file", g->path,
+            mu_set_err(c->err, c->errlen, "%s: tensor %s: data [%llu, +%zu) past the end of the file", g->path,
                     t->name, (unsigned long long)t->offset, t->nbytes);
             return -1;
         }
         for (int j = 0; j < i; j++)
             if (!strcmp(g->t[j].name, t->name)) {
-                set_err(c->err, c->errlen, "%s: tensor %s: duplicate name", g->path, t->name);
+                mu_set_err(c->err, c->errlen, "%s: tensor %s: duplicate name", g->path, t->name);
                 return -1;
             }
     }
@@ -413,24 +405,24 @@ static int parse_all(mu_gguf *g, cursor *c) {
     uint64_t nt, nkv;
     if (rd_u32(c, &magic, "magic")) return -1;
     if (magic != 0x46554747u) { /* "GGUF" */
-        set_err(c->err, c->errlen, "%s: not a GGUF file (bad magic)", g->path);
+        mu_set_err(c->err, c->errlen, "%s: not a GGUF file (bad magic)", g->path);
         return -1;
     }
     if (rd_u32(c, &g->version, "version")) return -1;
     if (g->version != 2 && g->version != 3) {
-        set_err(c->err, c->errlen, "%s: GGUF version %u not supported (2 or 3)", g->path, g->version);
+        mu_set_err(c->err, c->errlen, "%s: GGUF version %u not supported (2 or 3)", g->path, g->version);
         return -1;
     }
     if (rd_u64(c, &nt, "tensor count") || rd_u64(c, &nkv, "metadata count")) return -1;
     /* each kv needs >= 12 bytes (key length + type), each tensor info >= 28 */
     if (nkv > (c->len - c->pos) / 12 || nt > (c->len - c->pos) / 28 || nkv > INT32_MAX || nt > INT32_MAX) {
-        set_err(c->err, c->errlen, "%s: absurd counts (%llu tensors, %llu metadata) for a %zu-byte file",
+        mu_set_err(c->err, c->errlen, "%s: absurd counts (%llu tensors, %llu metadata) for a %zu-byte file",
                 g->path, (unsigned long long)nt, (unsigned long long)nkv, c->len);
         return -1;
     }
     g->kv = calloc((size_t)nkv + 1, sizeof *g->kv);
     g->t = calloc((size_t)nt + 1, sizeof *g->t);
-    if (!g->kv || !g->t) { set_err(c->err, c->errlen, "%s: out of memory", g->path); return -1; }
+    if (!g->kv || !g->t) { mu_set_err(c->err, c->errlen, "%s: out of memory", g->path); return -1; }
     for (uint64_t i = 0; i < nkv; i++) {
         g->n_kv++;
         if (parse_kv(g, c, &g->kv[i], i)) return -1;
@@ -444,29 +436,29 @@ static int parse_all(mu_gguf *g, cursor *c) {
 
 mu_gguf *mu_gguf_open(const char *path, char *err, size_t errlen) {
     mu_gguf *g = calloc(1, sizeof *g);
-    if (!g || !(g->path = strdup(path))) { free(g); set_err(err, errlen, "%s: out of memory", path); return NULL; }
+    if (!g || !(g->path = strdup(path))) { free(g); mu_set_err(err, errlen, "%s: out of memory", path); return NULL; }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
-    if (fd < 0) { set_err(err, errlen, "%s: %s", path, strerror(errno)); goto fail; }
+    if (fd < 0) { mu_set_err(err, errlen, "%s: %s", path, strerror(errno)); goto fail; }
     if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-        set_err(err, errlen, "%s: not a regular file", path);
+        mu_set_err(err, errlen, "%s: not a regular file", path);
         close(fd);
         goto fail;
     }
     g->len = (size_t)st.st_size;
     if (g->len == 0) {
-        set_err(err, errlen, "%s: empty file", path);
+        mu_set_err(err, errlen, "%s: empty file", path);
         close(fd);
         goto fail;
     }
     void *m = mmap(NULL, g->len, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
-    if (m == MAP_FAILED) { set_err(err, errlen, "%s: mmap: %s", path, strerror(errno)); goto fail; }
+    if (m == MAP_FAILED) { mu_set_err(err, errlen, "%s: mmap: %s", path, strerror(errno)); goto fail; }
     g->map = m;
     if (err && errlen) err[0] = 0;
     cursor c = {g->map, g->len, 0, g->path, err, errlen};
     if (parse_all(g, &c)) {
-        if (err && errlen && !err[0]) set_err(err, errlen, "%s: out of memory", path);
+        if (err && errlen && !err[0]) mu_set_err(err, errlen, "%s: out of memory", path);
         goto fail;
     }
     return g;
@@ -628,17 +620,17 @@ int mu_gguf_tensor_info(const mu_gguf *g, int i, int *ggml_type, int *n_dims, in
 
 int mu_gguf_tensor_f32(const mu_gguf *g, const char *name, float *dst, size_t n, char *err, size_t errlen) {
     int i = mu_gguf_find_tensor(g, name);
-    if (i < 0) { set_err(err, errlen, "%s: no tensor %s", g->path, name); return -1; }
+    if (i < 0) { mu_set_err(err, errlen, "%s: no tensor %s", g->path, name); return -1; }
     const gg_tensor *t = &g->t[i];
     uint64_t numel = 1;
     for (int d = 0; d < t->n_dims; d++) numel *= (uint64_t)t->ne[d];
     if (numel != n) {
-        set_err(err, errlen, "%s: tensor %s: has %llu elements, caller expects %zu", g->path, name,
+        mu_set_err(err, errlen, "%s: tensor %s: has %llu elements, caller expects %zu", g->path, name,
                 (unsigned long long)numel, n);
         return -1;
     }
     if (mu_ggml_dequant(t->type, g->map + g->data_off + t->offset, t->nbytes, dst, n)) {
-        set_err(err, errlen, "%s: tensor %s: cannot dequantize ggml type %s", g->path, name,
+        mu_set_err(err, errlen, "%s: tensor %s: cannot dequantize ggml type %s", g->path, name,
                 mu_gguf_type_name(t->type));
         return -1;
     }

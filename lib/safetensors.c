@@ -1,4 +1,5 @@
 /* safetensors.c — validated mmap reader and atomic writer for the safetensors format. */
+#include "err.h"
 #include "safetensors.h"
 #include "cli.h"
 #include <errno.h>
@@ -33,15 +34,6 @@ struct mu_st {
     char **meta_keys, **meta_vals;
     int n_meta;
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* safetensors dtype strings <-> mu_dtype */
 static const struct { const char *s; mu_dtype t; } st_dtypes[] = {
@@ -81,18 +73,18 @@ void mu_st_close(mu_st *s) {
 /* Parses __metadata__: an object of string values. */
 static int st_parse_meta(mu_st *s, json_t *meta, char *err, size_t errlen) {
     if (!json_is_object(meta)) {
-        set_err(err, errlen, "%s: __metadata__ is not an object", s->path);
+        mu_set_err(err, errlen, "%s: __metadata__ is not an object", s->path);
         return -1;
     }
     size_t n = json_object_size(meta);
     s->meta_keys = calloc(n ? n : 1, sizeof *s->meta_keys);
     s->meta_vals = calloc(n ? n : 1, sizeof *s->meta_vals);
-    if (!s->meta_keys || !s->meta_vals) { set_err(err, errlen, "%s: out of memory", s->path); return -1; }
+    if (!s->meta_keys || !s->meta_vals) { mu_set_err(err, errlen, "%s: out of memory", s->path); return -1; }
     const char *k;
     json_t *v;
     json_object_foreach(meta, k, v) {
         if (!json_is_string(v)) {
-            set_err(err, errlen, "%s: __metadata__ value of \"%s\" is not a string", s->path, k);
+            mu_set_err(err, errlen, "%s: __metadata__ value of \"%s\" is not a string", s->path, k);
             return -1;
         }
         s->meta_keys[s->n_meta] = strdup(k);
@@ -105,25 +97,25 @@ static int st_parse_meta(mu_st *s, json_t *meta, char *err, size_t errlen) {
 /* Parses one tensor entry {"dtype":..,"shape":[..],"data_offsets":[b,e]}. */
 static int st_parse_entry(mu_st *s, const char *name, json_t *v, st_entry *e, char *err, size_t errlen) {
     if (!json_is_object(v)) {
-        set_err(err, errlen, "%s: tensor %s: entry is not an object", s->path, name);
+        mu_set_err(err, errlen, "%s: tensor %s: entry is not an object", s->path, name);
         return -1;
     }
     json_t *jd = json_object_get(v, "dtype"), *js = json_object_get(v, "shape"),
            *jo = json_object_get(v, "data_offsets");
     if (!json_is_string(jd) || st_dtype_parse(json_string_value(jd), &e->dtype)) {
-        set_err(err, errlen, "%s: tensor %s: missing or unknown dtype%s%s", s->path, name,
+        mu_set_err(err, errlen, "%s: tensor %s: missing or unknown dtype%s%s", s->path, name,
                 json_is_string(jd) ? " " : "", json_is_string(jd) ? json_string_value(jd) : "");
         return -1;
     }
     if (!json_is_array(js) || json_array_size(js) > MU_MAX_DIMS) {
-        set_err(err, errlen, "%s: tensor %s: shape missing or has more than %d dims", s->path, name, MU_MAX_DIMS);
+        mu_set_err(err, errlen, "%s: tensor %s: shape missing or has more than %d dims", s->path, name, MU_MAX_DIMS);
         return -1;
     }
     e->ndim = (int)json_array_size(js);
     for (int d = 0; d < e->ndim; d++) {
         json_t *x = json_array_get(js, d);
         if (!json_is_integer(x) || json_integer_value(x) < 0) {
-            set_err(err, errlen, "%s: tensor %s: shape[%d] is not a non-negative integer", s->path, name, d);
+            mu_set_err(err, errlen, "%s: tensor %s: shape[%d] is not a non-negative integer", s->path, name, d);
             return -1;
         }
         e->shape[d] = json_integer_value(x);
@@ -131,29 +123,29 @@ static int st_parse_entry(mu_st *s, const char *name, json_t *v, st_entry *e, ch
     int64_t numel = mu_shape_numel(e->ndim, e->shape);
     size_t esz = mu_dtype_size(e->dtype);
     if (numel < 0 || (uint64_t)numel > UINT64_MAX / esz) {
-        set_err(err, errlen, "%s: tensor %s: shape product overflows", s->path, name);
+        mu_set_err(err, errlen, "%s: tensor %s: shape product overflows", s->path, name);
         return -1;
     }
     if (!json_is_array(jo) || json_array_size(jo) != 2 || !json_is_integer(json_array_get(jo, 0)) ||
         !json_is_integer(json_array_get(jo, 1))) {
-        set_err(err, errlen, "%s: tensor %s: data_offsets is not [begin, end]", s->path, name);
+        mu_set_err(err, errlen, "%s: tensor %s: data_offsets is not [begin, end]", s->path, name);
         return -1;
     }
     json_int_t b = json_integer_value(json_array_get(jo, 0)), en = json_integer_value(json_array_get(jo, 1));
     if (b < 0 || en < b) {
-        set_err(err, errlen, "%s: tensor %s: data_offsets [%lld, %lld] invalid", s->path, name,
+        mu_set_err(err, errlen, "%s: tensor %s: data_offsets [%lld, %lld] invalid", s->path, name,
                 (long long)b, (long long)en);
         return -1;
     }
     e->begin = (uint64_t)b;
     e->end = (uint64_t)en;
     if (e->end > s->data_len) {
-        set_err(err, errlen, "%s: tensor %s: data_offsets end %llu past the end of the data (%zu bytes)",
+        mu_set_err(err, errlen, "%s: tensor %s: data_offsets end %llu past the end of the data (%zu bytes)",
                 s->path, name, (unsigned long long)e->end, s->data_len);
         return -1;
     }
     if (e->end - e->begin != (uint64_t)numel * esz) {
-        set_err(err, errlen, "%s: tensor %s: data_offsets span %llu bytes but shape*dtype needs %llu",
+        mu_set_err(err, errlen, "%s: tensor %s: data_offsets span %llu bytes but shape*dtype needs %llu",
                 s->path, name, (unsigned long long)(e->end - e->begin), (unsigned long long)((uint64_t)numel * esz));
         return -1;
     }
@@ -170,7 +162,7 @@ static int cmp_begin(const void *a, const void *b) {
 static int st_check_overlap(mu_st *s, char *err, size_t errlen) {
     if (s->n < 2) return 0;
     st_entry **p = malloc(sizeof *p * (size_t)s->n);
-    if (!p) { set_err(err, errlen, "%s: out of memory", s->path); return -1; }
+    if (!p) { mu_set_err(err, errlen, "%s: out of memory", s->path); return -1; }
     for (int i = 0; i < s->n; i++) p[i] = &s->e[i];
     qsort(p, (size_t)s->n, sizeof *p, cmp_begin);
     int rc = 0;
@@ -179,7 +171,7 @@ static int st_check_overlap(mu_st *s, char *err, size_t errlen) {
     for (int i = 0; i < s->n; i++) {
         if (p[i]->end == p[i]->begin) continue;
         if (hi_name && p[i]->begin < hi) {
-            set_err(err, errlen, "%s: tensors %s and %s overlap in the data section", s->path, hi_name, p[i]->name);
+            mu_set_err(err, errlen, "%s: tensors %s and %s overlap in the data section", s->path, hi_name, p[i]->name);
             rc = -1;
             break;
         }
@@ -194,16 +186,16 @@ static int st_parse_header(mu_st *s, const char *json, size_t len, char *err, si
     json_error_t je;
     json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
-        set_err(err, errlen, "%s: header JSON invalid at byte %d: %s", s->path, je.position, je.text);
+        mu_set_err(err, errlen, "%s: header JSON invalid at byte %d: %s", s->path, je.position, je.text);
         return -1;
     }
     int rc = -1;
     if (!json_is_object(root)) {
-        set_err(err, errlen, "%s: header JSON is not an object", s->path);
+        mu_set_err(err, errlen, "%s: header JSON is not an object", s->path);
         goto out;
     }
     s->e = calloc(json_object_size(root) + 1, sizeof *s->e);
-    if (!s->e) { set_err(err, errlen, "%s: out of memory", s->path); goto out; }
+    if (!s->e) { mu_set_err(err, errlen, "%s: out of memory", s->path); goto out; }
     const char *k;
     json_t *v;
     json_object_foreach(root, k, v) {
@@ -222,30 +214,30 @@ out:
 
 mu_st *mu_st_open(const char *path, char *err, size_t errlen) {
     mu_st *s = calloc(1, sizeof *s);
-    if (!s || !(s->path = strdup(path))) { free(s); set_err(err, errlen, "%s: out of memory", path); return NULL; }
+    if (!s || !(s->path = strdup(path))) { free(s); mu_set_err(err, errlen, "%s: out of memory", path); return NULL; }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) { set_err(err, errlen, "%s: %s", path, strerror(errno)); goto fail; }
+    if (fd < 0) { mu_set_err(err, errlen, "%s: %s", path, strerror(errno)); goto fail; }
     struct stat st;
     if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-        set_err(err, errlen, "%s: not a regular file", path);
+        mu_set_err(err, errlen, "%s: not a regular file", path);
         close(fd);
         goto fail;
     }
     size_t fsize = (size_t)st.st_size;
     if (fsize < 8) {
-        set_err(err, errlen, "%s: truncated: %zu bytes, no header length", path, fsize);
+        mu_set_err(err, errlen, "%s: truncated: %zu bytes, no header length", path, fsize);
         close(fd);
         goto fail;
     }
     s->map = mmap(NULL, fsize, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
-    if (s->map == MAP_FAILED) { s->map = NULL; set_err(err, errlen, "%s: mmap: %s", path, strerror(errno)); goto fail; }
+    if (s->map == MAP_FAILED) { s->map = NULL; mu_set_err(err, errlen, "%s: mmap: %s", path, strerror(errno)); goto fail; }
     s->map_len = fsize;
     const uint8_t *p = s->map;
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | p[i];
     if (hlen > ST_MAX_HEADER || hlen > fsize - 8) {
-        set_err(err, errlen, "%s: header length %llu past the end of the file (%zu bytes)", path,
+        mu_set_err(err, errlen, "%s: header length %llu past the end of the file (%zu bytes)", path,
                 (unsigned long long)hlen, fsize);
         goto fail;
     }
@@ -307,15 +299,15 @@ static int st_convert_f32(mu_dtype dt, const uint8_t *src, float *dst, size_t n)
 }
 
 int mu_st_read_f32(const mu_st *s, int i, float *dst, size_t n, char *err, size_t errlen) {
-    if (i < 0 || i >= s->n) { set_err(err, errlen, "%s: no tensor #%d", s->path, i); return -1; }
+    if (i < 0 || i >= s->n) { mu_set_err(err, errlen, "%s: no tensor #%d", s->path, i); return -1; }
     const st_entry *e = &s->e[i];
     size_t numel = (size_t)mu_shape_numel(e->ndim, e->shape);
     if (n != numel) {
-        set_err(err, errlen, "%s: tensor %s: has %zu elements, caller expects %zu", s->path, e->name, numel, n);
+        mu_set_err(err, errlen, "%s: tensor %s: has %zu elements, caller expects %zu", s->path, e->name, numel, n);
         return -1;
     }
     if (st_convert_f32(e->dtype, s->data + e->begin, dst, n)) {
-        set_err(err, errlen, "%s: tensor %s: dtype %s is not a float type", s->path, e->name, st_dtype_str(e->dtype));
+        mu_set_err(err, errlen, "%s: tensor %s: dtype %s is not a float type", s->path, e->name, st_dtype_str(e->dtype));
         return -1;
     }
     return 0;
@@ -399,17 +391,17 @@ static char *stw_header(mu_st_writer *w, size_t *len, char *err, size_t errlen) 
         stw_entry *e = &w->e[i];
         if (e->ndim > MU_MAX_DIMS || mu_shape_numel(e->ndim, e->shape) < 0 || !st_dtype_str(e->dtype) ||
             !strcmp(e->name, "__metadata__")) {
-            set_err(err, errlen, "tensor %s: bad dtype, name or shape", e->name);
+            mu_set_err(err, errlen, "tensor %s: bad dtype, name or shape", e->name);
             json_decref(root);
             return NULL;
         }
         if (!e->data && stw_nbytes(e)) {
-            set_err(err, errlen, "tensor %s: no data", e->name);
+            mu_set_err(err, errlen, "tensor %s: no data", e->name);
             json_decref(root);
             return NULL;
         }
         if (json_object_get(root, e->name)) {
-            set_err(err, errlen, "tensor %s: added twice", e->name);
+            mu_set_err(err, errlen, "tensor %s: added twice", e->name);
             json_decref(root);
             return NULL;
         }
@@ -423,7 +415,7 @@ static char *stw_header(mu_st_writer *w, size_t *len, char *err, size_t errlen) 
     }
     char *js = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(root);
-    if (!js) { set_err(err, errlen, "cannot encode header"); return NULL; }
+    if (!js) { mu_set_err(err, errlen, "cannot encode header"); return NULL; }
     size_t n = strlen(js), padded = (n + 7) & ~(size_t)7;
     js = mu_xrealloc(js, padded + 1);
     memset(js + n, ' ', padded - n);
@@ -436,11 +428,11 @@ int mu_st_writer_write(mu_st_writer *w, const char *path, char *err, size_t errl
     char e2[256] = "";
     size_t hlen;
     char *hdr = stw_header(w, &hlen, e2, sizeof e2);
-    if (!hdr) { set_err(err, errlen, "%s: %s", path, e2); return -1; }
-    if (!strcmp(path, "-")) { free(hdr); set_err(err, errlen, "-: safetensors cannot go to stdout"); return -1; }
+    if (!hdr) { mu_set_err(err, errlen, "%s: %s", path, e2); return -1; }
+    if (!strcmp(path, "-")) { free(hdr); mu_set_err(err, errlen, "-: safetensors cannot go to stdout"); return -1; }
     mu_outfile o;
     if (mu_out_open(&o, path)) {
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        mu_set_err(err, errlen, "%s: %s", path, strerror(errno));
         free(hdr);
         return -1;
     }
@@ -453,7 +445,7 @@ int mu_st_writer_write(mu_st_writer *w, const char *path, char *err, size_t errl
         ok = !nb || fwrite(w->e[i].data, 1, nb, o.fp) == nb;
     }
     if (!ok || mu_out_commit(&o)) {
-        set_err(err, errlen, "%s: write failed: %s", path, strerror(errno));
+        mu_set_err(err, errlen, "%s: write failed: %s", path, strerror(errno));
         if (!ok) mu_out_abort(&o);
         return -1;
     }

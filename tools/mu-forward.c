@@ -62,25 +62,6 @@ typedef struct {
     mu_fw_opts fw;
 } cli_opts;
 
-static long parse_int(const char *opt, const char *s, long lo, long hi)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        mu_usage_error("%s: '%s' is not an integer in [%ld, %ld]", opt, s, lo, hi);
-    return v;
-}
-
-static double parse_real(const char *opt, const char *s, double lo, double hi)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo) || !(v <= hi)) mu_usage_error("%s: '%s' is not a number in [%g, %g]", opt, s, lo, hi);
-    return v;
-}
-
 static void parse_args(int argc, char **argv, cli_opts *o)
 {
     static const struct option lo[] = {
@@ -109,13 +90,13 @@ static void parse_args(int argc, char **argv, cli_opts *o)
             break;
         case O_DEVICE: o->device = optarg; break;
         case 'e': if (mu_emit_parse(optarg, &o->fw.emit, err, sizeof err)) mu_usage_error("--emit: %s", err); break;
-        case 'k': o->fw.topk = (int)parse_int("--topk", optarg, 1, 1 << 20); o->fw.emit |= MU_EMIT_TOPK; break;
-        case 'g': o->fw.gen_n = (int)parse_int("--generate", optarg, 0, 1 << 20); o->fw.emit |= MU_EMIT_GENERATE; break;
-        case O_TEMP: o->fw.temperature = parse_real("--temperature", optarg, 0, 1e6); break;
-        case O_TOPP: o->fw.top_p = parse_real("--top-p", optarg, 1e-9, 1); break;
-        case O_SEED: o->fw.seed = (uint64_t)parse_int("--seed", optarg, 0, __LONG_MAX__); break;
-        case O_EOS: o->fw.eos = (int)parse_int("--eos", optarg, -1, 1L << 30); o->eos_given = 1; break;
-        case 'b': o->fw.batch_tokens = parse_int("--batch-tokens", optarg, 1, 1L << 30); break;
+        case 'k': o->fw.topk = (int)mu_parse_int("--topk", optarg, 1, 1 << 20); o->fw.emit |= MU_EMIT_TOPK; break;
+        case 'g': o->fw.gen_n = (int)mu_parse_int("--generate", optarg, 0, 1 << 20); o->fw.emit |= MU_EMIT_GENERATE; break;
+        case O_TEMP: o->fw.temperature = mu_parse_real("--temperature", optarg, 0, 1e6); break;
+        case O_TOPP: o->fw.top_p = mu_parse_real("--top-p", optarg, 1e-9, 1); break;
+        case O_SEED: o->fw.seed = (uint64_t)mu_parse_int("--seed", optarg, 0, __LONG_MAX__); break;
+        case O_EOS: o->fw.eos = (int)mu_parse_int("--eos", optarg, -1, 1L << 30); o->eos_given = 1; break;
+        case 'b': o->fw.batch_tokens = mu_parse_int("--batch-tokens", optarg, 1, 1L << 30); break;
         case 'c':
             if (o->fw.n_cache == MU_FW_MAX_SPECS) mu_usage_error("--cache: at most %d", MU_FW_MAX_SPECS);
             o->fw.cache[o->fw.n_cache++] = optarg;

@@ -60,23 +60,6 @@ typedef struct {
     mu_dtype dtype;
 } init_opts;
 
-static long parse_int(const char *opt, const char *s, long lo, long hi) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        mu_usage_error("%s: '%s' is not an integer in [%ld, %ld]", opt, s, lo, hi);
-    return v;
-}
-
-static double parse_real(const char *opt, const char *s, double lo) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo) || v > 1e30) mu_usage_error("%s: '%s' is not a number >= %g", opt, s, lo);
-    return v;
-}
-
 enum { O_LAYERS = 256, O_DMODEL, O_HEADS, O_KVHEADS, O_HEADDIM, O_DFF, O_VOCAB, O_MAXPOS, O_THETA, O_EPS,
        O_TIED, O_QKVB, O_STD, O_SEED, O_DTYPE, O_TOK };
 
@@ -102,20 +85,20 @@ static void parse_args(int argc, char **argv, init_opts *o) {
         if (mu_cli_common(opt, usage)) continue;
         switch (opt) {
         case 'o': o->out = optarg; break;
-        case O_LAYERS: c->n_layer = (int)parse_int("--layers", optarg, 1, 1024); break;
-        case O_DMODEL: c->d_model = (int)parse_int("--d-model", optarg, 1, big); break;
-        case O_HEADS: c->n_head = (int)parse_int("--heads", optarg, 1, 4096); break;
-        case O_KVHEADS: c->n_kv_head = (int)parse_int("--kv-heads", optarg, 1, 4096); break;
-        case O_HEADDIM: c->head_dim = (int)parse_int("--head-dim", optarg, 2, big); break;
-        case O_DFF: c->d_ff = (int)parse_int("--d-ff", optarg, 1, big); break;
-        case O_VOCAB: c->vocab = (int)parse_int("--vocab", optarg, N_TOKENS, big); break;
-        case O_MAXPOS: c->max_pos = (int)parse_int("--max-pos", optarg, 1, INT_MAX); break;
-        case O_THETA: c->rope_theta = (float)parse_real("--rope-theta", optarg, 1e-30); break;
-        case O_EPS: c->rms_eps = (float)parse_real("--rms-eps", optarg, 1e-30); break;
+        case O_LAYERS: c->n_layer = (int)mu_parse_int("--layers", optarg, 1, 1024); break;
+        case O_DMODEL: c->d_model = (int)mu_parse_int("--d-model", optarg, 1, big); break;
+        case O_HEADS: c->n_head = (int)mu_parse_int("--heads", optarg, 1, 4096); break;
+        case O_KVHEADS: c->n_kv_head = (int)mu_parse_int("--kv-heads", optarg, 1, 4096); break;
+        case O_HEADDIM: c->head_dim = (int)mu_parse_int("--head-dim", optarg, 2, big); break;
+        case O_DFF: c->d_ff = (int)mu_parse_int("--d-ff", optarg, 1, big); break;
+        case O_VOCAB: c->vocab = (int)mu_parse_int("--vocab", optarg, N_TOKENS, big); break;
+        case O_MAXPOS: c->max_pos = (int)mu_parse_int("--max-pos", optarg, 1, INT_MAX); break;
+        case O_THETA: c->rope_theta = (float)mu_parse_real("--rope-theta", optarg, 1e-30, 1e30); break;
+        case O_EPS: c->rms_eps = (float)mu_parse_real("--rms-eps", optarg, 1e-30, 1e30); break;
         case O_TIED: c->tie_embeddings = 1; break;
         case O_QKVB: c->qkv_bias = 1; break;
-        case O_STD: o->std = parse_real("--std", optarg, 0); break;
-        case O_SEED: o->seed = (uint64_t)parse_int("--seed", optarg, 0, LONG_MAX); break;
+        case O_STD: o->std = mu_parse_real("--std", optarg, 0, 1e30); break;
+        case O_SEED: o->seed = (uint64_t)mu_parse_int("--seed", optarg, 0, LONG_MAX); break;
         case O_DTYPE:
             if (!strcmp(optarg, "f32")) o->dtype = MU_F32;
             else if (!strcmp(optarg, "bf16")) o->dtype = MU_BF16;

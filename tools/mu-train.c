@@ -9,6 +9,7 @@
 #include "tokenizer.h"
 #include "train.h"
 #include <errno.h>
+#include <float.h>
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
@@ -97,23 +98,6 @@ typedef struct {
     int n_evals;
 } cli_opts;
 
-static long parse_int(const char *opt, const char *s, long lo, long hi) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        mu_usage_error("%s: '%s' is not an integer in [%ld, %ld]", opt, s, lo, hi);
-    return v;
-}
-
-static double parse_real(const char *opt, const char *s) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v)) mu_usage_error("%s: '%s' is not a number", opt, s);
-    return v;
-}
-
 enum {
     O_DELTA = 256, O_REF, O_MASK, O_DEVICE, O_FORGET, O_RETAIN, O_GENERAL, O_MAXLEN, O_NPOB, O_SIMB,
     O_SIMD, O_DPOB, O_DPOALT, O_WGAB, O_UNDB, O_FLOOR, O_RMUL, O_RMUC, O_RMUA, O_OPT, O_LR, O_B1, O_B2,
@@ -166,39 +150,39 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
         case O_FORGET: o->data[MU_DATA_FORGET] = optarg; break;
         case O_RETAIN: o->data[MU_DATA_RETAIN] = optarg; break;
         case O_GENERAL: o->data[MU_DATA_GENERAL] = optarg; break;
-        case O_MAXLEN: o->max_len = (int)parse_int("--max-len", optarg, 2, 1 << 20); break;
+        case O_MAXLEN: o->max_len = (int)mu_parse_int("--max-len", optarg, 2, 1 << 20); break;
         case 'O': o->objective = optarg; break;
-        case O_NPOB: o->t.npo_beta = parse_real("--npo-beta", optarg); break;
-        case O_SIMB: o->t.simnpo_beta = parse_real("--simnpo-beta", optarg); break;
-        case O_SIMD: o->t.simnpo_delta = parse_real("--simnpo-delta", optarg); break;
-        case O_DPOB: o->t.dpo_beta = parse_real("--dpo-beta", optarg); break;
+        case O_NPOB: o->t.npo_beta = mu_parse_real("--npo-beta", optarg, -DBL_MAX, DBL_MAX); break;
+        case O_SIMB: o->t.simnpo_beta = mu_parse_real("--simnpo-beta", optarg, -DBL_MAX, DBL_MAX); break;
+        case O_SIMD: o->t.simnpo_delta = mu_parse_real("--simnpo-delta", optarg, -DBL_MAX, DBL_MAX); break;
+        case O_DPOB: o->t.dpo_beta = mu_parse_real("--dpo-beta", optarg, -DBL_MAX, DBL_MAX); break;
         case O_DPOALT: o->dpo_alt = optarg; break;
-        case O_WGAB: o->t.wga_beta = parse_real("--wga-beta", optarg); break;
-        case O_UNDB: o->t.undial_beta = parse_real("--undial-beta", optarg); break;
-        case O_FLOOR: o->t.log1mp_floor = parse_real("--log1mp-floor", optarg); break;
-        case O_RMUL: o->t.rmu_layer = (int)parse_int("--rmu-layer", optarg, 0, 100000); break;
-        case O_RMUC: o->t.rmu_c = parse_real("--rmu-coeff", optarg); break;
-        case O_RMUA: o->t.rmu_alpha = parse_real("--rmu-alpha", optarg); break;
+        case O_WGAB: o->t.wga_beta = mu_parse_real("--wga-beta", optarg, -DBL_MAX, DBL_MAX); break;
+        case O_UNDB: o->t.undial_beta = mu_parse_real("--undial-beta", optarg, -DBL_MAX, DBL_MAX); break;
+        case O_FLOOR: o->t.log1mp_floor = mu_parse_real("--log1mp-floor", optarg, -DBL_MAX, DBL_MAX); break;
+        case O_RMUL: o->t.rmu_layer = (int)mu_parse_int("--rmu-layer", optarg, 0, 100000); break;
+        case O_RMUC: o->t.rmu_c = mu_parse_real("--rmu-coeff", optarg, -DBL_MAX, DBL_MAX); break;
+        case O_RMUA: o->t.rmu_alpha = mu_parse_real("--rmu-alpha", optarg, -DBL_MAX, DBL_MAX); break;
         case O_OPT:
             if (mu_opt_kind_parse(optarg, &o->t.opt.kind)) mu_usage_error("--optimizer: '%s' (adamw, sgd)", optarg);
             break;
-        case O_LR: o->t.opt.lr = parse_real("--lr", optarg); break;
-        case O_B1: o->t.opt.beta1 = parse_real("--beta1", optarg); break;
-        case O_B2: o->t.opt.beta2 = parse_real("--beta2", optarg); break;
-        case O_EPS: o->t.opt.eps = parse_real("--eps", optarg); break;
-        case O_MOM: o->t.opt.momentum = parse_real("--momentum", optarg); break;
-        case O_WD: o->t.opt.weight_decay = parse_real("--weight-decay", optarg); break;
-        case O_CLIP: o->t.opt.clip = parse_real("--clip", optarg); break;
+        case O_LR: o->t.opt.lr = mu_parse_real("--lr", optarg, -DBL_MAX, DBL_MAX); break;
+        case O_B1: o->t.opt.beta1 = mu_parse_real("--beta1", optarg, -DBL_MAX, DBL_MAX); break;
+        case O_B2: o->t.opt.beta2 = mu_parse_real("--beta2", optarg, -DBL_MAX, DBL_MAX); break;
+        case O_EPS: o->t.opt.eps = mu_parse_real("--eps", optarg, -DBL_MAX, DBL_MAX); break;
+        case O_MOM: o->t.opt.momentum = mu_parse_real("--momentum", optarg, -DBL_MAX, DBL_MAX); break;
+        case O_WD: o->t.opt.weight_decay = mu_parse_real("--weight-decay", optarg, -DBL_MAX, DBL_MAX); break;
+        case O_CLIP: o->t.opt.clip = mu_parse_real("--clip", optarg, -DBL_MAX, DBL_MAX); break;
         case O_SCHED:
             if (mu_sched_kind_parse(optarg, &o->t.opt.sched))
                 mu_usage_error("--schedule: '%s' (constant, linear, cosine)", optarg);
             break;
-        case O_WARM: o->t.opt.warmup = parse_int("--warmup", optarg, 0, LONG_MAX); break;
-        case O_MINLR: o->t.opt.min_lr_ratio = parse_real("--min-lr-ratio", optarg); break;
-        case O_STEPS: o->t.steps = parse_int("--steps", optarg, 0, LONG_MAX); break;
-        case O_BATCH: o->t.batch = (int)parse_int("--batch", optarg, 1, 1 << 20); break;
-        case O_ACCUM: o->t.accum = (int)parse_int("--accum", optarg, 1, 1 << 20); break;
-        case O_SEED: o->t.seed = (uint64_t)parse_int("--seed", optarg, 0, LONG_MAX); break;
+        case O_WARM: o->t.opt.warmup = mu_parse_int("--warmup", optarg, 0, LONG_MAX); break;
+        case O_MINLR: o->t.opt.min_lr_ratio = mu_parse_real("--min-lr-ratio", optarg, -DBL_MAX, DBL_MAX); break;
+        case O_STEPS: o->t.steps = mu_parse_int("--steps", optarg, 0, LONG_MAX); break;
+        case O_BATCH: o->t.batch = (int)mu_parse_int("--batch", optarg, 1, 1 << 20); break;
+        case O_ACCUM: o->t.accum = (int)mu_parse_int("--accum", optarg, 1, 1 << 20); break;
+        case O_SEED: o->t.seed = (uint64_t)mu_parse_int("--seed", optarg, 0, LONG_MAX); break;
         case 'o': o->out = optarg; break;
         case O_SPARSE: o->sparse = 1; break;
         case O_OUTMODEL: o->out_model = optarg; break;
@@ -219,10 +203,10 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
             }
             break;
         }
-        case O_EVERY: o->t.eval_every = (int)parse_int("--eval-every", optarg, 1, INT_MAX); break;
+        case O_EVERY: o->t.eval_every = (int)mu_parse_int("--eval-every", optarg, 1, INT_MAX); break;
         case O_BEST: o->t.keep_best = optarg; break;
         case O_CKPT: o->checkpoint = optarg; break;
-        case O_CKEVERY: o->t.checkpoint_every = parse_int("--checkpoint-every", optarg, 1, LONG_MAX); break;
+        case O_CKEVERY: o->t.checkpoint_every = mu_parse_int("--checkpoint-every", optarg, 1, LONG_MAX); break;
         case O_RESUME: o->resume = 1; break;
         default: mu_usage_error("unknown option (see --help)");
         }
