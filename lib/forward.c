@@ -147,15 +147,7 @@ static void act_file_free(act_file *a)
 
 static int tensor_to_f32(const mu_tensor_view *t, float *dst)
 {
-    int64_t n = mu_shape_numel(t->ndim, t->shape);
-    const unsigned char *s = t->data;
-    for (int64_t i = 0; i < n; i++) {
-        if (t->dtype == MU_F32) memcpy(&dst[i], s + 4 * i, 4);
-        else if (t->dtype == MU_F16) { uint16_t h; memcpy(&h, s + 2 * i, 2); dst[i] = mu_f16_to_f32(h); }
-        else if (t->dtype == MU_BF16) { uint16_t h; memcpy(&h, s + 2 * i, 2); dst[i] = mu_bf16_to_f32(h); }
-        else return -1;
-    }
-    return 0;
+    return mu_to_f32(t->dtype, t->data, (size_t)mu_shape_numel(t->ndim, t->shape), dst);
 }
 
 static int parse_act_entry(const msgpack_object *o, act_entry *e, char *err, size_t errlen)

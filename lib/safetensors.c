@@ -281,23 +281,6 @@ const char *mu_st_metadata(const mu_st *s, const char *key) {
     return NULL;
 }
 
-/* Converts n elements of a float dtype (unaligned little-endian bytes) to f32. */
-static int st_convert_f32(mu_dtype dt, const uint8_t *src, float *dst, size_t n) {
-    switch (dt) {
-    case MU_F32: memcpy(dst, src, n * 4); return 0;
-    case MU_F16:
-        for (size_t i = 0; i < n; i++) dst[i] = mu_f16_to_f32((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
-        return 0;
-    case MU_BF16:
-        for (size_t i = 0; i < n; i++) dst[i] = mu_bf16_to_f32((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
-        return 0;
-    case MU_F64:
-        for (size_t i = 0; i < n; i++) { double d; memcpy(&d, src + 8 * i, 8); dst[i] = (float)d; }
-        return 0;
-    default: return -1;
-    }
-}
-
 int mu_st_read_f32(const mu_st *s, int i, float *dst, size_t n, char *err, size_t errlen) {
     if (i < 0 || i >= s->n) { mu_set_err(err, errlen, "%s: no tensor #%d", s->path, i); return -1; }
     const st_entry *e = &s->e[i];
@@ -306,7 +289,7 @@ int mu_st_read_f32(const mu_st *s, int i, float *dst, size_t n, char *err, size_
         mu_set_err(err, errlen, "%s: tensor %s: has %zu elements, caller expects %zu", s->path, e->name, numel, n);
         return -1;
     }
-    if (st_convert_f32(e->dtype, s->data + e->begin, dst, n)) {
+    if (mu_to_f32(e->dtype, s->data + e->begin, n, dst)) {
         mu_set_err(err, errlen, "%s: tensor %s: dtype %s is not a float type", s->path, e->name, st_dtype_str(e->dtype));
         return -1;
     }

@@ -84,3 +84,20 @@ uint16_t mu_f32_to_bf16(float f) {
     u += 0x7fff + ((u >> 16) & 1);
     return (uint16_t)(u >> 16);
 }
+
+int mu_to_f32(mu_dtype dt, const void *src, size_t n, float *dst) {
+    const uint8_t *p = src;
+    switch (dt) {
+    case MU_F32: if (n) memcpy(dst, p, n * 4); return 0;
+    case MU_F16:
+        for (size_t i = 0; i < n; i++) dst[i] = mu_f16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+        return 0;
+    case MU_BF16:
+        for (size_t i = 0; i < n; i++) dst[i] = mu_bf16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+        return 0;
+    case MU_F64:
+        for (size_t i = 0; i < n; i++) { double d; memcpy(&d, p + 8 * i, 8); dst[i] = (float)d; }
+        return 0;
+    default: return -1;
+    }
+}

@@ -26,6 +26,10 @@ const char *mu_dtype_name(mu_dtype t);        /* "f32", "bf16", "i32", ... */
 int mu_dtype_parse(const char *name, size_t len, mu_dtype *out); /* 0 ok, -1 unknown */
 int64_t mu_shape_numel(int ndim, const int64_t *shape); /* -1 on overflow or negative dim */
 
+/* Converts n elements of a float dtype (f32, f64, f16, bf16; unaligned little-endian
+ * bytes) to f32. 0 ok, -1 for any other dtype. */
+int mu_to_f32(mu_dtype dt, const void *src, size_t n, float *dst);
+
 float mu_f16_to_f32(uint16_t h);
 uint16_t mu_f32_to_f16(float f);              /* round to nearest even */
 float mu_bf16_to_f32(uint16_t b);

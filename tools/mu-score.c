@@ -240,15 +240,9 @@ static int get_floats(mu_reader *r, const msgpack_object *rec, const char *key, 
     if (t.ndim != 1) mu_reader_die(r, "%s: expected 1 dimension, got %d", key, t.ndim);
     size_t m = (size_t)t.shape[0];
     float *v = mu_xmalloc((m ? m : 1) * sizeof *v);
-    const unsigned char *d = t.data;
-    for (size_t i = 0; i < m; i++) {
-        switch (t.dtype) {
-        case MU_F32: memcpy(&v[i], d + 4 * i, 4); break;
-        case MU_F64: { double x; memcpy(&x, d + 8 * i, 8); v[i] = (float)x; break; }
-        case MU_F16: { uint16_t h; memcpy(&h, d + 2 * i, 2); v[i] = mu_f16_to_f32(h); break; }
-        case MU_BF16: { uint16_t h; memcpy(&h, d + 2 * i, 2); v[i] = mu_bf16_to_f32(h); break; }
-        default: free(v); mu_reader_die(r, "%s: expected a float tensor, got %s", key, mu_dtype_name(t.dtype));
-        }
+    if (mu_to_f32(t.dtype, t.data, m, v)) {
+        free(v);
+        mu_reader_die(r, "%s: expected a float tensor, got %s", key, mu_dtype_name(t.dtype));
     }
     *out = v; *n = m;
     return 1;
