@@ -22,8 +22,12 @@ static inline float mu_expf(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    union { int32_t i; float f; } scale;           /* 2^n from the exponent bits */
-    scale.i = ((int32_t)n + 127) << 23;
+    /* 2^n from the exponent bits. A NaN x skips the clamps (compares are false): its
+     * exponent comes from n = 0 (converting NaN to int is undefined) and the NaN
+     * reaches the result through p. n + 127 is in [1, 254] otherwise. */
+    float ne = n == n ? n : 0.0f;
+    union { uint32_t i; float f; } scale;
+    scale.i = (uint32_t)((int32_t)ne + 127) << 23;
     return p * scale.f;
 }
 #endif
