@@ -816,7 +816,7 @@ static int run_batch(mu_fw *f, const fw_row *rows, int B, char *err, size_t errl
         lens[b] = rows[b].len;
     }
     mu_batch bt = { .B = B, .T = T, .ids = ids, .lens = lens };
-    mu_fwd_opts fo = { .last_layer = -1, .hooks = f->hooks, .n_hooks = f->n_hooks };
+    mu_fwd_opts fo = { .hooks = f->hooks, .n_hooks = f->n_hooks };
     f->brows = rows;
     f->hook_err[0] = 0;
     char e2[512];
@@ -948,7 +948,7 @@ static int generate_batch(mu_fw *f, const int *ri, int B, char *err, size_t errl
     float *x = mu_xcalloc((size_t)V, sizeof *x);
     int32_t *order = mu_xcalloc((size_t)V, sizeof *order);
     /* hooks[0 .. n_iv) are the interventions (caches come after them) */
-    mu_fwd_opts o = { .last_layer = -1, .logits_last_only = !f->n_iv, .cache = c, .hooks = f->hooks, .n_hooks = f->n_iv };
+    mu_fwd_opts o = { .logits_last_only = !f->n_iv, .cache = c, .hooks = f->hooks, .n_hooks = f->n_iv };
     mu_batch bt = { B, T, ids, lens };
     char e2[512];
     int rc = 0, active = B;

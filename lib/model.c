@@ -631,8 +631,8 @@ static int check_batch(const mu_model *m, const mu_batch *b, const mu_fwd_opts *
             return -1;
         }
     }
-    if (o->last_layer < -1 || o->last_layer >= m->NL) {
-        snprintf(err, errlen, "forward: last_layer %d outside [-1, %d)", o->last_layer, m->NL);
+    if (o->n_layers < 0 || o->n_layers > m->NL) {
+        snprintf(err, errlen, "forward: n_layers %d outside [0, %d]", o->n_layers, m->NL);
         return -1;
     }
     if (o->cache && (o->train || o->cache->B != b->B || o->cache->m != m)) {
@@ -674,13 +674,13 @@ static int set_batch(mu_model *m, const mu_batch *b, const mu_fwd_opts *o)
 int mu_model_forward(mu_model *m, const mu_batch *b, const mu_fwd_opts *opts, char *err,
                      size_t errlen)
 {
-    static const mu_fwd_opts defaults = { .last_layer = -1 };
+    static const mu_fwd_opts defaults = { 0 };
     const mu_fwd_opts *o = opts ? opts : &defaults;
     m->have_train = 0;
     if (check_batch(m, b, o, err, errlen)) return -1;
-    int last = o->last_layer < 0 ? m->NL - 1 : o->last_layer;
+    int last = (o->n_layers ? o->n_layers : m->NL) - 1;
     m->train = o->train != 0;
-    m->full = o->last_layer < 0;
+    m->full = o->n_layers == 0 || o->n_layers == m->NL;
     m->last_only = o->logits_last_only != 0;
     if (set_batch(m, b, o) || ws_ensure(m, m->N, m->train) ||
         (m->full && ensure_logits(m, (size_t)(m->last_only ? m->B : m->N) * m->V))) {
@@ -1000,7 +1000,7 @@ int mu_model_greedy(mu_model *m, const int32_t *prompt, int n_prompt, int n_new,
     if (n_new == 0) return 0;
     mu_kvcache *c = mu_kvcache_new(m, 1, n_prompt + n_new);
     if (!c) { snprintf(err, errlen, "greedy: out of memory for the KV cache"); return -1; }
-    mu_fwd_opts o = { .last_layer = -1, .logits_last_only = 1, .cache = c };
+    mu_fwd_opts o = { .logits_last_only = 1, .cache = c };
     mu_batch b = { 1, n_prompt, prompt, NULL };
     int n = 0;
     while (n < n_new) {

@@ -6,7 +6,7 @@
  *
  *   mu_model *m = mu_model_load("model_dir", deltas, n_deltas, mu_backend_cpu(), err, sizeof err);
  *   mu_batch b = { .B = 2, .T = 5, .ids = ids, .lens = lens };   // right-padded rows
- *   mu_fwd_opts o = { .train = 1, .last_layer = -1 };
+ *   mu_fwd_opts o = { .train = 1 };                          // whole model
  *   mu_model_set_trainable(m, mu_model_find(m, "model.layers.1.mlp.down_proj.weight"), 1);
  *   mu_model_forward(m, &b, &o, err, sizeof err);
  *   const float *logits = mu_model_logits(m);              // [B,T,V] host f32
@@ -90,10 +90,9 @@ typedef struct mu_kvcache mu_kvcache;
 
 typedef struct {
     int train;               /* keep activations for mu_model_backward (no cache allowed) */
-    int last_layer;          /* run layers 0..last_layer, then stop (no final norm, no logits);
-                                -1 = whole model. (RMU: loss on resid_post of last_layer.)
-                                NOTE: a zero-initialized struct means "stop after layer 0":
-                                write .last_layer = -1 for a full forward. */
+    int n_layers;            /* 0 = the whole model; k > 0: run layers 0..k-1 only, then stop
+                                (no final norm, no logits; RMU: loss on resid_post of layer
+                                k-1). A zero-initialized struct runs the whole model. */
     int logits_last_only;    /* logits only at each row's last valid token: [B, V] */
     const mu_hook *hooks;    /* forward hooks (entries with backward=1 are ignored here) */
     int n_hooks;
@@ -144,13 +143,13 @@ int mu_model_forward(mu_model *m, const mu_batch *b, const mu_fwd_opts *opts,
                      char *err, size_t errlen);
 /* Logits of the last forward, host-readable f32 owned by the model and valid until the
  * next forward: [B, T, V], or [B, V] with logits_last_only (rows of length 0: zeros).
- * NULL when the forward stopped early (last_layer). */
+ * NULL when the forward stopped early (n_layers). */
 const float *mu_model_logits(mu_model *m);
 /* Residual stream after the last layer run (before the final norm), host f32 [B, T, D]. */
 const float *mu_model_hidden(mu_model *m);
 
 /* Backpropagates through the last train forward. dlogits: host [B, T, V] (d loss / d
- * logits; zero at pad positions), or NULL when the forward stopped at last_layer or the
+ * logits; zero at pad positions), or NULL when the forward stopped early (n_layers) or the
  * whole loss is injected by backward hooks. Gradients ACCUMULATE into param->g of
  * trainable parameters only (frozen weights get no dW GEMM). Backward hooks (backward=1
  * entries of hooks) receive d loss / d site and may add to it. The pass stops below the

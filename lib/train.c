@@ -616,7 +616,7 @@ static int forget_pass(mu_trainer *t, int64_t pos0, char *err, size_t errlen) {
     double A = t->o.accum;
     mu_hook fh[1] = {{MU_SITE_RESID_POST, t->o.rmu_layer, 0, hook_capture, &t->cur_rmu}};
     mu_hook bh[1] = {{MU_SITE_RESID_POST, t->o.rmu_layer, 1, hook_inject, &t->d_rmu}};
-    mu_fwd_opts fo = {.train = 1, .last_layer = logit_terms ? -1 : t->o.rmu_layer,
+    mu_fwd_opts fo = {.train = 1, .n_layers = logit_terms ? 0 : t->o.rmu_layer + 1,
                       .hooks = fh, .n_hooks = rmu && logit_terms ? 1 : 0};
     int rc = -1;
     const float *ref_logits = NULL;
@@ -725,7 +725,7 @@ static int retain_pass(mu_trainer *t, int64_t pos0, char *err, size_t errlen) {
     float *ref_lp = NULL;
     int rc = -1;
     if (kl || rmu || l2) {
-        mu_fwd_opts ro = {.last_layer = kl ? -1 : top, .hooks = rh, .n_hooks = nh};
+        mu_fwd_opts ro = {.n_layers = kl ? 0 : top + 1, .hooks = rh, .n_hooks = nh};
         if (mu_model_forward(t->ref, &batch, &ro, err, errlen) < 0) goto out;
         if (kl) {
             int n = 0;
@@ -740,7 +740,7 @@ static int retain_pass(mu_trainer *t, int64_t pos0, char *err, size_t errlen) {
             }
         }
     }
-    mu_fwd_opts fo = {.train = 1, .last_layer = logits ? -1 : top, .hooks = fh, .n_hooks = nh};
+    mu_fwd_opts fo = {.train = 1, .n_layers = logits ? 0 : top + 1, .hooks = fh, .n_hooks = nh};
     if (mu_model_forward(t->m, &batch, &fo, err, errlen) < 0) goto out;
     float *dl = NULL;
     if (logits) {
@@ -799,7 +799,7 @@ static int general_pass(mu_trainer *t, int64_t pos0, char *err, size_t errlen) {
     int T = build_batch(t, rows, B);
     free(rows);
     mu_batch batch = {B, T, t->ids, t->lens};
-    mu_fwd_opts fo = {.train = 1, .last_layer = -1};
+    mu_fwd_opts fo = {.train = 1};
     if (mu_model_forward(t->m, &batch, &fo, err, errlen) < 0) return -1;
     size_t rowsz = (size_t)T * t->V;
     const float *lg = mu_model_logits(t->m);

@@ -425,7 +425,7 @@ static double model_run(mu_model *m, const int32_t *ids, const int32_t *targets,
     CHECK(mu_model_set_all_trainable(m, 1) == 0);
     mu_model_zero_grad(m);
     mu_batch b = { MB, MT, ids, m_lens };
-    mu_fwd_opts o = { .train = 1, .last_layer = -1 };
+    mu_fwd_opts o = { .train = 1};
     CHECK_MSG(mu_model_forward(m, &b, &o, err, sizeof err) == 0, "forward: %s", err);
     memcpy(logits, mu_model_logits(m), sizeof(float) * MB * MT * V);
     float *dl = fnew((size_t)MB * MT * V);

@@ -134,7 +134,7 @@ static void core_logprobs(mu_model *m, const int32_t *ids, int n, double *lp, in
 {
     char err[256];
     mu_batch b = { 1, n, ids, NULL };
-    mu_fwd_opts o = { .last_layer = -1 };
+    mu_fwd_opts o = { 0 };
     CHECK_MSG(mu_model_forward(m, &b, &o, err, sizeof err) == 0, "%s", err);
     const float *lg = mu_model_logits(m);
     for (int t = 0; t + 1 < n; t++) {
@@ -219,7 +219,7 @@ TEST(forward_mu_sigma_and_topk_from_core)
         int n = row_of(i, -1, ids);
         CHECK_EQ_INT(nmu[i], n - 1);
         mu_batch b = { 1, n, ids, NULL };
-        mu_fwd_opts fo = { .last_layer = -1 };
+        mu_fwd_opts fo = { 0 };
         CHECK(mu_model_forward(m, &b, &fo, err, sizeof err) == 0);
         const float *lg = mu_model_logits(m);
         for (int t = 0; t < n; t++) {
@@ -333,7 +333,7 @@ TEST(forward_cache_equals_model_hook)
         grab g1 = { 1, want, 0, 0 };
         mu_hook h = { .site = MU_SITE_RESID_POST, .layer = 1, .fn = grab_hook, .user = &g1 };
         mu_batch b = { 1, n, ids, NULL };
-        mu_fwd_opts fo = { .last_layer = -1, .hooks = &h, .n_hooks = 1 };
+        mu_fwd_opts fo = { .hooks = &h, .n_hooks = 1 };
         CHECK(mu_model_forward(m, &b, &fo, err, sizeof err) == 0);
         int P = read_act(acts, i, 0, x, pos, &D);
         CHECK_EQ_INT(P, 1);
@@ -665,7 +665,7 @@ static void core_hooked_at(mu_model *m, const int32_t *ids, int n, int pos, cons
     set_at s = { pos, vec, mode };
     mu_hook h = { .site = MU_SITE_RESID_POST, .layer = 0, .fn = set_at_hook, .user = &s };
     mu_batch b = { 1, n, ids, NULL };
-    mu_fwd_opts fo = { .last_layer = -1, .hooks = &h, .n_hooks = 1 };
+    mu_fwd_opts fo = { .hooks = &h, .n_hooks = 1 };
     CHECK(mu_model_forward(m, &b, &fo, err, sizeof err) == 0);
     const float *lg = mu_model_logits(m);
     for (int t = 0; t + 1 < n; t++) lp[t] = lg[(size_t)t * VOCAB + ids[t + 1]] - mu_fw_logsumexp(lg + (size_t)t * VOCAB, VOCAB);

@@ -285,7 +285,7 @@ static void check_logits_and_grads_of(mu_model *m)
     char err[256];
     CHECK(mu_model_set_all_trainable(m, 1) == 0);
     mu_batch b = { TB, TT, ids, t_lens };
-    mu_fwd_opts o = { .train = 1, .last_layer = -1 };
+    mu_fwd_opts o = { .train = 1};
     CHECK_MSG(mu_model_forward(m, &b, &o, err, sizeof err) == 0, "%s", err);
     float *dl = malloc(sizeof(float) * N * V);
     int cnt;
@@ -397,7 +397,7 @@ TEST(model_site_gradients_match_fd)
         grab_ctx gc = { cases[k].s, cases[k].L, NULL, 0 };
         mu_hook hk = { cases[k].s, cases[k].L, 1, grab_hook, &gc };
         mu_batch b = { TB, TT, ids, t_lens };
-        mu_fwd_opts o = { .train = 1, .last_layer = -1 };
+        mu_fwd_opts o = { .train = 1};
         CHECK_MSG(mu_model_forward(m, &b, &o, err, sizeof err) == 0, "%s", err);
         float *dl = malloc(sizeof(float) * N * V);
         mu_model_cross_entropy(m, targets, dl, NULL);
@@ -469,7 +469,7 @@ TEST(model_injected_gradient_early_stop)
     char err[256];
     CHECK(mu_model_set_all_trainable(m, 1) == 0);
     mu_batch b = { TB, TT, ids, t_lens };
-    mu_fwd_opts o = { .train = 1, .last_layer = 0 };
+    mu_fwd_opts o = { .train = 1, .n_layers = 1 };
     CHECK_MSG(mu_model_forward(m, &b, &o, err, sizeof err) == 0, "%s", err);
     CHECK(mu_model_logits(m) == NULL);
     inject_ctx ic = { R };
@@ -526,7 +526,7 @@ TEST(model_trainable_subset_same_grads_no_others)
     tiny_batch(ids, targets, V);
     char err[256];
     mu_batch b = { TB, TT, ids, t_lens };
-    mu_fwd_opts o = { .train = 1, .last_layer = -1 };
+    mu_fwd_opts o = { .train = 1};
     float *dl = malloc(sizeof(float) * N * V);
     int n = mu_model_n_params(m);
     float **full = calloc(n, sizeof *full);
@@ -607,7 +607,7 @@ TEST(model_kv_cache_decode_equals_full_forward)
     CHECK(c != NULL);
     int32_t pre[2 * 4] = { ids[0], ids[1], ids[2], ids[3], ids[9], ids[10], 0, 0 };
     int32_t lens[2] = { 4, 2 };
-    mu_fwd_opts o = { .last_layer = -1, .logits_last_only = 1, .cache = c };
+    mu_fwd_opts o = { .logits_last_only = 1, .cache = c };
     mu_batch pb = { 2, 4, pre, lens };
     CHECK_MSG(mu_model_forward(m, &pb, &o, err, sizeof err) == 0, "%s", err);
     const float *lg = mu_model_logits(m);
@@ -650,7 +650,7 @@ TEST(model_bad_inputs)
     CHECK(mu_model_forward(m, &b, NULL, err, sizeof err) == -1);
     CHECK(strstr(err, "length 3") != NULL);
     CHECK(mu_model_backward(m, NULL, NULL, 0, err, sizeof err) == -1);
-    mu_fwd_opts o = { .last_layer = 5 };
+    mu_fwd_opts o = { .n_layers = 5 };
     b.lens = NULL;
     CHECK(mu_model_forward(m, &b, &o, err, sizeof err) == -1);
     mu_model_free(m);
@@ -689,7 +689,7 @@ TEST(hooks_patch_with_itself_changes_nothing)
     for (int s = 0; s < MU_SITE_COUNT; s++) {
         patch_ctx pc = { NULL, 0, 0 };
         mu_hook hk = { (mu_site)s, 1, 0, patch_hook, &pc };
-        mu_fwd_opts o = { .last_layer = -1, .hooks = &hk, .n_hooks = 1 };
+        mu_fwd_opts o = { .hooks = &hk, .n_hooks = 1 };
         CHECK(mu_model_forward(m, &b, &o, err, sizeof err) == 0);
         CHECK_MSG(pc.saved != NULL, "hook at %s not called", mu_site_name((mu_site)s));
         pc.mode = 1;
@@ -700,7 +700,7 @@ TEST(hooks_patch_with_itself_changes_nothing)
     /* a failing hook aborts the forward with a message naming the site */
     patch_ctx bad = { malloc(4), 1, 1 };
     mu_hook hk = { MU_SITE_MLP_POST, 0, 0, patch_hook, &bad };
-    mu_fwd_opts o = { .last_layer = -1, .hooks = &hk, .n_hooks = 1 };
+    mu_fwd_opts o = { .hooks = &hk, .n_hooks = 1 };
     CHECK(mu_model_forward(m, &b, &o, err, sizeof err) == -1);
     CHECK_STR(err, "forward hook at mlp_post:0 failed");
     free(bad.saved);
@@ -724,7 +724,7 @@ TEST(hooks_zero_ablate_mlp_post_equals_zero_down_proj)
     char err[256];
     mu_batch b = { TB, TT, ids, t_lens };
     mu_hook hk = { MU_SITE_MLP_POST, 1, 0, zero_hook, NULL };
-    mu_fwd_opts o = { .last_layer = -1, .hooks = &hk, .n_hooks = 1 };
+    mu_fwd_opts o = { .hooks = &hk, .n_hooks = 1 };
     CHECK(mu_model_forward(m, &b, &o, err, sizeof err) == 0);
     size_t nl = (size_t)TB * TT * V;
     float *abl = malloc(nl * sizeof *abl);
@@ -771,7 +771,7 @@ TEST(model_parity_with_hf_transformers)
     const float *want = data;
     CHECK(mu_model_set_all_trainable(m, 1) == 0);
     mu_batch b = { B, T, ids, lens };
-    mu_fwd_opts o = { .train = 1, .last_layer = -1 };
+    mu_fwd_opts o = { .train = 1};
     CHECK_MSG(mu_model_forward(m, &b, &o, err, sizeof err) == 0, "%s", err);
     const float *lg = mu_model_logits(m);
     double maxrel = 0;
@@ -914,7 +914,7 @@ TEST(model_backward_is_deterministic)
     char err[256];
     CHECK(mu_model_set_all_trainable(m, 1) == 0);
     mu_batch b = { TB, TT, ids, t_lens };
-    mu_fwd_opts o = { .train = 1, .last_layer = -1 };
+    mu_fwd_opts o = { .train = 1};
     float *dl = malloc(sizeof(float) * TB * TT * V);
     float **g1 = calloc(n, sizeof *g1);
     for (int rep = 0; rep < 2; rep++) {

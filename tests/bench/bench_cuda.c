@@ -82,7 +82,7 @@ static int bench_model(const char *label, mu_model *m, int B, int T, int iters, 
            f.fwd / best / 1e9, peak > 0 ? 100 * f.fwd / best / peak : 0.0);
     if (mu_model_set_all_trainable(m, 1)) { printf("%s: out of device memory for gradients\n", label); return -1; }
     mu_cuda_print_memory("weights + gradients");
-    mu_fwd_opts o = { .train = 1, .last_layer = -1 };
+    mu_fwd_opts o = { .train = 1};
     best = 1e30;
     for (int it = 0; it <= iters; it++) {
         be->sync();

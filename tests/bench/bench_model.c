@@ -87,7 +87,7 @@ static result run(const char *label, mu_model *m, int B, int T, int iters)
     res.fwd_tps = N / best;
     res.fwd_gf = f.fwd / best / 1e9;
     mu_model_set_all_trainable(m, 1);
-    mu_fwd_opts o = { .train = 1, .last_layer = -1 };
+    mu_fwd_opts o = { .train = 1};
     best = 1e30;
     for (int it = 0; it <= iters; it++) {
         double t = now();
