@@ -16,6 +16,10 @@ DEB_DEPS := gcc make pkg-config libmsgpack-dev libzstd-dev libopenblas-openmp-de
 ifeq ($(SANITIZE),1)
   BUILD   := build/san
   SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else ifeq ($(CUDA),0)
+  # objects differ with and without CUDA: keep the two builds apart
+  BUILD   := build/rel-cpu
+  SANFLAGS :=
 else
   BUILD   := build/rel
   SANFLAGS :=
