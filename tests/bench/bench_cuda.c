@@ -19,6 +19,8 @@
 #include <string.h>
 #include <time.h>
 #include "model.h"
+#include "cli.h"
+#include "bench.h"
 #include "rng.h"
 #ifdef MU_HAVE_CUDA
 #include "cuda/mu_cuda.h"
@@ -31,28 +33,6 @@ int main(void)
     return 0;
 }
 #else
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-typedef struct { double fwd, bwd; } flops;
-
-static flops count_flops(const mu_config *c, int B, int T)
-{
-    double N = (double)B * T, D = c->d_model, qd = (double)c->n_head * c->head_dim;
-    double kd = (double)c->n_kv_head * c->head_dim, F = c->d_ff, V = c->vocab;
-    double linear = 2 * N * (D * qd + 2 * D * kd + qd * D + 3 * D * F);
-    double attn = 4.0 * c->head_dim * B * c->n_head * (T * (T + 1.0) / 2);
-    double head = 2 * N * D * V;
-    flops f;
-    f.fwd = c->n_layer * (linear + attn) + head;
-    f.bwd = 2 * (c->n_layer * linear + head) + 2.5 * c->n_layer * attn;
-    return f;
-}
-
 /* Times forward and forward+CE+backward of m at B x T; prints one line each. */
 static int bench_model(const char *label, mu_model *m, int B, int T, int iters, double peak)
 {
@@ -68,14 +48,14 @@ static int bench_model(const char *label, mu_model *m, int B, int T, int iters, 
     for (int i = 0; i < N; i++) targets[i] = (i + 1) % T ? ids[i + 1] : -1;
     char err[256];
     mu_batch b = { B, T, ids, NULL };
-    flops f = count_flops(c, B, T);
+    bench_flops f = bench_count_flops(c, B, T);
     double best = 1e30;
     for (int it = 0; it <= iters; it++) {               /* iteration 0 warms up */
         be->sync();
-        double t = now();
+        double t = mu_now();
         if (mu_model_forward(m, &b, NULL, err, sizeof err)) { printf("%s: %s\n", label, err); return -1; }
         be->sync();
-        t = now() - t;
+        t = mu_now() - t;
         if (it && t < best) best = t;
     }
     printf("%-14s forward  %9.0f tokens/s  %8.1f GFLOP/s  MFU %5.1f%%\n", label, N / best,
@@ -86,12 +66,12 @@ static int bench_model(const char *label, mu_model *m, int B, int T, int iters, 
     best = 1e30;
     for (int it = 0; it <= iters; it++) {
         be->sync();
-        double t = now();
+        double t = mu_now();
         if (mu_model_forward(m, &b, &o, err, sizeof err)) { printf("%s: %s\n", label, err); return -1; }
         mu_model_cross_entropy(m, targets, dl, NULL);
         if (mu_model_backward(m, dl, NULL, 0, err, sizeof err)) { printf("%s: %s\n", label, err); return -1; }
         be->sync();
-        t = now() - t;
+        t = mu_now() - t;
         if (it && t < best) best = t;
     }
     printf("%-14s training %9.0f tokens/s  %8.1f GFLOP/s  MFU %5.1f%%\n", label, N / best,
@@ -100,34 +80,6 @@ static int bench_model(const char *label, mu_model *m, int B, int T, int iters, 
     mu_model_set_all_trainable(m, 0);
     free(ids); free(targets); free(dl);
     return 0;
-}
-
-static void torch_figures(const char *args)
-{
-    if (getenv("MU_BENCH_SKIP_TORCH")) { printf("torch: skipped (MU_BENCH_SKIP_TORCH)\n"); return; }
-    const char *py = getenv("MU_PYTHON") ? getenv("MU_PYTHON") : "python3";
-    char cmd[2600];
-    snprintf(cmd, sizeof cmd, "'%s' -c 'import torch, transformers' >/dev/null 2>&1", py);
-    if (system(cmd) != 0) { printf("torch: not available (%s cannot import torch/transformers)\n", py); return; }
-    snprintf(cmd, sizeof cmd, "'%s' tests/bench/torch_model.py %s", py, args);
-    fflush(stdout);
-    if (system(cmd) != 0) printf("torch: failed (%s)\n", cmd);
-}
-
-static void shape_smollm2(mu_config *c)
-{
-    mu_config_init(c);
-    c->n_layer = 30; c->d_model = 576; c->n_head = 9; c->n_kv_head = 3; c->head_dim = 64;
-    c->d_ff = 1536; c->vocab = 49152; c->max_pos = 2048; c->rms_eps = 1e-5f;
-    c->rope_theta = 100000; c->tie_embeddings = 1;
-}
-
-static void shape_llama3_8b(mu_config *c, int layers)
-{
-    mu_config_init(c);
-    c->n_layer = layers; c->d_model = 4096; c->n_head = 32; c->n_kv_head = 8; c->head_dim = 128;
-    c->d_ff = 14336; c->vocab = 128256; c->max_pos = 8192; c->rms_eps = 1e-5f;
-    c->rope_theta = 500000; c->tie_embeddings = 0;
 }
 
 int main(void)
@@ -150,7 +102,7 @@ int main(void)
 
     char err[256], label[64], args[256];
     mu_config c;
-    shape_smollm2(&c);
+    bench_shape_smollm2(&c);
     mu_model *m = mu_model_init_random(&c, 1, 0.02f, be, err, sizeof err);
     if (!m) printf("smollm2-135m: %s\n", err);
     else {
@@ -159,9 +111,9 @@ int main(void)
     }
     snprintf(args, sizeof args, "--device cuda --dtype float32 --batch %d --seq %d --iters %d "
              "--shape smollm2-135m", B, T, iters);
-    torch_figures(args);
+    bench_torch_figures(args);
 
-    shape_llama3_8b(&c, layers8b);
+    bench_shape_llama3_8b(&c, layers8b);
     snprintf(label, sizeof label, "llama3-8b/%dL", layers8b);
     m = mu_model_init_random(&c, 2, 0.02f, be, err, sizeof err);
     if (!m) printf("%s: %s\n", label, err);
@@ -171,7 +123,7 @@ int main(void)
     }
     snprintf(args, sizeof args, "--device cuda --dtype float32 --batch %d --seq %d --iters %d "
              "--shape llama3-8b --layers %d", B, T, iters, layers8b);
-    torch_figures(args);
+    bench_torch_figures(args);
     return 0;
 }
 #endif

@@ -15,14 +15,9 @@
 #include <cblas.h>
 #include <omp.h>
 #include "model.h"
+#include "cli.h"
+#include "bench.h"
 #include "rng.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* GFLOP/s of a large square sgemm (n = 3000: a power-of-two stride would alias in the
  * caches and understate it), best of 4 runs: the ceiling the model's GEMMs can reach. */
@@ -34,28 +29,13 @@ static double sgemm_ceiling(void)
     for (size_t i = 0; i < (size_t)n * n; i++) { a[i] = (float)(i % 7) * 0.1f; b[i] = (float)(i % 5) * 0.1f; }
     double best = 1e30;
     for (int rep = 0; rep < 5; rep++) {
-        double t = now();
+        double t = mu_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1, a, n, b, n, 0, c, n);
-        t = now() - t;
+        t = mu_now() - t;
         if (rep && t < best) best = t;          /* first run warms up */
     }
     free(a); free(b); free(c);
     return 2.0 * n * n * n / best / 1e9;
-}
-
-typedef struct { double fwd, bwd; } flops;
-
-static flops count_flops(const mu_config *c, int B, int T)
-{
-    double N = (double)B * T, D = c->d_model, qd = (double)c->n_head * c->head_dim;
-    double kd = (double)c->n_kv_head * c->head_dim, F = c->d_ff, V = c->vocab;
-    double linear = 2 * N * (D * qd + 2 * D * kd + qd * D + 3 * D * F);
-    double attn = 4.0 * c->head_dim * B * c->n_head * (T * (T + 1.0) / 2);
-    double head = 2 * N * D * V;
-    flops f;
-    f.fwd = c->n_layer * (linear + attn) + head;
-    f.bwd = 2 * (c->n_layer * linear + head) + 2.5 * c->n_layer * attn;
-    return f;
 }
 
 typedef struct { const char *label; double fwd_tps, fwd_gf, fb_tps, fb_gf; int ok; } result;
@@ -76,12 +56,12 @@ static result run(const char *label, mu_model *m, int B, int T, int iters)
     for (int i = 0; i < N; i++) targets[i] = (i + 1) % T ? ids[i + 1] : -1;
     char err[256];
     mu_batch b = { B, T, ids, NULL };
-    flops f = count_flops(c, B, T);
+    bench_flops f = bench_count_flops(c, B, T);
     double best = 1e30;
     for (int it = 0; it <= iters; it++) {               /* iteration 0 warms up */
-        double t = now();
+        double t = mu_now();
         if (mu_model_forward(m, &b, NULL, err, sizeof err)) { printf("%s: %s\n", label, err); return res; }
-        t = now() - t;
+        t = mu_now() - t;
         if (it && t < best) best = t;
     }
     res.fwd_tps = N / best;
@@ -90,11 +70,11 @@ static result run(const char *label, mu_model *m, int B, int T, int iters)
     mu_fwd_opts o = { .train = 1};
     best = 1e30;
     for (int it = 0; it <= iters; it++) {
-        double t = now();
+        double t = mu_now();
         if (mu_model_forward(m, &b, &o, err, sizeof err)) { printf("%s: %s\n", label, err); return res; }
         mu_model_cross_entropy(m, targets, dl, NULL);
         if (mu_model_backward(m, dl, NULL, 0, err, sizeof err)) { printf("%s: %s\n", label, err); return res; }
-        t = now() - t;
+        t = mu_now() - t;
         if (it && t < best) best = t;
     }
     res.fb_tps = N / best;
@@ -111,9 +91,9 @@ static double decode_ms(mu_model *m, int n_prompt, int n_new)
     int32_t prompt[64], out[256];
     for (int i = 0; i < n_prompt; i++) prompt[i] = 1 + i;
     char err[256];
-    double t = now();
+    double t = mu_now();
     int n = mu_model_greedy(m, prompt, n_prompt, n_new, -1, out, err, sizeof err);
-    t = now() - t;
+    t = mu_now() - t;
     return n > 0 ? 1000 * t / n : -1;
 }
 
@@ -124,18 +104,6 @@ static void print_result(const result *r, double ceiling)
            r->fwd_tps, r->fwd_gf, 100 * r->fwd_gf / ceiling);
     printf("%-12s fwd+bwd  %9.0f tokens/s  %7.1f GFLOP/s  %5.1f%% of sgemm\n", r->label,
            r->fb_tps, r->fb_gf, 100 * r->fb_gf / ceiling);
-}
-
-static void torch_figures(const char *args)
-{
-    if (getenv("MU_BENCH_SKIP_TORCH")) { printf("torch: skipped (MU_BENCH_SKIP_TORCH)\n"); return; }
-    const char *py = getenv("MU_PYTHON") ? getenv("MU_PYTHON") : "python3";
-    char cmd[2600];
-    snprintf(cmd, sizeof cmd, "'%s' -c 'import torch, transformers' >/dev/null 2>&1", py);
-    if (system(cmd) != 0) { printf("torch: not available (%s cannot import torch/transformers)\n", py); return; }
-    snprintf(cmd, sizeof cmd, "'%s' tests/bench/torch_model.py %s", py, args);
-    fflush(stdout);
-    if (system(cmd) != 0) printf("torch: failed (%s)\n", cmd);
 }
 
 int main(void)
@@ -150,10 +118,7 @@ int main(void)
     ceil[0] = sgemm_ceiling();
 
     mu_config c;
-    mu_config_init(&c);
-    c.n_layer = 30; c.d_model = 576; c.n_head = 9; c.n_kv_head = 3; c.head_dim = 64;
-    c.d_ff = 1536; c.vocab = 49152; c.max_pos = 2048; c.rms_eps = 1e-5f;
-    c.rope_theta = 100000; c.tie_embeddings = 1;
+    bench_shape_smollm2(&c);
     char err[256];
     mu_model *m = mu_model_init_random(&c, 1, 0.02f, mu_backend_cpu(), err, sizeof err);
     if (!m) { fprintf(stderr, "bench_model: %s\n", err); return 1; }
@@ -186,6 +151,6 @@ int main(void)
     char args[1200];
     snprintf(args, sizeof args, "--batch %d --seq %d --iters %d%s%s", B, T, iters,
              have_stories ? " --stories " : "", have_stories ? dir : "");
-    torch_figures(args);
+    bench_torch_figures(args);
     return 0;
 }

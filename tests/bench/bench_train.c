@@ -11,6 +11,7 @@
 #include "train.h"
 #include "config.h"
 #include "cli.h"
+#include "bench.h"
 #include "rng.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,15 +22,6 @@
 #include <omp.h>
 
 enum { BATCH = 4, SEQ = 128 };
-
-static mu_config smol_cfg(void) {
-    mu_config c;
-    mu_config_init(&c);
-    c.n_layer = 30; c.d_model = 576; c.n_head = 9; c.n_kv_head = 3; c.head_dim = 64;
-    c.d_ff = 1536; c.vocab = 49152; c.max_pos = 2048; c.tie_embeddings = 1;
-    c.rms_eps = 1e-5f; c.rope_theta = 100000.0f;
-    return c;
-}
 
 /* Random token sequences, trained on every next token. */
 static void random_set(mu_train_set *set, int n, int vocab) {
@@ -76,7 +68,8 @@ static void mlp_percent_mask(mu_model *m, mu_mask *mask) {
 
 /* Child: trains `steps` steps; writes "tokens_per_s optim_bytes params_trained" to fd. */
 static void child(int masked, int steps, int fd) {
-    mu_config c = smol_cfg();
+    mu_config c;
+    bench_shape_smollm2(&c);
     char err[512];
     mu_model *m = mu_model_init_random(&c, 1, 0.02f, mu_backend_cpu(), err, sizeof err);
     if (!m) { fprintf(stderr, "%s\n", err); _exit(1); }

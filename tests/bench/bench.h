@@ -1,0 +1,59 @@
+/* bench.h — what the benchmarks share: the model shapes they time, the FLOP count
+ * their GFLOP/s and MFU figures use, and the PyTorch reference run. Header-only
+ * (each C file under tests/bench is its own program). Time with mu_now() (cli.h). */
+#ifndef MU_BENCH_H
+#define MU_BENCH_H
+#include <stdio.h>
+#include <stdlib.h>
+#include "config.h"
+
+/* SmolLM2-135M: 30 layers, width 576, 9 heads / 3 kv heads of 64, MLP 1536, vocab 49152, tied. */
+static inline void bench_shape_smollm2(mu_config *c)
+{
+    mu_config_init(c);
+    c->n_layer = 30; c->d_model = 576; c->n_head = 9; c->n_kv_head = 3; c->head_dim = 64;
+    c->d_ff = 1536; c->vocab = 49152; c->max_pos = 2048; c->rms_eps = 1e-5f;
+    c->rope_theta = 100000; c->tie_embeddings = 1;
+}
+
+/* Llama-3-8B with `layers` of its 32 layers (f32 weights + gradients of all 32 do not fit
+ * one 80 GB GPU). */
+static inline void bench_shape_llama3_8b(mu_config *c, int layers)
+{
+    mu_config_init(c);
+    c->n_layer = layers; c->d_model = 4096; c->n_head = 32; c->n_kv_head = 8; c->head_dim = 128;
+    c->d_ff = 14336; c->vocab = 128256; c->max_pos = 8192; c->rms_eps = 1e-5f;
+    c->rope_theta = 500000; c->tie_embeddings = 0;
+}
+
+/* FLOPs of one forward and one backward over B x T tokens: 2·N·K·M per GEMM (q, k, v, o,
+ * gate, up, down, lm_head), causal attention (QK^T and PV over the lower triangle);
+ * backward = 2x the GEMMs (dX and dW) and 2.5x attention (recomputed probabilities). */
+typedef struct { double fwd, bwd; } bench_flops;
+static inline bench_flops bench_count_flops(const mu_config *c, int B, int T)
+{
+    double N = (double)B * T, D = c->d_model, qd = (double)c->n_head * c->head_dim;
+    double kd = (double)c->n_kv_head * c->head_dim, F = c->d_ff, V = c->vocab;
+    double linear = 2 * N * (D * qd + 2 * D * kd + qd * D + 3 * D * F);
+    double attn = 4.0 * c->head_dim * B * c->n_head * (T * (T + 1.0) / 2);
+    double head = 2 * N * D * V;
+    bench_flops f;
+    f.fwd = c->n_layer * (linear + attn) + head;
+    f.bwd = 2 * (c->n_layer * linear + head) + 2.5 * c->n_layer * attn;
+    return f;
+}
+
+/* Runs tests/bench/torch_model.py ARGS with $MU_PYTHON (default python3) when it can
+ * import torch and transformers; says why not otherwise. */
+static inline void bench_torch_figures(const char *args)
+{
+    if (getenv("MU_BENCH_SKIP_TORCH")) { printf("torch: skipped (MU_BENCH_SKIP_TORCH)\n"); return; }
+    const char *py = getenv("MU_PYTHON") ? getenv("MU_PYTHON") : "python3";
+    char cmd[2600];
+    snprintf(cmd, sizeof cmd, "'%s' -c 'import torch, transformers' >/dev/null 2>&1", py);
+    if (system(cmd) != 0) { printf("torch: not available (%s cannot import torch/transformers)\n", py); return; }
+    snprintf(cmd, sizeof cmd, "'%s' tests/bench/torch_model.py %s", py, args);
+    fflush(stdout);
+    if (system(cmd) != 0) printf("torch: failed (%s)\n", cmd);
+}
+#endif
