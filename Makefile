@@ -11,7 +11,7 @@ CUDA_HOME ?= /usr/local/cuda
 
 DEB_DEPS := gcc make pkg-config libmsgpack-dev libzstd-dev libopenblas-openmp-dev \
             libpcre2-dev libjansson-dev libutf8proc-dev libxxhash-dev zlib1g-dev \
-            zstd python3 gnuplot-nox
+            zstd python3 jq
 
 ifeq ($(SANITIZE),1)
   BUILD   := build/san
@@ -112,7 +112,9 @@ deps:
 check: deps
 	@$(MAKE) --no-print-directory all-tests
 all-tests: info $(TOOLS) $(TEST_BIN)
-	@MU_BIN=$(abspath $(BIN)) MU_SHARED=$(abspath ../shared) tests/check.sh $(TEST_BIN)
+	@MU_BIN=$(abspath $(BIN)) MU_SHARED=$(abspath ../shared) \
+	  MU_SMOLLM2_GGUF=$${MU_SMOLLM2_GGUF:-$(abspath $(wildcard runs/models/SmolLM2-135M-Instruct.Q4_1.gguf))} \
+	  tests/check.sh $(TEST_BIN)
 .PHONY: all-tests
 
 bench: deps
