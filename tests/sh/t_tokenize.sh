@@ -83,7 +83,7 @@ ids = struct.unpack('<%di' % r['prompt']['shape'][0], r['prompt']['data'])
 s, e = r['spans']['question']
 dec = lambda x: subprocess.run([sys.argv[2], '--model', sys.argv[3], '--decode', '--ids'], input=' '.join(map(str, x)),
                                capture_output=True, text=True, check=True).stdout
-assert dec(ids[s:e]) == 'Who wrote it?\n', dec(ids[s:e])
+assert dec(ids[s:e]) == 'Who wrote it?', dec(ids[s:e])
 assert r['target_texts'] == [' Ann did.', 'Bob did.', 'Cy did.'] and r['answer'] == 0
 eos = h['meta']['eos']
 for t in r['targets']:
