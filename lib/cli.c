@@ -148,20 +148,21 @@ int mu_cli_common(int opt, const char *usage) {
 
 /* ---- messages ---- */
 
-static void vmessage(const char *fmt, va_list ap) {
+/* One line on stderr: "tool: [what: ]message", after clearing a progress bar. */
+static void vmessage(const char *what, const char *fmt, va_list ap) {
     char buf[4096];
     vsnprintf(buf, sizeof buf, fmt, ap);
     /* one line: newlines inside a message would break "one-line errors" */
     for (char *c = buf; *c; c++) if (*c == '\n' || *c == '\r') *c = ' ';
     if (mu_progress_on) fputs("\r\033[K", stderr);
-    fprintf(stderr, "%s: %s\n", mu_tool_name, buf);
+    fprintf(stderr, "%s: %s%s\n", mu_tool_name, what, buf);
     fflush(stderr);
 }
 
 void mu_die(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vmessage(fmt, ap);
+    vmessage("", fmt, ap);
     va_end(ap);
     cleanup_run();
     exit(MU_EXIT_FAIL);
@@ -170,7 +171,7 @@ void mu_die(const char *fmt, ...) {
 void mu_usage_error(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vmessage(fmt, ap);
+    vmessage("", fmt, ap);
     va_end(ap);
     cleanup_run();
     exit(MU_EXIT_USAGE);
@@ -179,24 +180,16 @@ void mu_usage_error(const char *fmt, ...) {
 void mu_warn(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    char buf[4096];
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    vmessage("warning: ", fmt, ap);
     va_end(ap);
-    if (mu_progress_on) fputs("\r\033[K", stderr);
-    fprintf(stderr, "%s: warning: %s\n", mu_tool_name, buf);
-    fflush(stderr);
 }
 
 void mu_info(const char *fmt, ...) {
     if (mu_quiet) return;
     va_list ap;
     va_start(ap, fmt);
-    char buf[4096];
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    vmessage("", fmt, ap);
     va_end(ap);
-    if (mu_progress_on) fputs("\r\033[K", stderr);
-    fprintf(stderr, "%s: %s\n", mu_tool_name, buf);
-    fflush(stderr);
 }
 
 /* ---- progress ---- */
