@@ -165,6 +165,7 @@ static int cfg_from_json(json_t *root, jctx *j, mu_config *c) {
     if (j_int(j, root, "num_key_value_heads", &c->n_kv_head, 1, CFG_MAX_SIZE) ||
         j_int(j, root, "head_dim", &c->head_dim, 1, CFG_MAX_SIZE) ||
         j_int(j, root, "max_position_embeddings", &c->max_pos, 1, INT32_MAX) ||
+        j_int(j, root, "sliding_window", &c->sliding_window, 1, INT32_MAX) ||
         j_num(j, root, "rms_norm_eps", &c->rms_eps) || j_num(j, root, "rope_theta", &c->rope_theta) ||
         j_bool(j, root, "tie_word_embeddings", &c->tie_embeddings) ||
 
@@ -405,6 +406,7 @@ int mu_config_write_json_dtype(const mu_config *c, const char *torch_dtype, cons
     json_object_set_new(r, "max_position_embeddings", json_integer(c->max_pos));
     json_object_set_new(r, "rms_norm_eps", j_float(c->rms_eps));
     json_object_set_new(r, "rope_theta", j_float(c->rope_theta));
+    if (c->sliding_window > 0) json_object_set_new(r, "sliding_window", json_integer(c->sliding_window));
     if (!c->rope_scaling[0]) json_object_set_new(r, "rope_scaling", json_null());
     else if (!strcmp(c->rope_scaling, "linear"))
         json_object_set_new(r, "rope_scaling", json_pack("{s:s, s:o}", "rope_type", "linear", "factor",

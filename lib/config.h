@@ -20,6 +20,9 @@ typedef struct {
     int rope_orig_max_pos;
     int bos_id, eos_id, pad_id;   /* -1 if unknown */
     char hidden_act[16];     /* "silu" */
+    int sliding_window;      /* Mistral: attention sees at most this many keys; 0 = none.
+                                mu attends to all keys, so the model refuses sequences
+                                longer than the window instead of computing them wrongly */
 } mu_config;
 
 /* Sets every field to its "unknown/default" value (ids -1, rope_theta 10000,

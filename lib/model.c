@@ -625,6 +625,12 @@ static int check_batch(const mu_model *m, const mu_batch *b, const mu_fwd_opts *
                 return -1;
             }
         }
+        int end = (o->cache ? o->cache->len[r] : 0) + len;
+        if (m->cfg.sliding_window > 0 && end > m->cfg.sliding_window) {
+            snprintf(err, errlen, "forward: row %d: %d tokens exceed the model's sliding window "
+                     "(%d); sliding-window attention is not implemented", r, end, m->cfg.sliding_window);
+            return -1;
+        }
         if (o->cache && o->cache->len[r] + len > o->cache->max_T) {
             snprintf(err, errlen, "forward: row %d: KV cache full (%d + %d > %d tokens)", r,
                      o->cache->len[r], len, o->cache->max_T);

@@ -997,3 +997,27 @@ TEST(model_load_with_delta_and_errors)
     CHECK(mu_model_load("/nonexistent/model", NULL, 0, mu_backend_cpu(), err, sizeof err) == NULL);
     CHECK_MSG(strstr(err, "/nonexistent/model") != NULL && !strchr(err, '\n'), "%s", err);
 }
+
+/* Sliding-window configs (Mistral): sequences within the window run (full causal attention
+ * is exact there); longer ones are refused, not computed with the wrong attention. The
+ * window survives a config.json round trip. */
+TEST(model_sliding_window_refuses_longer_sequences)
+{
+    char err[256];
+    mu_config c = tiny_config(1, 0);
+    c.sliding_window = 4;
+    mu_model *m = mu_model_init_random(&c, 3, 0.1f, mu_backend_cpu(), err, sizeof err);
+    CHECK_MSG(m != NULL, "%s", err);
+    int32_t ids[6] = {1, 2, 3, 4, 5, 6}, lens4[1] = {4}, lens6[1] = {6};
+    mu_batch b4 = { 1, 6, ids, lens4 }, b6 = { 1, 6, ids, lens6 };
+    CHECK_MSG(mu_model_forward(m, &b4, NULL, err, sizeof err) == 0, "%s", err);
+    CHECK(mu_model_forward(m, &b6, NULL, err, sizeof err) == -1);
+    CHECK_MSG(strstr(err, "sliding window (4)") != NULL, "%s", err);
+    mu_model_free(m);
+    char path[512];
+    snprintf(path, sizeof path, "%s/config.json", mu_test_tmpdir());
+    CHECK_MSG(mu_config_write_json(&c, path, err, sizeof err) == 0, "%s", err);
+    mu_config back;
+    CHECK_MSG(mu_config_from_json_file(path, &back, err, sizeof err) == 0, "%s", err);
+    CHECK_EQ_INT(back.sliding_window, 4);
+}
