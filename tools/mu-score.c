@@ -231,13 +231,21 @@ static void fields_free(rec_fields *f) {
     memset(f, 0, sizeof *f);
 }
 
-/* Reads a 1-D tensor field into a float array (f32/f64/f16/bf16). 0 absent, 1 ok. */
-static int get_floats(mu_reader *r, const msgpack_object *rec, const char *key, float **out, size_t *n) {
+/* The 1-D tensor field key of rec, validated (dies naming the record otherwise).
+ * 0 absent (or nil), 1 ok. */
+static int get_vector(mu_reader *r, const msgpack_object *rec, const char *key, mu_tensor_view *t) {
     const msgpack_object *o = mu_obj_get(rec, key);
     if (!o || o->type == MSGPACK_OBJECT_NIL) return 0;
-    mu_tensor_view t; char err[256];
-    if (mu_obj_tensor(o, &t, err, sizeof err)) mu_reader_die(r, "%s: %s", key, err);
-    if (t.ndim != 1) mu_reader_die(r, "%s: expected 1 dimension, got %d", key, t.ndim);
+    char err[256];
+    if (mu_obj_tensor(o, t, err, sizeof err)) mu_reader_die(r, "%s: %s", key, err);
+    if (t->ndim != 1) mu_reader_die(r, "%s: expected 1 dimension, got %d", key, t->ndim);
+    return 1;
+}
+
+/* Reads a 1-D tensor field into a float array (f32/f64/f16/bf16). 0 absent, 1 ok. */
+static int get_floats(mu_reader *r, const msgpack_object *rec, const char *key, float **out, size_t *n) {
+    mu_tensor_view t;
+    if (!get_vector(r, rec, key, &t)) return 0;
     size_t m = (size_t)t.shape[0];
     float *v = mu_xmalloc((m ? m : 1) * sizeof *v);
     if (mu_to_f32(t.dtype, t.data, m, v)) {
@@ -249,11 +257,8 @@ static int get_floats(mu_reader *r, const msgpack_object *rec, const char *key, 
 }
 
 static int get_ints(mu_reader *r, const msgpack_object *rec, const char *key, int32_t **out, size_t *n) {
-    const msgpack_object *o = mu_obj_get(rec, key);
-    if (!o || o->type == MSGPACK_OBJECT_NIL) return 0;
-    mu_tensor_view t; char err[256];
-    if (mu_obj_tensor(o, &t, err, sizeof err)) mu_reader_die(r, "%s: %s", key, err);
-    if (t.ndim != 1) mu_reader_die(r, "%s: expected 1 dimension, got %d", key, t.ndim);
+    mu_tensor_view t;
+    if (!get_vector(r, rec, key, &t)) return 0;
     size_t m = (size_t)t.shape[0];
     int32_t *v = mu_xmalloc((m ? m : 1) * sizeof *v);
     const unsigned char *d = t.data;

@@ -5,7 +5,9 @@
 #define MU_BENCH_H
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include "config.h"
+#include "rng.h"
 
 /* SmolLM2-135M: 30 layers, width 576, 9 heads / 3 kv heads of 64, MLP 1536, vocab 49152, tied. */
 static inline void bench_shape_smollm2(mu_config *c)
@@ -41,6 +43,15 @@ static inline bench_flops bench_count_flops(const mu_config *c, int B, int T)
     f.fwd = c->n_layer * (linear + attn) + head;
     f.bwd = 2 * (c->n_layer * linear + head) + 2.5 * c->n_layer * attn;
     return f;
+}
+
+/* Seeded random ids [B*T] and next-token targets (-1 at each row's end) for timing. */
+static inline void bench_random_tokens(const mu_config *c, int B, int T, int32_t *ids, int32_t *targets)
+{
+    mu_rng r;
+    mu_rng_seed(&r, 1);
+    for (int i = 0; i < B * T; i++) ids[i] = (int32_t)mu_rng_below(&r, c->vocab);
+    for (int i = 0; i < B * T; i++) targets[i] = (i + 1) % T ? ids[i + 1] : -1;
 }
 
 /* Runs tests/bench/torch_model.py ARGS with $MU_PYTHON (default python3) when it can

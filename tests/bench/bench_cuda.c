@@ -42,10 +42,7 @@ static int bench_model(const char *label, mu_model *m, int B, int T, int iters, 
     int32_t *ids = malloc(sizeof *ids * N), *targets = malloc(sizeof *targets * N);
     float *dl = malloc(sizeof(float) * (size_t)N * c->vocab);
     if (!ids || !targets || !dl) { printf("%s: out of host memory\n", label); return -1; }
-    mu_rng r;
-    mu_rng_seed(&r, 1);
-    for (int i = 0; i < N; i++) ids[i] = (int32_t)mu_rng_below(&r, c->vocab);
-    for (int i = 0; i < N; i++) targets[i] = (i + 1) % T ? ids[i + 1] : -1;
+    bench_random_tokens(c, B, T, ids, targets);
     char err[256];
     mu_batch b = { B, T, ids, NULL };
     bench_flops f = bench_count_flops(c, B, T);
