@@ -54,7 +54,7 @@ ifeq ($(HAVE_CUDA),1)
     LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
     CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
                  -gencode arch=compute_90,code=compute_90
-    NVFLAGS ?= -O2 -std=c++17 -Ilib -Ikernels $(CUDA_ARCH) -Xcompiler -fPIC,-Wall,-Wextra -DMU_HAVE_CUDA=1
+    NVFLAGS ?= -O2 -std=c++17 -Ilib -Ikernels $(CUDA_ARCH) -Xcompiler -fPIC,-Wall,-Wextra -DMU_HAVE_CUDA=1 -MMD -MP
     CUDA_OBJ := $(patsubst %.cu,$(BUILD)/%.o,$(CUDA_SRC))
   endif
 endif

@@ -344,6 +344,8 @@ void mu_model_set_param(mu_model *m, int i, const float *host)
     m->be->upload(m->p[i].w, host, fsz(m->p[i].numel));
 }
 
+void mu_model_param_changed(mu_model *m, int i) { (void)m; (void)i; }
+
 void mu_model_get_grad(mu_model *m, int i, float *host)
 {
     if (m->p[i].g) m->be->download(host, m->p[i].g, fsz(m->p[i].numel));

@@ -135,6 +135,11 @@ void mu_model_zero_grad(mu_model *m);
 void mu_model_get_param(mu_model *m, int i, float *host);
 void mu_model_set_param(mu_model *m, int i, const float *host);
 void mu_model_get_grad(mu_model *m, int i, float *host);            /* zeros if frozen */
+/* Tells the model that the f32 values of trainable parameter i were changed in place in
+ * its backend buffer (param->w; an optimizer step): refreshes the bf16 copy the GEMMs read
+ * when the model keeps bf16 weights. A no-op for f32 models. mu_model_set_param does this
+ * itself. */
+void mu_model_param_changed(mu_model *m, int i);
 
 /* ---- forward / backward ---------------------------------------------------------------- */
 /* Runs the model on a batch. Checks ids < vocab, 0 <= lens <= T, cache capacity.

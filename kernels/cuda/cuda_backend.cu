@@ -24,35 +24,27 @@
 #include <cmath>
 #include <cuda_runtime.h>
 #include <cublas_v2.h>
-extern "C" {
-#include "kernels.h"
-}
 #include "mu_cuda.h"
+#include "cuda_common.h"
 
-/* ---- error checks ------------------------------------------------------------------- */
-static void cu_fail(const char *what, const char *msg, const char *file, int line)
+/* ---- error checks, geometry (cuda_common.h) --------------------------------------------- */
+void mu_cu_fail(const char *what, const char *msg, const char *file, int line)
 {
     fprintf(stderr, "mu: cuda: %s:%d: %s: %s\n", file, line, what, msg);
     exit(1);
 }
-#define CK(call) do { cudaError_t e_ = (call); \
-    if (e_ != cudaSuccess) cu_fail(#call, cudaGetErrorString(e_), __FILE__, __LINE__); } while (0)
-#define CB(call) do { cublasStatus_t s_ = (call); \
-    if (s_ != CUBLAS_STATUS_SUCCESS) cu_fail(#call, cublasGetStatusString(s_), __FILE__, __LINE__); } while (0)
-/* after every kernel launch: launch errors (bad configuration) are caught here */
-#define KCHECK() CK(cudaGetLastError())
 
 static cublasHandle_t g_blas;
 static int g_ready;              /* 1: initialized, 2: no device */
 static cudaDeviceProp g_prop;
 static int g_nsm = 1;
 
-#define NT 256                   /* threads per block */
-#define WARPS (NT / 32)
+cublasHandle_t mu_cu_blas(void) { return g_blas; }
+
 #define MAX_HD 256               /* attention head dim held in registers */
 
 /* Blocks for a grid-stride loop over n items, each handled by `per` threads. */
-static unsigned grid_for(size_t n, int per)
+unsigned mu_cu_grid_for(size_t n, int per)
 {
     size_t threads = n * (size_t)per;
     size_t b = (threads + NT - 1) / NT;
@@ -61,6 +53,7 @@ static unsigned grid_for(size_t n, int per)
     if (b > cap) b = cap;
     return (unsigned)b;
 }
+static unsigned grid_for(size_t n, int per) { return mu_cu_grid_for(n, per); }
 
 /* ---- scratch copies of host arrays ---------------------------------------------------- */
 enum { SC_IDS = 0, SC_POS, SC_FREQ, SC_QPOS, SC_KLEN, SC_TGT, SC_LOSS, SC_DELTA, SC_COUNT };
@@ -795,6 +788,8 @@ static void fill_table(mu_backend *b)
     b->scale = cu_scale;
     b->log_softmax = cu_log_softmax;
     b->cross_entropy = cu_cross_entropy;
+    mu_cu_fill_bf16(b);
+    mu_cu_fill_optim(b);
 }
 
 extern "C" int mu_cuda_device_count(void)
