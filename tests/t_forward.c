@@ -339,7 +339,7 @@ TEST(forward_cache_equals_model_hook)
         CHECK_EQ_INT(P, 1);
         CHECK_EQ_INT(pos[0], n - 1);
         CHECK_EQ_INT(D, 16);
-        for (int d = 0; d < D; d++) CHECK_NEAR(x[d], want[(size_t)(n - 1) * D + d], 1e-6);
+        for (int d = 0; d < D; d++) CHECK_CLOSE(x[d], want[(size_t)(n - 1) * D + d], 1e-5, 1e-5);
         grab g2 = { 0, want, 0, 0 };
         h = (mu_hook){ .site = MU_SITE_MLP_POST, .layer = 0, .fn = grab_hook, .user = &g2 };
         CHECK(mu_model_forward(m, &b, &fo, err, sizeof err) == 0);
@@ -348,7 +348,7 @@ TEST(forward_cache_equals_model_hook)
         CHECK_EQ_INT(D, 24);
         for (int p = 0; p < P; p++) {
             CHECK_EQ_INT(pos[p], 1 + p);
-            for (int d = 0; d < D; d++) CHECK_NEAR(x[p * D + d], want[(size_t)pos[p] * D + d], 1e-6);
+            for (int d = 0; d < D; d++) CHECK_CLOSE(x[p * D + d], want[(size_t)pos[p] * D + d], 1e-5, 1e-5);
         }
     }
     mu_model_free(m);
