@@ -41,6 +41,40 @@ typedef struct {
     float scale;
 } mu_attn_shape;
 
+/* The trained elements of one tensor of numel f32 (lib/optim.h's index sets, in backend
+ * memory): all of them (dense: entry j is element j), or a sorted list kept in chunks of
+ * 2^16 elements: entry j of chunk c (chunk_start[c] <= j < chunk_start[c+1]) is the flat
+ * element (c << 16) | off[j]. Per-entry state (moments) is indexed by the entry j, the
+ * tensor and its gradient by the flat index. */
+#define MU_ELEMS_CHUNK_BITS 16
+typedef struct {
+    int64_t numel;                /* elements of the tensor */
+    int64_t n;                    /* entries (trained elements) */
+    int dense;                    /* 1: every element; chunk_start/off unused (may be NULL) */
+    int64_t nchunks;              /* ceil(numel / 2^16) */
+    const int64_t *chunk_start;   /* backend [nchunks+1] */
+    const uint16_t *off;          /* backend [n] */
+} mu_elems;
+
+/* One AdamW update (torch.optim.AdamW), scalars already rounded to f32 by the caller:
+ *   w' = decay_on ? w * decay : w;   m += omb1 * (g - m);   v = v * b2 + omb2 * (g * g);
+ *   w  = w' - step_size * (m / (sqrt(v) / bc2_sqrt + eps))
+ * each operation rounded to f32 in this order (no fused multiply-add). */
+typedef struct {
+    float omb1, b2, omb2, eps;    /* 1-beta1, beta2, 1-beta2, eps */
+    float decay;                  /* 1 - lr*weight_decay */
+    int decay_on;                 /* weight_decay != 0 */
+    float step_size;              /* lr / (1 - beta1^t) */
+    float bc2_sqrt;               /* sqrt(1 - beta2^t) */
+} mu_adamw_args;
+
+/* One SGD update (torch.optim.SGD):  d = g (+ wd * w when wd != 0);
+ * with a momentum buffer: buf = first ? d : buf * momentum + d, d = buf;  w -= lr * d. */
+typedef struct {
+    float lr, wd, momentum;
+    int first;                    /* 1 on the first update (the buffer starts as d) */
+} mu_sgd_args;
+
 typedef struct mu_backend mu_backend;
 struct mu_backend {
     const char *name;       /* "cpu", "cuda" */
@@ -128,6 +162,26 @@ struct mu_backend {
      * rows. (dscale = 1/count for a mean loss.) targets host [N]. */
     void (*cross_entropy)(float *loss, float *dlogits, const float *logits,
                           const int32_t *targets, int N, int V, float dscale);
+
+    /* ---- optimizer over the trained elements of one tensor (mu_elems) --------------
+     * All pointers are backend buffers: w, g [numel]; m, v, buf, packed [n]. Each entry
+     * is written by exactly one thread, so results do not depend on the thread count. */
+    /* sum over entries of (double)g^2, in a fixed order: one double partial per chunk of
+     * 2^16 elements (dense: elements [c*2^16, (c+1)*2^16)), partials added in chunk
+     * order. Waits for the result. */
+    double (*elems_sumsq)(const float *g, const mu_elems *e);
+    /* g[flat] *= s for every entry */
+    void (*elems_scale)(float *g, float s, const mu_elems *e);
+    /* AdamW (mu_adamw_args) on every entry: reads g, updates w, m, v */
+    void (*adamw_step)(float *w, const float *g, float *m, float *v, const mu_elems *e,
+                       const mu_adamw_args *a);
+    /* SGD (mu_sgd_args) on every entry; buf NULL: no momentum */
+    void (*sgd_step)(float *w, const float *g, float *buf, const mu_elems *e,
+                     const mu_sgd_args *a);
+    /* packed[j] = w[flat(j)]  (gather the trained elements) */
+    void (*elems_gather)(float *packed, const float *w, const mu_elems *e);
+    /* w[flat(j)] = packed[j]  (scatter them back; other elements untouched) */
+    void (*elems_scatter)(float *w, const float *packed, const mu_elems *e);
 };
 
 /* The CPU backend (always available). */

@@ -106,34 +106,46 @@ double mu_optim_lr_at(const mu_optim_config *c, int64_t step) {
 
 /* ---- the optimizer ---- */
 
+_Static_assert(MU_IDX_CHUNK_BITS == MU_ELEMS_CHUNK_BITS, "index sets and backend chunks agree");
+
 typedef struct {
     char *name;
-    float *param, *grad;
-    mu_idxset set;
-    float *m, *v;   /* [set.n] */
+    float *param, *grad;   /* backend [numel] */
+    mu_idxset set;         /* host */
+    mu_elems e;            /* the set in backend memory (on a host backend: set's arrays) */
+    int own_idx;           /* e's arrays were allocated on the backend */
+    float *m, *v;          /* backend [set.n] */
 } opt_param;
 
 struct mu_optim {
     mu_optim_config cfg;
+    const mu_backend *be;
     opt_param *p;
     int n, cap;
     int64_t step;
 };
 
-mu_optim *mu_optim_new(const mu_optim_config *c) {
+mu_optim *mu_optim_new(const mu_optim_config *c, const mu_backend *be) {
     mu_optim *o = mu_xcalloc(1, sizeof *o);
     o->cfg = *c;
+    o->be = be;
     return o;
+}
+
+static void param_free(const mu_backend *be, opt_param *p) {
+    free(p->name);
+    be->free(p->m);
+    be->free(p->v);
+    if (p->own_idx) {
+        be->free((void *)p->e.chunk_start);
+        be->free((void *)p->e.off);
+    }
+    mu_idxset_free(&p->set);
 }
 
 void mu_optim_free(mu_optim *o) {
     if (!o) return;
-    for (int i = 0; i < o->n; i++) {
-        free(o->p[i].name);
-        free(o->p[i].m);
-        free(o->p[i].v);
-        mu_idxset_free(&o->p[i].set);
-    }
+    for (int i = 0; i < o->n; i++) param_free(o->be, &o->p[i]);
     free(o->p);
     free(o);
 }
@@ -141,6 +153,29 @@ void mu_optim_free(mu_optim *o) {
 static int needs_moment(const mu_optim_config *c, int which) {
     if (c->kind == MU_OPT_ADAMW) return 1;
     return which == 0 && c->momentum != 0;
+}
+
+/* A zero-filled backend buffer of nbytes (at least 1) holding host (if not NULL). */
+static void *backend_copy(const mu_backend *be, const void *host, size_t nbytes) {
+    void *d = be->alloc(nbytes ? nbytes : 1);
+    if (d && host && nbytes) be->upload(d, host, nbytes);
+    return d;
+}
+
+/* p->e: the set as the backend sees it. 0 ok, -1 out of backend memory. */
+static int elems_init(const mu_backend *be, opt_param *p) {
+    const mu_idxset *s = &p->set;
+    p->e = (mu_elems){.numel = s->numel, .n = s->n, .dense = s->dense, .nchunks = s->nchunks};
+    if (s->dense) return 0;
+    if (be->host_memory) {
+        p->e.chunk_start = s->chunk_start;
+        p->e.off = s->off;
+        return 0;
+    }
+    p->own_idx = 1;
+    p->e.chunk_start = backend_copy(be, s->chunk_start, (size_t)(s->nchunks + 1) * sizeof *s->chunk_start);
+    p->e.off = backend_copy(be, s->off, (size_t)s->n * sizeof *s->off);
+    return p->e.chunk_start && p->e.off ? 0 : -1;
 }
 
 int mu_optim_add(mu_optim *o, const char *name, float *param, float *grad, mu_idxset *set) {
@@ -155,9 +190,14 @@ int mu_optim_add(mu_optim *o, const char *name, float *param, float *grad, mu_id
     p->grad = grad;
     p->set = *set;
     memset(set, 0, sizeof *set);
-    size_t nb = (size_t)(p->set.n ? p->set.n : 1) * sizeof(float);
-    if (needs_moment(&o->cfg, 0)) p->m = mu_xcalloc(1, nb);
-    if (needs_moment(&o->cfg, 1)) p->v = mu_xcalloc(1, nb);
+    size_t nb = (size_t)p->set.n * sizeof(float);
+    int ok = elems_init(o->be, p) == 0;
+    if (ok && needs_moment(&o->cfg, 0)) ok = (p->m = backend_copy(o->be, NULL, nb)) != NULL;
+    if (ok && needs_moment(&o->cfg, 1)) ok = (p->v = backend_copy(o->be, NULL, nb)) != NULL;
+    if (!ok) {
+        param_free(o->be, p);
+        return -1;
+    }
     return o->n++;
 }
 
@@ -166,96 +206,103 @@ const char *mu_optim_name(const mu_optim *o, int i) { return o->p[i].name; }
 const mu_idxset *mu_optim_set(const mu_optim *o, int i) { return &o->p[i].set; }
 int64_t mu_optim_step_count(const mu_optim *o) { return o->step; }
 void mu_optim_set_step(mu_optim *o, int64_t step) { o->step = step; }
-float *mu_optim_moment(mu_optim *o, int i, int which) { return which ? o->p[i].v : o->p[i].m; }
 
-/* Calls body(j, flat) for entry j of the set, chunk by chunk (chunks run in parallel;
- * each entry is touched by exactly one thread, so results do not depend on threads). */
-#define FOR_EACH_ENTRY(set, j, flat, body)                                          \
-    do {                                                                            \
-        const mu_idxset *s_ = (set);                                                \
-        if (s_->dense) {                                                            \
-            _Pragma("omp parallel for schedule(static)")                            \
-            for (int64_t j = 0; j < s_->numel; j++) { int64_t flat = j; body; }     \
-        } else {                                                                    \
-            _Pragma("omp parallel for schedule(dynamic, 1)")                        \
-            for (int64_t c_ = 0; c_ < s_->nchunks; c_++)                            \
-                for (int64_t j = s_->chunk_start[c_]; j < s_->chunk_start[c_ + 1]; j++) { \
-                    int64_t flat = (c_ << MU_IDX_CHUNK_BITS) | s_->off[j]; body;    \
-                }                                                                   \
-        }                                                                           \
-    } while (0)
+static float *moment_of(const mu_optim *o, int i, int which) { return which ? o->p[i].v : o->p[i].m; }
 
-/* Sum of squares of one parameter's trained gradient entries, in a fixed order
- * (per-chunk partial sums in double, added in chunk order). */
-static double grad_sumsq(const opt_param *p) {
-    const mu_idxset *s = &p->set;
-    int64_t nblk = s->dense ? (s->numel + CHUNK - 1) / CHUNK : s->nchunks;
-    double *part = mu_xcalloc((size_t)(nblk ? nblk : 1), sizeof *part);
-    #pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t c = 0; c < nblk; c++) {
-        double acc = 0;
-        if (s->dense) {
-            int64_t end = (c + 1) * CHUNK < s->numel ? (c + 1) * CHUNK : s->numel;
-            for (int64_t i = c * CHUNK; i < end; i++) acc += (double)p->grad[i] * p->grad[i];
-        } else {
-            for (int64_t j = s->chunk_start[c]; j < s->chunk_start[c + 1]; j++) {
-                float g = p->grad[(c << MU_IDX_CHUNK_BITS) | s->off[j]];
-                acc += (double)g * g;
-            }
-        }
-        part[c] = acc;
-    }
-    double total = 0;
-    for (int64_t c = 0; c < nblk; c++) total += part[c];
-    free(part);
-    return total;
+int mu_optim_has_moment(const mu_optim *o, int i, int which) { return moment_of(o, i, which) != NULL; }
+
+int mu_optim_get_moment(const mu_optim *o, int i, int which, float *host) {
+    float *mom = moment_of(o, i, which);
+    if (!mom) return -1;
+    o->be->download(host, mom, (size_t)o->p[i].set.n * sizeof(float));
+    return 0;
 }
+
+int mu_optim_set_moment(mu_optim *o, int i, int which, const float *host) {
+    float *mom = moment_of(o, i, which);
+    if (!mom) return -1;
+    o->be->upload(mom, host, (size_t)o->p[i].set.n * sizeof(float));
+    return 0;
+}
+
+/* Copies trained elements between the backend tensor and host[set.n] (to_host 1: out of
+ * the tensor). Host backends and dense sets copy directly; otherwise through a packed
+ * backend buffer of set.n floats, or, without memory for one, the whole tensor. */
+static void copy_trained(const mu_optim *o, int i, float *host, int to_host) {
+    const mu_backend *be = o->be;
+    const opt_param *p = &o->p[i];
+    size_t nb = (size_t)p->set.n * sizeof(float);
+    if (p->set.dense) {
+        if (to_host) be->download(host, p->param, nb);
+        else be->upload(p->param, host, nb);
+        return;
+    }
+    if (be->host_memory) {
+        if (to_host) be->elems_gather(host, p->param, &p->e);
+        else be->elems_scatter(p->param, host, &p->e);
+        return;
+    }
+    float *packed = be->alloc(nb ? nb : 1);
+    if (packed) {
+        if (to_host) {
+            be->elems_gather(packed, p->param, &p->e);
+            be->download(host, packed, nb);
+        } else {
+            be->upload(packed, host, nb);
+            be->elems_scatter(p->param, packed, &p->e);
+            be->sync();
+        }
+        be->free(packed);
+        return;
+    }
+    size_t full = (size_t)p->set.numel * sizeof(float);
+    float *w = mu_xmalloc(full ? full : 1);
+    be->download(w, p->param, full);
+    for (int64_t c = 0, j = 0; c < p->set.nchunks; c++)
+        for (; j < p->set.chunk_start[c + 1]; j++) {
+            int64_t flat = (c << MU_IDX_CHUNK_BITS) | p->set.off[j];
+            if (to_host) host[j] = w[flat];
+            else w[flat] = host[j];
+        }
+    if (!to_host) be->upload(p->param, w, full);
+    free(w);
+}
+
+void mu_optim_get_trained(const mu_optim *o, int i, float *host) { copy_trained(o, i, host, 1); }
+void mu_optim_set_trained(mu_optim *o, int i, const float *host) { copy_trained(o, i, (float *)host, 0); }
 
 double mu_optim_grad_norm(const mu_optim *o) {
     double ss = 0;
-    for (int i = 0; i < o->n; i++) ss += grad_sumsq(&o->p[i]);
+    for (int i = 0; i < o->n; i++) ss += o->be->elems_sumsq(o->p[i].grad, &o->p[i].e);
     return sqrt(ss);
 }
 
 void mu_optim_scale_grads(mu_optim *o, float s) {
-    for (int i = 0; i < o->n; i++) {
-        float *g = o->p[i].grad;
-        FOR_EACH_ENTRY(&o->p[i].set, j, flat, { (void)j; g[flat] *= s; });
-    }
+    for (int i = 0; i < o->n; i++) o->be->elems_scale(o->p[i].grad, s, &o->p[i].e);
 }
 
-static void adamw_update(const mu_optim_config *c, opt_param *p, int64_t t, float lr) {
-    /* scalars rounded to f32 from double, as PyTorch does for python-float arguments */
-    float omb1 = (float)(1.0 - c->beta1), b2 = (float)c->beta2, omb2 = (float)(1.0 - c->beta2);
-    float eps = (float)c->eps;
-    float decay = (float)(1.0 - (double)lr * c->weight_decay);
+/* The f32 scalars of AdamW update t at learning rate lr, rounded from double as PyTorch
+ * does for python-float arguments. */
+static mu_adamw_args adamw_args(const mu_optim_config *c, int64_t t, float lr) {
     double bc1 = 1.0 - pow(c->beta1, (double)t), bc2 = 1.0 - pow(c->beta2, (double)t);
-    float step_size = (float)(lr / bc1);
-    float bc2_sqrt = (float)sqrt(bc2);
-    float *w = p->param, *g = p->grad, *m = p->m, *v = p->v;
-    FOR_EACH_ENTRY(&p->set, j, flat, {
-        float gi = g[flat];
-        float wi = w[flat];
-        if (c->weight_decay != 0) wi *= decay;
-        m[j] += omb1 * (gi - m[j]);         /* torch: exp_avg.lerp_(grad, 1-b1) */
-        v[j] = v[j] * b2 + omb2 * (gi * gi);
-        float denom = sqrtf(v[j]) / bc2_sqrt + eps;
-        w[flat] = wi - step_size * (m[j] / denom);
-    });
+    return (mu_adamw_args){
+        .omb1 = (float)(1.0 - c->beta1), .b2 = (float)c->beta2, .omb2 = (float)(1.0 - c->beta2),
+        .eps = (float)c->eps,
+        .decay = (float)(1.0 - (double)lr * c->weight_decay), .decay_on = c->weight_decay != 0,
+        .step_size = (float)(lr / bc1), .bc2_sqrt = (float)sqrt(bc2),
+    };
 }
 
-static void sgd_update(const mu_optim_config *c, opt_param *p, int64_t t, float lr) {
-    float wd = (float)c->weight_decay, mom = (float)c->momentum;
-    float *w = p->param, *g = p->grad, *buf = p->m;
-    FOR_EACH_ENTRY(&p->set, j, flat, {
-        float d = g[flat];
-        if (wd != 0) d += wd * w[flat];
-        if (buf) {
-            buf[j] = t == 1 ? d : buf[j] * mom + d;
-            d = buf[j];
-        }
-        w[flat] -= lr * d;
-    });
+static void update_param(const mu_optim *o, opt_param *p, float lr) {
+    const mu_optim_config *c = &o->cfg;
+    if (c->kind == MU_OPT_ADAMW) {
+        mu_adamw_args a = adamw_args(c, o->step, lr);
+        o->be->adamw_step(p->param, p->grad, p->m, p->v, &p->e, &a);
+    } else {
+        mu_sgd_args a = {.lr = lr, .wd = (float)c->weight_decay, .momentum = (float)c->momentum,
+                         .first = o->step == 1};
+        o->be->sgd_step(p->param, p->grad, p->m, &p->e, &a);
+    }
 }
 
 void mu_optim_step(mu_optim *o, double *norm_out, double *lr_out) {
@@ -268,10 +315,7 @@ void mu_optim_step(mu_optim *o, double *norm_out, double *lr_out) {
     double lr = mu_optim_lr_at(&o->cfg, o->step);
     if (lr_out) *lr_out = lr;
     o->step++;
-    for (int i = 0; i < o->n; i++) {
-        if (o->cfg.kind == MU_OPT_ADAMW) adamw_update(&o->cfg, &o->p[i], o->step, (float)lr);
-        else sgd_update(&o->cfg, &o->p[i], o->step, (float)lr);
-    }
+    for (int i = 0; i < o->n; i++) update_param(o, &o->p[i], (float)lr);
 }
 
 size_t mu_optim_state_bytes(const mu_optim *o) {

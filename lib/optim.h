@@ -12,11 +12,18 @@
  *                               p -= (lr / (1-b1^t)) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
  *   SGD:  g += wd*p;  buf = momentum*buf + g (buf = g at t=1);  p -= lr*buf
  *   clip: total = ||g||_2 over every trained element; if clip > 0: g *= min(1, clip/(total+1e-6))
- * Only trained elements are read from the gradient and written in the parameter. */
+ * Only trained elements are read from the gradient and written in the parameter.
+ *
+ * The arithmetic runs on a compute backend (kernels.h: elems_sumsq, elems_scale,
+ * adamw_step, sgd_step), and the parameters, gradients, moments and the index arrays of
+ * partly trained tensors live in that backend's memory: on the CUDA backend nothing of
+ * the optimizer is on the host except the index sets themselves (mu_optim_set) and the
+ * scalars, and a step transfers only one double per 65536-element chunk (the norm). */
 #ifndef MU_OPTIM_H
 #define MU_OPTIM_H
 #include <stddef.h>
 #include <stdint.h>
+#include "kernels.h"
 
 /* ---- index sets: which flat elements of a tensor are trained ---- */
 #define MU_IDX_CHUNK_BITS 16
@@ -71,17 +78,21 @@ double mu_optim_lr_at(const mu_optim_config *c, int64_t step);
 /* ---- the optimizer ---- */
 typedef struct mu_optim mu_optim;
 
-mu_optim *mu_optim_new(const mu_optim_config *c);
+/* An optimizer whose state and arithmetic live on backend be. */
+mu_optim *mu_optim_new(const mu_optim_config *c, const mu_backend *be);
 void mu_optim_free(mu_optim *o);
-/* Adds a parameter: param and grad are full tensors of `set->numel` f32 (borrowed, must
- * outlive o); set is taken over (o frees it). Returns the parameter's index. */
+/* Adds a parameter: param and grad are backend buffers of `set->numel` f32 (borrowed, must
+ * outlive o); set is taken over (o frees it, also on failure). Allocates the moments
+ * (zeroed) and, on a device backend, a copy of the index arrays. Returns the parameter's
+ * index, or -1 when the backend is out of memory. */
 int mu_optim_add(mu_optim *o, const char *name, float *param, float *grad, mu_idxset *set);
 int mu_optim_count(const mu_optim *o);
 const char *mu_optim_name(const mu_optim *o, int i);
-const mu_idxset *mu_optim_set(const mu_optim *o, int i);
+const mu_idxset *mu_optim_set(const mu_optim *o, int i);   /* host index set */
 int64_t mu_optim_step_count(const mu_optim *o);   /* updates done so far */
 
-/* L2 norm of the gradient over all trained elements (double accumulation, fixed order). */
+/* L2 norm of the gradient over all trained elements (double accumulation, fixed order:
+ * per-chunk partials in chunk order, tensors in the order added). */
 double mu_optim_grad_norm(const mu_optim *o);
 /* Multiplies the trained elements' gradients by s (e.g. 1/accumulation steps). */
 void mu_optim_scale_grads(mu_optim *o, float s);
@@ -89,11 +100,21 @@ void mu_optim_scale_grads(mu_optim *o, float s);
  * applies the scheduled lr, advances the step count. Deterministic: same inputs -> same bits. */
 void mu_optim_step(mu_optim *o, double *norm_out, double *lr_out);
 
-/* Bytes of optimizer state (moments + index sets), for memory accounting. */
+/* Bytes of optimizer state allocated on the backend (moments + index arrays), for
+ * memory accounting. */
 size_t mu_optim_state_bytes(const mu_optim *o);
 
-/* State access for checkpoints: the moment buffers of parameter i, each of set->n floats
- * (v is NULL for SGD). The step count can be restored with mu_optim_set_step. */
-float *mu_optim_moment(mu_optim *o, int i, int which /* 0: m (or SGD buffer), 1: v */);
+/* State access for checkpoints, copying to / from host arrays of set->n floats.
+ * which 0: m (or the SGD momentum buffer), 1: v. has: whether the optimizer keeps that
+ * moment (v only for AdamW, the buffer only for SGD with momentum); get/set return -1
+ * when it does not, else 0. The step count is restored with mu_optim_set_step. */
+int mu_optim_has_moment(const mu_optim *o, int i, int which);
+int mu_optim_get_moment(const mu_optim *o, int i, int which, float *host);
+int mu_optim_set_moment(mu_optim *o, int i, int which, const float *host);
 void mu_optim_set_step(mu_optim *o, int64_t step);
+/* The trained elements of parameter i (set->n floats, in entry order) to / from a host
+ * array; the other elements are untouched. (After a set, a model must be told:
+ * mu_model_param_changed.) */
+void mu_optim_get_trained(const mu_optim *o, int i, float *host);
+void mu_optim_set_trained(mu_optim *o, int i, const float *host);
 #endif

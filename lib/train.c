@@ -269,9 +269,7 @@ struct mu_trainer {
     /* trained tensors */
     int nt;
     int *pidx;
-    float **w, **g;             /* host views (or shadows on device backends) */
-    int shadow;
-    mu_optim *opt;
+    mu_optim *opt;              /* on the model's backend: trains p->w from p->g in place */
     /* batch scratch */
     int32_t *ids, *lens, *labels;
     size_t ids_cap;
@@ -365,22 +363,17 @@ static int hook_inject(const mu_hook_info *info, float *act, void *user) {
     return 0;
 }
 
-static void add_trained(mu_trainer *t, int pi, mu_idxset *set) {
+/* Registers trainable parameter pi (its weight and gradient buffers, on the backend) with
+ * the optimizer. 0 ok, -1 + err when the backend has no memory for the state. */
+static int add_trained(mu_trainer *t, int pi, mu_idxset *set, char *err, size_t errlen) {
     mu_param *p = mu_model_param(t->m, pi);
-    t->pidx = mu_xrealloc(t->pidx, (size_t)(t->nt + 1) * sizeof *t->pidx);
-    t->w = mu_xrealloc(t->w, (size_t)(t->nt + 1) * sizeof *t->w);
-    t->g = mu_xrealloc(t->g, (size_t)(t->nt + 1) * sizeof *t->g);
-    t->pidx[t->nt] = pi;
-    if (t->shadow) {
-        t->w[t->nt] = mu_xmalloc((size_t)p->numel * sizeof(float));
-        t->g[t->nt] = mu_xmalloc((size_t)p->numel * sizeof(float));
-        mu_model_get_param(t->m, pi, t->w[t->nt]);
-    } else {
-        t->w[t->nt] = p->w;
-        t->g[t->nt] = p->g;
+    if (mu_optim_add(t->opt, p->info.name, p->w, p->g, set) < 0) {
+        snprintf(err, errlen, "out of memory for the optimizer state of %s", p->info.name);
+        return -1;
     }
-    mu_optim_add(t->opt, p->info.name, t->w[t->nt], t->g[t->nt], set);
-    t->nt++;
+    t->pidx = mu_xrealloc(t->pidx, (size_t)(t->nt + 1) * sizeof *t->pidx);
+    t->pidx[t->nt++] = pi;
+    return 0;
 }
 
 /* Makes the masked tensors trainable and registers their element sets. */
@@ -412,7 +405,7 @@ static int setup_params(mu_trainer *t, const mu_mask *mask, char *err, size_t er
             mu_idxset_free(&set);
             return -1;
         }
-        add_trained(t, i, &set);
+        if (add_trained(t, i, &set, err, errlen) < 0) return -1;
     }
     if (t->nt == 0) {
         snprintf(err, errlen, "the mask selects no parameter");
@@ -431,7 +424,6 @@ mu_trainer *mu_trainer_new(mu_model *model, mu_model *ref, const mu_mask *mask,
     t->V = t->cfg->vocab;
     t->NL = t->cfg->n_layer;
     t->D = t->cfg->d_model;
-    t->shadow = !mu_model_backend(model)->host_memory;
     if (t->o.batch < 1 || t->o.accum < 1 || t->o.steps < 0) {
         snprintf(err, errlen, "batch and accumulation must be >= 1, steps >= 0");
         goto fail;
@@ -442,7 +434,7 @@ mu_trainer *mu_trainer_new(mu_model *model, mu_model *ref, const mu_mask *mask,
         goto fail;
     }
     if (t->o.opt.total <= 0) t->o.opt.total = t->o.steps;
-    t->opt = mu_optim_new(&t->o.opt);
+    t->opt = mu_optim_new(&t->o.opt, mu_model_backend(model));
     options_key(t);
     if (setup_params(t, mask, err, errlen) < 0) goto fail;
     /* activation objectives: RMU at one layer; mlp-l2 at layers with a trained MLP (all if none) */
@@ -479,12 +471,9 @@ void mu_trainer_free(mu_trainer *t) {
     for (int r = 0; r < MU_DATA_COUNT; r++) { mu_train_set_free(&t->data[r]); free(t->perm[r]); }
     for (int i = 0; i < t->n_ev; i++) { free(t->ev[i].name); mu_train_set_free(&t->ev[i].set); }
     free(t->ev);
-    for (int i = 0; i < t->nt; i++) {
-        if (t->shadow) { free(t->w[i]); free(t->g[i]); }
-        if (t->best_vals) free(t->best_vals[i]);
-    }
+    for (int i = 0; i < t->nt && t->best_vals; i++) free(t->best_vals[i]);
     free(t->best_vals);
-    free(t->w); free(t->g); free(t->pidx);
+    free(t->pidx);
     mu_optim_free(t->opt);
     free(t->ids); free(t->lens); free(t->labels); free(t->dlogits); free(t->ref_rows);
     free(t->control); free(t->l2_layers); free(t->rmu_layers);
@@ -829,8 +818,6 @@ static int step_grads(mu_trainer *t, int64_t step, double *loss, char *err, size
     double total = 0;
     for (int i = 0; i < MU_OBJ_COUNT; i++) total += t->o.coef[i] * t->term[i];
     *loss = total;
-    if (t->shadow)
-        for (int i = 0; i < t->nt; i++) mu_model_get_grad(t->m, t->pidx[i], t->g[i]);
     return 0;
 }
 
@@ -1044,26 +1031,20 @@ static int parse_keep_best(const char *spec, char *name, size_t nlen, char *metr
     return 0;
 }
 
-/* Copies the trained elements of tensor i into out[set->n] (or back with dir = 1). */
+/* Copies the trained elements of tensor i into vals[set->n] (or back with dir = 1; the
+ * model is then told the tensor changed). */
 static void gather_trained(mu_trainer *t, int i, float *vals, int dir) {
-    const mu_idxset *s = mu_optim_set(t->opt, i);
-    float *w = t->w[i];
-    if (s->dense) {
-        if (dir) memcpy(w, vals, (size_t)s->n * sizeof(float));
-        else memcpy(vals, w, (size_t)s->n * sizeof(float));
-        return;
+    if (dir) {
+        mu_optim_set_trained(t->opt, i, vals);
+        mu_model_param_changed(t->m, t->pidx[i]);
+    } else {
+        mu_optim_get_trained(t->opt, i, vals);
     }
-    for (int64_t c = 0; c < s->nchunks; c++)
-        for (int64_t j = s->chunk_start[c]; j < s->chunk_start[c + 1]; j++) {
-            int64_t flat = (c << MU_IDX_CHUNK_BITS) | s->off[j];
-            if (dir) w[flat] = vals[j];
-            else vals[j] = w[flat];
-        }
 }
 
-static void upload_params(mu_trainer *t) {
-    if (t->shadow)
-        for (int i = 0; i < t->nt; i++) mu_model_set_param(t->m, t->pidx[i], t->w[i]);
+/* After the optimizer changed the trained tensors in place. */
+static void params_changed(mu_trainer *t) {
+    for (int i = 0; i < t->nt; i++) mu_model_param_changed(t->m, t->pidx[i]);
 }
 
 static void snapshot_best(mu_trainer *t) {
@@ -1125,22 +1106,27 @@ static void save_checkpoint(mu_trainer *t) {
     mu_pack_str(mu_writer_meta(w, "options"), t->options);
     msgpack_pack_int(mu_writer_meta(w, "has_best"), t->has_best);
     msgpack_pack_double(mu_writer_meta(w, "best"), t->has_best ? t->best : 0);
-    float *vals = NULL;
+    float *vals = NULL, *mom = NULL;
     for (int i = 0; i < t->nt; i++) {
         int64_t n = mu_optim_set(t->opt, i)->n;
         vals = mu_xrealloc(vals, (size_t)(n + 1) * sizeof(float));
+        mom = mu_xrealloc(mom, (size_t)(n + 1) * sizeof(float));
         gather_trained(t, i, vals, 0);
-        float *m = mu_optim_moment(t->opt, i, 0), *v = mu_optim_moment(t->opt, i, 1);
+        int has_m = mu_optim_has_moment(t->opt, i, 0), has_v = mu_optim_has_moment(t->opt, i, 1);
         msgpack_packer *pk = mu_writer_record(w);
-        msgpack_pack_map(pk, 2 + (m != NULL) + (v != NULL) + (t->has_best != 0));
+        msgpack_pack_map(pk, 2 + has_m + has_v + (t->has_best != 0));
         mu_pack_kv_str(pk, "tensor", mu_optim_name(t->opt, i));
         pack_f32(pk, "w", vals, n);
-        if (m) pack_f32(pk, "m", m, n);
-        if (v) pack_f32(pk, "v", v, n);
+        for (int which = 0; which < 2; which++) {
+            if (!mu_optim_has_moment(t->opt, i, which)) continue;
+            mu_optim_get_moment(t->opt, i, which, mom);
+            pack_f32(pk, which ? "v" : "m", mom, n);
+        }
         if (t->has_best) pack_f32(pk, "best", t->best_vals[i], n);
         mu_writer_end_record(w);
     }
     free(vals);
+    free(mom);
     for (int i = 0; i < t->nlog; i++) {
         msgpack_packer *pk = mu_writer_record(w);
         msgpack_pack_map(pk, 1);
@@ -1207,8 +1193,9 @@ static int load_checkpoint(mu_trainer *t, const char *path, char *err, size_t er
         if (load_f32(rec, "w", vals, n, msg, sizeof msg) < 0) goto fail;
         gather_trained(t, i, vals, 1);
         for (int which = 0; which < 2; which++) {
-            float *mom = mu_optim_moment(t->opt, i, which);
-            if (mom && load_f32(rec, which ? "v" : "m", mom, n, msg, sizeof msg) < 0) goto fail;
+            if (!mu_optim_has_moment(t->opt, i, which)) continue;
+            if (load_f32(rec, which ? "v" : "m", vals, n, msg, sizeof msg) < 0) goto fail;
+            mu_optim_set_moment(t->opt, i, which, vals);
         }
         if (has_best && load_f32(rec, "best", t->best_vals[i], n, msg, sizeof msg) < 0) goto fail;
         i++;
@@ -1217,7 +1204,6 @@ static int load_checkpoint(mu_trainer *t, const char *path, char *err, size_t er
     if (i != t->nt) { snprintf(err, errlen, "%s: checkpoint holds %d of %d tensors", path, i, t->nt); goto fail_nomsg; }
     mu_reader_close(r);
     free(vals);
-    upload_params(t);
     t->step = step;
     mu_optim_set_step(t->opt, step);
     t->has_best = (int)has_best;
@@ -1283,7 +1269,7 @@ int mu_trainer_run(mu_trainer *t, const char *resume_path, char *err, size_t err
             snprintf(err, errlen, "step %lld: gradient norm is not finite", (long long)t->step + 1);
             return -1;
         }
-        upload_params(t);
+        params_changed(t);
         t->step++;
         t->last_loss = loss;
         double dt = mu_now() - t0;
@@ -1299,7 +1285,6 @@ int mu_trainer_run(mu_trainer *t, const char *resume_path, char *err, size_t err
     if (t->o.progress) mu_progress_done();
     if (t->o.keep_best && t->has_best) {
         for (int i = 0; i < t->nt; i++) gather_trained(t, i, t->best_vals[i], 1);
-        upload_params(t);
     }
     return 0;
 }
@@ -1310,14 +1295,16 @@ int mu_trainer_run(mu_trainer *t, const char *resume_path, char *err, size_t err
 static void add_delta_tensor(mu_st_writer *w, mu_trainer *t, int i, int sparse) {
     mu_param *p = mu_model_param(t->m, t->pidx[i]);
     const mu_idxset *s = mu_optim_set(t->opt, i);
-    float *vals = mu_xmalloc((size_t)p->numel * sizeof(float));
-    mu_model_get_param(t->m, t->pidx[i], vals);
     if (!sparse || s->dense) {
+        float *vals = mu_xmalloc((size_t)p->numel * sizeof(float));
+        mu_model_get_param(t->m, t->pidx[i], vals);
         mu_st_writer_add_copy(w, p->info.name, MU_F32, p->info.ndim, p->info.shape, vals);
+        free(vals);
     } else {
+        float *vals = mu_xmalloc((size_t)(s->n + 1) * sizeof(float));
         int64_t *idx = mu_xmalloc((size_t)(s->n + 1) * sizeof *idx);
         mu_idxset_to_list(s, idx);
-        for (int64_t j = 0; j < s->n; j++) vals[j] = vals[idx[j]];   /* j <= idx[j]: in place */
+        mu_optim_get_trained(t->opt, i, vals);   /* only the trained elements move */
         char name[160];
         int64_t shape[1] = {s->n};
         snprintf(name, sizeof name, "%s%s", p->info.name, MU_DELTA_IDX_SUFFIX);
@@ -1325,8 +1312,8 @@ static void add_delta_tensor(mu_st_writer *w, mu_trainer *t, int i, int sparse) 
         snprintf(name, sizeof name, "%s%s", p->info.name, MU_DELTA_VAL_SUFFIX);
         mu_st_writer_add_copy(w, name, MU_F32, 1, shape, vals);
         free(idx);
+        free(vals);
     }
-    free(vals);
 }
 
 int mu_train_write_delta(mu_trainer *t, const char *base_path, const char *const *deltas,

@@ -38,7 +38,7 @@ static void run_golden_case(json_t *c) {
     size_t nidx = json_array_size(jidx);
     for (size_t i = 0; i < nidx; i++) idx[i] = json_integer_value(json_array_get(jidx, i));
 
-    mu_optim *o = mu_optim_new(&oc);
+    mu_optim *o = mu_optim_new(&oc, mu_backend_cpu());
     mu_idxset sa, sb;
     char err[128];
     mu_idxset_init_dense(&sa, 20);
@@ -135,7 +135,7 @@ TEST(optim_memory_follows_mask) {
     float *p = calloc(numel, 4), *g = calloc(numel, 4);
     mu_optim_config c;
     mu_optim_config_default(&c);
-    mu_optim *full = mu_optim_new(&c), *part = mu_optim_new(&c);
+    mu_optim *full = mu_optim_new(&c, mu_backend_cpu()), *part = mu_optim_new(&c, mu_backend_cpu());
     mu_idxset s;
     mu_idxset_init_dense(&s, numel);
     mu_optim_add(full, "w", p, g, &s);
@@ -160,4 +160,174 @@ TEST(optim_memory_follows_mask) {
     mu_optim_free(full);
     mu_optim_free(part);
     free(idx); free(p); free(g);
+}
+
+/* ---- the backend ops (kernels.h) against plain scalar loops over the index list ---- */
+
+/* A list over 3 chunks and a partial fourth: chunk 1 empty, chunk 3 holds its last element. */
+static int64_t sparse_list(int64_t numel, int64_t *idx, uint64_t seed) {
+    mu_rng r;
+    mu_rng_seed(&r, seed);
+    int64_t n = 0;
+    for (int64_t i = 0; i < numel; i++) {
+        int64_t c = i >> MU_IDX_CHUNK_BITS;
+        if (c != 1 && mu_rng_below(&r, 7) == 0) idx[n++] = i;
+    }
+    if (idx[n - 1] != numel - 1) idx[n++] = numel - 1;
+    return n;
+}
+
+static void fill_normal(float *x, int64_t n, uint64_t seed, float sd) {
+    mu_rng r;
+    mu_rng_seed(&r, seed);
+    for (int64_t i = 0; i < n; i++) x[i] = (float)(sd * mu_rng_normal(&r));
+}
+
+static void check_near_f32(const char *what, const float *got, const float *want, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        CHECK_MSG(fabsf(got[i] - want[i]) <= 1e-6f * fabsf(want[i]) + 1e-12f,
+                  "%s[%lld]: %.9g vs reference %.9g", what, (long long)i, got[i], want[i]);
+}
+
+TEST(optim_backend_ops_match_scalar_reference) {
+    const mu_backend *be = mu_backend_cpu();
+    const int64_t numel = 3 * 65536 + 1234;
+    int64_t *idx = malloc(numel * sizeof *idx), n = sparse_list(numel, idx, 11);
+    mu_idxset s;
+    char err[128];
+    CHECK(mu_idxset_init_list(&s, numel, idx, n, err, sizeof err) == 0);
+    CHECK_EQ_INT(s.chunk_start[2] - s.chunk_start[1], 0);          /* the empty chunk */
+    mu_elems e = {.numel = numel, .n = n, .dense = 0, .nchunks = s.nchunks,
+                  .chunk_start = s.chunk_start, .off = s.off};
+    float *w = malloc(numel * 4), *g = malloc(numel * 4), *m = calloc(n, 4), *v = calloc(n, 4);
+    float *rw = malloc(numel * 4), *rm = calloc(n, 4), *rv = calloc(n, 4), *packed = malloc(n * 4);
+    fill_normal(w, numel, 1, 0.5f);
+    fill_normal(g, numel, 2, 0.01f);
+    memcpy(rw, w, numel * 4);
+    float *w0 = malloc(numel * 4);
+    memcpy(w0, w, numel * 4);
+
+    /* sum of squares: double over the listed entries */
+    double want = 0;
+    for (int64_t j = 0; j < n; j++) want += (double)g[idx[j]] * g[idx[j]];
+    CHECK_CLOSE(be->elems_sumsq(g, &e), want, 1e-12, 0);
+
+    /* AdamW: three steps with wd, the formulas of optim.h in f32 */
+    const float omb1 = 0.1f, b2 = 0.999f, omb2 = (float)(1.0 - 0.999), eps = 1e-8f, lr = 1e-3f;
+    for (int t = 1; t <= 3; t++) {
+        mu_adamw_args a = {.omb1 = omb1, .b2 = b2, .omb2 = omb2, .eps = eps,
+                           .decay = 1.0f - lr * 0.01f, .decay_on = 1,
+                           .step_size = (float)(lr / (1 - pow(0.9, t))),
+                           .bc2_sqrt = (float)sqrt(1 - pow(0.999, t))};
+        be->adamw_step(w, g, m, v, &e, &a);
+        for (int64_t j = 0; j < n; j++) {
+            int64_t k = idx[j];
+            float wk = rw[k] * a.decay;
+            rm[j] = rm[j] + omb1 * (g[k] - rm[j]);
+            rv[j] = rv[j] * b2 + omb2 * (g[k] * g[k]);
+            rw[k] = wk - a.step_size * (rm[j] / (sqrtf(rv[j]) / a.bc2_sqrt + eps));
+        }
+    }
+    check_near_f32("adamw w", w, rw, numel);    /* untrained elements: both unchanged */
+    check_near_f32("adamw m", m, rm, n);
+    check_near_f32("adamw v", v, rv, n);
+    int64_t moved = 0;                          /* every trained element, and only those */
+    for (int64_t k = 0; k < numel; k++) moved += w[k] != w0[k];
+    CHECK_EQ_INT(moved, n);
+
+    /* SGD with momentum and weight decay: two steps */
+    float *buf = calloc(n, 4), *rbuf = calloc(n, 4);
+    for (int t = 1; t <= 2; t++) {
+        mu_sgd_args a = {.lr = 0.05f, .wd = 0.02f, .momentum = 0.9f, .first = t == 1};
+        be->sgd_step(w, g, buf, &e, &a);
+        for (int64_t j = 0; j < n; j++) {
+            int64_t k = idx[j];
+            float d = g[k] + 0.02f * rw[k];
+            rbuf[j] = t == 1 ? d : rbuf[j] * 0.9f + d;
+            rw[k] -= 0.05f * rbuf[j];
+        }
+    }
+    check_near_f32("sgd w", w, rw, numel);
+    check_near_f32("sgd buf", buf, rbuf, n);
+
+    /* scale, gather, scatter */
+    memcpy(rw, g, numel * 4);
+    be->elems_scale(g, 0.25f, &e);
+    for (int64_t j = 0; j < n; j++) rw[idx[j]] *= 0.25f;
+    check_near_f32("scaled g", g, rw, numel);
+    be->elems_gather(packed, w, &e);
+    for (int64_t j = 0; j < n; j++) CHECK_MSG(packed[j] == w[idx[j]], "gather[%lld]", (long long)j);
+    for (int64_t j = 0; j < n; j++) packed[j] = (float)j;
+    memcpy(rw, w, numel * 4);
+    be->elems_scatter(w, packed, &e);
+    for (int64_t j = 0; j < n; j++) rw[idx[j]] = (float)j;
+    CHECK(memcmp(w, rw, numel * 4) == 0);
+    mu_idxset_free(&s);
+    free(idx); free(w); free(g); free(m); free(v); free(rw); free(rm); free(rv); free(packed);
+    free(buf); free(rbuf); free(w0);
+}
+
+/* The optimizer on a backend without host memory (the CPU ops presented as a device: index
+ * arrays copied, trained values and moments moved through get/set) steps to the same bits
+ * as on the CPU, and get/set of trained values and moments round-trip. */
+TEST(optim_device_memory_path_matches_host) {
+    static mu_backend fake;
+    fake = *mu_backend_cpu();
+    fake.host_memory = 0;
+    const int64_t numel = 2 * 65536 + 77;
+    int64_t *idx = malloc(numel * sizeof *idx), n = sparse_list(numel, idx, 5);
+    float *w[2], *gd[2], *g, *got = malloc(n * 4), *mom = malloc(n * 4);
+    mu_optim *o[2];
+    mu_optim_config c;
+    mu_optim_config_default(&c);
+    c.clip = 0.5;
+    for (int d = 0; d < 2; d++) {
+        w[d] = malloc(numel * 4);
+        gd[d] = malloc(numel * 4);       /* each its own: clipping scales it in place */
+        fill_normal(w[d], numel, 8, 1.0f);
+        fill_normal(gd[d], numel, 9, 0.1f);
+        o[d] = mu_optim_new(&c, d ? &fake : mu_backend_cpu());
+        mu_idxset s;
+        char err[64];
+        CHECK(mu_idxset_init_list(&s, numel, idx, n, err, sizeof err) == 0);
+        CHECK(mu_optim_add(o[d], "w", w[d], gd[d], &s) == 0);
+    }
+    for (int t = 0; t < 3; t++) {
+        double norm[2];
+        for (int d = 0; d < 2; d++) mu_optim_step(o[d], &norm[d], NULL);
+        CHECK(norm[0] == norm[1]);
+    }
+    CHECK(memcmp(w[0], w[1], numel * 4) == 0);
+    CHECK(memcmp(gd[0], gd[1], numel * 4) == 0);
+    g = gd[0];
+    CHECK_EQ_INT(mu_optim_state_bytes(o[0]), mu_optim_state_bytes(o[1]));
+    mu_optim_get_trained(o[1], 0, got);
+    for (int64_t j = 0; j < n; j++) CHECK(got[j] == w[0][idx[j]]);
+    for (int which = 0; which < 2; which++) {
+        CHECK(mu_optim_has_moment(o[1], 0, which));
+        CHECK(mu_optim_get_moment(o[0], 0, which, mom) == 0);
+        CHECK(mu_optim_get_moment(o[1], 0, which, got) == 0);
+        CHECK(memcmp(mom, got, n * 4) == 0);
+        for (int64_t j = 0; j < n; j++) mom[j] = (float)(j + which);
+        CHECK(mu_optim_set_moment(o[1], 0, which, mom) == 0);
+        CHECK(mu_optim_get_moment(o[1], 0, which, got) == 0);
+        CHECK(memcmp(mom, got, n * 4) == 0);
+    }
+    for (int64_t j = 0; j < n; j++) mom[j] = -(float)j;
+    memcpy(g, w[1], numel * 4);               /* g: the tensor before the set */
+    mu_optim_set_trained(o[1], 0, mom);
+    for (int64_t j = 0; j < n; j++) g[idx[j]] = -(float)j;
+    CHECK(memcmp(g, w[1], numel * 4) == 0);
+    /* SGD without momentum keeps no moment */
+    c.kind = MU_OPT_SGD;
+    mu_optim *sgd = mu_optim_new(&c, &fake);
+    mu_idxset s;
+    mu_idxset_init_dense(&s, numel);
+    CHECK(mu_optim_add(sgd, "w", w[0], g, &s) == 0);
+    CHECK(!mu_optim_has_moment(sgd, 0, 0) && !mu_optim_has_moment(sgd, 0, 1));
+    CHECK(mu_optim_get_moment(sgd, 0, 0, got) == -1);
+    CHECK_EQ_INT(mu_optim_state_bytes(sgd), 0);
+    mu_optim_free(sgd);
+    for (int d = 0; d < 2; d++) { mu_optim_free(o[d]); free(w[d]); free(gd[d]); }
+    free(idx); free(got); free(mom);
 }

@@ -29,4 +29,12 @@ void cpu_scale(float *Y, float alpha, size_t n);
 void cpu_log_softmax(float *Y, const float *X, int N, int V);
 void cpu_cross_entropy(float *loss, float *dlogits, const float *logits, const int32_t *targets,
                        int N, int V, float dscale);
+/* cpu_optim.c */
+double cpu_elems_sumsq(const float *g, const mu_elems *e);
+void cpu_elems_scale(float *g, float s, const mu_elems *e);
+void cpu_adamw_step(float *w, const float *g, float *m, float *v, const mu_elems *e,
+                    const mu_adamw_args *a);
+void cpu_sgd_step(float *w, const float *g, float *buf, const mu_elems *e, const mu_sgd_args *a);
+void cpu_elems_gather(float *packed, const float *w, const mu_elems *e);
+void cpu_elems_scatter(float *w, const float *packed, const mu_elems *e);
 #endif

@@ -51,6 +51,12 @@ static const mu_backend cpu_backend = {
     .scale = cpu_scale,
     .log_softmax = cpu_log_softmax,
     .cross_entropy = cpu_cross_entropy,
+    .elems_sumsq = cpu_elems_sumsq,
+    .elems_scale = cpu_elems_scale,
+    .adamw_step = cpu_adamw_step,
+    .sgd_step = cpu_sgd_step,
+    .elems_gather = cpu_elems_gather,
+    .elems_scatter = cpu_elems_scatter,
 };
 
 const mu_backend *mu_backend_cpu(void) { return &cpu_backend; }

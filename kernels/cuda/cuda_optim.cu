@@ -1,4 +1,211 @@
-/* cuda_optim.cu — placeholder while the optim ops are written (fills no table entries). */
+/* cuda_optim.cu — the optimizer ops of the CUDA backend (kernels.h, mu_elems): AdamW and
+ * SGD updates, gradient sum of squares and scaling, gather/scatter of trained elements.
+ *
+ *  - Per-entry ops are fused kernels over the entries of one tensor: a grid-stride loop
+ *    over elements for dense sets; for chunked lists one block per chunk of 2^16 elements
+ *    (grid-stride over chunks), its threads striding over the chunk's entries. Each entry
+ *    is read and written by exactly one thread.
+ *  - The update arithmetic is written with round-to-nearest intrinsics (__fmul_rn,
+ *    __fadd_rn, __fdiv_rn, __fsqrt_rn), which the compiler never contracts into FMAs, in
+ *    the order of the CPU backend (cpu_optim.c): the same inputs give the same f32 bits.
+ *  - Sum of squares: one block per chunk (dense: elements [c*2^16, (c+1)*2^16)) sums its
+ *    entries' squares in double and reduces them through shared memory in a fixed tree;
+ *    the per-chunk partials are downloaded and added on the host in chunk order. No
+ *    atomics: two runs give the same bits, whatever the grid size. */
+#include <cstdint>
+#include <cstdlib>
 #include "cuda_common.h"
 
-void mu_cu_fill_optim(mu_backend *b) { (void)b; }
+#define CHUNK_BITS MU_ELEMS_CHUNK_BITS
+#define CHUNK ((int64_t)1 << CHUNK_BITS)
+
+/* ---- one kernel shape for every per-entry op -------------------------------------------- */
+template <class Op>
+__global__ void k_dense_entries(int64_t numel, Op op)
+{
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < numel;
+         i += (int64_t)gridDim.x * blockDim.x)
+        op(i, i);
+}
+
+template <class Op>
+__global__ void k_list_entries(int64_t nchunks, const int64_t *chunk_start, const uint16_t *off,
+                               Op op)
+{
+    for (int64_t c = blockIdx.x; c < nchunks; c += gridDim.x) {
+        int64_t end = chunk_start[c + 1];
+        for (int64_t j = chunk_start[c] + threadIdx.x; j < end; j += blockDim.x)
+            op(j, (c << CHUNK_BITS) | off[j]);
+    }
+}
+
+/* Runs op(j, flat) for every entry j of e (flat: its element index). */
+template <class Op>
+static void for_each_entry(const mu_elems *e, Op op)
+{
+    if (e->dense) {
+        if (e->numel <= 0) return;
+        k_dense_entries<<<mu_cu_grid_for((size_t)e->numel, 1), NT>>>(e->numel, op);
+    } else {
+        if (e->nchunks <= 0 || e->n <= 0) return;
+        k_list_entries<<<mu_cu_grid_for((size_t)e->nchunks, NT), NT>>>(e->nchunks,
+                                                                     e->chunk_start, e->off, op);
+    }
+    KCHECK();
+}
+
+/* ---- the per-entry ops ------------------------------------------------------------------ */
+struct op_scale {
+    float *g;
+    float s;
+    __device__ void operator()(int64_t, int64_t flat) const { g[flat] = __fmul_rn(g[flat], s); }
+};
+
+struct op_gather {
+    float *packed;
+    const float *w;
+    __device__ void operator()(int64_t j, int64_t flat) const { packed[j] = w[flat]; }
+};
+
+struct op_scatter {
+    float *w;
+    const float *packed;
+    __device__ void operator()(int64_t j, int64_t flat) const { w[flat] = packed[j]; }
+};
+
+/* cpu_adamw_step, operation by operation */
+struct op_adamw {
+    float *w, *m, *v;
+    const float *g;
+    mu_adamw_args a;
+    __device__ void operator()(int64_t j, int64_t flat) const
+    {
+        float gi = g[flat];
+        float wi = w[flat];
+        if (a.decay_on) wi = __fmul_rn(wi, a.decay);
+        float mj = __fadd_rn(m[j], __fmul_rn(a.omb1, __fsub_rn(gi, m[j])));
+        float vj = __fadd_rn(__fmul_rn(v[j], a.b2), __fmul_rn(a.omb2, __fmul_rn(gi, gi)));
+        m[j] = mj;
+        v[j] = vj;
+        float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vj), a.bc2_sqrt), a.eps);
+        w[flat] = __fsub_rn(wi, __fmul_rn(a.step_size, __fdiv_rn(mj, denom)));
+    }
+};
+
+/* cpu_sgd_step, operation by operation */
+struct op_sgd {
+    float *w, *buf;
+    const float *g;
+    mu_sgd_args a;
+    __device__ void operator()(int64_t j, int64_t flat) const
+    {
+        float d = g[flat];
+        if (a.wd != 0.0f) d = __fadd_rn(d, __fmul_rn(a.wd, w[flat]));
+        if (buf) {
+            float b = a.first ? d : __fadd_rn(__fmul_rn(buf[j], a.momentum), d);
+            buf[j] = b;
+            d = b;
+        }
+        w[flat] = __fsub_rn(w[flat], __fmul_rn(a.lr, d));
+    }
+};
+
+static void cu_elems_scale(float *g, float s, const mu_elems *e)
+{
+    for_each_entry(e, op_scale{g, s});
+}
+
+static void cu_elems_gather(float *packed, const float *w, const mu_elems *e)
+{
+    for_each_entry(e, op_gather{packed, w});
+}
+
+static void cu_elems_scatter(float *w, const float *packed, const mu_elems *e)
+{
+    for_each_entry(e, op_scatter{w, packed});
+}
+
+static void cu_adamw_step(float *w, const float *g, float *m, float *v, const mu_elems *e,
+                          const mu_adamw_args *a)
+{
+    for_each_entry(e, op_adamw{w, m, v, g, *a});
+}
+
+static void cu_sgd_step(float *w, const float *g, float *buf, const mu_elems *e,
+                        const mu_sgd_args *a)
+{
+    for_each_entry(e, op_sgd{w, buf, g, *a});
+}
+
+/* ---- sum of squares: per-chunk double partials ------------------------------------------ */
+/* part[c] = sum over chunk c's entries of (double)g^2; blockDim.x must be NT. */
+__global__ void k_chunk_sumsq(double *part, const float *g, int64_t nblk, int64_t numel,
+                              int dense, const int64_t *chunk_start, const uint16_t *off)
+{
+    __shared__ double sh[NT];
+    for (int64_t c = blockIdx.x; c < nblk; c += gridDim.x) {   /* uniform in the block */
+        double acc = 0;
+        if (dense) {
+            int64_t end = (c + 1) * CHUNK < numel ? (c + 1) * CHUNK : numel;
+            for (int64_t i = c * CHUNK + threadIdx.x; i < end; i += NT) {
+                double x = g[i];
+                acc += x * x;
+            }
+        } else {
+            int64_t end = chunk_start[c + 1];
+            for (int64_t j = chunk_start[c] + threadIdx.x; j < end; j += NT) {
+                double x = g[(c << CHUNK_BITS) | off[j]];
+                acc += x * x;
+            }
+        }
+        sh[threadIdx.x] = acc;
+        __syncthreads();
+        for (int s = NT / 2; s > 0; s >>= 1) {
+            if ((int)threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+            __syncthreads();
+        }
+        if (threadIdx.x == 0) part[c] = sh[0];
+        __syncthreads();                       /* sh is reused by the next chunk */
+    }
+}
+
+/* Device and host arrays for the partials, grown as needed (the backend is used by one
+ * thread at a time). */
+static double *g_part_dev, *g_part_host;
+static size_t g_part_cap;
+
+static void part_reserve(size_t n)
+{
+    if (n <= g_part_cap) return;
+    if (g_part_dev) CK(cudaFree(g_part_dev));
+    free(g_part_host);
+    CK(cudaMalloc((void **)&g_part_dev, n * sizeof(double)));
+    g_part_host = (double *)malloc(n * sizeof(double));
+    if (!g_part_host) mu_cu_fail("malloc", "out of host memory", __FILE__, __LINE__);
+    g_part_cap = n;
+}
+
+static double cu_elems_sumsq(const float *g, const mu_elems *e)
+{
+    int64_t nblk = e->dense ? (e->numel + CHUNK - 1) / CHUNK : e->nchunks;
+    if (nblk <= 0) return 0;
+    part_reserve((size_t)nblk);
+    k_chunk_sumsq<<<mu_cu_grid_for((size_t)nblk, NT), NT>>>(g_part_dev, g, nblk, e->numel,
+                                                            e->dense, e->chunk_start, e->off);
+    KCHECK();
+    CK(cudaMemcpy(g_part_host, g_part_dev, (size_t)nblk * sizeof(double),
+                  cudaMemcpyDeviceToHost));
+    double total = 0;
+    for (int64_t c = 0; c < nblk; c++) total += g_part_host[c];
+    return total;
+}
+
+void mu_cu_fill_optim(mu_backend *b)
+{
+    b->elems_sumsq = cu_elems_sumsq;
+    b->elems_scale = cu_elems_scale;
+    b->adamw_step = cu_adamw_step;
+    b->sgd_step = cu_sgd_step;
+    b->elems_gather = cu_elems_gather;
+    b->elems_scatter = cu_elems_scatter;
+}

@@ -1,0 +1,103 @@
+/* cpu_optim.c — the optimizer ops of the CPU backend (kernels.h, mu_elems): AdamW and SGD
+ * updates, gradient sum of squares and scaling, gather/scatter over the trained elements
+ * of one tensor. OpenMP over chunks (list sets) or elements (dense); every entry is
+ * written by exactly one thread, and the sum of squares adds per-chunk double partials in
+ * chunk order, so results do not depend on the thread count. */
+#include <math.h>
+#include <stdlib.h>
+#include "cpu.h"
+
+#define CHUNK ((int64_t)1 << MU_ELEMS_CHUNK_BITS)
+
+/* Runs body with j (entry) and flat (element index) for every entry of e. */
+#define FOR_EACH_ENTRY(e, j, flat, body)                                            \
+    do {                                                                            \
+        const mu_elems *e_ = (e);                                                   \
+        if (e_->dense) {                                                            \
+            _Pragma("omp parallel for schedule(static)")                            \
+            for (int64_t j = 0; j < e_->numel; j++) { int64_t flat = j; body; }     \
+        } else {                                                                    \
+            _Pragma("omp parallel for schedule(dynamic, 1)")                        \
+            for (int64_t c_ = 0; c_ < e_->nchunks; c_++)                            \
+                for (int64_t j = e_->chunk_start[c_]; j < e_->chunk_start[c_ + 1]; j++) { \
+                    int64_t flat = (c_ << MU_ELEMS_CHUNK_BITS) | e_->off[j]; body;  \
+                }                                                                   \
+        }                                                                           \
+    } while (0)
+
+/* Sum of g^2 over chunk c's entries, in entry order. */
+static double chunk_sumsq(const float *g, const mu_elems *e, int64_t c)
+{
+    double acc = 0;
+    if (e->dense) {
+        int64_t end = (c + 1) * CHUNK < e->numel ? (c + 1) * CHUNK : e->numel;
+        for (int64_t i = c * CHUNK; i < end; i++) acc += (double)g[i] * g[i];
+    } else {
+        for (int64_t j = e->chunk_start[c]; j < e->chunk_start[c + 1]; j++) {
+            float x = g[(c << MU_ELEMS_CHUNK_BITS) | e->off[j]];
+            acc += (double)x * x;
+        }
+    }
+    return acc;
+}
+
+double cpu_elems_sumsq(const float *g, const mu_elems *e)
+{
+    int64_t nblk = e->dense ? (e->numel + CHUNK - 1) / CHUNK : e->nchunks;
+    if (nblk <= 0) return 0;
+    double *part = malloc((size_t)nblk * sizeof *part);
+    if (!part) abort();
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t c = 0; c < nblk; c++) part[c] = chunk_sumsq(g, e, c);
+    double total = 0;
+    for (int64_t c = 0; c < nblk; c++) total += part[c];
+    free(part);
+    return total;
+}
+
+void cpu_elems_scale(float *g, float s, const mu_elems *e)
+{
+    FOR_EACH_ENTRY(e, j, flat, { (void)j; g[flat] *= s; });
+}
+
+void cpu_adamw_step(float *w, const float *g, float *m, float *v, const mu_elems *e,
+                    const mu_adamw_args *a)
+{
+    const float omb1 = a->omb1, b2 = a->b2, omb2 = a->omb2, eps = a->eps, decay = a->decay;
+    const float step_size = a->step_size, bc2_sqrt = a->bc2_sqrt;
+    const int decay_on = a->decay_on;
+    FOR_EACH_ENTRY(e, j, flat, {
+        float gi = g[flat];
+        float wi = w[flat];
+        if (decay_on) wi *= decay;
+        m[j] += omb1 * (gi - m[j]);         /* torch: exp_avg.lerp_(grad, 1-b1) */
+        v[j] = v[j] * b2 + omb2 * (gi * gi);
+        float denom = sqrtf(v[j]) / bc2_sqrt + eps;
+        w[flat] = wi - step_size * (m[j] / denom);
+    });
+}
+
+void cpu_sgd_step(float *w, const float *g, float *buf, const mu_elems *e, const mu_sgd_args *a)
+{
+    const float lr = a->lr, wd = a->wd, mom = a->momentum;
+    const int first = a->first;
+    FOR_EACH_ENTRY(e, j, flat, {
+        float d = g[flat];
+        if (wd != 0) d += wd * w[flat];
+        if (buf) {
+            buf[j] = first ? d : buf[j] * mom + d;
+            d = buf[j];
+        }
+        w[flat] -= lr * d;
+    });
+}
+
+void cpu_elems_gather(float *packed, const float *w, const mu_elems *e)
+{
+    FOR_EACH_ENTRY(e, j, flat, { packed[j] = w[flat]; });
+}
+
+void cpu_elems_scatter(float *w, const float *packed, const mu_elems *e)
+{
+    FOR_EACH_ENTRY(e, j, flat, { w[flat] = packed[j]; });
+}
