@@ -88,6 +88,9 @@ struct mu_backend {
     void (*zero)(void *p, size_t nbytes);
     void (*copy)(void *dst, const void *src, size_t nbytes);   /* buffer to buffer */
     void (*sync)(void);
+    /* One line on stderr with the device memory in use ("mu: cuda: WHEN: U MiB used,
+     * ..."); NULL on backends with host memory. */
+    void (*mem_report)(const char *when);
 
     /* ---- linear ---------------------------------------------------------------- */
     /* Y[N,M] = X[N,K] · W[M,K]^T            (accumulate: Y += X · W^T)
@@ -162,6 +165,25 @@ struct mu_backend {
      * rows. (dscale = 1/count for a mean loss.) targets host [N]. */
     void (*cross_entropy)(float *loss, float *dlogits, const float *logits,
                           const int32_t *targets, int N, int V, float dscale);
+
+    /* ---- bf16 weights (mixed precision: --dtype bf16) ------------------------------
+     * A bf16 buffer holds uint16 values: the upper half of the f32 bit pattern, rounded
+     * to nearest even (NaN stays NaN). Weights stored in bf16 are read by the GEMMs and
+     * the embedding; activations stay f32 between ops; each GEMM rounds its f32 operands
+     * (X, dY) to bf16 and accumulates products in f32 (bf16 x bf16 products are exact in
+     * f32), so backends differ only by summation order. Trained weights keep an f32
+     * master copy (the optimizer updates it; to_bf16 refreshes the bf16 copy). */
+    /* dst[n] = bf16(src[n]) */
+    void (*to_bf16)(uint16_t *dst, const float *src, size_t n);
+    /* Y[N,M] = bf16(X)[N,K] . W[M,K]^T  (accumulate: Y +=), W bf16, f32 accumulation */
+    void (*matmul_bf16)(float *Y, const float *X, const uint16_t *W, int N, int K, int M,
+                        int accumulate);
+    /* dX[N,K] = bf16(dY)[N,M] . W[M,K]         (accumulate_dx: dX +=; dX NULL: skipped)
+     * dW[M,K] += bf16(dY)^T . bf16(X)  (f32 gradient of the f32 master; NULL: skipped) */
+    void (*matmul_bf16_bwd)(float *dX, float *dW, const float *dY, const float *X,
+                            const uint16_t *W, int N, int K, int M, int accumulate_dx);
+    /* Y[N,D] = f32(E[ids[n], :])   E bf16 [V, D], ids host [N] */
+    void (*embed_bf16)(float *Y, const uint16_t *E, const int32_t *ids, int N, int D);
 
     /* ---- optimizer over the trained elements of one tensor (mu_elems) --------------
      * All pointers are backend buffers: w, g [numel]; m, v, buf, packed [n]. Each entry

@@ -9,6 +9,8 @@
 #include "model.h"
 #include "ckpt.h"
 #include "rng.h"
+#include "tensor.h"
+#include "cli.h"
 
 /* Stages of a layer in forward order. Backward at stage s computes the gradient into
  * the stage's input only when something below it (a trainable parameter or a gradient
@@ -37,6 +39,7 @@ struct mu_kvcache {
 struct mu_model {
     mu_config cfg;
     const mu_backend *be;
+    mu_weights weights;               /* storage of the GEMM and embedding weights */
     int n_params;
     mu_param *p;
     layer_params *lp;
@@ -64,6 +67,32 @@ struct mu_model {
 static float *W(const mu_model *m, int i) { return i < 0 ? NULL : m->p[i].w; }
 static float *G(const mu_model *m, int i) { return i < 0 || !m->p[i].trainable ? NULL : m->p[i].g; }
 static int trainable(const mu_model *m, int i) { return i >= 0 && m->p[i].trainable; }
+
+/* Y[N,M] (+)= X[N,K] . W[M,K]^T with weight i in its storage dtype (kernels.h). */
+static void linear(const mu_model *m, float *Y, const float *X, int i, int N, int K, int M,
+                   int accumulate)
+{
+    const mu_param *p = &m->p[i];
+    if (p->w16) m->be->matmul_bf16(Y, X, p->w16, N, K, M, accumulate);
+    else m->be->matmul(Y, X, p->w, N, K, M, accumulate);
+}
+
+/* dX[N,K] (+)= dY[N,M] . W[M,K];  dW += dY^T X when weight i is trainable. */
+static void linear_bwd(const mu_model *m, float *dX, int i, const float *dY, const float *X,
+                       int N, int K, int M, int accumulate_dx)
+{
+    const mu_param *p = &m->p[i];
+    if (p->w16) m->be->matmul_bf16_bwd(dX, G(m, i), dY, X, p->w16, N, K, M, accumulate_dx);
+    else m->be->matmul_bwd(dX, G(m, i), dY, X, p->w, N, K, M, accumulate_dx);
+}
+
+/* Y[N,D] = embedding rows of ids */
+static void embed_rows(const mu_model *m, float *Y, const int32_t *ids, int N)
+{
+    const mu_param *p = &m->p[m->embed];
+    if (p->w16) m->be->embed_bf16(Y, p->w16, ids, N, m->D);
+    else m->be->embed(Y, p->w, ids, N, m->D);
+}
 static size_t fsz(size_t n) { return n * sizeof(float); }
 
 const char *mu_site_name(mu_site s)
@@ -173,8 +202,21 @@ static int check_roles(const mu_model *m, char *err, size_t errlen)
     return 0;
 }
 
+/* 1 when parameter p is kept in bf16: the GEMM weights and the embedding of a bf16
+ * model (norm weights and biases stay f32). */
+static int stored_bf16(const mu_model *m, const mu_param *p)
+{
+    static const char *const roles[] = { "embed", "q", "k", "v", "o", "gate", "up", "down",
+                                         "lm_head" };
+    if (m->weights != MU_WEIGHTS_BF16) return 0;
+    for (size_t i = 0; i < sizeof roles / sizeof *roles; i++)
+        if (!strcmp(p->info.role, roles[i])) return 1;
+    return 0;
+}
+
 /* A model with its parameter buffers allocated (contents zero). */
-static mu_model *model_new(const mu_config *cfg, const mu_backend *be, char *err, size_t errlen)
+static mu_model *model_new(const mu_config *cfg, const mu_backend *be, mu_weights weights,
+                           char *err, size_t errlen)
 {
     if (mu_config_validate(cfg, err, errlen)) return NULL;
     if (strcmp(cfg->hidden_act, "silu")) {
@@ -191,6 +233,7 @@ static mu_model *model_new(const mu_config *cfg, const mu_backend *be, char *err
     if (!m) { free(info); snprintf(err, errlen, "model: out of memory"); return NULL; }
     m->cfg = *cfg;
     m->be = be;
+    m->weights = weights;
     m->D = cfg->d_model; m->H = cfg->n_head; m->Hkv = cfg->n_kv_head; m->hd = cfg->head_dim;
     m->F = cfg->d_ff; m->V = cfg->vocab; m->NL = cfg->n_layer;
     m->qd = m->H * m->hd; m->kd = m->Hkv * m->hd;
@@ -202,9 +245,12 @@ static mu_model *model_new(const mu_config *cfg, const mu_backend *be, char *err
     for (int i = 0; i < n; i++) {
         mu_param *p = &m->p[i];
         p->info = info[i];
+        p->w = NULL;
+        p->w16 = NULL;
         p->numel = p->info.ndim == 1 ? p->info.shape[0] : p->info.shape[0] * p->info.shape[1];
-        p->w = be->alloc(fsz(p->numel));
-        if (!p->w) goto oom;
+        if (stored_bf16(m, p)) p->w16 = be->alloc((size_t)p->numel * sizeof(uint16_t));
+        else p->w = be->alloc(fsz(p->numel));
+        if (!p->w && !p->w16) goto oom;
     }
     free(info);
     info = NULL;
@@ -219,10 +265,43 @@ oom:
     return NULL;
 }
 
+/* Writes host f32 values into parameter p: the f32 buffer and/or the bf16 copy (rounded
+ * on the host). 0, or -1 when the host buffer for the rounding cannot be allocated. */
+static int store_param(mu_model *m, mu_param *p, const float *host)
+{
+    if (p->w) m->be->upload(p->w, host, fsz(p->numel));
+    if (!p->w16) return 0;
+    uint16_t *h = malloc((size_t)p->numel * sizeof *h);
+    if (!h) return -1;
+    for (int64_t j = 0; j < p->numel; j++) h[j] = mu_f32_to_bf16(host[j]);
+    m->be->upload(p->w16, h, (size_t)p->numel * sizeof *h);
+    free(h);
+    return 0;
+}
+
+/* host f32 = parameter p: its f32 buffer, or the widened bf16 copy. 0, or -1 (memory). */
+static int load_param(mu_model *m, const mu_param *p, float *host)
+{
+    if (p->w) { m->be->download(host, p->w, fsz(p->numel)); return 0; }
+    uint16_t *h = malloc((size_t)p->numel * sizeof *h);
+    if (!h) return -1;
+    m->be->download(h, p->w16, (size_t)p->numel * sizeof *h);
+    for (int64_t j = 0; j < p->numel; j++) host[j] = mu_bf16_to_f32(h[j]);
+    free(h);
+    return 0;
+}
+
 mu_model *mu_model_init_random(const mu_config *cfg, uint64_t seed, float std,
                                const mu_backend *be, char *err, size_t errlen)
 {
-    mu_model *m = model_new(cfg, be, err, errlen);
+    return mu_model_init_random_as(cfg, seed, std, be, MU_WEIGHTS_F32, err, errlen);
+}
+
+mu_model *mu_model_init_random_as(const mu_config *cfg, uint64_t seed, float std,
+                                  const mu_backend *be, mu_weights weights, char *err,
+                                  size_t errlen)
+{
+    mu_model *m = model_new(cfg, be, weights, err, errlen);
     if (!m) return NULL;
     for (int i = 0; i < m->n_params; i++) {
         mu_param *p = &m->p[i];
@@ -234,8 +313,9 @@ mu_model *mu_model_init_random(const mu_config *cfg, uint64_t seed, float std,
         mu_rng_seed2(&rng, seed, (uint64_t)i);
         for (int64_t j = 0; j < p->numel; j++)
             host[j] = is_norm ? 1.0f : (float)(std * mu_rng_normal(&rng));
-        be->upload(p->w, host, fsz(p->numel));
+        int rc = store_param(m, p, host);
         free(host);
+        if (rc) { mu_model_free(m); snprintf(err, errlen, "model: out of memory"); return NULL; }
     }
     return m;
 }
@@ -243,20 +323,30 @@ mu_model *mu_model_init_random(const mu_config *cfg, uint64_t seed, float std,
 mu_model *mu_model_load(const char *path, const char *const *deltas, int n_deltas,
                         const mu_backend *be, char *err, size_t errlen)
 {
+    return mu_model_load_as(path, deltas, n_deltas, be, MU_WEIGHTS_F32, err, errlen);
+}
+
+mu_model *mu_model_load_as(const char *path, const char *const *deltas, int n_deltas,
+                           const mu_backend *be, mu_weights weights, char *err, size_t errlen)
+{
     mu_ckpt *ck = mu_ckpt_open(path, err, errlen);
     if (!ck) return NULL;
     for (int i = 0; i < n_deltas; i++)
         if (mu_ckpt_add_delta(ck, deltas[i], err, errlen)) { mu_ckpt_close(ck); return NULL; }
-    mu_model *m = model_new(mu_ckpt_config(ck), be, err, errlen);
+    mu_model *m = model_new(mu_ckpt_config(ck), be, weights, err, errlen);
     if (!m) { mu_ckpt_close(ck); return NULL; }
     for (int i = 0; i < m->n_params; i++) {
         mu_param *p = &m->p[i];
-        float *dst = be->host_memory ? p->w : malloc(fsz(p->numel));
+        int direct = be->host_memory && p->w;          /* read straight into the buffer */
+        float *dst = direct ? p->w : malloc(fsz(p->numel));
         int rc = dst ? mu_ckpt_read_f32(ck, p->info.name, p->info.ndim, p->info.shape, dst,
                                         err, errlen) : -1;
         if (!dst) snprintf(err, errlen, "%s: out of memory", path);
-        if (!rc && !be->host_memory) be->upload(p->w, dst, fsz(p->numel));
-        if (!be->host_memory) free(dst);
+        if (!rc && !direct && store_param(m, p, dst)) {
+            snprintf(err, errlen, "%s: out of memory", path);
+            rc = -1;
+        }
+        if (!direct) free(dst);
         if (rc) { mu_model_free(m); mu_ckpt_close(ck); return NULL; }
     }
     mu_ckpt_close(ck);
@@ -283,6 +373,7 @@ void mu_model_free(mu_model *m)
     free(m->acts);
     for (int i = 0; m->p && i < m->n_params; i++) {
         m->be->free(m->p[i].w);
+        m->be->free(m->p[i].w16);
         m->be->free(m->p[i].g);
     }
     free(m->p); free(m->lp); free(m->inv_freq);
@@ -306,10 +397,23 @@ int mu_model_find(const mu_model *m, const char *hf_name)
     return -1;
 }
 
+/* The f32 master copy of a bf16 weight that becomes trainable (exact: bf16 widens to
+ * f32). It stays until the model is freed. 0, or -1 out of memory. */
+static int add_master(mu_model *m, mu_param *p)
+{
+    float *host = malloc(fsz(p->numel));
+    if (!host || load_param(m, p, host)) { free(host); return -1; }
+    p->w = m->be->alloc(fsz(p->numel));
+    if (p->w) m->be->upload(p->w, host, fsz(p->numel));
+    free(host);
+    return p->w ? 0 : -1;
+}
+
 int mu_model_set_trainable(mu_model *m, int i, int on)
 {
     if (i < 0 || i >= m->n_params) return -1;
     mu_param *p = &m->p[i];
+    if (on && !p->w && add_master(m, p)) return -1;
     if (on && !p->g) {
         p->g = m->be->alloc(fsz(p->numel));
         if (!p->g) return -1;
@@ -334,17 +438,52 @@ void mu_model_zero_grad(mu_model *m)
         if (m->p[i].g) m->be->zero(m->p[i].g, fsz(m->p[i].numel));
 }
 
-void mu_model_get_param(mu_model *m, int i, float *host)
+int mu_model_get_param(mu_model *m, int i, float *host)
 {
-    m->be->download(host, m->p[i].w, fsz(m->p[i].numel));
+    return load_param(m, &m->p[i], host);
 }
 
-void mu_model_set_param(mu_model *m, int i, const float *host)
+int mu_model_set_param(mu_model *m, int i, const float *host)
 {
-    m->be->upload(m->p[i].w, host, fsz(m->p[i].numel));
+    return store_param(m, &m->p[i], host);
 }
 
-void mu_model_param_changed(mu_model *m, int i) { (void)m; (void)i; }
+void mu_model_param_changed(mu_model *m, int i)
+{
+    mu_param *p = &m->p[i];
+    if (p->w && p->w16) m->be->to_bf16(p->w16, p->w, (size_t)p->numel);
+}
+
+mu_weights mu_model_weights(const mu_model *m) { return m->weights; }
+
+void mu_model_report_memory(const mu_model *m, const char *what)
+{
+    if (m->be->host_memory) return;
+    int64_t n = 0;
+    for (int i = 0; i < m->n_params; i++) n += m->p[i].numel;
+    mu_info("%s: %.1fM parameters, %.1f MiB on %s (%s weights)", what, n / 1e6,
+            mu_model_param_bytes(m) / 1048576.0, m->be->name,
+            m->weights == MU_WEIGHTS_BF16 ? "bf16" : "f32");
+    if (m->be->mem_report) m->be->mem_report(what);
+}
+
+int mu_weights_parse(const char *s, mu_weights *out)
+{
+    if (!strcmp(s, "f32")) *out = MU_WEIGHTS_F32;
+    else if (!strcmp(s, "bf16")) *out = MU_WEIGHTS_BF16;
+    else return -1;
+    return 0;
+}
+
+size_t mu_model_param_bytes(const mu_model *m)
+{
+    size_t b = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        const mu_param *p = &m->p[i];
+        b += (size_t)p->numel * ((p->w ? 4 : 0) + (p->w16 ? 2 : 0) + (p->g ? 4 : 0));
+    }
+    return b;
+}
 
 void mu_model_get_grad(mu_model *m, int i, float *host)
 {
@@ -532,9 +671,9 @@ static void qkv_forward(mu_model *m, const layer_params *P, layer_acts *A)
 {
     const mu_backend *be = m->be;
     int N = m->N, D = m->D;
-    be->matmul(A->q, m->h, W(m, P->q), N, D, m->qd, 0);
-    be->matmul(A->k, m->h, W(m, P->k), N, D, m->kd, 0);
-    be->matmul(A->v, m->h, W(m, P->v), N, D, m->kd, 0);
+    linear(m, A->q, m->h, P->q, N, D, m->qd, 0);
+    linear(m, A->k, m->h, P->k, N, D, m->kd, 0);
+    linear(m, A->v, m->h, P->v, N, D, m->kd, 0);
     if (P->qb >= 0) be->bias_add(A->q, W(m, P->qb), N, m->qd);
     if (P->kb >= 0) be->bias_add(A->k, W(m, P->kb), N, m->kd);
     if (P->vb >= 0) be->bias_add(A->v, W(m, P->vb), N, m->kd);
@@ -560,18 +699,18 @@ static int layer_forward(mu_model *m, int L, const mu_fwd_opts *o, char *err, si
     qkv_forward(m, P, A);
     attention_forward(m, L, A, o->cache);
     HOOK(MU_SITE_ATTN_HEAD, A->o, m->qd);
-    be->matmul(A->mid, A->o, W(m, P->o), N, m->qd, D, 0);
+    linear(m, A->mid, A->o, P->o, N, m->qd, D, 0);
     HOOK(MU_SITE_ATTN_OUT, A->mid, D);
     be->add(A->mid, x, (size_t)N * D);
     HOOK(MU_SITE_RESID_MID, A->mid, D);
 
     be->rmsnorm(m->h, A->rstd2, A->mid, W(m, P->mlp_norm), N, D, eps);
-    be->matmul(A->g, m->h, W(m, P->gate), N, D, F, 0);
-    be->matmul(A->u, m->h, W(m, P->up), N, D, F, 0);
+    linear(m, A->g, m->h, P->gate, N, D, F, 0);
+    linear(m, A->u, m->h, P->up, N, D, F, 0);
     if (run_hooks_mlp_in(m, o->hooks, o->n_hooks, L, 0, A->g, A->u, err, errlen)) return -1;
     be->swiglu(A->a, A->g, A->u, (size_t)N * F);
     HOOK(MU_SITE_MLP_POST, A->a, F);
-    be->matmul(out, A->a, W(m, P->down), N, F, D, 0);
+    linear(m, out, A->a, P->down, N, F, D, 0);
     HOOK(MU_SITE_MLP_OUT, out, D);
     be->add(out, A->mid, (size_t)N * D);
     HOOK(MU_SITE_RESID_POST, out, D);
@@ -585,7 +724,7 @@ static int head_forward(mu_model *m, const mu_fwd_opts *o, char *err, size_t err
     int N = m->N, D = m->D, V = m->V, L = -1;
     be->rmsnorm(m->hf, m->rstdf, m->acts[m->NL].x, W(m, m->final_norm), N, D, m->cfg.rms_eps);
     if (!m->last_only) {
-        be->matmul(m->logits, m->hf, W(m, m->lm_head), N, D, V, 0);
+        linear(m, m->logits, m->hf, m->lm_head, N, D, V, 0);
         HOOK(MU_SITE_LOGITS, m->logits, V);
         return 0;
     }
@@ -594,7 +733,7 @@ static int head_forward(mu_model *m, const mu_fwd_opts *o, char *err, size_t err
         if (m->lens[b] > 0)
             be->copy(m->rows + (size_t)b * D, m->hf + ((size_t)b * m->T + m->lens[b] - 1) * D,
                      fsz(D));
-    be->matmul(m->logits, m->rows, W(m, m->lm_head), m->B, D, V, 0);
+    linear(m, m->logits, m->rows, m->lm_head, m->B, D, V, 0);
     if (run_hooks(m, o->hooks, o->n_hooks, MU_SITE_LOGITS, -1, 0, m->logits, m->B, 1, V, err,
                   errlen))
         return -1;
@@ -695,7 +834,7 @@ int mu_model_forward(mu_model *m, const mu_batch *b, const mu_fwd_opts *opts, ch
         snprintf(err, errlen, "forward: out of memory for a %d x %d batch", b->B, b->T);
         return -1;
     }
-    m->be->embed(m->acts[0].x, W(m, m->embed), m->ids, m->N, m->D);
+    embed_rows(m, m->acts[0].x, m->ids, m->N);
     if (run_hooks(m, o->hooks, o->n_hooks, MU_SITE_EMBED, -1, 0, m->acts[0].x, m->B, m->T,
                   m->D, err, errlen))
         return -1;
@@ -809,8 +948,7 @@ static int mlp_backward(mu_model *m, int L, int low, const mu_hook *hooks, int n
     BHOOK(MU_SITE_MLP_OUT, dout, D);
     if (!BELOW(S_MLP_OUT)) return 1;
     /* down: out[N,D] = a[N,F] Wd[D,F]^T */
-    be->matmul_bwd(BELOW(S_DOWN) ? m->da : NULL, G(m, P->down), dout, A->a, W(m, P->down),
-                   N, F, D, 0);
+    linear_bwd(m, BELOW(S_DOWN) ? m->da : NULL, P->down, dout, A->a, N, F, D, 0);
     if (!BELOW(S_DOWN)) return 1;
     BHOOK(MU_SITE_MLP_POST, m->da, F);
     if (!BELOW(S_MLP_POST)) return 1;
@@ -821,8 +959,8 @@ static int mlp_backward(mu_model *m, int L, int low, const mu_hook *hooks, int n
     if (trainable(m, P->gate) || trainable(m, P->up))
         be->rmsnorm(m->h, NULL, A->mid, W(m, P->mlp_norm), N, D, m->cfg.rms_eps);
     int need_dh = BELOW(S_GATEUP);
-    be->matmul_bwd(need_dh ? m->dh : NULL, G(m, P->gate), m->dg, m->h, W(m, P->gate), N, D, F, 0);
-    be->matmul_bwd(need_dh ? m->dh : NULL, G(m, P->up), m->du, m->h, W(m, P->up), N, D, F, 1);
+    linear_bwd(m, need_dh ? m->dh : NULL, P->gate, m->dg, m->h, N, D, F, 0);
+    linear_bwd(m, need_dh ? m->dh : NULL, P->up, m->du, m->h, N, D, F, 1);
     if (!need_dh) return 1;
     be->rmsnorm_bwd(m->dx, G(m, P->mlp_norm), m->dh, A->mid, W(m, P->mlp_norm), A->rstd2, N, D);
     if (!BELOW(S_MLP_NORM)) return 1;
@@ -841,7 +979,7 @@ static int attn_backward(mu_model *m, int L, int low, const mu_hook *hooks, int 
     float *dattn = branch_grad(m, hooks, nh, MU_SITE_ATTN_OUT, L, m->dx);
     BHOOK(MU_SITE_ATTN_OUT, dattn, D);
     if (!BELOW(S_ATTN_OUT)) return 1;
-    be->matmul_bwd(BELOW(S_O) ? m->d_o : NULL, G(m, P->o), dattn, A->o, W(m, P->o), N, qd, D, 0);
+    linear_bwd(m, BELOW(S_O) ? m->d_o : NULL, P->o, dattn, A->o, N, qd, D, 0);
     if (!BELOW(S_O)) return 1;
     BHOOK(MU_SITE_ATTN_HEAD, m->d_o, qd);
     if (!BELOW(S_ATTN_HEAD)) return 1;
@@ -857,9 +995,9 @@ static int attn_backward(mu_model *m, int L, int low, const mu_hook *hooks, int 
         be->rmsnorm(m->h, NULL, A->x, W(m, P->attn_norm), N, D, m->cfg.rms_eps);
     int need_dh = BELOW(S_QKV);
     float *dh = need_dh ? m->dh : NULL;
-    be->matmul_bwd(dh, G(m, P->q), m->dq, m->h, W(m, P->q), N, D, qd, 0);
-    be->matmul_bwd(dh, G(m, P->k), m->dk, m->h, W(m, P->k), N, D, kd, 1);
-    be->matmul_bwd(dh, G(m, P->v), m->dv, m->h, W(m, P->v), N, D, kd, 1);
+    linear_bwd(m, dh, P->q, m->dq, m->h, N, D, qd, 0);
+    linear_bwd(m, dh, P->k, m->dk, m->h, N, D, kd, 1);
+    linear_bwd(m, dh, P->v, m->dv, m->h, N, D, kd, 1);
     if (!need_dh) return 1;
     be->rmsnorm_bwd(m->dx, G(m, P->attn_norm), m->dh, A->x, W(m, P->attn_norm), A->rstd1, N, D);
     if (!BELOW(S_ATTN_NORM)) return 1;
@@ -890,8 +1028,7 @@ static int head_backward(mu_model *m, const float *dlogits, int low, int top,
         dl = m->dlog;
     }
     if (low > top + 1) return 1;
-    be->matmul_bwd(low < top + 1 ? m->dh : NULL, G(m, m->lm_head), dl, m->hf,
-                   W(m, m->lm_head), N, D, V, 0);
+    linear_bwd(m, low < top + 1 ? m->dh : NULL, m->lm_head, dl, m->hf, N, D, V, 0);
     if (low >= top + 1) return 1;
     be->rmsnorm_bwd(m->dx, G(m, m->final_norm), m->dh, m->acts[m->NL].x, W(m, m->final_norm),
                     m->rstdf, N, D);

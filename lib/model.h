@@ -2,7 +2,9 @@
  *
  * RMSNorm, RoPE (HF rotate_half; llama3 / linear scaling), grouped-query attention
  * (causal, key padding), SwiGLU MLP, tied or untied embeddings, optional q/k/v biases
- * (Qwen2). Weights and gradients live in backend buffers (f32).
+ * (Qwen2). Weights and gradients live in backend buffers: f32, or (mu_model_load_as with
+ * MU_WEIGHTS_BF16) the GEMM and embedding weights in bf16 with f32 accumulation, f32
+ * activations, and an f32 master copy for each trainable weight (kernels.h "bf16 weights").
  *
  *   mu_model *m = mu_model_load("model_dir", deltas, n_deltas, mu_backend_cpu(), err, sizeof err);
  *   mu_batch b = { .B = 2, .T = 5, .ids = ids, .lens = lens };   // right-padded rows
@@ -101,10 +103,18 @@ typedef struct {
 } mu_fwd_opts;
 
 /* ---- parameters ------------------------------------------------------------------------ */
+/* Storage of the GEMM and embedding weights. */
+typedef enum { MU_WEIGHTS_F32 = 0, MU_WEIGHTS_BF16 = 1 } mu_weights;
+int mu_weights_parse(const char *s, mu_weights *out);     /* "f32", "bf16"; -1 otherwise */
+
 typedef struct {
     mu_param_info info;      /* HF name, shape, layer, role (arch.h) */
     int64_t numel;
-    float *w;                /* backend buffer [numel] */
+    float *w;                /* f32 backend buffer [numel]; in a bf16 model, the f32 master
+                                copy of a GEMM/embedding weight once it was made trainable
+                                (NULL while it never was) */
+    uint16_t *w16;           /* bf16 backend buffer [numel] the GEMMs read (bf16 models,
+                                GEMM and embedding weights), else NULL */
     float *g;                /* gradient buffer (backend), allocated while trainable, else NULL */
     int trainable;
 } mu_param;
@@ -119,6 +129,21 @@ mu_model *mu_model_load(const char *path, const char *const *deltas, int n_delta
  * norm weights 1, biases N(0, std^2). For tests and benchmarks. */
 mu_model *mu_model_init_random(const mu_config *cfg, uint64_t seed, float std,
                                const mu_backend *be, char *err, size_t errlen);
+/* The same with a choice of weight storage (the *_as forms; the plain ones are f32). A
+ * bf16 model rounds every GEMM/embedding weight to bf16 when it is stored. */
+mu_model *mu_model_load_as(const char *path, const char *const *deltas, int n_deltas,
+                           const mu_backend *be, mu_weights weights, char *err,
+                           size_t errlen);
+mu_model *mu_model_init_random_as(const mu_config *cfg, uint64_t seed, float std,
+                                  const mu_backend *be, mu_weights weights, char *err,
+                                  size_t errlen);
+mu_weights mu_model_weights(const mu_model *m);
+/* Bytes of parameter storage on the backend: f32 buffers, bf16 copies and gradients. */
+size_t mu_model_param_bytes(const mu_model *m);
+/* On a device backend, info lines on stderr (mu_info: silenced by --quiet): parameter
+ * count and storage, and the device's memory in use. Nothing on host-memory backends
+ * (their stderr stays for errors). what: "model", "reference model", ... */
+void mu_model_report_memory(const mu_model *m, const char *what);
 void mu_model_free(mu_model *m);
 
 const mu_config *mu_model_config(const mu_model *m);
@@ -127,13 +152,16 @@ const mu_backend *mu_model_backend(const mu_model *m);
 int mu_model_n_params(const mu_model *m);
 mu_param *mu_model_param(mu_model *m, int i);
 int mu_model_find(const mu_model *m, const char *hf_name);          /* index or -1 */
-/* Allocates (zeroed) / frees the gradient of parameter i. 0 ok, -1 out of memory. */
+/* Allocates (zeroed) / frees the gradient of parameter i (and, in a bf16 model, creates
+ * the f32 master copy of a bf16 weight from its bf16 values). 0 ok, -1 out of memory. */
 int mu_model_set_trainable(mu_model *m, int i, int on);
 int mu_model_set_all_trainable(mu_model *m, int on);
 void mu_model_zero_grad(mu_model *m);
-/* Copies parameter i (or its gradient) to / from host f32 [numel]. */
-void mu_model_get_param(mu_model *m, int i, float *host);
-void mu_model_set_param(mu_model *m, int i, const float *host);
+/* Copies parameter i (or its gradient) to / from host f32 [numel]. A bf16 weight reads as
+ * its widened bf16 values (or its f32 master when trainable) and is rounded when set.
+ * 0, or -1 when host memory for the conversion runs out. */
+int mu_model_get_param(mu_model *m, int i, float *host);
+int mu_model_set_param(mu_model *m, int i, const float *host);
 void mu_model_get_grad(mu_model *m, int i, float *host);            /* zeros if frozen */
 /* Tells the model that the f32 values of trainable parameter i were changed in place in
  * its backend buffer (param->w; an optimizer step): refreshes the bf16 copy the GEMMs read

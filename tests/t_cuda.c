@@ -19,12 +19,27 @@
 #include "model.h"
 #include "config.h"
 #include "rng.h"
+#include "tensor.h"
 #ifdef MU_HAVE_CUDA
 #include "cuda/mu_cuda.h"
 #endif
 
+/* MU_TEST_FAKE_GPU=1 runs these tests with the CPU backend posing as the device (buffers
+ * flagged as device memory): it checks the tests themselves (guards, copies, bookkeeping)
+ * on a machine without a GPU. Every comparison is then CPU against CPU. */
+static const mu_backend *fake_gpu(void)
+{
+    static mu_backend fake;
+    fake = *mu_backend_cpu();
+    fake.name = "fake-gpu";
+    fake.host_memory = 0;
+    return &fake;
+}
+
 static const mu_backend *gpu_or_skip(void)
 {
+    const char *f = getenv("MU_TEST_FAKE_GPU");
+    if (f && !strcmp(f, "1")) return fake_gpu();
 #ifndef MU_HAVE_CUDA
     SKIP("built without CUDA (nvcc not found, or make CUDA=0)");
 #else
@@ -399,6 +414,133 @@ TEST(cuda_log_softmax_cross_entropy_vs_cpu)
     free(X); free(Y); free(d);
 }
 
+/* ---- bf16 weights ------------------------------------------------------------------------- */
+/* Both backends multiply the same bf16 values exactly and sum in f32: they differ only in
+ * summation order (and the tensor cores' f32 accumulation), far below bf16 rounding. */
+#define NMSE_BF16_GEMM 1e-8
+
+/* A device buffer of n bf16 values with guards; host copy in. */
+static dbuf d16new(const mu_backend *be, const uint16_t *host, size_t n)
+{
+    float *tmp = fnew((n + 1) / 2);
+    if (host) memcpy(tmp, host, n * sizeof *host);
+    dbuf d = dnew(be, tmp, (n + 1) / 2);
+    free(tmp);
+    return d;
+}
+
+static void round_all(uint16_t *out, const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) out[i] = mu_f32_to_bf16(x[i]);
+}
+
+TEST(cuda_to_bf16_rounds_like_cpu)
+{
+    const mu_backend *g = gpu_or_skip(), *c = mu_backend_cpu();
+    enum { N = 4096 };
+    float *x = fnew(N);
+    fill(x, N, 31, 3);
+    /* ties (even and odd), values next to ties, subnormals, huge values, infinities */
+    const float special[] = { 1.00390625f, 1.01171875f, 1.0039063f, 1.0039062f, 1e-40f, -3e-39f,
+                              3.3e38f, -3.39e38f, INFINITY, -INFINITY, 0.0f, -0.0f };
+    memcpy(x, special, sizeof special);
+    uint16_t *want = calloc(N, sizeof *want), *got = calloc(N, sizeof *got);
+    CHECK(want && got);
+    c->to_bf16(want, x, N);
+    dbuf dx = dnew(g, x, N), dout = d16new(g, NULL, N);
+    g->to_bf16((uint16_t *)dout.p, dx.p, N);
+    float *tmp = fnew(N / 2);
+    dget(&dout, tmp, "to_bf16");
+    memcpy(got, tmp, N * sizeof *got);
+    for (int i = 0; i < N; i++)
+        CHECK_MSG(got[i] == want[i], "to_bf16(%.9g): cuda 0x%04x, cpu 0x%04x", x[i], got[i],
+                  want[i]);
+    free(tmp); free(x); free(want); free(got);
+    dfree(&dx); dfree(&dout);
+}
+
+static void matmul_bf16_case(const mu_backend *g, int N, int K, int M, uint64_t seed)
+{
+    const mu_backend *c = mu_backend_cpu();
+    size_t nx = (size_t)N * K, nw = (size_t)M * K, ny = (size_t)N * M;
+    float *X = fnew(nx), *Wf = fnew(nw), *Y = fnew(ny), *dY = fnew(ny);
+    fill(X, nx, seed, 1); fill(Wf, nw, seed + 1, 0.5f); fill(Y, ny, seed + 2, 1);
+    fill(dY, ny, seed + 3, 1);
+    uint16_t *W = calloc(nw ? nw : 1, sizeof *W);
+    CHECK(W);
+    round_all(W, Wf, nw);
+    dbuf dW = d16new(g, W, nw), dX = dnew(g, X, nx), ddY = dnew(g, dY, ny);
+    const uint16_t *gW = (const uint16_t *)dW.p;
+    char what[96];
+    for (int acc = 0; acc < 2; acc++) {
+        float *Yc = fdup(Y, ny);
+        dbuf dYo = dnew(g, Y, ny);
+        c->matmul_bf16(Yc, X, W, N, K, M, acc);
+        g->matmul_bf16(dYo.p, dX.p, gW, N, K, M, acc);
+        snprintf(what, sizeof what, "matmul_bf16 %dx%dx%d acc=%d", N, K, M, acc);
+        dcheck(&dYo, Yc, what, NMSE_BF16_GEMM);
+        dfree(&dYo); free(Yc);
+    }
+    for (int mode = 0; mode < 3; mode++) {   /* dX overwrite + dW, dX accumulate, dW only */
+        int acc = mode == 1;
+        float *gX = fnew(nx), *gWg = fnew(nw);
+        fill(gX, nx, seed + 4, 1); fill(gWg, nw, seed + 5, 1);
+        float *gXc = fdup(gX, nx), *gWc = fdup(gWg, nw);
+        dbuf dgX = dnew(g, gX, nx), dgW = dnew(g, gWg, nw);
+        c->matmul_bf16_bwd(mode == 2 ? NULL : gXc, mode == 1 ? NULL : gWc, dY, X, W, N, K, M,
+                           acc);
+        g->matmul_bf16_bwd(mode == 2 ? NULL : dgX.p, mode == 1 ? NULL : dgW.p, ddY.p, dX.p, gW,
+                           N, K, M, acc);
+        snprintf(what, sizeof what, "matmul_bf16_bwd dX %dx%dx%d mode=%d", N, K, M, mode);
+        dcheck(&dgX, gXc, what, NMSE_BF16_GEMM);
+        snprintf(what, sizeof what, "matmul_bf16_bwd dW %dx%dx%d mode=%d", N, K, M, mode);
+        dcheck(&dgW, gWc, what, NMSE_BF16_GEMM);
+        dfree(&dgX); dfree(&dgW);
+        free(gX); free(gWg); free(gXc); free(gWc);
+    }
+    /* the bf16 GEMM really rounds X: it differs from the f32 GEMM on the same weights */
+    float *Y32 = fnew(ny), *Y16 = fnew(ny);
+    for (size_t i = 0; i < nw; i++) Wf[i] = mu_bf16_to_f32(W[i]);
+    c->matmul(Y32, X, Wf, N, K, M, 0);
+    c->matmul_bf16(Y16, X, W, N, K, M, 0);
+    double num = 0, den = 0;
+    for (size_t i = 0; i < ny; i++) { num += (Y32[i] - Y16[i]) * (Y32[i] - Y16[i]); den += Y32[i] * Y32[i]; }
+    CHECK_MSG(ny == 0 || num / den > 100 * NMSE_BF16_GEMM, "bf16 GEMM equals f32 GEMM (nmse %.3g)",
+              num / den);
+    dfree(&dW); dfree(&dX); dfree(&ddY);
+    free(X); free(Wf); free(W); free(Y); free(dY); free(Y32); free(Y16);
+}
+
+TEST(cuda_matmul_bf16_fwd_bwd_vs_cpu)
+{
+    const mu_backend *g = gpu_or_skip();
+    matmul_bf16_case(g, 37, 53, 29, 41);
+    matmul_bf16_case(g, 1, 64, 300, 42);     /* decode: one row */
+    matmul_bf16_case(g, 256, 576, 192, 43);
+    matmul_bf16_case(g, 7, 4096, 96, 44);    /* long reductions */
+}
+
+TEST(cuda_embed_bf16_vs_cpu)
+{
+    const mu_backend *g = gpu_or_skip(), *c = mu_backend_cpu();
+    const int V = 50, D = 37, N = 23;
+    float *Ef = fnew((size_t)V * D);
+    fill(Ef, (size_t)V * D, 51, 1);
+    uint16_t *E = calloc((size_t)V * D, sizeof *E);
+    CHECK(E);
+    round_all(E, Ef, (size_t)V * D);
+    int32_t ids[23];
+    for (int i = 0; i < N; i++) ids[i] = (i * 17 + 3) % V;
+    ids[5] = ids[9];                          /* repeated id */
+    float *Yc = fnew((size_t)N * D);
+    c->embed_bf16(Yc, E, ids, N, D);
+    dbuf dE = d16new(g, E, (size_t)V * D), dY = dnew(g, NULL, (size_t)N * D);
+    g->embed_bf16(dY.p, (const uint16_t *)dE.p, ids, N, D);
+    dcheck(&dY, Yc, "embed_bf16", 0.0);
+    dfree(&dE); dfree(&dY);
+    free(Ef); free(E); free(Yc);
+}
+
 /* ---- whole model ------------------------------------------------------------------------- */
 enum { MB = 3, MT = 9 };
 static const int32_t m_lens[MB] = { 9, 5, 1 };
@@ -547,6 +689,29 @@ TEST(cuda_model_backward_is_deterministic)
     }
     free(g1); free(g2); free(l1); free(l2);
     mu_model_free(m);
+}
+
+/* bf16 weights on both backends: same bf16 values, f32 everything else. Rounding an
+ * operand to bf16 can flip where the two backends' f32 sums straddle a rounding
+ * boundary, and gradient flips compound downwards, so the bounds are looser than f32's
+ * but far below the f32-vs-bf16 distance (logits ~1e-3, gradients ~2e-4 NMSE). */
+TEST(cuda_model_bf16_logits_grads_vs_cpu)
+{
+    const mu_backend *g = gpu_or_skip();
+    char err[256];
+    for (int tied = 0; tied < 2; tied++) {
+        mu_config c = random_llama();
+        c.tie_embeddings = tied;
+        c.qkv_bias = !tied;
+        mu_model *mc = mu_model_init_random_as(&c, 17 + tied, 0.3f, mu_backend_cpu(),
+                                               MU_WEIGHTS_BF16, err, sizeof err);
+        CHECK_MSG(mc, "%s", err);
+        mu_model *mg = mu_model_init_random_as(&c, 99, 0.3f, g, MU_WEIGHTS_BF16, err, sizeof err);
+        CHECK_MSG(mg, "%s", err);
+        compare_models(mc, mg, 223 + tied, 1e-6, 3e-5);
+        mu_model_free(mc);
+        mu_model_free(mg);
+    }
 }
 
 /* The registry: "cpu" always works, "auto" gives a backend, "cuda" fails with a clear

@@ -21,6 +21,8 @@ static const char usage[] =
     "  -m, --model PATH        model directory (Hugging Face layout) or GGUF file\n"
     "      --delta FILE        apply a delta on top of the model (repeatable, in order)\n"
     "      --device NAME       cpu (default), cuda or auto\n"
+    "      --dtype T           weight storage: f32 (default) or bf16 (GEMMs in bf16 with\n"
+    "                          f32 accumulation; see mu-cuda(7))\n"
     "  -e, --emit LIST         comma list of: target (target_logprobs), ranks (target_ranks),\n"
     "                          choices (choice_logprobs, choice_ntokens), topk, text\n"
     "                          (text_logprobs), mu-sigma (token_mu, token_sigma for Min-K%++),\n"
@@ -52,10 +54,11 @@ static const char usage[] =
     "subject = spans.subject). Results do not depend on --batch-tokens (except 'mean' over\n"
     "the batch). Exit status: 0 ok, 1 failure, 2 usage error. See mu-forward(1).\n";
 
-enum { O_DELTA = 256, O_DEVICE, O_TEMP, O_TOPP, O_SEED, O_EOS, O_CACHE_OUT, O_CACHE_DTYPE, O_SUBJECT };
+enum { O_DELTA = 256, O_DEVICE, O_DTYPE, O_TEMP, O_TOPP, O_SEED, O_EOS, O_CACHE_OUT, O_CACHE_DTYPE, O_SUBJECT };
 
 typedef struct {
     const char *model, *device, *in, *out, *cache_out;
+    mu_weights weights;
     const char **deltas;
     int n_deltas;
     int eos_given;
@@ -66,7 +69,7 @@ static void parse_args(int argc, char **argv, cli_opts *o)
 {
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'}, {"delta", required_argument, 0, O_DELTA},
-        {"device", required_argument, 0, O_DEVICE}, {"emit", required_argument, 0, 'e'},
+        {"device", required_argument, 0, O_DEVICE}, {"dtype", required_argument, 0, O_DTYPE}, {"emit", required_argument, 0, 'e'},
         {"topk", required_argument, 0, 'k'}, {"generate", required_argument, 0, 'g'},
         {"temperature", required_argument, 0, O_TEMP}, {"top-p", required_argument, 0, O_TOPP},
         {"seed", required_argument, 0, O_SEED}, {"eos", required_argument, 0, O_EOS},
@@ -89,6 +92,9 @@ static void parse_args(int argc, char **argv, cli_opts *o)
             o->deltas[o->n_deltas++] = optarg;
             break;
         case O_DEVICE: o->device = optarg; break;
+        case O_DTYPE:
+            if (mu_weights_parse(optarg, &o->weights)) mu_usage_error("--dtype: '%s' (expected f32 or bf16)", optarg);
+            break;
         case 'e': if (mu_emit_parse(optarg, &o->fw.emit, err, sizeof err)) mu_usage_error("--emit: %s", err); break;
         case 'k': o->fw.topk = (int)mu_parse_int("--topk", optarg, 1, 1 << 20); o->fw.emit |= MU_EMIT_TOPK; break;
         case 'g': o->fw.gen_n = (int)mu_parse_int("--generate", optarg, 0, 1 << 20); o->fw.emit |= MU_EMIT_GENERATE; break;
@@ -185,8 +191,9 @@ int main(int argc, char **argv)
     const mu_backend *be = mu_backend_by_name(o.device, err, sizeof err);
     if (!be) mu_usage_error("--device: %s", err);
     mu_reader *r = mu_reader_open_or_die(o.in, "tokens");
-    mu_model *m = mu_model_load(o.model, o.deltas, o.n_deltas, be, err, sizeof err);
+    mu_model *m = mu_model_load_as(o.model, o.deltas, o.n_deltas, be, o.weights, err, sizeof err);
     if (!m) mu_die("%s", err);
+    mu_model_report_memory(m, "model");
     o.fw.eos = pick_eos(&o, r, m);
     mu_tokenizer *tk = NULL;
     if (o.fw.emit & MU_EMIT_GENERATE) tk = mu_tokenizer_load(o.model, err, sizeof err);   /* optional */

@@ -30,7 +30,9 @@ static const char usage[] =
     "      --mask FILE|SPEC    a mask stream, or whole matrices: mlp:2-6, attn:0-3, layers:4,\n"
     "                          mlp.down:5, attn.q:1, norms:0, embed, lm_head, all, joined\n"
     "                          with '+' (default: every parameter)\n"
-    "      --device NAME       cpu (default) or cuda\n"
+    "      --device NAME       cpu (default), cuda or auto\n"
+    "      --dtype T           weight storage: f32 (default) or bf16 (bf16 GEMMs with f32\n"
+    "                          accumulation, f32 master copies of the trained weights)\n"
     "Data (token streams from mu-tokenize):\n"
     "      --forget FILE       forget / edit / training records (alias --train)\n"
     "      --retain FILE       records whose answers must be kept\n"
@@ -84,6 +86,7 @@ typedef struct { char *name; const char *path; } eval_arg;
 
 typedef struct {
     const char *model, *ref, *mask, *device;
+    mu_weights weights;
     const char **deltas;
     int n_deltas;
     const char *data[MU_DATA_COUNT];
@@ -99,7 +102,7 @@ typedef struct {
 } cli_opts;
 
 enum {
-    O_DELTA = 256, O_REF, O_MASK, O_DEVICE, O_FORGET, O_RETAIN, O_GENERAL, O_MAXLEN, O_NPOB, O_SIMB,
+    O_DELTA = 256, O_REF, O_MASK, O_DEVICE, O_DTYPE, O_FORGET, O_RETAIN, O_GENERAL, O_MAXLEN, O_NPOB, O_SIMB,
     O_SIMD, O_DPOB, O_DPOALT, O_WGAB, O_UNDB, O_FLOOR, O_RMUL, O_RMUC, O_RMUA, O_OPT, O_LR, O_B1, O_B2,
     O_EPS, O_MOM, O_WD, O_CLIP, O_SCHED, O_WARM, O_MINLR, O_STEPS, O_BATCH, O_ACCUM, O_SEED, O_SPARSE,
     O_OUTMODEL, O_LOG, O_EVAL, O_EVERY, O_BEST, O_CKPT, O_CKEVERY, O_RESUME,
@@ -109,7 +112,7 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'}, {"delta", required_argument, 0, O_DELTA},
         {"ref", required_argument, 0, O_REF}, {"mask", required_argument, 0, O_MASK},
-        {"device", required_argument, 0, O_DEVICE}, {"forget", required_argument, 0, O_FORGET},
+        {"device", required_argument, 0, O_DEVICE}, {"dtype", required_argument, 0, O_DTYPE}, {"forget", required_argument, 0, O_FORGET},
         {"train", required_argument, 0, O_FORGET}, {"retain", required_argument, 0, O_RETAIN},
         {"general", required_argument, 0, O_GENERAL}, {"max-len", required_argument, 0, O_MAXLEN},
         {"objective", required_argument, 0, 'O'}, {"npo-beta", required_argument, 0, O_NPOB},
@@ -147,6 +150,9 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
         case O_REF: o->ref = optarg; break;
         case O_MASK: o->mask = optarg; break;
         case O_DEVICE: o->device = optarg; break;
+        case O_DTYPE:
+            if (mu_weights_parse(optarg, &o->weights)) mu_usage_error("--dtype: '%s' (expected f32 or bf16)", optarg);
+            break;
         case O_FORGET: o->data[MU_DATA_FORGET] = optarg; break;
         case O_RETAIN: o->data[MU_DATA_RETAIN] = optarg; break;
         case O_GENERAL: o->data[MU_DATA_GENERAL] = optarg; break;
@@ -238,10 +244,12 @@ static int needs_ref_model(const mu_train_opts *t) {
            (t->coef[MU_OBJ_RMU] && t->rmu_alpha != 0);
 }
 
-static mu_model *load_model(const char *path, const char *const *deltas, int n, const mu_backend *be) {
+static mu_model *load_model(const char *path, const char *const *deltas, int n, const mu_backend *be,
+                            mu_weights weights, const char *what) {
     char err[512];
-    mu_model *m = mu_model_load(path, deltas, n, be, err, sizeof err);
+    mu_model *m = mu_model_load_as(path, deltas, n, be, weights, err, sizeof err);
     if (!m) mu_die("%s", err);
+    mu_model_report_memory(m, what);
     return m;
 }
 
@@ -281,10 +289,11 @@ int main(int argc, char **argv) {
     char err[1024];
     const mu_backend *be = mu_backend_by_name(o.device, err, sizeof err);
     if (!be) mu_usage_error("--device: %s", err);
-    mu_model *m = load_model(o.model, o.deltas, o.n_deltas, be);
+    mu_model *m = load_model(o.model, o.deltas, o.n_deltas, be, o.weights, "model");
     mu_model *ref = NULL;
-    if (o.ref) ref = load_model(o.ref, NULL, 0, be);
-    else if (needs_ref_model(&o.t)) ref = load_model(o.model, o.deltas, o.n_deltas, be);
+    if (o.ref) ref = load_model(o.ref, NULL, 0, be, o.weights, "reference model");
+    else if (needs_ref_model(&o.t))
+        ref = load_model(o.model, o.deltas, o.n_deltas, be, o.weights, "reference model");
     mu_mask mask, *maskp = NULL;
     if (o.mask) { load_mask(o.mask, m, &mask); maskp = &mask; }
     mu_trainer *t = mu_trainer_new(m, ref, maskp, &o.t, err, sizeof err);

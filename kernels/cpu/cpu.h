@@ -4,6 +4,8 @@
 #define MU_CPU_H
 #include "kernels.h"
 
+#define PAR_MIN 131072  /* elements below which a loop stays serial */
+
 void cpu_matmul(float *Y, const float *X, const float *W, int N, int K, int M, int accumulate);
 void cpu_matmul_bwd(float *dX, float *dW, const float *dY, const float *X, const float *W,
                     int N, int K, int M, int accumulate_dx);
@@ -29,6 +31,13 @@ void cpu_scale(float *Y, float alpha, size_t n);
 void cpu_log_softmax(float *Y, const float *X, int N, int V);
 void cpu_cross_entropy(float *loss, float *dlogits, const float *logits, const int32_t *targets,
                        int N, int V, float dscale);
+/* cpu_bf16.c */
+void cpu_to_bf16(uint16_t *dst, const float *src, size_t n);
+void cpu_matmul_bf16(float *Y, const float *X, const uint16_t *W, int N, int K, int M,
+                     int accumulate);
+void cpu_matmul_bf16_bwd(float *dX, float *dW, const float *dY, const float *X,
+                         const uint16_t *W, int N, int K, int M, int accumulate_dx);
+void cpu_embed_bf16(float *Y, const uint16_t *E, const int32_t *ids, int N, int D);
 /* cpu_optim.c */
 double cpu_elems_sumsq(const float *g, const mu_elems *e);
 void cpu_elems_scale(float *g, float s, const mu_elems *e);

@@ -11,7 +11,6 @@
 #pragma GCC optimize("no-trapping-math")
 #include "fastmath.h"
 
-#define PAR_MIN 131072  /* elements below which a loop stays serial */
 #define BLAS_PAR_MIN (1 << 20)  /* multiply-adds below which a GEMM runs on one thread */
 
 /* OpenBLAS would split even tiny products (decoding a small model) across threads; a

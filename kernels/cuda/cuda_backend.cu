@@ -770,6 +770,7 @@ static void fill_table(mu_backend *b)
     b->zero = cu_zero;
     b->copy = cu_copy;
     b->sync = cu_sync;
+    b->mem_report = mu_cuda_print_memory;
     b->matmul = cu_matmul;
     b->matmul_bwd = cu_matmul_bwd;
     b->bias_add = cu_bias_add;

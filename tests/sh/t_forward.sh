@@ -54,6 +54,17 @@ if mu-train --model "$T/m" --objective learn --train "$T/tgt.mpk.zst" --steps 20
 else fail forward_delta_applied "mu-train: $(cat "$T/train.err")"; fi
 expect_fail forward_delta_missing 1 'nope.st' mu-forward --model "$T/m" --delta "$T/nope.st" "$T/tgt.mpk.zst"
 
+# --dtype bf16: the same records, log-probs near the f32 ones (bf16 weights and GEMM
+# inputs) but not equal to them; stderr stays empty on the CPU
+mu-forward --model "$T/m" -e target "$T/tgt.mpk.zst" | mu-dump --full -H >"$T/f32.json"
+mu-forward --model "$T/m" --dtype bf16 -e target "$T/tgt.mpk.zst" 2>"$T/bf16.err" | mu-dump --full -H >"$T/bf16.json"
+t forward_bf16_differs bash -c "! cmp -s '$T/f32.json' '$T/bf16.json'"
+t forward_bf16_near_f32 bash -c "paste <(grep -o '\"target_logprobs\":{[^}]*}' '$T/f32.json' | grep -o '\[.*\]' | tr -d '[]' | tr ',' '\n') \
+  <(grep -o '\"target_logprobs\":{[^}]*}' '$T/bf16.json' | grep -o '\[.*\]' | tr -d '[]' | tr ',' '\n') |
+  awk '{ n++; d = \$1 - \$2; if (d < 0) d = -d; if (d > 0.05) bad = 1 } END { exit !(n >= 3 && !bad) }'"
+t forward_bf16_quiet_on_cpu bash -c "[ ! -s '$T/bf16.err' ]"
+expect_fail forward_bad_dtype 2 "dtype: 'f8'" mu-forward --model "$T/m" --dtype f8 "$T/tgt.mpk.zst"
+
 # sampling: same seed -> same generation
 g() { mu-forward --model "$T/m" --generate 12 --temperature 1.0 --top-p 0.9 --seed "$1" "$T/raw.mpk.zst" | mu-dump --full -H; }
 t forward_sampling_reproducible bash -c "[ \"\$($(declare -f g); T='$T'; g 4)\" = \"\$($(declare -f g); T='$T'; g 4)\" ]"

@@ -37,6 +37,14 @@ t train_learn_memorizes bash -c '
     --eval facts.mpk.zst --out learned.st --log learn.log -q &&
   mu-dump learn.log | grep "\"eval\"" | tail -1 | grep -q "\"facts\":{\"nll\":0\.0[0-9]*,\"acc\":1,"'
 
+# --dtype bf16 (bf16 weights, f32 master copies of the trained ones) memorizes too
+t train_bf16_learn_memorizes bash -c '
+  mu-train --model tiny --dtype bf16 --objective learn --train facts.mpk.zst --steps 80 --batch 6 --lr 1e-2 \
+    --eval facts.mpk.zst --out learned16.st --log learn16.log -q &&
+  mu-dump learn16.log | grep "\"eval\"" | tail -1 | grep -q "\"facts\":{\"nll\":0\.0[0-9]*,\"acc\":1," &&
+  ! cmp -s learned.st learned16.st'
+expect_fail train_bad_dtype 2 "dtype: 'f16'" mu-train --model tiny --dtype f16 --objective learn --train facts.mpk.zst --out x.st
+
 # unlearning on top of the learned delta, masked to one matrix: the delta holds only it
 t train_npo_masked_delta bash -c '
   mu-train --model tiny --delta learned.st --objective npo=1,retain-ce=1 --forget facts.mpk.zst \
