@@ -22,6 +22,10 @@ tally() { # reads runner output, echoes it, counts
   done
 }
 tally < <("$runner" 2>&1 | grep -v '^c-tests:')
+# the CUDA tests' own logic and the model's device-memory paths, with the CPU backend
+# posing as a device (tests/gpu_test.h); names get a "fake-gpu:" prefix
+tally < <(MU_TEST_FAKE_GPU=1 "$runner" cuda 2>&1 | grep -v '^c-tests:' |
+          sed -E 's/^(ok|FAIL|skip) +/\1 fake-gpu:/')
 # a hung shell test script is killed (MU_SH_TIMEOUT seconds, default 1800) and counted
 for t in tests/sh/t_*.sh; do
   [ -e "$t" ] || continue

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <math.h>
 #include "test.h"
+#include "gpu_test.h"
 #include "kernels.h"
 #include "model.h"
 #include "config.h"
@@ -24,32 +25,7 @@
 #include "cuda/mu_cuda.h"
 #endif
 
-/* MU_TEST_FAKE_GPU=1 runs these tests with the CPU backend posing as the device (buffers
- * flagged as device memory): it checks the tests themselves (guards, copies, bookkeeping)
- * on a machine without a GPU. Every comparison is then CPU against CPU. */
-static const mu_backend *fake_gpu(void)
-{
-    static mu_backend fake;
-    fake = *mu_backend_cpu();
-    fake.name = "fake-gpu";
-    fake.host_memory = 0;
-    return &fake;
-}
-
-static const mu_backend *gpu_or_skip(void)
-{
-    const char *f = getenv("MU_TEST_FAKE_GPU");
-    if (f && !strcmp(f, "1")) return fake_gpu();
-#ifndef MU_HAVE_CUDA
-    SKIP("built without CUDA (nvcc not found, or make CUDA=0)");
-#else
-    if (mu_cuda_device_count() <= 0)
-        SKIP("no CUDA device (cudaGetDeviceCount failed or returned 0)");
-    const mu_backend *be = mu_backend_cuda();
-    if (!be) SKIP("CUDA device present but the backend could not start");
-    return be;
-#endif
-}
+#define gpu_or_skip mu_test_gpu   /* gpu_test.h */
 
 /* ---- thresholds ------------------------------------------------------------------------- */
 #define NMSE_F32 1e-9

@@ -18,6 +18,7 @@
 #include <limits.h>
 #include <math.h>
 #include "test.h"
+#include "gpu_test.h"
 #include "kernels.h"
 #include "optim.h"
 #include "train.h"
@@ -28,18 +29,7 @@
 #include "cuda/mu_cuda.h"
 #endif
 
-static const mu_backend *gpu_or_skip(void)
-{
-#ifndef MU_HAVE_CUDA
-    SKIP("built without CUDA (nvcc not found, or make CUDA=0)");
-#else
-    if (mu_cuda_device_count() <= 0)
-        SKIP("no CUDA device (cudaGetDeviceCount failed or returned 0)");
-    const mu_backend *be = mu_backend_cuda();
-    if (!be) SKIP("CUDA device present but the backend could not start");
-    return be;
-#endif
-}
+#define gpu_or_skip mu_test_gpu   /* gpu_test.h */
 
 static void fill(float *x, int64_t n, uint64_t seed, float sd)
 {
