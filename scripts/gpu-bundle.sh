@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# gpu-bundle.sh — packs what a lent GPU machine needs to run mu's CUDA tests and benchmark
+# into .gpu/ (git-ignored), built here, because that machine cannot install packages:
+#   .gpu/bin/     run-tests, bench_cuda and the mu-* tools of build/rel (CUDA build)
+#   .gpu/lib/     the shared libraries they need that a CUDA image may lack (msgpack-c,
+#                 zstd, pcre2, jansson, OpenBLAS, utf8proc, xxhash, libgomp, libgfortran,
+#                 libquadmath); glibc, libstdc++ and the CUDA libraries come from the machine
+#   .gpu/shared/  ../shared/data/models/stories260K (for the whole-model tests)
+#   .gpu/include/ the headers of those libraries, for building there instead
+#                 (gpu-check.sh --build) if the binaries built here do not run
+# Then, through the device tool: run(command="bash scripts/gpu-check.sh", carry=[".gpu"]).
+# The bundle must stay under the tool's 64 MiB carry limit: binaries are stripped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+make -j"$(nproc)" all >/dev/null
+make -j"$(nproc)" build/rel/tests/run-tests build/rel/bench/bench_cuda >/dev/null
+grep -q 'MU_HAVE_CUDA' build/rel/kernels/cuda/cuda_backend.d 2>/dev/null || [ -e build/rel/kernels/cuda/cuda_backend.o ] ||
+  { echo "gpu-bundle: build/rel has no CUDA objects (nvcc not found?)" >&2; exit 1; }
+rm -rf .gpu
+mkdir -p .gpu/bin .gpu/lib .gpu/shared/data/models
+cp build/rel/tests/run-tests build/rel/bench/bench_cuda build/rel/bin/mu-* .gpu/bin/
+strip --strip-unneeded .gpu/bin/*
+# libraries: everything ldd resolves except the C runtime, libstdc++/libgcc and CUDA's
+skip='^(linux-vdso|ld-linux|libc\.|libm\.|libdl\.|librt\.|libpthread\.|libstdc\+\+|libgcc_s|libz\.|libcublas|libcudart|libcuda\.)'
+for b in .gpu/bin/*; do ldd "$b"; done | awk '$3 ~ /^\// { print $1, $3 }' | sort -u |
+  while read -r name path; do
+    [[ $name =~ $skip ]] && continue
+    cp -L "$path" ".gpu/lib/$name"
+  done
+strip --strip-unneeded .gpu/lib/* 2>/dev/null || true
+# headers (for a build on the GPU machine against .gpu/lib)
+mkdir -p .gpu/include
+for h in msgpack.h msgpack zstd.h zstd_errors.h jansson.h jansson_config.h pcre2.h utf8proc.h \
+         xxhash.h zlib.h zconf.h; do
+  cp -r "/usr/include/$h" .gpu/include/
+done
+cp -r "$(pkg-config --variable=includedir openblas 2>/dev/null || echo /usr/include/x86_64-linux-gnu/openblas-openmp)"/. .gpu/include/
+cp -r ../shared/data/models/stories260K .gpu/shared/data/models/ 2>/dev/null ||
+  echo "gpu-bundle: no ../shared/data/models/stories260K: the stories260K tests will skip" >&2
+grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
+du -sh .gpu
+ls .gpu/lib
