@@ -57,64 +57,6 @@ static void check_close(const char *what, const float *got, const float *want, s
               max_nmse, n);
 }
 
-static void fill(float *x, size_t n, uint64_t seed, float sd)
-{
-    mu_rng r;
-    mu_rng_seed(&r, seed);
-    for (size_t i = 0; i < n; i++) x[i] = (float)(sd * mu_rng_normal(&r));
-}
-
-static float *fnew(size_t n) { float *p = calloc(n ? n : 1, sizeof *p); CHECK(p); return p; }
-static float *fdup(const float *x, size_t n)
-{
-    float *p = fnew(n);
-    memcpy(p, x, n * sizeof *p);
-    return p;
-}
-
-/* ---- device buffers with guards --------------------------------------------------------- */
-#define GUARD 64                          /* floats each side (256 bytes: keeps alignment) */
-#define GUARD_BITS 0xDEADBEEFu
-
-typedef struct {
-    const mu_backend *be;
-    float *base, *p;                      /* p = base + GUARD */
-    size_t n;
-} dbuf;
-
-static dbuf dnew(const mu_backend *be, const float *host, size_t n)
-{
-    dbuf d = { be, NULL, NULL, n };
-    size_t tot = n + 2 * GUARD;
-    d.base = be->alloc(tot * sizeof(float));
-    CHECK_MSG(d.base != NULL, "alloc of %zu floats failed", tot);
-    uint32_t *h = calloc(tot, sizeof *h);
-    CHECK(h);
-    for (size_t i = 0; i < GUARD; i++) h[i] = h[tot - 1 - i] = GUARD_BITS;
-    if (host) memcpy(h + GUARD, host, n * sizeof(float));
-    be->upload(d.base, h, tot * sizeof(float));
-    free(h);
-    d.p = d.base + GUARD;
-    return d;
-}
-
-/* Downloads the contents into host (if not NULL) and checks both guards. */
-static void dget(const dbuf *d, float *host, const char *what)
-{
-    size_t tot = d->n + 2 * GUARD;
-    uint32_t *h = calloc(tot, sizeof *h);
-    CHECK(h);
-    d->be->download(h, d->base, tot * sizeof(float));
-    for (size_t i = 0; i < GUARD; i++) {
-        CHECK_MSG(h[i] == GUARD_BITS, "%s: guard before the buffer overwritten at -%zu", what,
-                  GUARD - i);
-        CHECK_MSG(h[tot - 1 - i] == GUARD_BITS, "%s: guard after the buffer overwritten at +%zu",
-                  what, GUARD - 1 - i);
-    }
-    if (host) memcpy(host, h + GUARD, d->n * sizeof(float));
-    free(h);
-}
-
 /* Downloads, checks guards and compares with want. */
 static void dcheck(const dbuf *d, const float *want, const char *what, double max_nmse)
 {
@@ -123,8 +65,6 @@ static void dcheck(const dbuf *d, const float *want, const char *what, double ma
     check_close(what, got, want, d->n, max_nmse);
     free(got);
 }
-
-static void dfree(dbuf *d) { d->be->free(d->base); d->base = d->p = NULL; }
 
 /* ---- op tests ---------------------------------------------------------------------------- */
 static void matmul_case(const mu_backend *g, int N, int K, int M, uint64_t seed)
@@ -600,7 +540,10 @@ static mu_config random_llama(void)
     return c;
 }
 
-TEST(cuda_model_random_llama_logits_grads_vs_cpu)
+/* A random Llama on both backends (untied with q/k/v biases, then tied without), the
+ * GPU model given the CPU model's parameters. */
+static void random_llama_vs_cpu(mu_weights weights, uint64_t seed, double logit_nmse,
+                                double grad_nmse)
 {
     const mu_backend *g = gpu_or_skip();
     char err[256];
@@ -608,14 +551,29 @@ TEST(cuda_model_random_llama_logits_grads_vs_cpu)
         mu_config c = random_llama();
         c.tie_embeddings = tied;
         c.qkv_bias = !tied;
-        mu_model *mc = mu_model_init_random(&c, 7 + tied, 0.3f, mu_backend_cpu(), err, sizeof err);
+        mu_model *mc = mu_model_init_random_as(&c, seed + tied, 0.3f, mu_backend_cpu(), weights,
+                                               err, sizeof err);
         CHECK_MSG(mc, "%s", err);
-        mu_model *mg = mu_model_init_random(&c, 99, 0.3f, g, err, sizeof err);
+        mu_model *mg = mu_model_init_random_as(&c, 99, 0.3f, g, weights, err, sizeof err);
         CHECK_MSG(mg, "%s", err);
-        compare_models(mc, mg, 123 + tied, 1e-9, 1e-7);
+        compare_models(mc, mg, 123 + seed + tied, logit_nmse, grad_nmse);
         mu_model_free(mc);
         mu_model_free(mg);
     }
+}
+
+TEST(cuda_model_random_llama_logits_grads_vs_cpu)
+{
+    random_llama_vs_cpu(MU_WEIGHTS_F32, 7, 1e-9, 1e-7);
+}
+
+/* bf16 weights on both backends: same bf16 values, f32 everything else. Rounding an
+ * operand to bf16 can flip where the two backends' f32 sums straddle a rounding
+ * boundary, and gradient flips compound downwards, so the bounds are looser than f32's
+ * but far below the f32-vs-bf16 distance (logits ~1e-3, gradients ~2e-4 NMSE). */
+TEST(cuda_model_bf16_logits_grads_vs_cpu)
+{
+    random_llama_vs_cpu(MU_WEIGHTS_BF16, 17, 1e-6, 3e-5);
 }
 
 TEST(cuda_model_stories260k_logits_grads_greedy_vs_cpu)
@@ -665,29 +623,6 @@ TEST(cuda_model_backward_is_deterministic)
     }
     free(g1); free(g2); free(l1); free(l2);
     mu_model_free(m);
-}
-
-/* bf16 weights on both backends: same bf16 values, f32 everything else. Rounding an
- * operand to bf16 can flip where the two backends' f32 sums straddle a rounding
- * boundary, and gradient flips compound downwards, so the bounds are looser than f32's
- * but far below the f32-vs-bf16 distance (logits ~1e-3, gradients ~2e-4 NMSE). */
-TEST(cuda_model_bf16_logits_grads_vs_cpu)
-{
-    const mu_backend *g = gpu_or_skip();
-    char err[256];
-    for (int tied = 0; tied < 2; tied++) {
-        mu_config c = random_llama();
-        c.tie_embeddings = tied;
-        c.qkv_bias = !tied;
-        mu_model *mc = mu_model_init_random_as(&c, 17 + tied, 0.3f, mu_backend_cpu(),
-                                               MU_WEIGHTS_BF16, err, sizeof err);
-        CHECK_MSG(mc, "%s", err);
-        mu_model *mg = mu_model_init_random_as(&c, 99, 0.3f, g, MU_WEIGHTS_BF16, err, sizeof err);
-        CHECK_MSG(mg, "%s", err);
-        compare_models(mc, mg, 223 + tied, 1e-6, 3e-5);
-        mu_model_free(mc);
-        mu_model_free(mg);
-    }
 }
 
 /* The registry: "cpu" always works, "auto" gives a backend, "cuda" fails with a clear

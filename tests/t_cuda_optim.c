@@ -31,65 +31,6 @@
 
 #define gpu_or_skip mu_test_gpu   /* gpu_test.h */
 
-static void fill(float *x, int64_t n, uint64_t seed, float sd)
-{
-    mu_rng r;
-    mu_rng_seed(&r, seed);
-    for (int64_t i = 0; i < n; i++) x[i] = (float)(sd * mu_rng_normal(&r));
-}
-
-static float *fdup(const float *x, int64_t n)
-{
-    float *p = malloc((size_t)(n ? n : 1) * sizeof *p);
-    CHECK(p);
-    memcpy(p, x, (size_t)n * sizeof *p);
-    return p;
-}
-
-/* ---- device buffers with guards --------------------------------------------------------- */
-#define GUARD 64
-#define GUARD_BITS 0xDEADBEEFu
-
-typedef struct {
-    const mu_backend *be;
-    float *base, *p;
-    int64_t n;
-} dbuf;
-
-static dbuf dnew(const mu_backend *be, const float *host, int64_t n)
-{
-    dbuf d = { be, NULL, NULL, n };
-    size_t tot = (size_t)n + 2 * GUARD;
-    d.base = be->alloc(tot * sizeof(float));
-    CHECK_MSG(d.base != NULL, "alloc of %zu floats failed", tot);
-    uint32_t *h = calloc(tot, sizeof *h);
-    CHECK(h);
-    for (size_t i = 0; i < GUARD; i++) h[i] = h[tot - 1 - i] = GUARD_BITS;
-    if (host) memcpy(h + GUARD, host, (size_t)n * sizeof(float));
-    be->upload(d.base, h, tot * sizeof(float));
-    free(h);
-    d.p = d.base + GUARD;
-    return d;
-}
-
-/* Downloads into host and checks both guards. */
-static void dget(const dbuf *d, float *host, const char *what)
-{
-    size_t tot = (size_t)d->n + 2 * GUARD;
-    uint32_t *h = calloc(tot, sizeof *h);
-    CHECK(h);
-    d->be->download(h, d->base, tot * sizeof(float));
-    for (size_t i = 0; i < GUARD; i++) {
-        CHECK_MSG(h[i] == GUARD_BITS, "%s: guard before the buffer overwritten at -%zu", what,
-                  GUARD - i);
-        CHECK_MSG(h[tot - 1 - i] == GUARD_BITS, "%s: guard after the buffer overwritten at +%zu",
-                  what, GUARD - 1 - i);
-    }
-    memcpy(host, h + GUARD, (size_t)d->n * sizeof(float));
-    free(h);
-}
-
-static void dfree(dbuf *d) { d->be->free(d->base); }
 
 /* got (GPU) vs want (CPU): within 1e-6 relative, and bit-identical where want == base
  * (elements the op must not touch keep their bits). */

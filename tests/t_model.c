@@ -745,13 +745,67 @@ TEST(hooks_zero_ablate_mlp_post_equals_zero_down_proj)
 }
 
 /* ---- HF transformers parity (tests/gen/gen_llama_parity.py) -------------------------------- */
-TEST(model_parity_with_hf_transformers)
+/* max over valid positions of |got - want| / max(|want|, 0.1) */
+static double logits_maxrel(const float *got, const float *want, const int32_t *lens, int B,
+                            int T, int V)
 {
-    char dir[1024], path[1100], err[512];
-    snprintf(dir, sizeof dir, "%s/tests/golden/parity", mu_test_root());
-    snprintf(path, sizeof path, "%s/golden.safetensors", dir);
+    double maxrel = 0;
+    for (int r = 0; r < B; r++)
+        for (int t = 0; t < lens[r]; t++)
+            for (int j = 0; j < V; j++) {
+                size_t i = ((size_t)r * T + t) * V + j;
+                double rel = fabs(got[i] - want[i]) / (fabs(want[i]) > 0.1 ? fabs(want[i]) : 0.1);
+                if (rel > maxrel) maxrel = rel;
+            }
+    return maxrel;
+}
+
+/* The batch of tests/golden/parity/golden.safetensors (gen_llama_parity.py): right-padded
+ * ids [B,T], lengths [B], next-token targets [B,T] (-1 = none). Pointers into g. */
+typedef struct { int B, T; const int32_t *ids, *lens, *targets; } parity_batch;
+
+static const int32_t *golden_i32(mu_st *g, const char *name, int64_t *shape)
+{
+    mu_dtype dt;
+    int nd;
+    const void *data;
+    size_t nb;
+    int i = mu_st_find(g, name);
+    CHECK_MSG(i >= 0, "golden lacks %s", name);
+    CHECK(mu_st_info(g, i, &dt, &nd, shape, &data, &nb) == 0);
+    CHECK_MSG(dt == MU_I32, "%s: not i32", name);
+    return data;
+}
+
+static parity_batch parity_batch_of(mu_st *g)
+{
+    int64_t shape[MU_MAX_DIMS];
+    parity_batch p;
+    p.ids = golden_i32(g, "input_ids", shape);
+    p.B = (int)shape[0];
+    p.T = (int)shape[1];
+    p.lens = golden_i32(g, "lengths", shape);
+    CHECK(shape[0] == p.B);
+    p.targets = golden_i32(g, "targets", shape);
+    CHECK(shape[0] == p.B && shape[1] == p.T);
+    return p;
+}
+
+/* tests/golden/parity/NAME opened, or a failed CHECK; dir receives the folder. */
+static mu_st *parity_open(const char *name, char *dir, size_t dirlen)
+{
+    char path[1200], err[512];
+    snprintf(dir, dirlen, "%s/tests/golden/parity", mu_test_root());
+    snprintf(path, sizeof path, "%s/%s", dir, name);
     mu_st *g = mu_st_open(path, err, sizeof err);
     CHECK_MSG(g != NULL, "%s", err);
+    return g;
+}
+
+TEST(model_parity_with_hf_transformers)
+{
+    char dir[1024], err[512];
+    mu_st *g = parity_open("golden.safetensors", dir, sizeof dir);
     mu_model *m = mu_model_load(dir, NULL, 0, mu_backend_cpu(), err, sizeof err);
     CHECK_MSG(m != NULL, "%s", err);
     mu_dtype dt;
@@ -759,14 +813,9 @@ TEST(model_parity_with_hf_transformers)
     int64_t shape[MU_MAX_DIMS];
     const void *data;
     size_t nb;
-    CHECK(mu_st_info(g, mu_st_find(g, "input_ids"), &dt, &nd, shape, &data, &nb) == 0);
-    CHECK(dt == MU_I32 && nd == 2);
-    int B = (int)shape[0], T = (int)shape[1], V = mu_model_config(m)->vocab;
-    const int32_t *ids = data;
-    CHECK(mu_st_info(g, mu_st_find(g, "lengths"), &dt, &nd, shape, &data, &nb) == 0);
-    const int32_t *lens = data;
-    CHECK(mu_st_info(g, mu_st_find(g, "targets"), &dt, &nd, shape, &data, &nb) == 0);
-    const int32_t *targets = data;
+    parity_batch pb = parity_batch_of(g);
+    int B = pb.B, T = pb.T, V = mu_model_config(m)->vocab;
+    const int32_t *ids = pb.ids, *lens = pb.lens, *targets = pb.targets;
     CHECK(mu_st_info(g, mu_st_find(g, "logits"), &dt, &nd, shape, &data, &nb) == 0);
     CHECK(dt == MU_F32 && shape[0] == B && shape[1] == T && shape[2] == V);
     const float *want = data;
@@ -774,16 +823,7 @@ TEST(model_parity_with_hf_transformers)
     mu_batch b = { B, T, ids, lens };
     mu_fwd_opts o = { .train = 1};
     CHECK_MSG(mu_model_forward(m, &b, &o, err, sizeof err) == 0, "%s", err);
-    const float *lg = mu_model_logits(m);
-    double maxrel = 0;
-    for (int r = 0; r < B; r++)
-        for (int t = 0; t < lens[r]; t++)
-            for (int j = 0; j < V; j++) {
-                size_t i = ((size_t)r * T + t) * V + j;
-                /* relative error, with logits below 0.1 in magnitude measured against 0.1 */
-                double rel = fabs(lg[i] - want[i]) / (fabs(want[i]) > 0.1 ? fabs(want[i]) : 0.1);
-                if (rel > maxrel) maxrel = rel;
-            }
+    double maxrel = logits_maxrel(mu_model_logits(m), want, lens, B, T, V);
     CHECK_MSG(maxrel < 1e-4, "logits max relative error %.3g", maxrel);
     float *dl = malloc(sizeof(float) * B * T * V);
     double loss = mu_model_cross_entropy(m, targets, dl, NULL);
@@ -827,51 +867,22 @@ static const float *golden_f32(mu_st *g, const char *name, size_t n)
     return data;
 }
 
-/* max over valid positions of |got - want| / max(|want|, 0.1) */
-static double logits_maxrel(const float *got, const float *want, const int32_t *lens, int B,
-                            int T, int V)
-{
-    double maxrel = 0;
-    for (int r = 0; r < B; r++)
-        for (int t = 0; t < lens[r]; t++)
-            for (int j = 0; j < V; j++) {
-                size_t i = ((size_t)r * T + t) * V + j;
-                double rel = fabs(got[i] - want[i]) / (fabs(want[i]) > 0.1 ? fabs(want[i]) : 0.1);
-                if (rel > maxrel) maxrel = rel;
-            }
-    return maxrel;
-}
-
 /* The bf16-weight model (GEMM operands rounded to bf16, f32 accumulation) against the
  * torch reference of tests/gen/gen_bf16_parity.py: logits, loss and every gradient. The
  * f32 model's results are far farther away (logits 0.36 vs 6e-7 relative, gradients
  * 1e-2 vs 1e-7 here), so the test sees the difference. */
 TEST(model_bf16_parity_with_torch)
 {
-    char dir[1024], path[1100], err[512];
-    snprintf(dir, sizeof dir, "%s/tests/golden/parity", mu_test_root());
-    snprintf(path, sizeof path, "%s/golden.safetensors", dir);
-    mu_st *g = mu_st_open(path, err, sizeof err);
-    CHECK_MSG(g != NULL, "%s", err);
-    snprintf(path, sizeof path, "%s/golden_bf16.safetensors", dir);
-    mu_st *g16 = mu_st_open(path, err, sizeof err);
-    CHECK_MSG(g16 != NULL, "%s", err);
+    char dir[1024], err[512];
+    mu_st *g = parity_open("golden.safetensors", dir, sizeof dir);
+    mu_st *g16 = parity_open("golden_bf16.safetensors", dir, sizeof dir);
     mu_model *m = mu_model_load_as(dir, NULL, 0, mu_backend_cpu(), MU_WEIGHTS_BF16, err,
                                    sizeof err);
     CHECK_MSG(m != NULL, "%s", err);
     CHECK(mu_model_weights(m) == MU_WEIGHTS_BF16);
-    mu_dtype dt;
-    int nd;
-    int64_t shape[MU_MAX_DIMS];
-    const void *data;
-    size_t nb;
-    CHECK(mu_st_info(g, mu_st_find(g, "input_ids"), &dt, &nd, shape, &data, &nb) == 0);
-    int B = (int)shape[0], T = (int)shape[1], V = mu_model_config(m)->vocab;
-    const int32_t *ids = data;
-    CHECK(mu_st_info(g, mu_st_find(g, "lengths"), &dt, &nd, shape, &data, &nb) == 0);
-    const int32_t *lens = data;
-    CHECK(mu_st_info(g, mu_st_find(g, "targets"), &dt, &nd, shape, &data, &nb) == 0);
-    const int32_t *targets = data;
+    parity_batch pb = parity_batch_of(g);
+    int B = pb.B, T = pb.T, V = mu_model_config(m)->vocab;
+    const int32_t *ids = pb.ids, *lens = pb.lens, *targets = pb.targets;
     size_t nl = (size_t)B * T * V;
     const float *want = golden_f32(g16, "logits", nl), *want32 = golden_f32(g, "logits", nl);
     CHECK(mu_model_set_all_trainable(m, 1) == 0);

@@ -154,7 +154,11 @@ void cpu_attention_bwd(float *dQ, float *dK, float *dV, const float *dO, const f
 {
     const int H = s->H, hd = s->hd, group = s->H / s->Hkv, ntile = (s->Tq + QT - 1) / QT;
     const int qld = H * hd, kld = s->Hkv * hd;
-    if (s->B <= 0 || s->Tk <= 0) return;
+    if (s->B <= 0) return;
+    if (s->Tk <= 0) {                                             /* no key: dQ = 0 */
+        if (s->Tq > 0) memset(dQ, 0, (size_t)s->B * s->Tq * qld * sizeof *dQ);
+        return;
+    }
     memset(dK, 0, (size_t)s->B * s->Tk * kld * sizeof *dK);      /* no query: zero */
     memset(dV, 0, (size_t)s->B * s->Tk * kld * sizeof *dV);
     if (s->Tq <= 0) return;

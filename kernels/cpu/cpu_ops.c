@@ -79,6 +79,7 @@ void cpu_bias_add(float *Y, const float *b, int N, int M)
 /* db[M] += sum_n dY[n,M]: columns split across threads, rows summed in order. */
 void cpu_bias_add_bwd(float *db, const float *dY, int N, int M)
 {
+    if (!db) return;
     #pragma omp parallel for if ((size_t)N * M > PAR_MIN)
     for (int j = 0; j < M; j++) {
         double s = 0;
@@ -98,6 +99,7 @@ void cpu_embed(float *Y, const float *E, const int32_t *ids, int N, int D)
 /* dE[ids[n]] += dY[n]: serial over rows (repeated ids), columns split across threads. */
 void cpu_embed_bwd(float *dE, const float *dY, const int32_t *ids, int N, int D)
 {
+    if (!dE) return;
     int nt = (size_t)N * D > PAR_MIN ? omp_get_max_threads() : 1;
     #pragma omp parallel num_threads(nt)
     {

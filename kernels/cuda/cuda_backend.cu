@@ -39,6 +39,8 @@ static int g_ready;              /* 1: initialized, 2: no device */
 static cudaDeviceProp g_prop;
 static int g_nsm = 1;
 
+int mu_cu_debug_sync;            /* MU_CUDA_DEBUG=1: KCHECK waits for each kernel */
+
 cublasHandle_t mu_cu_blas(void) { return g_blas; }
 
 #define MAX_HD 256               /* attention head dim held in registers */
@@ -858,6 +860,8 @@ extern "C" const mu_backend *mu_backend_cuda(void)
         g_ready = 2;
         return NULL;
     }
+    const char *dbg = getenv("MU_CUDA_DEBUG");
+    mu_cu_debug_sync = dbg && !strcmp(dbg, "1");
     const char *tf = getenv("MU_CUDA_TF32");
     CB(cublasSetMathMode(g_blas, tf && !strcmp(tf, "1") ? CUBLAS_TF32_TENSOR_OP_MATH
                                                        : CUBLAS_DEFAULT_MATH));

@@ -16,8 +16,12 @@ void mu_cu_fail(const char *what, const char *msg, const char *file, int line);
     if (e_ != cudaSuccess) mu_cu_fail(#call, cudaGetErrorString(e_), __FILE__, __LINE__); } while (0)
 #define CB(call) do { cublasStatus_t s_ = (call); \
     if (s_ != CUBLAS_STATUS_SUCCESS) mu_cu_fail(#call, cublasGetStatusString(s_), __FILE__, __LINE__); } while (0)
-/* after every kernel launch: launch errors (bad configuration) are caught here */
-#define KCHECK() CK(cudaGetLastError())
+/* After every kernel launch: launch errors (bad configuration) are caught here. With
+ * MU_CUDA_DEBUG=1 in the environment it also waits for the kernel, so a fault inside it
+ * (an illegal address, ...) is reported at this file:line instead of at a later call. */
+extern int mu_cu_debug_sync;
+#define KCHECK() do { CK(cudaGetLastError()); \
+    if (mu_cu_debug_sync) CK(cudaDeviceSynchronize()); } while (0)
 
 #define NT 256                   /* threads per block */
 #define WARPS (NT / 32)
