@@ -870,3 +870,40 @@ extern "C" const mu_backend *mu_backend_cuda(void)
     mu_cuda_print_memory("init");
     return &g_backend;
 }
+
+/* Dense bf16 tensor-core FLOPs per clock per SM (f32 accumulation, no sparsity): 4096 on
+ * sm_90 (H100/H200), 2048 on sm_80 (A100), 1024 on sm_86/87/89; 0 for other devices. */
+static int bf16_flops_per_clock_per_sm(int major, int minor)
+{
+    if (major == 9 && minor == 0) return 4096;
+    if (major == 8 && minor == 0) return 2048;
+    if (major == 8 && (minor == 6 || minor == 7 || minor == 9)) return 1024;
+    return 0;
+}
+
+/* SMs x clock x dense bf16 FLOPs/clock/SM. The clock is cudaDevAttrClockRate, the maximum
+ * boost clock (1.98 GHz on H100/H200 SXM, above the 1.83 GHz behind NVIDIA's 989 TFLOP/s
+ * figure): the peak is on the high side, so an MFU against it is conservative. */
+extern "C" double mu_cuda_peak_bf16_flops(void)
+{
+    if (g_ready != 1) return 0;
+    int per = bf16_flops_per_clock_per_sm(g_prop.major, g_prop.minor);
+    int dev = 0, khz = 0;
+    if (per == 0) return 0;
+    CK(cudaGetDevice(&dev));
+    if (cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, dev) != cudaSuccess || khz <= 0) {
+        cudaGetLastError();
+        return 0;
+    }
+    return (double)g_nsm * per * khz * 1e3;
+}
+
+/* Device memory in use (cudaMemGetInfo: total - free), every process and the context
+ * included; 0 before the backend started. */
+extern "C" size_t mu_cuda_mem_used(void)
+{
+    if (g_ready != 1) return 0;
+    size_t fr = 0, tot = 0;
+    CK(cudaMemGetInfo(&fr, &tot));
+    return tot - fr;
+}

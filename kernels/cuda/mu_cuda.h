@@ -23,6 +23,15 @@ const char *mu_cuda_device_name(void);
 /* Peak f32 FLOP/s of the device without tensor cores (SMs x FP32 lanes per SM x 2 x
  * clock), for MFU figures; 0 when unknown. */
 double mu_cuda_peak_f32_flops(void);
+/* Peak dense bf16 tensor-core FLOP/s (f32 accumulation, no sparsity): SMs x clock x
+ * FLOPs/clock/SM (4096 on sm_90, 2048 on sm_80, 1024 on sm_86/87/89); 0 for other devices
+ * or before the backend started. The clock is the device's maximum boost clock (1.98 GHz
+ * on H100/H200 SXM against the 1.83 GHz of NVIDIA's 989 TFLOP/s): the peak runs high, so
+ * MFU figures against it are conservative. */
+double mu_cuda_peak_bf16_flops(void);
+/* Bytes of device memory in use (cudaMemGetInfo total - free; the CUDA context and other
+ * processes included, so take differences); 0 before the backend started. */
+size_t mu_cuda_mem_used(void);
 
 #ifdef __cplusplus
 }
