@@ -111,7 +111,8 @@ deps:
 # make check: C unit tests (forked, one per test) then the shell tests of the tools.
 check: deps
 	@$(MAKE) --no-print-directory all-tests
-all-tests: info $(TOOLS) $(TEST_BIN)
+# the benchmarks are built too (not run), so they cannot rot unnoticed
+all-tests: info $(TOOLS) $(TEST_BIN) $(BENCH_BIN)
 	@MU_BIN=$(abspath $(BIN)) MU_SHARED=$(abspath ../shared) \
 	  MU_SMOLLM2_GGUF=$${MU_SMOLLM2_GGUF:-$(abspath $(wildcard runs/models/SmolLM2-135M-Instruct.Q4_1.gguf))} \
 	  tests/check.sh $(TEST_BIN)

@@ -291,6 +291,18 @@ static int load_param(mu_model *m, const mu_param *p, float *host)
     return 0;
 }
 
+/* host[numel] = parameter p's initial values: 1 for norm weights, else N(0, std^2) from
+ * the sub-stream (seed, i). */
+static void random_values(const mu_param *p, uint64_t seed, uint64_t i, float std, float *host)
+{
+    const char *r = p->info.role;
+    int is_norm = !strcmp(r, "attn_norm") || !strcmp(r, "mlp_norm") || !strcmp(r, "final_norm");
+    mu_rng rng;
+    mu_rng_seed2(&rng, seed, i);
+    for (int64_t j = 0; j < p->numel; j++)
+        host[j] = is_norm ? 1.0f : (float)(std * mu_rng_normal(&rng));
+}
+
 mu_model *mu_model_init_random(const mu_config *cfg, uint64_t seed, float std,
                                const mu_backend *be, char *err, size_t errlen)
 {
@@ -303,20 +315,21 @@ mu_model *mu_model_init_random_as(const mu_config *cfg, uint64_t seed, float std
 {
     mu_model *m = model_new(cfg, be, weights, err, errlen);
     if (!m) return NULL;
+    int failed = 0;
+    /* parameters in parallel (each has its own random stream, so the values do not depend
+     * on the thread count); the backend is called by one thread at a time */
+    #pragma omp parallel for schedule(dynamic, 1)
     for (int i = 0; i < m->n_params; i++) {
         mu_param *p = &m->p[i];
-        float *host = malloc(fsz(p->numel));
-        if (!host) { mu_model_free(m); snprintf(err, errlen, "model: out of memory"); return NULL; }
-        const char *r = p->info.role;
-        int is_norm = !strcmp(r, "attn_norm") || !strcmp(r, "mlp_norm") || !strcmp(r, "final_norm");
-        mu_rng rng;
-        mu_rng_seed2(&rng, seed, (uint64_t)i);
-        for (int64_t j = 0; j < p->numel; j++)
-            host[j] = is_norm ? 1.0f : (float)(std * mu_rng_normal(&rng));
-        int rc = store_param(m, p, host);
+        float *host = failed ? NULL : malloc(fsz(p->numel));
+        if (host) random_values(p, seed, (uint64_t)i, std, host);
+        #pragma omp critical(mu_model_init_store)
+        {
+            if (!host || store_param(m, p, host)) failed = 1;
+        }
         free(host);
-        if (rc) { mu_model_free(m); snprintf(err, errlen, "model: out of memory"); return NULL; }
     }
+    if (failed) { mu_model_free(m); snprintf(err, errlen, "model: out of memory"); return NULL; }
     return m;
 }
 
@@ -1008,17 +1021,29 @@ static int attn_backward(mu_model *m, int L, int low, const mu_hook *hooks, int 
 #undef BHOOK
 
 /* lm_head and final norm: dx = d (last layer output). Returns 1 to stop, 0 go on, -1 err. */
-static int head_backward(mu_model *m, const float *dlogits, int low, int top,
+/* The dlogits buffer on the backend ([cap_N, V] workspace), or NULL out of memory. */
+static float *dlog_buffer(mu_model *m)
+{
+    if (!m->dlog) m->dlog = ws_alloc(m, (size_t)m->cap_N * m->V);
+    return m->dlog;
+}
+
+/* dlogits: host [N, V], or NULL with on_backend = 1 when m->dlog already holds them. */
+static int head_backward(mu_model *m, const float *dlogits, int on_backend, int low, int top,
                          const mu_hook *hooks, int nh, char *err, size_t errlen)
 {
     const mu_backend *be = m->be;
     int N = m->N, D = m->D, V = m->V;
     size_t nl = (size_t)N * V;
     const float *dl = dlogits;
-    if (!dlogits) return low < top ? 0 : 1;
+    if (!dlogits && !on_backend) return low < top ? 0 : 1;
     int hooked = has_hook(hooks, nh, MU_SITE_LOGITS, -1, 1);
-    if (!be->host_memory || hooked) {
-        if (!m->dlog && !(m->dlog = ws_alloc(m, (size_t)m->cap_N * V))) {
+    if (on_backend) {
+        if (run_hooks(m, hooks, nh, MU_SITE_LOGITS, -1, 1, m->dlog, m->B, m->T, V, err, errlen))
+            return -1;
+        dl = m->dlog;
+    } else if (!be->host_memory || hooked) {
+        if (!dlog_buffer(m)) {
             snprintf(err, errlen, "backward: out of memory for dlogits");
             return -1;
         }
@@ -1035,8 +1060,42 @@ static int head_backward(mu_model *m, const float *dlogits, int low, int top,
     return low < top ? 0 : 1;
 }
 
+static int backward_from(mu_model *m, const float *dlogits, int on_backend,
+                         const mu_hook *hooks, int n_hooks, char *err, size_t errlen);
+
 int mu_model_backward(mu_model *m, const float *dlogits, const mu_hook *hooks, int n_hooks,
                       char *err, size_t errlen)
+{
+    return backward_from(m, dlogits, 0, hooks, n_hooks, err, errlen);
+}
+
+double mu_model_backward_ce(mu_model *m, const int32_t *targets, const mu_hook *hooks,
+                            int n_hooks, int *count, char *err, size_t errlen)
+{
+    int N = m->N, V = m->V, cnt = 0;
+    if (count) *count = 0;
+    if (!m->have_train || !m->full || m->last_only || !m->logits) {
+        snprintf(err, errlen, "backward: no whole-model training forward to go back through");
+        return NAN;
+    }
+    for (int n = 0; n < N; n++) cnt += targets[n] >= 0 && targets[n] < V;
+    float *loss = calloc(N ? N : 1, sizeof *loss);
+    if (!loss || !dlog_buffer(m)) {
+        free(loss);
+        snprintf(err, errlen, "backward: out of memory for dlogits");
+        return NAN;
+    }
+    m->be->cross_entropy(loss, m->dlog, m->logits, targets, N, V, cnt ? 1.0f / cnt : 0.0f);
+    double s = 0;
+    for (int n = 0; n < N; n++) s += loss[n];
+    free(loss);
+    if (backward_from(m, NULL, 1, hooks, n_hooks, err, errlen)) return NAN;
+    if (count) *count = cnt;
+    return cnt ? s / cnt : 0;
+}
+
+static int backward_from(mu_model *m, const float *dlogits, int on_backend,
+                         const mu_hook *hooks, int n_hooks, char *err, size_t errlen)
 {
     if (!m->have_train) {
         snprintf(err, errlen, "backward: no training forward to go back through");
@@ -1052,7 +1111,7 @@ int mu_model_backward(mu_model *m, const float *dlogits, const mu_hook *hooks, i
     if (low == INT_MAX) return 0;
     m->be->zero(m->dx, fsz((size_t)m->N * m->D));
     if (m->full) {
-        int rc = head_backward(m, dlogits, low, top, hooks, n_hooks, err, errlen);
+        int rc = head_backward(m, dlogits, on_backend, low, top, hooks, n_hooks, err, errlen);
         if (rc) return rc < 0 ? -1 : 0;
     }
     for (int L = m->layers_run - 1; L >= 0; L--) {

@@ -3,6 +3,7 @@
  * differences, gradients at every site, hooks, padded batches, KV-cache decoding,
  * trainable subsets, HF transformers parity (tests/golden/parity) and stories260K greedy. */
 #include <stdint.h>
+#include <omp.h>
 #include "test.h"
 #include "model.h"
 #include "kernels.h"
@@ -926,6 +927,76 @@ TEST(model_bf16_parity_with_torch)
     mu_model_free(m);
     mu_st_close(g16);
     mu_st_close(g);
+}
+
+/* Random initialization runs parameters in parallel: the values must not depend on the
+ * number of threads. */
+TEST(model_init_random_independent_of_threads)
+{
+    char err[256];
+    mu_config c = tiny_config(0, 1);
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    mu_model *a = mu_model_init_random(&c, 42, 0.3f, mu_backend_cpu(), err, sizeof err);
+    omp_set_num_threads(4);
+    mu_model *b = mu_model_init_random(&c, 42, 0.3f, mu_backend_cpu(), err, sizeof err);
+    omp_set_num_threads(saved);
+    CHECK(a && b);
+    for (int i = 0; i < mu_model_n_params(a); i++) {
+        mu_param *pa = mu_model_param(a, i), *pb = mu_model_param(b, i);
+        CHECK_MSG(memcmp(pa->w, pb->w, (size_t)pa->numel * sizeof(float)) == 0, "%s differs",
+                  pa->info.name);
+    }
+    mu_model_free(a);
+    mu_model_free(b);
+}
+
+/* mu_model_backward_ce = mu_model_cross_entropy + mu_model_backward, bit for bit, on the
+ * CPU and on the CPU posing as a device (dlogits kept in backend memory). */
+TEST(model_backward_ce_equals_host_round_trip)
+{
+    char err[256];
+    mu_backend fake = *mu_backend_cpu();
+    fake.host_memory = 0;
+    const mu_backend *bes[2] = { mu_backend_cpu(), &fake };
+    mu_config c = tiny_config(1, 1);
+    int32_t ids[2 * 6] = { 3, 9, 4, 1, 7, 2,  5, 8, 2, 0, 0, 0 }, lens[2] = { 6, 3 };
+    int32_t tg[2 * 6] = { 9, 4, 1, 7, 2, -1,  8, 2, -1, -1, -1, -1 };
+    for (int k = 0; k < 2; k++) {
+        mu_model *m = mu_model_init_random(&c, 11, 0.3f, bes[k], err, sizeof err);
+        CHECK_MSG(m, "%s", err);
+        CHECK(mu_model_set_all_trainable(m, 1) == 0);
+        int n = mu_model_n_params(m), V = c.vocab;
+        mu_batch b = { 2, 6, ids, lens };
+        mu_fwd_opts o = { .train = 1 };
+        float *dl = malloc(sizeof(float) * 12 * V);
+        float **g1 = calloc(n, sizeof *g1);
+        CHECK(dl && g1);
+        CHECK(mu_model_forward(m, &b, &o, err, sizeof err) == 0);
+        int c1 = 0, c2 = 0;
+        double l1 = mu_model_cross_entropy(m, tg, dl, &c1);
+        CHECK(mu_model_backward(m, dl, NULL, 0, err, sizeof err) == 0);
+        for (int i = 0; i < n; i++) {
+            g1[i] = malloc(sizeof(float) * mu_model_param(m, i)->numel);
+            mu_model_get_grad(m, i, g1[i]);
+        }
+        mu_model_zero_grad(m);
+        CHECK(mu_model_forward(m, &b, &o, err, sizeof err) == 0);
+        double l2 = mu_model_backward_ce(m, tg, NULL, 0, &c2, err, sizeof err);
+        CHECK_MSG(!isnan(l2), "%s", err);
+        CHECK(l1 == l2 && c1 == 7 && c2 == 7);
+        float *g2 = NULL;
+        for (int i = 0; i < n; i++) {
+            int64_t ne = mu_model_param(m, i)->numel;
+            g2 = realloc(g2, sizeof(float) * ne);
+            mu_model_get_grad(m, i, g2);
+            CHECK_MSG(memcmp(g1[i], g2, sizeof(float) * ne) == 0, "%s: gradient differs (%s)",
+                      mu_model_param(m, i)->info.name, k ? "device" : "cpu");
+            free(g1[i]);
+        }
+        free(g2); free(g1); free(dl);
+        mu_model_free(m);
+    }
 }
 
 /* Storage rules of a bf16 model: GEMM weights read back rounded, norms exact, a trainable
