@@ -6,7 +6,11 @@
 #   nvidia-smi.txt  nvidia-smi before and after
 #   build.txt       the CUDA build: `make -j16` (skipped when .gpu/bin from gpu-bundle.sh runs
 #                   here; --build forces it, against .gpu/include and .gpu/lib if present)
-#   tests.txt       run-tests cuda, then the whole run-tests
+#   tests.txt       run-tests cuda (MU_CUDA_DEBUG=1: a fault is reported at its kernel), the
+#                   model tests again with the warp attention kernels
+#                   (MU_CUDA_ATTENTION=warp), then the whole run-tests
+#   tools.txt       tests/sh/t_cuda_tools.sh: mu-forward and mu-train --device cuda against
+#                   the same runs on the CPU
 #   check.txt       only with --check: the whole suite with the shell tests (make check)
 #   bench.txt       bench_cuda (tests/bench/bench_cuda.c): mu next to PyTorch, ends in a
 #                   markdown table; MU_BENCH_BUDGET_S (default 240) bounds it (timeout: 60 s
@@ -77,6 +81,19 @@ write_smi() {
   } >>"$out/nvidia-smi.txt" 2>&1
 }
 
+# Puts the directory of the CUDA runtime and cuBLAS (13) on LD_LIBRARY_PATH when the
+# binaries' rpath (/usr/local/cuda/lib64) does not hold them on this machine.
+find_cuda_libs() {
+  local d
+  for d in /usr/local/cuda/lib64 /usr/local/cuda-13*/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
+           $("$py" -c 'import nvidia, os; print(" ".join(os.path.join(p, q, "lib") for p in nvidia.__path__ for q in os.listdir(p)))' 2>/dev/null); do
+    if [ -e "$d/libcublas.so.13" ] || [ -e "$d/libcudart.so.13" ]; then
+      export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$d"
+    fi
+  done
+  echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}" >>"$out/env.txt"
+}
+
 # Chooses the binaries: the bundle's when they start here, else a build of build/rel.
 # Sets run_tests, bench, tools_dir; returns non-zero when neither is usable.
 choose_binaries() {
@@ -127,6 +144,7 @@ print_summary() {
     echo "gpu-check: $(date -u), $((SECONDS - t_start)) s in all, output in $out"
     printf '%s\n' "${summary[@]}"
     grep -h '^c-tests:\|^FAIL' "$out/tests.txt" 2>/dev/null | head -20
+    grep -h '^ok\|^FAIL\|^skip' "$out/tools.txt" 2>/dev/null
     [ -f "$out/check.txt" ] && tail -3 "$out/check.txt"
     if [ -f "$out/bench.txt" ]; then
       grep -h '^device \|^bench_cuda: \|^torch: \|^gpu-check: ' "$out/bench.txt" | sort -u
@@ -137,12 +155,15 @@ print_summary() {
 
 py=${MU_PYTHON:-python3}
 write_env
+find_cuda_libs
 write_smi "before"
 run_tests=""; bench=""; tools_dir=""
 if choose_binaries; then
   if [ "$do_tests" = 1 ]; then
-    stage cuda-tests 150 "$out/tests.txt" "$run_tests" cuda
+    MU_CUDA_DEBUG=1 stage cuda-tests 150 "$out/tests.txt" "$run_tests" cuda
+    MU_CUDA_ATTENTION=warp stage cuda-warp 90 "$out/tests.txt" "$run_tests" cuda_
     stage all-tests 180 "$out/tests.txt" "$run_tests"
+    MU_BIN=$tools_dir stage tools 120 "$out/tools.txt" bash tests/sh/t_cuda_tools.sh
   fi
   [ "$do_check" = 1 ] && run_checks
   [ "$do_bench" = 1 ] && run_bench
