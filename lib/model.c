@@ -471,7 +471,8 @@ mu_weights mu_model_weights(const mu_model *m) { return m->weights; }
 
 void mu_model_report_memory(const mu_model *m, const char *what)
 {
-    if (m->be->host_memory) return;
+    const char *v = getenv("MU_VERBOSE");
+    if (m->be->host_memory || (!mu_progress_on && !(v && !strcmp(v, "1")))) return;
     int64_t n = 0;
     for (int i = 0; i < m->n_params; i++) n += m->p[i].numel;
     mu_info("%s: %.1fM parameters, %.1f MiB on %s (%s weights)", what, n / 1e6,

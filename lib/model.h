@@ -140,9 +140,10 @@ mu_model *mu_model_init_random_as(const mu_config *cfg, uint64_t seed, float std
 mu_weights mu_model_weights(const mu_model *m);
 /* Bytes of parameter storage on the backend: f32 buffers, bf16 copies and gradients. */
 size_t mu_model_param_bytes(const mu_model *m);
-/* On a device backend, info lines on stderr (mu_info: silenced by --quiet): parameter
- * count and storage, and the device's memory in use. Nothing on host-memory backends
- * (their stderr stays for errors). what: "model", "reference model", ... */
+/* On a device backend, info lines on stderr: parameter count and storage, and the
+ * device's memory in use. Printed when stderr is a terminal (and not --quiet) or
+ * MU_VERBOSE=1, so that captured stderr holds only errors; nothing on host-memory
+ * backends. what: "model", "reference model", ... */
 void mu_model_report_memory(const mu_model *m, const char *what);
 void mu_model_free(mu_model *m);
 

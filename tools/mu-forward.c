@@ -20,7 +20,8 @@ static const char usage[] =
     "\n"
     "  -m, --model PATH        model directory (Hugging Face layout) or GGUF file\n"
     "      --delta FILE        apply a delta on top of the model (repeatable, in order)\n"
-    "      --device NAME       cpu (default), cuda or auto\n"
+    "      --device NAME       auto (default: cuda when a device is usable, else cpu),\n"
+    "                          cpu or cuda\n"
     "      --dtype T           weight storage: f32 (default) or bf16 (GEMMs in bf16 with\n"
     "                          f32 accumulation; see mu-cuda(7))\n"
     "  -e, --emit LIST         comma list of: target (target_logprobs), ranks (target_ranks),\n"
@@ -81,7 +82,7 @@ static void parse_args(int argc, char **argv, cli_opts *o)
     char err[512];
     int opt;
     o->fw = mu_fw_default_opts();
-    o->device = "cpu";
+    o->device = "auto";
     o->out = "-";
     while ((opt = getopt_long(argc, argv, ":m:e:k:g:b:c:i:o:hVq", lo, NULL)) != -1) {
         if (mu_cli_common(opt, usage)) continue;

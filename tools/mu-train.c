@@ -30,7 +30,8 @@ static const char usage[] =
     "      --mask FILE|SPEC    a mask stream, or whole matrices: mlp:2-6, attn:0-3, layers:4,\n"
     "                          mlp.down:5, attn.q:1, norms:0, embed, lm_head, all, joined\n"
     "                          with '+' (default: every parameter)\n"
-    "      --device NAME       cpu (default), cuda or auto\n"
+    "      --device NAME       auto (default: cuda when a device is usable, else cpu),\n"
+    "                          cpu or cuda\n"
     "      --dtype T           weight storage: f32 (default) or bf16 (bf16 GEMMs with f32\n"
     "                          accumulation, f32 master copies of the trained weights)\n"
     "Data (token streams from mu-tokenize):\n"
@@ -137,7 +138,7 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
     memset(o, 0, sizeof *o);
     mu_train_opts_default(&o->t);
     o->max_len = 512;
-    o->device = "cpu";
+    o->device = "auto";
     int c;
     while ((c = getopt_long(argc, argv, ":m:O:o:hVq", longopts, NULL)) != -1) {
         if (mu_cli_common(c, usage)) continue;

@@ -32,7 +32,7 @@ close() { paste <(tr ',:[]{}' '\n\n\n\n\n\n' <"$1") <(tr ',:[]{}' '\n\n\n\n\n\n'
 fw() { mu-forward --model m "$@" tgt.mpk.zst | mu-dump --full -H; }
 
 fw -e target,ranks --device cpu >cpu.json
-fw -e target,ranks --device cuda >gpu.json 2>gpu.err
+MU_VERBOSE=1 fw -e target,ranks --device cuda >gpu.json 2>gpu.err
 t cuda_forward_f32 close cpu.json gpu.json 1e-5
 fw -e target --device cpu --dtype bf16 >cpu16.json
 fw -e target --device cuda --dtype bf16 >gpu16.json
