@@ -204,6 +204,42 @@ TEST(cuda_rope_fwd_bwd_vs_cpu)
     dfree(&gX); free(X); free(Xc);
 }
 
+/* The attention op tests run once per CUDA kernel variant (mu_cuda_set_attention): the
+ * warp-per-row kernels and the tiled ones (head dims <= 128; larger ones fall back to the
+ * warp kernels). The fake GPU has one variant: the CPU's. */
+static const char *const attn_variants[] = { "warp", "tiled" };
+#define N_ATTN_VARIANTS (int)(sizeof attn_variants / sizeof *attn_variants)
+static const char *attn_variant_name = "cpu";   /* in failure messages */
+
+/* Selects variant v on g; 0 when g has no variant v to run. */
+static int attn_variant(const mu_backend *g, int v)
+{
+#ifdef MU_HAVE_CUDA
+    if (!strcmp(g->name, "cuda")) {
+        CHECK(mu_cuda_set_attention(attn_variants[v]) == 0);
+        attn_variant_name = attn_variants[v];
+        return 1;
+    }
+#endif
+    (void)g;
+    attn_variant_name = g->name;
+    return v == 0;
+}
+
+/* Back to the automatic choice; an unknown name is refused and changes nothing. */
+static void attn_variant_reset(const mu_backend *g)
+{
+#ifdef MU_HAVE_CUDA
+    if (!strcmp(g->name, "cuda")) {
+        CHECK(mu_cuda_set_attention("flash") == -1);
+        CHECK(mu_cuda_set_attention(NULL) == -1);
+        CHECK(mu_cuda_set_attention("auto") == 0);
+    }
+#endif
+    (void)g;
+    attn_variant_name = "cpu";
+}
+
 /* One attention shape: forward (O, lse) and backward (dQ, dK, dV) vs the CPU. */
 static void attention_case(const mu_backend *g, int B, int Tq, int Tk, int H, int Hkv, int hd,
                            const int32_t *q_pos0, const int32_t *k_len, uint64_t seed)
@@ -226,18 +262,23 @@ static void attention_case(const mu_backend *g, int B, int Tq, int Tk, int H, in
     dbuf gdQ = dnew(g, junk, nq), gdK = dnew(g, junk, nk), gdV = dnew(g, junk, nk);
     g->attention(gO.p, gL.p, gQ.p, gK.p, gV.p, &s);
     char what[128];
-    snprintf(what, sizeof what, "attention O B%d Tq%d Tk%d H%d/%d hd%d", B, Tq, Tk, H, Hkv, hd);
+    snprintf(what, sizeof what, "attention(%s) O B%d Tq%d Tk%d H%d/%d hd%d", attn_variant_name,
+             B, Tq, Tk, H, Hkv, hd);
     dcheck(&gO, O, what, NMSE_F32);
-    snprintf(what, sizeof what, "attention lse B%d Tq%d Tk%d H%d/%d hd%d", B, Tq, Tk, H, Hkv, hd);
+    snprintf(what, sizeof what, "attention(%s) lse B%d Tq%d Tk%d H%d/%d hd%d",
+             attn_variant_name, B, Tq, Tk, H, Hkv, hd);
     dcheck(&gL, L, what, NMSE_F32);
     /* backward from the CPU's O and lse, so only the backward is compared */
     dbuf cO = dnew(g, O, nq), cL = dnew(g, L, nl);
     g->attention_bwd(gdQ.p, gdK.p, gdV.p, gdO.p, cO.p, cL.p, gQ.p, gK.p, gV.p, &s);
-    snprintf(what, sizeof what, "attention_bwd dQ hd%d H%d/%d", hd, H, Hkv);
+    snprintf(what, sizeof what, "attention_bwd(%s) dQ B%d Tq%d Tk%d H%d/%d hd%d",
+             attn_variant_name, B, Tq, Tk, H, Hkv, hd);
     dcheck(&gdQ, dQ, what, NMSE_F32);
-    snprintf(what, sizeof what, "attention_bwd dK hd%d H%d/%d", hd, H, Hkv);
+    snprintf(what, sizeof what, "attention_bwd(%s) dK B%d Tq%d Tk%d H%d/%d hd%d",
+             attn_variant_name, B, Tq, Tk, H, Hkv, hd);
     dcheck(&gdK, dK, what, NMSE_F32);
-    snprintf(what, sizeof what, "attention_bwd dV hd%d H%d/%d", hd, H, Hkv);
+    snprintf(what, sizeof what, "attention_bwd(%s) dV B%d Tq%d Tk%d H%d/%d hd%d",
+             attn_variant_name, B, Tq, Tk, H, Hkv, hd);
     dcheck(&gdV, dV, what, NMSE_F32);
     dfree(&gQ); dfree(&gK); dfree(&gV); dfree(&gdO); dfree(&gO); dfree(&gL); dfree(&gdQ);
     dfree(&gdK); dfree(&gdV); dfree(&cO); dfree(&cL);
@@ -245,9 +286,11 @@ static void attention_case(const mu_backend *g, int B, int Tq, int Tk, int H, in
     free(junk);
 }
 
-TEST(cuda_attention_causal_gqa_padding_vs_cpu)
+/* The tiled kernels' edges: 64-query and 32-key tiles (T not a multiple of either), head
+ * dims 6 (no float4 loads), 32, 64, 96 (padded to 128), 128 and 256 (warp fallback), GQA
+ * groups 1, 4 and 8, padded rows of length 0 and 1. */
+static void attention_causal_cases(const mu_backend *g)
 {
-    const mu_backend *g = gpu_or_skip();
     const int32_t lens3[3] = { 70, 41, 0 };          /* full, padded, empty row */
     attention_case(g, 3, 70, 70, 4, 2, 6, NULL, lens3, 40);
     attention_case(g, 3, 70, 70, 8, 2, 64, NULL, lens3, 41);
@@ -255,15 +298,51 @@ TEST(cuda_attention_causal_gqa_padding_vs_cpu)
     attention_case(g, 2, 9, 9, 2, 2, 256, NULL, NULL, 43);    /* largest head dim, MHA */
     const int32_t lens1[1] = { 300 };
     attention_case(g, 1, 300, 300, 9, 3, 64, NULL, lens1, 44);  /* SmolLM2 heads */
+    const int32_t lens_e[3] = { 100, 1, 0 };         /* rows of length 100, 1 and 0 */
+    attention_case(g, 3, 100, 100, 4, 4, 32, NULL, lens_e, 45);       /* group 1 */
+    const int32_t lens_f[3] = { 77, 33, 1 };
+    attention_case(g, 3, 77, 77, 8, 2, 64, NULL, lens_f, 46);         /* group 4 */
+    const int32_t lens_g[2] = { 45, 0 };
+    attention_case(g, 2, 45, 45, 32, 4, 96, NULL, lens_g, 47);        /* group 8 */
+    const int32_t lens_h[2] = { 130, 64 };
+    attention_case(g, 2, 130, 130, 32, 4, 128, NULL, lens_h, 48);     /* Llama-3-8B heads */
+    attention_case(g, 1, 129, 129, 8, 8, 128, NULL, NULL, 49);        /* no lengths */
+    const int32_t lens_i[2] = { 40, 1 };
+    attention_case(g, 2, 40, 40, 4, 2, 256, NULL, lens_i, 39);        /* fallback, padded */
+}
+
+TEST(cuda_attention_causal_gqa_padding_vs_cpu)
+{
+    const mu_backend *g = gpu_or_skip();
+    for (int v = 0; v < N_ATTN_VARIANTS; v++)
+        if (attn_variant(g, v)) attention_causal_cases(g);
+    attn_variant_reset(g);
+}
+
+/* K/V caches with capacity beyond the keys in use (Tk > k_len), q_pos0 > 0. */
+static void attention_decode_cases(const mu_backend *g)
+{
+    const int32_t pos0[3] = { 5, 0, 17 }, klen[3] = { 7, 2, 19 };  /* 2, 2 and 2 new tokens */
+    attention_case(g, 3, 2, 24, 4, 2, 32, pos0, klen, 50);
+    const int32_t pos1[2] = { 11, 3 }, klen1[2] = { 12, 4 };        /* one new token */
+    attention_case(g, 2, 1, 16, 8, 4, 64, pos1, klen1, 51);
+    /* Tq = 5: 5, 3 (2 padded queries) and 5 new tokens; the third row's keys end past
+     * two key tiles */
+    const int32_t pos5[3] = { 37, 0, 70 }, klen5[3] = { 42, 3, 75 };
+    attention_case(g, 3, 5, 80, 8, 2, 64, pos5, klen5, 52);
+    attention_case(g, 3, 5, 80, 32, 4, 96, pos5, klen5, 53);
+    /* Tq = 1 at positions 99 (a full cache), 0, 31 and 64 (a key tile's first key) */
+    const int32_t posd[4] = { 99, 0, 31, 64 }, klend[4] = { 100, 1, 32, 65 };
+    attention_case(g, 4, 1, 100, 32, 4, 128, posd, klend, 54);
+    attention_case(g, 4, 1, 100, 8, 8, 32, posd, klend, 55);
 }
 
 TEST(cuda_attention_kv_cache_decode_vs_cpu)
 {
     const mu_backend *g = gpu_or_skip();
-    const int32_t pos0[3] = { 5, 0, 17 }, klen[3] = { 7, 2, 19 };  /* 2, 2 and 2 new tokens */
-    attention_case(g, 3, 2, 24, 4, 2, 32, pos0, klen, 50);
-    const int32_t pos1[2] = { 11, 3 }, klen1[2] = { 12, 4 };        /* one new token */
-    attention_case(g, 2, 1, 16, 8, 4, 64, pos1, klen1, 51);
+    for (int v = 0; v < N_ATTN_VARIANTS; v++)
+        if (attn_variant(g, v)) attention_decode_cases(g);
+    attn_variant_reset(g);
 }
 
 TEST(cuda_swiglu_elementwise_vs_cpu)

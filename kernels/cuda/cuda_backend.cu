@@ -7,9 +7,11 @@
  *  - Reductions whose result is a parameter gradient (bias, RMSNorm weight, embedding,
  *    attention dK/dV) are written by exactly one thread or warp in a fixed order: no
  *    atomics, so two runs give the same bits.
- *  - Attention: one warp per query row (online softmax over its visible keys, head dim
- *    up to 256 held in registers); backward recomputes probabilities from the saved
- *    log-sum-exp: one warp per query row for dQ, one warp per key row for dK/dV.
+ *  - Attention: head dims up to 128 run the tiled kernels of cuda_attn_tiled.cu (blocks
+ *    per query tile or key tile, K/V or Q/dO tiles in shared memory); otherwise (or with
+ *    MU_CUDA_ATTENTION=warp) one warp per query row (online softmax over its visible
+ *    keys, head dim up to 256 held in registers); backward recomputes probabilities from
+ *    the saved log-sum-exp: one warp per query row for dQ, one warp per key row for dK/dV.
  *  - All work runs on the legacy default stream, so kernels, cuBLAS calls and copies are
  *    ordered; download (cudaMemcpy) waits for what came before.
  *  - Host integer arrays (ids, targets, positions, lengths) and inv_freq are copied into
@@ -371,20 +373,34 @@ static void cu_rope_bwd(float *dX, const int32_t *pos, const float *inv_freq, in
 }
 
 /* ---- attention -------------------------------------------------------------------------- */
-struct attn_dev {
-    int B, Tq, Tk, H, Hkv, hd;
-    const int32_t *q_pos0, *k_len;   /* device or NULL */
-    float scale;
-};
+/* struct attn_dev and n_keys: cuda_common.h. Head dims up to 128 run the tiled kernels of
+ * cuda_attn_tiled.cu unless MU_CUDA_ATTENTION=warp or mu_cuda_set_attention("warp"). */
+enum { ATTN_AUTO = 0, ATTN_WARP, ATTN_TILED };
+static int g_attn_variant = ATTN_AUTO;
+static int g_attn_variant_set;   /* mu_cuda_set_attention was called: the environment yields */
 
-/* keys visible to query t of row b: j < n_keys (as kernels/cpu/cpu_attention.c) */
-__device__ __forceinline__ int n_keys(const attn_dev &s, int b, int t)
+static int attn_variant_parse(const char *v)
 {
-    int p = (s.q_pos0 ? s.q_pos0[b] : 0) + t;
-    int kl = s.k_len ? s.k_len[b] : s.Tk;
-    int n = p + 1 < kl ? p + 1 : kl;
-    if (n > s.Tk) n = s.Tk;
-    return n < 0 ? 0 : n;
+    if (!strcmp(v, "auto")) return ATTN_AUTO;
+    if (!strcmp(v, "warp")) return ATTN_WARP;
+    if (!strcmp(v, "tiled")) return ATTN_TILED;
+    return -1;
+}
+
+extern "C" int mu_cuda_set_attention(const char *variant)
+{
+    int v = variant ? attn_variant_parse(variant) : -1;
+    if (v < 0) return -1;
+    g_attn_variant = v;
+    g_attn_variant_set = 1;
+    return 0;
+}
+
+/* "auto" and "tiled" both take the tiled kernels wherever they can run (head dim <= 128
+ * and their shared memory fits the device); "warp" never does. */
+static int attn_use_tiled(int hd)
+{
+    return g_attn_variant != ATTN_WARP && mu_cu_attn_tiled_fits(hd);
 }
 
 /* Attention kernels are templates on NPL = head-dim elements per lane (1, 2, 4 or 8:
@@ -490,6 +506,10 @@ static void cu_attention(float *O, float *lse, const float *Q, const float *K, c
     if (s->B <= 0 || s->Tq <= 0 || s->H <= 0) return;
     attn_check_shape(s);
     attn_dev a = attn_to_device(s);
+    if (attn_use_tiled(s->hd)) {
+        mu_cu_attention_tiled(O, lse, Q, K, V, a);
+        return;
+    }
     size_t rows = (size_t)s->B * s->Tq * s->H;
     switch (npl_for(s->hd)) {
     case 1: k_attention<1><<<grid_for(rows, 32), NT>>>(O, lse, Q, K, V, a); break;
@@ -622,6 +642,10 @@ static void cu_attention_bwd(float *dQ, float *dK, float *dV, const float *dO, c
     float *delta = (float *)scratch(SC_DELTA, qrows * sizeof(float));
     k_attn_delta<<<grid_for(qrows, 32), NT>>>(delta, dO, O, a);
     KCHECK();
+    if (attn_use_tiled(s->hd)) {
+        mu_cu_attention_bwd_tiled(dQ, dK, dV, dO, lse, delta, Q, K, V, a);
+        return;
+    }
     unsigned gq = grid_for(qrows, 32), gk = grid_for(krows, 32);
     switch (npl_for(s->hd)) {
 #define ATTN_BWD(P) \
@@ -862,6 +886,14 @@ extern "C" const mu_backend *mu_backend_cuda(void)
     }
     const char *dbg = getenv("MU_CUDA_DEBUG");
     mu_cu_debug_sync = dbg && !strcmp(dbg, "1");
+    const char *av = getenv("MU_CUDA_ATTENTION");
+    if (av && *av && !g_attn_variant_set) {
+        int v = attn_variant_parse(av);
+        if (v < 0)
+            fprintf(stderr, "mu: cuda: MU_CUDA_ATTENTION=%s: not warp, tiled or auto; "
+                    "using auto\n", av);
+        g_attn_variant = v < 0 ? ATTN_AUTO : v;
+    }
     const char *tf = getenv("MU_CUDA_TF32");
     CB(cublasSetMathMode(g_blas, tf && !strcmp(tf, "1") ? CUBLAS_TF32_TENSOR_OP_MATH
                                                        : CUBLAS_DEFAULT_MATH));

@@ -4,6 +4,7 @@
 #ifndef MU_CUDA_COMMON_H
 #define MU_CUDA_COMMON_H
 #include <cstddef>
+#include <cstdint>
 #include <cuda_runtime.h>
 #include <cublas_v2.h>
 extern "C" {
@@ -31,6 +32,36 @@ extern int mu_cu_debug_sync;
 unsigned mu_cu_grid_for(size_t n, int per);
 /* The cuBLAS handle of the backend (valid once mu_backend_cuda() returned non-NULL). */
 cublasHandle_t mu_cu_blas(void);
+
+/* ---- attention (cuda_backend.cu: warp-per-row kernels; cuda_attn_tiled.cu: tiled) ---- */
+/* mu_attn_shape with q_pos0 and k_len in device memory (or NULL). */
+struct attn_dev {
+    int B, Tq, Tk, H, Hkv, hd;
+    const int32_t *q_pos0, *k_len;   /* device or NULL */
+    float scale;
+};
+
+/* keys visible to query t of row b: j < n_keys (as kernels/cpu/cpu_attention.c);
+ * nondecreasing in t */
+__device__ __forceinline__ int n_keys(const attn_dev &s, int b, int t)
+{
+    int p = (s.q_pos0 ? s.q_pos0[b] : 0) + t;
+    int kl = s.k_len ? s.k_len[b] : s.Tk;
+    int n = p + 1 < kl ? p + 1 : kl;
+    if (n > s.Tk) n = s.Tk;
+    return n < 0 ? 0 : n;
+}
+
+/* cuda_attn_tiled.cu: 1 when the tiled kernels can run head dim hd on this device
+ * (hd <= 128 and their shared memory fits the device's opt-in limit). */
+int mu_cu_attn_tiled_fits(int hd);
+/* O, lse (may be NULL) as kernels.h attention; a.hd must pass mu_cu_attn_tiled_fits. */
+void mu_cu_attention_tiled(float *O, float *lse, const float *Q, const float *K,
+                           const float *V, const attn_dev &a);
+/* dQ, dK, dV OVERWRITTEN as kernels.h attention_bwd; delta[B,H,Tq] = rowsum(dO * O). */
+void mu_cu_attention_bwd_tiled(float *dQ, float *dK, float *dV, const float *dO,
+                               const float *lse, const float *delta, const float *Q,
+                               const float *K, const float *V, const attn_dev &a);
 
 /* Each .cu file besides cuda_backend.cu fills its own entries of the table. */
 void mu_cu_fill_bf16(mu_backend *b);     /* cuda_bf16.cu */

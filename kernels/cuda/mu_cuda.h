@@ -23,6 +23,11 @@ const char *mu_cuda_device_name(void);
 /* Peak f32 FLOP/s of the device without tensor cores (SMs x FP32 lanes per SM x 2 x
  * clock), for MFU figures; 0 when unknown. */
 double mu_cuda_peak_f32_flops(void);
+/* Attention kernels: "tiled" (head dims up to 128 where the device's shared memory allows;
+ * larger ones still run the warp kernels), "warp" (one warp per row), "auto" (= tiled
+ * where possible). Overrides MU_CUDA_ATTENTION; may be called before or after the
+ * backend started. Returns 0, or -1 for another name (nothing changes). */
+int mu_cuda_set_attention(const char *variant);
 /* Peak dense bf16 tensor-core FLOP/s (f32 accumulation, no sparsity): SMs x clock x
  * FLOPs/clock/SM (4096 on sm_90, 2048 on sm_80, 1024 on sm_86/87/89); 0 for other devices
  * or before the backend started. The clock is the device's maximum boost clock (1.98 GHz
