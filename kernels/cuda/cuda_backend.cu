@@ -24,6 +24,7 @@
 #include <cstring>
 #include <cstdint>
 #include <cmath>
+#include <unistd.h>
 #include <cuda_runtime.h>
 #include <cublas_v2.h>
 #include "mu_cuda.h"
@@ -899,7 +900,8 @@ extern "C" const mu_backend *mu_backend_cuda(void)
                                                        : CUBLAS_DEFAULT_MATH));
     fill_table(&g_backend);
     g_ready = 1;
-    mu_cuda_print_memory("init");
+    const char *verbose = getenv("MU_VERBOSE");
+    if (isatty(2) || (verbose && !strcmp(verbose, "1"))) mu_cuda_print_memory("init");
     return &g_backend;
 }
 
