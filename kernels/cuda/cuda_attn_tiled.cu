@@ -21,7 +21,7 @@
  *  - Every output element is written by exactly one thread, once (no atomics): two runs
  *    give the same bits. dQ, dK, dV are overwritten (0 where nothing is visible); rows
  *    with no visible key get O = 0, lse = -inf.
- *  - Shared memory is dynamic (up to 99328 bytes for dQ at HD = 128), enabled per kernel
+ *  - Shared memory is dynamic (up to 99840 bytes, for dQ at HD = 128), enabled per kernel
  *    with cudaFuncSetAttribute; mu_cu_attn_tiled_fits says whether the device allows it. */
 #include <cmath>
 #include <cstdint>
