@@ -69,6 +69,32 @@ TEST_BIN := $(BUILD)/tests/run-tests
 BENCH_SRC := $(wildcard tests/bench/*.c)
 BENCH_BIN := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
+# ---- CUDA emulator (tests/emu): the CUDA backend's own source run on the CPU -------------
+# kernels/cuda/*.cu rewritten by tests/emu/transform.sh and compiled with g++ against the
+# emulated runtime (tests/emu/include replaces the CUDA headers); linked with libmu's C
+# objects and the CUDA tests into run-tests-emu, plus emu-attn (the tiled attention
+# kernels against a double reference and the emulator's own checks). Built wherever the
+# ucontext API exists (glibc), with or without nvcc; not in SANITIZE=1 builds.
+EMU_CXX ?= g++
+EMU_OK := $(shell printf '\043include <ucontext.h>\nint main(void) { ucontext_t u; return getcontext(&u); }\n' | \
+            $(EMU_CXX) -x c++ - -o /dev/null 2>/dev/null && echo 1)
+ifeq ($(SANITIZE),1)
+  EMU_OK :=
+endif
+ifeq ($(EMU_OK),1)
+  EMU_DIR  := $(BUILD)/emu
+  EMU_CXXFLAGS := -std=c++20 -O2 -g -Wall -Wextra -Wno-unknown-pragmas -ffp-contract=off \
+                  -pthread -Itests/emu/include -Itests/emu -Ikernels/cuda -Ilib -Ikernels \
+                  -DMU_HAVE_CUDA=1 -MMD -MP
+  EMU_CU_OBJ := $(patsubst kernels/cuda/%.cu,$(EMU_DIR)/cuda/%.o,$(CUDA_SRC))
+  EMU_RT_OBJ := $(EMU_DIR)/emu.o
+  EMU_TEST_OBJ := $(EMU_DIR)/c/tests/t_cuda.o $(EMU_DIR)/c/tests/t_cuda_optim.o \
+                  $(EMU_DIR)/c/tests/harness.o
+  EMU_TESTS := $(BUILD)/tests/run-tests-emu
+  EMU_ATTN  := $(BUILD)/tests/emu-attn
+  EMU_BINS  := $(EMU_TESTS) $(EMU_ATTN)
+endif
+
 .PHONY: all deps check check-c check-sh demo bench clean info tools
 all: info tools bin-link
 tools: $(TOOLS)
@@ -105,6 +131,36 @@ $(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(BUILD)/libmu.a
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $< $(BUILD)/libmu.a $(LDLIBS) -o $@
 
+ifeq ($(EMU_OK),1)
+# libmu's C objects; cpu_backend.c again with MU_HAVE_CUDA (it names the cuda backend)
+EMU_LIB_OBJ := $(filter-out $(BUILD)/kernels/cpu/cpu_backend.o,$(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC))) \
+               $(EMU_DIR)/c/kernels/cpu/cpu_backend.o
+.PRECIOUS: $(EMU_DIR)/cuda/%.cpp $(EMU_DIR)/tests/%.cpp
+$(EMU_DIR)/cuda/%.cpp: kernels/cuda/%.cu tests/emu/transform.sh
+	@mkdir -p $(@D)
+	@tests/emu/transform.sh $< $@
+$(EMU_DIR)/tests/%.cpp: tests/emu/%.cpp tests/emu/transform.sh
+	@mkdir -p $(@D)
+	@tests/emu/transform.sh $< $@
+$(EMU_DIR)/cuda/%.o: $(EMU_DIR)/cuda/%.cpp
+	$(EMU_CXX) $(EMU_CXXFLAGS) -c $< -o $@
+$(EMU_DIR)/emu.o: tests/emu/emu.cpp
+	@mkdir -p $(@D)
+	$(EMU_CXX) $(EMU_CXXFLAGS) -c $< -o $@
+$(EMU_DIR)/tests/emu_attn.o: $(EMU_DIR)/tests/emu_attn.cpp $(EMU_DIR)/cuda/cuda_attn_tiled.cpp
+	$(EMU_CXX) $(EMU_CXXFLAGS) -I$(EMU_DIR)/cuda -c $< -o $@
+$(EMU_DIR)/c/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -DMU_HAVE_CUDA=1 -c $< -o $@
+$(EMU_TESTS): $(EMU_TEST_OBJ) $(EMU_LIB_OBJ) $(EMU_CU_OBJ) $(EMU_RT_OBJ)
+	@mkdir -p $(@D)
+	$(EMU_CXX) $(LDFLAGS) $^ $(PKG_LIBS) -lm -o $@
+$(EMU_ATTN): $(EMU_DIR)/tests/emu_attn.o $(EMU_RT_OBJ)
+	@mkdir -p $(@D)
+	$(EMU_CXX) $(LDFLAGS) $^ -lm -o $@
+-include $(EMU_CU_OBJ:.o=.d) $(EMU_RT_OBJ:.o=.d) $(EMU_TEST_OBJ:.o=.d) $(EMU_DIR)/tests/emu_attn.d
+endif
+
 deps:
 	@scripts/deps.sh $(DEB_DEPS)
 
@@ -112,8 +168,9 @@ deps:
 check: deps
 	@$(MAKE) --no-print-directory all-tests
 # the benchmarks are built too (not run), so they cannot rot unnoticed
-all-tests: info $(TOOLS) $(TEST_BIN) $(BENCH_BIN)
+all-tests: info $(TOOLS) $(TEST_BIN) $(BENCH_BIN) $(EMU_BINS)
 	@MU_BIN=$(abspath $(BIN)) MU_SHARED=$(abspath ../shared) \
+	  MU_EMU_TESTS=$(if $(EMU_TESTS),$(abspath $(EMU_TESTS))) MU_EMU_ATTN=$(if $(EMU_ATTN),$(abspath $(EMU_ATTN))) \
 	  MU_SMOLLM2_GGUF=$${MU_SMOLLM2_GGUF:-$(abspath $(wildcard runs/models/SmolLM2-135M-Instruct.Q4_1.gguf))} \
 	  tests/check.sh $(TEST_BIN)
 .PHONY: all-tests

@@ -26,6 +26,18 @@ tally < <("$runner" 2>&1 | grep -v '^c-tests:')
 # posing as a device (tests/gpu_test.h); names get a "fake-gpu:" prefix
 tally < <(MU_TEST_FAKE_GPU=1 "$runner" cuda 2>&1 | grep -v '^c-tests:' |
           sed -E 's/^(ok|FAIL|skip) +/\1 fake-gpu:/')
+# the CUDA backend's own source on the CPU (tests/emu: the CUDA emulator, built where
+# ucontext exists): the emulator's attention harness, then the CUDA tests against the
+# emulated backend (MU_CUDA_EMU=1 in their environment); names get an "emu:" prefix
+if [ -n "${MU_EMU_ATTN:-}" ] && [ -x "$MU_EMU_ATTN" ]; then
+  tally < <("$MU_EMU_ATTN" 2>&1 | grep -v '^emu-attn: [0-9]* failure' |
+            sed -E 's/^(ok|FAIL|skip) +emu-attn: /\1 emu:attn: /'; rc=${PIPESTATUS[0]}
+            [ "$rc" -eq 0 ] || echo "FAIL emu:attn: emu-attn exited with status $rc")
+fi
+if [ -n "${MU_EMU_TESTS:-}" ] && [ -x "$MU_EMU_TESTS" ]; then
+  tally < <(MU_CUDA_EMU=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "$MU_EMU_TESTS" cuda 2>&1 |
+            grep -v '^c-tests:' | sed -E 's/^(ok|FAIL|skip) +/\1 emu:/')
+fi
 # a hung shell test script is killed (MU_SH_TIMEOUT seconds, default 1800) and counted
 for t in tests/sh/t_*.sh; do
   [ -e "$t" ] || continue
