@@ -154,10 +154,10 @@ $(EMU_DIR)/c/%.o: %.c
 	$(CC) $(CFLAGS) -DMU_HAVE_CUDA=1 -c $< -o $@
 $(EMU_TESTS): $(EMU_TEST_OBJ) $(EMU_LIB_OBJ) $(EMU_CU_OBJ) $(EMU_RT_OBJ)
 	@mkdir -p $(@D)
-	$(EMU_CXX) $(LDFLAGS) $^ $(PKG_LIBS) -lm -o $@
+	$(EMU_CXX) $(LDFLAGS) -rdynamic $^ $(PKG_LIBS) -lm -o $@
 $(EMU_ATTN): $(EMU_DIR)/tests/emu_attn.o $(EMU_RT_OBJ)
 	@mkdir -p $(@D)
-	$(EMU_CXX) $(LDFLAGS) $^ -lm -o $@
+	$(EMU_CXX) $(LDFLAGS) -rdynamic $^ -lm -o $@
 -include $(EMU_CU_OBJ:.o=.d) $(EMU_RT_OBJ:.o=.d) $(EMU_TEST_OBJ:.o=.d) $(EMU_DIR)/tests/emu_attn.d
 endif
 

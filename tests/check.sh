@@ -28,16 +28,33 @@ tally < <(MU_TEST_FAKE_GPU=1 "$runner" cuda 2>&1 | grep -v '^c-tests:' |
           sed -E 's/^(ok|FAIL|skip) +/\1 fake-gpu:/')
 # the CUDA backend's own source on the CPU (tests/emu: the CUDA emulator, built where
 # ucontext exists): the emulator's attention harness, then the CUDA tests against the
-# emulated backend (MU_CUDA_EMU=1 in their environment); names get an "emu:" prefix
+# emulated backend (MU_CUDA_EMU=1 in their environment); names get an "emu:" prefix. Each
+# process lists the kernels it launched (MU_EMU_COVERAGE): every __global__ function of
+# kernels/cuda must have run.
+emu_cov=
+if [ -n "${MU_EMU_TESTS:-}${MU_EMU_ATTN:-}" ]; then emu_cov=$(mktemp); fi
 if [ -n "${MU_EMU_ATTN:-}" ] && [ -x "$MU_EMU_ATTN" ]; then
-  tally < <("$MU_EMU_ATTN" 2>&1 | grep -v '^emu-attn: [0-9]* failure' |
+  tally < <(MU_EMU_COVERAGE=$emu_cov "$MU_EMU_ATTN" 2>&1 | grep -v '^emu-attn: [0-9]* failure' |
             sed -E 's/^(ok|FAIL|skip) +emu-attn: /\1 emu:attn: /'; rc=${PIPESTATUS[0]}
             [ "$rc" -eq 0 ] || echo "FAIL emu:attn: emu-attn exited with status $rc")
 fi
 if [ -n "${MU_EMU_TESTS:-}" ] && [ -x "$MU_EMU_TESTS" ]; then
-  tally < <(MU_CUDA_EMU=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "$MU_EMU_TESTS" cuda 2>&1 |
-            grep -v '^c-tests:' | sed -E 's/^(ok|FAIL|skip) +/\1 emu:/')
+  tally < <(MU_CUDA_EMU=1 MU_EMU_COVERAGE=$emu_cov OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} \
+            "$MU_EMU_TESTS" cuda 2>&1 | grep -v '^c-tests:' | sed -E 's/^(ok|FAIL|skip) +/\1 emu:/')
+  emu_all=$(perl -ne 'print "$1\n" if /^\s*__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)\s*\(/' \
+            kernels/cuda/*.cu | sort -u)
+  emu_ran=$(comm -12 <(echo "$emu_all") <(sed 's/<.*//' "$emu_cov" | sort -u))
+  emu_missing=$(comm -23 <(echo "$emu_all") <(echo "$emu_ran") | tr '\n' ' ')
+  emu_inst=$(sort -u "$emu_cov" |
+             while IFS= read -r k; do grep -qxF "${k%%<*}" <<< "$emu_ran" && echo "$k"; done | wc -l)
+  n_all=$(grep -c . <<< "$emu_all"); n_ran=$(grep -c . <<< "$emu_ran")
+  if [ "$n_ran" -eq "$n_all" ] && [ "$n_all" -gt 0 ]; then
+    tally <<< "ok emu:coverage: $n_ran of $n_all kernels launched ($emu_inst instantiations)"
+  else
+    tally <<< "FAIL emu:coverage: $n_ran of $n_all kernels launched; never: $emu_missing"
+  fi
 fi
+[ -z "$emu_cov" ] || rm -f "$emu_cov"
 # a hung shell test script is killed (MU_SH_TIMEOUT seconds, default 1800) and counted
 for t in tests/sh/t_*.sh; do
   [ -e "$t" ] || continue

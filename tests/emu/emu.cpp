@@ -24,6 +24,9 @@
 #include <string>
 #include <vector>
 #include <ucontext.h>
+#include <cxxabi.h>
+#include <dlfcn.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #ifdef __SANITIZE_ADDRESS__
@@ -602,6 +605,44 @@ void emu_check_arg_ptr(const char *kernel, int index, const void *p)
     abort();
 }
 
+/* The kernel's own name: from its symbol where the launch had its address (a launch
+ * through a function pointer names the pointer), else the launch's text. Needs the
+ * executable's symbols exported (-rdynamic). */
+static const char *kernel_name(const char *text, const void *fn)
+{
+    static std::map<const void *, std::string> cache;
+    if (!fn) return text;
+    auto it = cache.find(fn);
+    if (it != cache.end()) return it->second.c_str();
+    std::string name = text;
+    Dl_info info;
+    if (dladdr(fn, &info) && info.dli_sname && info.dli_saddr == fn) {
+        int st = 0;
+        char *d = abi::__cxa_demangle(info.dli_sname, NULL, NULL, &st);
+        std::string full = st == 0 && d ? d : info.dli_sname;
+        free(d);
+        /* "void k_x<32>(float*, ...)" -> "k_x<32>" */
+        size_t paren = full.find('(');
+        if (paren != std::string::npos) full.resize(paren);
+        if (full.compare(0, 5, "void ") == 0) full.erase(0, 5);
+        if (!full.empty()) name = full;
+    }
+    return cache.emplace(fn, name).first->second.c_str();
+}
+
+/* MU_EMU_COVERAGE=FILE: each process appends the name of every kernel it launches, once */
+static void note_coverage(const char *name)
+{
+    const char *path = getenv("MU_EMU_COVERAGE");
+    if (!path || !*path) return;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0644);
+    if (fd < 0) { fprintf(stderr, "mu: cuda-emu: %s: cannot open\n", path); return; }
+    std::string line = std::string(name) + "\n";
+    if (write(fd, line.data(), line.size()) != (ssize_t)line.size())
+        fprintf(stderr, "mu: cuda-emu: %s: write failed\n", path);
+    close(fd);
+}
+
 int emu_run_grid(const char *name, const void *fn, dim3 grid, dim3 block, size_t smem,
                  const std::function<void()> &body)
 {
@@ -624,7 +665,8 @@ int emu_run_grid(const char *name, const void *fn, dim3 grid, dim3 block, size_t
         g_last = cudaErrorInvalidValue;
         return 1;
     }
-    g_launched[name]++;
+    name = kernel_name(name, fn);
+    if (g_launched[name]++ == 0) note_coverage(name);
     g_kernel = name;
     g_nthreads = (unsigned)nthreads;
     g_nwarps = (g_nthreads + 31) / 32;
