@@ -74,18 +74,17 @@ BENCH_BIN := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 # emulated runtime (tests/emu/include replaces the CUDA headers); linked with libmu's C
 # objects and the CUDA tests into run-tests-emu, plus emu-attn (the tiled attention
 # kernels against a double reference and the emulator's own checks). Built wherever the
-# ucontext API exists (glibc), with or without nvcc; not in SANITIZE=1 builds.
+# ucontext API exists (glibc), with or without nvcc; under ASan+UBSan with SANITIZE=1 (the
+# fiber switches are annotated for ASan; device allocations are exact-size heap blocks, so
+# a kernel's overrun is an ASan error).
 EMU_CXX ?= g++
 EMU_OK := $(shell printf '\043include <ucontext.h>\nint main(void) { ucontext_t u; return getcontext(&u); }\n' | \
             $(EMU_CXX) -x c++ - -o /dev/null 2>/dev/null && echo 1)
-ifeq ($(SANITIZE),1)
-  EMU_OK :=
-endif
 ifeq ($(EMU_OK),1)
   EMU_DIR  := $(BUILD)/emu
   EMU_CXXFLAGS := -std=c++20 -O2 -g -Wall -Wextra -Wno-unknown-pragmas -ffp-contract=off \
                   -pthread -Itests/emu/include -Itests/emu -Ikernels/cuda -Ilib -Ikernels \
-                  -DMU_HAVE_CUDA=1 -MMD -MP
+                  -DMU_HAVE_CUDA=1 $(SANFLAGS) -MMD -MP
   EMU_CU_OBJ := $(patsubst kernels/cuda/%.cu,$(EMU_DIR)/cuda/%.o,$(CUDA_SRC))
   EMU_RT_OBJ := $(EMU_DIR)/emu.o
   EMU_TEST_OBJ := $(EMU_DIR)/c/tests/t_cuda.o $(EMU_DIR)/c/tests/t_cuda_optim.o \

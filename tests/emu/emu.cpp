@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 #include <ucontext.h>
+#include <pthread.h>
 #include <cxxabi.h>
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -239,14 +240,33 @@ static void make_worker(int i)
     ctx_make(&w.ctx, w.stack, w.size, worker_main);
 }
 
+/* ASan: the scheduler's stack (the calling thread's), where fibers return to */
+static void sched_stack_bounds(void)
+{
+#if EMU_ASAN
+    if (g_sched_size) return;
+    pthread_attr_t a;
+    void *addr = NULL;
+    size_t size = 0;
+    if (pthread_getattr_np(pthread_self(), &a) || pthread_attr_getstack(&a, &addr, &size)) {
+        fprintf(stderr, "mu: cuda-emu: cannot find the stack of the launching thread\n");
+        abort();
+    }
+    pthread_attr_destroy(&a);
+    g_sched_bottom = addr;
+    g_sched_size = size;
+#endif
+}
+
 /* scheduler side: run thread t (and lanes of its warp) until they wait or end */
 static void switch_to(int t)
 {
+    sched_stack_bounds();
     g_cur = t;
     emu_tid = g_t[t].tid;
     asan_start(&g_sched_fake, g_w[t].stack, g_w[t].size);
     ctx_switch(&g_sched, &g_w[t].ctx);
-    asan_finish(g_sched_fake, &g_sched_bottom, &g_sched_size);
+    asan_finish(g_sched_fake, NULL, NULL);
     g_cur = -1;
 }
 
@@ -444,11 +464,10 @@ cudaError_t emu_malloc(void **p, size_t n)
     if (!p) return g_last = cudaErrorInvalidValue;
     *p = NULL;
     if (n > EMU_TOTAL_MEM - g_used) return g_last = cudaErrorMemoryAllocation;
-    size_t bytes = (n + 255) / 256 * 256;
-    if (!bytes) bytes = 256;
-    void *m = aligned_alloc(256, bytes);
+    void *m = NULL;              /* exactly n bytes: ASan builds catch overruns past them */
+    if (posix_memalign(&m, 256, n ? n : 1)) m = NULL;
     if (!m) return g_last = cudaErrorMemoryAllocation;
-    memset(m, 0xff, bytes);                       /* NaN (and -1): unwritten data shows */
+    memset(m, 0xff, n);                           /* NaN (and -1): unwritten data shows */
     g_allocs[(uintptr_t)m] = n;
     g_used += n;
     *p = m;

@@ -258,6 +258,29 @@ static void strictness(void)
     }
     report(stale > 0, "emulator: a missing __syncthreads reads NaN shared memory (%d reads)",
            stale);
+    /* a kernel written for NT threads launched with fewer: its tiles are half loaded (NaN
+     * shared memory), so the output differs from the NT-thread launch */
+    {
+        const int B = 1, T = 40, H = 2, hd = 32;
+        size_t n = (size_t)B * T * H * hd;
+        std::vector<float> h(n);
+        std::mt19937 r(7);
+        std::normal_distribution<float> nd(0, 1);
+        for (float &v : h) v = nd(r);
+        float *q = dev(h.data(), n), *o1 = dev(NULL, n), *o2 = dev(NULL, n);
+        attn_dev a = { B, T, T, H, H, hd, NULL, NULL, 0.2f };
+        EMU_LAUNCH(k_attn_fwd_tiled<32>, 2, NT, fwd_smem<32>())(o1, nullptr, q, q, q, a);
+        EMU_LAUNCH(k_attn_fwd_tiled<32>, 2, NT / 2, fwd_smem<32>())(o2, nullptr, q, q, q, a);
+        std::vector<float> g1 = host(o1, n), g2 = host(o2, n);
+        size_t differ = 0, finite = 0;
+        for (size_t i = 0; i < n; i++) {
+            finite += std::isfinite(g1[i]);
+            differ += !(g1[i] == g2[i]);
+        }
+        report(finite == n && differ > 0, "emulator: blockDim %d instead of %d shows (%zu of %zu "
+               "outputs differ)", NT / 2, NT, differ, n);
+        for (float *p : { q, o1, o2 }) CK(cudaFree(p));
+    }
     /* dynamic shared memory: 48 KB without the attribute, the attribute up to 227 KB (the
      * refused launch's message on stderr is expected: silenced) */
     fflush(stderr);
