@@ -1,5 +1,5 @@
-/* cuda_emu.h — the CUDA subset that mu's CUDA sources (kernels/cuda) use, emulated on the CPU so the
- * backend's own source runs in the tests (see tests/emu/emu.cpp and mu-cuda(7), TESTS).
+/* cuda_emu.h — the CUDA subset that mu's CUDA sources (kernels/cuda) use, emulated on the
+ * CPU so the backend's own source runs in the tests (tests/emu/emu.cpp; mu-cuda(7), TESTS).
  *
  * Device side: every thread of a block is a fiber; blocks run one after another (in a
  * random order), the threads of a block under a randomized schedule (warps at different
@@ -250,7 +250,4 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
                             int lda, const void *B, cudaDataType Btype, int ldb,
                             const void *beta, void *C, cudaDataType Ctype, int ldc,
                             cublasComputeType_t ctype, cublasGemmAlgo_t algo);
-
-/* ---- coverage (stage 3): kernels launched so far, by name --------------------------------- */
-extern "C" int emu_kernels_launched(char *buf, size_t cap);
 #endif

@@ -17,7 +17,9 @@
  * a shuffle with a mask other than 0xffffffff, a source lane outside the width, a partial
  * warp, a kernel pointer argument outside device memory. Bad launch configurations (block
  * size, more dynamic shared memory than the kernel's cudaFuncSetAttribute limit or 48 KB)
- * fail the launch as CUDA does (cudaGetLastError). */
+ * fail the launch as CUDA does (cudaGetLastError). Pointer arguments are checked when they
+ * are kernel parameters themselves (not pointers inside struct arguments).
+ * MU_EMU_COVERAGE=FILE: every process appends the names of the kernels it launched. */
 #include "cuda_emu.h"
 #include <cstdarg>
 #include <map>
@@ -155,7 +157,6 @@ static site g_bar_site;
 struct warp_st {
     unsigned count, gen;
     site where;
-    unsigned mask;
     uint64_t slot[2][32];
 };
 static std::vector<warp_st> g_warp;
@@ -327,7 +328,7 @@ static void run_block(void)
     g_bar_count = 0; g_bar_gen = 0; g_bar_site = site{NULL, 0};
     for (unsigned w = 0; w < g_nwarps; w++) {
         warp_st &ws = g_warp[w];
-        ws.count = 0; ws.gen = 0; ws.where = site{NULL, 0}; ws.mask = 0;
+        ws.count = 0; ws.gen = 0; ws.where = site{NULL, 0};
         static const double speeds[3] = { 1.0, 0.25, 0.03 };
         g_speed[w] = speeds[rnd_below(3)];
     }
@@ -400,7 +401,8 @@ uint64_t emu_shfl(unsigned mask, uint64_t v, int src, int width, int xor_mask, c
     int from;
     if (xor_mask >= 0) {
         from = (int)(lane ^ (unsigned)xor_mask);
-        if (xor_mask >= width) emu_fail("%s:%d: shuffle xor lane mask %d >= width %d", file, line, xor_mask, width);
+        if (xor_mask >= width)
+            emu_fail("%s:%d: shuffle xor lane mask %d >= width %d", file, line, xor_mask, width);
     } else {
         if (src < 0 || src >= width)
             emu_fail("%s:%d: shuffle source lane %d outside 0..%d", file, line, src, width - 1);
@@ -537,8 +539,18 @@ cudaError_t cudaGetDeviceCount(int *n)
     return cudaSuccess;
 }
 static int g_dev;
-cudaError_t cudaSetDevice(int d) { if (d != 0) return g_last = cudaErrorInvalidDevice; g_dev = d; return cudaSuccess; }
-cudaError_t cudaGetDevice(int *d) { if (!d) return cudaErrorInvalidValue; *d = g_dev; return cudaSuccess; }
+cudaError_t cudaSetDevice(int d)
+{
+    if (d != 0) return g_last = cudaErrorInvalidDevice;
+    g_dev = d;
+    return cudaSuccess;
+}
+cudaError_t cudaGetDevice(int *d)
+{
+    if (!d) return cudaErrorInvalidValue;
+    *d = g_dev;
+    return cudaSuccess;
+}
 
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d)
 {
@@ -724,17 +736,6 @@ int emu_run_grid(const char *name, const void *fn, dim3 grid, dim3 block, size_t
     g_kernel = "?";
     g_body = NULL;
     return 0;
-}
-
-extern "C" int emu_kernels_launched(char *buf, size_t cap)
-{
-    size_t len = 0;
-    if (cap) buf[0] = 0;
-    for (auto &kv : g_launched) {
-        int n = snprintf(buf + len, cap > len ? cap - len : 0, "%s%s", len ? " " : "", kv.first.c_str());
-        if (n > 0) len += (size_t)n;
-    }
-    return (int)g_launched.size();
 }
 
 /* ---- cuBLAS ------------------------------------------------------------------------------------ */

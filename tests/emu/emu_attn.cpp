@@ -145,9 +145,10 @@ static void run_case(int B, int Tq, int Tk, int H, int Hkv, int hd, const int32_
         mu_cu_attention_tiled(gO, gL, gQ, gK, gV, a);
         mu_cu_attention_bwd_tiled(gdQ, gdK, gdV, gdO, cL, cD, gQ, gK, gV, a);
     } else {
-        CK(cudaFuncSetAttribute(k_attn_fwd_tiled<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fwd_smem<HD>()));
-        CK(cudaFuncSetAttribute(k_attn_dq_tiled<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)dq_smem<HD>()));
-        CK(cudaFuncSetAttribute(k_attn_dkv_tiled<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)dkv_smem<HD>()));
+        const cudaFuncAttribute dyn = cudaFuncAttributeMaxDynamicSharedMemorySize;
+        CK(cudaFuncSetAttribute(k_attn_fwd_tiled<HD>, dyn, (int)fwd_smem<HD>()));
+        CK(cudaFuncSetAttribute(k_attn_dq_tiled<HD>, dyn, (int)dq_smem<HD>()));
+        CK(cudaFuncSetAttribute(k_attn_dkv_tiled<HD>, dyn, (int)dkv_smem<HD>()));
         EMU_LAUNCH(k_attn_fwd_tiled<HD>, grid, NT, fwd_smem<HD>())(gO, gL, gQ, gK, gV, a);
         CK(cudaGetLastError());
         EMU_LAUNCH(k_attn_dq_tiled<HD>, grid, NT, dq_smem<HD>())(gdQ, gdO, cL, cD, gQ, gK, gV, a);
@@ -156,8 +157,9 @@ static void run_case(int B, int Tq, int Tk, int H, int Hkv, int hd, const int32_
         CK(cudaGetLastError());
     }
     char shape[160], why[5][120];
+    size_t items = (size_t)B * H * ((Tq + AQT - 1) / AQT);        /* the launchers' grid */
     snprintf(shape, sizeof shape, "tiled<%d> B%d Tq%d Tk%d H%d/%d hd%d grid %u", HD, B, Tq, Tk,
-             H, Hkv, hd, grid ? grid : (unsigned)std::min<size_t>((size_t)B * H * ((Tq + AQT - 1) / AQT), MAX_ITEMS));
+             H, Hkv, hd, grid ? grid : (unsigned)std::min<size_t>(items, MAX_ITEMS));
     bool ok[5] = {
         close_to(host(gO, nq), O, 1e-5, why[0], sizeof why[0]),
         close_to(host(gL, nl), L, 1e-5, why[1], sizeof why[1]),
