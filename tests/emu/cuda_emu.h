@@ -127,7 +127,8 @@ typedef enum cudaError {
     cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2,
     cudaErrorInitializationError = 3, cudaErrorInvalidConfiguration = 9,
     cudaErrorInvalidDevicePointer = 17, cudaErrorInvalidMemcpyDirection = 21,
-    cudaErrorNoDevice = 100, cudaErrorInvalidDevice = 101, cudaErrorLaunchFailure = 719,
+    cudaErrorNoDevice = 100, cudaErrorInvalidDevice = 101,
+    cudaErrorLaunchOutOfResources = 701, cudaErrorLaunchFailure = 719,
 } cudaError_t;
 enum cudaMemcpyKind {
     cudaMemcpyHostToHost = 0, cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2,
@@ -181,6 +182,12 @@ static inline cudaError_t cudaFuncSetAttribute(T *fn, cudaFuncAttribute a, int v
  * whose arguments are deduced), for its cudaFuncSetAttribute limit. */
 int emu_run_grid(const char *name, const void *fn, dim3 grid, dim3 block, size_t smem,
                  const std::function<void()> &body);
+/* __launch_bounds__(max_threads, ...) of a kernel (registered by transform.sh): launches of
+ * it with more threads per block fail as on CUDA */
+void emu_register_bounds(const char *kernel, int max_threads);
+struct emu_bounds_reg {
+    emu_bounds_reg(const char *kernel, int max_threads) { emu_register_bounds(kernel, max_threads); }
+};
 /* checks a pointer argument of a kernel: NULL or inside a device allocation */
 void emu_check_arg_ptr(const char *kernel, int index, const void *p);
 

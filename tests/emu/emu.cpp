@@ -16,7 +16,8 @@
  * another barrier: a deadlock on a GPU), threads of one barrier at two different lines,
  * a shuffle with a mask other than 0xffffffff, a source lane outside the width, a partial
  * warp, a kernel pointer argument outside device memory. Bad launch configurations (block
- * size, more dynamic shared memory than the kernel's cudaFuncSetAttribute limit or 48 KB)
+ * size, more threads than the kernel's __launch_bounds__, more dynamic shared memory than
+ * its cudaFuncSetAttribute limit or 48 KB)
  * fail the launch as CUDA does (cudaGetLastError). Pointer arguments are checked when they
  * are kernel parameters themselves (not pointers inside struct arguments).
  * MU_EMU_COVERAGE=FILE: every process appends the names of the kernels it launched. */
@@ -608,6 +609,7 @@ const char *cudaGetErrorString(cudaError_t e)
     case cudaErrorInvalidMemcpyDirection: return "invalid copy direction for memcpy";
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorLaunchOutOfResources: return "too many resources requested for launch";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
     }
     return "unknown error";
@@ -635,6 +637,13 @@ void emu_check_arg_ptr(const char *kernel, int index, const void *p)
             index + 1, p);
     abort();
 }
+
+static std::map<std::string, int> &bounds(void)
+{
+    static std::map<std::string, int> m;     /* kernel name (no template arguments) -> max */
+    return m;
+}
+void emu_register_bounds(const char *kernel, int max_threads) { bounds()[kernel] = max_threads; }
 
 /* The kernel's own name: from its symbol where the launch had its address (a launch
  * through a function pointer names the pointer), else the launch's text. Needs the
@@ -697,6 +706,14 @@ int emu_run_grid(const char *name, const void *fn, dim3 grid, dim3 block, size_t
         return 1;
     }
     name = kernel_name(name, fn);
+    std::string base(name, strcspn(name, "<"));
+    auto lb = bounds().find(base);
+    if (lb != bounds().end() && nthreads > (size_t)lb->second) {
+        fprintf(stderr, "mu: cuda-emu: %s: %zu threads per block above its __launch_bounds__ "
+                "(%d)\n", name, nthreads, lb->second);
+        g_last = cudaErrorLaunchOutOfResources;
+        return 1;
+    }
     if (g_launched[name]++ == 0) note_coverage(name);
     g_kernel = name;
     g_nthreads = (unsigned)nthreads;

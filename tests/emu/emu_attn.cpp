@@ -298,13 +298,20 @@ static void strictness(void)
     cudaGetLastError();
     EMU_LAUNCH(missing_barrier, 1, 2048)(x);
     cudaError_t e4 = cudaGetLastError();
+    float *o = dev(NULL, 64);                    /* __launch_bounds__(NT, 2): 2 NT threads fail */
+    attn_dev a1 = { 1, 1, 1, 1, 1, 32, NULL, NULL, 1.0f };
+    EMU_LAUNCH(k_attn_fwd_tiled<32>, 1, 2 * NT, fwd_smem<32>())(o, nullptr, o, o, o, a1);
+    cudaError_t e5 = cudaGetLastError();
+    CK(cudaFree(o));
     fflush(stderr);
     if (dup2(saved, 2) < 0) { perror("emu-attn: stderr"); exit(1); }
     close(saved);
     close(devnull);
-    report(e1 != cudaSuccess && e2 == cudaSuccess && e3 != cudaSuccess && e4 != cudaSuccess,
+    report(e1 != cudaSuccess && e2 == cudaSuccess && e3 != cudaSuccess && e4 != cudaSuccess &&
+           e5 == cudaErrorLaunchOutOfResources,
            "emulator: launch limits (64 KB without the attribute: %d, with: %d; attribute "
-           "228 KB: %d; 2048 threads: %d)", (int)e1, (int)e2, (int)e3, (int)e4);
+           "228 KB: %d; 2048 threads: %d; %d threads past __launch_bounds__: %d)", (int)e1,
+           (int)e2, (int)e3, (int)e4, 2 * NT, (int)e5);
     CK(cudaFree(x));
 }
 

@@ -6,6 +6,8 @@
 #   extern __shared__ T name[];                      ->  T *name = emu_dyn_smem<T>();
 #   __shared__ T decl;                               ->  static T decl; emu_shared_nan(...)
 #   NULL on a launch line                            ->  nullptr (arguments keep their type)
+#   __launch_bounds__(N, ...) NAME(                  ->  (kept) + at the end of the file,
+#                                                        emu_bounds_reg emu_lb_NAME("NAME", N)
 set -eu
 in=$1; out=$2
 [ -r "$in" ] || { echo "transform.sh: $in: cannot read" >&2; exit 1; }
@@ -16,6 +18,9 @@ tmp="$out.tmp.$$"
     s/\bextern\s+__shared__\s+(\w+)\s+(\w+)\s*\[\s*\]\s*;/$1 *$2 = emu_dyn_smem<$1>();/;
     s/^(\s*)__shared__\s+([^;]*?)\s*\b(\w+)(\s*\[[^\]]*\])?\s*;/${1}static $2 $3$4; emu_shared_nan(&$3, sizeof $3);/;
     if (s/\b(\w+(?:<[^<>;]*>)?)<<<(.*?)>>>/EMU_LAUNCH($1, $2)/g) { s/\bNULL\b/nullptr/g; }
+    push @lb, "static emu_bounds_reg emu_lb_$2(\"$2\", $1);\n"
+        if /__launch_bounds__\(([^,)]+)[^)]*\)\s+(\w+)\s*\(/;
+    END { print @lb }
   ' "$in"
 } > "$tmp"
 # nothing CUDA-only may be left behind
