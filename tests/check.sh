@@ -40,7 +40,9 @@ if [ -n "${MU_EMU_ATTN:-}" ] && [ -x "$MU_EMU_ATTN" ]; then
 fi
 if [ -n "${MU_EMU_TESTS:-}" ] && [ -x "$MU_EMU_TESTS" ]; then
   tally < <(MU_CUDA_EMU=1 MU_EMU_COVERAGE=$emu_cov OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} \
-            "$MU_EMU_TESTS" cuda 2>&1 | grep -v '^c-tests:' | sed -E 's/^(ok|FAIL|skip) +/\1 emu:/')
+            "$MU_EMU_TESTS" cuda 2>&1 | grep -v '^c-tests:' | sed -E 's/^(ok|FAIL|skip) +/\1 emu:/'
+            rc=${PIPESTATUS[0]}   # 1: failed tests (their lines say so); else a crash
+            [ "$rc" -eq 0 ] || [ "$rc" -eq 1 ] || echo "FAIL emu: run-tests-emu exited with status $rc")
   emu_all=$(perl -ne 'print "$1\n" if /^\s*__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)\s*\(/' \
             kernels/cuda/*.cu | sort -u)
   emu_ran=$(comm -12 <(echo "$emu_all") <(sed 's/<.*//' "$emu_cov" | sort -u))
