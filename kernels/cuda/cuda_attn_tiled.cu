@@ -82,6 +82,36 @@ __device__ __forceinline__ void load_tile(float *dst, int ld, const float *src, 
 }
 
 /* ---- forward ------------------------------------------------------------------------------- */
+/* acc[i][.] = 0: the QPW rows of NPL head-dim elements (lane + 32 k) a lane accumulates */
+template <int NPL>
+__device__ __forceinline__ void acc_zero(float (&acc)[QPW][NPL])
+{
+#pragma unroll
+    for (int i = 0; i < QPW; i++)
+#pragma unroll
+        for (int k = 0; k < NPL; k++) acc[i][k] = 0.0f;
+}
+
+/* acc[i][k] += sum over tile rows jj < nj of w_i(jj) * R[jj][lane + 32 k], where w_i(jj)
+ * is lane jj's w[i] (broadcast by shuffle): lane per dimension. R: tile rows of stride
+ * ld in shared memory. */
+template <int NPL>
+__device__ __forceinline__ void acc_rows(float (&acc)[QPW][NPL], const float (&w)[QPW],
+                                         const float *R, int ld, int nj, int lane)
+{
+    for (int jj = 0; jj < nj; jj++) {
+        float r[NPL];
+#pragma unroll
+        for (int k = 0; k < NPL; k++) r[k] = R[jj * ld + lane + 32 * k];
+#pragma unroll
+        for (int i = 0; i < QPW; i++) {
+            float wj = __shfl_sync(0xffffffffu, w[i], jj);
+#pragma unroll
+            for (int k = 0; k < NPL; k++) acc[i][k] += wj * r[k];
+        }
+    }
+}
+
 /* Shared: Qs [AQT][HD] (broadcast reads), Ks [AKT][HD+4] (lane j reads row j),
  * Vs [AKT][HD+4] (lane d reads column d). */
 template <int HD>
@@ -113,11 +143,7 @@ __global__ void __launch_bounds__(NT, 2) k_attn_fwd_tiled(float *O, float *lse, 
         const int tw = t0 + warp * QPW;          /* this warp's first query */
         /* lane i < QPW holds the running max and sum of query tw + i */
         float mreg = -INFINITY, lreg = 0.0f, acc[QPW][NPL];
-#pragma unroll
-        for (int i = 0; i < QPW; i++) {
-#pragma unroll
-            for (int k = 0; k < NPL; k++) acc[i][k] = 0.0f;
-        }
+        acc_zero<NPL>(acc);
         const float *qw = Qs + warp * QPW * HD, *kr = Ks + lane * KLD;
         for (int j0 = 0; j0 < kmax; j0 += AKT) {
             const int nj = min(AKT, kmax - j0);
@@ -152,17 +178,7 @@ __global__ void __launch_bounds__(NT, 2) k_attn_fwd_tiled(float *O, float *lse, 
                 for (int k = 0; k < NPL; k++) acc[i][k] *= corr;
                 if (lane == i) { mreg = mn; lreg = lreg * corr + ps; }
             }
-            for (int jj = 0; jj < nj; jj++) {    /* acc += p_j V_j, lane per dimension */
-                float v[NPL];
-#pragma unroll
-                for (int k = 0; k < NPL; k++) v[k] = Vs[jj * KLD + lane + 32 * k];
-#pragma unroll
-                for (int i = 0; i < QPW; i++) {
-                    float pj = __shfl_sync(0xffffffffu, p[i], jj);
-#pragma unroll
-                    for (int k = 0; k < NPL; k++) acc[i][k] += pj * v[k];
-                }
-            }
+            acc_rows<NPL>(acc, p, Vs, KLD, nj, lane);   /* acc += p_j V_j */
         }
 #pragma unroll
         for (int i = 0; i < QPW; i++) {
@@ -230,10 +246,7 @@ __global__ void __launch_bounds__(NT, 2) k_attn_dq_tiled(float *dQ, const float 
         }
         const int tw = t0 + warp * QPW;          /* this warp's first query */
         float acc[QPW][NPL];
-#pragma unroll
-        for (int i = 0; i < QPW; i++)
-#pragma unroll
-            for (int k = 0; k < NPL; k++) acc[i][k] = 0.0f;
+        acc_zero<NPL>(acc);
         const float *qw = Qs + warp * QPW * HD, *ow = dOs + warp * QPW * HD;
         const float *kr = Ks + lane * KLD, *vr = Vs + lane * KLD;
         for (int j0 = 0; j0 < kmax; j0 += AKT) {
@@ -265,17 +278,7 @@ __global__ void __launch_bounds__(NT, 2) k_attn_dq_tiled(float *dQ, const float 
                 float p = j < nk ? expf(s.scale * sc[i] - Ls[r]) : 0.0f;
                 sc[i] = p * (dp[i] - Ds[r]) * s.scale;
             }
-            for (int jj = 0; jj < nj; jj++) {    /* acc += ds_j K_j, lane per dimension */
-                float kv[NPL];
-#pragma unroll
-                for (int k = 0; k < NPL; k++) kv[k] = Ks[jj * KLD + lane + 32 * k];
-#pragma unroll
-                for (int i = 0; i < QPW; i++) {
-                    float dsj = __shfl_sync(0xffffffffu, sc[i], jj);
-#pragma unroll
-                    for (int k = 0; k < NPL; k++) acc[i][k] += dsj * kv[k];
-                }
-            }
+            acc_rows<NPL>(acc, sc, Ks, KLD, nj, lane);  /* acc += ds_j K_j */
         }
 #pragma unroll
         for (int i = 0; i < QPW; i++) {
