@@ -37,16 +37,6 @@
 static_assert(AQT % WARPS == 0 && AKT % WARPS == 0 && QPW % 4 == 0 && AKT == 32 && DQT == 32,
               "tiles split evenly over the warps; one key or query per lane");
 
-__device__ __forceinline__ float tl_warp_max(float v)
-{
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-__device__ __forceinline__ float tl_warp_sum(float v)
-{
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
 __device__ __forceinline__ float dot4(float4 a, float4 b)
 {
     return a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
@@ -169,11 +159,11 @@ __global__ void __launch_bounds__(NT, 2) k_attn_fwd_tiled(float *O, float *lse, 
                 const int nk = tw + i < s.Tq ? n_keys(s, b, tw + i) : 0;
                 float x = j < nk ? s.scale * p[i] : -INFINITY;
                 float mi = __shfl_sync(0xffffffffu, mreg, i);
-                float mn = fmaxf(mi, tl_warp_max(x));
+                float mn = fmaxf(mi, warp_max(x));
                 /* mn = -inf: nothing visible yet, nothing changes (no inf - inf) */
                 float corr = mn == -INFINITY ? 1.0f : expf(mi - mn);
                 p[i] = x == -INFINITY ? 0.0f : expf(x - mn);
-                float ps = tl_warp_sum(p[i]);
+                float ps = warp_sum(p[i]);
 #pragma unroll
                 for (int k = 0; k < NPL; k++) acc[i][k] *= corr;
                 if (lane == i) { mreg = mn; lreg = lreg * corr + ps; }

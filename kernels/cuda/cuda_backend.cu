@@ -106,16 +106,6 @@ static const void *to_device(int slot, const void *host, size_t nbytes)
 }
 
 /* ---- reductions ----------------------------------------------------------------------- */
-__device__ __forceinline__ float warp_sum(float v)
-{
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-__device__ __forceinline__ float warp_max(float v)
-{
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
 /* Sum over the block (blockDim.x == NT); every thread gets the result. */
 __device__ float block_sum(float v)
 {

@@ -27,6 +27,18 @@ extern int mu_cu_debug_sync;
 #define NT 256                   /* threads per block */
 #define WARPS (NT / 32)
 
+/* Sum / maximum over the 32 lanes of a warp (all lanes active); every lane gets it. */
+static __device__ __forceinline__ float warp_sum(float v)
+{
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+static __device__ __forceinline__ float warp_max(float v)
+{
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
 /* Blocks for a grid-stride loop over n items, each handled by `per` threads (capped at
  * 32 blocks per SM). */
 unsigned mu_cu_grid_for(size_t n, int per);
