@@ -1070,29 +1070,40 @@ int mu_model_backward(mu_model *m, const float *dlogits, const mu_hook *hooks, i
     return backward_from(m, dlogits, 0, hooks, n_hooks, err, errlen);
 }
 
+/* Mean cross-entropy of the last forward's logits over targets in [0, V); dl (a backend
+ * buffer [N, V], or NULL) receives d mean / d logits. *cnt = targets counted. NAN when
+ * host memory runs out. */
+static double mean_ce(mu_model *m, const int32_t *targets, float *dl, int *cnt)
+{
+    int N = m->N, V = m->V, c = 0;
+    for (int n = 0; n < N; n++) c += targets[n] >= 0 && targets[n] < V;
+    *cnt = c;
+    float *loss = calloc(N ? N : 1, sizeof *loss);
+    if (!loss) return NAN;
+    m->be->cross_entropy(loss, dl, m->logits, targets, N, V, c ? 1.0f / c : 0.0f);
+    double s = 0;
+    for (int n = 0; n < N; n++) s += loss[n];
+    free(loss);
+    return c ? s / c : 0;
+}
+
 double mu_model_backward_ce(mu_model *m, const int32_t *targets, const mu_hook *hooks,
                             int n_hooks, int *count, char *err, size_t errlen)
 {
-    int N = m->N, V = m->V, cnt = 0;
+    int cnt = 0;
     if (count) *count = 0;
     if (!m->have_train || !m->full || m->last_only || !m->logits) {
         snprintf(err, errlen, "backward: no whole-model training forward to go back through");
         return NAN;
     }
-    for (int n = 0; n < N; n++) cnt += targets[n] >= 0 && targets[n] < V;
-    float *loss = calloc(N ? N : 1, sizeof *loss);
-    if (!loss || !dlog_buffer(m)) {
-        free(loss);
+    double loss = dlog_buffer(m) ? mean_ce(m, targets, m->dlog, &cnt) : NAN;
+    if (isnan(loss)) {
         snprintf(err, errlen, "backward: out of memory for dlogits");
         return NAN;
     }
-    m->be->cross_entropy(loss, m->dlog, m->logits, targets, N, V, cnt ? 1.0f / cnt : 0.0f);
-    double s = 0;
-    for (int n = 0; n < N; n++) s += loss[n];
-    free(loss);
     if (backward_from(m, NULL, 1, hooks, n_hooks, err, errlen)) return NAN;
     if (count) *count = cnt;
-    return cnt ? s / cnt : 0;
+    return loss;
 }
 
 static int backward_from(mu_model *m, const float *dlogits, int on_backend,
@@ -1134,24 +1145,16 @@ static int backward_from(mu_model *m, const float *dlogits, int on_backend,
 
 double mu_model_cross_entropy(mu_model *m, const int32_t *targets, float *dlogits, int *count)
 {
-    int N = m->N, V = m->V, cnt = 0;
+    int cnt = 0;
     if (count) *count = 0;
     if (!m->full || m->last_only || !m->logits) return 0;
-    for (int n = 0; n < N; n++) cnt += targets[n] >= 0 && targets[n] < V;
-    float *loss = calloc(N ? N : 1, sizeof *loss);
-    float *dl = dlogits;
-    if (dlogits && !m->be->host_memory) dl = m->be->alloc(fsz((size_t)N * V));
-    if (!loss || (dlogits && !dl)) { free(loss); return NAN; }
-    m->be->cross_entropy(loss, dl, m->logits, targets, N, V, cnt ? 1.0f / cnt : 0.0f);
-    if (dlogits && dl != dlogits) {
-        m->be->download(dlogits, dl, fsz((size_t)N * V));
-        m->be->free(dl);
-    }
-    double s = 0;
-    for (int n = 0; n < N; n++) s += loss[n];
-    free(loss);
-    if (count) *count = cnt;
-    return cnt ? s / cnt : 0;
+    /* on a device the gradient goes through the dlogits workspace, then to the host */
+    float *dl = dlogits && !m->be->host_memory ? dlog_buffer(m) : dlogits;
+    if (dlogits && !dl) return NAN;
+    double loss = mean_ce(m, targets, dl, &cnt);
+    if (dl != dlogits && !isnan(loss)) m->be->download(dlogits, dl, fsz((size_t)m->N * m->V));
+    if (count && !isnan(loss)) *count = cnt;
+    return loss;
 }
 
 /* ---- KV cache and greedy decoding ------------------------------------------------------ */
