@@ -24,7 +24,6 @@
 #include <cstring>
 #include <cstdint>
 #include <cmath>
-#include <unistd.h>
 #include <cuda_runtime.h>
 #include <cublas_v2.h>
 #include "mu_cuda.h"
@@ -890,8 +889,6 @@ extern "C" const mu_backend *mu_backend_cuda(void)
                                                        : CUBLAS_DEFAULT_MATH));
     fill_table(&g_backend);
     g_ready = 1;
-    const char *verbose = getenv("MU_VERBOSE");
-    if (isatty(2) || (verbose && !strcmp(verbose, "1"))) mu_cuda_print_memory("init");
     return &g_backend;
 }
 
