@@ -104,6 +104,12 @@ static const void *to_device(int slot, const void *host, size_t nbytes)
     return d;
 }
 
+/* Device copy of token ids (cuda_common.h): the embedding ops' shared scratch slot. */
+const int32_t *mu_cu_ids(const int32_t *ids, int N)
+{
+    return (const int32_t *)to_device(SC_IDS, ids, (size_t)N * sizeof *ids);
+}
+
 /* ---- reductions ----------------------------------------------------------------------- */
 /* Sum over the block (blockDim.x == NT); every thread gets the result. */
 __device__ float block_sum(float v)
@@ -252,7 +258,7 @@ __global__ void k_embed(float *Y, const float *E, const int32_t *ids, int N, int
 static void cu_embed(float *Y, const float *E, const int32_t *ids, int N, int D)
 {
     if (N <= 0 || D <= 0) return;
-    const int32_t *d_ids = (const int32_t *)to_device(SC_IDS, ids, (size_t)N * sizeof *ids);
+    const int32_t *d_ids = mu_cu_ids(ids, N);
     k_embed<<<grid_for((size_t)N * D, 1), NT>>>(Y, E, d_ids, N, D);
     KCHECK();
 }
@@ -267,7 +273,7 @@ __global__ void k_embed_bwd(float *dE, const float *dY, const int32_t *ids, int 
 static void cu_embed_bwd(float *dE, const float *dY, const int32_t *ids, int N, int D)
 {
     if (!dE || N <= 0 || D <= 0) return;
-    const int32_t *d_ids = (const int32_t *)to_device(SC_IDS, ids, (size_t)N * sizeof *ids);
+    const int32_t *d_ids = mu_cu_ids(ids, N);
     k_embed_bwd<<<grid_for((size_t)D, 1), NT>>>(dE, dY, d_ids, N, D);
     KCHECK();
 }

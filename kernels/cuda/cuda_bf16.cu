@@ -109,21 +109,11 @@ __global__ void k_embed_bf16(float *Y, const __nv_bfloat16 *E, const int32_t *id
     }
 }
 
-static const int32_t *g_ids;
-static size_t g_ids_cap;
-
 static void cu_embed_bf16(float *Y, const uint16_t *E, const int32_t *ids, int N, int D)
 {
     if (N <= 0 || D <= 0) return;
-    if (g_ids_cap < (size_t)N) {
-        if (g_ids) CK(cudaFree((void *)g_ids));
-        g_ids = NULL;
-        CK(cudaMalloc((void **)&g_ids, (size_t)N * sizeof *ids));
-        g_ids_cap = (size_t)N;
-    }
-    CK(cudaMemcpy((void *)g_ids, ids, (size_t)N * sizeof *ids, cudaMemcpyHostToDevice));
     size_t n = (size_t)N * D;
-    k_embed_bf16<<<mu_cu_grid_for(n, 1), NT>>>(Y, (const __nv_bfloat16 *)E, g_ids, N, D);
+    k_embed_bf16<<<mu_cu_grid_for(n, 1), NT>>>(Y, (const __nv_bfloat16 *)E, mu_cu_ids(ids, N), N, D);
     KCHECK();
 }
 

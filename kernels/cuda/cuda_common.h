@@ -42,6 +42,9 @@ static __device__ __forceinline__ float warp_max(float v)
 /* Blocks for a grid-stride loop over n items, each handled by `per` threads (capped at
  * 32 blocks per SM). */
 unsigned mu_cu_grid_for(size_t n, int per);
+/* Device copy of host token ids [N], in a scratch buffer of the backend that is reused
+ * (and not copied again when the same ids come again); valid until the next call. */
+const int32_t *mu_cu_ids(const int32_t *ids, int N);
 /* The cuBLAS handle of the backend (valid once mu_backend_cuda() returned non-NULL). */
 cublasHandle_t mu_cu_blas(void);
 
