@@ -165,6 +165,17 @@ struct mu_backend {
      * rows. (dscale = 1/count for a mean loss.) targets host [N]. */
     void (*cross_entropy)(float *loss, float *dlogits, const float *logits,
                           const int32_t *targets, int N, int V, float dscale);
+    /* Log-probability of each row's target, in double (host [N] output; 0 where targets[n] is
+     * outside [0, V)):  logp[n] = (double)z[y] - (mx + log(acc)),  z = logits[n,:],
+     * mx = max_j z_j (f32), acc = sum_j exp((double)z_j - mx) (double). targets host [N]. */
+    void (*target_logprob)(double *logp, const float *logits, const int32_t *targets, int N,
+                           int V);
+    /* dlogits[n,:] += a[n] * (onehot(targets[n]) - softmax(logits[n,:]))  — the gradient of
+     * sum_n a[n] * logp[n]. ACCUMULATES. Per element: d[j] -= (float)(a * exp((double)z_j - lse)),
+     * then d[y] += (float)a, with lse = mx + log(acc) as in target_logprob. Rows with targets[n]
+     * outside [0, V) or a[n] == 0 are untouched. a, targets host [N]. */
+    void (*logp_grad)(float *dlogits, const float *logits, const int32_t *targets,
+                      const double *a, int N, int V);
 
     /* ---- bf16 weights (mixed precision: --dtype bf16) ------------------------------
      * A bf16 buffer holds uint16 values: the upper half of the f32 bit pattern, rounded

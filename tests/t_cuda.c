@@ -409,6 +409,107 @@ TEST(cuda_log_softmax_cross_entropy_vs_cpu)
     free(X); free(Y); free(d);
 }
 
+/* target_logprob and logp_grad: logp in double (GPU exp and summation order differ from the
+ * CPU's by rounding only: ~1e-15 relative), dlogits accumulated onto random values, rows
+ * with ignored targets (-1, V, -100) or a[n] == 0 left bit for bit as they were. */
+static void logp_case(const mu_backend *g, int N, int V, uint64_t seed)
+{
+    const mu_backend *c = mu_backend_cpu();
+    size_t n = (size_t)N * V;
+    float *X = fnew(n), *D = fnew(n);
+    fill(X, n, seed, 4);
+    fill(D, n, seed + 1, 1);
+    int32_t *t = calloc((size_t)N, sizeof *t);
+    double *a = calloc((size_t)N, sizeof *a), *lc = calloc((size_t)N, sizeof *lc);
+    double *lg = calloc((size_t)N, sizeof *lg), *lg2 = calloc((size_t)N, sizeof *lg2);
+    CHECK(t && a && lc && lg && lg2);
+    mu_rng r;
+    mu_rng_seed(&r, seed + 2);
+    for (int i = 0; i < N; i++) {
+        t[i] = (int32_t)mu_rng_below(&r, (uint64_t)V);
+        a[i] = 2 * mu_rng_normal(&r);
+        lg[i] = lg2[i] = NAN;                          /* every entry must be written */
+    }
+    static const int32_t ignored[3] = { -1, 0, -100 };  /* 0 stands for V */
+    for (int k = 0; k < 3 && 3 * k + 2 < N; k++) t[3 * k + 2] = ignored[k] ? ignored[k] : V;
+    if (N > 4) a[4] = 0.0;                             /* untouched */
+    if (N > 1 && V > 1) {          /* row 1: p(y) = 1 - ~e^-16, logp ~ -1.1e-7 */
+        double rest = 0;
+        for (int j = 0; j < V; j++) if (j != t[1]) rest += exp((double)X[(size_t)V + j]);
+        X[(size_t)V + t[1]] = (float)(log(rest) + 16);
+    }
+    char what[96];
+    dbuf gX = dnew(g, X, n), gD = dnew(g, D, n);
+    c->target_logprob(lc, X, t, N, V);
+    g->target_logprob(lg, gX.p, t, N, V);
+    g->target_logprob(lg2, gX.p, t, N, V);
+    CHECK_MSG(!memcmp(lg, lg2, (size_t)N * sizeof *lg), "target_logprob N%d V%d: two runs differ",
+              N, V);
+    for (int i = 0; i < N; i++) {
+        if (t[i] < 0 || t[i] >= V) {
+            CHECK_MSG(lg[i] == 0.0, "target_logprob N%d V%d: ignored row %d: %g", N, V, i, lg[i]);
+            continue;
+        }
+        CHECK_MSG(isfinite(lg[i]) && fabs(lg[i] - lc[i]) <= 1e-12 * (1 + fabs(lc[i])),
+                  "target_logprob N%d V%d row %d: cuda %.17g, cpu %.17g", N, V, i, lg[i], lc[i]);
+    }
+    if (N > 1 && V > 1) {
+        /* relative accuracy near p = 1 against a long double reference; the CPU's sequential
+         * sum of V terms onto ~1 carries ~sqrt(V) roundings of 1e-16 (1e-6 relative here) */
+        const float *z = X + (size_t)V;
+        long double mx = z[0], s = 0;
+        for (int j = 1; j < V; j++) if (z[j] > mx) mx = z[j];
+        for (int j = 0; j < V; j++) s += expl((long double)z[j] - mx);
+        double ref = (double)((long double)z[t[1]] - mx - logl(s));
+        CHECK_MSG(ref < -1e-8 && ref > -1e-6, "target_logprob: reference %g", ref);
+        CHECK_MSG(fabs(lg[1] - ref) <= 1e-5 * fabs(ref) && fabs(lc[1] - ref) <= 1e-5 * fabs(ref),
+                  "target_logprob N%d V%d: p close to 1: cuda %.17g, cpu %.17g, reference %.17g",
+                  N, V, lg[1], lc[1], ref);
+    }
+
+    float *Dc = fdup(D, n), *Dg = fnew(n);
+    c->logp_grad(Dc, X, t, a, N, V);
+    g->logp_grad(gD.p, gX.p, t, a, N, V);
+    snprintf(what, sizeof what, "logp_grad N%d V%d", N, V);
+    dget(&gD, Dg, what);
+    check_close(what, Dg, Dc, n, NMSE_F32);
+    for (int i = 0; i < N; i++)
+        if (t[i] < 0 || t[i] >= V || a[i] == 0)
+            CHECK_MSG(!memcmp(Dg + (size_t)i * V, D + (size_t)i * V, (size_t)V * sizeof *D),
+                      "%s: row %d (target %d, a %g) changed", what, i, t[i], a[i]);
+    /* elementwise too: the f32 results may differ by a rounding of a * p only */
+    for (size_t i = 0; i < n; i++)
+        CHECK_MSG(fabsf(Dg[i] - Dc[i]) <= 2e-7f * (1 + fabsf(Dc[i]) + 2 * fabsf((float)a[i / V])),
+                  "%s [%zu]: cuda %.9g, cpu %.9g", what, i, Dg[i], Dc[i]);
+    /* accumulates: a second call adds the same again */
+    c->logp_grad(Dc, X, t, a, N, V);
+    g->logp_grad(gD.p, gX.p, t, a, N, V);
+    snprintf(what, sizeof what, "logp_grad N%d V%d (twice)", N, V);
+    dcheck(&gD, Dc, what, NMSE_F32);
+    dfree(&gX); dfree(&gD);
+    free(X); free(D); free(t); free(a); free(lc); free(lg); free(lg2); free(Dc); free(Dg);
+}
+
+/* Named for the filters of tests/check.sh, which run the cuda_log_softmax tests in the
+ * emulator under ASan+UBSan. */
+TEST(cuda_log_softmax_target_logprob_logp_grad_vs_cpu)
+{
+    const mu_backend *g = gpu_or_skip();
+    logp_case(g, 13, 50257, 80);      /* a vocabulary like GPT-2's: not a multiple of NT */
+    logp_case(g, 301, 37, 81);        /* more rows than the emulator's grid: grid-stride */
+    logp_case(g, 5, 1, 82);           /* V = 1: logp = 0, gradient a - a */
+    logp_case(g, 2, 300, 83);
+    /* N = 0 and V = 0: nothing happens; V = 0 gives logp = 0 */
+    int32_t t2[2] = { 0, 1 };
+    double a2[2] = { 1, 1 }, l2[2] = { NAN, NAN };
+    g->target_logprob(l2, NULL, t2, 0, 5);
+    CHECK(isnan(l2[0]));
+    g->target_logprob(l2, NULL, t2, 2, 0);
+    CHECK(l2[0] == 0 && l2[1] == 0);
+    g->logp_grad(NULL, NULL, t2, a2, 0, 5);
+    g->logp_grad(NULL, NULL, t2, a2, 2, 0);
+}
+
 /* ---- bf16 weights ------------------------------------------------------------------------- */
 /* Both backends multiply the same bf16 values exactly and sum in f32: they differ only in
  * summation order (and the tensor cores' f32 accumulation), far below bf16 rounding. */

@@ -7,6 +7,7 @@
 #include "kernels.h"
 #include "model.h"
 #include "rng.h"
+#include "objectives.h"
 
 static const mu_backend *be(void) { return mu_backend_cpu(); }
 
@@ -496,6 +497,184 @@ TEST(op_log_softmax_cross_entropy)
     for (size_t i = 0; i < nx; i++) CHECK_NEAR(dl2[i], 0.25 * dl[i], 1e-7);
     for (int j = 0; j < c.V; j++) CHECK(dl2[c.V + j] == 0);
     free(X); free(Y); free(din); free(ref); free(dl); free(dl2);
+}
+
+/* ---- target log-probability and its gradient ------------------------------------------- */
+/* log softmax(x_n)[y_n] in long double (independent of the ops' double arithmetic); 0 where
+ * y_n is outside [0, V) */
+static long double ref_logp_row(const double *x, int V, int y)
+{
+    long double mx = x[0], s = 0;
+    for (int j = 1; j < V; j++) if (x[j] > mx) mx = x[j];
+    for (int j = 0; j < V; j++) s += expl((long double)x[j] - mx);
+    return (long double)x[y] - mx - logl(s);
+}
+
+static void ref_target_logprob(const double *in, double *out, const void *vc)
+{
+    const ce_ctx *c = vc;
+    for (int n = 0; n < c->N; n++) {
+        int y = c->targets[n];
+        out[n] = y < 0 || y >= c->V ? 0 : (double)ref_logp_row(in + (size_t)n * c->V, c->V, y);
+    }
+}
+
+/* Rows of V logits ~ N(0, 3^2), except row 1, whose target holds nearly all the mass:
+ * every other logit sits log(1e-7 / (V-1)) below it (p_y = 1 - 1e-7, logp ~ -1e-7). */
+enum { LP_N = 7, LP_V = 23 };
+static const int32_t lp_targets[LP_N] = { 4, 9, -1, 0, LP_V, LP_V - 1, 12 };
+static void lp_logits(float *X)
+{
+    mu_rng r;
+    mu_rng_seed(&r, 41);
+    fill(&r, X, (size_t)LP_N * LP_V, 3.0);
+    float *z = X + LP_V;
+    float low = (float)(7.5 + log(1e-7 / (LP_V - 1)));
+    for (int j = 0; j < LP_V; j++) z[j] = low + (float)(0.01 * mu_rng_normal(&r));
+    z[lp_targets[1]] = 7.5f;
+}
+
+TEST(op_target_logprob_vs_long_double)
+{
+    float X[LP_N * LP_V];
+    lp_logits(X);
+    ce_ctx c = { LP_N, LP_V, lp_targets };
+    double *din = to_double(X, (size_t)LP_N * LP_V), ref[LP_N], logp[LP_N];
+    ref_target_logprob(din, ref, &c);
+    for (int n = 0; n < LP_N; n++) logp[n] = NAN;            /* every entry is written */
+    be()->target_logprob(logp, X, lp_targets, LP_N, LP_V);
+    for (int n = 0; n < LP_N; n++) {
+        int y = lp_targets[n];
+        if (y < 0 || y >= LP_V) {
+            CHECK_MSG(logp[n] == 0, "ignored row %d: %g", n, logp[n]);
+            continue;
+        }
+        CHECK_MSG(fabs(logp[n] - ref[n]) <= 1e-13 * (1 + fabs(ref[n])),
+                  "row %d: logp %.17g vs reference %.17g", n, logp[n], ref[n]);
+    }
+    /* p close to 1: relative accuracy (an f32 result would be off by ~1e-6 / 1e-7 = 10) */
+    CHECK_MSG(ref[1] < -0.9e-7 && ref[1] > -1.1e-7, "row 1: reference %.3g", ref[1]);
+    CHECK_MSG(fabs(logp[1] - ref[1]) <= 1e-7 * fabs(ref[1]), "row 1: logp %.17g vs %.17g",
+              logp[1], ref[1]);
+    /* V = 1: log 1 = 0; N = 0 and V = 0 write nothing / zeros */
+    int32_t t0 = 0;
+    double one = NAN;
+    be()->target_logprob(&one, X, &t0, 1, 1);
+    CHECK(one == 0);
+    be()->target_logprob(logp, X, lp_targets, 0, LP_V);
+    double z2[2] = { NAN, NAN };
+    be()->target_logprob(z2, X, lp_targets, 2, 0);
+    CHECK(z2[0] == 0 && z2[1] == 0);
+    free(din);
+}
+
+TEST(op_logp_grad_fd_accumulate_untouched_rows)
+{
+    const size_t nx = (size_t)LP_N * LP_V;
+    float X[LP_N * LP_V];
+    lp_logits(X);
+    ce_ctx c = { LP_N, LP_V, lp_targets };
+    /* a: row 3 has a = 0 (untouched), rows 2 and 4 are ignored by their targets */
+    double a[LP_N] = { 0.7, -2.5, 5.0, 0.0, -1.0, 1.25, -0.3 };
+    mu_rng r;
+    mu_rng_seed(&r, 43);
+    float D0[LP_N * LP_V], D[LP_N * LP_V];
+    fill(&r, D0, nx, 1.0);
+    memcpy(D, D0, sizeof D);
+    be()->logp_grad(D, X, lp_targets, a, LP_N, LP_V);
+    for (int n = 0; n < LP_N; n++) {
+        int y = lp_targets[n];
+        int untouched = y < 0 || y >= LP_V || a[n] == 0;
+        const float *d = D + (size_t)n * LP_V, *d0 = D0 + (size_t)n * LP_V;
+        if (untouched) {
+            CHECK_MSG(!memcmp(d, d0, LP_V * sizeof *d), "row %d changed", n);
+            continue;
+        }
+        /* accumulated: d = d0 + a (onehot - p), p in long double */
+        double *x = to_double(X + (size_t)n * LP_V, LP_V);
+        long double lp = ref_logp_row(x, LP_V, y), lse = x[y] - lp;
+        for (int j = 0; j < LP_V; j++) {
+            long double want = d0[j] + a[n] * ((j == y) - expl(x[j] - lse));
+            CHECK_MSG(fabsl(d[j] - want) <= 4e-7L * (1 + fabsl(want) + fabs(a[n])),
+                      "row %d [%d]: %.9g vs %.9Lg", n, j, d[j], want);
+        }
+        free(x);
+    }
+    /* the gradient of sum_n a[n] logp[n] by finite differences of the reference */
+    float G[LP_N * LP_V];
+    for (size_t i = 0; i < nx; i++) G[i] = 0;
+    be()->logp_grad(G, X, lp_targets, a, LP_N, LP_V);
+    double *din = to_double(X, nx);
+    check_grad("logp_grad dlogits", ref_target_logprob, din, 0, G, nx, a, LP_N, &c, 1000);
+    /* N = 0 and V = 0 touch nothing */
+    be()->logp_grad(D, X, lp_targets, a, 0, LP_V);
+    be()->logp_grad(D, X, lp_targets, a, LP_N, 0);
+    free(din);
+}
+
+/* The ops equal lib/objectives.c's host path bit for bit (the trainer's goldens were made
+ * through it): target_logprob vs z[y] - mu_logsumexp and mu_seq_logprob; logp_grad vs
+ * mu_seq_logprob_grad (a = coef), mu_obj_ce (a = -coef) and mu_obj_log1mp (a[n] from logp[n]
+ * as its row function computes it). T * V is above the op's OpenMP threshold. */
+TEST(op_logp_ops_bit_identical_to_objectives)
+{
+    enum { T = 9, V = 20011 };
+    const size_t n = (size_t)T * V;
+    int32_t labels[T] = { -1, 17, 0, V - 1, -1, 20000, 3, 555, -1 };
+    float *X = malloc(n * sizeof *X), *D0 = malloc(n * sizeof *D0);
+    float *d1 = malloc(n * sizeof *d1), *d2 = malloc(n * sizeof *d2);
+    mu_rng r;
+    mu_rng_seed(&r, 47);
+    fill(&r, X, n, 2.5);
+    X[(size_t)3 * V + V - 1] = 30;                /* a target with p close to 1 */
+    X[(size_t)6 * V + 3] = 9;                     /* p near 1/2: log1mp's gradient is large */
+    fill(&r, D0, n, 0.1);
+    double logp[T];
+    be()->target_logprob(logp, X, labels, T, V);
+    double sum = 0;
+    for (int t = 0; t < T; t++) {
+        const float *z = X + (size_t)t * V;
+        double want = labels[t] < 0 ? 0 : z[labels[t]] - mu_logsumexp(z, V);
+        CHECK_MSG(logp[t] == want, "row %d: %.17g vs objectives %.17g", t, logp[t], want);
+        sum += logp[t];
+    }
+    CHECK(logp[3] > -1e-6 && logp[3] < 0);
+    CHECK(sum == mu_seq_logprob(X, labels, T, V, NULL));
+
+    double coef = -0.37, a[T];
+    for (int t = 0; t < T; t++) a[t] = labels[t] < 0 ? 0 : coef;
+    memcpy(d1, D0, n * sizeof *d1);
+    memcpy(d2, D0, n * sizeof *d2);
+    mu_seq_logprob_grad(X, labels, T, V, coef, d1);
+    be()->logp_grad(d2, X, labels, a, T, V);
+    CHECK_MSG(!memcmp(d1, d2, n * sizeof *d1), "logp_grad != mu_seq_logprob_grad");
+    CHECK(memcmp(d1, D0, n * sizeof *d1) != 0);
+
+    for (int t = 0; t < T; t++) a[t] = -0.125;      /* ignored rows: their targets say so */
+    memcpy(d1, D0, n * sizeof *d1);
+    memcpy(d2, D0, n * sizeof *d2);
+    mu_obj_ce(X, labels, T, V, 0.125, d1);
+    be()->logp_grad(d2, X, labels, a, T, V);
+    CHECK_MSG(!memcmp(d1, d2, n * sizeof *d1), "logp_grad != mu_obj_ce's gradient");
+
+    /* log1mp, floor -8: a[n] = coef p / (1 - p), 1 - p = max(-expm1(logp), 1e-12) */
+    double floor_ = -8, c2 = 0.5;
+    int active = 0;
+    for (int t = 0; t < T; t++) {
+        a[t] = 0;
+        if (labels[t] < 0 || logp[t] < floor_) continue;
+        double omp = -expm1(logp[t]);
+        if (omp < 1e-12) omp = 1e-12;
+        a[t] = c2 * exp(logp[t]) / omp;
+        active++;
+    }
+    CHECK(active >= 2 && active < mu_count_labels(labels, T));   /* the floor drops some */
+    memcpy(d1, D0, n * sizeof *d1);
+    memcpy(d2, D0, n * sizeof *d2);
+    mu_obj_log1mp(X, labels, T, V, floor_, c2, d1);
+    be()->logp_grad(d2, X, labels, a, T, V);
+    CHECK_MSG(!memcmp(d1, d2, n * sizeof *d1), "logp_grad != mu_obj_log1mp's gradient");
+    free(X); free(D0); free(d1); free(d2);
 }
 
 TEST(op_backend_registry)

@@ -31,6 +31,9 @@ void cpu_scale(float *Y, float alpha, size_t n);
 void cpu_log_softmax(float *Y, const float *X, int N, int V);
 void cpu_cross_entropy(float *loss, float *dlogits, const float *logits, const int32_t *targets,
                        int N, int V, float dscale);
+void cpu_target_logprob(double *logp, const float *logits, const int32_t *targets, int N, int V);
+void cpu_logp_grad(float *dlogits, const float *logits, const int32_t *targets, const double *a,
+                   int N, int V);
 /* cpu_bf16.c */
 void cpu_to_bf16(uint16_t *dst, const float *src, size_t n);
 void cpu_matmul_bf16(float *Y, const float *X, const uint16_t *W, int N, int K, int M,

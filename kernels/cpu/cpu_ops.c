@@ -273,3 +273,47 @@ void cpu_cross_entropy(float *loss, float *dlogits, const float *logits, const i
         d[y] -= dscale;
     }
 }
+
+/* ---- target log-probability and its gradient -------------------------------------------
+ * These two are bit-identical to lib/objectives.c (mu_logsumexp and add_logp_grad), through
+ * which the trainer's goldens were made: the same operations in the same order, the sum
+ * sequential in j (no simd reduction), exp in double. Rows run in parallel; each row is
+ * computed by one thread, so results do not depend on the thread count. */
+
+/* mx + log(sum_j exp((double)z_j - mx)), mx the f32 maximum (mu_logsumexp, V >= 1) */
+static double row_lse_seq(const float *z, int V)
+{
+    float mx = z[0];
+    for (int j = 1; j < V; j++) if (z[j] > mx) mx = z[j];
+    double acc = 0;
+    for (int j = 0; j < V; j++) acc += exp((double)z[j] - mx);
+    return mx + log(acc);
+}
+
+void cpu_target_logprob(double *logp, const float *logits, const int32_t *targets, int N, int V)
+{
+    #pragma omp parallel for if ((size_t)N * V > PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        int y = targets[n];
+        if (y < 0 || y >= V) { logp[n] = 0; continue; }
+        const float *z = logits + (size_t)n * V;
+        logp[n] = z[y] - row_lse_seq(z, V);
+    }
+}
+
+/* d[j] -= a p_j for every j (y included), then d[y] += a: add_logp_grad's order */
+void cpu_logp_grad(float *dlogits, const float *logits, const int32_t *targets, const double *a,
+                   int N, int V)
+{
+    #pragma omp parallel for if ((size_t)N * V > PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        int y = targets[n];
+        double an = a[n];
+        if (y < 0 || y >= V || an == 0) continue;
+        const float *z = logits + (size_t)n * V;
+        float *d = dlogits + (size_t)n * V;
+        double lse = row_lse_seq(z, V);
+        for (int j = 0; j < V; j++) d[j] -= (float)(an * exp((double)z[j] - lse));
+        d[y] += (float)an;
+    }
+}

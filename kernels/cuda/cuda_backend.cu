@@ -60,7 +60,11 @@ unsigned mu_cu_grid_for(size_t n, int per)
 static unsigned grid_for(size_t n, int per) { return mu_cu_grid_for(n, per); }
 
 /* ---- scratch copies of host arrays ---------------------------------------------------- */
-enum { SC_IDS = 0, SC_POS, SC_FREQ, SC_QPOS, SC_KLEN, SC_TGT, SC_LOSS, SC_DELTA, SC_COUNT };
+/* SC_TGT: the targets of cross_entropy, target_logprob and logp_grad (a step's calls pass
+ * the same ones, so they are copied once); SC_COEF: logp_grad's a[N]; SC_LOGP: the logp[N]
+ * of target_logprob on their way to the host. */
+enum { SC_IDS = 0, SC_POS, SC_FREQ, SC_QPOS, SC_KLEN, SC_TGT, SC_LOSS, SC_DELTA, SC_COEF,
+       SC_LOGP, SC_COUNT };
 static void *g_scratch[SC_COUNT];
 static size_t g_scratch_cap[SC_COUNT];
 
@@ -777,6 +781,105 @@ static void cu_cross_entropy(float *loss, float *dlogits, const float *logits,
     CK(cudaMemcpy(loss, d_loss, (size_t)N * sizeof(float), cudaMemcpyDeviceToHost));
 }
 
+/* ---- target log-probability and its gradient: one block per row -------------------------
+ * As kernels/cpu/cpu_ops.c: mx = the f32 maximum, acc = sum_j exp((double)z_j - mx) in
+ * double, lse = mx + log(acc); the gradient's exp in double too. acc is reduced in a fixed
+ * order (each thread's strided partial, a shuffle tree per warp, the warps' sums by warp 0),
+ * so two runs give the same bits; it differs from the CPU's sequential sum by rounding only. */
+static __device__ __forceinline__ double warp_sum_d(double v)
+{
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+/* Sum over the block (blockDim.x == NT) in double; every thread gets the result. */
+__device__ double block_sum_d(double v)
+{
+    __shared__ double sh[WARPS];
+    __shared__ double total;
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    v = warp_sum_d(v);
+    __syncthreads();                 /* sh may still be read by a previous call */
+    if (lane == 0) sh[w] = v;
+    __syncthreads();
+    if (w == 0) {
+        double t = lane < WARPS ? sh[lane] : 0.0;
+        t = warp_sum_d(t);
+        if (lane == 0) total = t;
+    }
+    __syncthreads();
+    return total;
+}
+
+/* log sum_j exp(x_j) of one row x [V], max-shifted by the f32 maximum; every thread gets it */
+__device__ double row_lse_d(const float *x, int V)
+{
+    float mx = -INFINITY;
+    for (int j = threadIdx.x; j < V; j += blockDim.x) mx = fmaxf(mx, x[j]);
+    mx = block_max(mx);
+    double s = 0;
+    for (int j = threadIdx.x; j < V; j += blockDim.x) s += exp((double)x[j] - (double)mx);
+    return (double)mx + log(block_sum_d(s));
+}
+
+__global__ void k_target_logprob(double *logp, const float *logits, const int32_t *targets,
+                                 int N, int V)
+{
+    for (int n = blockIdx.x; n < N; n += gridDim.x) {
+        int y = targets[n];
+        if (y < 0 || y >= V) {
+            if (threadIdx.x == 0) logp[n] = 0.0;
+            continue;                 /* uniform per block: no barrier is skipped unevenly */
+        }
+        const float *x = logits + (size_t)n * V;
+        double lse = row_lse_d(x, V);
+        if (threadIdx.x == 0) logp[n] = (double)x[y] - lse;
+    }
+}
+static void cu_target_logprob(double *logp, const float *logits, const int32_t *targets, int N,
+                              int V)
+{
+    if (N <= 0) return;
+    if (V <= 0) {                     /* every target is outside [0, V) */
+        memset(logp, 0, (size_t)N * sizeof *logp);
+        return;
+    }
+    const int32_t *d_t = (const int32_t *)to_device(SC_TGT, targets, (size_t)N * sizeof *targets);
+    double *d_lp = (double *)scratch(SC_LOGP, (size_t)N * sizeof(double));
+    k_target_logprob<<<grid_for((size_t)N, NT), NT>>>(d_lp, logits, d_t, N, V);
+    KCHECK();
+    CK(cudaMemcpy(logp, d_lp, (size_t)N * sizeof(double), cudaMemcpyDeviceToHost));
+}
+
+/* d[j] -= (float)(a p_j), then d[y] += (float)a, in that order in f32 (the thread of j == y
+ * does both, as the CPU's two passes would) */
+__global__ void k_logp_grad(float *dlogits, const float *logits, const int32_t *targets,
+                            const double *a, int N, int V)
+{
+    for (int n = blockIdx.x; n < N; n += gridDim.x) {
+        int y = targets[n];
+        double an = a[n];
+        if (y < 0 || y >= V || an == 0.0) continue;   /* uniform per block */
+        const float *x = logits + (size_t)n * V;
+        float *d = dlogits + (size_t)n * V;
+        double lse = row_lse_d(x, V);
+        float fa = (float)an;
+        for (int j = threadIdx.x; j < V; j += blockDim.x) {
+            float v = d[j] - (float)(an * exp((double)x[j] - lse));
+            if (j == y) v += fa;
+            d[j] = v;
+        }
+    }
+}
+static void cu_logp_grad(float *dlogits, const float *logits, const int32_t *targets,
+                         const double *a, int N, int V)
+{
+    if (N <= 0 || V <= 0) return;
+    const int32_t *d_t = (const int32_t *)to_device(SC_TGT, targets, (size_t)N * sizeof *targets);
+    const double *d_a = (const double *)to_device(SC_COEF, a, (size_t)N * sizeof *a);
+    k_logp_grad<<<grid_for((size_t)N, NT), NT>>>(dlogits, logits, d_t, d_a, N, V);
+    KCHECK();
+}
+
 /* ---- the backend table and its initialization ------------------------------------------- */
 static mu_backend g_backend;
 
@@ -811,6 +914,8 @@ static void fill_table(mu_backend *b)
     b->scale = cu_scale;
     b->log_softmax = cu_log_softmax;
     b->cross_entropy = cu_cross_entropy;
+    b->target_logprob = cu_target_logprob;
+    b->logp_grad = cu_logp_grad;
     mu_cu_fill_bf16(b);
     mu_cu_fill_optim(b);
 }
