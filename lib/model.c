@@ -50,6 +50,8 @@ struct mu_model {
     /* the last forward */
     int B, T, N, train, layers_run, full, last_only, have_train;
     int32_t *ids, *lens, *pos0, *pos, *klen;   /* host [N], [B], [B], [N], [B] */
+    int sel, n_sel, cap_sel;          /* logits at selected rows only (logit_rows) */
+    int32_t *lrows;                   /* host [n_sel]: flat positions b*T + t */
 
     /* workspace (backend buffers), reallocated when a batch needs more */
     int cap_N, cap_train;
@@ -391,7 +393,7 @@ void mu_model_free(mu_model *m)
     }
     free(m->p); free(m->lp); free(m->inv_freq);
     free(m->ids); free(m->lens); free(m->pos0); free(m->pos); free(m->klen);
-    free(m->host); free(m->logits_host); free(m->hidden_host);
+    free(m->host); free(m->logits_host); free(m->hidden_host); free(m->lrows);
     free(m);
 }
 
@@ -559,7 +561,7 @@ static int ws_ensure(mu_model *m, int N, int train)
 
 static int ensure_logits(mu_model *m, size_t n)
 {
-    if (n <= m->cap_logits) return 0;
+    if (n <= m->cap_logits && m->logits) return 0;
     m->logits = ws_alloc(m, n);
     if (!m->logits) return -1;
     m->cap_logits = n;
@@ -737,6 +739,13 @@ static int head_forward(mu_model *m, const mu_fwd_opts *o, char *err, size_t err
     const mu_backend *be = m->be;
     int N = m->N, D = m->D, V = m->V, L = -1;
     be->rmsnorm(m->hf, m->rstdf, m->acts[m->NL].x, W(m, m->final_norm), N, D, m->cfg.rms_eps);
+    if (m->sel) {                     /* rows[n_sel, D] = hf[lrows]; kept for backward */
+        if (m->n_sel > 0) {
+            be->embed(m->rows, m->hf, m->lrows, m->n_sel, D);
+            linear(m, m->logits, m->rows, m->lm_head, m->n_sel, D, V, 0);
+        }
+        return 0;
+    }
     if (!m->last_only) {
         linear(m, m->logits, m->hf, m->lm_head, N, D, V, 0);
         HOOK(MU_SITE_LOGITS, m->logits, V);
@@ -754,6 +763,30 @@ static int head_forward(mu_model *m, const mu_fwd_opts *o, char *err, size_t err
     return 0;
 }
 #undef HOOK
+
+/* logit_rows: strictly increasing flat positions at valid tokens; no logits hooks. */
+static int check_logit_rows(const mu_model *m, const mu_batch *b, const mu_fwd_opts *o,
+                            char *err, size_t errlen)
+{
+    if (o->logits_last_only || o->n_logit_rows < 0 ||
+        has_hook(o->hooks, o->n_hooks, MU_SITE_LOGITS, -1, 0)) {
+        snprintf(err, errlen, "forward: logit_rows with %s", o->n_logit_rows < 0 ?
+                 "a negative count" : o->logits_last_only ? "logits_last_only" : "a logits hook");
+        return -1;
+    }
+    (void)m;
+    for (int i = 0; i < o->n_logit_rows; i++) {
+        int32_t r = o->logit_rows[i];
+        int row = r >= 0 ? r / b->T : -1, t = r >= 0 ? r % b->T : -1;
+        if (r < 0 || row >= b->B || t >= (b->lens ? b->lens[row] : b->T) ||
+            (i > 0 && r <= o->logit_rows[i - 1])) {
+            snprintf(err, errlen, "forward: logit row %d (position %d) is not an increasing "
+                     "valid position of the %d x %d batch", i, (int)r, b->B, b->T);
+            return -1;
+        }
+    }
+    return 0;
+}
 
 static int check_batch(const mu_model *m, const mu_batch *b, const mu_fwd_opts *o, char *err,
                        size_t errlen)
@@ -805,7 +838,7 @@ static int check_batch(const mu_model *m, const mu_batch *b, const mu_fwd_opts *
         snprintf(err, errlen, "forward: training needs logits at every position");
         return -1;
     }
-    return 0;
+    return o->logit_rows ? check_logit_rows(m, b, o, err, errlen) : 0;
 }
 
 /* Copies the batch's host arrays and derives positions. */
@@ -832,6 +865,27 @@ static int set_batch(mu_model *m, const mu_batch *b, const mu_fwd_opts *o)
     return 0;
 }
 
+/* Copies the logit row selection (m->sel = 0 without one). */
+static int set_logit_rows(mu_model *m, const mu_fwd_opts *o)
+{
+    m->sel = o->logit_rows != NULL;
+    m->n_sel = m->sel ? o->n_logit_rows : 0;
+    if (m->n_sel > m->cap_sel) {
+        int32_t *r = realloc(m->lrows, (size_t)m->n_sel * sizeof *r);
+        if (!r) return -1;
+        m->lrows = r;
+        m->cap_sel = m->n_sel;
+    }
+    if (m->n_sel) memcpy(m->lrows, o->logit_rows, (size_t)m->n_sel * sizeof *m->lrows);
+    return 0;
+}
+
+int mu_model_logit_rows(const mu_model *m)
+{
+    if (!m->full) return 0;
+    return m->sel ? m->n_sel : m->last_only ? m->B : m->N;
+}
+
 int mu_model_forward(mu_model *m, const mu_batch *b, const mu_fwd_opts *opts, char *err,
                      size_t errlen)
 {
@@ -843,8 +897,8 @@ int mu_model_forward(mu_model *m, const mu_batch *b, const mu_fwd_opts *opts, ch
     m->train = o->train != 0;
     m->full = o->n_layers == 0 || o->n_layers == m->NL;
     m->last_only = o->logits_last_only != 0;
-    if (set_batch(m, b, o) || ws_ensure(m, m->N, m->train) ||
-        (m->full && ensure_logits(m, (size_t)(m->last_only ? m->B : m->N) * m->V))) {
+    if (set_batch(m, b, o) || set_logit_rows(m, o) || ws_ensure(m, m->N, m->train) ||
+        (m->full && ensure_logits(m, (size_t)mu_model_logit_rows(m) * m->V))) {
         snprintf(err, errlen, "forward: out of memory for a %d x %d batch", b->B, b->T);
         return -1;
     }
@@ -865,10 +919,10 @@ int mu_model_forward(mu_model *m, const mu_batch *b, const mu_fwd_opts *opts, ch
 const float *mu_model_logits(mu_model *m)
 {
     if (!m->full || !m->logits) return NULL;
-    size_t n = (size_t)(m->last_only ? m->B : m->N) * m->V;
+    size_t n = (size_t)mu_model_logit_rows(m) * m->V;
     if (m->be->host_memory) return m->logits;
-    if (n > m->logits_host_cap) {
-        float *h = realloc(m->logits_host, fsz(n));
+    if (n > m->logits_host_cap || !m->logits_host) {
+        float *h = realloc(m->logits_host, fsz(n ? n : 1));
         if (!h) return NULL;
         m->logits_host = h;
         m->logits_host_cap = n;
@@ -1029,16 +1083,32 @@ static float *dlog_buffer(mu_model *m)
     return m->dlog;
 }
 
-/* dlogits: host [N, V], or NULL with on_backend = 1 when m->dlog already holds them. */
+/* dh[N,D] = d loss / d hf from dl [n_sel, V] at the selected rows (zero elsewhere); the
+ * lm_head gradient from the gathered rows. dh NULL: only the lm_head gradient. */
+static void lm_head_bwd_rows(mu_model *m, float *dh, const float *dl)
+{
+    int D = m->D, n = m->n_sel;
+    if (dh) m->be->zero(dh, fsz((size_t)m->N * D));
+    if (n <= 0) return;
+    linear_bwd(m, dh ? m->dbr : NULL, m->lm_head, dl, m->rows, n, D, m->V, 0);
+    if (dh) m->be->embed_bwd(dh, m->dbr, m->lrows, n, D);
+}
+
+/* dlogits: host [R, V] (R = logit rows), or NULL with on_backend = 1 when m->dlog already
+ * holds them. */
 static int head_backward(mu_model *m, const float *dlogits, int on_backend, int low, int top,
                          const mu_hook *hooks, int nh, char *err, size_t errlen)
 {
     const mu_backend *be = m->be;
     int N = m->N, D = m->D, V = m->V;
-    size_t nl = (size_t)N * V;
+    size_t nl = (size_t)mu_model_logit_rows(m) * V;
     const float *dl = dlogits;
     if (!dlogits && !on_backend) return low < top ? 0 : 1;
     int hooked = has_hook(hooks, nh, MU_SITE_LOGITS, -1, 1);
+    if (hooked && m->sel) {
+        snprintf(err, errlen, "backward: a logits hook with logit_rows");
+        return -1;
+    }
     if (on_backend) {
         if (run_hooks(m, hooks, nh, MU_SITE_LOGITS, -1, 1, m->dlog, m->B, m->T, V, err, errlen))
             return -1;
@@ -1054,7 +1124,8 @@ static int head_backward(mu_model *m, const float *dlogits, int on_backend, int 
         dl = m->dlog;
     }
     if (low > top + 1) return 1;
-    linear_bwd(m, low < top + 1 ? m->dh : NULL, m->lm_head, dl, m->hf, N, D, V, 0);
+    if (m->sel) lm_head_bwd_rows(m, low < top + 1 ? m->dh : NULL, dl);
+    else linear_bwd(m, low < top + 1 ? m->dh : NULL, m->lm_head, dl, m->hf, N, D, V, 0);
     if (low >= top + 1) return 1;
     be->rmsnorm_bwd(m->dx, G(m, m->final_norm), m->dh, m->acts[m->NL].x, W(m, m->final_norm),
                     m->rstdf, N, D);
@@ -1075,7 +1146,7 @@ int mu_model_backward(mu_model *m, const float *dlogits, const mu_hook *hooks, i
  * host memory runs out. */
 static double mean_ce(mu_model *m, const int32_t *targets, float *dl, int *cnt)
 {
-    int N = m->N, V = m->V, c = 0;
+    int N = mu_model_logit_rows(m), V = m->V, c = 0;
     for (int n = 0; n < N; n++) c += targets[n] >= 0 && targets[n] < V;
     *cnt = c;
     float *loss = calloc(N ? N : 1, sizeof *loss);
@@ -1104,6 +1175,38 @@ double mu_model_backward_ce(mu_model *m, const int32_t *targets, const mu_hook *
     if (backward_from(m, NULL, 1, hooks, n_hooks, err, errlen)) return NAN;
     if (count) *count = cnt;
     return loss;
+}
+
+int mu_model_target_logprobs(mu_model *m, const int32_t *targets, double *logp, char *err,
+                             size_t errlen)
+{
+    if (!m->full || !m->logits) {
+        snprintf(err, errlen, "target log-probs: the last forward made no logits");
+        return -1;
+    }
+    int R = mu_model_logit_rows(m);
+    if (R > 0) m->be->target_logprob(logp, m->logits, targets, R, m->V);
+    return 0;
+}
+
+int mu_model_backward_logp(mu_model *m, const int32_t *targets, const double *a,
+                           const float *dlogits, const mu_hook *hooks, int n_hooks, char *err,
+                           size_t errlen)
+{
+    if (!m->have_train || !m->full || m->last_only || !m->logits) {
+        snprintf(err, errlen, "backward: no whole-model training forward to go back through");
+        return -1;
+    }
+    int R = mu_model_logit_rows(m);
+    if (!dlog_buffer(m)) {
+        snprintf(err, errlen, "backward: out of memory for dlogits");
+        return -1;
+    }
+    size_t nl = (size_t)R * m->V;
+    if (dlogits) m->be->upload(m->dlog, dlogits, fsz(nl));
+    else m->be->zero(m->dlog, fsz(nl));
+    if (R > 0) m->be->logp_grad(m->dlog, m->logits, targets, a, R, m->V);
+    return backward_from(m, NULL, 1, hooks, n_hooks, err, errlen);
 }
 
 static int backward_from(mu_model *m, const float *dlogits, int on_backend,
@@ -1152,7 +1255,8 @@ double mu_model_cross_entropy(mu_model *m, const int32_t *targets, float *dlogit
     float *dl = dlogits && !m->be->host_memory ? dlog_buffer(m) : dlogits;
     if (dlogits && !dl) return NAN;
     double loss = mean_ce(m, targets, dl, &cnt);
-    if (dl != dlogits && !isnan(loss)) m->be->download(dlogits, dl, fsz((size_t)m->N * m->V));
+    if (dl != dlogits && !isnan(loss))
+        m->be->download(dlogits, dl, fsz((size_t)mu_model_logit_rows(m) * m->V));
     if (count && !isnan(loss)) *count = cnt;
     return loss;
 }

@@ -96,6 +96,12 @@ typedef struct {
                                 (no final norm, no logits; RMU: loss on resid_post of layer
                                 k-1). A zero-initialized struct runs the whole model. */
     int logits_last_only;    /* logits only at each row's last valid token: [B, V] */
+    const int32_t *logit_rows;  /* host [n_logit_rows] or NULL: logits only at these flat
+                                positions b*T + t (strictly increasing, t < lens[b]): [n, V],
+                                and backward takes dlogits [n, V]. Training on a few labeled
+                                positions then skips the lm_head GEMMs of all the others.
+                                No LOGITS hooks with it; not with logits_last_only. */
+    int n_logit_rows;        /* 0 with logit_rows non-NULL: no logits at all */
     const mu_hook *hooks;    /* forward hooks (entries with backward=1 are ignored here) */
     int n_hooks;
     mu_kvcache *cache;       /* NULL, or append this batch after what the cache holds (row b's
@@ -176,14 +182,31 @@ void mu_model_param_changed(mu_model *m, int i);
 int mu_model_forward(mu_model *m, const mu_batch *b, const mu_fwd_opts *opts,
                      char *err, size_t errlen);
 /* Logits of the last forward, host-readable f32 owned by the model and valid until the
- * next forward: [B, T, V], or [B, V] with logits_last_only (rows of length 0: zeros).
- * NULL when the forward stopped early (n_layers). */
+ * next forward: [B, T, V], or [B, V] with logits_last_only (rows of length 0: zeros), or
+ * [n_logit_rows, V] with logit_rows. NULL when the forward stopped early (n_layers). */
 const float *mu_model_logits(mu_model *m);
+/* Rows of the last forward's logits: B*T, B (logits_last_only) or n_logit_rows; 0 when the
+ * forward stopped early. The "per logit row" arrays below have this length. */
+int mu_model_logit_rows(const mu_model *m);
+/* logp[r] = log softmax(logits row r)[targets[r]] in double (the backend's target_logprob;
+ * 0 where targets[r] < 0), for every logit row r of the last forward; targets, logp host
+ * [mu_model_logit_rows]. Only N doubles leave a device. 0, or -1 + err (no logits). */
+int mu_model_target_logprobs(mu_model *m, const int32_t *targets, double *logp, char *err,
+                             size_t errlen);
+/* Backpropagates d loss / d logits = dlogits + sum_r a[r] * d logp[r] / d logits through the
+ * last whole-model train forward: the form of every objective that reads the logits only
+ * through its targets' log-probabilities (CE, gradient ascent, -log(1-p), WGA, NPO, DPO ...):
+ * the gradient is made on the backend (logp_grad) from a [R] (host double) and targets [R]
+ * (host), R = mu_model_logit_rows. dlogits: host [R, V] for the terms that need whole rows
+ * (KL, UNDIAL), or NULL. Otherwise as mu_model_backward. 0 ok, -1 + err. */
+int mu_model_backward_logp(mu_model *m, const int32_t *targets, const double *a,
+                           const float *dlogits, const mu_hook *hooks, int n_hooks, char *err,
+                           size_t errlen);
 /* Residual stream after the last layer run (before the final norm), host f32 [B, T, D]. */
 const float *mu_model_hidden(mu_model *m);
 
 /* Backpropagates through the last train forward. dlogits: host [B, T, V] (d loss / d
- * logits; zero at pad positions), or NULL when the forward stopped early (n_layers) or the
+ * logits; zero at pad positions; [n_logit_rows, V] with logit_rows), or NULL when the forward stopped early (n_layers) or the
  * whole loss is injected by backward hooks. Gradients ACCUMULATE into param->g of
  * trainable parameters only (frozen weights get no dW GEMM). Backward hooks (backward=1
  * entries of hooks) receive d loss / d site and may add to it. The pass stops below the
@@ -192,16 +215,16 @@ const float *mu_model_hidden(mu_model *m);
 int mu_model_backward(mu_model *m, const float *dlogits, const mu_hook *hooks, int n_hooks,
                       char *err, size_t errlen);
 
-/* The mean cross-entropy of the last whole-model train forward (targets host [B*T], -1 =
- * none) backpropagated with its gradient computed and kept on the backend: the same as
+/* The mean cross-entropy of the last whole-model train forward (targets host [R], R =
+ * mu_model_logit_rows, -1 = none) backpropagated with its gradient computed and kept on the backend: the same as
  * mu_model_cross_entropy + mu_model_backward without the [B,T,V] round trip through host
  * memory (2 x 1 GB per step for a Llama-3 vocabulary at 2048 tokens). Returns the loss
  * (*count = targets counted, may be NULL), or NAN + err. */
 double mu_model_backward_ce(mu_model *m, const int32_t *targets, const mu_hook *hooks,
                             int n_hooks, int *count, char *err, size_t errlen);
 
-/* Mean cross-entropy over positions with targets[n] >= 0 (host [B*T]) of the last
- * forward's logits ([B,T,V] layout); if dlogits (host [B*T*V]) is non-NULL it receives
+/* Mean cross-entropy over logit rows with targets[n] >= 0 (host [R], R =
+ * mu_model_logit_rows) of the last forward's logits; if dlogits (host [R*V]) is non-NULL it receives
  * d mean / d logits. Returns the loss; *count = number of targets (mean is 0 if none). */
 double mu_model_cross_entropy(mu_model *m, const int32_t *targets, float *dlogits,
                               int *count);

@@ -63,11 +63,32 @@ static double over_rows(const float *logits, const int32_t *labels, int T, int V
     return sum;
 }
 
+double mu_tok_ce(double logp, double *dl) {
+    *dl = -1;
+    return -logp;
+}
+
+double mu_tok_log1mp(double logp, double floor, double *dl) {
+    *dl = 0;
+    if (logp < floor) return 0;
+    double one_minus_p = -expm1(logp);
+    if (one_minus_p < 1e-12) one_minus_p = 1e-12;
+    *dl = exp(logp) / one_minus_p;            /* d(-log(1-p))/dlogp = p/(1-p) */
+    return -log(one_minus_p);
+}
+
+double mu_tok_wga(double logp, double beta, double *dl) {
+    double w = exp(beta * logp);              /* p^beta, treated as a constant */
+    *dl = w;
+    return w * logp;                          /* -w * CE = w * log p */
+}
+
 static double row_ce(const float *z, int V, int y, int k, const row_ctx *c, float *d) {
     (void)k;
-    double lse = mu_logsumexp(z, V);
-    if (d) add_logp_grad(z, V, lse, y, -c->coef, d);
-    return lse - z[y];
+    double dl, lse = mu_logsumexp(z, V);
+    double loss = mu_tok_ce(z[y] - lse, &dl);
+    if (d) add_logp_grad(z, V, lse, y, c->coef * dl, d);
+    return loss;
 }
 
 double mu_obj_ce(const float *logits, const int32_t *labels, int T, int V,
@@ -78,14 +99,10 @@ double mu_obj_ce(const float *logits, const int32_t *labels, int T, int V,
 
 static double row_log1mp(const float *z, int V, int y, int k, const row_ctx *c, float *d) {
     (void)k;
-    double lse = mu_logsumexp(z, V);
-    double logp = z[y] - lse;
-    if (logp < c->param) return 0;
-    double one_minus_p = -expm1(logp);
-    if (one_minus_p < 1e-12) one_minus_p = 1e-12;
-    /* d(-log(1-p))/dz = p/(1-p) * (e_y - p_vec) */
-    if (d) add_logp_grad(z, V, lse, y, c->coef * exp(logp) / one_minus_p, d);
-    return -log(one_minus_p);
+    double dl, lse = mu_logsumexp(z, V);
+    double loss = mu_tok_log1mp(z[y] - lse, c->param, &dl);
+    if (d) add_logp_grad(z, V, lse, y, c->coef * dl, d);
+    return loss;
 }
 
 double mu_obj_log1mp(const float *logits, const int32_t *labels, int T, int V,
@@ -96,11 +113,10 @@ double mu_obj_log1mp(const float *logits, const int32_t *labels, int T, int V,
 
 static double row_wga(const float *z, int V, int y, int k, const row_ctx *c, float *d) {
     (void)k;
-    double lse = mu_logsumexp(z, V);
-    double logp = z[y] - lse;
-    double w = exp(c->param * logp);          /* p^beta, treated as a constant */
-    if (d) add_logp_grad(z, V, lse, y, c->coef * w, d);
-    return w * logp;                          /* -w * CE = w * log p */
+    double dl, lse = mu_logsumexp(z, V);
+    double loss = mu_tok_wga(z[y] - lse, c->param, &dl);
+    if (d) add_logp_grad(z, V, lse, y, c->coef * dl, d);
+    return loss;
 }
 
 double mu_obj_wga(const float *logits, const int32_t *labels, int T, int V,

@@ -22,6 +22,14 @@ double mu_logsumexp(const float *z, int V);
 int mu_count_labels(const int32_t *labels, int T);
 
 /* ---- token-level objectives ---------------------------------------------------------- */
+/* Each as a function of one labeled row's target log-probability logp = log p_t(y_t): the
+ * row's loss, and *dl = d loss / d logp. (With the backend's target_logprob and logp_grad the
+ * trainer then never needs the logits on the host; the mu_obj_* below apply the same
+ * functions to host logits.) */
+double mu_tok_ce(double logp, double *dl);                    /* -logp */
+double mu_tok_log1mp(double logp, double floor, double *dl);  /* -log(1-p), 0 below floor */
+double mu_tok_wga(double logp, double beta, double *dl);      /* p^beta logp, p^beta detached */
+
 /* Cross-entropy  sum_t -log p_t(y_t).  learn, edit, retain-ce, general-lm; ga and
  * graddiff use it with a negative coef. */
 double mu_obj_ce(const float *logits, const int32_t *labels, int T, int V,

@@ -258,6 +258,16 @@ typedef struct {                /* per-layer activation buffers for hooks */
     const unsigned char *want;  /* [NL] layers to capture/inject */
 } layer_bufs;
 
+/* The labeled positions of a batch, the only rows whose logits are computed: row r is flat
+ * position pos[r] = b*T + t with target tgt[r]; batch row b owns rows first[b] ..
+ * first[b+1]-1. logp [R]: their target log-probs; a [R]: d loss / d logp (mu_model_backward_logp). */
+typedef struct {
+    int R, B, cap, cap_b;
+    int32_t *pos, *tgt;
+    int *first;                 /* [B+1] */
+    double *logp, *a;
+} label_rows;
+
 struct mu_trainer {
     mu_model *m, *ref;
     mu_train_opts o;
@@ -273,8 +283,9 @@ struct mu_trainer {
     /* batch scratch */
     int32_t *ids, *lens, *labels;
     size_t ids_cap;
-    float *dlogits, *ref_rows;
-    size_t dl_cap, rr_cap;
+    float *dlogits;
+    size_t dl_cap;
+    label_rows lr;              /* the batch's labeled positions: its logit rows */
     int64_t *perm[MU_DATA_COUNT];
     int64_t perm_epoch[MU_DATA_COUNT];
     /* activations */
@@ -475,7 +486,8 @@ void mu_trainer_free(mu_trainer *t) {
     free(t->best_vals);
     free(t->pidx);
     mu_optim_free(t->opt);
-    free(t->ids); free(t->lens); free(t->labels); free(t->dlogits); free(t->ref_rows);
+    free(t->ids); free(t->lens); free(t->labels); free(t->dlogits);
+    free(t->lr.pos); free(t->lr.tgt); free(t->lr.first); free(t->lr.logp); free(t->lr.a);
     free(t->control); free(t->l2_layers); free(t->rmu_layers);
     layer_bufs_free(&t->cur_rmu); layer_bufs_free(&t->ref_rmu); layer_bufs_free(&t->d_rmu);
     layer_bufs_free(&t->cur_l2); layer_bufs_free(&t->ref_l2); layer_bufs_free(&t->d_l2);
@@ -547,6 +559,63 @@ static int build_batch(mu_trainer *t, const row_ref *rows, int B) {
     return T;
 }
 
+/* t->lr from the labels of the last build_batch (B rows of T); a zeroed. */
+static label_rows *find_label_rows(mu_trainer *t, int B, int T) {
+    label_rows *l = &t->lr;
+    size_t n = (size_t)B * T;
+    if ((size_t)l->cap < n) {
+        l->pos = mu_xrealloc(l->pos, n * sizeof *l->pos);
+        l->tgt = mu_xrealloc(l->tgt, n * sizeof *l->tgt);
+        l->logp = mu_xrealloc(l->logp, n * sizeof *l->logp);
+        l->a = mu_xrealloc(l->a, n * sizeof *l->a);
+        l->cap = (int)n;
+    }
+    if (l->cap_b < B + 1) {
+        l->first = mu_xrealloc(l->first, (size_t)(B + 1) * sizeof *l->first);
+        l->cap_b = B + 1;
+    }
+    l->R = 0;
+    l->B = B;
+    for (int b = 0; b < B; b++) {
+        l->first[b] = l->R;
+        for (int i = 0; i < T; i++) {
+            int32_t y = t->labels[(size_t)b * T + i];
+            if (y < 0) continue;
+            l->pos[l->R] = (int32_t)((size_t)b * T + i);
+            l->tgt[l->R++] = y;
+        }
+    }
+    l->first[B] = l->R;
+    memset(l->a, 0, (size_t)(l->R ? l->R : 1) * sizeof *l->a);
+    return l;
+}
+
+/* Forward options computing the logits of the labeled rows of batch rows [0, nb) only. */
+static mu_fwd_opts label_rows_opts(const label_rows *l, int nb) {
+    return (mu_fwd_opts){.logit_rows = l->pos, .n_logit_rows = l->first[nb]};
+}
+
+/* sum of logp over rows [r0, r1) */
+static double logp_sum(const label_rows *l, int r0, int r1) {
+    double s = 0;
+    for (int r = r0; r < r1; r++) s += l->logp[r];
+    return s;
+}
+
+static void add_coef(label_rows *l, int r0, int r1, double a) {
+    for (int r = r0; r < r1; r++) l->a[r] += a;
+}
+
+/* A cross-entropy term (retain-ce, general-lm) over every row of l: value into t->term[id],
+ * gradient coefficients into l->a. */
+static void term_ce(mu_trainer *t, label_rows *l, mu_obj_id id, double tokc) {
+    double c = t->o.coef[id], dl;
+    for (int r = 0; r < l->R; r++) {
+        t->term[id] += mu_tok_ce(l->logp[r], &dl) * tokc;
+        l->a[r] += c * tokc * dl;
+    }
+}
+
 static float *zeroed_dlogits(mu_trainer *t, size_t n) {
     if (t->dl_cap < n) {
         free(t->dlogits);
@@ -555,15 +624,6 @@ static float *zeroed_dlogits(mu_trainer *t, size_t n) {
     }
     memset(t->dlogits, 0, n * sizeof(float));
     return t->dlogits;
-}
-
-static float *ref_rows_buf(mu_trainer *t, size_t n) {
-    if (t->rr_cap < n) {
-        free(t->ref_rows);
-        t->ref_rows = mu_xmalloc(n * sizeof(float));
-        t->rr_cap = n;
-    }
-    return t->ref_rows;
 }
 
 /* MSE of act rows [B,T,D] (valid positions only) against target rows or the control
@@ -585,8 +645,73 @@ static double masked_mse(const float *act, const float *target, const float *cve
     return loss;
 }
 
+/* Token-level forget terms (learn/edit/ga, log1mp, wga) of the rows [0, first[B]): their
+ * values into t->term, their d/dlogp into l->a. */
+static void forget_token_terms(mu_trainer *t, label_rows *l, int B, double tokc) {
+    double cl = t->o.coef[MU_OBJ_LEARN] + t->o.coef[MU_OBJ_EDIT] - t->o.coef[MU_OBJ_GA];
+    int ce = need(t, MU_OBJ_LEARN) || need(t, MU_OBJ_EDIT) || need(t, MU_OBJ_GA);
+    double c1 = t->o.coef[MU_OBJ_LOG1MP], cw = t->o.coef[MU_OBJ_WGA], dl;
+    for (int r = 0; r < l->first[B]; r++) {
+        double lp = l->logp[r];
+        if (ce) {      /* learn and edit descend the CE of the forget targets, ga ascends it */
+            double v = mu_tok_ce(lp, &dl) * tokc;
+            t->term[MU_OBJ_LEARN] += v;
+            t->term[MU_OBJ_EDIT] += v;
+            t->term[MU_OBJ_GA] -= v;
+            l->a[r] += cl * tokc * dl;
+        }
+        if (c1) {
+            t->term[MU_OBJ_LOG1MP] += mu_tok_log1mp(lp, t->o.log1mp_floor, &dl) * tokc;
+            l->a[r] += c1 * tokc * dl;
+        }
+        if (cw) {
+            t->term[MU_OBJ_WGA] += mu_tok_wga(lp, t->o.wga_beta, &dl) * tokc;
+            l->a[r] += cw * tokc * dl;
+        }
+    }
+}
+
+/* Sequence-level forget terms (npo, simnpo, dpo) of forget row b (DPO: its preferred answer
+ * is row B + b). */
+static void forget_seq_terms(mu_trainer *t, label_rows *l, int b, int B, const mu_train_seq *q,
+                             double seqc) {
+    int r0 = l->first[b], r1 = l->first[b + 1];
+    double s = logp_sum(l, r0, r1), g, c;
+    if ((c = t->o.coef[MU_OBJ_NPO])) {
+        t->term[MU_OBJ_NPO] += mu_npo_loss(s, q->ref_s, t->o.npo_beta, &g) * seqc;
+        add_coef(l, r0, r1, c * seqc * g);
+    }
+    if ((c = t->o.coef[MU_OBJ_SIMNPO])) {
+        t->term[MU_OBJ_SIMNPO] += mu_simnpo_loss(s, r1 - r0, t->o.simnpo_beta, t->o.simnpo_delta, &g) * seqc;
+        add_coef(l, r0, r1, c * seqc * g);
+    }
+    if ((c = t->o.coef[MU_OBJ_DPO])) {
+        int w0 = l->first[B + b], w1 = l->first[B + b + 1];
+        double gw, w = logp_sum(l, w0, w1);
+        t->term[MU_OBJ_DPO] += mu_dpo_loss(w, q->ref_alt_s, s, q->ref_s, t->o.dpo_beta, &gw, &g) * seqc;
+        add_coef(l, w0, w1, c * seqc * gw);
+        add_coef(l, r0, r1, c * seqc * g);
+    }
+}
+
+/* UNDIAL on the forget rows' logits (host [first[B], V]) against the reference model's
+ * logits of the same rows; its gradient into dl (host, zeroed here). */
+static int forget_undial(mu_trainer *t, label_rows *l, int B, const float *ref_logits,
+                         double tokc, float **dl) {
+    size_t n = (size_t)l->R * t->V;
+    const float *lg = mu_model_logits(t->m);
+    if (!lg) return -1;
+    *dl = zeroed_dlogits(t, n ? n : 1);
+    double c = t->o.coef[MU_OBJ_UNDIAL];
+    t->term[MU_OBJ_UNDIAL] += mu_obj_undial(lg, l->tgt, l->first[B], t->V, ref_logits,
+                                            t->o.undial_beta, c * tokc, *dl) * tokc;
+    return 0;
+}
+
 /* Forget pass of one micro-batch: returns 0 and adds each term's value (scaled 1/accum)
- * into t->term; gradients accumulate into the model. */
+ * into t->term; gradients accumulate into the model. Only the labeled positions get logits;
+ * the terms read them through their target log-probs, and the gradient is made on the
+ * model's backend (UNDIAL, which needs whole rows, on the host). */
 static int forget_pass(mu_trainer *t, int64_t pos0, char *err, size_t errlen) {
     int B = t->o.batch, dpo = need(t, MU_OBJ_DPO), rmu = need(t, MU_OBJ_RMU);
     int logit_terms = forget_logit_terms(t);
@@ -601,75 +726,49 @@ static int forget_pass(mu_trainer *t, int64_t pos0, char *err, size_t errlen) {
     }
     int R = dpo ? 2 * B : B;
     int T = build_batch(t, rows, R);
+    label_rows *l = find_label_rows(t, R, T);
     mu_batch batch = {R, T, t->ids, t->lens};
     double A = t->o.accum;
     mu_hook fh[1] = {{MU_SITE_RESID_POST, t->o.rmu_layer, 0, hook_capture, &t->cur_rmu}};
     mu_hook bh[1] = {{MU_SITE_RESID_POST, t->o.rmu_layer, 1, hook_inject, &t->d_rmu}};
-    mu_fwd_opts fo = {.train = 1, .n_layers = logit_terms ? 0 : t->o.rmu_layer + 1,
-                      .hooks = fh, .n_hooks = rmu && logit_terms ? 1 : 0};
+    mu_fwd_opts fo = label_rows_opts(l, R);
+    fo.train = 1;
+    fo.n_layers = logit_terms ? 0 : t->o.rmu_layer + 1;
+    fo.hooks = fh;
+    fo.n_hooks = rmu && logit_terms ? 1 : 0;
     int rc = -1;
-    const float *ref_logits = NULL;
-    size_t rowsz = (size_t)T * t->V;
-    float *ref_copy = NULL;
-    if (need(t, MU_OBJ_UNDIAL)) {   /* reference logits of the forget rows */
+    float *ref_copy = NULL, *dl = NULL;
+    if (need(t, MU_OBJ_UNDIAL)) {   /* reference logits of the forget rows' labeled positions */
         mu_batch rb = {B, T, t->ids, t->lens};
-        if (mu_model_forward(t->ref, &rb, NULL, err, errlen) < 0) goto out;
-        ref_copy = mu_xmalloc((size_t)B * rowsz * sizeof(float));
-        memcpy(ref_copy, mu_model_logits(t->ref), (size_t)B * rowsz * sizeof(float));
-        ref_logits = ref_copy;
+        mu_fwd_opts ro = label_rows_opts(l, B);
+        if (mu_model_forward(t->ref, &rb, &ro, err, errlen) < 0) goto out;
+        size_t n = (size_t)l->first[B] * t->V;
+        ref_copy = mu_xmalloc((n ? n : 1) * sizeof(float));
+        memcpy(ref_copy, mu_model_logits(t->ref), n * sizeof(float));
     }
     if (mu_model_forward(t->m, &batch, &fo, err, errlen) < 0) goto out;
-    float *dl = NULL;
     if (logit_terms) {
-        const float *lg = mu_model_logits(t->m);
-        dl = zeroed_dlogits(t, (size_t)R * rowsz);
-        int ntok = 0;
-        for (int b = 0; b < B; b++) ntok += mu_count_labels(t->labels + (size_t)b * T, T);
+        if (mu_model_target_logprobs(t->m, l->tgt, l->logp, err, errlen) < 0) goto out;
+        int ntok = l->first[B];
         double tokc = 1.0 / (A * (ntok ? ntok : 1)), seqc = 1.0 / (A * B);
-        for (int b = 0; b < B; b++) {
-            const float *z = lg + b * rowsz;
-            const int32_t *lab = t->labels + (size_t)b * T;
-            float *d = dl + b * rowsz;
-            mu_train_seq *q = &fs->s[sel[b]];
-            double c;
-            if (need(t, MU_OBJ_LEARN) || need(t, MU_OBJ_EDIT) || need(t, MU_OBJ_GA)) {
-                /* learn and edit descend the CE of the forget targets, ga ascends it */
-                c = t->o.coef[MU_OBJ_LEARN] + t->o.coef[MU_OBJ_EDIT] - t->o.coef[MU_OBJ_GA];
-                double ce = mu_obj_ce(z, lab, T, t->V, c * tokc, d) * tokc;
-                t->term[MU_OBJ_LEARN] += ce;
-                t->term[MU_OBJ_EDIT] += ce;
-                t->term[MU_OBJ_GA] -= ce;
-            }
-            if ((c = t->o.coef[MU_OBJ_LOG1MP]))
-                t->term[MU_OBJ_LOG1MP] += mu_obj_log1mp(z, lab, T, t->V, t->o.log1mp_floor, c * tokc, d) * tokc;
-            if ((c = t->o.coef[MU_OBJ_WGA]))
-                t->term[MU_OBJ_WGA] += mu_obj_wga(z, lab, T, t->V, t->o.wga_beta, c * tokc, d) * tokc;
-            if ((c = t->o.coef[MU_OBJ_UNDIAL])) {
-                int n = mu_count_labels(lab, T);
-                float *rr = ref_rows_buf(t, (size_t)(n ? n : 1) * t->V);
-                mu_ref_logit_rows(ref_logits + b * rowsz, lab, T, t->V, rr);
-                t->term[MU_OBJ_UNDIAL] += mu_obj_undial(z, lab, T, t->V, rr, t->o.undial_beta, c * tokc, d) * tokc;
-            }
-            if ((c = t->o.coef[MU_OBJ_NPO]))
-                t->term[MU_OBJ_NPO] += mu_obj_npo(z, lab, T, t->V, q->ref_s, t->o.npo_beta, c * seqc, d) * seqc;
-            if ((c = t->o.coef[MU_OBJ_SIMNPO]))
-                t->term[MU_OBJ_SIMNPO] += mu_obj_simnpo(z, lab, T, t->V, t->o.simnpo_beta, t->o.simnpo_delta,
-                                                        c * seqc, d) * seqc;
-            if ((c = t->o.coef[MU_OBJ_DPO]))
-                t->term[MU_OBJ_DPO] += mu_obj_dpo(lg + (B + b) * rowsz, t->labels + (size_t)(B + b) * T, T,
-                                                  q->ref_alt_s, z, lab, T, q->ref_s, t->V, t->o.dpo_beta,
-                                                  c * seqc, dl + (B + b) * rowsz, d) * seqc;
+        forget_token_terms(t, l, B, tokc);
+        for (int b = 0; b < B; b++) forget_seq_terms(t, l, b, B, &fs->s[sel[b]], seqc);
+        if (ref_copy && forget_undial(t, l, B, ref_copy, tokc, &dl) < 0) {
+            snprintf(err, errlen, "forget pass: out of memory for logits");
+            goto out;
         }
     }
     if (rmu) {
         const float *h = logit_terms ? t->cur_rmu.buf[t->o.rmu_layer] : mu_model_hidden(t->m);
         float *dh = layer_buf(&t->d_rmu, t->o.rmu_layer, (size_t)R * T * t->D);
         /* only the forget rows (not DPO's alternatives) are steered */
-        double l = masked_mse(h, NULL, t->control, t->lens, B, T, t->D, t->o.coef[MU_OBJ_RMU] / A, dh);
+        double loss = masked_mse(h, NULL, t->control, t->lens, B, T, t->D, t->o.coef[MU_OBJ_RMU] / A, dh);
         memset(dh + (size_t)B * T * t->D, 0, (size_t)(R - B) * T * t->D * sizeof(float));
-        t->term[MU_OBJ_RMU] += l / A;
+        t->term[MU_OBJ_RMU] += loss / A;
     }
-    if (mu_model_backward(t->m, dl, bh, rmu ? 1 : 0, err, errlen) < 0) goto out;
+    if (logit_terms ? mu_model_backward_logp(t->m, l->tgt, l->a, dl, bh, rmu ? 1 : 0, err, errlen)
+                    : mu_model_backward(t->m, NULL, bh, rmu ? 1 : 0, err, errlen))
+        goto out;
     rc = 0;
 out:
     free(ref_copy);
@@ -691,8 +790,8 @@ static int retain_pass(mu_trainer *t, int64_t pos0, char *err, size_t errlen) {
     }
     int T = build_batch(t, rows, B);
     free(rows);
+    label_rows *lr = find_label_rows(t, B, T);
     mu_batch batch = {B, T, t->ids, t->lens};
-    size_t rowsz = (size_t)T * t->V;
     double A = t->o.accum;
     int top = -1;                                   /* deepest layer the activation terms need */
     if (rmu) top = t->o.rmu_layer;
@@ -713,43 +812,34 @@ static int retain_pass(mu_trainer *t, int64_t pos0, char *err, size_t errlen) {
     }
     float *ref_lp = NULL;
     int rc = -1;
+    size_t nlv = (size_t)lr->R * t->V;
     if (kl || rmu || l2) {
-        mu_fwd_opts ro = {.n_layers = kl ? 0 : top + 1, .hooks = rh, .n_hooks = nh};
+        mu_fwd_opts ro = label_rows_opts(lr, B);
+        ro.n_layers = kl ? 0 : top + 1;
+        ro.hooks = rh;
+        ro.n_hooks = nh;
         if (mu_model_forward(t->ref, &batch, &ro, err, errlen) < 0) goto out;
-        if (kl) {
-            int n = 0;
-            for (int b = 0; b < B; b++) n += mu_count_labels(t->labels + (size_t)b * T, T);
-            ref_lp = mu_xmalloc((size_t)(n ? n : 1) * t->V * sizeof(float));
-            const float *rl = mu_model_logits(t->ref);
-            float *o = ref_lp;
-            for (int b = 0; b < B; b++) {
-                const int32_t *lab = t->labels + (size_t)b * T;
-                mu_ref_logp_rows(rl + b * rowsz, lab, T, t->V, o);
-                o += (size_t)mu_count_labels(lab, T) * t->V;
-            }
+        if (kl) {      /* reference log-probs [R, V] of the labeled rows */
+            ref_lp = mu_xmalloc((nlv ? nlv : 1) * sizeof(float));
+            mu_ref_logp_rows(mu_model_logits(t->ref), lr->tgt, lr->R, t->V, ref_lp);
         }
     }
-    mu_fwd_opts fo = {.train = 1, .n_layers = logits ? 0 : top + 1, .hooks = fh, .n_hooks = nh};
+    mu_fwd_opts fo = label_rows_opts(lr, B);
+    fo.train = 1;
+    fo.n_layers = logits ? 0 : top + 1;
+    fo.hooks = fh;
+    fo.n_hooks = nh;
     if (mu_model_forward(t->m, &batch, &fo, err, errlen) < 0) goto out;
     float *dl = NULL;
-    if (logits) {
-        const float *lg = mu_model_logits(t->m);
-        dl = zeroed_dlogits(t, (size_t)B * rowsz);
-        int ntok = 0;
-        for (int b = 0; b < B; b++) ntok += mu_count_labels(t->labels + (size_t)b * T, T);
-        double tokc = 1.0 / (A * (ntok ? ntok : 1));
-        const float *rp = ref_lp;
-        for (int b = 0; b < B; b++) {
-            const int32_t *lab = t->labels + (size_t)b * T;
-            if (ce)
-                t->term[MU_OBJ_RETAIN_CE] += mu_obj_ce(lg + b * rowsz, lab, T, t->V,
-                                                       t->o.coef[MU_OBJ_RETAIN_CE] * tokc, dl + b * rowsz) * tokc;
-            if (kl) {
-                t->term[MU_OBJ_RETAIN_KL] += mu_obj_kl(lg + b * rowsz, lab, T, t->V, rp,
-                                                       t->o.coef[MU_OBJ_RETAIN_KL] * tokc, dl + b * rowsz) * tokc;
-                rp += (size_t)mu_count_labels(lab, T) * t->V;
-            }
-        }
+    double tokc = 1.0 / (A * (lr->R ? lr->R : 1));
+    if (ce) {
+        if (mu_model_target_logprobs(t->m, lr->tgt, lr->logp, err, errlen) < 0) goto out;
+        term_ce(t, lr, MU_OBJ_RETAIN_CE, tokc);
+    }
+    if (kl) {          /* whole rows: on the host */
+        dl = zeroed_dlogits(t, nlv ? nlv : 1);
+        t->term[MU_OBJ_RETAIN_KL] += mu_obj_kl(mu_model_logits(t->m), lr->tgt, lr->R, t->V, ref_lp,
+                                               t->o.coef[MU_OBJ_RETAIN_KL] * tokc, dl) * tokc;
     }
     size_t act = (size_t)B * T * t->D;
     if (rmu) {
@@ -768,7 +858,9 @@ static int retain_pass(mu_trainer *t, int64_t pos0, char *err, size_t errlen) {
             t->term[MU_OBJ_MLP_L2] += l / (A * nl);
         }
     }
-    if (mu_model_backward(t->m, dl, bh, nh, err, errlen) < 0) goto out;
+    if (logits ? mu_model_backward_logp(t->m, lr->tgt, lr->a, dl, bh, nh, err, errlen)
+               : mu_model_backward(t->m, NULL, bh, nh, err, errlen))
+        goto out;
     rc = 0;
 out:
     free(ref_lp);
@@ -787,19 +879,14 @@ static int general_pass(mu_trainer *t, int64_t pos0, char *err, size_t errlen) {
     }
     int T = build_batch(t, rows, B);
     free(rows);
+    label_rows *lr = find_label_rows(t, B, T);
     mu_batch batch = {B, T, t->ids, t->lens};
-    mu_fwd_opts fo = {.train = 1};
+    mu_fwd_opts fo = label_rows_opts(lr, B);
+    fo.train = 1;
     if (mu_model_forward(t->m, &batch, &fo, err, errlen) < 0) return -1;
-    size_t rowsz = (size_t)T * t->V;
-    const float *lg = mu_model_logits(t->m);
-    float *dl = zeroed_dlogits(t, (size_t)B * rowsz);
-    int ntok = 0;
-    for (int b = 0; b < B; b++) ntok += mu_count_labels(t->labels + (size_t)b * T, T);
-    double tokc = 1.0 / (t->o.accum * (double)(ntok ? ntok : 1));
-    for (int b = 0; b < B; b++)
-        t->term[MU_OBJ_GENERAL_LM] += mu_obj_ce(lg + b * rowsz, t->labels + (size_t)b * T, T, t->V,
-                                                t->o.coef[MU_OBJ_GENERAL_LM] * tokc, dl + b * rowsz) * tokc;
-    return mu_model_backward(t->m, dl, NULL, 0, err, errlen);
+    if (mu_model_target_logprobs(t->m, lr->tgt, lr->logp, err, errlen) < 0) return -1;
+    term_ce(t, lr, MU_OBJ_GENERAL_LM, 1.0 / (t->o.accum * (double)(lr->R ? lr->R : 1)));
+    return mu_model_backward_logp(t->m, lr->tgt, lr->a, NULL, NULL, 0, err, errlen);
 }
 
 static int uses_forget(const mu_trainer *t) { return forget_logit_terms(t) || need(t, MU_OBJ_RMU); }
@@ -847,8 +934,12 @@ static int cache_ref_logprobs(mu_trainer *t, char *err, size_t errlen) {
             int T = build_batch(t, &row, 1);
             t->tokens = tok;
             mu_batch b = {1, T, t->ids, t->lens};
-            if (mu_model_forward(r, &b, NULL, err, errlen) < 0) return -1;
-            double s = mu_seq_logprob(mu_model_logits(r), t->labels, T, t->V, NULL);
+            label_rows *l = find_label_rows(t, 1, T);
+            mu_fwd_opts o = label_rows_opts(l, 1);
+            if (mu_model_forward(r, &b, &o, err, errlen) < 0 ||
+                mu_model_target_logprobs(r, l->tgt, l->logp, err, errlen) < 0)
+                return -1;
+            double s = logp_sum(l, 0, l->R);
             if (alt) q->ref_alt_s = s; else q->ref_s = s;
         }
     }
@@ -891,6 +982,13 @@ static int check_data(mu_trainer *t, char *err, size_t errlen) {
 
 typedef struct { double nll, acc, prob; } eval_result;
 
+/* 1 when y is the first maximum of z [V] (greedy decoding would emit it). */
+static int argmax_is(const float *z, int V, int y) {
+    int best = 0;
+    for (int j = 1; j < V; j++) if (z[j] > z[best]) best = j;
+    return best == y;
+}
+
 static int run_eval(mu_trainer *t, mu_train_set *set, eval_result *res, char *err, size_t errlen) {
     int B = t->o.batch;
     double nll = 0, correct = 0, prob = 0;
@@ -904,24 +1002,21 @@ static int run_eval(mu_trainer *t, mu_train_set *set, eval_result *res, char *er
         }
         int T = build_batch(t, rows, nb);
         mu_batch batch = {nb, T, t->ids, t->lens};
-        if (mu_model_forward(t->m, &batch, NULL, err, errlen) < 0) { free(rows); return -1; }
+        label_rows *l = find_label_rows(t, nb, T);
+        mu_fwd_opts o = label_rows_opts(l, nb);
+        if (mu_model_forward(t->m, &batch, &o, err, errlen) < 0 ||
+            mu_model_target_logprobs(t->m, l->tgt, l->logp, err, errlen) < 0) {
+            free(rows);
+            return -1;
+        }
         const float *lg = mu_model_logits(t->m);
         for (int b = 0; b < nb; b++) {
-            const int32_t *lab = t->labels + (size_t)b * T;
-            const float *z = lg + (size_t)b * T * t->V;
-            int n;
-            double s = mu_seq_logprob(z, lab, T, t->V, &n);
+            double s = logp_sum(l, l->first[b], l->first[b + 1]);
             nll -= s;
-            ntok += n;
             prob += exp(s);
-            for (int r = 0; r < T; r++) {
-                if (lab[r] < 0) continue;
-                const float *zr = z + (size_t)r * t->V;
-                int best = 0;
-                for (int j = 1; j < t->V; j++) if (zr[j] > zr[best]) best = j;
-                correct += best == lab[r];
-            }
         }
+        ntok += l->R;
+        for (int r = 0; r < l->R; r++) correct += argmax_is(lg + (size_t)r * t->V, t->V, l->tgt[r]);
     }
     free(rows);
     t->tokens = tok_saved;

@@ -1257,3 +1257,158 @@ TEST(model_sliding_window_refuses_longer_sequences)
     CHECK_MSG(mu_config_from_json_file(path, &back, err, sizeof err) == 0, "%s", err);
     CHECK_EQ_INT(back.sliding_window, 4);
 }
+
+/* ---- logits at selected rows (logit_rows) and the per-row log-prob backward ------------ */
+/* Max |got - want| / max |want| over n values. */
+static double max_rel_diff(const float *got, const float *want, size_t n)
+{
+    double d = 0, s = 0;
+    for (size_t i = 0; i < n; i++) {
+        d = fmax(d, fabs((double)got[i] - want[i]));
+        s = fmax(s, fabs((double)want[i]));
+    }
+    return s > 0 ? d / s : d;
+}
+
+/* Every gradient of m into one host array (parameter order). */
+static float *all_grads(mu_model *m, size_t *total)
+{
+    size_t n = 0;
+    for (int i = 0; i < mu_model_n_params(m); i++) n += (size_t)mu_model_param(m, i)->numel;
+    float *g = malloc(sizeof(float) * n), *p = g;
+    CHECK(g != NULL);
+    for (int i = 0; i < mu_model_n_params(m); i++) {
+        mu_model_get_grad(m, i, p);
+        p += mu_model_param(m, i)->numel;
+    }
+    *total = n;
+    return g;
+}
+
+/* Reference: d/dlogits of sum_r a_r log softmax(z_r)[y_r] in long double, [R, V]. */
+static void ref_logp_grad(float *d, const float *z, const int32_t *y, const double *a, int R,
+                          int V)
+{
+    for (int r = 0; r < R; r++) {
+        const float *x = z + (size_t)r * V;
+        long double mx = x[0], s = 0;
+        for (int j = 1; j < V; j++) mx = x[j] > mx ? x[j] : mx;
+        for (int j = 0; j < V; j++) s += expl((long double)x[j] - mx);
+        for (int j = 0; j < V; j++)
+            d[(size_t)r * V + j] = (float)(a[r] * ((j == y[r]) - expl((long double)x[j] - mx) / s));
+    }
+}
+
+/* Logits at the labeled positions only equal those rows of the full logits; the target
+ * log-probs match a long-double reference; and mu_model_backward_logp (the backend's
+ * logp_grad) gives the gradients of the full-logits backward with that reference gradient at
+ * the labeled rows and zero elsewhere. Tied and untied lm_head (trained through the gathered
+ * rows), f32 and bf16 weights, the CPU and the CPU posing as a device. */
+TEST(model_logit_rows_and_backward_logp)
+{
+    char err[256];
+    mu_backend fake = *mu_backend_cpu();
+    fake.host_memory = 0;
+    const mu_backend *bes[2] = { mu_backend_cpu(), &fake };
+    int32_t ids[TB * TT], tg[TB * TT], rows[TB * TT], ty[TB * TT];
+    for (int cse = 0; cse < 8; cse++) {
+        int tied = cse & 1, bf16 = (cse >> 1) & 1, dev = cse >> 2;
+        mu_config c = tiny_config(tied, 0);
+        int V = c.vocab;
+        tiny_batch(ids, tg, V);
+        int R = 0;
+        for (int n = 0; n < TB * TT; n++)
+            if (tg[n] >= 0 && n % 3 != 1) { rows[R] = n; ty[R++] = tg[n]; }   /* a subset */
+        mu_model *m = mu_model_init_random_as(&c, 17, 0.35f, bes[dev],
+                                              bf16 ? MU_WEIGHTS_BF16 : MU_WEIGHTS_F32, err,
+                                              sizeof err);
+        CHECK_MSG(m, "%s", err);
+        CHECK(mu_model_set_all_trainable(m, 1) == 0);
+        double a[TB * TT];
+        for (int r = 0; r < R; r++) a[r] = 0.1 * (r % 4) - 0.13;
+        mu_batch b = { TB, TT, ids, t_lens };
+        /* full logits, reference gradient placed at the selected rows */
+        mu_fwd_opts full = { .train = 1 };
+        CHECK(mu_model_forward(m, &b, &full, err, sizeof err) == 0);
+        CHECK_EQ_INT(mu_model_logit_rows(m), TB * TT);
+        float *zf = malloc(sizeof(float) * TB * TT * V), *dsel = malloc(sizeof(float) * R * V);
+        float *dfull = calloc((size_t)TB * TT * V, sizeof(float)), *zs = malloc(sizeof(float) * R * V);
+        memcpy(zf, mu_model_logits(m), sizeof(float) * TB * TT * V);
+        for (int r = 0; r < R; r++) memcpy(zs + (size_t)r * V, zf + (size_t)rows[r] * V, sizeof(float) * V);
+        ref_logp_grad(dsel, zs, ty, a, R, V);
+        for (int r = 0; r < R; r++)
+            memcpy(dfull + (size_t)rows[r] * V, dsel + (size_t)r * V, sizeof(float) * V);
+        CHECK(mu_model_backward(m, dfull, NULL, 0, err, sizeof err) == 0);
+        size_t ng;
+        float *g_full = all_grads(m, &ng);
+        /* selected rows */
+        mu_model_zero_grad(m);
+        mu_fwd_opts sel = { .train = 1, .logit_rows = rows, .n_logit_rows = R };
+        CHECK_MSG(mu_model_forward(m, &b, &sel, err, sizeof err) == 0, "%s", err);
+        CHECK_EQ_INT(mu_model_logit_rows(m), R);
+        double dz = max_rel_diff(mu_model_logits(m), zs, (size_t)R * V);
+        CHECK_MSG(dz < 1e-6, "case %d: selected logits differ by %g", cse, dz);
+        double lp[TB * TT];
+        CHECK(mu_model_target_logprobs(m, ty, lp, err, sizeof err) == 0);
+        for (int r = 0; r < R; r++) {
+            const float *x = zs + (size_t)r * V;
+            long double mx = x[0], s = 0;
+            for (int j = 1; j < V; j++) mx = x[j] > mx ? x[j] : mx;
+            for (int j = 0; j < V; j++) s += expl((long double)x[j] - mx);
+            double want = (double)((long double)x[ty[r]] - mx - logl(s));
+            CHECK_CLOSE(lp[r], want, 1e-12, 1e-12);
+        }
+        CHECK_MSG(mu_model_backward_logp(m, ty, a, NULL, NULL, 0, err, sizeof err) == 0, "%s", err);
+        float *g_sel = all_grads(m, &ng);
+        double dg = max_rel_diff(g_sel, g_full, ng);
+        CHECK_MSG(dg < 2e-6, "case %d: gradients differ by %g", cse, dg);
+        /* half through host dlogits, half through a: the same sum */
+        mu_model_zero_grad(m);
+        CHECK(mu_model_forward(m, &b, &sel, err, sizeof err) == 0);
+        double ah[TB * TT];
+        for (int r = 0; r < R; r++) ah[r] = a[r] / 2;
+        for (size_t i = 0; i < (size_t)R * V; i++) dsel[i] /= 2;
+        CHECK(mu_model_backward_logp(m, ty, ah, dsel, NULL, 0, err, sizeof err) == 0);
+        float *g_mix = all_grads(m, &ng);
+        dg = max_rel_diff(g_mix, g_full, ng);
+        CHECK_MSG(dg < 2e-6, "case %d: host + backend gradient differs by %g", cse, dg);
+        free(zf); free(dsel); free(dfull); free(zs); free(g_full); free(g_sel); free(g_mix);
+        mu_model_free(m);
+    }
+}
+
+static int nop_hook(const mu_hook_info *info, float *act, void *user)
+{
+    (void)info; (void)act; (void)user;
+    return 0;
+}
+
+TEST(model_logit_rows_bad_selections)
+{
+    char err[256];
+    mu_model *m = tiny_model(0, 0, 3);
+    int32_t ids[TB * TT], tg[TB * TT];
+    tiny_batch(ids, tg, mu_model_config(m)->vocab);
+    mu_batch b = { TB, TT, ids, t_lens };
+    int32_t down[2] = { 3, 2 }, pad[1] = { TT + 5 }, out[1] = { TB * TT }, ok[2] = { 0, 8 };
+    struct { const int32_t *r; int n; const char *want; } bad[] = {
+        { down, 2, "not an increasing valid position" },
+        { pad, 1, "not an increasing valid position" },      /* row 1 has 4 tokens */
+        { out, 1, "not an increasing valid position" },
+        { ok, -1, "negative count" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        mu_fwd_opts o = { .logit_rows = bad[i].r, .n_logit_rows = bad[i].n };
+        CHECK(mu_model_forward(m, &b, &o, err, sizeof err) == -1);
+        CHECK_MSG(strstr(err, bad[i].want), "got: %s", err);
+    }
+    mu_hook h = { MU_SITE_LOGITS, -1, 0, nop_hook, NULL };
+    mu_fwd_opts o = { .logit_rows = ok, .n_logit_rows = 2, .hooks = &h, .n_hooks = 1 };
+    CHECK(mu_model_forward(m, &b, &o, err, sizeof err) == -1 && strstr(err, "logits hook"));
+    mu_fwd_opts none = { .train = 1, .logit_rows = ok, .n_logit_rows = 0 };
+    CHECK(mu_model_forward(m, &b, &none, err, sizeof err) == 0);
+    CHECK_EQ_INT(mu_model_logit_rows(m), 0);
+    CHECK(mu_model_set_trainable(m, mu_model_find(m, "lm_head.weight"), 1) == 0);
+    CHECK(mu_model_backward_logp(m, tg, NULL, NULL, NULL, 0, err, sizeof err) == 0);
+    mu_model_free(m);
+}
