@@ -3,6 +3,8 @@
  * embeddings), random weights, `learn` on random token sequences, batch 4 x 128, AdamW:
  *   full      every parameter trained
  *   masked1%  1% of the model's parameters: random elements of the MLP matrices
+ *   facts1%   the same mask, trained only on each sequence's last ANSWER tokens (a fact's
+ *             answer after its prompt, as in Sports Facts): logits only at those positions
  * Each configuration runs in its own child process, so its peak RSS (getrusage) is its
  * own. PyTorch's full-training figure on the same shape is measured in the same run when
  * $MU_PYTHON (default python3) can import torch and transformers.
@@ -21,10 +23,10 @@
 #include <unistd.h>
 #include <omp.h>
 
-enum { BATCH = 4, SEQ = 128 };
+enum { BATCH = 4, SEQ = 128, ANSWER = 8 };
 
-/* Random token sequences, trained on every next token. */
-static void random_set(mu_train_set *set, int n, int vocab) {
+/* Random token sequences, trained on every next token from prompt_len on. */
+static void random_set(mu_train_set *set, int n, int vocab, int prompt_len) {
     mu_rng r;
     mu_rng_seed(&r, 123);
     int32_t **ids = malloc(n * sizeof *ids);
@@ -33,7 +35,7 @@ static void random_set(mu_train_set *set, int n, int vocab) {
         ids[i] = malloc(SEQ * sizeof(int32_t));
         for (int k = 0; k < SEQ; k++) ids[i][k] = (int32_t)mu_rng_below(&r, (uint64_t)vocab);
         len[i] = SEQ;
-        pl[i] = 0;
+        pl[i] = prompt_len;
     }
     mu_train_set_from_arrays(set, n, ids, len, pl);
     for (int i = 0; i < n; i++) free(ids[i]);
@@ -66,8 +68,10 @@ static void mlp_percent_mask(mu_model *m, mu_mask *mask) {
     }
 }
 
-/* Child: trains `steps` steps; writes "tokens_per_s optim_bytes params_trained" to fd. */
-static void child(int masked, int steps, int fd) {
+/* Child: trains `steps` steps of configuration cfg (0 full, 1 masked1%, 2 facts1%); writes
+ * "tokens_per_s optim_bytes params_trained" to fd. */
+static void child(int cfg, int steps, int fd) {
+    int masked = cfg > 0;
     mu_config c;
     bench_shape_smollm2(&c);
     char err[512];
@@ -84,7 +88,7 @@ static void child(int masked, int steps, int fd) {
     mu_trainer *t = mu_trainer_new(m, NULL, masked ? &mask : NULL, &o, err, sizeof err);
     if (!t) { fprintf(stderr, "%s\n", err); _exit(1); }
     mu_train_set set;
-    random_set(&set, BATCH * (steps + 1), c.vocab);
+    random_set(&set, BATCH * (steps + 1), c.vocab, cfg == 2 ? SEQ - ANSWER : 0);
     mu_trainer_set_data(t, MU_DATA_FORGET, &set);
     /* one untimed step (allocations), then the timed ones through the same trainer */
     if (mu_trainer_run(t, NULL, err, sizeof err)) { fprintf(stderr, "%s\n", err); _exit(1); }
@@ -101,11 +105,11 @@ static void child(int masked, int steps, int fd) {
     _exit(0);
 }
 
-static int run_child(int masked, int steps, double *tps, double *optim_mb, long long *trained, double *rss_mb) {
+static int run_child(int cfg, int steps, double *tps, double *optim_mb, long long *trained, double *rss_mb) {
     int p[2];
     if (pipe(p)) return -1;
     pid_t pid = fork();
-    if (pid == 0) { close(p[0]); child(masked, steps, p[1]); }
+    if (pid == 0) { close(p[0]); child(cfg, steps, p[1]); }
     close(p[1]);
     char buf[256] = {0};
     ssize_t n = read(p[0], buf, sizeof buf - 1);
@@ -146,12 +150,12 @@ int main(void) {
            "after one untimed step), %d OpenMP threads\n",
            BATCH, SEQ, steps, omp_get_max_threads());
     printf("%-10s %12s %14s %14s %12s\n", "config", "tokens/s", "trained", "optim MiB", "peak RSS MiB");
-    const char *names[2] = {"full", "masked1%"};
-    for (int masked = 0; masked < 2; masked++) {
+    const char *names[3] = {"full", "masked1%", "facts1%"};
+    for (int cfg = 0; cfg < 3; cfg++) {
         double tps, omb, rss;
         long long tr;
-        if (run_child(masked, steps, &tps, &omb, &tr, &rss)) { printf("%-10s failed\n", names[masked]); continue; }
-        printf("%-10s %12.1f %14lld %14.1f %12.1f\n", names[masked], tps, tr, omb, rss);
+        if (run_child(cfg, steps, &tps, &omb, &tr, &rss)) { printf("%-10s failed\n", names[cfg]); continue; }
+        printf("%-10s %12.1f %14lld %14.1f %12.1f\n", names[cfg], tps, tr, omb, rss);
         fflush(stdout);
     }
     const char *py = getenv("MU_PYTHON");
