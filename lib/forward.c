@@ -769,8 +769,20 @@ static void topk(const float *x, int V, double lse, int K, int32_t *ids, float *
     for (int i = 0; i < n; i++) lp[i] = (float)(x[ids[i]] - lse);
 }
 
-/* Reads the logits of one row [len, V] into the record's results. */
-static void score_row(mu_fw *f, const fw_row *row, const float *lg)
+/* The positions [*t0, *t1] of a row whose logits score_row reads: the prompt's last token
+ * and the target's tokens but its last; every position when the text is scored. */
+static void scored_span(const mu_fw *f, const fw_row *row, int *t0, int *t1)
+{
+    const fw_rec *r = &f->recs[row->rec];
+    int m;
+    row_target(r, row->k, &m);
+    *t0 = row->k == r->ta && r->xlp ? 0 : r->np - 1;
+    *t1 = m > 1 ? r->np + m - 2 : r->np - 1;
+}
+
+/* Reads the logits of one row into the record's results: lg [t1 - t0 + 1, V] holds the
+ * logits of positions t0 .. t1 (scored_span). */
+static void score_row(mu_fw *f, const fw_row *row, const float *lg, int t0)
 {
     fw_rec *r = &f->recs[row->rec];
     int V = f->V, np = r->np, m;
@@ -779,7 +791,7 @@ static void score_row(mu_fw *f, const fw_row *row, const float *lg)
     int text = is_target_row && r->xlp, want_t = is_target_row && r->tlp;
     double csum = 0;
     for (int t = text ? 0 : np - 1; t < np + m - 1 || t == np - 1; t++) {
-        const float *x = lg + (size_t)t * V;
+        const float *x = lg + (size_t)(t - t0) * V;
         double lse = mu_fw_logsumexp(x, V);
         if (t == np - 1 && (r->emit & MU_EMIT_TOPK) && primary_row(r, row->k) && !r->topk_ids) {
             r->ntopk = f->o.topk < V ? f->o.topk : V;
@@ -806,6 +818,13 @@ static void score_row(mu_fw *f, const fw_row *row, const float *lg)
     }
 }
 
+static int logits_hooked(const mu_fw *f)
+{
+    for (int i = 0; i < f->n_hooks; i++)
+        if (f->hooks[i].site == MU_SITE_LOGITS) return 1;
+    return 0;
+}
+
 static int run_batch(mu_fw *f, const fw_row *rows, int B, char *err, size_t errlen)
 {
     int T = 0;
@@ -817,6 +836,18 @@ static int run_batch(mu_fw *f, const fw_row *rows, int B, char *err, size_t errl
     }
     mu_batch bt = { .B = B, .T = T, .ids = ids, .lens = lens };
     mu_fwd_opts fo = { .hooks = f->hooks, .n_hooks = f->n_hooks };
+    /* logits only where they are read (unless a hook wants the whole logits site) */
+    int sel = !logits_hooked(f), n = 0;
+    int32_t *pos = sel ? mu_xmalloc((size_t)B * T * sizeof *pos) : NULL;
+    int *first = mu_xmalloc((size_t)B * sizeof *first);
+    for (int b = 0; b < B; b++) {
+        int t0, t1;
+        scored_span(f, &rows[b], &t0, &t1);
+        first[b] = sel ? n : b * T;
+        for (int t = t0; sel && t <= t1; t++) pos[n++] = b * T + t;
+    }
+    fo.logit_rows = pos;
+    fo.n_logit_rows = n;
     f->brows = rows;
     f->hook_err[0] = 0;
     char e2[512];
@@ -826,9 +857,13 @@ static int run_batch(mu_fw *f, const fw_row *rows, int B, char *err, size_t errl
         else fail(err, errlen, "forward: %s", e2);
     } else {
         const float *lg = mu_model_logits(f->m);
-        for (int b = 0; b < B; b++) score_row(f, &rows[b], lg + (size_t)b * T * f->V);
+        for (int b = 0; b < B; b++) {
+            int t0, t1;
+            scored_span(f, &rows[b], &t0, &t1);
+            score_row(f, &rows[b], lg + (size_t)first[b] * f->V, sel ? t0 : 0);
+        }
     }
-    free(ids); free(lens);
+    free(ids); free(lens); free(pos); free(first);
     return rc ? -1 : 0;
 }
 
