@@ -756,6 +756,67 @@ TEST(cuda_model_bf16_logits_grads_vs_cpu)
     random_llama_vs_cpu(MU_WEIGHTS_BF16, 17, 1e-6, 3e-5);
 }
 
+/* mu-train's path: logits at a subset of positions (logit_rows), target log-probs from the
+ * backend (target_logprob) and the gradient made there from per-row coefficients
+ * (mu_model_backward_logp, logp_grad), plus host dlogits for whole-row terms; f32 and bf16
+ * weights, GPU vs CPU. */
+static void logit_rows_case(const mu_backend *g, mu_weights weights, double grad_nmse)
+{
+    char err[256];
+    mu_config c = random_llama();
+    mu_model *mc = mu_model_init_random_as(&c, 31, 0.3f, mu_backend_cpu(), weights, err, sizeof err);
+    mu_model *mg = mu_model_init_random_as(&c, 32, 0.3f, g, weights, err, sizeof err);
+    CHECK_MSG(mc && mg, "%s", err);
+    int n = mu_model_n_params(mc), V = c.vocab, R = 0;
+    int32_t ids[MB * MT], targets[MB * MT], rows[MB * MT], tg[MB * MT];
+    model_batch(ids, targets, V, 77);
+    for (int i = 0; i < MB * MT; i++)
+        if (targets[i] >= 0 && i % 4 != 2) { rows[R] = i; tg[R++] = targets[i]; }
+    double a[MB * MT], lp[2][MB * MT];
+    for (int r = 0; r < R; r++) a[r] = 0.07 * (r % 5) - 0.12;
+    float *dl = fnew((size_t)R * V), **gr[2];
+    for (size_t i = 0; i < (size_t)R * V; i++) dl[i] = 0.01f * (float)((i * 7919) % 13) - 0.06f;
+    mu_model *ms[2] = { mc, mg };
+    for (int k = 0; k < 2; k++) {
+        mu_model *m = ms[k];
+        if (k) for (int i = 0; i < n; i++) {
+            mu_param *p = mu_model_param(mc, i);
+            float *w = fnew((size_t)p->numel);
+            mu_model_get_param(mc, i, w);
+            mu_model_set_param(mg, i, w);
+            free(w);
+        }
+        CHECK(mu_model_set_all_trainable(m, 1) == 0);
+        mu_batch b = { MB, MT, ids, m_lens };
+        mu_fwd_opts o = { .train = 1, .logit_rows = rows, .n_logit_rows = R };
+        CHECK_MSG(mu_model_forward(m, &b, &o, err, sizeof err) == 0, "%s", err);
+        CHECK_EQ_INT(mu_model_logit_rows(m), R);
+        CHECK(mu_model_target_logprobs(m, tg, lp[k], err, sizeof err) == 0);
+        CHECK_MSG(mu_model_backward_logp(m, tg, a, dl, NULL, 0, err, sizeof err) == 0, "%s", err);
+        gr[k] = calloc(n, sizeof *gr[k]);
+        for (int i = 0; i < n; i++) {
+            gr[k][i] = fnew((size_t)mu_model_param(m, i)->numel);
+            mu_model_get_grad(m, i, gr[k][i]);
+        }
+    }
+    for (int r = 0; r < R; r++) CHECK_CLOSE(lp[1][r], lp[0][r], 1e-5, 1e-6);
+    for (int i = 0; i < n; i++) {
+        mu_param *p = mu_model_param(mc, i);
+        check_close(p->info.name, gr[1][i], gr[0][i], (size_t)p->numel, grad_nmse);
+        free(gr[0][i]); free(gr[1][i]);
+    }
+    free(gr[0]); free(gr[1]); free(dl);
+    mu_model_free(mc);
+    mu_model_free(mg);
+}
+
+TEST(cuda_model_random_llama_logit_rows_logp_vs_cpu)
+{
+    const mu_backend *g = gpu_or_skip();
+    logit_rows_case(g, MU_WEIGHTS_F32, 1e-7);
+    logit_rows_case(g, MU_WEIGHTS_BF16, 3e-5);
+}
+
 TEST(cuda_model_stories260k_logits_grads_greedy_vs_cpu)
 {
     const mu_backend *g = gpu_or_skip();
