@@ -589,3 +589,57 @@ TEST(train_set_read_records) {
     CHECK(mu_train_set_read(path, 0, 512, 24, NULL, 0, &s, err, sizeof err) < 0);
     CHECK_MSG(strstr(err, "expected kind tokens"), "%s", err);
 }
+
+/* On a device, a step moves no logits between host and device: the objectives read the
+ * labeled rows' target log-probs and the gradient is made on the device (counted on the CPU
+ * backend posing as a device). Whole-row terms (retain-kl, undial) move only the labeled
+ * rows: reference and model logits down, their gradient up. */
+static size_t xfer_up, xfer_down;
+static const mu_backend *xfer_cpu;
+static void xfer_upload(void *d, const void *s, size_t n) { xfer_up += n; xfer_cpu->upload(d, s, n); }
+static void xfer_download(void *d, const void *s, size_t n) { xfer_down += n; xfer_cpu->download(d, s, n); }
+
+TEST(train_device_step_moves_no_logits) {
+    static mu_backend dev;
+    xfer_cpu = mu_backend_cpu();
+    dev = *xfer_cpu;
+    dev.host_memory = 0;
+    dev.upload = xfer_upload;
+    dev.download = xfer_download;
+    mu_config c = tiny_cfg();
+    c.vocab = 4000;                       /* logits dominate any other transfer */
+    const char *specs[] = {"learn=1", "log1mp=1,retain-ce=1", "npo=1,ga=1,retain-ce=1", "dpo=1",
+                           "wga=1,retain-kl=1", "undial=1"};
+    for (size_t k = 0; k < sizeof specs / sizeof *specs; k++) {
+        char err[512];
+        mu_model *m = mu_model_init_random(&c, 3, 0.2f, &dev, err, sizeof err);
+        mu_model *ref = mu_model_init_random(&c, 3, 0.2f, &dev, err, sizeof err);
+        CHECK_MSG(m && ref, "%s", err);
+        mu_train_opts o;
+        mu_train_opts_default(&o);
+        CHECK(mu_objective_parse(specs[k], o.coef, err, sizeof err) == 0);
+        o.steps = 1; o.batch = 4; o.opt.lr = 1e-3;
+        mu_trainer *t = mu_trainer_new(m, ref, NULL, &o, err, sizeof err);
+        CHECK_MSG(t, "%s", err);
+        mu_train_set f, r;
+        facts(&f, 8, 21, 1);
+        facts(&r, 8, 22, 0);
+        mu_trainer_set_data(t, MU_DATA_FORGET, &f);
+        mu_trainer_set_data(t, MU_DATA_RETAIN, &r);
+        CHECK_MSG(mu_trainer_run(t, NULL, err, sizeof err) == 0, "%s", err);
+        xfer_up = xfer_down = 0;
+        mu_trainer_set_steps(t, 2);
+        CHECK_MSG(mu_trainer_run(t, NULL, err, sizeof err) == 0, "%s", err);
+        size_t row = (size_t)c.vocab * sizeof(float);   /* one row of logits */
+        int whole_rows = strstr(specs[k], "kl") || strstr(specs[k], "undial");
+        if (!whole_rows)
+            CHECK_MSG(xfer_up + xfer_down < row, "%s: %zu bytes up, %zu down in one step", specs[k],
+                      xfer_up, xfer_down);
+        else   /* 4 rows of at most 2 labeled positions: at most 8 logit rows each way (x2 down) */
+            CHECK_MSG(xfer_up <= 8 * row + row && xfer_down <= 16 * row + row && xfer_down >= row,
+                      "%s: %zu bytes up, %zu down in one step", specs[k], xfer_up, xfer_down);
+        mu_trainer_free(t);
+        mu_model_free(m);
+        mu_model_free(ref);
+    }
+}
