@@ -115,24 +115,26 @@ const int32_t *mu_cu_ids(const int32_t *ids, int N)
 }
 
 /* ---- reductions ----------------------------------------------------------------------- */
-/* Sum over the block (blockDim.x == NT); every thread gets the result. */
-__device__ float block_sum(float v)
+/* Sum over the block (blockDim.x == NT) in float or double, in a fixed order (each warp's
+ * shuffle tree, then the warps' sums by warp 0); every thread gets the result. */
+template <typename T> __device__ T block_sum_of(T v)
 {
-    __shared__ float sh[WARPS];
-    __shared__ float total;
+    __shared__ T sh[WARPS];
+    __shared__ T total;
     int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     v = warp_sum(v);
     __syncthreads();                 /* sh may still be read by a previous call */
     if (lane == 0) sh[w] = v;
     __syncthreads();
     if (w == 0) {
-        float t = lane < WARPS ? sh[lane] : 0.0f;
+        T t = lane < WARPS ? sh[lane] : (T)0;
         t = warp_sum(t);
         if (lane == 0) total = t;
     }
     __syncthreads();
     return total;
 }
+__device__ float block_sum(float v) { return block_sum_of(v); }
 __device__ float block_max(float v)
 {
     __shared__ float sh[WARPS];
@@ -786,30 +788,6 @@ static void cu_cross_entropy(float *loss, float *dlogits, const float *logits,
  * double, lse = mx + log(acc); the gradient's exp in double too. acc is reduced in a fixed
  * order (each thread's strided partial, a shuffle tree per warp, the warps' sums by warp 0),
  * so two runs give the same bits; it differs from the CPU's sequential sum by rounding only. */
-static __device__ __forceinline__ double warp_sum_d(double v)
-{
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-/* Sum over the block (blockDim.x == NT) in double; every thread gets the result. */
-__device__ double block_sum_d(double v)
-{
-    __shared__ double sh[WARPS];
-    __shared__ double total;
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    v = warp_sum_d(v);
-    __syncthreads();                 /* sh may still be read by a previous call */
-    if (lane == 0) sh[w] = v;
-    __syncthreads();
-    if (w == 0) {
-        double t = lane < WARPS ? sh[lane] : 0.0;
-        t = warp_sum_d(t);
-        if (lane == 0) total = t;
-    }
-    __syncthreads();
-    return total;
-}
-
 /* log sum_j exp(x_j) of one row x [V], max-shifted by the f32 maximum; every thread gets it */
 __device__ double row_lse_d(const float *x, int V)
 {
@@ -818,7 +796,7 @@ __device__ double row_lse_d(const float *x, int V)
     mx = block_max(mx);
     double s = 0;
     for (int j = threadIdx.x; j < V; j += blockDim.x) s += exp((double)x[j] - (double)mx);
-    return (double)mx + log(block_sum_d(s));
+    return (double)mx + log(block_sum_of(s));
 }
 
 __global__ void k_target_logprob(double *logp, const float *logits, const int32_t *targets,
