@@ -52,6 +52,8 @@ struct mu_model {
     int32_t *ids, *lens, *pos0, *pos, *klen;   /* host [N], [B], [B], [N], [B] */
     int sel, n_sel, cap_sel;          /* logits at selected rows only (logit_rows) */
     int32_t *lrows;                   /* host [n_sel]: flat positions b*T + t */
+    int32_t *inv; int cap_inv;        /* host [N]: row of position p among them, or n_sel */
+    float *dsel;                      /* backend [cap_N + 1, D]: d hf at the selected rows */
 
     /* workspace (backend buffers), reallocated when a batch needs more */
     int cap_N, cap_train;
@@ -377,6 +379,7 @@ static void ws_free(mu_model *m)
     m->cap_logits = 0;
     m->logits = NULL;
     m->dlog = NULL;
+    m->dsel = NULL;
     m->have_train = 0;
 }
 
@@ -393,7 +396,7 @@ void mu_model_free(mu_model *m)
     }
     free(m->p); free(m->lp); free(m->inv_freq);
     free(m->ids); free(m->lens); free(m->pos0); free(m->pos); free(m->klen);
-    free(m->host); free(m->logits_host); free(m->hidden_host); free(m->lrows);
+    free(m->host); free(m->logits_host); free(m->hidden_host); free(m->lrows); free(m->inv);
     free(m);
 }
 
@@ -1083,15 +1086,26 @@ static float *dlog_buffer(mu_model *m)
     return m->dlog;
 }
 
-/* dh[N,D] = d loss / d hf from dl [n_sel, V] at the selected rows (zero elsewhere); the
- * lm_head gradient from the gathered rows. dh NULL: only the lm_head gradient. */
-static void lm_head_bwd_rows(mu_model *m, float *dh, const float *dl)
+/* dh[N,D] = d loss / d hf from dl [n_sel, V] at the selected rows (zero elsewhere), and
+ * the lm_head gradient from the gathered rows; dh NULL: only the latter. The scatter is a
+ * gather through the inverse selection (inv[p] = row of p, or the zero row n_sel), so every
+ * element of dh is written once, in parallel. 0, or -1 out of memory. */
+static int lm_head_bwd_rows(mu_model *m, float *dh, const float *dl)
 {
-    int D = m->D, n = m->n_sel;
-    if (dh) m->be->zero(dh, fsz((size_t)m->N * D));
-    if (n <= 0) return;
-    linear_bwd(m, dh ? m->dbr : NULL, m->lm_head, dl, m->rows, n, D, m->V, 0);
-    if (dh) m->be->embed_bwd(dh, m->dbr, m->lrows, n, D);
+    int D = m->D, n = m->n_sel, N = m->N;
+    if (!m->dsel) m->dsel = ws_alloc(m, ((size_t)m->cap_N + 1) * D);
+    if (N > m->cap_inv) {
+        int32_t *v = realloc(m->inv, (size_t)N * sizeof *v);
+        if (v) { m->inv = v; m->cap_inv = N; }
+    }
+    if (!m->dsel || N > m->cap_inv) return -1;
+    if (n > 0) linear_bwd(m, dh ? m->dsel : NULL, m->lm_head, dl, m->rows, n, D, m->V, 0);
+    if (!dh) return 0;
+    m->be->zero(m->dsel + (size_t)n * D, fsz(D));
+    for (int p = 0; p < N; p++) m->inv[p] = n;
+    for (int r = 0; r < n; r++) m->inv[m->lrows[r]] = r;
+    m->be->embed(dh, m->dsel, m->inv, N, D);
+    return 0;
 }
 
 /* dlogits: host [R, V] (R = logit rows), or NULL with on_backend = 1 when m->dlog already
@@ -1124,8 +1138,11 @@ static int head_backward(mu_model *m, const float *dlogits, int on_backend, int 
         dl = m->dlog;
     }
     if (low > top + 1) return 1;
-    if (m->sel) lm_head_bwd_rows(m, low < top + 1 ? m->dh : NULL, dl);
-    else linear_bwd(m, low < top + 1 ? m->dh : NULL, m->lm_head, dl, m->hf, N, D, V, 0);
+    if (m->sel && lm_head_bwd_rows(m, low < top + 1 ? m->dh : NULL, dl)) {
+        snprintf(err, errlen, "backward: out of memory for the logit rows' gradient");
+        return -1;
+    }
+    if (!m->sel) linear_bwd(m, low < top + 1 ? m->dh : NULL, m->lm_head, dl, m->hf, N, D, V, 0);
     if (low >= top + 1) return 1;
     be->rmsnorm_bwd(m->dx, G(m, m->final_norm), m->dh, m->acts[m->NL].x, W(m, m->final_norm),
                     m->rstdf, N, D);
