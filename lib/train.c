@@ -777,6 +777,46 @@ out:
     return rc;
 }
 
+/* The retain pass's hooks: capture (model fh, reference rh) and gradient injection (bh) at
+ * RMU's layer and at every mlp-l2 layer. Returns their number. */
+static int retain_hooks(mu_trainer *t, int rmu, int l2, mu_hook *fh, mu_hook *rh, mu_hook *bh) {
+    int nh = 0;
+    if (rmu) {
+        fh[nh] = (mu_hook){MU_SITE_RESID_POST, t->o.rmu_layer, 0, hook_capture, &t->cur_rmu};
+        rh[nh] = (mu_hook){MU_SITE_RESID_POST, t->o.rmu_layer, 0, hook_capture, &t->ref_rmu};
+        bh[nh++] = (mu_hook){MU_SITE_RESID_POST, t->o.rmu_layer, 1, hook_inject, &t->d_rmu};
+    }
+    for (int L = 0; l2 && L < t->NL; L++) {
+        if (!t->l2_layers[L]) continue;
+        fh[nh] = (mu_hook){MU_SITE_MLP_OUT, L, 0, hook_capture, &t->cur_l2};
+        rh[nh] = (mu_hook){MU_SITE_MLP_OUT, L, 0, hook_capture, &t->ref_l2};
+        bh[nh++] = (mu_hook){MU_SITE_MLP_OUT, L, 1, hook_inject, &t->d_l2};
+    }
+    return nh;
+}
+
+/* RMU's retain term (model vs reference activations at its layer) and mlp-l2 (at each of
+ * its layers): values into t->term, gradients into the injection buffers. */
+static void retain_activation_terms(mu_trainer *t, int B, int T, int rmu, int l2) {
+    double A = t->o.accum;
+    size_t act = (size_t)B * T * t->D;
+    if (rmu) {
+        int L = t->o.rmu_layer;
+        double l = masked_mse(t->cur_rmu.buf[L], t->ref_rmu.buf[L], NULL, t->lens, B, T, t->D,
+                              t->o.coef[MU_OBJ_RMU] * t->o.rmu_alpha / A, layer_buf(&t->d_rmu, L, act));
+        t->term[MU_OBJ_RMU] += t->o.rmu_alpha * l / A;
+    }
+    if (!l2) return;
+    int nl = 0;
+    for (int L = 0; L < t->NL; L++) nl += t->l2_layers[L];
+    for (int L = 0; L < t->NL; L++) {
+        if (!t->l2_layers[L]) continue;
+        double l = masked_mse(t->cur_l2.buf[L], t->ref_l2.buf[L], NULL, t->lens, B, T, t->D,
+                              t->o.coef[MU_OBJ_MLP_L2] / (A * nl), layer_buf(&t->d_l2, L, act));
+        t->term[MU_OBJ_MLP_L2] += l / (A * nl);
+    }
+}
+
 static int retain_pass(mu_trainer *t, int64_t pos0, char *err, size_t errlen) {
     int B = t->o.batch;
     int ce = need(t, MU_OBJ_RETAIN_CE), kl = need(t, MU_OBJ_RETAIN_KL);
@@ -798,18 +838,7 @@ static int retain_pass(mu_trainer *t, int64_t pos0, char *err, size_t errlen) {
     if (l2) for (int L = 0; L < t->NL; L++) if (t->l2_layers[L] && L > top) top = L;
     int logits = ce || kl;
     mu_hook *fh = mu_xmalloc((size_t)(t->NL + 1) * 3 * sizeof *fh), *rh = fh + t->NL + 1, *bh = rh + t->NL + 1;
-    int nh = 0;
-    if (rmu) {
-        fh[nh] = (mu_hook){MU_SITE_RESID_POST, t->o.rmu_layer, 0, hook_capture, &t->cur_rmu};
-        rh[nh] = (mu_hook){MU_SITE_RESID_POST, t->o.rmu_layer, 0, hook_capture, &t->ref_rmu};
-        bh[nh++] = (mu_hook){MU_SITE_RESID_POST, t->o.rmu_layer, 1, hook_inject, &t->d_rmu};
-    }
-    for (int L = 0; l2 && L < t->NL; L++) {
-        if (!t->l2_layers[L]) continue;
-        fh[nh] = (mu_hook){MU_SITE_MLP_OUT, L, 0, hook_capture, &t->cur_l2};
-        rh[nh] = (mu_hook){MU_SITE_MLP_OUT, L, 0, hook_capture, &t->ref_l2};
-        bh[nh++] = (mu_hook){MU_SITE_MLP_OUT, L, 1, hook_inject, &t->d_l2};
-    }
+    int nh = retain_hooks(t, rmu, l2, fh, rh, bh);
     float *ref_lp = NULL;
     int rc = -1;
     size_t nlv = (size_t)lr->R * t->V;
@@ -841,23 +870,7 @@ static int retain_pass(mu_trainer *t, int64_t pos0, char *err, size_t errlen) {
         t->term[MU_OBJ_RETAIN_KL] += mu_obj_kl(mu_model_logits(t->m), lr->tgt, lr->R, t->V, ref_lp,
                                                t->o.coef[MU_OBJ_RETAIN_KL] * tokc, dl) * tokc;
     }
-    size_t act = (size_t)B * T * t->D;
-    if (rmu) {
-        int L = t->o.rmu_layer;
-        double l = masked_mse(t->cur_rmu.buf[L], t->ref_rmu.buf[L], NULL, t->lens, B, T, t->D,
-                              t->o.coef[MU_OBJ_RMU] * t->o.rmu_alpha / A, layer_buf(&t->d_rmu, L, act));
-        t->term[MU_OBJ_RMU] += t->o.rmu_alpha * l / A;
-    }
-    if (l2) {
-        int nl = 0;
-        for (int L = 0; L < t->NL; L++) nl += t->l2_layers[L];
-        for (int L = 0; L < t->NL; L++) {
-            if (!t->l2_layers[L]) continue;
-            double l = masked_mse(t->cur_l2.buf[L], t->ref_l2.buf[L], NULL, t->lens, B, T, t->D,
-                                  t->o.coef[MU_OBJ_MLP_L2] / (A * nl), layer_buf(&t->d_l2, L, act));
-            t->term[MU_OBJ_MLP_L2] += l / (A * nl);
-        }
-    }
+    retain_activation_terms(t, B, T, rmu, l2);
     if (logits ? mu_model_backward_logp(t->m, lr->tgt, lr->a, dl, bh, nh, err, errlen)
                : mu_model_backward(t->m, NULL, bh, nh, err, errlen))
         goto out;
