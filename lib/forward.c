@@ -982,8 +982,20 @@ static int generate_batch(mu_fw *f, const int *ri, int B, char *err, size_t errl
     f->hook_err[0] = 0;
     float *x = mu_xcalloc((size_t)V, sizeof *x);
     int32_t *order = mu_xcalloc((size_t)V, sizeof *order);
-    /* hooks[0 .. n_iv) are the interventions (caches come after them) */
+    /* hooks[0 .. n_iv) are the interventions (caches come after them); with interventions
+     * the prompt pass computes logits at each row's last token as logit rows (last_only
+     * would skip the hooks' view of the logits site, so a logits intervention gets them all) */
+    int32_t *last = mu_xcalloc((size_t)B, sizeof *last);
+    int nlast = 0;
+    for (int b = 0; b < B; b++)
+        if (lens[b] > 0) last[nlast++] = b * T + lens[b] - 1;
+    int iv_logits = 0;
+    for (int i = 0; i < f->n_iv; i++) iv_logits |= f->hooks[i].site == MU_SITE_LOGITS;
     mu_fwd_opts o = { .logits_last_only = !f->n_iv, .cache = c, .hooks = f->hooks, .n_hooks = f->n_iv };
+    if (f->n_iv && !iv_logits) {
+        o.logit_rows = last;
+        o.n_logit_rows = nlast;
+    }
     mu_batch bt = { B, T, ids, lens };
     char e2[512];
     int rc = 0, active = B;
@@ -993,11 +1005,13 @@ static int generate_batch(mu_fw *f, const int *ri, int B, char *err, size_t errl
             break;
         }
         const float *lg = mu_model_logits(f->m);
+        int k = 0;                    /* logit row of b in a logit_rows pass */
         for (int b = 0; b < B; b++) {
             if (!lens[b]) continue;
             fw_rec *r = &f->recs[ri[b]];
-            /* the hooked prompt pass has logits at every position: take the row's last */
-            const float *row = o.logits_last_only ? lg + (size_t)b * V : lg + ((size_t)b * bt.T + lens[b] - 1) * V;
+            const float *row = o.logits_last_only ? lg + (size_t)b * V
+                             : o.logit_rows ? lg + (size_t)k++ * V
+                             : lg + ((size_t)b * bt.T + lens[b] - 1) * V;   /* all positions */
             int32_t t = next_token(f, row, x, order, &rng[b]);
             r->gen[r->ngen++] = t;
             if (t == f->o.eos || r->ngen == N) { lens[b] = 0; active--; }
@@ -1008,8 +1022,10 @@ static int generate_batch(mu_fw *f, const int *ri, int B, char *err, size_t errl
         o.hooks = NULL;
         o.n_hooks = 0;
         o.logits_last_only = 1;
+        o.logit_rows = NULL;
+        o.n_logit_rows = 0;
     }
-    free(x); free(order); free(rng); free(rows); free(ids); free(lens);
+    free(x); free(order); free(rng); free(rows); free(ids); free(lens); free(last);
     mu_kvcache_free(c);
     return rc;
 }
