@@ -839,11 +839,13 @@ static int run_batch(mu_fw *f, const fw_row *rows, int B, char *err, size_t errl
     /* logits only where they are read (unless a hook wants the whole logits site) */
     int sel = !logits_hooked(f), n = 0;
     int32_t *pos = sel ? mu_xmalloc((size_t)B * T * sizeof *pos) : NULL;
-    int *first = mu_xmalloc((size_t)B * sizeof *first);
+    /* row b's logits: logit row first[b] holds position from[b] */
+    int *first = mu_xmalloc((size_t)B * sizeof *first), *from = mu_xmalloc((size_t)B * sizeof *from);
     for (int b = 0; b < B; b++) {
         int t0, t1;
         scored_span(f, &rows[b], &t0, &t1);
         first[b] = sel ? n : b * T;
+        from[b] = sel ? t0 : 0;
         for (int t = t0; sel && t <= t1; t++) pos[n++] = b * T + t;
     }
     fo.logit_rows = pos;
@@ -857,13 +859,9 @@ static int run_batch(mu_fw *f, const fw_row *rows, int B, char *err, size_t errl
         else fail(err, errlen, "forward: %s", e2);
     } else {
         const float *lg = mu_model_logits(f->m);
-        for (int b = 0; b < B; b++) {
-            int t0, t1;
-            scored_span(f, &rows[b], &t0, &t1);
-            score_row(f, &rows[b], lg + (size_t)first[b] * f->V, sel ? t0 : 0);
-        }
+        for (int b = 0; b < B; b++) score_row(f, &rows[b], lg + (size_t)first[b] * f->V, from[b]);
     }
-    free(ids); free(lens); free(pos); free(first);
+    free(ids); free(lens); free(pos); free(first); free(from);
     return rc ? -1 : 0;
 }
 
