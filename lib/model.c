@@ -768,8 +768,7 @@ static int head_forward(mu_model *m, const mu_fwd_opts *o, char *err, size_t err
 #undef HOOK
 
 /* logit_rows: strictly increasing flat positions at valid tokens; no logits hooks. */
-static int check_logit_rows(const mu_model *m, const mu_batch *b, const mu_fwd_opts *o,
-                            char *err, size_t errlen)
+static int check_logit_rows(const mu_batch *b, const mu_fwd_opts *o, char *err, size_t errlen)
 {
     if (o->logits_last_only || o->n_logit_rows < 0 ||
         has_hook(o->hooks, o->n_hooks, MU_SITE_LOGITS, -1, 0)) {
@@ -777,7 +776,6 @@ static int check_logit_rows(const mu_model *m, const mu_batch *b, const mu_fwd_o
                  "a negative count" : o->logits_last_only ? "logits_last_only" : "a logits hook");
         return -1;
     }
-    (void)m;
     for (int i = 0; i < o->n_logit_rows; i++) {
         int32_t r = o->logit_rows[i];
         int row = r >= 0 ? r / b->T : -1, t = r >= 0 ? r % b->T : -1;
@@ -841,7 +839,7 @@ static int check_batch(const mu_model *m, const mu_batch *b, const mu_fwd_opts *
         snprintf(err, errlen, "forward: training needs logits at every position");
         return -1;
     }
-    return o->logit_rows ? check_logit_rows(m, b, o, err, errlen) : 0;
+    return o->logit_rows ? check_logit_rows(b, o, err, errlen) : 0;
 }
 
 /* Copies the batch's host arrays and derives positions. */
