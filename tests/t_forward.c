@@ -728,3 +728,41 @@ TEST(forward_mean_ablation_and_steering_match_core_hooks)
     CHECK_MSG(moved > 1e-4, "mean ablation changed nothing");
     mu_model_free(m);
 }
+
+/* A cache at the logits site sees the logits of every position (scoring then computes them
+ * all; otherwise only the scored positions): the cached last-token logits equal the core's,
+ * and the choices' log-probs equal those of the same run without the cache. */
+TEST(forward_logits_cache_sees_every_position)
+{
+    mu_model *m = tiny_model();
+    char in[512], out[512], out2[512], acts[512], err[256];
+    tmp_path(in, sizeof in, "tok.mpk.zst");
+    tmp_path(out, sizeof out, "out.mpk.zst");
+    tmp_path(out2, sizeof out2, "out2.mpk.zst");
+    tmp_path(acts, sizeof acts, "acts.mpk.zst");
+    make_tokens(in, 1);
+    mu_fw_opts o = mu_fw_default_opts();
+    o.emit = MU_EMIT_CHOICES;
+    o.batch_tokens = 30;
+    run_fw(m, &o, in, out, NULL);
+    o.cache[o.n_cache++] = "logits::last";
+    run_fw(m, &o, in, out2, acts);
+    static double a[NREC * NCAND], b[NREC * NCAND];
+    int na = read_field(out, "choice_logprobs", a, NREC * NCAND, NULL);
+    CHECK_EQ_INT(na, read_field(out2, "choice_logprobs", b, NREC * NCAND, NULL));
+    for (int i = 0; i < na; i++) CHECK_CLOSE(b[i], a[i], 1e-5, 1e-6);
+    static float x[64 * VOCAB];
+    int32_t pos[64];
+    for (int i = 0; i < NREC; i++) {
+        int32_t ids[32];
+        int n = row_of(i, -1, ids), D;
+        mu_batch bt = { 1, n, ids, NULL };
+        CHECK(mu_model_forward(m, &bt, NULL, err, sizeof err) == 0);
+        const float *lg = mu_model_logits(m);
+        CHECK_EQ_INT(read_act(acts, i, 0, x, pos, &D), 1);
+        CHECK_EQ_INT(D, VOCAB);
+        CHECK_EQ_INT(pos[0], n - 1);
+        for (int v = 0; v < VOCAB; v++) CHECK_CLOSE(x[v], lg[(size_t)(n - 1) * VOCAB + v], 1e-5, 1e-5);
+    }
+    mu_model_free(m);
+}
