@@ -278,17 +278,8 @@ void cpu_cross_entropy(float *loss, float *dlogits, const float *logits, const i
  * These two are bit-identical to lib/objectives.c (mu_logsumexp and add_logp_grad), through
  * which the trainer's goldens were made: the same operations in the same order, the sum
  * sequential in j (no simd reduction), exp in double. Rows run in parallel; each row is
- * computed by one thread, so results do not depend on the thread count. */
-
-/* mx + log(sum_j exp((double)z_j - mx)), mx the f32 maximum (mu_logsumexp, V >= 1) */
-static double row_lse_seq(const float *z, int V)
-{
-    float mx = z[0];
-    for (int j = 1; j < V; j++) if (z[j] > mx) mx = z[j];
-    double acc = 0;
-    for (int j = 0; j < V; j++) acc += exp((double)z[j] - mx);
-    return mx + log(acc);
-}
+ * computed by one thread, so results do not depend on the thread count. row_logsumexp is
+ * mu_logsumexp's arithmetic (its -INFINITY start gives the same maximum for V >= 1). */
 
 void cpu_target_logprob(double *logp, const float *logits, const int32_t *targets, int N, int V)
 {
@@ -297,7 +288,7 @@ void cpu_target_logprob(double *logp, const float *logits, const int32_t *target
         int y = targets[n];
         if (y < 0 || y >= V) { logp[n] = 0; continue; }
         const float *z = logits + (size_t)n * V;
-        logp[n] = z[y] - row_lse_seq(z, V);
+        logp[n] = z[y] - row_logsumexp(z, V);
     }
 }
 
@@ -312,7 +303,7 @@ void cpu_logp_grad(float *dlogits, const float *logits, const int32_t *targets, 
         if (y < 0 || y >= V || an == 0) continue;
         const float *z = logits + (size_t)n * V;
         float *d = dlogits + (size_t)n * V;
-        double lse = row_lse_seq(z, V);
+        double lse = row_logsumexp(z, V);
         for (int j = 0; j < V; j++) d[j] -= (float)(an * exp((double)z[j] - lse));
         d[y] += (float)an;
     }
