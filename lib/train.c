@@ -262,7 +262,7 @@ typedef struct {                /* per-layer activation buffers for hooks */
  * position pos[r] = b*T + t with target tgt[r]; batch row b owns rows first[b] ..
  * first[b+1]-1. logp [R]: their target log-probs; a [R]: d loss / d logp (mu_model_backward_logp). */
 typedef struct {
-    int R, B, cap, cap_b;
+    int R, cap, cap_b;
     int32_t *pos, *tgt;
     int *first;                 /* [B+1] */
     double *logp, *a;
@@ -575,7 +575,6 @@ static label_rows *find_label_rows(mu_trainer *t, int B, int T) {
         l->cap_b = B + 1;
     }
     l->R = 0;
-    l->B = B;
     for (int b = 0; b < B; b++) {
         l->first[b] = l->R;
         for (int i = 0; i < T; i++) {
