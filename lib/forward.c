@@ -818,9 +818,10 @@ static void score_row(mu_fw *f, const fw_row *row, const float *lg, int t0)
     }
 }
 
-static int logits_hooked(const mu_fw *f)
+/* 1 when one of hooks[0 .. n) is at the logits site (it then sees every position) */
+static int logits_hooked(const mu_fw *f, int n)
 {
-    for (int i = 0; i < f->n_hooks; i++)
+    for (int i = 0; i < n; i++)
         if (f->hooks[i].site == MU_SITE_LOGITS) return 1;
     return 0;
 }
@@ -837,7 +838,7 @@ static int run_batch(mu_fw *f, const fw_row *rows, int B, char *err, size_t errl
     mu_batch bt = { .B = B, .T = T, .ids = ids, .lens = lens };
     mu_fwd_opts fo = { .hooks = f->hooks, .n_hooks = f->n_hooks };
     /* logits only where they are read (unless a hook wants the whole logits site) */
-    int sel = !logits_hooked(f), n = 0;
+    int sel = !logits_hooked(f, f->n_hooks), n = 0;
     int32_t *pos = sel ? mu_xmalloc((size_t)B * T * sizeof *pos) : NULL;
     /* row b's logits: logit row first[b] holds position from[b] */
     int *first = mu_xmalloc((size_t)B * sizeof *first), *from = mu_xmalloc((size_t)B * sizeof *from);
@@ -987,10 +988,8 @@ static int generate_batch(mu_fw *f, const int *ri, int B, char *err, size_t errl
     int nlast = 0;
     for (int b = 0; b < B; b++)
         if (lens[b] > 0) last[nlast++] = b * T + lens[b] - 1;
-    int iv_logits = 0;
-    for (int i = 0; i < f->n_iv; i++) iv_logits |= f->hooks[i].site == MU_SITE_LOGITS;
     mu_fwd_opts o = { .logits_last_only = !f->n_iv, .cache = c, .hooks = f->hooks, .n_hooks = f->n_iv };
-    if (f->n_iv && !iv_logits) {
+    if (f->n_iv && !logits_hooked(f, f->n_iv)) {
         o.logit_rows = last;
         o.n_logit_rows = nlast;
     }
