@@ -45,12 +45,16 @@ typedef struct {
  * memory): all of them (dense: entry j is element j), or a sorted list kept in chunks of
  * 2^16 elements: entry j of chunk c (chunk_start[c] <= j < chunk_start[c+1]) is the flat
  * element (c << 16) | off[j]. Per-entry state (moments) is indexed by the entry j, the
- * tensor and its gradient by the flat index. */
+ * tensor and its gradient by the flat index — or, when packed is set (a list whose tensor
+ * and gradient are kept as [n] arrays of the trained elements only, lib/model.h), by the
+ * entry j too; the list then only orders the sum of squares (by chunk, as unpacked), so a
+ * packed tensor trains to the same bits as the same set in a whole one. */
 #define MU_ELEMS_CHUNK_BITS 16
 typedef struct {
     int64_t numel;                /* elements of the tensor */
     int64_t n;                    /* entries (trained elements) */
     int dense;                    /* 1: every element; chunk_start/off unused (may be NULL) */
+    int packed;                   /* 1: the optimizer ops index w and g by entry (list sets) */
     int64_t nchunks;              /* ceil(numel / 2^16) */
     const int64_t *chunk_start;   /* backend [nchunks+1] */
     const uint16_t *off;          /* backend [n] */
@@ -197,7 +201,8 @@ struct mu_backend {
     void (*embed_bf16)(float *Y, const uint16_t *E, const int32_t *ids, int N, int D);
 
     /* ---- optimizer over the trained elements of one tensor (mu_elems) --------------
-     * All pointers are backend buffers: w, g [numel]; m, v, buf, packed [n]. Each entry
+     * All pointers are backend buffers: w, g [numel] ([n] when e->packed, for the four
+     * update ops); m, v, buf, packed [n]. gather/scatter ops ignore e->packed. Each entry
      * is written by exactly one thread, so results do not depend on the thread count. */
     /* sum over entries of (double)g^2, in a fixed order: one double partial per chunk of
      * 2^16 elements (dense: elements [c*2^16, (c+1)*2^16)), partials added in chunk
@@ -215,6 +220,10 @@ struct mu_backend {
     void (*elems_gather)(float *packed, const float *w, const mu_elems *e);
     /* w[flat(j)] = packed[j]  (scatter them back; other elements untouched) */
     void (*elems_scatter)(float *w, const float *packed, const mu_elems *e);
+    /* packed[j] += g[flat(j)]  (a whole tensor's gradient into a packed one) */
+    void (*elems_gather_add)(float *packed, const float *g, const mu_elems *e);
+    /* w16[flat(j)] = bf16(packed[j])  (packed f32 masters into a bf16 weight) */
+    void (*elems_scatter_bf16)(uint16_t *w16, const float *packed, const mu_elems *e);
 };
 
 /* The CPU backend (always available). */

@@ -62,14 +62,33 @@ struct mu_model {
     layer_acts *acts;                 /* [NL + 1]; acts[NL].x = output of the last layer */
     float *h, *hf, *rstdf, *rows, *logits;
     float *dx, *dh, *dq, *dk, *dv, *d_o, *dg, *du, *da, *dbr, *dlog;
+    float *gscratch; int64_t gscratch_cap; /* backend: a packed parameter's whole dW */
     float *host;  size_t host_cap;    /* host scratch for hooks on device backends, mlp_in */
     float *logits_host; size_t logits_host_cap;
     float *hidden_host; size_t hidden_host_cap;
 };
 
 /* ---- small helpers ------------------------------------------------------------------- */
+static size_t fsz(size_t n) { return n * sizeof(float); }
 static float *W(const mu_model *m, int i) { return i < 0 ? NULL : m->p[i].w; }
-static float *G(const mu_model *m, int i) { return i < 0 || !m->p[i].trainable ? NULL : m->p[i].g; }
+/* Where backward accumulates the gradient of parameter i: its gradient buffer; for a
+ * packed one the shared scratch, zeroed, which grad_done then adds into the packed
+ * gradient; NULL when frozen. Every G(m, i) is followed by grad_done(m, i). */
+static float *G(const mu_model *m, int i)
+{
+    if (i < 0 || !m->p[i].trainable) return NULL;
+    if (!m->p[i].packed) return m->p[i].g;
+    m->be->zero(m->gscratch, fsz((size_t)m->p[i].numel));
+    return m->gscratch;
+}
+
+static void release_packed(mu_model *m, mu_param *p);
+
+static void grad_done(const mu_model *m, int i)
+{
+    if (i >= 0 && m->p[i].trainable && m->p[i].packed)
+        m->be->elems_gather_add(m->p[i].g, m->gscratch, &m->p[i].el);
+}
 static int trainable(const mu_model *m, int i) { return i >= 0 && m->p[i].trainable; }
 
 /* Y[N,M] (+)= X[N,K] . W[M,K]^T with weight i in its storage dtype (kernels.h). */
@@ -88,6 +107,15 @@ static void linear_bwd(const mu_model *m, float *dX, int i, const float *dY, con
     const mu_param *p = &m->p[i];
     if (p->w16) m->be->matmul_bf16_bwd(dX, G(m, i), dY, X, p->w16, N, K, M, accumulate_dx);
     else m->be->matmul_bwd(dX, G(m, i), dY, X, p->w, N, K, M, accumulate_dx);
+    grad_done(m, i);
+}
+
+/* db[M] += sum_n dY[n, M] for bias i when it trains */
+static void bias_bwd(const mu_model *m, int i, const float *dY, int N, int M)
+{
+    if (!trainable(m, i)) return;
+    m->be->bias_add_bwd(G(m, i), dY, N, M);
+    grad_done(m, i);
 }
 
 /* Y[N,D] = embedding rows of ids */
@@ -97,7 +125,6 @@ static void embed_rows(const mu_model *m, float *Y, const int32_t *ids, int N)
     if (p->w16) m->be->embed_bf16(Y, p->w16, ids, N, m->D);
     else m->be->embed(Y, p->w, ids, N, m->D);
 }
-static size_t fsz(size_t n) { return n * sizeof(float); }
 
 const char *mu_site_name(mu_site s)
 {
@@ -269,11 +296,34 @@ oom:
     return NULL;
 }
 
+/* A packed parameter's master wp = host values of its trained elements. 0, or -1 (memory). */
+static int store_packed(mu_model *m, mu_param *p, const float *host)
+{
+    float *vals = malloc(fsz((size_t)p->set.n + 1));
+    if (!vals) return -1;
+    FOR_SET_ENTRY(&p->set, j, flat, vals[j] = host[flat]);
+    m->be->upload(p->wp, vals, fsz((size_t)p->set.n));
+    free(vals);
+    return 0;
+}
+
+/* host values of a packed parameter's trained elements = its master wp. 0, or -1 (memory). */
+static int load_packed(mu_model *m, const mu_param *p, float *host)
+{
+    float *vals = malloc(fsz((size_t)p->set.n + 1));
+    if (!vals) return -1;
+    m->be->download(vals, p->wp, fsz((size_t)p->set.n));
+    FOR_SET_ENTRY(&p->set, j, flat, host[flat] = vals[j]);
+    free(vals);
+    return 0;
+}
+
 /* Writes host f32 values into parameter p: the f32 buffer and/or the bf16 copy (rounded
- * on the host). 0, or -1 when the host buffer for the rounding cannot be allocated. */
+ * on the host), and a packed master. 0, or -1 when the host buffer for the rounding cannot be allocated. */
 static int store_param(mu_model *m, mu_param *p, const float *host)
 {
     if (p->w) m->be->upload(p->w, host, fsz(p->numel));
+    if (p->packed && store_packed(m, p, host)) return -1;
     if (!p->w16) return 0;
     uint16_t *h = malloc((size_t)p->numel * sizeof *h);
     if (!h) return -1;
@@ -283,16 +333,20 @@ static int store_param(mu_model *m, mu_param *p, const float *host)
     return 0;
 }
 
-/* host f32 = parameter p: its f32 buffer, or the widened bf16 copy. 0, or -1 (memory). */
+/* host f32 = parameter p: its f32 buffer, or the widened bf16 copy; a packed parameter's
+ * trained elements from its master. 0, or -1 (memory). */
 static int load_param(mu_model *m, const mu_param *p, float *host)
 {
-    if (p->w) { m->be->download(host, p->w, fsz(p->numel)); return 0; }
-    uint16_t *h = malloc((size_t)p->numel * sizeof *h);
-    if (!h) return -1;
-    m->be->download(h, p->w16, (size_t)p->numel * sizeof *h);
-    for (int64_t j = 0; j < p->numel; j++) host[j] = mu_bf16_to_f32(h[j]);
-    free(h);
-    return 0;
+    if (p->w) {
+        m->be->download(host, p->w, fsz(p->numel));
+    } else {
+        uint16_t *h = malloc((size_t)p->numel * sizeof *h);
+        if (!h) return -1;
+        m->be->download(h, p->w16, (size_t)p->numel * sizeof *h);
+        for (int64_t j = 0; j < p->numel; j++) host[j] = mu_bf16_to_f32(h[j]);
+        free(h);
+    }
+    return p->packed ? load_packed(m, p, host) : 0;
 }
 
 /* host[numel] = parameter p's initial values: 1 for norm weights, else N(0, std^2) from
@@ -390,10 +444,12 @@ void mu_model_free(mu_model *m)
     free(m->ws);
     free(m->acts);
     for (int i = 0; m->p && i < m->n_params; i++) {
+        release_packed(m, &m->p[i]);
         m->be->free(m->p[i].w);
         m->be->free(m->p[i].w16);
         m->be->free(m->p[i].g);
     }
+    if (m->be) m->be->free(m->gscratch);
     free(m->p); free(m->lp); free(m->inv_freq);
     free(m->ids); free(m->lens); free(m->pos0); free(m->pos); free(m->klen);
     free(m->host); free(m->logits_host); free(m->hidden_host); free(m->lrows); free(m->inv);
@@ -427,10 +483,74 @@ static int add_master(mu_model *m, mu_param *p)
     return p->w ? 0 : -1;
 }
 
+/* Frees a packed parameter's gradient, master and index set: it is frozen after. */
+static void release_packed(mu_model *m, mu_param *p)
+{
+    if (!p->packed) return;
+    m->be->free(p->g);
+    m->be->free(p->wp);
+    mu_elems_release(m->be, &p->el, p->own_el);
+    mu_idxset_free(&p->set);
+    p->g = p->wp = NULL;
+    p->packed = p->own_el = p->trainable = 0;
+}
+
+/* A copy of list set src in dst. 0, or -1 (memory). */
+static int idxset_copy(mu_idxset *dst, const mu_idxset *src)
+{
+    int64_t *idx = malloc((size_t)(src->n + 1) * sizeof *idx);
+    if (!idx) return -1;
+    mu_idxset_to_list(src, idx);
+    char err[160];
+    int rc = mu_idxset_init_list(dst, src->numel, idx, src->n, err, sizeof err);
+    free(idx);
+    return rc;
+}
+
+/* The shared dW scratch of packed parameters holds at least numel floats. 0, or -1. */
+static int reserve_gscratch(mu_model *m, int64_t numel)
+{
+    if (m->gscratch_cap >= numel) return 0;
+    float *g = m->be->alloc(fsz((size_t)numel));
+    if (!g) return -1;
+    m->be->free(m->gscratch);
+    m->gscratch = g;
+    m->gscratch_cap = numel;
+    return 0;
+}
+
+int mu_model_set_trainable_elems(mu_model *m, int i, const mu_idxset *set)
+{
+    if (i < 0 || i >= m->n_params || set->numel != m->p[i].numel) return -1;
+    if (set->dense || set->n == set->numel) return mu_model_set_trainable(m, i, 1);
+    mu_param *p = &m->p[i];
+    float *host = malloc(fsz((size_t)p->numel));
+    int rc = host ? load_param(m, p, host) : -1;    /* before any master goes */
+    if (!rc) rc = mu_model_set_trainable(m, i, 0);
+    release_packed(m, p);
+    if (p->w && p->w16) { m->be->free(p->w); p->w = NULL; }  /* no whole master */
+    if (!rc) rc = idxset_copy(&p->set, set);
+    if (!rc) {
+        p->packed = 1;                              /* release_packed undoes what follows */
+        p->g = m->be->alloc(fsz((size_t)set->n + 1));
+        p->wp = m->be->alloc(fsz((size_t)set->n + 1));
+        rc = !p->g || !p->wp || mu_elems_of(m->be, &p->set, &p->el, &p->own_el) ||
+             reserve_gscratch(m, p->numel) || store_packed(m, p, host) ? -1 : 0;
+        if (rc) release_packed(m, p);
+    }
+    free(host);
+    p->trainable = rc == 0;
+    return rc;
+}
+
 int mu_model_set_trainable(mu_model *m, int i, int on)
 {
     if (i < 0 || i >= m->n_params) return -1;
     mu_param *p = &m->p[i];
+    if (p->packed) {                  /* unpack: a whole master keeps the trained values */
+        if (on && !p->w && add_master(m, p)) return -1;
+        release_packed(m, p);
+    }
     if (on && !p->w && add_master(m, p)) return -1;
     if (on && !p->g) {
         p->g = m->be->alloc(fsz(p->numel));
@@ -450,10 +570,13 @@ int mu_model_set_all_trainable(mu_model *m, int on)
     return 0;
 }
 
+/* Floats in parameter p's gradient buffer. */
+static size_t grad_numel(const mu_param *p) { return (size_t)(p->packed ? p->set.n : p->numel); }
+
 void mu_model_zero_grad(mu_model *m)
 {
     for (int i = 0; i < m->n_params; i++)
-        if (m->p[i].g) m->be->zero(m->p[i].g, fsz(m->p[i].numel));
+        if (m->p[i].g) m->be->zero(m->p[i].g, fsz(grad_numel(&m->p[i])));
 }
 
 int mu_model_get_param(mu_model *m, int i, float *host)
@@ -469,7 +592,12 @@ int mu_model_set_param(mu_model *m, int i, const float *host)
 void mu_model_param_changed(mu_model *m, int i)
 {
     mu_param *p = &m->p[i];
-    if (p->w && p->w16) m->be->to_bf16(p->w16, p->w, (size_t)p->numel);
+    if (p->packed) {
+        if (p->w) m->be->elems_scatter(p->w, p->wp, &p->el);
+        if (p->w16) m->be->elems_scatter_bf16(p->w16, p->wp, &p->el);
+    } else if (p->w && p->w16) {
+        m->be->to_bf16(p->w16, p->w, (size_t)p->numel);
+    }
 }
 
 mu_weights mu_model_weights(const mu_model *m) { return m->weights; }
@@ -499,15 +627,27 @@ size_t mu_model_param_bytes(const mu_model *m)
     size_t b = 0;
     for (int i = 0; i < m->n_params; i++) {
         const mu_param *p = &m->p[i];
-        b += (size_t)p->numel * ((p->w ? 4 : 0) + (p->w16 ? 2 : 0) + (p->g ? 4 : 0));
+        b += (size_t)p->numel * ((p->w ? 4 : 0) + (p->w16 ? 2 : 0));
+        if (p->g) b += fsz(grad_numel(p));
+        if (p->packed) b += fsz((size_t)p->set.n) + (p->own_el ? mu_idxset_bytes(&p->set) : 0);
     }
-    return b;
+    return b + fsz((size_t)m->gscratch_cap);
 }
 
 void mu_model_get_grad(mu_model *m, int i, float *host)
 {
-    if (m->p[i].g) m->be->download(host, m->p[i].g, fsz(m->p[i].numel));
-    else memset(host, 0, fsz(m->p[i].numel));
+    const mu_param *p = &m->p[i];
+    if (!p->g) {
+        memset(host, 0, fsz(p->numel));
+    } else if (!p->packed) {
+        m->be->download(host, p->g, fsz(p->numel));
+    } else {
+        float *g = mu_xmalloc(fsz(grad_numel(p) + 1));
+        m->be->download(g, p->g, fsz(grad_numel(p)));
+        memset(host, 0, fsz(p->numel));
+        FOR_SET_ENTRY(&p->set, j, flat, host[flat] = g[j]);
+        free(g);
+    }
 }
 
 /* ---- workspace ------------------------------------------------------------------------- */
@@ -1032,6 +1172,7 @@ static int mlp_backward(mu_model *m, int L, int low, const mu_hook *hooks, int n
     linear_bwd(m, need_dh ? m->dh : NULL, P->up, m->du, m->h, N, D, F, 1);
     if (!need_dh) return 1;
     be->rmsnorm_bwd(m->dx, G(m, P->mlp_norm), m->dh, A->mid, W(m, P->mlp_norm), A->rstd2, N, D);
+    grad_done(m, P->mlp_norm);
     if (!BELOW(S_MLP_NORM)) return 1;
     BHOOK(MU_SITE_RESID_MID, m->dx, D);
     return BELOW(S_RESID_MID) ? 0 : 1;
@@ -1057,9 +1198,9 @@ static int attn_backward(mu_model *m, int L, int low, const mu_hook *hooks, int 
     be->attention_bwd(m->dq, m->dk, m->dv, m->d_o, A->o, A->lse, A->q, A->k, A->v, &s);
     be->rope_bwd(m->dq, m->pos, m->inv_freq, N, m->H, m->hd);
     be->rope_bwd(m->dk, m->pos, m->inv_freq, N, m->Hkv, m->hd);
-    if (trainable(m, P->qb)) be->bias_add_bwd(G(m, P->qb), m->dq, N, qd);
-    if (trainable(m, P->kb)) be->bias_add_bwd(G(m, P->kb), m->dk, N, kd);
-    if (trainable(m, P->vb)) be->bias_add_bwd(G(m, P->vb), m->dv, N, kd);
+    bias_bwd(m, P->qb, m->dq, N, qd);
+    bias_bwd(m, P->kb, m->dk, N, kd);
+    bias_bwd(m, P->vb, m->dv, N, kd);
     if (trainable(m, P->q) || trainable(m, P->k) || trainable(m, P->v))
         be->rmsnorm(m->h, NULL, A->x, W(m, P->attn_norm), N, D, m->cfg.rms_eps);
     int need_dh = BELOW(S_QKV);
@@ -1069,6 +1210,7 @@ static int attn_backward(mu_model *m, int L, int low, const mu_hook *hooks, int 
     linear_bwd(m, dh, P->v, m->dv, m->h, N, D, kd, 1);
     if (!need_dh) return 1;
     be->rmsnorm_bwd(m->dx, G(m, P->attn_norm), m->dh, A->x, W(m, P->attn_norm), A->rstd1, N, D);
+    grad_done(m, P->attn_norm);
     if (!BELOW(S_ATTN_NORM)) return 1;
     BHOOK(MU_SITE_RESID_PRE, m->dx, D);
     return BELOW(S_RESID_PRE) ? 0 : 1;
@@ -1144,6 +1286,7 @@ static int head_backward(mu_model *m, const float *dlogits, int on_backend, int 
     if (low >= top + 1) return 1;
     be->rmsnorm_bwd(m->dx, G(m, m->final_norm), m->dh, m->acts[m->NL].x, W(m, m->final_norm),
                     m->rstdf, N, D);
+    grad_done(m, m->final_norm);
     return low < top ? 0 : 1;
 }
 
@@ -1257,7 +1400,10 @@ static int backward_from(mu_model *m, const float *dlogits, int on_backend,
     }
     if (run_hooks(m, hooks, n_hooks, MU_SITE_EMBED, -1, 1, m->dx, m->B, m->T, m->D, err, errlen))
         return -1;
-    if (trainable(m, m->embed)) m->be->embed_bwd(G(m, m->embed), m->dx, m->ids, m->N, m->D);
+    if (trainable(m, m->embed)) {
+        m->be->embed_bwd(G(m, m->embed), m->dx, m->ids, m->N, m->D);
+        grad_done(m, m->embed);
+    }
     return 0;
 }
 

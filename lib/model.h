@@ -29,6 +29,7 @@
 #include "config.h"
 #include "arch.h"
 #include "kernels.h"
+#include "optim.h"
 
 /* ---- sites (hook points; DESIGN.md) --------------------------------------------------
  * Width D of the activation handed to a hook, per token:
@@ -121,8 +122,17 @@ typedef struct {
                                 (NULL while it never was) */
     uint16_t *w16;           /* bf16 backend buffer [numel] the GEMMs read (bf16 models,
                                 GEMM and embedding weights), else NULL */
-    float *g;                /* gradient buffer (backend), allocated while trainable, else NULL */
+    float *g;                /* gradient buffer (backend), allocated while trainable, else NULL;
+                                [numel], or [set.n] when packed */
     int trainable;
+    /* A PACKED parameter (mu_model_set_trainable_elems): only the elements of set train,
+     * and they alone have a gradient (g) and an f32 master (wp), [set.n] in entry order.
+     * w (f32 models) and w16 (bf16) are whole; a bf16 one keeps no whole f32 master. */
+    int packed;
+    float *wp;               /* backend [set.n]: the trained elements' f32 values */
+    mu_idxset set;           /* host: which elements (a list set) */
+    mu_elems el;             /* the set in backend memory (packed 0) */
+    int own_el;              /* el's arrays were allocated on the backend */
 } mu_param;
 
 typedef struct mu_model mu_model;
@@ -144,7 +154,8 @@ mu_model *mu_model_init_random_as(const mu_config *cfg, uint64_t seed, float std
                                   const mu_backend *be, mu_weights weights, char *err,
                                   size_t errlen);
 mu_weights mu_model_weights(const mu_model *m);
-/* Bytes of parameter storage on the backend: f32 buffers, bf16 copies and gradients. */
+/* Bytes of parameter storage on the backend: f32 buffers, bf16 copies, gradients, packed
+ * masters with their index arrays, and the packed parameters' gradient scratch. */
 size_t mu_model_param_bytes(const mu_model *m);
 /* On a device backend, info lines on stderr: parameter count and storage, and the
  * device's memory in use. Printed when stderr is a terminal (and not --quiet) or
@@ -162,6 +173,16 @@ int mu_model_find(const mu_model *m, const char *hf_name);          /* index or 
 /* Allocates (zeroed) / frees the gradient of parameter i (and, in a bf16 model, creates
  * the f32 master copy of a bf16 weight from its bf16 values). 0 ok, -1 out of memory. */
 int mu_model_set_trainable(mu_model *m, int i, int on);
+/* Makes only the elements of set (borrowed; set->numel must be the parameter's) of
+ * parameter i trainable, PACKED: its gradient and f32 master hold those elements only
+ * ([set->n] each, instead of [numel] each; 8 instead of 8 (f32) or 12 (bf16) bytes per
+ * element of the tensor), backward computes the tensor's dW into one scratch buffer the
+ * model shares between its packed parameters and adds the entries into the gradient, and
+ * mu_model_param_changed scatters the master into the weight (rounding it into a bf16
+ * one). A dense set makes it plainly trainable. Train it with mu_optim_add_packed(o, name,
+ * p->wp, p->g, set): the same bits as the whole tensor with mu_optim_add and that set.
+ * mu_model_set_trainable(m, i, on) unpacks it. 0 ok, -1 out of memory or bad set. */
+int mu_model_set_trainable_elems(mu_model *m, int i, const mu_idxset *set);
 int mu_model_set_all_trainable(mu_model *m, int on);
 void mu_model_zero_grad(mu_model *m);
 /* Copies parameter i (or its gradient) to / from host f32 [numel]. A bf16 weight reads as
@@ -171,8 +192,9 @@ int mu_model_get_param(mu_model *m, int i, float *host);
 int mu_model_set_param(mu_model *m, int i, const float *host);
 void mu_model_get_grad(mu_model *m, int i, float *host);            /* zeros if frozen */
 /* Tells the model that the f32 values of trainable parameter i were changed in place in
- * its backend buffer (param->w; an optimizer step): refreshes the bf16 copy the GEMMs read
- * when the model keeps bf16 weights. A no-op for f32 models. mu_model_set_param does this
+ * its backend buffer (param->w, or param->wp when packed; an optimizer step): refreshes
+ * the bf16 copy the GEMMs read when the model keeps bf16 weights, and scatters a packed
+ * master into the weight. A no-op for whole f32 parameters. mu_model_set_param does this
  * itself. */
 void mu_model_param_changed(mu_model *m, int i);
 

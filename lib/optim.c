@@ -51,13 +51,7 @@ void mu_idxset_free(mu_idxset *s) {
 }
 
 void mu_idxset_to_list(const mu_idxset *s, int64_t *out) {
-    if (s->dense) {
-        for (int64_t i = 0; i < s->numel; i++) out[i] = i;
-        return;
-    }
-    for (int64_t c = 0; c < s->nchunks; c++)
-        for (int64_t j = s->chunk_start[c]; j < s->chunk_start[c + 1]; j++)
-            out[j] = (c << MU_IDX_CHUNK_BITS) | s->off[j];
+    FOR_SET_ENTRY(s, j, flat, out[j] = flat);
 }
 
 size_t mu_idxset_bytes(const mu_idxset *s) {
@@ -136,10 +130,7 @@ static void param_free(const mu_backend *be, opt_param *p) {
     free(p->name);
     be->free(p->m);
     be->free(p->v);
-    if (p->own_idx) {
-        be->free((void *)p->e.chunk_start);
-        be->free((void *)p->e.off);
-    }
+    mu_elems_release(be, &p->e, p->own_idx);
     mu_idxset_free(&p->set);
 }
 
@@ -162,23 +153,36 @@ static void *backend_copy(const mu_backend *be, const void *host, size_t nbytes)
     return d;
 }
 
-/* p->e: the set as the backend sees it. 0 ok, -1 out of backend memory. */
-static int elems_init(const mu_backend *be, opt_param *p) {
-    const mu_idxset *s = &p->set;
-    p->e = (mu_elems){.numel = s->numel, .n = s->n, .dense = s->dense, .nchunks = s->nchunks};
+int mu_elems_of(const mu_backend *be, const mu_idxset *s, mu_elems *e, int *owned) {
+    *e = (mu_elems){.numel = s->numel, .n = s->n, .dense = s->dense, .nchunks = s->nchunks};
+    *owned = 0;
     if (s->dense) return 0;
     if (be->host_memory) {
-        p->e.chunk_start = s->chunk_start;
-        p->e.off = s->off;
+        e->chunk_start = s->chunk_start;
+        e->off = s->off;
         return 0;
     }
-    p->own_idx = 1;
-    p->e.chunk_start = backend_copy(be, s->chunk_start, (size_t)(s->nchunks + 1) * sizeof *s->chunk_start);
-    p->e.off = backend_copy(be, s->off, (size_t)s->n * sizeof *s->off);
-    return p->e.chunk_start && p->e.off ? 0 : -1;
+    e->chunk_start = backend_copy(be, s->chunk_start, (size_t)(s->nchunks + 1) * sizeof *s->chunk_start);
+    e->off = backend_copy(be, s->off, (size_t)s->n * sizeof *s->off);
+    if (e->chunk_start && e->off) {
+        *owned = 1;
+        return 0;
+    }
+    mu_elems_release(be, e, 1);
+    return -1;
 }
 
-int mu_optim_add(mu_optim *o, const char *name, float *param, float *grad, mu_idxset *set) {
+void mu_elems_release(const mu_backend *be, mu_elems *e, int owned) {
+    if (owned) {
+        be->free((void *)e->chunk_start);
+        be->free((void *)e->off);
+    }
+    e->chunk_start = NULL;
+    e->off = NULL;
+}
+
+static int add_param(mu_optim *o, const char *name, float *param, float *grad, mu_idxset *set,
+                     int packed) {
     if (o->n == o->cap) {
         o->cap = o->cap ? 2 * o->cap : 16;
         o->p = mu_xrealloc(o->p, (size_t)o->cap * sizeof *o->p);
@@ -191,7 +195,8 @@ int mu_optim_add(mu_optim *o, const char *name, float *param, float *grad, mu_id
     p->set = *set;
     memset(set, 0, sizeof *set);
     size_t nb = (size_t)p->set.n * sizeof(float);
-    int ok = elems_init(o->be, p) == 0;
+    int ok = mu_elems_of(o->be, &p->set, &p->e, &p->own_idx) == 0;
+    p->e.packed = packed && !p->set.dense;
     if (ok && needs_moment(&o->cfg, 0)) ok = (p->m = backend_copy(o->be, NULL, nb)) != NULL;
     if (ok && needs_moment(&o->cfg, 1)) ok = (p->v = backend_copy(o->be, NULL, nb)) != NULL;
     if (!ok) {
@@ -199,6 +204,15 @@ int mu_optim_add(mu_optim *o, const char *name, float *param, float *grad, mu_id
         return -1;
     }
     return o->n++;
+}
+
+int mu_optim_add(mu_optim *o, const char *name, float *param, float *grad, mu_idxset *set) {
+    return add_param(o, name, param, grad, set, 0);
+}
+
+int mu_optim_add_packed(mu_optim *o, const char *name, float *param, float *grad,
+                        mu_idxset *set) {
+    return add_param(o, name, param, grad, set, 1);
 }
 
 int mu_optim_count(const mu_optim *o) { return o->n; }
@@ -226,13 +240,13 @@ int mu_optim_set_moment(mu_optim *o, int i, int which, const float *host) {
 }
 
 /* Copies trained elements between the backend tensor and host[set.n] (to_host 1: out of
- * the tensor). Host backends and dense sets copy directly; otherwise through a packed
+ * the tensor). Host backends, dense sets and packed tensors copy directly; otherwise through a packed
  * backend buffer of set.n floats, or, without memory for one, the whole tensor. */
 static void copy_trained(const mu_optim *o, int i, float *host, int to_host) {
     const mu_backend *be = o->be;
     const opt_param *p = &o->p[i];
     size_t nb = (size_t)p->set.n * sizeof(float);
-    if (p->set.dense) {
+    if (p->set.dense || p->e.packed) {
         if (to_host) be->download(host, p->param, nb);
         else be->upload(p->param, host, nb);
         return;
@@ -258,12 +272,10 @@ static void copy_trained(const mu_optim *o, int i, float *host, int to_host) {
     size_t full = (size_t)p->set.numel * sizeof(float);
     float *w = mu_xmalloc(full ? full : 1);
     be->download(w, p->param, full);
-    for (int64_t c = 0, j = 0; c < p->set.nchunks; c++)
-        for (; j < p->set.chunk_start[c + 1]; j++) {
-            int64_t flat = (c << MU_IDX_CHUNK_BITS) | p->set.off[j];
-            if (to_host) host[j] = w[flat];
-            else w[flat] = host[j];
-        }
+    FOR_SET_ENTRY(&p->set, j, flat, {
+        if (to_host) host[j] = w[flat];
+        else w[flat] = host[j];
+    });
     if (!to_host) be->upload(p->param, w, full);
     free(w);
 }

@@ -45,7 +45,25 @@ void mu_idxset_free(mu_idxset *s);
 /* Writes the flat indices (n of them) into out. */
 void mu_idxset_to_list(const mu_idxset *s, int64_t *out);
 size_t mu_idxset_bytes(const mu_idxset *s);  /* memory the set itself holds */
-/* Iteration helper: flat index of entry j of chunk c is (c << 16) | off[j]. */
+/* Iteration helper: flat index of entry j of chunk c is (c << 16) | off[j].
+ * FOR_SET_ENTRY runs stmt with j (entry) and flat (element) for every entry of host set s,
+ * in entry order. */
+#define FOR_SET_ENTRY(s, j, flat, stmt)                                                   \
+    do {                                                                                  \
+        const mu_idxset *s_ = (s);                                                        \
+        for (int64_t c_ = 0, j = 0; c_ < (s_->dense ? 1 : s_->nchunks); c_++)             \
+            for (; j < (s_->dense ? s_->numel : s_->chunk_start[c_ + 1]); j++) {          \
+                int64_t flat = s_->dense ? j : (c_ << MU_IDX_CHUNK_BITS) | s_->off[j];    \
+                stmt;                                                                     \
+            }                                                                             \
+    } while (0)
+
+/* The set as backend be sees it (kernels.h mu_elems, packed 0): on a device backend the
+ * chunk arrays are copied into its memory and *owned set to 1 (release with
+ * mu_elems_release); on a host backend e borrows s's arrays (s must outlive it). 0, or -1
+ * when the backend is out of memory (nothing left allocated). */
+int mu_elems_of(const mu_backend *be, const mu_idxset *s, mu_elems *e, int *owned);
+void mu_elems_release(const mu_backend *be, mu_elems *e, int owned);
 
 /* ---- configuration ---- */
 typedef enum { MU_OPT_ADAMW = 0, MU_OPT_SGD = 1 } mu_opt_kind;
@@ -86,6 +104,11 @@ void mu_optim_free(mu_optim *o);
  * (zeroed) and, on a device backend, a copy of the index arrays. Returns the parameter's
  * index, or -1 when the backend is out of memory. */
 int mu_optim_add(mu_optim *o, const char *name, float *param, float *grad, mu_idxset *set);
+/* The same for a PACKED tensor (a list set, lib/model.h's partly trained parameters):
+ * param and grad hold only the trained elements, [set->n] in entry order. Trains to the
+ * same bits as mu_optim_add with the whole tensor and gradient. */
+int mu_optim_add_packed(mu_optim *o, const char *name, float *param, float *grad,
+                        mu_idxset *set);
 int mu_optim_count(const mu_optim *o);
 const char *mu_optim_name(const mu_optim *o, int i);
 const mu_idxset *mu_optim_set(const mu_optim *o, int i);   /* host index set */

@@ -279,7 +279,8 @@ struct mu_trainer {
     /* trained tensors */
     int nt;
     int *pidx;
-    mu_optim *opt;              /* on the model's backend: trains p->w from p->g in place */
+    mu_optim *opt;              /* on the model's backend: trains p->w (p->wp when packed)
+                                   from p->g in place */
     /* batch scratch */
     int32_t *ids, *lens, *labels;
     size_t ids_cap;
@@ -374,11 +375,19 @@ static int hook_inject(const mu_hook_info *info, float *act, void *user) {
     return 0;
 }
 
-/* Registers trainable parameter pi (its weight and gradient buffers, on the backend) with
- * the optimizer. 0 ok, -1 + err when the backend has no memory for the state. */
+/* Makes the elements of set of parameter pi trainable (a list set packed: gradient and
+ * master of those elements only) and registers them with the optimizer, which takes set
+ * over. 0 ok, -1 + err when the backend has no memory for them. */
 static int add_trained(mu_trainer *t, int pi, mu_idxset *set, char *err, size_t errlen) {
     mu_param *p = mu_model_param(t->m, pi);
-    if (mu_optim_add(t->opt, p->info.name, p->w, p->g, set) < 0) {
+    if (mu_model_set_trainable_elems(t->m, pi, set) < 0) {
+        snprintf(err, errlen, "out of memory for the gradient of %s", p->info.name);
+        mu_idxset_free(set);
+        return -1;
+    }
+    int rc = p->packed ? mu_optim_add_packed(t->opt, p->info.name, p->wp, p->g, set)
+                       : mu_optim_add(t->opt, p->info.name, p->w, p->g, set);
+    if (rc < 0) {
         snprintf(err, errlen, "out of memory for the optimizer state of %s", p->info.name);
         return -1;
     }
@@ -410,11 +419,6 @@ static int setup_params(mu_trainer *t, const mu_mask *mask, char *err, size_t er
             if (n == p->numel) mu_idxset_init_dense(&set, n);
             else if (mu_idxset_init_list(&set, p->numel, idx, n, err, errlen) < 0) { free(idx); return -1; }
             free(idx);
-        }
-        if (mu_model_set_trainable(t->m, i, 1) < 0) {
-            snprintf(err, errlen, "out of memory for the gradient of %s", p->info.name);
-            mu_idxset_free(&set);
-            return -1;
         }
         if (add_trained(t, i, &set, err, errlen) < 0) return -1;
     }

@@ -49,4 +49,6 @@ void cpu_adamw_step(float *w, const float *g, float *m, float *v, const mu_elems
 void cpu_sgd_step(float *w, const float *g, float *buf, const mu_elems *e, const mu_sgd_args *a);
 void cpu_elems_gather(float *packed, const float *w, const mu_elems *e);
 void cpu_elems_scatter(float *w, const float *packed, const mu_elems *e);
+void cpu_elems_gather_add(float *packed, const float *g, const mu_elems *e);
+void cpu_elems_scatter_bf16(uint16_t *w16, const float *packed, const mu_elems *e);
 #endif

@@ -63,6 +63,8 @@ static const mu_backend cpu_backend = {
     .sgd_step = cpu_sgd_step,
     .elems_gather = cpu_elems_gather,
     .elems_scatter = cpu_elems_scatter,
+    .elems_gather_add = cpu_elems_gather_add,
+    .elems_scatter_bf16 = cpu_elems_scatter_bf16,
 };
 
 const mu_backend *mu_backend_cpu(void) { return &cpu_backend; }

@@ -1,11 +1,12 @@
 /* cpu_optim.c — the optimizer ops of the CPU backend (kernels.h, mu_elems): AdamW and SGD
  * updates, gradient sum of squares and scaling, gather/scatter over the trained elements
- * of one tensor. OpenMP over chunks (list sets) or elements (dense); every entry is
+ * of one tensor (whole tensors indexed by flat element, packed ones by entry: AT). OpenMP over chunks (list sets) or elements (dense); every entry is
  * written by exactly one thread, and the sum of squares adds per-chunk double partials in
  * chunk order, so results do not depend on the thread count. */
 #include <math.h>
 #include <stdlib.h>
 #include "cpu.h"
+#include "tensor.h"
 
 #define CHUNK ((int64_t)1 << MU_ELEMS_CHUNK_BITS)
 
@@ -25,6 +26,9 @@
         }                                                                           \
     } while (0)
 
+/* Where the update ops find entry j (flat element `flat`) in w and g. */
+#define AT(e, j, flat) ((e)->packed ? (j) : (flat))
+
 /* Sum of g^2 over chunk c's entries, in entry order. */
 static double chunk_sumsq(const float *g, const mu_elems *e, int64_t c)
 {
@@ -34,7 +38,7 @@ static double chunk_sumsq(const float *g, const mu_elems *e, int64_t c)
         for (int64_t i = c * CHUNK; i < end; i++) acc += (double)g[i] * g[i];
     } else {
         for (int64_t j = e->chunk_start[c]; j < e->chunk_start[c + 1]; j++) {
-            float x = g[(c << MU_ELEMS_CHUNK_BITS) | e->off[j]];
+            float x = g[AT(e, j, (c << MU_ELEMS_CHUNK_BITS) | e->off[j])];
             acc += (double)x * x;
         }
     }
@@ -57,7 +61,7 @@ double cpu_elems_sumsq(const float *g, const mu_elems *e)
 
 void cpu_elems_scale(float *g, float s, const mu_elems *e)
 {
-    FOR_EACH_ENTRY(e, j, flat, { (void)j; g[flat] *= s; });
+    FOR_EACH_ENTRY(e, j, flat, { g[AT(e, j, flat)] *= s; });
 }
 
 void cpu_adamw_step(float *w, const float *g, float *m, float *v, const mu_elems *e,
@@ -67,13 +71,14 @@ void cpu_adamw_step(float *w, const float *g, float *m, float *v, const mu_elems
     const float step_size = a->step_size, bc2_sqrt = a->bc2_sqrt;
     const int decay_on = a->decay_on;
     FOR_EACH_ENTRY(e, j, flat, {
-        float gi = g[flat];
-        float wi = w[flat];
+        int64_t at = AT(e, j, flat);
+        float gi = g[at];
+        float wi = w[at];
         if (decay_on) wi *= decay;
         m[j] += omb1 * (gi - m[j]);         /* torch: exp_avg.lerp_(grad, 1-b1) */
         v[j] = v[j] * b2 + omb2 * (gi * gi);
         float denom = sqrtf(v[j]) / bc2_sqrt + eps;
-        w[flat] = wi - step_size * (m[j] / denom);
+        w[at] = wi - step_size * (m[j] / denom);
     });
 }
 
@@ -82,13 +87,14 @@ void cpu_sgd_step(float *w, const float *g, float *buf, const mu_elems *e, const
     const float lr = a->lr, wd = a->wd, mom = a->momentum;
     const int first = a->first;
     FOR_EACH_ENTRY(e, j, flat, {
-        float d = g[flat];
-        if (wd != 0) d += wd * w[flat];
+        int64_t at = AT(e, j, flat);
+        float d = g[at];
+        if (wd != 0) d += wd * w[at];
         if (buf) {
             buf[j] = first ? d : buf[j] * mom + d;
             d = buf[j];
         }
-        w[flat] -= lr * d;
+        w[at] -= lr * d;
     });
 }
 
@@ -100,4 +106,14 @@ void cpu_elems_gather(float *packed, const float *w, const mu_elems *e)
 void cpu_elems_scatter(float *w, const float *packed, const mu_elems *e)
 {
     FOR_EACH_ENTRY(e, j, flat, { w[flat] = packed[j]; });
+}
+
+void cpu_elems_gather_add(float *packed, const float *g, const mu_elems *e)
+{
+    FOR_EACH_ENTRY(e, j, flat, { packed[j] += g[flat]; });
+}
+
+void cpu_elems_scatter_bf16(uint16_t *w16, const float *packed, const mu_elems *e)
+{
+    FOR_EACH_ENTRY(e, j, flat, { w16[flat] = mu_f32_to_bf16(packed[j]); });
 }

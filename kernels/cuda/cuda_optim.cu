@@ -1,5 +1,6 @@
 /* cuda_optim.cu — the optimizer ops of the CUDA backend (kernels.h, mu_elems): AdamW and
- * SGD updates, gradient sum of squares and scaling, gather/scatter of trained elements.
+ * SGD updates, gradient sum of squares and scaling, gather/scatter of trained elements
+ * (the update ops find entry j of a packed tensor at j, of a whole one at its flat index).
  *
  *  - Per-entry ops are fused kernels over the entries of one tensor: a grid-stride loop
  *    over elements for dense sets; for chunked lists one block per chunk of 2^16 elements
@@ -14,6 +15,7 @@
  *    atomics: two runs give the same bits, whatever the grid size. */
 #include <cstdint>
 #include <cstdlib>
+#include <cuda_bf16.h>
 #include "cuda_common.h"
 
 #define CHUNK_BITS MU_ELEMS_CHUNK_BITS
@@ -54,11 +56,22 @@ static void for_each_entry(const mu_elems *e, Op op)
     KCHECK();
 }
 
+/* Where an update op finds entry j (element flat) in w and g. */
+__device__ __forceinline__ int64_t at_of(int packed, int64_t j, int64_t flat)
+{
+    return packed ? j : flat;
+}
+
 /* ---- the per-entry ops ------------------------------------------------------------------ */
 struct op_scale {
     float *g;
     float s;
-    __device__ void operator()(int64_t, int64_t flat) const { g[flat] = __fmul_rn(g[flat], s); }
+    int packed;
+    __device__ void operator()(int64_t j, int64_t flat) const
+    {
+        int64_t at = at_of(packed, j, flat);
+        g[at] = __fmul_rn(g[at], s);
+    }
 };
 
 struct op_gather {
@@ -73,22 +86,42 @@ struct op_scatter {
     __device__ void operator()(int64_t j, int64_t flat) const { w[flat] = packed[j]; }
 };
 
+struct op_gather_add {
+    float *packed;
+    const float *g;
+    __device__ void operator()(int64_t j, int64_t flat) const
+    {
+        packed[j] = __fadd_rn(packed[j], g[flat]);
+    }
+};
+
+struct op_scatter_bf16 {
+    __nv_bfloat16 *w16;
+    const float *packed;
+    __device__ void operator()(int64_t j, int64_t flat) const
+    {
+        w16[flat] = __float2bfloat16_rn(packed[j]);
+    }
+};
+
 /* cpu_adamw_step, operation by operation */
 struct op_adamw {
     float *w, *m, *v;
     const float *g;
     mu_adamw_args a;
+    int packed;
     __device__ void operator()(int64_t j, int64_t flat) const
     {
-        float gi = g[flat];
-        float wi = w[flat];
+        int64_t at = at_of(packed, j, flat);
+        float gi = g[at];
+        float wi = w[at];
         if (a.decay_on) wi = __fmul_rn(wi, a.decay);
         float mj = __fadd_rn(m[j], __fmul_rn(a.omb1, __fsub_rn(gi, m[j])));
         float vj = __fadd_rn(__fmul_rn(v[j], a.b2), __fmul_rn(a.omb2, __fmul_rn(gi, gi)));
         m[j] = mj;
         v[j] = vj;
         float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vj), a.bc2_sqrt), a.eps);
-        w[flat] = __fsub_rn(wi, __fmul_rn(a.step_size, __fdiv_rn(mj, denom)));
+        w[at] = __fsub_rn(wi, __fmul_rn(a.step_size, __fdiv_rn(mj, denom)));
     }
 };
 
@@ -97,22 +130,24 @@ struct op_sgd {
     float *w, *buf;
     const float *g;
     mu_sgd_args a;
+    int packed;
     __device__ void operator()(int64_t j, int64_t flat) const
     {
-        float d = g[flat];
-        if (a.wd != 0.0f) d = __fadd_rn(d, __fmul_rn(a.wd, w[flat]));
+        int64_t at = at_of(packed, j, flat);
+        float d = g[at];
+        if (a.wd != 0.0f) d = __fadd_rn(d, __fmul_rn(a.wd, w[at]));
         if (buf) {
             float b = a.first ? d : __fadd_rn(__fmul_rn(buf[j], a.momentum), d);
             buf[j] = b;
             d = b;
         }
-        w[flat] = __fsub_rn(w[flat], __fmul_rn(a.lr, d));
+        w[at] = __fsub_rn(w[at], __fmul_rn(a.lr, d));
     }
 };
 
 static void cu_elems_scale(float *g, float s, const mu_elems *e)
 {
-    for_each_entry(e, op_scale{g, s});
+    for_each_entry(e, op_scale{g, s, e->packed});
 }
 
 static void cu_elems_gather(float *packed, const float *w, const mu_elems *e)
@@ -125,22 +160,33 @@ static void cu_elems_scatter(float *w, const float *packed, const mu_elems *e)
     for_each_entry(e, op_scatter{w, packed});
 }
 
+static void cu_elems_gather_add(float *packed, const float *g, const mu_elems *e)
+{
+    for_each_entry(e, op_gather_add{packed, g});
+}
+
+static void cu_elems_scatter_bf16(uint16_t *w16, const float *packed, const mu_elems *e)
+{
+    for_each_entry(e, op_scatter_bf16{(__nv_bfloat16 *)w16, packed});
+}
+
 static void cu_adamw_step(float *w, const float *g, float *m, float *v, const mu_elems *e,
                           const mu_adamw_args *a)
 {
-    for_each_entry(e, op_adamw{w, m, v, g, *a});
+    for_each_entry(e, op_adamw{w, m, v, g, *a, e->packed});
 }
 
 static void cu_sgd_step(float *w, const float *g, float *buf, const mu_elems *e,
                         const mu_sgd_args *a)
 {
-    for_each_entry(e, op_sgd{w, buf, g, *a});
+    for_each_entry(e, op_sgd{w, buf, g, *a, e->packed});
 }
 
 /* ---- sum of squares: per-chunk double partials ------------------------------------------ */
 /* part[c] = sum over chunk c's entries of (double)g^2; blockDim.x must be NT. */
 __global__ void k_chunk_sumsq(double *part, const float *g, int64_t nblk, int64_t numel,
-                              int dense, const int64_t *chunk_start, const uint16_t *off)
+                              int dense, int packed, const int64_t *chunk_start,
+                              const uint16_t *off)
 {
     __shared__ double sh[NT];
     for (int64_t c = blockIdx.x; c < nblk; c += gridDim.x) {   /* uniform in the block */
@@ -154,7 +200,7 @@ __global__ void k_chunk_sumsq(double *part, const float *g, int64_t nblk, int64_
         } else {
             int64_t end = chunk_start[c + 1];
             for (int64_t j = chunk_start[c] + threadIdx.x; j < end; j += NT) {
-                double x = g[(c << CHUNK_BITS) | off[j]];
+                double x = g[packed ? j : ((c << CHUNK_BITS) | off[j])];
                 acc += x * x;
             }
         }
@@ -191,7 +237,8 @@ static double cu_elems_sumsq(const float *g, const mu_elems *e)
     if (nblk <= 0) return 0;
     part_reserve((size_t)nblk);
     k_chunk_sumsq<<<mu_cu_grid_for((size_t)nblk, NT), NT>>>(g_part_dev, g, nblk, e->numel,
-                                                            e->dense, e->chunk_start, e->off);
+                                                            e->dense, e->packed, e->chunk_start,
+                                                            e->off);
     KCHECK();
     CK(cudaMemcpy(g_part_host, g_part_dev, (size_t)nblk * sizeof(double),
                   cudaMemcpyDeviceToHost));
@@ -208,4 +255,6 @@ void mu_cu_fill_optim(mu_backend *b)
     b->sgd_step = cu_sgd_step;
     b->elems_gather = cu_elems_gather;
     b->elems_scatter = cu_elems_scatter;
+    b->elems_gather_add = cu_elems_gather_add;
+    b->elems_scatter_bf16 = cu_elems_scatter_bf16;
 }
