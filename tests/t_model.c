@@ -1412,3 +1412,172 @@ TEST(model_logit_rows_bad_selections)
     CHECK(mu_model_backward_logp(m, tg, NULL, NULL, NULL, 0, err, sizeof err) == 0);
     mu_model_free(m);
 }
+
+/* ---- packed training of partly trained tensors ------------------------------------------- */
+/* The tensors the packed tests train, each on a seeded list of about a third of its
+ * elements: two GEMM weights, a norm weight, the embedding and (untied) lm_head. */
+static const char *const PK_NAMES[] = {
+    "model.layers.0.mlp.down_proj.weight", "model.layers.1.self_attn.q_proj.weight",
+    "model.layers.1.post_attention_layernorm.weight", "model.embed_tokens.weight",
+    "lm_head.weight",
+};
+enum { PK_N = 5, PK_STEPS = 3 };
+
+/* s = a seeded list of parameter i's elements (each kept with probability 1/3, and the
+ * last one), never all of them. */
+static void pk_set(mu_model *m, int i, mu_idxset *s)
+{
+    int64_t numel = mu_model_param(m, i)->numel, n = 0;
+    int64_t *idx = malloc(sizeof *idx * (size_t)numel);
+    CHECK(idx);
+    mu_rng r;
+    mu_rng_seed2(&r, 77, (uint64_t)i);
+    for (int64_t j = 0; j + 1 < numel; j++)
+        if (mu_rng_below(&r, 3) == 0) idx[n++] = j;
+    idx[n++] = numel - 1;
+    char err[160];
+    CHECK_MSG(mu_idxset_init_list(s, numel, idx, n, err, sizeof err) == 0, "%s", err);
+    free(idx);
+}
+
+typedef struct {
+    double norm[PK_STEPS];
+    float *val[PK_N], *grad[PK_N];   /* after training: values, the last step's gradient */
+    int64_t *list[PK_N], n[PK_N], numel[PK_N];   /* the trained elements */
+    int idx[PK_N];                   /* parameter index, -1 when absent (tied lm_head) */
+    size_t param_bytes;
+} pk_run;
+
+/* PK_STEPS AdamW steps (weight decay, a clip that bites) of the tiny batch's mean CE on
+ * the PK_NAMES tensors' sets, packed or whole. */
+static void pk_train(const mu_backend *be, int tied, mu_weights wt, int packed, pk_run *out)
+{
+    char err[256];
+    mu_config c = tiny_config(tied, 0);
+    mu_model *m = mu_model_init_random_as(&c, 19, 0.3f, be, wt, err, sizeof err);
+    CHECK_MSG(m, "%s", err);
+    mu_optim_config oc;
+    mu_optim_config_default(&oc);
+    oc.lr = 0.02; oc.weight_decay = 0.1; oc.clip = 0.05;
+    mu_optim *o = mu_optim_new(&oc, be);
+    for (int k = 0; k < PK_N; k++) {
+        int i = out->idx[k] = mu_model_find(m, PK_NAMES[k]);
+        if (i < 0) continue;
+        mu_param *p = mu_model_param(m, i);
+        mu_idxset s;
+        pk_set(m, i, &s);
+        out->numel[k] = p->numel;
+        out->n[k] = s.n;
+        out->list[k] = malloc(sizeof(int64_t) * (size_t)s.n);
+        CHECK(out->list[k]);
+        mu_idxset_to_list(&s, out->list[k]);
+        if (packed) {
+            CHECK(mu_model_set_trainable_elems(m, i, &s) == 0);
+            CHECK(p->packed && p->trainable && (!p->w16 || !p->w));   /* no whole master */
+            CHECK(mu_optim_add_packed(o, PK_NAMES[k], p->wp, p->g, &s) >= 0);
+        } else {
+            CHECK(mu_model_set_trainable(m, i, 1) == 0);
+            CHECK(mu_optim_add(o, PK_NAMES[k], p->w, p->g, &s) >= 0);
+        }
+    }
+    int32_t ids[TB * TT], tg[TB * TT];
+    tiny_batch(ids, tg, c.vocab);
+    mu_batch b = { TB, TT, ids, t_lens };
+    mu_fwd_opts fo = { .train = 1 };
+    for (int step = 0; step < PK_STEPS; step++) {
+        mu_model_zero_grad(m);
+        CHECK(mu_model_forward(m, &b, &fo, err, sizeof err) == 0);
+        CHECK_MSG(!isnan(mu_model_backward_ce(m, tg, NULL, 0, NULL, err, sizeof err)), "%s", err);
+        for (int k = 0; k < PK_N && step + 1 == PK_STEPS; k++) {
+            if (out->idx[k] < 0) continue;
+            out->grad[k] = malloc(sizeof(float) * (size_t)out->numel[k]);
+            CHECK(out->grad[k]);
+            mu_model_get_grad(m, out->idx[k], out->grad[k]);
+        }
+        mu_optim_step(o, &out->norm[step], NULL);
+        for (int k = 0; k < PK_N; k++)
+            if (out->idx[k] >= 0) mu_model_param_changed(m, out->idx[k]);
+    }
+    for (int k = 0; k < PK_N; k++) {
+        if (out->idx[k] < 0) continue;
+        out->val[k] = malloc(sizeof(float) * (size_t)out->numel[k]);
+        CHECK(out->val[k] && mu_model_get_param(m, out->idx[k], out->val[k]) == 0);
+    }
+    out->param_bytes = mu_model_param_bytes(m);
+    mu_optim_free(o);
+    mu_model_free(m);
+}
+
+static void pk_free(pk_run *r)
+{
+    for (int k = 0; k < PK_N; k++) { free(r->val[k]); free(r->grad[k]); free(r->list[k]); }
+}
+
+/* got == want bit for bit (exact) or within 1e-6 relative (1e-3 absolute floor). */
+static int pk_same(float got, float want, int exact)
+{
+    if (exact) return memcmp(&got, &want, sizeof got) == 0;
+    return fabsf(got - want) <= 1e-6f * (fabsf(want) + 1e-3f);
+}
+
+/* Tensor k of a packed run against the whole run: values everywhere, and the gradient:
+ * the whole one at the trained elements, 0 elsewhere. */
+static void pk_compare(const pk_run *pk, const pk_run *whole, int k, int exact, const char *what)
+{
+    for (int64_t e = 0, j = 0; e < pk->numel[k]; e++) {
+        int in = j < pk->n[k] && pk->list[k][j] == e;
+        j += in;
+        float want = in ? whole->grad[k][e] : 0.0f;
+        CHECK_MSG(pk_same(pk->grad[k][e], want, exact), "%s grad[%lld]: %.9g vs %.9g (%s)",
+                  PK_NAMES[k], (long long)e, pk->grad[k][e], want, what);
+        CHECK_MSG(pk_same(pk->val[k][e], whole->val[k][e], exact), "%s[%lld]: %.9g vs %.9g (%s)",
+                  PK_NAMES[k], (long long)e, pk->val[k][e], whole->val[k][e], what);
+    }
+}
+
+/* Partly trained tensors kept packed (mu_model_set_trainable_elems + mu_optim_add_packed:
+ * gradient and f32 master of the trained elements only) train to the same bits as the
+ * same sets in whole tensors, untied, f32 and bf16 weights, the CPU and the CPU posing as
+ * a device: same clipped norms, same values everywhere; the packed gradient reads as the
+ * whole one at its elements and 0 elsewhere. Tied (the embedding gets two gradient
+ * contributions, added in another order) within 1e-6. And the storage is what packing
+ * promises: no whole gradient or bf16 master, only the packed arrays and one scratch. */
+TEST(model_packed_training_equals_whole)
+{
+    mu_backend fake = *mu_backend_cpu();
+    fake.host_memory = 0;
+    for (int cse = 0; cse < 8; cse++) {
+        int tied = cse & 1, bf16 = (cse >> 1) & 1, dev = cse >> 2;
+        const mu_backend *be = dev ? &fake : mu_backend_cpu();
+        pk_run whole = {0}, pk = {0};
+        pk_train(be, tied, bf16 ? MU_WEIGHTS_BF16 : MU_WEIGHTS_F32, 0, &whole);
+        pk_train(be, tied, bf16 ? MU_WEIGHTS_BF16 : MU_WEIGHTS_F32, 1, &pk);
+        char what[64];
+        snprintf(what, sizeof what, "%s, %s, %s", dev ? "device" : "cpu", bf16 ? "bf16" : "f32",
+                 tied ? "tied" : "untied");
+        for (int s = 0; s < PK_STEPS; s++) {
+            CHECK(whole.norm[s] > 0.05);        /* the clip bites */
+            CHECK_MSG(tied ? fabs(pk.norm[s] - whole.norm[s]) <= 1e-6 * whole.norm[s]
+                           : pk.norm[s] == whole.norm[s],
+                      "step %d: norm %.17g vs %.17g (%s)", s, pk.norm[s], whole.norm[s], what);
+        }
+        for (int k = 0; k < PK_N; k++)
+            if (pk.idx[k] >= 0) pk_compare(&pk, &whole, k, !tied, what);
+        /* storage: whole gradients (and bf16 masters) out; packed ones, masters, index
+         * arrays on a device, and one scratch of the largest tensor in */
+        int64_t saved = 0, added = 0, scratch = 0;
+        for (int k = 0; k < PK_N; k++) {
+            if (pk.idx[k] < 0) continue;
+            int has16 = bf16 && !strstr(PK_NAMES[k], "layernorm");
+            saved += 4 * pk.numel[k] * (has16 ? 2 : 1);
+            added += 8 * pk.n[k];
+            if (dev) added += 8 * ((pk.numel[k] + 65535) / 65536 + 1) + 2 * pk.n[k];
+            if (pk.numel[k] > scratch) scratch = pk.numel[k];
+        }
+        CHECK_MSG((int64_t)whole.param_bytes - (int64_t)pk.param_bytes == saved - added - 4 * scratch,
+                  "bytes: whole %zu, packed %zu, expected a difference of %lld (%s)",
+                  whole.param_bytes, pk.param_bytes, (long long)(saved - added - 4 * scratch), what);
+        pk_free(&whole);
+        pk_free(&pk);
+    }
+}

@@ -332,6 +332,26 @@ TEST(train_optimizer_memory_follows_mask) {
     double frac = (double)sel / (double)total;
     CHECK_MSG(ratio < 1.4 * frac && ratio > 0.9 * frac, "optimizer bytes ratio %.4f for a %.4f mask", ratio, frac);
     mu_trainer_free(part);
+    /* gradients and masters too: a bf16 model trained on the mask holds its bf16 weights,
+     * 8 bytes per trained element (packed gradient and f32 master) and one f32 scratch of
+     * the largest masked tensor, not 10 bytes per element of every masked tensor */
+    mu_model *m16 = mu_model_init_random_as(&c, 1, 0.02f, mu_backend_cpu(), MU_WEIGHTS_BF16, err, sizeof err);
+    CHECK_MSG(m16, "%s", err);
+    size_t base = mu_model_param_bytes(m16);
+    part = mu_trainer_new(m16, NULL, &mask, &o, err, sizeof err);
+    CHECK_MSG(part, "%s", err);
+    int64_t scratch = 0, packed_sel = 0;
+    for (int i = 0; i < mu_model_n_params(m16); i++) {
+        mu_param *p = mu_model_param(m16, i);
+        if (!p->trainable) continue;
+        CHECK_MSG(p->packed && !(p->w16 && p->w), "%s: not packed", p->info.name);
+        packed_sel += p->set.n;
+        if (p->numel > scratch) scratch = p->numel;
+    }
+    CHECK_EQ_INT(packed_sel, sel);
+    CHECK_EQ_INT((int64_t)(mu_model_param_bytes(m16) - base), 8 * sel + 4 * scratch);
+    mu_trainer_free(part);
+    mu_model_free(m16);
     mu_mask_free(&mask);
     mu_model_free(m);
 }

@@ -12,7 +12,8 @@
  *   forward  inference forward (logits of every position)
  *   train    forward + cross-entropy + backward + AdamW step on the device (mu_optim, every
  *            parameter, dense) + mu_model_param_changed
- *   masked   the same step with every layer's mlp.down_proj trainable, its optimizer set
+ *   masked   the same step with every layer's mlp.down_proj trainable PACKED (gradient and
+ *            f32 master of the masked elements only, as mu-train does), its optimizer set
  *            holding 1% of the MODEL's parameter count as whole value vectors (columns f of
  *            down_proj [D, F], picked by a seeded RNG over all layers' columns)
  * print tokens/s, GFLOP/s and MFU (FLOPs as bench.h counts them: fwd for forward, fwd+bwd
@@ -318,11 +319,16 @@ static mu_optim *masked_optimizer(const bench *bn, mu_model *m, int *pidx, int *
             snprintf(err, errlen, "%s: missing or not [%d, %d]", name, D, F);
         } else if (per[l] == 0) {
             continue;
-        } else if (mu_model_set_trainable(m, i, 1)) {
-            snprintf(err, errlen, "out of device memory for the gradient of %s", name);
         } else if (column_set(D, F, cols + at, per[l], &set, err, errlen) == 0) {
-            if (mu_optim_add(o, name, p->w, p->g, &set) >= 0) { pidx[(*np)++] = i; continue; }
-            snprintf(err, errlen, "out of device memory for the AdamW state of %s", name);
+            if (mu_model_set_trainable_elems(m, i, &set)) {   /* packed, as mu-train does */
+                mu_idxset_free(&set);
+                snprintf(err, errlen, "out of device memory for the gradient of %s", name);
+            } else if (mu_optim_add_packed(o, name, p->wp, p->g, &set) >= 0) {
+                pidx[(*np)++] = i;
+                continue;
+            } else {
+                snprintf(err, errlen, "out of device memory for the AdamW state of %s", name);
+            }
         }
         mu_optim_free(o);
         o = NULL;
