@@ -1,11 +1,13 @@
 /* optim.h — optimizers (AdamW, SGD with momentum), learning-rate schedules with warmup,
  * global-norm gradient clipping, over parameter tensors that may be only partly trainable.
  *
- * A parameter is a full f32 tensor (numel elements) with its gradient buffer. Which of its
+ * A parameter is a full f32 tensor (numel elements) with its gradient buffer, or a PACKED
+ * one (mu_optim_add_packed): only its trained elements, tensor and gradient [n] each. Which
  * elements train is given by a mu_idxset: all of them (dense) or a sorted list of flat
  * indices kept compressed (chunks of 65536 elements, 16-bit offsets inside a chunk), so the
  * optimizer state (m, v) and the index list together take about 10 bytes per TRAINED element:
- * optimizer memory follows the mask, not the model.
+ * optimizer memory follows the mask, not the model (and with packed tensors, so do the
+ * gradients and masters: lib/model.h mu_model_set_trainable_elems).
  *
  * Semantics follow PyTorch exactly (torch.optim.AdamW / SGD, clip_grad_norm_):
  *   AdamW, step t = 1, 2, ...:  p *= 1 - lr*wd;  m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2;
