@@ -5,7 +5,10 @@
  *
  * Op tests: elems_sumsq, elems_scale, adamw_step, sgd_step (with and without a momentum
  * buffer), elems_gather and elems_scatter over a dense set (partial last chunk) and a
- * chunked list (an empty chunk, a partial last chunk), same inputs on both backends.
+ * chunked list (an empty chunk, a partial last chunk), same inputs on both backends;
+ * elems_gather_add (exact bits) and elems_scatter_bf16 (exact bf16 bits; NaN stays NaN) on
+ * both sets, and the four update ops on a packed tensor (the list set's entries, [n]): bit
+ * for bit against the same backend on the whole tensor, within 1e-6 of the CPU.
  * The update kernels use round-to-nearest intrinsics in the CPU's order, so values agree
  * to an ulp or two (checked at 1e-6 relative); elements outside the set must keep their
  * bits, and GUARD floats on both sides of every device output must stay untouched.
@@ -99,6 +102,58 @@ static mu_elems elems_on(const mu_backend *be, const mu_idxset *s, void **own)
     return e;
 }
 
+/* got[i] and want[i] hold the same 4 bytes, for every i < n. */
+static void check_same_bits(const char *what, const float *got, const float *want, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        CHECK_MSG(memcmp(&got[i], &want[i], 4) == 0, "%s[%lld]: %.9g vs %.9g (bits differ)",
+                  what, (long long)i, got[i], want[i]);
+}
+
+static int bf16_is_nan(uint16_t b) { return (b & 0x7F80) == 0x7F80 && (b & 0x7F) != 0; }
+
+/* elems_scatter_bf16 of random values and rounding cases (ties both ways, subnormal ties,
+ * overflow to inf, -0, -inf, a NaN whose upper half alone is inf) into a bf16 weight whose
+ * other elements hold a pattern: exact bits against the CPU, pattern and guards kept. A NaN
+ * must stay a NaN; its bits may differ (CUDA writes 0x7FFF, the CPU quiets the payload). */
+static void check_scatter_bf16(const mu_backend *gpu, const mu_idxset *s, const mu_elems *ec,
+                               const mu_elems *eg, int dense)
+{
+    static const uint32_t special[] = { 0x3F808000u, 0x3F818000u, 0x3F808001u, 0x3F817FFFu,
+                                        0xBF808000u, 0x00008000u, 0x00018000u, 0x7F7FFFFFu,
+                                        0x80000000u, 0xFF800000u, 0x7F800001u };
+    const int nsp = (int)(sizeof special / sizeof special[0]);
+    int64_t N = s->numel, n = s->n;
+    size_t nf = ((size_t)N + 1) / 2, n16 = 2 * nf;   /* floats holding N bf16 (+ a pad) */
+    CHECK(n > nsp);
+    float *pc = fnew((size_t)n);
+    fill(pc, (size_t)n, dense + 23, 2.0f);
+    memcpy(pc, special, sizeof special);
+    memcpy(&pc[n - 1], &special[1], 4);              /* the last entry: a tie */
+    uint16_t *wc = calloc(n16, 2), *wg = calloc(n16, 2);
+    CHECK(wc && wg);
+    for (size_t i = 0; i < n16; i++)                  /* a pattern without NaNs */
+        wc[i] = (uint16_t)(0x3000u + (i * 40503u) % 0x4000u);
+    dbuf d16 = dnew(gpu, (const float *)(const void *)wc, nf), dp = dnew(gpu, pc, (size_t)n);
+    mu_backend_cpu()->elems_scatter_bf16(wc, pc, ec);
+    gpu->elems_scatter_bf16((uint16_t *)(void *)d16.p, dp.p, eg);
+    dget(&d16, (float *)(void *)wg, "scatter_bf16");
+    dget(&dp, NULL, "scatter_bf16 source");
+    int64_t nan_seen = 0;
+    for (size_t i = 0; i < n16; i++) {
+        if (bf16_is_nan(wc[i])) {
+            nan_seen++;
+            CHECK_MSG(bf16_is_nan(wg[i]), "scatter_bf16[%zu]: cuda 0x%04x for a NaN", i, wg[i]);
+        } else {
+            CHECK_MSG(wg[i] == wc[i], "scatter_bf16[%zu]: cuda 0x%04x, cpu 0x%04x", i, wg[i],
+                      wc[i]);
+        }
+    }
+    CHECK_EQ_INT(nan_seen, 1);
+    dfree(&d16); dfree(&dp);
+    free(pc); free(wc); free(wg);
+}
+
 static void run_op_tests(const mu_backend *gpu, int dense)
 {
     const mu_backend *cpu = mu_backend_cpu();
@@ -185,6 +240,22 @@ static void run_op_tests(const mu_backend *gpu, int dense)
     CHECK_MSG(memcmp(got, wc, (size_t)N * 4) == 0, "scatter differs from the CPU's");
     check_untouched("scattered w", got, w0, &s);
 
+    /* gather_add: packed += g at the set's elements, twice (it accumulates), the second
+     * time with e->packed set (ignored). One f32 add per entry: the same bits. */
+    fill(pc, n, dense + 21, 1.0f);
+    gpu->upload(packed.p, pc, (size_t)n * 4);
+    for (int rep = 0; rep < 2; rep++) {
+        ec.packed = eg.packed = rep;
+        cpu->elems_gather_add(pc, g0, &ec);
+        gpu->elems_gather_add(packed.p, g.p, &eg);
+    }
+    ec.packed = eg.packed = 0;
+    dget(&packed, mh, "gather_add");
+    check_same_bits("gather_add", mh, pc, n);
+    dget(&g, got, "gather_add g");
+    CHECK_MSG(memcmp(got, g0, (size_t)N * 4) == 0, "gather_add changed its source");
+    check_scatter_bf16(gpu, &s, &ec, &eg, dense);
+
     dfree(&g); dfree(&w); dfree(&m); dfree(&v); dfree(&buf); dfree(&packed);
     gpu->free(own[0]);
     gpu->free(own[1]);
@@ -194,6 +265,112 @@ static void run_op_tests(const mu_backend *gpu, int dense)
 
 TEST(cuda_optim_ops_dense) { run_op_tests(gpu_or_skip(), 1); }
 TEST(cuda_optim_ops_list) { run_op_tests(gpu_or_skip(), 0); }
+
+/* ---- packed tensors (e->packed: w and g hold the list set's entries, [n]) ---------------- */
+/* dp (packed) against the whole tensor dw on the same backend (gathered: the same bits)
+ * and against the CPU's packed result cpu_packed (1e-6 relative); guards of both. */
+static void check_packed(const char *what, const dbuf *dp, const dbuf *dw, const int64_t *idx,
+                         const float *cpu_packed, int64_t n)
+{
+    float *p = fnew((size_t)n), *whole = fnew(dw->n), *gathered = fnew((size_t)n);
+    dget(dp, p, what);
+    dget(dw, whole, what);
+    for (int64_t j = 0; j < n; j++) gathered[j] = whole[idx[j]];
+    check_same_bits(what, p, gathered, n);
+    check_vs_cpu(what, p, cpu_packed, n);
+    free(p); free(whole); free(gathered);
+}
+
+/* The four update ops on a packed tensor: sum of squares (== the whole tensor's), scale,
+ * AdamW (weight decay, three steps), SGD (momentum and weight decay, two steps, then no
+ * buffer), on the device's whole tensor, its packed copy, and the CPU's packed copy. */
+static void run_packed_update_tests(const mu_backend *gpu)
+{
+    const mu_backend *cpu = mu_backend_cpu();
+    mu_idxset s;
+    make_set(&s, 0);
+    int64_t N = s.numel, n = s.n;
+    int64_t *idx = malloc((size_t)n * sizeof *idx);
+    CHECK(idx);
+    mu_idxset_to_list(&s, idx);
+    void *own[2];
+    mu_elems ec = elems_on(cpu, &s, own), eg = elems_on(gpu, &s, own);
+    mu_elems ecp = ec, egp = eg;
+    ecp.packed = egp.packed = 1;
+    float *w0 = fnew((size_t)N), *g0 = fnew((size_t)N), *pw0 = fnew((size_t)n);
+    float *pgc = fnew((size_t)n);
+    fill(w0, (size_t)N, 7, 0.5f);
+    fill(g0, (size_t)N, 17, 0.01f);
+    for (int64_t j = 0; j < n; j++) { pw0[j] = w0[idx[j]]; pgc[j] = g0[idx[j]]; }
+    dbuf W = dnew(gpu, w0, (size_t)N), G = dnew(gpu, g0, (size_t)N);
+    dbuf P = dnew(gpu, pw0, (size_t)n), PG = dnew(gpu, pgc, (size_t)n);
+
+    double ssw = gpu->elems_sumsq(G.p, &eg), ssp = gpu->elems_sumsq(PG.p, &egp);
+    CHECK_MSG(ssp == ssw, "packed sumsq %.17g, whole %.17g", ssp, ssw);
+    CHECK_CLOSE(ssp, cpu->elems_sumsq(pgc, &ecp), 1e-12, 0);
+    gpu->elems_scale(G.p, 0.375f, &eg);
+    gpu->elems_scale(PG.p, 0.375f, &egp);
+    cpu->elems_scale(pgc, 0.375f, &ecp);
+    check_packed("packed scaled g", &PG, &G, idx, pgc, n);
+
+    /* AdamW, three steps with weight decay */
+    float *pwc = fdup(pw0, (size_t)n), *mc = fnew((size_t)n), *vc = fnew((size_t)n);
+    dbuf m = dnew(gpu, NULL, (size_t)n), v = dnew(gpu, NULL, (size_t)n);
+    dbuf pm = dnew(gpu, NULL, (size_t)n), pv = dnew(gpu, NULL, (size_t)n);
+    for (int t = 1; t <= 3; t++) {
+        float lr = 1e-3f;
+        mu_adamw_args a = { .omb1 = 0.1f, .b2 = 0.999f, .omb2 = (float)(1.0 - 0.999),
+                            .eps = 1e-8f, .decay = 1.0f - lr * 0.01f, .decay_on = 1,
+                            .step_size = (float)(lr / (1 - pow(0.9, t))),
+                            .bc2_sqrt = (float)sqrt(1 - pow(0.999, t)) };
+        gpu->adamw_step(W.p, G.p, m.p, v.p, &eg, &a);
+        gpu->adamw_step(P.p, PG.p, pm.p, pv.p, &egp, &a);
+        cpu->adamw_step(pwc, pgc, mc, vc, &ecp, &a);
+    }
+    check_packed("packed adamw w", &P, &W, idx, pwc, n);
+    float *hw = fnew((size_t)n), *hp = fnew((size_t)n);
+    dget(&m, hw, "adamw m");
+    dget(&pm, hp, "packed adamw m");
+    check_same_bits("packed adamw m", hp, hw, n);
+    check_vs_cpu("packed adamw m", hp, mc, n);
+    dget(&v, hw, "adamw v");
+    dget(&pv, hp, "packed adamw v");
+    check_same_bits("packed adamw v", hp, hw, n);
+    check_vs_cpu("packed adamw v", hp, vc, n);
+
+    /* SGD with momentum and weight decay (two steps), then without a buffer */
+    gpu->upload(W.p, w0, (size_t)N * 4);
+    gpu->upload(P.p, pw0, (size_t)n * 4);
+    memcpy(pwc, pw0, (size_t)n * 4);
+    memset(mc, 0, (size_t)n * 4);
+    dbuf b = dnew(gpu, NULL, (size_t)n), pb = dnew(gpu, NULL, (size_t)n);
+    for (int t = 1; t <= 2; t++) {
+        mu_sgd_args a = { .lr = 0.05f, .wd = 0.02f, .momentum = 0.9f, .first = t == 1 };
+        gpu->sgd_step(W.p, G.p, b.p, &eg, &a);
+        gpu->sgd_step(P.p, PG.p, pb.p, &egp, &a);
+        cpu->sgd_step(pwc, pgc, mc, &ecp, &a);
+    }
+    dget(&b, hw, "sgd buf");
+    dget(&pb, hp, "packed sgd buf");
+    check_same_bits("packed sgd buf", hp, hw, n);
+    check_vs_cpu("packed sgd buf", hp, mc, n);
+    mu_sgd_args plain = { .lr = 0.1f, .wd = 0, .momentum = 0, .first = 0 };
+    gpu->sgd_step(W.p, G.p, NULL, &eg, &plain);
+    gpu->sgd_step(P.p, PG.p, NULL, &egp, &plain);
+    cpu->sgd_step(pwc, pgc, NULL, &ecp, &plain);
+    check_packed("packed sgd w", &P, &W, idx, pwc, n);
+    check_packed("packed g after the updates", &PG, &G, idx, pgc, n);
+
+    dfree(&W); dfree(&G); dfree(&P); dfree(&PG); dfree(&m); dfree(&v); dfree(&pm);
+    dfree(&pv); dfree(&b); dfree(&pb);
+    gpu->free(own[0]);
+    gpu->free(own[1]);
+    free(idx); free(w0); free(g0); free(pw0); free(pgc); free(pwc); free(mc); free(vc);
+    free(hw); free(hp);
+    mu_idxset_free(&s);
+}
+
+TEST(cuda_optim_packed_updates_list) { run_packed_update_tests(gpu_or_skip()); }
 
 /* ---- masked training, cuda vs cpu ------------------------------------------------------- */
 static mu_config tiny_cfg(void)

@@ -3,6 +3,7 @@
 #include "test.h"
 #include "optim.h"
 #include "rng.h"
+#include "tensor.h"
 #include <jansson.h>
 #include <limits.h>
 
@@ -330,4 +331,246 @@ TEST(optim_device_memory_path_matches_host) {
     mu_optim_free(sgd);
     for (int d = 0; d < 2; d++) { mu_optim_free(o[d]); free(w[d]); free(gd[d]); }
     free(idx); free(got); free(mom);
+}
+
+/* ---- packed tensors: kernels.h mu_elems.packed, elems_gather_add, elems_scatter_bf16,
+ * optim.h mu_optim_add_packed ---- */
+
+/* got[i] and want[i] hold the same 4 bytes, for every i < n. */
+static void check_same_bits(const char *what, const float *got, const float *want, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        CHECK_MSG(memcmp(&got[i], &want[i], 4) == 0, "%s[%lld]: %.9g vs %.9g (bits differ)",
+                  what, (long long)i, got[i], want[i]);
+}
+
+/* out[j] = whole[idx[j]]  (plain loop; out [n]) */
+static void gather_loop(float *out, const float *whole, const int64_t *idx, int64_t n) {
+    for (int64_t j = 0; j < n; j++) out[j] = whole[idx[j]];
+}
+
+/* dense: every element of 2 full chunks and a partial one; else sparse_list's set (an
+ * empty chunk, a partial last chunk holding the last element). *idx: its flat indices. */
+static void make_packed_test_set(mu_idxset *s, int dense, int64_t **idx) {
+    if (dense) {
+        int64_t numel = 2 * 65536 + 999;
+        mu_idxset_init_dense(s, numel);
+        *idx = malloc((size_t)numel * sizeof **idx);
+        CHECK(*idx);
+        for (int64_t i = 0; i < numel; i++) (*idx)[i] = i;
+        return;
+    }
+    int64_t numel = 3 * 65536 + 1234;
+    *idx = malloc((size_t)numel * sizeof **idx);
+    CHECK(*idx);
+    int64_t n = sparse_list(numel, *idx, 21);
+    char err[128];
+    CHECK_MSG(mu_idxset_init_list(s, numel, *idx, n, err, sizeof err) == 0, "%s", err);
+    CHECK_EQ_INT(s->chunk_start[2] - s->chunk_start[1], 0);             /* empty chunk 1 */
+    CHECK((*idx)[n - 1] == numel - 1 && numel % 65536 != 0);           /* partial chunk 3 */
+}
+
+/* f32 bit patterns and their bf16 roundings, worked out by hand (nearest even); b 0xFFFF:
+ * any NaN. */
+static const struct { uint32_t f; uint16_t b; } bf16_cases[] = {
+    {0x3F808000u, 0x3F80}, /* 1.00390625: a tie, down to the even 0x3F80 */
+    {0x3F818000u, 0x3F82}, /* 1.01171875: a tie, up to the even 0x3F82 */
+    {0x3F808001u, 0x3F81}, /* just above a tie: up */
+    {0x3F817FFFu, 0x3F81}, /* just below a tie: down */
+    {0xBF808000u, 0xBF80}, /* negative tie, to even */
+    {0x00008000u, 0x0000}, /* subnormal tie, to even (zero) */
+    {0x00018000u, 0x0002}, /* subnormal tie, up to even */
+    {0x7F7FFFFFu, 0x7F80}, /* FLT_MAX rounds to +inf */
+    {0x80000000u, 0x8000}, /* -0 */
+    {0xFF800000u, 0xFF80}, /* -inf */
+    {0x7F800001u, 0xFFFF}, /* NaN whose upper half alone is +inf: must stay NaN */
+    {0xFFC00000u, 0xFFC0}, /* quiet negative NaN */
+};
+
+static int bf16_is_nan(uint16_t b) { return (b & 0x7F80) == 0x7F80 && (b & 0x7F) != 0; }
+
+/* elems_gather_add and elems_scatter_bf16 against plain loops over the flat indices, on a
+ * dense set and a chunked list; both ignore e->packed (run with it 0 and 1). */
+TEST(optim_gather_add_and_scatter_bf16_match_loops) {
+    const mu_backend *be = mu_backend_cpu();
+    for (int dense = 0; dense < 2; dense++)
+        for (int pk = 0; pk < 2; pk++) {
+            mu_idxset s;
+            int64_t *idx;
+            make_packed_test_set(&s, dense, &idx);
+            int64_t numel = s.numel, n = s.n;
+            mu_elems e;
+            int owned;
+            CHECK(mu_elems_of(be, &s, &e, &owned) == 0 && !owned && !e.packed);
+            e.packed = pk;
+            float *g = malloc(numel * 4), *g0 = malloc(numel * 4);
+            float *p = malloc(n * 4), *want = malloc(n * 4);
+            CHECK(g && g0 && p && want);
+            fill_normal(g, numel, 31 + dense, 1.0f);
+            memcpy(g0, g, numel * 4);
+            fill_normal(p, n, 32 + dense, 1.0f);
+            memcpy(want, p, n * 4);
+            for (int rep = 0; rep < 2; rep++) {               /* accumulates: += twice */
+                be->elems_gather_add(p, g, &e);
+                for (int64_t j = 0; j < n; j++) want[j] += g0[idx[j]];
+                check_same_bits(dense ? "gather_add dense" : "gather_add list", p, want, n);
+            }
+            CHECK_MSG(memcmp(g, g0, numel * 4) == 0, "gather_add changed its source");
+
+            /* scatter_bf16: random values, the hand-worked cases at the first entries */
+            int ncase = (int)(sizeof bf16_cases / sizeof bf16_cases[0]);
+            CHECK(n > ncase);
+            fill_normal(p, n, 33 + dense, 2.0f);
+            for (int k = 0; k < ncase; k++) memcpy(&p[k], &bf16_cases[k].f, 4);
+            uint16_t *w16 = malloc(numel * 2), *ref = malloc(numel * 2);
+            CHECK(w16 && ref);
+            for (int64_t i = 0; i < numel; i++)
+                w16[i] = ref[i] = (uint16_t)(0x5A5Bu ^ (i * 40503u));
+            be->elems_scatter_bf16(w16, p, &e);
+            for (int64_t j = 0; j < n; j++) ref[idx[j]] = mu_f32_to_bf16(p[j]);
+            for (int64_t i = 0; i < numel; i++)           /* untouched elements too */
+                CHECK_MSG(w16[i] == ref[i], "scatter_bf16 %s: w16[%lld] = 0x%04x, want 0x%04x",
+                          dense ? "dense" : "list", (long long)i, w16[i], ref[i]);
+            for (int k = 0; k < ncase; k++) {
+                uint16_t b = w16[idx[k]];
+                if (bf16_cases[k].b == 0xFFFF)
+                    CHECK_MSG(bf16_is_nan(b), "bf16(0x%08x) = 0x%04x, not a NaN",
+                              bf16_cases[k].f, b);
+                else
+                    CHECK_MSG(b == bf16_cases[k].b, "bf16(0x%08x) = 0x%04x, want 0x%04x",
+                              bf16_cases[k].f, b, bf16_cases[k].b);
+            }
+            mu_elems_release(be, &e, owned);
+            mu_idxset_free(&s);
+            free(idx); free(g); free(g0); free(p); free(want); free(w16); free(ref);
+        }
+}
+
+/* The four update ops on a packed tensor (w and g gathered into [n], e->packed = 1) give the
+ * bits they give on the whole tensor: three steps each of AdamW (weight decay), SGD with
+ * momentum and weight decay, and plain SGD; every step first takes the sum of squares and
+ * scales the gradient, as mu_optim_step does when clipping. */
+TEST(optim_packed_update_ops_match_whole_tensor_bits) {
+    const mu_backend *be = mu_backend_cpu();
+    mu_idxset s;
+    int64_t *idx;
+    make_packed_test_set(&s, 0, &idx);
+    const int64_t numel = s.numel, n = s.n;
+    mu_elems ew, ep;
+    int owned;
+    CHECK(mu_elems_of(be, &s, &ew, &owned) == 0);
+    ep = ew;
+    ep.packed = 1;
+    float *W = malloc(numel * 4), *G = malloc(numel * 4), *W0 = malloc(numel * 4);
+    float *P = malloc(n * 4), *GP = malloc(n * 4), *tmp = malloc(n * 4);
+    float *m[2] = {calloc(n, 4), calloc(n, 4)}, *v[2] = {calloc(n, 4), calloc(n, 4)};
+    CHECK(W && G && W0 && P && GP && tmp && m[0] && m[1] && v[0] && v[1]);
+    fill_normal(W0, numel, 41, 0.5f);
+    const char *names[3] = {"adamw", "sgd momentum", "sgd plain"};
+    for (int kind = 0; kind < 3; kind++) {
+        memcpy(W, W0, numel * 4);
+        gather_loop(P, W, idx, n);
+        for (int k = 0; k < 2; k++) { memset(m[k], 0, n * 4); memset(v[k], 0, n * 4); }
+        for (int t = 1; t <= 3; t++) {
+            fill_normal(G, numel, 50 + 3 * kind + t, 0.02f);
+            gather_loop(GP, G, idx, n);
+            double ssw = be->elems_sumsq(G, &ew), ssp = be->elems_sumsq(GP, &ep), want = 0;
+            for (int64_t j = 0; j < n; j++) want += (double)GP[j] * GP[j];
+            CHECK_CLOSE(ssw, want, 1e-12, 0);
+            CHECK_MSG(ssp == ssw, "%s step %d: sumsq packed %.17g vs whole %.17g", names[kind],
+                      t, ssp, ssw);
+            float sc = (float)(0.3 / sqrt(ssw));
+            be->elems_scale(G, sc, &ew);
+            be->elems_scale(GP, sc, &ep);
+            gather_loop(tmp, G, idx, n);
+            check_same_bits("scaled packed g", GP, tmp, n);
+            if (kind == 0) {
+                mu_adamw_args a = {.omb1 = 0.1f, .b2 = 0.999f, .omb2 = (float)(1.0 - 0.999),
+                                   .eps = 1e-8f, .decay = 1.0f - 1e-2f * 0.05f, .decay_on = 1,
+                                   .step_size = (float)(1e-2 / (1 - pow(0.9, t))),
+                                   .bc2_sqrt = (float)sqrt(1 - pow(0.999, t))};
+                be->adamw_step(W, G, m[0], v[0], &ew, &a);
+                be->adamw_step(P, GP, m[1], v[1], &ep, &a);
+            } else {
+                mu_sgd_args a = {.lr = 0.05f, .wd = kind == 1 ? 0.02f : 0.0f,
+                                 .momentum = 0.9f, .first = t == 1};
+                be->sgd_step(W, G, kind == 1 ? m[0] : NULL, &ew, &a);
+                be->sgd_step(P, GP, kind == 1 ? m[1] : NULL, &ep, &a);
+            }
+            gather_loop(tmp, W, idx, n);
+            CHECK_MSG(memcmp(P, tmp, n * 4) == 0, "%s step %d: packed w differs", names[kind], t);
+            check_same_bits("packed w", P, tmp, n);
+            CHECK_MSG(memcmp(m[0], m[1], n * 4) == 0, "%s step %d: first moment", names[kind], t);
+            CHECK_MSG(memcmp(v[0], v[1], n * 4) == 0, "%s step %d: second moment", names[kind], t);
+            gather_loop(tmp, G, idx, n);
+            CHECK_MSG(memcmp(GP, tmp, n * 4) == 0, "%s step %d: the update changed g",
+                      names[kind], t);
+        }
+        int64_t moved = 0;                       /* the whole tensor really trained */
+        for (int64_t j = 0; j < n; j++) moved += W[idx[j]] != W0[idx[j]];
+        CHECK_MSG(moved > n * 9 / 10, "%s: only %lld of %lld trained elements moved",
+                  names[kind], (long long)moved, (long long)n);
+    }
+    mu_elems_release(be, &ew, owned);
+    mu_idxset_free(&s);
+    free(idx); free(W); free(G); free(W0); free(P); free(GP); free(tmp);
+    for (int k = 0; k < 2; k++) { free(m[k]); free(v[k]); }
+}
+
+/* Through the public API: mu_optim_add (whole tensor) and mu_optim_add_packed (its trained
+ * elements) with clipping that bites give the same norms and the same trained values,
+ * AdamW and SGD with momentum, three steps. */
+TEST(optim_add_packed_trains_like_whole_tensor) {
+    mu_idxset s;
+    int64_t *idx;
+    make_packed_test_set(&s, 0, &idx);
+    const int64_t numel = s.numel, n = s.n;
+    mu_idxset_free(&s);
+    float *W = malloc(numel * 4), *G = malloc(numel * 4), *P = malloc(n * 4), *GP = malloc(n * 4);
+    float *tw = malloc(n * 4), *tp = malloc(n * 4);
+    CHECK(W && G && P && GP && tw && tp);
+    for (int kind = 0; kind < 2; kind++) {
+        mu_optim_config c;
+        mu_optim_config_default(&c);
+        c.kind = kind ? MU_OPT_SGD : MU_OPT_ADAMW;
+        c.lr = 1e-2;
+        c.momentum = 0.9;
+        c.weight_decay = 0.05;
+        c.clip = 0.05;
+        mu_optim *ow = mu_optim_new(&c, mu_backend_cpu());
+        mu_optim *op = mu_optim_new(&c, mu_backend_cpu());
+        mu_idxset sw, sp;
+        char err[128];
+        CHECK(mu_idxset_init_list(&sw, numel, idx, n, err, sizeof err) == 0);
+        CHECK(mu_idxset_init_list(&sp, numel, idx, n, err, sizeof err) == 0);
+        fill_normal(W, numel, 61, 0.5f);
+        gather_loop(P, W, idx, n);
+        CHECK(mu_optim_add(ow, "w", W, G, &sw) == 0);
+        CHECK(mu_optim_add_packed(op, "w", P, GP, &sp) == 0);
+        for (int t = 0; t < 3; t++) {
+            fill_normal(G, numel, 70 + t, 0.01f);
+            gather_loop(GP, G, idx, n);
+            double nw, np;
+            mu_optim_step(ow, &nw, NULL);
+            mu_optim_step(op, &np, NULL);
+            CHECK_MSG(nw == np, "%s step %d: norm %.17g whole vs %.17g packed",
+                      kind ? "sgd" : "adamw", t, nw, np);
+            CHECK_MSG(nw > 4 * c.clip, "norm %.3g: the clip does not bite", nw);
+            mu_optim_get_trained(ow, 0, tw);
+            mu_optim_get_trained(op, 0, tp);
+            check_same_bits(kind ? "sgd trained" : "adamw trained", tp, tw, n);
+            gather_loop(tp, G, idx, n);                 /* both gradients clipped alike */
+            check_same_bits("clipped g", GP, tp, n);
+        }
+        for (int which = 0; which < 2; which++) {
+            CHECK_EQ_INT(mu_optim_has_moment(ow, 0, which), mu_optim_has_moment(op, 0, which));
+            if (!mu_optim_has_moment(ow, 0, which)) continue;
+            CHECK(mu_optim_get_moment(ow, 0, which, tw) == 0);
+            CHECK(mu_optim_get_moment(op, 0, which, tp) == 0);
+            check_same_bits("moment", tp, tw, n);
+        }
+        CHECK_EQ_INT(mu_optim_state_bytes(ow), mu_optim_state_bytes(op));
+        mu_optim_free(ow);
+        mu_optim_free(op);
+    }
+    free(idx); free(W); free(G); free(P); free(GP); free(tw); free(tp);
 }
