@@ -183,11 +183,12 @@ struct mu_backend {
 
     /* ---- bf16 weights (mixed precision: --dtype bf16) ------------------------------
      * A bf16 buffer holds uint16 values: the upper half of the f32 bit pattern, rounded
-     * to nearest even (NaN stays NaN). Weights stored in bf16 are read by the GEMMs and
-     * the embedding; activations stay f32 between ops; each GEMM rounds its f32 operands
-     * (X, dY) to bf16 and accumulates products in f32 (bf16 x bf16 products are exact in
-     * f32), so backends differ only by summation order. Trained weights keep an f32
-     * master copy (the optimizer updates it; to_bf16 refreshes the bf16 copy). */
+     * to nearest even (NaN stays NaN; its payload bits may differ between backends).
+     * Weights stored in bf16 are read by the GEMMs and the embedding; activations stay
+     * f32 between ops; each GEMM rounds its f32 operands (X, dY) to bf16 and accumulates
+     * products in f32 (bf16 x bf16 products are exact in f32), so backends differ only
+     * by summation order. Trained weights keep an f32 master copy (the optimizer updates
+     * it; to_bf16 refreshes the bf16 copy; packed ones: elems_scatter_bf16). */
     /* dst[n] = bf16(src[n]) */
     void (*to_bf16)(uint16_t *dst, const float *src, size_t n);
     /* Y[N,M] = bf16(X)[N,K] . W[M,K]^T  (accumulate: Y +=), W bf16, f32 accumulation */
