@@ -58,6 +58,16 @@ static void check_untouched(const char *what, const float *got, const float *bef
     free(idx);
 }
 
+/* AdamW scalars of step t: lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight decay 0.01. */
+static mu_adamw_args adamw_args_at(int t)
+{
+    float lr = 1e-3f;
+    return (mu_adamw_args){ .omb1 = 0.1f, .b2 = 0.999f, .omb2 = (float)(1.0 - 0.999),
+                            .eps = 1e-8f, .decay = 1.0f - lr * 0.01f, .decay_on = 1,
+                            .step_size = (float)(lr / (1 - pow(0.9, t))),
+                            .bc2_sqrt = (float)sqrt(1 - pow(0.999, t)) };
+}
+
 /* ---- element sets ------------------------------------------------------------------------ */
 /* dense: 2 full chunks and a partial one; list: chunks 0, 2 (every 5th element), chunk 1
  * empty, partial chunk 3 holding only its last element. */
@@ -186,11 +196,7 @@ static void run_op_tests(const mu_backend *gpu, int dense)
     float *mh = malloc((size_t)n * 4);
     dbuf w = dnew(gpu, w0, N), m = dnew(gpu, NULL, n), v = dnew(gpu, NULL, n);
     for (int t = 1; t <= 3; t++) {
-        float lr = 1e-3f;
-        mu_adamw_args a = { .omb1 = 0.1f, .b2 = 0.999f, .omb2 = (float)(1.0 - 0.999),
-                            .eps = 1e-8f, .decay = 1.0f - lr * 0.01f, .decay_on = 1,
-                            .step_size = (float)(lr / (1 - pow(0.9, t))),
-                            .bc2_sqrt = (float)sqrt(1 - pow(0.999, t)) };
+        mu_adamw_args a = adamw_args_at(t);
         cpu->adamw_step(wc, g0, mc, vc, &ec, &a);
         gpu->adamw_step(w.p, g.p, m.p, v.p, &eg, &a);
     }
@@ -318,11 +324,7 @@ static void run_packed_update_tests(const mu_backend *gpu)
     dbuf m = dnew(gpu, NULL, (size_t)n), v = dnew(gpu, NULL, (size_t)n);
     dbuf pm = dnew(gpu, NULL, (size_t)n), pv = dnew(gpu, NULL, (size_t)n);
     for (int t = 1; t <= 3; t++) {
-        float lr = 1e-3f;
-        mu_adamw_args a = { .omb1 = 0.1f, .b2 = 0.999f, .omb2 = (float)(1.0 - 0.999),
-                            .eps = 1e-8f, .decay = 1.0f - lr * 0.01f, .decay_on = 1,
-                            .step_size = (float)(lr / (1 - pow(0.9, t))),
-                            .bc2_sqrt = (float)sqrt(1 - pow(0.999, t)) };
+        mu_adamw_args a = adamw_args_at(t);
         gpu->adamw_step(W.p, G.p, m.p, v.p, &eg, &a);
         gpu->adamw_step(P.p, PG.p, pm.p, pv.p, &egp, &a);
         cpu->adamw_step(pwc, pgc, mc, vc, &ecp, &a);
