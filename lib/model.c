@@ -110,6 +110,14 @@ static void linear_bwd(const mu_model *m, float *dX, int i, const float *dY, con
     grad_done(m, i);
 }
 
+/* Backward of RMSNorm weight i over X[N,D] (rstd saved by the forward): dx += the input
+ * gradient from dh, and dw += sum_n dh * X * rstd when the weight trains. */
+static void norm_bwd(const mu_model *m, int i, const float *X, const float *rstd, int N)
+{
+    m->be->rmsnorm_bwd(m->dx, G(m, i), m->dh, X, W(m, i), rstd, N, m->D);
+    grad_done(m, i);
+}
+
 /* db[M] += sum_n dY[n, M] for bias i when it trains */
 static void bias_bwd(const mu_model *m, int i, const float *dY, int N, int M)
 {
@@ -495,18 +503,6 @@ static void release_packed(mu_model *m, mu_param *p)
     p->packed = p->own_el = p->trainable = 0;
 }
 
-/* A copy of list set src in dst. 0, or -1 (memory). */
-static int idxset_copy(mu_idxset *dst, const mu_idxset *src)
-{
-    int64_t *idx = malloc((size_t)(src->n + 1) * sizeof *idx);
-    if (!idx) return -1;
-    mu_idxset_to_list(src, idx);
-    char err[160];
-    int rc = mu_idxset_init_list(dst, src->numel, idx, src->n, err, sizeof err);
-    free(idx);
-    return rc;
-}
-
 /* The shared dW scratch of packed parameters holds at least numel floats. 0, or -1. */
 static int reserve_gscratch(mu_model *m, int64_t numel)
 {
@@ -525,19 +521,16 @@ int mu_model_set_trainable_elems(mu_model *m, int i, const mu_idxset *set)
     if (set->dense || set->n == set->numel) return mu_model_set_trainable(m, i, 1);
     mu_param *p = &m->p[i];
     float *host = malloc(fsz((size_t)p->numel));
-    int rc = host ? load_param(m, p, host) : -1;    /* before any master goes */
-    if (!rc) rc = mu_model_set_trainable(m, i, 0);
-    release_packed(m, p);
+    if (!host || load_param(m, p, host)) { free(host); return -1; }   /* nothing changed */
+    mu_model_set_trainable(m, i, 0);            /* drops a whole gradient or packed state */
     if (p->w && p->w16) { m->be->free(p->w); p->w = NULL; }  /* no whole master */
-    if (!rc) rc = idxset_copy(&p->set, set);
-    if (!rc) {
-        p->packed = 1;                              /* release_packed undoes what follows */
-        p->g = m->be->alloc(fsz((size_t)set->n + 1));
-        p->wp = m->be->alloc(fsz((size_t)set->n + 1));
-        rc = !p->g || !p->wp || mu_elems_of(m->be, &p->set, &p->el, &p->own_el) ||
+    mu_idxset_copy(&p->set, set);
+    p->packed = 1;                              /* release_packed undoes what follows */
+    p->g = m->be->alloc(fsz((size_t)set->n + 1));
+    p->wp = m->be->alloc(fsz((size_t)set->n + 1));
+    int rc = !p->g || !p->wp || mu_elems_of(m->be, &p->set, &p->el, &p->own_el) ||
              reserve_gscratch(m, p->numel) || store_packed(m, p, host) ? -1 : 0;
-        if (rc) release_packed(m, p);
-    }
+    if (rc) release_packed(m, p);
     free(host);
     p->trainable = rc == 0;
     return rc;
@@ -1171,8 +1164,7 @@ static int mlp_backward(mu_model *m, int L, int low, const mu_hook *hooks, int n
     linear_bwd(m, need_dh ? m->dh : NULL, P->gate, m->dg, m->h, N, D, F, 0);
     linear_bwd(m, need_dh ? m->dh : NULL, P->up, m->du, m->h, N, D, F, 1);
     if (!need_dh) return 1;
-    be->rmsnorm_bwd(m->dx, G(m, P->mlp_norm), m->dh, A->mid, W(m, P->mlp_norm), A->rstd2, N, D);
-    grad_done(m, P->mlp_norm);
+    norm_bwd(m, P->mlp_norm, A->mid, A->rstd2, N);
     if (!BELOW(S_MLP_NORM)) return 1;
     BHOOK(MU_SITE_RESID_MID, m->dx, D);
     return BELOW(S_RESID_MID) ? 0 : 1;
@@ -1209,8 +1201,7 @@ static int attn_backward(mu_model *m, int L, int low, const mu_hook *hooks, int 
     linear_bwd(m, dh, P->k, m->dk, m->h, N, D, kd, 1);
     linear_bwd(m, dh, P->v, m->dv, m->h, N, D, kd, 1);
     if (!need_dh) return 1;
-    be->rmsnorm_bwd(m->dx, G(m, P->attn_norm), m->dh, A->x, W(m, P->attn_norm), A->rstd1, N, D);
-    grad_done(m, P->attn_norm);
+    norm_bwd(m, P->attn_norm, A->x, A->rstd1, N);
     if (!BELOW(S_ATTN_NORM)) return 1;
     BHOOK(MU_SITE_RESID_PRE, m->dx, D);
     return BELOW(S_RESID_PRE) ? 0 : 1;
@@ -1284,9 +1275,7 @@ static int head_backward(mu_model *m, const float *dlogits, int on_backend, int 
     }
     if (!m->sel) linear_bwd(m, low < top + 1 ? m->dh : NULL, m->lm_head, dl, m->hf, N, D, V, 0);
     if (low >= top + 1) return 1;
-    be->rmsnorm_bwd(m->dx, G(m, m->final_norm), m->dh, m->acts[m->NL].x, W(m, m->final_norm),
-                    m->rstdf, N, D);
-    grad_done(m, m->final_norm);
+    norm_bwd(m, m->final_norm, m->acts[m->NL].x, m->rstdf, N);
     return low < top ? 0 : 1;
 }
 

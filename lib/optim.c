@@ -44,6 +44,15 @@ int mu_idxset_init_list(mu_idxset *s, int64_t numel, const int64_t *idx, int64_t
     return 0;
 }
 
+void mu_idxset_copy(mu_idxset *dst, const mu_idxset *src) {
+    *dst = *src;
+    if (src->dense) return;
+    dst->chunk_start = mu_xmalloc((size_t)(src->nchunks + 1) * sizeof *dst->chunk_start);
+    dst->off = mu_xmalloc((size_t)(src->n ? src->n : 1) * sizeof *dst->off);
+    memcpy(dst->chunk_start, src->chunk_start, (size_t)(src->nchunks + 1) * sizeof *dst->chunk_start);
+    memcpy(dst->off, src->off, (size_t)src->n * sizeof *dst->off);
+}
+
 void mu_idxset_free(mu_idxset *s) {
     free(s->chunk_start);
     free(s->off);

@@ -44,6 +44,7 @@ void mu_idxset_init_dense(mu_idxset *s, int64_t numel);
 int mu_idxset_init_list(mu_idxset *s, int64_t numel, const int64_t *idx, int64_t n,
                         char *err, size_t errlen);
 void mu_idxset_free(mu_idxset *s);
+void mu_idxset_copy(mu_idxset *dst, const mu_idxset *src);   /* a copy with its own arrays */
 /* Writes the flat indices (n of them) into out. */
 void mu_idxset_to_list(const mu_idxset *s, int64_t *out);
 size_t mu_idxset_bytes(const mu_idxset *s);  /* memory the set itself holds */
