@@ -327,7 +327,7 @@ static int load_packed(mu_model *m, const mu_param *p, float *host)
 }
 
 /* Writes host f32 values into parameter p: the f32 buffer and/or the bf16 copy (rounded
- * on the host), and a packed master. 0, or -1 when the host buffer for the rounding cannot be allocated. */
+ * on the host), and a packed master. 0, or -1 when a host buffer cannot be allocated. */
 static int store_param(mu_model *m, mu_param *p, const float *host)
 {
     if (p->w) m->be->upload(p->w, host, fsz(p->numel));
