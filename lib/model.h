@@ -174,14 +174,15 @@ int mu_model_find(const mu_model *m, const char *hf_name);          /* index or 
  * the f32 master copy of a bf16 weight from its bf16 values). 0 ok, -1 out of memory. */
 int mu_model_set_trainable(mu_model *m, int i, int on);
 /* Makes only the elements of set (borrowed; set->numel must be the parameter's) of
- * parameter i trainable, PACKED: its gradient and f32 master hold those elements only
- * ([set->n] each, instead of [numel] each; 8 instead of 8 (f32) or 12 (bf16) bytes per
- * element of the tensor), backward computes the tensor's dW into one scratch buffer the
- * model shares between its packed parameters and adds the entries into the gradient, and
+ * parameter i trainable, PACKED: its gradient and f32 master hold those elements only,
+ * [set->n] each (8 bytes per trained element, instead of 4 (f32) or 8 (bf16) per element
+ * of the tensor). Backward computes the tensor's dW into one scratch buffer the model
+ * shares between its packed parameters and adds the entries into the gradient;
  * mu_model_param_changed scatters the master into the weight (rounding it into a bf16
  * one). A dense set makes it plainly trainable. Train it with mu_optim_add_packed(o, name,
- * p->wp, p->g, set): the same bits as the whole tensor with mu_optim_add and that set.
- * mu_model_set_trainable(m, i, on) unpacks it. 0 ok, -1 out of memory or bad set. */
+ * p->wp, p->g, set, &p->el) (the optimizer borrows the model's index arrays): the same
+ * bits as the whole tensor with mu_optim_add and that set. mu_model_set_trainable(m, i,
+ * on) unpacks it. 0 ok, -1 out of memory or bad set. */
 int mu_model_set_trainable_elems(mu_model *m, int i, const mu_idxset *set);
 int mu_model_set_all_trainable(mu_model *m, int on);
 void mu_model_zero_grad(mu_model *m);

@@ -190,8 +190,10 @@ void mu_elems_release(const mu_backend *be, mu_elems *e, int owned) {
     e->off = NULL;
 }
 
+/* el: NULL (a whole tensor, or a packed one whose index arrays the optimizer copies), or
+ * the packed tensor's arrays on the backend, borrowed. */
 static int add_param(mu_optim *o, const char *name, float *param, float *grad, mu_idxset *set,
-                     int packed) {
+                     int packed, const mu_elems *el) {
     if (o->n == o->cap) {
         o->cap = o->cap ? 2 * o->cap : 16;
         o->p = mu_xrealloc(o->p, (size_t)o->cap * sizeof *o->p);
@@ -204,7 +206,9 @@ static int add_param(mu_optim *o, const char *name, float *param, float *grad, m
     p->set = *set;
     memset(set, 0, sizeof *set);
     size_t nb = (size_t)p->set.n * sizeof(float);
-    int ok = mu_elems_of(o->be, &p->set, &p->e, &p->own_idx) == 0;
+    int ok = 1;
+    if (el) p->e = *el;                       /* own_idx stays 0 */
+    else ok = mu_elems_of(o->be, &p->set, &p->e, &p->own_idx) == 0;
     p->e.packed = packed && !p->set.dense;
     if (ok && needs_moment(&o->cfg, 0)) ok = (p->m = backend_copy(o->be, NULL, nb)) != NULL;
     if (ok && needs_moment(&o->cfg, 1)) ok = (p->v = backend_copy(o->be, NULL, nb)) != NULL;
@@ -216,12 +220,12 @@ static int add_param(mu_optim *o, const char *name, float *param, float *grad, m
 }
 
 int mu_optim_add(mu_optim *o, const char *name, float *param, float *grad, mu_idxset *set) {
-    return add_param(o, name, param, grad, set, 0);
+    return add_param(o, name, param, grad, set, 0, NULL);
 }
 
 int mu_optim_add_packed(mu_optim *o, const char *name, float *param, float *grad,
-                        mu_idxset *set) {
-    return add_param(o, name, param, grad, set, 1);
+                        mu_idxset *set, const mu_elems *el) {
+    return add_param(o, name, param, grad, set, 1, el);
 }
 
 int mu_optim_count(const mu_optim *o) { return o->n; }
@@ -249,8 +253,9 @@ int mu_optim_set_moment(mu_optim *o, int i, int which, const float *host) {
 }
 
 /* Copies trained elements between the backend tensor and host[set.n] (to_host 1: out of
- * the tensor). Host backends, dense sets and packed tensors copy directly; otherwise through a packed
- * backend buffer of set.n floats, or, without memory for one, the whole tensor. */
+ * the tensor). Host backends, dense sets and packed tensors copy directly; otherwise
+ * through a packed backend buffer of set.n floats, or, without memory for one, the whole
+ * tensor. */
 static void copy_trained(const mu_optim *o, int i, float *host, int to_host) {
     const mu_backend *be = o->be;
     const opt_param *p = &o->p[i];
@@ -344,7 +349,8 @@ size_t mu_optim_state_bytes(const mu_optim *o) {
     for (int i = 0; i < o->n; i++) {
         const opt_param *p = &o->p[i];
         size_t per = (p->m ? 1 : 0) + (p->v ? 1 : 0);
-        b += per * (size_t)p->set.n * sizeof(float) + mu_idxset_bytes(&p->set);
+        b += per * (size_t)p->set.n * sizeof(float);
+        if (o->be->host_memory || p->own_idx) b += mu_idxset_bytes(&p->set);  /* not borrowed */
     }
     return b;
 }

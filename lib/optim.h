@@ -109,9 +109,11 @@ void mu_optim_free(mu_optim *o);
 int mu_optim_add(mu_optim *o, const char *name, float *param, float *grad, mu_idxset *set);
 /* The same for a PACKED tensor (a list set, lib/model.h's partly trained parameters):
  * param and grad hold only the trained elements, [set->n] in entry order. Trains to the
- * same bits as mu_optim_add with the whole tensor and gradient. */
+ * same bits as mu_optim_add with the whole tensor and gradient. el: the set as the backend
+ * already holds it (the model's param->el; borrowed, must outlive o), or NULL for a copy
+ * of the optimizer's own. */
 int mu_optim_add_packed(mu_optim *o, const char *name, float *param, float *grad,
-                        mu_idxset *set);
+                        mu_idxset *set, const mu_elems *el);
 int mu_optim_count(const mu_optim *o);
 const char *mu_optim_name(const mu_optim *o, int i);
 const mu_idxset *mu_optim_set(const mu_optim *o, int i);   /* host index set */
@@ -126,8 +128,8 @@ void mu_optim_scale_grads(mu_optim *o, float s);
  * applies the scheduled lr, advances the step count. Deterministic: same inputs -> same bits. */
 void mu_optim_step(mu_optim *o, double *norm_out, double *lr_out);
 
-/* Bytes of optimizer state allocated on the backend (moments + index arrays), for
- * memory accounting. */
+/* Bytes of optimizer state allocated on the backend (moments + index arrays; not the
+ * arrays a packed tensor borrows), for memory accounting. */
 size_t mu_optim_state_bytes(const mu_optim *o);
 
 /* State access for checkpoints, copying to / from host arrays of set->n floats.

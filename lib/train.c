@@ -385,7 +385,7 @@ static int add_trained(mu_trainer *t, int pi, mu_idxset *set, char *err, size_t 
         mu_idxset_free(set);
         return -1;
     }
-    int rc = p->packed ? mu_optim_add_packed(t->opt, p->info.name, p->wp, p->g, set)
+    int rc = p->packed ? mu_optim_add_packed(t->opt, p->info.name, p->wp, p->g, set, &p->el)
                        : mu_optim_add(t->opt, p->info.name, p->w, p->g, set);
     if (rc < 0) {
         snprintf(err, errlen, "out of memory for the optimizer state of %s", p->info.name);

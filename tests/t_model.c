@@ -1474,7 +1474,7 @@ static void pk_train(const mu_backend *be, int tied, mu_weights wt, int packed, 
         if (packed) {
             CHECK(mu_model_set_trainable_elems(m, i, &s) == 0);
             CHECK(p->packed && p->trainable && (!p->w16 || !p->w));   /* no whole master */
-            CHECK(mu_optim_add_packed(o, PK_NAMES[k], p->wp, p->g, &s) >= 0);
+            CHECK(mu_optim_add_packed(o, PK_NAMES[k], p->wp, p->g, &s, &p->el) >= 0);
         } else {
             CHECK(mu_model_set_trainable(m, i, 1) == 0);
             CHECK(mu_optim_add(o, PK_NAMES[k], p->w, p->g, &s) >= 0);

@@ -545,7 +545,7 @@ TEST(optim_add_packed_trains_like_whole_tensor) {
         fill_normal(W, numel, 61, 0.5f);
         gather_loop(P, W, idx, n);
         CHECK(mu_optim_add(ow, "w", W, G, &sw) == 0);
-        CHECK(mu_optim_add_packed(op, "w", P, GP, &sp) == 0);
+        CHECK(mu_optim_add_packed(op, "w", P, GP, &sp, NULL) == 0);
         for (int t = 0; t < 3; t++) {
             fill_normal(G, numel, 70 + t, 0.01f);
             gather_loop(GP, G, idx, n);

@@ -1,8 +1,9 @@
 /* cpu_optim.c — the optimizer ops of the CPU backend (kernels.h, mu_elems): AdamW and SGD
  * updates, gradient sum of squares and scaling, gather/scatter over the trained elements
- * of one tensor (whole tensors indexed by flat element, packed ones by entry: AT). OpenMP over chunks (list sets) or elements (dense); every entry is
- * written by exactly one thread, and the sum of squares adds per-chunk double partials in
- * chunk order, so results do not depend on the thread count. */
+ * of one tensor (whole tensors indexed by flat element, packed ones by entry: AT). OpenMP
+ * over chunks (list sets) or elements (dense); every entry is written by exactly one
+ * thread, and the sum of squares adds per-chunk double partials in chunk order, so results
+ * do not depend on the thread count. */
 #include <math.h>
 #include <stdlib.h>
 #include "cpu.h"

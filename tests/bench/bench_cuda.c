@@ -323,7 +323,7 @@ static mu_optim *masked_optimizer(const bench *bn, mu_model *m, int *pidx, int *
             if (mu_model_set_trainable_elems(m, i, &set)) {   /* packed, as mu-train does */
                 mu_idxset_free(&set);
                 snprintf(err, errlen, "out of device memory for the gradient of %s", name);
-            } else if (mu_optim_add_packed(o, name, p->wp, p->g, &set) >= 0) {
+            } else if (mu_optim_add_packed(o, name, p->wp, p->g, &set, &p->el) >= 0) {
                 pidx[(*np)++] = i;
                 continue;
             } else {

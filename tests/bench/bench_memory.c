@@ -115,7 +115,7 @@ static int setup(mu_model *m, mu_optim *o, train_mode mode)
         if (!p || column_set(c, l, &s)) continue;
         int rc = mode == MASKED_PACKED
                      ? mu_model_set_trainable_elems(m, i, &s) ||
-                           mu_optim_add_packed(o, name, p->wp, p->g, &s) < 0
+                           mu_optim_add_packed(o, name, p->wp, p->g, &s, &p->el) < 0
                      : mu_model_set_trainable(m, i, 1) || mu_optim_add(o, name, p->w, p->g, &s) < 0;
         if (rc) return -1;
     }
