@@ -1445,7 +1445,7 @@ typedef struct {
     float *val[PK_N], *grad[PK_N];   /* after training: values, the last step's gradient */
     int64_t *list[PK_N], n[PK_N], numel[PK_N];   /* the trained elements */
     int idx[PK_N];                   /* parameter index, -1 when absent (tied lm_head) */
-    size_t param_bytes;
+    size_t param_bytes, optim_bytes;
 } pk_run;
 
 /* PK_STEPS AdamW steps (weight decay, a clip that bites) of the tiny batch's mean CE on
@@ -1504,6 +1504,7 @@ static void pk_train(const mu_backend *be, int tied, mu_weights wt, int packed, 
         CHECK(out->val[k] && mu_model_get_param(m, out->idx[k], out->val[k]) == 0);
     }
     out->param_bytes = mu_model_param_bytes(m);
+    out->optim_bytes = mu_optim_state_bytes(o);
     mu_optim_free(o);
     mu_model_free(m);
 }
@@ -1578,6 +1579,13 @@ TEST(model_packed_training_equals_whole)
         CHECK_MSG((int64_t)whole.param_bytes - (int64_t)pk.param_bytes == saved - added - 4 * scratch,
                   "bytes: whole %zu, packed %zu, expected a difference of %lld (%s)",
                   whole.param_bytes, pk.param_bytes, (long long)(saved - added - 4 * scratch), what);
+        /* the optimizer: the same moments; on a device the packed entries borrow the model's
+         * index arrays (counted above) instead of holding a copy of their own */
+        int64_t idx_bytes = 0;
+        for (int k = 0; k < PK_N; k++)
+            if (pk.idx[k] >= 0) idx_bytes += 8 * ((pk.numel[k] + 65535) / 65536 + 1) + 2 * pk.n[k];
+        CHECK_MSG((int64_t)whole.optim_bytes - (int64_t)pk.optim_bytes == (dev ? idx_bytes : 0),
+                  "optimizer bytes: whole %zu, packed %zu (%s)", whole.optim_bytes, pk.optim_bytes, what);
         pk_free(&whole);
         pk_free(&pk);
     }
