@@ -117,8 +117,7 @@ int64_t mu_mask_params(const mu_mask *m) {
     return k;
 }
 
-/* Unit holding flat element i. */
-static int64_t unit_of(const mu_mask_tensor *t, int64_t i) {
+int64_t mu_mask_unit_of(const mu_mask_tensor *t, int64_t i) {
     switch (t->gran) {
     case MU_GRAN_ELEMENT: return i;
     case MU_GRAN_MATRIX: return 0;
@@ -130,7 +129,21 @@ static int64_t unit_of(const mu_mask_tensor *t, int64_t i) {
     return pos / (axis_len(t, axis) / t->units);
 }
 
-int mu_mask_element(const mu_mask_tensor *t, int64_t i) { return mu_mask_get(t, unit_of(t, i)); }
+int mu_mask_element(const mu_mask_tensor *t, int64_t i) { return mu_mask_get(t, mu_mask_unit_of(t, i)); }
+
+int64_t mu_mask_units_for(const char *name, int ndim, const int64_t *shape, mu_granularity g,
+                          int head_dim) {
+    int64_t numel = ndim == 2 ? shape[0] * shape[1] : shape[0];
+    int axis = mu_mask_unit_axis(name, g);
+    int64_t len = axis == 1 && ndim == 2 ? shape[1] : shape[0];
+    switch (g) {
+    case MU_GRAN_ELEMENT: return numel;
+    case MU_GRAN_MATRIX: return 1;
+    case MU_GRAN_NEURON: return len;
+    case MU_GRAN_HEAD: return head_dim > 0 && len % head_dim == 0 ? len / head_dim : -1;
+    }
+    return -1;
+}
 
 int64_t mu_mask_indices(const mu_mask_tensor *t, int64_t **idx) {
     int64_t n = mu_mask_tensor_params(t), numel = mu_mask_tensor_numel(t), k = 0;

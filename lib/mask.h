@@ -66,6 +66,13 @@ int64_t mu_mask_params(const mu_mask *m);                 /* elements selected, 
 int64_t mu_mask_indices(const mu_mask_tensor *t, int64_t **idx);
 /* Whether flat element i is selected. */
 int mu_mask_element(const mu_mask_tensor *t, int64_t i);
+/* The unit holding flat element i (0 <= i < numel). */
+int64_t mu_mask_unit_of(const mu_mask_tensor *t, int64_t i);
+/* Units of a tensor of this name and shape at granularity g: numel (element), rows or
+ * columns along mu_mask_unit_axis (neuron), that length / head_dim (head), 1 (matrix).
+ * -1 when head_dim does not divide the unit axis. */
+int64_t mu_mask_units_for(const char *name, int ndim, const int64_t *shape, mu_granularity g,
+                          int head_dim);
 
 /* Checks the mask against a model's parameter list: every name exists with the same
  * shape. 0 ok, -1 + "tensor X: ..." in err. */

@@ -1,0 +1,276 @@
+/* t_attrib.c — attribution scores (lib/attrib.c) against PyTorch autograd in float64
+ * (tests/gen/gen_attrib_golden.py on the tiny Llama of tests/golden/parity). */
+#include "test.h"
+#include "attrib.h"
+#include "kernels.h"
+#include "model.h"
+#include "safetensors.h"
+#include "stream.h"
+#include <stdint.h>
+
+static mu_st *golden_open(void) {
+    char path[1200], err[512];
+    snprintf(path, sizeof path, "%s/tests/golden/attrib/golden.safetensors", mu_test_root());
+    mu_st *g = mu_st_open(path, err, sizeof err);
+    CHECK_MSG(g != NULL, "%s", err);
+    return g;
+}
+
+static mu_model *parity_model(void) {
+    char dir[1200], err[512];
+    snprintf(dir, sizeof dir, "%s/tests/golden/parity", mu_test_root());
+    mu_model *m = mu_model_load(dir, NULL, 0, mu_backend_cpu(), err, sizeof err);
+    CHECK_MSG(m != NULL, "%s", err);
+    return m;
+}
+
+static const void *golden_data(mu_st *g, const char *name, mu_dtype want, int64_t *shape) {
+    mu_dtype dt;
+    int nd;
+    const void *data;
+    size_t nb;
+    int i = mu_st_find(g, name);
+    CHECK_MSG(i >= 0, "golden lacks %s", name);
+    CHECK(mu_st_info(g, i, &dt, &nd, shape, &data, &nb) == 0);
+    CHECK_MSG(dt == want, "%s: dtype %d", name, (int)dt);
+    return data;
+}
+
+/* The golden set "forget" or "retain" as a mu_train_set. */
+static void golden_set(mu_st *g, const char *which, mu_train_set *s) {
+    char k[64];
+    int64_t sh[MU_MAX_DIMS], sl[MU_MAX_DIMS];
+    snprintf(k, sizeof k, "%s.ids", which);
+    const int32_t *ids = golden_data(g, k, MU_I32, sh);
+    snprintf(k, sizeof k, "%s.len", which);
+    const int32_t *len = golden_data(g, k, MU_I32, sl);
+    snprintf(k, sizeof k, "%s.prompt", which);
+    const int32_t *prompt = golden_data(g, k, MU_I32, sl);
+    int n = (int)sh[0];
+    int32_t **rows = malloc((size_t)n * sizeof *rows);
+    int *ln = malloc((size_t)n * sizeof *ln), *pl = malloc((size_t)n * sizeof *pl);
+    for (int i = 0; i < n; i++) {
+        rows[i] = (int32_t *)ids + (size_t)i * sh[1];
+        ln[i] = len[i];
+        pl[i] = prompt[i];
+    }
+    mu_train_set_from_arrays(s, n, rows, ln, pl);
+    free(rows); free(ln); free(pl);
+}
+
+/* A tensor list of one tensor (bits unused). */
+static void one_tensor(mu_model *m, const char *name, mu_mask *mask) {
+    char err[256];
+    int i = mu_model_find(m, name);
+    CHECK_MSG(i >= 0, "no %s", name);
+    const mu_param_info *p = &mu_model_param(m, i)->info;
+    mu_mask_init(mask, "matrix", 0);
+    CHECK(mu_mask_add(mask, name, p->ndim, p->shape, MU_GRAN_MATRIX, 1, err, sizeof err) != NULL);
+}
+
+/* max |got - want| / max(max |want|, 1e-12) */
+static double rel_err(const float *got, const double *want, int64_t n) {
+    double scale = 1e-12, e = 0;
+    for (int64_t i = 0; i < n; i++) if (fabs(want[i]) > scale) scale = fabs(want[i]);
+    for (int64_t i = 0; i < n; i++) if (fabs(got[i] - want[i]) > e) e = fabs(got[i] - want[i]);
+    return e / scale;
+}
+
+typedef struct { mu_attr_method method; const char *key; int answer; } method_case;
+
+/* Runs one method on one tensor and compares with golden "<key>|<gran>|<name>". */
+static void check_against_golden(mu_model *m, mu_st *g, const mu_train_set *f, const mu_train_set *r,
+                                 const method_case *mc, const char *gran, const char *name, int batch) {
+    mu_mask tensors;
+    one_tensor(m, name, &tensors);
+    mu_attr_opts o;
+    mu_attr_opts_default(&o);
+    o.method = mc->method;
+    o.answer_positions = mc->answer;
+    o.gamma = 2;
+    o.memflex_mu = 0.1;
+    o.batch = batch;
+    CHECK(mu_gran_parse(gran, &o.gran) == 0);
+    mu_attr_result res;
+    char err[512], key[256];
+    CHECK_MSG(mu_attrib_run(m, &tensors, f, r, &o, &res, err, sizeof err) == 0, "%s", err);
+    CHECK_EQ_INT(res.n, 1);
+    int64_t sh[MU_MAX_DIMS];
+    snprintf(key, sizeof key, "%s|%s|%s", mc->key, gran, name);
+    const double *want = golden_data(g, key, MU_F64, sh);
+    CHECK_EQ_INT(res.t[0].units, sh[0]);
+    double e = rel_err(res.t[0].score, want, sh[0]);
+    CHECK_MSG(e < 2e-5, "%s: relative error %.3g", key, e);
+    if (mc->method == MU_ATTR_MEMFLEX) {
+        snprintf(key, sizeof key, "memflex.norm_f|%s|%s", gran, name);
+        CHECK(rel_err(res.t[0].norm_f, golden_data(g, key, MU_F64, sh), sh[0]) < 2e-5);
+        snprintf(key, sizeof key, "memflex.cos|%s|%s", gran, name);
+        const double *cw = golden_data(g, key, MU_F64, sh);
+        for (int64_t u = 0; u < sh[0]; u++) CHECK_NEAR(res.t[0].cos[u], cw[u], 1e-4);
+    }
+    if (mc->method >= MU_ATTR_GRAD) {
+        const double *lf = golden_data(g, "loss_f", MU_F64, sh);
+        CHECK_NEAR(res.loss_f, lf[0], 1e-5 * lf[0]);
+        if (mu_attr_needs_retain(mc->method)) {
+            const double *lr = golden_data(g, "loss_r", MU_F64, sh);
+            CHECK_NEAR(res.loss_r, lr[0], 1e-5 * lr[0]);
+        }
+    }
+    mu_attr_result_free(&res);
+    mu_mask_free(&tensors);
+}
+
+static const char *GRAD_TENSORS[][2] = {
+    {"model.layers.0.mlp.down_proj.weight", "neuron"},
+    {"model.layers.1.mlp.down_proj.weight", "neuron"},
+    {"model.layers.1.mlp.gate_proj.weight", "neuron"},
+    {"model.layers.1.self_attn.o_proj.weight", "head"},
+    {"model.layers.0.self_attn.k_proj.weight", "head"},
+    {"model.layers.0.input_layernorm.weight", "element"},
+    {"model.layers.0.self_attn.q_proj.weight", "matrix"},
+};
+static const char *ACT_TENSORS[] = {"model.layers.0.mlp.down_proj.weight",
+                                    "model.layers.1.mlp.down_proj.weight",
+                                    "model.layers.1.mlp.up_proj.weight"};
+
+TEST(attrib_gradient_methods_match_torch) {
+    mu_st *g = golden_open();
+    mu_model *m = parity_model();
+    mu_train_set f, r;
+    golden_set(g, "forget", &f);
+    golden_set(g, "retain", &r);
+    const method_case cases[] = {{MU_ATTR_GRAD, "grad", 0}, {MU_ATTR_WAGLE, "wagle", 0},
+                                 {MU_ATTR_MEMFLEX, "memflex", 0}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
+        for (size_t t = 0; t < sizeof GRAD_TENSORS / sizeof *GRAD_TENSORS; t++)
+            check_against_golden(m, g, &f, &r, &cases[c], GRAD_TENSORS[t][1], GRAD_TENSORS[t][0], 3);
+    mu_train_set_free(&f);
+    mu_train_set_free(&r);
+    mu_model_free(m);
+    mu_st_close(g);
+}
+
+TEST(attrib_activation_methods_match_torch) {
+    mu_st *g = golden_open();
+    mu_model *m = parity_model();
+    mu_train_set f, r;
+    golden_set(g, "forget", &f);
+    golden_set(g, "retain", &r);
+    const method_case cases[] = {{MU_ATTR_ACT, "act", 0}, {MU_ATTR_ACT, "act_answer", 1},
+                                 {MU_ATTR_ACT_CONTRAST, "act-contrast", 0}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
+        for (size_t t = 0; t < sizeof ACT_TENSORS / sizeof *ACT_TENSORS; t++)
+            check_against_golden(m, g, &f, &r, &cases[c], "neuron", ACT_TENSORS[t], 2);
+    mu_train_set_free(&f);
+    mu_train_set_free(&r);
+    mu_model_free(m);
+    mu_st_close(g);
+}
+
+/* Padding must not matter: one sequence per forward gives the same scores as all at once,
+ * and the model is left with no trainable tensor. */
+TEST(attrib_batch_size_and_model_state) {
+    mu_st *g = golden_open();
+    mu_model *m = parity_model();
+    mu_train_set f, r;
+    golden_set(g, "forget", &f);
+    golden_set(g, "retain", &r);
+    mu_mask tensors;
+    one_tensor(m, "model.layers.1.mlp.down_proj.weight", &tensors);
+    mu_attr_opts o;
+    mu_attr_opts_default(&o);
+    o.method = MU_ATTR_WAGLE;
+    mu_attr_result a, b;
+    char err[512];
+    o.batch = 1;
+    CHECK_MSG(mu_attrib_run(m, &tensors, &f, &r, &o, &a, err, sizeof err) == 0, "%s", err);
+    o.batch = 16;
+    CHECK_MSG(mu_attrib_run(m, &tensors, &f, &r, &o, &b, err, sizeof err) == 0, "%s", err);
+    for (int64_t u = 0; u < a.t[0].units; u++)
+        CHECK_NEAR(a.t[0].score[u], b.t[0].score[u], 1e-5 * (fabs(b.t[0].score[u]) + 1e-6));
+    for (int i = 0; i < mu_model_n_params(m); i++) CHECK(!mu_model_param(m, i)->trainable);
+    mu_attr_result_free(&a);
+    mu_attr_result_free(&b);
+    mu_mask_free(&tensors);
+    mu_train_set_free(&f);
+    mu_train_set_free(&r);
+    mu_model_free(m);
+    mu_st_close(g);
+}
+
+TEST(attrib_rejects_what_it_cannot_score) {
+    mu_st *g = golden_open();
+    mu_model *m = parity_model();
+    mu_train_set f;
+    golden_set(g, "forget", &f);
+    mu_mask tensors;
+    mu_attr_opts o;
+    mu_attr_opts_default(&o);
+    mu_attr_result res;
+    char err[512];
+    one_tensor(m, "model.layers.0.self_attn.q_proj.weight", &tensors);
+    o.method = MU_ATTR_ACT;
+    CHECK(mu_attrib_run(m, &tensors, &f, NULL, &o, &res, err, sizeof err) == -1);
+    CHECK_MSG(strstr(err, "q_proj") && strstr(err, "MLP neurons"), "%s", err);
+    o.method = MU_ATTR_WAGLE;
+    CHECK(mu_attrib_run(m, &tensors, &f, NULL, &o, &res, err, sizeof err) == -1);
+    CHECK_MSG(strstr(err, "retain"), "%s", err);
+    o.method = MU_ATTR_GRAD;
+    mu_mask_free(&tensors);
+    one_tensor(m, "model.layers.0.mlp.down_proj.weight", &tensors);
+    mu_train_set empty = {0};
+    CHECK(mu_attrib_run(m, &tensors, &empty, NULL, &o, &res, err, sizeof err) == -1);
+    CHECK_MSG(strstr(err, "no answer tokens"), "%s", err);
+    mu_mask_free(&tensors);
+    mu_train_set_free(&f);
+    mu_model_free(m);
+    mu_st_close(g);
+}
+
+/* The scores stream holds what the run computed: names, shapes, units, scores, meta. */
+TEST(attrib_scores_stream_roundtrip) {
+    mu_st *g = golden_open();
+    mu_model *m = parity_model();
+    mu_train_set f, r;
+    golden_set(g, "forget", &f);
+    golden_set(g, "retain", &r);
+    mu_mask tensors;
+    one_tensor(m, "model.layers.1.self_attn.o_proj.weight", &tensors);
+    mu_attr_opts o;
+    mu_attr_opts_default(&o);
+    o.method = MU_ATTR_MEMFLEX;
+    o.gran = MU_GRAN_HEAD;
+    mu_attr_result res;
+    char err[512], path[1200];
+    CHECK_MSG(mu_attrib_run(m, &tensors, &f, &r, &o, &res, err, sizeof err) == 0, "%s", err);
+    snprintf(path, sizeof path, "%s/s.mpk.zst", mu_test_tmpdir());
+    mu_attr_write(&res, &o, path, NULL, NULL, 0);
+    mu_reader *rd = mu_reader_open(path, "scores", err, sizeof err);
+    CHECK_MSG(rd != NULL, "%s", err);
+    const msgpack_object *meta = mu_obj_get(mu_reader_header(rd), "meta");
+    CHECK(mu_obj_streq(mu_obj_get(meta, "method"), "memflex"));
+    CHECK(mu_obj_streq(mu_obj_get(meta, "granularity"), "head"));
+    int64_t total;
+    CHECK(mu_obj_int(mu_obj_get(meta, "params_total"), &total) == 0 && total == res.params_total);
+    const msgpack_object *rec;
+    CHECK(mu_reader_next(rd, &rec) == 1);
+    CHECK(mu_obj_streq(mu_obj_get(rec, "name"), "model.layers.1.self_attn.o_proj.weight"));
+    int64_t units;
+    CHECK(mu_obj_int(mu_obj_get(rec, "units"), &units) == 0 && units == 4);
+    const char *keys[] = {"score", "norm_f", "norm_r", "cos"};
+    const float *want[] = {res.t[0].score, res.t[0].norm_f, res.t[0].norm_r, res.t[0].cos};
+    for (int k = 0; k < 4; k++) {
+        mu_tensor_view v;
+        CHECK_MSG(mu_obj_tensor(mu_obj_get(rec, keys[k]), &v, err, sizeof err) == 0, "%s", err);
+        CHECK(v.dtype == MU_F32 && v.ndim == 1 && v.shape[0] == 4);
+        CHECK(memcmp(v.data, want[k], 4 * sizeof(float)) == 0);
+    }
+    CHECK(mu_reader_next(rd, &rec) == 0);
+    mu_reader_close(rd);
+    mu_attr_result_free(&res);
+    mu_mask_free(&tensors);
+    mu_train_set_free(&f);
+    mu_train_set_free(&r);
+    mu_model_free(m);
+    mu_st_close(g);
+}

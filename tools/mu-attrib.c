@@ -1,0 +1,180 @@
+/* mu-attrib — scores the units of a model's parameters (value vectors, elements, heads,
+ * matrices) by how much they hold a forget set: activations, gradients, WAGLE, MemFlex.
+ * Writes a "scores" stream for mu-maskgen. The methods live in lib/attrib.c. */
+#define _GNU_SOURCE
+#include "attrib.h"
+#include "cli.h"
+#include "mask.h"
+#include "model.h"
+#include "train.h"
+#include <float.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char usage[] =
+    "Usage: mu-attrib --model PATH --forget FILE [--retain FILE] --method NAME [OPTION]...\n"
+    "Score the units of a model's parameters by how much they hold the forget set;\n"
+    "write a scores stream (for mu-maskgen).\n"
+    "\n"
+    "  -m, --model PATH        Hugging Face model directory or GGUF file (required)\n"
+    "      --delta FILE        apply a delta on top of the model first (repeatable)\n"
+    "      --device NAME       auto (default), cpu or cuda\n"
+    "      --dtype T           weight storage: f32 (default) or bf16\n"
+    "      --forget FILE       token stream whose answers are attributed (required)\n"
+    "      --retain FILE       token stream of answers to keep (act-contrast, wagle, memflex)\n"
+    "  -M, --method NAME       act           mean |activation| of each MLP neuron on the forget set\n"
+    "                          act-contrast  forget minus retain mean |activation|\n"
+    "                          grad          sum of |dL_f/dw| over the unit (default)\n"
+    "                          wagle         sum of |(w - dL_r/dw / gamma) * dL_f/dw| (WAGLE)\n"
+    "                          memflex       ||dL_f/dw_u|| where cos(dL_f/dw_u, dL_r/dw_u) < mu\n"
+    "      --tensors SPEC|FILE which tensors to score: a mask shorthand (mlp.down:all (default),\n"
+    "                          mlp:2-6, attn.o:all, ... as in mu-train --mask) or a mask stream\n"
+    "                          (its tensors; its bits are ignored)\n"
+    "  -g, --granularity G     units: neuron (default; value vectors = down_proj columns),\n"
+    "                          element, head or matrix\n"
+    "      --gamma X           wagle: Hessian diagonal approximation gamma (default 1)\n"
+    "      --mu X              memflex: cosine threshold (default 0)\n"
+    "      --positions P       act: all (default: every token) or answer (rows predicting\n"
+    "                          answer tokens)\n"
+    "      --batch N           sequences per forward (default 8)\n"
+    "      --max-len N         left-truncate prompts so a sequence fits N tokens (default 512)\n"
+    "  -o, --out FILE          scores stream (default: stdout)\n"
+    "  -q, --quiet             no progress bar\n"
+    "  -h, --help              show this help and exit\n"
+    "  -V, --version           show the version and exit\n"
+    "Exit status: 0 ok, 1 failure, 2 usage error. See mu-attrib(1).\n";
+
+typedef struct {
+    const char *model, *device, *forget, *retain, *tensors, *out;
+    const char **deltas;
+    int n_deltas, max_len;
+    mu_weights weights;
+    mu_attr_opts a;
+} cli_opts;
+
+enum { O_DELTA = 256, O_DEVICE, O_DTYPE, O_FORGET, O_RETAIN, O_TENSORS, O_GAMMA, O_MU, O_POS, O_BATCH, O_MAXLEN };
+
+static void parse_args(int argc, char **argv, cli_opts *o) {
+    static const struct option longopts[] = {
+        {"model", required_argument, 0, 'm'}, {"delta", required_argument, 0, O_DELTA},
+        {"device", required_argument, 0, O_DEVICE}, {"dtype", required_argument, 0, O_DTYPE},
+        {"forget", required_argument, 0, O_FORGET}, {"retain", required_argument, 0, O_RETAIN},
+        {"method", required_argument, 0, 'M'}, {"tensors", required_argument, 0, O_TENSORS},
+        {"granularity", required_argument, 0, 'g'}, {"gamma", required_argument, 0, O_GAMMA},
+        {"mu", required_argument, 0, O_MU}, {"positions", required_argument, 0, O_POS},
+        {"batch", required_argument, 0, O_BATCH}, {"max-len", required_argument, 0, O_MAXLEN},
+        {"out", required_argument, 0, 'o'}, MU_COMMON_LONGOPTS, {0, 0, 0, 0}};
+    memset(o, 0, sizeof *o);
+    mu_attr_opts_default(&o->a);
+    o->device = "auto";
+    o->tensors = "mlp.down:all";
+    o->out = "-";
+    o->max_len = 512;
+    int c;
+    while ((c = getopt_long(argc, argv, ":m:M:g:o:hVq", longopts, NULL)) != -1) {
+        if (mu_cli_common(c, usage)) continue;
+        switch (c) {
+        case 'm': o->model = optarg; break;
+        case O_DELTA:
+            o->deltas = mu_xrealloc(o->deltas, (size_t)(o->n_deltas + 1) * sizeof *o->deltas);
+            o->deltas[o->n_deltas++] = optarg;
+            break;
+        case O_DEVICE: o->device = optarg; break;
+        case O_DTYPE:
+            if (mu_weights_parse(optarg, &o->weights)) mu_usage_error("--dtype: '%s' (expected f32 or bf16)", optarg);
+            break;
+        case O_FORGET: o->forget = optarg; break;
+        case O_RETAIN: o->retain = optarg; break;
+        case 'M':
+            if (mu_attr_method_parse(optarg, &o->a.method))
+                mu_usage_error("--method: '%s' (act, act-contrast, grad, wagle, memflex)", optarg);
+            break;
+        case O_TENSORS: o->tensors = optarg; break;
+        case 'g':
+            if (mu_gran_parse(optarg, &o->a.gran))
+                mu_usage_error("--granularity: '%s' (neuron, element, head, matrix)", optarg);
+            break;
+        case O_GAMMA: o->a.gamma = mu_parse_real("--gamma", optarg, DBL_MIN, DBL_MAX); break;
+        case O_MU: o->a.memflex_mu = mu_parse_real("--mu", optarg, -1.0, 1.0); break;
+        case O_POS:
+            if (!strcmp(optarg, "all")) o->a.answer_positions = 0;
+            else if (!strcmp(optarg, "answer")) o->a.answer_positions = 1;
+            else mu_usage_error("--positions: '%s' (all, answer)", optarg);
+            break;
+        case O_BATCH: o->a.batch = (int)mu_parse_int("--batch", optarg, 1, 1 << 20); break;
+        case O_MAXLEN: o->max_len = (int)mu_parse_int("--max-len", optarg, 2, 1 << 20); break;
+        case 'o': o->out = optarg; break;
+        default: mu_usage_error("unknown option (see --help)");
+        }
+    }
+    if (optind < argc) mu_usage_error("unexpected argument '%s'", argv[optind]);
+    if (!o->model) mu_usage_error("--model is required");
+    if (!o->forget) mu_usage_error("--forget is required");
+    if (mu_attr_needs_retain(o->a.method) && !o->retain)
+        mu_usage_error("--method %s needs --retain", mu_attr_method_name(o->a.method));
+    o->a.progress = mu_progress_on;
+}
+
+/* The tensors to score: a mask stream's tensor list, or a shorthand. */
+static void load_tensors(const char *arg, mu_model *m, mu_mask *mask) {
+    char err[512];
+    struct stat st;
+    int np = mu_model_n_params(m);
+    mu_param_info *info = mu_xmalloc((size_t)np * sizeof *info);
+    for (int i = 0; i < np; i++) info[i] = mu_model_param(m, i)->info;
+    if (stat(arg, &st) == 0) {
+        if (mu_mask_read(arg, mask, err, sizeof err)) mu_die("%s", err);
+        if (mu_mask_check(mask, info, np, err, sizeof err)) mu_die("%s: %s", arg, err);
+    } else if (mu_mask_from_spec(arg, info, np, mask, err, sizeof err)) {
+        mu_die("--tensors: %s (and no file of that name)", err);
+    }
+    free(info);
+}
+
+static void read_set(const char *path, mu_model *m, int max_len, mu_train_set *s) {
+    char err[512];
+    if (mu_train_set_read(path, 0, max_len, mu_model_config(m)->vocab, NULL, 0, s, err, sizeof err))
+        mu_die("%s", err);
+}
+
+int main(int argc, char **argv) {
+    mu_cli_init("mu-attrib", argc, argv);
+    cli_opts o;
+    parse_args(argc, argv, &o);
+    char err[1024];
+    const mu_backend *be = mu_backend_by_name(o.device, err, sizeof err);
+    if (!be) mu_usage_error("--device: %s", err);
+    mu_model *m = mu_model_load_as(o.model, o.deltas, o.n_deltas, be, o.weights, err, sizeof err);
+    if (!m) mu_die("%s", err);
+    mu_model_report_memory(m, "model");
+    mu_mask tensors;
+    load_tensors(o.tensors, m, &tensors);
+    mu_train_set forget, retain = {0};
+    read_set(o.forget, m, o.max_len, &forget);
+    if (o.retain) read_set(o.retain, m, o.max_len, &retain);
+    mu_attr_result r;
+    if (mu_attrib_run(m, &tensors, &forget, o.retain ? &retain : NULL, &o.a, &r, err, sizeof err))
+        mu_die("%s", err);
+    const char *roles[4 + 8], *paths[4 + 8];
+    int n = 0;
+    roles[n] = "model"; paths[n++] = o.model;
+    for (int i = 0; i < o.n_deltas && n < 8; i++) { roles[n] = "delta"; paths[n++] = o.deltas[i]; }
+    roles[n] = "forget"; paths[n++] = o.forget;
+    if (o.retain) { roles[n] = "retain"; paths[n++] = o.retain; }
+    struct stat st;
+    if (stat(o.tensors, &st) == 0) { roles[n] = "tensors"; paths[n++] = o.tensors; }
+    mu_attr_write(&r, &o.a, o.out, roles, paths, n);
+    int64_t units = 0;
+    for (int k = 0; k < r.n; k++) units += r.t[k].units;
+    mu_info("%s: scored %lld %s units in %d tensors", mu_attr_method_name(o.a.method), (long long)units,
+            mu_gran_name(o.a.gran), r.n);
+    mu_attr_result_free(&r);
+    mu_mask_free(&tensors);
+    mu_train_set_free(&forget);
+    if (o.retain) mu_train_set_free(&retain);
+    free(o.deltas);
+    mu_model_free(m);
+    return MU_EXIT_OK;
+}
