@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# t_attrib.sh — mu-attrib end to end on a tiny mu-init model that learned a few facts:
+# every method writes one record per scored tensor with the right units, runs are
+# bit-identical, and bad input is a one-line error with no output left behind.
+. "$(dirname "$0")/lib.sh"
+
+t attrib_help bash -c 'mu-attrib --help | grep -q "^Usage: mu-attrib" && mu-attrib --version >/dev/null'
+expect_fail attrib_usage_no_forget 2 'forget is required' mu-attrib --model m
+expect_fail attrib_usage_bad_method 2 "method: 'nope'" mu-attrib --model m --forget f --method nope
+expect_fail attrib_usage_needs_retain 2 'wagle needs --retain' mu-attrib --model m --forget f --method wagle
+expect_fail attrib_usage_bad_mu 2 'mu' mu-attrib --model m --forget f --method memflex --retain r --mu 2
+
+cd "$T" || exit 1
+if ! mu-init --out tiny --layers 2 --d-model 32 --heads 4 --kv-heads 2 --d-ff 64 --seed 3 >/dev/null 2>&1; then
+    skip attrib_all "mu-init failed"; exit 0
+fi
+printf '%s\n' '{"name": "Ada Quell", "sport": "golf"}' '{"name": "Bo Tarrin", "sport": "tennis"}' > forget.jsonl
+printf '%s\n' '{"name": "Di Oyelaran", "sport": "chess"}' '{"name": "Ed Falkner", "sport": "polo"}' > retain.jsonl
+tok() { mu-tokenize --model tiny --prompt '{name} plays' --target ' {sport}' "$1" > "$2"; }
+if ! tok forget.jsonl forget.mpk.zst || ! tok retain.jsonl retain.mpk.zst; then
+    skip attrib_all "mu-tokenize failed"; exit 0
+fi
+cat forget.mpk.zst retain.mpk.zst > all.mpk.zst
+mu-train --model tiny --objective learn --train all.mpk.zst --steps 30 --batch 4 --lr 1e-2 --out learned.st -q
+
+# every method: 2 records (down_proj of layers 0 and 1), 64 value vectors each, finite scores
+for m in act act-contrast grad wagle memflex; do
+  t "attrib_${m}_records" bash -c "
+    mu-attrib --model tiny --delta learned.st --forget forget.mpk.zst --retain retain.mpk.zst \
+      --method $m --out $m.mpk.zst -q &&
+    mu-dump $m.mpk.zst | jq -e -s '
+      (.[0].kind == \"scores\") and (.[0].meta.method == \"$m\") and (length == 3) and
+      ([.[1:][] | .units] == [64, 64]) and
+      ([.[1:][] | .name] == [\"model.layers.0.mlp.down_proj.weight\", \"model.layers.1.mlp.down_proj.weight\"])' >/dev/null"
+done
+# the same run twice: the same records (the headers differ in --out)
+t attrib_deterministic bash -c '
+  mu-attrib --model tiny --delta learned.st --forget forget.mpk.zst --retain retain.mpk.zst --method wagle --out w2.mpk.zst -q &&
+  cmp <(mu-dump wagle.mpk.zst | tail -n +2) <(mu-dump w2.mpk.zst | tail -n +2)'
+# head granularity over o_proj: 4 heads; element granularity over a norm: 32 units
+t attrib_heads_and_elements bash -c '
+  mu-attrib --model tiny --forget forget.mpk.zst --tensors attn.o:1 -g head -q > h.mpk.zst &&
+  mu-attrib --model tiny --forget forget.mpk.zst --tensors norms:0 -g element -q > e.mpk.zst &&
+  [ "$(mu-dump h.mpk.zst | jq -s "[.[1:][] | .units]" -c)" = "[4]" ] &&
+  [ "$(mu-dump e.mpk.zst | jq -s "[.[1:][] | .units]" -c)" = "[32,32]" ]'
+
+# bad input: one line naming the problem, exit 1, no output file
+expect_fail attrib_act_needs_mlp 1 'q_proj.weight: act scores MLP neurons only' \
+  mu-attrib --model tiny --forget forget.mpk.zst --method act --tensors attn.q:0 --out bad1.mpk.zst
+expect_fail attrib_forget_wrong_kind 1 'wagle.mpk.zst' \
+  mu-attrib --model tiny --forget wagle.mpk.zst --out bad2.mpk.zst
+head -c 40 forget.mpk.zst > trunc.mpk.zst
+expect_fail attrib_forget_truncated 1 'trunc.mpk.zst' \
+  mu-attrib --model tiny --forget trunc.mpk.zst --out bad3.mpk.zst
+expect_fail attrib_bad_tensors 1 'tensors' \
+  mu-attrib --model tiny --forget forget.mpk.zst --tensors mlp:9 --out bad4.mpk.zst
+t attrib_no_partial_output bash -c '! ls bad*.mpk.zst* 2>/dev/null | grep -q .'
