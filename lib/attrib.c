@@ -1,12 +1,14 @@
 /* attrib.c — parameter attribution scores (attrib.h). */
 #include "attrib.h"
 #include "cli.h"
+#include "rng.h"
 #include "stream.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char *METHOD_NAMES[MU_ATTR_COUNT] = {"act", "act-contrast", "grad", "wagle", "memflex"};
+static const char *METHOD_NAMES[MU_ATTR_COUNT] = {"act", "act-contrast", "grad", "wagle", "memflex",
+                                                  "causal-trace", "atp"};
 
 const char *mu_attr_method_name(mu_attr_method m) { return METHOD_NAMES[m]; }
 
@@ -22,6 +24,8 @@ int mu_attr_needs_retain(mu_attr_method m) {
 
 static int is_act(mu_attr_method m) { return m == MU_ATTR_ACT || m == MU_ATTR_ACT_CONTRAST; }
 
+int mu_attr_is_causal(mu_attr_method m) { return m == MU_ATTR_CAUSAL_TRACE || m == MU_ATTR_ATP; }
+
 void mu_attr_opts_default(mu_attr_opts *o) {
     memset(o, 0, sizeof *o);
     o->method = MU_ATTR_GRAD;
@@ -29,6 +33,9 @@ void mu_attr_opts_default(mu_attr_opts *o) {
     o->gamma = 1;
     o->memflex_mu = 0;
     o->batch = 8;
+    o->noise = 3;
+    o->samples = 4;
+    o->restore_all = 1;
 }
 
 void mu_attr_result_free(mu_attr_result *r) {
@@ -40,6 +47,8 @@ void mu_attr_result_free(mu_attr_result *r) {
         free(r->t[i].cos);
     }
     free(r->t);
+    free(r->effect[0]);
+    free(r->effect[1]);
     memset(r, 0, sizeof *r);
 }
 
@@ -234,6 +243,244 @@ static mu_mask_tensor unit_view(const mu_attr_tensor *t) {
                             .gran = t->gran, .units = t->units};
 }
 
+/* ---- output tracing (causal-trace, atp) ---------------------------------------------------- */
+
+void mu_attr_noise(uint64_t seed, int rec, int s, double sigma, float *out, int64_t n) {
+    mu_rng r;
+    mu_rng_seed2(&r, seed, ((uint64_t)rec << 20) + (uint64_t)s);
+    for (int64_t i = 0; i < n; i++) out[i] = (float)(sigma * mu_rng_normal(&r));
+}
+
+enum { TR_OFF = 0, TR_CACHE_CLEAN, TR_SUM_CORRUPT, TR_PATCH };
+
+/* State of the hooks for one record (a batch of one sequence of T tokens). */
+typedef struct {
+    int T, D, n_layer;
+    int s0, s1;                 /* subject span */
+    const float *noise;         /* [(s1-s0) * D] added to the subject's embeddings, or NULL */
+    const int32_t *pos;         /* positions restored / attributed */
+    int npos;
+    int mode, patch_kind, patch_layer;
+    float *clean[2], *corrupt[2], *grad[2];   /* [n_layer * T * D] per component */
+} trace_ctx;
+
+static int kind_of(mu_site s) { return s == MU_SITE_MLP_OUT; }
+
+static int hook_embed_noise(const mu_hook_info *info, float *act, void *user) {
+    trace_ctx *c = user;
+    if (!c->noise) return 0;
+    for (int t = c->s0; t < c->s1; t++)
+        for (int j = 0; j < c->D; j++) act[(size_t)t * c->D + j] += c->noise[(size_t)(t - c->s0) * c->D + j];
+    (void)info;
+    return 0;
+}
+
+static int hook_component(const mu_hook_info *info, float *act, void *user) {
+    trace_ctx *c = user;
+    int k = kind_of(info->site);
+    size_t n = (size_t)c->T * c->D, off = (size_t)info->layer * n;
+    if (info->backward) {
+        memcpy(c->grad[k] + off, act, n * sizeof *act);
+    } else if (c->mode == TR_CACHE_CLEAN) {
+        memcpy(c->clean[k] + off, act, n * sizeof *act);
+    } else if (c->mode == TR_SUM_CORRUPT) {
+        for (size_t i = 0; i < n; i++) c->corrupt[k][off + i] += act[i];
+    } else if (c->mode == TR_PATCH && k == c->patch_kind && info->layer == c->patch_layer) {
+        for (int p = 0; p < c->npos; p++)
+            memcpy(act + (size_t)c->pos[p] * c->D, c->clean[k] + off + (size_t)c->pos[p] * c->D,
+                   (size_t)c->D * sizeof *act);
+    }
+    return 0;
+}
+
+/* Answer log-probability m of the last forward over the single sequence in b. */
+static int answer_logprob(mu_model *m, const batch *b, double *out, char *err, size_t errlen) {
+    double *lp = mu_xmalloc((size_t)b->R * sizeof *lp);
+    int rc = mu_model_target_logprobs(m, b->tgt, lp, err, errlen);
+    *out = 0;
+    for (int r = 0; r < b->R && !rc; r++) *out += lp[r];
+    free(lp);
+    return rc;
+}
+
+/* One forward of b with the trace hooks in mode; *mlp = the answer log-probability. */
+static int trace_forward(mu_model *m, const batch *b, trace_ctx *c, int mode, int train, double *mlp,
+                         char *err, size_t errlen) {
+    mu_hook h[3] = {
+        {.site = MU_SITE_EMBED, .layer = -1, .fn = hook_embed_noise, .user = c},
+        {.site = MU_SITE_ATTN_OUT, .layer = -1, .fn = hook_component, .user = c},
+        {.site = MU_SITE_MLP_OUT, .layer = -1, .fn = hook_component, .user = c},
+    };
+    c->mode = mode;
+    mu_batch mb = {.B = 1, .T = b->T, .ids = b->ids, .lens = b->lens};
+    mu_fwd_opts fo = {.train = train, .logit_rows = b->rows, .n_logit_rows = b->R, .hooks = h, .n_hooks = 3};
+    if (mu_model_forward(m, &mb, &fo, err, errlen)) return -1;
+    return answer_logprob(m, b, mlp, err, errlen);
+}
+
+/* dm/d(attn_out, mlp_out) of the clean run into c->grad (after a train forward). */
+static int trace_gradients(mu_model *m, const batch *b, trace_ctx *c, char *err, size_t errlen) {
+    mu_hook bh[2] = {
+        {.site = MU_SITE_ATTN_OUT, .layer = -1, .backward = 1, .fn = hook_component, .user = c},
+        {.site = MU_SITE_MLP_OUT, .layer = -1, .backward = 1, .fn = hook_component, .user = c},
+    };
+    double *a = mu_xmalloc((size_t)b->R * sizeof *a);
+    for (int r = 0; r < b->R; r++) a[r] = 1;
+    int rc = mu_model_backward_logp(m, b->tgt, a, NULL, bh, 2, err, errlen);
+    free(a);
+    return rc;
+}
+
+static double embedding_std(mu_model *m) {
+    int i = mu_model_find(m, "model.embed_tokens.weight");
+    mu_param *p = mu_model_param(m, i);
+    float *w = mu_xmalloc((size_t)p->numel * sizeof *w);
+    double s = 0, s2 = 0;
+    if (mu_model_get_param(m, i, w) == 0)
+        for (int64_t k = 0; k < p->numel; k++) { s += w[k]; s2 += (double)w[k] * w[k]; }
+    free(w);
+    double mean = s / (double)p->numel, var = s2 / (double)p->numel - mean * mean;
+    return var > 0 ? sqrt(var) : 0;
+}
+
+static void trace_ctx_init(trace_ctx *c, const batch *b, int D, int n_layer, int s0, int s1, int restore_all,
+                           int atp, int32_t *pos) {
+    memset(c, 0, sizeof *c);
+    c->T = b->T; c->D = D; c->n_layer = n_layer; c->s0 = s0; c->s1 = s1;
+    int np = b->lab_from[0] + 1;   /* prompt tokens */
+    if (restore_all) { for (int t = 0; t < np; t++) pos[c->npos++] = t; }
+    else pos[c->npos++] = s1 - 1;
+    c->pos = pos;
+    size_t n = (size_t)n_layer * b->T * D;
+    for (int k = 0; k < 2; k++) {
+        c->clean[k] = mu_xmalloc(n * sizeof(float));
+        c->corrupt[k] = atp ? mu_xcalloc(n, sizeof(float)) : NULL;
+        c->grad[k] = atp ? mu_xmalloc(n * sizeof(float)) : NULL;
+    }
+}
+
+static void trace_ctx_free(trace_ctx *c) {
+    for (int k = 0; k < 2; k++) { free(c->clean[k]); free(c->corrupt[k]); free(c->grad[k]); }
+}
+
+/* atp effect of component (k, L): -sum over positions of (mean corrupt - clean) . grad */
+static double atp_effect(const trace_ctx *c, int k, int L, int samples) {
+    size_t off = (size_t)L * c->T * c->D;
+    double d = 0;
+    for (int p = 0; p < c->npos; p++)
+        for (int j = 0; j < c->D; j++) {
+            size_t i = off + (size_t)c->pos[p] * c->D + j;
+            d += ((double)c->corrupt[k][i] / samples - c->clean[k][i]) * c->grad[k][i];
+        }
+    return -d;
+}
+
+/* Adds record rec's effects (already divided by the number of records) into r->effect. */
+static int trace_record(mu_model *m, const mu_train_set *f, int rec, const mu_attr_opts *o, double sigma,
+                        mu_attr_result *r, double w, char *err, size_t errlen) {
+    const mu_config *cfg = mu_model_config(m);
+    int D = cfg->d_model, L = cfg->n_layer, atp = o->method == MU_ATTR_ATP;
+    int s0 = o->subj_start[rec], s1 = o->subj_end[rec];
+    batch b = {0};
+    batch_build(&b, f, rec, rec + 1);
+    int32_t *pos = mu_xmalloc((size_t)b.T * sizeof *pos);
+    trace_ctx c;
+    trace_ctx_init(&c, &b, D, L, s0, s1, o->restore_all, atp, pos);
+    float *noise = mu_xmalloc((size_t)(s1 - s0) * D * sizeof *noise);
+    double m_clean = 0, m_corr = 0, m_rest = 0;
+    int rc = trace_forward(m, &b, &c, TR_CACHE_CLEAN, atp, &m_clean, err, errlen);
+    if (!rc && atp) rc = trace_gradients(m, &b, &c, err, errlen);
+    r->p_clean += w * exp(m_clean);
+    for (int s = 0; s < o->samples && !rc; s++) {
+        mu_attr_noise(o->seed, rec, s, sigma, noise, (int64_t)(s1 - s0) * D);
+        c.noise = noise;
+        rc = trace_forward(m, &b, &c, atp ? TR_SUM_CORRUPT : TR_OFF, 0, &m_corr, err, errlen);
+        r->p_corrupt += w * exp(m_corr) / o->samples;
+        for (int k = 0; k < 2 && !rc && !atp; k++)
+            for (int l = 0; l < L && !rc; l++) {
+                c.patch_kind = k;
+                c.patch_layer = l;
+                rc = trace_forward(m, &b, &c, TR_PATCH, 0, &m_rest, err, errlen);
+                r->effect[k][l] += w * (exp(m_rest) - exp(m_corr)) / o->samples;
+            }
+    }
+    for (int k = 0; k < 2 && !rc && atp; k++)
+        for (int l = 0; l < L; l++) r->effect[k][l] += w * atp_effect(&c, k, l, o->samples);
+    free(noise);
+    free(pos);
+    trace_ctx_free(&c);
+    batch_free(&b);
+    return rc;
+}
+
+/* Component (0 attention, 1 MLP) of a tensor, or -1. */
+static int component_of(const mu_param *p) {
+    static const char *attn[] = {"q", "k", "v", "o", "q_bias", "k_bias", "v_bias", "attn_norm"};
+    static const char *mlp[] = {"gate", "up", "down", "mlp_norm"};
+    for (size_t i = 0; i < sizeof attn / sizeof *attn; i++) if (!strcmp(p->info.role, attn[i])) return 0;
+    for (size_t i = 0; i < sizeof mlp / sizeof *mlp; i++) if (!strcmp(p->info.role, mlp[i])) return 1;
+    return -1;
+}
+
+static int run_trace(mu_model *m, const mu_train_set *forget, const mu_attr_opts *o, mu_attr_result *r,
+                     const int *pidx, char *err, size_t errlen) {
+    const mu_config *cfg = mu_model_config(m);
+    r->n_layer = cfg->n_layer;
+    for (int k = 0; k < 2; k++) r->effect[k] = mu_xcalloc((size_t)cfg->n_layer, sizeof(double));
+    r->p_clean = r->p_corrupt = 0;
+    double sigma = o->noise * embedding_std(m);
+    int rc = 0;
+    for (int i = 0; i < forget->n && !rc; i++) {
+        rc = trace_record(m, forget, i, o, sigma, r, 1.0 / forget->n, err, errlen);
+        if (o->progress) mu_progress("attrib trace", (uint64_t)i + 1, (uint64_t)forget->n);
+    }
+    if (o->progress) mu_progress_done();
+    r->tokens_f = forget->n;
+    for (int k = 0; k < r->n && !rc; k++) {
+        const mu_param *p = mu_model_param(m, pidx[k]);
+        r->t[k].score[0] = (float)r->effect[component_of(p)][p->info.layer];
+    }
+    return rc;
+}
+
+int mu_attr_read_spans(const char *path, const char *field, const mu_train_set *set,
+                       int32_t *start, int32_t *end, char *err, size_t errlen) {
+    mu_reader *rd = mu_reader_open(path, "tokens", err, errlen);
+    if (!rd) return -1;
+    const msgpack_object *rec;
+    int i = 0, rc = 0, got;
+    while (!rc && (got = mu_reader_next(rd, &rec)) == 1) {
+        const msgpack_object *sp = mu_obj_get(mu_obj_get(rec, "spans"), field);
+        const msgpack_object *pr = mu_obj_get(rec, "prompt");
+        mu_tensor_view pv;
+        int64_t a, b;
+        if (i >= set->n) { snprintf(err, errlen, "%s: more records than the set read from it", path); rc = -1; break; }
+        if (!sp || sp->type != MSGPACK_OBJECT_ARRAY || sp->via.array.size != 2 ||
+            mu_obj_int(&sp->via.array.ptr[0], &a) || mu_obj_int(&sp->via.array.ptr[1], &b) || a < 0 || b <= a) {
+            snprintf(err, errlen, "%s: record %d: no span [start, end) of field \"%s\" (mu-tokenize writes spans of "
+                     "the prompt template's fields)", path, i, field);
+            rc = -1;
+            break;
+        }
+        char sub[256];
+        if (mu_obj_tensor(pr, &pv, sub, sizeof sub)) { snprintf(err, errlen, "%s: record %d: prompt: %s", path, i, sub); rc = -1; break; }
+        int64_t cut = pv.shape[0] - 1 - set->s[i].lab_from;
+        if (b > pv.shape[0] || a - cut < 0) {
+            snprintf(err, errlen, "%s: record %d: the \"%s\" span [%lld, %lld) is outside the prompt as trained "
+                     "(%lld tokens cut by --max-len)", path, i, field, (long long)a, (long long)b, (long long)cut);
+            rc = -1;
+            break;
+        }
+        start[i] = (int32_t)(a - cut);
+        end[i] = (int32_t)(b - cut);
+        i++;
+    }
+    if (!rc && got < 0) { snprintf(err, errlen, "%s", mu_reader_error(rd)); rc = -1; }
+    if (!rc && i != set->n) { snprintf(err, errlen, "%s: fewer records than the set read from it", path); rc = -1; }
+    mu_reader_close(rd);
+    return rc;
+}
+
 /* ---- the run ----------------------------------------------------------------------------- */
 
 static int init_result(mu_model *m, const mu_mask *tensors, const mu_attr_opts *o, mu_attr_result *r,
@@ -250,6 +497,11 @@ static int init_result(mu_model *m, const mu_mask *tensors, const mu_attr_opts *
         if (is_act(o->method) && (o->gran != MU_GRAN_NEURON || !is_mlp_neuron_tensor(p))) {
             snprintf(err, errlen, "tensor %s: %s scores MLP neurons only (gate_proj, up_proj, down_proj at "
                      "neuron granularity)", p->info.name, mu_attr_method_name(o->method));
+            return -1;
+        }
+        if (mu_attr_is_causal(o->method) && (o->gran != MU_GRAN_MATRIX || component_of(p) < 0)) {
+            snprintf(err, errlen, "tensor %s: %s scores the tensors of attention and MLP blocks as whole "
+                     "matrices (granularity matrix)", p->info.name, mu_attr_method_name(o->method));
             return -1;
         }
         mu_attr_tensor *t = &r->t[r->n++];
@@ -359,8 +611,13 @@ int mu_attrib_run(mu_model *m, const mu_mask *tensors, const mu_train_set *forge
     }
     int *pidx = mu_xmalloc((size_t)tensors->n * sizeof *pidx);
     int rc = init_result(m, tensors, o, out, pidx, err, errlen);
+    if (!rc && mu_attr_is_causal(o->method) && (!o->subj_start || !o->subj_end || o->samples < 1)) {
+        snprintf(err, errlen, "%s needs the subject span of every forget record", mu_attr_method_name(o->method));
+        rc = -1;
+    }
     if (!rc) rc = is_act(o->method) ? run_act(m, forget, retain, o, out, pidx, err, errlen)
-                                     : run_grad(m, forget, retain, o, out, pidx, err, errlen);
+                : mu_attr_is_causal(o->method) ? run_trace(m, forget, o, out, pidx, err, errlen)
+                                               : run_grad(m, forget, retain, o, out, pidx, err, errlen);
     free(pidx);
     if (rc) mu_attr_result_free(out);
     return rc;
@@ -370,6 +627,22 @@ int mu_attrib_run(mu_model *m, const mu_mask *tensors, const mu_train_set *forge
 
 static void pack_units(msgpack_packer *pk, const char *key, const float *v, int64_t units) {
     mu_pack_kv_tensor(pk, key, MU_F32, 1, &units, v);
+}
+
+static void pack_f64_array(msgpack_packer *pk, const double *v, int n) {
+    msgpack_pack_array(pk, (size_t)n);
+    for (int i = 0; i < n; i++) msgpack_pack_double(pk, v[i]);
+}
+
+static void pack_trace_meta(mu_writer *w, const mu_attr_result *r, const mu_attr_opts *o) {
+    msgpack_pack_double(mu_writer_meta(w, "noise"), o->noise);
+    msgpack_pack_int(mu_writer_meta(w, "samples"), o->samples);
+    msgpack_pack_uint64(mu_writer_meta(w, "seed"), o->seed);
+    mu_pack_str(mu_writer_meta(w, "positions"), o->restore_all ? "prompt" : "subject_last");
+    msgpack_pack_double(mu_writer_meta(w, "p_clean"), r->p_clean);
+    msgpack_pack_double(mu_writer_meta(w, "p_corrupt"), r->p_corrupt);
+    pack_f64_array(mu_writer_meta(w, "attn_effect"), r->effect[0], r->n_layer);
+    pack_f64_array(mu_writer_meta(w, "mlp_effect"), r->effect[1], r->n_layer);
 }
 
 void mu_attr_write(const mu_attr_result *r, const mu_attr_opts *o, const char *path,
@@ -383,6 +656,8 @@ void mu_attr_write(const mu_attr_result *r, const mu_attr_opts *o, const char *p
     if (o->method == MU_ATTR_MEMFLEX) msgpack_pack_double(mu_writer_meta(w, "mu"), o->memflex_mu);
     if (is_act(o->method)) {
         msgpack_pack_int(mu_writer_meta(w, "answer_positions"), o->answer_positions);
+    } else if (mu_attr_is_causal(o->method)) {
+        pack_trace_meta(w, r, o);
     } else {
         msgpack_pack_double(mu_writer_meta(w, "loss_f"), r->loss_f);
         if (!isnan(r->loss_r)) msgpack_pack_double(mu_writer_meta(w, "loss_r"), r->loss_r);

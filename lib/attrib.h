@@ -21,7 +21,22 @@
  *                 units whose forget gradient is large and unlike the retain gradient). The
  *                 record also holds the norms and the cosine, to re-threshold without rerunning.
  * Positions of act: every token of each sequence (prompt and answer), or only the rows
- * that predict an answer token (answer_positions). */
+ * that predict an answer token (answer_positions).
+ *
+ * Output tracing (Guo et al. 2024's comparison localizations; Meng et al. 2022): whole
+ * components, the attention block (attn_out) and the MLP (mlp_out) of each layer, scored
+ * per forget record and averaged. The corrupted run adds Gaussian noise of standard
+ * deviation noise * std(embedding matrix) to the subject's token embeddings (the record's
+ * span of the subject field), one draw per sample (mu_attr_noise); m = the answer's
+ * log-probability (sum over its tokens, teacher-forced), p = exp(m).
+ *   causal-trace  indirect effect: p(corrupted run with the component's clean output
+ *                 restored at the positions) - p(corrupted run), mean over samples.
+ *   atp           attribution patching: -(mean corrupted output - clean output) . dm/d(output)
+ *                 at the clean run, summed over the positions: the first-order drop of m
+ *                 when the component alone sees the corrupted subject.
+ * Positions: every prompt token (restore_all), or the subject's last token. Every tensor of
+ * layer L's attention (q, k, v, o, biases, input norm) gets the attention score of L, every
+ * tensor of its MLP (gate, up, down, post-attention norm) the MLP score; matrix units only. */
 #ifndef MU_ATTRIB_H
 #define MU_ATTRIB_H
 #include <stddef.h>
@@ -32,7 +47,7 @@
 
 typedef enum {
     MU_ATTR_ACT = 0, MU_ATTR_ACT_CONTRAST, MU_ATTR_GRAD, MU_ATTR_WAGLE, MU_ATTR_MEMFLEX,
-    MU_ATTR_COUNT
+    MU_ATTR_CAUSAL_TRACE, MU_ATTR_ATP, MU_ATTR_COUNT
 } mu_attr_method;
 const char *mu_attr_method_name(mu_attr_method m);      /* "act", ..., "memflex" */
 int mu_attr_method_parse(const char *s, mu_attr_method *out);  /* 0 ok, -1 unknown */
@@ -45,6 +60,12 @@ typedef struct {
     double memflex_mu;       /* memflex: cosine threshold μ (default 0) */
     int batch;               /* sequences per forward (default 8) */
     int answer_positions;    /* act: only rows predicting answer tokens */
+    /* causal-trace, atp */
+    const int32_t *subj_start, *subj_end;   /* [forget->n] subject span [start, end) per record */
+    double noise;            /* noise std in units of the embedding matrix's std (default 3) */
+    int samples;             /* noise draws per record (default 4) */
+    uint64_t seed;
+    int restore_all;         /* positions: every prompt token (1, default) or subject last (0) */
     int progress;            /* mu_progress on stderr */
 } mu_attr_opts;
 void mu_attr_opts_default(mu_attr_opts *o);
@@ -65,6 +86,9 @@ typedef struct {
     int64_t params_total;    /* parameters of the whole model */
     double loss_f, loss_r;   /* L_f, L_r at the model (NaN when not computed) */
     int64_t tokens_f, tokens_r;   /* target tokens (grad methods) or positions (act) used */
+    int n_layer;
+    double *effect[2];       /* causal-trace, atp: [n_layer] scores of attention (0) and MLP (1) */
+    double p_clean, p_corrupt;    /* causal-trace, atp: mean answer probability, clean and corrupted */
 } mu_attr_result;
 void mu_attr_result_free(mu_attr_result *r);
 
@@ -75,6 +99,16 @@ void mu_attr_result_free(mu_attr_result *r);
 int mu_attrib_run(mu_model *m, const mu_mask *tensors, const mu_train_set *forget,
                   const mu_train_set *retain, const mu_attr_opts *o, mu_attr_result *out,
                   char *err, size_t errlen);
+
+/* Subject spans of the records of a tokens stream (spans[field] of each record) mapped into
+ * the sequences of set, which mu_train_set_read made from the same file with left
+ * truncation. start/end: [set->n]. 0 ok, -1 + "path: record N: what". */
+int mu_attr_read_spans(const char *path, const char *field, const mu_train_set *set,
+                       int32_t *start, int32_t *end, char *err, size_t errlen);
+/* The noise of sample s of record rec: n values N(0, sigma^2) from lib/rng.h's stream
+ * (seed, rec * 2^20 + s). */
+void mu_attr_noise(uint64_t seed, int rec, int s, double sigma, float *out, int64_t n);
+int mu_attr_is_causal(mu_attr_method m);   /* causal-trace, atp */
 
 /* Writes r as a "scores" stream (man/mu-stream.5) to path ("-" = stdout), atomically.
  * Header meta: method, granularity, params_total, gamma / mu when used, loss_f, loss_r,

@@ -8,6 +8,7 @@
 #include "model.h"
 #include "train.h"
 #include <float.h>
+#include <limits.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,15 +30,27 @@ static const char usage[] =
     "                          grad          sum of |dL_f/dw| over the unit (default)\n"
     "                          wagle         sum of |(w - dL_r/dw / gamma) * dL_f/dw| (WAGLE)\n"
     "                          memflex       ||dL_f/dw_u|| where cos(dL_f/dw_u, dL_r/dw_u) < mu\n"
-    "      --tensors SPEC|FILE which tensors to score: a mask shorthand (mlp.down:all (default),\n"
+    "                          causal-trace  per layer, attention and MLP: answer probability\n"
+    "                                        recovered by restoring the block's clean output\n"
+    "                                        in a run with a noised subject (Meng et al.)\n"
+    "                          atp           attribution patching: first-order drop of the\n"
+    "                                        answer log-prob when a block sees the noised subject\n"
+    "      --tensors SPEC|FILE which tensors to score: a mask shorthand (mlp.down:all (default;\n"
+    "                          mlp:all+attn:all for causal-trace and atp),\n"
     "                          mlp:2-6, attn.o:all, ... as in mu-train --mask) or a mask stream\n"
     "                          (its tensors; its bits are ignored)\n"
     "  -g, --granularity G     units: neuron (default; value vectors = down_proj columns),\n"
-    "                          element, head or matrix\n"
+    "                          element, head or matrix (causal-trace, atp: matrix only)\n"
     "      --gamma X           wagle: Hessian diagonal approximation gamma (default 1)\n"
     "      --mu X              memflex: cosine threshold (default 0)\n"
     "      --positions P       act: all (default: every token) or answer (rows predicting\n"
-    "                          answer tokens)\n"
+    "                          answer tokens); causal-trace, atp: prompt (default: every\n"
+    "                          prompt token) or subject_last\n"
+    "      --subject FIELD     causal-trace, atp: the prompt field whose tokens are noised\n"
+    "                          (its span in the token stream; required by them)\n"
+    "      --noise X           noise std in units of the embeddings' std (default 3)\n"
+    "      --samples N         noise draws per record (default 4)\n"
+    "      --seed N            noise seed (default 0)\n"
     "      --batch N           sequences per forward (default 8)\n"
     "      --max-len N         left-truncate prompts so a sequence fits N tokens (default 512)\n"
     "  -o, --out FILE          scores stream (default: stdout)\n"
@@ -47,14 +60,26 @@ static const char usage[] =
     "Exit status: 0 ok, 1 failure, 2 usage error. See mu-attrib(1).\n";
 
 typedef struct {
-    const char *model, *device, *forget, *retain, *tensors, *out;
+    const char *model, *device, *forget, *retain, *tensors, *out, *subject, *positions;
     const char **deltas;
     int n_deltas, max_len;
     mu_weights weights;
     mu_attr_opts a;
 } cli_opts;
 
-enum { O_DELTA = 256, O_DEVICE, O_DTYPE, O_FORGET, O_RETAIN, O_TENSORS, O_GAMMA, O_MU, O_POS, O_BATCH, O_MAXLEN };
+enum { O_DELTA = 256, O_DEVICE, O_DTYPE, O_FORGET, O_RETAIN, O_TENSORS, O_GAMMA, O_MU, O_POS, O_BATCH, O_MAXLEN,
+       O_SUBJECT, O_NOISE, O_SAMPLES, O_SEED };
+
+/* --positions: all|answer for act methods, prompt|subject_last for causal-trace and atp. */
+static void parse_positions(cli_opts *o, int causal) {
+    const char *p = o->positions;
+    if (!p) return;
+    if (causal && !strcmp(p, "prompt")) o->a.restore_all = 1;
+    else if (causal && !strcmp(p, "subject_last")) o->a.restore_all = 0;
+    else if (!causal && !strcmp(p, "all")) o->a.answer_positions = 0;
+    else if (!causal && !strcmp(p, "answer")) o->a.answer_positions = 1;
+    else mu_usage_error("--positions: '%s' (%s)", p, causal ? "prompt, subject_last" : "all, answer");
+}
 
 static void parse_args(int argc, char **argv, cli_opts *o) {
     static const struct option longopts[] = {
@@ -65,11 +90,14 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
         {"granularity", required_argument, 0, 'g'}, {"gamma", required_argument, 0, O_GAMMA},
         {"mu", required_argument, 0, O_MU}, {"positions", required_argument, 0, O_POS},
         {"batch", required_argument, 0, O_BATCH}, {"max-len", required_argument, 0, O_MAXLEN},
+        {"subject", required_argument, 0, O_SUBJECT}, {"noise", required_argument, 0, O_NOISE},
+        {"samples", required_argument, 0, O_SAMPLES}, {"seed", required_argument, 0, O_SEED},
         {"out", required_argument, 0, 'o'}, MU_COMMON_LONGOPTS, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     mu_attr_opts_default(&o->a);
     o->device = "auto";
-    o->tensors = "mlp.down:all";
+    o->tensors = NULL;
+    int gran_given = 0;
     o->out = "-";
     o->max_len = 512;
     int c;
@@ -89,20 +117,21 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
         case O_RETAIN: o->retain = optarg; break;
         case 'M':
             if (mu_attr_method_parse(optarg, &o->a.method))
-                mu_usage_error("--method: '%s' (act, act-contrast, grad, wagle, memflex)", optarg);
+                mu_usage_error("--method: '%s' (act, act-contrast, grad, wagle, memflex, causal-trace, atp)", optarg);
             break;
         case O_TENSORS: o->tensors = optarg; break;
         case 'g':
             if (mu_gran_parse(optarg, &o->a.gran))
                 mu_usage_error("--granularity: '%s' (neuron, element, head, matrix)", optarg);
+            gran_given = 1;
             break;
         case O_GAMMA: o->a.gamma = mu_parse_real("--gamma", optarg, DBL_MIN, DBL_MAX); break;
         case O_MU: o->a.memflex_mu = mu_parse_real("--mu", optarg, -1.0, 1.0); break;
-        case O_POS:
-            if (!strcmp(optarg, "all")) o->a.answer_positions = 0;
-            else if (!strcmp(optarg, "answer")) o->a.answer_positions = 1;
-            else mu_usage_error("--positions: '%s' (all, answer)", optarg);
-            break;
+        case O_POS: o->positions = optarg; break;
+        case O_SUBJECT: o->subject = optarg; break;
+        case O_NOISE: o->a.noise = mu_parse_real("--noise", optarg, 0, DBL_MAX); break;
+        case O_SAMPLES: o->a.samples = (int)mu_parse_int("--samples", optarg, 1, 1 << 20); break;
+        case O_SEED: o->a.seed = (uint64_t)mu_parse_int("--seed", optarg, 0, LONG_MAX); break;
         case O_BATCH: o->a.batch = (int)mu_parse_int("--batch", optarg, 1, 1 << 20); break;
         case O_MAXLEN: o->max_len = (int)mu_parse_int("--max-len", optarg, 2, 1 << 20); break;
         case 'o': o->out = optarg; break;
@@ -114,6 +143,11 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
     if (!o->forget) mu_usage_error("--forget is required");
     if (mu_attr_needs_retain(o->a.method) && !o->retain)
         mu_usage_error("--method %s needs --retain", mu_attr_method_name(o->a.method));
+    int causal = mu_attr_is_causal(o->a.method);
+    if (causal && !o->subject) mu_usage_error("--method %s needs --subject FIELD", mu_attr_method_name(o->a.method));
+    if (!o->tensors) o->tensors = causal ? "mlp:all+attn:all" : "mlp.down:all";
+    if (causal && !gran_given) o->a.gran = MU_GRAN_MATRIX;
+    parse_positions(o, causal);
     o->a.progress = mu_progress_on;
 }
 
@@ -154,6 +188,14 @@ int main(int argc, char **argv) {
     mu_train_set forget, retain = {0};
     read_set(o.forget, m, o.max_len, &forget);
     if (o.retain) read_set(o.retain, m, o.max_len, &retain);
+    int32_t *s0 = NULL, *s1 = NULL;
+    if (o.subject) {
+        s0 = mu_xmalloc((size_t)(forget.n ? forget.n : 1) * sizeof *s0);
+        s1 = mu_xmalloc((size_t)(forget.n ? forget.n : 1) * sizeof *s1);
+        if (mu_attr_read_spans(o.forget, o.subject, &forget, s0, s1, err, sizeof err)) mu_die("%s", err);
+        o.a.subj_start = s0;
+        o.a.subj_end = s1;
+    }
     mu_attr_result r;
     if (mu_attrib_run(m, &tensors, &forget, o.retain ? &retain : NULL, &o.a, &r, err, sizeof err))
         mu_die("%s", err);
@@ -171,6 +213,8 @@ int main(int argc, char **argv) {
     mu_info("%s: scored %lld %s units in %d tensors", mu_attr_method_name(o.a.method), (long long)units,
             mu_gran_name(o.a.gran), r.n);
     mu_attr_result_free(&r);
+    free(s0);
+    free(s1);
     mu_mask_free(&tensors);
     mu_train_set_free(&forget);
     if (o.retain) mu_train_set_free(&retain);

@@ -9,6 +9,9 @@ expect_fail attrib_usage_no_forget 2 'forget is required' mu-attrib --model m
 expect_fail attrib_usage_bad_method 2 "method: 'nope'" mu-attrib --model m --forget f --method nope
 expect_fail attrib_usage_needs_retain 2 'wagle needs --retain' mu-attrib --model m --forget f --method wagle
 expect_fail attrib_usage_bad_mu 2 'mu' mu-attrib --model m --forget f --method memflex --retain r --mu 2
+expect_fail attrib_usage_trace_needs_subject 2 'causal-trace needs --subject' mu-attrib --model m --forget f --method causal-trace
+expect_fail attrib_usage_trace_positions 2 "positions: 'answer' \(prompt, subject_last\)" \
+  mu-attrib --model m --forget f --method atp --subject name --positions answer
 
 cd "$T" || exit 1
 if ! mu-init --out tiny --layers 2 --d-model 32 --heads 4 --kv-heads 2 --d-ff 64 --seed 3 >/dev/null 2>&1; then
@@ -43,6 +46,19 @@ t attrib_heads_and_elements bash -c '
   mu-attrib --model tiny --forget forget.mpk.zst --tensors norms:0 -g element -q > e.mpk.zst &&
   [ "$(mu-dump h.mpk.zst | jq -s "[.[1:][] | .units]" -c)" = "[4]" ] &&
   [ "$(mu-dump e.mpk.zst | jq -s "[.[1:][] | .units]" -c)" = "[32,32]" ]'
+
+# output tracing: one matrix unit per attention/MLP tensor (2 layers: 2 x (4 + 3) tensors),
+# the per-layer effects in the header, the same scores for a tensor and its block
+for m in causal-trace atp; do
+  t "attrib_${m}_blocks" bash -c "
+    mu-attrib --model tiny --delta learned.st --forget forget.mpk.zst --subject name --method $m \
+      --samples 2 --out $m.mpk.zst -q &&
+    mu-dump $m.mpk.zst | jq -e -s '
+      (.[0].meta.mlp_effect | length == 2) and (.[0].meta.attn_effect | length == 2) and
+      (length == 15) and ([.[1:][] | .units] | all(. == 1))' >/dev/null"
+done
+expect_fail attrib_trace_no_span 1 'forget.mpk.zst: record 0: no span .* field "sport"' \
+  mu-attrib --model tiny --forget forget.mpk.zst --subject sport --method atp --out bad5.mpk.zst
 
 # bad input: one line naming the problem, exit 1, no output file
 expect_fail attrib_act_needs_mlp 1 'q_proj.weight: act scores MLP neurons only' \
