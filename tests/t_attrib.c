@@ -1,6 +1,7 @@
 /* t_attrib.c — attribution scores (lib/attrib.c) against PyTorch autograd in float64
  * (tests/gen/gen_attrib_golden.py on the tiny Llama of tests/golden/parity). */
 #include "test.h"
+#include "gpu_test.h"
 #include "attrib.h"
 #include "kernels.h"
 #include "model.h"
@@ -16,13 +17,15 @@ static mu_st *golden_open(void) {
     return g;
 }
 
-static mu_model *parity_model(void) {
+static mu_model *parity_model_on(const mu_backend *be, mu_weights w) {
     char dir[1200], err[512];
     snprintf(dir, sizeof dir, "%s/tests/golden/parity", mu_test_root());
-    mu_model *m = mu_model_load(dir, NULL, 0, mu_backend_cpu(), err, sizeof err);
+    mu_model *m = mu_model_load_as(dir, NULL, 0, be, w, err, sizeof err);
     CHECK_MSG(m != NULL, "%s", err);
     return m;
 }
+
+static mu_model *parity_model(void) { return parity_model_on(mu_backend_cpu(), MU_WEIGHTS_F32); }
 
 static const void *golden_data(mu_st *g, const char *name, mu_dtype want, int64_t *shape) {
     mu_dtype dt;
@@ -467,5 +470,71 @@ TEST(attrib_atp_is_the_linearization_of_exact_patching) {
               "relative remainder %.3g (noise 0.02), %.3g (0.01)", rel[0], rel[1]);
     mu_train_set_free(&f);
     mu_model_free(m);
+    mu_st_close(g);
+}
+
+/* ---- backends ---------------------------------------------------------------------------- */
+
+/* scores of every method on down_proj of layer 1 (atp: on the MLP/attention blocks) */
+static void all_scores(mu_model *m, const mu_train_set *f, const mu_train_set *r, const int32_t *s0,
+                       const int32_t *s1, float out[][64], int *units) {
+    const mu_attr_method ms[] = {MU_ATTR_ACT, MU_ATTR_GRAD, MU_ATTR_WAGLE, MU_ATTR_MEMFLEX, MU_ATTR_ATP};
+    for (int k = 0; k < 5; k++) {
+        mu_attr_result res;
+        if (ms[k] == MU_ATTR_ATP) {
+            run_trace_method(m, f, MU_ATTR_ATP, 1.0, 1, s0, s1, &res);
+            units[k] = res.n;
+            for (int i = 0; i < res.n && i < 64; i++) out[k][i] = res.t[i].score[0];
+        } else {
+            mu_mask tensors;
+            one_tensor(m, "model.layers.1.mlp.down_proj.weight", &tensors);
+            mu_attr_opts o;
+            mu_attr_opts_default(&o);
+            o.method = ms[k];
+            char err[512];
+            CHECK_MSG(mu_attrib_run(m, &tensors, f, r, &o, &res, err, sizeof err) == 0, "%s", err);
+            units[k] = (int)res.t[0].units;
+            memcpy(out[k], res.t[0].score, (size_t)units[k] * sizeof(float));
+            mu_mask_free(&tensors);
+        }
+        mu_attr_result_free(&res);
+    }
+}
+
+/* The same scores on a device backend as on the CPU (MU_TEST_FAKE_GPU=1: the CPU posing as
+ * a device, every copy path run; on a GPU: CUDA against the CPU, f32 tolerances), and close
+ * to them with bf16 weights. */
+TEST(cuda_attrib_matches_cpu) {
+    const mu_backend *dev = mu_test_gpu();
+    mu_st *g = golden_open();
+    mu_train_set f, r;
+    golden_set(g, "forget", &f);
+    golden_set(g, "retain", &r);
+    int32_t s0[16], s1[16];
+    golden_spans(&f, s0, s1);
+    static float want[5][64], got[5][64];
+    int uw[5], ug[5];
+    mu_model *m = parity_model();
+    all_scores(m, &f, &r, s0, s1, want, uw);
+    mu_model_free(m);
+    const mu_weights ws[2] = {MU_WEIGHTS_F32, MU_WEIGHTS_BF16};
+    for (int w = 0; w < 2; w++) {
+        m = parity_model_on(dev, ws[w]);
+        all_scores(m, &f, &r, s0, s1, got, ug);
+        for (int k = 0; k < 5; k++) {
+            CHECK_EQ_INT(ug[k], uw[k]);
+            double num = 0, den = 0;
+            for (int u = 0; u < uw[k]; u++) {
+                num += (got[k][u] - want[k][u]) * (got[k][u] - want[k][u]);
+                den += want[k][u] * (double)want[k][u];
+            }
+            double tol = w ? 1e-3 : 1e-6;   /* normalized MSE (bf16 here: 3e-5) */
+            CHECK_MSG(num <= tol * den, "method %d, %s weights: normalized MSE %.3g", k, w ? "bf16" : "f32",
+                      den > 0 ? num / den : num);
+        }
+        mu_model_free(m);
+    }
+    mu_train_set_free(&f);
+    mu_train_set_free(&r);
     mu_st_close(g);
 }
