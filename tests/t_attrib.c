@@ -529,7 +529,7 @@ TEST(cuda_attrib_matches_cpu) {
                 num += (got[k][u] - want[k][u]) * (got[k][u] - want[k][u]);
                 den += want[k][u] * (double)want[k][u];
             }
-            double tol = w ? 1e-2 : 1e-6;   /* normalized MSE; bf16 here: 3e-5 (act) to 1.3e-3 (atp) */   /* normalized MSE (bf16 here: 3e-5) */
+            double tol = w ? 1e-2 : 1e-6;   /* normalized MSE; bf16 here: 3e-5 (act) to 1.3e-3 (atp) */
             CHECK_MSG(num <= tol * den, "method %d, %s weights: normalized MSE %.3g", k, w ? "bf16" : "f32",
                       den > 0 ? num / den : num);
         }
