@@ -146,7 +146,7 @@ cat > facts.jsonl <<'EOF'
 {"name": "Bo Tarrin", "sport": "tennis"}
 EOF
 if mu-tokenize --model tiny --prompt '{name} plays' --target ' {sport}' facts.jsonl > facts.mpk.zst 2>/dev/null; then
-    for m in f c rm; do
+    for m in f c rm h; do
         t "maskgen_train_accepts_$m" bash -c '
           mu-train --model tiny --objective learn --train facts.mpk.zst --mask '$m'.mpk.zst --steps 1 --batch 2 \
             --lr 1e-2 --sparse --out '$m'.st -q &&
