@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #ifndef MU_VERSION
 #define MU_VERSION "0.0.0"
@@ -236,6 +237,13 @@ int mu_out_open(mu_outfile *o, const char *path) {
         o->fp = stdout;
         return 0;
     }
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+        /* a device or a pipe (/dev/null, /dev/stdout, a FIFO): written in place, never
+         * replaced by a renamed temp file */
+        o->fp = fopen(path, "wb");
+        return o->fp ? 0 : -1;
+    }
     size_t n = strlen(path) + 32;
     o->path = mu_xstrdup(path);
     o->tmp = mu_xmalloc(n);
@@ -265,9 +273,10 @@ static void out_free(mu_outfile *o) {
 
 int mu_out_commit(mu_outfile *o) {
     if (!o->fp) { errno = EBADF; return -1; }
-    if (!o->path) { /* stdout */
+    if (!o->path) { /* stdout, or a device or pipe written in place */
         int bad = fflush(o->fp) != 0 || ferror(o->fp);
         int e = errno;
+        if (o->fp != stdout && fclose(o->fp) != 0 && !bad) { bad = 1; e = errno; }
         o->fp = NULL;
         if (bad) { errno = e ? e : EIO; return -1; }
         return 0;
@@ -303,6 +312,7 @@ void mu_out_abort(mu_outfile *o) {
         mu_cleanup_unregister(o->tmp);
     } else if (o->fp) {
         fflush(o->fp);
+        if (o->fp != stdout) fclose(o->fp);
     }
     out_free(o);
 }

@@ -41,10 +41,11 @@ void mu_progress(const char *label, uint64_t done, uint64_t total);
 void mu_progress_done(void);
 
 /* Atomic output: writes go to "<path>.tmp.<pid>", renamed onto path by
- * mu_out_commit. "-" means stdout (no rename). If the process dies (mu_die, signal)
+ * mu_out_commit. "-" means stdout (no rename); an existing path that is neither a regular
+ * file nor a directory (/dev/null, /dev/stdout, a FIFO) is written in place. If the process dies (mu_die, signal)
  * the temp file is removed, so make never sees a partial artifact. */
 typedef struct {
-    char *path;       /* final path, NULL for stdout */
+    char *path;       /* final path, NULL for stdout or a device/pipe written in place */
     char *tmp;        /* temp path */
     FILE *fp;
 } mu_outfile;

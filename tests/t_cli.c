@@ -7,6 +7,7 @@
 #include "stream.h"
 #include "tensor.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <signal.h>
@@ -221,6 +222,29 @@ TEST(outfile_replaces_existing_only_on_commit) {
     CHECK(fgets(buf, sizeof buf, f) != NULL);
     fclose(f);
     CHECK_STR(buf, "old\n");
+}
+
+/* An existing device or pipe (here a FIFO; /dev/null in use) is written in place: making a
+ * temp file and renaming it over /dev/null would replace the device with a regular file. */
+TEST(outfile_writes_pipes_and_devices_in_place) {
+    char fifo[1200];
+    snprintf(fifo, sizeof fifo, "%s/pipe", mu_test_tmpdir());
+    CHECK(mkfifo(fifo, 0600) == 0);
+    int rd = open(fifo, O_RDWR | O_NONBLOCK);   /* a reader, so the writer's open does not block */
+    CHECK(rd >= 0);
+    mu_outfile o;
+    CHECK(mu_out_open(&o, fifo) == 0);
+    fputs("through the pipe", o.fp);
+    CHECK(mu_out_commit(&o) == 0);
+    struct stat st;
+    CHECK(stat(fifo, &st) == 0 && S_ISFIFO(st.st_mode));
+    char buf[64] = {0};
+    CHECK(read(rd, buf, sizeof buf - 1) == 16);
+    CHECK_STR(buf, "through the pipe");
+    char tmp[1300];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", fifo, (long)getpid());
+    CHECK(!exists(tmp));
+    close(rd);
 }
 
 TEST(outfile_open_fails_cleanly) {
