@@ -1,6 +1,12 @@
 # sports-report.awk — the markdown report of pipelines/sports.mk from mu-score's TSV
-# (metric, group "model=..,fmt=..,split=..", value, n).
+# (metric, group "model=..,fmt=..,split=..", value, n) and, as a second file, the probes'
+# TSV (model, layer, train accuracy, forget-fact accuracy, majority-class accuracy).
 BEGIN { FS = "\t" }
+FNR == 1 && NR > 1 { probes = 1 }
+probes {
+    pacc[$1, $2] = $4; pmaj[$1] = $5; if ($2 + 1 > nlayer) nlayer = $2 + 1
+    next
+}
 NR == 1 { next }
 {
     split($2, kv, ","); g = ""
@@ -25,5 +31,25 @@ END {
         for (f = 1; f <= 3; f++) for (s = 1; s <= 3; s++)
             line = line " " cell("choice_acc", M[i], F[f], S[s]) " / " cell("choice_prob", M[i], F[f], S[s]) " |"
         print line " " cell("choice_acc", M[i], "mmlu", "test") " |"
+    }
+    if (nlayer) probe_table()
+}
+
+function probe_table(   np, P, i, L, best, bl, sum, line) {
+    np = split(probe_models, P, " ")
+    print "\n## Latent knowledge: linear probes\n"
+    print "Probes on the residual stream after each layer at the athlete's last token, fitted on the"
+    print "maintained facts of each model and tested on its forget facts (the sport, 3 classes)."
+    print "High accuracy after unlearning means the sport is still linearly decodable from the"
+    print "model's latent state even when its outputs no longer say it.\n"
+    print "| model | best layer | accuracy there | mean over layers | majority class |"
+    print "|---|---|---|---|---|"
+    for (i = 1; i <= np; i++) {
+        best = -1; sum = 0
+        for (L = 0; L < nlayer; L++) {
+            sum += pacc[P[i], L]
+            if (pacc[P[i], L] + 0 > best) { best = pacc[P[i], L] + 0; bl = L }
+        }
+        printf "| %s | %d | %.2f | %.2f | %.2f |\n", P[i], bl, best, sum / nlayer, pmaj[P[i]]
     }
 }

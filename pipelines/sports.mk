@@ -9,7 +9,13 @@
 #   - forget / maintain choice accuracy and probability in three prompt formats: cloze and
 #     question (trained formats) and multiple choice (a format never trained on);
 #   - a relearning attack: fine-tune on half of the forget set, test on the other half;
-#   - side effects: MMLU multiple choice on MMLU_N questions of MMLU_SUBJECT.
+#   - side effects: MMLU multiple choice on MMLU_N questions of MMLU_SUBJECT;
+#   - latent knowledge: linear probes (mu-probe) on the residual stream at the athlete's last
+#     token, fitted per layer on the maintained facts of each model and tested on its forget
+#     facts: is the sport still decodable after unlearning?
+# Besides the hand-picked layer ranges, one localization is found by the data: attribution
+# patching (mu-attrib --method atp) on the learned model picks the ATP_LAYERS MLP layers
+# whose output matters most for the forget answers (Guo et al.'s output-tracing baseline).
 # Make rebuilds only what is stale: change UNLEARN_STEPS and only the unlearning, its
 # evaluations and the report are redone. Artifacts are under $(RUN); the report is
 # $(RUN)/report.md.
@@ -39,11 +45,16 @@ MMLU_SUBJECT  ?= high_school_geography
 MMLU_N        ?= 40
 
 # Localizations: MLPs of early layers (where fact-lookup MLPs sit in Guo et al.), late
-# layers (the output side), and every MLP (not localized).
-LOCS       ?= early late all
+# layers (the output side), every MLP (not localized), and the ATP_LAYERS MLP layers that
+# attribution patching ranks highest (a mask file made by mu-attrib + mu-maskgen).
+LOCS       ?= early late all atp
 MASK_early ?= mlp:1-7
 MASK_late  ?= mlp:22-29
 MASK_all   ?= mlp:all
+MASK_atp   ?= $(RUN)/masks/atp.mask
+ATP_LAYERS ?= 8
+ATP_SAMPLES ?= 4
+PROBE_SITE ?= resid_post:all:subject_last
 
 FORMATS := cloze question mc
 SPLITS  := forget maintain heldout
@@ -95,8 +106,19 @@ $(RUN)/learned.st: $(RUN)/tok/learn.tok $(MODEL)
 	mu-train $(Q) --model $(MODEL) --objective learn --train $< --steps $(LEARN_STEPS) \
 	  --batch $(BATCH) --lr $(LEARN_LR) --seed $(SEED) --log $(RUN)/learned.log --out $@
 
+# attribution patching on the learned model: noise on the athlete's tokens, every MLP
+# layer's effect on the forget answers' log-probability; the top ATP_LAYERS layers' MLPs
+$(RUN)/attrib/atp.scores: $(RUN)/learned.st $(RUN)/tok/cloze-forget.tok
+	@mkdir -p $(@D)
+	mu-attrib $(Q) --model $(MODEL) --delta $(RUN)/learned.st --forget $(RUN)/tok/cloze-forget.tok \
+	  --subject athlete --method atp --tensors mlp:all --samples $(ATP_SAMPLES) --seed $(SEED) --out $@
+$(RUN)/masks/atp.mask: $(RUN)/attrib/atp.scores
+	@mkdir -p $(@D)
+	mu-maskgen $(Q) --scores $< --units $$((3 * $(ATP_LAYERS))) --out $@
+
 define UNLEARN_RULE
-$(RUN)/unlearn-$(1).st: $(RUN)/learned.st $(RUN)/tok/cloze-forget.tok $(RUN)/tok/cloze-maintain.tok
+$(RUN)/unlearn-$(1).st: $(RUN)/learned.st $(RUN)/tok/cloze-forget.tok $(RUN)/tok/cloze-maintain.tok \
+                        $(filter $(RUN)/%,$(MASK_$(1)))
 	mu-train $(Q) --model $(MODEL) --delta $(RUN)/learned.st --mask $(MASK_$(1)) \
 	  --objective $(UNLEARN_OBJ) --forget $(RUN)/tok/cloze-forget.tok \
 	  --retain $(RUN)/tok/cloze-maintain.tok --steps $(UNLEARN_STEPS) --batch $(BATCH) \
@@ -127,8 +149,37 @@ $(RUN)/scores.tsv: $(OUTS)
 	    --label fmt=mmlu --label split=test $(RUN)/out/$(m)/mmlu.out) > $@.tmp
 	mv $@.tmp $@
 
-$(RUN)/report.md: $(RUN)/scores.tsv pipelines/sports-report.awk
-	awk -f pipelines/sports-report.awk -v models='$(MODELS_EVAL)' -v n_forget=$(N_FORGET) \
-	  -v n_facts=$(N_FACTS) -v masks='$(foreach l,$(LOCS),$(l)=$(MASK_$(l)))' \
-	  -v mmlu='$(MMLU_SUBJECT) ($(MMLU_N) questions)' $< > $@.tmp
+# ---- latent knowledge: linear probes -----------------------------------------------------
+# $(RUN)/acts/MODEL/cloze-SPLIT.acts: the residual stream after every layer at the athlete's
+# last token; probes fitted on the maintained facts, tested on the forget facts
+PROBE_MODELS := base learned $(foreach l,$(LOCS),unlearned-$(l))
+define ACTS_RULE
+$(RUN)/acts/$(1)/cloze-%.acts: $(RUN)/tok/cloze-%.tok $(DELTAS_$(1))
+	@mkdir -p $$(@D)
+	mu-forward $(Q) --model $(MODEL) $(addprefix --delta ,$(DELTAS_$(1))) --subject athlete \
+	  --cache $(PROBE_SITE) --cache-out $$@ --out /dev/null $$<
+$(RUN)/probes/$(1).probes: $(RUN)/acts/$(1)/cloze-maintain.acts $(RUN)/acts/$(1)/cloze-forget.acts
+	@mkdir -p $$(@D)
+	mu-probe fit $(Q) --acts $$< --test $$(word 2,$$^) --label sport --seed $(SEED) --out $$@
+endef
+$(foreach m,$(PROBE_MODELS),$(eval $(call ACTS_RULE,$(m))))
+
+# model, layer, train accuracy, test (forget-fact) accuracy, majority-class accuracy
+$(RUN)/probes.tsv: $(foreach m,$(PROBE_MODELS),$(RUN)/probes/$(m).probes)
+	for m in $(PROBE_MODELS); do \
+	  mu-dump $(RUN)/probes/$$m.probes | jq -r --arg m $$m \
+	    'select(.layer != null) | [$$m, .layer, .train_acc, .test_acc, .majority_acc] | @tsv' || exit 1; \
+	done > $@.tmp
 	mv $@.tmp $@
+
+$(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/probes.tsv pipelines/sports-report.awk $(filter $(RUN)/%,$(foreach l,$(LOCS),$(MASK_$(l))))
+	awk -f pipelines/sports-report.awk -v models='$(MODELS_EVAL)' -v n_forget=$(N_FORGET) \
+	  -v n_facts=$(N_FACTS) -v masks="$(foreach l,$(LOCS),$(l)=$(call mask_desc,$(MASK_$(l))))" \
+	  -v mmlu='$(MMLU_SUBJECT) ($(MMLU_N) questions)' -v probe_models='$(PROBE_MODELS)' \
+	  $< $(RUN)/probes.tsv > $@.tmp
+	mv $@.tmp $@
+
+# a mask's description for the report: a shorthand as it is, a mask file as its MLP layers
+comma := ,
+mask_desc = $(if $(filter $(RUN)/%,$(1)),mlp:$$(mu-dump $(1) | jq -r 'select(.name) | .name' | \
+  sed -E 's/.*layers\.([0-9]+)\..*/\1/' | sort -nu | paste -sd$(comma) -),$(1))
