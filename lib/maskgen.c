@@ -182,21 +182,13 @@ static int is_attention_role(const char *role) {
 /* Units of parameter p at granularity g; -1 + err when g does not apply. */
 static int64_t model_units(const mu_param_info *p, const mu_config *cfg, mu_granularity g, char *err,
                            size_t errlen) {
-    int64_t numel = p->ndim == 2 ? p->shape[0] * p->shape[1] : p->shape[0];
-    int axis = mu_mask_unit_axis(p->name, g);
-    int64_t len = axis == 1 && p->ndim == 2 ? p->shape[1] : p->shape[0];
-    switch (g) {
-    case MU_GRAN_ELEMENT: return numel;
-    case MU_GRAN_MATRIX: return 1;
-    case MU_GRAN_NEURON: return len;
-    case MU_GRAN_HEAD: break;
-    }
-    if (!is_attention_role(p->role) || cfg->head_dim < 1 || len % cfg->head_dim) {
+    int64_t units = mu_mask_units_for(p->name, p->ndim, p->shape, g, cfg->head_dim);
+    if (g == MU_GRAN_HEAD && (!is_attention_role(p->role) || units < 0)) {
         snprintf(err, errlen, "tensor %s: head granularity applies to attention tensors only "
                  "(q/k/v/o_proj; pick them with attn:L)", p->name);
         return -1;
     }
-    return len / cfg->head_dim;
+    return units;
 }
 
 int mu_cands_from_model(const mu_config *cfg, const char *spec, mu_granularity g, mu_cands *c,
@@ -221,17 +213,6 @@ int mu_cands_from_model(const mu_config *cfg, const char *spec, mu_granularity g
     return 0;
 }
 
-/* Unit of t holding flat element i (mask.h's rules). */
-static int64_t unit_of_element(const mu_mask_tensor *t, int64_t i) {
-    if (t->gran == MU_GRAN_ELEMENT) return i;
-    if (t->gran == MU_GRAN_MATRIX) return 0;
-    int axis = mu_mask_unit_axis(t->name, t->gran);
-    int64_t cols = t->ndim == 2 ? t->shape[1] : 1;
-    int by_col = axis == 1 && t->ndim == 2;
-    int64_t pos = by_col ? i % cols : i / cols, len = by_col ? t->shape[1] : t->shape[0];
-    return pos / (len / t->units);
-}
-
 /* Marks in ex every unit of cand's layout that covers a selected element of mt. */
 static void exclude_tensor(mu_mask_tensor *ex, const mu_mask_tensor *mt) {
     if (mt->gran == ex->gran && mt->units == ex->units) {
@@ -240,7 +221,7 @@ static void exclude_tensor(mu_mask_tensor *ex, const mu_mask_tensor *mt) {
     }
     int64_t numel = mu_mask_tensor_numel(ex);
     for (int64_t i = 0; i < numel; i++)
-        if (mu_mask_element(mt, i)) mu_mask_set(ex, unit_of_element(ex, i), 1);
+        if (mu_mask_element(mt, i)) mu_mask_set(ex, mu_mask_unit_of(ex, i), 1);
 }
 
 int mu_cands_exclude(mu_cands *c, const mu_mask *mask, char *err, size_t errlen) {
