@@ -190,6 +190,13 @@ demo-tiny: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory -f pipelines/tiny.mk MU_BIN=$(abspath bin)
 .PHONY: demo-tiny
+# make oracle: Lee et al.'s oracle-region experiment (pipelines/oracle.mk) on stories260K and
+# TOFU from ../shared/data, a few minutes on 2 cores; report runs/oracle/report.md (RUN=...,
+# and every knob of the pipeline, pass through).
+oracle: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -f pipelines/oracle.mk MU_BIN=$(abspath bin) report
+.PHONY: oracle
 
 clean:
 	rm -rf build bin

@@ -668,12 +668,7 @@ void mu_attr_write(const mu_attr_result *r, const mu_attr_opts *o, const char *p
         const mu_attr_tensor *t = &r->t[k];
         msgpack_packer *pk = mu_writer_record(w);
         msgpack_pack_map(pk, t->cos ? 8 : 5);
-        mu_pack_kv_str(pk, "name", t->name);
-        mu_pack_str(pk, "shape");
-        msgpack_pack_array(pk, (size_t)t->ndim);
-        for (int d = 0; d < t->ndim; d++) msgpack_pack_int64(pk, t->shape[d]);
-        mu_pack_kv_str(pk, "granularity", mu_gran_name(t->gran));
-        mu_pack_kv_int(pk, "units", t->units);
+        mu_mask_pack_layout(pk, t->name, t->ndim, t->shape, t->gran, t->units);
         pack_units(pk, "score", t->score, t->units);
         if (t->cos) {
             pack_units(pk, "norm_f", t->norm_f, t->units);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const char *GRAN_NAMES[] = {"element", "neuron", "head", "matrix"};
 
@@ -316,12 +317,7 @@ void mu_mask_write(const mu_mask *m, const char *path, const char *const *input_
         const mu_mask_tensor *t = &m->t[i];
         msgpack_packer *pk = mu_writer_record(w);
         msgpack_pack_map(pk, 7);
-        mu_pack_kv_str(pk, "name", t->name);
-        mu_pack_str(pk, "shape");
-        msgpack_pack_array(pk, (size_t)t->ndim);
-        for (int d = 0; d < t->ndim; d++) msgpack_pack_int64(pk, t->shape[d]);
-        mu_pack_kv_str(pk, "granularity", mu_gran_name(t->gran));
-        mu_pack_kv_int(pk, "units", t->units);
+        mu_mask_pack_layout(pk, t->name, t->ndim, t->shape, t->gran, t->units);
         mu_pack_str(pk, "bits");
         size_t nb = (size_t)(t->units + 7) / 8;
         msgpack_pack_bin(pk, nb);
@@ -333,34 +329,60 @@ void mu_mask_write(const mu_mask *m, const char *path, const char *const *input_
     mu_writer_close(w);
 }
 
-/* Reads one record into m; 0 ok, -1 + message (without the file/record prefix). */
-static int read_record(const msgpack_object *rec, mu_mask *m, char *msg, size_t len) {
-    const msgpack_object *o;
-    char *name = mu_obj_strdup(mu_obj_get(rec, "name"));
-    if (!name) { snprintf(msg, len, "missing or non-string \"name\""); return -1; }
-    int rc = -1;
-    int64_t shape[2] = {0, 1}, units, selected, params;
-    mu_granularity g;
-    o = mu_obj_get(rec, "shape");
+void mu_mask_pack_layout(msgpack_packer *pk, const char *name, int ndim, const int64_t *shape,
+                         mu_granularity g, int64_t units) {
+    mu_pack_kv_str(pk, "name", name);
+    mu_pack_str(pk, "shape");
+    msgpack_pack_array(pk, (size_t)ndim);
+    for (int d = 0; d < ndim; d++) msgpack_pack_int64(pk, shape[d]);
+    mu_pack_kv_str(pk, "granularity", mu_gran_name(g));
+    mu_pack_kv_int(pk, "units", units);
+}
+
+int mu_mask_read_layout(const msgpack_object *rec, char **name, int *ndim, int64_t shape[2],
+                        mu_granularity *g, int64_t *units, char *msg, size_t len) {
+    *name = mu_obj_strdup(mu_obj_get(rec, "name"));
+    if (!*name) { snprintf(msg, len, "missing or non-string \"name\""); return -1; }
+    const msgpack_object *o = mu_obj_get(rec, "shape");
+    shape[0] = 0;
+    shape[1] = 1;
     if (!o || o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < 1 || o->via.array.size > 2) {
-        snprintf(msg, len, "tensor %s: \"shape\" must be an array of 1 or 2 ints", name);
-        goto out;
+        snprintf(msg, len, "tensor %s: \"shape\" must be an array of 1 or 2 ints", *name);
+        goto bad;
     }
-    int ndim = (int)o->via.array.size;
-    for (int d = 0; d < ndim; d++)
+    *ndim = (int)o->via.array.size;
+    for (int d = 0; d < *ndim; d++)
         if (mu_obj_int(&o->via.array.ptr[d], &shape[d]) < 0 || shape[d] < 1 || shape[d] > (1LL << 40)) {
-            snprintf(msg, len, "tensor %s: bad \"shape\"", name);
-            goto out;
+            snprintf(msg, len, "tensor %s: bad \"shape\"", *name);
+            goto bad;
         }
     char *gs = mu_obj_strdup(mu_obj_get(rec, "granularity"));
-    int gok = gs && mu_gran_parse(gs, &g) == 0;
+    int gok = gs && mu_gran_parse(gs, g) == 0;
     free(gs);
-    if (!gok) { snprintf(msg, len, "tensor %s: \"granularity\" must be element, neuron, head or matrix", name); goto out; }
-    if (mu_obj_int(mu_obj_get(rec, "units"), &units) < 0 || units < 1) {
-        snprintf(msg, len, "tensor %s: missing or bad \"units\"", name);
-        goto out;
+    if (!gok) {
+        snprintf(msg, len, "tensor %s: \"granularity\" must be element, neuron, head or matrix", *name);
+        goto bad;
     }
-    o = mu_obj_get(rec, "bits");
+    if (mu_obj_int(mu_obj_get(rec, "units"), units) < 0 || *units < 1) {
+        snprintf(msg, len, "tensor %s: missing or bad \"units\"", *name);
+        goto bad;
+    }
+    return 0;
+bad:
+    free(*name);
+    *name = NULL;
+    return -1;
+}
+
+/* Reads one record into m; 0 ok, -1 + message (without the file/record prefix). */
+static int read_record(const msgpack_object *rec, mu_mask *m, char *msg, size_t len) {
+    char *name;
+    int ndim;
+    int64_t shape[2], units, selected, params;
+    mu_granularity g;
+    if (mu_mask_read_layout(rec, &name, &ndim, shape, &g, &units, msg, len)) return -1;
+    int rc = -1;
+    const msgpack_object *o = mu_obj_get(rec, "bits");
     if (!o || o->type != MSGPACK_OBJECT_BIN || (int64_t)o->via.bin.size != (units + 7) / 8) {
         snprintf(msg, len, "tensor %s: \"bits\" must be bin of %lld bytes", name, (long long)((units + 7) / 8));
         goto out;
@@ -413,4 +435,22 @@ fail:
     mu_reader_close(r);
     mu_mask_free(m);
     return -1;
+}
+
+int mu_mask_from_arg(const char *arg, const mu_param_info *p, int np, mu_mask *out, char *err,
+                     size_t errlen) {
+    struct stat st;
+    char sub[400];
+    if (stat(arg, &st) != 0) {
+        if (mu_mask_from_spec(arg, p, np, out, sub, sizeof sub) == 0) return 0;
+        snprintf(err, errlen, "%s (and no file of that name)", sub);
+        return -1;
+    }
+    if (mu_mask_read(arg, out, err, errlen)) return -1;
+    if (mu_mask_check(out, p, np, sub, sizeof sub)) {
+        snprintf(err, errlen, "%s: %s", arg, sub);
+        mu_mask_free(out);
+        return -1;
+    }
+    return 0;
 }

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "arch.h"
+#include <msgpack.h>
 
 typedef enum { MU_GRAN_ELEMENT = 0, MU_GRAN_NEURON, MU_GRAN_HEAD, MU_GRAN_MATRIX } mu_granularity;
 
@@ -86,6 +87,23 @@ int mu_mask_check(const mu_mask *m, const mu_param_info *p, int np, char *err, s
  * 0 ok, -1 + err. */
 int mu_mask_from_spec(const char *spec, const mu_param_info *p, int np, mu_mask *out,
                       char *err, size_t errlen);
+
+/* A mask from a command-line argument: a mask stream file when arg names one (checked
+ * against the parameter list; errors start with the path), else a shorthand spec (errors
+ * end with "(and no file of that name)"). 0 ok, -1 + err. */
+int mu_mask_from_arg(const char *arg, const mu_param_info *p, int np, mu_mask *out, char *err,
+                     size_t errlen);
+
+/* The fields every per-tensor record of a mask or scores stream starts with: "name",
+ * "shape", "granularity", "units". pack: packs those 4 key/value pairs into a map the
+ * caller opened (with 4 + its own pairs). read: validates them (shape 1-D or 2-D of
+ * positive sizes, a known granularity, units >= 1; units against the shape is
+ * mu_mask_add's job); *name is malloc'd (NULL on failure). 0 ok, -1 + message without the
+ * file/record prefix. */
+void mu_mask_pack_layout(msgpack_packer *pk, const char *name, int ndim, const int64_t *shape,
+                         mu_granularity g, int64_t units);
+int mu_mask_read_layout(const msgpack_object *rec, char **name, int *ndim, int64_t shape[2],
+                        mu_granularity *g, int64_t *units, char *msg, size_t len);
 
 /* Writes m as a "mask" stream to path ("-" = stdout), atomically. Tool-side: dies on I/O
  * errors like every mu_writer. inputs (may be NULL) are noted in the header as

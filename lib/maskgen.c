@@ -65,33 +65,13 @@ int64_t mu_cands_params(const mu_cands *c) {
 
 /* Reads one scores record into c; 0 ok, -1 + message (without the file/record prefix). */
 static int read_scores_record(const msgpack_object *rec, mu_cands *c, char *msg, size_t len) {
-    char *name = mu_obj_strdup(mu_obj_get(rec, "name"));
-    if (!name) { snprintf(msg, len, "missing or non-string \"name\""); return -1; }
-    int rc = -1;
-    int64_t shape[2] = {0, 1}, units;
+    char *name;
+    int ndim;
+    int64_t shape[2], units;
     mu_granularity g;
-    const msgpack_object *o = mu_obj_get(rec, "shape");
-    if (!o || o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < 1 || o->via.array.size > 2) {
-        snprintf(msg, len, "tensor %s: \"shape\" must be an array of 1 or 2 ints", name);
-        goto out;
-    }
-    int ndim = (int)o->via.array.size;
-    for (int d = 0; d < ndim; d++)
-        if (mu_obj_int(&o->via.array.ptr[d], &shape[d]) < 0 || shape[d] < 1 || shape[d] > (1LL << 40)) {
-            snprintf(msg, len, "tensor %s: bad \"shape\"", name);
-            goto out;
-        }
-    char *gs = mu_obj_strdup(mu_obj_get(rec, "granularity"));
-    int gok = gs && mu_gran_parse(gs, &g) == 0;
-    free(gs);
-    if (!gok) {
-        snprintf(msg, len, "tensor %s: \"granularity\" must be element, neuron, head or matrix", name);
-        goto out;
-    }
-    if (mu_obj_int(mu_obj_get(rec, "units"), &units) < 0 || units < 1) {
-        snprintf(msg, len, "tensor %s: missing or bad \"units\"", name);
-        goto out;
-    }
+    if (mu_mask_read_layout(rec, &name, &ndim, shape, &g, &units, msg, len)) return -1;
+    int rc = -1;
+    const msgpack_object *o;
     if (cands_add(c, name, ndim, shape, g, units, msg, len) < 0) goto out;
     mu_tensor_view tv;
     char terr[160];

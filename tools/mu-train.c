@@ -255,17 +255,11 @@ static mu_model *load_model(const char *path, const char *const *deltas, int n, 
 }
 
 static void load_mask(const char *arg, mu_model *m, mu_mask *mask) {
-    char err[512];
-    struct stat st;
+    char err[1024];
     int np = mu_model_n_params(m);
     mu_param_info *info = mu_xmalloc((size_t)np * sizeof *info);
     for (int i = 0; i < np; i++) info[i] = mu_model_param(m, i)->info;
-    if (stat(arg, &st) == 0) {
-        if (mu_mask_read(arg, mask, err, sizeof err)) mu_die("%s", err);
-        if (mu_mask_check(mask, info, np, err, sizeof err)) mu_die("%s: %s", arg, err);
-    } else if (mu_mask_from_spec(arg, info, np, mask, err, sizeof err)) {
-        mu_die("--mask: %s (and no file of that name)", err);
-    }
+    if (mu_mask_from_arg(arg, info, np, mask, err, sizeof err)) mu_die("--mask: %s", err);
     free(info);
 }
 
