@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# t_sports_pipeline.sh — pipelines/sports.mk (the `make demo` job) wired end to end on a tiny
+# configuration: stories260K, 16 facts, a few steps. Checks the report's tables (every model,
+# the attribution-patching localization, the probes), that a second run rebuilds nothing, and
+# that a changed attribution rebuilds only what depends on it.
+. "$(dirname "$0")/lib.sh"
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+M="$SHARED_DATA/models/stories260K"
+if [ ! -d "$M" ] || [ ! -f "$SHARED_DATA/sports/sports.csv" ] || [ ! -d "$SHARED_DATA/mmlu" ]; then
+  skip sports_pipeline "no stories260K, sports or mmlu under $SHARED_DATA"; exit 0
+fi
+run() { make -C "$ROOT" --no-print-directory -f pipelines/sports.mk MU_BIN="$MU_BIN" RUN="$T/run" \
+  DATA="$SHARED_DATA" MODEL="$M" N_FACTS=16 N_FORGET=8 LEARN_STEPS=10 UNLEARN_STEPS=5 RELEARN_STEPS=3 \
+  BATCH=8 MMLU_N=8 MASK_early=mlp:1-2 MASK_late=mlp:3-4 ATP_LAYERS=2 ATP_SAMPLES=2 "$@"; }
+if ! run >"$T/log" 2>&1; then
+  fail sports_pipeline_runs "$(tail -3 "$T/log" | tr '\n' ' ')"; exit 0
+fi
+ok sports_pipeline_runs
+R="$T/run/report.md"
+t sports_pipeline_model_rows bash -c "[ \$(grep -cE '^\| (base|learned|(un|re)learned-(early|late|all|atp)) \| [01]\.[0-9]{2} / ' '$R') = 10 ]"
+t sports_pipeline_atp_layers grep -qE 'atp=mlp:[0-4](,[0-4])?\.' "$R"
+t sports_pipeline_probe_rows bash -c "[ \$(grep -cE '^\| (base|learned|unlearned-(early|late|all|atp)) \| [0-9] \| [01]\.[0-9]{2} \|' '$R') = 6 ]"
+# nothing is stale after a run: the only recipe left is the report's cat
+t sports_pipeline_up_to_date bash -c "[ \"\$($(declare -f run); T='$T'; ROOT='$ROOT'; MU_BIN='$MU_BIN'; SHARED_DATA='$SHARED_DATA'; M='$M'; run -n | grep -c '^mu-')\" = 0 ]"
+# new attribution scores: the atp mask, its unlearning and relearning, their evaluations and
+# probes are redone, nothing of the hand-picked localizations
+touch "$T/run/attrib/atp.scores"
+run -n > "$T/plan" 2>&1
+t sports_pipeline_rebuilds_only_atp bash -c "
+  grep -q '^mu-maskgen' '$T/plan' && [ \$(grep -c '^mu-train' '$T/plan') = 2 ] &&
+  ! grep -qE 'unlearn-(early|late|all)\.st|learned\.st --objective learn' <(grep '^mu-train' '$T/plan')"
