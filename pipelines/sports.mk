@@ -172,11 +172,34 @@ $(RUN)/probes.tsv: $(foreach m,$(PROBE_MODELS),$(RUN)/probes/$(m).probes)
 	done > $@.tmp
 	mv $@.tmp $@
 
-$(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/probes.tsv pipelines/sports-report.awk $(filter $(RUN)/%,$(foreach l,$(LOCS),$(MASK_$(l))))
+# ---- plots (gnuplot, when installed: `make demo` installs it) -------------------------------
+# probe accuracy on the forget facts by layer, one line per model; attribution patching's
+# per-layer MLP effects on the learned model
+PLOTS ?= $(if $(shell command -v gnuplot 2>/dev/null),$(RUN)/probes.png $(if $(filter atp,$(LOCS)),$(RUN)/atp.png))
+$(RUN)/probes.png: $(RUN)/probes.tsv
+	gnuplot -e "set terminal png size 800,480; set output '$@.tmp'; set datafile separator '\t'; \
+	  set title 'Sports Facts: is the sport decodable from the forget facts'' latent states?'; \
+	  set xlabel 'layer (residual stream after it, athlete''s last token)'; set ylabel 'probe accuracy'; \
+	  set yrange [0:1.05]; set key outside right; stats '$<' using 2 nooutput; \
+	  set xtics STATS_max > 12 ? 5 : 1; \
+	  plot for [m in '$(PROBE_MODELS)'] '$<' using 2:(strcol(1) eq m ? \$$4 : NaN) with linespoints title m"
+	mv $@.tmp $@
+$(RUN)/atp.png: $(RUN)/attrib/atp.scores
+	mu-dump $< | head -1 | jq -r '.meta.mlp_effect | to_entries[] | "\(.key)\t\(.value)"' > $@.tsv
+	gnuplot -e "set terminal png size 800,400; set output '$@.tmp'; set datafile separator '\t'; \
+	  set title 'Attribution patching on the learned model: MLP effect on the forget answers'; \
+	  set xlabel 'layer'; set ylabel 'drop of the answer log-prob'; set style fill solid 0.6; \
+	  set boxwidth 0.8; set xzeroaxis; stats '$@.tsv' using 1:2 nooutput; set xtics STATS_max_x > 12 ? 5 : 1; \
+	  set yrange [(STATS_min_y < 0 ? 1.1 * STATS_min_y : 0):*]; plot '$@.tsv' using 1:2 with boxes notitle"
+	rm -f $@.tsv
+	mv $@.tmp $@
+
+$(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/probes.tsv pipelines/sports-report.awk $(PLOTS) \
+                  $(filter $(RUN)/%,$(foreach l,$(LOCS),$(MASK_$(l))))
 	awk -f pipelines/sports-report.awk -v models='$(MODELS_EVAL)' -v n_forget=$(N_FORGET) \
 	  -v n_facts=$(N_FACTS) -v masks="$(foreach l,$(LOCS),$(l)=$(call mask_desc,$(MASK_$(l))))" \
 	  -v mmlu='$(MMLU_SUBJECT) ($(MMLU_N) questions)' -v probe_models='$(PROBE_MODELS)' \
-	  $< $(RUN)/probes.tsv > $@.tmp
+	  -v plots='$(notdir $(PLOTS))' $< $(RUN)/probes.tsv > $@.tmp
 	mv $@.tmp $@
 
 # a mask's description for the report: a shorthand as it is, a mask file as its MLP layers

@@ -29,3 +29,13 @@ run -n > "$T/plan" 2>&1
 t sports_pipeline_rebuilds_only_atp bash -c "
   grep -q '^mu-maskgen' '$T/plan' && [ \$(grep -c '^mu-train' '$T/plan') = 2 ] &&
   ! grep -qE 'unlearn-(early|late|all)\.st|learned\.st --objective learn' <(grep '^mu-train' '$T/plan')"
+# the plots, where gnuplot is installed (make demo installs it): PNG files the report shows
+if command -v gnuplot >/dev/null; then
+  t sports_pipeline_plots bash -c "
+    for p in probes atp; do
+      [ \"\$(head -c 8 '$T/run/'\$p.png | od -An -tx1 | tr -d ' \n')\" = 89504e470d0a1a0a ] &&
+      grep -q \"(\$p.png)\" '$R' || exit 1
+    done"
+else
+  skip sports_pipeline_plots "gnuplot not installed"
+fi
