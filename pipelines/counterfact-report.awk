@@ -1,0 +1,73 @@
+# counterfact-report.awk — the markdown report of pipelines/counterfact.mk from mu-score's TSV
+# (header line, then metric, group "model=..,split=..", value, n). Variables: models (the
+# row order), n_edits, n_keep, n_pool, known, filter, n_neighbor, train, masks.
+BEGIN { FS = "\t" }
+NR == 1 { next }
+{
+    delete key
+    split($2, kv, ",")
+    for (i in kv) { split(kv[i], p, "="); key[p[1]] = p[2] }
+    v[$1, key["model"], key["split"]] = $3
+    n[key["model"], key["split"]] = $4
+}
+function has(metric, m, s) { return (metric, m, s) in v }
+function num(metric, m, s) { return v[metric, m, s] + 0 }
+function cell(m, s) {
+    if (!has("choice_acc", m, s)) return "–"
+    return sprintf("%.2f / %.2f", num("choice_acc", m, s), num("choice_prob", m, s))
+}
+END {
+    nm = split(models, M, " ")
+    ns = split("edit para neighbor keep heldout", S, " ")
+    print "# CounterFact: localized knowledge editing (mu)\n"
+    if (filter == 1)
+        printf "Known facts (true answer beats the edit target on the prompt): %d of the first %d rows; ", known, n_pool
+    else
+        printf "No knowledge filter (the first %d rows); ", n_pool
+    printf "edited the first %d, kept the next %d unchanged (retain).\n", n_edits, n_keep
+    printf "Training: %s. Localizations: %s.\n", train, masks
+    print "Cells: 2-way choice accuracy / probability renormalized over {true, new} target, of the"
+    print "NEW target for `efficacy` (edit prompts), `paraphrase` and `heldout` (the half of the edit"
+    print "facts the relearning attack did not train on), of the TRUE target for `neighbourhood`"
+    printf "(other subjects, same relation and answer; %s per fact) and `retain` (kept facts).\n", (n_neighbor == "" ? "all" : "the first " n_neighbor)
+    print "relearned-* rows: after the attack (fine-tuning on the true answers of the other half).\n"
+    print "| model | efficacy | paraphrase | neighbourhood | retain | heldout |"
+    print "|---|---|---|---|---|---|"
+    for (i = 1; i <= nm; i++) {
+        line = "| " M[i] " |"
+        for (s = 1; s <= ns; s++) line = line " " cell(M[i], S[s]) " |"
+        print line
+    }
+    summary()
+}
+# two sentences, each only restating numbers of the table
+function summary(   i, l, best, worst, bl, wl, lo, hi, s2, first) {
+    best = -1; worst = 2
+    for (i = 1; i <= nm; i++) {
+        if (M[i] !~ /^edited-/ || !has("choice_acc", M[i], "edit")) continue
+        l = substr(M[i], 8)
+        if (num("choice_acc", M[i], "edit") > best) { best = num("choice_acc", M[i], "edit"); bl = l }
+        if (num("choice_acc", M[i], "edit") < worst) { worst = num("choice_acc", M[i], "edit"); wl = l }
+        if (lo == "" || num("choice_acc", M[i], "neighbor") < lo) lo = num("choice_acc", M[i], "neighbor")
+        if (hi == "" || num("choice_acc", M[i], "neighbor") > hi) hi = num("choice_acc", M[i], "neighbor")
+    }
+    if (best < 0) return
+    print "\n## What the numbers show\n"
+    printf "Edit efficacy (accuracy) ranged from %.2f (%s) to %.2f (%s) against %.2f for the base model, " \
+        "while neighbourhood accuracy went from %.2f (base) to %s after editing. ",
+        worst, wl, best, bl, num("choice_acc", "base", "edit"), num("choice_acc", "base", "neighbor"),
+        (sprintf("%.2f", lo) == sprintf("%.2f", hi) ? sprintf("%.2f", lo) : sprintf("between %.2f and %.2f", lo, hi))
+    s2 = ""; first = 1
+    for (i = 1; i <= nm; i++) {
+        if (M[i] !~ /^relearned-/) continue
+        l = substr(M[i], 11)
+        if (!has("choice_acc", M[i], "heldout") || !has("choice_acc", "edited-" l, "heldout")) continue
+        s2 = s2 (first ? "" : ", ") sprintf("%s %.2f → %.2f", l, num("choice_acc", "edited-" l, "heldout"),
+                                             num("choice_acc", M[i], "heldout"))
+        first = 0
+    }
+    if (s2 != "")
+        printf "The relearning attack moved held-out efficacy (accuracy, edited → relearned) as follows: %s.\n", s2
+    else
+        print ""
+}

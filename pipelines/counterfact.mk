@@ -1,0 +1,211 @@
+# counterfact.mk — Mechanistic Unlearning (Guo et al. 2024): localized knowledge EDITING on
+# CounterFact (Meng et al. 2022), end to end.
+#
+#   make -f pipelines/counterfact.mk [RUN=runs/counterfact] [MODEL=...] [N_EDITS=32] ...
+#
+#   1. known       the first N_POOL facts scored with two candidates (target_true |
+#                  target_false) on their prompt; a fact is known when the true answer wins
+#                  (KNOWN_FILTER=0 takes every row: for tiny models that know none).
+#                  The first N_EDITS known facts are edited, the next N_KEEP are kept.
+#   2. tokens      edit prompts (answer: the new target), their paraphrase prompts (new
+#                  target), neighbourhood prompts (other subjects, same relation: the true
+#                  answer must survive; the first N_NEIGHBOR of each fact), the kept facts
+#                  (true answer); the arrays of a CounterFact record are flattened with jq
+#                  into one record per prompt, keeping case_id and both targets
+#   3. localize    MLPs of early layers (fact lookup), late layers, all MLPs, and the
+#                  ATP_LAYERS MLP layers that attribution patching (mu-attrib --method atp,
+#                  noise on the subject) ranks highest for the true answers of the edit facts
+#   4. edit        mu-train EDIT_OBJ (edit = cross-entropy to the new answer, retain-ce on
+#                  the kept facts' true answers), masked to each localization, same steps/lr
+#   5. relearn     the relearning attack: each edited model fine-tuned on the TRUE answers of
+#                  the first half of the edit facts; the other half (heldout) is tested
+#   6. report.md   localization x {efficacy, paraphrase, neighbourhood, retain, heldout}:
+#                  2-way choice accuracy / probability (renormalized over the two targets)
+# Make rebuilds only what is stale (change EDIT_STEPS and only the edits, the attacks,
+# their evaluations and the report are redone). Every tool writes atomically, so an
+# interrupted run resumes where it stopped. With the defaults (SmolLM2-135M-Instruct, fetched
+# by pipelines/models.mk) it takes about 20 minutes on 2 CPU cores.
+.DEFAULT_GOAL := all
+include pipelines/models.mk
+MU_BIN ?= bin
+export PATH := $(abspath $(MU_BIN)):$(PATH)
+DATA   ?= ../shared/data
+RUN    ?= runs/counterfact
+MODEL  ?= $(SMOLLM2)
+CF     ?= $(DATA)/counterfact/counterfact.jsonl
+Q      ?= -q
+SEED   ?= 1
+SHELL  := bash
+.SHELLFLAGS := -eo pipefail -c
+.DELETE_ON_ERROR:
+
+# ---- knobs --------------------------------------------------------------------------
+N_POOL       ?= 300
+KNOWN_FILTER ?= 1
+N_EDITS      ?= 32
+N_KEEP       ?= 32
+# neighbourhood prompts per edit fact (CounterFact has 10; empty: all of them)
+N_NEIGHBOR   ?= 2
+HALF         := $(shell echo $$(( $(N_EDITS) / 2 )))
+EDIT_OBJ     ?= edit=1,retain-ce=1
+EDIT_STEPS   ?= 20
+EDIT_LR      ?= 5e-4
+BATCH        ?= 16
+RELEARN_STEPS ?= 10
+RELEARN_LR    ?= 1e-4
+# the relearning attack's mask (empty: every parameter)
+RELEARN_MASK  ?=
+
+# Localizations: MLPs of early layers (fact lookup, Guo et al.), late layers (the output
+# side), every MLP, and the ATP_LAYERS MLP layers ranked highest by attribution patching.
+LOCS        ?= early late all atp
+MASK_early  ?= mlp:1-7
+MASK_late   ?= mlp:22-29
+MASK_all    ?= mlp:all
+MASK_atp    ?= $(RUN)/masks/atp.mask
+ATP_LAYERS  ?= 8
+ATP_SAMPLES ?= 4
+
+# the model's files, for staleness (a directory's own time says nothing)
+MODEL_DEPS := $(if $(wildcard $(MODEL)/config.json),$(wildcard $(MODEL)/config.json $(MODEL)/*.safetensors $(MODEL)/tokenizer.json),$(MODEL))
+CHOICES := '{target_true}|{target_false}'
+# the answer of each split: the new target where the edit should show, else the true one
+TARGET_edit     := {target_false}
+TARGET_para     := {target_false}
+TARGET_heldout  := {target_false}
+TARGET_neighbor := {target_true}
+TARGET_keep     := {target_true}
+TARGET_relearn  := {target_true}
+TARGET_true     := {target_true}
+
+SPLITS := edit para neighbor keep heldout
+# edited models are judged on every split, relearned ones on the held-out half
+MODELS_EVAL := base $(foreach l,$(LOCS),edited-$(l)) $(foreach l,$(LOCS),relearned-$(l))
+SPLITS_base := $(SPLITS)
+$(foreach l,$(LOCS),$(eval SPLITS_edited-$(l) := $(SPLITS)))
+$(foreach l,$(LOCS),$(eval SPLITS_relearned-$(l) := heldout))
+# the deltas that make each model (applied in order on top of MODEL)
+DELTAS_base :=
+$(foreach l,$(LOCS),$(eval DELTAS_edited-$(l) := $(RUN)/edit-$(l).st))
+$(foreach l,$(LOCS),$(eval DELTAS_relearned-$(l) := $(RUN)/edit-$(l).st $(RUN)/relearn-$(l).st))
+
+.PHONY: all report
+all report: $(RUN)/report.md
+	@cat $<
+
+# ---- 1. the facts the model knows ------------------------------------------------------
+$(RUN)/tok/pool.tok: $(CF) $(MODEL_DEPS)
+	@mkdir -p $(@D)
+	mu-tokenize $(Q) --model $(MODEL) --rows 0-$(N_POOL) --prompt '{prompt}' \
+	  --target '{target_true}' --choices $(CHOICES) --out $@ $<
+$(RUN)/out/base/pool.out: $(RUN)/tok/pool.tok
+	@mkdir -p $(@D)
+	mu-forward $(Q) --model $(MODEL) --emit choices --out $@ $<
+
+# known.idx: CounterFact row indices (0-based) where the true answer beats the edit target
+$(RUN)/known.idx: $(RUN)/out/base/pool.out
+ifeq ($(KNOWN_FILTER),1)
+	mu-dump -H --full --kind outputs $< | \
+	  jq -r 'select(.choice_logprobs.data[0] > .choice_logprobs.data[1]) | .id' > $@.tmp
+else
+	seq 0 $$(( $(N_POOL) - 1 )) > $@.tmp
+endif
+	n=$$(wc -l < $@.tmp); if [ $$n -lt $$(( $(N_EDITS) + $(N_KEEP) )) ]; then \
+	  echo "$@: only $$n known facts in the first $(N_POOL) rows, need N_EDITS + N_KEEP = $$(( $(N_EDITS) + $(N_KEEP) ))" >&2; \
+	  rm -f $@.tmp; exit 1; fi
+	mv $@.tmp $@
+
+# the rows of each set: edit = the first N_EDITS known facts, keep = the next N_KEEP;
+# relearn = the first half of edit (the attack trains on it), heldout = the second half
+$(RUN)/idx/edit.idx: $(RUN)/known.idx
+	@mkdir -p $(@D)
+	head -n $(N_EDITS) $< > $@.tmp && mv $@.tmp $@
+$(RUN)/idx/keep.idx: $(RUN)/known.idx
+	@mkdir -p $(@D)
+	tail -n +$$(( $(N_EDITS) + 1 )) $< | head -n $(N_KEEP) > $@.tmp && mv $@.tmp $@
+$(RUN)/idx/relearn.idx: $(RUN)/idx/edit.idx
+	head -n $(HALF) $< > $@.tmp && mv $@.tmp $@
+$(RUN)/idx/heldout.idx: $(RUN)/idx/edit.idx
+	tail -n +$$(( $(HALF) + 1 )) $< > $@.tmp && mv $@.tmp $@
+$(RUN)/idx/true.idx: $(RUN)/idx/edit.idx
+	cp $< $@
+
+# ---- 2. tokens ------------------------------------------------------------------------------
+# SET from CounterFact's own prompts (subject span recorded): edit, heldout, keep, relearn,
+# and true (the edit facts with their true answer: what attribution patching localizes)
+define TOKENS_RULE
+$(RUN)/tok/$(1).tok: $(RUN)/idx/$(1).idx $(CF) $(MODEL_DEPS)
+	mu-tokenize $(Q) --model $(MODEL) --select $$< --span subject --prompt '{prompt}' \
+	  --target '$(TARGET_$(1))' --choices $(CHOICES) --out $$@ $(CF)
+endef
+$(foreach s,edit heldout keep relearn true,$(eval $(call TOKENS_RULE,$(s))))
+
+# the edit facts' paraphrase and neighbourhood prompts, one JSONL record per prompt
+# {case_id, subject, prompt, target_true, target_false}
+flatten = jq -c -s --slurpfile sel $(RUN)/idx/edit.idx \
+  '. as $$all | $$sel[] | $$all[.] as $$r | $$r.$(1)[:$(or $(2),null)][] \
+   | {case_id: $$r.case_id, subject: $$r.subject, prompt: ., target_true: $$r.target_true, target_false: $$r.target_false}'
+$(RUN)/data/para.jsonl: $(RUN)/idx/edit.idx $(CF)
+	@mkdir -p $(@D)
+	$(call flatten,paraphrase_prompts,) $(CF) > $@.tmp && mv $@.tmp $@
+$(RUN)/data/neighbor.jsonl: $(RUN)/idx/edit.idx $(CF)
+	@mkdir -p $(@D)
+	$(call flatten,neighborhood_prompts,$(N_NEIGHBOR)) $(CF) > $@.tmp && mv $@.tmp $@
+# kept after the run (made by a pattern rule, they would be deleted as intermediates)
+.SECONDARY: $(RUN)/tok/para.tok $(RUN)/tok/neighbor.tok
+$(RUN)/tok/%.tok: $(RUN)/data/%.jsonl $(MODEL_DEPS)
+	mu-tokenize $(Q) --model $(MODEL) --prompt '{prompt}' --target '$(TARGET_$*)' \
+	  --choices $(CHOICES) --out $@ $<
+
+# ---- 3. localization: attribution patching on the base model -------------------------------
+# noise on the subject's tokens, every MLP layer's effect on the true answers' log-probability;
+# the top ATP_LAYERS layers' MLPs (gate, up, down: 3 matrices a layer)
+$(RUN)/attrib/atp.scores: $(RUN)/tok/true.tok $(MODEL_DEPS)
+	@mkdir -p $(@D)
+	mu-attrib $(Q) --model $(MODEL) --forget $< --subject subject --method atp \
+	  --tensors mlp:all --samples $(ATP_SAMPLES) --seed $(SEED) --out $@
+$(RUN)/masks/atp.mask: $(RUN)/attrib/atp.scores
+	@mkdir -p $(@D)
+	mu-maskgen $(Q) --scores $< --units $$((3 * $(ATP_LAYERS))) --out $@
+
+# ---- 4, 5. edits and relearning attacks ----------------------------------------------------
+define EDIT_RULE
+$(RUN)/edit-$(1).st: $(RUN)/tok/edit.tok $(RUN)/tok/keep.tok $(MODEL_DEPS) $(filter $(RUN)/%,$(MASK_$(1)))
+	mu-train $(Q) --model $(MODEL) --mask $(MASK_$(1)) --objective $(EDIT_OBJ) \
+	  --forget $(RUN)/tok/edit.tok --retain $(RUN)/tok/keep.tok --steps $(EDIT_STEPS) \
+	  --batch $(BATCH) --lr $(EDIT_LR) --seed $(SEED) --log $(RUN)/edit-$(1).log --out $$@
+$(RUN)/relearn-$(1).st: $(RUN)/edit-$(1).st $(RUN)/tok/relearn.tok
+	mu-train $(Q) --model $(MODEL) --delta $(RUN)/edit-$(1).st $(if $(RELEARN_MASK),--mask $(RELEARN_MASK)) \
+	  --objective learn --train $(RUN)/tok/relearn.tok --steps $(RELEARN_STEPS) \
+	  --batch $(BATCH) --lr $(RELEARN_LR) --seed $(SEED) --log $(RUN)/relearn-$(1).log --out $$@
+endef
+$(foreach l,$(LOCS),$(eval $(call EDIT_RULE,$(l))))
+
+# ---- evaluation -----------------------------------------------------------------------------
+# $(RUN)/out/MODEL/SPLIT.out: both targets' log-probs of each record
+define EVAL_RULE
+$(RUN)/out/$(1)/%.out: $(RUN)/tok/%.tok $(DELTAS_$(1))
+	@mkdir -p $$(@D)
+	mu-forward $(Q) --model $(MODEL) $(addprefix --delta ,$(DELTAS_$(1))) --emit choices --out $$@ $$<
+endef
+$(foreach m,$(MODELS_EVAL),$(eval $(call EVAL_RULE,$(m))))
+
+OUTS := $(foreach m,$(MODELS_EVAL),$(foreach s,$(SPLITS_$(m)),$(RUN)/out/$(m)/$(s).out))
+$(RUN)/scores.tsv: $(OUTS)
+	mu-score $(Q) --by model,split --metrics choice_acc,choice_prob --format tsv \
+	  $(foreach m,$(MODELS_EVAL),--label model=$(m) \
+	    $(foreach s,$(SPLITS_$(m)),--label split=$(s) $(RUN)/out/$(m)/$(s).out)) > $@.tmp
+	mv $@.tmp $@
+
+$(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/known.idx pipelines/counterfact-report.awk $(filter $(RUN)/%,$(foreach l,$(LOCS),$(MASK_$(l))))
+	awk -f pipelines/counterfact-report.awk -v models='$(MODELS_EVAL)' -v n_edits=$(N_EDITS) \
+	  -v n_keep=$(N_KEEP) -v n_pool=$(N_POOL) -v known=$$(wc -l < $(RUN)/known.idx) \
+	  -v filter=$(KNOWN_FILTER) -v n_neighbor=$(N_NEIGHBOR) \
+	  -v train='$(EDIT_OBJ), $(EDIT_STEPS) steps, lr $(EDIT_LR); attack: $(RELEARN_STEPS) steps, lr $(RELEARN_LR)' \
+	  -v masks="$(foreach l,$(LOCS),$(l)=$(call mask_desc,$(MASK_$(l))))" $< > $@.tmp
+	mv $@.tmp $@
+
+# a mask's description for the report: a shorthand as it is, a mask file as its MLP layers
+comma := ,
+mask_desc = $(if $(filter $(RUN)/%,$(1)),mlp:$$(mu-dump $(1) | jq -r 'select(.name) | .name' | \
+  sed -E 's/.*layers\.([0-9]+)\..*/\1/' | sort -nu | paste -sd$(comma) -),$(1))

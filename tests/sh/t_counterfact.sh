@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# t_counterfact.sh — pipelines/counterfact.mk (localized editing on CounterFact) wired end to
+# end on a tiny configuration: stories260K, 12 pool rows without the knowledge filter (the
+# tiny model knows no facts), 4 edits, 4 kept facts, a few steps. Checks the report (one row
+# per model, numbers in [0, 1], the base model's efficacy recomputed from its outputs), the
+# flattened paraphrase/neighbourhood records against the data (jq), the answers of the token
+# sets, that a second run rebuilds nothing, that new attribution scores rebuild only the atp
+# localization, and the knowledge filter on its own (every selected fact's true answer wins).
+. "$(dirname "$0")/lib.sh"
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+M="$SHARED_DATA/models/stories260K"
+CF="$SHARED_DATA/counterfact/counterfact.jsonl"
+if [ ! -d "$M" ] || [ ! -f "$CF" ]; then
+  skip counterfact_pipeline "no stories260K or counterfact under $SHARED_DATA"; exit 0
+fi
+for c in jq make awk; do
+  command -v $c >/dev/null || { skip counterfact_pipeline "needs $c"; exit 0; }
+done
+R="$T/run"
+run() { OMP_NUM_THREADS=1 make -C "$ROOT" --no-print-directory -f pipelines/counterfact.mk \
+  MU_BIN="$MU_BIN" DATA="$SHARED_DATA" RUN="$R" MODEL="$M" N_POOL=12 KNOWN_FILTER=0 N_EDITS=4 \
+  N_KEEP=4 N_NEIGHBOR=3 EDIT_STEPS=3 RELEARN_STEPS=2 BATCH=4 MASK_early=mlp:0-1 MASK_late=mlp:3-4 \
+  ATP_LAYERS=2 ATP_SAMPLES=2 "$@"; }
+if ! run -j2 >"$T/log" 2>&1; then
+  fail counterfact_pipeline_runs "$(tail -3 "$T/log" | tr '\n' ' ')"; exit 0
+fi
+ok counterfact_pipeline_runs
+REP="$R/report.md"
+
+# the table: base and edited-* with five numeric cells, relearned-* with the held-out one
+cellre='[01]\.[0-9]{2} / [01]\.[0-9]{2}'
+t counterfact_report_rows bash -c "
+  [ \$(grep -cE '^\| (base|edited-(early|late|all|atp)) \|( $cellre \|){5}\$' '$REP') = 5 ] &&
+  [ \$(grep -cE '^\| relearned-(early|late|all|atp) \|( – \|){4} $cellre \|\$' '$REP') = 4 ] &&
+  [ \$(grep -c '^| ' '$REP') = 10 ]"
+# every number of the table is in [0, 1]
+t counterfact_report_unit bash -c "
+  grep -E '^\| (base|edited|relearned)' '$REP' | grep -oE '[0-9]+\.[0-9]+' |
+  awk '{ n++; if (\$1 < 0 || \$1 > 1) bad = 1 } END { exit bad || n != 2 * (5 * 5 + 4) }'"
+t counterfact_report_atp_layers grep -qE 'atp=mlp:[0-4],[0-4]\.' "$REP"
+# the base model's efficacy cell recomputed from its outputs without mu-score: the fraction
+# of edit prompts where the new target (candidate 1) wins, and mean p(new) over the two
+t counterfact_efficacy_recomputed bash -c "
+  want=\$(mu-dump -H --full '$R/out/base/edit.out' | jq -s -r '
+    [.[] | .choice_logprobs.data] as \$l | (\$l | length) as \$n |
+    [(\$l | map(select(.[1] > .[0])) | length) / \$n,
+     (\$l | map(1 / (1 + ((.[0] - .[1]) | exp))) | add) / \$n] | @tsv' |
+    awk -F'\t' '{ printf \"%.2f / %.2f\", \$1, \$2 }')
+  grep -qF \"| base | \$want |\" '$REP' || { echo \"want \$want\"; exit 1; }"
+# the flattened prompts: one record per paraphrase prompt and per first N_NEIGHBOR
+# neighbourhood prompts of each edit fact (rows 0-3 without the filter), with its targets
+t counterfact_flatten bash -c "
+  for f in paraphrase_prompts:para:99 neighborhood_prompts:neighbor:3; do
+    IFS=: read -r field name k <<< \"\$f\"
+    want=\$(head -n 4 '$CF' | jq -c --argjson k \$k --arg field \$field '. as \$r | .[\$field][0:\$k][] |
+      [\$r.case_id, ., \$r.target_true, \$r.target_false]')
+    got=\$(jq -c '[.case_id, .prompt, .target_true, .target_false]' '$R/data/'\$name.jsonl)
+    [ -n \"\$want\" ] && [ \"\$want\" = \"\$got\" ] || { echo \"\$name differs\"; exit 1; }
+  done"
+# answers: the new target (candidate 1) for edit, paraphrase and held-out prompts, the true
+# one (candidate 0) for neighbourhood, kept and relearning records; the candidates are the
+# data's target_true and target_false of the record's case
+t counterfact_answers bash -c "
+  head -n 12 '$CF' | jq -s 'map({key: (.case_id | tostring), value: [.target_true, .target_false]}) | from_entries' > '$T/targets.json'
+  for s in edit:1 para:1 heldout:1 neighbor:0 keep:0 relearn:0 true:0; do
+    f=\${s%:*} a=\${s#*:}
+    mu-dump -H '$R/tok/'\$f.tok | jq -e -s --argjson a \$a --slurpfile t '$T/targets.json' \
+      'length > 0 and all(.answer == \$a and .target_texts == \$t[0][.meta.case_id | tostring])' >/dev/null ||
+      { echo \"\$f\"; exit 1; }
+  done"
+t counterfact_rows bash -c "
+  [ \"\$(cat '$R/idx/edit.idx' | tr '\n' ' ')\" = '0 1 2 3 ' ] &&
+  [ \"\$(cat '$R/idx/keep.idx' | tr '\n' ' ')\" = '4 5 6 7 ' ] &&
+  [ \"\$(cat '$R/idx/relearn.idx' | tr '\n' ' ')\" = '0 1 ' ] &&
+  [ \"\$(cat '$R/idx/heldout.idx' | tr '\n' ' ')\" = '2 3 ' ]"
+
+# nothing is stale after a run
+t counterfact_up_to_date run -q "$R/report.md"
+t counterfact_nothing_to_run bash -c "[ \"\$($(declare -f run); R='$R' ROOT='$ROOT' MU_BIN='$MU_BIN' SHARED_DATA='$SHARED_DATA' M='$M'; run -n | grep -c '^mu-')\" = 0 ]"
+# new attribution scores: the atp mask, its edit and attack are redone, no other edit
+touch "$R/attrib/atp.scores"
+run -n > "$T/plan" 2>&1
+t counterfact_rebuilds_only_atp bash -c "
+  grep -q '^mu-maskgen' '$T/plan' && [ \$(grep -c '^mu-train' '$T/plan') = 2 ] &&
+  [ \$(grep '^mu-train' '$T/plan' | grep -c 'edit-atp.st') = 2 ]"
+
+# the knowledge filter: every selected row's true answer beats the edit target in the pool
+R2="$T/filter"
+if ! run RUN="$R2" KNOWN_FILTER=1 N_POOL=40 N_EDITS=2 N_KEEP=2 "$R2/idx/edit.idx" "$R2/idx/keep.idx" >"$T/log2" 2>&1; then
+  if grep -q 'known facts in the first 40 rows' "$T/log2"; then
+    skip counterfact_known_filter "stories260K knows fewer than 4 of the first 40 facts"
+  else
+    fail counterfact_known_filter "$(tail -3 "$T/log2" | tr '\n' ' ')"
+  fi
+else
+  t counterfact_known_filter bash -c "
+    mu-dump -H --full '$R2/out/base/pool.out' |
+      jq -r '[.id, (.choice_logprobs.data[0] > .choice_logprobs.data[1])] | @tsv' > '$T/pool.tsv'
+    want=\$(awk '\$2 == \"true\" { print \$1 }' '$T/pool.tsv' | head -n 4 | tr '\n' ' ')
+    got=\$(cat '$R2/idx/edit.idx' '$R2/idx/keep.idx' | tr '\n' ' ')
+    [ \"\$want\" = \"\$got\" ] && [ \$(wc -l < '$T/pool.tsv') = 40 ]"
+fi
+# too few known facts: make fails with the pipeline's one line naming the file, and no
+# known.idx is left behind
+run RUN="$T/few" KNOWN_FILTER=0 N_POOL=3 "$T/few/known.idx" >"$T/log3" 2>&1
+t counterfact_too_few bash -c "
+  [ \$(grep -cE 'known.idx: only 3 known facts in the first 3 rows, need N_EDITS \+ N_KEEP = 8\$' '$T/log3') = 1 ] &&
+  [ ! -e '$T/few/known.idx' ] && [ ! -e '$T/few/known.idx.tmp' ]"
