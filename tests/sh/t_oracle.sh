@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# t_oracle.sh — pipelines/oracle.mk (Lee et al.'s oracle-region experiment) end to end on a
+# tiny configuration: a 2-layer mu-init model, 4 TOFU forget rows, 4 retain rows, a few
+# steps, two learning rates. Checks the report (one row per mask and objective, numbers in
+# [0, 1]), the oracle mask (= the region, overlap 1), the complement (overlap 0), the
+# overlaps recounted bit by bit (base64, od, awk), masks of equal size, `make -q` up to date after the run, and that
+# touching one attribution scores file rebuilds exactly what depends on it.
+. "$(dirname "$0")/lib.sh"
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+
+if [ ! -f "$SHARED_DATA/tofu/forget01.jsonl" ] || [ ! -f "$SHARED_DATA/tofu/retain90.jsonl" ]; then
+    skip oracle_all "no TOFU data in $SHARED_DATA/tofu"; exit 0
+fi
+for c in python3 jq make awk; do
+    command -v $c >/dev/null || { skip oracle_all "needs $c"; exit 0; }
+done
+# vocabulary 259: the byte tokenizer's size, so greedy generations decode
+if ! mu-init --out "$T/model" --layers 2 --d-model 32 --heads 4 --kv-heads 2 --d-ff 64 \
+        --vocab 259 --seed 7 -q; then
+    fail oracle_all "mu-init failed"; exit 0
+fi
+R=$T/run
+MASKS="oracle random complement act wagle memflex grad"
+OBJS="graddiff npo"
+LRS="1e-3 1e-2"
+# the tiny configuration; every run of make gets the same variables
+pipe() {
+    OMP_NUM_THREADS=1 make --no-print-directory -C "$ROOT" -f pipelines/oracle.mk \
+        MU_BIN="$MU_BIN" DATA="$SHARED_DATA" RUN="$R" MODEL="$T/model" \
+        FORGET_ROWS=0-4 RETAIN_ROWS=0-4 RETAIN_EVAL_ROWS=4-8 FRAC=0.02 \
+        INJECT_STEPS=10 INJECT_BATCH=4 UNLEARN_STEPS=2 UNLEARN_BATCH=2 GEN=8 \
+        LRS="$LRS" "$@"
+}
+
+if ! out=$(pipe -j2 2>&1); then
+    fail oracle_pipeline "$(echo "$out" | tail -3 | tr '\n' ' ')"; exit 0
+fi
+ok oracle_pipeline
+
+# the table rows: "| mask | objective | overlap | AUES | AUES rouge | drop@95 | runs |"
+rows() { awk -F' *\\| *' -v masks="$MASKS" '
+    BEGIN { split(masks, M, " "); for (i in M) ok[M[i]] = 1 }
+    NF >= 8 && ($2 in ok) { print $2, $3, $4, $5, $6, $7, $8 }' "$R/report.md"; }
+t oracle_report_rows bash -c '
+    want=$(for m in '"$MASKS"'; do for o in '"$OBJS"'; do echo "$m $o"; done; done)
+    got=$('"$(declare -f rows)"'; MASKS="'"$MASKS"'" R="'"$R"'"; rows | cut -d" " -f1,2)
+    [ "$got" = "$want" ] || { echo "rows: $got"; exit 1; }'
+# overlap, AUES (prob), drop@95 and every forget drop / retention point in [0, 1]; AUES
+# (ROUGE-L) in [0, 1] or n/a (undefined when the tiny injected model's ROUGE-L is 0)
+t oracle_report_numbers bash -c "$(declare -f rows); MASKS='$MASKS' R='$R'"'
+    rows | awk '\''
+      function unit(x) { return x ~ /^[0-9.]+$/ && x + 0 >= 0 && x + 0 <= 1 }
+      { n++
+        if (!unit($3) || !unit($4) || !unit($6) || !(unit($5) || $5 == "n/a")) { print "bad: " $0; bad = 1 }
+        for (i = 7; i <= NF; i++) { v = $i; sub(/,$/, "", v); split(v, p, "/")
+          if (!unit(p[1]) || !unit(p[2])) { print "bad point: " $0; bad = 1 } } }
+      END { exit bad || n != 14 }'\'
+# the injected model: its numbers are in the report, from its metrics stream
+t oracle_report_injected bash -c '
+    p=$(mu-dump -H --kind metrics "'"$R"'/eval/injected.metrics" |
+        jq -r "select(.metric == \"answer_prob\" and .group.split == \"forget\") | .value")
+    grep -q "^| injected | $(printf %.4f "$p") |" "'"$R"'/report.md"'
+t oracle_mask_is_region cmp "$R/mask/oracle.mask" "$R/mask/region.mask"
+t oracle_overlap_oracle_1 bash -c '[ "$(cut -f1 "'"$R"'/overlap/oracle.tsv")" = 1.000000 ]'
+t oracle_overlap_complement_0 bash -c '[ "$(cut -f1,2 "'"$R"'/overlap/complement.tsv")" = "$(printf "0.000000\t0")" ]'
+# an independent check of the overlaps: the bitsets decoded by base64(1) and od(1), the
+# bits in both masks counted by awk, per tensor (units of 32 parameters here): none for
+# the complement, all of them for the oracle, the overlap file's count for the random mask
+bytes() { mu-dump --full -H --kind mask "$1" | jq -r '[.name, .bits.base64] | @tsv' |
+          while IFS=$'\t' read -r name b64; do
+              echo "$name $(printf %s "$b64" | base64 -d | od -An -tu1 -v | tr -s ' \n' '  ')"
+          done; }
+common() { { bytes "$1"; echo; bytes "$2"; } | awk '
+    NF == 0 { second = 1; next }
+    !second { for (i = 2; i <= NF; i++) a[$1, i] = $i; next }
+    { for (i = 2; i <= NF; i++) for (k = 0; k < 8; k++)
+          n += int(a[$1, i] / 2 ^ k) % 2 * (int($i / 2 ^ k) % 2) }
+    END { print n * 32 }'; }
+t oracle_overlap_independent bash -c "$(declare -f bytes common); R='$R'"'
+    [ "$(common $R/mask/region.mask $R/mask/complement.mask)" = 0 ] &&
+    [ "$(common $R/mask/region.mask $R/mask/oracle.mask)" = "$(cut -f3 $R/overlap/oracle.tsv)" ] &&
+    [ "$(common $R/mask/region.mask $R/mask/random.mask)" = "$(cut -f2 $R/overlap/random.tsv)" ] &&
+    [ "$(common $R/mask/region.mask $R/mask/act.mask)" = "$(cut -f2 $R/overlap/act.tsv)" ]'
+t oracle_overlap_in_report bash -c "$(declare -f rows); MASKS='$MASKS' R='$R'"'
+    for m in '"$MASKS"'; do
+      want=$(printf %.3f "$(cut -f1 "$R/overlap/$m.tsv")")
+      rows | awk -v m=$m -v w=$want '\''$1 == m && $3 != w { exit 1 }'\'' || { echo "$m"; exit 1; }
+    done'
+# every mask has the region's size (units of 32 parameters here, so the same count)
+t oracle_masks_equal_size bash -c '
+    [ "$(for m in '"$MASKS"'; do cut -f3 "'"$R"'/overlap/$m.tsv"; done | sort -u | wc -l)" = 1 ] &&
+    [ "$(cut -f3 "'"$R"'/overlap/oracle.tsv")" = "$(mu-dump "'"$R"'/mask/region.mask" | head -1 | jq .meta.params_selected)" ]'
+
+# nothing is stale after the run
+t oracle_make_q_up_to_date pipe -q
+
+# touching one scores file rebuilds its mask, overlap, runs, their evaluations and curves,
+# and the report: exactly those files are newer afterwards
+touch "$T/stamp"; sleep 0.01; touch "$R/scores/act.scores"
+if ! out=$(pipe -j2 2>&1); then
+    fail oracle_touch_rebuild "$(echo "$out" | tail -3 | tr '\n' ' ')"
+else
+    want=$( { echo scores/act.scores mask/act.mask overlap/act.tsv report.md
+              for o in $OBJS; do echo curve/act-$o.tsv
+                for l in $LRS; do echo unlearn/act-$o-$l.st unlearn/act-$o-$l.log \
+                  eval/act-$o-$l.forget.out eval/act-$o-$l.retain.out eval/act-$o-$l.metrics; done
+              done; } | tr ' ' '\n' | sort)
+    got=$(cd "$R" && find . -type f -newer "$T/stamp" | sed 's|^\./||' | sort)
+    if [ "$got" = "$want" ]; then ok oracle_touch_rebuild
+    else fail oracle_touch_rebuild "rebuilt: $(echo $got)"; fi
+fi
+t oracle_make_q_after_rebuild pipe -q
