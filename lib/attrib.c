@@ -67,6 +67,11 @@ static void batch_free(batch *b) {
     free(b->ids); free(b->lens); free(b->lab_from); free(b->rows); free(b->tgt);
 }
 
+/* The first row predicting an answer token. A sequence whose answer alone is longer than
+ * --max-len keeps all of it (mu_train_set_read never cuts answers) and has lab_from -1:
+ * its first answer token then has no context and is not a target. */
+static int first_label(const mu_train_seq *q) { return q->lab_from > 0 ? q->lab_from : 0; }
+
 static void batch_build(batch *b, const mu_train_set *s, int i0, int i1) {
     batch_free(b);
     b->B = i1 - i0;
@@ -83,8 +88,8 @@ static void batch_build(batch *b, const mu_train_set *s, int i0, int i1) {
         const mu_train_seq *q = &s->s[i0 + r];
         memcpy(b->ids + (size_t)r * b->T, q->ids, (size_t)q->len * sizeof *q->ids);
         b->lens[r] = q->len;
-        b->lab_from[r] = q->lab_from;
-        for (int t = q->lab_from; t + 1 < q->len; t++) {
+        b->lab_from[r] = first_label(q);
+        for (int t = first_label(q); t + 1 < q->len; t++) {
             b->rows[b->R] = (int32_t)((size_t)r * b->T + t);
             b->tgt[b->R++] = q->ids[t + 1];
         }
@@ -93,7 +98,8 @@ static void batch_build(batch *b, const mu_train_set *s, int i0, int i1) {
 
 static int64_t set_targets(const mu_train_set *s) {
     int64_t n = 0;
-    for (int i = 0; i < s->n; i++) if (s->s[i].len > s->s[i].lab_from + 1) n += s->s[i].len - 1 - s->s[i].lab_from;
+    for (int i = 0; i < s->n; i++)
+        if (s->s[i].len > first_label(&s->s[i]) + 1) n += s->s[i].len - 1 - first_label(&s->s[i]);
     return n;
 }
 

@@ -60,6 +60,12 @@ done
 expect_fail attrib_trace_no_span 1 'forget.mpk.zst: record 0: no span .* field "sport"' \
   mu-attrib --model tiny --forget forget.mpk.zst --subject sport --method atp --out bad5.mpk.zst
 
+# an answer longer than --max-len keeps all its tokens (none of the prompt): still scored
+t attrib_answer_longer_than_max_len bash -c '
+  mu-attrib --model tiny --forget forget.mpk.zst --max-len 3 -q > ml1.mpk.zst &&
+  mu-attrib --model tiny --forget forget.mpk.zst --max-len 3 --method act --positions answer -q > ml2.mpk.zst &&
+  [ "$(mu-dump ml1.mpk.zst | jq -s ".[0].meta.tokens_f")" -gt 0 ]'
+
 # bad input: one line naming the problem, exit 1, no output file
 expect_fail attrib_act_needs_mlp 1 'q_proj.weight: act scores MLP neurons only' \
   mu-attrib --model tiny --forget forget.mpk.zst --method act --tensors attn.q:0 --out bad1.mpk.zst
