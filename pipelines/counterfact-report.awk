@@ -53,9 +53,11 @@ function summary(   i, l, best, worst, bl, wl, lo, hi, s2, first) {
     }
     if (best < 0) return
     print "\n## What the numbers show\n"
-    printf "Edit efficacy (accuracy) ranged from %.2f (%s) to %.2f (%s) against %.2f for the base model, " \
+    printf "Edit efficacy (accuracy) was %s against %.2f for the base model, " \
         "while neighbourhood accuracy went from %.2f (base) to %s after editing. ",
-        worst, wl, best, bl, num("choice_acc", "base", "edit"), num("choice_acc", "base", "neighbor"),
+        (sprintf("%.2f", worst) == sprintf("%.2f", best) ? sprintf("%.2f in every localization", best) : \
+            sprintf("from %.2f (%s) to %.2f (%s)", worst, wl, best, bl)),
+        num("choice_acc", "base", "edit"), num("choice_acc", "base", "neighbor"),
         (sprintf("%.2f", lo) == sprintf("%.2f", hi) ? sprintf("%.2f", lo) : sprintf("between %.2f and %.2f", lo, hi))
     s2 = ""; first = 1
     for (i = 1; i <= nm; i++) {

@@ -24,7 +24,8 @@
 # Make rebuilds only what is stale (change EDIT_STEPS and only the edits, the attacks,
 # their evaluations and the report are redone). Every tool writes atomically, so an
 # interrupted run resumes where it stopped. With the defaults (SmolLM2-135M-Instruct, fetched
-# by pipelines/models.mk) it takes about 20 minutes on 2 CPU cores.
+# by pipelines/models.mk) it costs about 42 CPU-minutes (48 minutes on 2 busy shared cores;
+# roughly 25 on 2 idle ones); the edits (4 x EDIT_STEPS) are most of it.
 .DEFAULT_GOAL := all
 include pipelines/models.mk
 MU_BIN ?= bin
