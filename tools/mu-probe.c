@@ -203,7 +203,7 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *
 /* Appends the distinct labels of a to the sorted set (cls, *n). */
 static char **collect_classes(const acts_set *a, char **cls, int *n) {
     for (int64_t i = 0; i < a->nrec; i++) {
-        if (bsearch(&a->labels[i], cls, (size_t)*n, sizeof *cls, cmp_str)) continue;
+        if (*n > 0 && bsearch(&a->labels[i], cls, (size_t)*n, sizeof *cls, cmp_str)) continue;
         cls = mu_xrealloc(cls, (size_t)(*n + 1) * sizeof *cls);
         cls[(*n)++] = a->labels[i];
         qsort(cls, (size_t)*n, sizeof *cls, cmp_str);
@@ -215,7 +215,7 @@ static char **collect_classes(const acts_set *a, char **cls, int *n) {
 static int32_t *class_indices(const acts_set *a, char **cls, int n) {
     int32_t *y = mu_xmalloc((size_t)a->nrec * sizeof *y);
     for (int64_t i = 0; i < a->nrec; i++) {
-        char **hit = bsearch(&a->labels[i], cls, (size_t)n, sizeof *cls, cmp_str);
+        char **hit = n > 0 ? bsearch(&a->labels[i], cls, (size_t)n, sizeof *cls, cmp_str) : NULL;
         y[i] = hit ? (int32_t)(hit - cls) : -1;
     }
     return y;
