@@ -180,8 +180,8 @@ $(RUN)/probes.png: $(RUN)/probes.tsv
 	gnuplot -e "set terminal png size 800,480; set output '$@.tmp'; set datafile separator '\t'; \
 	  set title 'Sports Facts: is the sport decodable from the forget facts'' latent states?'; \
 	  set xlabel 'layer (residual stream after it, athlete''s last token)'; set ylabel 'probe accuracy'; \
-	  set yrange [0:1.05]; set key outside right; stats '$<' using 2 nooutput; \
-	  set xtics STATS_max > 12 ? 5 : 1; \
+	  stats '$<' using 2 nooutput; xt = STATS_max > 12 ? 5 : 1; set xtics xt; \
+	  set yrange [0:1.05]; set key outside right; \
 	  plot for [m in '$(PROBE_MODELS)'] '$<' using 2:(strcol(1) eq m ? \$$4 : NaN) with linespoints title m"
 	mv $@.tmp $@
 $(RUN)/atp.png: $(RUN)/attrib/atp.scores
@@ -189,7 +189,7 @@ $(RUN)/atp.png: $(RUN)/attrib/atp.scores
 	gnuplot -e "set terminal png size 800,400; set output '$@.tmp'; set datafile separator '\t'; \
 	  set title 'Attribution patching on the learned model: MLP effect on the forget answers'; \
 	  set xlabel 'layer'; set ylabel 'drop of the answer log-prob'; set style fill solid 0.6; \
-	  set boxwidth 0.8; set xzeroaxis; stats '$@.tsv' using 1:2 nooutput; set xtics STATS_max_x > 12 ? 5 : 1; \
+	  set boxwidth 0.8; set xzeroaxis; stats '$@.tsv' using 1:2 nooutput; xt = STATS_max_x > 12 ? 5 : 1; set xtics xt; \
 	  set yrange [(STATS_min_y < 0 ? 1.1 * STATS_min_y : 0):*]; plot '$@.tsv' using 1:2 with boxes notitle"
 	rm -f $@.tsv
 	mv $@.tmp $@
