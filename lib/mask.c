@@ -56,11 +56,8 @@ int mu_mask_find(const mu_mask *m, const char *name) {
 
 /* Checks units against shape and granularity; 0 ok, -1 + err. */
 static int check_units(const mu_mask_tensor *t, char *err, size_t errlen) {
-    int64_t numel = mu_mask_tensor_numel(t);
-    int64_t want = -1;
-    if (t->gran == MU_GRAN_ELEMENT) want = numel;
-    else if (t->gran == MU_GRAN_MATRIX) want = 1;
-    else if (t->gran == MU_GRAN_NEURON) want = axis_len(t, mu_mask_unit_axis(t->name, t->gran));
+    /* heads: any count that divides the unit axis (head_dim is not known here) */
+    int64_t want = t->gran == MU_GRAN_HEAD ? -1 : mu_mask_units_for(t->name, t->ndim, t->shape, t->gran, 0);
     if (want >= 0 && t->units != want) {
         snprintf(err, errlen, "tensor %s: %s mask needs %lld units, has %lld", t->name,
                  mu_gran_name(t->gran), (long long)want, (long long)t->units);
