@@ -8,7 +8,7 @@
 #include <string.h>
 
 static const char *METHOD_NAMES[MU_ATTR_COUNT] = {"act", "act-contrast", "grad", "wagle", "memflex",
-                                                  "causal-trace", "atp"};
+                                                  "causal-trace", "atp", "path-patch"};
 
 const char *mu_attr_method_name(mu_attr_method m) { return METHOD_NAMES[m]; }
 
@@ -24,7 +24,9 @@ int mu_attr_needs_retain(mu_attr_method m) {
 
 static int is_act(mu_attr_method m) { return m == MU_ATTR_ACT || m == MU_ATTR_ACT_CONTRAST; }
 
-int mu_attr_is_causal(mu_attr_method m) { return m == MU_ATTR_CAUSAL_TRACE || m == MU_ATTR_ATP; }
+int mu_attr_is_causal(mu_attr_method m) {
+    return m == MU_ATTR_CAUSAL_TRACE || m == MU_ATTR_ATP || m == MU_ATTR_PATH_PATCH;
+}
 
 void mu_attr_opts_default(mu_attr_opts *o) {
     memset(o, 0, sizeof *o);
@@ -257,7 +259,7 @@ void mu_attr_noise(uint64_t seed, int rec, int s, double sigma, float *out, int6
     for (int64_t i = 0; i < n; i++) out[i] = (float)(sigma * mu_rng_normal(&r));
 }
 
-enum { TR_OFF = 0, TR_CACHE_CLEAN, TR_SUM_CORRUPT, TR_PATCH };
+enum { TR_OFF = 0, TR_CACHE_CLEAN, TR_SUM_CORRUPT, TR_CACHE_CORRUPT, TR_PATCH, TR_PATH };
 
 /* State of the hooks for one record (a batch of one sequence of T tokens). */
 typedef struct {
@@ -268,6 +270,7 @@ typedef struct {
     int npos;
     int mode, patch_kind, patch_layer;
     float *clean[2], *corrupt[2], *grad[2];   /* [n_layer * T * D] per component */
+    /* corrupt: atp sums the samples' outputs; path-patch caches the current sample's */
 } trace_ctx;
 
 static int kind_of(mu_site s) { return s == MU_SITE_MLP_OUT; }
@@ -281,6 +284,22 @@ static int hook_embed_noise(const mu_hook_info *info, float *act, void *user) {
     return 0;
 }
 
+/* act[pos] = src[pos] at the traced positions; act and src are one layer's [T, D]. */
+static void copy_positions(const trace_ctx *c, float *act, const float *src) {
+    for (int p = 0; p < c->npos; p++)
+        memcpy(act + (size_t)c->pos[p] * c->D, src + (size_t)c->pos[p] * c->D, (size_t)c->D * sizeof *act);
+}
+
+/* Path patching: the sender (patch_kind, patch_layer) writes its corrupted output at the
+ * positions and every block after it (in the order attn 0, mlp 0, attn 1, ...) its clean
+ * one, so the residual stream there is clean + (corrupt - clean sender output) from the
+ * sender on, and reaches the answer only through what later positions' attention reads. */
+static void path_patch(const trace_ctx *c, int k, int layer, float *act) {
+    int order = 2 * layer + k, sender = 2 * c->patch_layer + c->patch_kind;
+    size_t off = (size_t)layer * c->T * c->D;
+    if (order >= sender) copy_positions(c, act, (order == sender ? c->corrupt[k] : c->clean[k]) + off);
+}
+
 static int hook_component(const mu_hook_info *info, float *act, void *user) {
     trace_ctx *c = user;
     int k = kind_of(info->site);
@@ -291,10 +310,12 @@ static int hook_component(const mu_hook_info *info, float *act, void *user) {
         memcpy(c->clean[k] + off, act, n * sizeof *act);
     } else if (c->mode == TR_SUM_CORRUPT) {
         for (size_t i = 0; i < n; i++) c->corrupt[k][off + i] += act[i];
+    } else if (c->mode == TR_CACHE_CORRUPT) {
+        memcpy(c->corrupt[k] + off, act, n * sizeof *act);
     } else if (c->mode == TR_PATCH && k == c->patch_kind && info->layer == c->patch_layer) {
-        for (int p = 0; p < c->npos; p++)
-            memcpy(act + (size_t)c->pos[p] * c->D, c->clean[k] + off + (size_t)c->pos[p] * c->D,
-                   (size_t)c->D * sizeof *act);
+        copy_positions(c, act, c->clean[k] + off);
+    } else if (c->mode == TR_PATH) {
+        path_patch(c, k, info->layer, act);
     }
     return 0;
 }
@@ -350,7 +371,8 @@ static double embedding_std(mu_model *m) {
 }
 
 static void trace_ctx_init(trace_ctx *c, const batch *b, int D, int n_layer, int s0, int s1, int restore_all,
-                           int atp, int32_t *pos) {
+                           mu_attr_method method, int32_t *pos) {
+    int atp = method == MU_ATTR_ATP, corrupt = atp || method == MU_ATTR_PATH_PATCH;
     memset(c, 0, sizeof *c);
     c->T = b->T; c->D = D; c->n_layer = n_layer; c->s0 = s0; c->s1 = s1;
     int np = b->lab_from[0] + 1;   /* prompt tokens */
@@ -360,7 +382,7 @@ static void trace_ctx_init(trace_ctx *c, const batch *b, int D, int n_layer, int
     size_t n = (size_t)n_layer * b->T * D;
     for (int k = 0; k < 2; k++) {
         c->clean[k] = mu_xmalloc(n * sizeof(float));
-        c->corrupt[k] = atp ? mu_xcalloc(n, sizeof(float)) : NULL;
+        c->corrupt[k] = corrupt ? mu_xcalloc(n, sizeof(float)) : NULL;
         c->grad[k] = atp ? mu_xmalloc(n * sizeof(float)) : NULL;
     }
 }
@@ -381,34 +403,50 @@ static double atp_effect(const trace_ctx *c, int k, int L, int samples) {
     return -d;
 }
 
+/* One sample's patched runs, every block: causal-trace restores the block's clean output in
+ * the corrupted run (effect p_restored - p_corrupt); path-patch sends its corrupted output
+ * in the clean run (c->noise off) along the path of path_patch (effect p_clean - p_patched). */
+static int patch_blocks(mu_model *m, const batch *b, trace_ctx *c, int path, double m_clean, double m_corr,
+                        mu_attr_result *r, double w, char *err, size_t errlen) {
+    const float *noise = c->noise;
+    if (path) c->noise = NULL;
+    double m_patched = 0;
+    int rc = 0;
+    for (int k = 0; k < 2 && !rc; k++)
+        for (int l = 0; l < c->n_layer && !rc; l++) {
+            c->patch_kind = k;
+            c->patch_layer = l;
+            rc = trace_forward(m, b, c, path ? TR_PATH : TR_PATCH, 0, &m_patched, err, errlen);
+            r->effect[k][l] += w * (path ? exp(m_clean) - exp(m_patched) : exp(m_patched) - exp(m_corr));
+        }
+    c->noise = noise;
+    return rc;
+}
+
 /* Adds record rec's effects (already divided by the number of records) into r->effect. */
 static int trace_record(mu_model *m, const mu_train_set *f, int rec, const mu_attr_opts *o, double sigma,
                         mu_attr_result *r, double w, char *err, size_t errlen) {
     const mu_config *cfg = mu_model_config(m);
     int D = cfg->d_model, L = cfg->n_layer, atp = o->method == MU_ATTR_ATP;
+    int path = o->method == MU_ATTR_PATH_PATCH;
     int s0 = o->subj_start[rec], s1 = o->subj_end[rec];
     batch b = {0};
     batch_build(&b, f, rec, rec + 1);
     int32_t *pos = mu_xmalloc((size_t)b.T * sizeof *pos);
     trace_ctx c;
-    trace_ctx_init(&c, &b, D, L, s0, s1, o->restore_all, atp, pos);
+    trace_ctx_init(&c, &b, D, L, s0, s1, o->restore_all, o->method, pos);
     float *noise = mu_xmalloc((size_t)(s1 - s0) * D * sizeof *noise);
-    double m_clean = 0, m_corr = 0, m_rest = 0;
+    double m_clean = 0, m_corr = 0;
     int rc = trace_forward(m, &b, &c, TR_CACHE_CLEAN, atp, &m_clean, err, errlen);
     if (!rc && atp) rc = trace_gradients(m, &b, &c, err, errlen);
     r->p_clean += w * exp(m_clean);
+    int corrupt_mode = atp ? TR_SUM_CORRUPT : path ? TR_CACHE_CORRUPT : TR_OFF;
     for (int s = 0; s < o->samples && !rc; s++) {
         mu_attr_noise(o->seed, rec, s, sigma, noise, (int64_t)(s1 - s0) * D);
         c.noise = noise;
-        rc = trace_forward(m, &b, &c, atp ? TR_SUM_CORRUPT : TR_OFF, 0, &m_corr, err, errlen);
+        rc = trace_forward(m, &b, &c, corrupt_mode, 0, &m_corr, err, errlen);
         r->p_corrupt += w * exp(m_corr) / o->samples;
-        for (int k = 0; k < 2 && !rc && !atp; k++)
-            for (int l = 0; l < L && !rc; l++) {
-                c.patch_kind = k;
-                c.patch_layer = l;
-                rc = trace_forward(m, &b, &c, TR_PATCH, 0, &m_rest, err, errlen);
-                r->effect[k][l] += w * (exp(m_rest) - exp(m_corr)) / o->samples;
-            }
+        if (!rc && !atp) rc = patch_blocks(m, &b, &c, path, m_clean, m_corr, r, w / o->samples, err, errlen);
     }
     for (int k = 0; k < 2 && !rc && atp; k++)
         for (int l = 0; l < L; l++) r->effect[k][l] += w * atp_effect(&c, k, l, o->samples);
@@ -619,6 +657,10 @@ int mu_attrib_run(mu_model *m, const mu_mask *tensors, const mu_train_set *forge
     int rc = init_result(m, tensors, o, out, pidx, err, errlen);
     if (!rc && mu_attr_is_causal(o->method) && (!o->subj_start || !o->subj_end || o->samples < 1)) {
         snprintf(err, errlen, "%s needs the subject span of every forget record", mu_attr_method_name(o->method));
+        rc = -1;
+    }
+    if (!rc && o->method == MU_ATTR_PATH_PATCH && o->restore_all) {
+        snprintf(err, errlen, "path-patch sends from the subject's last token only (positions subject_last)");
         rc = -1;
     }
     if (!rc) rc = is_act(o->method) ? run_act(m, forget, retain, o, out, pidx, err, errlen)

@@ -34,6 +34,16 @@
  *   atp           attribution patching: -(mean corrupted output - clean output) . dm/d(output)
  *                 at the clean run, summed over the positions: the first-order drop of m
  *                 when the component alone sees the corrupted subject.
+ * Fact lookup (Guo et al. 2024's localization, after Nanda et al. 2023's path patching):
+ *   path-patch    direct effect of a block's output at the subject's last token s on the
+ *                 answer through later positions' attention: in the clean run the block
+ *                 writes its corrupted output at s and every later block (attn 0, mlp 0,
+ *                 attn 1, ... order) its clean output at s, so the residual stream at s is
+ *                 clean + (corrupted - clean block output) from the block on, and it reaches
+ *                 the answer only by being read (keys, values) from later positions. Effect
+ *                 p(clean run) - p(path-patched run), mean over samples. Excluded: the block's
+ *                 effect through later blocks at s (those are output tracing's indirect
+ *                 effects). Positions: the subject's last token only.
  * Positions: every prompt token (restore_all), or the subject's last token. Every tensor of
  * layer L's attention (q, k, v, o, biases, input norm) gets the attention score of L, every
  * tensor of its MLP (gate, up, down, post-attention norm) the MLP score; matrix units only. */
@@ -47,7 +57,7 @@
 
 typedef enum {
     MU_ATTR_ACT = 0, MU_ATTR_ACT_CONTRAST, MU_ATTR_GRAD, MU_ATTR_WAGLE, MU_ATTR_MEMFLEX,
-    MU_ATTR_CAUSAL_TRACE, MU_ATTR_ATP, MU_ATTR_COUNT
+    MU_ATTR_CAUSAL_TRACE, MU_ATTR_ATP, MU_ATTR_PATH_PATCH, MU_ATTR_COUNT
 } mu_attr_method;
 const char *mu_attr_method_name(mu_attr_method m);      /* "act", ..., "memflex" */
 int mu_attr_method_parse(const char *s, mu_attr_method *out);  /* 0 ok, -1 unknown */
@@ -60,7 +70,7 @@ typedef struct {
     double memflex_mu;       /* memflex: cosine threshold μ (default 0) */
     int batch;               /* sequences per forward (default 8) */
     int answer_positions;    /* act: only rows predicting answer tokens */
-    /* causal-trace, atp */
+    /* causal-trace, atp, path-patch */
     const int32_t *subj_start, *subj_end;   /* [forget->n] subject span [start, end) per record */
     double noise;            /* noise std in units of the embedding matrix's std (default 3) */
     int samples;             /* noise draws per record (default 4) */
@@ -87,8 +97,9 @@ typedef struct {
     double loss_f, loss_r;   /* L_f, L_r at the model (NaN when not computed) */
     int64_t tokens_f, tokens_r;   /* target tokens (grad methods) or positions (act) used */
     int n_layer;
-    double *effect[2];       /* causal-trace, atp: [n_layer] scores of attention (0) and MLP (1) */
-    double p_clean, p_corrupt;    /* causal-trace, atp: mean answer probability, clean and corrupted */
+    double *effect[2];       /* causal-trace, atp, path-patch: [n_layer] scores of attention (0)
+                                and MLP (1) */
+    double p_clean, p_corrupt;    /* the same: mean answer probability, clean and corrupted */
 } mu_attr_result;
 void mu_attr_result_free(mu_attr_result *r);
 
@@ -108,7 +119,7 @@ int mu_attr_read_spans(const char *path, const char *field, const mu_train_set *
 /* The noise of sample s of record rec: n values N(0, sigma^2) from lib/rng.h's stream
  * (seed, rec * 2^20 + s). */
 void mu_attr_noise(uint64_t seed, int rec, int s, double sigma, float *out, int64_t n);
-int mu_attr_is_causal(mu_attr_method m);   /* causal-trace, atp */
+int mu_attr_is_causal(mu_attr_method m);   /* causal-trace, atp, path-patch */
 
 /* Writes r as a "scores" stream (man/mu-stream.5) to path ("-" = stdout), atomically.
  * Header meta: method, granularity, params_total, gamma / mu when used, loss_f, loss_r,

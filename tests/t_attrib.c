@@ -357,6 +357,7 @@ static void run_trace_method(mu_model *m, const mu_train_set *f, mu_attr_method 
     o.seed = 5;
     o.subj_start = s0;
     o.subj_end = s1;
+    o.restore_all = method != MU_ATTR_PATH_PATCH;
     CHECK_MSG(mu_attrib_run(m, &tensors, f, NULL, &o, res, err, sizeof err) == 0, "%s", err);
     for (int k = 0; k < res->n; k++) {   /* every tensor carries its block's effect */
         int L = mu_model_param(m, mu_model_find(m, res->t[k].name))->info.layer;
@@ -473,16 +474,147 @@ TEST(attrib_atp_is_the_linearization_of_exact_patching) {
     mu_st_close(g);
 }
 
+/* ---- path-patch, against the same path made by patching the residual stream ------------- */
+
+/* Reference: the residual stream at the subject's last token s is overwritten with
+ * clean + delta at every residual site after the sender (delta = the sender's noised minus
+ * clean output at s), whatever the blocks at s compute; positions after s read it. */
+typedef struct {
+    int D, s, n_layer, mode;       /* mode: 0 cache clean, 1 cache the noised sender, 2 patch */
+    int sender;                    /* 2 * layer + (0 attention, 1 MLP) */
+    const float *noise;            /* added to the embeddings of [s0, s1) in mode 1 */
+    int s0, s1;
+    float *resid;                  /* clean residual at s: [3 sites][n_layer][D] (pre, mid, post) */
+    float *out[2];                 /* the sender's output at s: clean, noised [D] */
+} pp_ref;
+
+static int pp_embed(const mu_hook_info *info, float *act, void *user) {
+    pp_ref *c = user;
+    if (c->mode == 1)
+        for (int t = c->s0; t < c->s1; t++)
+            for (int j = 0; j < c->D; j++) act[(size_t)t * c->D + j] += c->noise[(size_t)(t - c->s0) * c->D + j];
+    (void)info;
+    return 0;
+}
+
+static int pp_sender(const mu_hook_info *info, float *act, void *user) {
+    pp_ref *c = user;
+    int order = 2 * info->layer + (info->site == MU_SITE_MLP_OUT);
+    if (order == c->sender && c->mode < 2) memcpy(c->out[c->mode], act + (size_t)c->s * c->D, (size_t)c->D * sizeof *act);
+    return 0;
+}
+
+/* Order of the residual sites among the blocks, doubled: pre(L) = 4L-1, mid(L) = 4L+1,
+ * post(L) = 4L+3, block (L, k) = 4L+2k. */
+static int pp_resid(const mu_hook_info *info, float *act, void *user) {
+    pp_ref *c = user;
+    int r = info->site == MU_SITE_RESID_PRE ? 0 : info->site == MU_SITE_RESID_MID ? 1 : 2;
+    float *clean = c->resid + ((size_t)r * c->n_layer + info->layer) * c->D, *x = act + (size_t)c->s * c->D;
+    if (c->mode == 0) memcpy(clean, x, (size_t)c->D * sizeof *x);
+    if (c->mode == 2 && 4 * info->layer + 2 * r - 1 > 2 * c->sender)
+        for (int j = 0; j < c->D; j++) x[j] = clean[j] + (c->out[1][j] - c->out[0][j]);
+    return 0;
+}
+
+static double pp_answer_logprob(mu_model *m, const mu_train_seq *q, pp_ref *c) {
+    int32_t rows[64], tgt[64], R = 0;
+    for (int t = q->lab_from; t + 1 < q->len; t++) { rows[R] = t; tgt[R++] = q->ids[t + 1]; }
+    mu_hook h[6] = {{.site = MU_SITE_EMBED, .layer = -1, .fn = pp_embed, .user = c},
+                    {.site = MU_SITE_ATTN_OUT, .layer = -1, .fn = pp_sender, .user = c},
+                    {.site = MU_SITE_MLP_OUT, .layer = -1, .fn = pp_sender, .user = c},
+                    {.site = MU_SITE_RESID_PRE, .layer = -1, .fn = pp_resid, .user = c},
+                    {.site = MU_SITE_RESID_MID, .layer = -1, .fn = pp_resid, .user = c},
+                    {.site = MU_SITE_RESID_POST, .layer = -1, .fn = pp_resid, .user = c}};
+    mu_batch b = {.B = 1, .T = q->len, .ids = q->ids, .lens = &q->len};
+    mu_fwd_opts o = {.logit_rows = rows, .n_logit_rows = R, .hooks = h, .n_hooks = 6};
+    char err[256];
+    double lp[64], s = 0;
+    CHECK_MSG(mu_model_forward(m, &b, &o, err, sizeof err) == 0, "%s", err);
+    CHECK(mu_model_target_logprobs(m, tgt, lp, err, sizeof err) == 0);
+    for (int r = 0; r < R; r++) s += lp[r];
+    return s;
+}
+
+/* Mean over records and samples of p(clean) - p(path-patched) for sender (L, k). */
+static double pp_reference(mu_model *m, const mu_train_set *f, const int32_t *s0, const int32_t *s1,
+                           double sigma, int samples, int L, int k) {
+    const mu_config *cfg = mu_model_config(m);
+    int D = cfg->d_model;
+    double want = 0;
+    for (int i = 0; i < f->n; i++) {
+        const mu_train_seq *q = &f->s[i];
+        pp_ref c = {.D = D, .s = s1[i] - 1, .n_layer = cfg->n_layer, .sender = 2 * L + k, .s0 = s0[i], .s1 = s1[i]};
+        c.resid = malloc((size_t)3 * cfg->n_layer * D * sizeof *c.resid);
+        c.out[0] = malloc((size_t)D * sizeof(float));
+        c.out[1] = malloc((size_t)D * sizeof(float));
+        float *noise = malloc((size_t)(s1[i] - s0[i]) * D * sizeof *noise);
+        c.noise = noise;
+        double p_clean = exp(pp_answer_logprob(m, q, &c));
+        for (int s = 0; s < samples; s++) {
+            mu_attr_noise(5, i, s, sigma, noise, (int64_t)(s1[i] - s0[i]) * D);
+            c.mode = 1;
+            pp_answer_logprob(m, q, &c);
+            c.mode = 2;
+            want += (p_clean - exp(pp_answer_logprob(m, q, &c))) / samples / f->n;
+            c.mode = 0;
+        }
+        free(noise); free(c.resid); free(c.out[0]); free(c.out[1]);
+    }
+    return want;
+}
+
+/* The subject ends one token before the last prompt token here, so that s is read only by
+ * later positions. Blocks of the last layer then have no path to the answer: exactly 0. */
+TEST(attrib_path_patch_matches_residual_patching) {
+    mu_st *g = golden_open();
+    mu_model *m = parity_model();
+    mu_train_set f;
+    golden_set(g, "forget", &f);
+    int32_t s0[16], s1[16];
+    for (int i = 0; i < f.n; i++) {
+        CHECK(f.s[i].lab_from >= 1);
+        s0[i] = f.s[i].lab_from >= 2;
+        s1[i] = f.s[i].lab_from;
+    }
+    const mu_config *c = mu_model_config(m);
+    mu_attr_result res;
+    const int samples = 2;
+    run_trace_method(m, &f, MU_ATTR_PATH_PATCH, 3.0, samples, s0, s1, &res);
+    double sigma = 3.0 * ref_embedding_std(m), want[2][8] = {{0}}, scale = 0;
+    CHECK(c->n_layer <= 8);
+    for (int k = 0; k < 2; k++)
+        for (int L = 0; L + 1 < c->n_layer; L++) {
+            want[k][L] = pp_reference(m, &f, s0, s1, sigma, samples, L, k);
+            scale = fmax(scale, fabs(want[k][L]));
+        }
+    CHECK_MSG(scale > 1e-5, "largest path effect %.3g", scale);   /* 3.7e-4 here */
+    for (int k = 0; k < 2; k++)
+        for (int L = 0; L < c->n_layer; L++)   /* last layer: want 0, exactly */
+            CHECK_MSG(fabs(res.effect[k][L] - want[k][L]) <= (L + 1 < c->n_layer ? 1e-5 * scale : 0),
+                      "%s %d: %.9g vs %.9g", k ? "mlp" : "attn", L, res.effect[k][L], want[k][L]);
+    mu_attr_result_free(&res);
+    /* no noise: nothing sent */
+    run_trace_method(m, &f, MU_ATTR_PATH_PATCH, 0.0, 1, s0, s1, &res);
+    for (int k = 0; k < 2; k++) for (int L = 0; L < c->n_layer; L++) CHECK(res.effect[k][L] == 0);
+    mu_attr_result_free(&res);
+    mu_train_set_free(&f);
+    mu_model_free(m);
+    mu_st_close(g);
+}
+
 /* ---- backends ---------------------------------------------------------------------------- */
 
-/* scores of every method on down_proj of layer 1 (atp: on the MLP/attention blocks) */
+/* scores of every method on down_proj of layer 1 (atp, path-patch: on the MLP/attention
+ * blocks) */
+enum { N_ALL_SCORES = 6 };
 static void all_scores(mu_model *m, const mu_train_set *f, const mu_train_set *r, const int32_t *s0,
                        const int32_t *s1, float out[][64], int *units) {
-    const mu_attr_method ms[] = {MU_ATTR_ACT, MU_ATTR_GRAD, MU_ATTR_WAGLE, MU_ATTR_MEMFLEX, MU_ATTR_ATP};
-    for (int k = 0; k < 5; k++) {
+    const mu_attr_method ms[] = {MU_ATTR_ACT, MU_ATTR_GRAD, MU_ATTR_WAGLE, MU_ATTR_MEMFLEX, MU_ATTR_ATP,
+                                 MU_ATTR_PATH_PATCH};
+    for (int k = 0; k < N_ALL_SCORES; k++) {
         mu_attr_result res;
-        if (ms[k] == MU_ATTR_ATP) {
-            run_trace_method(m, f, MU_ATTR_ATP, 1.0, 1, s0, s1, &res);
+        if (mu_attr_is_causal(ms[k])) {
+            run_trace_method(m, f, ms[k], 1.0, 1, s0, s1, &res);
             units[k] = res.n;
             for (int i = 0; i < res.n && i < 64; i++) out[k][i] = res.t[i].score[0];
         } else {
@@ -513,8 +645,8 @@ TEST(cuda_attrib_matches_cpu) {
     golden_set(g, "retain", &r);
     int32_t s0[16], s1[16];
     golden_spans(&f, s0, s1);
-    static float want[5][64], got[5][64];
-    int uw[5], ug[5];
+    static float want[N_ALL_SCORES][64], got[N_ALL_SCORES][64];
+    int uw[N_ALL_SCORES], ug[N_ALL_SCORES];
     mu_model *m = parity_model();
     all_scores(m, &f, &r, s0, s1, want, uw);
     mu_model_free(m);
@@ -522,14 +654,15 @@ TEST(cuda_attrib_matches_cpu) {
     for (int w = 0; w < 2; w++) {
         m = parity_model_on(dev, ws[w]);
         all_scores(m, &f, &r, s0, s1, got, ug);
-        for (int k = 0; k < 5; k++) {
+        for (int k = 0; k < N_ALL_SCORES; k++) {
             CHECK_EQ_INT(ug[k], uw[k]);
             double num = 0, den = 0;
             for (int u = 0; u < uw[k]; u++) {
                 num += (got[k][u] - want[k][u]) * (got[k][u] - want[k][u]);
                 den += want[k][u] * (double)want[k][u];
             }
-            double tol = w ? 1e-2 : 1e-6;   /* normalized MSE; bf16 here: 3e-5 (act) to 1.3e-3 (atp) */
+            double tol = w ? 1e-2 : 1e-6;   /* normalized MSE; bf16 here: 3e-5 (act) to 1.3e-3 (atp),
+                                               7e-5 (path-patch) */
             CHECK_MSG(num <= tol * den, "method %d, %s weights: normalized MSE %.3g", k, w ? "bf16" : "f32",
                       den > 0 ? num / den : num);
         }

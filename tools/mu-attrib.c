@@ -35,18 +35,23 @@ static const char usage[] =
     "                                        in a run with a noised subject (Meng et al.)\n"
     "                          atp           attribution patching: first-order drop of the\n"
     "                                        answer log-prob when a block sees the noised subject\n"
+    "                          path-patch    fact lookup: drop of the answer probability when a\n"
+    "                                        block's output at the subject's last token is noised\n"
+    "                                        and reaches the answer only through later positions'\n"
+    "                                        attention (later blocks there frozen clean)\n"
     "      --tensors SPEC|FILE which tensors to score: a mask shorthand (mlp.down:all (default;\n"
-    "                          mlp:all+attn:all for causal-trace and atp),\n"
+    "                          mlp:all+attn:all for causal-trace, atp, path-patch),\n"
     "                          mlp:2-6, attn.o:all, ... as in mu-train --mask) or a mask stream\n"
     "                          (its tensors; its bits are ignored)\n"
     "  -g, --granularity G     units: neuron (default; value vectors = down_proj columns),\n"
-    "                          element, head or matrix (causal-trace, atp: matrix only)\n"
+    "                          element, head or matrix (tracing methods: matrix only)\n"
     "      --gamma X           wagle: Hessian diagonal approximation gamma (default 1)\n"
     "      --mu X              memflex: cosine threshold (default 0)\n"
     "      --positions P       act: all (default: every token) or answer (rows predicting\n"
     "                          answer tokens); causal-trace, atp: prompt (default: every\n"
-    "                          prompt token) or subject_last\n"
-    "      --subject FIELD     causal-trace, atp: the prompt field whose tokens are noised\n"
+    "                          prompt token) or subject_last; path-patch: subject_last only\n"
+    "      --subject FIELD     causal-trace, atp, path-patch: the prompt field whose tokens\n"
+    "                          are noised\n"
     "                          (its span in the token stream; required by them)\n"
     "      --noise X           noise std in units of the embeddings' std (default 3)\n"
     "      --samples N         noise draws per record (default 4)\n"
@@ -70,10 +75,15 @@ typedef struct {
 enum { O_DELTA = 256, O_DEVICE, O_DTYPE, O_FORGET, O_RETAIN, O_TENSORS, O_GAMMA, O_MU, O_POS, O_BATCH, O_MAXLEN,
        O_SUBJECT, O_NOISE, O_SAMPLES, O_SEED };
 
-/* --positions: all|answer for act methods, prompt|subject_last for causal-trace and atp. */
+/* --positions: all|answer for act methods, prompt|subject_last for causal-trace and atp,
+ * subject_last for path-patch. */
 static void parse_positions(cli_opts *o, int causal) {
     const char *p = o->positions;
+    int path = o->a.method == MU_ATTR_PATH_PATCH;
+    if (path) o->a.restore_all = 0;
     if (!p) return;
+    if (path && strcmp(p, "subject_last"))
+        mu_usage_error("--positions: '%s' (path-patch sends from subject_last only)", p);
     if (causal && !strcmp(p, "prompt")) o->a.restore_all = 1;
     else if (causal && !strcmp(p, "subject_last")) o->a.restore_all = 0;
     else if (!causal && !strcmp(p, "all")) o->a.answer_positions = 0;
@@ -117,7 +127,7 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
         case O_RETAIN: o->retain = optarg; break;
         case 'M':
             if (mu_attr_method_parse(optarg, &o->a.method))
-                mu_usage_error("--method: '%s' (act, act-contrast, grad, wagle, memflex, causal-trace, atp)", optarg);
+                mu_usage_error("--method: '%s' (act, act-contrast, grad, wagle, memflex, causal-trace, atp, path-patch)", optarg);
             break;
         case O_TENSORS: o->tensors = optarg; break;
         case 'g':

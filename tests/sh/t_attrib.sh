@@ -12,6 +12,8 @@ expect_fail attrib_usage_bad_mu 2 'mu' mu-attrib --model m --forget f --method m
 expect_fail attrib_usage_trace_needs_subject 2 'causal-trace needs --subject' mu-attrib --model m --forget f --method causal-trace
 expect_fail attrib_usage_trace_positions 2 "positions: 'answer' \(prompt, subject_last\)" \
   mu-attrib --model m --forget f --method atp --subject name --positions answer
+expect_fail attrib_usage_path_patch_positions 2 "positions: 'prompt' \(path-patch sends from subject_last only\)" \
+  mu-attrib --model m --forget f --method path-patch --subject name --positions prompt
 
 cd "$T" || exit 1
 if ! mu-init --out tiny --layers 2 --d-model 32 --heads 4 --kv-heads 2 --d-ff 64 --seed 3 >/dev/null 2>&1; then
@@ -49,7 +51,7 @@ t attrib_heads_and_elements bash -c '
 
 # output tracing: one matrix unit per attention/MLP tensor (2 layers: 2 x (4 + 3) tensors),
 # the per-layer effects in the header, the same scores for a tensor and its block
-for m in causal-trace atp; do
+for m in causal-trace atp path-patch; do
   t "attrib_${m}_blocks" bash -c "
     mu-attrib --model tiny --delta learned.st --forget forget.mpk.zst --subject name --method $m \
       --samples 2 --out $m.mpk.zst -q &&
@@ -57,6 +59,11 @@ for m in causal-trace atp; do
       (.[0].meta.mlp_effect | length == 2) and (.[0].meta.attn_effect | length == 2) and
       (length == 15) and ([.[1:][] | .units] | all(. == 1))' >/dev/null"
 done
+# path-patch sends from the subject's last token ('Quell', 'Tarrin' are followed by
+# ' plays'): the header says so, and the probabilities are those of clean and noised runs
+t attrib_path_patch_header bash -c "
+  mu-dump path-patch.mpk.zst | jq -e -s '.[0].meta | (.positions == \"subject_last\") and
+    (.p_clean > 0) and (.p_clean <= 1) and (.p_corrupt > 0) and (.p_corrupt != .p_clean)' >/dev/null"
 expect_fail attrib_trace_no_span 1 'forget.mpk.zst: record 0: no span .* field "sport"' \
   mu-attrib --model tiny --forget forget.mpk.zst --subject sport --method atp --out bad5.mpk.zst
 
