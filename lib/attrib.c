@@ -405,7 +405,8 @@ static double atp_effect(const trace_ctx *c, int k, int L, int samples) {
 
 /* One sample's patched runs, every block: causal-trace restores the block's clean output in
  * the corrupted run (effect p_restored - p_corrupt); path-patch sends its corrupted output
- * in the clean run (c->noise off) along the path of path_patch (effect p_clean - p_patched). */
+ * in the clean run (c->noise off) along the path of path_patch (effect m_clean - m_patched,
+ * in log-probability: one path's drop of a well-known answer's p ~ 1 is invisible in p). */
 static int patch_blocks(mu_model *m, const batch *b, trace_ctx *c, int path, double m_clean, double m_corr,
                         mu_attr_result *r, double w, char *err, size_t errlen) {
     const float *noise = c->noise;
@@ -417,7 +418,7 @@ static int patch_blocks(mu_model *m, const batch *b, trace_ctx *c, int path, dou
             c->patch_kind = k;
             c->patch_layer = l;
             rc = trace_forward(m, b, c, path ? TR_PATH : TR_PATCH, 0, &m_patched, err, errlen);
-            r->effect[k][l] += w * (path ? exp(m_clean) - exp(m_patched) : exp(m_patched) - exp(m_corr));
+            r->effect[k][l] += w * (path ? m_clean - m_patched : exp(m_patched) - exp(m_corr));
         }
     c->noise = noise;
     return rc;

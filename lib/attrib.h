@@ -41,7 +41,9 @@
  *                 attn 1, ... order) its clean output at s, so the residual stream at s is
  *                 clean + (corrupted - clean block output) from the block on, and it reaches
  *                 the answer only by being read (keys, values) from later positions. Effect
- *                 p(clean run) - p(path-patched run), mean over samples. Excluded: the block's
+ *                 m(clean run) - m(path-patched run), the drop of the answer log-probability
+ *                 (a known answer has p ~ 1, where one path's drop in p vanishes), mean over
+ *                 samples. Excluded: the block's
  *                 effect through later blocks at s (those are output tracing's indirect
  *                 effects). Positions: the subject's last token only.
  * Positions: every prompt token (restore_all), or the subject's last token. Every tensor of

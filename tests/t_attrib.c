@@ -535,7 +535,8 @@ static double pp_answer_logprob(mu_model *m, const mu_train_seq *q, pp_ref *c) {
     return s;
 }
 
-/* Mean over records and samples of p(clean) - p(path-patched) for sender (L, k). */
+/* Mean over records and samples of m(clean) - m(path-patched) for sender (L, k), m the
+ * answer log-probability. */
 static double pp_reference(mu_model *m, const mu_train_set *f, const int32_t *s0, const int32_t *s1,
                            double sigma, int samples, int L, int k) {
     const mu_config *cfg = mu_model_config(m);
@@ -549,13 +550,13 @@ static double pp_reference(mu_model *m, const mu_train_set *f, const int32_t *s0
         c.out[1] = malloc((size_t)D * sizeof(float));
         float *noise = malloc((size_t)(s1[i] - s0[i]) * D * sizeof *noise);
         c.noise = noise;
-        double p_clean = exp(pp_answer_logprob(m, q, &c));
+        double m_clean = pp_answer_logprob(m, q, &c);
         for (int s = 0; s < samples; s++) {
             mu_attr_noise(5, i, s, sigma, noise, (int64_t)(s1[i] - s0[i]) * D);
             c.mode = 1;
             pp_answer_logprob(m, q, &c);
             c.mode = 2;
-            want += (p_clean - exp(pp_answer_logprob(m, q, &c))) / samples / f->n;
+            want += (m_clean - pp_answer_logprob(m, q, &c)) / samples / f->n;
             c.mode = 0;
         }
         free(noise); free(c.resid); free(c.out[0]); free(c.out[1]);
@@ -587,7 +588,7 @@ TEST(attrib_path_patch_matches_residual_patching) {
             want[k][L] = pp_reference(m, &f, s0, s1, sigma, samples, L, k);
             scale = fmax(scale, fabs(want[k][L]));
         }
-    CHECK_MSG(scale > 1e-5, "largest path effect %.3g", scale);   /* 3.7e-4 here */
+    CHECK_MSG(scale > 1e-3, "largest path effect %.3g", scale);   /* 0.065 here */
     for (int k = 0; k < 2; k++)
         for (int L = 0; L < c->n_layer; L++)   /* last layer: want 0, exactly */
             CHECK_MSG(fabs(res.effect[k][L] - want[k][L]) <= (L + 1 < c->n_layer ? 1e-5 * scale : 0),
@@ -662,7 +663,7 @@ TEST(cuda_attrib_matches_cpu) {
                 den += want[k][u] * (double)want[k][u];
             }
             double tol = w ? 1e-2 : 1e-6;   /* normalized MSE; bf16 here: 3e-5 (act) to 1.3e-3 (atp),
-                                               7e-5 (path-patch) */
+                                               4e-4 (path-patch) */
             CHECK_MSG(num <= tol * den, "method %d, %s weights: normalized MSE %.3g", k, w ? "bf16" : "f32",
                       den > 0 ? num / den : num);
         }

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # t_cuda_tools.sh — the tools end to end with --device cuda, against the same runs on the
 # CPU: mu-forward (f32 and bf16 scores, stories260K greedy text, activation cache),
-# mu-train (learn memorizes; masked unlearning; the device memory line), mu-attrib (wagle
-# and attribution patching scores). Skips, one line
+# mu-train (learn memorizes; masked unlearning; the device memory line), mu-attrib (wagle,
+# attribution patching and path patching scores). Skips, one line
 # per test, where mu has no usable CUDA device (built without CUDA, or no GPU).
 . "$(dirname "$0")/lib.sh"
 S="$SHARED_DATA/models/stories260K"
-names="forward_f32 forward_bf16 forward_memory_line forward_cache forward_greedy train_learn train_bf16_masked attrib_wagle attrib_atp"
+names="forward_f32 forward_bf16 forward_memory_line forward_cache forward_greedy train_learn train_bf16_masked attrib_wagle attrib_atp attrib_path_patch"
 
 cd "$T" || exit 1
 mu-init --out m --layers 2 --d-model 64 --heads 4 --kv-heads 2 --d-ff 128 --vocab 300 --seed 5 --std 0.2 >/dev/null
@@ -64,7 +64,7 @@ t cuda_train_bf16_masked bash -c '
   mu-dump u.log | grep "\"eval\"" | tail -1 | grep -q "\"acc\":0[,.]"'
 
 # mu-attrib on the device: the same scores as on the CPU (gradients of the whole set; hooks
-# at every block for attribution patching)
+# at every block for attribution patching and path patching)
 mu-tokenize --model m --prompt '{name} plays' --target ' {sport}' facts.jsonl -o f2.mpk.zst
 at() { mu-attrib --model m --forget tgt.mpk.zst --retain f2.mpk.zst -q "$@" | mu-dump --full -H; }
 at --method wagle --device cpu >wc.json
@@ -73,3 +73,6 @@ t cuda_attrib_wagle close wc.json wg.json 1e-4
 at --method atp --subject name --device cpu >ac.json
 at --method atp --subject name --device cuda >ag.json 2>/dev/null
 t cuda_attrib_atp close ac.json ag.json 1e-4
+at --method path-patch --subject name --device cpu >pc.json
+at --method path-patch --subject name --device cuda >pg.json 2>/dev/null
+t cuda_attrib_path_patch close pc.json pg.json 1e-4
