@@ -53,5 +53,6 @@ function probe_table(   np, P, i, L, best, bl, sum, line) {
         printf "| %s | %d | %.2f | %.2f | %.2f |\n", P[i], bl, best, sum / nlayer, pmaj[P[i]]
     }
     if (plots ~ /probes\.png/) print "\n![probe accuracy on the forget facts by layer](probes.png)"
+    if (plots ~ /lookup\.png/) print "\n![path patching: MLP effect by layer](lookup.png)"
     if (plots ~ /atp\.png/) print "\n![attribution patching: MLP effect by layer](atp.png)"
 }

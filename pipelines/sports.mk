@@ -13,9 +13,13 @@
 #   - latent knowledge: linear probes (mu-probe) on the residual stream at the athlete's last
 #     token, fitted per layer on the maintained facts of each model and tested on its forget
 #     facts: is the sport still decodable after unlearning?
-# Besides the hand-picked layer ranges, one localization is found by the data: attribution
-# patching (mu-attrib --method atp) on the learned model picks the ATP_LAYERS MLP layers
-# whose output matters most for the forget answers (Guo et al.'s output-tracing baseline).
+# Besides the hand-picked layer ranges, two localizations are found by the data on the
+# learned model, one of each kind Guo et al. compare:
+#   lookup  fact lookup: path patching (mu-attrib --method path-patch) from each MLP's output
+#           at the athlete's last token to the answer through later positions' attention;
+#           the LOOKUP_LAYERS MLPs with the largest direct effect;
+#   atp     output tracing: attribution patching (mu-attrib --method atp) over the prompt;
+#           the ATP_LAYERS MLPs whose output matters most for the forget answers.
 # Make rebuilds only what is stale: change UNLEARN_STEPS and only the unlearning, its
 # evaluations and the report are redone. Artifacts are under $(RUN); the report is
 # $(RUN)/report.md.
@@ -44,15 +48,18 @@ BATCH         ?= 16
 MMLU_SUBJECT  ?= high_school_geography
 MMLU_N        ?= 40
 
-# Localizations: MLPs of early layers (where fact-lookup MLPs sit in Guo et al.), late
+# Localizations: MLPs of early layers (where fact-lookup MLPs sit in Guo et al.), the
+# LOOKUP_LAYERS MLPs that path patching ranks highest (fact lookup found by the data), late
 # layers (the output side), every MLP (not localized), and the ATP_LAYERS MLP layers that
-# attribution patching ranks highest (a mask file made by mu-attrib + mu-maskgen).
-LOCS       ?= early late all atp
-MASK_early ?= mlp:1-7
-MASK_late  ?= mlp:22-29
-MASK_all   ?= mlp:all
-MASK_atp   ?= $(RUN)/masks/atp.mask
-ATP_LAYERS ?= 8
+# attribution patching ranks highest (mask files made by mu-attrib + mu-maskgen).
+LOCS        ?= early lookup late all atp
+MASK_early  ?= mlp:1-7
+MASK_lookup ?= $(RUN)/masks/lookup.mask
+MASK_late   ?= mlp:22-29
+MASK_all    ?= mlp:all
+MASK_atp    ?= $(RUN)/masks/atp.mask
+LOOKUP_LAYERS ?= 8
+ATP_LAYERS  ?= 8
 ATP_SAMPLES ?= 4
 PROBE_SITE ?= resid_post:all:subject_last
 
@@ -106,15 +113,21 @@ $(RUN)/learned.st: $(RUN)/tok/learn.tok $(MODEL)
 	mu-train $(Q) --model $(MODEL) --objective learn --train $< --steps $(LEARN_STEPS) \
 	  --batch $(BATCH) --lr $(LEARN_LR) --seed $(SEED) --log $(RUN)/learned.log --out $@
 
-# attribution patching on the learned model: noise on the athlete's tokens, every MLP
-# layer's effect on the forget answers' log-probability; the top ATP_LAYERS layers' MLPs
-$(RUN)/attrib/atp.scores: $(RUN)/learned.st $(RUN)/tok/cloze-forget.tok
+# localization on the learned model, noise on the athlete's tokens: every MLP layer's effect
+# on the forget answers' log-probability, by attribution patching (atp) or path patching
+# from the athlete's last token (lookup); a mask of the top layers' MLPs (3 matrices each)
+ATTRIB_atp    := atp
+ATTRIB_lookup := path-patch
+LAYERS_atp    := $(ATP_LAYERS)
+LAYERS_lookup := $(LOOKUP_LAYERS)
+$(RUN)/attrib/%.scores: $(RUN)/learned.st $(RUN)/tok/cloze-forget.tok
 	@mkdir -p $(@D)
 	mu-attrib $(Q) --model $(MODEL) --delta $(RUN)/learned.st --forget $(RUN)/tok/cloze-forget.tok \
-	  --subject athlete --method atp --tensors mlp:all --samples $(ATP_SAMPLES) --seed $(SEED) --out $@
-$(RUN)/masks/atp.mask: $(RUN)/attrib/atp.scores
+	  --subject athlete --method $(ATTRIB_$*) --tensors mlp:all --samples $(ATP_SAMPLES) --seed $(SEED) --out $@
+$(RUN)/masks/%.mask: $(RUN)/attrib/%.scores
 	@mkdir -p $(@D)
-	mu-maskgen $(Q) --scores $< --units $$((3 * $(ATP_LAYERS))) --out $@
+	mu-maskgen $(Q) --scores $< --units $$((3 * $(LAYERS_$*))) --out $@
+.PRECIOUS: $(RUN)/attrib/%.scores $(RUN)/masks/%.mask
 
 define UNLEARN_RULE
 $(RUN)/unlearn-$(1).st: $(RUN)/learned.st $(RUN)/tok/cloze-forget.tok $(RUN)/tok/cloze-maintain.tok \
@@ -174,8 +187,8 @@ $(RUN)/probes.tsv: $(foreach m,$(PROBE_MODELS),$(RUN)/probes/$(m).probes)
 
 # ---- plots (gnuplot, when installed: `make demo` installs it) -------------------------------
 # probe accuracy on the forget facts by layer, one line per model; attribution patching's
-# per-layer MLP effects on the learned model
-PLOTS ?= $(if $(shell command -v gnuplot 2>/dev/null),$(RUN)/probes.png $(if $(filter atp,$(LOCS)),$(RUN)/atp.png))
+# and path patching's per-layer MLP effects on the learned model
+PLOTS ?= $(if $(shell command -v gnuplot 2>/dev/null),$(RUN)/probes.png $(foreach l,$(filter atp lookup,$(LOCS)),$(RUN)/$(l).png))
 $(RUN)/probes.png: $(RUN)/probes.tsv
 	gnuplot -e "set terminal png size 800,480; set output '$@.tmp'; set datafile separator '\t'; \
 	  set title 'Sports Facts: is the sport decodable from the forget facts'' latent states?'; \
@@ -184,10 +197,12 @@ $(RUN)/probes.png: $(RUN)/probes.tsv
 	  set yrange [0:1.05]; set key outside right; \
 	  plot for [m in '$(PROBE_MODELS)'] '$<' using 2:(strcol(1) eq m ? \$$4 : NaN) with linespoints title m"
 	mv $@.tmp $@
-$(RUN)/atp.png: $(RUN)/attrib/atp.scores
+TITLE_atp    := Attribution patching
+TITLE_lookup := Path patching from the athlete''s last token
+$(RUN)/%.png: $(RUN)/attrib/%.scores
 	mu-dump $< | head -1 | jq -r '.meta.mlp_effect | to_entries[] | "\(.key)\t\(.value)"' > $@.tsv
 	gnuplot -e "set terminal png size 800,400; set output '$@.tmp'; set datafile separator '\t'; \
-	  set title 'Attribution patching on the learned model: MLP effect on the forget answers'; \
+	  set title '$(TITLE_$*) on the learned model: MLP effect on the forget answers'; \
 	  set xlabel 'layer'; set ylabel 'drop of the answer log-prob'; set style fill solid 0.6; \
 	  set boxwidth 0.8; set xzeroaxis; stats '$@.tsv' using 1:2 nooutput; xt = STATS_max_x > 12 ? 5 : 1; set xtics xt; \
 	  set yrange [(STATS_min_y < 0 ? 1.1 * STATS_min_y : 0):*]; plot '$@.tsv' using 1:2 with boxes notitle"

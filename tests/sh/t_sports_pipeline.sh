@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # t_sports_pipeline.sh — pipelines/sports.mk (the `make demo` job) wired end to end on a tiny
 # configuration: stories260K, 16 facts, a few steps. Checks the report's tables (every model,
-# the attribution-patching localization, the probes), that a second run rebuilds nothing, and
+# the path-patching and attribution-patching localizations, the probes), that a second run rebuilds nothing, and
 # that a changed attribution rebuilds only what depends on it.
 . "$(dirname "$0")/lib.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -11,15 +11,16 @@ if [ ! -d "$M" ] || [ ! -f "$SHARED_DATA/sports/sports.csv" ] || [ ! -d "$SHARED
 fi
 run() { make -C "$ROOT" --no-print-directory -f pipelines/sports.mk MU_BIN="$MU_BIN" RUN="$T/run" \
   DATA="$SHARED_DATA" MODEL="$M" N_FACTS=16 N_FORGET=8 LEARN_STEPS=10 UNLEARN_STEPS=5 RELEARN_STEPS=3 \
-  BATCH=8 MMLU_N=8 MASK_early=mlp:1-2 MASK_late=mlp:3-4 ATP_LAYERS=2 ATP_SAMPLES=2 "$@"; }
+  BATCH=8 MMLU_N=8 MASK_early=mlp:1-2 MASK_late=mlp:3-4 ATP_LAYERS=2 LOOKUP_LAYERS=2 ATP_SAMPLES=2 "$@"; }
 if ! run >"$T/log" 2>&1; then
   fail sports_pipeline_runs "$(tail -3 "$T/log" | tr '\n' ' ')"; exit 0
 fi
 ok sports_pipeline_runs
 R="$T/run/report.md"
-t sports_pipeline_model_rows bash -c "[ \$(grep -cE '^\| (base|learned|(un|re)learned-(early|late|all|atp)) \| [01]\.[0-9]{2} / ' '$R') = 10 ]"
+t sports_pipeline_model_rows bash -c "[ \$(grep -cE '^\| (base|learned|(un|re)learned-(early|lookup|late|all|atp)) \| [01]\.[0-9]{2} / ' '$R') = 12 ]"
 t sports_pipeline_atp_layers grep -qE 'atp=mlp:[0-4](,[0-4])?\.' "$R"
-t sports_pipeline_probe_rows bash -c "[ \$(grep -cE '^\| (base|learned|unlearned-(early|late|all|atp)) \| [0-9] \| [01]\.[0-9]{2} \|' '$R') = 6 ]"
+t sports_pipeline_lookup_layers grep -qE 'lookup=mlp:[0-4](,[0-4])?,' "$R"
+t sports_pipeline_probe_rows bash -c "[ \$(grep -cE '^\| (base|learned|unlearned-(early|lookup|late|all|atp)) \| [0-9] \| [01]\.[0-9]{2} \|' '$R') = 7 ]"
 # nothing is stale after a run: the only recipe left is the report's cat
 t sports_pipeline_up_to_date bash -c "[ \"\$($(declare -f run); T='$T'; ROOT='$ROOT'; MU_BIN='$MU_BIN'; SHARED_DATA='$SHARED_DATA'; M='$M'; run -n | grep -c '^mu-')\" = 0 ]"
 # new attribution scores: the atp mask, its unlearning and relearning, their evaluations and
@@ -28,11 +29,12 @@ touch "$T/run/attrib/atp.scores"
 run -n > "$T/plan" 2>&1
 t sports_pipeline_rebuilds_only_atp bash -c "
   grep -q '^mu-maskgen' '$T/plan' && [ \$(grep -c '^mu-train' '$T/plan') = 2 ] &&
-  ! grep -qE 'unlearn-(early|late|all)\.st|learned\.st --objective learn' <(grep '^mu-train' '$T/plan')"
+  ! grep -qE 'unlearn-(early|lookup|late|all)\.st|learned\.st --objective learn' <(grep '^mu-train' '$T/plan') &&
+  ! grep -q 'path-patch' '$T/plan'"
 # the plots, where gnuplot is installed (make demo installs it): PNG files the report shows
 if command -v gnuplot >/dev/null; then
   t sports_pipeline_plots bash -c "
-    for p in probes atp; do
+    for p in probes atp lookup; do
       [ \"\$(head -c 8 '$T/run/'\$p.png | od -An -tx1 | tr -d ' \n')\" = 89504e470d0a1a0a ] &&
       grep -q \"(\$p.png)\" '$R' || exit 1
     done"
