@@ -12,9 +12,12 @@
 #                  answer must survive; the first N_NEIGHBOR of each fact), the kept facts
 #                  (true answer); the arrays of a CounterFact record are flattened with jq
 #                  into one record per prompt, keeping case_id and both targets
-#   3. localize    MLPs of early layers (fact lookup), late layers, all MLPs, and the
-#                  ATP_LAYERS MLP layers that attribution patching (mu-attrib --method atp,
-#                  noise on the subject) ranks highest for the true answers of the edit facts
+#   3. localize    MLPs of early layers (fact lookup), late layers, all MLPs, and two found
+#                  by the data (noise on the subject, the true answers of the edit facts):
+#                  the LOOKUP_LAYERS MLPs with the largest direct effect by path patching
+#                  from the subject's last token (mu-attrib --method path-patch: fact
+#                  lookup) and the ATP_LAYERS MLP layers that attribution patching ranks
+#                  highest (mu-attrib --method atp: output tracing)
 #   4. edit        mu-train EDIT_OBJ (edit = cross-entropy to the new answer, retain-ce on
 #                  the kept facts' true answers), masked to each localization, same steps/lr
 #   5. relearn     the relearning attack: each edited model fine-tuned on the TRUE answers of
@@ -57,13 +60,16 @@ RELEARN_LR    ?= 1e-4
 # the relearning attack's mask (empty: every parameter)
 RELEARN_MASK  ?=
 
-# Localizations: MLPs of early layers (fact lookup, Guo et al.), late layers (the output
+# Localizations: MLPs of early layers (fact lookup, Guo et al.), the LOOKUP_LAYERS MLPs
+# ranked highest by path patching (fact lookup found by the data), late layers (the output
 # side), every MLP, and the ATP_LAYERS MLP layers ranked highest by attribution patching.
-LOCS        ?= early late all atp
+LOCS        ?= early lookup late all atp
 MASK_early  ?= mlp:1-7
+MASK_lookup ?= $(RUN)/masks/lookup.mask
 MASK_late   ?= mlp:22-29
 MASK_all    ?= mlp:all
 MASK_atp    ?= $(RUN)/masks/atp.mask
+LOOKUP_LAYERS ?= 8
 ATP_LAYERS  ?= 8
 ATP_SAMPLES ?= 4
 
@@ -158,16 +164,22 @@ $(RUN)/tok/%.tok: $(RUN)/data/%.jsonl $(MODEL_DEPS)
 	mu-tokenize $(Q) --model $(MODEL) --prompt '{prompt}' --target '$(TARGET_$*)' \
 	  --choices $(CHOICES) --out $@ $<
 
-# ---- 3. localization: attribution patching on the base model -------------------------------
-# noise on the subject's tokens, every MLP layer's effect on the true answers' log-probability;
-# the top ATP_LAYERS layers' MLPs (gate, up, down: 3 matrices a layer)
-$(RUN)/attrib/atp.scores: $(RUN)/tok/true.tok $(MODEL_DEPS)
+# ---- 3. localization: path patching and attribution patching on the base model -------------
+# noise on the subject's tokens, every MLP layer's effect on the true answers' log-probability
+# (path patching: only its direct path from the subject's last token); the top layers' MLPs
+# (gate, up, down: 3 matrices a layer)
+ATTRIB_atp    := atp
+ATTRIB_lookup := path-patch
+LAYERS_atp    := $(ATP_LAYERS)
+LAYERS_lookup := $(LOOKUP_LAYERS)
+$(RUN)/attrib/%.scores: $(RUN)/tok/true.tok $(MODEL_DEPS)
 	@mkdir -p $(@D)
-	mu-attrib $(Q) --model $(MODEL) --forget $< --subject subject --method atp \
+	mu-attrib $(Q) --model $(MODEL) --forget $< --subject subject --method $(ATTRIB_$*) \
 	  --tensors mlp:all --samples $(ATP_SAMPLES) --seed $(SEED) --out $@
-$(RUN)/masks/atp.mask: $(RUN)/attrib/atp.scores
+$(RUN)/masks/%.mask: $(RUN)/attrib/%.scores
 	@mkdir -p $(@D)
-	mu-maskgen $(Q) --scores $< --units $$((3 * $(ATP_LAYERS))) --out $@
+	mu-maskgen $(Q) --scores $< --units $$((3 * $(LAYERS_$*))) --out $@
+.PRECIOUS: $(RUN)/attrib/%.scores $(RUN)/masks/%.mask
 
 # ---- 4, 5. edits and relearning attacks ----------------------------------------------------
 define EDIT_RULE

@@ -20,7 +20,7 @@ R="$T/run"
 run() { OMP_NUM_THREADS=1 make -C "$ROOT" --no-print-directory -f pipelines/counterfact.mk \
   MU_BIN="$MU_BIN" DATA="$SHARED_DATA" RUN="$R" MODEL="$M" N_POOL=12 KNOWN_FILTER=0 N_EDITS=4 \
   N_KEEP=4 N_NEIGHBOR=3 EDIT_STEPS=3 RELEARN_STEPS=2 BATCH=4 MASK_early=mlp:0-1 MASK_late=mlp:3-4 \
-  ATP_LAYERS=2 ATP_SAMPLES=2 "$@"; }
+  ATP_LAYERS=2 LOOKUP_LAYERS=2 ATP_SAMPLES=2 "$@"; }
 if ! run -j2 >"$T/log" 2>&1; then
   fail counterfact_pipeline_runs "$(tail -3 "$T/log" | tr '\n' ' ')"; exit 0
 fi
@@ -30,14 +30,15 @@ REP="$R/report.md"
 # the table: base and edited-* with five numeric cells, relearned-* with the held-out one
 cellre='[01]\.[0-9]{2} / [01]\.[0-9]{2}'
 t counterfact_report_rows bash -c "
-  [ \$(grep -cE '^\| (base|edited-(early|late|all|atp)) \|( $cellre \|){5}\$' '$REP') = 5 ] &&
-  [ \$(grep -cE '^\| relearned-(early|late|all|atp) \|( – \|){4} $cellre \|\$' '$REP') = 4 ] &&
-  [ \$(grep -c '^| ' '$REP') = 10 ]"
+  [ \$(grep -cE '^\| (base|edited-(early|lookup|late|all|atp)) \|( $cellre \|){5}\$' '$REP') = 6 ] &&
+  [ \$(grep -cE '^\| relearned-(early|lookup|late|all|atp) \|( – \|){4} $cellre \|\$' '$REP') = 5 ] &&
+  [ \$(grep -c '^| ' '$REP') = 12 ]"
 # every number of the table is in [0, 1]
 t counterfact_report_unit bash -c "
   grep -E '^\| (base|edited|relearned)' '$REP' | grep -oE '[0-9]+\.[0-9]+' |
-  awk '{ n++; if (\$1 < 0 || \$1 > 1) bad = 1 } END { exit bad || n != 2 * (5 * 5 + 4) }'"
+  awk '{ n++; if (\$1 < 0 || \$1 > 1) bad = 1 } END { exit bad || n != 2 * (6 * 5 + 5) }'"
 t counterfact_report_atp_layers grep -qE 'atp=mlp:[0-4],[0-4]\.' "$REP"
+t counterfact_report_lookup_layers grep -qE 'lookup=mlp:[0-4],[0-4] ' "$REP"
 # the base model's efficacy cell recomputed from its outputs without mu-score: the fraction
 # of edit prompts where the new target (candidate 1) wins, and mean p(new) over the two
 t counterfact_efficacy_recomputed bash -c "
