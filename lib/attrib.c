@@ -251,7 +251,31 @@ static mu_mask_tensor unit_view(const mu_attr_tensor *t) {
                             .gran = t->gran, .units = t->units};
 }
 
-/* ---- output tracing (causal-trace, atp) ---------------------------------------------------- */
+/* n copies of the single-sequence batch one (the patched runs of output tracing, a block
+ * per copy). */
+static void batch_repeat(batch *b, const batch *one, int n) {
+    batch_free(b);
+    size_t T = (size_t)one->T;
+    b->B = n;
+    b->T = one->T;
+    b->R = n * one->R;
+    b->ids = mu_xmalloc((size_t)n * T * sizeof *b->ids);
+    b->lens = mu_xmalloc((size_t)n * sizeof *b->lens);
+    b->lab_from = mu_xmalloc((size_t)n * sizeof *b->lab_from);
+    b->rows = mu_xmalloc((size_t)b->R * sizeof *b->rows);
+    b->tgt = mu_xmalloc((size_t)b->R * sizeof *b->tgt);
+    for (int r = 0; r < n; r++) {
+        memcpy(b->ids + r * T, one->ids, T * sizeof *b->ids);
+        b->lens[r] = one->lens[0];
+        b->lab_from[r] = one->lab_from[0];
+        for (int j = 0; j < one->R; j++) {
+            b->rows[r * one->R + j] = (int32_t)(r * T) + one->rows[j];
+            b->tgt[r * one->R + j] = one->tgt[j];
+        }
+    }
+}
+
+/* ---- output tracing (causal-trace, atp, path-patch) ---------------------------------------- */
 
 void mu_attr_noise(uint64_t seed, int rec, int s, double sigma, float *out, int64_t n) {
     mu_rng r;
@@ -268,7 +292,9 @@ typedef struct {
     const float *noise;         /* [(s1-s0) * D] added to the subject's embeddings, or NULL */
     const int32_t *pos;         /* positions restored / attributed */
     int npos;
-    int mode, patch_kind, patch_layer;
+    int mode;
+    int block0;                 /* TR_PATCH, TR_PATH: row r of the batch patches block block0 + r
+                                   (block k * n_layer + L: component k of layer L) */
     float *clean[2], *corrupt[2], *grad[2];   /* [n_layer * T * D] per component */
     /* corrupt: atp sums the samples' outputs; path-patch caches the current sample's */
 } trace_ctx;
@@ -278,9 +304,11 @@ static int kind_of(mu_site s) { return s == MU_SITE_MLP_OUT; }
 static int hook_embed_noise(const mu_hook_info *info, float *act, void *user) {
     trace_ctx *c = user;
     if (!c->noise) return 0;
-    for (int t = c->s0; t < c->s1; t++)
-        for (int j = 0; j < c->D; j++) act[(size_t)t * c->D + j] += c->noise[(size_t)(t - c->s0) * c->D + j];
-    (void)info;
+    for (int r = 0; r < info->B; r++) {
+        float *x = act + (size_t)r * c->T * c->D;
+        for (int t = c->s0; t < c->s1; t++)
+            for (int j = 0; j < c->D; j++) x[(size_t)t * c->D + j] += c->noise[(size_t)(t - c->s0) * c->D + j];
+    }
     return 0;
 }
 
@@ -290,14 +318,24 @@ static void copy_positions(const trace_ctx *c, float *act, const float *src) {
         memcpy(act + (size_t)c->pos[p] * c->D, src + (size_t)c->pos[p] * c->D, (size_t)c->D * sizeof *act);
 }
 
-/* Path patching: the sender (patch_kind, patch_layer) writes its corrupted output at the
+/* Path patching: the sender (component sk of layer sl) writes its corrupted output at the
  * positions and every block after it (in the order attn 0, mlp 0, attn 1, ...) its clean
  * one, so the residual stream there is clean + (corrupt - clean sender output) from the
  * sender on, and reaches the answer only through what later positions' attention reads. */
-static void path_patch(const trace_ctx *c, int k, int layer, float *act) {
-    int order = 2 * layer + k, sender = 2 * c->patch_layer + c->patch_kind;
+static void path_patch(const trace_ctx *c, int k, int layer, int sk, int sl, float *act) {
+    int order = 2 * layer + k, sender = 2 * sl + sk;
     size_t off = (size_t)layer * c->T * c->D;
     if (order >= sender) copy_positions(c, act, (order == sender ? c->corrupt[k] : c->clean[k]) + off);
+}
+
+/* TR_PATCH, TR_PATH: row r of act ([B, T, D]) is the run of block block0 + r. */
+static void patch_rows(const trace_ctx *c, int k, int layer, int B, float *act) {
+    size_t n = (size_t)c->T * c->D, off = (size_t)layer * n;
+    for (int r = 0; r < B; r++) {
+        int sk = (c->block0 + r) / c->n_layer, sl = (c->block0 + r) % c->n_layer;
+        if (c->mode == TR_PATH) path_patch(c, k, layer, sk, sl, act + r * n);
+        else if (k == sk && layer == sl) copy_positions(c, act + r * n, c->clean[k] + off);
+    }
 }
 
 static int hook_component(const mu_hook_info *info, float *act, void *user) {
@@ -312,25 +350,23 @@ static int hook_component(const mu_hook_info *info, float *act, void *user) {
         for (size_t i = 0; i < n; i++) c->corrupt[k][off + i] += act[i];
     } else if (c->mode == TR_CACHE_CORRUPT) {
         memcpy(c->corrupt[k] + off, act, n * sizeof *act);
-    } else if (c->mode == TR_PATCH && k == c->patch_kind && info->layer == c->patch_layer) {
-        copy_positions(c, act, c->clean[k] + off);
-    } else if (c->mode == TR_PATH) {
-        path_patch(c, k, info->layer, act);
+    } else if (c->mode == TR_PATCH || c->mode == TR_PATH) {
+        patch_rows(c, k, info->layer, info->B, act);
     }
     return 0;
 }
 
-/* Answer log-probability m of the last forward over the single sequence in b. */
+/* Answer log-probability m of each row of the last forward over b: out [b->B]. */
 static int answer_logprob(mu_model *m, const batch *b, double *out, char *err, size_t errlen) {
     double *lp = mu_xmalloc((size_t)b->R * sizeof *lp);
     int rc = mu_model_target_logprobs(m, b->tgt, lp, err, errlen);
-    *out = 0;
-    for (int r = 0; r < b->R && !rc; r++) *out += lp[r];
+    for (int r = 0; r < b->B; r++) out[r] = 0;
+    for (int j = 0; j < b->R && !rc; j++) out[b->rows[j] / b->T] += lp[j];
     free(lp);
     return rc;
 }
 
-/* One forward of b with the trace hooks in mode; *mlp = the answer log-probability. */
+/* One forward of b with the trace hooks in mode; mlp [b->B] = the answer log-probabilities. */
 static int trace_forward(mu_model *m, const batch *b, trace_ctx *c, int mode, int train, double *mlp,
                          char *err, size_t errlen) {
     mu_hook h[3] = {
@@ -339,7 +375,7 @@ static int trace_forward(mu_model *m, const batch *b, trace_ctx *c, int mode, in
         {.site = MU_SITE_MLP_OUT, .layer = -1, .fn = hook_component, .user = c},
     };
     c->mode = mode;
-    mu_batch mb = {.B = 1, .T = b->T, .ids = b->ids, .lens = b->lens};
+    mu_batch mb = {.B = b->B, .T = b->T, .ids = b->ids, .lens = b->lens};
     mu_fwd_opts fo = {.train = train, .logit_rows = b->rows, .n_logit_rows = b->R, .hooks = h, .n_hooks = 3};
     if (mu_model_forward(m, &mb, &fo, err, errlen)) return -1;
     return answer_logprob(m, b, mlp, err, errlen);
@@ -407,19 +443,25 @@ static double atp_effect(const trace_ctx *c, int k, int L, int samples) {
  * the corrupted run (effect p_restored - p_corrupt); path-patch sends its corrupted output
  * in the clean run (c->noise off) along the path of path_patch (effect m_clean - m_patched,
  * in log-probability: one path's drop of a well-known answer's p ~ 1 is invisible in p). */
-static int patch_blocks(mu_model *m, const batch *b, trace_ctx *c, int path, double m_clean, double m_corr,
-                        mu_attr_result *r, double w, char *err, size_t errlen) {
+static int patch_blocks(mu_model *m, const batch *one, trace_ctx *c, int path, int per_forward, double m_clean,
+                        double m_corr, mu_attr_result *r, double w, char *err, size_t errlen) {
     const float *noise = c->noise;
     if (path) c->noise = NULL;
-    double m_patched = 0;
-    int rc = 0;
-    for (int k = 0; k < 2 && !rc; k++)
-        for (int l = 0; l < c->n_layer && !rc; l++) {
-            c->patch_kind = k;
-            c->patch_layer = l;
-            rc = trace_forward(m, b, c, path ? TR_PATH : TR_PATCH, 0, &m_patched, err, errlen);
-            r->effect[k][l] += w * (path ? m_clean - m_patched : exp(m_patched) - exp(m_corr));
+    int blocks = 2 * c->n_layer, rc = 0;
+    double *m_patched = mu_xmalloc((size_t)per_forward * sizeof *m_patched);
+    batch rep = {0};
+    for (int b0 = 0; b0 < blocks && !rc; b0 += per_forward) {
+        int n = blocks - b0 < per_forward ? blocks - b0 : per_forward;
+        batch_repeat(&rep, one, n);
+        c->block0 = b0;
+        rc = trace_forward(m, &rep, c, path ? TR_PATH : TR_PATCH, 0, m_patched, err, errlen);
+        for (int i = 0; i < n && !rc; i++) {
+            int k = (b0 + i) / c->n_layer, l = (b0 + i) % c->n_layer;
+            r->effect[k][l] += w * (path ? m_clean - m_patched[i] : exp(m_patched[i]) - exp(m_corr));
         }
+    }
+    batch_free(&rep);
+    free(m_patched);
     c->noise = noise;
     return rc;
 }
@@ -447,7 +489,8 @@ static int trace_record(mu_model *m, const mu_train_set *f, int rec, const mu_at
         c.noise = noise;
         rc = trace_forward(m, &b, &c, corrupt_mode, 0, &m_corr, err, errlen);
         r->p_corrupt += w * exp(m_corr) / o->samples;
-        if (!rc && !atp) rc = patch_blocks(m, &b, &c, path, m_clean, m_corr, r, w / o->samples, err, errlen);
+        if (!rc && !atp)
+            rc = patch_blocks(m, &b, &c, path, o->batch, m_clean, m_corr, r, w / o->samples, err, errlen);
     }
     for (int k = 0; k < 2 && !rc && atp; k++)
         for (int l = 0; l < L; l++) r->effect[k][l] += w * atp_effect(&c, k, l, o->samples);

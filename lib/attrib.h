@@ -70,7 +70,8 @@ typedef struct {
     mu_granularity gran;     /* units of the scores (act: neuron only) */
     double gamma;            /* wagle: γ (default 1) */
     double memflex_mu;       /* memflex: cosine threshold μ (default 0) */
-    int batch;               /* sequences per forward (default 8) */
+    int batch;               /* sequences (causal-trace, path-patch: patched runs of a record)
+                                per forward (default 8) */
     int answer_positions;    /* act: only rows predicting answer tokens */
     /* causal-trace, atp, path-patch */
     const int32_t *subj_start, *subj_end;   /* [forget->n] subject span [start, end) per record */

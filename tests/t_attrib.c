@@ -406,15 +406,16 @@ TEST(attrib_causal_trace_matches_explicit_restoration) {
                 free(noise);
                 free(buf);
             }
-            CHECK_MSG(fabs(res.effect[k][L] - want) <= 1e-6 * (fabs(want) + 1e-9),
+            /* 1e-5: the restored runs share a batched forward (other GEMM rounding) */
+            CHECK_MSG(fabs(res.effect[k][L] - want) <= 1e-5 * fabs(want) + 1e-10,
                       "%s %d: %.9g vs %.9g", k ? "mlp" : "attn", L, res.effect[k][L], want);
         }
     CHECK_NEAR(res.p_clean, pc, 1e-7 * pc);
     CHECK(res.p_corrupt != res.p_clean);
     mu_attr_result_free(&res);
-    /* no noise: nothing to recover */
+    /* no noise: nothing to recover (but the rounding of batched forwards) */
     run_trace_method(m, &f, MU_ATTR_CAUSAL_TRACE, 0.0, 1, s0, s1, &res);
-    for (int k = 0; k < 2; k++) for (int L = 0; L < c->n_layer; L++) CHECK(res.effect[k][L] == 0);
+    for (int k = 0; k < 2; k++) for (int L = 0; L < c->n_layer; L++) CHECK(fabs(res.effect[k][L]) < 1e-6);
     mu_attr_result_free(&res);
     mu_train_set_free(&f);
     mu_model_free(m);
@@ -565,7 +566,8 @@ static double pp_reference(mu_model *m, const mu_train_set *f, const int32_t *s0
 }
 
 /* The subject ends one token before the last prompt token here, so that s is read only by
- * later positions. Blocks of the last layer then have no path to the answer: exactly 0. */
+ * later positions. Blocks of the last layer then have no path to the answer: 0 (up to the
+ * rounding of the batched patched forward against the clean one: 1e-7 here). */
 TEST(attrib_path_patch_matches_residual_patching) {
     mu_st *g = golden_open();
     mu_model *m = parity_model();
@@ -590,13 +592,13 @@ TEST(attrib_path_patch_matches_residual_patching) {
         }
     CHECK_MSG(scale > 1e-3, "largest path effect %.3g", scale);   /* 0.065 here */
     for (int k = 0; k < 2; k++)
-        for (int L = 0; L < c->n_layer; L++)   /* last layer: want 0, exactly */
-            CHECK_MSG(fabs(res.effect[k][L] - want[k][L]) <= (L + 1 < c->n_layer ? 1e-5 * scale : 0),
+        for (int L = 0; L < c->n_layer; L++)   /* last layer: want 0 */
+            CHECK_MSG(fabs(res.effect[k][L] - want[k][L]) <= 1e-5 * scale,
                       "%s %d: %.9g vs %.9g", k ? "mlp" : "attn", L, res.effect[k][L], want[k][L]);
     mu_attr_result_free(&res);
-    /* no noise: nothing sent */
+    /* no noise: nothing sent (but the rounding of batched forwards) */
     run_trace_method(m, &f, MU_ATTR_PATH_PATCH, 0.0, 1, s0, s1, &res);
-    for (int k = 0; k < 2; k++) for (int L = 0; L < c->n_layer; L++) CHECK(res.effect[k][L] == 0);
+    for (int k = 0; k < 2; k++) for (int L = 0; L < c->n_layer; L++) CHECK(fabs(res.effect[k][L]) < 1e-6);
     mu_attr_result_free(&res);
     mu_train_set_free(&f);
     mu_model_free(m);
