@@ -60,21 +60,16 @@ RELEARN_LR    ?= 1e-4
 # the relearning attack's mask (empty: every parameter)
 RELEARN_MASK  ?=
 
-# Localizations: MLPs of early layers (fact lookup, Guo et al.), the LOOKUP_LAYERS MLPs
-# ranked highest by path patching (fact lookup found by the data), late layers (the output
-# side), every MLP, and the ATP_LAYERS MLP layers ranked highest by attribution patching.
-LOCS        ?= early lookup late all atp
-MASK_early  ?= mlp:1-7
-MASK_lookup ?= $(RUN)/masks/lookup.mask
-MASK_late   ?= mlp:22-29
-MASK_all    ?= mlp:all
-MASK_atp    ?= $(RUN)/masks/atp.mask
-LOOKUP_LAYERS ?= 8
-ATP_LAYERS  ?= 8
-ATP_SAMPLES ?= 4
-
 # the model's files, for staleness (a directory's own time says nothing)
 MODEL_DEPS := $(if $(wildcard $(MODEL)/config.json),$(wildcard $(MODEL)/config.json $(MODEL)/*.safetensors $(MODEL)/tokenizer.json),$(MODEL))
+# localizations (LOCS, MASK_*, LOOKUP_LAYERS, ATP_LAYERS, ATP_SAMPLES: pipelines/localize.mk),
+# found on the base model from the true answers of the edit facts, noise on the subject
+LOC_FORGET  := $(RUN)/tok/true.tok
+LOC_SUBJECT := subject
+LOC_DELTAS  :=
+LOC_DEPS    := $(MODEL_DEPS)
+include pipelines/localize.mk
+
 CHOICES := '{target_true}|{target_false}'
 # the answer of each split: the new target where the edit should show, else the true one
 TARGET_edit     := {target_false}
@@ -164,22 +159,7 @@ $(RUN)/tok/%.tok: $(RUN)/data/%.jsonl $(MODEL_DEPS)
 	mu-tokenize $(Q) --model $(MODEL) --prompt '{prompt}' --target '$(TARGET_$*)' \
 	  --choices $(CHOICES) --out $@ $<
 
-# ---- 3. localization: path patching and attribution patching on the base model -------------
-# noise on the subject's tokens, every MLP layer's effect on the true answers' log-probability
-# (path patching: only its direct path from the subject's last token); the top layers' MLPs
-# (gate, up, down: 3 matrices a layer)
-ATTRIB_atp    := atp
-ATTRIB_lookup := path-patch
-LAYERS_atp    := $(ATP_LAYERS)
-LAYERS_lookup := $(LOOKUP_LAYERS)
-$(RUN)/attrib/%.scores: $(RUN)/tok/true.tok $(MODEL_DEPS)
-	@mkdir -p $(@D)
-	mu-attrib $(Q) --model $(MODEL) --forget $< --subject subject --method $(ATTRIB_$*) \
-	  --tensors mlp:all --samples $(ATP_SAMPLES) --seed $(SEED) --out $@
-$(RUN)/masks/%.mask: $(RUN)/attrib/%.scores
-	@mkdir -p $(@D)
-	mu-maskgen $(Q) --scores $< --units $$((3 * $(LAYERS_$*))) --out $@
-.PRECIOUS: $(RUN)/attrib/%.scores $(RUN)/masks/%.mask
+# ---- 3. localization: the rules of pipelines/localize.mk (included above) -------------------
 
 # ---- 4, 5. edits and relearning attacks ----------------------------------------------------
 define EDIT_RULE
@@ -217,8 +197,3 @@ $(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/known.idx pipelines/counterfact-repor
 	  -v train='$(EDIT_OBJ), $(EDIT_STEPS) steps, lr $(EDIT_LR); attack: $(RELEARN_STEPS) steps, lr $(RELEARN_LR)' \
 	  -v masks="$(foreach l,$(LOCS),$(l)=$(call mask_desc,$(MASK_$(l))))" $< > $@.tmp
 	mv $@.tmp $@
-
-# a mask's description for the report: a shorthand as it is, a mask file as its MLP layers
-comma := ,
-mask_desc = $(if $(filter $(RUN)/%,$(1)),mlp:$$(mu-dump $(1) | jq -r 'select(.name) | .name' | \
-  sed -E 's/.*layers\.([0-9]+)\..*/\1/' | sort -nu | paste -sd$(comma) -),$(1))

@@ -48,19 +48,13 @@ BATCH         ?= 16
 MMLU_SUBJECT  ?= high_school_geography
 MMLU_N        ?= 40
 
-# Localizations: MLPs of early layers (where fact-lookup MLPs sit in Guo et al.), the
-# LOOKUP_LAYERS MLPs that path patching ranks highest (fact lookup found by the data), late
-# layers (the output side), every MLP (not localized), and the ATP_LAYERS MLP layers that
-# attribution patching ranks highest (mask files made by mu-attrib + mu-maskgen).
-LOCS        ?= early lookup late all atp
-MASK_early  ?= mlp:1-7
-MASK_lookup ?= $(RUN)/masks/lookup.mask
-MASK_late   ?= mlp:22-29
-MASK_all    ?= mlp:all
-MASK_atp    ?= $(RUN)/masks/atp.mask
-LOOKUP_LAYERS ?= 8
-ATP_LAYERS  ?= 8
-ATP_SAMPLES ?= 4
+# Localizations (LOCS, MASK_*, LOOKUP_LAYERS, ATP_LAYERS, ...: pipelines/localize.mk): early
+# and late MLP layers (hand-picked), every MLP, and two found on the learned model's forget
+# facts (path patching: lookup; attribution patching: atp)
+LOC_FORGET  := $(RUN)/tok/cloze-forget.tok
+LOC_SUBJECT := athlete
+LOC_DELTAS  := $(RUN)/learned.st
+include pipelines/localize.mk
 PROBE_SITE ?= resid_post:all:subject_last
 
 FORMATS := cloze question mc
@@ -113,21 +107,6 @@ $(RUN)/learned.st: $(RUN)/tok/learn.tok $(MODEL)
 	mu-train $(Q) --model $(MODEL) --objective learn --train $< --steps $(LEARN_STEPS) \
 	  --batch $(BATCH) --lr $(LEARN_LR) --seed $(SEED) --log $(RUN)/learned.log --out $@
 
-# localization on the learned model, noise on the athlete's tokens: every MLP layer's effect
-# on the forget answers' log-probability, by attribution patching (atp) or path patching
-# from the athlete's last token (lookup); a mask of the top layers' MLPs (3 matrices each)
-ATTRIB_atp    := atp
-ATTRIB_lookup := path-patch
-LAYERS_atp    := $(ATP_LAYERS)
-LAYERS_lookup := $(LOOKUP_LAYERS)
-$(RUN)/attrib/%.scores: $(RUN)/learned.st $(RUN)/tok/cloze-forget.tok
-	@mkdir -p $(@D)
-	mu-attrib $(Q) --model $(MODEL) --delta $(RUN)/learned.st --forget $(RUN)/tok/cloze-forget.tok \
-	  --subject athlete --method $(ATTRIB_$*) --tensors mlp:all --samples $(ATP_SAMPLES) --seed $(SEED) --out $@
-$(RUN)/masks/%.mask: $(RUN)/attrib/%.scores
-	@mkdir -p $(@D)
-	mu-maskgen $(Q) --scores $< --units $$((3 * $(LAYERS_$*))) --out $@
-.PRECIOUS: $(RUN)/attrib/%.scores $(RUN)/masks/%.mask
 
 define UNLEARN_RULE
 $(RUN)/unlearn-$(1).st: $(RUN)/learned.st $(RUN)/tok/cloze-forget.tok $(RUN)/tok/cloze-maintain.tok \
@@ -216,8 +195,3 @@ $(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/probes.tsv pipelines/sports-report.aw
 	  -v mmlu='$(MMLU_SUBJECT) ($(MMLU_N) questions)' -v probe_models='$(PROBE_MODELS)' \
 	  -v plots='$(notdir $(PLOTS))' $< $(RUN)/probes.tsv > $@.tmp
 	mv $@.tmp $@
-
-# a mask's description for the report: a shorthand as it is, a mask file as its MLP layers
-comma := ,
-mask_desc = $(if $(filter $(RUN)/%,$(1)),mlp:$$(mu-dump $(1) | jq -r 'select(.name) | .name' | \
-  sed -E 's/.*layers\.([0-9]+)\..*/\1/' | sort -nu | paste -sd$(comma) -),$(1))

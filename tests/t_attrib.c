@@ -288,11 +288,15 @@ typedef struct {
     float *buf;                    /* [T, D] */
 } ref_ctx;
 
+/* act[t] += noise[t - s0] for the tokens t of [s0, s1) (rows of D) */
+static void add_subject_noise(float *act, int D, int s0, int s1, const float *noise) {
+    for (int t = s0; t < s1; t++)
+        for (int j = 0; j < D; j++) act[(size_t)t * D + j] += noise[(size_t)(t - s0) * D + j];
+}
+
 static int ref_embed(const mu_hook_info *info, float *act, void *user) {
     ref_ctx *c = user;
-    if (c->noise)
-        for (int t = c->s0; t < c->s1; t++)
-            for (int j = 0; j < c->D; j++) act[(size_t)t * c->D + j] += c->noise[(size_t)(t - c->s0) * c->D + j];
+    if (c->noise) add_subject_noise(act, c->D, c->s0, c->s1, c->noise);
     (void)info;
     return 0;
 }
@@ -305,20 +309,25 @@ static int ref_component(const mu_hook_info *info, float *act, void *user) {
     return 0;
 }
 
-/* Answer log-probability of sequence q under the hooks of c. */
-static double ref_answer_logprob(mu_model *m, const mu_train_seq *q, ref_ctx *c) {
+/* Answer log-probability of sequence q, alone in a forward with hooks h. */
+static double hooked_answer_logprob(mu_model *m, const mu_train_seq *q, const mu_hook *h, int nh) {
     int32_t rows[64], tgt[64], R = 0;
     for (int t = q->lab_from; t + 1 < q->len; t++) { rows[R] = t; tgt[R++] = q->ids[t + 1]; }
-    mu_hook h[2] = {{.site = MU_SITE_EMBED, .layer = -1, .fn = ref_embed, .user = c},
-                    {.site = c->site, .layer = c->layer, .fn = ref_component, .user = c}};
     mu_batch b = {.B = 1, .T = q->len, .ids = q->ids, .lens = &q->len};
-    mu_fwd_opts o = {.logit_rows = rows, .n_logit_rows = R, .hooks = h, .n_hooks = 2};
+    mu_fwd_opts o = {.logit_rows = rows, .n_logit_rows = R, .hooks = h, .n_hooks = nh};
     char err[256];
     double lp[64], s = 0;
     CHECK_MSG(mu_model_forward(m, &b, &o, err, sizeof err) == 0, "%s", err);
     CHECK(mu_model_target_logprobs(m, tgt, lp, err, sizeof err) == 0);
     for (int r = 0; r < R; r++) s += lp[r];
     return s;
+}
+
+/* Answer log-probability of sequence q under the hooks of c. */
+static double ref_answer_logprob(mu_model *m, const mu_train_seq *q, ref_ctx *c) {
+    mu_hook h[2] = {{.site = MU_SITE_EMBED, .layer = -1, .fn = ref_embed, .user = c},
+                    {.site = c->site, .layer = c->layer, .fn = ref_component, .user = c}};
+    return hooked_answer_logprob(m, q, h, 2);
 }
 
 static double ref_embedding_std(mu_model *m) {
@@ -491,9 +500,7 @@ typedef struct {
 
 static int pp_embed(const mu_hook_info *info, float *act, void *user) {
     pp_ref *c = user;
-    if (c->mode == 1)
-        for (int t = c->s0; t < c->s1; t++)
-            for (int j = 0; j < c->D; j++) act[(size_t)t * c->D + j] += c->noise[(size_t)(t - c->s0) * c->D + j];
+    if (c->mode == 1) add_subject_noise(act, c->D, c->s0, c->s1, c->noise);
     (void)info;
     return 0;
 }
@@ -518,22 +525,13 @@ static int pp_resid(const mu_hook_info *info, float *act, void *user) {
 }
 
 static double pp_answer_logprob(mu_model *m, const mu_train_seq *q, pp_ref *c) {
-    int32_t rows[64], tgt[64], R = 0;
-    for (int t = q->lab_from; t + 1 < q->len; t++) { rows[R] = t; tgt[R++] = q->ids[t + 1]; }
     mu_hook h[6] = {{.site = MU_SITE_EMBED, .layer = -1, .fn = pp_embed, .user = c},
                     {.site = MU_SITE_ATTN_OUT, .layer = -1, .fn = pp_sender, .user = c},
                     {.site = MU_SITE_MLP_OUT, .layer = -1, .fn = pp_sender, .user = c},
                     {.site = MU_SITE_RESID_PRE, .layer = -1, .fn = pp_resid, .user = c},
                     {.site = MU_SITE_RESID_MID, .layer = -1, .fn = pp_resid, .user = c},
                     {.site = MU_SITE_RESID_POST, .layer = -1, .fn = pp_resid, .user = c}};
-    mu_batch b = {.B = 1, .T = q->len, .ids = q->ids, .lens = &q->len};
-    mu_fwd_opts o = {.logit_rows = rows, .n_logit_rows = R, .hooks = h, .n_hooks = 6};
-    char err[256];
-    double lp[64], s = 0;
-    CHECK_MSG(mu_model_forward(m, &b, &o, err, sizeof err) == 0, "%s", err);
-    CHECK(mu_model_target_logprobs(m, tgt, lp, err, sizeof err) == 0);
-    for (int r = 0; r < R; r++) s += lp[r];
-    return s;
+    return hooked_answer_logprob(m, q, h, 6);
 }
 
 /* Mean over records and samples of m(clean) - m(path-patched) for sender (L, k), m the

@@ -1,0 +1,46 @@
+# localize.mk — the localizations that sports.mk and counterfact.mk compare (Guo et al. 2024),
+# included by both. Set before including it:
+#   LOC_FORGET   token stream of the facts to localize (with its subject's span)
+#   LOC_SUBJECT  the subject's field in that stream
+#   LOC_DELTAS   deltas applied on top of MODEL first (the learned model), or empty
+#   LOC_DEPS     the other files the attribution depends on (the model's, the deltas)
+# Localizations (LOCS; MASK_<name> is a mu-train --mask: a shorthand or a mask file):
+#   early   MLPs of early layers, where Guo et al. find the fact-lookup MLPs (hand-picked)
+#   lookup  fact lookup found by the data: the LOOKUP_LAYERS MLPs with the largest direct
+#           effect by path patching from the subject's last token (mu-attrib --method
+#           path-patch)
+#   late    MLPs of late layers, the output side (hand-picked)
+#   all     every MLP (not localized)
+#   atp     output tracing found by the data: the ATP_LAYERS MLPs that attribution patching
+#           ranks highest (mu-attrib --method atp)
+# The found ones: noise on the subject's tokens, every MLP layer's effect on the answers'
+# log-probability, then mu-maskgen keeps the top layers' MLPs (gate, up, down: 3 matrices a
+# layer).
+LOCS          ?= early lookup late all atp
+MASK_early    ?= mlp:1-7
+MASK_lookup   ?= $(RUN)/masks/lookup.mask
+MASK_late     ?= mlp:22-29
+MASK_all      ?= mlp:all
+MASK_atp      ?= $(RUN)/masks/atp.mask
+LOOKUP_LAYERS ?= 8
+ATP_LAYERS    ?= 8
+ATP_SAMPLES   ?= 4
+
+ATTRIB_atp    := atp
+ATTRIB_lookup := path-patch
+LAYERS_atp     = $(ATP_LAYERS)
+LAYERS_lookup  = $(LOOKUP_LAYERS)
+$(RUN)/attrib/%.scores: $(LOC_FORGET) $(LOC_DELTAS) $(LOC_DEPS)
+	@mkdir -p $(@D)
+	mu-attrib $(Q) --model $(MODEL) $(addprefix --delta ,$(LOC_DELTAS)) --forget $(LOC_FORGET) \
+	  --subject $(LOC_SUBJECT) --method $(ATTRIB_$*) --tensors mlp:all --samples $(ATP_SAMPLES) \
+	  --seed $(SEED) --out $@
+$(RUN)/masks/%.mask: $(RUN)/attrib/%.scores
+	@mkdir -p $(@D)
+	mu-maskgen $(Q) --scores $< --units $$((3 * $(LAYERS_$*))) --out $@
+.PRECIOUS: $(RUN)/attrib/%.scores $(RUN)/masks/%.mask
+
+# a mask's description for the reports: a shorthand as it is, a mask file as its MLP layers
+comma := ,
+mask_desc = $(if $(filter $(RUN)/%,$(1)),mlp:$$(mu-dump $(1) | jq -r 'select(.name) | .name' | \
+  sed -E 's/.*layers\.([0-9]+)\..*/\1/' | sort -nu | paste -sd$(comma) -),$(1))
