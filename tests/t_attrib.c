@@ -376,6 +376,18 @@ static void run_trace_method(mu_model *m, const mu_train_set *f, mu_attr_method 
     mu_mask_free(&tensors);
 }
 
+/* With no noise a tracing method finds nothing (but the rounding of batched forwards). */
+static void check_no_noise_no_effect(mu_model *m, const mu_train_set *f, mu_attr_method method,
+                                     const int32_t *s0, const int32_t *s1) {
+    mu_attr_result res;
+    run_trace_method(m, f, method, 0.0, 1, s0, s1, &res);
+    for (int k = 0; k < 2; k++)
+        for (int L = 0; L < res.n_layer; L++)
+            CHECK_MSG(fabs(res.effect[k][L]) < 1e-6, "%s %s %d: %.3g", mu_attr_method_name(method),
+                      k ? "mlp" : "attn", L, res.effect[k][L]);
+    mu_attr_result_free(&res);
+}
+
 /* causal-trace: per block, mean over records and samples of p(noised run with the block's
  * clean output restored at every prompt token) - p(noised run), made here step by step. */
 TEST(attrib_causal_trace_matches_explicit_restoration) {
@@ -422,10 +434,7 @@ TEST(attrib_causal_trace_matches_explicit_restoration) {
     CHECK_NEAR(res.p_clean, pc, 1e-7 * pc);
     CHECK(res.p_corrupt != res.p_clean);
     mu_attr_result_free(&res);
-    /* no noise: nothing to recover (but the rounding of batched forwards) */
-    run_trace_method(m, &f, MU_ATTR_CAUSAL_TRACE, 0.0, 1, s0, s1, &res);
-    for (int k = 0; k < 2; k++) for (int L = 0; L < c->n_layer; L++) CHECK(fabs(res.effect[k][L]) < 1e-6);
-    mu_attr_result_free(&res);
+    check_no_noise_no_effect(m, &f, MU_ATTR_CAUSAL_TRACE, s0, s1);   /* nothing to recover */
     mu_train_set_free(&f);
     mu_model_free(m);
     mu_st_close(g);
@@ -594,10 +603,7 @@ TEST(attrib_path_patch_matches_residual_patching) {
             CHECK_MSG(fabs(res.effect[k][L] - want[k][L]) <= 1e-5 * scale,
                       "%s %d: %.9g vs %.9g", k ? "mlp" : "attn", L, res.effect[k][L], want[k][L]);
     mu_attr_result_free(&res);
-    /* no noise: nothing sent (but the rounding of batched forwards) */
-    run_trace_method(m, &f, MU_ATTR_PATH_PATCH, 0.0, 1, s0, s1, &res);
-    for (int k = 0; k < 2; k++) for (int L = 0; L < c->n_layer; L++) CHECK(fabs(res.effect[k][L]) < 1e-6);
-    mu_attr_result_free(&res);
+    check_no_noise_no_effect(m, &f, MU_ATTR_PATH_PATCH, s0, s1);     /* nothing sent */
     mu_train_set_free(&f);
     mu_model_free(m);
     mu_st_close(g);

@@ -35,7 +35,7 @@ static const char usage[] =
     "                                        in a run with a noised subject (Meng et al.)\n"
     "                          atp           attribution patching: first-order drop of the\n"
     "                                        answer log-prob when a block sees the noised subject\n"
-    "                          path-patch    fact lookup: drop of the answer probability when a\n"
+    "                          path-patch    fact lookup: drop of the answer log-prob when a\n"
     "                                        block's output at the subject's last token is noised\n"
     "                                        and reaches the answer only through later positions'\n"
     "                                        attention (later blocks there frozen clean)\n"
