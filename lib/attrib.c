@@ -293,8 +293,10 @@ typedef struct {
     const int32_t *pos;         /* positions restored / attributed */
     int npos;
     int mode;
-    int block0;                 /* TR_PATCH, TR_PATH: row r of the batch patches block block0 + r
-                                   (block k * n_layer + L: component k of layer L) */
+    const int *blocks;          /* [n_blocks] the blocks patched (block k * n_layer + L: component
+                                   k of layer L), ascending */
+    int n_blocks;
+    int block0;                 /* TR_PATCH, TR_PATH: row r of the batch patches blocks[block0 + r] */
     float *clean[2], *corrupt[2], *grad[2];   /* [n_layer * T * D] per component */
     /* corrupt: atp sums the samples' outputs; path-patch caches the current sample's */
 } trace_ctx;
@@ -328,11 +330,11 @@ static void path_patch(const trace_ctx *c, int k, int layer, int sk, int sl, flo
     if (order >= sender) copy_positions(c, act, (order == sender ? c->corrupt[k] : c->clean[k]) + off);
 }
 
-/* TR_PATCH, TR_PATH: row r of act ([B, T, D]) is the run of block block0 + r. */
+/* TR_PATCH, TR_PATH: row r of act ([B, T, D]) is the run of block blocks[block0 + r]. */
 static void patch_rows(const trace_ctx *c, int k, int layer, int B, float *act) {
     size_t n = (size_t)c->T * c->D, off = (size_t)layer * n;
     for (int r = 0; r < B; r++) {
-        int sk = (c->block0 + r) / c->n_layer, sl = (c->block0 + r) % c->n_layer;
+        int blk = c->blocks[c->block0 + r], sk = blk / c->n_layer, sl = blk % c->n_layer;
         if (c->mode == TR_PATH) path_patch(c, k, layer, sk, sl, act + r * n);
         else if (k == sk && layer == sl) copy_positions(c, act + r * n, c->clean[k] + off);
     }
@@ -439,7 +441,7 @@ static double atp_effect(const trace_ctx *c, int k, int L, int samples) {
     return -d;
 }
 
-/* One sample's patched runs, every block: causal-trace restores the block's clean output in
+/* One sample's patched runs, every block of c->blocks: causal-trace restores the block's clean output in
  * the corrupted run (effect p_restored - p_corrupt); path-patch sends its corrupted output
  * in the clean run (c->noise off) along the path of path_patch (effect m_clean - m_patched,
  * in log-probability: one path's drop of a well-known answer's p ~ 1 is invisible in p). */
@@ -447,16 +449,16 @@ static int patch_blocks(mu_model *m, const batch *one, trace_ctx *c, int path, i
                         double m_corr, mu_attr_result *r, double w, char *err, size_t errlen) {
     const float *noise = c->noise;
     if (path) c->noise = NULL;
-    int blocks = 2 * c->n_layer, rc = 0;
+    int nb = c->n_blocks, rc = 0;
     double *m_patched = mu_xmalloc((size_t)per_forward * sizeof *m_patched);
     batch rep = {0};
-    for (int b0 = 0; b0 < blocks && !rc; b0 += per_forward) {
-        int n = blocks - b0 < per_forward ? blocks - b0 : per_forward;
+    for (int b0 = 0; b0 < nb && !rc; b0 += per_forward) {
+        int n = nb - b0 < per_forward ? nb - b0 : per_forward;
         batch_repeat(&rep, one, n);
         c->block0 = b0;
         rc = trace_forward(m, &rep, c, path ? TR_PATH : TR_PATCH, 0, m_patched, err, errlen);
         for (int i = 0; i < n && !rc; i++) {
-            int k = (b0 + i) / c->n_layer, l = (b0 + i) % c->n_layer;
+            int k = c->blocks[b0 + i] / c->n_layer, l = c->blocks[b0 + i] % c->n_layer;
             r->effect[k][l] += w * (path ? m_clean - m_patched[i] : exp(m_patched[i]) - exp(m_corr));
         }
     }
@@ -466,9 +468,11 @@ static int patch_blocks(mu_model *m, const batch *one, trace_ctx *c, int path, i
     return rc;
 }
 
-/* Adds record rec's effects (already divided by the number of records) into r->effect. */
+/* Adds record rec's effects (already divided by the number of records) into r->effect;
+ * causal-trace and path-patch patch the n_blocks blocks only. */
 static int trace_record(mu_model *m, const mu_train_set *f, int rec, const mu_attr_opts *o, double sigma,
-                        mu_attr_result *r, double w, char *err, size_t errlen) {
+                        const int *blocks, int n_blocks, mu_attr_result *r, double w, char *err,
+                        size_t errlen) {
     const mu_config *cfg = mu_model_config(m);
     int D = cfg->d_model, L = cfg->n_layer, atp = o->method == MU_ATTR_ATP;
     int path = o->method == MU_ATTR_PATH_PATCH;
@@ -478,6 +482,8 @@ static int trace_record(mu_model *m, const mu_train_set *f, int rec, const mu_at
     int32_t *pos = mu_xmalloc((size_t)b.T * sizeof *pos);
     trace_ctx c;
     trace_ctx_init(&c, &b, D, L, s0, s1, o->restore_all, o->method, pos);
+    c.blocks = blocks;
+    c.n_blocks = n_blocks;
     float *noise = mu_xmalloc((size_t)(s1 - s0) * D * sizeof *noise);
     double m_clean = 0, m_corr = 0;
     int rc = trace_forward(m, &b, &c, TR_CACHE_CLEAN, atp, &m_clean, err, errlen);
@@ -510,20 +516,42 @@ static int component_of(const mu_param *p) {
     return -1;
 }
 
+/* The blocks (k * n_layer + L) holding a scored tensor, ascending: blocks [2 * n_layer];
+ * returns their number. */
+static int scored_blocks(mu_model *m, const int *pidx, int np, int *blocks) {
+    int L = mu_model_config(m)->n_layer, nb = 0;
+    char *scored = mu_xcalloc((size_t)2 * L, 1);
+    for (int k = 0; k < np; k++) {
+        const mu_param *p = mu_model_param(m, pidx[k]);
+        scored[component_of(p) * L + p->info.layer] = 1;
+    }
+    for (int b = 0; b < 2 * L; b++) if (scored[b]) blocks[nb++] = b;
+    free(scored);
+    return nb;
+}
+
 static int run_trace(mu_model *m, const mu_train_set *forget, const mu_attr_opts *o, mu_attr_result *r,
                      const int *pidx, char *err, size_t errlen) {
     const mu_config *cfg = mu_model_config(m);
-    r->n_layer = cfg->n_layer;
-    for (int k = 0; k < 2; k++) r->effect[k] = mu_xcalloc((size_t)cfg->n_layer, sizeof(double));
+    int L = cfg->n_layer;
+    r->n_layer = L;
+    for (int k = 0; k < 2; k++) r->effect[k] = mu_xcalloc((size_t)L, sizeof(double));
     r->p_clean = r->p_corrupt = 0;
     double sigma = o->noise * embedding_std(m);
+    int *blocks = mu_xmalloc((size_t)2 * L * sizeof *blocks), nb = scored_blocks(m, pidx, r->n, blocks);
     int rc = 0;
     for (int i = 0; i < forget->n && !rc; i++) {
-        rc = trace_record(m, forget, i, o, sigma, r, 1.0 / forget->n, err, errlen);
+        rc = trace_record(m, forget, i, o, sigma, blocks, nb, r, 1.0 / forget->n, err, errlen);
         if (o->progress) mu_progress("attrib trace", (uint64_t)i + 1, (uint64_t)forget->n);
     }
     if (o->progress) mu_progress_done();
     r->tokens_f = forget->n;
+    if (o->method != MU_ATTR_ATP)   /* blocks not patched: no score (atp has every block's) */
+        for (int b = 0, i = 0; b < 2 * L; b++) {
+            if (i < nb && blocks[i] == b) i++;
+            else r->effect[b / L][b % L] = NAN;
+        }
+    free(blocks);
     for (int k = 0; k < r->n && !rc; k++) {
         const mu_param *p = mu_model_param(m, pidx[k]);
         r->t[k].score[0] = (float)r->effect[component_of(p)][p->info.layer];

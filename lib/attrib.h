@@ -101,7 +101,8 @@ typedef struct {
     int64_t tokens_f, tokens_r;   /* target tokens (grad methods) or positions (act) used */
     int n_layer;
     double *effect[2];       /* causal-trace, atp, path-patch: [n_layer] scores of attention (0)
-                                and MLP (1) */
+                                and MLP (1); causal-trace and path-patch patch only the blocks
+                                of the scored tensors, the others are NaN */
     double p_clean, p_corrupt;    /* the same: mean answer probability, clean and corrupted */
 } mu_attr_result;
 void mu_attr_result_free(mu_attr_result *r);

@@ -347,15 +347,16 @@ static void golden_spans(const mu_train_set *f, int32_t *s0, int32_t *s1) {
     for (int i = 0; i < f->n; i++) { s0[i] = 1; s1[i] = f->s[i].lab_from + 1; }
 }
 
-/* Runs method on every attention and MLP block tensor of the parity model; effects out. */
-static void run_trace_method(mu_model *m, const mu_train_set *f, mu_attr_method method, double noise,
-                             int samples, const int32_t *s0, const int32_t *s1, mu_attr_result *res) {
+/* Runs method on the parity model's block tensors of the mask spec; effects out. */
+static void run_trace_tensors(mu_model *m, const mu_train_set *f, mu_attr_method method, const char *spec,
+                              double noise, int samples, const int32_t *s0, const int32_t *s1,
+                              mu_attr_result *res) {
     char err[512];
     int np = mu_model_n_params(m);
     mu_param_info *info = malloc((size_t)np * sizeof *info);
     for (int i = 0; i < np; i++) info[i] = mu_model_param(m, i)->info;
     mu_mask tensors;
-    CHECK_MSG(mu_mask_from_spec("mlp:all+attn:all", info, np, &tensors, err, sizeof err) == 0, "%s", err);
+    CHECK_MSG(mu_mask_from_spec(spec, info, np, &tensors, err, sizeof err) == 0, "%s", err);
     free(info);
     mu_attr_opts o;
     mu_attr_opts_default(&o);
@@ -374,6 +375,12 @@ static void run_trace_method(mu_model *m, const mu_train_set *f, mu_attr_method 
         CHECK(res->t[k].units == 1 && res->t[k].score[0] == (float)res->effect[mlp][L]);
     }
     mu_mask_free(&tensors);
+}
+
+/* run_trace_tensors on every attention and MLP block. */
+static void run_trace_method(mu_model *m, const mu_train_set *f, mu_attr_method method, double noise,
+                             int samples, const int32_t *s0, const int32_t *s1, mu_attr_result *res) {
+    run_trace_tensors(m, f, method, "mlp:all+attn:all", noise, samples, s0, s1, res);
 }
 
 /* With no noise a tracing method finds nothing (but the rounding of batched forwards). */
@@ -604,6 +611,44 @@ TEST(attrib_path_patch_matches_residual_patching) {
                       "%s %d: %.9g vs %.9g", k ? "mlp" : "attn", L, res.effect[k][L], want[k][L]);
     mu_attr_result_free(&res);
     check_no_noise_no_effect(m, &f, MU_ATTR_PATH_PATCH, s0, s1);     /* nothing sent */
+    mu_train_set_free(&f);
+    mu_model_free(m);
+    mu_st_close(g);
+}
+
+/* causal-trace and path-patch patch only the blocks of the scored tensors: their effects
+ * are those of the run over every block (up to the rounding of differently batched
+ * forwards), the other blocks have none (NaN); atp scores every block anyway. */
+TEST(attrib_tracing_patches_the_scored_blocks_only) {
+    mu_st *g = golden_open();
+    mu_model *m = parity_model();
+    mu_train_set f;
+    golden_set(g, "forget", &f);
+    int32_t s0[16], s1[16];
+    golden_spans(&f, s0, s1);
+    const mu_attr_method ms[3] = {MU_ATTR_CAUSAL_TRACE, MU_ATTR_PATH_PATCH, MU_ATTR_ATP};
+    const char *specs[2] = {"mlp:all", "attn:1"};
+    for (int i = 0; i < 3; i++) {
+        mu_attr_result all, part;
+        run_trace_method(m, &f, ms[i], 3.0, 1, s0, s1, &all);
+        for (int sp = 0; sp < 2; sp++) {
+            run_trace_tensors(m, &f, ms[i], specs[sp], 3.0, 1, s0, s1, &part);
+            for (int k = 0; k < 2; k++)
+                for (int L = 0; L < all.n_layer; L++) {
+                    int scored = sp == 0 ? k == 1 : (k == 0 && L == 1);
+                    double a = all.effect[k][L], b = part.effect[k][L];
+                    if (scored || ms[i] == MU_ATTR_ATP)
+                        CHECK_MSG(fabs(a - b) <= 1e-5 * fabs(a) + 1e-9, "%s %s: %s %d: %.9g vs %.9g",
+                                  mu_attr_method_name(ms[i]), specs[sp], k ? "mlp" : "attn", L, b, a);
+                    else
+                        CHECK_MSG(isnan(b), "%s %s: %s %d not patched, scored %.9g",
+                                  mu_attr_method_name(ms[i]), specs[sp], k ? "mlp" : "attn", L, b);
+                }
+            CHECK_NEAR(part.p_corrupt, all.p_corrupt, 1e-9);
+            mu_attr_result_free(&part);
+        }
+        mu_attr_result_free(&all);
+    }
     mu_train_set_free(&f);
     mu_model_free(m);
     mu_st_close(g);

@@ -59,6 +59,14 @@ for m in causal-trace atp path-patch; do
       (.[0].meta.mlp_effect | length == 2) and (.[0].meta.attn_effect | length == 2) and
       (length == 15) and ([.[1:][] | .units] | all(. == 1))' >/dev/null"
 done
+# causal-trace and path-patch patch only the blocks of --tensors: MLPs only here, the
+# attention effects are nan (mu-dump's "nan"), the MLP ones those of the run over every block
+t attrib_path_patch_mlp_blocks_only bash -c "
+  mu-attrib --model tiny --delta learned.st --forget forget.mpk.zst --subject name --method path-patch \
+    --tensors mlp:all --samples 2 --out pp-mlp.mpk.zst -q &&
+  mu-dump pp-mlp.mpk.zst | jq -e -s --slurpfile all <(mu-dump path-patch.mpk.zst | head -1) '
+    (.[0].meta.attn_effect == [\"nan\", \"nan\"]) and (length == 7) and
+    ([.[0].meta.mlp_effect, \$all[0].meta.mlp_effect] | transpose | all(.[0] - .[1] | fabs < 1e-6))' >/dev/null"
 # path-patch sends from the subject's last token ('Quell', 'Tarrin' are followed by
 # ' plays'): the header says so, and the probabilities are those of clean and noised runs
 t attrib_path_patch_header bash -c "
