@@ -559,44 +559,6 @@ static int run_trace(mu_model *m, const mu_train_set *forget, const mu_attr_opts
     return rc;
 }
 
-int mu_attr_read_spans(const char *path, const char *field, const mu_train_set *set,
-                       int32_t *start, int32_t *end, char *err, size_t errlen) {
-    mu_reader *rd = mu_reader_open(path, "tokens", err, errlen);
-    if (!rd) return -1;
-    const msgpack_object *rec;
-    int i = 0, rc = 0, got;
-    while (!rc && (got = mu_reader_next(rd, &rec)) == 1) {
-        const msgpack_object *sp = mu_obj_get(mu_obj_get(rec, "spans"), field);
-        const msgpack_object *pr = mu_obj_get(rec, "prompt");
-        mu_tensor_view pv;
-        int64_t a, b;
-        if (i >= set->n) { snprintf(err, errlen, "%s: more records than the set read from it", path); rc = -1; break; }
-        if (!sp || sp->type != MSGPACK_OBJECT_ARRAY || sp->via.array.size != 2 ||
-            mu_obj_int(&sp->via.array.ptr[0], &a) || mu_obj_int(&sp->via.array.ptr[1], &b) || a < 0 || b <= a) {
-            snprintf(err, errlen, "%s: record %d: no span [start, end) of field \"%s\" (mu-tokenize writes spans of "
-                     "the prompt template's fields)", path, i, field);
-            rc = -1;
-            break;
-        }
-        char sub[256];
-        if (mu_obj_tensor(pr, &pv, sub, sizeof sub)) { snprintf(err, errlen, "%s: record %d: prompt: %s", path, i, sub); rc = -1; break; }
-        int64_t cut = pv.shape[0] - 1 - set->s[i].lab_from;
-        if (b > pv.shape[0] || a - cut < 0) {
-            snprintf(err, errlen, "%s: record %d: the \"%s\" span [%lld, %lld) is outside the prompt as trained "
-                     "(%lld tokens cut by --max-len)", path, i, field, (long long)a, (long long)b, (long long)cut);
-            rc = -1;
-            break;
-        }
-        start[i] = (int32_t)(a - cut);
-        end[i] = (int32_t)(b - cut);
-        i++;
-    }
-    if (!rc && got < 0) { snprintf(err, errlen, "%s", mu_reader_error(rd)); rc = -1; }
-    if (!rc && i != set->n) { snprintf(err, errlen, "%s: fewer records than the set read from it", path); rc = -1; }
-    mu_reader_close(rd);
-    return rc;
-}
-
 /* ---- the run ----------------------------------------------------------------------------- */
 
 static int init_result(mu_model *m, const mu_mask *tensors, const mu_attr_opts *o, mu_attr_result *r,

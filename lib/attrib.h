@@ -115,11 +115,6 @@ int mu_attrib_run(mu_model *m, const mu_mask *tensors, const mu_train_set *forge
                   const mu_train_set *retain, const mu_attr_opts *o, mu_attr_result *out,
                   char *err, size_t errlen);
 
-/* Subject spans of the records of a tokens stream (spans[field] of each record) mapped into
- * the sequences of set, which mu_train_set_read made from the same file with left
- * truncation. start/end: [set->n]. 0 ok, -1 + "path: record N: what". */
-int mu_attr_read_spans(const char *path, const char *field, const mu_train_set *set,
-                       int32_t *start, int32_t *end, char *err, size_t errlen);
 /* The noise of sample s of record rec: n values N(0, sigma^2) from lib/rng.h's stream
  * (seed, rec * 2^20 + s). */
 void mu_attr_noise(uint64_t seed, int rec, int s, double sigma, float *out, int64_t n);

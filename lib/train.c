@@ -144,8 +144,36 @@ out:
     return rc;
 }
 
-int mu_train_set_read(const char *path, int lm, int max_len, int vocab, const int32_t *alt_ids,
-                      int n_alt, mu_train_set *set, char *err, size_t errlen) {
+/* rec's spans[field] mapped into q (a prompt-answer sequence of read_record, its prompt
+ * maybe cut from the left): *start, *end. 0, or -1 + msg. */
+static int read_span(const msgpack_object *rec, const char *field, const mu_train_seq *q, int32_t *start,
+                     int32_t *end, char *msg, size_t len) {
+    const msgpack_object *sp = mu_obj_get(mu_obj_get(rec, "spans"), field);
+    int64_t a, b;
+    if (!sp || sp->type != MSGPACK_OBJECT_ARRAY || sp->via.array.size != 2 || mu_obj_int(&sp->via.array.ptr[0], &a) ||
+        mu_obj_int(&sp->via.array.ptr[1], &b) || a < 0 || b <= a) {
+        snprintf(msg, len, "no span [start, end) of field \"%s\" (mu-tokenize writes spans of the prompt "
+                 "template's fields)", field);
+        return -1;
+    }
+    mu_tensor_view pv;   /* read_record checked it */
+    char sub[200];
+    if (mu_obj_tensor(mu_obj_get(rec, "prompt"), &pv, sub, sizeof sub)) { snprintf(msg, len, "prompt: %s", sub); return -1; }
+    int64_t cut = pv.shape[0] - 1 - q->lab_from;
+    if (b > pv.shape[0] || a - cut < 0) {
+        snprintf(msg, len, "the \"%s\" span [%lld, %lld) is outside the prompt as trained (%lld tokens cut by "
+                 "--max-len)", field, (long long)a, (long long)b, (long long)cut);
+        return -1;
+    }
+    *start = (int32_t)(a - cut);
+    *end = (int32_t)(b - cut);
+    return 0;
+}
+
+/* mu_train_set_read, and with field the spans of mu_train_set_read_spans. */
+static int read_set(const char *path, int lm, int max_len, int vocab, const int32_t *alt_ids, int n_alt,
+                    const char *field, mu_train_set *set, int32_t **start, int32_t **end, char *err,
+                    size_t errlen) {
     memset(set, 0, sizeof *set);
     mu_reader *r = mu_reader_open(path, "tokens", err, errlen);
     if (!r) return -1;
@@ -157,9 +185,19 @@ int mu_train_set_read(const char *path, int lm, int max_len, int vocab, const in
         if (set->n == cap) {
             cap = cap ? 2 * cap : 64;
             set->s = mu_xrealloc(set->s, (size_t)cap * sizeof *set->s);
+            if (field) {
+                *start = mu_xrealloc(*start, (size_t)cap * sizeof **start);
+                *end = mu_xrealloc(*end, (size_t)cap * sizeof **end);
+            }
         }
         mu_train_seq q;
-        if (read_record(rec, lm, lm ? 0 : max_len, vocab, alt_ids, n_alt, &q, msg, sizeof msg) < 0) {
+        int bad = read_record(rec, lm, lm ? 0 : max_len, vocab, alt_ids, n_alt, &q, msg, sizeof msg) < 0;
+        if (!bad && field && read_span(rec, field, &q, *start + set->n, *end + set->n, msg, sizeof msg)) {
+            bad = 1;
+            free(q.ids);
+            free(q.alt);
+        }
+        if (bad) {
             snprintf(err, errlen, "%s: record %ld: %s", path, mu_reader_record_index(r), msg);
             mu_reader_close(r);
             mu_train_set_free(set);
@@ -197,6 +235,23 @@ int mu_train_set_read(const char *path, int lm, int max_len, int vocab, const in
         return -1;
     }
     return 0;
+}
+
+int mu_train_set_read(const char *path, int lm, int max_len, int vocab, const int32_t *alt_ids,
+                      int n_alt, mu_train_set *set, char *err, size_t errlen) {
+    return read_set(path, lm, max_len, vocab, alt_ids, n_alt, NULL, set, NULL, NULL, err, errlen);
+}
+
+int mu_train_set_read_spans(const char *path, int max_len, int vocab, const char *field, mu_train_set *set,
+                            int32_t **start, int32_t **end, char *err, size_t errlen) {
+    *start = *end = NULL;
+    int rc = read_set(path, 0, max_len, vocab, NULL, 0, field, set, start, end, err, errlen);
+    if (rc) {
+        free(*start);
+        free(*end);
+        *start = *end = NULL;
+    }
+    return rc;
 }
 
 void mu_train_set_from_arrays(mu_train_set *set, int n, int32_t *const *ids, const int *len,

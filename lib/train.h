@@ -63,6 +63,12 @@ typedef enum { MU_DATA_FORGET = 0, MU_DATA_RETAIN, MU_DATA_GENERAL, MU_DATA_COUN
  * 0 ok, -1 + "path: record N: what". */
 int mu_train_set_read(const char *path, int lm, int max_len, int vocab, const int32_t *alt_ids,
                       int n_alt, mu_train_set *set, char *err, size_t errlen);
+/* mu_train_set_read(path, 0, max_len, vocab, NULL, 0, ...) that also maps each record's
+ * spans[field] (mu-tokenize's [start, end) of a prompt-template field) into its sequence,
+ * after the prompt's left truncation: *start, *end [set->n], malloc'd. A record without
+ * the span, or whose span max_len cut, is an error. One pass: path may be a pipe. */
+int mu_train_set_read_spans(const char *path, int max_len, int vocab, const char *field, mu_train_set *set,
+                            int32_t **start, int32_t **end, char *err, size_t errlen);
 /* Builds a set from memory (tests): n sequences, each prompt then answer. */
 void mu_train_set_from_arrays(mu_train_set *set, int n, int32_t *const *ids, const int *len,
                               const int *prompt_len);

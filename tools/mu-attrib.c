@@ -173,9 +173,13 @@ static void load_tensors(const char *arg, mu_model *m, mu_mask *mask) {
     free(info);
 }
 
-static void read_set(const char *path, mu_model *m, int max_len, mu_train_set *s) {
+/* A token stream as a train set; with field, its spans too (subject_start, subject_end). */
+static void read_set(const char *path, mu_model *m, int max_len, const char *field, mu_train_set *s,
+                     int32_t **subject_start, int32_t **subject_end) {
     char err[512];
-    if (mu_train_set_read(path, 0, max_len, mu_model_config(m)->vocab, NULL, 0, s, err, sizeof err))
+    int vocab = mu_model_config(m)->vocab;
+    if (field ? mu_train_set_read_spans(path, max_len, vocab, field, s, subject_start, subject_end, err, sizeof err)
+              : mu_train_set_read(path, 0, max_len, vocab, NULL, 0, s, err, sizeof err))
         mu_die("%s", err);
 }
 
@@ -192,16 +196,11 @@ int main(int argc, char **argv) {
     mu_mask tensors;
     load_tensors(o.tensors, m, &tensors);
     mu_train_set forget, retain = {0};
-    read_set(o.forget, m, o.max_len, &forget);
-    if (o.retain) read_set(o.retain, m, o.max_len, &retain);
     int32_t *s0 = NULL, *s1 = NULL;
-    if (o.subject) {
-        s0 = mu_xmalloc((size_t)(forget.n ? forget.n : 1) * sizeof *s0);
-        s1 = mu_xmalloc((size_t)(forget.n ? forget.n : 1) * sizeof *s1);
-        if (mu_attr_read_spans(o.forget, o.subject, &forget, s0, s1, err, sizeof err)) mu_die("%s", err);
-        o.a.subj_start = s0;
-        o.a.subj_end = s1;
-    }
+    read_set(o.forget, m, o.max_len, o.subject, &forget, &s0, &s1);
+    if (o.retain) read_set(o.retain, m, o.max_len, NULL, &retain, NULL, NULL);
+    o.a.subj_start = s0;
+    o.a.subj_end = s1;
     mu_attr_result r;
     if (mu_attrib_run(m, &tensors, &forget, o.retain ? &retain : NULL, &o.a, &r, err, sizeof err))
         mu_die("%s", err);

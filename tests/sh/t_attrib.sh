@@ -72,6 +72,15 @@ t attrib_path_patch_mlp_blocks_only bash -c "
 t attrib_path_patch_header bash -c "
   mu-dump path-patch.mpk.zst | jq -e -s '.[0].meta | (.positions == \"subject_last\") and
     (.p_clean > 0) and (.p_clean <= 1) and (.p_corrupt > 0) and (.p_corrupt != .p_clean)' >/dev/null"
+# the subject spans come in the same pass as the records: the forget set may be a pipe
+t attrib_path_patch_forget_from_pipe bash -c "
+  cat forget.mpk.zst | mu-attrib --model tiny --delta learned.st --forget - --subject name \
+    --method path-patch --samples 2 -q > pp-pipe.mpk.zst &&
+  cmp <(mu-dump pp-pipe.mpk.zst | tail -n +2) <(mu-dump path-patch.mpk.zst | tail -n +2) &&
+  mu-dump pp-pipe.mpk.zst | jq -e -s '.[0].meta.attn_effect == (\$ARGS.positional[0] | fromjson)' \
+    --args \"\$(mu-dump path-patch.mpk.zst | head -1 | jq -c .meta.attn_effect)\" >/dev/null"
+expect_fail attrib_trace_span_cut 1 'forget.mpk.zst: record 0: the "name" span \[0, 9\) is outside the prompt as trained \(15 tokens cut by --max-len\)' \
+  mu-attrib --model tiny --forget forget.mpk.zst --subject name --method path-patch --max-len 4 --out bad6.mpk.zst
 expect_fail attrib_trace_no_span 1 'forget.mpk.zst: record 0: no span .* field "sport"' \
   mu-attrib --model tiny --forget forget.mpk.zst --subject sport --method atp --out bad5.mpk.zst
 
