@@ -230,14 +230,21 @@ int mu_file_digest(const char *path, char out[33]) {
     return 0;
 }
 
+/* A pipe, socket or terminal (stdin, /dev/fd/N of a shell's <(...)): read once, by the tool;
+ * a digest would consume it, or hash what is left of it. */
+static int is_stream_path(const char *path) {
+    struct stat sb;
+    if (!strcmp(path, "-")) return 1;
+    return stat(path, &sb) == 0 && (S_ISFIFO(sb.st_mode) || S_ISCHR(sb.st_mode) || S_ISSOCK(sb.st_mode));
+}
+
 void mu_writer_add_input(mu_writer *w, const char *role, const char *path) {
     if (w->header_written) mu_die("internal error: %s: input added after the first record", w->path);
     msgpack_packer *pk = &w->inputs_pk;
-    int from_stdin = strcmp(path, "-") == 0;
     msgpack_pack_map(pk, 4);
     mu_pack_kv_str(pk, "role", role);
     mu_pack_kv_str(pk, "path", path);
-    if (from_stdin) {
+    if (is_stream_path(path)) {
         mu_pack_str(pk, "size"); msgpack_pack_nil(pk);
         mu_pack_str(pk, "xxh3"); msgpack_pack_nil(pk);
     } else {

@@ -32,6 +32,13 @@ t forward_header_traces_inputs bash -c "mu-forward --model '$T/m' -e text '$T/to
 
 t forward_header_traces_piped_data bash -c "mu-forward --model '$T/m' -e text <'$T/tok.mpk.zst' | mu-dump -n 0 | grep -q '\"tokens\":{\"producer\":{\"tool\":\"mu-tokenize\".*\"role\":\"data\",\"path\":\"[^\"]*d.jsonl\",\"size\":[0-9]*,\"xxh3\":\"[0-9a-f]\{32\}\"'"
 
+# a <(...) input is read once: its header entry has no size or digest (not those of the
+# empty rest of the pipe), and the records are those of the file
+t forward_header_process_substitution bash -c "
+  mu-forward --model '$T/m' -e text <(cat '$T/tok.mpk.zst') > '$T/ps.out' &&
+  mu-dump -n 0 '$T/ps.out' | jq -e '.inputs[0] | .role == \"tokens\" and .size == null and .xxh3 == null' >/dev/null &&
+  cmp <(mu-dump '$T/ps.out' | tail -n +2) <(mu-forward --model '$T/m' -e text '$T/tok.mpk.zst' | mu-dump | tail -n +2)"
+
 # cache + patch: the clean resid_post:0 patched into a noised run restores the clean text log-probs
 printf 'hello world, a longer plain text line\n' | mu-tokenize --model "$T/m" --raw -o "$T/raw.mpk.zst"
 mu-forward --model "$T/m" -e text --cache 'resid_post:0:all' --cache-out "$T/acts.mpk.zst" "$T/raw.mpk.zst" | mu-dump --full -H >"$T/clean.json"
