@@ -565,47 +565,77 @@ static void mia_auc(group_set *gs) {
 
 /* ---------------------------------------------------------------- curves */
 
-/* Finds metric M with a group matching every k=v of SEL in a metrics stream. */
-static double lookup_metric(const char *path, const char *spec) {
+/* A metrics stream, read once (it may be a pipe): its records, as results. */
+typedef struct { const char *path; result *r; int n; } metric_table;
+
+static void load_metrics(const char *path, metric_table *t) {
+    mu_reader *rd = mu_reader_open_or_die(path, "metrics");
+    const msgpack_object *rec;
+    t->path = path; t->r = NULL; t->n = 0;
+    while ((rec = mu_reader_next_or_die(rd))) {
+        result x = {.metric = mu_obj_strdup(mu_obj_get(rec, "metric"))};
+        if (!x.metric) mu_reader_die(rd, "\"metric\" is not a string");
+        if (mu_obj_f64(mu_obj_get(rec, "value"), &x.value)) mu_reader_die(rd, "\"value\" is not a number");
+        const msgpack_object *g = mu_obj_get(rec, "group");
+        x.nkv = g && g->type == MSGPACK_OBJECT_MAP ? (int)g->via.map.size : 0;
+        x.keys = mu_xcalloc((size_t)(x.nkv ? x.nkv : 1), sizeof(char *));
+        x.vals = mu_xcalloc((size_t)(x.nkv ? x.nkv : 1), sizeof(char *));
+        for (int i = 0; i < x.nkv; i++) {   /* a key or value that is not a string: NULL, never matched */
+            x.keys[i] = mu_obj_strdup(&g->via.map.ptr[i].key);
+            x.vals[i] = mu_obj_strdup(&g->via.map.ptr[i].val);
+        }
+        t->r = mu_xrealloc(t->r, (size_t)(t->n + 1) * sizeof *t->r);
+        t->r[t->n++] = x;
+    }
+    mu_reader_close(rd);
+}
+
+static void free_metrics(metric_table *t) {
+    for (int i = 0; i < t->n; i++) {
+        for (int j = 0; j < t->r[i].nkv; j++) { free(t->r[i].keys[j]); free(t->r[i].vals[j]); }
+        free(t->r[i].keys); free(t->r[i].vals); free(t->r[i].metric);
+    }
+    free(t->r);
+}
+
+/* Whether record x's group has key = val. */
+static int group_has(const result *x, const char *key, const char *val) {
+    for (int j = 0; j < x->nkv; j++)
+        if (x->keys[j] && !strcmp(x->keys[j], key)) return x->vals[j] && !strcmp(x->vals[j], val);
+    return 0;
+}
+
+/* Metric M (spec M@k=v,...) with a group matching every k=v; exactly one record must match. */
+static double lookup_metric(const metric_table *t, const char *spec) {
     char *s = mu_xstrdup(spec), *at = strchr(s, '@');
     if (at) *at++ = 0;
     int nsel = 0; char **sel = at ? split_list(at, &nsel) : NULL;
     for (int i = 0; i < nsel; i++)
         if (!strchr(sel[i], '=')) mu_usage_error("selector '%s' in '%s': expected KEY=VALUE", sel[i], spec);
-    mu_reader *r = mu_reader_open_or_die(path, "metrics");
-    const msgpack_object *rec;
     double found = NAN; int nfound = 0;
-    while ((rec = mu_reader_next_or_die(r))) {
-        if (!mu_obj_streq(mu_obj_get(rec, "metric"), s)) continue;
-        const msgpack_object *grp = mu_obj_get(rec, "group");
+    for (int k = 0; k < t->n; k++) {
+        if (strcmp(t->r[k].metric, s)) continue;
         int match = 1;
         for (int i = 0; i < nsel && match; i++) {
             char *eq = strchr(sel[i], '=');
             *eq = 0;
-            const msgpack_object *v = grp ? mu_obj_get(grp, sel[i]) : NULL;
-            match = v && mu_obj_streq(v, eq + 1);
+            match = group_has(&t->r[k], sel[i], eq + 1);
             *eq = '=';
         }
-        if (!match) continue;
-        double v;
-        if (mu_obj_f64(mu_obj_get(rec, "value"), &v)) mu_reader_die(r, "\"value\" is not a number");
-        found = v; nfound++;
+        if (match) { found = t->r[k].value; nfound++; }
     }
-    mu_reader_close(r);
-    if (nfound != 1) mu_die("%s: %d records match %s (need exactly one)", path, nfound, spec);
+    if (nfound != 1) mu_die("%s: %d records match %s (need exactly one)", t->path, nfound, spec);
     for (int i = 0; i < nsel; i++) free(sel[i]);
     free(sel); free(s);
     return found;
 }
 
-static int has_metric(const char *path, const char *spec) {
-    char *s = mu_xstrdup(spec), *at = strchr(s, '@');
-    if (at) *at = 0;
-    mu_reader *r = mu_reader_open_or_die(path, "metrics");
-    const msgpack_object *rec; int yes = 0;
-    while ((rec = mu_reader_next_or_die(r))) if (mu_obj_streq(mu_obj_get(rec, "metric"), s)) yes = 1;
-    mu_reader_close(r); free(s);
-    return yes;
+/* Whether the table has metric M of spec M@... at all. */
+static int has_metric(const metric_table *t, const char *spec) {
+    size_t len = strcspn(spec, "@");
+    for (int k = 0; k < t->n; k++)
+        if (strlen(t->r[k].metric) == len && !strncmp(t->r[k].metric, spec, len)) return 1;
+    return 0;
 }
 
 static void run_curve(void) {
@@ -613,11 +643,14 @@ static void run_curve(void) {
     if (ninputs < 1) mu_usage_error("--curve needs at least one run's metrics stream");
     const char *sf = opt.sel_forget ? opt.sel_forget : "choice_prob@split=forget";
     const char *sr = opt.sel_retain ? opt.sel_retain : "choice_prob@split=retain";
-    double f0 = lookup_metric(opt.original, sf), r0 = lookup_metric(opt.original, sr);
+    metric_table orig, *runs = mu_xmalloc((size_t)ninputs * sizeof *runs);
+    load_metrics(opt.original, &orig);
+    for (int i = 0; i < ninputs; i++) load_metrics(inputs[i].path, &runs[i]);
+    double f0 = lookup_metric(&orig, sf), r0 = lookup_metric(&orig, sr);
     mu_curve_point *pts = mu_xmalloc((size_t)ninputs * sizeof *pts);
     for (int i = 0; i < ninputs; i++) {
-        pts[i].forget = lookup_metric(inputs[i].path, sf);
-        pts[i].retain = lookup_metric(inputs[i].path, sr);
+        pts[i].forget = lookup_metric(&runs[i], sf);
+        pts[i].retain = lookup_metric(&runs[i], sr);
     }
     /* the points, for plots: x = fraction of the forget score removed, y = retention */
     for (int i = 0; i < ninputs; i++) {
@@ -637,16 +670,16 @@ static void run_curve(void) {
     const char *su = opt.sel_utility ? opt.sel_utility : "model_utility";
     int want_mu95 = opt.sel_quality || opt.sel_utility;
     if (!want_mu95) {
-        want_mu95 = has_metric(opt.original, su);
+        want_mu95 = has_metric(&orig, su);
         for (int i = 0; i < ninputs && want_mu95; i++)
-            want_mu95 = has_metric(inputs[i].path, su) && has_metric(inputs[i].path, sq);
+            want_mu95 = has_metric(&runs[i], su) && has_metric(&runs[i], sq);
     }
     if (want_mu95) {
-        double u0 = lookup_metric(opt.original, su);
+        double u0 = lookup_metric(&orig, su);
         double *q = mu_xmalloc((size_t)ninputs * sizeof *q), *u = mu_xmalloc((size_t)ninputs * sizeof *u);
         for (int i = 0; i < ninputs; i++) {
-            q[i] = lookup_metric(inputs[i].path, sq);
-            u[i] = lookup_metric(inputs[i].path, su);
+            q[i] = lookup_metric(&runs[i], sq);
+            u[i] = lookup_metric(&runs[i], su);
         }
         char *k2[2] = {"quality", "utility"}, *v2[2] = {(char *)sq, (char *)su};
         emit("mu95", k2, v2, 2, mu_mu95(q, u, (size_t)ninputs, u0, 0), ninputs);
@@ -654,6 +687,9 @@ static void run_curve(void) {
         free(q); free(u);
     }
     free(pts);
+    for (int i = 0; i < ninputs; i++) free_metrics(&runs[i]);
+    free(runs);
+    free_metrics(&orig);
 }
 
 /* ---------------------------------------------------------------- output */

@@ -51,6 +51,9 @@ cp "$T/m0.mpk.zst" "$T/m1.mpk.zst"
 mu-score --curve --original "$T/m0.mpk.zst" --format tsv "$T/m1.mpk.zst" >"$T/mu95.tsv" 2>&1
 near score_mu95 "$(awk -F'\t' '$1 == "mu95" { print $3 }' "$T/mu95.tsv")" "$(expected forget forget_quality)"
 near score_aues_identity "$(awk -F'\t' '$1 == "aues" { print $3 }' "$T/mu95.tsv")" 0
+# every metrics stream is read once: pipes give the same curve (MU95 needs two lookups in each)
+t score_curve_from_pipes bash -c "cmp <(mu-score --curve --original <(cat '$T/m0.mpk.zst') --format tsv <(cat '$T/m1.mpk.zst') |
+    sed 's|/dev/fd/[0-9]*|F|') <(mu-score --curve --original '$T/m0.mpk.zst' --format tsv '$T/m1.mpk.zst' | sed 's|$T/m1.mpk.zst|F|')"
 expect_fail score_curve_selector 1 'match nope' mu-score --curve --original "$T/m0.mpk.zst" --forget nope "$T/m1.mpk.zst"
 # --out without a terminal: nothing on stdout
 t score_out_quiet_stdout bash -c "[ -z \"\$(mu-score --by split --out $T/x.mpk.zst $OUTS)\" ]"
