@@ -181,10 +181,12 @@ TITLE_lookup := Path patching from the athlete''s last token
 $(RUN)/%.png: $(RUN)/attrib/%.scores
 	mu-dump $< | head -1 | jq -r '.meta.mlp_effect | to_entries[] | "\(.key)\t\(.value)"' > $@.tsv
 	gnuplot -e "set terminal png size 800,400; set output '$@.tmp'; set datafile separator '\t'; \
-	  set title '$(TITLE_$*) on the learned model: MLP effect on the forget answers'; \
+	  set title '$(TITLE_$*), learned model: MLP effects on the forget answers'; \
 	  set xlabel 'layer'; set ylabel 'drop of the answer log-prob'; set style fill solid 0.6; \
 	  set boxwidth 0.8; set xzeroaxis; stats '$@.tsv' using 1:2 nooutput; xt = STATS_max_x > 12 ? 5 : 1; set xtics xt; \
-	  set yrange [(STATS_min_y < 0 ? 1.1 * STATS_min_y : 0):*]; plot '$@.tsv' using 1:2 with boxes notitle"
+	  set xrange [-0.6:STATS_max_x + 0.6]; \
+	  set yrange [(STATS_min_y < 0 ? 1.1 * STATS_min_y : 0):(STATS_max_y > 0 ? 1.1 * STATS_max_y : 0)]; \
+	  plot '$@.tsv' using 1:2 with boxes notitle"
 	rm -f $@.tsv
 	mv $@.tmp $@
 
