@@ -177,11 +177,11 @@ $(RUN)/probes.png: $(RUN)/probes.tsv
 	  plot for [m in '$(PROBE_MODELS)'] '$<' using 2:(strcol(1) eq m ? \$$4 : NaN) with linespoints title m"
 	mv $@.tmp $@
 TITLE_atp    := Attribution patching
-TITLE_lookup := Path patching from the athlete''s last token
+TITLE_lookup := Path patching from the subject''s last token
 $(RUN)/%.png: $(RUN)/attrib/%.scores
 	mu-dump $< | head -1 | jq -r '.meta.mlp_effect | to_entries[] | "\(.key)\t\(.value)"' > $@.tsv
 	gnuplot -e "set terminal png size 800,400; set output '$@.tmp'; set datafile separator '\t'; \
-	  set title '$(TITLE_$*), learned model: MLP effects on the forget answers'; \
+	  set title '$(TITLE_$*): MLP effects on the forget answers (learned model)' font ',11'; \
 	  set xlabel 'layer'; set ylabel 'drop of the answer log-prob'; set style fill solid 0.6; \
 	  set boxwidth 0.8; set xzeroaxis; stats '$@.tsv' using 1:2 nooutput; xt = STATS_max_x > 12 ? 5 : 1; set xtics xt; \
 	  set xrange [-0.6:STATS_max_x + 0.6]; \
