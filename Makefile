@@ -205,6 +205,14 @@ oracle: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory -f pipelines/oracle.mk MU_BIN=$(abspath bin) report
 .PHONY: oracle
+# make tofu: Lee et al.'s TOFU experiment scored as TOFU (pipelines/tofu.mk): forget quality,
+# model utility, AUES and MU95 per attribution, random and complement mask; stories260K by
+# default, about 7 CPU-minutes; report runs/tofu/report.md (RUN=..., MODEL=... and every
+# knob of the pipeline pass through).
+tofu: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -f pipelines/tofu.mk MU_BIN=$(abspath bin) report
+.PHONY: tofu
 
 clean:
 	rm -rf build bin

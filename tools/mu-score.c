@@ -481,10 +481,11 @@ static double truth_ratio_stat(const group *g) {
     return g->is_forget ? mu_truth_ratio_forget_stat(g->tr, g->ntr) : mu_truth_ratio_retain_stat(g->tr, g->ntr);
 }
 
-/* Is metric m reported for group g? Explicit: always; auto: every record had it. */
+/* Is metric m reported for group g? Explicit: always; auto: some record had its fields (a
+ * group may pool streams of different --emit, e.g. TOFU's answer and truth-ratio streams). */
 static int reported(const group *g, int m) {
     if (opt.any_explicit) return opt.explicit_metric[m];
-    return g->n > 0 && g->cnt[m] == g->n;
+    return g->cnt[m] > 0;
 }
 
 static void aggregate(group_set *gs, group_set *ref) {
@@ -499,7 +500,7 @@ static void aggregate(group_set *gs, group_set *ref) {
             else if (m == M_PERPLEXITY) v = g->text_ntok ? exp(g->text_nll / (double)g->text_ntok) : NAN;
             else v = g->cnt[m] ? g->sum[m] / (double)g->cnt[m] : NAN;
             if (m == M_TRUTH_RATIO && g->ntr == 0) continue;
-            emit_group(metric_info[m].name, g, v, (long)g->n);
+            emit_group(metric_info[m].name, g, v, opt.any_explicit ? (long)g->n : (long)g->cnt[m]);
         }
         if (ref && g->ntr > 0 && (opt.any_explicit ? opt.explicit_metric[M_FORGET_QUALITY] : 1)) {
             int ri = group_find(ref, g->vals, 0);
@@ -522,12 +523,13 @@ static void model_utility(group_set *gs) {
         group *g = &gs->g[gi];
         if (g->is_forget) continue;
         int pm = g->is_retain ? M_ANSWER_PROB : M_OPTION_PROB;
-        if (g->cnt[pm] != g->n || g->cnt[M_ROUGEL] != g->n || g->ntr != g->n || g->n == 0)
-            mu_die("group %s: model_utility needs %s, rougeL_recall and truth_ratio for every record",
-                   g->name, metric_info[pm].name);
+        if (!g->cnt[pm] || !g->cnt[M_ROUGEL] || !g->ntr)   /* each over the records that have it */
+            mu_die("group %s: model_utility needs %s, rougeL_recall and truth_ratio (records with "
+                   "target_logprobs%s, generation_text and target_text, choice_logprobs)", g->name,
+                   metric_info[pm].name, pm == M_OPTION_PROB ? " and choice_logprobs" : "");
         if (nv + 3 > 64) mu_die("model_utility: too many groups");
-        vals[nv++] = g->sum[pm] / (double)g->n;
-        vals[nv++] = g->sum[M_ROUGEL] / (double)g->n;
+        vals[nv++] = g->sum[pm] / (double)g->cnt[pm];
+        vals[nv++] = g->sum[M_ROUGEL] / (double)g->cnt[M_ROUGEL];
         vals[nv++] = truth_ratio_stat(g);
     }
     if (nv == 0) mu_die("model_utility: no non-forget group (use --by and label the sets)");

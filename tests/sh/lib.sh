@@ -20,3 +20,16 @@ expect_fail() { local name=$1 want=$2 pat=$3; shift 3; local err rc
   if ! grep -qE -- "$pat" <<<"$err"; then fail "$name" "stderr '$err' lacks /$pat/"; return; fi
   if [ "$(printf '%s\n' "$err" | wc -l)" -gt 1 ]; then fail "$name" "error is more than one line: $err"; return; fi
   ok "$name"; }
+# mask_bytes MASK: per tensor of a mask stream, its name and its bitset's bytes (base64(1),
+# od(1)); mask_common A B: the parameters in both masks, counted bit by bit by awk (each
+# bit a unit of UNIT parameters, default 32)
+mask_bytes() { mu-dump --full -H --kind mask "$1" | jq -r '[.name, .bits.base64] | @tsv' |
+               while IFS=$'\t' read -r name b64; do
+                   echo "$name $(printf %s "$b64" | base64 -d | od -An -tu1 -v | tr -s ' \n' '  ')"
+               done; }
+mask_common() { { mask_bytes "$1"; echo; mask_bytes "$2"; } | awk -v unit="${UNIT:-32}" '
+    NF == 0 { second = 1; next }
+    !second { for (i = 2; i <= NF; i++) a[$1, i] = $i; next }
+    { for (i = 2; i <= NF; i++) for (k = 0; k < 8; k++)
+          n += int(a[$1, i] / 2 ^ k) % 2 * (int($i / 2 ^ k) % 2) }
+    END { print n * unit }'; }

@@ -63,24 +63,14 @@ t oracle_report_injected bash -c '
 t oracle_mask_is_region cmp "$R/mask/oracle.mask" "$R/mask/region.mask"
 t oracle_overlap_oracle_1 bash -c '[ "$(cut -f1 "'"$R"'/overlap/oracle.tsv")" = 1.000000 ]'
 t oracle_overlap_complement_0 bash -c '[ "$(cut -f1,2 "'"$R"'/overlap/complement.tsv")" = "$(printf "0.000000\t0")" ]'
-# an independent check of the overlaps: the bitsets decoded by base64(1) and od(1), the
-# bits in both masks counted by awk, per tensor (units of 32 parameters here): none for
-# the complement, all of them for the oracle, the overlap file's count for the random mask
-bytes() { mu-dump --full -H --kind mask "$1" | jq -r '[.name, .bits.base64] | @tsv' |
-          while IFS=$'\t' read -r name b64; do
-              echo "$name $(printf %s "$b64" | base64 -d | od -An -tu1 -v | tr -s ' \n' '  ')"
-          done; }
-common() { { bytes "$1"; echo; bytes "$2"; } | awk '
-    NF == 0 { second = 1; next }
-    !second { for (i = 2; i <= NF; i++) a[$1, i] = $i; next }
-    { for (i = 2; i <= NF; i++) for (k = 0; k < 8; k++)
-          n += int(a[$1, i] / 2 ^ k) % 2 * (int($i / 2 ^ k) % 2) }
-    END { print n * 32 }'; }
-t oracle_overlap_independent bash -c "$(declare -f bytes common); R='$R'"'
-    [ "$(common $R/mask/region.mask $R/mask/complement.mask)" = 0 ] &&
-    [ "$(common $R/mask/region.mask $R/mask/oracle.mask)" = "$(cut -f3 $R/overlap/oracle.tsv)" ] &&
-    [ "$(common $R/mask/region.mask $R/mask/random.mask)" = "$(cut -f2 $R/overlap/random.tsv)" ] &&
-    [ "$(common $R/mask/region.mask $R/mask/act.mask)" = "$(cut -f2 $R/overlap/act.tsv)" ]'
+# an independent check of the overlaps: the bits in both masks (lib.sh's mask_common; units
+# of 32 parameters here): none for the complement, all of them for the oracle, the overlap
+# file's count for the random mask
+t oracle_overlap_independent bash -c "$(declare -f mask_bytes mask_common); R='$R'"'
+    [ "$(mask_common $R/mask/region.mask $R/mask/complement.mask)" = 0 ] &&
+    [ "$(mask_common $R/mask/region.mask $R/mask/oracle.mask)" = "$(cut -f3 $R/overlap/oracle.tsv)" ] &&
+    [ "$(mask_common $R/mask/region.mask $R/mask/random.mask)" = "$(cut -f2 $R/overlap/random.tsv)" ] &&
+    [ "$(mask_common $R/mask/region.mask $R/mask/act.mask)" = "$(cut -f2 $R/overlap/act.tsv)" ]'
 t oracle_overlap_in_report bash -c "$(declare -f rows); MASKS='$MASKS' R='$R'"'
     for m in '"$MASKS"'; do
       want=$(printf %.3f "$(cut -f1 "$R/overlap/$m.tsv")")

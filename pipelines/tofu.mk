@@ -1,0 +1,213 @@
+# tofu.mk — Lee et al. 2025 ("Does Localization Inform Unlearning?") on TOFU, scored as
+# TOFU (Maini et al. 2024) and open-unlearning score it: does unlearning through the units
+# a parameter-attribution method picks beat unlearning through as many random units?
+#
+#   make -f pipelines/tofu.mk [RUN=runs/tofu] [MODEL=...] [FRAC=0.01] [LRS='...'] ...
+#
+#   1. finetuned   mu-train learn + retain-ce, every parameter: the model learns the TOFU
+#                  forget set (FORGET_SET) and RETAIN_ROWS of retain90 (TOFU's fine-tuned
+#                  model); retained: the same steps on the retain rows only (TOFU's retain
+#                  model, the reference of forget quality)
+#   2. masks       all of one size, FRAC of the model's parameters in TENSORS (MLP value
+#                  vectors): the top units of mu-attrib METHOD on the finetuned model (act,
+#                  wagle, memflex, grad: ATTRIB), random units (mu-maskgen --random) and
+#                  random units outside the first attribution's mask (complement)
+#   3. unlearned   for each mask, objective (OBJECTIVES) and learning rate (LRS): mu-train
+#                  on top of the finetuned model, masked
+#   4. evaluation  every model on TOFU's evaluation sets. forget and retain (retain rows the
+#                  models learned, RETAIN_EVAL_ROWS of retain_perturbed = retain90's first
+#                  400): answer probability and ROUGE-L recall of a greedy answer (tok/SET.qa),
+#                  truth ratio of the paraphrased against the perturbed answers (tok/SET.tr);
+#                  the other UTILITY_SETS (real_authors, world_facts): option probability,
+#                  ROUGE-L and truth ratio of the answer against the perturbed ones.
+#                  mu-score --reference (the retain model's forget truth ratios) --utility:
+#                  forget_quality (KS-test p-value), model_utility (harmonic mean)
+#   5. report.md   per (mask, objective): forget quality and model utility of each learning
+#                  rate, AUES (removal of the forget answer probability against retention of
+#                  model utility) and MU95 (the best forget quality among the runs that keep
+#                  >= 95% of the finetuned model's utility), masks ranked by both
+# Make rebuilds only what is stale, and every tool writes atomically: an interrupted run
+# resumes where it stopped. Make does not track the knobs themselves: after changing one,
+# remove what it made, or use another RUN.
+#
+# Time: the defaults (stories260K, 40 forget and 120 retain questions, 6 masks x 2 objectives
+# x 4 learning rates = 48 unlearning runs, 50 models evaluated) took 3m45s with make -j2 on
+# 2 CPU cores (6.5 CPU-minutes).
+# UTILITY_SETS is retain alone by default: a 260K-parameter story model answers no real
+# author or world fact (ROUGE-L 0 there makes the harmonic mean 0). With a real model, e.g.
+# MODEL='$(SMOLLM2)' (pipelines/models.mk) on a GPU (MU_DEVICE=cuda), use TOFU's full
+# UTILITY_SETS='retain real_authors world_facts'.
+.DEFAULT_GOAL := all
+include pipelines/models.mk
+MU_BIN ?= bin
+export PATH := $(abspath $(MU_BIN)):$(PATH)
+DATA   ?= ../shared/data
+MODEL  ?= $(DATA)/models/stories260K
+RUN    ?= runs/tofu
+Q      ?= -q
+SEED   ?= 1
+SHELL  := bash
+.SHELLFLAGS := -eo pipefail -c
+.DELETE_ON_ERROR:
+
+# ---- knobs --------------------------------------------------------------------------
+TOFU             ?= $(DATA)/tofu
+FORGET_SET       ?= forget01
+FORGET_ROWS      ?= 0-
+RETAIN_ROWS      ?= 0-120
+# retain rows evaluated (rows of retain_perturbed, which are retain90's rows 0-399: keep
+# them inside RETAIN_ROWS, so that they are rows the models learned, as in TOFU)
+RETAIN_EVAL_ROWS ?= 0-40
+UTILITY_SETS     ?= retain
+UTILITY_ROWS     ?= 0-
+PROMPT           ?= Question: {question}\nAnswer:
+MAX_LEN          ?= 512
+MU_DEVICE        ?= auto
+
+LEARN_STEPS ?= 150
+LEARN_BATCH ?= 8
+LEARN_LR    ?= 1e-2
+
+FRAC          ?= 0.01
+TENSORS       ?= mlp.down:all
+GRANULARITY   ?= neuron
+RANDOM_SEED   ?= $(shell echo $$(( $(SEED) + 1 )))
+ATTRIB        ?= act wagle memflex grad
+COMPLEMENT_OF ?= $(firstword $(ATTRIB))
+MASKS         := random complement $(ATTRIB)
+
+OBJECTIVES    ?= graddiff npo
+# the mu-train --objective of each name (default NAME=1)
+OBJ_npo       ?= npo=1,retain-ce=1
+obj_spec       = $(or $(OBJ_$(1)),$(1)=1)
+# a sweep from barely unlearning to wrecking the model (utility near 0 at 1e-1)
+LRS           ?= 3e-3 1e-2 3e-2 1e-1
+UNLEARN_STEPS ?= 20
+UNLEARN_BATCH ?= 8
+GEN           ?= 96
+
+# the model's files, for staleness (a directory's own time says nothing)
+MODEL_DEPS := $(if $(wildcard $(MODEL)/config.json),$(wildcard $(MODEL)/config.json $(MODEL)/*.safetensors $(MODEL)/tokenizer.json),$(MODEL))
+TRAIN   := mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) --max-len $(MAX_LEN) --seed $(SEED)
+RUNS    := $(foreach m,$(MASKS),$(foreach o,$(OBJECTIVES),$(foreach l,$(LRS),$(m)-$(o)-$(l))))
+PAIRS   := $(foreach m,$(MASKS),$(foreach o,$(OBJECTIVES),$(m)-$(o)))
+MODELS  := finetuned retained $(RUNS)
+EXTRA   := $(filter-out retain,$(UTILITY_SETS))
+
+.PHONY: all report
+all: $(RUN)/report.md
+report: $(RUN)/report.md
+	@cat $<
+
+# ---- tokens -------------------------------------------------------------------------
+# training: tok/forget, tok/retain (question, answer). Evaluation: tok/forget.qa and
+# tok/retain.qa (the answer: probability, ROUGE-L), tok/forget.tr and tok/retain.tr (the
+# paraphrased answer as candidate 0, then the perturbed ones: truth ratio), tok/SET for the
+# other utility sets (the answer as candidate 0, then the perturbed ones)
+TOKENIZE := mu-tokenize $(Q) --model $(MODEL) --prompt '$(PROMPT)'
+TOK_forget       := $(FORGET_SET).jsonl $(FORGET_ROWS)
+TOK_retain       := retain90.jsonl $(RETAIN_ROWS)
+TOK_forget.qa    := $(FORGET_SET)_perturbed.jsonl $(FORGET_ROWS)
+TOK_forget.tr    := $(FORGET_SET)_perturbed.jsonl $(FORGET_ROWS)
+TOK_retain.qa    := retain_perturbed.jsonl $(RETAIN_EVAL_ROWS)
+TOK_retain.tr    := retain_perturbed.jsonl $(RETAIN_EVAL_ROWS)
+TARGET_TR        := --target ' {paraphrased_answer}' --choices-field perturbed_answer
+$(foreach s,$(EXTRA),$(eval TOK_$(s) := $(s)_perturbed.jsonl $(UTILITY_ROWS)))
+define TOKENS_RULE
+$(RUN)/tok/$(1).tok: $(TOFU)/$(word 1,$(TOK_$(1))) $(MODEL_DEPS)
+	@mkdir -p $$(@D)
+	$(TOKENIZE) $(if $(filter %.tr,$(1)),$(TARGET_TR),--target ' {answer}' \
+	  $(if $(filter $(EXTRA),$(1)),--choices-field perturbed_answer)) \
+	  --rows $(word 2,$(TOK_$(1))) --out $$@ $$<
+endef
+$(foreach s,forget retain forget.qa forget.tr retain.qa retain.tr $(EXTRA),$(eval $(call TOKENS_RULE,$(s))))
+
+# ---- 1. the fine-tuned and the retain model -------------------------------------------
+$(RUN)/finetuned.st: $(RUN)/tok/forget.tok $(RUN)/tok/retain.tok
+	$(TRAIN) --objective learn=1,retain-ce=1 --forget $< --retain $(word 2,$^) \
+	  --steps $(LEARN_STEPS) --batch $(LEARN_BATCH) --lr $(LEARN_LR) \
+	  --eval forget=$< --eval retain=$(word 2,$^) --eval-every $(LEARN_STEPS) --log $(RUN)/finetuned.log --out $@
+$(RUN)/retained.st: $(RUN)/tok/retain.tok
+	$(TRAIN) --objective learn=1 --train $< --steps $(LEARN_STEPS) --batch $(LEARN_BATCH) \
+	  --lr $(LEARN_LR) --log $(RUN)/retained.log --out $@
+
+# ---- 2. masks of one size --------------------------------------------------------------
+CANDIDATES := --model $(MODEL) --tensors $(TENSORS) --granularity $(GRANULARITY)
+$(RUN)/mask/random.mask: $(MODEL_DEPS)
+	@mkdir -p $(@D)
+	mu-maskgen $(Q) --random $(CANDIDATES) --fraction $(FRAC) --seed $(RANDOM_SEED) --out $@
+$(RUN)/mask/complement.mask: $(RUN)/mask/$(COMPLEMENT_OF).mask
+	mu-maskgen $(Q) --complement-of $< $(CANDIDATES) --fraction $(FRAC) --seed $(RANDOM_SEED) --out $@
+$(ATTRIB:%=$(RUN)/scores/%.scores): $(RUN)/scores/%.scores: $(RUN)/finetuned.st $(RUN)/tok/forget.tok $(RUN)/tok/retain.tok
+	@mkdir -p $(@D)
+	mu-attrib $(Q) --model $(MODEL) --device $(MU_DEVICE) --delta $< --forget $(RUN)/tok/forget.tok \
+	  --retain $(RUN)/tok/retain.tok --method $* --tensors $(TENSORS) \
+	  --granularity $(GRANULARITY) --max-len $(MAX_LEN) --out $@
+$(ATTRIB:%=$(RUN)/mask/%.mask): $(RUN)/mask/%.mask: $(RUN)/scores/%.scores
+	mu-maskgen $(Q) --scores $< --fraction $(FRAC) --out $@
+
+# ---- 3. unlearning runs: unlearn/MASK-OBJ-LR.st, stacked on finetuned.st ----------------
+define UNLEARN_RULE
+$(RUN)/unlearn/$(1)-$(2)-$(3).st: $(RUN)/mask/$(1).mask $(RUN)/finetuned.st $(RUN)/tok/forget.tok $(RUN)/tok/retain.tok
+	@mkdir -p $$(@D)
+	$(TRAIN) --delta $(RUN)/finetuned.st --mask $$< --objective $(call obj_spec,$(2)) \
+	  --forget $(RUN)/tok/forget.tok --retain $(RUN)/tok/retain.tok --steps $(UNLEARN_STEPS) \
+	  --batch $(UNLEARN_BATCH) --lr $(3) --log $(RUN)/unlearn/$(1)-$(2)-$(3).log --out $$@
+endef
+$(foreach m,$(MASKS),$(foreach o,$(OBJECTIVES),$(foreach l,$(LRS),$(eval $(call UNLEARN_RULE,$(m),$(o),$(l))))))
+
+# ---- 4. evaluation: eval/MODEL/SET.out, eval/MODEL.metrics -------------------------------
+DELTAS_finetuned := $(RUN)/finetuned.st
+DELTAS_retained  := $(RUN)/retained.st
+$(foreach r,$(RUNS),$(eval DELTAS_$(r) := $(RUN)/finetuned.st $(RUN)/unlearn/$(r).st))
+EMIT_qa := --emit target --generate $(GEN)
+EMIT_tr := --emit choices
+EMIT_u  := --emit target,choices --generate $(GEN)
+emit_of  = $(if $(filter %.qa,$(1)),$(EMIT_qa),$(if $(filter %.tr,$(1)),$(EMIT_tr),$(EMIT_u)))
+EVAL_SETS := forget.qa forget.tr retain.qa retain.tr $(EXTRA)
+define EVAL_RULE
+$(RUN)/eval/$(1)/%.out: $(RUN)/tok/%.tok $(DELTAS_$(1))
+	@mkdir -p $$(@D)
+	mu-forward $(Q) --model $(MODEL) --device $(MU_DEVICE) $(addprefix --delta ,$(DELTAS_$(1))) \
+	  $$(call emit_of,$$*) --out $$@ $$<
+$(RUN)/eval/$(1).metrics: $(EVAL_SETS:%=$(RUN)/eval/$(1)/%.out) $(RUN)/eval/retained/forget.tr.out
+	mu-score $(Q) --by split --label split=forget $(RUN)/eval/$(1)/forget.qa.out $(RUN)/eval/$(1)/forget.tr.out \
+	  --label split=retain $(RUN)/eval/$(1)/retain.qa.out $(RUN)/eval/$(1)/retain.tr.out \
+	  $(foreach s,$(EXTRA),--label split=$(s) $(RUN)/eval/$(1)/$(s).out) \
+	  --label split=forget --reference $(RUN)/eval/retained/forget.tr.out --utility --out $$@
+endef
+$(foreach r,$(MODELS),$(eval $(call EVAL_RULE,$(r))))
+.PRECIOUS: $(RUN)/eval/%.out
+
+# ---- 5. curves and the report -------------------------------------------------------------
+# curve/MASK-OBJ.tsv: mu-score --curve over the LRS runs from the finetuned model: forget
+# score the forget answer probability, retention the model utility (AUES, points), MU95.
+# A fine-tuned model of utility 0 (ROUGE-L 0 somewhere) has nothing to retain: no curve.
+JQ_UTILITY := .[] | select(.metric == "model_utility") | .value > 0
+define CURVE_RULE
+$(RUN)/curve/$(1)-$(2).tsv: $(RUN)/eval/finetuned.metrics $(foreach l,$(LRS),$(RUN)/eval/$(1)-$(2)-$(l).metrics)
+	@mkdir -p $$(@D)
+	if mu-dump -H --kind metrics $$< | jq -e -s '$(JQ_UTILITY)' > /dev/null; then \
+	  mu-score $(Q) --curve --original $$< --forget answer_prob@split=forget --retain model_utility \
+	    --quality forget_quality@split=forget --model-utility model_utility --format tsv \
+	    $(foreach l,$(LRS),--label sweep=$(l) $(RUN)/eval/$(1)-$(2)-$(l).metrics); \
+	else printf 'metric\tgroup\tvalue\tn\naues\tundefined: the fine-tuned model has utility 0\tnan\t0\n'; fi > $$@.tmp
+	mv $$@.tmp $$@
+endef
+$(foreach m,$(MASKS),$(foreach o,$(OBJECTIVES),$(eval $(call CURVE_RULE,$(m),$(o)))))
+
+# report input: model NAME METRIC SPLIT VALUE (every model's metrics), curve MASK OBJ ROW...
+comma := ,
+$(RUN)/report.md: $(PAIRS:%=$(RUN)/curve/%.tsv) $(MODELS:%=$(RUN)/eval/%.metrics) \
+                  pipelines/tofu-report.awk pipelines/tofu.mk
+	{ for m in $(MODELS); do mu-dump -H --kind metrics $(RUN)/eval/$$m.metrics \
+	    | jq -r --arg m $$m '[$$m, .metric, (.group.split // "-"), .value] | @tsv' | sed 's/^/model\t/'; done; \
+	  for m in $(MASKS); do for o in $(OBJECTIVES); do \
+	    sed "1d; s/^/curve\t$$m\t$$o\t/" $(RUN)/curve/$$m-$$o.tsv; done; done; } \
+	| awk -f pipelines/tofu-report.awk -v masks='$(MASKS)' -v objectives='$(OBJECTIVES)' \
+	  -v lrs='$(LRS)' -v frac=$(FRAC) -v tensors='$(TENSORS)' -v model='$(MODEL)' \
+	  -v forget='$(FORGET_SET)$(if $(filter 0-,$(FORGET_ROWS)),,$(comma) rows $(FORGET_ROWS))' \
+	  -v retain_rows='$(RETAIN_ROWS)' -v retain_eval='$(RETAIN_EVAL_ROWS)' -v utility='$(UTILITY_SETS)' \
+	  -v steps=$(UNLEARN_STEPS) -v complement_of=$(COMPLEMENT_OF) \
+	  -v objspecs='$(foreach o,$(OBJECTIVES),$(o):$(call obj_spec,$(o)))' > $@.tmp
+	mv $@.tmp $@

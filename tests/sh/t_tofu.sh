@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# t_tofu.sh — pipelines/tofu.mk (Lee et al.'s TOFU experiment, scored as TOFU) end to end on
+# a tiny configuration: a 2-layer mu-init model that learns 4 forget and 4 retain questions,
+# two attribution masks, random and complement, NPO at two learning rates. Checks the
+# report against the metrics streams, model utility and forget quality against mu-score
+# runs on each stream alone (the groups pool an answer stream and a truth-ratio stream),
+# MU95 recomputed from the runs, masks of one size, the complement disjoint from its mask,
+# and `make -q` up to date after the run.
+. "$(dirname "$0")/lib.sh"
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+
+for f in forget01 forget01_perturbed retain90 retain_perturbed; do
+    [ -f "$SHARED_DATA/tofu/$f.jsonl" ] || { skip tofu_all "no $SHARED_DATA/tofu/$f.jsonl"; exit 0; }
+done
+for c in jq make awk; do
+    command -v $c >/dev/null || { skip tofu_all "needs $c"; exit 0; }
+done
+# vocabulary 259: the byte tokenizer's size, so greedy answers decode
+if ! mu-init --out "$T/model" --layers 2 --d-model 32 --heads 4 --kv-heads 2 --d-ff 64 \
+        --vocab 259 --seed 7 -q; then
+    fail tofu_all "mu-init failed"; exit 0
+fi
+R=$T/run
+MASKS="random complement act grad"
+LRS="1e-3 1e-2"
+pipe() {
+    OMP_NUM_THREADS=1 make --no-print-directory -C "$ROOT" -f pipelines/tofu.mk \
+        MU_BIN="$MU_BIN" DATA="$SHARED_DATA" RUN="$R" MODEL="$T/model" \
+        FORGET_ROWS=0-4 RETAIN_ROWS=0-4 RETAIN_EVAL_ROWS=0-4 FRAC=0.02 \
+        LEARN_STEPS=100 LEARN_LR=3e-2 LEARN_BATCH=4 UNLEARN_STEPS=2 UNLEARN_BATCH=2 GEN=32 \
+        ATTRIB="act grad" OBJECTIVES=npo LRS="$LRS" "$@"
+}
+if ! out=$(pipe -j2 2>&1); then
+    fail tofu_pipeline "$(echo "$out" | tail -3 | tr '\n' ' ')"; exit 0
+fi
+ok tofu_pipeline
+
+metric() {   # metric MODEL NAME [SPLIT]: a value of eval/MODEL.metrics
+    mu-dump -H --kind metrics "$R/eval/$1.metrics" |
+        jq -r --arg m "$2" --arg s "${3:-}" 'select(.metric == $m and (.group.split // "") == $s) | .value'
+}
+# score FILES...: mu-score's TSV over the files as one group
+score() { mu-score --format tsv "$@" | awk -F'\t' 'NR > 1 { print $1 "\t" $3 }'; }
+near() { awk -v a="$1" -v b="$2" -v tol="${3:-1e-9}" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && d <= tol) }'; }
+
+# the fine-tuned model learned the forget set: its forget answers are likelier than the
+# retain model's, which never saw them
+t tofu_finetuned_learned_forget bash -c "$(declare -f metric); R='$R'"'
+    awk -v f="$(metric finetuned answer_prob forget)" -v r="$(metric retained answer_prob forget)" \
+        "BEGIN { exit !(f > 2 * r) }"'
+# model utility: the harmonic mean of the retain answer probability and ROUGE-L (the answer
+# stream alone) and the retain truth-ratio statistic (the truth-ratio stream alone)
+for m in finetuned retained act-npo-1e-2; do
+    p=$(score "$R/eval/$m/retain.qa.out" | awk -F'\t' '$1 == "answer_prob" { print $2 }')
+    r=$(score "$R/eval/$m/retain.qa.out" | awk -F'\t' '$1 == "rougeL_recall" { print $2 }')
+    tr=$(score "$R/eval/$m/retain.tr.out" | awk -F'\t' '$1 == "truth_ratio" { print $2 }')
+    want=$(awk -v a="$p" -v b="$r" -v c="$tr" 'BEGIN { if (a > 0 && b > 0 && c > 0) printf "%.17g", 3 / (1/a + 1/b + 1/c); else print 0 }')
+    got=$(metric "$m" model_utility)
+    if near "$got" "$want" 1e-12; then ok "tofu_model_utility_$m"
+    else fail "tofu_model_utility_$m" "got $got, want hmean($p, $r, $tr) = $want"; fi
+done
+# forget quality: the KS test of the forget truth ratios against the retain model's, as
+# mu-score gives it on the two truth-ratio streams alone; 1 for the retain model itself
+t tofu_forget_quality_finetuned bash -c "$(declare -f metric near); R='$R'"'
+    want=$(mu-score --format tsv --by split --label split=forget "$R/eval/finetuned/forget.tr.out" \
+             --label split=forget --reference "$R/eval/retained/forget.tr.out" |
+           awk -F"\t" "\$1 == \"forget_quality\" { print \$3 }")
+    near "$(metric finetuned forget_quality forget)" "$want" 1e-12'
+t tofu_forget_quality_retained bash -c "$(declare -f metric near); R='$R'; "'near "$(metric retained forget_quality forget)" 1'
+
+# the report: the fine-tuned row from its metrics stream, one row per mask, AUES and MU95
+# in [0, 1], and MU95 recomputed from the runs' metrics: the best forget quality among the
+# runs with at least 95% of the fine-tuned model's utility
+t tofu_report_finetuned bash -c "$(declare -f metric); R='$R'"'
+    grep -q "^| finetuned | $(printf %.3f "$(metric finetuned answer_prob forget)") | " "$R/report.md"'
+rows() { awk -F' *\\| *' '$3 == "npo" { print $2, $4, $5 }' "$R/report.md"; }
+t tofu_report_rows bash -c "$(declare -f rows); R='$R'; "'[ "$(rows | cut -d" " -f1 | tr "\n" " ")" = "'"$MASKS"' " ]'
+t tofu_report_numbers bash -c "$(declare -f rows); R='$R'"'
+    rows | awk "{ for (i = 2; i <= 3; i++) if (!(\$i ~ /^[0-9.e-]+\$/ && \$i + 0 >= 0 && \$i + 0 <= 1)) bad = 1 }
+                END { exit bad || NR != 4 }"'
+for mk in $MASKS; do
+    u0=$(metric finetuned model_utility)
+    want=$(for l in $LRS; do echo "$(metric "$mk-npo-$l" forget_quality forget) $(metric "$mk-npo-$l" model_utility)"; done |
+           awk -v u0="$u0" '$2 >= 0.95 * u0 && (best == "" || $1 > best) { best = $1 } END { print best == "" ? "nan" : best }')
+    got=$(awk -F'\t' '$1 == "mu95" { print $3 }' "$R/curve/$mk-npo.tsv")
+    if [ "$want" = nan ] && [ "$got" = nan ] || near "$got" "$want" 1e-12; then ok "tofu_mu95_$mk"
+    else fail "tofu_mu95_$mk" "curve $got, runs give $want"; fi
+done
+
+# masks of one size (the fraction of the model), the complement outside the act mask
+t tofu_masks_equal_size bash -c '
+    [ "$(for m in '"$MASKS"'; do mu-dump "'"$R"'/mask/$m.mask" | head -1 | jq .meta.params_selected; done | sort -u | wc -l)" = 1 ]'
+t tofu_complement_disjoint bash -c "$(declare -f mask_bytes mask_common); R='$R'"'
+    [ "$(mask_common $R/mask/act.mask $R/mask/complement.mask)" = 0 ] &&
+    [ "$(mask_common $R/mask/act.mask $R/mask/act.mask)" -gt 0 ]'
+t tofu_make_q_up_to_date pipe -q
