@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "attrib.h"
 #include "cli.h"
+#include "model_cli.h"
 #include "mask.h"
 #include "model.h"
 #include "train.h"
@@ -67,14 +68,13 @@ static const char usage[] =
     "Exit status: 0 ok, 1 failure, 2 usage error. See mu-attrib(1).\n";
 
 typedef struct {
-    const char *model, *device, *forget, *retain, *tensors, *out, *subject, *positions;
-    const char **deltas;
-    int n_deltas, max_len;
-    mu_weights weights;
+    mu_model_args ma;       /* --model, --delta, --device, --dtype */
+    const char *forget, *retain, *tensors, *out, *subject, *positions;
+    int max_len;
     mu_attr_opts a;
 } cli_opts;
 
-enum { O_DELTA = 256, O_DEVICE, O_DTYPE, O_FORGET, O_RETAIN, O_TENSORS, O_GAMMA, O_MU, O_POS, O_BATCH, O_MAXLEN,
+enum { O_FORGET = 256, O_RETAIN, O_TENSORS, O_GAMMA, O_MU, O_POS, O_BATCH, O_MAXLEN,
        O_SUBJECT, O_NOISE, O_SAMPLES, O_SEED };
 
 /* --positions: all|answer for act methods, prompt|subject_last for causal-trace and atp,
@@ -95,8 +95,7 @@ static void parse_positions(cli_opts *o, int causal) {
 
 static void parse_args(int argc, char **argv, cli_opts *o) {
     static const struct option longopts[] = {
-        {"model", required_argument, 0, 'm'}, {"delta", required_argument, 0, O_DELTA},
-        {"device", required_argument, 0, O_DEVICE}, {"dtype", required_argument, 0, O_DTYPE},
+        MU_MODEL_LONGOPTS,
         {"forget", required_argument, 0, O_FORGET}, {"retain", required_argument, 0, O_RETAIN},
         {"method", required_argument, 0, 'M'}, {"tensors", required_argument, 0, O_TENSORS},
         {"granularity", required_argument, 0, 'g'}, {"gamma", required_argument, 0, O_GAMMA},
@@ -107,24 +106,15 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
         {"out", required_argument, 0, 'o'}, MU_COMMON_LONGOPTS, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     mu_attr_opts_default(&o->a);
-    o->device = "auto";
+    mu_model_args_init(&o->ma);
     o->tensors = NULL;
     int gran_given = 0;
     o->out = "-";
     o->max_len = 512;
     int c;
     while ((c = getopt_long(argc, argv, ":m:M:g:o:hVq", longopts, NULL)) != -1) {
-        if (mu_cli_common(c, usage)) continue;
+        if (mu_cli_common(c, usage) || mu_model_args_option(&o->ma, c, optarg)) continue;
         switch (c) {
-        case 'm': o->model = optarg; break;
-        case O_DELTA:
-            o->deltas = mu_xrealloc(o->deltas, (size_t)(o->n_deltas + 1) * sizeof *o->deltas);
-            o->deltas[o->n_deltas++] = optarg;
-            break;
-        case O_DEVICE: o->device = optarg; break;
-        case O_DTYPE:
-            if (mu_weights_parse(optarg, &o->weights)) mu_usage_error("--dtype: '%s' (expected f32 or bf16)", optarg);
-            break;
         case O_FORGET: o->forget = optarg; break;
         case O_RETAIN: o->retain = optarg; break;
         case 'M':
@@ -151,7 +141,7 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
         }
     }
     if (optind < argc) mu_usage_error("unexpected argument '%s'", argv[optind]);
-    if (!o->model) mu_usage_error("--model is required");
+    if (!o->ma.path) mu_usage_error("--model is required");
     if (!o->forget) mu_usage_error("--forget is required");
     if (mu_attr_needs_retain(o->a.method) && !o->retain)
         mu_usage_error("--method %s needs --retain", mu_attr_method_name(o->a.method));
@@ -188,11 +178,8 @@ int main(int argc, char **argv) {
     cli_opts o;
     parse_args(argc, argv, &o);
     char err[1024];
-    const mu_backend *be = mu_backend_by_name(o.device, err, sizeof err);
-    if (!be) mu_usage_error("--device: %s", err);
-    mu_model *m = mu_model_load_as(o.model, o.deltas, o.n_deltas, be, o.weights, err, sizeof err);
-    if (!m) mu_die("%s", err);
-    mu_model_report_memory(m, "model");
+    const mu_backend *be = mu_model_args_backend(&o.ma);
+    mu_model *m = mu_model_load_or_die(o.ma.path, o.ma.deltas, o.ma.n_deltas, be, o.ma.weights, "model");
     mu_mask tensors;
     load_tensors(o.tensors, m, &tensors);
     mu_train_set forget, retain = {0};
@@ -206,8 +193,8 @@ int main(int argc, char **argv) {
         mu_die("%s", err);
     const char *roles[4 + 8], *paths[4 + 8];
     int n = 0;
-    roles[n] = "model"; paths[n++] = o.model;
-    for (int i = 0; i < o.n_deltas && n < 8; i++) { roles[n] = "delta"; paths[n++] = o.deltas[i]; }
+    roles[n] = "model"; paths[n++] = o.ma.path;
+    for (int i = 0; i < o.ma.n_deltas && n < 8; i++) { roles[n] = "delta"; paths[n++] = o.ma.deltas[i]; }
     roles[n] = "forget"; paths[n++] = o.forget;
     if (o.retain) { roles[n] = "retain"; paths[n++] = o.retain; }
     struct stat st;
@@ -223,7 +210,7 @@ int main(int argc, char **argv) {
     mu_mask_free(&tensors);
     mu_train_set_free(&forget);
     if (o.retain) mu_train_set_free(&retain);
-    free(o.deltas);
+    mu_model_args_free(&o.ma);
     mu_model_free(m);
     return MU_EXIT_OK;
 }

@@ -4,6 +4,7 @@
  * The work is in lib/forward.c; this file parses options and moves records. */
 #define _GNU_SOURCE
 #include "cli.h"
+#include "model_cli.h"
 #include "forward.h"
 #include "model.h"
 #include "stream.h"
@@ -55,13 +56,11 @@ static const char usage[] =
     "subject = spans.subject). Results do not depend on --batch-tokens (except 'mean' over\n"
     "the batch). Exit status: 0 ok, 1 failure, 2 usage error. See mu-forward(1).\n";
 
-enum { O_DELTA = 256, O_DEVICE, O_DTYPE, O_TEMP, O_TOPP, O_SEED, O_EOS, O_CACHE_OUT, O_CACHE_DTYPE, O_SUBJECT };
+enum { O_TEMP = 256, O_TOPP, O_SEED, O_EOS, O_CACHE_OUT, O_CACHE_DTYPE, O_SUBJECT };
 
 typedef struct {
-    const char *model, *device, *in, *out, *cache_out;
-    mu_weights weights;
-    const char **deltas;
-    int n_deltas;
+    mu_model_args ma;       /* --model, --delta, --device, --dtype */
+    const char *in, *out, *cache_out;
     int eos_given;
     mu_fw_opts fw;
 } cli_opts;
@@ -69,8 +68,7 @@ typedef struct {
 static void parse_args(int argc, char **argv, cli_opts *o)
 {
     static const struct option lo[] = {
-        {"model", required_argument, 0, 'm'}, {"delta", required_argument, 0, O_DELTA},
-        {"device", required_argument, 0, O_DEVICE}, {"dtype", required_argument, 0, O_DTYPE}, {"emit", required_argument, 0, 'e'},
+        MU_MODEL_LONGOPTS, {"emit", required_argument, 0, 'e'},
         {"topk", required_argument, 0, 'k'}, {"generate", required_argument, 0, 'g'},
         {"temperature", required_argument, 0, O_TEMP}, {"top-p", required_argument, 0, O_TOPP},
         {"seed", required_argument, 0, O_SEED}, {"eos", required_argument, 0, O_EOS},
@@ -82,20 +80,11 @@ static void parse_args(int argc, char **argv, cli_opts *o)
     char err[512];
     int opt;
     o->fw = mu_fw_default_opts();
-    o->device = "auto";
+    mu_model_args_init(&o->ma);
     o->out = "-";
     while ((opt = getopt_long(argc, argv, ":m:e:k:g:b:c:i:o:hVq", lo, NULL)) != -1) {
-        if (mu_cli_common(opt, usage)) continue;
+        if (mu_cli_common(opt, usage) || mu_model_args_option(&o->ma, opt, optarg)) continue;
         switch (opt) {
-        case 'm': o->model = optarg; break;
-        case O_DELTA:
-            o->deltas = mu_xrealloc(o->deltas, (size_t)(o->n_deltas + 1) * sizeof *o->deltas);
-            o->deltas[o->n_deltas++] = optarg;
-            break;
-        case O_DEVICE: o->device = optarg; break;
-        case O_DTYPE:
-            if (mu_weights_parse(optarg, &o->weights)) mu_usage_error("--dtype: '%s' (expected f32 or bf16)", optarg);
-            break;
         case 'e': if (mu_emit_parse(optarg, &o->fw.emit, err, sizeof err)) mu_usage_error("--emit: %s", err); break;
         case 'k': o->fw.topk = (int)mu_parse_int("--topk", optarg, 1, 1 << 20); o->fw.emit |= MU_EMIT_TOPK; break;
         case 'g': o->fw.gen_n = (int)mu_parse_int("--generate", optarg, 0, 1 << 20); o->fw.emit |= MU_EMIT_GENERATE; break;
@@ -123,7 +112,7 @@ static void parse_args(int argc, char **argv, cli_opts *o)
         default: mu_usage_error("unexpected option");
         }
     }
-    if (!o->model) mu_usage_error("--model is required");
+    if (!o->ma.path) mu_usage_error("--model is required");
     if (optind < argc - 1) mu_usage_error("one TOKENS stream at most");
     o->in = optind < argc ? argv[optind] : "-";
     if (o->fw.n_cache && !o->cache_out) mu_usage_error("--cache needs --cache-out FILE");
@@ -144,8 +133,8 @@ static int pick_eos(const cli_opts *o, const mu_reader *r, const mu_model *m)
 static void add_inputs(mu_writer *w, const cli_opts *o)
 {
     if (strcmp(o->in, "-")) mu_writer_add_input(w, "tokens", o->in);
-    mu_writer_add_input(w, "model", o->model);
-    for (int i = 0; i < o->n_deltas; i++) mu_writer_add_input(w, "delta", o->deltas[i]);
+    mu_writer_add_input(w, "model", o->ma.path);
+    for (int i = 0; i < o->ma.n_deltas; i++) mu_writer_add_input(w, "delta", o->ma.deltas[i]);
 }
 
 /* meta.tokens: the tokens stream's producer and inputs (its data file's digest), so results
@@ -162,10 +151,10 @@ static void write_tokens_trace(mu_writer *w, const mu_reader *r)
 static void write_meta(mu_writer *w, const cli_opts *o)
 {
     msgpack_packer *pk = mu_writer_meta(w, "model");
-    mu_pack_str(pk, o->model);
+    mu_pack_str(pk, o->ma.path);
     pk = mu_writer_meta(w, "deltas");
-    msgpack_pack_array(pk, (size_t)o->n_deltas);
-    for (int i = 0; i < o->n_deltas; i++) mu_pack_str(pk, o->deltas[i]);
+    msgpack_pack_array(pk, (size_t)o->ma.n_deltas);
+    for (int i = 0; i < o->ma.n_deltas; i++) mu_pack_str(pk, o->ma.deltas[i]);
     pk = mu_writer_meta(w, "batch_tokens");
     msgpack_pack_int64(pk, o->fw.batch_tokens);
     if (o->fw.emit & MU_EMIT_GENERATE) {
@@ -189,15 +178,12 @@ int main(int argc, char **argv)
     memset(&o, 0, sizeof o);
     parse_args(argc, argv, &o);
     char err[1024];
-    const mu_backend *be = mu_backend_by_name(o.device, err, sizeof err);
-    if (!be) mu_usage_error("--device: %s", err);
+    const mu_backend *be = mu_model_args_backend(&o.ma);
     mu_reader *r = mu_reader_open_or_die(o.in, "tokens");
-    mu_model *m = mu_model_load_as(o.model, o.deltas, o.n_deltas, be, o.weights, err, sizeof err);
-    if (!m) mu_die("%s", err);
-    mu_model_report_memory(m, "model");
+    mu_model *m = mu_model_load_or_die(o.ma.path, o.ma.deltas, o.ma.n_deltas, be, o.ma.weights, "model");
     o.fw.eos = pick_eos(&o, r, m);
     mu_tokenizer *tk = NULL;
-    if (o.fw.emit & MU_EMIT_GENERATE) tk = mu_tokenizer_load(o.model, err, sizeof err);   /* optional */
+    if (o.fw.emit & MU_EMIT_GENERATE) tk = mu_tokenizer_load(o.ma.path, err, sizeof err);   /* optional */
     mu_fw *f = mu_fw_new(m, tk, &o.fw, err, sizeof err);
     if (!f) mu_die("%s", err);
 
@@ -210,7 +196,7 @@ int main(int argc, char **argv)
         acts = mu_writer_open(o.cache_out, "activations");
         add_inputs(acts, &o);
         mu_fw_acts_meta(f, acts);
-        mu_pack_str(mu_writer_meta(acts, "model"), o.model);
+        mu_pack_str(mu_writer_meta(acts, "model"), o.ma.path);
     }
     long chunk = 4 * o.fw.batch_tokens, done = 0;
     const msgpack_object *rec;
@@ -233,6 +219,6 @@ int main(int argc, char **argv)
     mu_fw_free(f);
     if (tk) mu_tokenizer_free(tk);
     mu_model_free(m);
-    free(o.deltas);
+    mu_model_args_free(&o.ma);
     return MU_EXIT_OK;
 }

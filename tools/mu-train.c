@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "ckpt.h"
 #include "cli.h"
+#include "model_cli.h"
 #include "mask.h"
 #include "model.h"
 #include "tokenizer.h"
@@ -86,10 +87,8 @@ static const char usage[] =
 typedef struct { char *name; const char *path; } eval_arg;
 
 typedef struct {
-    const char *model, *ref, *mask, *device;
-    mu_weights weights;
-    const char **deltas;
-    int n_deltas;
+    mu_model_args ma;       /* --model, --delta, --device, --dtype */
+    const char *ref, *mask;
     const char *data[MU_DATA_COUNT];
     const char *dpo_alt;
     int max_len;
@@ -103,7 +102,7 @@ typedef struct {
 } cli_opts;
 
 enum {
-    O_DELTA = 256, O_REF, O_MASK, O_DEVICE, O_DTYPE, O_FORGET, O_RETAIN, O_GENERAL, O_MAXLEN, O_NPOB, O_SIMB,
+    O_REF = 256, O_MASK, O_FORGET, O_RETAIN, O_GENERAL, O_MAXLEN, O_NPOB, O_SIMB,
     O_SIMD, O_DPOB, O_DPOALT, O_WGAB, O_UNDB, O_FLOOR, O_RMUL, O_RMUC, O_RMUA, O_OPT, O_LR, O_B1, O_B2,
     O_EPS, O_MOM, O_WD, O_CLIP, O_SCHED, O_WARM, O_MINLR, O_STEPS, O_BATCH, O_ACCUM, O_SEED, O_SPARSE,
     O_OUTMODEL, O_LOG, O_EVAL, O_EVERY, O_BEST, O_CKPT, O_CKEVERY, O_RESUME,
@@ -111,9 +110,9 @@ enum {
 
 static void parse_args(int argc, char **argv, cli_opts *o) {
     static const struct option longopts[] = {
-        {"model", required_argument, 0, 'm'}, {"delta", required_argument, 0, O_DELTA},
+        MU_MODEL_LONGOPTS,
         {"ref", required_argument, 0, O_REF}, {"mask", required_argument, 0, O_MASK},
-        {"device", required_argument, 0, O_DEVICE}, {"dtype", required_argument, 0, O_DTYPE}, {"forget", required_argument, 0, O_FORGET},
+        {"forget", required_argument, 0, O_FORGET},
         {"train", required_argument, 0, O_FORGET}, {"retain", required_argument, 0, O_RETAIN},
         {"general", required_argument, 0, O_GENERAL}, {"max-len", required_argument, 0, O_MAXLEN},
         {"objective", required_argument, 0, 'O'}, {"npo-beta", required_argument, 0, O_NPOB},
@@ -138,22 +137,13 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
     memset(o, 0, sizeof *o);
     mu_train_opts_default(&o->t);
     o->max_len = 512;
-    o->device = "auto";
+    mu_model_args_init(&o->ma);
     int c;
     while ((c = getopt_long(argc, argv, ":m:O:o:hVq", longopts, NULL)) != -1) {
-        if (mu_cli_common(c, usage)) continue;
+        if (mu_cli_common(c, usage) || mu_model_args_option(&o->ma, c, optarg)) continue;
         switch (c) {
-        case 'm': o->model = optarg; break;
-        case O_DELTA:
-            o->deltas = mu_xrealloc(o->deltas, (size_t)(o->n_deltas + 1) * sizeof *o->deltas);
-            o->deltas[o->n_deltas++] = optarg;
-            break;
         case O_REF: o->ref = optarg; break;
         case O_MASK: o->mask = optarg; break;
-        case O_DEVICE: o->device = optarg; break;
-        case O_DTYPE:
-            if (mu_weights_parse(optarg, &o->weights)) mu_usage_error("--dtype: '%s' (expected f32 or bf16)", optarg);
-            break;
         case O_FORGET: o->data[MU_DATA_FORGET] = optarg; break;
         case O_RETAIN: o->data[MU_DATA_RETAIN] = optarg; break;
         case O_GENERAL: o->data[MU_DATA_GENERAL] = optarg; break;
@@ -219,7 +209,7 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
         }
     }
     if (optind < argc) mu_usage_error("unexpected argument '%s'", argv[optind]);
-    if (!o->model) mu_usage_error("--model is required");
+    if (!o->ma.path) mu_usage_error("--model is required");
     if (!o->objective) mu_usage_error("--objective is required");
     if (!o->out && !o->out_model) mu_usage_error("give --out DELTA and/or --out-model DIR");
     if (o->out && !strcmp(o->out, "-")) mu_usage_error("--out: a delta is a file (safetensors), not stdout");
@@ -243,15 +233,6 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
 static int needs_ref_model(const mu_train_opts *t) {
     return t->coef[MU_OBJ_UNDIAL] || t->coef[MU_OBJ_RETAIN_KL] || t->coef[MU_OBJ_MLP_L2] ||
            (t->coef[MU_OBJ_RMU] && t->rmu_alpha != 0);
-}
-
-static mu_model *load_model(const char *path, const char *const *deltas, int n, const mu_backend *be,
-                            mu_weights weights, const char *what) {
-    char err[512];
-    mu_model *m = mu_model_load_as(path, deltas, n, be, weights, err, sizeof err);
-    if (!m) mu_die("%s", err);
-    mu_model_report_memory(m, what);
-    return m;
 }
 
 static void load_mask(const char *arg, mu_model *m, mu_mask *mask) {
@@ -282,19 +263,18 @@ int main(int argc, char **argv) {
     cli_opts o;
     parse_args(argc, argv, &o);
     char err[1024];
-    const mu_backend *be = mu_backend_by_name(o.device, err, sizeof err);
-    if (!be) mu_usage_error("--device: %s", err);
-    mu_model *m = load_model(o.model, o.deltas, o.n_deltas, be, o.weights, "model");
+    const mu_backend *be = mu_model_args_backend(&o.ma);
+    mu_model *m = mu_model_load_or_die(o.ma.path, o.ma.deltas, o.ma.n_deltas, be, o.ma.weights, "model");
     mu_model *ref = NULL;
-    if (o.ref) ref = load_model(o.ref, NULL, 0, be, o.weights, "reference model");
+    if (o.ref) ref = mu_model_load_or_die(o.ref, NULL, 0, be, o.ma.weights, "reference model");
     else if (needs_ref_model(&o.t))
-        ref = load_model(o.model, o.deltas, o.n_deltas, be, o.weights, "reference model");
+        ref = mu_model_load_or_die(o.ma.path, o.ma.deltas, o.ma.n_deltas, be, o.ma.weights, "reference model");
     mu_mask mask, *maskp = NULL;
     if (o.mask) { load_mask(o.mask, m, &mask); maskp = &mask; }
     mu_trainer *t = mu_trainer_new(m, ref, maskp, &o.t, err, sizeof err);
     if (!t) mu_die("%s", err);
     int vocab = mu_model_config(m)->vocab, n_alt = 0;
-    int32_t *alt = o.dpo_alt ? encode_alt(o.model, o.dpo_alt, &n_alt) : NULL;
+    int32_t *alt = o.dpo_alt ? encode_alt(o.ma.path, o.dpo_alt, &n_alt) : NULL;
     for (int r = 0; r < MU_DATA_COUNT; r++) {
         if (!o.data[r]) continue;
         mu_train_set set;
@@ -314,20 +294,20 @@ int main(int argc, char **argv) {
         else mu_info("%s: no checkpoint yet, starting at step 0", o.checkpoint);
     }
     if (mu_trainer_run(t, resume, err, sizeof err)) mu_die("%s", err);
-    if (o.out && mu_train_write_delta(t, o.model, o.deltas, o.n_deltas, o.out, o.sparse, o.objective,
+    if (o.out && mu_train_write_delta(t, o.ma.path, o.ma.deltas, o.ma.n_deltas, o.out, o.sparse, o.objective,
                                       err, sizeof err))
         mu_die("%s", err);
     if (o.out_model) {
         int no_tok = 0;
-        if (mu_train_write_model_dir(m, o.model, o.out_model, &no_tok, err, sizeof err)) mu_die("%s", err);
+        if (mu_train_write_model_dir(m, o.ma.path, o.out_model, &no_tok, err, sizeof err)) mu_die("%s", err);
         if (no_tok) mu_warn("%s: no tokenizer.json next to the model; the directory has none", o.out_model);
     }
     if (o.log) {
         const char *roles[8 + MU_DATA_COUNT], *paths[8 + MU_DATA_COUNT];
         static const char *data_roles[MU_DATA_COUNT] = {"forget", "retain", "general"};
         int n = 0;
-        roles[n] = "model"; paths[n++] = o.model;
-        for (int i = 0; i < o.n_deltas && n < 6; i++) { roles[n] = "delta"; paths[n++] = o.deltas[i]; }
+        roles[n] = "model"; paths[n++] = o.ma.path;
+        for (int i = 0; i < o.ma.n_deltas && n < 6; i++) { roles[n] = "delta"; paths[n++] = o.ma.deltas[i]; }
         for (int r = 0; r < MU_DATA_COUNT; r++)
             if (o.data[r]) { roles[n] = data_roles[r]; paths[n++] = o.data[r]; }
         if (o.mask && access(o.mask, F_OK) == 0) { roles[n] = "mask"; paths[n++] = o.mask; }
@@ -340,7 +320,7 @@ int main(int argc, char **argv) {
     free(alt);
     for (int i = 0; i < o.n_evals; i++) free(o.evals[i].name);
     free(o.evals);
-    free(o.deltas);
+    mu_model_args_free(&o.ma);
     free(o.ckpt_alloc);
     mu_model_free(m);
     if (ref) mu_model_free(ref);

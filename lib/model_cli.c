@@ -1,0 +1,48 @@
+/* model_cli.c — see model_cli.h. */
+#include "model_cli.h"
+#include "cli.h"
+#include <stdlib.h>
+#include <string.h>
+
+void mu_model_args_init(mu_model_args *a) {
+    memset(a, 0, sizeof *a);
+    a->device = "auto";
+    a->weights = MU_WEIGHTS_F32;
+}
+
+void mu_model_args_free(mu_model_args *a) {
+    free(a->deltas);
+    a->deltas = NULL;
+    a->n_deltas = 0;
+}
+
+int mu_model_args_option(mu_model_args *a, int opt, const char *arg) {
+    switch (opt) {
+    case 'm': a->path = arg; return 1;
+    case MU_OPT_DELTA:
+        a->deltas = mu_xrealloc(a->deltas, (size_t)(a->n_deltas + 1) * sizeof *a->deltas);
+        a->deltas[a->n_deltas++] = arg;
+        return 1;
+    case MU_OPT_DEVICE: a->device = arg; return 1;
+    case MU_OPT_DTYPE:
+        if (mu_weights_parse(arg, &a->weights)) mu_usage_error("--dtype: '%s' (expected f32 or bf16)", arg);
+        return 1;
+    default: return 0;
+    }
+}
+
+const mu_backend *mu_model_args_backend(const mu_model_args *a) {
+    char err[512];
+    const mu_backend *be = mu_backend_by_name(a->device, err, sizeof err);
+    if (!be) mu_usage_error("--device: %s", err);
+    return be;
+}
+
+mu_model *mu_model_load_or_die(const char *path, const char *const *deltas, int n_deltas, const mu_backend *be,
+                               mu_weights weights, const char *what) {
+    char err[1024];
+    mu_model *m = mu_model_load_as(path, deltas, n_deltas, be, weights, err, sizeof err);
+    if (!m) mu_die("%s", err);
+    mu_model_report_memory(m, what);
+    return m;
+}
