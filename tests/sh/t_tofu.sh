@@ -5,7 +5,8 @@
 # report against the metrics streams, model utility and forget quality against mu-score
 # runs on each stream alone (the groups pool an answer stream and a truth-ratio stream),
 # MU95 recomputed from the runs, masks of one size, the complement disjoint from its mask,
-# and `make -q` up to date after the run.
+# `make -q` up to date after the run; then TOFU's full model utility (real authors and
+# world facts too) on a smaller run.
 . "$(dirname "$0")/lib.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 
@@ -94,3 +95,34 @@ t tofu_complement_disjoint bash -c "$(declare -f mask_bytes mask_common); R='$R'
     [ "$(mask_common $R/mask/act.mask $R/mask/complement.mask)" = 0 ] &&
     [ "$(mask_common $R/mask/act.mask $R/mask/act.mask)" -gt 0 ]'
 t tofu_make_q_up_to_date pipe -q
+
+# TOFU's full model utility: the harmonic mean of nine values, the real authors' and world
+# facts' option probability, ROUGE-L and truth ratio (one stream each) with the retain ones
+R2=$T/run2
+if ! out=$(pipe RUN="$R2" ATTRIB=act LRS=1e-2 UTILITY_SETS="retain real_authors world_facts" \
+             UTILITY_ROWS=0-4 -j2 2>&1); then
+    fail tofu_full_utility_pipeline "$(echo "$out" | tail -3 | tr '\n' ' ')"; exit 0
+fi
+ok tofu_full_utility_pipeline
+# each group's values in the model's metrics stream are those of mu-score on its streams
+# alone, and model utility is their harmonic mean (0 here: the tiny model's ROUGE-L on the
+# real authors' and world facts' short answers is 0)
+vals() {   # vals MODEL: SPLIT METRIC VALUE of the nine, from mu-score on each stream alone
+    local d=$R2/eval/$1
+    score "$d/retain.qa.out" | awk -F'\t' '$1 == "answer_prob" || $1 == "rougeL_recall" { print "retain", $1, $2 }'
+    score "$d/retain.tr.out" | awk -F'\t' '$1 == "truth_ratio" { print "retain", $1, $2 }'
+    for s in real_authors world_facts; do
+        score "$d/$s.out" | awk -F'\t' -v s=$s '$1 == "option_prob" || $1 == "rougeL_recall" || $1 == "truth_ratio" { print s, $1, $2 }'
+    done
+}
+for m in finetuned retained; do
+    bad=$(vals "$m" | while read -r sp name v; do
+              g=$(mu-dump -H --kind metrics "$R2/eval/$m.metrics" |
+                  jq -r --arg s "$sp" --arg n "$name" 'select(.metric == $n and .group.split == $s) | .value')
+              near "$g" "$v" 1e-12 || echo "$sp $name: $g, alone $v"
+          done)
+    want=$(vals "$m" | awk '{ n++; if ($3 > 0) s += 1 / $3; else zero = 1 } END { if (n != 9) print "n=" n; else if (zero) print 0; else printf "%.17g", n / s }')
+    got=$(mu-dump -H --kind metrics "$R2/eval/$m.metrics" | jq -r 'select(.metric == "model_utility") | .value')
+    if [ -z "$bad" ] && near "$got" "$want" 1e-12; then ok "tofu_full_utility_$m"
+    else fail "tofu_full_utility_$m" "utility $got, want $want; $bad"; fi
+done
