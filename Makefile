@@ -207,7 +207,7 @@ oracle: deps
 .PHONY: oracle
 # make tofu: Lee et al.'s TOFU experiment scored as TOFU (pipelines/tofu.mk): forget quality,
 # model utility, AUES and MU95 per attribution, random and complement mask; stories260K by
-# default, about 7 CPU-minutes; report runs/tofu/report.md (RUN=..., MODEL=... and every
+# default: 12 minutes on 2 cores, 4 with make -j2 tofu; report runs/tofu/report.md (RUN=..., MODEL=... and every
 # knob of the pipeline pass through).
 tofu: deps
 	@$(MAKE) --no-print-directory all
