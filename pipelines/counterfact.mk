@@ -60,8 +60,6 @@ RELEARN_LR    ?= 1e-4
 # the relearning attack's mask (empty: every parameter)
 RELEARN_MASK  ?=
 
-# the model's files, for staleness (a directory's own time says nothing)
-MODEL_DEPS := $(if $(wildcard $(MODEL)/config.json),$(wildcard $(MODEL)/config.json $(MODEL)/*.safetensors $(MODEL)/tokenizer.json),$(MODEL))
 # localizations (LOCS, MASK_*, LOOKUP_LAYERS, ATP_LAYERS, ATP_SAMPLES: pipelines/localize.mk),
 # found on the base model from the true answers of the edit facts, noise on the subject
 LOC_FORGET  := $(RUN)/tok/true.tok

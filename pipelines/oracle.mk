@@ -58,6 +58,7 @@ RETAIN_EVAL_ROWS ?= 40-80
 PROMPT       ?= Question: {question}\nAnswer:
 TARGET       ?= {answer}
 MAX_LEN      ?= 512
+MU_DEVICE    ?= auto
 
 FRAC        ?= 0.01
 TENSORS     ?= mlp.down:all
@@ -72,20 +73,18 @@ INJECT_BATCH ?= 8
 ATTRIB      ?= act wagle memflex grad
 MASKS       := oracle random complement $(ATTRIB)
 OBJECTIVES  ?= graddiff npo
-# the mu-train --objective of each name (default NAME=1)
-OBJ_npo     ?= npo=1,retain-ce=1
-obj_spec     = $(or $(OBJ_$(1)),$(1)=1)
 comma       := ,
 LRS           ?= 3e-3 1e-2 3e-2
 UNLEARN_STEPS ?= 10
 UNLEARN_BATCH ?= 8
 GEN           ?= 96
 
-# the model's files, for staleness (a directory's own time says nothing)
-MODEL_DEPS := $(if $(wildcard $(MODEL)/config.json),$(wildcard $(MODEL)/config.json $(MODEL)/*.safetensors $(MODEL)/tokenizer.json),$(MODEL))
-TRAIN := mu-train $(Q) --model $(MODEL) --max-len $(MAX_LEN) --seed $(SEED)
-RUNS  := $(foreach m,$(MASKS),$(foreach o,$(OBJECTIVES),$(foreach l,$(LRS),$(m)-$(o)-$(l))))
-PAIRS := $(foreach m,$(MASKS),$(foreach o,$(OBJECTIVES),$(m)-$(o)))
+TRAIN := mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) --max-len $(MAX_LEN) --seed $(SEED)
+# masks, attributions and unlearning runs (pipelines/lee.mk): from the injected model, the
+# complement outside the region
+LEE_BASE       := $(RUN)/injected.st
+LEE_COMPLEMENT := $(RUN)/mask/region.mask
+include pipelines/lee.mk
 
 # all (the default) builds the report; report also prints it. `make -q` answers whether
 # anything is stale.
@@ -109,7 +108,6 @@ endef
 $(foreach s,forget retain retain-eval,$(eval $(call TOKENS_RULE,$(s))))
 
 # ---- 1. the region, 2. the injection -------------------------------------------------
-CANDIDATES := --model $(MODEL) --tensors $(TENSORS) --granularity $(GRANULARITY)
 $(RUN)/mask/region.mask: $(MODEL_DEPS)
 	@mkdir -p $(@D)
 	mu-maskgen $(Q) --random $(CANDIDATES) --fraction $(FRAC) --seed $(SEED) --out $@
@@ -120,22 +118,9 @@ $(RUN)/injected.st: $(RUN)/mask/region.mask $(RUN)/tok/forget.tok $(RUN)/tok/ret
 	  --lr $(INJECT_LR) --eval forget=$(RUN)/tok/forget.tok \
 	  --eval retain=$(RUN)/tok/retain-eval.tok --log $(RUN)/injected.log --out $@
 
-# ---- 3. masks of the region's size ------------------------------------------------------
+# ---- 3. masks of the region's size (random, complement, attributions: lee.mk) -----------
 $(RUN)/mask/oracle.mask: $(RUN)/mask/region.mask
 	cp $< $@.tmp && mv $@.tmp $@
-$(RUN)/mask/random.mask: $(MODEL_DEPS)
-	@mkdir -p $(@D)
-	mu-maskgen $(Q) --random $(CANDIDATES) --fraction $(FRAC) --seed $(RANDOM_SEED) --out $@
-$(RUN)/mask/complement.mask: $(RUN)/mask/region.mask
-	mu-maskgen $(Q) --complement-of $< $(CANDIDATES) --fraction $(FRAC) --seed $(SEED) --out $@
-
-$(ATTRIB:%=$(RUN)/scores/%.scores): $(RUN)/scores/%.scores: $(RUN)/injected.st $(RUN)/tok/forget.tok $(RUN)/tok/retain.tok
-	@mkdir -p $(@D)
-	mu-attrib $(Q) --model $(MODEL) --delta $< --forget $(RUN)/tok/forget.tok \
-	  --retain $(RUN)/tok/retain.tok --method $* --tensors $(TENSORS) \
-	  --granularity $(GRANULARITY) --max-len $(MAX_LEN) --out $@
-$(ATTRIB:%=$(RUN)/mask/%.mask): $(RUN)/mask/%.mask: $(RUN)/scores/%.scores
-	mu-maskgen $(Q) --scores $< --fraction $(FRAC) --out $@
 
 # overlap/MASK.tsv: overlap with the region, parameters inside it, parameters of the mask
 $(RUN)/overlap/%.tsv: $(RUN)/mask/%.mask $(RUN)/mask/region.mask pipelines/oracle-overlap.py
@@ -143,17 +128,7 @@ $(RUN)/overlap/%.tsv: $(RUN)/mask/%.mask $(RUN)/mask/region.mask pipelines/oracl
 	$(PYTHON) pipelines/oracle-overlap.py $(RUN)/mask/region.mask $< > $@.tmp
 	mv $@.tmp $@
 
-# ---- 4. unlearning runs and their evaluation --------------------------------------------
-# unlearn/MASK-OBJ-LR.st, stacked on injected.st
-define UNLEARN_RULE
-$(RUN)/unlearn/$(1)-$(2)-$(3).st: $(RUN)/mask/$(1).mask $(RUN)/injected.st $(RUN)/tok/forget.tok $(RUN)/tok/retain.tok
-	@mkdir -p $$(@D)
-	$(TRAIN) --delta $(RUN)/injected.st --mask $$< --objective $(call obj_spec,$(2)) \
-	  --forget $(RUN)/tok/forget.tok --retain $(RUN)/tok/retain.tok --steps $(UNLEARN_STEPS) \
-	  --batch $(UNLEARN_BATCH) --lr $(3) --log $(RUN)/unlearn/$(1)-$(2)-$(3).log --out $$@
-endef
-$(foreach m,$(MASKS),$(foreach o,$(OBJECTIVES),$(foreach l,$(LRS),$(eval $(call UNLEARN_RULE,$(m),$(o),$(l))))))
-
+# ---- 4. unlearning runs (unlearn/MASK-OBJ-LR.st on injected.st: lee.mk), evaluation ------
 # eval/NAME.metrics: forget (answer prob, ROUGE-L of a greedy generation) and held-out
 # retain (answer prob) of the model NAME: base, injected or an unlearning run
 DELTAS_base     :=

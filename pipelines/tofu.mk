@@ -77,22 +77,20 @@ COMPLEMENT_OF ?= $(firstword $(ATTRIB))
 MASKS         := random complement $(ATTRIB)
 
 OBJECTIVES    ?= graddiff npo
-# the mu-train --objective of each name (default NAME=1)
-OBJ_npo       ?= npo=1,retain-ce=1
-obj_spec       = $(or $(OBJ_$(1)),$(1)=1)
 # a sweep from barely unlearning to wrecking the model (utility near 0 at 1e-1)
 LRS           ?= 3e-3 1e-2 3e-2 1e-1
 UNLEARN_STEPS ?= 20
 UNLEARN_BATCH ?= 8
 GEN           ?= 96
 
-# the model's files, for staleness (a directory's own time says nothing)
-MODEL_DEPS := $(if $(wildcard $(MODEL)/config.json),$(wildcard $(MODEL)/config.json $(MODEL)/*.safetensors $(MODEL)/tokenizer.json),$(MODEL))
-TRAIN   := mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) --max-len $(MAX_LEN) --seed $(SEED)
-RUNS    := $(foreach m,$(MASKS),$(foreach o,$(OBJECTIVES),$(foreach l,$(LRS),$(m)-$(o)-$(l))))
-PAIRS   := $(foreach m,$(MASKS),$(foreach o,$(OBJECTIVES),$(m)-$(o)))
-MODELS  := finetuned retained $(RUNS)
-EXTRA   := $(filter-out retain,$(UTILITY_SETS))
+TRAIN := mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) --max-len $(MAX_LEN) --seed $(SEED)
+# masks, attributions and unlearning runs (pipelines/lee.mk): from the fine-tuned model, the
+# complement outside the first attribution's mask
+LEE_BASE       := $(RUN)/finetuned.st
+LEE_COMPLEMENT := $(RUN)/mask/$(COMPLEMENT_OF).mask
+include pipelines/lee.mk
+EVALUATED := finetuned retained $(RUNS)
+EXTRA     := $(filter-out retain,$(UTILITY_SETS))
 
 .PHONY: all report
 all: $(RUN)/report.md
@@ -131,31 +129,8 @@ $(RUN)/retained.st: $(RUN)/tok/retain.tok
 	$(TRAIN) --objective learn=1 --train $< --steps $(LEARN_STEPS) --batch $(LEARN_BATCH) \
 	  --lr $(LEARN_LR) --log $(RUN)/retained.log --out $@
 
-# ---- 2. masks of one size --------------------------------------------------------------
-CANDIDATES := --model $(MODEL) --tensors $(TENSORS) --granularity $(GRANULARITY)
-$(RUN)/mask/random.mask: $(MODEL_DEPS)
-	@mkdir -p $(@D)
-	mu-maskgen $(Q) --random $(CANDIDATES) --fraction $(FRAC) --seed $(RANDOM_SEED) --out $@
-$(RUN)/mask/complement.mask: $(RUN)/mask/$(COMPLEMENT_OF).mask
-	mu-maskgen $(Q) --complement-of $< $(CANDIDATES) --fraction $(FRAC) --seed $(RANDOM_SEED) --out $@
-$(ATTRIB:%=$(RUN)/scores/%.scores): $(RUN)/scores/%.scores: $(RUN)/finetuned.st $(RUN)/tok/forget.tok $(RUN)/tok/retain.tok
-	@mkdir -p $(@D)
-	mu-attrib $(Q) --model $(MODEL) --device $(MU_DEVICE) --delta $< --forget $(RUN)/tok/forget.tok \
-	  --retain $(RUN)/tok/retain.tok --method $* --tensors $(TENSORS) \
-	  --granularity $(GRANULARITY) --max-len $(MAX_LEN) --out $@
-$(ATTRIB:%=$(RUN)/mask/%.mask): $(RUN)/mask/%.mask: $(RUN)/scores/%.scores
-	mu-maskgen $(Q) --scores $< --fraction $(FRAC) --out $@
-
-# ---- 3. unlearning runs: unlearn/MASK-OBJ-LR.st, stacked on finetuned.st ----------------
-define UNLEARN_RULE
-$(RUN)/unlearn/$(1)-$(2)-$(3).st: $(RUN)/mask/$(1).mask $(RUN)/finetuned.st $(RUN)/tok/forget.tok $(RUN)/tok/retain.tok
-	@mkdir -p $$(@D)
-	$(TRAIN) --delta $(RUN)/finetuned.st --mask $$< --objective $(call obj_spec,$(2)) \
-	  --forget $(RUN)/tok/forget.tok --retain $(RUN)/tok/retain.tok --steps $(UNLEARN_STEPS) \
-	  --batch $(UNLEARN_BATCH) --lr $(3) --log $(RUN)/unlearn/$(1)-$(2)-$(3).log --out $$@
-endef
-$(foreach m,$(MASKS),$(foreach o,$(OBJECTIVES),$(foreach l,$(LRS),$(eval $(call UNLEARN_RULE,$(m),$(o),$(l))))))
-
+# ---- 2. masks of one size, 3. unlearning runs (unlearn/MASK-OBJ-LR.st on finetuned.st):
+# pipelines/lee.mk
 # ---- 4. evaluation: eval/MODEL/SET.out, eval/MODEL.metrics -------------------------------
 DELTAS_finetuned := $(RUN)/finetuned.st
 DELTAS_retained  := $(RUN)/retained.st
@@ -176,7 +151,7 @@ $(RUN)/eval/$(1).metrics: $(EVAL_SETS:%=$(RUN)/eval/$(1)/%.out) $(RUN)/eval/reta
 	  $(foreach s,$(EXTRA),--label split=$(s) $(RUN)/eval/$(1)/$(s).out) \
 	  --label split=forget --reference $(RUN)/eval/retained/forget.tr.out --utility --out $$@
 endef
-$(foreach r,$(MODELS),$(eval $(call EVAL_RULE,$(r))))
+$(foreach r,$(EVALUATED),$(eval $(call EVAL_RULE,$(r))))
 .PRECIOUS: $(RUN)/eval/%.out
 
 # ---- 5. curves and the report -------------------------------------------------------------
@@ -198,9 +173,9 @@ $(foreach m,$(MASKS),$(foreach o,$(OBJECTIVES),$(eval $(call CURVE_RULE,$(m),$(o
 
 # report input: model NAME METRIC SPLIT VALUE (every model's metrics), curve MASK OBJ ROW...
 comma := ,
-$(RUN)/report.md: $(PAIRS:%=$(RUN)/curve/%.tsv) $(MODELS:%=$(RUN)/eval/%.metrics) \
-                  pipelines/tofu-report.awk pipelines/tofu.mk
-	{ for m in $(MODELS); do mu-dump -H --kind metrics $(RUN)/eval/$$m.metrics \
+$(RUN)/report.md: $(PAIRS:%=$(RUN)/curve/%.tsv) $(EVALUATED:%=$(RUN)/eval/%.metrics) \
+                  pipelines/tofu-report.awk pipelines/tofu.mk pipelines/lee.mk
+	{ for m in $(EVALUATED); do mu-dump -H --kind metrics $(RUN)/eval/$$m.metrics \
 	    | jq -r --arg m $$m '[$$m, .metric, (.group.split // "-"), .value] | @tsv' | sed 's/^/model\t/'; done; \
 	  for m in $(MASKS); do for o in $(OBJECTIVES); do \
 	    sed "1d; s/^/curve\t$$m\t$$o\t/" $(RUN)/curve/$$m-$$o.tsv; done; done; } \

@@ -1,0 +1,42 @@
+# lee.mk — what oracle.mk and tofu.mk (Lee et al. 2025) share, included by both after their
+# knobs: masks of one size over MLP value vectors, and the unlearning runs through them.
+# Set before including it:
+#   LEE_BASE        the delta (on MODEL) that the attributions score and every run starts from
+#   LEE_COMPLEMENT  the mask whose complement the `complement` mask is drawn from
+#   ATTRIB MASKS OBJECTIVES LRS FRAC TENSORS GRANULARITY RANDOM_SEED UNLEARN_STEPS
+#   UNLEARN_BATCH MAX_LEN MU_DEVICE, and TRAIN (mu-train with the model and common options)
+# It gives RUNS (MASK-OBJ-LR) and PAIRS (MASK-OBJ), obj_spec, and the rules of
+#   mask/random.mask       random units (mu-maskgen --random, RANDOM_SEED)
+#   mask/complement.mask   random units outside LEE_COMPLEMENT
+#   scores/M.scores        mu-attrib --method M on LEE_BASE, forget and retain (M in ATTRIB)
+#   mask/M.mask            the top FRAC of M's scores
+#   unlearn/MASK-OBJ-LR.st mu-train on top of LEE_BASE, masked (forget tok/forget, retain tok/retain)
+# the mu-train --objective of each name (default NAME=1)
+OBJ_npo    ?= npo=1,retain-ce=1
+obj_spec    = $(or $(OBJ_$(1)),$(1)=1)
+RUNS       := $(foreach m,$(MASKS),$(foreach o,$(OBJECTIVES),$(foreach l,$(LRS),$(m)-$(o)-$(l))))
+PAIRS      := $(foreach m,$(MASKS),$(foreach o,$(OBJECTIVES),$(m)-$(o)))
+CANDIDATES := --model $(MODEL) --tensors $(TENSORS) --granularity $(GRANULARITY)
+LEE_SETS   := $(RUN)/tok/forget.tok $(RUN)/tok/retain.tok
+
+$(RUN)/mask/random.mask: $(MODEL_DEPS)
+	@mkdir -p $(@D)
+	mu-maskgen $(Q) --random $(CANDIDATES) --fraction $(FRAC) --seed $(RANDOM_SEED) --out $@
+$(RUN)/mask/complement.mask: $(LEE_COMPLEMENT)
+	mu-maskgen $(Q) --complement-of $< $(CANDIDATES) --fraction $(FRAC) --seed $(RANDOM_SEED) --out $@
+$(ATTRIB:%=$(RUN)/scores/%.scores): $(RUN)/scores/%.scores: $(LEE_BASE) $(LEE_SETS)
+	@mkdir -p $(@D)
+	mu-attrib $(Q) --model $(MODEL) --device $(MU_DEVICE) --delta $< --forget $(RUN)/tok/forget.tok \
+	  --retain $(RUN)/tok/retain.tok --method $* --tensors $(TENSORS) \
+	  --granularity $(GRANULARITY) --max-len $(MAX_LEN) --out $@
+$(ATTRIB:%=$(RUN)/mask/%.mask): $(RUN)/mask/%.mask: $(RUN)/scores/%.scores
+	mu-maskgen $(Q) --scores $< --fraction $(FRAC) --out $@
+
+define UNLEARN_RULE
+$(RUN)/unlearn/$(1)-$(2)-$(3).st: $(RUN)/mask/$(1).mask $(LEE_BASE) $(LEE_SETS)
+	@mkdir -p $$(@D)
+	$(TRAIN) --delta $(LEE_BASE) --mask $$< --objective $(call obj_spec,$(2)) \
+	  --forget $(RUN)/tok/forget.tok --retain $(RUN)/tok/retain.tok --steps $(UNLEARN_STEPS) \
+	  --batch $(UNLEARN_BATCH) --lr $(3) --log $(RUN)/unlearn/$(1)-$(2)-$(3).log --out $$@
+endef
+$(foreach m,$(MASKS),$(foreach o,$(OBJECTIVES),$(foreach l,$(LRS),$(eval $(call UNLEARN_RULE,$(m),$(o),$(l))))))
