@@ -11,9 +11,11 @@
 #   scores/M.scores        mu-attrib --method M on LEE_BASE, forget and retain (M in ATTRIB)
 #   mask/M.mask            the top FRAC of M's scores
 #   unlearn/MASK-OBJ-LR.st mu-train on top of LEE_BASE, masked (forget tok/forget, retain tok/retain)
-# the mu-train --objective of each name (default NAME=1)
+# the mu-train --objective of each name (default NAME=1), and its other mu-train options:
+# DPO prefers a refusal to the forget answers, as TOFU's "I don't know" variant does
 OBJ_npo    ?= npo=1,retain-ce=1
 obj_spec    = $(or $(OBJ_$(1)),$(1)=1)
+OPTS_dpo   ?= --dpo-alt "I don't know."
 RUNS       := $(foreach m,$(MASKS),$(foreach o,$(OBJECTIVES),$(foreach l,$(LRS),$(m)-$(o)-$(l))))
 PAIRS      := $(foreach m,$(MASKS),$(foreach o,$(OBJECTIVES),$(m)-$(o)))
 CANDIDATES := --model $(MODEL) --tensors $(TENSORS) --granularity $(GRANULARITY)
@@ -35,7 +37,7 @@ $(ATTRIB:%=$(RUN)/mask/%.mask): $(RUN)/mask/%.mask: $(RUN)/scores/%.scores
 define UNLEARN_RULE
 $(RUN)/unlearn/$(1)-$(2)-$(3).st: $(RUN)/mask/$(1).mask $(LEE_BASE) $(LEE_SETS)
 	@mkdir -p $$(@D)
-	$(TRAIN) --delta $(LEE_BASE) --mask $$< --objective $(call obj_spec,$(2)) \
+	$(TRAIN) --delta $(LEE_BASE) --mask $$< --objective $(call obj_spec,$(2)) $(OPTS_$(2)) \
 	  --forget $(RUN)/tok/forget.tok --retain $(RUN)/tok/retain.tok --steps $(UNLEARN_STEPS) \
 	  --batch $(UNLEARN_BATCH) --lr $(3) --log $(RUN)/unlearn/$(1)-$(2)-$(3).log --out $$@
 endef
