@@ -20,9 +20,12 @@
 #           the LOOKUP_LAYERS MLPs with the largest direct effect;
 #   atp     output tracing: attribution patching (mu-attrib --method atp) over the prompt;
 #           the ATP_LAYERS MLPs whose output matters most for the forget answers.
-# Make rebuilds only what is stale: change UNLEARN_STEPS and only the unlearning, its
-# evaluations and the report are redone. Artifacts are under $(RUN); the report is
-# $(RUN)/report.md.
+# GENERAL=FILE adds Guo et al.'s general-text loss (next-token loss on a plain-text file,
+# theirs the Pile) to the unlearning objective.
+# Make rebuilds only what is stale: new attribution scores redo their mask, its unlearning,
+# relearning, evaluations and probes, and the report. Make does not track the knobs
+# themselves: after changing one (UNLEARN_STEPS, ...), remove what it made, or use another
+# RUN. Artifacts are under $(RUN); the report is $(RUN)/report.md.
 .DEFAULT_GOAL := all
 include pipelines/models.mk
 MU_BIN ?= bin
@@ -42,6 +45,10 @@ LEARN_LR      ?= 2e-4
 UNLEARN_STEPS ?= 30
 UNLEARN_LR    ?= 1e-4
 UNLEARN_OBJ   ?= log1mp=1,retain-ce=1
+# general text, Guo et al.'s third loss (theirs: the Pile): a plain-text file whose
+# next-token loss (general-lm=GENERAL_COEF) joins UNLEARN_OBJ; empty (default): none
+GENERAL       ?=
+GENERAL_COEF  ?= 1
 RELEARN_STEPS ?= 10
 RELEARN_LR    ?= 1e-4
 BATCH         ?= 16
@@ -108,11 +115,16 @@ $(RUN)/learned.st: $(RUN)/tok/learn.tok $(MODEL)
 	  --batch $(BATCH) --lr $(LEARN_LR) --seed $(SEED) --log $(RUN)/learned.log --out $@
 
 
+$(RUN)/tok/general.tok: $(GENERAL) $(MODEL)
+	@mkdir -p $(@D)
+	mu-tokenize $(Q) --model $(MODEL) --raw --out $@ $<
+GENERAL_TOK := $(if $(GENERAL),$(RUN)/tok/general.tok)
 define UNLEARN_RULE
 $(RUN)/unlearn-$(1).st: $(RUN)/learned.st $(RUN)/tok/cloze-forget.tok $(RUN)/tok/cloze-maintain.tok \
-                        $(filter $(RUN)/%,$(MASK_$(1)))
+                        $(filter $(RUN)/%,$(MASK_$(1))) $(GENERAL_TOK)
 	mu-train $(Q) --model $(MODEL) --delta $(RUN)/learned.st --mask $(MASK_$(1)) \
-	  --objective $(UNLEARN_OBJ) --forget $(RUN)/tok/cloze-forget.tok \
+	  --objective $(UNLEARN_OBJ)$(if $(GENERAL),$(comma)general-lm=$(GENERAL_COEF)) \
+	  --forget $(RUN)/tok/cloze-forget.tok $(addprefix --general ,$(GENERAL_TOK)) \
 	  --retain $(RUN)/tok/cloze-maintain.tok --steps $(UNLEARN_STEPS) --batch $(BATCH) \
 	  --lr $(UNLEARN_LR) --seed $(SEED) --log $(RUN)/unlearn-$(1).log --out $$@
 $(RUN)/relearn-$(1).st: $(RUN)/unlearn-$(1).st $(RUN)/tok/relearn.tok

@@ -41,3 +41,13 @@ if command -v gnuplot >/dev/null; then
 else
   skip sports_pipeline_plots "gnuplot not installed"
 fi
+# general text (GENERAL): its next-token loss joins the unlearning objective; the tokenized
+# text is a new prerequisite, so the unlearning run is redone, with a general-lm term each step
+printf 'The quick brown fox jumps over the lazy dog. %.0s' $(seq 40) > "$T/general.txt"
+if run GENERAL="$T/general.txt" "$T/run/unlearn-early.st" > "$T/glog" 2>&1; then
+  t sports_pipeline_general_loss bash -c "
+    mu-dump -H --kind log '$T/run/unlearn-early.log' |
+      jq -e -s '[.[] | select(.step)] | length == 5 and all(.[]; .terms[\"general-lm\"] > 0)' >/dev/null"
+else
+  fail sports_pipeline_general_loss "$(tail -3 "$T/glog" | tr '\n' ' ')"
+fi
