@@ -25,7 +25,7 @@
 #   6. report.md   localization x {efficacy, paraphrase, neighbourhood, retain, heldout}:
 #                  2-way choice accuracy / probability (renormalized over the two targets)
 # Make rebuilds only what is stale (change EDIT_STEPS and only the edits, the attacks,
-# their evaluations and the report are redone). Every tool writes atomically, so an
+# their evaluations and the report are redone: pipelines/knobs.mk). Every tool writes atomically, so an
 # interrupted run resumes where it stopped. With the defaults (SmolLM2-135M-Instruct, fetched
 # by pipelines/models.mk) it costs about 42 CPU-minutes (48 minutes on 2 busy shared cores;
 # roughly 25 on 2 idle ones); the edits (4 x EDIT_STEPS) are most of it.
@@ -94,7 +94,7 @@ all report: $(RUN)/report.md
 	@cat $<
 
 # ---- 1. the facts the model knows ------------------------------------------------------
-$(RUN)/tok/pool.tok: $(CF) $(MODEL_DEPS)
+$(RUN)/tok/pool.tok: $(CF) $(MODEL_DEPS) $(call knobs,pool,n=$(N_POOL))
 	@mkdir -p $(@D)
 	mu-tokenize $(Q) --model $(MODEL) --rows 0-$(N_POOL) --prompt '{prompt}' \
 	  --target '{target_true}' --choices $(CHOICES) --out $@ $<
@@ -103,7 +103,7 @@ $(RUN)/out/base/pool.out: $(RUN)/tok/pool.tok
 	mu-forward $(Q) --model $(MODEL) --emit choices --out $@ $<
 
 # known.idx: CounterFact row indices (0-based) where the true answer beats the edit target
-$(RUN)/known.idx: $(RUN)/out/base/pool.out
+$(RUN)/known.idx: $(RUN)/out/base/pool.out $(call knobs,known,filter=$(KNOWN_FILTER) n=$(N_POOL))
 ifeq ($(KNOWN_FILTER),1)
 	mu-dump -H --full --kind outputs $< | \
 	  jq -r 'select(.choice_logprobs.data[0] > .choice_logprobs.data[1]) | .id' > $@.tmp
@@ -117,10 +117,11 @@ endif
 
 # the rows of each set: edit = the first N_EDITS known facts, keep = the next N_KEEP;
 # relearn = the first half of edit (the attack trains on it), heldout = the second half
-$(RUN)/idx/edit.idx: $(RUN)/known.idx
+SETS_KNOBS := $(call knobs,sets,edits=$(N_EDITS) keep=$(N_KEEP))
+$(RUN)/idx/edit.idx: $(RUN)/known.idx $(SETS_KNOBS)
 	@mkdir -p $(@D)
 	head -n $(N_EDITS) $< > $@.tmp && mv $@.tmp $@
-$(RUN)/idx/keep.idx: $(RUN)/known.idx
+$(RUN)/idx/keep.idx: $(RUN)/known.idx $(SETS_KNOBS)
 	@mkdir -p $(@D)
 	tail -n +$$(( $(N_EDITS) + 1 )) $< | head -n $(N_KEEP) > $@.tmp && mv $@.tmp $@
 $(RUN)/idx/relearn.idx: $(RUN)/idx/edit.idx
@@ -148,7 +149,7 @@ flatten = jq -c -s --slurpfile sel $(RUN)/idx/edit.idx \
 $(RUN)/data/para.jsonl: $(RUN)/idx/edit.idx $(CF)
 	@mkdir -p $(@D)
 	$(call flatten,paraphrase_prompts,) $(CF) > $@.tmp && mv $@.tmp $@
-$(RUN)/data/neighbor.jsonl: $(RUN)/idx/edit.idx $(CF)
+$(RUN)/data/neighbor.jsonl: $(RUN)/idx/edit.idx $(CF) $(call knobs,neighbor,n=$(N_NEIGHBOR))
 	@mkdir -p $(@D)
 	$(call flatten,neighborhood_prompts,$(N_NEIGHBOR)) $(CF) > $@.tmp && mv $@.tmp $@
 # kept after the run (made by a pattern rule, they would be deleted as intermediates)
@@ -161,11 +162,13 @@ $(RUN)/tok/%.tok: $(RUN)/data/%.jsonl $(MODEL_DEPS)
 
 # ---- 4, 5. edits and relearning attacks ----------------------------------------------------
 define EDIT_RULE
-$(RUN)/edit-$(1).st: $(RUN)/tok/edit.tok $(RUN)/tok/keep.tok $(MODEL_DEPS) $(filter $(RUN)/%,$(MASK_$(1)))
+$(RUN)/edit-$(1).st: $(RUN)/tok/edit.tok $(RUN)/tok/keep.tok $(MODEL_DEPS) $(filter $(RUN)/%,$(MASK_$(1))) \
+                     $(call knobs,edit-$(1),mask=$(MASK_$(1)) obj=$(EDIT_OBJ) steps=$(EDIT_STEPS) lr=$(EDIT_LR) batch=$(BATCH) seed=$(SEED))
 	mu-train $(Q) --model $(MODEL) --mask $(MASK_$(1)) --objective $(EDIT_OBJ) \
 	  --forget $(RUN)/tok/edit.tok --retain $(RUN)/tok/keep.tok --steps $(EDIT_STEPS) \
 	  --batch $(BATCH) --lr $(EDIT_LR) --seed $(SEED) --log $(RUN)/edit-$(1).log --out $$@
-$(RUN)/relearn-$(1).st: $(RUN)/edit-$(1).st $(RUN)/tok/relearn.tok
+$(RUN)/relearn-$(1).st: $(RUN)/edit-$(1).st $(RUN)/tok/relearn.tok \
+                        $(call knobs,relearn,mask=$(RELEARN_MASK) steps=$(RELEARN_STEPS) lr=$(RELEARN_LR) batch=$(BATCH) seed=$(SEED))
 	mu-train $(Q) --model $(MODEL) --delta $(RUN)/edit-$(1).st $(if $(RELEARN_MASK),--mask $(RELEARN_MASK)) \
 	  --objective learn --train $(RUN)/tok/relearn.tok --steps $(RELEARN_STEPS) \
 	  --batch $(BATCH) --lr $(RELEARN_LR) --seed $(SEED) --log $(RUN)/relearn-$(1).log --out $$@

@@ -20,22 +20,27 @@ RUNS       := $(foreach m,$(MASKS),$(foreach o,$(OBJECTIVES),$(foreach l,$(LRS),
 PAIRS      := $(foreach m,$(MASKS),$(foreach o,$(OBJECTIVES),$(m)-$(o)))
 CANDIDATES := --model $(MODEL) --tensors $(TENSORS) --granularity $(GRANULARITY)
 LEE_SETS   := $(RUN)/tok/forget.tok $(RUN)/tok/retain.tok
+# knob stamps (pipelines/knobs.mk)
+LEE_MASK_KNOBS    := $(call knobs,masks,frac=$(FRAC) tensors=$(TENSORS) granularity=$(GRANULARITY) seed=$(RANDOM_SEED))
+LEE_ATTRIB_KNOBS  := $(call knobs,attrib,tensors=$(TENSORS) granularity=$(GRANULARITY) max_len=$(MAX_LEN))
+LEE_UNLEARN_KNOBS  = $(call knobs,unlearn-$(1),$(call obj_spec,$(1)) $(OPTS_$(1)) steps=$(UNLEARN_STEPS) \
+                       batch=$(UNLEARN_BATCH) seed=$(SEED) max_len=$(MAX_LEN))
 
-$(RUN)/mask/random.mask: $(MODEL_DEPS)
+$(RUN)/mask/random.mask: $(MODEL_DEPS) $(LEE_MASK_KNOBS)
 	@mkdir -p $(@D)
 	mu-maskgen $(Q) --random $(CANDIDATES) --fraction $(FRAC) --seed $(RANDOM_SEED) --out $@
-$(RUN)/mask/complement.mask: $(LEE_COMPLEMENT)
+$(RUN)/mask/complement.mask: $(LEE_COMPLEMENT) $(LEE_MASK_KNOBS)
 	mu-maskgen $(Q) --complement-of $< $(CANDIDATES) --fraction $(FRAC) --seed $(RANDOM_SEED) --out $@
-$(ATTRIB:%=$(RUN)/scores/%.scores): $(RUN)/scores/%.scores: $(LEE_BASE) $(LEE_SETS)
+$(ATTRIB:%=$(RUN)/scores/%.scores): $(RUN)/scores/%.scores: $(LEE_BASE) $(LEE_SETS) $(LEE_ATTRIB_KNOBS)
 	@mkdir -p $(@D)
 	mu-attrib $(Q) --model $(MODEL) --device $(MU_DEVICE) --delta $< --forget $(RUN)/tok/forget.tok \
 	  --retain $(RUN)/tok/retain.tok --method $* --tensors $(TENSORS) \
 	  --granularity $(GRANULARITY) --max-len $(MAX_LEN) --out $@
-$(ATTRIB:%=$(RUN)/mask/%.mask): $(RUN)/mask/%.mask: $(RUN)/scores/%.scores
+$(ATTRIB:%=$(RUN)/mask/%.mask): $(RUN)/mask/%.mask: $(RUN)/scores/%.scores $(LEE_MASK_KNOBS)
 	mu-maskgen $(Q) --scores $< --fraction $(FRAC) --out $@
 
 define UNLEARN_RULE
-$(RUN)/unlearn/$(1)-$(2)-$(3).st: $(RUN)/mask/$(1).mask $(LEE_BASE) $(LEE_SETS)
+$(RUN)/unlearn/$(1)-$(2)-$(3).st: $(RUN)/mask/$(1).mask $(LEE_BASE) $(LEE_SETS) $(call LEE_UNLEARN_KNOBS,$(2))
 	@mkdir -p $$(@D)
 	$(TRAIN) --delta $(LEE_BASE) --mask $$< --objective $(call obj_spec,$(2)) $(OPTS_$(2)) \
 	  --forget $(RUN)/tok/forget.tok --retain $(RUN)/tok/retain.tok --steps $(UNLEARN_STEPS) \

@@ -33,6 +33,9 @@ ATTRIB_atp    := atp
 ATTRIB_lookup := path-patch
 LAYERS_atp     = $(ATP_LAYERS)
 LAYERS_lookup  = $(LOOKUP_LAYERS)
+# knob stamps (pipelines/knobs.mk) of each found localization's attribution and mask
+$(foreach n,atp lookup,$(eval $(RUN)/attrib/$(n).scores: $(call knobs,attrib-$(n),samples=$(ATP_SAMPLES) seed=$(SEED))) \
+  $(eval $(RUN)/masks/$(n).mask: $(call knobs,mask-$(n),layers=$(LAYERS_$(n)))))
 $(RUN)/attrib/%.scores: $(LOC_FORGET) $(LOC_DELTAS) $(LOC_DEPS)
 	@mkdir -p $(@D)
 	mu-attrib $(Q) --model $(MODEL) $(addprefix --delta ,$(LOC_DELTAS)) --forget $(LOC_FORGET) \

