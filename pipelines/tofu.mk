@@ -115,7 +115,7 @@ TARGET_TR        := --target ' {paraphrased_answer}' --choices-field perturbed_a
 $(foreach s,$(EXTRA),$(eval TOK_$(s) := $(s)_perturbed.jsonl $(UTILITY_ROWS)))
 define TOKENS_RULE
 $(RUN)/tok/$(1).tok: $(TOFU)/$(word 1,$(TOK_$(1))) $(MODEL_DEPS) \
-                     $(call knobs,tok-$(1),rows=$(word 2,$(TOK_$(1))) prompt=$(PROMPT) max_len=$(MAX_LEN))
+                     $(call knobs,tok-$(1),rows=$(word 2,$(TOK_$(1))) prompt=$(PROMPT))
 	@mkdir -p $$(@D)
 	$(TOKENIZE) $(if $(filter %.tr,$(1)),$(TARGET_TR),--target ' {answer}' \
 	  $(if $(filter $(EXTRA),$(1)),--choices-field perturbed_answer)) \
