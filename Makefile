@@ -210,6 +210,7 @@ oracle: deps
 # default: 12 minutes on 2 cores, 4 with make -j2 tofu; report runs/tofu/report.md (RUN=..., MODEL=... and every
 # knob of the pipeline pass through).
 tofu: deps
+	@scripts/deps.sh gnuplot-nox
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory -f pipelines/tofu.mk MU_BIN=$(abspath bin) report
 .PHONY: tofu

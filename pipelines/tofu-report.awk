@@ -3,7 +3,8 @@
 #                                           model_utility)
 #   curve  MASK  OBJ  METRIC  GROUP  VALUE  N   (mu-score --curve TSV rows)
 # Variables: masks, objectives, lrs (space-separated), frac, tensors, model, forget,
-# retain_rows, retain_eval, utility, steps, complement_of, objspecs (NAME:SPEC, space-separated).
+# retain_rows, retain_eval, utility, steps, complement_of, objspecs (NAME:SPEC, space-separated),
+# plots (the PNG files beside the report).
 BEGIN { FS = "\t" }
 $1 == "model" { m[$2, $3, $4] = $5; next }
 $1 == "curve" {
@@ -59,6 +60,9 @@ END {
         if (num(a) == "") undefined = 1; else sa[mk] += a
         printf "| %s | %s | %s | %s | %s |\n", mk, o, f3(a), g3(q), pts
     }
+    np = split(plots, P, " ")
+    for (i = 1; i <= np; i++) { o = P[i]; sub(/^curves-/, "", o); sub(/\.png$/, "", o)
+        printf "%s![%s: removal against retention, one curve per mask](%s)\n", i == 1 ? "\n" : "", o, P[i] }
     print "\n## What the table shows\n"
     if (undefined) {
         printf "- No removal–retention curve: the fine-tuned model's utility is %s (AUES needs a utility\n", f3(u0)

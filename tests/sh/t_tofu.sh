@@ -94,6 +94,13 @@ t tofu_masks_equal_size bash -c '
 t tofu_complement_disjoint bash -c "$(declare -f mask_bytes mask_common); R='$R'"'
     [ "$(mask_common $R/mask/act.mask $R/mask/complement.mask)" = 0 ] &&
     [ "$(mask_common $R/mask/act.mask $R/mask/act.mask)" -gt 0 ]'
+# the removal-retention plot, where gnuplot is installed: a PNG the report shows
+if command -v gnuplot >/dev/null; then
+  t tofu_plot bash -c "[ \"\$(head -c 8 '$R/curves-npo.png' | od -An -tx1 | tr -d ' \n')\" = 89504e470d0a1a0a ] &&
+    grep -q '(curves-npo.png)' '$R/report.md'"
+else
+  skip tofu_plot "gnuplot not installed"
+fi
 t tofu_make_q_up_to_date pipe -q
 # a changed knob (pipelines/knobs.mk): UNLEARN_STEPS redoes the 8 unlearning runs and their
 # evaluations, not the fine-tuned or retain model, the attributions or the masks
