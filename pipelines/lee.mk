@@ -11,6 +11,8 @@
 #   scores/M.scores        mu-attrib --method M on LEE_BASE, forget and retain (M in ATTRIB)
 #   mask/M.mask            the top FRAC of M's scores
 #   unlearn/MASK-OBJ-LR.st mu-train on top of LEE_BASE, masked (forget tok/forget, retain tok/retain)
+#   curves-OBJ.png         the removal-retention curves of the masks, listed in PLOTS (the
+#                          rule's title and y label read LEE_TITLE and LEE_RETENTION)
 # the mu-train --objective of each name (default NAME=1), and its other mu-train options:
 # DPO prefers a refusal to the forget answers, as TOFU's "I don't know" variant does
 OBJ_npo    ?= npo=1,retain-ce=1
@@ -47,3 +49,22 @@ $(RUN)/unlearn/$(1)-$(2)-$(3).st: $(RUN)/mask/$(1).mask $(LEE_BASE) $(LEE_SETS) 
 	  --batch $(UNLEARN_BATCH) --lr $(3) --log $(RUN)/unlearn/$(1)-$(2)-$(3).log --out $$@
 endef
 $(foreach m,$(MASKS),$(foreach o,$(OBJECTIVES),$(foreach l,$(LRS),$(eval $(call UNLEARN_RULE,$(m),$(o),$(l))))))
+
+# ---- plots (gnuplot, when installed): curves-OBJ.png, each mask's removal-retention curve
+# over the learning rates, from the pipeline's curve/MASK-OBJ.tsv (mu-score --curve rows
+# forget_strength and retention); LEE_TITLE names the experiment, LEE_RETENTION what
+# retention keeps
+PLOTS ?= $(if $(shell command -v gnuplot 2>/dev/null),$(OBJECTIVES:%=$(RUN)/curves-%.png))
+$(RUN)/curves-%.png: $(foreach m,$(MASKS),$(RUN)/curve/$(m)-%.tsv)
+	for m in $(MASKS); do \
+	  awk -F'\t' -v m=$$m '$$1 == "forget_strength" { x[$$2] = $$3; o[++n] = $$2 } \
+	    $$1 == "retention" { y[$$2] = $$3 } END { for (i = 1; i <= n; i++) print m "\t" x[o[i]] "\t" y[o[i]] }' \
+	    $(RUN)/curve/$$m-$*.tsv; done > $@.tsv
+	gnuplot -e "set terminal png size 800,480; set output '$@.tmp'; set datafile separator '\t'; \
+	  set title '$(LEE_TITLE), $*: removal against retention over the learning rates (mu-score --curve)'; \
+	  set xlabel 'forget strength (fraction of the forget answer probability removed)'; \
+	  set ylabel 'retention (fraction of $(LEE_RETENTION) kept)'; set xrange [0:1]; set yrange [0:1.05]; \
+	  set key outside right; \
+	  plot for [m in '$(MASKS)'] '$@.tsv' using 2:(strcol(1) eq m ? \$$3 : NaN) with linespoints title m"
+	rm -f $@.tsv
+	mv $@.tmp $@

@@ -4,7 +4,7 @@
 #   overlap  MASK  FRACTION  INSIDE  PARAMS       (pipelines/oracle-overlap.py)
 #   curve  MASK  OBJ  METRIC  GROUP  VALUE  N     (mu-score --curve TSV rows)
 # Variables: masks, objectives, lrs (space-separated), frac, tensors, model, forget, steps,
-# objspecs (NAME:SPEC, space-separated).
+# objspecs (NAME:SPEC, space-separated), plots (the PNG files beside the report).
 BEGIN { FS = "\t" }
 $1 == "base" || $1 == "injected" { m[$1, $2, $3] = $4; cnt[$3] = $5; next }
 $1 == "log" { if (!nlog++) first = $0; last = $0; next }
@@ -61,6 +61,9 @@ END {
         printf "| %s | %s | %s | %s | %s | %s | %s |\n", mk, o, (mk in ov) ? f3(ov[mk]) : "–",
             f3(c[mk, o, "aues"]), f3(c[mk, o, "aues_rouge"]), f3(b), pts
     }
+    np = split(plots, P, " ")
+    for (i = 1; i <= np; i++) { o = P[i]; sub(/^curves-/, "", o); sub(/\.png$/, "", o)
+        printf "%s![%s: removal against retention, one curve per mask](%s)\n", i == 1 ? "\n" : "", o, P[i] }
     print "\n## What the table shows\n"
     for (j = 1; j <= no; j++) {
         o = O[j]; hi = lo = M[1]

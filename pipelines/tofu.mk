@@ -175,23 +175,9 @@ $(RUN)/curve/$(1)-$(2).tsv: $(RUN)/eval/finetuned.metrics $(foreach l,$(LRS),$(R
 endef
 $(foreach m,$(MASKS),$(foreach o,$(OBJECTIVES),$(eval $(call CURVE_RULE,$(m),$(o)))))
 
-# ---- plots (gnuplot, when installed): curves-OBJ.png, each mask's removal-retention curve
-# over the learning rates (forget strength, retention of model utility; mu-score --curve)
-PLOTS ?= $(if $(shell command -v gnuplot 2>/dev/null),$(OBJECTIVES:%=$(RUN)/curves-%.png))
-$(RUN)/curves-%.png: $(foreach m,$(MASKS),$(RUN)/curve/$(m)-%.tsv)
-	for m in $(MASKS); do \
-	  awk -F'\t' -v m=$$m '$$1 == "forget_strength" { x[$$2] = $$3; o[++n] = $$2 } \
-	    $$1 == "retention" { y[$$2] = $$3 } END { for (i = 1; i <= n; i++) print m "\t" x[o[i]] "\t" y[o[i]] }' \
-	    $(RUN)/curve/$$m-$*.tsv; done > $@.tsv
-	gnuplot -e "set terminal png size 800,480; set output '$@.tmp'; set datafile separator '\t'; \
-	  set title 'TOFU, $*: removal against retention over the learning rates (mu-score --curve)'; \
-	  set xlabel 'forget strength (fraction of the forget answer probability removed)'; \
-	  set ylabel 'retention (fraction of model utility kept)'; set xrange [0:1]; set yrange [0:1.05]; \
-	  set key outside right; \
-	  plot for [m in '$(MASKS)'] '$@.tsv' using 2:(strcol(1) eq m ? \$$3 : NaN) with linespoints title m"
-	rm -f $@.tsv
-	mv $@.tmp $@
-
+# the plots: curves-OBJ.png (pipelines/lee.mk)
+LEE_TITLE     := TOFU
+LEE_RETENTION := model utility
 # report input: model NAME METRIC SPLIT VALUE (every model's metrics), curve MASK OBJ ROW...
 comma := ,
 $(RUN)/report.md: $(PAIRS:%=$(RUN)/curve/%.tsv) $(EVALUATED:%=$(RUN)/eval/%.metrics) \

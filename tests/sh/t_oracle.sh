@@ -81,6 +81,14 @@ t oracle_masks_equal_size bash -c '
     [ "$(for m in '"$MASKS"'; do cut -f3 "'"$R"'/overlap/$m.tsv"; done | sort -u | wc -l)" = 1 ] &&
     [ "$(cut -f3 "'"$R"'/overlap/oracle.tsv")" = "$(mu-dump "'"$R"'/mask/region.mask" | head -1 | jq .meta.params_selected)" ]'
 
+# the removal-retention plots (lee.mk), where gnuplot is installed: PNGs the report shows
+if command -v gnuplot >/dev/null; then
+  t oracle_plots bash -c "for o in $OBJS; do
+      [ \"\$(head -c 8 '$R'/curves-\$o.png | od -An -tx1 | tr -d ' \n')\" = 89504e470d0a1a0a ] &&
+      grep -q \"(curves-\$o.png)\" '$R/report.md' || exit 1; done"
+else
+  skip oracle_plots "gnuplot not installed"
+fi
 # nothing is stale after the run
 t oracle_make_q_up_to_date pipe -q
 
@@ -91,7 +99,7 @@ if ! out=$(pipe -j2 2>&1); then
     fail oracle_touch_rebuild "$(echo "$out" | tail -3 | tr '\n' ' ')"
 else
     want=$( { echo scores/act.scores mask/act.mask overlap/act.tsv report.md
-              for o in $OBJS; do echo curve/act-$o.tsv
+              for o in $OBJS; do echo curve/act-$o.tsv; command -v gnuplot >/dev/null && echo curves-$o.png
                 for l in $LRS; do echo unlearn/act-$o-$l.st unlearn/act-$o-$l.log \
                   eval/act-$o-$l.forget.out eval/act-$o-$l.retain.out eval/act-$o-$l.metrics; done
               done; } | tr ' ' '\n' | sort)
