@@ -4,7 +4,8 @@
 #   overlap  MASK  FRACTION  INSIDE  PARAMS       (pipelines/oracle-overlap.py)
 #   curve  MASK  OBJ  METRIC  GROUP  VALUE  N     (mu-score --curve TSV rows)
 # Variables: masks, objectives, lrs (space-separated), frac, tensors, model, forget, steps,
-# objspecs (NAME:SPEC, space-separated), plots (the PNG files beside the report).
+# objspecs (NAME:SPEC, space-separated), plots (the PNG files beside the report). Needs
+# pipelines/lee-report.awk.
 BEGIN { FS = "\t" }
 $1 == "base" || $1 == "injected" { m[$1, $2, $3] = $4; cnt[$3] = $5; next }
 $1 == "log" { if (!nlog++) first = $0; last = $0; next }
@@ -61,28 +62,16 @@ END {
         printf "| %s | %s | %s | %s | %s | %s | %s |\n", mk, o, (mk in ov) ? f3(ov[mk]) : "–",
             f3(c[mk, o, "aues"]), f3(c[mk, o, "aues_rouge"]), f3(b), pts
     }
-    np = split(plots, P, " ")
-    for (i = 1; i <= np; i++) { o = P[i]; sub(/^curves-/, "", o); sub(/\.png$/, "", o)
-        printf "%s![%s: removal against retention, one curve per mask](%s)\n", i == 1 ? "\n" : "", o, P[i] }
+    plot_images(plots)
     print "\n## What the table shows\n"
-    for (j = 1; j <= no; j++) {
-        o = O[j]; hi = lo = M[1]
-        for (i = 2; i <= nm; i++) {
-            if (c[M[i], o, "aues"] > c[hi, o, "aues"]) hi = M[i]
-            if (c[M[i], o, "aues"] < c[lo, o, "aues"]) lo = M[i]
-        }
-        printf "- %s: AUES (prob) from %s (%s) to %s (%s); oracle %s, random %s, complement %s.\n", o,
-            f3(c[lo, o, "aues"]), lo, f3(c[hi, o, "aues"]), hi, f3(c["oracle", o, "aues"]),
-            f3(c["random", o, "aues"]), f3(c["complement", o, "aues"])
-    }
+    for (j = 1; j <= no; j++)
+        printf "- %s: AUES (prob) from %s; oracle %s, random %s, complement %s.\n", O[j], aues_range(O[j]),
+            f3(c["oracle", O[j], "aues"]), f3(c["random", O[j], "aues"]), f3(c["complement", O[j], "aues"])
     line = "- Overlap with the region:"
     for (i = 1; i <= nm; i++) if (M[i] in ov) line = line sprintf(" %s %s%s", M[i], f3(ov[M[i]]), i < nm ? "," : ".")
     print line
-    rank = ""
-    for (i = 1; i <= nm; i++) { mean[M[i]] = sum[M[i]] / no; R[i] = M[i] }
-    for (i = 2; i <= nm; i++) for (k = i; k > 1 && mean[R[k]] > mean[R[k - 1]]; k--) { t = R[k]; R[k] = R[k - 1]; R[k - 1] = t }
-    for (i = 1; i <= nm; i++) rank = rank sprintf("%s%s %s", i > 1 ? " > " : "", R[i], f3(mean[R[i]]))
-    printf "- Masks by mean AUES (prob) over the objectives: %s.\n", rank
+    for (i = 1; i <= nm; i++) mean[M[i]] = sum[M[i]] / no
+    printf "- Masks by mean AUES (prob) over the objectives: %s.\n", rank_masks(mean, R)
     for (i = 1; i <= nm; i++) if (R[i] == "oracle") pos = i
     printf "- The oracle region ranks %d of %d; its mean AUES differs from the random mask's by %+.3f and from\n", pos, nm, mean["oracle"] - mean["random"]
     printf "  the complement's by %+.3f (one region, one seed: no spread is measured).\n", mean["oracle"] - mean["complement"]

@@ -175,7 +175,7 @@ LEE_TITLE     := Oracle region
 LEE_RETENTION := held-out retain answer probability
 JQ_EVALS := select(.eval) | ["log", .step, .eval.forget.acc, .eval.forget.nll, .eval.retain.acc, .eval.retain.nll] | @tsv
 $(RUN)/report.md: $(PAIRS:%=$(RUN)/curve/%.tsv) $(MASKS:%=$(RUN)/overlap/%.tsv) \
-                  $(RUN)/eval/base.metrics $(RUN)/eval/injected.metrics pipelines/oracle-report.awk \
+                  $(RUN)/eval/base.metrics $(RUN)/eval/injected.metrics pipelines/oracle-report.awk pipelines/lee-report.awk \
                   pipelines/oracle.mk pipelines/lee.mk $(PLOTS)
 	{ for m in base injected; do mu-dump -H --kind metrics $(RUN)/eval/$$m.metrics \
 	    | jq -r --arg m $$m '[$$m, .metric, .group.split, .value, .n] | @tsv'; done; \
@@ -183,7 +183,7 @@ $(RUN)/report.md: $(PAIRS:%=$(RUN)/curve/%.tsv) $(MASKS:%=$(RUN)/overlap/%.tsv) 
 	  mu-dump -H --kind log $(RUN)/injected.log | jq -r '$(JQ_EVALS)'; \
 	  for m in $(MASKS); do for o in $(OBJECTIVES); do \
 	    sed "1d; s/^/curve\t$$m\t$$o\t/" $(RUN)/curve/$$m-$$o.tsv; done; done; } \
-	| awk -f pipelines/oracle-report.awk -v masks='$(MASKS)' -v objectives='$(OBJECTIVES)' \
+	| awk -f pipelines/lee-report.awk -f pipelines/oracle-report.awk -v masks='$(MASKS)' -v objectives='$(OBJECTIVES)' \
 	  -v lrs='$(LRS)' -v frac=$(FRAC) -v plots='$(notdir $(PLOTS))' -v tensors='$(TENSORS)' -v model='$(MODEL)' \
 	  -v forget='$(FORGET_SET)$(if $(filter 0-,$(FORGET_ROWS)),,$(comma) rows $(FORGET_ROWS))' -v steps=$(UNLEARN_STEPS) \
 	  -v objspecs='$(foreach o,$(OBJECTIVES),$(o):$(call obj_spec,$(o)))' > $@.tmp

@@ -4,7 +4,7 @@
 #   curve  MASK  OBJ  METRIC  GROUP  VALUE  N   (mu-score --curve TSV rows)
 # Variables: masks, objectives, lrs (space-separated), frac, tensors, model, forget,
 # retain_rows, retain_eval, utility, steps, complement_of, objspecs (NAME:SPEC, space-separated),
-# plots (the PNG files beside the report).
+# plots (the PNG files beside the report). Needs pipelines/lee-report.awk.
 BEGIN { FS = "\t" }
 $1 == "model" { m[$2, $3, $4] = $5; next }
 $1 == "curve" {
@@ -60,29 +60,18 @@ END {
         if (num(a) == "") undefined = 1; else sa[mk] += a
         printf "| %s | %s | %s | %s | %s |\n", mk, o, f3(a), g3(q), pts
     }
-    np = split(plots, P, " ")
-    for (i = 1; i <= np; i++) { o = P[i]; sub(/^curves-/, "", o); sub(/\.png$/, "", o)
-        printf "%s![%s: removal against retention, one curve per mask](%s)\n", i == 1 ? "\n" : "", o, P[i] }
+    plot_images(plots)
     print "\n## What the table shows\n"
     if (undefined) {
         printf "- No removal–retention curve: the fine-tuned model's utility is %s (AUES needs a utility\n", f3(u0)
         print "  and a forget answer probability above 0 to measure their loss)."
         exit
     }
-    for (j = 1; j <= no; j++) {
-        o = O[j]; hi = lo = M[1]
-        for (i = 2; i <= nm; i++) {
-            if (c[M[i], o, "aues"] > c[hi, o, "aues"]) hi = M[i]
-            if (c[M[i], o, "aues"] < c[lo, o, "aues"]) lo = M[i]
-        }
-        printf "- %s: AUES from %s (%s) to %s (%s); random %s, complement %s.\n", o,
-            f3(c[lo, o, "aues"]), lo, f3(c[hi, o, "aues"]), hi, f3(c["random", o, "aues"]), f3(c["complement", o, "aues"])
-    }
-    for (i = 1; i <= nm; i++) { R[i] = M[i]; mean[M[i]] = sa[M[i]] / no }
-    for (i = 2; i <= nm; i++) for (k = i; k > 1 && mean[R[k]] > mean[R[k - 1]]; k--) { t = R[k]; R[k] = R[k - 1]; R[k - 1] = t }
-    rank = ""
-    for (i = 1; i <= nm; i++) rank = rank sprintf("%s%s %s", i > 1 ? " > " : "", R[i], f3(mean[R[i]]))
-    printf "- Masks by mean AUES over the objectives: %s.\n", rank
+    for (j = 1; j <= no; j++)
+        printf "- %s: AUES from %s; random %s, complement %s.\n", O[j], aues_range(O[j]),
+            f3(c["random", O[j], "aues"]), f3(c["complement", O[j], "aues"])
+    for (i = 1; i <= nm; i++) mean[M[i]] = sa[M[i]] / no
+    printf "- Masks by mean AUES over the objectives: %s.\n", rank_masks(mean, R)
     best = ""
     for (i = 1; i <= nm; i++) if (R[i] != "random" && R[i] != "complement") { best = R[i]; break }
     if (best != "")

@@ -181,12 +181,12 @@ LEE_RETENTION := model utility
 # report input: model NAME METRIC SPLIT VALUE (every model's metrics), curve MASK OBJ ROW...
 comma := ,
 $(RUN)/report.md: $(PAIRS:%=$(RUN)/curve/%.tsv) $(EVALUATED:%=$(RUN)/eval/%.metrics) \
-                  pipelines/tofu-report.awk pipelines/tofu.mk pipelines/lee.mk $(PLOTS)
+                  pipelines/tofu-report.awk pipelines/lee-report.awk pipelines/tofu.mk pipelines/lee.mk $(PLOTS)
 	{ for m in $(EVALUATED); do mu-dump -H --kind metrics $(RUN)/eval/$$m.metrics \
 	    | jq -r --arg m $$m '[$$m, .metric, (.group.split // "-"), .value] | @tsv' | sed 's/^/model\t/'; done; \
 	  for m in $(MASKS); do for o in $(OBJECTIVES); do \
 	    sed "1d; s/^/curve\t$$m\t$$o\t/" $(RUN)/curve/$$m-$$o.tsv; done; done; } \
-	| awk -f pipelines/tofu-report.awk -v masks='$(MASKS)' -v objectives='$(OBJECTIVES)' \
+	| awk -f pipelines/lee-report.awk -f pipelines/tofu-report.awk -v masks='$(MASKS)' -v objectives='$(OBJECTIVES)' \
 	  -v lrs='$(LRS)' -v frac=$(FRAC) -v tensors='$(TENSORS)' -v model='$(MODEL)' \
 	  -v forget='$(FORGET_SET)$(if $(filter 0-,$(FORGET_ROWS)),,$(comma) rows $(FORGET_ROWS))' \
 	  -v retain_rows='$(RETAIN_ROWS)' -v retain_eval='$(RETAIN_EVAL_ROWS)' -v utility='$(UTILITY_SETS)' \
