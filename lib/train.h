@@ -8,7 +8,7 @@
  *
  * Every update is deterministic: the batch of step s is a function of (seed, s) (a seeded
  * permutation per epoch), and all reductions run in a fixed order, so the same inputs and
- * seed give bit-identical parameters, and a run resumed from a checkpoint ends with the
+ * seed give bit-identical parameters (for any thread count), and a run resumed from a checkpoint ends with the
  * same bits as an uninterrupted one (on the same backend). Only masked elements change;
  * frozen tensors are not trainable in the model (no dW is computed for them, no optimizer
  * state is kept). The optimizer runs on the model's backend over the weight and gradient

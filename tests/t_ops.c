@@ -2,6 +2,7 @@
  * compared directly, the backward against central finite differences of the reference
  * (loss = sum R * Y with fixed random R, so dY = R). Large inputs are checked on a random
  * subset of coordinates. */
+#include <omp.h>
 #include <stdint.h>
 #include "test.h"
 #include "kernels.h"
@@ -715,4 +716,47 @@ TEST(op_matmul_single_row)
     for (size_t i = 0; i < nx; i++) CHECK_NEAR(dX[i], 2 * dX1[i], 1e-5);
     for (size_t i = 0; i < nw; i++) CHECK_NEAR(dW[i], 2 * dW1[i], 1e-5);
     free(in); free(din); free(R); free(dY); free(dX); free(dW); free(dX1); free(dW1);
+}
+
+/* ---- thread count ----------------------------------------------------------------------
+ * The backward sums over tokens (dW of a matmul, dw of RMSNorm) come out bit-identical with
+ * 1 and 3 threads, at sizes where the old code differed: OpenBLAS summed a 2000-token dW
+ * in a thread-dependent order, RMSNorm's dw added per-thread partial sums. */
+typedef struct { float *dX, *dW, *dXn, *dw; } bwd_out;
+
+static bwd_out backward_sums(int threads, const float *in, int N, int K, int M)
+{
+    bwd_out o;
+    const float *X = in, *W = in + (size_t)N * K, *dY = W + (size_t)M * K;
+    const float *w = dY + (size_t)N * M;
+    float *rstd = malloc((size_t)N * sizeof *rstd), *Y = malloc((size_t)N * K * sizeof *Y);
+    o.dX = calloc((size_t)N * K, sizeof *o.dX);
+    o.dW = calloc((size_t)M * K, sizeof *o.dW);
+    o.dXn = calloc((size_t)N * K, sizeof *o.dXn);
+    o.dw = calloc((size_t)K, sizeof *o.dw);
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    be()->matmul_bwd(o.dX, o.dW, dY, X, W, N, K, M, 0);
+    be()->rmsnorm(Y, rstd, X, w, N, K, 1e-5f);
+    be()->rmsnorm_bwd(o.dXn, o.dw, o.dX, X, w, rstd, N, K);
+    omp_set_num_threads(saved);
+    free(rstd); free(Y);
+    return o;
+}
+
+TEST(op_backward_sums_independent_of_thread_count)
+{
+    const int N = 2000, K = 128, M = 64;       /* N*K above PAR_MIN; N above GEMM_Q */
+    size_t n = (size_t)N * K + (size_t)M * K + (size_t)N * M + K;
+    float *in = malloc(n * sizeof *in);
+    mu_rng r;
+    mu_rng_seed(&r, 11);
+    fill(&r, in, n, 1.0);
+    bwd_out a = backward_sums(1, in, N, K, M), b = backward_sums(3, in, N, K, M);
+    CHECK_MSG(!memcmp(a.dX, b.dX, (size_t)N * K * sizeof *a.dX), "matmul dX differs");
+    CHECK_MSG(!memcmp(a.dW, b.dW, (size_t)M * K * sizeof *a.dW), "matmul dW differs");
+    CHECK_MSG(!memcmp(a.dXn, b.dXn, (size_t)N * K * sizeof *a.dXn), "rmsnorm dX differs");
+    CHECK_MSG(!memcmp(a.dw, b.dw, (size_t)K * sizeof *a.dw), "rmsnorm dw differs");
+    float *p[] = { a.dX, a.dW, a.dXn, a.dw, b.dX, b.dW, b.dXn, b.dw, in };
+    for (size_t i = 0; i < sizeof p / sizeof *p; i++) free(p[i]);
 }

@@ -44,6 +44,24 @@ void cpu_matmul(float *Y, const float *X, const float *W, int N, int K, int M, i
     blas_end(saved);
 }
 
+/* Rows of dY and X per dW GEMM. OpenBLAS sums a product whose inner dimension is longer
+ * than its K block (GEMM_Q, 256 to 768 floats across x86 kernels) in an order that depends
+ * on the thread count (measured with 0.3.21: inner dimension 900 differs between 1 and 2
+ * threads, 768 does not). dW = dY^T X has the tokens as its inner dimension, so it is
+ * summed in fixed chunks of tokens, in order: the gradient, and the model a training run
+ * ends with, are then the same for any OMP_NUM_THREADS. Chunks this long cost no speed. */
+#define DW_TOKEN_CHUNK 256
+
+/* dW[M,K] += dY[N,M]^T X[N,K], token chunk by token chunk */
+static void matmul_bwd_dw(float *dW, const float *dY, const float *X, int N, int K, int M)
+{
+    for (int n0 = 0; n0 < N; n0 += DW_TOKEN_CHUNK) {
+        int nn = N - n0 < DW_TOKEN_CHUNK ? N - n0 : DW_TOKEN_CHUNK;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, K, nn, 1.0f,
+                    dY + (size_t)n0 * M, M, X + (size_t)n0 * K, K, 1.0f, dW, K);
+    }
+}
+
 /* dX[N,K] (+)= dY[N,M] W[M,K];  dW[M,K] += dY^T X */
 void cpu_matmul_bwd(float *dX, float *dW, const float *dY, const float *X, const float *W,
                     int N, int K, int M, int accumulate_dx)
@@ -59,9 +77,7 @@ void cpu_matmul_bwd(float *dX, float *dW, const float *dY, const float *X, const
         if (dX)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, K, M, 1.0f, dY, M, W, K,
                         accumulate_dx ? 1.0f : 0.0f, dX, K);
-        if (dW && M > 0)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, K, N, 1.0f, dY, M, X, K,
-                        1.0f, dW, K);
+        if (dW && M > 0) matmul_bwd_dw(dW, dY, X, N, K, M);
     }
     blas_end(saved);
 }
@@ -128,34 +144,45 @@ void cpu_rmsnorm(float *Y, float *rstd, const float *X, const float *w, int N, i
     }
 }
 
-/* dX += r*w*dY - r^3/D * X * sum_j(dY_j w_j X_j);  dw += sum_n dY*X*r.
- * dw is reduced through per-thread partial sums. */
+/* dX += r*w*dY - r^3/D * X * sum_j(dY_j w_j X_j): rows in parallel. */
+static void rmsnorm_bwd_dx(float *dX, const float *dY, const float *X, const float *w,
+                           const float *rstd, int N, int D)
+{
+    #pragma omp parallel for if ((size_t)N * D > PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        const float *x = X + (size_t)n * D, *dy = dY + (size_t)n * D;
+        float *dx = dX + (size_t)n * D;
+        float r = rstd[n];
+        double dot = 0;
+        for (int j = 0; j < D; j++) dot += (double)dy[j] * w[j] * x[j];
+        float c = (float)(dot * r * r * r / D);
+        for (int j = 0; j < D; j++) dx[j] += r * w[j] * dy[j] - c * x[j];
+    }
+}
+
+/* dw[D] += sum_n dY*X*r: columns split across threads, each column summed over n in order,
+ * so dw does not depend on the thread count. */
+static void rmsnorm_bwd_dw(float *dw, const float *dY, const float *X, const float *rstd,
+                           int N, int D)
+{
+    int nt = (size_t)N * D > PAR_MIN ? omp_get_max_threads() : 1;
+    #pragma omp parallel num_threads(nt)
+    {
+        int t = omp_get_thread_num(), T = omp_get_num_threads();
+        int c0 = (int)((int64_t)D * t / T), c1 = (int)((int64_t)D * (t + 1) / T);
+        for (int n = 0; n < N; n++) {
+            const float *x = X + (size_t)n * D, *dy = dY + (size_t)n * D;
+            float r = rstd[n];
+            for (int j = c0; j < c1; j++) dw[j] += dy[j] * x[j] * r;
+        }
+    }
+}
+
 void cpu_rmsnorm_bwd(float *dX, float *dw, const float *dY, const float *X, const float *w,
                      const float *rstd, int N, int D)
 {
-    int nt = (size_t)N * D > PAR_MIN ? omp_get_max_threads() : 1;
-    float *part = dw ? calloc((size_t)nt * D, sizeof *part) : NULL;
-    if (dw && !part) abort();
-    #pragma omp parallel num_threads(nt)
-    {
-        float *pw = part ? part + (size_t)omp_get_thread_num() * D : NULL;
-        #pragma omp for
-        for (int n = 0; n < N; n++) {
-            const float *x = X + (size_t)n * D, *dy = dY + (size_t)n * D;
-            float *dx = dX + (size_t)n * D;
-            float r = rstd[n];
-            double dot = 0;
-            for (int j = 0; j < D; j++) dot += (double)dy[j] * w[j] * x[j];
-            float c = (float)(dot * r * r * r / D);
-            for (int j = 0; j < D; j++) dx[j] += r * w[j] * dy[j] - c * x[j];
-            if (pw) for (int j = 0; j < D; j++) pw[j] += dy[j] * x[j] * r;
-        }
-    }
-    if (dw) {
-        for (int t = 0; t < nt; t++)
-            for (int j = 0; j < D; j++) dw[j] += part[(size_t)t * D + j];
-        free(part);
-    }
+    rmsnorm_bwd_dx(dX, dY, X, w, rstd, N, D);
+    if (dw) rmsnorm_bwd_dw(dw, dY, X, rstd, N, D);
 }
 
 /* ---- RoPE (HF rotate_half): pairs (i, i + hd/2) rotated by pos * inv_freq[i] ----------- */
