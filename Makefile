@@ -160,6 +160,44 @@ $(EMU_ATTN): $(EMU_DIR)/tests/emu_attn.o $(EMU_RT_OBJ)
 -include $(EMU_CU_OBJ:.o=.d) $(EMU_RT_OBJ:.o=.d) $(EMU_TEST_OBJ:.o=.d) $(EMU_DIR)/tests/emu_attn.d
 endif
 
+# ---- fuzzing (tests/fuzz): libFuzzer targets over the readers of hostile input --------
+# make check builds each target with tests/fuzz/replay.c (this compiler, ASan+UBSan with
+# SANITIZE=1) and replays its seeds and past failures (tests/fuzz/seeds.sh); make fuzz
+# builds them with clang's libFuzzer and runs each for FUZZ_SECONDS (default 60; FUZZ=gguf,
+# tokenizer,... for some). A failing input is left in build/fuzz/failures/TARGET/: copy it to
+# tests/fuzz/regress/TARGET/ with the fix, so check replays it from then on.
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_NAMES := $(patsubst tests/fuzz/%.c,%,$(FUZZ_SRC))
+FUZZ_REPLAY := $(patsubst %,$(BUILD)/fuzz/replay_%,$(FUZZ_NAMES))
+$(BUILD)/fuzz/replay_%: $(BUILD)/tests/fuzz/%.o $(BUILD)/tests/fuzz/replay.o $(BUILD)/libmu.a
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) $(filter %.o,$^) $(BUILD)/libmu.a $(LDLIBS) -o $@
+
+FUZZ_CC ?= clang
+FUZZ_DIR := build/fuzz
+FUZZ_SECONDS ?= 60
+FUZZ ?= $(FUZZ_NAMES)
+comma := ,
+FUZZ_RUN = $(patsubst fuzz_fuzz_%,fuzz_%,$(addprefix fuzz_,$(subst $(comma), ,$(FUZZ))))
+FUZZ_FLAGS := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
+              -fno-omit-frame-pointer -fopenmp -std=gnu11 -Ilib -Ikernels $(PKG_CFLAGS) \
+              -DMU_VERSION=\"$(VERSION)\" -MMD -MP
+FUZZ_LIB_OBJ := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(LIB_SRC))
+$(FUZZ_DIR)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -c $< -o $@
+$(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB_OBJ)
+	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -fopenmp $^ $(PKG_LIBS) -lm -o $@
+.SECONDARY: $(FUZZ_LIB_OBJ) $(patsubst %,$(FUZZ_DIR)/obj/tests/fuzz/%.o,$(FUZZ_NAMES)) \
+            $(patsubst %,$(BUILD)/tests/fuzz/%.o,$(FUZZ_NAMES) replay)
+-include $(FUZZ_LIB_OBJ:.o=.d)
+fuzz: deps
+	@scripts/deps.sh clang libomp-dev
+	@$(MAKE) --no-print-directory $(addprefix $(FUZZ_DIR)/,$(FUZZ_RUN))
+	@FUZZ_DIR=$(FUZZ_DIR) FUZZ_SECONDS=$(FUZZ_SECONDS) MU_SHARED=$(abspath ../shared) \
+	  tests/fuzz/run.sh $(FUZZ_RUN)
+.PHONY: fuzz
+
 deps:
 	@scripts/deps.sh $(DEB_DEPS)
 
@@ -167,8 +205,8 @@ deps:
 check: deps
 	@$(MAKE) --no-print-directory all-tests
 # the benchmarks are built too (not run), so they cannot rot unnoticed
-all-tests: info $(TOOLS) $(TEST_BIN) $(BENCH_BIN) $(EMU_BINS)
-	@MU_BIN=$(abspath $(BIN)) MU_SHARED=$(abspath ../shared) \
+all-tests: info $(TOOLS) $(TEST_BIN) $(BENCH_BIN) $(EMU_BINS) $(FUZZ_REPLAY)
+	@MU_BIN=$(abspath $(BIN)) MU_SHARED=$(abspath ../shared) MU_FUZZ_REPLAY="$(abspath $(FUZZ_REPLAY))" \
 	  MU_EMU_TESTS=$(if $(EMU_TESTS),$(abspath $(EMU_TESTS))) MU_EMU_ATTN=$(if $(EMU_ATTN),$(abspath $(EMU_ATTN))) \
 	  MU_SMOLLM2_GGUF=$${MU_SMOLLM2_GGUF:-$(abspath $(wildcard runs/models/SmolLM2-135M-Instruct.Q4_1.gguf))} \
 	  tests/check.sh $(TEST_BIN)

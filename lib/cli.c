@@ -3,6 +3,7 @@
  * registry of temp files removed when the process dies (mu_die or a fatal signal). */
 #define _GNU_SOURCE
 #include "cli.h"
+#include "utf8.h"
 #include <float.h>
 #include <math.h>
 #include <errno.h>
@@ -151,12 +152,13 @@ int mu_cli_common(int opt, const char *usage) {
 
 /* One line on stderr: "tool: [what: ]message", after clearing a progress bar. */
 static void vmessage(const char *what, const char *fmt, va_list ap) {
-    char buf[4096];
+    char buf[4096], line[4096];
     vsnprintf(buf, sizeof buf, fmt, ap);
-    /* one line: newlines inside a message would break "one-line errors" */
-    for (char *c = buf; *c; c++) if (*c == '\n' || *c == '\r') *c = ' ';
+    /* one printable line: a file's bytes quoted in a message (a key, a name) could hold
+     * newlines or terminal escapes; they are shown as \n, \x1b, ... */
+    mu_utf8_printable(line, sizeof line, buf);
     if (mu_progress_on) fputs("\r\033[K", stderr);
-    fprintf(stderr, "%s: %s%s\n", mu_tool_name, what, buf);
+    fprintf(stderr, "%s: %s%s\n", mu_tool_name, what, line);
     fflush(stderr);
 }
 

@@ -1,6 +1,7 @@
 /* dataset.c — JSON Lines / JSON array / CSV records and record templates (dataset.h). */
 #include "err.h"
 #include "dataset.h"
+#include "utf8.h"
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,27 +16,11 @@ struct mu_dataset {
 
 int mu_utf8_valid(const char *text, size_t n, size_t *bad) {
     const unsigned char *s = (const unsigned char *)text;
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        size_t k;
-        if (c < 0x80) { i++; continue; }
-        if (c >= 0xC2 && c < 0xE0) k = 2;
-        else if (c >= 0xE0 && c < 0xF0) k = 3;
-        else if (c >= 0xF0 && c < 0xF5) k = 4;
-        else goto invalid;
-        if (i + k > n) goto invalid;
-        for (size_t j = 1; j < k; j++) if ((s[i + j] & 0xC0) != 0x80) goto invalid;
-        if (c == 0xE0 && s[i + 1] < 0xA0) goto invalid;
-        if (c == 0xED && s[i + 1] >= 0xA0) goto invalid;
-        if (c == 0xF0 && s[i + 1] < 0x90) goto invalid;
-        if (c == 0xF4 && s[i + 1] >= 0x90) goto invalid;
-        i += k;
-        continue;
-    invalid:
-        if (bad) *bad = i;
-        return 0;
-    }
+    for (size_t i = 0, k; i < n; i += k)
+        if (!(k = mu_utf8_seq_len(s + i, n - i))) {
+            if (bad) *bad = i;
+            return 0;
+        }
     return 1;
 }
 

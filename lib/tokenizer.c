@@ -10,6 +10,7 @@
  *      (or highest token score), leftmost first; unknown symbols become byte tokens
  *      (byte_fallback) or <unk>. Pieces' results are cached. */
 #include "tok_internal.h"
+#include "utf8.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,27 +51,6 @@ static int tokvec_push(tokvec *v, int32_t id, size_t s, size_t e) {
 }
 
 /* ---------------------------------------------------------------- UTF-8 */
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid. */
-static size_t utf8_seq_len(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    if (c < 0xC2) return 0;
-    if (c < 0xE0) return (n >= 2 && (s[1] & 0xC0) == 0x80) ? 2 : 0;
-    if (c < 0xF0) {
-        if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
-        if (c == 0xE0 && s[1] < 0xA0) return 0;          /* overlong */
-        if (c == 0xED && s[1] >= 0xA0) return 0;         /* surrogate */
-        return 3;
-    }
-    if (c < 0xF5) {
-        if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80) return 0;
-        if (c == 0xF0 && s[1] < 0x90) return 0;
-        if (c == 0xF4 && s[1] >= 0x90) return 0;
-        return 4;
-    }
-    return 0;
-}
-
 /* Length of the maximal invalid subpart at s (a lead byte and the continuation bytes that
  * were still acceptable before the sequence broke off); at least 1. */
 static size_t utf8_invalid_subpart(const unsigned char *s, size_t n) {
@@ -94,7 +74,7 @@ static size_t utf8_check(const char *text, size_t len) {
     size_t i = 0;
     while (i < len) {
         if (s[i] < 0x80) { i++; continue; }
-        size_t k = utf8_seq_len(s + i, len - i);
+        size_t k = mu_utf8_seq_len(s + i, len - i);
         if (!k) return i;
         i += k;
     }
@@ -483,7 +463,7 @@ static int split_step(const tok_split *sp, pcre2_match_data *md, const char *s, 
         size_t ps = in->p[2 * k], pe = in->p[2 * k + 1], at = ps, last = ps, ms, me;
         while (at < pe && split_find(sp, md, s, ps, pe, at, &ms, &me)) {
             if (me == ms) {                      /* empty match: step one character */
-                size_t step = utf8_seq_len((const unsigned char *)s + ms, pe - ms);
+                size_t step = mu_utf8_seq_len((const unsigned char *)s + ms, pe - ms);
                 at = ms + (step ? step : 1);
                 continue;
             }
@@ -585,7 +565,7 @@ static long init_symbols(const mu_tokenizer *tk, bpe_work *w, const char *piece,
         int32_t id;
         if (tk->kind == MODEL_BYTELEVEL) id = tk->byte_id[(unsigned char)piece[i]];
         else {
-            k = utf8_seq_len((const unsigned char *)piece + i, len - i);
+            k = mu_utf8_seq_len((const unsigned char *)piece + i, len - i);
             if (!k) k = 1;
             id = tok_strmap_get(tk, piece + i, k);
         }
@@ -921,7 +901,7 @@ int mu_tok_decode(const mu_tokenizer *tk, const int32_t *ids, size_t n, int skip
     if (!outb) { free(raw); tok_err(err, errlen, "out of memory"); return -1; }
     size_t q = 0, i = 0;
     while (i < o) {
-        size_t k = utf8_seq_len((const unsigned char *)raw + i, o - i);
+        size_t k = mu_utf8_seq_len((const unsigned char *)raw + i, o - i);
         if (!k) {
             memcpy(outb + q, "\xef\xbf\xbd", 3); q += 3;
             i += tk->kind == MODEL_BYTELEVEL ? utf8_invalid_subpart((const unsigned char *)raw + i, o - i) : 1;

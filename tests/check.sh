@@ -71,6 +71,17 @@ if [ -n "${MU_EMU_TESTS:-}" ] && [ -x "$MU_EMU_TESTS" ]; then
   fi
 fi
 [ -z "$emu_cov" ] || rm -f "$emu_cov"
+# the fuzz targets (tests/fuzz) replayed on their seeds and on the inputs that once failed;
+# a target aborts (its checks, or a sanitizer with SANITIZE=1) on a violated contract
+for replay in ${MU_FUZZ_REPLAY:-}; do
+  name=${replay##*/replay_}
+  mapfile -t inputs < <(tests/fuzz/seeds.sh "$name")
+  if out=$("$replay" "${inputs[@]}" 2>&1); then
+    tally <<< "ok fuzz:$name: ${#inputs[@]} inputs replayed"
+  else
+    tally <<< "FAIL fuzz:$name: $(grep -v '^ok ' <<< "$out" | head -3 | tr '\n' ' ') after $(grep -c '^ok ' <<< "$out") inputs"
+  fi
+done
 # a hung shell test script is killed (MU_SH_TIMEOUT seconds, default 1800) and counted
 for t in tests/sh/t_*.sh; do
   [ -e "$t" ] || continue

@@ -6,6 +6,7 @@
 #include "cli.h"
 #include "stream.h"
 #include "tensor.h"
+#include "utf8.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -479,4 +480,40 @@ TEST(directory_digest_covers_names_and_contents) {
     CHECK(strcmp(h2, h3) != 0);
     CHECK(mu_file_digest(d, h1) == 0);
     CHECK_STR(h1, h3);                                 /* deterministic */
+}
+
+/* ---- printable messages ----------------------------------------------------------------
+ * A message quoting a hostile file's bytes stays one printable line: newlines, terminal
+ * escapes (C0 and C1 controls), DEL and invalid UTF-8 are escaped, valid UTF-8 is kept. */
+TEST(utf8_printable_escapes_controls_and_bad_bytes) {
+    char out[128];
+    CHECK_STR(mu_utf8_printable(out, sizeof out, "a\nb\r\tc"), "a\\nb\\r\\tc");
+    CHECK_STR(mu_utf8_printable(out, sizeof out, "\x1b[2J\x7f"), "\\x1b[2J\\x7f");
+    CHECK_STR(mu_utf8_printable(out, sizeof out, "caf\xc3\xa9 \xe2\x80\x94 \xf0\x9f\x98\x80"),
+              "caf\xc3\xa9 \xe2\x80\x94 \xf0\x9f\x98\x80");
+    CHECK_STR(mu_utf8_printable(out, sizeof out, "\xc2\x9b" "31m \xc2\xa0"), "\\xc2\\x9b31m \xc2\xa0");
+    CHECK_STR(mu_utf8_printable(out, sizeof out, "\xff\xc3(\xed\xa0\x80\xe0\x80\xaf"),
+              "\\xff\\xc3(\\xed\\xa0\\x80\\xe0\\x80\\xaf");
+    CHECK_STR(mu_utf8_printable(out, sizeof out, "\xf4\x90\x80\x80 \xf0\x8f\xbf\xbf"),
+              "\\xf4\\x90\\x80\\x80 \\xf0\\x8f\\xbf\\xbf");
+    /* cuts: never inside an escape or a character */
+    CHECK_STR(mu_utf8_printable(out, 5, "abc\ndef"), "abc");
+    CHECK_STR(mu_utf8_printable(out, 6, "abc\ndef"), "abc\\n");
+    CHECK_STR(mu_utf8_printable(out, 6, "abcd\xc3\xa9"), "abcd");
+    CHECK_STR(mu_utf8_printable(out, 7, "abcd\xc3\xa9"), "abcd\xc3\xa9");
+    CHECK_STR(mu_utf8_printable(out, 1, "abc"), "");
+}
+
+TEST(utf8_seq_len_strict) {
+    static const struct { const char *s; size_t len; } c[] = {
+        { "A", 1 }, { "\xc3\xa9", 2 }, { "\xe2\x82\xac", 3 }, { "\xf0\x9f\x98\x80", 4 },
+        { "\xc0\x80", 0 }, { "\xc1\xbf", 0 }, { "\xe0\x9f\xbf", 0 }, { "\xed\xa0\x80", 0 },
+        { "\xf0\x8f\xbf\xbf", 0 }, { "\xf4\x90\x80\x80", 0 }, { "\xf5\x80\x80\x80", 0 },
+        { "\x80", 0 }, { "\xc3", 0 }, { "\xe2\x82", 0 }, { "\xc3(", 0 },
+        { "\xef\xbf\xbf", 3 }, { "\xf4\x8f\xbf\xbf", 4 }, { "\xed\x9f\xbf", 3 },
+    };
+    for (size_t i = 0; i < sizeof c / sizeof *c; i++)
+        CHECK_MSG(mu_utf8_seq_len((const unsigned char *)c[i].s, strlen(c[i].s)) == c[i].len,
+                  "case %zu: %zu, want %zu", i,
+                  mu_utf8_seq_len((const unsigned char *)c[i].s, strlen(c[i].s)), c[i].len);
 }

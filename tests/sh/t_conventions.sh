@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # t_conventions.sh — every built tool in $MU_BIN follows the conventions: --help on
 # stdout with exit 0, --version with exit 0, an unknown option is a one-line usage
-# error with exit 2, and a man page man/<tool>.1 that renders without warnings.
+# error with exit 2, and a man page man/<tool>.1 that renders without warnings; messages
+# quoting hostile bytes stay one printable line.
 . "$(dirname "$0")/lib.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 shopt -s nullglob
@@ -43,3 +44,24 @@ if [ -f "$ROOT/man/mu-stream.5" ] && [ $have_groff = 1 ]; then
   if [ -n "$warn" ]; then fail mu-stream.5 "groff: $(head -2 <<<"$warn" | tr '\n' ' ')"; else ok mu-stream.5; fi
 elif [ ! -f "$ROOT/man/mu-stream.5" ]; then fail mu-stream.5 "man/mu-stream.5 missing"
 else skip mu-stream.5 "groff not installed"; fi
+
+# messages stay one printable line when they quote a hostile file's or argument's bytes:
+# a GGUF key with a terminal escape, a newline and an invalid byte; a template field name
+# with the same. The bytes are shown escaped (\x1b, \n, \xff), nothing raw reaches stderr.
+cd "$T" || exit 1
+printf 'GGUF\x03\0\0\0\0\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\x0c\0\0\0\0\0\0\0ke\x1b[2Jy\n\xffxyz\x63\0\0\0' > evil.gguf
+echo '{"name": "Ada"}' > one.jsonl
+raw_free() { ! LC_ALL=C grep -q "$(printf '[\001-\010\013-\037\177\200-\377]')" "$1"; }
+printable() { local name=$1 pat=$2; shift 2; local rc
+  "$@" >/dev/null 2>err.txt; rc=$?
+  if [ $rc -ne 1 ]; then fail "$name" "exit $rc, want 1"
+  elif [ "$(wc -l < err.txt)" -ne 1 ]; then fail "$name" "$(wc -l < err.txt) lines on stderr"
+  elif ! raw_free err.txt; then fail "$name" "raw control or invalid bytes on stderr"
+  elif ! grep -qF -- "$pat" err.txt; then fail "$name" "'$(cat err.txt)' lacks '$pat'"
+  else ok "$name"; fi; }
+printable messages_escape_gguf_key 'evil.gguf: metadata 0 (ke\x1b[2Jy\n\xffxyz): unknown value type 99' \
+  mu-tokenize --model evil.gguf --prompt x one.jsonl
+if mu-init --out tiny --layers 1 --d-model 16 --heads 2 --d-ff 32 >/dev/null 2>&1; then
+  printable messages_escape_template_field 'template field {na\x1bme\n}: not in the record' \
+    mu-tokenize --model tiny --prompt "$(printf '{na\033me\n} plays')" one.jsonl
+else fail messages_escape_template_field "mu-init failed"; fi
