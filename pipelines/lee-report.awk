@@ -2,6 +2,9 @@
 # first). They read the report's globals: c[MASK, OBJ, "aues"] (mu-score --curve AUES),
 # M[1..nm] (the masks, in the pipeline's order), and f3(x) (a value to 3 decimals).
 
+# forget quality spans many orders of magnitude (a p-value): 3 significant digits
+function g3(x) { return (x == "" || x == "nan" || x == "-nan") ? "n/a" : sprintf("%.3g", x) }
+
 # The images of plots (space-separated curves-OBJ.png names), one line each, the first
 # after a blank line.
 function plot_images(plots,    np, P, i, o) {

@@ -11,7 +11,7 @@ $1 == "base" || $1 == "injected" { m[$1, $2, $3] = $4; cnt[$3] = $5; next }
 $1 == "log" { if (!nlog++) first = $0; last = $0; next }
 $1 == "overlap" { ov[$2] = $3; ovin[$2] = $4; ovn[$2] = $5; next }
 $1 == "curve" {
-    if ($4 == "aues" || $4 == "aues_rouge") c[$2, $3, $4] = $6
+    if ($4 == "aues" || $4 == "aues_rouge" || $4 == "mu95") c[$2, $3, $4] = $6
     else if ($4 == "forget_strength" || $4 == "retention") { sub(/^run=/, "", $5); c[$2, $3, $4, $5] = $6 }
     next
 }
@@ -38,12 +38,15 @@ END {
     printf "unlearn with each objective (%s) at learning rates %s, %d steps each, on top\n", specs, lrs, steps
     printf "of the injected model. Retention is measured on %d held-out retain questions.\n\n", cnt["retain"]
     print "## The injected model\n"
-    print "| model | forget answer prob | forget ROUGE-L | held-out retain answer prob |"
-    print "|---|---|---|---|"
+    print "Forget quality: the KS-test p-value of the forget truth ratios against the base model's"
+    print "(high: indistinguishable from the model that never saw the forget set; 1 for the base).\n"
+    print "| model | forget answer prob | forget ROUGE-L | forget truth ratio | forget quality | held-out retain answer prob |"
+    print "|---|---|---|---|---|---|"
     split("base injected", MM, " ")
     for (i = 1; i <= 2; i++)
-        printf "| %s | %s | %s | %s |\n", MM[i], num(MM[i] SUBSEP "answer_prob" SUBSEP "forget"),
-            num(MM[i] SUBSEP "rougeL_recall" SUBSEP "forget"), num(MM[i] SUBSEP "answer_prob" SUBSEP "retain")
+        printf "| %s | %s | %s | %s | %s | %s |\n", MM[i], num(MM[i] SUBSEP "answer_prob" SUBSEP "forget"),
+            num(MM[i] SUBSEP "rougeL_recall" SUBSEP "forget"), num(MM[i] SUBSEP "truth_ratio" SUBSEP "forget"),
+            g3(m[MM[i], "forget_quality", "forget"]), num(MM[i] SUBSEP "answer_prob" SUBSEP "retain")
     if (nlog) printf "\nInjection (mu-train --eval): %s; %s.\n", logline(first), logline(last)
     print "\n## Unlearning with masks of equal size\n"
     print "`overlap`: the fraction of the mask's parameters inside the region (localization precision)."
@@ -51,22 +54,27 @@ END {
     print "forget score the forget answer probability, or ROUGE-L of a greedy generation; retention the"
     print "held-out retain answer probability; relative to the injected model). `drop@95`: the largest"
     print "fraction of the forget answer probability removed by a run that keeps >= 95% of the retain"
-    print "probability. `runs`: forget drop / retention of each learning rate.\n"
-    print "| mask | objective | overlap | AUES (prob) | AUES (ROUGE-L) | drop@95 | runs |"
-    print "|---|---|---|---|---|---|---|"
+    print "probability. `MU95`: the best forget quality among those runs (n/a: none keeps 95%). `runs`:"
+    print "forget drop / retention of each learning rate.\n"
+    print "| mask | objective | overlap | AUES (prob) | AUES (ROUGE-L) | drop@95 | MU95 | runs |"
+    print "|---|---|---|---|---|---|---|---|"
     for (i = 1; i <= nm; i++) for (j = 1; j <= no; j++) {
         mk = M[i]; o = O[j]; pts = ""
         for (k = 1; k <= nl; k++)
             pts = pts (k > 1 ? ", " : "") f2(c[mk, o, "forget_strength", L[k]]) "/" f2(c[mk, o, "retention", L[k]])
         b = best95(mk, o); sum[mk] += c[mk, o, "aues"]; drop[mk] += b
-        printf "| %s | %s | %s | %s | %s | %s | %s |\n", mk, o, (mk in ov) ? f3(ov[mk]) : "–",
-            f3(c[mk, o, "aues"]), f3(c[mk, o, "aues_rouge"]), f3(b), pts
+        printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", mk, o, (mk in ov) ? f3(ov[mk]) : "–",
+            f3(c[mk, o, "aues"]), f3(c[mk, o, "aues_rouge"]), f3(b), g3(c[mk, o, "mu95"]), pts
     }
     plot_images(plots)
     print "\n## What the table shows\n"
     for (j = 1; j <= no; j++)
         printf "- %s: AUES (prob) from %s; oracle %s, random %s, complement %s.\n", O[j], aues_range(O[j]),
             f3(c["oracle", O[j], "aues"]), f3(c["random", O[j], "aues"]), f3(c["complement", O[j], "aues"])
+    for (j = 1; j <= no; j++)
+        printf "- %s: MU95 oracle %s, random %s, complement %s (the injected model's forget quality %s).\n", O[j],
+            g3(c["oracle", O[j], "mu95"]), g3(c["random", O[j], "mu95"]), g3(c["complement", O[j], "mu95"]),
+            g3(m["injected", "forget_quality", "forget"])
     line = "- Overlap with the region:"
     for (i = 1; i <= nm; i++) if (M[i] in ov) line = line sprintf(" %s %s%s", M[i], f3(ov[M[i]]), i < nm ? "," : ".")
     print line

@@ -16,10 +16,13 @@
 #                  the region (localization precision)
 #   4. unlearned   for each mask, objective (OBJECTIVES) and learning rate (LRS): mu-train on
 #                  top of the injected model, masked; evaluated with mu-forward + mu-score
-#                  (forget set: answer probability and ROUGE-L of a greedy generation;
-#                  held-out retain rows: answer probability)
-#   5. report.md   mu-score --curve per (mask, objective) against the injected model: AUES
-#                  and the best forget drop at >= 95% retention, next to the overlap
+#                  (forget set: answer probability, ROUGE-L of a greedy generation, and
+#                  TOFU's forget quality: the KS test of the truth ratios against the base
+#                  model's, the model that never saw the forget set; held-out retain rows:
+#                  answer probability)
+#   5. report.md   mu-score --curve per (mask, objective) against the injected model: AUES,
+#                  the best forget drop at >= 95% retention and MU95 (the best forget
+#                  quality at >= 95% of the retain answer probability), next to the overlap
 # Make rebuilds only what is stale: touching one scores file redoes its mask, overlap, the
 # runs with that mask, their curves and the report. Every tool writes its output
 # atomically, so an interrupted run resumes where it stopped.
@@ -95,18 +98,21 @@ report: $(RUN)/report.md
 
 # ---- tokens -------------------------------------------------------------------------
 # tok/forget: the forget set; tok/retain: retain rows the runs keep; tok/retain-eval:
-# held-out retain rows, for evaluation only
+# held-out retain rows, for evaluation only; tok/forget.tr: the forget questions with the
+# paraphrased answer as candidate 0, then the perturbed ones (truth ratio)
 TOK_forget      := $(TOFU)/$(FORGET_SET).jsonl $(FORGET_ROWS)
 TOK_retain      := $(TOFU)/retain90.jsonl $(RETAIN_ROWS)
 TOK_retain-eval := $(TOFU)/retain90.jsonl $(RETAIN_EVAL_ROWS)
+TOK_forget.tr   := $(TOFU)/$(FORGET_SET)_perturbed.jsonl $(FORGET_ROWS)
+TOKOPTS_forget.tr := --target ' {paraphrased_answer}' --choices-field perturbed_answer
 define TOKENS_RULE
 $(RUN)/tok/$(1).tok: $(word 1,$(TOK_$(1))) $(MODEL_DEPS) \
                      $(call knobs,tok-$(1),rows=$(word 2,$(TOK_$(1))) prompt=$(PROMPT) target=$(TARGET))
 	@mkdir -p $$(@D)
-	mu-tokenize $(Q) --model $(MODEL) --prompt '$(PROMPT)' --target ' $(TARGET)' \
+	mu-tokenize $(Q) --model $(MODEL) --prompt '$(PROMPT)' $(or $(TOKOPTS_$(1)),--target ' $(TARGET)') \
 	  --rows $(word 2,$(TOK_$(1))) --out $$@ $$<
 endef
-$(foreach s,forget retain retain-eval,$(eval $(call TOKENS_RULE,$(s))))
+$(foreach s,forget retain retain-eval forget.tr,$(eval $(call TOKENS_RULE,$(s))))
 
 # ---- 1. the region, 2. the injection -------------------------------------------------
 $(RUN)/mask/region.mask: $(MODEL_DEPS) $(call knobs,region,frac=$(FRAC) tensors=$(TENSORS) granularity=$(GRANULARITY) seed=$(SEED))
@@ -131,8 +137,9 @@ $(RUN)/overlap/%.tsv: $(RUN)/mask/%.mask $(RUN)/mask/region.mask pipelines/oracl
 	mv $@.tmp $@
 
 # ---- 4. unlearning runs (unlearn/MASK-OBJ-LR.st on injected.st: lee.mk), evaluation ------
-# eval/NAME.metrics: forget (answer prob, ROUGE-L of a greedy generation) and held-out
-# retain (answer prob) of the model NAME: base, injected or an unlearning run
+# eval/NAME.metrics: forget (answer prob, ROUGE-L of a greedy generation, truth ratio and
+# forget quality against the base model) and held-out retain (answer prob) of the model
+# NAME: base, injected or an unlearning run
 DELTAS_base     :=
 DELTAS_injected := $(RUN)/injected.st
 $(foreach r,$(RUNS),$(eval DELTAS_$(r) := $(RUN)/injected.st $(RUN)/unlearn/$(r).st))
@@ -144,21 +151,28 @@ $(RUN)/eval/$(1).forget.out: $(RUN)/tok/forget.tok $(DELTAS_$(1)) $(call knobs,e
 $(RUN)/eval/$(1).retain.out: $(RUN)/tok/retain-eval.tok $(DELTAS_$(1))
 	@mkdir -p $$(@D)
 	mu-forward $(Q) --model $(MODEL) $(addprefix --delta ,$(DELTAS_$(1))) --emit target --out $$@ $$<
+$(RUN)/eval/$(1).forget.tr.out: $(RUN)/tok/forget.tr.tok $(DELTAS_$(1))
+	@mkdir -p $$(@D)
+	mu-forward $(Q) --model $(MODEL) $(addprefix --delta ,$(DELTAS_$(1))) --emit choices --out $$@ $$<
 endef
 $(foreach r,base injected $(RUNS),$(eval $(call EVAL_RULE,$(r))))
-$(RUN)/eval/%.metrics: $(RUN)/eval/%.forget.out $(RUN)/eval/%.retain.out
-	mu-score $(Q) --by split --label split=forget $< --label split=retain $(word 2,$^) --out $@
+$(RUN)/eval/%.metrics: $(RUN)/eval/%.forget.out $(RUN)/eval/%.retain.out $(RUN)/eval/%.forget.tr.out \
+                      $(RUN)/eval/base.forget.tr.out
+	mu-score $(Q) --by split --label split=forget $< $(word 3,$^) --label split=retain $(word 2,$^) \
+	  --label split=forget --reference $(RUN)/eval/base.forget.tr.out --out $@
 
 # ---- 5. curves and the report -----------------------------------------------------------
 # curve/MASK-OBJ.tsv: mu-score --curve over the LRS runs, from the injected model, with the
-# forget score the answer probability (aues, points) and ROUGE-L (aues, as aues_rouge; nan
-# when the injected model's ROUGE-L is 0, which leaves nothing to remove)
+# forget score the answer probability (aues, points; mu95: the best forget quality among
+# the runs keeping >= 95% of the retain answer probability) and ROUGE-L (aues, as
+# aues_rouge; nan when the injected model's ROUGE-L is 0, which leaves nothing to remove)
 JQ_HAS_ROUGE := any(.[]; .metric == "rougeL_recall" and .group.split == "forget" and .value > 0)
 define CURVE_RULE
 $(RUN)/curve/$(1)-$(2).tsv: $(RUN)/eval/injected.metrics $(foreach l,$(LRS),$(RUN)/eval/$(1)-$(2)-$(l).metrics)
 	@mkdir -p $$(@D)
 	{ mu-score $(Q) --curve --original $$< --forget answer_prob@split=forget \
-	    --retain answer_prob@split=retain --format tsv \
+	    --retain answer_prob@split=retain --quality forget_quality@split=forget \
+	    --model-utility answer_prob@split=retain --format tsv \
 	    $(foreach l,$(LRS),--label sweep=$(l) $(RUN)/eval/$(1)-$(2)-$(l).metrics) && \
 	  if mu-dump -H --kind metrics $$< | jq -e -s '$(JQ_HAS_ROUGE)' > /dev/null; then \
 	    mu-score $(Q) --curve --original $$< --forget rougeL_recall@split=forget \

@@ -13,8 +13,6 @@ $1 == "curve" {
 }
 function has(k) { return (k in m) }
 function f3(x) { return (x == "" || x == "nan" || x == "-nan") ? "n/a" : sprintf("%.3f", x) }
-# forget quality spans many orders of magnitude (a p-value): 3 significant digits
-function g3(x) { return (x == "" || x == "nan" || x == "-nan") ? "n/a" : sprintf("%.3g", x) }
 function val(name, metric, sp) { return has(name SUBSEP metric SUBSEP sp) ? m[name, metric, sp] : "" }
 function num(x) { return (x == "" || x == "nan" || x == "-nan") ? "" : x + 0 }
 END {

@@ -2,7 +2,8 @@
 # t_oracle.sh — pipelines/oracle.mk (Lee et al.'s oracle-region experiment) end to end on a
 # tiny configuration: a 2-layer mu-init model, 4 TOFU forget rows, 4 retain rows, a few
 # steps, two learning rates. Checks the report (one row per mask and objective, numbers in
-# [0, 1]), the oracle mask (= the region, overlap 1), the complement (overlap 0), the
+# [0, 1], MU95 a p-value or n/a), forget quality (the base model 1, the injected model's
+# from its stream), the oracle mask (= the region, overlap 1), the complement (overlap 0), the
 # overlaps recounted bit by bit (base64, od, awk), masks of equal size, `make -q` up to date after the run, and that
 # touching one attribution scores file rebuilds exactly what depends on it.
 . "$(dirname "$0")/lib.sh"
@@ -37,22 +38,24 @@ if ! out=$(pipe -j2 2>&1); then
 fi
 ok oracle_pipeline
 
-# the table rows: "| mask | objective | overlap | AUES | AUES rouge | drop@95 | runs |"
+# the table rows: "| mask | objective | overlap | AUES | AUES rouge | drop@95 | MU95 | runs |"
 rows() { awk -F' *\\| *' -v masks="$MASKS" '
     BEGIN { split(masks, M, " "); for (i in M) ok[M[i]] = 1 }
-    NF >= 8 && ($2 in ok) { print $2, $3, $4, $5, $6, $7, $8 }' "$R/report.md"; }
+    NF >= 9 && ($2 in ok) { print $2, $3, $4, $5, $6, $7, $8, $9 }' "$R/report.md"; }
 t oracle_report_rows bash -c '
     want=$(for m in '"$MASKS"'; do for o in '"$OBJS"'; do echo "$m $o"; done; done)
     got=$('"$(declare -f rows)"'; MASKS="'"$MASKS"'" R="'"$R"'"; rows | cut -d" " -f1,2)
     [ "$got" = "$want" ] || { echo "rows: $got"; exit 1; }'
 # overlap, AUES (prob), drop@95 and every forget drop / retention point in [0, 1]; AUES
-# (ROUGE-L) in [0, 1] or n/a (undefined when the tiny injected model's ROUGE-L is 0)
+# (ROUGE-L) in [0, 1] or n/a (undefined when the tiny injected model's ROUGE-L is 0); MU95
+# a p-value in [0, 1] or n/a (no run keeps 95% of the retain probability)
 t oracle_report_numbers bash -c "$(declare -f rows); MASKS='$MASKS' R='$R'"'
     rows | awk '\''
       function unit(x) { return x ~ /^[0-9.]+$/ && x + 0 >= 0 && x + 0 <= 1 }
       { n++
         if (!unit($3) || !unit($4) || !unit($6) || !(unit($5) || $5 == "n/a")) { print "bad: " $0; bad = 1 }
-        for (i = 7; i <= NF; i++) { v = $i; sub(/,$/, "", v); split(v, p, "/")
+        if (!($7 ~ /^[0-9.]+(e-[0-9]+)?$/ && $7 + 0 <= 1 || $7 == "n/a")) { print "bad MU95: " $0; bad = 1 }
+        for (i = 8; i <= NF; i++) { v = $i; sub(/,$/, "", v); split(v, p, "/")
           if (!unit(p[1]) || !unit(p[2])) { print "bad point: " $0; bad = 1 } } }
       END { exit bad || n != 14 }'\'
 # the injected model: its numbers are in the report, from its metrics stream
@@ -60,6 +63,14 @@ t oracle_report_injected bash -c '
     p=$(mu-dump -H --kind metrics "'"$R"'/eval/injected.metrics" |
         jq -r "select(.metric == \"answer_prob\" and .group.split == \"forget\") | .value")
     grep -q "^| injected | $(printf %.4f "$p") |" "'"$R"'/report.md"'
+# forget quality (KS test of the forget truth ratios against the base model's): 1 for the
+# base model itself, the injected model's from its metrics stream, below 1 (it learned them)
+t oracle_report_forget_quality bash -c '
+    q=$(mu-dump -H --kind metrics "'"$R"'/eval/injected.metrics" |
+        jq -r "select(.metric == \"forget_quality\" and .group.split == \"forget\") | .value")
+    awk -v q="$q" "BEGIN { exit !(q >= 0 && q < 1) }" &&
+    grep -qE "^\| base \|( [0-9.]+ \|){3} 1 \|" "'"$R"'/report.md" &&
+    grep -qE "^\| injected \|( [0-9.]+ \|){3} $(printf %.3g "$q") \|" "'"$R"'/report.md"'
 t oracle_mask_is_region cmp "$R/mask/oracle.mask" "$R/mask/region.mask"
 t oracle_overlap_oracle_1 bash -c '[ "$(cut -f1 "'"$R"'/overlap/oracle.tsv")" = 1.000000 ]'
 t oracle_overlap_complement_0 bash -c '[ "$(cut -f1,2 "'"$R"'/overlap/complement.tsv")" = "$(printf "0.000000\t0")" ]'
@@ -101,7 +112,8 @@ else
     want=$( { echo scores/act.scores mask/act.mask overlap/act.tsv report.md
               for o in $OBJS; do echo curve/act-$o.tsv; command -v gnuplot >/dev/null && echo curves-$o.png
                 for l in $LRS; do echo unlearn/act-$o-$l.st unlearn/act-$o-$l.log \
-                  eval/act-$o-$l.forget.out eval/act-$o-$l.retain.out eval/act-$o-$l.metrics; done
+                  eval/act-$o-$l.forget.out eval/act-$o-$l.retain.out eval/act-$o-$l.forget.tr.out \
+                  eval/act-$o-$l.metrics; done
               done; } | tr ' ' '\n' | sort)
     got=$(cd "$R" && find . -type f -newer "$T/stamp" | sed 's|^\./||' | sort)
     if [ "$got" = "$want" ]; then ok oracle_touch_rebuild
