@@ -35,7 +35,7 @@ $(RUN)/mask/complement.mask: $(LEE_COMPLEMENT) $(LEE_MASK_KNOBS)
 	mu-maskgen $(Q) --complement-of $< $(CANDIDATES) --fraction $(FRAC) --seed $(RANDOM_SEED) --out $@
 $(ATTRIB:%=$(RUN)/scores/%.scores): $(RUN)/scores/%.scores: $(LEE_BASE) $(LEE_SETS) $(LEE_ATTRIB_KNOBS)
 	@mkdir -p $(@D)
-	mu-attrib $(Q) --model $(MODEL) --device $(MU_DEVICE) --delta $< --forget $(RUN)/tok/forget.tok \
+	$(JOB) mu-attrib $(Q) --model $(MODEL) --device $(MU_DEVICE) --delta $< --forget $(RUN)/tok/forget.tok \
 	  --retain $(RUN)/tok/retain.tok --method $* --tensors $(TENSORS) \
 	  --granularity $(GRANULARITY) --max-len $(MAX_LEN) --out $@
 $(ATTRIB:%=$(RUN)/mask/%.mask): $(RUN)/mask/%.mask: $(RUN)/scores/%.scores $(LEE_MASK_KNOBS)

@@ -38,7 +38,7 @@ $(foreach n,atp lookup,$(eval $(RUN)/attrib/$(n).scores: $(call knobs,attrib-$(n
   $(eval $(RUN)/masks/$(n).mask: $(call knobs,mask-$(n),layers=$(LAYERS_$(n)))))
 $(RUN)/attrib/%.scores: $(LOC_FORGET) $(LOC_DELTAS) $(LOC_DEPS)
 	@mkdir -p $(@D)
-	mu-attrib $(Q) --model $(MODEL) $(addprefix --delta ,$(LOC_DELTAS)) --forget $(LOC_FORGET) \
+	$(JOB) mu-attrib $(Q) --model $(MODEL) $(addprefix --delta ,$(LOC_DELTAS)) --forget $(LOC_FORGET) \
 	  --subject $(LOC_SUBJECT) --method $(ATTRIB_$*) --tensors mlp:all --samples $(ATP_SAMPLES) \
 	  --batch $(TRACE_BATCH) --seed $(SEED) --out $@
 $(RUN)/masks/%.mask: $(RUN)/attrib/%.scores

@@ -39,6 +39,7 @@
 # (pipelines/knobs.mk).
 .DEFAULT_GOAL := all
 include pipelines/models.mk
+include pipelines/jobs.mk
 MU_BIN ?= bin
 export PATH := $(abspath $(MU_BIN)):$(PATH)
 DATA   ?= ../shared/data
@@ -82,7 +83,7 @@ UNLEARN_STEPS ?= 10
 UNLEARN_BATCH ?= 8
 GEN           ?= 96
 
-TRAIN := mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) --max-len $(MAX_LEN) --seed $(SEED)
+TRAIN := $(JOB) mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) --max-len $(MAX_LEN) --seed $(SEED)
 # masks, attributions and unlearning runs (pipelines/lee.mk): from the injected model, the
 # complement outside the region
 LEE_BASE       := $(RUN)/injected.st
@@ -146,14 +147,14 @@ $(foreach r,$(RUNS),$(eval DELTAS_$(r) := $(RUN)/injected.st $(RUN)/unlearn/$(r)
 define EVAL_RULE
 $(RUN)/eval/$(1).forget.out: $(RUN)/tok/forget.tok $(DELTAS_$(1)) $(call knobs,eval,gen=$(GEN))
 	@mkdir -p $$(@D)
-	mu-forward $(Q) --model $(MODEL) $(addprefix --delta ,$(DELTAS_$(1))) --emit target \
+	$(JOB) mu-forward $(Q) --model $(MODEL) $(addprefix --delta ,$(DELTAS_$(1))) --emit target \
 	  --generate $(GEN) --out $$@ $$<
 $(RUN)/eval/$(1).retain.out: $(RUN)/tok/retain-eval.tok $(DELTAS_$(1))
 	@mkdir -p $$(@D)
-	mu-forward $(Q) --model $(MODEL) $(addprefix --delta ,$(DELTAS_$(1))) --emit target --out $$@ $$<
+	$(JOB) mu-forward $(Q) --model $(MODEL) $(addprefix --delta ,$(DELTAS_$(1))) --emit target --out $$@ $$<
 $(RUN)/eval/$(1).forget.tr.out: $(RUN)/tok/forget.tr.tok $(DELTAS_$(1))
 	@mkdir -p $$(@D)
-	mu-forward $(Q) --model $(MODEL) $(addprefix --delta ,$(DELTAS_$(1))) --emit choices --out $$@ $$<
+	$(JOB) mu-forward $(Q) --model $(MODEL) $(addprefix --delta ,$(DELTAS_$(1))) --emit choices --out $$@ $$<
 endef
 $(foreach r,base injected $(RUNS),$(eval $(call EVAL_RULE,$(r))))
 $(RUN)/eval/%.metrics: $(RUN)/eval/%.forget.out $(RUN)/eval/%.retain.out $(RUN)/eval/%.forget.tr.out \

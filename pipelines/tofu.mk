@@ -41,6 +41,7 @@
 # UTILITY_SETS='retain real_authors world_facts'.
 .DEFAULT_GOAL := all
 include pipelines/models.mk
+include pipelines/jobs.mk
 MU_BIN ?= bin
 export PATH := $(abspath $(MU_BIN)):$(PATH)
 DATA   ?= ../shared/data
@@ -85,7 +86,7 @@ UNLEARN_STEPS ?= 20
 UNLEARN_BATCH ?= 8
 GEN           ?= 96
 
-TRAIN := mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) --max-len $(MAX_LEN) --seed $(SEED)
+TRAIN := $(JOB) mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) --max-len $(MAX_LEN) --seed $(SEED)
 # masks, attributions and unlearning runs (pipelines/lee.mk): from the fine-tuned model, the
 # complement outside the first attribution's mask
 LEE_BASE       := $(RUN)/finetuned.st
@@ -147,7 +148,7 @@ EVAL_SETS := forget.qa forget.tr retain.qa retain.tr $(EXTRA)
 define EVAL_RULE
 $(RUN)/eval/$(1)/%.out: $(RUN)/tok/%.tok $(DELTAS_$(1)) $(call knobs,eval,gen=$(GEN))
 	@mkdir -p $$(@D)
-	mu-forward $(Q) --model $(MODEL) --device $(MU_DEVICE) $(addprefix --delta ,$(DELTAS_$(1))) \
+	$(JOB) mu-forward $(Q) --model $(MODEL) --device $(MU_DEVICE) $(addprefix --delta ,$(DELTAS_$(1))) \
 	  $$(call emit_of,$$*) --out $$@ $$<
 $(RUN)/eval/$(1).metrics: $(EVAL_SETS:%=$(RUN)/eval/$(1)/%.out) $(RUN)/eval/retained/forget.tr.out
 	mu-score $(Q) --by split --label split=forget $(RUN)/eval/$(1)/forget.qa.out $(RUN)/eval/$(1)/forget.tr.out \

@@ -1,0 +1,13 @@
+# jobs.mk — how the pipelines run their model steps (mu-train, mu-forward, mu-attrib,
+# mu-probe fit): each recipe calls them as $(JOB) TOOL ..., through pipelines/job.sh.
+#   LAUNCH   a command prefix that runs a step as a cluster job and waits for it, e.g.
+#            make -j64 -f pipelines/tofu.mk LAUNCH='srun -c 8 --gres=gpu:1' MU_DEVICE=cuda
+#            (Slurm; runs/ on a shared filesystem). Empty (default): here. Make stays the
+#            scheduler of the experiment: -j bounds the jobs in flight and only stale
+#            artifacts are rebuilt.
+#   THREADS  OpenMP threads per step: auto (default: this machine's cores divided by -j,
+#            unless OMP_NUM_THREADS is set) or a number. Results do not depend on it.
+# Neither changes a result, so neither is a knob (pipelines/knobs.mk).
+LAUNCH  ?=
+THREADS ?= auto
+JOB = MU_LAUNCH='$(LAUNCH)' MU_THREADS='$(THREADS)' pipelines/job.sh

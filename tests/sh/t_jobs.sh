@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# t_jobs.sh — pipelines/job.sh and jobs.mk: OpenMP threads per step from make's -j (auto),
+# a fixed THREADS, a user's OMP_NUM_THREADS kept, bad THREADS refused; a pipeline run
+# through a launcher (LAUNCH, as srun would be) runs every model step through it and gives
+# the same bytes as a run here.
+. "$(dirname "$0")/lib.sh"
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+JOBSH=$ROOT/pipelines/job.sh
+cores=$(nproc)
+half=$(( cores / 2 > 0 ? cores / 2 : 1 ))
+threads() { env -u OMP_NUM_THREADS "$@" bash "$JOBSH" sh -c 'echo "${OMP_NUM_THREADS:-unset}"'; }
+t jobs_auto_divides_cores bash -c "[ \"\$($(declare -f threads); JOBSH=$JOBSH threads MAKEFLAGS=' -j2 --jobserver-auth=3,4')\" = $half ]"
+t jobs_auto_unlimited_j_one bash -c "[ \"\$($(declare -f threads); JOBSH=$JOBSH threads MAKEFLAGS='s -j')\" = 1 ]"
+t jobs_auto_serial_unset bash -c "[ \"\$($(declare -f threads); JOBSH=$JOBSH threads MAKEFLAGS='')\" = unset ]"
+t jobs_auto_keeps_user_omp bash -c "[ \"\$(OMP_NUM_THREADS=5 MAKEFLAGS=' -j2' bash $JOBSH sh -c 'echo \$OMP_NUM_THREADS')\" = 5 ]"
+t jobs_fixed_threads bash -c "[ \"\$($(declare -f threads); JOBSH=$JOBSH threads MU_THREADS=3 MAKEFLAGS=' -j8')\" = 3 ]"
+t jobs_launch_no_auto bash -c "[ \"\$($(declare -f threads); JOBSH=$JOBSH threads MU_LAUNCH=env MAKEFLAGS=' -j2')\" = unset ]"
+expect_fail jobs_bad_threads 2 "MU_THREADS: 'x' is not a positive number" env MU_THREADS=x bash "$JOBSH" true
+
+# a launcher as srun would be: it logs the step, then runs it (and waits)
+cat > "$T/launch" <<'SH'
+#!/usr/bin/env bash
+echo "$*" >> "$LAUNCH_LOG"
+exec "$@"
+SH
+chmod +x "$T/launch"
+tiny() { make --no-print-directory -C "$ROOT" -f pipelines/tiny.mk MU_BIN="$MU_BIN" "$@" >/dev/null 2>&1; }
+if ! tiny OUT="$T/here" || ! LAUNCH_LOG=$T/launch.log tiny -j2 OUT="$T/there" LAUNCH="$T/launch"; then
+    fail jobs_pipeline "make -f pipelines/tiny.mk failed"; exit 0
+fi
+t jobs_launch_ran_every_step bash -c "[ \"\$(grep -c '^mu-train ' '$T/launch.log')\" = 2 ] && [ \"\$(wc -l < '$T/launch.log')\" = 2 ]"
+t jobs_launch_same_results bash -c "cmp '$T/here/learned.safetensors' '$T/there/learned.safetensors' &&
+    cmp '$T/here/unlearned.safetensors' '$T/there/unlearned.safetensors'"
