@@ -76,6 +76,24 @@ expect_fail forward_bad_dtype 2 "dtype: 'f8'" mu-forward --model "$T/m" --dtype 
 g() { mu-forward --model "$T/m" --generate 12 --temperature 1.0 --top-p 0.9 --seed "$1" "$T/raw.mpk.zst" | mu-dump --full -H; }
 t forward_sampling_reproducible bash -c "[ \"\$($(declare -f g); T='$T'; g 4)\" = \"\$($(declare -f g); T='$T'; g 4)\" ]"
 
+# a vocabulary padded beyond the tokenizer's (mu-init's default 512 over its 259 tokens, as
+# Qwen2's): generated ids past the tokenizer have no text and decode to nothing, as in
+# transformers; the text is that of the other ids (decoded by mu-tokenize --decode --ids)
+if mu-init --out "$T/pad" --layers 1 --d-model 16 --heads 2 --d-ff 32 --seed 5 -q &&
+   echo '{"name": "Ada"}' | mu-tokenize --model "$T/pad" --prompt '{name} plays' - > "$T/pad.tok"; then
+  padded_generation() {
+    mu-forward --model "$T/pad" --generate 24 "$T/pad.tok" | mu-dump --full -H > "$T/pad.json" || return 1
+    local ids want
+    ids=$(jq -r '.generation.data // .generation | .[]' "$T/pad.json")
+    [ "$(awk '$1 >= 259' <<< "$ids" | wc -l)" -gt 0 ] || { echo "no padded id generated"; return 1; }
+    want=$(awk '$1 < 259' <<< "$ids" | paste -sd' ' | mu-tokenize --model "$T/pad" --decode --ids) || return 1
+    [ "$(jq -r .generation_text "$T/pad.json")" = "$want" ]
+  }
+  t forward_padded_vocab_generation padded_generation
+else
+  fail forward_padded_vocab_generation "mu-init or mu-tokenize failed"
+fi
+
 # bad inputs
 expect_fail forward_wrong_kind 1 'acts.mpk.zst: header: expected kind tokens, got activations' mu-forward --model "$T/m" "$T/acts.mpk.zst"
 expect_fail forward_choices_without_targets 1 'raw.mpk.zst: record 0: --emit choices needs candidate targets' mu-forward --model "$T/m" -e choices "$T/raw.mpk.zst"
