@@ -77,6 +77,19 @@ double mu_ks_outer_prob_inside(long m, long n, long g, long h); /* n1 != n2 */
 double mu_kolmogorov_sf(long n, double x);                  /* scipy kstwo.sf(x, n) */
 double mu_smirnov_sf(long n, double x);                     /* scipy.special.smirnov */
 
+/* ---- confidence intervals of a group's mean (lib/ci.c) ---- */
+/* Quantiles (scipy.stats.norm.ppf, scipy.stats.t.ppf) and Student's t CDF (t.cdf). */
+double mu_norm_ppf(double p);
+double mu_t_ppf(double p, double df);
+double mu_t_cdf(double t, double df);
+/* Student t interval of a mean at confidence level (e.g. 0.95), as
+ * scipy.stats.t.interval(level, n - 1, mean, sd / sqrt(n)) with sd the sample standard
+ * deviation (ddof 1); NaN when n < 2. */
+void mu_ci_mean(double mean, double sd, long n, double level, double *lo, double *hi);
+/* Wilson score interval of a proportion k / n, as statsmodels'
+ * proportion_confint(k, n, 1 - level, method='wilson'); NaN when n < 1. */
+void mu_ci_wilson(double k, long n, double level, double *lo, double *hi);
+
 /* ---- removal–retention curves over a sweep (see mu-score(1) for the definitions) ---- */
 typedef struct { double forget, retain; } mu_curve_point;
 /* Area under the retention–removal curve. Each run i gives forget strength

@@ -10,4 +10,6 @@
 # Neither changes a result, so neither is a knob (pipelines/knobs.mk).
 LAUNCH  ?=
 THREADS ?= auto
-JOB = MU_LAUNCH='$(LAUNCH)' MU_THREADS='$(THREADS)' pipelines/job.sh
+export MU_LAUNCH  := $(LAUNCH)
+export MU_THREADS := $(THREADS)
+JOB := pipelines/job.sh

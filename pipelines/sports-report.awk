@@ -1,5 +1,5 @@
 # sports-report.awk — the markdown report of pipelines/sports.mk from mu-score's TSV
-# (metric, group "model=..,fmt=..,split=..", value, n) and, as a second file, the probes'
+# (metric, group "model=..,fmt=..,split=..", value, n, ci_lo, ci_hi) and, as a second file, the probes'
 # TSV (model, layer, train accuracy, forget-fact accuracy, majority-class accuracy).
 BEGIN { FS = "\t" }
 FNR == 1 && NR > 1 { probes = 1 }
@@ -12,8 +12,16 @@ NR == 1 { next }
     split($2, kv, ","); g = ""
     for (i in kv) { split(kv[i], p, "="); key[p[1]] = p[2] }
     v[$1, key["model"], key["fmt"], key["split"]] = $3
+    n[$1, key["model"], key["fmt"], key["split"]] = $4
+    lo[$1, key["model"], key["fmt"], key["split"]] = $5; hi[$1, key["model"], key["fmt"], key["split"]] = $6
 }
 function cell(metric, m, f, s) { return ((metric, m, f, s) in v) ? sprintf("%.2f", v[metric, m, f, s]) : "–" }
+# accuracy with its 95% interval: "0.44 [0.23, 0.67]"
+function ci_cell(m, f, s,    k) {
+    k = "choice_acc" SUBSEP m SUBSEP f SUBSEP s
+    if (!(k in v)) return "–"
+    return (lo[k] == "nan" || lo[k] == "") ? sprintf("%.2f", v[k]) : sprintf("%.2f [%.2f, %.2f]", v[k], lo[k], hi[k])
+}
 END {
     nm = split(models, M, " ")
     print "# Sports Facts: localized unlearning (mu)\n"
@@ -32,7 +40,25 @@ END {
             line = line " " cell("choice_acc", M[i], F[f], S[s]) " / " cell("choice_prob", M[i], F[f], S[s]) " |"
         print line " " cell("choice_acc", M[i], "mmlu", "test") " |"
     }
+    ci_table()
     if (nlayer) probe_table()
+}
+
+# the forget accuracies again, with their 95% intervals (Wilson; mu-score --ci): how large
+# a difference between two models the forget set can measure
+function ci_table(   i, f, line, k) {
+    k = "choice_acc" SUBSEP M[1] SUBSEP "cloze" SUBSEP "forget"
+    if (!(k in n)) return
+    printf "\nForget accuracy with its 95%% interval (Wilson; %d forget facts, %d held out): models\n", n[k],
+        n["choice_acc", M[1], "cloze", "heldout"]
+    print "whose intervals overlap are not told apart by this forget set.\n"
+    print "| model | cloze forget | question forget | mc forget | cloze heldout |"
+    print "|---|---|---|---|---|"
+    for (i = 1; i <= nm; i++) {
+        line = "| " M[i] " |"
+        for (f = 1; f <= 3; f++) line = line " " ci_cell(M[i], F[f], "forget") " |"
+        print line " " ci_cell(M[i], "cloze", "heldout") " |"
+    }
 }
 
 function probe_table(   np, P, i, L, best, bl, sum, line) {

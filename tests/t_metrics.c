@@ -357,3 +357,52 @@ TEST(metrics_score_tool_errors) {
         CHECK_MSG(strchr(err, '\n') == err + strlen(err) - 1, "bad=%d: not one line: %s", bad, err);
     }
 }
+
+/* ---------- confidence intervals (scipy.stats, statsmodels: gen_ci_golden.py) ---------- */
+
+static double num_at(json_t *row, size_t i) { return json_number_value(json_array_get(row, i)); }
+
+TEST(ci_quantiles_scipy) {
+    json_t *g = golden("ci.json");
+    size_t i; json_t *r;
+    json_array_foreach(json_object_get(g, "norm_ppf"), i, r) {
+        double p = num_at(r, 0), want = num_at(r, 1), got = mu_norm_ppf(p);
+        CHECK_MSG(fabs(got - want) <= 1e-12 * fabs(want) + 1e-14, "norm.ppf(%g) = %.17g, scipy %.17g", p, got, want);
+    }
+    json_array_foreach(json_object_get(g, "t_ppf"), i, r) {
+        double p = num_at(r, 0), df = num_at(r, 1), want = num_at(r, 2), got = mu_t_ppf(p, df);
+        CHECK_MSG(fabs(got - want) <= 1e-9 * fabs(want) + 1e-12, "t.ppf(%g, %g) = %.17g, scipy %.17g", p, df, got, want);
+    }
+    json_array_foreach(json_object_get(g, "t_cdf"), i, r) {
+        double t = num_at(r, 0), df = num_at(r, 1), want = num_at(r, 2), got = mu_t_cdf(t, df);
+        CHECK_MSG(fabs(got - want) <= 1e-10 * want + 1e-15, "t.cdf(%g, %g) = %.17g, scipy %.17g", t, df, got, want);
+    }
+    json_decref(g);
+}
+
+TEST(ci_intervals_scipy_statsmodels) {
+    json_t *g = golden("ci.json");
+    size_t i; json_t *r;
+    json_array_foreach(json_object_get(g, "mean"), i, r) {
+        json_t *xs = json_array_get(r, 0);
+        long n = (long)json_array_size(xs);
+        double s = 0, ss = 0, lo, hi;
+        for (long k = 0; k < n; k++) s += num_at(xs, (size_t)k);
+        double mean = s / (double)n;
+        for (long k = 0; k < n; k++) { double d = num_at(xs, (size_t)k) - mean; ss += d * d; }
+        mu_ci_mean(mean, sqrt(ss / (double)(n - 1)), n, num_at(r, 1), &lo, &hi);
+        CHECK_MSG(fabs(lo - num_at(r, 2)) < 1e-10 && fabs(hi - num_at(r, 3)) < 1e-10,
+                  "mean case %zu: [%.17g, %.17g], scipy [%.17g, %.17g]", i, lo, hi, num_at(r, 2), num_at(r, 3));
+    }
+    json_array_foreach(json_object_get(g, "wilson"), i, r) {
+        double lo, hi;
+        mu_ci_wilson(num_at(r, 0), (long)num_at(r, 1), num_at(r, 2), &lo, &hi);
+        CHECK_MSG(fabs(lo - num_at(r, 3)) < 1e-12 && fabs(hi - num_at(r, 4)) < 1e-12,
+                  "wilson %g/%g at %g: [%.17g, %.17g], statsmodels [%.17g, %.17g]", num_at(r, 0),
+                  num_at(r, 1), num_at(r, 2), lo, hi, num_at(r, 3), num_at(r, 4));
+    }
+    double lo, hi;
+    mu_ci_mean(0.5, 0.1, 1, 0.95, &lo, &hi);
+    CHECK(isnan(lo) && isnan(hi));                    /* one value: no interval */
+    json_decref(g);
+}

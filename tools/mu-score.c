@@ -35,6 +35,9 @@ static const char usage[] =
     "                     named by their --by values joined with '/'; repeatable\n"
     "  --k FRAC           fraction for Min-K%% and Min-K%%++ (default 0.2)\n"
     "  --no-stem          ROUGE without the Porter stemmer (TOFU stems)\n"
+    "  --ci LEVEL         confidence interval of every per-record mean at LEVEL (default\n"
+    "                     0.95; 0: none): Wilson's for 0/1 values (accuracies), else\n"
+    "                     Student's t\n"
     "Curves (--curve; inputs are metrics streams, one per run of a sweep):\n"
     "  --original FILE    metrics of the unedited model\n"
     "  --forget M@SEL     forget score, e.g. choice_prob@split=forget (the default)\n"
@@ -142,7 +145,8 @@ static struct {
     char **auc; int nauc;
     int curve;
     const char *original, *sel_forget, *sel_retain, *sel_quality, *sel_utility;
-} opt = {.stem = 1, .k = 0.2};
+    double ci;                      /* confidence level of the intervals, 0: none */
+} opt = {.stem = 1, .k = 0.2, .ci = 0.95};
 
 static input *inputs; static int ninputs;
 
@@ -177,8 +181,10 @@ typedef struct {
     char *name;           /* values joined by '/' ("all" without --by) */
     int is_forget, is_retain;
     size_t n;             /* records */
-    /* per metric: sum of per-record values, records having it */
+    /* per metric: sum of per-record values, records having it; their running mean and
+       sum of squared deviations (Welford), and whether a value other than 0 or 1 came */
     double sum[NMETRICS]; size_t cnt[NMETRICS];
+    double wmean[NMETRICS], m2[NMETRICS]; unsigned char nonbinary[NMETRICS];
     double text_nll; size_t text_ntok;
     double *tr; size_t ntr, cap_tr;             /* truth ratios */
     double *mia[4]; size_t nmia, cap_mia;       /* per-record MIA scores (all 4, NaN if absent) */
@@ -338,7 +344,13 @@ static int metric_wanted(int m, unsigned have) {
     return (metric_info[m].fields & ~have) == 0;
 }
 
-static void add_value(group *g, int m, double v) { g->sum[m] += v; g->cnt[m]++; }
+static void add_value(group *g, int m, double v) {
+    g->sum[m] += v; g->cnt[m]++;
+    double d = v - g->wmean[m];
+    g->wmean[m] += d / (double)g->cnt[m];
+    g->m2[m] += d * (v - g->wmean[m]);
+    if (v != 0 && v != 1) g->nonbinary[m] = 1;
+}
 
 static void score_record(mu_reader *r, const rec_fields *f, group *g, int keep_tr) {
     g->n++;
@@ -459,7 +471,8 @@ static void score_file(const input *in, group_set *gs, int keep_tr) {
 
 /* ---------------------------------------------------------------- results */
 
-typedef struct { char *metric; char **keys, **vals; int nkv; double value; long n; } result;
+/* lo, hi: the confidence interval of value (NaN when it has none) */
+typedef struct { char *metric; char **keys, **vals; int nkv; double value; long n; double lo, hi; } result;
 static result *results; static int nresults;
 
 static void emit(const char *metric, char **keys, char **vals, int nkv, double value, long n) {
@@ -471,6 +484,7 @@ static void emit(const char *metric, char **keys, char **vals, int nkv, double v
     r->vals = mu_xcalloc((size_t)(nkv ? nkv : 1), sizeof(char *));
     for (int i = 0; i < nkv; i++) { r->keys[i] = mu_xstrdup(keys[i]); r->vals[i] = mu_xstrdup(vals[i]); }
     r->value = value; r->n = n;
+    r->lo = r->hi = NAN;
 }
 
 static void emit_group(const char *metric, const group *g, double value, long n) {
@@ -479,6 +493,26 @@ static void emit_group(const char *metric, const group *g, double value, long n)
 
 static double truth_ratio_stat(const group *g) {
     return g->is_forget ? mu_truth_ratio_forget_stat(g->tr, g->ntr) : mu_truth_ratio_retain_stat(g->tr, g->ntr);
+}
+
+/* The interval of the last result, a mean of n per-record values with sample standard
+ * deviation sd (binary: all values 0 or 1, k of them 1 = mean * n): --ci. */
+static void set_ci(double mean, double sd, long n, int binary) {
+    result *r = &results[nresults - 1];
+    if (!(opt.ci > 0) || n < 1) return;
+    if (binary) mu_ci_wilson(mean * (double)n, n, opt.ci, &r->lo, &r->hi);
+    else mu_ci_mean(mean, sd, n, opt.ci, &r->lo, &r->hi);
+}
+
+/* truth_ratio's per-record values: min(R, 1/R) (forget) or max(0, 1 - R); their sd */
+static double truth_ratio_sd(const group *g, double mean) {
+    if (g->ntr < 2) return NAN;
+    double ss = 0;
+    for (size_t i = 0; i < g->ntr; i++) {
+        double r = g->tr[i], v = g->is_forget ? fmin(r, 1 / r) : fmax(0, 1 - r);
+        ss += (v - mean) * (v - mean);
+    }
+    return sqrt(ss / (double)(g->ntr - 1));
 }
 
 /* Is metric m reported for group g? Explicit: always; auto: some record had its fields (a
@@ -501,6 +535,10 @@ static void aggregate(group_set *gs, group_set *ref) {
             else v = g->cnt[m] ? g->sum[m] / (double)g->cnt[m] : NAN;
             if (m == M_TRUTH_RATIO && g->ntr == 0) continue;
             emit_group(metric_info[m].name, g, v, opt.any_explicit ? (long)g->n : (long)g->cnt[m]);
+            if (m == M_TRUTH_RATIO) set_ci(v, truth_ratio_sd(g, v), (long)g->ntr, 0);
+            else if (m != M_TEXT_LOSS && m != M_PERPLEXITY && g->cnt[m] > 0)
+                set_ci(v, g->cnt[m] > 1 ? sqrt(g->m2[m] / (double)(g->cnt[m] - 1)) : NAN,
+                       (long)g->cnt[m], !g->nonbinary[m]);
         }
         if (ref && g->ntr > 0 && (opt.any_explicit ? opt.explicit_metric[M_FORGET_QUALITY] : 1)) {
             int ri = group_find(ref, g->vals, 0);
@@ -711,13 +749,20 @@ static void write_stream(void) {
     for (int i = 0; i < nresults; i++) {
         result *r = &results[i];
         msgpack_packer *pk = mu_writer_record(w);
-        msgpack_pack_map(pk, 4);
+        int has_ci = !isnan(r->lo);
+        msgpack_pack_map(pk, 4 + (size_t)has_ci);
         mu_pack_kv_str(pk, "metric", r->metric);
         mu_pack_str(pk, "group");
         msgpack_pack_map(pk, (size_t)r->nkv);
         for (int j = 0; j < r->nkv; j++) mu_pack_kv_str(pk, r->keys[j], r->vals[j]);
         mu_pack_kv_f64(pk, "value", r->value);
         mu_pack_kv_int(pk, "n", r->n);
+        if (has_ci) {
+            mu_pack_str(pk, "ci");
+            msgpack_pack_array(pk, 2);
+            msgpack_pack_double(pk, r->lo);
+            msgpack_pack_double(pk, r->hi);
+        }
         mu_writer_end_record(w);
     }
     mu_writer_close(w);
@@ -746,16 +791,19 @@ static void print_results(const char *fmt) {
             json_object_set_new(o, "group", g);
             json_object_set_new(o, "value", isnan(results[i].value) ? json_null() : json_real(results[i].value));
             json_object_set_new(o, "n", json_integer(results[i].n));
+            if (!isnan(results[i].lo))
+                json_object_set_new(o, "ci", json_pack("[f, f]", results[i].lo, results[i].hi));
             json_array_append_new(arr, o);
         }
         char *s = json_dumps(arr, JSON_INDENT(1) | JSON_REAL_PRECISION(17));
         fputs(s, stdout); fputc('\n', stdout);
         free(s); json_decref(arr);
     } else if (!strcmp(fmt, "tsv")) {
-        printf("metric\tgroup\tvalue\tn\n");
+        printf("metric\tgroup\tvalue\tn\tci_lo\tci_hi\n");
         for (int i = 0; i < nresults; i++) {
             char *g = group_text(&results[i]);
-            printf("%s\t%s\t%.17g\t%ld\n", results[i].metric, g, results[i].value, results[i].n);
+            printf("%s\t%s\t%.17g\t%ld\t%.17g\t%.17g\n", results[i].metric, g, results[i].value,
+                   results[i].n, results[i].lo, results[i].hi);
             free(g);
         }
     } else {
@@ -766,10 +814,15 @@ static void print_results(const char *fmt) {
             if ((int)strlen(g) > wg) wg = (int)strlen(g);
             free(g);
         }
-        printf("%-*s  %-*s  %12s  %8s\n", wm, "metric", wg, "group", "value", "n");
+        char cihead[32];
+        snprintf(cihead, sizeof cihead, "%g%% CI", 100 * opt.ci);
+        printf("%-*s  %-*s  %12s  %8s  %s\n", wm, "metric", wg, "group", "value", "n",
+               opt.ci > 0 ? cihead : "");
         for (int i = 0; i < nresults; i++) {
-            char *g = group_text(&results[i]);
-            printf("%-*s  %-*s  %12.6g  %8ld\n", wm, results[i].metric, wg, g, results[i].value, results[i].n);
+            char *g = group_text(&results[i]), ci[64] = "";
+            if (!isnan(results[i].lo)) snprintf(ci, sizeof ci, "[%.4g, %.4g]", results[i].lo, results[i].hi);
+            printf("%-*s  %-*s  %12.6g  %8ld  %s\n", wm, results[i].metric, wg, g, results[i].value,
+                   results[i].n, ci);
             free(g);
         }
     }
@@ -810,7 +863,7 @@ static void free_all(label *cur, int ncur) {
 int main(int argc, char **argv) {
     mu_cli_init("mu-score", argc, argv);
     enum { O_BY = 256, O_LABEL, O_METRICS, O_REF, O_UTIL, O_AUC, O_K, O_NOSTEM, O_OUT, O_FORMAT,
-           O_CURVE, O_ORIG, O_FORGET, O_RETAIN, O_QUAL, O_MUTIL };
+           O_CURVE, O_ORIG, O_FORGET, O_RETAIN, O_QUAL, O_MUTIL, O_CI };
     static const struct option lo[] = {
         {"by", required_argument, 0, O_BY}, {"label", required_argument, 0, O_LABEL},
         {"metrics", required_argument, 0, O_METRICS}, {"reference", required_argument, 0, O_REF},
@@ -820,6 +873,7 @@ int main(int argc, char **argv) {
         {"curve", no_argument, 0, O_CURVE}, {"original", required_argument, 0, O_ORIG},
         {"forget", required_argument, 0, O_FORGET}, {"retain", required_argument, 0, O_RETAIN},
         {"quality", required_argument, 0, O_QUAL}, {"model-utility", required_argument, 0, O_MUTIL},
+        {"ci", required_argument, 0, O_CI},
         MU_COMMON_LONGOPTS, {0, 0, 0, 0}};
     label *cur = NULL; int ncur = 0;
     int c;
@@ -871,6 +925,11 @@ int main(int argc, char **argv) {
             break;
         }
         case O_NOSTEM: opt.stem = 0; break;
+        case O_CI: {
+            char *end; opt.ci = strtod(optarg, &end);
+            if (*end || !(opt.ci >= 0 && opt.ci < 1)) mu_usage_error("--ci %s: expected a level in [0, 1)", optarg);
+            break;
+        }
         case O_OUT: opt.out = optarg; break;
         case O_FORMAT:
             if (strcmp(optarg, "table") && strcmp(optarg, "tsv") && strcmp(optarg, "json"))

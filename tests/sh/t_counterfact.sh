@@ -77,20 +77,20 @@ t counterfact_rows bash -c "
 
 # nothing is stale after a run
 t counterfact_up_to_date run -q "$R/report.md"
-t counterfact_nothing_to_run bash -c "[ \"\$($(declare -f run); R='$R' ROOT='$ROOT' MU_BIN='$MU_BIN' SHARED_DATA='$SHARED_DATA' M='$M'; run -n | grep -c '^mu-')\" = 0 ]"
+t counterfact_nothing_to_run bash -c "[ \"\$($(declare -f run); R='$R' ROOT='$ROOT' MU_BIN='$MU_BIN' SHARED_DATA='$SHARED_DATA' M='$M'; run -n | grep -cE '^(pipelines/job.sh )?mu-')\" = 0 ]"
 # a changed knob (pipelines/knobs.mk): EDIT_LR redoes the five edits and what depends on them
 # (the attacks, the evaluations), not the pool, the sets, the tokens or the attributions
 run EDIT_LR=9e-4 -n > "$T/plan2" 2>&1
 t counterfact_knob_rebuilds bash -c "
-  [ \$(grep -c -- '--lr 9e-4 ' '$T/plan2') = 5 ] && [ \$(grep -c '^mu-train.*relearn\.tok' '$T/plan2') = 5 ] &&
-  ! grep -qE '^mu-(attrib|tokenize|maskgen)|pool\.(tok|out)' '$T/plan2'"
+  [ \$(grep -c -- '--lr 9e-4 ' '$T/plan2') = 5 ] && [ \$(grep -cE '^(pipelines/job.sh )?mu-train.*relearn\.tok' '$T/plan2') = 5 ] &&
+  ! grep -qE '^(pipelines/job.sh )?mu-(attrib|tokenize|maskgen)|pool\.(tok|out)' '$T/plan2'"
 
 # new attribution scores: the atp mask, its edit and attack are redone, no other edit
 touch "$R/attrib/atp.scores"
 run -n > "$T/plan" 2>&1
 t counterfact_rebuilds_only_atp bash -c "
-  grep -q '^mu-maskgen' '$T/plan' && [ \$(grep -c '^mu-train' '$T/plan') = 2 ] &&
-  [ \$(grep '^mu-train' '$T/plan' | grep -c 'edit-atp.st') = 2 ]"
+  grep -q '^mu-maskgen' '$T/plan' && [ \$(grep -cE '^(pipelines/job.sh )?mu-train' '$T/plan') = 2 ] &&
+  [ \$(grep -E '^(pipelines/job.sh )?mu-train' '$T/plan' | grep -c 'edit-atp.st') = 2 ]"
 
 # the knowledge filter: every selected row's true answer beats the edit target in the pool
 R2="$T/filter"

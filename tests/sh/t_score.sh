@@ -74,3 +74,22 @@ expect_fail score_unknown_metric 2 "unknown metric 'nope'" mu-score --metrics no
 expect_fail score_no_reference 1 'no meta field "sport"' mu-score --by sport "$OUTS"
 expect_fail score_bad_k 2 'fraction in' mu-score --k 2 "$OUTS"
 expect_fail score_no_input 1 '<stdin>: header: empty file' mu-score </dev/null
+
+# confidence intervals (--ci, default 0.95): per split, choice_acc's Wilson interval and
+# choice_prob's and answer_prob's t intervals, as statsmodels and scipy give them on the
+# same records (tests/gen/gen_ci_golden.py); the stream carries the same interval; --ci 0
+# leaves them out
+ci_rows() { mu-score --by split --metrics choice_acc,choice_prob,answer_prob --format tsv "$@" "$OUTS" |
+            awk -F'\t' 'NR > 1 { sub(/^split=/, "", $2); print $1, $2, $5, $6 }'; }
+t score_ci_scipy_statsmodels bash -c "$(declare -f ci_rows); OUTS='$OUTS'"'
+    diff <(ci_rows) <(jq -r ".score[] | \"\(.[0]) \(.[1]) \(.[2]) \(.[3])\"" "'"$G/ci.json"'") |
+      awk '\''/^[<>]/ { side = $1; k = $2 " " $3; if (side == "<") { lo[k] = $4; hi[k] = $5 } else { glo[k] = $4; ghi[k] = $5 } }
+        END { for (k in glo) { d1 = lo[k] - glo[k]; d2 = hi[k] - ghi[k]; if (d1 < 0) d1 = -d1; if (d2 < 0) d2 = -d2
+                if (!(k in lo) || d1 > 1e-9 || d2 > 1e-9) { print "differs: " k; bad = 1 } }
+              for (k in lo) if (!(k in glo)) { print "extra: " k; bad = 1 }
+              exit bad }'\'' && [ "$(ci_rows | wc -l)" = 6 ]'
+t score_ci_in_stream bash -c "
+    mu-score --by split --metrics choice_acc --out '$T/ci.mpk.zst' '$OUTS' &&
+    [ \"\$(mu-dump -H '$T/ci.mpk.zst' | jq -r 'select(.group.split == \"forget\") | .ci[0]')\" = \"\$(mu-score --by split --metrics choice_acc --format json '$OUTS' | jq -r '.[] | select(.group.split == \"forget\") | .ci[0]')\" ] &&
+    mu-score --ci 0 --by split --metrics choice_acc --format tsv '$OUTS' | awk -F'\t' 'NR > 1 && \$5 != \"nan\" { exit 1 }'"
+expect_fail score_ci_bad_level 2 "--ci 1: expected a level in \[0, 1\)" mu-score --ci 1 "$OUTS"

@@ -18,18 +18,26 @@ fi
 ok sports_pipeline_runs
 R="$T/run/report.md"
 t sports_pipeline_model_rows bash -c "[ \$(grep -cE '^\| (base|learned|(un|re)learned-(early|lookup|late|all|atp)) \| [01]\.[0-9]{2} / ' '$R') = 12 ]"
+# the forget accuracies with their 95% intervals: a row per model, each cell lo <= acc <= hi
+# in [0, 1], over the 8 forget facts and 4 held-out ones
+t sports_pipeline_ci_rows bash -c "
+  grep -E '^\| (base|learned|(un|re)learned-(early|lookup|late|all|atp)) \| [01]\.[0-9]{2} \[' '$R' |
+    awk -F' *\\| *' '{ n++; for (i = 3; i <= 6; i++) { split(\$i, a, /[][, ]+/)
+        if (!(a[2] >= 0 && a[2] <= a[1] + 0.005 && a[1] <= a[3] + 0.005 && a[3] <= 1)) bad = 1 } }
+      END { exit bad || n != 12 }' &&
+  grep -q 'Wilson; 8 forget facts, 4 held out' '$R'"
 t sports_pipeline_atp_layers grep -qE 'atp=mlp:[0-4](,[0-4])?\.' "$R"
 t sports_pipeline_lookup_layers grep -qE 'lookup=mlp:[0-4],[0-4] ' "$R"
 t sports_pipeline_probe_rows bash -c "[ \$(grep -cE '^\| (base|learned|unlearned-(early|lookup|late|all|atp)) \| [0-9] \| [01]\.[0-9]{2} \|' '$R') = 7 ]"
 # nothing is stale after a run: the only recipe left is the report's cat
-t sports_pipeline_up_to_date bash -c "[ \"\$($(declare -f run); T='$T'; ROOT='$ROOT'; MU_BIN='$MU_BIN'; SHARED_DATA='$SHARED_DATA'; M='$M'; run -n | grep -c '^mu-')\" = 0 ]"
+t sports_pipeline_up_to_date bash -c "[ \"\$($(declare -f run); T='$T'; ROOT='$ROOT'; MU_BIN='$MU_BIN'; SHARED_DATA='$SHARED_DATA'; M='$M'; run -n | grep -cE '^(pipelines/job.sh )?mu-')\" = 0 ]"
 # new attribution scores: the atp mask, its unlearning and relearning, their evaluations and
 # probes are redone, nothing of the hand-picked localizations
 touch "$T/run/attrib/atp.scores"
 run -n > "$T/plan" 2>&1
 t sports_pipeline_rebuilds_only_atp bash -c "
-  grep -q '^mu-maskgen' '$T/plan' && [ \$(grep -c '^mu-train' '$T/plan') = 2 ] &&
-  ! grep -qE 'unlearn-(early|lookup|late|all)\.st|learned\.st --objective learn' <(grep '^mu-train' '$T/plan') &&
+  grep -q '^mu-maskgen' '$T/plan' && [ \$(grep -cE '^(pipelines/job.sh )?mu-train' '$T/plan') = 2 ] &&
+  ! grep -qE 'unlearn-(early|lookup|late|all)\.st|learned\.st --objective learn' <(grep -E '^(pipelines/job.sh )?mu-train' '$T/plan') &&
   ! grep -q 'path-patch' '$T/plan'"
 # the plots, where gnuplot is installed (make demo installs it): PNG files the report shows
 if command -v gnuplot >/dev/null; then
@@ -47,8 +55,8 @@ fi
 run UNLEARN_LR=2e-4 -n > "$T/plan2" 2>&1
 t sports_pipeline_knob_rebuilds bash -c "
   [ \$(grep -c -- '--lr 2e-4 ' '$T/plan2') = 5 ] &&
-  [ \$(grep -c '^mu-train.*relearn\.tok' '$T/plan2') = 5 ] &&
-  ! grep -qE '^mu-(attrib|tokenize)|--train [^ ]*/tok/learn\.tok' '$T/plan2'"
+  [ \$(grep -cE '^(pipelines/job.sh )?mu-train.*relearn\.tok' '$T/plan2') = 5 ] &&
+  ! grep -qE '^(pipelines/job.sh )?mu-(attrib|tokenize)|--train [^ ]*/tok/learn\.tok' '$T/plan2'"
 # general text (GENERAL): its next-token loss joins the unlearning objective; the tokenized
 # text is a new prerequisite, so the unlearning run is redone, with a general-lm term each step
 printf 'The quick brown fox jumps over the lazy dog. %.0s' $(seq 40) > "$T/general.txt"

@@ -106,8 +106,8 @@ t tofu_make_q_up_to_date pipe -q
 # evaluations, not the fine-tuned or retain model, the attributions or the masks
 pipe UNLEARN_STEPS=3 -n > "$T/plan" 2>&1
 t tofu_knob_rebuilds bash -c "
-  [ \$(grep -c -- '--steps 3 ' '$T/plan') = 8 ] && [ \$(grep -c '^mu-train' '$T/plan') = 8 ] &&
-  ! grep -qE '^mu-(attrib|maskgen|tokenize)' '$T/plan'"
+  [ \$(grep -c -- '--steps 3 ' '$T/plan') = 8 ] && [ \$(grep -cE '^(pipelines/job.sh )?mu-train' '$T/plan') = 8 ] &&
+  ! grep -qE '^(pipelines/job.sh )?mu-(attrib|maskgen|tokenize)' '$T/plan'"
 # ... and that dry run wrote no knob stamp: with the knobs of the run, nothing is stale
 t tofu_dry_run_keeps_stamps pipe -q
 
