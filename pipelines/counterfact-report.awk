@@ -1,5 +1,5 @@
 # counterfact-report.awk — the markdown report of pipelines/counterfact.mk from mu-score's TSV
-# (header line, then metric, group "model=..,split=..", value, n). Variables: models (the
+# (header line, then metric, group "model=..,split=..", value, n, ci_lo, ci_hi). Variables: models (the
 # row order), n_edits, n_keep, n_pool, known, filter, n_neighbor, train, masks.
 BEGIN { FS = "\t" }
 NR == 1 { next }
@@ -9,6 +9,7 @@ NR == 1 { next }
     for (i in kv) { split(kv[i], p, "="); key[p[1]] = p[2] }
     v[$1, key["model"], key["split"]] = $3
     n[key["model"], key["split"]] = $4
+    lo[$1, key["model"], key["split"]] = $5; hi[$1, key["model"], key["split"]] = $6
 }
 function has(metric, m, s) { return (metric, m, s) in v }
 function num(metric, m, s) { return v[metric, m, s] + 0 }
@@ -38,7 +39,26 @@ END {
         for (s = 1; s <= ns; s++) line = line " " cell(M[i], S[s]) " |"
         print line
     }
+    ci_table()
     summary()
+}
+# accuracy with its 95% interval: "0.44 [0.23, 0.67]"
+function ci_cell(m, s,    k) {
+    k = "choice_acc" SUBSEP m SUBSEP s
+    if (!(k in v)) return "–"
+    return (lo[k] == "nan" || lo[k] == "") ? sprintf("%.2f", v[k]) : sprintf("%.2f [%.2f, %.2f]", v[k], lo[k], hi[k])
+}
+# efficacy, neighbourhood and held-out accuracy again, with their 95% intervals (Wilson;
+# mu-score --ci): how large a difference between two localizations the sets can measure
+function ci_table(   i) {
+    if (!(("base", "edit") in n)) return
+    printf "\nAccuracy with its 95%% interval (Wilson; %d edit prompts, %d neighbourhood prompts, %d held out):\n",
+        n["base", "edit"], n["base", "neighbor"], n[M[nm], "heldout"]
+    print "localizations whose intervals overlap are not told apart by these sets.\n"
+    print "| model | efficacy | neighbourhood | heldout |"
+    print "|---|---|---|---|"
+    for (i = 1; i <= nm; i++)
+        printf "| %s | %s | %s | %s |\n", M[i], ci_cell(M[i], "edit"), ci_cell(M[i], "neighbor"), ci_cell(M[i], "heldout")
 }
 # two sentences, each only restating numbers of the table
 function summary(   i, l, best, worst, bl, wl, lo, hi, s2, first) {

@@ -32,11 +32,18 @@ cellre='[01]\.[0-9]{2} / [01]\.[0-9]{2}'
 t counterfact_report_rows bash -c "
   [ \$(grep -cE '^\| (base|edited-(early|lookup|late|all|atp)) \|( $cellre \|){5}\$' '$REP') = 6 ] &&
   [ \$(grep -cE '^\| relearned-(early|lookup|late|all|atp) \|( – \|){4} $cellre \|\$' '$REP') = 5 ] &&
-  [ \$(grep -c '^| ' '$REP') = 12 ]"
+  [ \$(grep -c '^| ' '$REP') = 24 ]"
 # every number of the table is in [0, 1]
 t counterfact_report_unit bash -c "
-  grep -E '^\| (base|edited|relearned)' '$REP' | grep -oE '[0-9]+\.[0-9]+' |
+  grep -E '^\| (base|edited|relearned).* / ' '$REP' | grep -oE '[0-9]+\.[0-9]+' |
   awk '{ n++; if (\$1 < 0 || \$1 > 1) bad = 1 } END { exit bad || n != 2 * (6 * 5 + 5) }'"
+# the accuracies with their 95% intervals: every model a row, base and edited-* with three
+# intervals, relearned-* with the held-out one; lo <= accuracy <= hi, all in [0, 1]
+t counterfact_report_ci bash -c "
+  sed -n '/^Accuracy with its 95% interval/,/^## /p' '$REP' | grep -E '^\| (base|edited|relearned)' |
+    awk -F' *\\| *' '{ n++; for (i = 3; i <= 5; i++) { if (\$i == \"–\") continue; k++; split(\$i, a, /[][, ]+/)
+        if (!(a[2] >= 0 && a[2] <= a[1] + 0.005 && a[1] <= a[3] + 0.005 && a[3] <= 1)) bad = 1 } }
+      END { exit bad || n != 11 || k != 6 * 3 + 5 }'"
 t counterfact_report_atp_layers grep -qE 'atp=mlp:[0-4],[0-4]\.' "$REP"
 t counterfact_report_lookup_layers grep -qE 'lookup=mlp:[0-4],[0-4] ' "$REP"
 # the base model's efficacy cell recomputed from its outputs without mu-score: the fraction
