@@ -31,3 +31,36 @@ function rank_masks(mean, R,    i, k, t, rank) {
     for (i = 1; i <= nm; i++) rank = rank sprintf("%s%s %s", i > 1 ? " > " : "", R[i], f3(mean[R[i]]))
     return rank
 }
+
+# The random masks (random, random-S of NULL_SEEDS): objective o's AUES over them into
+# R[1..k]; returns k.
+function random_aues(o, R,    i, k, x) {
+    k = 0
+    for (i = 1; i <= nm; i++) {
+        x = c[M[i], o, "aues"]
+        if (M[i] ~ /^random(-[0-9]+)?$/ && x != "" && x != "nan") R[++k] = x + 0
+    }
+    return k
+}
+
+# One line on objective o: the random masks' AUES (mean ± sd, range), then each other mask's
+# AUES with its z-score against them (how many random-mask sds it lies away); "" with fewer
+# than two random masks (no spread to read the others against).
+function null_line(o,    R, k, i, s, ss, mean, sd, lo, hi, line, x, sep) {
+    k = random_aues(o, R)
+    if (k < 2) return ""
+    s = 0; lo = hi = R[1]
+    for (i = 1; i <= k; i++) { s += R[i]; if (R[i] < lo) lo = R[i]; if (R[i] > hi) hi = R[i] }
+    mean = s / k; ss = 0
+    for (i = 1; i <= k; i++) ss += (R[i] - mean) * (R[i] - mean)
+    sd = sqrt(ss / (k - 1))
+    line = sprintf("- %s: the %d random masks have AUES %.3f ± %.3f (mean ± sd, %.3f to %.3f); against them", o, k, mean, sd, lo, hi)
+    sep = " "
+    for (i = 1; i <= nm; i++) {
+        x = c[M[i], o, "aues"]
+        if (M[i] ~ /^random(-[0-9]+)?$/ || x == "" || x == "nan") continue
+        line = line sep sprintf("%s %s", M[i], f3(x)) (sd > 0 ? sprintf(" (z %+.1f)", (x - mean) / sd) : "")
+        sep = ", "
+    }
+    return line "."
+}

@@ -3,10 +3,11 @@
 # Set before including it:
 #   LEE_BASE        the delta (on MODEL) that the attributions score and every run starts from
 #   LEE_COMPLEMENT  the mask whose complement the `complement` mask is drawn from
-#   ATTRIB MASKS OBJECTIVES LRS FRAC TENSORS GRANULARITY RANDOM_SEED UNLEARN_STEPS
+#   ATTRIB MASKS OBJECTIVES LRS FRAC TENSORS GRANULARITY RANDOM_SEED NULL_SEEDS UNLEARN_STEPS
 #   UNLEARN_BATCH MAX_LEN MU_DEVICE, and TRAIN (mu-train with the model and common options)
 # It gives RUNS (MASK-OBJ-LR) and PAIRS (MASK-OBJ), obj_spec, and the rules of
 #   mask/random.mask       random units (mu-maskgen --random, RANDOM_SEED)
+#   mask/random-S.mask     random units drawn with seed S, for each S in NULL_SEEDS
 #   mask/complement.mask   random units outside LEE_COMPLEMENT
 #   scores/M.scores        mu-attrib --method M on LEE_BASE, forget and retain (M in ATTRIB)
 #   mask/M.mask            the top FRAC of M's scores
@@ -31,6 +32,9 @@ LEE_UNLEARN_KNOBS  = $(call knobs,unlearn-$(1),$(call obj_spec,$(1)) $(OPTS_$(1)
 $(RUN)/mask/random.mask: $(MODEL_DEPS) $(LEE_MASK_KNOBS)
 	@mkdir -p $(@D)
 	mu-maskgen $(Q) --random $(CANDIDATES) --fraction $(FRAC) --seed $(RANDOM_SEED) --out $@
+$(NULL_SEEDS:%=$(RUN)/mask/random-%.mask): $(RUN)/mask/random-%.mask: $(MODEL_DEPS) $(LEE_MASK_KNOBS)
+	@mkdir -p $(@D)
+	mu-maskgen $(Q) --random $(CANDIDATES) --fraction $(FRAC) --seed $* --out $@
 $(RUN)/mask/complement.mask: $(LEE_COMPLEMENT) $(LEE_MASK_KNOBS)
 	mu-maskgen $(Q) --complement-of $< $(CANDIDATES) --fraction $(FRAC) --seed $(RANDOM_SEED) --out $@
 $(ATTRIB:%=$(RUN)/scores/%.scores): $(RUN)/scores/%.scores: $(LEE_BASE) $(LEE_SETS) $(LEE_ATTRIB_KNOBS)

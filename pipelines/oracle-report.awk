@@ -78,9 +78,11 @@ END {
     line = "- Overlap with the region:"
     for (i = 1; i <= nm; i++) if (M[i] in ov) line = line sprintf(" %s %s%s", M[i], f3(ov[M[i]]), i < nm ? "," : ".")
     print line
+    for (j = 1; j <= no; j++) if ((line = null_line(O[j])) != "") { print line; spread = 1 }
     for (i = 1; i <= nm; i++) mean[M[i]] = sum[M[i]] / no
     printf "- Masks by mean AUES (prob) over the objectives: %s.\n", rank_masks(mean, R)
     for (i = 1; i <= nm; i++) if (R[i] == "oracle") pos = i
     printf "- The oracle region ranks %d of %d; its mean AUES differs from the random mask's by %+.3f and from\n", pos, nm, mean["oracle"] - mean["random"]
-    printf "  the complement's by %+.3f (one region, one seed: no spread is measured).\n", mean["oracle"] - mean["complement"]
+    printf "  the complement's by %+.3f (%s).\n", mean["oracle"] - mean["complement"],
+        spread ? "one region; read against the random masks' spread above" : "one region, one seed: no spread is measured"
 }

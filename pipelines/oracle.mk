@@ -75,7 +75,10 @@ INJECT_LR    ?= 3e-2
 INJECT_BATCH ?= 8
 
 ATTRIB      ?= act wagle memflex grad
-MASKS       := oracle random complement $(ATTRIB)
+# more random masks (random-S, seed S each): the spread of a random mask's AUES, against
+# which the oracle's and the attributions' are read (lee.mk); empty: one random mask
+NULL_SEEDS  ?= 11 12
+MASKS       := oracle random $(NULL_SEEDS:%=random-%) complement $(ATTRIB)
 OBJECTIVES  ?= graddiff npo
 comma       := ,
 LRS           ?= 3e-3 1e-2 3e-2

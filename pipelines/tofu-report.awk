@@ -68,12 +68,14 @@ END {
     for (j = 1; j <= no; j++)
         printf "- %s: AUES from %s; random %s, complement %s.\n", O[j], aues_range(O[j]),
             f3(c["random", O[j], "aues"]), f3(c["complement", O[j], "aues"])
+    for (j = 1; j <= no; j++) if ((line = null_line(O[j])) != "") { print line; spread = 1 }
     for (i = 1; i <= nm; i++) mean[M[i]] = sa[M[i]] / no
     printf "- Masks by mean AUES over the objectives: %s.\n", rank_masks(mean, R)
     best = ""
-    for (i = 1; i <= nm; i++) if (R[i] != "random" && R[i] != "complement") { best = R[i]; break }
+    for (i = 1; i <= nm; i++) if (R[i] !~ /^random(-[0-9]+)?$/ && R[i] != "complement") { best = R[i]; break }
     if (best != "")
-        printf "- The best attribution mask (%s) differs from the random mask by %+.3f in mean AUES and from\n  the complement by %+.3f (one seed each: no spread is measured).\n",
-            best, mean[best] - mean["random"], mean[best] - mean["complement"]
+        printf "- The best attribution mask (%s) differs from the random mask by %+.3f in mean AUES and from\n  the complement by %+.3f (%s).\n",
+            best, mean[best] - mean["random"], mean[best] - mean["complement"],
+            spread ? "read against the random masks' spread above" : "one seed each: no spread is measured"
     printf "- The fine-tuned model's utility is %s; MU95 counts runs at or above %s.\n", f3(u0), f3(0.95 * u0)
 }

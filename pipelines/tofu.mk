@@ -75,9 +75,12 @@ FRAC          ?= 0.01
 TENSORS       ?= mlp.down:all
 GRANULARITY   ?= neuron
 RANDOM_SEED   ?= $(shell echo $$(( $(SEED) + 1 )))
+# more random masks (random-S, seed S each): the spread of a random mask's AUES, against
+# which the attributions' are read (lee.mk); empty: one random mask
+NULL_SEEDS    ?= 11 12
 ATTRIB        ?= act wagle memflex grad
 COMPLEMENT_OF ?= $(firstword $(ATTRIB))
-MASKS         := random complement $(ATTRIB)
+MASKS         := random $(NULL_SEEDS:%=random-%) complement $(ATTRIB)
 
 OBJECTIVES    ?= graddiff npo
 # a sweep from barely unlearning to wrecking the model (utility near 0 at 1e-1)

@@ -21,7 +21,7 @@ if ! mu-init --out "$T/model" --layers 2 --d-model 32 --heads 4 --kv-heads 2 --d
     fail oracle_all "mu-init failed"; exit 0
 fi
 R=$T/run
-MASKS="oracle random complement act wagle memflex grad"
+MASKS="oracle random random-11 random-12 complement act wagle memflex grad"
 OBJS="graddiff npo"
 LRS="1e-3 1e-2"
 # the tiny configuration; every run of make gets the same variables
@@ -57,7 +57,7 @@ t oracle_report_numbers bash -c "$(declare -f rows); MASKS='$MASKS' R='$R'"'
         if (!($7 ~ /^[0-9.]+(e-[0-9]+)?$/ && $7 + 0 <= 1 || $7 == "n/a")) { print "bad MU95: " $0; bad = 1 }
         for (i = 8; i <= NF; i++) { v = $i; sub(/,$/, "", v); split(v, p, "/")
           if (!unit(p[1]) || !unit(p[2])) { print "bad point: " $0; bad = 1 } } }
-      END { exit bad || n != 14 }'\'
+      END { exit bad || n != 18 }'\'
 # the injected model: its numbers are in the report, from its metrics stream
 t oracle_report_injected bash -c '
     p=$(mu-dump -H --kind metrics "'"$R"'/eval/injected.metrics" |
@@ -71,6 +71,28 @@ t oracle_report_forget_quality bash -c '
     awk -v q="$q" "BEGIN { exit !(q >= 0 && q < 1) }" &&
     grep -qE "^\| base \|( [0-9.]+ \|){3} 1 \|" "'"$R"'/report.md" &&
     grep -qE "^\| injected \|( [0-9.]+ \|){3} $(printf %.3g "$q") \|" "'"$R"'/report.md"'
+# the random masks' spread (NULL_SEEDS: random, random-11, random-12): per objective, their
+# AUES mean and sd recomputed from the curve files, and the oracle's z-score against them
+aues_of() { awk -F'\t' '$1 == "aues" { print $3 }' "$R/curve/$1-$2.tsv"; }
+null_want() {   # OBJ: "- OBJ: the 3 random masks have AUES M ± SD" and "oracle X (z Z)"
+    for m in random random-11 random-12; do aues_of $m $1; done |
+      awk -v o=$1 -v x="$(aues_of oracle $1)" '{ v[++k] = $1; s += $1 }
+        END { m = s / k; for (i = 1; i <= k; i++) ss += (v[i] - m) ^ 2; sd = sqrt(ss / (k - 1))
+              printf "- %s: the 3 random masks have AUES %.3f ± %.3f\n", o, m, sd
+              if (sd > 0) printf "oracle %.3f (z %+.1f)\n", x, (x - m) / sd }'
+}
+null_line_ok() {
+    local o want line
+    for o in $OBJS; do
+        line=$(grep -F -- "- $o: the 3 random masks" "$R/report.md") || { echo "no line for $o"; return 1; }
+        while IFS= read -r want; do
+            grep -qF -- "$want" <<< "$line" || { echo "'$want' not in: $line"; return 1; }
+        done < <(null_want $o)
+    done
+}
+t oracle_null_line null_line_ok
+t oracle_random_masks_differ bash -c "! cmp -s '$R/mask/random.mask' '$R/mask/random-11.mask' &&
+    ! cmp -s '$R/mask/random-11.mask' '$R/mask/random-12.mask'"
 t oracle_mask_is_region cmp "$R/mask/oracle.mask" "$R/mask/region.mask"
 t oracle_overlap_oracle_1 bash -c '[ "$(cut -f1 "'"$R"'/overlap/oracle.tsv")" = 1.000000 ]'
 t oracle_overlap_complement_0 bash -c '[ "$(cut -f1,2 "'"$R"'/overlap/complement.tsv")" = "$(printf "0.000000\t0")" ]'

@@ -29,7 +29,7 @@ pipe() {
         MU_BIN="$MU_BIN" DATA="$SHARED_DATA" RUN="$R" MODEL="$T/model" \
         FORGET_ROWS=0-4 RETAIN_ROWS=0-4 RETAIN_EVAL_ROWS=0-4 FRAC=0.02 \
         LEARN_STEPS=100 LEARN_LR=3e-2 LEARN_BATCH=4 UNLEARN_STEPS=2 UNLEARN_BATCH=2 GEN=32 \
-        ATTRIB="act grad" OBJECTIVES=npo LRS="$LRS" "$@"
+        ATTRIB="act grad" OBJECTIVES=npo LRS="$LRS" NULL_SEEDS= "$@"
 }
 if ! out=$(pipe -j2 2>&1); then
     fail tofu_pipeline "$(echo "$out" | tail -3 | tr '\n' ' ')"; exit 0
