@@ -13,8 +13,11 @@ for t in "$@"; do
   corpus=$dir/corpus/$t; failures=$dir/failures/$t; log=$dir/$t.log
   mkdir -p "$corpus" "$failures"
   tests/fuzz/seeds.sh "$t" | while IFS= read -r f; do cp -n "$f" "$corpus/" 2>/dev/null; done
-  # 64 KiB inputs, 4 GiB of memory: a loader must refuse a huge claimed size, not try it
-  "$exe" -max_total_time="$secs" -max_len=65536 -rss_limit_mb=4096 -timeout=20 \
+  # inputs up to the largest seed (at least 64 KiB, so that no seed is cut short); 4 GiB of
+  # memory: a loader must refuse a huge claimed size, not try it
+  maxlen=$(tests/fuzz/seeds.sh "$t" | xargs -r stat -c %s | sort -n | tail -1)
+  [ "${maxlen:-0}" -ge 65536 ] || maxlen=65536
+  "$exe" -max_total_time="$secs" -max_len="$maxlen" -rss_limit_mb=4096 -timeout=20 \
          -artifact_prefix="$failures/" -print_final_stats=1 "$corpus" > "$log" 2>&1
   rc=$?
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
