@@ -27,8 +27,10 @@
 # runs with that mask, their curves and the report. Every tool writes its output
 # atomically, so an interrupted run resumes where it stopped.
 #
-# Time: the defaults (stories260K, 40 forget questions, 7 masks x 2 objectives x 3 learning
-# rates = 42 unlearning runs) took 7 to 9 minutes with make -j2 on 2 CPU cores shared with
+# Time: the defaults (stories260K, 40 forget questions, 9 masks x 2 objectives x 3 learning
+# rates = 54 unlearning runs) took 2m16s with make -j2 on 2 CPU cores (one OpenMP thread
+# per step, pipelines/jobs.mk; 15m36s with THREADS=2, four threads on two cores). Before
+# the null masks and jobs.mk, 7 masks took 7 to 9 minutes with make -j2 on 2 CPU cores shared with
 # another job. MODEL=$(SMOLLM2) (SmolLM2-135M, fetched by pipelines/models.mk; MODELS=DIR reuses a
 # fetched copy) works, but unlearning ran at 18 tokens/s there against stories260K's 2,700:
 # a smoke sweep (FORGET_ROWS=0-8 RETAIN_ROWS=0-8 RETAIN_EVAL_ROWS=8-16 INJECT_STEPS=5
