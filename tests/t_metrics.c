@@ -324,7 +324,7 @@ TEST(metrics_score_tool_c_stream) {
     char m[64], g[64]; double v; long n; int seen = 0;
     char line[512];
     CHECK(fgets(line, sizeof line, f) != NULL); /* header */
-    while (fscanf(f, "%63s %63s %lf %ld", m, g, &v, &n) == 4) {
+    while (fgets(line, sizeof line, f) && sscanf(line, "%63s %63s %lf %ld", m, g, &v, &n) == 4) {
         if (!strcmp(m, "choice_prob") && !strcmp(g, "split=forget")) {
             /* records 0,1: lp {-1,-2} and {-2,-2} -> sigmoid(1) and 1/2 */
             CHECK_NEAR(v, (1 / (1 + exp(-1.0)) + 0.5) / 2, 1e-7); CHECK_EQ_INT(n, 2); seen++;
