@@ -69,15 +69,17 @@ t tofu_forget_quality_finetuned bash -c "$(declare -f metric near); R='$R'"'
     near "$(metric finetuned forget_quality forget)" "$want" 1e-12'
 t tofu_forget_quality_retained bash -c "$(declare -f metric near); R='$R'; "'near "$(metric retained forget_quality forget)" 1'
 
-# the report: the fine-tuned row from its metrics stream, one row per mask, AUES and MU95
-# in [0, 1], and MU95 recomputed from the runs' metrics: the best forget quality among the
-# runs with at least 95% of the fine-tuned model's utility
+# the report: the fine-tuned row from its metrics stream, one row per mask, AUES in [0, 1],
+# MU95 in [0, 1] or n/a (no run keeps 95% of the utility: the tiny model's utility can fall
+# to 0 at both rates, as it does in the sanitized build's rounding), and MU95 recomputed from
+# the runs' metrics: the best forget quality among the runs with at least 95% of the
+# fine-tuned model's utility
 t tofu_report_finetuned bash -c "$(declare -f metric); R='$R'"'
     grep -q "^| finetuned | $(printf %.3f "$(metric finetuned answer_prob forget)") | " "$R/report.md"'
 rows() { awk -F' *\\| *' '$3 == "npo" { print $2, $4, $5 }' "$R/report.md"; }
 t tofu_report_rows bash -c "$(declare -f rows); R='$R'; "'[ "$(rows | cut -d" " -f1 | tr "\n" " ")" = "'"$MASKS"' " ]'
 t tofu_report_numbers bash -c "$(declare -f rows); R='$R'"'
-    rows | awk "{ for (i = 2; i <= 3; i++) if (!(\$i ~ /^[0-9.e-]+\$/ && \$i + 0 >= 0 && \$i + 0 <= 1)) bad = 1 }
+    rows | awk "{ for (i = 2; i <= 3; i++) if (!(\$i ~ /^[0-9.e-]+\$/ && \$i + 0 >= 0 && \$i + 0 <= 1) && !(i == 3 && \$i == \"n/a\")) bad = 1 }
                 END { exit bad || NR != 4 }"'
 for mk in $MASKS; do
     u0=$(metric finetuned model_utility)
