@@ -192,7 +192,7 @@ $(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB_OBJ)
             $(patsubst %,$(BUILD)/tests/fuzz/%.o,$(FUZZ_NAMES) replay)
 -include $(FUZZ_LIB_OBJ:.o=.d)
 fuzz: deps
-	@scripts/deps.sh clang libomp-dev
+	@scripts/deps.sh clang libomp-dev libclang-rt-dev
 	@$(MAKE) --no-print-directory $(addprefix $(FUZZ_DIR)/,$(FUZZ_RUN))
 	@FUZZ_DIR=$(FUZZ_DIR) FUZZ_SECONDS=$(FUZZ_SECONDS) MU_SHARED=$(abspath ../shared) \
 	  tests/fuzz/run.sh $(FUZZ_RUN)
