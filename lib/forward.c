@@ -1065,28 +1065,13 @@ static void kv_i32(msgpack_packer *pk, const char *key, const int32_t *x, int n)
     mu_pack_kv_tensor(pk, key, MU_I32, 1, s, x);
 }
 
-/* The text of generated ids. A model's vocabulary may be padded beyond its tokenizer's
- * (Qwen2, mu-init): such ids have no text and decode to nothing, as in transformers. */
-static int decode_generation(const mu_tokenizer *tk, const int32_t *ids, int n, char **text,
-                             size_t *len, char *err, size_t errlen)
-{
-    int32_t *known = malloc((size_t)(n > 0 ? n : 1) * sizeof *known);
-    if (!known) { snprintf(err, errlen, "out of memory"); return -1; }
-    size_t k = 0, V = mu_tok_vocab_size(tk);
-    for (int i = 0; i < n; i++)
-        if (ids[i] < 0 || (size_t)ids[i] < V) known[k++] = ids[i];
-    int rc = mu_tok_decode(tk, known, k, 1, text, len, err, errlen);
-    free(known);
-    return rc;
-}
-
 static int write_outputs(mu_fw *f, fw_rec *r, mu_writer *w, char *err, size_t errlen)
 {
     char *gtext = NULL;
     size_t glen = 0;
     if (r->gen && f->tk) {
         char e2[256];
-        if (decode_generation(f->tk, r->gen, r->ngen, &gtext, &glen, e2, sizeof e2))
+        if (mu_tok_decode_model_ids(f->tk, r->gen, (size_t)r->ngen, (size_t)f->V, 1, &gtext, &glen, e2, sizeof e2))
             return fail(err, errlen, "record %ld: decoding the generation: %s", r->index, e2);
     }
     int tgt = (r->emit & MU_EMIT_TARGET) && r->tlp, rk = (r->emit & MU_EMIT_RANKS) && r->tlp;

@@ -919,6 +919,18 @@ int mu_tok_decode(const mu_tokenizer *tk, const int32_t *ids, size_t n, int skip
     return 0;
 }
 
+int mu_tok_decode_model_ids(const mu_tokenizer *tk, const int32_t *ids, size_t n, size_t model_vocab,
+                            int skip_special, char **text, size_t *len, char *err, size_t errlen) {
+    int32_t *known = malloc((n ? n : 1) * sizeof *known);
+    if (!known) { tok_err(err, errlen, "out of memory"); return -1; }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || (size_t)ids[i] < tk->n_tok || (size_t)ids[i] >= model_vocab) known[k++] = ids[i];
+    int rc = mu_tok_decode(tk, known, k, skip_special, text, len, err, errlen);
+    free(known);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- accessors */
 int32_t mu_tok_bos(const mu_tokenizer *tk) { return tk->bos; }
 int32_t mu_tok_eos(const mu_tokenizer *tk) { return tk->eos; }

@@ -65,6 +65,12 @@ void mu_tok_span(const size_t *offs, size_t n, size_t s, size_t e, size_t *ts, s
 int mu_tok_decode(const mu_tokenizer *tk, const int32_t *ids, size_t n, int skip_special,
                   char **text, size_t *len, char *err, size_t errlen);
 
+/* mu_tok_decode for ids a model produced: a model's vocabulary (model_vocab) may be padded
+ * beyond its tokenizer's (Qwen2, mu-init); ids in that padding have no text and decode to
+ * nothing, as in transformers. Other ids out of range are still an error. */
+int mu_tok_decode_model_ids(const mu_tokenizer *tk, const int32_t *ids, size_t n, size_t model_vocab,
+                            int skip_special, char **text, size_t *len, char *err, size_t errlen);
+
 int32_t mu_tok_bos(const mu_tokenizer *tk);   /* -1 when the model has none */
 int32_t mu_tok_eos(const mu_tokenizer *tk);
 int32_t mu_tok_pad(const mu_tokenizer *tk);

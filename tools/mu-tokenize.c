@@ -3,6 +3,7 @@
  * See mu-tokenize(1) and the "tokens" section of mu-stream(5). */
 #define _GNU_SOURCE
 #include "cli.h"
+#include "ckpt.h"
 #include "dataset.h"
 #include "stream.h"
 #include "tokenizer.h"
@@ -84,6 +85,7 @@ typedef struct {
     const char *select;      /* --select FILE */
     long n_decoded;          /* records printed by --decode */
     int mc, chat, bos, eos, keep_special, ids;
+    size_t model_vocab;      /* --decode: the model's vocabulary (may pad the tokenizer's) */
     mu_tokenizer *tk;
     mu_chat_kind chat_kind;
     long n_boundary_fallback;
@@ -497,10 +499,24 @@ static int run_raw(opts *o) {
     return 0;
 }
 
+/* The vocabulary of the model at path (its config may pad the tokenizer's), or the
+ * tokenizer's when path is no checkpoint (a bare tokenizer.json). */
+static size_t model_vocab(const char *path, const mu_tokenizer *tk) {
+    char err[256];
+    size_t v = mu_tok_vocab_size(tk);
+    mu_ckpt *c = mu_ckpt_open(path, err, sizeof err);
+    if (c) {
+        if (mu_ckpt_config(c)->vocab > 0 && (size_t)mu_ckpt_config(c)->vocab > v) v = (size_t)mu_ckpt_config(c)->vocab;
+        mu_ckpt_close(c);
+    }
+    return v;
+}
+
 static void print_decoded(opts *o, const int32_t *ids, size_t n, const char *what) {
     char *text, err[256];
     size_t len;
-    if (mu_tok_decode(o->tk, ids, n, !o->keep_special, &text, &len, err, sizeof err)) mu_die("%s: %s", what, err);
+    if (mu_tok_decode_model_ids(o->tk, ids, n, o->model_vocab, !o->keep_special, &text, &len, err, sizeof err))
+        mu_die("%s: %s", what, err);
     /* records are separated by a newline, none after the last: one record decodes to
        exactly its text (the stories260K greedy text byte for byte) */
     if (o->n_decoded++) fputc('\n', stdout);
@@ -714,7 +730,12 @@ int main(int argc, char **argv) {
     char err[512];
     o.tk = mu_tokenizer_load(o.model, err, sizeof err);
     if (!o.tk) mu_die("%s", err);
-    if (decode) { int rc = o.ids ? run_decode_ids(&o) : run_decode_stream(&o); mu_tokenizer_free(o.tk); return rc; }
+    if (decode) {
+        o.model_vocab = model_vocab(o.model, o.tk);
+        int rc = o.ids ? run_decode_ids(&o) : run_decode_stream(&o);
+        mu_tokenizer_free(o.tk);
+        return rc;
+    }
     if (raw) {
         if (o.bos < 0) o.bos = 0;
         if (o.bos && mu_tok_bos(o.tk) < 0) mu_die("%s: --bos: the model has no BOS token", o.model);

@@ -78,7 +78,8 @@ t forward_sampling_reproducible bash -c "[ \"\$($(declare -f g); T='$T'; g 4)\" 
 
 # a vocabulary padded beyond the tokenizer's (mu-init's default 512 over its 259 tokens, as
 # Qwen2's): generated ids past the tokenizer have no text and decode to nothing, as in
-# transformers; the text is that of the other ids (decoded by mu-tokenize --decode --ids)
+# transformers; the text is that of the other ids (decoded by mu-tokenize --decode --ids), and
+# mu-tokenize --decode of the generation gives it too
 if mu-init --out "$T/pad" --layers 1 --d-model 16 --heads 2 --d-ff 32 --seed 5 -q &&
    echo '{"name": "Ada"}' | mu-tokenize --model "$T/pad" --prompt '{name} plays' - > "$T/pad.tok"; then
   padded_generation() {
@@ -87,7 +88,9 @@ if mu-init --out "$T/pad" --layers 1 --d-model 16 --heads 2 --d-ff 32 --seed 5 -
     ids=$(jq -r '.generation.data // .generation | .[]' "$T/pad.json")
     [ "$(awk '$1 >= 259' <<< "$ids" | wc -l)" -gt 0 ] || { echo "no padded id generated"; return 1; }
     want=$(awk '$1 < 259' <<< "$ids" | paste -sd' ' | mu-tokenize --model "$T/pad" --decode --ids) || return 1
-    [ "$(jq -r .generation_text "$T/pad.json")" = "$want" ]
+    [ "$(jq -r .generation_text "$T/pad.json")" = "$want" ] || return 1
+    # mu-tokenize --decode of the whole generation (it reads the model's vocabulary) agrees
+    [ "$(mu-forward --model "$T/pad" --generate 24 "$T/pad.tok" | mu-tokenize --model "$T/pad" --decode)" = "$want" ]
   }
   t forward_padded_vocab_generation padded_generation
 else
