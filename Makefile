@@ -234,7 +234,7 @@ demo-tiny: deps
 	@$(MAKE) --no-print-directory $(PIPE_J) -f pipelines/tiny.mk MU_BIN=$(abspath bin)
 .PHONY: demo-tiny
 # make counterfact: localized knowledge editing on CounterFact (pipelines/counterfact.mk) with
-# SmolLM2-135M-Instruct, about 42 CPU-minutes (25-50 on 2 cores); report runs/counterfact/report.md (RUN=...,
+# SmolLM2-135M-Instruct, 5 minutes on 2 cores; report runs/counterfact/report.md (RUN=...,
 # MODEL=... and every knob of the pipeline pass through).
 counterfact: deps
 	@scripts/deps.sh $(DEMO_DEPS)
