@@ -28,8 +28,8 @@
 # their evaluations and the report are redone: pipelines/knobs.mk). Every tool writes atomically, so an
 # interrupted run resumes where it stopped. With the defaults (SmolLM2-135M-Instruct, fetched
 # by pipelines/models.mk) `make counterfact` (make -j2, one OpenMP thread per step) took 5m02s
-# on 2 idle cores (8.5 CPU-minutes); with two threads per step under -j2 it had taken 23 to
-# 48 minutes on busy shared cores.
+# on 2 idle cores (8.5 CPU-minutes); earlier runs, with two threads per step, took 23 to 48
+# minutes on busy shared cores.
 .DEFAULT_GOAL := all
 include pipelines/models.mk
 include pipelines/jobs.mk
