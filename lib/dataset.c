@@ -14,15 +14,6 @@ struct mu_dataset {
     size_t n, cap;
 };
 
-int mu_utf8_valid(const char *text, size_t n, size_t *bad) {
-    const unsigned char *s = (const unsigned char *)text;
-    for (size_t i = 0, k; i < n; i += k)
-        if (!(k = mu_utf8_seq_len(s + i, n - i))) {
-            if (bad) *bad = i;
-            return 0;
-        }
-    return 1;
-}
 
 static mu_dataset *ds_new(const char *path) {
     mu_dataset *ds = calloc(1, sizeof *ds);

@@ -50,7 +50,4 @@ int mu_template_fill(const mu_template *t, json_t *rec, char **text, size_t *len
                      mu_span *spans, char *err, size_t errlen);
 /* A field value as text (see above); malloc'd, NULL with a message in err if unusable. */
 char *mu_field_text(json_t *v, const char *field, char *err, size_t errlen);
-
-/* 1 if [s, s+n) is valid UTF-8, else 0 with *bad set to the offset of the first bad byte. */
-int mu_utf8_valid(const char *s, size_t n, size_t *bad);
 #endif

@@ -68,18 +68,6 @@ static size_t utf8_invalid_subpart(const unsigned char *s, size_t n) {
     return j;
 }
 
-/* Returns the offset of the first invalid byte, or len if all valid. */
-static size_t utf8_check(const char *text, size_t len) {
-    const unsigned char *s = (const unsigned char *)text;
-    size_t i = 0;
-    while (i < len) {
-        if (s[i] < 0x80) { i++; continue; }
-        size_t k = mu_utf8_seq_len(s + i, len - i);
-        if (!k) return i;
-        i += k;
-    }
-    return len;
-}
 
 /* ---------------------------------------------------------------- GPT-2 byte alphabet */
 static int bl_init_done;
@@ -814,8 +802,8 @@ static int find_added(const mu_tokenizer *tk, const char *text, size_t len, size
 }
 
 static int encode_all(mu_tokenizer *tk, const char *text, size_t len, int add_special, tokvec *v, char *err, size_t errlen) {
-    size_t bad = utf8_check(text, len);
-    if (bad < len) { tok_err(err, errlen, "invalid UTF-8 at byte %zu", bad); return -1; }
+    size_t bad;
+    if (!mu_utf8_valid(text, len, &bad)) { tok_err(err, errlen, "invalid UTF-8 at byte %zu", bad); return -1; }
     enc_work w;
     memset(&w, 0, sizeof w);
     w.md = pcre2_match_data_create(4, NULL);

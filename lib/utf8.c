@@ -24,6 +24,17 @@ size_t mu_utf8_seq_len(const unsigned char *s, size_t n)
     return 0;
 }
 
+int mu_utf8_valid(const char *text, size_t n, size_t *bad)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    for (size_t i = 0, k; i < n; i += k)
+        if (!(k = mu_utf8_seq_len(s + i, n - i))) {
+            if (bad) *bad = i;
+            return 0;
+        }
+    return 1;
+}
+
 /* The escape of control or invalid byte c into e[5]: \n \r \t or \xHH. */
 static void escape_byte(unsigned char c, char *e)
 {

@@ -6,6 +6,9 @@
 
 /* Length (1-4) of the valid UTF-8 sequence at s, n bytes left (n >= 1); 0 if invalid. */
 size_t mu_utf8_seq_len(const unsigned char *s, size_t n);
+/* 1 if [s, s+n) is valid UTF-8, else 0 with *bad (may be NULL) set to the offset of the
+ * first bad byte. */
+int mu_utf8_valid(const char *s, size_t n, size_t *bad);
 /* Copies the NUL-terminated src into dst[cap] as one printable line: the bytes of control
  * characters (C0, DEL, C1) and of invalid UTF-8 become \n, \r, \t or \xHH; a cut never
  * splits an escape or a character. Returns dst. */
