@@ -30,12 +30,7 @@
 # by pipelines/models.mk) `make counterfact` (make -j2, one OpenMP thread per step) took 5m02s
 # on 2 idle cores (8.5 CPU-minutes); earlier runs, with two threads per step, took 23 to 48
 # minutes on busy shared cores.
-.DEFAULT_GOAL := all
-include pipelines/models.mk
-include pipelines/jobs.mk
-MU_BIN ?= bin
-export PATH := $(abspath $(MU_BIN)):$(PATH)
-DATA   ?= ../shared/data
+include pipelines/common.mk
 RUN    ?= runs/counterfact
 MODEL  ?= $(SMOLLM2)
 CF     ?= $(DATA)/counterfact/counterfact.jsonl

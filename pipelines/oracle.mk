@@ -39,12 +39,7 @@
 # many hours on these CPUs (use a GPU, or a sweep that small).
 # A changed knob (INJECT_STEPS, ...) redoes the stages that use it and what depends on them
 # (pipelines/knobs.mk).
-.DEFAULT_GOAL := all
-include pipelines/models.mk
-include pipelines/jobs.mk
-MU_BIN ?= bin
-export PATH := $(abspath $(MU_BIN)):$(PATH)
-DATA   ?= ../shared/data
+include pipelines/common.mk
 MODEL  ?= $(DATA)/models/stories260K
 RUN    ?= runs/oracle
 Q      ?= -q

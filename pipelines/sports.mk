@@ -26,12 +26,7 @@
 # relearning, evaluations and probes, and the report; a changed knob (UNLEARN_STEPS, ...)
 # redoes the stages that use it and what depends on them (pipelines/knobs.mk). Artifacts are
 # under $(RUN); the report is $(RUN)/report.md.
-.DEFAULT_GOAL := all
-include pipelines/models.mk
-include pipelines/jobs.mk
-MU_BIN ?= bin
-export PATH := $(abspath $(MU_BIN)):$(PATH)
-DATA   ?= ../shared/data
+include pipelines/common.mk
 RUN    ?= runs/sports
 MODEL  ?= $(SMOLLM2)
 SPORTS := $(DATA)/sports/sports.csv

@@ -40,12 +40,7 @@
 # author or world fact (ROUGE-L 0 there makes the harmonic mean 0). With a real model, e.g.
 # MODEL='$(SMOLLM2)' (pipelines/models.mk) on a GPU (MU_DEVICE=cuda), use TOFU's full
 # UTILITY_SETS='retain real_authors world_facts'.
-.DEFAULT_GOAL := all
-include pipelines/models.mk
-include pipelines/jobs.mk
-MU_BIN ?= bin
-export PATH := $(abspath $(MU_BIN)):$(PATH)
-DATA   ?= ../shared/data
+include pipelines/common.mk
 MODEL  ?= $(DATA)/models/stories260K
 RUN    ?= runs/tofu
 Q      ?= -q
