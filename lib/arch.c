@@ -84,6 +84,14 @@ int mu_arch_find(const mu_param_info *p, int n, const char *name) {
     return -1;
 }
 
+int mu_arch_block(const mu_param_info *p) {
+    static const char *attn[] = {"q", "k", "v", "o", "q_bias", "k_bias", "v_bias", "attn_norm"};
+    static const char *mlp[] = {"gate", "up", "down", "mlp_norm"};
+    for (size_t i = 0; i < sizeof attn / sizeof *attn; i++) if (!strcmp(p->role, attn[i])) return 0;
+    for (size_t i = 0; i < sizeof mlp / sizeof *mlp; i++) if (!strcmp(p->role, mlp[i])) return 1;
+    return -1;
+}
+
 int64_t mu_arch_numel(const mu_param_info *p, int n) {
     int64_t s = 0;
     for (int i = 0; i < n; i++) s += p[i].ndim == 1 ? p[i].shape[0] : p[i].shape[0] * p[i].shape[1];

@@ -24,6 +24,9 @@ int mu_arch_params(const mu_config *c, mu_param_info **out);
 int mu_arch_find(const mu_param_info *p, int n, const char *name);
 /* HF name of a role at a layer (layer ignored for global roles) into buf; 0 ok, -1 unknown role. */
 int mu_arch_param_name(const char *role, int layer, char *buf, size_t buflen);
+/* The block of a layer's tensor: 0 attention (q, k, v, o, their biases, the input norm),
+ * 1 MLP (gate, up, down, the post-attention norm), -1 neither (embed, final norm, head). */
+int mu_arch_block(const mu_param_info *p);
 /* Total number of parameters (elements) in the list. */
 int64_t mu_arch_numel(const mu_param_info *p, int n);
 #endif

@@ -507,15 +507,6 @@ static int trace_record(mu_model *m, const mu_train_set *f, int rec, const mu_at
     return rc;
 }
 
-/* Component (0 attention, 1 MLP) of a tensor, or -1. */
-static int component_of(const mu_param *p) {
-    static const char *attn[] = {"q", "k", "v", "o", "q_bias", "k_bias", "v_bias", "attn_norm"};
-    static const char *mlp[] = {"gate", "up", "down", "mlp_norm"};
-    for (size_t i = 0; i < sizeof attn / sizeof *attn; i++) if (!strcmp(p->info.role, attn[i])) return 0;
-    for (size_t i = 0; i < sizeof mlp / sizeof *mlp; i++) if (!strcmp(p->info.role, mlp[i])) return 1;
-    return -1;
-}
-
 /* The blocks (k * n_layer + L) holding a scored tensor, ascending: blocks [2 * n_layer];
  * returns their number. */
 static int scored_blocks(mu_model *m, const int *pidx, int np, int *blocks) {
@@ -523,7 +514,7 @@ static int scored_blocks(mu_model *m, const int *pidx, int np, int *blocks) {
     char *scored = mu_xcalloc((size_t)2 * L, 1);
     for (int k = 0; k < np; k++) {
         const mu_param *p = mu_model_param(m, pidx[k]);
-        scored[component_of(p) * L + p->info.layer] = 1;
+        scored[mu_arch_block(&p->info) * L + p->info.layer] = 1;
     }
     for (int b = 0; b < 2 * L; b++) if (scored[b]) blocks[nb++] = b;
     free(scored);
@@ -554,7 +545,7 @@ static int run_trace(mu_model *m, const mu_train_set *forget, const mu_attr_opts
     free(blocks);
     for (int k = 0; k < r->n && !rc; k++) {
         const mu_param *p = mu_model_param(m, pidx[k]);
-        r->t[k].score[0] = (float)r->effect[component_of(p)][p->info.layer];
+        r->t[k].score[0] = (float)r->effect[mu_arch_block(&p->info)][p->info.layer];
     }
     return rc;
 }
@@ -577,7 +568,7 @@ static int init_result(mu_model *m, const mu_mask *tensors, const mu_attr_opts *
                      "neuron granularity)", p->info.name, mu_attr_method_name(o->method));
             return -1;
         }
-        if (mu_attr_is_causal(o->method) && (o->gran != MU_GRAN_MATRIX || component_of(p) < 0)) {
+        if (mu_attr_is_causal(o->method) && (o->gran != MU_GRAN_MATRIX || mu_arch_block(&p->info) < 0)) {
             snprintf(err, errlen, "tensor %s: %s scores the tensors of attention and MLP blocks as whole "
                      "matrices (granularity matrix)", p->info.name, mu_attr_method_name(o->method));
             return -1;

@@ -283,6 +283,28 @@ int mu_probe_predict(const double *theta, int D, int C, const double *z) {
     return best;
 }
 
+double mu_probe_nll(const double *theta, int D, int C, const double *z, int y) {
+    double small[64], *logits = C <= 64 ? small : malloc((size_t)C * sizeof *logits);
+    if (!logits) return NAN;
+    row_logits(theta, D, C, z, logits);
+    double y_logit = logits[y], nll = softmax_inplace(logits, C) - y_logit;
+    if (logits != small) free(logits);
+    return nll;
+}
+
+double mu_probe_log_loss(const double *theta, const double *Z, const int32_t *y,
+                         int64_t N, int D, int C) {
+    if (N <= 0) return NAN;
+    double *nll = malloc((size_t)N * sizeof *nll);
+    if (!nll) return NAN;
+    #pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N; i++) nll[i] = mu_probe_nll(theta, D, C, Z + i * D, y[i]);
+    double s = 0;
+    for (int64_t i = 0; i < N; i++) s += nll[i];   /* in row order: any thread count */
+    free(nll);
+    return s / (double)N;
+}
+
 double mu_probe_accuracy(const double *theta, const double *Z, const int32_t *y,
                          int64_t N, int D, int C) {
     if (N <= 0) return NAN;

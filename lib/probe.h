@@ -52,6 +52,12 @@ int mu_probe_fit(const double *Z, const int32_t *y, int64_t N, int D, int C, dou
 void mu_probe_proba(const double *theta, int D, int C, const double *z, double *p);
 /* argmax_c (W z + b)_c (the lowest index among ties). */
 int mu_probe_predict(const double *theta, int D, int C, const double *z);
+/* -log softmax(W z + b)[y] of one standardized row (natural log). */
+double mu_probe_nll(const double *theta, int D, int C, const double *z, int y);
+/* Mean of that over the N rows (sklearn.metrics.log_loss; NaN when N == 0), summed in row
+ * order whatever the thread count. */
+double mu_probe_log_loss(const double *theta, const double *Z, const int32_t *y,
+                         int64_t N, int D, int C);
 /* Fraction of the N rows whose prediction equals y (NaN when N == 0). */
 double mu_probe_accuracy(const double *theta, const double *Z, const int32_t *y,
                          int64_t N, int D, int C);

@@ -4,11 +4,19 @@
 #   LOC_SUBJECT  the subject's field in that stream
 #   LOC_DELTAS   deltas applied on top of MODEL first (the learned model), or empty
 #   LOC_DEPS     the other files the attribution depends on (the model's, the deltas)
+#   LOC_LABEL, LOC_PROBE_TRAIN   for the probe localization only: the meta field of the
+#                facts' attribute (sports: sport) and the token stream of other facts of
+#                the same kind that the probes are fitted on (LOC_FORGET is their test set)
 # Localizations (LOCS; MASK_<name> is a mu-train --mask: a shorthand or a mask file):
 #   early   MLPs of early layers, where Guo et al. find the fact-lookup MLPs (hand-picked)
 #   lookup  fact lookup found by the data: the LOOKUP_LAYERS MLPs with the largest direct
 #           effect by path patching from the subject's last token (mu-attrib --method
 #           path-patch)
+#   probe   fact lookup found by linear probes: the PROBE_LAYERS MLPs that most raise the
+#           attribute's decodability at the subject's last token (probes on the residual
+#           stream before and after every MLP, fitted on LOC_PROBE_TRAIN and tested on
+#           LOC_FORGET: mu-probe fit, mu-probe localize; decodability minus the test
+#           cross-entropy, PROBE_BY=acc for the test accuracy)
 #   late    MLPs of late layers, the output side (hand-picked)
 #   all     every MLP (not localized)
 #   atp     output tracing found by the data: the ATP_LAYERS MLPs that attribution patching
@@ -22,7 +30,10 @@ MASK_lookup   ?= $(RUN)/masks/lookup.mask
 MASK_late     ?= mlp:22-29
 MASK_all      ?= mlp:all
 MASK_atp      ?= $(RUN)/masks/atp.mask
+MASK_probe    ?= $(RUN)/masks/probe.mask
 LOOKUP_LAYERS ?= 8
+PROBE_LAYERS  ?= 8
+PROBE_BY      ?= loss
 ATP_LAYERS    ?= 8
 ATP_SAMPLES   ?= 4
 # patched runs a forward for path patching (one per MLP: 32 takes every layer of SmolLM2's
@@ -33,9 +44,10 @@ ATTRIB_atp    := atp
 ATTRIB_lookup := path-patch
 LAYERS_atp     = $(ATP_LAYERS)
 LAYERS_lookup  = $(LOOKUP_LAYERS)
+LAYERS_probe   = $(PROBE_LAYERS)
 # knob stamps (pipelines/knobs.mk) of each found localization's attribution and mask
-$(foreach n,atp lookup,$(eval $(RUN)/attrib/$(n).scores: $(call knobs,attrib-$(n),samples=$(ATP_SAMPLES) seed=$(SEED))) \
-  $(eval $(RUN)/masks/$(n).mask: $(call knobs,mask-$(n),layers=$(LAYERS_$(n)))))
+$(foreach n,atp lookup,$(eval $(RUN)/attrib/$(n).scores: $(call knobs,attrib-$(n),samples=$(ATP_SAMPLES) seed=$(SEED))))
+$(foreach n,atp lookup probe,$(eval $(RUN)/masks/$(n).mask: $(call knobs,mask-$(n),layers=$(LAYERS_$(n)))))
 $(RUN)/attrib/%.scores: $(LOC_FORGET) $(LOC_DELTAS) $(LOC_DEPS)
 	@mkdir -p $(@D)
 	$(JOB) mu-attrib $(Q) --model $(MODEL) $(addprefix --delta ,$(LOC_DELTAS)) --forget $(LOC_FORGET) \
@@ -45,6 +57,24 @@ $(RUN)/masks/%.mask: $(RUN)/attrib/%.scores
 	@mkdir -p $(@D)
 	mu-maskgen $(Q) --scores $< --units $$((3 * $(LAYERS_$*))) --out $@
 .PRECIOUS: $(RUN)/attrib/%.scores $(RUN)/masks/%.mask
+
+# the probe localization: the residual stream before and after every MLP at the subject's
+# last token on the probes' train and test facts, one probe per site and layer, each MLP
+# scored by the gain across it (an explicit rule: it takes over the pattern rule above)
+LOC_PROBE_SITES := resid_mid:all:subject_last resid_post:all:subject_last
+loc_probe_acts = $(JOB) mu-forward $(Q) --model $(MODEL) $(addprefix --delta ,$(LOC_DELTAS)) \
+  --subject $(LOC_SUBJECT) $(addprefix --cache ,$(LOC_PROBE_SITES)) --cache-out $@ --out /dev/null $<
+$(RUN)/attrib/probe-train.acts: $(LOC_PROBE_TRAIN) $(LOC_DELTAS) $(LOC_DEPS)
+	@mkdir -p $(@D)
+	$(loc_probe_acts)
+$(RUN)/attrib/probe-test.acts: $(LOC_FORGET) $(LOC_DELTAS) $(LOC_DEPS)
+	@mkdir -p $(@D)
+	$(loc_probe_acts)
+$(RUN)/attrib/probe.probes: $(RUN)/attrib/probe-train.acts $(RUN)/attrib/probe-test.acts \
+                            $(call knobs,probe-label,$(LOC_LABEL))
+	$(JOB) mu-probe fit $(Q) --acts $< --test $(word 2,$^) --label $(LOC_LABEL) --out $@
+$(RUN)/attrib/probe.scores: $(RUN)/attrib/probe.probes $(call knobs,probe-by,$(PROBE_BY))
+	mu-probe localize $(Q) --probes $< --model $(MODEL) --tensors mlp:all --by $(PROBE_BY) --out $@
 
 # a mask's description for the reports: a shorthand as it is, a mask file as its MLP layers
 comma := ,

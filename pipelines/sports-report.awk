@@ -80,5 +80,6 @@ function probe_table(   np, P, i, L, best, bl, sum, line) {
     }
     if (plots ~ /probes\.png/) print "\n![probe accuracy on the forget facts by layer](probes.png)"
     if (plots ~ /lookup\.png/) print "\n![path patching: MLP effect by layer](lookup.png)"
+    if (plots ~ /probe\.png/) print "\n![linear probes: MLP gain in the sport's decodability by layer](probe.png)"
     if (plots ~ /atp\.png/) print "\n![attribution patching: MLP effect by layer](atp.png)"
 }

@@ -13,11 +13,15 @@
 #   - latent knowledge: linear probes (mu-probe) on the residual stream at the athlete's last
 #     token, fitted per layer on the maintained facts of each model and tested on its forget
 #     facts: is the sport still decodable after unlearning?
-# Besides the hand-picked layer ranges, two localizations are found by the data on the
-# learned model, one of each kind Guo et al. compare:
+# Besides the hand-picked layer ranges, three localizations are found by the data on the
+# learned model, of both kinds Guo et al. compare:
 #   lookup  fact lookup: path patching (mu-attrib --method path-patch) from each MLP's output
 #           at the athlete's last token to the answer through later positions' attention;
 #           the LOOKUP_LAYERS MLPs with the largest direct effect;
+#   probe   fact lookup: linear probes for the sport on the residual stream before and after
+#           each MLP at the athlete's last token (fitted on the maintained facts, tested on
+#           the forget facts: mu-probe fit, mu-probe localize); the PROBE_LAYERS MLPs that
+#           most raise its decodability;
 #   atp     output tracing: attribution patching (mu-attrib --method atp) over the prompt;
 #           the ATP_LAYERS MLPs whose output matters most for the forget answers.
 # GENERAL=FILE adds Guo et al.'s general-text loss (next-token loss on a plain-text file,
@@ -51,12 +55,16 @@ BATCH         ?= 16
 MMLU_SUBJECT  ?= high_school_geography
 MMLU_N        ?= 40
 
-# Localizations (LOCS, MASK_*, LOOKUP_LAYERS, ATP_LAYERS, ...: pipelines/localize.mk): early
-# and late MLP layers (hand-picked), every MLP, and two found on the learned model's forget
-# facts (path patching: lookup; attribution patching: atp)
+# Localizations (LOCS, MASK_*, LOOKUP_LAYERS, PROBE_LAYERS, ATP_LAYERS, ...:
+# pipelines/localize.mk): early and late MLP layers (hand-picked), every MLP, and three
+# found on the learned model's forget facts (path patching: lookup; probes: probe;
+# attribution patching: atp)
+LOCS        ?= early lookup probe late all atp
 LOC_FORGET  := $(RUN)/tok/cloze-forget.tok
 LOC_SUBJECT := athlete
 LOC_DELTAS  := $(RUN)/learned.st
+LOC_LABEL   := sport
+LOC_PROBE_TRAIN := $(RUN)/tok/cloze-maintain.tok
 include pipelines/localize.mk
 PROBE_SITE ?= resid_post:all:subject_last
 
@@ -180,7 +188,7 @@ $(RUN)/probes.tsv: $(foreach m,$(PROBE_MODELS),$(RUN)/probes/$(m).probes)
 # ---- plots (gnuplot, when installed: `make demo` installs it) -------------------------------
 # probe accuracy on the forget facts by layer, one line per model; attribution patching's
 # and path patching's per-layer MLP effects on the learned model
-PLOTS ?= $(if $(shell command -v gnuplot 2>/dev/null),$(RUN)/probes.png $(foreach l,$(filter atp lookup,$(LOCS)),$(RUN)/$(l).png))
+PLOTS ?= $(if $(shell command -v gnuplot 2>/dev/null),$(RUN)/probes.png $(foreach l,$(filter atp lookup probe,$(LOCS)),$(RUN)/$(l).png))
 $(RUN)/probes.png: $(RUN)/probes.tsv
 	gnuplot -e "set terminal png size 800,480; set output '$@.tmp'; set datafile separator '\t'; \
 	  set title 'Sports Facts: is the sport decodable from the forget facts'' latent states?'; \
@@ -191,11 +199,15 @@ $(RUN)/probes.png: $(RUN)/probes.tsv
 	mv $@.tmp $@
 TITLE_atp    := Attribution patching
 TITLE_lookup := Path patching from the subject''s last token
+TITLE_probe  := Linear probes at the subject''s last token
+YLABEL_atp    := drop of the answer log-prob
+YLABEL_lookup := drop of the answer log-prob
+YLABEL_probe  := $(if $(filter acc,$(PROBE_BY)),gain in probe accuracy,gain in probe log-likelihood)
 $(RUN)/%.png: $(RUN)/attrib/%.scores
 	mu-dump $< | head -1 | jq -r '.meta.mlp_effect | to_entries[] | "\(.key)\t\(.value)"' > $@.tsv
 	gnuplot -e "set terminal png size 800,400; set output '$@.tmp'; set datafile separator '\t'; \
-	  set title '$(TITLE_$*): MLP effects on the forget answers (learned model)' font ',11'; \
-	  set xlabel 'layer'; set ylabel 'drop of the answer log-prob'; set style fill solid 0.6; \
+	  set title '$(TITLE_$*): MLP effects on the forget facts (learned model)' font ',11'; \
+	  set xlabel 'layer'; set ylabel '$(YLABEL_$*)'; set style fill solid 0.6; \
 	  set boxwidth 0.8; set xzeroaxis; stats '$@.tsv' using 1:2 nooutput; xt = STATS_max_x > 12 ? 5 : 1; set xtics xt; \
 	  set xrange [-0.6:STATS_max_x + 0.6]; \
 	  set yrange [(STATS_min_y < 0 ? 1.1 * STATS_min_y : 0):(STATS_max_y > 0 ? 1.1 * STATS_max_y : 0)]; \

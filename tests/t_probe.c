@@ -105,6 +105,11 @@ TEST(probe_fit_matches_sklearn) {
     CHECK_NEAR(mu_probe_accuracy(theta, Z + (size_t)ds.n_train * ds.D, ds.y + ds.n_train,
                                  ds.N - ds.n_train, ds.D, ds.C), jnum(g, "test_acc"), 1e-12);
     CHECK(isnan(mu_probe_accuracy(theta, Z, ds.y, 0, ds.D, ds.C)));
+    /* mean cross-entropy on each split: sklearn.metrics.log_loss of sklearn's probabilities */
+    CHECK_CLOSE(mu_probe_log_loss(theta, Z, ds.y, ds.n_train, ds.D, ds.C), jnum(g, "train_log_loss"), 1e-6, 0);
+    CHECK_CLOSE(mu_probe_log_loss(theta, Z + (size_t)ds.n_train * ds.D, ds.y + ds.n_train,
+                                  ds.N - ds.n_train, ds.D, ds.C), jnum(g, "test_log_loss"), 1e-6, 0);
+    CHECK(isnan(mu_probe_log_loss(theta, Z, ds.y, 0, ds.D, ds.C)));
     free(theta); free(Z); free(ds.X); free(ds.y);
     json_decref(g);
 }

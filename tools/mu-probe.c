@@ -7,6 +7,8 @@
 #include "stream.h"
 #include "probe.h"
 #include "rng.h"
+#include "ckpt.h"
+#include "mask.h"
 #include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
@@ -15,6 +17,7 @@
 static const char usage[] =
     "Usage: mu-probe fit --acts FILE --label FIELD [OPTIONS]\n"
     "       mu-probe apply --probes FILE --acts FILE [--out FILE]\n"
+    "       mu-probe localize --probes FILE --model PATH [--tensors SPEC] [--by loss|acc]\n"
     "Linear probes on activations (streams of kind \"activations\" from mu-forward\n"
     "--cache): one multinomial logistic regression per (site, layer), predicting the\n"
     "record's meta FIELD from the standardized activations.\n"
@@ -36,6 +39,16 @@ static const char usage[] =
     "layer, of the saved probes on new activations (e.g. of an unlearned model).\n"
     "  --probes FILE        a probes stream from mu-probe fit\n"
     "  --acts FILE          activations ('-' = stdin) with the same label field\n"
+    "localize: writes a \"scores\" stream for mu-maskgen (Guo et al.'s fact lookup by\n"
+    "probes): each block's gain in the label's decodability, probes fitted (with a test\n"
+    "split) at resid_mid and resid_post (MLP L: resid_post L over resid_mid L; attention\n"
+    "L: resid_mid L over resid_pre L or resid_post L-1), given to the block's matrices.\n"
+    "  --probes FILE        a probes stream from mu-probe fit\n"
+    "  --model PATH         the model the probes were fitted on (only its config is read)\n"
+    "  --tensors SPEC       the scored matrices, a mu-train --mask shorthand (default\n"
+    "                       mlp:all)\n"
+    "  --by loss|acc        decodability: minus the test cross-entropy (default) or the\n"
+    "                       test accuracy\n"
     "Both:\n"
     "  --out FILE           output stream (atomic; default '-' = stdout)\n"
     "  -q, --quiet          no progress\n"
@@ -45,12 +58,13 @@ enum position { POS_LAST, POS_MEAN, POS_ALL };
 static const char *position_names[] = {"last", "mean", "all"};
 
 static struct {
-    const char *acts, *test, *label, *probes, *out;
+    const char *acts, *test, *label, *probes, *out, *model, *tensors;
+    int by_acc;
     enum position position;
     double test_fraction, l2;
     uint64_t seed;
     int max_iter;
-} opt = {.out = "-", .position = POS_LAST, .test_fraction = 0.25, .l2 = 1e-3, .max_iter = 10000};
+} opt = {.out = "-", .tensors = "mlp:all", .position = POS_LAST, .test_fraction = 0.25, .l2 = 1e-3, .max_iter = 10000};
 
 /* ---------------------------------------------------------------- activations */
 
@@ -253,31 +267,33 @@ static void probe_widen(probe *p) {
     for (int c = 0; c < p->C; c++) p->theta[(size_t)p->C * p->D + c] = p->b[c];
 }
 
-/* Accuracy of p on the rows of s whose record is selected (sel NULL: all) and whose
- * class y[rec] >= 0; *n counts them; also the share of them in class maj. */
-static double probe_eval(const probe *p, const site_data *s, const int32_t *y, const char *sel,
-                         int maj, int64_t *n, double *maj_acc) {
+/* Accuracy and mean cross-entropy of p on the rows of s whose record is selected (sel
+ * NULL: all) and whose class y[rec] >= 0; *n counts them; also the share of them in class
+ * maj. */
+typedef struct { int64_t n; double acc, loss, maj_acc; } probe_score;
+static probe_score probe_eval(const probe *p, const site_data *s, const int32_t *y, const char *sel, int maj) {
     int64_t right = 0, cnt = 0, nmaj = 0;
+    double nll = 0;
     double *z = mu_xmalloc((size_t)s->D * sizeof *z);
     for (int64_t i = 0; i < s->rows; i++) {
         int32_t ri = s->rec[i];
         if (sel && !sel[ri]) continue;
         mu_probe_standardize(s->X + (size_t)i * s->D, 1, s->D, p->dmean, p->dstd, z);
         right += mu_probe_predict(p->theta, p->D, p->C, z) == y[ri];
+        nll += mu_probe_nll(p->theta, p->D, p->C, z, y[ri]);
         nmaj += y[ri] == maj;
         cnt++;
     }
     free(z);
-    *n = cnt;
-    *maj_acc = cnt ? (double)nmaj / (double)cnt : NAN;
-    return cnt ? (double)right / (double)cnt : NAN;
+    probe_score r = {cnt, NAN, NAN, NAN};
+    if (cnt) { r.acc = (double)right / (double)cnt; r.loss = nll / (double)cnt; r.maj_acc = (double)nmaj / (double)cnt; }
+    return r;
 }
 
 /* ---------------------------------------------------------------- fit */
 
 typedef struct {
-    int64_t n_train, n_test;
-    double train_acc, test_acc, majority_acc;
+    probe_score train, test;   /* test.maj_acc: majority_acc */
     int majority;
     mu_probe_fit_info info;
 } fit_result;
@@ -323,10 +339,9 @@ static void fit_one(probe *p, const site_data *train, const int32_t *y, const ch
     for (size_t k = 0; k < (size_t)C * D; k++) p->W[k] = (float)p->theta[k];
     for (int c = 0; c < C; c++) p->b[c] = (float)p->theta[(size_t)C * D + c];
     probe_widen(p);
-    double unused;
-    fr->train_acc = probe_eval(p, train, y, sel, fr->majority, &fr->n_train, &unused);
-    fr->n_test = 0; fr->test_acc = NAN; fr->majority_acc = NAN;
-    if (test) fr->test_acc = probe_eval(p, test, ty, tsel, fr->majority, &fr->n_test, &fr->majority_acc);
+    fr->train = probe_eval(p, train, y, sel, fr->majority);
+    fr->test = (probe_score){0, NAN, NAN, NAN};
+    if (test) fr->test = probe_eval(p, test, ty, tsel, fr->majority);
     free(X); free(yy); free(count); free(Z);
 }
 
@@ -338,16 +353,18 @@ static void pack_classes(msgpack_packer *pk, char **cls, int C) {
 static void write_probe(mu_writer *w, const site_data *s, const probe *p, char **cls,
                         const fit_result *fr) {
     msgpack_packer *pk = mu_writer_record(w);
-    msgpack_pack_map(pk, 17);
+    msgpack_pack_map(pk, 19);
     mu_pack_kv_str(pk, "site", s->site);
     mu_pack_kv_int(pk, "layer", s->layer);
     mu_pack_str(pk, "classes");
     pack_classes(pk, cls, p->C);
-    mu_pack_kv_int(pk, "n_train", fr->n_train);
-    mu_pack_kv_int(pk, "n_test", fr->n_test);
-    mu_pack_kv_f64(pk, "train_acc", fr->train_acc);
-    mu_pack_kv_f64(pk, "test_acc", fr->test_acc);
-    mu_pack_kv_f64(pk, "majority_acc", fr->majority_acc);
+    mu_pack_kv_int(pk, "n_train", fr->train.n);
+    mu_pack_kv_int(pk, "n_test", fr->test.n);
+    mu_pack_kv_f64(pk, "train_acc", fr->train.acc);
+    mu_pack_kv_f64(pk, "test_acc", fr->test.acc);
+    mu_pack_kv_f64(pk, "train_loss", fr->train.loss);
+    mu_pack_kv_f64(pk, "test_loss", fr->test.loss);
+    mu_pack_kv_f64(pk, "majority_acc", fr->test.maj_acc);
     mu_pack_kv_str(pk, "majority_class", cls[fr->majority]);
     int64_t d[1] = {p->D}, cd[2] = {p->C, p->D}, c1[1] = {p->C};
     mu_pack_kv_tensor(pk, "mean", MU_F32, 1, d, p->mean);
@@ -431,8 +448,8 @@ static int cmd_fit(void) {
         fit_result fr;
         fit_one(&p, s, y, sel, ts, opt.test ? ty : y, tsel, C, opt.acts, &fr);
         write_probe(w, s, &p, cls, &fr);
-        mu_info("%s layer %d: train %.4f test %.4f majority %.4f (%d iterations)", s->site, s->layer,
-                fr.train_acc, fr.test_acc, fr.majority_acc, fr.info.iterations);
+        mu_info("%s layer %d: train %.4f test %.4f majority %.4f test loss %.4f (%d iterations)", s->site,
+                s->layer, fr.train.acc, fr.test.acc, fr.test.maj_acc, fr.test.loss, fr.info.iterations);
         probe_free(&p);
         mu_progress("probes", (uint64_t)k + 1, (uint64_t)train.nsd);
     }
@@ -559,11 +576,12 @@ static int cmd_apply(void) {
             if (y[i] < 0)
                 mu_die("%s: record %lld: label \"%s\" is not one of the classes of the probe at %s layer %d",
                        opt.acts, (long long)i, a.labels[i], sp[k].site, sp[k].layer);
-        int64_t n;
-        double maj_acc, acc = probe_eval(&sp[k].p, &a.sd[k], y, NULL, sp[k].majority, &n, &maj_acc);
-        pack_metric(w, "probe_acc", &sp[k], acc, n);
-        pack_metric(w, "probe_majority_acc", &sp[k], maj_acc, n);
-        mu_info("%s layer %d: acc %.4f majority %.4f (n %lld)", sp[k].site, sp[k].layer, acc, maj_acc, (long long)n);
+        probe_score ps = probe_eval(&sp[k].p, &a.sd[k], y, NULL, sp[k].majority);
+        pack_metric(w, "probe_acc", &sp[k], ps.acc, ps.n);
+        pack_metric(w, "probe_majority_acc", &sp[k], ps.maj_acc, ps.n);
+        pack_metric(w, "probe_loss", &sp[k], ps.loss, ps.n);
+        mu_info("%s layer %d: acc %.4f majority %.4f loss %.4f (n %lld)", sp[k].site, sp[k].layer, ps.acc,
+                ps.maj_acc, ps.loss, (long long)ps.n);
         free(y);
     }
     mu_writer_close(w);
@@ -578,53 +596,203 @@ static int cmd_apply(void) {
     return MU_EXIT_OK;
 }
 
+/* ---------------------------------------------------------------- localize */
+
+/* The label's decodability at each probed (site, layer) of a probes stream: minus the
+ * test cross-entropy, or the test accuracy. */
+typedef struct {
+    char *site;
+    int layer;
+    double value;
+} decodability;
+
+typedef struct {
+    decodability *d;
+    int n;
+    char *label, *position;
+} probe_table;
+
+static void read_probe_table(const char *path, probe_table *t) {
+    mu_reader *r = mu_reader_open_or_die(path, "probes");
+    const msgpack_object *meta = mu_obj_get(mu_reader_header(r), "meta");
+    t->label = meta ? mu_obj_strdup(mu_obj_get(meta, "label")) : NULL;
+    t->position = meta ? mu_obj_strdup(mu_obj_get(meta, "position")) : NULL;
+    if (!t->label || !t->position) mu_die("%s: header: meta lacks label or position", path);
+    const char *key = opt.by_acc ? "test_acc" : "test_loss";
+    const msgpack_object *rec;
+    while ((rec = mu_reader_next_or_die(r))) {
+        decodability d = {0};
+        d.site = mu_obj_strdup(mu_obj_get(rec, "site"));
+        int64_t layer, n_test;
+        double v;
+        if (!d.site || mu_obj_int(mu_obj_get(rec, "layer"), &layer) || mu_obj_int(mu_obj_get(rec, "n_test"), &n_test))
+            mu_reader_die(r, "expected a probe record (site, layer, n_test)");
+        if (mu_obj_f64(mu_obj_get(rec, key), &v))
+            mu_reader_die(r, "no %s (a probes stream of an older mu-probe: fit again)", key);
+        if (n_test < 1 || !isfinite(v))
+            mu_reader_die(r, "%s layer %lld: no test samples (fit with --test or --test-fraction above 0)", d.site,
+                          (long long)layer);
+        d.layer = (int)layer;
+        d.value = opt.by_acc ? v : -v;
+        for (int i = 0; i < t->n; i++)
+            if (!strcmp(t->d[i].site, d.site) && t->d[i].layer == d.layer)
+                mu_reader_die(r, "%s layer %d: a second probe for it", d.site, d.layer);
+        t->d = mu_xrealloc(t->d, (size_t)(t->n + 1) * sizeof *t->d);
+        t->d[t->n++] = d;
+    }
+    mu_reader_close(r);
+}
+
+static void free_probe_table(probe_table *t) {
+    for (int i = 0; i < t->n; i++) free(t->d[i].site);
+    free(t->d); free(t->label); free(t->position);
+}
+
+/* The decodability at (site, layer), or NaN when it was not probed. */
+static double decodability_at(const probe_table *t, const char *site, int layer) {
+    for (int i = 0; i < t->n; i++)
+        if (t->d[i].layer == layer && !strcmp(t->d[i].site, site)) return t->d[i].value;
+    return NAN;
+}
+
+/* gain[0][l], gain[1][l]: what attention and the MLP of layer l add to the decodability
+ * (NaN where the probes around the block are missing). The stream before attention L is
+ * resid_pre L, the same vector as resid_post L-1. */
+static void block_gains(const probe_table *t, int L, double *gain[2]) {
+    for (int l = 0; l < L; l++) {
+        double pre = decodability_at(t, "resid_pre", l);
+        if (isnan(pre) && l > 0) pre = decodability_at(t, "resid_post", l - 1);
+        double mid = decodability_at(t, "resid_mid", l), post = decodability_at(t, "resid_post", l);
+        gain[0][l] = mid - pre;
+        gain[1][l] = post - mid;
+    }
+}
+
+static void pack_gains(mu_writer *w, const char *key, const double *g, int L) {
+    msgpack_packer *pk = mu_writer_meta(w, key);
+    msgpack_pack_array(pk, (size_t)L);
+    for (int l = 0; l < L; l++) msgpack_pack_double(pk, g[l]);
+}
+
+static int cmd_localize(void) {
+    if (!opt.probes) mu_usage_error("localize needs --probes FILE");
+    if (!opt.model) mu_usage_error("localize needs --model PATH");
+    probe_table t = {0};
+    read_probe_table(opt.probes, &t);
+    char err[512];
+    mu_ckpt *ck = mu_ckpt_open(opt.model, err, sizeof err);
+    if (!ck) mu_die("%s", err);
+    mu_config cfg = *mu_ckpt_config(ck);
+    mu_ckpt_close(ck);
+    mu_param_info *p;
+    int np = mu_arch_params(&cfg, &p), L = cfg.n_layer;
+    if (np < 0) mu_die("%s: architecture %s is not supported", opt.model, cfg.arch);
+    mu_mask tensors;
+    if (mu_mask_from_spec(opt.tensors, p, np, &tensors, err, sizeof err)) mu_usage_error("--tensors: %s", err);
+    double *gain[2] = {mu_xmalloc((size_t)L * sizeof(double)), mu_xmalloc((size_t)L * sizeof(double))};
+    block_gains(&t, L, gain);
+    float *score = mu_xmalloc((size_t)tensors.n * sizeof *score);
+    for (int k = 0; k < tensors.n; k++) {
+        const mu_param_info *pi = &p[mu_arch_find(p, np, tensors.t[k].name)];
+        int b = mu_arch_block(pi);
+        if (b < 0) mu_usage_error("--tensors: %s is in no attention or MLP block", pi->name);
+        if (isnan(gain[b][pi->layer]))
+            mu_die("%s: tensor %s needs probes at %s layer %d (with a test split)", opt.probes, pi->name,
+                   b ? "resid_mid and resid_post" : "resid_mid and resid_pre (or resid_post of the layer before)",
+                   pi->layer);
+        score[k] = (float)gain[b][pi->layer];
+    }
+    mu_writer *w = mu_writer_open(opt.out, "scores");
+    mu_writer_add_input(w, "probes", opt.probes);
+    mu_writer_add_input(w, "model", opt.model);
+    mu_pack_str(mu_writer_meta(w, "method"), "probe");
+    mu_pack_str(mu_writer_meta(w, "granularity"), "matrix");
+    msgpack_pack_int64(mu_writer_meta(w, "params_total"), mu_arch_numel(p, np));
+    mu_pack_str(mu_writer_meta(w, "label"), t.label);
+    mu_pack_str(mu_writer_meta(w, "position"), t.position);
+    mu_pack_str(mu_writer_meta(w, "by"), opt.by_acc ? "acc" : "loss");
+    pack_gains(w, "attn_effect", gain[0], L);
+    pack_gains(w, "mlp_effect", gain[1], L);
+    for (int k = 0; k < tensors.n; k++) {
+        const mu_mask_tensor *mt = &tensors.t[k];
+        msgpack_packer *pk = mu_writer_record(w);
+        msgpack_pack_map(pk, 5);
+        mu_mask_pack_layout(pk, mt->name, mt->ndim, mt->shape, MU_GRAN_MATRIX, 1);
+        int64_t one = 1;
+        mu_pack_kv_tensor(pk, "score", MU_F32, 1, &one, &score[k]);
+        mu_writer_end_record(w);
+    }
+    mu_writer_close(w);
+    for (int l = 0; l < L; l++)
+        mu_info("layer %d: attention %+.4f  MLP %+.4f", l, gain[0][l], gain[1][l]);
+    free(score); free(gain[0]); free(gain[1]); free(p);
+    mu_mask_free(&tensors);
+    free_probe_table(&t);
+    return MU_EXIT_OK;
+}
+
 /* ---------------------------------------------------------------- main */
 
 int main(int argc, char **argv) {
     mu_cli_init("mu-probe", argc, argv);
-    enum { O_ACTS = 256, O_LABEL, O_POS, O_TFRAC, O_TEST, O_L2, O_SEED, O_OUT, O_PROBES, O_MAXIT };
+    enum { O_ACTS = 256, O_LABEL, O_POS, O_TFRAC, O_TEST, O_L2, O_SEED, O_OUT, O_PROBES, O_MAXIT, O_MODEL,
+           O_TENSORS, O_BY };
     static const struct option lo[] = {
         {"acts", required_argument, 0, O_ACTS}, {"label", required_argument, 0, O_LABEL},
         {"position", required_argument, 0, O_POS}, {"test-fraction", required_argument, 0, O_TFRAC},
         {"test", required_argument, 0, O_TEST}, {"l2", required_argument, 0, O_L2},
         {"seed", required_argument, 0, O_SEED}, {"out", required_argument, 0, O_OUT},
         {"probes", required_argument, 0, O_PROBES}, {"max-iter", required_argument, 0, O_MAXIT},
-        MU_COMMON_LONGOPTS, {0, 0, 0, 0}};
+        {"model", required_argument, 0, O_MODEL}, {"tensors", required_argument, 0, O_TENSORS},
+        {"by", required_argument, 0, O_BY}, MU_COMMON_LONGOPTS, {0, 0, 0, 0}};
+    /* the commands that take each option */
+    enum { FIT = 1, APPLY = 2, LOCALIZE = 4 };
     const char *cmd = argc > 1 && argv[1][0] != '-' ? argv[1] : NULL;
     int is_fit = cmd && !strcmp(cmd, "fit"), is_apply = cmd && !strcmp(cmd, "apply");
-    if (cmd && !is_fit && !is_apply) mu_usage_error("unknown command '%s' (expected fit or apply)", cmd);
-    int fit_only = 0, apply_only = 0, c;
+    int is_localize = cmd && !strcmp(cmd, "localize");
+    if (cmd && !is_fit && !is_apply && !is_localize)
+        mu_usage_error("unknown command '%s' (expected fit, apply or localize)", cmd);
+    int this_cmd = is_fit ? FIT : is_apply ? APPLY : LOCALIZE, c, takes;
     int ac = cmd ? argc - 1 : argc;
     char **av = cmd ? argv + 1 : argv;
     while ((c = getopt_long(ac, av, ":hVq", lo, NULL)) != -1) {
         if (mu_cli_common(c, usage)) continue;
         switch (c) {
-        case O_ACTS: opt.acts = optarg; break;
-        case O_LABEL: opt.label = optarg; fit_only = 1; break;
+        case O_ACTS: opt.acts = optarg; takes = FIT | APPLY; break;
+        case O_LABEL: opt.label = optarg; takes = FIT; break;
         case O_POS: {
             int k;
             for (k = 0; k < 3 && strcmp(optarg, position_names[k]); k++) {}
             if (k == 3) mu_usage_error("--position %s: expected last, mean or all", optarg);
-            opt.position = (enum position)k; fit_only = 1;
+            opt.position = (enum position)k; takes = FIT;
             break;
         }
-        case O_TFRAC: opt.test_fraction = mu_parse_real("--test-fraction", optarg, 0, 0.99); fit_only = 1; break;
-        case O_TEST: opt.test = optarg; fit_only = 1; break;
+        case O_TFRAC: opt.test_fraction = mu_parse_real("--test-fraction", optarg, 0, 0.99); takes = FIT; break;
+        case O_TEST: opt.test = optarg; takes = FIT; break;
         case O_L2:
             opt.l2 = mu_parse_real("--l2", optarg, 0, 1e12);
             if (!(opt.l2 > 0)) mu_usage_error("--l2 %s: expected a positive number", optarg);
-            fit_only = 1;
+            takes = FIT;
             break;
-        case O_SEED: opt.seed = (uint64_t)mu_parse_int("--seed", optarg, 0, INT64_MAX); fit_only = 1; break;
-        case O_MAXIT: opt.max_iter = (int)mu_parse_int("--max-iter", optarg, 1, 100000000); fit_only = 1; break;
-        case O_OUT: opt.out = optarg; break;
-        case O_PROBES: opt.probes = optarg; apply_only = 1; break;
+        case O_SEED: opt.seed = (uint64_t)mu_parse_int("--seed", optarg, 0, INT64_MAX); takes = FIT; break;
+        case O_MAXIT: opt.max_iter = (int)mu_parse_int("--max-iter", optarg, 1, 100000000); takes = FIT; break;
+        case O_OUT: opt.out = optarg; takes = FIT | APPLY | LOCALIZE; break;
+        case O_PROBES: opt.probes = optarg; takes = APPLY | LOCALIZE; break;
+        case O_MODEL: opt.model = optarg; takes = LOCALIZE; break;
+        case O_TENSORS: opt.tensors = optarg; takes = LOCALIZE; break;
+        case O_BY:
+            if (strcmp(optarg, "loss") && strcmp(optarg, "acc")) mu_usage_error("--by %s: expected loss or acc", optarg);
+            opt.by_acc = !strcmp(optarg, "acc"); takes = LOCALIZE;
+            break;
         default: mu_usage_error("unexpected option (see --help)");
+        }
+        if (cmd && !(takes & this_cmd)) {
+            const struct option *o = lo;
+            while (o->name && o->val != c) o++;
+            mu_usage_error("--%s is not an option of %s (see --help)", o->name, cmd);
         }
     }
     if (optind < ac) mu_usage_error("unexpected argument '%s' (inputs are given with --acts)", av[optind]);
-    if (!cmd) mu_usage_error("expected a command: fit or apply (see --help)");
-    if (is_fit && apply_only) mu_usage_error("--probes is an option of apply");
-    if (is_apply && fit_only) mu_usage_error("--label, --position, --test, --test-fraction, --l2, --seed and --max-iter are options of fit");
-    return is_fit ? cmd_fit() : cmd_apply();
+    if (!cmd) mu_usage_error("expected a command: fit, apply or localize (see --help)");
+    return is_fit ? cmd_fit() : is_apply ? cmd_apply() : cmd_localize();
 }

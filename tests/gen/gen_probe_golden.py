@@ -16,6 +16,7 @@ import json, os
 import numpy as np
 import sklearn
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
 from sklearn.preprocessing import StandardScaler
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden", "probe")
@@ -59,6 +60,8 @@ golden = {
     "proba": P.tolist(),
     "train_acc": float((pred[:N_TRAIN] == y[:N_TRAIN]).mean()),
     "test_acc": float((pred[N_TRAIN:] == y[N_TRAIN:]).mean()),
+    "train_log_loss": float(log_loss(y[:N_TRAIN], P[:N_TRAIN], labels=range(C))),
+    "test_log_loss": float(log_loss(y[N_TRAIN:], P[N_TRAIN:], labels=range(C))),
     "majority_class": int(maj),
     "majority_acc": float((y[N_TRAIN:] == maj).mean()),
 }

@@ -2,7 +2,7 @@
 # t_probe.sh — mu-probe end to end on stories260K: labeled JSONL -> mu-tokenize ->
 # mu-forward --cache -> mu-probe fit / apply: split sizes, perfect probes on a label the
 # last token decides, apply on the training acts gives back fit's hit counts, positions,
-# f16, --test, determinism; then the error cases (exit codes, one-line messages naming
+# f16, --test, determinism; localize on a label planted in one MLP; then the error cases (exit codes, one-line messages naming
 # file and record, no partial output).
 . "$(dirname "$0")/lib.sh"
 M="$SHARED_DATA/models/stories260K"
@@ -90,7 +90,7 @@ t probe_position_all bash -c "mu-probe fit -q --acts acts_all.mpk.zst --label ki
   [ \$(mu-dump pa.mpk.zst | tail -n +2 | jq -s 'map(.n_train + .n_test) | unique | .[0]') = $ntok ]"
 t probe_position_mean bash -c "mu-probe fit -q --acts acts_all.mpk.zst --label kind --position mean --out pm.mpk.zst &&
   mu-dump pm.mpk.zst | every 2 '(.n_train + .n_test != 36) | not'"
-t probe_position_apply bash -c "mu-probe apply -q --probes pa.mpk.zst --acts acts_all.mpk.zst | mu-dump | every 4 '(.n != $ntok) | not'"
+t probe_position_apply bash -c "mu-probe apply -q --probes pa.mpk.zst --acts acts_all.mpk.zst | mu-dump | every 6 '(.n != $ntok) | not'"
 
 # f16 activations read like f32 ones (the separable probes stay perfect)
 fwd facts.tok resid_post:all:last acts16.mpk.zst f16
@@ -104,6 +104,70 @@ t probe_test_file bash -c "mu-probe fit -q --acts tr.mpk.zst --test te.mpk.zst -
   every 5 '(.n_train != 24 or .n_test != 12 or .test_acc != 1) | not'"
 t probe_test_fraction_0 bash -c "mu-probe fit -q --acts tr.mpk.zst --test-fraction 0 --label kind | mu-dump |
   every 5 '(.n_train != 24 or .n_test != 0) | not'"
+
+# localize: a label planted in one MLP. "size" is unrelated to the prompt '{who} saw a
+# {animal}', except that MLP 2's output at the last token gets a vector that depends on it
+# (mlp_out of '{who} saw a sun' for big, '... red' for small, added by --intervene): the
+# probes can read size after MLP 2 only, and localize must score that MLP far above the
+# others, each score being the gain in minus the test cross-entropy across the block.
+lnames=(Tom Lily Ben Sue Max Anna Tim Mia Sam Zoe Leo Amy Bob Kim Dan Eve Jack Lucy Ned Ola Pam Rex Sid Tess)
+: >plant.jsonl
+i=0
+for who in "${lnames[@]}"; do
+  for a in cat dog ball; do   # the words are 3 tokens each, like sun and red: same positions
+    size=$([ $((i * 7 % 5)) -lt 2 ] && echo big || echo small)
+    printf '{"who": "%s", "animal": "%s", "size": "%s", "sw": "%s"}\n' "$who" "$a" "$size" \
+      "$([ $size = big ] && echo sun || echo red)" >>plant.jsonl
+    i=$((i + 1))
+  done
+done
+if mu-tokenize -q --model "$M" --prompt '{who} saw a {animal}' --out plant.tok plant.jsonl &&
+   mu-tokenize -q --model "$M" --prompt '{who} saw a {sw}' --out steer.tok plant.jsonl &&
+   fwd steer.tok mlp_out:2:last steer.mpk.zst &&
+   mu-forward -q --model "$M" --intervene 'mlp_out:2:last=add=steer.mpk.zst' --cache resid_mid:all:last \
+     --cache resid_post:all:last --cache-out plant.mpk.zst plant.tok >/dev/null &&
+   mu-probe fit -q --acts plant.mpk.zst --label size --l2 0.1 --out pp.mpk.zst; then
+  t probe_localize mu-probe localize -q --probes pp.mpk.zst --model "$M" --tensors mlp:all+attn:1-4 --out ls.mpk.zst
+  mu-dump pp.mpk.zst >pp.jsonl; mu-dump ls.mpk.zst >ls.jsonl
+  t probe_localize_kind bash -c "head -1 ls.jsonl | jq -e '.kind == \"scores\" and .meta.method == \"probe\" and
+    .meta.granularity == \"matrix\" and .meta.params_total == 260032 and .meta.label == \"size\" and .meta.by == \"loss\"' >/dev/null"
+  # one matrix record per tensor of the spec: 5 layers x (gate, up, down) + 4 x (q, k, v, o)
+  t probe_localize_records bash -c "every 31 < ls.jsonl '(.units != 1 or .granularity != \"matrix\") | not'"
+  # the planted MLP: far above every other block
+  t probe_localize_planted bash -c "head -1 ls.jsonl | jq -e '.meta.mlp_effect as \$m | .meta.attn_effect as \$a |
+    \$m[2] > 0.5 and ([\$m[0], \$m[1], \$m[3], \$m[4], \$a[1], \$a[2], \$a[3], \$a[4]] | map(fabs) | max) < \$m[2] / 10' >/dev/null"
+  # the scores are the probes' test losses: MLP L = loss(resid_mid L) - loss(resid_post L),
+  # attention L = loss(resid_post L-1) - loss(resid_mid L); every tensor carries its block's
+  t probe_localize_values bash -c "jq -s -e '
+      (.[0] | map(select(.site) | {key: \"\(.site) \(.layer)\", value: .test_loss}) | from_entries) as \$loss |
+      (.[1] | .[0].meta) as \$meta | (.[1] | .[1:]) as \$recs |
+      all(range(5); (\$meta.mlp_effect[.] - (\$loss[\"resid_mid \(.)\"] - \$loss[\"resid_post \(.)\"]) | fabs) < 1e-12) and
+      all(range(1; 5); (\$meta.attn_effect[.] - (\$loss[\"resid_post \(. - 1)\"] - \$loss[\"resid_mid \(.)\"]) | fabs) < 1e-12) and
+      all(\$recs[]; (.name | capture(\"layers\\\\.(?<l>[0-9]+)\\\\.(?<b>mlp|self_attn)\")) as \$c |
+        (.score.first[0] - (if \$c.b == \"mlp\" then \$meta.mlp_effect else \$meta.attn_effect end)[\$c.l | tonumber] | fabs) < 1e-6)
+    ' <(tail -n +2 pp.jsonl | jq -s .) <(jq -s . ls.jsonl) >/dev/null"
+  # mu-maskgen takes the scores: the top 3 matrices are MLP 2's gate, up and down
+  t probe_localize_mask bash -c "mu-maskgen -q --scores ls.mpk.zst --units 3 | mu-dump | tail -n +2 |
+    jq -s -e 'map(select(.selected == 1) | .name) | sort == [\"model.layers.2.mlp.down_proj.weight\",
+      \"model.layers.2.mlp.gate_proj.weight\", \"model.layers.2.mlp.up_proj.weight\"]' >/dev/null"
+  # by test accuracy: the planted MLP alone moves it
+  t probe_localize_by_acc bash -c "mu-probe localize -q --by acc --probes pp.mpk.zst --model '$M' | mu-dump | head -1 |
+    jq -e '.meta.by == \"acc\" and .meta.mlp_effect[2] > 0.5 and (.meta.mlp_effect | to_entries | map(select(.key != 2) | .value | fabs) | max) < 0.1' >/dev/null"
+  # errors: attention 0 has no probe before it; no test split; probes of resid_post only
+  expect_fail probe_localize_no_site 1 'pp.mpk.zst: tensor model.layers.0.self_attn.q_proj.weight needs probes at resid_mid and resid_pre' \
+    mu-probe localize --probes pp.mpk.zst --model "$M" --tensors attn:0 --out e12.mpk.zst
+  mu-probe fit -q --acts plant.mpk.zst --label size --test-fraction 0 --out pnt.mpk.zst
+  expect_fail probe_localize_no_test 1 'pnt.mpk.zst: record 0: resid_mid layer 0: no test samples' \
+    mu-probe localize --probes pnt.mpk.zst --model "$M" --out e13.mpk.zst
+  expect_fail probe_localize_missing 1 'p.mpk.zst: tensor model.layers.0.mlp.gate_proj.weight needs probes at resid_mid and resid_post layer 0' \
+    mu-probe localize --probes p.mpk.zst --model "$M" --out e14.mpk.zst
+  expect_fail probe_localize_wrong_kind 1 'acts.mpk.zst: header: expected kind probes, got activations' \
+    mu-probe localize --probes acts.mpk.zst --model "$M" --out e15.mpk.zst
+  expect_fail probe_localize_bad_model 1 'nomodel' mu-probe localize --probes pp.mpk.zst --model nomodel --out e16.mpk.zst
+  expect_fail probe_localize_bad_tensors 2 '--tensors' mu-probe localize --probes pp.mpk.zst --model "$M" --tensors mlp:9 --out e17.mpk.zst
+else
+  fail probe_localize_setup "mu-tokenize, mu-forward --intervene or mu-probe fit failed"
+fi
 
 # errors: one line naming the file (and record), exit 1, no output left behind
 expect_fail probe_wrong_kind 1 'facts.tok: header: expected kind activations, got tokens' \
@@ -145,5 +209,8 @@ expect_fail probe_no_command 2 'expected a command' mu-probe --acts acts.mpk.zst
 expect_fail probe_bad_command 2 "unknown command 'train'" mu-probe train
 expect_fail probe_bad_l2 2 '--l2' mu-probe fit --acts acts.mpk.zst --label kind --l2 0
 expect_fail probe_bad_position 2 '--position first' mu-probe fit --acts acts.mpk.zst --label kind --position first
-expect_fail probe_apply_fit_option 2 'options of fit' mu-probe apply --probes p.mpk.zst --acts acts.mpk.zst --label kind
+expect_fail probe_apply_fit_option 2 '--label is not an option of apply' mu-probe apply --probes p.mpk.zst --acts acts.mpk.zst --label kind
+expect_fail probe_fit_localize_option 2 '--model is not an option of fit' mu-probe fit --acts acts.mpk.zst --label kind --model "$M"
+expect_fail probe_localize_no_model 2 'localize needs --model' mu-probe localize --probes p.mpk.zst
+expect_fail probe_localize_bad_by 2 '--by f1' mu-probe localize --probes p.mpk.zst --model "$M" --by f1
 expect_fail probe_fit_no_label 2 'fit needs --label' mu-probe fit --acts acts.mpk.zst

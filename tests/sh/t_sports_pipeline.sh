@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # t_sports_pipeline.sh — pipelines/sports.mk (the `make demo` job) wired end to end on a tiny
 # configuration: stories260K, 16 facts, a few steps. Checks the report's tables (every model,
-# the path-patching and attribution-patching localizations, the probes), that a second run rebuilds nothing, and
+# the path-patching, probe and attribution-patching localizations, the probes), that a second run rebuilds nothing, and
 # that a changed attribution rebuilds only what depends on it.
 . "$(dirname "$0")/lib.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -11,24 +11,29 @@ if [ ! -d "$M" ] || [ ! -f "$SHARED_DATA/sports/sports.csv" ] || [ ! -d "$SHARED
 fi
 run() { make -C "$ROOT" --no-print-directory -f pipelines/sports.mk MU_BIN="$MU_BIN" RUN="$T/run" \
   DATA="$SHARED_DATA" MODEL="$M" N_FACTS=16 N_FORGET=8 LEARN_STEPS=10 UNLEARN_STEPS=5 RELEARN_STEPS=3 \
-  BATCH=8 MMLU_N=8 MASK_early=mlp:1-2 MASK_late=mlp:3-4 ATP_LAYERS=2 LOOKUP_LAYERS=2 ATP_SAMPLES=2 "$@"; }
+  BATCH=8 MMLU_N=8 MASK_early=mlp:1-2 MASK_late=mlp:3-4 ATP_LAYERS=2 LOOKUP_LAYERS=2 PROBE_LAYERS=2 ATP_SAMPLES=2 "$@"; }
 if ! run >"$T/log" 2>&1; then
   fail sports_pipeline_runs "$(tail -3 "$T/log" | tr '\n' ' ')"; exit 0
 fi
 ok sports_pipeline_runs
 R="$T/run/report.md"
-t sports_pipeline_model_rows bash -c "[ \$(grep -cE '^\| (base|learned|(un|re)learned-(early|lookup|late|all|atp)) \| [01]\.[0-9]{2} / ' '$R') = 12 ]"
+t sports_pipeline_model_rows bash -c "[ \$(grep -cE '^\| (base|learned|(un|re)learned-(early|lookup|probe|late|all|atp)) \| [01]\.[0-9]{2} / ' '$R') = 14 ]"
 # the forget accuracies with their 95% intervals: a row per model, each cell lo <= acc <= hi
 # in [0, 1], over the 8 forget facts and 4 held-out ones
 t sports_pipeline_ci_rows bash -c "
-  grep -E '^\| (base|learned|(un|re)learned-(early|lookup|late|all|atp)) \| [01]\.[0-9]{2} \[' '$R' |
+  grep -E '^\| (base|learned|(un|re)learned-(early|lookup|probe|late|all|atp)) \| [01]\.[0-9]{2} \[' '$R' |
     awk -F' *\\| *' '{ n++; for (i = 3; i <= 6; i++) { split(\$i, a, /[][, ]+/)
         if (!(a[2] >= 0 && a[2] <= a[1] + 0.005 && a[1] <= a[3] + 0.005 && a[3] <= 1)) bad = 1 } }
-      END { exit bad || n != 12 }' &&
+      END { exit bad || n != 14 }' &&
   grep -q 'Wilson; 8 forget facts, 4 held out' '$R'"
 t sports_pipeline_atp_layers grep -qE 'atp=mlp:[0-4](,[0-4])?\.' "$R"
 t sports_pipeline_lookup_layers grep -qE 'lookup=mlp:[0-4],[0-4] ' "$R"
-t sports_pipeline_probe_rows bash -c "[ \$(grep -cE '^\| (base|learned|unlearned-(early|lookup|late|all|atp)) \| [0-9] \| [01]\.[0-9]{2} \|' '$R') = 7 ]"
+t sports_pipeline_probe_layers grep -qE 'probe=mlp:[0-4],[0-4] ' "$R"
+# the probe localization's mask is the two MLPs of largest gain in the probes' scores
+t sports_pipeline_probe_mask bash -c "
+  top=\$(mu-dump '$T/run/attrib/probe.scores' | head -1 | jq -r '.meta.mlp_effect | to_entries | sort_by(-.value) | .[0:2] | map(.key) | sort | join(\",\")')
+  grep -qE \"probe=mlp:\$top \" '$R'"
+t sports_pipeline_probe_rows bash -c "[ \$(grep -cE '^\| (base|learned|unlearned-(early|lookup|probe|late|all|atp)) \| [0-9] \| [01]\.[0-9]{2} \|' '$R') = 8 ]"
 # nothing is stale after a run: the only recipe left is the report's cat
 t sports_pipeline_up_to_date bash -c "[ \"\$($(declare -f run); T='$T'; ROOT='$ROOT'; MU_BIN='$MU_BIN'; SHARED_DATA='$SHARED_DATA'; M='$M'; run -n | grep -cE '^(pipelines/job.sh )?mu-')\" = 0 ]"
 # new attribution scores: the atp mask, its unlearning and relearning, their evaluations and
@@ -42,20 +47,20 @@ t sports_pipeline_rebuilds_only_atp bash -c "
 # the plots, where gnuplot is installed (make demo installs it): PNG files the report shows
 if command -v gnuplot >/dev/null; then
   t sports_pipeline_plots bash -c "
-    for p in probes atp lookup; do
+    for p in probes atp lookup probe; do
       [ \"\$(head -c 8 '$T/run/'\$p.png | od -An -tx1 | tr -d ' \n')\" = 89504e470d0a1a0a ] &&
       grep -q \"(\$p.png)\" '$R' || exit 1
     done"
 else
   skip sports_pipeline_plots "gnuplot not installed"
 fi
-# a changed knob (pipelines/knobs.mk): UNLEARN_LR redoes the five unlearning runs and what
+# a changed knob (pipelines/knobs.mk): UNLEARN_LR redoes the six unlearning runs and what
 # depends on them (relearning, evaluations, probes), not the learned model, the attributions
 # or the tokens
 run UNLEARN_LR=2e-4 -n > "$T/plan2" 2>&1
 t sports_pipeline_knob_rebuilds bash -c "
-  [ \$(grep -c -- '--lr 2e-4 ' '$T/plan2') = 5 ] &&
-  [ \$(grep -cE '^(pipelines/job.sh )?mu-train.*relearn\.tok' '$T/plan2') = 5 ] &&
+  [ \$(grep -c -- '--lr 2e-4 ' '$T/plan2') = 6 ] &&
+  [ \$(grep -cE '^(pipelines/job.sh )?mu-train.*relearn\.tok' '$T/plan2') = 6 ] &&
   ! grep -qE '^(pipelines/job.sh )?mu-(attrib|tokenize)|--train [^ ]*/tok/learn\.tok' '$T/plan2'"
 # general text (GENERAL): its next-token loss joins the unlearning objective; the tokenized
 # text is a new prerequisite, so the unlearning run is redone, with a general-lm term each step
