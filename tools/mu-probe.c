@@ -629,9 +629,10 @@ static void read_probe_table(const char *path, probe_table *t) {
             mu_reader_die(r, "expected a probe record (site, layer, n_test)");
         if (mu_obj_f64(mu_obj_get(rec, key), &v))
             mu_reader_die(r, "no %s (a probes stream of an older mu-probe: fit again)", key);
-        if (n_test < 1 || !isfinite(v))
+        if (n_test < 1)
             mu_reader_die(r, "%s layer %lld: no test samples (fit with --test or --test-fraction above 0)", d.site,
                           (long long)layer);
+        if (!isfinite(v)) mu_reader_die(r, "%s layer %lld: %s is not finite", d.site, (long long)layer, key);
         d.layer = (int)layer;
         d.value = opt.by_acc ? v : -v;
         for (int i = 0; i < t->n; i++)
