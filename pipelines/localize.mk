@@ -16,7 +16,7 @@
 #           attribute's decodability at the subject's last token (probes on the residual
 #           stream before and after every MLP, fitted on LOC_PROBE_TRAIN and tested on
 #           LOC_FORGET: mu-probe fit, mu-probe localize; decodability minus the test
-#           cross-entropy, PROBE_BY=acc for the test accuracy)
+#           cross-entropy, PROBE_BY=acc for the test accuracy; PROBE_L2 the probes' penalty)
 #   late    MLPs of late layers, the output side (hand-picked)
 #   all     every MLP (not localized)
 #   atp     output tracing found by the data: the ATP_LAYERS MLPs that attribution patching
@@ -34,6 +34,7 @@ MASK_probe    ?= $(RUN)/masks/probe.mask
 LOOKUP_LAYERS ?= 8
 PROBE_LAYERS  ?= 8
 PROBE_BY      ?= loss
+PROBE_L2      ?= 1e-3
 ATP_LAYERS    ?= 8
 ATP_SAMPLES   ?= 4
 # patched runs a forward for path patching (one per MLP: 32 takes every layer of SmolLM2's
@@ -71,8 +72,8 @@ $(RUN)/attrib/probe-test.acts: $(LOC_FORGET) $(LOC_DELTAS) $(LOC_DEPS)
 	@mkdir -p $(@D)
 	$(loc_probe_acts)
 $(RUN)/attrib/probe.probes: $(RUN)/attrib/probe-train.acts $(RUN)/attrib/probe-test.acts \
-                            $(call knobs,probe-label,$(LOC_LABEL))
-	$(JOB) mu-probe fit $(Q) --acts $< --test $(word 2,$^) --label $(LOC_LABEL) --out $@
+                            $(call knobs,probe-fit,label=$(LOC_LABEL) l2=$(PROBE_L2))
+	$(JOB) mu-probe fit $(Q) --acts $< --test $(word 2,$^) --label $(LOC_LABEL) --l2 $(PROBE_L2) --out $@
 $(RUN)/attrib/probe.scores: $(RUN)/attrib/probe.probes $(call knobs,probe-by,$(PROBE_BY))
 	mu-probe localize $(Q) --probes $< --model $(MODEL) --tensors mlp:all --by $(PROBE_BY) --out $@
 
