@@ -154,6 +154,15 @@ struct mu_backend {
     void (*swiglu_bwd)(float *dG, float *dU, const float *dA, const float *G,
                        const float *U, size_t n);
 
+    /* ---- GeGLU MLP activation (Gemma) ---------------------------------------------- */
+    /* A[n] = gelu(G[n]) * U[n]; tanh_form 1: gelu(g) = g/2 (1 + tanh(sqrt(2/pi) (g +
+     * 0.044715 g^3))) (PyTorch's gelu(approximate='tanh'), HF "gelu_pytorch_tanh"), 0: the
+     * exact g/2 (1 + erf(g / sqrt 2)) (HF "gelu") */
+    void (*geglu)(float *A, const float *G, const float *U, size_t n, int tanh_form);
+    /* dG, dU OVERWRITTEN: dG = dA * U * gelu'(G), dU = dA * gelu(G) */
+    void (*geglu_bwd)(float *dG, float *dU, const float *dA, const float *G,
+                      const float *U, size_t n, int tanh_form);
+
     /* ---- elementwise -------------------------------------------------------------- */
     /* Y[n] += X[n]  (residual add; also its backward: the gradient passes through) */
     void (*add)(float *Y, const float *X, size_t n);

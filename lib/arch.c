@@ -92,6 +92,11 @@ int mu_arch_block(const mu_param_info *p) {
     return -1;
 }
 
+float mu_arch_stored_offset(const mu_config *c, const mu_param_info *p) {
+    int norm = !strcmp(p->role, "attn_norm") || !strcmp(p->role, "mlp_norm") || !strcmp(p->role, "final_norm");
+    return c->norm_plus_one && norm ? 1.0f : 0.0f;
+}
+
 int64_t mu_arch_numel(const mu_param_info *p, int n) {
     int64_t s = 0;
     for (int i = 0; i < n; i++) s += p[i].ndim == 1 ? p[i].shape[0] : p[i].shape[0] * p[i].shape[1];

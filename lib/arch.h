@@ -27,6 +27,9 @@ int mu_arch_param_name(const char *role, int layer, char *buf, size_t buflen);
 /* The block of a layer's tensor: 0 attention (q, k, v, o, their biases, the input norm),
  * 1 MLP (gate, up, down, the post-attention norm), -1 neither (embed, final norm, head). */
 int mu_arch_block(const mu_param_info *p);
+/* What the engine adds to a checkpoint's values of this tensor (and subtracts when it
+ * writes one): 1 for the RMSNorm weights of a config with norm_plus_one (Gemma), else 0. */
+float mu_arch_stored_offset(const mu_config *c, const mu_param_info *p);
 /* Total number of parameters (elements) in the list. */
 int64_t mu_arch_numel(const mu_param_info *p, int n);
 #endif

@@ -25,11 +25,23 @@ void mu_config_init(mu_config *c) {
 }
 
 /* The HF model types this loader maps onto the llama family engine. */
-static const struct { const char *model_type, *hf_arch; int qkv_bias; } cfg_types[] = {
-    {"llama", "LlamaForCausalLM", 0},
-    {"mistral", "MistralForCausalLM", 0},
-    {"qwen2", "Qwen2ForCausalLM", 1},
+static const struct { const char *model_type, *hf_arch; int qkv_bias, gemma; } cfg_types[] = {
+    {"llama", "LlamaForCausalLM", 0, 0},
+    {"mistral", "MistralForCausalLM", 0, 0},
+    {"qwen2", "Qwen2ForCausalLM", 1, 0},
+    {"gemma", "GemmaForCausalLM", 0, 1},
 };
+
+int mu_config_gelu(const mu_config *c, int *tanh_form) {
+    *tanh_form = 0;
+    if (!strcmp(c->hidden_act, "silu")) return 0;
+    if (!strcmp(c->hidden_act, "gelu")) return 1;
+    if (!strcmp(c->hidden_act, "gelu_pytorch_tanh") || !strcmp(c->hidden_act, "gelu_new")) {
+        *tanh_form = 1;
+        return 1;
+    }
+    return -1;
+}
 
 static int cfg_type_index(const char *model_type) {
     for (size_t i = 0; i < sizeof cfg_types / sizeof *cfg_types; i++)
@@ -90,6 +102,7 @@ static int j_str(jctx *j, json_t *root, const char *key, char *out, size_t outle
         mu_set_err(j->err, j->errlen, "%s: \"%s\" is not a string (of < %zu chars)", j->name, key, outlen);
         return -1;
     }
+    memset(out, 0, outlen);   /* no bytes of an earlier value after the NUL */
     strcpy(out, json_string_value(v));
     return 0;
 }
@@ -143,12 +156,16 @@ static int cfg_from_json(json_t *root, jctx *j, mu_config *c) {
     if (j_str(j, root, "model_type", c->model_type, sizeof c->model_type)) return -1;
     int ti = cfg_type_index(c->model_type);
     if (ti < 0) {
-        mu_set_err(j->err, j->errlen, "%s: model_type \"%s\" not supported (llama, mistral, qwen2)", j->name,
-                c->model_type);
+        mu_set_err(j->err, j->errlen, "%s: model_type \"%s\" not supported (llama, mistral, qwen2, gemma)",
+                   j->name, c->model_type);
         return -1;
     }
     c->qkv_bias = cfg_types[ti].qkv_bias;
     c->tie_embeddings = 0;
+    if (cfg_types[ti].gemma) {   /* transformers' GemmaConfig defaults */
+        c->norm_plus_one = c->embed_scale = c->tie_embeddings = 1;
+        strcpy(c->hidden_act, "gelu_pytorch_tanh");
+    }
     if (j_int(j, root, "num_hidden_layers", &c->n_layer, 1, CFG_MAX_SIZE) ||
         j_int(j, root, "hidden_size", &c->d_model, 1, CFG_MAX_SIZE) ||
         j_int(j, root, "num_attention_heads", &c->n_head, 1, CFG_MAX_SIZE) ||
@@ -355,8 +372,10 @@ int mu_config_validate(const mu_config *c, char *err, size_t errlen) {
             return -1;
         }
     }
-    if (strcmp(c->hidden_act, "silu")) {
-        mu_set_err(err, errlen, "hidden_act \"%s\" not supported (silu)", c->hidden_act);
+    int tanh_form;
+    if (mu_config_gelu(c, &tanh_form) < 0) {
+        mu_set_err(err, errlen, "hidden_act \"%s\" not supported (silu, gelu, gelu_pytorch_tanh, gelu_new)",
+                   c->hidden_act);
         return -1;
     }
     const int ids[3] = {c->bos_id, c->eos_id, c->pad_id};
@@ -393,6 +412,11 @@ int mu_config_write_json_dtype(const mu_config *c, const char *torch_dtype, cons
     int ti = cfg_type_index(c->model_type);
     if (ti < 0) ti = 0;
     if (c->qkv_bias) ti = cfg_type_index("qwen2");  /* q/k/v biases without o bias: Qwen2 */
+    if (cfg_types[ti].gemma != (c->norm_plus_one && c->embed_scale)) {
+        mu_set_err(err, errlen, "%s: model_type %s does not match the norm and embedding conventions", path,
+                   cfg_types[ti].model_type);
+        return -1;
+    }
     json_t *r = json_object();
     json_object_set_new(r, "architectures", json_pack("[s]", cfg_types[ti].hf_arch));
     json_object_set_new(r, "model_type", json_string(cfg_types[ti].model_type));

@@ -1,6 +1,7 @@
 /* config.h — the model hyper-parameters mu needs, read from a Hugging Face config.json
  * (or from GGUF metadata, see mu_config_from_gguf) and written back with HF keys.
- * Llama family: Llama 2/3/3.1, SmolLM/SmolLM2, Mistral, Qwen2, TinyStories. */
+ * Llama family: Llama 2/3/3.1, SmolLM/SmolLM2, Mistral, Qwen2, TinyStories; Gemma (GeGLU,
+ * RMSNorm by 1 + w, embeddings scaled by sqrt(d_model), tied head). */
 #ifndef MU_CONFIG_H
 #define MU_CONFIG_H
 #include <stddef.h>
@@ -19,12 +20,19 @@ typedef struct {
     float rope_factor, rope_low_freq, rope_high_freq;
     int rope_orig_max_pos;
     int bos_id, eos_id, pad_id;   /* -1 if unknown */
-    char hidden_act[16];     /* "silu" */
+    char hidden_act[24];     /* MLP gate activation: "silu" (SwiGLU), "gelu" (GeGLU, erf
+                                form) or "gelu_pytorch_tanh" / "gelu_new" (GeGLU, tanh form) */
+    int norm_plus_one;       /* Gemma: RMSNorm scales by (1 + w); checkpoints store w, the
+                                engine holds 1 + w (mu_arch_stored_offset) */
+    int embed_scale;         /* Gemma: embeddings are multiplied by sqrt(d_model) */
     int sliding_window;      /* Mistral: attention sees at most this many keys; 0 = none.
                                 mu attends to all keys, so the model refuses sequences
                                 longer than the window instead of computing them wrongly */
 } mu_config;
 
+/* 1 when hidden_act is a GeGLU activation ("gelu", "gelu_pytorch_tanh", "gelu_new"), with
+ * *tanh_form set; 0 for "silu"; -1 unknown. */
+int mu_config_gelu(const mu_config *c, int *tanh_form);
 /* Sets every field to its "unknown/default" value (ids -1, rope_theta 10000,
  * rms_eps 1e-5, hidden_act "silu", arch/model_type "llama", sizes 0). */
 void mu_config_init(mu_config *c);

@@ -46,6 +46,8 @@ struct mu_model {
     int embed, final_norm, lm_head;   /* lm_head == embed when tied */
     float *inv_freq;                  /* host [hd/2] */
     int D, H, Hkv, hd, F, V, NL, qd, kd;
+    int gelu, gelu_tanh;              /* MLP activation: SwiGLU (0) or GeGLU (1, tanh or erf form) */
+    float embed_mult;                 /* embeddings times this (Gemma: sqrt(d_model)), else 1 */
 
     /* the last forward */
     int B, T, N, train, layers_run, full, last_only, have_train;
@@ -258,10 +260,6 @@ static mu_model *model_new(const mu_config *cfg, const mu_backend *be, mu_weight
                            char *err, size_t errlen)
 {
     if (mu_config_validate(cfg, err, errlen)) return NULL;
-    if (strcmp(cfg->hidden_act, "silu")) {
-        snprintf(err, errlen, "model: activation '%s' not supported (silu only)", cfg->hidden_act);
-        return NULL;
-    }
     mu_param_info *info = NULL;
     int n = mu_arch_params(cfg, &info);
     if (n <= 0) {
@@ -273,6 +271,8 @@ static mu_model *model_new(const mu_config *cfg, const mu_backend *be, mu_weight
     m->cfg = *cfg;
     m->be = be;
     m->weights = weights;
+    m->gelu = mu_config_gelu(cfg, &m->gelu_tanh) == 1;
+    m->embed_mult = cfg->embed_scale ? (float)sqrt((double)cfg->d_model) : 1.0f;
     m->D = cfg->d_model; m->H = cfg->n_head; m->Hkv = cfg->n_kv_head; m->hd = cfg->head_dim;
     m->F = cfg->d_ff; m->V = cfg->vocab; m->NL = cfg->n_layer;
     m->qd = m->H * m->hd; m->kd = m->Hkv * m->hd;
@@ -421,6 +421,9 @@ mu_model *mu_model_load_as(const char *path, const char *const *deltas, int n_de
         int rc = dst ? mu_ckpt_read_f32(ck, p->info.name, p->info.ndim, p->info.shape, dst,
                                         err, errlen) : -1;
         if (!dst) snprintf(err, errlen, "%s: out of memory", path);
+        float off = mu_arch_stored_offset(&m->cfg, &p->info);
+        if (!rc && off != 0)
+            for (int64_t e = 0; e < p->numel; e++) dst[e] += off;
         if (!rc && !direct && store_param(m, p, dst)) {
             snprintf(err, errlen, "%s: out of memory", path);
             rc = -1;
@@ -860,7 +863,8 @@ static int layer_forward(mu_model *m, int L, const mu_fwd_opts *o, char *err, si
     linear(m, A->g, m->h, P->gate, N, D, F, 0);
     linear(m, A->u, m->h, P->up, N, D, F, 0);
     if (run_hooks_mlp_in(m, o->hooks, o->n_hooks, L, 0, A->g, A->u, err, errlen)) return -1;
-    be->swiglu(A->a, A->g, A->u, (size_t)N * F);
+    if (m->gelu) be->geglu(A->a, A->g, A->u, (size_t)N * F, m->gelu_tanh);
+    else be->swiglu(A->a, A->g, A->u, (size_t)N * F);
     HOOK(MU_SITE_MLP_POST, A->a, F);
     linear(m, out, A->a, P->down, N, F, D, 0);
     HOOK(MU_SITE_MLP_OUT, out, D);
@@ -1037,6 +1041,7 @@ int mu_model_forward(mu_model *m, const mu_batch *b, const mu_fwd_opts *opts, ch
         return -1;
     }
     embed_rows(m, m->acts[0].x, m->ids, m->N);
+    if (m->embed_mult != 1.0f) m->be->scale(m->acts[0].x, m->embed_mult, (size_t)m->N * m->D);
     if (run_hooks(m, o->hooks, o->n_hooks, MU_SITE_EMBED, -1, 0, m->acts[0].x, m->B, m->T,
                   m->D, err, errlen))
         return -1;
@@ -1154,7 +1159,8 @@ static int mlp_backward(mu_model *m, int L, int low, const mu_hook *hooks, int n
     if (!BELOW(S_DOWN)) return 1;
     BHOOK(MU_SITE_MLP_POST, m->da, F);
     if (!BELOW(S_MLP_POST)) return 1;
-    be->swiglu_bwd(m->dg, m->du, m->da, A->g, A->u, (size_t)N * F);
+    if (m->gelu) be->geglu_bwd(m->dg, m->du, m->da, A->g, A->u, (size_t)N * F, m->gelu_tanh);
+    else be->swiglu_bwd(m->dg, m->du, m->da, A->g, A->u, (size_t)N * F);
     if (run_hooks_mlp_in(m, hooks, nh, L, 1, m->dg, m->du, err, errlen)) return -1;
     if (!BELOW(S_MLP_IN)) return 1;
     /* gate/up: [N,F] = h2[N,D] W[F,D]^T, h2 = rmsnorm(mid) recomputed */
@@ -1390,6 +1396,7 @@ static int backward_from(mu_model *m, const float *dlogits, int on_backend,
     if (run_hooks(m, hooks, n_hooks, MU_SITE_EMBED, -1, 1, m->dx, m->B, m->T, m->D, err, errlen))
         return -1;
     if (trainable(m, m->embed)) {
+        if (m->embed_mult != 1.0f) m->be->scale(m->dx, m->embed_mult, (size_t)m->N * m->D);
         m->be->embed_bwd(G(m, m->embed), m->dx, m->ids, m->N, m->D);
         grad_done(m, m->embed);
     }

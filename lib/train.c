@@ -1539,6 +1539,8 @@ static int write_weights(mu_model *m, const char *path, char *err, size_t errlen
         mu_param *p = mu_model_param(m, i);
         bufs[i] = mu_xmalloc((size_t)p->numel * sizeof(float));
         mu_model_get_param(m, i, bufs[i]);
+        float off = mu_arch_stored_offset(mu_model_config(m), &p->info);   /* Gemma's norms */
+        for (int64_t e = 0; off != 0 && e < p->numel; e++) bufs[i][e] -= off;
         mu_st_writer_add(w, p->info.name, MU_F32, p->info.ndim, p->info.shape, bufs[i]);
     }
     int rc = mu_st_writer_write(w, path, err, errlen);

@@ -44,7 +44,7 @@ fi
 # model by those tests; the plain build runs every emulated test.
 emu_filters=(cuda)
 case "$runner" in
-  */san/*) emu_filters=(cuda_matmul cuda_bias cuda_rmsnorm cuda_rope cuda_swiglu cuda_log_softmax
+  */san/*) emu_filters=(cuda_matmul cuda_bias cuda_rmsnorm cuda_rope cuda_glu cuda_log_softmax
                         cuda_to_bf16 cuda_embed cuda_optim cuda_model_random cuda_model_bf16
                         cuda_model_backward cuda_backend_by_name) ;;
 esac

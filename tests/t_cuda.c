@@ -345,7 +345,7 @@ TEST(cuda_attention_kv_cache_decode_vs_cpu)
     attn_variant_reset(g);
 }
 
-TEST(cuda_swiglu_elementwise_vs_cpu)
+TEST(cuda_glu_elementwise_vs_cpu)
 {
     const mu_backend *g = gpu_or_skip(), *c = mu_backend_cpu();
     /* more elements than one grid covers: exercises the grid-stride loops */
@@ -364,6 +364,15 @@ TEST(cuda_swiglu_elementwise_vs_cpu)
         g->swiglu_bwd(gdG.p, gdU.p, gdA.p, gG.p, gU.p, n);
         dcheck(&gdG, dG, "swiglu_bwd dG", NMSE_F32);
         dcheck(&gdU, dU, "swiglu_bwd dU", NMSE_F32);
+        for (int tf = 0; tf < 2; tf++) {
+            c->geglu(A, G, U, n, tf);
+            g->geglu(gA.p, gG.p, gU.p, n, tf);
+            dcheck(&gA, A, "geglu", NMSE_F32);
+            c->geglu_bwd(dG, dU, dA, G, U, n, tf);
+            g->geglu_bwd(gdG.p, gdU.p, gdA.p, gG.p, gU.p, n, tf);
+            dcheck(&gdG, dG, "geglu_bwd dG", NMSE_F32);
+            dcheck(&gdU, dU, "geglu_bwd dU", NMSE_F32);
+        }
         c->add(G, U, n);
         g->add(gG.p, gU.p, n);
         dcheck(&gG, G, "add", 0.0);
@@ -745,6 +754,29 @@ static void random_llama_vs_cpu(mu_weights weights, uint64_t seed, double logit_
 TEST(cuda_model_random_llama_logits_grads_vs_cpu)
 {
     random_llama_vs_cpu(MU_WEIGHTS_F32, 7, 1e-9, 1e-7);
+}
+
+/* A random Gemma on both backends: GeGLU (tanh, then erf form), RMSNorm by 1 + w,
+ * embeddings times sqrt(d_model), tied head. */
+TEST(cuda_model_random_gemma_logits_grads_vs_cpu)
+{
+    const mu_backend *g = gpu_or_skip();
+    char err[256];
+    const char *acts[] = { "gelu_pytorch_tanh", "gelu" };
+    for (int k = 0; k < 2; k++) {
+        mu_config c = random_llama();
+        strcpy(c.model_type, "gemma");
+        strcpy(c.hidden_act, acts[k]);
+        c.norm_plus_one = c.embed_scale = c.tie_embeddings = 1;
+        c.qkv_bias = 0;
+        mu_model *mc = mu_model_init_random_as(&c, 17 + k, 0.3f, mu_backend_cpu(), MU_WEIGHTS_F32, err, sizeof err);
+        CHECK_MSG(mc, "%s", err);
+        mu_model *mg = mu_model_init_random_as(&c, 99, 0.3f, g, MU_WEIGHTS_F32, err, sizeof err);
+        CHECK_MSG(mg, "%s", err);
+        compare_models(mc, mg, 140 + k, 1e-9, 1e-7);
+        mu_model_free(mc);
+        mu_model_free(mg);
+    }
 }
 
 /* bf16 weights on both backends: same bf16 values, f32 everything else. Rounding an

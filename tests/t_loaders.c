@@ -669,6 +669,20 @@ TEST(config_parse_variants) {
                        "\"num_hidden_layers\":1,\"num_attention_heads\":4,\"vocab_size\":300}";
     CHECK_MSG(!cfg_from(qwen, &c, err, sizeof err), "%s", err);
     CHECK(c.qkv_bias && c.n_kv_head == 4 && !strcmp(c.model_type, "qwen2") && !strcmp(c.arch, "llama"));
+    CHECK(!c.norm_plus_one && !c.embed_scale);
+    /* Gemma: transformers' GemmaConfig defaults (tied head, gelu's tanh form), RMSNorm by
+     * 1 + w and embeddings times sqrt(d_model); hidden_act as given ("gelu": erf form) */
+    const char *gemma = "{\"model_type\":\"gemma\",\"hidden_size\":64,\"intermediate_size\":128,"
+                        "\"num_hidden_layers\":1,\"num_attention_heads\":4,\"head_dim\":32,\"vocab_size\":300}";
+    CHECK_MSG(!cfg_from(gemma, &c, err, sizeof err), "%s", err);
+    int tanh_form;
+    CHECK(c.norm_plus_one && c.embed_scale && c.tie_embeddings && c.head_dim == 32);
+    CHECK(mu_config_gelu(&c, &tanh_form) == 1 && tanh_form && !strcmp(c.hidden_act, "gelu_pytorch_tanh"));
+    const char *gemma_erf = "{\"model_type\":\"gemma\",\"hidden_size\":64,\"intermediate_size\":128,"
+                            "\"num_hidden_layers\":1,\"num_attention_heads\":4,\"vocab_size\":300,"
+                            "\"hidden_act\":\"gelu\",\"tie_word_embeddings\":false}";
+    CHECK_MSG(!cfg_from(gemma_erf, &c, err, sizeof err), "%s", err);
+    CHECK(mu_config_gelu(&c, &tanh_form) == 1 && !tanh_form && !c.tie_embeddings && c.norm_plus_one);
     struct { const char *json, *needle; } bad[] = {
         {"{\"model_type\":\"gpt2\"}", "not supported"},
         {"{\"model_type\":\"llama\",\"hidden_size\":64}", "missing"},
@@ -676,7 +690,7 @@ TEST(config_parse_variants) {
         {"{\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,\"num_attention_heads\":3,"
          "\"num_key_value_heads\":2,\"vocab_size\":300,\"head_dim\":16}", "multiple of kv heads"},
         {"{\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
-         "\"vocab_size\":300,\"hidden_act\":\"gelu\"}", "hidden_act"},
+         "\"vocab_size\":300,\"hidden_act\":\"relu\"}", "hidden_act"},
         {"{\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
          "\"vocab_size\":300,\"eos_token_id\":300}", "outside the vocabulary"},
         {"{\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
@@ -711,6 +725,16 @@ TEST(config_write_read_roundtrip) {
     CHECK(!mu_config_write_json(&c, p, err, sizeof err));
     CHECK(!mu_config_from_json_file(p, &d, err, sizeof err));
     CHECK(d.qkv_bias && !strcmp(d.model_type, "qwen2"));
+    /* Gemma round-trips (model_type, its conventions, the activation) */
+    c.qkv_bias = 0;
+    strcpy(c.model_type, "gemma");
+    strcpy(c.hidden_act, "gelu");
+    c.norm_plus_one = c.embed_scale = 1;
+    CHECK_MSG(!mu_config_write_json(&c, p, err, sizeof err), "%s", err);
+    CHECK_MSG(!mu_config_from_json_file(p, &d, err, sizeof err), "%s", err);
+    CHECK(!memcmp(&c, &d, sizeof c));
+    c.embed_scale = 0;   /* a gemma without Gemma's conventions cannot be written as one */
+    CHECK(mu_config_write_json(&c, p, err, sizeof err) == -1 && strstr(err, "conventions"));
     CHECK(mu_config_from_json_file(path_in(mu_test_tmpdir(), "none.json"), &d, err, sizeof err) == -1);
     CHECK(strstr(err, "none.json"));
 }

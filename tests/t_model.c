@@ -792,21 +792,27 @@ static parity_batch parity_batch_of(mu_st *g)
     return p;
 }
 
-/* tests/golden/parity/NAME opened, or a failed CHECK; dir receives the folder. */
-static mu_st *parity_open(const char *name, char *dir, size_t dirlen)
+/* tests/golden/SUB/NAME opened, or a failed CHECK; dir receives the folder. */
+static mu_st *parity_open_in(const char *sub, const char *name, char *dir, size_t dirlen)
 {
     char path[1200], err[512];
-    snprintf(dir, dirlen, "%s/tests/golden/parity", mu_test_root());
+    snprintf(dir, dirlen, "%s/tests/golden/%s", mu_test_root(), sub);
     snprintf(path, sizeof path, "%s/%s", dir, name);
     mu_st *g = mu_st_open(path, err, sizeof err);
     CHECK_MSG(g != NULL, "%s", err);
     return g;
 }
+static mu_st *parity_open(const char *name, char *dir, size_t dirlen)
+{
+    return parity_open_in("parity", name, dir, dirlen);
+}
 
-TEST(model_parity_with_hf_transformers)
+/* The model of tests/golden/SUB against transformers' float64 run of it: logits, loss and
+ * the gradient of every parameter. */
+static void check_hf_parity(const char *sub)
 {
     char dir[1024], err[512];
-    mu_st *g = parity_open("golden.safetensors", dir, sizeof dir);
+    mu_st *g = parity_open_in(sub, "golden.safetensors", dir, sizeof dir);
     mu_model *m = mu_model_load(dir, NULL, 0, mu_backend_cpu(), err, sizeof err);
     CHECK_MSG(m != NULL, "%s", err);
     mu_dtype dt;
@@ -851,6 +857,12 @@ TEST(model_parity_with_hf_transformers)
     mu_model_free(m);
     mu_st_close(g);
 }
+
+TEST(model_parity_with_hf_transformers) { check_hf_parity("parity"); }
+
+/* Gemma (tests/gen/gen_gemma_parity.py): GeGLU (tanh form), RMSNorm by 1 + w, embeddings
+ * times sqrt(d_model), tied head, head_dim 16 with d_model 32 and 4 heads. */
+TEST(model_parity_gemma_with_hf_transformers) { check_hf_parity("parity_gemma"); }
 
 /* ---- bf16 weights ------------------------------------------------------------------------------ */
 /* A tensor of a golden file (f32), or NULL + a failed CHECK. */

@@ -8,6 +8,7 @@
 #include "config.h"
 #include "rng.h"
 #include "stream.h"
+#include "safetensors.h"
 #include <limits.h>
 
 static mu_config tiny_cfg(void) {
@@ -418,6 +419,56 @@ TEST(train_deltas_and_model_dir_reproduce_the_model) {
     mu_model_free(a); mu_model_free(b); mu_model_free(c);
     mu_trainer_free(t);
     mu_mask_free(&mask);
+    mu_model_free(m);
+}
+
+/* Gemma keeps HF's norm convention on disk: the engine holds 1 + w (mu_arch_stored_offset),
+ * an exported model dir stores w again (within 2^-24 of the file it came from: 1 + w is
+ * rounded to f32) and loads back to the same engine values, bit for bit. */
+TEST(train_gemma_model_dir_stores_norms_as_hf_does) {
+    char err[512], src[PATH_MAX], out[PATH_MAX], path[PATH_MAX + 32];
+    snprintf(src, sizeof src, "%s/tests/golden/parity_gemma", mu_test_root());
+    snprintf(out, sizeof out, "%s/gemma_out", mu_test_tmpdir());
+    mu_model *m = mu_model_load(src, NULL, 0, mu_backend_cpu(), err, sizeof err);
+    CHECK_MSG(m, "%s", err);
+    int no_tok;
+    CHECK_MSG(mu_train_write_model_dir(m, src, out, &no_tok, err, sizeof err) == 0, "%s", err);
+    mu_model *c = mu_model_load(out, NULL, 0, mu_backend_cpu(), err, sizeof err);
+    CHECK_MSG(c, "%s", err);
+    CHECK(mu_model_config(c)->norm_plus_one && mu_model_config(c)->embed_scale);
+    check_same_params(m, c, "gemma model dir");
+    snprintf(path, sizeof path, "%s/model.safetensors", src);
+    mu_st *a = mu_st_open(path, err, sizeof err);
+    CHECK_MSG(a, "%s", err);
+    snprintf(path, sizeof path, "%s/model.safetensors", out);
+    mu_st *b = mu_st_open(path, err, sizeof err);
+    CHECK_MSG(b, "%s", err);
+    int norms = 0;
+    for (int i = 0; i < mu_model_n_params(m); i++) {
+        const mu_param *p = mu_model_param(m, i);
+        const void *da, *db;
+        mu_dtype dt;
+        int nd;
+        int64_t shape[MU_MAX_DIMS];
+        size_t na, nb;
+        CHECK(mu_st_info(a, mu_st_find(a, p->info.name), &dt, &nd, shape, &da, &na) == 0);
+        CHECK(mu_st_info(b, mu_st_find(b, p->info.name), &dt, &nd, shape, &db, &nb) == 0);
+        CHECK(na == nb);
+        float off = mu_arch_stored_offset(mu_model_config(m), &p->info);
+        norms += off != 0;
+        float *w = malloc((size_t)p->numel * sizeof *w);
+        mu_model_get_param(m, i, w);
+        for (int64_t e = 0; e < p->numel; e++) {
+            float fa = ((const float *)da)[e], fb = ((const float *)db)[e];
+            CHECK_MSG(fabsf(fa - fb) <= 6e-8f, "%s[%lld]: %.9g written as %.9g", p->info.name, (long long)e, fa, fb);
+            CHECK_MSG(fabsf(w[e] - off - fa) <= 6e-8f, "%s[%lld]: engine %.9g, file %.9g", p->info.name, (long long)e,
+                      w[e], fa);
+        }
+        free(w);
+    }
+    CHECK_EQ_INT(norms, 5);   /* 2 layers x 2 norms + the final norm */
+    mu_st_close(a); mu_st_close(b);
+    mu_model_free(c);
     mu_model_free(m);
 }
 

@@ -24,6 +24,9 @@ void cpu_attention_bwd(float *dQ, float *dK, float *dV, const float *dO, const f
                        const float *lse, const float *Q, const float *K, const float *V,
                        const mu_attn_shape *s);
 void cpu_swiglu(float *A, const float *G, const float *U, size_t n);
+void cpu_geglu(float *A, const float *G, const float *U, size_t n, int tanh_form);
+void cpu_geglu_bwd(float *dG, float *dU, const float *dA, const float *G, const float *U,
+                   size_t n, int tanh_form);
 void cpu_swiglu_bwd(float *dG, float *dU, const float *dA, const float *G, const float *U,
                     size_t n);
 void cpu_add(float *Y, const float *X, size_t n);

@@ -237,6 +237,46 @@ void cpu_swiglu_bwd(float *dG, float *dU, const float *dA, const float *G, const
     }
 }
 
+/* ---- GeGLU: A = gelu_tanh(G) * U --------------------------------------------------------- */
+#define GELU_C 0.7978845608028654f   /* sqrt(2 / pi) */
+#define GELU_K 0.044715f
+#define SQRT1_2 0.7071067811865476f
+#define INV_SQRT_2PI 0.3989422804014327f
+
+/* gelu(g) and gelu'(g): tanh form, (1 + t) / 2 + g/2 (1 - t^2) sqrt(2/pi) (1 + 3 k g^2) with
+ * t = tanh(sqrt(2/pi) (g + k g^3)); erf form, Phi(g) + g phi(g) */
+static inline float gelu_d(float g, int tanh_form, float *d)
+{
+    if (tanh_form) {
+        float t = tanhf(GELU_C * (g + GELU_K * g * g * g));
+        *d = 0.5f * (1.0f + t) + 0.5f * g * (1.0f - t * t) * GELU_C * (1.0f + 3.0f * GELU_K * g * g);
+        return 0.5f * g * (1.0f + t);
+    }
+    float Phi = 0.5f * (1.0f + erff(g * SQRT1_2));
+    *d = Phi + g * INV_SQRT_2PI * expf(-0.5f * g * g);
+    return g * Phi;
+}
+
+void cpu_geglu(float *A, const float *G, const float *U, size_t n, int tanh_form)
+{
+    #pragma omp parallel for if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float d;
+        A[i] = gelu_d(G[i], tanh_form, &d) * U[i];
+    }
+}
+
+void cpu_geglu_bwd(float *dG, float *dU, const float *dA, const float *G, const float *U,
+                   size_t n, int tanh_form)
+{
+    #pragma omp parallel for if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float d, gelu = gelu_d(G[i], tanh_form, &d);
+        dU[i] = dA[i] * gelu;
+        dG[i] = dA[i] * U[i] * d;
+    }
+}
+
 /* ---- elementwise ------------------------------------------------------------------------ */
 void cpu_add(float *Y, const float *X, size_t n)
 {

@@ -700,6 +700,52 @@ static void cu_swiglu_bwd(float *dG, float *dU, const float *dA, const float *G,
     KCHECK();
 }
 
+/* GeGLU with gelu's tanh form (kernels.h) */
+#define GELU_C 0.7978845608028654f
+#define GELU_K 0.044715f
+/* gelu(g), and gelu'(g) into *d: the tanh or the erf form */
+__device__ __forceinline__ float gelu_d(float g, int tanh_form, float *d)
+{
+    if (tanh_form) {
+        float t = tanhf(GELU_C * (g + GELU_K * g * g * g));
+        *d = 0.5f * (1.0f + t) + 0.5f * g * (1.0f - t * t) * GELU_C * (1.0f + 3.0f * GELU_K * g * g);
+        return 0.5f * g * (1.0f + t);
+    }
+    float Phi = 0.5f * (1.0f + erff(g * 0.7071067811865476f));
+    *d = Phi + g * 0.3989422804014327f * expf(-0.5f * g * g);
+    return g * Phi;
+}
+__global__ void k_geglu(float *A, const float *G, const float *U, size_t n, int tanh_form)
+{
+    GRID_STRIDE(i, n) {
+        float d;
+        A[i] = gelu_d(G[i], tanh_form, &d) * U[i];
+    }
+}
+static void cu_geglu(float *A, const float *G, const float *U, size_t n, int tanh_form)
+{
+    if (!n) return;
+    k_geglu<<<grid_for(n, 1), NT>>>(A, G, U, n, tanh_form);
+    KCHECK();
+}
+
+__global__ void k_geglu_bwd(float *dG, float *dU, const float *dA, const float *G,
+                            const float *U, size_t n, int tanh_form)
+{
+    GRID_STRIDE(i, n) {
+        float d, gelu = gelu_d(G[i], tanh_form, &d), da = dA[i];
+        dU[i] = da * gelu;
+        dG[i] = da * U[i] * d;
+    }
+}
+static void cu_geglu_bwd(float *dG, float *dU, const float *dA, const float *G,
+                         const float *U, size_t n, int tanh_form)
+{
+    if (!n) return;
+    k_geglu_bwd<<<grid_for(n, 1), NT>>>(dG, dU, dA, G, U, n, tanh_form);
+    KCHECK();
+}
+
 __global__ void k_add(float *Y, const float *X, size_t n) { GRID_STRIDE(i, n) Y[i] += X[i]; }
 static void cu_add(float *Y, const float *X, size_t n)
 {
@@ -888,6 +934,8 @@ static void fill_table(mu_backend *b)
     b->attention_bwd = cu_attention_bwd;
     b->swiglu = cu_swiglu;
     b->swiglu_bwd = cu_swiglu_bwd;
+    b->geglu = cu_geglu;
+    b->geglu_bwd = cu_geglu_bwd;
     b->add = cu_add;
     b->scale = cu_scale;
     b->log_softmax = cu_log_softmax;

@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Golden for the model's parity with Hugging Face transformers on Gemma (tests/t_model.c,
+model_parity_gemma_with_hf_transformers): GeGLU with gelu's tanh form, RMSNorm scaling by
+(1 + w), embeddings times sqrt(hidden_size), a tied head, and head_dim != hidden/heads.
+
+Writes into tests/golden/parity_gemma/:
+  config.json, model.safetensors   a tiny random Gemma (4 heads, 2 kv heads, head_dim 16,
+                                   hidden 32, 2 layers, vocab 97, d_ff 64), F32, norm weights
+                                   random around 0 (so 1 + w is not 1)
+  golden.safetensors               input_ids i32 [B,T] (right-padded with 0), lengths i32 [B],
+                                   targets i32 [B,T] (next token, -1 at padding/last),
+                                   logits f32 [B,T,V], loss f32 [1] (mean CE over targets >= 0),
+                                   grad.<HF name> f32 for every parameter
+The logits and gradients come from GemmaForCausalLM in float64 (eager attention) from the
+same f32 weights the C test loads.
+
+Run (a developer with torch and transformers; CI never runs it):
+  /root/torchenv/bin/python tests/gen/gen_gemma_parity.py
+"""
+import os
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from transformers import GemmaConfig, GemmaForCausalLM
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden", "parity_gemma")
+
+
+def main():
+    torch.manual_seed(20241205)
+    cfg = GemmaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                      max_position_embeddings=64, rms_norm_eps=1e-6, rope_theta=10000.0,
+                      hidden_act="gelu_pytorch_tanh", hidden_activation="gelu_pytorch_tanh",
+                      attention_bias=False, bos_token_id=2, eos_token_id=1, pad_token_id=0,
+                      initializer_range=0.2)
+    model = GemmaForCausalLM(cfg).float()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):       # Gemma scales by 1 + w: w around 0
+                p.copy_(0.2 * torch.randn_like(p))
+    os.makedirs(OUT, exist_ok=True)
+    model.save_pretrained(OUT, safe_serialization=True)
+    for extra in ("generation_config.json",):
+        path = os.path.join(OUT, extra)
+        if os.path.exists(path):
+            os.remove(path)
+
+    B, T = 3, 9
+    lengths = [9, 5, 2]
+    rng = np.random.default_rng(11)
+    ids = np.zeros((B, T), dtype=np.int32)
+    targets = np.full((B, T), -1, dtype=np.int32)
+    for b, n in enumerate(lengths):
+        ids[b, :n] = rng.integers(3, cfg.vocab_size, size=n)
+        targets[b, :n - 1] = ids[b, 1:n]
+    mask = np.zeros((B, T), dtype=np.int64)
+    for b, n in enumerate(lengths):
+        mask[b, :n] = 1
+
+    m64 = GemmaForCausalLM.from_pretrained(OUT, torch_dtype=torch.float64,
+                                           attn_implementation="eager")
+    m64.train(False)
+    out = m64(input_ids=torch.tensor(ids, dtype=torch.long),
+              attention_mask=torch.tensor(mask),
+              position_ids=torch.arange(T).unsqueeze(0).expand(B, T))
+    logits = out.logits
+    tgt = torch.tensor(targets, dtype=torch.long)
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, cfg.vocab_size),
+                                             tgt.reshape(-1), ignore_index=-1)
+    loss.backward()
+
+    tensors = {
+        "input_ids": torch.tensor(ids),
+        "lengths": torch.tensor(lengths, dtype=torch.int32),
+        "targets": torch.tensor(targets),
+        "logits": logits.detach().float().contiguous(),
+        "loss": loss.detach().float().reshape(1),
+    }
+    for name, p in m64.named_parameters():
+        tensors["grad." + name] = p.grad.detach().float().contiguous()
+    save_file(tensors, os.path.join(OUT, "golden.safetensors"),
+              metadata={"generator": "tests/gen/gen_gemma_parity.py"})
+    print("loss", float(loss.detach()), "files in", os.path.normpath(OUT))
+
+
+if __name__ == "__main__":
+    main()
