@@ -21,12 +21,14 @@ Run (a developer with the venv; CI never runs it):
 import json
 import os
 
-import numpy as np
 import torch
 from safetensors.torch import save_file
 from transformers import LlamaConfig, LlamaForCausalLM
 
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden", "parity")
+from hf_parity import save_model, write_golden
+
+OUT = os.environ.get("MU_GOLDEN_OUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                                      "golden", "parity")
 
 
 def rope_llama3():
@@ -53,50 +55,10 @@ def main():
         for name, p in model.named_parameters():
             if name.endswith("norm.weight"):       # non-trivial norm weights
                 p.copy_(1 + 0.2 * torch.randn_like(p))
-    os.makedirs(OUT, exist_ok=True)
-    model.save_pretrained(OUT, safe_serialization=True)
-    for extra in ("generation_config.json",):
-        path = os.path.join(OUT, extra)
-        if os.path.exists(path):
-            os.remove(path)
-
-    B, T = 3, 9
-    lengths = [9, 5, 2]
-    rng = np.random.default_rng(7)
-    ids = np.zeros((B, T), dtype=np.int32)
-    targets = np.full((B, T), -1, dtype=np.int32)
-    for b, n in enumerate(lengths):
-        ids[b, :n] = rng.integers(3, cfg.vocab_size, size=n)
-        targets[b, :n - 1] = ids[b, 1:n]
-    mask = np.zeros((B, T), dtype=np.int64)
-    for b, n in enumerate(lengths):
-        mask[b, :n] = 1
-
-    m64 = LlamaForCausalLM.from_pretrained(OUT, torch_dtype=torch.float64,
-                                           attn_implementation="eager")
-    m64.train(False)
-    out = m64(input_ids=torch.tensor(ids, dtype=torch.long),
-              attention_mask=torch.tensor(mask),
-              position_ids=torch.arange(T).unsqueeze(0).expand(B, T))
-    logits = out.logits                                   # [B,T,V] float64
-    tgt = torch.tensor(targets, dtype=torch.long)
-    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, cfg.vocab_size),
-                                             tgt.reshape(-1), ignore_index=-1)
-    loss.backward()
-
-    tensors = {
-        "input_ids": torch.tensor(ids),
-        "lengths": torch.tensor(lengths, dtype=torch.int32),
-        "targets": torch.tensor(targets),
-        "logits": logits.detach().float().contiguous(),
-        "loss": loss.detach().float().reshape(1),
-    }
-    for name, p in m64.named_parameters():
-        tensors["grad." + name] = p.grad.detach().float().contiguous()
-    save_file(tensors, os.path.join(OUT, "golden.safetensors"),
-              metadata={"generator": "tests/gen/gen_llama_parity.py"})
+    save_model(model, OUT)
+    loss = write_golden(LlamaForCausalLM, OUT, cfg.vocab_size, 7, "tests/gen/gen_llama_parity.py")
     rope_llama3()
-    print("loss", float(loss.detach()), "files in", os.path.normpath(OUT))
+    print("loss", loss, "files in", os.path.normpath(OUT))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,51 @@
+"""hf_parity.py — the part of the HF parity generators (gen_llama_parity.py,
+gen_gemma_parity.py) that they share: a right-padded batch of random ids, the float64
+eager forward of a saved model, the mean cross-entropy over next tokens and its gradient
+for every parameter, written as golden.safetensors beside the model."""
+import os
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+
+def save_model(model, out):
+    """The model's config.json and model.safetensors in out (no generation_config.json)."""
+    os.makedirs(out, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    extra = os.path.join(out, "generation_config.json")
+    if os.path.exists(extra):
+        os.remove(extra)
+
+
+def write_golden(model_cls, out, vocab, seed, generator, lengths=(9, 5, 2)):
+    """golden.safetensors in out: input_ids, lengths, targets, logits, loss and grad.<name>
+    of model_cls loaded from out in float64; returns the loss."""
+    B, T = len(lengths), max(lengths)
+    rng = np.random.default_rng(seed)
+    ids = np.zeros((B, T), dtype=np.int32)
+    targets = np.full((B, T), -1, dtype=np.int32)
+    mask = np.zeros((B, T), dtype=np.int64)
+    for b, n in enumerate(lengths):
+        ids[b, :n] = rng.integers(3, vocab, size=n)
+        targets[b, :n - 1] = ids[b, 1:n]
+        mask[b, :n] = 1
+    m64 = model_cls.from_pretrained(out, torch_dtype=torch.float64, attn_implementation="eager")
+    m64.train(False)
+    logits = m64(input_ids=torch.tensor(ids, dtype=torch.long), attention_mask=torch.tensor(mask),
+                 position_ids=torch.arange(T).unsqueeze(0).expand(B, T)).logits
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab),
+                                             torch.tensor(targets, dtype=torch.long).reshape(-1),
+                                             ignore_index=-1)
+    loss.backward()
+    tensors = {
+        "input_ids": torch.tensor(ids),
+        "lengths": torch.tensor(list(lengths), dtype=torch.int32),
+        "targets": torch.tensor(targets),
+        "logits": logits.detach().float().contiguous(),
+        "loss": loss.detach().float().reshape(1),
+    }
+    for name, p in m64.named_parameters():
+        tensors["grad." + name] = p.grad.detach().float().contiguous()
+    save_file(tensors, os.path.join(out, "golden.safetensors"), metadata={"generator": generator})
+    return float(loss.detach())
