@@ -16,6 +16,10 @@ static const struct { const char *role, *fmt; } arch_names[] = {
     {"v_bias", "model.layers.%d.self_attn.v_proj.bias"},
     {"o", "model.layers.%d.self_attn.o_proj.weight"},
     {"mlp_norm", "model.layers.%d.post_attention_layernorm.weight"},
+    {"q_norm", "model.layers.%d.self_attn.q_norm.weight"},             /* OLMo-2 */
+    {"k_norm", "model.layers.%d.self_attn.k_norm.weight"},
+    {"attn_post_norm", "model.layers.%d.post_attention_layernorm.weight"},
+    {"mlp_post_norm", "model.layers.%d.post_feedforward_layernorm.weight"},
     {"gate", "model.layers.%d.mlp.gate_proj.weight"},
     {"up", "model.layers.%d.mlp.up_proj.weight"},
     {"down", "model.layers.%d.mlp.down_proj.weight"},
@@ -48,7 +52,7 @@ static void arch_add(mu_param_info *p, int *n, const char *role, int layer, int 
 
 int mu_arch_params(const mu_config *c, mu_param_info **out) {
     if (strcmp(c->arch, "llama") || c->n_layer < 1) return -1;
-    int per_layer = 9 + (c->qkv_bias ? 3 : 0);
+    int per_layer = 9 + (c->qkv_bias ? 3 : 0) + (c->qk_norm ? 2 : 0);
     int cap = 3 + c->n_layer * per_layer;
     mu_param_info *p = calloc((size_t)cap, sizeof *p);
     if (!p) return -1;
@@ -57,7 +61,7 @@ int mu_arch_params(const mu_config *c, mu_param_info **out) {
     int64_t QD = (int64_t)c->n_head * c->head_dim, KD = (int64_t)c->n_kv_head * c->head_dim;
     arch_add(p, &n, "embed", -1, 2, V, D);
     for (int l = 0; l < c->n_layer; l++) {
-        arch_add(p, &n, "attn_norm", l, 1, D, 0);
+        if (!c->post_norm) arch_add(p, &n, "attn_norm", l, 1, D, 0);
         arch_add(p, &n, "q", l, 2, QD, D);
         arch_add(p, &n, "k", l, 2, KD, D);
         arch_add(p, &n, "v", l, 2, KD, D);
@@ -66,11 +70,16 @@ int mu_arch_params(const mu_config *c, mu_param_info **out) {
             arch_add(p, &n, "k_bias", l, 1, KD, 0);
             arch_add(p, &n, "v_bias", l, 1, KD, 0);
         }
+        if (c->qk_norm) {
+            arch_add(p, &n, "q_norm", l, 1, QD, 0);
+            arch_add(p, &n, "k_norm", l, 1, KD, 0);
+        }
         arch_add(p, &n, "o", l, 2, D, QD);
-        arch_add(p, &n, "mlp_norm", l, 1, D, 0);
+        arch_add(p, &n, c->post_norm ? "attn_post_norm" : "mlp_norm", l, 1, D, 0);
         arch_add(p, &n, "gate", l, 2, F, D);
         arch_add(p, &n, "up", l, 2, F, D);
         arch_add(p, &n, "down", l, 2, D, F);
+        if (c->post_norm) arch_add(p, &n, "mlp_post_norm", l, 1, D, 0);
     }
     arch_add(p, &n, "final_norm", -1, 1, D, 0);
     if (!c->tie_embeddings) arch_add(p, &n, "lm_head", -1, 2, V, D);
@@ -85,16 +94,20 @@ int mu_arch_find(const mu_param_info *p, int n, const char *name) {
 }
 
 int mu_arch_block(const mu_param_info *p) {
-    static const char *attn[] = {"q", "k", "v", "o", "q_bias", "k_bias", "v_bias", "attn_norm"};
-    static const char *mlp[] = {"gate", "up", "down", "mlp_norm"};
+    static const char *attn[] = {"q", "k", "v", "o", "q_bias", "k_bias", "v_bias", "attn_norm",
+                                 "q_norm", "k_norm", "attn_post_norm"};
+    static const char *mlp[] = {"gate", "up", "down", "mlp_norm", "mlp_post_norm"};
     for (size_t i = 0; i < sizeof attn / sizeof *attn; i++) if (!strcmp(p->role, attn[i])) return 0;
     for (size_t i = 0; i < sizeof mlp / sizeof *mlp; i++) if (!strcmp(p->role, mlp[i])) return 1;
     return -1;
 }
 
+int mu_arch_is_norm(const mu_param_info *p) {
+    return strstr(p->role, "norm") != NULL;
+}
+
 float mu_arch_stored_offset(const mu_config *c, const mu_param_info *p) {
-    int norm = !strcmp(p->role, "attn_norm") || !strcmp(p->role, "mlp_norm") || !strcmp(p->role, "final_norm");
-    return c->norm_plus_one && norm ? 1.0f : 0.0f;
+    return c->norm_plus_one && mu_arch_is_norm(p) ? 1.0f : 0.0f;
 }
 
 int64_t mu_arch_numel(const mu_param_info *p, int n) {

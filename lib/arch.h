@@ -2,6 +2,8 @@
  * One list, used by the model loader, mu-init, mu-train's full-model export and
  * mask shorthands. Order: embed, then per layer (attn_norm, q, k, v, [q_bias, k_bias,
  * v_bias], o, mlp_norm, gate, up, down), then final_norm, then lm_head (absent when tied).
+ * OLMo-2 (post_norm, qk_norm): per layer q, k, v, q_norm, k_norm, o, attn_post_norm (HF
+ * post_attention_layernorm, on the attention output), gate, up, down, mlp_post_norm.
  * Shapes are PyTorch's: Linear weight [out, in]. */
 #ifndef MU_ARCH_H
 #define MU_ARCH_H
@@ -27,6 +29,9 @@ int mu_arch_param_name(const char *role, int layer, char *buf, size_t buflen);
 /* The block of a layer's tensor: 0 attention (q, k, v, o, their biases, the input norm),
  * 1 MLP (gate, up, down, the post-attention norm), -1 neither (embed, final norm, head). */
 int mu_arch_block(const mu_param_info *p);
+/* 1 for an RMSNorm weight (attn_norm, mlp_norm, final_norm; OLMo-2's q_norm, k_norm,
+ * attn_post_norm, mlp_post_norm). */
+int mu_arch_is_norm(const mu_param_info *p);
 /* What the engine adds to a checkpoint's values of this tensor (and subtracts when it
  * writes one): 1 for the RMSNorm weights of a config with norm_plus_one (Gemma), else 0. */
 float mu_arch_stored_offset(const mu_config *c, const mu_param_info *p);

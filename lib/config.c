@@ -25,11 +25,12 @@ void mu_config_init(mu_config *c) {
 }
 
 /* The HF model types this loader maps onto the llama family engine. */
-static const struct { const char *model_type, *hf_arch; int qkv_bias, gemma; } cfg_types[] = {
-    {"llama", "LlamaForCausalLM", 0, 0},
-    {"mistral", "MistralForCausalLM", 0, 0},
-    {"qwen2", "Qwen2ForCausalLM", 1, 0},
-    {"gemma", "GemmaForCausalLM", 0, 1},
+static const struct { const char *model_type, *hf_arch; int qkv_bias, gemma, olmo2; } cfg_types[] = {
+    {"llama", "LlamaForCausalLM", 0, 0, 0},
+    {"mistral", "MistralForCausalLM", 0, 0, 0},
+    {"qwen2", "Qwen2ForCausalLM", 1, 0, 0},
+    {"gemma", "GemmaForCausalLM", 0, 1, 0},
+    {"olmo2", "Olmo2ForCausalLM", 0, 0, 1},
 };
 
 int mu_config_gelu(const mu_config *c, int *tanh_form) {
@@ -156,7 +157,7 @@ static int cfg_from_json(json_t *root, jctx *j, mu_config *c) {
     if (j_str(j, root, "model_type", c->model_type, sizeof c->model_type)) return -1;
     int ti = cfg_type_index(c->model_type);
     if (ti < 0) {
-        mu_set_err(j->err, j->errlen, "%s: model_type \"%s\" not supported (llama, mistral, qwen2, gemma)",
+        mu_set_err(j->err, j->errlen, "%s: model_type \"%s\" not supported (llama, mistral, qwen2, gemma, olmo2)",
                    j->name, c->model_type);
         return -1;
     }
@@ -166,6 +167,7 @@ static int cfg_from_json(json_t *root, jctx *j, mu_config *c) {
         c->norm_plus_one = c->embed_scale = c->tie_embeddings = 1;
         strcpy(c->hidden_act, "gelu_pytorch_tanh");
     }
+    if (cfg_types[ti].olmo2) c->post_norm = c->qk_norm = 1;
     if (j_int(j, root, "num_hidden_layers", &c->n_layer, 1, CFG_MAX_SIZE) ||
         j_int(j, root, "hidden_size", &c->d_model, 1, CFG_MAX_SIZE) ||
         j_int(j, root, "num_attention_heads", &c->n_head, 1, CFG_MAX_SIZE) ||
@@ -412,7 +414,8 @@ int mu_config_write_json_dtype(const mu_config *c, const char *torch_dtype, cons
     int ti = cfg_type_index(c->model_type);
     if (ti < 0) ti = 0;
     if (c->qkv_bias) ti = cfg_type_index("qwen2");  /* q/k/v biases without o bias: Qwen2 */
-    if (cfg_types[ti].gemma != (c->norm_plus_one && c->embed_scale)) {
+    if (cfg_types[ti].gemma != (c->norm_plus_one && c->embed_scale) ||
+        cfg_types[ti].olmo2 != (c->post_norm && c->qk_norm)) {
         mu_set_err(err, errlen, "%s: model_type %s does not match the norm and embedding conventions", path,
                    cfg_types[ti].model_type);
         return -1;

@@ -1,7 +1,8 @@
 /* config.h — the model hyper-parameters mu needs, read from a Hugging Face config.json
  * (or from GGUF metadata, see mu_config_from_gguf) and written back with HF keys.
  * Llama family: Llama 2/3/3.1, SmolLM/SmolLM2, Mistral, Qwen2, TinyStories; Gemma (GeGLU,
- * RMSNorm by 1 + w, embeddings scaled by sqrt(d_model), tied head). */
+ * RMSNorm by 1 + w, embeddings scaled by sqrt(d_model), tied head); OLMo-2 (norms after
+ * the blocks, q/k norms). */
 #ifndef MU_CONFIG_H
 #define MU_CONFIG_H
 #include <stddef.h>
@@ -25,6 +26,10 @@ typedef struct {
     int norm_plus_one;       /* Gemma: RMSNorm scales by (1 + w); checkpoints store w, the
                                 engine holds 1 + w (mu_arch_stored_offset) */
     int embed_scale;         /* Gemma: embeddings are multiplied by sqrt(d_model) */
+    int post_norm;           /* OLMo-2: RMSNorm on each block's output before the residual
+                                add (post_attention_layernorm, post_feedforward_layernorm),
+                                none on its input */
+    int qk_norm;             /* OLMo-2: RMSNorm on the q and k projections (over all heads) */
     int sliding_window;      /* Mistral: attention sees at most this many keys; 0 = none.
                                 mu attends to all keys, so the model refuses sequences
                                 longer than the window instead of computing them wrongly */

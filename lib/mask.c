@@ -210,7 +210,7 @@ static const spec_group GROUPS[] = {
     {"mlp.gate", {"gate"}, 1}, {"mlp.up", {"up"}, 1}, {"mlp.down", {"down"}, 1},
     {"attn.q", {"q", "q_bias"}, 1}, {"attn.k", {"k", "k_bias"}, 1},
     {"attn.v", {"v", "v_bias"}, 1}, {"attn.o", {"o"}, 1},
-    {"norms", {"attn_norm", "mlp_norm"}, 1},
+    {"norms", {"attn_norm", "mlp_norm", "q_norm", "k_norm", "attn_post_norm", "mlp_post_norm"}, 1},
     {"layers", {"*"}, 1},
     {"embed", {"embed"}, 0}, {"lm_head", {"lm_head"}, 0}, {"final_norm", {"final_norm"}, 0},
     {"all", {"*"}, 0},

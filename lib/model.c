@@ -21,13 +21,19 @@ enum {
 };
 #define DEPTH_EMBED (-1)
 
-typedef struct { int attn_norm, q, k, v, qb, kb, vb, o, mlp_norm, gate, up, down; } layer_params;
+/* A layer's parameters by role (-1: absent). OLMo-2 has no attn_norm / mlp_norm but q_norm,
+ * k_norm and the norms on the attention and MLP outputs (attn_post_norm, mlp_post_norm). */
+typedef struct { int attn_norm, q, k, v, qb, kb, vb, o, mlp_norm, gate, up, down, qn, kn, apn, mpn; } layer_params;
 
 /* What one layer keeps from a forward. x: layer input (resid_pre) [N,D]; q [N,H*hd]
  * (after rope), k, v [N,Hkv*hd] (after rope), o [N,H*hd] attention output, lse [B,H,T],
- * mid [N,D] resid_mid, rstd1/rstd2 [N], g, u, a [N,F]. In inference all layers share one
- * set (x alternates between two buffers). */
-typedef struct { float *x, *q, *k, *v, *o, *lse, *mid, *rstd1, *rstd2, *g, *u, *a; } layer_acts;
+ * mid [N,D] resid_mid, rstd1/rstd2 [N] (of the input norms, or with post_norm of the
+ * output norms), g, u, a [N,F]; with qk_norm qr [N,H*hd], kr [N,Hkv*hd] the projections
+ * before their norms and rq, rk [N] those norms' rstd; with post_norm ar, mr [N,D] the
+ * attention and MLP outputs before their norms. In inference all layers share one set (x
+ * alternates between two buffers). */
+typedef struct { float *x, *q, *k, *v, *o, *lse, *mid, *rstd1, *rstd2, *g, *u, *a, *qr, *kr, *rq, *rk, *ar, *mr; }
+    layer_acts;
 
 struct mu_kvcache {
     mu_model *m;
@@ -64,6 +70,7 @@ struct mu_model {
     layer_acts *acts;                 /* [NL + 1]; acts[NL].x = output of the last layer */
     float *h, *hf, *rstdf, *rows, *logits;
     float *dx, *dh, *dq, *dk, *dv, *d_o, *dg, *du, *da, *dbr, *dlog;
+    float *dqr, *dkr;                 /* qk_norm: d of q, k before their norms */
     float *gscratch; int64_t gscratch_cap; /* backend: a packed parameter's whole dW */
     float *host;  size_t host_cap;    /* host scratch for hooks on device backends, mlp_in */
     float *logits_host; size_t logits_host_cap;
@@ -118,6 +125,26 @@ static void norm_bwd(const mu_model *m, int i, const float *X, const float *rstd
 {
     m->be->rmsnorm_bwd(m->dx, G(m, i), m->dh, X, W(m, i), rstd, N, m->D);
     grad_done(m, i);
+}
+
+/* Backward of an output norm (post_norm) of weight i: Y = rmsnorm(X) * w, dY given; returns
+ * dX [N,D] in m->dh (the weight's gradient accumulated when it trains). */
+static float *post_norm_bwd(const mu_model *m, int i, const float *dY, const float *X, const float *rstd)
+{
+    m->be->zero(m->dh, fsz((size_t)m->N * m->D));
+    m->be->rmsnorm_bwd(m->dh, G(m, i), dY, X, W(m, i), rstd, m->N, m->D);
+    grad_done(m, i);
+    return m->dh;
+}
+
+/* Backward of a q or k norm (qk_norm) of weight i over X [N, W]: dX (zeroed here) from dY. */
+static float *vec_norm_bwd(const mu_model *m, int i, float *dX, const float *dY, const float *X,
+                           const float *rstd, int Wd)
+{
+    m->be->zero(dX, fsz((size_t)m->N * Wd));
+    m->be->rmsnorm_bwd(dX, G(m, i), dY, X, W(m, i), rstd, m->N, Wd);
+    grad_done(m, i);
+    return dX;
 }
 
 /* db[M] += sum_n dY[n, M] for bias i when it trains */
@@ -201,7 +228,7 @@ static int role_is(const mu_param_info *pi, const char *r) { return !strcmp(pi->
 static void map_roles(mu_model *m)
 {
     for (int L = 0; L < m->NL; L++)
-        m->lp[L] = (layer_params){ -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1 };
+        m->lp[L] = (layer_params){ -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1 };
     m->embed = m->final_norm = m->lm_head = -1;
     for (int i = 0; i < m->n_params; i++) {
         const mu_param_info *pi = &m->p[i].info;
@@ -222,6 +249,10 @@ static void map_roles(mu_model *m)
         else if (role_is(pi, "gate")) l->gate = i;
         else if (role_is(pi, "up")) l->up = i;
         else if (role_is(pi, "down")) l->down = i;
+        else if (role_is(pi, "q_norm")) l->qn = i;
+        else if (role_is(pi, "k_norm")) l->kn = i;
+        else if (role_is(pi, "attn_post_norm")) l->apn = i;
+        else if (role_is(pi, "mlp_post_norm")) l->mpn = i;
     }
     if (m->lm_head < 0) m->lm_head = m->embed;     /* tied */
 }
@@ -234,8 +265,10 @@ static int check_roles(const mu_model *m, char *err, size_t errlen)
     }
     for (int L = 0; L < m->NL; L++) {
         const layer_params *l = &m->lp[L];
-        if (l->attn_norm < 0 || l->q < 0 || l->k < 0 || l->v < 0 || l->o < 0 ||
-            l->mlp_norm < 0 || l->gate < 0 || l->up < 0 || l->down < 0) {
+        int pre = m->cfg.post_norm ? l->apn >= 0 && l->mpn >= 0 : l->attn_norm >= 0 && l->mlp_norm >= 0;
+        int qk = !m->cfg.qk_norm || (l->qn >= 0 && l->kn >= 0);
+        if (!pre || !qk || l->q < 0 || l->k < 0 || l->v < 0 || l->o < 0 || l->gate < 0 || l->up < 0 ||
+            l->down < 0) {
             snprintf(err, errlen, "model: layer %d: parameter list incomplete", L);
             return -1;
         }
@@ -361,8 +394,7 @@ static int load_param(mu_model *m, const mu_param *p, float *host)
  * the sub-stream (seed, i). */
 static void random_values(const mu_param *p, uint64_t seed, uint64_t i, float std, float *host)
 {
-    const char *r = p->info.role;
-    int is_norm = !strcmp(r, "attn_norm") || !strcmp(r, "mlp_norm") || !strcmp(r, "final_norm");
+    int is_norm = mu_arch_is_norm(&p->info);
     mu_rng rng;
     mu_rng_seed2(&rng, seed, i);
     for (int64_t j = 0; j < p->numel; j++)
@@ -679,12 +711,15 @@ static int ws_ensure(mu_model *m, int N, int train)
         A(a->q, n * qd); A(a->k, n * kd); A(a->v, n * kd); A(a->o, n * qd);
         A(a->lse, n * m->H); A(a->mid, n * D); A(a->rstd1, n); A(a->rstd2, n);
         A(a->g, n * F); A(a->u, n * F); A(a->a, n * F);
+        if (m->cfg.qk_norm) { A(a->qr, n * qd); A(a->kr, n * kd); A(a->rq, n); A(a->rk, n); }
+        if (m->cfg.post_norm) { A(a->ar, n * D); A(a->mr, n * D); }
     }
     if (train) {
         for (int L = 0; L <= m->NL && ok; L++) A(m->acts[L].x, n * D);
         A(m->dx, n * D); A(m->dh, n * D); A(m->dq, n * qd); A(m->dk, n * kd);
         A(m->dv, n * kd); A(m->d_o, n * qd); A(m->dg, n * F); A(m->du, n * F);
         A(m->da, n * F); A(m->dbr, n * D);
+        if (m->cfg.qk_norm) { A(m->dqr, n * qd); A(m->dkr, n * kd); }
     } else {
         float *x0 = NULL, *x1 = NULL;       /* layers share acts[0]; x alternates */
         A(x0, n * D); A(x1, n * D);
@@ -821,17 +856,23 @@ static void attention_forward(mu_model *m, int L, layer_acts *A, mu_kvcache *c)
     m->be->attention(A->o, A->lse, A->q, K, V, &s);
 }
 
-/* q, k, v projections (+ biases) of the normed input h, rotated. */
-static void qkv_forward(mu_model *m, const layer_params *P, layer_acts *A)
+/* q, k, v projections (+ biases) of the layer's input h (normed, or the residual stream
+ * itself with post_norm), q and k normed (qk_norm), then rotated. */
+static void qkv_forward(mu_model *m, const layer_params *P, layer_acts *A, const float *h)
 {
     const mu_backend *be = m->be;
-    int N = m->N, D = m->D;
-    linear(m, A->q, m->h, P->q, N, D, m->qd, 0);
-    linear(m, A->k, m->h, P->k, N, D, m->kd, 0);
-    linear(m, A->v, m->h, P->v, N, D, m->kd, 0);
-    if (P->qb >= 0) be->bias_add(A->q, W(m, P->qb), N, m->qd);
-    if (P->kb >= 0) be->bias_add(A->k, W(m, P->kb), N, m->kd);
+    int N = m->N, D = m->D, qk = m->cfg.qk_norm;
+    float *q = qk ? A->qr : A->q, *k = qk ? A->kr : A->k;
+    linear(m, q, h, P->q, N, D, m->qd, 0);
+    linear(m, k, h, P->k, N, D, m->kd, 0);
+    linear(m, A->v, h, P->v, N, D, m->kd, 0);
+    if (P->qb >= 0) be->bias_add(q, W(m, P->qb), N, m->qd);
+    if (P->kb >= 0) be->bias_add(k, W(m, P->kb), N, m->kd);
     if (P->vb >= 0) be->bias_add(A->v, W(m, P->vb), N, m->kd);
+    if (qk) {
+        be->rmsnorm(A->q, A->rq, A->qr, W(m, P->qn), N, m->qd, m->cfg.rms_eps);
+        be->rmsnorm(A->k, A->rk, A->kr, W(m, P->kn), N, m->kd, m->cfg.rms_eps);
+    }
     be->rope(A->q, m->pos, m->inv_freq, N, m->H, m->hd);
     be->rope(A->k, m->pos, m->inv_freq, N, m->Hkv, m->hd);
 }
@@ -849,24 +890,28 @@ static int layer_forward(mu_model *m, int L, const mu_fwd_opts *o, char *err, si
     int N = m->N, D = m->D, F = m->F;
     float eps = m->cfg.rms_eps;
 
+    int post = m->cfg.post_norm;
     HOOK(MU_SITE_RESID_PRE, x, D);
-    be->rmsnorm(m->h, A->rstd1, x, W(m, P->attn_norm), N, D, eps);
-    qkv_forward(m, P, A);
+    if (!post) be->rmsnorm(m->h, A->rstd1, x, W(m, P->attn_norm), N, D, eps);
+    qkv_forward(m, P, A, post ? x : m->h);
     attention_forward(m, L, A, o->cache);
     HOOK(MU_SITE_ATTN_HEAD, A->o, m->qd);
-    linear(m, A->mid, A->o, P->o, N, m->qd, D, 0);
+    linear(m, post ? A->ar : A->mid, A->o, P->o, N, m->qd, D, 0);
+    if (post) be->rmsnorm(A->mid, A->rstd1, A->ar, W(m, P->apn), N, D, eps);
     HOOK(MU_SITE_ATTN_OUT, A->mid, D);
     be->add(A->mid, x, (size_t)N * D);
     HOOK(MU_SITE_RESID_MID, A->mid, D);
 
-    be->rmsnorm(m->h, A->rstd2, A->mid, W(m, P->mlp_norm), N, D, eps);
-    linear(m, A->g, m->h, P->gate, N, D, F, 0);
-    linear(m, A->u, m->h, P->up, N, D, F, 0);
+    if (!post) be->rmsnorm(m->h, A->rstd2, A->mid, W(m, P->mlp_norm), N, D, eps);
+    const float *hm = post ? A->mid : m->h;
+    linear(m, A->g, hm, P->gate, N, D, F, 0);
+    linear(m, A->u, hm, P->up, N, D, F, 0);
     if (run_hooks_mlp_in(m, o->hooks, o->n_hooks, L, 0, A->g, A->u, err, errlen)) return -1;
     if (m->gelu) be->geglu(A->a, A->g, A->u, (size_t)N * F, m->gelu_tanh);
     else be->swiglu(A->a, A->g, A->u, (size_t)N * F);
     HOOK(MU_SITE_MLP_POST, A->a, F);
-    linear(m, out, A->a, P->down, N, F, D, 0);
+    linear(m, post ? A->mr : out, A->a, P->down, N, F, D, 0);
+    if (post) be->rmsnorm(out, A->rstd2, A->mr, W(m, P->mpn), N, D, eps);
     HOOK(MU_SITE_MLP_OUT, out, D);
     be->add(out, A->mid, (size_t)N * D);
     HOOK(MU_SITE_RESID_POST, out, D);
@@ -1095,7 +1140,8 @@ static int param_stage(const char *role)
         { "attn_norm", S_ATTN_NORM }, { "q", S_QKV }, { "k", S_QKV }, { "v", S_QKV },
         { "q_bias", S_QKV }, { "k_bias", S_QKV }, { "v_bias", S_QKV }, { "o", S_O },
         { "mlp_norm", S_MLP_NORM }, { "gate", S_GATEUP }, { "up", S_GATEUP },
-        { "down", S_DOWN } };
+        { "down", S_DOWN }, { "q_norm", S_QKV }, { "k_norm", S_QKV }, { "attn_post_norm", S_O },
+        { "mlp_post_norm", S_DOWN } };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (!strcmp(role, t[i].role)) return t[i].stage;
     return -1;
@@ -1154,6 +1200,8 @@ static int mlp_backward(mu_model *m, int L, int low, const mu_hook *hooks, int n
     float *dout = branch_grad(m, hooks, nh, MU_SITE_MLP_OUT, L, m->dx);
     BHOOK(MU_SITE_MLP_OUT, dout, D);
     if (!BELOW(S_MLP_OUT)) return 1;
+    int post = m->cfg.post_norm;
+    if (post) dout = post_norm_bwd(m, P->mpn, dout, A->mr, A->rstd2);   /* d of the MLP's output */
     /* down: out[N,D] = a[N,F] Wd[D,F]^T */
     linear_bwd(m, BELOW(S_DOWN) ? m->da : NULL, P->down, dout, A->a, N, F, D, 0);
     if (!BELOW(S_DOWN)) return 1;
@@ -1163,14 +1211,16 @@ static int mlp_backward(mu_model *m, int L, int low, const mu_hook *hooks, int n
     else be->swiglu_bwd(m->dg, m->du, m->da, A->g, A->u, (size_t)N * F);
     if (run_hooks_mlp_in(m, hooks, nh, L, 1, m->dg, m->du, err, errlen)) return -1;
     if (!BELOW(S_MLP_IN)) return 1;
-    /* gate/up: [N,F] = h2[N,D] W[F,D]^T, h2 = rmsnorm(mid) recomputed */
-    if (trainable(m, P->gate) || trainable(m, P->up))
+    /* gate/up: [N,F] = h2[N,D] W[F,D]^T, h2 = rmsnorm(mid) recomputed (post_norm: mid) */
+    if (!post && (trainable(m, P->gate) || trainable(m, P->up)))
         be->rmsnorm(m->h, NULL, A->mid, W(m, P->mlp_norm), N, D, m->cfg.rms_eps);
+    const float *hm = post ? A->mid : m->h;
     int need_dh = BELOW(S_GATEUP);
-    linear_bwd(m, need_dh ? m->dh : NULL, P->gate, m->dg, m->h, N, D, F, 0);
-    linear_bwd(m, need_dh ? m->dh : NULL, P->up, m->du, m->h, N, D, F, 1);
+    linear_bwd(m, need_dh ? m->dh : NULL, P->gate, m->dg, hm, N, D, F, 0);
+    linear_bwd(m, need_dh ? m->dh : NULL, P->up, m->du, hm, N, D, F, 1);
     if (!need_dh) return 1;
-    norm_bwd(m, P->mlp_norm, A->mid, A->rstd2, N);
+    if (post) be->add(m->dx, m->dh, (size_t)N * D);
+    else norm_bwd(m, P->mlp_norm, A->mid, A->rstd2, N);
     if (!BELOW(S_MLP_NORM)) return 1;
     BHOOK(MU_SITE_RESID_MID, m->dx, D);
     return BELOW(S_RESID_MID) ? 0 : 1;
@@ -1187,6 +1237,8 @@ static int attn_backward(mu_model *m, int L, int low, const mu_hook *hooks, int 
     float *dattn = branch_grad(m, hooks, nh, MU_SITE_ATTN_OUT, L, m->dx);
     BHOOK(MU_SITE_ATTN_OUT, dattn, D);
     if (!BELOW(S_ATTN_OUT)) return 1;
+    int post = m->cfg.post_norm;
+    if (post) dattn = post_norm_bwd(m, P->apn, dattn, A->ar, A->rstd1);   /* d of o_proj's output */
     linear_bwd(m, BELOW(S_O) ? m->d_o : NULL, P->o, dattn, A->o, N, qd, D, 0);
     if (!BELOW(S_O)) return 1;
     BHOOK(MU_SITE_ATTN_HEAD, m->d_o, qd);
@@ -1196,18 +1248,25 @@ static int attn_backward(mu_model *m, int L, int low, const mu_hook *hooks, int 
     be->attention_bwd(m->dq, m->dk, m->dv, m->d_o, A->o, A->lse, A->q, A->k, A->v, &s);
     be->rope_bwd(m->dq, m->pos, m->inv_freq, N, m->H, m->hd);
     be->rope_bwd(m->dk, m->pos, m->inv_freq, N, m->Hkv, m->hd);
-    bias_bwd(m, P->qb, m->dq, N, qd);
-    bias_bwd(m, P->kb, m->dk, N, kd);
+    float *dq = m->dq, *dk = m->dk;
+    if (m->cfg.qk_norm) {            /* through the q and k norms to the projections */
+        dq = vec_norm_bwd(m, P->qn, m->dqr, m->dq, A->qr, A->rq, qd);
+        dk = vec_norm_bwd(m, P->kn, m->dkr, m->dk, A->kr, A->rk, kd);
+    }
+    bias_bwd(m, P->qb, dq, N, qd);
+    bias_bwd(m, P->kb, dk, N, kd);
     bias_bwd(m, P->vb, m->dv, N, kd);
-    if (trainable(m, P->q) || trainable(m, P->k) || trainable(m, P->v))
+    if (!post && (trainable(m, P->q) || trainable(m, P->k) || trainable(m, P->v)))
         be->rmsnorm(m->h, NULL, A->x, W(m, P->attn_norm), N, D, m->cfg.rms_eps);
+    const float *hin = post ? A->x : m->h;
     int need_dh = BELOW(S_QKV);
     float *dh = need_dh ? m->dh : NULL;
-    linear_bwd(m, dh, P->q, m->dq, m->h, N, D, qd, 0);
-    linear_bwd(m, dh, P->k, m->dk, m->h, N, D, kd, 1);
-    linear_bwd(m, dh, P->v, m->dv, m->h, N, D, kd, 1);
+    linear_bwd(m, dh, P->q, dq, hin, N, D, qd, 0);
+    linear_bwd(m, dh, P->k, dk, hin, N, D, kd, 1);
+    linear_bwd(m, dh, P->v, m->dv, hin, N, D, kd, 1);
     if (!need_dh) return 1;
-    norm_bwd(m, P->attn_norm, A->x, A->rstd1, N);
+    if (post) be->add(m->dx, m->dh, (size_t)N * D);
+    else norm_bwd(m, P->attn_norm, A->x, A->rstd1, N);
     if (!BELOW(S_ATTN_NORM)) return 1;
     BHOOK(MU_SITE_RESID_PRE, m->dx, D);
     return BELOW(S_RESID_PRE) ? 0 : 1;

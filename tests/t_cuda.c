@@ -757,17 +757,19 @@ TEST(cuda_model_random_llama_logits_grads_vs_cpu)
 }
 
 /* A random Gemma on both backends: GeGLU (tanh, then erf form), RMSNorm by 1 + w,
- * embeddings times sqrt(d_model), tied head. */
-TEST(cuda_model_random_gemma_logits_grads_vs_cpu)
+ * embeddings times sqrt(d_model), tied head; then a random OLMo-2: norms on the blocks'
+ * outputs, q and k normed over all heads. */
+TEST(cuda_model_random_gemma_olmo2_logits_grads_vs_cpu)
 {
     const mu_backend *g = gpu_or_skip();
     char err[256];
-    const char *acts[] = { "gelu_pytorch_tanh", "gelu" };
-    for (int k = 0; k < 2; k++) {
+    const char *acts[] = { "gelu_pytorch_tanh", "gelu", "silu" };
+    for (int k = 0; k < 3; k++) {
         mu_config c = random_llama();
-        strcpy(c.model_type, "gemma");
+        strcpy(c.model_type, k < 2 ? "gemma" : "olmo2");
         strcpy(c.hidden_act, acts[k]);
-        c.norm_plus_one = c.embed_scale = c.tie_embeddings = 1;
+        c.norm_plus_one = c.embed_scale = c.tie_embeddings = k < 2;
+        c.post_norm = c.qk_norm = k == 2;
         c.qkv_bias = 0;
         mu_model *mc = mu_model_init_random_as(&c, 17 + k, 0.3f, mu_backend_cpu(), MU_WEIGHTS_F32, err, sizeof err);
         CHECK_MSG(mc, "%s", err);

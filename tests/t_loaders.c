@@ -683,6 +683,25 @@ TEST(config_parse_variants) {
                             "\"hidden_act\":\"gelu\",\"tie_word_embeddings\":false}";
     CHECK_MSG(!cfg_from(gemma_erf, &c, err, sizeof err), "%s", err);
     CHECK(mu_config_gelu(&c, &tanh_form) == 1 && !tanh_form && !c.tie_embeddings && c.norm_plus_one);
+    /* OLMo-2: norms after the blocks, q/k norms; its parameter list has no input norms */
+    const char *olmo2 = "{\"model_type\":\"olmo2\",\"hidden_size\":64,\"intermediate_size\":128,"
+                        "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":2,"
+                        "\"vocab_size\":300}";
+    CHECK_MSG(!cfg_from(olmo2, &c, err, sizeof err), "%s", err);
+    CHECK(c.post_norm && c.qk_norm && !c.norm_plus_one && !c.tie_embeddings && !strcmp(c.hidden_act, "silu"));
+    mu_param_info *pl;
+    int np = mu_arch_params(&c, &pl);
+    CHECK_EQ_INT(np, 1 + 2 * 11 + 2);
+    CHECK(mu_arch_find(pl, np, "model.layers.1.input_layernorm.weight") < 0);
+    int qn = mu_arch_find(pl, np, "model.layers.1.self_attn.q_norm.weight");
+    int kn = mu_arch_find(pl, np, "model.layers.1.self_attn.k_norm.weight");
+    int pa = mu_arch_find(pl, np, "model.layers.1.post_attention_layernorm.weight");
+    int pf = mu_arch_find(pl, np, "model.layers.1.post_feedforward_layernorm.weight");
+    CHECK(qn >= 0 && kn >= 0 && pa >= 0 && pf >= 0);
+    CHECK(pl[qn].shape[0] == 64 && pl[kn].shape[0] == 32 && !strcmp(pl[pa].role, "attn_post_norm"));
+    CHECK(mu_arch_block(&pl[pa]) == 0 && mu_arch_block(&pl[pf]) == 1 && mu_arch_block(&pl[kn]) == 0);
+    CHECK(mu_arch_is_norm(&pl[qn]) && mu_arch_is_norm(&pl[pf]) && mu_arch_stored_offset(&c, &pl[pf]) == 0);
+    free(pl);
     struct { const char *json, *needle; } bad[] = {
         {"{\"model_type\":\"gpt2\"}", "not supported"},
         {"{\"model_type\":\"llama\",\"hidden_size\":64}", "missing"},
@@ -735,6 +754,13 @@ TEST(config_write_read_roundtrip) {
     CHECK(!memcmp(&c, &d, sizeof c));
     c.embed_scale = 0;   /* a gemma without Gemma's conventions cannot be written as one */
     CHECK(mu_config_write_json(&c, p, err, sizeof err) == -1 && strstr(err, "conventions"));
+    strcpy(c.model_type, "olmo2");
+    strcpy(c.hidden_act, "silu");
+    c.norm_plus_one = 0;
+    c.post_norm = c.qk_norm = 1;
+    CHECK_MSG(!mu_config_write_json(&c, p, err, sizeof err), "%s", err);
+    CHECK_MSG(!mu_config_from_json_file(p, &d, err, sizeof err), "%s", err);
+    CHECK(!memcmp(&c, &d, sizeof c));
     CHECK(mu_config_from_json_file(path_in(mu_test_tmpdir(), "none.json"), &d, err, sizeof err) == -1);
     CHECK(strstr(err, "none.json"));
 }

@@ -864,6 +864,70 @@ TEST(model_parity_with_hf_transformers) { check_hf_parity("parity"); }
  * times sqrt(d_model), tied head, head_dim 16 with d_model 32 and 4 heads. */
 TEST(model_parity_gemma_with_hf_transformers) { check_hf_parity("parity_gemma"); }
 
+/* OLMo-2 (tests/gen/gen_olmo2_parity.py): norms on the blocks' outputs, none on their
+ * inputs, q and k normed over all heads. */
+TEST(model_parity_olmo2_with_hf_transformers) { check_hf_parity("parity_olmo2"); }
+
+/* For the architectures beyond Llama's layout (tests/golden/SUB): each parameter trained
+ * alone gets the gradient it gets when all train (the backward stops no earlier than its
+ * role needs), and decoding through the KV cache gives the full forward's logits. */
+static void check_alone_grads_and_cache(const char *sub)
+{
+    char dir[1024], err[512];
+    mu_st *g = parity_open_in(sub, "golden.safetensors", dir, sizeof dir);
+    mu_model *m = mu_model_load(dir, NULL, 0, mu_backend_cpu(), err, sizeof err);
+    CHECK_MSG(m != NULL, "%s", err);
+    parity_batch pb = parity_batch_of(g);
+    int B = pb.B, T = pb.T, V = mu_model_config(m)->vocab, n = mu_model_n_params(m);
+    mu_batch b = { B, T, pb.ids, pb.lens };
+    mu_fwd_opts o = { .train = 1 };
+    float *dl = malloc(sizeof(float) * B * T * V), **full = calloc(n, sizeof *full);
+    CHECK(mu_model_set_all_trainable(m, 1) == 0);
+    CHECK(mu_model_forward(m, &b, &o, err, sizeof err) == 0);
+    mu_model_cross_entropy(m, pb.targets, dl, NULL);
+    CHECK(mu_model_backward(m, dl, NULL, 0, err, sizeof err) == 0);
+    for (int i = 0; i < n; i++) {
+        full[i] = malloc(mu_model_param(m, i)->numel * sizeof(float));
+        mu_model_get_grad(m, i, full[i]);
+    }
+    for (int i = 0; i < n; i++) {
+        mu_param *p = mu_model_param(m, i);
+        CHECK(mu_model_set_all_trainable(m, 0) == 0 && mu_model_set_trainable(m, i, 1) == 0);
+        CHECK(mu_model_forward(m, &b, &o, err, sizeof err) == 0);
+        mu_model_cross_entropy(m, pb.targets, dl, NULL);
+        CHECK(mu_model_backward(m, dl, NULL, 0, err, sizeof err) == 0);
+        double maxerr = 0, scale = 0;
+        for (int64_t j = 0; j < p->numel; j++) {
+            if (fabs(full[i][j]) > scale) scale = fabs(full[i][j]);
+            if (fabs(p->g[j] - full[i][j]) > maxerr) maxerr = fabs(p->g[j] - full[i][j]);
+        }
+        CHECK_MSG(scale > 0 && maxerr <= 1e-6 * scale, "%s alone: gradient max error %.3g (scale %.3g)",
+                  p->info.name, maxerr, scale);
+        free(full[i]);
+    }
+    free(full);
+    /* row 0 (all T tokens): prefill 3, then one token at a time */
+    mu_batch row = { 1, T, pb.ids, NULL };
+    CHECK(mu_model_forward(m, &row, NULL, err, sizeof err) == 0);
+    float *ref = malloc(sizeof(float) * T * V);
+    memcpy(ref, mu_model_logits(m), sizeof(float) * T * V);
+    mu_kvcache *c = mu_kvcache_new(m, 1, T);
+    mu_fwd_opts co = { .logits_last_only = 1, .cache = c };
+    for (int t0 = 0, len = 3; t0 < T; t0 += len, len = 1) {
+        mu_batch sb = { 1, len, pb.ids + t0, NULL };
+        CHECK_MSG(mu_model_forward(m, &sb, &co, err, sizeof err) == 0, "%s", err);
+        const float *lg = mu_model_logits(m);
+        for (int j = 0; j < V; j++) CHECK_NEAR(lg[j], ref[(size_t)(t0 + len - 1) * V + j], 1e-5);
+    }
+    mu_kvcache_free(c);
+    free(ref); free(dl);
+    mu_model_free(m);
+    mu_st_close(g);
+}
+
+TEST(model_gemma_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_gemma"); }
+TEST(model_olmo2_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_olmo2"); }
+
 /* ---- bf16 weights ------------------------------------------------------------------------------ */
 /* A tensor of a golden file (f32), or NULL + a failed CHECK. */
 static const float *golden_f32(mu_st *g, const char *name, size_t n)

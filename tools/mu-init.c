@@ -129,7 +129,7 @@ static void parse_args(int argc, char **argv, init_opts *o) {
 
 /* Fills one parameter: norms 1, biases 0, everything else N(0, std^2) from its own stream. */
 static void init_param(const mu_param_info *p, int index, const init_opts *o, float *x, size_t n) {
-    if (!strcmp(p->role, "attn_norm") || !strcmp(p->role, "mlp_norm") || !strcmp(p->role, "final_norm")) {
+    if (mu_arch_is_norm(p)) {
         for (size_t i = 0; i < n; i++) x[i] = 1.0f;
         return;
     }
