@@ -1458,12 +1458,20 @@ int mu_trainer_run(mu_trainer *t, const char *resume_path, char *err, size_t err
 /* ---- outputs ---- */
 
 /* The new values of trained tensor i as a delta entry. */
+/* A delta holds the checkpoint's values, in its convention: the engine's minus the stored
+ * offset (Gemma's norms). */
+static void to_stored(const mu_model *m, const mu_param *p, float *vals, int64_t n) {
+    float off = mu_arch_stored_offset(mu_model_config(m), &p->info);
+    for (int64_t e = 0; off != 0 && e < n; e++) vals[e] -= off;
+}
+
 static void add_delta_tensor(mu_st_writer *w, mu_trainer *t, int i, int sparse) {
     mu_param *p = mu_model_param(t->m, t->pidx[i]);
     const mu_idxset *s = mu_optim_set(t->opt, i);
     if (!sparse || s->dense) {
         float *vals = mu_xmalloc((size_t)p->numel * sizeof(float));
         mu_model_get_param(t->m, t->pidx[i], vals);
+        to_stored(t->m, p, vals, p->numel);
         mu_st_writer_add_copy(w, p->info.name, MU_F32, p->info.ndim, p->info.shape, vals);
         free(vals);
     } else {
@@ -1471,6 +1479,7 @@ static void add_delta_tensor(mu_st_writer *w, mu_trainer *t, int i, int sparse) 
         int64_t *idx = mu_xmalloc((size_t)(s->n + 1) * sizeof *idx);
         mu_idxset_to_list(s, idx);
         mu_optim_get_trained(t->opt, i, vals);   /* only the trained elements move */
+        to_stored(t->m, p, vals, s->n);
         char name[160];
         int64_t shape[1] = {s->n};
         snprintf(name, sizeof name, "%s%s", p->info.name, MU_DELTA_IDX_SUFFIX);
@@ -1539,8 +1548,7 @@ static int write_weights(mu_model *m, const char *path, char *err, size_t errlen
         mu_param *p = mu_model_param(m, i);
         bufs[i] = mu_xmalloc((size_t)p->numel * sizeof(float));
         mu_model_get_param(m, i, bufs[i]);
-        float off = mu_arch_stored_offset(mu_model_config(m), &p->info);   /* Gemma's norms */
-        for (int64_t e = 0; off != 0 && e < p->numel; e++) bufs[i][e] -= off;
+        to_stored(m, p, bufs[i], p->numel);   /* Gemma's norms */
         mu_st_writer_add(w, p->info.name, MU_F32, p->info.ndim, p->info.shape, bufs[i]);
     }
     int rc = mu_st_writer_write(w, path, err, errlen);

@@ -35,6 +35,9 @@ static const char usage[] =
     "      --tied            lm_head shares the embedding matrix\n"
     "      --qkv-bias        q/k/v projections get biases, initialized to 0 (written as\n"
     "                        model_type qwen2, which has no o_proj bias)\n"
+    "      --arch A          llama (default), gemma (GeGLU, RMSNorm by 1 + w, scaled\n"
+    "                        embeddings, tied head) or olmo2 (norms on the blocks'\n"
+    "                        outputs, q/k norms)\n"
     "      --std X           standard deviation of the normal init (default 0.02)\n"
     "      --seed N          random seed (default 1)\n"
     "      --dtype T         stored dtype: f32 (default), bf16, f16\n"
@@ -61,7 +64,7 @@ typedef struct {
 } init_opts;
 
 enum { O_LAYERS = 256, O_DMODEL, O_HEADS, O_KVHEADS, O_HEADDIM, O_DFF, O_VOCAB, O_MAXPOS, O_THETA, O_EPS,
-       O_TIED, O_QKVB, O_STD, O_SEED, O_DTYPE, O_TOK };
+       O_TIED, O_QKVB, O_STD, O_SEED, O_DTYPE, O_TOK, O_ARCH };
 
 static void parse_args(int argc, char **argv, init_opts *o) {
     static const struct option longopts[] = {
@@ -73,7 +76,8 @@ static void parse_args(int argc, char **argv, init_opts *o) {
         {"rms-eps", required_argument, 0, O_EPS}, {"tied", no_argument, 0, O_TIED},
         {"qkv-bias", no_argument, 0, O_QKVB}, {"std", required_argument, 0, O_STD},
         {"seed", required_argument, 0, O_SEED}, {"dtype", required_argument, 0, O_DTYPE},
-        {"tokenizer", required_argument, 0, O_TOK}, MU_COMMON_LONGOPTS, {0, 0, 0, 0}};
+        {"tokenizer", required_argument, 0, O_TOK}, {"arch", required_argument, 0, O_ARCH},
+        MU_COMMON_LONGOPTS, {0, 0, 0, 0}};
     mu_config *c = &o->cfg;
     mu_config_init(c);
     c->n_layer = 2, c->d_model = 64, c->n_head = 4, c->n_kv_head = 0, c->head_dim = 0, c->d_ff = 128;
@@ -108,6 +112,18 @@ static void parse_args(int argc, char **argv, init_opts *o) {
         case O_TOK:
             if (strcmp(optarg, "bytes")) mu_usage_error("--tokenizer: '%s' unknown (bytes)", optarg);
             break;
+        case O_ARCH:
+            if (!strcmp(optarg, "gemma")) {
+                strcpy(c->model_type, "gemma");
+                strcpy(c->hidden_act, "gelu_pytorch_tanh");
+                c->norm_plus_one = c->embed_scale = c->tie_embeddings = 1;
+            } else if (!strcmp(optarg, "olmo2")) {
+                strcpy(c->model_type, "olmo2");
+                c->post_norm = c->qk_norm = 1;
+            } else if (strcmp(optarg, "llama")) {
+                mu_usage_error("--arch: '%s' is not llama, gemma or olmo2", optarg);
+            }
+            break;
         default: mu_usage_error("unexpected option (see --help)");
         }
     }
@@ -119,6 +135,8 @@ static void parse_args(int argc, char **argv, init_opts *o) {
                                                    c->d_model, c->n_head);
         c->head_dim = c->d_model / c->n_head;
     }
+    if (c->qkv_bias && strcmp(c->model_type, "llama"))
+        mu_usage_error("--qkv-bias goes with --arch llama only (it is written as qwen2)");
     if (c->qkv_bias) strcpy(c->model_type, "qwen2");  /* q/k/v biases, no o_proj bias */
     c->bos_id = N_BYTE_TOKENS, c->eos_id = N_BYTE_TOKENS + 1, c->pad_id = N_BYTE_TOKENS + 2;
     char err[256];
@@ -127,10 +145,12 @@ static void parse_args(int argc, char **argv, init_opts *o) {
 
 /* ---------------------------------------------------------------- weights */
 
-/* Fills one parameter: norms 1, biases 0, everything else N(0, std^2) from its own stream. */
+/* Fills one parameter: norms 1 (stored as 0 where the norm scales by 1 + w: Gemma), biases
+ * 0, everything else N(0, std^2) from its own stream. */
 static void init_param(const mu_param_info *p, int index, const init_opts *o, float *x, size_t n) {
     if (mu_arch_is_norm(p)) {
-        for (size_t i = 0; i < n; i++) x[i] = 1.0f;
+        float v = 1.0f - mu_arch_stored_offset(&o->cfg, p);
+        for (size_t i = 0; i < n; i++) x[i] = v;
         return;
     }
     if (strstr(p->role, "_bias")) {

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# t_archs.sh — every model tool on the architectures beyond Llama's layout, from mu-init
+# --arch: Gemma (GeGLU, RMSNorm by 1 + w, scaled embeddings, tied head) and OLMo-2 (norms
+# on the blocks' outputs, q/k norms). Per architecture: the config mu-init writes, choice
+# scores, masked training whose dense and sparse deltas and exported model directory give
+# the same outputs bit for bit (Gemma's norms are stored as w, held as 1 + w), an attribution and path
+# patching over the MLPs. The numerics are checked against transformers in t_model.c.
+. "$(dirname "$0")/lib.sh"
+cd "$T"
+printf '{"name": "Ada", "sport": 0}\n{"name": "Bo", "sport": 1}\n{"name": "Cy", "sport": 2}\n{"name": "Di", "sport": 0}\n' >facts.jsonl
+
+# same_choices A B: the choice log-probabilities of two outputs streams are identical
+same_choices() { cmp <(mu-dump "$1" | tail -n +2 | jq -c .choice_logprobs) <(mu-dump "$2" | tail -n +2 | jq -c .choice_logprobs); }
+export -f same_choices
+
+for arch in gemma olmo2; do
+  M=m_$arch
+  if ! mu-init -q --arch $arch --out $M --layers 2 --d-model 32 --heads 4 --kv-heads 2 --head-dim 16 \
+       --d-ff 64 --vocab 259 --std 0.2 --seed 5; then
+    fail archs_${arch}_init "mu-init --arch $arch failed"; continue
+  fi
+  case $arch in
+    gemma) want='.model_type == "gemma" and .architectures == ["GemmaForCausalLM"] and .hidden_act == "gelu_pytorch_tanh" and .tie_word_embeddings == true' ;;
+    olmo2) want='.model_type == "olmo2" and .architectures == ["Olmo2ForCausalLM"] and .hidden_act == "silu"' ;;
+  esac
+  t archs_${arch}_config jq -e "$want" $M/config.json
+  # the architecture's own tensors: OLMo-2's output and q/k norms, none on the inputs
+  if [ $arch = olmo2 ]; then
+    t archs_olmo2_tensors bash -c "head -c 20000 $M/model.safetensors | grep -aq post_feedforward_layernorm &&
+      head -c 20000 $M/model.safetensors | grep -aq self_attn.q_norm && ! head -c 20000 $M/model.safetensors | grep -aq input_layernorm"
+  fi
+  mu-tokenize -q --model $M --prompt '{name} plays' --choices ' golf| chess| polo' --answer-field sport \
+    --out f_$arch.tok facts.jsonl
+  t archs_${arch}_forward bash -c "mu-forward -q --model $M --emit choices --out base_$arch.out f_$arch.tok &&
+    mu-dump base_$arch.out | tail -n +2 | jq -s -e 'length == 4 and all(.[]; .choice_logprobs | length == 3)' >/dev/null"
+  t archs_${arch}_train mu-train -q --model $M --objective learn --train f_$arch.tok --mask 'norms:1+mlp:0' \
+    --steps 5 --batch 4 --lr 1e-2 --seed 1 --out d_$arch.st --out-model md_$arch
+  mu-train -q --model $M --objective learn --train f_$arch.tok --mask 'norms:1+mlp:0' \
+    --steps 5 --batch 4 --lr 1e-2 --seed 1 --sparse --out s_$arch.st
+  mu-forward -q --model $M --delta d_$arch.st --emit choices --out delta_$arch.out f_$arch.tok
+  mu-forward -q --model $M --delta s_$arch.st --emit choices --out sparse_$arch.out f_$arch.tok
+  mu-forward -q --model md_$arch --emit choices --out dir_$arch.out f_$arch.tok
+  t archs_${arch}_delta_equals_dir same_choices delta_$arch.out dir_$arch.out
+  t archs_${arch}_sparse_equals_dense same_choices delta_$arch.out sparse_$arch.out
+  t archs_${arch}_training_moved bash -c "! same_choices base_$arch.out delta_$arch.out"
+  t archs_${arch}_dir_config jq -e "$want" md_$arch/config.json
+  # an attribution over value vectors and path patching over the MLP blocks
+  t archs_${arch}_attrib_act bash -c "mu-attrib -q --model $M --forget f_$arch.tok --method act --out act_$arch.scores &&
+    mu-maskgen -q --scores act_$arch.scores --fraction 0.01 --out act_$arch.mask"
+  t archs_${arch}_path_patch bash -c "mu-attrib -q --model $M --forget f_$arch.tok --subject name --method path-patch \
+    --tensors mlp:all --samples 2 --out pp_$arch.scores && mu-dump pp_$arch.scores | tail -n +2 | jq -s -e 'length == 6' >/dev/null"
+done
