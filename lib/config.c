@@ -276,8 +276,9 @@ int mu_config_from_gguf(const mu_gguf *g, mu_config *c, char *err, size_t errlen
     memcpy(arch, s, n);
     arch[n] = 0;
     int ti = cfg_type_index(arch);
-    if (ti < 0) {
-        mu_set_err(err, errlen, "%s: architecture \"%s\" not supported (llama, mistral, qwen2)", mu_gguf_path(g), arch);
+    if (ti < 0 || cfg_types[ti].gemma || cfg_types[ti].olmo2) {   /* those from HF directories only */
+        mu_set_err(err, errlen, "%s: architecture \"%s\" not supported in GGUF (llama, mistral, qwen2)%s",
+                   mu_gguf_path(g), arch, ti >= 0 ? "; load its Hugging Face directory" : "");
         return -1;
     }
     strcpy(c->model_type, arch);
