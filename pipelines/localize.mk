@@ -62,6 +62,11 @@ $(RUN)/masks/%.mask: $(RUN)/attrib/%.scores
 # the probe localization: the residual stream before and after every MLP at the subject's
 # last token on the probes' train and test facts, one probe per site and layer, each MLP
 # scored by the gain across it (an explicit rule: it takes over the pattern rule above)
+ifneq ($(filter probe,$(LOCS)),)
+ifeq ($(strip $(LOC_LABEL)),)
+$(error LOCS has probe, but this pipeline sets no LOC_LABEL (the attribute the probes read) and LOC_PROBE_TRAIN)
+endif
+endif
 LOC_PROBE_SITES := resid_mid:all:subject_last resid_post:all:subject_last
 loc_probe_acts = $(JOB) mu-forward $(Q) --model $(MODEL) $(addprefix --delta ,$(LOC_DELTAS)) \
   --subject $(LOC_SUBJECT) $(addprefix --cache ,$(LOC_PROBE_SITES)) --cache-out $@ --out /dev/null $<
