@@ -84,8 +84,9 @@ static int has_suffix(const char *s, const char *suf) {
 
 /* ------------------------------------------------------------------ GGUF names */
 
-/* HF name -> GGUF name; 0 ok, -1 not a known llama tensor. */
-static int gguf_name(const char *hf, char *out, size_t n) {
+/* HF name -> GGUF name (llama.cpp's tensor names; post_norm: OLMo-2's, whose
+ * post_attention_layernorm is the attention output's norm); 0 ok, -1 not a known tensor. */
+static int gguf_name(const char *hf, int post_norm, char *out, size_t n) {
     static const struct { const char *hf, *gg; } glob[] = {
         {"model.embed_tokens.weight", "token_embd.weight"},
         {"model.norm.weight", "output_norm.weight"},
@@ -95,8 +96,13 @@ static int gguf_name(const char *hf, char *out, size_t n) {
         {"self_attn.q_proj", "attn_q"}, {"self_attn.k_proj", "attn_k"}, {"self_attn.v_proj", "attn_v"},
         {"self_attn.o_proj", "attn_output"}, {"mlp.gate_proj", "ffn_gate"}, {"mlp.up_proj", "ffn_up"},
         {"mlp.down_proj", "ffn_down"}, {"input_layernorm", "attn_norm"},
-        {"post_attention_layernorm", "ffn_norm"},
+        {"post_attention_layernorm", "ffn_norm"}, {"self_attn.q_norm", "attn_q_norm"},
+        {"self_attn.k_norm", "attn_k_norm"}, {"post_feedforward_layernorm", "post_ffw_norm"},
     };
+    int l0, p0 = 0;
+    if (post_norm && sscanf(hf, "model.layers.%d.%n", &l0, &p0) == 1 && p0 &&
+        !strcmp(hf + p0, "post_attention_layernorm.weight"))
+        return snprintf(out, n, "blk.%d.post_attention_norm.weight", l0) >= (int)n ? -1 : 0;
     for (size_t i = 0; i < sizeof glob / sizeof *glob; i++)
         if (!strcmp(hf, glob[i].hf)) return snprintf(out, n, "%s", glob[i].gg) >= (int)n ? -1 : 0;
     int l, pos = 0;
@@ -125,7 +131,7 @@ static ck_tensor ck_lookup(const mu_ckpt *c, const char *hf) {
     ck_tensor t = {0};
     if (c->g) {
         char gn[128];
-        if (gguf_name(hf, gn, sizeof gn) || (t.idx = mu_gguf_find_tensor(c->g, gn)) < 0) return t;
+        if (gguf_name(hf, c->cfg.post_norm, gn, sizeof gn) || (t.idx = mu_gguf_find_tensor(c->g, gn)) < 0) return t;
         int64_t ne[MU_GGUF_MAX_DIMS];
         mu_gguf_tensor_info(c->g, t.idx, &t.ggml_type, &t.ndim, ne, NULL, NULL);
         for (int d = 0; d < t.ndim; d++) t.shape[d] = ne[t.ndim - 1 - d];
@@ -179,6 +185,8 @@ static void unpermute_rows(float *x, int64_t rows, int64_t cols, int n_heads) {
 static int read_base(mu_ckpt *c, const char *hf, const ck_tensor *t, float *dst, size_t n, char *err, size_t errlen) {
     if (!c->g) return mu_st_read_f32(c->shard[t->shard], t->idx, dst, n, err, errlen);
     if (mu_gguf_tensor_f32(c->g, mu_gguf_tensor_name(c->g, t->idx), dst, n, err, errlen)) return -1;
+    if (c->cfg.norm_plus_one && has_suffix(hf, "norm.weight"))   /* llama.cpp stores Gemma's 1 + w */
+        for (size_t i = 0; i < n; i++) dst[i] -= 1.0f;
     if (c->gguf_permuted) {
         int q = has_suffix(hf, ".q_proj.weight") || has_suffix(hf, ".q_proj.bias");
         int kk = has_suffix(hf, ".k_proj.weight") || has_suffix(hf, ".k_proj.bias");

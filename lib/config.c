@@ -276,9 +276,9 @@ int mu_config_from_gguf(const mu_gguf *g, mu_config *c, char *err, size_t errlen
     memcpy(arch, s, n);
     arch[n] = 0;
     int ti = cfg_type_index(arch);
-    if (ti < 0 || cfg_types[ti].gemma || cfg_types[ti].olmo2) {   /* those from HF directories only */
-        mu_set_err(err, errlen, "%s: architecture \"%s\" not supported in GGUF (llama, mistral, qwen2)%s",
-                   mu_gguf_path(g), arch, ti >= 0 ? "; load its Hugging Face directory" : "");
+    if (ti < 0) {
+        mu_set_err(err, errlen, "%s: architecture \"%s\" not supported (llama, mistral, qwen2, gemma, olmo2)",
+                   mu_gguf_path(g), arch);
         return -1;
     }
     strcpy(c->model_type, arch);
@@ -329,6 +329,11 @@ int mu_config_from_gguf(const mu_gguf *g, mu_config *c, char *err, size_t errlen
     gg_opt_id(g, "tokenizer.ggml.eos_token_id", &c->eos_id);
     gg_opt_id(g, "tokenizer.ggml.padding_token_id", &c->pad_id);
     c->tie_embeddings = mu_gguf_find_tensor(g, "output.weight") < 0;
+    if (cfg_types[ti].gemma) {    /* llama.cpp runs Gemma with gelu's tanh form */
+        c->norm_plus_one = c->embed_scale = 1;
+        strcpy(c->hidden_act, "gelu_pytorch_tanh");
+    }
+    if (cfg_types[ti].olmo2) c->post_norm = c->qk_norm = 1;
     c->qkv_bias = mu_gguf_find_tensor(g, "blk.0.attn_q.bias") >= 0;
     char verr[256];
     if (mu_config_validate(c, verr, sizeof verr)) {

@@ -926,6 +926,40 @@ static void check_alone_grads_and_cache(const char *sub)
 }
 
 TEST(model_gemma_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_gemma"); }
+
+/* tests/golden/SUB/model.gguf (tests/gen/make_arch_ggufs.py: written by llama.cpp's gguf
+ * package as its converter stores the model) is the model of the directory: same config
+ * flags, same logits. */
+static void check_gguf_same_as_dir(const char *sub)
+{
+    char dir[1024], path[1100], err[512];
+    mu_st *g = parity_open_in(sub, "golden.safetensors", dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/model.gguf", dir);
+    mu_model *a = mu_model_load(dir, NULL, 0, mu_backend_cpu(), err, sizeof err);
+    CHECK_MSG(a != NULL, "%s", err);
+    mu_model *b = mu_model_load(path, NULL, 0, mu_backend_cpu(), err, sizeof err);
+    CHECK_MSG(b != NULL, "%s", err);
+    const mu_config *ca = mu_model_config(a), *cb = mu_model_config(b);
+    CHECK(ca->norm_plus_one == cb->norm_plus_one && ca->embed_scale == cb->embed_scale &&
+          ca->post_norm == cb->post_norm && ca->qk_norm == cb->qk_norm && ca->head_dim == cb->head_dim &&
+          ca->tie_embeddings == cb->tie_embeddings && !strcmp(ca->hidden_act, cb->hidden_act));
+    CHECK_EQ_INT(mu_model_n_params(a), mu_model_n_params(b));
+    parity_batch pb = parity_batch_of(g);
+    int V = ca->vocab, n = pb.B * pb.T * V;
+    mu_batch batch = { pb.B, pb.T, pb.ids, pb.lens };
+    CHECK(mu_model_forward(a, &batch, NULL, err, sizeof err) == 0);
+    float *la = malloc(sizeof(float) * n);
+    memcpy(la, mu_model_logits(a), sizeof(float) * n);
+    CHECK(mu_model_forward(b, &batch, NULL, err, sizeof err) == 0);
+    double maxrel = logits_maxrel(mu_model_logits(b), la, pb.lens, pb.B, pb.T, V);
+    CHECK_MSG(maxrel < 1e-6, "%s: GGUF logits max relative error %.3g", sub, maxrel);
+    free(la);
+    mu_model_free(a); mu_model_free(b);
+    mu_st_close(g);
+}
+
+TEST(model_gemma_gguf_same_as_dir) { check_gguf_same_as_dir("parity_gemma"); }
+TEST(model_olmo2_gguf_same_as_dir) { check_gguf_same_as_dir("parity_olmo2"); }
 TEST(model_olmo2_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_olmo2"); }
 
 /* ---- bf16 weights ------------------------------------------------------------------------------ */
