@@ -127,18 +127,10 @@ static void norm_bwd(const mu_model *m, int i, const float *X, const float *rstd
     grad_done(m, i);
 }
 
-/* Backward of an output norm (post_norm) of weight i: Y = rmsnorm(X) * w, dY given; returns
- * dX [N,D] in m->dh (the weight's gradient accumulated when it trains). */
-static float *post_norm_bwd(const mu_model *m, int i, const float *dY, const float *X, const float *rstd)
-{
-    m->be->zero(m->dh, fsz((size_t)m->N * m->D));
-    m->be->rmsnorm_bwd(m->dh, G(m, i), dY, X, W(m, i), rstd, m->N, m->D);
-    grad_done(m, i);
-    return m->dh;
-}
-
-/* Backward of a q or k norm (qk_norm) of weight i over X [N, W]: dX (zeroed here) from dY. */
-static float *vec_norm_bwd(const mu_model *m, int i, float *dX, const float *dY, const float *X,
+/* Backward of a norm of weight i over X [N, Wd] whose input feeds nothing else: a block's
+ * output norm (post_norm; dX = m->dh) or a q or k norm (qk_norm). dX is zeroed here (the
+ * backend accumulates into it); the weight's gradient accumulates when it trains. */
+static float *own_norm_bwd(const mu_model *m, int i, float *dX, const float *dY, const float *X,
                            const float *rstd, int Wd)
 {
     m->be->zero(dX, fsz((size_t)m->N * Wd));
@@ -1201,7 +1193,7 @@ static int mlp_backward(mu_model *m, int L, int low, const mu_hook *hooks, int n
     BHOOK(MU_SITE_MLP_OUT, dout, D);
     if (!BELOW(S_MLP_OUT)) return 1;
     int post = m->cfg.post_norm;
-    if (post) dout = post_norm_bwd(m, P->mpn, dout, A->mr, A->rstd2);   /* d of the MLP's output */
+    if (post) dout = own_norm_bwd(m, P->mpn, m->dh, dout, A->mr, A->rstd2, D);   /* d of the MLP's output */
     /* down: out[N,D] = a[N,F] Wd[D,F]^T */
     linear_bwd(m, BELOW(S_DOWN) ? m->da : NULL, P->down, dout, A->a, N, F, D, 0);
     if (!BELOW(S_DOWN)) return 1;
@@ -1238,7 +1230,7 @@ static int attn_backward(mu_model *m, int L, int low, const mu_hook *hooks, int 
     BHOOK(MU_SITE_ATTN_OUT, dattn, D);
     if (!BELOW(S_ATTN_OUT)) return 1;
     int post = m->cfg.post_norm;
-    if (post) dattn = post_norm_bwd(m, P->apn, dattn, A->ar, A->rstd1);   /* d of o_proj's output */
+    if (post) dattn = own_norm_bwd(m, P->apn, m->dh, dattn, A->ar, A->rstd1, D);   /* d of o_proj's output */
     linear_bwd(m, BELOW(S_O) ? m->d_o : NULL, P->o, dattn, A->o, N, qd, D, 0);
     if (!BELOW(S_O)) return 1;
     BHOOK(MU_SITE_ATTN_HEAD, m->d_o, qd);
@@ -1250,8 +1242,8 @@ static int attn_backward(mu_model *m, int L, int low, const mu_hook *hooks, int 
     be->rope_bwd(m->dk, m->pos, m->inv_freq, N, m->Hkv, m->hd);
     float *dq = m->dq, *dk = m->dk;
     if (m->cfg.qk_norm) {            /* through the q and k norms to the projections */
-        dq = vec_norm_bwd(m, P->qn, m->dqr, m->dq, A->qr, A->rq, qd);
-        dk = vec_norm_bwd(m, P->kn, m->dkr, m->dk, A->kr, A->rk, kd);
+        dq = own_norm_bwd(m, P->qn, m->dqr, m->dq, A->qr, A->rq, qd);
+        dk = own_norm_bwd(m, P->kn, m->dkr, m->dk, A->kr, A->rk, kd);
     }
     bias_bwd(m, P->qb, dq, N, qd);
     bias_bwd(m, P->kb, dk, N, kd);
