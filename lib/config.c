@@ -50,6 +50,25 @@ static int cfg_type_index(const char *model_type) {
     return -1;
 }
 
+/* The conventions of a family (model_type index ti) beyond Llama's layout, as transformers'
+ * config classes default them: Gemma's norms by 1 + w, scaled embeddings, tied head and
+ * gelu's tanh form; OLMo-2's output and q/k norms. */
+static void set_family(mu_config *c, int ti) {
+    if (cfg_types[ti].gemma) {
+        c->norm_plus_one = c->embed_scale = c->tie_embeddings = 1;
+        strcpy(c->hidden_act, "gelu_pytorch_tanh");
+    }
+    if (cfg_types[ti].olmo2) c->post_norm = c->qk_norm = 1;
+}
+
+int mu_config_set_model_type(mu_config *c, const char *model_type) {
+    int ti = cfg_type_index(model_type);
+    if (ti < 0) return -1;
+    strcpy(c->model_type, cfg_types[ti].model_type);
+    set_family(c, ti);
+    return 0;
+}
+
 /* ------------------------------------------------------------------ JSON in */
 
 typedef struct { const char *name; char *err; size_t errlen; } jctx;
@@ -163,11 +182,7 @@ static int cfg_from_json(json_t *root, jctx *j, mu_config *c) {
     }
     c->qkv_bias = cfg_types[ti].qkv_bias;
     c->tie_embeddings = 0;
-    if (cfg_types[ti].gemma) {   /* transformers' GemmaConfig defaults */
-        c->norm_plus_one = c->embed_scale = c->tie_embeddings = 1;
-        strcpy(c->hidden_act, "gelu_pytorch_tanh");
-    }
-    if (cfg_types[ti].olmo2) c->post_norm = c->qk_norm = 1;
+    set_family(c, ti);   /* the keys below may override its defaults */
     if (j_int(j, root, "num_hidden_layers", &c->n_layer, 1, CFG_MAX_SIZE) ||
         j_int(j, root, "hidden_size", &c->d_model, 1, CFG_MAX_SIZE) ||
         j_int(j, root, "num_attention_heads", &c->n_head, 1, CFG_MAX_SIZE) ||
@@ -328,12 +343,8 @@ int mu_config_from_gguf(const mu_gguf *g, mu_config *c, char *err, size_t errlen
     gg_opt_id(g, "tokenizer.ggml.bos_token_id", &c->bos_id);
     gg_opt_id(g, "tokenizer.ggml.eos_token_id", &c->eos_id);
     gg_opt_id(g, "tokenizer.ggml.padding_token_id", &c->pad_id);
+    set_family(c, ti);   /* llama.cpp also runs Gemma with gelu's tanh form */
     c->tie_embeddings = mu_gguf_find_tensor(g, "output.weight") < 0;
-    if (cfg_types[ti].gemma) {    /* llama.cpp runs Gemma with gelu's tanh form */
-        c->norm_plus_one = c->embed_scale = 1;
-        strcpy(c->hidden_act, "gelu_pytorch_tanh");
-    }
-    if (cfg_types[ti].olmo2) c->post_norm = c->qk_norm = 1;
     c->qkv_bias = mu_gguf_find_tensor(g, "blk.0.attn_q.bias") >= 0;
     char verr[256];
     if (mu_config_validate(c, verr, sizeof verr)) {

@@ -35,6 +35,9 @@ typedef struct {
                                 longer than the window instead of computing them wrongly */
 } mu_config;
 
+/* Sets model_type and its family's conventions (Gemma: norm_plus_one, embed_scale, tied
+ * head, gelu_pytorch_tanh; OLMo-2: post_norm, qk_norm). 0 ok, -1 unknown model_type. */
+int mu_config_set_model_type(mu_config *c, const char *model_type);
 /* 1 when hidden_act is a GeGLU activation ("gelu", "gelu_pytorch_tanh", "gelu_new"), with
  * *tanh_form set; 0 for "silu"; -1 unknown. */
 int mu_config_gelu(const mu_config *c, int *tanh_form);

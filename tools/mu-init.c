@@ -113,16 +113,9 @@ static void parse_args(int argc, char **argv, init_opts *o) {
             if (strcmp(optarg, "bytes")) mu_usage_error("--tokenizer: '%s' unknown (bytes)", optarg);
             break;
         case O_ARCH:
-            if (!strcmp(optarg, "gemma")) {
-                strcpy(c->model_type, "gemma");
-                strcpy(c->hidden_act, "gelu_pytorch_tanh");
-                c->norm_plus_one = c->embed_scale = c->tie_embeddings = 1;
-            } else if (!strcmp(optarg, "olmo2")) {
-                strcpy(c->model_type, "olmo2");
-                c->post_norm = c->qk_norm = 1;
-            } else if (strcmp(optarg, "llama")) {
+            if ((strcmp(optarg, "llama") && strcmp(optarg, "gemma") && strcmp(optarg, "olmo2")) ||
+                mu_config_set_model_type(c, optarg))
                 mu_usage_error("--arch: '%s' is not llama, gemma or olmo2", optarg);
-            }
             break;
         default: mu_usage_error("unexpected option (see --help)");
         }
