@@ -32,13 +32,19 @@
  *  Training / plain forward: q_pos0 = NULL (all 0), k_len = row lengths, Tq == Tk == T.
  *  KV-cache decode: K/V are the cache [B, Tmax, Hkv, hd], q_pos0[b] = tokens already in
  *  the cache for row b, k_len[b] = q_pos0[b] + new tokens of row b.
- * Queries past a row's length (padding) produce finite, meaningless outputs. */
+ * Queries past a row's length (padding) produce finite, meaningless outputs.
+ * Sliding window (window > 0; Mistral, Gemma-2's even layers): query p also needs
+ * j > p - window (keys [max(0, p - window + 1), p]), as transformers' masks.
+ * Soft-capping (softcap > 0; Gemma-2): a score x = scale q.k becomes softcap tanh(x /
+ * softcap) before the mask and the softmax; 0: scores as they are. */
 typedef struct {
     int B, Tq, Tk;
     int H, Hkv, hd;
     const int32_t *q_pos0;  /* host [B] or NULL (= 0) */
     const int32_t *k_len;   /* host [B] or NULL (= Tk) */
     float scale;
+    float softcap;          /* 0: none */
+    int window;             /* 0: none */
 } mu_attn_shape;
 
 /* The trained elements of one tensor of numel f32 (lib/optim.h's index sets, in backend
@@ -162,6 +168,12 @@ struct mu_backend {
     /* dG, dU OVERWRITTEN: dG = dA * U * gelu'(G), dU = dA * gelu(G) */
     void (*geglu_bwd)(float *dG, float *dU, const float *dA, const float *G,
                       const float *U, size_t n, int tanh_form);
+
+    /* ---- logit soft-capping (Gemma-2's final logits) ------------------------------- */
+    /* X[n] = cap tanh(X[n] / cap), in place */
+    void (*softcap)(float *X, size_t n, float cap);
+    /* dX[n] *= 1 - (Y[n] / cap)^2, in place: the backward through Y = softcap(X) */
+    void (*softcap_bwd)(float *dX, const float *Y, size_t n, float cap);
 
     /* ---- elementwise -------------------------------------------------------------- */
     /* Y[n] += X[n]  (residual add; also its backward: the gradient passes through) */
