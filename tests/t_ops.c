@@ -344,11 +344,15 @@ static void ref_attention(const double *in, double *out, const void *vc)
                 double mx = -INFINITY, sum = 0;
                 int nk_vis = 0;
                 for (int j = 0; j < s->Tk; j++) {
-                    if (j > pos || j >= kl) { p[j] = -INFINITY; continue; }
+                    if (j > pos || j >= kl || (s->window > 0 && j <= pos - s->window)) {
+                        p[j] = -INFINITY;
+                        continue;
+                    }
                     const double *k = K + (((size_t)b * s->Tk + j) * s->Hkv + kh) * s->hd;
                     double d = 0;
                     for (int i = 0; i < s->hd; i++) d += q[i] * k[i];
                     p[j] = d * s->scale;
+                    if (s->softcap > 0) p[j] = s->softcap * tanh(p[j] / s->softcap);
                     if (p[j] > mx) mx = p[j];
                     nk_vis++;
                 }
@@ -364,16 +368,20 @@ static void ref_attention(const double *in, double *out, const void *vc)
     free(p);
 }
 
-static void attention_case(int B, int Tq, int Tk, int H, int Hkv, int hd, const int32_t *q_pos0,
-                           const int32_t *k_len, uint64_t seed, int max_checks)
+/* One shape, forward against the double reference and backward against its finite
+ * differences; softcap and window as in mu_attn_shape (0: none). */
+static void attention_case_capped(int B, int Tq, int Tk, int H, int Hkv, int hd,
+                                  const int32_t *q_pos0, const int32_t *k_len, float softcap,
+                                  int window, uint64_t seed, int max_checks)
 {
-    att_ctx c = { { B, Tq, Tk, H, Hkv, hd, q_pos0, k_len, 1.0f / sqrtf((float)hd) } };
+    att_ctx c = { { B, Tq, Tk, H, Hkv, hd, q_pos0, k_len, 1.0f / sqrtf((float)hd), softcap,
+                    window } };
     size_t nq = (size_t)B * Tq * H * hd, nk = (size_t)B * Tk * Hkv * hd, nin = nq + 2 * nk;
     mu_rng r;
     mu_rng_seed(&r, seed);
     float *in = malloc(nin * sizeof *in), *O = malloc(nq * sizeof *O);
     float *lse = malloc((size_t)B * H * Tq * sizeof *lse);
-    fill(&r, in, nin, 1.0);
+    fill(&r, in, nin, softcap > 0 ? 4.0 : 1.0);       /* capped: scores reach the cap */
     be()->attention(O, lse, in, in + nq, in + nq + nk, &c.s);
     double *din = to_double(in, nin), *ref = malloc(nq * sizeof *ref);
     ref_attention(din, ref, &c);
@@ -388,6 +396,12 @@ static void attention_case(int B, int Tq, int Tk, int H, int Hkv, int hd, const 
     check_grad("attention dV", ref_attention, din, nq + nk, dV, nk, R, nq, &c, max_checks);
     free(in); free(O); free(lse); free(din); free(ref); free(R); free(dO); free(dQ); free(dK);
     free(dV);
+}
+
+static void attention_case(int B, int Tq, int Tk, int H, int Hkv, int hd, const int32_t *q_pos0,
+                           const int32_t *k_len, uint64_t seed, int max_checks)
+{
+    attention_case_capped(B, Tq, Tk, H, Hkv, hd, q_pos0, k_len, 0, 0, seed, max_checks);
 }
 
 TEST(op_attention_causal_gqa_padding)
@@ -407,6 +421,57 @@ TEST(op_attention_kv_cache_layout)
     /* 2 new queries per row after 3 and 5 cached keys; key capacity 9 */
     int32_t pos0[] = { 3, 5 }, klen[] = { 5, 7 };
     attention_case(2, 2, 9, 4, 2, 6, pos0, klen, 17, 2000);
+}
+
+/* Sliding windows (Mistral, Gemma-2): a window shorter than a tile, one that splits the
+ * second 64-query tile, a window of 2, and windows over a KV
+ * cache; with padding rows. */
+TEST(op_attention_sliding_window)
+{
+    int32_t lens[] = { 9, 6 }, lens70[] = { 70, 52 };
+    attention_case_capped(2, 9, 9, 4, 2, 4, NULL, lens, 0, 3, 61, 2000);
+    attention_case_capped(2, 9, 9, 2, 1, 4, NULL, lens, 0, 2, 62, 2000);
+    attention_case_capped(2, 70, 70, 2, 1, 4, NULL, lens70, 0, 40, 63, 150);
+    int32_t pos0[] = { 3, 5 }, klen[] = { 5, 7 };
+    attention_case_capped(2, 2, 9, 4, 2, 6, pos0, klen, 0, 3, 64, 2000);
+}
+
+/* Soft-capped scores (Gemma-2: 50): a cap the scores reach (tanh saturates, so the
+ * (1 - y^2 / cap^2) factor of the backward matters), alone and with a window. */
+TEST(op_attention_softcap)
+{
+    int32_t lens[] = { 7, 4 }, lens70[] = { 70, 33 };
+    attention_case_capped(2, 7, 7, 4, 2, 8, NULL, lens, 2.0f, 0, 65, 2000);
+    attention_case_capped(2, 70, 70, 2, 1, 4, NULL, lens70, 3.0f, 20, 66, 150);
+    int32_t pos0[] = { 3, 5 }, klen[] = { 5, 7 };
+    attention_case_capped(2, 2, 9, 4, 2, 6, pos0, klen, 2.0f, 4, 67, 2000);
+}
+
+/* ---- softcap: Y = cap tanh(X / cap) ------------------------------------------------------- */
+typedef struct { size_t n; double cap; } softcap_case;
+static void ref_softcap(const double *in, double *out, const void *vc)
+{
+    const softcap_case *c = vc;
+    for (size_t i = 0; i < c->n; i++) out[i] = c->cap * tanh(in[i] / c->cap);
+}
+
+TEST(op_softcap_fwd_bwd)
+{
+    size_t n = 40;
+    softcap_case c = { n, 3.0 };
+    mu_rng r;
+    mu_rng_seed(&r, 68);
+    float *X = malloc(n * sizeof *X);
+    fill(&r, X, n, 8.0);                          /* up to well past the cap */
+    double *din = to_double(X, n), *ref = malloc(n * sizeof *ref);
+    be()->softcap(X, n, 3.0f);
+    ref_softcap(din, ref, &c);
+    check_fwd("softcap", X, ref, n, 1e-6);
+    double *R = rand_R(n, 69);
+    float *dX = R_f32(R, n);
+    be()->softcap_bwd(dX, X, n, 3.0f);              /* Y = X, the capped values */
+    check_grad("softcap dX", ref_softcap, din, 0, dX, n, R, n, &c, 100);
+    free(X); free(din); free(ref); free(R); free(dX);
 }
 
 /* ---- swiglu ----------------------------------------------------------------------------- */

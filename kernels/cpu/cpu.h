@@ -27,6 +27,8 @@ void cpu_swiglu(float *A, const float *G, const float *U, size_t n);
 void cpu_geglu(float *A, const float *G, const float *U, size_t n, int tanh_form);
 void cpu_geglu_bwd(float *dG, float *dU, const float *dA, const float *G, const float *U,
                    size_t n, int tanh_form);
+void cpu_softcap(float *X, size_t n, float cap);
+void cpu_softcap_bwd(float *dX, const float *Y, size_t n, float cap);
 void cpu_swiglu_bwd(float *dG, float *dU, const float *dA, const float *G, const float *U,
                     size_t n);
 void cpu_add(float *Y, const float *X, size_t n);

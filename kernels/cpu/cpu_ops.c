@@ -277,6 +277,24 @@ void cpu_geglu_bwd(float *dG, float *dU, const float *dA, const float *G, const 
     }
 }
 
+/* ---- logit soft-capping ------------------------------------------------------------------ */
+void cpu_softcap(float *X, size_t n, float cap)
+{
+    const float inv = 1.0f / cap;
+    #pragma omp parallel for if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++) X[i] = cap * tanhf(X[i] * inv);
+}
+
+void cpu_softcap_bwd(float *dX, const float *Y, size_t n, float cap)
+{
+    const float inv = 1.0f / cap;
+    #pragma omp parallel for if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float y = Y[i] * inv;
+        dX[i] *= 1.0f - y * y;
+    }
+}
+
 /* ---- elementwise ------------------------------------------------------------------------ */
 void cpu_add(float *Y, const float *X, size_t n)
 {
