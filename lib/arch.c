@@ -50,9 +50,18 @@ static void arch_add(mu_param_info *p, int *n, const char *role, int layer, int 
     e->layer = layer;
 }
 
+/* The MLP's input norm: post_attention_layernorm, or with norms on both sides of the
+ * blocks (Gemma-2, whose post_attention_layernorm is the attention output's)
+ * pre_feedforward_layernorm. */
+static void add_mlp_norm(mu_param_info *p, int *n, const mu_config *c, int l, int64_t D) {
+    arch_add(p, n, "mlp_norm", l, 1, D, 0);
+    if (c->sandwich_norm)
+        snprintf(p[*n - 1].name, sizeof p[*n - 1].name, "model.layers.%d.pre_feedforward_layernorm.weight", l);
+}
+
 int mu_arch_params(const mu_config *c, mu_param_info **out) {
     if (strcmp(c->arch, "llama") || c->n_layer < 1) return -1;
-    int per_layer = 9 + (c->qkv_bias ? 3 : 0) + (c->qk_norm ? 2 : 0);
+    int per_layer = 9 + (c->qkv_bias ? 3 : 0) + (c->qk_norm ? 2 : 0) + (c->sandwich_norm ? 2 : 0);
     int cap = 3 + c->n_layer * per_layer;
     mu_param_info *p = calloc((size_t)cap, sizeof *p);
     if (!p) return -1;
@@ -61,7 +70,7 @@ int mu_arch_params(const mu_config *c, mu_param_info **out) {
     int64_t QD = (int64_t)c->n_head * c->head_dim, KD = (int64_t)c->n_kv_head * c->head_dim;
     arch_add(p, &n, "embed", -1, 2, V, D);
     for (int l = 0; l < c->n_layer; l++) {
-        if (!c->post_norm) arch_add(p, &n, "attn_norm", l, 1, D, 0);
+        if (!c->post_norm || c->sandwich_norm) arch_add(p, &n, "attn_norm", l, 1, D, 0);
         arch_add(p, &n, "q", l, 2, QD, D);
         arch_add(p, &n, "k", l, 2, KD, D);
         arch_add(p, &n, "v", l, 2, KD, D);
@@ -75,7 +84,8 @@ int mu_arch_params(const mu_config *c, mu_param_info **out) {
             arch_add(p, &n, "k_norm", l, 1, KD, 0);
         }
         arch_add(p, &n, "o", l, 2, D, QD);
-        arch_add(p, &n, c->post_norm ? "attn_post_norm" : "mlp_norm", l, 1, D, 0);
+        if (c->post_norm) arch_add(p, &n, "attn_post_norm", l, 1, D, 0);
+        if (!c->post_norm || c->sandwich_norm) add_mlp_norm(p, &n, c, l, D);
         arch_add(p, &n, "gate", l, 2, F, D);
         arch_add(p, &n, "up", l, 2, F, D);
         arch_add(p, &n, "down", l, 2, D, F);

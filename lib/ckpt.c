@@ -84,7 +84,7 @@ static int has_suffix(const char *s, const char *suf) {
 
 /* ------------------------------------------------------------------ GGUF names */
 
-/* HF name -> GGUF name (llama.cpp's tensor names; post_norm: OLMo-2's, whose
+/* HF name -> GGUF name (llama.cpp's tensor names; post_norm: OLMo-2's and Gemma-2's, whose
  * post_attention_layernorm is the attention output's norm); 0 ok, -1 not a known tensor. */
 static int gguf_name(const char *hf, int post_norm, char *out, size_t n) {
     static const struct { const char *hf, *gg; } glob[] = {
@@ -98,6 +98,7 @@ static int gguf_name(const char *hf, int post_norm, char *out, size_t n) {
         {"mlp.down_proj", "ffn_down"}, {"input_layernorm", "attn_norm"},
         {"post_attention_layernorm", "ffn_norm"}, {"self_attn.q_norm", "attn_q_norm"},
         {"self_attn.k_norm", "attn_k_norm"}, {"post_feedforward_layernorm", "post_ffw_norm"},
+        {"pre_feedforward_layernorm", "ffn_norm"},
     };
     int l0, p0 = 0;
     if (post_norm && sscanf(hf, "model.layers.%d.%n", &l0, &p0) == 1 && p0 &&

@@ -25,13 +25,25 @@ void mu_config_init(mu_config *c) {
 }
 
 /* The HF model types this loader maps onto the llama family engine. */
-static const struct { const char *model_type, *hf_arch; int qkv_bias, gemma, olmo2; } cfg_types[] = {
-    {"llama", "LlamaForCausalLM", 0, 0, 0},
-    {"mistral", "MistralForCausalLM", 0, 0, 0},
-    {"qwen2", "Qwen2ForCausalLM", 1, 0, 0},
-    {"gemma", "GemmaForCausalLM", 0, 1, 0},
-    {"olmo2", "Olmo2ForCausalLM", 0, 0, 1},
+static const struct { const char *model_type, *hf_arch; int qkv_bias, gemma, olmo2, gemma2; } cfg_types[] = {
+    {"llama", "LlamaForCausalLM", 0, 0, 0, 0},
+    {"mistral", "MistralForCausalLM", 0, 0, 0, 0},
+    {"qwen2", "Qwen2ForCausalLM", 1, 0, 0, 0},
+    {"gemma", "GemmaForCausalLM", 0, 1, 0, 0},
+    {"olmo2", "Olmo2ForCausalLM", 0, 0, 1, 0},
+    {"gemma2", "Gemma2ForCausalLM", 0, 1, 0, 1},
 };
+#define SUPPORTED_TYPES "llama, mistral, qwen2, gemma, gemma2, olmo2"
+
+float mu_config_attn_scale(const mu_config *c) {
+    return 1.0f / sqrtf(c->query_scalar > 0 ? c->query_scalar : (float)c->head_dim);
+}
+
+int mu_config_layer_window(const mu_config *c, int L) {
+    if (c->sliding_window <= 0) return 0;
+    if (c->global_every > 0 && (L + 1) % c->global_every == 0) return 0;
+    return c->sliding_window;
+}
 
 int mu_config_gelu(const mu_config *c, int *tanh_form) {
     *tanh_form = 0;
@@ -52,13 +64,22 @@ static int cfg_type_index(const char *model_type) {
 
 /* The conventions of a family (model_type index ti) beyond Llama's layout, as transformers'
  * config classes default them: Gemma's norms by 1 + w, scaled embeddings, tied head and
- * gelu's tanh form; OLMo-2's output and q/k norms. */
+ * gelu's tanh form; Gemma-2's as well, with norms on both sides of each block, soft-caps,
+ * query_pre_attn_scalar and a window on even layers; OLMo-2's output and q/k norms. */
 static void set_family(mu_config *c, int ti) {
     if (cfg_types[ti].gemma) {
         c->norm_plus_one = c->embed_scale = c->tie_embeddings = 1;
         strcpy(c->hidden_act, "gelu_pytorch_tanh");
     }
     if (cfg_types[ti].olmo2) c->post_norm = c->qk_norm = 1;
+    if (cfg_types[ti].gemma2) {
+        c->post_norm = c->sandwich_norm = 1;
+        c->attn_softcap = 50.0f;
+        c->final_softcap = 30.0f;
+        c->query_scalar = 256.0f;
+        c->sliding_window = 4096;
+        c->global_every = 2;
+    }
 }
 
 int mu_config_set_model_type(mu_config *c, const char *model_type) {
@@ -167,6 +188,37 @@ static int j_rope_scaling(jctx *j, json_t *root, mu_config *c) {
     return 0;
 }
 
+/* Gemma-2's keys (absent keys keep transformers' defaults; null turns a soft-cap or the
+ * window off); its MLP reads hidden_activation. */
+static int j_gemma2(jctx *j, json_t *root, mu_config *c) {
+    if (strcmp(c->model_type, "gemma2")) return 0;
+    json_t *v;
+    if ((v = json_object_get(root, "attn_logit_softcapping")) && json_is_null(v)) c->attn_softcap = 0;
+    if ((v = json_object_get(root, "final_logit_softcapping")) && json_is_null(v)) c->final_softcap = 0;
+    if ((v = json_object_get(root, "sliding_window")) && json_is_null(v)) c->sliding_window = 0;
+    if (j_num(j, root, "attn_logit_softcapping", &c->attn_softcap) ||
+        j_num(j, root, "final_logit_softcapping", &c->final_softcap) ||
+        j_num(j, root, "query_pre_attn_scalar", &c->query_scalar) ||
+        j_str(j, root, "hidden_activation", c->hidden_act, sizeof c->hidden_act))
+        return -1;
+    return 0;
+}
+
+/* Qwen2 applies its sliding_window only with use_sliding_window, and then to the layers from
+ * max_window_layers on: mu runs it off and refuses it on. */
+static int j_qwen2_window(jctx *j, json_t *root, mu_config *c) {
+    if (strcmp(c->model_type, "qwen2")) return 0;
+    int use = 0;
+    if (j_bool(j, root, "use_sliding_window", &use)) return -1;
+    if (use) {
+        mu_set_err(j->err, j->errlen, "%s: use_sliding_window true (Qwen2's per-layer windows) is not supported",
+                   j->name);
+        return -1;
+    }
+    c->sliding_window = 0;
+    return 0;
+}
+
 static int cfg_from_json(json_t *root, jctx *j, mu_config *c) {
     mu_config_init(c);
     if (!json_is_object(root)) {
@@ -176,7 +228,7 @@ static int cfg_from_json(json_t *root, jctx *j, mu_config *c) {
     if (j_str(j, root, "model_type", c->model_type, sizeof c->model_type)) return -1;
     int ti = cfg_type_index(c->model_type);
     if (ti < 0) {
-        mu_set_err(j->err, j->errlen, "%s: model_type \"%s\" not supported (llama, mistral, qwen2, gemma, olmo2)",
+        mu_set_err(j->err, j->errlen, "%s: model_type \"%s\" not supported (" SUPPORTED_TYPES ")",
                    j->name, c->model_type);
         return -1;
     }
@@ -205,7 +257,8 @@ static int cfg_from_json(json_t *root, jctx *j, mu_config *c) {
 
         j_token_id(j, root, "bos_token_id", &c->bos_id) || j_token_id(j, root, "eos_token_id", &c->eos_id) ||
         j_token_id(j, root, "pad_token_id", &c->pad_id) ||
-        j_str(j, root, "hidden_act", c->hidden_act, sizeof c->hidden_act) || j_rope_scaling(j, root, c))
+        j_str(j, root, "hidden_act", c->hidden_act, sizeof c->hidden_act) || j_rope_scaling(j, root, c) ||
+        j_gemma2(j, root, c) || j_qwen2_window(j, root, c))
         return -1;
     int mlp_bias = 0, attn_bias = 0;
     if (j_bool(j, root, "mlp_bias", &mlp_bias) || j_bool(j, root, "attention_bias", &attn_bias)) return -1;
@@ -279,6 +332,17 @@ static void gg_opt_id(const mu_gguf *g, const char *key, int *out) {
     if (!mu_gguf_get_u32(g, key, &v) && v <= INT32_MAX) *out = (int)v;
 }
 
+/* Gemma-2's soft-caps and window from llama.cpp's keys. GGUF has no query_pre_attn_scalar:
+ * llama.cpp scales by head_dim^-1/2, except for the 27B model (46 layers) by
+ * (hidden / heads)^-1/2, as Google's configs say; so does mu. */
+static void gg_gemma2(const mu_gguf *g, mu_config *c) {
+    gg_opt_f32(g, "gemma2", "attn_logit_softcapping", &c->attn_softcap);
+    gg_opt_f32(g, "gemma2", "final_logit_softcapping", &c->final_softcap);
+    uint32_t w;
+    if (!mu_gguf_get_u32(g, "gemma2.attention.sliding_window", &w) && w <= INT32_MAX) c->sliding_window = (int)w;
+    c->query_scalar = (float)(c->n_layer == 46 ? c->d_model / c->n_head : c->head_dim);
+}
+
 int mu_config_from_gguf(const mu_gguf *g, mu_config *c, char *err, size_t errlen) {
     mu_config_init(c);
     const char *s;
@@ -292,7 +356,7 @@ int mu_config_from_gguf(const mu_gguf *g, mu_config *c, char *err, size_t errlen
     arch[n] = 0;
     int ti = cfg_type_index(arch);
     if (ti < 0) {
-        mu_set_err(err, errlen, "%s: architecture \"%s\" not supported (llama, mistral, qwen2, gemma, olmo2)",
+        mu_set_err(err, errlen, "%s: architecture \"%s\" not supported (" SUPPORTED_TYPES ")",
                    mu_gguf_path(g), arch);
         return -1;
     }
@@ -344,6 +408,7 @@ int mu_config_from_gguf(const mu_gguf *g, mu_config *c, char *err, size_t errlen
     gg_opt_id(g, "tokenizer.ggml.eos_token_id", &c->eos_id);
     gg_opt_id(g, "tokenizer.ggml.padding_token_id", &c->pad_id);
     set_family(c, ti);   /* llama.cpp also runs Gemma with gelu's tanh form */
+    if (cfg_types[ti].gemma2) gg_gemma2(g, c);
     c->tie_embeddings = mu_gguf_find_tensor(g, "output.weight") < 0;
     c->qkv_bias = mu_gguf_find_tensor(g, "blk.0.attn_q.bias") >= 0;
     char verr[256];
@@ -391,6 +456,16 @@ int mu_config_validate(const mu_config *c, char *err, size_t errlen) {
             return -1;
         }
     }
+    if (c->sliding_window < 0 || c->global_every < 0 || !(c->attn_softcap >= 0) || !(c->final_softcap >= 0) ||
+        !(c->query_scalar >= 0) || !isfinite(c->attn_softcap) || !isfinite(c->final_softcap) ||
+        !isfinite(c->query_scalar)) {
+        mu_set_err(err, errlen, "sliding window, soft-caps and query_pre_attn_scalar must be >= 0 and finite");
+        return -1;
+    }
+    if (c->sandwich_norm && !c->post_norm) {
+        mu_set_err(err, errlen, "norms on both sides of a block need post_norm");
+        return -1;
+    }
     int tanh_form;
     if (mu_config_gelu(c, &tanh_form) < 0) {
         mu_set_err(err, errlen, "hidden_act \"%s\" not supported (silu, gelu, gelu_pytorch_tanh, gelu_new)",
@@ -432,7 +507,10 @@ int mu_config_write_json_dtype(const mu_config *c, const char *torch_dtype, cons
     if (ti < 0) ti = 0;
     if (c->qkv_bias) ti = cfg_type_index("qwen2");  /* q/k/v biases without o bias: Qwen2 */
     if (cfg_types[ti].gemma != (c->norm_plus_one && c->embed_scale) ||
-        cfg_types[ti].olmo2 != (c->post_norm && c->qk_norm)) {
+        cfg_types[ti].olmo2 != (c->post_norm && c->qk_norm) ||
+        cfg_types[ti].gemma2 != (c->post_norm && c->sandwich_norm) || (c->qk_norm && !cfg_types[ti].olmo2) ||
+        (!cfg_types[ti].gemma2 && (c->attn_softcap > 0 || c->final_softcap > 0 || c->query_scalar > 0 ||
+                                   c->global_every > 0))) {
         mu_set_err(err, errlen, "%s: model_type %s does not match the norm and embedding conventions", path,
                    cfg_types[ti].model_type);
         return -1;
@@ -451,6 +529,13 @@ int mu_config_write_json_dtype(const mu_config *c, const char *torch_dtype, cons
     json_object_set_new(r, "rms_norm_eps", j_float(c->rms_eps));
     json_object_set_new(r, "rope_theta", j_float(c->rope_theta));
     if (c->sliding_window > 0) json_object_set_new(r, "sliding_window", json_integer(c->sliding_window));
+    if (cfg_types[ti].gemma2) {
+        if (c->sliding_window <= 0) json_object_set_new(r, "sliding_window", json_null());
+        json_object_set_new(r, "attn_logit_softcapping", c->attn_softcap > 0 ? j_float(c->attn_softcap) : json_null());
+        json_object_set_new(r, "final_logit_softcapping", c->final_softcap > 0 ? j_float(c->final_softcap) : json_null());
+        json_object_set_new(r, "query_pre_attn_scalar", j_float(c->query_scalar > 0 ? c->query_scalar : (float)c->head_dim));
+        json_object_set_new(r, "hidden_activation", json_string(c->hidden_act));
+    }
     if (!c->rope_scaling[0]) json_object_set_new(r, "rope_scaling", json_null());
     else if (!strcmp(c->rope_scaling, "linear"))
         json_object_set_new(r, "rope_scaling", json_pack("{s:s, s:o}", "rope_type", "linear", "factor",

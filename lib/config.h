@@ -1,8 +1,10 @@
 /* config.h — the model hyper-parameters mu needs, read from a Hugging Face config.json
  * (or from GGUF metadata, see mu_config_from_gguf) and written back with HF keys.
  * Llama family: Llama 2/3/3.1, SmolLM/SmolLM2, Mistral, Qwen2, TinyStories; Gemma (GeGLU,
- * RMSNorm by 1 + w, embeddings scaled by sqrt(d_model), tied head); OLMo-2 (norms after
- * the blocks, q/k norms). */
+ * RMSNorm by 1 + w, embeddings scaled by sqrt(d_model), tied head); Gemma-2 (Gemma's, plus
+ * norms before and after each block, soft-capped attention scores and logits, sliding
+ * windows on alternate layers, query_pre_attn_scalar); OLMo-2 (norms after the blocks, q/k
+ * norms). */
 #ifndef MU_CONFIG_H
 #define MU_CONFIG_H
 #include <stddef.h>
@@ -29,15 +31,26 @@ typedef struct {
     int post_norm;           /* OLMo-2: RMSNorm on each block's output before the residual
                                 add (post_attention_layernorm, post_feedforward_layernorm),
                                 none on its input */
+    int sandwich_norm;       /* Gemma-2 (with post_norm): the input norms as well
+                                (input_layernorm, pre_feedforward_layernorm) */
     int qk_norm;             /* OLMo-2: RMSNorm on the q and k projections (over all heads) */
-    int sliding_window;      /* Mistral: attention sees at most this many keys; 0 = none.
-                                mu attends to all keys, so the model refuses sequences
-                                longer than the window instead of computing them wrongly */
+    int sliding_window;      /* Mistral, Gemma-2: a query sees at most this many keys (itself
+                                and the window - 1 before it); 0 = none */
+    int global_every;        /* with sliding_window: 0, every layer slides (Mistral); k > 0,
+                                layer L attends globally when (L + 1) % k == 0 and slides
+                                otherwise (Gemma-2: k = 2, the even layers slide) */
+    float attn_softcap;      /* Gemma-2 attn_logit_softcapping: scores become c tanh(s / c); 0 none */
+    float final_softcap;     /* Gemma-2 final_logit_softcapping: logits become c tanh(z / c); 0 none */
+    float query_scalar;      /* Gemma-2 query_pre_attn_scalar: scores scale by its -1/2 power
+                                instead of head_dim's; 0 = head_dim */
 } mu_config;
 
 /* Sets model_type and its family's conventions (Gemma: norm_plus_one, embed_scale, tied
  * head, gelu_pytorch_tanh; OLMo-2: post_norm, qk_norm). 0 ok, -1 unknown model_type. */
 int mu_config_set_model_type(mu_config *c, const char *model_type);
+/* Attention of layer L: the scale of q.k, and the sliding window (0: none). */
+float mu_config_attn_scale(const mu_config *c);
+int mu_config_layer_window(const mu_config *c, int L);
 /* 1 when hidden_act is a GeGLU activation ("gelu", "gelu_pytorch_tanh", "gelu_new"), with
  * *tanh_form set; 0 for "silu"; -1 unknown. */
 int mu_config_gelu(const mu_config *c, int *tanh_form);

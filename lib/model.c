@@ -22,18 +22,21 @@ enum {
 #define DEPTH_EMBED (-1)
 
 /* A layer's parameters by role (-1: absent). OLMo-2 has no attn_norm / mlp_norm but q_norm,
- * k_norm and the norms on the attention and MLP outputs (attn_post_norm, mlp_post_norm). */
+ * k_norm and the norms on the attention and MLP outputs (attn_post_norm, mlp_post_norm);
+ * Gemma-2 has all four block norms. */
 typedef struct { int attn_norm, q, k, v, qb, kb, vb, o, mlp_norm, gate, up, down, qn, kn, apn, mpn; } layer_params;
 
 /* What one layer keeps from a forward. x: layer input (resid_pre) [N,D]; q [N,H*hd]
  * (after rope), k, v [N,Hkv*hd] (after rope), o [N,H*hd] attention output, lse [B,H,T],
- * mid [N,D] resid_mid, rstd1/rstd2 [N] (of the input norms, or with post_norm of the
- * output norms), g, u, a [N,F]; with qk_norm qr [N,H*hd], kr [N,Hkv*hd] the projections
- * before their norms and rq, rk [N] those norms' rstd; with post_norm ar, mr [N,D] the
- * attention and MLP outputs before their norms. In inference all layers share one set (x
+ * mid [N,D] resid_mid, rstd1/rstd2 [N] (of the input norms), g, u, a [N,F]; with qk_norm
+ * qr [N,H*hd], kr [N,Hkv*hd] the projections before their norms and rq, rk [N] those
+ * norms' rstd; with post_norm ar, mr [N,D] the attention and MLP outputs before their
+ * norms and ra, rm [N] those norms' rstd. In inference all layers share one set (x
  * alternates between two buffers). */
-typedef struct { float *x, *q, *k, *v, *o, *lse, *mid, *rstd1, *rstd2, *g, *u, *a, *qr, *kr, *rq, *rk, *ar, *mr; }
-    layer_acts;
+typedef struct {
+    float *x, *q, *k, *v, *o, *lse, *mid, *rstd1, *rstd2, *g, *u, *a, *qr, *kr, *rq, *rk, *ar, *mr,
+          *ra, *rm;
+} layer_acts;
 
 struct mu_kvcache {
     mu_model *m;
@@ -54,6 +57,7 @@ struct mu_model {
     int D, H, Hkv, hd, F, V, NL, qd, kd;
     int gelu, gelu_tanh;              /* MLP activation: SwiGLU (0) or GeGLU (1, tanh or erf form) */
     float embed_mult;                 /* embeddings times this (Gemma: sqrt(d_model)), else 1 */
+    int pre_norm;                     /* the blocks' input norms (all but OLMo-2) */
 
     /* the last forward */
     int B, T, N, train, layers_run, full, last_only, have_train;
@@ -257,9 +261,10 @@ static int check_roles(const mu_model *m, char *err, size_t errlen)
     }
     for (int L = 0; L < m->NL; L++) {
         const layer_params *l = &m->lp[L];
-        int pre = m->cfg.post_norm ? l->apn >= 0 && l->mpn >= 0 : l->attn_norm >= 0 && l->mlp_norm >= 0;
+        int pre = !m->pre_norm || (l->attn_norm >= 0 && l->mlp_norm >= 0);
+        int post = !m->cfg.post_norm || (l->apn >= 0 && l->mpn >= 0);
         int qk = !m->cfg.qk_norm || (l->qn >= 0 && l->kn >= 0);
-        if (!pre || !qk || l->q < 0 || l->k < 0 || l->v < 0 || l->o < 0 || l->gate < 0 || l->up < 0 ||
+        if (!pre || !post || !qk || l->q < 0 || l->k < 0 || l->v < 0 || l->o < 0 || l->gate < 0 || l->up < 0 ||
             l->down < 0) {
             snprintf(err, errlen, "model: layer %d: parameter list incomplete", L);
             return -1;
@@ -298,6 +303,7 @@ static mu_model *model_new(const mu_config *cfg, const mu_backend *be, mu_weight
     m->weights = weights;
     m->gelu = mu_config_gelu(cfg, &m->gelu_tanh) == 1;
     m->embed_mult = cfg->embed_scale ? (float)sqrt((double)cfg->d_model) : 1.0f;
+    m->pre_norm = !cfg->post_norm || cfg->sandwich_norm;
     m->D = cfg->d_model; m->H = cfg->n_head; m->Hkv = cfg->n_kv_head; m->hd = cfg->head_dim;
     m->F = cfg->d_ff; m->V = cfg->vocab; m->NL = cfg->n_layer;
     m->qd = m->H * m->hd; m->kd = m->Hkv * m->hd;
@@ -704,7 +710,7 @@ static int ws_ensure(mu_model *m, int N, int train)
         A(a->lse, n * m->H); A(a->mid, n * D); A(a->rstd1, n); A(a->rstd2, n);
         A(a->g, n * F); A(a->u, n * F); A(a->a, n * F);
         if (m->cfg.qk_norm) { A(a->qr, n * qd); A(a->kr, n * kd); A(a->rq, n); A(a->rk, n); }
-        if (m->cfg.post_norm) { A(a->ar, n * D); A(a->mr, n * D); }
+        if (m->cfg.post_norm) { A(a->ar, n * D); A(a->mr, n * D); A(a->ra, n); A(a->rm, n); }
     }
     if (train) {
         for (int L = 0; L <= m->NL && ok; L++) A(m->acts[L].x, n * D);
@@ -832,10 +838,18 @@ static void cache_append(mu_model *m, mu_kvcache *c, int L, const float *k, cons
     }
 }
 
-static void attention_forward(mu_model *m, int L, layer_acts *A, mu_kvcache *c)
+/* The attention of layer L over this batch (keys from the batch itself). */
+static mu_attn_shape attn_shape(const mu_model *m, int L)
 {
     mu_attn_shape s = { m->B, m->T, m->T, m->H, m->Hkv, m->hd, NULL, m->lens,
-                        1.0f / sqrtf((float)m->hd) };
+                        mu_config_attn_scale(&m->cfg), m->cfg.attn_softcap,
+                        mu_config_layer_window(&m->cfg, L) };
+    return s;
+}
+
+static void attention_forward(mu_model *m, int L, layer_acts *A, mu_kvcache *c)
+{
+    mu_attn_shape s = attn_shape(m, L);
     const float *K = A->k, *V = A->v;
     if (c) {
         cache_append(m, c, L, A->k, A->v);
@@ -849,7 +863,7 @@ static void attention_forward(mu_model *m, int L, layer_acts *A, mu_kvcache *c)
 }
 
 /* q, k, v projections (+ biases) of the layer's input h (normed, or the residual stream
- * itself with post_norm), q and k normed (qk_norm), then rotated. */
+ * itself without input norms), q and k normed (qk_norm), then rotated. */
 static void qkv_forward(mu_model *m, const layer_params *P, layer_acts *A, const float *h)
 {
     const mu_backend *be = m->be;
@@ -882,20 +896,20 @@ static int layer_forward(mu_model *m, int L, const mu_fwd_opts *o, char *err, si
     int N = m->N, D = m->D, F = m->F;
     float eps = m->cfg.rms_eps;
 
-    int post = m->cfg.post_norm;
+    int pre = m->pre_norm, post = m->cfg.post_norm;
     HOOK(MU_SITE_RESID_PRE, x, D);
-    if (!post) be->rmsnorm(m->h, A->rstd1, x, W(m, P->attn_norm), N, D, eps);
-    qkv_forward(m, P, A, post ? x : m->h);
+    if (pre) be->rmsnorm(m->h, A->rstd1, x, W(m, P->attn_norm), N, D, eps);
+    qkv_forward(m, P, A, pre ? m->h : x);
     attention_forward(m, L, A, o->cache);
     HOOK(MU_SITE_ATTN_HEAD, A->o, m->qd);
     linear(m, post ? A->ar : A->mid, A->o, P->o, N, m->qd, D, 0);
-    if (post) be->rmsnorm(A->mid, A->rstd1, A->ar, W(m, P->apn), N, D, eps);
+    if (post) be->rmsnorm(A->mid, A->ra, A->ar, W(m, P->apn), N, D, eps);
     HOOK(MU_SITE_ATTN_OUT, A->mid, D);
     be->add(A->mid, x, (size_t)N * D);
     HOOK(MU_SITE_RESID_MID, A->mid, D);
 
-    if (!post) be->rmsnorm(m->h, A->rstd2, A->mid, W(m, P->mlp_norm), N, D, eps);
-    const float *hm = post ? A->mid : m->h;
+    if (pre) be->rmsnorm(m->h, A->rstd2, A->mid, W(m, P->mlp_norm), N, D, eps);
+    const float *hm = pre ? m->h : A->mid;
     linear(m, A->g, hm, P->gate, N, D, F, 0);
     linear(m, A->u, hm, P->up, N, D, F, 0);
     if (run_hooks_mlp_in(m, o->hooks, o->n_hooks, L, 0, A->g, A->u, err, errlen)) return -1;
@@ -903,14 +917,20 @@ static int layer_forward(mu_model *m, int L, const mu_fwd_opts *o, char *err, si
     else be->swiglu(A->a, A->g, A->u, (size_t)N * F);
     HOOK(MU_SITE_MLP_POST, A->a, F);
     linear(m, post ? A->mr : out, A->a, P->down, N, F, D, 0);
-    if (post) be->rmsnorm(out, A->rstd2, A->mr, W(m, P->mpn), N, D, eps);
+    if (post) be->rmsnorm(out, A->rm, A->mr, W(m, P->mpn), N, D, eps);
     HOOK(MU_SITE_MLP_OUT, out, D);
     be->add(out, A->mid, (size_t)N * D);
     HOOK(MU_SITE_RESID_POST, out, D);
     return 0;
 }
 
-/* Final norm and lm_head; with last_only only each row's last valid token. */
+/* Y[n] = the soft-capped logits (Gemma-2's final_logit_softcapping), in place. */
+static void logits_softcap(const mu_model *m, float *Y, size_t n)
+{
+    if (m->cfg.final_softcap > 0 && n > 0) m->be->softcap(Y, n, m->cfg.final_softcap);
+}
+
+/* Final norm and lm_head (soft-capped); with last_only only each row's last valid token. */
 static int head_forward(mu_model *m, const mu_fwd_opts *o, char *err, size_t errlen)
 {
     const mu_backend *be = m->be;
@@ -920,11 +940,13 @@ static int head_forward(mu_model *m, const mu_fwd_opts *o, char *err, size_t err
         if (m->n_sel > 0) {
             be->embed(m->rows, m->hf, m->lrows, m->n_sel, D);
             linear(m, m->logits, m->rows, m->lm_head, m->n_sel, D, V, 0);
+            logits_softcap(m, m->logits, (size_t)m->n_sel * V);
         }
         return 0;
     }
     if (!m->last_only) {
         linear(m, m->logits, m->hf, m->lm_head, N, D, V, 0);
+        logits_softcap(m, m->logits, (size_t)N * V);
         HOOK(MU_SITE_LOGITS, m->logits, V);
         return 0;
     }
@@ -934,6 +956,7 @@ static int head_forward(mu_model *m, const mu_fwd_opts *o, char *err, size_t err
             be->copy(m->rows + (size_t)b * D, m->hf + ((size_t)b * m->T + m->lens[b] - 1) * D,
                      fsz(D));
     linear(m, m->logits, m->rows, m->lm_head, m->B, D, V, 0);
+    logits_softcap(m, m->logits, (size_t)m->B * V);
     if (run_hooks(m, o->hooks, o->n_hooks, MU_SITE_LOGITS, -1, 0, m->logits, m->B, 1, V, err,
                   errlen))
         return -1;
@@ -987,12 +1010,6 @@ static int check_batch(const mu_model *m, const mu_batch *b, const mu_fwd_opts *
                          r, t, id, m->V);
                 return -1;
             }
-        }
-        int end = (o->cache ? o->cache->len[r] : 0) + len;
-        if (m->cfg.sliding_window > 0 && end > m->cfg.sliding_window) {
-            snprintf(err, errlen, "forward: row %d: %d tokens exceed the model's sliding window "
-                     "(%d); sliding-window attention is not implemented", r, end, m->cfg.sliding_window);
-            return -1;
         }
         if (o->cache && o->cache->len[r] + len > o->cache->max_T) {
             snprintf(err, errlen, "forward: row %d: KV cache full (%d + %d > %d tokens)", r,
@@ -1192,8 +1209,8 @@ static int mlp_backward(mu_model *m, int L, int low, const mu_hook *hooks, int n
     float *dout = branch_grad(m, hooks, nh, MU_SITE_MLP_OUT, L, m->dx);
     BHOOK(MU_SITE_MLP_OUT, dout, D);
     if (!BELOW(S_MLP_OUT)) return 1;
-    int post = m->cfg.post_norm;
-    if (post) dout = own_norm_bwd(m, P->mpn, m->dh, dout, A->mr, A->rstd2, D);   /* d of the MLP's output */
+    int pre = m->pre_norm, post = m->cfg.post_norm;
+    if (post) dout = own_norm_bwd(m, P->mpn, m->dh, dout, A->mr, A->rm, D);   /* d of the MLP's output */
     /* down: out[N,D] = a[N,F] Wd[D,F]^T */
     linear_bwd(m, BELOW(S_DOWN) ? m->da : NULL, P->down, dout, A->a, N, F, D, 0);
     if (!BELOW(S_DOWN)) return 1;
@@ -1203,16 +1220,16 @@ static int mlp_backward(mu_model *m, int L, int low, const mu_hook *hooks, int n
     else be->swiglu_bwd(m->dg, m->du, m->da, A->g, A->u, (size_t)N * F);
     if (run_hooks_mlp_in(m, hooks, nh, L, 1, m->dg, m->du, err, errlen)) return -1;
     if (!BELOW(S_MLP_IN)) return 1;
-    /* gate/up: [N,F] = h2[N,D] W[F,D]^T, h2 = rmsnorm(mid) recomputed (post_norm: mid) */
-    if (!post && (trainable(m, P->gate) || trainable(m, P->up)))
+    /* gate/up: [N,F] = h2[N,D] W[F,D]^T, h2 = rmsnorm(mid) recomputed (no input norm: mid) */
+    if (pre && (trainable(m, P->gate) || trainable(m, P->up)))
         be->rmsnorm(m->h, NULL, A->mid, W(m, P->mlp_norm), N, D, m->cfg.rms_eps);
-    const float *hm = post ? A->mid : m->h;
+    const float *hm = pre ? m->h : A->mid;
     int need_dh = BELOW(S_GATEUP);
     linear_bwd(m, need_dh ? m->dh : NULL, P->gate, m->dg, hm, N, D, F, 0);
     linear_bwd(m, need_dh ? m->dh : NULL, P->up, m->du, hm, N, D, F, 1);
     if (!need_dh) return 1;
-    if (post) be->add(m->dx, m->dh, (size_t)N * D);
-    else norm_bwd(m, P->mlp_norm, A->mid, A->rstd2, N);
+    if (pre) norm_bwd(m, P->mlp_norm, A->mid, A->rstd2, N);
+    else be->add(m->dx, m->dh, (size_t)N * D);
     if (!BELOW(S_MLP_NORM)) return 1;
     BHOOK(MU_SITE_RESID_MID, m->dx, D);
     return BELOW(S_RESID_MID) ? 0 : 1;
@@ -1229,14 +1246,13 @@ static int attn_backward(mu_model *m, int L, int low, const mu_hook *hooks, int 
     float *dattn = branch_grad(m, hooks, nh, MU_SITE_ATTN_OUT, L, m->dx);
     BHOOK(MU_SITE_ATTN_OUT, dattn, D);
     if (!BELOW(S_ATTN_OUT)) return 1;
-    int post = m->cfg.post_norm;
-    if (post) dattn = own_norm_bwd(m, P->apn, m->dh, dattn, A->ar, A->rstd1, D);   /* d of o_proj's output */
+    int pre = m->pre_norm, post = m->cfg.post_norm;
+    if (post) dattn = own_norm_bwd(m, P->apn, m->dh, dattn, A->ar, A->ra, D);   /* d of o_proj's output */
     linear_bwd(m, BELOW(S_O) ? m->d_o : NULL, P->o, dattn, A->o, N, qd, D, 0);
     if (!BELOW(S_O)) return 1;
     BHOOK(MU_SITE_ATTN_HEAD, m->d_o, qd);
     if (!BELOW(S_ATTN_HEAD)) return 1;
-    mu_attn_shape s = { m->B, m->T, m->T, m->H, m->Hkv, m->hd, NULL, m->lens,
-                        1.0f / sqrtf((float)m->hd) };
+    mu_attn_shape s = attn_shape(m, L);
     be->attention_bwd(m->dq, m->dk, m->dv, m->d_o, A->o, A->lse, A->q, A->k, A->v, &s);
     be->rope_bwd(m->dq, m->pos, m->inv_freq, N, m->H, m->hd);
     be->rope_bwd(m->dk, m->pos, m->inv_freq, N, m->Hkv, m->hd);
@@ -1248,17 +1264,17 @@ static int attn_backward(mu_model *m, int L, int low, const mu_hook *hooks, int 
     bias_bwd(m, P->qb, dq, N, qd);
     bias_bwd(m, P->kb, dk, N, kd);
     bias_bwd(m, P->vb, m->dv, N, kd);
-    if (!post && (trainable(m, P->q) || trainable(m, P->k) || trainable(m, P->v)))
+    if (pre && (trainable(m, P->q) || trainable(m, P->k) || trainable(m, P->v)))
         be->rmsnorm(m->h, NULL, A->x, W(m, P->attn_norm), N, D, m->cfg.rms_eps);
-    const float *hin = post ? A->x : m->h;
+    const float *hin = pre ? m->h : A->x;
     int need_dh = BELOW(S_QKV);
     float *dh = need_dh ? m->dh : NULL;
     linear_bwd(m, dh, P->q, dq, hin, N, D, qd, 0);
     linear_bwd(m, dh, P->k, dk, hin, N, D, kd, 1);
     linear_bwd(m, dh, P->v, m->dv, hin, N, D, kd, 1);
     if (!need_dh) return 1;
-    if (post) be->add(m->dx, m->dh, (size_t)N * D);
-    else norm_bwd(m, P->attn_norm, A->x, A->rstd1, N);
+    if (pre) norm_bwd(m, P->attn_norm, A->x, A->rstd1, N);
+    else be->add(m->dx, m->dh, (size_t)N * D);
     if (!BELOW(S_ATTN_NORM)) return 1;
     BHOOK(MU_SITE_RESID_PRE, m->dx, D);
     return BELOW(S_RESID_PRE) ? 0 : 1;
@@ -1315,7 +1331,7 @@ static int head_backward(mu_model *m, const float *dlogits, int on_backend, int 
         if (run_hooks(m, hooks, nh, MU_SITE_LOGITS, -1, 1, m->dlog, m->B, m->T, V, err, errlen))
             return -1;
         dl = m->dlog;
-    } else if (!be->host_memory || hooked) {
+    } else if (!be->host_memory || hooked || m->cfg.final_softcap > 0) {
         if (!dlog_buffer(m)) {
             snprintf(err, errlen, "backward: out of memory for dlogits");
             return -1;
@@ -1326,6 +1342,8 @@ static int head_backward(mu_model *m, const float *dlogits, int on_backend, int 
         dl = m->dlog;
     }
     if (low > top + 1) return 1;
+    if (m->cfg.final_softcap > 0 && nl > 0)   /* dl is m->dlog: through the soft-cap */
+        be->softcap_bwd(m->dlog, m->logits, nl, m->cfg.final_softcap);
     if (m->sel && lm_head_bwd_rows(m, low < top + 1 ? m->dh : NULL, dl)) {
         snprintf(err, errlen, "backward: out of memory for the logit rows' gradient");
         return -1;

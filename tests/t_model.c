@@ -868,6 +868,11 @@ TEST(model_parity_gemma_with_hf_transformers) { check_hf_parity("parity_gemma");
  * inputs, q and k normed over all heads. */
 TEST(model_parity_olmo2_with_hf_transformers) { check_hf_parity("parity_olmo2"); }
 
+/* Gemma-2 (tests/gen/gen_gemma2_parity.py): Gemma's conventions with norms on both sides of
+ * each block, attention scores and logits soft-capped (to caps they reach), a sliding window
+ * of 4 on layers 0 and 2 over 9 tokens, query_pre_attn_scalar 24 with head_dim 16. */
+TEST(model_parity_gemma2_with_hf_transformers) { check_hf_parity("parity_gemma2"); }
+
 /* For the architectures beyond Llama's layout (tests/golden/SUB): each parameter trained
  * alone gets the gradient it gets when all train (the backward stops no earlier than its
  * role needs), and decoding through the KV cache gives the full forward's logits. */
@@ -961,6 +966,7 @@ static void check_gguf_same_as_dir(const char *sub)
 TEST(model_gemma_gguf_same_as_dir) { check_gguf_same_as_dir("parity_gemma"); }
 TEST(model_olmo2_gguf_same_as_dir) { check_gguf_same_as_dir("parity_olmo2"); }
 TEST(model_olmo2_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_olmo2"); }
+TEST(model_gemma2_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_gemma2"); }
 
 /* ---- bf16 weights ------------------------------------------------------------------------------ */
 /* A tensor of a golden file (f32), or NULL + a failed CHECK. */
@@ -1344,28 +1350,84 @@ TEST(model_load_with_delta_and_errors)
     CHECK_MSG(strstr(err, "/nonexistent/model") != NULL && !strchr(err, '\n'), "%s", err);
 }
 
-/* Sliding-window configs (Mistral): sequences within the window run (full causal attention
- * is exact there); longer ones are refused, not computed with the wrong attention. The
- * window survives a config.json round trip. */
-TEST(model_sliding_window_refuses_longer_sequences)
+/* Sliding windows (Mistral: every layer): with one layer, the last token of 9 sees only
+ * the last 4 tokens' keys, and rotary attention depends on relative positions only, so its
+ * logits equal those of the same 4 tokens run alone; without the window they differ. Which
+ * layers slide (Gemma-2: the even ones) and the window's config.json round trip. */
+TEST(model_sliding_window_sees_only_the_window)
 {
     char err[256];
     mu_config c = tiny_config(1, 0);
+    c.n_layer = 1;
     c.sliding_window = 4;
-    mu_model *m = mu_model_init_random(&c, 3, 0.1f, mu_backend_cpu(), err, sizeof err);
-    CHECK_MSG(m != NULL, "%s", err);
-    int32_t ids[6] = {1, 2, 3, 4, 5, 6}, lens4[1] = {4}, lens6[1] = {6};
-    mu_batch b4 = { 1, 6, ids, lens4 }, b6 = { 1, 6, ids, lens6 };
-    CHECK_MSG(mu_model_forward(m, &b4, NULL, err, sizeof err) == 0, "%s", err);
-    CHECK(mu_model_forward(m, &b6, NULL, err, sizeof err) == -1);
-    CHECK_MSG(strstr(err, "sliding window (4)") != NULL, "%s", err);
-    mu_model_free(m);
+    int32_t ids[9] = {1, 7, 3, 9, 5, 6, 2, 8, 4};
+    mu_batch full = { 1, 9, ids, NULL }, tail = { 1, 4, ids + 5, NULL };
+    float want[11], got[11];
+    for (int windowed = 1; windowed >= 0; windowed--) {
+        c.sliding_window = windowed ? 4 : 0;
+        mu_model *m = model_from(&c, 3);
+        CHECK_MSG(mu_model_forward(m, &full, NULL, err, sizeof err) == 0, "%s", err);
+        memcpy(got, mu_model_logits(m) + 8 * 11, sizeof got);
+        CHECK_MSG(mu_model_forward(m, &tail, NULL, err, sizeof err) == 0, "%s", err);
+        memcpy(want, mu_model_logits(m) + 3 * 11, sizeof want);
+        double d = 0;
+        for (int j = 0; j < 11; j++) d = fmax(d, fabs((double)got[j] - want[j]));
+        if (windowed) CHECK_MSG(d < 1e-5, "window 4: last logits differ from the last 4 tokens' by %.3g", d);
+        else CHECK_MSG(d > 1e-3, "no window: last logits equal the last 4 tokens' (%.3g)", d);
+        mu_model_free(m);
+    }
+    c.sliding_window = 4;
+    CHECK_EQ_INT(mu_config_layer_window(&c, 0), 4);
+    CHECK_EQ_INT(mu_config_layer_window(&c, 7), 4);
+    c.global_every = 2;                      /* Gemma-2: even layers slide */
+    CHECK_EQ_INT(mu_config_layer_window(&c, 0), 4);
+    CHECK_EQ_INT(mu_config_layer_window(&c, 1), 0);
+    CHECK_EQ_INT(mu_config_layer_window(&c, 2), 4);
+    c.global_every = 0;
     char path[512];
     snprintf(path, sizeof path, "%s/config.json", mu_test_tmpdir());
     CHECK_MSG(mu_config_write_json(&c, path, err, sizeof err) == 0, "%s", err);
     mu_config back;
     CHECK_MSG(mu_config_from_json_file(path, &back, err, sizeof err) == 0, "%s", err);
     CHECK_EQ_INT(back.sliding_window, 4);
+}
+
+/* Qwen2 keeps its sliding_window off unless use_sliding_window, which is refused (its
+ * windows apply from max_window_layers on); Gemma-2's keys, their defaults and nulls. */
+TEST(config_windows_and_softcaps_from_json)
+{
+    char err[256];
+    mu_config c;
+    const char *qwen = "{\"model_type\": \"qwen2\", \"num_hidden_layers\": 2, \"hidden_size\": 16, "
+                       "\"num_attention_heads\": 4, \"intermediate_size\": 24, \"vocab_size\": 11, "
+                       "\"sliding_window\": 4, \"use_sliding_window\": false}";
+    CHECK_MSG(mu_config_from_json_str(qwen, strlen(qwen), "q.json", &c, err, sizeof err) == 0, "%s", err);
+    CHECK_EQ_INT(c.sliding_window, 0);
+    char on[512];
+    snprintf(on, sizeof on, "%.*s true}", (int)(strlen(qwen) - 7), qwen);
+    CHECK(mu_config_from_json_str(on, strlen(on), "q.json", &c, err, sizeof err) == -1);
+    CHECK_MSG(strstr(err, "q.json: use_sliding_window") != NULL, "%s", err);
+    const char *g2 = "{\"model_type\": \"gemma2\", \"num_hidden_layers\": 2, \"hidden_size\": 16, "
+                     "\"num_attention_heads\": 4, \"head_dim\": 8, \"intermediate_size\": 24, "
+                     "\"vocab_size\": 11}";
+    CHECK_MSG(mu_config_from_json_str(g2, strlen(g2), "g.json", &c, err, sizeof err) == 0, "%s", err);
+    CHECK(c.attn_softcap == 50.0f && c.final_softcap == 30.0f && c.sliding_window == 4096 &&
+          c.global_every == 2 && c.post_norm && c.sandwich_norm && c.norm_plus_one && c.tie_embeddings);
+    CHECK_CLOSE(mu_config_attn_scale(&c), 1.0 / 16, 1e-7, 0);       /* query_pre_attn_scalar 256 */
+    const char *g2n = "{\"model_type\": \"gemma2\", \"num_hidden_layers\": 2, \"hidden_size\": 16, "
+                      "\"num_attention_heads\": 4, \"head_dim\": 8, \"intermediate_size\": 24, "
+                      "\"vocab_size\": 11, \"attn_logit_softcapping\": null, \"final_logit_softcapping\": "
+                      "null, \"sliding_window\": null, \"query_pre_attn_scalar\": 144, "
+                      "\"hidden_activation\": \"gelu\"}";
+    CHECK_MSG(mu_config_from_json_str(g2n, strlen(g2n), "g.json", &c, err, sizeof err) == 0, "%s", err);
+    CHECK(c.attn_softcap == 0 && c.final_softcap == 0 && c.sliding_window == 0 &&
+          !strcmp(c.hidden_act, "gelu"));
+    CHECK_CLOSE(mu_config_attn_scale(&c), 1.0 / 12, 1e-7, 0);
+    const char *bad = "{\"model_type\": \"gemma2\", \"num_hidden_layers\": 2, \"hidden_size\": 16, "
+                      "\"num_attention_heads\": 4, \"intermediate_size\": 24, \"vocab_size\": 11, "
+                      "\"attn_logit_softcapping\": -1}";
+    CHECK(mu_config_from_json_str(bad, strlen(bad), "b.json", &c, err, sizeof err) == -1);
+    CHECK_MSG(strstr(err, "b.json: ") == err, "%s", err);
 }
 
 /* ---- logits at selected rows (logit_rows) and the per-row log-prob backward ------------ */
