@@ -3,6 +3,9 @@
  * differences, gradients at every site, hooks, padded batches, KV-cache decoding,
  * trainable subsets, HF transformers parity (tests/golden/parity) and stories260K greedy. */
 #include <stdint.h>
+#include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <omp.h>
 #include "test.h"
 #include "model.h"
@@ -933,21 +936,24 @@ static void check_alone_grads_and_cache(const char *sub)
 TEST(model_gemma_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_gemma"); }
 
 /* tests/golden/SUB/model.gguf (tests/gen/make_arch_ggufs.py: written by llama.cpp's gguf
- * package as its converter stores the model) is the model of the directory: same config
- * flags, same logits. */
-static void check_gguf_same_as_dir(const char *sub)
+ * package as its converter stores the model) is the model of the directory (or of ref,
+ * when non-NULL): same config flags, same logits. */
+static void check_gguf_same_as(const char *sub, const char *ref)
 {
     char dir[1024], path[1100], err[512];
     mu_st *g = parity_open_in(sub, "golden.safetensors", dir, sizeof dir);
     snprintf(path, sizeof path, "%s/model.gguf", dir);
-    mu_model *a = mu_model_load(dir, NULL, 0, mu_backend_cpu(), err, sizeof err);
+    mu_model *a = mu_model_load(ref ? ref : dir, NULL, 0, mu_backend_cpu(), err, sizeof err);
     CHECK_MSG(a != NULL, "%s", err);
     mu_model *b = mu_model_load(path, NULL, 0, mu_backend_cpu(), err, sizeof err);
     CHECK_MSG(b != NULL, "%s", err);
     const mu_config *ca = mu_model_config(a), *cb = mu_model_config(b);
     CHECK(ca->norm_plus_one == cb->norm_plus_one && ca->embed_scale == cb->embed_scale &&
           ca->post_norm == cb->post_norm && ca->qk_norm == cb->qk_norm && ca->head_dim == cb->head_dim &&
-          ca->tie_embeddings == cb->tie_embeddings && !strcmp(ca->hidden_act, cb->hidden_act));
+          ca->tie_embeddings == cb->tie_embeddings && !strcmp(ca->hidden_act, cb->hidden_act) &&
+          ca->sandwich_norm == cb->sandwich_norm && ca->attn_softcap == cb->attn_softcap &&
+          ca->final_softcap == cb->final_softcap && ca->sliding_window == cb->sliding_window &&
+          ca->global_every == cb->global_every && mu_config_attn_scale(ca) == mu_config_attn_scale(cb));
     CHECK_EQ_INT(mu_model_n_params(a), mu_model_n_params(b));
     parity_batch pb = parity_batch_of(g);
     int V = ca->vocab, n = pb.B * pb.T * V;
@@ -963,8 +969,38 @@ static void check_gguf_same_as_dir(const char *sub)
     mu_st_close(g);
 }
 
+static void check_gguf_same_as_dir(const char *sub) { check_gguf_same_as(sub, NULL); }
+
 TEST(model_gemma_gguf_same_as_dir) { check_gguf_same_as_dir("parity_gemma"); }
 TEST(model_olmo2_gguf_same_as_dir) { check_gguf_same_as_dir("parity_olmo2"); }
+
+/* Gemma-2's GGUF (llama.cpp's keys for the soft-caps and the window) has no
+ * query_pre_attn_scalar: as llama.cpp, mu scales by head_dim^-1/2 (but for the 27B model),
+ * so it is the directory's model with query_pre_attn_scalar = head_dim. */
+TEST(model_gemma2_gguf_same_as_dir)
+{
+    char dir[1024], ref[1100], path[1200], target[1200], err[512];
+    snprintf(dir, sizeof dir, "%s/tests/golden/parity_gemma2", mu_test_root());
+    mu_config c;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    CHECK_MSG(mu_config_from_json_file(path, &c, err, sizeof err) == 0, "%s", err);
+    CHECK(c.query_scalar == 24.0f && c.head_dim == 16);
+    c.query_scalar = 0;                                      /* = head_dim */
+    snprintf(ref, sizeof ref, "%s/gemma2_ref", mu_test_tmpdir());
+    CHECK(mkdir(ref, 0755) == 0 || errno == EEXIST);
+    snprintf(path, sizeof path, "%s/config.json", ref);
+    CHECK_MSG(mu_config_write_json(&c, path, err, sizeof err) == 0, "%s", err);
+    snprintf(path, sizeof path, "%s/model.safetensors", ref);
+    snprintf(target, sizeof target, "%s/model.safetensors", dir);
+    FILE *in = fopen(target, "rb"), *out = fopen(path, "wb");
+    CHECK(in && out);
+    char buf[65536];
+    size_t n;
+    while (in && out && (n = fread(buf, 1, sizeof buf, in)) > 0) CHECK(fwrite(buf, 1, n, out) == n);
+    if (in) fclose(in);
+    CHECK(out && fclose(out) == 0);
+    check_gguf_same_as("parity_gemma2", ref);
+}
 TEST(model_olmo2_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_olmo2"); }
 TEST(model_gemma2_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_gemma2"); }
 

@@ -36,8 +36,11 @@ static const char usage[] =
     "      --qkv-bias        q/k/v projections get biases, initialized to 0 (written as\n"
     "                        model_type qwen2, which has no o_proj bias)\n"
     "      --arch A          llama (default), gemma (GeGLU, RMSNorm by 1 + w, scaled\n"
-    "                        embeddings, tied head) or olmo2 (norms on the blocks'\n"
-    "                        outputs, q/k norms)\n"
+    "                        embeddings, tied head), gemma2 (gemma's, with norms on\n"
+    "                        both sides of each block, soft-capped scores and logits,\n"
+    "                        a 4096-token window on even layers; query_pre_attn_scalar\n"
+    "                        = head dim) or olmo2 (norms on the blocks' outputs, q/k\n"
+    "                        norms)\n"
     "      --std X           standard deviation of the normal init (default 0.02)\n"
     "      --seed N          random seed (default 1)\n"
     "      --dtype T         stored dtype: f32 (default), bf16, f16\n"
@@ -113,9 +116,9 @@ static void parse_args(int argc, char **argv, init_opts *o) {
             if (strcmp(optarg, "bytes")) mu_usage_error("--tokenizer: '%s' unknown (bytes)", optarg);
             break;
         case O_ARCH:
-            if ((strcmp(optarg, "llama") && strcmp(optarg, "gemma") && strcmp(optarg, "olmo2")) ||
-                mu_config_set_model_type(c, optarg))
-                mu_usage_error("--arch: '%s' is not llama, gemma or olmo2", optarg);
+            if ((strcmp(optarg, "llama") && strcmp(optarg, "gemma") && strcmp(optarg, "gemma2") &&
+                 strcmp(optarg, "olmo2")) || mu_config_set_model_type(c, optarg))
+                mu_usage_error("--arch: '%s' is not llama, gemma, gemma2 or olmo2", optarg);
             break;
         default: mu_usage_error("unexpected option (see --help)");
         }
@@ -128,6 +131,7 @@ static void parse_args(int argc, char **argv, init_opts *o) {
                                                    c->d_model, c->n_head);
         c->head_dim = c->d_model / c->n_head;
     }
+    if (c->query_scalar > 0) c->query_scalar = (float)c->head_dim;   /* as Gemma-2 2B and 9B */
     if (c->qkv_bias && strcmp(c->model_type, "llama"))
         mu_usage_error("--qkv-bias goes with --arch llama only (it is written as qwen2)");
     if (c->qkv_bias) strcpy(c->model_type, "qwen2");  /* q/k/v biases, no o_proj bias */

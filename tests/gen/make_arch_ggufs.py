@@ -1,10 +1,16 @@
 #!/usr/bin/env python3
-"""Writes tests/golden/parity_gemma/model.gguf and tests/golden/parity_olmo2/model.gguf:
+"""Writes tests/golden/parity_gemma/model.gguf, tests/golden/parity_gemma2/model.gguf and
+tests/golden/parity_olmo2/model.gguf:
 the F32 weights of those directories' Hugging Face models as llama.cpp's
 convert_hf_to_gguf.py stores them, written with llama.cpp's own `gguf` package
 (GGUFWriter, and its TensorNameMap for the tensor names):
   gemma  architecture "gemma": norm weights stored as 1 + w (GemmaModel.modify_tensors),
          no q/k row permutation, no output tensor (tied), key_length = head_dim
+  gemma2 architecture "gemma2": as gemma (Gemma2Model.modify_tensors), plus
+         attn_logit_softcapping, final_logit_softcapping and attention.sliding_window;
+         GGUF has no query_pre_attn_scalar (llama.cpp scales by head_dim^-1/2 but for
+         the 27B model), so the test compares against the directory run with
+         query_pre_attn_scalar = head_dim
   olmo2  architecture "olmo2": tensors as they are (no permutation), output tensor kept
 t_model.c loads each and requires the logits of its Hugging Face directory.
 
@@ -37,12 +43,17 @@ def write(sub, arch, arch_name):
     if "head_dim" in cfg:
         w.add_key_length(cfg["head_dim"])
         w.add_value_length(cfg["head_dim"])
+    gemma = arch in (gguf.MODEL_ARCH.GEMMA, gguf.MODEL_ARCH.GEMMA2)
+    if arch == gguf.MODEL_ARCH.GEMMA2:
+        w.add_attn_logit_softcapping(cfg["attn_logit_softcapping"])
+        w.add_final_logit_softcapping(cfg["final_logit_softcapping"])
+        w.add_sliding_window(cfg["sliding_window"])
     names = gguf.get_tensor_name_map(arch, cfg["num_hidden_layers"])
     for name, t in tensors.items():
-        if arch == gguf.MODEL_ARCH.GEMMA and name == "lm_head.weight":
+        if gemma and name == "lm_head.weight":
             continue
         t = t.astype(np.float32)
-        if arch == gguf.MODEL_ARCH.GEMMA and name.endswith("norm.weight"):
+        if gemma and name.endswith("norm.weight"):
             t = t + np.float32(1)
         new = names.get_name(name, try_suffixes=(".weight", ".bias"))
         assert new is not None, name
@@ -55,4 +66,5 @@ def write(sub, arch, arch_name):
 
 
 write("parity_gemma", gguf.MODEL_ARCH.GEMMA, "gemma")
+write("parity_gemma2", gguf.MODEL_ARCH.GEMMA2, "gemma2")
 write("parity_olmo2", gguf.MODEL_ARCH.OLMO2, "olmo2")
