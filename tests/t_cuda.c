@@ -240,15 +240,25 @@ static void attn_variant_reset(const mu_backend *g)
     attn_variant_name = "cpu";
 }
 
+/* How an attention case scores: soft-cap and sliding window as mu_attn_shape's (0: none),
+ * and the spread of Q (a larger one drives scores into a small cap's saturation). */
+typedef struct {
+    float softcap;
+    int window;
+    float q_sd;
+} attn_opts;
+
 /* One attention shape: forward (O, lse) and backward (dQ, dK, dV) vs the CPU. */
-static void attention_case(const mu_backend *g, int B, int Tq, int Tk, int H, int Hkv, int hd,
-                           const int32_t *q_pos0, const int32_t *k_len, uint64_t seed)
+static void attention_case_opts(const mu_backend *g, int B, int Tq, int Tk, int H, int Hkv,
+                                int hd, const int32_t *q_pos0, const int32_t *k_len,
+                                uint64_t seed, attn_opts opt)
 {
     const mu_backend *c = mu_backend_cpu();
-    mu_attn_shape s = { B, Tq, Tk, H, Hkv, hd, q_pos0, k_len, 1.0f / sqrtf((float)hd) };
+    mu_attn_shape s = { B, Tq, Tk, H, Hkv, hd, q_pos0, k_len, 1.0f / sqrtf((float)hd),
+                        opt.softcap, opt.window };
     size_t nq = (size_t)B * Tq * H * hd, nk = (size_t)B * Tk * Hkv * hd, nl = (size_t)B * H * Tq;
     float *Q = fnew(nq), *K = fnew(nk), *V = fnew(nk), *dO = fnew(nq);
-    fill(Q, nq, seed, 1); fill(K, nk, seed + 1, 1); fill(V, nk, seed + 2, 1);
+    fill(Q, nq, seed, opt.q_sd); fill(K, nk, seed + 1, 1); fill(V, nk, seed + 2, 1);
     fill(dO, nq, seed + 3, 1);
     float *O = fnew(nq), *L = fnew(nl), *dQ = fnew(nq), *dK = fnew(nk), *dV = fnew(nk);
     c->attention(O, L, Q, K, V, &s);
@@ -261,29 +271,38 @@ static void attention_case(const mu_backend *g, int B, int Tq, int Tk, int H, in
     fill(junk, nq > nk ? nq : nk, seed + 9, 100);
     dbuf gdQ = dnew(g, junk, nq), gdK = dnew(g, junk, nk), gdV = dnew(g, junk, nk);
     g->attention(gO.p, gL.p, gQ.p, gK.p, gV.p, &s);
-    char what[128];
-    snprintf(what, sizeof what, "attention(%s) O B%d Tq%d Tk%d H%d/%d hd%d", attn_variant_name,
-             B, Tq, Tk, H, Hkv, hd);
+    char opts[96] = "", what[160];
+    if (opt.softcap > 0 || opt.window > 0)
+        snprintf(opts, sizeof opts, " softcap %g window %d", opt.softcap, opt.window);
+    snprintf(what, sizeof what, "attention(%s) O B%d Tq%d Tk%d H%d/%d hd%d%s",
+             attn_variant_name, B, Tq, Tk, H, Hkv, hd, opts);
     dcheck(&gO, O, what, NMSE_F32);
-    snprintf(what, sizeof what, "attention(%s) lse B%d Tq%d Tk%d H%d/%d hd%d",
-             attn_variant_name, B, Tq, Tk, H, Hkv, hd);
+    snprintf(what, sizeof what, "attention(%s) lse B%d Tq%d Tk%d H%d/%d hd%d%s",
+             attn_variant_name, B, Tq, Tk, H, Hkv, hd, opts);
     dcheck(&gL, L, what, NMSE_F32);
     /* backward from the CPU's O and lse, so only the backward is compared */
     dbuf cO = dnew(g, O, nq), cL = dnew(g, L, nl);
     g->attention_bwd(gdQ.p, gdK.p, gdV.p, gdO.p, cO.p, cL.p, gQ.p, gK.p, gV.p, &s);
-    snprintf(what, sizeof what, "attention_bwd(%s) dQ B%d Tq%d Tk%d H%d/%d hd%d",
-             attn_variant_name, B, Tq, Tk, H, Hkv, hd);
+    snprintf(what, sizeof what, "attention_bwd(%s) dQ B%d Tq%d Tk%d H%d/%d hd%d%s",
+             attn_variant_name, B, Tq, Tk, H, Hkv, hd, opts);
     dcheck(&gdQ, dQ, what, NMSE_F32);
-    snprintf(what, sizeof what, "attention_bwd(%s) dK B%d Tq%d Tk%d H%d/%d hd%d",
-             attn_variant_name, B, Tq, Tk, H, Hkv, hd);
+    snprintf(what, sizeof what, "attention_bwd(%s) dK B%d Tq%d Tk%d H%d/%d hd%d%s",
+             attn_variant_name, B, Tq, Tk, H, Hkv, hd, opts);
     dcheck(&gdK, dK, what, NMSE_F32);
-    snprintf(what, sizeof what, "attention_bwd(%s) dV B%d Tq%d Tk%d H%d/%d hd%d",
-             attn_variant_name, B, Tq, Tk, H, Hkv, hd);
+    snprintf(what, sizeof what, "attention_bwd(%s) dV B%d Tq%d Tk%d H%d/%d hd%d%s",
+             attn_variant_name, B, Tq, Tk, H, Hkv, hd, opts);
     dcheck(&gdV, dV, what, NMSE_F32);
     dfree(&gQ); dfree(&gK); dfree(&gV); dfree(&gdO); dfree(&gO); dfree(&gL); dfree(&gdQ);
     dfree(&gdK); dfree(&gdV); dfree(&cO); dfree(&cL);
     free(Q); free(K); free(V); free(dO); free(O); free(L); free(dQ); free(dK); free(dV);
     free(junk);
+}
+
+/* Causal attention with key padding only: plain scores, no window. */
+static void attention_case(const mu_backend *g, int B, int Tq, int Tk, int H, int Hkv, int hd,
+                           const int32_t *q_pos0, const int32_t *k_len, uint64_t seed)
+{
+    attention_case_opts(g, B, Tq, Tk, H, Hkv, hd, q_pos0, k_len, seed, (attn_opts){ 0, 0, 1 });
 }
 
 /* The tiled kernels' edges: 64-query and 32-key tiles (T not a multiple of either), head
@@ -343,6 +362,73 @@ TEST(cuda_attention_kv_cache_decode_vs_cpu)
     for (int v = 0; v < N_ATTN_VARIANTS; v++)
         if (attn_variant(g, v)) attention_decode_cases(g);
     attn_variant_reset(g);
+}
+
+/* Sliding windows (Mistral, Gemma-2) and soft-capped scores (Gemma-2): windows of 5 and 40
+ * keys over 64-query and 32-key tiles (tiles below a query tile's first key skipped, dK/dV
+ * stopping at the last query whose window reaches a key tile), padded rows whose queries
+ * past length + window - 1 see no key (O = 0, lse = -inf), K/V caches (q_pos0, k_len < Tk),
+ * GQA; caps of 50 (nearly linear) and 2 (Q spread 3: tanh saturates, 1 - (y/cap)^2 near 0),
+ * alone and with a window; head dim 256 (the warp kernels in both variants). */
+static void attention_window_softcap_cases(const mu_backend *g)
+{
+    const attn_opts w5 = { 0, 5, 1 }, w40 = { 0, 40, 1 }, c50 = { 50, 0, 1 };
+    const attn_opts c2 = { 2, 0, 3 }, c2w40 = { 2, 40, 3 }, c2w5 = { 2, 5, 3 };
+    const int32_t lens3[3] = { 70, 41, 0 };
+    attention_case_opts(g, 3, 70, 70, 4, 2, 32, NULL, lens3, 90, w5);
+    const int32_t lens2[2] = { 130, 64 };
+    attention_case_opts(g, 2, 130, 130, 4, 2, 64, NULL, lens2, 91, w40);
+    attention_case_opts(g, 1, 129, 129, 2, 1, 6, NULL, NULL, 92, w5);      /* no lengths */
+    /* chunked prefill into a cache: 70 queries at positions 30.. and 0.., keys to 100, 50 */
+    const int32_t pos9[2] = { 30, 0 }, klen9[2] = { 100, 50 };
+    attention_case_opts(g, 2, 70, 128, 4, 1, 64, pos9, klen9, 93, w40);
+    /* decode: 5, 3 and 5 new tokens after 37, 0 and 70 cached */
+    const int32_t pos5[3] = { 37, 0, 70 }, klen5[3] = { 42, 3, 75 };
+    attention_case_opts(g, 3, 5, 80, 8, 2, 64, pos5, klen5, 94, w5);
+    const int32_t lens_f[3] = { 77, 33, 1 };
+    attention_case_opts(g, 3, 77, 77, 8, 2, 64, NULL, lens_f, 95, c50);
+    const int32_t lens_e[2] = { 100, 1 };
+    attention_case_opts(g, 2, 100, 100, 4, 4, 32, NULL, lens_e, 96, c2);
+    attention_case_opts(g, 2, 70, 128, 4, 2, 96, pos9, klen9, 97, c2w40);
+    const int32_t lens_i[2] = { 40, 9 };
+    attention_case_opts(g, 2, 40, 40, 2, 1, 256, NULL, lens_i, 98, c2w5);
+}
+
+TEST(cuda_attention_window_softcap_vs_cpu)
+{
+    const mu_backend *g = gpu_or_skip();
+    for (int v = 0; v < N_ATTN_VARIANTS; v++)
+        if (attn_variant(g, v)) attention_window_softcap_cases(g);
+    attn_variant_reset(g);
+}
+
+/* softcap and softcap_bwd (Gemma-2's final logits): caps of 30 (Gemma-2's) and 1 on inputs
+ * of spread 20 (saturated, 1 - (Y/cap)^2 near 0), grid-stride sizes; the backward from the
+ * CPU's Y, so only the backward is compared. */
+TEST(cuda_softcap_fwd_bwd_vs_cpu)
+{
+    const mu_backend *g = gpu_or_skip(), *c = mu_backend_cpu();
+    const size_t sizes[] = { 1, 1000, 3000001 };   /* more than one grid covers */
+    const float caps[] = { 30.0f, 1.0f };
+    char what[96];
+    for (size_t si = 0; si < 3; si++)
+        for (int ci = 0; ci < 2; ci++) {
+            size_t n = sizes[si];
+            float cap = caps[ci], *X = fnew(n), *dX = fnew(n);
+            fill(X, n, 100 + si, 20); fill(dX, n, 101 + si, 1);
+            dbuf gX = dnew(g, X, n), gdX = dnew(g, dX, n);
+            c->softcap(X, n, cap);
+            g->softcap(gX.p, n, cap);
+            snprintf(what, sizeof what, "softcap n%zu cap %g", n, cap);
+            dcheck(&gX, X, what, NMSE_F32);
+            dbuf cY = dnew(g, X, n);
+            c->softcap_bwd(dX, X, n, cap);
+            g->softcap_bwd(gdX.p, cY.p, n, cap);
+            snprintf(what, sizeof what, "softcap_bwd n%zu cap %g", n, cap);
+            dcheck(&gdX, dX, what, NMSE_F32);
+            dfree(&gX); dfree(&gdX); dfree(&cY);
+            free(X); free(dX);
+        }
 }
 
 TEST(cuda_glu_elementwise_vs_cpu)

@@ -15,9 +15,14 @@
  *    registers), the scalar factor (p or ds) of row j broadcast by __shfl_sync.
  *  - Shared tiles are zero-filled past the valid rows and past hd (up to HD = 32, 64,
  *    128: the template), so padding adds exact zeros and never reads garbage.
- *  - Masks: key j is visible to query t iff j < n_keys(b, t) (causal + key padding +
- *    q_pos0). Key tiles past the block's last query's n_keys are skipped (n_keys is
- *    nondecreasing in t); dK/dV start at the first query that can see the tile.
+ *  - Masks: key j is visible to query t iff first_key(b, t) <= j < n_keys(b, t) (causal +
+ *    key padding + q_pos0 + sliding window; cuda_common.h; row_sees in the forward and dQ
+ *    inner loops). Both bounds are nondecreasing
+ *    in t, so forward and dQ run over the keys [first_key(first query), n_keys(last
+ *    query)) of their block, and dK/dV over the queries that can see their key tile: from
+ *    the first at or past its first key to the last whose window still reaches its last.
+ *  - Soft-capping: scores pass through attn_score (capped; as they were when softcap = 0),
+ *    their gradients back through attn_score_bwd (cuda_common.h).
  *  - Every output element is written by exactly one thread, once (no atomics): two runs
  *    give the same bits. dQ, dK, dV are overwritten (0 where nothing is visible); rows
  *    with no visible key get O = 0, lse = -inf.
@@ -126,7 +131,9 @@ __global__ void __launch_bounds__(NT, 2) k_attn_fwd_tiled(float *O, float *lse, 
         const int h = (int)((it / ntile) % s.H);
         const int b = (int)(it / ((size_t)ntile * s.H));
         const int t0 = tile * AQT, nq = min(AQT, s.Tq - t0);
-        const int kmax = n_keys(s, b, t0 + nq - 1);              /* keys any query sees */
+        const int kmin = first_key(s, b, t0);                    /* keys any query sees: */
+        const int kmax = n_keys(s, b, t0 + nq - 1);              /* [kmin, kmax) */
+        const attn_row row = attn_row_of(s, b);
         __syncthreads();                         /* the previous item is done with smem */
         load_tile<HD>(Qs, HD, Q + ((size_t)b * s.Tq + t0) * qld + (size_t)h * s.hd, qld, nq,
                       AQT, s.hd);
@@ -135,7 +142,7 @@ __global__ void __launch_bounds__(NT, 2) k_attn_fwd_tiled(float *O, float *lse, 
         float mreg = -INFINITY, lreg = 0.0f, acc[QPW][NPL];
         acc_zero<NPL>(acc);
         const float *qw = Qs + warp * QPW * HD, *kr = Ks + lane * KLD;
-        for (int j0 = 0; j0 < kmax; j0 += AKT) {
+        for (int j0 = kmin; j0 < kmax; j0 += AKT) {
             const int nj = min(AKT, kmax - j0);
             const size_t koff = ((size_t)b * s.Tk + j0) * kld + (size_t)(h / group) * s.hd;
             __syncthreads();                     /* previous tile read; Qs written */
@@ -156,8 +163,8 @@ __global__ void __launch_bounds__(NT, 2) k_attn_fwd_tiled(float *O, float *lse, 
             const int j = j0 + lane;
 #pragma unroll
             for (int i = 0; i < QPW; i++) {      /* online softmax, one tile at a time */
-                const int nk = tw + i < s.Tq ? n_keys(s, b, tw + i) : 0;
-                float x = j < nk ? s.scale * p[i] : -INFINITY;
+                const bool sees = tw + i < s.Tq && row_sees(row, tw + i, j);
+                float x = sees ? attn_score(s, p[i]) : -INFINITY;
                 float mi = __shfl_sync(0xffffffffu, mreg, i);
                 float mn = fmaxf(mi, warp_max(x));
                 /* mn = -inf: nothing visible yet, nothing changes (no inf - inf) */
@@ -174,10 +181,10 @@ __global__ void __launch_bounds__(NT, 2) k_attn_fwd_tiled(float *O, float *lse, 
         for (int i = 0; i < QPW; i++) {
             const int t = tw + i;
             if (t >= s.Tq) continue;             /* warp-uniform */
-            const int nk = n_keys(s, b, t);
+            const bool any = sees_any(s, b, t);
             float mi = __shfl_sync(0xffffffffu, mreg, i);
             float lt = __shfl_sync(0xffffffffu, lreg, i);
-            float inv = nk > 0 ? 1.0f / lt : 0.0f;
+            float inv = any ? 1.0f / lt : 0.0f;
             float *o = O + ((size_t)b * s.Tq + t) * qld + (size_t)h * s.hd;
 #pragma unroll
             for (int k = 0; k < NPL; k++) {
@@ -185,13 +192,14 @@ __global__ void __launch_bounds__(NT, 2) k_attn_fwd_tiled(float *O, float *lse, 
                 if (d < s.hd) o[d] = acc[i][k] * inv;
             }
             if (lse && lane == 0)
-                lse[((size_t)b * s.H + h) * s.Tq + t] = nk > 0 ? mi + logf(lt) : -INFINITY;
+                lse[((size_t)b * s.H + h) * s.Tq + t] = any ? mi + logf(lt) : -INFINITY;
         }
     }
 }
 
 /* ---- backward: dQ -------------------------------------------------------------------------- */
-/* dQ_t = scale * sum_j P_tj (dO_t . V_j - delta_t) K_j.  Shared: Qs, dOs [AQT][HD]
+/* dQ_t = scale * sum_j dS_tj K_j, dS_tj = P_tj (dO_t . V_j - delta_t) (times 1 - (y_tj /
+ * softcap)^2 when capped, y: the capped score).  Shared: Qs, dOs [AQT][HD]
  * (broadcast reads), Ks, Vs [AKT][HD+4] (lane j reads row j; lane d reads Ks column d),
  * Ls, Ds [AQT] (lse and delta of the tile's queries). */
 template <int HD>
@@ -221,7 +229,8 @@ __global__ void __launch_bounds__(NT, 2) k_attn_dq_tiled(float *dQ, const float 
         const int h = (int)((it / ntile) % s.H);
         const int b = (int)(it / ((size_t)ntile * s.H));
         const int t0 = tile * AQT, nq = min(AQT, s.Tq - t0);
-        const int kmax = n_keys(s, b, t0 + nq - 1);
+        const int kmin = first_key(s, b, t0), kmax = n_keys(s, b, t0 + nq - 1);
+        const attn_row row = attn_row_of(s, b);
         const size_t qoff = ((size_t)b * s.Tq + t0) * qld + (size_t)h * s.hd;
         const float *kg = K + (size_t)b * s.Tk * kld + (size_t)(h / group) * s.hd;
         const float *vg = V + (size_t)b * s.Tk * kld + (size_t)(h / group) * s.hd;
@@ -229,7 +238,7 @@ __global__ void __launch_bounds__(NT, 2) k_attn_dq_tiled(float *dQ, const float 
         load_tile<HD>(Qs, HD, Q + qoff, qld, nq, AQT, s.hd);
         load_tile<HD>(dOs, HD, dO + qoff, qld, nq, AQT, s.hd);
         for (int r = threadIdx.x; r < AQT; r += NT) {   /* rows that see nothing: 0 */
-            const bool live = r < nq && n_keys(s, b, t0 + r) > 0;
+            const bool live = r < nq && sees_any(s, b, t0 + r);
             const size_t li = ((size_t)b * s.H + h) * s.Tq + t0 + r;
             Ls[r] = live ? lse[li] : 0.0f;
             Ds[r] = live ? delta[li] : 0.0f;
@@ -239,7 +248,7 @@ __global__ void __launch_bounds__(NT, 2) k_attn_dq_tiled(float *dQ, const float 
         acc_zero<NPL>(acc);
         const float *qw = Qs + warp * QPW * HD, *ow = dOs + warp * QPW * HD;
         const float *kr = Ks + lane * KLD, *vr = Vs + lane * KLD;
-        for (int j0 = 0; j0 < kmax; j0 += AKT) {
+        for (int j0 = kmin; j0 < kmax; j0 += AKT) {
             const int nj = min(AKT, kmax - j0);
             __syncthreads();
             load_tile<HD>(Ks, KLD, kg + (size_t)j0 * kld, kld, nj, AKT, s.hd);
@@ -263,10 +272,11 @@ __global__ void __launch_bounds__(NT, 2) k_attn_dq_tiled(float *dQ, const float 
             const int j = j0 + lane;
 #pragma unroll
             for (int i = 0; i < QPW; i++) {      /* sc becomes scale * dS */
-                const int nk = tw + i < s.Tq ? n_keys(s, b, tw + i) : 0;
+                const bool sees = tw + i < s.Tq && row_sees(row, tw + i, j);
                 const int r = warp * QPW + i;
-                float p = j < nk ? expf(s.scale * sc[i] - Ls[r]) : 0.0f;
-                sc[i] = p * (dp[i] - Ds[r]) * s.scale;
+                float y = attn_score(s, sc[i]);
+                float p = sees ? expf(y - Ls[r]) : 0.0f;
+                sc[i] = attn_score_bwd(s, p * (dp[i] - Ds[r]), y) * s.scale;
             }
             acc_rows<NPL>(acc, sc, Ks, KLD, nj, lane);  /* acc += ds_j K_j */
         }
@@ -285,7 +295,23 @@ __global__ void __launch_bounds__(NT, 2) k_attn_dq_tiled(float *dQ, const float 
 }
 
 /* ---- backward: dK, dV ---------------------------------------------------------------------- */
-/* dK_j = scale * sum_{h in group, t sees j} P_tj (dO_t . V_j - delta_t) Q_t,
+/* The queries of row b that can see a key of [j0, j1): t in [*t_first, *t_end), none when
+ * *t_first >= *t_end. Before t_first a query's position is below j0 (causal), or the row's
+ * keys end at or before j0 (t_first = Tq); with a window, from t_end on a query's first
+ * key is past j1 - 1 (its position p > j1 - 1 + window - 1). */
+__device__ __forceinline__ void queries_seeing(const attn_dev &s, int b, int j0, int j1,
+                                               int *t_first, int *t_end)
+{
+    const int p0 = s.q_pos0 ? s.q_pos0[b] : 0, kl = s.k_len ? s.k_len[b] : s.Tk;
+    *t_first = kl <= j0 ? s.Tq : max(0, j0 - p0);
+    *t_end = s.Tq;
+    if (s.window > 0) {
+        long long end = (long long)j1 - 1 + s.window - p0;    /* p <= j1 - 1 + window - 1 */
+        if (end < *t_end) *t_end = end < 0 ? 0 : (int)end;
+    }
+}
+
+/* dK_j = scale * sum_{h in group, t sees j} dS_tj Q_t (dS as k_attn_dq_tiled's),
  * dV_j = sum P_tj dO_t.  Shared: Ks, Vs [AKT][HD] (broadcast reads), Qs, dOs [DQT][HD+4]
  * (lane t reads row t; lane d reads column d), Ls, Ds [DQT]. */
 template <int HD>
@@ -316,10 +342,8 @@ __global__ void __launch_bounds__(NT, 2) k_attn_dkv_tiled(float *dK, float *dV, 
         const int b = (int)(it / ((size_t)ntile * s.Hkv));
         const int j0 = tile * AKT, nj = min(AKT, s.Tk - j0);
         const size_t koff = ((size_t)b * s.Tk + j0) * kld + (size_t)kh * s.hd;
-        /* queries before t_first see no key of the tile (position < j0), and none does
-         * when the row's key length ends before it */
-        const int p0 = s.q_pos0 ? s.q_pos0[b] : 0, kl = s.k_len ? s.k_len[b] : s.Tk;
-        const int t_first = kl <= j0 ? s.Tq : max(0, j0 - p0);
+        int t_first, t_end;                      /* the queries that see a key of the tile */
+        queries_seeing(s, b, j0, j0 + nj, &t_first, &t_end);
         __syncthreads();
         load_tile<HD>(Ks, HD, K + koff, kld, nj, AKT, s.hd);
         load_tile<HD>(Vs, HD, V + koff, kld, nj, AKT, s.hd);
@@ -331,8 +355,8 @@ __global__ void __launch_bounds__(NT, 2) k_attn_dkv_tiled(float *dK, float *dV, 
         const float *kw = Ks + warp * KPW * HD, *vw = Vs + warp * KPW * HD;
         const float *qr = Qs + lane * QLD, *orow = dOs + lane * QLD;
         for (int h = kh * group; h < (kh + 1) * group; h++)
-            for (int tq0 = t_first; tq0 < s.Tq; tq0 += DQT) {
-                const int nt = min(DQT, s.Tq - tq0);
+            for (int tq0 = t_first; tq0 < t_end; tq0 += DQT) {
+                const int nt = min(DQT, t_end - tq0);
                 const size_t qoff = ((size_t)b * s.Tq + tq0) * qld + (size_t)h * s.hd;
                 const size_t loff = ((size_t)b * s.H + h) * s.Tq + tq0;
                 __syncthreads();                 /* previous query tile read; Ks, Vs written */
@@ -344,8 +368,9 @@ __global__ void __launch_bounds__(NT, 2) k_attn_dkv_tiled(float *dK, float *dV, 
                     Ds[r] = r < nt ? delta[loff + r] : 0.0f;
                 }
                 __syncthreads();
-                const int t = tq0 + lane;        /* this lane's query */
-                const int nkq = t < s.Tq ? n_keys(s, b, t) : 0;
+                const int t = tq0 + lane;        /* this lane's query: keys [loq, nkq) */
+                const int loq = lane < nt ? first_key(s, b, t) : 0;
+                const int nkq = lane < nt ? n_keys(s, b, t) : 0;
                 float sc[KPW], dp[KPW];          /* q_t . k_c and dO_t . v_c */
 #pragma unroll
                 for (int c = 0; c < KPW; c++) { sc[c] = 0.0f; dp[c] = 0.0f; }
@@ -365,9 +390,10 @@ __global__ void __launch_bounds__(NT, 2) k_attn_dkv_tiled(float *dK, float *dV, 
 #pragma unroll
                 for (int c = 0; c < KPW; c++) {  /* sc becomes P, dp becomes scale * dS */
                     int j = j0 + warp * KPW + c;
-                    float p = j < nkq ? expf(s.scale * sc[c] - Lt) : 0.0f;
+                    float y = attn_score(s, sc[c]);
+                    float p = j >= loq && j < nkq ? expf(y - Lt) : 0.0f;
                     sc[c] = p;
-                    dp[c] = p * (dp[c] - Dt) * s.scale;
+                    dp[c] = attn_score_bwd(s, p * (dp[c] - Dt), y) * s.scale;
                 }
                 for (int i = 0; i < nt; i++) {   /* dK += ds Q_i, dV += p dO_i, lane per dim */
                     float pi[KPW], dsi[KPW], qv[NPL], ov[NPL];

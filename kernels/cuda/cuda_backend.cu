@@ -430,7 +430,7 @@ __device__ __forceinline__ float dot_vec(const float *r, const float *src, int h
     return warp_sum(s);
 }
 
-/* one warp per query row (b, t, h): online softmax over the visible keys */
+/* one warp per query row (b, t, h): online softmax over the visible keys [lo, nk) */
 template <int NPL>
 __global__ void k_attention(float *O, float *lse, const float *Q, const float *K, const float *V,
                             attn_dev s)
@@ -448,16 +448,16 @@ __global__ void k_attention(float *O, float *lse, const float *Q, const float *K
         float *o = O + ((size_t)b * s.Tq + t) * qld + (size_t)h * s.hd;
         const float *k = K + (size_t)b * s.Tk * kld + (size_t)(h / group) * s.hd;
         const float *v = V + (size_t)b * s.Tk * kld + (size_t)(h / group) * s.hd;
-        int nk = n_keys(s, b, t);
+        const int lo = first_key(s, b, t), nk = n_keys(s, b, t);
         float qr[NPL], acc[NPL];
         load_vec<NPL>(qr, q, s.hd, lane);
 #pragma unroll
         for (int i = 0; i < NPL; i++) acc[i] = 0.0f;
         float m = -INFINITY, l = 0.0f;
-        for (int j = 0; j < nk; j++) {
-            float sc = s.scale * dot_vec<NPL>(qr, k + (size_t)j * kld, s.hd, lane);
+        for (int j = lo; j < nk; j++) {
+            float sc = attn_score(s, dot_vec<NPL>(qr, k + (size_t)j * kld, s.hd, lane));
             float mn = fmaxf(m, sc);
-            float corr = expf(m - mn), p = expf(sc - mn);   /* m = -inf at j = 0: corr 0 */
+            float corr = expf(m - mn), p = expf(sc - mn);   /* m = -inf at j = lo: corr 0 */
             l = l * corr + p;
             const float *vj = v + (size_t)j * kld;
 #pragma unroll
@@ -467,14 +467,14 @@ __global__ void k_attention(float *O, float *lse, const float *Q, const float *K
             }
             m = mn;
         }
-        float inv = nk > 0 ? 1.0f / l : 0.0f;
+        float inv = nk > lo ? 1.0f / l : 0.0f;
 #pragma unroll
         for (int i = 0; i < NPL; i++) {
             int d = lane + 32 * i;
             if (d < s.hd) o[d] = acc[i] * inv;
         }
         if (lse && lane == 0)
-            lse[((size_t)b * s.H + h) * s.Tq + t] = nk > 0 ? m + logf(l) : -INFINITY;
+            lse[((size_t)b * s.H + h) * s.Tq + t] = nk > lo ? m + logf(l) : -INFINITY;
     }
 }
 
@@ -483,6 +483,8 @@ static attn_dev attn_to_device(const mu_attn_shape *s)
     attn_dev a;
     a.B = s->B; a.Tq = s->Tq; a.Tk = s->Tk; a.H = s->H; a.Hkv = s->Hkv; a.hd = s->hd;
     a.scale = s->scale;
+    a.softcap = s->softcap;
+    a.window = s->window;
     a.q_pos0 = (const int32_t *)to_device(SC_QPOS, s->q_pos0, (size_t)s->B * sizeof(int32_t));
     a.k_len = (const int32_t *)to_device(SC_KLEN, s->k_len, (size_t)s->B * sizeof(int32_t));
     return a;
@@ -541,7 +543,9 @@ __global__ void k_attn_delta(float *delta, const float *dO, const float *O, attn
     }
 }
 
-/* dQ[b,t,h] = scale * sum_j P_tj (dO_t . V_j - delta_t) K_j, one warp per query row */
+/* dQ[b,t,h] = scale * sum_j dS_tj K_j over the visible keys j, one warp per query row:
+ * dS_tj = P_tj (dO_t . V_j - delta_t), times 1 - (y_tj / softcap)^2 when capped (y: the
+ * capped score) */
 template <int NPL>
 __global__ void k_attn_dq(float *dQ, const float *dO, const float *lse, const float *delta,
                           const float *Q, const float *K, const float *V, attn_dev s)
@@ -560,16 +564,17 @@ __global__ void k_attn_dq(float *dQ, const float *dO, const float *lse, const fl
         const float *v = V + (size_t)b * s.Tk * kld + (size_t)(h / group) * s.hd;
         size_t li = ((size_t)b * s.H + h) * s.Tq + t;
         float L = lse[li], Dt = delta[li];
-        int nk = n_keys(s, b, t);
+        const int lo = first_key(s, b, t), nk = n_keys(s, b, t);
         float qr[NPL], dor[NPL], acc[NPL];
         load_vec<NPL>(qr, Q + qoff, s.hd, lane);
         load_vec<NPL>(dor, dO + qoff, s.hd, lane);
 #pragma unroll
         for (int i = 0; i < NPL; i++) acc[i] = 0.0f;
-        for (int j = 0; j < nk; j++) {
+        for (int j = lo; j < nk; j++) {
             const float *kj = k + (size_t)j * kld;
-            float p = expf(s.scale * dot_vec<NPL>(qr, kj, s.hd, lane) - L);
-            float ds = p * (dot_vec<NPL>(dor, v + (size_t)j * kld, s.hd, lane) - Dt) * s.scale;
+            float y = attn_score(s, dot_vec<NPL>(qr, kj, s.hd, lane)), p = expf(y - L);
+            float dy = p * (dot_vec<NPL>(dor, v + (size_t)j * kld, s.hd, lane) - Dt);
+            float ds = attn_score_bwd(s, dy, y) * s.scale;
 #pragma unroll
             for (int i = 0; i < NPL; i++) {
                 int d = lane + 32 * i;
@@ -584,8 +589,9 @@ __global__ void k_attn_dq(float *dQ, const float *dO, const float *lse, const fl
     }
 }
 
-/* dK[b,j,kh] = scale * sum_{h in group, t sees j} P_tj (dO_t . V_j - delta_t) Q_t
- * dV[b,j,kh] = sum P_tj dO_t;  one warp per key row (written once: overwrite). */
+/* dK[b,j,kh] = scale * sum_{h in group, t sees j} dS_tj Q_t  (dS_tj as k_attn_dq's)
+ * dV[b,j,kh] = sum P_tj dO_t;  one warp per key row (written once: overwrite). The
+ * queries that see j are contiguous: past the window's end (first_key > j) none does. */
 template <int NPL>
 __global__ void k_attn_dkv(float *dK, float *dV, const float *dO, const float *lse,
                            const float *delta, const float *Q, const float *K, const float *V,
@@ -608,12 +614,14 @@ __global__ void k_attn_dkv(float *dK, float *dV, const float *dO, const float *l
         for (int i = 0; i < NPL; i++) { dk[i] = 0.0f; dv[i] = 0.0f; }
         for (int h = kh * group; h < (kh + 1) * group; h++)
             for (int t = 0; t < s.Tq; t++) {
+                if (j < first_key(s, b, t)) break;
                 if (j >= n_keys(s, b, t)) continue;
                 size_t qoff = ((size_t)b * s.Tq + t) * qld + (size_t)h * s.hd;
                 size_t li = ((size_t)b * s.H + h) * s.Tq + t;
                 const float *q = Q + qoff, *dout = dO + qoff;
-                float p = expf(s.scale * dot_vec<NPL>(kr, q, s.hd, lane) - lse[li]);
-                float ds = p * (dot_vec<NPL>(vr, dout, s.hd, lane) - delta[li]) * s.scale;
+                float y = attn_score(s, dot_vec<NPL>(kr, q, s.hd, lane)), p = expf(y - lse[li]);
+                float dy = p * (dot_vec<NPL>(vr, dout, s.hd, lane) - delta[li]);
+                float ds = attn_score_bwd(s, dy, y) * s.scale;
 #pragma unroll
                 for (int i = 0; i < NPL; i++) {
                     int d = lane + 32 * i;
@@ -664,7 +672,7 @@ static void cu_attention_bwd(float *dQ, float *dK, float *dV, const float *dO, c
     KCHECK();
 }
 
-/* ---- SwiGLU and elementwise --------------------------------------------------------------- */
+/* ---- SwiGLU, GeGLU, soft-capping and elementwise ------------------------------------------ */
 #define GRID_STRIDE(i, n) \
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); \
          i += (size_t)gridDim.x * blockDim.x)
@@ -743,6 +751,33 @@ static void cu_geglu_bwd(float *dG, float *dU, const float *dA, const float *G,
 {
     if (!n) return;
     k_geglu_bwd<<<grid_for(n, 1), NT>>>(dG, dU, dA, G, U, n, tanh_form);
+    KCHECK();
+}
+
+/* logit soft-capping (kernels.h): X = cap tanh(X / cap) in place */
+__global__ void k_softcap(float *X, size_t n, float cap)
+{
+    GRID_STRIDE(i, n) X[i] = cap * tanhf(X[i] / cap);
+}
+static void cu_softcap(float *X, size_t n, float cap)
+{
+    if (!n) return;
+    k_softcap<<<grid_for(n, 1), NT>>>(X, n, cap);
+    KCHECK();
+}
+
+/* its backward from the capped output Y: dX *= 1 - (Y / cap)^2 in place */
+__global__ void k_softcap_bwd(float *dX, const float *Y, size_t n, float cap)
+{
+    GRID_STRIDE(i, n) {
+        float r = Y[i] / cap;
+        dX[i] *= 1.0f - r * r;
+    }
+}
+static void cu_softcap_bwd(float *dX, const float *Y, size_t n, float cap)
+{
+    if (!n) return;
+    k_softcap_bwd<<<grid_for(n, 1), NT>>>(dX, Y, n, cap);
     KCHECK();
 }
 
@@ -936,6 +971,8 @@ static void fill_table(mu_backend *b)
     b->swiglu_bwd = cu_swiglu_bwd;
     b->geglu = cu_geglu;
     b->geglu_bwd = cu_geglu_bwd;
+    b->softcap = cu_softcap;
+    b->softcap_bwd = cu_softcap_bwd;
     b->add = cu_add;
     b->scale = cu_scale;
     b->log_softmax = cu_log_softmax;

@@ -3,6 +3,7 @@
  * ops to the backend table. See cuda_backend.cu for the conventions. */
 #ifndef MU_CUDA_COMMON_H
 #define MU_CUDA_COMMON_H
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cuda_runtime.h>
@@ -59,10 +60,12 @@ struct attn_dev {
     int B, Tq, Tk, H, Hkv, hd;
     const int32_t *q_pos0, *k_len;   /* device or NULL */
     float scale;
+    float softcap;                   /* 0: none */
+    int window;                      /* 0: none */
 };
 
-/* keys visible to query t of row b: j < n_keys (as kernels/cpu/cpu_attention.c);
- * nondecreasing in t */
+/* keys visible to query t of row b: first_key <= j < n_keys (as
+ * kernels/cpu/cpu_attention.c); both nondecreasing in t, none when first_key >= n_keys */
 __device__ __forceinline__ int n_keys(const attn_dev &s, int b, int t)
 {
     int p = (s.q_pos0 ? s.q_pos0[b] : 0) + t;
@@ -70,6 +73,52 @@ __device__ __forceinline__ int n_keys(const attn_dev &s, int b, int t)
     int n = p + 1 < kl ? p + 1 : kl;
     if (n > s.Tk) n = s.Tk;
     return n < 0 ? 0 : n;
+}
+/* the sliding window's first key: max(0, p - window + 1) at position p; 0 without one */
+__device__ __forceinline__ int first_key(const attn_dev &s, int b, int t)
+{
+    if (s.window <= 0) return 0;
+    int lo = (s.q_pos0 ? s.q_pos0[b] : 0) + t - s.window + 1;
+    return lo > 0 ? lo : 0;
+}
+
+/* 1 when query t of row b sees some key */
+__device__ __forceinline__ bool sees_any(const attn_dev &s, int b, int t)
+{
+    return n_keys(s, b, t) > first_key(s, b, t);
+}
+/* Row b's mask by positions, for inner loops (fewer registers than first_key and n_keys
+ * per query): query t sees key j >= 0 iff 0 <= pos0 + t - j < span (causal, and the window
+ * when there is one) and j < kend. */
+struct attn_row {
+    int pos0, kend;                  /* q_pos0[b]; min(k_len[b], Tk) */
+    unsigned span;                   /* window, or INT_MAX without one */
+};
+__device__ __forceinline__ attn_row attn_row_of(const attn_dev &s, int b)
+{
+    int kl = s.k_len ? s.k_len[b] : s.Tk;
+    return { s.q_pos0 ? s.q_pos0[b] : 0, kl < s.Tk ? kl : s.Tk,
+             s.window > 0 ? (unsigned)s.window : 0x7fffffffu };
+}
+__device__ __forceinline__ bool row_sees(attn_row r, int t, int j)
+{
+    return (unsigned)(r.pos0 + t - j) < r.span && j < r.kend;   /* j > p: wraps past span */
+}
+
+/* The score y the softmax sees for qk = q . k: x = scale qk, then softcap tanh(x /
+ * softcap) when soft-capped (plain x otherwise: no tanh). */
+__device__ __forceinline__ float attn_score(const attn_dev &s, float qk)
+{
+    float x = s.scale * qk;
+    return s.softcap > 0.0f ? s.softcap * tanhf(x / s.softcap) : x;
+}
+/* dy (the gradient at score y) carried back through the cap: dy (1 - (y / softcap)^2);
+ * dy itself when not capped */
+__device__ __forceinline__ float attn_score_bwd(const attn_dev &s, float dy, float y)
+{
+    if (s.softcap <= 0.0f) return dy;
+    float r = y / s.softcap;
+    return dy * (1.0f - r * r);
 }
 
 /* cuda_attn_tiled.cu: 1 when the tiled kernels can run head dim hd on this device

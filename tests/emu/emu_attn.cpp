@@ -80,45 +80,54 @@ static bool close_to(const std::vector<float> &got, const std::vector<double> &w
 }
 
 /* one shape: forward and backward against the double reference; grid 0: the file's host
- * launchers, else the kernels on that many blocks */
+ * launchers, else the kernels on that many blocks; softcap, window as mu_attn_shape's
+ * (0: none) */
 template <int HD>
 static void run_case(int B, int Tq, int Tk, int H, int Hkv, int hd, const int32_t *q_pos0,
-                     const int32_t *k_len, unsigned grid, int seed)
+                     const int32_t *k_len, unsigned grid, int seed, float softcap = 0,
+                     int window = 0)
 {
     std::mt19937 r(seed);
     std::normal_distribution<float> nd(0, 1);
-    attn_dev s = { B, Tq, Tk, H, Hkv, hd, q_pos0, k_len, 1.0f / sqrtf((float)hd) };
+    attn_dev s = { B, Tq, Tk, H, Hkv, hd, q_pos0, k_len, 1.0f / sqrtf((float)hd), softcap,
+                   window };
     size_t nq = (size_t)B * Tq * H * hd, nk = (size_t)B * Tk * Hkv * hd, nl = (size_t)B * H * Tq;
     std::vector<float> Q(nq), K(nk), V(nk), dO(nq);
     for (auto *v : { &Q, &K, &V, &dO }) for (float &x : *v) x = nd(r);
     std::vector<double> O(nq, 0), L(nl), dQ(nq, 0), dK(nk, 0), dV(nk, 0), sc(Tk > 0 ? Tk : 1);
     int group = H / Hkv;
+    std::vector<double> dcap(Tk > 0 ? Tk : 1);     /* d(capped score) / d(score) */
     for (int b = 0; b < B; b++) for (int t = 0; t < Tq; t++) for (int h = 0; h < H; h++) {
-        int n = n_keys(s, b, t), kh = h / group;
+        int lo = first_key(s, b, t), n = n_keys(s, b, t), kh = h / group;
         size_t qo = (((size_t)b * Tq + t) * H + h) * hd, li = ((size_t)b * H + h) * Tq + t;
-        if (n == 0) { L[li] = -INFINITY; continue; }
+        if (n <= lo) { L[li] = -INFINITY; continue; }
         double m = -INFINITY;
-        for (int j = 0; j < n; j++) {
+        for (int j = lo; j < n; j++) {
             size_t ko = (((size_t)b * Tk + j) * Hkv + kh) * hd;
             double a = 0;
             for (int d = 0; d < hd; d++) a += (double)Q[qo + d] * K[ko + d];
             sc[j] = a * s.scale;
+            dcap[j] = 1;
+            if (softcap > 0) {
+                sc[j] = softcap * tanh(sc[j] / softcap);
+                dcap[j] = 1 - (sc[j] / softcap) * (sc[j] / softcap);
+            }
             m = std::max(m, sc[j]);
         }
         double sum = 0;
-        for (int j = 0; j < n; j++) { sc[j] = exp(sc[j] - m); sum += sc[j]; }
-        for (int j = 0; j < n; j++) {
+        for (int j = lo; j < n; j++) { sc[j] = exp(sc[j] - m); sum += sc[j]; }
+        for (int j = lo; j < n; j++) {
             size_t ko = (((size_t)b * Tk + j) * Hkv + kh) * hd;
             for (int d = 0; d < hd; d++) O[qo + d] += sc[j] / sum * V[ko + d];
         }
         L[li] = m + log(sum);
         double delta = 0;
         for (int d = 0; d < hd; d++) delta += (double)dO[qo + d] * O[qo + d];
-        for (int j = 0; j < n; j++) {
+        for (int j = lo; j < n; j++) {
             size_t ko = (((size_t)b * Tk + j) * Hkv + kh) * hd;
             double p = sc[j] / sum, dp = 0;
             for (int d = 0; d < hd; d++) dp += (double)dO[qo + d] * V[ko + d];
-            double ds = p * (dp - delta);
+            double ds = p * (dp - delta) * dcap[j];
             for (int d = 0; d < hd; d++) {
                 dQ[qo + d] += s.scale * ds * K[ko + d];
                 dK[ko + d] += s.scale * ds * Q[qo + d];
@@ -156,10 +165,12 @@ static void run_case(int B, int Tq, int Tk, int H, int Hkv, int hd, const int32_
         EMU_LAUNCH(k_attn_dkv_tiled<HD>, grid, NT, dkv_smem<HD>())(gdK, gdV, gdO, cL, cD, gQ, gK, gV, a);
         CK(cudaGetLastError());
     }
-    char shape[160], why[5][120];
+    char shape[200], opts[64] = "", why[5][120];
     size_t items = (size_t)B * H * ((Tq + AQT - 1) / AQT);        /* the launchers' grid */
-    snprintf(shape, sizeof shape, "tiled<%d> B%d Tq%d Tk%d H%d/%d hd%d grid %u", HD, B, Tq, Tk,
-             H, Hkv, hd, grid ? grid : (unsigned)std::min<size_t>(items, MAX_ITEMS));
+    if (softcap > 0 || window > 0)
+        snprintf(opts, sizeof opts, " softcap %g window %d", softcap, window);
+    snprintf(shape, sizeof shape, "tiled<%d> B%d Tq%d Tk%d H%d/%d hd%d%s grid %u", HD, B, Tq, Tk,
+             H, Hkv, hd, opts, grid ? grid : (unsigned)std::min<size_t>(items, MAX_ITEMS));
     bool ok[5] = {
         close_to(host(gO, nq), O, 1e-5, why[0], sizeof why[0]),
         close_to(host(gL, nl), L, 1e-5, why[1], sizeof why[1]),
@@ -270,7 +281,7 @@ static void strictness(void)
         std::normal_distribution<float> nd(0, 1);
         for (float &v : h) v = nd(r);
         float *q = dev(h.data(), n), *o1 = dev(NULL, n), *o2 = dev(NULL, n);
-        attn_dev a = { B, T, T, H, H, hd, NULL, NULL, 0.2f };
+        attn_dev a = { B, T, T, H, H, hd, NULL, NULL, 0.2f, 0.0f, 0 };
         EMU_LAUNCH(k_attn_fwd_tiled<32>, 2, NT, fwd_smem<32>())(o1, nullptr, q, q, q, a);
         EMU_LAUNCH(k_attn_fwd_tiled<32>, 2, NT / 2, fwd_smem<32>())(o2, nullptr, q, q, q, a);
         std::vector<float> g1 = host(o1, n), g2 = host(o2, n);
@@ -299,7 +310,7 @@ static void strictness(void)
     EMU_LAUNCH(missing_barrier, 1, 2048)(x);
     cudaError_t e4 = cudaGetLastError();
     float *o = dev(NULL, 64);                    /* __launch_bounds__(NT, 2): 2 NT threads fail */
-    attn_dev a1 = { 1, 1, 1, 1, 1, 32, NULL, NULL, 1.0f };
+    attn_dev a1 = { 1, 1, 1, 1, 1, 32, NULL, NULL, 1.0f, 0.0f, 0 };
     EMU_LAUNCH(k_attn_fwd_tiled<32>, 1, 2 * NT, fwd_smem<32>())(o, nullptr, o, o, o, a1);
     cudaError_t e5 = cudaGetLastError();
     CK(cudaFree(o));
@@ -337,6 +348,18 @@ int main(int argc, char **argv)
     const int32_t p9[2] = { 30, 0 }, k9[2] = { 100, 50 };      /* chunked prefill, Tq 70 */
     CASE(run_case<64>(2, 70, 128, 4, 1, 64, p9, k9, 1, 9));
     CASE(run_case<128>(2, 70, 128, 2, 2, 128, p9, k9, 0, 10));
+    /* sliding windows: key tiles below a query tile's first key skipped, dK/dV stopping
+     * at the last query whose window reaches the key tile; padded rows whose queries past
+     * length + window - 1 see nothing */
+    CASE(run_case<32>(3, 70, 70, 4, 2, 32, NULL, l1, 1, 11, 0.0f, 5));
+    CASE(run_case<64>(1, 130, 130, 4, 1, 64, NULL, NULL, 0, 12, 0.0f, 40));
+    CASE(run_case<32>(2, 40, 40, 2, 2, 20, NULL, l8, 3, 13, 0.0f, 1));     /* the diagonal */
+    CASE(run_case<64>(2, 70, 128, 4, 1, 64, p9, k9, 1, 14, 0.0f, 40));     /* chunked prefill */
+    CASE(run_case<64>(3, 5, 80, 4, 2, 64, p6, k6, 0, 15, 0.0f, 5));        /* decode */
+    /* soft-capped scores: 50 (nearly linear), 1 (tanh saturates), with a window */
+    CASE(run_case<64>(2, 77, 77, 8, 2, 64, NULL, l3, 0, 16, 50.0f));
+    CASE(run_case<32>(3, 100, 100, 4, 4, 32, NULL, l2, 2, 17, 1.0f));
+    CASE(run_case<128>(2, 70, 128, 2, 2, 96, p9, k9, 0, 18, 1.0f, 40));
     CASE(strictness());
     printf("emu-attn: %d failure(s)\n", failures);
     return failures != 0;
