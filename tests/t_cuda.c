@@ -844,19 +844,25 @@ TEST(cuda_model_random_llama_logits_grads_vs_cpu)
 
 /* A random Gemma on both backends: GeGLU (tanh, then erf form), RMSNorm by 1 + w,
  * embeddings times sqrt(d_model), tied head; then a random OLMo-2: norms on the blocks'
- * outputs, q and k normed over all heads. */
+ * outputs, q and k normed over all heads; then a random Gemma-2: norms on both sides,
+ * attention scores and logits soft-capped to caps they reach, a window of 3 on layer 0,
+ * query_pre_attn_scalar 24. */
 TEST(cuda_model_random_gemma_olmo2_logits_grads_vs_cpu)
 {
     const mu_backend *g = gpu_or_skip();
     char err[256];
-    const char *acts[] = { "gelu_pytorch_tanh", "gelu", "silu" };
-    for (int k = 0; k < 3; k++) {
+    const char *acts[] = { "gelu_pytorch_tanh", "gelu", "silu", "gelu_pytorch_tanh" };
+    const char *types[] = { "gemma", "gemma", "olmo2", "gemma2" };
+    for (int k = 0; k < 4; k++) {
         mu_config c = random_llama();
-        strcpy(c.model_type, k < 2 ? "gemma" : "olmo2");
+        c.tie_embeddings = 0;
+        CHECK(mu_config_set_model_type(&c, types[k]) == 0);
         strcpy(c.hidden_act, acts[k]);
-        c.norm_plus_one = c.embed_scale = c.tie_embeddings = k < 2;
-        c.post_norm = c.qk_norm = k == 2;
         c.qkv_bias = 0;
+        if (k == 3) {
+            c.attn_softcap = 1.5f; c.final_softcap = 2.5f;
+            c.sliding_window = 3; c.query_scalar = 24;
+        }
         mu_model *mc = mu_model_init_random_as(&c, 17 + k, 0.3f, mu_backend_cpu(), MU_WEIGHTS_F32, err, sizeof err);
         CHECK_MSG(mc, "%s", err);
         mu_model *mg = mu_model_init_random_as(&c, 99, 0.3f, g, MU_WEIGHTS_F32, err, sizeof err);
