@@ -35,6 +35,28 @@ static const struct { const char *model_type, *hf_arch; int qkv_bias, gemma, olm
 };
 #define SUPPORTED_TYPES "llama, mistral, qwen2, gemma, gemma2, olmo2"
 
+/* RoPE frequencies (HF _compute_default / _compute_llama3 / linear) */
+void mu_rope_inv_freq(const mu_config *c, float *inv_freq) {
+    int hd = c->head_dim;
+    for (int i = 0; i < hd / 2; i++) {
+        float f = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)hd);
+        if (!strcmp(c->rope_scaling, "linear") && c->rope_factor > 0) {
+            f /= c->rope_factor;
+        } else if (!strcmp(c->rope_scaling, "llama3")) {
+            double factor = c->rope_factor, lo = c->rope_low_freq, hi = c->rope_high_freq;
+            double old = c->rope_orig_max_pos;
+            double lo_wl = old / lo, hi_wl = old / hi, wl = 2 * M_PI / f;
+            if (wl > lo_wl) {
+                f = (float)(f / factor);
+            } else if (wl >= hi_wl) {        /* medium: smooth interpolation */
+                double smooth = (old / wl - lo) / (hi - lo);
+                f = (float)((1 - smooth) * f / factor + smooth * f);
+            }
+        }
+        inv_freq[i] = f;
+    }
+}
+
 float mu_config_attn_scale(const mu_config *c) {
     return 1.0f / sqrtf(c->query_scalar > 0 ? c->query_scalar : (float)c->head_dim);
 }
@@ -343,6 +365,62 @@ static void gg_gemma2(const mu_gguf *g, mu_config *c) {
     c->query_scalar = (float)(c->n_layer == 46 ? c->d_model / c->n_head : c->head_dim);
 }
 
+/* 1 when the llama3 scaling of c (with its rope_theta and head_dim) divides the plain
+ * rotary frequencies by div[head_dim / 2] (to 1e-5). */
+static int llama3_divides_by(const mu_config *c, const float *div) {
+    int half = c->head_dim / 2, ok = 1;
+    mu_config plain = *c;
+    plain.rope_scaling[0] = 0;
+    float *f = malloc(sizeof *f * half), *f0 = malloc(sizeof *f0 * half);
+    if (!f || !f0) ok = 0;
+    if (ok) {
+        mu_rope_inv_freq(c, f);
+        mu_rope_inv_freq(&plain, f0);
+    }
+    for (int i = 0; ok && i < half; i++) ok = fabsf(f0[i] / f[i] - div[i]) <= 1e-5f * fabsf(div[i]);
+    free(f);
+    free(f0);
+    return ok;
+}
+
+/* Llama 3.1 and 3.2 GGUFs carry their "llama3" rope scaling as rope_freqs.weight: per-pair
+ * divisors of the rotary frequencies, computed by llama.cpp's converter from the HF
+ * parameters. The parameter sets of Meta's releases (factor 8 in 3.1, 32 in 3.2; low 1,
+ * high 4, original context 8192) are recognized by recomputing the divisors, so the config
+ * stays the HF one; other divisors are refused. */
+static int gg_rope_freqs(const mu_gguf *g, mu_config *c, char *err, size_t errlen) {
+    int half = c->head_dim / 2;
+    if (c->rope_scaling[0] || half < 1 || c->head_dim % 2) {
+        mu_set_err(err, errlen, "%s: rope_freqs.weight with %s", mu_gguf_path(g),
+                   c->rope_scaling[0] ? "another rope scaling" : "an odd head dim");
+        return -1;
+    }
+    float *div = malloc(sizeof *div * half);
+    char terr[256];
+    if (!div || mu_gguf_tensor_f32(g, "rope_freqs.weight", div, (size_t)half, terr, sizeof terr)) {
+        mu_set_err(err, errlen, "%s", div ? terr : "out of memory");
+        free(div);
+        return -1;
+    }
+    static const float factors[] = {8.0f, 32.0f};
+    for (size_t i = 0; i < sizeof factors / sizeof *factors; i++) {
+        strcpy(c->rope_scaling, "llama3");
+        c->rope_factor = factors[i];
+        c->rope_low_freq = 1;
+        c->rope_high_freq = 4;
+        c->rope_orig_max_pos = 8192;
+        if (llama3_divides_by(c, div)) {
+            free(div);
+            return 0;
+        }
+    }
+    free(div);
+    c->rope_scaling[0] = 0;
+    mu_set_err(err, errlen, "%s: rope_freqs.weight is no llama3 rope scaling mu knows (factor 8 or 32, low 1, "
+               "high 4, original context 8192); load the Hugging Face directory instead", mu_gguf_path(g));
+    return -1;
+}
+
 int mu_config_from_gguf(const mu_gguf *g, mu_config *c, char *err, size_t errlen) {
     mu_config_init(c);
     const char *s;
@@ -399,11 +477,7 @@ int mu_config_from_gguf(const mu_gguf *g, mu_config *c, char *err, size_t errlen
         c->rope_factor = 1;
         gg_opt_f32(g, arch, "rope.scaling.factor", &c->rope_factor);
     }
-    if (mu_gguf_find_tensor(g, "rope_freqs.weight") >= 0) { /* Llama 3.1 style scaling as per-dim factors */
-        mu_set_err(err, errlen, "%s: rope_freqs.weight (per-dimension rope scaling factors) is not supported; "
-                "load the Hugging Face directory instead", mu_gguf_path(g));
-        return -1;
-    }
+    if (mu_gguf_find_tensor(g, "rope_freqs.weight") >= 0 && gg_rope_freqs(g, c, err, errlen)) return -1;
     gg_opt_id(g, "tokenizer.ggml.bos_token_id", &c->bos_id);
     gg_opt_id(g, "tokenizer.ggml.eos_token_id", &c->eos_id);
     gg_opt_id(g, "tokenizer.ggml.padding_token_id", &c->pad_id);

@@ -48,6 +48,8 @@ typedef struct {
 /* Sets model_type and its family's conventions (Gemma: norm_plus_one, embed_scale, tied
  * head, gelu_pytorch_tanh; OLMo-2: post_norm, qk_norm). 0 ok, -1 unknown model_type. */
 int mu_config_set_model_type(mu_config *c, const char *model_type);
+/* Inverse RoPE frequencies [head_dim/2] of the config (llama3 / linear scaling applied). */
+void mu_rope_inv_freq(const mu_config *c, float *inv_freq);
 /* Attention of layer L: the scale of q.k, and the sliding window (0: none). */
 float mu_config_attn_scale(const mu_config *c);
 int mu_config_layer_window(const mu_config *c, int L);
@@ -76,7 +78,9 @@ int mu_config_from_json_str(const char *json, size_t len, const char *name, mu_c
  * .final_logit_softcapping, .attention.sliding_window, and query_pre_attn_scalar as
  * llama.cpp has it: head_dim, or hidden / heads for the 46-layer 27B model). Refused:
  * architectures other than llama/mistral/qwen2/gemma/gemma2/olmo2,
- * rope scaling other than linear, and a rope_freqs.weight tensor (Llama 3.1 GGUFs). */
+ * rope scaling other than linear, and a rope_freqs.weight tensor other than the llama3
+ * scalings of Llama 3.1 and 3.2 (factor 8 or 32, low 1, high 4, original 8192), which
+ * are read back as those HF parameters. */
 int mu_config_from_gguf(const struct mu_gguf *g, mu_config *c, char *err, size_t errlen);
 
 /* Positive sizes, d_model == n_head*head_dim is NOT required (head_dim may differ), but

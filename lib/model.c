@@ -194,29 +194,6 @@ static int site_stage(mu_site s)
     }
 }
 
-/* ---- RoPE frequencies (HF _compute_default / _compute_llama3 / linear) ----------------- */
-void mu_rope_inv_freq(const mu_config *c, float *inv_freq)
-{
-    int hd = c->head_dim;
-    for (int i = 0; i < hd / 2; i++) {
-        float f = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)hd);
-        if (!strcmp(c->rope_scaling, "linear") && c->rope_factor > 0) {
-            f /= c->rope_factor;
-        } else if (!strcmp(c->rope_scaling, "llama3")) {
-            double factor = c->rope_factor, lo = c->rope_low_freq, hi = c->rope_high_freq;
-            double old = c->rope_orig_max_pos;
-            double lo_wl = old / lo, hi_wl = old / hi, wl = 2 * M_PI / f;
-            if (wl > lo_wl) {
-                f = (float)(f / factor);
-            } else if (wl >= hi_wl) {        /* medium: smooth interpolation */
-                double smooth = (old / wl - lo) / (hi - lo);
-                f = (float)((1 - smooth) * f / factor + smooth * f);
-            }
-        }
-        inv_freq[i] = f;
-    }
-}
-
 /* ---- construction ---------------------------------------------------------------------- */
 static int role_is(const mu_param_info *pi, const char *r) { return !strcmp(pi->role, r); }
 

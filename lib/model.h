@@ -265,6 +265,4 @@ const int32_t *mu_kvcache_lens(const mu_kvcache *c);  /* [B] tokens held per row
 int mu_model_greedy(mu_model *m, const int32_t *prompt, int n_prompt, int n_new, int eos,
                     int32_t *out, char *err, size_t errlen);
 
-/* Inverse RoPE frequencies [head_dim/2] of the config (llama3 / linear scaling applied). */
-void mu_rope_inv_freq(const mu_config *c, float *inv_freq);
 #endif

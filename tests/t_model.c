@@ -2,6 +2,7 @@
  * written from the HF Llama definition): logits, every parameter gradient by finite
  * differences, gradients at every site, hooks, padded batches, KV-cache decoding,
  * trainable subsets, HF transformers parity (tests/golden/parity) and stories260K greedy. */
+#define _GNU_SOURCE   /* memmem */
 #include <stdint.h>
 #include <errno.h>
 #include <sys/stat.h>
@@ -12,6 +13,7 @@
 #include "kernels.h"
 #include "rng.h"
 #include "safetensors.h"
+#include "gguf.h"
 #include "tensor.h"
 #include <jansson.h>
 
@@ -876,6 +878,10 @@ TEST(model_parity_olmo2_with_hf_transformers) { check_hf_parity("parity_olmo2");
  * of 4 on layers 0 and 2 over 9 tokens, query_pre_attn_scalar 24 with head_dim 16. */
 TEST(model_parity_gemma2_with_hf_transformers) { check_hf_parity("parity_gemma2"); }
 
+/* Llama 3.1's rope (tests/gen/gen_llama31_parity.py): theta 500000 with the llama3 scaling
+ * (factor 8), whose bands all occur at head_dim 16, over 40 positions. */
+TEST(model_parity_llama31_with_hf_transformers) { check_hf_parity("parity_llama31"); }
+
 /* For the architectures beyond Llama's layout (tests/golden/SUB): each parameter trained
  * alone gets the gradient it gets when all train (the backward stops no earlier than its
  * role needs), and decoding through the KV cache gives the full forward's logits. */
@@ -953,7 +959,8 @@ static void check_gguf_same_as(const char *sub, const char *ref)
           ca->tie_embeddings == cb->tie_embeddings && !strcmp(ca->hidden_act, cb->hidden_act) &&
           ca->sandwich_norm == cb->sandwich_norm && ca->attn_softcap == cb->attn_softcap &&
           ca->final_softcap == cb->final_softcap && ca->sliding_window == cb->sliding_window &&
-          ca->global_every == cb->global_every && mu_config_attn_scale(ca) == mu_config_attn_scale(cb));
+          ca->global_every == cb->global_every && mu_config_attn_scale(ca) == mu_config_attn_scale(cb) &&
+          !strcmp(ca->rope_scaling, cb->rope_scaling) && ca->rope_factor == cb->rope_factor);
     CHECK_EQ_INT(mu_model_n_params(a), mu_model_n_params(b));
     parity_batch pb = parity_batch_of(g);
     int V = ca->vocab, n = pb.B * pb.T * V;
@@ -973,6 +980,46 @@ static void check_gguf_same_as_dir(const char *sub) { check_gguf_same_as(sub, NU
 
 TEST(model_gemma_gguf_same_as_dir) { check_gguf_same_as_dir("parity_gemma"); }
 TEST(model_olmo2_gguf_same_as_dir) { check_gguf_same_as_dir("parity_olmo2"); }
+
+/* A Llama 3.1 GGUF: the llama3 scaling as llama.cpp's converter stores it, per-pair
+ * divisors in rope_freqs.weight, read back as the HF parameters (factor 8, low 1, high 4,
+ * original 8192). */
+TEST(model_llama31_gguf_same_as_dir)
+{
+    check_gguf_same_as_dir("parity_llama31");
+    char path[1200], err[512];
+    snprintf(path, sizeof path, "%s/tests/golden/parity_llama31/model.gguf", mu_test_root());
+    mu_model *m = mu_model_load(path, NULL, 0, mu_backend_cpu(), err, sizeof err);
+    CHECK_MSG(m != NULL, "%s", err);
+    const mu_config *c = mu_model_config(m);
+    CHECK(!strcmp(c->rope_scaling, "llama3") && c->rope_factor == 8.0f && c->rope_low_freq == 1.0f &&
+          c->rope_high_freq == 4.0f && c->rope_orig_max_pos == 8192);
+    mu_model_free(m);
+    /* divisors of no known scaling (the last one 9 instead of 8): refused in one line */
+    mu_gguf *g = mu_gguf_open(path, err, sizeof err);
+    CHECK_MSG(g != NULL, "%s", err);
+    float div[8];
+    CHECK_MSG(mu_gguf_tensor_f32(g, "rope_freqs.weight", div, 8, err, sizeof err) == 0, "%s", err);
+    mu_gguf_close(g);
+    FILE *f = fopen(path, "rb");
+    CHECK(f != NULL);
+    static char buf[1 << 18];
+    size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
+    if (f) fclose(f);
+    CHECK(n > 0 && n < sizeof buf);
+    char *at = memmem(buf, n, div, sizeof div);
+    CHECK(at != NULL);
+    if (!at) return;
+    float nine = 9.0f;
+    memcpy(at + 7 * sizeof(float), &nine, sizeof nine);
+    char bad[1200];
+    snprintf(bad, sizeof bad, "%s/rope9.gguf", mu_test_tmpdir());
+    f = fopen(bad, "wb");
+    CHECK(f && fwrite(buf, 1, n, f) == n && fclose(f) == 0);
+    CHECK(mu_model_load(bad, NULL, 0, mu_backend_cpu(), err, sizeof err) == NULL);
+    CHECK_MSG(strstr(err, "rope9.gguf: rope_freqs.weight is no llama3 rope scaling") && !strchr(err, '\n'),
+              "%s", err);
+}
 
 /* Gemma-2's GGUF (llama.cpp's keys for the soft-caps and the window) has no
  * query_pre_attn_scalar: as llama.cpp, mu scales by head_dim^-1/2 (but for the 27B model),
