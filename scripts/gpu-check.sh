@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # gpu-check.sh — the one script a session with a lent GPU runs through the device tool:
-#   run(command="bash scripts/gpu-check.sh", carry=[".gpu"])     (.gpu: scripts/gpu-bundle.sh)
+#   run(command="bash scripts/gpu-check.sh", carry=[".gpu.tgz"])  (scripts/gpu-bundle.sh; the
+#   script unpacks it into .gpu/ first)
 # Stages, each under its own `timeout`, each writing a file into $OUT (else ./gpu-out):
 #   env.txt         machine, compilers, git revision, python/torch/transformers versions
 #   nvidia-smi.txt  nvidia-smi before and after
@@ -35,12 +36,16 @@ for a in "$@"; do
     --build) force_build=1 ;;
     --no-tests) do_tests=0 ;;
     --no-bench) do_bench=0 ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "gpu-check: unknown option $a (see --help)" >&2; exit 2 ;;
   esac
 done
 summary=()
 t_start=$SECONDS
+# the bundle travels packed (scripts/gpu-bundle.sh): unpack it once
+if [ -f .gpu.tgz ] && { [ ! -d .gpu ] || [ .gpu.tgz -nt .gpu ]; }; then
+  rm -rf .gpu && tar -xzf .gpu.tgz && touch .gpu || { echo "gpu-check: cannot unpack .gpu.tgz" >&2; exit 1; }
+fi
 
 # stage NAME SECONDS FILE CMD...: runs CMD under timeout, appending to FILE; notes the result.
 stage() {
