@@ -80,8 +80,9 @@ int mu_arch_params(const mu_config *c, mu_param_info **out) {
             arch_add(p, &n, "v_bias", l, 1, KD, 0);
         }
         if (c->qk_norm) {
-            arch_add(p, &n, "q_norm", l, 1, QD, 0);
-            arch_add(p, &n, "k_norm", l, 1, KD, 0);
+            int per_head = c->qk_norm == MU_QK_NORM_PER_HEAD;
+            arch_add(p, &n, "q_norm", l, 1, per_head ? c->head_dim : QD, 0);
+            arch_add(p, &n, "k_norm", l, 1, per_head ? c->head_dim : KD, 0);
         }
         arch_add(p, &n, "o", l, 2, D, QD);
         if (c->post_norm) arch_add(p, &n, "attn_post_norm", l, 1, D, 0);

@@ -25,15 +25,16 @@ void mu_config_init(mu_config *c) {
 }
 
 /* The HF model types this loader maps onto the llama family engine. */
-static const struct { const char *model_type, *hf_arch; int qkv_bias, gemma, olmo2, gemma2; } cfg_types[] = {
-    {"llama", "LlamaForCausalLM", 0, 0, 0, 0},
-    {"mistral", "MistralForCausalLM", 0, 0, 0, 0},
-    {"qwen2", "Qwen2ForCausalLM", 1, 0, 0, 0},
-    {"gemma", "GemmaForCausalLM", 0, 1, 0, 0},
-    {"olmo2", "Olmo2ForCausalLM", 0, 0, 1, 0},
-    {"gemma2", "Gemma2ForCausalLM", 0, 1, 0, 1},
+static const struct { const char *model_type, *hf_arch; int qkv_bias, gemma, olmo2, gemma2, gemma3; } cfg_types[] = {
+    {"llama", "LlamaForCausalLM", 0, 0, 0, 0, 0},
+    {"mistral", "MistralForCausalLM", 0, 0, 0, 0, 0},
+    {"qwen2", "Qwen2ForCausalLM", 1, 0, 0, 0, 0},
+    {"gemma", "GemmaForCausalLM", 0, 1, 0, 0, 0},
+    {"olmo2", "Olmo2ForCausalLM", 0, 0, 1, 0, 0},
+    {"gemma2", "Gemma2ForCausalLM", 0, 1, 0, 1, 0},
+    {"gemma3_text", "Gemma3ForCausalLM", 0, 1, 0, 0, 1},
 };
-#define SUPPORTED_TYPES "llama, mistral, qwen2, gemma, gemma2, olmo2"
+#define SUPPORTED_TYPES "llama, mistral, qwen2, gemma, gemma2, gemma3_text, olmo2"
 
 /* RoPE frequencies (HF _compute_default / _compute_llama3 / linear) */
 void mu_rope_inv_freq(const mu_config *c, float *inv_freq) {
@@ -93,14 +94,24 @@ static void set_family(mu_config *c, int ti) {
         c->norm_plus_one = c->embed_scale = c->tie_embeddings = 1;
         strcpy(c->hidden_act, "gelu_pytorch_tanh");
     }
-    if (cfg_types[ti].olmo2) c->post_norm = c->qk_norm = 1;
-    if (cfg_types[ti].gemma2) {
+    if (cfg_types[ti].olmo2) {
+        c->post_norm = 1;
+        c->qk_norm = MU_QK_NORM_ALL;
+    }
+    if (cfg_types[ti].gemma2 || cfg_types[ti].gemma3) {
         c->post_norm = c->sandwich_norm = 1;
-        c->attn_softcap = 50.0f;
-        c->final_softcap = 30.0f;
         c->query_scalar = 256.0f;
         c->sliding_window = 4096;
+    }
+    if (cfg_types[ti].gemma2) {
+        c->attn_softcap = 50.0f;
+        c->final_softcap = 30.0f;
         c->global_every = 2;
+    }
+    if (cfg_types[ti].gemma3) {
+        c->qk_norm = MU_QK_NORM_PER_HEAD;
+        c->global_every = 6;
+        c->rope_local_theta = 10000.0f;
     }
 }
 
@@ -210,11 +221,41 @@ static int j_rope_scaling(jctx *j, json_t *root, mu_config *c) {
     return 0;
 }
 
-/* Gemma-2's keys (absent keys keep transformers' defaults; null turns a soft-cap or the
- * window off); its MLP reads hidden_activation. */
-static int j_gemma2(jctx *j, json_t *root, mu_config *c) {
-    if (strcmp(c->model_type, "gemma2")) return 0;
+/* layer_types (newer transformers' configs): "sliding_attention" / "full_attention" per
+ * layer, which mu takes when it is global_every's pattern: every k-th layer full. */
+static int j_layer_types(jctx *j, json_t *root, mu_config *c) {
+    json_t *lt = json_object_get(root, "layer_types");
+    if (!lt || json_is_null(lt)) return 0;
+    size_t n = json_array_size(lt);
+    int every = 0;
+    for (size_t i = 0; i < n && !every; i++)
+        if (json_is_string(json_array_get(lt, i)) && !strcmp(json_string_value(json_array_get(lt, i)), "full_attention"))
+            every = (int)i + 1;
+    if (!json_is_array(lt) || (int)n != c->n_layer) every = -1;
+    for (int i = 0; every >= 0 && i < (int)n; i++) {
+        json_t *v = json_array_get(lt, (size_t)i);
+        const char *want = every > 0 && (i + 1) % every == 0 ? "full_attention" : "sliding_attention";
+        if (!json_is_string(v) || strcmp(json_string_value(v), want)) every = -1;
+    }
+    if (every < 0) {
+        mu_set_err(j->err, j->errlen, "%s: \"layer_types\" is not %d layers with every k-th one full_attention "
+                   "and the others sliding_attention", j->name, c->n_layer);
+        return -1;
+    }
+    c->global_every = every;
+    return 0;
+}
+
+/* Gemma-2's and Gemma-3's keys (absent keys keep transformers' defaults; null turns a
+ * soft-cap or the window off); their MLPs read hidden_activation. */
+static int j_gemma23(jctx *j, json_t *root, mu_config *c) {
+    int ti = cfg_type_index(c->model_type);
+    if (!cfg_types[ti].gemma2 && !cfg_types[ti].gemma3) return 0;
     json_t *v;
+    if (cfg_types[ti].gemma3 && !json_object_get(root, "rope_theta")) c->rope_theta = 1e6f;   /* its default */
+    if (j_int(j, root, "sliding_window_pattern", &c->global_every, 1, 1 << 20) ||
+        j_num(j, root, "rope_local_base_freq", &c->rope_local_theta) || j_layer_types(j, root, c))
+        return -1;
     if ((v = json_object_get(root, "attn_logit_softcapping")) && json_is_null(v)) c->attn_softcap = 0;
     if ((v = json_object_get(root, "final_logit_softcapping")) && json_is_null(v)) c->final_softcap = 0;
     if ((v = json_object_get(root, "sliding_window")) && json_is_null(v)) c->sliding_window = 0;
@@ -280,7 +321,7 @@ static int cfg_from_json(json_t *root, jctx *j, mu_config *c) {
         j_token_id(j, root, "bos_token_id", &c->bos_id) || j_token_id(j, root, "eos_token_id", &c->eos_id) ||
         j_token_id(j, root, "pad_token_id", &c->pad_id) ||
         j_str(j, root, "hidden_act", c->hidden_act, sizeof c->hidden_act) || j_rope_scaling(j, root, c) ||
-        j_gemma2(j, root, c) || j_qwen2_window(j, root, c))
+        j_gemma23(j, root, c) || j_qwen2_window(j, root, c))
         return -1;
     int mlp_bias = 0, attn_bias = 0;
     if (j_bool(j, root, "mlp_bias", &mlp_bias) || j_bool(j, root, "attention_bias", &attn_bias)) return -1;
@@ -531,9 +572,14 @@ int mu_config_validate(const mu_config *c, char *err, size_t errlen) {
         }
     }
     if (c->sliding_window < 0 || c->global_every < 0 || !(c->attn_softcap >= 0) || !(c->final_softcap >= 0) ||
-        !(c->query_scalar >= 0) || !isfinite(c->attn_softcap) || !isfinite(c->final_softcap) ||
-        !isfinite(c->query_scalar)) {
-        mu_set_err(err, errlen, "sliding window, soft-caps and query_pre_attn_scalar must be >= 0 and finite");
+        !(c->query_scalar >= 0) || !(c->rope_local_theta >= 0) || !isfinite(c->attn_softcap) ||
+        !isfinite(c->final_softcap) || !isfinite(c->query_scalar) || !isfinite(c->rope_local_theta)) {
+        mu_set_err(err, errlen, "sliding window, soft-caps, query_pre_attn_scalar and rope_local_base_freq must "
+                   "be >= 0 and finite");
+        return -1;
+    }
+    if (c->qk_norm < 0 || c->qk_norm > MU_QK_NORM_PER_HEAD) {
+        mu_set_err(err, errlen, "qk_norm %d unknown", c->qk_norm);
         return -1;
     }
     if (c->sandwich_norm && !c->post_norm) {
@@ -580,11 +626,14 @@ int mu_config_write_json_dtype(const mu_config *c, const char *torch_dtype, cons
     int ti = cfg_type_index(c->model_type);
     if (ti < 0) ti = 0;
     if (c->qkv_bias) ti = cfg_type_index("qwen2");  /* q/k/v biases without o bias: Qwen2 */
-    if (cfg_types[ti].gemma != (c->norm_plus_one && c->embed_scale) ||
-        cfg_types[ti].olmo2 != (c->post_norm && c->qk_norm) ||
-        cfg_types[ti].gemma2 != (c->post_norm && c->sandwich_norm) || (c->qk_norm && !cfg_types[ti].olmo2) ||
-        (!cfg_types[ti].gemma2 && (c->attn_softcap > 0 || c->final_softcap > 0 || c->query_scalar > 0 ||
-                                   c->global_every > 0))) {
+    mu_config fam;               /* the family's layout, which model_type stands for */
+    mu_config_init(&fam);
+    set_family(&fam, ti);
+    int gemma23 = cfg_types[ti].gemma2 || cfg_types[ti].gemma3;
+    if (fam.norm_plus_one != c->norm_plus_one || fam.embed_scale != c->embed_scale ||
+        fam.post_norm != c->post_norm || fam.sandwich_norm != c->sandwich_norm || fam.qk_norm != c->qk_norm ||
+        (!gemma23 && (c->query_scalar > 0 || c->global_every > 0 || c->attn_softcap > 0 ||
+                      c->final_softcap > 0)) || (!cfg_types[ti].gemma3 && c->rope_local_theta > 0)) {
         mu_set_err(err, errlen, "%s: model_type %s does not match the norm and embedding conventions", path,
                    cfg_types[ti].model_type);
         return -1;
@@ -603,12 +652,21 @@ int mu_config_write_json_dtype(const mu_config *c, const char *torch_dtype, cons
     json_object_set_new(r, "rms_norm_eps", j_float(c->rms_eps));
     json_object_set_new(r, "rope_theta", j_float(c->rope_theta));
     if (c->sliding_window > 0) json_object_set_new(r, "sliding_window", json_integer(c->sliding_window));
-    if (cfg_types[ti].gemma2) {
+    if (gemma23) {
         if (c->sliding_window <= 0) json_object_set_new(r, "sliding_window", json_null());
         json_object_set_new(r, "attn_logit_softcapping", c->attn_softcap > 0 ? j_float(c->attn_softcap) : json_null());
         json_object_set_new(r, "final_logit_softcapping", c->final_softcap > 0 ? j_float(c->final_softcap) : json_null());
         json_object_set_new(r, "query_pre_attn_scalar", j_float(c->query_scalar > 0 ? c->query_scalar : (float)c->head_dim));
         json_object_set_new(r, "hidden_activation", json_string(c->hidden_act));
+    }
+    if (cfg_types[ti].gemma2 && c->global_every != 2) {
+        mu_set_err(err, errlen, "%s: Gemma-2 slides on its even layers (global_every 2, not %d)", path, c->global_every);
+        json_decref(r);
+        return -1;
+    }
+    if (cfg_types[ti].gemma3) {
+        json_object_set_new(r, "sliding_window_pattern", json_integer(c->global_every));
+        json_object_set_new(r, "rope_local_base_freq", j_float(c->rope_local_theta > 0 ? c->rope_local_theta : c->rope_theta));
     }
     if (!c->rope_scaling[0]) json_object_set_new(r, "rope_scaling", json_null());
     else if (!strcmp(c->rope_scaling, "linear"))

@@ -3,13 +3,16 @@
  * Llama family: Llama 2/3/3.1, SmolLM/SmolLM2, Mistral, Qwen2, TinyStories; Gemma (GeGLU,
  * RMSNorm by 1 + w, embeddings scaled by sqrt(d_model), tied head); Gemma-2 (Gemma's, plus
  * norms before and after each block, soft-capped attention scores and logits, sliding
- * windows on alternate layers, query_pre_attn_scalar); OLMo-2 (norms after the blocks, q/k
- * norms). */
+ * windows on alternate layers, query_pre_attn_scalar); Gemma-3 text (Gemma-2's layout without
+ * soft-caps, q/k norms per head, a window on five layers of six with their own rotary
+ * base); OLMo-2 (norms after the blocks, q/k norms). */
 #ifndef MU_CONFIG_H
 #define MU_CONFIG_H
 #include <stddef.h>
 
 struct mu_gguf;
+
+enum { MU_QK_NORM_ALL = 1, MU_QK_NORM_PER_HEAD = 2 };
 
 typedef struct {
     char arch[32];           /* model family the engine implements: "llama" */
@@ -33,7 +36,9 @@ typedef struct {
                                 none on its input */
     int sandwich_norm;       /* Gemma-2 (with post_norm): the input norms as well
                                 (input_layernorm, pre_feedforward_layernorm) */
-    int qk_norm;             /* OLMo-2: RMSNorm on the q and k projections (over all heads) */
+    int qk_norm;             /* RMSNorm on the q and k projections: 0 none, MU_QK_NORM_ALL over
+                                all heads (OLMo-2), MU_QK_NORM_PER_HEAD each head over head_dim
+                                with one weight [head_dim] (Gemma-3) */
     int sliding_window;      /* Mistral, Gemma-2: a query sees at most this many keys (itself
                                 and the window - 1 before it); 0 = none */
     int global_every;        /* with sliding_window: 0, every layer slides (Mistral); k > 0,
@@ -41,8 +46,10 @@ typedef struct {
                                 otherwise (Gemma-2: k = 2, the even layers slide) */
     float attn_softcap;      /* Gemma-2 attn_logit_softcapping: scores become c tanh(s / c); 0 none */
     float final_softcap;     /* Gemma-2 final_logit_softcapping: logits become c tanh(z / c); 0 none */
-    float query_scalar;      /* Gemma-2 query_pre_attn_scalar: scores scale by its -1/2 power
+    float query_scalar;      /* Gemma-2/3 query_pre_attn_scalar: scores scale by its -1/2 power
                                 instead of head_dim's; 0 = head_dim */
+    float rope_local_theta;  /* Gemma-3 rope_local_base_freq: the sliding layers' rotary base,
+                                never scaled; 0 = they rotate as the others */
 } mu_config;
 
 /* Sets model_type and its family's conventions (Gemma: norm_plus_one, embed_scale, tied

@@ -54,6 +54,7 @@ struct mu_model {
     layer_params *lp;
     int embed, final_norm, lm_head;   /* lm_head == embed when tied */
     float *inv_freq;                  /* host [hd/2] */
+    float *inv_freq_local;            /* host [hd/2]: the sliding layers' (rope_local_theta), or NULL */
     int D, H, Hkv, hd, F, V, NL, qd, kd;
     int gelu, gelu_tanh;              /* MLP activation: SwiGLU (0) or GeGLU (1, tanh or erf form) */
     float embed_mult;                 /* embeddings times this (Gemma: sqrt(d_model)), else 1 */
@@ -131,14 +132,15 @@ static void norm_bwd(const mu_model *m, int i, const float *X, const float *rstd
     grad_done(m, i);
 }
 
-/* Backward of a norm of weight i over X [N, Wd] whose input feeds nothing else: a block's
- * output norm (post_norm; dX = m->dh) or a q or k norm (qk_norm). dX is zeroed here (the
- * backend accumulates into it); the weight's gradient accumulates when it trains. */
+/* Backward of a norm of weight i over X [rows, Wd] whose input feeds nothing else: a
+ * block's output norm (post_norm; dX = m->dh; rows N) or a q or k norm (qk_norm; rows N, or
+ * N * heads per head). dX is zeroed here (the backend accumulates into it); the weight's
+ * gradient accumulates when it trains. */
 static float *own_norm_bwd(const mu_model *m, int i, float *dX, const float *dY, const float *X,
-                           const float *rstd, int Wd)
+                           const float *rstd, int rows, int Wd)
 {
-    m->be->zero(dX, fsz((size_t)m->N * Wd));
-    m->be->rmsnorm_bwd(dX, G(m, i), dY, X, W(m, i), rstd, m->N, Wd);
+    m->be->zero(dX, fsz((size_t)rows * Wd));
+    m->be->rmsnorm_bwd(dX, G(m, i), dY, X, W(m, i), rstd, rows, Wd);
     grad_done(m, i);
     return dX;
 }
@@ -149,6 +151,19 @@ static void bias_bwd(const mu_model *m, int i, const float *dY, int N, int M)
     if (!trainable(m, i)) return;
     m->be->bias_add_bwd(G(m, i), dY, N, M);
     grad_done(m, i);
+}
+
+/* The q or k norm of a token normalizes this many groups of its `heads` heads: each head
+ * alone (Gemma-3) or all of them together (OLMo-2). */
+static int qk_heads(const mu_model *m, int heads)
+{
+    return m->cfg.qk_norm == MU_QK_NORM_PER_HEAD ? heads : 1;
+}
+
+/* The rotary frequencies of layer L: the sliding layers' own (Gemma-3), or the model's. */
+static const float *layer_inv_freq(const mu_model *m, int L)
+{
+    return m->inv_freq_local && mu_config_layer_window(&m->cfg, L) > 0 ? m->inv_freq_local : m->inv_freq;
 }
 
 /* Y[N,D] = embedding rows of ids */
@@ -304,6 +319,13 @@ static mu_model *model_new(const mu_config *cfg, const mu_backend *be, mu_weight
     map_roles(m);
     if (check_roles(m, err, errlen)) { mu_model_free(m); return NULL; }
     mu_rope_inv_freq(cfg, m->inv_freq);
+    if (cfg->rope_local_theta > 0) {
+        mu_config local = *cfg;
+        local.rope_theta = cfg->rope_local_theta;
+        local.rope_scaling[0] = 0;                  /* the local rope is never scaled */
+        if (!(m->inv_freq_local = malloc(fsz(m->hd / 2 + 1)))) goto oom;
+        mu_rope_inv_freq(&local, m->inv_freq_local);
+    }
     return m;
 oom:
     free(info);
@@ -468,7 +490,7 @@ void mu_model_free(mu_model *m)
         m->be->free(m->p[i].g);
     }
     if (m->be) m->be->free(m->gscratch);
-    free(m->p); free(m->lp); free(m->inv_freq);
+    free(m->p); free(m->lp); free(m->inv_freq); free(m->inv_freq_local);
     free(m->ids); free(m->lens); free(m->pos0); free(m->pos); free(m->klen);
     free(m->host); free(m->logits_host); free(m->hidden_host); free(m->lrows); free(m->inv);
     free(m);
@@ -686,7 +708,10 @@ static int ws_ensure(mu_model *m, int N, int train)
         A(a->q, n * qd); A(a->k, n * kd); A(a->v, n * kd); A(a->o, n * qd);
         A(a->lse, n * m->H); A(a->mid, n * D); A(a->rstd1, n); A(a->rstd2, n);
         A(a->g, n * F); A(a->u, n * F); A(a->a, n * F);
-        if (m->cfg.qk_norm) { A(a->qr, n * qd); A(a->kr, n * kd); A(a->rq, n); A(a->rk, n); }
+        if (m->cfg.qk_norm) {
+            A(a->qr, n * qd); A(a->kr, n * kd);
+            A(a->rq, n * qk_heads(m, m->H)); A(a->rk, n * qk_heads(m, m->Hkv));
+        }
         if (m->cfg.post_norm) { A(a->ar, n * D); A(a->mr, n * D); A(a->ra, n); A(a->rm, n); }
     }
     if (train) {
@@ -841,7 +866,7 @@ static void attention_forward(mu_model *m, int L, layer_acts *A, mu_kvcache *c)
 
 /* q, k, v projections (+ biases) of the layer's input h (normed, or the residual stream
  * itself without input norms), q and k normed (qk_norm), then rotated. */
-static void qkv_forward(mu_model *m, const layer_params *P, layer_acts *A, const float *h)
+static void qkv_forward(mu_model *m, int L, const layer_params *P, layer_acts *A, const float *h)
 {
     const mu_backend *be = m->be;
     int N = m->N, D = m->D, qk = m->cfg.qk_norm;
@@ -853,11 +878,12 @@ static void qkv_forward(mu_model *m, const layer_params *P, layer_acts *A, const
     if (P->kb >= 0) be->bias_add(k, W(m, P->kb), N, m->kd);
     if (P->vb >= 0) be->bias_add(A->v, W(m, P->vb), N, m->kd);
     if (qk) {
-        be->rmsnorm(A->q, A->rq, A->qr, W(m, P->qn), N, m->qd, m->cfg.rms_eps);
-        be->rmsnorm(A->k, A->rk, A->kr, W(m, P->kn), N, m->kd, m->cfg.rms_eps);
+        int hq = qk_heads(m, m->H), hk = qk_heads(m, m->Hkv);
+        be->rmsnorm(A->q, A->rq, A->qr, W(m, P->qn), N * hq, m->qd / hq, m->cfg.rms_eps);
+        be->rmsnorm(A->k, A->rk, A->kr, W(m, P->kn), N * hk, m->kd / hk, m->cfg.rms_eps);
     }
-    be->rope(A->q, m->pos, m->inv_freq, N, m->H, m->hd);
-    be->rope(A->k, m->pos, m->inv_freq, N, m->Hkv, m->hd);
+    be->rope(A->q, m->pos, layer_inv_freq(m, L), N, m->H, m->hd);
+    be->rope(A->k, m->pos, layer_inv_freq(m, L), N, m->Hkv, m->hd);
 }
 
 #define HOOK(site, buf, D) do { if (run_hooks(m, o->hooks, o->n_hooks, site, L, 0, buf, m->B, \
@@ -876,7 +902,7 @@ static int layer_forward(mu_model *m, int L, const mu_fwd_opts *o, char *err, si
     int pre = m->pre_norm, post = m->cfg.post_norm;
     HOOK(MU_SITE_RESID_PRE, x, D);
     if (pre) be->rmsnorm(m->h, A->rstd1, x, W(m, P->attn_norm), N, D, eps);
-    qkv_forward(m, P, A, pre ? m->h : x);
+    qkv_forward(m, L, P, A, pre ? m->h : x);
     attention_forward(m, L, A, o->cache);
     HOOK(MU_SITE_ATTN_HEAD, A->o, m->qd);
     linear(m, post ? A->ar : A->mid, A->o, P->o, N, m->qd, D, 0);
@@ -1187,7 +1213,7 @@ static int mlp_backward(mu_model *m, int L, int low, const mu_hook *hooks, int n
     BHOOK(MU_SITE_MLP_OUT, dout, D);
     if (!BELOW(S_MLP_OUT)) return 1;
     int pre = m->pre_norm, post = m->cfg.post_norm;
-    if (post) dout = own_norm_bwd(m, P->mpn, m->dh, dout, A->mr, A->rm, D);   /* d of the MLP's output */
+    if (post) dout = own_norm_bwd(m, P->mpn, m->dh, dout, A->mr, A->rm, N, D);   /* d of the MLP's output */
     /* down: out[N,D] = a[N,F] Wd[D,F]^T */
     linear_bwd(m, BELOW(S_DOWN) ? m->da : NULL, P->down, dout, A->a, N, F, D, 0);
     if (!BELOW(S_DOWN)) return 1;
@@ -1224,19 +1250,20 @@ static int attn_backward(mu_model *m, int L, int low, const mu_hook *hooks, int 
     BHOOK(MU_SITE_ATTN_OUT, dattn, D);
     if (!BELOW(S_ATTN_OUT)) return 1;
     int pre = m->pre_norm, post = m->cfg.post_norm;
-    if (post) dattn = own_norm_bwd(m, P->apn, m->dh, dattn, A->ar, A->ra, D);   /* d of o_proj's output */
+    if (post) dattn = own_norm_bwd(m, P->apn, m->dh, dattn, A->ar, A->ra, N, D);   /* d of o_proj's output */
     linear_bwd(m, BELOW(S_O) ? m->d_o : NULL, P->o, dattn, A->o, N, qd, D, 0);
     if (!BELOW(S_O)) return 1;
     BHOOK(MU_SITE_ATTN_HEAD, m->d_o, qd);
     if (!BELOW(S_ATTN_HEAD)) return 1;
     mu_attn_shape s = attn_shape(m, L);
     be->attention_bwd(m->dq, m->dk, m->dv, m->d_o, A->o, A->lse, A->q, A->k, A->v, &s);
-    be->rope_bwd(m->dq, m->pos, m->inv_freq, N, m->H, m->hd);
-    be->rope_bwd(m->dk, m->pos, m->inv_freq, N, m->Hkv, m->hd);
+    be->rope_bwd(m->dq, m->pos, layer_inv_freq(m, L), N, m->H, m->hd);
+    be->rope_bwd(m->dk, m->pos, layer_inv_freq(m, L), N, m->Hkv, m->hd);
     float *dq = m->dq, *dk = m->dk;
     if (m->cfg.qk_norm) {            /* through the q and k norms to the projections */
-        dq = own_norm_bwd(m, P->qn, m->dqr, m->dq, A->qr, A->rq, qd);
-        dk = own_norm_bwd(m, P->kn, m->dkr, m->dk, A->kr, A->rk, kd);
+        int hq = qk_heads(m, m->H), hk = qk_heads(m, m->Hkv);
+        dq = own_norm_bwd(m, P->qn, m->dqr, m->dq, A->qr, A->rq, N * hq, qd / hq);
+        dk = own_norm_bwd(m, P->kn, m->dkr, m->dk, A->kr, A->rk, N * hk, kd / hk);
     }
     bias_bwd(m, P->qb, dq, N, qd);
     bias_bwd(m, P->kb, dk, N, kd);

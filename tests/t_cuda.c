@@ -846,14 +846,15 @@ TEST(cuda_model_random_llama_logits_grads_vs_cpu)
  * embeddings times sqrt(d_model), tied head; then a random OLMo-2: norms on the blocks'
  * outputs, q and k normed over all heads; then a random Gemma-2: norms on both sides,
  * attention scores and logits soft-capped to caps they reach, a window of 3 on layer 0,
- * query_pre_attn_scalar 24. */
+ * query_pre_attn_scalar 24; then a random Gemma-3: q and k normed per head, layer 0 sliding
+ * with its own rotary base. */
 TEST(cuda_model_random_gemma_olmo2_logits_grads_vs_cpu)
 {
     const mu_backend *g = gpu_or_skip();
     char err[256];
-    const char *acts[] = { "gelu_pytorch_tanh", "gelu", "silu", "gelu_pytorch_tanh" };
-    const char *types[] = { "gemma", "gemma", "olmo2", "gemma2" };
-    for (int k = 0; k < 4; k++) {
+    const char *acts[] = { "gelu_pytorch_tanh", "gelu", "silu", "gelu_pytorch_tanh", "gelu_pytorch_tanh" };
+    const char *types[] = { "gemma", "gemma", "olmo2", "gemma2", "gemma3_text" };
+    for (int k = 0; k < 5; k++) {
         mu_config c = random_llama();
         c.tie_embeddings = 0;
         CHECK(mu_config_set_model_type(&c, types[k]) == 0);
@@ -862,6 +863,9 @@ TEST(cuda_model_random_gemma_olmo2_logits_grads_vs_cpu)
         if (k == 3) {
             c.attn_softcap = 1.5f; c.final_softcap = 2.5f;
             c.sliding_window = 3; c.query_scalar = 24;
+        }
+        if (k == 4) {                     /* q/k normed per head, local rope on layer 0 */
+            c.sliding_window = 3; c.global_every = 2; c.rope_local_theta = 100;
         }
         mu_model *mc = mu_model_init_random_as(&c, 17 + k, 0.3f, mu_backend_cpu(), MU_WEIGHTS_F32, err, sizeof err);
         CHECK_MSG(mc, "%s", err);

@@ -878,6 +878,11 @@ TEST(model_parity_olmo2_with_hf_transformers) { check_hf_parity("parity_olmo2");
  * of 4 on layers 0 and 2 over 9 tokens, query_pre_attn_scalar 24 with head_dim 16. */
 TEST(model_parity_gemma2_with_hf_transformers) { check_hf_parity("parity_gemma2"); }
 
+/* Gemma-3 text (tests/gen/gen_gemma3_parity.py, transformers 4.51): Gemma-2's layout
+ * without soft-caps, q and k normed per head, the sliding layers (0 and 2, window 4) with
+ * rotary base 100 and the global one with base 10000 scaled linearly by 4. */
+TEST(model_parity_gemma3_with_hf_transformers) { check_hf_parity("parity_gemma3"); }
+
 /* Llama 3.1's rope (tests/gen/gen_llama31_parity.py): theta 500000 with the llama3 scaling
  * (factor 8), whose bands all occur at head_dim 16, over 40 positions. */
 TEST(model_parity_llama31_with_hf_transformers) { check_hf_parity("parity_llama31"); }
@@ -1050,6 +1055,7 @@ TEST(model_gemma2_gguf_same_as_dir)
 }
 TEST(model_olmo2_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_olmo2"); }
 TEST(model_gemma2_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_gemma2"); }
+TEST(model_gemma3_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_gemma3"); }
 
 /* ---- bf16 weights ------------------------------------------------------------------------------ */
 /* A tensor of a golden file (f32), or NULL + a failed CHECK. */
@@ -1511,6 +1517,25 @@ TEST(config_windows_and_softcaps_from_json)
                       "\"attn_logit_softcapping\": -1}";
     CHECK(mu_config_from_json_str(bad, strlen(bad), "b.json", &c, err, sizeof err) == -1);
     CHECK_MSG(strstr(err, "b.json: ") == err, "%s", err);
+    /* Gemma-3 text: its defaults (rope_theta 1e6, local base 10000, 5 sliding layers of 6,
+     * q/k norms per head), and newer configs' layer_types when they follow a pattern */
+    const char *g3 = "{\"model_type\": \"gemma3_text\", \"num_hidden_layers\": 4, \"hidden_size\": 16, "
+                     "\"num_attention_heads\": 4, \"head_dim\": 8, \"intermediate_size\": 24, "
+                     "\"vocab_size\": 11}";
+    CHECK_MSG(mu_config_from_json_str(g3, strlen(g3), "g3.json", &c, err, sizeof err) == 0, "%s", err);
+    CHECK(c.rope_theta == 1e6f && c.rope_local_theta == 10000.0f && c.global_every == 6 &&
+          c.qk_norm == MU_QK_NORM_PER_HEAD && c.attn_softcap == 0 && c.final_softcap == 0 && c.sandwich_norm);
+    char lt[1024];
+    snprintf(lt, sizeof lt, "%.*s, \"layer_types\": [\"sliding_attention\", \"sliding_attention\", "
+             "\"full_attention\", \"sliding_attention\"]}", (int)strlen(g3) - 1, g3);
+    CHECK_MSG(mu_config_from_json_str(lt, strlen(lt), "g3.json", &c, err, sizeof err) == 0, "%s", err);
+    CHECK_EQ_INT(c.global_every, 3);
+    CHECK_EQ_INT(mu_config_layer_window(&c, 2), 0);
+    CHECK_EQ_INT(mu_config_layer_window(&c, 3), 4096);
+    snprintf(lt, sizeof lt, "%.*s, \"layer_types\": [\"sliding_attention\", \"full_attention\", "
+             "\"sliding_attention\", \"sliding_attention\"]}", (int)strlen(g3) - 1, g3);
+    CHECK(mu_config_from_json_str(lt, strlen(lt), "g3.json", &c, err, sizeof err) == -1);
+    CHECK_MSG(strstr(err, "g3.json: \"layer_types\"") == err, "%s", err);
 }
 
 /* ---- logits at selected rows (logit_rows) and the per-row log-prob backward ------------ */
