@@ -395,15 +395,20 @@ static void gg_opt_id(const mu_gguf *g, const char *key, int *out) {
     if (!mu_gguf_get_u32(g, key, &v) && v <= INT32_MAX) *out = (int)v;
 }
 
-/* Gemma-2's soft-caps and window from llama.cpp's keys. GGUF has no query_pre_attn_scalar:
- * llama.cpp scales by head_dim^-1/2, except for the 27B model (46 layers) by
- * (hidden / heads)^-1/2, as Google's configs say; so does mu. */
-static void gg_gemma2(const mu_gguf *g, mu_config *c) {
-    gg_opt_f32(g, "gemma2", "attn_logit_softcapping", &c->attn_softcap);
-    gg_opt_f32(g, "gemma2", "final_logit_softcapping", &c->final_softcap);
+/* Gemma-2's and Gemma-3's soft-caps and window from llama.cpp's keys. GGUF has no
+ * query_pre_attn_scalar: llama.cpp scales by head_dim^-1/2, except for the 27B models (46
+ * layers in Gemma-2, 62 in Gemma-3) by (hidden / heads)^-1/2, as Google's configs say; so
+ * does mu. Nor has it Gemma-3's window pattern and local rotary base: llama.cpp's fixed 6
+ * and 10000 (the set_family defaults) are those of Google's releases. */
+static void gg_gemma23(const mu_gguf *g, const char *arch, mu_config *c) {
+    gg_opt_f32(g, arch, "attn_logit_softcapping", &c->attn_softcap);
+    gg_opt_f32(g, arch, "final_logit_softcapping", &c->final_softcap);
+    char key[64];
     uint32_t w;
-    if (!mu_gguf_get_u32(g, "gemma2.attention.sliding_window", &w) && w <= INT32_MAX) c->sliding_window = (int)w;
-    c->query_scalar = (float)(c->n_layer == 46 ? c->d_model / c->n_head : c->head_dim);
+    snprintf(key, sizeof key, "%s.attention.sliding_window", arch);
+    if (!mu_gguf_get_u32(g, key, &w) && w <= INT32_MAX) c->sliding_window = (int)w;
+    int big = c->n_layer == (strcmp(arch, "gemma2") ? 62 : 46);
+    c->query_scalar = (float)(big ? c->d_model / c->n_head : c->head_dim);
 }
 
 /* 1 when the llama3 scaling of c (with its rope_theta and head_dim) divides the plain
@@ -473,13 +478,13 @@ int mu_config_from_gguf(const mu_gguf *g, mu_config *c, char *err, size_t errlen
     char arch[32];
     memcpy(arch, s, n);
     arch[n] = 0;
-    int ti = cfg_type_index(arch);
+    int ti = cfg_type_index(strcmp(arch, "gemma3") ? arch : "gemma3_text");   /* llama.cpp's name */
     if (ti < 0) {
         mu_set_err(err, errlen, "%s: architecture \"%s\" not supported (" SUPPORTED_TYPES ")",
                    mu_gguf_path(g), arch);
         return -1;
     }
-    strcpy(c->model_type, arch);
+    strcpy(c->model_type, cfg_types[ti].model_type);
     if (gg_req_u32(g, arch, "block_count", &c->n_layer, err, errlen) ||
         gg_req_u32(g, arch, "embedding_length", &c->d_model, err, errlen) ||
         gg_req_u32(g, arch, "feed_forward_length", &c->d_ff, err, errlen) ||
@@ -523,7 +528,7 @@ int mu_config_from_gguf(const mu_gguf *g, mu_config *c, char *err, size_t errlen
     gg_opt_id(g, "tokenizer.ggml.eos_token_id", &c->eos_id);
     gg_opt_id(g, "tokenizer.ggml.padding_token_id", &c->pad_id);
     set_family(c, ti);   /* llama.cpp also runs Gemma with gelu's tanh form */
-    if (cfg_types[ti].gemma2) gg_gemma2(g, c);
+    if (cfg_types[ti].gemma2 || cfg_types[ti].gemma3) gg_gemma23(g, arch, c);
     c->tie_embeddings = mu_gguf_find_tensor(g, "output.weight") < 0;
     c->qkv_bias = mu_gguf_find_tensor(g, "blk.0.attn_q.bias") >= 0;
     char verr[256];

@@ -80,11 +80,12 @@ int mu_config_from_json_str(const char *json, size_t len, const char *name, mu_c
  * .attention.head_count(_kv), .attention.layer_norm_rms_epsilon, .rope.freq_base,
  * .context_length, tokenizer.ggml.tokens length, tokenizer.ggml.bos/eos/padding_token_id).
  * tie_embeddings is set when the file has no output.weight tensor, qkv_bias when
- * blk.0.attn_q.bias exists; gemma, gemma2 and olmo2 set their conventions (Gemma: gelu's
- * tanh form, as llama.cpp runs it; Gemma-2: gemma2.attn_logit_softcapping,
- * .final_logit_softcapping, .attention.sliding_window, and query_pre_attn_scalar as
- * llama.cpp has it: head_dim, or hidden / heads for the 46-layer 27B model). Refused:
- * architectures other than llama/mistral/qwen2/gemma/gemma2/olmo2,
+ * blk.0.attn_q.bias exists; gemma, gemma2, gemma3 (model_type gemma3_text) and olmo2 set
+ * their conventions (Gemma: gelu's tanh form, as llama.cpp runs it; Gemma-2/3:
+ * {arch}.attn_logit_softcapping, .final_logit_softcapping, .attention.sliding_window, and
+ * what llama.cpp fixes: query_pre_attn_scalar head_dim, or hidden / heads for the 27B
+ * models (46 / 62 layers), and Gemma-3's window on five layers of six with local rotary
+ * base 10000). Refused: architectures other than llama/mistral/qwen2/gemma/gemma2/gemma3/olmo2,
  * rope scaling other than linear, and a rope_freqs.weight tensor other than the llama3
  * scalings of Llama 3.1 and 3.2 (factor 8 or 32, low 1, high 4, original 8192), which
  * are read back as those HF parameters. */

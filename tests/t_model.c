@@ -965,7 +965,8 @@ static void check_gguf_same_as(const char *sub, const char *ref)
           ca->sandwich_norm == cb->sandwich_norm && ca->attn_softcap == cb->attn_softcap &&
           ca->final_softcap == cb->final_softcap && ca->sliding_window == cb->sliding_window &&
           ca->global_every == cb->global_every && mu_config_attn_scale(ca) == mu_config_attn_scale(cb) &&
-          !strcmp(ca->rope_scaling, cb->rope_scaling) && ca->rope_factor == cb->rope_factor);
+          !strcmp(ca->rope_scaling, cb->rope_scaling) && ca->rope_factor == cb->rope_factor &&
+          ca->rope_local_theta == cb->rope_local_theta && !strcmp(ca->model_type, cb->model_type));
     CHECK_EQ_INT(mu_model_n_params(a), mu_model_n_params(b));
     parity_batch pb = parity_batch_of(g);
     int V = ca->vocab, n = pb.B * pb.T * V;
@@ -1026,19 +1027,25 @@ TEST(model_llama31_gguf_same_as_dir)
               "%s", err);
 }
 
-/* Gemma-2's GGUF (llama.cpp's keys for the soft-caps and the window) has no
- * query_pre_attn_scalar: as llama.cpp, mu scales by head_dim^-1/2 (but for the 27B model),
- * so it is the directory's model with query_pre_attn_scalar = head_dim. */
-TEST(model_gemma2_gguf_same_as_dir)
+/* Gemma-2's and Gemma-3's GGUFs (llama.cpp's keys for the soft-caps and the window) have no
+ * query_pre_attn_scalar: as llama.cpp, mu scales by head_dim^-1/2 (but for the 27B models);
+ * nor Gemma-3's window pattern and local rotary base, which llama.cpp fixes at 6 and 10000.
+ * So each is the directory's model with those values: written to a copy of it here. */
+static void check_gguf_same_as_dir_llamacpp(const char *sub)
 {
     char dir[1024], ref[1100], path[1200], target[1200], err[512];
-    snprintf(dir, sizeof dir, "%s/tests/golden/parity_gemma2", mu_test_root());
+    snprintf(dir, sizeof dir, "%s/tests/golden/%s", mu_test_root(), sub);
     mu_config c;
     snprintf(path, sizeof path, "%s/config.json", dir);
     CHECK_MSG(mu_config_from_json_file(path, &c, err, sizeof err) == 0, "%s", err);
     CHECK(c.query_scalar == 24.0f && c.head_dim == 16);
     c.query_scalar = 0;                                      /* = head_dim */
-    snprintf(ref, sizeof ref, "%s/gemma2_ref", mu_test_tmpdir());
+    if (c.rope_local_theta > 0) {
+        CHECK(c.rope_local_theta != 10000.0f && c.global_every != 6);
+        c.rope_local_theta = 10000.0f;
+        c.global_every = 6;
+    }
+    snprintf(ref, sizeof ref, "%s/%s_ref", mu_test_tmpdir(), sub);
     CHECK(mkdir(ref, 0755) == 0 || errno == EEXIST);
     snprintf(path, sizeof path, "%s/config.json", ref);
     CHECK_MSG(mu_config_write_json(&c, path, err, sizeof err) == 0, "%s", err);
@@ -1051,8 +1058,11 @@ TEST(model_gemma2_gguf_same_as_dir)
     while (in && out && (n = fread(buf, 1, sizeof buf, in)) > 0) CHECK(fwrite(buf, 1, n, out) == n);
     if (in) fclose(in);
     CHECK(out && fclose(out) == 0);
-    check_gguf_same_as("parity_gemma2", ref);
+    check_gguf_same_as(sub, ref);
 }
+
+TEST(model_gemma2_gguf_same_as_dir) { check_gguf_same_as_dir_llamacpp("parity_gemma2"); }
+TEST(model_gemma3_gguf_same_as_dir) { check_gguf_same_as_dir_llamacpp("parity_gemma3"); }
 TEST(model_olmo2_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_olmo2"); }
 TEST(model_gemma2_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_gemma2"); }
 TEST(model_gemma3_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_gemma3"); }

@@ -1,6 +1,5 @@
 #!/usr/bin/env python3
-"""Writes tests/golden/parity_gemma/model.gguf, tests/golden/parity_gemma2/model.gguf and
-tests/golden/parity_olmo2/model.gguf:
+"""Writes tests/golden/parity_{gemma,gemma2,gemma3,olmo2}/model.gguf:
 the F32 weights of those directories' Hugging Face models as llama.cpp's
 convert_hf_to_gguf.py stores them, written with llama.cpp's own `gguf` package
 (GGUFWriter, and its TensorNameMap for the tensor names):
@@ -11,6 +10,11 @@ convert_hf_to_gguf.py stores them, written with llama.cpp's own `gguf` package
          GGUF has no query_pre_attn_scalar (llama.cpp scales by head_dim^-1/2 but for
          the 27B model), so the test compares against the directory run with
          query_pre_attn_scalar = head_dim
+  gemma3 architecture "gemma3": as gemma2 (Gemma3Model.modify_tensors: every norm weight,
+         the per-head q/k norms too, stored as 1 + w), no soft-caps, the global layers'
+         linear rope scaling as rope.scaling.type/factor; GGUF has neither the window
+         pattern nor the local rotary base (llama.cpp fixes them at 6 and 10000), so the
+         test's reference directory has those as well as query_pre_attn_scalar = head_dim
   olmo2  architecture "olmo2": tensors as they are (no permutation), output tensor kept
 t_model.c loads each and requires the logits of its Hugging Face directory.
 
@@ -43,11 +47,15 @@ def write(sub, arch, arch_name):
     if "head_dim" in cfg:
         w.add_key_length(cfg["head_dim"])
         w.add_value_length(cfg["head_dim"])
-    gemma = arch in (gguf.MODEL_ARCH.GEMMA, gguf.MODEL_ARCH.GEMMA2)
+    gemma = arch in (gguf.MODEL_ARCH.GEMMA, gguf.MODEL_ARCH.GEMMA2, gguf.MODEL_ARCH.GEMMA3)
     if arch == gguf.MODEL_ARCH.GEMMA2:
         w.add_attn_logit_softcapping(cfg["attn_logit_softcapping"])
         w.add_final_logit_softcapping(cfg["final_logit_softcapping"])
+    if arch in (gguf.MODEL_ARCH.GEMMA2, gguf.MODEL_ARCH.GEMMA3):
         w.add_sliding_window(cfg["sliding_window"])
+    if (cfg.get("rope_scaling") or {}).get("rope_type") == "linear":
+        w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        w.add_rope_scaling_factor(cfg["rope_scaling"]["factor"])
     names = gguf.get_tensor_name_map(arch, cfg["num_hidden_layers"])
     for name, t in tensors.items():
         if gemma and name == "lm_head.weight":
@@ -67,4 +75,5 @@ def write(sub, arch, arch_name):
 
 write("parity_gemma", gguf.MODEL_ARCH.GEMMA, "gemma")
 write("parity_gemma2", gguf.MODEL_ARCH.GEMMA2, "gemma2")
+write("parity_gemma3", gguf.MODEL_ARCH.GEMMA3, "gemma3")
 write("parity_olmo2", gguf.MODEL_ARCH.OLMO2, "olmo2")
