@@ -140,6 +140,11 @@ static ck_tensor ck_lookup(const mu_ckpt *c, const char *hf) {
         t.found = 1;
         return t;
     }
+    char full[160];             /* the name with the checkpoint's prefix (Gemma-3 multimodal) */
+    if (c->cfg.tensor_prefix[0]) {
+        if (snprintf(full, sizeof full, "%s%s", c->cfg.tensor_prefix, hf) >= (int)sizeof full) return t;
+        hf = full;
+    }
     for (int s = 0; s < c->n_shard; s++) {
         int i = mu_st_find(c->shard[s], hf);
         if (i < 0) continue;
@@ -279,7 +284,7 @@ int mu_ckpt_check_arch(mu_ckpt *c, char *err, size_t errlen) {
     for (int i = 0; i < n && !rc; i++) {
         ck_tensor t = ck_lookup(c, p[i].name);
         if (!t.found) {
-            mu_set_err(err, errlen, "%s: no tensor %s (config needs it)", c->path, p[i].name);
+            mu_set_err(err, errlen, "%s: no tensor %s%s (config needs it)", c->path, c->cfg.tensor_prefix, p[i].name);
             rc = -1;
         } else if (!same_shape(t.ndim, t.shape, p[i].ndim, p[i].shape)) {
             char a[128], b[128];

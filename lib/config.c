@@ -252,7 +252,6 @@ static int j_gemma23(jctx *j, json_t *root, mu_config *c) {
     int ti = cfg_type_index(c->model_type);
     if (!cfg_types[ti].gemma2 && !cfg_types[ti].gemma3) return 0;
     json_t *v;
-    if (cfg_types[ti].gemma3 && !json_object_get(root, "rope_theta")) c->rope_theta = 1e6f;   /* its default */
     if (j_int(j, root, "sliding_window_pattern", &c->global_every, 1, 1 << 20) ||
         j_num(j, root, "rope_local_base_freq", &c->rope_local_theta) || j_layer_types(j, root, c))
         return -1;
@@ -282,6 +281,29 @@ static int j_qwen2_window(jctx *j, json_t *root, mu_config *c) {
     return 0;
 }
 
+/* Gemma3TextConfig's defaults (transformers), on which the text_config of Google's
+ * multimodal Gemma-3 checkpoints relies: it lists only what differs. */
+static void gemma3_text_defaults(mu_config *c) {
+    c->n_layer = 26; c->d_model = 2304; c->n_head = 8; c->n_kv_head = 4; c->head_dim = 256;
+    c->d_ff = 9216; c->vocab = 262208; c->max_pos = 131072; c->rms_eps = 1e-6f; c->rope_theta = 1e6f;
+    c->bos_id = 2; c->eos_id = 1; c->pad_id = 0;
+}
+
+/* A multimodal Gemma-3 (model_type gemma3): its text model, from text_config, whose tensors
+ * are named language_model.*; *root becomes text_config. The wrapper's token ids, where it
+ * has them, are read after the text model's (cfg_from_json). */
+static int j_gemma3_wrapper(jctx *j, json_t **root, mu_config *c) {
+    json_t *tc = json_object_get(*root, "text_config");
+    if (!json_is_object(tc)) {
+        mu_set_err(j->err, j->errlen, "%s: model_type gemma3 without a \"text_config\" object", j->name);
+        return -1;
+    }
+    *root = tc;
+    strcpy(c->model_type, "gemma3_text");
+    strcpy(c->tensor_prefix, "language_model.");
+    return 0;
+}
+
 static int cfg_from_json(json_t *root, jctx *j, mu_config *c) {
     mu_config_init(c);
     if (!json_is_object(root)) {
@@ -289,6 +311,11 @@ static int cfg_from_json(json_t *root, jctx *j, mu_config *c) {
         return -1;
     }
     if (j_str(j, root, "model_type", c->model_type, sizeof c->model_type)) return -1;
+    json_t *wrapper = NULL;
+    if (!strcmp(c->model_type, "gemma3")) {
+        wrapper = root;
+        if (j_gemma3_wrapper(j, &root, c)) return -1;
+    }
     int ti = cfg_type_index(c->model_type);
     if (ti < 0) {
         mu_set_err(j->err, j->errlen, "%s: model_type \"%s\" not supported (" SUPPORTED_TYPES ")",
@@ -298,6 +325,7 @@ static int cfg_from_json(json_t *root, jctx *j, mu_config *c) {
     c->qkv_bias = cfg_types[ti].qkv_bias;
     c->tie_embeddings = 0;
     set_family(c, ti);   /* the keys below may override its defaults */
+    if (cfg_types[ti].gemma3) gemma3_text_defaults(c);
     if (j_int(j, root, "num_hidden_layers", &c->n_layer, 1, CFG_MAX_SIZE) ||
         j_int(j, root, "hidden_size", &c->d_model, 1, CFG_MAX_SIZE) ||
         j_int(j, root, "num_attention_heads", &c->n_head, 1, CFG_MAX_SIZE) ||
@@ -309,8 +337,10 @@ static int cfg_from_json(json_t *root, jctx *j, mu_config *c) {
                 "intermediate_size, vocab_size", j->name);
         return -1;
     }
-    c->n_kv_head = c->n_head;
-    c->head_dim = c->d_model / c->n_head;
+    if (!cfg_types[ti].gemma3) {          /* transformers' defaults: Gemma-3's are fixed numbers */
+        c->n_kv_head = c->n_head;
+        c->head_dim = c->d_model / c->n_head;
+    }
     if (j_int(j, root, "num_key_value_heads", &c->n_kv_head, 1, CFG_MAX_SIZE) ||
         j_int(j, root, "head_dim", &c->head_dim, 1, CFG_MAX_SIZE) ||
         j_int(j, root, "max_position_embeddings", &c->max_pos, 1, INT32_MAX) ||
@@ -322,6 +352,10 @@ static int cfg_from_json(json_t *root, jctx *j, mu_config *c) {
         j_token_id(j, root, "pad_token_id", &c->pad_id) ||
         j_str(j, root, "hidden_act", c->hidden_act, sizeof c->hidden_act) || j_rope_scaling(j, root, c) ||
         j_gemma23(j, root, c) || j_qwen2_window(j, root, c))
+        return -1;
+    if (wrapper && (j_token_id(j, wrapper, "bos_token_id", &c->bos_id) ||
+                    j_token_id(j, wrapper, "eos_token_id", &c->eos_id) ||
+                    j_token_id(j, wrapper, "pad_token_id", &c->pad_id)))
         return -1;
     int mlp_bias = 0, attn_bias = 0;
     if (j_bool(j, root, "mlp_bias", &mlp_bias) || j_bool(j, root, "attention_bias", &attn_bias)) return -1;

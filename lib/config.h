@@ -50,6 +50,10 @@ typedef struct {
                                 instead of head_dim's; 0 = head_dim */
     float rope_local_theta;  /* Gemma-3 rope_local_base_freq: the sliding layers' rotary base,
                                 never scaled; 0 = they rotate as the others */
+    char tensor_prefix[24];  /* the checkpoint's tensor names carry it: "language_model." in
+                                Gemma-3's multimodal checkpoints (model_type gemma3,
+                                Gemma3ForConditionalGeneration), whose text model mu runs
+                                (and writes back as gemma3_text); "" otherwise */
 } mu_config;
 
 /* Sets model_type and its family's conventions (Gemma: norm_plus_one, embed_scale, tied

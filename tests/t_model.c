@@ -883,6 +883,21 @@ TEST(model_parity_gemma2_with_hf_transformers) { check_hf_parity("parity_gemma2"
  * rotary base 100 and the global one with base 10000 scaled linearly by 4. */
 TEST(model_parity_gemma3_with_hf_transformers) { check_hf_parity("parity_gemma3"); }
 
+/* A multimodal Gemma-3 checkpoint (tests/gen/gen_gemma3mm_parity.py): its text model from
+ * text_config, which lists only what differs from Gemma3TextConfig's defaults (8 heads, 4
+ * kv heads, rope bases, ids...), and from the tensors named language_model.*. */
+TEST(model_parity_gemma3_multimodal_text_with_hf_transformers)
+{
+    check_hf_parity("parity_gemma3mm");
+    char path[1200], err[512];
+    mu_config c;
+    snprintf(path, sizeof path, "%s/tests/golden/parity_gemma3mm/config.json", mu_test_root());
+    CHECK_MSG(mu_config_from_json_file(path, &c, err, sizeof err) == 0, "%s", err);
+    CHECK(!strcmp(c.model_type, "gemma3_text") && !strcmp(c.tensor_prefix, "language_model.") &&
+          c.n_head == 8 && c.n_kv_head == 4 && c.head_dim == 8 && c.rope_theta == 1e6f &&
+          c.bos_id == 2 && c.eos_id == 1 && c.pad_id == 0 && c.global_every == 2);
+}
+
 /* Llama 3.1's rope (tests/gen/gen_llama31_parity.py): theta 500000 with the llama3 scaling
  * (factor 8), whose bands all occur at head_dim 16, over 40 positions. */
 TEST(model_parity_llama31_with_hf_transformers) { check_hf_parity("parity_llama31"); }
@@ -1066,6 +1081,7 @@ TEST(model_gemma3_gguf_same_as_dir) { check_gguf_same_as_dir_llamacpp("parity_ge
 TEST(model_olmo2_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_olmo2"); }
 TEST(model_gemma2_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_gemma2"); }
 TEST(model_gemma3_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_gemma3"); }
+TEST(model_gemma3mm_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_gemma3mm"); }
 
 /* ---- bf16 weights ------------------------------------------------------------------------------ */
 /* A tensor of a golden file (f32), or NULL + a failed CHECK. */

@@ -18,9 +18,11 @@ def save_model(model, out):
         os.remove(extra)
 
 
-def write_golden(model_cls, out, vocab, seed, generator, lengths=(9, 5, 2)):
+def write_golden(model_cls, out, vocab, seed, generator, lengths=(9, 5, 2), strip=""):
     """golden.safetensors in out: input_ids, lengths, targets, logits, loss and grad.<name>
-    of model_cls loaded from out in float64; returns the loss."""
+    of model_cls loaded from out in float64; returns the loss. Parameters that get no
+    gradient (a multimodal model's vision tower) are left out; strip is taken off the front
+    of the names (Gemma-3 multimodal: "language_model.")."""
     B, T = len(lengths), max(lengths)
     rng = np.random.default_rng(seed)
     ids = np.zeros((B, T), dtype=np.int32)
@@ -46,6 +48,7 @@ def write_golden(model_cls, out, vocab, seed, generator, lengths=(9, 5, 2)):
         "loss": loss.detach().float().reshape(1),
     }
     for name, p in m64.named_parameters():
-        tensors["grad." + name] = p.grad.detach().float().contiguous()
+        if p.grad is not None:
+            tensors["grad." + name.removeprefix(strip)] = p.grad.detach().float().contiguous()
     save_file(tensors, os.path.join(out, "golden.safetensors"), metadata={"generator": generator})
     return float(loss.detach())
