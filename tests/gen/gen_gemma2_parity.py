@@ -27,7 +27,7 @@ import os
 import torch
 from transformers import Gemma2Config, Gemma2ForCausalLM
 
-from hf_parity import save_model, write_golden
+from hf_parity import gemma_norms_around_zero, save_model, write_golden
 
 OUT = os.environ.get("MU_GOLDEN_OUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                                                       "golden", "parity_gemma2")
@@ -43,10 +43,7 @@ def main():
                        attention_bias=False, bos_token_id=2, eos_token_id=1, pad_token_id=0,
                        initializer_range=0.2, use_cache=False)
     model = Gemma2ForCausalLM(cfg).float()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):       # Gemma scales by 1 + w: w around 0
-                p.copy_(0.2 * torch.randn_like(p))
+    gemma_norms_around_zero(model)
     save_model(model, OUT)
     # transformers' eager attention takes its softmax in float32, where a query whose keys are
     # all masked (a padded query past a short row's window) turns into NaN and spreads through

@@ -26,7 +26,7 @@ import os
 import torch
 from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-from hf_parity import save_model, write_golden
+from hf_parity import gemma_norms_around_zero, save_model, write_golden
 
 OUT = os.environ.get("MU_GOLDEN_OUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                                                       "golden", "parity_gemma3")
@@ -43,10 +43,7 @@ def main():
                            bos_token_id=2, eos_token_id=1, pad_token_id=0, initializer_range=0.2,
                            use_cache=False)
     model = Gemma3ForCausalLM(cfg).float()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):       # Gemma scales by 1 + w: w around 0
-                p.copy_(0.2 * torch.randn_like(p))
+    gemma_norms_around_zero(model)
     save_model(model, OUT)
     loss = write_golden(Gemma3ForCausalLM, OUT, cfg.vocab_size, 19, "tests/gen/gen_gemma3_parity.py",
                         lengths=(9, 7, 6))

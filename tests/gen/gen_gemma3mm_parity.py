@@ -24,7 +24,7 @@ import os
 import torch
 from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3TextConfig, SiglipVisionConfig
 
-from hf_parity import save_model, write_golden
+from hf_parity import gemma_norms_around_zero, save_model, write_golden
 
 OUT = os.environ.get("MU_GOLDEN_OUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                                                       "golden", "parity_gemma3mm")
@@ -51,10 +51,7 @@ def main():
     cfg = Gemma3Config(text_config=tc, vision_config=vc, mm_tokens_per_image=4, boi_token_index=290,
                        eoi_token_index=291, image_token_index=292)
     model = Gemma3ForConditionalGeneration(cfg).float()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.startswith("language_model") and name.endswith("norm.weight"):
-                p.copy_(0.2 * torch.randn_like(p))
+    gemma_norms_around_zero(model, prefix="language_model.")
     save_model(model, OUT)
     kept = minimal_text_config(os.path.join(OUT, "config.json"))
     loss = write_golden(Gemma3ForConditionalGeneration, OUT, 300, 23, "tests/gen/gen_gemma3mm_parity.py",

@@ -22,7 +22,7 @@ import os
 import torch
 from transformers import GemmaConfig, GemmaForCausalLM
 
-from hf_parity import save_model, write_golden
+from hf_parity import gemma_norms_around_zero, save_model, write_golden
 
 OUT = os.environ.get("MU_GOLDEN_OUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                                                       "golden", "parity_gemma")
@@ -37,10 +37,7 @@ def main():
                       attention_bias=False, bos_token_id=2, eos_token_id=1, pad_token_id=0,
                       initializer_range=0.2)
     model = GemmaForCausalLM(cfg).float()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):       # Gemma scales by 1 + w: w around 0
-                p.copy_(0.2 * torch.randn_like(p))
+    gemma_norms_around_zero(model)
     save_model(model, OUT)
     loss = write_golden(GemmaForCausalLM, OUT, cfg.vocab_size, 11, "tests/gen/gen_gemma_parity.py")
     print("loss", loss, "files in", os.path.normpath(OUT))

@@ -18,6 +18,15 @@ def save_model(model, out):
         os.remove(extra)
 
 
+def gemma_norms_around_zero(model, prefix=""):
+    """Gemma's RMSNorms scale by 1 + w, initialized to w = 0: draws w ~ N(0, 0.2^2) for the
+    norm weights (of the parameters named prefix*), so that 1 + w is not 1."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.startswith(prefix) and name.endswith("norm.weight"):
+                p.copy_(0.2 * torch.randn_like(p))
+
+
 def write_golden(model_cls, out, vocab, seed, generator, lengths=(9, 5, 2), strip=""):
     """golden.safetensors in out: input_ids, lengths, targets, logits, loss and grad.<name>
     of model_cls loaded from out in float64; returns the loss. Parameters that get no
