@@ -23,14 +23,14 @@ enum {
 
 /* A layer's parameters by role (-1: absent). OLMo-2 has no attn_norm / mlp_norm but q_norm,
  * k_norm and the norms on the attention and MLP outputs (attn_post_norm, mlp_post_norm);
- * Gemma-2 has all four block norms. */
+ * Gemma-2 and Gemma-3 have all four block norms (and Gemma-3 q_norm, k_norm per head). */
 typedef struct { int attn_norm, q, k, v, qb, kb, vb, o, mlp_norm, gate, up, down, qn, kn, apn, mpn; } layer_params;
 
 /* What one layer keeps from a forward. x: layer input (resid_pre) [N,D]; q [N,H*hd]
  * (after rope), k, v [N,Hkv*hd] (after rope), o [N,H*hd] attention output, lse [B,H,T],
  * mid [N,D] resid_mid, rstd1/rstd2 [N] (of the input norms), g, u, a [N,F]; with qk_norm
  * qr [N,H*hd], kr [N,Hkv*hd] the projections before their norms and rq, rk [N] those
- * norms' rstd; with post_norm ar, mr [N,D] the attention and MLP outputs before their
+ * norms' rstd ([N*H], [N*Hkv] when per head); with post_norm ar, mr [N,D] the attention and MLP outputs before their
  * norms and ra, rm [N] those norms' rstd. In inference all layers share one set (x
  * alternates between two buffers). */
 typedef struct {
