@@ -67,7 +67,8 @@ static float row_max(const float *x, int n)
 static void softcap_scores(float *Y, size_t n, float cap)
 {
     const float inv = 1.0f / cap;
-    for (size_t i = 0; i < n; i++) Y[i] = cap * tanhf(Y[i] * inv);
+    #pragma omp simd
+    for (size_t i = 0; i < n; i++) Y[i] = cap * mu_tanhf(Y[i] * inv);
 }
 
 /* S[nq, kw] = scale * Q_tile K^T over keys k0 .. k0 + kw - 1 (K points at key k0),
@@ -166,6 +167,7 @@ static void row_backward(float *srow, float *dprow, int lo, int nk, int kw, floa
     const float sc = s->scale, cap = s->softcap;
     if (cap > 0) {
         const float inv = 1.0f / cap;
+        #pragma omp simd
         for (int j = lo; j < nk; j++) {
             float y = srow[j] * inv, p = mu_expf(srow[j] - li);
             srow[j] = p;

@@ -282,7 +282,7 @@ void cpu_softcap(float *X, size_t n, float cap)
 {
     const float inv = 1.0f / cap;
     #pragma omp parallel for if (n > PAR_MIN)
-    for (size_t i = 0; i < n; i++) X[i] = cap * tanhf(X[i] * inv);
+    for (size_t i = 0; i < n; i++) X[i] = cap * mu_tanhf(X[i] * inv);
 }
 
 void cpu_softcap_bwd(float *dX, const float *Y, size_t n, float cap)

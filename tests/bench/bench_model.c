@@ -19,25 +19,6 @@
 #include "bench.h"
 #include "rng.h"
 
-/* GFLOP/s of a large square sgemm (n = 3000: a power-of-two stride would alias in the
- * caches and understate it), best of 4 runs: the ceiling the model's GEMMs can reach. */
-static double sgemm_ceiling(void)
-{
-    const int n = 3000;
-    float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n);
-    float *c = malloc(sizeof(float) * n * n);
-    for (size_t i = 0; i < (size_t)n * n; i++) { a[i] = (float)(i % 7) * 0.1f; b[i] = (float)(i % 5) * 0.1f; }
-    double best = 1e30;
-    for (int rep = 0; rep < 5; rep++) {
-        double t = mu_now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1, a, n, b, n, 0, c, n);
-        t = mu_now() - t;
-        if (rep && t < best) best = t;          /* first run warms up */
-    }
-    free(a); free(b); free(c);
-    return 2.0 * n * n * n / best / 1e9;
-}
-
 typedef struct { const char *label; double fwd_tps, fwd_gf, fb_tps, fb_gf; int ok; } result;
 
 /* Times forward (inference) and forward + cross-entropy + backward (all parameters
@@ -112,7 +93,7 @@ int main(void)
     /* The machine may be shared: the ceiling is measured before and after each model and
      * the highest figure is used, so the ratios are conservative. */
     double ceil[3];
-    ceil[0] = sgemm_ceiling();
+    ceil[0] = bench_sgemm_ceiling();
 
     mu_config c;
     bench_shape_smollm2(&c);
@@ -123,7 +104,7 @@ int main(void)
     res[0] = run("smollm2-135m", m, B, T, iters);
     double dec = decode_ms(m, 8, 64);
     mu_model_free(m);
-    ceil[1] = sgemm_ceiling();
+    ceil[1] = bench_sgemm_ceiling();
 
     const char *shared = getenv("MU_SHARED") ? getenv("MU_SHARED") : "../shared";
     char dir[1024];
@@ -134,7 +115,7 @@ int main(void)
         res[1] = run("stories260K", m, B, T, iters * 5);
         mu_model_free(m);
     }
-    ceil[2] = sgemm_ceiling();
+    ceil[2] = bench_sgemm_ceiling();
     double ceiling = ceil[0];
     for (int i = 1; i < 3; i++) if (ceil[i] > ceiling) ceiling = ceil[i];
     printf("sgemm ceiling (3000^3 cblas_sgemm, best of 4): %.1f GFLOP/s "
