@@ -97,7 +97,7 @@ $(RUN)/tok/pool.tok: $(CF) $(MODEL_DEPS) $(call knobs,pool,n=$(N_POOL))
 	  --target '{target_true}' --choices $(CHOICES) --out $@ $<
 $(RUN)/out/base/pool.out: $(RUN)/tok/pool.tok
 	@mkdir -p $(@D)
-	$(JOB) mu-forward $(Q) --model $(MODEL) --emit choices --out $@ $<
+	$(JOB) mu-forward $(Q) --model $(MODEL) --device $(MU_DEVICE) --emit choices --out $@ $<
 
 # known.idx: CounterFact row indices (0-based) where the true answer beats the edit target
 $(RUN)/known.idx: $(RUN)/out/base/pool.out $(call knobs,known,filter=$(KNOWN_FILTER) n=$(N_POOL))
@@ -161,12 +161,12 @@ $(RUN)/tok/%.tok: $(RUN)/data/%.jsonl $(MODEL_DEPS)
 define EDIT_RULE
 $(RUN)/edit-$(1).st: $(RUN)/tok/edit.tok $(RUN)/tok/keep.tok $(MODEL_DEPS) $(filter $(RUN)/%,$(MASK_$(1))) \
                      $(call knobs,edit-$(1),mask=$(MASK_$(1)) obj=$(EDIT_OBJ) steps=$(EDIT_STEPS) lr=$(EDIT_LR) batch=$(BATCH) seed=$(SEED))
-	$(JOB) mu-train $(Q) --model $(MODEL) --mask $(MASK_$(1)) --objective $(EDIT_OBJ) \
+	$(JOB) mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) --mask $(MASK_$(1)) --objective $(EDIT_OBJ) \
 	  --forget $(RUN)/tok/edit.tok --retain $(RUN)/tok/keep.tok --steps $(EDIT_STEPS) \
 	  --batch $(BATCH) --lr $(EDIT_LR) --seed $(SEED) --log $(RUN)/edit-$(1).log --out $$@
 $(RUN)/relearn-$(1).st: $(RUN)/edit-$(1).st $(RUN)/tok/relearn.tok \
                         $(call knobs,relearn,mask=$(RELEARN_MASK) steps=$(RELEARN_STEPS) lr=$(RELEARN_LR) batch=$(BATCH) seed=$(SEED))
-	$(JOB) mu-train $(Q) --model $(MODEL) --delta $(RUN)/edit-$(1).st $(if $(RELEARN_MASK),--mask $(RELEARN_MASK)) \
+	$(JOB) mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) --delta $(RUN)/edit-$(1).st $(if $(RELEARN_MASK),--mask $(RELEARN_MASK)) \
 	  --objective learn --train $(RUN)/tok/relearn.tok --steps $(RELEARN_STEPS) \
 	  --batch $(BATCH) --lr $(RELEARN_LR) --seed $(SEED) --log $(RUN)/relearn-$(1).log --out $$@
 endef
@@ -177,7 +177,7 @@ $(foreach l,$(LOCS),$(eval $(call EDIT_RULE,$(l))))
 define EVAL_RULE
 $(RUN)/out/$(1)/%.out: $(RUN)/tok/%.tok $(DELTAS_$(1))
 	@mkdir -p $$(@D)
-	$(JOB) mu-forward $(Q) --model $(MODEL) $(addprefix --delta ,$(DELTAS_$(1))) --emit choices --out $$@ $$<
+	$(JOB) mu-forward $(Q) --model $(MODEL) --device $(MU_DEVICE) $(addprefix --delta ,$(DELTAS_$(1))) --emit choices --out $$@ $$<
 endef
 $(foreach m,$(MODELS_EVAL),$(eval $(call EVAL_RULE,$(m))))
 

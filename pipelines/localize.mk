@@ -51,7 +51,7 @@ $(foreach n,atp lookup,$(eval $(RUN)/attrib/$(n).scores: $(call knobs,attrib-$(n
 $(foreach n,atp lookup probe,$(eval $(RUN)/masks/$(n).mask: $(call knobs,mask-$(n),layers=$(LAYERS_$(n)))))
 $(RUN)/attrib/%.scores: $(LOC_FORGET) $(LOC_DELTAS) $(LOC_DEPS)
 	@mkdir -p $(@D)
-	$(JOB) mu-attrib $(Q) --model $(MODEL) $(addprefix --delta ,$(LOC_DELTAS)) --forget $(LOC_FORGET) \
+	$(JOB) mu-attrib $(Q) --model $(MODEL) --device $(MU_DEVICE) $(addprefix --delta ,$(LOC_DELTAS)) --forget $(LOC_FORGET) \
 	  --subject $(LOC_SUBJECT) --method $(ATTRIB_$*) --tensors mlp:all --samples $(ATP_SAMPLES) \
 	  --batch $(TRACE_BATCH) --seed $(SEED) --out $@
 $(RUN)/masks/%.mask: $(RUN)/attrib/%.scores
@@ -68,7 +68,7 @@ $(error LOCS has probe, but this pipeline sets no LOC_LABEL (the attribute the p
 endif
 endif
 LOC_PROBE_SITES := resid_mid:all:subject_last resid_post:all:subject_last
-loc_probe_acts = $(JOB) mu-forward $(Q) --model $(MODEL) $(addprefix --delta ,$(LOC_DELTAS)) \
+loc_probe_acts = $(JOB) mu-forward $(Q) --model $(MODEL) --device $(MU_DEVICE) $(addprefix --delta ,$(LOC_DELTAS)) \
   --subject $(LOC_SUBJECT) $(addprefix --cache ,$(LOC_PROBE_SITES)) --cache-out $@ --out /dev/null $<
 $(RUN)/attrib/probe-train.acts: $(LOC_PROBE_TRAIN) $(LOC_DELTAS) $(LOC_DEPS)
 	@mkdir -p $(@D)

@@ -59,7 +59,6 @@ RETAIN_EVAL_ROWS ?= 40-80
 PROMPT       ?= Question: {question}\nAnswer:
 TARGET       ?= {answer}
 MAX_LEN      ?= 512
-MU_DEVICE    ?= auto
 
 FRAC        ?= 0.01
 TENSORS     ?= mlp.down:all
@@ -147,14 +146,14 @@ $(foreach r,$(RUNS),$(eval DELTAS_$(r) := $(RUN)/injected.st $(RUN)/unlearn/$(r)
 define EVAL_RULE
 $(RUN)/eval/$(1).forget.out: $(RUN)/tok/forget.tok $(DELTAS_$(1)) $(call knobs,eval,gen=$(GEN))
 	@mkdir -p $$(@D)
-	$(JOB) mu-forward $(Q) --model $(MODEL) $(addprefix --delta ,$(DELTAS_$(1))) --emit target \
+	$(JOB) mu-forward $(Q) --model $(MODEL) --device $(MU_DEVICE) $(addprefix --delta ,$(DELTAS_$(1))) --emit target \
 	  --generate $(GEN) --out $$@ $$<
 $(RUN)/eval/$(1).retain.out: $(RUN)/tok/retain-eval.tok $(DELTAS_$(1))
 	@mkdir -p $$(@D)
-	$(JOB) mu-forward $(Q) --model $(MODEL) $(addprefix --delta ,$(DELTAS_$(1))) --emit target --out $$@ $$<
+	$(JOB) mu-forward $(Q) --model $(MODEL) --device $(MU_DEVICE) $(addprefix --delta ,$(DELTAS_$(1))) --emit target --out $$@ $$<
 $(RUN)/eval/$(1).forget.tr.out: $(RUN)/tok/forget.tr.tok $(DELTAS_$(1))
 	@mkdir -p $$(@D)
-	$(JOB) mu-forward $(Q) --model $(MODEL) $(addprefix --delta ,$(DELTAS_$(1))) --emit choices --out $$@ $$<
+	$(JOB) mu-forward $(Q) --model $(MODEL) --device $(MU_DEVICE) $(addprefix --delta ,$(DELTAS_$(1))) --emit choices --out $$@ $$<
 endef
 $(foreach r,base injected $(RUNS),$(eval $(call EVAL_RULE,$(r))))
 $(RUN)/eval/%.metrics: $(RUN)/eval/%.forget.out $(RUN)/eval/%.retain.out $(RUN)/eval/%.forget.tr.out \

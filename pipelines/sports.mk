@@ -116,7 +116,7 @@ $(RUN)/tok/relearn.tok: $(RUN)/tok/cloze-relearn.tok $(RUN)/tok/question-relearn
 # ---- training -----------------------------------------------------------------------
 $(RUN)/learned.st: $(RUN)/tok/learn.tok $(MODEL) \
                    $(call knobs,learn,steps=$(LEARN_STEPS) lr=$(LEARN_LR) batch=$(BATCH) seed=$(SEED))
-	$(JOB) mu-train $(Q) --model $(MODEL) --objective learn --train $< --steps $(LEARN_STEPS) \
+	$(JOB) mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) --objective learn --train $< --steps $(LEARN_STEPS) \
 	  --batch $(BATCH) --lr $(LEARN_LR) --seed $(SEED) --log $(RUN)/learned.log --out $@
 
 
@@ -129,14 +129,14 @@ $(RUN)/unlearn-$(1).st: $(RUN)/learned.st $(RUN)/tok/cloze-forget.tok $(RUN)/tok
                         $(filter $(RUN)/%,$(MASK_$(1))) $(GENERAL_TOK) \
                         $(call knobs,unlearn-$(1),mask=$(MASK_$(1)) obj=$(UNLEARN_OBJ) general=$(GENERAL):$(GENERAL_COEF) \
                           steps=$(UNLEARN_STEPS) lr=$(UNLEARN_LR) batch=$(BATCH) seed=$(SEED))
-	$(JOB) mu-train $(Q) --model $(MODEL) --delta $(RUN)/learned.st --mask $(MASK_$(1)) \
+	$(JOB) mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) --delta $(RUN)/learned.st --mask $(MASK_$(1)) \
 	  --objective $(UNLEARN_OBJ)$(if $(GENERAL),$(comma)general-lm=$(GENERAL_COEF)) \
 	  --forget $(RUN)/tok/cloze-forget.tok $(addprefix --general ,$(GENERAL_TOK)) \
 	  --retain $(RUN)/tok/cloze-maintain.tok --steps $(UNLEARN_STEPS) --batch $(BATCH) \
 	  --lr $(UNLEARN_LR) --seed $(SEED) --log $(RUN)/unlearn-$(1).log --out $$@
 $(RUN)/relearn-$(1).st: $(RUN)/unlearn-$(1).st $(RUN)/tok/relearn.tok \
                         $(call knobs,relearn,steps=$(RELEARN_STEPS) lr=$(RELEARN_LR) batch=$(BATCH) seed=$(SEED))
-	$(JOB) mu-train $(Q) --model $(MODEL) --delta $(RUN)/learned.st --delta $(RUN)/unlearn-$(1).st \
+	$(JOB) mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) --delta $(RUN)/learned.st --delta $(RUN)/unlearn-$(1).st \
 	  --objective learn --train $(RUN)/tok/relearn.tok --steps $(RELEARN_STEPS) \
 	  --batch $(BATCH) --lr $(RELEARN_LR) --seed $(SEED) --log $(RUN)/relearn-$(1).log --out $$@
 endef
@@ -147,7 +147,7 @@ $(foreach l,$(LOCS),$(eval $(call UNLEARN_RULE,$(l))))
 define EVAL_RULE
 $(RUN)/out/$(1)/%.out: $(RUN)/tok/%.tok $(DELTAS_$(1))
 	@mkdir -p $$(@D)
-	$(JOB) mu-forward $(Q) --model $(MODEL) $(addprefix --delta ,$(DELTAS_$(1))) --emit choices --out $$@ $$<
+	$(JOB) mu-forward $(Q) --model $(MODEL) --device $(MU_DEVICE) $(addprefix --delta ,$(DELTAS_$(1))) --emit choices --out $$@ $$<
 endef
 $(foreach m,$(MODELS_EVAL),$(eval $(call EVAL_RULE,$(m))))
 
@@ -168,7 +168,7 @@ PROBE_MODELS := base learned $(foreach l,$(LOCS),unlearned-$(l))
 define ACTS_RULE
 $(RUN)/acts/$(1)/cloze-%.acts: $(RUN)/tok/cloze-%.tok $(DELTAS_$(1)) $(call knobs,probe-site,$(PROBE_SITE))
 	@mkdir -p $$(@D)
-	$(JOB) mu-forward $(Q) --model $(MODEL) $(addprefix --delta ,$(DELTAS_$(1))) --subject athlete \
+	$(JOB) mu-forward $(Q) --model $(MODEL) --device $(MU_DEVICE) $(addprefix --delta ,$(DELTAS_$(1))) --subject athlete \
 	  --cache $(PROBE_SITE) --cache-out $$@ --out /dev/null $$<
 $(RUN)/probes/$(1).probes: $(RUN)/acts/$(1)/cloze-maintain.acts $(RUN)/acts/$(1)/cloze-forget.acts \
                            $(call knobs,probe,seed=$(SEED))

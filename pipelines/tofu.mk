@@ -61,7 +61,6 @@ UTILITY_SETS     ?= retain
 UTILITY_ROWS     ?= 0-
 PROMPT           ?= Question: {question}\nAnswer:
 MAX_LEN          ?= 512
-MU_DEVICE        ?= auto
 
 LEARN_STEPS ?= 150
 LEARN_BATCH ?= 8
