@@ -7,6 +7,7 @@
 # scores, masked training whose dense and sparse deltas and exported model directory give
 # the same outputs bit for bit (Gemma's norms are stored as w, held as 1 + w), an attribution and path
 # patching over the MLPs. The numerics are checked against transformers in t_model.c.
+G3=$(cd "$(dirname "$0")/../golden/parity_gemma3mm" && pwd)   # a multimodal Gemma-3 (below)
 . "$(dirname "$0")/lib.sh"
 cd "$T"
 printf '{"name": "Ada", "sport": 0}\n{"name": "Bo", "sport": 1}\n{"name": "Cy", "sport": 2}\n{"name": "Di", "sport": 0}\n' >facts.jsonl
@@ -58,3 +59,15 @@ for arch in gemma gemma2 gemma3_text olmo2; do
   t archs_${arch}_path_patch bash -c "mu-attrib -q --model $M --forget f_$arch.tok --subject name --method path-patch \
     --tensors mlp:all --samples 2 --out pp_$arch.scores && mu-dump pp_$arch.scores | tail -n +2 | jq -s -e 'length == 6' >/dev/null"
 done
+
+# A multimodal Gemma-3 checkpoint (tests/golden/parity_gemma3mm: text_config, tensors named
+# language_model.*), given a byte tokenizer: trained, its delta and its exported model
+# directory (a text-only gemma3_text) give the same outputs.
+mkdir -p mm && cp "$G3/config.json" "$G3/model.safetensors" mm/ && cp m_gemma/tokenizer*.json mm/
+t archs_gemma3mm_train_export bash -c "mu-tokenize -q --model mm --prompt '{name} plays' --choices ' golf| chess| polo' \
+    --answer-field sport --out f_mm.tok facts.jsonl &&
+  mu-train -q --model mm --objective learn --train f_mm.tok --mask 'norms:1+mlp:0' --steps 3 --batch 4 --lr 1e-2 \
+    --seed 1 --out d_mm.st --out-model md_mm &&
+  jq -e '.model_type == \"gemma3_text\" and .architectures == [\"Gemma3ForCausalLM\"]' md_mm/config.json >/dev/null &&
+  mu-forward -q --model mm --delta d_mm.st --emit choices --out delta_mm.out f_mm.tok &&
+  mu-forward -q --model md_mm --emit choices --out dir_mm.out f_mm.tok && same_choices delta_mm.out dir_mm.out"
