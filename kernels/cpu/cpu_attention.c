@@ -71,6 +71,15 @@ static void softcap_scores(float *Y, size_t n, float cap)
     for (size_t i = 0; i < n; i++) Y[i] = cap * mu_tanhf(Y[i] * inv);
 }
 
+/* Row t of a block over keys k0 .. k0 + kw - 1: the visible keys [*lo, return value) of its kw columns (empty when
+ * the value is <= *lo). */
+static inline int row_keys(const mu_attn_shape *s, int b, int t, int k0, int kw, int *lo)
+{
+    int l = key_lo(s, b, t) - k0, n = n_keys(s, b, t) - k0;
+    *lo = l < 0 ? 0 : l;
+    return n < kw ? n : kw;
+}
+
 /* S[nq, kw] = scale * Q_tile K^T over keys k0 .. k0 + kw - 1 (K points at key k0),
  * soft-capped, with the entries no query sees set to -inf. */
 static void block_scores(float *S, const float *Q, const float *K, const mu_attn_shape *s,
@@ -80,20 +89,11 @@ static void block_scores(float *S, const float *Q, const float *K, const mu_attn
                 Q, qld, K, kld, 0.0f, S, kw);
     if (s->softcap > 0) softcap_scores(S, (size_t)nq * kw, s->softcap);
     for (int i = 0; i < nq; i++) {
-        int lo = key_lo(s, b, t0 + i) - k0, nk = n_keys(s, b, t0 + i) - k0;
+        int lo, nk = row_keys(s, b, t0 + i, k0, kw, &lo);
         float *row = S + (size_t)i * kw;
         for (int j = 0; j < lo && j < kw; j++) row[j] = -INFINITY;
-        for (int j = nk > 0 ? nk : 0; j < kw; j++) row[j] = -INFINITY;
+        for (int j = nk > lo ? nk : lo; j < kw; j++) row[j] = -INFINITY;
     }
-}
-
-/* Row i of a block: the visible keys [*lo, return value) of its kw columns (empty when
- * the value is <= *lo). */
-static inline int row_keys(const mu_attn_shape *s, int b, int t, int k0, int kw, int *lo)
-{
-    int l = key_lo(s, b, t) - k0, n = n_keys(s, b, t) - k0;
-    *lo = l < 0 ? 0 : l;
-    return n < kw ? n : kw;
 }
 
 /* Row softmax of srow's visible keys [lo, nk) in place (0 elsewhere in [0, kw)); returns
