@@ -88,7 +88,9 @@ static int cfg_type_index(const char *model_type) {
 /* The conventions of a family (model_type index ti) beyond Llama's layout, as transformers'
  * config classes default them: Gemma's norms by 1 + w, scaled embeddings, tied head and
  * gelu's tanh form; Gemma-2's as well, with norms on both sides of each block, soft-caps,
- * query_pre_attn_scalar and a window on even layers; OLMo-2's output and q/k norms. */
+ * query_pre_attn_scalar and a window on even layers; Gemma-3's as Gemma-2's but without
+ * soft-caps, with q/k norms per head and a window on five layers of six, rotated by their
+ * own base; OLMo-2's output and q/k norms. */
 static void set_family(mu_config *c, int ti) {
     if (cfg_types[ti].gemma) {
         c->norm_plus_one = c->embed_scale = c->tie_embeddings = 1;
