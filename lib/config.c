@@ -25,16 +25,20 @@ void mu_config_init(mu_config *c) {
 }
 
 /* The HF model types this loader maps onto the llama family engine. */
-static const struct { const char *model_type, *hf_arch; int qkv_bias, gemma, olmo2, gemma2, gemma3; } cfg_types[] = {
-    {"llama", "LlamaForCausalLM", 0, 0, 0, 0, 0},
-    {"mistral", "MistralForCausalLM", 0, 0, 0, 0, 0},
-    {"qwen2", "Qwen2ForCausalLM", 1, 0, 0, 0, 0},
-    {"gemma", "GemmaForCausalLM", 0, 1, 0, 0, 0},
-    {"olmo2", "Olmo2ForCausalLM", 0, 0, 1, 0, 0},
-    {"gemma2", "Gemma2ForCausalLM", 0, 1, 0, 1, 0},
-    {"gemma3_text", "Gemma3ForCausalLM", 0, 1, 0, 0, 1},
+static const struct {
+    const char *model_type, *hf_arch;
+    int qkv_bias, gemma, olmo2, gemma2, gemma3, qwen3;
+} cfg_types[] = {
+    {"llama", "LlamaForCausalLM", 0, 0, 0, 0, 0, 0},
+    {"mistral", "MistralForCausalLM", 0, 0, 0, 0, 0, 0},
+    {"qwen2", "Qwen2ForCausalLM", 1, 0, 0, 0, 0, 0},
+    {"qwen3", "Qwen3ForCausalLM", 0, 0, 0, 0, 0, 1},
+    {"gemma", "GemmaForCausalLM", 0, 1, 0, 0, 0, 0},
+    {"olmo2", "Olmo2ForCausalLM", 0, 0, 1, 0, 0, 0},
+    {"gemma2", "Gemma2ForCausalLM", 0, 1, 0, 1, 0, 0},
+    {"gemma3_text", "Gemma3ForCausalLM", 0, 1, 0, 0, 1, 0},
 };
-#define SUPPORTED_TYPES "llama, mistral, qwen2, gemma, gemma2, gemma3_text, olmo2"
+#define SUPPORTED_TYPES "llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, olmo2"
 
 /* RoPE frequencies (HF _compute_default / _compute_llama3 / linear) */
 void mu_rope_inv_freq(const mu_config *c, float *inv_freq) {
@@ -90,7 +94,7 @@ static int cfg_type_index(const char *model_type) {
  * gelu's tanh form; Gemma-2's as well, with norms on both sides of each block, soft-caps,
  * query_pre_attn_scalar and a window on even layers; Gemma-3's as Gemma-2's but without
  * soft-caps, with q/k norms per head and a window on five layers of six, rotated by their
- * own base; OLMo-2's output and q/k norms. */
+ * own base; OLMo-2's output and q/k norms; Qwen3's q/k norms per head. */
 static void set_family(mu_config *c, int ti) {
     if (cfg_types[ti].gemma) {
         c->norm_plus_one = c->embed_scale = c->tie_embeddings = 1;
@@ -110,6 +114,7 @@ static void set_family(mu_config *c, int ti) {
         c->final_softcap = 30.0f;
         c->global_every = 2;
     }
+    if (cfg_types[ti].qwen3) c->qk_norm = MU_QK_NORM_PER_HEAD;
     if (cfg_types[ti].gemma3) {
         c->qk_norm = MU_QK_NORM_PER_HEAD;
         c->global_every = 6;
@@ -268,14 +273,14 @@ static int j_gemma23(jctx *j, json_t *root, mu_config *c) {
     return 0;
 }
 
-/* Qwen2 applies its sliding_window only with use_sliding_window, and then to the layers from
- * max_window_layers on: mu runs it off and refuses it on. */
-static int j_qwen2_window(jctx *j, json_t *root, mu_config *c) {
-    if (strcmp(c->model_type, "qwen2")) return 0;
+/* Qwen2 and Qwen3 apply their sliding_window only with use_sliding_window, and then to the
+ * layers from max_window_layers on: mu runs it off and refuses it on. */
+static int j_qwen_window(jctx *j, json_t *root, mu_config *c) {
+    if (strcmp(c->model_type, "qwen2") && strcmp(c->model_type, "qwen3")) return 0;
     int use = 0;
     if (j_bool(j, root, "use_sliding_window", &use)) return -1;
     if (use) {
-        mu_set_err(j->err, j->errlen, "%s: use_sliding_window true (Qwen2's per-layer windows) is not supported",
+        mu_set_err(j->err, j->errlen, "%s: use_sliding_window true (Qwen's per-layer windows) is not supported",
                    j->name);
         return -1;
     }
@@ -341,7 +346,7 @@ static int cfg_from_json(json_t *root, jctx *j, mu_config *c) {
     }
     if (!cfg_types[ti].gemma3) {          /* transformers' defaults: Gemma-3's are fixed numbers */
         c->n_kv_head = c->n_head;
-        c->head_dim = c->d_model / c->n_head;
+        c->head_dim = cfg_types[ti].qwen3 ? 128 : c->d_model / c->n_head;   /* Qwen3Config: 128 */
     }
     if (j_int(j, root, "num_key_value_heads", &c->n_kv_head, 1, CFG_MAX_SIZE) ||
         j_int(j, root, "head_dim", &c->head_dim, 1, CFG_MAX_SIZE) ||
@@ -353,7 +358,7 @@ static int cfg_from_json(json_t *root, jctx *j, mu_config *c) {
         j_token_id(j, root, "bos_token_id", &c->bos_id) || j_token_id(j, root, "eos_token_id", &c->eos_id) ||
         j_token_id(j, root, "pad_token_id", &c->pad_id) ||
         j_str(j, root, "hidden_act", c->hidden_act, sizeof c->hidden_act) || j_rope_scaling(j, root, c) ||
-        j_gemma23(j, root, c) || j_qwen2_window(j, root, c))
+        j_gemma23(j, root, c) || j_qwen_window(j, root, c))
         return -1;
     if (wrapper && (j_token_id(j, wrapper, "bos_token_id", &c->bos_id) ||
                     j_token_id(j, wrapper, "eos_token_id", &c->eos_id) ||

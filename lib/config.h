@@ -5,7 +5,7 @@
  * norms before and after each block, soft-capped attention scores and logits, sliding
  * windows on alternate layers, query_pre_attn_scalar); Gemma-3 text (Gemma-2's layout without
  * soft-caps, q/k norms per head, a window on five layers of six with their own rotary
- * base); OLMo-2 (norms after the blocks, q/k norms). */
+ * base); OLMo-2 (norms after the blocks, q/k norms); Qwen3 (q/k norms per head). */
 #ifndef MU_CONFIG_H
 #define MU_CONFIG_H
 #include <stddef.h>
@@ -38,7 +38,7 @@ typedef struct {
                                 (input_layernorm, pre_feedforward_layernorm) */
     int qk_norm;             /* RMSNorm on the q and k projections: 0 none, MU_QK_NORM_ALL over
                                 all heads (OLMo-2), MU_QK_NORM_PER_HEAD each head over head_dim
-                                with one weight [head_dim] (Gemma-3) */
+                                with one weight [head_dim] (Gemma-3, Qwen3) */
     int sliding_window;      /* Mistral, Gemma-2: a query sees at most this many keys (itself
                                 and the window - 1 before it); 0 = none */
     int global_every;        /* with sliding_window: 0, every layer slides (Mistral); k > 0,
@@ -84,12 +84,12 @@ int mu_config_from_json_str(const char *json, size_t len, const char *name, mu_c
  * .attention.head_count(_kv), .attention.layer_norm_rms_epsilon, .rope.freq_base,
  * .context_length, tokenizer.ggml.tokens length, tokenizer.ggml.bos/eos/padding_token_id).
  * tie_embeddings is set when the file has no output.weight tensor, qkv_bias when
- * blk.0.attn_q.bias exists; gemma, gemma2, gemma3 (model_type gemma3_text) and olmo2 set
+ * blk.0.attn_q.bias exists; gemma, gemma2, gemma3 (model_type gemma3_text), olmo2 and qwen3 set
  * their conventions (Gemma: gelu's tanh form, as llama.cpp runs it; Gemma-2/3:
  * {arch}.attn_logit_softcapping, .final_logit_softcapping, .attention.sliding_window, and
  * what llama.cpp fixes: query_pre_attn_scalar head_dim, or hidden / heads for the 27B
  * models (46 / 62 layers), and Gemma-3's window on five layers of six with local rotary
- * base 10000). Refused: architectures other than llama/mistral/qwen2/gemma/gemma2/gemma3/olmo2,
+ * base 10000). Refused: architectures other than llama/mistral/qwen2/qwen3/gemma/gemma2/gemma3/olmo2,
  * rope scaling other than linear, and a rope_freqs.weight tensor other than the llama3
  * scalings of Llama 3.1 and 3.2 (factor 8 or 32, low 1, high 4, original 8192), which
  * are read back as those HF parameters. */

@@ -878,6 +878,10 @@ TEST(model_parity_olmo2_with_hf_transformers) { check_hf_parity("parity_olmo2");
  * of 4 on layers 0 and 2 over 9 tokens, query_pre_attn_scalar 24 with head_dim 16. */
 TEST(model_parity_gemma2_with_hf_transformers) { check_hf_parity("parity_gemma2"); }
 
+/* Qwen3 (tests/gen/gen_qwen3_parity.py, transformers 4.51): q and k normed per head by
+ * w (not 1 + w), head_dim 16 with hidden 32 and 4 heads, tied head. */
+TEST(model_parity_qwen3_with_hf_transformers) { check_hf_parity("parity_qwen3"); }
+
 /* Gemma-3 text (tests/gen/gen_gemma3_parity.py, transformers 4.51): Gemma-2's layout
  * without soft-caps, q and k normed per head, the sliding layers (0 and 2, window 4) with
  * rotary base 100 and the global one with base 10000 scaled linearly by 4. */
@@ -1082,6 +1086,8 @@ TEST(model_olmo2_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity
 TEST(model_gemma2_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_gemma2"); }
 TEST(model_gemma3_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_gemma3"); }
 TEST(model_gemma3mm_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_gemma3mm"); }
+TEST(model_qwen3_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_qwen3"); }
+TEST(model_qwen3_gguf_same_as_dir) { check_gguf_same_as_dir("parity_qwen3"); }
 
 /* ---- bf16 weights ------------------------------------------------------------------------------ */
 /* A tensor of a golden file (f32), or NULL + a failed CHECK. */
@@ -1562,6 +1568,17 @@ TEST(config_windows_and_softcaps_from_json)
              "\"sliding_attention\", \"sliding_attention\"]}", (int)strlen(g3) - 1, g3);
     CHECK(mu_config_from_json_str(lt, strlen(lt), "g3.json", &c, err, sizeof err) == -1);
     CHECK_MSG(strstr(err, "g3.json: \"layer_types\"") == err, "%s", err);
+    /* Qwen3: head_dim defaults to 128 (Qwen3Config), q/k norms per head, window as Qwen2's */
+    const char *q3 = "{\"model_type\": \"qwen3\", \"num_hidden_layers\": 2, \"hidden_size\": 16, "
+                     "\"num_attention_heads\": 4, \"intermediate_size\": 24, \"vocab_size\": 11, "
+                     "\"sliding_window\": 4, \"use_sliding_window\": true}";
+    CHECK(mu_config_from_json_str(q3, strlen(q3), "q3.json", &c, err, sizeof err) == -1);
+    CHECK_MSG(strstr(err, "q3.json: use_sliding_window") == err, "%s", err);
+    const char *q3off = "{\"model_type\": \"qwen3\", \"num_hidden_layers\": 2, \"hidden_size\": 16, "
+                        "\"num_attention_heads\": 4, \"intermediate_size\": 24, \"vocab_size\": 11, "
+                        "\"sliding_window\": 4}";
+    CHECK_MSG(mu_config_from_json_str(q3off, strlen(q3off), "q3.json", &c, err, sizeof err) == 0, "%s", err);
+    CHECK(c.head_dim == 128 && c.qk_norm == MU_QK_NORM_PER_HEAD && c.sliding_window == 0 && !c.norm_plus_one);
 }
 
 /* ---- logits at selected rows (logit_rows) and the per-row log-prob backward ------------ */

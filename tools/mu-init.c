@@ -41,7 +41,8 @@ static const char usage[] =
     "                        a 4096-token window on even layers; query_pre_attn_scalar\n"
     "                        = head dim), gemma3_text (gemma2's without soft-caps, q/k\n"
     "                        norms per head, a window on 5 layers of 6 with rotary base\n"
-    "                        10000) or olmo2 (norms on the blocks' outputs, q/k norms)\n"
+    "                        10000), olmo2 (norms on the blocks' outputs, q/k norms) or\n"
+    "                        qwen3 (q/k norms per head)\n"
     "      --std X           standard deviation of the normal init (default 0.02)\n"
     "      --seed N          random seed (default 1)\n"
     "      --dtype T         stored dtype: f32 (default), bf16, f16\n"
@@ -118,8 +119,9 @@ static void parse_args(int argc, char **argv, init_opts *o) {
             break;
         case O_ARCH:
             if ((strcmp(optarg, "llama") && strcmp(optarg, "gemma") && strcmp(optarg, "gemma2") &&
-                 strcmp(optarg, "gemma3_text") && strcmp(optarg, "olmo2")) || mu_config_set_model_type(c, optarg))
-                mu_usage_error("--arch: '%s' is not llama, gemma, gemma2, gemma3_text or olmo2", optarg);
+                 strcmp(optarg, "gemma3_text") && strcmp(optarg, "olmo2") && strcmp(optarg, "qwen3")) ||
+                mu_config_set_model_type(c, optarg))
+                mu_usage_error("--arch: '%s' is not llama, gemma, gemma2, gemma3_text, olmo2 or qwen3", optarg);
             break;
         default: mu_usage_error("unexpected option (see --help)");
         }

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes tests/golden/parity_{gemma,gemma2,gemma3,olmo2}/model.gguf:
+"""Writes tests/golden/parity_{gemma,gemma2,gemma3,olmo2,qwen3}/model.gguf:
 the F32 weights of those directories' Hugging Face models as llama.cpp's
 convert_hf_to_gguf.py stores them, written with llama.cpp's own `gguf` package
 (GGUFWriter, and its TensorNameMap for the tensor names):
@@ -16,6 +16,8 @@ convert_hf_to_gguf.py stores them, written with llama.cpp's own `gguf` package
          pattern nor the local rotary base (llama.cpp fixes them at 6 and 10000), so the
          test's reference directory has those as well as query_pre_attn_scalar = head_dim
   olmo2  architecture "olmo2": tensors as they are (no permutation), output tensor kept
+  qwen3  architecture "qwen3": tensors as they are (no permutation; attn_q_norm and
+         attn_k_norm of [head_dim]), no output tensor (tied)
 t_model.c loads each and requires the logits of its Hugging Face directory.
 
 Run (a developer with numpy, safetensors, gguf; CI never runs it):
@@ -77,3 +79,4 @@ write("parity_gemma", gguf.MODEL_ARCH.GEMMA, "gemma")
 write("parity_gemma2", gguf.MODEL_ARCH.GEMMA2, "gemma2")
 write("parity_gemma3", gguf.MODEL_ARCH.GEMMA3, "gemma3")
 write("parity_olmo2", gguf.MODEL_ARCH.OLMO2, "olmo2")
+write("parity_qwen3", gguf.MODEL_ARCH.QWEN3, "qwen3")

@@ -2,8 +2,8 @@
 # t_archs.sh — every model tool on the architectures beyond Llama's layout, from mu-init
 # --arch: Gemma (GeGLU, RMSNorm by 1 + w, scaled embeddings, tied head), Gemma-2 (norms on
 # both sides of the blocks, soft-caps, sliding windows), Gemma-3 text (q/k norms per head,
-# a rotary base of the sliding layers' own) and OLMo-2 (norms on the blocks' outputs, q/k
-# norms). Per architecture: the config mu-init writes, choice
+# a rotary base of the sliding layers' own), OLMo-2 (norms on the blocks' outputs, q/k
+# norms) and Qwen3 (q/k norms per head). Per architecture: the config mu-init writes, choice
 # scores, masked training whose dense and sparse deltas and exported model directory give
 # the same outputs bit for bit (Gemma's norms are stored as w, held as 1 + w), an attribution and path
 # patching over the MLPs. The numerics are checked against transformers in t_model.c.
@@ -16,7 +16,7 @@ printf '{"name": "Ada", "sport": 0}\n{"name": "Bo", "sport": 1}\n{"name": "Cy", 
 same_choices() { cmp <(mu-dump "$1" | tail -n +2 | jq -c .choice_logprobs) <(mu-dump "$2" | tail -n +2 | jq -c .choice_logprobs); }
 export -f same_choices
 
-for arch in gemma gemma2 gemma3_text olmo2; do
+for arch in gemma gemma2 gemma3_text olmo2 qwen3; do
   M=m_$arch
   if ! mu-init -q --arch $arch --out $M --layers 2 --d-model 32 --heads 4 --kv-heads 2 --head-dim 16 \
        --d-ff 64 --vocab 259 --std 0.2 --seed 5; then
@@ -26,6 +26,7 @@ for arch in gemma gemma2 gemma3_text olmo2; do
     gemma) want='.model_type == "gemma" and .architectures == ["GemmaForCausalLM"] and .hidden_act == "gelu_pytorch_tanh" and .tie_word_embeddings == true' ;;
     gemma2) want='.model_type == "gemma2" and .architectures == ["Gemma2ForCausalLM"] and .hidden_activation == "gelu_pytorch_tanh" and .tie_word_embeddings == true and .attn_logit_softcapping == 50 and .final_logit_softcapping == 30 and .sliding_window == 4096 and .query_pre_attn_scalar == 16' ;;
     gemma3_text) want='.model_type == "gemma3_text" and .architectures == ["Gemma3ForCausalLM"] and .sliding_window_pattern == 6 and .rope_local_base_freq == 10000 and .attn_logit_softcapping == null' ;;
+    qwen3) want='.model_type == "qwen3" and .architectures == ["Qwen3ForCausalLM"] and .head_dim == 16 and .hidden_act == "silu"' ;;
     olmo2) want='.model_type == "olmo2" and .architectures == ["Olmo2ForCausalLM"] and .hidden_act == "silu"' ;;
   esac
   t archs_${arch}_config jq -e "$want" $M/config.json
