@@ -17,7 +17,7 @@ import os
 import torch
 from transformers import Olmo2Config, Olmo2ForCausalLM
 
-from hf_parity import save_model, write_golden
+from hf_parity import randomize_norms, save_model, write_golden
 
 OUT = os.environ.get("MU_GOLDEN_OUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                                                       "golden", "parity_olmo2")
@@ -31,10 +31,7 @@ def main():
                       attention_bias=False, hidden_act="silu", bos_token_id=None, eos_token_id=1,
                       pad_token_id=0, initializer_range=0.2)
     model = Olmo2ForCausalLM(cfg).float()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):       # non-trivial norm weights
-                p.copy_(1 + 0.2 * torch.randn_like(p))
+    randomize_norms(model, 1.0)                    # non-trivial norm weights
     save_model(model, OUT)
     loss = write_golden(Olmo2ForCausalLM, OUT, cfg.vocab_size, 13, "tests/gen/gen_olmo2_parity.py")
     print("loss", loss, "files in", os.path.normpath(OUT))

@@ -17,7 +17,7 @@ import os
 import torch
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
-from hf_parity import save_model, write_golden
+from hf_parity import randomize_norms, save_model, write_golden
 
 OUT = os.environ.get("MU_GOLDEN_OUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                                                       "golden", "parity_qwen3")
@@ -30,10 +30,7 @@ def main():
                       rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=True, bos_token_id=1,
                       eos_token_id=2, initializer_range=0.2)
     model = Qwen3ForCausalLM(cfg).float()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("q_norm.weight") or name.endswith("k_norm.weight"):
-                p.copy_(1 + 0.3 * torch.randn_like(p))
+    randomize_norms(model, 1.0, 0.3, ("q_norm.weight", "k_norm.weight"))
     save_model(model, OUT)
     loss = write_golden(Qwen3ForCausalLM, OUT, cfg.vocab_size, 29, "tests/gen/gen_qwen3_parity.py")
     print("loss", loss, "files in", os.path.normpath(OUT))

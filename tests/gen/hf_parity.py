@@ -18,13 +18,20 @@ def save_model(model, out):
         os.remove(extra)
 
 
-def gemma_norms_around_zero(model, prefix=""):
-    """Gemma's RMSNorms scale by 1 + w, initialized to w = 0: draws w ~ N(0, 0.2^2) for the
-    norm weights (of the parameters named prefix*), so that 1 + w is not 1."""
+def randomize_norms(model, center, std=0.2, suffixes=("norm.weight",), prefix=""):
+    """Norm weights drawn from N(center, std^2) instead of their constant initialization,
+    for the parameters named prefix*suffix, in named_parameters order, so that a wrong norm
+    shows."""
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.startswith(prefix) and name.endswith("norm.weight"):
-                p.copy_(0.2 * torch.randn_like(p))
+            if name.startswith(prefix) and name.endswith(suffixes):
+                p.copy_(center + std * torch.randn_like(p))
+
+
+def gemma_norms_around_zero(model, prefix=""):
+    """Gemma's RMSNorms scale by 1 + w, initialized to w = 0: w ~ N(0, 0.2^2), so that
+    1 + w is not 1."""
+    randomize_norms(model, 0.0, prefix=prefix)
 
 
 def write_golden(model_cls, out, vocab, seed, generator, lengths=(9, 5, 2), strip=""):
