@@ -1513,9 +1513,9 @@ TEST(model_sliding_window_sees_only_the_window)
     CHECK_EQ_INT(back.sliding_window, 4);
 }
 
-/* Qwen2 keeps its sliding_window off unless use_sliding_window, which is refused (its
- * windows apply from max_window_layers on); Gemma-2's keys, their defaults and nulls. */
-TEST(config_windows_and_softcaps_from_json)
+/* Qwen2 and Qwen3 keep their sliding_window off unless use_sliding_window, which is refused
+ * (their windows apply from max_window_layers on); Qwen3's head_dim defaults to 128. */
+TEST(config_qwen_windows_from_json)
 {
     char err[256];
     mu_config c;
@@ -1528,6 +1528,24 @@ TEST(config_windows_and_softcaps_from_json)
     snprintf(on, sizeof on, "%.*s true}", (int)(strlen(qwen) - 7), qwen);
     CHECK(mu_config_from_json_str(on, strlen(on), "q.json", &c, err, sizeof err) == -1);
     CHECK_MSG(strstr(err, "q.json: use_sliding_window") != NULL, "%s", err);
+    /* Qwen3: head_dim defaults to 128 (Qwen3Config), q/k norms per head, window as Qwen2's */
+    const char *q3 = "{\"model_type\": \"qwen3\", \"num_hidden_layers\": 2, \"hidden_size\": 16, "
+                     "\"num_attention_heads\": 4, \"intermediate_size\": 24, \"vocab_size\": 11, "
+                     "\"sliding_window\": 4, \"use_sliding_window\": true}";
+    CHECK(mu_config_from_json_str(q3, strlen(q3), "q3.json", &c, err, sizeof err) == -1);
+    CHECK_MSG(strstr(err, "q3.json: use_sliding_window") == err, "%s", err);
+    const char *q3off = "{\"model_type\": \"qwen3\", \"num_hidden_layers\": 2, \"hidden_size\": 16, "
+                        "\"num_attention_heads\": 4, \"intermediate_size\": 24, \"vocab_size\": 11, "
+                        "\"sliding_window\": 4}";
+    CHECK_MSG(mu_config_from_json_str(q3off, strlen(q3off), "q3.json", &c, err, sizeof err) == 0, "%s", err);
+    CHECK(c.head_dim == 128 && c.qk_norm == MU_QK_NORM_PER_HEAD && c.sliding_window == 0 && !c.norm_plus_one);
+}
+
+/* Gemma-2's keys, their defaults and nulls. */
+TEST(config_gemma2_keys_from_json)
+{
+    char err[256];
+    mu_config c;
     const char *g2 = "{\"model_type\": \"gemma2\", \"num_hidden_layers\": 2, \"hidden_size\": 16, "
                      "\"num_attention_heads\": 4, \"head_dim\": 8, \"intermediate_size\": 24, "
                      "\"vocab_size\": 11}";
@@ -1549,8 +1567,14 @@ TEST(config_windows_and_softcaps_from_json)
                       "\"attn_logit_softcapping\": -1}";
     CHECK(mu_config_from_json_str(bad, strlen(bad), "b.json", &c, err, sizeof err) == -1);
     CHECK_MSG(strstr(err, "b.json: ") == err, "%s", err);
-    /* Gemma-3 text: its defaults (rope_theta 1e6, local base 10000, 5 sliding layers of 6,
-     * q/k norms per head), and newer configs' layer_types when they follow a pattern */
+}
+
+/* Gemma-3 text: its defaults, and newer configs' layer_types when they follow a pattern. */
+TEST(config_gemma3_keys_from_json)
+{
+    char err[256];
+    mu_config c;
+    /* rope_theta 1e6, local base 10000, 5 sliding layers of 6, q/k norms per head */
     const char *g3 = "{\"model_type\": \"gemma3_text\", \"num_hidden_layers\": 4, \"hidden_size\": 16, "
                      "\"num_attention_heads\": 4, \"head_dim\": 8, \"intermediate_size\": 24, "
                      "\"vocab_size\": 11}";
@@ -1568,17 +1592,6 @@ TEST(config_windows_and_softcaps_from_json)
              "\"sliding_attention\", \"sliding_attention\"]}", (int)strlen(g3) - 1, g3);
     CHECK(mu_config_from_json_str(lt, strlen(lt), "g3.json", &c, err, sizeof err) == -1);
     CHECK_MSG(strstr(err, "g3.json: \"layer_types\"") == err, "%s", err);
-    /* Qwen3: head_dim defaults to 128 (Qwen3Config), q/k norms per head, window as Qwen2's */
-    const char *q3 = "{\"model_type\": \"qwen3\", \"num_hidden_layers\": 2, \"hidden_size\": 16, "
-                     "\"num_attention_heads\": 4, \"intermediate_size\": 24, \"vocab_size\": 11, "
-                     "\"sliding_window\": 4, \"use_sliding_window\": true}";
-    CHECK(mu_config_from_json_str(q3, strlen(q3), "q3.json", &c, err, sizeof err) == -1);
-    CHECK_MSG(strstr(err, "q3.json: use_sliding_window") == err, "%s", err);
-    const char *q3off = "{\"model_type\": \"qwen3\", \"num_hidden_layers\": 2, \"hidden_size\": 16, "
-                        "\"num_attention_heads\": 4, \"intermediate_size\": 24, \"vocab_size\": 11, "
-                        "\"sliding_window\": 4}";
-    CHECK_MSG(mu_config_from_json_str(q3off, strlen(q3off), "q3.json", &c, err, sizeof err) == 0, "%s", err);
-    CHECK(c.head_dim == 128 && c.qk_norm == MU_QK_NORM_PER_HEAD && c.sliding_window == 0 && !c.norm_plus_one);
 }
 
 /* ---- logits at selected rows (logit_rows) and the per-row log-prob backward ------------ */
