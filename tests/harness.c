@@ -58,6 +58,25 @@ const char *mu_test_root(void) {
 
 const char *mu_test_tmpdir(void) { return tmpdir; }
 
+unsigned char *mu_test_slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    CHECK_MSG(f, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc((size_t)n + 1);
+    CHECK_MSG(b && fread(b, 1, (size_t)n, f) == (size_t)n, "cannot read %s", path);
+    fclose(f);
+    b[n] = 0;
+    *len = (size_t)n;
+    return b;
+}
+
+void mu_test_spit(const char *path, const void *b, size_t n) {
+    FILE *f = fopen(path, "wb");
+    CHECK_MSG(f && fwrite(b, 1, n, f) == n && fclose(f) == 0, "cannot write %s", path);
+}
+
 static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
     (void)sb; (void)flag; (void)ftw; return remove(p);
 }

@@ -38,26 +38,6 @@ static const char *stories(void) {
     return p;
 }
 
-static unsigned char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    CHECK_MSG(f, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)n + 1);
-    CHECK(fread(b, 1, (size_t)n, f) == (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
-
-static void spit(const char *path, const void *b, size_t n) {
-    FILE *f = fopen(path, "wb");
-    CHECK(f);
-    CHECK(fwrite(b, 1, n, f) == n);
-    fclose(f);
-}
-
 static void put_u64(unsigned char *p, uint64_t v) {
     for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
 }
@@ -76,7 +56,7 @@ static void write_st_raw(const char *path, const char *hdr, size_t nbytes) {
     put_u64(b, h);
     memcpy(b + 8, hdr, h);
     memset(b + 8 + h, 0x3f, nbytes);
-    spit(path, b, 8 + h + nbytes);
+    mu_test_spit(path, b, 8 + h + nbytes);
     free(b);
 }
 
@@ -106,7 +86,7 @@ TEST(safetensors_roundtrip) {
     CHECK_MSG(!mu_st_writer_write(w, p, err, sizeof err), "%s", err);
     mu_st_writer_free(w);
     size_t len;
-    unsigned char *raw = slurp(p, &len);
+    unsigned char *raw = mu_test_slurp(p, &len);
     uint64_t hl = 0;
     for (int i = 7; i >= 0; i--) hl = hl << 8 | raw[i];
     CHECK_EQ_INT(hl % 8, 0);   /* data section 8-aligned */
@@ -208,9 +188,9 @@ TEST(safetensors_truncated_everywhere) {
     CHECK(!mu_st_writer_write(w, p, err, sizeof err));
     mu_st_writer_free(w);
     size_t len;
-    unsigned char *b = slurp(p, &len);
+    unsigned char *b = mu_test_slurp(p, &len);
     for (size_t cut = 0; cut < len; cut++) {
-        spit(q, b, cut);
+        mu_test_spit(q, b, cut);
         err[0] = 0;
         mu_st *s = mu_st_open(q, err, sizeof err);
         CHECK_MSG(!s, "truncated at %zu of %zu opened", cut, len);
@@ -249,10 +229,10 @@ TEST(safetensors_hostile_headers) {
     unsigned char b[16] = {0};
     put_u64(b, 9);
     memcpy(b + 8, "{}", 2);
-    spit(p, b, 10);
+    mu_test_spit(p, b, 10);
     expect_st_error(p, "header length");
     put_u64(b, UINT64_MAX);
-    spit(p, b, 16);
+    mu_test_spit(p, b, 16);
     expect_st_error(p, "header length");
     /* a valid empty file opens */
     write_st_raw(p, "{}", 0);
@@ -401,7 +381,7 @@ TEST(gguf_unpermute_row_law) {
 
 static int has_replacement_chars(const char *path) {
     size_t n;
-    unsigned char *b = slurp(path, &n);
+    unsigned char *b = mu_test_slurp(path, &n);
     int found = 0;
     for (size_t i = 0; i + 2 < n && i < 4096; i++)
         if (b[i] == 0xEF && b[i + 1] == 0xBF && b[i + 2] == 0xBD) found = 1;
@@ -469,11 +449,11 @@ static void expect_gguf_error(const char *path, const char *needle) {
 
 TEST(gguf_truncated_everywhere) {
     size_t len;
-    unsigned char *b = slurp(golden("tiny_llama.gguf"), &len);
+    unsigned char *b = mu_test_slurp(golden("tiny_llama.gguf"), &len);
     const char *q = path_in(mu_test_tmpdir(), "cut.gguf");
     /* the last tensor (Q6_K, 420 bytes) ends 28 bytes of padding before the end */
     for (size_t cut = 0; cut < len - 28; cut += cut < 2048 ? 1 : 61) {
-        spit(q, b, cut);
+        mu_test_spit(q, b, cut);
         char err[512] = "";
         mu_gguf *g = mu_gguf_open(q, err, sizeof err);
         CHECK_MSG(!g, "truncated at %zu of %zu opened", cut, len);
@@ -493,7 +473,7 @@ static size_t find_gstr(const unsigned char *b, size_t n, const char *s) {
 
 TEST(gguf_hostile_fields) {
     size_t len;
-    unsigned char *orig = slurp(golden("tiny_llama.gguf"), &len), *b = malloc(len);
+    unsigned char *orig = mu_test_slurp(golden("tiny_llama.gguf"), &len), *b = malloc(len);
     const char *p = path_in(mu_test_tmpdir(), "h.gguf");
     size_t tok = find_gstr(orig, len, "tokenizer.ggml.tokens");
     size_t tok_count = tok + 8 + 21 + 4 + 4;             /* key, type, elem type, then u64 count */
@@ -524,18 +504,18 @@ TEST(gguf_hostile_fields) {
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         memcpy(b, orig, len);
         for (int k = 0; k < cases[i].width; k++) b[cases[i].at + (size_t)k] = (unsigned char)(cases[i].val >> (8 * k));
-        spit(p, b, len);
+        mu_test_spit(p, b, len);
         expect_gguf_error(p, cases[i].needle);
     }
     /* a duplicate tensor name (both names have 19 characters) */
     memcpy(b, orig, len);
     memcpy(b + find_gstr(orig, len, "blk.0.ffn_up.weight") + 8, "blk.0.attn_q.weight", 19);
-    spit(p, b, len);
+    mu_test_spit(p, b, len);
     expect_gguf_error(p, "duplicate name");
     /* Llama 3.1 GGUFs carry rope scaling as a rope_freqs tensor: refused, not ignored */
     memcpy(b, orig, len);
     memcpy(b + find_gstr(orig, len, "token_embd.weight") + 8, "rope_freqs.weight", 17);
-    spit(p, b, len);
+    mu_test_spit(p, b, len);
     char err[512];
     mu_gguf *g = mu_gguf_open(p, err, sizeof err);
     CHECK_MSG(g, "%s", err);
@@ -545,16 +525,16 @@ TEST(gguf_hostile_fields) {
     /* an architecture mu does not implement is refused by name */
     memcpy(b, orig, len);
     memcpy(b + find_gstr(orig, len, "llama") + 8, "bloom", 5);
-    spit(p, b, len);
+    mu_test_spit(p, b, len);
     CHECK(!mu_ckpt_open(p, err, sizeof err));
     CHECK_MSG(strstr(err, p) && strstr(err, "\"bloom\" not supported"), "%s", err);
     /* token_embd renamed to something unknown: the checkpoint lacks a tensor the config needs */
     memcpy(b, orig, len);
     memcpy(b + find_gstr(orig, len, "token_embd.weight") + 8, "token_embx.weight", 17);
-    spit(p, b, len);
+    mu_test_spit(p, b, len);
     CHECK(!mu_ckpt_open(p, err, sizeof err));
     CHECK_MSG(strstr(err, "no tensor model.embed_tokens.weight"), "%s", err);
-    spit(p, "", 0);
+    mu_test_spit(p, "", 0);
     expect_gguf_error(p, "empty");
     free(orig);
     free(b);
@@ -564,7 +544,7 @@ TEST(gguf_hostile_fields) {
  * fully readable (metadata, every tensor, the checkpoint view) without a crash. */
 TEST(gguf_random_corruption) {
     size_t len;
-    unsigned char *orig = slurp(golden("tiny_llama.gguf"), &len), *b = malloc(len);
+    unsigned char *orig = mu_test_slurp(golden("tiny_llama.gguf"), &len), *b = malloc(len);
     const char *p = path_in(mu_test_tmpdir(), "r.gguf");
     uint64_t x = 0x9E3779B97F4A7C15ULL;
     float *buf = malloc(64 * 96 * 4 * 2);
@@ -576,7 +556,7 @@ TEST(gguf_random_corruption) {
             size_t at = (size_t)(x % 2200);   /* metadata + tensor infos */
             b[at] = (unsigned char)(x >> 32);
         }
-        spit(p, b, len);
+        mu_test_spit(p, b, len);
         char err[512];
         mu_gguf *g = mu_gguf_open(p, err, sizeof err);
         if (!g) { CHECK_MSG(strstr(err, p), "%s", err); continue; }
@@ -620,7 +600,7 @@ TEST(gguf_random_corruption) {
 TEST(safetensors_random_corruption) {
     const char *dir = stories();
     size_t len;
-    unsigned char *orig = slurp(path_in(dir, "model.safetensors"), &len), *b = malloc(len);
+    unsigned char *orig = mu_test_slurp(path_in(dir, "model.safetensors"), &len), *b = malloc(len);
     uint64_t hl = 0;
     for (int i = 7; i >= 0; i--) hl = hl << 8 | orig[i];
     const char *p = path_in(mu_test_tmpdir(), "r.safetensors");
@@ -630,7 +610,7 @@ TEST(safetensors_random_corruption) {
         memcpy(b, orig, len);
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
         b[x % (hl + 8)] = (unsigned char)(x >> 40);
-        spit(p, b, len);
+        mu_test_spit(p, b, len);
         char err[512];
         mu_st *s = mu_st_open(p, err, sizeof err);
         if (!s) { CHECK_MSG(strstr(err, p), "%s", err); continue; }
@@ -828,11 +808,11 @@ TEST(ckpt_config_disagrees_with_weights) {
     const char *t = mu_test_tmpdir();
     char err[512];
     size_t n;
-    unsigned char *cfg = slurp(path_in(dir, "config.json"), &n);
+    unsigned char *cfg = mu_test_slurp(path_in(dir, "config.json"), &n);
     char *s = strstr((char *)cfg, "\"intermediate_size\": 172");
     CHECK(s);
     memcpy(s, "\"intermediate_size\": 176", 24);
-    spit(path_in(t, "config.json"), cfg, n);
+    mu_test_spit(path_in(t, "config.json"), cfg, n);
     free(cfg);
     char src[1024];
     CHECK(realpath(path_in(dir, "model.safetensors"), src));
@@ -871,8 +851,8 @@ TEST(ckpt_sharded_index) {
     json_t *idx = json_pack("{s:{s:i}, s:o}", "metadata", "total_size", 0, "weight_map", wm);
     CHECK(!json_dump_file(idx, path_in(t, "model.safetensors.index.json"), 0));
     size_t n;
-    unsigned char *cfg = slurp(path_in(dir, "config.json"), &n);
-    spit(path_in(t, "config.json"), cfg, n);
+    unsigned char *cfg = mu_test_slurp(path_in(dir, "config.json"), &n);
+    mu_test_spit(path_in(t, "config.json"), cfg, n);
     free(cfg);
     mu_ckpt *a = mu_ckpt_open(dir, err, sizeof err), *b = mu_ckpt_open(t, err, sizeof err);
     CHECK_MSG(a && b, "%s", err);

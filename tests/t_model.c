@@ -1026,21 +1026,16 @@ TEST(model_llama31_gguf_same_as_dir)
     float div[8];
     CHECK_MSG(mu_gguf_tensor_f32(g, "rope_freqs.weight", div, 8, err, sizeof err) == 0, "%s", err);
     mu_gguf_close(g);
-    FILE *f = fopen(path, "rb");
-    CHECK(f != NULL);
-    static char buf[1 << 18];
-    size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
-    if (f) fclose(f);
-    CHECK(n > 0 && n < sizeof buf);
-    char *at = memmem(buf, n, div, sizeof div);
+    size_t n;
+    unsigned char *buf = mu_test_slurp(path, &n);
+    unsigned char *at = memmem(buf, n, div, sizeof div);
     CHECK(at != NULL);
-    if (!at) return;
     float nine = 9.0f;
     memcpy(at + 7 * sizeof(float), &nine, sizeof nine);
     char bad[1200];
     snprintf(bad, sizeof bad, "%s/rope9.gguf", mu_test_tmpdir());
-    f = fopen(bad, "wb");
-    CHECK(f && fwrite(buf, 1, n, f) == n && fclose(f) == 0);
+    mu_test_spit(bad, buf, n);
+    free(buf);
     CHECK(mu_model_load(bad, NULL, 0, mu_backend_cpu(), err, sizeof err) == NULL);
     CHECK_MSG(strstr(err, "rope9.gguf: rope_freqs.weight is no llama3 rope scaling") && !strchr(err, '\n'),
               "%s", err);
@@ -1070,13 +1065,10 @@ static void check_gguf_same_as_dir_llamacpp(const char *sub)
     CHECK_MSG(mu_config_write_json(&c, path, err, sizeof err) == 0, "%s", err);
     snprintf(path, sizeof path, "%s/model.safetensors", ref);
     snprintf(target, sizeof target, "%s/model.safetensors", dir);
-    FILE *in = fopen(target, "rb"), *out = fopen(path, "wb");
-    CHECK(in && out);
-    char buf[65536];
     size_t n;
-    while (in && out && (n = fread(buf, 1, sizeof buf, in)) > 0) CHECK(fwrite(buf, 1, n, out) == n);
-    if (in) fclose(in);
-    CHECK(out && fclose(out) == 0);
+    unsigned char *weights = mu_test_slurp(target, &n);
+    mu_test_spit(path, weights, n);
+    free(weights);
     check_gguf_same_as(sub, ref);
 }
 

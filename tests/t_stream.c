@@ -24,24 +24,6 @@ static char *tpath(const char *name) {
     return p;
 }
 
-static uint8_t *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    CHECK_MSG(f != NULL, "open %s", path);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)len + 1);
-    CHECK(fread(b, 1, (size_t)len, f) == (size_t)len);
-    fclose(f);
-    *n = (size_t)len;
-    return b;
-}
-
-static void spit(const char *path, const void *b, size_t n) {
-    FILE *f = fopen(path, "wb");
-    CHECK(f && fwrite(b, 1, n, f) == n && fclose(f) == 0);
-}
-
 /* Writes raw msgpack bytes as one checksummed zstd frame (for hand-made streams). */
 static void spit_zstd(const char *path, const void *b, size_t n) {
     ZSTD_CCtx *c = ZSTD_createCCtx();
@@ -50,7 +32,7 @@ static void spit_zstd(const char *path, const void *b, size_t n) {
     void *out = malloc(cap);
     size_t k = ZSTD_compress2(c, out, cap, b, n);
     CHECK(!ZSTD_isError(k));
-    spit(path, out, k);
+    mu_test_spit(path, out, k);
     free(out);
     ZSTD_freeCCtx(c);
 }
@@ -108,7 +90,7 @@ static int same_records(const readout *a, const readout *b, long n) {
 TEST(roundtrip_every_dtype_and_header) {
     mu_cli_init("mu-test", 3, (char *[]){"mu-test", "--x", "y z", NULL});
     const char *p = tpath("d.mpk.zst"), *inp = tpath("input.txt");
-    spit(inp, "hello input\n", 12);
+    mu_test_spit(inp, "hello input\n", 12);
     mu_writer *w = mu_writer_open(p, "activations");
     mu_writer_add_input(w, "model", inp);
     msgpack_pack_int(mu_writer_meta(w, "layers"), 12);
@@ -322,7 +304,7 @@ TEST(roundtrip_large_tensor_over_64mib) {
 
 static long count_frames(const char *path) {
     size_t n;
-    uint8_t *b = slurp(path, &n);
+    uint8_t *b = mu_test_slurp(path, &n);
     long frames = 0;
     for (size_t off = 0; off < n;) {
         size_t k = ZSTD_findFrameCompressedSize(b + off, n - off);
@@ -464,11 +446,11 @@ TEST(concatenated_streams_read_as_one) {
     write_counting(a, "tokens", 0, 3);
     write_counting(b, "tokens", 3, 5);
     size_t na, nb;
-    uint8_t *ba = slurp(a, &na), *bb = slurp(b, &nb);
+    uint8_t *ba = mu_test_slurp(a, &na), *bb = mu_test_slurp(b, &nb);
     uint8_t *cat = malloc(na + nb);
     memcpy(cat, ba, na);
     memcpy(cat + na, bb, nb);
-    spit(c, cat, na + nb);
+    mu_test_spit(c, cat, na + nb);
     char err[1024];
     mu_reader *r = mu_reader_open(c, "tokens", err, sizeof err);
     CHECK_MSG(r, "%s", err);
@@ -485,10 +467,10 @@ TEST(concatenated_streams_read_as_one) {
     /* a later header of another kind is an error at that point */
     write_counting(m, "mask", 0, 2);
     size_t nm;
-    uint8_t *bm = slurp(m, &nm);
+    uint8_t *bm = mu_test_slurp(m, &nm);
     cat = realloc(cat, na + nm);
     memcpy(cat + na, bm, nm);
-    spit(c, cat, na + nm);
+    mu_test_spit(c, cat, na + nm);
     readout ro = read_all(c, "tokens");
     CHECK_EQ_INT(ro.rc, -1);
     CHECK_EQ_INT(ro.n, 3);
@@ -508,10 +490,10 @@ TEST(concatenated_streams_read_as_one) {
     spit_zstd(x, sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
     size_t nx;
-    uint8_t *bx = slurp(x, &nx);
+    uint8_t *bx = mu_test_slurp(x, &nx);
     cat = realloc(cat, na + nx);
     memcpy(cat + na, bx, nx);
-    spit(c, cat, na + nx);
+    mu_test_spit(c, cat, na + nx);
     ro = read_all(c, "tokens");
     snprintf(want, sizeof want, "%s: record 3: corrupt: a record after the end marker of its stream", c);
     CHECK_STR(ro.err, want);
@@ -781,9 +763,9 @@ static void expect_open_error(const char *path, const char *what) {
 
 TEST(not_a_stream_errors) {
     const char *p = tpath("x");
-    spit(p, "", 0);
+    mu_test_spit(p, "", 0);
     expect_open_error(p, "header: empty file, not a mu stream");
-    spit(p, "hello world, not zstd at all", 28);
+    mu_test_spit(p, "hello world, not zstd at all", 28);
     expect_open_error(p, "header: not a mu stream (no zstd frame magic)");
     expect_open_error(tpath("missing"), "cannot open: No such file or directory");
     spit_zstd(p, "", 0);                               /* a valid zstd frame, no objects */
@@ -813,10 +795,10 @@ TEST(not_a_stream_errors) {
     /* garbage after a complete frame */
     size_t n;
     write_counting(p, "tokens", 0, 2);
-    uint8_t *b = slurp(p, &n);
+    uint8_t *b = mu_test_slurp(p, &n);
     b = realloc(b, n + 8);
     memcpy(b + n, "GARBAGE!", 8);
-    spit(p, b, n + 8);
+    mu_test_spit(p, b, n + 8);
     ro = read_all(p, NULL);
     CHECK_EQ_INT(ro.rc, -1);
     CHECK_EQ_INT(ro.n, 2);
@@ -960,14 +942,14 @@ TEST(corruption_truncate_every_offset) {
     readout orig = read_all(p, "probes");
     CHECK_MSG(orig.rc == 0 && orig.n == 5, "%s", orig.err);
     size_t n;
-    uint8_t *b = slurp(p, &n);
+    uint8_t *b = mu_test_slurp(p, &n);
     CHECK(count_frames(p) == 3);
     size_t bounds[3], off = 0;
     for (int f = 0; f < 3; f++) { off += ZSTD_findFrameCompressedSize(b + off, n - off); bounds[f] = off; }
     const char *m = tpath("cut.mpk.zst");
     long errors = 0;
     for (size_t cut = 0; cut < n; cut++) {
-        spit(m, b, cut);
+        mu_test_spit(m, b, cut);
         check_mutant(m, &orig, 0, "truncation", cut);
         readout ro = read_all(m, "probes");
         errors += ro.rc < 0;
@@ -975,7 +957,7 @@ TEST(corruption_truncate_every_offset) {
     }
     CHECK_EQ_INT(errors, (long)n);                     /* every cut, frame boundaries too */
     /* cut exactly after the last frame (before the end marker) */
-    spit(m, b, bounds[2]);
+    mu_test_spit(m, b, bounds[2]);
     readout ro = read_all(m, "probes");
     char want[4200];
     snprintf(want, sizeof want, "%s: record 5: truncated: the stream ends without its end marker (the writer did not finish)", m);
@@ -986,7 +968,7 @@ TEST(corruption_truncate_every_offset) {
     uint8_t *holed = malloc(n);
     memcpy(holed, b, bounds[0]);
     memcpy(holed + bounds[0], b + bounds[1], n - bounds[1]);
-    spit(m, holed, bounds[0] + n - bounds[1]);
+    mu_test_spit(m, holed, bounds[0] + n - bounds[1]);
     ro = read_all(m, "probes");
     snprintf(want, sizeof want, "%s: record 3: corrupt: the end marker counts 5 records, the stream holds 3 (data lost?)", m);
     CHECK_STR(ro.err, want);
@@ -1002,14 +984,14 @@ TEST(corruption_flip_every_byte) {
     readout orig = read_all(p, "probes");
     CHECK_MSG(orig.rc == 0 && orig.n == 5, "%s", orig.err);
     size_t n;
-    uint8_t *b = slurp(p, &n);
+    uint8_t *b = mu_test_slurp(p, &n);
     const char *m = tpath("flip.mpk.zst");
     static const uint8_t patterns[] = {0xff, 0x01, 0x80};
     long errors = 0, total = 0;
     for (size_t k = 0; k < sizeof patterns; k++) {
         for (size_t i = 0; i < n; i++) {
             b[i] ^= patterns[k];
-            spit(m, b, n);
+            mu_test_spit(m, b, n);
             b[i] ^= patterns[k];
             char what[32];
             snprintf(what, sizeof what, "xor 0x%02x", patterns[k]);

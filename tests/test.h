@@ -22,6 +22,10 @@ const char *mu_test_shared_data(void);
 const char *mu_test_root(void);
 /* A fresh temp directory for this test (removed after it). */
 const char *mu_test_tmpdir(void);
+/* The whole file at path (NUL-terminated, *len bytes; the test fails if it cannot be
+ * read), and a file written with n bytes of b (fails if it cannot be written). */
+unsigned char *mu_test_slurp(const char *path, size_t *len);
+void mu_test_spit(const char *path, const void *b, size_t n);
 
 #define TEST(name)                                                              \
     static void test_##name(void);                                              \
