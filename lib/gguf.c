@@ -1,4 +1,4 @@
-/* gguf.c — bounds-checked mmap reader for GGUF v2/v3 and ggml block dequantization. */
+/* gguf.c — bounds-checked mmap reader for GGUF v2/v3 (block layouts and dequantization: ggml_quants.c). */
 #include "err.h"
 #include "gguf.h"
 #include "tensor.h"
@@ -41,137 +41,6 @@ struct mu_gguf {
     int n_t;
     size_t data_off;
 };
-
-/* ---------------------------------------------------------------- ggml types */
-
-typedef struct { int type; const char *name; int block; int bytes; } ggml_type_info;
-static const ggml_type_info ggml_types[] = {
-    {MU_GGML_F32, "f32", 1, 4},    {MU_GGML_F16, "f16", 1, 2},    {MU_GGML_Q4_0, "q4_0", 32, 18},
-    {MU_GGML_Q4_1, "q4_1", 32, 20}, {MU_GGML_Q5_0, "q5_0", 32, 22}, {MU_GGML_Q5_1, "q5_1", 32, 24},
-    {MU_GGML_Q8_0, "q8_0", 32, 34}, {MU_GGML_Q8_1, "q8_1", 32, 36}, {MU_GGML_Q2_K, "q2_k", 256, 84},
-    {MU_GGML_Q3_K, "q3_k", 256, 110}, {MU_GGML_Q4_K, "q4_k", 256, 144}, {MU_GGML_Q5_K, "q5_k", 256, 176},
-    {MU_GGML_Q6_K, "q6_k", 256, 210}, {MU_GGML_Q8_K, "q8_k", 256, 292}, {MU_GGML_I8, "i8", 1, 1},
-    {MU_GGML_I16, "i16", 1, 2},    {MU_GGML_I32, "i32", 1, 4},    {MU_GGML_I64, "i64", 1, 8},
-    {MU_GGML_F64, "f64", 1, 8},    {MU_GGML_BF16, "bf16", 1, 2},
-};
-
-static const ggml_type_info *ggml_info(int type) {
-    for (size_t i = 0; i < sizeof ggml_types / sizeof *ggml_types; i++)
-        if (ggml_types[i].type == type) return &ggml_types[i];
-    return NULL;
-}
-
-const char *mu_gguf_type_name(int t) {
-    const ggml_type_info *ti = ggml_info(t);
-    return ti ? ti->name : "unknown";
-}
-
-static float f16_at(const uint8_t *p) { return mu_f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
-
-static void dq_q4_0(const uint8_t *b, float *y) {
-    float d = f16_at(b);
-    for (int j = 0; j < 16; j++) {
-        y[j] = (float)((b[2 + j] & 0xF) - 8) * d;
-        y[j + 16] = (float)((b[2 + j] >> 4) - 8) * d;
-    }
-}
-
-static void dq_q4_1(const uint8_t *b, float *y) {
-    float d = f16_at(b), m = f16_at(b + 2);
-    for (int j = 0; j < 16; j++) {
-        y[j] = (float)(b[4 + j] & 0xF) * d + m;
-        y[j + 16] = (float)(b[4 + j] >> 4) * d + m;
-    }
-}
-
-static void dq_q5(const uint8_t *b, float *y, int has_min) {
-    float d = f16_at(b), m = has_min ? f16_at(b + 2) : 0;
-    const uint8_t *qhp = b + (has_min ? 4 : 2), *qs = qhp + 4;
-    uint32_t qh = (uint32_t)qhp[0] | (uint32_t)qhp[1] << 8 | (uint32_t)qhp[2] << 16 | (uint32_t)qhp[3] << 24;
-    int off = has_min ? 0 : 16;
-    for (int j = 0; j < 16; j++) {
-        int h0 = ((qh >> j) << 4) & 0x10, h1 = (qh >> (j + 12)) & 0x10;
-        y[j] = (float)(((qs[j] & 0xF) | h0) - off) * d + m;
-        y[j + 16] = (float)(((qs[j] >> 4) | h1) - off) * d + m;
-    }
-}
-
-static void dq_q8_0(const uint8_t *b, float *y, int hdr) {
-    float d = f16_at(b);
-    for (int j = 0; j < 32; j++) y[j] = (float)(int8_t)b[hdr + j] * d;
-}
-
-/* Q6_K: ql[128] qh[64] scales int8[16] d f16, 256 elements. */
-static void dq_q6_k(const uint8_t *b, float *y) {
-    const uint8_t *ql = b, *qh = b + 128;
-    const int8_t *sc = (const int8_t *)(b + 192);
-    float d = f16_at(b + 208);
-    for (int n = 0; n < 256; n += 128) {
-        for (int l = 0; l < 32; l++) {
-            int is = l / 16;
-            int q1 = ((ql[l] & 0xF) | ((qh[l] >> 0 & 3) << 4)) - 32;
-            int q2 = ((ql[l + 32] & 0xF) | ((qh[l] >> 2 & 3) << 4)) - 32;
-            int q3 = ((ql[l] >> 4) | ((qh[l] >> 4 & 3) << 4)) - 32;
-            int q4 = ((ql[l + 32] >> 4) | ((qh[l] >> 6 & 3) << 4)) - 32;
-            y[l] = d * sc[is] * q1;
-            y[l + 32] = d * sc[is + 2] * q2;
-            y[l + 64] = d * sc[is + 4] * q3;
-            y[l + 96] = d * sc[is + 6] * q4;
-        }
-        y += 128;
-        ql += 64;
-        qh += 32;
-        sc += 8;
-    }
-}
-
-int mu_ggml_can_dequant(int type) {
-    switch (type) {
-    case MU_GGML_F32: case MU_GGML_F16: case MU_GGML_BF16: case MU_GGML_F64: case MU_GGML_Q4_0:
-    case MU_GGML_Q4_1: case MU_GGML_Q5_0: case MU_GGML_Q5_1: case MU_GGML_Q8_0: case MU_GGML_Q8_1:
-    case MU_GGML_Q6_K: return 1;
-    default: return 0;
-    }
-}
-
-/* Serial on purpose: on a busy machine an OpenMP team here was 3-4x slower than one thread
- * (SmolLM2-135M: 1.4 s vs 0.37 s); callers may read different tensors in parallel. */
-int mu_ggml_dequant(int type, const void *src, size_t src_bytes, float *dst, size_t n) {
-    const ggml_type_info *ti = ggml_info(type);
-    if (!ti || !mu_ggml_can_dequant(type) || n % (size_t)ti->block) return -1;
-    size_t nb = n / (size_t)ti->block;
-    if (nb > src_bytes / (size_t)ti->bytes) return -1;
-    const uint8_t *p = src;
-    switch (type) {
-    case MU_GGML_F32: memcpy(dst, p, n * 4); return 0;
-    case MU_GGML_F16:
-        for (size_t i = 0; i < n; i++) dst[i] = f16_at(p + 2 * i);
-        return 0;
-    case MU_GGML_BF16:
-        for (size_t i = 0; i < n; i++) dst[i] = mu_bf16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
-        return 0;
-    case MU_GGML_F64:
-        for (size_t i = 0; i < n; i++) { double d; memcpy(&d, p + 8 * i, 8); dst[i] = (float)d; }
-        return 0;
-    default: break;
-    }
-    int bad = 0;
-    for (size_t i = 0; i < nb; i++) {
-        const uint8_t *b = p + i * (size_t)ti->bytes;
-        float *y = dst + i * (size_t)ti->block;
-        switch (type) {
-        case MU_GGML_Q4_0: dq_q4_0(b, y); break;
-        case MU_GGML_Q4_1: dq_q4_1(b, y); break;
-        case MU_GGML_Q5_0: dq_q5(b, y, 0); break;
-        case MU_GGML_Q5_1: dq_q5(b, y, 1); break;
-        case MU_GGML_Q8_0: dq_q8_0(b, y, 2); break;
-        case MU_GGML_Q8_1: dq_q8_0(b, y, 4); break;
-        case MU_GGML_Q6_K: dq_q6_k(b, y); break;
-        default: bad = 1;
-        }
-    }
-    return bad ? -1 : 0;
-}
 
 /* ---------------------------------------------------------------- parsing */
 
@@ -323,24 +192,24 @@ static int parse_tensor(mu_gguf *g, cursor *c, gg_tensor *t, uint64_t idx) {
         numel *= ne;
     }
     if (rd_u32(c, &type, t->name) || rd_u64(c, &off, t->name)) return -1;
-    const ggml_type_info *ti = ggml_info((int)type);
-    if (!ti) {
+    int block, block_bytes;
+    if (type > INT32_MAX || mu_ggml_block((int)type, &block, &block_bytes)) {
         mu_set_err(c->err, c->errlen, "%s: tensor %s: unknown ggml type %u", g->path, t->name, type);
         return -1;
     }
-    if (t->ne[0] % ti->block) {
+    if (t->ne[0] % block) {
         mu_set_err(c->err, c->errlen, "%s: tensor %s: row length %lld not a multiple of the %s block size %d",
-                g->path, t->name, (long long)t->ne[0], ti->name, ti->block);
+                g->path, t->name, (long long)t->ne[0], mu_gguf_type_name((int)type), block);
         return -1;
     }
-    uint64_t nblk = numel / (uint64_t)ti->block;
-    if (nblk > UINT64_MAX / (uint64_t)ti->bytes) {
+    uint64_t nblk = numel / (uint64_t)block;
+    if (nblk > UINT64_MAX / (uint64_t)block_bytes) {
         mu_set_err(c->err, c->errlen, "%s: tensor %s: size overflows", g->path, t->name);
         return -1;
     }
     t->type = (int)type;
     t->offset = off;
-    t->nbytes = (size_t)(nblk * (uint64_t)ti->bytes);
+    t->nbytes = (size_t)(nblk * (uint64_t)block_bytes);
     return 0;
 }
 

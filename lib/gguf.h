@@ -18,14 +18,18 @@ enum {
     GGUF_TYPE_FLOAT64 = 12, GGUF_TYPE_COUNT
 };
 
-/* ggml tensor types with known block layouts (sizes are checked for all of them;
- * dequantization covers F32 F16 BF16 F64 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q8_1 Q6_K) */
+/* ggml tensor types with known block layouts (ggml_quants.c; sizes are checked for all of
+ * them, so any file llama.cpp writes opens; dequantization covers F32 F16 BF16 F64, Q4_0 Q4_1
+ * Q5_0 Q5_1 Q8_0 Q8_1, the k-quants Q2_K..Q6_K, IQ4_NL and IQ4_XS) */
 enum {
     MU_GGML_F32 = 0, MU_GGML_F16 = 1, MU_GGML_Q4_0 = 2, MU_GGML_Q4_1 = 3,
     MU_GGML_Q5_0 = 6, MU_GGML_Q5_1 = 7, MU_GGML_Q8_0 = 8, MU_GGML_Q8_1 = 9,
     MU_GGML_Q2_K = 10, MU_GGML_Q3_K = 11, MU_GGML_Q4_K = 12, MU_GGML_Q5_K = 13,
-    MU_GGML_Q6_K = 14, MU_GGML_Q8_K = 15, MU_GGML_I8 = 24, MU_GGML_I16 = 25,
-    MU_GGML_I32 = 26, MU_GGML_I64 = 27, MU_GGML_F64 = 28, MU_GGML_BF16 = 30
+    MU_GGML_Q6_K = 14, MU_GGML_Q8_K = 15, MU_GGML_IQ2_XXS = 16, MU_GGML_IQ2_XS = 17,
+    MU_GGML_IQ3_XXS = 18, MU_GGML_IQ1_S = 19, MU_GGML_IQ4_NL = 20, MU_GGML_IQ3_S = 21,
+    MU_GGML_IQ2_S = 22, MU_GGML_IQ4_XS = 23, MU_GGML_I8 = 24, MU_GGML_I16 = 25,
+    MU_GGML_I32 = 26, MU_GGML_I64 = 27, MU_GGML_F64 = 28, MU_GGML_IQ1_M = 29, MU_GGML_BF16 = 30,
+    MU_GGML_TQ1_0 = 34, MU_GGML_TQ2_0 = 35, MU_GGML_MXFP4 = 39
 };
 #define MU_GGUF_MAX_DIMS 4
 
@@ -69,4 +73,6 @@ int mu_gguf_tensor_f32(const mu_gguf *g, const char *name, float *dst, size_t n,
 /* Dequantizes n elements of one ggml type from raw bytes (n a multiple of the block size). */
 int mu_ggml_dequant(int ggml_type, const void *src, size_t src_bytes, float *dst, size_t n);
 int mu_ggml_can_dequant(int ggml_type);            /* 1 if mu_ggml_dequant handles the type */
+/* Elements per block and bytes per block of a ggml type: 0, or -1 for an unknown type. */
+int mu_ggml_block(int ggml_type, int *block, int *bytes);
 #endif

@@ -309,6 +309,39 @@ TEST(gguf_dequant_matches_numpy) {
     mu_gguf_close(g);
 }
 
+/* The k-quants, IQ4_NL and IQ4_XS dequantize exactly as llama.cpp's gguf.quants (random blocks,
+ * tests/gen/make_kquants.py); an IQ2_XXS tensor opens with its size checked but is refused by name. */
+TEST(gguf_kquants_match_gguf_py) {
+    static const char *names[] = {"t.q2_k", "t.q3_k", "t.q4_k", "t.q5_k", "t.q6_k", "t.iq4_nl", "t.iq4_xs"};
+    char err[512];
+    mu_gguf *g = mu_gguf_open(golden("kquants.gguf"), err, sizeof err);
+    CHECK_MSG(g, "%s", err);
+    mu_st *e = mu_st_open(golden("kquants.expect.safetensors"), err, sizeof err);
+    CHECK_MSG(e, "%s", err);
+    enum { N = 3 * 512 };
+    float *want = malloc(N * sizeof *want), *got = malloc(N * sizeof *got);
+    for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
+        CHECK_MSG(!mu_st_read_f32(e, mu_st_find(e, names[k]), want, N, err, sizeof err), "%s", err);
+        CHECK_MSG(!mu_gguf_tensor_f32(g, names[k], got, N, err, sizeof err), "%s", err);
+        int bad = 0;
+        for (int i = 0; i < N && !bad; i++)
+            if (got[i] != want[i]) {
+                CHECK_MSG(0, "%s[%d]: %.9g vs gguf.quants %.9g", names[k], i, got[i], want[i]);
+                bad = 1;
+            }
+    }
+    int t = mu_gguf_find_tensor(g, "t.iq2_xxs"), ty;
+    size_t nb;
+    CHECK(t >= 0 && !mu_gguf_tensor_info(g, t, &ty, NULL, NULL, NULL, &nb));
+    CHECK(ty == MU_GGML_IQ2_XXS && nb == 6 * 66 && !strcmp(mu_gguf_type_name(ty), "iq2_xxs"));
+    CHECK(mu_gguf_tensor_f32(g, "t.iq2_xxs", got, N, err, sizeof err) == -1);
+    CHECK_MSG(strstr(err, "kquants.gguf: tensor t.iq2_xxs: cannot dequantize ggml type iq2_xxs"), "%s", err);
+    free(want);
+    free(got);
+    mu_st_close(e);
+    mu_gguf_close(g);
+}
+
 /* Every HF tensor of the GGUF checkpoint (Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 F16 BF16 F32, q/k rows
  * un-permuted) equals numpy's dequantization in HF order. */
 TEST(ckpt_gguf_tensors_match_numpy) {
