@@ -157,7 +157,8 @@ $(EMU_TESTS): $(EMU_TEST_OBJ) $(EMU_LIB_OBJ) $(EMU_CU_OBJ) $(EMU_RT_OBJ)
 $(EMU_ATTN): $(EMU_DIR)/tests/emu_attn.o $(EMU_RT_OBJ)
 	@mkdir -p $(@D)
 	$(EMU_CXX) $(LDFLAGS) -rdynamic $^ -lm -o $@
--include $(EMU_CU_OBJ:.o=.d) $(EMU_RT_OBJ:.o=.d) $(EMU_TEST_OBJ:.o=.d) $(EMU_DIR)/tests/emu_attn.d
+-include $(EMU_CU_OBJ:.o=.d) $(EMU_RT_OBJ:.o=.d) $(EMU_TEST_OBJ:.o=.d) $(EMU_DIR)/tests/emu_attn.d \
+         $(EMU_DIR)/c/kernels/cpu/cpu_backend.d
 endif
 
 # ---- fuzzing (tests/fuzz): libFuzzer targets over the readers of hostile input --------
@@ -190,7 +191,7 @@ $(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB_OBJ)
 	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -fopenmp $^ $(PKG_LIBS) -lm -o $@
 .SECONDARY: $(FUZZ_LIB_OBJ) $(patsubst %,$(FUZZ_DIR)/obj/tests/fuzz/%.o,$(FUZZ_NAMES)) \
             $(patsubst %,$(BUILD)/tests/fuzz/%.o,$(FUZZ_NAMES) replay)
--include $(FUZZ_LIB_OBJ:.o=.d)
+-include $(FUZZ_LIB_OBJ:.o=.d) $(patsubst %.c,$(FUZZ_DIR)/obj/%.d,$(FUZZ_SRC))
 fuzz: deps
 	@scripts/deps.sh clang libomp-dev libclang-rt-dev
 	@$(MAKE) --no-print-directory $(addprefix $(FUZZ_DIR)/,$(FUZZ_RUN))
@@ -261,4 +262,5 @@ tofu: deps
 clean:
 	rm -rf build bin
 
--include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(patsubst tools/%.c,$(BUILD)/tools/%.d,$(TOOL_SRC))
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(patsubst tools/%.c,$(BUILD)/tools/%.d,$(TOOL_SRC)) \
+         $(patsubst %.c,$(BUILD)/%.d,$(BENCH_SRC) $(FUZZ_SRC) tests/fuzz/replay.c)
