@@ -384,6 +384,51 @@ TEST(ckpt_gguf_tensors_match_numpy) {
     mu_ckpt_close(c);
 }
 
+/* A Llama whose matrices are k-quants and IQ4_XS (as in a Q4_K_M file) loads: its config checks
+ * out and every HF tensor (q/k rows un-permuted) equals gguf.quants' dequantization at every
+ * 7th element (the golden's sample; tests/gen/make_kquants.py). */
+TEST(ckpt_gguf_kquant_llama_matches_gguf_py) {
+    static const struct { const char *name; int64_t rows, cols; } t[] = {
+        {"model.embed_tokens.weight", 16, 256},
+        {"model.layers.0.input_layernorm.weight", 1, 256},
+        {"model.layers.0.self_attn.q_proj.weight", 256, 256},
+        {"model.layers.0.self_attn.k_proj.weight", 128, 256},
+        {"model.layers.0.self_attn.v_proj.weight", 128, 256},
+        {"model.layers.0.self_attn.o_proj.weight", 256, 256},
+        {"model.layers.0.post_attention_layernorm.weight", 1, 256},
+        {"model.layers.0.mlp.gate_proj.weight", 256, 256},
+        {"model.layers.0.mlp.up_proj.weight", 256, 256},
+        {"model.layers.0.mlp.down_proj.weight", 256, 256},
+        {"model.norm.weight", 1, 256},
+        {"lm_head.weight", 16, 256},
+    };
+    char err[512];
+    mu_ckpt *c = mu_ckpt_open(golden("kquants_llama.gguf"), err, sizeof err);
+    CHECK_MSG(c, "%s", err);
+    const mu_config *cf = mu_ckpt_config(c);
+    CHECK(cf->n_layer == 1 && cf->d_model == 256 && cf->d_ff == 256 && cf->n_head == 4 && cf->n_kv_head == 2);
+    CHECK(cf->head_dim == 64 && cf->vocab == 16 && !cf->tie_embeddings);
+    CHECK_MSG(!mu_ckpt_check_arch(c, err, sizeof err), "%s", err);
+    mu_st *e = mu_st_open(golden("kquants_llama.expect.safetensors"), err, sizeof err);
+    CHECK_MSG(e, "%s", err);
+    CHECK_EQ_INT(mu_st_count(e), (int)(sizeof t / sizeof *t));
+    float *got = malloc(256 * 256 * sizeof *got), *want = malloc(256 * 256 * sizeof *want);
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+        int64_t sh[2] = {t[i].rows, t[i].cols}, *shp = t[i].rows == 1 ? sh + 1 : sh;
+        size_t n = (size_t)(t[i].rows * t[i].cols), ns = (n + 6) / 7;
+        CHECK_MSG(!mu_ckpt_read_f32(c, t[i].name, t[i].rows == 1 ? 1 : 2, shp, got, err, sizeof err), "%s", err);
+        CHECK_MSG(!mu_st_read_f32(e, mu_st_find(e, t[i].name), want, ns, err, sizeof err), "%s", err);
+        size_t bad = ns;
+        for (size_t k = 0; k < ns && bad == ns; k++)
+            if (got[7 * k] != want[k]) bad = k;
+        CHECK_MSG(bad == ns, "%s[%zu]: %.9g vs gguf.quants %.9g", t[i].name, 7 * bad, got[7 * bad], want[bad]);
+    }
+    free(got);
+    free(want);
+    mu_st_close(e);
+    mu_ckpt_close(c);
+}
+
 /* The un-permute as an index law: GGUF row h*hd + 2i + j (as stored, dequantized) must
  * come out as HF row h*hd + j*hd/2 + i, for q (n_head heads) and k (n_kv_head heads). */
 TEST(gguf_unpermute_row_law) {

@@ -4,6 +4,10 @@ that mu dequantizes beyond make_gguf.py's (the k-quants Q2_K Q3_K Q4_K Q5_K Q6_K
 IQ4_XS) plus one IQ2_XXS tensor mu does not dequantize, and
 tests/golden/kquants.expect.safetensors: each tensor as llama.cpp's own numpy dequantizers
 (gguf.quants.dequantize, the `gguf` package from llama.cpp's gguf-py) read it.
+Also tests/golden/kquants_llama.gguf, a 1-layer Llama (d_model 256) whose matrices are in
+those types, as in a Q4_K_M file, and kquants_llama.expect.safetensors: every 7th element
+(flat index 0, 7, 14, ...) of each of its tensors under their Hugging Face names and in HF
+row order (q/k rows un-permuted as make_gguf.py does); sampled to keep the golden small.
 
 The blocks are random bytes whose f16 scale fields are set to finite values of either sign,
 so every bit pattern of the packed quants and scales is exercised.
@@ -20,10 +24,11 @@ from gguf.constants import GGML_QUANT_SIZES
 from gguf.quants import dequantize
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_gguf import gstr, kv, write_safetensors  # noqa: E402
+from make_gguf import gstr, kv, unpermute, write_safetensors  # noqa: E402
 
 RNG = np.random.default_rng(20261205)
 ROWS, COLS, ALIGN = 3, 512, 32
+STRIDE = 7  # kquants_llama.expect holds every STRIDE-th element
 # ggml type -> byte offsets of its f16 scale fields within a block
 F16_FIELDS = {T.Q2_K: (80, 82), T.Q3_K: (108,), T.Q4_K: (0, 2), T.Q5_K: (0, 2), T.Q6_K: (208,),
               T.IQ4_NL: (0,), T.IQ4_XS: (0,)}
@@ -38,31 +43,91 @@ def random_blocks(qtype, nblocks):
     return raw
 
 
-def main():
-    root = sys.argv[1] if len(sys.argv) > 1 else "."
-    meta = [kv("general.architecture", "str", "none"), kv("general.alignment", "u32", ALIGN)]
-    infos, blobs, expect, off = [], [], {}, 0
-    for qtype in list(F16_FIELDS) + [T.IQ2_XXS]:
-        block, size = GGML_QUANT_SIZES[qtype]
-        raw = random_blocks(qtype, ROWS * COLS // block)
-        name = "t." + qtype.name.lower()
-        if qtype in F16_FIELDS:
-            x = dequantize(raw.reshape(ROWS, -1), qtype)
-            assert x.shape == (ROWS, COLS) and np.isfinite(x).all(), name
-            expect[name] = x.astype(np.float32)
+def write_gguf(path, meta, tensors):
+    """tensors: (name, ggml type, shape (rows, cols) or (cols,), raw block bytes)."""
+    infos, blobs, off = [], [], 0
+    for name, qtype, shape, raw in tensors:
         b = raw.tobytes()
-        infos.append(gstr(name) + struct.pack("<I", 2) + struct.pack("<QQ", COLS, ROWS)
+        ne = tuple(reversed(shape))
+        infos.append(gstr(name) + struct.pack("<I", len(ne)) + b"".join(struct.pack("<Q", n) for n in ne)
                      + struct.pack("<IQ", int(qtype), off))
         pad = (-len(b)) % ALIGN
         blobs.append(b + b"\0" * pad)
         off += len(b) + pad
     head = b"GGUF" + struct.pack("<IQQ", 3, len(infos), len(meta)) + b"".join(meta) + b"".join(infos)
     head += b"\0" * ((-len(head)) % ALIGN)
-    with open(root + "/tests/golden/kquants.gguf", "wb") as f:
+    with open(path, "wb") as f:
         f.write(head + b"".join(blobs))
+
+
+def quantized(qtype, shape):
+    """Random blocks of a tensor (F32: values near 1) and gguf.quants' dequantization of them."""
+    if qtype == T.F32:
+        x = (1 + RNG.normal(0, 0.05, shape)).astype(np.float32)
+        return x, x
+    rows, cols = shape
+    raw = random_blocks(qtype, rows * cols // GGML_QUANT_SIZES[qtype][0])
+    x = dequantize(raw.reshape(rows, -1), qtype)
+    assert x.shape == (rows, cols) and np.isfinite(x).all()
+    return raw, x.astype(np.float32)
+
+
+def write_types(root):
+    meta = [kv("general.architecture", "str", "none"), kv("general.alignment", "u32", ALIGN)]
+    tensors, expect = [], {}
+    for qtype in list(F16_FIELDS) + [T.IQ2_XXS]:
+        name = "t." + qtype.name.lower()
+        if qtype in F16_FIELDS:
+            raw, expect[name] = quantized(qtype, (ROWS, COLS))
+        else:
+            raw = random_blocks(qtype, ROWS * COLS // GGML_QUANT_SIZES[qtype][0])
+        tensors.append((name, qtype, (ROWS, COLS), raw))
+    write_gguf(root + "/tests/golden/kquants.gguf", meta, tensors)
     write_safetensors(root + "/tests/golden/kquants.expect.safetensors", expect)
     for name, x in expect.items():
         print("%-10s range [%.4g, %.4g]" % (name, x.min(), x.max()))
+
+
+def write_llama(root):
+    D, F, V, NH, NKV, HD = 256, 256, 16, 4, 2, 64
+    tokens = ["<unk>", "<s>", "</s>"] + ["tok%d" % i for i in range(V - 3)]
+    meta = [kv("general.architecture", "str", "llama"), kv("general.alignment", "u32", ALIGN),
+            kv("llama.block_count", "u32", 1), kv("llama.context_length", "u32", 256),
+            kv("llama.embedding_length", "u32", D), kv("llama.feed_forward_length", "u32", F),
+            kv("llama.attention.head_count", "u32", NH), kv("llama.attention.head_count_kv", "u32", NKV),
+            kv("llama.attention.layer_norm_rms_epsilon", "f32", 1e-5), kv("llama.rope.freq_base", "f32", 1e4),
+            kv("tokenizer.ggml.model", "str", "llama"), kv("tokenizer.ggml.tokens", "arr", ("str", tokens)),
+            kv("tokenizer.ggml.scores", "arr", ("f32", [-float(i) for i in range(V)])),
+            kv("tokenizer.ggml.token_type", "arr", ("i32", [2, 3, 3] + [1] * (V - 3))),
+            kv("tokenizer.ggml.bos_token_id", "u32", 1), kv("tokenizer.ggml.eos_token_id", "u32", 2)]
+    L = "model.layers.0."
+    # (hf name, gguf name, ggml type, shape, heads whose q/k rows llama.cpp permuted)
+    spec = [("model.embed_tokens.weight", "token_embd.weight", T.Q4_K, (V, D), 0),
+            (L + "input_layernorm.weight", "blk.0.attn_norm.weight", T.F32, (D,), 0),
+            (L + "self_attn.q_proj.weight", "blk.0.attn_q.weight", T.Q4_K, (NH * HD, D), NH),
+            (L + "self_attn.k_proj.weight", "blk.0.attn_k.weight", T.Q2_K, (NKV * HD, D), NKV),
+            (L + "self_attn.v_proj.weight", "blk.0.attn_v.weight", T.Q6_K, (NKV * HD, D), 0),
+            (L + "self_attn.o_proj.weight", "blk.0.attn_output.weight", T.IQ4_XS, (D, NH * HD), 0),
+            (L + "post_attention_layernorm.weight", "blk.0.ffn_norm.weight", T.F32, (D,), 0),
+            (L + "mlp.gate_proj.weight", "blk.0.ffn_gate.weight", T.Q5_K, (F, D), 0),
+            (L + "mlp.up_proj.weight", "blk.0.ffn_up.weight", T.Q3_K, (F, D), 0),
+            (L + "mlp.down_proj.weight", "blk.0.ffn_down.weight", T.Q6_K, (D, F), 0),
+            ("model.norm.weight", "output_norm.weight", T.F32, (D,), 0),
+            ("lm_head.weight", "output.weight", T.Q4_K, (V, D), 0)]
+    tensors, expect = [], {}
+    for hf, gg, qtype, shape, heads in spec:
+        raw, x = quantized(qtype, shape)
+        tensors.append((gg, qtype, shape, raw))
+        x = unpermute(x, heads) if heads else x
+        expect[hf] = np.ascontiguousarray(x.reshape(-1)[::STRIDE])
+    write_gguf(root + "/tests/golden/kquants_llama.gguf", meta, tensors)
+    write_safetensors(root + "/tests/golden/kquants_llama.expect.safetensors", expect)
+
+
+def main():
+    root = sys.argv[1] if len(sys.argv) > 1 else "."
+    write_types(root)
+    write_llama(root)
 
 
 if __name__ == "__main__":
