@@ -250,6 +250,29 @@ static int apply_delta(const ck_delta *d, const char *hf, float *dst, size_t n, 
     return 0;
 }
 
+const char *mu_ckpt_stored_type(const mu_ckpt *c, const char *hf_name) {
+    ck_tensor t = ck_lookup(c, hf_name);
+    if (!t.found) return NULL;
+    return c->g ? mu_gguf_type_name(t.ggml_type) : mu_dtype_name(t.dtype);
+}
+
+int64_t mu_ckpt_delta_elems(const mu_ckpt *c, int i, const char *hf_name) {
+    if (i < 0 || i >= c->n_delta) return -1;
+    const mu_st *st = c->delta[i].st;
+    int k = mu_st_find(st, hf_name), nd;
+    int64_t sh[MU_MAX_DIMS];
+    size_t nbytes;
+    if (k >= 0) {
+        mu_st_info(st, k, NULL, &nd, sh, NULL, NULL);
+        return mu_shape_numel(nd, sh);
+    }
+    char key[256];
+    snprintf(key, sizeof key, "%s%s", hf_name, MU_DELTA_IDX_SUFFIX);
+    if ((k = mu_st_find(st, key)) < 0) return 0;
+    mu_st_info(st, k, NULL, NULL, NULL, NULL, &nbytes);
+    return (int64_t)(nbytes / 8);
+}
+
 int mu_ckpt_read_f32(mu_ckpt *c, const char *hf_name, int ndim, const int64_t *shape, float *dst,
                      char *err, size_t errlen) {
     ck_tensor t = ck_lookup(c, hf_name);

@@ -53,6 +53,13 @@ int mu_ckpt_read_f32(mu_ckpt *c, const char *hf_name, int ndim, const int64_t *s
 int mu_ckpt_has(const mu_ckpt *c, const char *hf_name);
 /* Stored dtype of a tensor (GGUF quantized types report MU_F32); -1 if absent. */
 int mu_ckpt_dtype(const mu_ckpt *c, const char *hf_name, mu_dtype *dt);
+/* The stored type of a tensor as its file names it: the safetensors dtype ("bf16", "f32")
+ * or the GGUF ggml type ("q4_k", "f16"); NULL if absent. */
+const char *mu_ckpt_stored_type(const mu_ckpt *c, const char *hf_name);
+/* Elements of tensor hf_name that delta i (0-based, in the order added) sets: its element
+ * count when the delta holds it dense, its index count when sparse, 0 when it leaves the
+ * tensor alone; -1 for a bad i. */
+int64_t mu_ckpt_delta_elems(const mu_ckpt *c, int i, const char *hf_name);
 /* Checks that every tensor mu_arch_params lists exists with its shape (lm_head may be
  * absent only when tied). 0 ok, -1 + err naming the first problem. */
 int mu_ckpt_check_arch(mu_ckpt *c, char *err, size_t errlen);

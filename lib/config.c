@@ -662,12 +662,13 @@ static json_t *j_float(float f) {
 
 static json_t *j_id(int id) { return id < 0 ? json_null() : json_integer(id); }
 
-int mu_config_write_json_dtype(const mu_config *c, const char *torch_dtype, const char *path,
-                               char *err, size_t errlen) {
+/* The config as an HF config.json object; NULL + "name: what" in err. */
+static json_t *config_to_json(const mu_config *c, const char *torch_dtype, const char *path, char *err,
+                              size_t errlen) {
     char verr[256];
     if (mu_config_validate(c, verr, sizeof verr)) {
         mu_set_err(err, errlen, "%s: %s", path, verr);
-        return -1;
+        return NULL;
     }
     int ti = cfg_type_index(c->model_type);
     if (ti < 0) ti = 0;
@@ -682,7 +683,7 @@ int mu_config_write_json_dtype(const mu_config *c, const char *torch_dtype, cons
                       c->final_softcap > 0)) || (!cfg_types[ti].gemma3 && c->rope_local_theta > 0)) {
         mu_set_err(err, errlen, "%s: model_type %s does not match the norm and embedding conventions", path,
                    cfg_types[ti].model_type);
-        return -1;
+        return NULL;
     }
     json_t *r = json_object();
     json_object_set_new(r, "architectures", json_pack("[s]", cfg_types[ti].hf_arch));
@@ -708,7 +709,7 @@ int mu_config_write_json_dtype(const mu_config *c, const char *torch_dtype, cons
     if (cfg_types[ti].gemma2 && c->global_every != 2) {
         mu_set_err(err, errlen, "%s: Gemma-2 slides on its even layers (global_every 2, not %d)", path, c->global_every);
         json_decref(r);
-        return -1;
+        return NULL;
     }
     if (cfg_types[ti].gemma3) {
         json_object_set_new(r, "sliding_window_pattern", json_integer(c->global_every));
@@ -734,11 +735,26 @@ int mu_config_write_json_dtype(const mu_config *c, const char *torch_dtype, cons
     json_object_set_new(r, "eos_token_id", j_id(c->eos_id));
     json_object_set_new(r, "pad_token_id", j_id(c->pad_id));
     if (torch_dtype) json_object_set_new(r, "torch_dtype", json_string(torch_dtype));
-    char *text = json_dumps(r, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+    return r;
+}
+
+char *mu_config_json_text(const mu_config *c, const char *torch_dtype, int indent, const char *name, char *err,
+                          size_t errlen) {
+    json_t *r = config_to_json(c, torch_dtype, name, err, errlen);
+    if (!r) return NULL;
+    char *text = json_dumps(r, (indent ? JSON_INDENT(2) : JSON_COMPACT) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
     json_decref(r);
+    if (!text) mu_set_err(err, errlen, "%s: cannot encode JSON", name);
+    return text;
+}
+
+int mu_config_write_json_dtype(const mu_config *c, const char *torch_dtype, const char *path,
+                               char *err, size_t errlen) {
+    char *text = mu_config_json_text(c, torch_dtype, 1, path, err, errlen);
+    if (!text) return -1;
     mu_outfile o;
-    if (!text || mu_out_open(&o, path)) {
-        mu_set_err(err, errlen, "%s: %s", path, text ? strerror(errno) : "cannot encode JSON");
+    if (mu_out_open(&o, path)) {
+        mu_set_err(err, errlen, "%s: %s", path, strerror(errno));
         free(text);
         return -1;
     }

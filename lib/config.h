@@ -104,4 +104,7 @@ int mu_config_validate(const mu_config *c, char *err, size_t errlen);
 int mu_config_write_json(const mu_config *c, const char *path, char *err, size_t errlen);
 int mu_config_write_json_dtype(const mu_config *c, const char *torch_dtype, const char *path,
                                char *err, size_t errlen);
+/* The same JSON as text (malloc'd; indented by 2 or, indent 0, on one line); NULL + "name: what". */
+char *mu_config_json_text(const mu_config *c, const char *torch_dtype, int indent, const char *name, char *err,
+                          size_t errlen);
 #endif

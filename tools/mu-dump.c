@@ -1,7 +1,10 @@
 /* mu-dump — prints mu streams as JSON Lines: the header, then one line per record.
  * Tensor maps {"dtype","shape","data"} are summarized (first 8 values) unless --full.
- * Several files read as one concatenated stream (same kind required). */
+ * Several files read as one concatenated stream (same kind required). With --model, the
+ * checkpoint as mu reads it instead: its config and digest, then one line per parameter. */
 #define _GNU_SOURCE
+#include "arch.h"
+#include "ckpt.h"
 #include "cli.h"
 #include "stream.h"
 #include <getopt.h>
@@ -12,11 +15,18 @@
 
 static const char usage[] =
     "Usage: mu-dump [OPTION]... [FILE]...\n"
+    "  or:  mu-dump --model PATH [--delta FILE]... [OPTION]...\n"
     "Print mu streams (*.mpk.zst) as JSON Lines: the header map first, then one line\n"
     "per record. Several FILEs read as one stream (all of the same kind); no FILE or\n"
-    "'-' reads standard input.\n"
+    "'-' reads standard input. With --model, print the checkpoint (HF directory or GGUF\n"
+    "file) as mu reads it: a header line with its format, digest and config (HF keys,\n"
+    "as mu understood them), then one line per parameter tensor (HF name, role, layer,\n"
+    "block, shape, element count, stored type, and with --delta the elements each\n"
+    "delta sets).\n"
     "\n"
-    "  -n, --head N      print only the first N records\n"
+    "  -m, --model PATH  dump a model's layout instead of streams\n"
+    "      --delta FILE  with --model: a delta on top (repeatable, in order)\n"
+    "  -n, --head N      print only the first N records (parameters)\n"
     "  -k, --kind KIND   fail unless the stream is of kind KIND\n"
     "  -f, --full        print every value of tensors and bins (default: a summary)\n"
     "  -H, --no-header   do not print the header line\n"
@@ -234,16 +244,75 @@ static void put_obj(const dumper *d, const msgpack_object *o, const char *path) 
     }
 }
 
+/* --model: the checkpoint as mu reads it. Header: {"model","format","digest","deltas",
+ * "params","numel","config"}; then per parameter {"name","role","layer","block","shape",
+ * "numel","stored"[,"delta_elems"]}. */
+static void put_param(FILE *fp, mu_ckpt *c, const mu_param_info *p, int n_deltas) {
+    static const char *blocks[] = {"attention", "mlp"};
+    int b = mu_arch_block(p);
+    const char *stored = mu_ckpt_stored_type(c, p->name);
+    fputs("{\"name\":", fp);
+    put_cstr(fp, p->name);
+    fputs(",\"role\":", fp);
+    put_cstr(fp, p->role);
+    if (p->layer >= 0) fprintf(fp, ",\"layer\":%d", p->layer);
+    else fputs(",\"layer\":null", fp);
+    if (b >= 0) fprintf(fp, ",\"block\":\"%s\"", blocks[b]);
+    else fputs(",\"block\":null", fp);
+    fprintf(fp, ",\"shape\":[%lld", (long long)p->shape[0]);
+    if (p->ndim == 2) fprintf(fp, ",%lld", (long long)p->shape[1]);
+    fprintf(fp, "],\"numel\":%lld,\"stored\":", (long long)mu_arch_numel(p, 1));
+    put_cstr(fp, stored ? stored : "?");
+    if (n_deltas) {
+        fputs(",\"delta_elems\":[", fp);
+        for (int i = 0; i < n_deltas; i++) fprintf(fp, "%s%lld", i ? "," : "", (long long)mu_ckpt_delta_elems(c, i, p->name));
+        fputc(']', fp);
+    }
+    fputs("}\n", fp);
+}
+
+static void dump_model(FILE *fp, const char *path, char **deltas, int n_deltas, long head, int no_header) {
+    char err[1024], digest[33];
+    mu_ckpt *c = mu_ckpt_open(path, err, sizeof err);
+    if (!c) mu_die("%s", err);
+    for (int i = 0; i < n_deltas; i++)
+        if (mu_ckpt_add_delta(c, deltas[i], err, sizeof err)) mu_die("%s", err);
+    if (mu_ckpt_digest(c, digest)) mu_die("%s: cannot read it for its digest", path);
+    const mu_config *cf = mu_ckpt_config(c);
+    mu_param_info *p;
+    int n = mu_arch_params(cf, &p);
+    if (n < 0) mu_die("%s: architecture %s is not supported", path, cf->arch);
+    char *cfg = mu_config_json_text(cf, NULL, 0, path, err, sizeof err);
+    if (!cfg) mu_die("%s", err);
+    if (!no_header) {
+        fputs("{\"model\":", fp);
+        put_cstr(fp, path);
+        fprintf(fp, ",\"format\":\"%s\",\"digest\":\"%s\",\"deltas\":[", mu_ckpt_is_gguf(c) ? "gguf" : "safetensors",
+                digest);
+        for (int i = 0; i < n_deltas; i++) {
+            if (i) fputc(',', fp);
+            put_cstr(fp, deltas[i]);
+        }
+        fprintf(fp, "],\"params\":%d,\"numel\":%lld,\"config\":%s}\n", n, (long long)mu_arch_numel(p, n), cfg);
+    }
+    for (int i = 0; i < n && (head < 0 || i < head); i++) put_param(fp, c, &p[i], n_deltas);
+    free(cfg);
+    free(p);
+    mu_ckpt_close(c);
+}
+
 int main(int argc, char **argv) {
     mu_cli_init("mu-dump", argc, argv);
     static const struct option longopts[] = {
         {"head", required_argument, 0, 'n'}, {"kind", required_argument, 0, 'k'},
         {"full", no_argument, 0, 'f'},       {"no-header", no_argument, 0, 'H'},
-        {"out", required_argument, 0, 'o'},  MU_COMMON_LONGOPTS, {0, 0, 0, 0}};
+        {"out", required_argument, 0, 'o'},  {"model", required_argument, 0, 'm'},
+        {"delta", required_argument, 0, 'D'}, MU_COMMON_LONGOPTS, {0, 0, 0, 0}};
     long head = -1;
-    const char *kind = NULL, *out = "-";
-    int full = 0, no_header = 0, opt;
-    while ((opt = getopt_long(argc, argv, ":n:k:fHo:hVq", longopts, NULL)) != -1) {
+    const char *kind = NULL, *out = "-", *model = NULL;
+    char **deltas = mu_xmalloc(sizeof *deltas * (size_t)argc);
+    int full = 0, no_header = 0, n_deltas = 0, opt;
+    while ((opt = getopt_long(argc, argv, ":n:k:fHo:m:hVq", longopts, NULL)) != -1) {
         switch (opt) {
         case 'n': {
             char *end;
@@ -255,10 +324,24 @@ int main(int argc, char **argv) {
         case 'f': full = 1; break;
         case 'H': no_header = 1; break;
         case 'o': out = optarg; break;
+        case 'm': model = optarg; break;
+        case 'D': deltas[n_deltas++] = optarg; break;
         default:
             if (!mu_cli_common(opt, usage)) mu_usage_error("unexpected option (see --help)");
         }
     }
+    if (!model && n_deltas) mu_usage_error("--delta needs --model");
+    if (model && (optind < argc || kind || full))
+        mu_usage_error("--model takes no FILE, --kind or --full");
+    if (model) {
+        mu_outfile of;
+        mu_out_open_or_die(&of, out);
+        dump_model(of.fp, model, deltas, n_deltas, head, no_header);
+        mu_out_commit_or_die(&of);
+        free(deltas);
+        return MU_EXIT_OK;
+    }
+    free(deltas);
     char *stdin_only[] = {"-"};
     char **files = optind < argc ? argv + optind : stdin_only;
     int nfiles = optind < argc ? argc - optind : 1;

@@ -42,6 +42,42 @@ else
   skip dump_valid_json "neither jq nor python3"
 fi
 
+# --model: the checkpoint as mu reads it, against its own files (config.json, the safetensors
+# header read with od + jq) and against what make_kquants.py wrote into the GGUF
+S=$SHARED_DATA/models/stories260K
+KQ=$ROOT/tests/golden/kquants_llama.gguf
+if ! command -v jq >/dev/null; then
+  skip dump_model "jq not installed"
+elif [ ! -f "$S/model.safetensors" ]; then
+  skip dump_model "$S absent"
+else
+  mu-dump --model "$S" > "$T/m.jsonl"
+  keys='["hidden_size","intermediate_size","num_hidden_layers","num_attention_heads","num_key_value_heads","head_dim","vocab_size","max_position_embeddings","rms_norm_eps","rope_theta","tie_word_embeddings","bos_token_id","eos_token_id"]'
+  t dump_model_config_is_config_json bash -c "
+    cmp <(head -1 '$T/m.jsonl' | jq -c --argjson k '$keys' '[.config[\$k[]]]') <(jq -c --argjson k '$keys' '[.[\$k[]]]' '$S/config.json')"
+  hlen=$(od -An -tu8 -N8 "$S/model.safetensors" | tr -d ' ')
+  tail -c +9 "$S/model.safetensors" | head -c "$hlen" |
+    jq -c 'del(.__metadata__) | to_entries | map([.key, .value.shape, (.value.dtype | ascii_downcase)]) | sort' > "$T/st.json"
+  t dump_model_tensors_are_the_files bash -c "
+    cmp <(tail -n +2 '$T/m.jsonl' | jq -s -c 'map([.name, .shape, .stored]) | sort') '$T/st.json' &&
+    head -1 '$T/m.jsonl' | jq -e --argjson n \"\$(jq length '$T/st.json')\" \\
+      --argjson e \"\$(jq '[.[][1] | reduce .[] as \$d (1; . * \$d)] | add' '$T/st.json')\" \\
+      '.params == \$n and .numel == \$e and .format == \"safetensors\" and .deltas == [] and (.digest | test(\"^[0-9a-f]{32}\$\"))' >/dev/null"
+  t dump_model_roles bash -c "
+    [ \"\$(tail -n +2 '$T/m.jsonl' | jq -r 'select(.layer == 4) | [.role, .block] | join(\":\")' | tr '\n' ' ')\" = \\
+      'attn_norm:attention q:attention k:attention v:attention o:attention mlp_norm:mlp gate:mlp up:mlp down:mlp ' ]"
+  t dump_model_head_no_header bash -c "
+    [ \"\$(mu-dump --model '$S' -H -n 2 | jq -r .name | tr '\n' ' ')\" = 'model.embed_tokens.weight model.layers.0.input_layernorm.weight ' ]"
+  t dump_model_gguf_types bash -c "
+    [ \"\$(mu-dump --model '$KQ' | tail -n +2 | jq -r .stored | tr '\n' ' ')\" = 'q4_k f32 q4_k q2_k q6_k iq4_xs f32 q5_k q3_k q6_k f32 q4_k ' ] &&
+    mu-dump --model '$KQ' | head -1 | jq -e '.format == \"gguf\" and .config.hidden_size == 256 and .config.num_key_value_heads == 2' >/dev/null"
+  t dump_model_out_file bash -c "mu-dump --model '$S' -o '$T/m2.jsonl' && cmp -s '$T/m.jsonl' '$T/m2.jsonl'"
+fi
+expect_fail dump_model_missing 1 "nope: " mu-dump --model "$T/nope"
+expect_fail dump_model_gguf_truncated 1 "trunc.gguf: tensor token_embd.weight: data .* past the end of the file" bash -c "head -c 3000 '$KQ' > '$T/trunc.gguf' && mu-dump --model '$T/trunc.gguf'"
+expect_fail dump_model_with_file 2 "takes no FILE" mu-dump --model "$KQ" "$PY"
+expect_fail dump_delta_without_model 2 "delta needs --model" mu-dump --delta x.st
+
 # errors: one line naming the file, exit 1; usage errors exit 2
 expect_fail dump_kind_mismatch 1 "python.mpk.zst: header: expected kind mask, got tokens" mu-dump --kind mask "$PY"
 head -c 200 "$PY" > "$T/trunc.mpk.zst"

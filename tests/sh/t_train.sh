@@ -51,6 +51,21 @@ t train_npo_masked_delta bash -c '
     --retain other.mpk.zst --mask mlp.down:1 --steps 15 --batch 3 --lr 5e-3 --out npo.st -q &&
   [ "$(grep -ao "model\.[a-z_.0-9]*weight" npo.st | sort -u)" = "model.layers.1.mlp.down_proj.weight" ]'
 
+# mu-dump --model with deltas: each delta's elements per tensor (dense: all of the tensor;
+# sparse: the mask's elements), and the digest the deltas record as their base
+t train_dump_model_deltas bash -c '
+  mu-maskgen --random --model tiny --tensors mlp.up:0 --granularity element --units 37 --seed 2 -q --out e37.mask &&
+  mu-train --model tiny --delta learned.st --objective ga --forget facts.mpk.zst --mask e37.mask --steps 2 \
+    --batch 3 --lr 1e-2 --sparse --out e37.st -q &&
+  mu-dump --model tiny --delta learned.st --delta npo.st --delta e37.st > md.jsonl &&
+  base=$(tail -c +9 learned.st | head -c "$(od -An -tu8 -N8 learned.st | tr -d " ")" | jq -r .__metadata__.base) &&
+  [ "$(mu-dump --model tiny | head -1 | jq -r .digest)" = "$base" ] &&
+  head -1 md.jsonl | jq -e ".deltas == [\"learned.st\", \"npo.st\", \"e37.st\"] and .digest != \"$base\"" >/dev/null &&
+  tail -n +2 md.jsonl | jq -e -s "length > 0 and all(.[]; .delta_elems[0] == .numel) and
+    all(.[]; .delta_elems[1] == (if .name == \"model.layers.1.mlp.down_proj.weight\" then .numel else 0 end)) and
+    all(.[]; .delta_elems[2] == (if .name == \"model.layers.0.mlp.up_proj.weight\" then 37 else 0 end))" >/dev/null'
+expect_fail train_dump_model_bad_delta 1 "facts.mpk.zst: " mu-dump --model tiny --delta facts.mpk.zst
+
 # --sparse on whole-matrix masks: nothing to index, so the same file as the dense delta;
 # (element/neuron/head masks: sparse == dense == model dir is checked in t_train.c)
 t train_sparse_whole_matrix_is_dense bash -c '
