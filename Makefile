@@ -129,6 +129,7 @@ $(TEST_BIN): $(TEST_OBJ) $(BUILD)/libmu.a
 $(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(BUILD)/libmu.a
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $< $(BUILD)/libmu.a $(LDLIBS) -o $@
+.SECONDARY: $(patsubst %.c,$(BUILD)/%.o,$(BENCH_SRC))   # kept, so make bench relinks only what changed
 
 ifeq ($(EMU_OK),1)
 # libmu's C objects; cpu_backend.c again with MU_HAVE_CUDA (it names the cuda backend)
