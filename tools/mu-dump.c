@@ -22,10 +22,12 @@ static const char usage[] =
     "file) as mu reads it: a header line with its format, digest and config (HF keys,\n"
     "as mu understood them), then one line per parameter tensor (HF name, role, layer,\n"
     "block, shape, element count, stored type, and with --delta the elements each\n"
-    "delta sets).\n"
+    "delta sets; --stats adds the weights' statistics).\n"
     "\n"
     "  -m, --model PATH  dump a model's layout instead of streams\n"
     "      --delta FILE  with --model: a delta on top (repeatable, in order)\n"
+    "      --stats       with --model: per tensor, the values' RMS and the L2 norm of\n"
+    "                    each delta's change (absolute and relative); reads the weights\n"
     "  -n, --head N      print only the first N records (parameters)\n"
     "  -k, --kind KIND   fail unless the stream is of kind KIND\n"
     "  -f, --full        print every value of tensors and bins (default: a summary)\n"
@@ -246,9 +248,67 @@ static void put_obj(const dumper *d, const msgpack_object *o, const char *path) 
 
 /* --model: the checkpoint as mu reads it. Header: {"model","format","digest","deltas",
  * "params","numel","config"}; then per parameter {"name","role","layer","block","shape",
- * "numel","stored"[,"delta_elems"]}. */
-static void put_param(FILE *fp, mu_ckpt *c, const mu_param_info *p, int n_deltas) {
+ * "numel","stored"[,"delta_elems"][,"rms"[,"delta_l2","delta_rel"]]}. */
+typedef struct {
+    FILE *fp;
+    mu_ckpt **stack;      /* stack[k]: the model with its first k deltas; stack[n_deltas] all */
+    int n_deltas, stats;
+    float *cur, *prev;    /* --stats: one tensor's values, after and before a delta */
+} model_dump;
+
+/* sqrt(sum x^2) over n values, in double */
+static double l2_norm(const float *x, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return sqrt(s);
+}
+
+static double l2_dist(const float *x, const float *y, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
+    return sqrt(s);
+}
+
+static void read_param_or_die(mu_ckpt *c, const mu_param_info *p, float *dst) {
+    char err[1024];
+    if (mu_ckpt_read_f32(c, p->name, p->ndim, p->shape, dst, err, sizeof err)) mu_die("%s", err);
+}
+
+/* ,"rms":..[,"delta_l2":[..],"delta_rel":[..]]: the values' root mean square with every
+ * delta, and the L2 norm of each delta's change, absolute and relative to the values
+ * before it (null when those are all 0). */
+static void put_param_stats(model_dump *m, const mu_param_info *p) {
+    size_t n = (size_t)mu_arch_numel(p, 1);
+    double l2[m->n_deltas > 0 ? m->n_deltas : 1], rel[m->n_deltas > 0 ? m->n_deltas : 1];
+    read_param_or_die(m->stack[0], p, m->cur);
+    for (int k = 1; k <= m->n_deltas; k++) {
+        float *t = m->prev;
+        m->prev = m->cur;
+        m->cur = t;
+        read_param_or_die(m->stack[k], p, m->cur);
+        double before = l2_norm(m->prev, n);
+        l2[k - 1] = l2_dist(m->cur, m->prev, n);
+        rel[k - 1] = before > 0 ? l2[k - 1] / before : NAN;
+    }
+    fputs(",\"rms\":", m->fp);
+    put_real(m->fp, n ? l2_norm(m->cur, n) / sqrt((double)n) : 0, 1);
+    if (!m->n_deltas) return;
+    for (int pass = 0; pass < 2; pass++) {
+        fputs(pass ? "],\"delta_rel\":[" : ",\"delta_l2\":[", m->fp);
+        for (int k = 0; k < m->n_deltas; k++) {
+            double v = pass ? rel[k] : l2[k];
+            if (k) fputc(',', m->fp);
+            if (isnan(v)) fputs("null", m->fp);
+            else put_real(m->fp, v, 1);
+        }
+    }
+    fputc(']', m->fp);
+}
+
+static void put_param(model_dump *m, const mu_param_info *p) {
     static const char *blocks[] = {"attention", "mlp"};
+    FILE *fp = m->fp;
+    mu_ckpt *c = m->stack[m->n_deltas];
     int b = mu_arch_block(p);
     const char *stored = mu_ckpt_stored_type(c, p->name);
     fputs("{\"name\":", fp);
@@ -263,42 +323,71 @@ static void put_param(FILE *fp, mu_ckpt *c, const mu_param_info *p, int n_deltas
     if (p->ndim == 2) fprintf(fp, ",%lld", (long long)p->shape[1]);
     fprintf(fp, "],\"numel\":%lld,\"stored\":", (long long)mu_arch_numel(p, 1));
     put_cstr(fp, stored ? stored : "?");
-    if (n_deltas) {
+    if (m->n_deltas) {
         fputs(",\"delta_elems\":[", fp);
-        for (int i = 0; i < n_deltas; i++) fprintf(fp, "%s%lld", i ? "," : "", (long long)mu_ckpt_delta_elems(c, i, p->name));
+        for (int i = 0; i < m->n_deltas; i++) fprintf(fp, "%s%lld", i ? "," : "", (long long)mu_ckpt_delta_elems(c, i, p->name));
         fputc(']', fp);
     }
+    if (m->stats) put_param_stats(m, p);
     fputs("}\n", fp);
 }
 
-static void dump_model(FILE *fp, const char *path, char **deltas, int n_deltas, long head, int no_header) {
-    char err[1024], digest[33];
+/* The model at path with its first k deltas. */
+static mu_ckpt *open_with_deltas(const char *path, char **deltas, int k) {
+    char err[1024];
     mu_ckpt *c = mu_ckpt_open(path, err, sizeof err);
     if (!c) mu_die("%s", err);
-    for (int i = 0; i < n_deltas; i++)
+    for (int i = 0; i < k; i++)
         if (mu_ckpt_add_delta(c, deltas[i], err, sizeof err)) mu_die("%s", err);
+    return c;
+}
+
+static void put_model_header(FILE *fp, mu_ckpt *c, const char *path, char **deltas, int n_deltas,
+                             const mu_param_info *p, int n) {
+    char err[1024], digest[33];
     if (mu_ckpt_digest(c, digest)) mu_die("%s: cannot read it for its digest", path);
+    char *cfg = mu_config_json_text(mu_ckpt_config(c), NULL, 0, path, err, sizeof err);
+    if (!cfg) mu_die("%s", err);
+    fputs("{\"model\":", fp);
+    put_cstr(fp, path);
+    fprintf(fp, ",\"format\":\"%s\",\"digest\":\"%s\",\"deltas\":[", mu_ckpt_is_gguf(c) ? "gguf" : "safetensors",
+            digest);
+    for (int i = 0; i < n_deltas; i++) {
+        if (i) fputc(',', fp);
+        put_cstr(fp, deltas[i]);
+    }
+    fprintf(fp, "],\"params\":%d,\"numel\":%lld,\"config\":%s}\n", n, (long long)mu_arch_numel(p, n), cfg);
+    free(cfg);
+}
+
+static void dump_model(FILE *fp, const char *path, char **deltas, int n_deltas, long head, int no_header,
+                       int stats) {
+    model_dump m = {fp, mu_xmalloc(sizeof(mu_ckpt *) * (size_t)(n_deltas + 1)), n_deltas, stats, NULL, NULL};
+    for (int k = 0; k <= n_deltas; k++)
+        m.stack[k] = k == n_deltas || stats ? open_with_deltas(path, deltas, k) : NULL;
+    mu_ckpt *c = m.stack[n_deltas];
     const mu_config *cf = mu_ckpt_config(c);
     mu_param_info *p;
     int n = mu_arch_params(cf, &p);
     if (n < 0) mu_die("%s: architecture %s is not supported", path, cf->arch);
-    char *cfg = mu_config_json_text(cf, NULL, 0, path, err, sizeof err);
-    if (!cfg) mu_die("%s", err);
-    if (!no_header) {
-        fputs("{\"model\":", fp);
-        put_cstr(fp, path);
-        fprintf(fp, ",\"format\":\"%s\",\"digest\":\"%s\",\"deltas\":[", mu_ckpt_is_gguf(c) ? "gguf" : "safetensors",
-                digest);
-        for (int i = 0; i < n_deltas; i++) {
-            if (i) fputc(',', fp);
-            put_cstr(fp, deltas[i]);
-        }
-        fprintf(fp, "],\"params\":%d,\"numel\":%lld,\"config\":%s}\n", n, (long long)mu_arch_numel(p, n), cfg);
+    if (!no_header) put_model_header(fp, c, path, deltas, n_deltas, p, n);
+    if (stats) {
+        int64_t most = 1;
+        for (int i = 0; i < n; i++) most = mu_arch_numel(&p[i], 1) > most ? mu_arch_numel(&p[i], 1) : most;
+        m.cur = mu_xmalloc(sizeof(float) * (size_t)most);
+        m.prev = mu_xmalloc(sizeof(float) * (size_t)most);
     }
-    for (int i = 0; i < n && (head < 0 || i < head); i++) put_param(fp, c, &p[i], n_deltas);
-    free(cfg);
+    for (int i = 0; i < n && (head < 0 || i < head); i++) {
+        put_param(&m, &p[i]);
+        if (stats) mu_progress("mu-dump", (uint64_t)i + 1, (uint64_t)n);
+    }
+    if (stats) mu_progress_done();
+    free(m.cur);
+    free(m.prev);
     free(p);
-    mu_ckpt_close(c);
+    for (int k = 0; k <= n_deltas; k++)
+        if (m.stack[k]) mu_ckpt_close(m.stack[k]);
+    free(m.stack);
 }
 
 int main(int argc, char **argv) {
@@ -307,11 +396,12 @@ int main(int argc, char **argv) {
         {"head", required_argument, 0, 'n'}, {"kind", required_argument, 0, 'k'},
         {"full", no_argument, 0, 'f'},       {"no-header", no_argument, 0, 'H'},
         {"out", required_argument, 0, 'o'},  {"model", required_argument, 0, 'm'},
-        {"delta", required_argument, 0, 'D'}, MU_COMMON_LONGOPTS, {0, 0, 0, 0}};
+        {"delta", required_argument, 0, 'D'}, {"stats", no_argument, 0, 'S'},
+        MU_COMMON_LONGOPTS, {0, 0, 0, 0}};
     long head = -1;
     const char *kind = NULL, *out = "-", *model = NULL;
     char **deltas = mu_xmalloc(sizeof *deltas * (size_t)argc);
-    int full = 0, no_header = 0, n_deltas = 0, opt;
+    int full = 0, no_header = 0, n_deltas = 0, stats = 0, opt;
     while ((opt = getopt_long(argc, argv, ":n:k:fHo:m:hVq", longopts, NULL)) != -1) {
         switch (opt) {
         case 'n': {
@@ -326,17 +416,18 @@ int main(int argc, char **argv) {
         case 'o': out = optarg; break;
         case 'm': model = optarg; break;
         case 'D': deltas[n_deltas++] = optarg; break;
+        case 'S': stats = 1; break;
         default:
             if (!mu_cli_common(opt, usage)) mu_usage_error("unexpected option (see --help)");
         }
     }
-    if (!model && n_deltas) mu_usage_error("--delta needs --model");
+    if (!model && (n_deltas || stats)) mu_usage_error("--delta and --stats need --model");
     if (model && (optind < argc || kind || full))
         mu_usage_error("--model takes no FILE, --kind or --full");
     if (model) {
         mu_outfile of;
         mu_out_open_or_die(&of, out);
-        dump_model(of.fp, model, deltas, n_deltas, head, no_header);
+        dump_model(of.fp, model, deltas, n_deltas, head, no_header, stats);
         mu_out_commit_or_die(&of);
         free(deltas);
         return MU_EXIT_OK;

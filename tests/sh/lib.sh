@@ -33,3 +33,11 @@ mask_common() { { mask_bytes "$1"; echo; mask_bytes "$2"; } | awk -v unit="${UNI
     { for (i = 2; i <= NF; i++) for (k = 0; k < 8; k++)
           n += int(a[$1, i] / 2 ^ k) % 2 * (int($i / 2 ^ k) % 2) }
     END { print n * unit }'; }
+# st_values FILE NAME: the values of F32 tensor NAME of safetensors FILE, one per line
+# (header length and offsets by od and jq, values by od -tf4: independent of mu)
+st_values() { local hlen off
+  hlen=$(od -An -tu8 -N8 "$1" | tr -d ' ')
+  off=$(tail -c +9 "$1" | head -c "$hlen" | jq -r --arg n "$2" '.[$n] | select(.dtype == "F32") | .data_offsets | "\(.[0]) \(.[1])"')
+  [ -n "$off" ] || { echo "st_values: $1: no F32 tensor $2" >&2; return 1; }
+  set -- "$1" $off
+  od -An -v -tf4 -j $((8 + hlen + $2)) -N $(($3 - $2)) "$1" | tr -s ' ' '\n' | sed '/^$/d'; }

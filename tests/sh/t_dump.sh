@@ -71,12 +71,18 @@ else
   t dump_model_gguf_types bash -c "
     [ \"\$(mu-dump --model '$KQ' | tail -n +2 | jq -r .stored | tr '\n' ' ')\" = 'q4_k f32 q4_k q2_k q6_k iq4_xs f32 q5_k q3_k q6_k f32 q4_k ' ] &&
     mu-dump --model '$KQ' | head -1 | jq -e '.format == \"gguf\" and .config.hidden_size == 256 and .config.num_key_value_heads == 2' >/dev/null"
+  # --stats: the RMS of a tensor's values, against od + awk over the file's bytes
+  want=$(st_values "$S/model.safetensors" model.layers.3.post_attention_layernorm.weight |
+         awk '{ s += $1 * $1; n++ } END { print sqrt(s / n) }')
+  got=$(mu-dump --model "$S" --stats | jq -r 'select(.name == "model.layers.3.post_attention_layernorm.weight") | .rms')
+  t dump_model_stats_rms awk -v w="$want" -v g="$got" 'BEGIN { d = w - g; if (w > 0 && d * d < 1e-12 * w * w) exit 0; print "rms " g ", od+awk " w; exit 1 }'
+  t dump_model_stats_every_tensor bash -c "mu-dump --model '$S' --stats -H | jq -s -e 'length == 47 and all(.[]; .rms > 0 and (has(\"delta_l2\") | not))' >/dev/null"
   t dump_model_out_file bash -c "mu-dump --model '$S' -o '$T/m2.jsonl' && cmp -s '$T/m.jsonl' '$T/m2.jsonl'"
 fi
 expect_fail dump_model_missing 1 "nope: " mu-dump --model "$T/nope"
 expect_fail dump_model_gguf_truncated 1 "trunc.gguf: tensor token_embd.weight: data .* past the end of the file" bash -c "head -c 3000 '$KQ' > '$T/trunc.gguf' && mu-dump --model '$T/trunc.gguf'"
 expect_fail dump_model_with_file 2 "takes no FILE" mu-dump --model "$KQ" "$PY"
-expect_fail dump_delta_without_model 2 "delta needs --model" mu-dump --delta x.st
+expect_fail dump_delta_without_model 2 "--delta and --stats need --model" mu-dump --delta x.st
 
 # errors: one line naming the file, exit 1; usage errors exit 2
 expect_fail dump_kind_mismatch 1 "python.mpk.zst: header: expected kind mask, got tokens" mu-dump --kind mask "$PY"

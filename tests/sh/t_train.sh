@@ -64,6 +64,18 @@ t train_dump_model_deltas bash -c '
   tail -n +2 md.jsonl | jq -e -s "length > 0 and all(.[]; .delta_elems[0] == .numel) and
     all(.[]; .delta_elems[1] == (if .name == \"model.layers.1.mlp.down_proj.weight\" then .numel else 0 end)) and
     all(.[]; .delta_elems[2] == (if .name == \"model.layers.0.mlp.up_proj.weight\" then 37 else 0 end))" >/dev/null'
+# --stats: each delta's change; npo.st's on the one matrix it holds against od + awk over the
+# values learned.st and npo.st store for it
+down1=model.layers.1.mlp.down_proj.weight
+want=$(paste <(st_values learned.st $down1) <(st_values npo.st $down1) | awk '{ d = $2 - $1; s += d * d; b += $1 * $1 }
+       END { printf "%.9g %.9g\n", sqrt(s), sqrt(s / b) }')
+t train_dump_model_stats bash -c '
+  mu-dump --model tiny --delta learned.st --delta npo.st --delta e37.st --stats -H > ms.jsonl &&
+  jq -s -e "all(.[]; .delta_l2[0] > 0 and
+    ((.delta_l2[1] > 0) == (.name == \"$0\")) and ((.delta_l2[2] > 0) == (.name == \"model.layers.0.mlp.up_proj.weight\")))" ms.jsonl >/dev/null &&
+  got=$(jq -r "select(.name == \"$0\") | \"\(.delta_l2[1]) \(.delta_rel[1])\"" ms.jsonl) &&
+  awk -v w="$1" -v g="$got" "BEGIN { split(w, a, \" \"); split(g, b, \" \");
+    for (i = 1; i <= 2; i++) if ((a[i] - b[i]) ^ 2 > 1e-10 * a[i] ^ 2) { print \"got \" g \", od+awk \" w; exit 1 } }"' "$down1" "$want"
 expect_fail train_dump_model_bad_delta 1 "facts.mpk.zst: " mu-dump --model tiny --delta facts.mpk.zst
 
 # --sparse on whole-matrix masks: nothing to index, so the same file as the dense delta;
