@@ -1561,6 +1561,33 @@ TEST(config_gemma2_keys_from_json)
     CHECK_MSG(strstr(err, "b.json: ") == err, "%s", err);
 }
 
+/* GGUF has no query_pre_attn_scalar: the metadata of Gemma-2 9B/27B and Gemma-3 12B/27B as
+ * llama.cpp's converter writes it (tests/gen/make_arch_ggufs.py) gives back each release's
+ * own config.json value (256, 144, 256, 168), the 27B models by their layer count. */
+TEST(config_gemma23_release_query_scale_from_gguf)
+{
+    static const struct { const char *name; int layers, d_model, heads, head_dim, window; float scalar; } r[] = {
+        {"gemma2-9b", 42, 3584, 16, 256, 4096, 256}, {"gemma2-27b", 46, 4608, 32, 128, 4096, 144},
+        {"gemma3-12b", 48, 3840, 16, 256, 1024, 256}, {"gemma3-27b", 62, 5376, 32, 128, 1024, 168},
+    };
+    for (size_t i = 0; i < sizeof r / sizeof *r; i++) {
+        char path[1200], err[512];
+        snprintf(path, sizeof path, "%s/tests/golden/gguf_meta/%s.gguf", mu_test_root(), r[i].name);
+        mu_gguf *g = mu_gguf_open(path, err, sizeof err);
+        CHECK_MSG(g != NULL, "%s", err);
+        mu_config c;
+        mu_config_init(&c);
+        CHECK_MSG(g && !mu_config_from_gguf(g, &c, err, sizeof err), "%s", err);
+        CHECK_MSG(!mu_config_validate(&c, err, sizeof err), "%s: %s", r[i].name, err);
+        CHECK_MSG(c.n_layer == r[i].layers && c.d_model == r[i].d_model && c.n_head == r[i].heads &&
+                  c.head_dim == r[i].head_dim && c.sliding_window == r[i].window, "%s", r[i].name);
+        CHECK_MSG(c.query_scalar == r[i].scalar, "%s: query scalar %g, its config.json says %g", r[i].name,
+                  c.query_scalar, r[i].scalar);
+        CHECK(fabsf(mu_config_attn_scale(&c) - 1.0f / sqrtf(r[i].scalar)) < 1e-7f);
+        if (g) mu_gguf_close(g);
+    }
+}
+
 /* Gemma-3 text: its defaults, and newer configs' layer_types when they follow a pattern. */
 TEST(config_gemma3_keys_from_json)
 {

@@ -20,6 +20,12 @@ convert_hf_to_gguf.py stores them, written with llama.cpp's own `gguf` package
          attn_k_norm of [head_dim]), no output tensor (tied)
 t_model.c loads each and requires the logits of its Hugging Face directory.
 
+Also tests/golden/gguf_meta/{gemma2-9b,gemma2-27b,gemma3-12b,gemma3-27b}.gguf: the metadata
+(no tensors) llama.cpp's converter writes for those releases, from their Hub config.json
+values (below), plus {arch}.vocab_size. GGUF has no query_pre_attn_scalar; t_model.c
+requires mu to read back each release's own (256, 144, 256, 168), which llama.cpp gets from
+the layer count (46 and 62 layers are the 27B models).
+
 Run (a developer with numpy, safetensors, gguf; CI never runs it):
   /root/torchenv/bin/python tests/gen/make_arch_ggufs.py
 """
@@ -33,11 +39,8 @@ from safetensors.numpy import load_file
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden")
 
 
-def write(sub, arch, arch_name):
-    d = os.path.join(GOLDEN, sub)
-    cfg = json.load(open(os.path.join(d, "config.json")))
-    tensors = load_file(os.path.join(d, "model.safetensors"))
-    w = gguf.GGUFWriter(os.path.join(d, "model.gguf"), arch_name)
+def write_keys(w, arch, cfg):
+    """The hyper-parameter keys llama.cpp's converter writes for cfg."""
     w.add_context_length(cfg["max_position_embeddings"])
     w.add_embedding_length(cfg["hidden_size"])
     w.add_block_count(cfg["num_hidden_layers"])
@@ -49,7 +52,6 @@ def write(sub, arch, arch_name):
     if "head_dim" in cfg:
         w.add_key_length(cfg["head_dim"])
         w.add_value_length(cfg["head_dim"])
-    gemma = arch in (gguf.MODEL_ARCH.GEMMA, gguf.MODEL_ARCH.GEMMA2, gguf.MODEL_ARCH.GEMMA3)
     if arch == gguf.MODEL_ARCH.GEMMA2:
         w.add_attn_logit_softcapping(cfg["attn_logit_softcapping"])
         w.add_final_logit_softcapping(cfg["final_logit_softcapping"])
@@ -58,6 +60,15 @@ def write(sub, arch, arch_name):
     if (cfg.get("rope_scaling") or {}).get("rope_type") == "linear":
         w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         w.add_rope_scaling_factor(cfg["rope_scaling"]["factor"])
+
+
+def write(sub, arch, arch_name):
+    d = os.path.join(GOLDEN, sub)
+    cfg = json.load(open(os.path.join(d, "config.json")))
+    tensors = load_file(os.path.join(d, "model.safetensors"))
+    w = gguf.GGUFWriter(os.path.join(d, "model.gguf"), arch_name)
+    write_keys(w, arch, cfg)
+    gemma = arch in (gguf.MODEL_ARCH.GEMMA, gguf.MODEL_ARCH.GEMMA2, gguf.MODEL_ARCH.GEMMA3)
     names = gguf.get_tensor_name_map(arch, cfg["num_hidden_layers"])
     for name, t in tensors.items():
         if gemma and name == "lm_head.weight":
@@ -75,8 +86,45 @@ def write(sub, arch, arch_name):
     print(sub, "model.gguf:", len(tensors), "tensors")
 
 
+# The Hub's config.json values of google/gemma-2-9b, gemma-2-27b, gemma-3-12b-pt (text_config),
+# gemma-3-27b-pt (text_config), with query_pre_attn_scalar, which no GGUF key holds.
+GEMMA2 = dict(vocab_size=256000, max_position_embeddings=8192, rms_norm_eps=1e-6, rope_theta=10000.0,
+              attn_logit_softcapping=50.0, final_logit_softcapping=30.0, sliding_window=4096)
+GEMMA3 = dict(vocab_size=262208, max_position_embeddings=131072, rms_norm_eps=1e-6, rope_theta=1000000.0,
+              sliding_window=1024, rope_scaling={"rope_type": "linear", "factor": 8.0})
+RELEASES = {
+    "gemma2-9b": (gguf.MODEL_ARCH.GEMMA2, "gemma2", dict(GEMMA2, hidden_size=3584, intermediate_size=14336,
+                  num_hidden_layers=42, num_attention_heads=16, num_key_value_heads=8, head_dim=256,
+                  query_pre_attn_scalar=256)),
+    "gemma2-27b": (gguf.MODEL_ARCH.GEMMA2, "gemma2", dict(GEMMA2, hidden_size=4608, intermediate_size=36864,
+                   num_hidden_layers=46, num_attention_heads=32, num_key_value_heads=16, head_dim=128,
+                   query_pre_attn_scalar=144)),
+    "gemma3-12b": (gguf.MODEL_ARCH.GEMMA3, "gemma3", dict(GEMMA3, hidden_size=3840, intermediate_size=15360,
+                   num_hidden_layers=48, num_attention_heads=16, num_key_value_heads=8, head_dim=256,
+                   query_pre_attn_scalar=256)),
+    "gemma3-27b": (gguf.MODEL_ARCH.GEMMA3, "gemma3", dict(GEMMA3, hidden_size=5376, intermediate_size=21504,
+                   num_hidden_layers=62, num_attention_heads=32, num_key_value_heads=16, head_dim=128,
+                   query_pre_attn_scalar=168)),
+}
+
+
+def write_meta(name, arch, arch_name, cfg):
+    d = os.path.join(GOLDEN, "gguf_meta")
+    os.makedirs(d, exist_ok=True)
+    w = gguf.GGUFWriter(os.path.join(d, name + ".gguf"), arch_name)
+    write_keys(w, arch, cfg)
+    w.add_vocab_size(cfg["vocab_size"])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    print("gguf_meta/%s.gguf: query_pre_attn_scalar %g" % (name, cfg["query_pre_attn_scalar"]))
+
+
 write("parity_gemma", gguf.MODEL_ARCH.GEMMA, "gemma")
 write("parity_gemma2", gguf.MODEL_ARCH.GEMMA2, "gemma2")
 write("parity_gemma3", gguf.MODEL_ARCH.GEMMA3, "gemma3")
 write("parity_olmo2", gguf.MODEL_ARCH.OLMO2, "olmo2")
 write("parity_qwen3", gguf.MODEL_ARCH.QWEN3, "qwen3")
+for name, (arch, arch_name, cfg) in RELEASES.items():
+    write_meta(name, arch, arch_name, cfg)
