@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # t_sports_pipeline.sh — pipelines/sports.mk (the `make demo` job) wired end to end on a tiny
 # configuration: stories260K, 16 facts, a few steps. Checks the report's tables (every model,
-# the path-patching, probe and attribution-patching localizations, the probes), that a second run rebuilds nothing, and
+# the path-patching, probe and attribution-patching localizations, the probes, where the
+# unlearning moved the weights), that a second run rebuilds nothing, and
 # that a changed attribution rebuilds only what depends on it.
 . "$(dirname "$0")/lib.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -34,6 +35,14 @@ t sports_pipeline_probe_mask bash -c "
   top=\$(mu-dump '$T/run/attrib/probe.scores' | head -1 | jq -r '.meta.mlp_effect | to_entries | sort_by(-.value) | .[0:2] | map(.key) | sort | join(\",\")')
   grep -qE \"probe=mlp:\$top \" '$R'"
 t sports_pipeline_probe_rows bash -c "[ \$(grep -cE '^\| (base|learned|unlearned-(early|lookup|probe|late|all|atp)) \| [0-9] \| [01]\.[0-9]{2} \|' '$R') = 8 ]"
+# where unlearning moved the weights: only the tensors of each localization's MLPs, each by a
+# non-zero amount; a report row per localization
+C="$T/run/changes.tsv"
+t sports_pipeline_changes_local bash -c "
+  awk -F'\t' '\$1 == \"early\" && (\$3 < 1 || \$3 > 2) { bad = 1 } \$1 == \"late\" && (\$3 < 3 || \$3 > 4) { bad = 1 }
+    \$4 !~ /^(gate|up|down)\$/ || !(\$5 > 0 && \$6 > 0) { bad = 1 } { n[\$1]++ }
+    END { exit bad || n[\"early\"] != 6 || n[\"late\"] != 6 || n[\"all\"] != 15 || n[\"atp\"] + 0 == 0 }' '$C' &&
+  [ \$(grep -cE '^\| (early|lookup|probe|late|all|atp) \| [0-9]+ \([0-9]+\) \| [0-9.e-]+ \| [0-9.e-]+ \| [0-9]+\.(gate|up|down) ' '$R') = 6 ]"
 # nothing is stale after a run: the only recipe left is the report's cat
 t sports_pipeline_up_to_date bash -c "[ \"\$($(declare -f run); T='$T'; ROOT='$ROOT'; MU_BIN='$MU_BIN'; SHARED_DATA='$SHARED_DATA'; M='$M'; run -n | grep -cE '^(pipelines/job.sh )?mu-')\" = 0 ]"
 # new attribution scores: the atp mask, its unlearning and relearning, their evaluations and
