@@ -10,3 +10,17 @@ MU_BIN ?= bin
 export PATH := $(abspath $(MU_BIN)):$(PATH)
 DATA   ?= ../shared/data
 MU_DEVICE ?= auto
+
+# changes_recipe BASE,DELTA: the recipe of a changes TSV ($@; read by pipelines/changes.awk):
+# for each localization l of LOCS, each tensor that DELTA (% = l) changed on top of MODEL and
+# the BASE deltas: l, tensor, layer, role, L2 norm of the change, and that over the L2 norm
+# of the values before it (mu-dump --stats)
+define changes_recipe
+for l in $(LOCS); do \
+  mu-dump $(Q) --model $(MODEL) $(addprefix --delta ,$(1)) --delta $(subst %,$$l,$(2)) --stats -H --out $@.$$l.jsonl && \
+  jq -r --arg l $$l --argjson k $(words $(1)) \
+    'select(.delta_l2[$$k] > 0) | [$$l, .name, (.layer // "-"), .role, .delta_l2[$$k], .delta_rel[$$k]] | @tsv' \
+    $@.$$l.jsonl && rm $@.$$l.jsonl || exit 1; \
+done > $@.tmp
+mv $@.tmp $@
+endef

@@ -1,7 +1,10 @@
 # counterfact-report.awk — the markdown report of pipelines/counterfact.mk from mu-score's TSV
-# (header line, then metric, group "model=..,split=..", value, n, ci_lo, ci_hi). Variables: models (the
-# row order), n_edits, n_keep, n_pool, known, filter, n_neighbor, train, masks.
+# (header line, then metric, group "model=..,split=..", value, n, ci_lo, ci_hi) and, as a second file,
+# the changes TSV of the edit deltas (pipelines/changes.awk). Variables: models (the row order),
+# n_edits, n_keep, n_pool, known, filter, n_neighbor, train, masks.
 BEGIN { FS = "\t" }
+FNR == 1 { file++ }
+file == 2 { change_add(); next }   # the edit deltas' changes (changes.awk, which runs with it)
 NR == 1 { next }
 {
     delete key
@@ -41,6 +44,7 @@ END {
     }
     ci_table()
     summary()
+    change_table("editing", "the base model")
 }
 # accuracy with its 95% interval: "0.44 [0.23, 0.67]"
 function ci_cell(m, s,    k) {

@@ -23,7 +23,8 @@
 #   5. relearn     the relearning attack: each edited model fine-tuned on the TRUE answers of
 #                  the first half of the edit facts; the other half (heldout) is tested
 #   6. report.md   localization x {efficacy, paraphrase, neighbourhood, retain, heldout}:
-#                  2-way choice accuracy / probability (renormalized over the two targets)
+#                  2-way choice accuracy / probability (renormalized over the two targets);
+#                  and where each edit moved the weights (changes.tsv, mu-dump --stats)
 # Make rebuilds only what is stale (change EDIT_STEPS and only the edits, the attacks,
 # their evaluations and the report are redone: pipelines/knobs.mk). Every tool writes atomically, so an
 # interrupted run resumes where it stopped. With the defaults (SmolLM2-135M-Instruct, fetched
@@ -188,10 +189,15 @@ $(RUN)/scores.tsv: $(OUTS)
 	    $(foreach s,$(SPLITS_$(m)),--label split=$(s) $(RUN)/out/$(m)/$(s).out)) > $@.tmp
 	mv $@.tmp $@
 
-$(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/known.idx pipelines/counterfact-report.awk $(filter $(RUN)/%,$(foreach l,$(LOCS),$(MASK_$(l))))
-	awk -f pipelines/counterfact-report.awk -v models='$(MODELS_EVAL)' -v n_edits=$(N_EDITS) \
+# where editing moved the weights (pipelines/common.mk changes_recipe)
+$(RUN)/changes.tsv: $(MODEL_DEPS) $(foreach l,$(LOCS),$(RUN)/edit-$(l).st)
+	$(call changes_recipe,,$(RUN)/edit-%.st)
+
+$(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/changes.tsv $(RUN)/known.idx pipelines/counterfact-report.awk \
+                  pipelines/changes.awk $(filter $(RUN)/%,$(foreach l,$(LOCS),$(MASK_$(l))))
+	awk -f pipelines/changes.awk -f pipelines/counterfact-report.awk -v models='$(MODELS_EVAL)' -v n_edits=$(N_EDITS) \
 	  -v n_keep=$(N_KEEP) -v n_pool=$(N_POOL) -v known=$$(wc -l < $(RUN)/known.idx) \
 	  -v filter=$(KNOWN_FILTER) -v n_neighbor=$(N_NEIGHBOR) \
 	  -v train='$(EDIT_OBJ), $(EDIT_STEPS) steps, lr $(EDIT_LR); attack: $(RELEARN_STEPS) steps, lr $(RELEARN_LR)' \
-	  -v masks="$(foreach l,$(LOCS),$(l)=$(call mask_desc,$(MASK_$(l))))" $< > $@.tmp
+	  -v masks="$(foreach l,$(LOCS),$(l)=$(call mask_desc,$(MASK_$(l))))" $< $(RUN)/changes.tsv > $@.tmp
 	mv $@.tmp $@

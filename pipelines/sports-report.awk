@@ -1,20 +1,14 @@
 # sports-report.awk — the markdown report of pipelines/sports.mk from mu-score's TSV
 # (metric, group "model=..,fmt=..,split=..", value, n, ci_lo, ci_hi), as a second file the probes'
 # TSV (model, layer, train accuracy, forget-fact accuracy, majority-class accuracy) and, as a
-# third, the unlearning deltas' changes (localization, tensor, layer, role, L2 change, relative).
+# third, the unlearning deltas' changes (changes.awk, which runs with it).
 BEGIN { FS = "\t" }
 FNR == 1 { file++ }
 file == 2 {
     pacc[$1, $2] = $4; pmaj[$1] = $5; if ($2 + 1 > nlayer) nlayer = $2 + 1
     next
 }
-file == 3 {
-    nch[$1]++; ch2[$1] += $5 * $5
-    if ($6 > 0) before2[$1] += ($5 / $6) * ($5 / $6)
-    chl[$1, nch[$1]] = $3 "." $4; chr[$1, nch[$1]] = $6 + 0
-    if (!(($1, $3) in chlayer)) { chlayer[$1, $3] = 1; nchl[$1]++ }
-    next
-}
+file == 3 { change_add(); next }
 FNR == 1 { next }
 {
     split($2, kv, ","); g = ""
@@ -49,36 +43,8 @@ END {
         print line " " cell("choice_acc", M[i], "mmlu", "test") " |"
     }
     ci_table()
-    change_table()
+    change_table("unlearning", "the learned model")
     if (nlayer) probe_table()
-}
-
-# per localization: how many tensors (of how many layers) the unlearning changed, the L2 norm
-# of the whole change, relative to those tensors' norm, and the tensors that moved most
-function change_table(   i, l, k, j, top, line, used, best) {
-    if (!length(nch)) return
-    print "\n## Where unlearning moved the weights\n"
-    print "The unlearning delta of each localization, on top of the learned model (`mu-dump --stats`):"
-    print "the tensors it changed, the L2 norm of the whole change and that relative to their norm,"
-    print "and the three tensors that moved most relative to their norm (layer.role relative change).\n"
-    print "| localization | tensors (layers) | change L2 | relative | moved most |"
-    print "|---|---|---|---|---|"
-    split(masks, ML, " ")
-    for (i = 1; i in ML; i++) {
-        split(ML[i], kv, "="); l = kv[1]
-        if (!(l in nch)) continue
-        line = ""
-        for (k in used) delete used[k]
-        for (top = 1; top <= 3 && top <= nch[l]; top++) {
-            best = 0
-            for (j = 1; j <= nch[l]; j++)
-                if (!(j in used) && (!best || chr[l, j] > chr[l, best])) best = j
-            used[best] = 1
-            line = line (top > 1 ? ", " : "") sprintf("%s %.3g", chl[l, best], chr[l, best])
-        }
-        printf "| %s | %d (%d) | %.3g | %.3g | %s |\n", l, nch[l], nchl[l], sqrt(ch2[l]),
-            (before2[l] > 0 ? sqrt(ch2[l] / before2[l]) : 0), line
-    }
 }
 
 # the forget accuracies again, with their 95% intervals (Wilson; mu-score --ci): how large

@@ -189,13 +189,7 @@ $(RUN)/probes.tsv: $(foreach m,$(PROBE_MODELS),$(RUN)/probes/$(m).probes)
 # per localization, each tensor its unlearning delta changed: localization, name, layer, role,
 # the L2 norm of the change, and that over the L2 norm of the learned model's values (mu-dump --stats)
 $(RUN)/changes.tsv: $(MODEL) $(RUN)/learned.st $(foreach l,$(LOCS),$(RUN)/unlearn-$(l).st)
-	for l in $(LOCS); do \
-	  mu-dump $(Q) --model $(MODEL) --delta $(RUN)/learned.st --delta $(RUN)/unlearn-$$l.st --stats -H \
-	    --out $@.$$l.jsonl && \
-	  jq -r --arg l $$l 'select(.delta_l2[1] > 0) | [$$l, .name, (.layer // "-"), .role, .delta_l2[1], .delta_rel[1]] | @tsv' \
-	    $@.$$l.jsonl && rm $@.$$l.jsonl || exit 1; \
-	done > $@.tmp
-	mv $@.tmp $@
+	$(call changes_recipe,$(RUN)/learned.st,$(RUN)/unlearn-%.st)
 
 # ---- plots (gnuplot, when installed: `make demo` installs it) -------------------------------
 # probe accuracy on the forget facts by layer, one line per model; attribution patching's
@@ -227,9 +221,10 @@ $(RUN)/%.png: $(RUN)/attrib/%.scores
 	rm -f $@.tsv
 	mv $@.tmp $@
 
-$(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/probes.tsv $(RUN)/changes.tsv pipelines/sports-report.awk $(PLOTS) \
+$(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/probes.tsv $(RUN)/changes.tsv pipelines/sports-report.awk \
+                  pipelines/changes.awk $(PLOTS) \
                   $(filter $(RUN)/%,$(foreach l,$(LOCS),$(MASK_$(l))))
-	awk -f pipelines/sports-report.awk -v models='$(MODELS_EVAL)' -v n_forget=$(N_FORGET) \
+	awk -f pipelines/changes.awk -f pipelines/sports-report.awk -v models='$(MODELS_EVAL)' -v n_forget=$(N_FORGET) \
 	  -v n_facts=$(N_FACTS) -v masks="$(foreach l,$(LOCS),$(l)=$(call mask_desc,$(MASK_$(l))))" \
 	  -v mmlu='$(MMLU_SUBJECT) ($(MMLU_N) questions)' -v probe_models='$(PROBE_MODELS)' \
 	  -v plots='$(notdir $(PLOTS))' $< $(RUN)/probes.tsv $(RUN)/changes.tsv > $@.tmp

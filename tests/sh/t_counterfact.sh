@@ -32,7 +32,15 @@ cellre='[01]\.[0-9]{2} / [01]\.[0-9]{2}'
 t counterfact_report_rows bash -c "
   [ \$(grep -cE '^\| (base|edited-(early|lookup|late|all|atp)) \|( $cellre \|){5}\$' '$REP') = 6 ] &&
   [ \$(grep -cE '^\| relearned-(early|lookup|late|all|atp) \|( – \|){4} $cellre \|\$' '$REP') = 5 ] &&
-  [ \$(grep -c '^| ' '$REP') = 24 ]"
+  [ \$(grep -c '^| ' '$REP') = 30 ]"
+# where editing moved the weights: only each localization's MLPs, by a non-zero amount, and a
+# report row per localization
+t counterfact_changes_local bash -c "
+  awk -F'\t' '\$1 == \"early\" && (\$3 < 0 || \$3 > 1) { bad = 1 } \$1 == \"late\" && (\$3 < 3 || \$3 > 4) { bad = 1 }
+    \$4 !~ /^(gate|up|down)\$/ || !(\$5 > 0 && \$6 > 0) { bad = 1 } { n[\$1]++ }
+    END { exit bad || n[\"early\"] != 6 || n[\"late\"] != 6 || n[\"all\"] != 15 }' '$R/changes.tsv' &&
+  sed -n '/^## Where editing moved the weights/,\$p' '$REP' |
+    grep -cE '^\| (early|lookup|late|all|atp) \| [0-9]+ \([0-9]+\) \| ' | grep -qx 5"
 # every number of the table is in [0, 1]
 t counterfact_report_unit bash -c "
   grep -E '^\| (base|edited|relearned).* / ' '$REP' | grep -oE '[0-9]+\.[0-9]+' |
