@@ -275,6 +275,24 @@ int64_t mu_ckpt_delta_elems(const mu_ckpt *c, int i, const char *hf_name) {
 
 int mu_ckpt_read_f32(mu_ckpt *c, const char *hf_name, int ndim, const int64_t *shape, float *dst,
                      char *err, size_t errlen) {
+    return mu_ckpt_read_f32_upto(c, c->n_delta, hf_name, ndim, shape, dst, err, errlen);
+}
+
+int mu_ckpt_apply_delta(const mu_ckpt *c, int i, const char *hf_name, float *dst, size_t n, char *err,
+                        size_t errlen) {
+    if (i < 0 || i >= c->n_delta) {
+        mu_set_err(err, errlen, "%s: no delta %d", c->path, i);
+        return -1;
+    }
+    return apply_delta(&c->delta[i], hf_name, dst, n, err, errlen);
+}
+
+int mu_ckpt_read_f32_upto(mu_ckpt *c, int k, const char *hf_name, int ndim, const int64_t *shape, float *dst,
+                          char *err, size_t errlen) {
+    if (k < 0 || k > c->n_delta) {
+        mu_set_err(err, errlen, "%s: no delta %d", c->path, k - 1);
+        return -1;
+    }
     ck_tensor t = ck_lookup(c, hf_name);
     if (!t.found) {
         mu_set_err(err, errlen, "%s: no tensor %s", c->path, hf_name);
@@ -289,7 +307,7 @@ int mu_ckpt_read_f32(mu_ckpt *c, const char *hf_name, int ndim, const int64_t *s
     }
     size_t n = (size_t)mu_shape_numel(ndim, shape);
     if (read_base(c, hf_name, &t, dst, n, err, errlen)) return -1;
-    for (int i = 0; i < c->n_delta; i++)
+    for (int i = 0; i < k; i++)
         if (apply_delta(&c->delta[i], hf_name, dst, n, err, errlen)) return -1;
     return 0;
 }

@@ -50,6 +50,13 @@ int mu_ckpt_n_deltas(const mu_ckpt *c);
  * ("file: tensor X: shape [a,b] but config needs [c,d]", "...: no tensor X"). */
 int mu_ckpt_read_f32(mu_ckpt *c, const char *hf_name, int ndim, const int64_t *shape,
                      float *dst, char *err, size_t errlen);
+/* The same with only the first k deltas applied (0: the base as stored). */
+int mu_ckpt_read_f32_upto(mu_ckpt *c, int k, const char *hf_name, int ndim, const int64_t *shape,
+                          float *dst, char *err, size_t errlen);
+/* Applies delta i (0-based, in the order added) to dst, the n values of tensor hf_name with the
+ * deltas before i applied; a delta that leaves the tensor alone leaves dst as it is. */
+int mu_ckpt_apply_delta(const mu_ckpt *c, int i, const char *hf_name, float *dst, size_t n, char *err,
+                        size_t errlen);
 int mu_ckpt_has(const mu_ckpt *c, const char *hf_name);
 /* Stored dtype of a tensor (GGUF quantized types report MU_F32); -1 if absent. */
 int mu_ckpt_dtype(const mu_ckpt *c, const char *hf_name, mu_dtype *dt);

@@ -251,7 +251,7 @@ static void put_obj(const dumper *d, const msgpack_object *o, const char *path) 
  * "numel","stored"[,"delta_elems"][,"rms"[,"delta_l2","delta_rel"]]}. */
 typedef struct {
     FILE *fp;
-    mu_ckpt **stack;      /* stack[k]: the model with its first k deltas; stack[n_deltas] all */
+    mu_ckpt *c;           /* the model with its deltas */
     int n_deltas, stats;
     float *cur, *prev;    /* --stats: one tensor's values, after and before a delta */
 } model_dump;
@@ -269,26 +269,20 @@ static double l2_dist(const float *x, const float *y, size_t n) {
     return sqrt(s);
 }
 
-static void read_param_or_die(mu_ckpt *c, const mu_param_info *p, float *dst) {
-    char err[1024];
-    if (mu_ckpt_read_f32(c, p->name, p->ndim, p->shape, dst, err, sizeof err)) mu_die("%s", err);
-}
-
 /* ,"rms":..[,"delta_l2":[..],"delta_rel":[..]]: the values' root mean square with every
  * delta, and the L2 norm of each delta's change, absolute and relative to the values
  * before it (null when those are all 0). */
 static void put_param_stats(model_dump *m, const mu_param_info *p) {
     size_t n = (size_t)mu_arch_numel(p, 1);
     double l2[m->n_deltas > 0 ? m->n_deltas : 1], rel[m->n_deltas > 0 ? m->n_deltas : 1];
-    read_param_or_die(m->stack[0], p, m->cur);
-    for (int k = 1; k <= m->n_deltas; k++) {
-        float *t = m->prev;
-        m->prev = m->cur;
-        m->cur = t;
-        read_param_or_die(m->stack[k], p, m->cur);
+    char err[1024];
+    if (mu_ckpt_read_f32_upto(m->c, 0, p->name, p->ndim, p->shape, m->cur, err, sizeof err)) mu_die("%s", err);
+    for (int k = 0; k < m->n_deltas; k++) {
+        memcpy(m->prev, m->cur, n * sizeof *m->cur);
+        if (mu_ckpt_apply_delta(m->c, k, p->name, m->cur, n, err, sizeof err)) mu_die("%s", err);
         double before = l2_norm(m->prev, n);
-        l2[k - 1] = l2_dist(m->cur, m->prev, n);
-        rel[k - 1] = before > 0 ? l2[k - 1] / before : NAN;
+        l2[k] = l2_dist(m->cur, m->prev, n);
+        rel[k] = before > 0 ? l2[k] / before : NAN;
     }
     fputs(",\"rms\":", m->fp);
     put_real(m->fp, n ? l2_norm(m->cur, n) / sqrt((double)n) : 0, 1);
@@ -308,7 +302,7 @@ static void put_param_stats(model_dump *m, const mu_param_info *p) {
 static void put_param(model_dump *m, const mu_param_info *p) {
     static const char *blocks[] = {"attention", "mlp"};
     FILE *fp = m->fp;
-    mu_ckpt *c = m->stack[m->n_deltas];
+    mu_ckpt *c = m->c;
     int b = mu_arch_block(p);
     const char *stored = mu_ckpt_stored_type(c, p->name);
     fputs("{\"name\":", fp);
@@ -332,16 +326,6 @@ static void put_param(model_dump *m, const mu_param_info *p) {
     fputs("}\n", fp);
 }
 
-/* The model at path with its first k deltas. */
-static mu_ckpt *open_with_deltas(const char *path, char **deltas, int k) {
-    char err[1024];
-    mu_ckpt *c = mu_ckpt_open(path, err, sizeof err);
-    if (!c) mu_die("%s", err);
-    for (int i = 0; i < k; i++)
-        if (mu_ckpt_add_delta(c, deltas[i], err, sizeof err)) mu_die("%s", err);
-    return c;
-}
-
 static void put_model_header(FILE *fp, mu_ckpt *c, const char *path, char **deltas, int n_deltas,
                              const mu_param_info *p, int n) {
     char err[1024], digest[33];
@@ -362,10 +346,12 @@ static void put_model_header(FILE *fp, mu_ckpt *c, const char *path, char **delt
 
 static void dump_model(FILE *fp, const char *path, char **deltas, int n_deltas, long head, int no_header,
                        int stats) {
-    model_dump m = {fp, mu_xmalloc(sizeof(mu_ckpt *) * (size_t)(n_deltas + 1)), n_deltas, stats, NULL, NULL};
-    for (int k = 0; k <= n_deltas; k++)
-        m.stack[k] = k == n_deltas || stats ? open_with_deltas(path, deltas, k) : NULL;
-    mu_ckpt *c = m.stack[n_deltas];
+    char err[1024];
+    mu_ckpt *c = mu_ckpt_open(path, err, sizeof err);
+    if (!c) mu_die("%s", err);
+    for (int i = 0; i < n_deltas; i++)
+        if (mu_ckpt_add_delta(c, deltas[i], err, sizeof err)) mu_die("%s", err);
+    model_dump m = {fp, c, n_deltas, stats, NULL, NULL};
     const mu_config *cf = mu_ckpt_config(c);
     mu_param_info *p;
     int n = mu_arch_params(cf, &p);
@@ -385,9 +371,7 @@ static void dump_model(FILE *fp, const char *path, char **deltas, int n_deltas, 
     free(m.cur);
     free(m.prev);
     free(p);
-    for (int k = 0; k <= n_deltas; k++)
-        if (m.stack[k]) mu_ckpt_close(m.stack[k]);
-    free(m.stack);
+    mu_ckpt_close(c);
 }
 
 int main(int argc, char **argv) {
