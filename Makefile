@@ -1,10 +1,12 @@
 # mu — GNU Make build. `make` builds bin/mu-*; `make check` runs the tests;
-# `make check SANITIZE=1` runs them under ASan+UBSan; `make demo`; `make bench`.
+# `make check SANITIZE=1` runs them under ASan+UBSan; `make coverage` measures which lines
+# they run (gcov); `make demo`; `make bench`.
 # `make deps` installs the Debian packages it needs. `make CUDA=0` forces CPU only.
 SHELL    := /bin/bash
 VERSION  := 0.1.0
 CC       ?= gcc
 SANITIZE ?= 0
+COVERAGE ?= 0
 CUDA     ?= auto
 NVCC     ?= $(or $(wildcard $(CUDA_HOME)/bin/nvcc),$(shell command -v nvcc 2>/dev/null))
 CUDA_HOME ?= /usr/local/cuda
@@ -16,6 +18,10 @@ DEB_DEPS := gcc make pkg-config libmsgpack-dev libzstd-dev libopenblas-openmp-de
 ifeq ($(SANITIZE),1)
   BUILD   := build/san
   SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else ifeq ($(COVERAGE),1)
+  # gcov counters in every C object (tools, tests, fuzz replays, the emulator's C side)
+  BUILD   := build/cov
+  SANFLAGS := --coverage -DMU_COVERAGE=1
 else ifeq ($(CUDA),0)
   # objects differ with and without CUDA: keep the two builds apart
   BUILD   := build/rel-cpu
@@ -44,7 +50,7 @@ else ifneq ($(NVCC),)
 else
   HAVE_CUDA := 0
 endif
-ifeq ($(SANITIZE),1)
+ifneq ($(SANITIZE)$(COVERAGE),00)
   HAVE_CUDA := 0
 endif
 CUDA_SRC := $(wildcard kernels/cuda/*.cu)
@@ -103,7 +109,7 @@ info:
 
 # bin/ always points at the release build, so `bin/mu-dump` works after `make`.
 bin-link: $(TOOLS)
-	@if [ "$(SANITIZE)" != 1 ]; then ln -sfn $(BUILD)/bin bin; fi
+	@if [ "$(SANITIZE)$(COVERAGE)" = 00 ]; then ln -sfn $(BUILD)/bin bin; fi
 .PHONY: bin-link
 
 $(BUILD)/libmu.a: $(LIB_OBJ)
@@ -213,6 +219,15 @@ all-tests: info $(TOOLS) $(TEST_BIN) $(BENCH_BIN) $(EMU_BINS) $(FUZZ_REPLAY)
 	  MU_SMOLLM2_GGUF=$${MU_SMOLLM2_GGUF:-$(abspath $(wildcard runs/models/SmolLM2-135M-Instruct.Q4_1.gguf))} \
 	  tests/check.sh $(TEST_BIN)
 .PHONY: all-tests
+
+# make coverage: make check on a build with gcov counters (build/cov, no nvcc objects), then
+# each C source's share of lines run and the functions no test runs (scripts/coverage.sh;
+# the lists are left in build/cov/coverage/).
+coverage: deps
+	@find build/cov -name '*.gcda' -delete 2>/dev/null || true
+	@$(MAKE) --no-print-directory COVERAGE=1 all-tests
+	@scripts/coverage.sh build/cov
+.PHONY: coverage
 
 bench: deps
 	@$(MAKE) --no-print-directory $(TOOLS) $(BENCH_BIN)
