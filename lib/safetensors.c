@@ -281,6 +281,10 @@ const char *mu_st_metadata(const mu_st *s, const char *key) {
     return NULL;
 }
 
+const char *mu_st_metadata_key(const mu_st *s, int i) {
+    return i >= 0 && i < s->n_meta ? s->meta_keys[i] : NULL;
+}
+
 int mu_st_read_f32(const mu_st *s, int i, float *dst, size_t n, char *err, size_t errlen) {
     if (i < 0 || i >= s->n) { mu_set_err(err, errlen, "%s: no tensor #%d", s->path, i); return -1; }
     const st_entry *e = &s->e[i];

@@ -24,6 +24,7 @@ int mu_st_find(const mu_st *s, const char *name);   /* index or -1 */
 int mu_st_info(const mu_st *s, int i, mu_dtype *dt, int *ndim, int64_t *shape,
                const void **data, size_t *nbytes);
 const char *mu_st_metadata(const mu_st *s, const char *key); /* __metadata__ value or NULL */
+const char *mu_st_metadata_key(const mu_st *s, int i);       /* i-th key in file order, NULL past the end */
 const char *mu_st_path(const mu_st *s);
 /* Converts tensor i (F32/F16/BF16/F64) to f32 into dst (n elements = numel). 0 ok, -1 err. */
 int mu_st_read_f32(const mu_st *s, int i, float *dst, size_t n, char *err, size_t errlen);

@@ -9,6 +9,7 @@
 #ifndef MU_STREAM_H
 #define MU_STREAM_H
 #include <msgpack.h>
+#include <jansson.h>
 #include "tensor.h"
 
 #define MU_STREAM_FORMAT "mu-stream"
@@ -42,6 +43,8 @@ void mu_writer_abort(mu_writer *w);
 /* Packing helpers (keys and values for maps). */
 void mu_pack_str(msgpack_packer *pk, const char *s);
 void mu_pack_kv_str(msgpack_packer *pk, const char *key, const char *val);
+/* A JSON value as the same msgpack value (objects as maps, in their order). */
+void mu_pack_json(msgpack_packer *pk, json_t *v);
 void mu_pack_kv_int(msgpack_packer *pk, const char *key, int64_t val);
 void mu_pack_kv_f64(msgpack_packer *pk, const char *key, double val);
 /* Packs a tensor map; data holds numel*dtype_size bytes, little-endian. */

@@ -359,25 +359,66 @@ struct mu_trainer {
     double term[MU_OBJ_COUNT];
     int64_t tokens;
     int prepared;               /* data checked, reference log-probs cached */
-    char options[1024];         /* what a checkpoint must have been made with */
+    char *options;              /* what a checkpoint must have been made with (JSON) */
+    json_t *info;               /* the options and mu_trainer_note's: log header, delta metadata */
 };
 
-/* Every option that changes the trajectory (not --steps unless the schedule decays). */
-static void options_key(mu_trainer *t) {
-    const mu_train_opts *o = &t->o;
-    int n = 0;
+/* The run's options by their mu-train names (objective coefficients, every objective's
+ * parameter, the optimizer and schedule, steps, batch, accumulation, seed), resolved (the
+ * RMU layer, the decay's length): what the log header and the delta's metadata record. */
+static void set_real(json_t *j, const char *key, double v) { json_object_set_new(j, key, json_real(v)); }
+static void set_int(json_t *j, const char *key, long long v) { json_object_set_new(j, key, json_integer(v)); }
+
+static json_t *options_json(const mu_train_opts *o) {
+    static const char *OPT_NAMES[] = {"adamw", "sgd"}, *SCHED_NAMES[] = {"constant", "linear", "cosine"};
+    json_t *j = json_object(), *terms = json_object();
     for (int i = 0; i < MU_OBJ_COUNT; i++)
-        if (o->coef[i] != 0 && n < (int)sizeof t->options - 64)
-            n += snprintf(t->options + n, sizeof t->options - (size_t)n, "%s=%.17g,", OBJ_NAMES[i], o->coef[i]);
-    snprintf(t->options + n, sizeof t->options - (size_t)n,
-             ";%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g;%d,%.17g,%.17g;opt %d %.17g %.17g %.17g %.17g %.17g "
-             "%.17g %.17g sched %d %lld %lld %.17g;batch %d accum %d seed %llu",
-             o->npo_beta, o->simnpo_beta, o->simnpo_delta, o->dpo_beta, o->wga_beta, o->undial_beta,
-             o->log1mp_floor, o->rmu_layer, o->rmu_c, o->rmu_alpha, (int)o->opt.kind, o->opt.lr,
-             o->opt.beta1, o->opt.beta2, o->opt.eps, o->opt.momentum, o->opt.weight_decay, o->opt.clip,
-             (int)o->opt.sched, (long long)o->opt.warmup,
-             (long long)(o->opt.sched == MU_SCHED_CONSTANT ? 0 : o->opt.total), o->opt.min_lr_ratio,
-             o->batch, o->accum, (unsigned long long)o->seed);
+        if (o->coef[i] != 0) set_real(terms, OBJ_NAMES[i], o->coef[i]);
+    json_object_set_new(j, "objectives", terms);
+    set_real(j, "npo_beta", o->npo_beta);
+    set_real(j, "simnpo_beta", o->simnpo_beta);
+    set_real(j, "simnpo_delta", o->simnpo_delta);
+    set_real(j, "dpo_beta", o->dpo_beta);
+    set_real(j, "wga_beta", o->wga_beta);
+    set_real(j, "undial_beta", o->undial_beta);
+    set_real(j, "log1mp_floor", o->log1mp_floor);
+    set_int(j, "rmu_layer", o->rmu_layer);
+    set_real(j, "rmu_coeff", o->rmu_c);
+    set_real(j, "rmu_alpha", o->rmu_alpha);
+    json_object_set_new(j, "optimizer", json_string(OPT_NAMES[o->opt.kind]));
+    set_real(j, "lr", o->opt.lr);
+    set_real(j, "beta1", o->opt.beta1);
+    set_real(j, "beta2", o->opt.beta2);
+    set_real(j, "eps", o->opt.eps);
+    set_real(j, "momentum", o->opt.momentum);
+    set_real(j, "weight_decay", o->opt.weight_decay);
+    json_object_set_new(j, "clip", o->opt.clip > 0 ? json_real(o->opt.clip) : json_null());
+    json_object_set_new(j, "schedule", json_string(SCHED_NAMES[o->opt.sched]));
+    set_int(j, "warmup", o->opt.warmup);
+    if (o->opt.sched != MU_SCHED_CONSTANT) set_int(j, "decay_steps", o->opt.total);
+    set_real(j, "min_lr_ratio", o->opt.min_lr_ratio);
+    set_int(j, "steps", o->steps);
+    set_int(j, "batch", o->batch);
+    set_int(j, "accum", o->accum);
+    set_int(j, "seed", (long long)o->seed);
+    return j;
+}
+
+#define OPTIONS_JSON_FLAGS (JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17))
+
+/* What a checkpoint must have been made with: every option that changes the trajectory,
+ * that is all of them but the steps (a resumed run may go further; a decaying schedule
+ * keeps its decay_steps). */
+static void options_key(mu_trainer *t) {
+    json_t *j = options_json(&t->o);
+    json_object_del(j, "steps");
+    t->options = json_dumps(j, OPTIONS_JSON_FLAGS);
+    json_decref(j);
+    t->info = options_json(&t->o);
+}
+
+void mu_trainer_note(mu_trainer *t, const char *key, json_t *value) {
+    json_object_set_new(t->info, key, value);
 }
 
 static int need(const mu_trainer *t, mu_obj_id id) { return t->o.coef[id] != 0; }
@@ -552,6 +593,8 @@ void mu_trainer_free(mu_trainer *t) {
     layer_bufs_free(&t->cur_l2); layer_bufs_free(&t->ref_l2); layer_bufs_free(&t->d_l2);
     for (int i = 0; i < t->nlog; i++) free(t->log[i].buf);
     free(t->log);
+    free(t->options);
+    json_decref(t->info);
     free(t);
 }
 
@@ -1165,6 +1208,7 @@ void mu_trainer_write_log(mu_trainer *t, const char *path, const char *const *in
         if (need(t, (mu_obj_id)i)) mu_pack_kv_f64(mp, OBJ_NAMES[i], t->o.coef[i]);
     msgpack_pack_int64(mu_writer_meta(w, "steps"), t->o.steps);
     msgpack_pack_uint64(mu_writer_meta(w, "seed"), t->o.seed);
+    mu_pack_json(mu_writer_meta(w, "options"), t->info);
     for (int i = 0; i < t->nlog; i++) {
         msgpack_packer *pk = mu_writer_record(w);
         msgpack_pack_bin_body(pk, t->log[i].buf, t->log[i].len);   /* a pre-packed map */
@@ -1507,6 +1551,10 @@ int mu_train_write_delta(mu_trainer *t, const char *base_path, const char *const
     }
     mu_st_writer_meta(w, "producer", "mu-train " MU_VERSION);
     if (objective) mu_st_writer_meta(w, "objective", objective);
+    /* 15 digits: the options are decimals as typed, which %.15g writes back exactly */
+    char *info = json_dumps(t->info, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
+    mu_st_writer_meta(w, "mu_train", info);
+    free(info);
     for (int i = 0; i < t->nt; i++) add_delta_tensor(w, t, i, sparse);
     rc = mu_st_writer_write(w, path, err, errlen);
 out:

@@ -19,6 +19,7 @@
 #define MU_TRAIN_H
 #include <stddef.h>
 #include <stdint.h>
+#include <jansson.h>
 #include "model.h"
 #include "mask.h"
 #include "optim.h"
@@ -100,6 +101,12 @@ typedef struct mu_trainer mu_trainer;
 mu_trainer *mu_trainer_new(mu_model *model, mu_model *ref, const mu_mask *mask,
                            const mu_train_opts *o, char *err, size_t errlen);
 void mu_trainer_free(mu_trainer *t);
+/* Adds KEY = VALUE (a new reference, taken over) to the run's record: every option of
+ * mu_train_opts by its mu-train name (objectives, npo_beta, ..., optimizer, lr, ...,
+ * seed, with the RMU layer and decay_steps resolved) and what the caller notes (mu-train:
+ * the mask, max_len, ...). The log stream's header carries the record as meta "options",
+ * a delta's safetensors metadata as "mu_train" (JSON text). */
+void mu_trainer_note(mu_trainer *t, const char *key, json_t *value);
 /* Hands a data set to the trainer (taken over). */
 void mu_trainer_set_data(mu_trainer *t, mu_data_role role, mu_train_set *set);
 /* Evaluation set: metrics "nll" (mean target NLL), "acc" (top-1 accuracy of target

@@ -6,6 +6,7 @@
 #include "arch.h"
 #include "ckpt.h"
 #include "cli.h"
+#include "safetensors.h"
 #include "stream.h"
 #include <getopt.h>
 #include <math.h>
@@ -326,6 +327,27 @@ static void put_param(model_dump *m, const mu_param_info *p) {
     fputs("}\n", fp);
 }
 
+/* A delta's __metadata__ as an object, its "mu_train" (mu-train's options, JSON text)
+ * as the object it holds. */
+static void put_delta_metadata(FILE *fp, const char *path) {
+    char err[1024];
+    mu_st *s = mu_st_open(path, err, sizeof err);
+    if (!s) mu_die("%s", err);
+    json_t *o = json_object();
+    const char *k;
+    for (int i = 0; (k = mu_st_metadata_key(s, i)); i++) {
+        const char *v = mu_st_metadata(s, k);
+        json_t *x = !strcmp(k, "mu_train") ? json_loads(v, JSON_DECODE_ANY, NULL) : NULL;
+        json_object_set_new(o, k, x ? x : json_string(v));
+    }
+    char *text = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15) | JSON_ENSURE_ASCII);
+    if (!text) mu_die("%s: its metadata is not valid UTF-8", path);
+    fputs(text, fp);
+    free(text);
+    json_decref(o);
+    mu_st_close(s);
+}
+
 static void put_model_header(FILE *fp, mu_ckpt *c, const char *path, char **deltas, int n_deltas,
                              const mu_param_info *p, int n) {
     char err[1024], digest[33];
@@ -339,6 +361,11 @@ static void put_model_header(FILE *fp, mu_ckpt *c, const char *path, char **delt
     for (int i = 0; i < n_deltas; i++) {
         if (i) fputc(',', fp);
         put_cstr(fp, deltas[i]);
+    }
+    fputs("],\"delta_metadata\":[", fp);
+    for (int i = 0; i < n_deltas; i++) {
+        if (i) fputc(',', fp);
+        put_delta_metadata(fp, deltas[i]);
     }
     fprintf(fp, "],\"params\":%d,\"numel\":%lld,\"config\":%s}\n", n, (long long)mu_arch_numel(p, n), cfg);
     free(cfg);

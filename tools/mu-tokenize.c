@@ -120,31 +120,6 @@ static void pack_ids(msgpack_packer *pk, const int32_t *ids, size_t n) {
     mu_pack_tensor(pk, MU_I32, 1, shape, ids);
 }
 
-static void pack_json(msgpack_packer *pk, json_t *v) {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: {
-        const char *k;
-        json_t *x;
-        msgpack_pack_map(pk, json_object_size(v));
-        json_object_foreach(v, k, x) { mu_pack_str(pk, k); pack_json(pk, x); }
-        break;
-    }
-    case JSON_ARRAY: {
-        size_t i;
-        json_t *x;
-        msgpack_pack_array(pk, json_array_size(v));
-        json_array_foreach(v, i, x) pack_json(pk, x);
-        break;
-    }
-    case JSON_STRING: msgpack_pack_str(pk, json_string_length(v)); msgpack_pack_str_body(pk, json_string_value(v), json_string_length(v)); break;
-    case JSON_INTEGER: msgpack_pack_int64(pk, json_integer_value(v)); break;
-    case JSON_REAL: msgpack_pack_double(pk, json_real_value(v)); break;
-    case JSON_TRUE: msgpack_pack_true(pk); break;
-    case JSON_FALSE: msgpack_pack_false(pk); break;
-    default: msgpack_pack_nil(pk); break;
-    }
-}
-
 static void encode_or_die(opts *o, const char *what, const char *text, size_t len, int32_t **ids, size_t **offs, size_t *n) {
     char err[256];
     int rc = offs ? mu_tok_encode_offsets(o->tk, text, len, ids, offs, n, err, sizeof err)
@@ -391,7 +366,7 @@ static void pack_meta(const opts *o, msgpack_packer *pk, json_t *rec) {
     json_object_foreach(rec, k, v) nmeta += !field_used(o, k);
     mu_pack_str(pk, "meta");
     msgpack_pack_map(pk, nmeta);
-    json_object_foreach(rec, k, v) if (!field_used(o, k)) { mu_pack_str(pk, k); pack_json(pk, v); }
+    json_object_foreach(rec, k, v) if (!field_used(o, k)) { mu_pack_str(pk, k); mu_pack_json(pk, v); }
 }
 
 static void tokenize_record(opts *o, mu_writer *w, json_t *rec, const char *dname, size_t ri) {
@@ -417,7 +392,7 @@ static void tokenize_record(opts *o, mu_writer *w, json_t *rec, const char *dnam
     msgpack_packer *pk = mu_writer_record(w);
     msgpack_pack_map(pk, 5 + (c.n ? 2 : 0) + (c.n && c.answer >= 0 ? 1 : 0));
     mu_pack_str(pk, "id");
-    if (idv) pack_json(pk, idv); else msgpack_pack_int64(pk, (int64_t)ri);
+    if (idv) mu_pack_json(pk, idv); else msgpack_pack_int64(pk, (int64_t)ri);
     mu_pack_str(pk, "prompt");
     pack_ids(pk, full, nfull);
     mu_pack_kv_str(pk, "prompt_text", ptext);

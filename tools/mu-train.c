@@ -273,6 +273,10 @@ int main(int argc, char **argv) {
     if (o.mask) { load_mask(o.mask, m, &mask); maskp = &mask; }
     mu_trainer *t = mu_trainer_new(m, ref, maskp, &o.t, err, sizeof err);
     if (!t) mu_die("%s", err);
+    mu_trainer_note(t, "mask", json_string(o.mask ? o.mask : "all"));
+    mu_trainer_note(t, "max_len", json_integer(o.max_len));
+    if (o.ref) mu_trainer_note(t, "ref", json_string(o.ref));
+    if (o.dpo_alt) mu_trainer_note(t, "dpo_alt", json_string(o.dpo_alt));
     int vocab = mu_model_config(m)->vocab, n_alt = 0;
     int32_t *alt = o.dpo_alt ? encode_alt(o.ma.path, o.dpo_alt, &n_alt) : NULL;
     for (int r = 0; r < MU_DATA_COUNT; r++) {

@@ -118,6 +118,36 @@ expect_fail train_resume_other_options 1 'ck\.mpk\.zst: checkpoint was written w
     mu-train --model tiny --objective npo=1,retain-ce=1 --forget facts.mpk.zst --retain other.mpk.zst --steps 300 \
     --batch 3 --lr 3e-3 --schedule linear --warmup 5 --seed 2 -q --out other.st --checkpoint ck.mpk.zst --resume
 
+# every option lands in the run's record under its own name (each value differs from its
+# default): the log header's meta.options, and the delta's metadata "mu_train" (read from
+# the safetensors header itself, and as mu-dump --model shows it)
+cat > opts.expect.json <<'EOF'
+{"objectives": {"npo": 1, "retain-ce": 0.5, "rmu": 2}, "npo_beta": 0.25, "simnpo_beta": 3.5,
+ "simnpo_delta": 0.125, "dpo_beta": 0.375, "wga_beta": 2.5, "undial_beta": 7, "log1mp_floor": -3,
+ "rmu_layer": 0, "rmu_coeff": 5.5, "rmu_alpha": 50, "optimizer": "sgd", "lr": 0.001, "beta1": 0.8,
+ "beta2": 0.95, "eps": 1e-06, "momentum": 0.9, "weight_decay": 0.01, "clip": 1.5, "schedule": "cosine",
+ "warmup": 1, "decay_steps": 3, "min_lr_ratio": 0.1, "steps": 3, "batch": 2, "accum": 2, "seed": 7,
+ "mask": "mlp:1", "max_len": 64, "ref": "tiny", "dpo_alt": " chess"}
+EOF
+t train_options_recorded bash -c '
+  mu-train -q --model tiny -O npo=1,retain-ce=0.5,rmu=2 --forget facts.mpk.zst --retain other.mpk.zst \
+    --steps 3 --batch 2 --npo-beta 0.25 --simnpo-beta 3.5 --simnpo-delta 0.125 --dpo-beta 0.375 \
+    --wga-beta 2.5 --undial-beta 7 --log1mp-floor -3 --rmu-layer 0 --rmu-coeff 5.5 --rmu-alpha 50 \
+    --optimizer sgd --lr 0.001 --beta1 0.8 --beta2 0.95 --eps 1e-6 --momentum 0.9 --weight-decay 0.01 \
+    --clip 1.5 --schedule cosine --warmup 1 --min-lr-ratio 0.1 --accum 2 --seed 7 --mask mlp:1 \
+    --max-len 64 --ref tiny --dpo-alt " chess" --out opts.st --log opts.log &&
+  mu-dump opts.log | head -1 | jq -e --slurpfile e opts.expect.json ".meta.options == \$e[0]" >/dev/null &&
+  tail -c +9 opts.st | head -c "$(od -An -tu8 -N8 opts.st | tr -d " ")" |
+    jq -e --slurpfile e opts.expect.json "(.__metadata__.mu_train | fromjson) == \$e[0]" >/dev/null &&
+  mu-dump --model tiny --delta opts.st | head -1 |
+    jq -e --slurpfile e opts.expect.json ".delta_metadata[0].mu_train == \$e[0] and
+      .delta_metadata[0].objective == \"npo=1,retain-ce=0.5,rmu=2\"" >/dev/null'
+# defaults resolved: the middle layer for RMU, no decay_steps for a constant schedule
+t train_options_defaults bash -c '
+  mu-dump learn.log | head -1 | jq -e ".meta.options | .rmu_layer == 1 and .optimizer == \"adamw\" and
+    .clip == null and .schedule == \"constant\" and (has(\"decay_steps\") | not) and .mask == \"all\" and
+    .objectives == {\"learn\": 1} and .lr == 0.01 and .batch == 6 and .steps == 80" >/dev/null'
+
 # a NaN loss stops with the step named, keeps the checkpoint, writes no output
 expect_fail train_nan_names_step 1 'step 2: loss is NaN.*last good checkpoint: nan\.st\.ckpt\.mpk\.zst \(step 1\)' \
     mu-train --model tiny --objective learn --train facts.mpk.zst --steps 5 --lr 1e30 --out nan.st --checkpoint-every 1 -q
