@@ -479,8 +479,6 @@ fail:
 }
 
 const mu_config *mu_ckpt_config(const mu_ckpt *c) { return &c->cfg; }
-const char *mu_ckpt_path(const mu_ckpt *c) { return c->path; }
-const char *mu_ckpt_dir(const mu_ckpt *c) { return c->dir; }
 int mu_ckpt_is_gguf(const mu_ckpt *c) { return c->g != NULL; }
 const mu_gguf *mu_ckpt_gguf(const mu_ckpt *c) { return c->g; }
 int mu_ckpt_n_deltas(const mu_ckpt *c) { return c->n_delta; }

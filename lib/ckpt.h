@@ -32,9 +32,6 @@ typedef struct mu_ckpt mu_ckpt;
  * concurrently. */
 mu_ckpt *mu_ckpt_open(const char *path, char *err, size_t errlen);
 const mu_config *mu_ckpt_config(const mu_ckpt *c);
-const char *mu_ckpt_path(const mu_ckpt *c);
-/* The directory holding the checkpoint (for tokenizer.json); for GGUF the file's directory. */
-const char *mu_ckpt_dir(const mu_ckpt *c);
 int mu_ckpt_is_gguf(const mu_ckpt *c);
 /* The open GGUF (tokenizer metadata lives there), NULL for an HF directory. */
 const mu_gguf *mu_ckpt_gguf(const mu_ckpt *c);

@@ -1522,7 +1522,6 @@ void mu_kvcache_free(mu_kvcache *c)
     free(c);
 }
 
-void mu_kvcache_reset(mu_kvcache *c) { memset(c->len, 0, c->B * sizeof *c->len); }
 const int32_t *mu_kvcache_lens(const mu_kvcache *c) { return c->len; }
 
 static int32_t argmax(const float *x, int n)

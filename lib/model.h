@@ -256,7 +256,6 @@ double mu_model_cross_entropy(mu_model *m, const int32_t *targets, float *dlogit
 /* A cache of K and V for B rows of up to max_T tokens each. NULL on out of memory. */
 mu_kvcache *mu_kvcache_new(mu_model *m, int B, int max_T);
 void mu_kvcache_free(mu_kvcache *c);
-void mu_kvcache_reset(mu_kvcache *c);                 /* all rows empty */
 const int32_t *mu_kvcache_lens(const mu_kvcache *c);  /* [B] tokens held per row */
 
 /* Greedy decoding of one prompt (n_prompt >= 1) with a KV cache: appends up to n_new

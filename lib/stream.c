@@ -370,11 +370,6 @@ void mu_writer_close(mu_writer *w) {
     writer_free(w);
 }
 
-void mu_writer_abort(mu_writer *w) {
-    mu_out_abort(&w->out);
-    writer_free(w);
-}
-
 /* ---- packing helpers ---- */
 
 void mu_pack_str(msgpack_packer *pk, const char *s) {

@@ -37,8 +37,6 @@ void mu_writer_end_record(mu_writer *w);
 void mu_writer_flush(mu_writer *w);
 /* Finishes, fsyncs and renames into place; frees w. Dies on I/O error. */
 void mu_writer_close(mu_writer *w);
-/* Discards the output (temp file unlinked); frees w. */
-void mu_writer_abort(mu_writer *w);
 
 /* Packing helpers (keys and values for maps). */
 void mu_pack_str(msgpack_packer *pk, const char *s);
