@@ -94,6 +94,14 @@ t train_out_model_matches_delta bash -c '
   e2=$(mu-train --model gamodel --objective learn --train facts.mpk.zst --steps 0 --eval facts.mpk.zst --out z4.st --log z4.log -q && mu-dump z4.log | grep "\"eval\"") &&
   [ "$e1" = "$e2" ]'
 
+# a model without tokenizer.json: the exported directory has none either, and says so
+t train_out_model_no_tokenizer bash -c '
+  cp -r tiny notok && rm notok/tokenizer.json &&
+  mu-train --model notok --objective ga --forget facts.mpk.zst --mask mlp:0 --steps 1 --batch 2 \
+    --out-model notok-out -q 2> notok.err &&
+  [ -f notok-out/model.safetensors ] && [ ! -e notok-out/tokenizer.json ] &&
+  [ "$(wc -l < notok.err)" = 1 ] && grep -q "^mu-train: warning: notok-out: no tokenizer.json next to the model" notok.err'
+
 # same seed twice: identical bytes
 t train_seed_bit_identical bash -c '
   a="--model tiny --objective learn=1,general-lm=0.5 --train facts.mpk.zst --general other.mpk.zst --steps 12 --batch 2 --accum 2 --lr 3e-3 --schedule cosine --warmup 3 --clip 1 --seed 9 -q"
