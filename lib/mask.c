@@ -278,11 +278,11 @@ int mu_mask_from_spec(const char *spec, const mu_param_info *p, int np, mu_mask 
                       char *err, size_t errlen) {
     unsigned char *sel = mu_xcalloc((size_t)np, 1);
     char *copy = mu_xstrdup(spec), *save = NULL;
-    int rc = 0;
-    for (char *term = strtok_r(copy, "+", &save); term; term = strtok_r(NULL, "+", &save))
+    int rc = 0, terms = 0;
+    for (char *term = strtok_r(copy, "+", &save); term; term = strtok_r(NULL, "+", &save), terms++)
         if ((rc = spec_term(term, p, np, sel, err, errlen)) < 0) break;
     free(copy);
-    if (rc == 0 && !*spec) {
+    if (rc == 0 && !terms) {   /* "" or only '+' */
         snprintf(err, errlen, "mask spec is empty");
         rc = -1;
     }

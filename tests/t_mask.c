@@ -96,6 +96,23 @@ TEST(mask_spec_shorthands) {
     CHECK(strstr(err, "unknown group") != NULL);
     CHECK(mu_mask_from_spec("mlp", p, np, &m, err, sizeof err) < 0);
     CHECK(mu_mask_from_spec("mlp:1-", p, np, &m, err, sizeof err) < 0);
+    CHECK(mu_mask_from_spec("embed:1", p, np, &m, err, sizeof err) < 0);
+    CHECK_MSG(strstr(err, "embed takes no layers") != NULL, "%s", err);
+    CHECK(mu_mask_from_spec("", p, np, &m, err, sizeof err) < 0);
+    CHECK_MSG(strstr(err, "mask spec is empty") != NULL, "%s", err);
+    CHECK(mu_mask_from_spec("+", p, np, &m, err, sizeof err) < 0);
+    CHECK_MSG(strstr(err, "mask spec is empty") != NULL, "%s", err);
+    free(p);
+    /* a tied head: lm_head is the embedding, not a parameter of its own */
+    mu_config c;
+    mu_config_init(&c);
+    snprintf(c.arch, sizeof c.arch, "llama");
+    c.n_layer = 1; c.d_model = 8; c.n_head = 2; c.n_kv_head = 1; c.head_dim = 4;
+    c.d_ff = 12; c.vocab = 20; c.max_pos = 64; c.tie_embeddings = 1;
+    np = mu_arch_params(&c, &p);
+    CHECK(np > 0);
+    CHECK(mu_mask_from_spec("mlp:0+lm_head", p, np, &m, err, sizeof err) < 0);
+    CHECK_MSG(strstr(err, "'lm_head': selects no parameter of this model") != NULL, "%s", err);
     free(p);
 }
 
@@ -166,3 +183,62 @@ TEST(mask_stream_rejects_inconsistent_records) {
     CHECK(mu_mask_read(path, &m, err, sizeof err) < 0);
     CHECK_MSG(strstr(err, "mask"), "%s", err);
 }
+
+/* One record of tensor "w" [4, 3], neuron units, with field `bad` broken (0: none). */
+enum { BAD_NONE, BAD_SHAPE_TYPE, BAD_SHAPE_RANK, BAD_SHAPE_ZERO, BAD_GRAN, BAD_UNITS,
+       BAD_BITS_SIZE, BAD_PARAMS, BAD_NAME, BAD_COUNT };
+
+static void write_one_mask_record(const char *path, int bad) {
+    mu_writer *w = mu_writer_open(path, "mask");
+    mu_pack_str(mu_writer_meta(w, "granularity"), "neuron");
+    msgpack_packer *pk = mu_writer_record(w);
+    msgpack_pack_map(pk, 7);
+    mu_pack_str(pk, "name");
+    if (bad == BAD_NAME) msgpack_pack_int64(pk, 7); else mu_pack_str(pk, "w");
+    mu_pack_str(pk, "shape");
+    if (bad == BAD_SHAPE_TYPE) mu_pack_str(pk, "4x3");
+    else {
+        int rank = bad == BAD_SHAPE_RANK ? 3 : 2;
+        msgpack_pack_array(pk, (size_t)rank);
+        for (int d = 0; d < rank; d++) msgpack_pack_int64(pk, d == 0 ? (bad == BAD_SHAPE_ZERO ? 0 : 4) : 3);
+    }
+    mu_pack_kv_str(pk, "granularity", bad == BAD_GRAN ? "row" : "neuron");
+    mu_pack_kv_int(pk, "units", bad == BAD_UNITS ? 0 : 4);
+    mu_pack_str(pk, "bits");
+    unsigned char bits[2] = {0x5, 0};
+    size_t nb = bad == BAD_BITS_SIZE ? 2 : 1;
+    msgpack_pack_bin(pk, nb);
+    msgpack_pack_bin_body(pk, bits, nb);
+    mu_pack_kv_int(pk, "selected", 2);
+    mu_pack_kv_int(pk, "params", bad == BAD_PARAMS ? 5 : 6);
+    mu_writer_end_record(w);
+    mu_writer_close(w);
+}
+
+/* Each broken field of a mask record is refused with a message naming the file, the
+ * record and the field; the unbroken record reads. */
+TEST(mask_stream_names_each_bad_field) {
+    static const char *want[BAD_COUNT] = {
+        NULL, "\"shape\" must be an array of 1 or 2 ints", "\"shape\" must be an array of 1 or 2 ints",
+        "bad \"shape\"", "\"granularity\" must be element, neuron, head or matrix",
+        "missing or bad \"units\"", "\"bits\" must be bin of 1 bytes", "\"params\" does not match",
+        "\"name\"",
+    };
+    char path[PATH_MAX], err[512];
+    for (int bad = 0; bad < BAD_COUNT; bad++) {
+        snprintf(path, sizeof path, "%s/bad%d.mpk.zst", mu_test_tmpdir(), bad);
+        write_one_mask_record(path, bad);
+        mu_mask m;
+        int rc = mu_mask_read(path, &m, err, sizeof err);
+        if (bad == BAD_NONE) {
+            CHECK_MSG(rc == 0, "%s", err);
+            CHECK(m.n == 1 && mu_mask_selected(&m.t[0]) == 2 && mu_mask_tensor_params(&m.t[0]) == 6);
+            mu_mask_free(&m);
+            continue;
+        }
+        CHECK_MSG(rc < 0, "broken field %d was read", bad);
+        CHECK_MSG(strstr(err, path) && strstr(err, "record 0") && strstr(err, want[bad]),
+                  "field %d: %s", bad, err);
+    }
+}
+
