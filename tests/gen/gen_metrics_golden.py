@@ -306,5 +306,39 @@ f1, r1 = choice_prob(ref, "forget"), choice_prob(ref, "retain")
 x1 = min(1.0, max(0.0, (f0 - f1) / f0))
 y1 = min(1.0, max(0.0, r1 / r0))
 expected["aues"] = (x1 - 0.0) * (1.0 + y1) / 2
+
+
+# Min-K%++ (Zhang et al.): per token (log p - mu) / sigma with mu, sigma the mean and std
+# of log p over the vocabulary at that position (mu-forward --emit mu-sigma), variance
+# floored at 1e-6; the score is minus the mean of the lowest int(k * n) (at least 1)
+def make_mu_sigma_records(seed, nrec):
+    g = np.random.default_rng(seed)
+    recs = []
+    for i in range(nrec):
+        m = int(g.integers(1, 12))
+        lp = np.log(g.uniform(0.01, 1.0, m)).astype(np.float32)
+        mu = (-g.uniform(5, 12, m)).astype(np.float32)
+        sigma = g.uniform(0.5, 4, m).astype(np.float32)
+        if i == 3:
+            sigma[0] = 1e-4          # below the floor
+        recs.append({"id": i, "meta": {"split": "forget" if i % 3 else "retain"},
+                     "text_logprobs": tensor("f32", lp), "token_mu": tensor("f32", mu),
+                     "token_sigma": tensor("f32", sigma)})
+    return recs
+
+
+def min_k_pp(r, k):
+    lp, mu, sg = arr(r, "text_logprobs"), arr(r, "token_mu"), arr(r, "token_sigma")
+    z = np.sort((lp - mu) / np.sqrt(np.maximum(sg * sg, 1e-6)))
+    return -z[:max(1, int(len(z) * k))].mean()
+
+
+mk = make_mu_sigma_records(11, 18)
+write_stream(os.path.join(OUT, "score.minkpp.mpk.zst"), "outputs", mk)
+expected["min_k_pp"] = {"%s@%g" % (split, k): float(np.mean([min_k_pp(r, k) for r in mk if r["meta"]["split"] == split]))
+                        for split in ("forget", "retain") for k in (0.2, 0.5)}
+# members (label 0) forget, non-members retain: the AUC of the Min-K%++ score
+lab = [0 if r["meta"]["split"] == "forget" else 1 for r in mk]
+expected["mia_auc_min_k_pp"] = float(roc_auc_score(lab, [min_k_pp(r, 0.2) for r in mk]))
 dump("score.expected.json", expected)
 print("wrote", OUT)

@@ -57,6 +57,27 @@ t score_curve_from_pipes bash -c "cmp <(mu-score --curve --original <(cat '$T/m0
 expect_fail score_curve_selector 1 'match nope' mu-score --curve --original "$T/m0.mpk.zst" --forget nope "$T/m1.mpk.zst"
 # --out without a terminal: nothing on stdout
 t score_out_quiet_stdout bash -c "[ -z \"\$(mu-score --by split --out $T/x.mpk.zst $OUTS)\" ]"
+# Min-K%++ from token_mu/token_sigma (mu-forward --emit mu-sigma) per split at two k, and
+# its membership AUC (numpy, sklearn: gen_metrics_golden.py)
+MKPP=$G/score.minkpp.mpk.zst
+for k in 0.2 0.5; do
+  mu-score --by split --k $k --metrics mia_min_k_pp --format tsv "$MKPP" > "$T/mkpp$k.tsv" 2>&1
+  for split in forget retain; do
+    near "score_min_k_pp_${split}_$k" "$(got "$T/mkpp$k.tsv" mia_min_k_pp "split=$split")" "$(expected min_k_pp "$split@$k")"
+  done
+done
+mu-score --by split --auc forget:retain --format tsv "$MKPP" > "$T/mkppauc.tsv" 2>&1
+near score_auc_min_k_pp "$(got "$T/mkppauc.tsv" mia_auc_min_k_pp "members=forget,nonmembers=retain")" \
+  "$(expected - mia_auc_min_k_pp)"
+# the table (the default on a terminal or with --format table) holds the TSV's rows, values
+# to 6 significant digits, and the intervals
+t score_table_matches_tsv bash -c "
+  mu-score --by split --auc forget:retain --format table '$MKPP' > '$T/table.txt' &&
+  head -1 '$T/table.txt' | grep -qE '^metric +group +value +n +95% CI\$' &&
+  diff <(tail -n +2 '$T/table.txt' | awk '{ printf \"%s %s %s %s\\n\", \$1, \$2, \$3, \$4 }') \
+       <(tail -n +2 '$T/mkppauc.tsv' | awk -F'\t' '{ printf \"%s %s %.6g %s\\n\", \$1, \$2, \$3, \$4 }') &&
+  grep -E '^mia_min_k_pp +split=forget ' '$T/table.txt' | grep -qF \"[\$(awk -F'\t' '\$1 == \"mia_min_k_pp\" && \$2 == \"split=forget\" { printf \"%.4g, %.4g\", \$5, \$6 }' '$T/mkppauc.tsv')]\""
+
 # labels group whole files; JSON output parses as one array
 t score_label bash -c "mu-score --label split=all --by split --metrics choice_acc --format tsv $OUTS | grep -q 'split=all'"
 t score_json bash -c "mu-score --metrics choice_acc --format json $OUTS | grep -q '\"metric\": \"choice_acc\"'"
