@@ -198,13 +198,30 @@ static int load_decoder(mu_tokenizer *tk, json_t *d, char *err, size_t en) {
 static int32_t special_id(json_t *specials, const char *name, const mu_tokenizer *tk) {
     json_t *s = json_object_get(specials, name);
     json_t *ids = json_object_get(s, "ids");
-    if (json_is_array(ids) && json_array_size(ids) > 0) return (int32_t)json_integer_value(json_array_get(ids, 0));
+    if (json_is_array(ids) && json_array_size(ids) > 0) {   /* -1 (refused) unless an id of the vocabulary */
+        json_int_t id = json_integer_value(json_array_get(ids, 0));
+        return id >= 0 && id < (json_int_t)tk->n_tok ? (int32_t)id : -1;
+    }
     return mu_tok_token_to_id(tk, name);
 }
 
 static void push_id(int32_t **arr, int *n, int32_t id) {
     *arr = realloc(*arr, (size_t)(*n + 1) * sizeof **arr);
     (*arr)[(*n)++] = id;
+}
+
+/* The id of a Bert/Roberta post-processor's cls or sep ([token, id]), pushed onto arr; an
+ * id outside the vocabulary is refused (it would be in every encoding). */
+static int push_processing_id(mu_tokenizer *tk, json_t *p, const char *type, const char *key,
+                              int32_t **arr, int *n, char *err, size_t en) {
+    json_t *pair = json_object_get(p, key), *id = json_array_get(pair, 1);
+    if (json_array_size(pair) != 2 || !json_is_integer(id) || json_integer_value(id) < 0 ||
+        json_integer_value(id) >= (json_int_t)tk->n_tok) {
+        tok_err(err, en, "%s: post_processor %s: %s is not [token, id] of a token in the vocabulary", tk->path, type, key);
+        return -1;
+    }
+    push_id(arr, n, (int32_t)json_integer_value(id));
+    return 0;
 }
 
 static int load_postproc(mu_tokenizer *tk, json_t *p, char *err, size_t en) {
@@ -231,12 +248,9 @@ static int load_postproc(mu_tokenizer *tk, json_t *p, char *err, size_t en) {
         }
         return 0;
     }
-    if (!strcmp(type, "RobertaProcessing") || !strcmp(type, "BertProcessing")) {
-        json_t *cls = json_object_get(p, "cls"), *sep = json_object_get(p, "sep");
-        if (json_is_array(cls) && json_array_size(cls) == 2) push_id(&tk->prefix, &tk->n_prefix, (int32_t)json_integer_value(json_array_get(cls, 1)));
-        if (json_is_array(sep) && json_array_size(sep) == 2) push_id(&tk->suffix, &tk->n_suffix, (int32_t)json_integer_value(json_array_get(sep, 1)));
-        return 0;
-    }
+    if (!strcmp(type, "RobertaProcessing") || !strcmp(type, "BertProcessing"))
+        return push_processing_id(tk, p, type, "cls", &tk->prefix, &tk->n_prefix, err, en) ||
+               push_processing_id(tk, p, type, "sep", &tk->suffix, &tk->n_suffix, err, en) ? -1 : 0;
     return 0;   /* ByteLevel post-processing only trims offsets */
 }
 

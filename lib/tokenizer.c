@@ -780,7 +780,27 @@ static int encode_segment(mu_tokenizer *tk, enc_work *w, const char *text, size_
     return 0;
 }
 
-static int is_space_byte(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+/* Unicode White_Space (Rust's char::is_whitespace): what HF's lstrip/rstrip strip, so a
+ * no-break or ideographic space next to an added token goes too. */
+static int is_white_space(utf8proc_int32_t cp) {
+    return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
+}
+
+/* Byte length of the white-space character starting at text[i] (i < len), else 0. */
+static size_t space_at(const char *text, size_t i, size_t len) {
+    utf8proc_int32_t cp;
+    utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)text + i, (utf8proc_ssize_t)(len - i), &cp);
+    return k > 0 && is_white_space(cp) ? (size_t)k : 0;
+}
+
+/* Byte length of the white-space character ending at text[i] (from < i), else 0. The text
+ * is valid UTF-8, so the character starts after at most three continuation bytes. */
+static size_t space_before(const char *text, size_t from, size_t i) {
+    size_t s = i - 1;
+    while (s > from && i - s < 4 && ((unsigned char)text[s] & 0xC0) == 0x80) s--;
+    return space_at(text, s, i) == i - s ? i - s : 0;
+}
 
 /* Finds the next added token at or after from: returns its index, match range [*ms,*me)
  * (including stripped whitespace), or -1. */
@@ -791,9 +811,9 @@ static int find_added(const mu_tokenizer *tk, const char *text, size_t len, size
         for (int k = tk->added_start[b]; k < tk->added_start[b + 1]; k++) {
             const tok_added *a = &tk->added[k];
             if (a->len > len - i || memcmp(text + i, a->content, a->len)) continue;
-            size_t s = i, e = i + a->len;
-            if (a->lstrip) while (s > from && is_space_byte(text[s - 1])) s--;
-            if (a->rstrip) while (e < len && is_space_byte(text[e])) e++;
+            size_t s = i, e = i + a->len, sp;
+            while (a->lstrip && s > from && (sp = space_before(text, from, s)) > 0) s -= sp;
+            while (a->rstrip && e < len && (sp = space_at(text, e, len)) > 0) e += sp;
             *ms = s; *me = e;
             return k;
         }
@@ -922,8 +942,6 @@ int mu_tok_decode_model_ids(const mu_tokenizer *tk, const int32_t *ids, size_t n
 /* ---------------------------------------------------------------- accessors */
 int32_t mu_tok_bos(const mu_tokenizer *tk) { return tk->bos; }
 int32_t mu_tok_eos(const mu_tokenizer *tk) { return tk->eos; }
-int32_t mu_tok_pad(const mu_tokenizer *tk) { return tk->pad; }
-int32_t mu_tok_unk(const mu_tokenizer *tk) { return tk->unk; }
 int mu_tok_add_bos_default(const mu_tokenizer *tk) { return tk->add_bos; }
 int mu_tok_add_eos_default(const mu_tokenizer *tk) { return tk->add_eos; }
 size_t mu_tok_vocab_size(const mu_tokenizer *tk) { return tk->n_tok; }
@@ -936,11 +954,6 @@ int32_t mu_tok_token_to_id(const mu_tokenizer *tk, const char *token) {
     for (size_t id = 0; id < tk->n_tok; id++)   /* spelling lookup: rare, linear is fine */
         if (tk->tok[id].spell && !strcmp(tk->tok[id].spell, token)) return (int32_t)id;
     return -1;
-}
-
-const char *mu_tok_id_to_token(const mu_tokenizer *tk, int32_t id) {
-    if (id < 0 || (size_t)id >= tk->n_tok) return NULL;
-    return tk->tok[id].spell;
 }
 
 int mu_tok_is_special(const mu_tokenizer *tk, int32_t id) {

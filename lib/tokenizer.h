@@ -73,15 +73,11 @@ int mu_tok_decode_model_ids(const mu_tokenizer *tk, const int32_t *ids, size_t n
 
 int32_t mu_tok_bos(const mu_tokenizer *tk);   /* -1 when the model has none */
 int32_t mu_tok_eos(const mu_tokenizer *tk);
-int32_t mu_tok_pad(const mu_tokenizer *tk);
-int32_t mu_tok_unk(const mu_tokenizer *tk);
 int mu_tok_add_bos_default(const mu_tokenizer *tk);  /* the model's own default */
 int mu_tok_add_eos_default(const mu_tokenizer *tk);
 size_t mu_tok_vocab_size(const mu_tokenizer *tk);
 /* Id of a token given in the vocabulary's own spelling ("<s>", "Ġthe", "▁the"); -1 if none. */
 int32_t mu_tok_token_to_id(const mu_tokenizer *tk, const char *token);
-/* The vocabulary's own spelling of id (NULL if out of range). */
-const char *mu_tok_id_to_token(const mu_tokenizer *tk, int32_t id);
 /* 1 for control tokens (special added tokens, GGUF CONTROL) and <unk>: the tokens that
  * decoding with skip_special leaves out. */
 int mu_tok_is_special(const mu_tokenizer *tk, int32_t id);

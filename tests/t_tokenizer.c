@@ -3,7 +3,9 @@
  *     (tests/gen/gen_tokenizer_golden.py -> tests/golden/tokenizer/);
  *   - llama.cpp's own test vectors for ggml-vocab-gpt-2.gguf / ggml-vocab-llama-spm.gguf
  *     (../shared/data/tokenizers; the shared copies are damaged, see repair_vocab_gguf);
- *   - stories260K: greedy_200.json decodes to greedy_200.txt and encodes back. */
+ *   - stories260K: greedy_200.json decodes to greedy_200.txt and encodes back;
+ *   - HF ids and decodes for one small tokenizer.json per component the families leave out
+ *     (tests/gen/gen_tokenizer_components.py -> tests/golden/tokenizer/components/). */
 #include "test.h"
 #include "tokenizer.h"
 #include <jansson.h>
@@ -11,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static char *read_file(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
@@ -572,6 +575,256 @@ TEST(tok_invalid_utf8_is_an_error) {
     size_t tl;
     CHECK(mu_tok_decode(tk, &bad, 1, 0, &t, &tl, err, sizeof err) == -1);
     mu_tokenizer_free(tk);
+}
+
+/* ---------------------------------------------------------------- components
+ * One small tokenizer.json per component that the model-family goldens leave out (NFD,
+ * NFKC, NFKD normalizers; Split behaviors and literal patterns; the Metaspace decoder;
+ * Bert/Roberta post-processors; added tokens that strip whitespace), with HF's ids and
+ * decodes: tests/gen/gen_tokenizer_components.py -> tests/golden/tokenizer/components/. */
+static void component_path(const char *name, char *out, size_t cap) {
+    snprintf(out, cap, "%s/tests/golden/tokenizer/components/%s", mu_test_root(), name);
+}
+
+static json_t *component_expected(void) {
+    char path[1024];
+    json_error_t je;
+    component_path("expected.json", path, sizeof path);
+    json_t *all = json_load_file(path, 0, &je);
+    CHECK_MSG(all != NULL, "%s: line %d: %s", path, je.line, je.text);
+    return all;
+}
+
+/* ids == the JSON array want, else a failure naming what and both id lists. */
+static void check_ids_equal(const char *what, json_t *want, const int32_t *ids, size_t n) {
+    size_t k;
+    json_t *x;
+    int same = n == json_array_size(want);
+    json_array_foreach(want, k, x) if (same && ids[k] != json_integer_value(x)) same = 0;
+    if (same) return;
+    char got[4096], exp[4096];
+    int32_t *w = malloc((json_array_size(want) + 1) * sizeof *w);
+    json_array_foreach(want, k, x) w[k] = (int32_t)json_integer_value(x);
+    ids_str(ids, n, got, sizeof got);
+    ids_str(w, json_array_size(want), exp, sizeof exp);
+    free(w);
+    CHECK_MSG(0, "%s:\n  want %s\n  got  %s", what, exp, got);
+}
+
+static void check_decode_equal(const char *what, const mu_tokenizer *tk, const int32_t *ids, size_t n,
+                               int skip_special, const char *want) {
+    char *dec, err[256];
+    size_t dl;
+    CHECK_MSG(mu_tok_decode(tk, ids, n, skip_special, &dec, &dl, err, sizeof err) == 0, "%s: %s", what, err);
+    CHECK_MSG(!strcmp(dec, want), "%s: decode \"%s\" != HF \"%s\"", what, dec, want);
+    free(dec);
+}
+
+/* Token byte ranges lie in the text and in order: an added token's stripped whitespace
+ * never reaches back into the token before it. */
+static void check_offsets_ordered(const char *what, const size_t *offs, size_t n, size_t len) {
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        CHECK_MSG(offs[2 * i] <= offs[2 * i + 1] && offs[2 * i + 1] <= len, "%s: token %zu has range [%zu, %zu)",
+                  what, i, offs[2 * i], offs[2 * i + 1]);
+        CHECK_MSG(offs[2 * i] >= at, "%s: token %zu starts at %zu, before the end %zu of the one before",
+                  what, i, offs[2 * i], at);
+        at = offs[2 * i + 1];
+    }
+}
+
+/* Every case of one component file: ids without and with special tokens (and with
+ * offsets, which normalize chunk by chunk), decode skipping and keeping specials.
+ * ordered: check that token ranges do not overlap (not behind a normalizer that changes
+ * the text: its output is aligned per chunk, an ASCII byte and the non-ASCII characters
+ * after it, so the tokens of "caf" and of a decomposed "é" share that chunk's range). */
+static void check_component(const char *name, int ordered) {
+    char path[1024], file[256], what[1200], err[512];
+    snprintf(file, sizeof file, "%s.json", name);
+    component_path(file, path, sizeof path);
+    mu_tokenizer *tk = load_or_fail(path);
+    json_t *all = component_expected(), *c;
+    json_t *cases = json_object_get(json_object_get(all, "cases"), name);
+    CHECK_MSG(json_array_size(cases) >= 10, "expected.json has no cases for %s", name);
+    size_t i;
+    json_array_foreach(cases, i, c) {
+        const char *text = json_string_value(json_object_get(c, "text"));
+        size_t tl = strlen(text), n, *offs;
+        json_t *want_sp = json_object_get(c, "ids_special");
+        int32_t *ids;
+        snprintf(what, sizeof what, "%s case %zu \"%s\"", name, i, text);
+        CHECK_MSG(mu_tok_encode(tk, text, tl, 0, &ids, &n, err, sizeof err) == 0, "%s: %s", what, err);
+        check_ids_equal(what, json_object_get(c, "ids"), ids, n);
+        check_decode_equal(what, tk, ids, n, 1, json_string_value(json_object_get(c, "decoded")));
+        free(ids);
+        CHECK_MSG(mu_tok_encode_offsets(tk, text, tl, &ids, &offs, &n, err, sizeof err) == 0, "%s: %s", what, err);
+        snprintf(what, sizeof what, "%s case %zu \"%s\" (with offsets)", name, i, text);
+        check_ids_equal(what, json_object_get(c, "ids"), ids, n);
+        if (ordered) check_offsets_ordered(what, offs, n, tl);
+        free(ids); free(offs);
+        snprintf(what, sizeof what, "%s case %zu \"%s\" special=1", name, i, text);
+        CHECK_MSG(mu_tok_encode(tk, text, tl, 1, &ids, &n, err, sizeof err) == 0, "%s: %s", what, err);
+        check_ids_equal(what, want_sp ? want_sp : json_object_get(c, "ids"), ids, n);
+        if (want_sp) check_decode_equal(what, tk, ids, n, 0, json_string_value(json_object_get(c, "decoded_special")));
+        free(ids);
+    }
+    json_decref(all);
+    mu_tokenizer_free(tk);
+}
+
+TEST(tok_component_nfd) { check_component("nfd", 0); }
+TEST(tok_component_nfkc) { check_component("nfkc", 0); }
+TEST(tok_component_nfkd) { check_component("nfkd", 0); }
+TEST(tok_component_split_removed) { check_component("split_removed", 1); }
+TEST(tok_component_split_merged_prev) { check_component("split_merged_prev", 1); }
+TEST(tok_component_split_merged_next_literal) { check_component("split_merged_next", 1); }
+TEST(tok_component_split_literal_metachars) { check_component("split_literal", 1); }
+TEST(tok_component_metaspace_decoder) { check_component("metaspace", 1); check_component("metaspace_never", 1); }
+TEST(tok_component_added_lstrip_rstrip) { check_component("added", 1); }
+
+/* BertProcessing (nfd: [CLS] ... [SEP]) and RobertaProcessing (nfkc: <s> ... </s>) make
+ * those the BOS/EOS that are added by default. */
+TEST(tok_component_bert_roberta_specials) {
+    static const char *const files[][3] = { { "nfd.json", "[CLS]", "[SEP]" }, { "nfkc.json", "<s>", "</s>" } };
+    for (int f = 0; f < 2; f++) {
+        char path[1024];
+        component_path(files[f][0], path, sizeof path);
+        mu_tokenizer *tk = load_or_fail(path);
+        CHECK(mu_tok_bos(tk) >= 0 && mu_tok_bos(tk) == mu_tok_token_to_id(tk, files[f][1]));
+        CHECK(mu_tok_eos(tk) >= 0 && mu_tok_eos(tk) == mu_tok_token_to_id(tk, files[f][2]));
+        CHECK(mu_tok_add_bos_default(tk) && mu_tok_add_eos_default(tk));
+        CHECK(mu_tok_is_special(tk, mu_tok_bos(tk)) && mu_tok_is_special(tk, mu_tok_eos(tk)));
+        mu_tokenizer_free(tk);
+    }
+}
+
+/* ---- the piece cache: it empties itself when half of its slots are used; 140000 distinct
+ * words (about 150000 distinct pieces) fill it twice over. Encoding them must give HF's
+ * ids chunk by chunk (count and FNV-1a hash), whatever was cached or dropped before. */
+static const char *const CACHE_LETTERS[30] = {
+    "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "p", "q", "r", "s",
+    "t", "u", "v", "w", "x", "y", "z", "\xc3\xa9", "\xc3\xbc", "\xc3\x9f", "\xc3\xb8" };   /* é ü ß ø */
+
+static uint64_t cache_lcg(uint64_t *s) {
+    *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
+    return *s >> 33;
+}
+
+/* Appends word i to out (as cache_words in the generator); returns bytes written. */
+static size_t cache_word(uint64_t i, uint64_t seed, uint64_t *state, char *out) {
+    uint64_t v = (i * 2654435761ULL + seed) % 729000000ULL;   /* 30^6 */
+    size_t o = 0;
+    for (int k = 0; k < 6; k++, v /= 30) o += (size_t)sprintf(out + o, "%s", CACHE_LETTERS[v % 30]);
+    uint64_t extra = cache_lcg(state) % 4;
+    for (uint64_t k = 0; k < extra; k++) o += (size_t)sprintf(out + o, "%s", CACHE_LETTERS[cache_lcg(state) % 30]);
+    return o;
+}
+
+static uint64_t fnv1a_ids(const int32_t *ids, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++)
+        for (int b = 0; b < 4; b++) { h ^= ((uint32_t)ids[i] >> (8 * b)) & 0xFF; h *= 0x100000001b3ULL; }
+    return h;
+}
+
+TEST(tok_component_cache_reset) {
+    /* a reset that leaves slots occupied fills the table, and the next miss probes
+     * forever: the alarm turns that into a failure long before the runner's watchdog */
+    alarm(120);
+    json_t *all = component_expected(), *cache = json_object_get(all, "cache"), *chunk;
+    char path[1200], name[256], err[256];
+    snprintf(name, sizeof name, "%s.json", json_string_value(json_object_get(cache, "tokenizer")));
+    component_path(name, path, sizeof path);
+    mu_tokenizer *tk = load_or_fail(path);
+    uint64_t words = (uint64_t)json_integer_value(json_object_get(cache, "words"));
+    uint64_t per = (uint64_t)json_integer_value(json_object_get(cache, "per_chunk"));
+    uint64_t seed = (uint64_t)json_integer_value(json_object_get(cache, "seed")), state = seed, w = 0;
+    json_t *chunks = json_object_get(cache, "chunks");
+    CHECK(words >= 140000 && per > 0 && json_array_size(chunks) == (words + per - 1) / per);
+    char *text = malloc(per * 32);
+    size_t k;
+    json_array_foreach(chunks, k, chunk) {
+        size_t tl = 0, n;
+        for (uint64_t j = 0; j < per && w < words; j++, w++) {
+            if (j) text[tl++] = ' ';
+            tl += cache_word(w, seed, &state, text + tl);
+        }
+        int32_t *ids;
+        CHECK_MSG(mu_tok_encode(tk, text, tl, 0, &ids, &n, err, sizeof err) == 0, "chunk %zu: %s", k, err);
+        char hex[17];
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)fnv1a_ids(ids, n));
+        CHECK_MSG(n == (size_t)json_integer_value(json_object_get(chunk, "n_ids")) &&
+                  !strcmp(hex, json_string_value(json_object_get(chunk, "hash"))),
+                  "chunk %zu (words %llu..): %zu ids hash %s, HF %lld ids hash %s", k,
+                  (unsigned long long)(k * per), n, hex, json_integer_value(json_object_get(chunk, "n_ids")),
+                  json_string_value(json_object_get(chunk, "hash")));
+        free(ids);
+    }
+    alarm(0);
+    free(text);
+    json_decref(all);
+    mu_tokenizer_free(tk);
+}
+
+/* ---- unsupported components: a load error "file: what", never a silent approximation */
+static void expect_refused(const char *base, const char *key, const char *value_json, const char *want) {
+    char path[1024], out[1200], err[512];
+    json_error_t je;
+    component_path(base, path, sizeof path);
+    json_t *root = json_load_file(path, 0, &je), *v = json_loads(value_json, 0, &je);
+    CHECK_MSG(root && v, "%s / %s: %s", base, value_json, je.text);
+    json_object_set_new(root, key, v);
+    snprintf(out, sizeof out, "%s/tokenizer.json", mu_test_tmpdir());
+    CHECK(json_dump_file(root, out, 0) == 0);
+    json_decref(root);
+    err[0] = 0;
+    mu_tokenizer *tk = mu_tokenizer_load(out, err, sizeof err);
+    CHECK_MSG(tk == NULL, "%s = %s was accepted", key, value_json);
+    CHECK_MSG(strstr(err, out) && strstr(err, want) && !strchr(err, '\n'),
+              "%s = %s: message \"%s\" should name %s and \"%s\"", key, value_json, err, out, want);
+}
+
+TEST(tok_component_unsupported_refused) {
+    expect_refused("nfd.json", "normalizer", "{\"type\": \"Lowercase\"}", "unsupported normalizer Lowercase");
+    expect_refused("nfd.json", "normalizer", "{\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"NFD\"}, "
+                   "{\"type\": \"StripAccents\"}]}", "unsupported normalizer StripAccents");
+    expect_refused("nfd.json", "normalizer", "{\"type\": \"Replace\", \"pattern\": {\"Regex\": \"\\\\s+\"}, "
+                   "\"content\": \" \"}", "Replace normalizer");
+    expect_refused("nfd.json", "normalizer", "{\"prepend\": \"x\"}", "normalizer without a type");
+    expect_refused("nfd.json", "pre_tokenizer", "{\"type\": \"Whitespace\"}", "unsupported pre-tokenizer Whitespace");
+    expect_refused("nfd.json", "pre_tokenizer", "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": "
+                   "\"Punctuation\", \"behavior\": \"Isolated\"}]}", "unsupported pre-tokenizer Punctuation");
+    expect_refused("split_removed.json", "pre_tokenizer", "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"\\\\s\"}, "
+                   "\"behavior\": \"Contiguous\", \"invert\": false}", "unsupported behavior Contiguous");
+    expect_refused("split_removed.json", "pre_tokenizer", "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"\\\\s\"}, "
+                   "\"behavior\": \"Removed\", \"invert\": true}", "(inverted)");
+    expect_refused("split_removed.json", "pre_tokenizer", "{\"type\": \"Split\", \"pattern\": {\"String\": \"\"}, "
+                   "\"behavior\": \"Removed\"}", "Split pre-tokenizer without a pattern");
+    expect_refused("split_removed.json", "pre_tokenizer", "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\"}, "
+                   "\"behavior\": \"Removed\"}", "pre-tokenizer regex");
+    expect_refused("metaspace.json", "decoder", "{\"type\": \"WordPiece\", \"prefix\": \"##\"}", "unsupported decoder WordPiece");
+    expect_refused("metaspace.json", "decoder", "{\"type\": \"Sequence\", \"decoders\": [{\"type\": \"Metaspace\"}, "
+                   "{\"type\": \"CTC\"}]}", "unsupported decoder CTC");
+    expect_refused("metaspace.json", "decoder", "{\"type\": \"Replace\", \"pattern\": {\"String\": \"_\"}, "
+                   "\"content\": \" \"}", "unsupported Replace decoder");
+    expect_refused("metaspace.json", "decoder", "{\"type\": \"Strip\", \"content\": \"x\", \"start\": 1, \"stop\": 0}",
+                   "unsupported Strip decoder");
+}
+
+/* A post-processor naming a token id outside the vocabulary would put that id in every
+ * encoding (and index past a model's embeddings): refused at load. */
+TEST(tok_component_postproc_bad_id_refused) {
+    expect_refused("nfd.json", "post_processor", "{\"type\": \"BertProcessing\", \"sep\": [\"[SEP]\", 3], "
+                   "\"cls\": [\"[CLS]\", 100000]}", "post_processor");
+    expect_refused("nfkc.json", "post_processor", "{\"type\": \"RobertaProcessing\", \"sep\": [\"</s>\", -1], "
+                   "\"cls\": [\"<s>\", 0], \"trim_offsets\": false, \"add_prefix_space\": false}", "post_processor");
+    expect_refused("nfkc.json", "post_processor", "{\"type\": \"RobertaProcessing\", \"sep\": [\"</s>\", \"1\"], "
+                   "\"cls\": [\"<s>\", 0]}", "post_processor");
+    /* 2^32 + 1 would wrap to id 1 as an int32 */
+    expect_refused("nfd.json", "post_processor", "{\"type\": \"TemplateProcessing\", \"single\": "
+                   "[{\"SpecialToken\": {\"id\": \"[X]\", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}], "
+                   "\"pair\": [], \"special_tokens\": {\"[X]\": {\"id\": \"[X]\", \"ids\": [4294967297], \"tokens\": [\"[X]\"]}}}",
+                   "post_processor names unknown token");
 }
 
 /* ---------------------------------------------------------------- chat templates */
