@@ -251,7 +251,9 @@ static int load_postproc(mu_tokenizer *tk, json_t *p, char *err, size_t en) {
     if (!strcmp(type, "RobertaProcessing") || !strcmp(type, "BertProcessing"))
         return push_processing_id(tk, p, type, "cls", &tk->prefix, &tk->n_prefix, err, en) ||
                push_processing_id(tk, p, type, "sep", &tk->suffix, &tk->n_suffix, err, en) ? -1 : 0;
-    return 0;   /* ByteLevel post-processing only trims offsets */
+    if (!strcmp(type, "ByteLevel")) return 0;   /* it only trims offsets */
+    tok_err(err, en, "%s: unsupported post_processor %s", tk->path, type);
+    return -1;
 }
 
 /* A token named in tokenizer_config.json: a string or {"content": ...}. */

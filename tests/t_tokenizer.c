@@ -820,6 +820,8 @@ TEST(tok_component_postproc_bad_id_refused) {
                    "\"cls\": [\"<s>\", 0], \"trim_offsets\": false, \"add_prefix_space\": false}", "post_processor");
     expect_refused("nfkc.json", "post_processor", "{\"type\": \"RobertaProcessing\", \"sep\": [\"</s>\", \"1\"], "
                    "\"cls\": [\"<s>\", 0]}", "post_processor");
+    expect_refused("nfd.json", "post_processor", "{\"type\": \"NoSuchProcessing\"}",
+                   "unsupported post_processor NoSuchProcessing");
     /* 2^32 + 1 would wrap to id 1 as an int32 */
     expect_refused("nfd.json", "post_processor", "{\"type\": \"TemplateProcessing\", \"single\": "
                    "[{\"SpecialToken\": {\"id\": \"[X]\", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}], "
