@@ -1,5 +1,6 @@
 /* ci.c — confidence intervals of a group's mean (metrics.h): the Student t interval of a
- * mean and the Wilson score interval of a proportion, with the quantile functions they
+ * mean and the Wilson score interval of a proportion; the paired tests of two models on
+ * the same records (McNemar's exact, the paired t-test); the quantile functions they
  * need (normal: Newton on erfc; Student t: the regularized incomplete beta by its
  * continued fraction, inverted by bisection and Newton, or the Cornish–Fisher expansion
  * from 1e5 degrees of freedom on). Checked against scipy.stats and statsmodels
@@ -137,4 +138,27 @@ void mu_ci_wilson(double k, long n, double level, double *lo, double *hi)
     *lo = center - half; *hi = center + half;
     if (*lo < 0) *lo = 0;
     if (*hi > 1) *hi = 1;
+}
+
+double mu_mcnemar_exact_p(long b, long c)
+{
+    long n = b + c, k = b < c ? b : c;
+    if (b < 0 || c < 0) return NAN;
+    double cdf = 0, lnf = lgamma((double)n + 1) - (double)n * M_LN2;
+    for (long i = 0; i <= k; i++)
+        cdf += exp(lnf - lgamma((double)i + 1) - lgamma((double)(n - i) + 1));
+    return fmin(1.0, 2 * cdf);
+}
+
+double mu_ttest_rel_p(const double *d, size_t n)
+{
+    if (n < 2) return NAN;
+    double mean = 0, ss = 0;
+    for (size_t i = 0; i < n; i++) mean += d[i];
+    mean /= (double)n;
+    for (size_t i = 0; i < n; i++) ss += (d[i] - mean) * (d[i] - mean);
+    double sd = sqrt(ss / (double)(n - 1));
+    if (sd == 0) return mean == 0 ? NAN : 0;
+    double t = mean / (sd / sqrt((double)n));
+    return 2 * mu_t_cdf(-fabs(t), (double)(n - 1));
 }

@@ -90,6 +90,16 @@ void mu_ci_mean(double mean, double sd, long n, double level, double *lo, double
  * proportion_confint(k, n, 1 - level, method='wilson'); NaN when n < 1. */
 void mu_ci_wilson(double k, long n, double level, double *lo, double *hi);
 
+/* ---- paired tests: two models on the same records (mu-score --paired) ---- */
+/* McNemar's exact test of b records right only under the first model and c only under the
+ * second: two-sided binomial p = min(1, 2 P(X <= min(b, c))), X ~ Bin(b + c, 1/2), as
+ * statsmodels' mcnemar([[., b], [c, .]], exact=True).pvalue. */
+double mu_mcnemar_exact_p(long b, long c);
+/* Paired t-test of per-record differences d: two-sided p of t = mean / (sd / sqrt(n)) with
+ * n - 1 degrees of freedom, as scipy.stats.ttest_rel; NaN when n < 2 or every difference
+ * is 0, 0 when all are one nonzero value. */
+double mu_ttest_rel_p(const double *d, size_t n);
+
 /* ---- removal–retention curves over a sweep (see mu-score(1) for the definitions) ---- */
 typedef struct { double forget, retain; } mu_curve_point;
 /* Area under the retention–removal curve. Each run i gives forget strength

@@ -215,6 +215,29 @@ TEST(metrics_kolmogorov_scipy) {
     json_decref(g);
 }
 
+/* McNemar's exact p against statsmodels; the paired t-test's edge cases (scipy.stats.
+ * ttest_rel: NaN for fewer than 2 pairs or all differences 0; its p on real data is
+ * checked through mu-score --paired in tests/sh/t_score.sh) */
+TEST(metrics_paired_tests) {
+    json_t *g = golden("score.expected.json"), *c;
+    json_t *mc = json_object_get(json_object_get(g, "paired"), "mcnemar");
+    CHECK(json_array_size(mc) >= 5);
+    size_t i;
+    json_array_foreach(mc, i, c) {
+        long b = (long)jnum(c, "b"), cc = (long)jnum(c, "c");
+        double want = jnum(c, "p"), got = mu_mcnemar_exact_p(b, cc);
+        CHECK_MSG(fabs(got - want) <= 1e-12 * want + 1e-300, "mcnemar(%ld, %ld) = %.17g, statsmodels %.17g", b, cc, got, want);
+        CHECK(mu_mcnemar_exact_p(cc, b) == got);   /* symmetric */
+    }
+    double one[1] = {0.5}, zeros[3] = {0, 0, 0}, same[3] = {0.25, 0.25, 0.25}, d[4] = {1, 2, 3, 6};
+    CHECK(isnan(mu_ttest_rel_p(one, 1)));
+    CHECK(isnan(mu_ttest_rel_p(zeros, 3)));
+    CHECK(mu_ttest_rel_p(same, 3) == 0);
+    /* scipy.stats.ttest_1samp([1, 2, 3, 6], 0).pvalue */
+    CHECK_MSG(fabs(mu_ttest_rel_p(d, 4) - 0.06913686926442872) < 1e-12, "%.17g", mu_ttest_rel_p(d, 4));
+    json_decref(g);
+}
+
 TEST(metrics_ks_errors) {
     double a[2] = {1, 2}, b[1] = {NAN}, d, p;
     CHECK(mu_ks_2samp(a, 2, b, 0, &d, &p, NULL) == -1);

@@ -38,6 +38,11 @@ static const char usage[] =
     "  --ci LEVEL         confidence interval of every per-record mean at LEVEL (default\n"
     "                     0.95; 0: none): Wilson's for 0/1 values (accuracies), else\n"
     "                     Student's t\n"
+    "  --paired B         compare with B, the outputs of another model on the same records\n"
+    "                     (matched by id): per group and per-record metric, the mean\n"
+    "                     difference FILE - B, its t interval, and a paired test's p-value:\n"
+    "                     McNemar's exact test for 0/1 values (accuracies), else the paired\n"
+    "                     t-test (TSV/JSON/stream: p_value and test)\n"
     "Curves (--curve; inputs are metrics streams, one per run of a sweep):\n"
     "  --original FILE    metrics of the unedited model\n"
     "  --forget M@SEL     forget score, e.g. choice_prob@split=forget (the default)\n"
@@ -146,6 +151,7 @@ static struct {
     int curve;
     const char *original, *sel_forget, *sel_retain, *sel_quality, *sel_utility;
     double ci;                      /* confidence level of the intervals, 0: none */
+    const char *paired;             /* --paired B: differences to B's records of the same ids */
 } opt = {.stem = 1, .k = 0.2, .ci = 0.95};
 
 static input *inputs; static int ninputs;
@@ -188,6 +194,8 @@ typedef struct {
     double text_nll; size_t text_ntok;
     double *tr; size_t ntr, cap_tr;             /* truth ratios */
     double *mia[4]; size_t nmia, cap_mia;       /* per-record MIA scores (all 4, NaN if absent) */
+    /* --paired: every per-record value with its record's id, per metric */
+    int64_t *rid[NMETRICS]; double *rval[NMETRICS]; size_t rn[NMETRICS], rcap[NMETRICS];
 } group;
 
 typedef struct { group *g; int n; } group_set;
@@ -344,7 +352,18 @@ static int metric_wanted(int m, unsigned have) {
     return (metric_info[m].fields & ~have) == 0;
 }
 
+static int64_t cur_id;   /* the id of the record being scored (--paired) */
+
 static void add_value(group *g, int m, double v) {
+    if (opt.paired) {
+        if (g->rn[m] == g->rcap[m]) {
+            g->rcap[m] = g->rcap[m] ? 2 * g->rcap[m] : 64;
+            g->rid[m] = mu_xrealloc(g->rid[m], g->rcap[m] * sizeof *g->rid[m]);
+            g->rval[m] = mu_xrealloc(g->rval[m], g->rcap[m] * sizeof *g->rval[m]);
+        }
+        g->rid[m][g->rn[m]] = cur_id;
+        g->rval[m][g->rn[m]++] = v;
+    }
     g->sum[m] += v; g->cnt[m]++;
     double d = v - g->wmean[m];
     g->wmean[m] += d / (double)g->cnt[m];
@@ -456,6 +475,8 @@ static void score_file(const input *in, group_set *gs, int keep_tr) {
     while ((rec = mu_reader_next_or_die(r))) {
         if (rec->type != MSGPACK_OBJECT_MAP) mu_reader_die(r, "record is not a map");
         record_key(r, rec, in, vals);
+        if (opt.paired && mu_obj_int(mu_obj_get(rec, "id"), &cur_id) < 0)
+            mu_reader_die(r, "no integer \"id\" (--paired matches records by id)");
         int gi = group_find(gs, vals, 1);
         for (int j = 0; j < opt.nby; j++) free(vals[j]);
         rec_fields f;
@@ -472,7 +493,8 @@ static void score_file(const input *in, group_set *gs, int keep_tr) {
 /* ---------------------------------------------------------------- results */
 
 /* lo, hi: the confidence interval of value (NaN when it has none) */
-typedef struct { char *metric; char **keys, **vals; int nkv; double value; long n; double lo, hi; } result;
+/* p, test: a paired test's p-value and name (NaN, NULL without --paired) */
+typedef struct { char *metric; char **keys, **vals; int nkv; double value; long n; double lo, hi, p; const char *test; } result;
 static result *results; static int nresults;
 
 static void emit(const char *metric, char **keys, char **vals, int nkv, double value, long n) {
@@ -484,7 +506,8 @@ static void emit(const char *metric, char **keys, char **vals, int nkv, double v
     r->vals = mu_xcalloc((size_t)(nkv ? nkv : 1), sizeof(char *));
     for (int i = 0; i < nkv; i++) { r->keys[i] = mu_xstrdup(keys[i]); r->vals[i] = mu_xstrdup(vals[i]); }
     r->value = value; r->n = n;
-    r->lo = r->hi = NAN;
+    r->lo = r->hi = r->p = NAN;
+    r->test = NULL;
 }
 
 static void emit_group(const char *metric, const group *g, double value, long n) {
@@ -553,6 +576,81 @@ static void aggregate(group_set *gs, group_set *ref) {
             emit_group("ks_statistic", g, d, (long)g->ntr);
         }
     }
+}
+
+/* ---------------------------------------------------------------- --paired */
+
+/* Record ids and values of one metric, sorted by id, for lookups by id. */
+typedef struct { int64_t id; double v; } id_value;
+static int cmp_id_value(const void *a, const void *b) {
+    int64_t x = ((const id_value *)a)->id, y = ((const id_value *)b)->id;
+    return (x > y) - (x < y);
+}
+
+static id_value *sorted_by_id(const group *g, int m) {
+    id_value *a = mu_xmalloc((g->rn[m] ? g->rn[m] : 1) * sizeof *a);
+    for (size_t i = 0; i < g->rn[m]; i++) { a[i].id = g->rid[m][i]; a[i].v = g->rval[m][i]; }
+    qsort(a, g->rn[m], sizeof *a, cmp_id_value);
+    for (size_t i = 1; i < g->rn[m]; i++)
+        if (a[i].id == a[i - 1].id) mu_die("%s: record id %lld appears twice (--paired matches records by id)",
+                                           opt.paired, (long long)a[i].id);
+    return a;
+}
+
+/* Per group of A and per-record metric: the mean difference A - B over the records of the
+ * same ids, its interval (Student's t on the differences), and a paired test: McNemar's
+ * exact test where every value is 0 or 1 (accuracies), else the paired t-test. */
+static void paired_differences(group_set *a, const group *b) {
+    for (int gi = 0; gi < a->n; gi++) {
+        group *g = &a->g[gi];
+        for (int m = 0; m < NMETRICS; m++) {
+            if (!g->rn[m] || m == M_TRUTH_RATIO || m == M_TEXT_LOSS || m == M_PERPLEXITY) continue;
+            if (!b->rn[m]) mu_die("%s: no record has %s (--paired)", opt.paired, metric_info[m].name);
+            id_value *bv = sorted_by_id(b, m);
+            double *d = mu_xmalloc(g->rn[m] * sizeof *d), mean = 0, ss = 0;
+            long only_a = 0, only_b = 0;
+            int binary = 1;
+            for (size_t i = 0; i < g->rn[m]; i++) {
+                id_value key = {g->rid[m][i], 0}, *hit = bsearch(&key, bv, b->rn[m], sizeof *bv, cmp_id_value);
+                if (!hit) mu_die("%s: no record with id %lld and %s (--paired)", opt.paired,
+                                 (long long)key.id, metric_info[m].name);
+                double x = g->rval[m][i], y = hit->v;
+                d[i] = x - y;
+                mean += d[i];
+                if ((x != 0 && x != 1) || (y != 0 && y != 1)) binary = 0;
+                only_a += x == 1 && y == 0;
+                only_b += x == 0 && y == 1;
+            }
+            size_t n = g->rn[m];
+            mean /= (double)n;
+            for (size_t i = 0; i < n; i++) ss += (d[i] - mean) * (d[i] - mean);
+            emit_group(metric_info[m].name, g, mean, (long)n);
+            result *r = &results[nresults - 1];
+            if (opt.ci > 0) mu_ci_mean(mean, n > 1 ? sqrt(ss / (double)(n - 1)) : NAN, (long)n, opt.ci, &r->lo, &r->hi);
+            r->test = binary ? "mcnemar" : "ttest_rel";
+            r->p = binary ? mu_mcnemar_exact_p(only_a, only_b) : mu_ttest_rel_p(d, n);
+            free(d);
+            free(bv);
+        }
+    }
+}
+
+static void free_groups(group_set *gs);
+
+/* --paired B: B's records, all in one group (they pair with A's by id, whatever their
+ * meta), then the differences per group of A. */
+static void paired_run(group_set *a) {
+    int nby = opt.nby;
+    opt.nby = 0;
+    group_set b = {0};
+    input in = {(char *)opt.paired, NULL, 0};
+    score_file(&in, &b, 0);
+    opt.nby = nby;
+    if (!b.n) mu_die("%s: no records (--paired)", opt.paired);
+    paired_differences(a, &b.g[0]);
+    opt.nby = 0;            /* b's groups have no --by values to free */
+    free_groups(&b);
+    opt.nby = nby;
 }
 
 static void model_utility(group_set *gs) {
@@ -739,6 +837,7 @@ static void write_stream(void) {
     for (int i = 0; i < ninputs; i++) mu_writer_add_input(w, "outputs", inputs[i].path);
     if (opt.reference) mu_writer_add_input(w, "reference", opt.reference);
     if (opt.original) mu_writer_add_input(w, "original", opt.original);
+    if (opt.paired) mu_writer_add_input(w, "paired", opt.paired);
     msgpack_packer *mp = mu_writer_meta(w, "by");
     msgpack_pack_array(mp, (size_t)opt.nby);
     for (int i = 0; i < opt.nby; i++) mu_pack_str(mp, opt.by[i]);
@@ -749,8 +848,8 @@ static void write_stream(void) {
     for (int i = 0; i < nresults; i++) {
         result *r = &results[i];
         msgpack_packer *pk = mu_writer_record(w);
-        int has_ci = !isnan(r->lo);
-        msgpack_pack_map(pk, 4 + (size_t)has_ci);
+        int has_ci = !isnan(r->lo), has_test = r->test != NULL;
+        msgpack_pack_map(pk, 4 + (size_t)has_ci + 2 * (size_t)has_test);
         mu_pack_kv_str(pk, "metric", r->metric);
         mu_pack_str(pk, "group");
         msgpack_pack_map(pk, (size_t)r->nkv);
@@ -762,6 +861,10 @@ static void write_stream(void) {
             msgpack_pack_array(pk, 2);
             msgpack_pack_double(pk, r->lo);
             msgpack_pack_double(pk, r->hi);
+        }
+        if (has_test) {
+            mu_pack_kv_str(pk, "test", r->test);
+            mu_pack_kv_f64(pk, "p_value", r->p);
         }
         mu_writer_end_record(w);
     }
@@ -793,17 +896,23 @@ static void print_results(const char *fmt) {
             json_object_set_new(o, "n", json_integer(results[i].n));
             if (!isnan(results[i].lo))
                 json_object_set_new(o, "ci", json_pack("[f, f]", results[i].lo, results[i].hi));
+            if (results[i].test) {
+                json_object_set_new(o, "test", json_string(results[i].test));
+                json_object_set_new(o, "p_value", isnan(results[i].p) ? json_null() : json_real(results[i].p));
+            }
             json_array_append_new(arr, o);
         }
         char *s = json_dumps(arr, JSON_INDENT(1) | JSON_REAL_PRECISION(17));
         fputs(s, stdout); fputc('\n', stdout);
         free(s); json_decref(arr);
     } else if (!strcmp(fmt, "tsv")) {
-        printf("metric\tgroup\tvalue\tn\tci_lo\tci_hi\n");
+        printf("metric\tgroup\tvalue\tn\tci_lo\tci_hi%s\n", opt.paired ? "\tp_value\ttest" : "");
         for (int i = 0; i < nresults; i++) {
             char *g = group_text(&results[i]);
-            printf("%s\t%s\t%.17g\t%ld\t%.17g\t%.17g\n", results[i].metric, g, results[i].value,
+            printf("%s\t%s\t%.17g\t%ld\t%.17g\t%.17g", results[i].metric, g, results[i].value,
                    results[i].n, results[i].lo, results[i].hi);
+            if (opt.paired) printf("\t%.17g\t%s", results[i].p, results[i].test ? results[i].test : "-");
+            putchar('\n');
             free(g);
         }
     } else {
@@ -816,13 +925,14 @@ static void print_results(const char *fmt) {
         }
         char cihead[32];
         snprintf(cihead, sizeof cihead, "%g%% CI", 100 * opt.ci);
-        printf("%-*s  %-*s  %12s  %8s  %s\n", wm, "metric", wg, "group", "value", "n",
-               opt.ci > 0 ? cihead : "");
+        printf("%-*s  %-*s  %12s  %8s  %s%s\n", wm, opt.paired ? "A - B" : "metric", wg, "group",
+               "value", "n", opt.paired ? "p (test)  " : "", opt.ci > 0 ? cihead : "");
         for (int i = 0; i < nresults; i++) {
-            char *g = group_text(&results[i]), ci[64] = "";
+            char *g = group_text(&results[i]), ci[64] = "", p[48] = "";
             if (!isnan(results[i].lo)) snprintf(ci, sizeof ci, "[%.4g, %.4g]", results[i].lo, results[i].hi);
-            printf("%-*s  %-*s  %12.6g  %8ld  %s\n", wm, results[i].metric, wg, g, results[i].value,
-                   results[i].n, ci);
+            if (results[i].test) snprintf(p, sizeof p, "%.4g (%s)  ", results[i].p, results[i].test);
+            printf("%-*s  %-*s  %12.6g  %8ld  %s%s\n", wm, results[i].metric, wg, g, results[i].value,
+                   results[i].n, p, ci);
             free(g);
         }
     }
@@ -837,6 +947,7 @@ static void free_groups(group_set *gs) {
         for (int j = 0; j < opt.nby; j++) free(g->vals[j]);
         free(g->vals); free(g->name); free(g->tr);
         for (int k = 0; k < 4; k++) free(g->mia[k]);
+        for (int m = 0; m < NMETRICS; m++) { free(g->rid[m]); free(g->rval[m]); }
     }
     free(gs->g);
     gs->g = NULL; gs->n = 0;
@@ -863,7 +974,7 @@ static void free_all(label *cur, int ncur) {
 int main(int argc, char **argv) {
     mu_cli_init("mu-score", argc, argv);
     enum { O_BY = 256, O_LABEL, O_METRICS, O_REF, O_UTIL, O_AUC, O_K, O_NOSTEM, O_OUT, O_FORMAT,
-           O_CURVE, O_ORIG, O_FORGET, O_RETAIN, O_QUAL, O_MUTIL, O_CI };
+           O_CURVE, O_ORIG, O_FORGET, O_RETAIN, O_QUAL, O_MUTIL, O_CI, O_PAIRED };
     static const struct option lo[] = {
         {"by", required_argument, 0, O_BY}, {"label", required_argument, 0, O_LABEL},
         {"metrics", required_argument, 0, O_METRICS}, {"reference", required_argument, 0, O_REF},
@@ -873,7 +984,7 @@ int main(int argc, char **argv) {
         {"curve", no_argument, 0, O_CURVE}, {"original", required_argument, 0, O_ORIG},
         {"forget", required_argument, 0, O_FORGET}, {"retain", required_argument, 0, O_RETAIN},
         {"quality", required_argument, 0, O_QUAL}, {"model-utility", required_argument, 0, O_MUTIL},
-        {"ci", required_argument, 0, O_CI},
+        {"ci", required_argument, 0, O_CI}, {"paired", required_argument, 0, O_PAIRED},
         MU_COMMON_LONGOPTS, {0, 0, 0, 0}};
     label *cur = NULL; int ncur = 0;
     int c;
@@ -930,6 +1041,7 @@ int main(int argc, char **argv) {
             if (*end || !(opt.ci >= 0 && opt.ci < 1)) mu_usage_error("--ci %s: expected a level in [0, 1)", optarg);
             break;
         }
+        case O_PAIRED: opt.paired = optarg; break;
         case O_OUT: opt.out = optarg; break;
         case O_FORMAT:
             if (strcmp(optarg, "table") && strcmp(optarg, "tsv") && strcmp(optarg, "json"))
@@ -950,6 +1062,8 @@ int main(int argc, char **argv) {
     if (opt.utility && !opt.nby) mu_usage_error("--utility needs --by (TOFU sets as groups)");
     if (opt.explicit_metric[M_FORGET_QUALITY] && !opt.reference)
         mu_usage_error("metric forget_quality needs --reference FILE");
+    if (opt.paired && (opt.reference || opt.utility || opt.nauc || opt.curve))
+        mu_usage_error("--paired compares per-record metrics: not with --reference, --utility, --auc or --curve");
 
     if (opt.curve) run_curve();
     else {
@@ -962,7 +1076,8 @@ int main(int argc, char **argv) {
             score_file(&ref_input, &ref, 1);
             opt.any_explicit = saved; memcpy(opt.explicit_metric, saved_m, sizeof saved_m);
         }
-        aggregate(&gs, opt.reference ? &ref : NULL);
+        if (opt.paired) paired_run(&gs);
+        else aggregate(&gs, opt.reference ? &ref : NULL);
         if (opt.utility) model_utility(&gs);
         if (opt.nauc) mia_auc(&gs);
         free_groups(&gs); free_groups(&ref);

@@ -340,5 +340,32 @@ expected["min_k_pp"] = {"%s@%g" % (split, k): float(np.mean([min_k_pp(r, k) for 
 # members (label 0) forget, non-members retain: the AUC of the Min-K%++ score
 lab = [0 if r["meta"]["split"] == "forget" else 1 for r in mk]
 expected["mia_auc_min_k_pp"] = float(roc_auc_score(lab, [min_k_pp(r, 0.2) for r in mk]))
+
+# --paired: score.outputs (A) against score.reference's records in reverse order (B,
+# matched by id), per split of A: the mean difference, scipy's t interval of it, and
+# statsmodels' exact McNemar p (choice_acc) or scipy's ttest_rel p (answer_prob, target_loss)
+from statsmodels.stats.contingency_tables import mcnemar
+write_stream(os.path.join(OUT, "score.paired.mpk.zst"), "outputs", ref[::-1])
+by_id = {r["id"]: r for r in ref}
+paired = {}
+for split in ("forget", "retain"):
+    rs = [r for r in recs if r["meta"]["split"] == split]
+    acc = lambda r: int(np.argmax(arr(r, "choice_logprobs")) == r["answer"])
+    a = np.array([acc(r) for r in rs]); b = np.array([acc(by_id[r["id"]]) for r in rs])
+    table = [[int(np.sum((a == 1) & (b == 1))), int(np.sum((a == 1) & (b == 0)))],
+             [int(np.sum((a == 0) & (b == 1))), int(np.sum((a == 0) & (b == 0)))]]
+    d = a - b
+    paired["choice_acc@" + split] = {"value": float(d.mean()), "p": float(mcnemar(table, exact=True).pvalue),
+                                     "ci": [float(x) for x in scipy.stats.t.interval(0.95, len(d) - 1, d.mean(), scipy.stats.sem(d))]}
+    for name, f in (("answer_prob", lambda r: math.exp(arr(r, "target_logprobs").mean())),
+                    ("target_loss", lambda r: -arr(r, "target_logprobs").mean())):
+        x = np.array([f(r) for r in rs]); y = np.array([f(by_id[r["id"]]) for r in rs])
+        d = x - y
+        paired[name + "@" + split] = {"value": float(d.mean()), "p": float(scipy.stats.ttest_rel(x, y).pvalue),
+                                      "ci": [float(v) for v in scipy.stats.t.interval(0.95, len(d) - 1, d.mean(), scipy.stats.sem(d))]}
+# McNemar's exact p on larger and lopsided discordant counts
+paired["mcnemar"] = [{"b": b, "c": c, "p": float(mcnemar([[0, b], [c, 0]], exact=True).pvalue)}
+                     for b, c in ((0, 0), (0, 1), (3, 9), (10, 10), (40, 17), (1, 300), (250, 230))]
+expected["paired"] = paired
 dump("score.expected.json", expected)
 print("wrote", OUT)

@@ -78,6 +78,36 @@ t score_table_matches_tsv bash -c "
        <(tail -n +2 '$T/mkppauc.tsv' | awk -F'\t' '{ printf \"%s %s %.6g %s\\n\", \$1, \$2, \$3, \$4 }') &&
   grep -E '^mia_min_k_pp +split=forget ' '$T/table.txt' | grep -qF \"[\$(awk -F'\t' '\$1 == \"mia_min_k_pp\" && \$2 == \"split=forget\" { printf \"%.4g, %.4g\", \$5, \$6 }' '$T/mkppauc.tsv')]\""
 
+# --paired: differences to another model's outputs on the same records, matched by id
+# (score.paired holds the reference's records in reverse order): the mean difference, its
+# t interval and McNemar's exact p (choice_acc) or the paired t-test's (answer_prob,
+# target_loss), per split, against scipy and statsmodels (gen_metrics_golden.py)
+PAIRED=$G/score.paired.mpk.zst
+mu-score --by split --paired "$PAIRED" --metrics choice_acc,answer_prob,target_loss --format tsv "$OUTS" \
+  > "$T/paired.tsv" 2>&1
+pexp() { jq -r --arg k "$1" --arg f "$2" '.paired[$k] | if $f == "lo" then .ci[0] elif $f == "hi" then .ci[1] else .[$f] end' "$EXP"; }
+pgot() { awk -F'\t' -v m="$1" -v g="split=$2" -v c="$3" 'NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+         $1 == m && $2 == g { print $col[c] }' "$T/paired.tsv"; }
+for m in choice_acc answer_prob target_loss; do
+  for split in forget retain; do
+    near "score_paired_${m}_${split}" "$(pgot $m $split value)" "$(pexp "$m@$split" value)"
+    near "score_paired_${m}_${split}_p" "$(pgot $m $split p_value)" "$(pexp "$m@$split" p)"
+    near "score_paired_${m}_${split}_ci_lo" "$(pgot $m $split ci_lo)" "$(pexp "$m@$split" lo)"
+    near "score_paired_${m}_${split}_ci_hi" "$(pgot $m $split ci_hi)" "$(pexp "$m@$split" hi)"
+  done
+done
+t score_paired_tests_named bash -c "[ \"\$(awk -F'\t' 'NR > 1 { print \$1, \$8 }' '$T/paired.tsv' | sort -u | tr '\n' ,)\" = \
+  'answer_prob ttest_rel,choice_acc mcnemar,target_loss ttest_rel,' ]"
+# a model against itself: differences 0; the stream carries the tests
+t score_paired_self bash -c "mu-score --paired '$OUTS' --metrics choice_acc,answer_prob --out '$T/self.mpk.zst' '$OUTS' &&
+  mu-dump '$T/self.mpk.zst' | tail -n +2 | jq -s -e 'length == 2 and all(.[]; .value == 0) and
+    (map(select(.metric == \"choice_acc\"))[0] | .test == \"mcnemar\" and .p_value == 1) and
+    (map(select(.metric == \"answer_prob\"))[0] | .test == \"ttest_rel\")' >/dev/null"
+# B lacks A's records 18..23 (ids 0..17)
+expect_fail score_paired_missing_id 1 'score.minkpp.mpk.zst: no record with id 18 and mia_min_k' \
+  mu-score --paired "$MKPP" --metrics mia_min_k "$OUTS"
+expect_fail score_paired_with_auc 2 'paired' mu-score --paired "$PAIRED" --auc forget:retain --by split "$OUTS"
+
 # labels group whole files; JSON output parses as one array
 t score_label bash -c "mu-score --label split=all --by split --metrics choice_acc --format tsv $OUTS | grep -q 'split=all'"
 t score_json bash -c "mu-score --metrics choice_acc --format json $OUTS | grep -q '\"metric\": \"choice_acc\"'"
