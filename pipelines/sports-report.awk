@@ -1,7 +1,8 @@
 # sports-report.awk — the markdown report of pipelines/sports.mk from mu-score's TSV
 # (metric, group "model=..,fmt=..,split=..", value, n, ci_lo, ci_hi), as a second file the probes'
 # TSV (model, layer, train accuracy, forget-fact accuracy, majority-class accuracy) and, as a
-# third, the unlearning deltas' changes (changes.awk, which runs with it).
+# third, the unlearning deltas' changes (changes.awk, which runs with it), as a fourth the paired
+# comparisons (kind, localization, format, split, accuracy difference, facts, McNemar p).
 BEGIN { FS = "\t" }
 FNR == 1 { file++ }
 file == 2 {
@@ -9,6 +10,7 @@ file == 2 {
     next
 }
 file == 3 { change_add(); next }
+file == 4 { pd[$1, $2, $3, $4] = $5; pn[$1, $4] = $6; pp[$1, $2, $3, $4] = $7; if (!($2 in ploc)) { ploc[$2]; pl[++npl] = $2 }; next }
 FNR == 1 { next }
 {
     split($2, kv, ","); g = ""
@@ -43,6 +45,7 @@ END {
         print line " " cell("choice_acc", M[i], "mmlu", "test") " |"
     }
     ci_table()
+    if (npl) paired_table()
     change_table("unlearning", "the learned model")
     if (nlayer) probe_table()
 }
@@ -61,6 +64,27 @@ function ci_table(   i, f, line, k) {
         line = "| " M[i] " |"
         for (f = 1; f <= 3; f++) line = line " " ci_cell(M[i], F[f], "forget") " |"
         print line " " ci_cell(M[i], "cloze", "heldout") " |"
+    }
+}
+
+# each localization against paired_with on the same facts: accuracy difference and
+# McNemar's exact p (mu-score --paired)
+function paired_cell(k, l, f, s) {
+    return ((k, l, f, s) in pd) ? sprintf("%+.2f (p %.2g)", pd[k, l, f, s], pp[k, l, f, s]) : "–"
+}
+function paired_table(   i, f, line) {
+    printf "\nPaired with %s, fact by fact: each localization's accuracy minus %s's on the same\n", paired_with, paired_with
+    printf "facts (%d forget facts after unlearning, %d held-out facts after the relearning attack),\n",
+        pn["unlearned", "forget"], pn["relearned", "heldout"]
+    print "and McNemar's exact p (mu-score --paired): a negative difference with a small p means the"
+    printf "localization leaves fewer of these facts recoverable than %s does.\n\n", paired_with
+    print "| localization | cloze forget | question forget | mc forget | cloze heldout, attacked | question heldout, attacked | mc heldout, attacked |"
+    print "|---|---|---|---|---|---|---|"
+    for (i = 1; i <= npl; i++) {
+        line = "| " pl[i] " |"
+        for (f = 1; f <= 3; f++) line = line " " paired_cell("unlearned", pl[i], F[f], "forget") " |"
+        for (f = 1; f <= 3; f++) line = line " " paired_cell("relearned", pl[i], F[f], "heldout") " |"
+        print line
     }
 }
 

@@ -161,6 +161,23 @@ $(RUN)/scores.tsv: $(OUTS)
 	    --label fmt=mmlu --label split=test $(RUN)/out/$(m)/mmlu.out) > $@.tmp
 	mv $@.tmp $@
 
+# ---- paired comparisons ------------------------------------------------------------------
+# each localization against PAIRED_WITH (default late, the output side), fact by fact on the
+# same facts (mu-score --paired): the difference in choice accuracy on the forget facts after
+# unlearning and on the held-out facts after the relearning attack, with McNemar's exact p.
+# Rows: model kind, localization, format, split, difference, facts, p
+PAIRED_WITH ?= $(if $(filter late,$(LOCS)),late,$(lastword $(LOCS)))
+PAIR_LOCS   := $(filter-out $(PAIRED_WITH),$(LOCS))
+$(RUN)/paired.tsv: $(OUTS) $(call knobs,paired,$(PAIRED_WITH))
+	for l in $(PAIR_LOCS); do for f in $(FORMATS); do for ms in unlearned:forget relearned:heldout; do \
+	  m=$${ms%:*}; s=$${ms#*:}; \
+	  mu-score $(Q) --paired $(RUN)/out/$$m-$(PAIRED_WITH)/$$f-$$s.out --metrics choice_acc --ci 0 \
+	    --format tsv $(RUN)/out/$$m-$$l/$$f-$$s.out > $@.one || exit 1; \
+	  awk -F'\t' -v OFS='\t' -v k=$$m -v l=$$l -v f=$$f -v s=$$s 'NR > 1 { print k, l, f, s, $$3, $$4, $$7 }' $@.one; \
+	done; done; done > $@.tmp
+	rm -f $@.one
+	mv $@.tmp $@
+
 # ---- latent knowledge: linear probes -----------------------------------------------------
 # $(RUN)/acts/MODEL/cloze-SPLIT.acts: the residual stream after every layer at the athlete's
 # last token; probes fitted on the maintained facts, tested on the forget facts
@@ -221,11 +238,12 @@ $(RUN)/%.png: $(RUN)/attrib/%.scores
 	rm -f $@.tsv
 	mv $@.tmp $@
 
-$(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/probes.tsv $(RUN)/changes.tsv pipelines/sports-report.awk \
+$(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/paired.tsv pipelines/sports-report.awk \
                   pipelines/changes.awk $(PLOTS) \
                   $(filter $(RUN)/%,$(foreach l,$(LOCS),$(MASK_$(l))))
 	awk -f pipelines/changes.awk -f pipelines/sports-report.awk -v models='$(MODELS_EVAL)' -v n_forget=$(N_FORGET) \
 	  -v n_facts=$(N_FACTS) -v masks="$(foreach l,$(LOCS),$(l)=$(call mask_desc,$(MASK_$(l))))" \
 	  -v mmlu='$(MMLU_SUBJECT) ($(MMLU_N) questions)' -v probe_models='$(PROBE_MODELS)' \
-	  -v plots='$(notdir $(PLOTS))' $< $(RUN)/probes.tsv $(RUN)/changes.tsv > $@.tmp
+	  -v plots='$(notdir $(PLOTS))' -v paired_with=$(PAIRED_WITH) \
+	  $< $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/paired.tsv > $@.tmp
 	mv $@.tmp $@
