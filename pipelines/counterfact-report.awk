@@ -1,10 +1,17 @@
 # counterfact-report.awk — the markdown report of pipelines/counterfact.mk from mu-score's TSV
 # (header line, then metric, group "model=..,split=..", value, n, ci_lo, ci_hi) and, as a second file,
-# the changes TSV of the edit deltas (pipelines/changes.awk). Variables: models (the row order),
+# the changes TSV of the edit deltas (pipelines/changes.awk), as a third the paired comparisons
+# (kind, localization, split, accuracy difference, prompts, McNemar p; common.mk paired_recipe).
+# Variables: models (the row order), paired_with,
 # n_edits, n_keep, n_pool, known, filter, n_neighbor, train, masks.
 BEGIN { FS = "\t" }
 FNR == 1 { file++ }
 file == 2 { change_add(); next }   # the edit deltas' changes (changes.awk, which runs with it)
+file == 3 {
+    pd[$1, $2, $3] = $4; pn[$1, $3] = $5; pp[$1, $2, $3] = $6
+    if (!($2 in ploc)) { ploc[$2]; pl[++npl] = $2 }
+    next
+}
 NR == 1 { next }
 {
     delete key
@@ -43,6 +50,7 @@ END {
         print line
     }
     ci_table()
+    if (npl) paired_table()
     summary()
     change_table("editing", "the base model")
 }
@@ -63,6 +71,22 @@ function ci_table(   i) {
     print "|---|---|---|---|"
     for (i = 1; i <= nm; i++)
         printf "| %s | %s | %s | %s |\n", M[i], ci_cell(M[i], "edit"), ci_cell(M[i], "neighbor"), ci_cell(M[i], "heldout")
+}
+# each localization against paired_with on the same prompts (mu-score --paired)
+function paired_cell(k, l, s) {
+    return ((k, l, s) in pd) ? sprintf("%+.2f (p %.2g)", pd[k, l, s], pp[k, l, s]) : "–"
+}
+function paired_table(   i) {
+    printf "\nPaired with %s, prompt by prompt: each localization's accuracy minus %s's on the same\n", paired_with, paired_with
+    printf "prompts (%d edit prompts, %d neighbourhood prompts, %d held-out prompts after the attack),\n",
+        pn["edited", "edit"], pn["edited", "neighbor"], pn["relearned", "heldout"]
+    print "and McNemar's exact p (mu-score --paired).\n"
+    print "| localization | efficacy | paraphrase | neighbourhood | retain | heldout, attacked |"
+    print "|---|---|---|---|---|---|"
+    for (i = 1; i <= npl; i++)
+        printf "| %s | %s | %s | %s | %s | %s |\n", pl[i], paired_cell("edited", pl[i], "edit"),
+            paired_cell("edited", pl[i], "para"), paired_cell("edited", pl[i], "neighbor"),
+            paired_cell("edited", pl[i], "keep"), paired_cell("relearned", pl[i], "heldout")
 }
 # two sentences, each only restating numbers of the table
 function summary(   i, l, best, worst, bl, wl, lo, hi, s2, first) {

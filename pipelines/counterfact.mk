@@ -189,15 +189,23 @@ $(RUN)/scores.tsv: $(OUTS)
 	    $(foreach s,$(SPLITS_$(m)),--label split=$(s) $(RUN)/out/$(m)/$(s).out)) > $@.tmp
 	mv $@.tmp $@
 
+# each localization against PAIRED_WITH (default late) prompt by prompt (pipelines/common.mk
+# paired_recipe: mu-score --paired, McNemar's exact p): rows kind, localization, split,
+# accuracy difference, prompts, p
+PAIRED_WITH ?= $(if $(filter late,$(LOCS)),late,$(lastword $(LOCS)))
+$(RUN)/paired.tsv: $(OUTS) $(call knobs,paired,$(PAIRED_WITH))
+	$(call paired_recipe,$(PAIRED_WITH),$(foreach s,$(filter-out heldout,$(SPLITS)),edited:$(s)) relearned:heldout)
+
 # where editing moved the weights (pipelines/common.mk changes_recipe)
 $(RUN)/changes.tsv: $(MODEL_DEPS) $(foreach l,$(LOCS),$(RUN)/edit-$(l).st)
 	$(call changes_recipe,,$(RUN)/edit-%.st)
 
-$(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/changes.tsv $(RUN)/known.idx pipelines/counterfact-report.awk \
+$(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/changes.tsv $(RUN)/paired.tsv $(RUN)/known.idx pipelines/counterfact-report.awk \
                   pipelines/changes.awk $(filter $(RUN)/%,$(foreach l,$(LOCS),$(MASK_$(l))))
 	awk -f pipelines/changes.awk -f pipelines/counterfact-report.awk -v models='$(MODELS_EVAL)' -v n_edits=$(N_EDITS) \
 	  -v n_keep=$(N_KEEP) -v n_pool=$(N_POOL) -v known=$$(wc -l < $(RUN)/known.idx) \
 	  -v filter=$(KNOWN_FILTER) -v n_neighbor=$(N_NEIGHBOR) \
 	  -v train='$(EDIT_OBJ), $(EDIT_STEPS) steps, lr $(EDIT_LR); attack: $(RELEARN_STEPS) steps, lr $(RELEARN_LR)' \
-	  -v masks="$(foreach l,$(LOCS),$(l)=$(call mask_desc,$(MASK_$(l))))" $< $(RUN)/changes.tsv > $@.tmp
+	  -v masks="$(foreach l,$(LOCS),$(l)=$(call mask_desc,$(MASK_$(l))))" -v paired_with=$(PAIRED_WITH) \
+	  $< $(RUN)/changes.tsv $(RUN)/paired.tsv > $@.tmp
 	mv $@.tmp $@

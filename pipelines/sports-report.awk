@@ -2,7 +2,7 @@
 # (metric, group "model=..,fmt=..,split=..", value, n, ci_lo, ci_hi), as a second file the probes'
 # TSV (model, layer, train accuracy, forget-fact accuracy, majority-class accuracy) and, as a
 # third, the unlearning deltas' changes (changes.awk, which runs with it), as a fourth the paired
-# comparisons (kind, localization, format, split, accuracy difference, facts, McNemar p).
+# comparisons (kind, localization, format-split, accuracy difference, facts, McNemar p).
 BEGIN { FS = "\t" }
 FNR == 1 { file++ }
 file == 2 {
@@ -10,7 +10,11 @@ file == 2 {
     next
 }
 file == 3 { change_add(); next }
-file == 4 { pd[$1, $2, $3, $4] = $5; pn[$1, $4] = $6; pp[$1, $2, $3, $4] = $7; if (!($2 in ploc)) { ploc[$2]; pl[++npl] = $2 }; next }
+file == 4 {
+    split($3, fs, "-"); pd[$1, $2, fs[1], fs[2]] = $4; pn[$1, fs[2]] = $5; pp[$1, $2, fs[1], fs[2]] = $6
+    if (!($2 in ploc)) { ploc[$2]; pl[++npl] = $2 }
+    next
+}
 FNR == 1 { next }
 {
     split($2, kv, ","); g = ""

@@ -165,18 +165,10 @@ $(RUN)/scores.tsv: $(OUTS)
 # each localization against PAIRED_WITH (default late, the output side), fact by fact on the
 # same facts (mu-score --paired): the difference in choice accuracy on the forget facts after
 # unlearning and on the held-out facts after the relearning attack, with McNemar's exact p.
-# Rows: model kind, localization, format, split, difference, facts, p
+# Rows: model kind, localization, format-split, difference, facts, p
 PAIRED_WITH ?= $(if $(filter late,$(LOCS)),late,$(lastword $(LOCS)))
-PAIR_LOCS   := $(filter-out $(PAIRED_WITH),$(LOCS))
 $(RUN)/paired.tsv: $(OUTS) $(call knobs,paired,$(PAIRED_WITH))
-	for l in $(PAIR_LOCS); do for f in $(FORMATS); do for ms in unlearned:forget relearned:heldout; do \
-	  m=$${ms%:*}; s=$${ms#*:}; \
-	  mu-score $(Q) --paired $(RUN)/out/$$m-$(PAIRED_WITH)/$$f-$$s.out --metrics choice_acc --ci 0 \
-	    --format tsv $(RUN)/out/$$m-$$l/$$f-$$s.out > $@.one || exit 1; \
-	  awk -F'\t' -v OFS='\t' -v k=$$m -v l=$$l -v f=$$f -v s=$$s 'NR > 1 { print k, l, f, s, $$3, $$4, $$7 }' $@.one; \
-	done; done; done > $@.tmp
-	rm -f $@.one
-	mv $@.tmp $@
+	$(call paired_recipe,$(PAIRED_WITH),$(foreach f,$(FORMATS),unlearned:$(f)-forget relearned:$(f)-heldout))
 
 # ---- latent knowledge: linear probes -----------------------------------------------------
 # $(RUN)/acts/MODEL/cloze-SPLIT.acts: the residual stream after every layer at the athlete's
