@@ -410,11 +410,11 @@ static json_t *options_json(const mu_train_opts *o) {
  * that is all of them but the steps (a resumed run may go further; a decaying schedule
  * keeps its decay_steps). */
 static void options_key(mu_trainer *t) {
-    json_t *j = options_json(&t->o);
+    t->info = options_json(&t->o);
+    json_t *j = json_deep_copy(t->info);
     json_object_del(j, "steps");
     t->options = json_dumps(j, OPTIONS_JSON_FLAGS);
     json_decref(j);
-    t->info = options_json(&t->o);
 }
 
 void mu_trainer_note(mu_trainer *t, const char *key, json_t *value) {

@@ -601,12 +601,14 @@ static id_value *sorted_by_id(const group *g, int m) {
  * same ids, its interval (Student's t on the differences), and a paired test: McNemar's
  * exact test where every value is 0 or 1 (accuracies), else the paired t-test. */
 static void paired_differences(group_set *a, const group *b) {
+    id_value *sorted[NMETRICS] = {0};    /* B's values of each metric, sorted once */
     for (int gi = 0; gi < a->n; gi++) {
         group *g = &a->g[gi];
         for (int m = 0; m < NMETRICS; m++) {
             if (!g->rn[m] || m == M_TRUTH_RATIO || m == M_TEXT_LOSS || m == M_PERPLEXITY) continue;
             if (!b->rn[m]) mu_die("%s: no record has %s (--paired)", opt.paired, metric_info[m].name);
-            id_value *bv = sorted_by_id(b, m);
+            if (!sorted[m]) sorted[m] = sorted_by_id(b, m);
+            id_value *bv = sorted[m];
             double *d = mu_xmalloc(g->rn[m] * sizeof *d), mean = 0, ss = 0;
             long only_a = 0, only_b = 0;
             int binary = 1;
@@ -630,9 +632,9 @@ static void paired_differences(group_set *a, const group *b) {
             r->test = binary ? "mcnemar" : "ttest_rel";
             r->p = binary ? mu_mcnemar_exact_p(only_a, only_b) : mu_ttest_rel_p(d, n);
             free(d);
-            free(bv);
         }
     }
+    for (int m = 0; m < NMETRICS; m++) free(sorted[m]);
 }
 
 static void free_groups(group_set *gs);
