@@ -785,6 +785,24 @@ TEST(config_parse_variants) {
          "\"vocab_size\":300,\"attention_bias\":true}", "attention_bias"},
         {"{\"hidden_size\":64,", "invalid JSON"},
         {"[]", "not a JSON object"},
+        /* each field of the wrong JSON type, or a value the model cannot have */
+        {"{\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+         "\"vocab_size\":300,\"rms_norm_eps\":\"1e-5\"}", "\"rms_norm_eps\" is not a finite number"},
+        {"{\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+         "\"vocab_size\":300,\"tie_word_embeddings\":1}", "\"tie_word_embeddings\" is not true/false"},
+        {"{\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+         "\"vocab_size\":300,\"hidden_act\":5}", "\"hidden_act\" is not a string"},
+        {"{\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+         "\"vocab_size\":300,\"rope_scaling\":[8]}", "\"rope_scaling\" is not an object"},
+        {"{\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+         "\"vocab_size\":300,\"mlp_bias\":true}", "mlp_bias true is not supported"},
+        {"{\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+         "\"vocab_size\":300,\"rms_norm_eps\":0}", "rms_norm_eps and rope_theta must be positive"},
+        {"{\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+         "\"vocab_size\":300,\"rope_theta\":-1}", "rms_norm_eps and rope_theta must be positive"},
+        {"{\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+         "\"vocab_size\":300,\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":-8}}", "rope scaling parameters invalid"},
+        {"{\"model_type\":\"gemma3\",\"vision_config\":{}}", "gemma3 without a \"text_config\" object"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         err[0] = 0;
