@@ -969,6 +969,14 @@ TEST(ckpt_sharded_index) {
     json_object_set_new(wm, "model.norm.weight", json_string("../evil.safetensors"));
     CHECK(!json_dump_file(idx, path_in(t, "model.safetensors.index.json"), 0));
     CHECK(!mu_ckpt_open(t, err, sizeof err) && strstr(err, "not a file name"));
+    /* an index that is not JSON, or has no weight_map */
+    const char *not_json = "{\"weight_map\": {", *no_map = "{\"metadata\": {}}";
+    mu_test_spit(path_in(t, "model.safetensors.index.json"), not_json, strlen(not_json));
+    CHECK(!mu_ckpt_open(t, err, sizeof err));
+    CHECK_MSG(strstr(err, "model.safetensors.index.json: invalid JSON at line 1"), "%s", err);
+    mu_test_spit(path_in(t, "model.safetensors.index.json"), no_map, strlen(no_map));
+    CHECK(!mu_ckpt_open(t, err, sizeof err));
+    CHECK_MSG(strstr(err, "model.safetensors.index.json: no \"weight_map\" object"), "%s", err);
     json_decref(idx);
     mu_st_close(s);
 }
@@ -1059,6 +1067,16 @@ static void fill_idx32(mu_st_writer *w) {
 }
 static void fill_int_dense(mu_st_writer *w) { mu_st_writer_add(w, "model.norm.weight", MU_I32, 1, sh64, norm_new); }
 
+static int64_t sp_n2[1] = {2};
+static void fill_dense_and_sparse(mu_st_writer *w) {
+    fill_dense(w);
+    mu_st_writer_add(w, "model.norm.weight::idx", MU_I64, 1, sp_n, sp_idx);
+    mu_st_writer_add(w, "model.norm.weight::val", MU_F32, 1, sp_n, sp_val);
+}
+static void fill_short_val(mu_st_writer *w) {
+    mu_st_writer_add(w, "model.layers.0.mlp.up_proj.weight::idx", MU_I64, 1, sp_n, sp_idx);
+    mu_st_writer_add(w, "model.layers.0.mlp.up_proj.weight::val", MU_F32, 1, sp_n2, sp_val);
+}
 static void expect_delta_error(mu_ckpt *c, const char *name, mu_ckpt *meta_base, void (*fill)(mu_st_writer *),
                                const char *needle) {
     const char *p = write_delta(name, meta_base, fill);
@@ -1085,6 +1103,19 @@ TEST(delta_rejects_bad_files) {
     expect_delta_error(c, "idx32.safetensors", c, fill_idx32, "I64");
     expect_delta_error(c, "int_dense.safetensors", c, fill_int_dense, "not a float type");
     expect_delta_error(c, "no_meta.safetensors", NULL, fill_dense, "not a mu delta");
+    expect_delta_error(c, "both.safetensors", c, fill_dense_and_sparse, "model.norm.weight is both dense and sparse");
+    expect_delta_error(c, "short_val.safetensors", c, fill_short_val,
+                       "model.layers.0.mlp.up_proj.weight::val must be a 1-D float tensor of 3 values");
+    /* a later format version */
+    const char *pv = path_in(mu_test_tmpdir(), "v2.safetensors");
+    mu_st_writer *wv = mu_st_writer_new();
+    mu_st_writer_meta(wv, "format", MU_DELTA_FORMAT);
+    mu_st_writer_meta(wv, "version", "2");
+    fill_dense(wv);
+    CHECK(!mu_st_writer_write(wv, pv, err, sizeof err));
+    mu_st_writer_free(wv);
+    CHECK(mu_ckpt_add_delta(c, pv, err, sizeof err) == -1);
+    CHECK_MSG(strstr(err, "v2.safetensors: delta version 2 not supported"), "%s", err);
     /* made for another base model */
     const char *p = path_in(mu_test_tmpdir(), "other_base.safetensors");
     mu_st_writer *w = mu_st_writer_new();
