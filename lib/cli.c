@@ -126,15 +126,21 @@ static _Noreturn void bad_option(int opt) {
     mu_usage_error("unknown option '-%c' (see --help)", optopt);
 }
 
+void mu_stdout_flush_or_die(void) {
+    errno = 0;
+    if (fflush(stdout) != 0 || ferror(stdout))
+        mu_die("<stdout>: write failed: %s", strerror(errno ? errno : EIO));
+}
+
 int mu_cli_common(int opt, const char *usage) {
     switch (opt) {
     case 'h':
         fputs(usage, stdout);
-        if (fflush(stdout) != 0 || ferror(stdout)) exit(MU_EXIT_FAIL);
+        mu_stdout_flush_or_die();
         exit(MU_EXIT_OK);
     case 'V':
         printf("%s (mu) %s\n", mu_tool_name, MU_VERSION);
-        if (fflush(stdout) != 0 || ferror(stdout)) exit(MU_EXIT_FAIL);
+        mu_stdout_flush_or_die();
         exit(MU_EXIT_OK);
     case 'q':
         mu_quiet = 1;
@@ -303,7 +309,7 @@ int mu_out_commit(mu_outfile *o) {
 
 void mu_out_commit_or_die(mu_outfile *o) {
     char *path = mu_xstrdup(o->path ? o->path : "<stdout>");
-    if (mu_out_commit(o) != 0) mu_die("%s: cannot write: %s", path, strerror(errno));
+    if (mu_out_commit(o) != 0) mu_die("%s: write failed: %s", path, strerror(errno));
     free(path);
 }
 

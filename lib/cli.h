@@ -32,6 +32,9 @@ int mu_cli_common(int opt, const char *usage);
     {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {"quiet", no_argument, 0, 'q'}
 
 _Noreturn void mu_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Flushes stdout; a failed write (a full disk, a closed pipe) dies with
+ * "<stdout>: write failed: REASON". */
+void mu_stdout_flush_or_die(void);
 _Noreturn void mu_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void mu_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void mu_info(const char *fmt, ...) __attribute__((format(printf, 1, 2))); /* silenced by --quiet */

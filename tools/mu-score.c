@@ -938,7 +938,7 @@ static void print_results(const char *fmt) {
             free(g);
         }
     }
-    if (fflush(stdout) != 0 || ferror(stdout)) mu_die("stdout: write error");
+    mu_stdout_flush_or_die();
 }
 
 /* ---------------------------------------------------------------- cleanup */

@@ -458,7 +458,7 @@ static int run_raw(opts *o) {
     if (o->eos) full[nf - 1] = mu_tok_eos(o->tk);
     if (o->ids) {
         print_ids(full, nf);
-        if (fflush(stdout) || ferror(stdout)) mu_die("<stdout>: write error");
+        mu_stdout_flush_or_die();
     } else {
         mu_writer *w = mu_writer_open(o->out, "tokens");
         write_header_meta(o, w, NULL, NULL);
@@ -527,7 +527,7 @@ static int run_decode_ids(opts *o) {
         line = nl ? nl + 1 : NULL;
     }
     free(text);
-    if (fflush(stdout) || ferror(stdout)) mu_die("<stdout>: write error");
+    mu_stdout_flush_or_die();
     return 0;
 }
 
@@ -565,7 +565,7 @@ static int run_decode_stream(opts *o) {
         else decode_tensor(o, r, field, f);
     }
     mu_reader_close(r);
-    if (fflush(stdout) || ferror(stdout)) mu_die("<stdout>: write error");
+    mu_stdout_flush_or_die();
     return 0;
 }
 

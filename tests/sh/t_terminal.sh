@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# t_terminal.sh — what the tools do on a terminal and when killed: a progress bar on
-# stderr when it is a terminal (a pseudo-terminal from script(1)), none with --quiet or
-# when stderr is a file, stdout still only the output; a fatal signal (SIGTERM, SIGHUP)
-# mid-output leaves neither the output nor its temporary file, and the tool dies of it.
+# t_terminal.sh — what the tools do on a terminal, when killed and when stdout fails: a
+# progress bar on stderr when it is a terminal (a pseudo-terminal from script(1)), none with
+# --quiet or when stderr is a file, stdout still only the output; a fatal signal (SIGTERM,
+# SIGHUP) mid-output leaves neither the output nor its temporary file, and the tool dies of
+# it; output to a full device (/dev/full) is a one-line error and exit 1, never success.
 . "$(dirname "$0")/lib.sh"
 cd "$T" || exit 1
 if ! command -v script >/dev/null; then skip terminal_all "no script(1) (util-linux)"; exit 0; fi
@@ -51,3 +52,21 @@ kill_midway() { # SIG STATUS: mu-forward --out k.out, killed by SIG once k.out.t
 }
 t terminal_sigterm_no_output kill_midway TERM 143
 t terminal_sighup_no_output kill_midway HUP 129
+
+# stdout on a full device: --help of every tool, and each tool's output
+if [ -w /dev/full ]; then
+  # full NAME CMD...: CMD with stdout on /dev/full exits 1 with one stderr line
+  # "TOOL: <stdout>: write failed: ..."
+  full() { local name=$1 tool; shift; local err rc; tool=$(basename "$1")
+    err=$("$@" 2>&1 >/dev/full </dev/null); rc=$?
+    if [ "$rc" = 1 ] && [ "$(printf '%s\n' "$err" | wc -l)" = 1 ] && grep -q "^$tool: <stdout>: write failed" <<<"$err"
+    then ok "$name"; else fail "$name" "exit $rc: $err"; fi; }
+  for exe in "$MU_BIN"/mu-*; do full "terminal_full_$(basename "$exe")_help" "$exe" --help; done
+  full terminal_full_tokenize mu-tokenize -q --model tiny --prompt '{name} plays' --target ' {sport}' facts.jsonl
+  full terminal_full_forward mu-forward -q --model tiny facts.tok
+  full terminal_full_dump mu-dump facts.tok
+  full terminal_full_maskgen mu-maskgen -q --random --model tiny --tensors mlp:0 -g neuron --units 3
+  full terminal_full_score mu-score --format tsv fw.out
+else
+  skip terminal_full "no writable /dev/full"
+fi
