@@ -81,20 +81,31 @@ void mu_optim_config_default(mu_optim_config *c) {
     c->sched = MU_SCHED_CONSTANT;
 }
 
+/* the names of mu_opt_kind and mu_sched_kind, by value */
+static const char *const OPT_KIND_NAMES[] = {"adamw", "sgd"};
+static const char *const SCHED_KIND_NAMES[] = {"constant", "linear", "cosine"};
+
+static int name_index(const char *const *names, int n, const char *s) {
+    for (int i = 0; i < n; i++) if (!strcmp(s, names[i])) return i;
+    return -1;
+}
+
 int mu_opt_kind_parse(const char *s, mu_opt_kind *out) {
-    if (!strcmp(s, "adamw")) *out = MU_OPT_ADAMW;
-    else if (!strcmp(s, "sgd")) *out = MU_OPT_SGD;
-    else return -1;
+    int i = name_index(OPT_KIND_NAMES, 2, s);
+    if (i < 0) return -1;
+    *out = (mu_opt_kind)i;
     return 0;
 }
 
 int mu_sched_kind_parse(const char *s, mu_sched_kind *out) {
-    if (!strcmp(s, "constant")) *out = MU_SCHED_CONSTANT;
-    else if (!strcmp(s, "linear")) *out = MU_SCHED_LINEAR;
-    else if (!strcmp(s, "cosine")) *out = MU_SCHED_COSINE;
-    else return -1;
+    int i = name_index(SCHED_KIND_NAMES, 3, s);
+    if (i < 0) return -1;
+    *out = (mu_sched_kind)i;
     return 0;
 }
+
+const char *mu_opt_kind_name(mu_opt_kind k) { return OPT_KIND_NAMES[k]; }
+const char *mu_sched_kind_name(mu_sched_kind k) { return SCHED_KIND_NAMES[k]; }
 
 double mu_optim_lr_at(const mu_optim_config *c, int64_t step) {
     if (step < c->warmup) return c->lr * (double)(step + 1) / (double)c->warmup;

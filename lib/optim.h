@@ -88,6 +88,8 @@ typedef struct {
 void mu_optim_config_default(mu_optim_config *c); /* AdamW 1e-3 (0.9,0.999) eps 1e-8, wd 0.01 */
 int mu_opt_kind_parse(const char *s, mu_opt_kind *out);      /* "adamw", "sgd" */
 int mu_sched_kind_parse(const char *s, mu_sched_kind *out);  /* "constant","linear","cosine" */
+const char *mu_opt_kind_name(mu_opt_kind k);                 /* the names the parsers take */
+const char *mu_sched_kind_name(mu_sched_kind k);
 
 /* Learning rate of update number `step` (0-based):
  *   step < warmup:   lr * (step+1)/warmup

@@ -370,7 +370,6 @@ static void set_real(json_t *j, const char *key, double v) { json_object_set_new
 static void set_int(json_t *j, const char *key, long long v) { json_object_set_new(j, key, json_integer(v)); }
 
 static json_t *options_json(const mu_train_opts *o) {
-    static const char *OPT_NAMES[] = {"adamw", "sgd"}, *SCHED_NAMES[] = {"constant", "linear", "cosine"};
     json_t *j = json_object(), *terms = json_object();
     for (int i = 0; i < MU_OBJ_COUNT; i++)
         if (o->coef[i] != 0) set_real(terms, OBJ_NAMES[i], o->coef[i]);
@@ -385,7 +384,7 @@ static json_t *options_json(const mu_train_opts *o) {
     set_int(j, "rmu_layer", o->rmu_layer);
     set_real(j, "rmu_coeff", o->rmu_c);
     set_real(j, "rmu_alpha", o->rmu_alpha);
-    json_object_set_new(j, "optimizer", json_string(OPT_NAMES[o->opt.kind]));
+    json_object_set_new(j, "optimizer", json_string(mu_opt_kind_name(o->opt.kind)));
     set_real(j, "lr", o->opt.lr);
     set_real(j, "beta1", o->opt.beta1);
     set_real(j, "beta2", o->opt.beta2);
@@ -393,7 +392,7 @@ static json_t *options_json(const mu_train_opts *o) {
     set_real(j, "momentum", o->opt.momentum);
     set_real(j, "weight_decay", o->opt.weight_decay);
     json_object_set_new(j, "clip", o->opt.clip > 0 ? json_real(o->opt.clip) : json_null());
-    json_object_set_new(j, "schedule", json_string(SCHED_NAMES[o->opt.sched]));
+    json_object_set_new(j, "schedule", json_string(mu_sched_kind_name(o->opt.sched)));
     set_int(j, "warmup", o->opt.warmup);
     if (o->opt.sched != MU_SCHED_CONSTANT) set_int(j, "decay_steps", o->opt.total);
     set_real(j, "min_lr_ratio", o->opt.min_lr_ratio);
