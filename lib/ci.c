@@ -150,14 +150,9 @@ double mu_mcnemar_exact_p(long b, long c)
     return fmin(1.0, 2 * cdf);
 }
 
-double mu_ttest_rel_p(const double *d, size_t n)
+double mu_ttest_rel_p(double mean, double sd, long n)
 {
     if (n < 2) return NAN;
-    double mean = 0, ss = 0;
-    for (size_t i = 0; i < n; i++) mean += d[i];
-    mean /= (double)n;
-    for (size_t i = 0; i < n; i++) ss += (d[i] - mean) * (d[i] - mean);
-    double sd = sqrt(ss / (double)(n - 1));
     if (sd == 0) return mean == 0 ? NAN : 0;
     double t = mean / (sd / sqrt((double)n));
     return 2 * mu_t_cdf(-fabs(t), (double)(n - 1));

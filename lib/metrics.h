@@ -95,10 +95,11 @@ void mu_ci_wilson(double k, long n, double level, double *lo, double *hi);
  * second: two-sided binomial p = min(1, 2 P(X <= min(b, c))), X ~ Bin(b + c, 1/2), as
  * statsmodels' mcnemar([[., b], [c, .]], exact=True).pvalue. */
 double mu_mcnemar_exact_p(long b, long c);
-/* Paired t-test of per-record differences d: two-sided p of t = mean / (sd / sqrt(n)) with
- * n - 1 degrees of freedom, as scipy.stats.ttest_rel; NaN when n < 2 or every difference
- * is 0, 0 when all are one nonzero value. */
-double mu_ttest_rel_p(const double *d, size_t n);
+/* Paired t-test of n per-record differences with mean and sample standard deviation sd
+ * (ddof 1, as mu_ci_mean takes them): two-sided p of t = mean / (sd / sqrt(n)) with n - 1
+ * degrees of freedom, as scipy.stats.ttest_rel; NaN when n < 2 or every difference is 0,
+ * 0 when all are one nonzero value (sd 0). */
+double mu_ttest_rel_p(double mean, double sd, long n);
 
 /* ---- removal–retention curves over a sweep (see mu-score(1) for the definitions) ---- */
 typedef struct { double forget, retain; } mu_curve_point;

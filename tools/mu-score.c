@@ -626,11 +626,12 @@ static void paired_differences(group_set *a, const group *b) {
             size_t n = g->rn[m];
             mean /= (double)n;
             for (size_t i = 0; i < n; i++) ss += (d[i] - mean) * (d[i] - mean);
+            double sd = n > 1 ? sqrt(ss / (double)(n - 1)) : NAN;
             emit_group(metric_info[m].name, g, mean, (long)n);
             result *r = &results[nresults - 1];
-            if (opt.ci > 0) mu_ci_mean(mean, n > 1 ? sqrt(ss / (double)(n - 1)) : NAN, (long)n, opt.ci, &r->lo, &r->hi);
+            if (opt.ci > 0) mu_ci_mean(mean, sd, (long)n, opt.ci, &r->lo, &r->hi);
             r->test = binary ? "mcnemar" : "ttest_rel";
-            r->p = binary ? mu_mcnemar_exact_p(only_a, only_b) : mu_ttest_rel_p(d, n);
+            r->p = binary ? mu_mcnemar_exact_p(only_a, only_b) : mu_ttest_rel_p(mean, sd, (long)n);
             free(d);
         }
     }
