@@ -66,7 +66,10 @@ struct mu_tokenizer {
     int32_t *suffix; int n_suffix;
     int32_t bos, eos, pad, unk;
     int add_bos, add_eos;
-    int dec_strip_space;       /* decoder removes this many leading spaces */
+    int dec_strip_space;       /* decoder removes this many leading spaces (Strip after Fuse) */
+    int dec_byte_fallback;     /* byte tokens decode to their bytes (ByteFallback), else to "<0xXX>" */
+    int dec_metaspace_first;   /* the first token decodes without its U+2581s (Metaspace) */
+    int dec_fused;             /* (loading) a Fuse decoder came before */
     int spm_split;             /* no token holds a character then U+2581: pieces may be cut
                                   before such a U+2581 without changing the result */
     mu_chat_kind chat;

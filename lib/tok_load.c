@@ -171,7 +171,9 @@ static int load_decoder(mu_tokenizer *tk, json_t *d, char *err, size_t en) {
         json_array_foreach(arr, i, x) if (load_decoder(tk, x, err, en)) return -1;
         return 0;
     }
-    if (!strcmp(type, "ByteLevel") || !strcmp(type, "ByteFallback") || !strcmp(type, "Fuse")) return 0;
+    if (!strcmp(type, "ByteLevel")) return 0;
+    if (!strcmp(type, "ByteFallback")) { tk->dec_byte_fallback = 1; return 0; }
+    if (!strcmp(type, "Fuse")) { tk->dec_fused = 1; return 0; }
     if (!strcmp(type, "Replace")) {
         const char *s = jstr(json_object_get(d, "pattern"), "String"), *c = jstr(d, "content");
         if (s && c && !strcmp(s, META) && !strcmp(c, " ")) return 0;
@@ -180,15 +182,19 @@ static int load_decoder(mu_tokenizer *tk, json_t *d, char *err, size_t en) {
     }
     if (!strcmp(type, "Strip")) {
         const char *c = jstr(d, "content");
-        json_t *st = json_object_get(d, "start");
-        if (c && !strcmp(c, " ") && json_is_integer(st)) { tk->dec_strip_space = (int)json_integer_value(st); return 0; }
-        tok_err(err, en, "%s: unsupported Strip decoder", tk->path);
+        json_t *st = json_object_get(d, "start"), *sp = json_object_get(d, "stop");
+        /* on the fused text; before a Fuse HF strips every token */
+        if (c && !strcmp(c, " ") && json_is_integer(st) && json_integer_value(st) >= 0 &&
+            json_integer_value(st) <= 1024 && json_is_integer(sp) && json_integer_value(sp) == 0 && tk->dec_fused) {
+            tk->dec_strip_space = (int)json_integer_value(st);
+            return 0;
+        }
+        tok_err(err, en, "%s: unsupported Strip decoder (only of leading spaces, after a Fuse)", tk->path);
         return -1;
     }
     if (!strcmp(type, "Metaspace")) {
         const char *scheme = jstr(d, "prepend_scheme");
-        int strip = scheme ? strcmp(scheme, "never") != 0 : jbool(d, "add_prefix_space", 1);
-        if (strip) tk->dec_strip_space = 1;
+        tk->dec_metaspace_first = scheme ? strcmp(scheme, "never") != 0 : jbool(d, "add_prefix_space", 1);
         return 0;
     }
     tok_err(err, en, "%s: unsupported decoder %s", tk->path, type);
@@ -583,6 +589,7 @@ int tok_load_gguf(mu_tokenizer *tk, const char *path, char *err, size_t en) {
         if (add_space) tok_norm_add(tk, NORM_PREPEND, 0, " ", 1, NULL, 0);
         tok_norm_add(tk, NORM_REPLACE, 0, " ", 1, META, 3);
         tk->dec_strip_space = add_space;
+        tk->dec_byte_fallback = 1;   /* llama.cpp's byte tokens are their bytes */
     } else {
         const char *pre = "default";
         size_t pl = 7;

@@ -881,7 +881,84 @@ void mu_tok_span(const size_t *offs, size_t n, size_t s, size_t e, size_t *ts, s
     *ts = a; *te = b;
 }
 
-/* ---------------------------------------------------------------- decoding */
+/* ---------------------------------------------------------------- decoding
+ * As HF's decoder chains: byte-level vocabularies decode to their raw bytes, invalid UTF-8
+ * replaced per maximal invalid subpart (String::from_utf8_lossy); SentencePiece-style
+ * ones to their spelling with U+2581 as a space, where (ByteFallback) a run of byte
+ * tokens is its bytes if they form valid UTF-8, else one U+FFFD per byte, and (no
+ * ByteFallback decoder) a byte token is its spelling "<0xXX>"; Metaspace drops every
+ * U+2581 of the first token, Strip after Fuse up to dec_strip_space leading spaces. */
+static const char REPLACEMENT_CHAR[3] = { '\xef', '\xbf', '\xbd' };
+
+/* Bytes out[from, *o) are one run of byte tokens: kept if valid UTF-8, else each byte
+ * becomes U+FFFD (out has room for three bytes per byte). */
+static void finish_byte_run(char *out, size_t from, size_t *o) {
+    size_t n = *o - from;
+    if (!n || mu_utf8_valid(out + from, n, NULL)) return;
+    for (size_t k = 0; k < n; k++) memcpy(out + from + 3 * k, REPLACEMENT_CHAR, 3);
+    *o = from + 3 * n;
+}
+
+/* The first token's text under a Metaspace decoder: its spelling without any U+2581. */
+static size_t put_without_metaspace(const char *spell, char *out) {
+    size_t o = 0;
+    for (size_t i = 0; spell[i];) {
+        if (!memcmp(spell + i, META_UTF8, 3)) { i += 3; continue; }
+        out[o++] = spell[i++];
+    }
+    return o;
+}
+
+/* The byte-level path's replacement of invalid UTF-8, per maximal invalid subpart. */
+static size_t replace_invalid_subparts(const char *raw, size_t n, char *out) {
+    size_t q = 0, i = 0;
+    while (i < n) {
+        size_t k = mu_utf8_seq_len((const unsigned char *)raw + i, n - i);
+        if (!k) {
+            memcpy(out + q, REPLACEMENT_CHAR, 3); q += 3;
+            i += utf8_invalid_subpart((const unsigned char *)raw + i, n - i);
+            continue;
+        }
+        memcpy(out + q, raw + i, k); q += k; i += k;
+    }
+    return q;
+}
+
+/* SentencePiece-style tokens' texts, concatenated into out (room for three bytes per byte
+ * of the longer of each token's text and spelling). */
+static size_t put_spm_tokens(const mu_tokenizer *tk, const int32_t *ids, size_t n, int skip_special, char *out) {
+    size_t o = 0, run = 0;
+    int first = 1, in_run = 0;
+    for (size_t i = 0; i < n; i++) {
+        const tok_entry *t = &tk->tok[ids[i]];
+        if (skip_special && (t->type == TOK_CONTROL || t->type == TOK_UNKNOWN)) continue;
+        if (!t->dec) continue;
+        int byte = t->type == TOK_BYTE && tk->dec_byte_fallback;
+        if (in_run && !byte) { finish_byte_run(out, run, &o); in_run = 0; }
+        if (byte && !in_run) { run = o; in_run = 1; }
+        if (byte) out[o++] = t->dec[0];
+        else if (t->type == TOK_BYTE) { memcpy(out + o, t->spell, strlen(t->spell)); o += strlen(t->spell); }
+        else if (first && tk->dec_metaspace_first) o += put_without_metaspace(t->spell, out + o);
+        else { memcpy(out + o, t->dec, t->dec_len); o += t->dec_len; }
+        first = 0;
+    }
+    if (in_run) finish_byte_run(out, run, &o);
+    return o;
+}
+
+/* Byte-level tokens' raw bytes, concatenated into out. */
+static size_t put_bytelevel_tokens(const mu_tokenizer *tk, const int32_t *ids, size_t n, int skip_special, char *out) {
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        const tok_entry *t = &tk->tok[ids[i]];
+        if (skip_special && (t->type == TOK_CONTROL || t->type == TOK_UNKNOWN)) continue;
+        if (!t->dec) continue;
+        memcpy(out + o, t->dec, t->dec_len);
+        o += t->dec_len;
+    }
+    return o;
+}
+
 int mu_tok_decode(const mu_tokenizer *tk, const int32_t *ids, size_t n, int skip_special,
                   char **text, size_t *len, char *err, size_t errlen) {
     size_t total = 1;
@@ -890,34 +967,21 @@ int mu_tok_decode(const mu_tokenizer *tk, const int32_t *ids, size_t n, int skip
             tok_err(err, errlen, "token %zu: id %d out of range (vocabulary %zu)", i, ids[i], tk->n_tok);
             return -1;
         }
-        total += tk->tok[ids[i]].dec_len;
-    }
-    char *raw = malloc(total);
-    if (!raw) { tok_err(err, errlen, "out of memory"); return -1; }
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
         const tok_entry *t = &tk->tok[ids[i]];
-        if (skip_special && (t->type == TOK_CONTROL || t->type == TOK_UNKNOWN)) continue;
-        if (!t->dec) continue;
-        memcpy(raw + o, t->dec, t->dec_len);
-        o += t->dec_len;
+        size_t sl = t->spell ? strlen(t->spell) : 0;
+        total += t->dec_len > sl ? t->dec_len : sl;
     }
-    /* invalid UTF-8 (e.g. a byte token cut from its character) becomes U+FFFD: per byte
-     * for byte-fallback tokens (HF ByteFallback), per maximal invalid subpart for
-     * byte-level vocabularies (HF ByteLevel: String::from_utf8_lossy) */
-    char *outb = malloc(o * 3 + 1);
-    if (!outb) { free(raw); tok_err(err, errlen, "out of memory"); return -1; }
-    size_t q = 0, i = 0;
-    while (i < o) {
-        size_t k = mu_utf8_seq_len((const unsigned char *)raw + i, o - i);
-        if (!k) {
-            memcpy(outb + q, "\xef\xbf\xbd", 3); q += 3;
-            i += tk->kind == MODEL_BYTELEVEL ? utf8_invalid_subpart((const unsigned char *)raw + i, o - i) : 1;
-            continue;
-        }
-        memcpy(outb + q, raw + i, k); q += k; i += k;
+    char *outb = calloc(total, 3);
+    if (!outb) { tok_err(err, errlen, "out of memory"); return -1; }
+    size_t q = tk->kind == MODEL_BYTELEVEL ? put_bytelevel_tokens(tk, ids, n, skip_special, outb)
+                                           : put_spm_tokens(tk, ids, n, skip_special, outb);
+    if (!mu_utf8_valid(outb, q, NULL)) {   /* byte-level text, or a GGUF spelling that is not UTF-8 */
+        char *lossy = malloc(q * 3 + 1);
+        if (!lossy) { free(outb); tok_err(err, errlen, "out of memory"); return -1; }
+        q = replace_invalid_subparts(outb, q, lossy);
+        free(outb);
+        outb = lossy;
     }
-    free(raw);
     size_t strip = 0;
     while ((int)strip < tk->dec_strip_space && strip < q && outb[strip] == ' ') strip++;
     memmove(outb, outb + strip, q - strip);

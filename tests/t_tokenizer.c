@@ -8,6 +8,7 @@
  *     (tests/gen/gen_tokenizer_components.py -> tests/golden/tokenizer/components/). */
 #include "test.h"
 #include "tokenizer.h"
+#include "utf8.h"
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -590,7 +591,7 @@ static json_t *component_expected(void) {
     char path[1024];
     json_error_t je;
     component_path("expected.json", path, sizeof path);
-    json_t *all = json_load_file(path, 0, &je);
+    json_t *all = json_load_file(path, JSON_ALLOW_NUL, &je);   /* decodes of byte 0 */
     CHECK_MSG(all != NULL, "%s: line %d: %s", path, je.line, je.text);
     return all;
 }
@@ -611,12 +612,16 @@ static void check_ids_equal(const char *what, json_t *want, const int32_t *ids, 
     CHECK_MSG(0, "%s:\n  want %s\n  got  %s", what, exp, got);
 }
 
+/* The decode of ids == the JSON string want (which may hold NULs: byte tokens). */
 static void check_decode_equal(const char *what, const mu_tokenizer *tk, const int32_t *ids, size_t n,
-                               int skip_special, const char *want) {
-    char *dec, err[256];
+                               int skip_special, json_t *want) {
+    char *dec, err[256], shown[512];
     size_t dl;
+    CHECK_MSG(json_is_string(want), "%s: no expected decode", what);
     CHECK_MSG(mu_tok_decode(tk, ids, n, skip_special, &dec, &dl, err, sizeof err) == 0, "%s: %s", what, err);
-    CHECK_MSG(!strcmp(dec, want), "%s: decode \"%s\" != HF \"%s\"", what, dec, want);
+    CHECK_MSG(dl == json_string_length(want) && !memcmp(dec, json_string_value(want), dl),
+              "%s: decode \"%s\" (%zu bytes) != HF \"%s\"", what, mu_utf8_printable(shown, sizeof shown, dec), dl,
+              json_string_value(want));
     free(dec);
 }
 
@@ -655,7 +660,7 @@ static void check_component(const char *name, int ordered) {
         snprintf(what, sizeof what, "%s case %zu \"%s\"", name, i, text);
         CHECK_MSG(mu_tok_encode(tk, text, tl, 0, &ids, &n, err, sizeof err) == 0, "%s: %s", what, err);
         check_ids_equal(what, json_object_get(c, "ids"), ids, n);
-        check_decode_equal(what, tk, ids, n, 1, json_string_value(json_object_get(c, "decoded")));
+        check_decode_equal(what, tk, ids, n, 1, json_object_get(c, "decoded"));
         free(ids);
         CHECK_MSG(mu_tok_encode_offsets(tk, text, tl, &ids, &offs, &n, err, sizeof err) == 0, "%s: %s", what, err);
         snprintf(what, sizeof what, "%s case %zu \"%s\" (with offsets)", name, i, text);
@@ -665,7 +670,7 @@ static void check_component(const char *name, int ordered) {
         snprintf(what, sizeof what, "%s case %zu \"%s\" special=1", name, i, text);
         CHECK_MSG(mu_tok_encode(tk, text, tl, 1, &ids, &n, err, sizeof err) == 0, "%s: %s", what, err);
         check_ids_equal(what, want_sp ? want_sp : json_object_get(c, "ids"), ids, n);
-        if (want_sp) check_decode_equal(what, tk, ids, n, 0, json_string_value(json_object_get(c, "decoded_special")));
+        if (want_sp) check_decode_equal(what, tk, ids, n, 0, json_object_get(c, "decoded_special"));
         free(ids);
     }
     json_decref(all);
@@ -679,7 +684,44 @@ TEST(tok_component_split_removed) { check_component("split_removed", 1); }
 TEST(tok_component_split_merged_prev) { check_component("split_merged_prev", 1); }
 TEST(tok_component_split_merged_next_literal) { check_component("split_merged_next", 1); }
 TEST(tok_component_split_literal_metachars) { check_component("split_literal", 1); }
-TEST(tok_component_metaspace_decoder) { check_component("metaspace", 1); check_component("metaspace_never", 1); }
+TEST(tok_component_metaspace_decoder) {
+    check_component("metaspace", 1);
+    check_component("metaspace_never", 1);
+    check_component("metaspace_first_nosplit", 1);
+}
+TEST(tok_component_spm_no_byte_decoder) { check_component("spm_no_byte_decoder", 1); }
+
+/* Random id sequences (mostly byte tokens, special tokens and tokens holding U+2581)
+ * decoded skipping and keeping special tokens, as HF decodes them: runs of byte tokens
+ * that are or are not valid UTF-8, byte tokens without a ByteFallback decoder, the
+ * Metaspace decoder's first token. */
+TEST(tok_decode_random_ids_match_hf) {
+    json_t *all = component_expected(), *rows, *row;
+    json_t *dec = json_object_get(all, "decode");
+    CHECK_MSG(json_object_size(dec) >= 14, "expected.json: %zu decode files", json_object_size(dec));
+    const char *file;
+    json_object_foreach(dec, file, rows) {
+        char path[1024], what[1400];
+        snprintf(path, sizeof path, "%s/tests/golden/tokenizer/%s", mu_test_root(), file);
+        mu_tokenizer *tk = load_or_fail(path);
+        size_t i, k;
+        json_t *x;
+        CHECK_MSG(json_array_size(rows) >= 50, "%s: %zu decode rows", file, json_array_size(rows));
+        json_array_foreach(rows, i, row) {
+            json_t *want_ids = json_array_get(row, 0);
+            size_t n = json_array_size(want_ids);
+            int32_t ids[16];
+            CHECK(n >= 1 && n <= 16);
+            json_array_foreach(want_ids, k, x) ids[k] = (int32_t)json_integer_value(x);
+            snprintf(what, sizeof what, "%s decode row %zu (skip special)", file, i);
+            check_decode_equal(what, tk, ids, n, 1, json_array_get(row, 1));
+            snprintf(what, sizeof what, "%s decode row %zu (keep special)", file, i);
+            check_decode_equal(what, tk, ids, n, 0, json_array_get(row, 2));
+        }
+        mu_tokenizer_free(tk);
+    }
+    json_decref(all);
+}
 TEST(tok_component_added_lstrip_rstrip) { check_component("added", 1); }
 
 /* BertProcessing (nfd: [CLS] ... [SEP]) and RobertaProcessing (nfkc: <s> ... </s>) make
@@ -809,6 +851,11 @@ TEST(tok_component_unsupported_refused) {
                    "\"content\": \" \"}", "unsupported Replace decoder");
     expect_refused("metaspace.json", "decoder", "{\"type\": \"Strip\", \"content\": \"x\", \"start\": 1, \"stop\": 0}",
                    "unsupported Strip decoder");
+    /* HF strips each token before a Fuse, the fused text after one; and stop strips the end */
+    expect_refused("metaspace.json", "decoder", "{\"type\": \"Strip\", \"content\": \" \", \"start\": 1, \"stop\": 0}",
+                   "unsupported Strip decoder");
+    expect_refused("metaspace.json", "decoder", "{\"type\": \"Sequence\", \"decoders\": [{\"type\": \"Fuse\"}, "
+                   "{\"type\": \"Strip\", \"content\": \" \", \"start\": 1, \"stop\": 1}]}", "unsupported Strip decoder");
 }
 
 /* A post-processor naming a token id outside the vocabulary would put that id in every

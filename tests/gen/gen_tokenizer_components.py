@@ -18,13 +18,24 @@ around one component mu claims to support (lib/tok_load.c):
   metaspace          SentencePiece-style BPE (no byte fallback, <unk>) with a Metaspace
                      pre-tokenizer and a Metaspace decoder, prepend_scheme "always"
   metaspace_never    the same with prepend_scheme "never" (the decoder strips nothing)
+  metaspace_first_nosplit
+                     the same with prepend_scheme "first" and split=false, so tokens
+                     hold U+2581 inside (the decoder drops every one of the first token)
+  spm_no_byte_decoder
+                     ../spm.json (byte-fallback BPE) whose decoder lacks ByteFallback, so
+                     byte tokens decode to their spelling "<0xXX>"
   added              byte-level BPE with added tokens that lstrip, rstrip, or both
 and expected.json:
   {"cases": {name: [{"text", "ids" (add_special_tokens=False),
                      "decoded" (decode(ids, skip_special_tokens=True)),
                      where add_special_tokens=True adds tokens: "ids_special" (its ids) and
                      "decoded_special" (decode(ids_special, skip_special_tokens=False))}]},
-   "cache": {"tokenizer", "words", "per_chunk", "seed", "chunks": [{"n_ids", "hash"}]}}
+   "cache": {"tokenizer", "words", "per_chunk", "seed", "chunks": [{"n_ids", "hash"}]},
+   "decode": {file: [[ids, decode(ids, skip_special_tokens=True), decode(ids, False)]]}}
+"decode" holds random id sequences, not encodings, for every file here and the model-family
+goldens ../spm.json and ../gemma.json (file names relative to tests/golden/tokenizer): ids
+drawn mostly from byte tokens, special tokens and tokens holding U+2581, where decoders
+differ (runs of byte tokens that are or are not valid UTF-8, a first token of U+2581s).
 The "cache" entry is for the tokenizer's piece cache, which empties itself when half of its
 2^17 slots are used (65536 pieces): 140000 distinct words (about 150000 distinct pieces
 behind nfkd, so it empties twice), made by cache_words below, which the C test repeats,
@@ -158,7 +169,44 @@ def metaspace_components():
         tok.train_from_iterator(CORPUS[:5] * 2, tr)
         tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme=scheme, split=True)
         out["metaspace" if scheme == "always" else "metaspace_" + scheme] = tok
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)
+    tr = trainers.BpeTrainer(vocab_size=260, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False)
+    tok.train_from_iterator(CORPUS[:5] * 2, tr)
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first", split=False)
+    out["metaspace_first_nosplit"] = tok
     return out
+
+
+def spm_no_byte_decoder(root):
+    tok = Tokenizer.from_file(os.path.join(root, "tests", "golden", "tokenizer", "spm.json"))
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    return tok
+
+
+# ---------------------------------------------------------------- decoding random ids
+DECODE_SEQS, DECODE_SEED = 60, 20261206
+
+
+def decode_golden(tok, seed):
+    """DECODE_SEQS random id sequences of 1-8 ids and their decodes, skipping and keeping
+    special tokens; ids mostly from the pools where decoders differ."""
+    import random
+    rng = random.Random(seed)
+    vocab = tok.get_vocab(with_added_tokens=True)
+    n = tok.get_vocab_size(with_added_tokens=True)
+    pools = [sorted(i for t, i in vocab.items() if len(t) == 6 and t.startswith("<0x") and t.endswith(">")),
+             sorted(tok.get_added_tokens_decoder()),
+             sorted(i for t, i in vocab.items() if "▁" in t)]
+    pools = [p for p in pools if p]
+    rows = []
+    for _ in range(DECODE_SEQS):
+        ids = []
+        for _ in range(rng.randint(1, 8)):
+            pool = rng.choice(pools) if pools and rng.random() < 0.7 else range(n)
+            ids.append(rng.choice(pool))
+        rows.append([ids, tok.decode(ids, skip_special_tokens=True), tok.decode(ids, skip_special_tokens=False)])
+    return rows
 
 
 # ---------------------------------------------------------------- the piece cache
@@ -242,13 +290,19 @@ def main():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     outdir = os.path.join(root, "tests", "golden", "tokenizer", "components")
     os.makedirs(outdir, exist_ok=True)
-    toks = {**bytelevel_components(), **metaspace_components()}
+    toks = {**bytelevel_components(), **metaspace_components(), "spm_no_byte_decoder": spm_no_byte_decoder(root)}
     expected = {"cases": {}}
     for name, tok in toks.items():
         with open(os.path.join(outdir, name + ".json"), "w", encoding="utf-8") as f:
             f.write(tok.to_str(pretty=False))
         expected["cases"][name] = cases_for(tok, TEXTS + (ADDED_TEXTS if name == "added" else []))
     expected["cache"] = cache_golden(toks["nfkd"], "nfkd")
+    expected["decode"] = {}
+    for k, name in enumerate(sorted(toks)):
+        expected["decode"]["components/%s.json" % name] = decode_golden(toks[name], DECODE_SEED + k)
+    for k, name in enumerate(("spm", "gemma")):
+        tok = Tokenizer.from_file(os.path.join(root, "tests", "golden", "tokenizer", name + ".json"))
+        expected["decode"][name + ".json"] = decode_golden(tok, DECODE_SEED + 100 + k)
     with open(os.path.join(outdir, "expected.json"), "w", encoding="utf-8") as f:
         f.write(compact_json(expected))
     total = 0
