@@ -903,7 +903,7 @@ static void finish_byte_run(char *out, size_t from, size_t *o) {
 static size_t put_without_metaspace(const char *spell, char *out) {
     size_t o = 0;
     for (size_t i = 0; spell[i];) {
-        if (!memcmp(spell + i, META_UTF8, 3)) { i += 3; continue; }
+        if (!strncmp(spell + i, META_UTF8, 3)) { i += 3; continue; }
         out[o++] = spell[i++];
     }
     return o;
