@@ -1,6 +1,7 @@
 /* ci.c — confidence intervals of a group's mean (metrics.h): the Student t interval of a
- * mean and the Wilson score interval of a proportion; the paired tests of two models on
- * the same records (McNemar's exact, the paired t-test); the quantile functions they
+ * mean and the Wilson score interval of a proportion; Newcombe's interval of a paired
+ * difference of proportions and the paired tests of two models on the same records
+ * (McNemar's exact, the paired t-test); the quantile functions they
  * need (normal: Newton on erfc; Student t: the regularized incomplete beta by its
  * continued fraction, inverted by bisection and Newton, or the Cornish–Fisher expansion
  * from 1e5 degrees of freedom on). Checked against scipy.stats and statsmodels
@@ -138,6 +139,30 @@ void mu_ci_wilson(double k, long n, double level, double *lo, double *hi)
     *lo = center - half; *hi = center + half;
     if (*lo < 0) *lo = 0;
     if (*hi > 1) *hi = 1;
+}
+
+/* Newcombe's estimate of the correlation of p_a and p_b: (n11 n00 - b c), less n/2 where
+ * it exceeds n/2 and 0 where it lies in [0, n/2], over the root of the margins' product. */
+static double paired_phi(double n11, double b, double c, double n00)
+{
+    double n = n11 + b + c + n00, margins = (n11 + b) * (c + n00) * (n11 + c) * (b + n00);
+    if (margins == 0) return 0;
+    double a = n11 * n00 - b * c;
+    a = a > n / 2 ? a - n / 2 : a >= 0 ? 0 : a;
+    return a / sqrt(margins);
+}
+
+void mu_ci_paired_diff(long n11, long b, long c, long n00, double level, double *lo, double *hi)
+{
+    long n = n11 + b + c + n00;
+    if (n11 < 0 || b < 0 || c < 0 || n00 < 0 || n < 1 || !(level > 0 && level < 1)) { *lo = *hi = NAN; return; }
+    double pa = (double)(n11 + b) / (double)n, pb = (double)(n11 + c) / (double)n, la, ua, lb, ub;
+    mu_ci_wilson((double)(n11 + b), n, level, &la, &ua);
+    mu_ci_wilson((double)(n11 + c), n, level, &lb, &ub);
+    double phi = paired_phi((double)n11, (double)b, (double)c, (double)n00);
+    double below_a = pa - la, above_a = ua - pa, below_b = pb - lb, above_b = ub - pb;
+    *lo = pa - pb - sqrt(below_a * below_a + above_b * above_b - 2 * phi * below_a * above_b);
+    *hi = pa - pb + sqrt(below_b * below_b + above_a * above_a - 2 * phi * below_b * above_a);
 }
 
 double mu_mcnemar_exact_p(long b, long c)

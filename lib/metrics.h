@@ -91,6 +91,13 @@ void mu_ci_mean(double mean, double sd, long n, double level, double *lo, double
 void mu_ci_wilson(double k, long n, double level, double *lo, double *hi);
 
 /* ---- paired tests: two models on the same records (mu-score --paired) ---- */
+/* Interval of the difference p_a - p_b of two 0/1 values on the same records: n11 right
+ * under both, b only under a, c only under b, n00 under neither. Newcombe's hybrid score
+ * interval (his method 10, Stat Med 1998;17:2635): Wilson intervals of p_a and p_b at
+ * level, squared and added with their correlation phi (continuity-corrected, 0 when a
+ * margin is empty), as Fagerland, Lydersen and Laake's Newcombe_square_and_add_CI_paired_2x2;
+ * NaN when n < 1. */
+void mu_ci_paired_diff(long n11, long b, long c, long n00, double level, double *lo, double *hi);
 /* McNemar's exact test of b records right only under the first model and c only under the
  * second: two-sided binomial p = min(1, 2 P(X <= min(b, c))), X ~ Bin(b + c, 1/2), as
  * statsmodels' mcnemar([[., b], [c, .]], exact=True).pvalue. */

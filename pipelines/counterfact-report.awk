@@ -1,14 +1,15 @@
 # counterfact-report.awk — the markdown report of pipelines/counterfact.mk from mu-score's TSV
 # (header line, then metric, group "model=..,split=..", value, n, ci_lo, ci_hi) and, as a second file,
 # the changes TSV of the edit deltas (pipelines/changes.awk), as a third the paired comparisons
-# (kind, localization, split, accuracy difference, prompts, McNemar p; common.mk paired_recipe).
+# (kind, localization, split, accuracy difference, prompts, its interval, McNemar p; common.mk
+# paired_recipe).
 # Variables: models (the row order), paired_with,
 # n_edits, n_keep, n_pool, known, filter, n_neighbor, train, masks.
 BEGIN { FS = "\t" }
 FNR == 1 { file++ }
 file == 2 { change_add(); next }   # the edit deltas' changes (changes.awk, which runs with it)
 file == 3 {
-    pd[$1, $2, $3] = $4; pn[$1, $3] = $5; pp[$1, $2, $3] = $6
+    pd[$1, $2, $3] = $4; pn[$1, $3] = $5; plo[$1, $2, $3] = $6; phi[$1, $2, $3] = $7; pp[$1, $2, $3] = $8
     if (!($2 in ploc)) { ploc[$2]; pl[++npl] = $2 }
     next
 }
@@ -74,13 +75,14 @@ function ci_table(   i) {
 }
 # each localization against paired_with on the same prompts (mu-score --paired)
 function paired_cell(k, l, s) {
-    return ((k, l, s) in pd) ? sprintf("%+.2f (p %.2g)", pd[k, l, s], pp[k, l, s]) : "–"
+    return ((k, l, s) in pd) ? sprintf("%+.2f [%+.2f, %+.2f] (p %.2g)", pd[k, l, s], plo[k, l, s], phi[k, l, s],
+                                       pp[k, l, s]) : "–"
 }
 function paired_table(   i) {
     printf "\nPaired with %s, prompt by prompt: each localization's accuracy minus %s's on the same\n", paired_with, paired_with
     printf "prompts (%d edit prompts, %d neighbourhood prompts, %d held-out prompts after the attack),\n",
         pn["edited", "edit"], pn["edited", "neighbor"], pn["relearned", "heldout"]
-    print "and McNemar's exact p (mu-score --paired).\n"
+    print "with its 95% interval (Newcombe's for paired proportions) and McNemar's exact p (mu-score --paired).\n"
     print "| localization | efficacy | paraphrase | neighbourhood | retain | heldout, attacked |"
     print "|---|---|---|---|---|---|"
     for (i = 1; i <= npl; i++)

@@ -190,10 +190,10 @@ $(RUN)/scores.tsv: $(OUTS)
 	mv $@.tmp $@
 
 # each localization against PAIRED_WITH (default late) prompt by prompt (pipelines/common.mk
-# paired_recipe: mu-score --paired, McNemar's exact p): rows kind, localization, split,
-# accuracy difference, prompts, p
+# paired_recipe: mu-score --paired, Newcombe's interval, McNemar's exact p): rows kind,
+# localization, split, accuracy difference, prompts, interval low, high, p
 PAIRED_WITH ?= $(if $(filter late,$(LOCS)),late,$(lastword $(LOCS)))
-$(RUN)/paired.tsv: $(OUTS) $(call knobs,paired,$(PAIRED_WITH))
+$(RUN)/paired.tsv: $(OUTS) $(call knobs,paired,with=$(PAIRED_WITH) ci=0.95)
 	$(call paired_recipe,$(PAIRED_WITH),$(foreach s,$(filter-out heldout,$(SPLITS)),edited:$(s)) relearned:heldout)
 
 # where editing moved the weights (pipelines/common.mk changes_recipe)

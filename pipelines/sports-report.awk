@@ -2,7 +2,8 @@
 # (metric, group "model=..,fmt=..,split=..", value, n, ci_lo, ci_hi), as a second file the probes'
 # TSV (model, layer, train accuracy, forget-fact accuracy, majority-class accuracy) and, as a
 # third, the unlearning deltas' changes (changes.awk, which runs with it), as a fourth the paired
-# comparisons (kind, localization, format-split, accuracy difference, facts, McNemar p).
+# comparisons (kind, localization, format-split, accuracy difference, facts, its interval,
+# McNemar p).
 BEGIN { FS = "\t" }
 FNR == 1 { file++ }
 file == 2 {
@@ -11,7 +12,8 @@ file == 2 {
 }
 file == 3 { change_add(); next }
 file == 4 {
-    split($3, fs, "-"); pd[$1, $2, fs[1], fs[2]] = $4; pn[$1, fs[2]] = $5; pp[$1, $2, fs[1], fs[2]] = $6
+    split($3, fs, "-"); pd[$1, $2, fs[1], fs[2]] = $4; pn[$1, fs[2]] = $5
+    plo[$1, $2, fs[1], fs[2]] = $6; phi[$1, $2, fs[1], fs[2]] = $7; pp[$1, $2, fs[1], fs[2]] = $8
     if (!($2 in ploc)) { ploc[$2]; pl[++npl] = $2 }
     next
 }
@@ -71,16 +73,18 @@ function ci_table(   i, f, line, k) {
     }
 }
 
-# each localization against paired_with on the same facts: accuracy difference and
-# McNemar's exact p (mu-score --paired)
+# each localization against paired_with on the same facts: accuracy difference, its 95%
+# interval (Newcombe's) and McNemar's exact p (mu-score --paired)
 function paired_cell(k, l, f, s) {
-    return ((k, l, f, s) in pd) ? sprintf("%+.2f (p %.2g)", pd[k, l, f, s], pp[k, l, f, s]) : "–"
+    return ((k, l, f, s) in pd) ? sprintf("%+.2f [%+.2f, %+.2f] (p %.2g)", pd[k, l, f, s], plo[k, l, f, s],
+                                          phi[k, l, f, s], pp[k, l, f, s]) : "–"
 }
 function paired_table(   i, f, line) {
     printf "\nPaired with %s, fact by fact: each localization's accuracy minus %s's on the same\n", paired_with, paired_with
     printf "facts (%d forget facts after unlearning, %d held-out facts after the relearning attack),\n",
         pn["unlearned", "forget"], pn["relearned", "heldout"]
-    print "and McNemar's exact p (mu-score --paired): a negative difference with a small p means the"
+    print "with its 95% interval (Newcombe's for paired proportions) and McNemar's exact p"
+    print "(mu-score --paired): a negative difference with a small p means the"
     printf "localization leaves fewer of these facts recoverable than %s does.\n\n", paired_with
     print "| localization | cloze forget | question forget | mc forget | cloze heldout, attacked | question heldout, attacked | mc heldout, attacked |"
     print "|---|---|---|---|---|---|---|"

@@ -164,10 +164,11 @@ $(RUN)/scores.tsv: $(OUTS)
 # ---- paired comparisons ------------------------------------------------------------------
 # each localization against PAIRED_WITH (default late, the output side), fact by fact on the
 # same facts (mu-score --paired): the difference in choice accuracy on the forget facts after
-# unlearning and on the held-out facts after the relearning attack, with McNemar's exact p.
-# Rows: model kind, localization, format-split, difference, facts, p
+# unlearning and on the held-out facts after the relearning attack, with its 95% interval
+# (Newcombe's) and McNemar's exact p. Rows: model kind, localization, format-split,
+# difference, facts, interval low, high, p
 PAIRED_WITH ?= $(if $(filter late,$(LOCS)),late,$(lastword $(LOCS)))
-$(RUN)/paired.tsv: $(OUTS) $(call knobs,paired,$(PAIRED_WITH))
+$(RUN)/paired.tsv: $(OUTS) $(call knobs,paired,with=$(PAIRED_WITH) ci=0.95)
 	$(call paired_recipe,$(PAIRED_WITH),$(foreach f,$(FORMATS),unlearned:$(f)-forget relearned:$(f)-heldout))
 
 # ---- latent knowledge: linear probes -----------------------------------------------------

@@ -438,3 +438,32 @@ TEST(ci_intervals_scipy_statsmodels) {
     CHECK(isnan(lo) && isnan(hi));                    /* one value: no interval */
     json_decref(g);
 }
+
+/* Newcombe's paired interval against paired_ci.py (statsmodels' Wilson intervals, the
+ * square-and-add step checked on Fagerland et al.'s worked example, table [[59, 6],
+ * [16, 80]]: -0.1186 to -0.0046); swapping the models negates it; it holds the estimate
+ * and stays in [-1, 1]. */
+TEST(ci_paired_diff_newcombe) {
+    json_t *g = golden("ci.json");
+    size_t i; json_t *r;
+    CHECK(json_array_size(json_object_get(g, "paired_diff")) >= 30);
+    json_array_foreach(json_object_get(g, "paired_diff"), i, r) {
+        long n11 = (long)num_at(r, 0), b = (long)num_at(r, 1), c = (long)num_at(r, 2), n00 = (long)num_at(r, 3);
+        double level = num_at(r, 4), lo, hi, slo, shi, est = (double)(b - c) / (double)(n11 + b + c + n00);
+        mu_ci_paired_diff(n11, b, c, n00, level, &lo, &hi);
+        CHECK_MSG(fabs(lo - num_at(r, 5)) < 1e-12 && fabs(hi - num_at(r, 6)) < 1e-12,
+                  "table %ld %ld %ld %ld at %g: [%.17g, %.17g], reference [%.17g, %.17g]", n11, b, c, n00, level,
+                  lo, hi, num_at(r, 5), num_at(r, 6));
+        mu_ci_paired_diff(n11, c, b, n00, level, &slo, &shi);
+        CHECK(fabs(slo + hi) < 1e-15 && fabs(shi + lo) < 1e-15);
+        CHECK(-1 <= lo && lo <= est && est <= hi && hi <= 1);
+    }
+    double lo, hi;
+    mu_ci_paired_diff(59, 6, 16, 80, 0.95, &lo, &hi);
+    CHECK(fabs(lo - -0.1186) < 5e-5 && fabs(hi - -0.0046) < 5e-5);
+    mu_ci_paired_diff(0, 0, 0, 0, 0.95, &lo, &hi);
+    CHECK(isnan(lo) && isnan(hi));                    /* no records */
+    mu_ci_paired_diff(3, -1, 0, 2, 0.95, &lo, &hi);
+    CHECK(isnan(lo) && isnan(hi));
+    json_decref(g);
+}

@@ -40,9 +40,10 @@ static const char usage[] =
     "                     Student's t\n"
     "  --paired B         compare with B, the outputs of another model on the same records\n"
     "                     (matched by id): per group and per-record metric, the mean\n"
-    "                     difference FILE - B, its t interval, and a paired test's p-value:\n"
-    "                     McNemar's exact test for 0/1 values (accuracies), else the paired\n"
-    "                     t-test (TSV/JSON/stream: p_value and test)\n"
+    "                     difference FILE - B, its interval and a paired test's p-value:\n"
+    "                     Newcombe's interval and McNemar's exact test for 0/1 values\n"
+    "                     (accuracies), else a t interval and the paired t-test\n"
+    "                     (TSV/JSON/stream: p_value and test)\n"
     "Curves (--curve; inputs are metrics streams, one per run of a sweep):\n"
     "  --original FILE    metrics of the unedited model\n"
     "  --forget M@SEL     forget score, e.g. choice_prob@split=forget (the default)\n"
@@ -598,8 +599,9 @@ static id_value *sorted_by_id(const group *g, int m) {
 }
 
 /* Per group of A and per-record metric: the mean difference A - B over the records of the
- * same ids, its interval (Student's t on the differences), and a paired test: McNemar's
- * exact test where every value is 0 or 1 (accuracies), else the paired t-test. */
+ * same ids, its interval and a paired test: where every value is 0 or 1 (accuracies)
+ * Newcombe's paired interval and McNemar's exact test, else Student's t on the
+ * differences and the paired t-test. */
 static void paired_differences(group_set *a, const group *b) {
     id_value *sorted[NMETRICS] = {0};    /* B's values of each metric, sorted once */
     for (int gi = 0; gi < a->n; gi++) {
@@ -610,7 +612,7 @@ static void paired_differences(group_set *a, const group *b) {
             if (!sorted[m]) sorted[m] = sorted_by_id(b, m);
             id_value *bv = sorted[m];
             double *d = mu_xmalloc(g->rn[m] * sizeof *d), mean = 0, ss = 0;
-            long only_a = 0, only_b = 0;
+            long only_a = 0, only_b = 0, both = 0;
             int binary = 1;
             for (size_t i = 0; i < g->rn[m]; i++) {
                 id_value key = {g->rid[m][i], 0}, *hit = bsearch(&key, bv, b->rn[m], sizeof *bv, cmp_id_value);
@@ -622,6 +624,7 @@ static void paired_differences(group_set *a, const group *b) {
                 if ((x != 0 && x != 1) || (y != 0 && y != 1)) binary = 0;
                 only_a += x == 1 && y == 0;
                 only_b += x == 0 && y == 1;
+                both += x == 1 && y == 1;
             }
             size_t n = g->rn[m];
             mean /= (double)n;
@@ -629,7 +632,9 @@ static void paired_differences(group_set *a, const group *b) {
             double sd = n > 1 ? sqrt(ss / (double)(n - 1)) : NAN;
             emit_group(metric_info[m].name, g, mean, (long)n);
             result *r = &results[nresults - 1];
-            if (opt.ci > 0) mu_ci_mean(mean, sd, (long)n, opt.ci, &r->lo, &r->hi);
+            if (opt.ci > 0 && binary)
+                mu_ci_paired_diff(both, only_a, only_b, (long)n - both - only_a - only_b, opt.ci, &r->lo, &r->hi);
+            else if (opt.ci > 0) mu_ci_mean(mean, sd, (long)n, opt.ci, &r->lo, &r->hi);
             r->test = binary ? "mcnemar" : "ttest_rel";
             r->p = binary ? mu_mcnemar_exact_p(only_a, only_b) : mu_ttest_rel_p(mean, sd, (long)n);
             free(d);

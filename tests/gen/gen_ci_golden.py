@@ -11,6 +11,9 @@ Writes tests/golden/metrics/ci.json:
   mean       [values, level, lo, hi]: scipy.stats.t.interval(level, n - 1, mean,
              std(ddof=1) / sqrt(n))
   wilson     [k, n, level, lo, hi]: statsmodels proportion_confint(method='wilson')
+  paired_diff [n11, b, c, n00, level, lo, hi]: Newcombe's interval of a paired difference
+             of proportions (paired_ci.py: statsmodels' Wilson intervals, checked against
+             Fagerland et al.'s worked example)
   score      [metric, split, lo, hi]: the 95% intervals mu-score --by split must give on
              tests/golden/metrics/score.outputs.mpk.zst (per-record choice_acc: Wilson;
              choice_prob, answer_prob: t), from the stream's records read here
@@ -20,6 +23,7 @@ import msgpack, zstandard
 import numpy as np
 import scipy.stats
 from statsmodels.stats.proportion import proportion_confint
+from paired_ci import newcombe_paired
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden", "metrics", "ci.json")
 
@@ -53,6 +57,13 @@ for k, n in [(0, 16), (6, 16), (9, 16), (16, 16), (1, 1), (0, 1), (37, 40), (123
     for level in (0.9, 0.95, 0.99):
         lo, hi = proportion_confint(k, n, alpha=1 - level, method="wilson")
         golden["wilson"].append([k, n, level, float(lo), float(hi)])
+# tables: Cavo et al. and Bentur et al. (Fagerland et al. ch. 8), empty margins, no
+# discordant pairs, negative correlation, one record, large and lopsided
+golden["paired_diff"] = []
+for t in [(59, 6, 16, 80), (1, 1, 7, 12), (0, 0, 0, 16), (16, 0, 0, 0), (9, 0, 0, 7), (0, 8, 8, 0),
+          (5, 9, 0, 2), (2, 0, 5, 9), (120, 4, 11, 65), (1, 0, 0, 0), (0, 1, 0, 0), (400, 37, 12, 551)]:
+    for level in (0.9, 0.95, 0.99):
+        golden["paired_diff"].append(list(t) + [level, *newcombe_paired(*t, level)])
 # the per-record values of score.outputs.mpk.zst, by split
 STREAM = os.path.join(os.path.dirname(OUT), "score.outputs.mpk.zst")
 with open(STREAM, "rb") as f:

@@ -342,9 +342,11 @@ lab = [0 if r["meta"]["split"] == "forget" else 1 for r in mk]
 expected["mia_auc_min_k_pp"] = float(roc_auc_score(lab, [min_k_pp(r, 0.2) for r in mk]))
 
 # --paired: score.outputs (A) against score.reference's records in reverse order (B,
-# matched by id), per split of A: the mean difference, scipy's t interval of it, and
-# statsmodels' exact McNemar p (choice_acc) or scipy's ttest_rel p (answer_prob, target_loss)
+# matched by id), per split of A: the mean difference, its interval (Newcombe's for
+# choice_acc, paired_ci.py; else scipy's t interval) and statsmodels' exact McNemar p
+# (choice_acc) or scipy's ttest_rel p (answer_prob, target_loss)
 from statsmodels.stats.contingency_tables import mcnemar
+from paired_ci import newcombe_paired
 write_stream(os.path.join(OUT, "score.paired.mpk.zst"), "outputs", ref[::-1])
 by_id = {r["id"]: r for r in ref}
 paired = {}
@@ -356,7 +358,7 @@ for split in ("forget", "retain"):
              [int(np.sum((a == 0) & (b == 1))), int(np.sum((a == 0) & (b == 0)))]]
     d = a - b
     paired["choice_acc@" + split] = {"value": float(d.mean()), "p": float(mcnemar(table, exact=True).pvalue),
-                                     "ci": [float(x) for x in scipy.stats.t.interval(0.95, len(d) - 1, d.mean(), scipy.stats.sem(d))]}
+                                     "ci": list(newcombe_paired(table[0][0], table[0][1], table[1][0], table[1][1], 0.95))}
     for name, f in (("answer_prob", lambda r: math.exp(arr(r, "target_logprobs").mean())),
                     ("target_loss", lambda r: -arr(r, "target_logprobs").mean())):
         x = np.array([f(r) for r in rs]); y = np.array([f(by_id[r["id"]]) for r in rs])

@@ -28,14 +28,16 @@ t sports_pipeline_ci_rows bash -c "
       END { exit bad || n != 14 }' &&
   grep -q 'Wilson; 8 forget facts, 4 held out' '$R'"
 # paired with late, fact by fact: a row per other localization; each difference is the
-# difference of the two models' accuracies in scores.tsv (the same facts), each p in [0, 1]
+# difference of the two models' accuracies in scores.tsv (the same facts), inside its
+# interval, which lies in [-1, 1] and has a width; each p in [0, 1]
 P="$T/run/paired.tsv"
 t sports_pipeline_paired bash -c "
-  [ \$(grep -cE '^\| (early|lookup|probe|all|atp) \|( [+-][01]\.[0-9]{2} \(p [0-9.e-]+\) \|){6}\$' '$R') = 5 ] &&
+  [ \$(grep -cE '^\| (early|lookup|probe|all|atp) \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+\) \|){6}\$' '$R') = 5 ] &&
   grep -q 'Paired with late, fact by fact' '$R' && [ \$(wc -l < '$P') = 30 ] &&
   awk -F'\t' 'NR == FNR { split(\$2, g, /[,=]/); if (\$1 == \"choice_acc\") acc[g[2], g[4], g[6]] = \$3; next }
     { split(\$3, fs, \"-\"); want = acc[\$1 \"-\" \$2, fs[1], fs[2]] - acc[\$1 \"-late\", fs[1], fs[2]]; d = \$4 - want
-      if (d > 1e-9 || d < -1e-9 || !(\$6 >= 0 && \$6 <= 1) || \$5 != (fs[2] == \"forget\" ? 8 : 4)) bad = 1 }
+      if (d > 1e-9 || d < -1e-9 || !(\$8 >= 0 && \$8 <= 1) || \$5 != (fs[2] == \"forget\" ? 8 : 4) ||
+          !(-1 <= \$6 && \$6 <= \$4 && \$4 <= \$7 && \$7 <= 1 && \$6 < \$7)) bad = 1 }
     END { exit bad }' '$T/run/scores.tsv' '$P'"
 t sports_pipeline_atp_layers grep -qE 'atp=mlp:[0-4](,[0-4])?\.' "$R"
 t sports_pipeline_lookup_layers grep -qE 'lookup=mlp:[0-4],[0-4] ' "$R"
