@@ -10,6 +10,7 @@ MU_BIN ?= bin
 export PATH := $(abspath $(MU_BIN)):$(PATH)
 DATA   ?= ../shared/data
 MU_DEVICE ?= auto
+comma := ,
 
 # changes_recipe BASE,DELTA: the recipe of a changes TSV ($@; read by pipelines/changes.awk):
 # for each localization l of LOCS, each tensor that DELTA (% = l) changed on top of MODEL and

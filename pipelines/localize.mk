@@ -21,16 +21,21 @@
 #   all     every MLP (not localized)
 #   atp     output tracing found by the data: the ATP_LAYERS MLPs that attribution patching
 #           ranks highest (mu-attrib --method atp)
+#   random  no localization, at the same size: as many MLP matrices as lookup takes
+#           (3 x LOOKUP_LAYERS), drawn at random from every layer's gate, up and down
+#           (mu-maskgen --random, seed SEED): what a found localization must beat (Guo et
+#           al.'s random baseline; Lee et al. find localized masks no better than it)
 # The found ones: noise on the subject's tokens, every MLP layer's effect on the answers'
 # log-probability, then mu-maskgen keeps the top layers' MLPs (gate, up, down: 3 matrices a
 # layer).
-LOCS          ?= early lookup late all atp
+LOCS          ?= early lookup late all atp random
 MASK_early    ?= mlp:1-7
 MASK_lookup   ?= $(RUN)/masks/lookup.mask
 MASK_late     ?= mlp:22-29
 MASK_all      ?= mlp:all
 MASK_atp      ?= $(RUN)/masks/atp.mask
 MASK_probe    ?= $(RUN)/masks/probe.mask
+MASK_random   ?= $(RUN)/masks/random.mask
 LOOKUP_LAYERS ?= 8
 PROBE_LAYERS  ?= 8
 PROBE_BY      ?= loss
@@ -82,7 +87,12 @@ $(RUN)/attrib/probe.probes: $(RUN)/attrib/probe-train.acts $(RUN)/attrib/probe-t
 $(RUN)/attrib/probe.scores: $(RUN)/attrib/probe.probes $(call knobs,probe-by,$(PROBE_BY))
 	mu-probe localize $(Q) --probes $< --model $(MODEL) --tensors mlp:all --by $(PROBE_BY) --out $@
 
-# a mask's description for the reports: a shorthand as it is, a mask file as its MLP layers
-comma := ,
-mask_desc = $(if $(filter $(RUN)/%,$(1)),mlp:$$(mu-dump $(1) | jq -r 'select(.name) | .name' | \
-  sed -E 's/.*layers\.([0-9]+)\..*/\1/' | sort -nu | paste -sd$(comma) -),$(1))
+# the random localization (an explicit rule: it takes over the pattern rule above)
+$(RUN)/masks/random.mask: $(LOC_DEPS) $(call knobs,mask-random,matrices=$(LOOKUP_LAYERS)x3 seed=$(SEED) model=$(MODEL))
+	@mkdir -p $(@D)
+	mu-maskgen $(Q) --random --model $(MODEL) --tensors mlp:all --granularity matrix \
+	  --units $$((3 * $(LOOKUP_LAYERS))) --seed $(SEED) --out $@
+
+# a mask's description for the reports: a shorthand as it is, a mask file as its MLPs
+# (pipelines/mask-desc.sh: mlp:1,5 for whole MLPs, else each matrix, mlp:1.up,5.down)
+mask_desc = $(if $(filter $(RUN)/%,$(1)),$$(pipelines/mask-desc.sh $(1)),$(1))

@@ -56,10 +56,10 @@ MMLU_SUBJECT  ?= high_school_geography
 MMLU_N        ?= 40
 
 # Localizations (LOCS, MASK_*, LOOKUP_LAYERS, PROBE_LAYERS, ATP_LAYERS, ...:
-# pipelines/localize.mk): early and late MLP layers (hand-picked), every MLP, and three
+# pipelines/localize.mk): early and late MLP layers (hand-picked), every MLP, three
 # found on the learned model's forget facts (path patching: lookup; probes: probe;
-# attribution patching: atp)
-LOCS        ?= early lookup probe late all atp
+# attribution patching: atp), and random MLP matrices as many as lookup's
+LOCS        ?= early lookup probe late all atp random
 LOC_FORGET  := $(RUN)/tok/cloze-forget.tok
 LOC_SUBJECT := athlete
 LOC_DELTAS  := $(RUN)/learned.st

@@ -178,7 +178,6 @@ $(foreach m,$(MASKS),$(foreach o,$(OBJECTIVES),$(eval $(call CURVE_RULE,$(m),$(o
 LEE_TITLE     := TOFU
 LEE_RETENTION := model utility
 # report input: model NAME METRIC SPLIT VALUE (every model's metrics), curve MASK OBJ ROW...
-comma := ,
 $(RUN)/report.md: $(PAIRS:%=$(RUN)/curve/%.tsv) $(EVALUATED:%=$(RUN)/eval/%.metrics) \
                   pipelines/tofu-report.awk pipelines/lee-report.awk pipelines/tofu.mk pipelines/lee.mk $(PLOTS)
 	{ for m in $(EVALUATED); do mu-dump -H --kind metrics $(RUN)/eval/$$m.metrics \

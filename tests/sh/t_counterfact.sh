@@ -30,15 +30,15 @@ REP="$R/report.md"
 # the table: base and edited-* with five numeric cells, relearned-* with the held-out one
 cellre='[01]\.[0-9]{2} / [01]\.[0-9]{2}'
 t counterfact_report_rows bash -c "
-  [ \$(grep -cE '^\| (base|edited-(early|lookup|late|all|atp)) \|( $cellre \|){5}\$' '$REP') = 6 ] &&
-  [ \$(grep -cE '^\| relearned-(early|lookup|late|all|atp) \|( – \|){4} $cellre \|\$' '$REP') = 5 ] &&
-  [ \$(grep -c '^| ' '$REP') = 35 ]"
+  [ \$(grep -cE '^\| (base|edited-(early|lookup|late|all|atp|random)) \|( $cellre \|){5}\$' '$REP') = 7 ] &&
+  [ \$(grep -cE '^\| relearned-(early|lookup|late|all|atp|random) \|( – \|){4} $cellre \|\$' '$REP') = 6 ] &&
+  [ \$(grep -c '^| ' '$REP') = 41 ]"
 # paired with late, prompt by prompt: a row per other localization with five cells; each
 # difference is that of the two accuracies in scores.tsv (the same prompts), inside its
 # interval, which lies in [-1, 1] and has a width; each p in [0, 1]
 t counterfact_paired bash -c "
-  [ \$(grep -cE '^\| (early|lookup|all|atp) \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+\) \|){5}\$' '$REP') = 4 ] &&
-  grep -q 'Paired with late, prompt by prompt' '$REP' && [ \$(wc -l < '$R/paired.tsv') = 20 ] &&
+  [ \$(grep -cE '^\| (early|lookup|all|atp|random) \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+\) \|){5}\$' '$REP') = 5 ] &&
+  grep -q 'Paired with late, prompt by prompt' '$REP' && [ \$(wc -l < '$R/paired.tsv') = 25 ] &&
   awk -F'\t' 'NR == FNR { split(\$2, g, /[,=]/); if (\$1 == \"choice_acc\") acc[g[2], g[4]] = \$3; next }
     { d = \$4 - (acc[\$1 \"-\" \$2, \$3] - acc[\$1 \"-late\", \$3])
       if (d > 1e-9 || d < -1e-9 || !(\$8 >= 0 && \$8 <= 1) || !(-1 <= \$6 && \$6 <= \$4 && \$4 <= \$7 && \$7 <= 1 && \$6 < \$7)) bad = 1 }
@@ -48,21 +48,21 @@ t counterfact_paired bash -c "
 t counterfact_changes_local bash -c "
   awk -F'\t' '\$1 == \"early\" && (\$3 < 0 || \$3 > 1) { bad = 1 } \$1 == \"late\" && (\$3 < 3 || \$3 > 4) { bad = 1 }
     \$4 !~ /^(gate|up|down)\$/ || !(\$5 > 0 && \$6 > 0) { bad = 1 } { n[\$1]++ }
-    END { exit bad || n[\"early\"] != 6 || n[\"late\"] != 6 || n[\"all\"] != 15 }' '$R/changes.tsv' &&
+    END { exit bad || n[\"early\"] != 6 || n[\"late\"] != 6 || n[\"all\"] != 15 || n[\"random\"] != 6 }' '$R/changes.tsv' &&
   sed -n '/^## Where editing moved the weights/,\$p' '$REP' |
-    grep -cE '^\| (early|lookup|late|all|atp) \| [0-9]+ \([0-9]+\) \| ' | grep -qx 5"
+    grep -cE '^\| (early|lookup|late|all|atp|random) \| [0-9]+ \([0-9]+\) \| ' | grep -qx 6"
 # every number of the table is in [0, 1]
 t counterfact_report_unit bash -c "
   grep -E '^\| (base|edited|relearned).* / ' '$REP' | grep -oE '[0-9]+\.[0-9]+' |
-  awk '{ n++; if (\$1 < 0 || \$1 > 1) bad = 1 } END { exit bad || n != 2 * (6 * 5 + 5) }'"
+  awk '{ n++; if (\$1 < 0 || \$1 > 1) bad = 1 } END { exit bad || n != 2 * (7 * 5 + 6) }'"
 # the accuracies with their 95% intervals: every model a row, base and edited-* with three
 # intervals, relearned-* with the held-out one; lo <= accuracy <= hi, all in [0, 1]
 t counterfact_report_ci bash -c "
   sed -n '/^Accuracy with its 95% interval/,/^## /p' '$REP' | grep -E '^\| (base|edited|relearned)' |
     awk -F' *\\| *' '{ n++; for (i = 3; i <= 5; i++) { if (\$i == \"–\") continue; k++; split(\$i, a, /[][, ]+/)
         if (!(a[2] >= 0 && a[2] <= a[1] + 0.005 && a[1] <= a[3] + 0.005 && a[3] <= 1)) bad = 1 } }
-      END { exit bad || n != 11 || k != 6 * 3 + 5 }'"
-t counterfact_report_atp_layers grep -qE 'atp=mlp:[0-4],[0-4]\.' "$REP"
+      END { exit bad || n != 13 || k != 7 * 3 + 6 }'"
+t counterfact_report_atp_layers grep -qE 'atp=mlp:[0-4],[0-4] ' "$REP"
 t counterfact_report_lookup_layers grep -qE 'lookup=mlp:[0-4],[0-4] ' "$REP"
 # the base model's efficacy cell recomputed from its outputs without mu-score: the fraction
 # of edit prompts where the new target (candidate 1) wins, and mean p(new) over the two
@@ -103,11 +103,11 @@ t counterfact_rows bash -c "
 # nothing is stale after a run
 t counterfact_up_to_date run -q "$R/report.md"
 t counterfact_nothing_to_run bash -c "[ \"\$($(declare -f run); R='$R' ROOT='$ROOT' MU_BIN='$MU_BIN' SHARED_DATA='$SHARED_DATA' M='$M'; run -n | grep -cE '^(pipelines/job.sh )?mu-')\" = 0 ]"
-# a changed knob (pipelines/knobs.mk): EDIT_LR redoes the five edits and what depends on them
+# a changed knob (pipelines/knobs.mk): EDIT_LR redoes the six edits and what depends on them
 # (the attacks, the evaluations), not the pool, the sets, the tokens or the attributions
 run EDIT_LR=9e-4 -n > "$T/plan2" 2>&1
 t counterfact_knob_rebuilds bash -c "
-  [ \$(grep -c -- '--lr 9e-4 ' '$T/plan2') = 5 ] && [ \$(grep -cE '^(pipelines/job.sh )?mu-train.*relearn\.tok' '$T/plan2') = 5 ] &&
+  [ \$(grep -c -- '--lr 9e-4 ' '$T/plan2') = 6 ] && [ \$(grep -cE '^(pipelines/job.sh )?mu-train.*relearn\.tok' '$T/plan2') = 6 ] &&
   ! grep -qE '^(pipelines/job.sh )?mu-(attrib|tokenize|maskgen)|pool\.(tok|out)' '$T/plan2'"
 
 # new attribution scores: the atp mask, its edit and attack are redone, no other edit

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # t_sports_pipeline.sh — pipelines/sports.mk (the `make demo` job) wired end to end on a tiny
 # configuration: stories260K, 16 facts, a few steps. Checks the report's tables (every model,
-# the path-patching, probe and attribution-patching localizations, the probes, where the
+# the path-patching, probe and attribution-patching localizations and the random one, the probes, where the
 # unlearning moved the weights), that a second run rebuilds nothing, and
 # that a changed attribution rebuilds only what depends on it.
 . "$(dirname "$0")/lib.sh"
@@ -18,7 +18,7 @@ if ! run >"$T/log" 2>&1; then
 fi
 ok sports_pipeline_runs
 R="$T/run/report.md"
-t sports_pipeline_model_rows bash -c "[ \$(grep -cE '^\| (base|learned|(un|re)learned-(early|lookup|probe|late|all|atp)) \| [01]\.[0-9]{2} / ' '$R') = 14 ]"
+t sports_pipeline_model_rows bash -c "[ \$(grep -cE '^\| (base|learned|(un|re)learned-(early|lookup|probe|late|all|atp|random)) \| [01]\.[0-9]{2} / ' '$R') = 16 ]"
 # the forget accuracies with their 95% intervals: a row per model, each cell lo <= acc <= hi
 # in [0, 1], over the 8 forget facts and 4 held-out ones
 t sports_pipeline_ci_rows bash -c "
@@ -32,29 +32,34 @@ t sports_pipeline_ci_rows bash -c "
 # interval, which lies in [-1, 1] and has a width; each p in [0, 1]
 P="$T/run/paired.tsv"
 t sports_pipeline_paired bash -c "
-  [ \$(grep -cE '^\| (early|lookup|probe|all|atp) \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+\) \|){6}\$' '$R') = 5 ] &&
-  grep -q 'Paired with late, fact by fact' '$R' && [ \$(wc -l < '$P') = 30 ] &&
+  [ \$(grep -cE '^\| (early|lookup|probe|all|atp|random) \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+\) \|){6}\$' '$R') = 6 ] &&
+  grep -q 'Paired with late, fact by fact' '$R' && [ \$(wc -l < '$P') = 36 ] &&
   awk -F'\t' 'NR == FNR { split(\$2, g, /[,=]/); if (\$1 == \"choice_acc\") acc[g[2], g[4], g[6]] = \$3; next }
     { split(\$3, fs, \"-\"); want = acc[\$1 \"-\" \$2, fs[1], fs[2]] - acc[\$1 \"-late\", fs[1], fs[2]]; d = \$4 - want
       if (d > 1e-9 || d < -1e-9 || !(\$8 >= 0 && \$8 <= 1) || \$5 != (fs[2] == \"forget\" ? 8 : 4) ||
           !(-1 <= \$6 && \$6 <= \$4 && \$4 <= \$7 && \$7 <= 1 && \$6 < \$7)) bad = 1 }
     END { exit bad }' '$T/run/scores.tsv' '$P'"
-t sports_pipeline_atp_layers grep -qE 'atp=mlp:[0-4](,[0-4])?\.' "$R"
+t sports_pipeline_atp_layers grep -qE 'atp=mlp:[0-4](,[0-4])? ' "$R"
+# the random localization: as many MLP matrices as lookup's (2 layers: 6), named one by one
+# unless they make whole MLPs
+t sports_pipeline_random_mask bash -c "
+  [ \$(mu-dump '$T/run/masks/random.mask' | jq -s '[.[] | select(.name)] | map(select(.name | test(\"mlp\\\\.(gate|up|down)_proj\"))) | length') = 6 ] &&
+  grep -qE 'random=mlp:[0-9]+(\.(gate|up|down))?(,[0-9]+(\.(gate|up|down))?)*\.\$' '$R'"
 t sports_pipeline_lookup_layers grep -qE 'lookup=mlp:[0-4],[0-4] ' "$R"
 t sports_pipeline_probe_layers grep -qE 'probe=mlp:[0-4],[0-4] ' "$R"
 # the probe localization's mask is the two MLPs of largest gain in the probes' scores
 t sports_pipeline_probe_mask bash -c "
   top=\$(mu-dump '$T/run/attrib/probe.scores' | head -1 | jq -r '.meta.mlp_effect | to_entries | sort_by(-.value) | .[0:2] | map(.key) | sort | join(\",\")')
   grep -qE \"probe=mlp:\$top \" '$R'"
-t sports_pipeline_probe_rows bash -c "[ \$(grep -cE '^\| (base|learned|unlearned-(early|lookup|probe|late|all|atp)) \| [0-9] \| [01]\.[0-9]{2} \|' '$R') = 8 ]"
+t sports_pipeline_probe_rows bash -c "[ \$(grep -cE '^\| (base|learned|unlearned-(early|lookup|probe|late|all|atp|random)) \| [0-9] \| [01]\.[0-9]{2} \|' '$R') = 9 ]"
 # where unlearning moved the weights: only the tensors of each localization's MLPs, each by a
 # non-zero amount; a report row per localization
 C="$T/run/changes.tsv"
 t sports_pipeline_changes_local bash -c "
   awk -F'\t' '\$1 == \"early\" && (\$3 < 1 || \$3 > 2) { bad = 1 } \$1 == \"late\" && (\$3 < 3 || \$3 > 4) { bad = 1 }
     \$4 !~ /^(gate|up|down)\$/ || !(\$5 > 0 && \$6 > 0) { bad = 1 } { n[\$1]++ }
-    END { exit bad || n[\"early\"] != 6 || n[\"late\"] != 6 || n[\"all\"] != 15 || n[\"atp\"] + 0 == 0 }' '$C' &&
-  [ \$(grep -cE '^\| (early|lookup|probe|late|all|atp) \| [0-9]+ \([0-9]+\) \| [0-9.e-]+ \| [0-9.e-]+ \| [0-9]+\.(gate|up|down) ' '$R') = 6 ]"
+    END { exit bad || n[\"early\"] != 6 || n[\"late\"] != 6 || n[\"all\"] != 15 || n[\"atp\"] + 0 == 0 || n[\"random\"] != 6 }' '$C' &&
+  [ \$(grep -cE '^\| (early|lookup|probe|late|all|atp|random) \| [0-9]+ \([0-9]+\) \| [0-9.e-]+ \| [0-9.e-]+ \| [0-9]+\.(gate|up|down) ' '$R') = 7 ]"
 # nothing is stale after a run: the only recipe left is the report's cat
 t sports_pipeline_up_to_date bash -c "[ \"\$($(declare -f run); T='$T'; ROOT='$ROOT'; MU_BIN='$MU_BIN'; SHARED_DATA='$SHARED_DATA'; M='$M'; run -n | grep -cE '^(pipelines/job.sh )?mu-')\" = 0 ]"
 # new attribution scores: the atp mask, its unlearning and relearning, their evaluations and
@@ -75,13 +80,13 @@ if command -v gnuplot >/dev/null; then
 else
   skip sports_pipeline_plots "gnuplot not installed"
 fi
-# a changed knob (pipelines/knobs.mk): UNLEARN_LR redoes the six unlearning runs and what
+# a changed knob (pipelines/knobs.mk): UNLEARN_LR redoes the seven unlearning runs and what
 # depends on them (relearning, evaluations, probes), not the learned model, the attributions
 # or the tokens
 run UNLEARN_LR=2e-4 -n > "$T/plan2" 2>&1
 t sports_pipeline_knob_rebuilds bash -c "
-  [ \$(grep -c -- '--lr 2e-4 ' '$T/plan2') = 6 ] &&
-  [ \$(grep -cE '^(pipelines/job.sh )?mu-train.*relearn\.tok' '$T/plan2') = 6 ] &&
+  [ \$(grep -c -- '--lr 2e-4 ' '$T/plan2') = 7 ] &&
+  [ \$(grep -cE '^(pipelines/job.sh )?mu-train.*relearn\.tok' '$T/plan2') = 7 ] &&
   ! grep -qE '^(pipelines/job.sh )?mu-(attrib|tokenize)|--train [^ ]*/tok/learn\.tok' '$T/plan2'"
 # general text (GENERAL): its next-token loss joins the unlearning objective; the tokenized
 # text is a new prerequisite, so the unlearning run is redone, with a general-lm term each step
