@@ -362,9 +362,40 @@ static utf8proc_option_t norm_options(tok_norm_kind k) {
     }
 }
 
+/* The normal form of s[0, n) (utf8proc_map; *out malloc'd), or -1. */
+static utf8proc_ssize_t normal_form(const char *s, size_t n, utf8proc_option_t opt, utf8proc_uint8_t **out) {
+    *out = NULL;
+    utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, out, opt);
+    if (r < 0) { free(*out); *out = NULL; }
+    return r;
+}
+
+/* May a normalization chunk end before the character s[j, k), the chunk being s[i, j)? Only
+ * where nothing after could reach back across: the character decomposes to a starter
+ * first (canonical combining class 0: reordering never moves marks across it, and it
+ * blocks later marks from composing with what precedes it), and it does not compose with
+ * the chunk (the chunk and the character normalize as they do apart). */
+static int chunk_may_end(const char *s, size_t i, size_t j, size_t k, utf8proc_option_t opt) {
+    utf8proc_int32_t cp, first[8];
+    utf8proc_int32_t bound = 0;
+    if (utf8proc_iterate((const utf8proc_uint8_t *)s + j, (utf8proc_ssize_t)(k - j), &cp) < 0) return 0;
+    utf8proc_option_t dopt = (utf8proc_option_t)(opt & (UTF8PROC_COMPAT | UTF8PROC_STABLE));
+    utf8proc_ssize_t nd = utf8proc_decompose_char(cp, first, 8, (utf8proc_option_t)(dopt | UTF8PROC_DECOMPOSE), &bound);
+    if (nd < 1 || utf8proc_get_property(nd <= 8 ? first[0] : cp)->combining_class != 0) return 0;
+    utf8proc_uint8_t *a, *b, *ab;
+    utf8proc_ssize_t na = normal_form(s + i, j - i, opt, &a), nb = normal_form(s + j, k - j, opt, &b);
+    utf8proc_ssize_t nab = normal_form(s + i, k - i, opt, &ab);
+    int apart = na >= 0 && nb >= 0 && nab == na + nb && !memcmp(ab, a, (size_t)na) && !memcmp(ab + na, b, (size_t)nb);
+    free(a); free(b); free(ab);
+    return apart;
+}
+
 /* Unicode normalization. Without tracking: the whole segment at once. With tracking:
- * chunk by chunk, a chunk starting at each ASCII byte (an ASCII character never combines
- * with what precedes it), so each output byte maps to the input range of its chunk. */
+ * chunk by chunk, a chunk ending before each ASCII character and before each character
+ * that nothing before it interacts with (chunk_may_end), so each output byte maps to the
+ * input range of its chunk: per character where the form changes characters one by one
+ * (NFD of "é" maps both of "e\u0301" to the "é"), over the composed run where it joins
+ * them (NFC of "e\u0301"). */
 static int norm_unicode(const tok_norm *st, nbuf *in, nbuf *out) {
     utf8proc_option_t opt = norm_options(st->kind);
     size_t i = 0;
@@ -374,15 +405,23 @@ static int norm_unicode(const tok_norm *st, nbuf *in, nbuf *out) {
     out->len = 0;
     while (i < in->len) {
         size_t j = i + 1;
-        while (j < in->len && (unsigned char)in->s[j] >= 0x80) j++;
         if (!in->track) j = in->len;
+        else {
+            size_t q = mu_utf8_seq_len((const unsigned char *)in->s + i, in->len - i);
+            j = i + (q ? q : 1);
+            while (j < in->len && (unsigned char)in->s[j] >= 0x80) {
+                size_t q2 = mu_utf8_seq_len((const unsigned char *)in->s + j, in->len - j), k = j + (q2 ? q2 : 1);
+                if (chunk_may_end(in->s, i, j, k, opt)) break;
+                j = k;
+            }
+        }
         if (j - i == 1 && (unsigned char)in->s[i] < 0x80) {
             if (nbuf_put_aligned(out, in, i, 1)) return -1;
             i = j; continue;
         }
         utf8proc_uint8_t *res = NULL;
-        utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)in->s + i, (utf8proc_ssize_t)(j - i), &res, opt);
-        if (r < 0) { free(res); return -1; }
+        utf8proc_ssize_t r = normal_form(in->s + i, j - i, opt, &res);
+        if (r < 0) return -1;
         if ((size_t)r == j - i && !memcmp(res, in->s + i, j - i)) {
             if (nbuf_put_aligned(out, in, i, j - i)) { free(res); return -1; }
         } else if (nbuf_put(out, (char *)res, (size_t)r, in->track ? in->os[i] : 0, in->track ? in->oe[j - 1] : 0)) {

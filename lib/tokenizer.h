@@ -17,7 +17,11 @@
  * Offsets: mu_tok_encode_offsets gives, per token, the byte range [start, end) of the
  * input text it came from (a byte-fallback token covers its own byte; a token made only of
  * text a normalizer inserted, like SentencePiece's leading space, has an empty range at
- * the insertion point). Spans of template fields are computed from these (see dataset.h).
+ * the insertion point; behind a Unicode normalizer a token's range covers whole chunks, a
+ * chunk being a character with the combining marks after it, or a run the form composes
+ * into one). Widened to whole characters they equal HF's offsets, or hold them within
+ * those chunks (tests/t_tokenizer.c). Spans of template fields are computed from these
+ * (see dataset.h).
  *
  * Not supported (an error at load, never a silent approximation): tokenizer.json models
  * other than BPE (WordPiece, Unigram), continuing_subword_prefix, Regex patterns in

@@ -638,8 +638,45 @@ static void check_offsets_ordered(const char *what, const size_t *offs, size_t n
     }
 }
 
+/* The largest x of the JSON integer array xs with x <= at (want_le) or the smallest with
+ * x >= at; -1 if none. */
+static long nearest_start(json_t *xs, size_t at, int want_le) {
+    long best = -1;
+    size_t k;
+    json_t *x;
+    json_array_foreach(xs, k, x) {
+        long v = (long)json_integer_value(x);
+        if (want_le ? (v <= (long)at && v > best) : (v >= (long)at && (best < 0 || v < best))) best = v;
+    }
+    return best;
+}
+
+/* mu's token byte ranges against HF's (byte offsets of its character offsets). mu's are
+ * per byte where HF's are per character: widened to whole characters, each must hold HF's
+ * and, behind a Unicode normalizer, lie within the chunks around HF's (starts: where
+ * python's unicodedata lets a normalization chunk start), else equal it. A token of text a
+ * normalizer inserted (SentencePiece's ▁) has an empty range where HF's starts. */
+static void check_offsets_hf(const char *what, const char *text, json_t *hf, json_t *starts,
+                             const size_t *offs, size_t n) {
+    size_t len = strlen(text);
+    CHECK_MSG(json_array_size(hf) == 2 * n, "%s: %zu offsets, HF %zu", what, 2 * n, json_array_size(hf));
+    for (size_t k = 0; k < n; k++) {
+        size_t s = offs[2 * k], e = offs[2 * k + 1];
+        size_t hs = (size_t)json_integer_value(json_array_get(hf, 2 * k));
+        size_t he = (size_t)json_integer_value(json_array_get(hf, 2 * k + 1));
+        if (s == e) { CHECK_MSG(s == hs, "%s: token %zu empty at %zu, HF [%zu, %zu)", what, k, s, hs, he); continue; }
+        size_t sw = s, ew = e;
+        while (sw > 0 && ((unsigned char)text[sw] & 0xC0) == 0x80) sw--;
+        while (ew < len && ((unsigned char)text[ew] & 0xC0) == 0x80) ew++;
+        int ok = sw <= hs && he <= ew;
+        if (starts) ok = ok && nearest_start(starts, hs, 1) <= (long)sw && (long)ew <= nearest_start(starts, he, 0);
+        else ok = ok && sw == hs && ew == he;
+        CHECK_MSG(ok, "%s: token %zu has [%zu, %zu) (characters [%zu, %zu)), HF [%zu, %zu)", what, k, s, e, sw, ew, hs, he);
+    }
+}
+
 /* Every case of one component file: ids without and with special tokens (and with
- * offsets, which normalize chunk by chunk), decode skipping and keeping specials.
+ * offsets, against HF's), decode skipping and keeping specials.
  * ordered: check that token ranges do not overlap (not behind a normalizer that changes
  * the text: its output is aligned per chunk, an ASCII byte and the non-ASCII characters
  * after it, so the tokens of "caf" and of a decomposed "é" share that chunk's range). */
@@ -666,6 +703,7 @@ static void check_component(const char *name, int ordered) {
         snprintf(what, sizeof what, "%s case %zu \"%s\" (with offsets)", name, i, text);
         check_ids_equal(what, json_object_get(c, "ids"), ids, n);
         if (ordered) check_offsets_ordered(what, offs, n, tl);
+        check_offsets_hf(what, text, json_object_get(c, "offsets"), json_object_get(c, "starts"), offs, n);
         free(ids); free(offs);
         snprintf(what, sizeof what, "%s case %zu \"%s\" special=1", name, i, text);
         CHECK_MSG(mu_tok_encode(tk, text, tl, 1, &ids, &n, err, sizeof err) == 0, "%s: %s", what, err);

@@ -26,7 +26,8 @@ around one component mu claims to support (lib/tok_load.c):
                      byte tokens decode to their spelling "<0xXX>"
   added              byte-level BPE with added tokens that lstrip, rstrip, or both
 and expected.json:
-  {"cases": {name: [{"text", "ids" (add_special_tokens=False),
+  {"cases": {name: [{"text", "ids" (add_special_tokens=False), "offsets" (HF's, as byte
+                     offsets, flat: start, end, ...), "starts" (nfd, nfkc, nfkd: chunk_starts below),
                      "decoded" (decode(ids, skip_special_tokens=True)),
                      where add_special_tokens=True adds tokens: "ids_special" (its ids) and
                      "decoded_special" (decode(ids_special, skip_special_tokens=False))}]},
@@ -255,12 +256,44 @@ def cache_golden(tok, name):
             "chunks": chunks}
 
 
-def cases_for(tok, texts):
+def byte_offsets(text, offsets):
+    """HF's character offsets as byte offsets into the UTF-8 text, flat: start, end, ..."""
+    at = [0]
+    for ch in text:
+        at.append(at[-1] + len(ch.encode()))
+    return [x for s, e in offsets for x in (at[s], at[e])]
+
+
+def chunk_starts(text, form):
+    """Byte offsets where a normalization chunk may start (python's unicodedata): before a
+    character whose decomposition starts with a starter (combining class 0) and that
+    normalizes apart from the chunk before it; and the end of the text."""
+    starts, at, chunk = [0], 0, 0
+    for i, ch in enumerate(text):
+        d = unicodedata.normalize("NFKD" if "K" in form else "NFD", ch)
+        if i and unicodedata.combining(d[0]) == 0 and \
+                unicodedata.normalize(form, text[chunk:i + 1]) == unicodedata.normalize(form, text[chunk:i]) + unicodedata.normalize(form, ch):
+            starts.append(at)
+            chunk = i
+        at += len(ch.encode())
+    if at:
+        starts.append(at)
+    return starts
+
+
+NORM_FORMS = {"nfd": "NFD", "nfkc": "NFKC", "nfkd": "NFKD"}
+
+
+def cases_for(tok, texts, form=None):
     rows = []
     for text in texts:
-        ids = tok.encode(text, add_special_tokens=False).ids
+        enc = tok.encode(text, add_special_tokens=False)
+        ids = enc.ids
         ids_special = tok.encode(text, add_special_tokens=True).ids
-        row = {"text": text, "ids": ids, "decoded": tok.decode(ids, skip_special_tokens=True)}
+        row = {"text": text, "ids": ids, "decoded": tok.decode(ids, skip_special_tokens=True),
+               "offsets": byte_offsets(text, enc.offsets)}
+        if form:
+            row["starts"] = chunk_starts(text, form)
         if ids_special != ids:   # only where a post-processor adds tokens (keeps the file small)
             row["ids_special"] = ids_special
             row["decoded_special"] = tok.decode(ids_special, skip_special_tokens=False)
@@ -295,7 +328,7 @@ def main():
     for name, tok in toks.items():
         with open(os.path.join(outdir, name + ".json"), "w", encoding="utf-8") as f:
             f.write(tok.to_str(pretty=False))
-        expected["cases"][name] = cases_for(tok, TEXTS + (ADDED_TEXTS if name == "added" else []))
+        expected["cases"][name] = cases_for(tok, TEXTS + (ADDED_TEXTS if name == "added" else []), NORM_FORMS.get(name))
     expected["cache"] = cache_golden(toks["nfkd"], "nfkd")
     expected["decode"] = {}
     for k, name in enumerate(sorted(toks)):
