@@ -26,16 +26,17 @@ done > $@.tmp
 mv $@.tmp $@
 endef
 
-# paired_recipe WITH,KIND:STEM ...: the recipe of a paired-comparisons TSV ($@): for each
-# localization l of LOCS but WITH and each KIND:STEM, choice_acc of $(RUN)/out/KIND-l/STEM.out
-# against $(RUN)/out/KIND-WITH/STEM.out on the same records (mu-score --paired): kind, l,
-# stem, the accuracy difference, the records, its 95% interval (Newcombe's), McNemar's exact p
+# paired_recipe WITHS,KIND:STEM ...: the recipe of a paired-comparisons TSV ($@): for each
+# baseline w of WITHS, each other localization l of LOCS and each KIND:STEM, choice_acc of
+# $(RUN)/out/KIND-l/STEM.out against $(RUN)/out/KIND-w/STEM.out on the same records
+# (mu-score --paired): w, kind, l, stem, the accuracy difference, the records, its 95%
+# interval (Newcombe's), McNemar's exact p
 define paired_recipe
-for l in $(filter-out $(1),$(LOCS)); do for ks in $(2); do k=$${ks%%:*}; s=$${ks#*:}; \
-  mu-score $(Q) --paired $(RUN)/out/$$k-$(1)/$$s.out --metrics choice_acc --ci 0.95 --format tsv \
+for w in $(1); do for l in $(LOCS); do [ $$l = $$w ] && continue; for ks in $(2); do k=$${ks%%:*}; s=$${ks#*:}; \
+  mu-score $(Q) --paired $(RUN)/out/$$k-$$w/$$s.out --metrics choice_acc --ci 0.95 --format tsv \
     $(RUN)/out/$$k-$$l/$$s.out > $@.one || exit 1; \
-  awk -F'\t' -v OFS='\t' -v k=$$k -v l=$$l -v s=$$s 'NR > 1 { print k, l, s, $$3, $$4, $$5, $$6, $$7 }' $@.one; \
-done; done > $@.tmp
+  awk -F'\t' -v OFS='\t' -v w=$$w -v k=$$k -v l=$$l -v s=$$s 'NR > 1 { print w, k, l, s, $$3, $$4, $$5, $$6, $$7 }' $@.one; \
+done; done; done > $@.tmp
 rm -f $@.one
 mv $@.tmp $@
 endef

@@ -1,16 +1,17 @@
 # counterfact-report.awk — the markdown report of pipelines/counterfact.mk from mu-score's TSV
 # (header line, then metric, group "model=..,split=..", value, n, ci_lo, ci_hi) and, as a second file,
 # the changes TSV of the edit deltas (pipelines/changes.awk), as a third the paired comparisons
-# (kind, localization, split, accuracy difference, prompts, its interval, McNemar p; common.mk
-# paired_recipe).
-# Variables: models (the row order), paired_with,
+# (baseline, kind, localization, split, accuracy difference, prompts, its interval, McNemar p;
+# common.mk paired_recipe), a table per baseline.
+# Variables: models (the row order),
 # n_edits, n_keep, n_pool, known, filter, n_neighbor, train, masks.
 BEGIN { FS = "\t" }
 FNR == 1 { file++ }
 file == 2 { change_add(); next }   # the edit deltas' changes (changes.awk, which runs with it)
 file == 3 {
-    pd[$1, $2, $3] = $4; pn[$1, $3] = $5; plo[$1, $2, $3] = $6; phi[$1, $2, $3] = $7; pp[$1, $2, $3] = $8
-    if (!($2 in ploc)) { ploc[$2]; pl[++npl] = $2 }
+    pd[$1, $2, $3, $4] = $5; pn[$2, $4] = $6; plo[$1, $2, $3, $4] = $7; phi[$1, $2, $3, $4] = $8; pp[$1, $2, $3, $4] = $9
+    if (!($1 in pwith)) { pwith[$1]; pw[++npw] = $1 }
+    if (!(($1, $3) in ploc)) { ploc[$1, $3]; pl[$1, ++npl[$1]] = $3 }
     next
 }
 NR == 1 { next }
@@ -51,7 +52,7 @@ END {
         print line
     }
     ci_table()
-    if (npl) paired_table()
+    for (i = 1; i <= npw; i++) paired_table(pw[i])
     summary()
     change_table("editing", "the base model")
 }
@@ -73,22 +74,22 @@ function ci_table(   i) {
     for (i = 1; i <= nm; i++)
         printf "| %s | %s | %s | %s |\n", M[i], ci_cell(M[i], "edit"), ci_cell(M[i], "neighbor"), ci_cell(M[i], "heldout")
 }
-# each localization against paired_with on the same prompts (mu-score --paired)
-function paired_cell(k, l, s) {
-    return ((k, l, s) in pd) ? sprintf("%+.2f [%+.2f, %+.2f] (p %.2g)", pd[k, l, s], plo[k, l, s], phi[k, l, s],
-                                       pp[k, l, s]) : "–"
+# each localization against the baseline w on the same prompts (mu-score --paired)
+function paired_cell(w, k, l, s) {
+    return ((w, k, l, s) in pd) ? sprintf("%+.2f [%+.2f, %+.2f] (p %.2g)", pd[w, k, l, s], plo[w, k, l, s],
+                                          phi[w, k, l, s], pp[w, k, l, s]) : "–"
 }
-function paired_table(   i) {
-    printf "\nPaired with %s, prompt by prompt: each localization's accuracy minus %s's on the same\n", paired_with, paired_with
+function paired_table(w,   i) {
+    printf "\nPaired with %s, prompt by prompt: each localization's accuracy minus %s's on the same\n", w, w
     printf "prompts (%d edit prompts, %d neighbourhood prompts, %d held-out prompts after the attack),\n",
         pn["edited", "edit"], pn["edited", "neighbor"], pn["relearned", "heldout"]
     print "with its 95% interval (Newcombe's for paired proportions) and McNemar's exact p (mu-score --paired).\n"
     print "| localization | efficacy | paraphrase | neighbourhood | retain | heldout, attacked |"
     print "|---|---|---|---|---|---|"
-    for (i = 1; i <= npl; i++)
-        printf "| %s | %s | %s | %s | %s | %s |\n", pl[i], paired_cell("edited", pl[i], "edit"),
-            paired_cell("edited", pl[i], "para"), paired_cell("edited", pl[i], "neighbor"),
-            paired_cell("edited", pl[i], "keep"), paired_cell("relearned", pl[i], "heldout")
+    for (i = 1; i <= npl[w]; i++)
+        printf "| %s | %s | %s | %s | %s | %s |\n", pl[w, i], paired_cell(w, "edited", pl[w, i], "edit"),
+            paired_cell(w, "edited", pl[w, i], "para"), paired_cell(w, "edited", pl[w, i], "neighbor"),
+            paired_cell(w, "edited", pl[w, i], "keep"), paired_cell(w, "relearned", pl[w, i], "heldout")
 }
 # two sentences, each only restating numbers of the table
 function summary(   i, l, best, worst, bl, wl, lo, hi, s2, first) {

@@ -189,10 +189,11 @@ $(RUN)/scores.tsv: $(OUTS)
 	    $(foreach s,$(SPLITS_$(m)),--label split=$(s) $(RUN)/out/$(m)/$(s).out)) > $@.tmp
 	mv $@.tmp $@
 
-# each localization against PAIRED_WITH (default late) prompt by prompt (pipelines/common.mk
-# paired_recipe: mu-score --paired, Newcombe's interval, McNemar's exact p): rows kind,
-# localization, split, accuracy difference, prompts, interval low, high, p
-PAIRED_WITH ?= $(if $(filter late,$(LOCS)),late,$(lastword $(LOCS)))
+# each localization against each of PAIRED_WITH (default late and random, those of LOCS)
+# prompt by prompt (pipelines/common.mk paired_recipe: mu-score --paired, Newcombe's
+# interval, McNemar's exact p): rows baseline, kind, localization, split, accuracy
+# difference, prompts, interval low, high, p
+PAIRED_WITH ?= $(or $(filter late random,$(LOCS)),$(lastword $(LOCS)))
 $(RUN)/paired.tsv: $(OUTS) $(call knobs,paired,with=$(PAIRED_WITH) ci=0.95)
 	$(call paired_recipe,$(PAIRED_WITH),$(foreach s,$(filter-out heldout,$(SPLITS)),edited:$(s)) relearned:heldout)
 
@@ -206,6 +207,6 @@ $(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/changes.tsv $(RUN)/paired.tsv $(RUN)/
 	  -v n_keep=$(N_KEEP) -v n_pool=$(N_POOL) -v known=$$(wc -l < $(RUN)/known.idx) \
 	  -v filter=$(KNOWN_FILTER) -v n_neighbor=$(N_NEIGHBOR) \
 	  -v train='$(EDIT_OBJ), $(EDIT_STEPS) steps, lr $(EDIT_LR); attack: $(RELEARN_STEPS) steps, lr $(RELEARN_LR)' \
-	  -v masks="$(foreach l,$(LOCS),$(l)=$(call mask_desc,$(MASK_$(l))))" -v paired_with=$(PAIRED_WITH) \
+	  -v masks="$(foreach l,$(LOCS),$(l)=$(call mask_desc,$(MASK_$(l))))" \
 	  $< $(RUN)/changes.tsv $(RUN)/paired.tsv > $@.tmp
 	mv $@.tmp $@

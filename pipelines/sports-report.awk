@@ -2,8 +2,8 @@
 # (metric, group "model=..,fmt=..,split=..", value, n, ci_lo, ci_hi), as a second file the probes'
 # TSV (model, layer, train accuracy, forget-fact accuracy, majority-class accuracy) and, as a
 # third, the unlearning deltas' changes (changes.awk, which runs with it), as a fourth the paired
-# comparisons (kind, localization, format-split, accuracy difference, facts, its interval,
-# McNemar p).
+# comparisons (baseline, kind, localization, format-split, accuracy difference, facts, its
+# interval, McNemar p), a table per baseline.
 BEGIN { FS = "\t" }
 FNR == 1 { file++ }
 file == 2 {
@@ -12,9 +12,10 @@ file == 2 {
 }
 file == 3 { change_add(); next }
 file == 4 {
-    split($3, fs, "-"); pd[$1, $2, fs[1], fs[2]] = $4; pn[$1, fs[2]] = $5
-    plo[$1, $2, fs[1], fs[2]] = $6; phi[$1, $2, fs[1], fs[2]] = $7; pp[$1, $2, fs[1], fs[2]] = $8
-    if (!($2 in ploc)) { ploc[$2]; pl[++npl] = $2 }
+    split($4, fs, "-"); pd[$1, $2, $3, fs[1], fs[2]] = $5; pn[$2, fs[2]] = $6
+    plo[$1, $2, $3, fs[1], fs[2]] = $7; phi[$1, $2, $3, fs[1], fs[2]] = $8; pp[$1, $2, $3, fs[1], fs[2]] = $9
+    if (!($1 in pwith)) { pwith[$1]; pw[++npw] = $1 }
+    if (!(($1, $3) in ploc)) { ploc[$1, $3]; pl[$1, ++npl[$1]] = $3 }
     next
 }
 FNR == 1 { next }
@@ -51,7 +52,7 @@ END {
         print line " " cell("choice_acc", M[i], "mmlu", "test") " |"
     }
     ci_table()
-    if (npl) paired_table()
+    for (i = 1; i <= npw; i++) paired_table(pw[i])
     change_table("unlearning", "the learned model")
     if (nlayer) probe_table()
 }
@@ -73,25 +74,25 @@ function ci_table(   i, f, line, k) {
     }
 }
 
-# each localization against paired_with on the same facts: accuracy difference, its 95%
+# each localization against the baseline w on the same facts: accuracy difference, its 95%
 # interval (Newcombe's) and McNemar's exact p (mu-score --paired)
-function paired_cell(k, l, f, s) {
-    return ((k, l, f, s) in pd) ? sprintf("%+.2f [%+.2f, %+.2f] (p %.2g)", pd[k, l, f, s], plo[k, l, f, s],
-                                          phi[k, l, f, s], pp[k, l, f, s]) : "–"
+function paired_cell(w, k, l, f, s) {
+    return ((w, k, l, f, s) in pd) ? sprintf("%+.2f [%+.2f, %+.2f] (p %.2g)", pd[w, k, l, f, s], plo[w, k, l, f, s],
+                                             phi[w, k, l, f, s], pp[w, k, l, f, s]) : "–"
 }
-function paired_table(   i, f, line) {
-    printf "\nPaired with %s, fact by fact: each localization's accuracy minus %s's on the same\n", paired_with, paired_with
+function paired_table(w,   i, f, line) {
+    printf "\nPaired with %s, fact by fact: each localization's accuracy minus %s's on the same\n", w, w
     printf "facts (%d forget facts after unlearning, %d held-out facts after the relearning attack),\n",
         pn["unlearned", "forget"], pn["relearned", "heldout"]
     print "with its 95% interval (Newcombe's for paired proportions) and McNemar's exact p"
     print "(mu-score --paired): a negative difference with a small p means the"
-    printf "localization leaves fewer of these facts recoverable than %s does.\n\n", paired_with
+    printf "localization leaves fewer of these facts recoverable than %s does.\n\n", w
     print "| localization | cloze forget | question forget | mc forget | cloze heldout, attacked | question heldout, attacked | mc heldout, attacked |"
     print "|---|---|---|---|---|---|---|"
-    for (i = 1; i <= npl; i++) {
-        line = "| " pl[i] " |"
-        for (f = 1; f <= 3; f++) line = line " " paired_cell("unlearned", pl[i], F[f], "forget") " |"
-        for (f = 1; f <= 3; f++) line = line " " paired_cell("relearned", pl[i], F[f], "heldout") " |"
+    for (i = 1; i <= npl[w]; i++) {
+        line = "| " pl[w, i] " |"
+        for (f = 1; f <= 3; f++) line = line " " paired_cell(w, "unlearned", pl[w, i], F[f], "forget") " |"
+        for (f = 1; f <= 3; f++) line = line " " paired_cell(w, "relearned", pl[w, i], F[f], "heldout") " |"
         print line
     }
 }

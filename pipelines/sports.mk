@@ -162,12 +162,13 @@ $(RUN)/scores.tsv: $(OUTS)
 	mv $@.tmp $@
 
 # ---- paired comparisons ------------------------------------------------------------------
-# each localization against PAIRED_WITH (default late, the output side), fact by fact on the
-# same facts (mu-score --paired): the difference in choice accuracy on the forget facts after
-# unlearning and on the held-out facts after the relearning attack, with its 95% interval
-# (Newcombe's) and McNemar's exact p. Rows: model kind, localization, format-split,
-# difference, facts, interval low, high, p
-PAIRED_WITH ?= $(if $(filter late,$(LOCS)),late,$(lastword $(LOCS)))
+# each localization against each of PAIRED_WITH (default late, the output side, and random,
+# the size-matched baseline; those of LOCS), fact by fact on the same facts (mu-score
+# --paired): the difference in choice accuracy on the forget facts after unlearning and on
+# the held-out facts after the relearning attack, with its 95% interval (Newcombe's) and
+# McNemar's exact p. Rows: baseline, model kind, localization, format-split, difference,
+# facts, interval low, high, p
+PAIRED_WITH ?= $(or $(filter late random,$(LOCS)),$(lastword $(LOCS)))
 $(RUN)/paired.tsv: $(OUTS) $(call knobs,paired,with=$(PAIRED_WITH) ci=0.95)
 	$(call paired_recipe,$(PAIRED_WITH),$(foreach f,$(FORMATS),unlearned:$(f)-forget relearned:$(f)-heldout))
 
@@ -237,6 +238,6 @@ $(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/
 	awk -f pipelines/changes.awk -f pipelines/sports-report.awk -v models='$(MODELS_EVAL)' -v n_forget=$(N_FORGET) \
 	  -v n_facts=$(N_FACTS) -v masks="$(foreach l,$(LOCS),$(l)=$(call mask_desc,$(MASK_$(l))))" \
 	  -v mmlu='$(MMLU_SUBJECT) ($(MMLU_N) questions)' -v probe_models='$(PROBE_MODELS)' \
-	  -v plots='$(notdir $(PLOTS))' -v paired_with=$(PAIRED_WITH) \
+	  -v plots='$(notdir $(PLOTS))' \
 	  $< $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/paired.tsv > $@.tmp
 	mv $@.tmp $@

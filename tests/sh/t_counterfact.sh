@@ -32,16 +32,18 @@ cellre='[01]\.[0-9]{2} / [01]\.[0-9]{2}'
 t counterfact_report_rows bash -c "
   [ \$(grep -cE '^\| (base|edited-(early|lookup|late|all|atp|random)) \|( $cellre \|){5}\$' '$REP') = 7 ] &&
   [ \$(grep -cE '^\| relearned-(early|lookup|late|all|atp|random) \|( – \|){4} $cellre \|\$' '$REP') = 6 ] &&
-  [ \$(grep -c '^| ' '$REP') = 41 ]"
-# paired with late, prompt by prompt: a row per other localization with five cells; each
+  [ \$(grep -c '^| ' '$REP') = 47 ]"
+# paired with late and with random, prompt by prompt: a table each, a row per other
+# localization with five cells; each
 # difference is that of the two accuracies in scores.tsv (the same prompts), inside its
 # interval, which lies in [-1, 1] and has a width; each p in [0, 1]
 t counterfact_paired bash -c "
-  [ \$(grep -cE '^\| (early|lookup|all|atp|random) \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+\) \|){5}\$' '$REP') = 5 ] &&
-  grep -q 'Paired with late, prompt by prompt' '$REP' && [ \$(wc -l < '$R/paired.tsv') = 25 ] &&
+  [ \$(grep -cE '^\| (early|lookup|late|all|atp|random) \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+\) \|){5}\$' '$REP') = 10 ] &&
+  grep -q 'Paired with late, prompt by prompt' '$REP' && grep -q 'Paired with random, prompt by prompt' '$REP' &&
+  [ \$(wc -l < '$R/paired.tsv') = 50 ] &&
   awk -F'\t' 'NR == FNR { split(\$2, g, /[,=]/); if (\$1 == \"choice_acc\") acc[g[2], g[4]] = \$3; next }
-    { d = \$4 - (acc[\$1 \"-\" \$2, \$3] - acc[\$1 \"-late\", \$3])
-      if (d > 1e-9 || d < -1e-9 || !(\$8 >= 0 && \$8 <= 1) || !(-1 <= \$6 && \$6 <= \$4 && \$4 <= \$7 && \$7 <= 1 && \$6 < \$7)) bad = 1 }
+    { d = \$5 - (acc[\$2 \"-\" \$3, \$4] - acc[\$2 \"-\" \$1, \$4])
+      if (d > 1e-9 || d < -1e-9 || !(\$9 >= 0 && \$9 <= 1) || \$3 == \$1 || !(-1 <= \$7 && \$7 <= \$5 && \$5 <= \$8 && \$8 <= 1 && \$7 < \$8)) bad = 1 }
     END { exit bad }' '$R/scores.tsv' '$R/paired.tsv'"
 # where editing moved the weights: only each localization's MLPs, by a non-zero amount, and a
 # report row per localization

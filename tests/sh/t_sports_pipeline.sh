@@ -27,17 +27,19 @@ t sports_pipeline_ci_rows bash -c "
         if (!(a[2] >= 0 && a[2] <= a[1] + 0.005 && a[1] <= a[3] + 0.005 && a[3] <= 1)) bad = 1 } }
       END { exit bad || n != 14 }' &&
   grep -q 'Wilson; 8 forget facts, 4 held out' '$R'"
-# paired with late, fact by fact: a row per other localization; each difference is the
+# paired with late and with random, fact by fact: a table each, a row per other
+# localization; each difference is the
 # difference of the two models' accuracies in scores.tsv (the same facts), inside its
 # interval, which lies in [-1, 1] and has a width; each p in [0, 1]
 P="$T/run/paired.tsv"
 t sports_pipeline_paired bash -c "
-  [ \$(grep -cE '^\| (early|lookup|probe|all|atp|random) \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+\) \|){6}\$' '$R') = 6 ] &&
-  grep -q 'Paired with late, fact by fact' '$R' && [ \$(wc -l < '$P') = 36 ] &&
+  [ \$(grep -cE '^\| (early|lookup|probe|late|all|atp|random) \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+\) \|){6}\$' '$R') = 12 ] &&
+  grep -q 'Paired with late, fact by fact' '$R' && grep -q 'Paired with random, fact by fact' '$R' &&
+  [ \$(wc -l < '$P') = 72 ] && [ \"\$(cut -f1 '$P' | uniq | tr '\n' ' ')\" = 'late random ' ] &&
   awk -F'\t' 'NR == FNR { split(\$2, g, /[,=]/); if (\$1 == \"choice_acc\") acc[g[2], g[4], g[6]] = \$3; next }
-    { split(\$3, fs, \"-\"); want = acc[\$1 \"-\" \$2, fs[1], fs[2]] - acc[\$1 \"-late\", fs[1], fs[2]]; d = \$4 - want
-      if (d > 1e-9 || d < -1e-9 || !(\$8 >= 0 && \$8 <= 1) || \$5 != (fs[2] == \"forget\" ? 8 : 4) ||
-          !(-1 <= \$6 && \$6 <= \$4 && \$4 <= \$7 && \$7 <= 1 && \$6 < \$7)) bad = 1 }
+    { split(\$4, fs, \"-\"); want = acc[\$2 \"-\" \$3, fs[1], fs[2]] - acc[\$2 \"-\" \$1, fs[1], fs[2]]; d = \$5 - want
+      if (d > 1e-9 || d < -1e-9 || !(\$9 >= 0 && \$9 <= 1) || \$6 != (fs[2] == \"forget\" ? 8 : 4) || \$3 == \$1 ||
+          !(-1 <= \$7 && \$7 <= \$5 && \$5 <= \$8 && \$8 <= 1 && \$7 < \$8)) bad = 1 }
     END { exit bad }' '$T/run/scores.tsv' '$P'"
 t sports_pipeline_atp_layers grep -qE 'atp=mlp:[0-4](,[0-4])? ' "$R"
 # the random localization: as many MLP matrices as lookup's (2 layers: 6), named one by one
