@@ -88,7 +88,7 @@ $(RUN)/attrib/probe.scores: $(RUN)/attrib/probe.probes $(call knobs,probe-by,$(P
 	mu-probe localize $(Q) --probes $< --model $(MODEL) --tensors mlp:all --by $(PROBE_BY) --out $@
 
 # the random localization (an explicit rule: it takes over the pattern rule above)
-$(RUN)/masks/random.mask: $(LOC_DEPS) $(call knobs,mask-random,matrices=$(LOOKUP_LAYERS)x3 seed=$(SEED) model=$(MODEL))
+$(RUN)/masks/random.mask: $(MODEL_DEPS) $(call knobs,mask-random,matrices=$(LOOKUP_LAYERS)x3 seed=$(SEED) model=$(MODEL))
 	@mkdir -p $(@D)
 	mu-maskgen $(Q) --random --model $(MODEL) --tensors mlp:all --granularity matrix \
 	  --units $$((3 * $(LOOKUP_LAYERS))) --seed $(SEED) --out $@

@@ -42,6 +42,10 @@ t sports_pipeline_paired bash -c "
           !(-1 <= \$7 && \$7 <= \$5 && \$5 <= \$8 && \$8 <= 1 && \$7 < \$8)) bad = 1 }
     END { exit bad }' '$T/run/scores.tsv' '$P'"
 t sports_pipeline_atp_layers grep -qE 'atp=mlp:[0-4](,[0-4])? ' "$R"
+# the random mask is made from the model (its config): a fresh run that fetches the model
+# must not draw it first (make -W: what if the config were new)
+t sports_pipeline_random_needs_model bash -c "$(declare -f run); T='$T'; ROOT='$ROOT'; MU_BIN='$MU_BIN'; SHARED_DATA='$SHARED_DATA'; M='$M'
+  run -n -W '$M/config.json' '$T/run/masks/random.mask' | grep -q '^mu-maskgen.* --random '"
 # the random localization: as many MLP matrices as lookup's (2 layers: 6), named one by one
 # unless they make whole MLPs
 t sports_pipeline_random_mask bash -c "
