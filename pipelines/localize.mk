@@ -24,7 +24,8 @@
 #   random  no localization, at the same size: as many MLP matrices as lookup takes
 #           (3 x LOOKUP_LAYERS), drawn at random from every layer's gate, up and down
 #           (mu-maskgen --random, seed SEED): what a found localization must beat (Guo et
-#           al.'s random baseline; Lee et al. find localized masks no better than it)
+#           al.'s random baseline; Lee et al. find localized masks no better than it);
+#           RANDOM_SEEDS=2 3 adds more draws, random-2 and random-3
 # The found ones: noise on the subject's tokens, every MLP layer's effect on the answers'
 # log-probability, then mu-maskgen keeps the top layers' MLPs (gate, up, down: 3 matrices a
 # layer).
@@ -36,6 +37,9 @@ MASK_all      ?= mlp:all
 MASK_atp      ?= $(RUN)/masks/atp.mask
 MASK_probe    ?= $(RUN)/masks/probe.mask
 MASK_random   ?= $(RUN)/masks/random.mask
+RANDOM_SEEDS  ?=
+override LOCS += $(RANDOM_SEEDS:%=random-%)
+$(foreach s,$(RANDOM_SEEDS),$(eval MASK_random-$(s) ?= $(RUN)/masks/random-$(s).mask))
 LOOKUP_LAYERS ?= 8
 PROBE_LAYERS  ?= 8
 PROBE_BY      ?= loss
@@ -87,11 +91,17 @@ $(RUN)/attrib/probe.probes: $(RUN)/attrib/probe-train.acts $(RUN)/attrib/probe-t
 $(RUN)/attrib/probe.scores: $(RUN)/attrib/probe.probes $(call knobs,probe-by,$(PROBE_BY))
 	mu-probe localize $(Q) --probes $< --model $(MODEL) --tensors mlp:all --by $(PROBE_BY) --out $@
 
-# the random localization (an explicit rule: it takes over the pattern rule above)
-$(RUN)/masks/random.mask: $(MODEL_DEPS) $(call knobs,mask-random,matrices=$(LOOKUP_LAYERS)x3 seed=$(SEED) model=$(MODEL))
-	@mkdir -p $(@D)
+# the random localization, and one more per seed of RANDOM_SEEDS (random-S, drawn with seed
+# S), so that the found ones are read against the spread of several random draws (explicit
+# rules: they take over the pattern rule above)
+define RANDOM_MASK_RULE
+$(RUN)/masks/$(1).mask: $(MODEL_DEPS) $(call knobs,mask-$(1),matrices=$(LOOKUP_LAYERS)x3 seed=$(2) model=$(MODEL))
+	@mkdir -p $$(@D)
 	mu-maskgen $(Q) --random --model $(MODEL) --tensors mlp:all --granularity matrix \
-	  --units $$((3 * $(LOOKUP_LAYERS))) --seed $(SEED) --out $@
+	  --units $$$$((3 * $(LOOKUP_LAYERS))) --seed $(2) --out $$@
+endef
+$(eval $(call RANDOM_MASK_RULE,random,$(SEED)))
+$(foreach s,$(RANDOM_SEEDS),$(eval $(call RANDOM_MASK_RULE,random-$(s),$(s))))
 
 # a mask's description for the reports: a shorthand as it is, a mask file as its MLPs
 # (pipelines/mask-desc.sh: mlp:1,5 for whole MLPs, else each matrix, mlp:1.up,5.down)

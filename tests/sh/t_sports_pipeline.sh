@@ -42,6 +42,14 @@ t sports_pipeline_paired bash -c "
           !(-1 <= \$7 && \$7 <= \$5 && \$5 <= \$8 && \$8 <= 1 && \$7 < \$8)) bad = 1 }
     END { exit bad }' '$T/run/scores.tsv' '$P'"
 t sports_pipeline_atp_layers grep -qE 'atp=mlp:[0-4](,[0-4])? ' "$R"
+# RANDOM_SEEDS adds random draws: random-2 is drawn with seed 2, unlearned, attacked and
+# paired with late and random, while the first random mask stays as it is
+run -n RANDOM_SEEDS=2 > "$T/plan3" 2>&1
+t sports_pipeline_random_seeds bash -c "
+  [ \$(grep -c '^mu-maskgen.* --seed 2 --out [^ ]*/masks/random-2.mask' '$T/plan3') = 1 ] &&
+  ! grep -q 'masks/random.mask\$' '$T/plan3' &&
+  [ \$(grep -cE '^(pipelines/job.sh )?mu-train.*unlearn-random-2\.st' '$T/plan3') = 2 ] &&
+  grep -q 'out-random-2\|relearned-random-2/' '$T/plan3'"
 # the random mask is made from the model (its config): a fresh run that fetches the model
 # must not draw it first (make -W: what if the config were new)
 t sports_pipeline_random_needs_model bash -c "$(declare -f run); T='$T'; ROOT='$ROOT'; MU_BIN='$MU_BIN'; SHARED_DATA='$SHARED_DATA'; M='$M'
