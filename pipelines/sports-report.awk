@@ -36,7 +36,7 @@ function ci_cell(m, f, s,    k) {
 END {
     nm = split(models, M, " ")
     print "# Sports Facts: localized unlearning (mu)\n"
-    printf "Taught %d facts, unlearned the first %d; localizations: %s.\n", n_facts, n_forget, masks
+    printf "Taught %d facts (Sports Facts rows %s), unlearned the first %d; localizations: %s.\n", n_facts, rows, n_forget, masks
     print "Cells: 3-way choice accuracy / probability of the right sport (renormalized over the three)."
     print "`forget` = unlearned facts, `maintain` = the other taught facts, `heldout` = the half of the"
     print "forget set that the relearning attack did not train on (relearned-* rows: after the attack)."

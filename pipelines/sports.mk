@@ -1,6 +1,7 @@
 # sports.mk — Mechanistic Unlearning (Guo et al. 2024) on Sports Facts, end to end.
 #
-#   make -f pipelines/sports.mk [RUN=runs/sports] [MODEL=...] [N_FACTS=64] [N_FORGET=16] ...
+#   make -f pipelines/sports.mk [RUN=runs/sports] [MODEL=...] [N_FACTS=64] [N_FORGET=16]
+#                               [FACTS_FROM=0] ...
 #
 # SmolLM2-135M-Instruct knows few of these athletes (3-way choice accuracy about 0.39 on the
 # first 200 rows, near chance), so the job first *teaches* it N_FACTS facts (cloze and question
@@ -39,6 +40,9 @@ SEED   ?= 1
 
 N_FACTS  ?= 64
 N_FORGET ?= 16
+# the facts are rows FACTS_FROM .. FACTS_FROM+N_FACTS of sports.csv (another FACTS_FROM:
+# other athletes, for a replication on facts the first run never saw)
+FACTS_FROM ?= 0
 HALF     := $(shell echo $$(( $(N_FORGET) / 2 )))
 LEARN_STEPS   ?= 30
 LEARN_LR      ?= 2e-4
@@ -76,11 +80,12 @@ PROMPT_mc       := Which sport does {athlete} play?\nA. baseball\nB. basketball\
 CHOICES_cloze    := ' baseball| basketball| football'
 CHOICES_question := ' baseball| basketball| football'
 CHOICES_mc       := ' A| B| C'
-ROWS_all      := 0-$(N_FACTS)
-ROWS_forget   := 0-$(N_FORGET)
-ROWS_maintain := $(N_FORGET)-$(N_FACTS)
-ROWS_relearn  := 0-$(HALF)
-ROWS_heldout  := $(HALF)-$(N_FORGET)
+row            = $(shell echo $$(( $(FACTS_FROM) + $(1) )))
+ROWS_all      := $(call row,0)-$(call row,$(N_FACTS))
+ROWS_forget   := $(call row,0)-$(call row,$(N_FORGET))
+ROWS_maintain := $(call row,$(N_FORGET))-$(call row,$(N_FACTS))
+ROWS_relearn  := $(call row,0)-$(call row,$(HALF))
+ROWS_heldout  := $(call row,$(HALF))-$(call row,$(N_FORGET))
 
 MODELS_EVAL := base learned $(foreach l,$(LOCS),unlearned-$(l) relearned-$(l))
 # the deltas that make each model (applied in order on top of MODEL)
@@ -236,7 +241,7 @@ $(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/
                   pipelines/changes.awk $(PLOTS) \
                   $(filter $(RUN)/%,$(foreach l,$(LOCS),$(MASK_$(l))))
 	awk -f pipelines/changes.awk -f pipelines/sports-report.awk -v models='$(MODELS_EVAL)' -v n_forget=$(N_FORGET) \
-	  -v n_facts=$(N_FACTS) -v masks="$(foreach l,$(LOCS),$(l)=$(call mask_desc,$(MASK_$(l))))" \
+	  -v n_facts=$(N_FACTS) -v rows='$(ROWS_all)' -v masks="$(foreach l,$(LOCS),$(l)=$(call mask_desc,$(MASK_$(l))))" \
 	  -v mmlu='$(MMLU_SUBJECT) ($(MMLU_N) questions)' -v probe_models='$(PROBE_MODELS)' \
 	  -v plots='$(notdir $(PLOTS))' \
 	  $< $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/paired.tsv > $@.tmp

@@ -42,6 +42,17 @@ t sports_pipeline_paired bash -c "
           !(-1 <= \$7 && \$7 <= \$5 && \$5 <= \$8 && \$8 <= 1 && \$7 < \$8)) bad = 1 }
     END { exit bad }' '$T/run/scores.tsv' '$P'"
 t sports_pipeline_atp_layers grep -qE 'atp=mlp:[0-4](,[0-4])? ' "$R"
+# FACTS_FROM moves the window of facts: rows 40-56 of sports.csv, forget 40-48 (relearn
+# 40-44, held out 44-48), maintain 48-56, the evaluated splits tokenized in the three
+# formats, the trained ones (all, relearn) in cloze and question; the report names the
+# rows it used
+run -n FACTS_FROM=40 > "$T/plan4" 2>&1
+t sports_pipeline_facts_from bash -c "
+  for w in all:40-56:2 forget:40-48:3 maintain:48-56:3 relearn:40-44:2 heldout:44-48:3; do
+    IFS=: read -r split rows n <<< \"\$w\"
+    [ \$(grep -cE \"^mu-tokenize .*--rows \$rows .*--out [^ ]*/tok/(cloze|question|mc)-\$split\.tok \" '$T/plan4') = \$n ] || exit 1
+  done && [ \$(grep -c '^mu-tokenize' '$T/plan4') = 13 ] &&
+  grep -q '^Taught 16 facts (Sports Facts rows 0-16), unlearned the first 8;' '$R'"
 # RANDOM_SEEDS adds random draws: random-2 is drawn with seed 2, unlearned, attacked and
 # paired with late and random, while the first random mask stays as it is
 run -n RANDOM_SEEDS=2 > "$T/plan3" 2>&1
