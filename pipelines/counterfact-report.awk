@@ -4,7 +4,7 @@
 # (baseline, kind, localization, split, accuracy difference, prompts, its interval, McNemar p;
 # common.mk paired_recipe), a table per baseline.
 # Variables: models (the row order),
-# n_edits, n_keep, n_pool, known, filter, n_neighbor, train, masks.
+# n_edits, n_keep, pool_rows, known, filter, n_neighbor, train, masks.
 BEGIN { FS = "\t" }
 FNR == 1 { file++ }
 file == 2 { change_add(); next }   # the edit deltas' changes (changes.awk, which runs with it)
@@ -34,9 +34,9 @@ END {
     ns = split("edit para neighbor keep heldout", S, " ")
     print "# CounterFact: localized knowledge editing (mu)\n"
     if (filter == 1)
-        printf "Known facts (true answer beats the edit target on the prompt): %d of the first %d rows; ", known, n_pool
+        printf "Known facts (true answer beats the edit target on the prompt): %d of rows %s; ", known, pool_rows
     else
-        printf "No knowledge filter (the first %d rows); ", n_pool
+        printf "No knowledge filter (rows %s); ", pool_rows
     printf "edited the first %d, kept the next %d unchanged (retain).\n", n_edits, n_keep
     printf "Training: %s. Localizations: %s.\n", train, masks
     print "Cells: 2-way choice accuracy / probability renormalized over {true, new} target, of the"

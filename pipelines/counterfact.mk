@@ -3,7 +3,8 @@
 #
 #   make -f pipelines/counterfact.mk [RUN=runs/counterfact] [MODEL=...] [N_EDITS=32] ...
 #
-#   1. known       the first N_POOL facts scored with two candidates (target_true |
+#   1. known       N_POOL facts (rows POOL_FROM..POOL_FROM+N_POOL of CounterFact; another
+#                  POOL_FROM: other facts, for a replication) scored with two candidates (target_true |
 #                  target_false) on their prompt; a fact is known when the true answer wins
 #                  (KNOWN_FILTER=0 takes every row: for tiny models that know none).
 #                  The first N_EDITS known facts are edited, the next N_KEEP are kept.
@@ -43,6 +44,8 @@ SHELL  := bash
 
 # ---- knobs --------------------------------------------------------------------------
 N_POOL       ?= 300
+POOL_FROM    ?= 0
+POOL_ROWS    := $(POOL_FROM)-$(shell echo $$(( $(POOL_FROM) + $(N_POOL) )))
 KNOWN_FILTER ?= 1
 N_EDITS      ?= 32
 N_KEEP       ?= 32
@@ -92,24 +95,24 @@ all report: $(RUN)/report.md
 	@cat $<
 
 # ---- 1. the facts the model knows ------------------------------------------------------
-$(RUN)/tok/pool.tok: $(CF) $(MODEL_DEPS) $(call knobs,pool,n=$(N_POOL))
+$(RUN)/tok/pool.tok: $(CF) $(MODEL_DEPS) $(call knobs,pool,rows=$(POOL_ROWS))
 	@mkdir -p $(@D)
-	mu-tokenize $(Q) --model $(MODEL) --rows 0-$(N_POOL) --prompt '{prompt}' \
+	mu-tokenize $(Q) --model $(MODEL) --rows $(POOL_ROWS) --prompt '{prompt}' \
 	  --target '{target_true}' --choices $(CHOICES) --out $@ $<
 $(RUN)/out/base/pool.out: $(RUN)/tok/pool.tok
 	@mkdir -p $(@D)
 	$(JOB) mu-forward $(Q) --model $(MODEL) --device $(MU_DEVICE) --emit choices --out $@ $<
 
 # known.idx: CounterFact row indices (0-based) where the true answer beats the edit target
-$(RUN)/known.idx: $(RUN)/out/base/pool.out $(call knobs,known,filter=$(KNOWN_FILTER) n=$(N_POOL))
+$(RUN)/known.idx: $(RUN)/out/base/pool.out $(call knobs,known,filter=$(KNOWN_FILTER) rows=$(POOL_ROWS))
 ifeq ($(KNOWN_FILTER),1)
 	mu-dump -H --full --kind outputs $< | \
 	  jq -r 'select(.choice_logprobs.data[0] > .choice_logprobs.data[1]) | .id' > $@.tmp
 else
-	seq 0 $$(( $(N_POOL) - 1 )) > $@.tmp
+	seq $(POOL_FROM) $$(( $(POOL_FROM) + $(N_POOL) - 1 )) > $@.tmp
 endif
 	n=$$(wc -l < $@.tmp); if [ $$n -lt $$(( $(N_EDITS) + $(N_KEEP) )) ]; then \
-	  echo "$@: only $$n known facts in the first $(N_POOL) rows, need N_EDITS + N_KEEP = $$(( $(N_EDITS) + $(N_KEEP) ))" >&2; \
+	  echo "$@: only $$n known facts in rows $(POOL_ROWS), need N_EDITS + N_KEEP = $$(( $(N_EDITS) + $(N_KEEP) ))" >&2; \
 	  rm -f $@.tmp; exit 1; fi
 	mv $@.tmp $@
 
@@ -204,7 +207,7 @@ $(RUN)/changes.tsv: $(MODEL_DEPS) $(foreach l,$(LOCS),$(RUN)/edit-$(l).st)
 $(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/changes.tsv $(RUN)/paired.tsv $(RUN)/known.idx pipelines/counterfact-report.awk \
                   pipelines/changes.awk $(filter $(RUN)/%,$(foreach l,$(LOCS),$(MASK_$(l))))
 	awk -f pipelines/changes.awk -f pipelines/counterfact-report.awk -v models='$(MODELS_EVAL)' -v n_edits=$(N_EDITS) \
-	  -v n_keep=$(N_KEEP) -v n_pool=$(N_POOL) -v known=$$(wc -l < $(RUN)/known.idx) \
+	  -v n_keep=$(N_KEEP) -v pool_rows=$(POOL_ROWS) -v known=$$(wc -l < $(RUN)/known.idx) \
 	  -v filter=$(KNOWN_FILTER) -v n_neighbor=$(N_NEIGHBOR) \
 	  -v train='$(EDIT_OBJ), $(EDIT_STEPS) steps, lr $(EDIT_LR); attack: $(RELEARN_STEPS) steps, lr $(RELEARN_LR)' \
 	  -v masks="$(foreach l,$(LOCS),$(l)=$(call mask_desc,$(MASK_$(l))))" \

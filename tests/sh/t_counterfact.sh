@@ -122,7 +122,7 @@ t counterfact_rebuilds_only_atp bash -c "
 # the knowledge filter: every selected row's true answer beats the edit target in the pool
 R2="$T/filter"
 if ! run RUN="$R2" KNOWN_FILTER=1 N_POOL=40 N_EDITS=2 N_KEEP=2 "$R2/idx/edit.idx" "$R2/idx/keep.idx" >"$T/log2" 2>&1; then
-  if grep -q 'known facts in the first 40 rows' "$T/log2"; then
+  if grep -q 'known facts in rows 0-40' "$T/log2"; then
     skip counterfact_known_filter "stories260K knows fewer than 4 of the first 40 facts"
   else
     fail counterfact_known_filter "$(tail -3 "$T/log2" | tr '\n' ' ')"
@@ -135,9 +135,20 @@ else
     got=\$(cat '$R2/idx/edit.idx' '$R2/idx/keep.idx' | tr '\n' ' ')
     [ \"\$want\" = \"\$got\" ] && [ \$(wc -l < '$T/pool.tsv') = 40 ]"
 fi
+# POOL_FROM moves the pool: rows 100-108 (ids 100..107), the edit facts the first 4 of
+# them, their paraphrases those of CounterFact's rows 100-103 (read by jq from the file);
+# the report names the rows of its pool
+run RUN="$T/from" KNOWN_FILTER=0 N_POOL=8 POOL_FROM=100 N_EDITS=4 N_KEEP=4 \
+  "$T/from/idx/edit.idx" "$T/from/idx/keep.idx" "$T/from/data/para.jsonl" >"$T/log4" 2>&1
+t counterfact_pool_from bash -c "
+  [ \"\$(mu-dump -H '$T/from/tok/pool.tok' | jq -r .id | tr '\n' ' ')\" = '100 101 102 103 104 105 106 107 ' ] &&
+  [ \"\$(tr '\n' ' ' < '$T/from/idx/edit.idx')\" = '100 101 102 103 ' ] &&
+  [ \"\$(tr '\n' ' ' < '$T/from/idx/keep.idx')\" = '104 105 106 107 ' ] &&
+  [ \"\$(jq -r .case_id '$T/from/data/para.jsonl' | uniq | tr '\n' ' ')\" = \"\$(jq -s -r '.[100:104][].case_id' '$CF' | tr '\n' ' ')\" ] &&
+  grep -q '^No knowledge filter (rows 0-12); edited the first 4, kept the next 4' '$REP'"
 # too few known facts: make fails with the pipeline's one line naming the file, and no
 # known.idx is left behind
 run RUN="$T/few" KNOWN_FILTER=0 N_POOL=3 "$T/few/known.idx" >"$T/log3" 2>&1
 t counterfact_too_few bash -c "
-  [ \$(grep -cE 'known.idx: only 3 known facts in the first 3 rows, need N_EDITS \+ N_KEEP = 8\$' '$T/log3') = 1 ] &&
+  [ \$(grep -cE 'known.idx: only 3 known facts in rows 0-3, need N_EDITS \+ N_KEEP = 8\$' '$T/log3') = 1 ] &&
   [ ! -e '$T/few/known.idx' ] && [ ! -e '$T/few/known.idx.tmp' ]"
