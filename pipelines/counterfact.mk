@@ -143,10 +143,12 @@ endef
 $(foreach s,edit heldout keep relearn true,$(eval $(call TOKENS_RULE,$(s))))
 
 # the edit facts' paraphrase and neighbourhood prompts, one JSONL record per prompt
-# {case_id, subject, prompt, target_true, target_false}
+# {id, case_id, subject, prompt, target_true, target_false}; id = 100 case_id + the prompt's
+# index, the record id of its tokens (unique across runs on other facts: pipelines/pool.mk)
 flatten = jq -c -s --slurpfile sel $(RUN)/idx/edit.idx \
-  '. as $$all | $$sel[] | $$all[.] as $$r | $$r.$(1)[:$(or $(2),null)][] \
-   | {case_id: $$r.case_id, subject: $$r.subject, prompt: ., target_true: $$r.target_true, target_false: $$r.target_false}'
+  '. as $$all | $$sel[] | $$all[.] as $$r | $$r.$(1)[:$(or $(2),null)] | to_entries[] \
+   | {id: (100 * $$r.case_id + .key), case_id: $$r.case_id, subject: $$r.subject, prompt: .value, \
+      target_true: $$r.target_true, target_false: $$r.target_false}'
 $(RUN)/data/para.jsonl: $(RUN)/idx/edit.idx $(CF)
 	@mkdir -p $(@D)
 	$(call flatten,paraphrase_prompts,) $(CF) > $@.tmp && mv $@.tmp $@
@@ -156,7 +158,7 @@ $(RUN)/data/neighbor.jsonl: $(RUN)/idx/edit.idx $(CF) $(call knobs,neighbor,n=$(
 # kept after the run (made by a pattern rule, they would be deleted as intermediates)
 .SECONDARY: $(RUN)/tok/para.tok $(RUN)/tok/neighbor.tok
 $(RUN)/tok/%.tok: $(RUN)/data/%.jsonl $(MODEL_DEPS)
-	mu-tokenize $(Q) --model $(MODEL) --prompt '{prompt}' --target '$(TARGET_$*)' \
+	mu-tokenize $(Q) --model $(MODEL) --id-field id --prompt '{prompt}' --target '$(TARGET_$*)' \
 	  --choices $(CHOICES) --out $@ $<
 
 # ---- 3. localization: the rules of pipelines/localize.mk (included above) -------------------

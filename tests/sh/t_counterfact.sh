@@ -77,6 +77,7 @@ t counterfact_efficacy_recomputed bash -c "
   grep -qF \"| base | \$want |\" '$REP' || { echo \"want \$want\"; exit 1; }"
 # the flattened prompts: one record per paraphrase prompt and per first N_NEIGHBOR
 # neighbourhood prompts of each edit fact (rows 0-3 without the filter), with its targets
+# and its record id
 t counterfact_flatten bash -c "
   for f in paraphrase_prompts:para:99 neighborhood_prompts:neighbor:3; do
     IFS=: read -r field name k <<< \"\$f\"
@@ -84,6 +85,9 @@ t counterfact_flatten bash -c "
       [\$r.case_id, ., \$r.target_true, \$r.target_false]')
     got=\$(jq -c '[.case_id, .prompt, .target_true, .target_false]' '$R/data/'\$name.jsonl)
     [ -n \"\$want\" ] && [ \"\$want\" = \"\$got\" ] || { echo \"\$name differs\"; exit 1; }
+    # record ids: 100 case_id + the prompt's index within its case, in the tokens too
+    ids=\$(head -n 4 '$CF' | jq -r --argjson k \$k --arg field \$field '.case_id as \$c | .[\$field][0:\$k] | keys[] | 100 * \$c + .')
+    [ \"\$ids\" = \"\$(mu-dump -H '$R/tok/'\$name.tok | jq -r .id)\" ] || { echo \"\$name ids differ\"; exit 1; }
   done"
 # answers: the new target (candidate 1) for edit, paraphrase and held-out prompts, the true
 # one (candidate 0) for neighbourhood, kept and relearning records; the candidates are the

@@ -113,6 +113,56 @@ t sports_pipeline_knob_rebuilds bash -c "
   [ \$(grep -c -- '--lr 2e-4 ' '$T/plan2') = 7 ] &&
   [ \$(grep -cE '^(pipelines/job.sh )?mu-train.*relearn\.tok' '$T/plan2') = 7 ] &&
   ! grep -qE '^(pipelines/job.sh )?mu-(attrib|tokenize)|--train [^ ]*/tok/learn\.tok' '$T/plan2'"
+# pooling replications (pipelines/pool.mk): a second run on rows 16-32 and the comparisons
+# of both runs over their records together
+pool() { make -C "$ROOT" --no-print-directory -f pipelines/pool.mk MU_BIN="$MU_BIN" "$@"; }
+if run RUN="$T/run2" FACTS_FROM=16 > "$T/log5" 2>&1 &&
+   pool RUNS="$T/run $T/run2" POOL="$T/pool" > "$T/log6" 2>&1; then
+  PP="$T/pool/paired.tsv"
+  # each pooled comparison: the records of both runs (n = n1 + n2), the difference their
+  # n-weighted mean, inside its interval; the same 72 comparisons as each run's
+  t sports_pool_sums bash -c "
+    [ \$(wc -l < '$PP') = 72 ] &&
+    awk -F'\t' 'FILENAME != \"$PP\" { k = \$1 SUBSEP \$2 SUBSEP \$3 SUBSEP \$4; n[k] += \$6; dn[k] += \$5 * \$6; next }
+      { k = \$1 SUBSEP \$2 SUBSEP \$3 SUBSEP \$4; e = \$5 * \$6 - dn[k]
+        if (\$6 != n[k] || e > 1e-9 || e < -1e-9 || !(\$7 <= \$5 && \$5 <= \$8) || !(\$9 >= 0 && \$9 <= 1)) bad = 1; rows++ }
+      END { exit bad || rows != 72 }' '$T/run/paired.tsv' '$T/run2/paired.tsv' '$PP'"
+  # McNemar's exact p from the records themselves: per athlete of both runs, right or
+  # wrong (argmax of the choice log-probs, mu-dump and jq), paired by id with late's;
+  # b, c the discordant pairs, p = min(1, 2 P(X <= min(b, c))), X ~ Bin(b + c, 1/2); for
+  # every localization, kind and stem (36 comparisons, some with discordant pairs)
+  t sports_pool_mcnemar bash -c "
+    right() { for r in '$T/run' '$T/run2'; do mu-dump -H --full \"\$r/out/\$1/\$2.out\"; done |
+      jq -r '[.id, (if (.choice_logprobs.data | index(max)) == .answer then 1 else 0 end)] | @tsv' | sort; }
+    for ks in unlearned:{cloze,question,mc}-forget relearned:{cloze,question,mc}-heldout; do
+      k=\${ks%%:*} s=\${ks#*:}
+      for l in early lookup probe all atp random; do
+        join <(right \$k-\$l \$s) <(right \$k-late \$s) |
+          awk -v key=\"\$k \$l \$s\" '{ n++; if (\$2 && !\$3) b++; if (!\$2 && \$3) c++ }
+            END { m = b + c; j = b < c ? b : c; t = 0; q = 1; for (i = 0; i <= j; i++) { t += q; q = q * (m - i) / (i + 1) }
+                  p = m ? 2 * t / 2 ^ m : 1; if (p > 1) p = 1; printf \"%s %.12g %.12g %d %d\n\", key, (b - c) / n, p, n, m }'
+      done
+    done | sort > '$T/pool-want.txt'
+    awk -F'\t' '\$1 == \"late\" { printf \"%s %s %s %.12g %.12g %d\n\", \$2, \$3, \$4, \$5, \$9, \$6 }' '$PP' | sort > '$T/pool-got.txt'
+    [ \$(wc -l < '$T/pool-got.txt') = 36 ] && cut -d' ' -f1-6 '$T/pool-want.txt' | diff - '$T/pool-got.txt' &&
+    awk '\$7 > 0 { n++ } END { exit n < 3 }' '$T/pool-want.txt'"
+  t sports_pool_report bash -c "
+    grep -q '^- \`$T/run2\`: Taught 16 facts (Sports Facts rows 16-32)' '$T/pool/report.md' &&
+    [ \$(grep -cE '^\| (early|lookup|probe|late|all|atp|random) \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+\) \|){6}\$' '$T/pool/report.md') = 12 ] &&
+    grep -q '^## Paired with random' '$T/pool/report.md'"
+else
+  fail sports_pool_runs "$(tail -3 "$T/log5" "$T/log6" 2>/dev/null | tr '\n' ' ')"
+fi
+# a run pooled with itself (the same facts) is refused by record id, with nothing left;
+# a run whose comparisons differ is refused by name
+pool RUNS="$T/run $T/run" POOL="$T/pool2" > "$T/log7" 2>&1
+t sports_pool_same_facts_refused bash -c "
+  grep -qE 'mu-score: .*record id [0-9]+ appears twice' '$T/log7' && [ ! -e '$T/pool2/paired.tsv' ] &&
+  [ ! -e '$T/pool2/paired.tsv.tmp' ]"
+mkdir -p "$T/run3" && ln -s "$T/run2/out" "$T/run3/out" && head -n 10 "$T/run2/paired.tsv" > "$T/run3/paired.tsv"
+pool RUNS="$T/run $T/run3" POOL="$T/pool3" > "$T/log8" 2>&1
+t sports_pool_other_comparisons_refused bash -c "
+  grep -q '^$T/run3/paired.tsv: other comparisons than $T/run/paired.tsv' '$T/log8' && [ ! -e '$T/pool3/paired.tsv' ]"
 # general text (GENERAL): its next-token loss joins the unlearning objective; the tokenized
 # text is a new prerequisite, so the unlearning run is redone, with a general-lm term each step
 printf 'The quick brown fox jumps over the lazy dog. %.0s' $(seq 40) > "$T/general.txt"

@@ -1,0 +1,45 @@
+# pool-report.awk — the markdown report of pipelines/pool.mk: as a first file the runs
+# (run directory, the line of its report that names its facts), as a second the pooled
+# comparisons (baseline, kind, localization, stem, difference, records, ci_lo, ci_hi,
+# McNemar p), a table per baseline: a row per localization, a column per kind:stem (the
+# kinds in the order they come, e.g. unlearned before relearned).
+BEGIN { FS = "\t" }
+FNR == 1 { file++ }
+file == 1 { run[++nrun] = $1; about[nrun] = $2; next }
+{
+    if (!($1 in with)) { with[$1]; W[++nw] = $1 }
+    if (!(($1, $3) in loc)) { loc[$1, $3]; L[$1, ++nl[$1]] = $3 }
+    c = $2 ":" $4
+    if (!($2 in kind)) { kind[$2]; K[++nk] = $2 }
+    if (!(c in col)) { col[c]; ck[++nc0] = $2; cs[nc0] = c; recs[c] = $6 }
+    d[$1, $3, c] = $5; lo[$1, $3, c] = $7; hi[$1, $3, c] = $8; p[$1, $3, c] = $9
+}
+function cell(w, l, c) {
+    if (!((w, l, c) in d)) return "–"
+    return sprintf("%+.2f [%+.2f, %+.2f] (p %.2g)", d[w, l, c], lo[w, l, c], hi[w, l, c], p[w, l, c])
+}
+END {
+    for (i = 1; i <= nk; i++) for (j = 1; j <= nc0; j++) if (ck[j] == K[i]) C[++nc] = cs[j]   # columns by kind
+    print "# Pooled paired comparisons (mu)\n"
+    printf "%d runs, their records read as one set (matched by record id):\n\n", nrun
+    for (i = 1; i <= nrun; i++) printf "- `%s`: %s\n", run[i], about[i]
+    print "\nEach cell: a localization's accuracy minus the baseline's on the same records of all"
+    print "the runs, its 95% interval (Newcombe's for paired proportions) and McNemar's exact p"
+    print "(mu-score --paired). Records per column: " records()
+    for (i = 1; i <= nw; i++) {
+        printf "\n## Paired with %s\n\n| localization |", W[i]
+        for (j = 1; j <= nc; j++) printf " %s |", C[j]
+        printf "\n|---|"
+        for (j = 1; j <= nc; j++) printf "---|"
+        print ""
+        for (k = 1; k <= nl[W[i]]; k++) {
+            printf "| %s |", L[W[i], k]
+            for (j = 1; j <= nc; j++) printf " %s |", cell(W[i], L[W[i], k], C[j])
+            print ""
+        }
+    }
+}
+function records(   j, s) {
+    for (j = 1; j <= nc; j++) s = s (j > 1 ? ", " : "") C[j] " " recs[C[j]]
+    return s "."
+}

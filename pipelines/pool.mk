@@ -1,0 +1,59 @@
+# pool.mk — the paired comparisons of several replications of one pipeline, pooled.
+#
+#   make -f pipelines/pool.mk RUNS="runs/sports128 runs/sports128b" [POOL=runs/pool]
+#
+# Each run of RUNS is a finished run of the same pipeline (sports.mk or counterfact.mk) with
+# the same localizations and baselines (LOCS, PAIRED_WITH), on other facts (FACTS_FROM,
+# POOL_FROM): its paired.tsv names the comparisons (baseline, kind, localization, stem). For
+# each, the records of every run are read as one set (the runs' output streams concatenated,
+# matched by record id; mu-score --paired): the pooled accuracy difference, the records, its
+# 95% interval (Newcombe's) and McNemar's exact p, as each run's paired.tsv has them.
+# Records must be distinct across the runs: two runs on the same facts (another SEED only)
+# are not independent, and mu-score refuses a record id that appears twice.
+#   $(POOL)/paired.tsv   the pooled comparisons, in the columns of a run's paired.tsv
+#   $(POOL)/report.md    a table per baseline: localization x kind:stem, each cell the
+#                        pooled difference, its interval and p
+# Make rebuilds them when a run's paired.tsv changes (a run redone, another knob).
+RUNS ?=
+POOL ?= runs/pool
+Q    ?= -q
+MU_BIN ?= bin
+export PATH := $(abspath $(MU_BIN)):$(PATH)
+SHELL := bash
+.SHELLFLAGS := -eo pipefail -c
+.DELETE_ON_ERROR:
+ifeq ($(words $(RUNS)),0)
+$(error pool.mk: RUNS is empty: name two or more finished runs, e.g. RUNS="runs/a runs/b")
+endif
+FIRST := $(firstword $(RUNS))
+
+.PHONY: all
+all: $(POOL)/report.md
+	@cat $<
+
+# the comparisons: those of the first run, which every other run must share
+$(POOL)/comparisons.tsv: $(RUNS:%=%/paired.tsv)
+	@mkdir -p $(@D)
+	cut -f1-4 $(FIRST)/paired.tsv > $@.tmp
+	for r in $(RUNS); do cut -f1-4 $$r/paired.tsv | cmp -s - $@.tmp || \
+	  { echo "$$r/paired.tsv: other comparisons than $(FIRST)/paired.tsv (LOCS or PAIRED_WITH differ)" >&2; \
+	    rm -f $@.tmp; exit 1; }; done
+	mv $@.tmp $@
+
+# each comparison over the runs' records together: baseline w, kind k, localization l,
+# stem s, difference, records, ci_lo, ci_hi, McNemar p
+$(POOL)/paired.tsv: $(POOL)/comparisons.tsv
+	(while IFS=$$'\t' read -r w k l s; do \
+	  cat $(RUNS:%=%/out/$$k-$$w/$$s.out) > $@.b || exit 1; \
+	  mu-score $(Q) --paired $@.b --metrics choice_acc --ci 0.95 --format tsv \
+	    $(RUNS:%=%/out/$$k-$$l/$$s.out) > $@.one || exit 1; \
+	  awk -F'\t' -v OFS='\t' -v w=$$w -v k=$$k -v l=$$l -v s=$$s 'NR > 1 { print w, k, l, s, $$3, $$4, $$5, $$6, $$7 }' $@.one; \
+	done < $< > $@.tmp) || { rm -f $@.tmp $@.b $@.one; exit 1; }
+	rm -f $@.b $@.one
+	mv $@.tmp $@
+
+$(POOL)/report.md: $(POOL)/paired.tsv pipelines/pool-report.awk
+	for r in $(RUNS); do printf '%s\t%s\n' $$r "$$(sed -n 3p $$r/report.md)"; done > $@.runs
+	awk -f pipelines/pool-report.awk $@.runs $< > $@.tmp
+	rm -f $@.runs
+	mv $@.tmp $@
