@@ -149,10 +149,12 @@ flatten = jq -c -s --slurpfile sel $(RUN)/idx/edit.idx \
   '. as $$all | $$sel[] | $$all[.] as $$r | $$r.$(1)[:$(or $(2),null)] | to_entries[] \
    | {id: (100 * $$r.case_id + .key), case_id: $$r.case_id, subject: $$r.subject, prompt: .value, \
       target_true: $$r.target_true, target_false: $$r.target_false}'
-$(RUN)/data/para.jsonl: $(RUN)/idx/edit.idx $(CF)
+# (the knob 'flatten' names the record ids, so runs made before them are redone)
+FLATTEN_KNOBS := $(call knobs,flatten,id=100case+index)
+$(RUN)/data/para.jsonl: $(RUN)/idx/edit.idx $(CF) $(FLATTEN_KNOBS)
 	@mkdir -p $(@D)
 	$(call flatten,paraphrase_prompts,) $(CF) > $@.tmp && mv $@.tmp $@
-$(RUN)/data/neighbor.jsonl: $(RUN)/idx/edit.idx $(CF) $(call knobs,neighbor,n=$(N_NEIGHBOR))
+$(RUN)/data/neighbor.jsonl: $(RUN)/idx/edit.idx $(CF) $(FLATTEN_KNOBS) $(call knobs,neighbor,n=$(N_NEIGHBOR))
 	@mkdir -p $(@D)
 	$(call flatten,neighborhood_prompts,$(N_NEIGHBOR)) $(CF) > $@.tmp && mv $@.tmp $@
 # kept after the run (made by a pattern rule, they would be deleted as intermediates)
