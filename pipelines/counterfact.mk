@@ -149,12 +149,13 @@ flatten = jq -c -s --slurpfile sel $(RUN)/idx/edit.idx \
   '. as $$all | $$sel[] | $$all[.] as $$r | $$r.$(1)[:$(or $(2),null)] | to_entries[] \
    | {id: (100 * $$r.case_id + .key), case_id: $$r.case_id, subject: $$r.subject, prompt: .value, \
       target_true: $$r.target_true, target_false: $$r.target_false}'
-# (the knob 'flatten' names the record ids, so runs made before them are redone)
-FLATTEN_KNOBS := $(call knobs,flatten,id=100case+index)
+# (their knobs name the record ids too, so that runs made before the ids are redone: a
+# new knob would be taken as met, pipelines/knobs.mk)
+FLATTEN_KNOBS := $(call knobs,neighbor,n=$(N_NEIGHBOR) ids=100case+index)
 $(RUN)/data/para.jsonl: $(RUN)/idx/edit.idx $(CF) $(FLATTEN_KNOBS)
 	@mkdir -p $(@D)
 	$(call flatten,paraphrase_prompts,) $(CF) > $@.tmp && mv $@.tmp $@
-$(RUN)/data/neighbor.jsonl: $(RUN)/idx/edit.idx $(CF) $(FLATTEN_KNOBS) $(call knobs,neighbor,n=$(N_NEIGHBOR))
+$(RUN)/data/neighbor.jsonl: $(RUN)/idx/edit.idx $(CF) $(FLATTEN_KNOBS)
 	@mkdir -p $(@D)
 	$(call flatten,neighborhood_prompts,$(N_NEIGHBOR)) $(CF) > $@.tmp && mv $@.tmp $@
 # kept after the run (made by a pattern rule, they would be deleted as intermediates)
