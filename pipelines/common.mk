@@ -26,17 +26,28 @@ done > $@.tmp
 mv $@.tmp $@
 endef
 
-# paired_recipe WITHS,KIND:STEM ...: the recipe of a paired-comparisons TSV ($@): for each
-# baseline w of WITHS, each other localization l of LOCS and each KIND:STEM, choice_acc of
-# $(RUN)/out/KIND-l/STEM.out against $(RUN)/out/KIND-w/STEM.out on the same records
-# (mu-score --paired): w, kind, l, stem, the accuracy difference, the records, its 95%
-# interval (Newcombe's), McNemar's exact p
-define paired_recipe
-for w in $(1); do for l in $(LOCS); do [ $$l = $$w ] && continue; for ks in $(2); do k=$${ks%%:*}; s=$${ks#*:}; \
-  mu-score $(Q) --paired $(RUN)/out/$$k-$$w/$$s.out --metrics choice_acc --ci 0.95 --format tsv \
-    $(RUN)/out/$$k-$$l/$$s.out > $@.one || exit 1; \
+# paired_rows RUNS: a shell loop that reads comparisons "baseline kind localization stem"
+# on stdin and prints, for each, choice_acc of RUN/out/KIND-l/STEM.out against
+# RUN/out/KIND-w/STEM.out on the same records, the records of every RUN read as one set
+# (mu-score --paired on the streams concatenated, matched by record id): w, kind, l, stem,
+# the accuracy difference, the records, its 95% interval (Newcombe's), McNemar's exact p;
+# it exits 1 at the first failure and leaves $@.b, $@.one to remove
+define paired_rows
+while read -r w k l s; do \
+  cat $(1:%=%/out/$$k-$$w/$$s.out) > $@.b || exit 1; \
+  mu-score $(Q) --paired $@.b --metrics choice_acc --ci 0.95 --format tsv \
+    $(1:%=%/out/$$k-$$l/$$s.out) > $@.one || exit 1; \
   awk -F'\t' -v OFS='\t' -v w=$$w -v k=$$k -v l=$$l -v s=$$s 'NR > 1 { print w, k, l, s, $$3, $$4, $$5, $$6, $$7 }' $@.one; \
-done; done; done > $@.tmp
-rm -f $@.one
+done
+endef
+
+# paired_recipe WITHS,KIND:STEM ...: the recipe of a paired-comparisons TSV ($@) of RUN: for
+# each baseline w of WITHS, each other localization l of LOCS and each KIND:STEM, the
+# comparison of paired_rows
+define paired_recipe
+(for w in $(1); do for l in $(LOCS); do [ $$l = $$w ] && continue; for ks in $(2); do \
+  printf '%s\t%s\t%s\t%s\n' $$w $${ks%%:*} $$l $${ks#*:}; done; done; done | \
+ $(call paired_rows,$(RUN))) > $@.tmp || { rm -f $@.tmp $@.b $@.one; exit 1; }
+rm -f $@.b $@.one
 mv $@.tmp $@
 endef

@@ -14,11 +14,10 @@
 #   $(POOL)/report.md    a table per baseline: localization x kind:stem, each cell the
 #                        pooled difference, its interval and p
 # Make rebuilds them when a run's paired.tsv changes (a run redone, another knob).
+include pipelines/common.mk
 RUNS ?=
 POOL ?= runs/pool
 Q    ?= -q
-MU_BIN ?= bin
-export PATH := $(abspath $(MU_BIN)):$(PATH)
 SHELL := bash
 .SHELLFLAGS := -eo pipefail -c
 .DELETE_ON_ERROR:
@@ -40,15 +39,10 @@ $(POOL)/comparisons.tsv: $(RUNS:%=%/paired.tsv)
 	    rm -f $@.tmp; exit 1; }; done
 	mv $@.tmp $@
 
-# each comparison over the runs' records together: baseline w, kind k, localization l,
-# stem s, difference, records, ci_lo, ci_hi, McNemar p
+# each comparison over the runs' records together (common.mk paired_rows): baseline w,
+# kind k, localization l, stem s, difference, records, ci_lo, ci_hi, McNemar p
 $(POOL)/paired.tsv: $(POOL)/comparisons.tsv
-	(while IFS=$$'\t' read -r w k l s; do \
-	  cat $(RUNS:%=%/out/$$k-$$w/$$s.out) > $@.b || exit 1; \
-	  mu-score $(Q) --paired $@.b --metrics choice_acc --ci 0.95 --format tsv \
-	    $(RUNS:%=%/out/$$k-$$l/$$s.out) > $@.one || exit 1; \
-	  awk -F'\t' -v OFS='\t' -v w=$$w -v k=$$k -v l=$$l -v s=$$s 'NR > 1 { print w, k, l, s, $$3, $$4, $$5, $$6, $$7 }' $@.one; \
-	done < $< > $@.tmp) || { rm -f $@.tmp $@.b $@.one; exit 1; }
+	($(call paired_rows,$(RUNS)) < $<) > $@.tmp || { rm -f $@.tmp $@.b $@.one; exit 1; }
 	rm -f $@.b $@.one
 	mv $@.tmp $@
 
