@@ -335,7 +335,12 @@ struct mu_trainer {
     int nt;
     int *pidx;
     mu_optim *opt;              /* on the model's backend: trains p->w (p->wp when packed)
-                                   from p->g in place */
+                                   from p->g in place, or with weight masking wm[i].m */
+    struct wmask_bufs {         /* weight masking: backend [n] arrays of trained tensor i */
+        float *w0, *m, *g;      /* the weights it started from, the mask, dL/dm */
+        int64_t n;
+    } *wm;
+    int64_t wm_total;           /* elements under the mask */
     /* batch scratch */
     int32_t *ids, *lens, *labels;
     size_t ids_cap;
@@ -400,6 +405,7 @@ static json_t *options_json(const mu_train_opts *o) {
     set_int(j, "batch", o->batch);
     set_int(j, "accum", o->accum);
     set_int(j, "seed", (long long)o->seed);
+    if (o->weight_mask) set_real(j, "weight_mask", o->weight_mask_lambda);
     return j;
 }
 
@@ -470,6 +476,82 @@ static int hook_inject(const mu_hook_info *info, float *act, void *user) {
     return 0;
 }
 
+/* ---- weight masking ---- */
+
+/* The mask of the next trained tensor, over its n trained elements w (backend [n]): w0 a
+ * copy of w, m all ones, g zeroed. 0, or -1 out of memory. */
+static int wmask_add(mu_trainer *t, const float *w, int64_t n) {
+    const mu_backend *be = mu_model_backend(t->m);
+    t->wm = mu_xrealloc(t->wm, (size_t)(t->nt + 1) * sizeof *t->wm);
+    struct wmask_bufs *b = &t->wm[t->nt];
+    size_t bytes = (size_t)(n + 1) * sizeof(float);
+    b->n = n;
+    b->w0 = be->alloc(bytes);
+    b->m = be->alloc(bytes);
+    b->g = be->alloc(bytes);
+    if (!b->w0 || !b->m || !b->g) {
+        be->free(b->w0); be->free(b->m); be->free(b->g);
+        return -1;
+    }
+    be->copy(b->w0, w, (size_t)n * sizeof(float));
+    float *ones = mu_xmalloc(bytes);
+    for (int64_t j = 0; j < n; j++) ones[j] = 1.0f;
+    be->upload(b->m, ones, (size_t)n * sizeof(float));
+    free(ones);
+    t->wm_total += n;
+    return 0;
+}
+
+static void wmask_free(mu_trainer *t) {
+    const mu_backend *be = mu_model_backend(t->m);
+    for (int i = 0; t->wm && i < t->nt; i++) { be->free(t->wm[i].w0); be->free(t->wm[i].m); be->free(t->wm[i].g); }
+    free(t->wm);
+}
+
+/* The trained values of tensor i changed (an update, a checkpoint, the best snapshot):
+ * with weight masking the mask is projected onto [0, 1] and applied to the weights. */
+static void trained_changed(mu_trainer *t, int i) {
+    if (t->o.weight_mask) {
+        mu_param *p = mu_model_param(t->m, t->pidx[i]);
+        mu_model_backend(t->m)->wmask_forward(p->packed ? p->wp : p->w, t->wm[i].m, t->wm[i].w0, t->wm[i].n);
+    }
+    mu_model_param_changed(t->m, t->pidx[i]);
+}
+
+/* dL/dm of every masked tensor from the model's dL/dw, with the penalty's share. */
+static void wmask_grads(mu_trainer *t) {
+    if (!t->o.weight_mask) return;
+    float lam = (float)(t->o.weight_mask_lambda / (double)t->wm_total);
+    for (int i = 0; i < t->nt; i++)
+        mu_model_backend(t->m)->wmask_backward(t->wm[i].g, mu_model_param(t->m, t->pidx[i])->g,
+                                               t->wm[i].w0, lam, t->wm[i].n);
+}
+
+int mu_trainer_wmask_stats(const mu_trainer *t, mu_wmask_stats *s) {
+    memset(s, 0, sizeof *s);
+    if (!t->o.weight_mask) return -1;
+    double sum = 0;
+    for (int i = 0; i < t->nt; i++) {
+        int64_t n = t->wm[i].n;
+        float *m = mu_xmalloc((size_t)(n + 1) * sizeof(float));
+        mu_model_backend(t->m)->download(m, t->wm[i].m, (size_t)n * sizeof(float));
+        for (int64_t j = 0; j < n; j++) {
+            sum += 1.0 - (double)m[j];
+            s->masked += m[j] < 1;
+            s->ablated += m[j] == 0;
+        }
+        free(m);
+    }
+    s->elements = t->wm_total;
+    s->penalty = t->wm_total ? t->o.weight_mask_lambda * sum / (double)t->wm_total : 0;
+    return 0;
+}
+
+void mu_trainer_opt_grad(const mu_trainer *t, int i, float *host) {
+    const float *g = t->o.weight_mask ? t->wm[i].g : mu_model_param(t->m, t->pidx[i])->g;
+    mu_model_backend(t->m)->download(host, g, (size_t)mu_optim_set(t->opt, i)->n * sizeof(float));
+}
+
 /* Makes the elements of set of parameter pi trainable (a list set packed: gradient and
  * master of those elements only) and registers them with the optimizer, which takes set
  * over. 0 ok, -1 + err when the backend has no memory for them. */
@@ -480,8 +562,18 @@ static int add_trained(mu_trainer *t, int pi, mu_idxset *set, char *err, size_t 
         mu_idxset_free(set);
         return -1;
     }
-    int rc = p->packed ? mu_optim_add_packed(t->opt, p->info.name, p->wp, p->g, set, &p->el)
-                       : mu_optim_add(t->opt, p->info.name, p->w, p->g, set);
+    float *param = p->packed ? p->wp : p->w, *grad = p->g;   /* [set->n] either way */
+    if (t->o.weight_mask) {
+        if (wmask_add(t, param, set->n) < 0) {
+            snprintf(err, errlen, "out of memory for the weight mask of %s", p->info.name);
+            mu_idxset_free(set);
+            return -1;
+        }
+        param = t->wm[t->nt].m;
+        grad = t->wm[t->nt].g;
+    }
+    int rc = p->packed ? mu_optim_add_packed(t->opt, p->info.name, param, grad, set, &p->el)
+                       : mu_optim_add(t->opt, p->info.name, param, grad, set);
     if (rc < 0) {
         snprintf(err, errlen, "out of memory for the optimizer state of %s", p->info.name);
         return -1;
@@ -583,6 +675,7 @@ void mu_trainer_free(mu_trainer *t) {
     free(t->ev);
     for (int i = 0; i < t->nt && t->best_vals; i++) free(t->best_vals[i]);
     free(t->best_vals);
+    wmask_free(t);
     free(t->pidx);
     mu_optim_free(t->opt);
     free(t->ids); free(t->lens); free(t->labels); free(t->dlogits);
@@ -614,7 +707,9 @@ void mu_trainer_add_eval(mu_trainer *t, const char *name, mu_train_set *set) {
 int mu_trainer_n_trained(const mu_trainer *t) { return t->nt; }
 int mu_trainer_trained_param(const mu_trainer *t, int i) { return t->pidx[i]; }
 const mu_idxset *mu_trainer_trained_set(const mu_trainer *t, int i) { return mu_optim_set(t->opt, i); }
-size_t mu_trainer_optim_bytes(const mu_trainer *t) { return mu_optim_state_bytes(t->opt); }
+size_t mu_trainer_optim_bytes(const mu_trainer *t) {
+    return mu_optim_state_bytes(t->opt) + (size_t)t->wm_total * 3 * sizeof(float);   /* + w0, m, dL/dm */
+}
 int64_t mu_trainer_step(const mu_trainer *t) { return t->step; }
 void mu_trainer_set_steps(mu_trainer *t, int64_t steps) { t->o.steps = steps; }
 double mu_trainer_last_loss(const mu_trainer *t) { return t->last_loss; }
@@ -1027,6 +1122,9 @@ double mu_trainer_loss_and_grad(mu_trainer *t, int64_t step, char *err, size_t e
     double loss;
     if (prepare(t, err, errlen) < 0) return NAN;
     if (step_grads(t, step, &loss, err, errlen) < 0) return NAN;
+    wmask_grads(t);
+    mu_wmask_stats ws;
+    if (mu_trainer_wmask_stats(t, &ws) == 0) loss += ws.penalty;
     return loss;
 }
 
@@ -1245,7 +1343,7 @@ static int parse_keep_best(const char *spec, char *name, size_t nlen, char *metr
 static void gather_trained(mu_trainer *t, int i, float *vals, int dir) {
     if (dir) {
         mu_optim_set_trained(t->opt, i, vals);
-        mu_model_param_changed(t->m, t->pidx[i]);
+        trained_changed(t, i);
     } else {
         mu_optim_get_trained(t->opt, i, vals);
     }
@@ -1253,7 +1351,11 @@ static void gather_trained(mu_trainer *t, int i, float *vals, int dir) {
 
 /* After the optimizer changed the trained tensors in place. */
 static void params_changed(mu_trainer *t) {
-    for (int i = 0; i < t->nt; i++) mu_model_param_changed(t->m, t->pidx[i]);
+    for (int i = 0; i < t->nt; i++) trained_changed(t, i);
+}
+
+void mu_trainer_set_trained(mu_trainer *t, int i, const float *host) {
+    gather_trained(t, i, (float *)host, 1);
 }
 
 static void snapshot_best(mu_trainer *t) {
@@ -1473,6 +1575,7 @@ int mu_trainer_run(mu_trainer *t, const char *resume_path, char *err, size_t err
                      isnan(loss) ? "NaN" : "infinite", first_bad_term(t), where);
             return -1;
         }
+        wmask_grads(t);
         mu_optim_step(t->opt, &norm, &lr);
         if (!isfinite(norm)) {
             snprintf(err, errlen, "step %lld: gradient norm is not finite", (long long)t->step + 1);
@@ -1508,10 +1611,32 @@ static void to_stored(const mu_model *m, const mu_param *p, float *vals, int64_t
     for (int64_t e = 0; off != 0 && e < n; e++) vals[e] -= off;
 }
 
+/* The flat indices and weights (engine convention) of trained tensor i's trained elements,
+ * with weight masking only those whose mask is below 1; returns how many. idx, vals
+ * [set->n]. */
+static int64_t trained_weights(mu_trainer *t, int i, int64_t *idx, float *vals) {
+    const mu_idxset *s = mu_optim_set(t->opt, i);
+    mu_idxset_to_list(s, idx);
+    if (!t->o.weight_mask) {
+        mu_optim_get_trained(t->opt, i, vals);
+        return s->n;
+    }
+    const mu_backend *be = mu_model_backend(t->m);
+    mu_param *p = mu_model_param(t->m, t->pidx[i]);
+    float *m = mu_xmalloc((size_t)(s->n + 1) * sizeof(float));
+    be->download(vals, p->packed ? p->wp : p->w, (size_t)s->n * sizeof(float));   /* w0 * m, [n] */
+    be->download(m, t->wm[i].m, (size_t)s->n * sizeof(float));
+    int64_t k = 0;
+    for (int64_t j = 0; j < s->n; j++)
+        if (m[j] < 1) { idx[k] = idx[j]; vals[k] = vals[j]; k++; }
+    free(m);
+    return k;
+}
+
 static void add_delta_tensor(mu_st_writer *w, mu_trainer *t, int i, int sparse) {
     mu_param *p = mu_model_param(t->m, t->pidx[i]);
     const mu_idxset *s = mu_optim_set(t->opt, i);
-    if (!sparse || s->dense) {
+    if (!sparse || (s->dense && !t->o.weight_mask)) {   /* a mask's delta: what it changed */
         float *vals = mu_xmalloc((size_t)p->numel * sizeof(float));
         mu_model_get_param(t->m, t->pidx[i], vals);
         to_stored(t->m, p, vals, p->numel);
@@ -1520,11 +1645,11 @@ static void add_delta_tensor(mu_st_writer *w, mu_trainer *t, int i, int sparse) 
     } else {
         float *vals = mu_xmalloc((size_t)(s->n + 1) * sizeof(float));
         int64_t *idx = mu_xmalloc((size_t)(s->n + 1) * sizeof *idx);
-        mu_idxset_to_list(s, idx);
-        mu_optim_get_trained(t->opt, i, vals);   /* only the trained elements move */
-        to_stored(t->m, p, vals, s->n);
+        int64_t n = trained_weights(t, i, idx, vals);   /* only the trained elements move */
+        if (n == 0) { free(idx); free(vals); return; }  /* a mask left the tensor whole */
+        to_stored(t->m, p, vals, n);
         char name[160];
-        int64_t shape[1] = {s->n};
+        int64_t shape[1] = {n};
         snprintf(name, sizeof name, "%s%s", p->info.name, MU_DELTA_IDX_SUFFIX);
         mu_st_writer_add_copy(w, name, MU_I64, 1, shape, idx);
         snprintf(name, sizeof name, "%s%s", p->info.name, MU_DELTA_VAL_SUFFIX);

@@ -90,6 +90,10 @@ typedef struct {
     const char *checkpoint;  /* checkpoint path (needed when checkpoint_every > 0) */
     const char *keep_best;   /* "NAME.METRIC[:min|:max]" or NULL */
     int progress;            /* mu_progress on stderr */
+    int weight_mask;         /* 1: train a mask m in [0, 1] over the masked elements (w = w0 * m,
+                                m from 1, projected after every update) instead of the weights:
+                                Guo et al.'s weight masking (kernels.h wmask_forward/backward) */
+    double weight_mask_lambda; /* its penalty: lambda * mean(1 - m) over the masked elements */
 } mu_train_opts;
 void mu_train_opts_default(mu_train_opts *o);
 
@@ -129,6 +133,19 @@ int mu_trainer_trained_param(const mu_trainer *t, int i);
 const mu_idxset *mu_trainer_trained_set(const mu_trainer *t, int i);
 size_t mu_trainer_optim_bytes(const mu_trainer *t);
 int64_t mu_trainer_step(const mu_trainer *t);
+/* Weight masking (opts.weight_mask): over the masked elements, the number whose mask is
+ * below 1 (changed weights), the number at 0 (ablated), all of them, and the penalty
+ * lambda * mean(1 - m) (sums in double, in element order). 0, or -1 when the run trains
+ * weights. */
+typedef struct { int64_t masked, ablated, elements; double penalty; } mu_wmask_stats;
+int mu_trainer_wmask_stats(const mu_trainer *t, mu_wmask_stats *s);
+/* The optimizer's gradient of trained tensor i as the last step (or loss_and_grad) left
+ * it, [set->n] in entry order: dL/dw, or with weight masking dL/dm (penalty included). */
+void mu_trainer_opt_grad(const mu_trainer *t, int i, float *host);
+/* Sets the trained values of tensor i ([set->n], entry order: weights, or with weight
+ * masking the mask, then projected and applied) as a checkpoint does. For tests. */
+void mu_trainer_set_trained(mu_trainer *t, int i, const float *host);
+
 /* Writes the "log" stream (every logged step and evaluation). */
 void mu_trainer_write_log(mu_trainer *t, const char *path, const char *const *input_roles,
                           const char *const *input_paths, int n_inputs);
@@ -151,6 +168,8 @@ int mu_train_write_model_dir(mu_model *m, const char *src_path, const char *dir,
                              char *err, size_t errlen);
 
 /* Total training loss and d loss / d (trained params) of one step's data as it would be
- * computed at step `step` (the model's gradients hold the result). For gradient checks. */
+ * computed at step `step` (the model's gradients hold the result; with weight masking the
+ * loss includes the mask's penalty and mu_trainer_opt_grad gives d loss / d m). For
+ * gradient checks. */
 double mu_trainer_loss_and_grad(mu_trainer *t, int64_t step, char *err, size_t errlen);
 #endif

@@ -12,7 +12,9 @@
  * The update kernels use round-to-nearest intrinsics in the CPU's order, so values agree
  * to an ulp or two (checked at 1e-6 relative); elements outside the set must keep their
  * bits, and GUARD floats on both sides of every device output must stay untouched.
- * Training: a few masked steps of lib/train on a tiny random Llama, AdamW and SGD, cuda vs
+ * Weight masking ops (wmask_forward/backward): the same bits as the CPU.
+ * Training: a few masked steps of lib/train on a tiny random Llama, AdamW, SGD and AdamW
+ * over a weight mask (--weight-mask), cuda vs
  * cpu (trained changes agree by normalized error, everything untrained keeps its bits),
  * and a cuda run resumed from a checkpoint ends in the same bits as an uninterrupted one. */
 #include <stdint.h>
@@ -269,6 +271,42 @@ static void run_op_tests(const mu_backend *gpu, int dense)
     mu_idxset_free(&s);
 }
 
+/* Weight masking ops, n not a multiple of the block: the same bits as the CPU, masks out
+ * of [0, 1] projected, guards untouched. */
+static void run_wmask_tests(const mu_backend *gpu)
+{
+    const mu_backend *cpu = mu_backend_cpu();
+    const int64_t n = 70001;
+    float *m0 = malloc(n * 4), *w0 = malloc(n * 4), *g0 = malloc(n * 4);
+    float *mc = malloc(n * 4), *wc = malloc(n * 4), *gc = malloc(n * 4), *got = malloc(n * 4);
+    CHECK(m0 && w0 && g0 && mc && wc && gc && got);
+    fill(m0, n, 31, 0.8f);
+    for (int64_t j = 0; j < n; j++) m0[j] += 0.5f;          /* about a third out of [0, 1] */
+    m0[5] = NAN;
+    fill(w0, n, 32, 0.3f);
+    fill(g0, n, 33, 0.01f);
+    memcpy(mc, m0, n * 4);
+    cpu->wmask_forward(wc, mc, w0, n);
+    cpu->wmask_backward(gc, g0, w0, 3e-4f, n);
+    dbuf m = dnew(gpu, m0, n), w = dnew(gpu, NULL, n), w0d = dnew(gpu, w0, n), g = dnew(gpu, g0, n),
+         gm = dnew(gpu, NULL, n);
+    gpu->wmask_forward(w.p, m.p, w0d.p, n);
+    gpu->wmask_backward(gm.p, g.p, w0d.p, 3e-4f, n);
+    dget(&m, got, "wmask m");
+    check_same_bits("wmask m", got, mc, n);
+    dget(&w, got, "wmask w");
+    CHECK_MSG(isnan(got[5]) && isnan(wc[5]), "a NaN mask must give a NaN weight");
+    got[5] = wc[5] = 0;                    /* a NaN's payload may differ between backends */
+    check_same_bits("wmask w", got, wc, n);
+    dget(&gm, got, "wmask gm");
+    check_same_bits("wmask gm", got, gc, n);
+    dget(&w0d, got, "wmask w0");
+    CHECK_MSG(memcmp(got, w0, n * 4) == 0, "wmask_forward changed w0");
+    dfree(&m); dfree(&w); dfree(&w0d); dfree(&g); dfree(&gm);
+    free(m0); free(w0); free(g0); free(mc); free(wc); free(gc); free(got);
+}
+
+TEST(cuda_optim_weight_mask_ops) { run_wmask_tests(gpu_or_skip()); }
 TEST(cuda_optim_ops_dense) { run_op_tests(gpu_or_skip(), 1); }
 TEST(cuda_optim_ops_list) { run_op_tests(gpu_or_skip(), 0); }
 
@@ -447,8 +485,8 @@ static void free_snapshot(int np, float **s)
 
 /* Trains 4 steps on backend be (resume: from ckpt, written at step 2 by an earlier run
  * with every = 2) and returns the parameters. */
-static float **train_on(const mu_backend *be, mu_opt_kind kind, const char *ckpt, int every,
-                        int resume, int *np)
+static float **train_on(const mu_backend *be, mu_opt_kind kind, int wmask, const char *ckpt,
+                        int every, int resume, int *np)
 {
     mu_config c = tiny_cfg();
     char err[512];
@@ -468,6 +506,12 @@ static float **train_on(const mu_backend *be, mu_opt_kind kind, const char *ckpt
     o.opt.clip = 1.0;
     o.checkpoint = ckpt;
     o.checkpoint_every = every;
+    if (wmask) {               /* weight masking: the mask trains, w = w0 * m */
+        o.weight_mask = 1;
+        o.weight_mask_lambda = 0.1;
+        o.opt.lr = 0.05;
+        o.opt.weight_decay = 0;
+    }
     mu_trainer *t = mu_trainer_new(m, NULL, &mask, &o, err, sizeof err);
     CHECK_MSG(t, "%s", err);
     CHECK_EQ_INT(mu_trainer_n_trained(t), 4);
@@ -492,13 +536,13 @@ TEST(cuda_optim_masked_training_matches_cpu) {
     mu_model *m0 = mu_model_init_random(&c, 17, 0.2f, mu_backend_cpu(), err, sizeof err);
     CHECK_MSG(m0, "%s", err);
     float **init = snapshot(m0);
-    for (int kind = 0; kind < 2; kind++) {
-        mu_opt_kind k = kind ? MU_OPT_SGD : MU_OPT_ADAMW;
-        const char *kn = kind ? "sgd" : "adamw";
-        int np;
-        float **cpu = train_on(mu_backend_cpu(), k, NULL, 0, 0, &np);
-        float **gg = train_on(gpu, k, ckpt, 2, 0, &np);
-        float **res = train_on(gpu, k, ckpt, 0, 1, &np);
+    for (int kind = 0; kind < 3; kind++) {
+        mu_opt_kind k = kind == 1 ? MU_OPT_SGD : MU_OPT_ADAMW;
+        const char *kn = kind == 1 ? "sgd" : kind ? "adamw weight-mask" : "adamw";
+        int np, wm = kind == 2;
+        float **cpu = train_on(mu_backend_cpu(), k, wm, NULL, 0, 0, &np);
+        float **gg = train_on(gpu, k, wm, ckpt, 2, 0, &np);
+        float **res = train_on(gpu, k, wm, ckpt, 0, 1, &np);
         int changed = 0;
         for (int i = 0; i < np; i++) {
             const mu_param *p = mu_model_param(m0, i);

@@ -574,3 +574,28 @@ TEST(optim_add_packed_trains_like_whole_tensor) {
     }
     free(idx); free(W); free(G); free(P); free(GP); free(tw); free(tp);
 }
+
+/* Weight masking (kernels.h wmask_forward/backward): the projection of m onto [0, 1]
+ * (NaN kept, so a broken mask is not hidden), w = w0 * m, and dL/dm = g * w0 - lam, on
+ * values chosen so that every branch runs. */
+TEST(optim_weight_mask_ops_project_and_chain) {
+    const mu_backend *be = mu_backend_cpu();
+    enum { N = 9 };
+    float m[N] = {-0.5f, 0.0f, 0.25f, 1.0f, 1.5f, NAN, -INFINITY, INFINITY, 0.75f};
+    const float want_m[N] = {0.0f, 0.0f, 0.25f, 1.0f, 1.0f, NAN, 0.0f, 1.0f, 0.75f};
+    const float w0[N] = {2, -3, 4, -5, 6, 7, -8, 9, -0.1f};
+    float w[N], g[N], gm[N];
+    for (int j = 0; j < N; j++) g[j] = 0.5f * (float)(j - 4);
+    be->wmask_forward(w, m, w0, N);
+    for (int j = 0; j < N; j++) {
+        if (isnan(want_m[j])) {
+            CHECK_MSG(isnan(m[j]) && isnan(w[j]), "entry %d: NaN mask not kept", j);
+            continue;
+        }
+        CHECK_MSG(m[j] == want_m[j], "m[%d] = %g, want %g", j, m[j], want_m[j]);
+        CHECK_MSG(w[j] == w0[j] * want_m[j], "w[%d] = %g, want %g", j, w[j], w0[j] * want_m[j]);
+    }
+    be->wmask_backward(gm, g, w0, 0.125f, N);
+    for (int j = 0; j < N; j++) CHECK_MSG(gm[j] == g[j] * w0[j] - 0.125f, "gm[%d] = %g", j, gm[j]);
+    be->wmask_forward(w, m, w0, 0);   /* n = 0: nothing */
+}

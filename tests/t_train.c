@@ -422,6 +422,215 @@ TEST(train_deltas_and_model_dir_reproduce_the_model) {
     mu_model_free(m);
 }
 
+/* ---- weight masking (mu_train_opts.weight_mask) ---- */
+
+/* mixed_mask and the whole of layer 0's down_proj (a dense set). */
+static void wmask_mask(mu_model *m, mu_mask *mask) {
+    char err[256];
+    mixed_mask(m, mask);
+    mu_param *p = mu_model_param(m, mu_model_find(m, "model.layers.0.mlp.down_proj.weight"));
+    mu_mask_tensor *t = mu_mask_add(mask, p->info.name, 2, p->info.shape, MU_GRAN_ELEMENT, p->numel, err, sizeof err);
+    CHECK_MSG(t, "%s", err);
+    for (int64_t u = 0; u < p->numel; u++) mu_mask_set(t, u, 1);
+}
+
+static mu_trainer *wmask_trainer(mu_model *m, const mu_mask *mask, double lambda, double lr, int64_t steps,
+                                 const char *ckpt, int64_t every) {
+    mu_train_opts o;
+    mu_train_opts_default(&o);
+    char err[512];
+    CHECK(mu_objective_parse("log1mp=1,retain-ce=0.5", o.coef, err, sizeof err) == 0);
+    o.batch = 3; o.accum = 2; o.steps = steps; o.seed = 9; o.opt.lr = lr; o.log1mp_floor = -50;
+    o.weight_mask = 1; o.weight_mask_lambda = lambda;
+    o.checkpoint = ckpt; o.checkpoint_every = every;
+    mu_trainer *t = mu_trainer_new(m, NULL, mask, &o, err, sizeof err);
+    CHECK_MSG(t, "%s", err);
+    mu_train_set f, r;
+    facts(&f, 5, 7, 0);
+    facts(&r, 5, 8, 0);
+    mu_trainer_set_data(t, MU_DATA_FORGET, &f);
+    mu_trainer_set_data(t, MU_DATA_RETAIN, &r);
+    return t;
+}
+
+/* d (loss + lambda * mean(1 - m)) / d m against central differences in m, at masks inside
+ * (0, 1) on packed (list) and dense tensors. */
+TEST(train_weight_mask_gradient_fd) {
+    mu_model *m = tiny_model(3);
+    mu_mask mask;
+    wmask_mask(m, &mask);
+    mu_trainer *t = wmask_trainer(m, &mask, 0.7, 1e-2, 1, NULL, 0);
+    char err[512];
+    CHECK_EQ_INT(mu_trainer_n_trained(t), 4);
+    mu_rng r;
+    mu_rng_seed(&r, 4);
+    float **mk = calloc(4, sizeof *mk);
+    for (int k = 0; k < 4; k++) {
+        int64_t n = mu_trainer_trained_set(t, k)->n;
+        mk[k] = malloc(n * sizeof(float));
+        for (int64_t j = 0; j < n; j++) mk[k][j] = 0.3f + 0.6f * (float)mu_rng_uniform(&r);
+        mu_trainer_set_trained(t, k, mk[k]);
+    }
+    int checked = 0, dense_checked = 0;
+    double biggest = 0;
+    for (int k = 0; k < 4; k++) {
+        const mu_idxset *s = mu_trainer_trained_set(t, k);
+        float *gm = malloc(s->n * sizeof(float));
+        CHECK_MSG(isfinite(mu_trainer_loss_and_grad(t, 1, err, sizeof err)), "%s", err);
+        mu_trainer_opt_grad(t, k, gm);
+        for (int64_t j = 0; j < s->n; j += s->n / 6 + 1) {
+            float m0 = mk[k][j], h = 1e-2f;
+            mk[k][j] = m0 + h; mu_trainer_set_trained(t, k, mk[k]);
+            double lp = mu_trainer_loss_and_grad(t, 1, err, sizeof err);
+            mk[k][j] = m0 - h; mu_trainer_set_trained(t, k, mk[k]);
+            double lm = mu_trainer_loss_and_grad(t, 1, err, sizeof err);
+            mk[k][j] = m0; mu_trainer_set_trained(t, k, mk[k]);
+            double fd = (lp - lm) / (2.0 * h);
+            CHECK_MSG(fabs(fd - gm[j]) <= 1e-2 * fabs(fd) + 5e-5, "tensor %d entry %lld: dL/dm %.6g vs FD %.6g",
+                      k, (long long)j, gm[j], fd);
+            checked++;
+            dense_checked += s->dense;
+            if (fabs(fd) > biggest) biggest = fabs(fd);
+        }
+        free(gm);
+    }
+    CHECK(checked >= 16 && dense_checked >= 4);
+    CHECK_MSG(biggest > 1e-3, "every checked gradient is ~0 (max %.3g)", biggest);
+    for (int k = 0; k < 4; k++) free(mk[k]);
+    free(mk);
+    mu_trainer_free(t);
+    mu_mask_free(&mask);
+    mu_model_free(m);
+}
+
+/* A masked run scales weights by m in [0, 1] and nothing else; the statistics count the
+ * changed and zeroed weights; the sparse delta holds exactly the changed ones and loads
+ * back to the trained model; a checkpointed, resumed run ends in the same bits. */
+TEST(train_weight_mask_scales_masked_weights_only) {
+    char err[512], base[PATH_MAX], sd[PATH_MAX], ck[PATH_MAX];
+    const char *tmp = mu_test_tmpdir();
+    snprintf(base, sizeof base, "%s/wbase", tmp);
+    snprintf(sd, sizeof sd, "%s/wmask.safetensors", tmp);
+    snprintf(ck, sizeof ck, "%s/wmask.ckpt.mpk.zst", tmp);
+    mu_model *init = tiny_model(12);
+    int no_tok;
+    CHECK_MSG(mu_train_write_model_dir(init, NULL, base, &no_tok, err, sizeof err) == 0, "%s", err);
+    mu_model_free(init);
+    mu_model *m = mu_model_load(base, NULL, 0, mu_backend_cpu(), err, sizeof err);
+    CHECK_MSG(m, "%s", err);
+    mu_mask mask;
+    wmask_mask(m, &mask);
+    float **before = snapshot(m);
+    mu_trainer *t = wmask_trainer(m, &mask, 0.05, 0.2, 8, NULL, 0);
+    CHECK_MSG(mu_trainer_run(t, NULL, err, sizeof err) == 0, "%s", err);
+    int64_t changed = 0, zeroed = 0, inside = 0;
+    double kept = 0;
+    for (int i = 0; i < mu_model_n_params(m); i++) {
+        mu_param *p = mu_model_param(m, i);
+        float *now = malloc(p->numel * sizeof(float));
+        mu_model_get_param(m, i, now);
+        int k = mu_mask_find(&mask, p->info.name);
+        for (int64_t e = 0; e < p->numel; e++) {
+            float w0 = before[i][e], w = now[e];
+            if (!(k >= 0 && mu_mask_element(&mask.t[k], e))) {
+                CHECK_MSG(memcmp(&w, &w0, 4) == 0, "%s[%lld] changed outside the mask", p->info.name, (long long)e);
+                continue;
+            }
+            inside++;
+            CHECK_MSG(w0 != 0 && w * w0 >= 0 && fabsf(w) <= fabsf(w0), "%s[%lld]: %g is not %g times a mask in [0, 1]",
+                      p->info.name, (long long)e, w, w0);
+            changed += w != w0;
+            zeroed += w == 0;
+            kept += (double)w / w0;
+        }
+        free(now);
+    }
+    mu_wmask_stats st;
+    CHECK(mu_trainer_wmask_stats(t, &st) == 0);
+    CHECK_EQ_INT(st.elements, inside);
+    CHECK_EQ_INT(st.masked, changed);
+    CHECK_EQ_INT(st.ablated, zeroed);
+    CHECK_MSG(zeroed > 0 && changed > zeroed && changed < inside, "changed %lld, zeroed %lld of %lld",
+              (long long)changed, (long long)zeroed, (long long)inside);
+    CHECK_CLOSE(st.penalty, 0.05 * (1.0 - kept / (double)inside), 1e-5, 0);
+    /* the sparse delta: the changed weights, and the base plus it is the trained model */
+    CHECK_MSG(mu_train_write_delta(t, base, NULL, 0, sd, 1, "log1mp", err, sizeof err) == 0, "%s", err);
+    mu_st *d = mu_st_open(sd, err, sizeof err);
+    CHECK_MSG(d, "%s", err);
+    int64_t in_delta = 0;
+    for (int i = 0; i < mu_st_count(d); i++) {
+        int64_t shape[8];
+        const char *nm = mu_st_name(d, i);
+        if (strstr(nm, "::idx") && mu_st_info(d, i, NULL, NULL, shape, NULL, NULL) == 0) in_delta += shape[0];
+    }
+    mu_st_close(d);
+    CHECK_EQ_INT(in_delta, changed);
+    const char *sl[1] = {sd};
+    mu_model *b = mu_model_load(base, sl, 1, mu_backend_cpu(), err, sizeof err);
+    CHECK_MSG(b, "%s", err);
+    check_same_params(m, b, "weight-mask sparse delta");
+    mu_model_free(b);
+    mu_trainer_free(t);
+    /* interrupted at step 4, resumed to 8: the same bits */
+    mu_model *c = mu_model_load(base, NULL, 0, mu_backend_cpu(), err, sizeof err);
+    t = wmask_trainer(c, &mask, 0.05, 0.2, 4, ck, 2);
+    CHECK_MSG(mu_trainer_run(t, NULL, err, sizeof err) == 0, "%s", err);
+    mu_trainer_free(t);
+    mu_model_free(c);
+    c = mu_model_load(base, NULL, 0, mu_backend_cpu(), err, sizeof err);
+    t = wmask_trainer(c, &mask, 0.05, 0.2, 8, ck, 2);
+    CHECK_MSG(mu_trainer_run(t, ck, err, sizeof err) == 0, "%s", err);
+    check_same_params(m, c, "resumed weight-mask run");
+    mu_trainer_free(t);
+    /* a checkpoint of weight training is not a mask's */
+    mu_train_opts o;
+    mu_train_opts_default(&o);
+    o.coef[MU_OBJ_LOG1MP] = 1; o.coef[MU_OBJ_RETAIN_CE] = 0.5;
+    o.batch = 3; o.accum = 2; o.steps = 8; o.seed = 9; o.opt.lr = 0.2; o.log1mp_floor = -50;
+    t = mu_trainer_new(c, NULL, &mask, &o, err, sizeof err);
+    CHECK_MSG(t, "%s", err);
+    mu_train_set f, r;
+    facts(&f, 5, 7, 0);
+    facts(&r, 5, 8, 0);
+    mu_trainer_set_data(t, MU_DATA_FORGET, &f);
+    mu_trainer_set_data(t, MU_DATA_RETAIN, &r);
+    CHECK(mu_trainer_run(t, ck, err, sizeof err) < 0);
+    CHECK_MSG(strstr(err, "other training options"), "%s", err);
+    CHECK(mu_trainer_wmask_stats(t, &st) < 0);
+    mu_trainer_free(t);
+    mu_model_free(c);
+    free_snapshot(m, before);
+    mu_mask_free(&mask);
+    mu_model_free(m);
+}
+
+/* A penalty that outweighs the loss holds every mask at 1 (the projection clamps it
+ * there): the model keeps its bits and the sparse delta is empty of changes. */
+TEST(train_weight_mask_strong_penalty_keeps_every_weight) {
+    mu_model *m = tiny_model(13);
+    mu_mask mask;
+    wmask_mask(m, &mask);
+    float **before = snapshot(m);
+    mu_trainer *t = wmask_trainer(m, &mask, 1e5, 0.05, 5, NULL, 0);
+    char err[512];
+    CHECK_MSG(mu_trainer_run(t, NULL, err, sizeof err) == 0, "%s", err);
+    for (int i = 0; i < mu_model_n_params(m); i++) {
+        mu_param *p = mu_model_param(m, i);
+        float *now = malloc(p->numel * sizeof(float));
+        mu_model_get_param(m, i, now);
+        CHECK_MSG(memcmp(now, before[i], p->numel * 4) == 0, "%s changed", p->info.name);
+        free(now);
+    }
+    mu_wmask_stats st;
+    CHECK(mu_trainer_wmask_stats(t, &st) == 0);
+    CHECK_EQ_INT(st.masked, 0);
+    CHECK(st.elements > 600 && st.penalty == 0);
+    free_snapshot(m, before);
+    mu_trainer_free(t);
+    mu_mask_free(&mask);
+    mu_model_free(m);
+}
+
 /* Gemma keeps HF's norm convention on disk: the engine holds 1 + w (mu_arch_stored_offset),
  * an exported model dir stores w again (within 2^-24 of the file it came from: 1 + w is
  * rounded to f32) and loads back to the same engine values, bit for bit. */

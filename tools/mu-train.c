@@ -68,6 +68,9 @@ static const char usage[] =
     "      --batch N           sequences per micro-batch and data set (default 8)\n"
     "      --accum N           micro-batches per step (default 1)\n"
     "      --seed N            data order and RMU vector (default 0); same seed, same bits\n"
+    "      --weight-mask L     train a mask m in [0,1] over the masked weights instead of the\n"
+    "                          weights (w = w0*m, m from 1), penalty L * mean(1 - m): Guo et\n"
+    "                          al.'s weight masking; the --sparse delta holds what it changed\n"
     "Outputs:\n"
     "  -o, --out FILE          delta (safetensors) of the trained tensors, new values\n"
     "      --sparse            the delta holds only the masked elements (NAME::idx, NAME::val)\n"
@@ -105,7 +108,7 @@ enum {
     O_REF = 256, O_MASK, O_FORGET, O_RETAIN, O_GENERAL, O_MAXLEN, O_NPOB, O_SIMB,
     O_SIMD, O_DPOB, O_DPOALT, O_WGAB, O_UNDB, O_FLOOR, O_RMUL, O_RMUC, O_RMUA, O_OPT, O_LR, O_B1, O_B2,
     O_EPS, O_MOM, O_WD, O_CLIP, O_SCHED, O_WARM, O_MINLR, O_STEPS, O_BATCH, O_ACCUM, O_SEED, O_SPARSE,
-    O_OUTMODEL, O_LOG, O_EVAL, O_EVERY, O_BEST, O_CKPT, O_CKEVERY, O_RESUME,
+    O_OUTMODEL, O_LOG, O_EVAL, O_EVERY, O_BEST, O_CKPT, O_CKEVERY, O_RESUME, O_WMASK,
 };
 
 static void parse_args(int argc, char **argv, cli_opts *o) {
@@ -129,6 +132,7 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
         {"min-lr-ratio", required_argument, 0, O_MINLR}, {"steps", required_argument, 0, O_STEPS},
         {"batch", required_argument, 0, O_BATCH}, {"accum", required_argument, 0, O_ACCUM},
         {"seed", required_argument, 0, O_SEED}, {"out", required_argument, 0, 'o'},
+        {"weight-mask", required_argument, 0, O_WMASK},
         {"sparse", no_argument, 0, O_SPARSE}, {"out-model", required_argument, 0, O_OUTMODEL},
         {"log", required_argument, 0, O_LOG}, {"eval", required_argument, 0, O_EVAL},
         {"eval-every", required_argument, 0, O_EVERY}, {"keep-best", required_argument, 0, O_BEST},
@@ -180,6 +184,10 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
         case O_BATCH: o->t.batch = (int)mu_parse_int("--batch", optarg, 1, 1 << 20); break;
         case O_ACCUM: o->t.accum = (int)mu_parse_int("--accum", optarg, 1, 1 << 20); break;
         case O_SEED: o->t.seed = (uint64_t)mu_parse_int("--seed", optarg, 0, LONG_MAX); break;
+        case O_WMASK:
+            o->t.weight_mask = 1;
+            o->t.weight_mask_lambda = mu_parse_real("--weight-mask", optarg, 0, DBL_MAX);
+            break;
         case 'o': o->out = optarg; break;
         case O_SPARSE: o->sparse = 1; break;
         case O_OUTMODEL: o->out_model = optarg; break;
@@ -258,6 +266,21 @@ static int32_t *encode_alt(const char *model, const char *text, int *n) {
     return ids;
 }
 
+/* Weight masking: how many weights the mask changed and ablated, in the delta's record and
+ * on stderr. */
+static void note_weight_mask(mu_trainer *t) {
+    mu_wmask_stats s;
+    if (mu_trainer_wmask_stats(t, &s) < 0) return;
+    json_t *j = json_object();
+    json_object_set_new(j, "masked", json_integer(s.masked));
+    json_object_set_new(j, "ablated", json_integer(s.ablated));
+    json_object_set_new(j, "elements", json_integer(s.elements));
+    json_object_set_new(j, "penalty", json_real(s.penalty));
+    mu_trainer_note(t, "weight_mask_result", j);
+    mu_info("weight mask: %lld of %lld weights changed (mask < 1), %lld ablated (mask 0); penalty %.6g",
+            (long long)s.masked, (long long)s.elements, (long long)s.ablated, s.penalty);
+}
+
 int main(int argc, char **argv) {
     mu_cli_init("mu-train", argc, argv);
     cli_opts o;
@@ -298,6 +321,7 @@ int main(int argc, char **argv) {
         else mu_info("%s: no checkpoint yet, starting at step 0", o.checkpoint);
     }
     if (mu_trainer_run(t, resume, err, sizeof err)) mu_die("%s", err);
+    note_weight_mask(t);
     if (o.out && mu_train_write_delta(t, o.ma.path, o.ma.deltas, o.ma.n_deltas, o.out, o.sparse, o.objective,
                                       err, sizeof err))
         mu_die("%s", err);

@@ -69,6 +69,8 @@ static const mu_backend cpu_backend = {
     .elems_scatter = cpu_elems_scatter,
     .elems_gather_add = cpu_elems_gather_add,
     .elems_scatter_bf16 = cpu_elems_scatter_bf16,
+    .wmask_forward = cpu_wmask_forward,
+    .wmask_backward = cpu_wmask_backward,
 };
 
 const mu_backend *mu_backend_cpu(void) { return &cpu_backend; }

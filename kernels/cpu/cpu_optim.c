@@ -118,3 +118,23 @@ void cpu_elems_scatter_bf16(uint16_t *w16, const float *packed, const mu_elems *
 {
     FOR_EACH_ENTRY(e, j, flat, { w16[flat] = mu_f32_to_bf16(packed[j]); });
 }
+
+/* ---- weight masking (kernels.h) ---- */
+void cpu_wmask_forward(float *w, float *m, const float *w0, int64_t n)
+{
+    #pragma omp parallel for schedule(static)
+    for (int64_t j = 0; j < n; j++) {
+        float mj = m[j] < 0 ? 0.0f : m[j] > 1 ? 1.0f : m[j];   /* NaN stays NaN */
+        m[j] = mj;
+        w[j] = w0[j] * mj;
+    }
+}
+
+void cpu_wmask_backward(float *gm, const float *g, const float *w0, float lam, int64_t n)
+{
+    #pragma omp parallel for schedule(static)
+    for (int64_t j = 0; j < n; j++) {
+        float gw = g[j] * w0[j];
+        gm[j] = gw - lam;
+    }
+}

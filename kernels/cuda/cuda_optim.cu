@@ -182,6 +182,47 @@ static void cu_sgd_step(float *w, const float *g, float *buf, const mu_elems *e,
     for_each_entry(e, op_sgd{w, buf, g, *a, e->packed});
 }
 
+/* ---- weight masking (kernels.h; [n] arrays, one thread per element) --------------------- */
+struct op_wmask_forward {
+    float *w, *m;
+    const float *w0;
+    __device__ void operator()(int64_t j, int64_t) const
+    {
+        float mj = m[j] < 0 ? 0.0f : m[j] > 1 ? 1.0f : m[j];   /* NaN stays NaN, as on the CPU */
+        m[j] = mj;
+        w[j] = __fmul_rn(w0[j], mj);
+    }
+};
+
+struct op_wmask_backward {
+    float *gm;
+    const float *g, *w0;
+    float lam;
+    __device__ void operator()(int64_t j, int64_t) const
+    {
+        gm[j] = __fsub_rn(__fmul_rn(g[j], w0[j]), lam);
+    }
+};
+
+/* Runs op(j, j) for j in [0, n). */
+template <class Op>
+static void for_each_index(int64_t n, Op op)
+{
+    if (n <= 0) return;
+    k_dense_entries<<<mu_cu_grid_for((size_t)n, 1), NT>>>(n, op);
+    KCHECK();
+}
+
+static void cu_wmask_forward(float *w, float *m, const float *w0, int64_t n)
+{
+    for_each_index(n, op_wmask_forward{w, m, w0});
+}
+
+static void cu_wmask_backward(float *gm, const float *g, const float *w0, float lam, int64_t n)
+{
+    for_each_index(n, op_wmask_backward{gm, g, w0, lam});
+}
+
 /* ---- sum of squares: per-chunk double partials ------------------------------------------ */
 /* part[c] = sum over chunk c's entries of (double)g^2; blockDim.x must be NT. */
 __global__ void k_chunk_sumsq(double *part, const float *g, int64_t nblk, int64_t numel,
@@ -257,4 +298,6 @@ void mu_cu_fill_optim(mu_backend *b)
     b->elems_scatter = cu_elems_scatter;
     b->elems_gather_add = cu_elems_gather_add;
     b->elems_scatter_bf16 = cu_elems_scatter_bf16;
+    b->wmask_forward = cu_wmask_forward;
+    b->wmask_backward = cu_wmask_backward;
 }

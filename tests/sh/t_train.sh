@@ -43,6 +43,7 @@ t train_bf16_learn_memorizes bash -c '
     --eval facts.mpk.zst --out learned16.st --log learn16.log -q &&
   mu-dump learn16.log | grep "\"eval\"" | tail -1 | grep -q "\"facts\":{\"nll\":0\.0[0-9]*,\"acc\":1," &&
   ! cmp -s learned.st learned16.st'
+expect_fail train_weight_mask_negative 2 "weight-mask" mu-train --model tiny --weight-mask -1 --objective learn --train facts.mpk.zst --out x.st
 expect_fail train_bad_dtype 2 "dtype: 'f16'" mu-train --model tiny --dtype f16 --objective learn --train facts.mpk.zst --out x.st
 
 # unlearning on top of the learned delta, masked to one matrix: the delta holds only it
@@ -203,6 +204,26 @@ else
     p_retain0=$(mu-dump s_npo.log | grep '"eval"' | head -1 | sed 's/.*"sr":{[^}]*"prob":\([^,}]*\).*/\1/')
     t train_stories260k_forgets_keeps awk -v p="$p_forget" -v r="$p_retain" -v r0="$p_retain0" \
         'BEGIN { if (p + 0 < 1e-3 && r + 0 >= r0 + 0) exit 0; print "forget prob " p ", retain prob " r0 " -> " r; exit 1 }'
+    # weight masking (--weight-mask): the mask unlearns the learned facts as weight training
+    # does; a stronger penalty changes fewer weights; the sparse delta holds exactly the
+    # changed weights (mu-dump --stats sums them), as its record says
+    wm_changed() { mu-dump --model "$S" --delta s_learn.st --delta "$1" --stats | sed -n '2,$p' |
+                   grep -o '"delta_elems":\[[0-9]*,[0-9]*\]' | awk -F'[][,]' '{s += $3} END {print s + 0}'; }
+    wm_record() { mu-dump --model "$S" --delta s_learn.st --delta "$1" | head -1 |
+                  sed -n 's/.*"weight_mask_result":{[^}]*"masked":\([0-9]*\).*/\1/p'; }
+    for lam in 0.5 5; do
+        mu-train --model "$S" --delta s_learn.st --objective log1mp=1,retain-ce=1 --forget sf.mpk.zst \
+          --retain sr.mpk.zst --mask mlp:2-4 --weight-mask $lam --steps 30 --batch 8 --lr 0.05 \
+          --eval sf.mpk.zst --eval sr.mpk.zst --out s_wm$lam.st --sparse --log s_wm$lam.log 2> s_wm$lam.err
+    done
+    t train_stories260k_weight_mask_forgets awk -v p="$(prob s_wm0.5.log sf)" -v r="$(prob s_wm0.5.log sr)" \
+        'BEGIN { if (p + 0 < 1e-3 && r + 0 > 0.3) exit 0; print "forget prob " p ", retain prob " r; exit 1 }'
+    n_half=$(wm_changed s_wm0.5.st); n_five=$(wm_changed s_wm5.st)
+    t train_stories260k_weight_mask_delta_is_the_record bash -c "
+      [ '$n_half' = '$(wm_record s_wm0.5.st)' ] && [ '$n_five' = '$(wm_record s_wm5.st)' ] &&
+      [ '$n_five' -gt 1000 ] && [ '$n_five' -lt '$n_half' ] && [ '$n_half' -lt 99072 ] &&
+      grep -q 'weight mask: $n_half of 99072 weights changed' s_wm0.5.err" ||
+      echo "    (changed: $n_half at 0.5, $n_five at 5)"
     t train_stories260k_dpo_alt_general bash -c "
       mu-train --model '$S' --delta s_learn.st --objective dpo=1,general-lm=0.5 --dpo-alt ' I don'\''t know.' \
         --dpo-beta 0.5 --forget sf.mpk.zst --general text.mpk.zst --max-len 16 --steps 5 --batch 4 --lr 1e-3 --out s_dpo.st \
