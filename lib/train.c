@@ -538,11 +538,13 @@ int mu_trainer_wmask_stats(const mu_trainer *t, mu_wmask_stats *s) {
         for (int64_t j = 0; j < n; j++) {
             sum += 1.0 - (double)m[j];
             s->masked += m[j] < 1;
+            s->halved += m[j] <= 0.5f;
             s->ablated += m[j] == 0;
         }
         free(m);
     }
     s->elements = t->wm_total;
+    s->cut = sum;
     s->penalty = t->wm_total ? t->o.weight_mask_lambda * sum / (double)t->wm_total : 0;
     return 0;
 }

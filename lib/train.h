@@ -134,10 +134,10 @@ const mu_idxset *mu_trainer_trained_set(const mu_trainer *t, int i);
 size_t mu_trainer_optim_bytes(const mu_trainer *t);
 int64_t mu_trainer_step(const mu_trainer *t);
 /* Weight masking (opts.weight_mask): over the masked elements, the number whose mask is
- * below 1 (changed weights), the number at 0 (ablated), all of them, and the penalty
- * lambda * mean(1 - m) (sums in double, in element order). 0, or -1 when the run trains
- * weights. */
-typedef struct { int64_t masked, ablated, elements; double penalty; } mu_wmask_stats;
+ * below 1 (changed weights), at most 1/2 (halved), at 0 (ablated), all of them, the cut
+ * sum(1 - m) and the penalty lambda * cut / elements (sums in double, in element order).
+ * 0, or -1 when the run trains weights. */
+typedef struct { int64_t masked, halved, ablated, elements; double cut, penalty; } mu_wmask_stats;
 int mu_trainer_wmask_stats(const mu_trainer *t, mu_wmask_stats *s);
 /* The optimizer's gradient of trained tensor i as the last step (or loss_and_grad) left
  * it, [set->n] in entry order: dL/dw, or with weight masking dL/dm (penalty included). */

@@ -3,7 +3,8 @@
 # TSV (model, layer, train accuracy, forget-fact accuracy, majority-class accuracy) and, as a
 # third, the unlearning deltas' changes (changes.awk, which runs with it), as a fourth the paired
 # comparisons (baseline, kind, localization, format-split, accuracy difference, facts, its
-# interval, McNemar p), a table per baseline.
+# interval, McNemar p), a table per baseline, and as a fifth (WMASK) the weight masks
+# (localization, masked weights, changed, halved, ablated, cut, penalty).
 BEGIN { FS = "\t" }
 FNR == 1 { file++ }
 file == 2 {
@@ -18,6 +19,7 @@ file == 4 {
     if (!(($1, $3) in ploc)) { ploc[$1, $3]; pl[$1, ++npl[$1]] = $3 }
     next
 }
+file == 5 { wm[++nwm] = $1; wel[$1] = $2; wch[$1] = $3; whv[$1] = $4; wab[$1] = $5; wcut[$1] = $6; next }
 FNR == 1 { next }
 {
     split($2, kv, ","); g = ""
@@ -54,7 +56,30 @@ END {
     ci_table()
     for (i = 1; i <= npw; i++) paired_table(pw[i])
     change_table("unlearning", "the learned model")
+    if (nwm) wmask_table()
     if (nlayer) probe_table()
+}
+
+# Guo et al.'s weight masking: per localization, how many of its weights the trained mask
+# cut down (m < 1) and to zero, and what the masked model still knows
+function wmask_table(   i, l, m) {
+    print "\n## Weight masking\n"
+    printf "In each localization a mask m in [0, 1] over its weights (w = w0 m, from m = 1) was trained\n"
+    printf "instead of the weights, with the unlearning objective plus %s x mean(1 - m) (mu-train\n", wmask
+    printf "--weight-mask; %d steps, lr %s): how many weights must it cut down, or to zero, to\n", wmask_steps, wmask_lr
+    print "unlearn the facts there? The cut sum(1 - m) is the weight mass removed (what the penalty"
+    print "prices; with AdamW most masks move a little, so most weights change a little); then how"
+    print "many weights were at least halved and zeroed. Accuracies of the masked model (wmasked-*),"
+    print "choice accuracy.\n"
+    print "| localization | weights | cut sum(1 - m) | cut / weights | changed (m < 1) | halved (m <= 1/2) | ablated (m = 0) | cloze forget | question forget | mc forget | cloze maintain | MMLU |"
+    print "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    for (i = 1; i <= nwm; i++) {
+        l = wm[i]; m = "wmasked-" l
+        printf "| %s | %d | %.0f | %.4f | %d | %d | %d | %s | %s | %s | %s | %s |\n", l, wel[l], wcut[l],
+            wel[l] ? wcut[l] / wel[l] : 0, wch[l], whv[l], wab[l],
+            cell("choice_acc", m, "cloze", "forget"), cell("choice_acc", m, "question", "forget"),
+            cell("choice_acc", m, "mc", "forget"), cell("choice_acc", m, "cloze", "maintain"), cell("choice_acc", m, "mmlu", "test")
+    }
 }
 
 # the forget accuracies again, with their 95% intervals (Wilson; mu-score --ci): how large

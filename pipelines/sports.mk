@@ -25,6 +25,10 @@
 #           most raise its decodability;
 #   atp     output tracing: attribution patching (mu-attrib --method atp) over the prompt;
 #           the ATP_LAYERS MLPs whose output matters most for the forget answers.
+# WMASK=L adds Guo et al.'s weight masking: in each localization a mask over its weights is
+# trained instead of them (mu-train --weight-mask L), and the report counts the weights each
+# mask had to cut down (and to zero) to unlearn the facts, next to what the masked models
+# still know.
 # GENERAL=FILE adds Guo et al.'s general-text loss (next-token loss on a plain-text file,
 # theirs the Pile) to the unlearning objective.
 # Make rebuilds only what is stale: new attribution scores redo their mask, its unlearning,
@@ -53,6 +57,10 @@ UNLEARN_OBJ   ?= log1mp=1,retain-ce=1
 # next-token loss (general-lm=GENERAL_COEF) joins UNLEARN_OBJ; empty (default): none
 GENERAL       ?=
 GENERAL_COEF  ?= 1
+# weight masking (empty WMASK, the default: none): penalty, steps, learning rate
+WMASK         ?=
+WMASK_STEPS   ?= $(UNLEARN_STEPS)
+WMASK_LR      ?= 1e-2
 RELEARN_STEPS ?= 10
 RELEARN_LR    ?= 1e-4
 BATCH         ?= 16
@@ -87,12 +95,14 @@ ROWS_maintain := $(call row,$(N_FORGET))-$(call row,$(N_FACTS))
 ROWS_relearn  := $(call row,0)-$(call row,$(HALF))
 ROWS_heldout  := $(call row,$(HALF))-$(call row,$(N_FORGET))
 
-MODELS_EVAL := base learned $(foreach l,$(LOCS),unlearned-$(l) relearned-$(l))
+WMASK_LOCS  := $(if $(WMASK),$(LOCS))
+MODELS_EVAL := base learned $(foreach l,$(LOCS),unlearned-$(l) relearned-$(l)) $(foreach l,$(WMASK_LOCS),wmasked-$(l))
 # the deltas that make each model (applied in order on top of MODEL)
 DELTAS_base :=
 DELTAS_learned := $(RUN)/learned.st
 $(foreach l,$(LOCS),$(eval DELTAS_unlearned-$(l) := $(RUN)/learned.st $(RUN)/unlearn-$(l).st))
 $(foreach l,$(LOCS),$(eval DELTAS_relearned-$(l) := $(RUN)/learned.st $(RUN)/unlearn-$(l).st $(RUN)/relearn-$(l).st))
+$(foreach l,$(WMASK_LOCS),$(eval DELTAS_wmasked-$(l) := $(RUN)/learned.st $(RUN)/wmask-$(l).st))
 
 .PHONY: all report
 all report: $(RUN)/report.md
@@ -146,6 +156,30 @@ $(RUN)/relearn-$(1).st: $(RUN)/unlearn-$(1).st $(RUN)/tok/relearn.tok \
 	  --batch $(BATCH) --lr $(RELEARN_LR) --seed $(SEED) --log $(RUN)/relearn-$(1).log --out $$@
 endef
 $(foreach l,$(LOCS),$(eval $(call UNLEARN_RULE,$(l))))
+
+# weight masking: the unlearning's objective and data, a mask trained over the localization's
+# weights (w = w0 m, m in [0, 1]); the sparse delta holds the weights it changed
+define WMASK_RULE
+$(RUN)/wmask-$(1).st: $(RUN)/learned.st $(RUN)/tok/cloze-forget.tok $(RUN)/tok/cloze-maintain.tok \
+                      $(filter $(RUN)/%,$(MASK_$(1))) $(GENERAL_TOK) \
+                      $(call knobs,wmask-$(1),mask=$(MASK_$(1)) obj=$(UNLEARN_OBJ) general=$(GENERAL):$(GENERAL_COEF) \
+                        penalty=$(WMASK) steps=$(WMASK_STEPS) lr=$(WMASK_LR) batch=$(BATCH) seed=$(SEED))
+	$(JOB) mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) --delta $(RUN)/learned.st --mask $(MASK_$(1)) \
+	  --objective $(UNLEARN_OBJ)$(if $(GENERAL),$(comma)general-lm=$(GENERAL_COEF)) \
+	  --forget $(RUN)/tok/cloze-forget.tok $(addprefix --general ,$(GENERAL_TOK)) \
+	  --retain $(RUN)/tok/cloze-maintain.tok --weight-mask $(WMASK) --steps $(WMASK_STEPS) --batch $(BATCH) \
+	  --lr $(WMASK_LR) --seed $(SEED) --log $(RUN)/wmask-$(1).log --sparse --out $$@
+endef
+$(foreach l,$(WMASK_LOCS),$(eval $(call WMASK_RULE,$(l))))
+
+# localization, masked weights, weights the mask changed (m < 1), halved (m <= 1/2), ablated
+# (m = 0), the cut sum(1 - m), the penalty
+$(RUN)/wmask.tsv: $(MODEL) $(RUN)/learned.st $(foreach l,$(WMASK_LOCS),$(RUN)/wmask-$(l).st)
+	for l in $(WMASK_LOCS); do \
+	  mu-dump $(Q) --model $(MODEL) --delta $(RUN)/learned.st --delta $(RUN)/wmask-$$l.st | head -1 | \
+	    jq -r --arg l $$l '.delta_metadata[1].mu_train.weight_mask_result | [$$l, .elements, .masked, .halved, .ablated, .cut, .penalty] | @tsv' || exit 1; \
+	done > $@.tmp
+	mv $@.tmp $@
 
 # ---- evaluation ---------------------------------------------------------------------
 # $(RUN)/out/MODEL/FORMAT-SPLIT.out: choice log-probs of each record
@@ -237,12 +271,13 @@ $(RUN)/%.png: $(RUN)/attrib/%.scores
 	rm -f $@.tsv
 	mv $@.tmp $@
 
+WMASK_TSV := $(if $(WMASK),$(RUN)/wmask.tsv)
 $(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/paired.tsv pipelines/sports-report.awk \
-                  pipelines/changes.awk $(PLOTS) \
+                  pipelines/changes.awk $(PLOTS) $(WMASK_TSV) \
                   $(filter $(RUN)/%,$(foreach l,$(LOCS),$(MASK_$(l))))
 	awk -f pipelines/changes.awk -f pipelines/sports-report.awk -v models='$(MODELS_EVAL)' -v n_forget=$(N_FORGET) \
 	  -v n_facts=$(N_FACTS) -v rows='$(ROWS_all)' -v masks="$(foreach l,$(LOCS),$(l)=$(call mask_desc,$(MASK_$(l))))" \
 	  -v mmlu='$(MMLU_SUBJECT) ($(MMLU_N) questions)' -v probe_models='$(PROBE_MODELS)' \
-	  -v plots='$(notdir $(PLOTS))' \
-	  $< $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/paired.tsv > $@.tmp
+	  -v plots='$(notdir $(PLOTS))' -v wmask='$(WMASK)' -v wmask_steps=$(WMASK_STEPS) -v wmask_lr=$(WMASK_LR) \
+	  $< $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/paired.tsv $(WMASK_TSV) > $@.tmp
 	mv $@.tmp $@

@@ -523,7 +523,7 @@ TEST(train_weight_mask_scales_masked_weights_only) {
     float **before = snapshot(m);
     mu_trainer *t = wmask_trainer(m, &mask, 0.05, 0.2, 8, NULL, 0);
     CHECK_MSG(mu_trainer_run(t, NULL, err, sizeof err) == 0, "%s", err);
-    int64_t changed = 0, zeroed = 0, inside = 0;
+    int64_t changed = 0, zeroed = 0, halved = 0, inside = 0;
     double kept = 0;
     for (int i = 0; i < mu_model_n_params(m); i++) {
         mu_param *p = mu_model_param(m, i);
@@ -541,6 +541,7 @@ TEST(train_weight_mask_scales_masked_weights_only) {
                       p->info.name, (long long)e, w, w0);
             changed += w != w0;
             zeroed += w == 0;
+            halved += fabsf(w) <= 0.5f * fabsf(w0);
             kept += (double)w / w0;
         }
         free(now);
@@ -550,6 +551,8 @@ TEST(train_weight_mask_scales_masked_weights_only) {
     CHECK_EQ_INT(st.elements, inside);
     CHECK_EQ_INT(st.masked, changed);
     CHECK_EQ_INT(st.ablated, zeroed);
+    CHECK_EQ_INT(st.halved, halved);
+    CHECK_CLOSE(st.cut, (double)inside - kept, 1e-4, 0);
     CHECK_MSG(zeroed > 0 && changed > zeroed && changed < inside, "changed %lld, zeroed %lld of %lld",
               (long long)changed, (long long)zeroed, (long long)inside);
     CHECK_CLOSE(st.penalty, 0.05 * (1.0 - kept / (double)inside), 1e-5, 0);

@@ -273,12 +273,15 @@ static void note_weight_mask(mu_trainer *t) {
     if (mu_trainer_wmask_stats(t, &s) < 0) return;
     json_t *j = json_object();
     json_object_set_new(j, "masked", json_integer(s.masked));
+    json_object_set_new(j, "halved", json_integer(s.halved));
     json_object_set_new(j, "ablated", json_integer(s.ablated));
+    json_object_set_new(j, "cut", json_real(s.cut));
     json_object_set_new(j, "elements", json_integer(s.elements));
     json_object_set_new(j, "penalty", json_real(s.penalty));
     mu_trainer_note(t, "weight_mask_result", j);
-    mu_info("weight mask: %lld of %lld weights changed (mask < 1), %lld ablated (mask 0); penalty %.6g",
-            (long long)s.masked, (long long)s.elements, (long long)s.ablated, s.penalty);
+    mu_info("weight mask: %lld of %lld weights changed (mask < 1), %lld halved (mask <= 1/2), %lld ablated "
+            "(mask 0); cut sum(1 - mask) %.6g; penalty %.6g", (long long)s.masked, (long long)s.elements,
+            (long long)s.halved, (long long)s.ablated, s.cut, s.penalty);
 }
 
 int main(int argc, char **argv) {

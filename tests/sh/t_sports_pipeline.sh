@@ -163,6 +163,28 @@ mkdir -p "$T/run3" && ln -s "$T/run2/out" "$T/run3/out" && head -n 10 "$T/run2/p
 pool RUNS="$T/run $T/run3" POOL="$T/pool3" > "$T/log8" 2>&1
 t sports_pool_other_comparisons_refused bash -c "
   grep -q '^$T/run3/paired.tsv: other comparisons than $T/run/paired.tsv' '$T/log8' && [ ! -e '$T/pool3/paired.tsv' ]"
+# weight masking (WMASK): a mask per localization trained over its weights; the report's
+# table counts what each changed, as mu-dump --stats counts it in the sparse delta, which
+# touches only the localization's MLP matrices; the masked models are scored in every
+# format; then nothing is stale, and another penalty redoes the seven masks only
+if run WMASK=0.5 WMASK_STEPS=3 > "$T/wlog" 2>&1; then
+  t sports_pipeline_weight_mask bash -c "
+    [ \$(grep -cE '^\| (early|lookup|probe|late|all|atp|random) \| [0-9]+ \| [0-9]+ \| [01]\.[0-9]{4} \| [0-9]+ \| [0-9]+ \| [0-9]+ \|( [01]\.[0-9]{2} \|){5}\$' '$R') = 7 ] &&
+    [ \$(grep -cE '^\| wmasked-(early|lookup|probe|late|all|atp|random) \| [01]\.[0-9]{2} / ' '$R') = 7 ] &&
+    mu-dump --model '$M' --delta '$T/run/learned.st' --delta '$T/run/wmask-early.st' --stats | sed -n '2,\$p' |
+      jq -r 'select(.delta_elems[1] > 0) | [.layer, .role, .delta_elems[1]] | @tsv' > '$T/wm-early.tsv' &&
+    awk -F'\t' '\$1 < 1 || \$1 > 2 || \$2 !~ /^(gate|up|down)\$/ { bad = 1 } { n += \$3 } END { print n; exit bad }' '$T/wm-early.tsv' > '$T/wm-early.n' &&
+    awk -F'\t' -v n=\$(cat '$T/wm-early.n') '\$1 == \"early\" { ok = \$3 == n && n > 0 && \$3 <= \$2 && \$2 == 2 * 3 * 172 * 64 &&
+      \$5 <= \$4 && \$4 <= \$3 && \$6 > 0 && \$6 < \$3 } END { exit !ok }' '$T/run/wmask.tsv' &&
+    grep -qE '^\| early \| 66048 \| [0-9]+ \| [01]\.[0-9]{4} \| '\$(cat '$T/wm-early.n')' \| ' '$R'"
+  t sports_pipeline_weight_mask_knobs bash -c "$(declare -f run); T='$T'; ROOT='$ROOT'; MU_BIN='$MU_BIN'; SHARED_DATA='$SHARED_DATA'; M='$M'
+    [ \$(run WMASK=0.5 WMASK_STEPS=3 -n | grep -cE '^(pipelines/job.sh )?mu-') = 0 ] &&
+    run WMASK=2 WMASK_STEPS=3 -n > '$T/wplan' &&
+    [ \$(grep -cE '^(pipelines/job.sh )?mu-train .*--weight-mask 2 ' '$T/wplan') = 7 ] &&
+    [ \$(grep -cE '^(pipelines/job.sh )?mu-train' '$T/wplan') = 7 ]"
+else
+  fail sports_pipeline_weight_mask "$(tail -3 "$T/wlog" | tr '\n' ' ')"
+fi
 # general text (GENERAL): its next-token loss joins the unlearning objective; the tokenized
 # text is a new prerequisite, so the unlearning run is redone, with a general-lm term each step
 printf 'The quick brown fox jumps over the lazy dog. %.0s' $(seq 40) > "$T/general.txt"
