@@ -139,16 +139,22 @@ $(RUN)/tok/general.tok: $(GENERAL) $(MODEL)
 	@mkdir -p $(@D)
 	mu-tokenize $(Q) --model $(MODEL) --raw --out $@ $<
 GENERAL_TOK := $(if $(GENERAL),$(RUN)/tok/general.tok)
-define UNLEARN_RULE
-$(RUN)/unlearn-$(1).st: $(RUN)/learned.st $(RUN)/tok/cloze-forget.tok $(RUN)/tok/cloze-maintain.tok \
-                        $(filter $(RUN)/%,$(MASK_$(1))) $(GENERAL_TOK) \
-                        $(call knobs,unlearn-$(1),mask=$(MASK_$(1)) obj=$(UNLEARN_OBJ) general=$(GENERAL):$(GENERAL_COEF) \
-                          steps=$(UNLEARN_STEPS) lr=$(UNLEARN_LR) batch=$(BATCH) seed=$(SEED))
+# UNLEARNING_RULE LOC,NAME,KNOBS,OPTIONS: $(RUN)/NAME-LOC.st, mu-train on the learned model
+# masked to LOC with the unlearning objective and data (forget, maintain, general text);
+# KNOBS and OPTIONS: its own (steps, lr, ...)
+define UNLEARNING_RULE
+$(RUN)/$(2)-$(1).st: $(RUN)/learned.st $(RUN)/tok/cloze-forget.tok $(RUN)/tok/cloze-maintain.tok \
+                     $(filter $(RUN)/%,$(MASK_$(1))) $(GENERAL_TOK) \
+                     $(call knobs,$(2)-$(1),mask=$(MASK_$(1)) obj=$(UNLEARN_OBJ) general=$(GENERAL):$(GENERAL_COEF) \
+                       $(3) batch=$(BATCH) seed=$(SEED))
 	$(JOB) mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) --delta $(RUN)/learned.st --mask $(MASK_$(1)) \
 	  --objective $(UNLEARN_OBJ)$(if $(GENERAL),$(comma)general-lm=$(GENERAL_COEF)) \
 	  --forget $(RUN)/tok/cloze-forget.tok $(addprefix --general ,$(GENERAL_TOK)) \
-	  --retain $(RUN)/tok/cloze-maintain.tok --steps $(UNLEARN_STEPS) --batch $(BATCH) \
-	  --lr $(UNLEARN_LR) --seed $(SEED) --log $(RUN)/unlearn-$(1).log --out $$@
+	  --retain $(RUN)/tok/cloze-maintain.tok $(4) --batch $(BATCH) \
+	  --seed $(SEED) --log $(RUN)/$(2)-$(1).log --out $$@
+endef
+define UNLEARN_RULE
+$(call UNLEARNING_RULE,$(1),unlearn,steps=$(UNLEARN_STEPS) lr=$(UNLEARN_LR),--steps $(UNLEARN_STEPS) --lr $(UNLEARN_LR))
 $(RUN)/relearn-$(1).st: $(RUN)/unlearn-$(1).st $(RUN)/tok/relearn.tok \
                         $(call knobs,relearn,steps=$(RELEARN_STEPS) lr=$(RELEARN_LR) batch=$(BATCH) seed=$(SEED))
 	$(JOB) mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) --delta $(RUN)/learned.st --delta $(RUN)/unlearn-$(1).st \
@@ -160,15 +166,8 @@ $(foreach l,$(LOCS),$(eval $(call UNLEARN_RULE,$(l))))
 # weight masking: the unlearning's objective and data, a mask trained over the localization's
 # weights (w = w0 m, m in [0, 1]); the sparse delta holds the weights it changed
 define WMASK_RULE
-$(RUN)/wmask-$(1).st: $(RUN)/learned.st $(RUN)/tok/cloze-forget.tok $(RUN)/tok/cloze-maintain.tok \
-                      $(filter $(RUN)/%,$(MASK_$(1))) $(GENERAL_TOK) \
-                      $(call knobs,wmask-$(1),mask=$(MASK_$(1)) obj=$(UNLEARN_OBJ) general=$(GENERAL):$(GENERAL_COEF) \
-                        penalty=$(WMASK) steps=$(WMASK_STEPS) lr=$(WMASK_LR) batch=$(BATCH) seed=$(SEED))
-	$(JOB) mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) --delta $(RUN)/learned.st --mask $(MASK_$(1)) \
-	  --objective $(UNLEARN_OBJ)$(if $(GENERAL),$(comma)general-lm=$(GENERAL_COEF)) \
-	  --forget $(RUN)/tok/cloze-forget.tok $(addprefix --general ,$(GENERAL_TOK)) \
-	  --retain $(RUN)/tok/cloze-maintain.tok --weight-mask $(WMASK) --steps $(WMASK_STEPS) --batch $(BATCH) \
-	  --lr $(WMASK_LR) --seed $(SEED) --log $(RUN)/wmask-$(1).log --sparse --out $$@
+$(call UNLEARNING_RULE,$(1),wmask,penalty=$(WMASK) steps=$(WMASK_STEPS) lr=$(WMASK_LR),\
+  --weight-mask $(WMASK) --steps $(WMASK_STEPS) --lr $(WMASK_LR) --sparse)
 endef
 $(foreach l,$(WMASK_LOCS),$(eval $(call WMASK_RULE,$(l))))
 

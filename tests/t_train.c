@@ -434,6 +434,7 @@ static void wmask_mask(mu_model *m, mu_mask *mask) {
     for (int64_t u = 0; u < p->numel; u++) mu_mask_set(t, u, 1);
 }
 
+/* lambda < 0: weight training, the same otherwise */
 static mu_trainer *wmask_trainer(mu_model *m, const mu_mask *mask, double lambda, double lr, int64_t steps,
                                  const char *ckpt, int64_t every) {
     mu_train_opts o;
@@ -441,7 +442,7 @@ static mu_trainer *wmask_trainer(mu_model *m, const mu_mask *mask, double lambda
     char err[512];
     CHECK(mu_objective_parse("log1mp=1,retain-ce=0.5", o.coef, err, sizeof err) == 0);
     o.batch = 3; o.accum = 2; o.steps = steps; o.seed = 9; o.opt.lr = lr; o.log1mp_floor = -50;
-    o.weight_mask = 1; o.weight_mask_lambda = lambda;
+    o.weight_mask = lambda >= 0; o.weight_mask_lambda = lambda;
     o.checkpoint = ckpt; o.checkpoint_every = every;
     mu_trainer *t = mu_trainer_new(m, NULL, mask, &o, err, sizeof err);
     CHECK_MSG(t, "%s", err);
@@ -585,18 +586,8 @@ TEST(train_weight_mask_scales_masked_weights_only) {
     CHECK_MSG(mu_trainer_run(t, ck, err, sizeof err) == 0, "%s", err);
     check_same_params(m, c, "resumed weight-mask run");
     mu_trainer_free(t);
-    /* a checkpoint of weight training is not a mask's */
-    mu_train_opts o;
-    mu_train_opts_default(&o);
-    o.coef[MU_OBJ_LOG1MP] = 1; o.coef[MU_OBJ_RETAIN_CE] = 0.5;
-    o.batch = 3; o.accum = 2; o.steps = 8; o.seed = 9; o.opt.lr = 0.2; o.log1mp_floor = -50;
-    t = mu_trainer_new(c, NULL, &mask, &o, err, sizeof err);
-    CHECK_MSG(t, "%s", err);
-    mu_train_set f, r;
-    facts(&f, 5, 7, 0);
-    facts(&r, 5, 8, 0);
-    mu_trainer_set_data(t, MU_DATA_FORGET, &f);
-    mu_trainer_set_data(t, MU_DATA_RETAIN, &r);
+    /* a mask's checkpoint does not resume weight training */
+    t = wmask_trainer(c, &mask, -1, 0.2, 8, NULL, 0);
     CHECK(mu_trainer_run(t, ck, err, sizeof err) < 0);
     CHECK_MSG(strstr(err, "other training options"), "%s", err);
     CHECK(mu_trainer_wmask_stats(t, &st) < 0);
