@@ -250,10 +250,10 @@ struct mu_backend {
     /* ---- weight masking (mu-train --weight-mask: Guo et al.'s learned weight masks) ---
      * The n trained elements of a tensor (entry order: [n] arrays, like a packed tensor's
      * master and gradient) are w = w0 * m, the mask m in [0, 1] trained in their place
-     * (from 1) under the penalty lambda * mean(1 - m) over every masked element.
+     * (from 1) under the penalty lambda * sum(1 - m) over every masked element.
      * forward:  m[j] = min(max(m[j], 0), 1) (in place: the projection after an update);
      *           w[j] = w0[j] * m[j]
-     * backward: gm[j] = g[j] * w0[j] - lam   (g = dL/dw; lam = lambda / elements masked)
+     * backward: gm[j] = g[j] * w0[j] - lam   (g = dL/dw; lam = lambda, the penalty's slope)
      * one f32 operation each, in this order: the backends agree bit for bit. */
     void (*wmask_forward)(float *w, float *m, const float *w0, int64_t n);
     void (*wmask_backward)(float *gm, const float *g, const float *w0, float lam, int64_t n);

@@ -521,7 +521,7 @@ static void trained_changed(mu_trainer *t, int i) {
 /* dL/dm of every masked tensor from the model's dL/dw, with the penalty's share. */
 static void wmask_grads(mu_trainer *t) {
     if (!t->o.weight_mask) return;
-    float lam = (float)(t->o.weight_mask_lambda / (double)t->wm_total);
+    float lam = (float)t->o.weight_mask_lambda;
     for (int i = 0; i < t->nt; i++)
         mu_model_backend(t->m)->wmask_backward(t->wm[i].g, mu_model_param(t->m, t->pidx[i])->g,
                                                t->wm[i].w0, lam, t->wm[i].n);
@@ -545,7 +545,7 @@ int mu_trainer_wmask_stats(const mu_trainer *t, mu_wmask_stats *s) {
     }
     s->elements = t->wm_total;
     s->cut = sum;
-    s->penalty = t->wm_total ? t->o.weight_mask_lambda * sum / (double)t->wm_total : 0;
+    s->penalty = t->o.weight_mask_lambda * sum;
     return 0;
 }
 

@@ -93,7 +93,7 @@ typedef struct {
     int weight_mask;         /* 1: train a mask m in [0, 1] over the masked elements (w = w0 * m,
                                 m from 1, projected after every update) instead of the weights:
                                 Guo et al.'s weight masking (kernels.h wmask_forward/backward) */
-    double weight_mask_lambda; /* its penalty: lambda * mean(1 - m) over the masked elements */
+    double weight_mask_lambda; /* its penalty: lambda * sum(1 - m) over the masked elements */
 } mu_train_opts;
 void mu_train_opts_default(mu_train_opts *o);
 
@@ -135,7 +135,7 @@ size_t mu_trainer_optim_bytes(const mu_trainer *t);
 int64_t mu_trainer_step(const mu_trainer *t);
 /* Weight masking (opts.weight_mask): over the masked elements, the number whose mask is
  * below 1 (changed weights), at most 1/2 (halved), at 0 (ablated), all of them, the cut
- * sum(1 - m) and the penalty lambda * cut / elements (sums in double, in element order).
+ * sum(1 - m) and the penalty lambda * cut (sums in double, in element order).
  * 0, or -1 when the run trains weights. */
 typedef struct { int64_t masked, halved, ablated, elements; double cut, penalty; } mu_wmask_stats;
 int mu_trainer_wmask_stats(const mu_trainer *t, mu_wmask_stats *s);

@@ -65,12 +65,12 @@ END {
 function wmask_table(   i, l, m) {
     print "\n## Weight masking\n"
     printf "In each localization a mask m in [0, 1] over its weights (w = w0 m, from m = 1) was trained\n"
-    printf "instead of the weights, with the unlearning objective plus %s x mean(1 - m) (mu-train\n", wmask
-    printf "--weight-mask; %d steps, lr %s): how many weights must it cut down, or to zero, to\n", wmask_steps, wmask_lr
-    print "unlearn the facts there? The cut sum(1 - m) is the weight mass removed (what the penalty"
-    print "prices; with AdamW most masks move a little, so most weights change a little); then how"
-    print "many weights were at least halved and zeroed. Accuracies of the masked model (wmasked-*),"
-    print "choice accuracy.\n"
+    printf "instead of the weights, with the unlearning objective plus %s x sum(1 - m), the same price\n", wmask
+    printf "for every weight (mu-train --weight-mask; %s, lr %s, %d steps): how much weight must be cut\n",
+        wmask_opt, wmask_lr, wmask_steps
+    print "there to unlearn the facts, and what does the masked model (wmasked-*) still know? The cut"
+    print "sum(1 - m) is the weight mass removed; then how many weights changed at all, were at least"
+    print "halved, were zeroed. Choice accuracy.\n"
     print "| localization | weights | cut sum(1 - m) | cut / weights | changed (m < 1) | halved (m <= 1/2) | ablated (m = 0) | cloze forget | question forget | mc forget | cloze maintain | MMLU |"
     print "|---|---|---|---|---|---|---|---|---|---|---|---|"
     for (i = 1; i <= nwm; i++) {

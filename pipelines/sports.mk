@@ -57,10 +57,14 @@ UNLEARN_OBJ   ?= log1mp=1,retain-ce=1
 # next-token loss (general-lm=GENERAL_COEF) joins UNLEARN_OBJ; empty (default): none
 GENERAL       ?=
 GENERAL_COEF  ?= 1
-# weight masking (empty WMASK, the default: none): penalty, steps, learning rate
+# weight masking (empty WMASK, the default: none): the price of a weight (mu-train
+# --weight-mask; 1e-4 for SmolLM2), steps, optimizer and learning rate. Plain SGD: a mask
+# then moves in proportion to its weight's saliency |w dL/dw| (AdamW moves every mask by
+# about the step size, so the cut would follow the step size more than the need)
 WMASK         ?=
 WMASK_STEPS   ?= $(UNLEARN_STEPS)
-WMASK_LR      ?= 1e-2
+WMASK_OPT     ?= sgd
+WMASK_LR      ?= 3
 RELEARN_STEPS ?= 10
 RELEARN_LR    ?= 1e-4
 BATCH         ?= 16
@@ -166,8 +170,8 @@ $(foreach l,$(LOCS),$(eval $(call UNLEARN_RULE,$(l))))
 # weight masking: the unlearning's objective and data, a mask trained over the localization's
 # weights (w = w0 m, m in [0, 1]); the sparse delta holds the weights it changed
 define WMASK_RULE
-$(call UNLEARNING_RULE,$(1),wmask,penalty=$(WMASK) steps=$(WMASK_STEPS) lr=$(WMASK_LR),\
-  --weight-mask $(WMASK) --steps $(WMASK_STEPS) --lr $(WMASK_LR) --sparse)
+$(call UNLEARNING_RULE,$(1),wmask,penalty=$(WMASK) steps=$(WMASK_STEPS) opt=$(WMASK_OPT) lr=$(WMASK_LR),\
+  --weight-mask $(WMASK) --steps $(WMASK_STEPS) --optimizer $(WMASK_OPT) --lr $(WMASK_LR) --sparse)
 endef
 $(foreach l,$(WMASK_LOCS),$(eval $(call WMASK_RULE,$(l))))
 
@@ -278,5 +282,6 @@ $(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/
 	  -v n_facts=$(N_FACTS) -v rows='$(ROWS_all)' -v masks="$(foreach l,$(LOCS),$(l)=$(call mask_desc,$(MASK_$(l))))" \
 	  -v mmlu='$(MMLU_SUBJECT) ($(MMLU_N) questions)' -v probe_models='$(PROBE_MODELS)' \
 	  -v plots='$(notdir $(PLOTS))' -v wmask='$(WMASK)' -v wmask_steps=$(WMASK_STEPS) -v wmask_lr=$(WMASK_LR) \
+	  -v wmask_opt=$(WMASK_OPT) \
 	  $< $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/paired.tsv $(WMASK_TSV) > $@.tmp
 	mv $@.tmp $@

@@ -508,7 +508,7 @@ static float **train_on(const mu_backend *be, mu_opt_kind kind, int wmask, const
     o.checkpoint_every = every;
     if (wmask) {               /* weight masking: the mask trains, w = w0 * m */
         o.weight_mask = 1;
-        o.weight_mask_lambda = 0.1;
+        o.weight_mask_lambda = 1e-3;
         o.opt.lr = 0.05;
         o.opt.weight_decay = 0;
     }

@@ -69,7 +69,7 @@ static const char usage[] =
     "      --accum N           micro-batches per step (default 1)\n"
     "      --seed N            data order and RMU vector (default 0); same seed, same bits\n"
     "      --weight-mask L     train a mask m in [0,1] over the masked weights instead of the\n"
-    "                          weights (w = w0*m, m from 1), penalty L * mean(1 - m): Guo et\n"
+    "                          weights (w = w0*m, m from 1), penalty L * sum(1 - m): Guo et\n"
     "                          al.'s weight masking; the --sparse delta holds what it changed\n"
     "Outputs:\n"
     "  -o, --out FILE          delta (safetensors) of the trained tensors, new values\n"
@@ -186,7 +186,7 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
         case O_SEED: o->t.seed = (uint64_t)mu_parse_int("--seed", optarg, 0, LONG_MAX); break;
         case O_WMASK:
             o->t.weight_mask = 1;
-            o->t.weight_mask_lambda = mu_parse_real("--weight-mask", optarg, 0, DBL_MAX);
+            o->t.weight_mask_lambda = mu_parse_real("--weight-mask", optarg, 0, 1e30);
             break;
         case 'o': o->out = optarg; break;
         case O_SPARSE: o->sparse = 1; break;

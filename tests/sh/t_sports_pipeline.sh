@@ -167,7 +167,7 @@ t sports_pool_other_comparisons_refused bash -c "
 # table counts what each changed, as mu-dump --stats counts it in the sparse delta, which
 # touches only the localization's MLP matrices; the masked models are scored in every
 # format; then nothing is stale, and another penalty redoes the seven masks only
-if run WMASK=0.5 WMASK_STEPS=3 > "$T/wlog" 2>&1; then
+if run WMASK=1e-5 WMASK_STEPS=3 > "$T/wlog" 2>&1; then
   t sports_pipeline_weight_mask bash -c "
     [ \$(grep -cE '^\| (early|lookup|probe|late|all|atp|random) \| [0-9]+ \| [0-9]+ \| [01]\.[0-9]{4} \| [0-9]+ \| [0-9]+ \| [0-9]+ \|( [01]\.[0-9]{2} \|){5}\$' '$R') = 7 ] &&
     [ \$(grep -cE '^\| wmasked-(early|lookup|probe|late|all|atp|random) \| [01]\.[0-9]{2} / ' '$R') = 7 ] &&
@@ -178,9 +178,9 @@ if run WMASK=0.5 WMASK_STEPS=3 > "$T/wlog" 2>&1; then
       \$5 <= \$4 && \$4 <= \$3 && \$6 > 0 && \$6 < \$3 } END { exit !ok }' '$T/run/wmask.tsv' &&
     grep -qE '^\| early \| 66048 \| [0-9]+ \| [01]\.[0-9]{4} \| '\$(cat '$T/wm-early.n')' \| ' '$R'"
   t sports_pipeline_weight_mask_knobs bash -c "$(declare -f run); T='$T'; ROOT='$ROOT'; MU_BIN='$MU_BIN'; SHARED_DATA='$SHARED_DATA'; M='$M'
-    [ \$(run WMASK=0.5 WMASK_STEPS=3 -n | grep -cE '^(pipelines/job.sh )?mu-') = 0 ] &&
-    run WMASK=2 WMASK_STEPS=3 -n > '$T/wplan' &&
-    [ \$(grep -cE '^(pipelines/job.sh )?mu-train .*--weight-mask 2 ' '$T/wplan') = 7 ] &&
+    [ \$(run WMASK=1e-5 WMASK_STEPS=3 -n | grep -cE '^(pipelines/job.sh )?mu-') = 0 ] &&
+    run WMASK=2e-5 WMASK_STEPS=3 -n > '$T/wplan' &&
+    [ \$(grep -cE '^(pipelines/job.sh )?mu-train .*--weight-mask 2e-5 --steps 3 --optimizer sgd --lr 3 ' '$T/wplan') = 7 ] &&
     [ \$(grep -cE '^(pipelines/job.sh )?mu-train' '$T/wplan') = 7 ]"
 else
   fail sports_pipeline_weight_mask "$(tail -3 "$T/wlog" | tr '\n' ' ')"

@@ -211,19 +211,19 @@ else
                    grep -o '"delta_elems":\[[0-9]*,[0-9]*\]' | awk -F'[][,]' '{s += $3} END {print s + 0}'; }
     wm_record() { mu-dump --model "$S" --delta s_learn.st --delta "$1" | head -1 |
                   sed -n 's/.*"weight_mask_result":{[^}]*"masked":\([0-9]*\).*/\1/p'; }
-    for lam in 0.5 5; do
+    for lam in 5e-6 5e-5; do
         mu-train --model "$S" --delta s_learn.st --objective log1mp=1,retain-ce=1 --forget sf.mpk.zst \
           --retain sr.mpk.zst --mask mlp:2-4 --weight-mask $lam --steps 30 --batch 8 --lr 0.05 \
           --eval sf.mpk.zst --eval sr.mpk.zst --out s_wm$lam.st --sparse --log s_wm$lam.log 2> s_wm$lam.err
     done
-    t train_stories260k_weight_mask_forgets awk -v p="$(prob s_wm0.5.log sf)" -v r="$(prob s_wm0.5.log sr)" \
+    t train_stories260k_weight_mask_forgets awk -v p="$(prob s_wm5e-6.log sf)" -v r="$(prob s_wm5e-6.log sr)" \
         'BEGIN { if (p + 0 < 1e-3 && r + 0 > 0.3) exit 0; print "forget prob " p ", retain prob " r; exit 1 }'
-    n_half=$(wm_changed s_wm0.5.st); n_five=$(wm_changed s_wm5.st)
+    n_half=$(wm_changed s_wm5e-6.st); n_five=$(wm_changed s_wm5e-5.st)
     t train_stories260k_weight_mask_delta_is_the_record bash -c "
-      [ '$n_half' = '$(wm_record s_wm0.5.st)' ] && [ '$n_five' = '$(wm_record s_wm5.st)' ] &&
+      [ '$n_half' = '$(wm_record s_wm5e-6.st)' ] && [ '$n_five' = '$(wm_record s_wm5e-5.st)' ] &&
       [ '$n_five' -gt 1000 ] && [ '$n_five' -lt '$n_half' ] && [ '$n_half' -lt 99072 ] &&
-      grep -q 'weight mask: $n_half of 99072 weights changed' s_wm0.5.err" ||
-      echo "    (changed: $n_half at 0.5, $n_five at 5)"
+      grep -q 'weight mask: $n_half of 99072 weights changed' s_wm5e-6.err" ||
+      echo "    (changed: $n_half at 5e-6, $n_five at 5e-5)"
     t train_stories260k_dpo_alt_general bash -c "
       mu-train --model '$S' --delta s_learn.st --objective dpo=1,general-lm=0.5 --dpo-alt ' I don'\''t know.' \
         --dpo-beta 0.5 --forget sf.mpk.zst --general text.mpk.zst --max-len 16 --steps 5 --batch 4 --lr 1e-3 --out s_dpo.st \
