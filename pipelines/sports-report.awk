@@ -4,7 +4,7 @@
 # third, the unlearning deltas' changes (changes.awk, which runs with it), as a fourth the paired
 # comparisons (baseline, kind, localization, format-split, accuracy difference, facts, its
 # interval, McNemar p), a table per baseline, and as a fifth (WMASK) the weight masks
-# (localization, masked weights, changed, halved, ablated, cut, penalty).
+# (localization, price, masked weights, changed, halved, ablated, cut, penalty).
 BEGIN { FS = "\t" }
 FNR == 1 { file++ }
 file == 2 {
@@ -19,7 +19,8 @@ file == 4 {
     if (!(($1, $3) in ploc)) { ploc[$1, $3]; pl[$1, ++npl[$1]] = $3 }
     next
 }
-file == 5 { wm[++nwm] = $1; wel[$1] = $2; wch[$1] = $3; whv[$1] = $4; wab[$1] = $5; wcut[$1] = $6; next }
+file == 5 { k = $1 "-" $2; wm[++nwm] = k; wl[k] = $1; wp[k] = $2; wel[k] = $3; wch[k] = $4; whv[k] = $5; wab[k] = $6
+            wcut[k] = $7; next }
 FNR == 1 { next }
 {
     split($2, kv, ","); g = ""
@@ -60,26 +61,27 @@ END {
     if (nlayer) probe_table()
 }
 
-# Guo et al.'s weight masking: per localization, how many of its weights the trained mask
-# cut down (m < 1) and to zero, and what the masked model still knows
-function wmask_table(   i, l, m) {
+# Guo et al.'s weight masking: per localization and price, the weight the trained mask cut,
+# how many weights it changed, halved and zeroed, and what the masked model still knows
+function wmask_table(   i, k, m) {
     print "\n## Weight masking\n"
-    printf "In each localization a mask m in [0, 1] over its weights (w = w0 m, from m = 1) was trained\n"
-    printf "instead of the weights, with the unlearning objective plus %s x sum(1 - m), the same price\n", wmask
-    printf "for every weight (mu-train --weight-mask; %s, lr %s, %d steps): how much weight must be cut\n",
-        wmask_opt, wmask_lr, wmask_steps
-    print "there to unlearn the facts, and what does the masked model (wmasked-*) still know? The cut"
-    print "sum(1 - m) is the weight mass removed; then how many weights changed at all, were at least"
-    print "halved, were zeroed. Choice accuracy.\n"
-    print "| localization | weights | cut sum(1 - m) | cut / weights | changed (m < 1) | halved (m <= 1/2) | ablated (m = 0) | cloze forget | question forget | mc forget | cloze maintain | MMLU |"
-    print "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    print "In each localization a mask m in [0, 1] over its weights (w = w0 m, from m = 1) was trained"
+    printf "instead of the weights, with the unlearning objective plus L sum(1 - m), L the same price for\n"
+    printf "every weight (mu-train --weight-mask L; L = %s; %s, lr %s, %d steps): how much weight must\n",
+        wmask, wmask_opt, wmask_lr, wmask_steps
+    print "be cut there to unlearn the facts, and what does the masked model (wmasked-*) still know?"
+    print "The cut sum(1 - m) is the weight mass removed; then how many weights changed at all, were at"
+    print "least halved, were zeroed. Choice accuracy.\n"
+    print "| localization | L | weights | cut sum(1 - m) | cut / weights | changed (m < 1) | halved (m <= 1/2) | ablated (m = 0) | cloze forget | question forget | mc forget | cloze maintain | MMLU |"
+    print "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     for (i = 1; i <= nwm; i++) {
-        l = wm[i]; m = "wmasked-" l
-        printf "| %s | %d | %.0f | %.4f | %d | %d | %d | %s | %s | %s | %s | %s |\n", l, wel[l], wcut[l],
-            wel[l] ? wcut[l] / wel[l] : 0, wch[l], whv[l], wab[l],
+        k = wm[i]; m = "wmasked-" k
+        printf "| %s | %s | %d | %.0f | %.4f | %d | %d | %d | %s | %s | %s | %s | %s |\n", wl[k], wp[k], wel[k], wcut[k],
+            wel[k] ? wcut[k] / wel[k] : 0, wch[k], whv[k], wab[k],
             cell("choice_acc", m, "cloze", "forget"), cell("choice_acc", m, "question", "forget"),
             cell("choice_acc", m, "mc", "forget"), cell("choice_acc", m, "cloze", "maintain"), cell("choice_acc", m, "mmlu", "test")
     }
+    if (plots ~ /wmask\.png/) print "\n![weight masking: cloze forget accuracy against the cut](wmask.png)"
 }
 
 # the forget accuracies again, with their 95% intervals (Wilson; mu-score --ci): how large

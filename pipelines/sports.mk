@@ -25,10 +25,11 @@
 #           most raise its decodability;
 #   atp     output tracing: attribution patching (mu-attrib --method atp) over the prompt;
 #           the ATP_LAYERS MLPs whose output matters most for the forget answers.
-# WMASK=L adds Guo et al.'s weight masking: in each localization a mask over its weights is
-# trained instead of them (mu-train --weight-mask L), and the report counts the weights each
-# mask had to cut down (and to zero) to unlearn the facts, next to what the masked models
-# still know.
+# WMASK='L ...' adds Guo et al.'s weight masking: in each localization a mask over its
+# weights is trained instead of them (mu-train --weight-mask L, L the price of a weight), and
+# the report counts the weight each mask cut (and the weights it zeroed) to unlearn the
+# facts, next to what the masked models still know; several prices trace, per localization,
+# forget accuracy against the cut.
 # GENERAL=FILE adds Guo et al.'s general-text loss (next-token loss on a plain-text file,
 # theirs the Pile) to the unlearning objective.
 # Make rebuilds only what is stale: new attribution scores redo their mask, its unlearning,
@@ -57,8 +58,8 @@ UNLEARN_OBJ   ?= log1mp=1,retain-ce=1
 # next-token loss (general-lm=GENERAL_COEF) joins UNLEARN_OBJ; empty (default): none
 GENERAL       ?=
 GENERAL_COEF  ?= 1
-# weight masking (empty WMASK, the default: none): the price of a weight (mu-train
-# --weight-mask; 1e-4 for SmolLM2), steps, optimizer and learning rate. Plain SGD: a mask
+# weight masking (empty WMASK, the default: none): the prices of a weight, one run each
+# (mu-train --weight-mask; e.g. '1e-5 1e-4 1e-3' for SmolLM2), steps, optimizer and lr. Plain SGD: a mask
 # then moves in proportion to its weight's saliency |w dL/dw| (AdamW moves every mask by
 # about the step size, so the cut would follow the step size more than the need)
 WMASK         ?=
@@ -99,14 +100,14 @@ ROWS_maintain := $(call row,$(N_FORGET))-$(call row,$(N_FACTS))
 ROWS_relearn  := $(call row,0)-$(call row,$(HALF))
 ROWS_heldout  := $(call row,$(HALF))-$(call row,$(N_FORGET))
 
-WMASK_LOCS  := $(if $(WMASK),$(LOCS))
-MODELS_EVAL := base learned $(foreach l,$(LOCS),unlearned-$(l) relearned-$(l)) $(foreach l,$(WMASK_LOCS),wmasked-$(l))
+WMASK_RUNS  := $(foreach l,$(LOCS),$(foreach p,$(WMASK),$(l)-$(p)))   # localization-price
+MODELS_EVAL := base learned $(foreach l,$(LOCS),unlearned-$(l) relearned-$(l)) $(foreach r,$(WMASK_RUNS),wmasked-$(r))
 # the deltas that make each model (applied in order on top of MODEL)
 DELTAS_base :=
 DELTAS_learned := $(RUN)/learned.st
 $(foreach l,$(LOCS),$(eval DELTAS_unlearned-$(l) := $(RUN)/learned.st $(RUN)/unlearn-$(l).st))
 $(foreach l,$(LOCS),$(eval DELTAS_relearned-$(l) := $(RUN)/learned.st $(RUN)/unlearn-$(l).st $(RUN)/relearn-$(l).st))
-$(foreach l,$(WMASK_LOCS),$(eval DELTAS_wmasked-$(l) := $(RUN)/learned.st $(RUN)/wmask-$(l).st))
+$(foreach r,$(WMASK_RUNS),$(eval DELTAS_wmasked-$(r) := $(RUN)/learned.st $(RUN)/wmask-$(r).st))
 
 .PHONY: all report
 all report: $(RUN)/report.md
@@ -143,19 +144,19 @@ $(RUN)/tok/general.tok: $(GENERAL) $(MODEL)
 	@mkdir -p $(@D)
 	mu-tokenize $(Q) --model $(MODEL) --raw --out $@ $<
 GENERAL_TOK := $(if $(GENERAL),$(RUN)/tok/general.tok)
-# UNLEARNING_RULE LOC,NAME,KNOBS,OPTIONS: $(RUN)/NAME-LOC.st, mu-train on the learned model
-# masked to LOC with the unlearning objective and data (forget, maintain, general text);
-# KNOBS and OPTIONS: its own (steps, lr, ...)
+# UNLEARNING_RULE LOC,NAME,KNOBS,OPTIONS[,SUFFIX]: $(RUN)/NAME-LOCSUFFIX.st, mu-train on the
+# learned model masked to LOC with the unlearning objective and data (forget, maintain,
+# general text); KNOBS and OPTIONS: its own (steps, lr, ...)
 define UNLEARNING_RULE
-$(RUN)/$(2)-$(1).st: $(RUN)/learned.st $(RUN)/tok/cloze-forget.tok $(RUN)/tok/cloze-maintain.tok \
+$(RUN)/$(2)-$(1)$(5).st: $(RUN)/learned.st $(RUN)/tok/cloze-forget.tok $(RUN)/tok/cloze-maintain.tok \
                      $(filter $(RUN)/%,$(MASK_$(1))) $(GENERAL_TOK) \
-                     $(call knobs,$(2)-$(1),mask=$(MASK_$(1)) obj=$(UNLEARN_OBJ) general=$(GENERAL):$(GENERAL_COEF) \
+                     $(call knobs,$(2)-$(1)$(5),mask=$(MASK_$(1)) obj=$(UNLEARN_OBJ) general=$(GENERAL):$(GENERAL_COEF) \
                        $(3) batch=$(BATCH) seed=$(SEED))
 	$(JOB) mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) --delta $(RUN)/learned.st --mask $(MASK_$(1)) \
 	  --objective $(UNLEARN_OBJ)$(if $(GENERAL),$(comma)general-lm=$(GENERAL_COEF)) \
 	  --forget $(RUN)/tok/cloze-forget.tok $(addprefix --general ,$(GENERAL_TOK)) \
 	  --retain $(RUN)/tok/cloze-maintain.tok $(4) --batch $(BATCH) \
-	  --seed $(SEED) --log $(RUN)/$(2)-$(1).log --out $$@
+	  --seed $(SEED) --log $(RUN)/$(2)-$(1)$(5).log --out $$@
 endef
 define UNLEARN_RULE
 $(call UNLEARNING_RULE,$(1),unlearn,steps=$(UNLEARN_STEPS) lr=$(UNLEARN_LR),--steps $(UNLEARN_STEPS) --lr $(UNLEARN_LR))
@@ -167,21 +168,35 @@ $(RUN)/relearn-$(1).st: $(RUN)/unlearn-$(1).st $(RUN)/tok/relearn.tok \
 endef
 $(foreach l,$(LOCS),$(eval $(call UNLEARN_RULE,$(l))))
 
-# weight masking: the unlearning's objective and data, a mask trained over the localization's
-# weights (w = w0 m, m in [0, 1]); the sparse delta holds the weights it changed
+# weight masking at price P: the unlearning's objective and data, a mask trained over the
+# localization's weights (w = w0 m, m in [0, 1]); the sparse delta holds the weights it
+# changed: $(RUN)/wmask-LOC-P.st
 define WMASK_RULE
-$(call UNLEARNING_RULE,$(1),wmask,penalty=$(WMASK) steps=$(WMASK_STEPS) opt=$(WMASK_OPT) lr=$(WMASK_LR),\
-  --weight-mask $(WMASK) --steps $(WMASK_STEPS) --optimizer $(WMASK_OPT) --lr $(WMASK_LR) --sparse)
+$(call UNLEARNING_RULE,$(1),wmask,penalty=$(2) steps=$(WMASK_STEPS) opt=$(WMASK_OPT) lr=$(WMASK_LR),\
+  --weight-mask $(2) --steps $(WMASK_STEPS) --optimizer $(WMASK_OPT) --lr $(WMASK_LR) --sparse,-$(2))
 endef
-$(foreach l,$(WMASK_LOCS),$(eval $(call WMASK_RULE,$(l))))
+$(foreach l,$(LOCS),$(foreach p,$(WMASK),$(eval $(call WMASK_RULE,$(l),$(p)))))
 
-# localization, masked weights, weights the mask changed (m < 1), halved (m <= 1/2), ablated
-# (m = 0), the cut sum(1 - m), the penalty
-$(RUN)/wmask.tsv: $(MODEL) $(RUN)/learned.st $(foreach l,$(WMASK_LOCS),$(RUN)/wmask-$(l).st)
-	for l in $(WMASK_LOCS); do \
-	  mu-dump $(Q) --model $(MODEL) --delta $(RUN)/learned.st --delta $(RUN)/wmask-$$l.st | head -1 | \
-	    jq -r --arg l $$l '.delta_metadata[1].mu_train.weight_mask_result | [$$l, .elements, .masked, .halved, .ablated, .cut, .penalty] | @tsv' || exit 1; \
-	done > $@.tmp
+# localization, price, masked weights, weights the mask changed (m < 1), halved (m <= 1/2),
+# ablated (m = 0), the cut sum(1 - m), the penalty
+$(RUN)/wmask.tsv: $(MODEL) $(RUN)/learned.st $(foreach r,$(WMASK_RUNS),$(RUN)/wmask-$(r).st)
+	for l in $(LOCS); do for p in $(WMASK); do \
+	  mu-dump $(Q) --model $(MODEL) --delta $(RUN)/learned.st --delta $(RUN)/wmask-$$l-$$p.st | head -1 | \
+	    jq -r --arg l $$l --arg p $$p '.delta_metadata[1].mu_train.weight_mask_result | [$$l, $$p, .elements, .masked, .halved, .ablated, .cut, .penalty] | @tsv' \
+	    || exit 1; \
+	done; done > $@.tmp
+	mv $@.tmp $@
+# the curve: localization, price, cut, cloze forget accuracy of the masked model
+$(RUN)/wmask-curve.tsv: $(RUN)/wmask.tsv $(RUN)/scores.tsv
+	awk -F'\t' 'NR == FNR { acc["model=wmasked-" $$1 "-" $$2 ",fmt=cloze,split=forget"] = NR; k[NR] = $$1 "\t" $$2 "\t" $$7; next } \
+	  $$1 == "choice_acc" && ($$2 in acc) { print k[acc[$$2]] "\t" $$3 }' $< $(RUN)/scores.tsv | sort -k1,1 -k3,3g > $@.tmp
+	mv $@.tmp $@
+$(RUN)/wmask.png: $(RUN)/wmask-curve.tsv
+	gnuplot -e "set terminal png size 800,480; set output '$@.tmp'; set datafile separator '\t'; \
+	  set title 'Weight masking: forget accuracy against the weight cut' font ',11'; set logscale x; \
+	  set xlabel 'cut sum(1 - m) (weight mass removed)'; set ylabel 'cloze forget accuracy'; \
+	  set yrange [0:1.05]; set key outside right; \
+	  plot for [l in '$(LOCS)'] '$<' using 3:(strcol(1) eq l ? \$$4 : NaN) with linespoints title l"
 	mv $@.tmp $@
 
 # ---- evaluation ---------------------------------------------------------------------
@@ -275,6 +290,7 @@ $(RUN)/%.png: $(RUN)/attrib/%.scores
 	mv $@.tmp $@
 
 WMASK_TSV := $(if $(WMASK),$(RUN)/wmask.tsv)
+PLOTS     += $(if $(and $(WMASK),$(shell command -v gnuplot 2>/dev/null)),$(RUN)/wmask.png)
 $(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/paired.tsv pipelines/sports-report.awk \
                   pipelines/changes.awk $(PLOTS) $(WMASK_TSV) \
                   $(filter $(RUN)/%,$(foreach l,$(LOCS),$(MASK_$(l))))

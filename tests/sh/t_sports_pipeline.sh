@@ -163,23 +163,30 @@ mkdir -p "$T/run3" && ln -s "$T/run2/out" "$T/run3/out" && head -n 10 "$T/run2/p
 pool RUNS="$T/run $T/run3" POOL="$T/pool3" > "$T/log8" 2>&1
 t sports_pool_other_comparisons_refused bash -c "
   grep -q '^$T/run3/paired.tsv: other comparisons than $T/run/paired.tsv' '$T/log8' && [ ! -e '$T/pool3/paired.tsv' ]"
-# weight masking (WMASK): a mask per localization trained over its weights; the report's
-# table counts what each changed, as mu-dump --stats counts it in the sparse delta, which
-# touches only the localization's MLP matrices; the masked models are scored in every
-# format; then nothing is stale, and another penalty redoes the seven masks only
-if run WMASK=1e-5 WMASK_STEPS=3 > "$T/wlog" 2>&1; then
+# weight masking (WMASK) at two prices: a mask per localization and price trained over its
+# weights; the report's table counts what each changed, as mu-dump --stats counts it in the
+# sparse delta, which touches only the localization's MLP matrices; the higher price cuts
+# less; the masked models are scored in every format and the curve (cut, forget accuracy)
+# is plotted; then nothing is stale, and a third price redoes its seven masks only
+if run WMASK='1e-5 1e-3' WMASK_STEPS=3 > "$T/wlog" 2>&1; then
   t sports_pipeline_weight_mask bash -c "
-    [ \$(grep -cE '^\| (early|lookup|probe|late|all|atp|random) \| [0-9]+ \| [0-9]+ \| [01]\.[0-9]{4} \| [0-9]+ \| [0-9]+ \| [0-9]+ \|( [01]\.[0-9]{2} \|){5}\$' '$R') = 7 ] &&
-    [ \$(grep -cE '^\| wmasked-(early|lookup|probe|late|all|atp|random) \| [01]\.[0-9]{2} / ' '$R') = 7 ] &&
-    mu-dump --model '$M' --delta '$T/run/learned.st' --delta '$T/run/wmask-early.st' --stats | sed -n '2,\$p' |
+    [ \$(grep -cE '^\| (early|lookup|probe|late|all|atp|random) \| 1e-[35] \| [0-9]+ \| [0-9]+ \| [01]\.[0-9]{4} \| [0-9]+ \| [0-9]+ \| [0-9]+ \|( [01]\.[0-9]{2} \|){5}\$' '$R') = 14 ] &&
+    [ \$(grep -cE '^\| wmasked-(early|lookup|probe|late|all|atp|random)-1e-[35] \| [01]\.[0-9]{2} / ' '$R') = 14 ] &&
+    mu-dump --model '$M' --delta '$T/run/learned.st' --delta '$T/run/wmask-early-1e-5.st' --stats | sed -n '2,\$p' |
       jq -r 'select(.delta_elems[1] > 0) | [.layer, .role, .delta_elems[1]] | @tsv' > '$T/wm-early.tsv' &&
     awk -F'\t' '\$1 < 1 || \$1 > 2 || \$2 !~ /^(gate|up|down)\$/ { bad = 1 } { n += \$3 } END { print n; exit bad }' '$T/wm-early.tsv' > '$T/wm-early.n' &&
-    awk -F'\t' -v n=\$(cat '$T/wm-early.n') '\$1 == \"early\" { ok = \$3 == n && n > 0 && \$3 <= \$2 && \$2 == 2 * 3 * 172 * 64 &&
-      \$5 <= \$4 && \$4 <= \$3 && \$6 > 0 && \$6 < \$3 } END { exit !ok }' '$T/run/wmask.tsv' &&
-    grep -qE '^\| early \| 66048 \| [0-9]+ \| [01]\.[0-9]{4} \| '\$(cat '$T/wm-early.n')' \| ' '$R'"
+    awk -F'\t' -v n=\$(cat '$T/wm-early.n') '\$1 == \"early\" && \$2 == \"1e-5\" { ok = \$4 == n && n > 0 && \$4 <= \$3 &&
+      \$3 == 2 * 3 * 172 * 64 && \$6 <= \$5 && \$5 <= \$4 && \$7 > 0 && \$7 < \$4 } END { exit !ok }' '$T/run/wmask.tsv' &&
+    grep -qE '^\| early \| 1e-5 \| 66048 \| [0-9]+ \| [01]\.[0-9]{4} \| '\$(cat '$T/wm-early.n')' \| ' '$R' &&
+    awk -F'\t' '{ c[\$2] += \$7; n++ } END { exit !(n == 14 && c[\"1e-3\"] < c[\"1e-5\"]) }' '$T/run/wmask.tsv' &&
+    [ \$(wc -l < '$T/run/wmask-curve.tsv') = 14 ]"
+  if command -v gnuplot >/dev/null; then
+    t sports_pipeline_weight_mask_plot bash -c "
+      [ \"\$(head -c 8 '$T/run/wmask.png' | od -An -tx1 | tr -d ' \n')\" = 89504e470d0a1a0a ] && grep -q '(wmask.png)' '$R'"
+  fi
   t sports_pipeline_weight_mask_knobs bash -c "$(declare -f run); T='$T'; ROOT='$ROOT'; MU_BIN='$MU_BIN'; SHARED_DATA='$SHARED_DATA'; M='$M'
-    [ \$(run WMASK=1e-5 WMASK_STEPS=3 -n | grep -cE '^(pipelines/job.sh )?mu-') = 0 ] &&
-    run WMASK=2e-5 WMASK_STEPS=3 -n > '$T/wplan' &&
+    [ \$(run WMASK='1e-5 1e-3' WMASK_STEPS=3 -n | grep -cE '^(pipelines/job.sh )?mu-') = 0 ] &&
+    run WMASK='1e-5 2e-5' WMASK_STEPS=3 -n > '$T/wplan' &&
     [ \$(grep -cE '^(pipelines/job.sh )?mu-train .*--weight-mask 2e-5 --steps 3 --optimizer sgd --lr 3 ' '$T/wplan') = 7 ] &&
     [ \$(grep -cE '^(pipelines/job.sh )?mu-train' '$T/wplan') = 7 ]"
 else
