@@ -340,6 +340,7 @@ struct mu_trainer {
         float *w0, *m, *g;      /* the weights it started from, the mask, dL/dm */
         int64_t n;
     } *wm;
+    int n_wm;                   /* entries of wm (nt, or one more while a tensor is added) */
     int64_t wm_total;           /* elements under the mask */
     /* batch scratch */
     int32_t *ids, *lens, *labels;
@@ -482,8 +483,8 @@ static int hook_inject(const mu_hook_info *info, float *act, void *user) {
  * copy of w, m all ones, g zeroed. 0, or -1 out of memory. */
 static int wmask_add(mu_trainer *t, const float *w, int64_t n) {
     const mu_backend *be = mu_model_backend(t->m);
-    t->wm = mu_xrealloc(t->wm, (size_t)(t->nt + 1) * sizeof *t->wm);
-    struct wmask_bufs *b = &t->wm[t->nt];
+    t->wm = mu_xrealloc(t->wm, (size_t)(t->n_wm + 1) * sizeof *t->wm);
+    struct wmask_bufs *b = &t->wm[t->n_wm];
     size_t bytes = (size_t)(n + 1) * sizeof(float);
     b->n = n;
     b->w0 = be->alloc(bytes);
@@ -498,13 +499,14 @@ static int wmask_add(mu_trainer *t, const float *w, int64_t n) {
     for (int64_t j = 0; j < n; j++) ones[j] = 1.0f;
     be->upload(b->m, ones, (size_t)n * sizeof(float));
     free(ones);
+    t->n_wm++;
     t->wm_total += n;
     return 0;
 }
 
 static void wmask_free(mu_trainer *t) {
     const mu_backend *be = mu_model_backend(t->m);
-    for (int i = 0; t->wm && i < t->nt; i++) { be->free(t->wm[i].w0); be->free(t->wm[i].m); be->free(t->wm[i].g); }
+    for (int i = 0; i < t->n_wm; i++) { be->free(t->wm[i].w0); be->free(t->wm[i].m); be->free(t->wm[i].g); }
     free(t->wm);
 }
 
@@ -1344,8 +1346,7 @@ static int parse_keep_best(const char *spec, char *name, size_t nlen, char *metr
  * model is then told the tensor changed). */
 static void gather_trained(mu_trainer *t, int i, float *vals, int dir) {
     if (dir) {
-        mu_optim_set_trained(t->opt, i, vals);
-        trained_changed(t, i);
+        mu_trainer_set_trained(t, i, vals);
     } else {
         mu_optim_get_trained(t->opt, i, vals);
     }
@@ -1357,7 +1358,8 @@ static void params_changed(mu_trainer *t) {
 }
 
 void mu_trainer_set_trained(mu_trainer *t, int i, const float *host) {
-    gather_trained(t, i, (float *)host, 1);
+    mu_optim_set_trained(t->opt, i, host);
+    trained_changed(t, i);
 }
 
 static void snapshot_best(mu_trainer *t) {
