@@ -59,9 +59,10 @@ UNLEARN_OBJ   ?= log1mp=1,retain-ce=1
 GENERAL       ?=
 GENERAL_COEF  ?= 1
 # weight masking (empty WMASK, the default: none): the prices of a weight, one run each
-# (mu-train --weight-mask; e.g. '1e-5 1e-4 1e-3' for SmolLM2), steps, optimizer and lr. Plain SGD: a mask
-# then moves in proportion to its weight's saliency |w dL/dw| (AdamW moves every mask by
-# about the step size, so the cut would follow the step size more than the need)
+# (mu-train --weight-mask; e.g. '1e-5 1e-4 1e-3' for SmolLM2), steps, optimizer and lr.
+# Plain SGD: a mask then moves in proportion to its weight's saliency |w dL/dw| (AdamW
+# moves every mask by about the step size, so the cut would follow the step size more
+# than the need)
 WMASK         ?=
 WMASK_STEPS   ?= $(UNLEARN_STEPS)
 WMASK_OPT     ?= sgd
@@ -100,7 +101,8 @@ ROWS_maintain := $(call row,$(N_FORGET))-$(call row,$(N_FACTS))
 ROWS_relearn  := $(call row,0)-$(call row,$(HALF))
 ROWS_heldout  := $(call row,$(HALF))-$(call row,$(N_FORGET))
 
-WMASK_RUNS  := $(foreach l,$(LOCS),$(foreach p,$(WMASK),$(l)-$(p)))   # localization-price
+# weight-mask runs, LOC-PRICE
+WMASK_RUNS  := $(foreach l,$(LOCS),$(foreach p,$(WMASK),$(l)-$(p)))
 MODELS_EVAL := base learned $(foreach l,$(LOCS),unlearned-$(l) relearned-$(l)) $(foreach r,$(WMASK_RUNS),wmasked-$(r))
 # the deltas that make each model (applied in order on top of MODEL)
 DELTAS_base :=
