@@ -251,7 +251,7 @@ struct mu_backend {
      * The n trained elements of a tensor (entry order: [n] arrays, like a packed tensor's
      * master and gradient) are w = w0 * m, the mask m in [0, 1] trained in their place
      * (from 1) under the penalty lambda * sum(1 - m) over every masked element.
-     * forward:  m[j] = min(max(m[j], 0), 1) (in place: the projection after an update);
+     * forward:  m[j] = min(max(m[j], 0), 1), a NaN kept (in place: the projection after an update);
      *           w[j] = w0[j] * m[j]
      * backward: gm[j] = g[j] * w0[j] - lam   (g = dL/dw; lam = lambda, the penalty's slope)
      * one f32 operation each, in this order: the backends agree bit for bit. */

@@ -204,23 +204,25 @@ struct op_wmask_backward {
     }
 };
 
-/* Runs op(j, j) for j in [0, n). */
-template <class Op>
-static void for_each_index(int64_t n, Op op)
+/* [n] arrays as a dense set of n entries: for_each_entry runs op(j, j) for j in [0, n) */
+static mu_elems dense_entries(int64_t n)
 {
-    if (n <= 0) return;
-    k_dense_entries<<<mu_cu_grid_for((size_t)n, 1), NT>>>(n, op);
-    KCHECK();
+    mu_elems e = {};
+    e.numel = e.n = n;
+    e.dense = 1;
+    return e;
 }
 
 static void cu_wmask_forward(float *w, float *m, const float *w0, int64_t n)
 {
-    for_each_index(n, op_wmask_forward{w, m, w0});
+    const mu_elems e = dense_entries(n);
+    for_each_entry(&e, op_wmask_forward{w, m, w0});
 }
 
 static void cu_wmask_backward(float *gm, const float *g, const float *w0, float lam, int64_t n)
 {
-    for_each_index(n, op_wmask_backward{gm, g, w0, lam});
+    const mu_elems e = dense_entries(n);
+    for_each_entry(&e, op_wmask_backward{gm, g, w0, lam});
 }
 
 /* ---- sum of squares: per-chunk double partials ------------------------------------------ */
