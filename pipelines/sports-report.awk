@@ -62,7 +62,8 @@ END {
 }
 
 # Guo et al.'s weight masking: per localization and price, the weight the trained mask cut,
-# how many weights it changed, halved and zeroed, and what the masked model still knows
+# how many weights it changed, halved and zeroed, what the masked model still knows, what the
+# relearning attack brings back and what probes still read
 function wmask_table(   i, k, m) {
     print "\n## Weight masking\n"
     print "In each localization a mask m in [0, 1] over its weights (w = w0 m, from m = 1) was trained"
@@ -71,15 +72,18 @@ function wmask_table(   i, k, m) {
         wmask, wmask_opt, wmask_lr, wmask_steps
     print "be cut there to unlearn the facts, and what does the masked model (wmasked-*) still know?"
     print "The cut sum(1 - m) is the weight mass removed; then how many weights changed at all, were at"
-    print "least halved, were zeroed. Choice accuracy.\n"
-    print "| localization | L | weights | cut sum(1 - m) | cut / weights | changed (m < 1) | halved (m <= 1/2) | ablated (m = 0) | cloze forget | question forget | mc forget | cloze maintain | MMLU |"
-    print "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    print "least halved, were zeroed. Choice accuracy; `heldout, attacked`: the held-out half of the"
+    print "forget facts after the relearning attack on the masked model (relearned-wmasked-*);"
+    print "`probe`: the best layer's probe accuracy on the masked model's forget facts.\n"
+    print "| localization | L | weights | cut sum(1 - m) | cut / weights | changed (m < 1) | halved (m <= 1/2) | ablated (m = 0) | cloze forget | question forget | mc forget | cloze maintain | MMLU | cloze heldout, attacked | probe |"
+    print "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     for (i = 1; i <= nwm; i++) {
         k = wm[i]; m = "wmasked-" k
-        printf "| %s | %s | %d | %.0f | %.4f | %d | %d | %d | %s | %s | %s | %s | %s |\n", wl[k], wp[k], wel[k], wcut[k],
-            wel[k] ? wcut[k] / wel[k] : 0, wch[k], whv[k], wab[k],
+        printf "| %s | %s | %d | %.0f | %.4f | %d | %d | %d | %s | %s | %s | %s | %s | %s | %s |\n", wl[k], wp[k], wel[k],
+            wcut[k], wel[k] ? wcut[k] / wel[k] : 0, wch[k], whv[k], wab[k],
             cell("choice_acc", m, "cloze", "forget"), cell("choice_acc", m, "question", "forget"),
-            cell("choice_acc", m, "mc", "forget"), cell("choice_acc", m, "cloze", "maintain"), cell("choice_acc", m, "mmlu", "test")
+            cell("choice_acc", m, "mc", "forget"), cell("choice_acc", m, "cloze", "maintain"), cell("choice_acc", m, "mmlu", "test"),
+            cell("choice_acc", "relearned-" m, "cloze", "heldout"), probe_best_cell(m)
     }
     if (plots ~ /wmask\.png/) print "\n![weight masking: cloze forget accuracy against the cut](wmask.png)"
 }
@@ -122,6 +126,13 @@ function paired_table(w,   i, f, line) {
         for (f = 1; f <= 3; f++) line = line " " paired_cell(w, "relearned", pl[w, i], F[f], "heldout") " |"
         print line
     }
+}
+
+# the best layer's probe accuracy on model m's forget facts, "–" without probes
+function probe_best_cell(m,   L, best) {
+    best = -1
+    for (L = 0; L < nlayer; L++) if ((m, L) in pacc && pacc[m, L] + 0 > best) best = pacc[m, L] + 0
+    return best < 0 ? "–" : sprintf("%.2f", best)
 }
 
 function probe_table(   np, P, i, L, best, bl, sum, line) {

@@ -29,7 +29,8 @@
 # weights is trained instead of them (mu-train --weight-mask L, L the price of a weight), and
 # the report counts the weight each mask cut (and the weights it zeroed) to unlearn the
 # facts, next to what the masked models still know; several prices trace, per localization,
-# forget accuracy against the cut.
+# forget accuracy against the cut. Each masked model also meets the relearning attack
+# (relearned-wmasked-*) and the probes: is a fact the mask cut out gone, or only hidden?
 # GENERAL=FILE adds Guo et al.'s general-text loss (next-token loss on a plain-text file,
 # theirs the Pile) to the unlearning objective.
 # Make rebuilds only what is stale: new attribution scores redo their mask, its unlearning,
@@ -103,13 +104,15 @@ ROWS_heldout  := $(call row,$(HALF))-$(call row,$(N_FORGET))
 
 # weight-mask runs, LOC-PRICE
 WMASK_RUNS  := $(foreach l,$(LOCS),$(foreach p,$(WMASK),$(l)-$(p)))
-MODELS_EVAL := base learned $(foreach l,$(LOCS),unlearned-$(l) relearned-$(l)) $(foreach r,$(WMASK_RUNS),wmasked-$(r))
+MODELS_EVAL := base learned $(foreach l,$(LOCS),unlearned-$(l) relearned-$(l)) \
+               $(foreach r,$(WMASK_RUNS),wmasked-$(r) relearned-wmasked-$(r))
 # the deltas that make each model (applied in order on top of MODEL)
 DELTAS_base :=
 DELTAS_learned := $(RUN)/learned.st
 $(foreach l,$(LOCS),$(eval DELTAS_unlearned-$(l) := $(RUN)/learned.st $(RUN)/unlearn-$(l).st))
 $(foreach l,$(LOCS),$(eval DELTAS_relearned-$(l) := $(RUN)/learned.st $(RUN)/unlearn-$(l).st $(RUN)/relearn-$(l).st))
 $(foreach r,$(WMASK_RUNS),$(eval DELTAS_wmasked-$(r) := $(RUN)/learned.st $(RUN)/wmask-$(r).st))
+$(foreach r,$(WMASK_RUNS),$(eval DELTAS_relearned-wmasked-$(r) := $(DELTAS_wmasked-$(r)) $(RUN)/relearn-wmask-$(r).st))
 
 .PHONY: all report
 all report: $(RUN)/report.md
@@ -160,22 +163,28 @@ $(RUN)/$(2)-$(1)$(5).st: $(RUN)/learned.st $(RUN)/tok/cloze-forget.tok $(RUN)/to
 	  --retain $(RUN)/tok/cloze-maintain.tok $(4) --batch $(BATCH) \
 	  --seed $(SEED) --log $(RUN)/$(2)-$(1)$(5).log --out $$@
 endef
-define UNLEARN_RULE
-$(call UNLEARNING_RULE,$(1),unlearn,steps=$(UNLEARN_STEPS) lr=$(UNLEARN_LR),--steps $(UNLEARN_STEPS) --lr $(UNLEARN_LR))
-$(RUN)/relearn-$(1).st: $(RUN)/unlearn-$(1).st $(RUN)/tok/relearn.tok \
+# RELEARN_RULE NAME,DELTA: $(RUN)/relearn-NAME.st, the relearning attack on the learned model
+# changed by DELTA: every weight fine-tuned on the relearn half of the forget set
+define RELEARN_RULE
+$(RUN)/relearn-$(1).st: $(2) $(RUN)/tok/relearn.tok \
                         $(call knobs,relearn,steps=$(RELEARN_STEPS) lr=$(RELEARN_LR) batch=$(BATCH) seed=$(SEED))
-	$(JOB) mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) --delta $(RUN)/learned.st --delta $(RUN)/unlearn-$(1).st \
+	$(JOB) mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) --delta $(RUN)/learned.st --delta $(2) \
 	  --objective learn --train $(RUN)/tok/relearn.tok --steps $(RELEARN_STEPS) \
 	  --batch $(BATCH) --lr $(RELEARN_LR) --seed $(SEED) --log $(RUN)/relearn-$(1).log --out $$@
+endef
+define UNLEARN_RULE
+$(call UNLEARNING_RULE,$(1),unlearn,steps=$(UNLEARN_STEPS) lr=$(UNLEARN_LR),--steps $(UNLEARN_STEPS) --lr $(UNLEARN_LR))
+$(call RELEARN_RULE,$(1),$(RUN)/unlearn-$(1).st)
 endef
 $(foreach l,$(LOCS),$(eval $(call UNLEARN_RULE,$(l))))
 
 # weight masking at price P: the unlearning's objective and data, a mask trained over the
 # localization's weights (w = w0 m, m in [0, 1]); the sparse delta holds the weights it
-# changed: $(RUN)/wmask-LOC-P.st
+# changed: $(RUN)/wmask-LOC-P.st; and its relearning attack, $(RUN)/relearn-wmask-LOC-P.st
 define WMASK_RULE
 $(call UNLEARNING_RULE,$(1),wmask,penalty=$(2) steps=$(WMASK_STEPS) opt=$(WMASK_OPT) lr=$(WMASK_LR),\
   --weight-mask $(2) --steps $(WMASK_STEPS) --optimizer $(WMASK_OPT) --lr $(WMASK_LR) --sparse,-$(2))
+$(call RELEARN_RULE,wmask-$(1)-$(2),$(RUN)/wmask-$(1)-$(2).st)
 endef
 $(foreach l,$(LOCS),$(foreach p,$(WMASK),$(eval $(call WMASK_RULE,$(l),$(p)))))
 
@@ -235,6 +244,8 @@ $(RUN)/paired.tsv: $(OUTS) $(call knobs,paired,with=$(PAIRED_WITH) ci=0.95)
 # $(RUN)/acts/MODEL/cloze-SPLIT.acts: the residual stream after every layer at the athlete's
 # last token; probes fitted on the maintained facts, tested on the forget facts
 PROBE_MODELS := base learned $(foreach l,$(LOCS),unlearned-$(l))
+# and the weight-masked models (in probes.tsv and the weight-mask table, not the plot)
+PROBE_MODELS_ALL := $(PROBE_MODELS) $(foreach r,$(WMASK_RUNS),wmasked-$(r))
 define ACTS_RULE
 $(RUN)/acts/$(1)/cloze-%.acts: $(RUN)/tok/cloze-%.tok $(DELTAS_$(1)) $(call knobs,probe-site,$(PROBE_SITE))
 	@mkdir -p $$(@D)
@@ -245,11 +256,11 @@ $(RUN)/probes/$(1).probes: $(RUN)/acts/$(1)/cloze-maintain.acts $(RUN)/acts/$(1)
 	@mkdir -p $$(@D)
 	$(JOB) mu-probe fit $(Q) --acts $$< --test $$(word 2,$$^) --label sport --seed $(SEED) --out $$@
 endef
-$(foreach m,$(PROBE_MODELS),$(eval $(call ACTS_RULE,$(m))))
+$(foreach m,$(PROBE_MODELS_ALL),$(eval $(call ACTS_RULE,$(m))))
 
 # model, layer, train accuracy, test (forget-fact) accuracy, majority-class accuracy
-$(RUN)/probes.tsv: $(foreach m,$(PROBE_MODELS),$(RUN)/probes/$(m).probes)
-	for m in $(PROBE_MODELS); do \
+$(RUN)/probes.tsv: $(foreach m,$(PROBE_MODELS_ALL),$(RUN)/probes/$(m).probes)
+	for m in $(PROBE_MODELS_ALL); do \
 	  mu-dump $(RUN)/probes/$$m.probes | jq -r --arg m $$m \
 	    'select(.layer != null) | [$$m, .layer, .train_acc, .test_acc, .majority_acc] | @tsv' || exit 1; \
 	done > $@.tmp

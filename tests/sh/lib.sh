@@ -6,7 +6,8 @@ set -u
 export PATH="$MU_BIN:$PATH"
 SHARED_DATA="$MU_SHARED/data"
 T=$(mktemp -d /tmp/mu-sh-XXXXXX)
-trap 'rm -rf "$T"' EXIT
+# MU_KEEP_TMP=1 keeps the scratch directory (to read a failed test's files)
+trap '[ -n "${MU_KEEP_TMP:-}" ] || rm -rf "$T"' EXIT
 ok()   { echo "ok   $1"; }
 fail() { echo "FAIL $1: $2"; }
 skip() { echo "skip $1: $2"; }

@@ -167,11 +167,19 @@ t sports_pool_other_comparisons_refused bash -c "
 # weights; the report's table counts what each changed, as mu-dump --stats counts it in the
 # sparse delta, which touches only the localization's MLP matrices; the higher price cuts
 # less; the masked models are scored in every format and the curve (cut, forget accuracy)
-# is plotted; then nothing is stale, and a third price redoes its seven masks only
+# is plotted; each masked model meets the relearning attack (its held-out cell is that of
+# relearned-wmasked-* in scores.tsv) and the probes (its cell is the best layer's in
+# probes.tsv); then nothing is stale, and a third price redoes its seven masks and their
+# attacks only
 if run WMASK='1e-5 1e-3' WMASK_STEPS=3 > "$T/wlog" 2>&1; then
   t sports_pipeline_weight_mask bash -c "
-    [ \$(grep -cE '^\| (early|lookup|probe|late|all|atp|random) \| 1e-[35] \| [0-9]+ \| [0-9]+ \| [01]\.[0-9]{4} \| [0-9]+ \| [0-9]+ \| [0-9]+ \|( [01]\.[0-9]{2} \|){5}\$' '$R') = 14 ] &&
+    [ \$(grep -cE '^\| (early|lookup|probe|late|all|atp|random) \| 1e-[35] \| [0-9]+ \| [0-9]+ \| [01]\.[0-9]{4} \| [0-9]+ \| [0-9]+ \| [0-9]+ \|( [01]\.[0-9]{2} \|){7}\$' '$R') = 14 ] &&
     [ \$(grep -cE '^\| wmasked-(early|lookup|probe|late|all|atp|random)-1e-[35] \| [01]\.[0-9]{2} / ' '$R') = 14 ] &&
+    [ \$(grep -cE '^\| relearned-wmasked-(early|lookup|probe|late|all|atp|random)-1e-[35] \| [01]\.[0-9]{2} / ' '$R') = 14 ] &&
+    [ -s '$T/run/relearn-wmask-atp-1e-3.st' ] &&
+    a=\$(awk -F'\t' '\$1 == \"choice_acc\" && \$2 == \"model=relearned-wmasked-atp-1e-3,fmt=cloze,split=heldout\" { printf \"%.2f\", \$3 }' '$T/run/scores.tsv') &&
+    b=\$(awk -F'\t' '\$1 == \"wmasked-atp-1e-3\" { n++; if (\$4 > b) b = \$4 } END { if (n == 5) printf \"%.2f\", b }' '$T/run/probes.tsv') &&
+    [ -n \"\$a\" ] && [ -n \"\$b\" ] && grep -qE \"^\\| atp \\| 1e-3 \\| .* \\| \$a \\| \$b \\|\\\$\" '$R' &&
     mu-dump --model '$M' --delta '$T/run/learned.st' --delta '$T/run/wmask-early-1e-5.st' --stats | sed -n '2,\$p' |
       jq -r 'select(.delta_elems[1] > 0) | [.layer, .role, .delta_elems[1]] | @tsv' > '$T/wm-early.tsv' &&
     awk -F'\t' '\$1 < 1 || \$1 > 2 || \$2 !~ /^(gate|up|down)\$/ { bad = 1 } { n += \$3 } END { print n; exit bad }' '$T/wm-early.tsv' > '$T/wm-early.n' &&
@@ -188,7 +196,8 @@ if run WMASK='1e-5 1e-3' WMASK_STEPS=3 > "$T/wlog" 2>&1; then
     [ \$(run WMASK='1e-5 1e-3' WMASK_STEPS=3 -n | grep -cE '^(pipelines/job.sh )?mu-') = 0 ] &&
     run WMASK='1e-5 2e-5' WMASK_STEPS=3 -n > '$T/wplan' &&
     [ \$(grep -cE '^(pipelines/job.sh )?mu-train .*--weight-mask 2e-5 --steps 3 --optimizer sgd --lr 3 ' '$T/wplan') = 7 ] &&
-    [ \$(grep -cE '^(pipelines/job.sh )?mu-train' '$T/wplan') = 7 ]"
+    [ \$(grep -cE '^(pipelines/job.sh )?mu-train .*--delta [^ ]*/wmask-[a-z]+-2e-5\.st --objective learn --train [^ ]*/relearn\.tok ' '$T/wplan') = 7 ] &&
+    [ \$(grep -cE '^(pipelines/job.sh )?mu-train' '$T/wplan') = 14 ]"
 else
   fail sports_pipeline_weight_mask "$(tail -3 "$T/wlog" | tr '\n' ' ')"
 fi
