@@ -12,6 +12,14 @@ DATA   ?= ../shared/data
 MU_DEVICE ?= auto
 comma := ,
 
+# CHOICES_RULE MODEL: $(RUN)/out/MODEL/STEM.out from $(RUN)/tok/STEM.tok, the choice
+# log-probs of each record under MODEL and the deltas DELTAS_MODEL applied in order
+define CHOICES_RULE
+$(RUN)/out/$(1)/%.out: $(RUN)/tok/%.tok $(DELTAS_$(1))
+	@mkdir -p $$(@D)
+	$(JOB) mu-forward $(Q) --model $(MODEL) --device $(MU_DEVICE) $(addprefix --delta ,$(DELTAS_$(1))) --emit choices --out $$@ $$<
+endef
+
 # changes_recipe BASE,DELTA: the recipe of a changes TSV ($@; read by pipelines/changes.awk):
 # for each localization l of LOCS, each tensor that DELTA (% = l) changed on top of MODEL and
 # the BASE deltas: l, tensor, layer, role, L2 norm of the change, and that over the L2 norm

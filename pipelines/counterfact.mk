@@ -182,13 +182,8 @@ endef
 $(foreach l,$(LOCS),$(eval $(call EDIT_RULE,$(l))))
 
 # ---- evaluation -----------------------------------------------------------------------------
-# $(RUN)/out/MODEL/SPLIT.out: both targets' log-probs of each record
-define EVAL_RULE
-$(RUN)/out/$(1)/%.out: $(RUN)/tok/%.tok $(DELTAS_$(1))
-	@mkdir -p $$(@D)
-	$(JOB) mu-forward $(Q) --model $(MODEL) --device $(MU_DEVICE) $(addprefix --delta ,$(DELTAS_$(1))) --emit choices --out $$@ $$<
-endef
-$(foreach m,$(MODELS_EVAL),$(eval $(call EVAL_RULE,$(m))))
+# $(RUN)/out/MODEL/SPLIT.out: both targets' log-probs of each record (pipelines/common.mk)
+$(foreach m,$(MODELS_EVAL),$(eval $(call CHOICES_RULE,$(m))))
 
 OUTS := $(foreach m,$(MODELS_EVAL),$(foreach s,$(SPLITS_$(m)),$(RUN)/out/$(m)/$(s).out))
 $(RUN)/scores.tsv: $(OUTS)

@@ -211,13 +211,8 @@ $(RUN)/wmask.png: $(RUN)/wmask-curve.tsv
 	mv $@.tmp $@
 
 # ---- evaluation ---------------------------------------------------------------------
-# $(RUN)/out/MODEL/FORMAT-SPLIT.out: choice log-probs of each record
-define EVAL_RULE
-$(RUN)/out/$(1)/%.out: $(RUN)/tok/%.tok $(DELTAS_$(1))
-	@mkdir -p $$(@D)
-	$(JOB) mu-forward $(Q) --model $(MODEL) --device $(MU_DEVICE) $(addprefix --delta ,$(DELTAS_$(1))) --emit choices --out $$@ $$<
-endef
-$(foreach m,$(MODELS_EVAL),$(eval $(call EVAL_RULE,$(m))))
+# $(RUN)/out/MODEL/FORMAT-SPLIT.out: choice log-probs of each record (pipelines/common.mk)
+$(foreach m,$(MODELS_EVAL),$(eval $(call CHOICES_RULE,$(m))))
 
 OUTS := $(foreach m,$(MODELS_EVAL),$(foreach f,$(FORMATS),$(foreach s,$(SPLITS),$(RUN)/out/$(m)/$(f)-$(s).out))) \
         $(foreach m,$(MODELS_EVAL),$(RUN)/out/$(m)/mmlu.out)
