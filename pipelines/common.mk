@@ -52,10 +52,12 @@ endef
 # paired_recipe WITHS,KIND:STEM ...: the recipe of a paired-comparisons TSV ($@) of RUN: for
 # each baseline w of WITHS, each other localization l of LOCS and each KIND:STEM, the
 # comparison of paired_rows
-define paired_recipe
-(for w in $(1); do for l in $(LOCS); do [ $$l = $$w ] && continue; for ks in $(2); do \
-  printf '%s\t%s\t%s\t%s\n' $$w $${ks%%:*} $$l $${ks#*:}; done; done; done | \
- $(call paired_rows,$(RUN))) > $@.tmp || { rm -f $@.tmp $@.b $@.one; exit 1; }
+paired_recipe = $(call paired_list_recipe,$(foreach w,$(1),$(foreach l,$(filter-out $(w),$(LOCS)),$(foreach ks,$(2),\
+                  $(w):$(firstword $(subst :, ,$(ks))):$(l):$(lastword $(subst :, ,$(ks)))))))
+# paired_list_recipe W:KIND:L:STEM ...: the recipe of a paired-comparisons TSV ($@) of RUN
+# holding the comparisons listed, in order (those of paired_rows)
+define paired_list_recipe
+(printf '%s\n' $(1) | tr ':' ' ' | $(call paired_rows,$(RUN))) > $@.tmp || { rm -f $@.tmp $@.b $@.one; exit 1; }
 rm -f $@.b $@.one
 mv $@.tmp $@
 endef

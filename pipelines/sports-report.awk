@@ -4,7 +4,9 @@
 # third, the unlearning deltas' changes (changes.awk, which runs with it), as a fourth the paired
 # comparisons (baseline, kind, localization, format-split, accuracy difference, facts, its
 # interval, McNemar p), a table per baseline, and as a fifth (WMASK) the weight masks
-# (localization, price, masked weights, changed, halved, ablated, cut, penalty).
+# (localization, price, masked weights, changed, halved, ablated, cut, penalty) and as a sixth
+# each masked model paired with the weight-trained unlearning in its localization after the
+# relearning attack (the fourth's columns: localization, kind, masked model, format-split, ...).
 BEGIN { FS = "\t" }
 FNR == 1 { file++ }
 file == 2 {
@@ -21,6 +23,11 @@ file == 4 {
 }
 file == 5 { k = $1 "-" $2; wm[++nwm] = k; wl[k] = $1; wp[k] = $2; wel[k] = $3; wch[k] = $4; whv[k] = $5; wab[k] = $6
             wcut[k] = $7; next }
+file == 6 {
+    split($4, fs, "-"); k = $3 SUBSEP fs[1]
+    wpd[k] = $5; wpn = $6; wplo[k] = $7; wphi[k] = $8; wpp[k] = $9
+    next
+}
 FNR == 1 { next }
 {
     split($2, kv, ","); g = ""
@@ -86,6 +93,28 @@ function wmask_table(   i, k, m) {
             cell("choice_acc", "relearned-" m, "cloze", "heldout"), probe_best_cell(m)
     }
     if (plots ~ /wmask\.png/) print "\n![weight masking: cloze forget accuracy against the cut](wmask.png)"
+    if (wpn) wmask_paired_table()
+}
+
+# each masked model against the weight-trained unlearning in its localization, fact by fact
+# on the held-out facts after the relearning attack
+function wmask_paired_cell(m, f,   k) {
+    k = m SUBSEP f
+    return (k in wpd) ? sprintf("%+.2f [%+.2f, %+.2f] (p %.2g)", wpd[k], wplo[k], wphi[k], wpp[k]) : "–"
+}
+function wmask_paired_table(   i, k, f, line) {
+    printf "\nMasking against training the weights, fact by fact: on the %d held-out facts after the\n", wpn
+    print "relearning attack, each masked model's accuracy minus that of the weight-trained unlearning"
+    print "in the same localization (relearned-wmasked-LOC-L minus relearned-LOC), with its 95% interval"
+    print "(Newcombe's) and McNemar's exact p: a positive difference means the attack brings back more"
+    print "facts after the mask than after training the weights.\n"
+    print "| localization | L | cloze heldout, attacked | question heldout, attacked | mc heldout, attacked |"
+    print "|---|---|---|---|---|"
+    for (i = 1; i <= nwm; i++) {
+        k = wm[i]; line = "| " wl[k] " | " wp[k] " |"
+        for (f = 1; f <= 3; f++) line = line " " wmask_paired_cell("wmasked-" k, F[f]) " |"
+        print line
+    }
 }
 
 # the forget accuracies again, with their 95% intervals (Wilson; mu-score --ci): how large

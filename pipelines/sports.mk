@@ -30,7 +30,8 @@
 # the report counts the weight each mask cut (and the weights it zeroed) to unlearn the
 # facts, next to what the masked models still know; several prices trace, per localization,
 # forget accuracy against the cut. Each masked model also meets the relearning attack
-# (relearned-wmasked-*) and the probes: is a fact the mask cut out gone, or only hidden?
+# (relearned-wmasked-*) and the probes: is a fact the mask cut out gone, or only hidden? And
+# is it more or less gone than after training the weights there (wmask-paired.tsv)?
 # GENERAL=FILE adds Guo et al.'s general-text loss (next-token loss on a plain-text file,
 # theirs the Pile) to the unlearning objective.
 # Make rebuilds only what is stale: new attribution scores redo their mask, its unlearning,
@@ -202,6 +203,13 @@ $(RUN)/wmask-curve.tsv: $(RUN)/wmask.tsv $(RUN)/scores.tsv
 	awk -F'\t' 'NR == FNR { acc["model=wmasked-" $$1 "-" $$2 ",fmt=cloze,split=forget"] = NR; k[NR] = $$1 "\t" $$2 "\t" $$7; next } \
 	  $$1 == "choice_acc" && ($$2 in acc) { print k[acc[$$2]] "\t" $$3 }' $< $(RUN)/scores.tsv | sort -k1,1 -k3,3g > $@.tmp
 	mv $@.tmp $@
+# masking against training the weights, fact by fact: each masked model's held-out facts
+# after the relearning attack against those of the weight-trained unlearning in its
+# localization (paired_rows: LOC, relearned, wmasked-LOC-P, FORMAT-heldout, the difference,
+# facts, its 95% interval, McNemar's exact p)
+$(RUN)/wmask-paired.tsv: $(OUTS)
+	$(call paired_list_recipe,$(foreach l,$(LOCS),$(foreach p,$(WMASK),$(foreach f,$(FORMATS),\
+	  $(l):relearned:wmasked-$(l)-$(p):$(f)-heldout))))
 $(RUN)/wmask.png: $(RUN)/wmask-curve.tsv
 	gnuplot -e "set terminal png size 800,480; set output '$@.tmp'; set datafile separator '\t'; \
 	  set title 'Weight masking: forget accuracy against the weight cut' font ',11'; set logscale x; \
@@ -297,7 +305,7 @@ $(RUN)/%.png: $(RUN)/attrib/%.scores
 	rm -f $@.tsv
 	mv $@.tmp $@
 
-WMASK_TSV := $(if $(WMASK),$(RUN)/wmask.tsv)
+WMASK_TSV := $(if $(WMASK),$(RUN)/wmask.tsv $(RUN)/wmask-paired.tsv)
 PLOTS     += $(if $(and $(WMASK),$(shell command -v gnuplot 2>/dev/null)),$(RUN)/wmask.png)
 $(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/paired.tsv pipelines/sports-report.awk \
                   pipelines/changes.awk $(PLOTS) $(WMASK_TSV) \

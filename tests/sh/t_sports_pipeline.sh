@@ -169,7 +169,9 @@ t sports_pool_other_comparisons_refused bash -c "
 # less; the masked models are scored in every format and the curve (cut, forget accuracy)
 # is plotted; each masked model meets the relearning attack (its held-out cell is that of
 # relearned-wmasked-* in scores.tsv) and the probes (its cell is the best layer's in
-# probes.tsv); then nothing is stale, and a third price redoes its seven masks and their
+# probes.tsv) and is paired, fact by fact after the attack, with the weight-trained
+# unlearning in its localization (each difference that of the two models' accuracies in
+# scores.tsv); then nothing is stale, and a third price redoes its seven masks and their
 # attacks only
 if run WMASK='1e-5 1e-3' WMASK_STEPS=3 > "$T/wlog" 2>&1; then
   t sports_pipeline_weight_mask bash -c "
@@ -180,6 +182,13 @@ if run WMASK='1e-5 1e-3' WMASK_STEPS=3 > "$T/wlog" 2>&1; then
     a=\$(awk -F'\t' '\$1 == \"choice_acc\" && \$2 == \"model=relearned-wmasked-atp-1e-3,fmt=cloze,split=heldout\" { printf \"%.2f\", \$3 }' '$T/run/scores.tsv') &&
     b=\$(awk -F'\t' '\$1 == \"wmasked-atp-1e-3\" { n++; if (\$4 > b) b = \$4 } END { if (n == 5) printf \"%.2f\", b }' '$T/run/probes.tsv') &&
     [ -n \"\$a\" ] && [ -n \"\$b\" ] && grep -qE \"^\\| atp \\| 1e-3 \\| .* \\| \$a \\| \$b \\|\\\$\" '$R' &&
+    [ \$(grep -cE '^\| (early|lookup|probe|late|all|atp|random) \| 1e-[35] \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+\) \|){3}\$' '$R') = 14 ] &&
+    [ \$(wc -l < '$T/run/wmask-paired.tsv') = 42 ] &&
+    awk -F'\t' 'NR == FNR { split(\$2, g, /[,=]/); if (\$1 == \"choice_acc\") acc[g[2], g[4], g[6]] = \$3; next }
+      { split(\$4, fs, \"-\"); want = acc[\"relearned-\" \$3, fs[1], fs[2]] - acc[\"relearned-\" \$1, fs[1], fs[2]]; d = \$5 - want
+        if (d > 1e-9 || d < -1e-9 || \$2 != \"relearned\" || \$3 !~ \"^wmasked-\" \$1 \"-1e-[35]\$\" || fs[2] != \"heldout\" || \$6 != 4 ||
+            !(\$9 >= 0 && \$9 <= 1 && -1 <= \$7 && \$7 <= \$5 && \$5 <= \$8 && \$8 <= 1)) bad = 1; n++ }
+      END { exit bad || n != 42 }' '$T/run/scores.tsv' '$T/run/wmask-paired.tsv' &&
     mu-dump --model '$M' --delta '$T/run/learned.st' --delta '$T/run/wmask-early-1e-5.st' --stats | sed -n '2,\$p' |
       jq -r 'select(.delta_elems[1] > 0) | [.layer, .role, .delta_elems[1]] | @tsv' > '$T/wm-early.tsv' &&
     awk -F'\t' '\$1 < 1 || \$1 > 2 || \$2 !~ /^(gate|up|down)\$/ { bad = 1 } { n += \$3 } END { print n; exit bad }' '$T/wm-early.tsv' > '$T/wm-early.n' &&
