@@ -203,13 +203,6 @@ $(RUN)/wmask-curve.tsv: $(RUN)/wmask.tsv $(RUN)/scores.tsv
 	awk -F'\t' 'NR == FNR { acc["model=wmasked-" $$1 "-" $$2 ",fmt=cloze,split=forget"] = NR; k[NR] = $$1 "\t" $$2 "\t" $$7; next } \
 	  $$1 == "choice_acc" && ($$2 in acc) { print k[acc[$$2]] "\t" $$3 }' $< $(RUN)/scores.tsv | sort -k1,1 -k3,3g > $@.tmp
 	mv $@.tmp $@
-# masking against training the weights, fact by fact: each masked model's held-out facts
-# after the relearning attack against those of the weight-trained unlearning in its
-# localization (paired_rows: LOC, relearned, wmasked-LOC-P, FORMAT-heldout, the difference,
-# facts, its 95% interval, McNemar's exact p)
-$(RUN)/wmask-paired.tsv: $(OUTS)
-	$(call paired_list_recipe,$(foreach l,$(LOCS),$(foreach p,$(WMASK),$(foreach f,$(FORMATS),\
-	  $(l):relearned:wmasked-$(l)-$(p):$(f)-heldout))))
 $(RUN)/wmask.png: $(RUN)/wmask-curve.tsv
 	gnuplot -e "set terminal png size 800,480; set output '$@.tmp'; set datafile separator '\t'; \
 	  set title 'Weight masking: forget accuracy against the weight cut' font ',11'; set logscale x; \
@@ -242,6 +235,13 @@ $(RUN)/scores.tsv: $(OUTS)
 PAIRED_WITH ?= $(or $(filter late random,$(LOCS)),$(lastword $(LOCS)))
 $(RUN)/paired.tsv: $(OUTS) $(call knobs,paired,with=$(PAIRED_WITH) ci=0.95)
 	$(call paired_recipe,$(PAIRED_WITH),$(foreach f,$(FORMATS),unlearned:$(f)-forget relearned:$(f)-heldout))
+# weight masking against training the weights, fact by fact: each masked model's held-out facts
+# after the relearning attack against those of the weight-trained unlearning in its
+# localization (paired_rows: LOC, relearned, wmasked-LOC-P, FORMAT-heldout, the difference,
+# facts, its 95% interval, McNemar's exact p)
+$(RUN)/wmask-paired.tsv: $(OUTS)
+	$(call paired_list_recipe,$(foreach l,$(LOCS),$(foreach p,$(WMASK),$(foreach f,$(FORMATS),\
+	  $(l):relearned:wmasked-$(l)-$(p):$(f)-heldout))))
 
 # ---- latent knowledge: linear probes -----------------------------------------------------
 # $(RUN)/acts/MODEL/cloze-SPLIT.acts: the residual stream after every layer at the athlete's
