@@ -1,7 +1,7 @@
 # pool-report.awk — the markdown report of pipelines/pool.mk: as a first file the runs
 # (run directory, the line of its report that names its facts), as a second the pooled
 # comparisons (baseline, kind, localization, stem, difference, records, ci_lo, ci_hi,
-# McNemar p), a table per baseline: a row per localization, a column per kind:stem (the
+# McNemar p; paired: the runs' file they came from), a table per baseline: a row per localization, a column per kind:stem (the
 # kinds in the order they come, e.g. unlearned before relearned).
 BEGIN { FS = "\t" }
 FNR == 1 { file++ }
@@ -21,7 +21,7 @@ function cell(w, l, c) {
 END {
     for (i = 1; i <= nk; i++) for (j = 1; j <= nc0; j++) if (ck[j] == K[i]) C[++nc] = cs[j]   # columns by kind
     print "# Pooled paired comparisons (mu)\n"
-    printf "%d runs, their records read as one set (matched by record id):\n\n", nrun
+    printf "%d runs, the comparisons of each one's %s, their records read as one set (matched by\nrecord id):\n\n", nrun, paired
     for (i = 1; i <= nrun; i++) printf "- `%s`: %s\n", run[i], about[i]
     print "\nEach cell: a localization's accuracy minus the baseline's on the same records of all"
     print "the runs, its 95% interval (Newcombe's for paired proportions) and McNemar's exact p"

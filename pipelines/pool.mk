@@ -1,10 +1,13 @@
 # pool.mk — the paired comparisons of several replications of one pipeline, pooled.
 #
 #   make -f pipelines/pool.mk RUNS="runs/sports128 runs/sports128b" [POOL=runs/pool]
+#                             [PAIRED=paired.tsv]
 #
 # Each run of RUNS is a finished run of the same pipeline (sports.mk or counterfact.mk) with
 # the same localizations and baselines (LOCS, PAIRED_WITH), on other facts (FACTS_FROM,
-# POOL_FROM): its paired.tsv names the comparisons (baseline, kind, localization, stem). For
+# POOL_FROM): its paired.tsv names the comparisons (baseline, kind, localization, stem); PAIRED
+# names another file of paired comparisons in those columns (wmask-paired.tsv: sports.mk's
+# weight masks against weight training, each localization a baseline). For
 # each, the records of every run are read as one set (the runs' output streams concatenated,
 # matched by record id; mu-score --paired): the pooled accuracy difference, the records, its
 # 95% interval (Newcombe's) and McNemar's exact p, as each run's paired.tsv has them.
@@ -13,10 +16,13 @@
 #   $(POOL)/paired.tsv   the pooled comparisons, in the columns of a run's paired.tsv
 #   $(POOL)/report.md    a table per baseline: localization x kind:stem, each cell the
 #                        pooled difference, its interval and p
-# Make rebuilds them when a run's paired.tsv changes (a run redone, another knob).
+# Make rebuilds them when a run's PAIRED changes (a run redone, another knob).
 include pipelines/common.mk
 RUNS ?=
 POOL ?= runs/pool
+PAIRED ?= paired.tsv
+# the knobs' stamps (pipelines/knobs.mk) go under $(POOL)/knobs
+RUN := $(POOL)
 Q    ?= -q
 SHELL := bash
 .SHELLFLAGS := -eo pipefail -c
@@ -31,11 +37,11 @@ all: $(POOL)/report.md
 	@cat $<
 
 # the comparisons: those of the first run, which every other run must share
-$(POOL)/comparisons.tsv: $(RUNS:%=%/paired.tsv)
+$(POOL)/comparisons.tsv: $(RUNS:%=%/$(PAIRED)) $(call knobs,paired-file,$(PAIRED))
 	@mkdir -p $(@D)
-	cut -f1-4 $(FIRST)/paired.tsv > $@.tmp
-	for r in $(RUNS); do cut -f1-4 $$r/paired.tsv | cmp -s - $@.tmp || \
-	  { echo "$$r/paired.tsv: other comparisons than $(FIRST)/paired.tsv (LOCS or PAIRED_WITH differ)" >&2; \
+	cut -f1-4 $(FIRST)/$(PAIRED) > $@.tmp
+	for r in $(RUNS); do cut -f1-4 $$r/$(PAIRED) | cmp -s - $@.tmp || \
+	  { echo "$$r/$(PAIRED): other comparisons than $(FIRST)/$(PAIRED) (LOCS, PAIRED_WITH or WMASK differ)" >&2; \
 	    rm -f $@.tmp; exit 1; }; done
 	mv $@.tmp $@
 
@@ -48,6 +54,6 @@ $(POOL)/paired.tsv: $(POOL)/comparisons.tsv
 
 $(POOL)/report.md: $(POOL)/paired.tsv pipelines/pool-report.awk
 	for r in $(RUNS); do printf '%s\t%s\n' $$r "$$(sed -n 3p $$r/report.md)"; done > $@.runs
-	awk -f pipelines/pool-report.awk $@.runs $< > $@.tmp
+	awk -f pipelines/pool-report.awk -v paired=$(PAIRED) $@.runs $< > $@.tmp
 	rm -f $@.runs
 	mv $@.tmp $@

@@ -207,6 +207,22 @@ if run WMASK='1e-5 1e-3' WMASK_STEPS=3 > "$T/wlog" 2>&1; then
     [ \$(grep -cE '^(pipelines/job.sh )?mu-train .*--weight-mask 2e-5 --steps 3 --optimizer sgd --lr 3 ' '$T/wplan') = 7 ] &&
     [ \$(grep -cE '^(pipelines/job.sh )?mu-train .*--delta [^ ]*/wmask-[a-z]+-2e-5\.st --objective learn --train [^ ]*/relearn\.tok ' '$T/wplan') = 7 ] &&
     [ \$(grep -cE '^(pipelines/job.sh )?mu-train' '$T/wplan') = 14 ]"
+  # the masks against weight training pooled over two runs (pool.mk PAIRED=wmask-paired.tsv):
+  # the 42 comparisons, each over both runs' held-out facts (4 + 4), the difference their
+  # n-weighted mean; a table per localization, a row per masked model
+  if run RUN="$T/run2" FACTS_FROM=16 WMASK='1e-5 1e-3' WMASK_STEPS=3 > "$T/wlog2" 2>&1 &&
+     pool RUNS="$T/run $T/run2" POOL="$T/poolw" PAIRED=wmask-paired.tsv > "$T/wlog3" 2>&1; then
+    t sports_pool_weight_mask bash -c "
+      awk -F'\t' 'FILENAME != \"$T/poolw/paired.tsv\" { k = \$1 SUBSEP \$2 SUBSEP \$3 SUBSEP \$4; n[k] += \$6; dn[k] += \$5 * \$6; next }
+        { k = \$1 SUBSEP \$2 SUBSEP \$3 SUBSEP \$4; e = \$5 * \$6 - dn[k]
+          if (\$6 != 8 || \$6 != n[k] || e > 1e-9 || e < -1e-9 || !(\$7 <= \$5 && \$5 <= \$8) || \$3 !~ /^wmasked-/) bad = 1; rows++ }
+        END { exit bad || rows != 42 }' '$T/run/wmask-paired.tsv' '$T/run2/wmask-paired.tsv' '$T/poolw/paired.tsv' &&
+      grep -q \"the comparisons of each one's wmask-paired.tsv\" '$T/poolw/report.md' &&
+      [ \$(grep -c '^## Paired with ' '$T/poolw/report.md') = 7 ] &&
+      [ \$(grep -cE '^\| wmasked-(early|lookup|probe|late|all|atp|random)-1e-[35] \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+\) \|){3}\$' '$T/poolw/report.md') = 14 ]"
+  else
+    fail sports_pool_weight_mask "$(tail -3 "$T/wlog2" "$T/wlog3" 2>/dev/null | tr '\n' ' ')"
+  fi
 else
   fail sports_pipeline_weight_mask "$(tail -3 "$T/wlog" | tr '\n' ' ')"
 fi
