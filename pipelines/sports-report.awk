@@ -81,8 +81,8 @@ function wmask_table(   i, k, m) {
     print "The cut sum(1 - m) is the weight mass removed; then how many weights changed at all, were at"
     print "least halved, were zeroed. Choice accuracy; `heldout, attacked`: the held-out half of the"
     print "forget facts after the relearning attack on the masked model (relearned-wmasked-*);"
-    print "`probe`: the best layer's probe accuracy on the masked model's forget facts.\n"
-    print "| localization | L | weights | cut sum(1 - m) | cut / weights | changed (m < 1) | halved (m <= 1/2) | ablated (m = 0) | cloze forget | question forget | mc forget | cloze maintain | MMLU | cloze heldout, attacked | probe |"
+    print "`probe`: probe accuracy on the masked model's forget facts, at the best layer / mean over layers.\n"
+    print "| localization | L | weights | cut sum(1 - m) | cut / weights | changed (m < 1) | halved (m <= 1/2) | ablated (m = 0) | cloze forget | question forget | mc forget | cloze maintain | MMLU | cloze heldout, attacked | probe, best / mean |"
     print "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     for (i = 1; i <= nwm; i++) {
         k = wm[i]; m = "wmasked-" k
@@ -90,7 +90,7 @@ function wmask_table(   i, k, m) {
             wcut[k], wel[k] ? wcut[k] / wel[k] : 0, wch[k], whv[k], wab[k],
             cell("choice_acc", m, "cloze", "forget"), cell("choice_acc", m, "question", "forget"),
             cell("choice_acc", m, "mc", "forget"), cell("choice_acc", m, "cloze", "maintain"), cell("choice_acc", m, "mmlu", "test"),
-            cell("choice_acc", "relearned-" m, "cloze", "heldout"), probe_best_cell(m)
+            cell("choice_acc", "relearned-" m, "cloze", "heldout"), probe_cell(m)
     }
     if (plots ~ /wmask\.png/) print "\n![weight masking: cloze forget accuracy against the cut](wmask.png)"
     if (wpn) wmask_paired_table()
@@ -157,11 +157,12 @@ function paired_table(w,   i, f, line) {
     }
 }
 
-# the best layer's probe accuracy on model m's forget facts, "–" without probes
-function probe_best_cell(m,   L, best) {
+# the probe accuracy on model m's forget facts at the best layer / the mean over layers, "–"
+# without probes
+function probe_cell(m,   L, best, sum) {
     best = -1
-    for (L = 0; L < nlayer; L++) if ((m, L) in pacc && pacc[m, L] + 0 > best) best = pacc[m, L] + 0
-    return best < 0 ? "–" : sprintf("%.2f", best)
+    for (L = 0; L < nlayer; L++) if ((m, L) in pacc) { sum += pacc[m, L]; if (pacc[m, L] + 0 > best) best = pacc[m, L] + 0 }
+    return best < 0 ? "–" : sprintf("%.2f / %.2f", best, sum / nlayer)
 }
 
 function probe_table(   np, P, i, L, best, bl, sum, line) {

@@ -168,19 +168,19 @@ t sports_pool_other_comparisons_refused bash -c "
 # sparse delta, which touches only the localization's MLP matrices; the higher price cuts
 # less; the masked models are scored in every format and the curve (cut, forget accuracy)
 # is plotted; each masked model meets the relearning attack (its held-out cell is that of
-# relearned-wmasked-* in scores.tsv) and the probes (its cell is the best layer's in
-# probes.tsv) and is paired, fact by fact after the attack, with the weight-trained
+# relearned-wmasked-* in scores.tsv) and the probes (its cell the best layer's and the mean
+# over layers in probes.tsv) and is paired, fact by fact after the attack, with the weight-trained
 # unlearning in its localization (each difference that of the two models' accuracies in
 # scores.tsv); then nothing is stale, and a third price redoes its seven masks and their
 # attacks only
 if run WMASK='1e-5 1e-3' WMASK_STEPS=3 > "$T/wlog" 2>&1; then
   t sports_pipeline_weight_mask bash -c "
-    [ \$(grep -cE '^\| (early|lookup|probe|late|all|atp|random) \| 1e-[35] \| [0-9]+ \| [0-9]+ \| [01]\.[0-9]{4} \| [0-9]+ \| [0-9]+ \| [0-9]+ \|( [01]\.[0-9]{2} \|){7}\$' '$R') = 14 ] &&
+    [ \$(grep -cE '^\| (early|lookup|probe|late|all|atp|random) \| 1e-[35] \| [0-9]+ \| [0-9]+ \| [01]\.[0-9]{4} \| [0-9]+ \| [0-9]+ \| [0-9]+ \|( [01]\.[0-9]{2} \|){6} [01]\.[0-9]{2} / [01]\.[0-9]{2} \|\$' '$R') = 14 ] &&
     [ \$(grep -cE '^\| wmasked-(early|lookup|probe|late|all|atp|random)-1e-[35] \| [01]\.[0-9]{2} / ' '$R') = 14 ] &&
     [ \$(grep -cE '^\| relearned-wmasked-(early|lookup|probe|late|all|atp|random)-1e-[35] \| [01]\.[0-9]{2} / ' '$R') = 14 ] &&
     [ -s '$T/run/relearn-wmask-atp-1e-3.st' ] &&
     a=\$(awk -F'\t' '\$1 == \"choice_acc\" && \$2 == \"model=relearned-wmasked-atp-1e-3,fmt=cloze,split=heldout\" { printf \"%.2f\", \$3 }' '$T/run/scores.tsv') &&
-    b=\$(awk -F'\t' '\$1 == \"wmasked-atp-1e-3\" { n++; if (\$4 > b) b = \$4 } END { if (n == 5) printf \"%.2f\", b }' '$T/run/probes.tsv') &&
+    b=\$(awk -F'\t' '\$1 == \"wmasked-atp-1e-3\" { n++; s += \$4; if (\$4 > b) b = \$4 } END { if (n == 5) printf \"%.2f / %.2f\", b, s / n }' '$T/run/probes.tsv') &&
     [ -n \"\$a\" ] && [ -n \"\$b\" ] && grep -qE \"^\\| atp \\| 1e-3 \\| .* \\| \$a \\| \$b \\|\\\$\" '$R' &&
     [ \$(grep -cE '^\| (early|lookup|probe|late|all|atp|random) \| 1e-[35] \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+\) \|){3}\$' '$R') = 14 ] &&
     [ \$(wc -l < '$T/run/wmask-paired.tsv') = 42 ] &&
