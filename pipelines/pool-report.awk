@@ -1,8 +1,9 @@
 # pool-report.awk — the markdown report of pipelines/pool.mk: as a first file the runs
 # (run directory, the line of its report that names its facts), as a second the pooled
 # comparisons (baseline, kind, localization, stem, difference, records, ci_lo, ci_hi,
-# McNemar p; paired: the runs' file they came from), a table per baseline: a row per localization, a column per kind:stem (the
-# kinds in the order they come, e.g. unlearned before relearned).
+# McNemar p; paired: the runs' file they came from), a table per baseline: a row per
+# localization, a column per kind:stem (the kinds in the order they come, e.g. unlearned
+# before relearned).
 BEGIN { FS = "\t" }
 FNR == 1 { file++ }
 file == 1 { run[++nrun] = $1; about[nrun] = $2; next }

@@ -157,15 +157,22 @@ function paired_table(w,   i, f, line) {
     }
 }
 
+# the probes of model m on its forget facts: sets pbest (the best layer's accuracy), pbl (that
+# layer) and pmean (the mean over layers); 0 when m has no probes
+function probe_stats(m,   L, sum) {
+    pbest = -1; sum = 0
+    for (L = 0; L < nlayer; L++) if ((m, L) in pacc) {
+        sum += pacc[m, L]
+        if (pacc[m, L] + 0 > pbest) { pbest = pacc[m, L] + 0; pbl = L }
+    }
+    pmean = nlayer ? sum / nlayer : 0
+    return pbest >= 0
+}
 # the probe accuracy on model m's forget facts at the best layer / the mean over layers, "–"
 # without probes
-function probe_cell(m,   L, best, sum) {
-    best = -1
-    for (L = 0; L < nlayer; L++) if ((m, L) in pacc) { sum += pacc[m, L]; if (pacc[m, L] + 0 > best) best = pacc[m, L] + 0 }
-    return best < 0 ? "–" : sprintf("%.2f / %.2f", best, sum / nlayer)
-}
+function probe_cell(m) { return probe_stats(m) ? sprintf("%.2f / %.2f", pbest, pmean) : "–" }
 
-function probe_table(   np, P, i, L, best, bl, sum, line) {
+function probe_table(   np, P, i) {
     np = split(probe_models, P, " ")
     print "\n## Latent knowledge: linear probes\n"
     print "Probes on the residual stream after each layer at the athlete's last token, fitted on the"
@@ -175,12 +182,8 @@ function probe_table(   np, P, i, L, best, bl, sum, line) {
     print "| model | best layer | accuracy there | mean over layers | majority class |"
     print "|---|---|---|---|---|"
     for (i = 1; i <= np; i++) {
-        best = -1; sum = 0
-        for (L = 0; L < nlayer; L++) {
-            sum += pacc[P[i], L]
-            if (pacc[P[i], L] + 0 > best) { best = pacc[P[i], L] + 0; bl = L }
-        }
-        printf "| %s | %d | %.2f | %.2f | %.2f |\n", P[i], bl, best, sum / nlayer, pmaj[P[i]]
+        probe_stats(P[i])
+        printf "| %s | %d | %.2f | %.2f | %.2f |\n", P[i], pbl, pbest, pmean, pmaj[P[i]]
     }
     if (plots ~ /probes\.png/) print "\n![probe accuracy on the forget facts by layer](probes.png)"
     if (plots ~ /lookup\.png/) print "\n![path patching: MLP effect by layer](lookup.png)"
