@@ -257,6 +257,11 @@ struct mu_backend {
      * one f32 operation each, in this order: the backends agree bit for bit. */
     void (*wmask_forward)(float *w, float *m, const float *w0, int64_t n);
     void (*wmask_backward)(float *gm, const float *g, const float *w0, float lam, int64_t n);
+    /* The cut sum_j (1 - (double)m[j]) of a mask [n] (the penalty is lambda times it), in a
+     * fixed order: one double partial per 2^16 entries, partials added in order (backends
+     * agree to rounding within a partial; NaN when an m is). Waits for the result: the
+     * per-step loss reads it without moving the mask off the device. */
+    double (*wmask_cut)(const float *m, int64_t n);
 };
 
 /* The CPU backend (always available). */

@@ -359,6 +359,7 @@ struct mu_trainer {
     packed *log;
     int nlog, log_cap;
     double last_loss;
+    double step_penalty;        /* weight masking: the penalty in the last step's loss */
     double best;
     int has_best;
     float **best_vals;
@@ -529,16 +530,24 @@ static void wmask_grads(mu_trainer *t) {
                                                t->wm[i].w0, lam, t->wm[i].n);
 }
 
+/* The penalty lambda * sum(1 - m) over every masked element (the backend's wmask_cut per
+ * tensor, in tensor order; no mask leaves the device); 0 without weight masking. */
+static double wmask_penalty(const mu_trainer *t, double *cut) {
+    double sum = 0;
+    if (t->o.weight_mask)
+        for (int i = 0; i < t->nt; i++) sum += mu_model_backend(t->m)->wmask_cut(t->wm[i].m, t->wm[i].n);
+    if (cut) *cut = sum;
+    return t->o.weight_mask ? t->o.weight_mask_lambda * sum : 0;
+}
+
 int mu_trainer_wmask_stats(const mu_trainer *t, mu_wmask_stats *s) {
     memset(s, 0, sizeof *s);
     if (!t->o.weight_mask) return -1;
-    double sum = 0;
     for (int i = 0; i < t->nt; i++) {
         int64_t n = t->wm[i].n;
         float *m = mu_xmalloc((size_t)(n + 1) * sizeof(float));
         mu_model_backend(t->m)->download(m, t->wm[i].m, (size_t)n * sizeof(float));
         for (int64_t j = 0; j < n; j++) {
-            sum += 1.0 - (double)m[j];
             s->masked += m[j] < 1;
             s->halved += m[j] <= 0.5f;
             s->ablated += m[j] == 0;
@@ -546,8 +555,7 @@ int mu_trainer_wmask_stats(const mu_trainer *t, mu_wmask_stats *s) {
         free(m);
     }
     s->elements = t->wm_total;
-    s->cut = sum;
-    s->penalty = t->o.weight_mask_lambda * sum;
+    s->penalty = wmask_penalty(t, &s->cut);
     return 0;
 }
 
@@ -1127,9 +1135,7 @@ double mu_trainer_loss_and_grad(mu_trainer *t, int64_t step, char *err, size_t e
     if (prepare(t, err, errlen) < 0) return NAN;
     if (step_grads(t, step, &loss, err, errlen) < 0) return NAN;
     wmask_grads(t);
-    mu_wmask_stats ws;
-    if (mu_trainer_wmask_stats(t, &ws) == 0) loss += ws.penalty;
-    return loss;
+    return loss + wmask_penalty(t, NULL);
 }
 
 /* ---- reference caches ---- */
@@ -1283,9 +1289,10 @@ static void log_train(mu_trainer *t, double loss, double lr, double norm, double
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     int nterms = 0;
     for (int i = 0; i < MU_OBJ_COUNT; i++) nterms += need(t, (mu_obj_id)i);
-    msgpack_pack_map(&pk, 7);
+    msgpack_pack_map(&pk, 7 + (t->o.weight_mask != 0));
     mu_pack_kv_int(&pk, "step", t->step);
     mu_pack_kv_f64(&pk, "loss", loss);
+    if (t->o.weight_mask) mu_pack_kv_f64(&pk, "weight_mask_penalty", t->step_penalty);
     mu_pack_str(&pk, "terms");
     msgpack_pack_map(&pk, (size_t)nterms);
     for (int i = 0; i < MU_OBJ_COUNT; i++)
@@ -1580,6 +1587,8 @@ int mu_trainer_run(mu_trainer *t, const char *resume_path, char *err, size_t err
             return -1;
         }
         wmask_grads(t);
+        t->step_penalty = wmask_penalty(t, NULL);   /* at the mask this step's forward used */
+        loss += t->step_penalty;
         mu_optim_step(t->opt, &norm, &lr);
         if (!isfinite(norm)) {
             snprintf(err, errlen, "step %lld: gradient norm is not finite", (long long)t->step + 1);

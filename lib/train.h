@@ -135,7 +135,8 @@ size_t mu_trainer_optim_bytes(const mu_trainer *t);
 int64_t mu_trainer_step(const mu_trainer *t);
 /* Weight masking (opts.weight_mask): over the masked elements, the number whose mask is
  * below 1 (changed weights), at most 1/2 (halved), at 0 (ablated), all of them, the cut
- * sum(1 - m) and the penalty lambda * cut (sums in double, in element order).
+ * sum(1 - m) and the penalty lambda * cut (the backend's wmask_cut: sums in double by
+ * chunks of 2^16 elements, tensors in order; the per-step loss adds the same penalty).
  * 0, or -1 when the run trains weights. */
 typedef struct { int64_t masked, halved, ablated, elements; double cut, penalty; } mu_wmask_stats;
 int mu_trainer_wmask_stats(const mu_trainer *t, mu_wmask_stats *s);

@@ -302,6 +302,12 @@ static void run_wmask_tests(const mu_backend *gpu)
     check_same_bits("wmask gm", got, gc, n);
     dget(&w0d, got, "wmask w0");
     CHECK_MSG(memcmp(got, w0, n * 4) == 0, "wmask_forward changed w0");
+    /* the cut sum(1 - m): NaN with the NaN mask, else the CPU's to rounding (the order
+     * within a chunk differs) */
+    CHECK(isnan(gpu->wmask_cut(m.p, n)) && isnan(cpu->wmask_cut(mc, n)));
+    double cut_g = gpu->wmask_cut(m.p + 6, n - 6), cut_c = cpu->wmask_cut(mc + 6, n - 6);
+    CHECK_MSG(cut_c > 1000 && fabs(cut_g - cut_c) <= 1e-12 * cut_c, "cut %.17g, cpu %.17g", cut_g, cut_c);
+    CHECK(gpu->wmask_cut(m.p, 0) == 0);
     dfree(&m); dfree(&w); dfree(&w0d); dfree(&g); dfree(&gm);
     free(m0); free(w0); free(g0); free(mc); free(wc); free(gc); free(got);
 }

@@ -599,3 +599,29 @@ TEST(optim_weight_mask_ops_project_and_chain) {
     for (int j = 0; j < N; j++) CHECK_MSG(gm[j] == g[j] * w0[j] - 0.125f, "gm[%d] = %g", j, gm[j]);
     be->wmask_forward(w, m, w0, 0);   /* n = 0: nothing */
 }
+
+/* wmask_cut: sum(1 - m) in double over three chunks of 2^16 and a partial one, against a
+ * sequential long double sum; exact on dyadic masks; NaN when a mask is; 0 for n = 0. */
+TEST(optim_weight_mask_cut_sums_one_minus_m) {
+    const mu_backend *be = mu_backend_cpu();
+    const int64_t n = 3 * ((int64_t)1 << MU_ELEMS_CHUNK_BITS) + 1234;
+    float *m = malloc(n * sizeof *m);
+    CHECK(m);
+    mu_rng r;
+    mu_rng_seed(&r, 77);
+    long double want = 0;
+    for (int64_t j = 0; j < n; j++) {
+        m[j] = (float)mu_rng_uniform(&r);
+        want += 1.0L - (long double)m[j];
+    }
+    double got = be->wmask_cut(m, n);
+    CHECK_MSG(fabsl((long double)got - want) <= 1e-12L * want, "cut %.17g, want %.17Lg", got, want);
+    for (int64_t j = 0; j < n; j++) m[j] = (float)(j % 5) * 0.25f;   /* 0 .. 1: exact sums */
+    double exact = 0;
+    for (int64_t j = 0; j < n; j++) exact += 1.0 - m[j];
+    CHECK_MSG(be->wmask_cut(m, n) == exact, "dyadic cut %.17g, want %.17g", be->wmask_cut(m, n), exact);
+    CHECK(be->wmask_cut(m, 0) == 0);
+    m[n - 1] = NAN;
+    CHECK(isnan(be->wmask_cut(m, n)));
+    free(m);
+}

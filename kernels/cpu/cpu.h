@@ -58,4 +58,5 @@ void cpu_elems_gather_add(float *packed, const float *g, const mu_elems *e);
 void cpu_elems_scatter_bf16(uint16_t *w16, const float *packed, const mu_elems *e);
 void cpu_wmask_forward(float *w, float *m, const float *w0, int64_t n);
 void cpu_wmask_backward(float *gm, const float *g, const float *w0, float lam, int64_t n);
+double cpu_wmask_cut(const float *m, int64_t n);
 #endif

@@ -71,6 +71,7 @@ static const mu_backend cpu_backend = {
     .elems_scatter_bf16 = cpu_elems_scatter_bf16,
     .wmask_forward = cpu_wmask_forward,
     .wmask_backward = cpu_wmask_backward,
+    .wmask_cut = cpu_wmask_cut,
 };
 
 const mu_backend *mu_backend_cpu(void) { return &cpu_backend; }

@@ -138,3 +138,23 @@ void cpu_wmask_backward(float *gm, const float *g, const float *w0, float lam, i
         gm[j] = gw - lam;
     }
 }
+
+/* sum_j (1 - m[j]) in double: a partial per chunk of 2^16 entries, partials in order */
+double cpu_wmask_cut(const float *m, int64_t n)
+{
+    int64_t nblk = (n + CHUNK - 1) / CHUNK;
+    if (nblk <= 0) return 0;
+    double *part = malloc((size_t)nblk * sizeof *part);
+    if (!part) abort();
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t c = 0; c < nblk; c++) {
+        int64_t end = (c + 1) * CHUNK < n ? (c + 1) * CHUNK : n;
+        double acc = 0;
+        for (int64_t j = c * CHUNK; j < end; j++) acc += 1.0 - (double)m[j];
+        part[c] = acc;
+    }
+    double total = 0;
+    for (int64_t c = 0; c < nblk; c++) total += part[c];
+    free(part);
+    return total;
+}

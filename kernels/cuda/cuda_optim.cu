@@ -225,27 +225,31 @@ static void cu_wmask_backward(float *gm, const float *g, const float *w0, float 
     for_each_entry(&e, op_wmask_backward{gm, g, w0, lam});
 }
 
-/* ---- sum of squares: per-chunk double partials ------------------------------------------ */
-/* part[c] = sum over chunk c's entries of (double)g^2; blockDim.x must be NT. */
-__global__ void k_chunk_sumsq(double *part, const float *g, int64_t nblk, int64_t numel,
-                              int dense, int packed, const int64_t *chunk_start,
-                              const uint16_t *off)
+/* ---- sums over entries: per-chunk double partials --------------------------------------- */
+/* the term each entry x adds: its square (elems_sumsq), or 1 - x (wmask_cut) */
+struct term_sq {
+    __device__ double operator()(float x) const { return (double)x * (double)x; }
+};
+struct term_cut {
+    __device__ double operator()(float x) const { return 1.0 - (double)x; }
+};
+
+/* part[c] = sum over chunk c's entries of term(g); blockDim.x must be NT. */
+template <class Term>
+__global__ void k_chunk_sum(double *part, const float *g, int64_t nblk, int64_t numel,
+                            int dense, int packed, const int64_t *chunk_start,
+                            const uint16_t *off, Term term)
 {
     __shared__ double sh[NT];
     for (int64_t c = blockIdx.x; c < nblk; c += gridDim.x) {   /* uniform in the block */
         double acc = 0;
         if (dense) {
             int64_t end = (c + 1) * CHUNK < numel ? (c + 1) * CHUNK : numel;
-            for (int64_t i = c * CHUNK + threadIdx.x; i < end; i += NT) {
-                double x = g[i];
-                acc += x * x;
-            }
+            for (int64_t i = c * CHUNK + threadIdx.x; i < end; i += NT) acc += term(g[i]);
         } else {
             int64_t end = chunk_start[c + 1];
-            for (int64_t j = chunk_start[c] + threadIdx.x; j < end; j += NT) {
-                double x = g[packed ? j : ((c << CHUNK_BITS) | off[j])];
-                acc += x * x;
-            }
+            for (int64_t j = chunk_start[c] + threadIdx.x; j < end; j += NT)
+                acc += term(g[packed ? j : ((c << CHUNK_BITS) | off[j])]);
         }
         sh[threadIdx.x] = acc;
         __syncthreads();
@@ -274,20 +278,33 @@ static void part_reserve(size_t n)
     g_part_cap = n;
 }
 
-static double cu_elems_sumsq(const float *g, const mu_elems *e)
+/* sum over the entries of e of term(g): the chunks' partials, added on the host in order */
+template <class Term>
+static double chunk_sum(const float *g, const mu_elems *e, Term term)
 {
     int64_t nblk = e->dense ? (e->numel + CHUNK - 1) / CHUNK : e->nchunks;
     if (nblk <= 0) return 0;
     part_reserve((size_t)nblk);
-    k_chunk_sumsq<<<mu_cu_grid_for((size_t)nblk, NT), NT>>>(g_part_dev, g, nblk, e->numel,
-                                                            e->dense, e->packed, e->chunk_start,
-                                                            e->off);
+    k_chunk_sum<<<mu_cu_grid_for((size_t)nblk, NT), NT>>>(g_part_dev, g, nblk, e->numel,
+                                                          e->dense, e->packed, e->chunk_start,
+                                                          e->off, term);
     KCHECK();
     CK(cudaMemcpy(g_part_host, g_part_dev, (size_t)nblk * sizeof(double),
                   cudaMemcpyDeviceToHost));
     double total = 0;
     for (int64_t c = 0; c < nblk; c++) total += g_part_host[c];
     return total;
+}
+
+static double cu_elems_sumsq(const float *g, const mu_elems *e)
+{
+    return chunk_sum(g, e, term_sq{});
+}
+
+static double cu_wmask_cut(const float *m, int64_t n)
+{
+    const mu_elems e = dense_entries(n);
+    return chunk_sum(m, &e, term_cut{});
 }
 
 void mu_cu_fill_optim(mu_backend *b)
@@ -302,4 +319,5 @@ void mu_cu_fill_optim(mu_backend *b)
     b->elems_scatter_bf16 = cu_elems_scatter_bf16;
     b->wmask_forward = cu_wmask_forward;
     b->wmask_backward = cu_wmask_backward;
+    b->wmask_cut = cu_wmask_cut;
 }

@@ -224,6 +224,21 @@ else
       [ '$n_five' -gt 1000 ] && [ '$n_five' -lt '$n_half' ] && [ '$n_half' -lt 99072 ] &&
       grep -q 'weight mask: $n_half of 99072 weights changed' s_wm5e-6.err" ||
       echo "    (changed: $n_half at 5e-6, $n_five at 5e-5)"
+    # the per-step loss includes the penalty at the mask the step's forward used: 0 at step
+    # 1 (m = 1), at step 2 the penalty a 1-step run's delta records (to its JSON's 15
+    # digits); loss = terms + penalty
+    for k in 1 2; do
+        mu-train --model "$S" --delta s_learn.st --objective log1mp=1,retain-ce=0.5 --forget sf.mpk.zst \
+          --retain sr.mpk.zst --mask mlp:2-4 --weight-mask 5e-4 --steps $k --batch 8 --lr 0.05 \
+          --out s_wmstep$k.st --log s_wmstep$k.log -q
+    done
+    pen1=$(mu-dump --model "$S" --delta s_learn.st --delta s_wmstep1.st | head -1 |
+           jq -r 'first(.. | objects | select(has("weight_mask_result"))) | .weight_mask_result.penalty')
+    t train_stories260k_weight_mask_log_penalty bash -c "
+      mu-dump s_wmstep2.log | jq -e -s --argjson p1 '$pen1' '[.[] | select(.step and .loss)] |
+        length == 2 and .[0].weight_mask_penalty == 0 and ((.[1].weight_mask_penalty - \$p1) | . * . < 1e-24) and \$p1 > 0 and
+        all(.[]; (.loss - .terms.log1mp - 0.5 * .terms[\"retain-ce\"] - .weight_mask_penalty) as \$d |
+          \$d * \$d < 1e-18 * (1 + .loss * .loss))' >/dev/null"
     t train_stories260k_dpo_alt_general bash -c "
       mu-train --model '$S' --delta s_learn.st --objective dpo=1,general-lm=0.5 --dpo-alt ' I don'\''t know.' \
         --dpo-beta 0.5 --forget sf.mpk.zst --general text.mpk.zst --max-len 16 --steps 5 --batch 4 --lr 1e-3 --out s_dpo.st \
