@@ -30,35 +30,39 @@
 /* Where the update ops find entry j (flat element `flat`) in w and g. */
 #define AT(e, j, flat) ((e)->packed ? (j) : (flat))
 
-/* Sum of g^2 over chunk c's entries, in entry order. */
-static double chunk_sumsq(const float *g, const mu_elems *e, int64_t c)
+/* The term entry x adds to a chunk sum: x^2 (elems_sumsq), or with cut 1 - x (wmask_cut). */
+static inline double chunk_term(float x, int cut) { return cut ? 1.0 - (double)x : (double)x * x; }
+
+/* Sum of the terms of g over chunk c's entries, in entry order. */
+static double chunk_sum(const float *g, const mu_elems *e, int64_t c, int cut)
 {
     double acc = 0;
     if (e->dense) {
         int64_t end = (c + 1) * CHUNK < e->numel ? (c + 1) * CHUNK : e->numel;
-        for (int64_t i = c * CHUNK; i < end; i++) acc += (double)g[i] * g[i];
+        for (int64_t i = c * CHUNK; i < end; i++) acc += chunk_term(g[i], cut);
     } else {
-        for (int64_t j = e->chunk_start[c]; j < e->chunk_start[c + 1]; j++) {
-            float x = g[AT(e, j, (c << MU_ELEMS_CHUNK_BITS) | e->off[j])];
-            acc += (double)x * x;
-        }
+        for (int64_t j = e->chunk_start[c]; j < e->chunk_start[c + 1]; j++)
+            acc += chunk_term(g[AT(e, j, (c << MU_ELEMS_CHUNK_BITS) | e->off[j])], cut);
     }
     return acc;
 }
 
-double cpu_elems_sumsq(const float *g, const mu_elems *e)
+/* The sum over every entry of e: one partial per chunk (in parallel), added in chunk order. */
+static double chunks_total(const float *g, const mu_elems *e, int cut)
 {
     int64_t nblk = e->dense ? (e->numel + CHUNK - 1) / CHUNK : e->nchunks;
     if (nblk <= 0) return 0;
     double *part = malloc((size_t)nblk * sizeof *part);
     if (!part) abort();
     #pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t c = 0; c < nblk; c++) part[c] = chunk_sumsq(g, e, c);
+    for (int64_t c = 0; c < nblk; c++) part[c] = chunk_sum(g, e, c, cut);
     double total = 0;
     for (int64_t c = 0; c < nblk; c++) total += part[c];
     free(part);
     return total;
 }
+
+double cpu_elems_sumsq(const float *g, const mu_elems *e) { return chunks_total(g, e, 0); }
 
 void cpu_elems_scale(float *g, float s, const mu_elems *e)
 {
@@ -139,22 +143,9 @@ void cpu_wmask_backward(float *gm, const float *g, const float *w0, float lam, i
     }
 }
 
-/* sum_j (1 - m[j]) in double: a partial per chunk of 2^16 entries, partials in order */
+/* sum_j (1 - m[j]) over the [n] mask, as a dense set of n entries */
 double cpu_wmask_cut(const float *m, int64_t n)
 {
-    int64_t nblk = (n + CHUNK - 1) / CHUNK;
-    if (nblk <= 0) return 0;
-    double *part = malloc((size_t)nblk * sizeof *part);
-    if (!part) abort();
-    #pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t c = 0; c < nblk; c++) {
-        int64_t end = (c + 1) * CHUNK < n ? (c + 1) * CHUNK : n;
-        double acc = 0;
-        for (int64_t j = c * CHUNK; j < end; j++) acc += 1.0 - (double)m[j];
-        part[c] = acc;
-    }
-    double total = 0;
-    for (int64_t c = 0; c < nblk; c++) total += part[c];
-    free(part);
-    return total;
+    const mu_elems e = { .numel = n, .n = n, .dense = 1 };
+    return chunks_total(m, &e, 1);
 }
