@@ -131,6 +131,23 @@ struct mu_backend {
     void (*rmsnorm_bwd)(float *dX, float *dw, const float *dY, const float *X,
                         const float *w, const float *rstd, int N, int D);
 
+    /* ---- LayerNorm (GPT-NeoX: y = (x - mean(x)) / sqrt(var(x) + eps) * w + b) ------ */
+    /* Y[N,D]; mean[N], rstd[N] = 1/sqrt(mean_d (X - mean)^2 + eps) (the biased variance, as
+     * torch.nn.LayerNorm), saved for backward (both may be NULL). b may be NULL (no bias). */
+    void (*layernorm)(float *Y, float *mean, float *rstd, const float *X, const float *w,
+                      const float *b, int N, int D, float eps);
+    /* dX[N,D] += dX contribution (ACCUMULATES, as rmsnorm_bwd):
+     *   xhat = (X - mean) rstd, g = dY w,  dX += rstd (g - mean_d(g) - xhat mean_d(g xhat))
+     * dw[D] += sum_n dY xhat  (NULL: skipped);  db[D] += sum_n dY  (NULL: skipped) */
+    void (*layernorm_bwd)(float *dX, float *dw, float *db, const float *dY, const float *X,
+                          const float *w, const float *mean, const float *rstd, int N, int D);
+
+    /* ---- strided row copy (fused q/k/v split and join, partial rotary) -------------- */
+    /* dst[r*dst_ld + c] = src[r*src_ld + c] for r < rows, c < width (dst and src do not
+     * overlap). Its own backward: the same copy from the gradient of dst into that of src. */
+    void (*copy_rows)(float *dst, int dst_ld, const float *src, int src_ld, int rows,
+                      int width);
+
     /* ---- rotary position embedding (HF rotate_half layout) ----------------------- */
     /* In place on X[N, H, hd]: for i < hd/2, with a = pos[n] * inv_freq[i]:
      *   x1 = X[..i], x2 = X[..i+hd/2];  X[..i] = x1 cos a - x2 sin a;
@@ -168,6 +185,12 @@ struct mu_backend {
     /* dG, dU OVERWRITTEN: dG = dA * U * gelu'(G), dU = dA * gelu(G) */
     void (*geglu_bwd)(float *dG, float *dU, const float *dA, const float *G,
                       const float *U, size_t n, int tanh_form);
+
+    /* ---- plain GELU MLP activation (GPT-NeoX: down(gelu(up x))) --------------------- */
+    /* A[n] = gelu(X[n]), the two forms as geglu's (tanh_form) */
+    void (*gelu)(float *A, const float *X, size_t n, int tanh_form);
+    /* dX OVERWRITTEN: dX = dA * gelu'(X) */
+    void (*gelu_bwd)(float *dX, const float *dA, const float *X, size_t n, int tanh_form);
 
     /* ---- logit soft-capping (Gemma-2's final logits) ------------------------------- */
     /* X[n] = cap tanh(X[n] / cap), in place */

@@ -1,11 +1,14 @@
-/* arch.c — the parameter list of a llama-family config, in Hugging Face names. */
+/* arch.c — the parameter list of a config, in Hugging Face names: the Llama family's
+ * layout (Llama, Mistral, Qwen, Gemma, OLMo-2) or GPT-NeoX's. */
 #include "arch.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+typedef struct { const char *role, *fmt; } arch_name;
+
 /* role -> HF name pattern (%d = layer) */
-static const struct { const char *role, *fmt; } arch_names[] = {
+static const arch_name arch_names[] = {
     {"embed", "model.embed_tokens.weight"},
     {"attn_norm", "model.layers.%d.input_layernorm.weight"},
     {"q", "model.layers.%d.self_attn.q_proj.weight"},
@@ -25,29 +28,95 @@ static const struct { const char *role, *fmt; } arch_names[] = {
     {"down", "model.layers.%d.mlp.down_proj.weight"},
     {"final_norm", "model.norm.weight"},
     {"lm_head", "lm_head.weight"},
+    {NULL, NULL}
 };
 
-int mu_arch_param_name(const char *role, int layer, char *buf, size_t buflen) {
-    for (size_t i = 0; i < sizeof arch_names / sizeof *arch_names; i++)
-        if (!strcmp(arch_names[i].role, role)) {
-            const char *fmt = arch_names[i].fmt;
-            int n = strstr(fmt, "%d") ? snprintf(buf, buflen, fmt, layer) : snprintf(buf, buflen, "%s", fmt);
-            return n < 0 || (size_t)n >= buflen ? -1 : 0;
-        }
-    return -1;
+/* GPT-NeoX (GPTNeoXForCausalLM): LayerNorms with biases, fused q/k/v, biases everywhere */
+static const arch_name neox_names[] = {
+    {"embed", "gpt_neox.embed_in.weight"},
+    {"attn_norm", "gpt_neox.layers.%d.input_layernorm.weight"},
+    {"attn_norm_bias", "gpt_neox.layers.%d.input_layernorm.bias"},
+    {"qkv", "gpt_neox.layers.%d.attention.query_key_value.weight"},
+    {"qkv_bias", "gpt_neox.layers.%d.attention.query_key_value.bias"},
+    {"o", "gpt_neox.layers.%d.attention.dense.weight"},
+    {"o_bias", "gpt_neox.layers.%d.attention.dense.bias"},
+    {"mlp_norm", "gpt_neox.layers.%d.post_attention_layernorm.weight"},
+    {"mlp_norm_bias", "gpt_neox.layers.%d.post_attention_layernorm.bias"},
+    {"up", "gpt_neox.layers.%d.mlp.dense_h_to_4h.weight"},
+    {"up_bias", "gpt_neox.layers.%d.mlp.dense_h_to_4h.bias"},
+    {"down", "gpt_neox.layers.%d.mlp.dense_4h_to_h.weight"},
+    {"down_bias", "gpt_neox.layers.%d.mlp.dense_4h_to_h.bias"},
+    {"final_norm", "gpt_neox.final_layer_norm.weight"},
+    {"final_norm_bias", "gpt_neox.final_layer_norm.bias"},
+    {"lm_head", "embed_out.weight"},
+    {NULL, NULL}
+};
+
+static const arch_name *find_role(const arch_name *t, const char *role) {
+    for (; t->role; t++)
+        if (!strcmp(t->role, role)) return t;
+    return NULL;
 }
 
-/* Appends one entry; role must be a static string from arch_names. */
-static void arch_add(mu_param_info *p, int *n, const char *role, int layer, int ndim, int64_t d0, int64_t d1) {
+/* A name of table t into buf; 0 ok, -1 unknown role or too long. */
+static int table_name(const arch_name *t, const char *role, int layer, char *buf, size_t buflen) {
+    const arch_name *e = find_role(t, role);
+    if (!e) return -1;
+    int n = strstr(e->fmt, "%d") ? snprintf(buf, buflen, e->fmt, layer) : snprintf(buf, buflen, "%s", e->fmt);
+    return n < 0 || (size_t)n >= buflen ? -1 : 0;
+}
+
+int mu_arch_param_name(const char *role, int layer, char *buf, size_t buflen) {
+    return table_name(arch_names, role, layer, buf, buflen);
+}
+
+/* Appends one entry of table t (its role string is the entry's). */
+static void table_add(const arch_name *t, mu_param_info *p, int *n, const char *role, int layer, int ndim,
+                      int64_t d0, int64_t d1) {
     mu_param_info *e = &p[(*n)++];
     memset(e, 0, sizeof *e);
-    for (size_t i = 0; i < sizeof arch_names / sizeof *arch_names; i++)
-        if (!strcmp(arch_names[i].role, role)) e->role = arch_names[i].role;
-    mu_arch_param_name(role, layer, e->name, sizeof e->name);
+    e->role = find_role(t, role)->role;
+    table_name(t, role, layer, e->name, sizeof e->name);
     e->ndim = ndim;
     e->shape[0] = d0;
     e->shape[1] = ndim > 1 ? d1 : 0;
     e->layer = layer;
+}
+
+static void arch_add(mu_param_info *p, int *n, const char *role, int layer, int ndim, int64_t d0, int64_t d1) {
+    table_add(arch_names, p, n, role, layer, ndim, d0, d1);
+}
+
+/* GPT-NeoX's list: embed, per layer (attn_norm, attn_norm_bias, qkv, [qkv_bias], o,
+ * [o_bias], mlp_norm, mlp_norm_bias, up, [up_bias], down, [down_bias]), final_norm,
+ * final_norm_bias, lm_head (absent when tied). qkv is [H * 3 * hd, D]. */
+static int neox_params(const mu_config *c, mu_param_info **out) {
+    int per_layer = 8 + (c->qkv_bias ? 1 : 0) + (c->o_bias ? 1 : 0) + (c->mlp_bias ? 2 : 0);
+    mu_param_info *p = calloc((size_t)(4 + c->n_layer * per_layer), sizeof *p);
+    if (!p) return -1;
+    int n = 0;
+    int64_t D = c->d_model, F = c->d_ff, V = c->vocab, QD = (int64_t)c->n_head * c->head_dim;
+    const arch_name *t = neox_names;
+    table_add(t, p, &n, "embed", -1, 2, V, D);
+    for (int l = 0; l < c->n_layer; l++) {
+        table_add(t, p, &n, "attn_norm", l, 1, D, 0);
+        table_add(t, p, &n, "attn_norm_bias", l, 1, D, 0);
+        table_add(t, p, &n, "qkv", l, 2, 3 * QD, D);
+        if (c->qkv_bias) table_add(t, p, &n, "qkv_bias", l, 1, 3 * QD, 0);
+        table_add(t, p, &n, "o", l, 2, D, QD);
+        if (c->o_bias) table_add(t, p, &n, "o_bias", l, 1, D, 0);
+        table_add(t, p, &n, "mlp_norm", l, 1, D, 0);
+        table_add(t, p, &n, "mlp_norm_bias", l, 1, D, 0);
+        table_add(t, p, &n, "up", l, 2, F, D);
+        if (c->mlp_bias) table_add(t, p, &n, "up_bias", l, 1, F, 0);
+        table_add(t, p, &n, "down", l, 2, D, F);
+        if (c->mlp_bias) table_add(t, p, &n, "down_bias", l, 1, D, 0);
+    }
+    table_add(t, p, &n, "final_norm", -1, 1, D, 0);
+    table_add(t, p, &n, "final_norm_bias", -1, 1, D, 0);
+    if (!c->tie_embeddings) table_add(t, p, &n, "lm_head", -1, 2, V, D);
+    *out = p;
+    return n;
 }
 
 /* The MLP's input norm: post_attention_layernorm, or with norms on both sides of the
@@ -61,6 +130,12 @@ static void add_mlp_norm(mu_param_info *p, int *n, const mu_config *c, int l, in
 
 int mu_arch_params(const mu_config *c, mu_param_info **out) {
     if (strcmp(c->arch, "llama") || c->n_layer < 1) return -1;
+    if (c->fused_qkv || c->layer_norm || c->plain_mlp) {
+        /* only GPT-NeoX's whole layout has names */
+        if (!(c->fused_qkv && c->layer_norm && c->plain_mlp) || c->post_norm || c->qk_norm) return -1;
+        return neox_params(c, out);
+    }
+    if (c->o_bias || c->mlp_bias) return -1;
     int per_layer = 9 + (c->qkv_bias ? 3 : 0) + (c->qk_norm ? 2 : 0) + (c->sandwich_norm ? 2 : 0);
     int cap = 3 + c->n_layer * per_layer;
     mu_param_info *p = calloc((size_t)cap, sizeof *p);
@@ -106,19 +181,25 @@ int mu_arch_find(const mu_param_info *p, int n, const char *name) {
 
 int mu_arch_block(const mu_param_info *p) {
     static const char *attn[] = {"q", "k", "v", "o", "q_bias", "k_bias", "v_bias", "attn_norm",
-                                 "q_norm", "k_norm", "attn_post_norm"};
-    static const char *mlp[] = {"gate", "up", "down", "mlp_norm", "mlp_post_norm"};
+                                 "q_norm", "k_norm", "attn_post_norm", "qkv", "qkv_bias", "o_bias",
+                                 "attn_norm_bias"};
+    static const char *mlp[] = {"gate", "up", "down", "mlp_norm", "mlp_post_norm", "up_bias", "down_bias",
+                                "mlp_norm_bias"};
     for (size_t i = 0; i < sizeof attn / sizeof *attn; i++) if (!strcmp(p->role, attn[i])) return 0;
     for (size_t i = 0; i < sizeof mlp / sizeof *mlp; i++) if (!strcmp(p->role, mlp[i])) return 1;
     return -1;
 }
 
 int mu_arch_is_norm(const mu_param_info *p) {
-    return strstr(p->role, "norm") != NULL;
+    return strstr(p->role, "norm") != NULL && strstr(p->role, "_bias") == NULL;
 }
 
 float mu_arch_stored_offset(const mu_config *c, const mu_param_info *p) {
     return c->norm_plus_one && mu_arch_is_norm(p) ? 1.0f : 0.0f;
+}
+
+int mu_arch_head_rows(const mu_param_info *p, const mu_config *c) {
+    return !strcmp(p->role, "qkv") || !strcmp(p->role, "qkv_bias") ? 3 * c->head_dim : c->head_dim;
 }
 
 int64_t mu_arch_numel(const mu_param_info *p, int n) {

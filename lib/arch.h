@@ -4,6 +4,10 @@
  * v_bias], o, mlp_norm, gate, up, down), then final_norm, then lm_head (absent when tied).
  * OLMo-2 (post_norm, qk_norm): per layer q, k, v, q_norm, k_norm, o, attn_post_norm (HF
  * post_attention_layernorm, on the attention output), gate, up, down, mlp_post_norm.
+ * GPT-NeoX (fused_qkv, layer_norm, plain_mlp; names gpt_neox.*): per layer attn_norm,
+ * attn_norm_bias, qkv [H * 3 * hd, D] (each head's q, k, v rows together), qkv_bias, o,
+ * o_bias, mlp_norm, mlp_norm_bias, up, up_bias, down, down_bias; final_norm,
+ * final_norm_bias; lm_head (embed_out).
  * Shapes are PyTorch's: Linear weight [out, in]. */
 #ifndef MU_ARCH_H
 #define MU_ARCH_H
@@ -16,7 +20,9 @@ typedef struct {
     int64_t shape[2];
     int layer;               /* -1 global */
     const char *role;        /* static string: "embed","attn_norm","q","k","v","q_bias","k_bias",
-                                "v_bias","o","mlp_norm","gate","up","down","final_norm","lm_head" */
+                                "v_bias","o","mlp_norm","gate","up","down","final_norm","lm_head";
+                                GPT-NeoX: "qkv","qkv_bias","o_bias","up_bias","down_bias",
+                                "attn_norm_bias","mlp_norm_bias","final_norm_bias" */
 } mu_param_info;
 
 /* Returns the count (> 0) and a malloc'd array in *out (caller frees); -1 if the config's
@@ -29,12 +35,15 @@ int mu_arch_param_name(const char *role, int layer, char *buf, size_t buflen);
 /* The block of a layer's tensor: 0 attention (q, k, v, o, their biases, the input norm),
  * 1 MLP (gate, up, down, the post-attention norm), -1 neither (embed, final norm, head). */
 int mu_arch_block(const mu_param_info *p);
-/* 1 for an RMSNorm weight (attn_norm, mlp_norm, final_norm; OLMo-2's q_norm, k_norm,
- * attn_post_norm, mlp_post_norm). */
+/* 1 for a norm's weight (attn_norm, mlp_norm, final_norm; OLMo-2's q_norm, k_norm,
+ * attn_post_norm, mlp_post_norm), not a LayerNorm's bias. */
 int mu_arch_is_norm(const mu_param_info *p);
 /* What the engine adds to a checkpoint's values of this tensor (and subtracts when it
  * writes one): 1 for the RMSNorm weights of a config with norm_plus_one (Gemma), else 0. */
 float mu_arch_stored_offset(const mu_config *c, const mu_param_info *p);
+/* Rows of one head unit of tensor p at head granularity: head_dim, or 3 head_dim for
+ * GPT-NeoX's fused query_key_value (weight and bias: a head's q, k and v rows together). */
+int mu_arch_head_rows(const mu_param_info *p, const mu_config *c);
 /* Total number of parameters (elements) in the list. */
 int64_t mu_arch_numel(const mu_param_info *p, int n);
 #endif

@@ -206,7 +206,7 @@ static int set_mean_abs_act(mu_model *m, const mu_train_set *s, int n_layers, co
 
 static int is_mlp_neuron_tensor(const mu_param *p) {
     const char *r = p->info.role;
-    return !strcmp(r, "gate") || !strcmp(r, "up") || !strcmp(r, "down");
+    return !strcmp(r, "gate") || !strcmp(r, "up") || !strcmp(r, "down") || !strcmp(r, "up_bias");
 }
 
 /* score[u] = sum over elements i of unit u of e(i). */
@@ -397,7 +397,8 @@ static int trace_gradients(mu_model *m, const batch *b, trace_ctx *c, char *err,
 }
 
 static double embedding_std(mu_model *m) {
-    int i = mu_model_find(m, "model.embed_tokens.weight");
+    int i = 0;
+    while (i < mu_model_n_params(m) - 1 && strcmp(mu_model_param(m, i)->info.role, "embed")) i++;
     mu_param *p = mu_model_param(m, i);
     float *w = mu_xmalloc((size_t)p->numel * sizeof *w);
     double s = 0, s2 = 0;
@@ -564,7 +565,7 @@ static int init_result(mu_model *m, const mu_mask *tensors, const mu_attr_opts *
         if (pi < 0) { snprintf(err, errlen, "tensor %s: not in the model", tensors->t[k].name); return -1; }
         mu_param *p = mu_model_param(m, pi);
         if (is_act(o->method) && (o->gran != MU_GRAN_NEURON || !is_mlp_neuron_tensor(p))) {
-            snprintf(err, errlen, "tensor %s: %s scores MLP neurons only (gate_proj, up_proj, down_proj at "
+            snprintf(err, errlen, "tensor %s: %s scores MLP neurons only (gate_proj, up_proj and its bias, down_proj at "
                      "neuron granularity)", p->info.name, mu_attr_method_name(o->method));
             return -1;
         }
@@ -579,7 +580,7 @@ static int init_result(mu_model *m, const mu_mask *tensors, const mu_attr_opts *
         t->shape[0] = p->info.shape[0];
         t->shape[1] = p->info.ndim == 2 ? p->info.shape[1] : 1;
         t->gran = o->gran;
-        t->units = mu_mask_units_for(t->name, t->ndim, t->shape, o->gran, c->head_dim);
+        t->units = mu_mask_units_for(t->name, t->ndim, t->shape, o->gran, mu_arch_head_rows(&p->info, c));
         if (t->units < 1) {
             snprintf(err, errlen, "tensor %s: has no %s units", t->name, mu_gran_name(o->gran));
             return -1;

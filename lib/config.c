@@ -27,22 +27,24 @@ void mu_config_init(mu_config *c) {
 /* The HF model types this loader maps onto the llama family engine. */
 static const struct {
     const char *model_type, *hf_arch;
-    int qkv_bias, gemma, olmo2, gemma2, gemma3, qwen3;
+    int qkv_bias, gemma, olmo2, gemma2, gemma3, qwen3, neox;
 } cfg_types[] = {
-    {"llama", "LlamaForCausalLM", 0, 0, 0, 0, 0, 0},
-    {"mistral", "MistralForCausalLM", 0, 0, 0, 0, 0, 0},
-    {"qwen2", "Qwen2ForCausalLM", 1, 0, 0, 0, 0, 0},
-    {"qwen3", "Qwen3ForCausalLM", 0, 0, 0, 0, 0, 1},
-    {"gemma", "GemmaForCausalLM", 0, 1, 0, 0, 0, 0},
-    {"olmo2", "Olmo2ForCausalLM", 0, 0, 1, 0, 0, 0},
-    {"gemma2", "Gemma2ForCausalLM", 0, 1, 0, 1, 0, 0},
-    {"gemma3_text", "Gemma3ForCausalLM", 0, 1, 0, 0, 1, 0},
+    {"llama", "LlamaForCausalLM", 0, 0, 0, 0, 0, 0, 0},
+    {"mistral", "MistralForCausalLM", 0, 0, 0, 0, 0, 0, 0},
+    {"qwen2", "Qwen2ForCausalLM", 1, 0, 0, 0, 0, 0, 0},
+    {"qwen3", "Qwen3ForCausalLM", 0, 0, 0, 0, 0, 1, 0},
+    {"gemma", "GemmaForCausalLM", 0, 1, 0, 0, 0, 0, 0},
+    {"olmo2", "Olmo2ForCausalLM", 0, 0, 1, 0, 0, 0, 0},
+    {"gemma2", "Gemma2ForCausalLM", 0, 1, 0, 1, 0, 0, 0},
+    {"gemma3_text", "Gemma3ForCausalLM", 0, 1, 0, 0, 1, 0, 0},
+    {"gpt_neox", "GPTNeoXForCausalLM", 1, 0, 0, 0, 0, 0, 1},
 };
-#define SUPPORTED_TYPES "llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, olmo2"
+#define SUPPORTED_TYPES "llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, olmo2, gpt_neox"
+#define NEOX_ROTARY_PCT 0.25f    /* GPTNeoXConfig's default rotary_pct */
 
 /* RoPE frequencies (HF _compute_default / _compute_llama3 / linear) */
 void mu_rope_inv_freq(const mu_config *c, float *inv_freq) {
-    int hd = c->head_dim;
+    int hd = c->rotary_dim > 0 ? c->rotary_dim : c->head_dim;   /* the rotating dims */
     for (int i = 0; i < hd / 2; i++) {
         float f = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)hd);
         if (!strcmp(c->rope_scaling, "linear") && c->rope_factor > 0) {
@@ -94,7 +96,9 @@ static int cfg_type_index(const char *model_type) {
  * gelu's tanh form; Gemma-2's as well, with norms on both sides of each block, soft-caps,
  * query_pre_attn_scalar and a window on even layers; Gemma-3's as Gemma-2's but without
  * soft-caps, with q/k norms per head and a window on five layers of six, rotated by their
- * own base; OLMo-2's output and q/k norms; Qwen3's q/k norms per head. */
+ * own base; OLMo-2's output and q/k norms; Qwen3's q/k norms per head; GPT-NeoX's LayerNorms,
+ * plain GELU MLP, fused q/k/v, a quarter of each head rotating, parallel residual and biases
+ * on every projection. */
 static void set_family(mu_config *c, int ti) {
     if (cfg_types[ti].gemma) {
         c->norm_plus_one = c->embed_scale = c->tie_embeddings = 1;
@@ -119,6 +123,12 @@ static void set_family(mu_config *c, int ti) {
         c->qk_norm = MU_QK_NORM_PER_HEAD;
         c->global_every = 6;
         c->rope_local_theta = 10000.0f;
+    }
+    if (cfg_types[ti].neox) {
+        c->layer_norm = c->plain_mlp = c->fused_qkv = c->parallel_residual = 1;
+        c->qkv_bias = c->o_bias = c->mlp_bias = 1;
+        c->rms_eps = 1e-5f;
+        strcpy(c->hidden_act, "gelu");
     }
 }
 
@@ -202,13 +212,9 @@ static int j_token_id(jctx *j, json_t *root, const char *key, int *out) {
     return j_int(j, root, key, out, 0, INT32_MAX);
 }
 
-static int j_rope_scaling(jctx *j, json_t *root, mu_config *c) {
-    json_t *rs = json_object_get(root, "rope_scaling");
-    if (!rs || json_is_null(rs)) return 0;
-    if (!json_is_object(rs)) {
-        mu_set_err(j->err, j->errlen, "%s: \"rope_scaling\" is not an object", j->name);
-        return -1;
-    }
+/* A rope scaling object (rope_scaling, or transformers 5's rope_parameters): type or
+ * rope_type "default" (none), "llama3" or "linear", with their factors. */
+static int j_rope_scaling_obj(jctx *j, json_t *rs, mu_config *c) {
     char type[16] = "";
     if (j_str(j, rs, "type", type, sizeof type) || j_str(j, rs, "rope_type", type, sizeof type)) return -1;
     if (!strcmp(type, "default")) return 0;
@@ -225,6 +231,38 @@ static int j_rope_scaling(jctx *j, json_t *root, mu_config *c) {
         j_num(j, rs, "high_freq_factor", &c->rope_high_freq) ||
         j_int(j, rs, "original_max_position_embeddings", &c->rope_orig_max_pos, 1, INT32_MAX))
         return -1;
+    return 0;
+}
+
+static int j_rope_scaling(jctx *j, json_t *root, mu_config *c) {
+    json_t *rs = json_object_get(root, "rope_scaling");
+    if (!rs || json_is_null(rs)) return 0;
+    if (!json_is_object(rs)) {
+        mu_set_err(j->err, j->errlen, "%s: \"rope_scaling\" is not an object", j->name);
+        return -1;
+    }
+    return j_rope_scaling_obj(j, rs, c);
+}
+
+/* transformers >= 5 writes rope_parameters: {rope_type, rope_theta, factors...} (the rope
+ * scaling and base of rope_scaling and rope_theta before), or for models with two kinds of
+ * layers (Gemma-3) one such object per layer type: full_attention's is the model's, and
+ * sliding_attention's rope_theta the sliding layers' base. *pct: partial_rotary_factor. */
+static int j_rope_parameters(jctx *j, json_t *root, mu_config *c, float *pct) {
+    json_t *rp = json_object_get(root, "rope_parameters");
+    if (!rp || json_is_null(rp)) return 0;
+    json_t *full = json_object_get(rp, "full_attention"), *slide = json_object_get(rp, "sliding_attention");
+    if (json_is_object(full)) rp = full;
+    if (!json_is_object(rp) || (slide && !json_is_object(slide))) {
+        mu_set_err(j->err, j->errlen, "%s: \"rope_parameters\" is not an object (of objects per layer type)",
+                   j->name);
+        return -1;
+    }
+    int typed = json_object_get(rp, "rope_type") || json_object_get(rp, "type");   /* none: default */
+    if (j_num(j, rp, "rope_theta", &c->rope_theta) || j_num(j, rp, "partial_rotary_factor", pct) ||
+        (typed && j_rope_scaling_obj(j, rp, c)))
+        return -1;
+    if (slide && c->rope_local_theta > 0 && j_num(j, slide, "rope_theta", &c->rope_local_theta)) return -1;
     return 0;
 }
 
@@ -271,6 +309,43 @@ static int j_gemma23(jctx *j, json_t *root, mu_config *c) {
         j_str(j, root, "hidden_activation", c->hidden_act, sizeof c->hidden_act))
         return -1;
     return 0;
+}
+
+/* rotary_pct (or partial_rotary_factor) of head_dim as the rotating dims: even, > 0, as
+ * transformers truncates it (int(head_dim * pct)). */
+static int neox_rotary_dim(jctx *j, mu_config *c, float pct) {
+    int rd = (int)((double)c->head_dim * pct);
+    if (!(pct > 0 && pct <= 1) || rd < 2 || rd % 2) {
+        mu_set_err(j->err, j->errlen, "%s: rotary_pct %g of head_dim %d is not an even number of dims > 0",
+                   j->name, (double)pct, c->head_dim);
+        return -1;
+    }
+    c->rotary_dim = rd == c->head_dim ? 0 : rd;
+    return 0;
+}
+
+/* GPT-NeoX's keys (GPTNeoXConfig; rope_parameters in newer transformers): layer_norm_eps,
+ * rotary_pct / partial_rotary_factor, rotary_emb_base / rope_theta, use_parallel_residual,
+ * attention_bias (q/k/v and o biases). It has no GQA and no head_dim key. */
+static int j_neox(jctx *j, json_t *root, mu_config *c) {
+    if (!cfg_types[cfg_type_index(c->model_type)].neox) return 0;
+    float pct = NEOX_ROTARY_PCT;
+    int attn_bias = 1;
+    if (j_num(j, root, "layer_norm_eps", &c->rms_eps) || j_num(j, root, "rotary_pct", &pct) ||
+        j_num(j, root, "partial_rotary_factor", &pct) || j_num(j, root, "rotary_emb_base", &c->rope_theta) ||
+        j_rope_parameters(j, root, c, &pct) ||
+        j_bool(j, root, "use_parallel_residual", &c->parallel_residual) ||
+        j_bool(j, root, "attention_bias", &attn_bias))
+        return -1;
+    c->qkv_bias = c->o_bias = attn_bias;
+    c->n_kv_head = c->n_head;
+    c->head_dim = c->d_model / c->n_head;
+    if (c->head_dim * c->n_head != c->d_model) {
+        mu_set_err(j->err, j->errlen, "%s: hidden_size %d is not a multiple of num_attention_heads %d", j->name,
+                   c->d_model, c->n_head);
+        return -1;
+    }
+    return neox_rotary_dim(j, c, pct);
 }
 
 /* Qwen2 and Qwen3 apply their sliding_window only with use_sliding_window, and then to the
@@ -358,14 +433,23 @@ static int cfg_from_json(json_t *root, jctx *j, mu_config *c) {
         j_token_id(j, root, "bos_token_id", &c->bos_id) || j_token_id(j, root, "eos_token_id", &c->eos_id) ||
         j_token_id(j, root, "pad_token_id", &c->pad_id) ||
         j_str(j, root, "hidden_act", c->hidden_act, sizeof c->hidden_act) || j_rope_scaling(j, root, c) ||
-        j_gemma23(j, root, c) || j_qwen_window(j, root, c))
+        j_gemma23(j, root, c) || j_qwen_window(j, root, c) || j_neox(j, root, c))
         return -1;
+    float pct = 1;
+    if (!cfg_types[ti].neox && j_rope_parameters(j, root, c, &pct)) return -1;
+    if (pct != 1) {
+        mu_set_err(j->err, j->errlen, "%s: partial_rotary_factor %g is supported for gpt_neox only", j->name,
+                   (double)pct);
+        return -1;
+    }
     if (wrapper && (j_token_id(j, wrapper, "bos_token_id", &c->bos_id) ||
                     j_token_id(j, wrapper, "eos_token_id", &c->eos_id) ||
                     j_token_id(j, wrapper, "pad_token_id", &c->pad_id)))
         return -1;
     int mlp_bias = 0, attn_bias = 0;
-    if (j_bool(j, root, "mlp_bias", &mlp_bias) || j_bool(j, root, "attention_bias", &attn_bias)) return -1;
+    if (!cfg_types[ti].neox &&
+        (j_bool(j, root, "mlp_bias", &mlp_bias) || j_bool(j, root, "attention_bias", &attn_bias)))
+        return -1;
     if (attn_bias && !c->qkv_bias) { /* Llama's attention_bias also biases o_proj */
         mu_set_err(j->err, j->errlen, "%s: attention_bias true (q/k/v/o biases) is not supported; q/k/v biases "
                 "are, as model_type qwen2", j->name);
@@ -520,9 +604,9 @@ int mu_config_from_gguf(const mu_gguf *g, mu_config *c, char *err, size_t errlen
     memcpy(arch, s, n);
     arch[n] = 0;
     int ti = cfg_type_index(strcmp(arch, "gemma3") ? arch : "gemma3_text");   /* llama.cpp's name */
-    if (ti < 0) {
-        mu_set_err(err, errlen, "%s: architecture \"%s\" not supported (" SUPPORTED_TYPES ")",
-                   mu_gguf_path(g), arch);
+    if (ti < 0 || cfg_types[ti].neox) {
+        mu_set_err(err, errlen, "%s: architecture \"%s\" not supported in GGUF (llama, mistral, qwen2, qwen3, "
+                   "gemma, gemma2, gemma3, olmo2; GPT-NeoX as a Hugging Face directory)", mu_gguf_path(g), arch);
         return -1;
     }
     strcpy(c->model_type, cfg_types[ti].model_type);
@@ -601,6 +685,18 @@ int mu_config_validate(const mu_config *c, char *err, size_t errlen) {
         return -1;
     }
     if (c->head_dim % 2) { mu_set_err(err, errlen, "head_dim %d must be even (rotary)", c->head_dim); return -1; }
+    if (c->rotary_dim < 0 || c->rotary_dim > c->head_dim || c->rotary_dim % 2) {
+        mu_set_err(err, errlen, "rotary dims %d must be even and at most head_dim %d", c->rotary_dim, c->head_dim);
+        return -1;
+    }
+    if (c->fused_qkv && c->n_kv_head != c->n_head) {
+        mu_set_err(err, errlen, "fused q/k/v needs as many kv heads as heads (%d, %d)", c->n_kv_head, c->n_head);
+        return -1;
+    }
+    if (c->layer_norm && (c->post_norm || c->qk_norm || c->norm_plus_one)) {
+        mu_set_err(err, errlen, "LayerNorm goes with neither norms after the blocks, q/k norms nor 1 + w norms");
+        return -1;
+    }
     if (!(c->rms_eps > 0) || !(c->rope_theta > 0) || !isfinite(c->rms_eps) || !isfinite(c->rope_theta)) {
         mu_set_err(err, errlen, "rms_norm_eps and rope_theta must be positive");
         return -1;
@@ -662,6 +758,41 @@ static json_t *j_float(float f) {
 
 static json_t *j_id(int id) { return id < 0 ? json_null() : json_integer(id); }
 
+/* A GPT-NeoX config as GPTNeoXConfig writes it; NULL + "name: what" when the layout is not
+ * GPT-NeoX's (only use_parallel_residual, attention_bias and the sizes vary). */
+static json_t *neox_to_json(const mu_config *c, const char *torch_dtype, const char *path, char *err,
+                            size_t errlen) {
+    if (!c->layer_norm || !c->plain_mlp || !c->fused_qkv || !c->mlp_bias || c->qkv_bias != c->o_bias ||
+        c->norm_plus_one || c->embed_scale || c->post_norm || c->qk_norm || c->sliding_window ||
+        c->attn_softcap > 0 || c->final_softcap > 0 || c->query_scalar > 0 || c->rope_scaling[0] ||
+        c->head_dim * c->n_head != c->d_model) {
+        mu_set_err(err, errlen, "%s: model_type gpt_neox does not match the config's layout", path);
+        return NULL;
+    }
+    int rd = c->rotary_dim > 0 ? c->rotary_dim : c->head_dim;
+    json_t *r = json_object();
+    json_object_set_new(r, "architectures", json_pack("[s]", "GPTNeoXForCausalLM"));
+    json_object_set_new(r, "model_type", json_string("gpt_neox"));
+    json_object_set_new(r, "hidden_size", json_integer(c->d_model));
+    json_object_set_new(r, "intermediate_size", json_integer(c->d_ff));
+    json_object_set_new(r, "num_hidden_layers", json_integer(c->n_layer));
+    json_object_set_new(r, "num_attention_heads", json_integer(c->n_head));
+    json_object_set_new(r, "vocab_size", json_integer(c->vocab));
+    json_object_set_new(r, "max_position_embeddings", json_integer(c->max_pos));
+    json_object_set_new(r, "layer_norm_eps", j_float(c->rms_eps));
+    json_object_set_new(r, "rotary_pct", json_real((double)rd / c->head_dim));
+    json_object_set_new(r, "rotary_emb_base", j_float(c->rope_theta));
+    json_object_set_new(r, "use_parallel_residual", json_boolean(c->parallel_residual));
+    json_object_set_new(r, "attention_bias", json_boolean(c->qkv_bias));
+    json_object_set_new(r, "hidden_act", json_string(c->hidden_act));
+    json_object_set_new(r, "tie_word_embeddings", json_boolean(c->tie_embeddings));
+    json_object_set_new(r, "bos_token_id", j_id(c->bos_id));
+    json_object_set_new(r, "eos_token_id", j_id(c->eos_id));
+    if (c->pad_id >= 0) json_object_set_new(r, "pad_token_id", j_id(c->pad_id));
+    if (torch_dtype) json_object_set_new(r, "torch_dtype", json_string(torch_dtype));
+    return r;
+}
+
 /* The config as an HF config.json object; NULL + "name: what" in err. */
 static json_t *config_to_json(const mu_config *c, const char *torch_dtype, const char *path, char *err,
                               size_t errlen) {
@@ -672,7 +803,14 @@ static json_t *config_to_json(const mu_config *c, const char *torch_dtype, const
     }
     int ti = cfg_type_index(c->model_type);
     if (ti < 0) ti = 0;
-    if (c->qkv_bias) ti = cfg_type_index("qwen2");  /* q/k/v biases without o bias: Qwen2 */
+    if (c->qkv_bias && !cfg_types[ti].neox) ti = cfg_type_index("qwen2");  /* q/k/v biases without o bias */
+    if (cfg_types[ti].neox) return neox_to_json(c, torch_dtype, path, err, errlen);
+    if (c->layer_norm || c->plain_mlp || c->fused_qkv || c->parallel_residual || c->o_bias || c->mlp_bias ||
+        c->rotary_dim) {
+        mu_set_err(err, errlen, "%s: model_type %s has no GPT-NeoX layout (LayerNorm, plain MLP, fused q/k/v, "
+                   "partial rotary, parallel residual, o or MLP biases)", path, cfg_types[ti].model_type);
+        return NULL;
+    }
     mu_config fam;               /* the family's layout, which model_type stands for */
     mu_config_init(&fam);
     set_family(&fam, ti);

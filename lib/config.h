@@ -5,7 +5,9 @@
  * norms before and after each block, soft-capped attention scores and logits, sliding
  * windows on alternate layers, query_pre_attn_scalar); Gemma-3 text (Gemma-2's layout without
  * soft-caps, q/k norms per head, a window on five layers of six with their own rotary
- * base); OLMo-2 (norms after the blocks, q/k norms); Qwen3 (q/k norms per head). */
+ * base); OLMo-2 (norms after the blocks, q/k norms); Qwen3 (q/k norms per head); GPT-NeoX
+ * (LayerNorms with biases, a plain GELU MLP, fused q/k/v, partial rotary, parallel residual,
+ * biases on every projection). */
 #ifndef MU_CONFIG_H
 #define MU_CONFIG_H
 #include <stddef.h>
@@ -50,6 +52,17 @@ typedef struct {
                                 instead of head_dim's; 0 = head_dim */
     float rope_local_theta;  /* Gemma-3 rope_local_base_freq: the sliding layers' rotary base,
                                 never scaled; 0 = they rotate as the others */
+    /* GPT-NeoX (Pythia), model_type gpt_neox: */
+    int layer_norm;          /* LayerNorm (centred, weight and bias; eps rms_eps, HF layer_norm_eps)
+                                in place of RMSNorm */
+    int plain_mlp;           /* the MLP is down(act(up x)), no gate (hidden_act its activation) */
+    int fused_qkv;           /* q, k and v in one tensor query_key_value [H * 3 * hd, D] (+ bias
+                                [H * 3 * hd] with qkv_bias), each head's q, k, v rows together */
+    int rotary_dim;          /* the first rotary_dim dims of each head rotate (rotary_pct * head_dim);
+                                0 = all of them */
+    int parallel_residual;   /* use_parallel_residual: x + attn(norm1 x) + mlp(norm2 x) */
+    int o_bias;              /* the attention output projection has a bias (attention_bias) */
+    int mlp_bias;            /* the MLP's up and down projections have biases */
     char tensor_prefix[24];  /* the checkpoint's tensor names carry it: "language_model." in
                                 Gemma-3's multimodal checkpoints (model_type gemma3,
                                 Gemma3ForConditionalGeneration), whose text model mu runs

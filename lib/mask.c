@@ -40,7 +40,9 @@ static int ends_with(const char *s, const char *suffix) {
 
 int mu_mask_unit_axis(const char *name, mu_granularity g) {
     if (g == MU_GRAN_ELEMENT || g == MU_GRAN_MATRIX) return -1;
-    if (ends_with(name, "down_proj.weight") || ends_with(name, "o_proj.weight")) return 1;
+    if (ends_with(name, "down_proj.weight") || ends_with(name, "o_proj.weight") ||
+        ends_with(name, "mlp.dense_4h_to_h.weight") || ends_with(name, "attention.dense.weight"))
+        return 1;                                  /* GPT-NeoX's down and o */
     return 0;
 }
 
@@ -203,21 +205,27 @@ bad:
     return -1;
 }
 
-typedef struct { const char *group; const char *roles[8]; int layered; } spec_group;
+/* GPT-NeoX's tensors: qkv (attn, attn.qkv), o_bias (attn), up_bias (mlp, mlp.up),
+ * down_bias (mlp; not mlp.down, whose units are the value vectors), the LayerNorms' biases
+ * (norms, final_norm). */
+#define GROUP_ROLES 12
+typedef struct { const char *group; const char *roles[GROUP_ROLES]; int layered; } spec_group;
 static const spec_group GROUPS[] = {
-    {"mlp", {"gate", "up", "down"}, 1},
-    {"attn", {"q", "k", "v", "o", "q_bias", "k_bias", "v_bias"}, 1},
-    {"mlp.gate", {"gate"}, 1}, {"mlp.up", {"up"}, 1}, {"mlp.down", {"down"}, 1},
+    {"mlp", {"gate", "up", "down", "up_bias", "down_bias"}, 1},
+    {"attn", {"q", "k", "v", "o", "q_bias", "k_bias", "v_bias", "qkv", "qkv_bias", "o_bias"}, 1},
+    {"mlp.gate", {"gate"}, 1}, {"mlp.up", {"up", "up_bias"}, 1}, {"mlp.down", {"down"}, 1},
     {"attn.q", {"q", "q_bias"}, 1}, {"attn.k", {"k", "k_bias"}, 1},
-    {"attn.v", {"v", "v_bias"}, 1}, {"attn.o", {"o"}, 1},
-    {"norms", {"attn_norm", "mlp_norm", "q_norm", "k_norm", "attn_post_norm", "mlp_post_norm"}, 1},
+    {"attn.v", {"v", "v_bias"}, 1}, {"attn.o", {"o"}, 1}, {"attn.qkv", {"qkv", "qkv_bias"}, 1},
+    {"norms", {"attn_norm", "mlp_norm", "q_norm", "k_norm", "attn_post_norm", "mlp_post_norm",
+               "attn_norm_bias", "mlp_norm_bias"}, 1},
     {"layers", {"*"}, 1},
-    {"embed", {"embed"}, 0}, {"lm_head", {"lm_head"}, 0}, {"final_norm", {"final_norm"}, 0},
+    {"embed", {"embed"}, 0}, {"lm_head", {"lm_head"}, 0},
+    {"final_norm", {"final_norm", "final_norm_bias"}, 0},
     {"all", {"*"}, 0},
 };
 
 static int role_in(const spec_group *g, const char *role) {
-    for (int i = 0; i < 8 && g->roles[i]; i++)
+    for (int i = 0; i < GROUP_ROLES && g->roles[i]; i++)
         if (!strcmp(g->roles[i], "*") || !strcmp(g->roles[i], role)) return 1;
     return 0;
 }

@@ -153,7 +153,7 @@ fail:
 }
 
 static int is_attention_role(const char *role) {
-    static const char *roles[] = {"q", "k", "v", "o", "q_bias", "k_bias", "v_bias"};
+    static const char *roles[] = {"q", "k", "v", "o", "q_bias", "k_bias", "v_bias", "qkv", "qkv_bias", "o_bias"};
     for (size_t i = 0; i < sizeof roles / sizeof *roles; i++)
         if (!strcmp(role, roles[i])) return 1;
     return 0;
@@ -162,10 +162,10 @@ static int is_attention_role(const char *role) {
 /* Units of parameter p at granularity g; -1 + err when g does not apply. */
 static int64_t model_units(const mu_param_info *p, const mu_config *cfg, mu_granularity g, char *err,
                            size_t errlen) {
-    int64_t units = mu_mask_units_for(p->name, p->ndim, p->shape, g, cfg->head_dim);
+    int64_t units = mu_mask_units_for(p->name, p->ndim, p->shape, g, mu_arch_head_rows(p, cfg));
     if (g == MU_GRAN_HEAD && (!is_attention_role(p->role) || units < 0)) {
         snprintf(err, errlen, "tensor %s: head granularity applies to attention tensors only "
-                 "(q/k/v/o_proj; pick them with attn:L)", p->name);
+                 "(q/k/v/o_proj, query_key_value, dense; pick them with attn:L)", p->name);
         return -1;
     }
     return units;

@@ -1,4 +1,6 @@
-/* model.c — the Llama-family transformer, written once against the backend interface
+/* model.c — the decoder-only transformer (the Llama family's layout and its variants:
+ * Gemma, OLMo-2, Qwen; GPT-NeoX's LayerNorms, fused q/k/v, partial rotary, parallel
+ * residual and plain MLP as switches of the same code), written once against the backend interface
  * (kernels.h): forward with hooks, explicit backward into trainable parameters only,
  * KV-cache decoding. API and conventions: model.h. */
 #include <limits.h>
@@ -24,18 +26,20 @@ enum {
 /* A layer's parameters by role (-1: absent). OLMo-2 has no attn_norm / mlp_norm but q_norm,
  * k_norm and the norms on the attention and MLP outputs (attn_post_norm, mlp_post_norm);
  * Gemma-2 and Gemma-3 have all four block norms (and Gemma-3 q_norm, k_norm per head). */
-typedef struct { int attn_norm, q, k, v, qb, kb, vb, o, mlp_norm, gate, up, down, qn, kn, apn, mpn; } layer_params;
+typedef struct { int attn_norm, q, k, v, qb, kb, vb, o, mlp_norm, gate, up, down, qn, kn, apn, mpn;
+                 int anb, qkv, qkvb, ob, mnb, ub, db; } layer_params;   /* GPT-NeoX */
 
 /* What one layer keeps from a forward. x: layer input (resid_pre) [N,D]; q [N,H*hd]
  * (after rope), k, v [N,Hkv*hd] (after rope), o [N,H*hd] attention output, lse [B,H,T],
  * mid [N,D] resid_mid, rstd1/rstd2 [N] (of the input norms), g, u, a [N,F]; with qk_norm
  * qr [N,H*hd], kr [N,Hkv*hd] the projections before their norms and rq, rk [N] those
  * norms' rstd ([N*H], [N*Hkv] when per head); with post_norm ar, mr [N,D] the attention and MLP outputs before their
- * norms and ra, rm [N] those norms' rstd. In inference all layers share one set (x
+ * norms and ra, rm [N] those norms' rstd; with LayerNorms mean1, mean2 [N] the input norms'
+ * means. A plain MLP (GPT-NeoX) has no g. In inference all layers share one set (x
  * alternates between two buffers). */
 typedef struct {
     float *x, *q, *k, *v, *o, *lse, *mid, *rstd1, *rstd2, *g, *u, *a, *qr, *kr, *rq, *rk, *ar, *mr,
-          *ra, *rm;
+          *ra, *rm, *mean1, *mean2;
 } layer_acts;
 
 struct mu_kvcache {
@@ -53,12 +57,14 @@ struct mu_model {
     mu_param *p;
     layer_params *lp;
     int embed, final_norm, lm_head;   /* lm_head == embed when tied */
+    int final_bias;                   /* the final LayerNorm's bias, or -1 */
     float *inv_freq;                  /* host [hd/2] */
     float *inv_freq_local;            /* host [hd/2]: the sliding layers' (rope_local_theta), or NULL */
     int D, H, Hkv, hd, F, V, NL, qd, kd;
     int gelu, gelu_tanh;              /* MLP activation: SwiGLU (0) or GeGLU (1, tanh or erf form) */
     float embed_mult;                 /* embeddings times this (Gemma: sqrt(d_model)), else 1 */
     int pre_norm;                     /* the blocks' input norms (all but OLMo-2) */
+    int rd;                           /* rotating dims of a head: hd, or fewer (GPT-NeoX) */
 
     /* the last forward */
     int B, T, N, train, layers_run, full, last_only, have_train;
@@ -73,7 +79,10 @@ struct mu_model {
     size_t cap_logits;
     void **ws; int n_ws, cap_ws;
     layer_acts *acts;                 /* [NL + 1]; acts[NL].x = output of the last layer */
-    float *h, *hf, *rstdf, *rows, *logits;
+    float *h, *hf, *rstdf, *meanf, *rows, *logits;
+    float *qkv;                       /* fused q/k/v [N, 3*qd], and their gradient in backward */
+    float *rot;                       /* partial rotary: the rotating dims [N * H, rd] */
+    float *dpar;                      /* parallel residual: d resid_pre from the MLP's norm */
     float *dx, *dh, *dq, *dk, *dv, *d_o, *dg, *du, *da, *dbr, *dlog;
     float *dqr, *dkr;                 /* qk_norm: d of q, k before their norms */
     float *gscratch; int64_t gscratch_cap; /* backend: a packed parameter's whole dW */
@@ -124,12 +133,28 @@ static void linear_bwd(const mu_model *m, float *dX, int i, const float *dY, con
     grad_done(m, i);
 }
 
-/* Backward of RMSNorm weight i over X[N,D] (rstd saved by the forward): dx += the input
- * gradient from dh, and dw += sum_n dh * X * rstd when the weight trains. */
-static void norm_bwd(const mu_model *m, int i, const float *X, const float *rstd, int N)
+/* Y[N,D] = the block norm of weight wi (and bias bi, -1: none) over X: RMSNorm, or a
+ * LayerNorm (GPT-NeoX) that also saves its mean. mean, rstd may be NULL (recomputation). */
+static void norm_fwd(const mu_model *m, int wi, int bi, float *Y, float *mean, float *rstd,
+                     const float *X, int N)
 {
-    m->be->rmsnorm_bwd(m->dx, G(m, i), m->dh, X, W(m, i), rstd, N, m->D);
-    grad_done(m, i);
+    if (m->cfg.layer_norm)
+        m->be->layernorm(Y, mean, rstd, X, W(m, wi), W(m, bi), N, m->D, m->cfg.rms_eps);
+    else m->be->rmsnorm(Y, rstd, X, W(m, wi), N, m->D, m->cfg.rms_eps);
+}
+
+static void bias_bwd(const mu_model *m, int i, const float *dY, int N, int M);
+
+/* Backward of the block norm of weight wi, bias bi over X[N,D] (mean, rstd saved by the
+ * forward): dX += the input gradient from dh; dw, db accumulate when they train. */
+static void norm_bwd(const mu_model *m, int wi, int bi, float *dX, const float *X,
+                     const float *mean, const float *rstd, int N)
+{
+    if (m->cfg.layer_norm)
+        m->be->layernorm_bwd(dX, G(m, wi), NULL, m->dh, X, W(m, wi), mean, rstd, N, m->D);
+    else m->be->rmsnorm_bwd(dX, G(m, wi), m->dh, X, W(m, wi), rstd, N, m->D);
+    grad_done(m, wi);
+    bias_bwd(m, bi, m->dh, N, m->D);            /* a LayerNorm's db = sum_n dh */
 }
 
 /* Backward of a norm of weight i over X [rows, Wd] whose input feeds nothing else: a
@@ -186,7 +211,7 @@ int mu_site_width(mu_site s, const mu_config *c)
 {
     switch (s) {
     case MU_SITE_ATTN_HEAD: return c->n_head * c->head_dim;
-    case MU_SITE_MLP_IN: return 2 * c->d_ff;
+    case MU_SITE_MLP_IN: return c->plain_mlp ? c->d_ff : 2 * c->d_ff;
     case MU_SITE_MLP_POST: return c->d_ff;
     case MU_SITE_LOGITS: return c->vocab;
     default: return c->d_model;
@@ -216,14 +241,16 @@ static int role_is(const mu_param_info *pi, const char *r) { return !strcmp(pi->
 static void map_roles(mu_model *m)
 {
     for (int L = 0; L < m->NL; L++)
-        m->lp[L] = (layer_params){ -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1 };
-    m->embed = m->final_norm = m->lm_head = -1;
+        m->lp[L] = (layer_params){ -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                   -1, -1, -1, -1, -1, -1, -1 };
+    m->embed = m->final_norm = m->lm_head = m->final_bias = -1;
     for (int i = 0; i < m->n_params; i++) {
         const mu_param_info *pi = &m->p[i].info;
         layer_params *l = pi->layer >= 0 && pi->layer < m->NL ? &m->lp[pi->layer] : NULL;
         if (role_is(pi, "embed")) m->embed = i;
         else if (role_is(pi, "final_norm")) m->final_norm = i;
         else if (role_is(pi, "lm_head")) m->lm_head = i;
+        else if (role_is(pi, "final_norm_bias")) m->final_bias = i;
         else if (!l) continue;
         else if (role_is(pi, "attn_norm")) l->attn_norm = i;
         else if (role_is(pi, "q")) l->q = i;
@@ -241,13 +268,20 @@ static void map_roles(mu_model *m)
         else if (role_is(pi, "k_norm")) l->kn = i;
         else if (role_is(pi, "attn_post_norm")) l->apn = i;
         else if (role_is(pi, "mlp_post_norm")) l->mpn = i;
+        else if (role_is(pi, "attn_norm_bias")) l->anb = i;
+        else if (role_is(pi, "qkv")) l->qkv = i;
+        else if (role_is(pi, "qkv_bias")) l->qkvb = i;
+        else if (role_is(pi, "o_bias")) l->ob = i;
+        else if (role_is(pi, "mlp_norm_bias")) l->mnb = i;
+        else if (role_is(pi, "up_bias")) l->ub = i;
+        else if (role_is(pi, "down_bias")) l->db = i;
     }
     if (m->lm_head < 0) m->lm_head = m->embed;     /* tied */
 }
 
 static int check_roles(const mu_model *m, char *err, size_t errlen)
 {
-    if (m->embed < 0 || m->final_norm < 0 || m->lm_head < 0) {
+    if (m->embed < 0 || m->final_norm < 0 || m->lm_head < 0 || (m->cfg.layer_norm && m->final_bias < 0)) {
         snprintf(err, errlen, "model: parameter list lacks embed/final_norm/lm_head");
         return -1;
     }
@@ -256,8 +290,10 @@ static int check_roles(const mu_model *m, char *err, size_t errlen)
         int pre = !m->pre_norm || (l->attn_norm >= 0 && l->mlp_norm >= 0);
         int post = !m->cfg.post_norm || (l->apn >= 0 && l->mpn >= 0);
         int qk = !m->cfg.qk_norm || (l->qn >= 0 && l->kn >= 0);
-        if (!pre || !post || !qk || l->q < 0 || l->k < 0 || l->v < 0 || l->o < 0 || l->gate < 0 || l->up < 0 ||
-            l->down < 0) {
+        int qkv = m->cfg.fused_qkv ? l->qkv >= 0 : l->q >= 0 && l->k >= 0 && l->v >= 0;
+        int ln = !m->cfg.layer_norm || (l->anb >= 0 && l->mnb >= 0);
+        if (!pre || !post || !qk || !qkv || !ln || l->o < 0 || (l->gate < 0 && !m->cfg.plain_mlp) ||
+            l->up < 0 || l->down < 0) {
             snprintf(err, errlen, "model: layer %d: parameter list incomplete", L);
             return -1;
         }
@@ -270,7 +306,7 @@ static int check_roles(const mu_model *m, char *err, size_t errlen)
 static int stored_bf16(const mu_model *m, const mu_param *p)
 {
     static const char *const roles[] = { "embed", "q", "k", "v", "o", "gate", "up", "down",
-                                         "lm_head" };
+                                         "lm_head", "qkv" };
     if (m->weights != MU_WEIGHTS_BF16) return 0;
     for (size_t i = 0; i < sizeof roles / sizeof *roles; i++)
         if (!strcmp(p->info.role, roles[i])) return 1;
@@ -296,6 +332,7 @@ static mu_model *model_new(const mu_config *cfg, const mu_backend *be, mu_weight
     m->gelu = mu_config_gelu(cfg, &m->gelu_tanh) == 1;
     m->embed_mult = cfg->embed_scale ? (float)sqrt((double)cfg->d_model) : 1.0f;
     m->pre_norm = !cfg->post_norm || cfg->sandwich_norm;
+    m->rd = cfg->rotary_dim > 0 ? cfg->rotary_dim : cfg->head_dim;
     m->D = cfg->d_model; m->H = cfg->n_head; m->Hkv = cfg->n_kv_head; m->hd = cfg->head_dim;
     m->F = cfg->d_ff; m->V = cfg->vocab; m->NL = cfg->n_layer;
     m->qd = m->H * m->hd; m->kd = m->Hkv * m->hd;
@@ -707,7 +744,9 @@ static int ws_ensure(mu_model *m, int N, int train)
         layer_acts *a = &m->acts[s];
         A(a->q, n * qd); A(a->k, n * kd); A(a->v, n * kd); A(a->o, n * qd);
         A(a->lse, n * m->H); A(a->mid, n * D); A(a->rstd1, n); A(a->rstd2, n);
-        A(a->g, n * F); A(a->u, n * F); A(a->a, n * F);
+        if (!m->cfg.plain_mlp) A(a->g, n * F);
+        A(a->u, n * F); A(a->a, n * F);
+        if (m->cfg.layer_norm) { A(a->mean1, n); A(a->mean2, n); }
         if (m->cfg.qk_norm) {
             A(a->qr, n * qd); A(a->kr, n * kd);
             A(a->rq, n * qk_heads(m, m->H)); A(a->rk, n * qk_heads(m, m->Hkv));
@@ -717,8 +756,10 @@ static int ws_ensure(mu_model *m, int N, int train)
     if (train) {
         for (int L = 0; L <= m->NL && ok; L++) A(m->acts[L].x, n * D);
         A(m->dx, n * D); A(m->dh, n * D); A(m->dq, n * qd); A(m->dk, n * kd);
-        A(m->dv, n * kd); A(m->d_o, n * qd); A(m->dg, n * F); A(m->du, n * F);
+        A(m->dv, n * kd); A(m->d_o, n * qd); A(m->du, n * F);
         A(m->da, n * F); A(m->dbr, n * D);
+        if (!m->cfg.plain_mlp) A(m->dg, n * F);
+        if (m->cfg.parallel_residual) A(m->dpar, n * D);
         if (m->cfg.qk_norm) { A(m->dqr, n * qd); A(m->dkr, n * kd); }
     } else {
         float *x0 = NULL, *x1 = NULL;       /* layers share acts[0]; x alternates */
@@ -726,6 +767,9 @@ static int ws_ensure(mu_model *m, int N, int train)
         for (int L = 0; L <= m->NL; L++) m->acts[L].x = L % 2 ? x1 : x0;
     }
     A(m->h, n * D); A(m->hf, n * D); A(m->rstdf, n); A(m->rows, n * D);
+    if (m->cfg.layer_norm) A(m->meanf, n);
+    if (m->cfg.fused_qkv) A(m->qkv, n * 3 * qd);
+    if (m->rd < m->hd) A(m->rot, n * (m->H > m->Hkv ? m->H : m->Hkv) * m->rd);
 #undef A
     if (!ok) { ws_free(m); return -1; }
     m->cap_N = N;
@@ -864,26 +908,87 @@ static void attention_forward(mu_model *m, int L, layer_acts *A, mu_kvcache *c)
     m->be->attention(A->o, A->lse, A->q, K, V, &s);
 }
 
-/* q, k, v projections (+ biases) of the layer's input h (normed, or the residual stream
- * itself without input norms), q and k normed (qk_norm), then rotated. */
-static void qkv_forward(mu_model *m, int L, const layer_params *P, layer_acts *A, const float *h)
+/* Rotary embedding of layer L on X [N, heads, hd] in place (bwd: its transpose): every dim,
+ * or only the first rd of each head (GPT-NeoX), copied out and back. */
+static void rope_heads(mu_model *m, int L, float *X, int heads, int bwd)
 {
     const mu_backend *be = m->be;
-    int N = m->N, D = m->D, qk = m->cfg.qk_norm;
-    float *q = qk ? A->qr : A->q, *k = qk ? A->kr : A->k;
+    void (*rot)(float *, const int32_t *, const float *, int, int, int) = bwd ? be->rope_bwd : be->rope;
+    int N = m->N, hd = m->hd, rd = m->rd;
+    if (rd == hd) { rot(X, m->pos, layer_inv_freq(m, L), N, heads, hd); return; }
+    be->copy_rows(m->rot, rd, X, hd, N * heads, rd);
+    rot(m->rot, m->pos, layer_inv_freq(m, L), N, heads, rd);
+    be->copy_rows(X, hd, m->rot, rd, N * heads, rd);
+}
+
+/* The fused projection's [N, H, 3, hd] split into q, k, v [N, H, hd] (join: dq, dk, dv back
+ * into it, every element written). */
+static void qkv_split(const mu_model *m, float *qkv, float *q, float *k, float *v, int join)
+{
+    int hd = m->hd, rows = m->N * m->H;
+    float *part[3] = { q, k, v };
+    for (int j = 0; j < 3; j++) {
+        if (join) m->be->copy_rows(qkv + j * hd, 3 * hd, part[j], hd, rows, hd);
+        else m->be->copy_rows(part[j], hd, qkv + j * hd, 3 * hd, rows, hd);
+    }
+}
+
+/* q, k, v projections (+ biases) of the layer's input h (normed, or the residual stream
+ * itself without input norms), from one fused tensor (GPT-NeoX) or three. */
+static void qkv_project(mu_model *m, const layer_params *P, layer_acts *A, const float *h,
+                        float *q, float *k)
+{
+    const mu_backend *be = m->be;
+    int N = m->N, D = m->D;
+    if (P->qkv >= 0) {
+        linear(m, m->qkv, h, P->qkv, N, D, 3 * m->qd, 0);
+        if (P->qkvb >= 0) be->bias_add(m->qkv, W(m, P->qkvb), N, 3 * m->qd);
+        qkv_split(m, m->qkv, q, k, A->v, 0);
+        return;
+    }
     linear(m, q, h, P->q, N, D, m->qd, 0);
     linear(m, k, h, P->k, N, D, m->kd, 0);
     linear(m, A->v, h, P->v, N, D, m->kd, 0);
     if (P->qb >= 0) be->bias_add(q, W(m, P->qb), N, m->qd);
     if (P->kb >= 0) be->bias_add(k, W(m, P->kb), N, m->kd);
     if (P->vb >= 0) be->bias_add(A->v, W(m, P->vb), N, m->kd);
+}
+
+/* q, k, v of the layer's input h, q and k normed (qk_norm), then rotated. */
+static void qkv_forward(mu_model *m, int L, const layer_params *P, layer_acts *A, const float *h)
+{
+    const mu_backend *be = m->be;
+    int N = m->N, qk = m->cfg.qk_norm;
+    qkv_project(m, P, A, h, qk ? A->qr : A->q, qk ? A->kr : A->k);
     if (qk) {
         int hq = qk_heads(m, m->H), hk = qk_heads(m, m->Hkv);
         be->rmsnorm(A->q, A->rq, A->qr, W(m, P->qn), N * hq, m->qd / hq, m->cfg.rms_eps);
         be->rmsnorm(A->k, A->rk, A->kr, W(m, P->kn), N * hk, m->kd / hk, m->cfg.rms_eps);
     }
-    be->rope(A->q, m->pos, layer_inv_freq(m, L), N, m->H, m->hd);
-    be->rope(A->k, m->pos, layer_inv_freq(m, L), N, m->Hkv, m->hd);
+    rope_heads(m, L, A->q, m->H, 0);
+    rope_heads(m, L, A->k, m->Hkv, 0);
+}
+
+/* The MLP's activation a [N,F] from the input h: act(gate h) * (up h), or GPT-NeoX's plain
+ * act(up h + b); mlp_in hooks see the pre-activations. */
+static int mlp_act_forward(mu_model *m, int L, const layer_params *P, layer_acts *A, const float *h,
+                           const mu_fwd_opts *o, char *err, size_t errlen)
+{
+    const mu_backend *be = m->be;
+    int N = m->N, D = m->D, F = m->F;
+    linear(m, A->u, h, P->up, N, D, F, 0);
+    if (m->cfg.plain_mlp) {
+        if (P->ub >= 0) be->bias_add(A->u, W(m, P->ub), N, F);
+        if (run_hooks(m, o->hooks, o->n_hooks, MU_SITE_MLP_IN, L, 0, A->u, m->B, m->T, F, err, errlen))
+            return -1;
+        be->gelu(A->a, A->u, (size_t)N * F, m->gelu_tanh);
+        return 0;
+    }
+    linear(m, A->g, h, P->gate, N, D, F, 0);
+    if (run_hooks_mlp_in(m, o->hooks, o->n_hooks, L, 0, A->g, A->u, err, errlen)) return -1;
+    if (m->gelu) be->geglu(A->a, A->g, A->u, (size_t)N * F, m->gelu_tanh);
+    else be->swiglu(A->a, A->g, A->u, (size_t)N * F);
+    return 0;
 }
 
 #define HOOK(site, buf, D) do { if (run_hooks(m, o->hooks, o->n_hooks, site, L, 0, buf, m->B, \
@@ -901,25 +1006,24 @@ static int layer_forward(mu_model *m, int L, const mu_fwd_opts *o, char *err, si
 
     int pre = m->pre_norm, post = m->cfg.post_norm;
     HOOK(MU_SITE_RESID_PRE, x, D);
-    if (pre) be->rmsnorm(m->h, A->rstd1, x, W(m, P->attn_norm), N, D, eps);
+    if (pre) norm_fwd(m, P->attn_norm, P->anb, m->h, A->mean1, A->rstd1, x, N);
     qkv_forward(m, L, P, A, pre ? m->h : x);
     attention_forward(m, L, A, o->cache);
     HOOK(MU_SITE_ATTN_HEAD, A->o, m->qd);
     linear(m, post ? A->ar : A->mid, A->o, P->o, N, m->qd, D, 0);
+    if (P->ob >= 0) be->bias_add(post ? A->ar : A->mid, W(m, P->ob), N, D);
     if (post) be->rmsnorm(A->mid, A->ra, A->ar, W(m, P->apn), N, D, eps);
     HOOK(MU_SITE_ATTN_OUT, A->mid, D);
     be->add(A->mid, x, (size_t)N * D);
     HOOK(MU_SITE_RESID_MID, A->mid, D);
 
-    if (pre) be->rmsnorm(m->h, A->rstd2, A->mid, W(m, P->mlp_norm), N, D, eps);
-    const float *hm = pre ? m->h : A->mid;
-    linear(m, A->g, hm, P->gate, N, D, F, 0);
-    linear(m, A->u, hm, P->up, N, D, F, 0);
-    if (run_hooks_mlp_in(m, o->hooks, o->n_hooks, L, 0, A->g, A->u, err, errlen)) return -1;
-    if (m->gelu) be->geglu(A->a, A->g, A->u, (size_t)N * F, m->gelu_tanh);
-    else be->swiglu(A->a, A->g, A->u, (size_t)N * F);
+    /* the MLP reads resid_mid, or with a parallel residual (GPT-NeoX) resid_pre */
+    const float *mlp_x = m->cfg.parallel_residual ? x : A->mid;
+    if (pre) norm_fwd(m, P->mlp_norm, P->mnb, m->h, A->mean2, A->rstd2, mlp_x, N);
+    if (mlp_act_forward(m, L, P, A, pre ? m->h : mlp_x, o, err, errlen)) return -1;
     HOOK(MU_SITE_MLP_POST, A->a, F);
     linear(m, post ? A->mr : out, A->a, P->down, N, F, D, 0);
+    if (P->db >= 0) be->bias_add(post ? A->mr : out, W(m, P->db), N, D);
     if (post) be->rmsnorm(out, A->rm, A->mr, W(m, P->mpn), N, D, eps);
     HOOK(MU_SITE_MLP_OUT, out, D);
     be->add(out, A->mid, (size_t)N * D);
@@ -938,7 +1042,7 @@ static int head_forward(mu_model *m, const mu_fwd_opts *o, char *err, size_t err
 {
     const mu_backend *be = m->be;
     int N = m->N, D = m->D, V = m->V, L = -1;
-    be->rmsnorm(m->hf, m->rstdf, m->acts[m->NL].x, W(m, m->final_norm), N, D, m->cfg.rms_eps);
+    norm_fwd(m, m->final_norm, m->final_bias, m->hf, m->meanf, m->rstdf, m->acts[m->NL].x, N);
     if (m->sel) {                     /* rows[n_sel, D] = hf[lrows]; kept for backward */
         if (m->n_sel > 0) {
             be->embed(m->rows, m->hf, m->lrows, m->n_sel, D);
@@ -1153,7 +1257,9 @@ static int param_stage(const char *role)
         { "q_bias", S_QKV }, { "k_bias", S_QKV }, { "v_bias", S_QKV }, { "o", S_O },
         { "mlp_norm", S_MLP_NORM }, { "gate", S_GATEUP }, { "up", S_GATEUP },
         { "down", S_DOWN }, { "q_norm", S_QKV }, { "k_norm", S_QKV }, { "attn_post_norm", S_O },
-        { "mlp_post_norm", S_DOWN } };
+        { "mlp_post_norm", S_DOWN }, { "attn_norm_bias", S_ATTN_NORM }, { "qkv", S_QKV },
+        { "qkv_bias", S_QKV }, { "o_bias", S_O }, { "mlp_norm_bias", S_MLP_NORM },
+        { "up_bias", S_GATEUP }, { "down_bias", S_DOWN } };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (!strcmp(role, t[i].role)) return t[i].stage;
     return -1;
@@ -1168,7 +1274,7 @@ static int lowest_needed(const mu_model *m, const mu_hook *hooks, int n, int top
         if (!m->p[i].trainable) continue;
         int d;
         if (i == m->embed) d = DEPTH_EMBED;
-        else if (i == m->final_norm) d = top;
+        else if (i == m->final_norm || i == m->final_bias) d = top;
         else if (i == m->lm_head) d = top + 1;
         else d = m->p[i].info.layer < m->layers_run ?
                  depth(m->p[i].info.layer, param_stage(m->p[i].info.role)) : INT_MAX;
@@ -1200,7 +1306,23 @@ static float *branch_grad(mu_model *m, const mu_hook *hooks, int nh, mu_site sit
     return m->dbr;
 }
 
-/* MLP half of layer L backward: dx = d resid_post on entry, d resid_mid on exit.
+/* The MLP activation's backward: du (and dg) from da, then the mlp_in hooks on them. */
+static int mlp_act_backward(mu_model *m, int L, layer_acts *A, const mu_hook *hooks, int nh, char *err,
+                            size_t errlen)
+{
+    const mu_backend *be = m->be;
+    size_t n = (size_t)m->N * m->F;
+    if (m->cfg.plain_mlp) {
+        be->gelu_bwd(m->du, m->da, A->u, n, m->gelu_tanh);
+        return run_hooks(m, hooks, nh, MU_SITE_MLP_IN, L, 1, m->du, m->B, m->T, m->F, err, errlen);
+    }
+    if (m->gelu) be->geglu_bwd(m->dg, m->du, m->da, A->g, A->u, n, m->gelu_tanh);
+    else be->swiglu_bwd(m->dg, m->du, m->da, A->g, A->u, n);
+    return run_hooks_mlp_in(m, hooks, nh, L, 1, m->dg, m->du, err, errlen);
+}
+
+/* MLP half of layer L backward: dx = d resid_post on entry, d resid_mid on exit (with a
+ * parallel residual, dpar = the MLP's part of d resid_pre, when something below needs it).
  * Returns 1 when nothing below needs a gradient (stop), 0 to continue, -1 on error. */
 static int mlp_backward(mu_model *m, int L, int low, const mu_hook *hooks, int nh, char *err,
                         size_t errlen)
@@ -1214,28 +1336,53 @@ static int mlp_backward(mu_model *m, int L, int low, const mu_hook *hooks, int n
     if (!BELOW(S_MLP_OUT)) return 1;
     int pre = m->pre_norm, post = m->cfg.post_norm;
     if (post) dout = own_norm_bwd(m, P->mpn, m->dh, dout, A->mr, A->rm, N, D);   /* d of the MLP's output */
-    /* down: out[N,D] = a[N,F] Wd[D,F]^T */
+    /* down: out[N,D] = a[N,F] Wd[D,F]^T (+ b) */
     linear_bwd(m, BELOW(S_DOWN) ? m->da : NULL, P->down, dout, A->a, N, F, D, 0);
+    bias_bwd(m, P->db, dout, N, D);
     if (!BELOW(S_DOWN)) return 1;
     BHOOK(MU_SITE_MLP_POST, m->da, F);
     if (!BELOW(S_MLP_POST)) return 1;
-    if (m->gelu) be->geglu_bwd(m->dg, m->du, m->da, A->g, A->u, (size_t)N * F, m->gelu_tanh);
-    else be->swiglu_bwd(m->dg, m->du, m->da, A->g, A->u, (size_t)N * F);
-    if (run_hooks_mlp_in(m, hooks, nh, L, 1, m->dg, m->du, err, errlen)) return -1;
+    if (mlp_act_backward(m, L, A, hooks, nh, err, errlen)) return -1;
     if (!BELOW(S_MLP_IN)) return 1;
-    /* gate/up: [N,F] = h2[N,D] W[F,D]^T, h2 = rmsnorm(mid) recomputed (no input norm: mid) */
+    bias_bwd(m, P->ub, m->du, N, F);
+    /* gate/up: [N,F] = h2[N,D] W[F,D]^T, h2 = norm(mlp_x) recomputed (no input norm: mlp_x),
+     * mlp_x = resid_mid, or resid_pre with a parallel residual */
+    const float *mlp_x = m->cfg.parallel_residual ? A->x : A->mid;
     if (pre && (trainable(m, P->gate) || trainable(m, P->up)))
-        be->rmsnorm(m->h, NULL, A->mid, W(m, P->mlp_norm), N, D, m->cfg.rms_eps);
-    const float *hm = pre ? m->h : A->mid;
+        norm_fwd(m, P->mlp_norm, P->mnb, m->h, NULL, NULL, mlp_x, N);
+    const float *hm = pre ? m->h : mlp_x;
     int need_dh = BELOW(S_GATEUP);
-    linear_bwd(m, need_dh ? m->dh : NULL, P->gate, m->dg, hm, N, D, F, 0);
-    linear_bwd(m, need_dh ? m->dh : NULL, P->up, m->du, hm, N, D, F, 1);
+    if (P->gate >= 0) linear_bwd(m, need_dh ? m->dh : NULL, P->gate, m->dg, hm, N, D, F, 0);
+    linear_bwd(m, need_dh ? m->dh : NULL, P->up, m->du, hm, N, D, F, P->gate >= 0);
     if (!need_dh) return 1;
-    if (pre) norm_bwd(m, P->mlp_norm, A->mid, A->rstd2, N);
-    else be->add(m->dx, m->dh, (size_t)N * D);
+    /* the norm's input gradient: into d resid_mid, or (parallel) kept for resid_pre */
+    float *dmx = m->cfg.parallel_residual ? m->dpar : m->dx;
+    if (m->cfg.parallel_residual) be->zero(dmx, fsz((size_t)N * D));
+    if (pre) norm_bwd(m, P->mlp_norm, P->mnb, dmx, mlp_x, A->mean2, A->rstd2, N);
+    else be->add(dmx, m->dh, (size_t)N * D);
     if (!BELOW(S_MLP_NORM)) return 1;
     BHOOK(MU_SITE_RESID_MID, m->dx, D);
     return BELOW(S_RESID_MID) ? 0 : 1;
+}
+
+/* The q, k, v projections' backward from dq, dk (dv in m->dv) into their weights and biases
+ * and, dh non-NULL, dh = d of their input hin: three tensors, or the fused one (joined). */
+static void qkv_backward(mu_model *m, const layer_params *P, float *dh, const float *dq,
+                         const float *dk, const float *hin)
+{
+    int N = m->N, D = m->D, qd = m->qd, kd = m->kd;
+    if (P->qkv >= 0) {
+        qkv_split(m, m->qkv, (float *)dq, (float *)dk, m->dv, 1);
+        bias_bwd(m, P->qkvb, m->qkv, N, 3 * qd);
+        linear_bwd(m, dh, P->qkv, m->qkv, hin, N, D, 3 * qd, 0);
+        return;
+    }
+    bias_bwd(m, P->qb, dq, N, qd);
+    bias_bwd(m, P->kb, dk, N, kd);
+    bias_bwd(m, P->vb, m->dv, N, kd);
+    linear_bwd(m, dh, P->q, dq, hin, N, D, qd, 0);
+    linear_bwd(m, dh, P->k, dk, hin, N, D, kd, 1);
+    linear_bwd(m, dh, P->v, m->dv, hin, N, D, kd, 1);
 }
 
 /* Attention half of layer L backward: dx = d resid_mid on entry, d resid_pre on exit. */
@@ -1252,33 +1399,29 @@ static int attn_backward(mu_model *m, int L, int low, const mu_hook *hooks, int 
     int pre = m->pre_norm, post = m->cfg.post_norm;
     if (post) dattn = own_norm_bwd(m, P->apn, m->dh, dattn, A->ar, A->ra, N, D);   /* d of o_proj's output */
     linear_bwd(m, BELOW(S_O) ? m->d_o : NULL, P->o, dattn, A->o, N, qd, D, 0);
+    bias_bwd(m, P->ob, dattn, N, D);
     if (!BELOW(S_O)) return 1;
     BHOOK(MU_SITE_ATTN_HEAD, m->d_o, qd);
     if (!BELOW(S_ATTN_HEAD)) return 1;
     mu_attn_shape s = attn_shape(m, L);
     be->attention_bwd(m->dq, m->dk, m->dv, m->d_o, A->o, A->lse, A->q, A->k, A->v, &s);
-    be->rope_bwd(m->dq, m->pos, layer_inv_freq(m, L), N, m->H, m->hd);
-    be->rope_bwd(m->dk, m->pos, layer_inv_freq(m, L), N, m->Hkv, m->hd);
+    rope_heads(m, L, m->dq, m->H, 1);
+    rope_heads(m, L, m->dk, m->Hkv, 1);
     float *dq = m->dq, *dk = m->dk;
     if (m->cfg.qk_norm) {            /* through the q and k norms to the projections */
         int hq = qk_heads(m, m->H), hk = qk_heads(m, m->Hkv);
         dq = own_norm_bwd(m, P->qn, m->dqr, m->dq, A->qr, A->rq, N * hq, qd / hq);
         dk = own_norm_bwd(m, P->kn, m->dkr, m->dk, A->kr, A->rk, N * hk, kd / hk);
     }
-    bias_bwd(m, P->qb, dq, N, qd);
-    bias_bwd(m, P->kb, dk, N, kd);
-    bias_bwd(m, P->vb, m->dv, N, kd);
-    if (pre && (trainable(m, P->q) || trainable(m, P->k) || trainable(m, P->v)))
-        be->rmsnorm(m->h, NULL, A->x, W(m, P->attn_norm), N, D, m->cfg.rms_eps);
+    if (pre && (trainable(m, P->q) || trainable(m, P->k) || trainable(m, P->v) || trainable(m, P->qkv)))
+        norm_fwd(m, P->attn_norm, P->anb, m->h, NULL, NULL, A->x, N);
     const float *hin = pre ? m->h : A->x;
     int need_dh = BELOW(S_QKV);
-    float *dh = need_dh ? m->dh : NULL;
-    linear_bwd(m, dh, P->q, dq, hin, N, D, qd, 0);
-    linear_bwd(m, dh, P->k, dk, hin, N, D, kd, 1);
-    linear_bwd(m, dh, P->v, m->dv, hin, N, D, kd, 1);
+    qkv_backward(m, P, need_dh ? m->dh : NULL, dq, dk, hin);
     if (!need_dh) return 1;
-    if (pre) norm_bwd(m, P->attn_norm, A->x, A->rstd1, N);
+    if (pre) norm_bwd(m, P->attn_norm, P->anb, m->dx, A->x, A->mean1, A->rstd1, N);
     else be->add(m->dx, m->dh, (size_t)N * D);
+    if (m->cfg.parallel_residual) be->add(m->dx, m->dpar, (size_t)N * D);   /* the MLP's part */
     if (!BELOW(S_ATTN_NORM)) return 1;
     BHOOK(MU_SITE_RESID_PRE, m->dx, D);
     return BELOW(S_RESID_PRE) ? 0 : 1;
@@ -1354,7 +1497,7 @@ static int head_backward(mu_model *m, const float *dlogits, int on_backend, int 
     }
     if (!m->sel) linear_bwd(m, low < top + 1 ? m->dh : NULL, m->lm_head, dl, m->hf, N, D, V, 0);
     if (low >= top + 1) return 1;
-    norm_bwd(m, m->final_norm, m->acts[m->NL].x, m->rstdf, N);
+    norm_bwd(m, m->final_norm, m->final_bias, m->dx, m->acts[m->NL].x, m->meanf, m->rstdf, N);
     return low < top ? 0 : 1;
 }
 

@@ -37,9 +37,11 @@
  *   RESID_PRE   d_model   residual stream entering layer L
  *   ATTN_HEAD   n_head*head_dim  per-head attention outputs before o_proj, [H, hd] per token
  *   ATTN_OUT    d_model   o_proj output (the attention block's write to the residual)
- *   RESID_MID   d_model   resid_pre + attn_out
- *   MLP_IN      2*d_ff    gate and up pre-activations, [gate(d_ff) | up(d_ff)] per token
- *   MLP_POST    d_ff      neuron activations silu(gate)*up (value-vector weights)
+ *   RESID_MID   d_model   resid_pre + attn_out (with a parallel residual, GPT-NeoX, the MLP
+ *                         reads resid_pre: resid_mid only feeds resid_post)
+ *   MLP_IN      2*d_ff    gate and up pre-activations, [gate(d_ff) | up(d_ff)] per token;
+ *               d_ff      with a plain MLP (GPT-NeoX): the up projection's (+ bias)
+ *   MLP_POST    d_ff      neuron activations silu(gate)*up, or gelu(up) (value-vector weights)
  *   MLP_OUT     d_model   down_proj output
  *   RESID_POST  d_model   resid_mid + mlp_out (= resid_pre of layer L+1)
  *   LOGITS      vocab     lm_head output                                       layer -1

@@ -44,9 +44,10 @@ fi
 # model by those tests; the plain build runs every emulated test.
 emu_filters=(cuda)
 case "$runner" in
-  */san/*) emu_filters=(cuda_matmul cuda_bias cuda_rmsnorm cuda_rope cuda_glu cuda_softcap
-                        cuda_log_softmax cuda_to_bf16 cuda_embed cuda_optim cuda_model_random
-                        cuda_model_bf16 cuda_model_backward cuda_backend_by_name) ;;
+  */san/*) emu_filters=(cuda_matmul cuda_bias cuda_rmsnorm cuda_layernorm cuda_copy_rows
+                        cuda_rope cuda_glu cuda_softcap cuda_log_softmax cuda_to_bf16
+                        cuda_embed cuda_optim cuda_model_random cuda_model_bf16
+                        cuda_model_backward cuda_backend_by_name) ;;
 esac
 if [ -n "${MU_EMU_TESTS:-}" ] && [ -x "$MU_EMU_TESTS" ]; then
   for f in "${emu_filters[@]}"; do

@@ -181,6 +181,80 @@ TEST(cuda_rmsnorm_fwd_bwd_vs_cpu)
     }
 }
 
+/* LayerNorm (GPT-NeoX) on rows with a nonzero mean: forward with and without bias (mean
+ * and rstd too), backward from the CPU's mean and rstd with dX accumulated, and dw / db
+ * each alone (the other NULL) on the second shape pass. */
+static void layernorm_case(const mu_backend *g, int N, int D, int bias, int only, uint64_t seed)
+{
+    const mu_backend *c = mu_backend_cpu();
+    size_t n = (size_t)N * D;
+    float *X = fnew(n), *w = fnew(D), *b = fnew(D), *Y = fnew(n), *m = fnew(N), *r = fnew(N);
+    float *dY = fnew(n), *dX = fnew(n), *dw = fnew(D), *db = fnew(D);
+    fill(X, n, seed, 2); fill(w, D, seed + 1, 1); fill(b, D, seed + 2, 1);
+    fill(dY, n, seed + 3, 1); fill(dX, n, seed + 4, 1); fill(dw, D, seed + 5, 1);
+    fill(db, D, seed + 6, 1);
+    for (size_t i = 0; i < n; i++) X[i] += (float)(i / D % 5) - 2.0f;
+    dbuf gX = dnew(g, X, n), gw = dnew(g, w, D), gb = dnew(g, b, D), gY = dnew(g, NULL, n);
+    dbuf gm = dnew(g, NULL, N), gr = dnew(g, NULL, N);
+    c->layernorm(Y, m, r, X, w, bias ? b : NULL, N, D, 1e-5f);
+    g->layernorm(gY.p, gm.p, gr.p, gX.p, gw.p, bias ? gb.p : NULL, N, D, 1e-5f);
+    char what[96];
+    snprintf(what, sizeof what, "layernorm Y %dx%d bias=%d", N, D, bias);
+    dcheck(&gY, Y, what, NMSE_F32);
+    dcheck(&gm, m, "layernorm mean", NMSE_F32);
+    dcheck(&gr, r, "layernorm rstd", NMSE_F32);
+    g->layernorm(gY.p, NULL, NULL, gX.p, gw.p, bias ? gb.p : NULL, N, D, 1e-5f);
+    dcheck(&gY, Y, "layernorm Y (no mean, rstd)", NMSE_F32);
+    dbuf gm2 = dnew(g, m, N), gr2 = dnew(g, r, N);         /* both use the CPU's stats */
+    dbuf gdY = dnew(g, dY, n), gdX = dnew(g, dX, n), gdw = dnew(g, dw, D), gdb = dnew(g, db, D);
+    c->layernorm_bwd(dX, only == 2 ? NULL : dw, only == 1 ? NULL : db, dY, X, w, m, r, N, D);
+    g->layernorm_bwd(gdX.p, only == 2 ? NULL : gdw.p, only == 1 ? NULL : gdb.p, gdY.p, gX.p,
+                     gw.p, gm2.p, gr2.p, N, D);
+    dcheck(&gdX, dX, "layernorm_bwd dX (accumulated)", NMSE_F32);
+    dcheck(&gdw, dw, only == 2 ? "layernorm_bwd dw (NULL: untouched)" : "layernorm_bwd dw",
+           NMSE_F32);
+    dcheck(&gdb, db, only == 1 ? "layernorm_bwd db (NULL: untouched)" : "layernorm_bwd db",
+           NMSE_F32);
+    dfree(&gX); dfree(&gw); dfree(&gb); dfree(&gY); dfree(&gm); dfree(&gr); dfree(&gm2);
+    dfree(&gr2); dfree(&gdY); dfree(&gdX); dfree(&gdw); dfree(&gdb);
+    free(X); free(w); free(b); free(Y); free(m); free(r); free(dY); free(dX); free(dw); free(db);
+}
+
+TEST(cuda_layernorm_fwd_bwd_vs_cpu)
+{
+    const mu_backend *g = gpu_or_skip();
+    const int shapes[][2] = { { 7, 16 }, { 33, 576 }, { 3, 4096 }, { 1, 5 } };
+    for (int si = 0; si < 4; si++)
+        for (int bias = 0; bias < 2; bias++)
+            for (int only = 0; only < 3; only++)     /* 0: dw and db, 1: dw only, 2: db only */
+                layernorm_case(g, shapes[si][0], shapes[si][1], bias, only, 40 + si);
+}
+
+/* copy_rows (q/k/v split and join, partial rotary): exact; the elements of dst outside
+ * the copied width keep their values (compared too), guards catch writes past the rows. */
+TEST(cuda_copy_rows_vs_cpu)
+{
+    const mu_backend *g = gpu_or_skip(), *c = mu_backend_cpu();
+    /* rows, width, dst_ld, src_ld */
+    const int cases[][4] = { { 19, 64, 192, 64 }, { 19, 64, 64, 192 }, { 7, 16, 64, 48 },
+                             { 1, 3, 3, 5 }, { 1500, 1000, 1024, 3000 } };  /* > one grid */
+    char what[96];
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        int rows = cases[ci][0], width = cases[ci][1], dld = cases[ci][2], sld = cases[ci][3];
+        size_t nd = (size_t)rows * dld, ns = (size_t)rows * sld;
+        float *dst = fnew(nd), *src = fnew(ns);
+        fill(dst, nd, 50 + ci, 1); fill(src, ns, 51 + ci, 1);
+        dbuf gd = dnew(g, dst, nd), gs = dnew(g, src, ns);
+        c->copy_rows(dst, dld, src, sld, rows, width);
+        g->copy_rows(gd.p, dld, gs.p, sld, rows, width);
+        snprintf(what, sizeof what, "copy_rows %dx%d ld %d/%d", rows, width, dld, sld);
+        dcheck(&gd, dst, what, 0.0);
+        dcheck(&gs, src, "copy_rows src (unchanged)", 0.0);
+        dfree(&gd); dfree(&gs);
+        free(dst); free(src);
+    }
+}
+
 TEST(cuda_rope_fwd_bwd_vs_cpu)
 {
     const mu_backend *g = gpu_or_skip(), *c = mu_backend_cpu();
@@ -451,6 +525,12 @@ TEST(cuda_glu_elementwise_vs_cpu)
         dcheck(&gdG, dG, "swiglu_bwd dG", NMSE_F32);
         dcheck(&gdU, dU, "swiglu_bwd dU", NMSE_F32);
         for (int tf = 0; tf < 2; tf++) {
+            c->gelu(A, G, n, tf);
+            g->gelu(gA.p, gG.p, n, tf);
+            dcheck(&gA, A, "gelu", NMSE_F32);
+            c->gelu_bwd(dG, dA, G, n, tf);
+            g->gelu_bwd(gdG.p, gdA.p, gG.p, n, tf);
+            dcheck(&gdG, dG, "gelu_bwd dX", NMSE_F32);
             c->geglu(A, G, U, n, tf);
             g->geglu(gA.p, gG.p, gU.p, n, tf);
             dcheck(&gA, A, "geglu", NMSE_F32);
@@ -872,6 +952,30 @@ TEST(cuda_model_random_gemma_olmo2_logits_grads_vs_cpu)
         mu_model *mg = mu_model_init_random_as(&c, 99, 0.3f, g, MU_WEIGHTS_F32, err, sizeof err);
         CHECK_MSG(mg, "%s", err);
         compare_models(mc, mg, 140 + k, 1e-9, 1e-7);
+        mu_model_free(mc);
+        mu_model_free(mg);
+    }
+}
+
+/* GPT-NeoX on both backends: LayerNorms with biases, fused q/k/v split and joined by
+ * strided copies, a quarter of each head rotating (copied out and back), the parallel
+ * residual (and, second, the sequential one with gelu's tanh form), plain GELU MLP. */
+TEST(cuda_model_random_neox_logits_grads_vs_cpu)
+{
+    const mu_backend *g = gpu_or_skip();
+    char err[256];
+    for (int k = 0; k < 2; k++) {
+        mu_config c = random_llama();
+        CHECK(mu_config_set_model_type(&c, "gpt_neox") == 0);
+        c.n_kv_head = c.n_head = 4;
+        c.head_dim = c.d_model / c.n_head;
+        c.rotary_dim = c.head_dim / 4;
+        if (k == 1) { c.parallel_residual = 0; strcpy(c.hidden_act, "gelu_new"); }
+        mu_model *mc = mu_model_init_random_as(&c, 23 + k, 0.3f, mu_backend_cpu(), MU_WEIGHTS_F32, err, sizeof err);
+        CHECK_MSG(mc, "%s", err);
+        mu_model *mg = mu_model_init_random_as(&c, 99, 0.3f, g, MU_WEIGHTS_F32, err, sizeof err);
+        CHECK_MSG(mg, "%s", err);
+        compare_models(mc, mg, 150 + k, 1e-9, 1e-7);
         mu_model_free(mc);
         mu_model_free(mg);
     }

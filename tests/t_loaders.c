@@ -6,6 +6,8 @@
 #include "ckpt.h"
 #include "config.h"
 #include "gguf.h"
+#include "mask.h"
+#include "maskgen.h"
 #include "safetensors.h"
 #include "test.h"
 #include <jansson.h>
@@ -808,6 +810,88 @@ TEST(config_parse_variants) {
         err[0] = 0;
         CHECK_MSG(cfg_from(bad[i].json, &c, err, sizeof err) == -1, "accepted %s", bad[i].json);
         CHECK_MSG(strstr(err, "cfg.json") && strstr(err, bad[i].needle), "\"%s\" lacks \"%s\"", err, bad[i].needle);
+    }
+}
+
+/* GPT-NeoX: Pythia-160m's config.json (transformers 4 keys), its parameter list and units;
+ * transformers 5's rope_parameters for Llama 3.1 and Gemma-3; what is refused. */
+TEST(config_gpt_neox_and_rope_parameters) {
+    mu_config c;
+    char err[512];
+    const char *pythia = "{\"architectures\":[\"GPTNeoXForCausalLM\"],\"model_type\":\"gpt_neox\","
+        "\"hidden_size\":768,\"intermediate_size\":3072,\"num_hidden_layers\":12,\"num_attention_heads\":12,"
+        "\"vocab_size\":50304,\"rotary_pct\":0.25,\"rotary_emb_base\":10000,\"layer_norm_eps\":1e-05,"
+        "\"use_parallel_residual\":true,\"bos_token_id\":0,\"eos_token_id\":0,\"tie_word_embeddings\":false,"
+        "\"max_position_embeddings\":2048,\"hidden_act\":\"gelu\",\"rope_scaling\":null}";
+    CHECK_MSG(!cfg_from(pythia, &c, err, sizeof err), "%s", err);
+    CHECK(c.layer_norm && c.plain_mlp && c.fused_qkv && c.parallel_residual && c.qkv_bias && c.o_bias &&
+          c.mlp_bias && c.head_dim == 64 && c.n_kv_head == 12 && c.rotary_dim == 16 && c.rms_eps == 1e-5f &&
+          c.rope_theta == 10000.0f && !c.tie_embeddings && !strcmp(c.hidden_act, "gelu"));
+    float f[33];
+    mu_rope_inv_freq(&c, f);             /* over the 16 rotating dims: base^(-2i/16) */
+    CHECK_NEAR(f[1], powf(10000.0f, -2.0f / 16), 1e-7);
+    CHECK_NEAR(f[7], powf(10000.0f, -14.0f / 16), 1e-9);
+    mu_param_info *pl;
+    int np = mu_arch_params(&c, &pl);
+    CHECK_EQ_INT(np, 1 + 12 * 12 + 3);   /* embed, 12 per layer, final norm and bias, embed_out */
+    CHECK_EQ_INT(mu_arch_numel(pl, np), 162322944);   /* Pythia-160m's parameter count */
+    int qkv = mu_arch_find(pl, np, "gpt_neox.layers.11.attention.query_key_value.weight");
+    int dn = mu_arch_find(pl, np, "gpt_neox.layers.3.mlp.dense_4h_to_h.weight");
+    int fb = mu_arch_find(pl, np, "gpt_neox.final_layer_norm.bias");
+    int nb = mu_arch_find(pl, np, "gpt_neox.layers.0.input_layernorm.bias");
+    CHECK(qkv >= 0 && pl[qkv].shape[0] == 3 * 768 && pl[qkv].shape[1] == 768 && !strcmp(pl[qkv].role, "qkv"));
+    CHECK(dn >= 0 && !strcmp(pl[dn].role, "down") && mu_arch_block(&pl[dn]) == 1 && mu_arch_block(&pl[qkv]) == 0);
+    CHECK(fb >= 0 && nb >= 0 && !mu_arch_is_norm(&pl[fb]) && !mu_arch_is_norm(&pl[nb]));
+    CHECK(mu_arch_find(pl, np, "embed_out.weight") == np - 1 && mu_arch_find(pl, np, "gpt_neox.embed_in.weight") == 0);
+    /* value vectors are dense_4h_to_h's columns, a head of query_key_value its q, k, v rows */
+    CHECK(mu_mask_units_for(pl[dn].name, 2, pl[dn].shape, MU_GRAN_NEURON, 0) == 3072);
+    mu_cands cand;
+    CHECK_MSG(!mu_cands_from_model(&c, "attn.qkv:11", MU_GRAN_HEAD, &cand, err, sizeof err), "%s", err);
+    CHECK(cand.m.n == 2 && cand.m.t[0].units == 12 && cand.m.t[1].units == 12);   /* weight and bias */
+    mu_cands_free(&cand);
+    free(pl);
+    /* written back as GPTNeoXConfig keys and read again to the same config */
+    const char *p = path_in(mu_test_tmpdir(), "neox.json");
+    CHECK_MSG(!mu_config_write_json(&c, p, err, sizeof err), "%s", err);
+    mu_config d;
+    CHECK_MSG(!mu_config_from_json_file(p, &d, err, sizeof err), "%s", err);
+    CHECK(!memcmp(&c, &d, sizeof c));
+    c.mlp_bias = 0;                      /* no GPT-NeoX layout: not written as one */
+    CHECK(mu_config_write_json(&c, p, err, sizeof err) == -1 && strstr(err, "gpt_neox"));
+    /* transformers 5: rope_parameters in place of rope_theta and rope_scaling */
+    const char *l31 = "{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":128,"
+        "\"num_hidden_layers\":1,\"num_attention_heads\":4,\"vocab_size\":300,\"rope_parameters\":"
+        "{\"rope_type\":\"llama3\",\"rope_theta\":500000.0,\"factor\":8.0,\"low_freq_factor\":1.0,"
+        "\"high_freq_factor\":4.0,\"original_max_position_embeddings\":8192}}";
+    CHECK_MSG(!cfg_from(l31, &c, err, sizeof err), "%s", err);
+    CHECK(!strcmp(c.rope_scaling, "llama3") && c.rope_theta == 500000.0f && c.rope_factor == 8 &&
+          c.rope_orig_max_pos == 8192);
+    const char *g3 = "{\"model_type\":\"gemma3_text\",\"hidden_size\":64,\"intermediate_size\":128,"
+        "\"num_hidden_layers\":6,\"num_attention_heads\":4,\"head_dim\":16,\"vocab_size\":300,\"rope_parameters\":"
+        "{\"full_attention\":{\"rope_type\":\"linear\",\"factor\":8.0,\"rope_theta\":1000000.0},"
+        "\"sliding_attention\":{\"rope_type\":\"default\",\"rope_theta\":10000.0}}}";
+    CHECK_MSG(!cfg_from(g3, &c, err, sizeof err), "%s", err);
+    CHECK(!strcmp(c.rope_scaling, "linear") && c.rope_factor == 8 && c.rope_theta == 1e6f &&
+          c.rope_local_theta == 10000.0f);
+    struct { const char *json, *needle; } bad[] = {
+        {"{\"model_type\":\"gpt_neox\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":1,"
+         "\"num_attention_heads\":4,\"vocab_size\":300,\"rotary_pct\":0.2}", "not an even number of dims"},
+        {"{\"model_type\":\"gpt_neox\",\"hidden_size\":66,\"intermediate_size\":128,\"num_hidden_layers\":1,"
+         "\"num_attention_heads\":4,\"vocab_size\":300}", "not a multiple of num_attention_heads"},
+        {"{\"model_type\":\"gpt_neox\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":1,"
+         "\"num_attention_heads\":4,\"vocab_size\":300,\"use_parallel_residual\":1}", "is not true/false"},
+        {"{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":1,"
+         "\"num_attention_heads\":4,\"vocab_size\":300,\"rope_parameters\":{\"partial_rotary_factor\":0.5}}",
+         "gpt_neox only"},
+        {"{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":1,"
+         "\"num_attention_heads\":4,\"vocab_size\":300,\"rope_parameters\":[1]}", "\"rope_parameters\" is not"},
+        {"{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":1,"
+         "\"num_attention_heads\":4,\"vocab_size\":300,\"rope_parameters\":{\"rope_type\":\"yarn\"}}", "yarn"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        err[0] = 0;
+        CHECK_MSG(cfg_from(bad[i].json, &c, err, sizeof err) == -1 && strstr(err, bad[i].needle) &&
+                  !strncmp(err, "cfg.json: ", 10), "case %zu: %s", i, err);
     }
 }
 

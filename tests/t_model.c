@@ -965,6 +965,35 @@ static void check_alone_grads_and_cache(const char *sub)
 
 TEST(model_gemma_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_gemma"); }
 
+/* GPT-NeoX (tests/gen/gen_neox_parity.py, transformers 5.25): LayerNorms with biases, fused
+ * q/k/v, half of each head rotating, parallel residual, plain GELU MLP (erf form), biases on
+ * every projection; parity_neox_seq: two heads of 16 with a quarter rotating (base 500),
+ * sequential residual, gelu_new, no attention biases. Both configs are transformers 5's
+ * (rope_parameters). */
+TEST(model_parity_neox_with_hf_transformers)
+{
+    check_hf_parity("parity_neox");
+    char path[1200], err[512];
+    mu_config c;
+    snprintf(path, sizeof path, "%s/tests/golden/parity_neox/config.json", mu_test_root());
+    CHECK_MSG(mu_config_from_json_file(path, &c, err, sizeof err) == 0, "%s", err);
+    CHECK(c.layer_norm && c.plain_mlp && c.fused_qkv && c.parallel_residual && c.qkv_bias && c.o_bias &&
+          c.mlp_bias && c.head_dim == 8 && c.rotary_dim == 4 && c.n_kv_head == 4 && !c.tie_embeddings &&
+          c.rms_eps == 1e-5f && c.rope_theta == 10000.0f && !strcmp(c.hidden_act, "gelu"));
+}
+TEST(model_parity_neox_sequential_with_hf_transformers)
+{
+    check_hf_parity("parity_neox_seq");
+    char path[1200], err[512];
+    mu_config c;
+    snprintf(path, sizeof path, "%s/tests/golden/parity_neox_seq/config.json", mu_test_root());
+    CHECK_MSG(mu_config_from_json_file(path, &c, err, sizeof err) == 0, "%s", err);
+    CHECK(!c.parallel_residual && !c.qkv_bias && !c.o_bias && c.mlp_bias && c.head_dim == 16 &&
+          c.rotary_dim == 4 && c.rope_theta == 500.0f && !strcmp(c.hidden_act, "gelu_new"));
+}
+TEST(model_neox_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_neox"); }
+TEST(model_neox_sequential_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_neox_seq"); }
+
 /* tests/golden/SUB/model.gguf (tests/gen/make_arch_ggufs.py: written by llama.cpp's gguf
  * package as its converter stores the model) is the model of the directory (or of ref,
  * when non-NULL): same config flags, same logits. */

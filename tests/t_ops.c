@@ -252,6 +252,130 @@ TEST(op_rmsnorm_fwd_bwd)
     free(in); free(Y); free(rstd); free(din); free(ref); free(R); free(dY); free(dX); free(dw);
 }
 
+/* ---- layernorm: torch.nn.LayerNorm (biased variance), optional bias --------------------- */
+typedef struct { int N, D; double eps; int bias; } ln_ctx;
+
+/* packed input: X [N,D], w [D], b [D] (b read only when c->bias) */
+static void ref_layernorm(const double *in, double *out, const void *vc)
+{
+    const ln_ctx *c = vc;
+    const double *w = in + c->N * c->D, *b = w + c->D;
+    for (int n = 0; n < c->N; n++) {
+        const double *x = in + n * c->D;
+        double m = 0, v = 0;
+        for (int d = 0; d < c->D; d++) m += x[d];
+        m /= c->D;
+        for (int d = 0; d < c->D; d++) v += (x[d] - m) * (x[d] - m);
+        double rs = 1 / sqrt(v / c->D + c->eps);
+        for (int d = 0; d < c->D; d++)
+            out[n * c->D + d] = (x[d] - m) * rs * w[d] + (c->bias ? b[d] : 0);
+    }
+}
+
+/* X[N,D] ~ N(0,1) plus a row offset (the mean LayerNorm removes), w and b after it */
+static float *layernorm_inputs(int N, int D, uint64_t seed)
+{
+    mu_rng r;
+    mu_rng_seed(&r, seed);
+    float *in = malloc(((size_t)N * D + 2 * D) * sizeof *in);
+    fill(&r, in, (size_t)N * D + 2 * D, 1.0);
+    for (int n = 0; n < N; n++)
+        for (int d = 0; d < D; d++) in[n * D + d] += 3.0f * (n - N / 2);
+    return in;
+}
+
+/* forward with and without bias; mean and rstd against the reference's; NULL outputs */
+static void layernorm_fwd_case(const float *in, int N, int D, double eps, float *mean,
+                               float *rstd)
+{
+    size_t nx = (size_t)N * D;
+    double *din = to_double(in, nx + 2 * D), *ref = malloc(nx * sizeof *ref);
+    float *Y = malloc(nx * sizeof *Y), *Y2 = malloc(nx * sizeof *Y2);
+    for (int bias = 0; bias < 2; bias++) {
+        ln_ctx c = { N, D, eps, bias };
+        be()->layernorm(Y, mean, rstd, in, in + nx, bias ? in + nx + D : NULL, N, D, (float)eps);
+        ref_layernorm(din, ref, &c);
+        check_fwd(bias ? "layernorm" : "layernorm no bias", Y, ref, nx, 1e-5);
+        be()->layernorm(Y2, NULL, NULL, in, in + nx, bias ? in + nx + D : NULL, N, D, (float)eps);
+        CHECK_MSG(!memcmp(Y, Y2, nx * sizeof *Y), "layernorm: NULL mean/rstd change Y");
+    }
+    for (int n = 0; n < N; n++) {
+        double m = 0, v = 0;
+        for (int d = 0; d < D; d++) m += din[n * D + d];
+        m /= D;
+        for (int d = 0; d < D; d++) v += (din[n * D + d] - m) * (din[n * D + d] - m);
+        CHECK_NEAR(mean[n], m, 1e-6 * (fabs(m) > 1 ? fabs(m) : 1));
+        CHECK_NEAR(rstd[n], 1 / sqrt(v / D + eps), 1e-6);
+    }
+    free(din); free(ref); free(Y); free(Y2);
+}
+
+TEST(op_layernorm_fwd_bwd)
+{
+    ln_ctx c = { 5, 12, 1e-5, 1 };
+    size_t nx = c.N * c.D;
+    float *in = layernorm_inputs(c.N, c.D, 9);
+    float *mean = malloc(c.N * sizeof *mean), *rstd = malloc(c.N * sizeof *rstd);
+    layernorm_fwd_case(in, c.N, c.D, c.eps, mean, rstd);
+    double *din = to_double(in, nx + 2 * c.D), *R = rand_R(nx, 10);
+    float *dY = R_f32(R, nx), *dX = malloc(nx * sizeof *dX);
+    float *dw = calloc(c.D, sizeof *dw), *db = calloc(c.D, sizeof *db);
+    for (size_t i = 0; i < nx; i++) dX[i] = 0.5f;      /* dX accumulates */
+    be()->layernorm_bwd(dX, dw, db, dY, in, in + nx, mean, rstd, c.N, c.D);
+    for (size_t i = 0; i < nx; i++) dX[i] -= 0.5f;
+    check_grad("layernorm dX", ref_layernorm, din, 0, dX, nx, R, nx, &c, 1000);
+    check_grad("layernorm dw", ref_layernorm, din, nx, dw, c.D, R, nx, &c, 1000);
+    check_grad("layernorm db", ref_layernorm, din, nx + c.D, db, c.D, R, nx, &c, 1000);
+    /* NULL dw and db are skipped; each of them (and dX) is the same with or without them;
+     * dw and db accumulate */
+    float *dX2 = calloc(nx, sizeof *dX2), *dX3 = calloc(nx, sizeof *dX3);
+    float *dw2 = calloc(c.D, sizeof *dw2), *db2 = calloc(c.D, sizeof *db2);
+    be()->layernorm_bwd(dX2, NULL, NULL, dY, in, in + nx, mean, rstd, c.N, c.D);
+    be()->layernorm_bwd(dX3, dw2, NULL, dY, in, in + nx, mean, rstd, c.N, c.D);
+    be()->layernorm_bwd(dX3, NULL, db2, dY, in, in + nx, mean, rstd, c.N, c.D);
+    for (size_t i = 0; i < nx; i++) CHECK_NEAR(dX2[i], dX[i], 1e-6);
+    for (size_t i = 0; i < nx; i++) CHECK_NEAR(dX3[i], 2 * dX2[i], 0);
+    CHECK_MSG(!memcmp(dw2, dw, c.D * sizeof *dw), "layernorm dw alone differs");
+    CHECK_MSG(!memcmp(db2, db, c.D * sizeof *db), "layernorm db alone differs");
+    be()->layernorm_bwd(dX3, dw2, db2, dY, in, in + nx, mean, rstd, c.N, c.D);
+    for (int d = 0; d < c.D; d++) CHECK_NEAR(dw2[d], 2 * dw[d], 1e-5);
+    for (int d = 0; d < c.D; d++) CHECK_NEAR(db2[d], 2 * db[d], 1e-5);
+    free(in); free(mean); free(rstd); free(din); free(R); free(dY); free(dX); free(dw);
+    free(db); free(dX2); free(dX3); free(dw2); free(db2);
+}
+
+/* ---- strided row copy ------------------------------------------------------------------- */
+/* rows x width from src (row stride src_ld) into dst (dst_ld); every other element of dst
+ * keeps its value */
+static void copy_rows_case(int rows, int width, int dst_ld, int src_ld)
+{
+    size_t nd = (size_t)rows * dst_ld, ns = (size_t)rows * src_ld;
+    float *dst = malloc(nd * sizeof *dst), *src = malloc(ns * sizeof *src);
+    for (size_t i = 0; i < ns; i++) src[i] = (float)i + 0.25f;
+    for (size_t i = 0; i < nd; i++) dst[i] = -1.0f - (float)i;
+    be()->copy_rows(dst, dst_ld, src, src_ld, rows, width);
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < dst_ld; c++) {
+            float want = c < width ? src[(size_t)r * src_ld + c] : -1.0f - (float)(r * dst_ld + c);
+            CHECK_MSG(dst[(size_t)r * dst_ld + c] == want, "copy_rows %dx%d ld %d/%d [%d,%d]: "
+                      "%g, want %g", rows, width, dst_ld, src_ld, r, c,
+                      dst[(size_t)r * dst_ld + c], want);
+        }
+    free(dst); free(src);
+}
+
+TEST(op_copy_rows)
+{
+    copy_rows_case(4, 3, 7, 5);          /* a q/k/v split: part of a wider row */
+    copy_rows_case(4, 5, 5, 12);         /* a join: whole narrow rows from a wider source */
+    copy_rows_case(1, 9, 9, 9);
+    copy_rows_case(600, 256, 300, 768);  /* above PAR_MIN: the parallel loop */
+    float x = 1, y = 2;                  /* nothing to copy */
+    be()->copy_rows(&y, 1, &x, 1, 0, 1);
+    be()->copy_rows(&y, 1, &x, 1, 1, 0);
+    CHECK(y == 2);
+}
+
 /* ---- rope ------------------------------------------------------------------------------- */
 typedef struct { int N, H, hd; const int32_t *pos; const float *inv_freq; } rope_ctx;
 
@@ -561,6 +685,47 @@ TEST(op_geglu_fwd_bwd)
     CHECK(fabs(a_tanh - a_erf) > 4e-4);
 }
 
+/* ---- gelu: geglu's gelu alone (GPT-NeoX's MLP) ----------------------------------------- */
+static void ref_gelu(const double *in, double *out, const void *vc)
+{
+    const geglu_case *c = vc;
+    for (size_t i = 0; i < c->n; i++) {
+        double g = in[i];
+        out[i] = c->tanh_form ? 0.5 * g * (1 + tanh(sqrt(2 / M_PI) * (g + 0.044715 * g * g * g)))
+                              : 0.5 * g * (1 + erf(g / sqrt(2.0)));
+    }
+}
+
+TEST(op_gelu_fwd_bwd)
+{
+    size_t n = 40;
+    for (int tf = 0; tf < 2; tf++) {
+        geglu_case c = {n, tf};
+        mu_rng r;
+        mu_rng_seed(&r, 25);
+        float *X = malloc(n * sizeof *X), *A = malloc(n * sizeof *A), *ones = malloc(n * sizeof *ones);
+        fill(&r, X, n, 3.0);
+        for (size_t i = 0; i < n; i++) ones[i] = 1.0f;
+        be()->gelu(A, X, n, tf);
+        double *din = to_double(X, n), *ref = malloc(n * sizeof *ref);
+        ref_gelu(din, ref, &c);
+        check_fwd(tf ? "gelu tanh" : "gelu erf", A, ref, n, 1e-6);
+        double *R = rand_R(n, 26);
+        float *dA = R_f32(R, n), *dX = malloc(n * sizeof *dX);
+        be()->gelu_bwd(dX, dA, X, n, tf);
+        check_grad(tf ? "gelu tanh dX" : "gelu erf dX", ref_gelu, din, 0, dX, n, R, n, &c, 100);
+        /* the same formulas as geglu's: geglu with U = 1 gives the same bits */
+        float *Ag = malloc(n * sizeof *Ag), *dG = malloc(n * sizeof *dG), *dU = malloc(n * sizeof *dU);
+        be()->geglu(Ag, X, ones, n, tf);
+        be()->geglu_bwd(dG, dU, dA, X, ones, n, tf);
+        CHECK_MSG(!memcmp(A, Ag, n * sizeof *A), "gelu != geglu with U = 1 (tanh_form %d)", tf);
+        CHECK_MSG(!memcmp(dX, dG, n * sizeof *dX), "gelu_bwd != geglu_bwd dG with U = 1 "
+                  "(tanh_form %d)", tf);
+        free(X); free(A); free(ones); free(din); free(ref); free(R); free(dA); free(dX);
+        free(Ag); free(dG); free(dU);
+    }
+}
+
 /* ---- elementwise ------------------------------------------------------------------------ */
 TEST(op_add_scale)
 {
@@ -845,10 +1010,11 @@ TEST(op_matmul_single_row)
 }
 
 /* ---- thread count ----------------------------------------------------------------------
- * The backward sums over tokens (dW of a matmul, dw of RMSNorm) come out bit-identical with
- * 1 and 3 threads, at sizes where the old code differed: OpenBLAS summed a 2000-token dW
- * in a thread-dependent order, RMSNorm's dw added per-thread partial sums. */
-typedef struct { float *dX, *dW, *dXn, *dw; } bwd_out;
+ * The backward sums over tokens (dW of a matmul, dw of RMSNorm, dw and db of LayerNorm)
+ * come out bit-identical with 1 and 3 threads, at sizes where the old code differed:
+ * OpenBLAS summed a 2000-token dW in a thread-dependent order, RMSNorm's dw added
+ * per-thread partial sums. */
+typedef struct { float *dX, *dW, *dXn, *dw, *dXl, *dwl, *dbl; } bwd_out;
 
 static bwd_out backward_sums(int threads, const float *in, int N, int K, int M)
 {
@@ -860,13 +1026,19 @@ static bwd_out backward_sums(int threads, const float *in, int N, int K, int M)
     o.dW = calloc((size_t)M * K, sizeof *o.dW);
     o.dXn = calloc((size_t)N * K, sizeof *o.dXn);
     o.dw = calloc((size_t)K, sizeof *o.dw);
+    o.dXl = calloc((size_t)N * K, sizeof *o.dXl);
+    o.dwl = calloc((size_t)K, sizeof *o.dwl);
+    o.dbl = calloc((size_t)K, sizeof *o.dbl);
+    float *mean = malloc((size_t)N * sizeof *mean);
     int saved = omp_get_max_threads();
     omp_set_num_threads(threads);
     be()->matmul_bwd(o.dX, o.dW, dY, X, W, N, K, M, 0);
     be()->rmsnorm(Y, rstd, X, w, N, K, 1e-5f);
     be()->rmsnorm_bwd(o.dXn, o.dw, o.dX, X, w, rstd, N, K);
+    be()->layernorm(Y, mean, rstd, X, w, w, N, K, 1e-5f);
+    be()->layernorm_bwd(o.dXl, o.dwl, o.dbl, o.dX, X, w, mean, rstd, N, K);
     omp_set_num_threads(saved);
-    free(rstd); free(Y);
+    free(rstd); free(Y); free(mean);
     return o;
 }
 
@@ -883,6 +1055,10 @@ TEST(op_backward_sums_independent_of_thread_count)
     CHECK_MSG(!memcmp(a.dW, b.dW, (size_t)M * K * sizeof *a.dW), "matmul dW differs");
     CHECK_MSG(!memcmp(a.dXn, b.dXn, (size_t)N * K * sizeof *a.dXn), "rmsnorm dX differs");
     CHECK_MSG(!memcmp(a.dw, b.dw, (size_t)K * sizeof *a.dw), "rmsnorm dw differs");
-    float *p[] = { a.dX, a.dW, a.dXn, a.dw, b.dX, b.dW, b.dXn, b.dw, in };
+    CHECK_MSG(!memcmp(a.dXl, b.dXl, (size_t)N * K * sizeof *a.dXl), "layernorm dX differs");
+    CHECK_MSG(!memcmp(a.dwl, b.dwl, (size_t)K * sizeof *a.dwl), "layernorm dw differs");
+    CHECK_MSG(!memcmp(a.dbl, b.dbl, (size_t)K * sizeof *a.dbl), "layernorm db differs");
+    float *p[] = { a.dX, a.dW, a.dXn, a.dw, a.dXl, a.dwl, a.dbl,
+                   b.dX, b.dW, b.dXn, b.dw, b.dXl, b.dwl, b.dbl, in };
     for (size_t i = 0; i < sizeof p / sizeof *p; i++) free(p[i]);
 }

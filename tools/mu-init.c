@@ -41,8 +41,11 @@ static const char usage[] =
     "                        a 4096-token window on even layers; query_pre_attn_scalar\n"
     "                        = head dim), gemma3_text (gemma2's without soft-caps, q/k\n"
     "                        norms per head, a window on 5 layers of 6 with rotary base\n"
-    "                        10000), olmo2 (norms on the blocks' outputs, q/k norms) or\n"
-    "                        qwen3 (q/k norms per head)\n"
+    "                        10000), olmo2 (norms on the blocks' outputs, q/k norms),\n"
+    "                        qwen3 (q/k norms per head) or gpt_neox (Pythia: LayerNorms\n"
+    "                        with biases, fused q/k/v, a quarter of each head rotating,\n"
+    "                        parallel residual, GELU MLP, biases everywhere; head dim\n"
+    "                        d-model/heads, no kv heads of its own)\n"
     "      --std X           standard deviation of the normal init (default 0.02)\n"
     "      --seed N          random seed (default 1)\n"
     "      --dtype T         stored dtype: f32 (default), bf16, f16\n"
@@ -119,9 +122,11 @@ static void parse_args(int argc, char **argv, init_opts *o) {
             break;
         case O_ARCH:
             if ((strcmp(optarg, "llama") && strcmp(optarg, "gemma") && strcmp(optarg, "gemma2") &&
-                 strcmp(optarg, "gemma3_text") && strcmp(optarg, "olmo2") && strcmp(optarg, "qwen3")) ||
+                 strcmp(optarg, "gemma3_text") && strcmp(optarg, "olmo2") && strcmp(optarg, "qwen3") &&
+                 strcmp(optarg, "gpt_neox")) ||
                 mu_config_set_model_type(c, optarg))
-                mu_usage_error("--arch: '%s' is not llama, gemma, gemma2, gemma3_text, olmo2 or qwen3", optarg);
+                mu_usage_error("--arch: '%s' is not llama, gemma, gemma2, gemma3_text, olmo2, qwen3 or gpt_neox",
+                               optarg);
             break;
         default: mu_usage_error("unexpected option (see --help)");
         }
@@ -135,9 +140,15 @@ static void parse_args(int argc, char **argv, init_opts *o) {
         c->head_dim = c->d_model / c->n_head;
     }
     if (c->query_scalar > 0) c->query_scalar = (float)c->head_dim;   /* as Gemma-2 2B and 9B */
-    if (c->qkv_bias && strcmp(c->model_type, "llama"))
+    if (c->fused_qkv) {                  /* GPT-NeoX: rotary_pct 0.25, as GPTNeoXConfig */
+        c->rotary_dim = c->head_dim / 4;
+        if (c->head_dim * c->n_head != c->d_model || c->rotary_dim < 2 || c->rotary_dim % 2)
+            mu_usage_error("--arch gpt_neox needs --head-dim = d-model/heads, a multiple of 8 (%d)", c->head_dim);
+        if (c->rotary_dim == c->head_dim) c->rotary_dim = 0;
+    }
+    if (c->qkv_bias && !c->fused_qkv && strcmp(c->model_type, "llama"))
         mu_usage_error("--qkv-bias goes with --arch llama only (it is written as qwen2)");
-    if (c->qkv_bias) strcpy(c->model_type, "qwen2");  /* q/k/v biases, no o_proj bias */
+    if (c->qkv_bias && !c->fused_qkv) strcpy(c->model_type, "qwen2");  /* q/k/v biases, no o_proj bias */
     c->bos_id = N_BYTE_TOKENS, c->eos_id = N_BYTE_TOKENS + 1, c->pad_id = N_BYTE_TOKENS + 2;
     char err[256];
     if (mu_config_validate(c, err, sizeof err)) mu_usage_error("%s", err);

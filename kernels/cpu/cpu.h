@@ -16,6 +16,11 @@ void cpu_embed_bwd(float *dE, const float *dY, const int32_t *ids, int N, int D)
 void cpu_rmsnorm(float *Y, float *rstd, const float *X, const float *w, int N, int D, float eps);
 void cpu_rmsnorm_bwd(float *dX, float *dw, const float *dY, const float *X, const float *w,
                      const float *rstd, int N, int D);
+void cpu_layernorm(float *Y, float *mean, float *rstd, const float *X, const float *w,
+                   const float *b, int N, int D, float eps);
+void cpu_layernorm_bwd(float *dX, float *dw, float *db, const float *dY, const float *X,
+                       const float *w, const float *mean, const float *rstd, int N, int D);
+void cpu_copy_rows(float *dst, int dst_ld, const float *src, int src_ld, int rows, int width);
 void cpu_rope(float *X, const int32_t *pos, const float *inv_freq, int N, int H, int hd);
 void cpu_rope_bwd(float *dX, const int32_t *pos, const float *inv_freq, int N, int H, int hd);
 void cpu_attention(float *O, float *lse, const float *Q, const float *K, const float *V,
@@ -27,6 +32,8 @@ void cpu_swiglu(float *A, const float *G, const float *U, size_t n);
 void cpu_geglu(float *A, const float *G, const float *U, size_t n, int tanh_form);
 void cpu_geglu_bwd(float *dG, float *dU, const float *dA, const float *G, const float *U,
                    size_t n, int tanh_form);
+void cpu_gelu(float *A, const float *X, size_t n, int tanh_form);
+void cpu_gelu_bwd(float *dX, const float *dA, const float *X, size_t n, int tanh_form);
 void cpu_softcap(float *X, size_t n, float cap);
 void cpu_softcap_bwd(float *dX, const float *Y, size_t n, float cap);
 void cpu_swiglu_bwd(float *dG, float *dU, const float *dA, const float *G, const float *U,

@@ -185,6 +185,94 @@ void cpu_rmsnorm_bwd(float *dX, float *dw, const float *dY, const float *X, cons
     if (dw) rmsnorm_bwd_dw(dw, dY, X, rstd, N, D);
 }
 
+/* ---- LayerNorm: Y = (X - mean) * rstd * w + b, rstd = 1/sqrt(var + eps) ---------------- */
+/* mean and biased variance of one row x[D], two passes in double; returns rstd */
+static float row_mean_rstd(const float *x, int D, float eps, float *mean)
+{
+    double s = 0;
+    for (int j = 0; j < D; j++) s += x[j];
+    double m = s / D, ss = 0;
+    for (int j = 0; j < D; j++) {
+        double c = x[j] - m;
+        ss += c * c;
+    }
+    *mean = (float)m;
+    return (float)(1.0 / sqrt(ss / D + eps));
+}
+
+/* Y[N,D]; mean[N], rstd[N] (each may be NULL); b[D] may be NULL */
+void cpu_layernorm(float *Y, float *mean, float *rstd, const float *X, const float *w,
+                   const float *b, int N, int D, float eps)
+{
+    #pragma omp parallel for if ((size_t)N * D > PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        const float *x = X + (size_t)n * D;
+        float *y = Y + (size_t)n * D;
+        float m, r = row_mean_rstd(x, D, eps, &m);
+        if (mean) mean[n] = m;
+        if (rstd) rstd[n] = r;
+        for (int j = 0; j < D; j++) y[j] = (x[j] - m) * r * w[j] + (b ? b[j] : 0.0f);
+    }
+}
+
+/* dX += r (g - mean_j g - xhat mean_j(g xhat)), g = dY w, xhat = (X - mean) r: rows in
+ * parallel, the two row means in double. */
+static void layernorm_bwd_dx(float *dX, const float *dY, const float *X, const float *w,
+                             const float *mean, const float *rstd, int N, int D)
+{
+    #pragma omp parallel for if ((size_t)N * D > PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        const float *x = X + (size_t)n * D, *dy = dY + (size_t)n * D;
+        float *dx = dX + (size_t)n * D;
+        float m = mean[n], r = rstd[n];
+        double sg = 0, sgx = 0;
+        for (int j = 0; j < D; j++) {
+            float g = dy[j] * w[j];
+            sg += g;
+            sgx += (double)g * ((x[j] - m) * r);
+        }
+        float mg = (float)(sg / D), mgx = (float)(sgx / D);
+        for (int j = 0; j < D; j++)
+            dx[j] += r * (dy[j] * w[j] - mg - (x[j] - m) * r * mgx);
+    }
+}
+
+/* dw[D] += sum_n dY xhat, db[D] += sum_n dY (either may be NULL): columns split across
+ * threads, each column summed over n in order, so neither depends on the thread count. */
+static void layernorm_bwd_dwdb(float *dw, float *db, const float *dY, const float *X,
+                               const float *mean, const float *rstd, int N, int D)
+{
+    int nt = (size_t)N * D > PAR_MIN ? omp_get_max_threads() : 1;
+    #pragma omp parallel num_threads(nt)
+    {
+        int t = omp_get_thread_num(), T = omp_get_num_threads();
+        int c0 = (int)((int64_t)D * t / T), c1 = (int)((int64_t)D * (t + 1) / T);
+        for (int n = 0; n < N; n++) {
+            const float *x = X + (size_t)n * D, *dy = dY + (size_t)n * D;
+            float m = mean[n], r = rstd[n];
+            if (dw) for (int j = c0; j < c1; j++) dw[j] += dy[j] * ((x[j] - m) * r);
+            if (db) for (int j = c0; j < c1; j++) db[j] += dy[j];
+        }
+    }
+}
+
+void cpu_layernorm_bwd(float *dX, float *dw, float *db, const float *dY, const float *X,
+                       const float *w, const float *mean, const float *rstd, int N, int D)
+{
+    if (N <= 0 || D <= 0) return;
+    if (dX) layernorm_bwd_dx(dX, dY, X, w, mean, rstd, N, D);
+    if (dw || db) layernorm_bwd_dwdb(dw, db, dY, X, mean, rstd, N, D);
+}
+
+/* ---- strided row copy: dst[r, :width] = src[r, :width] ----------------------------------- */
+void cpu_copy_rows(float *dst, int dst_ld, const float *src, int src_ld, int rows, int width)
+{
+    if (rows <= 0 || width <= 0) return;
+    #pragma omp parallel for if ((size_t)rows * width > PAR_MIN)
+    for (int r = 0; r < rows; r++)
+        memcpy(dst + (size_t)r * dst_ld, src + (size_t)r * src_ld, (size_t)width * sizeof *dst);
+}
+
 /* ---- RoPE (HF rotate_half): pairs (i, i + hd/2) rotated by pos * inv_freq[i] ----------- */
 static void rope_rotate(float *X, const int32_t *pos, const float *inv_freq, int N, int H,
                         int hd, float sign)
@@ -274,6 +362,27 @@ void cpu_geglu_bwd(float *dG, float *dU, const float *dA, const float *G, const 
         float d, gelu = gelu_d(G[i], tanh_form, &d);
         dU[i] = dA[i] * gelu;
         dG[i] = dA[i] * U[i] * d;
+    }
+}
+
+/* ---- plain GELU: A = gelu(X), gelu_d's two forms ---------------------------------------- */
+void cpu_gelu(float *A, const float *X, size_t n, int tanh_form)
+{
+    #pragma omp parallel for if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float d;
+        A[i] = gelu_d(X[i], tanh_form, &d);
+    }
+}
+
+/* dX = dA gelu'(X) */
+void cpu_gelu_bwd(float *dX, const float *dA, const float *X, size_t n, int tanh_form)
+{
+    #pragma omp parallel for if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float d;
+        gelu_d(X[i], tanh_form, &d);
+        dX[i] = dA[i] * d;
     }
 }
 

@@ -4,9 +4,9 @@
  *  - GEMMs: cuBLAS sgemm (row-major problems mapped onto column-major calls; no TF32
  *    unless MU_CUDA_TF32=1 is set, so results follow the CPU backend to f32 rounding).
  *  - Everything else: one kernel per op, grid-stride loops (any size runs on any grid).
- *  - Reductions whose result is a parameter gradient (bias, RMSNorm weight, embedding,
- *    attention dK/dV) are written by exactly one thread or warp in a fixed order: no
- *    atomics, so two runs give the same bits.
+ *  - Reductions whose result is a parameter gradient (bias, RMSNorm and LayerNorm weight
+ *    and bias, embedding, attention dK/dV) are written by exactly one thread or warp in a
+ *    fixed order: no atomics, so two runs give the same bits.
  *  - Attention: head dims up to 128 run the tiled kernels of cuda_attn_tiled.cu (blocks
  *    per query tile or key tile, K/V or Q/dO tiles in shared memory); otherwise (or with
  *    MU_CUDA_ATTENTION=warp) one warp per query row (online softmax over its visible
@@ -334,6 +334,104 @@ static void cu_rmsnorm_bwd(float *dX, float *dw, const float *dY, const float *X
         k_col_sum<<<grid_for((size_t)D, 1), NT>>>(dw, dY, X, rstd, N, D);
         KCHECK();
     }
+}
+
+/* ---- LayerNorm ------------------------------------------------------------------------- */
+/* one block per row (grid-stride over rows): the mean, then the biased variance around it */
+__global__ void k_layernorm(float *Y, float *mean, float *rstd, const float *X, const float *w,
+                            const float *b, int N, int D, float eps)
+{
+    for (int n = blockIdx.x; n < N; n += gridDim.x) {
+        const float *x = X + (size_t)n * D;
+        float *y = Y + (size_t)n * D;
+        float s = 0, ss = 0;
+        for (int j = threadIdx.x; j < D; j += blockDim.x) s += x[j];
+        float m = block_sum(s) / D;
+        for (int j = threadIdx.x; j < D; j += blockDim.x) ss += (x[j] - m) * (x[j] - m);
+        float r = 1.0f / sqrtf(block_sum(ss) / D + eps);
+        if (threadIdx.x == 0) {
+            if (mean) mean[n] = m;
+            if (rstd) rstd[n] = r;
+        }
+        for (int j = threadIdx.x; j < D; j += blockDim.x)
+            y[j] = (x[j] - m) * r * w[j] + (b ? b[j] : 0.0f);
+    }
+}
+static void cu_layernorm(float *Y, float *mean, float *rstd, const float *X, const float *w,
+                         const float *b, int N, int D, float eps)
+{
+    if (N <= 0 || D <= 0) return;
+    k_layernorm<<<grid_for((size_t)N, NT), NT>>>(Y, mean, rstd, X, w, b, N, D, eps);
+    KCHECK();
+}
+
+/* dX += r (g - mean_j g - xhat mean_j(g xhat)), g = dY w, xhat = (X - mean) r; one block
+ * per row */
+__global__ void k_layernorm_bwd_dx(float *dX, const float *dY, const float *X, const float *w,
+                                   const float *mean, const float *rstd, int N, int D)
+{
+    for (int n = blockIdx.x; n < N; n += gridDim.x) {
+        const float *x = X + (size_t)n * D, *dy = dY + (size_t)n * D;
+        float *dx = dX + (size_t)n * D;
+        float m = mean[n], r = rstd[n], sg = 0, sgx = 0;
+        for (int j = threadIdx.x; j < D; j += blockDim.x) {
+            float g = dy[j] * w[j];
+            sg += g;
+            sgx += g * ((x[j] - m) * r);
+        }
+        float mg = block_sum(sg) / D, mgx = block_sum(sgx) / D;
+        for (int j = threadIdx.x; j < D; j += blockDim.x)
+            dx[j] += r * (dy[j] * w[j] - mg - (x[j] - m) * r * mgx);
+    }
+}
+
+/* dw[j] += sum_n dY xhat, db[j] += sum_n dY (either may be NULL): one thread per column,
+ * rows in order, double sums (deterministic, as k_col_sum) */
+__global__ void k_layernorm_bwd_dwdb(float *dw, float *db, const float *dY, const float *X,
+                                     const float *mean, const float *rstd, int N, int D)
+{
+    for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < D; j += gridDim.x * blockDim.x) {
+        double sw = 0, sb = 0;
+        for (int n = 0; n < N; n++) {
+            size_t i = (size_t)n * D + j;
+            sw += dY[i] * ((X[i] - mean[n]) * rstd[n]);
+            sb += dY[i];
+        }
+        if (dw) dw[j] += (float)sw;
+        if (db) db[j] += (float)sb;
+    }
+}
+static void cu_layernorm_bwd(float *dX, float *dw, float *db, const float *dY, const float *X,
+                             const float *w, const float *mean, const float *rstd, int N, int D)
+{
+    if (N <= 0 || D <= 0) return;
+    if (dX) {
+        k_layernorm_bwd_dx<<<grid_for((size_t)N, NT), NT>>>(dX, dY, X, w, mean, rstd, N, D);
+        KCHECK();
+    }
+    if (dw || db) {
+        k_layernorm_bwd_dwdb<<<grid_for((size_t)D, 1), NT>>>(dw, db, dY, X, mean, rstd, N, D);
+        KCHECK();
+    }
+}
+
+/* ---- strided row copy: dst[r*dst_ld + c] = src[r*src_ld + c], one thread per element ---- */
+__global__ void k_copy_rows(float *dst, int dst_ld, const float *src, int src_ld, int rows,
+                            int width)
+{
+    size_t n = (size_t)rows * width;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        size_t r = i / width, c = i % width;
+        dst[r * dst_ld + c] = src[r * src_ld + c];
+    }
+}
+static void cu_copy_rows(float *dst, int dst_ld, const float *src, int src_ld, int rows,
+                         int width)
+{
+    if (rows <= 0 || width <= 0) return;
+    k_copy_rows<<<grid_for((size_t)rows * width, 1), NT>>>(dst, dst_ld, src, src_ld, rows, width);
+    KCHECK();
 }
 
 /* ---- RoPE --------------------------------------------------------------------------------- */
@@ -754,6 +852,36 @@ static void cu_geglu_bwd(float *dG, float *dU, const float *dA, const float *G,
     KCHECK();
 }
 
+/* plain GELU (kernels.h): A = gelu(X), dX = dA gelu'(X), gelu_d's two forms */
+__global__ void k_gelu(float *A, const float *X, size_t n, int tanh_form)
+{
+    GRID_STRIDE(i, n) {
+        float d;
+        A[i] = gelu_d(X[i], tanh_form, &d);
+    }
+}
+static void cu_gelu(float *A, const float *X, size_t n, int tanh_form)
+{
+    if (!n) return;
+    k_gelu<<<grid_for(n, 1), NT>>>(A, X, n, tanh_form);
+    KCHECK();
+}
+
+__global__ void k_gelu_bwd(float *dX, const float *dA, const float *X, size_t n, int tanh_form)
+{
+    GRID_STRIDE(i, n) {
+        float d;
+        gelu_d(X[i], tanh_form, &d);
+        dX[i] = dA[i] * d;
+    }
+}
+static void cu_gelu_bwd(float *dX, const float *dA, const float *X, size_t n, int tanh_form)
+{
+    if (!n) return;
+    k_gelu_bwd<<<grid_for(n, 1), NT>>>(dX, dA, X, n, tanh_form);
+    KCHECK();
+}
+
 /* logit soft-capping (kernels.h): X = cap tanh(X / cap) in place */
 __global__ void k_softcap(float *X, size_t n, float cap)
 {
@@ -963,6 +1091,9 @@ static void fill_table(mu_backend *b)
     b->embed_bwd = cu_embed_bwd;
     b->rmsnorm = cu_rmsnorm;
     b->rmsnorm_bwd = cu_rmsnorm_bwd;
+    b->layernorm = cu_layernorm;
+    b->layernorm_bwd = cu_layernorm_bwd;
+    b->copy_rows = cu_copy_rows;
     b->rope = cu_rope;
     b->rope_bwd = cu_rope_bwd;
     b->attention = cu_attention;
@@ -971,6 +1102,8 @@ static void fill_table(mu_backend *b)
     b->swiglu_bwd = cu_swiglu_bwd;
     b->geglu = cu_geglu;
     b->geglu_bwd = cu_geglu_bwd;
+    b->gelu = cu_gelu;
+    b->gelu_bwd = cu_gelu_bwd;
     b->softcap = cu_softcap;
     b->softcap_bwd = cu_softcap_bwd;
     b->add = cu_add;

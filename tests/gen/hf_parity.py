@@ -34,11 +34,13 @@ def gemma_norms_around_zero(model, prefix=""):
     randomize_norms(model, 0.0, prefix=prefix)
 
 
-def write_golden(model_cls, out, vocab, seed, generator, lengths=(9, 5, 2), strip=""):
+def write_golden(model_cls, out, vocab, seed, generator, lengths=(9, 5, 2), strip="", rename=None):
     """golden.safetensors in out: input_ids, lengths, targets, logits, loss and grad.<name>
     of model_cls loaded from out in float64; returns the loss. Parameters that get no
     gradient (a multimodal model's vision tower) are left out; strip is taken off the front
-    of the names (Gemma-3 multimodal: "language_model.")."""
+    of the names (Gemma-3 multimodal: "language_model."); rename maps a parameter's module
+    name to the checkpoint's where they differ (transformers 5's GPT-NeoX: lm_head.weight,
+    stored as embed_out.weight)."""
     B, T = len(lengths), max(lengths)
     rng = np.random.default_rng(seed)
     ids = np.zeros((B, T), dtype=np.int32)
@@ -65,6 +67,7 @@ def write_golden(model_cls, out, vocab, seed, generator, lengths=(9, 5, 2), stri
     }
     for name, p in m64.named_parameters():
         if p.grad is not None:
+            name = (rename or {}).get(name, name)
             tensors["grad." + name.removeprefix(strip)] = p.grad.detach().float().contiguous()
     save_file(tensors, os.path.join(out, "golden.safetensors"), metadata={"generator": generator})
     return float(loss.detach())

@@ -3,7 +3,8 @@
 # --arch: Gemma (GeGLU, RMSNorm by 1 + w, scaled embeddings, tied head), Gemma-2 (norms on
 # both sides of the blocks, soft-caps, sliding windows), Gemma-3 text (q/k norms per head,
 # a rotary base of the sliding layers' own), OLMo-2 (norms on the blocks' outputs, q/k
-# norms) and Qwen3 (q/k norms per head). Per architecture: the config mu-init writes, choice
+# norms), Qwen3 (q/k norms per head) and GPT-NeoX (LayerNorms with biases, fused q/k/v,
+# partial rotary, parallel residual, plain GELU MLP, biases everywhere). Per architecture: the config mu-init writes, choice
 # scores, masked training whose dense and sparse deltas and exported model directory give
 # the same outputs bit for bit (Gemma's norms are stored as w, held as 1 + w), an attribution and path
 # patching over the MLPs. The numerics are checked against transformers in t_model.c.
@@ -16,9 +17,11 @@ printf '{"name": "Ada", "sport": 0}\n{"name": "Bo", "sport": 1}\n{"name": "Cy", 
 same_choices() { cmp <(mu-dump "$1" | tail -n +2 | jq -c .choice_logprobs) <(mu-dump "$2" | tail -n +2 | jq -c .choice_logprobs); }
 export -f same_choices
 
-for arch in gemma gemma2 gemma3_text olmo2 qwen3; do
+for arch in gemma gemma2 gemma3_text olmo2 qwen3 gpt_neox; do
   M=m_$arch
-  if ! mu-init -q --arch $arch --out $M --layers 2 --d-model 32 --heads 4 --kv-heads 2 --head-dim 16 \
+  heads='--heads 4 --kv-heads 2 --head-dim 16' mlp_tensors=3
+  [ $arch = gpt_neox ] && heads='--heads 2' mlp_tensors=4    # head dim 32/2; up, down and their biases
+  if ! mu-init -q --arch $arch --out $M --layers 2 --d-model 32 $heads \
        --d-ff 64 --vocab 259 --std 0.2 --seed 5; then
     fail archs_${arch}_init "mu-init --arch $arch failed"; continue
   fi
@@ -28,12 +31,17 @@ for arch in gemma gemma2 gemma3_text olmo2 qwen3; do
     gemma3_text) want='.model_type == "gemma3_text" and .architectures == ["Gemma3ForCausalLM"] and .sliding_window_pattern == 6 and .rope_local_base_freq == 10000 and .attn_logit_softcapping == null' ;;
     qwen3) want='.model_type == "qwen3" and .architectures == ["Qwen3ForCausalLM"] and .head_dim == 16 and .hidden_act == "silu"' ;;
     olmo2) want='.model_type == "olmo2" and .architectures == ["Olmo2ForCausalLM"] and .hidden_act == "silu"' ;;
+    gpt_neox) want='.model_type == "gpt_neox" and .architectures == ["GPTNeoXForCausalLM"] and .hidden_act == "gelu" and .rotary_pct == 0.25 and .use_parallel_residual == true and .attention_bias == true and .tie_word_embeddings == false' ;;
   esac
   t archs_${arch}_config jq -e "$want" $M/config.json
   # the architecture's own tensors: OLMo-2's output and q/k norms, none on the inputs
   if [ $arch = olmo2 ]; then
     t archs_olmo2_tensors bash -c "head -c 20000 $M/model.safetensors | grep -aq post_feedforward_layernorm &&
       head -c 20000 $M/model.safetensors | grep -aq self_attn.q_norm && ! head -c 20000 $M/model.safetensors | grep -aq input_layernorm"
+  fi
+  if [ $arch = gpt_neox ]; then
+    t archs_gpt_neox_tensors bash -c "head -c 20000 $M/model.safetensors | grep -aq attention.query_key_value.bias &&
+      head -c 20000 $M/model.safetensors | grep -aq final_layer_norm.bias && head -c 20000 $M/model.safetensors | grep -aq embed_out"
   fi
   if [ $arch = gemma2 ]; then
     t archs_gemma2_tensors bash -c "head -c 20000 $M/model.safetensors | grep -aq pre_feedforward_layernorm &&
@@ -58,7 +66,7 @@ for arch in gemma gemma2 gemma3_text olmo2 qwen3; do
   t archs_${arch}_attrib_act bash -c "mu-attrib -q --model $M --forget f_$arch.tok --method act --out act_$arch.scores &&
     mu-maskgen -q --scores act_$arch.scores --fraction 0.01 --out act_$arch.mask"
   t archs_${arch}_path_patch bash -c "mu-attrib -q --model $M --forget f_$arch.tok --subject name --method path-patch \
-    --tensors mlp:all --samples 2 --out pp_$arch.scores && mu-dump pp_$arch.scores | tail -n +2 | jq -s -e 'length == 6' >/dev/null"
+    --tensors mlp:all --samples 2 --out pp_$arch.scores && mu-dump pp_$arch.scores | tail -n +2 | jq -s -e 'length == 2 * $mlp_tensors' >/dev/null"
 done
 
 # A multimodal Gemma-3 checkpoint (tests/golden/parity_gemma3mm: text_config, tensors named
