@@ -111,6 +111,15 @@ struct mu_backend {
      * dW[M,K] += dY[N,M]^T · X[N,K]          (dW NULL: skipped — frozen weight)   */
     void (*matmul_bwd)(float *dX, float *dW, const float *dY, const float *X,
                        const float *W, int N, int K, int M, int accumulate_dx);
+    /* The same with W stored transposed, [in=K, out=M] (GPT-2's Conv1D weights, kept as
+     * stored so masks and deltas index them as the checkpoint does):
+     * Y[N,M] = X[N,K] · W[K,M]               (accumulate: Y += X · W)
+     * dX[N,K] = dY[N,M] · W[K,M]^T           (accumulate_dx: dX +=; dX NULL: skipped)
+     * dW[K,M] += X[N,K]^T · dY[N,M]           (dW NULL: skipped) */
+    void (*matmul_wt)(float *Y, const float *X, const float *W, int N, int K, int M,
+                      int accumulate);
+    void (*matmul_wt_bwd)(float *dX, float *dW, const float *dY, const float *X,
+                          const float *W, int N, int K, int M, int accumulate_dx);
     /* Y[N,M] += b[M] */
     void (*bias_add)(float *Y, const float *b, int N, int M);
     /* db[M] += sum_n dY[n,M] */
@@ -242,6 +251,11 @@ struct mu_backend {
      * dW[M,K] += bf16(dY)^T . bf16(X)  (f32 gradient of the f32 master; NULL: skipped) */
     void (*matmul_bf16_bwd)(float *dX, float *dW, const float *dY, const float *X,
                             const uint16_t *W, int N, int K, int M, int accumulate_dx);
+    /* matmul_wt's bf16 forms: W bf16 [K, M]; operands rounded as matmul_bf16's */
+    void (*matmul_wt_bf16)(float *Y, const float *X, const uint16_t *W, int N, int K, int M,
+                           int accumulate);
+    void (*matmul_wt_bf16_bwd)(float *dX, float *dW, const float *dY, const float *X,
+                               const uint16_t *W, int N, int K, int M, int accumulate_dx);
     /* Y[N,D] = f32(E[ids[n], :])   E bf16 [V, D], ids host [N] */
     void (*embed_bf16)(float *Y, const uint16_t *E, const int32_t *ids, int N, int D);
 

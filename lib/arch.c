@@ -52,6 +52,29 @@ static const arch_name neox_names[] = {
     {NULL, NULL}
 };
 
+/* GPT-2 (GPT2LMHeadModel): learned positions, LayerNorms with biases, Conv1D weights stored
+ * [in, out], fused c_attn (all q, then k, then v outputs), tied head */
+static const arch_name gpt2_names[] = {
+    {"embed", "transformer.wte.weight"},
+    {"pos_embed", "transformer.wpe.weight"},
+    {"attn_norm", "transformer.h.%d.ln_1.weight"},
+    {"attn_norm_bias", "transformer.h.%d.ln_1.bias"},
+    {"qkv", "transformer.h.%d.attn.c_attn.weight"},
+    {"qkv_bias", "transformer.h.%d.attn.c_attn.bias"},
+    {"o", "transformer.h.%d.attn.c_proj.weight"},
+    {"o_bias", "transformer.h.%d.attn.c_proj.bias"},
+    {"mlp_norm", "transformer.h.%d.ln_2.weight"},
+    {"mlp_norm_bias", "transformer.h.%d.ln_2.bias"},
+    {"up", "transformer.h.%d.mlp.c_fc.weight"},
+    {"up_bias", "transformer.h.%d.mlp.c_fc.bias"},
+    {"down", "transformer.h.%d.mlp.c_proj.weight"},
+    {"down_bias", "transformer.h.%d.mlp.c_proj.bias"},
+    {"final_norm", "transformer.ln_f.weight"},
+    {"final_norm_bias", "transformer.ln_f.bias"},
+    {"lm_head", "lm_head.weight"},
+    {NULL, NULL}
+};
+
 static const arch_name *find_role(const arch_name *t, const char *role) {
     for (; t->role; t++)
         if (!strcmp(t->role, role)) return t;
@@ -85,6 +108,39 @@ static void table_add(const arch_name *t, mu_param_info *p, int *n, const char *
 
 static void arch_add(mu_param_info *p, int *n, const char *role, int layer, int ndim, int64_t d0, int64_t d1) {
     table_add(arch_names, p, n, role, layer, ndim, d0, d1);
+}
+
+/* GPT-2's list: embed, pos_embed [max_pos, D], per layer (attn_norm, attn_norm_bias, qkv
+ * [D, 3 QD], qkv_bias, o [QD, D], o_bias, mlp_norm, mlp_norm_bias, up [D, F], up_bias,
+ * down [F, D], down_bias) — Conv1D weights as stored, [in, out] — final_norm,
+ * final_norm_bias, lm_head (absent when tied, as usual). */
+static int gpt2_params(const mu_config *c, mu_param_info **out) {
+    mu_param_info *p = calloc((size_t)(5 + c->n_layer * 12), sizeof *p);
+    if (!p) return -1;
+    int n = 0;
+    int64_t D = c->d_model, F = c->d_ff, V = c->vocab, QD = (int64_t)c->n_head * c->head_dim;
+    const arch_name *t = gpt2_names;
+    table_add(t, p, &n, "embed", -1, 2, V, D);
+    table_add(t, p, &n, "pos_embed", -1, 2, c->max_pos, D);
+    for (int l = 0; l < c->n_layer; l++) {
+        table_add(t, p, &n, "attn_norm", l, 1, D, 0);
+        table_add(t, p, &n, "attn_norm_bias", l, 1, D, 0);
+        table_add(t, p, &n, "qkv", l, 2, D, 3 * QD);
+        table_add(t, p, &n, "qkv_bias", l, 1, 3 * QD, 0);
+        table_add(t, p, &n, "o", l, 2, QD, D);
+        table_add(t, p, &n, "o_bias", l, 1, D, 0);
+        table_add(t, p, &n, "mlp_norm", l, 1, D, 0);
+        table_add(t, p, &n, "mlp_norm_bias", l, 1, D, 0);
+        table_add(t, p, &n, "up", l, 2, D, F);
+        table_add(t, p, &n, "up_bias", l, 1, F, 0);
+        table_add(t, p, &n, "down", l, 2, F, D);
+        table_add(t, p, &n, "down_bias", l, 1, D, 0);
+    }
+    table_add(t, p, &n, "final_norm", -1, 1, D, 0);
+    table_add(t, p, &n, "final_norm_bias", -1, 1, D, 0);
+    if (!c->tie_embeddings) table_add(t, p, &n, "lm_head", -1, 2, V, D);
+    *out = p;
+    return n;
 }
 
 /* GPT-NeoX's list: embed, per layer (attn_norm, attn_norm_bias, qkv, [qkv_bias], o,
@@ -130,9 +186,13 @@ static void add_mlp_norm(mu_param_info *p, int *n, const mu_config *c, int l, in
 
 int mu_arch_params(const mu_config *c, mu_param_info **out) {
     if (strcmp(c->arch, "llama") || c->n_layer < 1) return -1;
-    if (c->fused_qkv || c->layer_norm || c->plain_mlp) {
-        /* only GPT-NeoX's whole layout has names */
+    if (c->fused_qkv || c->layer_norm || c->plain_mlp || c->learned_pos || c->conv1d) {
+        /* only GPT-NeoX's and GPT-2's whole layouts have names */
         if (!(c->fused_qkv && c->layer_norm && c->plain_mlp) || c->post_norm || c->qk_norm) return -1;
+        if (c->fused_qkv == MU_QKV_BLOCKS && c->learned_pos && c->conv1d && c->qkv_bias && c->o_bias &&
+            c->mlp_bias)
+            return gpt2_params(c, out);
+        if (c->fused_qkv != MU_QKV_PER_HEAD || c->learned_pos || c->conv1d) return -1;
         return neox_params(c, out);
     }
     if (c->o_bias || c->mlp_bias) return -1;
@@ -199,7 +259,16 @@ float mu_arch_stored_offset(const mu_config *c, const mu_param_info *p) {
 }
 
 int mu_arch_head_rows(const mu_param_info *p, const mu_config *c) {
-    return !strcmp(p->role, "qkv") || !strcmp(p->role, "qkv_bias") ? 3 * c->head_dim : c->head_dim;
+    int fused = !strcmp(p->role, "qkv") || !strcmp(p->role, "qkv_bias");
+    return fused && c->fused_qkv == MU_QKV_PER_HEAD ? 3 * c->head_dim : c->head_dim;
+}
+
+int mu_arch_is_conv1d(const mu_param_info *p, const mu_config *c) {
+    static const char *roles[] = {"qkv", "o", "up", "down"};
+    if (!c->conv1d || p->ndim != 2) return 0;
+    for (size_t i = 0; i < sizeof roles / sizeof *roles; i++)
+        if (!strcmp(p->role, roles[i])) return 1;
+    return 0;
 }
 
 int64_t mu_arch_numel(const mu_param_info *p, int n) {

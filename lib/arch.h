@@ -8,6 +8,9 @@
  * attn_norm_bias, qkv [H * 3 * hd, D] (each head's q, k, v rows together), qkv_bias, o,
  * o_bias, mlp_norm, mlp_norm_bias, up, up_bias, down, down_bias; final_norm,
  * final_norm_bias; lm_head (embed_out).
+ * GPT-2 (names transformer.*): embed, pos_embed (wpe), then GPT-NeoX's roles per layer with
+ * the projection weights stored [in, out] (Conv1D): qkv [D, 3 QD] (c_attn), o [QD, D], up
+ * [D, F] (c_fc), down [F, D] (mlp.c_proj); the head tied unless tie_word_embeddings false.
  * Shapes are PyTorch's: Linear weight [out, in]. */
 #ifndef MU_ARCH_H
 #define MU_ARCH_H
@@ -22,7 +25,8 @@ typedef struct {
     const char *role;        /* static string: "embed","attn_norm","q","k","v","q_bias","k_bias",
                                 "v_bias","o","mlp_norm","gate","up","down","final_norm","lm_head";
                                 GPT-NeoX: "qkv","qkv_bias","o_bias","up_bias","down_bias",
-                                "attn_norm_bias","mlp_norm_bias","final_norm_bias" */
+                                "attn_norm_bias","mlp_norm_bias","final_norm_bias";
+                                GPT-2: those and "pos_embed" */
 } mu_param_info;
 
 /* Returns the count (> 0) and a malloc'd array in *out (caller frees); -1 if the config's
@@ -41,9 +45,12 @@ int mu_arch_is_norm(const mu_param_info *p);
 /* What the engine adds to a checkpoint's values of this tensor (and subtracts when it
  * writes one): 1 for the RMSNorm weights of a config with norm_plus_one (Gemma), else 0. */
 float mu_arch_stored_offset(const mu_config *c, const mu_param_info *p);
-/* Rows of one head unit of tensor p at head granularity: head_dim, or 3 head_dim for
- * GPT-NeoX's fused query_key_value (weight and bias: a head's q, k and v rows together). */
+/* Rows (GPT-2's c_attn: columns) of one head unit of tensor p at head granularity: head_dim,
+ * or 3 head_dim for GPT-NeoX's fused query_key_value (weight and bias: a head's q, k and v
+ * rows together). GPT-2's c_attn has 3 H units: the q heads, then the k and v heads. */
 int mu_arch_head_rows(const mu_param_info *p, const mu_config *c);
+/* 1 for a projection weight stored [in, out] (GPT-2's Conv1D: qkv, o, up, down). */
+int mu_arch_is_conv1d(const mu_param_info *p, const mu_config *c);
 /* Total number of parameters (elements) in the list. */
 int64_t mu_arch_numel(const mu_param_info *p, int n);
 #endif

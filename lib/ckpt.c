@@ -36,6 +36,7 @@ struct mu_ckpt {
     ck_delta *delta;
     int n_delta;
     char digest[33], base_digest[33];
+    const char *strip;          /* a prefix of mu's names the checkpoint's lack (GPT-2), or NULL */
 };
 
 static char *join(const char *dir, const char *name) {
@@ -140,6 +141,7 @@ static ck_tensor ck_lookup(const mu_ckpt *c, const char *hf) {
         t.found = 1;
         return t;
     }
+    if (c->strip && !strncmp(hf, c->strip, strlen(c->strip))) hf += strlen(c->strip);
     char full[160];             /* the name with the checkpoint's prefix (Gemma-3 multimodal) */
     if (c->cfg.tensor_prefix[0]) {
         if (snprintf(full, sizeof full, "%s%s", c->cfg.tensor_prefix, hf) >= (int)sizeof full) return t;
@@ -402,6 +404,14 @@ static int open_index(mu_ckpt *c, const char *index, char *err, size_t errlen) {
     return rc;
 }
 
+/* GPT-2 checkpoints saved by transformers before its base model had a name (the hub's gpt2,
+ * distilgpt2) store wte.weight, h.0.* without "transformer.": read under mu's names. */
+static void gpt2_bare_names(mu_ckpt *c) {
+    if (c->cfg.fused_qkv != MU_QKV_BLOCKS || ck_lookup(c, "transformer.wte.weight").found) return;
+    c->strip = "transformer.";
+    if (!ck_lookup(c, "transformer.wte.weight").found) c->strip = NULL;
+}
+
 static int open_hf_dir(mu_ckpt *c, char *err, size_t errlen) {
     char *cfg = join(c->dir, "config.json");
     int rc = mu_config_from_json_file(cfg, &c->cfg, err, errlen);
@@ -422,6 +432,7 @@ static int open_hf_dir(mu_ckpt *c, char *err, size_t errlen) {
     }
     free(index);
     free(single);
+    if (!rc) gpt2_bare_names(c);
     return rc;
 }
 

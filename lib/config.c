@@ -27,19 +27,20 @@ void mu_config_init(mu_config *c) {
 /* The HF model types this loader maps onto the llama family engine. */
 static const struct {
     const char *model_type, *hf_arch;
-    int qkv_bias, gemma, olmo2, gemma2, gemma3, qwen3, neox;
+    int qkv_bias, gemma, olmo2, gemma2, gemma3, qwen3, neox, gpt2;
 } cfg_types[] = {
-    {"llama", "LlamaForCausalLM", 0, 0, 0, 0, 0, 0, 0},
-    {"mistral", "MistralForCausalLM", 0, 0, 0, 0, 0, 0, 0},
-    {"qwen2", "Qwen2ForCausalLM", 1, 0, 0, 0, 0, 0, 0},
-    {"qwen3", "Qwen3ForCausalLM", 0, 0, 0, 0, 0, 1, 0},
-    {"gemma", "GemmaForCausalLM", 0, 1, 0, 0, 0, 0, 0},
-    {"olmo2", "Olmo2ForCausalLM", 0, 0, 1, 0, 0, 0, 0},
-    {"gemma2", "Gemma2ForCausalLM", 0, 1, 0, 1, 0, 0, 0},
-    {"gemma3_text", "Gemma3ForCausalLM", 0, 1, 0, 0, 1, 0, 0},
-    {"gpt_neox", "GPTNeoXForCausalLM", 1, 0, 0, 0, 0, 0, 1},
+    {"llama", "LlamaForCausalLM", 0, 0, 0, 0, 0, 0, 0, 0},
+    {"mistral", "MistralForCausalLM", 0, 0, 0, 0, 0, 0, 0, 0},
+    {"qwen2", "Qwen2ForCausalLM", 1, 0, 0, 0, 0, 0, 0, 0},
+    {"qwen3", "Qwen3ForCausalLM", 0, 0, 0, 0, 0, 1, 0, 0},
+    {"gemma", "GemmaForCausalLM", 0, 1, 0, 0, 0, 0, 0, 0},
+    {"olmo2", "Olmo2ForCausalLM", 0, 0, 1, 0, 0, 0, 0, 0},
+    {"gemma2", "Gemma2ForCausalLM", 0, 1, 0, 1, 0, 0, 0, 0},
+    {"gemma3_text", "Gemma3ForCausalLM", 0, 1, 0, 0, 1, 0, 0, 0},
+    {"gpt_neox", "GPTNeoXForCausalLM", 1, 0, 0, 0, 0, 0, 1, 0},
+    {"gpt2", "GPT2LMHeadModel", 1, 0, 0, 0, 0, 0, 0, 1},
 };
-#define SUPPORTED_TYPES "llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, olmo2, gpt_neox"
+#define SUPPORTED_TYPES "llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, olmo2, gpt_neox, gpt2"
 #define NEOX_ROTARY_PCT 0.25f    /* GPTNeoXConfig's default rotary_pct */
 
 /* RoPE frequencies (HF _compute_default / _compute_llama3 / linear) */
@@ -98,7 +99,8 @@ static int cfg_type_index(const char *model_type) {
  * soft-caps, with q/k norms per head and a window on five layers of six, rotated by their
  * own base; OLMo-2's output and q/k norms; Qwen3's q/k norms per head; GPT-NeoX's LayerNorms,
  * plain GELU MLP, fused q/k/v, a quarter of each head rotating, parallel residual and biases
- * on every projection. */
+ * on every projection; GPT-2's LayerNorms, plain gelu_new MLP, fused q/k/v in blocks,
+ * learned positions, Conv1D weights and tied head. */
 static void set_family(mu_config *c, int ti) {
     if (cfg_types[ti].gemma) {
         c->norm_plus_one = c->embed_scale = c->tie_embeddings = 1;
@@ -124,11 +126,17 @@ static void set_family(mu_config *c, int ti) {
         c->global_every = 6;
         c->rope_local_theta = 10000.0f;
     }
-    if (cfg_types[ti].neox) {
-        c->layer_norm = c->plain_mlp = c->fused_qkv = c->parallel_residual = 1;
+    if (cfg_types[ti].neox || cfg_types[ti].gpt2) {
+        c->layer_norm = c->plain_mlp = 1;
         c->qkv_bias = c->o_bias = c->mlp_bias = 1;
         c->rms_eps = 1e-5f;
         strcpy(c->hidden_act, "gelu");
+    }
+    if (cfg_types[ti].neox) c->fused_qkv = MU_QKV_PER_HEAD, c->parallel_residual = 1;
+    if (cfg_types[ti].gpt2) {
+        c->fused_qkv = MU_QKV_BLOCKS;
+        c->learned_pos = c->conv1d = c->tie_embeddings = 1;
+        strcpy(c->hidden_act, "gelu_new");
     }
 }
 
@@ -348,6 +356,44 @@ static int j_neox(jctx *j, json_t *root, mu_config *c) {
     return neox_rotary_dim(j, c, pct);
 }
 
+/* GPT-2's keys (GPT2Config: n_embd, n_layer, n_head, n_inner (null: 4 n_embd), n_positions,
+ * activation_function, layer_norm_epsilon); read before the generic keys, which it lacks.
+ * Refused: what changes the attention's math beyond the standard one. */
+static int j_gpt2(jctx *j, json_t *root, mu_config *c) {
+    int inv_layer = 0, cross = 0, scale = 1;
+    c->d_ff = 0;
+    if (j_int(j, root, "n_embd", &c->d_model, 1, CFG_MAX_SIZE) ||
+        j_int(j, root, "n_layer", &c->n_layer, 1, CFG_MAX_SIZE) ||
+        j_int(j, root, "n_head", &c->n_head, 1, CFG_MAX_SIZE) ||
+        j_int(j, root, "n_inner", &c->d_ff, 1, CFG_MAX_SIZE) ||
+        j_int(j, root, "n_positions", &c->max_pos, 1, INT32_MAX) ||
+        j_str(j, root, "activation_function", c->hidden_act, sizeof c->hidden_act) ||
+        j_num(j, root, "layer_norm_epsilon", &c->rms_eps) ||
+        j_bool(j, root, "scale_attn_by_inverse_layer_idx", &inv_layer) ||
+        j_bool(j, root, "add_cross_attention", &cross) || j_bool(j, root, "scale_attn_weights", &scale))
+        return -1;
+    if (inv_layer || cross || !scale) {
+        mu_set_err(j->err, j->errlen, "%s: %s is not supported", j->name, inv_layer ?
+                   "scale_attn_by_inverse_layer_idx true" : cross ? "add_cross_attention true" :
+                   "scale_attn_weights false");
+        return -1;
+    }
+    if (!c->d_ff) c->d_ff = 4 * c->d_model;
+    return 0;
+}
+
+/* GPT-2 has no GQA and no head_dim key: heads split n_embd. */
+static int j_gpt2_heads(jctx *j, mu_config *c) {
+    c->n_kv_head = c->n_head;
+    c->head_dim = c->d_model / c->n_head;
+    if (c->head_dim * c->n_head != c->d_model) {
+        mu_set_err(j->err, j->errlen, "%s: n_embd %d is not a multiple of n_head %d", j->name, c->d_model,
+                   c->n_head);
+        return -1;
+    }
+    return 0;
+}
+
 /* Qwen2 and Qwen3 apply their sliding_window only with use_sliding_window, and then to the
  * layers from max_window_layers on: mu runs it off and refuses it on. */
 static int j_qwen_window(jctx *j, json_t *root, mu_config *c) {
@@ -408,6 +454,7 @@ static int cfg_from_json(json_t *root, jctx *j, mu_config *c) {
     c->tie_embeddings = 0;
     set_family(c, ti);   /* the keys below may override its defaults */
     if (cfg_types[ti].gemma3) gemma3_text_defaults(c);
+    if (cfg_types[ti].gpt2 && j_gpt2(j, root, c)) return -1;
     if (j_int(j, root, "num_hidden_layers", &c->n_layer, 1, CFG_MAX_SIZE) ||
         j_int(j, root, "hidden_size", &c->d_model, 1, CFG_MAX_SIZE) ||
         j_int(j, root, "num_attention_heads", &c->n_head, 1, CFG_MAX_SIZE) ||
@@ -415,8 +462,9 @@ static int cfg_from_json(json_t *root, jctx *j, mu_config *c) {
         j_int(j, root, "vocab_size", &c->vocab, 1, CFG_MAX_SIZE))
         return -1;
     if (!c->n_layer || !c->d_model || !c->n_head || !c->d_ff || !c->vocab) {
-        mu_set_err(j->err, j->errlen, "%s: missing one of num_hidden_layers, hidden_size, num_attention_heads, "
-                "intermediate_size, vocab_size", j->name);
+        mu_set_err(j->err, j->errlen, "%s: missing one of %s", j->name, cfg_types[ti].gpt2 ?
+                   "n_layer, n_embd, n_head, vocab_size" :
+                   "num_hidden_layers, hidden_size, num_attention_heads, intermediate_size, vocab_size");
         return -1;
     }
     if (!cfg_types[ti].gemma3) {          /* transformers' defaults: Gemma-3's are fixed numbers */
@@ -433,10 +481,11 @@ static int cfg_from_json(json_t *root, jctx *j, mu_config *c) {
         j_token_id(j, root, "bos_token_id", &c->bos_id) || j_token_id(j, root, "eos_token_id", &c->eos_id) ||
         j_token_id(j, root, "pad_token_id", &c->pad_id) ||
         j_str(j, root, "hidden_act", c->hidden_act, sizeof c->hidden_act) || j_rope_scaling(j, root, c) ||
-        j_gemma23(j, root, c) || j_qwen_window(j, root, c) || j_neox(j, root, c))
+        j_gemma23(j, root, c) || j_qwen_window(j, root, c) || j_neox(j, root, c) ||
+        (cfg_types[ti].gpt2 && j_gpt2_heads(j, c)))
         return -1;
     float pct = 1;
-    if (!cfg_types[ti].neox && j_rope_parameters(j, root, c, &pct)) return -1;
+    if (!cfg_types[ti].neox && !cfg_types[ti].gpt2 && j_rope_parameters(j, root, c, &pct)) return -1;
     if (pct != 1) {
         mu_set_err(j->err, j->errlen, "%s: partial_rotary_factor %g is supported for gpt_neox only", j->name,
                    (double)pct);
@@ -447,7 +496,7 @@ static int cfg_from_json(json_t *root, jctx *j, mu_config *c) {
                     j_token_id(j, wrapper, "pad_token_id", &c->pad_id)))
         return -1;
     int mlp_bias = 0, attn_bias = 0;
-    if (!cfg_types[ti].neox &&
+    if (!cfg_types[ti].neox && !cfg_types[ti].gpt2 &&
         (j_bool(j, root, "mlp_bias", &mlp_bias) || j_bool(j, root, "attention_bias", &attn_bias)))
         return -1;
     if (attn_bias && !c->qkv_bias) { /* Llama's attention_bias also biases o_proj */
@@ -604,9 +653,10 @@ int mu_config_from_gguf(const mu_gguf *g, mu_config *c, char *err, size_t errlen
     memcpy(arch, s, n);
     arch[n] = 0;
     int ti = cfg_type_index(strcmp(arch, "gemma3") ? arch : "gemma3_text");   /* llama.cpp's name */
-    if (ti < 0 || cfg_types[ti].neox) {
+    if (ti < 0 || cfg_types[ti].neox || cfg_types[ti].gpt2) {
         mu_set_err(err, errlen, "%s: architecture \"%s\" not supported in GGUF (llama, mistral, qwen2, qwen3, "
-                   "gemma, gemma2, gemma3, olmo2; GPT-NeoX as a Hugging Face directory)", mu_gguf_path(g), arch);
+                   "gemma, gemma2, gemma3, olmo2; GPT-NeoX and GPT-2 as Hugging Face directories)",
+                   mu_gguf_path(g), arch);
         return -1;
     }
     strcpy(c->model_type, cfg_types[ti].model_type);
@@ -689,6 +739,12 @@ int mu_config_validate(const mu_config *c, char *err, size_t errlen) {
         mu_set_err(err, errlen, "rotary dims %d must be even and at most head_dim %d", c->rotary_dim, c->head_dim);
         return -1;
     }
+    if (c->fused_qkv < 0 || c->fused_qkv > MU_QKV_BLOCKS || (c->learned_pos && c->rotary_dim) ||
+        (c->conv1d && !c->fused_qkv)) {
+        mu_set_err(err, errlen, "fused q/k/v layout %d, learned positions with rotary dims %d or Conv1D "
+                   "weights without fused q/k/v", c->fused_qkv, c->rotary_dim);
+        return -1;
+    }
     if (c->fused_qkv && c->n_kv_head != c->n_head) {
         mu_set_err(err, errlen, "fused q/k/v needs as many kv heads as heads (%d, %d)", c->n_kv_head, c->n_head);
         return -1;
@@ -758,14 +814,30 @@ static json_t *j_float(float f) {
 
 static json_t *j_id(int id) { return id < 0 ? json_null() : json_integer(id); }
 
+/* 1 when c has GPT-NeoX's and GPT-2's common layout (LayerNorms, a plain MLP with biases,
+ * fused q/k/v, heads splitting d_model) and none of the Llama family's variants. */
+static int gpt_layout(const mu_config *c) {
+    return c->layer_norm && c->plain_mlp && c->fused_qkv && c->mlp_bias && !c->norm_plus_one &&
+           !c->embed_scale && !c->post_norm && !c->qk_norm && !c->sliding_window && !(c->attn_softcap > 0) &&
+           !(c->final_softcap > 0) && !(c->query_scalar > 0) && !c->rope_scaling[0] &&
+           c->head_dim * c->n_head == c->d_model;
+}
+
+/* The keys GPT-NeoX's and GPT-2's configs end with. */
+static void gpt_tail(json_t *r, const mu_config *c, const char *torch_dtype) {
+    json_object_set_new(r, "tie_word_embeddings", json_boolean(c->tie_embeddings));
+    json_object_set_new(r, "bos_token_id", j_id(c->bos_id));
+    json_object_set_new(r, "eos_token_id", j_id(c->eos_id));
+    if (c->pad_id >= 0) json_object_set_new(r, "pad_token_id", j_id(c->pad_id));
+    if (torch_dtype) json_object_set_new(r, "torch_dtype", json_string(torch_dtype));
+}
+
 /* A GPT-NeoX config as GPTNeoXConfig writes it; NULL + "name: what" when the layout is not
  * GPT-NeoX's (only use_parallel_residual, attention_bias and the sizes vary). */
 static json_t *neox_to_json(const mu_config *c, const char *torch_dtype, const char *path, char *err,
                             size_t errlen) {
-    if (!c->layer_norm || !c->plain_mlp || !c->fused_qkv || !c->mlp_bias || c->qkv_bias != c->o_bias ||
-        c->norm_plus_one || c->embed_scale || c->post_norm || c->qk_norm || c->sliding_window ||
-        c->attn_softcap > 0 || c->final_softcap > 0 || c->query_scalar > 0 || c->rope_scaling[0] ||
-        c->head_dim * c->n_head != c->d_model) {
+    if (!gpt_layout(c) || c->fused_qkv != MU_QKV_PER_HEAD || c->qkv_bias != c->o_bias || c->learned_pos ||
+        c->conv1d) {
         mu_set_err(err, errlen, "%s: model_type gpt_neox does not match the config's layout", path);
         return NULL;
     }
@@ -785,11 +857,31 @@ static json_t *neox_to_json(const mu_config *c, const char *torch_dtype, const c
     json_object_set_new(r, "use_parallel_residual", json_boolean(c->parallel_residual));
     json_object_set_new(r, "attention_bias", json_boolean(c->qkv_bias));
     json_object_set_new(r, "hidden_act", json_string(c->hidden_act));
-    json_object_set_new(r, "tie_word_embeddings", json_boolean(c->tie_embeddings));
-    json_object_set_new(r, "bos_token_id", j_id(c->bos_id));
-    json_object_set_new(r, "eos_token_id", j_id(c->eos_id));
-    if (c->pad_id >= 0) json_object_set_new(r, "pad_token_id", j_id(c->pad_id));
-    if (torch_dtype) json_object_set_new(r, "torch_dtype", json_string(torch_dtype));
+    gpt_tail(r, c, torch_dtype);
+    return r;
+}
+
+/* A GPT-2 config as GPT2Config writes it; NULL + "name: what" when the layout is not GPT-2's
+ * (only the sizes, the activation, eps and the tied head vary). */
+static json_t *gpt2_to_json(const mu_config *c, const char *torch_dtype, const char *path, char *err,
+                            size_t errlen) {
+    if (!gpt_layout(c) || c->fused_qkv != MU_QKV_BLOCKS || !c->learned_pos || !c->conv1d || !c->qkv_bias ||
+        !c->o_bias || c->parallel_residual || c->rotary_dim) {
+        mu_set_err(err, errlen, "%s: model_type gpt2 does not match the config's layout", path);
+        return NULL;
+    }
+    json_t *r = json_object();
+    json_object_set_new(r, "architectures", json_pack("[s]", "GPT2LMHeadModel"));
+    json_object_set_new(r, "model_type", json_string("gpt2"));
+    json_object_set_new(r, "n_embd", json_integer(c->d_model));
+    json_object_set_new(r, "n_layer", json_integer(c->n_layer));
+    json_object_set_new(r, "n_head", json_integer(c->n_head));
+    json_object_set_new(r, "n_inner", json_integer(c->d_ff));
+    json_object_set_new(r, "n_positions", json_integer(c->max_pos));
+    json_object_set_new(r, "vocab_size", json_integer(c->vocab));
+    json_object_set_new(r, "activation_function", json_string(c->hidden_act));
+    json_object_set_new(r, "layer_norm_epsilon", j_float(c->rms_eps));
+    gpt_tail(r, c, torch_dtype);
     return r;
 }
 
@@ -803,12 +895,14 @@ static json_t *config_to_json(const mu_config *c, const char *torch_dtype, const
     }
     int ti = cfg_type_index(c->model_type);
     if (ti < 0) ti = 0;
-    if (c->qkv_bias && !cfg_types[ti].neox) ti = cfg_type_index("qwen2");  /* q/k/v biases without o bias */
+    if (c->qkv_bias && !c->fused_qkv) ti = cfg_type_index("qwen2");  /* q/k/v biases without o bias */
     if (cfg_types[ti].neox) return neox_to_json(c, torch_dtype, path, err, errlen);
+    if (cfg_types[ti].gpt2) return gpt2_to_json(c, torch_dtype, path, err, errlen);
     if (c->layer_norm || c->plain_mlp || c->fused_qkv || c->parallel_residual || c->o_bias || c->mlp_bias ||
-        c->rotary_dim) {
-        mu_set_err(err, errlen, "%s: model_type %s has no GPT-NeoX layout (LayerNorm, plain MLP, fused q/k/v, "
-                   "partial rotary, parallel residual, o or MLP biases)", path, cfg_types[ti].model_type);
+        c->rotary_dim || c->learned_pos || c->conv1d) {
+        mu_set_err(err, errlen, "%s: model_type %s has no GPT-NeoX or GPT-2 layout (LayerNorm, plain MLP, fused "
+                   "q/k/v, partial rotary, parallel residual, o or MLP biases, learned positions, Conv1D)", path,
+                   cfg_types[ti].model_type);
         return NULL;
     }
     mu_config fam;               /* the family's layout, which model_type stands for */

@@ -7,7 +7,8 @@
  * soft-caps, q/k norms per head, a window on five layers of six with their own rotary
  * base); OLMo-2 (norms after the blocks, q/k norms); Qwen3 (q/k norms per head); GPT-NeoX
  * (LayerNorms with biases, a plain GELU MLP, fused q/k/v, partial rotary, parallel residual,
- * biases on every projection). */
+ * biases on every projection); GPT-2 (LayerNorms, fused q/k/v, learned positions, Conv1D
+ * weights stored [in, out], tied head). */
 #ifndef MU_CONFIG_H
 #define MU_CONFIG_H
 #include <stddef.h>
@@ -15,6 +16,7 @@
 struct mu_gguf;
 
 enum { MU_QK_NORM_ALL = 1, MU_QK_NORM_PER_HEAD = 2 };
+enum { MU_QKV_PER_HEAD = 1, MU_QKV_BLOCKS = 2 };   /* fused q/k/v layouts */
 
 typedef struct {
     char arch[32];           /* model family the engine implements: "llama" */
@@ -52,12 +54,18 @@ typedef struct {
                                 instead of head_dim's; 0 = head_dim */
     float rope_local_theta;  /* Gemma-3 rope_local_base_freq: the sliding layers' rotary base,
                                 never scaled; 0 = they rotate as the others */
-    /* GPT-NeoX (Pythia), model_type gpt_neox: */
+    /* GPT-NeoX (Pythia), model_type gpt_neox, and GPT-2 (gpt2; fused_qkv blocks, learned_pos,
+     * conv1d, no rotary): */
     int layer_norm;          /* LayerNorm (centred, weight and bias; eps rms_eps, HF layer_norm_eps)
                                 in place of RMSNorm */
     int plain_mlp;           /* the MLP is down(act(up x)), no gate (hidden_act its activation) */
-    int fused_qkv;           /* q, k and v in one tensor query_key_value [H * 3 * hd, D] (+ bias
-                                [H * 3 * hd] with qkv_bias), each head's q, k, v rows together */
+    int fused_qkv;           /* q, k and v in one tensor (+ bias with qkv_bias): MU_QKV_PER_HEAD
+                                GPT-NeoX's query_key_value [H * 3 * hd, D], each head's q, k, v
+                                rows together; MU_QKV_BLOCKS GPT-2's c_attn, all q, then all k,
+                                then all v outputs */
+    int learned_pos;         /* GPT-2: absolute position embeddings wpe [max_pos, D] added to the
+                                token embeddings, no rotary embedding */
+    int conv1d;              /* GPT-2: the projections' weights are stored [in, out] (Conv1D) */
     int rotary_dim;          /* the first rotary_dim dims of each head rotate (rotary_pct * head_dim);
                                 0 = all of them */
     int parallel_residual;   /* use_parallel_residual: x + attn(norm1 x) + mlp(norm2 x) */

@@ -8,7 +8,10 @@
  *            head_dim consecutive columns of o_proj           (units = heads of that tensor)
  *   matrix   the whole tensor (units = 1); "layer" masks are matrix masks over a layer's tensors
  * Whether units run along rows (axis 0) or columns (axis 1) follows from the tensor's name:
- * columns for down_proj and o_proj (their inputs are the neurons / heads), rows otherwise.
+ * columns for down_proj and o_proj (their inputs are the neurons / heads; GPT-NeoX's
+ * dense_4h_to_h and attention.dense) and for GPT-2's c_attn and c_fc (Conv1D weights,
+ * stored [in, out]: their outputs are the columns), rows otherwise (GPT-2's c_proj's rows
+ * are its inputs).
  * Tensors absent from a mask are frozen.
  *
  * On disk: a mu stream of kind "mask" (man/mu-stream.5): header meta {granularity,

@@ -57,6 +57,7 @@ struct mu_model {
     mu_param *p;
     layer_params *lp;
     int embed, final_norm, lm_head;   /* lm_head == embed when tied */
+    int pos_embed;                    /* GPT-2's learned positions (wpe), or -1 */
     int final_bias;                   /* the final LayerNorm's bias, or -1 */
     float *inv_freq;                  /* host [hd/2] */
     float *inv_freq_local;            /* host [hd/2]: the sliding layers' (rope_local_theta), or NULL */
@@ -114,22 +115,28 @@ static void grad_done(const mu_model *m, int i)
 }
 static int trainable(const mu_model *m, int i) { return i >= 0 && m->p[i].trainable; }
 
-/* Y[N,M] (+)= X[N,K] . W[M,K]^T with weight i in its storage dtype (kernels.h). */
+/* Y[N,M] (+)= X[N,K] . W[M,K]^T with weight i in its storage dtype (kernels.h); a Conv1D
+ * weight (GPT-2) is stored [K, M] and read as such. */
 static void linear(const mu_model *m, float *Y, const float *X, int i, int N, int K, int M,
                    int accumulate)
 {
     const mu_param *p = &m->p[i];
-    if (p->w16) m->be->matmul_bf16(Y, X, p->w16, N, K, M, accumulate);
-    else m->be->matmul(Y, X, p->w, N, K, M, accumulate);
+    const mu_backend *be = m->be;
+    if (p->w16) (p->conv1d ? be->matmul_wt_bf16 : be->matmul_bf16)(Y, X, p->w16, N, K, M, accumulate);
+    else (p->conv1d ? be->matmul_wt : be->matmul)(Y, X, p->w, N, K, M, accumulate);
 }
 
-/* dX[N,K] (+)= dY[N,M] . W[M,K];  dW += dY^T X when weight i is trainable. */
+/* dX[N,K] (+)= dY[N,M] . W[M,K];  dW += dY^T X when weight i is trainable (Conv1D: their
+ * transposes, W and dW [K, M]). */
 static void linear_bwd(const mu_model *m, float *dX, int i, const float *dY, const float *X,
                        int N, int K, int M, int accumulate_dx)
 {
     const mu_param *p = &m->p[i];
-    if (p->w16) m->be->matmul_bf16_bwd(dX, G(m, i), dY, X, p->w16, N, K, M, accumulate_dx);
-    else m->be->matmul_bwd(dX, G(m, i), dY, X, p->w, N, K, M, accumulate_dx);
+    const mu_backend *be = m->be;
+    if (p->w16)
+        (p->conv1d ? be->matmul_wt_bf16_bwd : be->matmul_bf16_bwd)(dX, G(m, i), dY, X, p->w16, N, K, M,
+                                                                   accumulate_dx);
+    else (p->conv1d ? be->matmul_wt_bwd : be->matmul_bwd)(dX, G(m, i), dY, X, p->w, N, K, M, accumulate_dx);
     grad_done(m, i);
 }
 
@@ -243,7 +250,7 @@ static void map_roles(mu_model *m)
     for (int L = 0; L < m->NL; L++)
         m->lp[L] = (layer_params){ -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
                                    -1, -1, -1, -1, -1, -1, -1 };
-    m->embed = m->final_norm = m->lm_head = m->final_bias = -1;
+    m->embed = m->final_norm = m->lm_head = m->final_bias = m->pos_embed = -1;
     for (int i = 0; i < m->n_params; i++) {
         const mu_param_info *pi = &m->p[i].info;
         layer_params *l = pi->layer >= 0 && pi->layer < m->NL ? &m->lp[pi->layer] : NULL;
@@ -251,6 +258,7 @@ static void map_roles(mu_model *m)
         else if (role_is(pi, "final_norm")) m->final_norm = i;
         else if (role_is(pi, "lm_head")) m->lm_head = i;
         else if (role_is(pi, "final_norm_bias")) m->final_bias = i;
+        else if (role_is(pi, "pos_embed")) m->pos_embed = i;
         else if (!l) continue;
         else if (role_is(pi, "attn_norm")) l->attn_norm = i;
         else if (role_is(pi, "q")) l->q = i;
@@ -281,7 +289,8 @@ static void map_roles(mu_model *m)
 
 static int check_roles(const mu_model *m, char *err, size_t errlen)
 {
-    if (m->embed < 0 || m->final_norm < 0 || m->lm_head < 0 || (m->cfg.layer_norm && m->final_bias < 0)) {
+    if (m->embed < 0 || m->final_norm < 0 || m->lm_head < 0 || (m->cfg.layer_norm && m->final_bias < 0) ||
+        (m->cfg.learned_pos && m->pos_embed < 0)) {
         snprintf(err, errlen, "model: parameter list lacks embed/final_norm/lm_head");
         return -1;
     }
@@ -347,6 +356,7 @@ static mu_model *model_new(const mu_config *cfg, const mu_backend *be, mu_weight
         p->w = NULL;
         p->w16 = NULL;
         p->numel = p->info.ndim == 1 ? p->info.shape[0] : p->info.shape[0] * p->info.shape[1];
+        p->conv1d = mu_arch_is_conv1d(&p->info, cfg);
         if (stored_bf16(m, p)) p->w16 = be->alloc((size_t)p->numel * sizeof(uint16_t));
         else p->w = be->alloc(fsz(p->numel));
         if (!p->w && !p->w16) goto oom;
@@ -909,27 +919,31 @@ static void attention_forward(mu_model *m, int L, layer_acts *A, mu_kvcache *c)
 }
 
 /* Rotary embedding of layer L on X [N, heads, hd] in place (bwd: its transpose): every dim,
- * or only the first rd of each head (GPT-NeoX), copied out and back. */
+ * or only the first rd of each head (GPT-NeoX), copied out and back; none with learned
+ * positions (GPT-2). */
 static void rope_heads(mu_model *m, int L, float *X, int heads, int bwd)
 {
     const mu_backend *be = m->be;
     void (*rot)(float *, const int32_t *, const float *, int, int, int) = bwd ? be->rope_bwd : be->rope;
     int N = m->N, hd = m->hd, rd = m->rd;
+    if (m->cfg.learned_pos) return;               /* GPT-2: positions were added to the embeddings */
     if (rd == hd) { rot(X, m->pos, layer_inv_freq(m, L), N, heads, hd); return; }
     be->copy_rows(m->rot, rd, X, hd, N * heads, rd);
     rot(m->rot, m->pos, layer_inv_freq(m, L), N, heads, rd);
     be->copy_rows(X, hd, m->rot, rd, N * heads, rd);
 }
 
-/* The fused projection's [N, H, 3, hd] split into q, k, v [N, H, hd] (join: dq, dk, dv back
- * into it, every element written). */
+/* The fused projection split into q, k, v [N, H, hd] (join: dq, dk, dv back into it, every
+ * element written): [N, H, 3, hd] (GPT-NeoX, rows of hd) or [N, 3, H, hd] (GPT-2, rows of
+ * H hd). */
 static void qkv_split(const mu_model *m, float *qkv, float *q, float *k, float *v, int join)
 {
-    int hd = m->hd, rows = m->N * m->H;
+    int blocks = m->cfg.fused_qkv == MU_QKV_BLOCKS;
+    int w = blocks ? m->qd : m->hd, rows = blocks ? m->N : m->N * m->H;
     float *part[3] = { q, k, v };
     for (int j = 0; j < 3; j++) {
-        if (join) m->be->copy_rows(qkv + j * hd, 3 * hd, part[j], hd, rows, hd);
-        else m->be->copy_rows(part[j], hd, qkv + j * hd, 3 * hd, rows, hd);
+        if (join) m->be->copy_rows(qkv + j * w, 3 * w, part[j], w, rows, w);
+        else m->be->copy_rows(part[j], w, qkv + j * w, 3 * w, rows, w);
     }
 }
 
@@ -1118,6 +1132,12 @@ static int check_batch(const mu_model *m, const mu_batch *b, const mu_fwd_opts *
                 return -1;
             }
         }
+        int p0 = o->cache ? o->cache->len[r] : 0;
+        if (m->cfg.learned_pos && p0 + len > m->cfg.max_pos) {
+            snprintf(err, errlen, "forward: row %d: positions up to %d, but the model has %d (n_positions)",
+                     r, p0 + len - 1, m->cfg.max_pos);
+            return -1;
+        }
         if (o->cache && o->cache->len[r] + len > o->cache->max_T) {
             snprintf(err, errlen, "forward: row %d: KV cache full (%d + %d > %d tokens)", r,
                      o->cache->len[r], len, o->cache->max_T);
@@ -1203,6 +1223,10 @@ int mu_model_forward(mu_model *m, const mu_batch *b, const mu_fwd_opts *opts, ch
     }
     embed_rows(m, m->acts[0].x, m->ids, m->N);
     if (m->embed_mult != 1.0f) m->be->scale(m->acts[0].x, m->embed_mult, (size_t)m->N * m->D);
+    if (m->pos_embed >= 0) {          /* GPT-2: + the learned position embeddings */
+        m->be->embed(m->h, W(m, m->pos_embed), m->pos, m->N, m->D);
+        m->be->add(m->acts[0].x, m->h, (size_t)m->N * m->D);
+    }
     if (run_hooks(m, o->hooks, o->n_hooks, MU_SITE_EMBED, -1, 0, m->acts[0].x, m->B, m->T,
                   m->D, err, errlen))
         return -1;
@@ -1273,7 +1297,7 @@ static int lowest_needed(const mu_model *m, const mu_hook *hooks, int n, int top
     for (int i = 0; i < m->n_params; i++) {
         if (!m->p[i].trainable) continue;
         int d;
-        if (i == m->embed) d = DEPTH_EMBED;
+        if (i == m->embed || i == m->pos_embed) d = DEPTH_EMBED;
         else if (i == m->final_norm || i == m->final_bias) d = top;
         else if (i == m->lm_head) d = top + 1;
         else d = m->p[i].info.layer < m->layers_run ?
@@ -1611,6 +1635,10 @@ static int backward_from(mu_model *m, const float *dlogits, int on_backend,
     }
     if (run_hooks(m, hooks, n_hooks, MU_SITE_EMBED, -1, 1, m->dx, m->B, m->T, m->D, err, errlen))
         return -1;
+    if (trainable(m, m->pos_embed)) {
+        m->be->embed_bwd(G(m, m->pos_embed), m->dx, m->pos, m->N, m->D);
+        grad_done(m, m->pos_embed);
+    }
     if (trainable(m, m->embed)) {
         if (m->embed_mult != 1.0f) m->be->scale(m->dx, m->embed_mult, (size_t)m->N * m->D);
         m->be->embed_bwd(G(m, m->embed), m->dx, m->ids, m->N, m->D);

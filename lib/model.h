@@ -33,7 +33,8 @@
 
 /* ---- sites (hook points; DESIGN.md) --------------------------------------------------
  * Width D of the activation handed to a hook, per token:
- *   EMBED       d_model   token embeddings (before layer 0)                   layer -1
+ *   EMBED       d_model   token embeddings (before layer 0; GPT-2: plus the position
+ *                         embeddings)                                          layer -1
  *   RESID_PRE   d_model   residual stream entering layer L
  *   ATTN_HEAD   n_head*head_dim  per-head attention outputs before o_proj, [H, hd] per token
  *   ATTN_OUT    d_model   o_proj output (the attention block's write to the residual)
@@ -127,6 +128,8 @@ typedef struct {
     float *g;                /* gradient buffer (backend), allocated while trainable, else NULL;
                                 [numel], or [set.n] when packed */
     int trainable;
+    int conv1d;              /* a projection weight stored [in, out] (GPT-2): the GEMMs read it
+                                transposed (kernels.h matmul_wt) */
     /* A PACKED parameter (mu_model_set_trainable_elems): only the elements of set train,
      * and they alone have a gradient (g) and an f32 master (wp), [set.n] in entry order.
      * w (f32 models) and w16 (bf16) are whole; a bf16 one keeps no whole f32 master. */

@@ -160,7 +160,7 @@ function paired_table(w,   i, f, line) {
 # the probes of model m on its forget facts: sets pbest (the best layer's accuracy), pbl (that
 # layer) and pmean (the mean over layers); 0 when m has no probes
 function probe_stats(m,   L, sum) {
-    pbest = -1; sum = 0
+    pbest = -1; pbl = -1; sum = 0
     for (L = 0; L < nlayer; L++) if ((m, L) in pacc) {
         sum += pacc[m, L]
         if (pacc[m, L] + 0 > pbest) { pbest = pacc[m, L] + 0; pbl = L }

@@ -67,9 +67,18 @@ static void dcheck(const dbuf *d, const float *want, const char *what, double ma
 }
 
 /* ---- op tests ---------------------------------------------------------------------------- */
-static void matmul_case(const mu_backend *g, int N, int K, int M, uint64_t seed)
+typedef void (*mm_fn)(float *Y, const float *X, const float *W, int N, int K, int M, int acc);
+typedef void (*mm_bwd_fn)(float *dX, float *dW, const float *dY, const float *X, const float *W,
+                          int N, int K, int M, int accumulate_dx);
+
+/* matmul (W [M,K]) or, with wt, matmul_wt (W [K,M]): both hold M*K weights */
+static void matmul_case(const mu_backend *g, int wt, int N, int K, int M, uint64_t seed)
 {
     const mu_backend *c = mu_backend_cpu();
+    mm_fn cf = wt ? c->matmul_wt : c->matmul, gf = wt ? g->matmul_wt : g->matmul;
+    mm_bwd_fn cb = wt ? c->matmul_wt_bwd : c->matmul_bwd;
+    mm_bwd_fn gb = wt ? g->matmul_wt_bwd : g->matmul_bwd;
+    const char *op = wt ? "matmul_wt" : "matmul";
     size_t nx = (size_t)N * K, nw = (size_t)M * K, ny = (size_t)N * M;
     float *X = fnew(nx), *W = fnew(nw), *Y = fnew(ny), *dY = fnew(ny);
     fill(X, nx, seed, 1); fill(W, nw, seed + 1, 0.5f); fill(Y, ny, seed + 2, 1);
@@ -78,9 +87,9 @@ static void matmul_case(const mu_backend *g, int N, int K, int M, uint64_t seed)
     for (int acc = 0; acc < 2; acc++) {
         float *Yc = fdup(Y, ny);
         dbuf dX = dnew(g, X, nx), dW = dnew(g, W, nw), dYb = dnew(g, Y, ny);
-        c->matmul(Yc, X, W, N, K, M, acc);
-        g->matmul(dYb.p, dX.p, dW.p, N, K, M, acc);
-        snprintf(what, sizeof what, "matmul %dx%dx%d acc=%d", N, K, M, acc);
+        cf(Yc, X, W, N, K, M, acc);
+        gf(dYb.p, dX.p, dW.p, N, K, M, acc);
+        snprintf(what, sizeof what, "%s %dx%dx%d acc=%d", op, N, K, M, acc);
         dcheck(&dYb, Yc, what, nmse_gemm());
         dfree(&dX); dfree(&dW); dfree(&dYb); free(Yc);
     }
@@ -92,13 +101,13 @@ static void matmul_case(const mu_backend *g, int N, int K, int M, uint64_t seed)
         float *gXc = fdup(gX, nx), *gWc = fdup(gW, nw);
         dbuf dX = dnew(g, X, nx), dW = dnew(g, W, nw), ddY = dnew(g, dY, ny);
         dbuf dgX = dnew(g, gX, nx), dgW = dnew(g, gW, nw);
-        c->matmul_bwd(mode == 2 ? NULL : gXc, mode == 2 ? gWc : (mode ? NULL : gWc), dY, X, W,
-                      N, K, M, acc);
-        g->matmul_bwd(mode == 2 ? NULL : dgX.p, mode == 2 ? dgW.p : (mode ? NULL : dgW.p),
-                      ddY.p, dX.p, dW.p, N, K, M, acc);
-        snprintf(what, sizeof what, "matmul_bwd dX %dx%dx%d mode=%d", N, K, M, mode);
+        cb(mode == 2 ? NULL : gXc, mode == 2 ? gWc : (mode ? NULL : gWc), dY, X, W, N, K, M,
+           acc);
+        gb(mode == 2 ? NULL : dgX.p, mode == 2 ? dgW.p : (mode ? NULL : dgW.p), ddY.p, dX.p,
+           dW.p, N, K, M, acc);
+        snprintf(what, sizeof what, "%s_bwd dX %dx%dx%d mode=%d", op, N, K, M, mode);
         dcheck(&dgX, gXc, what, nmse_gemm());
-        snprintf(what, sizeof what, "matmul_bwd dW %dx%dx%d mode=%d", N, K, M, mode);
+        snprintf(what, sizeof what, "%s_bwd dW %dx%dx%d mode=%d", op, N, K, M, mode);
         dcheck(&dgW, gWc, what, nmse_gemm());
         dfree(&dX); dfree(&dW); dfree(&ddY); dfree(&dgX); dfree(&dgW);
         free(gX); free(gW); free(gXc); free(gWc);
@@ -109,10 +118,21 @@ static void matmul_case(const mu_backend *g, int N, int K, int M, uint64_t seed)
 TEST(cuda_matmul_fwd_bwd_vs_cpu)
 {
     const mu_backend *g = gpu_or_skip();
-    matmul_case(g, 37, 53, 29, 1);
-    matmul_case(g, 1, 64, 300, 2);      /* decode: one row */
-    matmul_case(g, 256, 576, 192, 3);
-    matmul_case(g, 5, 1, 7, 4);
+    matmul_case(g, 0, 37, 53, 29, 1);
+    matmul_case(g, 0, 1, 64, 300, 2);      /* decode: one row */
+    matmul_case(g, 0, 256, 576, 192, 3);
+    matmul_case(g, 0, 5, 1, 7, 4);
+}
+
+/* W stored [K,M] (GPT-2's Conv1D): the column-major views swap which operand is transposed */
+TEST(cuda_matmul_wt_fwd_bwd_vs_cpu)
+{
+    const mu_backend *g = gpu_or_skip();
+    matmul_case(g, 1, 37, 53, 29, 5);
+    matmul_case(g, 1, 1, 64, 300, 6);      /* decode: one row (the CPU's sgemv path) */
+    matmul_case(g, 1, 300, 97, 131, 7);    /* N above the CPU's dW token chunk (256) */
+    matmul_case(g, 1, 5, 1, 7, 8);
+    matmul_case(g, 1, 6, 11, 1, 9);        /* one output column */
 }
 
 TEST(cuda_bias_and_embedding_vs_cpu)
@@ -730,9 +750,20 @@ TEST(cuda_to_bf16_rounds_like_cpu)
     dfree(&dx); dfree(&dout);
 }
 
-static void matmul_bf16_case(const mu_backend *g, int N, int K, int M, uint64_t seed)
+typedef void (*mm16_fn)(float *Y, const float *X, const uint16_t *W, int N, int K, int M,
+                        int acc);
+typedef void (*mm16_bwd_fn)(float *dX, float *dW, const float *dY, const float *X,
+                            const uint16_t *W, int N, int K, int M, int accumulate_dx);
+
+/* matmul_bf16 (W [M,K]) or, with wt, matmul_wt_bf16 (W [K,M]) */
+static void matmul_bf16_case(const mu_backend *g, int wt, int N, int K, int M, uint64_t seed)
 {
     const mu_backend *c = mu_backend_cpu();
+    mm16_fn cf = wt ? c->matmul_wt_bf16 : c->matmul_bf16;
+    mm16_fn gf = wt ? g->matmul_wt_bf16 : g->matmul_bf16;
+    mm16_bwd_fn cb = wt ? c->matmul_wt_bf16_bwd : c->matmul_bf16_bwd;
+    mm16_bwd_fn gb = wt ? g->matmul_wt_bf16_bwd : g->matmul_bf16_bwd;
+    const char *op = wt ? "matmul_wt_bf16" : "matmul_bf16";
     size_t nx = (size_t)N * K, nw = (size_t)M * K, ny = (size_t)N * M;
     float *X = fnew(nx), *Wf = fnew(nw), *Y = fnew(ny), *dY = fnew(ny);
     fill(X, nx, seed, 1); fill(Wf, nw, seed + 1, 0.5f); fill(Y, ny, seed + 2, 1);
@@ -746,9 +777,9 @@ static void matmul_bf16_case(const mu_backend *g, int N, int K, int M, uint64_t 
     for (int acc = 0; acc < 2; acc++) {
         float *Yc = fdup(Y, ny);
         dbuf dYo = dnew(g, Y, ny);
-        c->matmul_bf16(Yc, X, W, N, K, M, acc);
-        g->matmul_bf16(dYo.p, dX.p, gW, N, K, M, acc);
-        snprintf(what, sizeof what, "matmul_bf16 %dx%dx%d acc=%d", N, K, M, acc);
+        cf(Yc, X, W, N, K, M, acc);
+        gf(dYo.p, dX.p, gW, N, K, M, acc);
+        snprintf(what, sizeof what, "%s %dx%dx%d acc=%d", op, N, K, M, acc);
         dcheck(&dYo, Yc, what, NMSE_BF16_GEMM);
         dfree(&dYo); free(Yc);
     }
@@ -758,13 +789,11 @@ static void matmul_bf16_case(const mu_backend *g, int N, int K, int M, uint64_t 
         fill(gX, nx, seed + 4, 1); fill(gWg, nw, seed + 5, 1);
         float *gXc = fdup(gX, nx), *gWc = fdup(gWg, nw);
         dbuf dgX = dnew(g, gX, nx), dgW = dnew(g, gWg, nw);
-        c->matmul_bf16_bwd(mode == 2 ? NULL : gXc, mode == 1 ? NULL : gWc, dY, X, W, N, K, M,
-                           acc);
-        g->matmul_bf16_bwd(mode == 2 ? NULL : dgX.p, mode == 1 ? NULL : dgW.p, ddY.p, dX.p, gW,
-                           N, K, M, acc);
-        snprintf(what, sizeof what, "matmul_bf16_bwd dX %dx%dx%d mode=%d", N, K, M, mode);
+        cb(mode == 2 ? NULL : gXc, mode == 1 ? NULL : gWc, dY, X, W, N, K, M, acc);
+        gb(mode == 2 ? NULL : dgX.p, mode == 1 ? NULL : dgW.p, ddY.p, dX.p, gW, N, K, M, acc);
+        snprintf(what, sizeof what, "%s_bwd dX %dx%dx%d mode=%d", op, N, K, M, mode);
         dcheck(&dgX, gXc, what, NMSE_BF16_GEMM);
-        snprintf(what, sizeof what, "matmul_bf16_bwd dW %dx%dx%d mode=%d", N, K, M, mode);
+        snprintf(what, sizeof what, "%s_bwd dW %dx%dx%d mode=%d", op, N, K, M, mode);
         dcheck(&dgW, gWc, what, NMSE_BF16_GEMM);
         dfree(&dgX); dfree(&dgW);
         free(gX); free(gWg); free(gXc); free(gWc);
@@ -772,12 +801,12 @@ static void matmul_bf16_case(const mu_backend *g, int N, int K, int M, uint64_t 
     /* the bf16 GEMM really rounds X: it differs from the f32 GEMM on the same weights */
     float *Y32 = fnew(ny), *Y16 = fnew(ny);
     for (size_t i = 0; i < nw; i++) Wf[i] = mu_bf16_to_f32(W[i]);
-    c->matmul(Y32, X, Wf, N, K, M, 0);
-    c->matmul_bf16(Y16, X, W, N, K, M, 0);
+    (wt ? c->matmul_wt : c->matmul)(Y32, X, Wf, N, K, M, 0);
+    cf(Y16, X, W, N, K, M, 0);
     double num = 0, den = 0;
     for (size_t i = 0; i < ny; i++) { num += (Y32[i] - Y16[i]) * (Y32[i] - Y16[i]); den += Y32[i] * Y32[i]; }
-    CHECK_MSG(ny == 0 || num / den > 100 * NMSE_BF16_GEMM, "bf16 GEMM equals f32 GEMM (nmse %.3g)",
-              num / den);
+    CHECK_MSG(ny == 0 || num / den > 100 * NMSE_BF16_GEMM, "%s equals the f32 GEMM (nmse %.3g)",
+              op, num / den);
     dfree(&dW); dfree(&dX); dfree(&ddY);
     free(X); free(Wf); free(W); free(Y); free(dY); free(Y32); free(Y16);
 }
@@ -785,10 +814,20 @@ static void matmul_bf16_case(const mu_backend *g, int N, int K, int M, uint64_t 
 TEST(cuda_matmul_bf16_fwd_bwd_vs_cpu)
 {
     const mu_backend *g = gpu_or_skip();
-    matmul_bf16_case(g, 37, 53, 29, 41);
-    matmul_bf16_case(g, 1, 64, 300, 42);     /* decode: one row */
-    matmul_bf16_case(g, 256, 576, 192, 43);
-    matmul_bf16_case(g, 7, 4096, 96, 44);    /* long reductions */
+    matmul_bf16_case(g, 0, 37, 53, 29, 41);
+    matmul_bf16_case(g, 0, 1, 64, 300, 42);     /* decode: one row */
+    matmul_bf16_case(g, 0, 256, 576, 192, 43);
+    matmul_bf16_case(g, 0, 7, 4096, 96, 44);    /* long reductions */
+}
+
+TEST(cuda_matmul_wt_bf16_fwd_bwd_vs_cpu)
+{
+    const mu_backend *g = gpu_or_skip();
+    matmul_bf16_case(g, 1, 37, 53, 29, 45);
+    matmul_bf16_case(g, 1, 1, 64, 300, 46);     /* decode: one row */
+    matmul_bf16_case(g, 1, 300, 97, 131, 47);   /* N above the CPU's dW token chunk */
+    matmul_bf16_case(g, 1, 7, 4096, 96, 48);    /* long reductions */
+    matmul_bf16_case(g, 1, 64, 11, 1, 49);      /* one output column */
 }
 
 TEST(cuda_embed_bf16_vs_cpu)
@@ -957,28 +996,54 @@ TEST(cuda_model_random_gemma_olmo2_logits_grads_vs_cpu)
     }
 }
 
+/* A random GPT-NeoX or GPT-2 config: 4 heads splitting d_model, as both have. */
+static mu_config random_gpt(const char *type)
+{
+    mu_config c = random_llama();
+    CHECK(mu_config_set_model_type(&c, type) == 0);
+    c.n_kv_head = c.n_head = 4;
+    c.head_dim = c.d_model / c.n_head;
+    return c;
+}
+
+/* c on both backends (weights wt), the GPU model given the CPU model's parameters. */
+static void config_vs_cpu(const mu_config *c, mu_weights wt, uint64_t seed, double logit_nmse,
+                          double grad_nmse)
+{
+    const mu_backend *g = gpu_or_skip();
+    char err[256];
+    mu_model *mc = mu_model_init_random_as(c, seed, 0.3f, mu_backend_cpu(), wt, err, sizeof err);
+    CHECK_MSG(mc, "%s", err);
+    mu_model *mg = mu_model_init_random_as(c, 99, 0.3f, g, wt, err, sizeof err);
+    CHECK_MSG(mg, "%s", err);
+    compare_models(mc, mg, seed + 100, logit_nmse, grad_nmse);
+    mu_model_free(mc);
+    mu_model_free(mg);
+}
+
 /* GPT-NeoX on both backends: LayerNorms with biases, fused q/k/v split and joined by
  * strided copies, a quarter of each head rotating (copied out and back), the parallel
  * residual (and, second, the sequential one with gelu's tanh form), plain GELU MLP. */
 TEST(cuda_model_random_neox_logits_grads_vs_cpu)
 {
-    const mu_backend *g = gpu_or_skip();
-    char err[256];
-    for (int k = 0; k < 2; k++) {
-        mu_config c = random_llama();
-        CHECK(mu_config_set_model_type(&c, "gpt_neox") == 0);
-        c.n_kv_head = c.n_head = 4;
-        c.head_dim = c.d_model / c.n_head;
-        c.rotary_dim = c.head_dim / 4;
-        if (k == 1) { c.parallel_residual = 0; strcpy(c.hidden_act, "gelu_new"); }
-        mu_model *mc = mu_model_init_random_as(&c, 23 + k, 0.3f, mu_backend_cpu(), MU_WEIGHTS_F32, err, sizeof err);
-        CHECK_MSG(mc, "%s", err);
-        mu_model *mg = mu_model_init_random_as(&c, 99, 0.3f, g, MU_WEIGHTS_F32, err, sizeof err);
-        CHECK_MSG(mg, "%s", err);
-        compare_models(mc, mg, 150 + k, 1e-9, 1e-7);
-        mu_model_free(mc);
-        mu_model_free(mg);
-    }
+    mu_config c = random_gpt("gpt_neox");
+    c.rotary_dim = c.head_dim / 4;
+    config_vs_cpu(&c, MU_WEIGHTS_F32, 23, 1e-9, 1e-7);
+    c.parallel_residual = 0;
+    strcpy(c.hidden_act, "gelu_new");
+    config_vs_cpu(&c, MU_WEIGHTS_F32, 24, 1e-9, 1e-7);
+}
+
+/* GPT-2 on both backends: learned positions, Conv1D weights through matmul_wt (f32, then bf16
+ * weights as cuda_model_bf16_logits_grads_vs_cpu bounds them), fused c_attn in blocks;
+ * untied, then tied. */
+TEST(cuda_model_random_gpt2_logits_grads_vs_cpu)
+{
+    mu_config c = random_gpt("gpt2");
+    c.tie_embeddings = 0;
+    config_vs_cpu(&c, MU_WEIGHTS_F32, 31, 1e-9, 1e-7);
+    c.tie_embeddings = 1;
+    config_vs_cpu(&c, MU_WEIGHTS_BF16, 32, 1e-6, 3e-5);
 }
 
 /* bf16 weights on both backends: same bf16 values, f32 everything else. Rounding an

@@ -770,7 +770,7 @@ TEST(config_parse_variants) {
     CHECK(mu_arch_is_norm(&pl[qn]) && mu_arch_is_norm(&pl[pf]) && mu_arch_stored_offset(&c, &pl[pf]) == 0);
     free(pl);
     struct { const char *json, *needle; } bad[] = {
-        {"{\"model_type\":\"gpt2\"}", "not supported"},
+        {"{\"model_type\":\"bloom\"}", "not supported"},
         {"{\"model_type\":\"llama\",\"hidden_size\":64}", "missing"},
         {"{\"hidden_size\":\"64\"}", "not an integer"},
         {"{\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,\"num_attention_heads\":3,"
@@ -887,6 +887,67 @@ TEST(config_gpt_neox_and_rope_parameters) {
          "\"num_attention_heads\":4,\"vocab_size\":300,\"rope_parameters\":[1]}", "\"rope_parameters\" is not"},
         {"{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":1,"
          "\"num_attention_heads\":4,\"vocab_size\":300,\"rope_parameters\":{\"rope_type\":\"yarn\"}}", "yarn"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        err[0] = 0;
+        CHECK_MSG(cfg_from(bad[i].json, &c, err, sizeof err) == -1 && strstr(err, bad[i].needle) &&
+                  !strncmp(err, "cfg.json: ", 10), "case %zu: %s", i, err);
+    }
+}
+
+/* GPT-2: the hub's gpt2 config.json (GPT2Config keys), its parameter list (124M, tied) and
+ * the units of its Conv1D weights, stored [in, out]; written back and read again. */
+TEST(config_gpt2) {
+    mu_config c, d;
+    char err[512];
+    const char *gpt2 = "{\"activation_function\":\"gelu_new\",\"architectures\":[\"GPT2LMHeadModel\"],"
+        "\"attn_pdrop\":0.1,\"bos_token_id\":50256,\"embd_pdrop\":0.1,\"eos_token_id\":50256,"
+        "\"initializer_range\":0.02,\"layer_norm_epsilon\":1e-05,\"model_type\":\"gpt2\",\"n_ctx\":1024,"
+        "\"n_embd\":768,\"n_head\":12,\"n_layer\":12,\"n_positions\":1024,\"resid_pdrop\":0.1,"
+        "\"summary_activation\":null,\"summary_first_dropout\":0.1,\"summary_proj_to_labels\":true,"
+        "\"summary_type\":\"cls_index\",\"summary_use_proj\":true,\"vocab_size\":50257}";
+    CHECK_MSG(!cfg_from(gpt2, &c, err, sizeof err), "%s", err);
+    CHECK(c.n_layer == 12 && c.d_model == 768 && c.n_head == 12 && c.n_kv_head == 12 && c.head_dim == 64 &&
+          c.d_ff == 3072 && c.max_pos == 1024 && c.vocab == 50257 && c.tie_embeddings && c.learned_pos &&
+          c.conv1d && c.fused_qkv == MU_QKV_BLOCKS && c.layer_norm && !c.rotary_dim && c.eos_id == 50256 &&
+          !strcmp(c.hidden_act, "gelu_new"));
+    mu_param_info *pl;
+    int np = mu_arch_params(&c, &pl);
+    CHECK_EQ_INT(np, 2 + 12 * 12 + 2);
+    CHECK_EQ_INT(mu_arch_numel(pl, np), 124439808);        /* GPT-2 small */
+    int attn = mu_arch_find(pl, np, "transformer.h.5.attn.c_attn.weight");
+    int fc = mu_arch_find(pl, np, "transformer.h.5.mlp.c_fc.weight");
+    int down = mu_arch_find(pl, np, "transformer.h.5.mlp.c_proj.weight");
+    int o = mu_arch_find(pl, np, "transformer.h.5.attn.c_proj.weight");
+    CHECK(attn >= 0 && pl[attn].shape[0] == 768 && pl[attn].shape[1] == 2304 && mu_arch_is_conv1d(&pl[attn], &c));
+    CHECK(fc >= 0 && pl[fc].shape[0] == 768 && pl[fc].shape[1] == 3072 && !strcmp(pl[fc].role, "up"));
+    CHECK(down >= 0 && pl[down].shape[0] == 3072 && !strcmp(pl[down].role, "down") && o >= 0);
+    CHECK(mu_arch_find(pl, np, "transformer.wpe.weight") == 1 && !mu_arch_is_conv1d(&pl[0], &c));
+    /* neurons: c_fc's columns and mlp.c_proj's rows; heads: 3 x 12 column blocks of c_attn,
+     * 12 row blocks of attn.c_proj */
+    CHECK(mu_mask_units_for(pl[fc].name, 2, pl[fc].shape, MU_GRAN_NEURON, 0) == 3072);
+    CHECK(mu_mask_units_for(pl[down].name, 2, pl[down].shape, MU_GRAN_NEURON, 0) == 3072);
+    CHECK(mu_mask_unit_axis(pl[fc].name, MU_GRAN_NEURON) == 1 && mu_mask_unit_axis(pl[down].name, MU_GRAN_NEURON) == 0);
+    mu_cands cand;
+    CHECK_MSG(!mu_cands_from_model(&c, "attn:5", MU_GRAN_HEAD, &cand, err, sizeof err), "%s", err);
+    CHECK(cand.m.n == 4 && cand.m.t[0].units == 36 && cand.m.t[1].units == 36 && cand.m.t[2].units == 12 &&
+          mu_mask_unit_axis(cand.m.t[0].name, MU_GRAN_HEAD) == 1);
+    mu_cands_free(&cand);
+    free(pl);
+    const char *p = path_in(mu_test_tmpdir(), "gpt2.json");
+    CHECK_MSG(!mu_config_write_json(&c, p, err, sizeof err), "%s", err);
+    CHECK_MSG(!mu_config_from_json_file(p, &d, err, sizeof err), "%s", err);
+    CHECK(!memcmp(&c, &d, sizeof c));
+    struct { const char *json, *needle; } bad[] = {
+        {"{\"model_type\":\"gpt2\",\"n_embd\":64,\"n_layer\":1,\"n_head\":4,\"vocab_size\":300,"
+         "\"scale_attn_by_inverse_layer_idx\":true}", "scale_attn_by_inverse_layer_idx"},
+        {"{\"model_type\":\"gpt2\",\"n_embd\":64,\"n_layer\":1,\"n_head\":4,\"vocab_size\":300,"
+         "\"add_cross_attention\":true}", "add_cross_attention"},
+        {"{\"model_type\":\"gpt2\",\"n_embd\":66,\"n_layer\":1,\"n_head\":4,\"vocab_size\":300}", "not a multiple of n_head"},
+        {"{\"model_type\":\"gpt2\",\"n_embd\":64,\"n_layer\":1,\"n_head\":4,\"vocab_size\":300,"
+         "\"activation_function\":\"relu\"}", "hidden_act \"relu\""},
+        {"{\"model_type\":\"gpt2\",\"n_embd\":64,\"n_head\":4,\"vocab_size\":300}", "missing"},
+        {"{\"model_type\":\"gpt2\",\"n_embd\":\"64\",\"n_layer\":1,\"n_head\":4,\"vocab_size\":300}", "\"n_embd\" is not an integer"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         err[0] = 0;

@@ -992,6 +992,55 @@ TEST(model_parity_neox_sequential_with_hf_transformers)
           c.rotary_dim == 4 && c.rope_theta == 500.0f && !strcmp(c.hidden_act, "gelu_new"));
 }
 TEST(model_neox_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_neox"); }
+
+/* GPT-2 (tests/gen/gen_gpt2_parity.py, transformers 5.25): learned positions, LayerNorms with
+ * biases, Conv1D weights read as stored ([in, out]), fused c_attn in blocks, gelu_new, tied
+ * head; parity_gpt2_untied: an untied lm_head, gelu's erf form, n_inner 4 n_embd, and the
+ * tensors stored without "transformer." as the hub's gpt2 checkpoint. */
+TEST(model_parity_gpt2_with_hf_transformers)
+{
+    check_hf_parity("parity_gpt2");
+    char path[1200], err[512];
+    mu_config c;
+    snprintf(path, sizeof path, "%s/tests/golden/parity_gpt2/config.json", mu_test_root());
+    CHECK_MSG(mu_config_from_json_file(path, &c, err, sizeof err) == 0, "%s", err);
+    CHECK(c.layer_norm && c.plain_mlp && c.fused_qkv == MU_QKV_BLOCKS && c.learned_pos && c.conv1d &&
+          !c.parallel_residual && c.tie_embeddings && c.d_ff == 64 && c.max_pos == 64 && c.head_dim == 8 &&
+          !strcmp(c.hidden_act, "gelu_new"));
+}
+TEST(model_parity_gpt2_untied_bare_names_with_hf_transformers)
+{
+    check_hf_parity("parity_gpt2_untied");
+    char path[1200], err[512];
+    mu_config c;
+    snprintf(path, sizeof path, "%s/tests/golden/parity_gpt2_untied/config.json", mu_test_root());
+    CHECK_MSG(mu_config_from_json_file(path, &c, err, sizeof err) == 0, "%s", err);
+    CHECK(!c.tie_embeddings && c.d_ff == 128 && !strcmp(c.hidden_act, "gelu"));
+}
+TEST(model_gpt2_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_gpt2"); }
+TEST(model_gpt2_untied_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_gpt2_untied"); }
+
+/* Positions past GPT-2's n_positions have no embedding: refused, not read out of bounds. */
+TEST(model_gpt2_positions_past_n_positions_refused)
+{
+    char dir[1024], err[512];
+    mu_st *g = parity_open_in("parity_gpt2", "golden.safetensors", dir, sizeof dir);
+    mu_model *m = mu_model_load(dir, NULL, 0, mu_backend_cpu(), err, sizeof err);
+    CHECK_MSG(m != NULL, "%s", err);
+    int32_t ids[65] = { 0 };
+    mu_batch b = { 1, 65, ids, NULL };
+    CHECK(mu_model_forward(m, &b, NULL, err, sizeof err) == -1 && strstr(err, "n_positions"));
+    b.T = 64;
+    CHECK_MSG(mu_model_forward(m, &b, NULL, err, sizeof err) == 0, "%s", err);
+    mu_kvcache *c = mu_kvcache_new(m, 1, 80);
+    mu_fwd_opts co = { .logits_last_only = 1, .cache = c };
+    CHECK(mu_model_forward(m, &b, &co, err, sizeof err) == 0);
+    b.T = 1;
+    CHECK(mu_model_forward(m, &b, &co, err, sizeof err) == -1 && strstr(err, "positions up to 64"));
+    mu_kvcache_free(c);
+    mu_model_free(m);
+    mu_st_close(g);
+}
 TEST(model_neox_sequential_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_neox_seq"); }
 
 /* tests/golden/SUB/model.gguf (tests/gen/make_arch_ggufs.py: written by llama.cpp's gguf

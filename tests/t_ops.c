@@ -10,6 +10,7 @@
 #include "model.h"
 #include "rng.h"
 #include "objectives.h"
+#include "tensor.h"
 
 static const mu_backend *be(void) { return mu_backend_cpu(); }
 
@@ -150,6 +151,195 @@ TEST(op_matmul_fwd_bwd)
     for (size_t i = 0; i < nw; i++) CHECK_NEAR(dW2[i], 3 * dW[i], 1e-4);
     free(in); free(Y); free(din); free(ref); free(R); free(dY); free(dX); free(dW);
     free(dX2); free(dW2);
+}
+
+/* ---- matmul_wt: W stored [in=K, out=M] (GPT-2's Conv1D) --------------------------------- */
+static void ref_matmul_wt(const double *in, double *out, const void *vc)
+{
+    const mm_ctx *c = vc;
+    const double *X = in, *W = in + (size_t)c->N * c->K;
+    for (int n = 0; n < c->N; n++)
+        for (int m = 0; m < c->M; m++) {
+            double s = 0;
+            for (int k = 0; k < c->K; k++) s += X[n * c->K + k] * W[k * c->M + m];
+            out[n * c->M + m] = s;
+        }
+}
+
+/* out[C,R] = A[R,C]^T (a new array; 2-byte or 4-byte elements) */
+static void *transposed(const void *A, size_t elem, int R, int C)
+{
+    char *out = malloc((size_t)R * C * elem + 1);
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++)
+            memcpy(out + ((size_t)c * R + r) * elem, (const char *)A + ((size_t)r * C + c) * elem,
+                   elem);
+    return out;
+}
+
+/* |a - b| <= tol * max(1, max|b|): the same product summed in another order */
+static void check_same(const char *what, const float *a, const float *b, size_t n, double tol)
+{
+    double *d = to_double(b, n);
+    check_fwd(what, a, d, n, tol);
+    free(d);
+}
+
+/* Tolerance 1e-5 of the largest magnitude throughout: f32 GEMMs of at most 300 terms
+ * (OpenBLAS kernels in different orders for the two layouts), errors near 1e-7 of it. */
+static void matmul_wt_case(int N, int K, int M, uint64_t seed)
+{
+    mm_ctx c = { N, K, M };
+    size_t nx = (size_t)N * K, nw = (size_t)K * M, ny = (size_t)N * M;
+    mu_rng r;
+    mu_rng_seed(&r, seed);
+    float *in = malloc((nx + nw) * sizeof *in), *Y = malloc(ny * sizeof *Y);
+    fill(&r, in, nx + nw, 1.0);
+    const float *X = in, *W = in + nx;
+    float *Wt = transposed(W, sizeof *W, K, M), *Y2 = malloc(ny * sizeof *Y2);
+    be()->matmul_wt(Y, X, W, N, K, M, 0);
+    double *din = to_double(in, nx + nw), *ref = malloc(ny * sizeof *ref);
+    ref_matmul_wt(din, ref, &c);
+    check_fwd("matmul_wt", Y, ref, ny, 1e-5);
+    be()->matmul(Y2, X, Wt, N, K, M, 0);            /* matmul on W^T [M,K]: the same */
+    check_same("matmul_wt vs matmul(W^T)", Y, Y2, ny, 1e-5);
+    be()->matmul_wt(Y, X, W, N, K, M, 1);           /* accumulate adds onto Y */
+    for (size_t i = 0; i < ny; i++) CHECK_NEAR(Y[i], 2 * ref[i], 1e-4);
+
+    double *R = rand_R(ny, seed + 100);
+    float *dY = R_f32(R, ny), *dX = calloc(nx, sizeof *dX), *dW = calloc(nw, sizeof *dW);
+    be()->matmul_wt_bwd(dX, dW, dY, X, W, N, K, M, 0);
+    check_grad("matmul_wt dX", ref_matmul_wt, din, 0, dX, nx, R, ny, &c, 300);
+    check_grad("matmul_wt dW", ref_matmul_wt, din, nx, dW, nw, R, ny, &c, 300);
+    /* matmul_bwd on W^T: the same dX, and dW^T */
+    float *dXt = calloc(nx, sizeof *dXt), *dWt = calloc(nw, sizeof *dWt);
+    be()->matmul_bwd(dXt, dWt, dY, X, Wt, N, K, M, 0);
+    float *dWtt = transposed(dWt, sizeof *dWt, M, K);
+    check_same("matmul_wt_bwd dX vs matmul_bwd(W^T)", dX, dXt, nx, 1e-5);
+    check_same("matmul_wt_bwd dW vs matmul_bwd(W^T)^T", dW, dWtt, nw, 1e-5);
+    /* accumulate_dx adds; dW accumulates; NULL dX skips; NULL dW skips, dX overwritten */
+    float *dX2 = malloc(nx * sizeof *dX2), *dW2 = malloc(nw * sizeof *dW2);
+    memcpy(dX2, dX, nx * sizeof *dX2);
+    memcpy(dW2, dW, nw * sizeof *dW2);
+    be()->matmul_wt_bwd(dX2, dW2, dY, X, W, N, K, M, 1);
+    for (size_t i = 0; i < nx; i++) CHECK_NEAR(dX2[i], 2 * dX[i], 1e-4);
+    for (size_t i = 0; i < nw; i++) CHECK_NEAR(dW2[i], 2 * dW[i], 1e-4);
+    be()->matmul_wt_bwd(NULL, dW2, dY, X, W, N, K, M, 0);
+    for (size_t i = 0; i < nw; i++) CHECK_NEAR(dW2[i], 3 * dW[i], 1e-4);
+    for (size_t i = 0; i < nx; i++) dX2[i] = 123.0f;
+    be()->matmul_wt_bwd(dX2, NULL, dY, X, W, N, K, M, 0);
+    for (size_t i = 0; i < nx; i++) CHECK_NEAR(dX2[i], dX[i], 1e-6);
+    free(in); free(Y); free(Y2); free(Wt); free(din); free(ref); free(R); free(dY); free(dX);
+    free(dW); free(dXt); free(dWt); free(dWtt); free(dX2); free(dW2);
+}
+
+TEST(op_matmul_wt_fwd_bwd)
+{
+    matmul_wt_case(7, 13, 5, 61);
+    matmul_wt_case(1, 9, 6, 62);        /* one row: the matrix-vector path */
+    matmul_wt_case(300, 11, 4, 63);     /* more rows than one dW token chunk (256) */
+    /* empty sums: K = 0 forward and M = 0 backward overwrite with zeros or add nothing */
+    float X[6] = { 1, 2, 3, 4, 5, 6 }, W[6] = { 1, 1, 1, 1, 1, 1 }, Y[6], dY[6] = { 0 };
+    for (int acc = 0; acc < 2; acc++) {
+        for (int i = 0; i < 6; i++) Y[i] = 5.0f;
+        be()->matmul_wt(Y, X, W, 2, 0, 3, acc);
+        for (int i = 0; i < 6; i++) CHECK(Y[i] == (acc ? 5.0f : 0.0f));
+        for (int i = 0; i < 6; i++) Y[i] = 5.0f;
+        be()->matmul_wt_bwd(Y, NULL, dY, X, W, 2, 3, 0, acc);
+        for (int i = 0; i < 6; i++) CHECK(Y[i] == (acc ? 5.0f : 0.0f));
+    }
+}
+
+/* C[R,Cn] = sum_k A[r*ar + k*ak] B[k*bk + c*bc] in double, and Cabs the same sum of |A||B| */
+static void ref_gemm(double *C, double *Cabs, const float *A, size_t ar, size_t ak,
+                     const float *B, size_t bk, size_t bc, int R, int Cn, int Kn)
+{
+    for (int i = 0; i < R; i++)
+        for (int j = 0; j < Cn; j++) {
+            double s = 0, a = 0;
+            for (int k = 0; k < Kn; k++) {
+                double p = (double)A[i * ar + k * ak] * B[k * bk + j * bc];
+                s += p;
+                a += fabs(p);
+            }
+            C[(size_t)i * Cn + j] = s;
+            Cabs[(size_t)i * Cn + j] = a;
+        }
+}
+
+/* Against the f32 operands in double: both operands rounded to bf16 (relative error at most
+ * 2^-8 each) move each product by at most (2^-7 + 2^-16) |a b|; f32 sums add far less than
+ * the 10% margin. */
+static void check_bf16_bound(const char *what, const float *got, const double *ref,
+                             const double *abs_ref, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        CHECK_MSG(fabs(got[i] - ref[i]) <= 1.1 * 0x1p-7 * abs_ref[i] + 1e-6,
+                  "%s[%zu]: %.8g vs f32 reference %.8g (bound %.3g)", what, i, got[i], ref[i],
+                  1.1 * 0x1p-7 * abs_ref[i]);
+}
+
+static void matmul_wt_bf16_case(int N, int K, int M, uint64_t seed)
+{
+    size_t nx = (size_t)N * K, nw = (size_t)K * M, ny = (size_t)N * M, nmax = nx + nw + ny;
+    mu_rng r;
+    mu_rng_seed(&r, seed);
+    float *X = malloc(nx * sizeof *X), *Wf = malloc(nw * sizeof *Wf), *dY = malloc(ny * sizeof *dY);
+    fill(&r, X, nx, 1.0); fill(&r, Wf, nw, 0.5); fill(&r, dY, ny, 1.0);
+    uint16_t *W = malloc(nw * sizeof *W + 1);
+    be()->to_bf16(W, Wf, nw);
+    uint16_t *Wt = transposed(W, sizeof *W, K, M);           /* [M,K], the same bits */
+    float *Y = calloc(ny, sizeof *Y), *Y2 = calloc(ny, sizeof *Y2);
+    float *dX = calloc(nx, sizeof *dX), *dW = calloc(nw, sizeof *dW);
+    float *dX2 = calloc(nx, sizeof *dX2), *dWt = calloc(nw, sizeof *dWt);
+    double *ref = malloc(nmax * sizeof *ref), *refabs = malloc(nmax * sizeof *refabs);
+
+    /* forward: matmul_bf16 on W^T multiplies the same bf16 values (f32 rounding level);
+     * the f32 operands within the bf16 bound; the rounding of X really happens */
+    be()->matmul_wt_bf16(Y, X, W, N, K, M, 0);
+    be()->matmul_bf16(Y2, X, Wt, N, K, M, 0);
+    check_same("matmul_wt_bf16 vs matmul_bf16(W^T)", Y, Y2, ny, 1e-5);
+    ref_gemm(ref, refabs, X, K, 1, Wf, M, 1, N, M, K);
+    check_bf16_bound("matmul_wt_bf16", Y, ref, refabs, ny);
+    float *Wb = malloc(nw * sizeof *Wb);
+    for (size_t i = 0; i < nw; i++) Wb[i] = mu_bf16_to_f32(W[i]);
+    be()->matmul_wt(Y2, X, Wb, N, K, M, 0);
+    double dmax = 0, ymax = 0;
+    for (size_t i = 0; i < ny; i++) {
+        dmax = fmax(dmax, fabs(Y[i] - Y2[i]));
+        ymax = fmax(ymax, fabs(Y2[i]));
+    }
+    CHECK_MSG(dmax > 1e-4 * ymax, "matmul_wt_bf16 equals the f32 GEMM on bf16(W): X not rounded");
+    memcpy(Y2, Y, ny * sizeof *Y2);
+    be()->matmul_wt_bf16(Y2, X, W, N, K, M, 1);
+    for (size_t i = 0; i < ny; i++) CHECK_NEAR(Y2[i], 2 * Y[i], 1e-4);
+
+    /* backward: against matmul_bf16_bwd on W^T (dW transposed back), the f32 bound */
+    be()->matmul_wt_bf16_bwd(dX, dW, dY, X, W, N, K, M, 0);
+    be()->matmul_bf16_bwd(dX2, dWt, dY, X, Wt, N, K, M, 0);
+    float *dWtt = transposed(dWt, sizeof *dWt, M, K);
+    check_same("matmul_wt_bf16_bwd dX vs matmul_bf16_bwd(W^T)", dX, dX2, nx, 1e-5);
+    check_same("matmul_wt_bf16_bwd dW vs matmul_bf16_bwd(W^T)^T", dW, dWtt, nw, 1e-5);
+    ref_gemm(ref, refabs, dY, M, 1, Wf, 1, M, N, K, M);       /* dX[n,k] = sum_m dY W[k,m] */
+    check_bf16_bound("matmul_wt_bf16_bwd dX", dX, ref, refabs, nx);
+    ref_gemm(ref, refabs, X, 1, K, dY, M, 1, K, M, N);        /* dW[k,m] = sum_n X dY */
+    check_bf16_bound("matmul_wt_bf16_bwd dW", dW, ref, refabs, nw);
+    /* accumulate_dx with dW NULL; dW accumulates with dX NULL */
+    memcpy(dX2, dX, nx * sizeof *dX2);
+    be()->matmul_wt_bf16_bwd(dX2, NULL, dY, X, W, N, K, M, 1);
+    for (size_t i = 0; i < nx; i++) CHECK_NEAR(dX2[i], 2 * dX[i], 1e-4);
+    memcpy(dWt, dW, nw * sizeof *dWt);
+    be()->matmul_wt_bf16_bwd(NULL, dWt, dY, X, W, N, K, M, 0);
+    for (size_t i = 0; i < nw; i++) CHECK_NEAR(dWt[i], 2 * dW[i], 1e-4);
+    free(X); free(Wf); free(dY); free(W); free(Wt); free(Y); free(Y2); free(dX); free(dW);
+    free(dX2); free(dWt); free(dWtt); free(ref); free(refabs); free(Wb);
+}
+
+TEST(op_matmul_wt_bf16)
+{
+    matmul_wt_bf16_case(7, 13, 5, 71);
+    matmul_wt_bf16_case(1, 9, 6, 72);        /* one row: the matrix-vector path */
+    matmul_wt_bf16_case(300, 11, 4, 73);     /* more rows than one dW token chunk */
 }
 
 /* ---- bias ------------------------------------------------------------------------------- */
@@ -1010,11 +1200,11 @@ TEST(op_matmul_single_row)
 }
 
 /* ---- thread count ----------------------------------------------------------------------
- * The backward sums over tokens (dW of a matmul, dw of RMSNorm, dw and db of LayerNorm)
- * come out bit-identical with 1 and 3 threads, at sizes where the old code differed:
- * OpenBLAS summed a 2000-token dW in a thread-dependent order, RMSNorm's dw added
+ * The backward sums over tokens (dW of a matmul and of a matmul_wt, dw of RMSNorm, dw and
+ * db of LayerNorm) come out bit-identical with 1 and 3 threads, at sizes where the old code
+ * differed: OpenBLAS summed a 2000-token dW in a thread-dependent order, RMSNorm's dw added
  * per-thread partial sums. */
-typedef struct { float *dX, *dW, *dXn, *dw, *dXl, *dwl, *dbl; } bwd_out;
+typedef struct { float *dX, *dW, *dXw, *dWw, *dXn, *dw, *dXl, *dwl, *dbl; } bwd_out;
 
 static bwd_out backward_sums(int threads, const float *in, int N, int K, int M)
 {
@@ -1024,6 +1214,8 @@ static bwd_out backward_sums(int threads, const float *in, int N, int K, int M)
     float *rstd = malloc((size_t)N * sizeof *rstd), *Y = malloc((size_t)N * K * sizeof *Y);
     o.dX = calloc((size_t)N * K, sizeof *o.dX);
     o.dW = calloc((size_t)M * K, sizeof *o.dW);
+    o.dXw = calloc((size_t)N * K, sizeof *o.dXw);
+    o.dWw = calloc((size_t)K * M, sizeof *o.dWw);
     o.dXn = calloc((size_t)N * K, sizeof *o.dXn);
     o.dw = calloc((size_t)K, sizeof *o.dw);
     o.dXl = calloc((size_t)N * K, sizeof *o.dXl);
@@ -1033,6 +1225,7 @@ static bwd_out backward_sums(int threads, const float *in, int N, int K, int M)
     int saved = omp_get_max_threads();
     omp_set_num_threads(threads);
     be()->matmul_bwd(o.dX, o.dW, dY, X, W, N, K, M, 0);
+    be()->matmul_wt_bwd(o.dXw, o.dWw, dY, X, W, N, K, M, 0);   /* W read as [K,M] */
     be()->rmsnorm(Y, rstd, X, w, N, K, 1e-5f);
     be()->rmsnorm_bwd(o.dXn, o.dw, o.dX, X, w, rstd, N, K);
     be()->layernorm(Y, mean, rstd, X, w, w, N, K, 1e-5f);
@@ -1053,12 +1246,14 @@ TEST(op_backward_sums_independent_of_thread_count)
     bwd_out a = backward_sums(1, in, N, K, M), b = backward_sums(3, in, N, K, M);
     CHECK_MSG(!memcmp(a.dX, b.dX, (size_t)N * K * sizeof *a.dX), "matmul dX differs");
     CHECK_MSG(!memcmp(a.dW, b.dW, (size_t)M * K * sizeof *a.dW), "matmul dW differs");
+    CHECK_MSG(!memcmp(a.dXw, b.dXw, (size_t)N * K * sizeof *a.dXw), "matmul_wt dX differs");
+    CHECK_MSG(!memcmp(a.dWw, b.dWw, (size_t)K * M * sizeof *a.dWw), "matmul_wt dW differs");
     CHECK_MSG(!memcmp(a.dXn, b.dXn, (size_t)N * K * sizeof *a.dXn), "rmsnorm dX differs");
     CHECK_MSG(!memcmp(a.dw, b.dw, (size_t)K * sizeof *a.dw), "rmsnorm dw differs");
     CHECK_MSG(!memcmp(a.dXl, b.dXl, (size_t)N * K * sizeof *a.dXl), "layernorm dX differs");
     CHECK_MSG(!memcmp(a.dwl, b.dwl, (size_t)K * sizeof *a.dwl), "layernorm dw differs");
     CHECK_MSG(!memcmp(a.dbl, b.dbl, (size_t)K * sizeof *a.dbl), "layernorm db differs");
-    float *p[] = { a.dX, a.dW, a.dXn, a.dw, a.dXl, a.dwl, a.dbl,
-                   b.dX, b.dW, b.dXn, b.dw, b.dXl, b.dwl, b.dbl, in };
+    float *p[] = { a.dX, a.dW, a.dXw, a.dWw, a.dXn, a.dw, a.dXl, a.dwl, a.dbl,
+                   b.dX, b.dW, b.dXw, b.dWw, b.dXn, b.dw, b.dXl, b.dwl, b.dbl, in };
     for (size_t i = 0; i < sizeof p / sizeof *p; i++) free(p[i]);
 }

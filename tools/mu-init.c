@@ -45,7 +45,10 @@ static const char usage[] =
     "                        qwen3 (q/k norms per head) or gpt_neox (Pythia: LayerNorms\n"
     "                        with biases, fused q/k/v, a quarter of each head rotating,\n"
     "                        parallel residual, GELU MLP, biases everywhere; head dim\n"
-    "                        d-model/heads, no kv heads of its own)\n"
+    "                        d-model/heads, no kv heads of its own) or gpt2 (learned\n"
+    "                        positions, LayerNorms with biases, Conv1D weights stored\n"
+    "                        [in, out], fused c_attn, gelu_new MLP, biases everywhere,\n"
+    "                        tied head; head dim d-model/heads, --max-pos positions)\n"
     "      --std X           standard deviation of the normal init (default 0.02)\n"
     "      --seed N          random seed (default 1)\n"
     "      --dtype T         stored dtype: f32 (default), bf16, f16\n"
@@ -123,10 +126,10 @@ static void parse_args(int argc, char **argv, init_opts *o) {
         case O_ARCH:
             if ((strcmp(optarg, "llama") && strcmp(optarg, "gemma") && strcmp(optarg, "gemma2") &&
                  strcmp(optarg, "gemma3_text") && strcmp(optarg, "olmo2") && strcmp(optarg, "qwen3") &&
-                 strcmp(optarg, "gpt_neox")) ||
+                 strcmp(optarg, "gpt_neox") && strcmp(optarg, "gpt2")) ||
                 mu_config_set_model_type(c, optarg))
-                mu_usage_error("--arch: '%s' is not llama, gemma, gemma2, gemma3_text, olmo2, qwen3 or gpt_neox",
-                               optarg);
+                mu_usage_error("--arch: '%s' is not llama, gemma, gemma2, gemma3_text, olmo2, qwen3, gpt_neox "
+                               "or gpt2", optarg);
             break;
         default: mu_usage_error("unexpected option (see --help)");
         }
@@ -140,7 +143,9 @@ static void parse_args(int argc, char **argv, init_opts *o) {
         c->head_dim = c->d_model / c->n_head;
     }
     if (c->query_scalar > 0) c->query_scalar = (float)c->head_dim;   /* as Gemma-2 2B and 9B */
-    if (c->fused_qkv) {                  /* GPT-NeoX: rotary_pct 0.25, as GPTNeoXConfig */
+    if (c->fused_qkv == MU_QKV_BLOCKS && c->head_dim * c->n_head != c->d_model)
+        mu_usage_error("--arch gpt2 needs --head-dim = d-model/heads (%d)", c->head_dim);
+    if (c->fused_qkv == MU_QKV_PER_HEAD) {   /* GPT-NeoX: rotary_pct 0.25, as GPTNeoXConfig */
         c->rotary_dim = c->head_dim / 4;
         if (c->head_dim * c->n_head != c->d_model || c->rotary_dim < 2 || c->rotary_dim % 2)
             mu_usage_error("--arch gpt_neox needs --head-dim = d-model/heads, a multiple of 8 (%d)", c->head_dim);

@@ -9,6 +9,10 @@
 void cpu_matmul(float *Y, const float *X, const float *W, int N, int K, int M, int accumulate);
 void cpu_matmul_bwd(float *dX, float *dW, const float *dY, const float *X, const float *W,
                     int N, int K, int M, int accumulate_dx);
+void cpu_matmul_wt(float *Y, const float *X, const float *W, int N, int K, int M,
+                   int accumulate);
+void cpu_matmul_wt_bwd(float *dX, float *dW, const float *dY, const float *X, const float *W,
+                       int N, int K, int M, int accumulate_dx);
 void cpu_bias_add(float *Y, const float *b, int N, int M);
 void cpu_bias_add_bwd(float *db, const float *dY, int N, int M);
 void cpu_embed(float *Y, const float *E, const int32_t *ids, int N, int D);
@@ -52,6 +56,10 @@ void cpu_matmul_bf16(float *Y, const float *X, const uint16_t *W, int N, int K, 
                      int accumulate);
 void cpu_matmul_bf16_bwd(float *dX, float *dW, const float *dY, const float *X,
                          const uint16_t *W, int N, int K, int M, int accumulate_dx);
+void cpu_matmul_wt_bf16(float *Y, const float *X, const uint16_t *W, int N, int K, int M,
+                        int accumulate);
+void cpu_matmul_wt_bf16_bwd(float *dX, float *dW, const float *dY, const float *X,
+                            const uint16_t *W, int N, int K, int M, int accumulate_dx);
 void cpu_embed_bf16(float *Y, const uint16_t *E, const int32_t *ids, int N, int D);
 /* cpu_optim.c */
 double cpu_elems_sumsq(const float *g, const mu_elems *e);

@@ -54,25 +54,53 @@ static float *round_bf16(int slot, const float *X, size_t n)
     return out;
 }
 
-/* Y[N,M] (+)= bf16(X)[N,K] . W[M,K]^T */
-void cpu_matmul_bf16(float *Y, const float *X, const uint16_t *W, int N, int K, int M,
+/* The f32 GEMMs the bf16 ones run on rounded operands: W [M,K] (matmul) or [K,M] (wt) */
+typedef void (*gemm_fwd_fn)(float *, const float *, const float *, int, int, int, int);
+typedef void (*gemm_bwd_fn)(float *, float *, const float *, const float *, const float *, int, int,
+                            int, int);
+
+/* Y[N,M] (+)= bf16(X)[N,K] . W (W bf16 [M,K] or, through matmul_wt, [K,M]) */
+static void bf16_fwd(gemm_fwd_fn f32, float *Y, const float *X, const uint16_t *W, int N, int K, int M,
                      int accumulate)
 {
     if (N <= 0 || M <= 0) return;
     const float *Wf = widen(S_W, W, (size_t)M * K);
     const float *Xb = round_bf16(S_A, X, (size_t)N * K);
-    cpu_matmul(Y, Xb, Wf, N, K, M, accumulate);
+    f32(Y, Xb, Wf, N, K, M, accumulate);
 }
 
-/* dX[N,K] (+)= bf16(dY) . W;  dW[M,K] += bf16(dY)^T . bf16(X) */
-void cpu_matmul_bf16_bwd(float *dX, float *dW, const float *dY, const float *X,
-                         const uint16_t *W, int N, int K, int M, int accumulate_dx)
+/* dX[N,K] (+)= bf16(dY) . W^T-or-W;  dW += bf16(dY)^T . bf16(X) in W's layout */
+static void bf16_bwd(gemm_bwd_fn f32, float *dX, float *dW, const float *dY, const float *X,
+                     const uint16_t *W, int N, int K, int M, int accumulate_dx)
 {
     if (N <= 0 || K <= 0) return;
     const float *dYb = round_bf16(S_A, dY, (size_t)N * M);
-    if (dX) cpu_matmul_bwd(dX, NULL, dYb, NULL, widen(S_W, W, (size_t)M * K), N, K, M,
-                           accumulate_dx);
-    if (dW) cpu_matmul_bwd(NULL, dW, dYb, round_bf16(S_B, X, (size_t)N * K), NULL, N, K, M, 0);
+    if (dX) f32(dX, NULL, dYb, NULL, widen(S_W, W, (size_t)M * K), N, K, M, accumulate_dx);
+    if (dW) f32(NULL, dW, dYb, round_bf16(S_B, X, (size_t)N * K), NULL, N, K, M, 0);
+}
+
+void cpu_matmul_bf16(float *Y, const float *X, const uint16_t *W, int N, int K, int M,
+                     int accumulate)
+{
+    bf16_fwd(cpu_matmul, Y, X, W, N, K, M, accumulate);
+}
+
+void cpu_matmul_bf16_bwd(float *dX, float *dW, const float *dY, const float *X,
+                         const uint16_t *W, int N, int K, int M, int accumulate_dx)
+{
+    bf16_bwd(cpu_matmul_bwd, dX, dW, dY, X, W, N, K, M, accumulate_dx);
+}
+
+void cpu_matmul_wt_bf16(float *Y, const float *X, const uint16_t *W, int N, int K, int M,
+                        int accumulate)
+{
+    bf16_fwd(cpu_matmul_wt, Y, X, W, N, K, M, accumulate);
+}
+
+void cpu_matmul_wt_bf16_bwd(float *dX, float *dW, const float *dY, const float *X,
+                            const uint16_t *W, int N, int K, int M, int accumulate_dx)
+{
+    bf16_bwd(cpu_matmul_wt_bwd, dX, dW, dY, X, W, N, K, M, accumulate_dx);
 }
 
 /* Y[N,D] = f32(E[ids[n], :]) */

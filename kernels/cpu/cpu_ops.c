@@ -52,13 +52,14 @@ void cpu_matmul(float *Y, const float *X, const float *W, int N, int K, int M, i
  * ends with, are then the same for any OMP_NUM_THREADS. Chunks this long cost no speed. */
 #define DW_TOKEN_CHUNK 256
 
-/* dW[M,K] += dY[N,M]^T X[N,K], token chunk by token chunk */
-static void matmul_bwd_dw(float *dW, const float *dY, const float *X, int N, int K, int M)
+/* G[R,C] += A[N,R]^T B[N,C], token chunk by token chunk (the weight gradients:
+ * matmul's dW[M,K] += dY^T X, matmul_wt's dW[K,M] += X^T dY) */
+static void dw_by_token_chunks(float *G, const float *A, const float *B, int N, int R, int C)
 {
     for (int n0 = 0; n0 < N; n0 += DW_TOKEN_CHUNK) {
         int nn = N - n0 < DW_TOKEN_CHUNK ? N - n0 : DW_TOKEN_CHUNK;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, K, nn, 1.0f,
-                    dY + (size_t)n0 * M, M, X + (size_t)n0 * K, K, 1.0f, dW, K);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, R, C, nn, 1.0f,
+                    A + (size_t)n0 * R, R, B + (size_t)n0 * C, C, 1.0f, G, C);
     }
 }
 
@@ -77,7 +78,47 @@ void cpu_matmul_bwd(float *dX, float *dW, const float *dY, const float *X, const
         if (dX)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, K, M, 1.0f, dY, M, W, K,
                         accumulate_dx ? 1.0f : 0.0f, dX, K);
-        if (dW && M > 0) matmul_bwd_dw(dW, dY, X, N, K, M);
+        if (dW && M > 0) dw_by_token_chunks(dW, dY, X, N, M, K);
+    }
+    blas_end(saved);
+}
+
+/* ---- matmul_wt: Y[N,M] = X[N,K] W[K,M]  (W stored [in, out]) ---------------------------- */
+void cpu_matmul_wt(float *Y, const float *X, const float *W, int N, int K, int M,
+                   int accumulate)
+{
+    if (N <= 0 || M <= 0) return;
+    if (K <= 0) { if (!accumulate) memset(Y, 0, (size_t)N * M * sizeof *Y); return; }
+    int saved = blas_begin((double)N * K * M);
+    if (N == 1)         /* y[M] = W[K,M]^T x[K] */
+        cblas_sgemv(CblasRowMajor, CblasTrans, K, M, 1.0f, W, M, X, 1,
+                    accumulate ? 1.0f : 0.0f, Y, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, M, K, 1.0f, X, K, W, M,
+                    accumulate ? 1.0f : 0.0f, Y, M);
+    blas_end(saved);
+}
+
+/* dX[N,K] (+)= dY[N,M] W[K,M]^T;  dW[K,M] += X[N,K]^T dY[N,M] */
+void cpu_matmul_wt_bwd(float *dX, float *dW, const float *dY, const float *X, const float *W,
+                       int N, int K, int M, int accumulate_dx)
+{
+    if (N <= 0 || K <= 0) return;
+    if (M <= 0) {       /* an empty sum (and W's leading dimension M would be invalid) */
+        if (dX && !accumulate_dx) memset(dX, 0, (size_t)N * K * sizeof *dX);
+        return;
+    }
+    int saved = blas_begin((double)N * K * M);
+    if (N == 1) {
+        if (dX)         /* dx[K] = W[K,M] dy[M] */
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, K, M, 1.0f, W, M, dY, 1,
+                        accumulate_dx ? 1.0f : 0.0f, dX, 1);
+        if (dW) cblas_sger(CblasRowMajor, K, M, 1.0f, X, 1, dY, 1, dW, M);
+    } else {
+        if (dX)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, K, M, 1.0f, dY, M, W, M,
+                        accumulate_dx ? 1.0f : 0.0f, dX, K);
+        if (dW) dw_by_token_chunks(dW, X, dY, N, K, M);
     }
     blas_end(saved);
 }
@@ -160,22 +201,38 @@ static void rmsnorm_bwd_dx(float *dX, const float *dY, const float *X, const flo
     }
 }
 
-/* dw[D] += sum_n dY*X*r: columns split across threads, each column summed over n in order,
- * so dw does not depend on the thread count. */
-static void rmsnorm_bwd_dw(float *dw, const float *dY, const float *X, const float *rstd,
-                           int N, int D)
+/* The norms' weight (and bias) gradients, sums over rows: row(g, n, c0, c1) adds row n's
+ * terms to the columns [c0, c1). */
+typedef struct { float *dw, *db; const float *dY, *X, *mean, *rstd; int D; } norm_grad;
+typedef void (*norm_grad_row)(const norm_grad *g, int n, int c0, int c1);
+
+/* Columns split across threads, each thread's rows in order, so the sums do not depend on
+ * the thread count. */
+static void by_column_blocks(const norm_grad *g, int N, norm_grad_row row)
 {
-    int nt = (size_t)N * D > PAR_MIN ? omp_get_max_threads() : 1;
+    int D = g->D, nt = (size_t)N * D > PAR_MIN ? omp_get_max_threads() : 1;
     #pragma omp parallel num_threads(nt)
     {
         int t = omp_get_thread_num(), T = omp_get_num_threads();
         int c0 = (int)((int64_t)D * t / T), c1 = (int)((int64_t)D * (t + 1) / T);
-        for (int n = 0; n < N; n++) {
-            const float *x = X + (size_t)n * D, *dy = dY + (size_t)n * D;
-            float r = rstd[n];
-            for (int j = c0; j < c1; j++) dw[j] += dy[j] * x[j] * r;
-        }
+        for (int n = 0; n < N; n++) row(g, n, c0, c1);
     }
+}
+
+/* RMSNorm: dw[j] += dY x r */
+static void rmsnorm_dw_row(const norm_grad *g, int n, int c0, int c1)
+{
+    const float *x = g->X + (size_t)n * g->D, *dy = g->dY + (size_t)n * g->D;
+    float r = g->rstd[n];
+    for (int j = c0; j < c1; j++) g->dw[j] += dy[j] * x[j] * r;
+}
+
+/* dw[D] += sum_n dY*X*r */
+static void rmsnorm_bwd_dw(float *dw, const float *dY, const float *X, const float *rstd,
+                           int N, int D)
+{
+    norm_grad g = { dw, NULL, dY, X, NULL, rstd, D };
+    by_column_blocks(&g, N, rmsnorm_dw_row);
 }
 
 void cpu_rmsnorm_bwd(float *dX, float *dw, const float *dY, const float *X, const float *w,
@@ -237,23 +294,21 @@ static void layernorm_bwd_dx(float *dX, const float *dY, const float *X, const f
     }
 }
 
-/* dw[D] += sum_n dY xhat, db[D] += sum_n dY (either may be NULL): columns split across
- * threads, each column summed over n in order, so neither depends on the thread count. */
+/* LayerNorm: dw[j] += dY xhat, db[j] += dY (either may be NULL) */
+static void layernorm_dwdb_row(const norm_grad *g, int n, int c0, int c1)
+{
+    const float *x = g->X + (size_t)n * g->D, *dy = g->dY + (size_t)n * g->D;
+    float m = g->mean[n], r = g->rstd[n];
+    if (g->dw) for (int j = c0; j < c1; j++) g->dw[j] += dy[j] * ((x[j] - m) * r);
+    if (g->db) for (int j = c0; j < c1; j++) g->db[j] += dy[j];
+}
+
+/* dw[D] += sum_n dY xhat, db[D] += sum_n dY (either may be NULL) */
 static void layernorm_bwd_dwdb(float *dw, float *db, const float *dY, const float *X,
                                const float *mean, const float *rstd, int N, int D)
 {
-    int nt = (size_t)N * D > PAR_MIN ? omp_get_max_threads() : 1;
-    #pragma omp parallel num_threads(nt)
-    {
-        int t = omp_get_thread_num(), T = omp_get_num_threads();
-        int c0 = (int)((int64_t)D * t / T), c1 = (int)((int64_t)D * (t + 1) / T);
-        for (int n = 0; n < N; n++) {
-            const float *x = X + (size_t)n * D, *dy = dY + (size_t)n * D;
-            float m = mean[n], r = rstd[n];
-            if (dw) for (int j = c0; j < c1; j++) dw[j] += dy[j] * ((x[j] - m) * r);
-            if (db) for (int j = c0; j < c1; j++) db[j] += dy[j];
-        }
-    }
+    norm_grad g = { dw, db, dY, X, mean, rstd, D };
+    by_column_blocks(&g, N, layernorm_dwdb_row);
 }
 
 void cpu_layernorm_bwd(float *dX, float *dw, float *db, const float *dY, const float *X,

@@ -185,31 +185,56 @@ static void cu_sync(void) { CK(cudaDeviceSynchronize()); }
 /* ---- matmul (cuBLAS, column-major view of row-major arrays) --------------------------- *
  * A row-major [r, c] array is a column-major c x r matrix with leading dimension c. */
 
-/* Y[N,M] (+)= X[N,K] W[M,K]^T  <=>  Y^T (MxN) = op_T(W^T as KxM) * X^T (KxN) */
-static void cu_matmul(float *Y, const float *X, const float *W, int N, int K, int M,
-                      int accumulate)
+/* Y[N,M] (+)= X[N,K] W[M,K]^T  <=>  Y^T (MxN) = op_T(W^T as KxM) * X^T (KxN)
+ * wt (W stored transposed, [K,M]: column-major M x K, ld M):
+ * Y[N,M] (+)= X[N,K] W[K,M]    <=>  Y^T (MxN) = W^T (MxK) * X^T (KxN) */
+static void sgemm_fwd(float *Y, const float *X, const float *W, int N, int K, int M,
+                      int accumulate, int wt)
 {
     if (N <= 0 || M <= 0) return;
     if (K <= 0) { if (!accumulate) cu_zero(Y, (size_t)N * M * sizeof *Y); return; }
     const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-    CB(cublasSgemm(g_blas, CUBLAS_OP_T, CUBLAS_OP_N, M, N, K, &one, W, K, X, K, &beta, Y, M));
+    CB(cublasSgemm(g_blas, wt ? CUBLAS_OP_N : CUBLAS_OP_T, CUBLAS_OP_N, M, N, K, &one, W, wt ? M : K,
+                   X, K, &beta, Y, M));
 }
 
 /* dX[N,K] (+)= dY[N,M] W[M,K]  <=>  dX^T (KxN) = W^T (KxM) * dY^T (MxN)
- * dW[M,K] += dY^T X            <=>  dW^T (KxM) = X^T (KxN) * op_T(dY^T as MxN) */
-static void cu_matmul_bwd(float *dX, float *dW, const float *dY, const float *X,
-                          const float *W, int N, int K, int M, int accumulate_dx)
+ * dW[M,K] += dY^T X            <=>  dW^T (KxM) = X^T (KxN) * op_T(dY^T as MxN)
+ * wt: dX^T (KxN) = op_T(W^T as MxK) * dY^T (MxN);  dW[K,M] += X^T dY  <=>
+ *     dW^T (MxK) = dY^T (MxN) * op_T(X^T as KxN) */
+static void sgemm_bwd(float *dX, float *dW, const float *dY, const float *X, const float *W,
+                      int N, int K, int M, int accumulate_dx, int wt)
 {
     if (N <= 0 || K <= 0) return;
     const float one = 1.0f, bx = accumulate_dx ? 1.0f : 0.0f;
     if (dX) {
         if (M <= 0) { if (!accumulate_dx) cu_zero(dX, (size_t)N * K * sizeof *dX); }
-        else CB(cublasSgemm(g_blas, CUBLAS_OP_N, CUBLAS_OP_N, K, N, M, &one, W, K, dY, M,
-                            &bx, dX, K));
+        else CB(cublasSgemm(g_blas, wt ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N, K, N, M, &one, W,
+                            wt ? M : K, dY, M, &bx, dX, K));
     }
-    if (dW && M > 0)
-        CB(cublasSgemm(g_blas, CUBLAS_OP_N, CUBLAS_OP_T, K, M, N, &one, X, K, dY, M, &one,
-                       dW, K));
+    if (dW && M > 0) {
+        if (wt) CB(cublasSgemm(g_blas, CUBLAS_OP_N, CUBLAS_OP_T, M, K, N, &one, dY, M, X, K, &one, dW, M));
+        else CB(cublasSgemm(g_blas, CUBLAS_OP_N, CUBLAS_OP_T, K, M, N, &one, X, K, dY, M, &one, dW, K));
+    }
+}
+
+static void cu_matmul(float *Y, const float *X, const float *W, int N, int K, int M, int accumulate)
+{
+    sgemm_fwd(Y, X, W, N, K, M, accumulate, 0);
+}
+static void cu_matmul_bwd(float *dX, float *dW, const float *dY, const float *X,
+                          const float *W, int N, int K, int M, int accumulate_dx)
+{
+    sgemm_bwd(dX, dW, dY, X, W, N, K, M, accumulate_dx, 0);
+}
+static void cu_matmul_wt(float *Y, const float *X, const float *W, int N, int K, int M, int accumulate)
+{
+    sgemm_fwd(Y, X, W, N, K, M, accumulate, 1);
+}
+static void cu_matmul_wt_bwd(float *dX, float *dW, const float *dY, const float *X,
+                             const float *W, int N, int K, int M, int accumulate_dx)
+{
+    sgemm_bwd(dX, dW, dY, X, W, N, K, M, accumulate_dx, 1);
 }
 
 /* ---- bias ------------------------------------------------------------------------------ */
@@ -1085,6 +1110,8 @@ static void fill_table(mu_backend *b)
     b->mem_report = mu_cuda_print_memory;
     b->matmul = cu_matmul;
     b->matmul_bwd = cu_matmul_bwd;
+    b->matmul_wt = cu_matmul_wt;
+    b->matmul_wt_bwd = cu_matmul_wt_bwd;
     b->bias_add = cu_bias_add;
     b->bias_add_bwd = cu_bias_add_bwd;
     b->embed = cu_embed;

@@ -66,9 +66,10 @@ static void gemm_bf16(cublasOperation_t ta, cublasOperation_t tb, int m, int n, 
 }
 
 /* ---- GEMMs ---------------------------------------------------------------------------------- */
-/* Y[N,M] (+)= bf16(X)[N,K] W[M,K]^T  <=>  Y^T (MxN) = W (MxK, stored KxM col-major)^T X^T */
-static void cu_matmul_bf16(float *Y, const float *X, const uint16_t *W, int N, int K, int M,
-                           int accumulate)
+/* Y[N,M] (+)= bf16(X)[N,K] W[M,K]^T  <=>  Y^T (MxN) = W (MxK, stored KxM col-major)^T X^T
+ * wt (W bf16 stored [K,M], column-major M x K, ld M):  Y^T (MxN) = W^T (MxK) bf16(X)^T (KxN) */
+static void bf16_fwd(float *Y, const float *X, const uint16_t *W, int N, int K, int M, int accumulate,
+                     int wt)
 {
     if (N <= 0 || M <= 0) return;
     if (K <= 0) {
@@ -76,13 +77,16 @@ static void cu_matmul_bf16(float *Y, const float *X, const uint16_t *W, int N, i
         return;
     }
     const __nv_bfloat16 *Xb = rounded(SB_A, X, (size_t)N * K);
-    gemm_bf16(CUBLAS_OP_T, CUBLAS_OP_N, M, N, K, W, K, Xb, K, accumulate ? 1.0f : 0.0f, Y, M);
+    gemm_bf16(wt ? CUBLAS_OP_N : CUBLAS_OP_T, CUBLAS_OP_N, M, N, K, W, wt ? M : K, Xb, K,
+              accumulate ? 1.0f : 0.0f, Y, M);
 }
 
 /* dX[N,K] (+)= bf16(dY)[N,M] W[M,K]   <=>  dX^T (KxN) = W^T (KxM) dY^T (MxN)
- * dW[M,K] += bf16(dY)^T bf16(X)       <=>  dW^T (KxM) = X^T (KxN) (dY^T)^T */
-static void cu_matmul_bf16_bwd(float *dX, float *dW, const float *dY, const float *X,
-                               const uint16_t *W, int N, int K, int M, int accumulate_dx)
+ * dW[M,K] += bf16(dY)^T bf16(X)       <=>  dW^T (KxM) = X^T (KxN) (dY^T)^T
+ * wt: dX^T (KxN) = op_T(W^T as MxK) bf16(dY)^T (MxN);
+ *     dW^T (MxK) += bf16(dY)^T (MxN) op_T(bf16(X)^T as KxN) */
+static void bf16_bwd(float *dX, float *dW, const float *dY, const float *X, const uint16_t *W, int N,
+                     int K, int M, int accumulate_dx, int wt)
 {
     if (N <= 0 || K <= 0) return;
     if (M <= 0) {
@@ -91,11 +95,33 @@ static void cu_matmul_bf16_bwd(float *dX, float *dW, const float *dY, const floa
     }
     const __nv_bfloat16 *dYb = rounded(SB_A, dY, (size_t)N * M);
     if (dX)
-        gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_N, K, N, M, W, K, dYb, M, accumulate_dx ? 1.0f : 0.0f,
-                  dX, K);
-    if (dW)
-        gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_T, K, M, N, rounded(SB_B, X, (size_t)N * K), K, dYb, M,
-                  1.0f, dW, K);
+        gemm_bf16(wt ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N, K, N, M, W, wt ? M : K, dYb, M,
+                  accumulate_dx ? 1.0f : 0.0f, dX, K);
+    if (!dW) return;
+    const __nv_bfloat16 *Xb = rounded(SB_B, X, (size_t)N * K);
+    if (wt) gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_T, M, K, N, dYb, M, Xb, K, 1.0f, dW, M);
+    else gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_T, K, M, N, Xb, K, dYb, M, 1.0f, dW, K);
+}
+
+static void cu_matmul_bf16(float *Y, const float *X, const uint16_t *W, int N, int K, int M,
+                           int accumulate)
+{
+    bf16_fwd(Y, X, W, N, K, M, accumulate, 0);
+}
+static void cu_matmul_bf16_bwd(float *dX, float *dW, const float *dY, const float *X,
+                               const uint16_t *W, int N, int K, int M, int accumulate_dx)
+{
+    bf16_bwd(dX, dW, dY, X, W, N, K, M, accumulate_dx, 0);
+}
+static void cu_matmul_wt_bf16(float *Y, const float *X, const uint16_t *W, int N, int K, int M,
+                              int accumulate)
+{
+    bf16_fwd(Y, X, W, N, K, M, accumulate, 1);
+}
+static void cu_matmul_wt_bf16_bwd(float *dX, float *dW, const float *dY, const float *X,
+                                  const uint16_t *W, int N, int K, int M, int accumulate_dx)
+{
+    bf16_bwd(dX, dW, dY, X, W, N, K, M, accumulate_dx, 1);
 }
 
 /* ---- embedding ---------------------------------------------------------------------------- */
@@ -122,5 +148,7 @@ void mu_cu_fill_bf16(mu_backend *b)
     b->to_bf16 = cu_to_bf16;
     b->matmul_bf16 = cu_matmul_bf16;
     b->matmul_bf16_bwd = cu_matmul_bf16_bwd;
+    b->matmul_wt_bf16 = cu_matmul_wt_bf16;
+    b->matmul_wt_bf16_bwd = cu_matmul_wt_bf16_bwd;
     b->embed_bf16 = cu_embed_bf16;
 }

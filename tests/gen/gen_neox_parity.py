@@ -23,18 +23,10 @@ import os
 import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-from hf_parity import randomize_norms, save_model, write_golden
+from hf_parity import randomize_biases, randomize_norms, save_model, write_golden
 
 OUT = os.environ.get("MU_GOLDEN_OUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                                                       "golden")
-
-
-def randomize_biases(model, std=0.2):
-    """Every bias drawn from N(0, std^2), in named_parameters order."""
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith(".bias"):
-                p.copy_(std * torch.randn_like(p))
 
 
 def make(sub, seed, **kw):

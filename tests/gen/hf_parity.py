@@ -28,6 +28,15 @@ def randomize_norms(model, center, std=0.2, suffixes=("norm.weight",), prefix=""
                 p.copy_(center + std * torch.randn_like(p))
 
 
+def randomize_biases(model, std=0.2):
+    """Every bias drawn from N(0, std^2), in named_parameters order (transformers starts them
+    at 0, which would hide a wrong bias)."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(".bias"):
+                p.copy_(std * torch.randn_like(p))
+
+
 def gemma_norms_around_zero(model, prefix=""):
     """Gemma's RMSNorms scale by 1 + w, initialized to w = 0: w ~ N(0, 0.2^2), so that
     1 + w is not 1."""

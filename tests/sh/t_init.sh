@@ -26,7 +26,7 @@ t init_replaced_content cmp "$T/a/model.safetensors" "$T/c/model.safetensors"
 t init_no_temp_left bash -c "! ls '$T' | grep -q tmp"
 
 expect_fail init_needs_out 2 'out DIR is required' mu-init "${small[@]}"
-expect_fail init_bad_arch 2 "arch: 'gpt2'" mu-init --out "$T/x" --arch gpt2
+expect_fail init_bad_arch 2 "arch: 'bloom'" mu-init --out "$T/x" --arch bloom
 expect_fail init_arch_qkv_bias 2 'qkv-bias goes with --arch llama' mu-init --out "$T/x" --arch gemma --qkv-bias
 expect_fail init_small_vocab 2 'vocab' mu-init --out "$T/x" --vocab 100
 expect_fail init_bad_dtype 2 'dtype' mu-init --out "$T/x" --dtype f8
