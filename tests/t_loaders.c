@@ -933,6 +933,20 @@ TEST(config_gpt2) {
     CHECK(cand.m.n == 4 && cand.m.t[0].units == 36 && cand.m.t[1].units == 36 && cand.m.t[2].units == 12 &&
           mu_mask_unit_axis(cand.m.t[0].name, MU_GRAN_HEAD) == 1);
     mu_cands_free(&cand);
+    /* neuron 5 of layer 5: column 5 of c_fc [768, 3072] (its input weights) and row 5 of
+     * mlp.c_proj [3072, 768] (its value vector) */
+    mu_mask mk;
+    mu_mask_init(&mk, "neuron", mu_arch_numel(pl, np));
+    mu_mask_tensor *tf = mu_mask_add(&mk, pl[fc].name, 2, pl[fc].shape, MU_GRAN_NEURON, 3072, err, sizeof err);
+    mu_mask_tensor *td = mu_mask_add(&mk, pl[down].name, 2, pl[down].shape, MU_GRAN_NEURON, 3072, err, sizeof err);
+    CHECK_MSG(tf && td, "%s", err);    /* (the second add may move the first: use mk.t) */
+    mk.t[0].bits[0] = mk.t[1].bits[0] = 1 << 5;
+    int64_t *idx;
+    CHECK(mu_mask_indices(&mk.t[0], &idx) == 768 && idx[0] == 5 && idx[1] == 3072 + 5 && idx[767] == 767 * 3072 + 5);
+    free(idx);
+    CHECK(mu_mask_indices(&mk.t[1], &idx) == 768 && idx[0] == 5 * 768 && idx[767] == 5 * 768 + 767);
+    free(idx);
+    mu_mask_free(&mk);
     free(pl);
     const char *p = path_in(mu_test_tmpdir(), "gpt2.json");
     CHECK_MSG(!mu_config_write_json(&c, p, err, sizeof err), "%s", err);
