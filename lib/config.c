@@ -70,7 +70,7 @@ float mu_config_attn_scale(const mu_config *c) {
 }
 
 int mu_config_layer_window(const mu_config *c, int L) {
-    if (c->sliding_window <= 0) return 0;
+    if (c->sliding_window <= 0 || L < c->window_from) return 0;
     if (c->global_every > 0 && (L + 1) % c->global_every == 0) return 0;
     return c->sliding_window;
 }
@@ -394,18 +394,40 @@ static int j_gpt2_heads(jctx *j, mu_config *c) {
     return 0;
 }
 
+/* The leading full_attention layers of a layer_types list that has only sliding_attention
+ * layers after them; -1 when it is not that pattern (or not n_layer long). */
+static int leading_full_layers(json_t *lt, int n_layer) {
+    if (!json_is_array(lt) || (int)json_array_size(lt) != n_layer) return -1;
+    int k = 0;
+    while (k < n_layer && json_is_string(json_array_get(lt, (size_t)k)) &&
+           !strcmp(json_string_value(json_array_get(lt, (size_t)k)), "full_attention"))
+        k++;
+    for (int i = k; i < n_layer; i++) {
+        json_t *v = json_array_get(lt, (size_t)i);
+        if (!json_is_string(v) || strcmp(json_string_value(v), "sliding_attention")) return -1;
+    }
+    return k;
+}
+
 /* Qwen2 and Qwen3 apply their sliding_window only with use_sliding_window, and then to the
- * layers from max_window_layers on: mu runs it off and refuses it on. */
+ * layers from max_window_layers on (transformers' default 28); layer_types, when given, must
+ * be that pattern (full layers, then sliding ones), and is what transformers follows. */
 static int j_qwen_window(jctx *j, json_t *root, mu_config *c) {
     if (strcmp(c->model_type, "qwen2") && strcmp(c->model_type, "qwen3")) return 0;
-    int use = 0;
-    if (j_bool(j, root, "use_sliding_window", &use)) return -1;
-    if (use) {
-        mu_set_err(j->err, j->errlen, "%s: use_sliding_window true (Qwen's per-layer windows) is not supported",
-                   j->name);
+    int use = 0, from = 28;
+    if (j_bool(j, root, "use_sliding_window", &use) || j_int(j, root, "max_window_layers", &from, 0, INT32_MAX))
+        return -1;
+    if (!use || c->sliding_window <= 0) {
+        c->sliding_window = 0;
+        return 0;
+    }
+    json_t *lt = json_object_get(root, "layer_types");
+    if (lt && !json_is_null(lt) && (from = leading_full_layers(lt, c->n_layer)) < 0) {
+        mu_set_err(j->err, j->errlen, "%s: \"layer_types\" is not %d layers of full_attention, then "
+                   "sliding_attention", j->name, c->n_layer);
         return -1;
     }
-    c->sliding_window = 0;
+    c->window_from = from < c->n_layer ? from : c->n_layer;
     return 0;
 }
 
@@ -769,7 +791,8 @@ int mu_config_validate(const mu_config *c, char *err, size_t errlen) {
             return -1;
         }
     }
-    if (c->sliding_window < 0 || c->global_every < 0 || !(c->attn_softcap >= 0) || !(c->final_softcap >= 0) ||
+    if (c->sliding_window < 0 || c->global_every < 0 || c->window_from < 0 || c->window_from > c->n_layer ||
+        !(c->attn_softcap >= 0) || !(c->final_softcap >= 0) ||
         !(c->query_scalar >= 0) || !(c->rope_local_theta >= 0) || !isfinite(c->attn_softcap) ||
         !isfinite(c->final_softcap) || !isfinite(c->query_scalar) || !isfinite(c->rope_local_theta)) {
         mu_set_err(err, errlen, "sliding window, soft-caps, query_pre_attn_scalar and rope_local_base_freq must "
@@ -931,6 +954,16 @@ static json_t *config_to_json(const mu_config *c, const char *torch_dtype, const
     json_object_set_new(r, "rms_norm_eps", j_float(c->rms_eps));
     json_object_set_new(r, "rope_theta", j_float(c->rope_theta));
     if (c->sliding_window > 0) json_object_set_new(r, "sliding_window", json_integer(c->sliding_window));
+    int qwen = !strcmp(cfg_types[ti].model_type, "qwen2") || !strcmp(cfg_types[ti].model_type, "qwen3");
+    if (qwen && c->sliding_window > 0) {    /* Qwen reads its window only with these */
+        json_object_set_new(r, "use_sliding_window", json_true());
+        json_object_set_new(r, "max_window_layers", json_integer(c->window_from));
+    } else if (c->window_from > 0) {
+        mu_set_err(err, errlen, "%s: model_type %s has no windows from a layer on (max_window_layers)", path,
+                   cfg_types[ti].model_type);
+        json_decref(r);
+        return NULL;
+    }
     if (gemma23) {
         if (c->sliding_window <= 0) json_object_set_new(r, "sliding_window", json_null());
         json_object_set_new(r, "attn_logit_softcapping", c->attn_softcap > 0 ? j_float(c->attn_softcap) : json_null());

@@ -45,6 +45,8 @@ typedef struct {
                                 with one weight [head_dim] (Gemma-3, Qwen3) */
     int sliding_window;      /* Mistral, Gemma-2: a query sees at most this many keys (itself
                                 and the window - 1 before it); 0 = none */
+    int window_from;         /* with sliding_window: the layers before this one attend globally
+                                (Qwen2/3 use_sliding_window: max_window_layers); 0 = none */
     int global_every;        /* with sliding_window: 0, every layer slides (Mistral); k > 0,
                                 layer L attends globally when (L + 1) % k == 0 and slides
                                 otherwise (Gemma-2: k = 2, the even layers slide) */

@@ -965,6 +965,15 @@ static void check_alone_grads_and_cache(const char *sub)
 
 TEST(model_gemma_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_gemma"); }
 
+/* Qwen2 with use_sliding_window (tests/gen/gen_qwen2_window_parity.py, transformers 5.25):
+ * layer 0 global, layers 1 and 2 with a window of 4 over 9 tokens (max_window_layers 1,
+ * layer_types). */
+TEST(model_parity_qwen2_window_with_hf_transformers)
+{
+    check_hf_parity("parity_qwen2_window");
+    check_alone_grads_and_cache("parity_qwen2_window");
+}
+
 /* GPT-NeoX (tests/gen/gen_neox_parity.py, transformers 5.25): LayerNorms with biases, fused
  * q/k/v, half of each head rotating, parallel residual, plain GELU MLP (erf form), biases on
  * every projection; parity_neox_seq: two heads of 16 with a quarter rotating (base 500),
@@ -1583,8 +1592,9 @@ TEST(model_sliding_window_sees_only_the_window)
     CHECK_EQ_INT(back.sliding_window, 4);
 }
 
-/* Qwen2 and Qwen3 keep their sliding_window off unless use_sliding_window, which is refused
- * (their windows apply from max_window_layers on); Qwen3's head_dim defaults to 128. */
+/* Qwen2 and Qwen3 keep their sliding_window off unless use_sliding_window, and then apply it
+ * from max_window_layers on (default 28; layer_types, when given, decides and must be full
+ * layers then sliding ones); Qwen3's head_dim defaults to 128. */
 TEST(config_qwen_windows_from_json)
 {
     char err[256];
@@ -1596,14 +1606,38 @@ TEST(config_qwen_windows_from_json)
     CHECK_EQ_INT(c.sliding_window, 0);
     char on[512];
     snprintf(on, sizeof on, "%.*s true}", (int)(strlen(qwen) - 7), qwen);
+    CHECK_MSG(mu_config_from_json_str(on, strlen(on), "q.json", &c, err, sizeof err) == 0, "%s", err);
+    CHECK(c.sliding_window == 4 && c.window_from == 2);          /* max_window_layers 28 > 2 layers */
+    CHECK(mu_config_layer_window(&c, 0) == 0 && mu_config_layer_window(&c, 1) == 0);
+    snprintf(on, sizeof on, "%.*s true, \"max_window_layers\": 1}", (int)(strlen(qwen) - 7), qwen);
+    CHECK_MSG(mu_config_from_json_str(on, strlen(on), "q.json", &c, err, sizeof err) == 0, "%s", err);
+    CHECK(c.window_from == 1 && mu_config_layer_window(&c, 0) == 0 && mu_config_layer_window(&c, 1) == 4);
+    snprintf(on, sizeof on, "%.*s true, \"max_window_layers\": 1, \"layer_types\": [\"full_attention\", "
+             "\"full_attention\"]}", (int)(strlen(qwen) - 7), qwen);
+    CHECK_MSG(mu_config_from_json_str(on, strlen(on), "q.json", &c, err, sizeof err) == 0, "%s", err);
+    CHECK(c.window_from == 2);                                   /* layer_types decides */
+    snprintf(on, sizeof on, "%.*s true, \"layer_types\": [\"sliding_attention\", \"full_attention\"]}",
+             (int)(strlen(qwen) - 7), qwen);
     CHECK(mu_config_from_json_str(on, strlen(on), "q.json", &c, err, sizeof err) == -1);
-    CHECK_MSG(strstr(err, "q.json: use_sliding_window") != NULL, "%s", err);
+    CHECK_MSG(strstr(err, "q.json: \"layer_types\"") == err, "%s", err);
     /* Qwen3: head_dim defaults to 128 (Qwen3Config), q/k norms per head, window as Qwen2's */
     const char *q3 = "{\"model_type\": \"qwen3\", \"num_hidden_layers\": 2, \"hidden_size\": 16, "
                      "\"num_attention_heads\": 4, \"intermediate_size\": 24, \"vocab_size\": 11, "
-                     "\"sliding_window\": 4, \"use_sliding_window\": true}";
-    CHECK(mu_config_from_json_str(q3, strlen(q3), "q3.json", &c, err, sizeof err) == -1);
-    CHECK_MSG(strstr(err, "q3.json: use_sliding_window") == err, "%s", err);
+                     "\"sliding_window\": 4, \"use_sliding_window\": true, \"max_window_layers\": 0}";
+    CHECK_MSG(mu_config_from_json_str(q3, strlen(q3), "q3.json", &c, err, sizeof err) == 0, "%s", err);
+    CHECK(c.window_from == 0 && mu_config_layer_window(&c, 0) == 4);
+    /* written back with use_sliding_window and max_window_layers, read back the same */
+    const char *path = "q3_back.json";
+    char full[1100];
+    snprintf(full, sizeof full, "%s/%s", mu_test_tmpdir(), path);
+    c.window_from = 1;
+    mu_config back;
+    CHECK_MSG(mu_config_write_json(&c, full, err, sizeof err) == 0, "%s", err);
+    CHECK_MSG(mu_config_from_json_file(full, &back, err, sizeof err) == 0, "%s", err);
+    CHECK(!memcmp(&c, &back, sizeof c));
+    strcpy(c.model_type, "llama");               /* a window from a layer on: Qwen's only */
+    c.qk_norm = 0;
+    CHECK(mu_config_write_json(&c, full, err, sizeof err) == -1 && strstr(err, "max_window_layers"));
     const char *q3off = "{\"model_type\": \"qwen3\", \"num_hidden_layers\": 2, \"hidden_size\": 16, "
                         "\"num_attention_heads\": 4, \"intermediate_size\": 24, \"vocab_size\": 11, "
                         "\"sliding_window\": 4}";
