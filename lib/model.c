@@ -1,6 +1,7 @@
 /* model.c — the decoder-only transformer (the Llama family's layout and its variants:
- * Gemma, OLMo-2, Qwen; GPT-NeoX's LayerNorms, fused q/k/v, partial rotary, parallel
- * residual and plain MLP as switches of the same code), written once against the backend interface
+ * Gemma, OLMo-2, Qwen; GPT-NeoX's and GPT-2's LayerNorms, fused q/k/v, partial rotary or
+ * learned positions, Conv1D weights, parallel residual and plain MLP as switches of the same
+ * code), written once against the backend interface
  * (kernels.h): forward with hooks, explicit backward into trainable parameters only,
  * KV-cache decoding. API and conventions: model.h. */
 #include <limits.h>
@@ -27,7 +28,7 @@ enum {
  * k_norm and the norms on the attention and MLP outputs (attn_post_norm, mlp_post_norm);
  * Gemma-2 and Gemma-3 have all four block norms (and Gemma-3 q_norm, k_norm per head). */
 typedef struct { int attn_norm, q, k, v, qb, kb, vb, o, mlp_norm, gate, up, down, qn, kn, apn, mpn;
-                 int anb, qkv, qkvb, ob, mnb, ub, db; } layer_params;   /* GPT-NeoX */
+                 int anb, qkv, qkvb, ob, mnb, ub, db; } layer_params;   /* GPT-NeoX, GPT-2 */
 
 /* What one layer keeps from a forward. x: layer input (resid_pre) [N,D]; q [N,H*hd]
  * (after rope), k, v [N,Hkv*hd] (after rope), o [N,H*hd] attention output, lse [B,H,T],
@@ -948,7 +949,7 @@ static void qkv_split(const mu_model *m, float *qkv, float *q, float *k, float *
 }
 
 /* q, k, v projections (+ biases) of the layer's input h (normed, or the residual stream
- * itself without input norms), from one fused tensor (GPT-NeoX) or three. */
+ * itself without input norms), from one fused tensor (GPT-NeoX, GPT-2) or three. */
 static void qkv_project(mu_model *m, const layer_params *P, layer_acts *A, const float *h,
                         float *q, float *k)
 {
