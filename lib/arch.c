@@ -110,62 +110,38 @@ static void arch_add(mu_param_info *p, int *n, const char *role, int layer, int 
     table_add(arch_names, p, n, role, layer, ndim, d0, d1);
 }
 
-/* GPT-2's list: embed, pos_embed [max_pos, D], per layer (attn_norm, attn_norm_bias, qkv
- * [D, 3 QD], qkv_bias, o [QD, D], o_bias, mlp_norm, mlp_norm_bias, up [D, F], up_bias,
- * down [F, D], down_bias) — Conv1D weights as stored, [in, out] — final_norm,
- * final_norm_bias, lm_head (absent when tied, as usual). */
-static int gpt2_params(const mu_config *c, mu_param_info **out) {
-    mu_param_info *p = calloc((size_t)(5 + c->n_layer * 12), sizeof *p);
-    if (!p) return -1;
-    int n = 0;
-    int64_t D = c->d_model, F = c->d_ff, V = c->vocab, QD = (int64_t)c->n_head * c->head_dim;
-    const arch_name *t = gpt2_names;
-    table_add(t, p, &n, "embed", -1, 2, V, D);
-    table_add(t, p, &n, "pos_embed", -1, 2, c->max_pos, D);
-    for (int l = 0; l < c->n_layer; l++) {
-        table_add(t, p, &n, "attn_norm", l, 1, D, 0);
-        table_add(t, p, &n, "attn_norm_bias", l, 1, D, 0);
-        table_add(t, p, &n, "qkv", l, 2, D, 3 * QD);
-        table_add(t, p, &n, "qkv_bias", l, 1, 3 * QD, 0);
-        table_add(t, p, &n, "o", l, 2, QD, D);
-        table_add(t, p, &n, "o_bias", l, 1, D, 0);
-        table_add(t, p, &n, "mlp_norm", l, 1, D, 0);
-        table_add(t, p, &n, "mlp_norm_bias", l, 1, D, 0);
-        table_add(t, p, &n, "up", l, 2, D, F);
-        table_add(t, p, &n, "up_bias", l, 1, F, 0);
-        table_add(t, p, &n, "down", l, 2, F, D);
-        table_add(t, p, &n, "down_bias", l, 1, D, 0);
-    }
-    table_add(t, p, &n, "final_norm", -1, 1, D, 0);
-    table_add(t, p, &n, "final_norm_bias", -1, 1, D, 0);
-    if (!c->tie_embeddings) table_add(t, p, &n, "lm_head", -1, 2, V, D);
-    *out = p;
-    return n;
+/* A projection weight [out, in], or as GPT-2's Conv1D stores it, [in, out]. */
+static void proj_add(const arch_name *t, mu_param_info *p, int *n, const char *role, int layer,
+                     int64_t out, int64_t in, int conv1d) {
+    table_add(t, p, n, role, layer, 2, conv1d ? in : out, conv1d ? out : in);
 }
 
-/* GPT-NeoX's list: embed, per layer (attn_norm, attn_norm_bias, qkv, [qkv_bias], o,
- * [o_bias], mlp_norm, mlp_norm_bias, up, [up_bias], down, [down_bias]), final_norm,
- * final_norm_bias, lm_head (absent when tied). qkv is [H * 3 * hd, D]. */
-static int neox_params(const mu_config *c, mu_param_info **out) {
+/* GPT-NeoX's and GPT-2's list: embed, [pos_embed [max_pos, D] (GPT-2)], per layer
+ * (attn_norm, attn_norm_bias, qkv [3 QD, D], [qkv_bias], o [D, QD], [o_bias], mlp_norm,
+ * mlp_norm_bias, up [F, D], [up_bias], down [D, F], [down_bias]), final_norm,
+ * final_norm_bias, lm_head (absent when tied). GPT-2's projection weights are its Conv1D
+ * ones as stored, [in, out]; its names are gpt2_names, GPT-NeoX's neox_names. */
+static int gpt_params(const mu_config *c, mu_param_info **out) {
     int per_layer = 8 + (c->qkv_bias ? 1 : 0) + (c->o_bias ? 1 : 0) + (c->mlp_bias ? 2 : 0);
-    mu_param_info *p = calloc((size_t)(4 + c->n_layer * per_layer), sizeof *p);
+    mu_param_info *p = calloc((size_t)(5 + c->n_layer * per_layer), sizeof *p);
     if (!p) return -1;
-    int n = 0;
+    int n = 0, cv = c->conv1d;
     int64_t D = c->d_model, F = c->d_ff, V = c->vocab, QD = (int64_t)c->n_head * c->head_dim;
-    const arch_name *t = neox_names;
+    const arch_name *t = c->fused_qkv == MU_QKV_BLOCKS ? gpt2_names : neox_names;
     table_add(t, p, &n, "embed", -1, 2, V, D);
+    if (c->learned_pos) table_add(t, p, &n, "pos_embed", -1, 2, c->max_pos, D);
     for (int l = 0; l < c->n_layer; l++) {
         table_add(t, p, &n, "attn_norm", l, 1, D, 0);
         table_add(t, p, &n, "attn_norm_bias", l, 1, D, 0);
-        table_add(t, p, &n, "qkv", l, 2, 3 * QD, D);
+        proj_add(t, p, &n, "qkv", l, 3 * QD, D, cv);
         if (c->qkv_bias) table_add(t, p, &n, "qkv_bias", l, 1, 3 * QD, 0);
-        table_add(t, p, &n, "o", l, 2, D, QD);
+        proj_add(t, p, &n, "o", l, D, QD, cv);
         if (c->o_bias) table_add(t, p, &n, "o_bias", l, 1, D, 0);
         table_add(t, p, &n, "mlp_norm", l, 1, D, 0);
         table_add(t, p, &n, "mlp_norm_bias", l, 1, D, 0);
-        table_add(t, p, &n, "up", l, 2, F, D);
+        proj_add(t, p, &n, "up", l, F, D, cv);
         if (c->mlp_bias) table_add(t, p, &n, "up_bias", l, 1, F, 0);
-        table_add(t, p, &n, "down", l, 2, D, F);
+        proj_add(t, p, &n, "down", l, D, F, cv);
         if (c->mlp_bias) table_add(t, p, &n, "down_bias", l, 1, D, 0);
     }
     table_add(t, p, &n, "final_norm", -1, 1, D, 0);
@@ -189,11 +165,11 @@ int mu_arch_params(const mu_config *c, mu_param_info **out) {
     if (c->fused_qkv || c->layer_norm || c->plain_mlp || c->learned_pos || c->conv1d) {
         /* only GPT-NeoX's and GPT-2's whole layouts have names */
         if (!(c->fused_qkv && c->layer_norm && c->plain_mlp) || c->post_norm || c->qk_norm) return -1;
-        if (c->fused_qkv == MU_QKV_BLOCKS && c->learned_pos && c->conv1d && c->qkv_bias && c->o_bias &&
-            c->mlp_bias)
-            return gpt2_params(c, out);
-        if (c->fused_qkv != MU_QKV_PER_HEAD || c->learned_pos || c->conv1d) return -1;
-        return neox_params(c, out);
+        int gpt2 = c->fused_qkv == MU_QKV_BLOCKS;   /* GPT-2 has it all, GPT-NeoX none of it */
+        if (gpt2 != (c->learned_pos && c->conv1d && c->qkv_bias && c->o_bias && c->mlp_bias) ||
+            (!gpt2 && (c->learned_pos || c->conv1d)))
+            return -1;
+        return gpt_params(c, out);
     }
     if (c->o_bias || c->mlp_bias) return -1;
     int per_layer = 9 + (c->qkv_bias ? 3 : 0) + (c->qk_norm ? 2 : 0) + (c->sandwich_norm ? 2 : 0);

@@ -319,6 +319,19 @@ static int j_gemma23(jctx *j, json_t *root, mu_config *c) {
     return 0;
 }
 
+/* GPT-NeoX and GPT-2 have no GQA and no head_dim key: their heads split d_model (named
+ * dkey and hkey in their configs, for the message). */
+static int heads_split_d_model(jctx *j, mu_config *c, const char *dkey, const char *hkey) {
+    c->n_kv_head = c->n_head;
+    c->head_dim = c->d_model / c->n_head;
+    if (c->head_dim * c->n_head != c->d_model) {
+        mu_set_err(j->err, j->errlen, "%s: %s %d is not a multiple of %s %d", j->name, dkey, c->d_model, hkey,
+                   c->n_head);
+        return -1;
+    }
+    return 0;
+}
+
 /* rotary_pct (or partial_rotary_factor) of head_dim as the rotating dims: even, > 0, as
  * transformers truncates it (int(head_dim * pct)). */
 static int neox_rotary_dim(jctx *j, mu_config *c, float pct) {
@@ -346,13 +359,7 @@ static int j_neox(jctx *j, json_t *root, mu_config *c) {
         j_bool(j, root, "attention_bias", &attn_bias))
         return -1;
     c->qkv_bias = c->o_bias = attn_bias;
-    c->n_kv_head = c->n_head;
-    c->head_dim = c->d_model / c->n_head;
-    if (c->head_dim * c->n_head != c->d_model) {
-        mu_set_err(j->err, j->errlen, "%s: hidden_size %d is not a multiple of num_attention_heads %d", j->name,
-                   c->d_model, c->n_head);
-        return -1;
-    }
+    if (heads_split_d_model(j, c, "hidden_size", "num_attention_heads")) return -1;
     return neox_rotary_dim(j, c, pct);
 }
 
@@ -382,17 +389,6 @@ static int j_gpt2(jctx *j, json_t *root, mu_config *c) {
     return 0;
 }
 
-/* GPT-2 has no GQA and no head_dim key: heads split n_embd. */
-static int j_gpt2_heads(jctx *j, mu_config *c) {
-    c->n_kv_head = c->n_head;
-    c->head_dim = c->d_model / c->n_head;
-    if (c->head_dim * c->n_head != c->d_model) {
-        mu_set_err(j->err, j->errlen, "%s: n_embd %d is not a multiple of n_head %d", j->name, c->d_model,
-                   c->n_head);
-        return -1;
-    }
-    return 0;
-}
 
 /* The leading full_attention layers of a layer_types list that has only sliding_attention
  * layers after them; -1 when it is not that pattern (or not n_layer long). */
@@ -504,7 +500,7 @@ static int cfg_from_json(json_t *root, jctx *j, mu_config *c) {
         j_token_id(j, root, "pad_token_id", &c->pad_id) ||
         j_str(j, root, "hidden_act", c->hidden_act, sizeof c->hidden_act) || j_rope_scaling(j, root, c) ||
         j_gemma23(j, root, c) || j_qwen_window(j, root, c) || j_neox(j, root, c) ||
-        (cfg_types[ti].gpt2 && j_gpt2_heads(j, c)))
+        (cfg_types[ti].gpt2 && heads_split_d_model(j, c, "n_embd", "n_head")))
         return -1;
     float pct = 1;
     if (!cfg_types[ti].neox && !cfg_types[ti].gpt2 && j_rope_parameters(j, root, c, &pct)) return -1;

@@ -1392,12 +1392,12 @@ static int mlp_backward(mu_model *m, int L, int low, const mu_hook *hooks, int n
 
 /* The q, k, v projections' backward from dq, dk (dv in m->dv) into their weights and biases
  * and, dh non-NULL, dh = d of their input hin: three tensors, or the fused one (joined). */
-static void qkv_backward(mu_model *m, const layer_params *P, float *dh, const float *dq,
-                         const float *dk, const float *hin)
+static void qkv_backward(mu_model *m, const layer_params *P, float *dh, float *dq, float *dk,
+                         const float *hin)
 {
     int N = m->N, D = m->D, qd = m->qd, kd = m->kd;
     if (P->qkv >= 0) {
-        qkv_split(m, m->qkv, (float *)dq, (float *)dk, m->dv, 1);
+        qkv_split(m, m->qkv, dq, dk, m->dv, 1);
         bias_bwd(m, P->qkvb, m->qkv, N, 3 * qd);
         linear_bwd(m, dh, P->qkv, m->qkv, hin, N, D, 3 * qd, 0);
         return;

@@ -42,7 +42,7 @@ static const char usage[] =
     "                        = head dim), gemma3_text (gemma2's without soft-caps, q/k\n"
     "                        norms per head, a window on 5 layers of 6 with rotary base\n"
     "                        10000), olmo2 (norms on the blocks' outputs, q/k norms),\n"
-    "                        qwen3 (q/k norms per head) or gpt_neox (Pythia: LayerNorms\n"
+    "                        qwen3 (q/k norms per head), gpt_neox (Pythia: LayerNorms\n"
     "                        with biases, fused q/k/v, a quarter of each head rotating,\n"
     "                        parallel residual, GELU MLP, biases everywhere; head dim\n"
     "                        d-model/heads, no kv heads of its own) or gpt2 (learned\n"
