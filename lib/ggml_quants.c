@@ -1,8 +1,11 @@
 /* ggml_quants.c — ggml tensor types: block layouts of every type llama.cpp writes, and
  * dequantization of the ones mu reads (the layouts and arithmetic of ggml-quants.c's
- * dequantize_row_* functions; tested against llama.cpp's gguf.quants, tests/gen/make_kquants.py). */
+ * dequantize_row_* functions; tested against llama.cpp's gguf.quants, tests/gen/make_kquants.py).
+ * Every type gguf.quants dequantizes is read here; Q1_0 (no reference there) is refused by name. */
 #include "gguf.h"
+#include "ggml_iq_grids.h"
 #include "tensor.h"
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -20,7 +23,8 @@ static const ggml_type_info ggml_types[] = {
     {MU_GGML_IQ4_XS, "iq4_xs", 256, 136}, {MU_GGML_I8, "i8", 1, 1},           {MU_GGML_I16, "i16", 1, 2},
     {MU_GGML_I32, "i32", 1, 4},          {MU_GGML_I64, "i64", 1, 8},          {MU_GGML_F64, "f64", 1, 8},
     {MU_GGML_IQ1_M, "iq1_m", 256, 56},   {MU_GGML_BF16, "bf16", 1, 2},        {MU_GGML_TQ1_0, "tq1_0", 256, 54},
-    {MU_GGML_TQ2_0, "tq2_0", 256, 66},   {MU_GGML_MXFP4, "mxfp4", 32, 17},
+    {MU_GGML_TQ2_0, "tq2_0", 256, 66},   {MU_GGML_MXFP4, "mxfp4", 32, 17},    {MU_GGML_NVFP4, "nvfp4", 64, 36},
+    {MU_GGML_Q1_0, "q1_0", 128, 18},
 };
 
 static const ggml_type_info *ggml_info(int type) {
@@ -213,6 +217,178 @@ static void dq_iq4_xs(const uint8_t *b, float *y) {
     }
 }
 
+/* ---------------------------------------------------------------- i-quants with codebooks */
+
+static uint32_t u32_at(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static unsigned u16_at(const uint8_t *p) { return (unsigned)(p[0] | p[1] << 8); }
+
+/* The 8 sign bits of a 7-bit sign index: its own 7 bits and their parity (ggml's ksigns_iq2xs). */
+static unsigned ksign(unsigned i) { return i | (unsigned)(__builtin_popcount(i) & 1) << 7; }
+
+/* n elements of one codebook row, scaled by db; bit k of signs set: element k negated.
+ * The row packs n indices of `bits` bits into levels (ggml_iq_grids.h). */
+static void grid_row(float db, uint16_t row, const float *levels, int bits, int n, unsigned signs, float *y) {
+    for (int k = 0; k < n; k++) {
+        float v = db * levels[(row >> (bits * k)) & ((1u << bits) - 1)];
+        y[k] = (signs >> k) & 1 ? -v : v;
+    }
+}
+
+/* IQ2_XXS: d f16, then per 32 elements two u32: 4 grid indices (bytes), and 4 x 7 sign bits
+ * with the 4-bit scale on top; x = d (0.5 + s) / 4 * grid * sign. */
+static void dq_iq2_xxs(const uint8_t *b, float *y) {
+    float d = f16_at(b);
+    for (int ib = 0; ib < QK_K / 32; ib++, y += 32) {
+        const uint8_t *q = b + 2 + 8 * ib;
+        uint32_t aux = u32_at(q + 4);
+        float db = d * (0.5f + (float)(aux >> 28)) * 0.25f;
+        for (int l = 0; l < 4; l++)
+            grid_row(db, iq2xxs_grid[q[l]], iq2xxs_levels, 2, 8, ksign((aux >> (7 * l)) & 127), y + 8 * l);
+    }
+}
+
+/* The 4-bit scale of 8-element group g of IQ2_XS / IQ2_S: two groups of 8 per nibble. */
+static float iq2_group_scale(float d, const uint8_t *scales, int g) {
+    return d * (0.5f + (float)((scales[g / 4] >> (4 * ((g / 2) % 2))) & 0xF)) * 0.25f;
+}
+
+/* IQ2_XS: d f16, qs u16[32] (9-bit grid index, 7-bit sign index), scales[8]. */
+static void dq_iq2_xs(const uint8_t *b, float *y) {
+    float d = f16_at(b);
+    for (int g = 0; g < QK_K / 8; g++) {
+        unsigned q = u16_at(b + 2 + 2 * g);
+        grid_row(iq2_group_scale(d, b + 66, g), iq2xs_grid[q & 511], iq2xs_levels, 2, 8, ksign(q >> 9), y + 8 * g);
+    }
+}
+
+/* IQ2_S: d f16, qs[32] (low 8 index bits), signs[32], qh[8] (2 high index bits each), scales[8]. */
+static void dq_iq2_s(const uint8_t *b, float *y) {
+    float d = f16_at(b);
+    const uint8_t *qs = b + 2, *signs = b + 34, *qh = b + 66;
+    for (int g = 0; g < QK_K / 8; g++) {
+        unsigned idx = qs[g] | ((qh[g / 4] >> (2 * (g % 4))) & 3u) << 8;
+        grid_row(iq2_group_scale(d, b + 74, g), iq2s_grid[idx], iq2s_levels, 2, 8, signs[g], y + 8 * g);
+    }
+}
+
+/* IQ3_XXS: d f16, qs[64] (grid indices, 4 elements each), then per 32 elements a u32 of
+ * 4 x 7 sign bits and the 4-bit scale on top; x = d (0.5 + s) / 2 * grid * sign. */
+static void dq_iq3_xxs(const uint8_t *b, float *y) {
+    float d = f16_at(b);
+    const uint8_t *qs = b + 2;
+    for (int ib = 0; ib < QK_K / 32; ib++) {
+        uint32_t aux = u32_at(b + 66 + 4 * ib);
+        float db = d * (0.5f + (float)(aux >> 28)) * 0.5f;
+        for (int l = 0; l < 4; l++, y += 8) {
+            unsigned s = ksign((aux >> (7 * l)) & 127);
+            grid_row(db, iq3xxs_grid[qs[8 * ib + 2 * l]], iq3xxs_levels, 3, 4, s, y);
+            grid_row(db, iq3xxs_grid[qs[8 * ib + 2 * l + 1]], iq3xxs_levels, 3, 4, s >> 4, y + 4);
+        }
+    }
+}
+
+/* IQ3_S: d f16, qs[64] (low 8 index bits), qh[8] (ninth bits), signs[32], scales[4]
+ * (a nibble per 32 elements); x = d (1 + 2 s) * grid * sign. */
+static void dq_iq3_s(const uint8_t *b, float *y) {
+    float d = f16_at(b);
+    const uint8_t *qs = b + 2, *qh = b + 66, *signs = b + 74, *scales = b + 106;
+    for (int i = 0; i < QK_K / 4; i++) {
+        float db = d * (float)(1 + 2 * ((scales[i / 16] >> (4 * ((i / 8) % 2))) & 0xF));
+        unsigned idx = qs[i] | ((qh[i / 8] >> (i % 8)) & 1u) << 8;
+        grid_row(db, iq3s_grid[idx], iq3s_levels, 3, 4, (unsigned)signs[i / 2] >> (4 * (i % 2)), y + 4 * i);
+    }
+}
+
+/* 8 elements of an IQ1 codebook row: dl * (grid + delta). */
+static void iq1_row(float dl, unsigned idx, float delta, float *y) {
+    for (int k = 0; k < 8; k++) y[k] = dl * (iq1s_levels[(iq1s_grid[idx] >> (2 * k)) & 3] + delta);
+}
+
+/* IQ1_S: d f16, qs[32] (low 8 index bits), qh u16[8] per 32 elements: 4 x 3 high index bits,
+ * a 3-bit scale, the delta's sign on top; x = d (2 s + 1) (grid +- 1/8). */
+static void dq_iq1_s(const uint8_t *b, float *y) {
+    float d = f16_at(b);
+    for (int ib = 0; ib < QK_K / 32; ib++) {
+        unsigned h = u16_at(b + 34 + 2 * ib);
+        float dl = d * (float)(2 * ((h >> 12) & 7) + 1), delta = h & 0x8000 ? -0.125f : 0.125f;
+        for (int l = 0; l < 4; l++, y += 8) iq1_row(dl, b[2 + 4 * ib + l] | ((h >> (3 * l)) & 7) << 8, delta, y);
+    }
+}
+
+/* IQ1_M: qs[32], qh[16] (a nibble per 8 elements: 3 high index bits, the delta's sign),
+ * scales u16[4]: 3-bit scales per 16 elements, and d's f16 bits in their top nibbles. */
+static void dq_iq1_m(const uint8_t *b, float *y) {
+    unsigned sc[4];
+    for (int k = 0; k < 4; k++) sc[k] = u16_at(b + 48 + 2 * k);
+    unsigned dbits = (sc[0] >> 12) | ((sc[1] >> 8) & 0xF0) | ((sc[2] >> 4) & 0xF00) | (sc[3] & 0xF000);
+    float d = mu_f16_to_f32((uint16_t)dbits);
+    for (int g = 0; g < QK_K / 8; g++) {
+        int j = g / 2;
+        float dl = d * (float)(2 * ((sc[j / 4] >> (3 * (j % 4))) & 7) + 1);
+        unsigned nib = (unsigned)b[32 + g / 2] >> (4 * (g % 2));
+        iq1_row(dl, b[g] | (nib & 7) << 8, nib & 8 ? -0.125f : 0.125f, y + 8 * g);
+    }
+}
+
+/* ---------------------------------------------------------------- ternary and 4-bit float */
+
+/* One trit of a TQ1_0 byte: the byte times 3^m (mod 256), its top trit; -1, 0 or 1. */
+static float tq1_trit(uint8_t q, unsigned pow3) { return (float)((((uint8_t)(q * pow3)) * 3 >> 8) - 1); }
+
+/* TQ1_0: qs[48] (5 trits per byte: 32 bytes x 5, then 16 bytes x 5), qh[4] (4 trits per
+ * byte), d f16. */
+static void dq_tq1_0(const uint8_t *b, float *y) {
+    float d = f16_at(b + 52);
+    for (unsigned m = 0, p = 1; m < 5; m++, p *= 3) {
+        for (int j = 0; j < 32; j++) y[32 * m + j] = d * tq1_trit(b[j], p);
+        for (int j = 0; j < 16; j++) y[160 + 16 * m + j] = d * tq1_trit(b[32 + j], p);
+        if (m < 4)
+            for (int j = 0; j < 4; j++) y[240 + 4 * m + j] = d * tq1_trit(b[48 + j], p);
+    }
+}
+
+/* TQ2_0: qs[64] (2 bits per element, q - 1), d f16. */
+static void dq_tq2_0(const uint8_t *b, float *y) {
+    float d = f16_at(b + 64);
+    for (int c = 0; c < 2; c++)
+        for (int s = 0; s < 4; s++)
+            for (int j = 0; j < 32; j++)
+                y[128 * c + 32 * s + j] = d * (float)((int)((b[32 * c + j] >> (2 * s)) & 3) - 1);
+}
+
+/* E2M1 values, doubled (the scales below are halved to match). */
+static const int8_t kvalues_fp4[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+
+/* 2n elements from n bytes of FP4 codes: low nibbles first, then high nibbles. */
+static void fp4_run(const uint8_t *qs, int n, float d, float *y) {
+    for (int j = 0; j < n; j++) {
+        y[j] = d * (float)kvalues_fp4[qs[j] & 0xF];
+        y[j + n] = d * (float)kvalues_fp4[qs[j] >> 4];
+    }
+}
+
+/* MXFP4: e (E8M0 scale) then qs[16]; the scale is 2^(e - 127) halved. */
+static void dq_mxfp4(const uint8_t *b, float *y) {
+    uint32_t bits = b[0] < 2 ? 0x00200000u << b[0] : (uint32_t)(b[0] - 1) << 23;
+    float d;
+    memcpy(&d, &bits, 4);
+    fp4_run(b + 1, 16, d, y);
+}
+
+/* An unsigned E4M3 scale (bias 7; 0x7F reads as 0), halved. */
+static float ue4m3_half(uint8_t x) {
+    if (x == 0 || x == 0x7F) return 0;
+    int e = (x >> 3) & 0xF, m = x & 7;
+    return 0.5f * (e ? ldexpf(1.0f + (float)m / 8.0f, e - 7) : ldexpf((float)m, -9));
+}
+
+/* NVFP4: 4 UE4M3 scales (one per 16 elements), then qs[32]. */
+static void dq_nvfp4(const uint8_t *b, float *y) {
+    for (int s = 0; s < 4; s++) fp4_run(b + 4 + 8 * s, 8, ue4m3_half(b[s]), y + 16 * s);
+}
+
 /* ---------------------------------------------------------------- rows */
 
 int mu_ggml_can_dequant(int type) {
@@ -220,7 +396,9 @@ int mu_ggml_can_dequant(int type) {
     case MU_GGML_F32: case MU_GGML_F16: case MU_GGML_BF16: case MU_GGML_F64: case MU_GGML_Q4_0:
     case MU_GGML_Q4_1: case MU_GGML_Q5_0: case MU_GGML_Q5_1: case MU_GGML_Q8_0: case MU_GGML_Q8_1:
     case MU_GGML_Q2_K: case MU_GGML_Q3_K: case MU_GGML_Q4_K: case MU_GGML_Q5_K: case MU_GGML_Q6_K:
-    case MU_GGML_IQ4_NL: case MU_GGML_IQ4_XS: return 1;
+    case MU_GGML_IQ4_NL: case MU_GGML_IQ4_XS: case MU_GGML_IQ2_XXS: case MU_GGML_IQ2_XS: case MU_GGML_IQ2_S:
+    case MU_GGML_IQ3_XXS: case MU_GGML_IQ3_S: case MU_GGML_IQ1_S: case MU_GGML_IQ1_M: case MU_GGML_TQ1_0:
+    case MU_GGML_TQ2_0: case MU_GGML_MXFP4: case MU_GGML_NVFP4: return 1;
     default: return 0;
     }
 }
@@ -240,6 +418,17 @@ static void dq_block(int type, const uint8_t *b, float *y) {
     case MU_GGML_Q6_K: dq_q6_k(b, y); break;
     case MU_GGML_IQ4_NL: dq_iq4_nl(b, y); break;
     case MU_GGML_IQ4_XS: dq_iq4_xs(b, y); break;
+    case MU_GGML_IQ2_XXS: dq_iq2_xxs(b, y); break;
+    case MU_GGML_IQ2_XS: dq_iq2_xs(b, y); break;
+    case MU_GGML_IQ2_S: dq_iq2_s(b, y); break;
+    case MU_GGML_IQ3_XXS: dq_iq3_xxs(b, y); break;
+    case MU_GGML_IQ3_S: dq_iq3_s(b, y); break;
+    case MU_GGML_IQ1_S: dq_iq1_s(b, y); break;
+    case MU_GGML_IQ1_M: dq_iq1_m(b, y); break;
+    case MU_GGML_TQ1_0: dq_tq1_0(b, y); break;
+    case MU_GGML_TQ2_0: dq_tq2_0(b, y); break;
+    case MU_GGML_MXFP4: dq_mxfp4(b, y); break;
+    case MU_GGML_NVFP4: dq_nvfp4(b, y); break;
     }
 }
 

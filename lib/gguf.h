@@ -20,7 +20,8 @@ enum {
 
 /* ggml tensor types with known block layouts (ggml_quants.c; sizes are checked for all of
  * them, so any file llama.cpp writes opens; dequantization covers F32 F16 BF16 F64, Q4_0 Q4_1
- * Q5_0 Q5_1 Q8_0 Q8_1, the k-quants Q2_K..Q6_K, IQ4_NL and IQ4_XS) */
+ * Q5_0 Q5_1 Q8_0 Q8_1, the k-quants Q2_K..Q6_K, the i-quants IQ1_S IQ1_M IQ2_XXS IQ2_XS IQ2_S
+ * IQ3_XXS IQ3_S IQ4_NL IQ4_XS, the ternary TQ1_0 TQ2_0 and the FP4 MXFP4 NVFP4) */
 enum {
     MU_GGML_F32 = 0, MU_GGML_F16 = 1, MU_GGML_Q4_0 = 2, MU_GGML_Q4_1 = 3,
     MU_GGML_Q5_0 = 6, MU_GGML_Q5_1 = 7, MU_GGML_Q8_0 = 8, MU_GGML_Q8_1 = 9,
@@ -29,7 +30,8 @@ enum {
     MU_GGML_IQ3_XXS = 18, MU_GGML_IQ1_S = 19, MU_GGML_IQ4_NL = 20, MU_GGML_IQ3_S = 21,
     MU_GGML_IQ2_S = 22, MU_GGML_IQ4_XS = 23, MU_GGML_I8 = 24, MU_GGML_I16 = 25,
     MU_GGML_I32 = 26, MU_GGML_I64 = 27, MU_GGML_F64 = 28, MU_GGML_IQ1_M = 29, MU_GGML_BF16 = 30,
-    MU_GGML_TQ1_0 = 34, MU_GGML_TQ2_0 = 35, MU_GGML_MXFP4 = 39
+    MU_GGML_TQ1_0 = 34, MU_GGML_TQ2_0 = 35, MU_GGML_MXFP4 = 39, MU_GGML_NVFP4 = 40,
+    MU_GGML_Q1_0 = 41
 };
 #define MU_GGUF_MAX_DIMS 4
 

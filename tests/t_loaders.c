@@ -311,36 +311,65 @@ TEST(gguf_dequant_matches_numpy) {
     mu_gguf_close(g);
 }
 
-/* The k-quants, IQ4_NL and IQ4_XS dequantize exactly as llama.cpp's gguf.quants (random blocks,
- * tests/gen/make_kquants.py); an IQ2_XXS tensor opens with its size checked but is refused by name. */
+/* Random blocks of each type of a GGUF golden dequantize exactly as llama.cpp's gguf.quants
+ * (tests/gen/make_kquants.py); `file` holds one [3, 512] tensor per name, its expect file
+ * gguf.quants' floats. */
+static void check_types_match_gguf_py(const char *file, const char *expect, const char *const *names, size_t n) {
+    char err[512];
+    mu_gguf *g = mu_gguf_open(golden(file), err, sizeof err);
+    CHECK_MSG(g, "%s", err);
+    mu_st *e = mu_st_open(golden(expect), err, sizeof err);
+    CHECK_MSG(e, "%s", err);
+    if (!g || !e) return;
+    enum { N = 3 * 512 };
+    float *want = malloc(N * sizeof *want), *got = malloc(N * sizeof *got);
+    for (size_t k = 0; k < n; k++) {
+        CHECK_MSG(!mu_st_read_f32(e, mu_st_find(e, names[k]), want, N, err, sizeof err), "%s", err);
+        CHECK_MSG(!mu_gguf_tensor_f32(g, names[k], got, N, err, sizeof err), "%s", err);
+        for (int i = 0; i < N; i++)
+            if (got[i] != want[i]) {
+                CHECK_MSG(0, "%s %s[%d]: %.9g vs gguf.quants %.9g", file, names[k], i, got[i], want[i]);
+                break;
+            }
+    }
+    free(want);
+    free(got);
+    mu_st_close(e);
+    mu_gguf_close(g);
+}
+
+/* The k-quants, IQ4_NL and IQ4_XS; the IQ2_XXS tensor beside them (random scale bits, no
+ * reference) opens with its size checked. */
 TEST(gguf_kquants_match_gguf_py) {
-    static const char *names[] = {"t.q2_k", "t.q3_k", "t.q4_k", "t.q5_k", "t.q6_k", "t.iq4_nl", "t.iq4_xs"};
+    static const char *const names[] = {"t.q2_k", "t.q3_k", "t.q4_k", "t.q5_k", "t.q6_k", "t.iq4_nl", "t.iq4_xs"};
+    check_types_match_gguf_py("kquants.gguf", "kquants.expect.safetensors", names, sizeof names / sizeof *names);
     char err[512];
     mu_gguf *g = mu_gguf_open(golden("kquants.gguf"), err, sizeof err);
     CHECK_MSG(g, "%s", err);
-    mu_st *e = mu_st_open(golden("kquants.expect.safetensors"), err, sizeof err);
-    CHECK_MSG(e, "%s", err);
-    enum { N = 3 * 512 };
-    float *want = malloc(N * sizeof *want), *got = malloc(N * sizeof *got);
-    for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
-        CHECK_MSG(!mu_st_read_f32(e, mu_st_find(e, names[k]), want, N, err, sizeof err), "%s", err);
-        CHECK_MSG(!mu_gguf_tensor_f32(g, names[k], got, N, err, sizeof err), "%s", err);
-        int bad = 0;
-        for (int i = 0; i < N && !bad; i++)
-            if (got[i] != want[i]) {
-                CHECK_MSG(0, "%s[%d]: %.9g vs gguf.quants %.9g", names[k], i, got[i], want[i]);
-                bad = 1;
-            }
-    }
     int t = mu_gguf_find_tensor(g, "t.iq2_xxs"), ty;
     size_t nb;
     CHECK(t >= 0 && !mu_gguf_tensor_info(g, t, &ty, NULL, NULL, NULL, &nb));
     CHECK(ty == MU_GGML_IQ2_XXS && nb == 6 * 66 && !strcmp(mu_gguf_type_name(ty), "iq2_xxs"));
-    CHECK(mu_gguf_tensor_f32(g, "t.iq2_xxs", got, N, err, sizeof err) == -1);
-    CHECK_MSG(strstr(err, "kquants.gguf: tensor t.iq2_xxs: cannot dequantize ggml type iq2_xxs"), "%s", err);
-    free(want);
-    free(got);
-    mu_st_close(e);
+    mu_gguf_close(g);
+}
+
+/* The i-quants with codebooks (IQ1_S IQ1_M IQ2_XXS IQ2_XS IQ2_S IQ3_XXS IQ3_S), the ternary
+ * TQ1_0 TQ2_0 and the FP4 MXFP4 NVFP4 (with its zero, 0x7F, subnormal and largest scales);
+ * Q1_0, which gguf.quants cannot read either, opens with its size checked and is refused by name. */
+TEST(gguf_iquants_match_gguf_py) {
+    static const char *const names[] = {"t.iq2_xxs", "t.iq2_xs", "t.iq2_s", "t.iq3_xxs", "t.iq3_s", "t.iq1_s",
+                                        "t.iq1_m", "t.tq1_0", "t.tq2_0", "t.mxfp4", "t.nvfp4"};
+    check_types_match_gguf_py("iquants.gguf", "iquants.expect.safetensors", names, sizeof names / sizeof *names);
+    char err[512];
+    mu_gguf *g = mu_gguf_open(golden("iquants.gguf"), err, sizeof err);
+    CHECK_MSG(g, "%s", err);
+    int t = mu_gguf_find_tensor(g, "t.q1_0"), ty;
+    size_t nb;
+    CHECK(t >= 0 && !mu_gguf_tensor_info(g, t, &ty, NULL, NULL, NULL, &nb));
+    CHECK(ty == MU_GGML_Q1_0 && nb == 12 * 18 && !strcmp(mu_gguf_type_name(ty), "q1_0"));
+    float got[3 * 512];
+    CHECK(mu_gguf_tensor_f32(g, "t.q1_0", got, 3 * 512, err, sizeof err) == -1);
+    CHECK_MSG(strstr(err, "iquants.gguf: tensor t.q1_0: cannot dequantize ggml type q1_0"), "%s", err);
     mu_gguf_close(g);
 }
 

@@ -8,6 +8,8 @@ Also tests/golden/kquants_llama.gguf, a 1-layer Llama (d_model 256) whose matric
 those types, as in a Q4_K_M file, and kquants_llama.expect.safetensors: every 7th element
 (flat index 0, 7, 14, ...) of each of its tensors under their Hugging Face names and in HF
 row order (q/k rows un-permuted as make_gguf.py does); sampled to keep the golden small.
+And tests/golden/iquants.gguf with iquants.expect.safetensors: the i-quants (IQ1_S IQ1_M IQ2_XXS
+IQ2_XS IQ2_S IQ3_XXS IQ3_S), TQ1_0, TQ2_0, MXFP4 and NVFP4 the same way (write_iquants).
 
 The blocks are random bytes whose f16 scale fields are set to finite values of either sign,
 so every bit pattern of the packed quants and scales is exercised.
@@ -124,10 +126,59 @@ def write_llama(root):
     write_safetensors(root + "/tests/golden/kquants_llama.expect.safetensors", expect)
 
 
+# i-quants, ternary and FP4 types -> byte offsets of their f16 scale fields
+IQ_F16_FIELDS = {T.IQ2_XXS: (0,), T.IQ2_XS: (0,), T.IQ2_S: (0,), T.IQ3_XXS: (0,), T.IQ3_S: (0,),
+                 T.IQ1_S: (0,), T.IQ1_M: (), T.TQ1_0: (52,), T.TQ2_0: (64,), T.MXFP4: (), T.NVFP4: ()}
+
+
+def iq_blocks(rng, qtype, nblocks):
+    """Random blocks of an i-quant, ternary or FP4 type with finite scales of either sign: the
+    f16 fields as random_blocks sets them; IQ1_M's f16 spread over the top nibbles of its four
+    u16 scales; MXFP4's E8M0 exponent near 2^0 or at the two subnormal codes; NVFP4's E4M3
+    scales left random but for block 0's, set to 0x7F (read as 0), 0, a subnormal and 0xFF."""
+    block, size = GGML_QUANT_SIZES[qtype]
+    raw = rng.integers(0, 256, (nblocks, size), dtype=np.uint8)
+    d = (rng.uniform(0.0005, 0.004, nblocks) * rng.choice([-1.0, 1.0], nblocks)).astype(np.float16)
+    for off in IQ_F16_FIELDS[qtype]:
+        raw[:, off:off + 2] = d.view(np.uint8).reshape(nblocks, 2)
+    if qtype == T.IQ1_M:
+        bits = d.view(np.uint16)
+        for k in range(4):  # nibble k of d into the top nibble of the u16 at 48 + 2k
+            raw[:, 49 + 2 * k] = (raw[:, 49 + 2 * k] & 0x0F) | (((bits >> (4 * k)) & 0xF) << 4).astype(np.uint8)
+    if qtype == T.MXFP4:
+        raw[:, 0] = rng.choice(np.r_[0, 1, 110:141], nblocks).astype(np.uint8)
+    if qtype == T.NVFP4:
+        raw[0, :4] = (0x7F, 0x00, 0x05, 0xFF)
+    return raw
+
+
+def write_iquants(root):
+    """tests/golden/iquants.gguf: one [3, 512] tensor per type of IQ_F16_FIELDS and one Q1_0
+    tensor (gguf.quants has no dequantizer for it: mu refuses it by name);
+    iquants.expect.safetensors: gguf.quants' dequantization of each. Own seed: the k-quant
+    goldens stay as they were."""
+    rng = np.random.default_rng(20261206)
+    meta = [kv("general.architecture", "str", "none"), kv("general.alignment", "u32", ALIGN)]
+    tensors, expect = [], {}
+    for qtype in list(IQ_F16_FIELDS) + [T.Q1_0]:
+        name = "t." + qtype.name.lower()
+        raw = iq_blocks(rng, qtype, ROWS * COLS // GGML_QUANT_SIZES[qtype][0]) if qtype in IQ_F16_FIELDS \
+            else rng.integers(0, 256, (ROWS * COLS // GGML_QUANT_SIZES[qtype][0], GGML_QUANT_SIZES[qtype][1]), dtype=np.uint8)
+        tensors.append((name, qtype, (ROWS, COLS), raw))
+        if qtype in IQ_F16_FIELDS:
+            x = dequantize(raw.reshape(ROWS, -1), qtype)
+            assert x.shape == (ROWS, COLS) and np.isfinite(x).all(), name
+            expect[name] = x.astype(np.float32)
+            print("%-10s range [%.4g, %.4g]" % (name, x.min(), x.max()))
+    write_gguf(root + "/tests/golden/iquants.gguf", meta, tensors)
+    write_safetensors(root + "/tests/golden/iquants.expect.safetensors", expect)
+
+
 def main():
     root = sys.argv[1] if len(sys.argv) > 1 else "."
     write_types(root)
     write_llama(root)
+    write_iquants(root)
 
 
 if __name__ == "__main__":
