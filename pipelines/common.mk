@@ -12,6 +12,14 @@ DATA   ?= ../shared/data
 MU_DEVICE ?= auto
 comma := ,
 
+# relearning attacks train every weight, so each stores a dense delta (538 MB for SmolLM2-135M).
+# $(call relearn_deltas,FILES): unless KEEP_RELEARN is set, FILES are intermediate: deleted
+# when the make that made them ends, made again only if an evaluation of theirs must be redone
+# (their own inputs or knobs changed). Set KEEP_RELEARN=1 from a run's first make to keep them;
+# set later, it makes them again (and so redoes their evaluations, with the same results).
+KEEP_RELEARN ?=
+relearn_deltas = $(if $(KEEP_RELEARN),,$(eval .INTERMEDIATE: $(1)))
+
 # CHOICES_RULE MODEL: $(RUN)/out/MODEL/STEM.out from $(RUN)/tok/STEM.tok, the choice
 # log-probs of each record under MODEL and the deltas DELTAS_MODEL applied in order
 define CHOICES_RULE

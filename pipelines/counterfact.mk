@@ -180,6 +180,8 @@ $(RUN)/relearn-$(1).st: $(RUN)/edit-$(1).st $(RUN)/tok/relearn.tok \
 	  --batch $(BATCH) --lr $(RELEARN_LR) --seed $(SEED) --log $(RUN)/relearn-$(1).log --out $$@
 endef
 $(foreach l,$(LOCS),$(eval $(call EDIT_RULE,$(l))))
+# the attacks' dense deltas are kept only with KEEP_RELEARN=1 (pipelines/common.mk)
+$(call relearn_deltas,$(foreach l,$(LOCS),$(RUN)/relearn-$(l).st))
 
 # ---- evaluation -----------------------------------------------------------------------------
 # $(RUN)/out/MODEL/SPLIT.out: both targets' log-probs of each record (pipelines/common.mk)

@@ -188,6 +188,8 @@ $(call UNLEARNING_RULE,$(1),wmask,penalty=$(2) steps=$(WMASK_STEPS) opt=$(WMASK_
 $(call RELEARN_RULE,wmask-$(1)-$(2),$(RUN)/wmask-$(1)-$(2).st)
 endef
 $(foreach l,$(LOCS),$(foreach p,$(WMASK),$(eval $(call WMASK_RULE,$(l),$(p)))))
+# the attacks' dense deltas are kept only with KEEP_RELEARN=1 (pipelines/common.mk)
+$(call relearn_deltas,$(foreach l,$(LOCS),$(RUN)/relearn-$(l).st) $(foreach r,$(WMASK_RUNS),$(RUN)/relearn-wmask-$(r).st))
 
 # localization, price, masked weights, weights the mask changed (m < 1), halved (m <= 1/2),
 # ablated (m = 0), the cut sum(1 - m), the penalty

@@ -109,6 +109,10 @@ t counterfact_rows bash -c "
 # nothing is stale after a run
 t counterfact_up_to_date run -q "$R/report.md"
 t counterfact_nothing_to_run bash -c "[ \"\$($(declare -f run); R='$R' ROOT='$ROOT' MU_BIN='$MU_BIN' SHARED_DATA='$SHARED_DATA' M='$M'; run -n | grep -cE '^(pipelines/job.sh )?mu-')\" = 0 ]"
+# the attacks' dense deltas are intermediate (pipelines/common.mk): gone, their evaluations there
+t counterfact_relearn_deltas_intermediate bash -c "
+  ! ls '$R'/relearn-*.st >/dev/null 2>&1 && [ \$(ls '$R'/edit-*.st | wc -l) = 6 ] &&
+  [ \$(ls '$R'/out/relearned-*/heldout.out | wc -l) = 6 ]"
 # a changed knob (pipelines/knobs.mk): EDIT_LR redoes the six edits and what depends on them
 # (the attacks, the evaluations), not the pool, the sets, the tokens or the attributions
 run EDIT_LR=9e-4 -n > "$T/plan2" 2>&1

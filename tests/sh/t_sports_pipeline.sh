@@ -87,6 +87,14 @@ t sports_pipeline_changes_local bash -c "
   [ \$(grep -cE '^\| (early|lookup|probe|late|all|atp|random) \| [0-9]+ \([0-9]+\) \| [0-9.e-]+ \| [0-9.e-]+ \| [0-9]+\.(gate|up|down) ' '$R') = 7 ]"
 # nothing is stale after a run: the only recipe left is the report's cat
 t sports_pipeline_up_to_date bash -c "[ \"\$($(declare -f run); T='$T'; ROOT='$ROOT'; MU_BIN='$MU_BIN'; SHARED_DATA='$SHARED_DATA'; M='$M'; run -n | grep -cE '^(pipelines/job.sh )?mu-')\" = 0 ]"
+# the relearning attacks' dense deltas are intermediate (pipelines/common.mk): gone after the
+# run, their logs and evaluations there (and nothing stale without them: the test above);
+# KEEP_RELEARN=1 keeps them, so set on this run it plans the 7 attacks again
+run KEEP_RELEARN=1 -n > "$T/plan_keep" 2>&1
+t sports_pipeline_relearn_deltas_intermediate bash -c "
+  ! ls '$T/run'/relearn-*.st >/dev/null 2>&1 && [ \$(ls '$T/run'/relearn-*.log | wc -l) = 7 ] &&
+  [ \$(ls '$T/run'/out/relearned-*/cloze-heldout.out | wc -l) = 7 ] && [ \$(ls '$T/run'/unlearn-*.st | wc -l) = 7 ] &&
+  [ \$(grep -cE '^(pipelines/job.sh )?mu-train.*relearn\.tok' '$T/plan_keep') = 7 ]"
 # new attribution scores: the atp mask, its unlearning and relearning, their evaluations and
 # probes are redone, nothing of the hand-picked localizations
 touch "$T/run/attrib/atp.scores"
@@ -178,7 +186,7 @@ if run WMASK='1e-5 1e-3' WMASK_STEPS=3 > "$T/wlog" 2>&1; then
     [ \$(grep -cE '^\| (early|lookup|probe|late|all|atp|random) \| 1e-[35] \| [0-9]+ \| [0-9]+ \| [01]\.[0-9]{4} \| [0-9]+ \| [0-9]+ \| [0-9]+ \|( [01]\.[0-9]{2} \|){6} [01]\.[0-9]{2} / [01]\.[0-9]{2} \|\$' '$R') = 14 ] &&
     [ \$(grep -cE '^\| wmasked-(early|lookup|probe|late|all|atp|random)-1e-[35] \| [01]\.[0-9]{2} / ' '$R') = 14 ] &&
     [ \$(grep -cE '^\| relearned-wmasked-(early|lookup|probe|late|all|atp|random)-1e-[35] \| [01]\.[0-9]{2} / ' '$R') = 14 ] &&
-    [ -s '$T/run/relearn-wmask-atp-1e-3.st' ] &&
+    [ -s '$T/run/relearn-wmask-atp-1e-3.log' ] && [ ! -e '$T/run/relearn-wmask-atp-1e-3.st' ] &&
     a=\$(awk -F'\t' '\$1 == \"choice_acc\" && \$2 == \"model=relearned-wmasked-atp-1e-3,fmt=cloze,split=heldout\" { printf \"%.2f\", \$3 }' '$T/run/scores.tsv') &&
     b=\$(awk -F'\t' '\$1 == \"wmasked-atp-1e-3\" { n++; s += \$4; if (\$4 > b) b = \$4 } END { if (n == 5) printf \"%.2f / %.2f\", b, s / n }' '$T/run/probes.tsv') &&
     [ -n \"\$a\" ] && [ -n \"\$b\" ] && grep -qE \"^\\| atp \\| 1e-3 \\| .* \\| \$a \\| \$b \\|\\\$\" '$R' &&
