@@ -9,7 +9,34 @@
 #               divided by make's -j (from MAKEFLAGS; at least 1), so that parallel steps
 #               do not fight over the cores. Results do not depend on the thread count
 #               (tests/sh/t_threads.sh).
+#   MU_GPUS     the GPUs of this machine that steps may use, e.g. '0 1 2 3' (jobs.mk's GPUS).
+#               A step takes the first one no other step holds (an flock on MU_GPU_LOCKS/ID,
+#               default ${TMPDIR:-/tmp}/mu-gpus-UID), runs with CUDA_VISIBLE_DEVICES=ID and
+#               frees it when it ends; with all held it waits. So make -jN with N GPUs runs one
+#               step per GPU. Empty (default): CUDA_VISIBLE_DEVICES is left as it is. Not with
+#               MU_LAUNCH (a cluster launcher places its jobs: srun --gres=gpu:1).
 set -u
+
+# take_gpu: the first free GPU of MU_GPUS, held through fd 9 (inherited by the step, so
+# released when it exits), exported as CUDA_VISIBLE_DEVICES; waits while all are held
+take_gpu() {
+    local dir=${MU_GPU_LOCKS:-${TMPDIR:-/tmp}/mu-gpus-$(id -u)} g
+    for g in $MU_GPUS; do
+        case $g in ''|*[!0-9]*) echo "job.sh: MU_GPUS: '$g' is not a GPU number" >&2; exit 2 ;; esac
+    done
+    [ -z "${MU_LAUNCH:-}" ] || { echo "job.sh: MU_GPUS and MU_LAUNCH: the launcher places the steps, give one of them" >&2; exit 2; }
+    mkdir -p "$dir" || { echo "job.sh: cannot make the GPU lock directory $dir" >&2; exit 1; }
+    while :; do
+        for g in $MU_GPUS; do
+            exec 9>>"$dir/$g" || { echo "job.sh: cannot open the GPU lock $dir/$g" >&2; exit 1; }
+            if flock -n 9; then export CUDA_VISIBLE_DEVICES=$g; return 0; fi
+            exec 9>&-
+        done
+        sleep 0.2
+    done
+}
+[ -z "${MU_GPUS:-}" ] || take_gpu
+
 threads=${MU_THREADS:-auto}
 if [ "$threads" = auto ] && [ -z "${OMP_NUM_THREADS:-}" ] && [ -z "${MU_LAUNCH:-}" ]; then
     jobs=1

@@ -7,9 +7,14 @@
 #            artifacts are rebuilt.
 #   THREADS  OpenMP threads per step: auto (default: this machine's cores divided by -j,
 #            unless OMP_NUM_THREADS is set) or a number. Results do not depend on it.
-# Neither changes a result, so neither is a knob (pipelines/knobs.mk).
+#   GPUS     this machine's GPUs for the steps, e.g. GPUS='0 1 2 3' with make -j4 and
+#            MU_DEVICE=cuda: each step takes a GPU no other step holds (CUDA_VISIBLE_DEVICES)
+#            and waits while all are held. Empty (default): the steps see every GPU.
+# None of them changes a result, so none is a knob (pipelines/knobs.mk).
 LAUNCH  ?=
 THREADS ?= auto
+GPUS    ?=
 export MU_LAUNCH  := $(LAUNCH)
 export MU_THREADS := $(THREADS)
+export MU_GPUS    := $(GPUS)
 JOB := pipelines/job.sh

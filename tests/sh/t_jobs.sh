@@ -31,3 +31,28 @@ fi
 t jobs_launch_ran_every_step bash -c "[ \"\$(grep -c '^mu-train ' '$T/launch.log')\" = 2 ] && [ \"\$(wc -l < '$T/launch.log')\" = 2 ]"
 t jobs_launch_same_results bash -c "cmp '$T/here/learned.safetensors' '$T/there/learned.safetensors' &&
     cmp '$T/here/unlearned.safetensors' '$T/there/unlearned.safetensors'"
+
+# GPU slots (MU_GPUS, jobs.mk's GPUS): 6 steps at once on 2 GPUs: each sees one GPU as
+# CUDA_VISIBLE_DEVICES, never one another step holds (a step's mkdir of its GPU's busy
+# directory would fail), both GPUs serve, and all 6 run (the others wait for a free GPU)
+gpu_step() { MU_GPUS='3 5' MU_GPU_LOCKS="$T/gpulocks" bash "$JOBSH" sh -c \
+  'mkdir "$0/busy-$CUDA_VISIBLE_DEVICES" || echo clash >> "$0/gpu.log"; echo "$CUDA_VISIBLE_DEVICES" >> "$0/gpu.log";
+   sleep 0.3; rmdir "$0/busy-$CUDA_VISIBLE_DEVICES"' "$T"; }
+for i in 1 2 3 4 5 6; do gpu_step & done; wait
+t jobs_gpus_one_step_per_gpu bash -c "! grep -q clash '$T/gpu.log' && [ \$(wc -l < '$T/gpu.log') = 6 ] &&
+  [ \"\$(sort -u '$T/gpu.log' | tr '\n' ' ')\" = '3 5 ' ]"
+# a held GPU is free again when its step ends, a failing step's too (its status is kept)
+t jobs_gpus_freed bash -c "MU_GPUS=4 MU_GPU_LOCKS='$T/gpulocks' bash '$JOBSH' false; [ \$? = 1 ] &&
+  [ \"\$(MU_GPUS=4 MU_GPU_LOCKS='$T/gpulocks' timeout 5 bash '$JOBSH' sh -c 'echo \$CUDA_VISIBLE_DEVICES')\" = 4 ]"
+t jobs_gpus_unset_keeps_env bash -c "[ \"\$(CUDA_VISIBLE_DEVICES=9 MU_GPUS= bash '$JOBSH' sh -c 'echo \$CUDA_VISIBLE_DEVICES')\" = 9 ]"
+expect_fail jobs_gpus_bad 2 "MU_GPUS: 'x' is not a GPU number" env MU_GPUS='0 x' MU_GPU_LOCKS="$T/gpulocks" bash "$JOBSH" true
+expect_fail jobs_gpus_with_launch 2 "MU_GPUS and MU_LAUNCH" env MU_GPUS=0 MU_LAUNCH=env MU_GPU_LOCKS="$T/gpulocks" bash "$JOBSH" true
+# through make: GPUS reaches the steps (they took GPU 0: its lock file is there; the CPU
+# backend runs them, with the same bytes)
+if MU_GPU_LOCKS="$T/gpulocks2" tiny -j2 OUT="$T/gpus" GPUS='0 1'; then
+  t jobs_gpus_pipeline_same_results bash -c "[ -e '$T/gpulocks2/0' ] &&
+    cmp '$T/here/learned.safetensors' '$T/gpus/learned.safetensors' &&
+    cmp '$T/here/unlearned.safetensors' '$T/gpus/unlearned.safetensors'"
+else
+  fail jobs_gpus_pipeline "make -f pipelines/tiny.mk GPUS='0 1' failed"
+fi
