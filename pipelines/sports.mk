@@ -71,6 +71,9 @@ WMASK_OPT     ?= sgd
 WMASK_LR      ?= 3
 RELEARN_STEPS ?= 10
 RELEARN_LR    ?= 1e-4
+# the relearning attack's mask (empty, the default: every parameter; a 7-9B model's full
+# AdamW training needs 18 bytes a parameter, more than one GPU has: e.g. mlp:0-15)
+RELEARN_MASK  ?=
 BATCH         ?= 16
 MMLU_SUBJECT  ?= high_school_geography
 MMLU_N        ?= 40
@@ -165,12 +168,12 @@ $(RUN)/$(2)-$(1)$(5).st: $(RUN)/learned.st $(RUN)/tok/cloze-forget.tok $(RUN)/to
 	  --seed $(SEED) --log $(RUN)/$(2)-$(1)$(5).log --out $$@
 endef
 # RELEARN_RULE NAME,DELTA: $(RUN)/relearn-NAME.st, the relearning attack on the learned model
-# changed by DELTA: every weight fine-tuned on the relearn half of the forget set
+# changed by DELTA: every weight (or RELEARN_MASK's) fine-tuned on the relearn half of the forget set
 define RELEARN_RULE
 $(RUN)/relearn-$(1).st: $(2) $(RUN)/tok/relearn.tok \
-                        $(call knobs,relearn,steps=$(RELEARN_STEPS) lr=$(RELEARN_LR) batch=$(BATCH) seed=$(SEED))
+                        $(call knobs,relearn,$(if $(RELEARN_MASK),mask=$(RELEARN_MASK) )steps=$(RELEARN_STEPS) lr=$(RELEARN_LR) batch=$(BATCH) seed=$(SEED))
 	$(JOB) mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) --delta $(RUN)/learned.st --delta $(2) \
-	  --objective learn --train $(RUN)/tok/relearn.tok --steps $(RELEARN_STEPS) \
+	  $(if $(RELEARN_MASK),--mask $(RELEARN_MASK) )--objective learn --train $(RUN)/tok/relearn.tok --steps $(RELEARN_STEPS) \
 	  --batch $(BATCH) --lr $(RELEARN_LR) --seed $(SEED) --log $(RUN)/relearn-$(1).log --out $$@
 endef
 define UNLEARN_RULE
