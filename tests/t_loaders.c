@@ -338,19 +338,33 @@ static void check_types_match_gguf_py(const char *file, const char *expect, cons
     mu_gguf_close(g);
 }
 
+/* Tensor `name` of GGUF golden `file` opens with its ggml type (named tname) and byte size
+ * checked; when `refused`, reading it fails naming the file, the tensor and the type. */
+static void check_stored_type(const char *file, const char *name, int type, size_t nbytes, const char *tname,
+                              int refused) {
+    char err[512], want[256];
+    mu_gguf *g = mu_gguf_open(golden(file), err, sizeof err);
+    CHECK_MSG(g, "%s", err);
+    if (!g) return;
+    int t = mu_gguf_find_tensor(g, name), ty;
+    size_t nb;
+    CHECK(t >= 0 && !mu_gguf_tensor_info(g, t, &ty, NULL, NULL, NULL, &nb));
+    CHECK(ty == type && nb == nbytes && !strcmp(mu_gguf_type_name(ty), tname));
+    if (refused) {
+        float got[3 * 512];
+        CHECK(mu_gguf_tensor_f32(g, name, got, 3 * 512, err, sizeof err) == -1);
+        snprintf(want, sizeof want, "%s: tensor %s: cannot dequantize ggml type %s", file, name, tname);
+        CHECK_MSG(strstr(err, want), "%s", err);
+    }
+    mu_gguf_close(g);
+}
+
 /* The k-quants, IQ4_NL and IQ4_XS; the IQ2_XXS tensor beside them (random scale bits, no
  * reference) opens with its size checked. */
 TEST(gguf_kquants_match_gguf_py) {
     static const char *const names[] = {"t.q2_k", "t.q3_k", "t.q4_k", "t.q5_k", "t.q6_k", "t.iq4_nl", "t.iq4_xs"};
     check_types_match_gguf_py("kquants.gguf", "kquants.expect.safetensors", names, sizeof names / sizeof *names);
-    char err[512];
-    mu_gguf *g = mu_gguf_open(golden("kquants.gguf"), err, sizeof err);
-    CHECK_MSG(g, "%s", err);
-    int t = mu_gguf_find_tensor(g, "t.iq2_xxs"), ty;
-    size_t nb;
-    CHECK(t >= 0 && !mu_gguf_tensor_info(g, t, &ty, NULL, NULL, NULL, &nb));
-    CHECK(ty == MU_GGML_IQ2_XXS && nb == 6 * 66 && !strcmp(mu_gguf_type_name(ty), "iq2_xxs"));
-    mu_gguf_close(g);
+    check_stored_type("kquants.gguf", "t.iq2_xxs", MU_GGML_IQ2_XXS, 6 * 66, "iq2_xxs", 0);
 }
 
 /* The i-quants with codebooks (IQ1_S IQ1_M IQ2_XXS IQ2_XS IQ2_S IQ3_XXS IQ3_S), the ternary
@@ -360,17 +374,7 @@ TEST(gguf_iquants_match_gguf_py) {
     static const char *const names[] = {"t.iq2_xxs", "t.iq2_xs", "t.iq2_s", "t.iq3_xxs", "t.iq3_s", "t.iq1_s",
                                         "t.iq1_m", "t.tq1_0", "t.tq2_0", "t.mxfp4", "t.nvfp4"};
     check_types_match_gguf_py("iquants.gguf", "iquants.expect.safetensors", names, sizeof names / sizeof *names);
-    char err[512];
-    mu_gguf *g = mu_gguf_open(golden("iquants.gguf"), err, sizeof err);
-    CHECK_MSG(g, "%s", err);
-    int t = mu_gguf_find_tensor(g, "t.q1_0"), ty;
-    size_t nb;
-    CHECK(t >= 0 && !mu_gguf_tensor_info(g, t, &ty, NULL, NULL, NULL, &nb));
-    CHECK(ty == MU_GGML_Q1_0 && nb == 12 * 18 && !strcmp(mu_gguf_type_name(ty), "q1_0"));
-    float got[3 * 512];
-    CHECK(mu_gguf_tensor_f32(g, "t.q1_0", got, 3 * 512, err, sizeof err) == -1);
-    CHECK_MSG(strstr(err, "iquants.gguf: tensor t.q1_0: cannot dequantize ggml type q1_0"), "%s", err);
-    mu_gguf_close(g);
+    check_stored_type("iquants.gguf", "t.q1_0", MU_GGML_Q1_0, 12 * 18, "q1_0", 1);
 }
 
 /* Every HF tensor of the GGUF checkpoint (Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 F16 BF16 F32, q/k rows
