@@ -4,6 +4,7 @@
  * code), written once against the backend interface
  * (kernels.h): forward with hooks, explicit backward into trainable parameters only,
  * KV-cache decoding. API and conventions: model.h. */
+#include <cblas.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -88,6 +89,9 @@ struct mu_model {
     float *dx, *dh, *dq, *dk, *dv, *d_o, *dg, *du, *da, *dbr, *dlog;
     float *dqr, *dkr;                 /* qk_norm: d of q, k before their norms */
     float *gscratch; int64_t gscratch_cap; /* backend: a packed parameter's whole dW */
+    mu_lora *lora;                    /* [n_params]: adapters (A NULL: none), or NULL */
+    int lora_rmax;                    /* the largest adapter rank */
+    float *lora_ws;                   /* workspace [2, cap_N, lora_rmax]: X A^T and dY B */
     float *host;  size_t host_cap;    /* host scratch for hooks on device backends, mlp_in */
     float *logits_host; size_t logits_host_cap;
     float *hidden_host; size_t hidden_host_cap;
@@ -114,7 +118,12 @@ static void grad_done(const mu_model *m, int i)
     if (i >= 0 && m->p[i].trainable && m->p[i].packed)
         m->be->elems_gather_add(m->p[i].g, m->gscratch, &m->p[i].el);
 }
-static int trainable(const mu_model *m, int i) { return i >= 0 && m->p[i].trainable; }
+static const mu_lora *adapter(const mu_model *m, int i)
+{
+    return i >= 0 && m->lora && m->lora[i].A ? &m->lora[i] : NULL;
+}
+/* Whether backward must reach weight i: it trains, or its adapter does. */
+static int trainable(const mu_model *m, int i) { return i >= 0 && (m->p[i].trainable || adapter(m, i)); }
 
 /* Y[N,M] (+)= X[N,K] . W[M,K]^T with weight i in its storage dtype (kernels.h); a Conv1D
  * weight (GPT-2) is stored [K, M] and read as such. */
@@ -125,6 +134,27 @@ static void linear(const mu_model *m, float *Y, const float *X, int i, int N, in
     const mu_backend *be = m->be;
     if (p->w16) (p->conv1d ? be->matmul_wt_bf16 : be->matmul_bf16)(Y, X, p->w16, N, K, M, accumulate);
     else (p->conv1d ? be->matmul_wt : be->matmul)(Y, X, p->w, N, K, M, accumulate);
+    const mu_lora *a = adapter(m, i);
+    if (!a) return;
+    float *U = m->lora_ws;                                 /* [N, r] = scale X A^T */
+    be->matmul(U, X, a->A, N, K, a->r, 0);
+    be->scale(U, a->scale, (size_t)N * a->r);
+    be->matmul(Y, U, a->B, N, a->r, M, 1);                 /* Y += U B^T */
+}
+
+/* The adapter's part of linear_bwd: V = scale dY B [N, r]; dX += V A; gA += V^T X;
+ * U = scale X A^T (recomputed); gB += dY^T U. */
+static void lora_bwd(const mu_model *m, const mu_lora *a, float *dX, const float *dY, const float *X, int N)
+{
+    const mu_backend *be = m->be;
+    float *U = m->lora_ws, *V = m->lora_ws + (size_t)m->cap_N * m->lora_rmax;
+    be->matmul_wt(V, dY, a->B, N, a->M, a->r, 0);          /* B read as [in = M, out = r] */
+    be->scale(V, a->scale, (size_t)N * a->r);
+    if (dX) be->matmul_wt(dX, V, a->A, N, a->r, a->K, 1);   /* A read as [in = r, out = K] */
+    be->matmul_bwd(NULL, a->gA, V, X, a->A, N, a->K, a->r, 0);
+    be->matmul(U, X, a->A, N, a->K, a->r, 0);
+    be->scale(U, a->scale, (size_t)N * a->r);
+    be->matmul_bwd(NULL, a->gB, dY, U, a->B, N, a->r, a->M, 0);
 }
 
 /* dX[N,K] (+)= dY[N,M] . W[M,K];  dW += dY^T X when weight i is trainable (Conv1D: their
@@ -139,6 +169,8 @@ static void linear_bwd(const mu_model *m, float *dX, int i, const float *dY, con
                                                                    accumulate_dx);
     else (p->conv1d ? be->matmul_wt_bwd : be->matmul_bwd)(dX, G(m, i), dY, X, p->w, N, K, M, accumulate_dx);
     grad_done(m, i);
+    const mu_lora *a = adapter(m, i);
+    if (a) lora_bwd(m, a, dX, dY, X, N);
 }
 
 /* Y[N,D] = the block norm of weight wi (and bias bi, -1: none) over X: RMSNorm, or a
@@ -537,6 +569,11 @@ void mu_model_free(mu_model *m)
         m->be->free(m->p[i].w16);
         m->be->free(m->p[i].g);
     }
+    for (int i = 0; m->lora && i < m->n_params; i++) {
+        mu_lora *a = &m->lora[i];
+        m->be->free(a->A); m->be->free(a->B); m->be->free(a->gA); m->be->free(a->gB);
+    }
+    free(m->lora);
     if (m->be) m->be->free(m->gscratch);
     free(m->p); free(m->lp); free(m->inv_freq); free(m->inv_freq_local);
     free(m->ids); free(m->lens); free(m->pos0); free(m->pos); free(m->klen);
@@ -648,13 +685,82 @@ static size_t grad_numel(const mu_param *p) { return (size_t)(p->packed ? p->set
 
 void mu_model_zero_grad(mu_model *m)
 {
-    for (int i = 0; i < m->n_params; i++)
+    for (int i = 0; i < m->n_params; i++) {
         if (m->p[i].g) m->be->zero(m->p[i].g, fsz(grad_numel(&m->p[i])));
+        const mu_lora *a = adapter(m, i);
+        if (a) {
+            m->be->zero(a->gA, fsz((size_t)a->r * a->K));
+            m->be->zero(a->gB, fsz((size_t)a->M * a->r));
+        }
+    }
+}
+
+/* host (W in its stored layout) += scale B A: [M, K], or [K, M] for a Conv1D weight. */
+static int merge_lora(const mu_model *m, const mu_param *p, const mu_lora *a, float *host)
+{
+    float *A = malloc(fsz((size_t)a->r * a->K + 1)), *B = malloc(fsz((size_t)a->M * a->r + 1));
+    int rc = A && B ? 0 : -1;
+    if (!rc) {
+        m->be->download(A, a->A, fsz((size_t)a->r * a->K));
+        m->be->download(B, a->B, fsz((size_t)a->M * a->r));
+        if (p->conv1d)      /* W^T += scale A^T B^T */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, a->K, a->M, a->r, a->scale, A, a->K, B, a->r,
+                        1.0f, host, a->M);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, a->M, a->K, a->r, a->scale, B, a->r, A, a->K,
+                        1.0f, host, a->K);
+    }
+    free(A);
+    free(B);
+    return rc;
 }
 
 int mu_model_get_param(mu_model *m, int i, float *host)
 {
-    return load_param(m, &m->p[i], host);
+    if (load_param(m, &m->p[i], host)) return -1;
+    const mu_lora *a = adapter(m, i);
+    return a ? merge_lora(m, &m->p[i], a, host) : 0;
+}
+
+int mu_model_lora_eligible(const mu_model *m, int i)
+{
+    return i >= 0 && i < m->n_params && m->p[i].info.ndim == 2 && m->p[i].info.layer >= 0;
+}
+
+const mu_lora *mu_model_lora(const mu_model *m, int i) { return adapter(m, i); }
+
+/* A backend buffer holding host[n] (n > 0), or NULL. */
+static float *upload_new(const mu_backend *be, const float *host, size_t n)
+{
+    float *d = be->alloc(fsz(n));
+    if (d) be->upload(d, host, fsz(n));
+    return d;
+}
+
+int mu_model_add_lora(mu_model *m, int i, int r, float scale, const float *A, const float *B)
+{
+    if (!mu_model_lora_eligible(m, i) || adapter(m, i) || r < 1) return -1;
+    if (!m->lora && !(m->lora = calloc((size_t)m->n_params, sizeof *m->lora))) return -1;
+    const mu_param *p = &m->p[i];
+    mu_lora a = { r, (int)p->info.shape[p->conv1d ? 0 : 1], (int)p->info.shape[p->conv1d ? 1 : 0], scale,
+                  NULL, NULL, NULL, NULL };
+    size_t na = (size_t)r * a.K, nb = (size_t)a.M * r;
+    a.A = upload_new(m->be, A, na);
+    a.B = upload_new(m->be, B, nb);
+    a.gA = m->be->alloc(fsz(na));
+    a.gB = m->be->alloc(fsz(nb));
+    if (!a.A || !a.B || !a.gA || !a.gB) {
+        m->be->free(a.A); m->be->free(a.B); m->be->free(a.gA); m->be->free(a.gB);
+        return -1;
+    }
+    m->be->zero(a.gA, fsz(na));
+    m->be->zero(a.gB, fsz(nb));
+    m->lora[i] = a;
+    if (r > m->lora_rmax) {       /* the workspace is made again, with room for this rank */
+        m->lora_rmax = r;
+        ws_free(m);
+    }
+    return 0;
 }
 
 int mu_model_set_param(mu_model *m, int i, const float *host)
@@ -781,6 +887,7 @@ static int ws_ensure(mu_model *m, int N, int train)
     if (m->cfg.layer_norm) A(m->meanf, n);
     if (m->cfg.fused_qkv) A(m->qkv, n * 3 * qd);
     if (m->rd < m->hd) A(m->rot, n * (m->H > m->Hkv ? m->H : m->Hkv) * m->rd);
+    if (m->lora_rmax) A(m->lora_ws, 2 * n * m->lora_rmax);
 #undef A
     if (!ok) { ws_free(m); return -1; }
     m->cap_N = N;
@@ -1296,7 +1403,7 @@ static int lowest_needed(const mu_model *m, const mu_hook *hooks, int n, int top
 {
     int low = INT_MAX;
     for (int i = 0; i < m->n_params; i++) {
-        if (!m->p[i].trainable) continue;
+        if (!trainable(m, i)) continue;
         int d;
         if (i == m->embed || i == m->pos_embed) d = DEPTH_EMBED;
         else if (i == m->final_norm || i == m->final_bias) d = top;

@@ -189,6 +189,20 @@ int mu_model_set_trainable(mu_model *m, int i, int on);
  * bits as the whole tensor with mu_optim_add and that set. mu_model_set_trainable(m, i,
  * on) unpacks it. 0 ok, -1 out of memory or bad set. */
 int mu_model_set_trainable_elems(mu_model *m, int i, const mu_idxset *set);
+/* A LoRA adapter (Hu et al. 2021) on a layer's projection weight W, out x in = M x K: the
+ * layer then computes X W^T + scale (X A^T) B^T, W frozen, with A [r, K] and B [M, r] f32
+ * backend buffers trained through their gradients gA, gB (zeroed by mu_model_zero_grad).
+ * The weight mu_model_get_param reads is then the merged W + scale B A (in W's stored
+ * layout), so deltas and exported models carry the adapter. */
+typedef struct { int r, K, M; float scale; float *A, *B, *gA, *gB; } mu_lora;
+/* Whether parameter i can carry an adapter: a 2-D weight of a layer (every one goes through
+ * the projections' GEMMs). */
+int mu_model_lora_eligible(const mu_model *m, int i);
+/* Adds an adapter of rank r to parameter i with A, B from host [r*K], [M*r] (PEFT's
+ * initialization: A uniform in +-1/sqrt(K), B zero). 0 ok, -1 not eligible, already adapted,
+ * r < 1 or out of memory. */
+int mu_model_add_lora(mu_model *m, int i, int r, float scale, const float *A, const float *B);
+const mu_lora *mu_model_lora(const mu_model *m, int i);             /* NULL: none */
 int mu_model_set_all_trainable(mu_model *m, int on);
 void mu_model_zero_grad(mu_model *m);
 /* Copies parameter i (or its gradient) to / from host f32 [numel]. A bf16 weight reads as

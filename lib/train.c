@@ -334,6 +334,7 @@ struct mu_trainer {
     /* trained tensors */
     int nt;
     int *pidx;
+    unsigned char *lora_part;   /* [nt] with LoRA: 1 entry i trains pidx[i]'s A, 2 its B */
     mu_optim *opt;              /* on the model's backend: trains p->w (p->wp when packed)
                                    from p->g in place, or with weight masking wm[i].m */
     struct wmask_bufs {         /* weight masking: backend [n] arrays of trained tensor i */
@@ -408,6 +409,10 @@ static json_t *options_json(const mu_train_opts *o) {
     set_int(j, "accum", o->accum);
     set_int(j, "seed", (long long)o->seed);
     if (o->weight_mask) set_real(j, "weight_mask", o->weight_mask_lambda);
+    if (o->lora_r > 0) {
+        set_int(j, "lora_r", o->lora_r);
+        set_real(j, "lora_alpha", o->lora_alpha);
+    }
     return j;
 }
 
@@ -514,6 +519,7 @@ static void wmask_free(mu_trainer *t) {
 /* The trained values of tensor i changed (an update, a checkpoint, the best snapshot):
  * with weight masking the mask is projected onto [0, 1] and applied to the weights. */
 static void trained_changed(mu_trainer *t, int i) {
+    if (t->lora_part && t->lora_part[i]) return;    /* the GEMMs read A and B themselves */
     if (t->o.weight_mask) {
         mu_param *p = mu_model_param(t->m, t->pidx[i]);
         mu_model_backend(t->m)->wmask_forward(p->packed ? p->wp : p->w, t->wm[i].m, t->wm[i].w0, t->wm[i].n);
@@ -560,8 +566,19 @@ int mu_trainer_wmask_stats(const mu_trainer *t, mu_wmask_stats *s) {
 }
 
 void mu_trainer_opt_grad(const mu_trainer *t, int i, float *host) {
-    const float *g = t->o.weight_mask ? t->wm[i].g : mu_model_param(t->m, t->pidx[i])->g;
+    const mu_lora *a = t->lora_part && t->lora_part[i] ? mu_model_lora(t->m, t->pidx[i]) : NULL;
+    const float *g = a ? (t->lora_part[i] == 1 ? a->gA : a->gB)
+                   : t->o.weight_mask ? t->wm[i].g : mu_model_param(t->m, t->pidx[i])->g;
     mu_model_backend(t->m)->download(host, g, (size_t)mu_optim_set(t->opt, i)->n * sizeof(float));
+}
+
+/* Registers optimizer entry nt: pidx[nt] = pi, the optimizer's part 0 (the weights), 1 (a
+ * LoRA A) or 2 (its B). */
+static void add_entry(mu_trainer *t, int pi, int part) {
+    t->pidx = mu_xrealloc(t->pidx, (size_t)(t->nt + 1) * sizeof *t->pidx);
+    t->lora_part = mu_xrealloc(t->lora_part, (size_t)(t->nt + 1));
+    t->pidx[t->nt] = pi;
+    t->lora_part[t->nt++] = (unsigned char)part;
 }
 
 /* Makes the elements of set of parameter pi trainable (a list set packed: gradient and
@@ -590,8 +607,68 @@ static int add_trained(mu_trainer *t, int pi, mu_idxset *set, char *err, size_t 
         snprintf(err, errlen, "out of memory for the optimizer state of %s", p->info.name);
         return -1;
     }
-    t->pidx = mu_xrealloc(t->pidx, (size_t)(t->nt + 1) * sizeof *t->pidx);
-    t->pidx[t->nt++] = pi;
+    add_entry(t, pi, 0);
+    return 0;
+}
+
+/* Gives matrix pi a LoRA adapter of rank lora_r (A uniform in +-1/sqrt(in) from the seed's
+ * stream pi, B zero: PEFT's start, the model unchanged) and registers A and B. */
+static int add_lora(mu_trainer *t, int pi, char *err, size_t errlen) {
+    mu_param *p = mu_model_param(t->m, pi);
+    int r = t->o.lora_r, K = (int)p->info.shape[p->conv1d ? 0 : 1], M = (int)p->info.shape[p->conv1d ? 1 : 0];
+    float *A = mu_xmalloc((size_t)r * K * sizeof(float)), *B = mu_xcalloc((size_t)M * r, sizeof(float));
+    mu_rng rng;
+    mu_rng_seed2(&rng, t->o.seed, (uint64_t)pi);
+    double bound = 1.0 / sqrt((double)K);
+    for (int64_t e = 0; e < (int64_t)r * K; e++) A[e] = (float)((2 * mu_rng_uniform(&rng) - 1) * bound);
+    int rc = mu_model_add_lora(t->m, pi, r, (float)(t->o.lora_alpha / r), A, B);
+    free(A);
+    free(B);
+    if (rc < 0) {
+        snprintf(err, errlen, "out of memory for the LoRA adapter of %s", p->info.name);
+        return -1;
+    }
+    const mu_lora *a = mu_model_lora(t->m, pi);
+    char name[200];
+    for (int part = 1; part <= 2; part++) {
+        mu_idxset set;
+        mu_idxset_init_dense(&set, part == 1 ? (int64_t)r * K : (int64_t)M * r);
+        snprintf(name, sizeof name, "%s%s", p->info.name, part == 1 ? ".lora_A" : ".lora_B");
+        if (mu_optim_add(t->opt, name, part == 1 ? a->A : a->B, part == 1 ? a->gA : a->gB, &set) < 0) {
+            snprintf(err, errlen, "out of memory for the optimizer state of %s", name);
+            return -1;
+        }
+        add_entry(t, pi, part);
+    }
+    return 0;
+}
+
+/* With LoRA: adapters on the masked layer matrices, each selected whole; the other masked
+ * tensors (norms, biases, embeddings) stay frozen, counted in the info's lora_frozen. */
+static int setup_lora(mu_trainer *t, const mu_mask *mask, char *err, size_t errlen) {
+    if (t->o.weight_mask) {
+        snprintf(err, errlen, "LoRA and weight masking cannot be combined");
+        return -1;
+    }
+    int frozen = 0;
+    for (int i = 0; i < mu_model_n_params(t->m); i++) {
+        mu_param *p = mu_model_param(t->m, i);
+        int k = mask ? mu_mask_find(mask, p->info.name) : -1;
+        int64_t n = !mask ? p->numel : k < 0 ? 0 : mu_mask_tensor_params(&mask->t[k]);
+        if (n == 0) continue;
+        if (!mu_model_lora_eligible(t->m, i)) { frozen++; continue; }
+        if (n != p->numel) {
+            snprintf(err, errlen, "LoRA adapts whole layer matrices: the mask selects part of %s", p->info.name);
+            return -1;
+        }
+        if (add_lora(t, i, err, errlen) < 0) return -1;
+    }
+    if (t->nt == 0) {
+        snprintf(err, errlen, "the mask selects no layer matrix for LoRA");
+        return -1;
+    }
+    json_object_set_new(t->info, "lora_matrices", json_integer(t->nt / 2));
+    json_object_set_new(t->info, "lora_frozen", json_integer(frozen));
     return 0;
 }
 
@@ -605,6 +682,7 @@ static int setup_params(mu_trainer *t, const mu_mask *mask, char *err, size_t er
         free(info);
         if (rc < 0) return -1;
     }
+    if (t->o.lora_r > 0) return setup_lora(t, mask, err, errlen);
     for (int i = 0; i < np; i++) {
         mu_param *p = mu_model_param(t->m, i);
         mu_idxset set;
@@ -689,6 +767,7 @@ void mu_trainer_free(mu_trainer *t) {
     free(t->best_vals);
     wmask_free(t);
     free(t->pidx);
+    free(t->lora_part);
     mu_optim_free(t->opt);
     free(t->ids); free(t->lens); free(t->labels); free(t->dlogits);
     free(t->lr.pos); free(t->lr.tgt); free(t->lr.first); free(t->lr.logp); free(t->lr.a);
@@ -718,6 +797,7 @@ void mu_trainer_add_eval(mu_trainer *t, const char *name, mu_train_set *set) {
 
 int mu_trainer_n_trained(const mu_trainer *t) { return t->nt; }
 int mu_trainer_trained_param(const mu_trainer *t, int i) { return t->pidx[i]; }
+int mu_trainer_lora_part(const mu_trainer *t, int i) { return t->lora_part[i]; }
 const mu_idxset *mu_trainer_trained_set(const mu_trainer *t, int i) { return mu_optim_set(t->opt, i); }
 size_t mu_trainer_optim_bytes(const mu_trainer *t) {
     return mu_optim_state_bytes(t->opt) + (size_t)t->wm_total * 3 * sizeof(float);   /* + w0, m, dL/dm */
@@ -1649,6 +1729,7 @@ static int64_t trained_weights(mu_trainer *t, int i, int64_t *idx, float *vals) 
 static void add_delta_tensor(mu_st_writer *w, mu_trainer *t, int i, int sparse) {
     mu_param *p = mu_model_param(t->m, t->pidx[i]);
     const mu_idxset *s = mu_optim_set(t->opt, i);
+    if (t->lora_part[i] == 2) return;                  /* written with its A: the merged weight */
     if (!sparse || (s->dense && !t->o.weight_mask)) {   /* a mask's delta: what it changed */
         float *vals = mu_xmalloc((size_t)p->numel * sizeof(float));
         mu_model_get_param(t->m, t->pidx[i], vals);

@@ -94,6 +94,9 @@ typedef struct {
                                 m from 1, projected after every update) instead of the weights:
                                 Guo et al.'s weight masking (kernels.h wmask_forward/backward) */
     double weight_mask_lambda; /* its penalty: lambda * sum(1 - m) over the masked elements */
+    int lora_r;              /* > 0: train LoRA adapters of this rank on the masked layer
+                                matrices (whole ones) instead of them (mu_model_add_lora) */
+    double lora_alpha;       /* their scale is alpha / r */
 } mu_train_opts;
 void mu_train_opts_default(mu_train_opts *o);
 
@@ -130,6 +133,9 @@ void mu_trainer_set_steps(mu_trainer *t, int64_t steps);
 int mu_trainer_n_trained(const mu_trainer *t);
 /* Model parameter index of trained tensor i and its trained element set. */
 int mu_trainer_trained_param(const mu_trainer *t, int i);
+/* With LoRA (opts.lora_r), trained tensor i is an adapter's A (1: [r, in]) or B (2: [out, r]),
+ * A before B, of parameter mu_trainer_trained_param(t, i); 0: the parameter's own values. */
+int mu_trainer_lora_part(const mu_trainer *t, int i);
 const mu_idxset *mu_trainer_trained_set(const mu_trainer *t, int i);
 size_t mu_trainer_optim_bytes(const mu_trainer *t);
 int64_t mu_trainer_step(const mu_trainer *t);
@@ -141,10 +147,11 @@ int64_t mu_trainer_step(const mu_trainer *t);
 typedef struct { int64_t masked, halved, ablated, elements; double cut, penalty; } mu_wmask_stats;
 int mu_trainer_wmask_stats(const mu_trainer *t, mu_wmask_stats *s);
 /* The optimizer's gradient of trained tensor i as the last step (or loss_and_grad) left
- * it, [set->n] in entry order: dL/dw, or with weight masking dL/dm (penalty included). */
+ * it, [set->n] in entry order: dL/dw, with weight masking dL/dm (penalty included), with
+ * LoRA dL/dA or dL/dB. */
 void mu_trainer_opt_grad(const mu_trainer *t, int i, float *host);
-/* Sets the trained values of tensor i ([set->n], entry order: weights, or with weight
- * masking the mask, then projected and applied) as a checkpoint does. For tests. */
+/* Sets the trained values of tensor i ([set->n], entry order: weights, with weight masking
+ * the mask, then projected and applied, with LoRA A or B) as a checkpoint does. For tests. */
 void mu_trainer_set_trained(mu_trainer *t, int i, const float *host);
 
 /* Writes the "log" stream (every logged step and evaluation). */

@@ -58,8 +58,11 @@ EDIT_LR      ?= 5e-4
 BATCH        ?= 16
 RELEARN_STEPS ?= 10
 RELEARN_LR    ?= 1e-4
-# the relearning attack's mask (empty: every parameter)
+# the relearning attack's mask (empty: every parameter); RELEARN_LORA=R: rank-R LoRA adapters
+# on the masked layer matrices train instead (18 bytes a parameter for full AdamW training do
+# not fit one GPU at 7-9B)
 RELEARN_MASK  ?=
+RELEARN_LORA  ?=
 
 # localizations (LOCS, MASK_*, LOOKUP_LAYERS, ATP_LAYERS, ATP_SAMPLES: pipelines/localize.mk),
 # found on the base model from the true answers of the edit facts, noise on the subject
@@ -174,8 +177,8 @@ $(RUN)/edit-$(1).st: $(RUN)/tok/edit.tok $(RUN)/tok/keep.tok $(MODEL_DEPS) $(fil
 	  --forget $(RUN)/tok/edit.tok --retain $(RUN)/tok/keep.tok --steps $(EDIT_STEPS) \
 	  --batch $(BATCH) --lr $(EDIT_LR) --seed $(SEED) --log $(RUN)/edit-$(1).log --out $$@
 $(RUN)/relearn-$(1).st: $(RUN)/edit-$(1).st $(RUN)/tok/relearn.tok \
-                        $(call knobs,relearn,mask=$(RELEARN_MASK) steps=$(RELEARN_STEPS) lr=$(RELEARN_LR) batch=$(BATCH) seed=$(SEED))
-	$(JOB) mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) --delta $(RUN)/edit-$(1).st $(if $(RELEARN_MASK),--mask $(RELEARN_MASK)) \
+                        $(call knobs,relearn,mask=$(RELEARN_MASK) $(if $(RELEARN_LORA),lora=$(RELEARN_LORA) )steps=$(RELEARN_STEPS) lr=$(RELEARN_LR) batch=$(BATCH) seed=$(SEED))
+	$(JOB) mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) --delta $(RUN)/edit-$(1).st $(if $(RELEARN_MASK),--mask $(RELEARN_MASK)) $(if $(RELEARN_LORA),--lora $(RELEARN_LORA)) \
 	  --objective learn --train $(RUN)/tok/relearn.tok --steps $(RELEARN_STEPS) \
 	  --batch $(BATCH) --lr $(RELEARN_LR) --seed $(SEED) --log $(RUN)/relearn-$(1).log --out $$@
 endef

@@ -72,8 +72,10 @@ WMASK_LR      ?= 3
 RELEARN_STEPS ?= 10
 RELEARN_LR    ?= 1e-4
 # the relearning attack's mask (empty, the default: every parameter; a 7-9B model's full
-# AdamW training needs 18 bytes a parameter, more than one GPU has: e.g. mlp:0-15)
+# AdamW training needs 18 bytes a parameter, more than one GPU has: e.g. mlp:0-15), and
+# RELEARN_LORA=R: the attack trains rank-R LoRA adapters on the masked layer matrices instead
 RELEARN_MASK  ?=
+RELEARN_LORA  ?=
 BATCH         ?= 16
 MMLU_SUBJECT  ?= high_school_geography
 MMLU_N        ?= 40
@@ -171,9 +173,9 @@ endef
 # changed by DELTA: every weight (or RELEARN_MASK's) fine-tuned on the relearn half of the forget set
 define RELEARN_RULE
 $(RUN)/relearn-$(1).st: $(2) $(RUN)/tok/relearn.tok \
-                        $(call knobs,relearn,$(if $(RELEARN_MASK),mask=$(RELEARN_MASK) )steps=$(RELEARN_STEPS) lr=$(RELEARN_LR) batch=$(BATCH) seed=$(SEED))
+                        $(call knobs,relearn,$(if $(RELEARN_MASK),mask=$(RELEARN_MASK) )$(if $(RELEARN_LORA),lora=$(RELEARN_LORA) )steps=$(RELEARN_STEPS) lr=$(RELEARN_LR) batch=$(BATCH) seed=$(SEED))
 	$(JOB) mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) --delta $(RUN)/learned.st --delta $(2) \
-	  $(if $(RELEARN_MASK),--mask $(RELEARN_MASK) )--objective learn --train $(RUN)/tok/relearn.tok --steps $(RELEARN_STEPS) \
+	  $(if $(RELEARN_MASK),--mask $(RELEARN_MASK) )$(if $(RELEARN_LORA),--lora $(RELEARN_LORA) )--objective learn --train $(RUN)/tok/relearn.tok --steps $(RELEARN_STEPS) \
 	  --batch $(BATCH) --lr $(RELEARN_LR) --seed $(SEED) --log $(RUN)/relearn-$(1).log --out $$@
 endef
 define UNLEARN_RULE

@@ -1046,6 +1046,83 @@ TEST(cuda_model_random_gpt2_logits_grads_vs_cpu)
     config_vs_cpu(&c, MU_WEIGHTS_BF16, 32, 1e-6, 3e-5);
 }
 
+/* Adapters of rank 3 (scale 0.7) with the same random A and B on every layer matrix of mc
+ * and mg, the base weights frozen (mg's given mc's values); forward, mean cross-entropy,
+ * backward: logits, the loss and every dA, dB compared. */
+static void lora_vs_cpu(const mu_config *c, mu_weights wt, uint64_t seed, double logit_nmse, double grad_nmse)
+{
+    const mu_backend *g = gpu_or_skip();
+    char err[256];
+    mu_model *ms[2];
+    ms[0] = mu_model_init_random_as(c, seed, 0.3f, mu_backend_cpu(), wt, err, sizeof err);
+    CHECK_MSG(ms[0], "%s", err);
+    ms[1] = mu_model_init_random_as(c, 99, 0.3f, g, wt, err, sizeof err);
+    CHECK_MSG(ms[1], "%s", err);
+    int n = mu_model_n_params(ms[0]), V = c->vocab;
+    mu_rng r;
+    mu_rng_seed(&r, seed);
+    for (int i = 0; i < n; i++) {
+        mu_param *p = mu_model_param(ms[0], i);
+        float *w = fnew((size_t)p->numel);
+        mu_model_get_param(ms[0], i, w);
+        mu_model_set_param(ms[1], i, w);
+        free(w);
+        if (!mu_model_lora_eligible(ms[0], i)) continue;
+        size_t in = (size_t)p->info.shape[p->conv1d ? 0 : 1], out = (size_t)p->info.shape[p->conv1d ? 1 : 0];
+        float *AB = fnew(3 * (in + out));      /* A [3, in], then B [out, 3] */
+        for (size_t e = 0; e < 3 * (in + out); e++) AB[e] = (float)(0.2 * mu_rng_normal(&r));
+        for (int k = 0; k < 2; k++) CHECK(mu_model_add_lora(ms[k], i, 3, 0.7f, AB, AB + 3 * in) == 0);
+        free(AB);
+    }
+    int32_t ids[MB * MT], targets[MB * MT];
+    model_batch(ids, targets, V, seed + 1);
+    float *lg[2], *dl = fnew((size_t)MB * MT * V);
+    double loss[2];
+    for (int k = 0; k < 2; k++) {
+        mu_model_zero_grad(ms[k]);
+        mu_batch b = { MB, MT, ids, m_lens };
+        mu_fwd_opts o = { .train = 1 };
+        CHECK_MSG(mu_model_forward(ms[k], &b, &o, err, sizeof err) == 0, "forward: %s", err);
+        lg[k] = fnew((size_t)MB * MT * V);
+        memcpy(lg[k], mu_model_logits(ms[k]), sizeof(float) * MB * MT * V);
+        loss[k] = mu_model_cross_entropy(ms[k], targets, dl, NULL);
+        CHECK_MSG(mu_model_backward(ms[k], dl, NULL, 0, err, sizeof err) == 0, "backward: %s", err);
+    }
+    CHECK_CLOSE(loss[1], loss[0], 1e-5, 1e-6);
+    for (int b = 0; b < MB; b++)
+        check_close("logits", lg[1] + (size_t)b * MT * V, lg[0] + (size_t)b * MT * V, (size_t)m_lens[b] * V, logit_nmse);
+    int adapted = 0;
+    for (int i = 0; i < n; i++) {
+        const mu_lora *a[2] = { mu_model_lora(ms[0], i), mu_model_lora(ms[1], i) };
+        if (!a[0]) continue;
+        adapted++;
+        size_t na = (size_t)a[0]->r * a[0]->K, nb = (size_t)a[0]->M * a[0]->r;
+        float *h[2][2];
+        for (int k = 0; k < 2; k++) {
+            h[k][0] = fnew(na); h[k][1] = fnew(nb);
+            (k ? g : mu_backend_cpu())->download(h[k][0], a[k]->gA, na * 4);
+            (k ? g : mu_backend_cpu())->download(h[k][1], a[k]->gB, nb * 4);
+        }
+        check_close("dA", h[1][0], h[0][0], na, grad_nmse);
+        check_close("dB", h[1][1], h[0][1], nb, grad_nmse);
+        for (int k = 0; k < 2; k++) { free(h[k][0]); free(h[k][1]); }
+    }
+    CHECK(adapted >= 2 * 4);
+    for (int k = 0; k < 2; k++) { free(lg[k]); mu_model_free(ms[k]); }
+    free(dl);
+}
+
+/* LoRA on both backends: a random Llama (f32), GPT-2 (Conv1D weights, fused c_attn) and a
+ * bf16 Llama (the adapters in f32 beside bf16 GEMMs). */
+TEST(cuda_model_lora_logits_grads_vs_cpu)
+{
+    mu_config c = random_llama();
+    lora_vs_cpu(&c, MU_WEIGHTS_F32, 41, 1e-9, 1e-7);
+    mu_config c2 = random_gpt("gpt2");
+    lora_vs_cpu(&c2, MU_WEIGHTS_F32, 42, 1e-9, 1e-7);
+    lora_vs_cpu(&c, MU_WEIGHTS_BF16, 43, 1e-6, 3e-5);
+}
+
 /* bf16 weights on both backends: same bf16 values, f32 everything else. Rounding an
  * operand to bf16 can flip where the two backends' f32 sums straddle a rounding
  * boundary, and gradient flips compound downwards, so the bounds are looser than f32's

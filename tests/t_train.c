@@ -221,6 +221,103 @@ TEST(train_gradient_fd_dpo_undial) { fd_check("dpo=1,undial=0.5", 1); }
 TEST(train_gradient_fd_rmu) { fd_check("rmu=1", 0); }
 TEST(train_gradient_fd_rmu_with_logits_and_mlp_l2) { fd_check("rmu=0.5,edit=1,mlp-l2=3", 0); }
 
+/* LoRA (opts.lora_r): adapters on every layer matrix of the tiny model, B set to random
+ * values (it starts at 0, where dL/dA is 0); dL/dA and dL/dB of the whole pipeline against
+ * central differences of the loss; no base weight has a gradient; the weight the model
+ * reads is W + (alpha / r) B A, recomputed here from the adapter's A and B. */
+TEST(train_lora_gradient_fd_and_merge) {
+    mu_model *m = tiny_model(3), *ref = tiny_model(4);
+    int np = mu_model_n_params(m);
+    float **base = calloc((size_t)np, sizeof *base);
+    for (int i = 0; i < np; i++) {
+        base[i] = malloc(mu_model_param(m, i)->numel * sizeof(float));
+        mu_model_get_param(m, i, base[i]);
+    }
+    mu_train_opts o;
+    mu_train_opts_default(&o);
+    char err[512];
+    CHECK(mu_objective_parse("learn=1,retain-ce=0.5", o.coef, err, sizeof err) == 0);
+    o.batch = 3; o.accum = 2; o.lora_r = 2; o.lora_alpha = 3;
+    mu_trainer *t = mu_trainer_new(m, ref, NULL, &o, err, sizeof err);
+    CHECK_MSG(t, "%s", err);
+    mu_train_set f, r;
+    facts(&f, 5, 7, 0);
+    facts(&r, 5, 8, 0);
+    mu_trainer_set_data(t, MU_DATA_FORGET, &f);
+    mu_trainer_set_data(t, MU_DATA_RETAIN, &r);
+    int nt = mu_trainer_n_trained(t), matrices = 0;
+    mu_rng rng;
+    mu_rng_seed(&rng, 11);
+    for (int k = 0; k < nt; k++) {
+        int pi = mu_trainer_trained_param(t, k);
+        CHECK(mu_model_lora_eligible(m, pi) && mu_trainer_lora_part(t, k) == 1 + k % 2);
+        if (mu_trainer_lora_part(t, k) != 2) continue;
+        matrices++;
+        int64_t n = mu_trainer_trained_set(t, k)->n;
+        float *b = malloc(n * sizeof(float));
+        for (int64_t e = 0; e < n; e++) b[e] = (float)(0.3 * mu_rng_normal(&rng));
+        mu_trainer_set_trained(t, k, b);
+        free(b);
+    }
+    CHECK_EQ_INT(matrices, 2 * 7);
+    for (int i = 0; i < np; i++)
+        CHECK_MSG(!mu_model_param(m, i)->trainable && !mu_model_param(m, i)->g, "%s trains", mu_model_param(m, i)->info.name);
+    CHECK_MSG(isfinite(mu_trainer_loss_and_grad(t, 1, err, sizeof err)), "%s", err);
+    const mu_backend *be = mu_model_backend(m);
+    int checked = 0;
+    double biggest = 0;
+    for (int k = 0; k < nt; k++) {
+        int64_t n = mu_trainer_trained_set(t, k)->n;
+        const mu_lora *a = mu_model_lora(m, mu_trainer_trained_param(t, k));
+        float *v = malloc(n * 4), *gr = malloc(n * 4);
+        be->download(v, mu_trainer_lora_part(t, k) == 1 ? a->A : a->B, n * 4);
+        mu_trainer_loss_and_grad(t, 1, err, sizeof err);
+        mu_trainer_opt_grad(t, k, gr);
+        for (int64_t e = k % 3; e < n; e += n / 3 + 1) {
+            float v0 = v[e], h = 1e-2f;
+            v[e] = v0 + h; mu_trainer_set_trained(t, k, v);
+            double lp = mu_trainer_loss_and_grad(t, 1, err, sizeof err);
+            v[e] = v0 - h; mu_trainer_set_trained(t, k, v);
+            double lm = mu_trainer_loss_and_grad(t, 1, err, sizeof err);
+            v[e] = v0; mu_trainer_set_trained(t, k, v);
+            double fd = (lp - lm) / (2.0 * h);
+            CHECK_MSG(fabs(fd - gr[e]) <= 1e-2 * fabs(fd) + 5e-5, "tensor %d (part %d) [%lld]: grad %.6g vs FD %.6g",
+                      k, mu_trainer_lora_part(t, k), (long long)e, gr[e], fd);
+            checked++;
+            if (fabs(fd) > biggest) biggest = fabs(fd);
+        }
+        free(v); free(gr);
+    }
+    CHECK(checked >= 50);
+    CHECK_MSG(biggest > 1e-3, "every checked gradient is ~0 (max %.3g)", biggest);
+    /* the merged weight, in double from A and B */
+    for (int k = 0; k < nt; k += 2) {
+        int pi = mu_trainer_trained_param(t, k);
+        mu_param *p = mu_model_param(m, pi);
+        const mu_lora *a = mu_model_lora(m, pi);
+        CHECK(a && a->r == 2 && a->scale == 1.5f && a->M == p->info.shape[0] && a->K == p->info.shape[1]);
+        float *A = malloc((size_t)a->r * a->K * 4), *B = malloc((size_t)a->M * a->r * 4), *w = malloc(p->numel * 4);
+        be->download(A, a->A, (size_t)a->r * a->K * 4);
+        be->download(B, a->B, (size_t)a->M * a->r * 4);
+        CHECK(mu_model_get_param(m, pi, w) == 0);
+        double worst = 0;
+        for (int i = 0; i < a->M; i++)
+            for (int j = 0; j < a->K; j++) {
+                double ba = 0;
+                for (int q = 0; q < a->r; q++) ba += (double)B[i * a->r + q] * A[q * a->K + j];
+                double want = base[pi][(size_t)i * a->K + j] + 1.5 * ba, d = fabs(w[(size_t)i * a->K + j] - want);
+                if (d > worst) worst = d;
+            }
+        CHECK_MSG(worst < 1e-5, "%s: merged weight off by %.3g", p->info.name, worst);
+        free(A); free(B); free(w);
+    }
+    for (int i = 0; i < np; i++) free(base[i]);
+    free(base);
+    mu_trainer_free(t);
+    mu_model_free(m);
+    mu_model_free(ref);
+}
+
 static void run_once(const char *ckpt, int64_t every, int64_t stop_at, const char *resume, float **out) {
     mu_model *m = tiny_model(5), *ref = tiny_model(5);
     mu_mask mask;

@@ -71,6 +71,10 @@ static const char usage[] =
     "      --weight-mask L     train a mask m in [0,1] over the masked weights instead of the\n"
     "                          weights (w = w0*m, m from 1), penalty L * sum(1 - m): Guo et\n"
     "                          al.'s weight masking; the --sparse delta holds what it changed\n"
+    "      --lora R            train rank-R LoRA adapters on the masked layer matrices (whole;\n"
+    "                          default mask: every one) instead of them; the delta and\n"
+    "                          --out-model hold the merged weights W + (alpha/R) B A\n"
+    "      --lora-alpha A      LoRA scale numerator (default R: scale 1)\n"
     "Outputs:\n"
     "  -o, --out FILE          delta (safetensors) of the trained tensors, new values\n"
     "      --sparse            the delta holds only the masked elements (NAME::idx, NAME::val)\n"
@@ -108,7 +112,7 @@ enum {
     O_REF = 256, O_MASK, O_FORGET, O_RETAIN, O_GENERAL, O_MAXLEN, O_NPOB, O_SIMB,
     O_SIMD, O_DPOB, O_DPOALT, O_WGAB, O_UNDB, O_FLOOR, O_RMUL, O_RMUC, O_RMUA, O_OPT, O_LR, O_B1, O_B2,
     O_EPS, O_MOM, O_WD, O_CLIP, O_SCHED, O_WARM, O_MINLR, O_STEPS, O_BATCH, O_ACCUM, O_SEED, O_SPARSE,
-    O_OUTMODEL, O_LOG, O_EVAL, O_EVERY, O_BEST, O_CKPT, O_CKEVERY, O_RESUME, O_WMASK,
+    O_OUTMODEL, O_LOG, O_EVAL, O_EVERY, O_BEST, O_CKPT, O_CKEVERY, O_RESUME, O_WMASK, O_LORA, O_LORA_ALPHA,
 };
 
 static void parse_args(int argc, char **argv, cli_opts *o) {
@@ -132,7 +136,8 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
         {"min-lr-ratio", required_argument, 0, O_MINLR}, {"steps", required_argument, 0, O_STEPS},
         {"batch", required_argument, 0, O_BATCH}, {"accum", required_argument, 0, O_ACCUM},
         {"seed", required_argument, 0, O_SEED}, {"out", required_argument, 0, 'o'},
-        {"weight-mask", required_argument, 0, O_WMASK},
+        {"weight-mask", required_argument, 0, O_WMASK}, {"lora", required_argument, 0, O_LORA},
+        {"lora-alpha", required_argument, 0, O_LORA_ALPHA},
         {"sparse", no_argument, 0, O_SPARSE}, {"out-model", required_argument, 0, O_OUTMODEL},
         {"log", required_argument, 0, O_LOG}, {"eval", required_argument, 0, O_EVAL},
         {"eval-every", required_argument, 0, O_EVERY}, {"keep-best", required_argument, 0, O_BEST},
@@ -188,6 +193,8 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
             o->t.weight_mask = 1;
             o->t.weight_mask_lambda = mu_parse_real("--weight-mask", optarg, 0, 1e30);
             break;
+        case O_LORA: o->t.lora_r = (int)mu_parse_int("--lora", optarg, 1, 1 << 16); break;
+        case O_LORA_ALPHA: o->t.lora_alpha = mu_parse_real("--lora-alpha", optarg, 0, 1e30); break;
         case 'o': o->out = optarg; break;
         case O_SPARSE: o->sparse = 1; break;
         case O_OUTMODEL: o->out_model = optarg; break;
@@ -222,6 +229,9 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
     if (!o->out && !o->out_model) mu_usage_error("give --out DELTA and/or --out-model DIR");
     if (o->out && !strcmp(o->out, "-")) mu_usage_error("--out: a delta is a file (safetensors), not stdout");
     if (o->sparse && !o->out) mu_usage_error("--sparse applies to --out");
+    if (o->t.lora_alpha != 0 && !o->t.lora_r) mu_usage_error("--lora-alpha applies to --lora");
+    if (o->t.lora_r && o->t.weight_mask) mu_usage_error("--lora and --weight-mask cannot be combined");
+    if (o->t.lora_r && o->t.lora_alpha == 0) o->t.lora_alpha = o->t.lora_r;
     char err[512];
     if (mu_objective_parse(o->objective, o->t.coef, err, sizeof err)) mu_usage_error("--objective: %s", err);
     if (o->t.keep_best && !o->n_evals) mu_usage_error("--keep-best needs --eval");

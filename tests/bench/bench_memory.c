@@ -16,7 +16,8 @@
  * the Llama-3-8B shape at MU_BENCH_MEMORY_8B_LAYERS (default 2) in bf16, masked only
  * (full training of its embeddings alone needs 14 GB here), batch 1 x 128.
  * MU_BENCH_SHAPES (default "smollm2-135m,llama3-8b") picks the shapes.
- * Prints per case the peak MiB and its split: parameters + gradients + masters
+ * And LoRA: rank-16 adapters on every layer matrix, the weights frozen (mu-train --lora 16).
+ * Prints per case the peak MiB and its split: parameters + gradients + masters (+ adapters)
  * (mu_model_param_bytes), optimizer state (mu_optim_state_bytes), and the rest
  * (activations, logits, workspace). */
 #include "model.h"
@@ -68,8 +69,43 @@ static const mu_backend *counting_backend(void)
     return &counting;
 }
 
-typedef enum { FULL, MASKED_WHOLE, MASKED_PACKED } train_mode;
-static const char *const MODE_NAMES[] = { "full", "1% whole", "1% packed" };
+typedef enum { FULL, MASKED_WHOLE, MASKED_PACKED, LORA16 } train_mode;
+static const char *const MODE_NAMES[] = { "full", "1% whole", "1% packed", "LoRA r16" };
+#define LORA_R 16
+
+/* Rank-16 LoRA adapters on every layer matrix (mu-train --lora 16), A and B registered. */
+static int setup_lora(mu_model *m, mu_optim *o)
+{
+    mu_rng r;
+    mu_rng_seed(&r, 7);
+    for (int i = 0; i < mu_model_n_params(m); i++) {
+        if (!mu_model_lora_eligible(m, i)) continue;
+        mu_param *p = mu_model_param(m, i);
+        int64_t n = LORA_R * (p->info.shape[0] + p->info.shape[1]);
+        float *ab = calloc((size_t)n, sizeof *ab);            /* A random, B 0, as mu-train */
+        for (int64_t e = 0; e < LORA_R * p->info.shape[1]; e++) ab[e] = (float)(0.01 * mu_rng_normal(&r));
+        int rc = mu_model_add_lora(m, i, LORA_R, 1.0f, ab, ab + LORA_R * p->info.shape[1]);
+        free(ab);
+        const mu_lora *a = mu_model_lora(m, i);
+        mu_idxset sa, sb;
+        mu_idxset_init_dense(&sa, (int64_t)a->r * a->K);
+        mu_idxset_init_dense(&sb, (int64_t)a->M * a->r);
+        if (rc || mu_optim_add(o, "A", a->A, a->gA, &sa) < 0 || mu_optim_add(o, "B", a->B, a->gB, &sb) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Bytes of the adapters, their values and gradients. */
+static double lora_bytes(const mu_model *m)
+{
+    double b = 0;
+    for (int i = 0; i < mu_model_n_params(m); i++) {
+        const mu_lora *a = mu_model_lora(m, i);
+        if (a) b += 2.0 * sizeof(float) * a->r * ((double)a->K + a->M);
+    }
+    return b;
+}
 
 /* The set of down_proj [D, F] columns of layer l that the seeded 1% mask picks: each of
  * the model's L*F value vectors is kept with probability k / (L*F), k = 1% of the
@@ -96,6 +132,7 @@ static int column_set(const mu_config *c, int l, mu_idxset *s)
 static int setup(mu_model *m, mu_optim *o, train_mode mode)
 {
     const mu_config *c = mu_model_config(m);
+    if (mode == LORA16) return setup_lora(m, o);
     if (mode == FULL) {
         for (int i = 0; i < mu_model_n_params(m); i++) {
             mu_param *p = mu_model_param(m, i);
@@ -154,7 +191,7 @@ static int measure(const mu_config *c, mu_weights w, train_mode mode, int B, int
     }
     if (rc) fprintf(stderr, "bench_memory: %s\n", *err ? err : "out of memory");
     u->peak = (double)peak;
-    u->params = (double)mu_model_param_bytes(m);
+    u->params = (double)mu_model_param_bytes(m) + lora_bytes(m);
     u->optim = (double)mu_optim_state_bytes(o);
     u->trained = 0;
     for (int i = 0; i < mu_optim_count(o); i++) u->trained += (double)mu_optim_set(o, i)->n;
@@ -185,13 +222,14 @@ int main(void)
     bench_shape_smollm2(&c);
     printf("bench_memory: device memory of a training step (counted on the CPU backend posing as\n"
            "a device): full training vs 1%% of the parameter count as down_proj value vectors, the\n"
-           "masked tensors whole (dense gradient and bf16 master) or packed (masked elements only).\n\n");
+           "masked tensors whole (dense gradient and bf16 master) or packed (masked elements only),\n"
+           "and rank-16 LoRA adapters on every layer matrix (params+grads: the adapters' too).\n\n");
     printf("| shape | weights | trained | elements | peak MiB | params+grads MiB | optimizer MiB | "
            "rest MiB |\n|---|---|---|---|---|---|---|---|\n");
     const char *sh = getenv("MU_BENCH_SHAPES");
     if (!sh) sh = "smollm2-135m,llama3-8b";
     for (int wi = 0; strstr(sh, "smollm2") && wi < 2; wi++)
-        for (int mode = 0; mode < 3; mode++)
+        for (int mode = 0; mode <= LORA16; mode++)
             run_case("smollm2-135m 4x128", &c, wi ? MU_WEIGHTS_BF16 : MU_WEIGHTS_F32,
                      (train_mode)mode, 4, 128);
     const char *e = getenv("MU_BENCH_MEMORY_8B_LAYERS");
@@ -202,6 +240,7 @@ int main(void)
         snprintf(shape, sizeof shape, "llama3-8b (%d layers) 1x128", layers);
         run_case(shape, &c, MU_WEIGHTS_BF16, MASKED_WHOLE, 1, 128);
         run_case(shape, &c, MU_WEIGHTS_BF16, MASKED_PACKED, 1, 128);
+        run_case(shape, &c, MU_WEIGHTS_BF16, LORA16, 1, 128);
     }
     return 0;
 }

@@ -113,6 +113,11 @@ t counterfact_nothing_to_run bash -c "[ \"\$($(declare -f run); R='$R' ROOT='$RO
 t counterfact_relearn_deltas_intermediate bash -c "
   ! ls '$R'/relearn-*.st >/dev/null 2>&1 && [ \$(ls '$R'/edit-*.st | wc -l) = 6 ] &&
   [ \$(ls '$R'/out/relearned-*/heldout.out | wc -l) = 6 ]"
+# RELEARN_LORA: the six attacks train LoRA adapters (a knob: planned again; nothing else trains)
+run RELEARN_LORA=4 -n > "$T/plan_lora" 2>&1
+t counterfact_relearn_lora bash -c "
+  [ \$(grep -cE '^(pipelines/job.sh )?mu-train.* --lora 4 .*--train [^ ]*/relearn\.tok' '$T/plan_lora') = 6 ] &&
+  [ \$(grep -cE '^(pipelines/job.sh )?mu-train' '$T/plan_lora') = 6 ]"
 # a changed knob (pipelines/knobs.mk): EDIT_LR redoes the six edits and what depends on them
 # (the attacks, the evaluations), not the pool, the sets, the tokens or the attributions
 run EDIT_LR=9e-4 -n > "$T/plan2" 2>&1

@@ -95,10 +95,11 @@ t sports_pipeline_relearn_deltas_intermediate bash -c "
   ! ls '$T/run'/relearn-*.st >/dev/null 2>&1 && [ \$(ls '$T/run'/relearn-*.log | wc -l) = 7 ] &&
   [ \$(ls '$T/run'/out/relearned-*/cloze-heldout.out | wc -l) = 7 ] && [ \$(ls '$T/run'/unlearn-*.st | wc -l) = 7 ] &&
   [ \$(grep -cE '^(pipelines/job.sh )?mu-train.*relearn\.tok' '$T/plan_keep') = 7 ]"
-# RELEARN_MASK narrows the attacks (a knob: the 7 are planned again, masked, nothing else trains)
-run RELEARN_MASK=mlp:0-1 -n > "$T/plan_rmask" 2>&1
+# RELEARN_MASK narrows the attacks and RELEARN_LORA trains adapters there (knobs: the 7 are
+# planned again, masked, with LoRA, and nothing else trains)
+run RELEARN_MASK=mlp:0-1 RELEARN_LORA=4 -n > "$T/plan_rmask" 2>&1
 t sports_pipeline_relearn_mask bash -c "
-  [ \$(grep -cE '^(pipelines/job.sh )?mu-train.* --mask mlp:0-1 --objective learn --train [^ ]*/relearn\.tok' '$T/plan_rmask') = 7 ] &&
+  [ \$(grep -cE '^(pipelines/job.sh )?mu-train.* --mask mlp:0-1 --lora 4 --objective learn --train [^ ]*/relearn\.tok' '$T/plan_rmask') = 7 ] &&
   [ \$(grep -cE '^(pipelines/job.sh )?mu-train' '$T/plan_rmask') = 7 ]"
 # new attribution scores: the atp mask, its unlearning and relearning, their evaluations and
 # probes are redone, nothing of the hand-picked localizations

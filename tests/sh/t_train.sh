@@ -46,6 +46,48 @@ t train_bf16_learn_memorizes bash -c '
 expect_fail train_weight_mask_negative 2 "weight-mask" mu-train --model tiny --weight-mask -1 --objective learn --train facts.mpk.zst --out x.st
 expect_fail train_bad_dtype 2 "dtype: 'f16'" mu-train --model tiny --dtype f16 --objective learn --train facts.mpk.zst --out x.st
 
+# LoRA (--lora R): rank-8 adapters on the 14 layer matrices learn the facts; the delta holds
+# those matrices' merged weights W + (alpha/R) B A, whose model gives the run's last
+# evaluation again (1e-6); then GPT-2 (Conv1D weights stored [in, out]) with a mask choosing
+# the matrices (its biases and norms stay frozen) the same way
+lora_merges() {   # MODEL MASK-OPTION MATRICES FACTS
+    mu-train --model $1 $2 --objective learn --train $4 --steps 60 --batch 6 --lr 1e-2 --lora 8 \
+      --lora-alpha 16 --eval $4 --out lora-$1.st --log lora-$1.log -q || return 1
+    mu-dump lora-$1.log | grep '"eval"' | tail -1 | grep -q '"acc":1,' || { echo "not learned"; return 1; }
+    mu-dump --model $1 --delta lora-$1.st > lora-$1.jsonl || return 1
+    tail -n +2 lora-$1.jsonl | jq -e -s "[.[] | select(.delta_elems[0] > 0)] | length == $3 and
+      all(.[]; .layer != null and (.shape | length) == 2 and .delta_elems[0] == .numel)" >/dev/null || return 1
+    head -1 lora-$1.jsonl | jq -e ".delta_metadata[0].mu_train | .lora_r == 8 and .lora_alpha == 16 and
+      .lora_matrices == $3" >/dev/null || { echo "metadata"; return 1; }
+    local a b
+    a=$(mu-dump lora-$1.log | grep '"eval"' | tail -1 | jq '.eval | to_entries[0].value.nll')
+    mu-train --model $1 --delta lora-$1.st --objective learn --train $4 --steps 0 --eval $4 \
+      --out z-$1.st --log z-$1.log -q || return 1
+    b=$(mu-dump z-$1.log | grep '"eval"' | tail -1 | jq '.eval | to_entries[0].value.nll')
+    awk -v a="$a" -v b="$b" 'BEGIN { d = a - b; if (!(d < 1e-6 * a && -d < 1e-6 * a)) { print a, b; exit 1 } }'
+}
+t train_lora_learns_and_merges lora_merges tiny "" 14 facts.mpk.zst
+if mu-init -q --arch gpt2 --out g2 --layers 2 --d-model 32 --heads 4 --max-pos 64 --d-ff 64 --seed 5 &&
+   mu-tokenize --model g2 --prompt '{name} plays' --target ' {sport}' facts.jsonl > g2facts.mpk.zst; then
+  t train_lora_gpt2_conv1d_merges lora_merges g2 "--mask mlp:0-1+attn:1" 6 g2facts.mpk.zst
+else
+  fail train_lora_gpt2 "mu-init --arch gpt2 or mu-tokenize failed"
+fi
+# a LoRA run stopped at a checkpoint and resumed: the same delta as one run through
+t train_lora_resume_bit_identical bash -c '
+  a="--model tiny --objective learn --train facts.mpk.zst --batch 3 --lr 1e-2 --lora 4 --seed 3 -q"
+  mu-train $a --steps 10 --out lfull.st && mu-train $a --steps 5 --out lhalf.st --checkpoint lck.mpk.zst --checkpoint-every 5 &&
+  mu-train $a --steps 10 --out lres.st --checkpoint lck.mpk.zst --checkpoint-every 5 --resume && cmp lfull.st lres.st &&
+  ! cmp -s lhalf.st lres.st'
+expect_fail train_lora_zero 2 "lora" mu-train --model tiny --lora 0 --objective learn --train facts.mpk.zst --out x.st
+expect_fail train_lora_alpha_alone 2 "lora-alpha applies to --lora" mu-train --model tiny --lora-alpha 2 --objective learn --train facts.mpk.zst --out x.st
+expect_fail train_lora_with_weight_mask 2 "cannot be combined" mu-train --model tiny --lora 2 --weight-mask 1 --objective learn --train facts.mpk.zst --out x.st
+expect_fail train_lora_part_of_matrix 1 "LoRA adapts whole layer matrices: the mask selects part of model.layers.0.mlp.up_proj.weight" \
+    bash -c 'mu-maskgen --random --model tiny --tensors mlp.up:0 --granularity element --units 37 --seed 2 -q --out lora37.mask &&
+      mu-train --model tiny --mask lora37.mask --lora 2 --objective learn --train facts.mpk.zst --out x.st -q'
+expect_fail train_lora_no_matrix 1 "the mask selects no layer matrix for LoRA" \
+    mu-train --model tiny --mask norms:0 --lora 2 --objective learn --train facts.mpk.zst --out x.st -q
+
 # unlearning on top of the learned delta, masked to one matrix: the delta holds only it
 t train_npo_masked_delta bash -c '
   mu-train --model tiny --delta learned.st --objective npo=1,retain-ce=1 --forget facts.mpk.zst \
