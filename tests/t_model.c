@@ -865,6 +865,89 @@ static void check_hf_parity(const char *sub)
 
 TEST(model_parity_with_hf_transformers) { check_hf_parity("parity"); }
 
+/* f32 tensor `name` of g: its data, its element count in *n (checked when *n > 0). */
+static const float *golden_f32_n(mu_st *g, const char *name, int64_t *n)
+{
+    mu_dtype dt;
+    int nd;
+    int64_t shape[MU_MAX_DIMS];
+    const void *data;
+    size_t nb;
+    int i = mu_st_find(g, name);
+    CHECK_MSG(i >= 0, "golden lacks %s", name);
+    if (i < 0) return NULL;
+    CHECK(mu_st_info(g, i, &dt, &nd, shape, &data, &nb) == 0 && dt == MU_F32);
+    CHECK_MSG(*n <= 0 || (int64_t)(nb / 4) == *n, "%s: %zu values, want %lld", name, nb / 4, (long long)*n);
+    *n = (int64_t)(nb / 4);
+    return data;
+}
+
+/* LoRA adapters (mu_model_add_lora) on every layer matrix of the model of tests/golden/SUB
+ * against PEFT's float64 run with the same A, B and scale (tests/gen/gen_lora_parity.py):
+ * logits, loss and every dA, dB; the weights frozen. */
+static void check_lora_parity(const char *sub)
+{
+    char dir[1024], err[512];
+    mu_st *g = parity_open_in(sub, "lora.safetensors", dir, sizeof dir);
+    mu_model *m = mu_model_load(dir, NULL, 0, mu_backend_cpu(), err, sizeof err);
+    CHECK_MSG(m != NULL, "%s", err);
+    int64_t one = 1;
+    float scale = golden_f32_n(g, "scale", &one)[0];
+    int adapted = 0;
+    for (int i = 0; i < mu_model_n_params(m); i++) {
+        if (!mu_model_lora_eligible(m, i)) continue;
+        mu_param *p = mu_model_param(m, i);
+        char an[200], bn[200];
+        snprintf(an, sizeof an, "A.%s", p->info.name);
+        snprintf(bn, sizeof bn, "B.%s", p->info.name);
+        int64_t na = 0, nb = 0;
+        const float *A = golden_f32_n(g, an, &na), *B = golden_f32_n(g, bn, &nb);
+        if (!A || !B) continue;
+        int r = (int)(na / p->info.shape[p->conv1d ? 0 : 1]);
+        CHECK_MSG(mu_model_add_lora(m, i, r, scale, A, B) == 0, "%s", p->info.name);
+        const mu_lora *a = mu_model_lora(m, i);
+        CHECK(a && na == (int64_t)a->r * a->K && nb == (int64_t)a->M * a->r);
+        adapted++;
+    }
+    CHECK(adapted >= 8);
+    parity_batch pb = parity_batch_of(g);
+    int B = pb.B, T = pb.T, V = mu_model_config(m)->vocab;
+    int64_t nl = (int64_t)B * T * V;
+    const float *want = golden_f32_n(g, "logits", &nl);
+    mu_batch b = { B, T, pb.ids, pb.lens };
+    mu_fwd_opts o = { .train = 1 };
+    mu_model_zero_grad(m);
+    CHECK_MSG(mu_model_forward(m, &b, &o, err, sizeof err) == 0, "%s", err);
+    double maxrel = logits_maxrel(mu_model_logits(m), want, pb.lens, B, T, V);
+    CHECK_MSG(maxrel < 1e-4, "logits max relative error %.3g", maxrel);
+    float *dl = malloc(sizeof(float) * B * T * V);
+    double loss = mu_model_cross_entropy(m, pb.targets, dl, NULL);
+    CHECK_CLOSE(loss, golden_f32_n(g, "loss", &one)[0], 1e-5, 0);
+    CHECK(mu_model_backward(m, dl, NULL, 0, err, sizeof err) == 0);
+    for (int i = 0; i < mu_model_n_params(m); i++) {
+        const mu_lora *a = mu_model_lora(m, i);
+        CHECK(!mu_model_param(m, i)->g);
+        if (!a) continue;
+        for (int part = 0; part < 2; part++) {
+            char gname[200];
+            snprintf(gname, sizeof gname, "grad_%s.%s", part ? "B" : "A", mu_model_param(m, i)->info.name);
+            int64_t n = part ? (int64_t)a->M * a->r : (int64_t)a->r * a->K;
+            const float *gw = golden_f32_n(g, gname, &n), *got = part ? a->gB : a->gA;
+            double sc = 0, maxerr = 0;
+            for (int64_t j = 0; j < n; j++) if (fabs(gw[j]) > sc) sc = fabs(gw[j]);
+            for (int64_t j = 0; j < n; j++) if (fabs(got[j] - gw[j]) > maxerr) maxerr = fabs(got[j] - gw[j]);
+            CHECK_MSG(sc > 0 && maxerr <= 1e-3 * sc, "%s: max error %.3g (scale %.3g)", gname, maxerr, sc);
+        }
+    }
+    free(dl);
+    mu_model_free(m);
+    mu_st_close(g);
+}
+
+/* Llama's Linear layers, and GPT-2's Conv1D ones (stored [in, out]; PEFT's fan_in_fan_out) */
+TEST(model_lora_parity_with_peft) { check_lora_parity("parity"); }
+TEST(model_lora_gpt2_parity_with_peft) { check_lora_parity("parity_gpt2"); }
+
 /* Gemma (tests/gen/gen_gemma_parity.py): GeGLU (tanh form), RMSNorm by 1 + w, embeddings
  * times sqrt(d_model), tied head, head_dim 16 with d_model 32 and 4 heads. */
 TEST(model_parity_gemma_with_hf_transformers) { check_hf_parity("parity_gemma"); }

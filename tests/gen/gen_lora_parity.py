@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Golden for mu's LoRA adapters (mu-train --lora; tests/t_model.c model_lora_parity_with_peft)
+against PEFT's LoRA on the HF parity models: tests/golden/parity (Llama: Linear layers) and
+tests/golden/parity_gpt2 (GPT-2: Conv1D layers, PEFT's fan_in_fan_out).
+
+Writes lora.safetensors beside each model: the batch of its golden.safetensors (input_ids,
+lengths, targets), "scale" f32 [1] (lora_alpha / r = 5/3, r = 3), and per adapted weight W
+(every layer matrix) A.<W> [r, in] and B.<W> [out, r] (random f32, B not 0 so that every
+gradient is alive), then PEFT's float64 eager run with them: logits, loss (mean cross-entropy
+over the targets) and grad_A.<W>, grad_B.<W>.
+
+Run (a developer with a venv of torch, transformers and peft; CI never runs it):
+  python3 tests/gen/gen_lora_parity.py      (made with peft 0.21.2, transformers 5.25)
+"""
+import os
+
+import torch
+from peft import LoraConfig, get_peft_model
+from safetensors.torch import load_file, save_file
+from transformers import AutoModelForCausalLM
+
+GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden")
+R, ALPHA = 3, 5.0
+CASES = [("parity", ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], 20261206),
+         ("parity_gpt2", ["c_attn", "c_proj", "c_fc"], 20261207)]
+
+
+def weight_name(module_name):
+    """PEFT's base_model.model.X.lora_A.default -> X.weight, the checkpoint's name."""
+    return module_name.removeprefix("base_model.model.").split(".lora_")[0] + ".weight"
+
+
+def write(sub, targets, seed):
+    out = os.path.join(GOLDEN, sub)
+    batch = load_file(os.path.join(out, "golden.safetensors"))
+    ids, lens, tg = batch["input_ids"], batch["lengths"], batch["targets"]
+    B, T = ids.shape
+    model = AutoModelForCausalLM.from_pretrained(out, torch_dtype=torch.float64, attn_implementation="eager")
+    model = get_peft_model(model, LoraConfig(r=R, lora_alpha=ALPHA, target_modules=targets, lora_dropout=0.0,
+                                             fan_in_fan_out=sub == "parity_gpt2"))
+    model.train(False)
+    gen = torch.Generator().manual_seed(seed)
+    tensors = {"input_ids": ids, "lengths": lens, "targets": tg,
+               "scale": torch.tensor([ALPHA / R], dtype=torch.float32)}
+    adapters = {}
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".lora_A." in name or ".lora_B." in name:
+                v = (0.3 * torch.randn(p.shape, generator=gen, dtype=torch.float64)).float()
+                p.copy_(v.double())
+                key = ("A." if ".lora_A." in name else "B.") + weight_name(name)
+                tensors[key] = v.contiguous()
+                adapters[key] = p
+    mask = (torch.arange(T).unsqueeze(0) < lens.long().unsqueeze(1)).long()
+    logits = model(input_ids=ids.long(), attention_mask=mask, position_ids=torch.arange(T).unsqueeze(0).expand(B, T)).logits
+    V = logits.shape[-1]
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), tg.long().reshape(-1), ignore_index=-1)
+    loss.backward()
+    tensors["logits"] = logits.detach().float().contiguous()
+    tensors["loss"] = loss.detach().float().reshape(1)
+    for key, p in adapters.items():
+        tensors["grad_" + key] = p.grad.detach().float().contiguous()
+    save_file(tensors, os.path.join(out, "lora.safetensors"), metadata={"generator": "tests/gen/gen_lora_parity.py"})
+    print(sub, "adapters", len(adapters) // 2, "loss", float(loss))
+
+
+def main():
+    for sub, targets, seed in CASES:
+        write(sub, targets, seed)
+
+
+if __name__ == "__main__":
+    main()
