@@ -354,8 +354,12 @@ int main(int argc, char **argv) {
         if (o.mask && access(o.mask, F_OK) == 0) { roles[n] = "mask"; paths[n++] = o.mask; }
         mu_trainer_write_log(t, o.log, roles, paths, n);
     }
-    mu_info("trained %d tensors for %lld steps; final loss %.6g", mu_trainer_n_trained(t),
-            (long long)mu_trainer_step(t), mu_trainer_last_loss(t));
+    if (o.t.lora_r)
+        mu_info("trained LoRA adapters on %d matrices for %lld steps; final loss %.6g", mu_trainer_n_trained(t) / 2,
+                (long long)mu_trainer_step(t), mu_trainer_last_loss(t));
+    else
+        mu_info("trained %d tensors for %lld steps; final loss %.6g", mu_trainer_n_trained(t),
+                (long long)mu_trainer_step(t), mu_trainer_last_loss(t));
     mu_trainer_free(t);
     if (maskp) mu_mask_free(&mask);
     free(alt);
