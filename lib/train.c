@@ -1432,11 +1432,8 @@ static int parse_keep_best(const char *spec, char *name, size_t nlen, char *metr
 /* Copies the trained elements of tensor i into vals[set->n] (or back with dir = 1; the
  * model is then told the tensor changed). */
 static void gather_trained(mu_trainer *t, int i, float *vals, int dir) {
-    if (dir) {
-        mu_trainer_set_trained(t, i, vals);
-    } else {
-        mu_optim_get_trained(t->opt, i, vals);
-    }
+    if (dir) mu_trainer_set_trained(t, i, vals);
+    else mu_trainer_get_trained(t, i, vals);
 }
 
 /* After the optimizer changed the trained tensors in place. */
@@ -1448,6 +1445,8 @@ void mu_trainer_set_trained(mu_trainer *t, int i, const float *host) {
     mu_optim_set_trained(t->opt, i, host);
     trained_changed(t, i);
 }
+
+void mu_trainer_get_trained(mu_trainer *t, int i, float *host) { mu_optim_get_trained(t->opt, i, host); }
 
 static void snapshot_best(mu_trainer *t) {
     if (!t->best_vals) t->best_vals = mu_xcalloc((size_t)t->nt, sizeof *t->best_vals);

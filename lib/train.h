@@ -151,8 +151,10 @@ int mu_trainer_wmask_stats(const mu_trainer *t, mu_wmask_stats *s);
  * LoRA dL/dA or dL/dB. */
 void mu_trainer_opt_grad(const mu_trainer *t, int i, float *host);
 /* Sets the trained values of tensor i ([set->n], entry order: weights, with weight masking
- * the mask, then projected and applied, with LoRA A or B) as a checkpoint does. For tests. */
+ * the mask, then projected and applied, with LoRA A or B) as a checkpoint does; get reads
+ * them. For tests. */
 void mu_trainer_set_trained(mu_trainer *t, int i, const float *host);
+void mu_trainer_get_trained(mu_trainer *t, int i, float *host);
 
 /* Writes the "log" stream (every logged step and evaluation). */
 void mu_trainer_write_log(mu_trainer *t, const char *path, const char *const *input_roles,

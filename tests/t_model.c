@@ -865,7 +865,8 @@ static void check_hf_parity(const char *sub)
 
 TEST(model_parity_with_hf_transformers) { check_hf_parity("parity"); }
 
-/* f32 tensor `name` of g: its data, its element count in *n (checked when *n > 0). */
+/* f32 tensor `name` of g: its data, its element count in *n (checked when *n > 0); NULL +
+ * a failed CHECK when g lacks it. */
 static const float *golden_f32_n(mu_st *g, const char *name, int64_t *n)
 {
     mu_dtype dt;
@@ -876,10 +877,17 @@ static const float *golden_f32_n(mu_st *g, const char *name, int64_t *n)
     int i = mu_st_find(g, name);
     CHECK_MSG(i >= 0, "golden lacks %s", name);
     if (i < 0) return NULL;
-    CHECK(mu_st_info(g, i, &dt, &nd, shape, &data, &nb) == 0 && dt == MU_F32);
-    CHECK_MSG(*n <= 0 || (int64_t)(nb / 4) == *n, "%s: %zu values, want %lld", name, nb / 4, (long long)*n);
-    *n = (int64_t)(nb / 4);
+    CHECK(mu_st_info(g, i, &dt, &nd, shape, &data, &nb) == 0);
+    CHECK_MSG(dt == MU_F32 && (*n <= 0 || nb == (size_t)*n * sizeof(float)), "%s: %zu bytes, want %lld f32", name,
+              nb, (long long)*n);
+    *n = (int64_t)(nb / sizeof(float));
     return data;
+}
+/* A tensor of a golden file (f32) of n values, or NULL + a failed CHECK. */
+static const float *golden_f32(mu_st *g, const char *name, size_t n)
+{
+    int64_t k = (int64_t)n;
+    return golden_f32_n(g, name, &k);
 }
 
 /* LoRA adapters (mu_model_add_lora) on every layer matrix of the model of tests/golden/SUB
@@ -1252,20 +1260,6 @@ TEST(model_qwen3_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity
 TEST(model_qwen3_gguf_same_as_dir) { check_gguf_same_as_dir("parity_qwen3"); }
 
 /* ---- bf16 weights ------------------------------------------------------------------------------ */
-/* A tensor of a golden file (f32), or NULL + a failed CHECK. */
-static const float *golden_f32(mu_st *g, const char *name, size_t n)
-{
-    mu_dtype dt;
-    int nd;
-    int64_t shape[MU_MAX_DIMS];
-    const void *data;
-    size_t nb;
-    int i = mu_st_find(g, name);
-    CHECK_MSG(i >= 0, "golden lacks %s", name);
-    CHECK(mu_st_info(g, i, &dt, &nd, shape, &data, &nb) == 0);
-    CHECK_MSG(dt == MU_F32 && nb == n * sizeof(float), "%s: %zu bytes, want %zu f32", name, nb, n);
-    return data;
-}
 
 /* The bf16-weight model (GEMM operands rounded to bf16, f32 accumulation) against the
  * torch reference of tests/gen/gen_bf16_parity.py: logits, loss and every gradient. The

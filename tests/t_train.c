@@ -153,6 +153,34 @@ TEST(train_masked_leaves_unmasked_bits) {
     mu_model_free(ref);
 }
 
+/* Every trained tensor's gradient (mu_trainer_opt_grad) at about five of its trained values
+ * (or LoRA's A and B) against central differences of the trainer's loss, the values moved by
+ * mu_trainer_set_trained; *checked counts them, *biggest is the largest |difference|. */
+static void fd_trained(mu_trainer *t, const char *what, int *checked, double *biggest) {
+    char err[512];
+    for (int k = 0; k < mu_trainer_n_trained(t); k++) {
+        int64_t n = mu_trainer_trained_set(t, k)->n;
+        float *v = malloc(n * 4), *gr = malloc(n * 4);
+        mu_trainer_get_trained(t, k, v);
+        mu_trainer_loss_and_grad(t, 1, err, sizeof err);   /* gradients at the unperturbed point */
+        mu_trainer_opt_grad(t, k, gr);
+        for (int64_t e = k % 3; e < n; e += n / 5 + 1) {
+            float v0 = v[e], h = 1e-2f;
+            v[e] = v0 + h; mu_trainer_set_trained(t, k, v);
+            double lp = mu_trainer_loss_and_grad(t, 1, err, sizeof err);
+            v[e] = v0 - h; mu_trainer_set_trained(t, k, v);
+            double lm = mu_trainer_loss_and_grad(t, 1, err, sizeof err);
+            v[e] = v0; mu_trainer_set_trained(t, k, v);
+            double fd = (lp - lm) / (2.0 * h);
+            CHECK_MSG(fabs(fd - gr[e]) <= 1e-2 * fabs(fd) + 5e-5, "%s: trained tensor %d (LoRA part %d) [%lld]: "
+                      "grad %.6g vs FD %.6g", what, k, mu_trainer_lora_part(t, k), (long long)e, gr[e], fd);
+            (*checked)++;
+            if (fabs(fd) > *biggest) *biggest = fabs(fd);
+        }
+        free(v); free(gr);
+    }
+}
+
 /* d loss / d w of the whole pipeline (model forward, objectives, backward, hooks for
  * RMU / mlp-l2) against central differences of the loss on trained elements. */
 static void fd_check(const char *objective, int with_alt) {
@@ -180,32 +208,7 @@ static void fd_check(const char *objective, int with_alt) {
     CHECK_MSG(isfinite(l0), "%s: %s", objective, err);
     int checked = 0;
     double biggest = 0;
-    for (int k = 0; k < mu_trainer_n_trained(t); k++) {
-        int pi = mu_trainer_trained_param(t, k);
-        mu_param *p = mu_model_param(m, pi);
-        const mu_idxset *s = mu_trainer_trained_set(t, k);
-        int64_t *idx = malloc(s->n * sizeof *idx);
-        mu_idxset_to_list(s, idx);
-        float *w = malloc(p->numel * 4), *gr = malloc(p->numel * 4);
-        mu_trainer_loss_and_grad(t, 1, err, sizeof err);   /* gradients at the unperturbed point */
-        mu_model_get_grad(m, pi, gr);
-        mu_model_get_param(m, pi, w);
-        for (int64_t j = 0; j < s->n; j += s->n / 5 + 1) {
-            int64_t e = idx[j];
-            float w0 = w[e], h = 1e-2f;
-            w[e] = w0 + h; mu_model_set_param(m, pi, w);
-            double lp = mu_trainer_loss_and_grad(t, 1, err, sizeof err);
-            w[e] = w0 - h; mu_model_set_param(m, pi, w);
-            double lm = mu_trainer_loss_and_grad(t, 1, err, sizeof err);
-            w[e] = w0; mu_model_set_param(m, pi, w);
-            double fd = (lp - lm) / (2.0 * h);
-            CHECK_MSG(fabs(fd - gr[e]) <= 1e-2 * fabs(fd) + 5e-5, "%s: %s[%lld]: grad %.6g vs FD %.6g",
-                      objective, p->info.name, (long long)e, gr[e], fd);
-            checked++;
-            if (fabs(fd) > biggest) biggest = fabs(fd);
-        }
-        free(idx); free(w); free(gr);
-    }
+    fd_trained(t, objective, &checked, &biggest);
     CHECK(checked >= 10);
     CHECK_MSG(biggest > 1e-3, "%s: every checked gradient is ~0 (max %.3g)", objective, biggest);
     mu_trainer_free(t);
@@ -263,31 +266,10 @@ TEST(train_lora_gradient_fd_and_merge) {
     for (int i = 0; i < np; i++)
         CHECK_MSG(!mu_model_param(m, i)->trainable && !mu_model_param(m, i)->g, "%s trains", mu_model_param(m, i)->info.name);
     CHECK_MSG(isfinite(mu_trainer_loss_and_grad(t, 1, err, sizeof err)), "%s", err);
-    const mu_backend *be = mu_model_backend(m);
     int checked = 0;
     double biggest = 0;
-    for (int k = 0; k < nt; k++) {
-        int64_t n = mu_trainer_trained_set(t, k)->n;
-        const mu_lora *a = mu_model_lora(m, mu_trainer_trained_param(t, k));
-        float *v = malloc(n * 4), *gr = malloc(n * 4);
-        be->download(v, mu_trainer_lora_part(t, k) == 1 ? a->A : a->B, n * 4);
-        mu_trainer_loss_and_grad(t, 1, err, sizeof err);
-        mu_trainer_opt_grad(t, k, gr);
-        for (int64_t e = k % 3; e < n; e += n / 3 + 1) {
-            float v0 = v[e], h = 1e-2f;
-            v[e] = v0 + h; mu_trainer_set_trained(t, k, v);
-            double lp = mu_trainer_loss_and_grad(t, 1, err, sizeof err);
-            v[e] = v0 - h; mu_trainer_set_trained(t, k, v);
-            double lm = mu_trainer_loss_and_grad(t, 1, err, sizeof err);
-            v[e] = v0; mu_trainer_set_trained(t, k, v);
-            double fd = (lp - lm) / (2.0 * h);
-            CHECK_MSG(fabs(fd - gr[e]) <= 1e-2 * fabs(fd) + 5e-5, "tensor %d (part %d) [%lld]: grad %.6g vs FD %.6g",
-                      k, mu_trainer_lora_part(t, k), (long long)e, gr[e], fd);
-            checked++;
-            if (fabs(fd) > biggest) biggest = fabs(fd);
-        }
-        free(v); free(gr);
-    }
+    fd_trained(t, "lora", &checked, &biggest);
+    const mu_backend *be = mu_model_backend(m);
     CHECK(checked >= 50);
     CHECK_MSG(biggest > 1e-3, "every checked gradient is ~0 (max %.3g)", biggest);
     /* the merged weight, in double from A and B */
