@@ -74,8 +74,10 @@ static inline double bench_param_count(const mu_config *c)
  * gate, up, down, lm_head), causal attention (QK^T and PV over the lower triangle);
  * backward = 2x the GEMMs (dX and dW) and 2.5x attention (recomputed probabilities).
  * bwd_down: the backward when only the mlp.down_proj weights train (masked training):
- * every dX GEMM and the attention backward down to layer 0, dW of down_proj only. */
-typedef struct { double fwd, bwd, bwd_down; } bench_flops;
+ * every dX GEMM and the attention backward down to layer 0, dW of down_proj only.
+ * bwd_data: no weight's dW (LoRA training; the adapters' own GEMMs, about r/D of the
+ * layers', are not counted). */
+typedef struct { double fwd, bwd, bwd_down, bwd_data; } bench_flops;
 static inline bench_flops bench_count_flops(const mu_config *c, int B, int T)
 {
     double N = (double)B * T, D = c->d_model, qd = (double)c->n_head * c->head_dim;
@@ -87,6 +89,7 @@ static inline bench_flops bench_count_flops(const mu_config *c, int B, int T)
     f.fwd = c->n_layer * (linear + attn) + head;
     f.bwd = 2 * (c->n_layer * linear + head) + 2.5 * c->n_layer * attn;
     f.bwd_down = c->n_layer * (linear + 2 * N * D * F) + head + 2.5 * c->n_layer * attn;
+    f.bwd_data = c->n_layer * linear + head + 2.5 * c->n_layer * attn;
     return f;
 }
 

@@ -12,6 +12,9 @@
  *   forward  inference forward (logits of every position)
  *   train    forward + cross-entropy + backward + AdamW step on the device (mu_optim, every
  *            parameter, dense) + mu_model_param_changed
+ *   lora     the step training rank-16 LoRA adapters on every layer matrix, the weights
+ *            frozen (mu-train --lora 16: the relearning attack that fits one GPU at 8B);
+ *            run last in its group (the adapters stay on the model)
  *   masked   the same step with every layer's mlp.down_proj trainable PACKED (gradient and
  *            f32 master of the masked elements only, as mu-train does), its optimizer set
  *            holding 1% of the MODEL's parameter count as whole value vectors (columns f of
@@ -61,7 +64,8 @@ int main(void)
     return 0;
 }
 #else
-enum { P_FORWARD = 1, P_TRAIN = 2, P_MASKED = 4 };
+enum { P_FORWARD = 1, P_TRAIN = 2, P_MASKED = 4, P_LORA = 8 };
+#define LORA_R 16
 #define MAX_ROWS 64
 #define GIB (1024.0 * 1024.0 * 1024.0)
 
@@ -144,7 +148,7 @@ static void group_label(const bench_group *g, char *out, size_t n)
 
 static const char *pass_name(unsigned p)
 {
-    return p == P_FORWARD ? "forward" : p == P_TRAIN ? "train" : "masked";
+    return p == P_FORWARD ? "forward" : p == P_TRAIN ? "train" : p == P_MASKED ? "masked" : "lora";
 }
 
 /* ---- one timed pass ------------------------------------------------------------------- */
@@ -343,6 +347,83 @@ static mu_optim *masked_optimizer(const bench *bn, mu_model *m, int *pidx, int *
     return o;
 }
 
+/* Rank-16 LoRA adapters (mu-train --lora 16) on every layer matrix, the weights frozen: A
+ * small random, B 0, AdamW sets over A and B. NULL + err on failure. The adapters stay on
+ * the model (the LoRA pass runs last). */
+static mu_optim *lora_optimizer(const bench *bn, mu_model *m, char *err, size_t errlen)
+{
+    mu_optim_config oc;
+    mu_optim_config_default(&oc);
+    mu_optim *o = mu_optim_new(&oc, bn->be);
+    mu_rng r;
+    mu_rng_seed(&r, 9);
+    for (int i = 0; o && i < mu_model_n_params(m); i++) {
+        if (!mu_model_lora_eligible(m, i)) continue;
+        mu_param *p = mu_model_param(m, i);
+        size_t na = (size_t)LORA_R * p->info.shape[1], nb = (size_t)LORA_R * p->info.shape[0];
+        float *ab = calloc(na + nb, sizeof *ab);
+        for (size_t e = 0; ab && e < na; e++) ab[e] = (float)(0.01 * mu_rng_normal(&r));
+        int rc = ab ? mu_model_add_lora(m, i, LORA_R, 2.0f, ab, ab + na) : -1;
+        free(ab);
+        const mu_lora *a = rc ? NULL : mu_model_lora(m, i);
+        mu_idxset sa, sb;
+        if (a) {
+            mu_idxset_init_dense(&sa, (int64_t)a->r * a->K);
+            mu_idxset_init_dense(&sb, (int64_t)a->M * a->r);
+        }
+        if (!a || mu_optim_add(o, "lora_A", a->A, a->gA, &sa) < 0 || mu_optim_add(o, "lora_B", a->B, a->gB, &sb) < 0) {
+            snprintf(err, errlen, "out of memory for the LoRA adapter of %s", p->info.name);
+            mu_optim_free(o);
+            return NULL;
+        }
+    }
+    if (!o) snprintf(err, errlen, "out of memory for the optimizer");
+    return o;
+}
+
+/* MU_BENCH_CPU_SMOKE: the stored bytes of every layer's down_proj weight (bf16 or f32: what
+ * the GEMMs read, not the merged weight get_param gives), host [L] (NULL on no memory). */
+static void **stored_down(mu_model *m)
+{
+    const mu_config *c = mu_model_config(m);
+    void **w = calloc((size_t)c->n_layer, sizeof *w);
+    for (int l = 0; w && l < c->n_layer; l++) {
+        char name[96];
+        snprintf(name, sizeof name, "model.layers.%d.mlp.down_proj.weight", l);
+        const mu_param *p = mu_model_param(m, mu_model_find(m, name));
+        size_t nb = (size_t)p->numel * (p->w16 ? 2 : 4);
+        if (!(w[l] = malloc(nb))) return NULL;
+        memcpy(w[l], p->w16 ? (const void *)p->w16 : (const void *)p->w, nb);
+    }
+    return w;
+}
+
+/* MU_BENCH_CPU_SMOKE: after LoRA steps the down_proj weights are stored as before and every
+ * adapter's B moved off 0. 0 ok, -1 with a line saying what is wrong. */
+static int check_lora(mu_model *m, void **before)
+{
+    const mu_config *c = mu_model_config(m);
+    void **after = stored_down(m);
+    int bad = !before || !after, moved = 0, adapters = 0;
+    for (int i = 0; !bad && i < mu_model_n_params(m); i++) {
+        const mu_lora *a = mu_model_lora(m, i);
+        if (!a) continue;
+        adapters++;
+        for (int64_t e = 0; e < (int64_t)a->M * a->r; e++)
+            if (a->B[e] != 0) { moved++; break; }
+    }
+    size_t nb = (size_t)c->d_model * c->d_ff * (mu_model_weights(m) == MU_WEIGHTS_BF16 ? 2 : 4);
+    for (int l = 0; !bad && l < c->n_layer; l++) bad = memcmp(before[l], after[l], nb) != 0;
+    for (int l = 0; l < c->n_layer; l++) { if (before) free(before[l]); if (after) free(after[l]); }
+    free(before); free(after);
+    if (bad || moved != adapters || adapters == 0) {
+        printf("lora check: FAILED (%d of %d adapters moved, weights %s)\n", moved, adapters, bad ? "changed" : "kept");
+        return -1;
+    }
+    printf("lora check: ok (%d adapters moved, the weights kept)\n", adapters);
+    return 0;
+}
+
 /* ---- passes -------------------------------------------------------------------------- */
 static void pass_forward(bench *bn, mu_model *m, bench_data *d, const char *label,
                          mu_weights w, size_t base)
@@ -396,7 +477,8 @@ static int check_masked(mu_model *m, float **before, const mu_optim *o)
     return 0;
 }
 
-/* A training pass (P_TRAIN: dense, P_MASKED: 1% of value vectors); leaves m frozen. */
+/* A training pass (P_TRAIN: dense, P_MASKED: 1% of value vectors, P_LORA: rank-16 adapters,
+ * left on m); leaves m's weights frozen. */
 static void pass_train(bench *bn, mu_model *m, bench_data *d, const char *label, mu_weights w,
                        size_t base, unsigned pass)
 {
@@ -405,12 +487,16 @@ static void pass_train(bench *bn, mu_model *m, bench_data *d, const char *label,
     int np = 0, *pidx = malloc(sizeof *pidx * (size_t)mu_model_n_params(m));
     bench_row *r = add_row(bn, label, w, pass_name(pass));
     mu_optim *o = !pidx ? NULL : pass == P_TRAIN ? dense_optimizer(bn, m, pidx, &np, err, sizeof err)
-                                               : masked_optimizer(bn, m, pidx, &np, err, sizeof err);
+                 : pass == P_MASKED ? masked_optimizer(bn, m, pidx, &np, err, sizeof err)
+                                    : lora_optimizer(bn, m, err, sizeof err);
     float **before = o && bn->smoke && pass == P_MASKED ? snapshot_down(m) : NULL;
+    void **stored = o && bn->smoke && pass == P_LORA ? stored_down(m) : NULL;
+    double bwd = pass == P_TRAIN ? d->f.bwd : pass == P_MASKED ? d->f.bwd_down : d->f.bwd_data;
     if (!o) fail_row(r, "%s", pidx ? err : "out of host memory");
     else if (time_steps(bn, m, d, o, pidx, np, &st, err, sizeof err)) fail_row(r, "%s", err);
-    else record(bn, r, &st, d->f.fwd + (pass == P_TRAIN ? d->f.bwd : d->f.bwd_down), w, base, m, o);
+    else record(bn, r, &st, d->f.fwd + bwd, w, base, m, o);
     if (o && bn->smoke && pass == P_MASKED && check_masked(m, before, o)) exit(1);
+    if (o && bn->smoke && pass == P_LORA && check_lora(m, stored)) exit(1);
     mu_optim_free(o);
     mu_model_set_all_trainable(m, 0);
     free(pidx);
@@ -437,7 +523,7 @@ static void torch_group(bench *bn, const bench_group *g, int first)
         return;
     }
     char passes[64] = "", args[512];
-    for (unsigned p = P_FORWARD; p <= P_MASKED; p <<= 1)
+    for (unsigned p = P_FORWARD; p <= P_LORA; p <<= 1)
         if (g->passes & p) snprintf(passes + strlen(passes), sizeof passes - strlen(passes),
                                     "%s%s", *passes ? "," : "", pass_name(p));
     int bf16 = g->weights == MU_WEIGHTS_BF16;
@@ -461,7 +547,7 @@ static int budget_allows(bench *bn, const bench_group *g, const char *label, dou
     char why[128];
     snprintf(why, sizeof why, "random init of %.2f G parameters ~%.0f s, %.0f s of MU_BENCH_BUDGET_S left",
              params / 1e9, need, left);
-    for (unsigned p = P_FORWARD; p <= P_MASKED; p <<= 1)
+    for (unsigned p = P_FORWARD; p <= P_LORA; p <<= 1)
         if (g->passes & p) fail_row(add_row(bn, label, g->weights, pass_name(p)), "skipped: %s", why);
     return 0;
 }
@@ -500,8 +586,9 @@ static void run_group(bench *bn, const bench_group *g)
         if (g->passes & P_FORWARD) pass_forward(bn, m, &d, label, g->weights, base);
         if (g->passes & P_MASKED) pass_train(bn, m, &d, label, g->weights, base, P_MASKED);
         if (g->passes & P_TRAIN) pass_train(bn, m, &d, label, g->weights, base, P_TRAIN);
+        if (g->passes & P_LORA) pass_train(bn, m, &d, label, g->weights, base, P_LORA);   /* last: its adapters stay */
     } else {
-        for (unsigned p = P_FORWARD; p <= P_MASKED; p <<= 1)
+        for (unsigned p = P_FORWARD; p <= P_LORA; p <<= 1)
             if (g->passes & p) fail_row(add_row(bn, label, g->weights, pass_name(p)), "%s",
                                         m ? "out of host memory for the batch" : err);
     }
@@ -517,18 +604,18 @@ static int plan_shape(const bench *bn, const char *shape, mu_weights w, bench_gr
     int n = 0, bf16 = w == MU_WEIGHTS_BF16;
     if (bn->smoke) {                           /* both layouts of the 8B plan, tiny */
         out[n++] = (bench_group){ "tiny", 1, w, P_TRAIN };
-        out[n++] = (bench_group){ "tiny", 2, w, P_FORWARD | P_MASKED };
+        out[n++] = (bench_group){ "tiny", 2, w, P_FORWARD | P_MASKED | P_LORA };
     } else if (!strcmp(shape, "smollm2-135m")) {
-        out[n++] = (bench_group){ "smollm2-135m", 30, w, P_FORWARD | P_MASKED | P_TRAIN };
+        out[n++] = (bench_group){ "smollm2-135m", 30, w, P_FORWARD | P_MASKED | P_TRAIN | P_LORA };
     } else {
         int deep = bf16 ? 32 : env_int("MU_BENCH_8B_F32_LAYERS", 16);
         int full = env_int("MU_BENCH_8B_FULL_LAYERS", bf16 ? 16 : 8);
         if (deep < 1 || deep > 32) deep = bf16 ? 32 : 16;
         if (full < 1 || full > 32) full = bf16 ? 16 : 8;
-        if (full == deep) out[n++] = (bench_group){ "llama3-8b", deep, w, P_FORWARD | P_MASKED | P_TRAIN };
+        if (full == deep) out[n++] = (bench_group){ "llama3-8b", deep, w, P_FORWARD | P_MASKED | P_TRAIN | P_LORA };
         else {
             out[n++] = (bench_group){ "llama3-8b", full, w, P_TRAIN };
-            out[n++] = (bench_group){ "llama3-8b", deep, w, P_FORWARD | P_MASKED };
+            out[n++] = (bench_group){ "llama3-8b", deep, w, P_FORWARD | P_MASKED | P_LORA };
         }
     }
     return n;

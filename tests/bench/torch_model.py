@@ -14,6 +14,10 @@ tied), the Llama-3-8B shape (--layers N of its 32), a tiny shape for smoke runs 
             as whole value vectors (columns f of down_proj [D, F], chosen with a seeded
             generator over all layers): the usual gradient-masking recipe (AdamW over the
             whole down_proj tensors; masked elements still see weight decay)
+  lora      the step training rank-16 LoRA adapters (alpha 32) on every layer's q, k, v, o,
+            gate, up, down projections, the weights frozen (PEFT's recipe, written out:
+            y = W x + 2 B A x, A and B f32 parameters); bench.h's FLOPs of forward and the
+            backward without weight gradients. It wraps the model's layers, so it runs last
 
 Precision: --dtype float32 (no TF32, like mu's default), --dtype bfloat16 = the standard
 mixed precision: torch.autocast("cuda", bfloat16) over an f32 model (f32 master weights,
@@ -31,7 +35,7 @@ Each figure is printed twice: a human line and a machine-readable one that bench
   torch-result shape=S layers=L mode=f32|autocast|pure pass=P tokens_s=X gflops=Y peak_gib=Z
 
   python3 tests/bench/torch_model.py [--batch 8] [--seq 256] [--iters 1] [--device cpu|cuda]
-        [--dtype float32|bfloat16] [--pure-bf16] [--passes forward,fwdbwd,train,masked]
+        [--dtype float32|bfloat16] [--pure-bf16] [--passes forward,fwdbwd,train,masked,lora]
         [--mask-frac 0.01] [--shape smollm2-135m|llama3-8b|tiny] [--layers N] [--stories DIR]
 """
 import argparse
@@ -60,12 +64,14 @@ SHAPES = {
                  num_key_value_heads=2, head_dim=16, intermediate_size=128,
                  vocab_size=512, tie_word_embeddings=False, rope_theta=10000.0),
 }
-PASSES = ("forward", "fwdbwd", "train", "masked")
+PASSES = ("forward", "fwdbwd", "train", "masked", "lora")
+LORA_R, LORA_ALPHA = 16, 32.0
 OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
 def flops(cfg, B, T):
-    """(forward, backward, backward with only down_proj trained), as bench.h counts them."""
+    """(forward, backward, backward with only down_proj trained, backward without weight
+    gradients), as bench.h counts them."""
     N, D = B * T, cfg.hidden_size
     hd = cfg.head_dim
     qd, kd = cfg.num_attention_heads * hd, cfg.num_key_value_heads * hd
@@ -76,7 +82,8 @@ def flops(cfg, B, T):
     fwd = L * (linear + attn) + head
     bwd = 2 * (L * linear + head) + 2.5 * L * attn
     bwd_down = L * (linear + 2 * N * D * F) + head + 2.5 * L * attn
-    return fwd, bwd, bwd_down
+    bwd_data = L * linear + head + 2.5 * L * attn
+    return fwd, bwd, bwd_down, bwd_data
 
 
 def sync(device):
@@ -154,6 +161,34 @@ def down_proj_masks(model, frac, seed=1):
     return out
 
 
+class LoraLinear(torch.nn.Module):
+    """A frozen linear layer plus a rank-LORA_R adapter: W x + (alpha / r) B (A x), as PEFT
+    computes it (A uniform in +-1/sqrt(in), B 0); A and B f32 on the layer's device."""
+
+    def __init__(self, base):
+        super().__init__()
+        self.base = base
+        dev = base.weight.device
+        self.A = torch.nn.Parameter(torch.empty(LORA_R, base.in_features, device=dev).uniform_(
+            -1 / math.sqrt(base.in_features), 1 / math.sqrt(base.in_features)))
+        self.B = torch.nn.Parameter(torch.zeros(base.out_features, LORA_R, device=dev))
+        self.scale = LORA_ALPHA / LORA_R
+
+    def forward(self, x):
+        return self.base(x) + self.scale * torch.nn.functional.linear(
+            torch.nn.functional.linear(x, self.A.to(x.dtype)), self.B.to(x.dtype))
+
+
+def add_lora(model):
+    """Wraps every decoder layer's projections; returns the adapters' parameters."""
+    for layer in model.model.layers:
+        for parent, names in ((layer.self_attn, ("q_proj", "k_proj", "v_proj", "o_proj")),
+                              (layer.mlp, ("gate_proj", "up_proj", "down_proj"))):
+            for n in names:
+                setattr(parent, n, LoraLinear(getattr(parent, n)))
+    return [p for n, p in model.named_parameters() if n.endswith((".A", ".B"))]
+
+
 def run_pass(name, model, ids, cfg, args):
     """Seconds of the best iteration of pass `name`."""
     if name == "forward":
@@ -162,13 +197,14 @@ def run_pass(name, model, ids, cfg, args):
                 model(input_ids=ids, use_cache=False)
         return best_time(step, args)
     masks = down_proj_masks(model, args.mask_frac) if name == "masked" else []
+    adapters = add_lora(model) if name == "lora" else []
     for p in model.parameters():
-        p.requires_grad_(not masks)
-    for w, _ in masks:
+        p.requires_grad_(not masks and not adapters)
+    for w in [w for w, _ in masks] + adapters:
         w.requires_grad_(True)
     opt = None
     if name != "fwdbwd":
-        opt = adamw([w for w, _ in masks] if masks else list(model.parameters()))
+        opt = adamw([w for w, _ in masks] if masks else adapters or list(model.parameters()))
 
     def step():
         loss_of(model, ids, cfg, args).backward()
@@ -204,9 +240,9 @@ def bench(label, cfg, args):
         return
     B, T = args.batch, args.seq
     ids = torch.randint(0, cfg.vocab_size, (B, T), device=args.device)
-    fwd_f, bwd_f, down_f = flops(cfg, B, T)
+    fwd_f, bwd_f, down_f, data_f = flops(cfg, B, T)
     work = {"forward": fwd_f, "fwdbwd": fwd_f + bwd_f, "train": fwd_f + bwd_f,
-            "masked": fwd_f + down_f}
+            "masked": fwd_f + down_f, "lora": fwd_f + data_f}
     for name in args.passes:
         if args.device == "cuda":
             torch.cuda.empty_cache()
