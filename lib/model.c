@@ -729,6 +729,13 @@ int mu_model_lora_eligible(const mu_model *m, int i)
 
 const mu_lora *mu_model_lora(const mu_model *m, int i) { return adapter(m, i); }
 
+void mu_model_matrix_dims(const mu_model *m, int i, int *in, int *out)
+{
+    const mu_param *p = &m->p[i];
+    *in = (int)p->info.shape[p->conv1d ? 0 : 1];
+    *out = (int)p->info.shape[p->conv1d ? 1 : 0];
+}
+
 /* A backend buffer holding host[n] (n > 0), or NULL. */
 static float *upload_new(const mu_backend *be, const float *host, size_t n)
 {
@@ -741,9 +748,8 @@ int mu_model_add_lora(mu_model *m, int i, int r, float scale, const float *A, co
 {
     if (!mu_model_lora_eligible(m, i) || adapter(m, i) || r < 1) return -1;
     if (!m->lora && !(m->lora = calloc((size_t)m->n_params, sizeof *m->lora))) return -1;
-    const mu_param *p = &m->p[i];
-    mu_lora a = { r, (int)p->info.shape[p->conv1d ? 0 : 1], (int)p->info.shape[p->conv1d ? 1 : 0], scale,
-                  NULL, NULL, NULL, NULL };
+    mu_lora a = { r, 0, 0, scale, NULL, NULL, NULL, NULL };
+    mu_model_matrix_dims(m, i, &a.K, &a.M);
     size_t na = (size_t)r * a.K, nb = (size_t)a.M * r;
     a.A = upload_new(m->be, A, na);
     a.B = upload_new(m->be, B, nb);

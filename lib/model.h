@@ -198,6 +198,9 @@ typedef struct { int r, K, M; float scale; float *A, *B, *gA, *gB; } mu_lora;
 /* Whether parameter i can carry an adapter: a 2-D weight of a layer (every one goes through
  * the projections' GEMMs). */
 int mu_model_lora_eligible(const mu_model *m, int i);
+/* The in (K) and out (M) dimensions of 2-D weight i: [M, K] as stored, or [K, M] for a
+ * Conv1D weight (GPT-2). */
+void mu_model_matrix_dims(const mu_model *m, int i, int *in, int *out);
 /* Adds an adapter of rank r to parameter i with A, B from host [r*K], [M*r] (PEFT's
  * initialization: A uniform in +-1/sqrt(K), B zero). 0 ok, -1 not eligible, already adapted,
  * r < 1 or out of memory. */

@@ -615,7 +615,8 @@ static int add_trained(mu_trainer *t, int pi, mu_idxset *set, char *err, size_t 
  * stream pi, B zero: PEFT's start, the model unchanged) and registers A and B. */
 static int add_lora(mu_trainer *t, int pi, char *err, size_t errlen) {
     mu_param *p = mu_model_param(t->m, pi);
-    int r = t->o.lora_r, K = (int)p->info.shape[p->conv1d ? 0 : 1], M = (int)p->info.shape[p->conv1d ? 1 : 0];
+    int r = t->o.lora_r, K, M;
+    mu_model_matrix_dims(t->m, pi, &K, &M);
     float *A = mu_xmalloc((size_t)r * K * sizeof(float)), *B = mu_xcalloc((size_t)M * r, sizeof(float));
     mu_rng rng;
     mu_rng_seed2(&rng, t->o.seed, (uint64_t)pi);

@@ -1068,10 +1068,11 @@ static void lora_vs_cpu(const mu_config *c, mu_weights wt, uint64_t seed, double
         mu_model_set_param(ms[1], i, w);
         free(w);
         if (!mu_model_lora_eligible(ms[0], i)) continue;
-        size_t in = (size_t)p->info.shape[p->conv1d ? 0 : 1], out = (size_t)p->info.shape[p->conv1d ? 1 : 0];
-        float *AB = fnew(3 * (in + out));      /* A [3, in], then B [out, 3] */
-        for (size_t e = 0; e < 3 * (in + out); e++) AB[e] = (float)(0.2 * mu_rng_normal(&r));
-        for (int k = 0; k < 2; k++) CHECK(mu_model_add_lora(ms[k], i, 3, 0.7f, AB, AB + 3 * in) == 0);
+        int in, out;
+        mu_model_matrix_dims(ms[0], i, &in, &out);
+        float *AB = fnew(3 * ((size_t)in + out));      /* A [3, in], then B [out, 3] */
+        for (size_t e = 0; e < 3 * ((size_t)in + out); e++) AB[e] = (float)(0.2 * mu_rng_normal(&r));
+        for (int k = 0; k < 2; k++) CHECK(mu_model_add_lora(ms[k], i, 3, 0.7f, AB, AB + (size_t)3 * in) == 0);
         free(AB);
     }
     int32_t ids[MB * MT], targets[MB * MT];

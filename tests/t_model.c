@@ -911,7 +911,9 @@ static void check_lora_parity(const char *sub)
         int64_t na = 0, nb = 0;
         const float *A = golden_f32_n(g, an, &na), *B = golden_f32_n(g, bn, &nb);
         if (!A || !B) continue;
-        int r = (int)(na / p->info.shape[p->conv1d ? 0 : 1]);
+        int in, out;
+        mu_model_matrix_dims(m, i, &in, &out);
+        int r = (int)(na / in);
         CHECK_MSG(mu_model_add_lora(m, i, r, scale, A, B) == 0, "%s", p->info.name);
         const mu_lora *a = mu_model_lora(m, i);
         CHECK(a && na == (int64_t)a->r * a->K && nb == (int64_t)a->M * a->r);

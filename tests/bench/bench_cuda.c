@@ -360,7 +360,9 @@ static mu_optim *lora_optimizer(const bench *bn, mu_model *m, char *err, size_t 
     for (int i = 0; o && i < mu_model_n_params(m); i++) {
         if (!mu_model_lora_eligible(m, i)) continue;
         mu_param *p = mu_model_param(m, i);
-        size_t na = (size_t)LORA_R * p->info.shape[1], nb = (size_t)LORA_R * p->info.shape[0];
+        int in, out;
+        mu_model_matrix_dims(m, i, &in, &out);
+        size_t na = (size_t)LORA_R * in, nb = (size_t)LORA_R * out;
         float *ab = calloc(na + nb, sizeof *ab);
         for (size_t e = 0; ab && e < na; e++) ab[e] = (float)(0.01 * mu_rng_normal(&r));
         int rc = ab ? mu_model_add_lora(m, i, LORA_R, 2.0f, ab, ab + na) : -1;

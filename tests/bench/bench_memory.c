@@ -80,11 +80,11 @@ static int setup_lora(mu_model *m, mu_optim *o)
     mu_rng_seed(&r, 7);
     for (int i = 0; i < mu_model_n_params(m); i++) {
         if (!mu_model_lora_eligible(m, i)) continue;
-        mu_param *p = mu_model_param(m, i);
-        int64_t n = LORA_R * (p->info.shape[0] + p->info.shape[1]);
-        float *ab = calloc((size_t)n, sizeof *ab);            /* A random, B 0, as mu-train */
-        for (int64_t e = 0; e < LORA_R * p->info.shape[1]; e++) ab[e] = (float)(0.01 * mu_rng_normal(&r));
-        int rc = mu_model_add_lora(m, i, LORA_R, 1.0f, ab, ab + LORA_R * p->info.shape[1]);
+        int in, out;
+        mu_model_matrix_dims(m, i, &in, &out);
+        float *ab = calloc((size_t)LORA_R * (in + out), sizeof *ab);   /* A random, B 0, as mu-train */
+        for (int64_t e = 0; e < (int64_t)LORA_R * in; e++) ab[e] = (float)(0.01 * mu_rng_normal(&r));
+        int rc = mu_model_add_lora(m, i, LORA_R, 1.0f, ab, ab + (size_t)LORA_R * in);
         free(ab);
         const mu_lora *a = mu_model_lora(m, i);
         mu_idxset sa, sb;
