@@ -153,6 +153,21 @@ TEST(train_masked_leaves_unmasked_bits) {
     mu_model_free(ref);
 }
 
+/* A trainer of m (ref, mask may be NULL) with options o, forgetting 5 facts (seed 7) and
+ * retaining 5 others (seed 8). */
+static mu_trainer *trainer_on_facts(mu_model *m, mu_model *ref, const mu_mask *mask, const mu_train_opts *o) {
+    char err[512];
+    mu_trainer *t = mu_trainer_new(m, ref, mask, o, err, sizeof err);
+    CHECK_MSG(t, "%s", err);
+    if (!t) return NULL;
+    mu_train_set f, r;
+    facts(&f, 5, 7, 0);
+    facts(&r, 5, 8, 0);
+    mu_trainer_set_data(t, MU_DATA_FORGET, &f);
+    mu_trainer_set_data(t, MU_DATA_RETAIN, &r);
+    return t;
+}
+
 /* Every trained tensor's gradient (mu_trainer_opt_grad) at about five of its trained values
  * (or LoRA's A and B) against central differences of the trainer's loss, the values moved by
  * mu_trainer_set_trained; *checked counts them, *biggest is the largest |difference|. */
@@ -241,13 +256,7 @@ TEST(train_lora_gradient_fd_and_merge) {
     char err[512];
     CHECK(mu_objective_parse("learn=1,retain-ce=0.5", o.coef, err, sizeof err) == 0);
     o.batch = 3; o.accum = 2; o.lora_r = 2; o.lora_alpha = 3;
-    mu_trainer *t = mu_trainer_new(m, ref, NULL, &o, err, sizeof err);
-    CHECK_MSG(t, "%s", err);
-    mu_train_set f, r;
-    facts(&f, 5, 7, 0);
-    facts(&r, 5, 8, 0);
-    mu_trainer_set_data(t, MU_DATA_FORGET, &f);
-    mu_trainer_set_data(t, MU_DATA_RETAIN, &r);
+    mu_trainer *t = trainer_on_facts(m, ref, NULL, &o);
     int nt = mu_trainer_n_trained(t), matrices = 0;
     mu_rng rng;
     mu_rng_seed(&rng, 11);
@@ -523,14 +532,7 @@ static mu_trainer *wmask_trainer(mu_model *m, const mu_mask *mask, double lambda
     o.batch = 3; o.accum = 2; o.steps = steps; o.seed = 9; o.opt.lr = lr; o.log1mp_floor = -50;
     o.weight_mask = lambda >= 0; o.weight_mask_lambda = lambda;
     o.checkpoint = ckpt; o.checkpoint_every = every;
-    mu_trainer *t = mu_trainer_new(m, NULL, mask, &o, err, sizeof err);
-    CHECK_MSG(t, "%s", err);
-    mu_train_set f, r;
-    facts(&f, 5, 7, 0);
-    facts(&r, 5, 8, 0);
-    mu_trainer_set_data(t, MU_DATA_FORGET, &f);
-    mu_trainer_set_data(t, MU_DATA_RETAIN, &r);
-    return t;
+    return trainer_on_facts(m, NULL, mask, &o);
 }
 
 /* d (loss + lambda * sum(1 - m)) / d m against central differences in m, at masks inside

@@ -383,19 +383,33 @@ static mu_optim *lora_optimizer(const bench *bn, mu_model *m, char *err, size_t 
     return o;
 }
 
-/* MU_BENCH_CPU_SMOKE: the stored bytes of every layer's down_proj weight (bf16 or f32: what
- * the GEMMs read, not the merged weight get_param gives), host [L] (NULL on no memory). */
-static void **stored_down(mu_model *m)
+/* ---- passes -------------------------------------------------------------------------- */
+static void pass_forward(bench *bn, mu_model *m, bench_data *d, const char *label,
+                         mu_weights w, size_t base)
+{
+    char err[256];
+    step_times st;
+    bench_row *r = add_row(bn, label, w, "forward");
+    if (time_steps(bn, m, d, NULL, NULL, 0, &st, err, sizeof err)) { fail_row(r, "%s", err); return; }
+    record(bn, r, &st, d->f.fwd, w, base, m, NULL);
+}
+
+/* MU_BENCH_CPU_SMOKE: every layer's down_proj weight, host [L]: as mu_model_get_param reads
+ * it (f32 [D*F]; with an adapter the merged weight), or with `stored` the bytes the GEMMs
+ * read (bf16 or f32). NULL on no memory. */
+static void **snapshot_down(mu_model *m, int stored)
 {
     const mu_config *c = mu_model_config(m);
     void **w = calloc((size_t)c->n_layer, sizeof *w);
     for (int l = 0; w && l < c->n_layer; l++) {
         char name[96];
         snprintf(name, sizeof name, "model.layers.%d.mlp.down_proj.weight", l);
-        const mu_param *p = mu_model_param(m, mu_model_find(m, name));
-        size_t nb = (size_t)p->numel * (p->w16 ? 2 : 4);
+        int i = mu_model_find(m, name);
+        const mu_param *p = mu_model_param(m, i);
+        size_t nb = (size_t)p->numel * (stored && p->w16 ? 2 : 4);
         if (!(w[l] = malloc(nb))) return NULL;
-        memcpy(w[l], p->w16 ? (const void *)p->w16 : (const void *)p->w, nb);
+        if (stored) memcpy(w[l], p->w16 ? (const void *)p->w16 : (const void *)p->w, nb);
+        else if (mu_model_get_param(m, i, w[l])) return NULL;
     }
     return w;
 }
@@ -405,7 +419,7 @@ static void **stored_down(mu_model *m)
 static int check_lora(mu_model *m, void **before)
 {
     const mu_config *c = mu_model_config(m);
-    void **after = stored_down(m);
+    void **after = snapshot_down(m, 1);
     int bad = !before || !after, moved = 0, adapters = 0;
     for (int i = 0; !bad && i < mu_model_n_params(m); i++) {
         const mu_lora *a = mu_model_lora(m, i);
@@ -426,38 +440,13 @@ static int check_lora(mu_model *m, void **before)
     return 0;
 }
 
-/* ---- passes -------------------------------------------------------------------------- */
-static void pass_forward(bench *bn, mu_model *m, bench_data *d, const char *label,
-                         mu_weights w, size_t base)
-{
-    char err[256];
-    step_times st;
-    bench_row *r = add_row(bn, label, w, "forward");
-    if (time_steps(bn, m, d, NULL, NULL, 0, &st, err, sizeof err)) { fail_row(r, "%s", err); return; }
-    record(bn, r, &st, d->f.fwd, w, base, m, NULL);
-}
-
-/* MU_BENCH_CPU_SMOKE: the down_proj weights of every layer, host [L][D*F] (NULL on no memory). */
-static float **snapshot_down(mu_model *m)
-{
-    const mu_config *c = mu_model_config(m);
-    float **w = calloc((size_t)c->n_layer, sizeof *w);
-    for (int l = 0; w && l < c->n_layer; l++) {
-        char name[96];
-        snprintf(name, sizeof name, "model.layers.%d.mlp.down_proj.weight", l);
-        w[l] = malloc(sizeof(float) * (size_t)c->d_model * c->d_ff);
-        if (!w[l] || mu_model_get_param(m, mu_model_find(m, name), w[l])) return NULL;
-    }
-    return w;
-}
-
 /* MU_BENCH_CPU_SMOKE: after masked steps every down_proj column either changed in all D
  * elements (trained) or in none, and the trained ones hold 1% of the parameters (the
  * figure masked_optimizer printed). 0 ok, -1 with a line saying what is wrong. */
-static int check_masked(mu_model *m, float **before, const mu_optim *o)
+static int check_masked(mu_model *m, void **before_v, const mu_optim *o)
 {
     const mu_config *c = mu_model_config(m);
-    float **after = snapshot_down(m);
+    float **before = (float **)before_v, **after = (float **)snapshot_down(m, 0);
     int D = c->d_model, F = c->d_ff, bad = !before || !after;
     int64_t cols = 0, set_n = 0;
     for (int i = 0; i < mu_optim_count(o); i++) set_n += mu_optim_set(o, i)->n;
@@ -491,14 +480,13 @@ static void pass_train(bench *bn, mu_model *m, bench_data *d, const char *label,
     mu_optim *o = !pidx ? NULL : pass == P_TRAIN ? dense_optimizer(bn, m, pidx, &np, err, sizeof err)
                  : pass == P_MASKED ? masked_optimizer(bn, m, pidx, &np, err, sizeof err)
                                     : lora_optimizer(bn, m, err, sizeof err);
-    float **before = o && bn->smoke && pass == P_MASKED ? snapshot_down(m) : NULL;
-    void **stored = o && bn->smoke && pass == P_LORA ? stored_down(m) : NULL;
+    void **before = o && bn->smoke && pass != P_TRAIN ? snapshot_down(m, pass == P_LORA) : NULL;
     double bwd = pass == P_TRAIN ? d->f.bwd : pass == P_MASKED ? d->f.bwd_down : d->f.bwd_data;
     if (!o) fail_row(r, "%s", pidx ? err : "out of host memory");
     else if (time_steps(bn, m, d, o, pidx, np, &st, err, sizeof err)) fail_row(r, "%s", err);
     else record(bn, r, &st, d->f.fwd + bwd, w, base, m, o);
     if (o && bn->smoke && pass == P_MASKED && check_masked(m, before, o)) exit(1);
-    if (o && bn->smoke && pass == P_LORA && check_lora(m, stored)) exit(1);
+    if (o && bn->smoke && pass == P_LORA && check_lora(m, before)) exit(1);
     mu_optim_free(o);
     mu_model_set_all_trainable(m, 0);
     free(pidx);
