@@ -125,6 +125,16 @@ static const mu_lora *adapter(const mu_model *m, int i)
 /* Whether backward must reach weight i: it trains, or its adapter does. */
 static int trainable(const mu_model *m, int i) { return i >= 0 && (m->p[i].trainable || adapter(m, i)); }
 
+/* U = scale X A^T [N, r], an adapter's down projection, in the workspace's first half
+ * (the forward makes it, the backward makes it again). */
+static float *lora_down(const mu_model *m, const mu_lora *a, const float *X, int N)
+{
+    float *U = m->lora_ws;
+    m->be->matmul(U, X, a->A, N, a->K, a->r, 0);
+    m->be->scale(U, a->scale, (size_t)N * a->r);
+    return U;
+}
+
 /* Y[N,M] (+)= X[N,K] . W[M,K]^T with weight i in its storage dtype (kernels.h); a Conv1D
  * weight (GPT-2) is stored [K, M] and read as such. */
 static void linear(const mu_model *m, float *Y, const float *X, int i, int N, int K, int M,
@@ -135,11 +145,7 @@ static void linear(const mu_model *m, float *Y, const float *X, int i, int N, in
     if (p->w16) (p->conv1d ? be->matmul_wt_bf16 : be->matmul_bf16)(Y, X, p->w16, N, K, M, accumulate);
     else (p->conv1d ? be->matmul_wt : be->matmul)(Y, X, p->w, N, K, M, accumulate);
     const mu_lora *a = adapter(m, i);
-    if (!a) return;
-    float *U = m->lora_ws;                                 /* [N, r] = scale X A^T */
-    be->matmul(U, X, a->A, N, K, a->r, 0);
-    be->scale(U, a->scale, (size_t)N * a->r);
-    be->matmul(Y, U, a->B, N, a->r, M, 1);                 /* Y += U B^T */
+    if (a) be->matmul(Y, lora_down(m, a, X, N), a->B, N, a->r, M, 1);   /* Y += U B^T */
 }
 
 /* The adapter's part of linear_bwd: V = scale dY B [N, r]; dX += V A; gA += V^T X;
@@ -147,14 +153,12 @@ static void linear(const mu_model *m, float *Y, const float *X, int i, int N, in
 static void lora_bwd(const mu_model *m, const mu_lora *a, float *dX, const float *dY, const float *X, int N)
 {
     const mu_backend *be = m->be;
-    float *U = m->lora_ws, *V = m->lora_ws + (size_t)m->cap_N * m->lora_rmax;
+    float *V = m->lora_ws + (size_t)m->cap_N * m->lora_rmax;
     be->matmul_wt(V, dY, a->B, N, a->M, a->r, 0);          /* B read as [in = M, out = r] */
     be->scale(V, a->scale, (size_t)N * a->r);
     if (dX) be->matmul_wt(dX, V, a->A, N, a->r, a->K, 1);   /* A read as [in = r, out = K] */
     be->matmul_bwd(NULL, a->gA, V, X, a->A, N, a->K, a->r, 0);
-    be->matmul(U, X, a->A, N, a->K, a->r, 0);
-    be->scale(U, a->scale, (size_t)N * a->r);
-    be->matmul_bwd(NULL, a->gB, dY, U, a->B, N, a->r, a->M, 0);
+    be->matmul_bwd(NULL, a->gB, dY, lora_down(m, a, X, N), a->B, N, a->r, a->M, 0);
 }
 
 /* dX[N,K] (+)= dY[N,M] . W[M,K];  dW += dY^T X when weight i is trainable (Conv1D: their
