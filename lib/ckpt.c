@@ -18,6 +18,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <xxhash.h>
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
 
 typedef struct {
     char *path;
@@ -224,11 +227,49 @@ static float elem_f32(mu_dtype dt, const uint8_t *p) {
 
 static int is_float_dtype(mu_dtype d) { return d == MU_F32 || d == MU_F16 || d == MU_BF16 || d == MU_F64; }
 
+void mu_lowrank_add(float *W, int rows, int cols, int r, float scale, const float *B, const float *A) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, cols, r, scale, B, r, A, cols, 1.0f, W, cols);
+}
+
+/* Index of entry NAME + suffix in st, or -1. */
+static int find_entry(const mu_st *st, const char *name, const char *suffix) {
+    char key[256];
+    snprintf(key, sizeof key, "%s%s", name, suffix);
+    return mu_st_find(st, key);
+}
+
+/* dst [rows, cols] (n values) += scale B A from the low-rank entry of hf whose A is entry
+ * ai (validated at add). */
+static int apply_lowrank(const ck_delta *d, int ai, const char *hf, float *dst, size_t n, char *err,
+                         size_t errlen) {
+    int bi = find_entry(d->st, hf, MU_DELTA_LORA_B_SUFFIX), si = find_entry(d->st, hf, MU_DELTA_LORA_SCALE_SUFFIX);
+    int64_t ash[MU_MAX_DIMS], bsh[MU_MAX_DIMS];
+    mu_st_info(d->st, ai, NULL, NULL, ash, NULL, NULL);
+    mu_st_info(d->st, bi, NULL, NULL, bsh, NULL, NULL);
+    int64_t r = ash[0], cols = ash[1], rows = bsh[0];
+    if ((uint64_t)(rows * cols) != n) {
+        mu_set_err(err, errlen, "%s: %s%s: %lld x %lld values, but the tensor has %zu", d->path, hf,
+                   MU_DELTA_LORA_A_SUFFIX, (long long)rows, (long long)cols, n);
+        return -1;
+    }
+    float *A = mu_xmalloc((size_t)(r * cols) * sizeof *A), *B = mu_xmalloc((size_t)(rows * r) * sizeof *B);
+    float scale = 1;
+    int rc = mu_st_read_f32(d->st, ai, A, (size_t)(r * cols), err, errlen) ||
+             mu_st_read_f32(d->st, bi, B, (size_t)(rows * r), err, errlen) ||
+             (si >= 0 && mu_st_read_f32(d->st, si, &scale, 1, err, errlen)) ? -1 : 0;
+    if (!rc) mu_lowrank_add(dst, (int)rows, (int)cols, (int)r, scale, B, A);
+    free(A);
+    free(B);
+    return rc;
+}
+
 /* Applies one delta's entries for `hf` onto dst (n elements, already validated at add). */
 static int apply_delta(const ck_delta *d, const char *hf, float *dst, size_t n, char *err, size_t errlen) {
     int i = mu_st_find(d->st, hf);
     if (i >= 0) return mu_st_read_f32(d->st, i, dst, n, err, errlen);
     char key[256];
+    int ai = find_entry(d->st, hf, MU_DELTA_LORA_A_SUFFIX);
+    if (ai >= 0) return apply_lowrank(d, ai, hf, dst, n, err, errlen);
     snprintf(key, sizeof key, "%s%s", hf, MU_DELTA_IDX_SUFFIX);
     int ii = mu_st_find(d->st, key);
     if (ii < 0) return 0;
@@ -268,9 +309,11 @@ int64_t mu_ckpt_delta_elems(const mu_ckpt *c, int i, const char *hf_name) {
         mu_st_info(st, k, NULL, &nd, sh, NULL, NULL);
         return mu_shape_numel(nd, sh);
     }
-    char key[256];
-    snprintf(key, sizeof key, "%s%s", hf_name, MU_DELTA_IDX_SUFFIX);
-    if ((k = mu_st_find(st, key)) < 0) return 0;
+    if (find_entry(st, hf_name, MU_DELTA_LORA_A_SUFFIX) >= 0) {
+        ck_tensor t = ck_lookup(c, hf_name);
+        return mu_shape_numel(t.ndim, t.shape);
+    }
+    if ((k = find_entry(st, hf_name, MU_DELTA_IDX_SUFFIX)) < 0) return 0;
     mu_st_info(st, k, NULL, NULL, NULL, NULL, &nbytes);
     return (int64_t)(nbytes / 8);
 }
@@ -603,6 +646,71 @@ static int check_sparse(mu_ckpt *c, mu_st *d, const char *dpath, const char *bas
     return 0;
 }
 
+/* A float tensor of shape [rows, cols] (a -1 dimension: any from 1 to INT_MAX). */
+static int is_float_matrix(const mu_st *d, int i, int64_t rows, int64_t cols, int64_t sh[MU_MAX_DIMS]) {
+    mu_dtype dt;
+    int nd;
+    mu_st_info(d, i, &dt, &nd, sh, NULL, NULL);
+    if (!is_float_dtype(dt) || nd != 2) return 0;
+    for (int k = 0; k < 2; k++)
+        if (sh[k] < 1 || sh[k] > INT_MAX || ((k ? cols : rows) >= 0 && sh[k] != (k ? cols : rows))) return 0;
+    return 1;
+}
+
+/* A low-rank triple NAME::lora_A [r, cols], NAME::lora_B [rows, r], NAME::lora_scale [1]
+ * (optional, finite) on a 2-D tensor NAME [rows, cols] of the base. */
+static int check_lowrank(mu_ckpt *c, mu_st *d, const char *dpath, const char *base, int ai, char *err,
+                         size_t errlen) {
+    ck_tensor t = ck_lookup(c, base);
+    int bi = find_entry(d, base, MU_DELTA_LORA_B_SUFFIX), si = find_entry(d, base, MU_DELTA_LORA_SCALE_SUFFIX);
+    int64_t ash[MU_MAX_DIMS], bsh[MU_MAX_DIMS];
+    if (t.ndim != 2 || t.shape[0] > INT_MAX || t.shape[1] > INT_MAX) {
+        mu_set_err(err, errlen, "%s: %s%s: low-rank entries need a matrix, and %s is not one", dpath, base,
+                   MU_DELTA_LORA_A_SUFFIX, base);
+        return -1;
+    }
+    if (bi < 0) {
+        mu_set_err(err, errlen, "%s: %s%s has no matching %s%s", dpath, base, MU_DELTA_LORA_A_SUFFIX, base,
+                   MU_DELTA_LORA_B_SUFFIX);
+        return -1;
+    }
+    if (!is_float_matrix(d, ai, -1, t.shape[1], ash)) {
+        mu_set_err(err, errlen, "%s: %s%s must be a 2-D float tensor [r, %lld]", dpath, base, MU_DELTA_LORA_A_SUFFIX,
+                   (long long)t.shape[1]);
+        return -1;
+    }
+    if (!is_float_matrix(d, bi, t.shape[0], ash[0], bsh)) {
+        mu_set_err(err, errlen, "%s: %s%s must be a 2-D float tensor [%lld, %lld] (its A has rank %lld)", dpath,
+                   base, MU_DELTA_LORA_B_SUFFIX, (long long)t.shape[0], (long long)ash[0], (long long)ash[0]);
+        return -1;
+    }
+    mu_dtype dt;
+    int nd;
+    float scale;
+    if (si >= 0 && (mu_st_info(d, si, &dt, &nd, bsh, NULL, NULL), !is_float_dtype(dt) ||
+                    mu_shape_numel(nd, bsh) != 1 || mu_st_read_f32(d, si, &scale, 1, err, errlen) || !isfinite(scale))) {
+        mu_set_err(err, errlen, "%s: %s%s must be one finite float", dpath, base, MU_DELTA_LORA_SCALE_SUFFIX);
+        return -1;
+    }
+    if (mu_st_find(d, base) >= 0 || find_entry(d, base, MU_DELTA_IDX_SUFFIX) >= 0) {
+        mu_set_err(err, errlen, "%s: %s is both low-rank and %s", dpath, base,
+                   mu_st_find(d, base) >= 0 ? "dense" : "sparse");
+        return -1;
+    }
+    return 0;
+}
+
+/* Kinds of delta entry, by their name's suffix. */
+enum { ENT_DENSE, ENT_IDX, ENT_VAL, ENT_LORA_A, ENT_LORA_B, ENT_LORA_SCALE };
+static const char *const entry_suffix[] = {"", MU_DELTA_IDX_SUFFIX, MU_DELTA_VAL_SUFFIX, MU_DELTA_LORA_A_SUFFIX,
+                                           MU_DELTA_LORA_B_SUFFIX, MU_DELTA_LORA_SCALE_SUFFIX};
+
+static int entry_kind(const char *name) {
+    for (int k = ENT_LORA_SCALE; k > ENT_DENSE; k--)
+        if (has_suffix(name, entry_suffix[k])) return k;
+    return ENT_DENSE;
+}
+
 static int check_delta(mu_ckpt *c, mu_st *d, const char *dpath, char *err, size_t errlen) {
     const char *fmt = mu_st_metadata(d, "format"), *ver = mu_st_metadata(d, "version"),
                *base = mu_st_metadata(d, "base");
@@ -610,10 +718,12 @@ static int check_delta(mu_ckpt *c, mu_st *d, const char *dpath, char *err, size_
         mu_set_err(err, errlen, "%s: not a mu delta (__metadata__ format is not \"%s\")", dpath, MU_DELTA_FORMAT);
         return -1;
     }
-    if (!ver || strcmp(ver, MU_DELTA_VERSION)) {
-        mu_set_err(err, errlen, "%s: delta version %s not supported (%s)", dpath, ver ? ver : "(none)", MU_DELTA_VERSION);
+    if (!ver || (strcmp(ver, MU_DELTA_VERSION) && strcmp(ver, MU_DELTA_VERSION_LOWRANK))) {
+        mu_set_err(err, errlen, "%s: delta version %s not supported (%s or %s)", dpath, ver ? ver : "(none)",
+                   MU_DELTA_VERSION, MU_DELTA_VERSION_LOWRANK);
         return -1;
     }
+    int lowrank_ok = !strcmp(ver, MU_DELTA_VERSION_LOWRANK);
     char bd[33];
     if (base) {
         if (mu_ckpt_base_digest(c, bd)) {
@@ -628,27 +738,36 @@ static int check_delta(mu_ckpt *c, mu_st *d, const char *dpath, char *err, size_
     for (int i = 0; i < mu_st_count(d); i++) {
         const char *name = mu_st_name(d, i);
         char bname[160];
-        if (has_suffix(name, MU_DELTA_VAL_SUFFIX)) {
-            snprintf(bname, sizeof bname, "%.*s%s", (int)(strlen(name) - strlen(MU_DELTA_VAL_SUFFIX)), name,
-                     MU_DELTA_IDX_SUFFIX);
-            if (mu_st_find(d, bname) < 0) {
-                mu_set_err(err, errlen, "%s: %s has no matching %s", dpath, name, bname);
-                return -1;
-            }
-            continue;  /* checked with its ::idx */
-        }
-        int sparse = has_suffix(name, MU_DELTA_IDX_SUFFIX);
-        size_t bl = strlen(name) - (sparse ? strlen(MU_DELTA_IDX_SUFFIX) : 0);
+        int kind = entry_kind(name);
+        size_t bl = strlen(name) - strlen(entry_suffix[kind]);
         if (bl >= sizeof bname) {
             mu_set_err(err, errlen, "%s: tensor name too long: %.60s...", dpath, name);
             return -1;
         }
         memcpy(bname, name, bl);
         bname[bl] = 0;
+        if (kind >= ENT_LORA_A && !lowrank_ok) {
+            mu_set_err(err, errlen, "%s: %s: low-rank entries need delta version %s (it says %s)", dpath, name,
+                       MU_DELTA_VERSION_LOWRANK, ver);
+            return -1;
+        }
+        if (kind == ENT_VAL || kind == ENT_LORA_B || kind == ENT_LORA_SCALE) {   /* checked with their first */
+            const char *first = kind == ENT_VAL ? MU_DELTA_IDX_SUFFIX : MU_DELTA_LORA_A_SUFFIX;
+            if (find_entry(d, bname, first) < 0) {
+                mu_set_err(err, errlen, "%s: %s has no matching %s%s", dpath, name, bname, first);
+                return -1;
+            }
+            continue;
+        }
+        int sparse = kind == ENT_IDX;
         ck_tensor t = ck_lookup(c, bname);
         if (!t.found) {
             mu_set_err(err, errlen, "%s: tensor %s is not in the model %s", dpath, bname, c->path);
             return -1;
+        }
+        if (kind == ENT_LORA_A) {
+            if (check_lowrank(c, d, dpath, bname, i, err, errlen)) return -1;
+            continue;
         }
         if (sparse) {
             if (mu_st_find(d, bname) >= 0) {

@@ -6,7 +6,10 @@
  * the tensors or elements a training run changed. Dense entry "NAME" = whole tensor
  * (same shape as the base; F32 or the base dtype). Sparse entries "NAME::idx" (I64 flat
  * row-major indices, sorted strictly increasing, in range) + "NAME::val" (F32 or base dtype,
- * same count). __metadata__ {"format":"mu-delta","version":"1","base":<digest of the base>}.
+ * same count). Low-rank entries (version "2"): "NAME::lora_A" [r, cols], "NAME::lora_B"
+ * [rows, r] and optional "NAME::lora_scale" [1] (default 1) ADD scale B A to the 2-D tensor
+ * NAME [rows, cols] as the deltas before left it (a LoRA adapter in the stored layout).
+ * __metadata__ {"format":"mu-delta","version":"1" or "2","base":<digest of the base>}.
  * Deltas apply in the order added. */
 #ifndef MU_CKPT_H
 #define MU_CKPT_H
@@ -19,8 +22,12 @@
 
 #define MU_DELTA_FORMAT "mu-delta"
 #define MU_DELTA_VERSION "1"
+#define MU_DELTA_VERSION_LOWRANK "2"   /* the first with low-rank entries */
 #define MU_DELTA_IDX_SUFFIX "::idx"
 #define MU_DELTA_VAL_SUFFIX "::val"
+#define MU_DELTA_LORA_A_SUFFIX "::lora_A"
+#define MU_DELTA_LORA_B_SUFFIX "::lora_B"
+#define MU_DELTA_LORA_SCALE_SUFFIX "::lora_scale"
 
 typedef struct mu_ckpt mu_ckpt;
 
@@ -61,8 +68,8 @@ int mu_ckpt_dtype(const mu_ckpt *c, const char *hf_name, mu_dtype *dt);
  * or the GGUF ggml type ("q4_k", "f16"); NULL if absent. */
 const char *mu_ckpt_stored_type(const mu_ckpt *c, const char *hf_name);
 /* Elements of tensor hf_name that delta i (0-based, in the order added) sets: its element
- * count when the delta holds it dense, its index count when sparse, 0 when it leaves the
- * tensor alone; -1 for a bad i. */
+ * count when the delta holds it dense or low-rank, its index count when sparse, 0 when it
+ * leaves the tensor alone; -1 for a bad i. */
 int64_t mu_ckpt_delta_elems(const mu_ckpt *c, int i, const char *hf_name);
 /* Checks that every tensor mu_arch_params lists exists with its shape (lm_head may be
  * absent only when tied). 0 ok, -1 + err naming the first problem. */
@@ -78,6 +85,10 @@ void mu_ckpt_close(mu_ckpt *c);
 /* For writers of deltas: sets format/version/base metadata on w ("base" = the digest of
  * c without its deltas; a delta trained on top of others stacks after them). 0 ok, -1 I/O. */
 int mu_delta_writer_init(mu_st_writer *w, mu_ckpt *c);
+
+/* W [rows, cols] += scale B A with B [rows, r], A [r, cols] (row-major f32): how a delta's
+ * low-rank entry applies, and how the model merges a LoRA adapter (the same bits). */
+void mu_lowrank_add(float *W, int rows, int cols, int r, float scale, const float *B, const float *A);
 
 /* Atomic model directories (mu-init, full-model export): write the files into
  * mu_dir_tmp_create's directory ("<final>.tmp.<pid>", created empty), then mu_dir_commit

@@ -4,7 +4,6 @@
  * code), written once against the backend interface
  * (kernels.h): forward with hooks, explicit backward into trainable parameters only,
  * KV-cache decoding. API and conventions: model.h. */
-#include <cblas.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -699,23 +698,40 @@ void mu_model_zero_grad(mu_model *m)
     }
 }
 
-/* host (W in its stored layout) += scale B A: [M, K], or [K, M] for a Conv1D weight. */
-static int merge_lora(const mu_model *m, const mu_param *p, const mu_lora *a, float *host)
+int mu_model_lora_factors(const mu_model *m, int i, float *Bs, float *As)
 {
-    float *A = malloc(fsz((size_t)a->r * a->K + 1)), *B = malloc(fsz((size_t)a->M * a->r + 1));
+    const mu_lora *a = adapter(m, i);
+    if (!a) return -1;
+    size_t na = (size_t)a->r * a->K, nb = (size_t)a->M * a->r;
+    if (!m->p[i].conv1d) {
+        m->be->download(Bs, a->B, fsz(nb));
+        m->be->download(As, a->A, fsz(na));
+        return 0;
+    }
+    float *A = malloc(fsz(na)), *B = malloc(fsz(nb));   /* W^T += scale A^T B^T */
     int rc = A && B ? 0 : -1;
     if (!rc) {
-        m->be->download(A, a->A, fsz((size_t)a->r * a->K));
-        m->be->download(B, a->B, fsz((size_t)a->M * a->r));
-        if (p->conv1d)      /* W^T += scale A^T B^T */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, a->K, a->M, a->r, a->scale, A, a->K, B, a->r,
-                        1.0f, host, a->M);
-        else
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, a->M, a->K, a->r, a->scale, B, a->r, A, a->K,
-                        1.0f, host, a->K);
+        m->be->download(A, a->A, fsz(na));
+        m->be->download(B, a->B, fsz(nb));
+        for (int j = 0; j < a->r; j++) {
+            for (int k = 0; k < a->K; k++) Bs[(size_t)k * a->r + j] = A[(size_t)j * a->K + k];   /* [K, r] */
+            for (int o = 0; o < a->M; o++) As[(size_t)j * a->M + o] = B[(size_t)o * a->r + j];   /* [r, M] */
+        }
     }
     free(A);
     free(B);
+    return rc;
+}
+
+/* host (W in its stored layout [rows, cols]) += scale Bs As, the adapter's factors. */
+static int merge_lora(const mu_model *m, int i, const mu_lora *a, float *host)
+{
+    float *As = malloc(fsz((size_t)a->r * a->K)), *Bs = malloc(fsz((size_t)a->M * a->r));
+    int rc = As && Bs ? mu_model_lora_factors(m, i, Bs, As) : -1;
+    const int64_t *sh = m->p[i].info.shape;
+    if (!rc) mu_lowrank_add(host, (int)sh[0], (int)sh[1], a->r, a->scale, Bs, As);
+    free(As);
+    free(Bs);
     return rc;
 }
 
@@ -723,7 +739,7 @@ int mu_model_get_param(mu_model *m, int i, float *host)
 {
     if (load_param(m, &m->p[i], host)) return -1;
     const mu_lora *a = adapter(m, i);
-    return a ? merge_lora(m, &m->p[i], a, host) : 0;
+    return a ? merge_lora(m, i, a, host) : 0;
 }
 
 int mu_model_lora_eligible(const mu_model *m, int i)

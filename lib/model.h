@@ -206,6 +206,10 @@ void mu_model_matrix_dims(const mu_model *m, int i, int *in, int *out);
  * r < 1 or out of memory. */
 int mu_model_add_lora(mu_model *m, int i, int r, float scale, const float *A, const float *B);
 const mu_lora *mu_model_lora(const mu_model *m, int i);             /* NULL: none */
+/* Adapter i's factors in W's stored layout [rows, cols], so W + scale Bs As is the merged
+ * weight: Bs [rows, r] = B and As [r, cols] = A, or A^T and B^T for a Conv1D weight
+ * (stored [in, out]). What a delta's low-rank entry holds. 0 ok, -1 no adapter or memory. */
+int mu_model_lora_factors(const mu_model *m, int i, float *Bs, float *As);
 int mu_model_set_all_trainable(mu_model *m, int on);
 void mu_model_zero_grad(mu_model *m);
 /* Copies parameter i (or its gradient) to / from host f32 [numel]. A bf16 weight reads as

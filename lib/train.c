@@ -1726,10 +1726,33 @@ static int64_t trained_weights(mu_trainer *t, int i, int64_t *idx, float *vals) 
     return k;
 }
 
+/* Entry i's adapter as a low-rank delta entry: NAME::lora_A, ::lora_B (its factors in the
+ * stored layout) and ::lora_scale. */
+static void add_lowrank_entry(mu_st_writer *w, mu_trainer *t, int i) {
+    const mu_param *p = mu_model_param(t->m, t->pidx[i]);
+    const mu_lora *a = mu_model_lora(t->m, t->pidx[i]);
+    int64_t rows = p->info.shape[0], cols = p->info.shape[1];
+    int64_t ash[2] = {a->r, cols}, bsh[2] = {rows, a->r}, ssh[1] = {1};
+    float *As = mu_xmalloc((size_t)(a->r * cols) * sizeof *As), *Bs = mu_xmalloc((size_t)(rows * a->r) * sizeof *Bs);
+    if (mu_model_lora_factors(t->m, t->pidx[i], Bs, As)) mu_die("out of memory for the LoRA factors of %s", p->info.name);
+    char name[200];
+    snprintf(name, sizeof name, "%s%s", p->info.name, MU_DELTA_LORA_A_SUFFIX);
+    mu_st_writer_add_copy(w, name, MU_F32, 2, ash, As);
+    snprintf(name, sizeof name, "%s%s", p->info.name, MU_DELTA_LORA_B_SUFFIX);
+    mu_st_writer_add_copy(w, name, MU_F32, 2, bsh, Bs);
+    snprintf(name, sizeof name, "%s%s", p->info.name, MU_DELTA_LORA_SCALE_SUFFIX);
+    mu_st_writer_add_copy(w, name, MU_F32, 1, ssh, &a->scale);
+    free(As);
+    free(Bs);
+}
+
 static void add_delta_tensor(mu_st_writer *w, mu_trainer *t, int i, int sparse) {
     mu_param *p = mu_model_param(t->m, t->pidx[i]);
     const mu_idxset *s = mu_optim_set(t->opt, i);
-    if (t->lora_part[i] == 2) return;                  /* written with its A: the merged weight */
+    if (t->lora_part[i]) {                             /* one entry with its A */
+        if (t->lora_part[i] == 1) add_lowrank_entry(w, t, i);
+        return;
+    }
     if (!sparse || (s->dense && !t->o.weight_mask)) {   /* a mask's delta: what it changed */
         float *vals = mu_xmalloc((size_t)p->numel * sizeof(float));
         mu_model_get_param(t->m, t->pidx[i], vals);
@@ -1773,6 +1796,7 @@ int mu_train_write_delta(mu_trainer *t, const char *base_path, const char *const
     char *info = json_dumps(t->info, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
     mu_st_writer_meta(w, "mu_train", info);
     free(info);
+    if (t->o.lora_r > 0) mu_st_writer_meta(w, "version", MU_DELTA_VERSION_LOWRANK);
     for (int i = 0; i < t->nt; i++) add_delta_tensor(w, t, i, sparse);
     rc = mu_st_writer_write(w, path, err, errlen);
 out:

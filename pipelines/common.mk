@@ -12,7 +12,8 @@ DATA   ?= ../shared/data
 MU_DEVICE ?= auto
 comma := ,
 
-# relearning attacks train every weight, so each stores a dense delta (538 MB for SmolLM2-135M).
+# relearning attacks train every weight, so each stores a dense delta (538 MB for SmolLM2-135M;
+# with RELEARN_LORA=16 a low-rank one of 20 MB, kept or not the same way).
 # $(call relearn_deltas,FILES): unless KEEP_RELEARN is set, FILES are intermediate: deleted
 # when the make that made them ends, made again only if an evaluation of theirs must be redone
 # (their own inputs or knobs changed). Set KEEP_RELEARN=1 from a run's first make to keep them;

@@ -8,9 +8,11 @@
 #include "gguf.h"
 #include "mask.h"
 #include "maskgen.h"
+#include "rng.h"
 #include "safetensors.h"
 #include "test.h"
 #include <jansson.h>
+#include <math.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -1238,6 +1240,79 @@ TEST(delta_dense_and_sparse_stack) {
     mu_ckpt_close(c);
 }
 
+/* Low-rank entries (version 2): up_proj [172, 64] += 0.7 B A with A [3, 64] f32 and B
+ * [172, 3] bf16, on top of the sparse delta before it; checked against a double sum. */
+static float lr_A[3 * 64], lr_scale[1] = {0.7f}, lr_bad_scale[2] = {1, 1};
+static uint16_t lr_B[172 * 3];
+static int64_t lr_ash[2] = {3, 64}, lr_bsh[2] = {172, 3}, lr_ssh[1] = {1};
+#define UP0 "model.layers.0.mlp.up_proj.weight"
+static void fill_lowrank_parts(mu_st_writer *w, const char *name, int64_t *ash, int64_t *bsh, float *scale,
+                               int64_t *ssh) {
+    char key[128];
+    mu_st_writer_meta(w, "version", MU_DELTA_VERSION_LOWRANK);
+    snprintf(key, sizeof key, "%s::lora_A", name);
+    if (ash) mu_st_writer_add(w, key, MU_F32, 2, ash, lr_A);
+    snprintf(key, sizeof key, "%s::lora_B", name);
+    if (bsh) mu_st_writer_add(w, key, MU_BF16, 2, bsh, lr_B);
+    snprintf(key, sizeof key, "%s::lora_scale", name);
+    if (scale) mu_st_writer_add(w, key, MU_F32, 1, ssh, scale);
+}
+static void fill_lowrank(mu_st_writer *w) { fill_lowrank_parts(w, UP0, lr_ash, lr_bsh, lr_scale, lr_ssh); }
+
+TEST(delta_lowrank_adds_scaled_product) {
+    char err[512];
+    mu_ckpt *c = mu_ckpt_open(stories(), err, sizeof err);
+    CHECK(c);
+    mu_rng rng;
+    mu_rng_seed(&rng, 11);
+    for (int i = 0; i < 3 * 64; i++) lr_A[i] = (float)(mu_rng_uniform(&rng) - 0.5);
+    for (int i = 0; i < 172 * 3; i++) lr_B[i] = mu_f32_to_bf16((float)(mu_rng_uniform(&rng) - 0.5));
+    const char *d2 = write_delta("lr_sparse.safetensors", c, fill_sparse);
+    const char *d4 = write_delta("lowrank.safetensors", c, fill_lowrank);
+    int64_t ush[2] = {172, 64};
+    float *x = malloc(172 * 64 * 4), *y = malloc(172 * 64 * 4);
+    CHECK_MSG(!mu_ckpt_add_delta(c, d2, err, sizeof err), "%s", err);
+    CHECK_MSG(!mu_ckpt_add_delta(c, d4, err, sizeof err), "%s", err);
+    CHECK_EQ_INT(mu_ckpt_delta_elems(c, 1, UP0), 172 * 64);
+    CHECK_EQ_INT(mu_ckpt_delta_elems(c, 1, "model.layers.0.mlp.down_proj.weight"), 0);
+    CHECK(!mu_ckpt_read_f32_upto(c, 1, UP0, 2, ush, x, err, sizeof err));
+    CHECK(x[5] == 20 && x[11007] == 30);
+    CHECK(!mu_ckpt_read_f32(c, UP0, 2, ush, y, err, sizeof err));
+    double worst = 0;
+    for (int i = 0; i < 172; i++)
+        for (int j = 0; j < 64; j++) {
+            double s = 0, mag = fabs(x[i * 64 + j]);   /* the error bound's scale: f32 rounding of each term */
+            for (int k = 0; k < 3; k++) {
+                double t = (double)mu_bf16_to_f32(lr_B[i * 3 + k]) * lr_A[k * 64 + j];
+                s += t;
+                mag += 0.7 * fabs(t);
+            }
+            double want = x[i * 64 + j] + 0.7 * s, e = fabs(y[i * 64 + j] - want) / mag;
+            if (e > worst) worst = e;
+        }
+    CHECK_MSG(worst < 1e-6, "worst relative error %g", worst);
+    free(x);
+    free(y);
+    mu_ckpt_close(c);
+}
+
+static int64_t lr_ash_cols[2] = {3, 65}, lr_bsh_rank[2] = {172, 2}, lr_ssh2[1] = {2}, lr_norm_a[2] = {3, 64};
+static void fill_lr_no_b(mu_st_writer *w) { fill_lowrank_parts(w, UP0, lr_ash, NULL, lr_scale, lr_ssh); }
+static void fill_lr_no_a(mu_st_writer *w) { fill_lowrank_parts(w, UP0, NULL, lr_bsh, NULL, NULL); }
+static void fill_lr_cols(mu_st_writer *w) { fill_lowrank_parts(w, UP0, lr_ash_cols, lr_bsh, NULL, NULL); }
+static void fill_lr_rank(mu_st_writer *w) { fill_lowrank_parts(w, UP0, lr_ash, lr_bsh_rank, NULL, NULL); }
+static void fill_lr_scale2(mu_st_writer *w) { fill_lowrank_parts(w, UP0, lr_ash, lr_bsh, lr_bad_scale, lr_ssh2); }
+static void fill_lr_inf(mu_st_writer *w) {
+    lr_bad_scale[0] = INFINITY;
+    fill_lowrank_parts(w, UP0, lr_ash, lr_bsh, lr_bad_scale, lr_ssh);
+}
+static void fill_lr_vector(mu_st_writer *w) { fill_lowrank_parts(w, "model.norm.weight", lr_norm_a, lr_bsh, NULL, NULL); }
+static void fill_lr_and_sparse(mu_st_writer *w) { fill_lowrank(w); fill_sparse(w); }
+static void fill_lr_v1(mu_st_writer *w) {
+    fill_lowrank(w);
+    mu_st_writer_meta(w, "version", MU_DELTA_VERSION);
+}
+
 static int64_t bad_idx[3];
 static int64_t big_sh[1] = {65};
 static int32_t idx32[3] = {0, 1, 2};
@@ -1298,16 +1373,25 @@ TEST(delta_rejects_bad_files) {
     expect_delta_error(c, "both.safetensors", c, fill_dense_and_sparse, "model.norm.weight is both dense and sparse");
     expect_delta_error(c, "short_val.safetensors", c, fill_short_val,
                        "model.layers.0.mlp.up_proj.weight::val must be a 1-D float tensor of 3 values");
+    expect_delta_error(c, "lr_no_b.safetensors", c, fill_lr_no_b, UP0 "::lora_A has no matching " UP0 "::lora_B");
+    expect_delta_error(c, "lr_no_a.safetensors", c, fill_lr_no_a, UP0 "::lora_B has no matching " UP0 "::lora_A");
+    expect_delta_error(c, "lr_cols.safetensors", c, fill_lr_cols, UP0 "::lora_A must be a 2-D float tensor [r, 64]");
+    expect_delta_error(c, "lr_rank.safetensors", c, fill_lr_rank, UP0 "::lora_B must be a 2-D float tensor [172, 3]");
+    expect_delta_error(c, "lr_scale2.safetensors", c, fill_lr_scale2, "::lora_scale must be one finite float");
+    expect_delta_error(c, "lr_inf.safetensors", c, fill_lr_inf, "::lora_scale must be one finite float");
+    expect_delta_error(c, "lr_vector.safetensors", c, fill_lr_vector, "need a matrix, and model.norm.weight is not");
+    expect_delta_error(c, "lr_sparse.safetensors", c, fill_lr_and_sparse, UP0 " is both low-rank and sparse");
+    expect_delta_error(c, "lr_v1.safetensors", c, fill_lr_v1, "low-rank entries need delta version 2 (it says 1)");
     /* a later format version */
-    const char *pv = path_in(mu_test_tmpdir(), "v2.safetensors");
+    const char *pv = path_in(mu_test_tmpdir(), "v3.safetensors");
     mu_st_writer *wv = mu_st_writer_new();
     mu_st_writer_meta(wv, "format", MU_DELTA_FORMAT);
-    mu_st_writer_meta(wv, "version", "2");
+    mu_st_writer_meta(wv, "version", "3");
     fill_dense(wv);
     CHECK(!mu_st_writer_write(wv, pv, err, sizeof err));
     mu_st_writer_free(wv);
     CHECK(mu_ckpt_add_delta(c, pv, err, sizeof err) == -1);
-    CHECK_MSG(strstr(err, "v2.safetensors: delta version 2 not supported"), "%s", err);
+    CHECK_MSG(strstr(err, "v3.safetensors: delta version 3 not supported (1 or 2)"), "%s", err);
     /* made for another base model */
     const char *p = path_in(mu_test_tmpdir(), "other_base.safetensors");
     mu_st_writer *w = mu_st_writer_new();

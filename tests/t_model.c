@@ -12,6 +12,7 @@
 #include "model.h"
 #include "kernels.h"
 #include "rng.h"
+#include "ckpt.h"
 #include "safetensors.h"
 #include "gguf.h"
 #include "tensor.h"
@@ -893,6 +894,68 @@ static const float *golden_f32(mu_st *g, const char *name, size_t n)
 /* LoRA adapters (mu_model_add_lora) on every layer matrix of the model of tests/golden/SUB
  * against PEFT's float64 run with the same A, B and scale (tests/gen/gen_lora_parity.py):
  * logits, loss and every dA, dB; the weights frozen. */
+/* The golden's PEFT adapters as a mu-delta version 2 at path, mapped as mu-delta(5) says:
+ * NAME::lora_A = PEFT's A [r, in] and ::lora_B = B [out, r] on an [out, in] weight, or
+ * B^T and A^T on a Conv1D one (stored [in, out]); ::lora_scale = alpha / r. */
+static void write_peft_delta(mu_st *g, mu_model *m, float *scale, const char *path)
+{
+    mu_st_writer *w = mu_st_writer_new();
+    mu_st_writer_meta(w, "format", MU_DELTA_FORMAT);
+    mu_st_writer_meta(w, "version", MU_DELTA_VERSION_LOWRANK);
+    for (int i = 0; i < mu_model_n_params(m); i++) {
+        if (!mu_model_lora_eligible(m, i)) continue;
+        mu_param *p = mu_model_param(m, i);
+        char an[200], bn[200], key[220];
+        snprintf(an, sizeof an, "A.%s", p->info.name);
+        snprintf(bn, sizeof bn, "B.%s", p->info.name);
+        int64_t na = 0, nb = 0, one = 1;
+        const float *A = golden_f32_n(g, an, &na), *B = golden_f32_n(g, bn, &nb);
+        if (!A || !B) continue;
+        int in, out;
+        mu_model_matrix_dims(m, i, &in, &out);
+        int64_t r = na / in, ash[2] = {r, p->info.shape[1]}, bsh[2] = {p->info.shape[0], r};
+        float *As = malloc(sizeof(float) * ash[0] * ash[1]), *Bs = malloc(sizeof(float) * bsh[0] * bsh[1]);
+        for (int64_t j = 0; j < r; j++) {
+            for (int k = 0; k < in; k++) *(p->conv1d ? &Bs[k * r + j] : &As[j * in + k]) = A[j * in + k];
+            for (int o = 0; o < out; o++) *(p->conv1d ? &As[j * out + o] : &Bs[o * r + j]) = B[o * r + j];
+        }
+        snprintf(key, sizeof key, "%s::lora_A", p->info.name);
+        mu_st_writer_add_copy(w, key, MU_F32, 2, ash, As);
+        snprintf(key, sizeof key, "%s::lora_B", p->info.name);
+        mu_st_writer_add_copy(w, key, MU_F32, 2, bsh, Bs);
+        snprintf(key, sizeof key, "%s::lora_scale", p->info.name);
+        mu_st_writer_add_copy(w, key, MU_F32, 1, &one, scale);
+        free(As);
+        free(Bs);
+    }
+    char err[512];
+    CHECK_MSG(!mu_st_writer_write(w, path, err, sizeof err), "%s", err);
+    mu_st_writer_free(w);
+}
+
+/* PEFT's logits again from the adapters as a low-rank delta, merged at load. */
+static void check_lora_delta_parity(const char *sub, mu_st *g, const char *dir, float scale)
+{
+    char path[1200], err[512];
+    mu_model *m = mu_model_load(dir, NULL, 0, mu_backend_cpu(), err, sizeof err);
+    CHECK_MSG(m != NULL, "%s", err);
+    snprintf(path, sizeof path, "%s/%s_lora_delta.safetensors", mu_test_tmpdir(), sub);
+    write_peft_delta(g, m, &scale, path);
+    mu_model_free(m);
+    const char *deltas[1] = {path};
+    m = mu_model_load(dir, deltas, 1, mu_backend_cpu(), err, sizeof err);
+    CHECK_MSG(m != NULL, "%s", err);
+    parity_batch pb = parity_batch_of(g);
+    int64_t nl = (int64_t)pb.B * pb.T * mu_model_config(m)->vocab;
+    mu_batch b = { pb.B, pb.T, pb.ids, pb.lens };
+    mu_fwd_opts o = { 0 };
+    CHECK_MSG(mu_model_forward(m, &b, &o, err, sizeof err) == 0, "%s", err);
+    double maxrel = logits_maxrel(mu_model_logits(m), golden_f32_n(g, "logits", &nl), pb.lens, pb.B, pb.T,
+                                  mu_model_config(m)->vocab);
+    CHECK_MSG(maxrel < 1e-4, "%s: logits from the low-rank delta: max relative error %.3g", sub, maxrel);
+    mu_model_free(m);
+}
+
 static void check_lora_parity(const char *sub)
 {
     char dir[1024], err[512];
@@ -951,10 +1014,12 @@ static void check_lora_parity(const char *sub)
     }
     free(dl);
     mu_model_free(m);
+    check_lora_delta_parity(sub, g, dir, scale);
     mu_st_close(g);
 }
 
-/* Llama's Linear layers, and GPT-2's Conv1D ones (stored [in, out]; PEFT's fan_in_fan_out) */
+/* Llama's Linear layers, and GPT-2's Conv1D ones (stored [in, out]; PEFT's fan_in_fan_out);
+ * then the adapters as a low-rank delta (mu-delta(5) version 2) */
 TEST(model_lora_parity_with_peft) { check_lora_parity("parity"); }
 TEST(model_lora_gpt2_parity_with_peft) { check_lora_parity("parity_gpt2"); }
 

@@ -46,15 +46,21 @@ t train_bf16_learn_memorizes bash -c '
 expect_fail train_weight_mask_negative 2 "weight-mask" mu-train --model tiny --weight-mask -1 --objective learn --train facts.mpk.zst --out x.st
 expect_fail train_bad_dtype 2 "dtype: 'f16'" mu-train --model tiny --dtype f16 --objective learn --train facts.mpk.zst --out x.st
 
-# LoRA (--lora R): rank-8 adapters on the 14 layer matrices learn the facts; the delta holds
-# those matrices' merged weights W + (alpha/R) B A, whose model gives the run's last
-# evaluation again (1e-6); then GPT-2 (Conv1D weights stored [in, out]) with a mask choosing
-# the matrices (its biases and norms stay frozen) the same way
+# LoRA (--lora R): rank-8 adapters on the 14 layer matrices learn the facts; the delta (version
+# 2) holds each adapter as a low-rank entry (NAME::lora_A, ::lora_B, ::lora_scale; no dense
+# matrix), whose model W + (alpha/R) B A gives the run's last evaluation again (1e-6); then
+# GPT-2 (Conv1D weights stored [in, out]) with a mask choosing the matrices (its biases and
+# norms stay frozen) the same way
 lora_merges() {   # MODEL MASK-OPTION MATRICES FACTS
     mu-train --model $1 $2 --objective learn --train $4 --steps 60 --batch 6 --lr 1e-2 --lora 8 \
       --lora-alpha 16 --eval $4 --out lora-$1.st --log lora-$1.log -q || return 1
     mu-dump lora-$1.log | grep '"eval"' | tail -1 | grep -q '"acc":1,' || { echo "not learned"; return 1; }
     mu-dump --model $1 --delta lora-$1.st > lora-$1.jsonl || return 1
+    head -c 65536 lora-$1.st | tr -d '\000' > lora-$1.hdr
+    [ "$(grep -o '"[a-z_.0-9]*::lora_[AB]"' lora-$1.hdr | wc -l)" = $(($3 * 2)) ] &&
+      [ "$(grep -o '"[a-z_.0-9]*::lora_scale"' lora-$1.hdr | wc -l)" = $3 ] &&
+      ! grep -q '"[a-z_.0-9]*weight":' lora-$1.hdr && grep -q '"version":"2"' lora-$1.hdr ||
+      { echo "not low-rank entries"; return 1; }
     tail -n +2 lora-$1.jsonl | jq -e -s "[.[] | select(.delta_elems[0] > 0)] | length == $3 and
       all(.[]; .layer != null and (.shape | length) == 2 and .delta_elems[0] == .numel)" >/dev/null || return 1
     head -1 lora-$1.jsonl | jq -e ".delta_metadata[0].mu_train | .lora_r == 8 and .lora_alpha == 16 and
