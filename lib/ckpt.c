@@ -18,14 +18,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <xxhash.h>
-#include <cblas.h>
-#include <limits.h>
-#include <math.h>
 
-typedef struct {
-    char *path;
-    mu_st *st;
-} ck_delta;
 
 struct mu_ckpt {
     char *path, *dir;
@@ -36,7 +29,7 @@ struct mu_ckpt {
     int n_shard;
     char **files;               /* base files, for the digest (sorted) */
     int n_files;
-    ck_delta *delta;
+    mu_delta **delta;
     int n_delta;
     char digest[33], base_digest[33];
     const char *strip;          /* a prefix of mu's names the checkpoint's lack (GPT-2), or NULL */
@@ -54,14 +47,6 @@ static int is_file(const char *p) {
     return !stat(p, &st) && S_ISREG(st.st_mode);
 }
 
-static int shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
-    size_t o = 0;
-    o += (size_t)snprintf(buf + o, n - o, "[");
-    for (int d = 0; d < ndim && o < n; d++) o += (size_t)snprintf(buf + o, n - o, d ? ",%lld" : "%lld", (long long)shape[d]);
-    if (o < n) snprintf(buf + o, n - o, "]");
-    return 0;
-}
-
 static void add_file(mu_ckpt *c, const char *path) {
     c->files = mu_xrealloc(c->files, sizeof *c->files * (size_t)(c->n_files + 1));
     c->files[c->n_files++] = mu_xstrdup(path);
@@ -74,16 +59,11 @@ void mu_ckpt_close(mu_ckpt *c) {
     free(c->shard);
     for (int i = 0; i < c->n_files; i++) free(c->files[i]);
     free(c->files);
-    for (int i = 0; i < c->n_delta; i++) { free(c->delta[i].path); mu_st_close(c->delta[i].st); }
+    for (int i = 0; i < c->n_delta; i++) mu_delta_close(c->delta[i]);
     free(c->delta);
     free(c->path);
     free(c->dir);
     free(c);
-}
-
-static int has_suffix(const char *s, const char *suf) {
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && !strcmp(s + a - b, suf);
 }
 
 /* ------------------------------------------------------------------ GGUF names */
@@ -164,18 +144,21 @@ static ck_tensor ck_lookup(const mu_ckpt *c, const char *hf) {
 
 int mu_ckpt_has(const mu_ckpt *c, const char *hf_name) { return ck_lookup(c, hf_name).found; }
 
+int mu_ckpt_shape(const mu_ckpt *c, const char *hf_name, int *ndim, int64_t shape[MU_MAX_DIMS]) {
+    ck_tensor t = ck_lookup(c, hf_name);
+    if (!t.found) return 0;
+    *ndim = t.ndim;
+    memcpy(shape, t.shape, sizeof t.shape);
+    return 1;
+}
+
+const char *mu_ckpt_path(const mu_ckpt *c) { return c->path; }
+
 int mu_ckpt_dtype(const mu_ckpt *c, const char *hf_name, mu_dtype *dt) {
     ck_tensor t = ck_lookup(c, hf_name);
     if (!t.found) return -1;
     *dt = t.dtype;
     return 0;
-}
-
-static int same_shape(int n1, const int64_t *s1, int n2, const int64_t *s2) {
-    if (n1 != n2) return 0;
-    for (int d = 0; d < n1; d++)
-        if (s1[d] != s2[d]) return 0;
-    return 1;
 }
 
 /* llama.cpp stores q/k rows of each head interleaved (rows 2i, 2i+1 = HF rows i, i+hd/2).
@@ -196,11 +179,11 @@ static void unpermute_rows(float *x, int64_t rows, int64_t cols, int n_heads) {
 static int read_base(mu_ckpt *c, const char *hf, const ck_tensor *t, float *dst, size_t n, char *err, size_t errlen) {
     if (!c->g) return mu_st_read_f32(c->shard[t->shard], t->idx, dst, n, err, errlen);
     if (mu_gguf_tensor_f32(c->g, mu_gguf_tensor_name(c->g, t->idx), dst, n, err, errlen)) return -1;
-    if (c->cfg.norm_plus_one && has_suffix(hf, "norm.weight"))   /* llama.cpp stores Gemma's 1 + w */
+    if (c->cfg.norm_plus_one && mu_str_ends_with(hf, "norm.weight"))   /* llama.cpp stores Gemma's 1 + w */
         for (size_t i = 0; i < n; i++) dst[i] -= 1.0f;
     if (c->gguf_permuted) {
-        int q = has_suffix(hf, ".q_proj.weight") || has_suffix(hf, ".q_proj.bias");
-        int kk = has_suffix(hf, ".k_proj.weight") || has_suffix(hf, ".k_proj.bias");
+        int q = mu_str_ends_with(hf, ".q_proj.weight") || mu_str_ends_with(hf, ".q_proj.bias");
+        int kk = mu_str_ends_with(hf, ".k_proj.weight") || mu_str_ends_with(hf, ".k_proj.bias");
         if (q || kk) {
             int heads = q ? c->cfg.n_head : c->cfg.n_kv_head;
             int64_t rows = t->shape[0], cols = t->ndim > 1 ? t->shape[1] : 1;
@@ -215,84 +198,6 @@ static int read_base(mu_ckpt *c, const char *hf, const ck_tensor *t, float *dst,
     return 0;
 }
 
-/* One element of a float dtype at p -> f32. */
-static float elem_f32(mu_dtype dt, const uint8_t *p) {
-    switch (dt) {
-    case MU_F16: return mu_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
-    case MU_BF16: return mu_bf16_to_f32((uint16_t)(p[0] | p[1] << 8));
-    case MU_F64: { double d; memcpy(&d, p, 8); return (float)d; }
-    default: { float f; memcpy(&f, p, 4); return f; }
-    }
-}
-
-static int is_float_dtype(mu_dtype d) { return d == MU_F32 || d == MU_F16 || d == MU_BF16 || d == MU_F64; }
-
-void mu_lowrank_add(float *W, int rows, int cols, int r, float scale, const float *B, const float *A) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, cols, r, scale, B, r, A, cols, 1.0f, W, cols);
-}
-
-/* Index of entry NAME + suffix in st, or -1. */
-static int find_entry(const mu_st *st, const char *name, const char *suffix) {
-    char key[256];
-    snprintf(key, sizeof key, "%s%s", name, suffix);
-    return mu_st_find(st, key);
-}
-
-/* dst [rows, cols] (n values) += scale B A from the low-rank entry of hf whose A is entry
- * ai (validated at add). */
-static int apply_lowrank(const ck_delta *d, int ai, const char *hf, float *dst, size_t n, char *err,
-                         size_t errlen) {
-    int bi = find_entry(d->st, hf, MU_DELTA_LORA_B_SUFFIX), si = find_entry(d->st, hf, MU_DELTA_LORA_SCALE_SUFFIX);
-    int64_t ash[MU_MAX_DIMS], bsh[MU_MAX_DIMS];
-    mu_st_info(d->st, ai, NULL, NULL, ash, NULL, NULL);
-    mu_st_info(d->st, bi, NULL, NULL, bsh, NULL, NULL);
-    int64_t r = ash[0], cols = ash[1], rows = bsh[0];
-    if ((uint64_t)(rows * cols) != n) {
-        mu_set_err(err, errlen, "%s: %s%s: %lld x %lld values, but the tensor has %zu", d->path, hf,
-                   MU_DELTA_LORA_A_SUFFIX, (long long)rows, (long long)cols, n);
-        return -1;
-    }
-    float *A = mu_xmalloc((size_t)(r * cols) * sizeof *A), *B = mu_xmalloc((size_t)(rows * r) * sizeof *B);
-    float scale = 1;
-    int rc = mu_st_read_f32(d->st, ai, A, (size_t)(r * cols), err, errlen) ||
-             mu_st_read_f32(d->st, bi, B, (size_t)(rows * r), err, errlen) ||
-             (si >= 0 && mu_st_read_f32(d->st, si, &scale, 1, err, errlen)) ? -1 : 0;
-    if (!rc) mu_lowrank_add(dst, (int)rows, (int)cols, (int)r, scale, B, A);
-    free(A);
-    free(B);
-    return rc;
-}
-
-/* Applies one delta's entries for `hf` onto dst (n elements, already validated at add). */
-static int apply_delta(const ck_delta *d, const char *hf, float *dst, size_t n, char *err, size_t errlen) {
-    int i = mu_st_find(d->st, hf);
-    if (i >= 0) return mu_st_read_f32(d->st, i, dst, n, err, errlen);
-    char key[256];
-    int ai = find_entry(d->st, hf, MU_DELTA_LORA_A_SUFFIX);
-    if (ai >= 0) return apply_lowrank(d, ai, hf, dst, n, err, errlen);
-    snprintf(key, sizeof key, "%s%s", hf, MU_DELTA_IDX_SUFFIX);
-    int ii = mu_st_find(d->st, key);
-    if (ii < 0) return 0;
-    snprintf(key, sizeof key, "%s%s", hf, MU_DELTA_VAL_SUFFIX);
-    int vi = mu_st_find(d->st, key);
-    const void *ip, *vp;
-    size_t inb;
-    mu_dtype vdt;
-    mu_st_info(d->st, ii, NULL, NULL, NULL, &ip, &inb);
-    mu_st_info(d->st, vi, &vdt, NULL, NULL, &vp, NULL);
-    size_t cnt = inb / 8, vs = mu_dtype_size(vdt);
-    for (size_t k = 0; k < cnt; k++) {
-        int64_t at;
-        memcpy(&at, (const uint8_t *)ip + 8 * k, 8);
-        if (at < 0 || (uint64_t)at >= n) {
-            mu_set_err(err, errlen, "%s: %s::idx[%zu] = %lld out of range", d->path, hf, k, (long long)at);
-            return -1;
-        }
-        dst[at] = elem_f32(vdt, (const uint8_t *)vp + vs * k);
-    }
-    return 0;
-}
-
 const char *mu_ckpt_stored_type(const mu_ckpt *c, const char *hf_name) {
     ck_tensor t = ck_lookup(c, hf_name);
     if (!t.found) return NULL;
@@ -301,21 +206,8 @@ const char *mu_ckpt_stored_type(const mu_ckpt *c, const char *hf_name) {
 
 int64_t mu_ckpt_delta_elems(const mu_ckpt *c, int i, const char *hf_name) {
     if (i < 0 || i >= c->n_delta) return -1;
-    const mu_st *st = c->delta[i].st;
-    int k = mu_st_find(st, hf_name), nd;
-    int64_t sh[MU_MAX_DIMS];
-    size_t nbytes;
-    if (k >= 0) {
-        mu_st_info(st, k, NULL, &nd, sh, NULL, NULL);
-        return mu_shape_numel(nd, sh);
-    }
-    if (find_entry(st, hf_name, MU_DELTA_LORA_A_SUFFIX) >= 0) {
-        ck_tensor t = ck_lookup(c, hf_name);
-        return mu_shape_numel(t.ndim, t.shape);
-    }
-    if ((k = find_entry(st, hf_name, MU_DELTA_IDX_SUFFIX)) < 0) return 0;
-    mu_st_info(st, k, NULL, NULL, NULL, NULL, &nbytes);
-    return (int64_t)(nbytes / 8);
+    ck_tensor t = ck_lookup(c, hf_name);
+    return t.found ? mu_delta_elems(c->delta[i], hf_name, mu_shape_numel(t.ndim, t.shape)) : 0;
 }
 
 int mu_ckpt_read_f32(mu_ckpt *c, const char *hf_name, int ndim, const int64_t *shape, float *dst,
@@ -329,7 +221,7 @@ int mu_ckpt_apply_delta(const mu_ckpt *c, int i, const char *hf_name, float *dst
         mu_set_err(err, errlen, "%s: no delta %d", c->path, i);
         return -1;
     }
-    return apply_delta(&c->delta[i], hf_name, dst, n, err, errlen);
+    return mu_delta_apply(c->delta[i], hf_name, dst, n, err, errlen);
 }
 
 int mu_ckpt_read_f32_upto(mu_ckpt *c, int k, const char *hf_name, int ndim, const int64_t *shape, float *dst,
@@ -343,17 +235,17 @@ int mu_ckpt_read_f32_upto(mu_ckpt *c, int k, const char *hf_name, int ndim, cons
         mu_set_err(err, errlen, "%s: no tensor %s", c->path, hf_name);
         return -1;
     }
-    if (!same_shape(t.ndim, t.shape, ndim, shape)) {
+    if (!mu_shape_equal(t.ndim, t.shape, ndim, shape)) {
         char a[128], b[128];
-        shape_str(a, sizeof a, t.ndim, t.shape);
-        shape_str(b, sizeof b, ndim, shape);
+        mu_shape_str(a, sizeof a, t.ndim, t.shape);
+        mu_shape_str(b, sizeof b, ndim, shape);
         mu_set_err(err, errlen, "%s: tensor %s: shape %s but config needs %s", c->path, hf_name, a, b);
         return -1;
     }
     size_t n = (size_t)mu_shape_numel(ndim, shape);
     if (read_base(c, hf_name, &t, dst, n, err, errlen)) return -1;
     for (int i = 0; i < k; i++)
-        if (apply_delta(&c->delta[i], hf_name, dst, n, err, errlen)) return -1;
+        if (mu_delta_apply(c->delta[i], hf_name, dst, n, err, errlen)) return -1;
     return 0;
 }
 
@@ -372,13 +264,13 @@ int mu_ckpt_check_arch(mu_ckpt *c, char *err, size_t errlen) {
         if (!t.found) {
             mu_set_err(err, errlen, "%s: no tensor %s%s (config needs it)", c->path, c->cfg.tensor_prefix, p[i].name);
             rc = -1;
-        } else if (!same_shape(t.ndim, t.shape, p[i].ndim, p[i].shape)) {
+        } else if (!mu_shape_equal(t.ndim, t.shape, p[i].ndim, p[i].shape)) {
             char a[128], b[128];
-            shape_str(a, sizeof a, t.ndim, t.shape);
-            shape_str(b, sizeof b, p[i].ndim, p[i].shape);
+            mu_shape_str(a, sizeof a, t.ndim, t.shape);
+            mu_shape_str(b, sizeof b, p[i].ndim, p[i].shape);
             mu_set_err(err, errlen, "%s: tensor %s: shape %s but config needs %s", c->path, p[i].name, a, b);
             rc = -1;
-        } else if (!c->g && !is_float_dtype(t.dtype)) {
+        } else if (!c->g && !mu_dtype_is_float(t.dtype)) {
             mu_set_err(err, errlen, "%s: tensor %s: dtype %s is not a float type", c->path, p[i].name,
                     mu_dtype_name(t.dtype));
             rc = -1;
@@ -579,10 +471,11 @@ int mu_ckpt_digest(mu_ckpt *c, char out[33]) {
     if (mu_ckpt_base_digest(c, base)) return -1;
     if (!c->n_delta) { memcpy(out, base, 33); return 0; }
     if (!c->digest[0]) {
-        char **paths = mu_xmalloc(sizeof *paths * (size_t)c->n_delta), prefix[48];
-        for (int i = 0; i < c->n_delta; i++) paths[i] = c->delta[i].path;
+        char **paths = mu_xmalloc(sizeof *paths * (size_t)(2 * c->n_delta)), prefix[48];
+        int n = 0;
+        for (int i = 0; i < c->n_delta; i++) n += mu_delta_files(c->delta[i], (const char **)paths + n);
         snprintf(prefix, sizeof prefix, "base\t%s\n", base);
-        int rc = digest_of(paths, c->n_delta, prefix, c->digest);
+        int rc = digest_of(paths, n, prefix, c->digest);
         free(paths);
         if (rc) return -1;
     }
@@ -599,214 +492,11 @@ int mu_delta_writer_init(mu_st_writer *w, mu_ckpt *c) {
     return 0;
 }
 
-/* ------------------------------------------------------------------ deltas */
-
-/* A sparse pair NAME::idx / NAME::val: I64 1-D sorted unique in-range indices and 1-D float
- * values of the same count. */
-static int check_sparse(mu_ckpt *c, mu_st *d, const char *dpath, const char *base, int ii, char *err, size_t errlen) {
-    char key[256];
-    snprintf(key, sizeof key, "%s%s", base, MU_DELTA_VAL_SUFFIX);
-    int vi = mu_st_find(d, key);
-    if (vi < 0) {
-        mu_set_err(err, errlen, "%s: %s%s has no matching %s", dpath, base, MU_DELTA_IDX_SUFFIX, key);
-        return -1;
-    }
-    mu_dtype idt, vdt;
-    int ind, vnd;
-    int64_t ish[MU_MAX_DIMS], vsh[MU_MAX_DIMS];
-    const void *ip;
-    mu_st_info(d, ii, &idt, &ind, ish, &ip, NULL);
-    mu_st_info(d, vi, &vdt, &vnd, vsh, NULL, NULL);
-    if (idt != MU_I64 || ind != 1) {
-        mu_set_err(err, errlen, "%s: %s%s must be a 1-D I64 tensor", dpath, base, MU_DELTA_IDX_SUFFIX);
-        return -1;
-    }
-    if (!is_float_dtype(vdt) || vnd != 1 || vsh[0] != ish[0]) {
-        mu_set_err(err, errlen, "%s: %s must be a 1-D float tensor of %lld values (as many as indices)", dpath, key,
-                (long long)ish[0]);
-        return -1;
-    }
-    ck_tensor t = ck_lookup(c, base);
-    int64_t numel = mu_shape_numel(t.ndim, t.shape), prev = -1;
-    for (int64_t k = 0; k < ish[0]; k++) {
-        int64_t at;
-        memcpy(&at, (const uint8_t *)ip + 8 * k, 8);
-        if (at < 0 || at >= numel) {
-            mu_set_err(err, errlen, "%s: %s%s[%lld] = %lld out of range [0, %lld)", dpath, base, MU_DELTA_IDX_SUFFIX,
-                    (long long)k, (long long)at, (long long)numel);
-            return -1;
-        }
-        if (at <= prev) {
-            mu_set_err(err, errlen, "%s: %s%s[%lld] = %lld not after %lld (indices must be sorted, unique)", dpath,
-                    base, MU_DELTA_IDX_SUFFIX, (long long)k, (long long)at, (long long)prev);
-            return -1;
-        }
-        prev = at;
-    }
-    return 0;
-}
-
-/* A float tensor of shape [rows, cols] (a -1 dimension: any from 1 to INT_MAX). */
-static int is_float_matrix(const mu_st *d, int i, int64_t rows, int64_t cols, int64_t sh[MU_MAX_DIMS]) {
-    mu_dtype dt;
-    int nd;
-    mu_st_info(d, i, &dt, &nd, sh, NULL, NULL);
-    if (!is_float_dtype(dt) || nd != 2) return 0;
-    for (int k = 0; k < 2; k++)
-        if (sh[k] < 1 || sh[k] > INT_MAX || ((k ? cols : rows) >= 0 && sh[k] != (k ? cols : rows))) return 0;
-    return 1;
-}
-
-/* A low-rank triple NAME::lora_A [r, cols], NAME::lora_B [rows, r], NAME::lora_scale [1]
- * (optional, finite) on a 2-D tensor NAME [rows, cols] of the base. */
-static int check_lowrank(mu_ckpt *c, mu_st *d, const char *dpath, const char *base, int ai, char *err,
-                         size_t errlen) {
-    ck_tensor t = ck_lookup(c, base);
-    int bi = find_entry(d, base, MU_DELTA_LORA_B_SUFFIX), si = find_entry(d, base, MU_DELTA_LORA_SCALE_SUFFIX);
-    int64_t ash[MU_MAX_DIMS], bsh[MU_MAX_DIMS];
-    if (t.ndim != 2 || t.shape[0] > INT_MAX || t.shape[1] > INT_MAX) {
-        mu_set_err(err, errlen, "%s: %s%s: low-rank entries need a matrix, and %s is not one", dpath, base,
-                   MU_DELTA_LORA_A_SUFFIX, base);
-        return -1;
-    }
-    if (bi < 0) {
-        mu_set_err(err, errlen, "%s: %s%s has no matching %s%s", dpath, base, MU_DELTA_LORA_A_SUFFIX, base,
-                   MU_DELTA_LORA_B_SUFFIX);
-        return -1;
-    }
-    if (!is_float_matrix(d, ai, -1, t.shape[1], ash)) {
-        mu_set_err(err, errlen, "%s: %s%s must be a 2-D float tensor [r, %lld]", dpath, base, MU_DELTA_LORA_A_SUFFIX,
-                   (long long)t.shape[1]);
-        return -1;
-    }
-    if (!is_float_matrix(d, bi, t.shape[0], ash[0], bsh)) {
-        mu_set_err(err, errlen, "%s: %s%s must be a 2-D float tensor [%lld, %lld] (its A has rank %lld)", dpath,
-                   base, MU_DELTA_LORA_B_SUFFIX, (long long)t.shape[0], (long long)ash[0], (long long)ash[0]);
-        return -1;
-    }
-    mu_dtype dt;
-    int nd;
-    float scale;
-    if (si >= 0 && (mu_st_info(d, si, &dt, &nd, bsh, NULL, NULL), !is_float_dtype(dt) ||
-                    mu_shape_numel(nd, bsh) != 1 || mu_st_read_f32(d, si, &scale, 1, err, errlen) || !isfinite(scale))) {
-        mu_set_err(err, errlen, "%s: %s%s must be one finite float", dpath, base, MU_DELTA_LORA_SCALE_SUFFIX);
-        return -1;
-    }
-    if (mu_st_find(d, base) >= 0 || find_entry(d, base, MU_DELTA_IDX_SUFFIX) >= 0) {
-        mu_set_err(err, errlen, "%s: %s is both low-rank and %s", dpath, base,
-                   mu_st_find(d, base) >= 0 ? "dense" : "sparse");
-        return -1;
-    }
-    return 0;
-}
-
-/* Kinds of delta entry, by their name's suffix. */
-enum { ENT_DENSE, ENT_IDX, ENT_VAL, ENT_LORA_A, ENT_LORA_B, ENT_LORA_SCALE };
-static const char *const entry_suffix[] = {"", MU_DELTA_IDX_SUFFIX, MU_DELTA_VAL_SUFFIX, MU_DELTA_LORA_A_SUFFIX,
-                                           MU_DELTA_LORA_B_SUFFIX, MU_DELTA_LORA_SCALE_SUFFIX};
-
-static int entry_kind(const char *name) {
-    for (int k = ENT_LORA_SCALE; k > ENT_DENSE; k--)
-        if (has_suffix(name, entry_suffix[k])) return k;
-    return ENT_DENSE;
-}
-
-static int check_delta(mu_ckpt *c, mu_st *d, const char *dpath, char *err, size_t errlen) {
-    const char *fmt = mu_st_metadata(d, "format"), *ver = mu_st_metadata(d, "version"),
-               *base = mu_st_metadata(d, "base");
-    if (!fmt || strcmp(fmt, MU_DELTA_FORMAT)) {
-        mu_set_err(err, errlen, "%s: not a mu delta (__metadata__ format is not \"%s\")", dpath, MU_DELTA_FORMAT);
-        return -1;
-    }
-    if (!ver || (strcmp(ver, MU_DELTA_VERSION) && strcmp(ver, MU_DELTA_VERSION_LOWRANK))) {
-        mu_set_err(err, errlen, "%s: delta version %s not supported (%s or %s)", dpath, ver ? ver : "(none)",
-                   MU_DELTA_VERSION, MU_DELTA_VERSION_LOWRANK);
-        return -1;
-    }
-    int lowrank_ok = !strcmp(ver, MU_DELTA_VERSION_LOWRANK);
-    char bd[33];
-    if (base) {
-        if (mu_ckpt_base_digest(c, bd)) {
-            mu_set_err(err, errlen, "%s: cannot digest the model files", c->path);
-            return -1;
-        }
-        if (strcmp(base, bd)) {
-            mu_set_err(err, errlen, "%s: made for base model %s, but %s is %s", dpath, base, c->path, bd);
-            return -1;
-        }
-    }
-    for (int i = 0; i < mu_st_count(d); i++) {
-        const char *name = mu_st_name(d, i);
-        char bname[160];
-        int kind = entry_kind(name);
-        size_t bl = strlen(name) - strlen(entry_suffix[kind]);
-        if (bl >= sizeof bname) {
-            mu_set_err(err, errlen, "%s: tensor name too long: %.60s...", dpath, name);
-            return -1;
-        }
-        memcpy(bname, name, bl);
-        bname[bl] = 0;
-        if (kind >= ENT_LORA_A && !lowrank_ok) {
-            mu_set_err(err, errlen, "%s: %s: low-rank entries need delta version %s (it says %s)", dpath, name,
-                       MU_DELTA_VERSION_LOWRANK, ver);
-            return -1;
-        }
-        if (kind == ENT_VAL || kind == ENT_LORA_B || kind == ENT_LORA_SCALE) {   /* checked with their first */
-            const char *first = kind == ENT_VAL ? MU_DELTA_IDX_SUFFIX : MU_DELTA_LORA_A_SUFFIX;
-            if (find_entry(d, bname, first) < 0) {
-                mu_set_err(err, errlen, "%s: %s has no matching %s%s", dpath, name, bname, first);
-                return -1;
-            }
-            continue;
-        }
-        int sparse = kind == ENT_IDX;
-        ck_tensor t = ck_lookup(c, bname);
-        if (!t.found) {
-            mu_set_err(err, errlen, "%s: tensor %s is not in the model %s", dpath, bname, c->path);
-            return -1;
-        }
-        if (kind == ENT_LORA_A) {
-            if (check_lowrank(c, d, dpath, bname, i, err, errlen)) return -1;
-            continue;
-        }
-        if (sparse) {
-            if (mu_st_find(d, bname) >= 0) {
-                mu_set_err(err, errlen, "%s: %s is both dense and sparse", dpath, bname);
-                return -1;
-            }
-            if (check_sparse(c, d, dpath, bname, i, err, errlen)) return -1;
-            continue;
-        }
-        mu_dtype dt;
-        int nd;
-        int64_t sh[MU_MAX_DIMS];
-        mu_st_info(d, i, &dt, &nd, sh, NULL, NULL);
-        if (!same_shape(nd, sh, t.ndim, t.shape)) {
-            char a[128], b[128];
-            shape_str(a, sizeof a, nd, sh);
-            shape_str(b, sizeof b, t.ndim, t.shape);
-            mu_set_err(err, errlen, "%s: tensor %s: shape %s but the model has %s", dpath, bname, a, b);
-            return -1;
-        }
-        if (!is_float_dtype(dt)) {
-            mu_set_err(err, errlen, "%s: tensor %s: dtype %s is not a float type", dpath, bname, mu_dtype_name(dt));
-            return -1;
-        }
-    }
-    return 0;
-}
-
 int mu_ckpt_add_delta(mu_ckpt *c, const char *delta_path, char *err, size_t errlen) {
-    mu_st *d = mu_st_open(delta_path, err, errlen);
+    mu_delta *d = mu_delta_open(delta_path, c, err, errlen);
     if (!d) return -1;
-    if (check_delta(c, d, delta_path, err, errlen)) {
-        mu_st_close(d);
-        return -1;
-    }
     c->delta = mu_xrealloc(c->delta, sizeof *c->delta * (size_t)(c->n_delta + 1));
-    c->delta[c->n_delta].path = mu_xstrdup(delta_path);
-    c->delta[c->n_delta].st = d;
-    c->n_delta++;
+    c->delta[c->n_delta++] = d;
     c->digest[0] = 0;
     return 0;
 }

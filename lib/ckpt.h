@@ -2,15 +2,8 @@
  * or shards listed in model.safetensors.index.json; F32/F16/BF16) or a GGUF file
  * (tensor names mapped to HF names, llama q/k rows un-permuted), plus deltas on top.
  *
- * Delta files (man/mu-delta.5): safetensors holding NEW values (replacement, exact) for
- * the tensors or elements a training run changed. Dense entry "NAME" = whole tensor
- * (same shape as the base; F32 or the base dtype). Sparse entries "NAME::idx" (I64 flat
- * row-major indices, sorted strictly increasing, in range) + "NAME::val" (F32 or base dtype,
- * same count). Low-rank entries (version "2"): "NAME::lora_A" [r, cols], "NAME::lora_B"
- * [rows, r] and optional "NAME::lora_scale" [1] (default 1) ADD scale B A to the 2-D tensor
- * NAME [rows, cols] as the deltas before left it (a LoRA adapter in the stored layout).
- * __metadata__ {"format":"mu-delta","version":"1" or "2","base":<digest of the base>}.
- * Deltas apply in the order added. */
+ * Deltas (lib/delta.h, man/mu-delta.5: mu delta files and PEFT LoRA adapters) apply in
+ * the order added. */
 #ifndef MU_CKPT_H
 #define MU_CKPT_H
 #include <stddef.h>
@@ -19,15 +12,7 @@
 #include "tensor.h"
 #include "safetensors.h"
 #include "gguf.h"
-
-#define MU_DELTA_FORMAT "mu-delta"
-#define MU_DELTA_VERSION "1"
-#define MU_DELTA_VERSION_LOWRANK "2"   /* the first with low-rank entries */
-#define MU_DELTA_IDX_SUFFIX "::idx"
-#define MU_DELTA_VAL_SUFFIX "::val"
-#define MU_DELTA_LORA_A_SUFFIX "::lora_A"
-#define MU_DELTA_LORA_B_SUFFIX "::lora_B"
-#define MU_DELTA_LORA_SCALE_SUFFIX "::lora_scale"
+#include "delta.h"
 
 typedef struct mu_ckpt mu_ckpt;
 
@@ -43,8 +28,8 @@ int mu_ckpt_is_gguf(const mu_ckpt *c);
 /* The open GGUF (tokenizer metadata lives there), NULL for an HF directory. */
 const mu_gguf *mu_ckpt_gguf(const mu_ckpt *c);
 
-/* Validates the delta against the base (names exist, shapes/indices in range, dtypes) and
- * stacks it. A "base" digest in its metadata that differs from this checkpoint's digest
+/* Validates the delta (a delta file or a PEFT adapter directory) against the base (names
+ * exist, shapes/indices in range, dtypes) and stacks it. A "base" digest in its metadata that differs from this checkpoint's digest
  * (without deltas) is an error. 0 ok, -1 + "delta: what". */
 int mu_ckpt_add_delta(mu_ckpt *c, const char *delta_path, char *err, size_t errlen);
 int mu_ckpt_n_deltas(const mu_ckpt *c);
@@ -62,6 +47,10 @@ int mu_ckpt_read_f32_upto(mu_ckpt *c, int k, const char *hf_name, int ndim, cons
 int mu_ckpt_apply_delta(const mu_ckpt *c, int i, const char *hf_name, float *dst, size_t n, char *err,
                         size_t errlen);
 int mu_ckpt_has(const mu_ckpt *c, const char *hf_name);
+/* 1 + the stored shape (PyTorch order) of tensor hf_name, or 0 when absent. */
+int mu_ckpt_shape(const mu_ckpt *c, const char *hf_name, int *ndim, int64_t shape[MU_MAX_DIMS]);
+/* The path it was opened with. */
+const char *mu_ckpt_path(const mu_ckpt *c);
 /* Stored dtype of a tensor (GGUF quantized types report MU_F32); -1 if absent. */
 int mu_ckpt_dtype(const mu_ckpt *c, const char *hf_name, mu_dtype *dt);
 /* The stored type of a tensor as its file names it: the safetensors dtype ("bf16", "f32")
@@ -85,10 +74,6 @@ void mu_ckpt_close(mu_ckpt *c);
 /* For writers of deltas: sets format/version/base metadata on w ("base" = the digest of
  * c without its deltas; a delta trained on top of others stacks after them). 0 ok, -1 I/O. */
 int mu_delta_writer_init(mu_st_writer *w, mu_ckpt *c);
-
-/* W [rows, cols] += scale B A with B [rows, r], A [r, cols] (row-major f32): how a delta's
- * low-rank entry applies, and how the model merges a LoRA adapter (the same bits). */
-void mu_lowrank_add(float *W, int rows, int cols, int r, float scale, const float *B, const float *A);
 
 /* Atomic model directories (mu-init, full-model export): write the files into
  * mu_dir_tmp_create's directory ("<final>.tmp.<pid>", created empty), then mu_dir_commit

@@ -72,5 +72,6 @@ void *mu_xmalloc(size_t n);      /* dies on failure */
 void *mu_xcalloc(size_t n, size_t sz);
 void *mu_xrealloc(void *p, size_t n);
 char *mu_xstrdup(const char *s);
+int mu_str_ends_with(const char *s, const char *suffix);
 double mu_now(void);             /* monotonic seconds */
 #endif

@@ -1,5 +1,6 @@
 /* dataset.c — JSON Lines / JSON array / CSV records and record templates (dataset.h). */
 #include "err.h"
+#include "cli.h"
 #include "dataset.h"
 #include "utf8.h"
 #include <errno.h>
@@ -236,20 +237,15 @@ fail:
     return NULL;
 }
 
-static int ends_with(const char *s, const char *suf) {
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && !strcmp(s + a - b, suf);
-}
-
 mu_dataset *mu_dataset_load(const char *path, mu_ds_format format, const char *columns, char *err, size_t errlen) {
     size_t len;
     char *text = slurp(path, &len, err, errlen);
     if (!text) return NULL;
     const char *name = strcmp(path, "-") ? path : "(stdin)";
     if (format == MU_DS_AUTO) {
-        if (ends_with(path, ".jsonl") || ends_with(path, ".ndjson")) format = MU_DS_JSONL;
-        else if (ends_with(path, ".json")) format = MU_DS_JSON;
-        else if (ends_with(path, ".csv")) format = MU_DS_CSV;
+        if (mu_str_ends_with(path, ".jsonl") || mu_str_ends_with(path, ".ndjson")) format = MU_DS_JSONL;
+        else if (mu_str_ends_with(path, ".json")) format = MU_DS_JSON;
+        else if (mu_str_ends_with(path, ".csv")) format = MU_DS_CSV;
         else {
             size_t i = 0;
             while (i < len && strchr(" \t\r\n", text[i])) i++;

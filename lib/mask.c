@@ -33,16 +33,11 @@ int64_t mu_mask_tensor_numel(const mu_mask_tensor *t) {
     return t->ndim == 1 ? t->shape[0] : t->shape[0] * t->shape[1];
 }
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && !strcmp(s + a - b, suffix);
-}
-
 int mu_mask_unit_axis(const char *name, mu_granularity g) {
     if (g == MU_GRAN_ELEMENT || g == MU_GRAN_MATRIX) return -1;
-    if (ends_with(name, "down_proj.weight") || ends_with(name, "o_proj.weight") ||
-        ends_with(name, "mlp.dense_4h_to_h.weight") || ends_with(name, "attention.dense.weight") ||
-        ends_with(name, "attn.c_attn.weight") || ends_with(name, "mlp.c_fc.weight"))
+    if (mu_str_ends_with(name, "down_proj.weight") || mu_str_ends_with(name, "o_proj.weight") ||
+        mu_str_ends_with(name, "mlp.dense_4h_to_h.weight") || mu_str_ends_with(name, "attention.dense.weight") ||
+        mu_str_ends_with(name, "attn.c_attn.weight") || mu_str_ends_with(name, "mlp.c_fc.weight"))
         return 1;   /* GPT-NeoX's down and o; GPT-2's Conv1D [in, out] c_attn and c_fc (its down and o,
                        mlp.c_proj and attn.c_proj, hold their value vectors and heads in rows) */
     return 0;

@@ -1,6 +1,7 @@
 /* tensor.c — dtype table and f16/bf16 <-> f32 conversions (IEEE 754 binary16 and
  * bfloat16, round to nearest even; NaN stays NaN, overflow goes to infinity). */
 #include "tensor.h"
+#include <stdio.h>
 #include <string.h>
 
 static const struct { const char *name; size_t size; } dtypes[MU_DTYPE_COUNT] = {
@@ -38,6 +39,21 @@ int64_t mu_shape_numel(int ndim, const int64_t *shape) {
     }
     return n;
 }
+
+int mu_shape_equal(int n1, const int64_t *s1, int n2, const int64_t *s2) {
+    if (n1 != n2) return 0;
+    for (int d = 0; d < n1; d++)
+        if (s1[d] != s2[d]) return 0;
+    return 1;
+}
+
+void mu_shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
+    size_t o = (size_t)snprintf(buf, n, "[");
+    for (int d = 0; d < ndim && o < n; d++) o += (size_t)snprintf(buf + o, n - o, d ? ",%lld" : "%lld", (long long)shape[d]);
+    if (o < n) snprintf(buf + o, n - o, "]");
+}
+
+int mu_dtype_is_float(mu_dtype t) { return t == MU_F32 || t == MU_F16 || t == MU_BF16 || t == MU_F64; }
 
 static uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static float bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }

@@ -25,6 +25,9 @@ size_t mu_dtype_size(mu_dtype t);             /* bytes per element */
 const char *mu_dtype_name(mu_dtype t);        /* "f32", "bf16", "i32", ... */
 int mu_dtype_parse(const char *name, size_t len, mu_dtype *out); /* 0 ok, -1 unknown */
 int64_t mu_shape_numel(int ndim, const int64_t *shape); /* -1 on overflow or negative dim */
+int mu_shape_equal(int n1, const int64_t *s1, int n2, const int64_t *s2);
+void mu_shape_str(char *buf, size_t n, int ndim, const int64_t *shape);   /* "[a,b]" */
+int mu_dtype_is_float(mu_dtype t);             /* F32, F16, BF16 or F64 */
 
 /* Converts n elements of a float dtype (f32, f64, f16, bf16; unaligned little-endian
  * bytes) to f32. 0 ok, -1 for any other dtype. */

@@ -4,6 +4,7 @@
  * (numpy, cross-checked with llama.cpp's gguf package, see tests/gen/make_gguf.py). */
 #include "arch.h"
 #include "ckpt.h"
+#include "cli.h"
 #include "config.h"
 #include "gguf.h"
 #include "mask.h"
@@ -1404,6 +1405,112 @@ TEST(delta_rejects_bad_files) {
     CHECK(mu_ckpt_add_delta(c, p, err, sizeof err) == -1 && strstr(err, "made for base model"));
     CHECK(mu_ckpt_add_delta(c, path_in(mu_test_tmpdir(), "absent.safetensors"), err, sizeof err) == -1);
     CHECK_EQ_INT(mu_ckpt_n_deltas(c), 0);
+    mu_ckpt_close(c);
+}
+
+/* ------------------------------------------------------------------ PEFT adapters */
+
+/* A PEFT adapter directory sub under the test tmpdir: the parity golden's adapter
+ * (tests/gen/gen_lora_parity.py) with config key set to the JSON val (NULL: as it is), and
+ * its adapter_model.safetensors copied or, with fill, written by fill. */
+static const char *peft_variant(const char *sub, const char *key, const char *val, void (*fill)(mu_st_writer *)) {
+    char *dir = mu_xstrdup(path_in(mu_test_tmpdir(), sub)), err[512];
+    mkdir(dir, 0755);
+    json_error_t je;
+    json_t *cfg = json_load_file(golden("parity/peft_adapter/adapter_config.json"), 0, &je);
+    CHECK_MSG(cfg, "%s", je.text);
+    if (key) json_object_set_new(cfg, key, json_loads(val, JSON_DECODE_ANY, &je));
+    CHECK(!json_dump_file(cfg, path_in(dir, "adapter_config.json"), JSON_INDENT(2)));
+    json_decref(cfg);
+    mu_st_writer *w = mu_st_writer_new();
+    if (fill) {
+        fill(w);
+    } else {
+        mu_st *g = mu_st_open(golden("parity/peft_adapter/adapter_model.safetensors"), err, sizeof err);
+        CHECK_MSG(g, "%s", err);
+        for (int i = 0; i < mu_st_count(g); i++) {
+            mu_dtype dt;
+            int nd;
+            int64_t sh[MU_MAX_DIMS];
+            const void *data;
+            mu_st_info(g, i, &dt, &nd, sh, &data, NULL);
+            mu_st_writer_add_copy(w, mu_st_name(g, i), dt, nd, sh, data);
+        }
+        mu_st_close(g);
+    }
+    CHECK_MSG(!mu_st_writer_write(w, path_in(dir, "adapter_model.safetensors"), err, sizeof err), "%s", err);
+    mu_st_writer_free(w);
+    static char out[8][1024];
+    static int k;
+    char *o = out[k++ % 8];
+    snprintf(o, 1024, "%s", dir);
+    free(dir);
+    return o;
+}
+
+#define PEFT_UP "base_model.model.model.layers.0.mlp.up_proj"
+static float peft_vals[64 * 3];
+static int64_t peft_a[2] = {3, 32}, peft_b[2] = {64, 3}, peft_b_bad[2] = {64, 2};
+static void fill_peft_embedding(mu_st_writer *w) {
+    mu_st_writer_add(w, "base_model.model.model.embed_tokens.lora_embedding_A", MU_F32, 2, peft_a, peft_vals);
+}
+static void fill_peft_a_only(mu_st_writer *w) { mu_st_writer_add(w, PEFT_UP ".lora_A.weight", MU_F32, 2, peft_a, peft_vals); }
+static void fill_peft_rank(mu_st_writer *w) {
+    fill_peft_a_only(w);
+    mu_st_writer_add(w, PEFT_UP ".lora_B.weight", MU_F32, 2, peft_b_bad, peft_vals);
+}
+static void fill_peft_absent(mu_st_writer *w) {
+    mu_st_writer_add(w, "base_model.model.model.layers.7.mlp.up_proj.lora_A.weight", MU_F32, 2, peft_a, peft_vals);
+    mu_st_writer_add(w, "base_model.model.model.layers.7.mlp.up_proj.lora_B.weight", MU_F32, 2, peft_b, peft_vals);
+}
+static void fill_peft_norm(mu_st_writer *w) {
+    mu_st_writer_add(w, "base_model.model.model.norm.lora_A.weight", MU_F32, 2, peft_a, peft_vals);
+    mu_st_writer_add(w, "base_model.model.model.norm.lora_B.weight", MU_F32, 2, peft_b, peft_vals);
+}
+
+static void expect_peft_error(mu_ckpt *c, const char *dir, const char *needle) {
+    char err[512] = "";
+    CHECK_MSG(mu_ckpt_add_delta(c, dir, err, sizeof err) == -1, "%s accepted (%s)", dir, needle);
+    CHECK_MSG(strstr(err, dir) && strstr(err, needle), "\"%s\" lacks \"%s\"", err, needle);
+}
+
+/* What mu does not apply is refused in one line naming the adapter: other PEFT methods and
+ * LoRA features, tensors that are not LoRA A/B weights, unmatched or misshaped factors,
+ * modules the model lacks, bad JSON, missing files; the golden adapter itself loads. */
+TEST(delta_peft_adapter_rejects_what_it_cannot_apply) {
+    char err[512];
+    mu_ckpt *c = mu_ckpt_open(golden("parity"), err, sizeof err);
+    CHECK_MSG(c, "%s", err);
+    expect_peft_error(c, peft_variant("p_dora", "use_dora", "true", NULL), "use_dora is set");
+    expect_peft_error(c, peft_variant("p_save", "modules_to_save", "[\"lm_head\"]", NULL), "modules_to_save is set");
+    expect_peft_error(c, peft_variant("p_bias", "bias", "\"all\"", NULL), "bias is not \"none\"");
+    expect_peft_error(c, peft_variant("p_alpha", "alpha_pattern", "{\"q_proj\": 2}", NULL), "alpha_pattern is set");
+    expect_peft_error(c, peft_variant("p_type", "peft_type", "\"PROMPT_TUNING\"", NULL), "not a LoRA adapter");
+    expect_peft_error(c, peft_variant("p_la", "lora_alpha", "\"5\"", NULL), "lora_alpha must be a finite number");
+    expect_peft_error(c, peft_variant("p_fifo", "fan_in_fan_out", "true", NULL), "fan_in_fan_out");
+    expect_peft_error(c, peft_variant("p_emb", NULL, NULL, fill_peft_embedding), "is not a LoRA A or B weight");
+    expect_peft_error(c, peft_variant("p_aonly", NULL, NULL, fill_peft_a_only),
+                      PEFT_UP ".lora_A.weight has no matching " PEFT_UP ".lora_B.weight");
+    expect_peft_error(c, peft_variant("p_rank", NULL, NULL, fill_peft_rank), "must be float [r, 32] and [64, r]");
+    expect_peft_error(c, peft_variant("p_absent", NULL, NULL, fill_peft_absent),
+                      "tensor model.layers.7.mlp.up_proj.weight is not in the model");
+    expect_peft_error(c, peft_variant("p_norm", NULL, NULL, fill_peft_norm), "need a matrix");
+    const char *bad = peft_variant("p_json", NULL, NULL, NULL);
+    FILE *f = fopen(path_in(bad, "adapter_config.json"), "w");
+    fputs("{\"peft_type\": \"LORA\",", f);
+    fclose(f);
+    expect_peft_error(c, bad, "invalid JSON");
+    const char *none = peft_variant("p_nocfg", NULL, NULL, NULL);
+    CHECK(!unlink(path_in(none, "adapter_config.json")));
+    expect_peft_error(c, none, "no adapter_config.json");
+    const char *nost = peft_variant("p_nost", NULL, NULL, NULL);
+    CHECK(!unlink(path_in(nost, "adapter_model.safetensors")));
+    expect_peft_error(c, nost, "adapter_model.safetensors");
+    CHECK_EQ_INT(mu_ckpt_n_deltas(c), 0);
+    const char *ok = peft_variant("p_ok", NULL, NULL, NULL);
+    CHECK_MSG(!mu_ckpt_add_delta(c, ok, err, sizeof err), "%s", err);
+    CHECK_EQ_INT(mu_ckpt_delta_elems(c, 0, "model.layers.1.self_attn.k_proj.weight"), 16 * 32);
+    CHECK_EQ_INT(mu_ckpt_delta_elems(c, 0, "model.norm.weight"), 0);
     mu_ckpt_close(c);
 }
 

@@ -4,6 +4,7 @@
  * trainable subsets, HF transformers parity (tests/golden/parity) and stories260K greedy. */
 #define _GNU_SOURCE   /* memmem */
 #include <stdint.h>
+#include <limits.h>
 #include <errno.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -933,17 +934,33 @@ static void write_peft_delta(mu_st *g, mu_model *m, float *scale, const char *pa
     mu_st_writer_free(w);
 }
 
-/* PEFT's logits again from the adapters as a low-rank delta, merged at load. */
-static void check_lora_delta_parity(const char *sub, mu_st *g, const char *dir, float scale)
+/* The golden's PEFT adapter saved with use_rslora and lora_alpha = 5/sqrt(3), so that its
+ * scale alpha / sqrt(r) is the golden's 5/3, as directory path (its weights linked). */
+static void write_rslora_variant(const char *dir, const char *path)
 {
-    char path[1200], err[512];
-    mu_model *m = mu_model_load(dir, NULL, 0, mu_backend_cpu(), err, sizeof err);
-    CHECK_MSG(m != NULL, "%s", err);
-    snprintf(path, sizeof path, "%s/%s_lora_delta.safetensors", mu_test_tmpdir(), sub);
-    write_peft_delta(g, m, &scale, path);
-    mu_model_free(m);
-    const char *deltas[1] = {path};
-    m = mu_model_load(dir, deltas, 1, mu_backend_cpu(), err, sizeof err);
+    char src[1300], dst[1300], abs[PATH_MAX];
+    json_error_t je;
+    mkdir(path, 0755);
+    snprintf(src, sizeof src, "%s/peft_adapter/adapter_config.json", dir);
+    json_t *cfg = json_load_file(src, 0, &je);
+    CHECK_MSG(cfg && json_integer_value(json_object_get(cfg, "r")) == 3, "%s", je.text);
+    json_object_set_new(cfg, "use_rslora", json_true());
+    json_object_set_new(cfg, "lora_alpha", json_real(5 / sqrt(3.0)));
+    snprintf(dst, sizeof dst, "%s/adapter_config.json", path);
+    CHECK(!json_dump_file(cfg, dst, JSON_REAL_PRECISION(17)));
+    json_decref(cfg);
+    snprintf(src, sizeof src, "%s/peft_adapter/adapter_model.safetensors", dir);
+    snprintf(dst, sizeof dst, "%s/adapter_model.safetensors", path);
+    unlink(dst);
+    CHECK(realpath(src, abs) && !symlink(abs, dst));
+}
+
+/* The model dir with delta (a file or a PEFT adapter directory) gives the golden's logits. */
+static void check_delta_logits(const char *dir, const char *delta, mu_st *g, const char *what)
+{
+    char err[512];
+    const char *deltas[1] = {delta};
+    mu_model *m = mu_model_load(dir, deltas, 1, mu_backend_cpu(), err, sizeof err);
     CHECK_MSG(m != NULL, "%s", err);
     parity_batch pb = parity_batch_of(g);
     int64_t nl = (int64_t)pb.B * pb.T * mu_model_config(m)->vocab;
@@ -952,8 +969,26 @@ static void check_lora_delta_parity(const char *sub, mu_st *g, const char *dir, 
     CHECK_MSG(mu_model_forward(m, &b, &o, err, sizeof err) == 0, "%s", err);
     double maxrel = logits_maxrel(mu_model_logits(m), golden_f32_n(g, "logits", &nl), pb.lens, pb.B, pb.T,
                                   mu_model_config(m)->vocab);
-    CHECK_MSG(maxrel < 1e-4, "%s: logits from the low-rank delta: max relative error %.3g", sub, maxrel);
+    CHECK_MSG(maxrel < 1e-4, "%s: logits with %s: max relative error %.3g", dir, what, maxrel);
     mu_model_free(m);
+}
+
+/* PEFT's logits again from the adapters merged at load: as a mu low-rank delta, as PEFT
+ * saved them (adapter directory), and saved with rsLoRA's scaling. */
+static void check_lora_delta_parity(const char *sub, mu_st *g, const char *dir, float scale)
+{
+    char path[1200], err[512];
+    mu_model *m = mu_model_load(dir, NULL, 0, mu_backend_cpu(), err, sizeof err);
+    CHECK_MSG(m != NULL, "%s", err);
+    snprintf(path, sizeof path, "%s/%s_lora_delta.safetensors", mu_test_tmpdir(), sub);
+    write_peft_delta(g, m, &scale, path);
+    mu_model_free(m);
+    check_delta_logits(dir, path, g, "a low-rank delta");
+    snprintf(path, sizeof path, "%s/peft_adapter", dir);
+    check_delta_logits(dir, path, g, "the PEFT adapter");
+    snprintf(path, sizeof path, "%s/%s_rslora", mu_test_tmpdir(), sub);
+    write_rslora_variant(dir, path);
+    check_delta_logits(dir, path, g, "the adapter as rsLoRA");
 }
 
 static void check_lora_parity(const char *sub)

@@ -26,7 +26,8 @@ static const char usage[] =
     "delta sets; --stats adds the weights' statistics).\n"
     "\n"
     "  -m, --model PATH  dump a model's layout instead of streams\n"
-    "      --delta FILE  with --model: a delta on top (repeatable, in order)\n"
+    "      --delta FILE  with --model: a delta (or a PEFT LoRA adapter dir) on top\n"
+    "                    (repeatable, in order)\n"
     "      --stats       with --model: per tensor, the values' RMS and the L2 norm of\n"
     "                    each delta's change (absolute and relative); reads the weights\n"
     "  -n, --head N      print only the first N records (parameters)\n"
@@ -327,10 +328,26 @@ static void put_param(model_dump *m, const mu_param_info *p) {
     fputs("}\n", fp);
 }
 
+/* A PEFT adapter's metadata: {"format":"peft","adapter_config":{...}}. */
+static void put_peft_metadata(FILE *fp, const char *dir) {
+    char cfg[4096];
+    snprintf(cfg, sizeof cfg, "%s/adapter_config.json", dir);
+    json_t *o = json_pack("{s:s, s:o}", "format", "peft", "adapter_config", json_load_file(cfg, 0, NULL));
+    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15) | JSON_ENSURE_ASCII) : NULL;
+    if (!text) mu_die("%s: cannot read it again", cfg);
+    fputs(text, fp);
+    free(text);
+    json_decref(o);
+}
+
 /* A delta's __metadata__ as an object, its "mu_train" (mu-train's options, JSON text)
  * as the object it holds. */
 static void put_delta_metadata(FILE *fp, const char *path) {
     char err[1024];
+    if (mu_delta_is_peft(path)) {   /* read and checked when the model opened */
+        put_peft_metadata(fp, path);
+        return;
+    }
     mu_st *s = mu_st_open(path, err, sizeof err);
     if (!s) mu_die("%s", err);
     json_t *o = json_object();

@@ -7,11 +7,14 @@ Writes lora.safetensors beside each model: the batch of its golden.safetensors (
 lengths, targets), "scale" f32 [1] (lora_alpha / r = 5/3, r = 3), and per adapted weight W
 (every layer matrix) A.<W> [r, in] and B.<W> [out, r] (random f32, B not 0 so that every
 gradient is alive), then PEFT's float64 eager run with them: logits, loss (mean cross-entropy
-over the targets) and grad_A.<W>, grad_B.<W>.
+over the targets) and grad_A.<W>, grad_B.<W>. PEFT's own save of the adapters (f32) goes to
+peft_adapter/ beside it (adapter_config.json, adapter_model.safetensors): `--delta DIR` reads
+it (man/mu-delta.5, PEFT ADAPTERS).
 
 Run (a developer with a venv of torch, transformers and peft; CI never runs it):
   python3 tests/gen/gen_lora_parity.py      (made with peft 0.21.2, transformers 5.25)
 """
+import json
 import os
 
 import torch
@@ -28,6 +31,22 @@ CASES = [("parity", ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_pr
 def weight_name(module_name):
     """PEFT's base_model.model.X.lora_A.default -> X.weight, the checkpoint's name."""
     return module_name.removeprefix("base_model.model.").split(".lora_")[0] + ".weight"
+
+
+def save_adapter(model, out, sub):
+    """PEFT's save_pretrained (A, B as stored in lora.safetensors: f32), less its model card,
+    the base recorded by its path in the repository (not this machine's)."""
+    adir = os.path.join(out, "peft_adapter")
+    model.float().save_pretrained(adir)
+    os.remove(os.path.join(adir, "README.md"))
+    cfg_path = os.path.join(adir, "adapter_config.json")
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    cfg["base_model_name_or_path"] = "tests/golden/" + sub
+    cfg["target_modules"] = sorted(cfg["target_modules"])   # PEFT writes a set: any order
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)
+        f.write("\n")
 
 
 def write(sub, targets, seed):
@@ -61,6 +80,7 @@ def write(sub, targets, seed):
     for key, p in adapters.items():
         tensors["grad_" + key] = p.grad.detach().float().contiguous()
     save_file(tensors, os.path.join(out, "lora.safetensors"), metadata={"generator": "tests/gen/gen_lora_parity.py"})
+    save_adapter(model, out, sub)
     print(sub, "adapters", len(adapters) // 2, "loss", float(loss))
 
 

@@ -83,6 +83,18 @@ expect_fail dump_model_missing 1 "nope: " mu-dump --model "$T/nope"
 expect_fail dump_model_gguf_truncated 1 "trunc.gguf: tensor token_embd.weight: data .* past the end of the file" bash -c "head -c 3000 '$KQ' > '$T/trunc.gguf' && mu-dump --model '$T/trunc.gguf'"
 expect_fail dump_model_with_file 2 "takes no FILE" mu-dump --model "$KQ" "$PY"
 expect_fail dump_delta_without_model 2 "--delta and --stats need --model" mu-dump --delta x.st
+# a PEFT adapter directory as --delta (tests/gen/gen_lora_parity.py): its config is the
+# delta's metadata, and the 8 Conv1D matrices it adapts (fan_in_fan_out) change whole
+G2=$ROOT/tests/golden/parity_gpt2
+t dump_peft_adapter_delta bash -c "mu-dump --model '$G2' --delta '$G2/peft_adapter' --stats > '$T/peft.jsonl' &&
+  head -1 '$T/peft.jsonl' | jq -e '.delta_metadata[0] | .format == \"peft\" and .adapter_config.r == 3 and
+    .adapter_config.fan_in_fan_out' >/dev/null &&
+  tail -n +2 '$T/peft.jsonl' | jq -s -e '[.[] | select(.delta_elems[0] > 0)] as \$a | (\$a | length) == 8 and
+    all(\$a[]; .delta_elems[0] == .numel and .delta_rel[0] > 0 and (.name | test(\"c_(attn|proj|fc).weight\$\")))' >/dev/null"
+expect_fail dump_peft_adapter_dora 1 "dora/adapter_config.json: use_dora is set" bash -c "
+  mkdir -p '$T/dora' && cp '$G2/peft_adapter/adapter_model.safetensors' '$T/dora/' &&
+  jq '.use_dora = true' '$G2/peft_adapter/adapter_config.json' > '$T/dora/adapter_config.json' &&
+  mu-dump --model '$G2' --delta '$T/dora'"
 
 # errors: one line naming the file, exit 1; usage errors exit 2
 expect_fail dump_kind_mismatch 1 "python.mpk.zst: header: expected kind mask, got tokens" mu-dump --kind mask "$PY"
