@@ -726,9 +726,9 @@ int mu_model_lora_factors(const mu_model *m, int i, float *Bs, float *As)
 /* host (W in its stored layout [rows, cols]) += scale Bs As, the adapter's factors. */
 static int merge_lora(const mu_model *m, int i, const mu_lora *a, float *host)
 {
-    float *As = malloc(fsz((size_t)a->r * a->K)), *Bs = malloc(fsz((size_t)a->M * a->r));
+    const int64_t *sh = m->p[i].info.shape;   /* [rows, cols]: As [r, cols], Bs [rows, r] */
+    float *As = malloc(fsz((size_t)(a->r * sh[1]))), *Bs = malloc(fsz((size_t)(sh[0] * a->r)));
     int rc = As && Bs ? mu_model_lora_factors(m, i, Bs, As) : -1;
-    const int64_t *sh = m->p[i].info.shape;
     if (!rc) mu_lowrank_add(host, (int)sh[0], (int)sh[1], a->r, a->scale, Bs, As);
     free(As);
     free(Bs);

@@ -1848,6 +1848,81 @@ static int write_weights(mu_model *m, const char *path, char *err, size_t errlen
     return rc;
 }
 
+/* PEFT's name of parameter p's adapter factor part ('A' or 'B'): the checkpoint's tensor
+ * name (mu's with the tensor prefix) with .weight replaced. */
+static void peft_name(const mu_model *m, const mu_param *p, char part, char *out, size_t n) {
+    size_t l = strlen(p->info.name) - strlen(".weight");
+    snprintf(out, n, "base_model.model.%s%.*s.lora_%c.weight", mu_model_config(m)->tensor_prefix, (int)l,
+             p->info.name, part);
+}
+
+/* adapter_model.safetensors: each adapter's A [r, K] and B [M, r] as trained (PEFT's
+ * orientation for Linear and Conv1D alike); the adapted modules go to targets. */
+static int write_peft_weights(mu_trainer *t, const char *path, json_t *targets, int *conv1d, char *err,
+                              size_t errlen) {
+    mu_st_writer *w = mu_st_writer_new();
+    mu_st_writer_meta(w, "format", "pt");
+    const mu_backend *be = mu_model_backend(t->m);
+    for (int i = 0; i < t->nt; i++) {
+        if (t->lora_part[i] != 1) continue;
+        const mu_param *p = mu_model_param(t->m, t->pidx[i]);
+        const mu_lora *a = mu_model_lora(t->m, t->pidx[i]);
+        int64_t ash[2] = {a->r, a->K}, bsh[2] = {a->M, a->r};
+        float *A = mu_xmalloc((size_t)(a->r * a->K) * sizeof *A), *B = mu_xmalloc((size_t)(a->M * a->r) * sizeof *B);
+        be->download(A, a->A, (size_t)(a->r * a->K) * sizeof *A);
+        be->download(B, a->B, (size_t)(a->M * a->r) * sizeof *B);
+        char name[300];
+        peft_name(t->m, p, 'A', name, sizeof name);
+        mu_st_writer_add_copy(w, name, MU_F32, 2, ash, A);
+        peft_name(t->m, p, 'B', name, sizeof name);
+        mu_st_writer_add_copy(w, name, MU_F32, 2, bsh, B);
+        name[strlen(name) - strlen(".lora_B.weight")] = 0;
+        json_array_append_new(targets, json_string(name + strlen("base_model.model.")));
+        *conv1d |= p->conv1d;
+        free(A);
+        free(B);
+    }
+    int rc = mu_st_writer_write(w, path, err, errlen);
+    mu_st_writer_free(w);
+    return rc;
+}
+
+/* adapter_config.json: a plain LoRA config for the run's rank and alpha. */
+static int write_peft_config(const mu_trainer *t, const char *base_path, json_t *targets, int conv1d,
+                             const char *path, char *err, size_t errlen) {
+    json_t *c = json_pack("{s:s, s:s, s:i, s:f, s:O, s:b, s:s, s:f, s:b, s:b, s:n, s:b, s:s, s:b, s:{}, s:{}}",
+                          "peft_type", "LORA", "task_type", "CAUSAL_LM", "r", t->o.lora_r, "lora_alpha",
+                          t->o.lora_alpha, "target_modules", targets, "fan_in_fan_out", conv1d, "bias", "none",
+                          "lora_dropout", 0.0, "use_rslora", 0, "use_dora", 0, "modules_to_save", "inference_mode",
+                          1, "base_model_name_or_path", base_path ? base_path : "", "init_lora_weights", 1,
+                          "rank_pattern", "alpha_pattern");
+    int rc = c && !json_dump_file(c, path, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17)) ? 0 : -1;
+    if (rc) snprintf(err, errlen, "%s: %s", path, c ? strerror(errno) : "cannot make the config");
+    json_decref(c);
+    return rc;
+}
+
+int mu_train_write_peft(mu_trainer *t, const char *base_path, const char *dir, char *err, size_t errlen) {
+    if (t->o.lora_r <= 0) {
+        snprintf(err, errlen, "%s: a PEFT adapter needs a LoRA run (--lora)", dir);
+        return -1;
+    }
+    char *tmp = mu_dir_tmp_create(dir, err, errlen);
+    if (!tmp) return -1;
+    mu_cleanup_register(tmp);
+    char *cfg = in_dir(tmp, "adapter_config.json"), *st = in_dir(tmp, "adapter_model.safetensors");
+    json_t *targets = json_array();
+    int conv1d = 0;
+    int rc = write_peft_weights(t, st, targets, &conv1d, err, errlen) ||
+             write_peft_config(t, base_path, targets, conv1d, cfg, err, errlen) ||
+             mu_dir_commit(tmp, dir, err, errlen) ? -1 : 0;
+    if (rc) mu_dir_abort(tmp);
+    mu_cleanup_unregister(tmp);
+    json_decref(targets);
+    free(tmp); free(cfg); free(st);
+    return rc;
+}
+
 int mu_train_write_model_dir(mu_model *m, const char *src_path, const char *dir, int *no_tokenizer,
                              char *err, size_t errlen) {
     char *tmp = mu_dir_tmp_create(dir, err, errlen);

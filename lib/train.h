@@ -171,6 +171,13 @@ double mu_trainer_eval_metric(mu_trainer *t, const char *name_metric);
 int mu_train_write_delta(mu_trainer *t, const char *base_path, const char *const *deltas,
                          int n_deltas, const char *path, int sparse, const char *objective,
                          char *err, size_t errlen);
+/* Writes a LoRA run's adapters (mu_trainer_options.lora_r) as a PEFT adapter directory
+ * (adapter_config.json, adapter_model.safetensors f32: base_model.model.X.lora_A.weight
+ * [r, in] and .lora_B.weight [out, r] for each adapted X.weight under the checkpoint's
+ * names; lora_alpha, fan_in_fan_out for Conv1D weights, target_modules the adapted
+ * modules, base_model_name_or_path base_path), which PEFT loads on the model the run
+ * started from and --delta reads back. Atomic. 0 ok, -1 + err. */
+int mu_train_write_peft(mu_trainer *t, const char *base_path, const char *dir, char *err, size_t errlen);
 /* Writes m as a Hugging Face model directory (config.json, model.safetensors f32 with
  * format "pt", tokenizer files copied from src_path's directory; *no_tokenizer set when
  * there was no tokenizer.json). Atomic (temp directory + rename). 0 ok, -1 + err. */

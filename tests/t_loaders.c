@@ -1243,7 +1243,7 @@ TEST(delta_dense_and_sparse_stack) {
 
 /* Low-rank entries (version 2): up_proj [172, 64] += 0.7 B A with A [3, 64] f32 and B
  * [172, 3] bf16, on top of the sparse delta before it; checked against a double sum. */
-static float lr_A[3 * 64], lr_scale[1] = {0.7f}, lr_bad_scale[2] = {1, 1};
+static float lr_A[3 * 65], lr_scale[1] = {0.7f}, lr_bad_scale[2] = {1, 1};
 static uint16_t lr_B[172 * 3];
 static int64_t lr_ash[2] = {3, 64}, lr_bsh[2] = {172, 3}, lr_ssh[1] = {1};
 #define UP0 "model.layers.0.mlp.up_proj.weight"

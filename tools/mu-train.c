@@ -21,7 +21,7 @@
 
 static const char usage[] =
     "Usage: mu-train --model PATH --objective SPEC [--forget F] [--retain F] [--general F]\n"
-    "                (--out DELTA | --out-model DIR) [OPTION]...\n"
+    "                (--out DELTA | --out-model DIR | --out-peft DIR) [OPTION]...\n"
     "Train the masked parameters of a model: unlearning, editing, relearning, learning.\n"
     "\n"
     "Model and mask:\n"
@@ -73,13 +73,16 @@ static const char usage[] =
     "                          weights (w = w0*m, m from 1), penalty L * sum(1 - m): Guo et\n"
     "                          al.'s weight masking; the --sparse delta holds what it changed\n"
     "      --lora R            train rank-R LoRA adapters on the masked layer matrices (whole;\n"
-    "                          default mask: every one) instead of them; the delta and\n"
-    "                          --out-model hold the merged weights W + (alpha/R) B A\n"
+    "                          default mask: every one) instead of them; the delta holds\n"
+    "                          them low-rank (NAME::lora_A, ::lora_B), --out-model the\n"
+    "                          merged weights W + (alpha/R) B A, --out-peft a PEFT adapter\n"
     "      --lora-alpha A      LoRA scale numerator (default R: scale 1)\n"
     "Outputs:\n"
     "  -o, --out FILE          delta (safetensors) of the trained tensors, new values\n"
     "      --sparse            the delta holds only the masked elements (NAME::idx, NAME::val)\n"
     "      --out-model DIR     full model directory (Hugging Face layout)\n"
+    "      --out-peft DIR      with --lora: the adapters as a PEFT LoRA adapter directory\n"
+    "                          (adapter_config.json, adapter_model.safetensors)\n"
     "      --log FILE          log stream: loss terms, lr, grad norm, tokens/s, evaluations\n"
     "      --eval [NAME=]FILE  token stream to evaluate (nll, acc, prob; repeatable)\n"
     "      --eval-every N      evaluate every N steps (default: at the start and the end)\n"
@@ -102,7 +105,7 @@ typedef struct {
     int max_len;
     const char *objective;
     mu_train_opts t;
-    const char *out, *out_model, *log, *checkpoint;
+    const char *out, *out_model, *out_peft, *log, *checkpoint;
     int sparse, resume;
     char *ckpt_alloc;         /* the default checkpoint path, when made up here */
     eval_arg *evals;
@@ -113,7 +116,7 @@ enum {
     O_REF = 256, O_MASK, O_FORGET, O_RETAIN, O_GENERAL, O_MAXLEN, O_NPOB, O_SIMB,
     O_SIMD, O_DPOB, O_DPOALT, O_WGAB, O_UNDB, O_FLOOR, O_RMUL, O_RMUC, O_RMUA, O_OPT, O_LR, O_B1, O_B2,
     O_EPS, O_MOM, O_WD, O_CLIP, O_SCHED, O_WARM, O_MINLR, O_STEPS, O_BATCH, O_ACCUM, O_SEED, O_SPARSE,
-    O_OUTMODEL, O_LOG, O_EVAL, O_EVERY, O_BEST, O_CKPT, O_CKEVERY, O_RESUME, O_WMASK, O_LORA, O_LORA_ALPHA,
+    O_OUTMODEL, O_OUTPEFT, O_LOG, O_EVAL, O_EVERY, O_BEST, O_CKPT, O_CKEVERY, O_RESUME, O_WMASK, O_LORA, O_LORA_ALPHA,
 };
 
 static void parse_args(int argc, char **argv, cli_opts *o) {
@@ -140,6 +143,7 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
         {"weight-mask", required_argument, 0, O_WMASK}, {"lora", required_argument, 0, O_LORA},
         {"lora-alpha", required_argument, 0, O_LORA_ALPHA},
         {"sparse", no_argument, 0, O_SPARSE}, {"out-model", required_argument, 0, O_OUTMODEL},
+        {"out-peft", required_argument, 0, O_OUTPEFT},
         {"log", required_argument, 0, O_LOG}, {"eval", required_argument, 0, O_EVAL},
         {"eval-every", required_argument, 0, O_EVERY}, {"keep-best", required_argument, 0, O_BEST},
         {"checkpoint", required_argument, 0, O_CKPT}, {"checkpoint-every", required_argument, 0, O_CKEVERY},
@@ -199,6 +203,7 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
         case 'o': o->out = optarg; break;
         case O_SPARSE: o->sparse = 1; break;
         case O_OUTMODEL: o->out_model = optarg; break;
+        case O_OUTPEFT: o->out_peft = optarg; break;
         case O_LOG: o->log = optarg; break;
         case O_EVAL: {
             o->evals = mu_xrealloc(o->evals, (size_t)(o->n_evals + 1) * sizeof *o->evals);
@@ -227,7 +232,8 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
     if (optind < argc) mu_usage_error("unexpected argument '%s'", argv[optind]);
     if (!o->ma.path) mu_usage_error("--model is required");
     if (!o->objective) mu_usage_error("--objective is required");
-    if (!o->out && !o->out_model) mu_usage_error("give --out DELTA and/or --out-model DIR");
+    if (!o->out && !o->out_model && !o->out_peft) mu_usage_error("give --out DELTA, --out-model DIR or --out-peft DIR");
+    if (o->out_peft && !o->t.lora_r) mu_usage_error("--out-peft applies to --lora");
     if (o->out && !strcmp(o->out, "-")) mu_usage_error("--out: a delta is a file (safetensors), not stdout");
     if (o->sparse && !o->out) mu_usage_error("--sparse applies to --out");
     if (o->t.lora_alpha != 0 && !o->t.lora_r) mu_usage_error("--lora-alpha applies to --lora");
@@ -237,7 +243,7 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
     if (mu_objective_parse(o->objective, o->t.coef, err, sizeof err)) mu_usage_error("--objective: %s", err);
     if (o->t.keep_best && !o->n_evals) mu_usage_error("--keep-best needs --eval");
     if ((o->t.checkpoint_every || o->resume) && !o->checkpoint) {
-        const char *base = o->out ? o->out : o->out_model;
+        const char *base = o->out ? o->out : o->out_model ? o->out_model : o->out_peft;
         size_t n = strlen(base) + 16;
         char *p = mu_xmalloc(n);
         snprintf(p, n, "%s.ckpt.mpk.zst", base);
@@ -339,6 +345,7 @@ int main(int argc, char **argv) {
     if (o.out && mu_train_write_delta(t, o.ma.path, o.ma.deltas, o.ma.n_deltas, o.out, o.sparse, o.objective,
                                       err, sizeof err))
         mu_die("%s", err);
+    if (o.out_peft && mu_train_write_peft(t, o.ma.path, o.out_peft, err, sizeof err)) mu_die("%s", err);
     if (o.out_model) {
         int no_tok = 0;
         if (mu_train_write_model_dir(m, o.ma.path, o.out_model, &no_tok, err, sizeof err)) mu_die("%s", err);

@@ -48,12 +48,18 @@ expect_fail train_bad_dtype 2 "dtype: 'f16'" mu-train --model tiny --dtype f16 -
 
 # LoRA (--lora R): rank-8 adapters on the 14 layer matrices learn the facts; the delta (version
 # 2) holds each adapter as a low-rank entry (NAME::lora_A, ::lora_B, ::lora_scale; no dense
-# matrix), whose model W + (alpha/R) B A gives the run's last evaluation again (1e-6); then
-# GPT-2 (Conv1D weights stored [in, out]) with a mask choosing the matrices (its biases and
-# norms stay frozen) the same way
-lora_merges() {   # MODEL MASK-OPTION MATRICES FACTS
+# matrix), whose model W + (alpha/R) B A gives the run's last evaluation again (1e-6), as
+# do the same run's --out-peft adapter directory read back as --delta and its --out-model
+# (the merged weights); then GPT-2 (Conv1D
+# weights stored [in, out]: fan_in_fan_out) with a mask choosing the matrices (its biases
+# and norms stay frozen) the same way
+lora_merges() {   # MODEL MASK-OPTION MATRICES FACTS FAN_IN_FAN_OUT
     mu-train --model $1 $2 --objective learn --train $4 --steps 60 --batch 6 --lr 1e-2 --lora 8 \
-      --lora-alpha 16 --eval $4 --out lora-$1.st --log lora-$1.log -q || return 1
+      --lora-alpha 16 --eval $4 --out lora-$1.st --out-peft peft-$1 --out-model merged-$1 --log lora-$1.log \
+      -q || return 1
+    jq -e ".peft_type == \"LORA\" and .r == 8 and .lora_alpha == 16 and .fan_in_fan_out == $5 and
+      (.target_modules | length) == $3 and .use_rslora == false" peft-$1/adapter_config.json >/dev/null ||
+      { echo "adapter_config.json"; return 1; }
     mu-dump lora-$1.log | grep '"eval"' | tail -1 | grep -q '"acc":1,' || { echo "not learned"; return 1; }
     mu-dump --model $1 --delta lora-$1.st > lora-$1.jsonl || return 1
     head -c 65536 lora-$1.st | tr -d '\000' > lora-$1.hdr
@@ -70,12 +76,19 @@ lora_merges() {   # MODEL MASK-OPTION MATRICES FACTS
     mu-train --model $1 --delta lora-$1.st --objective learn --train $4 --steps 0 --eval $4 \
       --out z-$1.st --log z-$1.log -q || return 1
     b=$(mu-dump z-$1.log | grep '"eval"' | tail -1 | jq '.eval | to_entries[0].value.nll')
-    awk -v a="$a" -v b="$b" 'BEGIN { d = a - b; if (!(d < 1e-6 * a && -d < 1e-6 * a)) { print a, b; exit 1 } }'
+    awk -v a="$a" -v b="$b" 'BEGIN { d = a - b; if (!(d < 1e-6 * a && -d < 1e-6 * a)) { print a, b; exit 1 } }' || return 1
+    local how
+    for how in "--model $1 --delta peft-$1" "--model merged-$1"; do
+      mu-train $how --objective learn --train $4 --steps 0 --eval $4 --out zp-$1.st --log zp-$1.log -q || return 1
+      b=$(mu-dump zp-$1.log | grep '"eval"' | tail -1 | jq '.eval | to_entries[0].value.nll')
+      awk -v a="$a" -v b="$b" -v h="$how" 'BEGIN { d = a - b; if (!(d < 1e-6 * a && -d < 1e-6 * a)) { print h, a, b; exit 1 } }' ||
+        return 1
+    done
 }
-t train_lora_learns_and_merges lora_merges tiny "" 14 facts.mpk.zst
+t train_lora_learns_and_merges lora_merges tiny "" 14 facts.mpk.zst false
 if mu-init -q --arch gpt2 --out g2 --layers 2 --d-model 32 --heads 4 --max-pos 64 --d-ff 64 --seed 5 &&
    mu-tokenize --model g2 --prompt '{name} plays' --target ' {sport}' facts.jsonl > g2facts.mpk.zst; then
-  t train_lora_gpt2_conv1d_merges lora_merges g2 "--mask mlp:0-1+attn:1" 6 g2facts.mpk.zst
+  t train_lora_gpt2_conv1d_merges lora_merges g2 "--mask mlp:0-1+attn:1" 6 g2facts.mpk.zst true
 else
   fail train_lora_gpt2 "mu-init --arch gpt2 or mu-tokenize failed"
 fi
@@ -86,6 +99,7 @@ t train_lora_resume_bit_identical bash -c '
   mu-train $a --steps 10 --out lres.st --checkpoint lck.mpk.zst --checkpoint-every 5 --resume && cmp lfull.st lres.st &&
   ! cmp -s lhalf.st lres.st'
 expect_fail train_lora_zero 2 "lora" mu-train --model tiny --lora 0 --objective learn --train facts.mpk.zst --out x.st
+expect_fail train_out_peft_without_lora 2 "out-peft applies to --lora" mu-train --model tiny --objective learn --train facts.mpk.zst --out-peft x
 expect_fail train_lora_alpha_alone 2 "lora-alpha applies to --lora" mu-train --model tiny --lora-alpha 2 --objective learn --train facts.mpk.zst --out x.st
 expect_fail train_lora_with_weight_mask 2 "cannot be combined" mu-train --model tiny --lora 2 --weight-mask 1 --objective learn --train facts.mpk.zst --out x.st
 expect_fail train_lora_part_of_matrix 1 "LoRA adapts whole layer matrices: the mask selects part of model.layers.0.mlp.up_proj.weight" \
