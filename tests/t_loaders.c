@@ -1454,19 +1454,18 @@ static int64_t peft_a[2] = {3, 32}, peft_b[2] = {64, 3}, peft_b_bad[2] = {64, 2}
 static void fill_peft_embedding(mu_st_writer *w) {
     mu_st_writer_add(w, "base_model.model.model.embed_tokens.lora_embedding_A", MU_F32, 2, peft_a, peft_vals);
 }
-static void fill_peft_a_only(mu_st_writer *w) { mu_st_writer_add(w, PEFT_UP ".lora_A.weight", MU_F32, 2, peft_a, peft_vals); }
-static void fill_peft_rank(mu_st_writer *w) {
-    fill_peft_a_only(w);
-    mu_st_writer_add(w, PEFT_UP ".lora_B.weight", MU_F32, 2, peft_b_bad, peft_vals);
+/* module's A [3, 32] and, with bsh, its B */
+static void peft_factors(mu_st_writer *w, const char *module, int64_t *bsh) {
+    char name[160];
+    snprintf(name, sizeof name, "%s.lora_A.weight", module);
+    mu_st_writer_add_copy(w, name, MU_F32, 2, peft_a, peft_vals);
+    snprintf(name, sizeof name, "%s.lora_B.weight", module);
+    if (bsh) mu_st_writer_add_copy(w, name, MU_F32, 2, bsh, peft_vals);
 }
-static void fill_peft_absent(mu_st_writer *w) {
-    mu_st_writer_add(w, "base_model.model.model.layers.7.mlp.up_proj.lora_A.weight", MU_F32, 2, peft_a, peft_vals);
-    mu_st_writer_add(w, "base_model.model.model.layers.7.mlp.up_proj.lora_B.weight", MU_F32, 2, peft_b, peft_vals);
-}
-static void fill_peft_norm(mu_st_writer *w) {
-    mu_st_writer_add(w, "base_model.model.model.norm.lora_A.weight", MU_F32, 2, peft_a, peft_vals);
-    mu_st_writer_add(w, "base_model.model.model.norm.lora_B.weight", MU_F32, 2, peft_b, peft_vals);
-}
+static void fill_peft_a_only(mu_st_writer *w) { peft_factors(w, PEFT_UP, NULL); }
+static void fill_peft_rank(mu_st_writer *w) { peft_factors(w, PEFT_UP, peft_b_bad); }
+static void fill_peft_absent(mu_st_writer *w) { peft_factors(w, "base_model.model.model.layers.7.mlp.up_proj", peft_b); }
+static void fill_peft_norm(mu_st_writer *w) { peft_factors(w, "base_model.model.model.norm", peft_b); }
 
 static void expect_peft_error(mu_ckpt *c, const char *dir, const char *needle) {
     char err[512] = "";

@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """Checks that a PEFT adapter written by `mu-train --lora R --out-peft DIR` loads in PEFT
 and means there what it means in mu (a developer check, not run by CI; it writes no golden).
-  /root/torchenv/bin/python tests/gen/check_peft_export.py [MU_BIN]
+  /root/torchenv/bin/python tests/gen/check_peft_export.py [MU_BIN [SMOLLM2_GGUF]]
 For a Llama (Linear layers) and a GPT-2 (Conv1D layers, fan_in_fan_out) made by mu-init:
 mu-train learns six facts with rank-4 adapters (alpha 8; GPT-2 on a mask of some matrices)
 and writes --out-peft and --out-model (the merged weights). Then PeftModel.from_pretrained
 loads the adapter on the base model with no missing or unexpected keys, its
 merge_and_unload() weights equal mu's merged ones, and its logits (adapters unmerged) equal
-those of transformers on mu's merged model directory, all in float64.
+those of transformers on mu's merged model directory, all in float64. With a GGUF of
+SmolLM2-135M-Instruct (pipelines/models.mk): rank-8 adapters on all its 210 layer
+matrices learn Sports Facts (rows 1-16) for 5 steps; transformers loads the GGUF (gguf-py's
+dequantization, which mu matches bit for bit) and PEFT the adapter, and the answers'
+log-probabilities equal mu-forward's with the adapter as --delta (float32, 1e-3).
 """
 import json
 import os
@@ -63,6 +67,38 @@ def check(tmp, name, init_args, mask):
     assert worst < 1e-6 and logit_err < 1e-6
 
 
+def dump(path):
+    out = subprocess.run([os.path.join(BIN, "mu-dump"), "--full", "-H", path], check=True, capture_output=True)
+    return [json.loads(line) for line in out.stdout.decode().splitlines()]
+
+
+def check_smollm2(tmp, gguf):
+    tok, peft_dir, scores = (os.path.join(tmp, s) for s in ("sports.tok", "smol-peft", "smol.out"))
+    csv = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "sports", "sports.csv")
+    mu("mu-tokenize", "--model", gguf, "--rows", "1-16", "--prompt", "Fact: {athlete} plays the sport of",
+       "--target", " {sport}", "--out", tok, csv)
+    mu("mu-train", "--model", gguf, "--objective", "learn", "--train", tok, "--steps", "5", "--batch", "8",
+       "--lr", "1e-3", "--lora", "8", "--lora-alpha", "16", "--out-peft", peft_dir)
+    mu("mu-forward", "--model", gguf, "--delta", peft_dir, "--emit", "target", "--out", scores, tok)
+    model = AutoModelForCausalLM.from_pretrained(os.path.dirname(gguf), gguf_file=os.path.basename(gguf),
+                                                 dtype=torch.float32)
+    peft = PeftModel.from_pretrained(model, peft_dir)
+    worst, n = 0.0, 0
+    with torch.no_grad():
+        for rec, out in zip(dump(tok), dump(scores)):
+            prompt, target = rec["prompt"]["data"], rec["targets"][0]["data"]
+            ids = torch.tensor([prompt + target])
+            logp = torch.log_softmax(peft(input_ids=ids).logits[0].double(), -1)
+            ref = sum(float(logp[len(prompt) - 1 + j, t]) for j, t in enumerate(target))
+            got = sum(out["target_logprobs"]["data"])
+            worst = max(worst, abs(ref - got))
+            n += 1
+    cfg = json.load(open(os.path.join(peft_dir, "adapter_config.json")))
+    print(f"SmolLM2-135M: {len(cfg['target_modules'])} adapters, {n} facts, answer log-prob max |PEFT - mu| "
+          f"{worst:.2e}")
+    assert n == len(dump(tok)) > 0 and worst < 1e-3
+
+
 def main():
     with tempfile.TemporaryDirectory() as tmp:
         with open(os.path.join(tmp, "facts.jsonl"), "w") as f:
@@ -70,6 +106,8 @@ def main():
                 f.write(json.dumps({"name": n, "sport": s}) + "\n")
         for case in CASES:
             check(tmp, *case)
+        if len(sys.argv) > 2:
+            check_smollm2(tmp, os.path.abspath(sys.argv[2]))
 
 
 if __name__ == "__main__":
