@@ -408,7 +408,9 @@ static int peft_target(struct mu_ckpt *c, const char *name, char *out, size_t n,
     size_t pl = strlen(PEFT_PREFIX), l = strlen(name);
     const char *pre = mu_ckpt_config(c)->tensor_prefix;
     *is_b = mu_str_ends_with(name, ".lora_B.weight");
-    if (strncmp(name, PEFT_PREFIX, pl) || (!*is_b && !mu_str_ends_with(name, ".lora_A.weight"))) return -1;
+    if (l <= pl + strlen(".lora_A.weight") || strncmp(name, PEFT_PREFIX, pl) ||
+        (!*is_b && !mu_str_ends_with(name, ".lora_A.weight")))
+        return -1;   /* (X may not be empty) */
     name += pl;
     l -= pl + strlen(".lora_A.weight");
     if (*pre && !strncmp(name, pre, strlen(pre)) && l > strlen(pre)) {

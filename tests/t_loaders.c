@@ -1466,6 +1466,7 @@ static void fill_peft_a_only(mu_st_writer *w) { peft_factors(w, PEFT_UP, NULL); 
 static void fill_peft_rank(mu_st_writer *w) { peft_factors(w, PEFT_UP, peft_b_bad); }
 static void fill_peft_absent(mu_st_writer *w) { peft_factors(w, "base_model.model.model.layers.7.mlp.up_proj", peft_b); }
 static void fill_peft_norm(mu_st_writer *w) { peft_factors(w, "base_model.model.model.norm", peft_b); }
+static void fill_peft_no_module(mu_st_writer *w) { peft_factors(w, "base_model.model", peft_b); }
 
 static void expect_peft_error(mu_ckpt *c, const char *dir, const char *needle) {
     char err[512] = "";
@@ -1494,6 +1495,8 @@ TEST(delta_peft_adapter_rejects_what_it_cannot_apply) {
     expect_peft_error(c, peft_variant("p_absent", NULL, NULL, fill_peft_absent),
                       "tensor model.layers.7.mlp.up_proj.weight is not in the model");
     expect_peft_error(c, peft_variant("p_norm", NULL, NULL, fill_peft_norm), "need a matrix");
+    expect_peft_error(c, peft_variant("p_nomod", NULL, NULL, fill_peft_no_module),
+                      "tensor base_model.model.lora_A.weight is not a LoRA A or B weight");
     const char *bad = peft_variant("p_json", NULL, NULL, NULL);
     FILE *f = fopen(path_in(bad, "adapter_config.json"), "w");
     fputs("{\"peft_type\": \"LORA\",", f);
