@@ -28,6 +28,16 @@ static char *path_in(const char *dir, const char *name) {
     return p;
 }
 
+/* Adds entry i of s to w (a copy of its bytes), under its name. */
+static void add_entry_of(mu_st_writer *w, const mu_st *s, int i) {
+    mu_dtype dt;
+    int nd;
+    int64_t sh[MU_MAX_DIMS];
+    const void *data;
+    mu_st_info(s, i, &dt, &nd, sh, &data, NULL);
+    mu_st_writer_add_copy(w, mu_st_name(s, i), dt, nd, sh, data);
+}
+
 static char *golden(const char *name) {
     char d[1024];
     snprintf(d, sizeof d, "%s/tests/golden", mu_test_root());
@@ -1127,12 +1137,7 @@ TEST(ckpt_sharded_index) {
     json_t *wm = json_object();
     const char *shard[2] = {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"};
     for (int i = 0; i < mu_st_count(s); i++) {
-        mu_dtype dt;
-        int nd;
-        int64_t sh[MU_MAX_DIMS];
-        const void *d;
-        mu_st_info(s, i, &dt, &nd, sh, &d, NULL);
-        mu_st_writer_add(w[i % 2], mu_st_name(s, i), dt, nd, sh, d);
+        add_entry_of(w[i % 2], s, i);
         json_object_set_new(wm, mu_st_name(s, i), json_string(shard[i % 2]));
     }
     for (int k = 0; k < 2; k++) {
@@ -1428,14 +1433,7 @@ static const char *peft_variant(const char *sub, const char *key, const char *va
     } else {
         mu_st *g = mu_st_open(golden("parity/peft_adapter/adapter_model.safetensors"), err, sizeof err);
         CHECK_MSG(g, "%s", err);
-        for (int i = 0; i < mu_st_count(g); i++) {
-            mu_dtype dt;
-            int nd;
-            int64_t sh[MU_MAX_DIMS];
-            const void *data;
-            mu_st_info(g, i, &dt, &nd, sh, &data, NULL);
-            mu_st_writer_add_copy(w, mu_st_name(g, i), dt, nd, sh, data);
-        }
+        for (int i = 0; i < mu_st_count(g); i++) add_entry_of(w, g, i);
         mu_st_close(g);
     }
     CHECK_MSG(!mu_st_writer_write(w, path_in(dir, "adapter_model.safetensors"), err, sizeof err), "%s", err);
