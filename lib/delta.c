@@ -79,16 +79,6 @@ static int find_entry(const mu_st *st, const char *name, const char *suffix) {
 
 /* ------------------------------------------------------------------ applying */
 
-/* One element of a float dtype at p -> f32. */
-static float elem_f32(mu_dtype dt, const uint8_t *p) {
-    switch (dt) {
-    case MU_F16: return mu_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
-    case MU_BF16: return mu_bf16_to_f32((uint16_t)(p[0] | p[1] << 8));
-    case MU_F64: { double x; memcpy(&x, p, 8); return (float)x; }
-    default: { float f; memcpy(&f, p, 4); return f; }
-    }
-}
-
 /* dst [rows, cols] (n values) += the low-rank change e. */
 static int apply_lowrank(const mu_delta *d, const lowrank *e, float *dst, size_t n, char *err, size_t errlen) {
     int64_t ash[MU_MAX_DIMS], bsh[MU_MAX_DIMS];
@@ -129,7 +119,7 @@ static int apply_sparse(const mu_delta *d, int ii, const char *hf, float *dst, s
             mu_set_err(err, errlen, "%s: %s::idx[%zu] = %lld out of range", d->path, hf, k, (long long)at);
             return -1;
         }
-        dst[at] = elem_f32(vdt, (const uint8_t *)vp + vs * k);
+        mu_to_f32(vdt, (const uint8_t *)vp + vs * k, 1, &dst[at]);   /* a float dtype (checked at open) */
     }
     return 0;
 }
