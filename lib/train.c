@@ -1856,31 +1856,29 @@ static void peft_name(const mu_model *m, const mu_param *p, char part, char *out
              p->info.name, part);
 }
 
-/* adapter_model.safetensors: each adapter's A [r, K] and B [M, r] as trained (PEFT's
- * orientation for Linear and Conv1D alike); the adapted modules go to targets. */
+/* adapter_model.safetensors: each adapter's A [r, K] and B [M, r], the trained entries as
+ * they are (PEFT's orientation for Linear and Conv1D alike); the adapted modules go to
+ * targets. */
 static int write_peft_weights(mu_trainer *t, const char *path, json_t *targets, int *conv1d, char *err,
                               size_t errlen) {
     mu_st_writer *w = mu_st_writer_new();
     mu_st_writer_meta(w, "format", "pt");
-    const mu_backend *be = mu_model_backend(t->m);
     for (int i = 0; i < t->nt; i++) {
-        if (t->lora_part[i] != 1) continue;
+        int part = t->lora_part[i];
+        if (!part) continue;
         const mu_param *p = mu_model_param(t->m, t->pidx[i]);
         const mu_lora *a = mu_model_lora(t->m, t->pidx[i]);
-        int64_t ash[2] = {a->r, a->K}, bsh[2] = {a->M, a->r};
-        float *A = mu_xmalloc((size_t)(a->r * a->K) * sizeof *A), *B = mu_xmalloc((size_t)(a->M * a->r) * sizeof *B);
-        be->download(A, a->A, (size_t)(a->r * a->K) * sizeof *A);
-        be->download(B, a->B, (size_t)(a->M * a->r) * sizeof *B);
+        int64_t sh[2] = {part == 1 ? a->r : a->M, part == 1 ? a->K : a->r};
+        float *vals = mu_xmalloc((size_t)(sh[0] * sh[1]) * sizeof *vals);
+        mu_trainer_get_trained(t, i, vals);
         char name[300];
-        peft_name(t->m, p, 'A', name, sizeof name);
-        mu_st_writer_add_copy(w, name, MU_F32, 2, ash, A);
-        peft_name(t->m, p, 'B', name, sizeof name);
-        mu_st_writer_add_copy(w, name, MU_F32, 2, bsh, B);
-        name[strlen(name) - strlen(".lora_B.weight")] = 0;
+        peft_name(t->m, p, part == 1 ? 'A' : 'B', name, sizeof name);
+        mu_st_writer_add_copy(w, name, MU_F32, 2, sh, vals);
+        free(vals);
+        if (part == 2) continue;
+        name[strlen(name) - strlen(".lora_A.weight")] = 0;
         json_array_append_new(targets, json_string(name + strlen("base_model.model.")));
         *conv1d |= p->conv1d;
-        free(A);
-        free(B);
     }
     int rc = mu_st_writer_write(w, path, err, errlen);
     mu_st_writer_free(w);
