@@ -13,7 +13,7 @@ CUDA_HOME ?= /usr/local/cuda
 
 DEB_DEPS := gcc make pkg-config libmsgpack-dev libzstd-dev libopenblas-openmp-dev \
             libpcre2-dev libjansson-dev libutf8proc-dev libxxhash-dev zlib1g-dev \
-            zstd python3 jq
+            zstd python3 jq libopenmpi-dev openmpi-bin
 
 ifeq ($(SANITIZE),1)
   BUILD   := build/san
@@ -35,10 +35,19 @@ BIN := $(BUILD)/bin
 PKGS     := msgpack libzstd libpcre2-8 jansson openblas libutf8proc libxxhash zlib
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# MPI (data-parallel mu-train under mpirun, lib/dist.c): Open MPI or MPICH when installed;
+# `make MPI=0` builds without (a run started by mpirun is then refused).
+MPI      ?= auto
+MPI_PKG  := $(if $(filter 0,$(MPI)),,$(firstword $(foreach p,ompi-c mpich,$(shell pkg-config --exists $(p) 2>/dev/null && echo $(p)))))
+ifneq ($(MPI_PKG),)
+  PKG_CFLAGS += $(shell pkg-config --cflags $(MPI_PKG))
+  PKG_LIBS   += -Wl,--as-needed $(shell pkg-config --libs $(MPI_PKG)) -Wl,--no-as-needed
+  MPI_DEF    := -DMU_HAVE_MPI=1
+endif
 
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -fopenmp -pthread -Ilib -Ikernels $(PKG_CFLAGS) \
-           -DMU_VERSION=\"$(VERSION)\" $(SANFLAGS) -MMD -MP
+           -DMU_VERSION=\"$(VERSION)\" $(MPI_DEF) $(SANFLAGS) -MMD -MP
 LDFLAGS += -fopenmp -pthread $(SANFLAGS)
 LDLIBS  += $(PKG_LIBS) -lm
 
@@ -105,7 +114,7 @@ all: info tools bin-link
 tools: $(TOOLS)
 
 info:
-	@echo "mu $(VERSION): build=$(BUILD) sanitize=$(SANITIZE) cuda=$(if $(filter 1,$(HAVE_CUDA)),on ($(NVCC)),off)"
+	@echo "mu $(VERSION): build=$(BUILD) sanitize=$(SANITIZE) cuda=$(if $(filter 1,$(HAVE_CUDA)),on ($(NVCC)),off) mpi=$(or $(MPI_PKG),off)"
 
 # bin/ always points at the release build, so `bin/mu-dump` works after `make`.
 bin-link: $(TOOLS)

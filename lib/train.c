@@ -367,6 +367,9 @@ struct mu_trainer {
     double term[MU_OBJ_COUNT];
     int64_t tokens;
     int prepared;               /* data checked, reference log-probs cached */
+    mu_dist dist;               /* the processes of a data-parallel run (one by default) */
+    float *dist_host;           /* staging for a device backend's gradient sums */
+    int64_t dist_host_n;
     char *options;              /* what a checkpoint must have been made with (JSON) */
     json_t *info;               /* the options and mu_trainer_note's: log header, delta metadata */
 };
@@ -713,6 +716,7 @@ mu_trainer *mu_trainer_new(mu_model *model, mu_model *ref, const mu_mask *mask,
     t->m = model;
     t->ref = ref;
     t->o = *o;
+    mu_dist_single(&t->dist);
     t->cfg = mu_model_config(model);
     t->V = t->cfg->vocab;
     t->NL = t->cfg->n_layer;
@@ -778,8 +782,14 @@ void mu_trainer_free(mu_trainer *t) {
     for (int i = 0; i < t->nlog; i++) free(t->log[i].buf);
     free(t->log);
     free(t->options);
+    free(t->dist_host);
     json_decref(t->info);
     free(t);
+}
+
+void mu_trainer_set_dist(mu_trainer *t, const mu_dist *d) {
+    t->dist = *d;
+    if (d->world > 1) mu_trainer_note(t, "processes", json_integer(d->world));
 }
 
 void mu_trainer_set_data(mu_trainer *t, mu_data_role role, mu_train_set *set) {
@@ -1192,17 +1202,56 @@ static int general_pass(mu_trainer *t, int64_t pos0, char *err, size_t errlen) {
 
 static int uses_forget(const mu_trainer *t) { return forget_logit_terms(t) || need(t, MU_OBJ_RMU); }
 
-/* Zeroes gradients and runs every pass of every micro-batch of `step`; returns the total
+/* The gradient the data gave trained tensor i (backend [set->n]): the model's dW (packed
+ * or whole), a LoRA factor's, and with weight masking still dL/dw (wmask_grads makes dL/dm
+ * from it after the sum, so the penalty is counted once). */
+static float *data_grad(const mu_trainer *t, int i) {
+    const mu_lora *a = t->lora_part && t->lora_part[i] ? mu_model_lora(t->m, t->pidx[i]) : NULL;
+    return a ? (t->lora_part[i] == 1 ? a->gA : a->gB) : mu_model_param(t->m, t->pidx[i])->g;
+}
+
+/* Data parallelism: every trained gradient, the loss terms and the step's token count
+ * summed over the processes (each ran its share of the micro-batches), tensors in order.
+ * A device backend's gradients pass through a host array (dist.h sums host memory). */
+static void dist_sum_step(mu_trainer *t, int64_t tok0) {
+    const mu_backend *be = mu_model_backend(t->m);
+    for (int i = 0; i < t->nt; i++) {
+        float *g = data_grad(t, i);
+        int64_t n = mu_optim_set(t->opt, i)->n;
+        if (be->host_memory) {
+            t->dist.sum_f32(&t->dist, g, n);
+            continue;
+        }
+        if (n > t->dist_host_n) {
+            t->dist_host = mu_xrealloc(t->dist_host, (size_t)n * sizeof(float));
+            t->dist_host_n = n;
+        }
+        be->download(t->dist_host, g, (size_t)n * sizeof(float));
+        t->dist.sum_f32(&t->dist, t->dist_host, n);
+        be->upload(g, t->dist_host, (size_t)n * sizeof(float));
+    }
+    double s[MU_OBJ_COUNT + 1];
+    memcpy(s, t->term, sizeof t->term);
+    s[MU_OBJ_COUNT] = (double)(t->tokens - tok0);
+    t->dist.sum_f64(&t->dist, s, MU_OBJ_COUNT + 1);
+    memcpy(t->term, s, sizeof t->term);
+    t->tokens = tok0 + (int64_t)s[MU_OBJ_COUNT];
+}
+
+/* Zeroes gradients and runs every pass of every micro-batch of `step` (with several
+ * processes, micro-batches rank, rank + world, ..., then the sums); returns the total
  * weighted loss in *loss. */
 static int step_grads(mu_trainer *t, int64_t step, double *loss, char *err, size_t errlen) {
     mu_model_zero_grad(t->m);
     memset(t->term, 0, sizeof t->term);
-    for (int a = 0; a < t->o.accum; a++) {
+    int64_t tok0 = t->tokens;
+    for (int a = t->dist.rank; a < t->o.accum; a += t->dist.world) {
         int64_t pos0 = (step * t->o.accum + a) * t->o.batch;
         if (uses_forget(t) && forget_pass(t, pos0, err, errlen) < 0) return -1;
         if (retain_pass(t, pos0, err, errlen) < 0) return -1;
         if (general_pass(t, pos0, err, errlen) < 0) return -1;
     }
+    if (t->dist.world > 1) dist_sum_step(t, tok0);
     double total = 0;
     for (int i = 0; i < MU_OBJ_COUNT; i++) total += t->o.coef[i] * t->term[i];
     *loss = total;
@@ -1221,13 +1270,29 @@ double mu_trainer_loss_and_grad(mu_trainer *t, int64_t step, char *err, size_t e
 
 /* ---- reference caches ---- */
 
+/* Data parallelism: each process computed the reference log-probs of sequences rank,
+ * rank + world, ...; every process gets all of them. */
+static void dist_share_ref(mu_trainer *t, mu_train_set *fs) {
+    double *v = mu_xcalloc((size_t)(2 * fs->n + 1), sizeof *v);
+    for (int i = t->dist.rank; i < fs->n; i += t->dist.world) {
+        v[2 * i] = fs->s[i].ref_s;
+        v[2 * i + 1] = fs->s[i].ref_alt_s;
+    }
+    t->dist.sum_f64(&t->dist, v, 2 * (int64_t)fs->n);
+    for (int i = 0; i < fs->n; i++) {
+        fs->s[i].ref_s = v[2 * i];
+        fs->s[i].ref_alt_s = v[2 * i + 1];
+    }
+    free(v);
+}
+
 /* Sequence log-probs of the forget answers (and DPO alternatives) under the reference
- * (the ref model, or the starting model). */
+ * (the ref model, or the starting model); with several processes, each its share. */
 static int cache_ref_logprobs(mu_trainer *t, char *err, size_t errlen) {
     if (!need(t, MU_OBJ_NPO) && !need(t, MU_OBJ_DPO)) return 0;
     mu_model *r = t->ref ? t->ref : t->m;
     mu_train_set *fs = &t->data[MU_DATA_FORGET];
-    for (int i = 0; i < fs->n; i++) {
+    for (int i = t->dist.rank; i < fs->n; i += t->dist.world) {
         mu_train_seq *q = &fs->s[i];
         for (int alt = 0; alt < 2; alt++) {
             if (alt && !q->alt) continue;
@@ -1245,6 +1310,7 @@ static int cache_ref_logprobs(mu_trainer *t, char *err, size_t errlen) {
             if (alt) q->ref_alt_s = s; else q->ref_s = s;
         }
     }
+    if (t->dist.world > 1) dist_share_ref(t, fs);
     return 0;
 }
 
@@ -1296,7 +1362,7 @@ static int run_eval(mu_trainer *t, mu_train_set *set, eval_result *res, char *er
     double nll = 0, correct = 0, prob = 0;
     int64_t ntok = 0, tok_saved = t->tokens;
     row_ref *rows = mu_xmalloc((size_t)B * sizeof *rows);
-    for (int i0 = 0; i0 < set->n; i0 += B) {
+    for (int i0 = t->dist.rank * B; i0 < set->n; i0 += t->dist.world * B) {
         int nb = set->n - i0 < B ? set->n - i0 : B;
         for (int b = 0; b < nb; b++) {
             mu_train_seq *q = &set->s[i0 + b];
@@ -1322,6 +1388,11 @@ static int run_eval(mu_trainer *t, mu_train_set *set, eval_result *res, char *er
     }
     free(rows);
     t->tokens = tok_saved;
+    if (t->dist.world > 1) {   /* each process evaluated batches rank, rank + world, ... */
+        double s[4] = {nll, correct, prob, (double)ntok};
+        t->dist.sum_f64(&t->dist, s, 4);
+        nll = s[0], correct = s[1], prob = s[2], ntok = (int64_t)s[3];
+    }
     res->nll = ntok ? nll / ntok : 0;
     res->acc = ntok ? correct / ntok : 0;
     res->prob = set->n ? prob / set->n : 0;
@@ -1501,6 +1572,7 @@ static void pack_f32(msgpack_packer *pk, const char *key, const float *v, int64_
 }
 
 static void save_checkpoint(mu_trainer *t) {
+    if (t->dist.rank != 0) return;   /* every process holds the same state */
     mu_writer *w = mu_writer_open(t->o.checkpoint, "train-state");
     msgpack_pack_int64(mu_writer_meta(w, "step"), t->step);
     msgpack_pack_uint64(mu_writer_meta(w, "seed"), t->o.seed);

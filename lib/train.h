@@ -23,6 +23,7 @@
 #include "model.h"
 #include "mask.h"
 #include "optim.h"
+#include "dist.h"
 
 typedef enum {
     MU_OBJ_LEARN = 0, MU_OBJ_GA, MU_OBJ_LOG1MP, MU_OBJ_NPO, MU_OBJ_SIMNPO, MU_OBJ_DPO,
@@ -114,6 +115,15 @@ void mu_trainer_free(mu_trainer *t);
  * the mask, max_len, ...). The log stream's header carries the record as meta "options",
  * a delta's safetensors metadata as "mu_train" (JSON text). */
 void mu_trainer_note(mu_trainer *t, const char *key, json_t *value);
+/* Data parallelism over the processes of d (copied; lib/dist.h): each process runs the
+ * micro-batches a = rank, rank + world, ... < accum of every step, and the gradients, loss
+ * terms and token counts are summed before the update, which every process then makes
+ * alike: the same update as one process with the same --accum (up to the order of float
+ * sums), the same bits on every process. Reference log-probs and evaluations are shared
+ * out the same way. Every process must call the trainer's functions in the same order
+ * with the same data; checkpoints are written by rank 0 only. The run's record notes
+ * "processes". Call before mu_trainer_run. */
+void mu_trainer_set_dist(mu_trainer *t, const mu_dist *d);
 /* Hands a data set to the trainer (taken over). */
 void mu_trainer_set_data(mu_trainer *t, mu_data_role role, mu_train_set *set);
 /* Evaluation set: metrics "nll" (mean target NLL), "acc" (top-1 accuracy of target

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "ckpt.h"
 #include "cli.h"
+#include "dist.h"
 #include "model_cli.h"
 #include "mask.h"
 #include "model.h"
@@ -301,10 +302,65 @@ static void note_weight_mask(mu_trainer *t) {
             (long long)s.halved, (long long)s.ablated, s.cut, s.penalty);
 }
 
+/* The delta, PEFT adapter, model directory and log stream asked for (atomic files). */
+static void write_outputs(const cli_opts *o, mu_trainer *t, mu_model *m) {
+    char err[1024];
+    note_weight_mask(t);
+    if (o->out && mu_train_write_delta(t, o->ma.path, o->ma.deltas, o->ma.n_deltas, o->out, o->sparse, o->objective,
+                                      err, sizeof err))
+        mu_die("%s", err);
+    if (o->out_peft && mu_train_write_peft(t, o->ma.path, o->out_peft, err, sizeof err)) mu_die("%s", err);
+    if (o->out_model) {
+        int no_tok = 0;
+        if (mu_train_write_model_dir(m, o->ma.path, o->out_model, &no_tok, err, sizeof err)) mu_die("%s", err);
+        if (no_tok) mu_warn("%s: no tokenizer.json next to the model; the directory has none", o->out_model);
+    }
+    if (o->log) {
+        const char *roles[8 + MU_DATA_COUNT], *paths[8 + MU_DATA_COUNT];
+        static const char *data_roles[MU_DATA_COUNT] = {"forget", "retain", "general"};
+        int n = 0;
+        roles[n] = "model"; paths[n++] = o->ma.path;
+        for (int i = 0; i < o->ma.n_deltas && n < 6; i++) { roles[n] = "delta"; paths[n++] = o->ma.deltas[i]; }
+        for (int r = 0; r < MU_DATA_COUNT; r++)
+            if (o->data[r]) { roles[n] = data_roles[r]; paths[n++] = o->data[r]; }
+        if (o->mask && access(o->mask, F_OK) == 0) { roles[n] = "mask"; paths[n++] = o->mask; }
+        mu_trainer_write_log(t, o->log, roles, paths, n);
+    }
+}
+
+/* Data parallelism: started by mpirun (or srun) as several processes, each runs its share
+ * of every step's micro-batches (lib/dist.h); rank 0 alone writes the outputs and
+ * reports, the others say only what went wrong, naming their rank. */
+static void start_processes(mu_dist *d, const cli_opts *o) {
+    static char name[64];
+    char err[512];
+    if (mu_dist_init(d, err, sizeof err)) mu_die("%s", err);
+    if (d->world == 1) return;
+    snprintf(name, sizeof name, "mu-train[%d/%d]", d->rank, d->world);
+    mu_tool_name = name;
+    if (o->t.accum < d->world) {   /* every rank ends cleanly, rank 0 says why */
+        int rank = d->rank, world = d->world;
+        mu_dist_finalize(d);
+        if (rank != 0) exit(MU_EXIT_USAGE);
+        mu_usage_error("--accum %d: %d processes need at least one micro-batch each (--accum >= %d)", o->t.accum,
+                       world, world);
+    }
+    if (d->rank != 0) {
+        mu_quiet = 1;
+        mu_progress_on = 0;
+        return;
+    }
+    if (o->t.accum % d->world)
+        mu_warn("--accum %d over %d processes: some run one micro-batch more than others", o->t.accum, d->world);
+    mu_info("%d processes (%s), micro-batches of every step shared out by rank", d->world, mu_dist_engine());
+}
+
 int main(int argc, char **argv) {
     mu_cli_init("mu-train", argc, argv);
     cli_opts o;
     parse_args(argc, argv, &o);
+    mu_dist dist;
+    start_processes(&dist, &o);
     char err[1024];
     const mu_backend *be = mu_model_args_backend(&o.ma);
     mu_model *m = mu_model_load_or_die(o.ma.path, o.ma.deltas, o.ma.n_deltas, be, o.ma.weights, "model");
@@ -316,6 +372,7 @@ int main(int argc, char **argv) {
     if (o.mask) { load_mask(o.mask, m, &mask); maskp = &mask; }
     mu_trainer *t = mu_trainer_new(m, ref, maskp, &o.t, err, sizeof err);
     if (!t) mu_die("%s", err);
+    mu_trainer_set_dist(t, &dist);
     mu_trainer_note(t, "mask", json_string(o.mask ? o.mask : "all"));
     mu_trainer_note(t, "max_len", json_integer(o.max_len));
     if (o.ref) mu_trainer_note(t, "ref", json_string(o.ref));
@@ -341,27 +398,7 @@ int main(int argc, char **argv) {
         else mu_info("%s: no checkpoint yet, starting at step 0", o.checkpoint);
     }
     if (mu_trainer_run(t, resume, err, sizeof err)) mu_die("%s", err);
-    note_weight_mask(t);
-    if (o.out && mu_train_write_delta(t, o.ma.path, o.ma.deltas, o.ma.n_deltas, o.out, o.sparse, o.objective,
-                                      err, sizeof err))
-        mu_die("%s", err);
-    if (o.out_peft && mu_train_write_peft(t, o.ma.path, o.out_peft, err, sizeof err)) mu_die("%s", err);
-    if (o.out_model) {
-        int no_tok = 0;
-        if (mu_train_write_model_dir(m, o.ma.path, o.out_model, &no_tok, err, sizeof err)) mu_die("%s", err);
-        if (no_tok) mu_warn("%s: no tokenizer.json next to the model; the directory has none", o.out_model);
-    }
-    if (o.log) {
-        const char *roles[8 + MU_DATA_COUNT], *paths[8 + MU_DATA_COUNT];
-        static const char *data_roles[MU_DATA_COUNT] = {"forget", "retain", "general"};
-        int n = 0;
-        roles[n] = "model"; paths[n++] = o.ma.path;
-        for (int i = 0; i < o.ma.n_deltas && n < 6; i++) { roles[n] = "delta"; paths[n++] = o.ma.deltas[i]; }
-        for (int r = 0; r < MU_DATA_COUNT; r++)
-            if (o.data[r]) { roles[n] = data_roles[r]; paths[n++] = o.data[r]; }
-        if (o.mask && access(o.mask, F_OK) == 0) { roles[n] = "mask"; paths[n++] = o.mask; }
-        mu_trainer_write_log(t, o.log, roles, paths, n);
-    }
+    if (dist.rank == 0) write_outputs(&o, t, m);
     if (o.t.lora_r)
         mu_info("trained LoRA adapters on %d matrices for %lld steps; final loss %.6g", mu_trainer_n_trained(t) / 2,
                 (long long)mu_trainer_step(t), mu_trainer_last_loss(t));
@@ -377,5 +414,6 @@ int main(int argc, char **argv) {
     free(o.ckpt_alloc);
     mu_model_free(m);
     if (ref) mu_model_free(ref);
+    mu_dist_finalize(&dist);
     return MU_EXIT_OK;
 }
