@@ -15,7 +15,16 @@
 #               frees it when it ends; with all held it waits. So make -jN with N GPUs runs one
 #               step per GPU. Empty (default): CUDA_VISIBLE_DEVICES is left as it is. Not with
 #               MU_LAUNCH (a cluster launcher places its jobs: srun --gres=gpu:1).
+#   MU_TRAIN_LAUNCH  for mu-train steps, in place of MU_LAUNCH: a launcher of several
+#               processes that train one model together (data parallelism, mu-train(1)),
+#               e.g. 'mpirun -np 4' here (one GPU each) or 'srun -n 4 --gres=gpu:4' (Slurm).
+#               Its processes share the machine's cores: set MU_THREADS. Empty (default):
+#               mu-train runs like the other steps.
 set -u
+launch=${MU_LAUNCH:-}
+case ${1##*/} in
+    mu-train) [ -z "${MU_TRAIN_LAUNCH:-}" ] || launch=$MU_TRAIN_LAUNCH ;;
+esac
 
 # take_gpu: the first free GPU of MU_GPUS, held through fd 9 (inherited by the step, so
 # released when it exits), exported as CUDA_VISIBLE_DEVICES; waits while all are held
@@ -24,7 +33,7 @@ take_gpu() {
     for g in $MU_GPUS; do
         case $g in ''|*[!0-9]*) echo "job.sh: MU_GPUS: '$g' is not a GPU number" >&2; exit 2 ;; esac
     done
-    [ -z "${MU_LAUNCH:-}" ] || { echo "job.sh: MU_GPUS and MU_LAUNCH: the launcher places the steps, give one of them" >&2; exit 2; }
+    [ -z "$launch" ] || { echo "job.sh: MU_GPUS and MU_LAUNCH (or MU_TRAIN_LAUNCH): the launcher places the steps, give one of them" >&2; exit 2; }
     mkdir -p "$dir" || { echo "job.sh: cannot make the GPU lock directory $dir" >&2; exit 1; }
     while :; do
         for g in $MU_GPUS; do
@@ -38,7 +47,7 @@ take_gpu() {
 [ -z "${MU_GPUS:-}" ] || take_gpu
 
 threads=${MU_THREADS:-auto}
-if [ "$threads" = auto ] && [ -z "${OMP_NUM_THREADS:-}" ] && [ -z "${MU_LAUNCH:-}" ]; then
+if [ "$threads" = auto ] && [ -z "${OMP_NUM_THREADS:-}" ] && [ -z "$launch" ]; then
     jobs=1
     for w in ${MAKEFLAGS:-}; do
         case $w in
@@ -59,4 +68,4 @@ elif [ "$threads" != auto ]; then
     export OMP_NUM_THREADS=$threads
 fi
 # shellcheck disable=SC2086   # the launcher is a command prefix, split into words
-exec ${MU_LAUNCH:-} "$@"
+exec $launch "$@"

@@ -10,11 +10,19 @@
 #   GPUS     this machine's GPUs for the steps, e.g. GPUS='0 1 2 3' with make -j4 and
 #            MU_DEVICE=cuda: each step takes a GPU no other step holds (CUDA_VISIBLE_DEVICES)
 #            and waits while all are held. Empty (default): the steps see every GPU.
+#   TRAIN_LAUNCH  for the mu-train steps, in place of LAUNCH: a launcher of several processes
+#            that train one model together (data parallelism over MPI, mu-train(1)), e.g.
+#            make -f pipelines/tofu.mk TRAIN_LAUNCH='mpirun -np 4' MU_DEVICE=cuda (4 GPUs
+#            here) or TRAIN_LAUNCH='srun -n 4 --gres=gpu:4' (Slurm). The pipeline's --accum
+#            must be at least the number of processes. It changes a result only by the
+#            order of float sums (the same bits run to run for a given count).
 # None of them changes a result, so none is a knob (pipelines/knobs.mk).
 LAUNCH  ?=
 THREADS ?= auto
 GPUS    ?=
 export MU_LAUNCH  := $(LAUNCH)
+TRAIN_LAUNCH ?=
+export MU_TRAIN_LAUNCH := $(TRAIN_LAUNCH)
 export MU_THREADS := $(THREADS)
 export MU_GPUS    := $(GPUS)
 JOB := pipelines/job.sh

@@ -31,6 +31,15 @@ fi
 t jobs_launch_ran_every_step bash -c "[ \"\$(grep -c '^mu-train ' '$T/launch.log')\" = 2 ] && [ \"\$(wc -l < '$T/launch.log')\" = 2 ]"
 t jobs_launch_same_results bash -c "cmp '$T/here/learned.safetensors' '$T/there/learned.safetensors' &&
     cmp '$T/here/unlearned.safetensors' '$T/there/unlearned.safetensors'"
+# TRAIN_LAUNCH: the mu-train steps alone go through it (the others run here)
+if LAUNCH_LOG=$T/tlaunch.log tiny -j2 OUT="$T/tl" TRAIN_LAUNCH="$T/launch"; then
+  t jobs_train_launch_runs_mu_train_only bash -c "[ \"\$(grep -c '^mu-train ' '$T/tlaunch.log')\" = 2 ] &&
+    [ \"\$(wc -l < '$T/tlaunch.log')\" = 2 ] && cmp '$T/here/unlearned.safetensors' '$T/tl/unlearned.safetensors'"
+else
+  fail jobs_train_launch "make -f pipelines/tiny.mk TRAIN_LAUNCH=... failed"
+fi
+t jobs_train_launch_not_for_others bash -c "[ \"\$(MU_TRAIN_LAUNCH=false bash '$JOBSH' echo here)\" = here ]"
+expect_fail jobs_gpus_with_train_launch 2 "MU_GPUS and MU_LAUNCH" env MU_GPUS=0 MU_TRAIN_LAUNCH=env MU_GPU_LOCKS="$T/gpulocks" bash "$JOBSH" mu-train --version
 
 # GPU slots (MU_GPUS, jobs.mk's GPUS): 6 steps at once on 2 GPUs: each sees one GPU as
 # CUDA_VISIBLE_DEVICES, never one another step holds (a step's mkdir of its GPU's busy
