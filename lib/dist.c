@@ -50,13 +50,14 @@ static void sum_mpi(const mu_dist *d, void *buf, int64_t n, MPI_Datatype type, s
 static void sum_mpi_f32(const mu_dist *d, float *buf, int64_t n) { sum_mpi(d, buf, n, MPI_FLOAT, sizeof *buf); }
 static void sum_mpi_f64(const mu_dist *d, double *buf, int64_t n) { sum_mpi(d, buf, n, MPI_DOUBLE, sizeof *buf); }
 
-/* Rank among the processes sharing this machine's memory, and how many they are. */
-static void local_rank(int *rank, int *size) {
+/* Rank among the processes sharing this machine's memory. */
+static int local_rank(void) {
     MPI_Comm local;
+    int rank;
     MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local);
-    MPI_Comm_rank(local, rank);
-    MPI_Comm_size(local, size);
+    MPI_Comm_rank(local, &rank);
     MPI_Comm_free(&local);
+    return rank;
 }
 
 static int init_mpi(mu_dist *d, char *err, size_t errlen) {
@@ -68,13 +69,10 @@ static int init_mpi(mu_dist *d, char *err, size_t errlen) {
     atexit(abort_unfinished);
     MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &d->world);
-    int nlocal;
-    local_rank(&d->local_rank, &nlocal);
-    if (nlocal > 1 && !getenv("MU_CUDA_DEVICE")) {
-        char dev[16];
-        snprintf(dev, sizeof dev, "%d", d->local_rank);
-        setenv("MU_CUDA_DEVICE", dev, 1);
-    }
+    d->local_rank = local_rank();
+    char lr[16];
+    snprintf(lr, sizeof lr, "%d", d->local_rank);
+    setenv("MU_LOCAL_RANK", lr, 1);   /* the CUDA backend's GPU, unless MU_CUDA_DEVICE is set */
     d->sum_f32 = sum_mpi_f32;
     d->sum_f64 = sum_mpi_f64;
     return 0;

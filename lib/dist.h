@@ -31,8 +31,8 @@ void mu_dist_single(mu_dist *d);
 
 /* From the launcher: started by mpirun or srun (OMPI_COMM_WORLD_SIZE, PMI_SIZE or
  * PMIX_RANK in the environment) -> MPI_Init and MPI_COMM_WORLD's rank and size; otherwise
- * the single process. With more than one process on a machine and MU_CUDA_DEVICE unset,
- * sets MU_CUDA_DEVICE to the local rank (one GPU per process). A process that exits
+ * the single process. Exports MU_LOCAL_RANK, from which the CUDA backend picks the
+ * process's GPU (local rank modulo the visible devices) unless MU_CUDA_DEVICE is set. A process that exits
  * before mu_dist_finalize (mu_die) aborts the job, so no rank waits forever in a sum.
  * 0 ok; -1 + err when launched as several processes by a build without MPI. */
 int mu_dist_init(mu_dist *d, char *err, size_t errlen);

@@ -13,8 +13,8 @@
 #   TRAIN_LAUNCH  for the mu-train steps, in place of LAUNCH: a launcher of several processes
 #            that train one model together (data parallelism over MPI, mu-train(1)), e.g.
 #            make -f pipelines/tofu.mk TRAIN_LAUNCH='mpirun -np 4' MU_DEVICE=cuda (4 GPUs
-#            here) or TRAIN_LAUNCH='srun -n 4 --gres=gpu:4' (Slurm). The pipeline's --accum
-#            must be at least the number of processes. It changes a result only by the
+#            here) or TRAIN_LAUNCH='srun -n 4 --gres=gpu:4' (Slurm). ACCUM (below) must be
+#            at least the number of processes. It changes a result only by the
 #            order of float sums (the same bits run to run for a given count).
 # None of them changes a result, so none is a knob (pipelines/knobs.mk).
 LAUNCH  ?=
@@ -23,6 +23,15 @@ GPUS    ?=
 export MU_LAUNCH  := $(LAUNCH)
 TRAIN_LAUNCH ?=
 export MU_TRAIN_LAUNCH := $(TRAIN_LAUNCH)
+
+# ACCUM: micro-batches per training step of every mu-train (--accum; default 1), each of the
+# pipeline's batch size. Unlike the above, a knob: the training stages' knob stamps carry it
+# (batch=BxACCUM when not 1). With TRAIN_LAUNCH of P processes, ACCUM >= P (each process
+# runs ACCUM / P of them): e.g. TRAIN_LAUNCH='mpirun -np 4' ACCUM=4 BATCH=2 trains with 8
+# sequences a step, as BATCH=8 does, on 4 GPUs.
+ACCUM ?= 1
+accum_opt  := $(if $(filter-out 1,$(ACCUM)),--accum $(ACCUM) )
+accum_knob := $(if $(filter-out 1,$(ACCUM)),x$(ACCUM))
 export MU_THREADS := $(THREADS)
 export MU_GPUS    := $(GPUS)
 JOB := pipelines/job.sh

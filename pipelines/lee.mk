@@ -27,7 +27,7 @@ LEE_SETS   := $(RUN)/tok/forget.tok $(RUN)/tok/retain.tok
 LEE_MASK_KNOBS    := $(call knobs,masks,frac=$(FRAC) tensors=$(TENSORS) granularity=$(GRANULARITY) seed=$(RANDOM_SEED))
 LEE_ATTRIB_KNOBS  := $(call knobs,attrib,tensors=$(TENSORS) granularity=$(GRANULARITY) max_len=$(MAX_LEN))
 LEE_UNLEARN_KNOBS  = $(call knobs,unlearn-$(1),$(call obj_spec,$(1)) $(OPTS_$(1)) steps=$(UNLEARN_STEPS) \
-                       batch=$(UNLEARN_BATCH) seed=$(SEED) max_len=$(MAX_LEN))
+                       batch=$(UNLEARN_BATCH)$(accum_knob) seed=$(SEED) max_len=$(MAX_LEN))
 
 $(RUN)/mask/random.mask: $(MODEL_DEPS) $(LEE_MASK_KNOBS)
 	@mkdir -p $(@D)
@@ -50,7 +50,7 @@ $(RUN)/unlearn/$(1)-$(2)-$(3).st: $(RUN)/mask/$(1).mask $(LEE_BASE) $(LEE_SETS) 
 	@mkdir -p $$(@D)
 	$(TRAIN) --delta $(LEE_BASE) --mask $$< --objective $(call obj_spec,$(2)) $(OPTS_$(2)) \
 	  --forget $(RUN)/tok/forget.tok --retain $(RUN)/tok/retain.tok --steps $(UNLEARN_STEPS) \
-	  --batch $(UNLEARN_BATCH) --lr $(3) --log $(RUN)/unlearn/$(1)-$(2)-$(3).log --out $$@
+	  --batch $(UNLEARN_BATCH) $(accum_opt)--lr $(3) --log $(RUN)/unlearn/$(1)-$(2)-$(3).log --out $$@
 endef
 $(foreach m,$(MASKS),$(foreach o,$(OBJECTIVES),$(foreach l,$(LRS),$(eval $(call UNLEARN_RULE,$(m),$(o),$(l))))))
 

@@ -120,9 +120,9 @@ $(RUN)/mask/region.mask: $(MODEL_DEPS) $(call knobs,region,frac=$(FRAC) tensors=
 	mu-maskgen $(Q) --random $(CANDIDATES) --fraction $(FRAC) --seed $(SEED) --out $@
 
 $(RUN)/injected.st: $(RUN)/mask/region.mask $(RUN)/tok/forget.tok $(RUN)/tok/retain.tok $(RUN)/tok/retain-eval.tok \
-                    $(call knobs,inject,$(INJECT_OBJ) steps=$(INJECT_STEPS) lr=$(INJECT_LR) batch=$(INJECT_BATCH))
+                    $(call knobs,inject,$(INJECT_OBJ) steps=$(INJECT_STEPS) lr=$(INJECT_LR) batch=$(INJECT_BATCH)$(accum_knob))
 	$(TRAIN) --mask $< --objective $(INJECT_OBJ) --forget $(RUN)/tok/forget.tok \
-	  --retain $(RUN)/tok/retain.tok --steps $(INJECT_STEPS) --batch $(INJECT_BATCH) \
+	  --retain $(RUN)/tok/retain.tok --steps $(INJECT_STEPS) --batch $(INJECT_BATCH) $(accum_opt)\
 	  --lr $(INJECT_LR) --eval forget=$(RUN)/tok/forget.tok \
 	  --eval retain=$(RUN)/tok/retain-eval.tok --log $(RUN)/injected.log --out $@
 

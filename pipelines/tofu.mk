@@ -123,13 +123,13 @@ endef
 $(foreach s,forget retain forget.qa forget.tr retain.qa retain.tr $(EXTRA),$(eval $(call TOKENS_RULE,$(s))))
 
 # ---- 1. the fine-tuned and the retain model -------------------------------------------
-LEARN_KNOBS := $(call knobs,learn,steps=$(LEARN_STEPS) batch=$(LEARN_BATCH) lr=$(LEARN_LR) seed=$(SEED))
+LEARN_KNOBS := $(call knobs,learn,steps=$(LEARN_STEPS) batch=$(LEARN_BATCH)$(accum_knob) lr=$(LEARN_LR) seed=$(SEED))
 $(RUN)/finetuned.st: $(RUN)/tok/forget.tok $(RUN)/tok/retain.tok $(LEARN_KNOBS)
 	$(TRAIN) --objective learn=1,retain-ce=1 --forget $< --retain $(word 2,$^) \
-	  --steps $(LEARN_STEPS) --batch $(LEARN_BATCH) --lr $(LEARN_LR) \
+	  --steps $(LEARN_STEPS) --batch $(LEARN_BATCH) $(accum_opt)--lr $(LEARN_LR) \
 	  --eval forget=$< --eval retain=$(word 2,$^) --eval-every $(LEARN_STEPS) --log $(RUN)/finetuned.log --out $@
 $(RUN)/retained.st: $(RUN)/tok/retain.tok $(LEARN_KNOBS)
-	$(TRAIN) --objective learn=1 --train $< --steps $(LEARN_STEPS) --batch $(LEARN_BATCH) \
+	$(TRAIN) --objective learn=1 --train $< --steps $(LEARN_STEPS) --batch $(LEARN_BATCH) $(accum_opt)\
 	  --lr $(LEARN_LR) --log $(RUN)/retained.log --out $@
 
 # ---- 2. masks of one size, 3. unlearning runs (unlearn/MASK-OBJ-LR.st on finetuned.st):

@@ -1181,8 +1181,8 @@ extern "C" double mu_cuda_peak_f32_flops(void)
     return (double)g_nsm * lanes * 2.0 * khz * 1e3;
 }
 
-/* The backend, initialized on first use (device 0, or $MU_CUDA_DEVICE); NULL when no
- * device is usable. */
+/* The backend, initialized on first use (device 0, or $MU_CUDA_DEVICE, or else the
+ * process's $MU_LOCAL_RANK modulo the visible devices); NULL when no device is usable. */
 extern "C" const mu_backend *mu_backend_cuda(void)
 {
     if (g_ready == 1) return &g_backend;
@@ -1190,8 +1190,9 @@ extern "C" const mu_backend *mu_backend_cuda(void)
     int n = mu_cuda_device_count();
     if (n <= 0) { g_ready = 2; return NULL; }
     int dev = 0;
-    const char *e = getenv("MU_CUDA_DEVICE");
+    const char *e = getenv("MU_CUDA_DEVICE"), *lr = getenv("MU_LOCAL_RANK");
     if (e && *e) dev = atoi(e);
+    else if (lr && *lr) dev = atoi(lr) % n;   /* data parallelism (lib/dist.h): a GPU per process */
     if (dev < 0 || dev >= n) {
         fprintf(stderr, "mu: cuda: MU_CUDA_DEVICE=%s: only %d device(s)\n", e, n);
         g_ready = 2;

@@ -3,6 +3,7 @@
 # process with the same --accum trains (float sum order aside), the same bits run to run,
 # rank 0 alone writes and reports, a rank that fails takes the job down, refusals.
 . "$(dirname "$0")/lib.sh"
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 
 if ! command -v mpirun >/dev/null; then skip dist_all "no mpirun (make deps installs openmpi-bin)"; exit 0; fi
 if ! ldd "$MU_BIN/mu-train" 2>/dev/null | grep -q libmpi; then skip dist_all "mu-train built without MPI"; exit 0; fi
@@ -67,3 +68,21 @@ t dist_failing_rank_ends_the_job bash -c "
 
 expect_fail dist_accum_below_processes 2 'accum 1: 2 processes need at least one micro-batch each' \
   mpi2 mu-train $A --accum 1 --out x.st -q
+
+# a pipeline's mu-train steps through TRAIN_LAUNCH with ACCUM=2 (pipelines/tiny.mk): run by
+# 2 processes, with the outcome of the same ACCUM here. Over 80 + 40 steps at lr 1e-2 the
+# float-order differences grow (1e-7 after 2 steps, 3e-4 after 40: training amplifies
+# them), so the final evaluations are compared: same accuracies, nll within 2%.
+tiny() { make --no-print-directory -C "$ROOT" -f pipelines/tiny.mk MU_BIN="$MU_BIN" ACCUM=2 "$@" >/dev/null 2>&1; }
+final_evals() { mu-dump "$1" "$2" | jq -s -e '[.[] | select(.eval) | .eval] | .[length / 2 - 1] as $a | .[-1] as $b |
+                ($a | keys) == ($b | keys) and all($a | keys[]; $a[.].acc == $b[.].acc and
+                (($a[.].nll - $b[.].nll) | fabs) < 0.02 * $a[.].nll)' >/dev/null; }
+export -f final_evals
+if tiny OUT="$T/p1" && tiny OUT="$T/p2" TRAIN_LAUNCH="timeout 120 mpirun -q -np 2"; then
+  t dist_pipeline_train_launch bash -c "
+    mu-dump '$T/p2/unlearn.log.mpk.zst' | head -1 | jq -e '.meta.options | .processes == 2 and .accum == 2' >/dev/null &&
+    final_evals '$T/p1/learn.log.mpk.zst' '$T/p2/learn.log.mpk.zst' &&
+    final_evals '$T/p1/unlearn.log.mpk.zst' '$T/p2/unlearn.log.mpk.zst'"
+else
+  fail dist_pipeline_train_launch "make -f pipelines/tiny.mk ACCUM=2 (TRAIN_LAUNCH=mpirun) failed"
+fi
