@@ -11,7 +11,12 @@
 #include "safetensors.h"
 #include <limits.h>
 #include <math.h>
+#include <cblas.h>
+#include <omp.h>
 #include <pthread.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static mu_config tiny_cfg(void) {
     mu_config c;
@@ -1015,56 +1020,71 @@ TEST(train_device_step_moves_no_logits) {
     }
 }
 
-/* ---- data parallelism (lib/dist.h), the processes played by threads ---- */
+/* ---- data parallelism (lib/dist.h) over forked processes, as MPI ranks are ---- */
 
-/* A dist.h sum over threads: each rank posts its buffer, rank 0 adds the others' in rank
- * order, every rank copies rank 0's. */
-typedef struct { pthread_barrier_t bar; int world; void *slot[4]; } rank_group;
+/* Ranks are processes (not threads: the CPU backend switches OpenBLAS's thread count around
+ * small GEMMs, which is process state) sharing one mapping: a process-shared barrier, a slot
+ * per rank for dist.h's sums, and each rank's results. The test's own process runs no
+ * model code, so each child starts with a fresh OpenMP runtime. */
+#define RANK_SLOT (1 << 20)
+#define RANK_FLOATS (1 << 16)
+typedef struct {
+    int ok;
+    double loss, nll;            /* last step's loss, evaluation nll after training */
+    int64_t steps, n;
+    char err[512];
+    float v[RANK_FLOATS];        /* every parameter after training, concatenated */
+} rank_result;
+typedef struct {
+    pthread_barrier_t bar;
+    int world;
+    _Alignas(64) unsigned char slot[3][RANK_SLOT];
+    rank_result res[3];
+} rank_group;
 
-static void group_sum(const mu_dist *d, void *buf, int64_t n, int f64) {
+/* dist.h's sum: each rank posts its buffer, rank 0 adds the others' in rank order and posts
+ * the sum, which every rank copies. */
+static void group_sum(const mu_dist *d, void *buf, int64_t n, size_t size) {
     rank_group *g = d->ctx;
-    g->slot[d->rank] = buf;
+    if ((size_t)n * size > RANK_SLOT) _exit(3);
+    memcpy(g->slot[d->rank], buf, (size_t)n * size);
     pthread_barrier_wait(&g->bar);
-    for (int r = 1; d->rank == 0 && r < g->world; r++)
-        for (int64_t i = 0; i < n; i++) {
-            if (f64) ((double *)buf)[i] += ((const double *)g->slot[r])[i];
-            else ((float *)buf)[i] += ((const float *)g->slot[r])[i];
-        }
+    if (d->rank == 0) {
+        for (int r = 1; r < g->world; r++)
+            for (int64_t i = 0; i < n; i++) {
+                if (size == sizeof(double)) ((double *)buf)[i] += ((const double *)g->slot[r])[i];
+                else ((float *)buf)[i] += ((const float *)g->slot[r])[i];
+            }
+        memcpy(g->slot[0], buf, (size_t)n * size);
+    }
     pthread_barrier_wait(&g->bar);
-    if (d->rank) memcpy(buf, g->slot[0], (size_t)n * (f64 ? sizeof(double) : sizeof(float)));
+    if (d->rank) memcpy(buf, g->slot[0], (size_t)n * size);
     pthread_barrier_wait(&g->bar);
 }
-static void group_sum_f32(const mu_dist *d, float *buf, int64_t n) { group_sum(d, buf, n, 0); }
-static void group_sum_f64(const mu_dist *d, double *buf, int64_t n) { group_sum(d, buf, n, 1); }
+static void group_sum_f32(const mu_dist *d, float *buf, int64_t n) { group_sum(d, buf, n, sizeof *buf); }
+static void group_sum_f64(const mu_dist *d, double *buf, int64_t n) { group_sum(d, buf, n, sizeof *buf); }
 
-typedef struct {
-    rank_group *g;          /* NULL: one process */
-    int rank, variant;
-    const mu_backend *be;
-    float **params;         /* the model's parameters after training */
-    double loss, nll;       /* last step's loss, evaluation nll after training */
-    int64_t steps;
-    char err[512];
-} rank_run;
-
-/* One rank's run of variant 0 (npo, dpo and retain-ce on the mixed mask: reference log-probs
- * shared out), 1 (weight masking) or 2 (LoRA on every matrix): 3 steps of 4 micro-batches of
- * 2, evaluated every 2 steps on 5 facts (batches of 2 shared out). */
-static void *rank_train(void *arg) {
-    rank_run *j = arg;
+/* Rank `rank` of g (g->world 1: a plain run, no dist) of variant 0 (npo, dpo and retain-ce on
+ * the mixed mask: reference log-probs shared out), 1 (weight masking) or 2 (LoRA on every
+ * matrix): 3 steps of 4 micro-batches of 2, evaluated every 2 steps on 5 facts (batches of
+ * 2 shared out); backend: the CPU, or (device 1) the CPU posing as a device. */
+static void rank_train(rank_group *g, int rank, int variant, int device, rank_result *out) {
     static const char *specs[] = {"npo=1,dpo=0.3,retain-ce=0.5", "log1mp=1,retain-ce=1", "learn=1,retain-ce=0.5"};
+    static mu_backend fake;
+    fake = *mu_backend_cpu();
+    fake.host_memory = 0;
     mu_config c = tiny_cfg();
-    mu_model *m = mu_model_init_random(&c, 12, 0.2f, j->be, j->err, sizeof j->err);
-    if (!m) return NULL;
+    mu_model *m = mu_model_init_random(&c, 12, 0.2f, device ? &fake : mu_backend_cpu(), out->err, sizeof out->err);
+    if (!m) return;
     mu_mask mask;
     mixed_mask(m, &mask);
     mu_train_opts o;
     mu_train_opts_default(&o);
-    mu_objective_parse(specs[j->variant], o.coef, j->err, sizeof j->err);
+    mu_objective_parse(specs[variant], o.coef, out->err, sizeof out->err);
     o.steps = 3; o.batch = 2; o.accum = 4; o.opt.lr = 1e-2; o.opt.weight_decay = 0.05; o.eval_every = 2;
-    if (j->variant == 1) { o.weight_mask = 1; o.weight_mask_lambda = 0.01; }
-    if (j->variant == 2) { o.lora_r = 2; o.lora_alpha = 4; }
-    mu_trainer *t = mu_trainer_new(m, NULL, j->variant == 2 ? NULL : &mask, &o, j->err, sizeof j->err);
+    if (variant == 1) { o.weight_mask = 1; o.weight_mask_lambda = 0.01; }
+    if (variant == 2) { o.lora_r = 2; o.lora_alpha = 4; }
+    mu_trainer *t = mu_trainer_new(m, NULL, variant == 2 ? NULL : &mask, &o, out->err, sizeof out->err);
     if (t) {
         mu_train_set f, r, ev;
         facts(&f, 9, 7, 1);
@@ -1073,22 +1093,58 @@ static void *rank_train(void *arg) {
         mu_trainer_set_data(t, MU_DATA_FORGET, &f);
         mu_trainer_set_data(t, MU_DATA_RETAIN, &r);
         mu_trainer_add_eval(t, "facts", &ev);
-        if (j->g) {
-            mu_dist d = {.rank = j->rank, .world = j->g->world, .sum_f32 = group_sum_f32,
-                         .sum_f64 = group_sum_f64, .ctx = j->g};
+        if (g->world > 1) {
+            mu_dist d = {.rank = rank, .world = g->world, .sum_f32 = group_sum_f32, .sum_f64 = group_sum_f64, .ctx = g};
             mu_trainer_set_dist(t, &d);
         }
-        if (mu_trainer_run(t, NULL, j->err, sizeof j->err) == 0) {
-            j->steps = mu_trainer_step(t);
-            j->loss = mu_trainer_last_loss(t);
-            j->nll = mu_trainer_eval_metric(t, "facts.nll");
-            j->params = snapshot(m);
+        if (mu_trainer_run(t, NULL, out->err, sizeof out->err) == 0) {
+            out->steps = mu_trainer_step(t);
+            out->loss = mu_trainer_last_loss(t);
+            out->nll = mu_trainer_eval_metric(t, "facts.nll");
+            out->ok = 1;
+            for (int i = 0; i < mu_model_n_params(m) && out->ok; i++) {   /* LoRA: the merged weights */
+                int64_t k = mu_model_param(m, i)->numel;
+                if (out->n + k > RANK_FLOATS) { snprintf(out->err, sizeof out->err, "too many parameters"); out->ok = 0; }
+                else mu_model_get_param(m, i, out->v + out->n);
+                out->n += k;
+            }
         }
         mu_trainer_free(t);
     }
     mu_mask_free(&mask);
     mu_model_free(m);
-    return NULL;
+}
+
+/* Runs world ranks as child processes (60 s each at most); 0 when every one exited 0. */
+static int run_ranks(rank_group *g, int world, int variant, int device) {
+    memset(g->res, 0, sizeof g->res);
+    g->world = world;
+    pthread_barrierattr_t a;
+    pthread_barrierattr_init(&a);
+    pthread_barrierattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    pthread_barrier_init(&g->bar, &a, (unsigned)world);
+    pid_t pid[3];
+    for (int r = 0; r < world; r++) {
+        pid[r] = fork();
+        if (pid[r] == 0) {
+            alarm(60);
+            omp_set_num_threads(1);   /* ranks share the cores; results do not depend on it */
+            openblas_set_num_threads(1);
+            rank_train(g, r, variant, device, &g->res[r]);
+            _exit(g->res[r].ok ? 0 : 1);
+        }
+    }
+    int bad = 0;
+    for (int r = 0; r < world; r++) {
+        int st = 0;
+        if (pid[r] < 0 || waitpid(pid[r], &st, 0) < 0) st = -1;
+        if (st && !g->res[r].err[0])
+            snprintf(g->res[r].err, sizeof g->res[r].err, "%s %d", WIFSIGNALED(st) ? "killed by signal" : "exit",
+                     WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+        bad |= st != 0;
+    }
+    /* (not pthread_barrier_destroy: a rank that died inside the barrier would hang it) */
+    return bad ? -1 : 0;
 }
 
 /* 2 and 3 ranks (3: uneven, 2 + 1 + 1 micro-batches), on the CPU and (2 ranks) on the CPU
@@ -1096,54 +1152,34 @@ static void *rank_train(void *arg) {
  * bits, and they are one process's parameters with the same accumulation up to the order
  * of float sums (the gradients' sum order differs: 6e-8 here, one ulp; checked < 1e-6). */
 TEST(train_data_parallel_ranks_agree_and_match_one_process) {
-    static mu_backend fake;
-    fake = *mu_backend_cpu();
-    fake.host_memory = 0;
-    mu_config c = tiny_cfg();
-    char err[256];
-    mu_model *shape = mu_model_init_random(&c, 12, 0.2f, mu_backend_cpu(), err, sizeof err);
-    int np = mu_model_n_params(shape);
+    rank_group *g = mmap(NULL, sizeof *g, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK(g != MAP_FAILED);
+    if (g == MAP_FAILED) return;
+    static rank_result one;
     for (int variant = 0; variant < 3; variant++) {
-        rank_run one = {.variant = variant, .be = mu_backend_cpu()};
-        rank_train(&one);
-        CHECK_MSG(one.params, "variant %d: %s", variant, one.err);
-        if (!one.params) continue;
+        CHECK_MSG(run_ranks(g, 1, variant, 0) == 0, "variant %d, one process: %s", variant, g->res[0].err);
+        one = g->res[0];
+        if (!one.ok) continue;
         for (int setup = 0; setup < 3; setup++) {
             int world = setup == 1 ? 3 : 2;
-            rank_group g = {.world = world};
-            pthread_barrier_init(&g.bar, NULL, (unsigned)world);
-            rank_run run[3];
-            pthread_t th[3];
-            for (int r = 0; r < world; r++) {
-                run[r] = (rank_run){.g = &g, .rank = r, .variant = variant,
-                                    .be = setup == 2 ? &fake : mu_backend_cpu()};
-                pthread_create(&th[r], NULL, rank_train, &run[r]);
-            }
-            for (int r = 0; r < world; r++) pthread_join(th[r], NULL);
-            pthread_barrier_destroy(&g.bar);
-            for (int r = 0; r < world; r++) CHECK_MSG(run[r].params, "variant %d rank %d: %s", variant, r, run[r].err);
-            if (!run[0].params) continue;
-            CHECK_EQ_INT(run[0].steps, 3);
-            CHECK_CLOSE(run[0].loss, one.loss, 1e-6, 0);
-            CHECK_CLOSE(run[0].nll, one.nll, 1e-6, 0);
+            const char *how = setup == 2 ? " (device path)" : "";
+            int rc = run_ranks(g, world, variant, setup == 2);
+            for (int r = 0; r < world; r++)
+                CHECK_MSG(rc == 0 && g->res[r].ok, "variant %d, %d ranks%s: rank %d: %s", variant, world, how, r,
+                          g->res[r].err);
+            if (rc) continue;
+            CHECK_EQ_INT(g->res[0].steps, 3);
+            CHECK_EQ_INT(g->res[0].n, one.n);
+            CHECK_CLOSE(g->res[0].loss, one.loss, 1e-6, 0);
+            CHECK_CLOSE(g->res[0].nll, one.nll, 1e-6, 0);
+            for (int r = 1; r < world; r++)
+                CHECK_MSG(memcmp(g->res[r].v, g->res[0].v, (size_t)one.n * sizeof(float)) == 0,
+                          "variant %d, %d ranks%s: rank %d's parameters differ from rank 0's", variant, world, how, r);
             double worst = 0;
-            for (int i = 0; i < np; i++) {
-                int64_t n = mu_model_param(shape, i)->numel;
-                for (int r = 1; r < world; r++)
-                    if (run[r].params)
-                        CHECK_MSG(memcmp(run[r].params[i], run[0].params[i], (size_t)n * 4) == 0,
-                                  "variant %d, %d ranks: rank %d's %s differs from rank 0's", variant, world, r,
-                                  mu_model_param(shape, i)->info.name);
-                for (int64_t e = 0; e < n; e++) {
-                    double d = fabs((double)run[0].params[i][e] - one.params[i][e]);
-                    if (d > worst) worst = d;
-                }
-            }
+            for (int64_t e = 0; e < one.n; e++) worst = fmax(worst, fabs((double)g->res[0].v[e] - one.v[e]));
             CHECK_MSG(worst < 1e-6, "variant %d, %d ranks%s: parameters differ from one process's by %g", variant,
-                      world, setup == 2 ? " (device path)" : "", worst);
-            for (int r = 0; r < world; r++) if (run[r].params) free_snapshot(shape, run[r].params);
+                      world, how, worst);
         }
-        free_snapshot(shape, one.params);
     }
-    mu_model_free(shape);
+    munmap(g, sizeof *g);
 }
