@@ -175,12 +175,12 @@ $(RUN)/edit-$(1).st: $(RUN)/tok/edit.tok $(RUN)/tok/keep.tok $(MODEL_DEPS) $(fil
                      $(call knobs,edit-$(1),mask=$(MASK_$(1)) obj=$(EDIT_OBJ) steps=$(EDIT_STEPS) lr=$(EDIT_LR) batch=$(BATCH)$(accum_knob) seed=$(SEED))
 	$(JOB) mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) --mask $(MASK_$(1)) --objective $(EDIT_OBJ) \
 	  --forget $(RUN)/tok/edit.tok --retain $(RUN)/tok/keep.tok --steps $(EDIT_STEPS) \
-	  --batch $(BATCH) $(accum_opt)--lr $(EDIT_LR) --seed $(SEED) --log $(RUN)/edit-$(1).log --out $$@
+	  --batch $(BATCH)$(accum_opt) --lr $(EDIT_LR) --seed $(SEED) --log $(RUN)/edit-$(1).log --out $$@
 $(RUN)/relearn-$(1).st: $(RUN)/edit-$(1).st $(RUN)/tok/relearn.tok \
                         $(call knobs,relearn,mask=$(RELEARN_MASK) $(if $(RELEARN_LORA),lora=$(RELEARN_LORA) )steps=$(RELEARN_STEPS) lr=$(RELEARN_LR) batch=$(BATCH)$(accum_knob) seed=$(SEED))
 	$(JOB) mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) --delta $(RUN)/edit-$(1).st $(if $(RELEARN_MASK),--mask $(RELEARN_MASK)) $(if $(RELEARN_LORA),--lora $(RELEARN_LORA)) \
 	  --objective learn --train $(RUN)/tok/relearn.tok --steps $(RELEARN_STEPS) \
-	  --batch $(BATCH) $(accum_opt)--lr $(RELEARN_LR) --seed $(SEED) --log $(RUN)/relearn-$(1).log --out $$@
+	  --batch $(BATCH)$(accum_opt) --lr $(RELEARN_LR) --seed $(SEED) --log $(RUN)/relearn-$(1).log --out $$@
 endef
 $(foreach l,$(LOCS),$(eval $(call EDIT_RULE,$(l))))
 # the attacks' dense deltas are kept only with KEEP_RELEARN=1 (pipelines/common.mk)

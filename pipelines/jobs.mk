@@ -30,7 +30,7 @@ export MU_TRAIN_LAUNCH := $(TRAIN_LAUNCH)
 # runs ACCUM / P of them): e.g. TRAIN_LAUNCH='mpirun -np 4' ACCUM=4 BATCH=2 trains with 8
 # sequences a step, as BATCH=8 does, on 4 GPUs.
 ACCUM ?= 1
-accum_opt  := $(if $(filter-out 1,$(ACCUM)),--accum $(ACCUM) )
+accum_opt  := $(if $(filter-out 1,$(ACCUM)), --accum $(ACCUM))
 accum_knob := $(if $(filter-out 1,$(ACCUM)),x$(ACCUM))
 export MU_THREADS := $(THREADS)
 export MU_GPUS    := $(GPUS)

@@ -50,7 +50,7 @@ $(RUN)/unlearn/$(1)-$(2)-$(3).st: $(RUN)/mask/$(1).mask $(LEE_BASE) $(LEE_SETS) 
 	@mkdir -p $$(@D)
 	$(TRAIN) --delta $(LEE_BASE) --mask $$< --objective $(call obj_spec,$(2)) $(OPTS_$(2)) \
 	  --forget $(RUN)/tok/forget.tok --retain $(RUN)/tok/retain.tok --steps $(UNLEARN_STEPS) \
-	  --batch $(UNLEARN_BATCH) $(accum_opt)--lr $(3) --log $(RUN)/unlearn/$(1)-$(2)-$(3).log --out $$@
+	  --batch $(UNLEARN_BATCH)$(accum_opt) --lr $(3) --log $(RUN)/unlearn/$(1)-$(2)-$(3).log --out $$@
 endef
 $(foreach m,$(MASKS),$(foreach o,$(OBJECTIVES),$(foreach l,$(LRS),$(eval $(call UNLEARN_RULE,$(m),$(o),$(l))))))
 

@@ -122,7 +122,7 @@ $(RUN)/mask/region.mask: $(MODEL_DEPS) $(call knobs,region,frac=$(FRAC) tensors=
 $(RUN)/injected.st: $(RUN)/mask/region.mask $(RUN)/tok/forget.tok $(RUN)/tok/retain.tok $(RUN)/tok/retain-eval.tok \
                     $(call knobs,inject,$(INJECT_OBJ) steps=$(INJECT_STEPS) lr=$(INJECT_LR) batch=$(INJECT_BATCH)$(accum_knob))
 	$(TRAIN) --mask $< --objective $(INJECT_OBJ) --forget $(RUN)/tok/forget.tok \
-	  --retain $(RUN)/tok/retain.tok --steps $(INJECT_STEPS) --batch $(INJECT_BATCH) $(accum_opt)\
+	  --retain $(RUN)/tok/retain.tok --steps $(INJECT_STEPS) --batch $(INJECT_BATCH)$(accum_opt) \
 	  --lr $(INJECT_LR) --eval forget=$(RUN)/tok/forget.tok \
 	  --eval retain=$(RUN)/tok/retain-eval.tok --log $(RUN)/injected.log --out $@
 

@@ -148,7 +148,7 @@ $(RUN)/tok/relearn.tok: $(RUN)/tok/cloze-relearn.tok $(RUN)/tok/question-relearn
 $(RUN)/learned.st: $(RUN)/tok/learn.tok $(MODEL) \
                    $(call knobs,learn,steps=$(LEARN_STEPS) lr=$(LEARN_LR) batch=$(BATCH)$(accum_knob) seed=$(SEED))
 	$(JOB) mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) --objective learn --train $< --steps $(LEARN_STEPS) \
-	  --batch $(BATCH) $(accum_opt)--lr $(LEARN_LR) --seed $(SEED) --log $(RUN)/learned.log --out $@
+	  --batch $(BATCH)$(accum_opt) --lr $(LEARN_LR) --seed $(SEED) --log $(RUN)/learned.log --out $@
 
 
 $(RUN)/tok/general.tok: $(GENERAL) $(MODEL)
@@ -166,7 +166,7 @@ $(RUN)/$(2)-$(1)$(5).st: $(RUN)/learned.st $(RUN)/tok/cloze-forget.tok $(RUN)/to
 	$(JOB) mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) --delta $(RUN)/learned.st --mask $(MASK_$(1)) \
 	  --objective $(UNLEARN_OBJ)$(if $(GENERAL),$(comma)general-lm=$(GENERAL_COEF)) \
 	  --forget $(RUN)/tok/cloze-forget.tok $(addprefix --general ,$(GENERAL_TOK)) \
-	  --retain $(RUN)/tok/cloze-maintain.tok $(4) --batch $(BATCH) $(accum_opt)\
+	  --retain $(RUN)/tok/cloze-maintain.tok $(4) --batch $(BATCH)$(accum_opt) \
 	  --seed $(SEED) --log $(RUN)/$(2)-$(1)$(5).log --out $$@
 endef
 # RELEARN_RULE NAME,DELTA: $(RUN)/relearn-NAME.st, the relearning attack on the learned model
@@ -176,7 +176,7 @@ $(RUN)/relearn-$(1).st: $(2) $(RUN)/tok/relearn.tok \
                         $(call knobs,relearn,$(if $(RELEARN_MASK),mask=$(RELEARN_MASK) )$(if $(RELEARN_LORA),lora=$(RELEARN_LORA) )steps=$(RELEARN_STEPS) lr=$(RELEARN_LR) batch=$(BATCH)$(accum_knob) seed=$(SEED))
 	$(JOB) mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) --delta $(RUN)/learned.st --delta $(2) \
 	  $(if $(RELEARN_MASK),--mask $(RELEARN_MASK) )$(if $(RELEARN_LORA),--lora $(RELEARN_LORA) )--objective learn --train $(RUN)/tok/relearn.tok --steps $(RELEARN_STEPS) \
-	  --batch $(BATCH) $(accum_opt)--lr $(RELEARN_LR) --seed $(SEED) --log $(RUN)/relearn-$(1).log --out $$@
+	  --batch $(BATCH)$(accum_opt) --lr $(RELEARN_LR) --seed $(SEED) --log $(RUN)/relearn-$(1).log --out $$@
 endef
 define UNLEARN_RULE
 $(call UNLEARNING_RULE,$(1),unlearn,steps=$(UNLEARN_STEPS) lr=$(UNLEARN_LR),--steps $(UNLEARN_STEPS) --lr $(UNLEARN_LR))

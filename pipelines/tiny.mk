@@ -48,12 +48,12 @@ $(OUT)/%.mpk.zst: $(OUT)/%.jsonl $(OUT)/model/config.json
 	mu-tokenize --model $(OUT)/model --prompt '{name} plays' --target ' {sport}' --out $@ $< $(Q)
 
 $(OUT)/learned.safetensors: $(OUT)/all.mpk.zst $(OUT)/model/config.json
-	$(JOB) mu-train --model $(OUT)/model --objective learn --train $(OUT)/all.mpk.zst --steps 80 --batch 6 $(accum_opt)\
+	$(JOB) mu-train --model $(OUT)/model --objective learn --train $(OUT)/all.mpk.zst --steps 80 --batch 6$(accum_opt) \
 	  --lr 1e-2 --seed 1 --eval all=$(OUT)/all.mpk.zst --log $(OUT)/learn.log.mpk.zst --out $@ $(Q)
 
 $(OUT)/unlearned.safetensors: $(OUT)/learned.safetensors $(OUT)/forget.mpk.zst $(OUT)/retain.mpk.zst
 	$(JOB) mu-train --model $(OUT)/model --delta $(OUT)/learned.safetensors --objective log1mp=1,retain-ce=1 \
-	  --forget $(OUT)/forget.mpk.zst --retain $(OUT)/retain.mpk.zst --mask mlp:1 --steps 40 --batch 3 $(accum_opt)\
+	  --forget $(OUT)/forget.mpk.zst --retain $(OUT)/retain.mpk.zst --mask mlp:1 --steps 40 --batch 3$(accum_opt) \
 	  --lr 5e-3 --seed 1 --eval forget=$(OUT)/forget.mpk.zst --eval retain=$(OUT)/retain.mpk.zst \
 	  --log $(OUT)/unlearn.log.mpk.zst --out $@ $(Q)
 

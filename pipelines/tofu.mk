@@ -126,10 +126,10 @@ $(foreach s,forget retain forget.qa forget.tr retain.qa retain.tr $(EXTRA),$(eva
 LEARN_KNOBS := $(call knobs,learn,steps=$(LEARN_STEPS) batch=$(LEARN_BATCH)$(accum_knob) lr=$(LEARN_LR) seed=$(SEED))
 $(RUN)/finetuned.st: $(RUN)/tok/forget.tok $(RUN)/tok/retain.tok $(LEARN_KNOBS)
 	$(TRAIN) --objective learn=1,retain-ce=1 --forget $< --retain $(word 2,$^) \
-	  --steps $(LEARN_STEPS) --batch $(LEARN_BATCH) $(accum_opt)--lr $(LEARN_LR) \
+	  --steps $(LEARN_STEPS) --batch $(LEARN_BATCH)$(accum_opt) --lr $(LEARN_LR) \
 	  --eval forget=$< --eval retain=$(word 2,$^) --eval-every $(LEARN_STEPS) --log $(RUN)/finetuned.log --out $@
 $(RUN)/retained.st: $(RUN)/tok/retain.tok $(LEARN_KNOBS)
-	$(TRAIN) --objective learn=1 --train $< --steps $(LEARN_STEPS) --batch $(LEARN_BATCH) $(accum_opt)\
+	$(TRAIN) --objective learn=1 --train $< --steps $(LEARN_STEPS) --batch $(LEARN_BATCH)$(accum_opt) \
 	  --lr $(LEARN_LR) --log $(RUN)/retained.log --out $@
 
 # ---- 2. masks of one size, 3. unlearning runs (unlearn/MASK-OBJ-LR.st on finetuned.st):
