@@ -13,7 +13,7 @@ static void sum_none_f32(const mu_dist *d, float *buf, int64_t n) { (void)d, (vo
 static void sum_none_f64(const mu_dist *d, double *buf, int64_t n) { (void)d, (void)buf, (void)n; }
 
 void mu_dist_single(mu_dist *d) {
-    *d = (mu_dist){.rank = 0, .world = 1, .local_rank = 0, .sum_f32 = sum_none_f32, .sum_f64 = sum_none_f64};
+    *d = (mu_dist){.rank = 0, .world = 1, .sum_f32 = sum_none_f32, .sum_f64 = sum_none_f64};
 }
 
 /* The number of processes the launcher started: 0 when none did (or a malformed count),
@@ -69,9 +69,8 @@ static int init_mpi(mu_dist *d, char *err, size_t errlen) {
     atexit(abort_unfinished);
     MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &d->world);
-    d->local_rank = local_rank();
     char lr[16];
-    snprintf(lr, sizeof lr, "%d", d->local_rank);
+    snprintf(lr, sizeof lr, "%d", local_rank());
     setenv("MU_LOCAL_RANK", lr, 1);   /* the CUDA backend's GPU, unless MU_CUDA_DEVICE is set */
     d->sum_f32 = sum_mpi_f32;
     d->sum_f64 = sum_mpi_f64;

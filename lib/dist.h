@@ -17,7 +17,6 @@
 
 typedef struct mu_dist {
     int rank, world;     /* this process and the number of processes */
-    int local_rank;      /* among the processes on this machine (picks its GPU) */
     /* buf[n] := the sum of every process's buf[n], the same bits on every process and in
      * every run (summed in rank order at rank 0, then sent to all). Every process calls it
      * with the same n. A transport error aborts the whole job (MPI's default). */
