@@ -1268,3 +1268,24 @@ TEST(cuda_backend_by_name_selection)
     CHECK(mu_backend_by_name("tpu", err, sizeof err) == NULL);
     CHECK(strstr(err, "unknown device 'tpu'") != NULL);
 }
+
+/* Data parallelism: without MU_CUDA_DEVICE, the device is MU_LOCAL_RANK (mu-train's rank on
+ * its machine, lib/dist.c) modulo the visible devices, so more ranks than devices still
+ * start: rank 4 * count + 1 starts, on device 1 % count. (On the fake GPU: nothing to pick.) */
+TEST(cuda_local_rank_picks_the_device_modulo_the_count)
+{
+    const char *f = getenv("MU_TEST_FAKE_GPU");
+    if (f && !strcmp(f, "1")) SKIP("the fake GPU has no devices to pick from");
+#ifndef MU_HAVE_CUDA
+    SKIP("built without CUDA (nvcc not found, or make CUDA=0)");
+#else
+    int n = mu_cuda_device_count();
+    if (n <= 0) SKIP("no CUDA device (cudaGetDeviceCount failed or returned 0)");
+    char rank[32];
+    snprintf(rank, sizeof rank, "%d", 4 * n + 1);
+    unsetenv("MU_CUDA_DEVICE");
+    setenv("MU_LOCAL_RANK", rank, 1);   /* before the backend's first use in this test's process */
+    const mu_backend *be = mu_backend_cuda();
+    CHECK_MSG(be != NULL, "MU_LOCAL_RANK=%s with %d device(s): the backend did not start", rank, n);
+#endif
+}
