@@ -18,12 +18,14 @@
 #define PEFT_PREFIX "base_model.model."
 
 /* A low-rank change to tensor name: scale B A added to it ([rows, cols] = B's rows x A's
- * columns), or with trans (PEFT's fan_in_fan_out) scale A^T B^T. ai, bi: its factors'
- * entries in the delta's safetensors. */
+ * columns), or with trans (PEFT's fan_in_fan_out, and its embedding adapters) scale A^T B^T.
+ * ai, bi: its factors' entries in the delta's safetensors (-1: none). di: an entry whose
+ * values replace the tensor first (a PEFT adapter's saved base_layer), or -1. */
 typedef struct {
     char *name;
     int ai, bi, trans;
     float scale;
+    int di;
 } lowrank;
 
 struct mu_delta {
@@ -59,12 +61,13 @@ int mu_delta_files(const mu_delta *d, const char *files[2]) {
     return d->n_files;
 }
 
-static void add_lowrank(mu_delta *d, const char *name, int ai, int bi, float scale, int trans) {
+static lowrank *add_lowrank(mu_delta *d, const char *name, int ai, int bi, float scale, int trans) {
     d->lr = mu_xrealloc(d->lr, sizeof *d->lr * (size_t)(d->n_lr + 1));
-    d->lr[d->n_lr++] = (lowrank){mu_xstrdup(name), ai, bi, trans, scale};
+    d->lr[d->n_lr] = (lowrank){mu_xstrdup(name), ai, bi, trans, scale, -1};
+    return &d->lr[d->n_lr++];
 }
 
-static const lowrank *find_lowrank(const mu_delta *d, const char *name) {
+static lowrank *find_lowrank(const mu_delta *d, const char *name) {
     for (int i = 0; i < d->n_lr; i++)
         if (!strcmp(d->lr[i].name, name)) return &d->lr[i];
     return NULL;
@@ -79,8 +82,10 @@ static int find_entry(const mu_st *st, const char *name, const char *suffix) {
 
 /* ------------------------------------------------------------------ applying */
 
-/* dst [rows, cols] (n values) += the low-rank change e. */
+/* dst [rows, cols] (n values) := e's replacing values, if any; += its low-rank change, if any. */
 static int apply_lowrank(const mu_delta *d, const lowrank *e, float *dst, size_t n, char *err, size_t errlen) {
+    if (e->di >= 0 && mu_st_read_f32(d->st, e->di, dst, n, err, errlen)) return -1;
+    if (e->ai < 0) return 0;
     int64_t ash[MU_MAX_DIMS], bsh[MU_MAX_DIMS];
     mu_st_info(d->st, e->ai, NULL, NULL, ash, NULL, NULL);
     mu_st_info(d->st, e->bi, NULL, NULL, bsh, NULL, NULL);
@@ -392,17 +397,26 @@ static int check_peft_config(const char *path, json_t *cfg, double *alpha, int *
     return 0;
 }
 
-/* PEFT's name base_model.model.X.lora_A.weight -> X.weight in mu's names (the checkpoint's
- * tensor prefix dropped) into out; -1 when it is not a LoRA A or B weight. *is_b: which. */
-static int peft_target(struct mu_ckpt *c, const char *name, char *out, size_t n, int *is_b) {
-    size_t pl = strlen(PEFT_PREFIX), l = strlen(name);
+/* What a tensor of a PEFT adapter is, by its name's ending: a LoRA A or B weight, an
+ * embedding adapter's A [r, vocab] or B [dim, r], or (save_embedding_layers) the module's
+ * own weights as it was saved. */
+typedef enum { PEFT_A, PEFT_B, PEFT_EMB_A, PEFT_EMB_B, PEFT_BASE, PEFT_KINDS } peft_kind;
+static const char *const PEFT_SUFFIX[PEFT_KINDS] = {".lora_A.weight", ".lora_B.weight", ".lora_embedding_A",
+                                                    ".lora_embedding_B", ".base_layer.weight"};
+
+/* PEFT's name base_model.model.X<suffix> -> X.weight in mu's names (the checkpoint's tensor
+ * prefix dropped) into out, and its kind; -1 when it is none of them. */
+static int peft_target(struct mu_ckpt *c, const char *name, char *out, size_t n, peft_kind *kind) {
+    size_t pl = strlen(PEFT_PREFIX), l = strlen(name), sl;
     const char *pre = mu_ckpt_config(c)->tensor_prefix;
-    *is_b = mu_str_ends_with(name, ".lora_B.weight");
-    if (l <= pl + strlen(".lora_A.weight") || strncmp(name, PEFT_PREFIX, pl) ||
-        (!*is_b && !mu_str_ends_with(name, ".lora_A.weight")))
-        return -1;   /* (X may not be empty) */
+    int k = 0;
+    while (k < PEFT_KINDS && !mu_str_ends_with(name, PEFT_SUFFIX[k])) k++;
+    if (k == PEFT_KINDS) return -1;
+    sl = strlen(PEFT_SUFFIX[k]);
+    if (l <= pl + sl || strncmp(name, PEFT_PREFIX, pl)) return -1;   /* (X may not be empty) */
+    *kind = (peft_kind)k;
     name += pl;
-    l -= pl + strlen(".lora_A.weight");
+    l -= pl + sl;
     if (*pre && !strncmp(name, pre, strlen(pre)) && l > strlen(pre)) {
         name += strlen(pre);
         l -= strlen(pre);
@@ -412,42 +426,90 @@ static int peft_target(struct mu_ckpt *c, const char *name, char *out, size_t n,
     return 0;
 }
 
+/* A saved base_layer (entry i) replaces target's values: a float tensor of its shape. */
+static int peft_base_values(struct mu_ckpt *c, mu_delta *d, int i, const char *target, char *err, size_t errlen) {
+    const char *name = mu_st_name(d->st, i);
+    int nd, bnd;
+    int64_t sh[MU_MAX_DIMS], bsh[MU_MAX_DIMS];
+    mu_dtype dt;
+    if (!mu_ckpt_shape(c, target, &bnd, bsh)) {
+        mu_set_err(err, errlen, "%s: %s: tensor %s is not in the model %s", d->path, name, target, mu_ckpt_path(c));
+        return -1;
+    }
+    mu_st_info(d->st, i, &dt, &nd, sh, NULL, NULL);
+    if (!mu_dtype_is_float(dt) || !mu_shape_equal(nd, sh, bnd, bsh)) {
+        char a[64], b[64];
+        mu_shape_str(a, sizeof a, nd, sh);
+        mu_shape_str(b, sizeof b, bnd, bsh);
+        mu_set_err(err, errlen, "%s: %s is %s %s, the model's %s is %s (a resized vocabulary is not applied)", d->path,
+                   name, mu_dtype_name(dt), a, target, b);
+        return -1;
+    }
+    lowrank *e = find_lowrank(d, target);
+    if (!e) e = add_lowrank(d, target, -1, -1, 0, 0);
+    if (e->di >= 0) {
+        mu_set_err(err, errlen, "%s: %s: a second base_layer for %s", d->path, name, target);
+        return -1;
+    }
+    e->di = i;
+    return 0;
+}
+
 /* Each LoRA A weight of the adapter with its B on a base matrix [rows, cols] ([out, in], or
- * [in, out] with fifo): A [r, in], B [out, r]. Anything else is refused. */
+ * [in, out] with fifo): A [r, in], B [out, r]; each embedding adapter's A [r, rows] with its
+ * B [cols, r] on an embedding [rows, cols] (added as scale A^T B^T, as fifo's are); saved
+ * base_layer weights. Anything else is refused, and embedding adapters or saved weights on a
+ * model whose lm_head is its embedding (PEFT would change the input side only). */
 static int check_peft_tensors(struct mu_ckpt *c, mu_delta *d, double alpha, int rslora, int fifo, char *err,
                               size_t errlen) {
+    int tied = mu_ckpt_config(c)->tie_embeddings;
     for (int i = 0; i < mu_st_count(d->st); i++) {
         const char *name = mu_st_name(d->st, i);
         char target[192], bname[300];
-        int is_b;
-        if (peft_target(c, name, target, sizeof target, &is_b)) {
-            mu_set_err(err, errlen, "%s: tensor %s is not a LoRA A or B weight (base_model.model.X.lora_A.weight)",
-                       d->path, name);
+        peft_kind kind;
+        if (peft_target(c, name, target, sizeof target, &kind)) {
+            mu_set_err(err, errlen, "%s: tensor %s is not a LoRA A or B weight (base_model.model.X.lora_A.weight), "
+                       "an embedding's lora_embedding_A/B or a saved base_layer.weight", d->path, name);
             return -1;
         }
-        snprintf(bname, sizeof bname, "%.*s.lora_%c.weight", (int)(strlen(name) - strlen(".lora_A.weight")), name,
-                 is_b ? 'A' : 'B');
+        int emb = kind == PEFT_EMB_A || kind == PEFT_EMB_B;
+        if (tied && (emb || kind == PEFT_BASE)) {
+            mu_set_err(err, errlen, "%s: %s: the model ties lm_head to its embedding (one tensor), which this would "
+                       "change on both sides (PEFT: the input side only)", d->path, name);
+            return -1;
+        }
+        if (kind == PEFT_BASE) {
+            if (peft_base_values(c, d, i, target, err, errlen)) return -1;
+            continue;
+        }
+        peft_kind partner = kind ^ 1;   /* A <-> B */
+        snprintf(bname, sizeof bname, "%.*s%s", (int)(strlen(name) - strlen(PEFT_SUFFIX[kind])), name,
+                 PEFT_SUFFIX[partner]);
         int other = mu_st_find(d->st, bname);
         if (other < 0) {
             mu_set_err(err, errlen, "%s: %s has no matching %s", d->path, name, bname);
             return -1;
         }
-        if (is_b) continue;   /* checked with its A */
+        if (kind == PEFT_B || kind == PEFT_EMB_B) continue;   /* checked with its A */
         int64_t t[2], ash[MU_MAX_DIMS], bsh[MU_MAX_DIMS];
         if (base_matrix(c, d, target, name, t, err, errlen)) return -1;
-        int64_t out = fifo ? t[1] : t[0], in = fifo ? t[0] : t[1];
+        int trans = fifo || emb;
+        int64_t out = trans ? t[1] : t[0], in = trans ? t[0] : t[1];
         if (!is_float_matrix(d->st, i, -1, in, ash) || !is_float_matrix(d->st, other, out, ash[0], bsh)) {
             mu_set_err(err, errlen, "%s: %s and its B must be float [r, %lld] and [%lld, r] (%s is [%lld, %lld]%s)",
                        d->path, name, (long long)in, (long long)out, target, (long long)t[0], (long long)t[1],
-                       fifo ? ", fan_in_fan_out" : "");
+                       emb ? ", an embedding" : fifo ? ", fan_in_fan_out" : "");
             return -1;
         }
-        if (find_lowrank(d, target)) {
+        lowrank *e = find_lowrank(d, target);
+        if (e && e->ai >= 0) {
             mu_set_err(err, errlen, "%s: %s: a second adapter on %s", d->path, name, target);
             return -1;
         }
         double r = (double)ash[0];
-        add_lowrank(d, target, i, other, (float)(alpha / (rslora ? sqrt(r) : r)), fifo);
+        float scale = (float)(alpha / (rslora ? sqrt(r) : r));
+        if (!e) e = add_lowrank(d, target, i, other, scale, trans);
+        else *e = (lowrank){e->name, i, other, trans, scale, e->di};
     }
     return 0;
 }

@@ -1449,8 +1449,8 @@ static const char *peft_variant(const char *sub, const char *key, const char *va
 #define PEFT_UP "base_model.model.model.layers.0.mlp.up_proj"
 static float peft_vals[64 * 3];
 static int64_t peft_a[2] = {3, 32}, peft_b[2] = {64, 3}, peft_b_bad[2] = {64, 2};
-static void fill_peft_embedding(mu_st_writer *w) {
-    mu_st_writer_add(w, "base_model.model.model.embed_tokens.lora_embedding_A", MU_F32, 2, peft_a, peft_vals);
+static void fill_peft_magnitude(mu_st_writer *w) {   /* DoRA's */
+    mu_st_writer_add(w, PEFT_UP ".lora_magnitude_vector", MU_F32, 2, peft_a, peft_vals);
 }
 /* module's A [3, 32] and, with bsh, its B */
 static void peft_factors(mu_st_writer *w, const char *module, int64_t *bsh) {
@@ -1486,7 +1486,7 @@ TEST(delta_peft_adapter_rejects_what_it_cannot_apply) {
     expect_peft_error(c, peft_variant("p_type", "peft_type", "\"PROMPT_TUNING\"", NULL), "not a LoRA adapter");
     expect_peft_error(c, peft_variant("p_la", "lora_alpha", "\"5\"", NULL), "lora_alpha must be a finite number");
     expect_peft_error(c, peft_variant("p_fifo", "fan_in_fan_out", "true", NULL), "fan_in_fan_out");
-    expect_peft_error(c, peft_variant("p_emb", NULL, NULL, fill_peft_embedding), "is not a LoRA A or B weight");
+    expect_peft_error(c, peft_variant("p_mag", NULL, NULL, fill_peft_magnitude), "is not a LoRA A or B weight");
     expect_peft_error(c, peft_variant("p_aonly", NULL, NULL, fill_peft_a_only),
                       PEFT_UP ".lora_A.weight has no matching " PEFT_UP ".lora_B.weight");
     expect_peft_error(c, peft_variant("p_rank", NULL, NULL, fill_peft_rank), "must be float [r, 32] and [64, r]");
@@ -1511,6 +1511,71 @@ TEST(delta_peft_adapter_rejects_what_it_cannot_apply) {
     CHECK_MSG(!mu_ckpt_add_delta(c, ok, err, sizeof err), "%s", err);
     CHECK_EQ_INT(mu_ckpt_delta_elems(c, 0, "model.layers.1.self_attn.k_proj.weight"), 16 * 32);
     CHECK_EQ_INT(mu_ckpt_delta_elems(c, 0, "model.norm.weight"), 0);
+    mu_ckpt_close(c);
+}
+
+/* An embedding adapter (lora_embedding_A [r, vocab], _B [dim, r]) adds scale A^T B^T to the
+ * embedding, after the adapter's saved base_layer weights replace it: the golden embedding
+ * adapter's factors (tests/gen/gen_lora_parity.py) over stand-in saved weights v = 0.001 i,
+ * read through the checkpoint, against a double sum. On a model that ties lm_head to its
+ * embedding, both kinds are refused. */
+#define PEFT_EMB "base_model.model.model.embed_tokens"
+static int64_t emb_shape[2];   /* [vocab, dim] of the model the next fill is for */
+static float *emb_saved;       /* [vocab * dim] saved weights, or NULL */
+static void fill_peft_embedding(mu_st_writer *w) {
+    char err[512];
+    mu_st *g = mu_st_open(golden("parity/peft_embed_adapter/adapter_model.safetensors"), err, sizeof err);
+    CHECK_MSG(g, "%s", err);
+    int64_t ash[2] = {3, emb_shape[0]}, bsh[2] = {emb_shape[1], 3};
+    float *a = calloc((size_t)(ash[0] * ash[1]), sizeof *a), *b = calloc((size_t)(bsh[0] * bsh[1]), sizeof *b);
+    if (emb_shape[0] == 97) {   /* the golden's own factors on the parity model */
+        CHECK(!mu_st_read_f32(g, mu_st_find(g, PEFT_EMB ".lora_embedding_A"), a, 3 * 97, err, sizeof err));
+        CHECK(!mu_st_read_f32(g, mu_st_find(g, PEFT_EMB ".lora_embedding_B"), b, 32 * 3, err, sizeof err));
+    }
+    mu_st_writer_add_copy(w, PEFT_EMB ".lora_embedding_A", MU_F32, 2, ash, a);
+    mu_st_writer_add_copy(w, PEFT_EMB ".lora_embedding_B", MU_F32, 2, bsh, b);
+    if (emb_saved) mu_st_writer_add_copy(w, PEFT_EMB ".base_layer.weight", MU_F32, 2, emb_shape, emb_saved);
+    free(a);
+    free(b);
+    mu_st_close(g);
+}
+
+TEST(delta_peft_embedding_adapter_values) {
+    char err[512];
+    mu_ckpt *c = mu_ckpt_open(golden("parity"), err, sizeof err);
+    CHECK_MSG(c, "%s", err);
+    emb_shape[0] = 97, emb_shape[1] = 32;
+    float *v = malloc(97 * 32 * sizeof *v), *got = malloc(97 * 32 * sizeof *got), a[3 * 97], b[32 * 3];
+    for (int i = 0; i < 97 * 32; i++) v[i] = 0.001f * (float)i;
+    emb_saved = v;
+    const char *dir = peft_variant("p_embv", NULL, NULL, fill_peft_embedding);
+    emb_saved = NULL;
+    CHECK_MSG(!mu_ckpt_add_delta(c, dir, err, sizeof err), "%s", err);
+    CHECK_EQ_INT(mu_ckpt_delta_elems(c, 0, "model.embed_tokens.weight"), 97 * 32);
+    int64_t sh[2] = {97, 32};
+    CHECK_MSG(!mu_ckpt_read_f32(c, "model.embed_tokens.weight", 2, sh, got, err, sizeof err), "%s", err);
+    mu_st *g = mu_st_open(golden("parity/peft_embed_adapter/adapter_model.safetensors"), err, sizeof err);
+    CHECK_MSG(g, "%s", err);
+    CHECK(!mu_st_read_f32(g, mu_st_find(g, PEFT_EMB ".lora_embedding_A"), a, 3 * 97, err, sizeof err));
+    CHECK(!mu_st_read_f32(g, mu_st_find(g, PEFT_EMB ".lora_embedding_B"), b, 32 * 3, err, sizeof err));
+    mu_st_close(g);
+    double worst = 0, moved = 0;
+    for (int i = 0; i < 97; i++)
+        for (int j = 0; j < 32; j++) {
+            double d = 0;
+            for (int k = 0; k < 3; k++) d += (double)a[k * 97 + i] * b[j * 3 + k];
+            d *= 5.0 / 3.0;   /* lora_alpha / r */
+            worst = fmax(worst, fabs(got[i * 32 + j] - (v[i * 32 + j] + d)));
+            moved = fmax(moved, fabs(d));
+        }
+    CHECK_MSG(worst < 1e-5 && moved > 0.1, "embedding: max error %g (largest change %g)", worst, moved);
+    mu_ckpt_close(c);
+    free(v);
+    free(got);
+    c = mu_ckpt_open(golden("parity_qwen3"), err, sizeof err);
+    CHECK_MSG(c, "%s", err);
+    emb_shape[0] = mu_ckpt_config(c)->vocab, emb_shape[1] = mu_ckpt_config(c)->d_model;
+    expect_peft_error(c, peft_variant("p_embtied", NULL, NULL, fill_peft_embedding), "ties lm_head to its embedding");
     mu_ckpt_close(c);
 }
 

@@ -1055,6 +1055,20 @@ static void check_lora_parity(const char *sub)
 
 /* Llama's Linear layers, and GPT-2's Conv1D ones (stored [in, out]; PEFT's fan_in_fan_out);
  * then the adapters as a low-rank delta (mu-delta(5) version 2) */
+/* A PEFT adapter on the embedding (lora_embedding_A [r, vocab], _B [dim, r]: added as
+ * scale A^T B^T), lm_head and q_proj, saved with the embedding layers' own weights
+ * (base_layer.weight: the model's here; t_loaders' delta_peft_embedding_adapter_values
+ * checks that they replace the tensor), gives PEFT's logits (the embedding's scale 1% off:
+ * a relative error of 1.07). */
+TEST(model_peft_embedding_adapter_parity)
+{
+    char dir[1024], path[1200];
+    mu_st *g = parity_open_in("parity", "lora_embed.safetensors", dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/peft_embed_adapter", dir);
+    check_delta_logits(dir, path, g, "the PEFT adapter with an embedding adapter");
+    mu_st_close(g);
+}
+
 TEST(model_lora_parity_with_peft) { check_lora_parity("parity"); }
 TEST(model_lora_gpt2_parity_with_peft) { check_lora_parity("parity_gpt2"); }
 

@@ -9,7 +9,9 @@ lengths, targets), "scale" f32 [1] (lora_alpha / r = 5/3, r = 3), and per adapte
 gradient is alive), then PEFT's float64 eager run with them: logits, loss (mean cross-entropy
 over the targets) and grad_A.<W>, grad_B.<W>. PEFT's own save of the adapters (f32) goes to
 peft_adapter/ beside it (adapter_config.json, adapter_model.safetensors): `--delta DIR` reads
-it (man/mu-delta.5, PEFT ADAPTERS).
+it (man/mu-delta.5, PEFT ADAPTERS). And an adapter with an embedding adapter (PEFT's
+lora_embedding_A/B) on the Llama model's embed_tokens, with lm_head and q_proj, and its
+logits: parity/peft_embed_adapter/, parity/lora_embed.safetensors.
 
 Run (a developer with a venv of torch, transformers and peft; CI never runs it):
   python3 tests/gen/gen_lora_parity.py      (made with peft 0.21.2, transformers 5.25)
@@ -84,9 +86,49 @@ def write(sub, targets, seed):
     print(sub, "adapters", len(adapters) // 2, "loss", float(loss))
 
 
+def write_embedding_adapter():
+    """An adapter on the parity model's embed_tokens (PEFT's lora_embedding_A [r, vocab], _B
+    [dim, r]), lm_head and q_proj, random factors: saved by PEFT to parity/peft_embed_adapter/
+    and its float64 logits on the golden batch to parity/lora_embed.safetensors."""
+    out = os.path.join(GOLDEN, "parity")
+    batch = load_file(os.path.join(out, "golden.safetensors"))
+    ids, lens, tg = batch["input_ids"], batch["lengths"], batch["targets"]
+    B, T = ids.shape
+    model = AutoModelForCausalLM.from_pretrained(out, torch_dtype=torch.float64, attn_implementation="eager")
+    model = get_peft_model(model, LoraConfig(r=R, lora_alpha=ALPHA, target_modules=["embed_tokens", "lm_head", "q_proj"],
+                                             lora_dropout=0.0))
+    model.train(False)
+    gen = torch.Generator().manual_seed(20261208)
+    n = 0
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".lora_" in name:
+                p.copy_((0.3 * torch.randn(p.shape, generator=gen, dtype=torch.float64)).float().double())
+                n += 1
+    mask = (torch.arange(T).unsqueeze(0) < lens.long().unsqueeze(1)).long()
+    with torch.no_grad():
+        logits = model(input_ids=ids.long(), attention_mask=mask,
+                       position_ids=torch.arange(T).unsqueeze(0).expand(B, T)).logits
+    save_file({"input_ids": ids, "lengths": lens, "targets": tg, "logits": logits.float().contiguous()},
+              os.path.join(out, "lora_embed.safetensors"), metadata={"generator": "tests/gen/gen_lora_parity.py"})
+    adir = os.path.join(out, "peft_embed_adapter")
+    model.float().save_pretrained(adir)
+    os.remove(os.path.join(adir, "README.md"))
+    cfg_path = os.path.join(adir, "adapter_config.json")
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    cfg["base_model_name_or_path"] = "tests/golden/parity"
+    cfg["target_modules"] = sorted(cfg["target_modules"])
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)
+        f.write("\n")
+    print("parity embed adapter: factors", n)
+
+
 def main():
     for sub, targets, seed in CASES:
         write(sub, targets, seed)
+    write_embedding_adapter()
 
 
 if __name__ == "__main__":
