@@ -35,10 +35,10 @@ def weight_name(module_name):
     return module_name.removeprefix("base_model.model.").split(".lora_")[0] + ".weight"
 
 
-def save_adapter(model, out, sub):
-    """PEFT's save_pretrained (A, B as stored in lora.safetensors: f32), less its model card,
-    the base recorded by its path in the repository (not this machine's)."""
-    adir = os.path.join(out, "peft_adapter")
+def save_adapter(model, out, sub, name="peft_adapter"):
+    """PEFT's save_pretrained into out/name (A, B as stored in lora.safetensors: f32), less its
+    model card, the base recorded by its path in the repository (not this machine's)."""
+    adir = os.path.join(out, name)
     model.float().save_pretrained(adir)
     os.remove(os.path.join(adir, "README.md"))
     cfg_path = os.path.join(adir, "adapter_config.json")
@@ -111,17 +111,7 @@ def write_embedding_adapter():
                        position_ids=torch.arange(T).unsqueeze(0).expand(B, T)).logits
     save_file({"input_ids": ids, "lengths": lens, "targets": tg, "logits": logits.float().contiguous()},
               os.path.join(out, "lora_embed.safetensors"), metadata={"generator": "tests/gen/gen_lora_parity.py"})
-    adir = os.path.join(out, "peft_embed_adapter")
-    model.float().save_pretrained(adir)
-    os.remove(os.path.join(adir, "README.md"))
-    cfg_path = os.path.join(adir, "adapter_config.json")
-    with open(cfg_path) as f:
-        cfg = json.load(f)
-    cfg["base_model_name_or_path"] = "tests/golden/parity"
-    cfg["target_modules"] = sorted(cfg["target_modules"])
-    with open(cfg_path, "w") as f:
-        json.dump(cfg, f, indent=2, sort_keys=True)
-        f.write("\n")
+    save_adapter(model, out, "parity", "peft_embed_adapter")
     print("parity embed adapter: factors", n)
 
 
