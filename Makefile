@@ -36,7 +36,8 @@ PKGS     := msgpack libzstd libpcre2-8 jansson openblas libutf8proc libxxhash zl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # MPI (data-parallel mu-train under mpirun, lib/dist.c): Open MPI or MPICH when installed;
-# `make MPI=0` builds without (a run started by mpirun is then refused).
+# `make MPI=0` builds without (a run started by mpirun is then refused; it shares the build
+# directory, so `make clean` when switching).
 MPI      ?= auto
 MPI_PKG  := $(if $(filter 0,$(MPI)),,$(firstword $(foreach p,ompi-c mpich,$(shell pkg-config --exists $(p) 2>/dev/null && echo $(p)))))
 ifneq ($(MPI_PKG),)
