@@ -426,27 +426,23 @@ static int peft_target(struct mu_ckpt *c, const char *name, char *out, size_t n,
     return 0;
 }
 
-/* A saved base_layer (entry i) replaces target's values: a float tensor of its shape. */
+/* The PEFT change to target, made empty (no factors, no values) the first time. */
+static lowrank *peft_change(mu_delta *d, const char *target) {
+    lowrank *e = find_lowrank(d, target);
+    return e ? e : add_lowrank(d, target, -1, -1, 0, 0);
+}
+
+/* A saved base_layer (entry i) replaces target's values: a float matrix of its shape. */
 static int peft_base_values(struct mu_ckpt *c, mu_delta *d, int i, const char *target, char *err, size_t errlen) {
     const char *name = mu_st_name(d->st, i);
-    int nd, bnd;
-    int64_t sh[MU_MAX_DIMS], bsh[MU_MAX_DIMS];
-    mu_dtype dt;
-    if (!mu_ckpt_shape(c, target, &bnd, bsh)) {
-        mu_set_err(err, errlen, "%s: %s: tensor %s is not in the model %s", d->path, name, target, mu_ckpt_path(c));
+    int64_t t[2], sh[MU_MAX_DIMS];
+    if (base_matrix(c, d, target, name, t, err, errlen)) return -1;
+    if (!is_float_matrix(d->st, i, t[0], t[1], sh)) {
+        mu_set_err(err, errlen, "%s: %s must be float [%lld, %lld], as the model's %s (a resized vocabulary is not "
+                   "applied)", d->path, name, (long long)t[0], (long long)t[1], target);
         return -1;
     }
-    mu_st_info(d->st, i, &dt, &nd, sh, NULL, NULL);
-    if (!mu_dtype_is_float(dt) || !mu_shape_equal(nd, sh, bnd, bsh)) {
-        char a[64], b[64];
-        mu_shape_str(a, sizeof a, nd, sh);
-        mu_shape_str(b, sizeof b, bnd, bsh);
-        mu_set_err(err, errlen, "%s: %s is %s %s, the model's %s is %s (a resized vocabulary is not applied)", d->path,
-                   name, mu_dtype_name(dt), a, target, b);
-        return -1;
-    }
-    lowrank *e = find_lowrank(d, target);
-    if (!e) e = add_lowrank(d, target, -1, -1, 0, 0);
+    lowrank *e = peft_change(d, target);
     if (e->di >= 0) {
         mu_set_err(err, errlen, "%s: %s: a second base_layer for %s", d->path, name, target);
         return -1;
@@ -501,15 +497,14 @@ static int check_peft_tensors(struct mu_ckpt *c, mu_delta *d, double alpha, int 
                        emb ? ", an embedding" : fifo ? ", fan_in_fan_out" : "");
             return -1;
         }
-        lowrank *e = find_lowrank(d, target);
-        if (e && e->ai >= 0) {
+        lowrank *e = peft_change(d, target);
+        if (e->ai >= 0) {
             mu_set_err(err, errlen, "%s: %s: a second adapter on %s", d->path, name, target);
             return -1;
         }
         double r = (double)ash[0];
-        float scale = (float)(alpha / (rslora ? sqrt(r) : r));
-        if (!e) e = add_lowrank(d, target, i, other, scale, trans);
-        else *e = (lowrank){e->name, i, other, trans, scale, e->di};
+        e->ai = i, e->bi = other, e->trans = trans;
+        e->scale = (float)(alpha / (rslora ? sqrt(r) : r));
     }
     return 0;
 }
