@@ -462,8 +462,10 @@ void mu_fw_free(mu_fw *f)
 
 /* ---- parsing a tokens record -------------------------------------------------------------------- */
 
-/* Copies an i32/i64 id tensor, checking 0 <= id < V. */
-static int read_ids(const msgpack_object *o, const char *what, int V, int32_t **out, int *n, char *err, size_t errlen)
+/* Copies an i32/i64 id tensor, checking -nsoft <= id < V (ids below 0: the model's
+ * soft-prompt slots). */
+static int read_ids(const msgpack_object *o, const char *what, int V, int nsoft, int32_t **out, int *n, char *err,
+                    size_t errlen)
 {
     mu_tensor_view t;
     char e2[256];
@@ -477,8 +479,14 @@ static int read_ids(const msgpack_object *o, const char *what, int V, int32_t **
         int64_t v;
         if (t.dtype == MU_I32) { int32_t x; memcpy(&x, (const char *)t.data + 4 * i, 4); v = x; }
         else memcpy(&v, (const char *)t.data + 8 * i, 8);
-        if (v < 0 || v >= V) {
+        if (v < -nsoft || v >= V) {
             free(ids);
+            if (v < 0 && !nsoft)
+                return fail(err, errlen, "%s: token %lld is %lld, a soft-prompt slot, but no soft prompt is loaded "
+                            "(--soft-prompt FILE)", what, (long long)i, (long long)v);
+            if (v < 0)
+                return fail(err, errlen, "%s: token %lld is %lld, a soft-prompt slot past the soft prompt's %d "
+                            "vectors", what, (long long)i, (long long)v, nsoft);
             return fail(err, errlen, "%s: token %lld is %lld, outside the model's vocabulary of %d", what,
                         (long long)i, (long long)v, V);
         }
@@ -500,7 +508,7 @@ static int read_targets(fw_rec *r, const msgpack_object *rec, int V, char *err, 
     for (int k = 0; k < r->ntg; k++) {
         char what[32];
         snprintf(what, sizeof what, "targets[%d]", k);
-        if (read_ids(&tg->via.array.ptr[k], what, V, &r->tg[k], &r->ntgk[k], err, errlen)) return -1;
+        if (read_ids(&tg->via.array.ptr[k], what, V, 0, &r->tg[k], &r->ntgk[k], err, errlen)) return -1;
     }
     return 0;
 }
@@ -579,7 +587,8 @@ int mu_fw_add(mu_fw *f, const msgpack_object *rec, long index, char *err, size_t
     r->index = index;
     const msgpack_object *id = mu_obj_get(rec, "id"), *meta = mu_obj_get(rec, "meta"), *pr = mu_obj_get(rec, "prompt");
     if (!pr) return fail(err, errlen, "no \"prompt\" tensor (not a tokens record?)");
-    if (read_ids(pr, "prompt", f->V, &r->prompt, &r->np, err, errlen)) goto bad;
+    const mu_soft_prompt *sp = mu_model_soft_prompt(f->m);
+    if (read_ids(pr, "prompt", f->V, sp ? sp->n : 0, &r->prompt, &r->np, err, errlen)) goto bad;
     if (r->np < 1) { fail(err, errlen, "prompt: empty (a model needs at least one token, e.g. BOS)"); goto bad; }
     if (read_targets(r, rec, f->V, err, errlen) || read_answer_and_text(r, rec, err, errlen)) goto bad;
     read_subject(r, rec, f->o.subject);
@@ -801,7 +810,7 @@ static void score_row(mu_fw *f, const fw_row *row, const float *lg, int t0)
         }
         if (t >= np + m - 1) break;    /* prompt-only row: no next token after the last */
         int next = t + 1 < np ? r->prompt[t + 1] : tgt[t + 1 - np];
-        float lp = (float)(x[next] - lse);
+        float lp = next < 0 ? NAN : (float)(x[next] - lse);   /* a soft-prompt slot: no token */
         if (text) r->xlp[t] = lp;
         if (is_target_row && r->tmu && (m ? t >= np - 1 : 1)) {
             int i = m ? t - (np - 1) : t;

@@ -94,6 +94,10 @@ struct mu_model {
     float *host;  size_t host_cap;    /* host scratch for hooks on device backends, mlp_in */
     float *logits_host; size_t logits_host_cap;
     float *hidden_host; size_t hidden_host_cap;
+    mu_soft_prompt soft;              /* n = 0: none */
+    int32_t *soft_runs;               /* host [n_soft_runs, 3] of the last batch: flat position,
+                                         vector, length of each run of consecutive slots */
+    int n_soft_runs, cap_soft_runs;
 };
 
 /* ---- small helpers ------------------------------------------------------------------- */
@@ -577,6 +581,9 @@ void mu_model_free(mu_model *m)
         m->be->free(a->A); m->be->free(a->B); m->be->free(a->gA); m->be->free(a->gB);
     }
     free(m->lora);
+    m->be->free(m->soft.P);
+    m->be->free(m->soft.g);
+    free(m->soft_runs);
     if (m->be) m->be->free(m->gscratch);
     free(m->p); free(m->lp); free(m->inv_freq); free(m->inv_freq_local);
     free(m->ids); free(m->lens); free(m->pos0); free(m->pos); free(m->klen);
@@ -696,6 +703,7 @@ void mu_model_zero_grad(mu_model *m)
             m->be->zero(a->gB, fsz((size_t)a->M * a->r));
         }
     }
+    if (m->soft.g) m->be->zero(m->soft.g, fsz((size_t)m->soft.n * m->D));
 }
 
 int mu_model_lora_factors(const mu_model *m, int i, float *Bs, float *As)
@@ -787,6 +795,91 @@ int mu_model_add_lora(mu_model *m, int i, int r, float scale, const float *A, co
         ws_free(m);
     }
     return 0;
+}
+
+/* ---- soft prompt ------------------------------------------------------------------- */
+int mu_model_set_soft_prompt(mu_model *m, int n, const float *host, int trainable)
+{
+    m->be->free(m->soft.P);
+    m->be->free(m->soft.g);
+    m->soft = (mu_soft_prompt){ 0, NULL, NULL };
+    m->have_train = 0;
+    if (n <= 0) return 0;
+    size_t len = (size_t)n * m->D;
+    float *P = upload_new(m->be, host, len), *g = trainable ? m->be->alloc(fsz(len)) : NULL;
+    if (!P || (trainable && !g)) {
+        m->be->free(P);
+        m->be->free(g);
+        return -1;
+    }
+    if (g) m->be->zero(g, fsz(len));
+    m->soft = (mu_soft_prompt){ n, P, g };
+    return 0;
+}
+
+const mu_soft_prompt *mu_model_soft_prompt(const mu_model *m) { return m->soft.n ? &m->soft : NULL; }
+
+int mu_model_embedding_rows(mu_model *m, const int32_t *ids, int n, float *host)
+{
+    float *Y = m->be->alloc(fsz((size_t)n * m->D));
+    if (!Y) return -1;
+    embed_rows(m, Y, ids, n);
+    m->be->download(host, Y, fsz((size_t)n * m->D));
+    m->be->free(Y);
+    return 0;
+}
+
+/* The batch's soft-prompt slots (ids -1 - j) as runs of consecutive positions holding
+ * consecutive vectors, in m->soft_runs; their ids become 0 for the token gather. */
+static int find_soft_runs(mu_model *m)
+{
+    m->n_soft_runs = 0;
+    for (int r = 0; r < m->B; r++) {
+        for (int t = 0; t < m->T; t++) {
+            int32_t *id = &m->ids[(size_t)r * m->T + t];
+            if (*id >= 0) continue;
+            int j = -1 - *id;
+            int32_t *last = m->n_soft_runs ? &m->soft_runs[3 * (m->n_soft_runs - 1)] : NULL;
+            *id = 0;
+            if (last && t > 0 && last[0] + last[2] == r * m->T + t && last[1] + last[2] == j) {
+                last[2]++;
+                continue;
+            }
+            if (m->n_soft_runs == m->cap_soft_runs) {
+                int cap = 2 * m->cap_soft_runs + 16;
+                int32_t *nr = realloc(m->soft_runs, (size_t)cap * 3 * sizeof *nr);
+                if (!nr) return -1;
+                m->soft_runs = nr;
+                m->cap_soft_runs = cap;
+            }
+            int32_t *run = &m->soft_runs[3 * m->n_soft_runs++];
+            run[0] = r * m->T + t; run[1] = j; run[2] = 1;
+        }
+    }
+    return 0;
+}
+
+/* X[N, D] (the token embeddings): each slot's row replaced by its soft-prompt vector. */
+static void soft_forward(const mu_model *m, float *X)
+{
+    for (int k = 0; k < m->n_soft_runs; k++) {
+        const int32_t *run = &m->soft_runs[3 * k];
+        m->be->copy(X + (size_t)run[0] * m->D, m->soft.P + (size_t)run[1] * m->D, fsz((size_t)run[2] * m->D));
+    }
+}
+
+/* soft.g[j] += dX at the slots holding vector j (when the prompt trains); then dX's slot
+ * rows are zeroed, so a trained token embedding gets nothing from them. dX[N, D]: d loss /
+ * d token embeddings. */
+static void soft_backward(const mu_model *m, float *dX)
+{
+    for (int k = 0; k < m->n_soft_runs; k++) {
+        const int32_t *run = &m->soft_runs[3 * k];
+        float *d = dX + (size_t)run[0] * m->D;
+        size_t n = (size_t)run[2] * m->D;
+        if (m->soft.g) m->be->add(m->soft.g + (size_t)run[1] * m->D, d, n);
+        m->be->zero(d, fsz(n));
+    }
 }
 
 int mu_model_set_param(mu_model *m, int i, const float *host)
@@ -1260,7 +1353,18 @@ static int check_batch(const mu_model *m, const mu_batch *b, const mu_fwd_opts *
         }
         for (int t = 0; t < b->T; t++) {
             int32_t id = b->ids[(size_t)r * b->T + t];
-            if (id < 0 || id >= m->V) {
+            if (id < 0 && id >= -m->soft.n) continue;          /* a soft-prompt slot */
+            if (id < 0 && !m->soft.n) {
+                snprintf(err, errlen, "forward: row %d position %d: token id %d is a soft-prompt slot, "
+                         "but no soft prompt is loaded (--soft-prompt FILE)", r, t, id);
+                return -1;
+            }
+            if (id < 0) {
+                snprintf(err, errlen, "forward: row %d position %d: soft-prompt slot %d, but the soft "
+                         "prompt has %d vectors", r, t, -1 - id, m->soft.n);
+                return -1;
+            }
+            if (id >= m->V) {
                 snprintf(err, errlen, "forward: row %d position %d: token id %d outside vocab [0, %d)",
                          r, t, id, m->V);
                 return -1;
@@ -1309,6 +1413,7 @@ static int set_batch(mu_model *m, const mu_batch *b, const mu_fwd_opts *o)
     }
     m->B = b->B; m->T = b->T; m->N = N;
     memcpy(m->ids, b->ids, N * sizeof *m->ids);
+    if (find_soft_runs(m)) return -1;
     for (int r = 0; r < b->B; r++) {
         m->lens[r] = b->lens ? b->lens[r] : b->T;
         m->pos0[r] = o->cache ? o->cache->len[r] : 0;
@@ -1356,6 +1461,7 @@ int mu_model_forward(mu_model *m, const mu_batch *b, const mu_fwd_opts *opts, ch
         return -1;
     }
     embed_rows(m, m->acts[0].x, m->ids, m->N);
+    soft_forward(m, m->acts[0].x);
     if (m->embed_mult != 1.0f) m->be->scale(m->acts[0].x, m->embed_mult, (size_t)m->N * m->D);
     if (m->pos_embed >= 0) {          /* GPT-2: + the learned position embeddings */
         m->be->embed(m->h, W(m, m->pos_embed), m->pos, m->N, m->D);
@@ -1438,6 +1544,7 @@ static int lowest_needed(const mu_model *m, const mu_hook *hooks, int n, int top
                  depth(m->p[i].info.layer, param_stage(m->p[i].info.role)) : INT_MAX;
         if (d < low) low = d;
     }
+    if (m->soft.g) low = DEPTH_EMBED;
     for (int i = 0; i < n; i++) {
         if (!hooks[i].backward || !hooks[i].fn) continue;
         int d;
@@ -1773,8 +1880,11 @@ static int backward_from(mu_model *m, const float *dlogits, int on_backend,
         m->be->embed_bwd(G(m, m->pos_embed), m->dx, m->pos, m->N, m->D);
         grad_done(m, m->pos_embed);
     }
+    int soft = m->soft.g && m->n_soft_runs;
+    if (!trainable(m, m->embed) && !soft) return 0;
+    if (m->embed_mult != 1.0f) m->be->scale(m->dx, m->embed_mult, (size_t)m->N * m->D);
+    soft_backward(m, m->dx);
     if (trainable(m, m->embed)) {
-        if (m->embed_mult != 1.0f) m->be->scale(m->dx, m->embed_mult, (size_t)m->N * m->D);
         m->be->embed_bwd(G(m, m->embed), m->dx, m->ids, m->N, m->D);
         grad_done(m, m->embed);
     }

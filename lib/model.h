@@ -210,6 +210,21 @@ const mu_lora *mu_model_lora(const mu_model *m, int i);             /* NULL: non
  * weight: Bs [rows, r] = B and As [r, cols] = A, or A^T and B^T for a Conv1D weight
  * (stored [in, out]). What a delta's low-rank entry holds. 0 ok, -1 no adapter or memory. */
 int mu_model_lora_factors(const mu_model *m, int i, float *Bs, float *As);
+/* A soft prompt (Lester et al. 2021; as an attack on unlearning, Schwinn et al. 2024): n
+ * vectors P [n, D] (f32 backend buffer) that stand in for the token embedding wherever an
+ * input id is a soft-prompt slot: id -1 - j takes vector j (mu-tokenize --soft-tokens
+ * writes ids -1 .. -n after the BOS). P replaces the token's embedding row before the
+ * embedding scale and the learned positions are applied, as inputs_embeds does in
+ * transformers. With a prompt set, mu_model_forward accepts ids in [-n, V). trainable:
+ * backward accumulates d loss / d P into g (zeroed by mu_model_zero_grad), and a trained
+ * token embedding gets no gradient from the slots. n = 0 removes the prompt. Host [n*D].
+ * 0 ok, -1 out of memory. */
+typedef struct { int n; float *P, *g; } mu_soft_prompt;
+int mu_model_set_soft_prompt(mu_model *m, int n, const float *host, int trainable);
+const mu_soft_prompt *mu_model_soft_prompt(const mu_model *m);   /* NULL: none */
+/* The token embedding rows of ids [n] (each in [0, V)), as stored (before any embedding
+ * scale), into host [n * D]. 0 ok, -1 out of memory. */
+int mu_model_embedding_rows(mu_model *m, const int32_t *ids, int n, float *host);
 int mu_model_set_all_trainable(mu_model *m, int on);
 void mu_model_zero_grad(mu_model *m);
 /* Copies parameter i (or its gradient) to / from host f32 [numel]. A bf16 weight reads as
@@ -226,7 +241,7 @@ void mu_model_get_grad(mu_model *m, int i, float *host);            /* zeros if 
 void mu_model_param_changed(mu_model *m, int i);
 
 /* ---- forward / backward ---------------------------------------------------------------- */
-/* Runs the model on a batch. Checks ids < vocab, 0 <= lens <= T, cache capacity.
+/* Runs the model on a batch. Checks ids < vocab (ids < 0: soft-prompt slots, see above), 0 <= lens <= T, cache capacity.
  * 0 ok; -1 + err. opts NULL = inference, whole model, no hooks. */
 int mu_model_forward(mu_model *m, const mu_batch *b, const mu_fwd_opts *opts,
                      char *err, size_t errlen);

@@ -1,6 +1,7 @@
 /* model_cli.c — see model_cli.h. */
 #include "model_cli.h"
 #include "cli.h"
+#include "soft.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,7 @@ int mu_model_args_option(mu_model_args *a, int opt, const char *arg) {
         a->deltas[a->n_deltas++] = arg;
         return 1;
     case MU_OPT_DEVICE: a->device = arg; return 1;
+    case MU_OPT_SOFT: a->soft_prompt = arg; return 1;
     case MU_OPT_DTYPE:
         if (mu_weights_parse(arg, &a->weights)) mu_usage_error("--dtype: '%s' (expected f32 or bf16)", arg);
         return 1;
@@ -45,4 +47,14 @@ mu_model *mu_model_load_or_die(const char *path, const char *const *deltas, int 
     if (!m) mu_die("%s", err);
     mu_model_report_memory(m, what);
     return m;
+}
+
+void mu_model_args_soft_prompt(const mu_model_args *a, mu_model *m) {
+    if (!a->soft_prompt) return;
+    char err[1024];
+    int n;
+    float *vec;
+    if (mu_soft_prompt_read(a->soft_prompt, mu_model_config(m)->d_model, &n, &vec, err, sizeof err)) mu_die("%s", err);
+    if (mu_model_set_soft_prompt(m, n, vec, 0)) mu_die("%s: out of memory for the soft prompt", a->soft_prompt);
+    free(vec);
 }

@@ -5,6 +5,7 @@
 #include "stream.h"
 #include "ckpt.h"
 #include "safetensors.h"
+#include "soft.h"
 #include <errno.h>
 #include <sys/stat.h>
 #include "rng.h"
@@ -65,7 +66,9 @@ int mu_objective_parse(const char *spec, double coef[MU_OBJ_COUNT], char *err, s
 
 /* ---- data sets ---- */
 
-static int read_i32_vec(const msgpack_object *o, int vocab, int32_t **out, int *n, char *msg, size_t len) {
+/* A 1-D i32 tensor of ids in [-nsoft, vocab) (below 0: soft-prompt slots). */
+static int read_i32_vec(const msgpack_object *o, int vocab, int nsoft, int32_t **out, int *n, char *msg,
+                        size_t len) {
     mu_tensor_view tv;
     char e[160];
     if (!o) { snprintf(msg, len, "missing tensor"); return -1; }
@@ -75,8 +78,11 @@ static int read_i32_vec(const msgpack_object *o, int vocab, int32_t **out, int *
     *out = mu_xmalloc((size_t)(*n ? *n : 1) * sizeof **out);
     memcpy(*out, tv.data, (size_t)*n * 4);
     for (int i = 0; i < *n; i++)
-        if ((*out)[i] < 0 || (*out)[i] >= vocab) {
-            snprintf(msg, len, "token id %d outside the model's vocabulary (%d)", (*out)[i], vocab);
+        if ((*out)[i] < -nsoft || (*out)[i] >= vocab) {
+            if ((*out)[i] >= 0) snprintf(msg, len, "token id %d outside the model's vocabulary (%d)", (*out)[i], vocab);
+            else if (nsoft) snprintf(msg, len, "soft-prompt slot %d past the soft prompt's %d vectors", -1 - (*out)[i], nsoft);
+            else snprintf(msg, len, "token id %d is a soft-prompt slot, but no soft prompt is loaded or trained "
+                          "(--soft-prompt FILE, --soft-tokens N)", (*out)[i]);
             free(*out);
             *out = NULL;
             return -1;
@@ -97,13 +103,20 @@ static int32_t *join_seq(const int32_t *p, int np, const int32_t *a, int na, int
     return s;
 }
 
-static int read_record(const msgpack_object *rec, int lm, int max_len, int vocab,
+/* The prompt's first cut ids (left truncation) hold a soft-prompt slot. */
+static int cuts_soft_slots(const int32_t *prompt, int cut) {
+    for (int i = 0; i < cut; i++)
+        if (prompt[i] < 0) return 1;
+    return 0;
+}
+
+static int read_record(const msgpack_object *rec, int lm, int max_len, int vocab, int nsoft,
                        const int32_t *alt_ids, int n_alt, mu_train_seq *q, char *msg, size_t len) {
     int32_t *prompt = NULL, *ans = NULL, *alt = NULL;
     int np = 0, na = 0, nalt = 0, rc = -1;
     char sub[200];
     memset(q, 0, sizeof *q);
-    if (read_i32_vec(mu_obj_get(rec, "prompt"), vocab, &prompt, &np, sub, sizeof sub) < 0) {
+    if (read_i32_vec(mu_obj_get(rec, "prompt"), vocab, lm ? 0 : nsoft, &prompt, &np, sub, sizeof sub) < 0) {
         snprintf(msg, len, "\"prompt\": %s", sub);
         return -1;
     }
@@ -119,7 +132,7 @@ static int read_record(const msgpack_object *rec, int lm, int max_len, int vocab
         snprintf(msg, len, "\"answer\" must be an index into \"targets\" (%d)", ntg);
         goto out;
     }
-    if (ntg > 0 && read_i32_vec(&tg->via.array.ptr[answer], vocab, &ans, &na, sub, sizeof sub) < 0) {
+    if (ntg > 0 && read_i32_vec(&tg->via.array.ptr[answer], vocab, 0, &ans, &na, sub, sizeof sub) < 0) {
         snprintf(msg, len, "\"targets\"[%lld]: %s", (long long)answer, sub);
         goto out;
     }
@@ -128,12 +141,18 @@ static int read_record(const msgpack_object *rec, int lm, int max_len, int vocab
     if (!lm && np == 0) { snprintf(msg, len, "empty prompt (the first target needs a context token)"); goto out; }
     int other = answer == 0 ? 1 : 0;   /* DPO's preferred answer: --dpo-alt, else another candidate */
     if (!lm && n_alt == 0 && ntg > 1 &&
-        read_i32_vec(&tg->via.array.ptr[other], vocab, &alt, &nalt, sub, sizeof sub) < 0) {
+        read_i32_vec(&tg->via.array.ptr[other], vocab, 0, &alt, &nalt, sub, sizeof sub) < 0) {
         snprintf(msg, len, "\"targets\"[%d]: %s", other, sub);
         goto out;
     }
     q->ids = join_seq(prompt, np, ans, na, max_len, &q->len, &q->lab_from);
     if (lm) q->lab_from = 0;
+    if (cuts_soft_slots(prompt, np + na - q->len)) {
+        snprintf(msg, len, "--max-len %d cuts the prompt's soft-prompt slots", max_len);
+        free(q->ids);
+        q->ids = NULL;
+        goto out;
+    }
     if (!lm && (nalt > 0 || n_alt > 0)) {
         q->alt = join_seq(prompt, np, n_alt ? alt_ids : alt, n_alt ? n_alt : nalt, max_len,
                           &q->alt_len, &q->alt_lab_from);
@@ -171,7 +190,7 @@ static int read_span(const msgpack_object *rec, const char *field, const mu_trai
 }
 
 /* mu_train_set_read, and with field the spans of mu_train_set_read_spans. */
-static int read_set(const char *path, int lm, int max_len, int vocab, const int32_t *alt_ids, int n_alt,
+static int read_set(const char *path, int lm, int max_len, int vocab, int nsoft, const int32_t *alt_ids, int n_alt,
                     const char *field, mu_train_set *set, int32_t **start, int32_t **end, char *err,
                     size_t errlen) {
     memset(set, 0, sizeof *set);
@@ -191,7 +210,7 @@ static int read_set(const char *path, int lm, int max_len, int vocab, const int3
             }
         }
         mu_train_seq q;
-        int bad = read_record(rec, lm, lm ? 0 : max_len, vocab, alt_ids, n_alt, &q, msg, sizeof msg) < 0;
+        int bad = read_record(rec, lm, lm ? 0 : max_len, vocab, nsoft, alt_ids, n_alt, &q, msg, sizeof msg) < 0;
         if (!bad && field && read_span(rec, field, &q, *start + set->n, *end + set->n, msg, sizeof msg)) {
             bad = 1;
             free(q.ids);
@@ -237,15 +256,15 @@ static int read_set(const char *path, int lm, int max_len, int vocab, const int3
     return 0;
 }
 
-int mu_train_set_read(const char *path, int lm, int max_len, int vocab, const int32_t *alt_ids,
+int mu_train_set_read(const char *path, int lm, int max_len, int vocab, int nsoft, const int32_t *alt_ids,
                       int n_alt, mu_train_set *set, char *err, size_t errlen) {
-    return read_set(path, lm, max_len, vocab, alt_ids, n_alt, NULL, set, NULL, NULL, err, errlen);
+    return read_set(path, lm, max_len, vocab, nsoft, alt_ids, n_alt, NULL, set, NULL, NULL, err, errlen);
 }
 
-int mu_train_set_read_spans(const char *path, int max_len, int vocab, const char *field, mu_train_set *set,
-                            int32_t **start, int32_t **end, char *err, size_t errlen) {
+int mu_train_set_read_spans(const char *path, int max_len, int vocab, int nsoft, const char *field,
+                            mu_train_set *set, int32_t **start, int32_t **end, char *err, size_t errlen) {
     *start = *end = NULL;
-    int rc = read_set(path, 0, max_len, vocab, NULL, 0, field, set, start, end, err, errlen);
+    int rc = read_set(path, 0, max_len, vocab, nsoft, NULL, 0, field, set, start, end, err, errlen);
     if (rc) {
         free(*start);
         free(*end);
@@ -416,6 +435,7 @@ static json_t *options_json(const mu_train_opts *o) {
         set_int(j, "lora_r", o->lora_r);
         set_real(j, "lora_alpha", o->lora_alpha);
     }
+    if (o->soft_tokens > 0) set_int(j, "soft_tokens", o->soft_tokens);
     return j;
 }
 
@@ -519,6 +539,16 @@ static void wmask_free(mu_trainer *t) {
     free(t->wm);
 }
 
+/* The gradient the data gave trained tensor i (backend [set->n]): the model's dW (packed
+ * or whole), a LoRA factor's, the soft prompt's, and with weight masking still dL/dw
+ * (wmask_grads makes dL/dm from it after the sum, so the penalty is counted once). */
+static float *data_grad(const mu_trainer *t, int i) {
+    int part = t->lora_part ? t->lora_part[i] : 0;
+    if (part == 3) return mu_model_soft_prompt(t->m)->g;
+    const mu_lora *a = part ? mu_model_lora(t->m, t->pidx[i]) : NULL;
+    return a ? (part == 1 ? a->gA : a->gB) : mu_model_param(t->m, t->pidx[i])->g;
+}
+
 /* The trained values of tensor i changed (an update, a checkpoint, the best snapshot):
  * with weight masking the mask is projected onto [0, 1] and applied to the weights. */
 static void trained_changed(mu_trainer *t, int i) {
@@ -569,14 +599,12 @@ int mu_trainer_wmask_stats(const mu_trainer *t, mu_wmask_stats *s) {
 }
 
 void mu_trainer_opt_grad(const mu_trainer *t, int i, float *host) {
-    const mu_lora *a = t->lora_part && t->lora_part[i] ? mu_model_lora(t->m, t->pidx[i]) : NULL;
-    const float *g = a ? (t->lora_part[i] == 1 ? a->gA : a->gB)
-                   : t->o.weight_mask ? t->wm[i].g : mu_model_param(t->m, t->pidx[i])->g;
+    const float *g = t->o.weight_mask ? t->wm[i].g : data_grad(t, i);
     mu_model_backend(t->m)->download(host, g, (size_t)mu_optim_set(t->opt, i)->n * sizeof(float));
 }
 
 /* Registers optimizer entry nt: pidx[nt] = pi, the optimizer's part 0 (the weights), 1 (a
- * LoRA A) or 2 (its B). */
+ * LoRA A), 2 (its B) or 3 (the soft prompt; pi -1). */
 static void add_entry(mu_trainer *t, int pi, int part) {
     t->pidx = mu_xrealloc(t->pidx, (size_t)(t->nt + 1) * sizeof *t->pidx);
     t->lora_part = mu_xrealloc(t->lora_part, (size_t)(t->nt + 1));
@@ -676,6 +704,47 @@ static int setup_lora(mu_trainer *t, const mu_mask *mask, char *err, size_t errl
     return 0;
 }
 
+/* A soft prompt of soft_tokens vectors, trained instead of any weight: the model's own
+ * (--soft-prompt) when it has that many, else the embedding rows of tokens drawn from the
+ * seed (Lester et al.'s initialization from the vocabulary). A reference model gets the
+ * starting vectors, frozen, so it reads the same records. */
+static int setup_soft(mu_trainer *t, const mu_mask *mask, char *err, size_t errlen) {
+    int n = t->o.soft_tokens, D = t->D;
+    if (mask || t->o.lora_r > 0 || t->o.weight_mask) {
+        snprintf(err, errlen, "a soft prompt trains no weight: no mask, LoRA or weight masking with it");
+        return -1;
+    }
+    const mu_soft_prompt *sp = mu_model_soft_prompt(t->m);
+    if (sp && sp->n != n) {
+        snprintf(err, errlen, "the model's soft prompt has %d vectors, but %d are to be trained", sp->n, n);
+        return -1;
+    }
+    float *P = mu_xmalloc((size_t)n * D * sizeof *P);
+    int rc = 0;
+    if (sp) {
+        mu_model_backend(t->m)->download(P, sp->P, (size_t)n * D * sizeof *P);
+    } else {
+        int32_t *ids = mu_xmalloc((size_t)n * sizeof *ids);
+        mu_rng rng;
+        mu_rng_seed2(&rng, t->o.seed, UINT64_C(0x50f7));
+        for (int j = 0; j < n; j++) ids[j] = (int32_t)(mu_rng_uniform(&rng) * t->V) % t->V;
+        rc = mu_model_embedding_rows(t->m, ids, n, P);
+        free(ids);
+    }
+    if (rc == 0) rc = mu_model_set_soft_prompt(t->m, n, P, 1);
+    if (rc == 0 && t->ref) rc = mu_model_set_soft_prompt(t->ref, n, P, 0);
+    free(P);
+    mu_idxset set;
+    mu_idxset_init_dense(&set, (int64_t)n * D);
+    sp = mu_model_soft_prompt(t->m);
+    if (rc || mu_optim_add(t->opt, "soft_prompt", sp->P, sp->g, &set) < 0) {
+        snprintf(err, errlen, "out of memory for a soft prompt of %d vectors", n);
+        return -1;
+    }
+    add_entry(t, -1, 3);
+    return 0;
+}
+
 /* Makes the masked tensors trainable and registers their element sets. */
 static int setup_params(mu_trainer *t, const mu_mask *mask, char *err, size_t errlen) {
     int np = mu_model_n_params(t->m);
@@ -686,6 +755,7 @@ static int setup_params(mu_trainer *t, const mu_mask *mask, char *err, size_t er
         free(info);
         if (rc < 0) return -1;
     }
+    if (t->o.soft_tokens > 0) return setup_soft(t, mask, err, errlen);
     if (t->o.lora_r > 0) return setup_lora(t, mask, err, errlen);
     for (int i = 0; i < np; i++) {
         mu_param *p = mu_model_param(t->m, i);
@@ -740,6 +810,7 @@ mu_trainer *mu_trainer_new(mu_model *model, mu_model *ref, const mu_mask *mask,
     t->l2_layers = mu_xcalloc((size_t)t->NL, 1);
     int any = 0;
     for (int i = 0; i < t->nt; i++) {
+        if (t->pidx[i] < 0) continue;   /* the soft prompt */
         const mu_param_info *pi = &mu_model_param(t->m, t->pidx[i])->info;
         if (pi->layer >= 0 && (!strcmp(pi->role, "gate") || !strcmp(pi->role, "up") || !strcmp(pi->role, "down"))) {
             t->l2_layers[pi->layer] = 1;
@@ -1202,13 +1273,6 @@ static int general_pass(mu_trainer *t, int64_t pos0, char *err, size_t errlen) {
 
 static int uses_forget(const mu_trainer *t) { return forget_logit_terms(t) || need(t, MU_OBJ_RMU); }
 
-/* The gradient the data gave trained tensor i (backend [set->n]): the model's dW (packed
- * or whole), a LoRA factor's, and with weight masking still dL/dw (wmask_grads makes dL/dm
- * from it after the sum, so the penalty is counted once). */
-static float *data_grad(const mu_trainer *t, int i) {
-    const mu_lora *a = t->lora_part && t->lora_part[i] ? mu_model_lora(t->m, t->pidx[i]) : NULL;
-    return a ? (t->lora_part[i] == 1 ? a->gA : a->gB) : mu_model_param(t->m, t->pidx[i])->g;
-}
 
 /* Data parallelism: every trained gradient, the loss terms and the step's token count
  * summed over the processes (each ran its share of the micro-batches), tensors in order.
@@ -1318,6 +1382,14 @@ static int retain_needs_ref(const mu_trainer *t) {
     return need(t, MU_OBJ_RETAIN_KL) || need(t, MU_OBJ_MLP_L2) || (need(t, MU_OBJ_RMU) && t->o.rmu_alpha != 0);
 }
 
+/* Any sequence of set holds a soft-prompt slot (an id below 0). */
+static int has_soft_slots(const mu_train_set *set) {
+    for (int i = 0; i < set->n; i++)
+        for (int k = 0; k < set->s[i].len; k++)
+            if (set->s[i].ids[k] < 0) return 1;
+    return 0;
+}
+
 static int check_data(mu_trainer *t, char *err, size_t errlen) {
     if (uses_forget(t) && !t->data[MU_DATA_FORGET].n) {
         snprintf(err, errlen, "the objectives need --forget data");
@@ -1334,6 +1406,12 @@ static int check_data(mu_trainer *t, char *err, size_t errlen) {
     }
     if (!t->ref && (need(t, MU_OBJ_UNDIAL) || retain_needs_ref(t))) {
         snprintf(err, errlen, "undial, retain-kl, rmu and mlp-l2 need a reference model");
+        return -1;
+    }
+    if (t->o.soft_tokens > 0 && !has_soft_slots(&t->data[MU_DATA_FORGET])) {
+        snprintf(err, errlen, "%s: no soft-prompt slots in its prompts for the soft prompt to train on "
+                 "(mu-tokenize --soft-tokens %d)", t->data[MU_DATA_FORGET].path ? t->data[MU_DATA_FORGET].path
+                 : "--forget", t->o.soft_tokens);
         return -1;
     }
     if (need(t, MU_OBJ_DPO))
@@ -1873,6 +1951,41 @@ int mu_train_write_delta(mu_trainer *t, const char *base_path, const char *const
     rc = mu_st_writer_write(w, path, err, errlen);
 out:
     if (w) mu_st_writer_free(w);
+    mu_ckpt_close(ck);
+    return rc;
+}
+
+int mu_train_write_soft_prompt(mu_trainer *t, const char *base_path, const char *const *deltas, int n_deltas,
+                               const char *path, char *err, size_t errlen) {
+    const mu_soft_prompt *sp = mu_model_soft_prompt(t->m);
+    if (t->o.soft_tokens <= 0 || !sp) {
+        snprintf(err, errlen, "%s: this run trained no soft prompt", path);
+        return -1;
+    }
+    mu_ckpt *ck = mu_ckpt_open(base_path, err, errlen);
+    if (!ck) return -1;
+    int rc = -1;
+    char digest[33];
+    float *P = mu_xmalloc((size_t)sp->n * t->D * sizeof *P);
+    mu_st_writer *w = NULL;
+    for (int i = 0; i < n_deltas; i++)
+        if (mu_ckpt_add_delta(ck, deltas[i], err, errlen)) goto out;
+    if (mu_ckpt_digest(ck, digest)) {
+        snprintf(err, errlen, "%s: cannot digest the model", base_path);
+        goto out;
+    }
+    mu_model_backend(t->m)->download(P, sp->P, (size_t)sp->n * t->D * sizeof *P);
+    w = mu_soft_prompt_writer(sp->n, t->D, P);
+    mu_st_writer_meta(w, "producer", "mu-train " MU_VERSION);
+    mu_st_writer_meta(w, "trained_on", digest);
+    mu_st_writer_meta(w, "model", base_path);
+    char *info = json_dumps(t->info, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
+    mu_st_writer_meta(w, "mu_train", info);
+    free(info);
+    rc = mu_st_writer_write(w, path, err, errlen);
+out:
+    if (w) mu_st_writer_free(w);
+    free(P);
     mu_ckpt_close(ck);
     return rc;
 }

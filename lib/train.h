@@ -54,7 +54,9 @@ typedef struct {
 
 typedef enum { MU_DATA_FORGET = 0, MU_DATA_RETAIN, MU_DATA_GENERAL, MU_DATA_COUNT } mu_data_role;
 
-/* Reads a "tokens" stream. lm = 0: each record is prompt ++ targets[answer] (answer 0
+/* Reads a "tokens" stream of ids in [0, vocab), prompts (lm = 0) also soft-prompt slots
+ * -1 .. -nsoft (mu_model_set_soft_prompt; a slot that --max-len would cut is an error).
+ * lm = 0: each record is prompt ++ targets[answer] (answer 0
  * when absent), trained on the target tokens (a record without targets is an error). The
  * DPO alternative is prompt ++ alt_ids when given, else prompt ++ the first other
  * candidate (targets[1], or targets[0] when answer is not 0), else none.
@@ -63,14 +65,14 @@ typedef enum { MU_DATA_FORGET = 0, MU_DATA_RETAIN, MU_DATA_GENERAL, MU_DATA_COUN
  * Other sequences longer than max_len lose tokens from the left of the prompt (never
  * answer tokens). vocab bounds ids.
  * 0 ok, -1 + "path: record N: what". */
-int mu_train_set_read(const char *path, int lm, int max_len, int vocab, const int32_t *alt_ids,
+int mu_train_set_read(const char *path, int lm, int max_len, int vocab, int nsoft, const int32_t *alt_ids,
                       int n_alt, mu_train_set *set, char *err, size_t errlen);
-/* mu_train_set_read(path, 0, max_len, vocab, NULL, 0, ...) that also maps each record's
+/* mu_train_set_read(path, 0, max_len, vocab, nsoft, NULL, 0, ...) that also maps each record's
  * spans[field] (mu-tokenize's [start, end) of a prompt-template field) into its sequence,
  * after the prompt's left truncation: *start, *end [set->n], malloc'd. A record without
  * the span, or whose span max_len cut, is an error. One pass: path may be a pipe. */
-int mu_train_set_read_spans(const char *path, int max_len, int vocab, const char *field, mu_train_set *set,
-                            int32_t **start, int32_t **end, char *err, size_t errlen);
+int mu_train_set_read_spans(const char *path, int max_len, int vocab, int nsoft, const char *field,
+                            mu_train_set *set, int32_t **start, int32_t **end, char *err, size_t errlen);
 /* Builds a set from memory (tests): n sequences, each prompt then answer. */
 void mu_train_set_from_arrays(mu_train_set *set, int n, int32_t *const *ids, const int *len,
                               const int *prompt_len);
@@ -98,6 +100,11 @@ typedef struct {
     int lora_r;              /* > 0: train LoRA adapters of this rank on the masked layer
                                 matrices (whole ones) instead of them (mu_model_add_lora) */
     double lora_alpha;       /* their scale is alpha / r */
+    int soft_tokens;         /* > 0: train a soft prompt of this many vectors instead of any
+                                weight (mu_model_set_soft_prompt; no mask, LoRA or weight
+                                mask): the model's own when it has one of that size, else
+                                embedding rows of tokens drawn from the seed. The forget set
+                                must hold soft-prompt slots (mu-tokenize --soft-tokens). */
 } mu_train_opts;
 void mu_train_opts_default(mu_train_opts *o);
 
@@ -144,7 +151,8 @@ int mu_trainer_n_trained(const mu_trainer *t);
 /* Model parameter index of trained tensor i and its trained element set. */
 int mu_trainer_trained_param(const mu_trainer *t, int i);
 /* With LoRA (opts.lora_r), trained tensor i is an adapter's A (1: [r, in]) or B (2: [out, r]),
- * A before B, of parameter mu_trainer_trained_param(t, i); 0: the parameter's own values. */
+ * A before B, of parameter mu_trainer_trained_param(t, i); 0: the parameter's own values;
+ * 3: the soft prompt (opts.soft_tokens; trained_param -1). */
 int mu_trainer_lora_part(const mu_trainer *t, int i);
 const mu_idxset *mu_trainer_trained_set(const mu_trainer *t, int i);
 size_t mu_trainer_optim_bytes(const mu_trainer *t);
@@ -188,6 +196,11 @@ int mu_train_write_delta(mu_trainer *t, const char *base_path, const char *const
  * modules, base_model_name_or_path base_path), which PEFT loads on the model the run
  * started from and --delta reads back. Atomic. 0 ok, -1 + err. */
 int mu_train_write_peft(mu_trainer *t, const char *base_path, const char *dir, char *err, size_t errlen);
+/* Writes a soft-prompt run's vectors (opts.soft_tokens) as a soft-prompt file (lib/soft.h):
+ * "trained_on" the digest of base_path with deltas, "model" base_path, "mu_train" the run's
+ * record. Atomic. 0 ok, -1 + err. */
+int mu_train_write_soft_prompt(mu_trainer *t, const char *base_path, const char *const *deltas, int n_deltas,
+                               const char *path, char *err, size_t errlen);
 /* Writes m as a Hugging Face model directory (config.json, model.safetensors f32 with
  * format "pt", tokenizer files copied from src_path's directory; *no_tokenizer set when
  * there was no tokenizer.json). Atomic (temp directory + rename). 0 ok, -1 + err. */

@@ -2250,3 +2250,99 @@ TEST(model_packed_training_equals_whole)
         pk_free(&pk);
     }
 }
+
+/* ---- soft prompts -------------------------------------------------------------------------- */
+/* The batch of tests/golden/SUB with the tokens at positions 1..3 of each row turned into
+ * soft-prompt slots whose vectors are those tokens' embedding rows: the same logits, and
+ * the token-embedding gradient of the plain batch split between the soft prompt's gradient
+ * (at the slots) and the embedding's (elsewhere) — through the embedding scale (Gemma) and
+ * the learned positions (GPT-2). */
+static void check_soft_prompt_as_tokens(const char *sub)
+{
+    char dir[1024], err[512];
+    mu_st *g = parity_open_in(sub, "golden.safetensors", dir, sizeof dir);
+    mu_model *m = mu_model_load(dir, NULL, 0, mu_backend_cpu(), err, sizeof err);
+    CHECK_MSG(m != NULL, "%s", err);
+    parity_batch pb = parity_batch_of(g);
+    int B = pb.B, T = pb.T, V = mu_model_config(m)->vocab, D = mu_model_config(m)->d_model;
+    int ei = -1;
+    for (int i = 0; i < mu_model_n_params(m) && ei < 0; i++)
+        if (!strcmp(mu_model_param(m, i)->info.role, "embed")) ei = i;
+    CHECK(ei >= 0);
+    int64_t ne = mu_model_param(m, ei)->numel;
+    float *E = malloc(ne * sizeof *E), *P = malloc((size_t)B * 3 * D * sizeof *P);
+    CHECK(mu_model_get_param(m, ei, E) == 0);
+    int32_t *ids = malloc((size_t)B * T * sizeof *ids), *orig = malloc((size_t)B * 3 * sizeof *orig);
+    memcpy(ids, pb.ids, (size_t)B * T * sizeof *ids);
+    int n = 0;
+    for (int b = 0; b < B; b++)
+        for (int t = 1; t <= 3 && t < pb.lens[b]; t++, n++) {
+            int32_t id = ids[(size_t)b * T + t];
+            memcpy(P + (size_t)n * D, E + (size_t)id * D, D * sizeof *P);
+            orig[n] = id;
+            ids[(size_t)b * T + t] = -1 - n;
+        }
+    CHECK(n >= 3);
+    mu_batch plain = { B, T, pb.ids, pb.lens }, soft = { B, T, ids, pb.lens };
+    mu_fwd_opts o = { .train = 1 };
+    float *dl = malloc(sizeof(float) * B * T * V), *logits = malloc(sizeof(float) * B * T * V);
+    float *dE = malloc(ne * sizeof *dE), *dEs = malloc(ne * sizeof *dEs), *dP = malloc((size_t)n * D * sizeof *dP);
+    CHECK(mu_model_set_trainable(m, ei, 1) == 0);
+    CHECK(mu_model_forward(m, &plain, &o, err, sizeof err) == 0);
+    memcpy(logits, mu_model_logits(m), sizeof(float) * B * T * V);
+    mu_model_cross_entropy(m, pb.targets, dl, NULL);
+    CHECK(mu_model_backward(m, dl, NULL, 0, err, sizeof err) == 0);
+    mu_model_get_grad(m, ei, dE);
+
+    CHECK(mu_model_forward(m, &soft, NULL, err, sizeof err) == -1);
+    CHECK_MSG(strstr(err, "no soft prompt is loaded") != NULL, "%s", err);
+    CHECK(mu_model_set_soft_prompt(m, n - 1, P, 1) == 0);
+    CHECK(mu_model_forward(m, &soft, NULL, err, sizeof err) == -1);
+    CHECK_MSG(strstr(err, "has 2 vectors") || strstr(err, "vectors"), "%s", err);
+    CHECK(mu_model_set_soft_prompt(m, n, P, 1) == 0);
+    mu_model_zero_grad(m);
+    CHECK_MSG(mu_model_forward(m, &soft, &o, err, sizeof err) == 0, "%s", err);
+    const float *ls = mu_model_logits(m);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < pb.lens[b]; t++)
+            for (int v = 0; v < V; v++) {
+                size_t k = ((size_t)b * T + t) * V + v;
+                CHECK_MSG(ls[k] == logits[k], "%s: soft logits [%d,%d,%d] %.9g vs tokens %.9g", sub, b, t, v,
+                          ls[k], logits[k]);
+            }
+    mu_model_cross_entropy(m, pb.targets, dl, NULL);
+    CHECK(mu_model_backward(m, dl, NULL, 0, err, sizeof err) == 0);
+    mu_model_get_grad(m, ei, dEs);
+    const mu_soft_prompt *sp = mu_model_soft_prompt(m);
+    CHECK(sp && sp->n == n && sp->g);
+    mu_model_backend(m)->download(dP, sp->g, (size_t)n * D * sizeof *dP);
+    for (int j = 0; j < n; j++)
+        for (int d = 0; d < D; d++) dEs[(size_t)orig[j] * D + d] += dP[(size_t)j * D + d];
+    double scale = 0, maxerr = 0;
+    for (int64_t k = 0; k < ne; k++) {
+        if (fabs(dE[k]) > scale) scale = fabs(dE[k]);
+        if (fabs(dE[k] - dEs[k]) > maxerr) maxerr = fabs(dE[k] - dEs[k]);
+    }
+    CHECK_MSG(scale > 0 && maxerr <= 1e-6 * scale, "%s: embedding gradient vs soft + embedding: max error %.3g "
+              "(scale %.3g)", sub, maxerr, scale);
+
+    /* frozen model, only the prompt trains: the same dP; removing it refuses the slots again */
+    CHECK(mu_model_set_trainable(m, ei, 0) == 0);
+    mu_model_zero_grad(m);
+    CHECK(mu_model_forward(m, &soft, &o, err, sizeof err) == 0);
+    mu_model_cross_entropy(m, pb.targets, dl, NULL);
+    CHECK(mu_model_backward(m, dl, NULL, 0, err, sizeof err) == 0);
+    float *dP2 = malloc((size_t)n * D * sizeof *dP2);
+    mu_model_backend(m)->download(dP2, mu_model_soft_prompt(m)->g, (size_t)n * D * sizeof *dP2);
+    for (int k = 0; k < n * D; k++) CHECK_NEAR(dP2[k], dP[k], 1e-6 * scale);
+    CHECK(mu_model_set_soft_prompt(m, 0, NULL, 0) == 0 && mu_model_soft_prompt(m) == NULL);
+    CHECK(mu_model_forward(m, &soft, NULL, err, sizeof err) == -1);
+    free(dP2); free(E); free(P); free(ids); free(orig); free(dl); free(logits); free(dE); free(dEs); free(dP);
+    mu_model_free(m);
+    mu_st_close(g);
+}
+
+TEST(model_soft_prompt_llama_as_tokens) { check_soft_prompt_as_tokens("parity"); }
+TEST(model_soft_prompt_gemma_as_tokens) { check_soft_prompt_as_tokens("parity_gemma"); }
+TEST(model_soft_prompt_gpt2_as_tokens) { check_soft_prompt_as_tokens("parity_gpt2"); }
+TEST(model_soft_prompt_neox_as_tokens) { check_soft_prompt_as_tokens("parity_neox"); }

@@ -917,10 +917,10 @@ TEST(train_set_read_records) {
     mu_writer_close(w);
     mu_train_set s;
     /* answer mode: the second record has no target */
-    CHECK(mu_train_set_read(path, 0, 512, 24, NULL, 0, &s, err, sizeof err) < 0);
+    CHECK(mu_train_set_read(path, 0, 512, 24, 0, NULL, 0, &s, err, sizeof err) < 0);
     CHECK_MSG(strstr(err, "record 1: no target tokens") && strstr(err, path), "%s", err);
     /* general text, windows of 4 */
-    CHECK_MSG(mu_train_set_read(path, 1, 4, 24, NULL, 0, &s, err, sizeof err) == 0, "%s", err);
+    CHECK_MSG(mu_train_set_read(path, 1, 4, 24, 0, NULL, 0, &s, err, sizeof err) == 0, "%s", err);
     /* record 0: 3 + 1 tokens (targets[answer]) -> [0,4); record 1: [0,4) [3,7) [6,10) */
     CHECK_EQ_INT(s.n, 4);
     int labels = 0;
@@ -930,7 +930,7 @@ TEST(train_set_read_records) {
     CHECK_EQ_INT(s.s[3].ids[3], 10);
     mu_train_set_free(&s);
     /* vocabulary bound */
-    CHECK(mu_train_set_read(path, 1, 512, 10, NULL, 0, &s, err, sizeof err) < 0);
+    CHECK(mu_train_set_read(path, 1, 512, 10, 0, NULL, 0, &s, err, sizeof err) < 0);
     CHECK_MSG(strstr(err, "record 0: \"targets\"[1]: token id 13 outside the model's vocabulary (10)"), "%s", err);
     /* answer mode on the first record only */
     w = mu_writer_open(path, "tokens");
@@ -941,7 +941,7 @@ TEST(train_set_read_records) {
     mu_pack_kv_int(pk, "answer", 1);
     mu_writer_end_record(w);
     mu_writer_close(w);
-    CHECK_MSG(mu_train_set_read(path, 0, 512, 24, NULL, 0, &s, err, sizeof err) == 0, "%s", err);
+    CHECK_MSG(mu_train_set_read(path, 0, 512, 24, 0, NULL, 0, &s, err, sizeof err) == 0, "%s", err);
     CHECK_EQ_INT(s.n, 1);
     CHECK_EQ_INT(s.s[0].len, 4);                 /* prompt + targets[answer=1] */
     CHECK_EQ_INT(s.s[0].ids[3], 13);
@@ -950,19 +950,19 @@ TEST(train_set_read_records) {
     CHECK_EQ_INT(s.s[0].alt[4], 12);
     mu_train_set_free(&s);
     int32_t idk[2] = {20, 21};
-    CHECK(mu_train_set_read(path, 0, 3, 24, idk, 2, &s, err, sizeof err) == 0);
+    CHECK(mu_train_set_read(path, 0, 3, 24, 0, idk, 2, &s, err, sizeof err) == 0);
     CHECK_EQ_INT(s.s[0].len, 3);                 /* max_len 3: the prompt loses its first token */
     CHECK_EQ_INT(s.s[0].ids[0], 2);
     CHECK_EQ_INT(s.s[0].lab_from, 1);
     CHECK_EQ_INT(s.s[0].alt_len, 3);             /* --dpo-alt wins over the other candidate */
     CHECK_EQ_INT(s.s[0].alt[2], 21);
     mu_train_set_free(&s);
-    CHECK(mu_train_set_read(path, 0, 512, 24, NULL, 0, &s, err, sizeof err) == 0);
+    CHECK(mu_train_set_read(path, 0, 512, 24, 0, NULL, 0, &s, err, sizeof err) == 0);
     mu_train_set_free(&s);
     /* wrong kind */
     w = mu_writer_open(path, "mask");
     mu_writer_close(w);
-    CHECK(mu_train_set_read(path, 0, 512, 24, NULL, 0, &s, err, sizeof err) < 0);
+    CHECK(mu_train_set_read(path, 0, 512, 24, 0, NULL, 0, &s, err, sizeof err) < 0);
     CHECK_MSG(strstr(err, "expected kind tokens"), "%s", err);
 }
 
@@ -1182,4 +1182,151 @@ TEST(train_data_parallel_ranks_agree_and_match_one_process) {
         }
     }
     munmap(g, sizeof *g);
+}
+
+/* ---- soft prompts ---- */
+/* n facts whose prompts are BOS, soft-prompt slots -1 .. -ns, then 1-2 random tokens; the
+ * answer 1-2 tokens. */
+static void soft_facts(mu_train_set *set, int n, int ns, uint64_t seed) {
+    mu_rng r;
+    mu_rng_seed(&r, seed);
+    int32_t *ids[32];
+    int len[32], pl[32];
+    for (int i = 0; i < n; i++) {
+        pl[i] = 1 + ns + 1 + (i % 2);
+        len[i] = pl[i] + 1 + (i % 3 == 0);
+        ids[i] = malloc(sizeof(int32_t) * len[i]);
+        ids[i][0] = 1;
+        for (int k = 1; k < len[i]; k++) ids[i][k] = k <= ns ? -k : 2 + (int32_t)mu_rng_below(&r, 22);
+    }
+    mu_train_set_from_arrays(set, n, ids, len, pl);
+    for (int i = 0; i < n; i++) free(ids[i]);
+}
+
+static mu_trainer *soft_trainer(mu_model *m, mu_model *ref, const char *objective, int ns, int64_t steps,
+                                const char *ckpt, int64_t every) {
+    mu_train_opts o;
+    mu_train_opts_default(&o);
+    char err[512];
+    CHECK(mu_objective_parse(objective, o.coef, err, sizeof err) == 0);
+    o.soft_tokens = ns; o.batch = 3; o.accum = 2; o.steps = steps; o.seed = 5; o.opt.lr = 3e-2;
+    o.npo_beta = 0.5; o.checkpoint = ckpt; o.checkpoint_every = every;
+    mu_trainer *t = mu_trainer_new(m, ref, NULL, &o, err, sizeof err);
+    CHECK_MSG(t, "%s", err);
+    mu_train_set f, r;
+    soft_facts(&f, 6, ns, 21);
+    facts(&r, 5, 8, 0);
+    mu_trainer_set_data(t, MU_DATA_FORGET, &f);
+    mu_trainer_set_data(t, MU_DATA_RETAIN, &r);
+    return t;
+}
+
+/* A soft prompt (opts.soft_tokens) trains alone: its gradient through the whole pipeline
+ * (NPO with cached reference log-probs, retain-ce, retain-kl against a reference that gets
+ * the starting vectors) against central differences; the vectors start as embedding rows;
+ * training moves them, lowers the loss of learn, and leaves every weight's bits. */
+TEST(train_soft_prompt_gradient_fd_and_frozen_weights) {
+    mu_model *m = tiny_model(3), *ref = tiny_model(3);
+    char err[512];
+    mu_trainer *t = soft_trainer(m, ref, "npo=1,retain-ce=0.5,retain-kl=2", 3, 1, NULL, 0);
+    CHECK(mu_trainer_n_trained(t) == 1 && mu_trainer_lora_part(t, 0) == 3 && mu_trainer_trained_param(t, 0) == -1);
+    CHECK(mu_trainer_trained_set(t, 0)->n == 3 * 16);
+    const mu_soft_prompt *sp = mu_model_soft_prompt(m), *rp = mu_model_soft_prompt(ref);
+    CHECK(sp && sp->n == 3 && sp->g && rp && rp->n == 3 && !rp->g);
+    float P[48], E[24 * 16];
+    mu_trainer_get_trained(t, 0, P);
+    CHECK(mu_model_get_param(m, mu_model_find(m, "model.embed_tokens.weight"), E) == 0);
+    for (int j = 0; j < 3; j++) {      /* each vector is some token's embedding row */
+        int found = 0;
+        for (int v = 0; v < 24 && !found; v++) found = !memcmp(P + 16 * j, E + 16 * v, 16 * sizeof(float));
+        CHECK_MSG(found, "soft vector %d is no embedding row", j);
+    }
+    double l0 = mu_trainer_loss_and_grad(t, 1, err, sizeof err);
+    CHECK_MSG(isfinite(l0), "%s", err);
+    int checked = 0;
+    double biggest = 0;
+    fd_trained(t, "soft prompt", &checked, &biggest);
+    CHECK(checked >= 5);
+    CHECK_MSG(biggest > 1e-3, "every checked soft-prompt gradient is ~0 (max %.3g)", biggest);
+    mu_trainer_free(t);
+
+    float **before = snapshot(m);
+    mu_model_set_soft_prompt(m, 0, NULL, 0);
+    mu_model_set_soft_prompt(ref, 0, NULL, 0);
+    t = soft_trainer(m, ref, "learn", 3, 25, NULL, 0);
+    mu_trainer_get_trained(t, 0, P);
+    double first = mu_trainer_loss_and_grad(t, 0, err, sizeof err);
+    CHECK_MSG(mu_trainer_run(t, NULL, err, sizeof err) == 0, "%s", err);
+    double last = mu_trainer_loss_and_grad(t, 0, err, sizeof err);
+    CHECK_MSG(last < 0.8 * first, "learn through the soft prompt: loss %.4g -> %.4g", first, last);
+    float P1[48];
+    mu_trainer_get_trained(t, 0, P1);
+    CHECK(memcmp(P, P1, sizeof P) != 0);
+    for (int i = 0; i < mu_model_n_params(m); i++) {
+        float *now = malloc(mu_model_param(m, i)->numel * sizeof(float));
+        mu_model_get_param(m, i, now);
+        CHECK_MSG(!memcmp(now, before[i], mu_model_param(m, i)->numel * sizeof(float)), "%s changed",
+                  mu_model_param(m, i)->info.name);
+        free(now);
+    }
+    mu_trainer_free(t);
+    free_snapshot(m, before);
+    mu_model_free(m);
+    mu_model_free(ref);
+}
+
+/* Six steps at once, and three then a resume from the checkpoint to six: the same bits. */
+TEST(train_soft_prompt_resume_is_bit_identical) {
+    char ck[PATH_MAX], err[512];
+    snprintf(ck, sizeof ck, "%s/soft.mpk.zst", mu_test_tmpdir());
+    float a[48], b[48];
+    mu_model *m = tiny_model(6);
+    mu_trainer *t = soft_trainer(m, NULL, "learn,retain-ce", 3, 6, NULL, 0);
+    CHECK_MSG(mu_trainer_run(t, NULL, err, sizeof err) == 0, "%s", err);
+    mu_trainer_get_trained(t, 0, a);
+    mu_trainer_free(t);
+    mu_model_free(m);
+    m = tiny_model(6);
+    t = soft_trainer(m, NULL, "learn,retain-ce", 3, 3, ck, 3);
+    CHECK_MSG(mu_trainer_run(t, NULL, err, sizeof err) == 0, "%s", err);
+    mu_trainer_free(t);
+    mu_model_free(m);
+    m = tiny_model(6);
+    t = soft_trainer(m, NULL, "learn,retain-ce", 3, 6, ck, 3);
+    CHECK_MSG(mu_trainer_run(t, ck, err, sizeof err) == 0, "%s", err);
+    mu_trainer_get_trained(t, 0, b);
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    mu_trainer_free(t);
+    mu_model_free(m);
+}
+
+/* What a soft-prompt run refuses: a mask, LoRA, a forget set without slots, a model whose
+ * soft prompt has another size. */
+TEST(train_soft_prompt_refusals) {
+    mu_model *m = tiny_model(3);
+    char err[512];
+    mu_train_opts o;
+    mu_train_opts_default(&o);
+    CHECK(mu_objective_parse("learn", o.coef, err, sizeof err) == 0);
+    o.soft_tokens = 2;
+    mu_mask mask;
+    mixed_mask(m, &mask);
+    CHECK(mu_trainer_new(m, NULL, &mask, &o, err, sizeof err) == NULL);
+    CHECK_MSG(strstr(err, "no mask, LoRA or weight masking"), "%s", err);
+    o.lora_r = 2;
+    CHECK(mu_trainer_new(m, NULL, NULL, &o, err, sizeof err) == NULL);
+    o.lora_r = 0;
+    mu_trainer *t = mu_trainer_new(m, NULL, NULL, &o, err, sizeof err);
+    CHECK_MSG(t, "%s", err);
+    mu_train_set f;
+    facts(&f, 4, 7, 0);
+    mu_trainer_set_data(t, MU_DATA_FORGET, &f);
+    CHECK(mu_trainer_run(t, NULL, err, sizeof err) == -1);
+    CHECK_MSG(strstr(err, "no soft-prompt slots"), "%s", err);
+    mu_trainer_free(t);
+    o.soft_tokens = 3;     /* the model keeps the 2 vectors of the first trainer */
+    CHECK(mu_trainer_new(m, NULL, NULL, &o, err, sizeof err) == NULL);
+    CHECK_MSG(strstr(err, "has 2 vectors, but 3"), "%s", err);
+    mu_mask_free(&mask);
+    mu_model_free(m);
 }

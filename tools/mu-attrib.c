@@ -25,6 +25,7 @@ static const char usage[] =
     "                          model first (repeatable)\n"
     "      --device NAME       auto (default), cpu or cuda\n"
     "      --dtype T           weight storage: f32 (default) or bf16\n"
+    "      --soft-prompt FILE  vectors for the records' soft-prompt slots (mu-soft-prompt(5))\n"
     "      --forget FILE       token stream whose answers are attributed (required)\n"
     "      --retain FILE       token stream of answers to keep (act-contrast, wagle, memflex)\n"
     "  -M, --method NAME       act           mean |activation| of each MLP neuron on the forget set\n"
@@ -169,8 +170,11 @@ static void read_set(const char *path, mu_model *m, int max_len, const char *fie
                      int32_t **subject_start, int32_t **subject_end) {
     char err[512];
     int vocab = mu_model_config(m)->vocab;
-    if (field ? mu_train_set_read_spans(path, max_len, vocab, field, s, subject_start, subject_end, err, sizeof err)
-              : mu_train_set_read(path, 0, max_len, vocab, NULL, 0, s, err, sizeof err))
+    const mu_soft_prompt *sp = mu_model_soft_prompt(m);
+    int nsoft = sp ? sp->n : 0;
+    if (field ? mu_train_set_read_spans(path, max_len, vocab, nsoft, field, s, subject_start, subject_end, err,
+                                        sizeof err)
+              : mu_train_set_read(path, 0, max_len, vocab, nsoft, NULL, 0, s, err, sizeof err))
         mu_die("%s", err);
 }
 
@@ -181,6 +185,7 @@ int main(int argc, char **argv) {
     char err[1024];
     const mu_backend *be = mu_model_args_backend(&o.ma);
     mu_model *m = mu_model_load_or_die(o.ma.path, o.ma.deltas, o.ma.n_deltas, be, o.ma.weights, "model");
+    mu_model_args_soft_prompt(&o.ma, m);
     mu_mask tensors;
     load_tensors(o.tensors, m, &tensors);
     mu_train_set forget, retain = {0};

@@ -26,6 +26,8 @@ static const char usage[] =
     "                          cpu or cuda\n"
     "      --dtype T           weight storage: f32 (default) or bf16 (GEMMs in bf16 with\n"
     "                          f32 accumulation; see mu-cuda(7))\n"
+    "      --soft-prompt FILE  vectors for the records' soft-prompt slots (mu-train\n"
+    "                          --soft-tokens; mu-soft-prompt(5))\n"
     "  -e, --emit LIST         comma list of: target (target_logprobs), ranks (target_ranks),\n"
     "                          choices (choice_logprobs, choice_ntokens), topk, text\n"
     "                          (text_logprobs), mu-sigma (token_mu, token_sigma for Min-K%++),\n"
@@ -182,6 +184,7 @@ int main(int argc, char **argv)
     const mu_backend *be = mu_model_args_backend(&o.ma);
     mu_reader *r = mu_reader_open_or_die(o.in, "tokens");
     mu_model *m = mu_model_load_or_die(o.ma.path, o.ma.deltas, o.ma.n_deltas, be, o.ma.weights, "model");
+    mu_model_args_soft_prompt(&o.ma, m);
     o.fw.eos = pick_eos(&o, r, m);
     mu_tokenizer *tk = NULL;
     if (o.fw.emit & MU_EMIT_GENERATE) tk = mu_tokenizer_load(o.ma.path, err, sizeof err);   /* optional */

@@ -54,6 +54,9 @@ static const char usage[] =
     "Special tokens:\n"
     "  --bos, --no-bos    add / do not add BOS before the prompt (default: the model's)\n"
     "  --eos              add EOS after each target (after the prompt if no target)\n"
+    "  --soft-tokens N    put N soft-prompt slots (ids -1 .. -N) at the prompt's start,\n"
+    "                     after the BOS: their vectors come from mu-train --soft-tokens N\n"
+    "                     (a soft prompt attack) and --soft-prompt FILE in the tools\n"
     "Modes:\n"
     "  --raw              encode all of the input as one text (no BOS unless --bos)\n"
     "  --decode           decode a tokens or outputs stream to text, records separated\n"
@@ -70,7 +73,7 @@ static const char usage[] =
 
 enum { O_MODEL = 256, O_FORMAT, O_COLUMNS, O_PROMPT, O_TARGET, O_CHOICES, O_CHOICES_FIELD, O_ANSWER_FIELD,
        O_MC, O_MC_OPTIONS, O_MC_ANSWER, O_ID_FIELD, O_CHAT, O_SYSTEM, O_BOS, O_NO_BOS, O_EOS, O_RAW,
-       O_DECODE, O_FIELD, O_KEEP_SPECIAL, O_IDS, O_SPAN, O_ROWS, O_SELECT };
+       O_DECODE, O_FIELD, O_KEEP_SPECIAL, O_IDS, O_SPAN, O_ROWS, O_SELECT, O_SOFT };
 
 typedef struct {
     const char *model, *out, *input, *format, *columns, *system, *choices_field, *answer_field,
@@ -85,6 +88,7 @@ typedef struct {
     const char *select;      /* --select FILE */
     long n_decoded;          /* records printed by --decode */
     int mc, chat, bos, eos, keep_special, ids;
+    int soft;                /* --soft-tokens: slots after the BOS */
     size_t model_vocab;      /* --decode: the model's vocabulary (may pad the tokenizer's) */
     mu_tokenizer *tk;
     mu_chat_kind chat_kind;
@@ -381,11 +385,13 @@ static void tokenize_record(opts *o, mu_writer *w, json_t *rec, const char *dnam
     int32_t *pids;
     encode_or_die(o, what, ptext, plen, &pids, &offs, &np);
     cands c = record_candidates(o, rec, dname, ri);
-    /* prompt ids: BOS, the text's ids, EOS when there are no targets and --eos */
-    int nb = o->bos ? 1 : 0;
+    /* prompt ids: BOS, the soft-prompt slots, the text's ids, EOS when there are no targets
+       and --eos */
+    int nb = (o->bos ? 1 : 0) + o->soft;
     size_t nfull = np + (size_t)nb + (o->eos && c.n == 0 ? 1 : 0);
     int32_t *full = mu_xmalloc((nfull + 1) * sizeof *full);
-    if (nb) full[0] = mu_tok_bos(o->tk);
+    if (o->bos) full[0] = mu_tok_bos(o->tk);
+    for (int j = 0; j < o->soft; j++) full[nb - o->soft + j] = -1 - j;
     memcpy(full + nb, pids, np * sizeof *pids);
     if (o->eos && c.n == 0) full[nfull - 1] = mu_tok_eos(o->tk);
 
@@ -414,6 +420,7 @@ static void write_header_meta(opts *o, mu_writer *w, const char *prompt_spec, co
     pk = mu_writer_meta(w, "bos"); msgpack_pack_int64(pk, o->bos ? mu_tok_bos(o->tk) : -1);
     pk = mu_writer_meta(w, "eos"); msgpack_pack_int64(pk, mu_tok_eos(o->tk));
     pk = mu_writer_meta(w, "add_eos"); if (o->eos) msgpack_pack_true(pk); else msgpack_pack_false(pk);
+    if (o->soft) { pk = mu_writer_meta(w, "soft_tokens"); msgpack_pack_int64(pk, o->soft); }
     if (prompt_spec) { pk = mu_writer_meta(w, "prompt_template"); mu_pack_str(pk, prompt_spec); }
     if (target_spec) { pk = mu_writer_meta(w, "target_template"); mu_pack_str(pk, target_spec); }
     pk = mu_writer_meta(w, "chat"); mu_pack_str(pk, o->chat ? mu_chat_kind_name(o->chat_kind) : "none");
@@ -539,15 +546,16 @@ static void decode_tensor(opts *o, mu_reader *r, const char *field, const msgpac
     if (t.dtype != MU_I32 && t.dtype != MU_I64) mu_reader_die(r, "%s: dtype %s, want i32 or i64", field, mu_dtype_name(t.dtype));
     int64_t numel = mu_shape_numel(t.ndim, t.shape);
     int32_t *ids = mu_xmalloc(((size_t)numel + 1) * sizeof *ids);
+    size_t n = 0;
     for (int64_t i = 0; i < numel; i++) {
         int64_t v;
         if (t.dtype == MU_I32) { int32_t x; memcpy(&x, (const char *)t.data + 4 * i, 4); v = x; }
         else memcpy(&v, (const char *)t.data + 8 * i, 8);
-        if (v < 0 || v > INT32_MAX) mu_reader_die(r, "%s: token %lld is %lld", field, (long long)i, (long long)v);
-        ids[i] = (int32_t)v;
+        if (v < -65536 || v > INT32_MAX) mu_reader_die(r, "%s: token %lld is %lld", field, (long long)i, (long long)v);
+        if (v >= 0) ids[n++] = (int32_t)v;   /* soft-prompt slots (ids -1 .. -65536) have no text */
     }
     snprintf(what, sizeof what, "%s: record %ld", mu_reader_path(r), mu_reader_record_index(r));
-    print_decoded(o, ids, (size_t)numel, what);
+    print_decoded(o, ids, n, what);
     free(ids);
 }
 
@@ -658,7 +666,7 @@ int main(int argc, char **argv) {
         {"raw", no_argument, 0, O_RAW}, {"decode", no_argument, 0, O_DECODE}, {"field", required_argument, 0, O_FIELD},
         {"keep-special", no_argument, 0, O_KEEP_SPECIAL}, {"ids", no_argument, 0, O_IDS},
         {"span", required_argument, 0, O_SPAN}, {"rows", required_argument, 0, O_ROWS},
-        {"select", required_argument, 0, O_SELECT},
+        {"select", required_argument, 0, O_SELECT}, {"soft-tokens", required_argument, 0, O_SOFT},
         {"out", required_argument, 0, 'o'}, MU_COMMON_LONGOPTS, {0, 0, 0, 0}};
     while ((opt = getopt_long(argc, argv, ":o:hVq", lo, NULL)) != -1) {
         if (mu_cli_common(opt, usage)) continue;
@@ -690,6 +698,7 @@ int main(int argc, char **argv) {
             o.span_fields[o.n_span_fields++] = optarg;
             break;
         case O_SELECT: o.select = optarg; break;
+        case O_SOFT: o.soft = (int)mu_parse_int("--soft-tokens", optarg, 1, 65536); break;
         case O_ROWS: parse_rows_or_die(optarg, &o.row_lo, &o.row_hi); break;
         case 'o': o.out = optarg; break;
         case ':': mu_usage_error("option %s needs a value", argv[optind - 1]);
@@ -700,6 +709,7 @@ int main(int argc, char **argv) {
     if (optind + 1 < argc) mu_usage_error("one input at most (got %d)", argc - optind);
     o.input = optind < argc ? argv[optind] : "-";
     if (raw && decode) mu_usage_error("--raw and --decode exclude each other");
+    if (o.soft && (raw || decode)) mu_usage_error("--soft-tokens puts slots in records' prompts: not with --raw or --decode");
     if (o.mc && (choices_spec || o.choices_field || target_spec)) mu_usage_error("--mc makes its own candidates: no --target/--choices");
     if (o.answer_field && !choices_spec && !o.choices_field) mu_usage_error("--answer-field needs --choices or --choices-field");
     char err[512];

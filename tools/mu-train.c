@@ -79,8 +79,16 @@ static const char usage[] =
     "                          them low-rank (NAME::lora_A, ::lora_B), --out-model the\n"
     "                          merged weights W + (alpha/R) B A, --out-peft a PEFT adapter\n"
     "      --lora-alpha A      LoRA scale numerator (default R: scale 1)\n"
+    "      --soft-tokens N     train N soft-prompt vectors instead of any weight (the model\n"
+    "                          frozen): the vectors of the records' soft-prompt slots\n"
+    "                          (mu-tokenize --soft-tokens N), starting from --soft-prompt's\n"
+    "                          or from embeddings of random tokens; --out gets them as a\n"
+    "                          soft-prompt file (mu-soft-prompt(5)): a soft prompt attack\n"
+    "      --soft-prompt FILE  vectors for the records' soft-prompt slots (frozen, unless\n"
+    "                          --soft-tokens trains them)\n"
     "Outputs:\n"
-    "  -o, --out FILE          delta (safetensors) of the trained tensors, new values\n"
+    "  -o, --out FILE          delta (safetensors) of the trained tensors, new values (with\n"
+    "                          --soft-tokens: the soft-prompt file)\n"
     "      --sparse            the delta holds only the masked elements (NAME::idx, NAME::val)\n"
     "      --out-model DIR     full model directory (Hugging Face layout)\n"
     "      --out-peft DIR      with --lora: the adapters as a PEFT LoRA adapter directory\n"
@@ -119,6 +127,7 @@ enum {
     O_SIMD, O_DPOB, O_DPOALT, O_WGAB, O_UNDB, O_FLOOR, O_RMUL, O_RMUC, O_RMUA, O_OPT, O_LR, O_B1, O_B2,
     O_EPS, O_MOM, O_WD, O_CLIP, O_SCHED, O_WARM, O_MINLR, O_STEPS, O_BATCH, O_ACCUM, O_SEED, O_SPARSE,
     O_OUTMODEL, O_OUTPEFT, O_LOG, O_EVAL, O_EVERY, O_BEST, O_CKPT, O_CKEVERY, O_RESUME, O_WMASK, O_LORA, O_LORA_ALPHA,
+    O_SOFT_TOKENS,
 };
 
 static void parse_args(int argc, char **argv, cli_opts *o) {
@@ -143,7 +152,7 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
         {"batch", required_argument, 0, O_BATCH}, {"accum", required_argument, 0, O_ACCUM},
         {"seed", required_argument, 0, O_SEED}, {"out", required_argument, 0, 'o'},
         {"weight-mask", required_argument, 0, O_WMASK}, {"lora", required_argument, 0, O_LORA},
-        {"lora-alpha", required_argument, 0, O_LORA_ALPHA},
+        {"lora-alpha", required_argument, 0, O_LORA_ALPHA}, {"soft-tokens", required_argument, 0, O_SOFT_TOKENS},
         {"sparse", no_argument, 0, O_SPARSE}, {"out-model", required_argument, 0, O_OUTMODEL},
         {"out-peft", required_argument, 0, O_OUTPEFT},
         {"log", required_argument, 0, O_LOG}, {"eval", required_argument, 0, O_EVAL},
@@ -202,6 +211,7 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
             break;
         case O_LORA: o->t.lora_r = (int)mu_parse_int("--lora", optarg, 1, 1 << 16); break;
         case O_LORA_ALPHA: o->t.lora_alpha = mu_parse_real("--lora-alpha", optarg, 0, 1e30); break;
+        case O_SOFT_TOKENS: o->t.soft_tokens = (int)mu_parse_int("--soft-tokens", optarg, 1, 65536); break;
         case 'o': o->out = optarg; break;
         case O_SPARSE: o->sparse = 1; break;
         case O_OUTMODEL: o->out_model = optarg; break;
@@ -241,6 +251,12 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
     if (o->t.lora_alpha != 0 && !o->t.lora_r) mu_usage_error("--lora-alpha applies to --lora");
     if (o->t.lora_r && o->t.weight_mask) mu_usage_error("--lora and --weight-mask cannot be combined");
     if (o->t.lora_r && o->t.lora_alpha == 0) o->t.lora_alpha = o->t.lora_r;
+    if (o->t.soft_tokens) {
+        if (o->mask || o->t.lora_r || o->t.weight_mask)
+            mu_usage_error("--soft-tokens trains no weight: not with --mask, --lora or --weight-mask");
+        if (!o->out || o->sparse || o->out_model || o->out_peft)
+            mu_usage_error("--soft-tokens writes its vectors to --out FILE (no --sparse, --out-model, --out-peft)");
+    }
     char err[512];
     if (mu_objective_parse(o->objective, o->t.coef, err, sizeof err)) mu_usage_error("--objective: %s", err);
     if (o->t.keep_best && !o->n_evals) mu_usage_error("--keep-best needs --eval");
@@ -307,7 +323,10 @@ static void note_weight_mask(mu_trainer *t) {
 static void write_outputs(const cli_opts *o, mu_trainer *t, mu_model *m) {
     char err[1024];
     note_weight_mask(t);
-    if (o->out && mu_train_write_delta(t, o->ma.path, o->ma.deltas, o->ma.n_deltas, o->out, o->sparse, o->objective,
+    if (o->t.soft_tokens) {
+        if (mu_train_write_soft_prompt(t, o->ma.path, o->ma.deltas, o->ma.n_deltas, o->out, err, sizeof err))
+            mu_die("%s", err);
+    } else if (o->out && mu_train_write_delta(t, o->ma.path, o->ma.deltas, o->ma.n_deltas, o->out, o->sparse, o->objective,
                                       err, sizeof err))
         mu_die("%s", err);
     if (o->out_peft && mu_train_write_peft(t, o->ma.path, o->out_peft, err, sizeof err)) mu_die("%s", err);
@@ -369,6 +388,8 @@ int main(int argc, char **argv) {
     if (o.ref) ref = mu_model_load_or_die(o.ref, NULL, 0, be, o.ma.weights, "reference model");
     else if (needs_ref_model(&o.t))
         ref = mu_model_load_or_die(o.ma.path, o.ma.deltas, o.ma.n_deltas, be, o.ma.weights, "reference model");
+    mu_model_args_soft_prompt(&o.ma, m);
+    if (ref) mu_model_args_soft_prompt(&o.ma, ref);
     mu_mask mask, *maskp = NULL;
     if (o.mask) { load_mask(o.mask, m, &mask); maskp = &mask; }
     mu_trainer *t = mu_trainer_new(m, ref, maskp, &o.t, err, sizeof err);
@@ -378,18 +399,20 @@ int main(int argc, char **argv) {
     mu_trainer_note(t, "max_len", json_integer(o.max_len));
     if (o.ref) mu_trainer_note(t, "ref", json_string(o.ref));
     if (o.dpo_alt) mu_trainer_note(t, "dpo_alt", json_string(o.dpo_alt));
-    int vocab = mu_model_config(m)->vocab, n_alt = 0;
+    const mu_soft_prompt *sp = mu_model_soft_prompt(m);   /* --soft-prompt's, or the one trained */
+    int vocab = mu_model_config(m)->vocab, n_alt = 0, nsoft = sp ? sp->n : 0;
     int32_t *alt = o.dpo_alt ? encode_alt(o.ma.path, o.dpo_alt, &n_alt) : NULL;
     for (int r = 0; r < MU_DATA_COUNT; r++) {
         if (!o.data[r]) continue;
         mu_train_set set;
-        if (mu_train_set_read(o.data[r], r == MU_DATA_GENERAL, o.max_len, vocab, alt, n_alt, &set, err, sizeof err))
+        if (mu_train_set_read(o.data[r], r == MU_DATA_GENERAL, o.max_len, vocab, nsoft, alt, n_alt, &set, err,
+                              sizeof err))
             mu_die("%s", err);
         mu_trainer_set_data(t, (mu_data_role)r, &set);
     }
     for (int i = 0; i < o.n_evals; i++) {
         mu_train_set set;
-        if (mu_train_set_read(o.evals[i].path, 0, o.max_len, vocab, NULL, 0, &set, err, sizeof err))
+        if (mu_train_set_read(o.evals[i].path, 0, o.max_len, vocab, nsoft, NULL, 0, &set, err, sizeof err))
             mu_die("%s", err);
         mu_trainer_add_eval(t, o.evals[i].name, &set);
     }
@@ -400,7 +423,10 @@ int main(int argc, char **argv) {
     }
     if (mu_trainer_run(t, resume, err, sizeof err)) mu_die("%s", err);
     if (dist.rank == 0) write_outputs(&o, t, m);
-    if (o.t.lora_r)
+    if (o.t.soft_tokens)
+        mu_info("trained a soft prompt of %d vectors for %lld steps; final loss %.6g", o.t.soft_tokens,
+                (long long)mu_trainer_step(t), mu_trainer_last_loss(t));
+    else if (o.t.lora_r)
         mu_info("trained LoRA adapters on %d matrices for %lld steps; final loss %.6g", mu_trainer_n_trained(t) / 2,
                 (long long)mu_trainer_step(t), mu_trainer_last_loss(t));
     else

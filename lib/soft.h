@@ -1,0 +1,24 @@
+/* soft.h — soft-prompt files (man/mu-soft-prompt.5): safetensors holding one F32 tensor
+ * "soft_prompt" [n, d_model], the vectors that stand in for a tokens stream's soft-prompt
+ * slots (ids -1 .. -n; mu-tokenize --soft-tokens N), with __metadata__ {"format":
+ * "mu-soft-prompt", "version": "1", "trained_on": <digest of the model and deltas it was
+ * trained on>, ...}. Written by mu-train --soft-tokens N; read by every tool that runs a
+ * model (--soft-prompt FILE), on any model of the same width. */
+#ifndef MU_SOFT_H
+#define MU_SOFT_H
+#include <stddef.h>
+#include "safetensors.h"
+
+#define MU_SOFT_FORMAT "mu-soft-prompt"
+#define MU_SOFT_VERSION "1"
+#define MU_SOFT_TENSOR "soft_prompt"
+#define MU_SOFT_MAX 65536          /* vectors in one prompt */
+
+/* Reads path's vectors for a model of width d_model: *n and *vec (malloc'd [n * d_model]).
+ * Checks the format and version, the one tensor's name, dtype, shape (2-D, width d_model,
+ * 1..MU_SOFT_MAX rows) and that every value is finite. 0 ok, -1 + "path: what". */
+int mu_soft_prompt_read(const char *path, int d_model, int *n, float **vec, char *err, size_t errlen);
+/* A writer holding vec [n, d_model] (referenced until written) and the format metadata; the
+ * caller adds its own (mu_st_writer_meta) and writes it (atomic). */
+mu_st_writer *mu_soft_prompt_writer(int n, int d_model, const float *vec);
+#endif

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# t_soft.sh — soft prompts end to end on stories260K and Sports Facts: mu-tokenize
+# --soft-tokens puts slots after the BOS (spans shifted, text unchanged), mu-train
+# --soft-tokens trains their vectors with the model frozen (a soft prompt attack: the answers
+# gain probability), every model tool reads them with --soft-prompt, and bad files, widths
+# and slots are refused in one line.
+. "$(dirname "$0")/lib.sh"
+
+M="$SHARED_DATA/models/stories260K"
+CSV="$SHARED_DATA/sports/sports.csv"
+if [ ! -f "$M/config.json" ] || [ ! -f "$CSV" ]; then skip soft_all "no stories260K or sports data in $SHARED_DATA"; exit 0; fi
+cd "$T" || exit 1
+tok() { mu-tokenize --model "$M" --prompt 'Fact: {athlete} plays the sport of' \
+          --choices ' baseball| basketball| football' --answer-field sport_index --rows 0-8 "$@" "$CSV"; }
+tok > plain.tok && tok --soft-tokens 4 > soft.tok || { skip soft_all "mu-tokenize failed"; exit 0; }
+
+t soft_tokenize_slots_after_bos bash -c '
+  p=$(mu-dump --full plain.tok | sed -n 2p); s=$(mu-dump --full soft.tok | sed -n 2p)
+  jq -e ".prompt.data[1:5] == [-1,-2,-3,-4] and .prompt.data[0] == 1" <<<"$s" >/dev/null &&
+  jq -e -n --argjson p "$p" --argjson s "$s" "(\$s.prompt.data[0:1] + \$s.prompt.data[5:]) == \$p.prompt.data and
+      \$s.spans.athlete == [\$p.spans.athlete[0] + 4, \$p.spans.athlete[1] + 4] and \$s.targets == \$p.targets" >/dev/null &&
+  mu-dump soft.tok | head -1 | jq -e ".meta.soft_tokens == 4" >/dev/null &&
+  [ "$(mu-tokenize --model "'"$M"'" --decode soft.tok)" = "$(mu-tokenize --model "'"$M"'" --decode plain.tok)" ]'
+expect_fail soft_forward_needs_a_prompt 1 'soft.tok: record 0: prompt: token 1 is -1, a soft-prompt slot, but no soft prompt is loaded' \
+  mu-forward --model "$M" soft.tok
+expect_fail soft_train_usage_mask 2 'not with --mask' \
+  mu-train --model "$M" --forget soft.tok --objective learn --soft-tokens 4 --mask mlp:0 --out a.st
+expect_fail soft_train_usage_outputs 2 'writes its vectors to --out FILE' \
+  mu-train --model "$M" --forget soft.tok --objective learn --soft-tokens 4 --out-model dir
+expect_fail soft_train_needs_slots 1 'plain.tok: no soft-prompt slots' \
+  mu-train --model "$M" --forget plain.tok --objective learn --soft-tokens 4 --steps 1 --out a.st
+expect_fail soft_tokenize_usage 2 'not with --raw or --decode' mu-tokenize --model "$M" --raw --soft-tokens 2
+
+# The attack: 20 steps of learn on the facts through 4 vectors; the answers' probability
+# rises many-fold, no weight moves (the model's digest is what the file says it was trained on)
+t soft_prompt_attack_raises_answers bash -c '
+  mu-train --model "'"$M"'" --forget soft.tok --objective learn --soft-tokens 4 --steps 20 --lr 1e-2 \
+    --batch 8 --out attack.st --log attack.log -q || exit 1
+  before=$(mu-forward --model "'"$M"'" --emit target plain.tok | mu-score | awk "\$1 == \"target_prob\" {print \$3}")
+  after=$(mu-forward --model "'"$M"'" --soft-prompt attack.st --emit target soft.tok | mu-score |
+          awk "\$1 == \"target_prob\" {print \$3}")
+  echo "target_prob $before -> $after"
+  awk -v a="$before" -v b="$after" "BEGIN { exit !(b > 4 * a) }" || exit 1
+  hl=$(od -An -tu8 -N8 attack.st | tr -d " ")
+  h=$(tail -c +9 attack.st | head -c "$hl")
+  digest=$(mu-dump --model "'"$M"'" | head -1 | jq -r .digest)
+  jq -e --arg d "$digest" ".soft_prompt.dtype == \"F32\" and .soft_prompt.shape == [4, 64] and
+    .__metadata__.format == \"mu-soft-prompt\" and .__metadata__.version == \"1\" and
+    .__metadata__.trained_on == \$d and (.__metadata__.mu_train | fromjson | .soft_tokens == 4)" <<<"$h" >/dev/null'
+
+# every model tool reads it: mu-attrib scores the slots'"'"' records
+t soft_attrib_reads_the_prompt bash -c '
+  mu-attrib --model "'"$M"'" --soft-prompt attack.st --forget soft.tok --method act > act.scores &&
+  mu-dump act.scores | head -1 | grep -q .'
+
+# refusals, one line naming the file
+head -c 100 attack.st > trunc.st
+expect_fail soft_truncated_file 1 'trunc.st: ' mu-forward --model "$M" --soft-prompt trunc.st soft.tok
+expect_fail soft_not_a_soft_file 1 'not a soft-prompt file' mu-forward --model "$M" --soft-prompt "$M/model.safetensors" soft.tok
+if mu-init --out wide --layers 1 --d-model 32 --heads 2 --kv-heads 1 --d-ff 64 --seed 1 >/dev/null 2>&1; then
+  expect_fail soft_wrong_width 1 'attack.st: soft_prompt: vectors of width 64, but the model.s d_model is 32' \
+    mu-forward --model wide --soft-prompt attack.st soft.tok
+fi
+tok --soft-tokens 6 > six.tok
+expect_fail soft_slot_past_the_prompt 1 'six.tok: record 0: prompt: token 5 is -5, a soft-prompt slot past the soft prompt.s 4 vectors' \
+  mu-forward --model "$M" --soft-prompt attack.st six.tok
+expect_fail soft_train_max_len_cuts_slots 1 'soft.tok: record 0: --max-len 6 cuts the prompt.s soft-prompt slots' \
+  mu-train --model "$M" --forget soft.tok --objective learn --soft-tokens 4 --max-len 6 --steps 1 --out b.st
