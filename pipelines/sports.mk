@@ -76,6 +76,15 @@ RELEARN_LR    ?= 1e-4
 # RELEARN_LORA=R: the attack trains rank-R LoRA adapters on the masked layer matrices instead
 RELEARN_MASK  ?=
 RELEARN_LORA  ?=
+# a soft prompt attack (SOFT=N; empty, the default: none): N vectors put before every
+# prompt (mu-tokenize --soft-tokens N) and trained with every weight frozen (mu-train
+# --soft-tokens N, learn, SOFT_STEPS at SOFT_LR) on the relearn half of the forget set, then
+# tested on the held-out half: does some input bring back what the unlearning removed,
+# without changing a weight? The base model meets the same attack: what a soft prompt
+# gets from a model that was never taught the facts (man/mu-soft-prompt.5)
+SOFT          ?=
+SOFT_STEPS    ?= 50
+SOFT_LR       ?= 1e-2
 BATCH         ?= 16
 MMLU_SUBJECT  ?= high_school_geography
 MMLU_N        ?= 40
@@ -143,6 +152,45 @@ $(RUN)/tok/learn.tok: $(RUN)/tok/cloze-all.tok $(RUN)/tok/question-all.tok
 	cat $^ > $@.tmp && mv $@.tmp $@
 $(RUN)/tok/relearn.tok: $(RUN)/tok/cloze-relearn.tok $(RUN)/tok/question-relearn.tok
 	cat $^ > $@.tmp && mv $@.tmp $@
+
+# ---- the soft prompt attack (SOFT) ----------------------------------------------------
+# $(RUN)/soft-MODEL.st: the vectors trained on MODEL (base, unlearned-LOC); its held-out
+# facts with them: $(RUN)/out/softattacked-MODEL/FORMAT-heldout.out
+SOFT_MODELS := $(if $(SOFT),base $(foreach l,$(LOCS),unlearned-$(l)))
+define SOFT_TOKENS_RULE
+$(RUN)/tok/$(1)-$(2)-soft.tok: $(SPORTS) $(MODEL) $(call knobs,rows-$(2),$(ROWS_$(2))) $(call knobs,soft-tokens,$(SOFT))
+	@mkdir -p $$(@D)
+	mu-tokenize $(Q) --model $(MODEL) --rows $(ROWS_$(2)) --prompt '$(PROMPT_$(1))' --soft-tokens $(SOFT) \
+	  --choices $(CHOICES_$(1)) --answer-field sport_index --out $$@ $(SPORTS)
+endef
+define SOFT_RULE
+$(RUN)/soft-$(1).st: $(DELTAS_$(1)) $(RUN)/tok/soft-relearn.tok \
+                     $(call knobs,soft,n=$(SOFT) steps=$(SOFT_STEPS) lr=$(SOFT_LR) batch=$(BATCH)$(accum_knob) seed=$(SEED))
+	$(JOB) mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) $(addprefix --delta ,$(DELTAS_$(1))) \
+	  --soft-tokens $(SOFT) --objective learn --train $(RUN)/tok/soft-relearn.tok --steps $(SOFT_STEPS) \
+	  --batch $(BATCH)$(accum_opt) --lr $(SOFT_LR) --seed $(SEED) --log $(RUN)/soft-$(1).log --out $$@
+$(RUN)/out/softattacked-$(1)/%-heldout.out: $(RUN)/tok/%-heldout-soft.tok $(DELTAS_$(1)) $(RUN)/soft-$(1).st
+	@mkdir -p $$(@D)
+	$(JOB) mu-forward $(Q) --model $(MODEL) --device $(MU_DEVICE) $(addprefix --delta ,$(DELTAS_$(1))) \
+	  --soft-prompt $(RUN)/soft-$(1).st --emit choices --out $$@ $$<
+endef
+ifneq ($(SOFT),)
+$(foreach f,$(FORMATS),$(foreach s,relearn heldout,$(eval $(call SOFT_TOKENS_RULE,$(f),$(s)))))
+$(RUN)/tok/soft-relearn.tok: $(RUN)/tok/cloze-relearn-soft.tok $(RUN)/tok/question-relearn-soft.tok
+	cat $^ > $@.tmp && mv $@.tmp $@
+$(foreach m,$(SOFT_MODELS),$(eval $(call SOFT_RULE,$(m))))
+endif
+SOFT_OUTS := $(foreach m,$(SOFT_MODELS),$(foreach f,$(FORMATS),$(RUN)/out/softattacked-$(m)/$(f)-heldout.out))
+# model, format, held-out accuracy after the attack (mu-score: metric, group, value, n, interval)
+$(RUN)/soft.tsv: $(SOFT_OUTS)
+	mu-score $(Q) --by model,fmt --metrics choice_acc --format tsv \
+	  $(foreach m,$(SOFT_MODELS),--label model=$(m) $(foreach f,$(FORMATS),--label fmt=$(f) \
+	    $(RUN)/out/softattacked-$(m)/$(f)-heldout.out)) > $@.tmp
+	mv $@.tmp $@
+# each localization's attacked held-out facts against PAIRED_WITH's, fact by fact (paired_rows)
+$(RUN)/soft-paired.tsv: $(SOFT_OUTS)
+	$(call paired_recipe,$(PAIRED_WITH),$(foreach f,$(FORMATS),softattacked:$(f)-heldout))
+SOFT_TSV := $(if $(SOFT),$(RUN)/soft.tsv $(RUN)/soft-paired.tsv)
 
 # ---- training -----------------------------------------------------------------------
 $(RUN)/learned.st: $(RUN)/tok/learn.tok $(MODEL) \
@@ -313,9 +361,11 @@ $(RUN)/%.png: $(RUN)/attrib/%.scores
 	mv $@.tmp $@
 
 WMASK_TSV := $(if $(WMASK),$(RUN)/wmask.tsv $(RUN)/wmask-paired.tsv)
+SOFT_REPORT := $(if $(SOFT),awk -f pipelines/soft-report.awk -v n=$(SOFT) -v steps=$(SOFT_STEPS) -v lr=$(SOFT_LR) \
+  -v models='$(SOFT_MODELS)' -v formats='$(FORMATS)' $(RUN)/scores.tsv $(SOFT_TSV) >> $@.tmp && )
 PLOTS     += $(if $(and $(WMASK),$(shell command -v gnuplot 2>/dev/null)),$(RUN)/wmask.png)
 $(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/paired.tsv pipelines/sports-report.awk \
-                  pipelines/changes.awk $(PLOTS) $(WMASK_TSV) \
+                  pipelines/changes.awk $(PLOTS) $(WMASK_TSV) $(SOFT_TSV) $(if $(SOFT),pipelines/soft-report.awk) \
                   $(filter $(RUN)/%,$(foreach l,$(LOCS),$(MASK_$(l))))
 	awk -f pipelines/changes.awk -f pipelines/sports-report.awk -v models='$(MODELS_EVAL)' -v n_forget=$(N_FORGET) \
 	  -v n_facts=$(N_FACTS) -v rows='$(ROWS_all)' -v masks="$(foreach l,$(LOCS),$(l)=$(call mask_desc,$(MASK_$(l))))" \
@@ -323,4 +373,4 @@ $(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/
 	  -v plots='$(notdir $(PLOTS))' -v wmask='$(WMASK)' -v wmask_steps=$(WMASK_STEPS) -v wmask_lr=$(WMASK_LR) \
 	  -v wmask_opt=$(WMASK_OPT) \
 	  $< $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/paired.tsv $(WMASK_TSV) > $@.tmp
-	mv $@.tmp $@
+	$(SOFT_REPORT)mv $@.tmp $@

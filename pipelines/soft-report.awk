@@ -1,0 +1,63 @@
+# soft-report.awk — the report's soft prompt attack section (pipelines/sports.mk, SOFT=N).
+# Files: scores.tsv (held-out accuracy of each model before the attack), soft.tsv (after
+# it: mu-score metric, group "model=M,fmt=F", value, n, interval) and soft-paired.tsv
+# (paired_rows: baseline, kind, localization, FORMAT-heldout, difference, facts, interval,
+# McNemar's p). Variables: n, steps, lr, models, formats.
+BEGIN { FS = "\t"; nf = split(formats, F, " "); nm = split(models, M, " ") }
+function group_of(s,   a, i, k, n2, kv) {     # "model=M,fmt=F[,split=S]" -> "M F S"
+    n2 = split(s, a, ",")
+    k = ""
+    for (i = 1; i <= n2; i++) { split(a[i], kv, "="); k = k (i > 1 ? SUBSEP : "") kv[2] }
+    return k
+}
+FILENAME == ARGV[1] && $1 == "choice_acc" { before[group_of($2)] = $3; next }
+FILENAME == ARGV[2] && $1 == "choice_acc" { k = group_of($2); after[k] = $3; cnt[k] = $4; lo[k] = $5; hi[k] = $6; next }
+FILENAME == ARGV[3] && $2 == "softattacked" {
+    sub(/-heldout$/, "", $4)
+    k = $1 SUBSEP $3 SUBSEP $4
+    pd[k] = $5; plo[k] = $7; phi[k] = $8; pp[k] = $9
+    if (!($1 in seen_w)) { seen_w[$1] = 1; W[++nw] = $1 }
+    if (!(($1, $3) in seen_l)) { seen_l[$1, $3] = 1; L[$1, ++nl[$1]] = $3 }
+}
+function acc_before(m, f,   k) { k = m SUBSEP f SUBSEP "heldout"; return (k in before) ? sprintf("%.2f", before[k]) : "–" }
+function acc_after(m, f,   k) {
+    k = m SUBSEP f
+    return (k in after) ? sprintf("%.2f [%.2f, %.2f]", after[k], lo[k], hi[k]) : "–"
+}
+function paired(w, l, f,   k) {
+    k = w SUBSEP l SUBSEP f
+    return (k in pd) ? sprintf("%+.2f [%+.2f, %+.2f] (p %.2g)", pd[k], plo[k], phi[k], pp[k]) : "–"
+}
+END {
+    printf "\n## Soft prompt attack\n\n"
+    printf "%d vectors before every prompt (after the BOS), trained with every weight frozen (mu-train\n", n
+    printf "--soft-tokens %d: learn, %d steps at lr %s) on the relearn half of the forget facts (cloze and\n", n, steps, lr
+    print "question prompts), then tested on the held-out half: does some input bring back facts the"
+    print "unlearning removed, without changing a weight? The base model (never taught the facts) meets"
+    print "the same attack: what a soft prompt gets without the facts. Held-out accuracy before the"
+    print "attack, and after it with its 95% interval (Wilson):"
+    printf "\n| model |"
+    for (f = 1; f <= nf; f++) printf " %s before | %s after |", F[f], F[f]
+    printf "\n|---|"
+    for (f = 1; f <= nf; f++) printf "---|---|"
+    printf "\n"
+    for (i = 1; i <= nm; i++) {
+        printf "| %s |", M[i]
+        for (f = 1; f <= nf; f++) printf " %s | %s |", acc_before(M[i], F[f]), acc_after(M[i], F[f])
+        printf "\n"
+    }
+    for (w = 1; w <= nw; w++) {
+        printf "\nPaired with %s after the attack, fact by fact: each localization's held-out accuracy\n", W[w]
+        printf "minus %s's on the same facts, with its 95%% interval (Newcombe's) and McNemar's exact p.\n\n", W[w]
+        printf "| localization |"
+        for (f = 1; f <= nf; f++) printf " %s |", F[f]
+        printf "\n|---|"
+        for (f = 1; f <= nf; f++) printf "---|"
+        printf "\n"
+        for (i = 1; i <= nl[W[w]]; i++) {
+            printf "| %s |", L[W[w], i]
+            for (f = 1; f <= nf; f++) printf " %s |", paired(W[w], L[W[w], i], F[f])
+            printf "\n"
+        }
+    }
+}
