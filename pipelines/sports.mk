@@ -366,6 +366,7 @@ SOFT_REPORT := $(if $(SOFT),awk -f pipelines/soft-report.awk -v n=$(SOFT) -v ste
 PLOTS     += $(if $(and $(WMASK),$(shell command -v gnuplot 2>/dev/null)),$(RUN)/wmask.png)
 $(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/paired.tsv pipelines/sports-report.awk \
                   pipelines/changes.awk $(PLOTS) $(WMASK_TSV) $(SOFT_TSV) $(if $(SOFT),pipelines/soft-report.awk) \
+                  $(call knobs,report-soft,$(SOFT)) \
                   $(filter $(RUN)/%,$(foreach l,$(LOCS),$(MASK_$(l))))
 	awk -f pipelines/changes.awk -f pipelines/sports-report.awk -v models='$(MODELS_EVAL)' -v n_forget=$(N_FORGET) \
 	  -v n_facts=$(N_FACTS) -v rows='$(ROWS_all)' -v masks="$(foreach l,$(LOCS),$(l)=$(call mask_desc,$(MASK_$(l))))" \

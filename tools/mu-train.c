@@ -395,7 +395,7 @@ int main(int argc, char **argv) {
     mu_trainer *t = mu_trainer_new(m, ref, maskp, &o.t, err, sizeof err);
     if (!t) mu_die("%s", err);
     mu_trainer_set_dist(t, &dist);
-    mu_trainer_note(t, "mask", json_string(o.mask ? o.mask : "all"));
+    mu_trainer_note(t, "mask", json_string(o.mask ? o.mask : o.t.soft_tokens ? "none" : "all"));
     mu_trainer_note(t, "max_len", json_integer(o.max_len));
     if (o.ref) mu_trainer_note(t, "ref", json_string(o.ref));
     if (o.dpo_alt) mu_trainer_note(t, "dpo_alt", json_string(o.dpo_alt));

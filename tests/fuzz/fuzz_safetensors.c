@@ -1,7 +1,9 @@
-/* fuzz_safetensors.c — mu_st_open and reading every tensor as f32, on any bytes. */
+/* fuzz_safetensors.c — mu_st_open and reading every tensor as f32, on any bytes; and the
+ * same bytes as a soft-prompt file (lib/soft.h) for a model of width 64. */
 #include <string.h>
 #include "fuzz.h"
 #include "safetensors.h"
+#include "soft.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -23,5 +25,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     mu_st_metadata(s, "format");
     mu_st_close(s);
+    int n = 0;
+    float *vec = NULL;
+    err[0] = 0;
+    if (mu_soft_prompt_read(path, 64, &n, &vec, err, sizeof err)) fuzz_check_err(err, path);
+    else if (n < 1 || n > MU_SOFT_MAX || !vec) abort();
+    free(vec);
     return 0;
 }

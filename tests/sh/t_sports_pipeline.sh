@@ -250,3 +250,23 @@ if run GENERAL="$T/general.txt" "$T/run/unlearn-early.st" > "$T/glog" 2>&1; then
 else
   fail sports_pipeline_general_loss "$(tail -3 "$T/glog" | tr '\n' ' ')"
 fi
+# SOFT=2: the soft prompt attack on the base model and every unlearned one (2 vectors, 3
+# steps; nothing else trains), its report section (a row per model, its before cell the
+# held-out accuracy of scores.tsv, its after cell inside its interval) and its paired tables
+# (a row per other localization); without SOFT again the report drops the section
+run SOFT=2 SOFT_STEPS=3 > "$T/soft.log" 2>&1 || fail sports_pipeline_soft "$(tail -3 "$T/soft.log" | tr '\n' ' ')"
+t sports_pipeline_soft bash -c "
+  [ \$(grep -cE '^(pipelines/job.sh )?mu-train' '$T/soft.log') = 8 ] &&
+  [ \$(grep -cE '^(pipelines/job.sh )?mu-train.* --soft-tokens 2 --objective learn --train [^ ]*/soft-relearn\.tok --steps 3 ' '$T/soft.log') = 8 ] &&
+  grep -q '^## Soft prompt attack' '$R' &&
+  awk -F' *\\| *' 'NR == FNR { if (\$0 ~ /^choice_acc\tmodel=[^,]*,fmt=[a-z]*,split=heldout/) {
+                                   split(\$0, c, /\t/); split(c[2], g, /[,=]/); acc[g[2], g[4]] = sprintf(\"%.2f\", c[3]) }; next }
+      /^## Soft prompt attack/ { on = 1 } !on { next }
+      /^\| (base|unlearned-(early|lookup|probe|late|all|atp|random)) \|/ { n++
+        for (i = 3; i <= 7; i += 2) { f = (i == 3 ? \"cloze\" : i == 5 ? \"question\" : \"mc\")
+          if (\$i != acc[\$2, f]) bad = 1
+          split(\$(i + 1), a, /[][, ]+/); if (!(a[2] <= a[1] + 0.005 && a[1] <= a[3] + 0.005 && a[2] >= 0 && a[3] <= 1)) bad = 1 } }
+      /^\| (early|lookup|probe|late|all|atp|random) \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+\) \|){3}\$/ { np++ }
+      END { exit bad || n != 8 || np != 12 }' '$T/run/scores.tsv' '$R'"
+run > /dev/null 2>&1
+t sports_pipeline_soft_off bash -c "! grep -q 'Soft prompt attack' '$R'"
