@@ -44,6 +44,16 @@ if [ -f "$ROOT/man/mu-stream.5" ] && [ $have_groff = 1 ]; then
   if [ -n "$warn" ]; then fail mu-stream.5 "groff: $(head -2 <<<"$warn" | tr '\n' ' ')"; else ok mu-stream.5; fi
 elif [ ! -f "$ROOT/man/mu-stream.5" ]; then fail mu-stream.5 "man/mu-stream.5 missing"
 else skip mu-stream.5 "groff not installed"; fi
+# the other file formats and overviews (mu-delta.5, mu-soft-prompt.5, mu-cuda.7, ...)
+for page in "$ROOT"/man/*.5 "$ROOT"/man/*.7; do
+  name=$(basename "$page")
+  [ "$name" = mu-stream.5 ] && continue
+  if [ $have_groff = 0 ]; then skip "$name" "groff not installed"; continue; fi
+  warn=$(groff -man -Tutf8 -ww -z "$page" 2>&1)
+  if [ -n "$warn" ]; then fail "$name" "groff: $(head -2 <<<"$warn" | tr '\n' ' ')"
+  elif ! grep -q '^\.SH NAME' "$page"; then fail "$name" "no NAME section"
+  else ok "$name"; fi
+done
 
 # messages stay one printable line when they quote a hostile file's or argument's bytes:
 # a GGUF key with a terminal escape, a newline and an invalid byte; a template field name

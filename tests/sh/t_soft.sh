@@ -48,6 +48,15 @@ t soft_prompt_attack_raises_answers bash -c '
     .__metadata__.format == \"mu-soft-prompt\" and .__metadata__.version == \"1\" and
     .__metadata__.trained_on == \$d and (.__metadata__.mu_train | fromjson | .soft_tokens == 4)" <<<"$h" >/dev/null'
 
+# the slots have no text: scored as next tokens they give NaN, the text's own tokens numbers;
+# generation runs past them (KV cache: the slots read once, in the prefill)
+t soft_text_and_generation bash -c '
+  mu-forward --model "'"$M"'" --soft-prompt attack.st --emit text soft.tok | mu-dump --full | sed -n 2p |
+    jq -e ".text_logprobs.data[0:4] == [\"nan\",\"nan\",\"nan\",\"nan\"] and
+           (.text_logprobs.data[4:] | all(type == \"number\" and . < 0))" >/dev/null &&
+  [ "$(mu-forward --model "'"$M"'" --soft-prompt attack.st --generate 4 soft.tok | mu-dump --full | sed -n 2p |
+       jq ".generation.shape[0]")" = 4 ]'
+
 # every model tool reads it: mu-attrib scores the slots'"'"' records
 t soft_attrib_reads_the_prompt bash -c '
   mu-attrib --model "'"$M"'" --soft-prompt attack.st --forget soft.tok --method act > act.scores &&
