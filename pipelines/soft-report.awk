@@ -2,7 +2,7 @@
 # Files: scores.tsv (held-out accuracy of each model before the attack), soft.tsv (after
 # it: mu-score metric, group "model=M,fmt=F", value, n, interval) and soft-paired.tsv
 # (paired_rows: baseline, kind, localization, FORMAT-heldout, difference, facts, interval,
-# McNemar's p). Variables: n, steps, lr, models, formats.
+# McNemar's p). Variables: n, steps, lr, models (base and the localizations), formats.
 BEGIN { FS = "\t"; nf = split(formats, F, " "); nm = split(models, M, " ") }
 function group_of(s,   a, i, k, n2, kv) {     # "model=M,fmt=F[,split=S]" -> "M F S"
     n2 = split(s, a, ",")
@@ -19,7 +19,12 @@ FILENAME == ARGV[3] && $2 == "softattacked" {
     if (!($1 in seen_w)) { seen_w[$1] = 1; W[++nw] = $1 }
     if (!(($1, $3) in seen_l)) { seen_l[$1, $3] = 1; L[$1, ++nl[$1]] = $3 }
 }
-function acc_before(m, f,   k) { k = m SUBSEP f SUBSEP "heldout"; return (k in before) ? sprintf("%.2f", before[k]) : "–" }
+# the model a soft prompt attacked: base, or LOC's unlearned model
+function model_of(m) { return m == "base" ? m : "unlearned-" m }
+function acc_before(m, f,   k) {
+    k = model_of(m) SUBSEP f SUBSEP "heldout"
+    return (k in before) ? sprintf("%.2f", before[k]) : "–"
+}
 function acc_after(m, f,   k) {
     k = m SUBSEP f
     return (k in after) ? sprintf("%.2f [%.2f, %.2f]", after[k], lo[k], hi[k]) : "–"
@@ -42,7 +47,7 @@ END {
     for (f = 1; f <= nf; f++) printf "---|---|"
     printf "\n"
     for (i = 1; i <= nm; i++) {
-        printf "| %s |", M[i]
+        printf "| %s |", model_of(M[i])
         for (f = 1; f <= nf; f++) printf " %s | %s |", acc_before(M[i], F[f]), acc_after(M[i], F[f])
         printf "\n"
     }

@@ -154,9 +154,10 @@ $(RUN)/tok/relearn.tok: $(RUN)/tok/cloze-relearn.tok $(RUN)/tok/question-relearn
 	cat $^ > $@.tmp && mv $@.tmp $@
 
 # ---- the soft prompt attack (SOFT) ----------------------------------------------------
-# $(RUN)/soft-MODEL.st: the vectors trained on MODEL (base, unlearned-LOC); its held-out
-# facts with them: $(RUN)/out/softattacked-MODEL/FORMAT-heldout.out
-SOFT_MODELS := $(if $(SOFT),base $(foreach l,$(LOCS),unlearned-$(l)))
+# $(RUN)/soft-NAME.st: the vectors trained on the base model (NAME base) or on unlearned-LOC
+# (NAME LOC); its held-out facts with them: $(RUN)/out/softattacked-NAME/FORMAT-heldout.out
+SOFT_MODELS := $(if $(SOFT),base $(LOCS))
+soft_deltas = $(if $(filter base,$(1)),$(DELTAS_base),$(DELTAS_unlearned-$(1)))
 define SOFT_TOKENS_RULE
 $(RUN)/tok/$(1)-$(2)-soft.tok: $(SPORTS) $(MODEL) $(call knobs,rows-$(2),$(ROWS_$(2))) $(call knobs,soft-tokens,$(SOFT))
 	@mkdir -p $$(@D)
@@ -164,14 +165,14 @@ $(RUN)/tok/$(1)-$(2)-soft.tok: $(SPORTS) $(MODEL) $(call knobs,rows-$(2),$(ROWS_
 	  --choices $(CHOICES_$(1)) --answer-field sport_index --out $$@ $(SPORTS)
 endef
 define SOFT_RULE
-$(RUN)/soft-$(1).st: $(DELTAS_$(1)) $(RUN)/tok/soft-relearn.tok \
+$(RUN)/soft-$(1).st: $(call soft_deltas,$(1)) $(RUN)/tok/soft-relearn.tok \
                      $(call knobs,soft,n=$(SOFT) steps=$(SOFT_STEPS) lr=$(SOFT_LR) batch=$(BATCH)$(accum_knob) seed=$(SEED))
-	$(JOB) mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) $(addprefix --delta ,$(DELTAS_$(1))) \
+	$(JOB) mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) $(addprefix --delta ,$(call soft_deltas,$(1))) \
 	  --soft-tokens $(SOFT) --objective learn --train $(RUN)/tok/soft-relearn.tok --steps $(SOFT_STEPS) \
 	  --batch $(BATCH)$(accum_opt) --lr $(SOFT_LR) --seed $(SEED) --log $(RUN)/soft-$(1).log --out $$@
-$(RUN)/out/softattacked-$(1)/%-heldout.out: $(RUN)/tok/%-heldout-soft.tok $(DELTAS_$(1)) $(RUN)/soft-$(1).st
+$(RUN)/out/softattacked-$(1)/%-heldout.out: $(RUN)/tok/%-heldout-soft.tok $(call soft_deltas,$(1)) $(RUN)/soft-$(1).st
 	@mkdir -p $$(@D)
-	$(JOB) mu-forward $(Q) --model $(MODEL) --device $(MU_DEVICE) $(addprefix --delta ,$(DELTAS_$(1))) \
+	$(JOB) mu-forward $(Q) --model $(MODEL) --device $(MU_DEVICE) $(addprefix --delta ,$(call soft_deltas,$(1))) \
 	  --soft-prompt $(RUN)/soft-$(1).st --emit choices --out $$@ $$<
 endef
 ifneq ($(SOFT),)
