@@ -1068,8 +1068,12 @@ static void group_sum_f64(const mu_dist *d, double *buf, int64_t n) { group_sum(
  * the mixed mask: reference log-probs shared out), 1 (weight masking) or 2 (LoRA on every
  * matrix): 3 steps of 4 micro-batches of 2, evaluated every 2 steps on 5 facts (batches of
  * 2 shared out); backend: the CPU, or (device 1) the CPU posing as a device. */
+static void soft_facts(mu_train_set *set, int n, int ns, uint64_t seed);
+
+/* Variants: 0 weights (NPO, DPO, retain-ce), 1 weight masking, 2 LoRA, 3 a soft prompt. */
 static void rank_train(rank_group *g, int rank, int variant, int device, rank_result *out) {
-    static const char *specs[] = {"npo=1,dpo=0.3,retain-ce=0.5", "log1mp=1,retain-ce=1", "learn=1,retain-ce=0.5"};
+    static const char *specs[] = {"npo=1,dpo=0.3,retain-ce=0.5", "log1mp=1,retain-ce=1", "learn=1,retain-ce=0.5",
+                                  "npo=1,retain-ce=0.5"};
     static mu_backend fake;
     fake = *mu_backend_cpu();
     fake.host_memory = 0;
@@ -1084,12 +1088,15 @@ static void rank_train(rank_group *g, int rank, int variant, int device, rank_re
     o.steps = 3; o.batch = 2; o.accum = 4; o.opt.lr = 1e-2; o.opt.weight_decay = 0.05; o.eval_every = 2;
     if (variant == 1) { o.weight_mask = 1; o.weight_mask_lambda = 0.01; }
     if (variant == 2) { o.lora_r = 2; o.lora_alpha = 4; }
-    mu_trainer *t = mu_trainer_new(m, NULL, variant == 2 ? NULL : &mask, &o, out->err, sizeof out->err);
+    if (variant == 3) o.soft_tokens = 3;
+    mu_trainer *t = mu_trainer_new(m, NULL, variant >= 2 ? NULL : &mask, &o, out->err, sizeof out->err);
     if (t) {
         mu_train_set f, r, ev;
-        facts(&f, 9, 7, 1);
+        if (variant == 3) soft_facts(&f, 9, 3, 7);
+        else facts(&f, 9, 7, 1);
         facts(&r, 7, 8, 0);
-        facts(&ev, 5, 7, 0);
+        if (variant == 3) soft_facts(&ev, 5, 3, 9);
+        else facts(&ev, 5, 7, 0);
         mu_trainer_set_data(t, MU_DATA_FORGET, &f);
         mu_trainer_set_data(t, MU_DATA_RETAIN, &r);
         mu_trainer_add_eval(t, "facts", &ev);
@@ -1102,7 +1109,11 @@ static void rank_train(rank_group *g, int rank, int variant, int device, rank_re
             out->loss = mu_trainer_last_loss(t);
             out->nll = mu_trainer_eval_metric(t, "facts.nll");
             out->ok = 1;
-            for (int i = 0; i < mu_model_n_params(m) && out->ok; i++) {   /* LoRA: the merged weights */
+            if (variant == 3) {                                    /* the soft prompt's vectors */
+                mu_trainer_get_trained(t, 0, out->v);
+                out->n = mu_trainer_trained_set(t, 0)->n;
+            }
+            for (int i = 0; i < mu_model_n_params(m) && out->ok && variant != 3; i++) {   /* LoRA: the merged weights */
                 int64_t k = mu_model_param(m, i)->numel;
                 if (out->n + k > RANK_FLOATS) { snprintf(out->err, sizeof out->err, "too many parameters"); out->ok = 0; }
                 else mu_model_get_param(m, i, out->v + out->n);
@@ -1156,7 +1167,7 @@ TEST(train_data_parallel_ranks_agree_and_match_one_process) {
     CHECK(g != MAP_FAILED);
     if (g == MAP_FAILED) return;
     static rank_result one;
-    for (int variant = 0; variant < 3; variant++) {
+    for (int variant = 0; variant < 4; variant++) {
         CHECK_MSG(run_ranks(g, 1, variant, 0) == 0, "variant %d, one process: %s", variant, g->res[0].err);
         one = g->res[0];
         if (!one.ok) continue;
