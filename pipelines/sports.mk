@@ -362,7 +362,7 @@ $(RUN)/%.png: $(RUN)/attrib/%.scores
 	mv $@.tmp $@
 
 WMASK_TSV := $(if $(WMASK),$(RUN)/wmask.tsv $(RUN)/wmask-paired.tsv)
-SOFT_REPORT := $(if $(SOFT),awk -f pipelines/soft-report.awk -v n=$(SOFT) -v steps=$(SOFT_STEPS) -v lr=$(SOFT_LR) \
+SOFT_REPORT = $(if $(SOFT),awk -f pipelines/soft-report.awk -v n=$(SOFT) -v steps=$(SOFT_STEPS) -v lr=$(SOFT_LR) \
   -v models='$(SOFT_MODELS)' -v formats='$(FORMATS)' $(RUN)/scores.tsv $(SOFT_TSV) >> $@.tmp && )
 PLOTS     += $(if $(and $(WMASK),$(shell command -v gnuplot 2>/dev/null)),$(RUN)/wmask.png)
 $(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/paired.tsv pipelines/sports-report.awk \
