@@ -29,8 +29,8 @@ static void read_tokens(const char *path, int how, char *err, size_t len)
     mu_train_set set;
     memset(&set, 0, sizeof set);
     int32_t *s = NULL, *e = NULL, alt[2] = { 3, 5 };
-    int rc = how == 2 ? mu_train_set_read_spans(path, 40, 300, "name", &set, &s, &e, err, len)
-                      : mu_train_set_read(path, how, 40, 300, how ? NULL : alt, how ? 0 : 2,
+    int rc = how == 2 ? mu_train_set_read_spans(path, 40, 300, 4, "name", &set, &s, &e, err, len)
+                      : mu_train_set_read(path, how, 40, 300, how ? 0 : 4, how ? NULL : alt, how ? 0 : 2,
                                           &set, err, len);
     if (rc == 0) {
         for (int i = 0; s && i < set.n; i++)
