@@ -1049,6 +1049,32 @@ TEST(cuda_model_random_gpt2_logits_grads_vs_cpu)
 /* Adapters of rank 3 (scale 0.7) with the same random A and B on every layer matrix of mc
  * and mg, the base weights frozen (mg's given mc's values); forward, mean cross-entropy,
  * backward: logits, the loss and every dA, dB compared. */
+/* One training step of the batch on the CPU model ms[0] and the device model ms[1] (zeroed
+ * gradients, forward, mean cross-entropy, backward): the same loss, and logits (lg[k],
+ * malloc'd host [MB*MT*V]) within logit_nmse at the rows' valid positions. */
+static void train_step_both(mu_model *ms[2], const int32_t *ids, const int32_t *targets, float *lg[2],
+                            double logit_nmse)
+{
+    char err[256];
+    int V = mu_model_config(ms[0])->vocab;
+    float *dl = fnew((size_t)MB * MT * V);
+    double loss[2];
+    for (int k = 0; k < 2; k++) {
+        mu_model_zero_grad(ms[k]);
+        mu_batch b = { MB, MT, ids, m_lens };
+        mu_fwd_opts o = { .train = 1 };
+        CHECK_MSG(mu_model_forward(ms[k], &b, &o, err, sizeof err) == 0, "forward: %s", err);
+        lg[k] = fnew((size_t)MB * MT * V);
+        memcpy(lg[k], mu_model_logits(ms[k]), sizeof(float) * MB * MT * V);
+        loss[k] = mu_model_cross_entropy(ms[k], targets, dl, NULL);
+        CHECK_MSG(mu_model_backward(ms[k], dl, NULL, 0, err, sizeof err) == 0, "backward: %s", err);
+    }
+    free(dl);
+    CHECK_CLOSE(loss[1], loss[0], 1e-5, 1e-6);
+    for (int b = 0; b < MB; b++)
+        check_close("logits", lg[1] + (size_t)b * MT * V, lg[0] + (size_t)b * MT * V, (size_t)m_lens[b] * V, logit_nmse);
+}
+
 static void lora_vs_cpu(const mu_config *c, mu_weights wt, uint64_t seed, double logit_nmse, double grad_nmse)
 {
     const mu_backend *g = gpu_or_skip();
@@ -1077,21 +1103,8 @@ static void lora_vs_cpu(const mu_config *c, mu_weights wt, uint64_t seed, double
     }
     int32_t ids[MB * MT], targets[MB * MT];
     model_batch(ids, targets, V, seed + 1);
-    float *lg[2], *dl = fnew((size_t)MB * MT * V);
-    double loss[2];
-    for (int k = 0; k < 2; k++) {
-        mu_model_zero_grad(ms[k]);
-        mu_batch b = { MB, MT, ids, m_lens };
-        mu_fwd_opts o = { .train = 1 };
-        CHECK_MSG(mu_model_forward(ms[k], &b, &o, err, sizeof err) == 0, "forward: %s", err);
-        lg[k] = fnew((size_t)MB * MT * V);
-        memcpy(lg[k], mu_model_logits(ms[k]), sizeof(float) * MB * MT * V);
-        loss[k] = mu_model_cross_entropy(ms[k], targets, dl, NULL);
-        CHECK_MSG(mu_model_backward(ms[k], dl, NULL, 0, err, sizeof err) == 0, "backward: %s", err);
-    }
-    CHECK_CLOSE(loss[1], loss[0], 1e-5, 1e-6);
-    for (int b = 0; b < MB; b++)
-        check_close("logits", lg[1] + (size_t)b * MT * V, lg[0] + (size_t)b * MT * V, (size_t)m_lens[b] * V, logit_nmse);
+    float *lg[2];
+    train_step_both(ms, ids, targets, lg, logit_nmse);
     int adapted = 0;
     for (int i = 0; i < n; i++) {
         const mu_lora *a[2] = { mu_model_lora(ms[0], i), mu_model_lora(ms[1], i) };
@@ -1110,7 +1123,6 @@ static void lora_vs_cpu(const mu_config *c, mu_weights wt, uint64_t seed, double
     }
     CHECK(adapted >= 2 * 4);
     for (int k = 0; k < 2; k++) { free(lg[k]); mu_model_free(ms[k]); }
-    free(dl);
 }
 
 /* LoRA on both backends: a random Llama (f32), GPT-2 (Conv1D weights, fused c_attn) and a
@@ -1153,29 +1165,18 @@ static void soft_prompt_vs_cpu(const mu_config *c, mu_weights wt, uint64_t seed,
     int32_t ids[MB * MT], targets[MB * MT];
     model_batch(ids, targets, V, seed + 1);
     ids[1] = -1; ids[2] = -2; ids[3] = -3; ids[6] = -3; ids[MT + 2] = -4;
-    float *lg[2], *dl = fnew((size_t)MB * MT * V), *dP[2];
-    double loss[2];
+    float *lg[2], *dP[2];
+    train_step_both(ms, ids, targets, lg, logit_nmse);
     for (int k = 0; k < 2; k++) {
-        mu_model_zero_grad(ms[k]);
-        mu_batch b = { MB, MT, ids, m_lens };
-        mu_fwd_opts o = { .train = 1 };
-        CHECK_MSG(mu_model_forward(ms[k], &b, &o, err, sizeof err) == 0, "forward: %s", err);
-        lg[k] = fnew((size_t)MB * MT * V);
-        memcpy(lg[k], mu_model_logits(ms[k]), sizeof(float) * MB * MT * V);
-        loss[k] = mu_model_cross_entropy(ms[k], targets, dl, NULL);
-        CHECK_MSG(mu_model_backward(ms[k], dl, NULL, 0, err, sizeof err) == 0, "backward: %s", err);
         dP[k] = fnew((size_t)ns * D);
         (k ? g : mu_backend_cpu())->download(dP[k], mu_model_soft_prompt(ms[k])->g, (size_t)ns * D * 4);
     }
-    CHECK_CLOSE(loss[1], loss[0], 1e-5, 1e-6);
-    for (int b = 0; b < MB; b++)
-        check_close("logits", lg[1] + (size_t)b * MT * V, lg[0] + (size_t)b * MT * V, (size_t)m_lens[b] * V, logit_nmse);
     check_close("d soft prompt", dP[1], dP[0], (size_t)ns * D, grad_nmse);
     double norm = 0;
     for (int e = 0; e < ns * D; e++) norm += (double)dP[0][e] * dP[0][e];
     CHECK(norm > 0);
     for (int k = 0; k < 2; k++) { free(lg[k]); free(dP[k]); mu_model_free(ms[k]); }
-    free(dl); free(P);
+    free(P);
 }
 
 TEST(cuda_model_soft_prompt_logits_grads_vs_cpu)
