@@ -254,6 +254,7 @@ fi
 # steps; nothing else trains), its report section (a row per model, its before cell the
 # held-out accuracy of scores.tsv, its after cell inside its interval) and its paired tables
 # (a row per other localization); without SOFT again the report drops the section
+run > /dev/null 2>&1     # what the tests above left stale (the touched attribution's stages)
 run SOFT=2 SOFT_STEPS=3 > "$T/soft.log" 2>&1 || fail sports_pipeline_soft "$(tail -3 "$T/soft.log" | tr '\n' ' ')"
 t sports_pipeline_soft bash -c "
   [ \$(grep -cE '^(pipelines/job.sh )?mu-train' '$T/soft.log') = 8 ] &&
