@@ -479,14 +479,12 @@ static int read_ids(const msgpack_object *o, const char *what, int V, int nsoft,
         int64_t v;
         if (t.dtype == MU_I32) { int32_t x; memcpy(&x, (const char *)t.data + 4 * i, 4); v = x; }
         else memcpy(&v, (const char *)t.data + 8 * i, 8);
-        if (v < -nsoft || v >= V) {
+        if (mu_soft_slot_check(v, nsoft, e2, sizeof e2)) {
             free(ids);
-            if (v < 0 && !nsoft)
-                return fail(err, errlen, "%s: token %lld is %lld, a soft-prompt slot, but no soft prompt is loaded "
-                            "(--soft-prompt FILE)", what, (long long)i, (long long)v);
-            if (v < 0)
-                return fail(err, errlen, "%s: token %lld is %lld, a soft-prompt slot past the soft prompt's %d "
-                            "vectors", what, (long long)i, (long long)v, nsoft);
+            return fail(err, errlen, "%s: token %lld is %lld, %s", what, (long long)i, (long long)v, e2);
+        }
+        if (v >= V) {
+            free(ids);
             return fail(err, errlen, "%s: token %lld is %lld, outside the model's vocabulary of %d", what,
                         (long long)i, (long long)v, V);
         }

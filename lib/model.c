@@ -819,6 +819,17 @@ int mu_model_set_soft_prompt(mu_model *m, int n, const float *host, int trainabl
 
 const mu_soft_prompt *mu_model_soft_prompt(const mu_model *m) { return m->soft.n ? &m->soft : NULL; }
 
+int mu_soft_slot_check(int64_t id, int nsoft, char *msg, size_t len)
+{
+    if (id >= 0 || id >= -(int64_t)nsoft) return 0;
+    if (!nsoft)
+        snprintf(msg, len, "a soft-prompt slot, but no soft prompt is loaded (--soft-prompt FILE, or mu-train "
+                 "--soft-tokens N)");
+    else
+        snprintf(msg, len, "a soft-prompt slot past the soft prompt's %d vectors", nsoft);
+    return -1;
+}
+
 int mu_model_embedding_rows(mu_model *m, const int32_t *ids, int n, float *host)
 {
     float *Y = m->be->alloc(fsz((size_t)n * m->D));
@@ -1353,15 +1364,9 @@ static int check_batch(const mu_model *m, const mu_batch *b, const mu_fwd_opts *
         }
         for (int t = 0; t < b->T; t++) {
             int32_t id = b->ids[(size_t)r * b->T + t];
-            if (id < 0 && id >= -m->soft.n) continue;          /* a soft-prompt slot */
-            if (id < 0 && !m->soft.n) {
-                snprintf(err, errlen, "forward: row %d position %d: token id %d is a soft-prompt slot, "
-                         "but no soft prompt is loaded (--soft-prompt FILE)", r, t, id);
-                return -1;
-            }
-            if (id < 0) {
-                snprintf(err, errlen, "forward: row %d position %d: soft-prompt slot %d, but the soft "
-                         "prompt has %d vectors", r, t, -1 - id, m->soft.n);
+            char what[160];
+            if (mu_soft_slot_check(id, m->soft.n, what, sizeof what)) {
+                snprintf(err, errlen, "forward: row %d position %d: token id %d is %s", r, t, id, what);
                 return -1;
             }
             if (id >= m->V) {

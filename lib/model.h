@@ -222,6 +222,10 @@ int mu_model_lora_factors(const mu_model *m, int i, float *Bs, float *As);
 typedef struct { int n; float *P, *g; } mu_soft_prompt;
 int mu_model_set_soft_prompt(mu_model *m, int n, const float *host, int trainable);
 const mu_soft_prompt *mu_model_soft_prompt(const mu_model *m);   /* NULL: none */
+/* Whether a negative input id is a slot of a soft prompt of nsoft vectors: 0, or -1 with
+ * what is wrong in msg ("a soft-prompt slot, but no soft prompt is loaded ...", "a
+ * soft-prompt slot past the soft prompt's N vectors"), for the caller's one-line error. */
+int mu_soft_slot_check(int64_t id, int nsoft, char *msg, size_t len);
 /* The token embedding rows of ids [n] (each in [0, V)), as stored (before any embedding
  * scale), into host [n * D]. 0 ok, -1 out of memory. */
 int mu_model_embedding_rows(mu_model *m, const int32_t *ids, int n, float *host);

@@ -78,11 +78,9 @@ static int read_i32_vec(const msgpack_object *o, int vocab, int nsoft, int32_t *
     *out = mu_xmalloc((size_t)(*n ? *n : 1) * sizeof **out);
     memcpy(*out, tv.data, (size_t)*n * 4);
     for (int i = 0; i < *n; i++)
-        if ((*out)[i] < -nsoft || (*out)[i] >= vocab) {
+        if (mu_soft_slot_check((*out)[i], nsoft, e, sizeof e) || (*out)[i] >= vocab) {
             if ((*out)[i] >= 0) snprintf(msg, len, "token id %d outside the model's vocabulary (%d)", (*out)[i], vocab);
-            else if (nsoft) snprintf(msg, len, "soft-prompt slot %d past the soft prompt's %d vectors", -1 - (*out)[i], nsoft);
-            else snprintf(msg, len, "token id %d is a soft-prompt slot, but no soft prompt is loaded or trained "
-                          "(--soft-prompt FILE, --soft-tokens N)", (*out)[i]);
+            else snprintf(msg, len, "token id %d is %s", (*out)[i], e);
             free(*out);
             *out = NULL;
             return -1;
