@@ -1049,6 +1049,26 @@ TEST(cuda_model_random_gpt2_logits_grads_vs_cpu)
 /* Adapters of rank 3 (scale 0.7) with the same random A and B on every layer matrix of mc
  * and mg, the base weights frozen (mg's given mc's values); forward, mean cross-entropy,
  * backward: logits, the loss and every dA, dB compared. */
+/* A random model of config c on the CPU (ms[0], from seed) and on device g (ms[1]) with the
+ * same parameters. 0, or -1 after a failed CHECK. */
+static int model_pair(const mu_config *c, mu_weights wt, uint64_t seed, const mu_backend *g, mu_model *ms[2])
+{
+    char err[256];
+    ms[0] = mu_model_init_random_as(c, seed, 0.3f, mu_backend_cpu(), wt, err, sizeof err);
+    CHECK_MSG(ms[0], "%s", err);
+    ms[1] = ms[0] ? mu_model_init_random_as(c, 99, 0.3f, g, wt, err, sizeof err) : NULL;
+    CHECK_MSG(ms[1], "%s", err);
+    if (!ms[1]) { mu_model_free(ms[0]); return -1; }
+    for (int i = 0; i < mu_model_n_params(ms[0]); i++) {
+        mu_param *p = mu_model_param(ms[0], i);
+        float *w = fnew((size_t)p->numel);
+        mu_model_get_param(ms[0], i, w);
+        mu_model_set_param(ms[1], i, w);
+        free(w);
+    }
+    return 0;
+}
+
 /* One training step of the batch on the CPU model ms[0] and the device model ms[1] (zeroed
  * gradients, forward, mean cross-entropy, backward): the same loss, and logits (lg[k],
  * malloc'd host [MB*MT*V]) within logit_nmse at the rows' valid positions. */
@@ -1078,21 +1098,12 @@ static void train_step_both(mu_model *ms[2], const int32_t *ids, const int32_t *
 static void lora_vs_cpu(const mu_config *c, mu_weights wt, uint64_t seed, double logit_nmse, double grad_nmse)
 {
     const mu_backend *g = gpu_or_skip();
-    char err[256];
     mu_model *ms[2];
-    ms[0] = mu_model_init_random_as(c, seed, 0.3f, mu_backend_cpu(), wt, err, sizeof err);
-    CHECK_MSG(ms[0], "%s", err);
-    ms[1] = mu_model_init_random_as(c, 99, 0.3f, g, wt, err, sizeof err);
-    CHECK_MSG(ms[1], "%s", err);
+    if (model_pair(c, wt, seed, g, ms)) return;
     int n = mu_model_n_params(ms[0]), V = c->vocab;
     mu_rng r;
     mu_rng_seed(&r, seed);
     for (int i = 0; i < n; i++) {
-        mu_param *p = mu_model_param(ms[0], i);
-        float *w = fnew((size_t)p->numel);
-        mu_model_get_param(ms[0], i, w);
-        mu_model_set_param(ms[1], i, w);
-        free(w);
         if (!mu_model_lora_eligible(ms[0], i)) continue;
         int in, out;
         mu_model_matrix_dims(ms[0], i, &in, &out);
@@ -1143,20 +1154,9 @@ static void soft_prompt_vs_cpu(const mu_config *c, mu_weights wt, uint64_t seed,
                                double grad_nmse)
 {
     const mu_backend *g = gpu_or_skip();
-    char err[256];
     mu_model *ms[2];
-    ms[0] = mu_model_init_random_as(c, seed, 0.3f, mu_backend_cpu(), wt, err, sizeof err);
-    CHECK_MSG(ms[0], "%s", err);
-    ms[1] = mu_model_init_random_as(c, 99, 0.3f, g, wt, err, sizeof err);
-    CHECK_MSG(ms[1], "%s", err);
-    int n = mu_model_n_params(ms[0]), V = c->vocab, D = c->d_model, ns = 4;
-    for (int i = 0; i < n; i++) {
-        mu_param *p = mu_model_param(ms[0], i);
-        float *w = fnew((size_t)p->numel);
-        mu_model_get_param(ms[0], i, w);
-        mu_model_set_param(ms[1], i, w);
-        free(w);
-    }
+    if (model_pair(c, wt, seed, g, ms)) return;
+    int V = c->vocab, D = c->d_model, ns = 4;
     mu_rng r;
     mu_rng_seed(&r, seed);
     float *P = fnew((size_t)ns * D);
