@@ -145,15 +145,18 @@ static int read_record(const msgpack_object *rec, int lm, int max_len, int vocab
     }
     q->ids = join_seq(prompt, np, ans, na, max_len, &q->len, &q->lab_from);
     if (lm) q->lab_from = 0;
-    if (cuts_soft_slots(prompt, np + na - q->len)) {
-        snprintf(msg, len, "--max-len %d cuts the prompt's soft-prompt slots", max_len);
-        free(q->ids);
-        q->ids = NULL;
-        goto out;
-    }
+    int alt_cut = 0;
     if (!lm && (nalt > 0 || n_alt > 0)) {
         q->alt = join_seq(prompt, np, n_alt ? alt_ids : alt, n_alt ? n_alt : nalt, max_len,
                           &q->alt_len, &q->alt_lab_from);
+        alt_cut = np + (n_alt ? n_alt : nalt) - q->alt_len;
+    }
+    if (cuts_soft_slots(prompt, np + na - q->len) || cuts_soft_slots(prompt, alt_cut)) {   /* DPO's too */
+        snprintf(msg, len, "--max-len %d cuts the prompt's soft-prompt slots", max_len);
+        free(q->ids);
+        free(q->alt);
+        q->ids = q->alt = NULL;
+        goto out;
     }
     rc = 0;
 out:
