@@ -81,3 +81,65 @@ mu_st_writer *mu_soft_prompt_writer(int n, int d_model, const float *vec) {
     mu_st_writer_add(w, MU_SOFT_TENSOR, MU_F32, 2, shape, vec);
     return w;
 }
+
+int mu_soft_prompt_read_any(const char *path, int *n, int *d_model, float **vec, char *err, size_t errlen) {
+    mu_st *st = mu_st_open(path, err, errlen);
+    if (!st) return -1;
+    mu_dtype dt;
+    int nd = 0;
+    int64_t sh[MU_MAX_DIMS] = {0, 0};
+    if (mu_st_count(st) >= 1) mu_st_info(st, 0, &dt, &nd, sh, NULL, NULL);
+    mu_st_close(st);
+    if (nd == 2 && (sh[1] < 1 || sh[1] > INT32_MAX)) {
+        snprintf(err, errlen, "%s: " MU_SOFT_TENSOR ": vectors of width %lld", path, (long long)sh[1]);
+        return -1;
+    }
+    int d = nd == 2 ? (int)sh[1] : 1;   /* the full read refuses other shapes in its words */
+    if (mu_soft_prompt_read(path, d, n, vec, err, errlen)) return -1;
+    *d_model = d;
+    return 0;
+}
+
+/* sqrt(sum x^2) of D values, in double */
+static double row_norm(const float *x, int D) {
+    double s = 0;
+    for (int i = 0; i < D; i++) s += (double)x[i] * x[i];
+    return sqrt(s);
+}
+
+/* Inserts (id, c) into the best-first list ids/cos of *have (at most k) entries; ids arrive
+ * in increasing order, so an equal cosine stays behind the earlier (lower) id. */
+static void keep_best(int32_t *ids, float *cos, int *have, int k, int32_t id, float c) {
+    int at = *have < k ? *have : k - 1;
+    if (*have == k && !(c > cos[k - 1])) return;
+    while (at > 0 && c > cos[at - 1]) {
+        ids[at] = ids[at - 1];
+        cos[at] = cos[at - 1];
+        at--;
+    }
+    ids[at] = id;
+    cos[at] = c;
+    if (*have < k) (*have)++;
+}
+
+void mu_soft_nearest(const float *vec, int n, const float *E, int V, int D, int k, int32_t *ids, float *cos) {
+    double *en = mu_xmalloc((size_t)V * sizeof *en);
+    float *c = mu_xmalloc((size_t)V * sizeof *c);
+    #pragma omp parallel for schedule(static)
+    for (int r = 0; r < V; r++) en[r] = row_norm(E + (size_t)r * D, D);
+    for (int j = 0; j < n; j++) {
+        const float *x = vec + (size_t)j * D;
+        double xn = row_norm(x, D);
+        #pragma omp parallel for schedule(static)
+        for (int r = 0; r < V; r++) {
+            const float *e = E + (size_t)r * D;
+            double dot = 0;
+            for (int i = 0; i < D; i++) dot += (double)x[i] * e[i];
+            c[r] = xn > 0 && en[r] > 0 ? (float)(dot / (xn * en[r])) : 0.0f;
+        }
+        int have = 0;
+        for (int r = 0; r < V; r++) keep_best(ids + (size_t)j * k, cos + (size_t)j * k, &have, k, r, c[r]);
+    }
+    free(c);
+    free(en);
+}

@@ -7,6 +7,7 @@
 #ifndef MU_SOFT_H
 #define MU_SOFT_H
 #include <stddef.h>
+#include <stdint.h>
 #include "safetensors.h"
 
 #define MU_SOFT_FORMAT "mu-soft-prompt"
@@ -21,4 +22,11 @@ int mu_soft_prompt_read(const char *path, int d_model, int *n, float **vec, char
 /* A writer holding vec [n, d_model] (referenced until written) and the format metadata; the
  * caller adds its own (mu_st_writer_meta) and writes it (atomic). */
 mu_st_writer *mu_soft_prompt_writer(int n, int d_model, const float *vec);
+/* Reads a soft-prompt file whatever its width: *n, *d_model and *vec (malloc'd), with the
+ * checks of mu_soft_prompt_read. 0 ok, -1 + "path: what". */
+int mu_soft_prompt_read_any(const char *path, int *n, int *d_model, float **vec, char *err, size_t errlen);
+/* For each of the n vectors vec [n, D], the k rows of E [V, D] nearest by cosine similarity,
+ * best first, into ids [n * k] and cos [n * k] (1 <= k <= V); equal cosines go to the lower
+ * id, and a zero vector or row has cosine 0 with everything. */
+void mu_soft_nearest(const float *vec, int n, const float *E, int V, int D, int k, int32_t *ids, float *cos);
 #endif

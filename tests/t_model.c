@@ -16,6 +16,7 @@
 #include "ckpt.h"
 #include "safetensors.h"
 #include "gguf.h"
+#include "soft.h"
 #include "tensor.h"
 #include <jansson.h>
 
@@ -2346,3 +2347,58 @@ TEST(model_soft_prompt_llama_as_tokens) { check_soft_prompt_as_tokens("parity");
 TEST(model_soft_prompt_gemma_as_tokens) { check_soft_prompt_as_tokens("parity_gemma"); }
 TEST(model_soft_prompt_gpt2_as_tokens) { check_soft_prompt_as_tokens("parity_gpt2"); }
 TEST(model_soft_prompt_neox_as_tokens) { check_soft_prompt_as_tokens("parity_neox"); }
+
+/* qsort order for the reference: cosine descending, then id ascending */
+typedef struct { double cos; int id; } cos_id;
+static int by_cos_then_id(const void *a, const void *b) {
+    const cos_id *x = a, *y = b;
+    if (x->cos != y->cos) return x->cos < y->cos ? 1 : -1;
+    return x->id - y->id;
+}
+
+/* mu-dump --soft-prompt --nearest: hand-made rows (ties, a zero row, a zero vector), then
+ * random ones against a sort of the cosines computed here in double. */
+TEST(soft_prompt_nearest_tokens) {
+    const float E[] = {1, 0, 0, 1, 2, 0, 0, 0, -1, 0, 1, 1};   /* V 6, D 2 */
+    const float vec[] = {3, 0, 0, 0, 1, -1};
+    int32_t ids[18];
+    float cos[18];
+    mu_soft_nearest(vec, 3, E, 6, 2, 6, ids, cos);
+    const int32_t want[18] = {0, 2, 5, 1, 3, 4, 0, 1, 2, 3, 4, 5, 0, 2, 3, 5, 1, 4};
+    const float wcos[6] = {1, 1, 0.70710678f, 0, 0, -1};
+    for (int i = 0; i < 18; i++) CHECK_EQ_INT(ids[i], want[i]);
+    for (int i = 0; i < 6; i++) CHECK_NEAR(cos[i], wcos[i], 1e-6);
+    for (int i = 6; i < 12; i++) CHECK(cos[i] == 0);
+    CHECK_NEAR(cos[12], 0.70710678, 1e-6);
+    CHECK_NEAR(cos[17], -0.70710678, 1e-6);
+    mu_soft_nearest(vec + 4, 1, E, 6, 2, 2, ids, cos);   /* k < V keeps the first two */
+    CHECK(ids[0] == 0 && ids[1] == 2);
+
+    enum { V = 300, D = 9, N = 4, K = 7 };
+    float *R = malloc(sizeof *R * V * D), *X = malloc(sizeof *X * N * D), c[N * K];
+    int32_t got[N * K];
+    mu_rng rng;
+    mu_rng_seed(&rng, 77);
+    for (int i = 0; i < V * D; i++) R[i] = mu_rng_normal(&rng);
+    for (int i = 0; i < N * D; i++) X[i] = mu_rng_normal(&rng);
+    mu_soft_nearest(X, N, R, V, D, K, got, c);
+    for (int j = 0; j < N; j++) {
+        cos_id all[V];
+        for (int r = 0; r < V; r++) {
+            double dot = 0, a = 0, b = 0;
+            for (int i = 0; i < D; i++) {
+                dot += (double)X[j * D + i] * R[r * D + i];
+                a += (double)X[j * D + i] * X[j * D + i];
+                b += (double)R[r * D + i] * R[r * D + i];
+            }
+            all[r] = (cos_id){dot / sqrt(a * b), r};
+        }
+        qsort(all, V, sizeof *all, by_cos_then_id);
+        for (int i = 0; i < K; i++) {
+            CHECK_EQ_INT(got[j * K + i], all[i].id);
+            CHECK_NEAR(c[j * K + i], all[i].cos, 1e-6);
+        }
+    }
+    free(R);
+    free(X);
+}

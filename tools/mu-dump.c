@@ -7,8 +7,11 @@
 #include "ckpt.h"
 #include "cli.h"
 #include "safetensors.h"
+#include "soft.h"
 #include "stream.h"
+#include "tokenizer.h"
 #include <getopt.h>
+#include <sys/stat.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,22 +20,30 @@
 static const char usage[] =
     "Usage: mu-dump [OPTION]... [FILE]...\n"
     "  or:  mu-dump --model PATH [--delta FILE]... [OPTION]...\n"
+    "  or:  mu-dump --soft-prompt FILE [--model PATH [--delta FILE]...] [OPTION]...\n"
     "Print mu streams (*.mpk.zst) as JSON Lines: the header map first, then one line\n"
     "per record. Several FILEs read as one stream (all of the same kind); no FILE or\n"
     "'-' reads standard input. With --model, print the checkpoint (HF directory or GGUF\n"
     "file) as mu reads it: a header line with its format, digest and config (HF keys,\n"
     "as mu understood them), then one line per parameter tensor (HF name, role, layer,\n"
     "block, shape, element count, stored type, and with --delta the elements each\n"
-    "delta sets; --stats adds the weights' statistics).\n"
+    "delta sets; --stats adds the weights' statistics). With --soft-prompt, print a\n"
+    "soft-prompt file (mu-soft-prompt(5)): a header line with its metadata, then one\n"
+    "line per vector (its slot id, L2 norm and values), with --model also the tokens\n"
+    "whose input embedding rows are nearest by cosine similarity.\n"
     "\n"
     "  -m, --model PATH  dump a model's layout instead of streams\n"
     "      --delta FILE  with --model: a delta (or a PEFT LoRA adapter dir) on top\n"
     "                    (repeatable, in order)\n"
     "      --stats       with --model: per tensor, the values' RMS and the L2 norm of\n"
     "                    each delta's change (absolute and relative); reads the weights\n"
-    "  -n, --head N      print only the first N records (parameters)\n"
+    "      --soft-prompt FILE  dump a soft-prompt file instead of streams\n"
+    "      --nearest K   with --soft-prompt and --model: the K nearest tokens per vector\n"
+    "                    (default 5; 0 for none)\n"
+    "  -n, --head N      print only the first N records (parameters, vectors)\n"
     "  -k, --kind KIND   fail unless the stream is of kind KIND\n"
-    "  -f, --full        print every value of tensors and bins (default: a summary)\n"
+    "  -f, --full        print every value of tensors, bins and vectors (default: a\n"
+    "                    summary)\n"
     "  -H, --no-header   do not print the header line\n"
     "  -o, --out FILE    write to FILE (atomically) instead of standard output\n"
     "  -q, --quiet       no progress\n"
@@ -418,6 +429,147 @@ static void dump_model(FILE *fp, const char *path, char **deltas, int n_deltas, 
     mu_ckpt_close(c);
 }
 
+/* The input embedding [V, D] of c (role "embed", deltas applied), malloc'd. */
+static float *read_embedding(mu_ckpt *c, const char *path, int *V, int *D) {
+    char name[256], err[1024];
+    const mu_config *cf = mu_ckpt_config(c);
+    if (mu_arch_param_name("embed", 0, name, sizeof name)) mu_die("%s: no input embedding", path);
+    int64_t shape[2] = {cf->vocab, cf->d_model};
+    float *E = mu_xmalloc((size_t)cf->vocab * (size_t)cf->d_model * sizeof *E);
+    if (mu_ckpt_read_f32(c, name, 2, shape, E, err, sizeof err)) mu_die("%s", err);
+    *V = cf->vocab;
+    *D = cf->d_model;
+    return E;
+}
+
+/* The tokenizer beside a model, or NULL when a model directory has none (mu-init's). */
+static mu_tokenizer *model_tokenizer(const char *path) {
+    char err[1024], json[4096];
+    struct stat st;
+    snprintf(json, sizeof json, "%s/tokenizer.json", path);
+    if (!stat(path, &st) && S_ISDIR(st.st_mode) && stat(json, &st)) return NULL;
+    mu_tokenizer *tk = mu_tokenizer_load(path, err, sizeof err);
+    if (!tk) mu_die("%s", err);
+    return tk;
+}
+
+/* A soft prompt dumped against a model: the embedding, its tokens, the digest. */
+typedef struct {
+    const char *path;
+    char **deltas;
+    int n_deltas;
+    char digest[33];
+    float *E;
+    int V, D;
+    mu_tokenizer *tk;   /* NULL: ids only */
+} soft_model;
+
+static void open_soft_model(soft_model *sm) {
+    char err[1024];
+    mu_ckpt *c = mu_ckpt_open(sm->path, err, sizeof err);
+    if (!c) mu_die("%s", err);
+    for (int i = 0; i < sm->n_deltas; i++)
+        if (mu_ckpt_add_delta(c, sm->deltas[i], err, sizeof err)) mu_die("%s", err);
+    if (mu_ckpt_digest(c, sm->digest)) mu_die("%s: cannot read it for its digest", sm->path);
+    sm->E = read_embedding(c, sm->path, &sm->V, &sm->D);
+    mu_ckpt_close(c);
+    sm->tk = model_tokenizer(sm->path);
+}
+
+/* {"soft_prompt":path,"metadata":{..},"vectors":n,"d_model":D[,"model":..,"digest":..,
+ *  "deltas":[..],"trained_on_this_model":bool,"embedding_norm":{"mean","min","max"}]} */
+static void put_soft_header(FILE *fp, const char *path, int n, int D, const soft_model *sm) {
+    fputs("{\"soft_prompt\":", fp);
+    put_cstr(fp, path);
+    fputs(",\"metadata\":", fp);
+    put_delta_metadata(fp, path);
+    fprintf(fp, ",\"vectors\":%d,\"d_model\":%d", n, D);
+    if (sm) {
+        mu_st *st = mu_st_open(path, NULL, 0);
+        const char *on = st ? mu_st_metadata(st, "trained_on") : NULL;
+        fputs(",\"model\":", fp);
+        put_cstr(fp, sm->path);
+        fprintf(fp, ",\"digest\":\"%s\",\"deltas\":[", sm->digest);
+        for (int i = 0; i < sm->n_deltas; i++) {
+            if (i) fputc(',', fp);
+            put_cstr(fp, sm->deltas[i]);
+        }
+        fprintf(fp, "],\"trained_on_this_model\":%s", on && !strcmp(on, sm->digest) ? "true" : "false");
+        if (st) mu_st_close(st);
+        double sum = 0, lo = INFINITY, hi = 0;
+        for (int r = 0; r < sm->V; r++) {
+            double x = l2_norm(sm->E + (size_t)r * sm->D, (size_t)sm->D);
+            sum += x;
+            lo = x < lo ? x : lo;
+            hi = x > hi ? x : hi;
+        }
+        fputs(",\"embedding_norm\":{\"mean\":", fp);
+        put_real(fp, sum / sm->V, 1);
+        fputs(",\"min\":", fp);
+        put_real(fp, lo, 1);
+        fputs(",\"max\":", fp);
+        put_real(fp, hi, 1);
+        fputc('}', fp);
+    }
+    fputs("}\n", fp);
+}
+
+/* ,"nearest":[{"id":..,"token":..,"cos":..},..] ("token" null without a tokenizer) */
+static void put_nearest(FILE *fp, const soft_model *sm, const int32_t *ids, const float *cos, int k) {
+    char err[1024];
+    fputs(",\"nearest\":[", fp);
+    for (int i = 0; i < k; i++) {
+        fprintf(fp, "%s{\"id\":%d,\"token\":", i ? "," : "", ids[i]);
+        char *text = NULL;
+        size_t len = 0;
+        if (!sm->tk) fputs("null", fp);
+        else if (mu_tok_decode_model_ids(sm->tk, &ids[i], 1, (size_t)sm->V, 0, &text, &len, err, sizeof err))
+            mu_die("%s: %s", sm->path, err);
+        else put_str(fp, text, len);
+        free(text);
+        fputs(",\"cos\":", fp);
+        put_real(fp, cos[i], 1);
+        fputc('}', fp);
+    }
+    fputc(']', fp);
+}
+
+static void dump_soft_prompt(FILE *fp, const char *path, soft_model *sm, int nearest, long head, int no_header,
+                             int full) {
+    char err[1024];
+    int n, D;
+    float *vec;
+    if (sm) open_soft_model(sm);
+    if (sm ? mu_soft_prompt_read(path, sm->D, &n, &vec, err, sizeof err)
+           : mu_soft_prompt_read_any(path, &n, &D, &vec, err, sizeof err))
+        mu_die("%s", err);
+    if (sm) D = sm->D;
+    if (!no_header) put_soft_header(fp, path, n, D, sm);
+    int k = sm && nearest > sm->V ? sm->V : nearest;
+    int shown = head >= 0 && head < n ? (int)head : n;
+    int32_t *ids = mu_xmalloc(sizeof *ids * (size_t)(k > 0 ? k : 1) * (size_t)(shown > 0 ? shown : 1));
+    float *cos = mu_xmalloc(sizeof *cos * (size_t)(k > 0 ? k : 1) * (size_t)(shown > 0 ? shown : 1));
+    if (sm && k > 0) mu_soft_nearest(vec, shown, sm->E, sm->V, D, k, ids, cos);
+    dumper d = {fp, full, NULL, path};
+    for (int j = 0; j < shown; j++) {
+        const float *x = vec + (size_t)j * D;
+        mu_tensor_view t = {MU_F32, 1, {D}, x, (size_t)D * sizeof *x};
+        fprintf(fp, "{\"slot\":%d,\"id\":%d,\"norm\":", j, -1 - j);
+        put_real(fp, l2_norm(x, (size_t)D), 1);
+        fputs(",\"vector\":", fp);
+        put_tensor(&d, &t);
+        if (sm && k > 0) put_nearest(fp, sm, ids + (size_t)j * k, cos + (size_t)j * k, k);
+        fputs("}\n", fp);
+    }
+    free(ids);
+    free(cos);
+    free(vec);
+    if (sm) {
+        free(sm->E);
+        if (sm->tk) mu_tokenizer_free(sm->tk);
+    }
+}
+
 int main(int argc, char **argv) {
     mu_cli_init("mu-dump", argc, argv);
     static const struct option longopts[] = {
@@ -425,9 +577,11 @@ int main(int argc, char **argv) {
         {"full", no_argument, 0, 'f'},       {"no-header", no_argument, 0, 'H'},
         {"out", required_argument, 0, 'o'},  {"model", required_argument, 0, 'm'},
         {"delta", required_argument, 0, 'D'}, {"stats", no_argument, 0, 'S'},
+        {"soft-prompt", required_argument, 0, 'P'}, {"nearest", required_argument, 0, 'N'},
         MU_COMMON_LONGOPTS, {0, 0, 0, 0}};
     long head = -1;
-    const char *kind = NULL, *out = "-", *model = NULL;
+    const char *kind = NULL, *out = "-", *model = NULL, *soft = NULL;
+    long nearest = -1;
     char **deltas = mu_xmalloc(sizeof *deltas * (size_t)argc);
     int full = 0, no_header = 0, n_deltas = 0, stats = 0, opt;
     while ((opt = getopt_long(argc, argv, ":n:k:fHo:m:hVq", longopts, NULL)) != -1) {
@@ -445,11 +599,30 @@ int main(int argc, char **argv) {
         case 'm': model = optarg; break;
         case 'D': deltas[n_deltas++] = optarg; break;
         case 'S': stats = 1; break;
+        case 'P': soft = optarg; break;
+        case 'N': {
+            char *end;
+            nearest = strtol(optarg, &end, 10);
+            if (*optarg == 0 || *end || nearest < 0 || nearest > 1000000)
+                mu_usage_error("--nearest wants a count from 0 to 1000000, not '%s'", optarg);
+            break;
+        }
         default:
             if (!mu_cli_common(opt, usage)) mu_usage_error("unexpected option (see --help)");
         }
     }
     if (!model && (n_deltas || stats)) mu_usage_error("--delta and --stats need --model");
+    if (nearest >= 0 && !(soft && model)) mu_usage_error("--nearest needs --soft-prompt and --model");
+    if (soft) {
+        if (optind < argc || kind || stats) mu_usage_error("--soft-prompt takes no FILE, --kind or --stats");
+        soft_model sm = {.path = model, .deltas = deltas, .n_deltas = n_deltas};
+        mu_outfile of;
+        mu_out_open_or_die(&of, out);
+        dump_soft_prompt(of.fp, soft, model ? &sm : NULL, nearest >= 0 ? (int)nearest : 5, head, no_header, full);
+        mu_out_commit_or_die(&of);
+        free(deltas);
+        return MU_EXIT_OK;
+    }
     if (model && (optind < argc || kind || full))
         mu_usage_error("--model takes no FILE, --kind or --full");
     if (model) {

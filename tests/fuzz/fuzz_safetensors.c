@@ -1,5 +1,5 @@
 /* fuzz_safetensors.c — mu_st_open and reading every tensor as f32, on any bytes; and the
- * same bytes as a soft-prompt file (lib/soft.h) for a model of width 64. */
+ * same bytes as a soft-prompt file (lib/soft.h) for a model of width 64, and of any width. */
 #include <string.h>
 #include "fuzz.h"
 #include "safetensors.h"
@@ -30,6 +30,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     err[0] = 0;
     if (mu_soft_prompt_read(path, 64, &n, &vec, err, sizeof err)) fuzz_check_err(err, path);
     else if (n < 1 || n > MU_SOFT_MAX || !vec) abort();
+    free(vec);
+    int d = 0;   /* the same, whatever its width (mu-dump --soft-prompt without --model) */
+    vec = NULL;
+    err[0] = 0;
+    if (mu_soft_prompt_read_any(path, &n, &d, &vec, err, sizeof err)) fuzz_check_err(err, path);
+    else if (n < 1 || n > MU_SOFT_MAX || d < 1 || !vec) abort();
     free(vec);
     return 0;
 }

@@ -57,6 +57,36 @@ t soft_text_and_generation bash -c '
   [ "$(mu-forward --model "'"$M"'" --soft-prompt attack.st --generate 4 soft.tok | mu-dump --full | sed -n 2p |
        jq ".generation.shape[0]")" = 4 ]'
 
+# mu-dump --soft-prompt: the vectors, and with --model the tokens nearest each by cosine,
+# against awk's cosines over the raw values (st_values: od, not mu); mu-train's starting
+# vectors are embedding rows of tokens, each its own nearest at cosine 1
+{ st_values attack.st soft_prompt; echo SPLIT; st_values "$M/model.safetensors" model.embed_tokens.weight; } |
+  awk '/SPLIT/ { e = 1; next } !e { s[ns++] = $1; next } { E[ne++] = $1 }
+    END { D = 64; V = ne / D
+      for (j = 0; j < ns / D; j++) { for (r = 0; r < V; r++) { d = a = b = 0
+          for (i = 0; i < D; i++) { x = s[j*D+i]; y = E[r*D+i]; d += x*y; a += x*x; b += y*y }
+          c[r] = d / sqrt(a * b) }
+        for (t = 0; t < 3; t++) { best = -1
+          for (r = 0; r < V; r++) if (!(r in used) && (best < 0 || c[r] > c[best])) best = r
+          used[best] = 1; print best, c[best] }
+        for (r in used) delete used[r] } }' > want
+t soft_dump_nearest_tokens_match_awk bash -c '
+  [ "$(wc -l < want)" = 12 ] || exit 1
+  mu-dump --soft-prompt attack.st --model "'"$M"'" --nearest 3 > near.jsonl || exit 1
+  head -1 near.jsonl | jq -e ".vectors == 4 and .d_model == 64 and .trained_on_this_model and
+      .metadata.format == \"mu-soft-prompt\" and .metadata.mu_train.soft_tokens == 4 and
+      .embedding_norm.min <= .embedding_norm.mean" >/dev/null || exit 1
+  tail -n +2 near.jsonl | jq -r ".nearest[] | \"\(.id) \(.cos)\"" > got
+  paste -d " " got want | awk "{ if (\$1 != \$3 || \$2 - \$4 > 1e-5 || \$4 - \$2 > 1e-5) { print \"differ: \" \$0; bad = 1 } }
+    END { exit bad }" || exit 1
+  mu-train --model "'"$M"'" --forget soft.tok --objective learn --soft-tokens 4 --steps 0 --out start.st -q &&
+  mu-dump --soft-prompt start.st --model "'"$M"'" --nearest 1 | tail -n +2 |
+    jq -s -e "length == 4 and all(.nearest[0].cos > 0.99999 and (.nearest[0].token | type) == \"string\")" >/dev/null &&
+  mu-dump --soft-prompt attack.st -n 1 --full | tail -n +2 | jq -s -e "length == 1 and (.[0].vector.data | length) == 64 and
+      .[0].id == -1 and (.[0].norm - (.[0].vector.data | map(. * .) | add | sqrt) | fabs) < 1e-5" >/dev/null'
+expect_fail soft_dump_nearest_needs_a_model 2 'needs --soft-prompt and --model' mu-dump --soft-prompt attack.st --nearest 2
+expect_fail soft_dump_not_a_soft_file 1 'not a soft-prompt file' mu-dump --soft-prompt "$M/model.safetensors"
+
 # every model tool reads it: mu-attrib scores the slots'"'"' records
 t soft_attrib_reads_the_prompt bash -c '
   mu-attrib --model "'"$M"'" --soft-prompt attack.st --forget soft.tok --method act > act.scores &&
@@ -69,6 +99,8 @@ expect_fail soft_not_a_soft_file 1 'not a soft-prompt file' mu-forward --model "
 if mu-init --out wide --layers 1 --d-model 32 --heads 2 --kv-heads 1 --d-ff 64 --seed 1 >/dev/null 2>&1; then
   expect_fail soft_wrong_width 1 'attack.st: soft_prompt: vectors of width 64, but the model.s d_model is 32' \
     mu-forward --model wide --soft-prompt attack.st soft.tok
+  expect_fail soft_dump_wrong_width 1 'attack.st: soft_prompt: vectors of width 64, but the model.s d_model is 32' \
+    mu-dump --soft-prompt attack.st --model wide
 fi
 tok --soft-tokens 6 > six.tok
 expect_fail soft_slot_past_the_prompt 1 'six.tok: record 0: prompt: token 5 is -5, a soft-prompt slot past the soft prompt.s 4 vectors' \
