@@ -966,6 +966,52 @@ TEST(train_set_read_records) {
     CHECK_MSG(strstr(err, "expected kind tokens"), "%s", err);
 }
 
+/* Soft-prompt slots under --max-len: left truncation may cut ordinary prompt tokens but
+ * never a slot, of the trained answer's sequence nor of DPO's preferred one (the other
+ * candidate, or --dpo-alt), each checked alone. */
+TEST(train_set_read_max_len_keeps_soft_slots) {
+    char path[PATH_MAX], err[512];
+    snprintf(path, sizeof path, "%s/slots.mpk.zst", mu_test_tmpdir());
+    int32_t prompt[6] = {1, -1, -2, 4, 5, 6}, a[1] = {7}, b[4] = {8, 9, 10, 11};
+    mu_writer *w = mu_writer_open(path, "tokens");
+    msgpack_packer *pk = mu_writer_record(w);
+    msgpack_pack_map(pk, 3);
+    mu_pack_str(pk, "prompt"); pack_ids(pk, prompt, 6);
+    mu_pack_str(pk, "targets"); msgpack_pack_array(pk, 2); pack_ids(pk, a, 1); pack_ids(pk, b, 4);
+    mu_pack_kv_int(pk, "answer", 0);
+    mu_writer_end_record(w);
+    mu_writer_close(w);
+    mu_train_set s;
+    /* answer: 6 + 1 tokens, the other candidate 6 + 4: max_len 10 keeps both whole */
+    CHECK_MSG(mu_train_set_read(path, 0, 10, 24, 2, NULL, 0, &s, err, sizeof err) == 0, "%s", err);
+    CHECK(s.s[0].len == 7 && s.s[0].alt_len == 10 && s.s[0].ids[1] == -1 && s.s[0].alt[2] == -2);
+    mu_train_set_free(&s);
+    /* max_len 7: the answer's sequence is whole, the preferred one loses 3 tokens (the BOS
+     * and both slots) */
+    CHECK(mu_train_set_read(path, 0, 7, 24, 2, NULL, 0, &s, err, sizeof err) < 0);
+    CHECK_MSG(strstr(err, "record 0: --max-len 7 cuts the prompt's soft-prompt slots") && strstr(err, path), "%s", err);
+    /* max_len 9: the preferred sequence loses only the BOS; no slot cut */
+    CHECK_MSG(mu_train_set_read(path, 0, 9, 24, 2, NULL, 0, &s, err, sizeof err) == 0, "%s", err);
+    CHECK(s.s[0].alt_len == 9 && s.s[0].alt[0] == -1 && s.s[0].alt[1] == -2 && s.s[0].alt_lab_from == 4);
+    mu_train_set_free(&s);
+    /* --dpo-alt of 5 tokens instead of the other candidate: max_len 9 cuts 2 (BOS, a slot) */
+    int32_t alt[5] = {20, 21, 22, 23, 0};
+    CHECK(mu_train_set_read(path, 0, 9, 24, 2, alt, 5, &s, err, sizeof err) < 0);
+    CHECK_MSG(strstr(err, "cuts the prompt's soft-prompt slots"), "%s", err);
+    CHECK_MSG(mu_train_set_read(path, 0, 9, 24, 2, alt, 4, &s, err, sizeof err) == 0, "%s", err);
+    CHECK(s.s[0].alt_len == 9 && s.s[0].alt[0] == -1 && s.s[0].alt[8] == 23);
+    mu_train_set_free(&s);
+    /* the answer's own sequence: max_len 6 cuts only its BOS, 5 a slot too */
+    CHECK_MSG(mu_train_set_read(path, 0, 6, 24, 2, alt, 1, &s, err, sizeof err) == 0, "%s", err);
+    CHECK(s.s[0].len == 6 && s.s[0].ids[0] == -1 && s.s[0].alt_len == 6 && s.s[0].alt[5] == 20);
+    mu_train_set_free(&s);
+    CHECK(mu_train_set_read(path, 0, 5, 24, 2, alt, 1, &s, err, sizeof err) < 0);
+    CHECK_MSG(strstr(err, "--max-len 5 cuts"), "%s", err);
+    /* without slots allowed (nsoft 0) the negative ids are refused as such */
+    CHECK(mu_train_set_read(path, 0, 10, 24, 0, NULL, 0, &s, err, sizeof err) < 0);
+    CHECK_MSG(strstr(err, "\"prompt\""), "%s", err);
+}
+
 /* On a device, a step moves no logits between host and device: the objectives read the
  * labeled rows' target log-probs and the gradient is made on the device (counted on the CPU
  * backend posing as a device). Whole-row terms (retain-kl, undial) move only the labeled
