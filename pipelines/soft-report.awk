@@ -2,7 +2,9 @@
 # Files: scores.tsv (held-out accuracy of each model before the attack), soft.tsv (after
 # it: mu-score metric, group "model=M,fmt=F", value, n, interval) and soft-paired.tsv
 # (paired_rows: baseline, kind, localization, FORMAT-heldout, difference, facts, interval,
-# McNemar's p). Variables: n, steps, lr, models (base and the localizations), formats.
+# McNemar's p) and soft-near.tsv (each attack's vectors beside the tokens: "M embedding
+# MEAN MIN MAX" and "M vector SLOT NORM COS TOKEN", the token as jq's @tsv writes it).
+# Variables: n, steps, lr, models (base and the localizations), formats.
 BEGIN { FS = "\t"; nf = split(formats, F, " "); nm = split(models, M, " ") }
 function group_of(s,   a, i, k, n2, kv) {     # "model=M,fmt=F[,split=S]" -> "M F S"
     n2 = split(s, a, ",")
@@ -19,6 +21,16 @@ FILENAME == ARGV[3] && $2 == "softattacked" {
     if (!($1 in seen_w)) { seen_w[$1] = 1; W[++nw] = $1 }
     if (!(($1, $3) in seen_l)) { seen_l[$1, $3] = 1; L[$1, ++nl[$1]] = $3 }
 }
+FILENAME == ARGV[4] && $2 == "embedding" { emb[$1] = $3; next }
+FILENAME == ARGV[4] && $2 == "vector" {
+    nv[$1]++; vnorm[$1] += $4; vcos[$1] += $5
+    if (!($1 in cmin) || $5 < cmin[$1]) cmin[$1] = $5
+    if (!($1 in cmax) || $5 > cmax[$1]) cmax[$1] = $5
+    toks[$1] = toks[$1] (nv[$1] > 1 ? " " : "") "\"" md_cell($6) "\""
+    next
+}
+# a token (jq's @tsv escapes \t \n \r \\ kept, visible) made fit for a table cell
+function md_cell(t) { gsub(/\|/, "\\|", t); gsub(/`/, "\\`", t); return t }
 # the model a soft prompt attacked: base, or LOC's unlearned model
 function model_of(m) { return m == "base" ? m : "unlearned-" m }
 function acc_before(m, f,   k) {
@@ -50,6 +62,17 @@ END {
         printf "| %s |", model_of(M[i])
         for (f = 1; f <= nf; f++) printf " %s | %s |", acc_before(M[i], F[f]), acc_after(M[i], F[f])
         printf "\n"
+    }
+    printf "\nWhere the vectors lie (mu-dump --soft-prompt --model): their mean L2 norm beside the mean\n"
+    print "of the input embedding's rows, the cosine of each vector with the row of its nearest token"
+    print "(mean [least, greatest]; near 1: a token could stand in for the vector), and those tokens,"
+    print "one per vector, in slot order:"
+    printf "\n| model | vector norm (rows) | nearest-token cosine | nearest tokens |\n|---|---|---|---|\n"
+    for (i = 1; i <= nm; i++) {
+        m = M[i]
+        if (!nv[m]) { printf "| %s | – | – | – |\n", model_of(m); continue }
+        printf "| %s | %.2f (%.2f) | %.2f [%.2f, %.2f] | %s |\n", model_of(m), vnorm[m] / nv[m], emb[m],
+               vcos[m] / nv[m], cmin[m], cmax[m], toks[m]
     }
     for (w = 1; w <= nw; w++) {
         printf "\nPaired with %s after the attack, fact by fact: each localization's held-out accuracy\n", W[w]

@@ -81,7 +81,8 @@ RELEARN_LORA  ?=
 # --soft-tokens N, learn, SOFT_STEPS at SOFT_LR) on the relearn half of the forget set, then
 # tested on the held-out half: does some input bring back what the unlearning removed,
 # without changing a weight? The base model meets the same attack: what a soft prompt
-# gets from a model that was never taught the facts (man/mu-soft-prompt.5)
+# gets from a model that was never taught the facts (man/mu-soft-prompt.5). The report
+# also says where the trained vectors lie: their norms and nearest tokens (mu-dump)
 SOFT          ?=
 SOFT_STEPS    ?= 50
 SOFT_LR       ?= 1e-2
@@ -191,7 +192,17 @@ $(RUN)/soft.tsv: $(SOFT_OUTS)
 # each localization's attacked held-out facts against PAIRED_WITH's, fact by fact (paired_rows)
 $(RUN)/soft-paired.tsv: $(SOFT_OUTS)
 	$(call paired_recipe,$(PAIRED_WITH),$(foreach f,$(FORMATS),softattacked:$(f)-heldout))
-SOFT_TSV := $(if $(SOFT),$(RUN)/soft.tsv $(RUN)/soft-paired.tsv)
+# where each attack's vectors lie (mu-dump --soft-prompt --model, the deltas it attacked):
+# "M embedding MEAN MIN MAX" (the input embedding rows' L2 norms), then per vector
+# "M vector SLOT NORM COS TOKEN" (its nearest token by cosine; jq @tsv escapes the token)
+$(RUN)/soft-near.tsv: $(foreach m,$(SOFT_MODELS),$(RUN)/soft-$(m).st)
+	($(foreach m,$(SOFT_MODELS),mu-dump $(Q) --soft-prompt $(RUN)/soft-$(m).st --model $(MODEL) \
+	  $(addprefix --delta ,$(call soft_deltas,$(m))) --nearest 1 --out $@.json && jq -r --arg m $(m) \
+	  'if .slot == null then [$$m, "embedding", .embedding_norm.mean, .embedding_norm.min, .embedding_norm.max] \
+	   else [$$m, "vector", .slot, .norm, .nearest[0].cos, .nearest[0].token] end | @tsv' $@.json &&) true) > $@.tmp
+	rm -f $@.json
+	mv $@.tmp $@
+SOFT_TSV := $(if $(SOFT),$(RUN)/soft.tsv $(RUN)/soft-paired.tsv $(RUN)/soft-near.tsv)
 
 # ---- training -----------------------------------------------------------------------
 $(RUN)/learned.st: $(RUN)/tok/learn.tok $(MODEL) \

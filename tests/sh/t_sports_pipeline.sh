@@ -252,8 +252,10 @@ else
 fi
 # SOFT=2: the soft prompt attack on the base model and every unlearned one (2 vectors, 3
 # steps; nothing else trains), its report section (a row per model, its before cell the
-# held-out accuracy of scores.tsv, its after cell inside its interval) and its paired tables
-# (a row per other localization); without SOFT again the report drops the section
+# held-out accuracy of scores.tsv, its after cell inside its interval), its paired tables
+# (a row per other localization) and where the vectors lie (soft-near.tsv: a line per model
+# and per vector, cosines in [-1, 1]; the report's mean cosine per model is theirs); without
+# SOFT again the report drops the section
 run > /dev/null 2>&1     # what the tests above left stale (the touched attribution's stages)
 run SOFT=2 SOFT_STEPS=3 > "$T/soft.log" 2>&1 || fail sports_pipeline_soft "$(tail -3 "$T/soft.log" | tr '\n' ' ')"
 t sports_pipeline_soft bash -c "
@@ -262,13 +264,20 @@ t sports_pipeline_soft bash -c "
   grep -q '^## Soft prompt attack' '$R' &&
   awk -F' *\\| *' 'NR == FNR { if (\$0 ~ /^choice_acc\tmodel=[^,]*,fmt=[a-z]*,split=heldout/) {
                                    split(\$0, c, /\t/); split(c[2], g, /[,=]/); acc[g[2], g[4]] = sprintf(\"%.2f\", c[3]) }; next }
-      /^## Soft prompt attack/ { on = 1 } !on { next }
+      /^## Soft prompt attack/ { on = 1 } /^Where the vectors lie/ { on = 0 } !on { next }
       /^\| (base|unlearned-(early|lookup|probe|late|all|atp|random)) \|/ { n++
         for (i = 3; i <= 7; i += 2) { f = (i == 3 ? \"cloze\" : i == 5 ? \"question\" : \"mc\")
           if (\$i != acc[\$2, f]) bad = 1
           split(\$(i + 1), a, /[][, ]+/); if (!(a[2] <= a[1] + 0.005 && a[1] <= a[3] + 0.005 && a[2] >= 0 && a[3] <= 1)) bad = 1 } }
       END { exit bad || n != 8 }' '$T/run/scores.tsv' '$R' &&
   [ \$(sed -n '/^## Soft prompt attack/,\$p' '$R' |
-       grep -cE '^\| (early|lookup|probe|late|all|atp|random) \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+\) \|){3}\$') = 12 ]"
+       grep -cE '^\| (early|lookup|probe|late|all|atp|random) \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+\) \|){3}\$') = 12 ] &&
+  [ \$(grep -c \$'\tembedding\t' '$T/run/soft-near.tsv') = 8 ] && [ \$(grep -c \$'\tvector\t' '$T/run/soft-near.tsv') = 16 ] &&
+  awk -F'\t' '\$2 == \"vector\" { m = \$1; n[m]++; s[m] += \$5; if (\$5 < -1 || \$5 > 1.00001 || \$4 <= 0) bad = 1 }
+      END { for (m in n) printf \"%s %.2f\n\", m, s[m] / n[m]; exit bad }' '$T/run/soft-near.tsv' > '$T/near.want' &&
+  sed -n '/^| model | vector norm/,/^\$/p' '$R' | grep -E '^\| (base|unlearned-)' |
+    awk -F' *\\| *' '{ m = \$2; sub(/^unlearned-/, \"\", m); split(\$4, c, \" \"); print m, c[1]
+                        if (\$5 !~ /^\"[^\"]*\" \"[^\"]*\"\$/) exit 1 }' | sort > '$T/near.got' &&
+  sort '$T/near.want' | cmp -s - '$T/near.got'"
 run > /dev/null 2>&1
 t sports_pipeline_soft_off bash -c "! grep -q 'Soft prompt attack' '$R'"
