@@ -897,6 +897,17 @@ static void pack_ids(msgpack_packer *pk, const int32_t *ids, int n) {
     mu_pack_tensor(pk, MU_I32, 1, shape, ids);
 }
 
+/* The record {prompt, targets: [a, b], answer} into w. */
+static void pack_choice_record(mu_writer *w, const int32_t *prompt, int np, const int32_t *a, int na,
+                               const int32_t *b, int nb, int answer) {
+    msgpack_packer *pk = mu_writer_record(w);
+    msgpack_pack_map(pk, 3);
+    mu_pack_str(pk, "prompt"); pack_ids(pk, prompt, np);
+    mu_pack_str(pk, "targets"); msgpack_pack_array(pk, 2); pack_ids(pk, a, na); pack_ids(pk, b, nb);
+    mu_pack_kv_int(pk, "answer", answer);
+    mu_writer_end_record(w);
+}
+
 /* Token streams -> training sequences: targets[answer], DPO alternative, long general
  * text cut into overlapping windows, and one-line errors for bad records. */
 TEST(train_set_read_records) {
@@ -904,13 +915,8 @@ TEST(train_set_read_records) {
     snprintf(path, sizeof path, "%s/t.mpk.zst", mu_test_tmpdir());
     int32_t prompt[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, a[2] = {11, 12}, b[1] = {13};
     mu_writer *w = mu_writer_open(path, "tokens");
+    pack_choice_record(w, prompt, 3, a, 2, b, 1, 1);
     msgpack_packer *pk = mu_writer_record(w);
-    msgpack_pack_map(pk, 3);
-    mu_pack_str(pk, "prompt"); pack_ids(pk, prompt, 3);
-    mu_pack_str(pk, "targets"); msgpack_pack_array(pk, 2); pack_ids(pk, a, 2); pack_ids(pk, b, 1);
-    mu_pack_kv_int(pk, "answer", 1);
-    mu_writer_end_record(w);
-    pk = mu_writer_record(w);
     msgpack_pack_map(pk, 1);
     mu_pack_str(pk, "prompt"); pack_ids(pk, prompt, 10);
     mu_writer_end_record(w);
@@ -934,12 +940,7 @@ TEST(train_set_read_records) {
     CHECK_MSG(strstr(err, "record 0: \"targets\"[1]: token id 13 outside the model's vocabulary (10)"), "%s", err);
     /* answer mode on the first record only */
     w = mu_writer_open(path, "tokens");
-    pk = mu_writer_record(w);
-    msgpack_pack_map(pk, 3);
-    mu_pack_str(pk, "prompt"); pack_ids(pk, prompt, 3);
-    mu_pack_str(pk, "targets"); msgpack_pack_array(pk, 2); pack_ids(pk, a, 2); pack_ids(pk, b, 1);
-    mu_pack_kv_int(pk, "answer", 1);
-    mu_writer_end_record(w);
+    pack_choice_record(w, prompt, 3, a, 2, b, 1, 1);
     mu_writer_close(w);
     CHECK_MSG(mu_train_set_read(path, 0, 512, 24, 0, NULL, 0, &s, err, sizeof err) == 0, "%s", err);
     CHECK_EQ_INT(s.n, 1);
@@ -974,12 +975,7 @@ TEST(train_set_read_max_len_keeps_soft_slots) {
     snprintf(path, sizeof path, "%s/slots.mpk.zst", mu_test_tmpdir());
     int32_t prompt[6] = {1, -1, -2, 4, 5, 6}, a[1] = {7}, b[4] = {8, 9, 10, 11};
     mu_writer *w = mu_writer_open(path, "tokens");
-    msgpack_packer *pk = mu_writer_record(w);
-    msgpack_pack_map(pk, 3);
-    mu_pack_str(pk, "prompt"); pack_ids(pk, prompt, 6);
-    mu_pack_str(pk, "targets"); msgpack_pack_array(pk, 2); pack_ids(pk, a, 1); pack_ids(pk, b, 4);
-    mu_pack_kv_int(pk, "answer", 0);
-    mu_writer_end_record(w);
+    pack_choice_record(w, prompt, 6, a, 1, b, 4, 0);
     mu_writer_close(w);
     mu_train_set s;
     /* answer: 6 + 1 tokens, the other candidate 6 + 4: max_len 10 keeps both whole */
