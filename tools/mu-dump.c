@@ -476,6 +476,24 @@ static void open_soft_model(soft_model *sm) {
     sm->tk = model_tokenizer(sm->path);
 }
 
+/* ,"embedding_norm":{"mean":..,"min":..,"max":..}: the L2 norms of the embedding's rows */
+static void put_embedding_norms(FILE *fp, const soft_model *sm) {
+    double sum = 0, lo = INFINITY, hi = 0;
+    for (int r = 0; r < sm->V; r++) {
+        double x = l2_norm(sm->E + (size_t)r * sm->D, (size_t)sm->D);
+        sum += x;
+        lo = x < lo ? x : lo;
+        hi = x > hi ? x : hi;
+    }
+    fputs(",\"embedding_norm\":{\"mean\":", fp);
+    put_real(fp, sum / sm->V, 1);
+    fputs(",\"min\":", fp);
+    put_real(fp, lo, 1);
+    fputs(",\"max\":", fp);
+    put_real(fp, hi, 1);
+    fputc('}', fp);
+}
+
 /* {"soft_prompt":path,"metadata":{..},"vectors":n,"d_model":D[,"model":..,"digest":..,
  *  "deltas":[..],"trained_on_this_model":bool,"embedding_norm":{"mean","min","max"}]} */
 static void put_soft_header(FILE *fp, const char *path, int n, int D, const soft_model *sm) {
@@ -496,20 +514,7 @@ static void put_soft_header(FILE *fp, const char *path, int n, int D, const soft
         }
         fprintf(fp, "],\"trained_on_this_model\":%s", on && !strcmp(on, sm->digest) ? "true" : "false");
         if (st) mu_st_close(st);
-        double sum = 0, lo = INFINITY, hi = 0;
-        for (int r = 0; r < sm->V; r++) {
-            double x = l2_norm(sm->E + (size_t)r * sm->D, (size_t)sm->D);
-            sum += x;
-            lo = x < lo ? x : lo;
-            hi = x > hi ? x : hi;
-        }
-        fputs(",\"embedding_norm\":{\"mean\":", fp);
-        put_real(fp, sum / sm->V, 1);
-        fputs(",\"min\":", fp);
-        put_real(fp, lo, 1);
-        fputs(",\"max\":", fp);
-        put_real(fp, hi, 1);
-        fputc('}', fp);
+        put_embedding_norms(fp, sm);
     }
     fputs("}\n", fp);
 }
