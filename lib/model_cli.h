@@ -1,6 +1,7 @@
 /* model_cli.h — the options every tool that runs a model shares (mu-forward, mu-train,
  * mu-attrib): -m/--model PATH, --delta FILE (repeatable, applied in order), --device NAME
- * (auto, cpu, cuda), --dtype T (f32, bf16) and --soft-prompt FILE, parsed and loaded once here. Each tool keeps
+ * (auto, cpu, cuda), --dtype T (f32, bf16), --soft-prompt FILE and --soft-project, parsed and loaded once
+ * here. Each tool keeps
  * its own usage text. */
 #ifndef MU_MODEL_CLI_H
 #define MU_MODEL_CLI_H
@@ -8,11 +9,11 @@
 #include <getopt.h>
 
 /* getopt_long codes of the shared long options: above any tool's own (those start at 256) */
-enum { MU_OPT_DELTA = 0x4000, MU_OPT_DEVICE, MU_OPT_DTYPE, MU_OPT_SOFT };
+enum { MU_OPT_DELTA = 0x4000, MU_OPT_DEVICE, MU_OPT_DTYPE, MU_OPT_SOFT, MU_OPT_SOFT_PROJECT };
 #define MU_MODEL_LONGOPTS                                                                      \
     {"model", required_argument, 0, 'm'}, {"delta", required_argument, 0, MU_OPT_DELTA},       \
     {"device", required_argument, 0, MU_OPT_DEVICE}, {"dtype", required_argument, 0, MU_OPT_DTYPE},    \
-    {"soft-prompt", required_argument, 0, MU_OPT_SOFT}
+    {"soft-prompt", required_argument, 0, MU_OPT_SOFT}, {"soft-project", no_argument, 0, MU_OPT_SOFT_PROJECT}
 
 typedef struct {
     const char *path;        /* --model, or NULL */
@@ -21,6 +22,7 @@ typedef struct {
     int n_deltas;
     mu_weights weights;      /* --dtype (default f32) */
     const char *soft_prompt; /* --soft-prompt FILE, or NULL */
+    int soft_project;        /* --soft-project: each vector replaced by its nearest token's row */
 } mu_model_args;
 
 void mu_model_args_init(mu_model_args *a);
@@ -34,7 +36,9 @@ const mu_backend *mu_model_args_backend(const mu_model_args *a);
  * dies with the loader's one-line error. */
 mu_model *mu_model_load_or_die(const char *path, const char *const *deltas, int n_deltas, const mu_backend *be,
                                mu_weights weights, const char *what);
-/* Sets --soft-prompt's vectors (lib/soft.h) on m, frozen; nothing without the option. Dies
- * with a one-line error naming the file. */
+/* Sets --soft-prompt's vectors (lib/soft.h) on m, frozen; nothing without the option. With
+ * --soft-project, each vector is first replaced by the input embedding row of its nearest
+ * token by cosine (m's own rows): the slots then read exactly as those tokens would. Dies
+ * with a one-line error naming the file; --soft-project alone is a usage error. */
 void mu_model_args_soft_prompt(const mu_model_args *a, mu_model *m);
 #endif

@@ -26,6 +26,7 @@ static const char usage[] =
     "      --device NAME       auto (default), cpu or cuda\n"
     "      --dtype T           weight storage: f32 (default) or bf16\n"
     "      --soft-prompt FILE  vectors for the records' soft-prompt slots (mu-soft-prompt(5))\n"
+    "      --soft-project      each of those vectors replaced by its nearest token's row\n"
     "      --forget FILE       token stream whose answers are attributed (required)\n"
     "      --retain FILE       token stream of answers to keep (act-contrast, wagle, memflex)\n"
     "  -M, --method NAME       act           mean |activation| of each MLP neuron on the forget set\n"
@@ -197,15 +198,19 @@ int main(int argc, char **argv) {
     mu_attr_result r;
     if (mu_attrib_run(m, &tensors, &forget, o.retain ? &retain : NULL, &o.a, &r, err, sizeof err))
         mu_die("%s", err);
-    const char *roles[4 + 8], *paths[4 + 8];
+    const char **roles = mu_xmalloc(sizeof *roles * (size_t)(5 + o.ma.n_deltas));
+    const char **paths = mu_xmalloc(sizeof *paths * (size_t)(5 + o.ma.n_deltas));
     int n = 0;
     roles[n] = "model"; paths[n++] = o.ma.path;
-    for (int i = 0; i < o.ma.n_deltas && n < 8; i++) { roles[n] = "delta"; paths[n++] = o.ma.deltas[i]; }
+    for (int i = 0; i < o.ma.n_deltas; i++) { roles[n] = "delta"; paths[n++] = o.ma.deltas[i]; }
+    if (o.ma.soft_prompt) { roles[n] = "soft_prompt"; paths[n++] = o.ma.soft_prompt; }
     roles[n] = "forget"; paths[n++] = o.forget;
     if (o.retain) { roles[n] = "retain"; paths[n++] = o.retain; }
     struct stat st;
     if (stat(o.tensors, &st) == 0) { roles[n] = "tensors"; paths[n++] = o.tensors; }
     mu_attr_write(&r, &o.a, o.out, roles, paths, n);
+    free(roles);
+    free(paths);
     int64_t units = 0;
     for (int k = 0; k < r.n; k++) units += r.t[k].units;
     mu_info("%s: scored %lld %s units in %d tensors", mu_attr_method_name(o.a.method), (long long)units,

@@ -28,6 +28,8 @@ static const char usage[] =
     "                          f32 accumulation; see mu-cuda(7))\n"
     "      --soft-prompt FILE  vectors for the records' soft-prompt slots (mu-train\n"
     "                          --soft-tokens; mu-soft-prompt(5))\n"
+    "      --soft-project      each soft-prompt vector replaced by its nearest token's\n"
+    "                          embedding row (cosine): the attack as a hard prompt\n"
     "  -e, --emit LIST         comma list of: target (target_logprobs), ranks (target_ranks),\n"
     "                          choices (choice_logprobs, choice_ntokens), topk, text\n"
     "                          (text_logprobs), mu-sigma (token_mu, token_sigma for Min-K%++),\n"
@@ -138,6 +140,7 @@ static void add_inputs(mu_writer *w, const cli_opts *o)
     if (strcmp(o->in, "-")) mu_writer_add_input(w, "tokens", o->in);
     mu_writer_add_input(w, "model", o->ma.path);
     for (int i = 0; i < o->ma.n_deltas; i++) mu_writer_add_input(w, "delta", o->ma.deltas[i]);
+    if (o->ma.soft_prompt) mu_writer_add_input(w, "soft_prompt", o->ma.soft_prompt);
 }
 
 /* meta.tokens: the tokens stream's producer and inputs (its data file's digest), so results
@@ -158,6 +161,15 @@ static void write_meta(mu_writer *w, const cli_opts *o)
     pk = mu_writer_meta(w, "deltas");
     msgpack_pack_array(pk, (size_t)o->ma.n_deltas);
     for (int i = 0; i < o->ma.n_deltas; i++) mu_pack_str(pk, o->ma.deltas[i]);
+    if (o->ma.soft_prompt) {   /* the vectors as read, or projected onto their nearest tokens */
+        pk = mu_writer_meta(w, "soft_prompt");
+        msgpack_pack_map(pk, 2);
+        mu_pack_str(pk, "path");
+        mu_pack_str(pk, o->ma.soft_prompt);
+        mu_pack_str(pk, "projected");
+        if (o->ma.soft_project) msgpack_pack_true(pk);
+        else msgpack_pack_false(pk);
+    }
     pk = mu_writer_meta(w, "batch_tokens");
     msgpack_pack_int64(pk, o->fw.batch_tokens);
     if (o->fw.emit & MU_EMIT_GENERATE) {

@@ -86,6 +86,7 @@ static const char usage[] =
     "                          soft-prompt file (mu-soft-prompt(5)): a soft prompt attack\n"
     "      --soft-prompt FILE  vectors for the records' soft-prompt slots (frozen, unless\n"
     "                          --soft-tokens trains them)\n"
+    "      --soft-project      each of those vectors replaced by its nearest token's row\n"
     "Outputs:\n"
     "  -o, --out FILE          delta (safetensors) of the trained tensors, new values (with\n"
     "                          --soft-tokens: the soft-prompt file)\n"

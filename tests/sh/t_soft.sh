@@ -84,6 +84,36 @@ t soft_dump_nearest_tokens_match_awk bash -c '
     jq -s -e "length == 4 and all(.nearest[0].cos > 0.99999 and (.nearest[0].token | type) == \"string\")" >/dev/null &&
   mu-dump --soft-prompt attack.st -n 1 --full | tail -n +2 | jq -s -e "length == 1 and (.[0].vector.data | length) == 64 and
       .[0].id == -1 and (.[0].norm - (.[0].vector.data | map(. * .) | add | sqrt) | fabs) < 1e-5" >/dev/null'
+# --soft-project: the vectors replaced by their nearest tokens' rows read exactly as a soft
+# prompt built here (python, from awk's nearest ids above and the checkpoint's bytes) does
+if command -v python3 >/dev/null; then
+  awk 'NR % 3 == 1 { print $1 }' want | python3 -c '
+import json, struct, sys
+ids = [int(x) for x in sys.stdin.read().split()]
+with open(sys.argv[1] + "/model.safetensors", "rb") as f:
+    n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n)); base = 8 + n
+    e = h["model.embed_tokens.weight"]; D = e["shape"][1]; b0 = e["data_offsets"][0]
+    rows = b""
+    for i in ids:
+        f.seek(base + b0 + 4 * D * i); rows += f.read(4 * D)
+hdr = json.dumps({"__metadata__": {"format": "mu-soft-prompt", "version": "1"},
+                  "soft_prompt": {"dtype": "F32", "shape": [len(ids), D], "data_offsets": [0, len(rows)]}}).encode()
+hdr += b" " * (-len(hdr) % 8)
+open("proj.st", "wb").write(struct.pack("<Q", len(hdr)) + hdr + rows)' "$M"
+  t soft_project_reads_as_nearest_tokens bash -c '
+    mu-forward --model "'"$M"'" --soft-prompt attack.st --soft-project --emit choices soft.tok > p1.out 2> p1.err &&
+    mu-forward --model "'"$M"'" --soft-prompt proj.st --emit choices soft.tok > p2.out &&
+    mu-forward --model "'"$M"'" --soft-prompt attack.st --emit choices soft.tok > p3.out &&
+    cmp -s <(mu-dump -H --full p1.out) <(mu-dump -H --full p2.out) &&
+    ! cmp -s <(mu-dump -H --full p1.out) <(mu-dump -H --full p3.out) &&
+    grep -q "attack.st: 4 vectors projected to the tokens $(awk "NR % 3 == 1 { printf \"%s%s\", s, \$1; s = \" \" }" want)\$" p1.err &&
+    mu-dump p1.out | head -1 | jq -e ".meta.soft_prompt.projected == true and .meta.soft_prompt.path == \"attack.st\" and
+      any(.inputs[]; .role == \"soft_prompt\")" >/dev/null &&
+    mu-dump p3.out | head -1 | jq -e ".meta.soft_prompt.projected == false" >/dev/null'
+else
+  skip soft_project_reads_as_nearest_tokens "no python3"
+fi
+expect_fail soft_project_needs_a_prompt 2 '--soft-project needs --soft-prompt' mu-forward --model "$M" --soft-project plain.tok
 expect_fail soft_dump_nearest_needs_a_model 2 'needs --soft-prompt and --model' mu-dump --soft-prompt attack.st --nearest 2
 expect_fail soft_dump_not_a_soft_file 1 'not a soft-prompt file' mu-dump --soft-prompt "$M/model.safetensors"
 
