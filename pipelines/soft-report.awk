@@ -3,7 +3,8 @@
 # it: mu-score metric, group "model=M,fmt=F", value, n, interval) and soft-paired.tsv
 # (paired_rows: baseline, kind, localization, FORMAT-heldout, difference, facts, interval,
 # McNemar's p) and soft-near.tsv (each attack's vectors beside the tokens: "M embedding
-# MEAN MIN MAX" and "M vector SLOT NORM COS TOKEN", the token as jq's @tsv writes it).
+# MEAN MIN MAX" and "M vector SLOT NORM COS TOKEN", the token as jq's @tsv writes it) and
+# soft-projected.tsv (as soft.tsv, with each vector replaced by its nearest token's row).
 # Variables: n, steps, lr, models (base and the localizations), formats.
 BEGIN { FS = "\t"; nf = split(formats, F, " "); nm = split(models, M, " ") }
 function group_of(s,   a, i, k, n2, kv) {     # "model=M,fmt=F[,split=S]" -> "M F S"
@@ -21,6 +22,7 @@ FILENAME == ARGV[3] && $2 == "softattacked" {
     if (!($1 in seen_w)) { seen_w[$1] = 1; W[++nw] = $1 }
     if (!(($1, $3) in seen_l)) { seen_l[$1, $3] = 1; L[$1, ++nl[$1]] = $3 }
 }
+FILENAME == ARGV[5] && $1 == "choice_acc" { k = group_of($2); proj[k] = sprintf("%.2f [%.2f, %.2f]", $3, $5, $6); next }
 FILENAME == ARGV[4] && $2 == "embedding" { emb[$1] = $3; next }
 FILENAME == ARGV[4] && $2 == "vector" {
     nv[$1]++; vnorm[$1] += $4; vcos[$1] += $5
@@ -73,6 +75,20 @@ END {
         if (!nv[m]) { printf "| %s | – | – | – |\n", model_of(m); continue }
         printf "| %s | %.2f (%.2f) | %.2f [%.2f, %.2f] | %s |\n", model_of(m), vnorm[m] / nv[m], emb[m],
                vcos[m] / nv[m], cmin[m], cmax[m], toks[m]
+    }
+    printf "\nThe attack as a hard prompt (mu-forward --soft-project: each vector replaced by its nearest\n"
+    print "token's row, an input anyone could type): held-out accuracy with its 95% interval (Wilson)."
+    print "Where it falls back to the accuracy before the attack, the attack worked through directions"
+    print "no token has:"
+    printf "\n| model |"
+    for (f = 1; f <= nf; f++) printf " %s |", F[f]
+    printf "\n|---|"
+    for (f = 1; f <= nf; f++) printf "---|"
+    printf "\n"
+    for (i = 1; i <= nm; i++) {
+        printf "| %s |", model_of(M[i])
+        for (f = 1; f <= nf; f++) printf " %s |", ((M[i], F[f]) in proj) ? proj[M[i], F[f]] : "–"
+        printf "\n"
     }
     for (w = 1; w <= nw; w++) {
         printf "\nPaired with %s after the attack, fact by fact: each localization's held-out accuracy\n", W[w]

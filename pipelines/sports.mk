@@ -82,7 +82,8 @@ RELEARN_LORA  ?=
 # tested on the held-out half: does some input bring back what the unlearning removed,
 # without changing a weight? The base model meets the same attack: what a soft prompt
 # gets from a model that was never taught the facts (man/mu-soft-prompt.5). The report
-# also says where the trained vectors lie: their norms and nearest tokens (mu-dump)
+# also says where the trained vectors lie (their norms and nearest tokens, mu-dump) and
+# what the attack does as a hard prompt (each vector replaced by its nearest token's row)
 SOFT          ?=
 SOFT_STEPS    ?= 50
 SOFT_LR       ?= 1e-2
@@ -171,24 +172,33 @@ $(RUN)/soft-$(1).st: $(call soft_deltas,$(1)) $(RUN)/tok/soft-relearn.tok \
 	$(JOB) mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) $(addprefix --delta ,$(call soft_deltas,$(1))) \
 	  --soft-tokens $(SOFT) --objective learn --train $(RUN)/tok/soft-relearn.tok --steps $(SOFT_STEPS) \
 	  --batch $(BATCH)$(accum_opt) --lr $(SOFT_LR) --seed $(SEED) --log $(RUN)/soft-$(1).log --out $$@
-$(RUN)/out/softattacked-$(1)/%-heldout.out: $(RUN)/tok/%-heldout-soft.tok $(call soft_deltas,$(1)) $(RUN)/soft-$(1).st
+endef
+# the held-out facts with NAME's vectors ($(2) softattacked), or with each vector replaced by
+# its nearest token's row ($(2) softprojected: the attack as a hard prompt, --soft-project)
+define SOFT_FORWARD_RULE
+$(RUN)/out/$(2)-$(1)/%-heldout.out: $(RUN)/tok/%-heldout-soft.tok $(call soft_deltas,$(1)) $(RUN)/soft-$(1).st
 	@mkdir -p $$(@D)
 	$(JOB) mu-forward $(Q) --model $(MODEL) --device $(MU_DEVICE) $(addprefix --delta ,$(call soft_deltas,$(1))) \
-	  --soft-prompt $(RUN)/soft-$(1).st --emit choices --out $$@ $$<
+	  --soft-prompt $(RUN)/soft-$(1).st$(if $(filter softprojected,$(2)), --soft-project) --emit choices --out $$@ $$<
 endef
 ifneq ($(SOFT),)
 $(foreach f,$(FORMATS),$(foreach s,relearn heldout,$(eval $(call SOFT_TOKENS_RULE,$(f),$(s)))))
 $(RUN)/tok/soft-relearn.tok: $(RUN)/tok/cloze-relearn-soft.tok $(RUN)/tok/question-relearn-soft.tok
 	cat $^ > $@.tmp && mv $@.tmp $@
 $(foreach m,$(SOFT_MODELS),$(eval $(call SOFT_RULE,$(m))))
+$(foreach m,$(SOFT_MODELS),$(foreach k,softattacked softprojected,$(eval $(call SOFT_FORWARD_RULE,$(m),$(k)))))
 endif
-SOFT_OUTS := $(foreach m,$(SOFT_MODELS),$(foreach f,$(FORMATS),$(RUN)/out/softattacked-$(m)/$(f)-heldout.out))
-# model, format, held-out accuracy after the attack (mu-score: metric, group, value, n, interval)
+soft_outs = $(foreach m,$(SOFT_MODELS),$(foreach f,$(FORMATS),$(RUN)/out/$(1)-$(m)/$(f)-heldout.out))
+SOFT_OUTS := $(call soft_outs,softattacked)
+# model, format, held-out accuracy after the attack (mu-score: metric, group, value, n,
+# interval): with the vectors (soft.tsv) and with their nearest tokens (soft-projected.tsv)
+soft_score = mu-score $(Q) --by model,fmt --metrics choice_acc --format tsv \
+  $(foreach m,$(SOFT_MODELS),--label model=$(m) $(foreach f,$(FORMATS),--label fmt=$(f) \
+    $(RUN)/out/$(1)-$(m)/$(f)-heldout.out)) > $@.tmp && mv $@.tmp $@
 $(RUN)/soft.tsv: $(SOFT_OUTS)
-	mu-score $(Q) --by model,fmt --metrics choice_acc --format tsv \
-	  $(foreach m,$(SOFT_MODELS),--label model=$(m) $(foreach f,$(FORMATS),--label fmt=$(f) \
-	    $(RUN)/out/softattacked-$(m)/$(f)-heldout.out)) > $@.tmp
-	mv $@.tmp $@
+	$(call soft_score,softattacked)
+$(RUN)/soft-projected.tsv: $(call soft_outs,softprojected)
+	$(call soft_score,softprojected)
 # each localization's attacked held-out facts against PAIRED_WITH's, fact by fact (paired_rows)
 $(RUN)/soft-paired.tsv: $(SOFT_OUTS)
 	$(call paired_recipe,$(PAIRED_WITH),$(foreach f,$(FORMATS),softattacked:$(f)-heldout))
@@ -202,7 +212,7 @@ $(RUN)/soft-near.tsv: $(foreach m,$(SOFT_MODELS),$(RUN)/soft-$(m).st)
 	   else [$$m, "vector", .slot, .norm, .nearest[0].cos, .nearest[0].token] end | @tsv' $@.json &&) true) > $@.tmp
 	rm -f $@.json
 	mv $@.tmp $@
-SOFT_TSV := $(if $(SOFT),$(RUN)/soft.tsv $(RUN)/soft-paired.tsv $(RUN)/soft-near.tsv)
+SOFT_TSV := $(if $(SOFT),$(RUN)/soft.tsv $(RUN)/soft-paired.tsv $(RUN)/soft-near.tsv $(RUN)/soft-projected.tsv)
 
 # ---- training -----------------------------------------------------------------------
 $(RUN)/learned.st: $(RUN)/tok/learn.tok $(MODEL) \

@@ -254,8 +254,9 @@ fi
 # steps; nothing else trains), its report section (a row per model, its before cell the
 # held-out accuracy of scores.tsv, its after cell inside its interval), its paired tables
 # (a row per other localization) and where the vectors lie (soft-near.tsv: a line per model
-# and per vector, cosines in [-1, 1]; the report's mean cosine per model is theirs); without
-# SOFT again the report drops the section
+# and per vector, cosines in [-1, 1]; the report's mean cosine per model is theirs) and the
+# attack as a hard prompt (a --soft-project forward per model and format, the table's cells
+# those of soft-projected.tsv); without SOFT again the report drops the section
 run > /dev/null 2>&1     # what the tests above left stale (the touched attribution's stages)
 run SOFT=2 SOFT_STEPS=3 > "$T/soft.log" 2>&1 || fail sports_pipeline_soft "$(tail -3 "$T/soft.log" | tr '\n' ' ')"
 t sports_pipeline_soft bash -c "
@@ -278,6 +279,13 @@ t sports_pipeline_soft bash -c "
   sed -n '/^| model | vector norm/,/^\$/p' '$R' | grep -E '^\| (base|unlearned-)' |
     awk -F' *\\| *' '{ m = \$2; sub(/^unlearned-/, \"\", m); split(\$4, c, \" \"); print m, c[1]
                         if (\$5 !~ /^\"[^\"]*\" \"[^\"]*\"\$/) exit 1 }' | sort > '$T/near.got' &&
-  sort '$T/near.want' | cmp -s - '$T/near.got'"
+  sort '$T/near.want' | cmp -s - '$T/near.got' &&
+  [ \$(grep -cE '^(pipelines/job.sh )?mu-forward.* --soft-prompt [^ ]*/soft-[a-z]+\.st --soft-project --emit choices ' '$T/soft.log') = 24 ] &&
+  awk -F' *\\| *' 'NR == FNR { if (\$0 ~ /^choice_acc\t/) { split(\$0, c, /\t/); split(c[2], g, /[,=]/)
+                                 want[g[2], g[4]] = sprintf(\"%.2f [%.2f, %.2f]\", c[3], c[5], c[6]) }; next }
+      /^The attack as a hard prompt/ { on = 1 } /^Paired with/ { on = 0 } !on { next }
+      /^\| (base|unlearned-[a-z]+) \|/ { n++; m = \$2; sub(/^unlearned-/, \"\", m)
+        if (\$3 != want[m, \"cloze\"] || \$4 != want[m, \"question\"] || \$5 != want[m, \"mc\"]) bad = 1 }
+      END { exit bad || n != 8 }' '$T/run/soft-projected.tsv' '$R'"
 run > /dev/null 2>&1
 t sports_pipeline_soft_off bash -c "! grep -q 'Soft prompt attack' '$R'"
