@@ -143,8 +143,3 @@ void mu_soft_nearest(const float *vec, int n, const float *E, int V, int D, int 
     free(c);
     free(en);
 }
-
-void mu_soft_project(float *vec, int n, const float *E, int V, int D, int32_t *ids, float *cos) {
-    mu_soft_nearest(vec, n, E, V, D, 1, ids, cos);
-    for (int j = 0; j < n; j++) memcpy(vec + (size_t)j * D, E + (size_t)ids[j] * D, (size_t)D * sizeof *vec);
-}

@@ -29,7 +29,4 @@ int mu_soft_prompt_read_any(const char *path, int *n, int *d_model, float **vec,
  * best first, into ids [n * k] and cos [n * k] (1 <= k <= V); equal cosines go to the lower
  * id, and a zero vector or row has cosine 0 with everything. */
 void mu_soft_nearest(const float *vec, int n, const float *E, int V, int D, int k, int32_t *ids, float *cos);
-/* Projects each vector onto the token nearest it (mu_soft_nearest, k 1): vec's rows become
- * those rows of E, bit for bit; ids [n] and cos [n] say which and how near they were. */
-void mu_soft_project(float *vec, int n, const float *E, int V, int D, int32_t *ids, float *cos);
 #endif
