@@ -400,6 +400,8 @@ int main(int argc, char **argv) {
     mu_trainer_note(t, "max_len", json_integer(o.max_len));
     if (o.ref) mu_trainer_note(t, "ref", json_string(o.ref));
     if (o.dpo_alt) mu_trainer_note(t, "dpo_alt", json_string(o.dpo_alt));
+    if (o.ma.soft_prompt) mu_trainer_note(t, "soft_prompt", json_string(o.ma.soft_prompt));
+    if (o.ma.soft_project) mu_trainer_note(t, "soft_project", json_true());
     const mu_soft_prompt *sp = mu_model_soft_prompt(m);   /* --soft-prompt's, or the one trained */
     int vocab = mu_model_config(m)->vocab, n_alt = 0, nsoft = sp ? sp->n : 0;
     int32_t *alt = o.dpo_alt ? encode_alt(o.ma.path, o.dpo_alt, &n_alt) : NULL;

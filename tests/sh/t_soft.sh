@@ -85,7 +85,8 @@ t soft_dump_nearest_tokens_match_awk bash -c '
   mu-dump --soft-prompt attack.st -n 1 --full | tail -n +2 | jq -s -e "length == 1 and (.[0].vector.data | length) == 64 and
       .[0].id == -1 and (.[0].norm - (.[0].vector.data | map(. * .) | add | sqrt) | fabs) < 1e-5" >/dev/null'
 # --soft-project: the vectors replaced by their nearest tokens' rows read exactly as a soft
-# prompt built here (python, from awk's nearest ids above and the checkpoint's bytes) does
+# prompt built here (python, from awk's nearest ids above and the checkpoint's bytes) does;
+# mu-train starts from them (and notes it)
 if command -v python3 >/dev/null; then
   awk 'NR % 3 == 1 { print $1 }' want | python3 -c '
 import json, struct, sys
@@ -109,7 +110,13 @@ open("proj.st", "wb").write(struct.pack("<Q", len(hdr)) + hdr + rows)' "$M"
     grep -q "attack.st: 4 vectors projected to the tokens $(awk "NR % 3 == 1 { printf \"%s%s\", s, \$1; s = \" \" }" want)\$" p1.err &&
     mu-dump p1.out | head -1 | jq -e ".meta.soft_prompt.projected == true and .meta.soft_prompt.path == \"attack.st\" and
       any(.inputs[]; .role == \"soft_prompt\")" >/dev/null &&
-    mu-dump p3.out | head -1 | jq -e ".meta.soft_prompt.projected == false" >/dev/null'
+    mu-dump p3.out | head -1 | jq -e ".meta.soft_prompt.projected == false" >/dev/null &&
+    mu-train --model "'"$M"'" --forget soft.tok --objective learn --soft-tokens 4 --soft-prompt attack.st \
+      --soft-project --steps 0 --out p4.st -q &&
+    mu-dump --soft-prompt p4.st --model "'"$M"'" --nearest 1 > p4.json &&
+    head -1 p4.json | jq -e ".metadata.mu_train.soft_project == true and .metadata.mu_train.soft_prompt == \"attack.st\"" >/dev/null &&
+    [ "$(tail -n +2 p4.json | jq -r "select(.nearest[0].cos > 0.99999) | .nearest[0].id" | tr "\n" " ")" = \
+      "$(awk "NR % 3 == 1 { printf \"%s \", \$1 }" want)" ]'
 else
   skip soft_project_reads_as_nearest_tokens "no python3"
 fi
