@@ -15,9 +15,9 @@ function group_of(s,   a, i, k, n2, kv) {     # "model=M,fmt=F[,split=S]" -> "M 
 }
 FILENAME == ARGV[1] && $1 == "choice_acc" { before[group_of($2)] = $3; next }
 FILENAME == ARGV[2] && $1 == "choice_acc" { k = group_of($2); after[k] = $3; cnt[k] = $4; lo[k] = $5; hi[k] = $6; next }
-FILENAME == ARGV[3] && $2 == "softattacked" {
+FILENAME == ARGV[3] && ($2 == "softattacked" || $2 == "softprojected") {
     sub(/-heldout$/, "", $4)
-    k = $1 SUBSEP $3 SUBSEP $4
+    k = $2 SUBSEP $1 SUBSEP $3 SUBSEP $4
     pd[k] = $5; plo[k] = $7; phi[k] = $8; pp[k] = $9
     if (!($1 in seen_w)) { seen_w[$1] = 1; W[++nw] = $1 }
     if (!(($1, $3) in seen_l)) { seen_l[$1, $3] = 1; L[$1, ++nl[$1]] = $3 }
@@ -43,8 +43,8 @@ function acc_after(m, f,   k) {
     k = m SUBSEP f
     return (k in after) ? sprintf("%.2f [%.2f, %.2f]", after[k], lo[k], hi[k]) : "–"
 }
-function paired(w, l, f,   k) {
-    k = w SUBSEP l SUBSEP f
+function paired(kind, w, l, f,   k) {
+    k = kind SUBSEP w SUBSEP l SUBSEP f
     return (k in pd) ? sprintf("%+.2f [%+.2f, %+.2f] (p %.2g)", pd[k], plo[k], phi[k], pp[k]) : "–"
 }
 END {
@@ -90,18 +90,23 @@ END {
         for (f = 1; f <= nf; f++) printf " %s |", ((M[i], F[f]) in proj) ? proj[M[i], F[f]] : "–"
         printf "\n"
     }
-    for (w = 1; w <= nw; w++) {
-        printf "\nPaired with %s after the attack, fact by fact: each localization's held-out accuracy\n", W[w]
-        printf "minus %s's on the same facts, with its 95%% interval (Newcombe's) and McNemar's exact p.\n\n", W[w]
-        printf "| localization |"
-        for (f = 1; f <= nf; f++) printf " %s |", F[f]
-        printf "\n|---|"
-        for (f = 1; f <= nf; f++) printf "---|"
+    for (kk = 1; kk <= 2; kk++)
+        for (w = 1; w <= nw; w++) paired_table(kk == 1 ? "softattacked" : "softprojected", W[w])
+}
+# each localization's held-out accuracy minus w's, fact by fact, after the attack (kind
+# softattacked) or with the attack as a hard prompt (softprojected)
+function paired_table(kind, w,   i, f) {
+    if (kind == "softattacked") printf "\nPaired with %s after the attack, fact by fact: each localization's held-out accuracy\n", w
+    else printf "\nPaired with %s, the attack as a hard prompt, fact by fact: each localization's held-out accuracy\n", w
+    printf "minus %s's on the same facts, with its 95%% interval (Newcombe's) and McNemar's exact p.\n\n", w
+    printf "| localization |"
+    for (f = 1; f <= nf; f++) printf " %s |", F[f]
+    printf "\n|---|"
+    for (f = 1; f <= nf; f++) printf "---|"
+    printf "\n"
+    for (i = 1; i <= nl[w]; i++) {
+        printf "| %s |", L[w, i]
+        for (f = 1; f <= nf; f++) printf " %s |", paired(kind, w, L[w, i], F[f])
         printf "\n"
-        for (i = 1; i <= nl[W[w]]; i++) {
-            printf "| %s |", L[W[w], i]
-            for (f = 1; f <= nf; f++) printf " %s |", paired(W[w], L[W[w], i], F[f])
-            printf "\n"
-        }
     }
 }

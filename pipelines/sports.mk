@@ -199,9 +199,10 @@ $(RUN)/soft.tsv: $(SOFT_OUTS)
 	$(call soft_score,softattacked)
 $(RUN)/soft-projected.tsv: $(call soft_outs,softprojected)
 	$(call soft_score,softprojected)
-# each localization's attacked held-out facts against PAIRED_WITH's, fact by fact (paired_rows)
-$(RUN)/soft-paired.tsv: $(SOFT_OUTS)
-	$(call paired_recipe,$(PAIRED_WITH),$(foreach f,$(FORMATS),softattacked:$(f)-heldout))
+# each localization's attacked held-out facts against PAIRED_WITH's, fact by fact (paired_rows),
+# with the vectors (kind softattacked) and as a hard prompt (softprojected)
+$(RUN)/soft-paired.tsv: $(SOFT_OUTS) $(call soft_outs,softprojected)
+	$(call paired_recipe,$(PAIRED_WITH),$(foreach k,softattacked softprojected,$(foreach f,$(FORMATS),$(k):$(f)-heldout)))
 # where each attack's vectors lie (mu-dump --soft-prompt --model, the deltas it attacked):
 # "M embedding MEAN MIN MAX" (the input embedding rows' L2 norms), then per vector
 # "M vector SLOT NORM COS TOKEN" (its nearest token by cosine; jq @tsv escapes the token)

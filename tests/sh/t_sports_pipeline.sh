@@ -253,10 +253,11 @@ fi
 # SOFT=2: the soft prompt attack on the base model and every unlearned one (2 vectors, 3
 # steps; nothing else trains), its report section (a row per model, its before cell the
 # held-out accuracy of scores.tsv, its after cell inside its interval), its paired tables
-# (a row per other localization) and where the vectors lie (soft-near.tsv: a line per model
-# and per vector, cosines in [-1, 1]; the report's mean cosine per model is theirs) and the
-# attack as a hard prompt (a --soft-project forward per model and format, the table's cells
-# those of soft-projected.tsv); without SOFT again the report drops the section
+# (a row per other localization, with the vectors and as a hard prompt), where the vectors
+# lie (soft-near.tsv: a line per model and per vector, cosines in [-1, 1]; the report's mean
+# cosine per model is theirs) and the attack as a hard prompt (a --soft-project forward per
+# model and format, the table's cells those of soft-projected.tsv); without SOFT again the
+# report drops the section
 run > /dev/null 2>&1     # what the tests above left stale (the touched attribution's stages)
 run SOFT=2 SOFT_STEPS=3 > "$T/soft.log" 2>&1 || fail sports_pipeline_soft "$(tail -3 "$T/soft.log" | tr '\n' ' ')"
 t sports_pipeline_soft bash -c "
@@ -272,7 +273,7 @@ t sports_pipeline_soft bash -c "
           split(\$(i + 1), a, /[][, ]+/); if (!(a[2] <= a[1] + 0.005 && a[1] <= a[3] + 0.005 && a[2] >= 0 && a[3] <= 1)) bad = 1 } }
       END { exit bad || n != 8 }' '$T/run/scores.tsv' '$R' &&
   [ \$(sed -n '/^## Soft prompt attack/,\$p' '$R' |
-       grep -cE '^\| (early|lookup|probe|late|all|atp|random) \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+\) \|){3}\$') = 12 ] &&
+       grep -cE '^\| (early|lookup|probe|late|all|atp|random) \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+\) \|){3}\$') = 24 ] &&
   [ \$(grep -c \$'\tembedding\t' '$T/run/soft-near.tsv') = 8 ] && [ \$(grep -c \$'\tvector\t' '$T/run/soft-near.tsv') = 16 ] &&
   awk -F'\t' '\$2 == \"vector\" { m = \$1; n[m]++; s[m] += \$5; if (\$5 < -1 || \$5 > 1.00001 || \$4 <= 0) bad = 1 }
       END { for (m in n) printf \"%s %.2f\n\", m, s[m] / n[m]; exit bad }' '$T/run/soft-near.tsv' > '$T/near.want' &&
