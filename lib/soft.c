@@ -21,7 +21,8 @@ static int check_meta(const mu_st *st, char *msg, size_t len) {
     return 0;
 }
 
-static int check_tensor(const mu_st *st, int d_model, int64_t *rows, char *msg, size_t len) {
+/* The one tensor's shape: *rows, and the width *d_model (0 on entry: any width, set here). */
+static int check_tensor(const mu_st *st, int *d_model, int64_t *rows, char *msg, size_t len) {
     mu_dtype dt;
     int nd;
     int64_t sh[MU_MAX_DIMS];
@@ -34,32 +35,38 @@ static int check_tensor(const mu_st *st, int d_model, int64_t *rows, char *msg, 
         snprintf(msg, len, MU_SOFT_TENSOR ": want a 2-D F32 tensor");
         return -1;
     }
-    if (sh[1] != d_model) {
+    if (!*d_model && (sh[1] < 1 || sh[1] > INT32_MAX)) {
+        snprintf(msg, len, MU_SOFT_TENSOR ": vectors of width %lld", (long long)sh[1]);
+        return -1;
+    }
+    if (*d_model && sh[1] != *d_model) {
         snprintf(msg, len, MU_SOFT_TENSOR ": vectors of width %lld, but the model's d_model is %d",
-                 (long long)sh[1], d_model);
+                 (long long)sh[1], *d_model);
         return -1;
     }
     if (sh[0] < 1 || sh[0] > MU_SOFT_MAX) {
         snprintf(msg, len, MU_SOFT_TENSOR ": %lld vectors (want 1 to %d)", (long long)sh[0], MU_SOFT_MAX);
         return -1;
     }
+    *d_model = (int)sh[1];
     *rows = sh[0];
     return 0;
 }
 
-int mu_soft_prompt_read(const char *path, int d_model, int *n, float **vec, char *err, size_t errlen) {
+/* mu_soft_prompt_read for a width *d_model, or any width when it is 0 (then set). */
+static int read_soft(const char *path, int *d_model, int *n, float **vec, char *err, size_t errlen) {
     mu_st *st = mu_st_open(path, err, errlen);
     if (!st) return -1;
     char msg[256];
     int64_t rows = 0;
     float *v = NULL;
     if (check_meta(st, msg, sizeof msg) || check_tensor(st, d_model, &rows, msg, sizeof msg)) goto fail;
-    size_t cnt = (size_t)rows * (size_t)d_model;
+    size_t cnt = (size_t)rows * (size_t)*d_model;
     v = mu_xmalloc(cnt * sizeof *v);
     if (mu_st_read_f32(st, 0, v, cnt, msg, sizeof msg)) goto fail;
     for (size_t k = 0; k < cnt; k++)
         if (!isfinite(v[k])) {
-            snprintf(msg, sizeof msg, MU_SOFT_TENSOR ": vector %zu holds a non-finite value", k / (size_t)d_model);
+            snprintf(msg, sizeof msg, MU_SOFT_TENSOR ": vector %zu holds a non-finite value", k / (size_t)*d_model);
             goto fail;
         }
     mu_st_close(st);
@@ -73,6 +80,14 @@ fail:
     return -1;
 }
 
+int mu_soft_prompt_read(const char *path, int d_model, int *n, float **vec, char *err, size_t errlen) {
+    if (d_model < 1) {   /* a model always has a width; 0 would mean any */
+        snprintf(err, errlen, "%s: a model of width %d", path, d_model);
+        return -1;
+    }
+    return read_soft(path, &d_model, n, vec, err, errlen);
+}
+
 mu_st_writer *mu_soft_prompt_writer(int n, int d_model, const float *vec) {
     mu_st_writer *w = mu_st_writer_new();
     int64_t shape[2] = {n, d_model};
@@ -83,21 +98,8 @@ mu_st_writer *mu_soft_prompt_writer(int n, int d_model, const float *vec) {
 }
 
 int mu_soft_prompt_read_any(const char *path, int *n, int *d_model, float **vec, char *err, size_t errlen) {
-    mu_st *st = mu_st_open(path, err, errlen);
-    if (!st) return -1;
-    mu_dtype dt;
-    int nd = 0;
-    int64_t sh[MU_MAX_DIMS] = {0, 0};
-    if (mu_st_count(st) >= 1) mu_st_info(st, 0, &dt, &nd, sh, NULL, NULL);
-    mu_st_close(st);
-    if (nd == 2 && (sh[1] < 1 || sh[1] > INT32_MAX)) {
-        snprintf(err, errlen, "%s: " MU_SOFT_TENSOR ": vectors of width %lld", path, (long long)sh[1]);
-        return -1;
-    }
-    int d = nd == 2 ? (int)sh[1] : 1;   /* the full read refuses other shapes in its words */
-    if (mu_soft_prompt_read(path, d, n, vec, err, errlen)) return -1;
-    *d_model = d;
-    return 0;
+    *d_model = 0;
+    return read_soft(path, d_model, n, vec, err, errlen);
 }
 
 /* sqrt(sum x^2) of D values, in double */
