@@ -351,16 +351,9 @@ static void put_peft_metadata(FILE *fp, const char *dir) {
     json_decref(o);
 }
 
-/* A delta's __metadata__ as an object, its "mu_train" (mu-train's options, JSON text)
- * as the object it holds. */
-static void put_delta_metadata(FILE *fp, const char *path) {
-    char err[1024];
-    if (mu_delta_is_peft(path)) {   /* read and checked when the model opened */
-        put_peft_metadata(fp, path);
-        return;
-    }
-    mu_st *s = mu_st_open(path, err, sizeof err);
-    if (!s) mu_die("%s", err);
+/* A safetensors file's __metadata__ as an object, its "mu_train" (mu-train's options, JSON
+ * text) as the object it holds. */
+static void put_st_metadata(FILE *fp, const mu_st *s, const char *path) {
     json_t *o = json_object();
     const char *k;
     for (int i = 0; (k = mu_st_metadata_key(s, i)); i++) {
@@ -373,6 +366,18 @@ static void put_delta_metadata(FILE *fp, const char *path) {
     fputs(text, fp);
     free(text);
     json_decref(o);
+}
+
+/* A delta's metadata (put_st_metadata), or a PEFT adapter's. */
+static void put_delta_metadata(FILE *fp, const char *path) {
+    char err[1024];
+    if (mu_delta_is_peft(path)) {   /* read and checked when the model opened */
+        put_peft_metadata(fp, path);
+        return;
+    }
+    mu_st *s = mu_st_open(path, err, sizeof err);
+    if (!s) mu_die("%s", err);
+    put_st_metadata(fp, s, path);
     mu_st_close(s);
 }
 
@@ -497,14 +502,16 @@ static void put_embedding_norms(FILE *fp, const soft_model *sm) {
 /* {"soft_prompt":path,"metadata":{..},"vectors":n,"d_model":D[,"model":..,"digest":..,
  *  "deltas":[..],"trained_on_this_model":bool,"embedding_norm":{"mean","min","max"}]} */
 static void put_soft_header(FILE *fp, const char *path, int n, int D, const soft_model *sm) {
+    char err[1024];
+    mu_st *st = mu_st_open(path, err, sizeof err);   /* read and checked already */
+    if (!st) mu_die("%s", err);
     fputs("{\"soft_prompt\":", fp);
     put_cstr(fp, path);
     fputs(",\"metadata\":", fp);
-    put_delta_metadata(fp, path);
+    put_st_metadata(fp, st, path);
     fprintf(fp, ",\"vectors\":%d,\"d_model\":%d", n, D);
     if (sm) {
-        mu_st *st = mu_st_open(path, NULL, 0);
-        const char *on = st ? mu_st_metadata(st, "trained_on") : NULL;
+        const char *on = mu_st_metadata(st, "trained_on");
         fputs(",\"model\":", fp);
         put_cstr(fp, sm->path);
         fprintf(fp, ",\"digest\":\"%s\",\"deltas\":[", sm->digest);
@@ -513,10 +520,10 @@ static void put_soft_header(FILE *fp, const char *path, int n, int D, const soft
             put_cstr(fp, sm->deltas[i]);
         }
         fprintf(fp, "],\"trained_on_this_model\":%s", on && !strcmp(on, sm->digest) ? "true" : "false");
-        if (st) mu_st_close(st);
         put_embedding_norms(fp, sm);
     }
     fputs("}\n", fp);
+    mu_st_close(st);
 }
 
 /* ,"nearest":[{"id":..,"token":..,"cos":..},..] ("token" null without a tokenizer) */
