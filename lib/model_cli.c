@@ -50,30 +50,17 @@ mu_model *mu_model_load_or_die(const char *path, const char *const *deltas, int 
     return m;
 }
 
-/* vec [n, D] onto m's nearest embedding rows by cosine, read a chunk of rows at a time (a
- * large vocabulary never sits whole on the host or the device); says which tokens (not
- * with --quiet). */
+/* vec [n, D] onto m's nearest embedding rows by cosine (mu_soft_nearest_tokens); says
+ * which tokens (not with --quiet). */
 static void project_to_tokens(const mu_model_args *a, mu_model *m, int n, float *vec) {
-    enum { CHUNK = 4096 };
-    int V = mu_model_config(m)->vocab, D = mu_model_config(m)->d_model;
-    int32_t *ids = mu_xmalloc(CHUNK * sizeof *ids), *best = mu_xmalloc((size_t)n * sizeof *best);
-    int32_t *near = mu_xmalloc((size_t)n * sizeof *near);
-    float *E = mu_xmalloc((size_t)CHUNK * D * sizeof *E), *cos = mu_xmalloc((size_t)n * sizeof *cos);
-    float *top = mu_xmalloc((size_t)n * sizeof *top);
-    for (int at = 0; at < V; at += CHUNK) {
-        int rows = V - at < CHUNK ? V - at : CHUNK;
-        for (int i = 0; i < rows; i++) ids[i] = at + i;
-        if (mu_model_embedding_rows(m, ids, rows, E)) mu_die("%s: out of memory for the embedding rows", a->path);
-        mu_soft_nearest(vec, n, E, rows, D, 1, near, cos);
-        for (int j = 0; j < n; j++)   /* an equal cosine keeps the lower id, the earlier chunk's */
-            if (at == 0 || cos[j] > top[j]) { top[j] = cos[j]; best[j] = at + near[j]; }
-    }
-    if (mu_model_embedding_rows(m, best, n, vec)) mu_die("%s: out of memory for the embedding rows", a->path);
+    int32_t *best = mu_xmalloc((size_t)n * sizeof *best);
+    if (mu_soft_nearest_tokens(m, vec, n, best) || mu_model_embedding_rows(m, best, n, vec))
+        mu_die("%s: out of memory for the embedding rows", a->path);
     char said[512] = "";
     for (int j = 0, w = 0; j < n && w < (int)sizeof said - 16; j++)
         w += snprintf(said + w, sizeof said - w, "%s%d", j ? " " : "", best[j]);
     mu_info("%s: %d vectors projected to the tokens %s%s", a->soft_prompt, n, said, n > 32 ? " ..." : "");
-    free(ids); free(best); free(near); free(E); free(cos); free(top);
+    free(best);
 }
 
 void mu_model_args_soft_prompt(const mu_model_args *a, mu_model *m) {

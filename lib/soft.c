@@ -1,6 +1,7 @@
 /* soft.c — soft-prompt files; see soft.h. */
 #include "soft.h"
 #include "cli.h"
+#include "model.h"
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -144,4 +145,60 @@ void mu_soft_nearest(const float *vec, int n, const float *E, int V, int D, int 
     }
     free(c);
     free(en);
+}
+
+/* The model's embedding rows, CHUNK at a time (a 128k vocabulary is never copied whole). */
+enum { ROW_CHUNK = 4096 };
+
+int mu_soft_nearest_tokens(mu_model *m, const float *vec, int n, int32_t *best) {
+    int V = mu_model_config(m)->vocab, D = mu_model_config(m)->d_model, rc = 0;
+    int32_t *ids = mu_xmalloc(ROW_CHUNK * sizeof *ids), *near = mu_xmalloc((size_t)n * sizeof *near);
+    float *E = mu_xmalloc((size_t)ROW_CHUNK * D * sizeof *E), *cos = mu_xmalloc((size_t)n * sizeof *cos);
+    float *top = mu_xmalloc((size_t)n * sizeof *top);
+    for (int at = 0; at < V && rc == 0; at += ROW_CHUNK) {
+        int rows = V - at < ROW_CHUNK ? V - at : ROW_CHUNK;
+        for (int i = 0; i < rows; i++) ids[i] = at + i;
+        if ((rc = mu_model_embedding_rows(m, ids, rows, E))) break;
+        mu_soft_nearest(vec, n, E, rows, D, 1, near, cos);
+        for (int j = 0; j < n; j++)   /* an equal cosine keeps the lower id, the earlier chunk's */
+            if (at == 0 || cos[j] > top[j]) { top[j] = cos[j]; best[j] = at + near[j]; }
+    }
+    free(ids); free(near); free(E); free(cos); free(top);
+    return rc;
+}
+
+void mu_soft_gcg_rank(const float *g, int n, const float *E, int rows, int id0, int D,
+                      const unsigned char *allowed, int k, int32_t *ids, float *score, int *have) {
+    float *s = mu_xmalloc((size_t)(rows ? rows : 1) * sizeof *s);
+    for (int j = 0; j < n; j++) {
+        const float *x = g + (size_t)j * D;
+        #pragma omp parallel for schedule(static)
+        for (int r = 0; r < rows; r++) {
+            const float *e = E + (size_t)r * D;
+            double dot = 0;
+            for (int i = 0; i < D; i++) dot += (double)x[i] * e[i];
+            s[r] = (float)-dot;
+        }
+        for (int r = 0; r < rows; r++)
+            if (!allowed || allowed[id0 + r])
+                keep_best(ids + (size_t)j * k, score + (size_t)j * k, have + j, k, id0 + r, s[r]);
+    }
+    free(s);
+}
+
+int mu_soft_gcg_top_tokens(mu_model *m, const float *g, int n, const unsigned char *allowed, int k,
+                           int32_t *ids, float *score, int *have) {
+    int V = mu_model_config(m)->vocab, D = mu_model_config(m)->d_model, rc = 0;
+    int32_t *chunk = mu_xmalloc(ROW_CHUNK * sizeof *chunk);
+    float *E = mu_xmalloc((size_t)ROW_CHUNK * D * sizeof *E);
+    memset(have, 0, (size_t)n * sizeof *have);
+    for (int at = 0; at < V; at += ROW_CHUNK) {
+        int rows = V - at < ROW_CHUNK ? V - at : ROW_CHUNK;
+        for (int i = 0; i < rows; i++) chunk[i] = at + i;
+        if ((rc = mu_model_embedding_rows(m, chunk, rows, E))) break;
+        mu_soft_gcg_rank(g, n, E, rows, at, D, allowed, k, ids, score, have);
+    }
+    free(chunk);
+    free(E);
+    return rc;
 }

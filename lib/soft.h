@@ -29,4 +29,24 @@ int mu_soft_prompt_read_any(const char *path, int *n, int *d_model, float **vec,
  * best first, into ids [n * k] and cos [n * k] (1 <= k <= V); equal cosines go to the lower
  * id, and a zero vector or row has cosine 0 with everything. */
 void mu_soft_nearest(const float *vec, int n, const float *E, int V, int D, int k, int32_t *ids, float *cos);
+
+typedef struct mu_model mu_model;
+/* For each of the n vectors vec [n, D], the token whose embedding row (as stored, deltas
+ * applied) is nearest by cosine, into best [n] (mu_soft_nearest over every row, read 4096
+ * at a time: a 128k vocabulary is never copied whole). 0 ok, -1 out of memory. */
+int mu_soft_nearest_tokens(mu_model *m, const float *vec, int n, int32_t *best);
+
+/* Greedy coordinate gradient (Zou et al. 2023): the tokens worth trying in each of n
+ * slots. g [n, D] holds d loss / d (slot j's vector); putting token v in slot j changes
+ * the loss, to first order, by (E[v] - x_j) . g_j, so the best candidates have the
+ * highest score -E[v] . g_j (dot in double). mu_soft_gcg_rank merges the rows E [rows, D]
+ * of ids id0 .. id0 + rows - 1 into the best-first lists ids [n, k] and score [n, k] of
+ * have[j] (<= k) entries (have zeroed before the first rows; rows arrive in increasing id
+ * order, so an equal score keeps the lower id). allowed [V] (NULL: every token) skips the
+ * tokens it marks 0. mu_soft_gcg_top_tokens does it over every embedding row of m, read
+ * 4096 at a time. 0 ok, -1 out of memory. */
+void mu_soft_gcg_rank(const float *g, int n, const float *E, int rows, int id0, int D,
+                      const unsigned char *allowed, int k, int32_t *ids, float *score, int *have);
+int mu_soft_gcg_top_tokens(mu_model *m, const float *g, int n, const unsigned char *allowed, int k,
+                           int32_t *ids, float *score, int *have);
 #endif

@@ -315,6 +315,8 @@ void mu_train_opts_default(mu_train_opts *o) {
     mu_optim_config_default(&o->opt);
     o->opt.lr = 1e-4;
     o->opt.weight_decay = 0;
+    o->gcg_topk = 256;
+    o->gcg_candidates = 64;
 }
 
 /* ---- the trainer ---- */
@@ -392,6 +394,9 @@ struct mu_trainer {
     int64_t dist_host_n;
     char *options;              /* what a checkpoint must have been made with (JSON) */
     json_t *info;               /* the options and mu_trainer_note's: log header, delta metadata */
+    int loss_only;              /* the passes run forward only (GCG's candidates) */
+    int32_t *gcg_ids;           /* GCG: the slots' tokens [soft_tokens] */
+    struct { int slot, from, to, tried; double loss; } gcg_last;   /* GCG: the last step's swap */
 };
 
 /* The run's options by their mu-train names (objective coefficients, every objective's
@@ -437,6 +442,12 @@ static json_t *options_json(const mu_train_opts *o) {
         set_real(j, "lora_alpha", o->lora_alpha);
     }
     if (o->soft_tokens > 0) set_int(j, "soft_tokens", o->soft_tokens);
+    if (o->soft_tokens > 0 && o->gcg) {
+        json_t *g = json_object();
+        set_int(g, "topk", o->gcg_topk);
+        set_int(g, "candidates", o->gcg_candidates);
+        json_object_set_new(j, "gcg", g);
+    }
     return j;
 }
 
@@ -705,6 +716,37 @@ static int setup_lora(mu_trainer *t, const mu_mask *mask, char *err, size_t errl
     return 0;
 }
 
+/* GCG's starting tokens: the nearest tokens of the model's soft prompt sp, else allowed
+ * tokens drawn from the seed; their rows into P [n, D]. */
+static int gcg_start(mu_trainer *t, const mu_soft_prompt *sp, float *P, char *err, size_t errlen) {
+    int n = t->o.soft_tokens, D = t->D, rc;
+    const unsigned char *ok = t->o.gcg_allowed;
+    t->gcg_ids = mu_xmalloc((size_t)n * sizeof *t->gcg_ids);
+    if (sp) {
+        mu_model_backend(t->m)->download(P, sp->P, (size_t)n * D * sizeof *P);
+        rc = mu_soft_nearest_tokens(t->m, P, n, t->gcg_ids);
+    } else {
+        int64_t allowed = 0;
+        for (int v = 0; v < t->V; v++) allowed += !ok || ok[v];
+        if (allowed == 0) {
+            snprintf(err, errlen, "GCG: no token of the vocabulary is allowed in the slots");
+            return -1;
+        }
+        mu_rng rng;
+        mu_rng_seed2(&rng, t->o.seed, UINT64_C(0x50f7));
+        for (int j = 0; j < n; j++) {   /* the r-th allowed token */
+            int64_t r = (int64_t)(mu_rng_uniform(&rng) * (double)allowed) % allowed;
+            int v = 0;
+            for (;; v++) if ((!ok || ok[v]) && r-- == 0) break;
+            t->gcg_ids[j] = v;
+        }
+        rc = 0;
+    }
+    if (rc == 0) rc = mu_model_embedding_rows(t->m, t->gcg_ids, n, P);
+    if (rc) snprintf(err, errlen, "out of memory for a soft prompt of %d vectors", n);
+    return rc ? -1 : 0;
+}
+
 /* A soft prompt of soft_tokens vectors, trained instead of any weight: the model's own
  * (--soft-prompt) when it has that many, else the embedding rows of tokens drawn from the
  * seed (Lester et al.'s initialization from the vocabulary). A reference model gets the
@@ -722,7 +764,10 @@ static int setup_soft(mu_trainer *t, const mu_mask *mask, char *err, size_t errl
     }
     float *P = mu_xmalloc((size_t)n * D * sizeof *P);
     int rc = 0;
-    if (sp) {
+    if (t->o.gcg) {
+        rc = gcg_start(t, sp, P, err, errlen);
+        if (rc) { free(P); return -1; }
+    } else if (sp) {
         mu_model_backend(t->m)->download(P, sp->P, (size_t)n * D * sizeof *P);
     } else {
         int32_t *ids = mu_xmalloc((size_t)n * sizeof *ids);
@@ -855,6 +900,7 @@ void mu_trainer_free(mu_trainer *t) {
     free(t->log);
     free(t->options);
     free(t->dist_host);
+    free(t->gcg_ids);
     json_decref(t->info);
     free(t);
 }
@@ -1102,7 +1148,7 @@ static int forget_pass(mu_trainer *t, int64_t pos0, char *err, size_t errlen) {
     mu_hook fh[1] = {{MU_SITE_RESID_POST, t->o.rmu_layer, 0, hook_capture, &t->cur_rmu}};
     mu_hook bh[1] = {{MU_SITE_RESID_POST, t->o.rmu_layer, 1, hook_inject, &t->d_rmu}};
     mu_fwd_opts fo = label_rows_opts(l, R);
-    fo.train = 1;
+    fo.train = !t->loss_only;
     fo.n_layers = logit_terms ? 0 : t->o.rmu_layer + 1;
     fo.hooks = fh;
     fo.n_hooks = rmu && logit_terms ? 1 : 0;
@@ -1136,8 +1182,8 @@ static int forget_pass(mu_trainer *t, int64_t pos0, char *err, size_t errlen) {
         memset(dh + (size_t)B * T * t->D, 0, (size_t)(R - B) * T * t->D * sizeof(float));
         t->term[MU_OBJ_RMU] += loss / A;
     }
-    if (logit_terms ? mu_model_backward_logp(t->m, l->tgt, l->a, dl, bh, rmu ? 1 : 0, err, errlen)
-                    : mu_model_backward(t->m, NULL, bh, rmu ? 1 : 0, err, errlen))
+    if (!t->loss_only && (logit_terms ? mu_model_backward_logp(t->m, l->tgt, l->a, dl, bh, rmu ? 1 : 0, err, errlen)
+                                      : mu_model_backward(t->m, NULL, bh, rmu ? 1 : 0, err, errlen)))
         goto out;
     rc = 0;
 out:
@@ -1224,7 +1270,7 @@ static int retain_pass(mu_trainer *t, int64_t pos0, char *err, size_t errlen) {
         }
     }
     mu_fwd_opts fo = label_rows_opts(lr, B);
-    fo.train = 1;
+    fo.train = !t->loss_only;
     fo.n_layers = logits ? 0 : top + 1;
     fo.hooks = fh;
     fo.n_hooks = nh;
@@ -1241,8 +1287,8 @@ static int retain_pass(mu_trainer *t, int64_t pos0, char *err, size_t errlen) {
                                                t->o.coef[MU_OBJ_RETAIN_KL] * tokc, dl) * tokc;
     }
     retain_activation_terms(t, B, T, rmu, l2);
-    if (logits ? mu_model_backward_logp(t->m, lr->tgt, lr->a, dl, bh, nh, err, errlen)
-               : mu_model_backward(t->m, NULL, bh, nh, err, errlen))
+    if (!t->loss_only && (logits ? mu_model_backward_logp(t->m, lr->tgt, lr->a, dl, bh, nh, err, errlen)
+                                 : mu_model_backward(t->m, NULL, bh, nh, err, errlen)))
         goto out;
     rc = 0;
 out:
@@ -1265,11 +1311,11 @@ static int general_pass(mu_trainer *t, int64_t pos0, char *err, size_t errlen) {
     label_rows *lr = find_label_rows(t, B, T);
     mu_batch batch = {B, T, t->ids, t->lens};
     mu_fwd_opts fo = label_rows_opts(lr, B);
-    fo.train = 1;
+    fo.train = !t->loss_only;
     if (mu_model_forward(t->m, &batch, &fo, err, errlen) < 0) return -1;
     if (mu_model_target_logprobs(t->m, lr->tgt, lr->logp, err, errlen) < 0) return -1;
     term_ce(t, lr, MU_OBJ_GENERAL_LM, 1.0 / (t->o.accum * (double)(lr->R ? lr->R : 1)));
-    return mu_model_backward_logp(t->m, lr->tgt, lr->a, NULL, NULL, 0, err, errlen);
+    return t->loss_only ? 0 : mu_model_backward_logp(t->m, lr->tgt, lr->a, NULL, NULL, 0, err, errlen);
 }
 
 static int uses_forget(const mu_trainer *t) { return forget_logit_terms(t) || need(t, MU_OBJ_RMU); }
@@ -1520,7 +1566,7 @@ static void log_train(mu_trainer *t, double loss, double lr, double norm, double
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     int nterms = 0;
     for (int i = 0; i < MU_OBJ_COUNT; i++) nterms += need(t, (mu_obj_id)i);
-    msgpack_pack_map(&pk, 7 + (t->o.weight_mask != 0));
+    msgpack_pack_map(&pk, 7 + (t->o.weight_mask != 0) + (t->gcg_ids != NULL));
     mu_pack_kv_int(&pk, "step", t->step);
     mu_pack_kv_f64(&pk, "loss", loss);
     if (t->o.weight_mask) mu_pack_kv_f64(&pk, "weight_mask_penalty", t->step_penalty);
@@ -1532,6 +1578,15 @@ static void log_train(mu_trainer *t, double loss, double lr, double norm, double
     mu_pack_kv_f64(&pk, "grad_norm", norm);
     mu_pack_kv_f64(&pk, "tokens_per_s", tps);
     mu_pack_kv_int(&pk, "tokens", t->tokens);
+    if (t->gcg_ids) {   /* the swap kept: slot -1 when no candidate was tried */
+        mu_pack_str(&pk, "gcg");
+        msgpack_pack_map(&pk, 5);
+        mu_pack_kv_int(&pk, "slot", t->gcg_last.slot);
+        mu_pack_kv_int(&pk, "from", t->gcg_last.from);
+        mu_pack_kv_int(&pk, "to", t->gcg_last.to);
+        mu_pack_kv_f64(&pk, "loss", t->gcg_last.loss);
+        mu_pack_kv_int(&pk, "tried", t->gcg_last.tried);
+    }
     log_push(t, &sb);
 }
 
@@ -1785,6 +1840,108 @@ static int prepare(mu_trainer *t, char *err, size_t errlen) {
     return 0;
 }
 
+/* ---- greedy coordinate gradient (opts.gcg) ---- */
+
+const int32_t *mu_trainer_gcg_ids(const mu_trainer *t) { return t->gcg_ids; }
+
+/* The slots' tokens again from their vectors (embedding rows: each its own nearest), after
+ * a checkpoint or keep_best set them. */
+static int gcg_ids_from_prompt(mu_trainer *t) {
+    const mu_soft_prompt *sp = mu_model_soft_prompt(t->m);
+    float *P = mu_xmalloc((size_t)sp->n * t->D * sizeof *P);
+    mu_model_backend(t->m)->download(P, sp->P, (size_t)sp->n * t->D * sizeof *P);
+    int rc = mu_soft_nearest_tokens(t->m, P, sp->n, t->gcg_ids);
+    free(P);
+    return rc;
+}
+
+/* Slot j of the model's soft prompt (and of the trainer's tokens) to token v. */
+static int gcg_put(mu_trainer *t, int j, int32_t v, float *row) {
+    const mu_soft_prompt *sp = mu_model_soft_prompt(t->m);
+    if (mu_model_embedding_rows(t->m, &v, 1, row)) return -1;
+    mu_model_backend(t->m)->upload(sp->P + (size_t)j * t->D, row, (size_t)t->D * sizeof *row);
+    return 0;
+}
+
+/* The swaps to try: every (slot, token) of the slots' top lists when there are at most
+ * gcg_candidates of them, else gcg_candidates drawn uniformly from them (seeded by the seed
+ * and the step: a resumed run draws the same). Into slot/tok [gcg_candidates]; returns how many. */
+static int gcg_candidates(const mu_trainer *t, const int32_t *top, const int *have, int k, int *slot,
+                          int32_t *tok) {
+    int n = t->o.soft_tokens, C = t->o.gcg_candidates, c = 0;
+    int64_t total = 0;
+    for (int j = 0; j < n; j++) total += have[j];
+    if (total <= C) {
+        for (int j = 0; j < n; j++)
+            for (int r = 0; r < have[j]; r++, c++) { slot[c] = j; tok[c] = top[(size_t)j * k + r]; }
+        return c;
+    }
+    mu_rng rng;
+    mu_rng_seed2(&rng, t->o.seed ^ UINT64_C(0x6c6c), (uint64_t)t->step);
+    for (; c < C; c++) {
+        int64_t r = (int64_t)(mu_rng_uniform(&rng) * (double)total) % total;
+        int j = 0;
+        while (r >= have[j]) r -= have[j++];
+        slot[c] = j;
+        tok[c] = top[(size_t)j * k + r];
+    }
+    return c;
+}
+
+/* One GCG step: the gradient step_grads left at the prompt held ranks every slot's tokens;
+ * each candidate swap is tried on the step's data (forward only; a swap to the token
+ * already there is not); the best loss wins (the first tried on a tie) and is kept, better
+ * than the prompt held or not, as Zou et al.'s algorithm does. *norm: the gradient's L2
+ * norm. The step's loss terms stay the held prompt's; t->gcg_last says what changed. */
+static int gcg_step(mu_trainer *t, double *norm, char *err, size_t errlen) {
+    const mu_soft_prompt *sp = mu_model_soft_prompt(t->m);
+    int n = sp->n, D = t->D, k = t->o.gcg_topk < t->V ? t->o.gcg_topk : t->V, C = t->o.gcg_candidates;
+    float *g = mu_xmalloc((size_t)n * D * sizeof *g), *score = mu_xmalloc((size_t)n * k * sizeof *score);
+    float *row = mu_xmalloc((size_t)D * sizeof *row);
+    int32_t *top = mu_xmalloc((size_t)n * k * sizeof *top), *tok = mu_xmalloc((size_t)C * sizeof *tok);
+    int *have = mu_xmalloc((size_t)n * sizeof *have), *slot = mu_xmalloc((size_t)C * sizeof *slot);
+    double terms[MU_OBJ_COUNT], best = INFINITY, sq = 0;
+    int rc = -1, won = -1, tried = 0;
+    int64_t tokens = t->tokens;
+    memcpy(terms, t->term, sizeof terms);
+    mu_model_backend(t->m)->download(g, sp->g, (size_t)n * D * sizeof *g);
+    for (size_t i = 0; i < (size_t)n * D; i++) sq += (double)g[i] * g[i];
+    *norm = sqrt(sq);
+    if (mu_soft_gcg_top_tokens(t->m, g, n, t->o.gcg_allowed, k, top, score, have)) goto oom;
+    int nc = gcg_candidates(t, top, have, k, slot, tok);
+    t->loss_only = 1;
+    for (int c = 0; c < nc; c++) {
+        int j = slot[c];
+        double loss;
+        if (tok[c] == t->gcg_ids[j]) continue;
+        if (gcg_put(t, j, tok[c], row)) goto oom;
+        int bad = step_grads(t, t->step, &loss, err, errlen) < 0;
+        if (gcg_put(t, j, t->gcg_ids[j], row)) goto oom;
+        if (bad) goto out;
+        tried++;
+        if (loss < best) { best = loss; won = c; }
+    }
+    t->gcg_last.slot = won < 0 ? -1 : slot[won];
+    t->gcg_last.from = won < 0 ? -1 : t->gcg_ids[slot[won]];
+    t->gcg_last.to = won < 0 ? -1 : tok[won];
+    t->gcg_last.tried = tried;
+    t->gcg_last.loss = best;
+    if (won >= 0) {
+        t->gcg_ids[slot[won]] = tok[won];
+        if (gcg_put(t, slot[won], tok[won], row)) goto oom;
+    }
+    rc = 0;
+    goto out;
+oom:
+    snprintf(err, errlen, "GCG step %lld: out of memory", (long long)t->step + 1);
+out:
+    t->loss_only = 0;
+    t->tokens = tokens;
+    memcpy(t->term, terms, sizeof terms);
+    free(g); free(score); free(row); free(top); free(tok); free(have); free(slot);
+    return rc;
+}
+
 int mu_trainer_run(mu_trainer *t, const char *resume_path, char *err, size_t errlen) {
     if (prepare(t, err, errlen) < 0) return -1;
     if (t->o.keep_best) {
@@ -1803,6 +1960,10 @@ int mu_trainer_run(mu_trainer *t, const char *resume_path, char *err, size_t err
         return -1;
     }
     if (resume_path && load_checkpoint(t, resume_path, err, errlen) < 0) return -1;
+    if (resume_path && t->gcg_ids && gcg_ids_from_prompt(t)) {
+        snprintf(err, errlen, "%s: out of memory for the embedding rows", resume_path);
+        return -1;
+    }
     if (t->step == 0 && evaluate(t, err, errlen) < 0) return -1;
     int64_t last_ckpt = resume_path ? t->step : -1;
     while (t->step < t->o.steps) {
@@ -1820,7 +1981,12 @@ int mu_trainer_run(mu_trainer *t, const char *resume_path, char *err, size_t err
         wmask_grads(t);
         t->step_penalty = wmask_penalty(t, NULL);   /* at the mask this step's forward used */
         loss += t->step_penalty;
-        mu_optim_step(t->opt, &norm, &lr);
+        if (t->gcg_ids) {
+            lr = 0;
+            if (gcg_step(t, &norm, err, errlen) < 0) return -1;
+        } else {
+            mu_optim_step(t->opt, &norm, &lr);
+        }
         if (!isfinite(norm)) {
             snprintf(err, errlen, "step %lld: gradient norm is not finite", (long long)t->step + 1);
             return -1;
@@ -1841,6 +2007,10 @@ int mu_trainer_run(mu_trainer *t, const char *resume_path, char *err, size_t err
     if (t->o.progress) mu_progress_done();
     if (t->o.keep_best && t->has_best) {
         for (int i = 0; i < t->nt; i++) gather_trained(t, i, t->best_vals[i], 1);
+        if (t->gcg_ids && gcg_ids_from_prompt(t)) {
+            snprintf(err, errlen, "--keep-best: out of memory for the embedding rows");
+            return -1;
+        }
     }
     return 0;
 }
@@ -1980,10 +2150,18 @@ int mu_train_write_soft_prompt(mu_trainer *t, const char *base_path, const char 
     mu_st_writer_meta(w, "producer", "mu-train " MU_VERSION);
     mu_st_writer_meta(w, "trained_on", digest);
     mu_st_writer_meta(w, "model", base_path);
-    char *info = json_dumps(t->info, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
+    char *info = json_dumps(t->info, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(15)), *ids = NULL;
     mu_st_writer_meta(w, "mu_train", info);
-    free(info);
+    if (t->gcg_ids) {
+        json_t *a = json_array();
+        for (int j = 0; j < sp->n; j++) json_array_append_new(a, json_integer(t->gcg_ids[j]));
+        ids = json_dumps(a, JSON_COMPACT);
+        json_decref(a);
+        mu_st_writer_meta(w, "token_ids", ids);
+    }
     rc = mu_st_writer_write(w, path, err, errlen);
+    free(info);
+    free(ids);
 out:
     if (w) mu_st_writer_free(w);
     free(P);

@@ -105,6 +105,19 @@ typedef struct {
                                 mask): the model's own when it has one of that size, else
                                 embedding rows of tokens drawn from the seed. The forget set
                                 must hold soft-prompt slots (mu-tokenize --soft-tokens). */
+    int gcg;                 /* with soft_tokens: search tokens for the slots instead of training
+                                vectors, by greedy coordinate gradient (Zou et al. 2023): each
+                                step the gradient ranks every allowed token of every slot
+                                (mu_soft_gcg_top_tokens), gcg_candidates single-token swaps
+                                drawn from the slots' top gcg_topk (every one of them when
+                                there are no more) are each tried on the step's data, forward
+                                only, and the best is kept. The slots always hold embedding
+                                rows: the attack as text (the optimizer is unused). It starts
+                                from the model's soft prompt's nearest tokens, else from
+                                allowed tokens drawn from the seed. */
+    int gcg_topk, gcg_candidates;
+    const unsigned char *gcg_allowed;   /* [vocab]: 0 marks a token the search never places
+                                           (NULL: any); referenced, not copied */
 } mu_train_opts;
 void mu_train_opts_default(mu_train_opts *o);
 
@@ -196,9 +209,12 @@ int mu_train_write_delta(mu_trainer *t, const char *base_path, const char *const
  * modules, base_model_name_or_path base_path), which PEFT loads on the model the run
  * started from and --delta reads back. Atomic. 0 ok, -1 + err. */
 int mu_train_write_peft(mu_trainer *t, const char *base_path, const char *dir, char *err, size_t errlen);
+/* A GCG run's (opts.gcg) tokens in the slots now [soft_tokens], or NULL. */
+const int32_t *mu_trainer_gcg_ids(const mu_trainer *t);
 /* Writes a soft-prompt run's vectors (opts.soft_tokens) as a soft-prompt file (lib/soft.h):
  * "trained_on" the digest of base_path with deltas, "model" base_path, "mu_train" the run's
- * record. Atomic. 0 ok, -1 + err. */
+ * record, with GCG (opts.gcg) "token_ids" the slots' tokens (a JSON array). Atomic. 0 ok,
+ * -1 + err. */
 int mu_train_write_soft_prompt(mu_trainer *t, const char *base_path, const char *const *deltas, int n_deltas,
                                const char *path, char *err, size_t errlen);
 /* Writes m as a Hugging Face model directory (config.json, model.safetensors f32 with

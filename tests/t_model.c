@@ -2402,3 +2402,57 @@ TEST(soft_prompt_nearest_tokens) {
     free(R);
     free(X);
 }
+
+/* GCG's candidate ranking: random rows, a duplicated row (a tie: the lower id first) and
+ * a mask of allowed tokens, merged over three chunks of rows, against a sort of -E[v].g
+ * computed here in double; a mask allowing fewer than k leaves have short. */
+TEST(soft_gcg_rank_merges_chunks_in_score_order) {
+    enum { V = 300, D = 9, N = 3, K = 7 };
+    float *R = malloc(sizeof *R * V * D), G[N * D], sc[N * K];
+    int32_t got[N * K];
+    int have[N] = {0};
+    unsigned char ok[V];
+    mu_rng rng;
+    mu_rng_seed(&rng, 91);
+    for (int i = 0; i < V * D; i++) R[i] = mu_rng_normal(&rng);
+    for (int i = 0; i < N * D; i++) G[i] = mu_rng_normal(&rng);
+    for (int v = 0; v < V; v++) ok[v] = mu_rng_uniform(&rng) < 0.7;
+    int best = 0;            /* copy slot 0's best allowed row to a higher allowed id: a tie */
+    double bs = INFINITY;
+    for (int v = 0; v < V; v++) {
+        double dot = 0;
+        for (int i = 0; i < D; i++) dot += (double)G[i] * R[v * D + i];
+        if (ok[v] && dot < bs) { bs = dot; best = v; }
+    }
+    int twin = best < V - 1 ? V - 1 : V - 2;
+    memcpy(R + twin * D, R + best * D, D * sizeof *R);
+    ok[twin] = 1;
+    for (int at = 0; at < V; at += 100) mu_soft_gcg_rank(G, N, R + at * D, 100, at, D, ok, K, got, sc, have);
+    for (int j = 0; j < N; j++) {
+        cos_id all[V];
+        int n = 0;
+        for (int v = 0; v < V; v++) {
+            if (!ok[v]) continue;
+            double dot = 0;
+            for (int i = 0; i < D; i++) dot += (double)G[j * D + i] * R[v * D + i];
+            all[n++] = (cos_id){-dot, v};
+        }
+        qsort(all, n, sizeof *all, by_cos_then_id);
+        CHECK_EQ_INT(have[j], K);
+        for (int i = 0; i < K; i++) {
+            CHECK_EQ_INT(got[j * K + i], all[i].id);
+            CHECK_NEAR(sc[j * K + i], all[i].cos, 1e-5);
+        }
+    }
+    CHECK(got[0] == (best < twin ? best : twin) && got[1] == (best < twin ? twin : best));
+    memset(ok, 0, sizeof ok);            /* three allowed tokens: three entries, best first */
+    ok[4] = ok[150] = ok[299] = 1;
+    memset(have, 0, sizeof have);
+    mu_soft_gcg_rank(G, N, R, V, 0, D, ok, K, got, sc, have);
+    for (int j = 0; j < N; j++) {
+        CHECK_EQ_INT(have[j], 3);
+        CHECK(sc[j * K] >= sc[j * K + 1] && sc[j * K + 1] >= sc[j * K + 2]);
+        for (int i = 0; i < 3; i++) CHECK(got[j * K + i] == 4 || got[j * K + i] == 150 || got[j * K + i] == 299);
+    }
+    free(R);
+}

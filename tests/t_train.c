@@ -1353,6 +1353,171 @@ TEST(train_soft_prompt_resume_is_bit_identical) {
     mu_model_free(m);
 }
 
+/* ---- GCG (opts.gcg): tokens searched for the slots ---- */
+static mu_trainer *gcg_trainer(mu_model *m, int ns, int topk, int cand, int64_t steps, const unsigned char *ok,
+                               const char *ckpt, int64_t every) {
+    mu_train_opts o;
+    mu_train_opts_default(&o);
+    char err[512];
+    CHECK(mu_objective_parse("learn", o.coef, err, sizeof err) == 0);
+    o.soft_tokens = ns; o.gcg = 1; o.gcg_topk = topk; o.gcg_candidates = cand; o.gcg_allowed = ok;
+    o.batch = 6; o.steps = steps; o.seed = 5; o.checkpoint = ckpt; o.checkpoint_every = every;
+    mu_trainer *t = mu_trainer_new(m, NULL, NULL, &o, err, sizeof err);
+    CHECK_MSG(t, "%s", err);
+    mu_train_set f;
+    soft_facts(&f, 6, ns, 21);
+    mu_trainer_set_data(t, MU_DATA_FORGET, &f);
+    return t;
+}
+
+/* A plain soft-prompt trainer (vectors, the training path: forward keeping activations,
+ * then backward) on a fresh tiny_model(3) whose slots hold the tokens ids: learn's loss on
+ * gcg_trainer's facts, and its gradient into g [ns * 16] when g is not NULL. */
+static double loss_with_tokens(const int32_t *ids, int ns, float *g) {
+    mu_model *m = tiny_model(3);
+    float P[8 * 16];
+    char err[512];
+    CHECK(mu_model_embedding_rows(m, ids, ns, P) == 0);
+    CHECK(mu_model_set_soft_prompt(m, ns, P, 0) == 0);
+    mu_train_opts o;
+    mu_train_opts_default(&o);
+    CHECK(mu_objective_parse("learn", o.coef, err, sizeof err) == 0);
+    o.soft_tokens = ns; o.batch = 6; o.seed = 5;
+    mu_trainer *t = mu_trainer_new(m, NULL, NULL, &o, err, sizeof err);
+    CHECK_MSG(t, "%s", err);
+    mu_train_set f;
+    soft_facts(&f, 6, ns, 21);
+    mu_trainer_set_data(t, MU_DATA_FORGET, &f);
+    double l = mu_trainer_loss_and_grad(t, 0, err, sizeof err);
+    CHECK_MSG(isfinite(l), "%s", err);
+    if (g) mu_trainer_opt_grad(t, 0, g);
+    mu_trainer_free(t);
+    mu_model_free(m);
+    return l;
+}
+
+/* The slots hold exactly the embedding rows of the trainer's tokens. */
+static void check_slots_are_rows(mu_trainer *t, mu_model *m, int ns) {
+    float P[8 * 16], E[8 * 16];
+    mu_trainer_get_trained(t, 0, P);
+    CHECK(mu_model_embedding_rows(m, mu_trainer_gcg_ids(t), ns, E) == 0);
+    CHECK_MSG(!memcmp(P, E, (size_t)ns * 16 * sizeof *P), "the slots are not the rows of their tokens");
+}
+
+/* With room for every swap (2 slots x 22 allowed tokens <= 64 candidates) one GCG step
+ * makes the best single-token swap that brute force finds, each loss computed by the
+ * training path on a fresh model; tokens the mask refuses are never placed. */
+TEST(train_gcg_step_takes_the_best_single_swap) {
+    unsigned char ok[24];
+    for (int v = 0; v < 24; v++) ok[v] = v != 0 && v != 5;
+    mu_model *m = tiny_model(3);
+    char err[512];
+    mu_trainer *t = gcg_trainer(m, 2, 24, 64, 1, ok, NULL, 0);
+    const int32_t *ids = mu_trainer_gcg_ids(t);
+    int32_t start[2] = {ids[0], ids[1]};
+    CHECK(ok[start[0]] && ok[start[1]]);
+    check_slots_are_rows(t, m, 2);
+    double l0 = loss_with_tokens(start, 2, NULL), best = INFINITY;
+    int bj = -1, bv = -1;
+    for (int j = 0; j < 2; j++)
+        for (int v = 0; v < 24; v++) {
+            if (!ok[v] || v == start[j]) continue;
+            int32_t c[2] = {start[0], start[1]};
+            c[j] = v;
+            double l = loss_with_tokens(c, 2, NULL);
+            if (l < best) { best = l; bj = j; bv = v; }
+        }
+    CHECK_MSG(best < l0, "no swap lowers the loss %.6g (best %.6g)", l0, best);
+    CHECK_MSG(mu_trainer_run(t, NULL, err, sizeof err) == 0, "%s", err);
+    ids = mu_trainer_gcg_ids(t);
+    CHECK_EQ_INT(ids[bj], bv);
+    CHECK_EQ_INT(ids[1 - bj], start[1 - bj]);
+    check_slots_are_rows(t, m, 2);
+    double held = mu_trainer_loss_and_grad(t, 0, err, sizeof err);
+    CHECK_NEAR(held, best, 1e-9 * fabs(best));
+    mu_trainer_free(t);
+    mu_model_free(m);
+}
+
+/* With fewer candidates than swaps (top 2 of 24 per slot, 3 candidates) the swap made is
+ * of one slot, to one of that slot's two tokens with the lowest E[v].g (computed here from
+ * the embedding and the training path's gradient); the same seed makes the same swap. */
+TEST(train_gcg_candidates_come_from_the_gradient_top_k) {
+    mu_model *m = tiny_model(3);
+    char err[512];
+    mu_trainer *t = gcg_trainer(m, 3, 2, 3, 1, NULL, NULL, 0);
+    int32_t start[3], after[3];
+    memcpy(start, mu_trainer_gcg_ids(t), sizeof start);
+    float g[48], E[24 * 16];
+    loss_with_tokens(start, 3, g);
+    CHECK(mu_model_get_param(m, mu_model_find(m, "model.embed_tokens.weight"), E) == 0);
+    CHECK_MSG(mu_trainer_run(t, NULL, err, sizeof err) == 0, "%s", err);
+    memcpy(after, mu_trainer_gcg_ids(t), sizeof after);
+    mu_trainer_free(t);
+    int changed = 0;
+    for (int j = 0; j < 3; j++) {
+        if (after[j] == start[j]) continue;
+        changed++;
+        int lower = 0;          /* tokens ranked ahead of the one placed */
+        double mine = 0;
+        for (int i = 0; i < 16; i++) mine += (double)g[j * 16 + i] * E[after[j] * 16 + i];
+        for (int v = 0; v < 24; v++) {
+            double dot = 0;
+            for (int i = 0; i < 16; i++) dot += (double)g[j * 16 + i] * E[v * 16 + i];
+            lower += dot < mine - 1e-12 || (fabs(dot - mine) <= 1e-12 && v < after[j]);
+        }
+        CHECK_MSG(lower < 2, "slot %d got token %d, ranked %d by the gradient", j, after[j], lower + 1);
+    }
+    CHECK_EQ_INT(changed, 1);
+    mu_model_free(m);
+    m = tiny_model(3);
+    t = gcg_trainer(m, 3, 2, 3, 1, NULL, NULL, 0);
+    CHECK_MSG(mu_trainer_run(t, NULL, err, sizeof err) == 0, "%s", err);
+    CHECK(!memcmp(after, mu_trainer_gcg_ids(t), sizeof after));
+    mu_trainer_free(t);
+    mu_model_free(m);
+}
+
+/* Six GCG steps at once, and three then a resume from the checkpoint to six: the same
+ * tokens (drawn candidates are seeded by the step) and the same vectors. A mask that
+ * allows no token is refused. */
+TEST(train_gcg_resume_is_bit_identical) {
+    char ck[PATH_MAX], err[512];
+    snprintf(ck, sizeof ck, "%s/gcg.mpk.zst", mu_test_tmpdir());
+    float a[48], b[48];
+    int32_t ia[3];
+    mu_model *m = tiny_model(6);
+    mu_trainer *t = gcg_trainer(m, 3, 4, 5, 6, NULL, NULL, 0);
+    CHECK_MSG(mu_trainer_run(t, NULL, err, sizeof err) == 0, "%s", err);
+    mu_trainer_get_trained(t, 0, a);
+    memcpy(ia, mu_trainer_gcg_ids(t), sizeof ia);
+    mu_trainer_free(t);
+    mu_model_free(m);
+    m = tiny_model(6);
+    t = gcg_trainer(m, 3, 4, 5, 3, NULL, ck, 3);
+    CHECK_MSG(mu_trainer_run(t, NULL, err, sizeof err) == 0, "%s", err);
+    mu_trainer_free(t);
+    mu_model_free(m);
+    m = tiny_model(6);
+    t = gcg_trainer(m, 3, 4, 5, 6, NULL, ck, 3);
+    CHECK_MSG(mu_trainer_run(t, ck, err, sizeof err) == 0, "%s", err);
+    mu_trainer_get_trained(t, 0, b);
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    CHECK(memcmp(ia, mu_trainer_gcg_ids(t), sizeof ia) == 0);
+    check_slots_are_rows(t, m, 3);
+    mu_trainer_free(t);
+
+    unsigned char none[24] = {0};
+    mu_train_opts o;
+    mu_train_opts_default(&o);
+    CHECK(mu_objective_parse("learn", o.coef, err, sizeof err) == 0);
+    o.soft_tokens = 2; o.gcg = 1; o.gcg_allowed = none;
+    mu_model_set_soft_prompt(m, 0, NULL, 0);
+    CHECK(mu_trainer_new(m, NULL, NULL, &o, err, sizeof err) == NULL);
+    CHECK_MSG(strstr(err, "no token of the vocabulary is allowed"), "%s", err);
+    mu_model_free(m);
+}
+
 /* What a soft-prompt run refuses: a mask, LoRA, a forget set without slots, a model whose
  * soft prompt has another size. */
 TEST(train_soft_prompt_refusals) {

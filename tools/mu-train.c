@@ -87,6 +87,16 @@ static const char usage[] =
     "      --soft-prompt FILE  vectors for the records' soft-prompt slots (frozen, unless\n"
     "                          --soft-tokens trains them)\n"
     "      --soft-project      each of those vectors replaced by its nearest token's row\n"
+    "      --gcg               with --soft-tokens N: search N tokens for the slots instead of\n"
+    "                          vectors, by greedy coordinate gradient (Zou et al. 2023): each\n"
+    "                          step tries single-token swaps the gradient ranks best, forward\n"
+    "                          only, and keeps the best; the file holds their embedding rows\n"
+    "                          and their ids (token_ids): the attack as text\n"
+    "      --gcg-topk K        tokens ranked per slot (default 256)\n"
+    "      --gcg-candidates B  swaps tried per step (default 64; all of them when the slots'\n"
+    "                          top lists hold no more)\n"
+    "      --gcg-tokens SET    ascii (default: tokens whose text is printable ASCII, no control\n"
+    "                          token; needs the tokenizer) or any\n"
     "Outputs:\n"
     "  -o, --out FILE          delta (safetensors) of the trained tensors, new values (with\n"
     "                          --soft-tokens: the soft-prompt file)\n"
@@ -118,6 +128,8 @@ typedef struct {
     mu_train_opts t;
     const char *out, *out_model, *out_peft, *log, *checkpoint;
     int sparse, resume;
+    int gcg_set;             /* a --gcg-* option was given */
+    const char *gcg_tokens;  /* "ascii" (default) or "any" */
     char *ckpt_alloc;         /* the default checkpoint path, when made up here */
     eval_arg *evals;
     int n_evals;
@@ -128,7 +140,7 @@ enum {
     O_SIMD, O_DPOB, O_DPOALT, O_WGAB, O_UNDB, O_FLOOR, O_RMUL, O_RMUC, O_RMUA, O_OPT, O_LR, O_B1, O_B2,
     O_EPS, O_MOM, O_WD, O_CLIP, O_SCHED, O_WARM, O_MINLR, O_STEPS, O_BATCH, O_ACCUM, O_SEED, O_SPARSE,
     O_OUTMODEL, O_OUTPEFT, O_LOG, O_EVAL, O_EVERY, O_BEST, O_CKPT, O_CKEVERY, O_RESUME, O_WMASK, O_LORA, O_LORA_ALPHA,
-    O_SOFT_TOKENS,
+    O_SOFT_TOKENS, O_GCG, O_GCG_TOPK, O_GCG_CAND, O_GCG_TOKENS,
 };
 
 static void parse_args(int argc, char **argv, cli_opts *o) {
@@ -154,6 +166,8 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
         {"seed", required_argument, 0, O_SEED}, {"out", required_argument, 0, 'o'},
         {"weight-mask", required_argument, 0, O_WMASK}, {"lora", required_argument, 0, O_LORA},
         {"lora-alpha", required_argument, 0, O_LORA_ALPHA}, {"soft-tokens", required_argument, 0, O_SOFT_TOKENS},
+        {"gcg", no_argument, 0, O_GCG}, {"gcg-topk", required_argument, 0, O_GCG_TOPK},
+        {"gcg-candidates", required_argument, 0, O_GCG_CAND}, {"gcg-tokens", required_argument, 0, O_GCG_TOKENS},
         {"sparse", no_argument, 0, O_SPARSE}, {"out-model", required_argument, 0, O_OUTMODEL},
         {"out-peft", required_argument, 0, O_OUTPEFT},
         {"log", required_argument, 0, O_LOG}, {"eval", required_argument, 0, O_EVAL},
@@ -213,6 +227,18 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
         case O_LORA: o->t.lora_r = (int)mu_parse_int("--lora", optarg, 1, 1 << 16); break;
         case O_LORA_ALPHA: o->t.lora_alpha = mu_parse_real("--lora-alpha", optarg, 0, 1e30); break;
         case O_SOFT_TOKENS: o->t.soft_tokens = (int)mu_parse_int("--soft-tokens", optarg, 1, 65536); break;
+        case O_GCG: o->t.gcg = 1; break;
+        case O_GCG_TOPK: o->t.gcg_topk = (int)mu_parse_int("--gcg-topk", optarg, 1, 1 << 20); o->gcg_set = 1; break;
+        case O_GCG_CAND:
+            o->t.gcg_candidates = (int)mu_parse_int("--gcg-candidates", optarg, 1, 1 << 20);
+            o->gcg_set = 1;
+            break;
+        case O_GCG_TOKENS:
+            if (strcmp(optarg, "ascii") && strcmp(optarg, "any"))
+                mu_usage_error("--gcg-tokens '%s': expected ascii or any", optarg);
+            o->gcg_tokens = optarg;
+            o->gcg_set = 1;
+            break;
         case 'o': o->out = optarg; break;
         case O_SPARSE: o->sparse = 1; break;
         case O_OUTMODEL: o->out_model = optarg; break;
@@ -258,6 +284,9 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
         if (!o->out || o->sparse || o->out_model || o->out_peft)
             mu_usage_error("--soft-tokens writes its vectors to --out FILE (no --sparse, --out-model, --out-peft)");
     }
+    if (o->t.gcg && !o->t.soft_tokens) mu_usage_error("--gcg searches the slots of --soft-tokens N: give it");
+    if (o->gcg_set && !o->t.gcg) mu_usage_error("--gcg-topk, --gcg-candidates and --gcg-tokens apply to --gcg");
+    if (!o->gcg_tokens) o->gcg_tokens = "ascii";
     char err[512];
     if (mu_objective_parse(o->objective, o->t.coef, err, sizeof err)) mu_usage_error("--objective: %s", err);
     if (o->t.keep_best && !o->n_evals) mu_usage_error("--keep-best needs --eval");
@@ -302,6 +331,54 @@ static int32_t *encode_alt(const char *model, const char *text, int *n) {
     return ids;
 }
 
+/* The tokens GCG may put in the slots ([vocab], malloc'd; *count of them): with --gcg-tokens
+ * ascii those the model's tokenizer decodes to printable ASCII (bytes 0x20-0x7e, at least
+ * one) that are not control tokens, as Zou et al.'s search does; with any, every one. */
+static unsigned char *gcg_allowed_tokens(const cli_opts *o, int vocab, int *count) {
+    unsigned char *ok = mu_xmalloc((size_t)vocab);
+    int any = !strcmp(o->gcg_tokens, "any");
+    memset(ok, any, (size_t)vocab);
+    if (!any) {
+        char err[512];
+        mu_tokenizer *tk = mu_tokenizer_load(o->ma.path, err, sizeof err);
+        if (!tk) mu_die("--gcg-tokens ascii needs the model's tokenizer (or --gcg-tokens any): %s", err);
+        for (int32_t v = 0; v < vocab && (size_t)v < mu_tok_vocab_size(tk); v++) {
+            char *text;
+            size_t len;
+            if (mu_tok_is_special(tk, v) || mu_tok_decode(tk, &v, 1, 0, &text, &len, err, sizeof err)) continue;
+            int printable = len > 0;
+            for (size_t i = 0; i < len; i++) printable &= text[i] >= 0x20 && text[i] <= 0x7e;
+            ok[v] = (unsigned char)printable;
+            free(text);
+        }
+        mu_tokenizer_free(tk);
+    }
+    *count = 0;
+    for (int v = 0; v < vocab; v++) *count += ok[v];
+    mu_info("GCG: %d of %d tokens may go in the slots (--gcg-tokens %s)", *count, vocab, o->gcg_tokens);
+    return ok;
+}
+
+/* What a GCG run found: the slots' tokens, and their text when the model has a tokenizer
+ * (noted in the run's record as gcg_text). */
+static void note_gcg_result(const cli_opts *o, mu_trainer *t) {
+    const int32_t *ids = mu_trainer_gcg_ids(t);
+    if (!ids) return;
+    int n = o->t.soft_tokens;
+    char said[512] = "", err[512];
+    for (int j = 0, w = 0; j < n && w < (int)sizeof said - 16; j++)
+        w += snprintf(said + w, sizeof said - w, "%s%d", j ? " " : "", ids[j]);
+    mu_tokenizer *tk = mu_tokenizer_load(o->ma.path, err, sizeof err);
+    char *text = NULL;
+    size_t len;
+    if (tk && mu_tok_decode(tk, ids, (size_t)n, 0, &text, &len, err, sizeof err)) text = NULL;
+    if (text) mu_trainer_note(t, "gcg_text", json_stringn(text, len));
+    mu_info("GCG: the slots hold the tokens %s%s%s%s%s", said, n > 32 ? " ..." : "", text ? " (\"" : "",
+            text ? text : "", text ? "\")" : "");
+    free(text);
+    if (tk) mu_tokenizer_free(tk);
+}
+
 /* Weight masking: how many weights the mask changed and ablated, in the delta's record and
  * on stderr. */
 static void note_weight_mask(mu_trainer *t) {
@@ -324,6 +401,7 @@ static void note_weight_mask(mu_trainer *t) {
 static void write_outputs(const cli_opts *o, mu_trainer *t, mu_model *m) {
     char err[1024];
     note_weight_mask(t);
+    note_gcg_result(o, t);
     if (o->t.soft_tokens) {
         if (mu_train_write_soft_prompt(t, o->ma.path, o->ma.deltas, o->ma.n_deltas, o->out, err, sizeof err))
             mu_die("%s", err);
@@ -393,8 +471,15 @@ int main(int argc, char **argv) {
     if (ref) mu_model_args_soft_prompt(&o.ma, ref);
     mu_mask mask, *maskp = NULL;
     if (o.mask) { load_mask(o.mask, m, &mask); maskp = &mask; }
+    unsigned char *gcg_ok = NULL;
+    int gcg_count = 0;
+    if (o.t.gcg) o.t.gcg_allowed = gcg_ok = gcg_allowed_tokens(&o, mu_model_config(m)->vocab, &gcg_count);
     mu_trainer *t = mu_trainer_new(m, ref, maskp, &o.t, err, sizeof err);
     if (!t) mu_die("%s", err);
+    if (o.t.gcg) {
+        mu_trainer_note(t, "gcg_tokens", json_string(o.gcg_tokens));
+        mu_trainer_note(t, "gcg_allowed", json_integer(gcg_count));
+    }
     mu_trainer_set_dist(t, &dist);
     mu_trainer_note(t, "mask", json_string(o.mask ? o.mask : o.t.soft_tokens ? "none" : "all"));
     mu_trainer_note(t, "max_len", json_integer(o.max_len));
@@ -438,6 +523,7 @@ int main(int argc, char **argv) {
     mu_trainer_free(t);
     if (maskp) mu_mask_free(&mask);
     free(alt);
+    free(gcg_ok);
     for (int i = 0; i < o.n_evals; i++) free(o.evals[i].name);
     free(o.evals);
     mu_model_args_free(&o.ma);

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # t_cuda_tools.sh — the tools end to end with --device cuda, against the same runs on the
 # CPU: mu-forward (f32 and bf16 scores, stories260K greedy text, activation cache),
-# mu-train (learn memorizes; masked unlearning; the device memory line), mu-attrib (wagle,
-# attribution patching and path patching scores). Skips, one line
-# per test, where mu has no usable CUDA device (built without CUDA, or no GPU).
+# mu-train (learn memorizes; masked unlearning; the device memory line; GCG's tokens),
+# mu-attrib (wagle, attribution patching and path patching scores). Skips, one line per
+# test, where mu has no usable CUDA device (built without CUDA, or no GPU).
 . "$(dirname "$0")/lib.sh"
 S="$SHARED_DATA/models/stories260K"
-names="forward_f32 forward_bf16 forward_memory_line forward_cache forward_greedy train_learn train_bf16_masked attrib_wagle attrib_atp attrib_path_patch"
+names="forward_f32 forward_bf16 forward_memory_line forward_cache forward_greedy train_learn train_bf16_masked train_gcg attrib_wagle attrib_atp attrib_path_patch"
 
 cd "$T" || exit 1
 mu-init --out m --layers 2 --d-model 64 --heads 4 --kv-heads 2 --d-ff 128 --vocab 300 --seed 5 --std 0.2 >/dev/null
@@ -51,7 +51,8 @@ else
   skip cuda_forward_greedy "no $S"
 fi
 
-# mu-train on the device: learn memorizes the facts, as on the CPU
+# mu-train on the device: learn memorizes the facts, as on the CPU; GCG places the same
+# tokens as on the CPU (slot rows written on the device), with the same losses
 tr_eval() { mu-dump "$1" | grep '"eval"' | tail -1; }
 t cuda_train_learn bash -c '
   mu-train --model m --device cuda --objective learn --train tgt.mpk.zst --steps 60 --batch 4 --lr 1e-2 \
@@ -62,6 +63,14 @@ t cuda_train_bf16_masked bash -c '
     --mask mlp.down:0-1 --steps 20 --batch 4 --lr 1e-2 --eval tgt.mpk.zst --out u.st --log u.log -q 2>/dev/null &&
   [ "$(grep -ao "model\.[a-z_.0-9]*weight" u.st | sort -u | tr "\n" " ")" = "model.layers.0.mlp.down_proj.weight model.layers.1.mlp.down_proj.weight " ] &&
   mu-dump u.log | grep "\"eval\"" | tail -1 | grep -q "\"acc\":0[,.]"'
+
+mu-tokenize --model m --prompt '{name} plays' --target ' {sport}' --soft-tokens 3 facts.jsonl -o soft.mpk.zst
+gcg() { mu-train --model m --device "$1" --objective learn --forget soft.mpk.zst --soft-tokens 3 --gcg --gcg-tokens any \
+          --gcg-topk 16 --gcg-candidates 24 --steps 4 --batch 4 --out "gcg-$1.st" --log "gcg-$1.log" -q 2>/dev/null &&
+        mu-dump "gcg-$1.log" | jq -c 'select(.gcg) | [.loss, .gcg.slot, .gcg.to, .gcg.loss]' >"gcg-$1.json"; }
+t cuda_train_gcg bash -c "$(declare -f gcg close); gcg cpu && gcg cuda && [ \$(wc -l <gcg-cpu.json) = 4 ] &&
+  close gcg-cpu.json gcg-cuda.json 1e-4 &&
+  [ \"\$(grep -ao '\"token_ids\":\"[^\"]*\"' gcg-cpu.st)\" = \"\$(grep -ao '\"token_ids\":\"[^\"]*\"' gcg-cuda.st)\" ]"
 
 # mu-attrib on the device: the same scores as on the CPU (gradients of the whole set; hooks
 # at every block for attribution patching and path patching)

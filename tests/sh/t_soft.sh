@@ -2,8 +2,9 @@
 # t_soft.sh — soft prompts end to end on stories260K and Sports Facts: mu-tokenize
 # --soft-tokens puts slots after the BOS (spans shifted, text unchanged), mu-train
 # --soft-tokens trains their vectors with the model frozen (a soft prompt attack: the answers
-# gain probability), every model tool reads them with --soft-prompt, and bad files, widths
-# and slots are refused in one line.
+# gain probability), mu-train --gcg searches tokens for them instead (the attack as text),
+# every model tool reads them with --soft-prompt, and bad files, widths and slots are
+# refused in one line.
 . "$(dirname "$0")/lib.sh"
 
 M="$SHARED_DATA/models/stories260K"
@@ -123,6 +124,54 @@ fi
 expect_fail soft_project_needs_a_prompt 2 '--soft-project needs --soft-prompt' mu-forward --model "$M" --soft-project plain.tok
 expect_fail soft_dump_nearest_needs_a_model 2 'needs --soft-prompt and --model' mu-dump --soft-prompt attack.st --nearest 2
 expect_fail soft_dump_not_a_soft_file 1 'not a soft-prompt file' mu-dump --soft-prompt "$M/model.safetensors"
+
+# GCG (mu-train --gcg): 6 steps of learn search 4 tokens for the slots. The file holds their
+# embedding rows (each its own nearest token at cosine 1; token_ids the same ids; the text
+# printable ASCII), the last swap's loss is below the first step's, and --soft-project,
+# the attack as a hard prompt, changes no number: the search already is one.
+t soft_gcg_places_tokens bash -c '
+  mu-train --model "'"$M"'" --forget soft.tok --objective learn --soft-tokens 4 --gcg --gcg-candidates 32 \
+    --steps 6 --batch 8 --out gcg.st --log gcg.log 2> gcg.err || exit 1
+  mu-dump --soft-prompt gcg.st --model "'"$M"'" --nearest 1 > gcg.json
+  ids=$(head -1 gcg.json | jq -r ".metadata.token_ids | fromjson | map(tostring) | join(\" \")")
+  [ "$(tail -n +2 gcg.json | jq -r "select(.nearest[0].cos == 1) | .nearest[0].id" | tr "\n" " ")" = "$ids " ] || exit 1
+  head -1 gcg.json | jq -e ".metadata.mu_train | .gcg == {candidates: 32, topk: 256} and .gcg_tokens == \"ascii\" and
+    (.gcg_text | test(\"^[ -~]+$\"))" >/dev/null || exit 1
+  grep -q "GCG: the slots hold the tokens $ids (\"" gcg.err || exit 1
+  mu-dump gcg.log | jq -s -e "[.[] | select(.gcg)] | length == 6 and .[0].loss > .[5].gcg.loss and
+    all(.[]; .gcg.tried > 0 and .gcg.slot >= 0 and .gcg.slot < 4)" >/dev/null || exit 1
+  cmp -s <(mu-forward --model "'"$M"'" --soft-prompt gcg.st --emit choices soft.tok | mu-dump -H --full) \
+         <(mu-forward --model "'"$M"'" --soft-prompt gcg.st --soft-project --emit choices soft.tok 2>/dev/null | mu-dump -H --full)'
+# the tokens it may place (--gcg-tokens ascii): those whose text is printable ASCII and not a
+# control token, counted by python over tokenizer.json (pieces with U+2581 as a space, byte
+# tokens <0xNN>, the Strip decoder's one leading space)
+if command -v python3 >/dev/null; then
+  t soft_gcg_ascii_tokens_match_tokenizer_json bash -c '
+    want=$(python3 -c "
+import json, re, sys
+tk = json.load(open(sys.argv[1] + \"/tokenizer.json\"))
+special = {a[\"id\"] for a in tk[\"added_tokens\"] if a.get(\"special\")}
+n = 0
+for piece, i in tk[\"model\"][\"vocab\"].items():
+    m = re.fullmatch(r\"<0x([0-9A-F]{2})>\", piece)
+    b = bytes([int(m.group(1), 16)]) if m else piece.replace(\"\u2581\", \" \").encode()
+    b = b[1:] if b.startswith(b\" \") else b
+    n += i not in special and len(b) > 0 and all(0x20 <= c <= 0x7e for c in b)
+print(n)" "'"$M"'") &&
+    grep -q "GCG: $want of 512 tokens may go in the slots (--gcg-tokens ascii)" gcg.err &&
+    head -1 gcg.json | jq -e ".metadata.mu_train.gcg_allowed == $want" >/dev/null'
+else
+  skip soft_gcg_ascii_tokens_match_tokenizer_json "no python3"
+fi
+expect_fail soft_gcg_needs_soft_tokens 2 '--gcg searches the slots of --soft-tokens N' \
+  mu-train --model "$M" --forget soft.tok --objective learn --gcg --out x.st
+expect_fail soft_gcg_options_need_gcg 2 '--gcg-topk, --gcg-candidates and --gcg-tokens apply to --gcg' \
+  mu-train --model "$M" --forget soft.tok --objective learn --soft-tokens 4 --gcg-topk 8 --out x.st
+expect_fail soft_gcg_tokens_usage 2 "--gcg-tokens 'utf8': expected ascii or any" \
+  mu-train --model "$M" --forget soft.tok --objective learn --soft-tokens 4 --gcg --gcg-tokens utf8 --out x.st
+mkdir -p notok && cp "$M/config.json" "$M/model.safetensors" notok/
+expect_fail soft_gcg_ascii_needs_tokenizer 1 '--gcg-tokens ascii needs the model.s tokenizer .or --gcg-tokens any.: notok: no tokenizer.json' \
+  mu-train --model notok --forget soft.tok --objective learn --soft-tokens 4 --gcg --steps 1 --out x.st
 
 # every model tool reads it: mu-attrib scores the slots'"'"' records
 t soft_attrib_reads_the_prompt bash -c '
