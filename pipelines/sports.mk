@@ -87,6 +87,18 @@ RELEARN_LORA  ?=
 SOFT          ?=
 SOFT_STEPS    ?= 50
 SOFT_LR       ?= 1e-2
+# a GCG attack (GCG=N; empty, the default: none): the soft prompt attack's question asked
+# with N real tokens in the slots, searched by greedy coordinate gradient (mu-train
+# --soft-tokens N --gcg: GCG_STEPS steps, each trying GCG_CANDIDATES single-token swaps
+# drawn from the top GCG_TOPK tokens of each slot; printable-ASCII tokens only) on the
+# relearn half, then tested on the held-out half: an input someone could type. GCG_MODELS:
+# the models attacked (base and localizations; default all of them). A step costs
+# GCG_CANDIDATES forward passes of the batch (about 18 s for SmolLM2 on 2 cores at 32).
+GCG           ?=
+GCG_STEPS     ?= 20
+GCG_TOPK      ?= 256
+GCG_CANDIDATES ?= 32
+GCG_MODELS    ?= base $(LOCS)
 BATCH         ?= 16
 MMLU_SUBJECT  ?= high_school_geography
 MMLU_N        ?= 40
@@ -160,11 +172,17 @@ $(RUN)/tok/relearn.tok: $(RUN)/tok/cloze-relearn.tok $(RUN)/tok/question-relearn
 # (NAME LOC); its held-out facts with them: $(RUN)/out/softattacked-NAME/FORMAT-heldout.out
 SOFT_MODELS := $(if $(SOFT),base $(LOCS))
 soft_deltas = $(if $(filter base,$(1)),$(DELTAS_base),$(DELTAS_unlearned-$(1)))
+# FORMAT ($(1)) SPLIT ($(2)) prompts with $(4) slots, for the attack $(3) (soft or gcg)
 define SOFT_TOKENS_RULE
-$(RUN)/tok/$(1)-$(2)-soft.tok: $(SPORTS) $(MODEL) $(call knobs,rows-$(2),$(ROWS_$(2))) $(call knobs,soft-tokens,$(SOFT))
+$(RUN)/tok/$(1)-$(2)-$(3).tok: $(SPORTS) $(MODEL) $(call knobs,rows-$(2),$(ROWS_$(2))) $(call knobs,$(3)-tokens,$(4))
 	@mkdir -p $$(@D)
-	mu-tokenize $(Q) --model $(MODEL) --rows $(ROWS_$(2)) --prompt '$(PROMPT_$(1))' --soft-tokens $(SOFT) \
+	mu-tokenize $(Q) --model $(MODEL) --rows $(ROWS_$(2)) --prompt '$(PROMPT_$(1))' --soft-tokens $(4) \
 	  --choices $(CHOICES_$(1)) --answer-field sport_index --out $$@ $(SPORTS)
+endef
+# the relearn half of both trained formats, for the attack $(1)
+define SOFT_RELEARN_RULE
+$(RUN)/tok/$(1)-relearn.tok: $(RUN)/tok/cloze-relearn-$(1).tok $(RUN)/tok/question-relearn-$(1).tok
+	cat $$^ > $$@.tmp && mv $$@.tmp $$@
 endef
 define SOFT_RULE
 $(RUN)/soft-$(1).st: $(call soft_deltas,$(1)) $(RUN)/tok/soft-relearn.tok \
@@ -182,9 +200,8 @@ $(RUN)/out/$(2)-$(1)/%-heldout.out: $(RUN)/tok/%-heldout-soft.tok $(call soft_de
 	  --soft-prompt $(RUN)/soft-$(1).st$(if $(filter softprojected,$(2)), --soft-project) --emit choices --out $$@ $$<
 endef
 ifneq ($(SOFT),)
-$(foreach f,$(FORMATS),$(foreach s,relearn heldout,$(eval $(call SOFT_TOKENS_RULE,$(f),$(s)))))
-$(RUN)/tok/soft-relearn.tok: $(RUN)/tok/cloze-relearn-soft.tok $(RUN)/tok/question-relearn-soft.tok
-	cat $^ > $@.tmp && mv $@.tmp $@
+$(foreach f,$(FORMATS),$(foreach s,relearn heldout,$(eval $(call SOFT_TOKENS_RULE,$(f),$(s),soft,$(SOFT)))))
+$(eval $(call SOFT_RELEARN_RULE,soft))
 $(foreach m,$(SOFT_MODELS),$(eval $(call SOFT_RULE,$(m))))
 $(foreach m,$(SOFT_MODELS),$(foreach k,softattacked softprojected,$(eval $(call SOFT_FORWARD_RULE,$(m),$(k)))))
 endif
@@ -193,7 +210,7 @@ SOFT_OUTS := $(call soft_outs,softattacked)
 # model, format, held-out accuracy after the attack (mu-score: metric, group, value, n,
 # interval): with the vectors (soft.tsv) and with their nearest tokens (soft-projected.tsv)
 soft_score = mu-score $(Q) --by model,fmt --metrics choice_acc --format tsv \
-  $(foreach m,$(SOFT_MODELS),--label model=$(m) $(foreach f,$(FORMATS),--label fmt=$(f) \
+  $(foreach m,$(or $(2),$(SOFT_MODELS)),--label model=$(m) $(foreach f,$(FORMATS),--label fmt=$(f) \
     $(RUN)/out/$(1)-$(m)/$(f)-heldout.out)) > $@.tmp && mv $@.tmp $@
 $(RUN)/soft.tsv: $(SOFT_OUTS)
 	$(call soft_score,softattacked)
@@ -214,6 +231,48 @@ $(RUN)/soft-near.tsv: $(foreach m,$(SOFT_MODELS),$(RUN)/soft-$(m).st)
 	rm -f $@.json
 	mv $@.tmp $@
 SOFT_TSV := $(if $(SOFT),$(RUN)/soft.tsv $(RUN)/soft-paired.tsv $(RUN)/soft-near.tsv $(RUN)/soft-projected.tsv)
+
+# ---- the GCG attack (GCG) -----------------------------------------------------------------
+# $(RUN)/gcg-NAME.st: the tokens searched on the base model or on unlearned-LOC (their rows,
+# token_ids, the run's record with gcg_text); its held-out facts with them:
+# $(RUN)/out/gcgattacked-NAME/FORMAT-heldout.out
+GCG_ON := $(if $(GCG),$(filter base $(LOCS),$(GCG_MODELS)))
+define GCG_RULE
+$(RUN)/gcg-$(1).st: $(call soft_deltas,$(1)) $(RUN)/tok/gcg-relearn.tok \
+                    $(call knobs,gcg,n=$(GCG) steps=$(GCG_STEPS) topk=$(GCG_TOPK) cand=$(GCG_CANDIDATES) batch=$(BATCH)$(accum_knob) seed=$(SEED))
+	$(JOB) mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) $(addprefix --delta ,$(call soft_deltas,$(1))) \
+	  --soft-tokens $(GCG) --gcg --gcg-topk $(GCG_TOPK) --gcg-candidates $(GCG_CANDIDATES) --objective learn \
+	  --train $(RUN)/tok/gcg-relearn.tok --steps $(GCG_STEPS) --batch $(BATCH)$(accum_opt) --seed $(SEED) \
+	  --log $(RUN)/gcg-$(1).log --out $$@
+$(RUN)/out/gcgattacked-$(1)/%-heldout.out: $(RUN)/tok/%-heldout-gcg.tok $(call soft_deltas,$(1)) $(RUN)/gcg-$(1).st
+	@mkdir -p $$(@D)
+	$(JOB) mu-forward $(Q) --model $(MODEL) --device $(MU_DEVICE) $(addprefix --delta ,$(call soft_deltas,$(1))) \
+	  --soft-prompt $(RUN)/gcg-$(1).st --emit choices --out $$@ $$<
+endef
+ifneq ($(GCG),)
+$(foreach f,$(FORMATS),$(foreach s,relearn heldout,$(eval $(call SOFT_TOKENS_RULE,$(f),$(s),gcg,$(GCG)))))
+$(eval $(call SOFT_RELEARN_RULE,gcg))
+$(foreach m,$(GCG_ON),$(eval $(call GCG_RULE,$(m))))
+endif
+GCG_OUTS := $(foreach m,$(GCG_ON),$(foreach f,$(FORMATS),$(RUN)/out/gcgattacked-$(m)/$(f)-heldout.out))
+$(RUN)/gcg.tsv: $(GCG_OUTS)
+	$(call soft_score,gcgattacked,$(GCG_ON))
+# each attacked localization against PAIRED_WITH's (when attacked too), fact by fact
+GCG_PAIRS = $(foreach w,$(filter $(PAIRED_WITH),$(GCG_ON)),$(foreach l,$(filter-out base $(w),$(GCG_ON)),\
+  $(foreach f,$(FORMATS),$(w):gcgattacked:$(l):$(f)-heldout)))
+$(RUN)/gcg-paired.tsv: $(GCG_OUTS)
+	$(if $(GCG_PAIRS),$(call paired_list_recipe,$(GCG_PAIRS)),: > $@)
+# what each search found: "M LOSS_FIRST LOSS_LAST TEXT IDS" (the learn loss on the first
+# step's batch, the last kept swap's; the tokens decoded together, as jq's @tsv writes them)
+$(RUN)/gcg-found.tsv: $(foreach m,$(GCG_ON),$(RUN)/gcg-$(m).st)
+	($(foreach m,$(GCG_ON),mu-dump $(Q) $(RUN)/gcg-$(m).log --out $@.log.json && \
+	  mu-dump $(Q) --soft-prompt $(RUN)/gcg-$(m).st --out $@.json && \
+	  jq -r -s --arg m $(m) --slurpfile h $@.json '[.[] | select(.gcg)] as $$s | \
+	    [$$m, $$s[0].loss, $$s[-1].gcg.loss, $$h[0].metadata.mu_train.gcg_text, $$h[0].metadata.token_ids] | @tsv' \
+	    $@.log.json &&) true) > $@.tmp
+	rm -f $@.json $@.log.json
+	mv $@.tmp $@
+GCG_TSV := $(if $(GCG_ON),$(RUN)/gcg.tsv $(RUN)/gcg-paired.tsv $(RUN)/gcg-found.tsv)
 
 # ---- training -----------------------------------------------------------------------
 $(RUN)/learned.st: $(RUN)/tok/learn.tok $(MODEL) \
@@ -384,12 +443,18 @@ $(RUN)/%.png: $(RUN)/attrib/%.scores
 	mv $@.tmp $@
 
 WMASK_TSV := $(if $(WMASK),$(RUN)/wmask.tsv $(RUN)/wmask-paired.tsv)
-SOFT_REPORT = $(if $(SOFT),awk -f pipelines/soft-report.awk -v n=$(SOFT) -v steps=$(SOFT_STEPS) -v lr=$(SOFT_LR) \
-  -v models='$(SOFT_MODELS)' -v formats='$(FORMATS)' $(RUN)/scores.tsv $(SOFT_TSV) >> $@.tmp && )
+SOFT_REPORT = $(if $(SOFT),awk -f pipelines/attack-lib.awk -f pipelines/soft-report.awk -v n=$(SOFT) \
+  -v steps=$(SOFT_STEPS) -v lr=$(SOFT_LR) -v models='$(SOFT_MODELS)' -v formats='$(FORMATS)' $(RUN)/scores.tsv \
+  $(SOFT_TSV) >> $@.tmp && )
+GCG_REPORT = $(if $(GCG_ON),awk -f pipelines/attack-lib.awk -f pipelines/gcg-report.awk -v n=$(GCG) \
+  -v steps=$(GCG_STEPS) -v topk=$(GCG_TOPK) -v cand=$(GCG_CANDIDATES) -v models='$(GCG_ON)' \
+  -v formats='$(FORMATS)' $(RUN)/scores.tsv $(GCG_TSV) >> $@.tmp && )
 PLOTS     += $(if $(and $(WMASK),$(shell command -v gnuplot 2>/dev/null)),$(RUN)/wmask.png)
 $(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/paired.tsv pipelines/sports-report.awk \
-                  pipelines/changes.awk $(PLOTS) $(WMASK_TSV) $(SOFT_TSV) $(if $(SOFT),pipelines/soft-report.awk) \
-                  $(call knobs,report-soft,$(SOFT)) \
+                  pipelines/changes.awk $(PLOTS) $(WMASK_TSV) $(SOFT_TSV) $(GCG_TSV) \
+                  $(if $(SOFT)$(GCG_ON),pipelines/attack-lib.awk) $(if $(SOFT),pipelines/soft-report.awk) \
+                  $(if $(GCG_ON),pipelines/gcg-report.awk) $(call knobs,report-soft,$(SOFT)) \
+                  $(if $(GCG_ON),$(call knobs,report-gcg,$(GCG_ON))) \
                   $(filter $(RUN)/%,$(foreach l,$(LOCS),$(MASK_$(l))))
 	awk -f pipelines/changes.awk -f pipelines/sports-report.awk -v models='$(MODELS_EVAL)' -v n_forget=$(N_FORGET) \
 	  -v n_facts=$(N_FACTS) -v rows='$(ROWS_all)' -v masks="$(foreach l,$(LOCS),$(l)=$(call mask_desc,$(MASK_$(l))))" \
@@ -397,4 +462,4 @@ $(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/
 	  -v plots='$(notdir $(PLOTS))' -v wmask='$(WMASK)' -v wmask_steps=$(WMASK_STEPS) -v wmask_lr=$(WMASK_LR) \
 	  -v wmask_opt=$(WMASK_OPT) \
 	  $< $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/paired.tsv $(WMASK_TSV) > $@.tmp
-	$(SOFT_REPORT)mv $@.tmp $@
+	$(SOFT_REPORT)$(GCG_REPORT)mv $@.tmp $@

@@ -1,0 +1,66 @@
+# attack-lib.awk — what the report's attack sections share (soft-report.awk, gcg-report.awk):
+# reading mu-score's TSV groups and paired_rows, and the held-out accuracy and paired tables.
+# Uses the variables formats (F[1..nf]) and the arrays its callers fill: before (scores.tsv:
+# "model F split" -> accuracy), after/cnt/lo/hi ("M F" -> the attacked accuracy and its
+# interval), pd/plo/phi/pp ("kind w l F" -> paired difference, interval, McNemar's p), and
+# W[1..nw], L[w, 1..nl[w]] (the baselines and localizations the paired rows hold).
+function group_of(s,   a, i, k, n2, kv) {     # "model=M,fmt=F[,split=S]" -> "M F S"
+    n2 = split(s, a, ",")
+    k = ""
+    for (i = 1; i <= n2; i++) { split(a[i], kv, "="); k = k (i > 1 ? SUBSEP : "") kv[2] }
+    return k
+}
+# a paired_rows line (baseline, kind, localization, FORMAT-heldout, difference, facts,
+# interval, McNemar's p) into pd/plo/phi/pp, W and L
+function read_paired(   k) {
+    sub(/-heldout$/, "", $4)
+    k = $2 SUBSEP $1 SUBSEP $3 SUBSEP $4
+    pd[k] = $5; plo[k] = $7; phi[k] = $8; pp[k] = $9
+    if (!($1 in seen_w)) { seen_w[$1] = 1; W[++nw] = $1 }
+    if (!(($1, $3) in seen_l)) { seen_l[$1, $3] = 1; L[$1, ++nl[$1]] = $3 }
+}
+# a token (jq's @tsv escapes \t \n \r \\ kept, visible) made fit for a table cell
+function md_cell(t) { gsub(/\|/, "\\|", t); gsub(/`/, "\\`", t); return t }
+# the model an attack attacked: base, or LOC's unlearned model
+function model_of(m) { return m == "base" ? m : "unlearned-" m }
+function acc_before(m, f,   k) {
+    k = model_of(m) SUBSEP f SUBSEP "heldout"
+    return (k in before) ? sprintf("%.2f", before[k]) : "–"
+}
+function acc_after(m, f,   k) {
+    k = m SUBSEP f
+    return (k in after) ? sprintf("%.2f [%.2f, %.2f]", after[k], lo[k], hi[k]) : "–"
+}
+function paired(kind, w, l, f,   k) {
+    k = kind SUBSEP w SUBSEP l SUBSEP f
+    return (k in pd) ? sprintf("%+.2f [%+.2f, %+.2f] (p %.2g)", pd[k], plo[k], phi[k], pp[k]) : "–"
+}
+# the models (M[1..nm]) with each format's held-out accuracy before and after the attack
+function before_after_table(   i, f) {
+    printf "\n| model |"
+    for (f = 1; f <= nf; f++) printf " %s before | %s after |", F[f], F[f]
+    printf "\n|---|"
+    for (f = 1; f <= nf; f++) printf "---|---|"
+    printf "\n"
+    for (i = 1; i <= nm; i++) {
+        printf "| %s |", model_of(M[i])
+        for (f = 1; f <= nf; f++) printf " %s | %s |", acc_before(M[i], F[f]), acc_after(M[i], F[f])
+        printf "\n"
+    }
+}
+# each localization's held-out accuracy minus w's, fact by fact (kind's rows), under the
+# heading's first line
+function paired_table(kind, w, heading,   i, f) {
+    printf "\n%s\n", heading
+    printf "minus %s's on the same facts, with its 95%% interval (Newcombe's) and McNemar's exact p.\n\n", w
+    printf "| localization |"
+    for (f = 1; f <= nf; f++) printf " %s |", F[f]
+    printf "\n|---|"
+    for (f = 1; f <= nf; f++) printf "---|"
+    printf "\n"
+    for (i = 1; i <= nl[w]; i++) {
+        printf "| %s |", L[w, i]
+        for (f = 1; f <= nf; f++) printf " %s |", paired(kind, w, L[w, i], F[f])
+        printf "\n"
+    }
+}

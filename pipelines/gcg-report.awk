@@ -1,0 +1,31 @@
+# gcg-report.awk — the report's GCG attack section (pipelines/sports.mk, GCG=N).
+# Files: scores.tsv (held-out accuracy of each model before the attack), gcg.tsv (after
+# it: mu-score metric, group "model=M,fmt=F", value, n, interval), gcg-paired.tsv
+# (paired_rows, kind gcgattacked) and gcg-found.tsv ("M LOSS_FIRST LOSS_LAST TEXT IDS": the
+# learn loss at the first step and after the last swap, the tokens found as text, jq @tsv).
+# Variables: n, steps, topk, cand, models (those attacked), formats. With attack-lib.awk.
+BEGIN { FS = "\t"; nf = split(formats, F, " "); nm = split(models, M, " ") }
+FILENAME == ARGV[1] && $1 == "choice_acc" { before[group_of($2)] = $3; next }
+FILENAME == ARGV[2] && $1 == "choice_acc" { k = group_of($2); after[k] = $3; cnt[k] = $4; lo[k] = $5; hi[k] = $6; next }
+FILENAME == ARGV[3] && $2 == "gcgattacked" { read_paired(); next }
+FILENAME == ARGV[4] { loss0[$1] = $2; loss1[$1] = $3; text[$1] = $4; next }
+END {
+    printf "\n## GCG attack\n\n"
+    printf "%d real tokens before every prompt (after the BOS), searched with every weight frozen by\n", n
+    printf "greedy coordinate gradient (mu-train --soft-tokens %d --gcg: learn, %d steps, each trying %d\n", n, steps, cand
+    printf "single-token swaps drawn from the top %d tokens of each slot by the gradient; printable-ASCII\n", topk
+    print "tokens only) on the relearn half of the forget facts (cloze and question prompts), then"
+    print "tested on the held-out half: is there text someone could type that brings the facts back?"
+    print "Held-out accuracy before the attack, and after it with its 95% interval (Wilson):"
+    before_after_table()
+    printf "\nWhat each search found: the learn loss on the first step's batch and after the last swap,\n"
+    print "and the tokens decoded together:"
+    printf "\n| model | loss first → last | tokens |\n|---|---|---|\n"
+    for (i = 1; i <= nm; i++) {
+        m = M[i]
+        if (!(m in text)) { printf "| %s | – | – |\n", model_of(m); continue }
+        printf "| %s | %.3f → %.3f | `%s` |\n", model_of(m), loss0[m], loss1[m], md_cell(text[m])
+    }
+    for (w = 1; w <= nw; w++)
+        paired_table("gcgattacked", W[w], "Paired with " W[w] " after the GCG attack, fact by fact: each localization's held-out accuracy")
+}
