@@ -288,5 +288,39 @@ t sports_pipeline_soft bash -c "
       /^\| (base|unlearned-[a-z]+) \|/ { n++; m = \$2; sub(/^unlearned-/, \"\", m)
         if (\$3 != want[m, \"cloze\"] || \$4 != want[m, \"question\"] || \$5 != want[m, \"mc\"]) bad = 1 }
       END { exit bad || n != 8 }' '$T/run/soft-projected.tsv' '$R'"
+# GCG=2 on three models (base, late, random; 2 steps of 4 candidates from each slot's top 8):
+# one search per model and a forward per model and format with its tokens, nothing else
+# trains; the report's GCG section has a row per model (before: scores.tsv's held-out
+# accuracy; after: inside its interval), what each search found (the losses of
+# gcg-found.tsv, themselves the log's first loss and last kept swap's; the text the file's
+# gcg_text) and late and random paired with each other
+run GCG=2 GCG_STEPS=2 GCG_TOPK=8 GCG_CANDIDATES=4 GCG_MODELS='base late random' > "$T/gcg.log" 2>&1 ||
+  fail sports_pipeline_gcg "$(tail -3 "$T/gcg.log" | tr '\n' ' ')"
+t sports_pipeline_gcg bash -c "
+  [ \$(grep -cE '^(pipelines/job.sh )?mu-train' '$T/gcg.log') = 3 ] &&
+  [ \$(grep -cE '^(pipelines/job.sh )?mu-train.* --soft-tokens 2 --gcg --gcg-topk 8 --gcg-candidates 4 --objective learn --train [^ ]*/gcg-relearn\.tok --steps 2 ' '$T/gcg.log') = 3 ] &&
+  [ \$(grep -cE '^(pipelines/job.sh )?mu-forward.* --soft-prompt [^ ]*/gcg-(base|late|random)\.st --emit choices ' '$T/gcg.log') = 9 ] &&
+  grep -q '^## GCG attack' '$R' &&
+  awk -F' *\\| *' 'NR == FNR { if (\$0 ~ /^choice_acc\tmodel=[^,]*,fmt=[a-z]*,split=heldout/) {
+                                   split(\$0, c, /\t/); split(c[2], g, /[,=]/); acc[g[2], g[4]] = sprintf(\"%.2f\", c[3]) }; next }
+      /^## GCG attack/ { on = 1 } /^What each search found/ { on = 0 } !on { next }
+      /^\| (base|unlearned-[a-z]+) \|/ { n++
+        for (i = 3; i <= 7; i += 2) { f = (i == 3 ? \"cloze\" : i == 5 ? \"question\" : \"mc\")
+          if (\$i != acc[\$2, f]) bad = 1
+          split(\$(i + 1), a, /[][, ]+/); if (!(a[2] <= a[1] + 0.005 && a[1] <= a[3] + 0.005 && a[2] >= 0 && a[3] <= 1)) bad = 1 } }
+      END { exit bad || n != 3 }' '$T/run/scores.tsv' '$R' &&
+  for m in base late random; do
+    mu-dump '$T/run/gcg-'\$m'.log' | jq -r -s --arg m \$m '[.[] | select(.gcg)] | [\$m, .[0].loss, .[-1].gcg.loss] | @tsv'
+  done > '$T/gcg.want' && cut -f1-3 '$T/run/gcg-found.tsv' | cmp -s - '$T/gcg.want' &&
+  for m in base late random; do
+    name=\$m; [ \$m = base ] || name=unlearned-\$m
+    TEXT=\$(mu-dump --soft-prompt '$T/run/gcg-'\$m'.st' | head -1 | jq -r '[.metadata.mu_train.gcg_text] | @tsv' |
+           sed 's/|/\\\\|/g; s/\`/\\\\\`/g') awk -F'\t' -v m=\$m -v name=\$name \
+      '\$1 == m { printf \"| %s | %.3f → %.3f | \`%s\` |\n\", name, \$2, \$3, ENVIRON[\"TEXT\"] }' '$T/gcg.want'
+  done > '$T/found.want' &&
+  sed -n '/^What each search found/,/^Paired with/p' '$R' | grep -E '^\| (base|unlearned-)' | cmp -s - '$T/found.want' &&
+  [ \$(wc -l < '$T/run/gcg-paired.tsv') = 6 ] && [ \"\$(cut -f1-3 '$T/run/gcg-paired.tsv' | sort -u | tr '\t\n' ': ')\" = 'late:gcgattacked:random random:gcgattacked:late ' ] &&
+  [ \$(sed -n '/^## GCG attack/,\$p' '$R' |
+       grep -cE '^\| (late|random) \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+\) \|){3}\$') = 2 ]"
 run > /dev/null 2>&1
-t sports_pipeline_soft_off bash -c "! grep -q 'Soft prompt attack' '$R'"
+t sports_pipeline_soft_off bash -c "! grep -q 'Soft prompt attack' '$R' && ! grep -q 'GCG attack' '$R'"
