@@ -268,7 +268,7 @@ $(RUN)/gcg-found.tsv: $(foreach m,$(GCG_ON),$(RUN)/gcg-$(m).st)
 	($(foreach m,$(GCG_ON),mu-dump $(Q) $(RUN)/gcg-$(m).log --out $@.log.json && \
 	  mu-dump $(Q) --soft-prompt $(RUN)/gcg-$(m).st --out $@.json && \
 	  jq -r -s --arg m $(m) --slurpfile h $@.json '[.[] | select(.gcg)] as $$s | \
-	    [$$m, $$s[0].loss, $$s[-1].gcg.loss, $$h[0].metadata.mu_train.gcg_text, $$h[0].metadata.token_ids] | @tsv' \
+	    [$$m, $$s[0].loss, $$s[-1].gcg.loss, $$h[0].metadata.mu_train.gcg_text, ($$h[0].metadata.token_ids | tostring)] | @tsv' \
 	    $@.log.json &&) true) > $@.tmp
 	rm -f $@.json $@.log.json
 	mv $@.tmp $@

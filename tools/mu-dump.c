@@ -358,7 +358,8 @@ static void put_st_metadata(FILE *fp, const mu_st *s, const char *path) {
     const char *k;
     for (int i = 0; (k = mu_st_metadata_key(s, i)); i++) {
         const char *v = mu_st_metadata(s, k);
-        json_t *x = !strcmp(k, "mu_train") ? json_loads(v, JSON_DECODE_ANY, NULL) : NULL;
+        int is_json = !strcmp(k, "mu_train") || !strcmp(k, "token_ids");   /* JSON text: shown as JSON */
+        json_t *x = is_json ? json_loads(v, JSON_DECODE_ANY, NULL) : NULL;
         json_object_set_new(o, k, x ? x : json_string(v));
     }
     char *text = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15) | JSON_ENSURE_ASCII);

@@ -133,7 +133,7 @@ t soft_gcg_places_tokens bash -c '
   mu-train --model "'"$M"'" --forget soft.tok --objective learn --soft-tokens 4 --gcg --gcg-candidates 32 \
     --steps 6 --batch 8 --out gcg.st --log gcg.log 2> gcg.err || exit 1
   mu-dump --soft-prompt gcg.st --model "'"$M"'" --nearest 1 > gcg.json
-  ids=$(head -1 gcg.json | jq -r ".metadata.token_ids | fromjson | map(tostring) | join(\" \")")
+  ids=$(head -1 gcg.json | jq -r ".metadata.token_ids | map(tostring) | join(\" \")")
   [ "$(tail -n +2 gcg.json | jq -r "select(.nearest[0].cos == 1) | .nearest[0].id" | tr "\n" " ")" = "$ids " ] || exit 1
   head -1 gcg.json | jq -e ".metadata.mu_train | .gcg == {candidates: 32, topk: 256} and .gcg_tokens == \"ascii\" and
     (.gcg_text | test(\"^[ -~]+$\"))" >/dev/null || exit 1
