@@ -1,8 +1,9 @@
 # gcg-report.awk — the report's GCG attack section (pipelines/sports.mk, GCG=N).
 # Files: scores.tsv (held-out accuracy of each model before the attack), gcg.tsv (after
 # it: mu-score metric, group "model=M,fmt=F", value, n, interval), gcg-paired.tsv
-# (paired_rows, kind gcgattacked) and gcg-found.tsv ("M LOSS_FIRST LOSS_LAST TEXT IDS": the
-# learn loss at the first step and after the last swap, the tokens found as text, jq @tsv).
+# (paired_rows, kind gcgattacked) and gcg-found.tsv ("M LOSS_START LOSS_KEPT TEXT IDS": the
+# relearn prompts' mean answer NLL with the starting tokens and the kept ones, the kept
+# tokens as text, jq @tsv).
 # Variables: n, steps, topk, cand, models (those attacked), formats. With attack-lib.awk.
 BEGIN { FS = "\t"; nf = split(formats, F, " "); nm = split(models, M, " ") }
 FILENAME == ARGV[1] && $1 == "choice_acc" { before[group_of($2)] = $3; next }
@@ -16,11 +17,12 @@ END {
     printf "single-token swaps drawn from the top %d tokens of each slot by the gradient; printable-ASCII\n", topk
     print "tokens only) on the relearn half of the forget facts (cloze and question prompts), then"
     print "tested on the held-out half: is there text someone could type that brings the facts back?"
+    print "The tokens kept are those of the step that gave the relearn prompts the lowest loss."
     print "Held-out accuracy before the attack, and after it with its 95% interval (Wilson):"
     before_after_table()
-    printf "\nWhat each search found: the learn loss on the first step's batch and after the last swap,\n"
-    print "and the tokens decoded together:"
-    printf "\n| model | loss first → last | tokens |\n|---|---|---|\n"
+    printf "\nWhat each search found: the relearn prompts' mean answer NLL with the starting tokens and\n"
+    print "with those kept, and the kept tokens decoded together:"
+    printf "\n| model | loss start → kept | tokens |\n|---|---|---|\n"
     for (i = 1; i <= nm; i++) {
         m = M[i]
         if (!(m in text)) { printf "| %s | – | – |\n", model_of(m); continue }

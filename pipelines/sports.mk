@@ -234,7 +234,9 @@ SOFT_TSV := $(if $(SOFT),$(RUN)/soft.tsv $(RUN)/soft-paired.tsv $(RUN)/soft-near
 
 # ---- the GCG attack (GCG) -----------------------------------------------------------------
 # $(RUN)/gcg-NAME.st: the tokens searched on the base model or on unlearned-LOC (their rows,
-# token_ids, the run's record with gcg_text); its held-out facts with them:
+# token_ids, the run's record with gcg_text), those of the step whose tokens gave the relearn
+# prompts the lowest loss (evaluated after every step: a GCG step keeps its best swap even
+# when it is worse than the tokens it had); its held-out facts with them:
 # $(RUN)/out/gcgattacked-NAME/FORMAT-heldout.out
 GCG_ON := $(if $(GCG),$(filter base $(LOCS),$(GCG_MODELS)))
 define GCG_RULE
@@ -243,6 +245,7 @@ $(RUN)/gcg-$(1).st: $(call soft_deltas,$(1)) $(RUN)/tok/gcg-relearn.tok \
 	$(JOB) mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) $(addprefix --delta ,$(call soft_deltas,$(1))) \
 	  --soft-tokens $(GCG) --gcg --gcg-topk $(GCG_TOPK) --gcg-candidates $(GCG_CANDIDATES) --objective learn \
 	  --train $(RUN)/tok/gcg-relearn.tok --steps $(GCG_STEPS) --batch $(BATCH)$(accum_opt) --seed $(SEED) \
+	  --eval $(RUN)/tok/gcg-relearn.tok --eval-every 1 --keep-best gcg-relearn.nll:min \
 	  --log $(RUN)/gcg-$(1).log --out $$@
 $(RUN)/out/gcgattacked-$(1)/%-heldout.out: $(RUN)/tok/%-heldout-gcg.tok $(call soft_deltas,$(1)) $(RUN)/gcg-$(1).st
 	@mkdir -p $$(@D)
@@ -262,13 +265,14 @@ GCG_PAIRS = $(foreach w,$(filter $(PAIRED_WITH),$(GCG_ON)),$(foreach l,$(filter-
   $(foreach f,$(FORMATS),$(w):gcgattacked:$(l):$(f)-heldout)))
 $(RUN)/gcg-paired.tsv: $(GCG_OUTS)
 	$(if $(GCG_PAIRS),$(call paired_list_recipe,$(GCG_PAIRS)),: > $@)
-# what each search found: "M LOSS_FIRST LOSS_LAST TEXT IDS" (the learn loss on the first
-# step's batch, the last kept swap's; the tokens decoded together, as jq's @tsv writes them)
+# what each search found: "M LOSS_START LOSS_KEPT TEXT IDS" (the mean answer NLL of the
+# relearn prompts with the starting tokens and with those kept, from the log's evaluations;
+# the tokens decoded together, as jq's @tsv writes them)
 $(RUN)/gcg-found.tsv: $(foreach m,$(GCG_ON),$(RUN)/gcg-$(m).st)
 	($(foreach m,$(GCG_ON),mu-dump $(Q) $(RUN)/gcg-$(m).log --out $@.log.json && \
 	  mu-dump $(Q) --soft-prompt $(RUN)/gcg-$(m).st --out $@.json && \
-	  jq -r -s --arg m $(m) --slurpfile h $@.json '[.[] | select(.gcg)] as $$s | \
-	    [$$m, $$s[0].loss, $$s[-1].gcg.loss, $$h[0].metadata.mu_train.gcg_text, ($$h[0].metadata.token_ids | tostring)] | @tsv' \
+	  jq -r -s --arg m $(m) --slurpfile h $@.json '[.[] | select(.eval) | .eval["gcg-relearn"].nll] as $$e | \
+	    [$$m, $$e[0], ($$e | min), $$h[0].metadata.mu_train.gcg_text, ($$h[0].metadata.token_ids | tostring)] | @tsv' \
 	    $@.log.json &&) true) > $@.tmp
 	rm -f $@.json $@.log.json
 	mv $@.tmp $@

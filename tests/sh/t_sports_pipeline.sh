@@ -292,8 +292,8 @@ t sports_pipeline_soft bash -c "
 # one search per model and a forward per model and format with its tokens, nothing else
 # trains; the report's GCG section has a row per model (before: scores.tsv's held-out
 # accuracy; after: inside its interval), what each search found (the losses of
-# gcg-found.tsv, themselves the log's first loss and last kept swap's; the text the file's
-# gcg_text) and late and random paired with each other
+# gcg-found.tsv, themselves the log's first and least evaluated NLL, the tokens kept by
+# --keep-best; the text the file's gcg_text) and late and random paired with each other
 run GCG=2 GCG_STEPS=2 GCG_TOPK=8 GCG_CANDIDATES=4 GCG_MODELS='base late random' > "$T/gcg.log" 2>&1 ||
   fail sports_pipeline_gcg "$(tail -3 "$T/gcg.log" | tr '\n' ' ')"
 t sports_pipeline_gcg bash -c "
@@ -310,8 +310,10 @@ t sports_pipeline_gcg bash -c "
           split(\$(i + 1), a, /[][, ]+/); if (!(a[2] <= a[1] + 0.005 && a[1] <= a[3] + 0.005 && a[2] >= 0 && a[3] <= 1)) bad = 1 } }
       END { exit bad || n != 3 }' '$T/run/scores.tsv' '$R' &&
   for m in base late random; do
-    mu-dump '$T/run/gcg-'\$m'.log' | jq -r -s --arg m \$m '[.[] | select(.gcg)] | [\$m, .[0].loss, .[-1].gcg.loss] | @tsv'
+    mu-dump '$T/run/gcg-'\$m'.log' | jq -r -s --arg m \$m '[.[] | select(.eval) | .eval[\"gcg-relearn\"].nll] |
+      [\$m, .[0], min] | @tsv'
   done > '$T/gcg.want' && cut -f1-3 '$T/run/gcg-found.tsv' | cmp -s - '$T/gcg.want' &&
+  [ \$(grep -cE '^(pipelines/job.sh )?mu-train.* --eval [^ ]*/gcg-relearn\.tok --eval-every 1 --keep-best gcg-relearn\.nll:min ' '$T/gcg.log') = 3 ] &&
   for m in base late random; do
     name=\$m; [ \$m = base ] || name=unlearned-\$m
     TEXT=\$(mu-dump --soft-prompt '$T/run/gcg-'\$m'.st' | head -1 | jq -r '[.metadata.mu_train.gcg_text] | @tsv' |
