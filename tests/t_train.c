@@ -1328,27 +1328,44 @@ TEST(train_soft_prompt_gradient_fd_and_frozen_weights) {
     mu_model_free(ref);
 }
 
-/* Six steps at once, and three then a resume from the checkpoint to six: the same bits. */
-TEST(train_soft_prompt_resume_is_bit_identical) {
+/* A trainer of some kind on m for `steps` steps, checkpointing to ckpt every `every`. */
+typedef mu_trainer *(*trainer_maker)(mu_model *m, int64_t steps, const char *ckpt, int64_t every);
+
+/* Six steps at once, and three then a resume from the checkpoint (name in the test
+ * directory) to six, each on a fresh tiny_model(6): the same bits in trained tensor 0
+ * ([n]). The resumed trainer is returned with its model in *mp, for more checks. */
+static mu_trainer *straight_and_resumed(trainer_maker make, const char *name, size_t n, mu_model **mp) {
     char ck[PATH_MAX], err[512];
-    snprintf(ck, sizeof ck, "%s/soft.mpk.zst", mu_test_tmpdir());
-    float a[48], b[48];
+    snprintf(ck, sizeof ck, "%s/%s", mu_test_tmpdir(), name);
+    float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
     mu_model *m = tiny_model(6);
-    mu_trainer *t = soft_trainer(m, NULL, "learn,retain-ce", 3, 6, NULL, 0);
+    mu_trainer *t = make(m, 6, NULL, 0);
     CHECK_MSG(mu_trainer_run(t, NULL, err, sizeof err) == 0, "%s", err);
     mu_trainer_get_trained(t, 0, a);
     mu_trainer_free(t);
     mu_model_free(m);
     m = tiny_model(6);
-    t = soft_trainer(m, NULL, "learn,retain-ce", 3, 3, ck, 3);
+    t = make(m, 3, ck, 3);
     CHECK_MSG(mu_trainer_run(t, NULL, err, sizeof err) == 0, "%s", err);
     mu_trainer_free(t);
     mu_model_free(m);
-    m = tiny_model(6);
-    t = soft_trainer(m, NULL, "learn,retain-ce", 3, 6, ck, 3);
+    *mp = m = tiny_model(6);
+    t = make(m, 6, ck, 3);
     CHECK_MSG(mu_trainer_run(t, ck, err, sizeof err) == 0, "%s", err);
     mu_trainer_get_trained(t, 0, b);
-    CHECK(memcmp(a, b, sizeof a) == 0);
+    CHECK(memcmp(a, b, n * sizeof *a) == 0);
+    free(a);
+    free(b);
+    return t;
+}
+
+static mu_trainer *soft_maker(mu_model *m, int64_t steps, const char *ckpt, int64_t every) {
+    return soft_trainer(m, NULL, "learn,retain-ce", 3, steps, ckpt, every);
+}
+
+TEST(train_soft_prompt_resume_is_bit_identical) {
+    mu_model *m;
+    mu_trainer *t = straight_and_resumed(soft_maker, "soft.mpk.zst", 48, &m);
     mu_trainer_free(t);
     mu_model_free(m);
 }
@@ -1478,32 +1495,17 @@ TEST(train_gcg_candidates_come_from_the_gradient_top_k) {
     mu_model_free(m);
 }
 
+static mu_trainer *gcg_maker(mu_model *m, int64_t steps, const char *ckpt, int64_t every) {
+    return gcg_trainer(m, 3, 4, 5, steps, NULL, ckpt, every);
+}
+
 /* Six GCG steps at once, and three then a resume from the checkpoint to six: the same
- * tokens (drawn candidates are seeded by the step) and the same vectors. A mask that
- * allows no token is refused. */
+ * vectors, still the rows of the trainer's tokens (drawn candidates are seeded by the
+ * step). A mask that allows no token is refused. */
 TEST(train_gcg_resume_is_bit_identical) {
-    char ck[PATH_MAX], err[512];
-    snprintf(ck, sizeof ck, "%s/gcg.mpk.zst", mu_test_tmpdir());
-    float a[48], b[48];
-    int32_t ia[3];
-    mu_model *m = tiny_model(6);
-    mu_trainer *t = gcg_trainer(m, 3, 4, 5, 6, NULL, NULL, 0);
-    CHECK_MSG(mu_trainer_run(t, NULL, err, sizeof err) == 0, "%s", err);
-    mu_trainer_get_trained(t, 0, a);
-    memcpy(ia, mu_trainer_gcg_ids(t), sizeof ia);
-    mu_trainer_free(t);
-    mu_model_free(m);
-    m = tiny_model(6);
-    t = gcg_trainer(m, 3, 4, 5, 3, NULL, ck, 3);
-    CHECK_MSG(mu_trainer_run(t, NULL, err, sizeof err) == 0, "%s", err);
-    mu_trainer_free(t);
-    mu_model_free(m);
-    m = tiny_model(6);
-    t = gcg_trainer(m, 3, 4, 5, 6, NULL, ck, 3);
-    CHECK_MSG(mu_trainer_run(t, ck, err, sizeof err) == 0, "%s", err);
-    mu_trainer_get_trained(t, 0, b);
-    CHECK(memcmp(a, b, sizeof a) == 0);
-    CHECK(memcmp(ia, mu_trainer_gcg_ids(t), sizeof ia) == 0);
+    char err[512];
+    mu_model *m;
+    mu_trainer *t = straight_and_resumed(gcg_maker, "gcg.mpk.zst", 48, &m);
     check_slots_are_rows(t, m, 3);
     mu_trainer_free(t);
 
