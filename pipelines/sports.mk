@@ -252,31 +252,60 @@ $(RUN)/out/gcgattacked-$(1)/%-heldout.out: $(RUN)/tok/%-heldout-gcg.tok $(call s
 	$(JOB) mu-forward $(Q) --model $(MODEL) --device $(MU_DEVICE) $(addprefix --delta ,$(call soft_deltas,$(1))) \
 	  --soft-prompt $(RUN)/gcg-$(1).st --emit choices --out $$@ $$<
 endef
+# the attack as typed text: NAME's ($(1)) held-out FORMAT ($(2)) prompts led by the kept
+# tokens' text (gcg_text, with mu-tokenize's escapes for \ { }), tokenized as text with no
+# slot: the ids may differ from those searched (the text tokenizes anew)
+define GCG_TYPED_RULE
+$(RUN)/tok/$(2)-heldout-typed-$(1).tok: $(SPORTS) $(MODEL) $(RUN)/gcg-$(1).st $(call knobs,rows-heldout,$(ROWS_heldout))
+	@mkdir -p $$(@D)
+	mu-dump $(Q) --soft-prompt $(RUN)/gcg-$(1).st --out $$@.json
+	p=$$$$(head -1 $$@.json | jq -r '.metadata.mu_train.gcg_text | gsub("\\\\"; "\\\\") | gsub("[{]"; "\\{") | \
+	  gsub("[}]"; "\\}")') && rm -f $$@.json && \
+	mu-tokenize $(Q) --model $(MODEL) --rows $(ROWS_heldout) --prompt "$$$$p"'$(PROMPT_$(2))' \
+	  --choices $(CHOICES_$(2)) --answer-field sport_index --out $$@ $(SPORTS)
+$(RUN)/out/gcgtyped-$(1)/$(2)-heldout.out: $(RUN)/tok/$(2)-heldout-typed-$(1).tok $(call soft_deltas,$(1))
+	@mkdir -p $$(@D)
+	$(JOB) mu-forward $(Q) --model $(MODEL) --device $(MU_DEVICE) $(addprefix --delta ,$(call soft_deltas,$(1))) \
+	  --emit choices --out $$@ $$<
+endef
 ifneq ($(GCG),)
 $(foreach f,$(FORMATS),$(foreach s,relearn heldout,$(eval $(call SOFT_TOKENS_RULE,$(f),$(s),gcg,$(GCG)))))
 $(eval $(call SOFT_RELEARN_RULE,gcg))
 $(foreach m,$(GCG_ON),$(eval $(call GCG_RULE,$(m))))
+$(foreach m,$(GCG_ON),$(foreach f,$(FORMATS),$(eval $(call GCG_TYPED_RULE,$(m),$(f)))))
 endif
-GCG_OUTS := $(foreach m,$(GCG_ON),$(foreach f,$(FORMATS),$(RUN)/out/gcgattacked-$(m)/$(f)-heldout.out))
+gcg_outs = $(foreach m,$(GCG_ON),$(foreach f,$(FORMATS),$(RUN)/out/$(1)-$(m)/$(f)-heldout.out))
+GCG_OUTS := $(call gcg_outs,gcgattacked)
+# held-out accuracy with the tokens searched (gcg.tsv) and typed as text (gcg-typed.tsv)
 $(RUN)/gcg.tsv: $(GCG_OUTS)
 	$(call soft_score,gcgattacked,$(GCG_ON))
-# each attacked localization against PAIRED_WITH's (when attacked too), fact by fact
+$(RUN)/gcg-typed.tsv: $(call gcg_outs,gcgtyped)
+	$(call soft_score,gcgtyped,$(GCG_ON))
+# each attacked localization against PAIRED_WITH's (when attacked too), fact by fact, with
+# the tokens searched (kind gcgattacked) and typed as text (gcgtyped)
 GCG_PAIRS = $(foreach w,$(filter $(PAIRED_WITH),$(GCG_ON)),$(foreach l,$(filter-out base $(w),$(GCG_ON)),\
-  $(foreach f,$(FORMATS),$(w):gcgattacked:$(l):$(f)-heldout)))
-$(RUN)/gcg-paired.tsv: $(GCG_OUTS)
+  $(foreach k,gcgattacked gcgtyped,$(foreach f,$(FORMATS),$(w):$(k):$(l):$(f)-heldout))))
+$(RUN)/gcg-paired.tsv: $(GCG_OUTS) $(call gcg_outs,gcgtyped)
 	$(if $(GCG_PAIRS),$(call paired_list_recipe,$(GCG_PAIRS)),: > $@)
-# what each search found: "M LOSS_START LOSS_KEPT TEXT IDS" (the mean answer NLL of the
-# relearn prompts with the starting tokens and with those kept, from the log's evaluations;
-# the tokens decoded together, as jq's @tsv writes them)
-$(RUN)/gcg-found.tsv: $(foreach m,$(GCG_ON),$(RUN)/gcg-$(m).st)
+# what each search found: "M LOSS_START LOSS_KEPT TEXT IDS SAME PROMPTS" (the mean answer
+# NLL of the relearn prompts with the starting tokens and with those kept, from the log's
+# evaluations; the tokens decoded together, as jq's @tsv writes them; how many of the
+# held-out cloze prompts typed as text have exactly the searched ids, of how many)
+$(RUN)/gcg-found.tsv: $(foreach m,$(GCG_ON),$(RUN)/gcg-$(m).st $(RUN)/tok/cloze-heldout-typed-$(m).tok) \
+                      $(RUN)/tok/cloze-heldout-gcg.tok
+	mu-dump $(Q) --full -H $(RUN)/tok/cloze-heldout-gcg.tok --out $@.slots.json
 	($(foreach m,$(GCG_ON),mu-dump $(Q) $(RUN)/gcg-$(m).log --out $@.log.json && \
 	  mu-dump $(Q) --soft-prompt $(RUN)/gcg-$(m).st --out $@.json && \
-	  jq -r -s --arg m $(m) --slurpfile h $@.json '[.[] | select(.eval) | .eval["gcg-relearn"].nll] as $$e | \
-	    [$$m, $$e[0], ($$e | min), $$h[0].metadata.mu_train.gcg_text, ($$h[0].metadata.token_ids | tostring)] | @tsv' \
-	    $@.log.json &&) true) > $@.tmp
-	rm -f $@.json $@.log.json
+	  mu-dump $(Q) --full -H $(RUN)/tok/cloze-heldout-typed-$(m).tok --out $@.typed.json && \
+	  jq -r -s --arg m $(m) --slurpfile h $@.json --slurpfile a $@.slots.json --slurpfile b $@.typed.json \
+	    '[.[] | select(.eval) | .eval["gcg-relearn"].nll] as $$e | $$h[0].metadata.token_ids as $$i | \
+	     [range($$a | length) | select(($$a[.].prompt.data | map(if . < 0 then $$i[-. - 1] else . end)) == \
+	       $$b[.].prompt.data)] as $$same | \
+	     [$$m, $$e[0], ($$e | min), $$h[0].metadata.mu_train.gcg_text, ($$i | tostring), ($$same | length), \
+	      ($$a | length)] | @tsv' $@.log.json &&) true) > $@.tmp
+	rm -f $@.json $@.log.json $@.slots.json $@.typed.json
 	mv $@.tmp $@
-GCG_TSV := $(if $(GCG_ON),$(RUN)/gcg.tsv $(RUN)/gcg-paired.tsv $(RUN)/gcg-found.tsv)
+GCG_TSV := $(if $(GCG_ON),$(RUN)/gcg.tsv $(RUN)/gcg-paired.tsv $(RUN)/gcg-found.tsv $(RUN)/gcg-typed.tsv)
 
 # ---- training -----------------------------------------------------------------------
 $(RUN)/learned.st: $(RUN)/tok/learn.tok $(MODEL) \

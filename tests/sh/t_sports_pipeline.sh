@@ -318,11 +318,25 @@ t sports_pipeline_gcg bash -c "
     name=\$m; [ \$m = base ] || name=unlearned-\$m
     TEXT=\$(mu-dump --soft-prompt '$T/run/gcg-'\$m'.st' | head -1 | jq -r '[.metadata.mu_train.gcg_text] | @tsv' |
            sed 's/|/\\\\|/g; s/\`/\\\\\`/g') awk -F'\t' -v m=\$m -v name=\$name \
-      '\$1 == m { printf \"| %s | %.3f → %.3f | \`%s\` |\n\", name, \$2, \$3, ENVIRON[\"TEXT\"] }' '$T/gcg.want'
+      '\$1 == m { printf \"| %s | %.3f → %.3f | \`%s\` | \", name, \$2, \$3, ENVIRON[\"TEXT\"] }' '$T/gcg.want'
+    awk -F'\t' -v m=\$m '\$1 == m { print \$6 \" of \" \$7 \" |\" }' '$T/run/gcg-found.tsv'
   done > '$T/found.want' &&
-  sed -n '/^What each search found/,/^Paired with/p' '$R' | grep -E '^\| (base|unlearned-)' | cmp -s - '$T/found.want' &&
-  [ \$(wc -l < '$T/run/gcg-paired.tsv') = 6 ] && [ \"\$(cut -f1-3 '$T/run/gcg-paired.tsv' | sort -u | tr '\t\n' ': ')\" = 'late:gcgattacked:random random:gcgattacked:late ' ] &&
+  sed -n '/^What each search found/,/^The attack as typed/p' '$R' | grep -E '^\| (base|unlearned-)' | cmp -s - '$T/found.want' &&
+  [ \$(wc -l < '$T/run/gcg-paired.tsv') = 12 ] &&
+  [ \"\$(cut -f1-3 '$T/run/gcg-paired.tsv' | sort -u | tr '\t\n' ': ')\" = 'late:gcgattacked:random late:gcgtyped:random random:gcgattacked:late random:gcgtyped:late ' ] &&
   [ \$(sed -n '/^## GCG attack/,\$p' '$R' |
-       grep -cE '^\| (late|random) \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+\) \|){3}\$') = 2 ]"
+       grep -cE '^\| (late|random) \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+\) \|){3}\$') = 4 ] &&
+  [ \$(grep -cE '^(pipelines/job.sh )?mu-forward.* --emit choices --out [^ ]*/gcgtyped-(base|late|random)/(cloze|question|mc)-heldout\.out [^ ]*/(cloze|question|mc)-heldout-typed-(base|late|random)\.tok' '$T/gcg.log') = 9 ] &&
+  awk -F' *\\| *' 'NR == FNR { if (\$0 ~ /^choice_acc\t/) { split(\$0, c, /\t/); split(c[2], g, /[,=]/)
+                                 want[g[2], g[4]] = sprintf(\"%.2f [%.2f, %.2f]\", c[3], c[5], c[6]) }; next }
+      /^The attack as typed text/ { on = 1 } /^Paired with/ { on = 0 } !on { next }
+      /^\| (base|unlearned-[a-z]+) \|/ { n++; m = \$2; sub(/^unlearned-/, \"\", m)
+        if (\$3 != want[m, \"cloze\"] || \$4 != want[m, \"question\"] || \$5 != want[m, \"mc\"]) bad = 1 }
+      END { exit bad || n != 3 }' '$T/run/gcg-typed.tsv' '$R' &&
+  for m in base late random; do
+    mu-tokenize --model '$M' --decode '$T/run/tok/cloze-heldout-typed-'\$m'.tok' | head -1 > '$T/typed.txt'
+    text=\$(mu-dump --soft-prompt '$T/run/gcg-'\$m'.st' | head -1 | jq -r .metadata.mu_train.gcg_text)
+    case \"\$(cat '$T/typed.txt')\" in \"\$text\"Fact:*) ;; *) exit 1 ;; esac
+  done"
 run > /dev/null 2>&1
 t sports_pipeline_soft_off bash -c "! grep -q 'Soft prompt attack' '$R' && ! grep -q 'GCG attack' '$R'"
