@@ -1520,6 +1520,44 @@ TEST(train_gcg_resume_is_bit_identical) {
     mu_model_free(m);
 }
 
+/* --keep-best with GCG: with :max (the worst evaluated nll; GCG lowers it) the run ends
+ * holding the starting tokens, with :min tokens no worse than them; either way the
+ * trainer's tokens are those whose rows the slots hold. */
+TEST(train_gcg_keep_best_restores_the_tokens) {
+    for (int dir = 0; dir < 2; dir++) {
+        mu_model *m = tiny_model(3);
+        mu_train_opts o;
+        mu_train_opts_default(&o);
+        char err[512];
+        CHECK(mu_objective_parse("learn", o.coef, err, sizeof err) == 0);
+        o.soft_tokens = 2; o.gcg = 1; o.gcg_topk = 6; o.gcg_candidates = 8;
+        o.batch = 6; o.steps = 5; o.seed = 5; o.eval_every = 1;
+        o.keep_best = dir ? "ev.nll:max" : "ev.nll:min";
+        mu_trainer *t = mu_trainer_new(m, NULL, NULL, &o, err, sizeof err);
+        CHECK_MSG(t, "%s", err);
+        mu_train_set f, ev;
+        soft_facts(&f, 6, 2, 21);
+        soft_facts(&ev, 6, 2, 21);
+        mu_trainer_set_data(t, MU_DATA_FORGET, &f);
+        mu_trainer_add_eval(t, "ev", &ev);
+        int32_t start[2];
+        memcpy(start, mu_trainer_gcg_ids(t), sizeof start);
+        double nll0 = mu_trainer_eval_metric(t, "ev.nll");
+        CHECK_MSG(mu_trainer_run(t, NULL, err, sizeof err) == 0, "%s", err);
+        double nll = mu_trainer_eval_metric(t, "ev.nll");
+        check_slots_are_rows(t, m, 2);
+        if (dir) {
+            CHECK_NEAR(nll, nll0, 0);
+            CHECK(!memcmp(start, mu_trainer_gcg_ids(t), sizeof start));
+        } else {
+            CHECK_MSG(nll < nll0, "GCG's best tokens: nll %.6g, start %.6g", nll, nll0);
+            CHECK(memcmp(start, mu_trainer_gcg_ids(t), sizeof start) != 0);
+        }
+        mu_trainer_free(t);
+        mu_model_free(m);
+    }
+}
+
 /* What a soft-prompt run refuses: a mask, LoRA, a forget set without slots, a model whose
  * soft prompt has another size. */
 TEST(train_soft_prompt_refusals) {
