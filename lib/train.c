@@ -458,6 +458,12 @@ static json_t *options_json(const mu_train_opts *o) {
  * keeps its decay_steps). */
 static void options_key(mu_trainer *t) {
     t->info = options_json(&t->o);
+    json_t *gcg = json_object_get(t->info, "gcg");
+    if (gcg) {   /* how many tokens the search may place: a resume must allow the same */
+        int64_t allowed = 0;
+        for (int v = 0; v < t->V; v++) allowed += !t->o.gcg_allowed || t->o.gcg_allowed[v];
+        set_int(gcg, "allowed", allowed);
+    }
     json_t *j = json_deep_copy(t->info);
     json_object_del(j, "steps");
     t->options = json_dumps(j, OPTIONS_JSON_FLAGS);

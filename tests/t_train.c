@@ -1501,12 +1501,23 @@ static mu_trainer *gcg_maker(mu_model *m, int64_t steps, const char *ckpt, int64
 
 /* Six GCG steps at once, and three then a resume from the checkpoint to six: the same
  * vectors, still the rows of the trainer's tokens (drawn candidates are seeded by the
- * step). A mask that allows no token is refused. */
+ * step). The checkpoint does not resume a search allowed other tokens; a mask that allows
+ * no token is refused. */
 TEST(train_gcg_resume_is_bit_identical) {
-    char err[512];
+    char err[512], ck[PATH_MAX];
     mu_model *m;
     mu_trainer *t = straight_and_resumed(gcg_maker, "gcg.mpk.zst", 48, &m);
     check_slots_are_rows(t, m, 3);
+    mu_trainer_free(t);
+    mu_model_free(m);
+    m = tiny_model(6);
+    unsigned char most[24];
+    memset(most, 1, sizeof most);
+    most[7] = 0;
+    snprintf(ck, sizeof ck, "%s/gcg.mpk.zst", mu_test_tmpdir());
+    t = gcg_trainer(m, 3, 4, 5, 6, most, ck, 3);
+    CHECK(mu_trainer_run(t, ck, err, sizeof err) < 0);
+    CHECK_MSG(strstr(err, "other training options"), "%s", err);
     mu_trainer_free(t);
 
     unsigned char none[24] = {0};

@@ -331,12 +331,12 @@ static int32_t *encode_alt(const char *model, const char *text, int *n) {
     return ids;
 }
 
-/* The tokens GCG may put in the slots ([vocab], malloc'd; *count of them): with --gcg-tokens
+/* The tokens GCG may put in the slots ([vocab], malloc'd): with --gcg-tokens
  * ascii those the model's tokenizer decodes to printable ASCII (bytes 0x20-0x7e, at least
  * one) that are not control tokens, as Zou et al.'s search does; with any, every one. */
-static unsigned char *gcg_allowed_tokens(const cli_opts *o, int vocab, int *count) {
+static unsigned char *gcg_allowed_tokens(const cli_opts *o, int vocab) {
     unsigned char *ok = mu_xmalloc((size_t)vocab);
-    int any = !strcmp(o->gcg_tokens, "any");
+    int any = !strcmp(o->gcg_tokens, "any"), count = 0;
     memset(ok, any, (size_t)vocab);
     if (!any) {
         char err[512];
@@ -353,9 +353,8 @@ static unsigned char *gcg_allowed_tokens(const cli_opts *o, int vocab, int *coun
         }
         mu_tokenizer_free(tk);
     }
-    *count = 0;
-    for (int v = 0; v < vocab; v++) *count += ok[v];
-    mu_info("GCG: %d of %d tokens may go in the slots (--gcg-tokens %s)", *count, vocab, o->gcg_tokens);
+    for (int v = 0; v < vocab; v++) count += ok[v];
+    mu_info("GCG: %d of %d tokens may go in the slots (--gcg-tokens %s)", count, vocab, o->gcg_tokens);
     return ok;
 }
 
@@ -472,13 +471,11 @@ int main(int argc, char **argv) {
     mu_mask mask, *maskp = NULL;
     if (o.mask) { load_mask(o.mask, m, &mask); maskp = &mask; }
     unsigned char *gcg_ok = NULL;
-    int gcg_count = 0;
-    if (o.t.gcg) o.t.gcg_allowed = gcg_ok = gcg_allowed_tokens(&o, mu_model_config(m)->vocab, &gcg_count);
+    if (o.t.gcg) o.t.gcg_allowed = gcg_ok = gcg_allowed_tokens(&o, mu_model_config(m)->vocab);
     mu_trainer *t = mu_trainer_new(m, ref, maskp, &o.t, err, sizeof err);
     if (!t) mu_die("%s", err);
     if (o.t.gcg) {
         mu_trainer_note(t, "gcg_tokens", json_string(o.gcg_tokens));
-        mu_trainer_note(t, "gcg_allowed", json_integer(gcg_count));
     }
     mu_trainer_set_dist(t, &dist);
     mu_trainer_note(t, "mask", json_string(o.mask ? o.mask : o.t.soft_tokens ? "none" : "all"));

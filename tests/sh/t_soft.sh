@@ -135,7 +135,7 @@ t soft_gcg_places_tokens bash -c '
   mu-dump --soft-prompt gcg.st --model "'"$M"'" --nearest 1 > gcg.json
   ids=$(head -1 gcg.json | jq -r ".metadata.token_ids | map(tostring) | join(\" \")")
   [ "$(tail -n +2 gcg.json | jq -r "select(.nearest[0].cos == 1) | .nearest[0].id" | tr "\n" " ")" = "$ids " ] || exit 1
-  head -1 gcg.json | jq -e ".metadata.mu_train | .gcg == {candidates: 32, topk: 256} and .gcg_tokens == \"ascii\" and
+  head -1 gcg.json | jq -e ".metadata.mu_train | .gcg.candidates == 32 and .gcg.topk == 256 and .gcg_tokens == \"ascii\" and
     (.gcg_text | test(\"^[ -~]+$\"))" >/dev/null || exit 1
   grep -q "GCG: the slots hold the tokens $ids (\"" gcg.err || exit 1
   mu-dump gcg.log | jq -s -e "[.[] | select(.gcg)] | length == 6 and .[0].loss > .[5].gcg.loss and
@@ -159,7 +159,7 @@ for piece, i in tk[\"model\"][\"vocab\"].items():
     n += i not in special and len(b) > 0 and all(0x20 <= c <= 0x7e for c in b)
 print(n)" "'"$M"'") &&
     grep -q "GCG: $want of 512 tokens may go in the slots (--gcg-tokens ascii)" gcg.err &&
-    head -1 gcg.json | jq -e ".metadata.mu_train.gcg_allowed == $want" >/dev/null'
+    head -1 gcg.json | jq -e ".metadata.mu_train.gcg.allowed == $want" >/dev/null'
 else
   skip soft_gcg_ascii_tokens_match_tokenizer_json "no python3"
 fi
