@@ -48,6 +48,19 @@ function before_after_table(   i, f) {
         printf "\n"
     }
 }
+# the models (M[1..nm]) with a cell per format from cell ("M F" -> text; "–" where none)
+function cells_table(cell,   i, f) {
+    printf "\n| model |"
+    for (f = 1; f <= nf; f++) printf " %s |", F[f]
+    printf "\n|---|"
+    for (f = 1; f <= nf; f++) printf "---|"
+    printf "\n"
+    for (i = 1; i <= nm; i++) {
+        printf "| %s |", model_of(M[i])
+        for (f = 1; f <= nf; f++) printf " %s |", ((M[i], F[f]) in cell) ? cell[M[i], F[f]] : "–"
+        printf "\n"
+    }
+}
 # each localization's held-out accuracy minus w's, fact by fact (kind's rows), under the
 # heading's first line
 function paired_table(kind, w, heading,   i, f) {

@@ -34,16 +34,7 @@ END {
     }
     printf "\nThe attack as typed text (each held-out prompt led by the tokens' text, tokenized anew):\n"
     print "held-out accuracy with its 95% interval (Wilson):"
-    printf "\n| model |"
-    for (f = 1; f <= nf; f++) printf " %s |", F[f]
-    printf "\n|---|"
-    for (f = 1; f <= nf; f++) printf "---|"
-    printf "\n"
-    for (i = 1; i <= nm; i++) {
-        printf "| %s |", model_of(M[i])
-        for (f = 1; f <= nf; f++) printf " %s |", ((M[i], F[f]) in typed) ? typed[M[i], F[f]] : "–"
-        printf "\n"
-    }
+    cells_table(typed)
     for (w = 1; w <= nw; w++)
         paired_table("gcgattacked", W[w], "Paired with " W[w] " after the GCG attack, fact by fact: each localization's held-out accuracy")
     for (w = 1; w <= nw; w++)

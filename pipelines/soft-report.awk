@@ -43,16 +43,7 @@ END {
     print "token's row, an input anyone could type): held-out accuracy with its 95% interval (Wilson)."
     print "Where it falls back to the accuracy before the attack, the attack worked through directions"
     print "no token has:"
-    printf "\n| model |"
-    for (f = 1; f <= nf; f++) printf " %s |", F[f]
-    printf "\n|---|"
-    for (f = 1; f <= nf; f++) printf "---|"
-    printf "\n"
-    for (i = 1; i <= nm; i++) {
-        printf "| %s |", model_of(M[i])
-        for (f = 1; f <= nf; f++) printf " %s |", ((M[i], F[f]) in proj) ? proj[M[i], F[f]] : "–"
-        printf "\n"
-    }
+    cells_table(proj)
     for (w = 1; w <= nw; w++)
         paired_table("softattacked", W[w], "Paired with " W[w] " after the attack, fact by fact: each localization's held-out accuracy")
     for (w = 1; w <= nw; w++)
