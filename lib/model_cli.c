@@ -50,16 +50,22 @@ mu_model *mu_model_load_or_die(const char *path, const char *const *deltas, int 
     return m;
 }
 
+char *mu_ids_text(const int32_t *ids, int n, char *buf, size_t len) {
+    int w = 0;
+    buf[0] = 0;
+    for (int j = 0; j < n && w < (int)len - 16; j++) w += snprintf(buf + w, len - w, "%s%d", j ? " " : "", ids[j]);
+    if (n > 32) snprintf(buf + w, len - w, " ...");
+    return buf;
+}
+
 /* vec [n, D] onto m's nearest embedding rows by cosine (mu_soft_nearest_tokens); says
  * which tokens (not with --quiet). */
 static void project_to_tokens(const mu_model_args *a, mu_model *m, int n, float *vec) {
     int32_t *best = mu_xmalloc((size_t)n * sizeof *best);
     if (mu_soft_nearest_tokens(m, vec, n, best) || mu_model_embedding_rows(m, best, n, vec))
         mu_die("%s: out of memory for the embedding rows", a->path);
-    char said[512] = "";
-    for (int j = 0, w = 0; j < n && w < (int)sizeof said - 16; j++)
-        w += snprintf(said + w, sizeof said - w, "%s%d", j ? " " : "", best[j]);
-    mu_info("%s: %d vectors projected to the tokens %s%s", a->soft_prompt, n, said, n > 32 ? " ..." : "");
+    char said[512];
+    mu_info("%s: %d vectors projected to the tokens %s", a->soft_prompt, n, mu_ids_text(best, n, said, sizeof said));
     free(best);
 }
 

@@ -41,4 +41,7 @@ mu_model *mu_model_load_or_die(const char *path, const char *const *deltas, int 
  * token by cosine (m's own rows): the slots then read exactly as those tokens would. Dies
  * with a one-line error naming the file; --soft-project alone is a usage error. */
 void mu_model_args_soft_prompt(const mu_model_args *a, mu_model *m);
+/* The token ids [n] as "ID ID ..." for a stderr line: as many as fit in buf (512 bytes
+ * or more), then " ..." when n > 32. Returns buf. */
+char *mu_ids_text(const int32_t *ids, int n, char *buf, size_t len);
 #endif

@@ -147,23 +147,39 @@ void mu_soft_nearest(const float *vec, int n, const float *E, int V, int D, int 
     free(en);
 }
 
-/* The model's embedding rows, CHUNK at a time (a 128k vocabulary is never copied whole). */
-enum { ROW_CHUNK = 4096 };
-
-int mu_soft_nearest_tokens(mu_model *m, const float *vec, int n, int32_t *best) {
+/* Calls visit(E, rows, id0, D, ctx) for m's embedding rows E [rows, D] of ids id0 ..
+ * id0 + rows - 1, 4096 at a time in id order (a 128k vocabulary is never copied whole).
+ * 0 ok, -1 out of memory. */
+typedef void (*row_visit)(const float *E, int rows, int id0, int D, void *ctx);
+static int each_row_chunk(mu_model *m, row_visit visit, void *ctx) {
+    enum { ROW_CHUNK = 4096 };
     int V = mu_model_config(m)->vocab, D = mu_model_config(m)->d_model, rc = 0;
-    int32_t *ids = mu_xmalloc(ROW_CHUNK * sizeof *ids), *near = mu_xmalloc((size_t)n * sizeof *near);
-    float *E = mu_xmalloc((size_t)ROW_CHUNK * D * sizeof *E), *cos = mu_xmalloc((size_t)n * sizeof *cos);
-    float *top = mu_xmalloc((size_t)n * sizeof *top);
-    for (int at = 0; at < V && rc == 0; at += ROW_CHUNK) {
+    int32_t *ids = mu_xmalloc(ROW_CHUNK * sizeof *ids);
+    float *E = mu_xmalloc((size_t)ROW_CHUNK * D * sizeof *E);
+    for (int at = 0; at < V; at += ROW_CHUNK) {
         int rows = V - at < ROW_CHUNK ? V - at : ROW_CHUNK;
         for (int i = 0; i < rows; i++) ids[i] = at + i;
         if ((rc = mu_model_embedding_rows(m, ids, rows, E))) break;
-        mu_soft_nearest(vec, n, E, rows, D, 1, near, cos);
-        for (int j = 0; j < n; j++)   /* an equal cosine keeps the lower id, the earlier chunk's */
-            if (at == 0 || cos[j] > top[j]) { top[j] = cos[j]; best[j] = at + near[j]; }
+        visit(E, rows, at, D, ctx);
     }
-    free(ids); free(near); free(E); free(cos); free(top);
+    free(ids);
+    free(E);
+    return rc;
+}
+
+typedef struct { const float *vec; int n; int32_t *best, *near; float *top, *cos; } nearest_ctx;
+static void nearest_visit(const float *E, int rows, int id0, int D, void *ctx) {
+    nearest_ctx *c = ctx;
+    mu_soft_nearest(c->vec, c->n, E, rows, D, 1, c->near, c->cos);
+    for (int j = 0; j < c->n; j++)   /* an equal cosine keeps the lower id, the earlier chunk's */
+        if (id0 == 0 || c->cos[j] > c->top[j]) { c->top[j] = c->cos[j]; c->best[j] = id0 + c->near[j]; }
+}
+
+int mu_soft_nearest_tokens(mu_model *m, const float *vec, int n, int32_t *best) {
+    nearest_ctx c = {vec, n, best, mu_xmalloc((size_t)n * sizeof(int32_t)), mu_xmalloc((size_t)n * sizeof(float)),
+                     mu_xmalloc((size_t)n * sizeof(float))};
+    int rc = each_row_chunk(m, nearest_visit, &c);
+    free(c.near); free(c.top); free(c.cos);
     return rc;
 }
 
@@ -186,19 +202,15 @@ void mu_soft_gcg_rank(const float *g, int n, const float *E, int rows, int id0, 
     free(s);
 }
 
+typedef struct { const float *g; int n; const unsigned char *allowed; int k; int32_t *ids; float *score; int *have; } rank_ctx;
+static void rank_visit(const float *E, int rows, int id0, int D, void *ctx) {
+    rank_ctx *c = ctx;
+    mu_soft_gcg_rank(c->g, c->n, E, rows, id0, D, c->allowed, c->k, c->ids, c->score, c->have);
+}
+
 int mu_soft_gcg_top_tokens(mu_model *m, const float *g, int n, const unsigned char *allowed, int k,
                            int32_t *ids, float *score, int *have) {
-    int V = mu_model_config(m)->vocab, D = mu_model_config(m)->d_model, rc = 0;
-    int32_t *chunk = mu_xmalloc(ROW_CHUNK * sizeof *chunk);
-    float *E = mu_xmalloc((size_t)ROW_CHUNK * D * sizeof *E);
     memset(have, 0, (size_t)n * sizeof *have);
-    for (int at = 0; at < V; at += ROW_CHUNK) {
-        int rows = V - at < ROW_CHUNK ? V - at : ROW_CHUNK;
-        for (int i = 0; i < rows; i++) chunk[i] = at + i;
-        if ((rc = mu_model_embedding_rows(m, chunk, rows, E))) break;
-        mu_soft_gcg_rank(g, n, E, rows, at, D, allowed, k, ids, score, have);
-    }
-    free(chunk);
-    free(E);
-    return rc;
+    rank_ctx c = {g, n, allowed, k, ids, score, have};
+    return each_row_chunk(m, rank_visit, &c);
 }

@@ -364,15 +364,13 @@ static void note_gcg_result(const cli_opts *o, mu_trainer *t) {
     const int32_t *ids = mu_trainer_gcg_ids(t);
     if (!ids) return;
     int n = o->t.soft_tokens;
-    char said[512] = "", err[512];
-    for (int j = 0, w = 0; j < n && w < (int)sizeof said - 16; j++)
-        w += snprintf(said + w, sizeof said - w, "%s%d", j ? " " : "", ids[j]);
+    char said[512], err[512];
     mu_tokenizer *tk = mu_tokenizer_load(o->ma.path, err, sizeof err);
     char *text = NULL;
     size_t len;
     if (tk && mu_tok_decode(tk, ids, (size_t)n, 0, &text, &len, err, sizeof err)) text = NULL;
     if (text) mu_trainer_note(t, "gcg_text", json_stringn(text, len));
-    mu_info("GCG: the slots hold the tokens %s%s%s%s%s", said, n > 32 ? " ..." : "", text ? " (\"" : "",
+    mu_info("GCG: the slots hold the tokens %s%s%s%s", mu_ids_text(ids, n, said, sizeof said), text ? " (\"" : "",
             text ? text : "", text ? "\")" : "");
     free(text);
     if (tk) mu_tokenizer_free(tk);
