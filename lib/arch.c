@@ -1,5 +1,5 @@
 /* arch.c — the parameter list of a config, in Hugging Face names: the Llama family's
- * layout (Llama, Mistral, Qwen, Gemma, OLMo-2) or GPT-NeoX's. */
+ * layout (Llama, Mistral, Qwen, Gemma, OLMo-2), GPT-NeoX's, GPT-2's or Phi's. */
 #include "arch.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +72,31 @@ static const arch_name gpt2_names[] = {
     {"final_norm", "transformer.ln_f.weight"},
     {"final_norm_bias", "transformer.ln_f.bias"},
     {"lm_head", "lm_head.weight"},
+    {NULL, NULL}
+};
+
+/* Phi (PhiForCausalLM): GPT-NeoX's LayerNorms and biases with separate q/k/v, one input norm
+ * for both parallel branches (no post-attention norm), a bias on lm_head */
+static const arch_name phi_names[] = {
+    {"embed", "model.embed_tokens.weight"},
+    {"attn_norm", "model.layers.%d.input_layernorm.weight"},
+    {"attn_norm_bias", "model.layers.%d.input_layernorm.bias"},
+    {"q", "model.layers.%d.self_attn.q_proj.weight"},
+    {"k", "model.layers.%d.self_attn.k_proj.weight"},
+    {"v", "model.layers.%d.self_attn.v_proj.weight"},
+    {"q_bias", "model.layers.%d.self_attn.q_proj.bias"},
+    {"k_bias", "model.layers.%d.self_attn.k_proj.bias"},
+    {"v_bias", "model.layers.%d.self_attn.v_proj.bias"},
+    {"o", "model.layers.%d.self_attn.dense.weight"},
+    {"o_bias", "model.layers.%d.self_attn.dense.bias"},
+    {"up", "model.layers.%d.mlp.fc1.weight"},
+    {"up_bias", "model.layers.%d.mlp.fc1.bias"},
+    {"down", "model.layers.%d.mlp.fc2.weight"},
+    {"down_bias", "model.layers.%d.mlp.fc2.bias"},
+    {"final_norm", "model.final_layernorm.weight"},
+    {"final_norm_bias", "model.final_layernorm.bias"},
+    {"lm_head", "lm_head.weight"},
+    {"lm_head_bias", "lm_head.bias"},
     {NULL, NULL}
 };
 
@@ -151,6 +176,41 @@ static int gpt_params(const mu_config *c, mu_param_info **out) {
     return n;
 }
 
+/* Phi's list: embed, per layer (attn_norm, attn_norm_bias, q [QD, D], k, v [KD, D], their
+ * biases, o [D, QD], o_bias, up [F, D], up_bias, down [D, F], down_bias), final_norm,
+ * final_norm_bias, lm_head (absent when tied), lm_head_bias. */
+static int phi_params(const mu_config *c, mu_param_info **out) {
+    mu_param_info *p = calloc((size_t)(5 + c->n_layer * 14), sizeof *p);
+    if (!p) return -1;
+    int n = 0;
+    int64_t D = c->d_model, F = c->d_ff, V = c->vocab;
+    int64_t QD = (int64_t)c->n_head * c->head_dim, KD = (int64_t)c->n_kv_head * c->head_dim;
+    const arch_name *t = phi_names;
+    table_add(t, p, &n, "embed", -1, 2, V, D);
+    for (int l = 0; l < c->n_layer; l++) {
+        table_add(t, p, &n, "attn_norm", l, 1, D, 0);
+        table_add(t, p, &n, "attn_norm_bias", l, 1, D, 0);
+        table_add(t, p, &n, "q", l, 2, QD, D);
+        table_add(t, p, &n, "k", l, 2, KD, D);
+        table_add(t, p, &n, "v", l, 2, KD, D);
+        table_add(t, p, &n, "q_bias", l, 1, QD, 0);
+        table_add(t, p, &n, "k_bias", l, 1, KD, 0);
+        table_add(t, p, &n, "v_bias", l, 1, KD, 0);
+        table_add(t, p, &n, "o", l, 2, D, QD);
+        table_add(t, p, &n, "o_bias", l, 1, D, 0);
+        table_add(t, p, &n, "up", l, 2, F, D);
+        table_add(t, p, &n, "up_bias", l, 1, F, 0);
+        table_add(t, p, &n, "down", l, 2, D, F);
+        table_add(t, p, &n, "down_bias", l, 1, D, 0);
+    }
+    table_add(t, p, &n, "final_norm", -1, 1, D, 0);
+    table_add(t, p, &n, "final_norm_bias", -1, 1, D, 0);
+    if (!c->tie_embeddings) table_add(t, p, &n, "lm_head", -1, 2, V, D);
+    table_add(t, p, &n, "lm_head_bias", -1, 1, V, 0);
+    *out = p;
+    return n;
+}
+
 /* The MLP's input norm: post_attention_layernorm, or with norms on both sides of the
  * blocks (Gemma-2, whose post_attention_layernorm is the attention output's)
  * pre_feedforward_layernorm. */
@@ -162,6 +222,12 @@ static void add_mlp_norm(mu_param_info *p, int *n, const mu_config *c, int l, in
 
 int mu_arch_params(const mu_config *c, mu_param_info **out) {
     if (strcmp(c->arch, "llama") || c->n_layer < 1) return -1;
+    if (c->shared_norm || c->head_bias) {   /* Phi's whole layout, or none */
+        int phi = c->shared_norm && c->head_bias && c->parallel_residual && c->layer_norm && c->plain_mlp &&
+                  !c->fused_qkv && c->qkv_bias && c->o_bias && c->mlp_bias && !c->learned_pos && !c->conv1d &&
+                  !c->post_norm && !c->qk_norm;
+        return phi ? phi_params(c, out) : -1;
+    }
     if (c->fused_qkv || c->layer_norm || c->plain_mlp || c->learned_pos || c->conv1d) {
         /* only GPT-NeoX's and GPT-2's whole layouts have names */
         if (!(c->fused_qkv && c->layer_norm && c->plain_mlp) || c->post_norm || c->qk_norm) return -1;

@@ -11,6 +11,9 @@
  * GPT-2 (names transformer.*): embed, pos_embed (wpe), then GPT-NeoX's roles per layer with
  * the projection weights stored [in, out] (Conv1D): qkv [D, 3 QD] (c_attn), o [QD, D], up
  * [D, F] (c_fc), down [F, D] (mlp.c_proj); the head tied unless tie_word_embeddings false.
+ * Phi (names model.*): per layer attn_norm, attn_norm_bias (input_layernorm, the input of both
+ * parallel branches), q, k, v, q_bias, k_bias, v_bias, o, o_bias (dense), up, up_bias (fc1),
+ * down, down_bias (fc2); final_norm, final_norm_bias (final_layernorm); lm_head, lm_head_bias.
  * Shapes are PyTorch's: Linear weight [out, in]. */
 #ifndef MU_ARCH_H
 #define MU_ARCH_H
@@ -26,7 +29,8 @@ typedef struct {
                                 "v_bias","o","mlp_norm","gate","up","down","final_norm","lm_head";
                                 GPT-NeoX: "qkv","qkv_bias","o_bias","up_bias","down_bias",
                                 "attn_norm_bias","mlp_norm_bias","final_norm_bias";
-                                GPT-2: those and "pos_embed" */
+                                GPT-2: those and "pos_embed"; Phi: GPT-NeoX's biases with
+                                q/k/v, no mlp_norm, and "lm_head_bias" */
 } mu_param_info;
 
 /* Returns the count (> 0) and a malloc'd array in *out (caller frees); -1 if the config's

@@ -27,21 +27,23 @@ void mu_config_init(mu_config *c) {
 /* The HF model types this loader maps onto the llama family engine. */
 static const struct {
     const char *model_type, *hf_arch;
-    int qkv_bias, gemma, olmo2, gemma2, gemma3, qwen3, neox, gpt2;
+    int qkv_bias, gemma, olmo2, gemma2, gemma3, qwen3, neox, gpt2, phi;
 } cfg_types[] = {
-    {"llama", "LlamaForCausalLM", 0, 0, 0, 0, 0, 0, 0, 0},
-    {"mistral", "MistralForCausalLM", 0, 0, 0, 0, 0, 0, 0, 0},
-    {"qwen2", "Qwen2ForCausalLM", 1, 0, 0, 0, 0, 0, 0, 0},
-    {"qwen3", "Qwen3ForCausalLM", 0, 0, 0, 0, 0, 1, 0, 0},
-    {"gemma", "GemmaForCausalLM", 0, 1, 0, 0, 0, 0, 0, 0},
-    {"olmo2", "Olmo2ForCausalLM", 0, 0, 1, 0, 0, 0, 0, 0},
-    {"gemma2", "Gemma2ForCausalLM", 0, 1, 0, 1, 0, 0, 0, 0},
-    {"gemma3_text", "Gemma3ForCausalLM", 0, 1, 0, 0, 1, 0, 0, 0},
-    {"gpt_neox", "GPTNeoXForCausalLM", 1, 0, 0, 0, 0, 0, 1, 0},
-    {"gpt2", "GPT2LMHeadModel", 1, 0, 0, 0, 0, 0, 0, 1},
+    {"llama", "LlamaForCausalLM", 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"mistral", "MistralForCausalLM", 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"qwen2", "Qwen2ForCausalLM", 1, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"qwen3", "Qwen3ForCausalLM", 0, 0, 0, 0, 0, 1, 0, 0, 0},
+    {"gemma", "GemmaForCausalLM", 0, 1, 0, 0, 0, 0, 0, 0, 0},
+    {"olmo2", "Olmo2ForCausalLM", 0, 0, 1, 0, 0, 0, 0, 0, 0},
+    {"gemma2", "Gemma2ForCausalLM", 0, 1, 0, 1, 0, 0, 0, 0, 0},
+    {"gemma3_text", "Gemma3ForCausalLM", 0, 1, 0, 0, 1, 0, 0, 0, 0},
+    {"gpt_neox", "GPTNeoXForCausalLM", 1, 0, 0, 0, 0, 0, 1, 0, 0},
+    {"gpt2", "GPT2LMHeadModel", 1, 0, 0, 0, 0, 0, 0, 1, 0},
+    {"phi", "PhiForCausalLM", 1, 0, 0, 0, 0, 0, 0, 0, 1},
 };
-#define SUPPORTED_TYPES "llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, olmo2, gpt_neox, gpt2"
+#define SUPPORTED_TYPES "llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, olmo2, gpt_neox, gpt2, phi"
 #define NEOX_ROTARY_PCT 0.25f    /* GPTNeoXConfig's default rotary_pct */
+#define PHI_ROTARY_PCT 0.5f      /* PhiConfig's default partial_rotary_factor */
 
 /* RoPE frequencies (HF _compute_default / _compute_llama3 / linear) */
 void mu_rope_inv_freq(const mu_config *c, float *inv_freq) {
@@ -100,7 +102,8 @@ static int cfg_type_index(const char *model_type) {
  * own base; OLMo-2's output and q/k norms; Qwen3's q/k norms per head; GPT-NeoX's LayerNorms,
  * plain GELU MLP, fused q/k/v, a quarter of each head rotating, parallel residual and biases
  * on every projection; GPT-2's LayerNorms, plain gelu_new MLP, fused q/k/v in blocks,
- * learned positions, Conv1D weights and tied head. */
+ * learned positions, Conv1D weights and tied head; Phi's as GPT-NeoX's with separate q/k/v,
+ * one input norm for both parallel branches, gelu_new and a bias on lm_head. */
 static void set_family(mu_config *c, int ti) {
     if (cfg_types[ti].gemma) {
         c->norm_plus_one = c->embed_scale = c->tie_embeddings = 1;
@@ -126,7 +129,7 @@ static void set_family(mu_config *c, int ti) {
         c->global_every = 6;
         c->rope_local_theta = 10000.0f;
     }
-    if (cfg_types[ti].neox || cfg_types[ti].gpt2) {
+    if (cfg_types[ti].neox || cfg_types[ti].gpt2 || cfg_types[ti].phi) {
         c->layer_norm = c->plain_mlp = 1;
         c->qkv_bias = c->o_bias = c->mlp_bias = 1;
         c->rms_eps = 1e-5f;
@@ -136,6 +139,10 @@ static void set_family(mu_config *c, int ti) {
     if (cfg_types[ti].gpt2) {
         c->fused_qkv = MU_QKV_BLOCKS;
         c->learned_pos = c->conv1d = c->tie_embeddings = 1;
+        strcpy(c->hidden_act, "gelu_new");
+    }
+    if (cfg_types[ti].phi) {
+        c->parallel_residual = c->shared_norm = c->head_bias = 1;
         strcpy(c->hidden_act, "gelu_new");
     }
 }
@@ -363,6 +370,25 @@ static int j_neox(jctx *j, json_t *root, mu_config *c) {
     return neox_rotary_dim(j, c, pct);
 }
 
+/* Phi's keys (PhiConfig; rope_parameters in newer transformers): layer_norm_eps,
+ * partial_rotary_factor; qk_layernorm (LayerNorms on q and k) is refused. Its head_dim is
+ * hidden_size / num_attention_heads (no head_dim key); num_key_value_heads may be fewer. */
+static int j_phi(jctx *j, json_t *root, mu_config *c) {
+    if (!cfg_types[cfg_type_index(c->model_type)].phi) return 0;
+    float pct = PHI_ROTARY_PCT;
+    int qk_layernorm = 0, kv = c->n_kv_head;
+    if (j_num(j, root, "layer_norm_eps", &c->rms_eps) || j_num(j, root, "partial_rotary_factor", &pct) ||
+        j_rope_parameters(j, root, c, &pct) || j_bool(j, root, "qk_layernorm", &qk_layernorm))
+        return -1;
+    if (qk_layernorm) {
+        mu_set_err(j->err, j->errlen, "%s: qk_layernorm true (LayerNorms on q and k) is not supported", j->name);
+        return -1;
+    }
+    if (heads_split_d_model(j, c, "hidden_size", "num_attention_heads")) return -1;
+    c->n_kv_head = kv;
+    return neox_rotary_dim(j, c, pct);
+}
+
 /* GPT-2's keys (GPT2Config: n_embd, n_layer, n_head, n_inner (null: 4 n_embd), n_positions,
  * activation_function, layer_norm_epsilon); read before the generic keys, which it lacks.
  * Refused: what changes the attention's math beyond the standard one. */
@@ -499,13 +525,14 @@ static int cfg_from_json(json_t *root, jctx *j, mu_config *c) {
         j_token_id(j, root, "bos_token_id", &c->bos_id) || j_token_id(j, root, "eos_token_id", &c->eos_id) ||
         j_token_id(j, root, "pad_token_id", &c->pad_id) ||
         j_str(j, root, "hidden_act", c->hidden_act, sizeof c->hidden_act) || j_rope_scaling(j, root, c) ||
-        j_gemma23(j, root, c) || j_qwen_window(j, root, c) || j_neox(j, root, c) ||
+        j_gemma23(j, root, c) || j_qwen_window(j, root, c) || j_neox(j, root, c) || j_phi(j, root, c) ||
         (cfg_types[ti].gpt2 && heads_split_d_model(j, c, "n_embd", "n_head")))
         return -1;
     float pct = 1;
-    if (!cfg_types[ti].neox && !cfg_types[ti].gpt2 && j_rope_parameters(j, root, c, &pct)) return -1;
+    int gpt = cfg_types[ti].neox || cfg_types[ti].gpt2 || cfg_types[ti].phi;   /* keys of their own */
+    if (!gpt && j_rope_parameters(j, root, c, &pct)) return -1;
     if (pct != 1) {
-        mu_set_err(j->err, j->errlen, "%s: partial_rotary_factor %g is supported for gpt_neox only", j->name,
+        mu_set_err(j->err, j->errlen, "%s: partial_rotary_factor %g is supported for gpt_neox and phi only", j->name,
                    (double)pct);
         return -1;
     }
@@ -514,8 +541,7 @@ static int cfg_from_json(json_t *root, jctx *j, mu_config *c) {
                     j_token_id(j, wrapper, "pad_token_id", &c->pad_id)))
         return -1;
     int mlp_bias = 0, attn_bias = 0;
-    if (!cfg_types[ti].neox && !cfg_types[ti].gpt2 &&
-        (j_bool(j, root, "mlp_bias", &mlp_bias) || j_bool(j, root, "attention_bias", &attn_bias)))
+    if (!gpt && (j_bool(j, root, "mlp_bias", &mlp_bias) || j_bool(j, root, "attention_bias", &attn_bias)))
         return -1;
     if (attn_bias && !c->qkv_bias) { /* Llama's attention_bias also biases o_proj */
         mu_set_err(j->err, j->errlen, "%s: attention_bias true (q/k/v/o biases) is not supported; q/k/v biases "
@@ -671,9 +697,9 @@ int mu_config_from_gguf(const mu_gguf *g, mu_config *c, char *err, size_t errlen
     memcpy(arch, s, n);
     arch[n] = 0;
     int ti = cfg_type_index(strcmp(arch, "gemma3") ? arch : "gemma3_text");   /* llama.cpp's name */
-    if (ti < 0 || cfg_types[ti].neox || cfg_types[ti].gpt2) {
+    if (ti < 0 || cfg_types[ti].neox || cfg_types[ti].gpt2 || cfg_types[ti].phi) {
         mu_set_err(err, errlen, "%s: architecture \"%s\" not supported in GGUF (llama, mistral, qwen2, qwen3, "
-                   "gemma, gemma2, gemma3, olmo2; GPT-NeoX and GPT-2 as Hugging Face directories)",
+                   "gemma, gemma2, gemma3, olmo2; GPT-NeoX, GPT-2 and Phi as Hugging Face directories)",
                    mu_gguf_path(g), arch);
         return -1;
     }
@@ -767,6 +793,12 @@ int mu_config_validate(const mu_config *c, char *err, size_t errlen) {
         mu_set_err(err, errlen, "fused q/k/v needs as many kv heads as heads (%d, %d)", c->n_kv_head, c->n_head);
         return -1;
     }
+    if ((c->shared_norm && (!c->parallel_residual || !c->layer_norm || c->fused_qkv)) ||
+        (c->head_bias && !c->shared_norm)) {
+        mu_set_err(err, errlen, "one input norm for both branches goes with a parallel residual, LayerNorm and "
+                   "separate q/k/v, and a bias on lm_head with it (Phi's layout)");
+        return -1;
+    }
     if (c->layer_norm && (c->post_norm || c->qk_norm || c->norm_plus_one)) {
         mu_set_err(err, errlen, "LayerNorm goes with neither norms after the blocks, q/k norms nor 1 + w norms");
         return -1;
@@ -833,16 +865,39 @@ static json_t *j_float(float f) {
 
 static json_t *j_id(int id) { return id < 0 ? json_null() : json_integer(id); }
 
-/* 1 when c has GPT-NeoX's and GPT-2's common layout (LayerNorms, a plain MLP with biases,
- * fused q/k/v, heads splitting d_model) and none of the Llama family's variants. */
-static int gpt_layout(const mu_config *c) {
-    return c->layer_norm && c->plain_mlp && c->fused_qkv && c->mlp_bias && !c->norm_plus_one &&
+/* 1 when c has GPT-NeoX's, GPT-2's and Phi's common layout (LayerNorms, a plain MLP with
+ * biases, heads splitting d_model) and none of the Llama family's variants; with phi 1
+ * Phi's (one input norm for both branches, a bias on lm_head), else neither of those. */
+static int gpt_layout(const mu_config *c, int phi) {
+    return c->layer_norm && c->plain_mlp && c->mlp_bias && c->shared_norm == phi && c->head_bias == phi &&
+           !c->norm_plus_one &&
            !c->embed_scale && !c->post_norm && !c->qk_norm && !c->sliding_window && !(c->attn_softcap > 0) &&
            !(c->final_softcap > 0) && !(c->query_scalar > 0) && !c->rope_scaling[0] &&
            c->head_dim * c->n_head == c->d_model;
 }
 
-/* The keys GPT-NeoX's and GPT-2's configs end with. */
+/* The keys GPT-NeoX's and Phi's configs begin with (the latter also has kv heads): a new object. */
+static json_t *rotary_gpt_head(const mu_config *c, const char *hf_arch, const char *model_type, int kv_heads) {
+    json_t *r = json_object();
+    json_object_set_new(r, "architectures", json_pack("[s]", hf_arch));
+    json_object_set_new(r, "model_type", json_string(model_type));
+    json_object_set_new(r, "hidden_size", json_integer(c->d_model));
+    json_object_set_new(r, "intermediate_size", json_integer(c->d_ff));
+    json_object_set_new(r, "num_hidden_layers", json_integer(c->n_layer));
+    json_object_set_new(r, "num_attention_heads", json_integer(c->n_head));
+    if (kv_heads) json_object_set_new(r, "num_key_value_heads", json_integer(c->n_kv_head));
+    json_object_set_new(r, "vocab_size", json_integer(c->vocab));
+    json_object_set_new(r, "max_position_embeddings", json_integer(c->max_pos));
+    json_object_set_new(r, "layer_norm_eps", j_float(c->rms_eps));
+    return r;
+}
+
+/* The share of each head that rotates (rotary_pct, partial_rotary_factor). */
+static double rotary_share(const mu_config *c) {
+    return (double)(c->rotary_dim > 0 ? c->rotary_dim : c->head_dim) / c->head_dim;
+}
+
+/* The keys GPT-NeoX's, GPT-2's and Phi's configs end with. */
 static void gpt_tail(json_t *r, const mu_config *c, const char *torch_dtype) {
     json_object_set_new(r, "tie_word_embeddings", json_boolean(c->tie_embeddings));
     json_object_set_new(r, "bos_token_id", j_id(c->bos_id));
@@ -855,26 +910,34 @@ static void gpt_tail(json_t *r, const mu_config *c, const char *torch_dtype) {
  * GPT-NeoX's (only use_parallel_residual, attention_bias and the sizes vary). */
 static json_t *neox_to_json(const mu_config *c, const char *torch_dtype, const char *path, char *err,
                             size_t errlen) {
-    if (!gpt_layout(c) || c->fused_qkv != MU_QKV_PER_HEAD || c->qkv_bias != c->o_bias || c->learned_pos ||
+    if (!gpt_layout(c, 0) || c->fused_qkv != MU_QKV_PER_HEAD || c->qkv_bias != c->o_bias || c->learned_pos ||
         c->conv1d) {
         mu_set_err(err, errlen, "%s: model_type gpt_neox does not match the config's layout", path);
         return NULL;
     }
-    int rd = c->rotary_dim > 0 ? c->rotary_dim : c->head_dim;
-    json_t *r = json_object();
-    json_object_set_new(r, "architectures", json_pack("[s]", "GPTNeoXForCausalLM"));
-    json_object_set_new(r, "model_type", json_string("gpt_neox"));
-    json_object_set_new(r, "hidden_size", json_integer(c->d_model));
-    json_object_set_new(r, "intermediate_size", json_integer(c->d_ff));
-    json_object_set_new(r, "num_hidden_layers", json_integer(c->n_layer));
-    json_object_set_new(r, "num_attention_heads", json_integer(c->n_head));
-    json_object_set_new(r, "vocab_size", json_integer(c->vocab));
-    json_object_set_new(r, "max_position_embeddings", json_integer(c->max_pos));
-    json_object_set_new(r, "layer_norm_eps", j_float(c->rms_eps));
-    json_object_set_new(r, "rotary_pct", json_real((double)rd / c->head_dim));
+    json_t *r = rotary_gpt_head(c, "GPTNeoXForCausalLM", "gpt_neox", 0);
+    json_object_set_new(r, "rotary_pct", json_real(rotary_share(c)));
     json_object_set_new(r, "rotary_emb_base", j_float(c->rope_theta));
     json_object_set_new(r, "use_parallel_residual", json_boolean(c->parallel_residual));
     json_object_set_new(r, "attention_bias", json_boolean(c->qkv_bias));
+    json_object_set_new(r, "hidden_act", json_string(c->hidden_act));
+    gpt_tail(r, c, torch_dtype);
+    return r;
+}
+
+/* A Phi config as PhiConfig writes it; NULL + "name: what" when the layout is not Phi's (only
+ * the sizes, kv heads, the rotating dims, eps, the activation and the tied head vary). */
+static json_t *phi_to_json(const mu_config *c, const char *torch_dtype, const char *path, char *err,
+                           size_t errlen) {
+    if (!gpt_layout(c, 1) || c->fused_qkv || !c->parallel_residual || !c->qkv_bias || !c->o_bias ||
+        c->learned_pos || c->conv1d) {
+        mu_set_err(err, errlen, "%s: model_type phi does not match the config's layout", path);
+        return NULL;
+    }
+    json_t *r = rotary_gpt_head(c, "PhiForCausalLM", "phi", 1);
+    json_object_set_new(r, "partial_rotary_factor", json_real(rotary_share(c)));
+    json_object_set_new(r, "rope_theta", j_float(c->rope_theta));
+    json_object_set_new(r, "qk_layernorm", json_false());
     json_object_set_new(r, "hidden_act", json_string(c->hidden_act));
     gpt_tail(r, c, torch_dtype);
     return r;
@@ -884,7 +947,7 @@ static json_t *neox_to_json(const mu_config *c, const char *torch_dtype, const c
  * (only the sizes, the activation, eps and the tied head vary). */
 static json_t *gpt2_to_json(const mu_config *c, const char *torch_dtype, const char *path, char *err,
                             size_t errlen) {
-    if (!gpt_layout(c) || c->fused_qkv != MU_QKV_BLOCKS || !c->learned_pos || !c->conv1d || !c->qkv_bias ||
+    if (!gpt_layout(c, 0) || c->fused_qkv != MU_QKV_BLOCKS || !c->learned_pos || !c->conv1d || !c->qkv_bias ||
         !c->o_bias || c->parallel_residual || c->rotary_dim) {
         mu_set_err(err, errlen, "%s: model_type gpt2 does not match the config's layout", path);
         return NULL;
@@ -914,13 +977,15 @@ static json_t *config_to_json(const mu_config *c, const char *torch_dtype, const
     }
     int ti = cfg_type_index(c->model_type);
     if (ti < 0) ti = 0;
-    if (c->qkv_bias && !c->fused_qkv) ti = cfg_type_index("qwen2");  /* q/k/v biases without o bias */
+    if (c->qkv_bias && !c->fused_qkv && !c->shared_norm) ti = cfg_type_index("qwen2");  /* q/k/v biases alone */
     if (cfg_types[ti].neox) return neox_to_json(c, torch_dtype, path, err, errlen);
     if (cfg_types[ti].gpt2) return gpt2_to_json(c, torch_dtype, path, err, errlen);
+    if (cfg_types[ti].phi) return phi_to_json(c, torch_dtype, path, err, errlen);
     if (c->layer_norm || c->plain_mlp || c->fused_qkv || c->parallel_residual || c->o_bias || c->mlp_bias ||
-        c->rotary_dim || c->learned_pos || c->conv1d) {
-        mu_set_err(err, errlen, "%s: model_type %s has no GPT-NeoX or GPT-2 layout (LayerNorm, plain MLP, fused "
-                   "q/k/v, partial rotary, parallel residual, o or MLP biases, learned positions, Conv1D)", path,
+        c->rotary_dim || c->learned_pos || c->conv1d || c->shared_norm || c->head_bias) {
+        mu_set_err(err, errlen, "%s: model_type %s has no GPT-NeoX, GPT-2 or Phi layout (LayerNorm, plain MLP, "
+                   "fused q/k/v, partial rotary, parallel residual, o, MLP or lm_head biases, learned positions, "
+                   "Conv1D)", path,
                    cfg_types[ti].model_type);
         return NULL;
     }

@@ -73,6 +73,11 @@ typedef struct {
     int parallel_residual;   /* use_parallel_residual: x + attn(norm1 x) + mlp(norm2 x) */
     int o_bias;              /* the attention output projection has a bias (attention_bias) */
     int mlp_bias;            /* the MLP's up and down projections have biases */
+    /* Phi (phi-1, phi-1.5, phi-2), model_type phi: GPT-NeoX's LayerNorms, plain MLP, partial
+     * rotary and biases, with separate q/k/v projections and: */
+    int shared_norm;         /* with parallel_residual: one input norm for both branches,
+                                x + attn(norm x) + mlp(norm x) */
+    int head_bias;           /* lm_head has a bias [vocab] */
     char tensor_prefix[24];  /* the checkpoint's tensor names carry it: "language_model." in
                                 Gemma-3's multimodal checkpoints (model_type gemma3,
                                 Gemma3ForConditionalGeneration), whose text model mu runs

@@ -37,9 +37,10 @@ int mu_mask_unit_axis(const char *name, mu_granularity g) {
     if (g == MU_GRAN_ELEMENT || g == MU_GRAN_MATRIX) return -1;
     if (mu_str_ends_with(name, "down_proj.weight") || mu_str_ends_with(name, "o_proj.weight") ||
         mu_str_ends_with(name, "mlp.dense_4h_to_h.weight") || mu_str_ends_with(name, "attention.dense.weight") ||
-        mu_str_ends_with(name, "attn.c_attn.weight") || mu_str_ends_with(name, "mlp.c_fc.weight"))
-        return 1;   /* GPT-NeoX's down and o; GPT-2's Conv1D [in, out] c_attn and c_fc (its down and o,
-                       mlp.c_proj and attn.c_proj, hold their value vectors and heads in rows) */
+        mu_str_ends_with(name, "attn.c_attn.weight") || mu_str_ends_with(name, "mlp.c_fc.weight") ||
+        mu_str_ends_with(name, "mlp.fc2.weight") || mu_str_ends_with(name, "self_attn.dense.weight"))
+        return 1;   /* GPT-NeoX's and Phi's down and o; GPT-2's Conv1D [in, out] c_attn and c_fc (its down
+                       and o, mlp.c_proj and attn.c_proj, hold their value vectors and heads in rows) */
     return 0;
 }
 
@@ -204,7 +205,7 @@ bad:
 
 /* GPT-NeoX's tensors: qkv (attn, attn.qkv), o_bias (attn), up_bias (mlp, mlp.up),
  * down_bias (mlp; not mlp.down, whose units are the value vectors), the LayerNorms' biases
- * (norms, final_norm). */
+ * (norms, final_norm); Phi's lm_head_bias (lm_head). */
 #define GROUP_ROLES 12
 typedef struct { const char *group; const char *roles[GROUP_ROLES]; int layered; } spec_group;
 static const spec_group GROUPS[] = {
@@ -216,7 +217,7 @@ static const spec_group GROUPS[] = {
     {"norms", {"attn_norm", "mlp_norm", "q_norm", "k_norm", "attn_post_norm", "mlp_post_norm",
                "attn_norm_bias", "mlp_norm_bias"}, 1},
     {"layers", {"*"}, 1},
-    {"embed", {"embed"}, 0}, {"lm_head", {"lm_head"}, 0},
+    {"embed", {"embed"}, 0}, {"lm_head", {"lm_head", "lm_head_bias"}, 0},
     {"final_norm", {"final_norm", "final_norm_bias"}, 0},
     {"all", {"*"}, 0},
 };

@@ -60,6 +60,7 @@ struct mu_model {
     int embed, final_norm, lm_head;   /* lm_head == embed when tied */
     int pos_embed;                    /* GPT-2's learned positions (wpe), or -1 */
     int final_bias;                   /* the final LayerNorm's bias, or -1 */
+    int head_bias;                    /* lm_head's bias (Phi), or -1 */
     float *inv_freq;                  /* host [hd/2] */
     float *inv_freq_local;            /* host [hd/2]: the sliding layers' (rope_local_theta), or NULL */
     int D, H, Hkv, hd, F, V, NL, qd, kd;
@@ -290,7 +291,7 @@ static void map_roles(mu_model *m)
     for (int L = 0; L < m->NL; L++)
         m->lp[L] = (layer_params){ -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
                                    -1, -1, -1, -1, -1, -1, -1 };
-    m->embed = m->final_norm = m->lm_head = m->final_bias = m->pos_embed = -1;
+    m->embed = m->final_norm = m->lm_head = m->final_bias = m->pos_embed = m->head_bias = -1;
     for (int i = 0; i < m->n_params; i++) {
         const mu_param_info *pi = &m->p[i].info;
         layer_params *l = pi->layer >= 0 && pi->layer < m->NL ? &m->lp[pi->layer] : NULL;
@@ -299,6 +300,7 @@ static void map_roles(mu_model *m)
         else if (role_is(pi, "lm_head")) m->lm_head = i;
         else if (role_is(pi, "final_norm_bias")) m->final_bias = i;
         else if (role_is(pi, "pos_embed")) m->pos_embed = i;
+        else if (role_is(pi, "lm_head_bias")) m->head_bias = i;
         else if (!l) continue;
         else if (role_is(pi, "attn_norm")) l->attn_norm = i;
         else if (role_is(pi, "q")) l->q = i;
@@ -325,12 +327,16 @@ static void map_roles(mu_model *m)
         else if (role_is(pi, "down_bias")) l->db = i;
     }
     if (m->lm_head < 0) m->lm_head = m->embed;     /* tied */
+    for (int L = 0; m->cfg.shared_norm && L < m->NL; L++) {   /* Phi: the MLP reads the attention's norm */
+        m->lp[L].mlp_norm = m->lp[L].attn_norm;
+        m->lp[L].mnb = m->lp[L].anb;
+    }
 }
 
 static int check_roles(const mu_model *m, char *err, size_t errlen)
 {
     if (m->embed < 0 || m->final_norm < 0 || m->lm_head < 0 || (m->cfg.layer_norm && m->final_bias < 0) ||
-        (m->cfg.learned_pos && m->pos_embed < 0)) {
+        (m->cfg.learned_pos && m->pos_embed < 0) || (m->cfg.head_bias && m->head_bias < 0)) {
         snprintf(err, errlen, "model: parameter list lacks embed/final_norm/lm_head");
         return -1;
     }
@@ -1283,10 +1289,13 @@ static int layer_forward(mu_model *m, int L, const mu_fwd_opts *o, char *err, si
     return 0;
 }
 
-/* Y[n] = the soft-capped logits (Gemma-2's final_logit_softcapping), in place. */
-static void logits_softcap(const mu_model *m, float *Y, size_t n)
+/* Y[rows, V] = lm_head's output X[rows, D] . W^T, with its bias (Phi) and soft-capped
+ * (Gemma-2's final_logit_softcapping). */
+static void logits_forward(const mu_model *m, float *Y, const float *X, int rows)
 {
-    if (m->cfg.final_softcap > 0 && n > 0) m->be->softcap(Y, n, m->cfg.final_softcap);
+    linear(m, Y, X, m->lm_head, rows, m->D, m->V, 0);
+    if (m->head_bias >= 0) m->be->bias_add(Y, W(m, m->head_bias), rows, m->V);
+    if (m->cfg.final_softcap > 0 && rows > 0) m->be->softcap(Y, (size_t)rows * m->V, m->cfg.final_softcap);
 }
 
 /* Final norm and lm_head (soft-capped); with last_only only each row's last valid token. */
@@ -1298,14 +1307,12 @@ static int head_forward(mu_model *m, const mu_fwd_opts *o, char *err, size_t err
     if (m->sel) {                     /* rows[n_sel, D] = hf[lrows]; kept for backward */
         if (m->n_sel > 0) {
             be->embed(m->rows, m->hf, m->lrows, m->n_sel, D);
-            linear(m, m->logits, m->rows, m->lm_head, m->n_sel, D, V, 0);
-            logits_softcap(m, m->logits, (size_t)m->n_sel * V);
+            logits_forward(m, m->logits, m->rows, m->n_sel);
         }
         return 0;
     }
     if (!m->last_only) {
-        linear(m, m->logits, m->hf, m->lm_head, N, D, V, 0);
-        logits_softcap(m, m->logits, (size_t)N * V);
+        logits_forward(m, m->logits, m->hf, N);
         HOOK(MU_SITE_LOGITS, m->logits, V);
         return 0;
     }
@@ -1314,8 +1321,7 @@ static int head_forward(mu_model *m, const mu_fwd_opts *o, char *err, size_t err
         if (m->lens[b] > 0)
             be->copy(m->rows + (size_t)b * D, m->hf + ((size_t)b * m->T + m->lens[b] - 1) * D,
                      fsz(D));
-    linear(m, m->logits, m->rows, m->lm_head, m->B, D, V, 0);
-    logits_softcap(m, m->logits, (size_t)m->B * V);
+    logits_forward(m, m->logits, m->rows, m->B);
     if (run_hooks(m, o->hooks, o->n_hooks, MU_SITE_LOGITS, -1, 0, m->logits, m->B, 1, V, err,
                   errlen))
         return -1;
@@ -1544,7 +1550,7 @@ static int lowest_needed(const mu_model *m, const mu_hook *hooks, int n, int top
         int d;
         if (i == m->embed || i == m->pos_embed) d = DEPTH_EMBED;
         else if (i == m->final_norm || i == m->final_bias) d = top;
-        else if (i == m->lm_head) d = top + 1;
+        else if (i == m->lm_head || i == m->head_bias) d = top + 1;
         else d = m->p[i].info.layer < m->layers_run ?
                  depth(m->p[i].info.layer, param_stage(m->p[i].info.role)) : INT_MAX;
         if (d < low) low = d;
@@ -1766,6 +1772,7 @@ static int head_backward(mu_model *m, const float *dlogits, int on_backend, int 
         return -1;
     }
     if (!m->sel) linear_bwd(m, low < top + 1 ? m->dh : NULL, m->lm_head, dl, m->hf, N, D, V, 0);
+    bias_bwd(m, m->head_bias, dl, mu_model_logit_rows(m), V);
     if (low >= top + 1) return 1;
     norm_bwd(m, m->final_norm, m->final_bias, m->dx, m->acts[m->NL].x, m->meanf, m->rstdf, N);
     return low < top ? 0 : 1;

@@ -996,7 +996,7 @@ TEST(cuda_model_random_gemma_olmo2_logits_grads_vs_cpu)
     }
 }
 
-/* A random GPT-NeoX or GPT-2 config: 4 heads splitting d_model, as both have. */
+/* A random GPT-NeoX, GPT-2 or Phi config: 4 heads splitting d_model, as they have. */
 static mu_config random_gpt(const char *type)
 {
     mu_config c = random_llama();
@@ -1044,6 +1044,20 @@ TEST(cuda_model_random_gpt2_logits_grads_vs_cpu)
     config_vs_cpu(&c, MU_WEIGHTS_F32, 31, 1e-9, 1e-7);
     c.tie_embeddings = 1;
     config_vs_cpu(&c, MU_WEIGHTS_BF16, 32, 1e-6, 3e-5);
+}
+
+/* Phi on both backends: one LayerNorm feeding both parallel branches (its gradient from both),
+ * separate q/k/v over 2 kv heads, half of each head rotating, a bias on lm_head; untied in
+ * f32, then tied with bf16 weights. */
+TEST(cuda_model_random_phi_logits_grads_vs_cpu)
+{
+    mu_config c = random_gpt("phi");
+    c.n_kv_head = 2;
+    c.rotary_dim = c.head_dim / 2;
+    c.tie_embeddings = 0;
+    config_vs_cpu(&c, MU_WEIGHTS_F32, 41, 1e-9, 1e-7);
+    c.tie_embeddings = 1;
+    config_vs_cpu(&c, MU_WEIGHTS_BF16, 42, 1e-6, 3e-5);
 }
 
 /* Adapters of rank 3 (scale 0.7) with the same random A and B on every layer matrix of mc

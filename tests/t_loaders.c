@@ -765,6 +765,18 @@ static int cfg_from(const char *json, mu_config *c, char *err, size_t n) {
     return mu_config_from_json_str(json, strlen(json), "cfg.json", c, err, n);
 }
 
+/* A config text that must be refused with a line "cfg.json: ..." holding needle. */
+typedef struct { const char *json, *needle; } refused_cfg;
+static void refuses_each(const refused_cfg *bad, size_t n) {
+    mu_config c;
+    char err[512];
+    for (size_t i = 0; i < n; i++) {
+        err[0] = 0;
+        CHECK_MSG(cfg_from(bad[i].json, &c, err, sizeof err) == -1 && strstr(err, bad[i].needle) &&
+                  !strncmp(err, "cfg.json: ", 10), "case %zu: %s", i, err);
+    }
+}
+
 TEST(config_parse_variants) {
     mu_config c;
     char err[512];
@@ -815,7 +827,7 @@ TEST(config_parse_variants) {
     CHECK(mu_arch_block(&pl[pa]) == 0 && mu_arch_block(&pl[pf]) == 1 && mu_arch_block(&pl[kn]) == 0);
     CHECK(mu_arch_is_norm(&pl[qn]) && mu_arch_is_norm(&pl[pf]) && mu_arch_stored_offset(&c, &pl[pf]) == 0);
     free(pl);
-    struct { const char *json, *needle; } bad[] = {
+    const refused_cfg bad[] = {
         {"{\"model_type\":\"bloom\"}", "not supported"},
         {"{\"model_type\":\"llama\",\"hidden_size\":64}", "missing"},
         {"{\"hidden_size\":\"64\"}", "not an integer"},
@@ -919,7 +931,7 @@ TEST(config_gpt_neox_and_rope_parameters) {
     CHECK_MSG(!cfg_from(g3, &c, err, sizeof err), "%s", err);
     CHECK(!strcmp(c.rope_scaling, "linear") && c.rope_factor == 8 && c.rope_theta == 1e6f &&
           c.rope_local_theta == 10000.0f);
-    struct { const char *json, *needle; } bad[] = {
+    const refused_cfg bad[] = {
         {"{\"model_type\":\"gpt_neox\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":1,"
          "\"num_attention_heads\":4,\"vocab_size\":300,\"rotary_pct\":0.2}", "not an even number of dims"},
         {"{\"model_type\":\"gpt_neox\",\"hidden_size\":66,\"intermediate_size\":128,\"num_hidden_layers\":1,"
@@ -928,17 +940,13 @@ TEST(config_gpt_neox_and_rope_parameters) {
          "\"num_attention_heads\":4,\"vocab_size\":300,\"use_parallel_residual\":1}", "is not true/false"},
         {"{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":1,"
          "\"num_attention_heads\":4,\"vocab_size\":300,\"rope_parameters\":{\"partial_rotary_factor\":0.5}}",
-         "gpt_neox only"},
+         "gpt_neox and phi only"},
         {"{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":1,"
          "\"num_attention_heads\":4,\"vocab_size\":300,\"rope_parameters\":[1]}", "\"rope_parameters\" is not"},
         {"{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":1,"
          "\"num_attention_heads\":4,\"vocab_size\":300,\"rope_parameters\":{\"rope_type\":\"yarn\"}}", "yarn"},
     };
-    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        err[0] = 0;
-        CHECK_MSG(cfg_from(bad[i].json, &c, err, sizeof err) == -1 && strstr(err, bad[i].needle) &&
-                  !strncmp(err, "cfg.json: ", 10), "case %zu: %s", i, err);
-    }
+    refuses_each(bad, sizeof bad / sizeof *bad);
 }
 
 /* GPT-2: the hub's gpt2 config.json (GPT2Config keys), its parameter list (124M, tied) and
@@ -998,7 +1006,7 @@ TEST(config_gpt2) {
     CHECK_MSG(!mu_config_write_json(&c, p, err, sizeof err), "%s", err);
     CHECK_MSG(!mu_config_from_json_file(p, &d, err, sizeof err), "%s", err);
     CHECK(!memcmp(&c, &d, sizeof c));
-    struct { const char *json, *needle; } bad[] = {
+    const refused_cfg bad[] = {
         {"{\"model_type\":\"gpt2\",\"n_embd\":64,\"n_layer\":1,\"n_head\":4,\"vocab_size\":300,"
          "\"scale_attn_by_inverse_layer_idx\":true}", "scale_attn_by_inverse_layer_idx"},
         {"{\"model_type\":\"gpt2\",\"n_embd\":64,\"n_layer\":1,\"n_head\":4,\"vocab_size\":300,"
@@ -1009,11 +1017,70 @@ TEST(config_gpt2) {
         {"{\"model_type\":\"gpt2\",\"n_embd\":64,\"n_head\":4,\"vocab_size\":300}", "missing"},
         {"{\"model_type\":\"gpt2\",\"n_embd\":\"64\",\"n_layer\":1,\"n_head\":4,\"vocab_size\":300}", "\"n_embd\" is not an integer"},
     };
-    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        err[0] = 0;
-        CHECK_MSG(cfg_from(bad[i].json, &c, err, sizeof err) == -1 && strstr(err, bad[i].needle) &&
-                  !strncmp(err, "cfg.json: ", 10), "case %zu: %s", i, err);
-    }
+    refuses_each(bad, sizeof bad / sizeof *bad);
+}
+
+/* Phi: microsoft/phi-1_5's config.json (transformers 4 keys; TOFU's Phi-1.5), its parameter
+ * list (1,418,270,720 parameters) and units; written back and read again; what is refused. */
+TEST(config_phi) {
+    mu_config c, d;
+    char err[512];
+    const char *phi15 = "{\"architectures\":[\"PhiForCausalLM\"],\"attention_dropout\":0.0,"
+        "\"bos_token_id\":null,\"embd_pdrop\":0.0,\"eos_token_id\":null,\"hidden_act\":\"gelu_new\","
+        "\"hidden_size\":2048,\"initializer_range\":0.02,\"intermediate_size\":8192,\"layer_norm_eps\":1e-05,"
+        "\"max_position_embeddings\":2048,\"model_type\":\"phi\",\"num_attention_heads\":32,"
+        "\"num_hidden_layers\":24,\"num_key_value_heads\":null,\"partial_rotary_factor\":0.5,"
+        "\"qk_layernorm\":false,\"resid_pdrop\":0.0,\"rope_scaling\":null,\"rope_theta\":10000.0,"
+        "\"tie_word_embeddings\":false,\"torch_dtype\":\"float16\",\"transformers_version\":\"4.37.0\","
+        "\"use_cache\":true,\"vocab_size\":51200}";
+    CHECK_MSG(!cfg_from(phi15, &c, err, sizeof err), "%s", err);
+    CHECK(c.n_layer == 24 && c.d_model == 2048 && c.n_head == 32 && c.n_kv_head == 32 && c.head_dim == 64 &&
+          c.rotary_dim == 32 && c.layer_norm && c.plain_mlp && !c.fused_qkv && c.parallel_residual &&
+          c.shared_norm && c.head_bias && c.qkv_bias && c.o_bias && c.mlp_bias && !c.tie_embeddings &&
+          c.rms_eps == 1e-5f && c.bos_id == -1 && !strcmp(c.hidden_act, "gelu_new"));
+    mu_param_info *pl;
+    int np = mu_arch_params(&c, &pl);
+    CHECK_EQ_INT(np, 1 + 24 * 14 + 4);   /* embed, 14 per layer, final norm and bias, lm_head and bias */
+    CHECK_EQ_INT(mu_arch_numel(pl, np), 1418270720);          /* Phi-1.5 */
+    int fc1 = mu_arch_find(pl, np, "model.layers.7.mlp.fc1.weight");
+    int fc2 = mu_arch_find(pl, np, "model.layers.7.mlp.fc2.weight");
+    int dense = mu_arch_find(pl, np, "model.layers.7.self_attn.dense.weight");
+    int norm = mu_arch_find(pl, np, "model.layers.7.input_layernorm.weight");
+    CHECK(fc1 >= 0 && !strcmp(pl[fc1].role, "up") && pl[fc1].shape[0] == 8192 && mu_arch_block(&pl[fc1]) == 1);
+    CHECK(fc2 >= 0 && !strcmp(pl[fc2].role, "down") && pl[fc2].shape[1] == 8192);
+    CHECK(dense >= 0 && !strcmp(pl[dense].role, "o") && mu_arch_block(&pl[dense]) == 0);
+    CHECK(norm >= 0 && mu_arch_is_norm(&pl[norm]) && mu_arch_find(pl, np, "model.layers.7.post_attention_layernorm.weight") < 0);
+    CHECK(mu_arch_find(pl, np, "lm_head.bias") == np - 1 && !strcmp(pl[np - 1].role, "lm_head_bias") &&
+          pl[np - 1].shape[0] == 51200 && mu_arch_find(pl, np, "model.final_layernorm.bias") >= 0);
+    /* value vectors: fc2's columns and fc1's rows; heads: dense's column blocks */
+    CHECK(mu_mask_unit_axis(pl[fc2].name, MU_GRAN_NEURON) == 1 && mu_mask_unit_axis(pl[fc1].name, MU_GRAN_NEURON) == 0);
+    CHECK(mu_mask_units_for(pl[fc2].name, 2, pl[fc2].shape, MU_GRAN_NEURON, 0) == 8192);
+    CHECK(mu_mask_units_for(pl[dense].name, 2, pl[dense].shape, MU_GRAN_HEAD, 64) == 32 &&
+          mu_mask_unit_axis(pl[dense].name, MU_GRAN_HEAD) == 1);
+    mu_cands cand;                       /* lm_head's group holds its bias */
+    CHECK_MSG(!mu_cands_from_model(&c, "lm_head", MU_GRAN_MATRIX, &cand, err, sizeof err), "%s", err);
+    CHECK(cand.m.n == 2 && !strcmp(cand.m.t[1].name, "lm_head.bias"));
+    mu_cands_free(&cand);
+    free(pl);
+    const char *p = path_in(mu_test_tmpdir(), "phi.json");
+    CHECK_MSG(!mu_config_write_json(&c, p, err, sizeof err), "%s", err);
+    CHECK_MSG(!mu_config_from_json_file(p, &d, err, sizeof err), "%s", err);
+    CHECK(!memcmp(&c, &d, sizeof c));
+    c.head_bias = 0;                     /* no Phi layout: not written as one */
+    CHECK_MSG(mu_config_write_json(&c, p, err, sizeof err) == -1 && strstr(err, "phi does not match"), "%s", err);
+    const refused_cfg bad[] = {
+        {"{\"model_type\":\"phi\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":1,"
+         "\"num_attention_heads\":4,\"vocab_size\":300,\"qk_layernorm\":true}", "qk_layernorm"},
+        {"{\"model_type\":\"phi\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":1,"
+         "\"num_attention_heads\":4,\"vocab_size\":300,\"partial_rotary_factor\":0.2}", "not an even number of dims"},
+        {"{\"model_type\":\"phi\",\"hidden_size\":66,\"intermediate_size\":128,\"num_hidden_layers\":1,"
+         "\"num_attention_heads\":4,\"vocab_size\":300}", "not a multiple of num_attention_heads"},
+        {"{\"model_type\":\"phi\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":1,"
+         "\"num_attention_heads\":4,\"vocab_size\":300,\"num_key_value_heads\":3}", "kv"},
+        {"{\"model_type\":\"phi\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":1,"
+         "\"num_attention_heads\":4,\"vocab_size\":300,\"hidden_act\":\"relu\"}", "hidden_act \"relu\""},
+    };
+    refuses_each(bad, sizeof bad / sizeof *bad);
 }
 
 TEST(config_write_read_roundtrip) {

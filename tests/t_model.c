@@ -1237,6 +1237,40 @@ TEST(model_parity_gpt2_untied_bare_names_with_hf_transformers)
 TEST(model_gpt2_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_gpt2"); }
 TEST(model_gpt2_untied_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_gpt2_untied"); }
 
+/* The config of tests/golden/SUB, parsed as the model loader parses it (a failed CHECK when it
+ * is refused). */
+static mu_config parity_config(const char *sub)
+{
+    char path[1200], err[512];
+    mu_config c;
+    snprintf(path, sizeof path, "%s/tests/golden/%s/config.json", mu_test_root(), sub);
+    CHECK_MSG(mu_config_from_json_file(path, &c, err, sizeof err) == 0, "%s", err);
+    return c;
+}
+
+/* Phi (tests/gen/gen_phi_parity.py, transformers 5.25): LayerNorms with biases, one input
+ * norm for the parallel attention and MLP, separate q/k/v with biases, half of each head
+ * rotating, gelu_new, dense and fc1/fc2 biases, an untied lm_head with a bias;
+ * parity_phi_gqa: 2 kv heads for 4, three quarters rotating (base 500), gelu's erf form, and
+ * lm_head tied to the embedding with a bias of its own. */
+TEST(model_parity_phi_with_hf_transformers)
+{
+    check_hf_parity("parity_phi");
+    mu_config c = parity_config("parity_phi");
+    CHECK(c.layer_norm && c.plain_mlp && !c.fused_qkv && c.parallel_residual && c.shared_norm && c.head_bias &&
+          c.qkv_bias && c.o_bias && c.mlp_bias && c.head_dim == 8 && c.rotary_dim == 4 && c.n_kv_head == 4 &&
+          !c.tie_embeddings && c.rope_theta == 10000.0f && !strcmp(c.hidden_act, "gelu_new"));
+}
+TEST(model_parity_phi_gqa_tied_with_hf_transformers)
+{
+    check_hf_parity("parity_phi_gqa");
+    mu_config c = parity_config("parity_phi_gqa");
+    CHECK(c.n_kv_head == 2 && c.rotary_dim == 6 && c.tie_embeddings && c.head_bias && c.rope_theta == 500.0f &&
+          !strcmp(c.hidden_act, "gelu"));
+}
+TEST(model_phi_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_phi"); }
+TEST(model_phi_gqa_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_phi_gqa"); }
+
 /* Positions past GPT-2's n_positions have no embedding: refused, not read out of bounds. */
 TEST(model_gpt2_positions_past_n_positions_refused)
 {

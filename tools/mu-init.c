@@ -49,6 +49,10 @@ static const char usage[] =
     "                        positions, LayerNorms with biases, Conv1D weights stored\n"
     "                        [in, out], fused c_attn, gelu_new MLP, biases everywhere,\n"
     "                        tied head; head dim d-model/heads, --max-pos positions)\n"
+    "                        or phi (phi-1.5, phi-2: gpt_neox's LayerNorms, biases and\n"
+    "                        parallel residual with one input norm for both branches,\n"
+    "                        separate q/k/v, half of each head rotating, gelu_new MLP,\n"
+    "                        a bias on lm_head; head dim d-model/heads)\n"
     "      --std X           standard deviation of the normal init (default 0.02)\n"
     "      --seed N          random seed (default 1)\n"
     "      --dtype T         stored dtype: f32 (default), bf16, f16\n"
@@ -126,10 +130,10 @@ static void parse_args(int argc, char **argv, init_opts *o) {
         case O_ARCH:
             if ((strcmp(optarg, "llama") && strcmp(optarg, "gemma") && strcmp(optarg, "gemma2") &&
                  strcmp(optarg, "gemma3_text") && strcmp(optarg, "olmo2") && strcmp(optarg, "qwen3") &&
-                 strcmp(optarg, "gpt_neox") && strcmp(optarg, "gpt2")) ||
+                 strcmp(optarg, "gpt_neox") && strcmp(optarg, "gpt2") && strcmp(optarg, "phi")) ||
                 mu_config_set_model_type(c, optarg))
-                mu_usage_error("--arch: '%s' is not llama, gemma, gemma2, gemma3_text, olmo2, qwen3, gpt_neox "
-                               "or gpt2", optarg);
+                mu_usage_error("--arch: '%s' is not llama, gemma, gemma2, gemma3_text, olmo2, qwen3, gpt_neox, "
+                               "gpt2 or phi", optarg);
             break;
         default: mu_usage_error("unexpected option (see --help)");
         }
@@ -151,9 +155,14 @@ static void parse_args(int argc, char **argv, init_opts *o) {
             mu_usage_error("--arch gpt_neox needs --head-dim = d-model/heads, a multiple of 8 (%d)", c->head_dim);
         if (c->rotary_dim == c->head_dim) c->rotary_dim = 0;
     }
-    if (c->qkv_bias && !c->fused_qkv && strcmp(c->model_type, "llama"))
+    if (c->shared_norm) {                    /* Phi: partial_rotary_factor 0.5, as PhiConfig */
+        c->rotary_dim = c->head_dim / 2;
+        if (c->head_dim * c->n_head != c->d_model || c->rotary_dim < 2 || c->rotary_dim % 2)
+            mu_usage_error("--arch phi needs --head-dim = d-model/heads, a multiple of 4 (%d)", c->head_dim);
+    }
+    if (c->qkv_bias && !c->fused_qkv && !c->shared_norm && strcmp(c->model_type, "llama"))
         mu_usage_error("--qkv-bias goes with --arch llama only (it is written as qwen2)");
-    if (c->qkv_bias && !c->fused_qkv) strcpy(c->model_type, "qwen2");  /* q/k/v biases, no o_proj bias */
+    if (c->qkv_bias && !c->fused_qkv && !c->shared_norm) strcpy(c->model_type, "qwen2");  /* q/k/v biases, no o_proj bias */
     c->bos_id = N_BYTE_TOKENS, c->eos_id = N_BYTE_TOKENS + 1, c->pad_id = N_BYTE_TOKENS + 2;
     char err[256];
     if (mu_config_validate(c, err, sizeof err)) mu_usage_error("%s", err);
