@@ -1072,6 +1072,7 @@ TEST(model_peft_embedding_adapter_parity)
 
 TEST(model_lora_parity_with_peft) { check_lora_parity("parity"); }
 TEST(model_lora_gpt2_parity_with_peft) { check_lora_parity("parity_gpt2"); }
+TEST(model_lora_phi_parity_with_peft) { check_lora_parity("parity_phi"); }   /* dense, fc1, fc2 */
 
 /* Gemma (tests/gen/gen_gemma_parity.py): GeGLU (tanh form), RMSNorm by 1 + w, embeddings
  * times sqrt(d_model), tied head, head_dim 16 with d_model 32 and 4 heads. */
