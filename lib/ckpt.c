@@ -69,12 +69,16 @@ void mu_ckpt_close(mu_ckpt *c) {
 /* ------------------------------------------------------------------ GGUF names */
 
 /* HF name -> GGUF name (llama.cpp's tensor names; post_norm: OLMo-2's and Gemma-2's, whose
- * post_attention_layernorm is the attention output's norm); 0 ok, -1 not a known tensor. */
+ * post_attention_layernorm is the attention output's norm; Phi's final_layernorm, dense, fc1,
+ * fc2 and lm_head bias as phi2's); 0 ok, -1 not a known tensor. */
 static int gguf_name(const char *hf, int post_norm, char *out, size_t n) {
     static const struct { const char *hf, *gg; } glob[] = {
         {"model.embed_tokens.weight", "token_embd.weight"},
         {"model.norm.weight", "output_norm.weight"},
         {"lm_head.weight", "output.weight"},
+        {"model.final_layernorm.weight", "output_norm.weight"},
+        {"model.final_layernorm.bias", "output_norm.bias"},
+        {"lm_head.bias", "output.bias"},
     };
     static const struct { const char *hf, *gg; } layer[] = {
         {"self_attn.q_proj", "attn_q"}, {"self_attn.k_proj", "attn_k"}, {"self_attn.v_proj", "attn_v"},
@@ -82,7 +86,8 @@ static int gguf_name(const char *hf, int post_norm, char *out, size_t n) {
         {"mlp.down_proj", "ffn_down"}, {"input_layernorm", "attn_norm"},
         {"post_attention_layernorm", "ffn_norm"}, {"self_attn.q_norm", "attn_q_norm"},
         {"self_attn.k_norm", "attn_k_norm"}, {"post_feedforward_layernorm", "post_ffw_norm"},
-        {"pre_feedforward_layernorm", "ffn_norm"},
+        {"pre_feedforward_layernorm", "ffn_norm"}, {"self_attn.dense", "attn_output"}, {"mlp.fc1", "ffn_up"},
+        {"mlp.fc2", "ffn_down"},
     };
     int l0, p0 = 0;
     if (post_norm && sscanf(hf, "model.layers.%d.%n", &l0, &p0) == 1 && p0 &&

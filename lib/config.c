@@ -685,6 +685,25 @@ static int gg_rope_freqs(const mu_gguf *g, mu_config *c, char *err, size_t errle
     return -1;
 }
 
+/* Phi-2's keys as llama.cpp's converter writes them (after set_family): its LayerNorms' eps
+ * (attention.layer_norm_epsilon) and the rotating dims (rope.dimension_count, else half the
+ * head). q, k and v must be separate tensors, as the converter stores PhiForCausalLM's; an
+ * older conversion's fused attn_qkv is refused. */
+static int gg_phi2(const mu_gguf *g, const char *arch, mu_config *c, char *err, size_t errlen) {
+    if (mu_gguf_find_tensor(g, "blk.0.attn_qkv.weight") >= 0) {
+        mu_set_err(err, errlen, "%s: fused attn_qkv (an older phi-2 conversion) is not supported; convert the "
+                   "Hugging Face directory anew (separate attn_q, attn_k, attn_v)", mu_gguf_path(g));
+        return -1;
+    }
+    gg_opt_f32(g, arch, "attention.layer_norm_epsilon", &c->rms_eps);
+    int rd = (int)(c->head_dim * PHI_ROTARY_PCT);
+    char key[128];
+    snprintf(key, sizeof key, "%s.rope.dimension_count", arch);
+    if (mu_gguf_kv_type(g, key) >= 0 && gg_req_u32(g, arch, "rope.dimension_count", &rd, err, errlen)) return -1;
+    c->rotary_dim = rd == c->head_dim ? 0 : rd;
+    return 0;
+}
+
 int mu_config_from_gguf(const mu_gguf *g, mu_config *c, char *err, size_t errlen) {
     mu_config_init(c);
     const char *s;
@@ -696,10 +715,11 @@ int mu_config_from_gguf(const mu_gguf *g, mu_config *c, char *err, size_t errlen
     char arch[32];
     memcpy(arch, s, n);
     arch[n] = 0;
-    int ti = cfg_type_index(strcmp(arch, "gemma3") ? arch : "gemma3_text");   /* llama.cpp's name */
-    if (ti < 0 || cfg_types[ti].neox || cfg_types[ti].gpt2 || cfg_types[ti].phi) {
+    /* llama.cpp's names of gemma3_text and phi */
+    int ti = cfg_type_index(!strcmp(arch, "gemma3") ? "gemma3_text" : !strcmp(arch, "phi2") ? "phi" : arch);
+    if (ti < 0 || cfg_types[ti].neox || cfg_types[ti].gpt2 || (cfg_types[ti].phi && strcmp(arch, "phi2"))) {
         mu_set_err(err, errlen, "%s: architecture \"%s\" not supported in GGUF (llama, mistral, qwen2, qwen3, "
-                   "gemma, gemma2, gemma3, olmo2; GPT-NeoX, GPT-2 and Phi as Hugging Face directories)",
+                   "gemma, gemma2, gemma3, olmo2, phi2; GPT-NeoX and GPT-2 as Hugging Face directories)",
                    mu_gguf_path(g), arch);
         return -1;
     }
@@ -748,6 +768,7 @@ int mu_config_from_gguf(const mu_gguf *g, mu_config *c, char *err, size_t errlen
     gg_opt_id(g, "tokenizer.ggml.padding_token_id", &c->pad_id);
     set_family(c, ti);   /* llama.cpp also runs Gemma with gelu's tanh form */
     if (cfg_types[ti].gemma2 || cfg_types[ti].gemma3) gg_gemma23(g, arch, c);
+    if (cfg_types[ti].phi && gg_phi2(g, arch, c, err, errlen)) return -1;
     c->tie_embeddings = mu_gguf_find_tensor(g, "output.weight") < 0;
     c->qkv_bias = mu_gguf_find_tensor(g, "blk.0.attn_q.bias") >= 0;
     char verr[256];

@@ -1315,7 +1315,9 @@ static void check_gguf_same_as(const char *sub, const char *ref)
           ca->final_softcap == cb->final_softcap && ca->sliding_window == cb->sliding_window &&
           ca->global_every == cb->global_every && mu_config_attn_scale(ca) == mu_config_attn_scale(cb) &&
           !strcmp(ca->rope_scaling, cb->rope_scaling) && ca->rope_factor == cb->rope_factor &&
-          ca->rope_local_theta == cb->rope_local_theta && !strcmp(ca->model_type, cb->model_type));
+          ca->rope_local_theta == cb->rope_local_theta && !strcmp(ca->model_type, cb->model_type) &&
+          ca->rotary_dim == cb->rotary_dim && ca->layer_norm == cb->layer_norm && ca->shared_norm == cb->shared_norm &&
+          ca->head_bias == cb->head_bias && ca->rms_eps == cb->rms_eps && ca->rope_theta == cb->rope_theta);
     CHECK_EQ_INT(mu_model_n_params(a), mu_model_n_params(b));
     parity_batch pb = parity_batch_of(g);
     int V = ca->vocab, n = pb.B * pb.T * V;
@@ -1335,6 +1337,29 @@ static void check_gguf_same_as_dir(const char *sub) { check_gguf_same_as(sub, NU
 
 TEST(model_gemma_gguf_same_as_dir) { check_gguf_same_as_dir("parity_gemma"); }
 TEST(model_olmo2_gguf_same_as_dir) { check_gguf_same_as_dir("parity_olmo2"); }
+/* Phi-2's GGUF (architecture phi2): its LayerNorms' eps and rotating dims from its own keys,
+ * dense, fc1, fc2, final_layernorm and lm_head's bias under llama.cpp's names. */
+TEST(model_phi_gguf_same_as_dir) { check_gguf_same_as_dir("parity_phi"); }
+
+/* An older phi-2 conversion's fused attn_qkv: refused in one line naming the file (the test
+ * renames blk.0.ffn_down.weight, of the same length, to blk.0.attn_qkv.weight). */
+TEST(model_phi_gguf_fused_qkv_refused)
+{
+    char path[1200], err[512] = "";
+    snprintf(path, sizeof path, "%s/tests/golden/parity_phi/model.gguf", mu_test_root());
+    size_t len;
+    unsigned char *b = mu_test_slurp(path, &len);
+    unsigned char *at = memmem(b, len, "blk.0.ffn_down.weight", 21);
+    CHECK(at != NULL);
+    if (at) memcpy(at, "blk.0.attn_qkv.weight", 21);
+    char q[1200];
+    snprintf(q, sizeof q, "%s/fused_phi2.gguf", mu_test_tmpdir());
+    mu_test_spit(q, b, len);
+    free(b);
+    mu_model *m = mu_model_load(q, NULL, 0, mu_backend_cpu(), err, sizeof err);
+    CHECK_MSG(!m && strstr(err, q) && strstr(err, "fused attn_qkv"), "%s", err);
+    mu_model_free(m);
+}
 
 /* A Llama 3.1 GGUF: the llama3 scaling as llama.cpp's converter stores it, per-pair
  * divisors in rope_freqs.weight, read back as the HF parameters (factor 8, low 1, high 4,

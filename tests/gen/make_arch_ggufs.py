@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes tests/golden/parity_{gemma,gemma2,gemma3,olmo2,qwen3}/model.gguf:
+"""Writes tests/golden/parity_{gemma,gemma2,gemma3,olmo2,qwen3,phi}/model.gguf:
 the F32 weights of those directories' Hugging Face models as llama.cpp's
 convert_hf_to_gguf.py stores them, written with llama.cpp's own `gguf` package
 (GGUFWriter, and its TensorNameMap for the tensor names):
@@ -18,6 +18,11 @@ convert_hf_to_gguf.py stores them, written with llama.cpp's own `gguf` package
   olmo2  architecture "olmo2": tensors as they are (no permutation), output tensor kept
   qwen3  architecture "qwen3": tensors as they are (no permutation; attn_q_norm and
          attn_k_norm of [head_dim]), no output tensor (tied)
+  phi    architecture "phi2" (Phi2Model): q, k, v separate with their biases, dense as
+         attn_output, fc1/fc2 as ffn_up/ffn_down, final_layernorm as output_norm, lm_head and
+         its bias as output; keys: layer_norm_epsilon, rope.dimension_count, no rope base
+         (llama.cpp's 10000); feed_forward_length is the converter's 4 n_embd in every Phi
+         release, the test model's intermediate_size here (half that)
 t_model.c loads each and requires the logits of its Hugging Face directory.
 
 Also tests/golden/gguf_meta/{gemma2-9b,gemma2-27b,gemma3-12b,gemma3-27b}.gguf: the metadata
@@ -27,10 +32,12 @@ requires mu to read back each release's own (256, 144, 256, 168), which llama.cp
 the layer count (46 and 62 layers are the 27B models).
 
 Run (a developer with numpy, safetensors, gguf; CI never runs it):
-  /root/torchenv/bin/python tests/gen/make_arch_ggufs.py
+  /root/torchenv/bin/python tests/gen/make_arch_ggufs.py [NAME ...]
+NAMEs (gemma, gemma2, gemma3, olmo2, qwen3, phi, meta) make only those; none, all of them.
 """
 import json
 import os
+import sys
 
 import gguf
 import numpy as np
@@ -41,6 +48,18 @@ GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden"
 
 def write_keys(w, arch, cfg):
     """The hyper-parameter keys llama.cpp's converter writes for cfg."""
+    if arch == gguf.MODEL_ARCH.PHI2:           # Phi2Model.set_gguf_parameters
+        rope = cfg.get("rope_parameters") or {}
+        pct = rope.get("partial_rotary_factor", cfg.get("partial_rotary_factor", 0.5))
+        w.add_context_length(cfg["max_position_embeddings"])
+        w.add_embedding_length(cfg["hidden_size"])
+        w.add_feed_forward_length(cfg["intermediate_size"])   # the converter's 4 n_embd, as every Phi has
+        w.add_block_count(cfg["num_hidden_layers"])
+        w.add_head_count(cfg["num_attention_heads"])
+        w.add_head_count_kv(cfg["num_attention_heads"])
+        w.add_layer_norm_eps(cfg["layer_norm_eps"])
+        w.add_rope_dimension_count(int(pct * cfg["hidden_size"]) // cfg["num_attention_heads"])
+        return
     w.add_context_length(cfg["max_position_embeddings"])
     w.add_embedding_length(cfg["hidden_size"])
     w.add_block_count(cfg["num_hidden_layers"])
@@ -121,10 +140,13 @@ def write_meta(name, arch, arch_name, cfg):
     print("gguf_meta/%s.gguf: query_pre_attn_scalar %g" % (name, cfg["query_pre_attn_scalar"]))
 
 
-write("parity_gemma", gguf.MODEL_ARCH.GEMMA, "gemma")
-write("parity_gemma2", gguf.MODEL_ARCH.GEMMA2, "gemma2")
-write("parity_gemma3", gguf.MODEL_ARCH.GEMMA3, "gemma3")
-write("parity_olmo2", gguf.MODEL_ARCH.OLMO2, "olmo2")
-write("parity_qwen3", gguf.MODEL_ARCH.QWEN3, "qwen3")
-for name, (arch, arch_name, cfg) in RELEASES.items():
-    write_meta(name, arch, arch_name, cfg)
+MODELS = {"gemma": (gguf.MODEL_ARCH.GEMMA, "gemma"), "gemma2": (gguf.MODEL_ARCH.GEMMA2, "gemma2"),
+          "gemma3": (gguf.MODEL_ARCH.GEMMA3, "gemma3"), "olmo2": (gguf.MODEL_ARCH.OLMO2, "olmo2"),
+          "qwen3": (gguf.MODEL_ARCH.QWEN3, "qwen3"), "phi": (gguf.MODEL_ARCH.PHI2, "phi2")}
+want = set(sys.argv[1:])
+for name, (arch, arch_name) in MODELS.items():
+    if not want or name in want:
+        write("parity_" + name, arch, arch_name)
+if not want or "meta" in want:
+    for name, (arch, arch_name, cfg) in RELEASES.items():
+        write_meta(name, arch, arch_name, cfg)
