@@ -8,7 +8,8 @@ cd "$(dirname "$0")/../.." || exit 1
 shared=${MU_SHARED:-../shared}/data
 case "${1:-}" in
   fuzz_safetensors) ls tests/golden/*.safetensors tests/fuzz/seeds/fuzz_safetensors/* ;;
-  fuzz_gguf)        ls tests/golden/tiny_llama.gguf tests/golden/kquants*.gguf tests/golden/iquants.gguf tests/golden/gguf_meta/*.gguf tests/golden/tokenizer/*.gguf ;;
+  fuzz_gguf)        ls tests/golden/tiny_llama.gguf tests/golden/kquants*.gguf tests/golden/iquants.gguf tests/golden/gguf_meta/*.gguf tests/golden/tokenizer/*.gguf \
+                       tests/golden/parity_*/model.gguf ;;
   fuzz_tokenizer)   ls tests/golden/tokenizer/{gemma,gpt2,llama3,qwen2,smollm,spm}.json
                     ls tests/golden/tokenizer/components/*.json | grep -v /expected.json
                     ls "$shared"/models/stories260K/tokenizer.json 2>/dev/null ;;
