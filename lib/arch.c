@@ -25,6 +25,8 @@ static const arch_name arch_names[] = {
     {"mlp_post_norm", "model.layers.%d.post_feedforward_layernorm.weight"},
     {"gate", "model.layers.%d.mlp.gate_proj.weight"},
     {"up", "model.layers.%d.mlp.up_proj.weight"},
+    {"qkv", "model.layers.%d.self_attn.qkv_proj.weight"},                /* Phi-3 */
+    {"gate_up", "model.layers.%d.mlp.gate_up_proj.weight"},
     {"down", "model.layers.%d.mlp.down_proj.weight"},
     {"final_norm", "model.norm.weight"},
     {"lm_head", "lm_head.weight"},
@@ -228,7 +230,11 @@ int mu_arch_params(const mu_config *c, mu_param_info **out) {
                   !c->post_norm && !c->qk_norm;
         return phi ? phi_params(c, out) : -1;
     }
-    if (c->fused_qkv || c->layer_norm || c->plain_mlp || c->learned_pos || c->conv1d) {
+    if (c->fused_gate_up) {   /* Phi-3: Llama's layout with qkv_proj and gate_up_proj */
+        if (c->fused_qkv != MU_QKV_BLOCKS || c->layer_norm || c->plain_mlp || c->learned_pos || c->conv1d ||
+            c->qkv_bias || c->o_bias || c->mlp_bias || c->qk_norm || c->post_norm)
+            return -1;
+    } else if (c->fused_qkv || c->layer_norm || c->plain_mlp || c->learned_pos || c->conv1d) {
         /* only GPT-NeoX's and GPT-2's whole layouts have names */
         if (!(c->fused_qkv && c->layer_norm && c->plain_mlp) || c->post_norm || c->qk_norm) return -1;
         int gpt2 = c->fused_qkv == MU_QKV_BLOCKS;   /* GPT-2 has it all, GPT-NeoX none of it */
@@ -248,9 +254,13 @@ int mu_arch_params(const mu_config *c, mu_param_info **out) {
     arch_add(p, &n, "embed", -1, 2, V, D);
     for (int l = 0; l < c->n_layer; l++) {
         if (!c->post_norm || c->sandwich_norm) arch_add(p, &n, "attn_norm", l, 1, D, 0);
-        arch_add(p, &n, "q", l, 2, QD, D);
-        arch_add(p, &n, "k", l, 2, KD, D);
-        arch_add(p, &n, "v", l, 2, KD, D);
+        if (c->fused_qkv) {
+            arch_add(p, &n, "qkv", l, 2, QD + 2 * KD, D);
+        } else {
+            arch_add(p, &n, "q", l, 2, QD, D);
+            arch_add(p, &n, "k", l, 2, KD, D);
+            arch_add(p, &n, "v", l, 2, KD, D);
+        }
         if (c->qkv_bias) {
             arch_add(p, &n, "q_bias", l, 1, QD, 0);
             arch_add(p, &n, "k_bias", l, 1, KD, 0);
@@ -264,8 +274,12 @@ int mu_arch_params(const mu_config *c, mu_param_info **out) {
         arch_add(p, &n, "o", l, 2, D, QD);
         if (c->post_norm) arch_add(p, &n, "attn_post_norm", l, 1, D, 0);
         if (!c->post_norm || c->sandwich_norm) add_mlp_norm(p, &n, c, l, D);
-        arch_add(p, &n, "gate", l, 2, F, D);
-        arch_add(p, &n, "up", l, 2, F, D);
+        if (c->fused_gate_up) {
+            arch_add(p, &n, "gate_up", l, 2, 2 * F, D);
+        } else {
+            arch_add(p, &n, "gate", l, 2, F, D);
+            arch_add(p, &n, "up", l, 2, F, D);
+        }
         arch_add(p, &n, "down", l, 2, D, F);
         if (c->post_norm) arch_add(p, &n, "mlp_post_norm", l, 1, D, 0);
     }
@@ -286,7 +300,7 @@ int mu_arch_block(const mu_param_info *p) {
                                  "q_norm", "k_norm", "attn_post_norm", "qkv", "qkv_bias", "o_bias",
                                  "attn_norm_bias"};
     static const char *mlp[] = {"gate", "up", "down", "mlp_norm", "mlp_post_norm", "up_bias", "down_bias",
-                                "mlp_norm_bias"};
+                                "mlp_norm_bias", "gate_up"};
     for (size_t i = 0; i < sizeof attn / sizeof *attn; i++) if (!strcmp(p->role, attn[i])) return 0;
     for (size_t i = 0; i < sizeof mlp / sizeof *mlp; i++) if (!strcmp(p->role, mlp[i])) return 1;
     return -1;

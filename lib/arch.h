@@ -14,6 +14,9 @@
  * Phi (names model.*): per layer attn_norm, attn_norm_bias (input_layernorm, the input of both
  * parallel branches), q, k, v, q_bias, k_bias, v_bias, o, o_bias (dense), up, up_bias (fc1),
  * down, down_bias (fc2); final_norm, final_norm_bias (final_layernorm); lm_head, lm_head_bias.
+ * Phi-3 (names model.*, Llama's): per layer attn_norm, qkv [QD + 2 KD, D] (qkv_proj: the q,
+ * then the k, then the v rows), o, mlp_norm, gate_up [2 F, D] (gate_up_proj: the gate, then
+ * the up rows), down.
  * Shapes are PyTorch's: Linear weight [out, in]. */
 #ifndef MU_ARCH_H
 #define MU_ARCH_H
@@ -30,7 +33,8 @@ typedef struct {
                                 GPT-NeoX: "qkv","qkv_bias","o_bias","up_bias","down_bias",
                                 "attn_norm_bias","mlp_norm_bias","final_norm_bias";
                                 GPT-2: those and "pos_embed"; Phi: GPT-NeoX's biases with
-                                q/k/v, no mlp_norm, and "lm_head_bias" */
+                                q/k/v, no mlp_norm, and "lm_head_bias"; Phi-3: "qkv" and
+                                "gate_up" */
 } mu_param_info;
 
 /* Returns the count (> 0) and a malloc'd array in *out (caller frees); -1 if the config's

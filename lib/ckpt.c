@@ -70,7 +70,8 @@ void mu_ckpt_close(mu_ckpt *c) {
 
 /* HF name -> GGUF name (llama.cpp's tensor names; post_norm: OLMo-2's and Gemma-2's, whose
  * post_attention_layernorm is the attention output's norm; Phi's final_layernorm, dense, fc1,
- * fc2 and lm_head bias as phi2's); 0 ok, -1 not a known tensor. */
+ * fc2 and lm_head bias as phi2's; Phi-3's qkv_proj and gate_up_proj as attn_qkv and ffn_up);
+ * 0 ok, -1 not a known tensor. */
 static int gguf_name(const char *hf, int post_norm, char *out, size_t n) {
     static const struct { const char *hf, *gg; } glob[] = {
         {"model.embed_tokens.weight", "token_embd.weight"},
@@ -87,7 +88,7 @@ static int gguf_name(const char *hf, int post_norm, char *out, size_t n) {
         {"post_attention_layernorm", "ffn_norm"}, {"self_attn.q_norm", "attn_q_norm"},
         {"self_attn.k_norm", "attn_k_norm"}, {"post_feedforward_layernorm", "post_ffw_norm"},
         {"pre_feedforward_layernorm", "ffn_norm"}, {"self_attn.dense", "attn_output"}, {"mlp.fc1", "ffn_up"},
-        {"mlp.fc2", "ffn_down"},
+        {"mlp.fc2", "ffn_down"}, {"self_attn.qkv_proj", "attn_qkv"}, {"mlp.gate_up_proj", "ffn_up"},
     };
     int l0, p0 = 0;
     if (post_norm && sscanf(hf, "model.layers.%d.%n", &l0, &p0) == 1 && p0 &&

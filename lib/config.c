@@ -27,21 +27,22 @@ void mu_config_init(mu_config *c) {
 /* The HF model types this loader maps onto the llama family engine. */
 static const struct {
     const char *model_type, *hf_arch;
-    int qkv_bias, gemma, olmo2, gemma2, gemma3, qwen3, neox, gpt2, phi;
+    int qkv_bias, gemma, olmo2, gemma2, gemma3, qwen3, neox, gpt2, phi, phi3;
 } cfg_types[] = {
-    {"llama", "LlamaForCausalLM", 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"mistral", "MistralForCausalLM", 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"qwen2", "Qwen2ForCausalLM", 1, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"qwen3", "Qwen3ForCausalLM", 0, 0, 0, 0, 0, 1, 0, 0, 0},
-    {"gemma", "GemmaForCausalLM", 0, 1, 0, 0, 0, 0, 0, 0, 0},
-    {"olmo2", "Olmo2ForCausalLM", 0, 0, 1, 0, 0, 0, 0, 0, 0},
-    {"gemma2", "Gemma2ForCausalLM", 0, 1, 0, 1, 0, 0, 0, 0, 0},
-    {"gemma3_text", "Gemma3ForCausalLM", 0, 1, 0, 0, 1, 0, 0, 0, 0},
-    {"gpt_neox", "GPTNeoXForCausalLM", 1, 0, 0, 0, 0, 0, 1, 0, 0},
-    {"gpt2", "GPT2LMHeadModel", 1, 0, 0, 0, 0, 0, 0, 1, 0},
-    {"phi", "PhiForCausalLM", 1, 0, 0, 0, 0, 0, 0, 0, 1},
+    {"llama", "LlamaForCausalLM", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"mistral", "MistralForCausalLM", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"qwen2", "Qwen2ForCausalLM", 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"qwen3", "Qwen3ForCausalLM", 0, 0, 0, 0, 0, 1, 0, 0, 0, 0},
+    {"gemma", "GemmaForCausalLM", 0, 1, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"olmo2", "Olmo2ForCausalLM", 0, 0, 1, 0, 0, 0, 0, 0, 0, 0},
+    {"gemma2", "Gemma2ForCausalLM", 0, 1, 0, 1, 0, 0, 0, 0, 0, 0},
+    {"gemma3_text", "Gemma3ForCausalLM", 0, 1, 0, 0, 1, 0, 0, 0, 0, 0},
+    {"gpt_neox", "GPTNeoXForCausalLM", 1, 0, 0, 0, 0, 0, 1, 0, 0, 0},
+    {"gpt2", "GPT2LMHeadModel", 1, 0, 0, 0, 0, 0, 0, 1, 0, 0},
+    {"phi", "PhiForCausalLM", 1, 0, 0, 0, 0, 0, 0, 0, 1, 0},
+    {"phi3", "Phi3ForCausalLM", 0, 0, 0, 0, 0, 0, 0, 0, 0, 1},
 };
-#define SUPPORTED_TYPES "llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, olmo2, gpt_neox, gpt2, phi"
+#define SUPPORTED_TYPES "llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, olmo2, gpt_neox, gpt2, phi, phi3"
 #define NEOX_ROTARY_PCT 0.25f    /* GPTNeoXConfig's default rotary_pct */
 #define PHI_ROTARY_PCT 0.5f      /* PhiConfig's default partial_rotary_factor */
 
@@ -103,7 +104,8 @@ static int cfg_type_index(const char *model_type) {
  * plain GELU MLP, fused q/k/v, a quarter of each head rotating, parallel residual and biases
  * on every projection; GPT-2's LayerNorms, plain gelu_new MLP, fused q/k/v in blocks,
  * learned positions, Conv1D weights and tied head; Phi's as GPT-NeoX's with separate q/k/v,
- * one input norm for both parallel branches, gelu_new and a bias on lm_head. */
+ * one input norm for both parallel branches, gelu_new and a bias on lm_head; Phi-3's as
+ * Llama's with q, k, v fused in blocks (qkv_proj) and gate, up fused (gate_up_proj). */
 static void set_family(mu_config *c, int ti) {
     if (cfg_types[ti].gemma) {
         c->norm_plus_one = c->embed_scale = c->tie_embeddings = 1;
@@ -145,6 +147,7 @@ static void set_family(mu_config *c, int ti) {
         c->parallel_residual = c->shared_norm = c->head_bias = 1;
         strcpy(c->hidden_act, "gelu_new");
     }
+    if (cfg_types[ti].phi3) c->fused_qkv = MU_QKV_BLOCKS, c->fused_gate_up = 1;
 }
 
 int mu_config_set_model_type(mu_config *c, const char *model_type) {
@@ -530,12 +533,14 @@ static int cfg_from_json(json_t *root, jctx *j, mu_config *c) {
         return -1;
     float pct = 1;
     int gpt = cfg_types[ti].neox || cfg_types[ti].gpt2 || cfg_types[ti].phi;   /* keys of their own */
+    if (cfg_types[ti].phi3 && j_num(j, root, "partial_rotary_factor", &pct)) return -1;   /* Phi3Config */
     if (!gpt && j_rope_parameters(j, root, c, &pct)) return -1;
-    if (pct != 1) {
-        mu_set_err(j->err, j->errlen, "%s: partial_rotary_factor %g is supported for gpt_neox and phi only", j->name,
-                   (double)pct);
+    if (pct != 1 && !cfg_types[ti].phi3) {
+        mu_set_err(j->err, j->errlen, "%s: partial_rotary_factor %g is supported for gpt_neox, phi and phi3 only",
+                   j->name, (double)pct);
         return -1;
     }
+    if (pct != 1 && neox_rotary_dim(j, c, pct)) return -1;
     if (wrapper && (j_token_id(j, wrapper, "bos_token_id", &c->bos_id) ||
                     j_token_id(j, wrapper, "eos_token_id", &c->eos_id) ||
                     j_token_id(j, wrapper, "pad_token_id", &c->pad_id)))
@@ -704,6 +709,31 @@ static int gg_phi2(const mu_gguf *g, const char *arch, mu_config *c, char *err, 
     return 0;
 }
 
+/* Phi-3's keys as llama.cpp's converter writes them (Phi3MiniModel): the rotating dims
+ * (rope.dimension_count) and the window (attention.sliding_window; 0: none, Phi-4's). Its
+ * longrope scaling (rope_factors_long/short tensors: Phi-3.5, Phi-4-mini) is refused. */
+static int gg_phi3(const mu_gguf *g, const char *arch, mu_config *c, char *err, size_t errlen) {
+    if (mu_gguf_find_tensor(g, "rope_factors_long.weight") >= 0) {
+        mu_set_err(err, errlen, "%s: longrope scaling (rope_factors_long.weight: Phi-3.5, Phi-4-mini) is not "
+                   "supported", mu_gguf_path(g));
+        return -1;
+    }
+    int rd = c->head_dim;
+    char key[128];
+    snprintf(key, sizeof key, "%s.rope.dimension_count", arch);
+    if (mu_gguf_kv_type(g, key) >= 0 && gg_req_u32(g, arch, "rope.dimension_count", &rd, err, errlen)) return -1;
+    c->rotary_dim = rd == c->head_dim ? 0 : rd;
+    snprintf(key, sizeof key, "%s.attention.sliding_window", arch);
+    uint32_t w;
+    if (mu_gguf_kv_type(g, key) < 0) return 0;
+    if (mu_gguf_get_u32(g, key, &w) || w > INT32_MAX) {
+        mu_set_err(err, errlen, "%s: metadata %s is not a window size", mu_gguf_path(g), key);
+        return -1;
+    }
+    c->sliding_window = (int)w;
+    return 0;
+}
+
 int mu_config_from_gguf(const mu_gguf *g, mu_config *c, char *err, size_t errlen) {
     mu_config_init(c);
     const char *s;
@@ -719,7 +749,7 @@ int mu_config_from_gguf(const mu_gguf *g, mu_config *c, char *err, size_t errlen
     int ti = cfg_type_index(!strcmp(arch, "gemma3") ? "gemma3_text" : !strcmp(arch, "phi2") ? "phi" : arch);
     if (ti < 0 || cfg_types[ti].neox || cfg_types[ti].gpt2 || (cfg_types[ti].phi && strcmp(arch, "phi2"))) {
         mu_set_err(err, errlen, "%s: architecture \"%s\" not supported in GGUF (llama, mistral, qwen2, qwen3, "
-                   "gemma, gemma2, gemma3, olmo2, phi2; GPT-NeoX and GPT-2 as Hugging Face directories)",
+                   "gemma, gemma2, gemma3, olmo2, phi2, phi3; GPT-NeoX and GPT-2 as Hugging Face directories)",
                    mu_gguf_path(g), arch);
         return -1;
     }
@@ -769,6 +799,7 @@ int mu_config_from_gguf(const mu_gguf *g, mu_config *c, char *err, size_t errlen
     set_family(c, ti);   /* llama.cpp also runs Gemma with gelu's tanh form */
     if (cfg_types[ti].gemma2 || cfg_types[ti].gemma3) gg_gemma23(g, arch, c);
     if (cfg_types[ti].phi && gg_phi2(g, arch, c, err, errlen)) return -1;
+    if (cfg_types[ti].phi3 && gg_phi3(g, arch, c, err, errlen)) return -1;
     c->tie_embeddings = mu_gguf_find_tensor(g, "output.weight") < 0;
     c->qkv_bias = mu_gguf_find_tensor(g, "blk.0.attn_q.bias") >= 0;
     char verr[256];
@@ -810,8 +841,13 @@ int mu_config_validate(const mu_config *c, char *err, size_t errlen) {
                    "weights without fused q/k/v", c->fused_qkv, c->rotary_dim);
         return -1;
     }
-    if (c->fused_qkv && c->n_kv_head != c->n_head) {
-        mu_set_err(err, errlen, "fused q/k/v needs as many kv heads as heads (%d, %d)", c->n_kv_head, c->n_head);
+    if ((c->fused_qkv == MU_QKV_PER_HEAD || c->conv1d) && c->n_kv_head != c->n_head) {
+        mu_set_err(err, errlen, "q/k/v fused per head or as Conv1D need as many kv heads as heads (%d, %d)",
+                   c->n_kv_head, c->n_head);
+        return -1;
+    }
+    if (c->fused_gate_up && c->plain_mlp) {
+        mu_set_err(err, errlen, "a fused gate_up_proj needs a gated MLP");
         return -1;
     }
     if ((c->shared_norm && (!c->parallel_residual || !c->layer_norm || c->fused_qkv)) ||
@@ -1002,11 +1038,13 @@ static json_t *config_to_json(const mu_config *c, const char *torch_dtype, const
     if (cfg_types[ti].neox) return neox_to_json(c, torch_dtype, path, err, errlen);
     if (cfg_types[ti].gpt2) return gpt2_to_json(c, torch_dtype, path, err, errlen);
     if (cfg_types[ti].phi) return phi_to_json(c, torch_dtype, path, err, errlen);
-    if (c->layer_norm || c->plain_mlp || c->fused_qkv || c->parallel_residual || c->o_bias || c->mlp_bias ||
-        c->rotary_dim || c->learned_pos || c->conv1d || c->shared_norm || c->head_bias) {
+    int phi3 = cfg_types[ti].phi3;      /* Llama's layout with q/k/v and gate/up fused, any rotating share */
+    if (c->layer_norm || c->plain_mlp || (c->fused_qkv != (phi3 ? MU_QKV_BLOCKS : 0)) ||
+        c->fused_gate_up != phi3 || c->parallel_residual || c->o_bias || c->mlp_bias ||
+        (c->rotary_dim && !phi3) || c->learned_pos || c->conv1d || c->shared_norm || c->head_bias) {
         mu_set_err(err, errlen, "%s: model_type %s has no GPT-NeoX, GPT-2 or Phi layout (LayerNorm, plain MLP, "
-                   "fused q/k/v, partial rotary, parallel residual, o, MLP or lm_head biases, learned positions, "
-                   "Conv1D)", path,
+                   "fused q/k/v or gate/up (Phi-3's both), partial rotary, parallel residual, o, MLP or lm_head "
+                   "biases, learned positions, Conv1D)", path,
                    cfg_types[ti].model_type);
         return NULL;
     }
@@ -1073,6 +1111,7 @@ static json_t *config_to_json(const mu_config *c, const char *torch_dtype, const
                                       "high_freq_factor", j_float(c->rope_high_freq),
                                       "original_max_position_embeddings", c->rope_orig_max_pos));
     json_object_set_new(r, "hidden_act", json_string(c->hidden_act));
+    if (phi3) json_object_set_new(r, "partial_rotary_factor", json_real(rotary_share(c)));
     json_object_set_new(r, "tie_word_embeddings", json_boolean(c->tie_embeddings));
     if (strcmp(cfg_types[ti].model_type, "qwen2")) {
         json_object_set_new(r, "attention_bias", json_false());

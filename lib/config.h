@@ -78,6 +78,10 @@ typedef struct {
     int shared_norm;         /* with parallel_residual: one input norm for both branches,
                                 x + attn(norm x) + mlp(norm x) */
     int head_bias;           /* lm_head has a bias [vocab] */
+    /* Phi-3 (phi3): Llama's layout with fused_qkv MU_QKV_BLOCKS (qkv_proj [QD + 2 KD, D]: the q
+     * rows, then the k, then the v rows; kv heads may be fewer) and: */
+    int fused_gate_up;       /* gate and up in one tensor (gate_up_proj [2 F, D]: the gate rows,
+                                then the up rows) */
     char tensor_prefix[24];  /* the checkpoint's tensor names carry it: "language_model." in
                                 Gemma-3's multimodal checkpoints (model_type gemma3,
                                 Gemma3ForConditionalGeneration), whose text model mu runs

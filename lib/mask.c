@@ -205,13 +205,15 @@ bad:
 
 /* GPT-NeoX's tensors: qkv (attn, attn.qkv), o_bias (attn), up_bias (mlp, mlp.up),
  * down_bias (mlp; not mlp.down, whose units are the value vectors), the LayerNorms' biases
- * (norms, final_norm); Phi's lm_head_bias (lm_head). */
+ * (norms, final_norm); Phi's lm_head_bias (lm_head); Phi-3's gate_up (mlp, mlp.gate_up) and
+ * qkv (attn, attn.qkv). */
 #define GROUP_ROLES 12
 typedef struct { const char *group; const char *roles[GROUP_ROLES]; int layered; } spec_group;
 static const spec_group GROUPS[] = {
-    {"mlp", {"gate", "up", "down", "up_bias", "down_bias"}, 1},
+    {"mlp", {"gate", "up", "down", "up_bias", "down_bias", "gate_up"}, 1},
     {"attn", {"q", "k", "v", "o", "q_bias", "k_bias", "v_bias", "qkv", "qkv_bias", "o_bias"}, 1},
     {"mlp.gate", {"gate"}, 1}, {"mlp.up", {"up", "up_bias"}, 1}, {"mlp.down", {"down"}, 1},
+    {"mlp.gate_up", {"gate_up"}, 1},
     {"attn.q", {"q", "q_bias"}, 1}, {"attn.k", {"k", "k_bias"}, 1},
     {"attn.v", {"v", "v_bias"}, 1}, {"attn.o", {"o"}, 1}, {"attn.qkv", {"qkv", "qkv_bias"}, 1},
     {"norms", {"attn_norm", "mlp_norm", "q_norm", "k_norm", "attn_post_norm", "mlp_post_norm",

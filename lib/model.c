@@ -28,7 +28,8 @@ enum {
  * k_norm and the norms on the attention and MLP outputs (attn_post_norm, mlp_post_norm);
  * Gemma-2 and Gemma-3 have all four block norms (and Gemma-3 q_norm, k_norm per head). */
 typedef struct { int attn_norm, q, k, v, qb, kb, vb, o, mlp_norm, gate, up, down, qn, kn, apn, mpn;
-                 int anb, qkv, qkvb, ob, mnb, ub, db; } layer_params;   /* GPT-NeoX, GPT-2 */
+                 int anb, qkv, qkvb, ob, mnb, ub, db;   /* GPT-NeoX, GPT-2 (qkv: also Phi-3) */
+                 int gu; } layer_params;                /* Phi-3's gate_up_proj */
 
 /* What one layer keeps from a forward. x: layer input (resid_pre) [N,D]; q [N,H*hd]
  * (after rope), k, v [N,Hkv*hd] (after rope), o [N,H*hd] attention output, lse [B,H,T],
@@ -83,7 +84,8 @@ struct mu_model {
     void **ws; int n_ws, cap_ws;
     layer_acts *acts;                 /* [NL + 1]; acts[NL].x = output of the last layer */
     float *h, *hf, *rstdf, *meanf, *rows, *logits;
-    float *qkv;                       /* fused q/k/v [N, 3*qd], and their gradient in backward */
+    float *qkv;                       /* fused q/k/v [N, qd + 2 kd], and their gradient in backward */
+    float *gu;                        /* fused gate/up [N, 2F] (Phi-3), and their gradient */
     float *rot;                       /* partial rotary: the rotating dims [N * H, rd] */
     float *dpar;                      /* parallel residual: d resid_pre from the MLP's norm */
     float *dx, *dh, *dq, *dk, *dv, *d_o, *dg, *du, *da, *dbr, *dlog;
@@ -288,9 +290,7 @@ static int role_is(const mu_param_info *pi, const char *r) { return !strcmp(pi->
 /* Index fields of the model's parameters by role. */
 static void map_roles(mu_model *m)
 {
-    for (int L = 0; L < m->NL; L++)
-        m->lp[L] = (layer_params){ -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
-                                   -1, -1, -1, -1, -1, -1, -1 };
+    memset(m->lp, 0xff, (size_t)m->NL * sizeof *m->lp);   /* every role -1: absent */
     m->embed = m->final_norm = m->lm_head = m->final_bias = m->pos_embed = m->head_bias = -1;
     for (int i = 0; i < m->n_params; i++) {
         const mu_param_info *pi = &m->p[i].info;
@@ -325,6 +325,7 @@ static void map_roles(mu_model *m)
         else if (role_is(pi, "mlp_norm_bias")) l->mnb = i;
         else if (role_is(pi, "up_bias")) l->ub = i;
         else if (role_is(pi, "down_bias")) l->db = i;
+        else if (role_is(pi, "gate_up")) l->gu = i;
     }
     if (m->lm_head < 0) m->lm_head = m->embed;     /* tied */
     for (int L = 0; m->cfg.shared_norm && L < m->NL; L++) {   /* Phi: the MLP reads the attention's norm */
@@ -347,8 +348,8 @@ static int check_roles(const mu_model *m, char *err, size_t errlen)
         int qk = !m->cfg.qk_norm || (l->qn >= 0 && l->kn >= 0);
         int qkv = m->cfg.fused_qkv ? l->qkv >= 0 : l->q >= 0 && l->k >= 0 && l->v >= 0;
         int ln = !m->cfg.layer_norm || (l->anb >= 0 && l->mnb >= 0);
-        if (!pre || !post || !qk || !qkv || !ln || l->o < 0 || (l->gate < 0 && !m->cfg.plain_mlp) ||
-            l->up < 0 || l->down < 0) {
+        int gate_up = l->gu >= 0 || ((l->gate >= 0 || m->cfg.plain_mlp) && l->up >= 0);
+        if (!pre || !post || !qk || !qkv || !ln || l->o < 0 || !gate_up || l->down < 0) {
             snprintf(err, errlen, "model: layer %d: parameter list incomplete", L);
             return -1;
         }
@@ -361,7 +362,7 @@ static int check_roles(const mu_model *m, char *err, size_t errlen)
 static int stored_bf16(const mu_model *m, const mu_param *p)
 {
     static const char *const roles[] = { "embed", "q", "k", "v", "o", "gate", "up", "down",
-                                         "lm_head", "qkv" };
+                                         "lm_head", "qkv", "gate_up" };
     if (m->weights != MU_WEIGHTS_BF16) return 0;
     for (size_t i = 0; i < sizeof roles / sizeof *roles; i++)
         if (!strcmp(p->info.role, roles[i])) return 1;
@@ -1021,7 +1022,8 @@ static int ws_ensure(mu_model *m, int N, int train)
     }
     A(m->h, n * D); A(m->hf, n * D); A(m->rstdf, n); A(m->rows, n * D);
     if (m->cfg.layer_norm) A(m->meanf, n);
-    if (m->cfg.fused_qkv) A(m->qkv, n * 3 * qd);
+    if (m->cfg.fused_qkv) A(m->qkv, n * (qd + 2 * kd));
+    if (m->cfg.fused_gate_up) A(m->gu, n * 2 * m->F);
     if (m->rd < m->hd) A(m->rot, n * (m->H > m->Hkv ? m->H : m->Hkv) * m->rd);
     if (m->lora_rmax) A(m->lora_ws, 2 * n * m->lora_rmax);
 #undef A
@@ -1177,17 +1179,32 @@ static void rope_heads(mu_model *m, int L, float *X, int heads, int bwd)
     be->copy_rows(X, hd, m->rot, rd, N * heads, rd);
 }
 
-/* The fused projection split into q, k, v [N, H, hd] (join: dq, dk, dv back into it, every
- * element written): [N, H, 3, hd] (GPT-NeoX, rows of hd) or [N, 3, H, hd] (GPT-2, rows of
- * H hd). */
+/* The fused projection split into q [N, H, hd], k, v [N, Hkv, hd] (join: dq, dk, dv back
+ * into it, every element written): [N, H, 3, hd] (GPT-NeoX, rows of hd) or [N, qd + 2 kd]
+ * (GPT-2 and Phi-3: the q block, then the k and the v blocks). */
 static void qkv_split(const mu_model *m, float *qkv, float *q, float *k, float *v, int join)
 {
     int blocks = m->cfg.fused_qkv == MU_QKV_BLOCKS;
-    int w = blocks ? m->qd : m->hd, rows = blocks ? m->N : m->N * m->H;
+    int rows = blocks ? m->N : m->N * m->H, ld = blocks ? m->qd + 2 * m->kd : 3 * m->hd;
+    int w[3] = { blocks ? m->qd : m->hd, blocks ? m->kd : m->hd, blocks ? m->kd : m->hd };
+    int at[3] = { 0, w[0], w[0] + w[1] };
     float *part[3] = { q, k, v };
     for (int j = 0; j < 3; j++) {
-        if (join) m->be->copy_rows(qkv + j * w, 3 * w, part[j], w, rows, w);
-        else m->be->copy_rows(part[j], w, qkv + j * w, 3 * w, rows, w);
+        if (join) m->be->copy_rows(qkv + at[j], ld, part[j], w[j], rows, w[j]);
+        else m->be->copy_rows(part[j], w[j], qkv + at[j], ld, rows, w[j]);
+    }
+}
+
+/* Phi-3's fused gate/up output [N, 2F] split into g, u [N, F] (join: dg, du back into it). */
+static void gate_up_split(const mu_model *m, float *gu, float *g, float *u, int join)
+{
+    int F = m->F;
+    if (join) {
+        m->be->copy_rows(gu, 2 * F, g, F, m->N, F);
+        m->be->copy_rows(gu + F, 2 * F, u, F, m->N, F);
+    } else {
+        m->be->copy_rows(g, F, gu, 2 * F, m->N, F);
+        m->be->copy_rows(u, F, gu + F, 2 * F, m->N, F);
     }
 }
 
@@ -1199,8 +1216,9 @@ static void qkv_project(mu_model *m, const layer_params *P, layer_acts *A, const
     const mu_backend *be = m->be;
     int N = m->N, D = m->D;
     if (P->qkv >= 0) {
-        linear(m, m->qkv, h, P->qkv, N, D, 3 * m->qd, 0);
-        if (P->qkvb >= 0) be->bias_add(m->qkv, W(m, P->qkvb), N, 3 * m->qd);
+        int w = m->qd + 2 * m->kd;
+        linear(m, m->qkv, h, P->qkv, N, D, w, 0);
+        if (P->qkvb >= 0) be->bias_add(m->qkv, W(m, P->qkvb), N, w);
         qkv_split(m, m->qkv, q, k, A->v, 0);
         return;
     }
@@ -1234,7 +1252,7 @@ static int mlp_act_forward(mu_model *m, int L, const layer_params *P, layer_acts
 {
     const mu_backend *be = m->be;
     int N = m->N, D = m->D, F = m->F;
-    linear(m, A->u, h, P->up, N, D, F, 0);
+    if (P->gu < 0) linear(m, A->u, h, P->up, N, D, F, 0);
     if (m->cfg.plain_mlp) {
         if (P->ub >= 0) be->bias_add(A->u, W(m, P->ub), N, F);
         if (run_hooks(m, o->hooks, o->n_hooks, MU_SITE_MLP_IN, L, 0, A->u, m->B, m->T, F, err, errlen))
@@ -1242,7 +1260,12 @@ static int mlp_act_forward(mu_model *m, int L, const layer_params *P, layer_acts
         be->gelu(A->a, A->u, (size_t)N * F, m->gelu_tanh);
         return 0;
     }
-    linear(m, A->g, h, P->gate, N, D, F, 0);
+    if (P->gu >= 0) {                 /* Phi-3: gate_up_proj, split */
+        linear(m, m->gu, h, P->gu, N, D, 2 * F, 0);
+        gate_up_split(m, m->gu, A->g, A->u, 0);
+    } else {
+        linear(m, A->g, h, P->gate, N, D, F, 0);
+    }
     if (run_hooks_mlp_in(m, o->hooks, o->n_hooks, L, 0, A->g, A->u, err, errlen)) return -1;
     if (m->gelu) be->geglu(A->a, A->g, A->u, (size_t)N * F, m->gelu_tanh);
     else be->swiglu(A->a, A->g, A->u, (size_t)N * F);
@@ -1534,7 +1557,7 @@ static int param_stage(const char *role)
         { "down", S_DOWN }, { "q_norm", S_QKV }, { "k_norm", S_QKV }, { "attn_post_norm", S_O },
         { "mlp_post_norm", S_DOWN }, { "attn_norm_bias", S_ATTN_NORM }, { "qkv", S_QKV },
         { "qkv_bias", S_QKV }, { "o_bias", S_O }, { "mlp_norm_bias", S_MLP_NORM },
-        { "up_bias", S_GATEUP }, { "down_bias", S_DOWN } };
+        { "up_bias", S_GATEUP }, { "down_bias", S_DOWN }, { "gate_up", S_GATEUP } };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (!strcmp(role, t[i].role)) return t[i].stage;
     return -1;
@@ -1624,12 +1647,17 @@ static int mlp_backward(mu_model *m, int L, int low, const mu_hook *hooks, int n
     /* gate/up: [N,F] = h2[N,D] W[F,D]^T, h2 = norm(mlp_x) recomputed (no input norm: mlp_x),
      * mlp_x = resid_mid, or resid_pre with a parallel residual */
     const float *mlp_x = m->cfg.parallel_residual ? A->x : A->mid;
-    if (pre && (trainable(m, P->gate) || trainable(m, P->up)))
+    if (pre && (trainable(m, P->gate) || trainable(m, P->up) || trainable(m, P->gu)))
         norm_fwd(m, P->mlp_norm, P->mnb, m->h, NULL, NULL, mlp_x, N);
     const float *hm = pre ? m->h : mlp_x;
     int need_dh = BELOW(S_GATEUP);
-    if (P->gate >= 0) linear_bwd(m, need_dh ? m->dh : NULL, P->gate, m->dg, hm, N, D, F, 0);
-    linear_bwd(m, need_dh ? m->dh : NULL, P->up, m->du, hm, N, D, F, P->gate >= 0);
+    if (P->gu >= 0) {                 /* Phi-3: dg, du joined for gate_up_proj */
+        gate_up_split(m, m->gu, m->dg, m->du, 1);
+        linear_bwd(m, need_dh ? m->dh : NULL, P->gu, m->gu, hm, N, D, 2 * F, 0);
+    } else {
+        if (P->gate >= 0) linear_bwd(m, need_dh ? m->dh : NULL, P->gate, m->dg, hm, N, D, F, 0);
+        linear_bwd(m, need_dh ? m->dh : NULL, P->up, m->du, hm, N, D, F, P->gate >= 0);
+    }
     if (!need_dh) return 1;
     /* the norm's input gradient: into d resid_mid, or (parallel) kept for resid_pre */
     float *dmx = m->cfg.parallel_residual ? m->dpar : m->dx;
@@ -1649,8 +1677,8 @@ static void qkv_backward(mu_model *m, const layer_params *P, float *dh, float *d
     int N = m->N, D = m->D, qd = m->qd, kd = m->kd;
     if (P->qkv >= 0) {
         qkv_split(m, m->qkv, dq, dk, m->dv, 1);
-        bias_bwd(m, P->qkvb, m->qkv, N, 3 * qd);
-        linear_bwd(m, dh, P->qkv, m->qkv, hin, N, D, 3 * qd, 0);
+        bias_bwd(m, P->qkvb, m->qkv, N, qd + 2 * kd);
+        linear_bwd(m, dh, P->qkv, m->qkv, hin, N, D, qd + 2 * kd, 0);
         return;
     }
     bias_bwd(m, P->qb, dq, N, qd);

@@ -1060,6 +1060,19 @@ TEST(cuda_model_random_phi_logits_grads_vs_cpu)
     config_vs_cpu(&c, MU_WEIGHTS_BF16, 42, 1e-6, 3e-5);
 }
 
+/* Phi-3 on both backends: qkv_proj over 2 kv heads split in blocks and joined, gate_up_proj
+ * split and joined; f32, then bf16 weights with half of each head rotating. */
+TEST(cuda_model_random_phi3_logits_grads_vs_cpu)
+{
+    mu_config c = random_llama();
+    CHECK(mu_config_set_model_type(&c, "phi3") == 0);
+    c.qkv_bias = 0;
+    c.n_kv_head = c.n_head / 2;
+    config_vs_cpu(&c, MU_WEIGHTS_F32, 51, 1e-9, 1e-7);
+    c.rotary_dim = c.head_dim / 2;
+    config_vs_cpu(&c, MU_WEIGHTS_BF16, 52, 1e-6, 3e-5);
+}
+
 /* Adapters of rank 3 (scale 0.7) with the same random A and B on every layer matrix of mc
  * and mg, the base weights frozen (mg's given mc's values); forward, mean cross-entropy,
  * backward: logits, the loss and every dA, dB compared. */

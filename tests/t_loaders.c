@@ -940,7 +940,7 @@ TEST(config_gpt_neox_and_rope_parameters) {
          "\"num_attention_heads\":4,\"vocab_size\":300,\"use_parallel_residual\":1}", "is not true/false"},
         {"{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":1,"
          "\"num_attention_heads\":4,\"vocab_size\":300,\"rope_parameters\":{\"partial_rotary_factor\":0.5}}",
-         "gpt_neox and phi only"},
+         "gpt_neox, phi and phi3 only"},
         {"{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":1,"
          "\"num_attention_heads\":4,\"vocab_size\":300,\"rope_parameters\":[1]}", "\"rope_parameters\" is not"},
         {"{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":1,"
@@ -1079,6 +1079,58 @@ TEST(config_phi) {
          "\"num_attention_heads\":4,\"vocab_size\":300,\"num_key_value_heads\":3}", "kv"},
         {"{\"model_type\":\"phi\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":1,"
          "\"num_attention_heads\":4,\"vocab_size\":300,\"hidden_act\":\"relu\"}", "hidden_act \"relu\""},
+    };
+    refuses_each(bad, sizeof bad / sizeof *bad);
+}
+
+/* Phi-3: microsoft/Phi-3-mini-4k-instruct's config.json (transformers 4 keys), its parameter
+ * list (3,821,079,552 parameters: qkv_proj and gate_up_proj fused) and units; written back and
+ * read again; Phi-3.5's longrope scaling refused. */
+TEST(config_phi3) {
+    mu_config c, d;
+    char err[512];
+    const char *phi3 = "{\"architectures\":[\"Phi3ForCausalLM\"],\"attention_bias\":false,"
+        "\"attention_dropout\":0.0,\"bos_token_id\":1,\"embd_pdrop\":0.0,\"eos_token_id\":32000,"
+        "\"hidden_act\":\"silu\",\"hidden_size\":3072,\"initializer_range\":0.02,\"intermediate_size\":8192,"
+        "\"max_position_embeddings\":4096,\"model_type\":\"phi3\",\"num_attention_heads\":32,"
+        "\"num_hidden_layers\":32,\"num_key_value_heads\":32,\"original_max_position_embeddings\":4096,"
+        "\"pad_token_id\":32000,\"resid_pdrop\":0.0,\"rms_norm_eps\":1e-05,\"rope_scaling\":null,"
+        "\"rope_theta\":10000.0,\"sliding_window\":2047,\"tie_word_embeddings\":false,"
+        "\"torch_dtype\":\"bfloat16\",\"transformers_version\":\"4.40.2\",\"use_cache\":true,"
+        "\"vocab_size\":32064}";
+    CHECK_MSG(!cfg_from(phi3, &c, err, sizeof err), "%s", err);
+    CHECK(c.n_layer == 32 && c.d_model == 3072 && c.head_dim == 96 && c.n_kv_head == 32 && c.d_ff == 8192 &&
+          c.fused_qkv == MU_QKV_BLOCKS && c.fused_gate_up && !c.conv1d && !c.layer_norm && !c.rotary_dim &&
+          c.sliding_window == 2047 && !c.global_every && c.eos_id == 32000 && !strcmp(c.hidden_act, "silu"));
+    mu_param_info *pl;
+    int np = mu_arch_params(&c, &pl);
+    CHECK_EQ_INT(np, 1 + 32 * 6 + 2);   /* embed, 6 per layer, final norm, lm_head */
+    CHECK_EQ_INT(mu_arch_numel(pl, np), 3821079552LL);        /* Phi-3-mini */
+    int qkv = mu_arch_find(pl, np, "model.layers.3.self_attn.qkv_proj.weight");
+    int gu = mu_arch_find(pl, np, "model.layers.3.mlp.gate_up_proj.weight");
+    int down = mu_arch_find(pl, np, "model.layers.3.mlp.down_proj.weight");
+    CHECK(qkv >= 0 && !strcmp(pl[qkv].role, "qkv") && pl[qkv].shape[0] == 3 * 3072 && mu_arch_block(&pl[qkv]) == 0);
+    CHECK(gu >= 0 && !strcmp(pl[gu].role, "gate_up") && pl[gu].shape[0] == 2 * 8192 && mu_arch_block(&pl[gu]) == 1);
+    CHECK(down >= 0 && mu_mask_units_for(pl[down].name, 2, pl[down].shape, MU_GRAN_NEURON, 0) == 8192);
+    /* heads of qkv_proj: 3 x 32 blocks of 96 rows (the q heads, then the k and the v heads) */
+    CHECK(mu_mask_units_for(pl[qkv].name, 2, pl[qkv].shape, MU_GRAN_HEAD, mu_arch_head_rows(&pl[qkv], &c)) == 96);
+    mu_cands cand;
+    CHECK_MSG(!mu_cands_from_model(&c, "mlp:3", MU_GRAN_MATRIX, &cand, err, sizeof err), "%s", err);
+    CHECK(cand.m.n == 2);                /* gate_up_proj and down_proj */
+    mu_cands_free(&cand);
+    free(pl);
+    const char *p = path_in(mu_test_tmpdir(), "phi3.json");
+    CHECK_MSG(!mu_config_write_json(&c, p, err, sizeof err), "%s", err);
+    CHECK_MSG(!mu_config_from_json_file(p, &d, err, sizeof err), "%s", err);
+    CHECK(!memcmp(&c, &d, sizeof c));
+    c.fused_gate_up = 0;                 /* not Phi-3's layout: not written as phi3 */
+    CHECK(mu_config_write_json(&c, p, err, sizeof err) == -1);
+    const refused_cfg bad[] = {
+        {"{\"model_type\":\"phi3\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":1,"
+         "\"num_attention_heads\":4,\"vocab_size\":300,\"rope_scaling\":{\"type\":\"longrope\","
+         "\"short_factor\":[1,1,1,1],\"long_factor\":[2,2,2,2]}}", "\"longrope\" not supported"},
+        {"{\"model_type\":\"phi3\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":1,"
+         "\"num_attention_heads\":4,\"vocab_size\":300,\"partial_rotary_factor\":0.1}", "not an even number of dims"},
     };
     refuses_each(bad, sizeof bad / sizeof *bad);
 }

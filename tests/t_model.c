@@ -1073,6 +1073,7 @@ TEST(model_peft_embedding_adapter_parity)
 TEST(model_lora_parity_with_peft) { check_lora_parity("parity"); }
 TEST(model_lora_gpt2_parity_with_peft) { check_lora_parity("parity_gpt2"); }
 TEST(model_lora_phi_parity_with_peft) { check_lora_parity("parity_phi"); }   /* dense, fc1, fc2 */
+TEST(model_lora_phi3_parity_with_peft) { check_lora_parity("parity_phi3"); }  /* qkv_proj, gate_up_proj */
 
 /* Gemma (tests/gen/gen_gemma_parity.py): GeGLU (tanh form), RMSNorm by 1 + w, embeddings
  * times sqrt(d_model), tied head, head_dim 16 with d_model 32 and 4 heads. */
@@ -1270,6 +1271,27 @@ TEST(model_parity_phi_gqa_tied_with_hf_transformers)
           !strcmp(c.hidden_act, "gelu"));
 }
 TEST(model_phi_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_phi"); }
+
+/* Phi-3 (tests/gen/gen_phi3_parity.py, transformers 5.25): Llama's layout with qkv_proj (the q,
+ * k and v blocks; 2 kv heads for 4) and gate_up_proj (the gate, then the up rows) fused, a
+ * 4-token sliding window; parity_phi3_partial: half of each head rotating (base 500), a tied
+ * head. */
+TEST(model_parity_phi3_with_hf_transformers)
+{
+    check_hf_parity("parity_phi3");
+    mu_config c = parity_config("parity_phi3");
+    CHECK(c.fused_qkv == MU_QKV_BLOCKS && c.fused_gate_up && !c.layer_norm && !c.plain_mlp && !c.qkv_bias &&
+          c.n_kv_head == 2 && c.head_dim == 8 && c.sliding_window == 4 && !c.rotary_dim && !c.tie_embeddings &&
+          !strcmp(c.hidden_act, "silu"));
+}
+TEST(model_parity_phi3_partial_tied_with_hf_transformers)
+{
+    check_hf_parity("parity_phi3_partial");
+    mu_config c = parity_config("parity_phi3_partial");
+    CHECK(c.rotary_dim == 4 && c.tie_embeddings && c.rope_theta == 500.0f && !c.sliding_window);
+}
+TEST(model_phi3_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_phi3"); }
+TEST(model_phi3_partial_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_phi3_partial"); }
 TEST(model_phi_gqa_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_phi_gqa"); }
 
 /* Positions past GPT-2's n_positions have no embedding: refused, not read out of bounds. */
@@ -1340,25 +1362,34 @@ TEST(model_olmo2_gguf_same_as_dir) { check_gguf_same_as_dir("parity_olmo2"); }
 /* Phi-2's GGUF (architecture phi2): its LayerNorms' eps and rotating dims from its own keys,
  * dense, fc1, fc2, final_layernorm and lm_head's bias under llama.cpp's names. */
 TEST(model_phi_gguf_same_as_dir) { check_gguf_same_as_dir("parity_phi"); }
+/* Phi-3's GGUF (architecture phi3): attn_qkv and ffn_up hold the fused tensors as stored, the
+ * window from attention.sliding_window. */
+TEST(model_phi3_gguf_same_as_dir) { check_gguf_same_as_dir("parity_phi3"); }
 
-/* An older phi-2 conversion's fused attn_qkv: refused in one line naming the file (the test
- * renames blk.0.ffn_down.weight, of the same length, to blk.0.attn_qkv.weight). */
-TEST(model_phi_gguf_fused_qkv_refused)
+/* tests/golden/SUB/model.gguf with tensor `from` renamed `to` (of the same length) is refused
+ * in one line naming the file and holding needle. */
+static void check_gguf_renamed_refused(const char *sub, const char *from, const char *to, const char *needle)
 {
-    char path[1200], err[512] = "";
-    snprintf(path, sizeof path, "%s/tests/golden/parity_phi/model.gguf", mu_test_root());
-    size_t len;
+    char path[1200], q[1200], err[512] = "";
+    snprintf(path, sizeof path, "%s/tests/golden/%s/model.gguf", mu_test_root(), sub);
+    size_t len, n = strlen(from);
     unsigned char *b = mu_test_slurp(path, &len);
-    unsigned char *at = memmem(b, len, "blk.0.ffn_down.weight", 21);
-    CHECK(at != NULL);
-    if (at) memcpy(at, "blk.0.attn_qkv.weight", 21);
-    char q[1200];
-    snprintf(q, sizeof q, "%s/fused_phi2.gguf", mu_test_tmpdir());
+    unsigned char *at = memmem(b, len, from, n);
+    CHECK(at != NULL && strlen(to) == n);
+    if (at) memcpy(at, to, n);
+    snprintf(q, sizeof q, "%s/renamed_%s.gguf", mu_test_tmpdir(), sub);
     mu_test_spit(q, b, len);
     free(b);
     mu_model *m = mu_model_load(q, NULL, 0, mu_backend_cpu(), err, sizeof err);
-    CHECK_MSG(!m && strstr(err, q) && strstr(err, "fused attn_qkv"), "%s", err);
+    CHECK_MSG(!m && strstr(err, q) && strstr(err, needle), "%s", err);
     mu_model_free(m);
+}
+
+/* An older phi-2 conversion's fused attn_qkv, and Phi-3.5's longrope factors: refused. */
+TEST(model_phi_gguf_fused_qkv_and_longrope_refused)
+{
+    check_gguf_renamed_refused("parity_phi", "blk.0.ffn_down.weight", "blk.0.attn_qkv.weight", "fused attn_qkv");
+    check_gguf_renamed_refused("parity_phi3", "blk.0.attn_output.weight", "rope_factors_long.weight", "longrope");
 }
 
 /* A Llama 3.1 GGUF: the llama3 scaling as llama.cpp's converter stores it, per-pair

@@ -52,7 +52,9 @@ static const char usage[] =
     "                        or phi (phi-1.5, phi-2: gpt_neox's LayerNorms, biases and\n"
     "                        parallel residual with one input norm for both branches,\n"
     "                        separate q/k/v, half of each head rotating, gelu_new MLP,\n"
-    "                        a bias on lm_head; head dim d-model/heads)\n"
+    "                        a bias on lm_head; head dim d-model/heads) or phi3\n"
+    "                        (Phi-3: Llama's layout with q/k/v fused in qkv_proj and\n"
+    "                        gate/up in gate_up_proj)\n"
     "      --std X           standard deviation of the normal init (default 0.02)\n"
     "      --seed N          random seed (default 1)\n"
     "      --dtype T         stored dtype: f32 (default), bf16, f16\n"
@@ -130,10 +132,11 @@ static void parse_args(int argc, char **argv, init_opts *o) {
         case O_ARCH:
             if ((strcmp(optarg, "llama") && strcmp(optarg, "gemma") && strcmp(optarg, "gemma2") &&
                  strcmp(optarg, "gemma3_text") && strcmp(optarg, "olmo2") && strcmp(optarg, "qwen3") &&
-                 strcmp(optarg, "gpt_neox") && strcmp(optarg, "gpt2") && strcmp(optarg, "phi")) ||
+                 strcmp(optarg, "gpt_neox") && strcmp(optarg, "gpt2") && strcmp(optarg, "phi") &&
+                 strcmp(optarg, "phi3")) ||
                 mu_config_set_model_type(c, optarg))
                 mu_usage_error("--arch: '%s' is not llama, gemma, gemma2, gemma3_text, olmo2, qwen3, gpt_neox, "
-                               "gpt2 or phi", optarg);
+                               "gpt2, phi or phi3", optarg);
             break;
         default: mu_usage_error("unexpected option (see --help)");
         }
@@ -147,7 +150,7 @@ static void parse_args(int argc, char **argv, init_opts *o) {
         c->head_dim = c->d_model / c->n_head;
     }
     if (c->query_scalar > 0) c->query_scalar = (float)c->head_dim;   /* as Gemma-2 2B and 9B */
-    if (c->fused_qkv == MU_QKV_BLOCKS && c->head_dim * c->n_head != c->d_model)
+    if (c->conv1d && c->head_dim * c->n_head != c->d_model)
         mu_usage_error("--arch gpt2 needs --head-dim = d-model/heads (%d)", c->head_dim);
     if (c->fused_qkv == MU_QKV_PER_HEAD) {   /* GPT-NeoX: rotary_pct 0.25, as GPTNeoXConfig */
         c->rotary_dim = c->head_dim / 4;

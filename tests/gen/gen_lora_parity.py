@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Golden for mu's LoRA adapters (mu-train --lora; tests/t_model.c model_lora_parity_with_peft)
 against PEFT's LoRA on the HF parity models: tests/golden/parity (Llama: Linear layers),
-tests/golden/parity_gpt2 (GPT-2: Conv1D layers, PEFT's fan_in_fan_out) and tests/golden/parity_phi
-(Phi: Linear layers with biases, dense, fc1, fc2).
+tests/golden/parity_gpt2 (GPT-2: Conv1D layers, PEFT's fan_in_fan_out), tests/golden/parity_phi
+(Phi: Linear layers with biases, dense, fc1, fc2) and tests/golden/parity_phi3 (Phi-3: the fused
+qkv_proj and gate_up_proj adapted whole).
 
 Writes lora.safetensors beside each model: the batch of its golden.safetensors (input_ids,
 lengths, targets), "scale" f32 [1] (lora_alpha / r = 5/3, r = 3), and per adapted weight W
@@ -16,7 +17,7 @@ logits: parity/peft_embed_adapter/, parity/lora_embed.safetensors.
 
 Run (a developer with a venv of torch, transformers and peft; CI never runs it):
   python3 tests/gen/gen_lora_parity.py [CASE ...]   (made with peft 0.21.2, transformers 5.25)
-CASEs (parity, parity_gpt2, parity_phi, embed) make only those; none, all of them.
+CASEs (parity, parity_gpt2, parity_phi, parity_phi3, embed) make only those; none, all of them.
 """
 import json
 import os
@@ -31,7 +32,8 @@ GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden"
 R, ALPHA = 3, 5.0
 CASES = [("parity", ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], 20261206),
          ("parity_gpt2", ["c_attn", "c_proj", "c_fc"], 20261207),
-         ("parity_phi", ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"], 20261209)]
+         ("parity_phi", ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"], 20261209),
+         ("parity_phi3", ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"], 20261210)]
 
 
 def weight_name(module_name):

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes tests/golden/parity_{gemma,gemma2,gemma3,olmo2,qwen3,phi}/model.gguf:
+"""Writes tests/golden/parity_{gemma,gemma2,gemma3,olmo2,qwen3,phi,phi3}/model.gguf:
 the F32 weights of those directories' Hugging Face models as llama.cpp's
 convert_hf_to_gguf.py stores them, written with llama.cpp's own `gguf` package
 (GGUFWriter, and its TensorNameMap for the tensor names):
@@ -23,6 +23,9 @@ convert_hf_to_gguf.py stores them, written with llama.cpp's own `gguf` package
          its bias as output; keys: layer_norm_epsilon, rope.dimension_count, no rope base
          (llama.cpp's 10000); feed_forward_length is the converter's 4 n_embd in every Phi
          release, the test model's intermediate_size here (half that)
+  phi3   architecture "phi3" (Phi3MiniModel): qkv_proj as attn_qkv, gate_up_proj as ffn_up
+         (both fused, as stored), no q/k permutation; keys: rope.dimension_count,
+         rope.scaling.original_context_length, attention.sliding_window (0 when none)
 t_model.c loads each and requires the logits of its Hugging Face directory.
 
 Also tests/golden/gguf_meta/{gemma2-9b,gemma2-27b,gemma3-12b,gemma3-27b}.gguf: the metadata
@@ -33,7 +36,7 @@ the layer count (46 and 62 layers are the 27B models).
 
 Run (a developer with numpy, safetensors, gguf; CI never runs it):
   /root/torchenv/bin/python tests/gen/make_arch_ggufs.py [NAME ...]
-NAMEs (gemma, gemma2, gemma3, olmo2, qwen3, phi, meta) make only those; none, all of them.
+NAMEs (gemma, gemma2, gemma3, olmo2, qwen3, phi, phi3, meta) make only those; none, all of them.
 """
 import json
 import os
@@ -46,28 +49,37 @@ from safetensors.numpy import load_file
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden")
 
 
+def rope_value(cfg, key, default):
+    """A rope key of cfg: in transformers 5's rope_parameters, or at the top level."""
+    return (cfg.get("rope_parameters") or {}).get(key, cfg.get(key, default))
+
+
+def rope_dims(cfg, pct):
+    """rope.dimension_count as the Phi converters write it."""
+    return int(rope_value(cfg, "partial_rotary_factor", pct) * cfg["hidden_size"]) // cfg["num_attention_heads"]
+
+
 def write_keys(w, arch, cfg):
-    """The hyper-parameter keys llama.cpp's converter writes for cfg."""
-    if arch == gguf.MODEL_ARCH.PHI2:           # Phi2Model.set_gguf_parameters
-        rope = cfg.get("rope_parameters") or {}
-        pct = rope.get("partial_rotary_factor", cfg.get("partial_rotary_factor", 0.5))
-        w.add_context_length(cfg["max_position_embeddings"])
-        w.add_embedding_length(cfg["hidden_size"])
-        w.add_feed_forward_length(cfg["intermediate_size"])   # the converter's 4 n_embd, as every Phi has
-        w.add_block_count(cfg["num_hidden_layers"])
-        w.add_head_count(cfg["num_attention_heads"])
-        w.add_head_count_kv(cfg["num_attention_heads"])
-        w.add_layer_norm_eps(cfg["layer_norm_eps"])
-        w.add_rope_dimension_count(int(pct * cfg["hidden_size"]) // cfg["num_attention_heads"])
-        return
+    """The hyper-parameter keys llama.cpp's converter writes for cfg (Phi2Model: a LayerNorm eps,
+    as many kv heads as heads, no rope base; Phi3MiniModel: the original context, the rotating
+    dims and the window, 0 for none)."""
+    phi2 = arch == gguf.MODEL_ARCH.PHI2
     w.add_context_length(cfg["max_position_embeddings"])
     w.add_embedding_length(cfg["hidden_size"])
     w.add_block_count(cfg["num_hidden_layers"])
-    w.add_feed_forward_length(cfg["intermediate_size"])
+    w.add_feed_forward_length(cfg["intermediate_size"])   # Phi2Model's 4 n_embd, as every Phi has
     w.add_head_count(cfg["num_attention_heads"])
-    w.add_head_count_kv(cfg["num_key_value_heads"])
+    w.add_head_count_kv(cfg["num_attention_heads" if phi2 else "num_key_value_heads"])
+    if phi2:
+        w.add_layer_norm_eps(cfg["layer_norm_eps"])
+        w.add_rope_dimension_count(rope_dims(cfg, 0.5))
+        return
     w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
-    w.add_rope_freq_base(cfg["rope_theta"])
+    w.add_rope_freq_base(rope_value(cfg, "rope_theta", None))
+    if arch == gguf.MODEL_ARCH.PHI3:
+        w.add_rope_scaling_orig_ctx_len(cfg["original_max_position_embeddings"])
+        w.add_rope_dimension_count(rope_dims(cfg, 1.0))
+        w.add_sliding_window(cfg.get("sliding_window") or 0)
     if "head_dim" in cfg:
         w.add_key_length(cfg["head_dim"])
         w.add_value_length(cfg["head_dim"])
@@ -142,7 +154,8 @@ def write_meta(name, arch, arch_name, cfg):
 
 MODELS = {"gemma": (gguf.MODEL_ARCH.GEMMA, "gemma"), "gemma2": (gguf.MODEL_ARCH.GEMMA2, "gemma2"),
           "gemma3": (gguf.MODEL_ARCH.GEMMA3, "gemma3"), "olmo2": (gguf.MODEL_ARCH.OLMO2, "olmo2"),
-          "qwen3": (gguf.MODEL_ARCH.QWEN3, "qwen3"), "phi": (gguf.MODEL_ARCH.PHI2, "phi2")}
+          "qwen3": (gguf.MODEL_ARCH.QWEN3, "qwen3"), "phi": (gguf.MODEL_ARCH.PHI2, "phi2"),
+          "phi3": (gguf.MODEL_ARCH.PHI3, "phi3")}
 want = set(sys.argv[1:])
 for name, (arch, arch_name) in MODELS.items():
     if not want or name in want:

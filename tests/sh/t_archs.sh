@@ -7,7 +7,7 @@
 # partial rotary, parallel residual, plain GELU MLP, biases everywhere) and GPT-2 (learned
 # positions, Conv1D weights stored [in, out], fused c_attn in blocks) and Phi (GPT-NeoX's
 # LayerNorms and biases with one input norm for both parallel branches, separate q/k/v, a bias
-# on lm_head). Per architecture: the config mu-init writes, choice
+# on lm_head) and Phi-3 (Llama's layout with qkv_proj and gate_up_proj fused). Per architecture: the config mu-init writes, choice
 # scores, masked training whose dense and sparse deltas and exported model directory give
 # the same outputs bit for bit (Gemma's norms are stored as w, held as 1 + w), an attribution and path
 # patching over the MLPs. The numerics are checked against transformers in t_model.c.
@@ -20,12 +20,13 @@ printf '{"name": "Ada", "sport": 0}\n{"name": "Bo", "sport": 1}\n{"name": "Cy", 
 same_choices() { cmp <(mu-dump "$1" | tail -n +2 | jq -c .choice_logprobs) <(mu-dump "$2" | tail -n +2 | jq -c .choice_logprobs); }
 export -f same_choices
 
-for arch in gemma gemma2 gemma3_text olmo2 qwen3 gpt_neox gpt2 phi; do
+for arch in gemma gemma2 gemma3_text olmo2 qwen3 gpt_neox gpt2 phi phi3; do
   M=m_$arch
   heads='--heads 4 --kv-heads 2 --head-dim 16' mlp_tensors=3
   [ $arch = gpt_neox ] && heads='--heads 2' mlp_tensors=4    # head dim 32/2; up, down and their biases
   [ $arch = gpt2 ] && heads='--heads 4 --max-pos 64' mlp_tensors=4
   [ $arch = phi ] && heads='--heads 4 --kv-heads 2' mlp_tensors=4      # fc1, fc2 and their biases
+  [ $arch = phi3 ] && mlp_tensors=2                                       # gate_up_proj, down_proj
   if ! mu-init -q --arch $arch --out $M --layers 2 --d-model 32 $heads \
        --d-ff 64 --vocab 259 --std 0.2 --seed 5; then
     fail archs_${arch}_init "mu-init --arch $arch failed"; continue
@@ -37,6 +38,7 @@ for arch in gemma gemma2 gemma3_text olmo2 qwen3 gpt_neox gpt2 phi; do
     qwen3) want='.model_type == "qwen3" and .architectures == ["Qwen3ForCausalLM"] and .head_dim == 16 and .hidden_act == "silu"' ;;
     olmo2) want='.model_type == "olmo2" and .architectures == ["Olmo2ForCausalLM"] and .hidden_act == "silu"' ;;
     gpt2) want='.model_type == "gpt2" and .architectures == ["GPT2LMHeadModel"] and .activation_function == "gelu_new" and .n_positions == 64 and .n_embd == 32 and .n_inner == 64 and .tie_word_embeddings == true' ;;
+    phi3) want='.model_type == "phi3" and .architectures == ["Phi3ForCausalLM"] and .hidden_act == "silu" and .num_key_value_heads == 2 and .head_dim == 16 and .partial_rotary_factor == 1 and .tie_word_embeddings == false' ;;
     phi) want='.model_type == "phi" and .architectures == ["PhiForCausalLM"] and .hidden_act == "gelu_new" and .partial_rotary_factor == 0.5 and .num_key_value_heads == 2 and .qk_layernorm == false and .tie_word_embeddings == false' ;;
     gpt_neox) want='.model_type == "gpt_neox" and .architectures == ["GPTNeoXForCausalLM"] and .hidden_act == "gelu" and .rotary_pct == 0.25 and .use_parallel_residual == true and .attention_bias == true and .tie_word_embeddings == false' ;;
   esac
@@ -53,6 +55,10 @@ for arch in gemma gemma2 gemma3_text olmo2 qwen3 gpt_neox gpt2 phi; do
   if [ $arch = phi ]; then       # one input norm per layer, a bias on lm_head
     t archs_phi_tensors bash -c "head -c 20000 $M/model.safetensors | grep -aq lm_head.bias &&
       head -c 20000 $M/model.safetensors | grep -aq self_attn.dense.bias && ! head -c 20000 $M/model.safetensors | grep -aq post_attention_layernorm"
+  fi
+  if [ $arch = phi3 ]; then      # q/k/v and gate/up fused: qkv_proj [16 x 4 + 2 x 16 x 2, 32]
+    t archs_phi3_tensors bash -c "mu-dump --model $M | jq -e -s 'map(select(.name == \"model.layers.1.self_attn.qkv_proj.weight\"))[0].shape == [128, 32]' >/dev/null &&
+      head -c 20000 $M/model.safetensors | grep -aq mlp.gate_up_proj && ! head -c 20000 $M/model.safetensors | grep -aq q_proj"
   fi
   if [ $arch = gpt2 ]; then      # Conv1D weights as GPT-2 stores them: c_fc [in = 32, out = 64]
     t archs_gpt2_tensors bash -c "mu-dump --model $M | jq -e -s 'map(select(.name == \"transformer.h.1.mlp.c_fc.weight\"))[0].shape == [32, 64]' >/dev/null &&
