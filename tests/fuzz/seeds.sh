@@ -17,6 +17,7 @@ case "${1:-}" in
                        "$shared"/sports/sports.csv 2>/dev/null ;;
   fuzz_stream)      ls tests/golden/*/*.mpk.zst ;;
   fuzz_records)     ls tests/fuzz/seeds/fuzz_records/* ;;
+  fuzz_config)      ls tests/golden/*/config.json ;;
   fuzz_delta)       ls tests/fuzz/seeds/fuzz_delta/* tests/golden/parity/peft_adapter/adapter_model.safetensors \
                        tests/golden/parity/peft_embed_adapter/adapter_model.safetensors ;;
   *) echo "seeds.sh: unknown target '${1:-}'" >&2; exit 2 ;;
