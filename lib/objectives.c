@@ -41,6 +41,7 @@ static void add_logp_grad(const float *z, int V, double lse, int y, double a, fl
 typedef struct {
     double coef, param;       /* param: floor (log1mp), beta (wga, undial) */
     const float *ref;         /* [n, V] reference rows (undial: logits, kl: log-probs) */
+    double (*tok)(double logp, double param, double *dl);   /* row_logp's loss of log p(y) */
 } row_ctx;
 
 /* Loss of row z [V] with target y (k-th labeled row); adds coef * dloss/dz into d. */
@@ -83,46 +84,36 @@ double mu_tok_wga(double logp, double beta, double *dl) {
     return w * logp;                          /* -w * CE = w * log p */
 }
 
-static double row_ce(const float *z, int V, int y, int k, const row_ctx *c, float *d) {
+/* A function of log p(y) alone (c->tok): ce, log1mp, wga, and the sequences' log p itself. */
+static double row_tok(const float *z, int V, int y, int k, const row_ctx *c, float *d) {
     (void)k;
     double dl, lse = mu_logsumexp(z, V);
-    double loss = mu_tok_ce(z[y] - lse, &dl);
+    double loss = c->tok(z[y] - lse, c->param, &dl);
     if (d) add_logp_grad(z, V, lse, y, c->coef * dl, d);
     return loss;
+}
+
+static double tok_ce(double logp, double param, double *dl) {
+    (void)param;
+    return mu_tok_ce(logp, dl);
 }
 
 double mu_obj_ce(const float *logits, const int32_t *labels, int T, int V,
                  double coef, float *dlogits) {
-    row_ctx c = {coef, 0, NULL};
-    return over_rows(logits, labels, T, V, row_ce, &c, dlogits);
-}
-
-static double row_log1mp(const float *z, int V, int y, int k, const row_ctx *c, float *d) {
-    (void)k;
-    double dl, lse = mu_logsumexp(z, V);
-    double loss = mu_tok_log1mp(z[y] - lse, c->param, &dl);
-    if (d) add_logp_grad(z, V, lse, y, c->coef * dl, d);
-    return loss;
+    row_ctx c = {.coef = coef, .tok = tok_ce};
+    return over_rows(logits, labels, T, V, row_tok, &c, dlogits);
 }
 
 double mu_obj_log1mp(const float *logits, const int32_t *labels, int T, int V,
                      double floor, double coef, float *dlogits) {
-    row_ctx c = {coef, floor, NULL};
-    return over_rows(logits, labels, T, V, row_log1mp, &c, dlogits);
-}
-
-static double row_wga(const float *z, int V, int y, int k, const row_ctx *c, float *d) {
-    (void)k;
-    double dl, lse = mu_logsumexp(z, V);
-    double loss = mu_tok_wga(z[y] - lse, c->param, &dl);
-    if (d) add_logp_grad(z, V, lse, y, c->coef * dl, d);
-    return loss;
+    row_ctx c = {.coef = coef, .param = floor, .tok = mu_tok_log1mp};
+    return over_rows(logits, labels, T, V, row_tok, &c, dlogits);
 }
 
 double mu_obj_wga(const float *logits, const int32_t *labels, int T, int V,
                   double beta, double coef, float *dlogits) {
-    row_ctx c = {coef, beta, NULL};
-    return over_rows(logits, labels, T, V, row_wga, &c, dlogits);
+    row_ctx c = {.coef = coef, .param = beta, .tok = mu_tok_wga};
+    return over_rows(logits, labels, T, V, row_tok, &c, dlogits);
 }
 
 static double row_undial(const float *z, int V, int y, int k, const row_ctx *c, float *d) {
@@ -148,7 +139,7 @@ static double row_undial(const float *z, int V, int y, int k, const row_ctx *c, 
 
 double mu_obj_undial(const float *logits, const int32_t *labels, int T, int V,
                      const float *ref_logits, double beta, double coef, float *dlogits) {
-    row_ctx c = {coef, beta, ref_logits};
+    row_ctx c = {.coef = coef, .param = beta, .ref = ref_logits};
     return over_rows(logits, labels, T, V, row_undial, &c, dlogits);
 }
 
@@ -167,29 +158,28 @@ static double row_kl(const float *z, int V, int y, int k, const row_ctx *c, floa
 
 double mu_obj_kl(const float *logits, const int32_t *labels, int T, int V,
                  const float *ref_logp, double coef, float *dlogits) {
-    row_ctx c = {coef, 0, ref_logp};
+    row_ctx c = {.coef = coef, .ref = ref_logp};
     return over_rows(logits, labels, T, V, row_kl, &c, dlogits);
 }
 
 /* ---- sequence-level ---- */
 
-static double row_logp(const float *z, int V, int y, int k, const row_ctx *c, float *d) {
-    (void)k;
-    double lse = mu_logsumexp(z, V);
-    if (d) add_logp_grad(z, V, lse, y, c->coef, d);
-    return z[y] - lse;
+static double tok_logp(double logp, double param, double *dl) {
+    (void)param;
+    *dl = 1;
+    return logp;
 }
 
 double mu_seq_logprob(const float *logits, const int32_t *labels, int T, int V, int *n_out) {
-    row_ctx c = {0, 0, NULL};
+    row_ctx c = {.tok = tok_logp};
     if (n_out) *n_out = mu_count_labels(labels, T);
-    return over_rows(logits, labels, T, V, row_logp, &c, NULL);
+    return over_rows(logits, labels, T, V, row_tok, &c, NULL);
 }
 
 void mu_seq_logprob_grad(const float *logits, const int32_t *labels, int T, int V,
                          double coef, float *dlogits) {
-    row_ctx c = {coef, 0, NULL};
-    over_rows(logits, labels, T, V, row_logp, &c, dlogits);
+    row_ctx c = {.coef = coef, .tok = tok_logp};
+    over_rows(logits, labels, T, V, row_tok, &c, dlogits);
 }
 
 void mu_ref_logp_rows(const float *logits, const int32_t *labels, int T, int V, float *out) {
