@@ -47,11 +47,14 @@ static const struct {
 #define PHI_ROTARY_PCT 0.5f      /* PhiConfig's default partial_rotary_factor */
 
 /* RoPE frequencies (HF _compute_default / _compute_llama3 / linear) */
-void mu_rope_inv_freq(const mu_config *c, float *inv_freq) {
+static void rope_inv_freq(const mu_config *c, int long_ctx, float *inv_freq) {
     int hd = c->rotary_dim > 0 ? c->rotary_dim : c->head_dim;   /* the rotating dims */
     for (int i = 0; i < hd / 2; i++) {
         float f = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)hd);
-        if (!strcmp(c->rope_scaling, "linear") && c->rope_factor > 0) {
+        if (!strcmp(c->rope_scaling, "longrope")) {   /* 1 / (factor_i base^(2i/d)), as transformers */
+            const float *ext = long_ctx ? c->rope_long : c->rope_short;
+            f = 1.0f / (ext[i] * powf(c->rope_theta, (float)(2 * i) / (float)hd));
+        } else if (!strcmp(c->rope_scaling, "linear") && c->rope_factor > 0) {
             f /= c->rope_factor;
         } else if (!strcmp(c->rope_scaling, "llama3")) {
             double factor = c->rope_factor, lo = c->rope_low_freq, hi = c->rope_high_freq;
@@ -67,6 +70,10 @@ void mu_rope_inv_freq(const mu_config *c, float *inv_freq) {
         inv_freq[i] = f;
     }
 }
+
+void mu_rope_inv_freq(const mu_config *c, float *inv_freq) { rope_inv_freq(c, 0, inv_freq); }
+
+void mu_rope_inv_freq_long(const mu_config *c, float *inv_freq) { rope_inv_freq(c, 1, inv_freq); }
 
 float mu_config_attn_scale(const mu_config *c) {
     return 1.0f / sqrtf(c->query_scalar > 0 ? c->query_scalar : (float)c->head_dim);
@@ -232,12 +239,82 @@ static int j_token_id(jctx *j, json_t *root, const char *key, int *out) {
 
 /* A rope scaling object (rope_scaling, or transformers 5's rope_parameters): type or
  * rope_type "default" (none), "llama3" or "linear", with their factors. */
+/* longrope's factors: rs[key], an array of 1 to MU_ROPE_PAIRS_MAX positive numbers, into
+ * out, its length into *n. */
+static int j_factors(jctx *j, json_t *rs, const char *key, float *out, int *n) {
+    json_t *a = json_object_get(rs, key);
+    size_t len = json_array_size(a);
+    if (!json_is_array(a) || len < 1 || len > MU_ROPE_PAIRS_MAX) {
+        mu_set_err(j->err, j->errlen, "%s: rope scaling \"%s\" is not an array of 1 to %d numbers", j->name, key,
+                   MU_ROPE_PAIRS_MAX);
+        return -1;
+    }
+    for (size_t i = 0; i < len; i++) {
+        json_t *v = json_array_get(a, i);
+        double x = json_is_number(v) ? json_number_value(v) : NAN;
+        if (!(x > 0) || !isfinite(x)) {
+            mu_set_err(j->err, j->errlen, "%s: rope scaling \"%s\"[%zu] is not a positive number", j->name, key, i);
+            return -1;
+        }
+        out[i] = (float)x;
+    }
+    *n = (int)len;
+    return 0;
+}
+
+/* Phi-3.5's longrope ("su" in early Phi-3 configs): the short and long factors, and the
+ * factor, attention factor and original length when given (longrope_finish supplies them
+ * when not). */
+static int j_longrope(jctx *j, json_t *rs, mu_config *c) {
+    int ns = 0, nl = 0;
+    strcpy(c->rope_scaling, "longrope");
+    c->rope_factor = c->rope_attn = 0;
+    c->rope_orig_max_pos = 0;
+    if (j_factors(j, rs, "short_factor", c->rope_short, &ns) || j_factors(j, rs, "long_factor", c->rope_long, &nl) ||
+        j_num(j, rs, "factor", &c->rope_factor) || j_num(j, rs, "attention_factor", &c->rope_attn) ||
+        j_int(j, rs, "original_max_position_embeddings", &c->rope_orig_max_pos, 1, INT32_MAX))
+        return -1;
+    if (ns != nl) {
+        mu_set_err(j->err, j->errlen, "%s: rope scaling short_factor and long_factor differ in length (%d, %d)",
+                   j->name, ns, nl);
+        return -1;
+    }
+    c->rope_pairs = ns;
+    return 0;
+}
+
+/* The attention factor longrope scales the rotated dims by (transformers'
+ * _compute_longrope_parameters): sqrt(1 + ln factor / ln original length), 1 when factor <= 1. */
+static float longrope_default_attn(double factor, int orig) {
+    return factor <= 1 ? 1.0f : (float)sqrt(1 + log(factor) / log((double)orig));
+}
+
+/* longrope's defaults once the whole config is read: the original length from the top level
+ * (Phi-3's original_max_position_embeddings), factor max_position_embeddings / it, and the
+ * attention factor from the factor. */
+static int longrope_finish(jctx *j, json_t *root, mu_config *c) {
+    if (strcmp(c->rope_scaling, "longrope")) return 0;
+    if (!c->rope_orig_max_pos &&
+        j_int(j, root, "original_max_position_embeddings", &c->rope_orig_max_pos, 1, INT32_MAX))
+        return -1;
+    if (!c->rope_orig_max_pos) {
+        mu_set_err(j->err, j->errlen, "%s: longrope scaling without original_max_position_embeddings", j->name);
+        return -1;
+    }
+    double factor = c->rope_factor > 0 ? c->rope_factor : (double)c->max_pos / c->rope_orig_max_pos;
+    if (!(c->rope_factor > 0)) c->rope_factor = (float)factor;
+    if (!(c->rope_attn > 0)) c->rope_attn = longrope_default_attn(factor, c->rope_orig_max_pos);
+    return 0;
+}
+
 static int j_rope_scaling_obj(jctx *j, json_t *rs, mu_config *c) {
     char type[16] = "";
     if (j_str(j, rs, "type", type, sizeof type) || j_str(j, rs, "rope_type", type, sizeof type)) return -1;
     if (!strcmp(type, "default")) return 0;
+    if (!strcmp(type, "longrope") || !strcmp(type, "su")) return j_longrope(j, rs, c);
     if (strcmp(type, "llama3") && strcmp(type, "linear")) {
-        mu_set_err(j->err, j->errlen, "%s: rope_scaling type \"%s\" not supported (llama3, linear)", j->name, type);
+        mu_set_err(j->err, j->errlen, "%s: rope_scaling type \"%s\" not supported (llama3, linear, longrope)",
+                   j->name, type);
         return -1;
     }
     strcpy(c->rope_scaling, type);
@@ -541,6 +618,7 @@ static int cfg_from_json(json_t *root, jctx *j, mu_config *c) {
         return -1;
     }
     if (pct != 1 && neox_rotary_dim(j, c, pct)) return -1;
+    if (longrope_finish(j, root, c)) return -1;
     if (wrapper && (j_token_id(j, wrapper, "bos_token_id", &c->bos_id) ||
                     j_token_id(j, wrapper, "eos_token_id", &c->eos_id) ||
                     j_token_id(j, wrapper, "pad_token_id", &c->pad_id)))
@@ -709,29 +787,52 @@ static int gg_phi2(const mu_gguf *g, const char *arch, mu_config *c, char *err, 
     return 0;
 }
 
-/* Phi-3's keys as llama.cpp's converter writes them (Phi3MiniModel): the rotating dims
- * (rope.dimension_count) and the window (attention.sliding_window; 0: none, Phi-4's). Its
- * longrope scaling (rope_factors_long/short tensors: Phi-3.5, Phi-4-mini) is refused. */
-static int gg_phi3(const mu_gguf *g, const char *arch, mu_config *c, char *err, size_t errlen) {
-    if (mu_gguf_find_tensor(g, "rope_factors_long.weight") >= 0) {
-        mu_set_err(err, errlen, "%s: longrope scaling (rope_factors_long.weight: Phi-3.5, Phi-4-mini) is not "
-                   "supported", mu_gguf_path(g));
+/* llama.cpp's longrope (Phi3MiniModel: the factors as tensors rope_factors_long and
+ * rope_factors_short [pairs], the original length and the attention factor as keys). */
+static int gg_longrope(const mu_gguf *g, const char *arch, mu_config *c, char *err, size_t errlen) {
+    int pairs = (c->rotary_dim > 0 ? c->rotary_dim : c->head_dim) / 2;
+    if (pairs > MU_ROPE_PAIRS_MAX) {
+        mu_set_err(err, errlen, "%s: longrope over %d rotating pairs (at most %d)", mu_gguf_path(g), pairs,
+                   MU_ROPE_PAIRS_MAX);
         return -1;
     }
+    if (mu_gguf_tensor_f32(g, "rope_factors_long.weight", c->rope_long, (size_t)pairs, err, errlen) ||
+        mu_gguf_tensor_f32(g, "rope_factors_short.weight", c->rope_short, (size_t)pairs, err, errlen))
+        return -1;
+    for (int i = 0; i < pairs; i++)
+        if (!(c->rope_long[i] > 0) || !(c->rope_short[i] > 0) || !isfinite(c->rope_long[i]) ||
+            !isfinite(c->rope_short[i])) {
+            mu_set_err(err, errlen, "%s: rope_factors_long/short.weight[%d] is not a positive number",
+                       mu_gguf_path(g), i);
+            return -1;
+        }
+    if (gg_req_u32(g, arch, "rope.scaling.original_context_length", &c->rope_orig_max_pos, err, errlen)) return -1;
+    double factor = (double)c->max_pos / c->rope_orig_max_pos;
+    strcpy(c->rope_scaling, "longrope");
+    c->rope_pairs = pairs;
+    c->rope_factor = (float)factor;
+    c->rope_attn = longrope_default_attn(factor, c->rope_orig_max_pos);
+    gg_opt_f32(g, arch, "rope.scaling.attn_factor", &c->rope_attn);
+    return 0;
+}
+
+/* Phi-3's keys as llama.cpp's converter writes them (Phi3MiniModel): the rotating dims
+ * (rope.dimension_count), the window (attention.sliding_window; 0: none, Phi-4's) and
+ * longrope (Phi-3.5, Phi-4-mini). */
+static int gg_phi3(const mu_gguf *g, const char *arch, mu_config *c, char *err, size_t errlen) {
     int rd = c->head_dim;
     char key[128];
     snprintf(key, sizeof key, "%s.rope.dimension_count", arch);
     if (mu_gguf_kv_type(g, key) >= 0 && gg_req_u32(g, arch, "rope.dimension_count", &rd, err, errlen)) return -1;
     c->rotary_dim = rd == c->head_dim ? 0 : rd;
     snprintf(key, sizeof key, "%s.attention.sliding_window", arch);
-    uint32_t w;
-    if (mu_gguf_kv_type(g, key) < 0) return 0;
-    if (mu_gguf_get_u32(g, key, &w) || w > INT32_MAX) {
+    uint32_t w = 0;
+    if (mu_gguf_kv_type(g, key) >= 0 && (mu_gguf_get_u32(g, key, &w) || w > INT32_MAX)) {
         mu_set_err(err, errlen, "%s: metadata %s is not a window size", mu_gguf_path(g), key);
         return -1;
     }
     c->sliding_window = (int)w;
-    return 0;
+    return mu_gguf_find_tensor(g, "rope_factors_long.weight") >= 0 ? gg_longrope(g, arch, c, err, errlen) : 0;
 }
 
 int mu_config_from_gguf(const mu_gguf *g, mu_config *c, char *err, size_t errlen) {
@@ -864,7 +965,14 @@ int mu_config_validate(const mu_config *c, char *err, size_t errlen) {
         mu_set_err(err, errlen, "rms_norm_eps and rope_theta must be positive");
         return -1;
     }
-    if (c->rope_scaling[0]) {
+    int pairs = (c->rotary_dim > 0 ? c->rotary_dim : c->head_dim) / 2;
+    if (!strcmp(c->rope_scaling, "longrope") &&
+        (c->rope_pairs != pairs || c->rope_orig_max_pos < 1 || !(c->rope_attn > 0) || !isfinite(c->rope_attn))) {
+        mu_set_err(err, errlen, "longrope scaling needs a factor for each of the %d rotating pairs (has %d), an "
+                   "original length and a positive attention factor", pairs, c->rope_pairs);
+        return -1;
+    }
+    if (c->rope_scaling[0] && strcmp(c->rope_scaling, "longrope")) {
         if (strcmp(c->rope_scaling, "llama3") && strcmp(c->rope_scaling, "linear")) {
             mu_set_err(err, errlen, "rope scaling \"%s\" not supported", c->rope_scaling);
             return -1;
@@ -1024,6 +1132,26 @@ static json_t *gpt2_to_json(const mu_config *c, const char *torch_dtype, const c
     return r;
 }
 
+/* longrope's rope_scaling object as Phi3Config writes it (type, short_factor, long_factor),
+ * with factor and attention_factor only where they are not the defaults that
+ * max_position_embeddings / original_max_position_embeddings gives; the original length at
+ * the top level of r. */
+static json_t *longrope_to_json(const mu_config *c, json_t *r) {
+    json_t *s = json_array(), *l = json_array();
+    for (int i = 0; i < c->rope_pairs; i++) {
+        json_array_append_new(s, j_float(c->rope_short[i]));
+        json_array_append_new(l, j_float(c->rope_long[i]));
+    }
+    json_t *o = json_pack("{s:s, s:o, s:o}", "type", "longrope", "short_factor", s, "long_factor", l);
+    double factor = (double)c->max_pos / c->rope_orig_max_pos;
+    int own = c->rope_factor != (float)factor;
+    if (own) json_object_set_new(o, "factor", j_float(c->rope_factor));
+    if (c->rope_attn != longrope_default_attn(own ? c->rope_factor : factor, c->rope_orig_max_pos))
+        json_object_set_new(o, "attention_factor", j_float(c->rope_attn));
+    json_object_set_new(r, "original_max_position_embeddings", json_integer(c->rope_orig_max_pos));
+    return o;
+}
+
 /* The config as an HF config.json object; NULL + "name: what" in err. */
 static json_t *config_to_json(const mu_config *c, const char *torch_dtype, const char *path, char *err,
                               size_t errlen) {
@@ -1101,6 +1229,8 @@ static json_t *config_to_json(const mu_config *c, const char *torch_dtype, const
         json_object_set_new(r, "rope_local_base_freq", j_float(c->rope_local_theta > 0 ? c->rope_local_theta : c->rope_theta));
     }
     if (!c->rope_scaling[0]) json_object_set_new(r, "rope_scaling", json_null());
+    else if (!strcmp(c->rope_scaling, "longrope"))
+        json_object_set_new(r, "rope_scaling", longrope_to_json(c, r));
     else if (!strcmp(c->rope_scaling, "linear"))
         json_object_set_new(r, "rope_scaling", json_pack("{s:s, s:o}", "rope_type", "linear", "factor",
                                                          j_float(c->rope_factor)));

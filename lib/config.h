@@ -8,10 +8,13 @@
  * base); OLMo-2 (norms after the blocks, q/k norms); Qwen3 (q/k norms per head); GPT-NeoX
  * (LayerNorms with biases, a plain GELU MLP, fused q/k/v, partial rotary, parallel residual,
  * biases on every projection); GPT-2 (LayerNorms, fused q/k/v, learned positions, Conv1D
- * weights stored [in, out], tied head). */
+ * weights stored [in, out], tied head); Phi (GPT-NeoX's layout with separate q/k/v, one
+ * input norm for both parallel branches, a bias on lm_head); Phi-3 (Llama's layout with
+ * qkv_proj and gate_up_proj fused, longrope scaling). */
 #ifndef MU_CONFIG_H
 #define MU_CONFIG_H
 #include <stddef.h>
+#define MU_ROPE_PAIRS_MAX 256   /* longrope factors: at most this many rotating pairs */
 
 struct mu_gguf;
 
@@ -25,10 +28,16 @@ typedef struct {
     float rms_eps, rope_theta;
     int tie_embeddings;      /* lm_head shares embed_tokens */
     int qkv_bias;            /* q/k/v projections have biases (Qwen2, attention_bias) */
-    /* rope scaling: type "" (none), "llama3", "linear" */
+    /* rope scaling: type "" (none), "llama3", "linear", "longrope" */
     char rope_scaling[16];
     float rope_factor, rope_low_freq, rope_high_freq;
     int rope_orig_max_pos;
+    /* rope_scaling "longrope" (Phi-3.5, Phi-4-mini): rotating pair i's frequency divided by
+     * rope_short[i], or by rope_long[i] in a forward whose positions reach past
+     * rope_orig_max_pos; the rotated dims times rope_attn. rope_pairs: the factors given. */
+    int rope_pairs;
+    float rope_attn;
+    float rope_short[MU_ROPE_PAIRS_MAX], rope_long[MU_ROPE_PAIRS_MAX];
     int bos_id, eos_id, pad_id;   /* -1 if unknown */
     char hidden_act[24];     /* MLP gate activation: "silu" (SwiGLU), "gelu" (GeGLU, erf
                                 form) or "gelu_pytorch_tanh" / "gelu_new" (GeGLU, tanh form) */
@@ -91,8 +100,10 @@ typedef struct {
 /* Sets model_type and its family's conventions (Gemma: norm_plus_one, embed_scale, tied
  * head, gelu_pytorch_tanh; OLMo-2: post_norm, qk_norm). 0 ok, -1 unknown model_type. */
 int mu_config_set_model_type(mu_config *c, const char *model_type);
-/* Inverse RoPE frequencies [head_dim/2] of the config (llama3 / linear scaling applied). */
+/* Inverse RoPE frequencies [head_dim/2] of the config (llama3 / linear scaling applied;
+ * longrope: its short factors), and longrope's for a forward past rope_orig_max_pos. */
 void mu_rope_inv_freq(const mu_config *c, float *inv_freq);
+void mu_rope_inv_freq_long(const mu_config *c, float *inv_freq);
 /* Attention of layer L: the scale of q.k, and the sliding window (0: none). */
 float mu_config_attn_scale(const mu_config *c);
 int mu_config_layer_window(const mu_config *c, int L);

@@ -64,6 +64,8 @@ struct mu_model {
     int head_bias;                    /* lm_head's bias (Phi), or -1 */
     float *inv_freq;                  /* host [hd/2] */
     float *inv_freq_local;            /* host [hd/2]: the sliding layers' (rope_local_theta), or NULL */
+    float *inv_freq_long;             /* host [hd/2]: longrope's long factors', or NULL */
+    int rope_long;                    /* this batch reaches past rope_orig_max_pos: inv_freq_long */
     int D, H, Hkv, hd, F, V, NL, qd, kd;
     int gelu, gelu_tanh;              /* MLP activation: SwiGLU (0) or GeGLU (1, tanh or erf form) */
     float embed_mult;                 /* embeddings times this (Gemma: sqrt(d_model)), else 1 */
@@ -235,10 +237,12 @@ static int qk_heads(const mu_model *m, int heads)
     return m->cfg.qk_norm == MU_QK_NORM_PER_HEAD ? heads : 1;
 }
 
-/* The rotary frequencies of layer L: the sliding layers' own (Gemma-3), or the model's. */
+/* The rotary frequencies of layer L: the sliding layers' own (Gemma-3), longrope's long ones
+ * for a batch past the original length, or the model's. */
 static const float *layer_inv_freq(const mu_model *m, int L)
 {
-    return m->inv_freq_local && mu_config_layer_window(&m->cfg, L) > 0 ? m->inv_freq_local : m->inv_freq;
+    if (m->inv_freq_local && mu_config_layer_window(&m->cfg, L) > 0) return m->inv_freq_local;
+    return m->rope_long ? m->inv_freq_long : m->inv_freq;
 }
 
 /* Y[N,D] = embedding rows of ids */
@@ -420,6 +424,10 @@ static mu_model *model_new(const mu_config *cfg, const mu_backend *be, mu_weight
         if (!(m->inv_freq_local = malloc(fsz(m->hd / 2 + 1)))) goto oom;
         mu_rope_inv_freq(&local, m->inv_freq_local);
     }
+    if (!strcmp(cfg->rope_scaling, "longrope")) {
+        if (!(m->inv_freq_long = malloc(fsz(m->hd / 2 + 1)))) goto oom;
+        mu_rope_inv_freq_long(cfg, m->inv_freq_long);
+    }
     return m;
 oom:
     free(info);
@@ -592,7 +600,7 @@ void mu_model_free(mu_model *m)
     m->be->free(m->soft.g);
     free(m->soft_runs);
     if (m->be) m->be->free(m->gscratch);
-    free(m->p); free(m->lp); free(m->inv_freq); free(m->inv_freq_local);
+    free(m->p); free(m->lp); free(m->inv_freq); free(m->inv_freq_local); free(m->inv_freq_long);
     free(m->ids); free(m->lens); free(m->pos0); free(m->pos); free(m->klen);
     free(m->host); free(m->logits_host); free(m->hidden_host); free(m->lrows); free(m->inv);
     free(m);
@@ -1165,17 +1173,24 @@ static void attention_forward(mu_model *m, int L, layer_acts *A, mu_kvcache *c)
 }
 
 /* Rotary embedding of layer L on X [N, heads, hd] in place (bwd: its transpose): every dim,
- * or only the first rd of each head (GPT-NeoX), copied out and back; none with learned
- * positions (GPT-2). */
+ * or only the first rd of each head (GPT-NeoX), copied out and back; the rotated dims times
+ * longrope's attention factor (the scale is its own transpose); none with learned positions
+ * (GPT-2). */
 static void rope_heads(mu_model *m, int L, float *X, int heads, int bwd)
 {
     const mu_backend *be = m->be;
     void (*rot)(float *, const int32_t *, const float *, int, int, int) = bwd ? be->rope_bwd : be->rope;
     int N = m->N, hd = m->hd, rd = m->rd;
+    float s = m->inv_freq_long ? m->cfg.rope_attn : 1.0f;   /* longrope: the rotated dims scaled */
     if (m->cfg.learned_pos) return;               /* GPT-2: positions were added to the embeddings */
-    if (rd == hd) { rot(X, m->pos, layer_inv_freq(m, L), N, heads, hd); return; }
+    if (rd == hd) {
+        rot(X, m->pos, layer_inv_freq(m, L), N, heads, hd);
+        if (s != 1.0f) be->scale(X, s, (size_t)N * heads * hd);
+        return;
+    }
     be->copy_rows(m->rot, rd, X, hd, N * heads, rd);
     rot(m->rot, m->pos, layer_inv_freq(m, L), N, heads, rd);
+    if (s != 1.0f) be->scale(m->rot, s, (size_t)N * heads * rd);
     be->copy_rows(X, hd, m->rot, rd, N * heads, rd);
 }
 
@@ -1454,6 +1469,9 @@ static int set_batch(mu_model *m, const mu_batch *b, const mu_fwd_opts *o)
         m->klen[r] = m->pos0[r] + m->lens[r];
         for (int t = 0; t < b->T; t++) m->pos[(size_t)r * b->T + t] = m->pos0[r] + t;
     }
+    int reach = 0;                    /* the batch's last position + 1, as transformers' longrope */
+    for (int r = 0; r < b->B; r++) if (m->pos0[r] + b->T > reach) reach = m->pos0[r] + b->T;
+    m->rope_long = m->inv_freq_long && reach > m->cfg.rope_orig_max_pos;
     return 0;
 }
 

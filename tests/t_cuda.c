@@ -1061,7 +1061,7 @@ TEST(cuda_model_random_phi_logits_grads_vs_cpu)
 }
 
 /* Phi-3 on both backends: qkv_proj over 2 kv heads split in blocks and joined, gate_up_proj
- * split and joined; f32, then bf16 weights with half of each head rotating. */
+ * split and joined; f32, then bf16 weights with half of each head rotating, then longrope. */
 TEST(cuda_model_random_phi3_logits_grads_vs_cpu)
 {
     mu_config c = random_llama();
@@ -1071,6 +1071,12 @@ TEST(cuda_model_random_phi3_logits_grads_vs_cpu)
     config_vs_cpu(&c, MU_WEIGHTS_F32, 51, 1e-9, 1e-7);
     c.rotary_dim = c.head_dim / 2;
     config_vs_cpu(&c, MU_WEIGHTS_BF16, 52, 1e-6, 3e-5);
+    strcpy(c.rope_scaling, "longrope");      /* past an original length of 4: the long factors */
+    c.rope_pairs = c.rotary_dim / 2;
+    c.rope_orig_max_pos = 4;
+    c.rope_attn = 1.3f;
+    for (int i = 0; i < c.rope_pairs; i++) c.rope_short[i] = 1.0f + 0.1f * i, c.rope_long[i] = 2.0f + i;
+    config_vs_cpu(&c, MU_WEIGHTS_F32, 53, 1e-9, 1e-7);
 }
 
 /* Adapters of rank 3 (scale 0.7) with the same random A and B on every layer matrix of mc

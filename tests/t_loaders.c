@@ -1085,7 +1085,7 @@ TEST(config_phi) {
 
 /* Phi-3: microsoft/Phi-3-mini-4k-instruct's config.json (transformers 4 keys), its parameter
  * list (3,821,079,552 parameters: qkv_proj and gate_up_proj fused) and units; written back and
- * read again; Phi-3.5's longrope scaling refused. */
+ * read again; Phi-3.5's longrope scaling (below) and what it refuses. */
 TEST(config_phi3) {
     mu_config c, d;
     char err[512];
@@ -1125,10 +1125,40 @@ TEST(config_phi3) {
     CHECK(!memcmp(&c, &d, sizeof c));
     c.fused_gate_up = 0;                 /* not Phi-3's layout: not written as phi3 */
     CHECK(mu_config_write_json(&c, p, err, sizeof err) == -1);
+    /* longrope as Phi-3.5-mini writes it (transformers 4: "type", the original length at the
+     * top level; 8 pairs here for head_dim 16): factor 131072 / 4096 = 32, the rotated dims
+     * times sqrt(1 + ln 32 / ln 4096); "su", its early name, the same */
+    const char *lr = "{\"model_type\":\"phi3\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":1,"
+        "\"num_attention_heads\":4,\"vocab_size\":300,\"max_position_embeddings\":131072,"
+        "\"original_max_position_embeddings\":4096,\"rope_scaling\":{\"type\":\"%s\","
+        "\"short_factor\":[1,1.1,1.2,1.3,1.4,1.5,1.6,1.7],\"long_factor\":[1,2,3,4,5,6,7,8]}}";
+    char js[1024];
+    snprintf(js, sizeof js, lr, "longrope");
+    CHECK_MSG(!cfg_from(js, &c, err, sizeof err), "%s", err);
+    CHECK(!strcmp(c.rope_scaling, "longrope") && c.rope_pairs == 8 && c.rope_orig_max_pos == 4096 &&
+          c.rope_factor == 32.0f && c.rope_long[7] == 8.0f && c.rope_short[2] == 1.2f);
+    CHECK_NEAR(c.rope_attn, sqrt(1 + log(32.0) / log(4096.0)), 1e-6);
+    CHECK_MSG(!mu_config_write_json(&c, p, err, sizeof err), "%s", err);
+    CHECK_MSG(!mu_config_from_json_file(p, &d, err, sizeof err), "%s", err);
+    CHECK(!memcmp(&c, &d, sizeof c));
+    snprintf(js, sizeof js, lr, "su");
+    CHECK_MSG(!cfg_from(js, &d, err, sizeof err) && !memcmp(&c, &d, sizeof c), "%s", err);
+    c.rope_attn = 1.5f;                  /* an attention factor of its own is written too */
+    CHECK_MSG(!mu_config_write_json(&c, p, err, sizeof err), "%s", err);
+    CHECK_MSG(!mu_config_from_json_file(p, &d, err, sizeof err) && d.rope_attn == 1.5f, "%s", err);
     const refused_cfg bad[] = {
         {"{\"model_type\":\"phi3\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":1,"
          "\"num_attention_heads\":4,\"vocab_size\":300,\"rope_scaling\":{\"type\":\"longrope\","
-         "\"short_factor\":[1,1,1,1],\"long_factor\":[2,2,2,2]}}", "\"longrope\" not supported"},
+         "\"short_factor\":[1,1,1,1,1,1,1,1],\"long_factor\":[2,2,2,2,2,2,2,2]}}", "without original_max_position"},
+        {"{\"model_type\":\"phi3\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":1,"
+         "\"num_attention_heads\":4,\"vocab_size\":300,\"original_max_position_embeddings\":8,\"rope_scaling\":"
+         "{\"type\":\"longrope\",\"short_factor\":[1,1,1,1],\"long_factor\":[2,2,2,2]}}", "each of the 8 rotating pairs"},
+        {"{\"model_type\":\"phi3\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":1,"
+         "\"num_attention_heads\":4,\"vocab_size\":300,\"original_max_position_embeddings\":8,\"rope_scaling\":"
+         "{\"type\":\"longrope\",\"short_factor\":[1,1],\"long_factor\":[2,2,2]}}", "differ in length"},
+        {"{\"model_type\":\"phi3\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":1,"
+         "\"num_attention_heads\":4,\"vocab_size\":300,\"original_max_position_embeddings\":8,\"rope_scaling\":"
+         "{\"type\":\"longrope\",\"short_factor\":[1,0,1,1],\"long_factor\":\"x\"}}", "[1] is not a positive"},
         {"{\"model_type\":\"phi3\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":1,"
          "\"num_attention_heads\":4,\"vocab_size\":300,\"partial_rotary_factor\":0.1}", "not an even number of dims"},
     };

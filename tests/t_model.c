@@ -1291,6 +1291,28 @@ TEST(model_parity_phi3_partial_tied_with_hf_transformers)
     CHECK(c.rotary_dim == 4 && c.tie_embeddings && c.rope_theta == 500.0f && !c.sliding_window);
 }
 TEST(model_phi3_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_phi3"); }
+
+/* Phi-3.5's longrope (parity_phi3_longrope*: original length 8 of 64, so the rotated dims are
+ * scaled by sqrt 2): rows reaching position 9 rotate with the long factors, rows within 8
+ * with the short ones, as transformers picks them per forward. */
+TEST(model_parity_phi3_longrope_with_hf_transformers)
+{
+    check_hf_parity("parity_phi3_longrope");
+    check_hf_parity("parity_phi3_longrope_short");
+    mu_config c = parity_config("parity_phi3_longrope");
+    CHECK(!strcmp(c.rope_scaling, "longrope") && c.rope_pairs == 4 && c.rope_orig_max_pos == 8 &&
+          c.rope_factor == 8.0f && c.rope_short[1] == 1.25f && c.rope_long[3] == 4.0f);
+    CHECK_NEAR(c.rope_attn, sqrt(2.0), 1e-6);
+    float s[4], l[4];
+    mu_rope_inv_freq(&c, s);
+    mu_rope_inv_freq_long(&c, l);
+    CHECK_NEAR(s[1], 1.0 / (1.25 * pow(10000.0, 2.0 / 8)), 1e-7);
+    CHECK_NEAR(l[1], 1.0 / (2.0 * pow(10000.0, 2.0 / 8)), 1e-7);
+}
+/* (Within the original length: a cache decoding past it would rotate its new tokens with the
+ * long factors and keep its cached keys' short ones, as transformers does, unlike one forward
+ * over the whole row.) */
+TEST(model_phi3_longrope_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_phi3_longrope_short"); }
 TEST(model_phi3_partial_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_phi3_partial"); }
 TEST(model_phi_gqa_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_phi_gqa"); }
 
@@ -1365,6 +1387,9 @@ TEST(model_phi_gguf_same_as_dir) { check_gguf_same_as_dir("parity_phi"); }
 /* Phi-3's GGUF (architecture phi3): attn_qkv and ffn_up hold the fused tensors as stored, the
  * window from attention.sliding_window. */
 TEST(model_phi3_gguf_same_as_dir) { check_gguf_same_as_dir("parity_phi3"); }
+/* ... and with longrope: the factors from rope_factors_long/short, the attention factor and
+ * the original length from their keys (rows of 9: the long factors). */
+TEST(model_phi3_longrope_gguf_same_as_dir) { check_gguf_same_as_dir("parity_phi3_longrope"); }
 
 /* tests/golden/SUB/model.gguf with tensor `from` renamed `to` (of the same length) is refused
  * in one line naming the file and holding needle. */
@@ -1385,11 +1410,12 @@ static void check_gguf_renamed_refused(const char *sub, const char *from, const 
     mu_model_free(m);
 }
 
-/* An older phi-2 conversion's fused attn_qkv, and Phi-3.5's longrope factors: refused. */
+/* An older phi-2 conversion's fused attn_qkv, and longrope factors of the wrong size: refused. */
 TEST(model_phi_gguf_fused_qkv_and_longrope_refused)
 {
     check_gguf_renamed_refused("parity_phi", "blk.0.ffn_down.weight", "blk.0.attn_qkv.weight", "fused attn_qkv");
-    check_gguf_renamed_refused("parity_phi3", "blk.0.attn_output.weight", "rope_factors_long.weight", "longrope");
+    check_gguf_renamed_refused("parity_phi3", "blk.0.attn_output.weight", "rope_factors_long.weight",
+                               "rope_factors_long.weight: has 1024 elements, caller expects 4");
 }
 
 /* A Llama 3.1 GGUF: the llama3 scaling as llama.cpp's converter stores it, per-pair

@@ -12,6 +12,11 @@ a wrong norm), into tests/golden/ (MU_GOLDEN_OUT overrides the parent directory)
                         lm_head;
   parity_phi3_partial/  4 kv heads, partial_rotary_factor 0.5 (4 of 8 dims rotate, as
                         Phi-4-mini's 0.75 does), rope_theta 500, tied lm_head;
+  parity_phi3_longrope/ Phi-3.5's longrope scaling: original length 8 of 64 (factor 8, the
+                        rotated dims times sqrt(1 + ln 8 / ln 8) = sqrt 2), short and long
+                        factors per pair, over rows of 9, 5 and 2 tokens: past the original
+                        length, so the long factors rotate;
+  parity_phi3_longrope_short/  the same model over rows of 8, 5 and 2: within it, the short;
 each with config.json, model.safetensors and golden.safetensors as tests/gen/hf_parity.py
 writes it.
 
@@ -31,9 +36,9 @@ OUT = os.environ.get("MU_GOLDEN_OUT") or os.path.join(os.path.dirname(os.path.ab
 
 def make(sub, seed, lengths=(9, 5, 2), **kw):
     torch.manual_seed(seed)
+    kw.setdefault("original_max_position_embeddings", 64)
     cfg = Phi3Config(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                     num_attention_heads=4, max_position_embeddings=64, original_max_position_embeddings=64,
-                     rms_norm_eps=1e-5, bos_token_id=None, eos_token_id=1, pad_token_id=0,
+                     num_attention_heads=4, max_position_embeddings=64, rms_norm_eps=1e-5, bos_token_id=None, eos_token_id=1, pad_token_id=0,
                      initializer_range=0.2, resid_pdrop=0.0, embd_pdrop=0.0, attention_dropout=0.0, **kw)
     model = Phi3ForCausalLM(cfg).float()
     randomize_norms(model, 1.0)
@@ -51,6 +56,12 @@ def main():
          rope_theta=10000.0, tie_word_embeddings=False)
     make("parity_phi3_partial", 20261211, num_key_value_heads=4, sliding_window=None, rope_theta=500.0,
          partial_rotary_factor=0.5, tie_word_embeddings=True)
+    longrope = dict(num_key_value_heads=2, sliding_window=None, rope_theta=10000.0, tie_word_embeddings=False,
+                    original_max_position_embeddings=8,
+                    rope_scaling={"type": "longrope", "short_factor": [1.0, 1.25, 1.5, 2.0],
+                                  "long_factor": [1.5, 2.0, 3.0, 4.0]})
+    make("parity_phi3_longrope", 20261212, **longrope)
+    make("parity_phi3_longrope_short", 20261212, lengths=(8, 5, 2), **longrope)
 
 
 if __name__ == "__main__":

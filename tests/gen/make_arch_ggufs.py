@@ -25,7 +25,9 @@ convert_hf_to_gguf.py stores them, written with llama.cpp's own `gguf` package
          release, the test model's intermediate_size here (half that)
   phi3   architecture "phi3" (Phi3MiniModel): qkv_proj as attn_qkv, gate_up_proj as ffn_up
          (both fused, as stored), no q/k permutation; keys: rope.dimension_count,
-         rope.scaling.original_context_length, attention.sliding_window (0 when none)
+         rope.scaling.original_context_length, attention.sliding_window (0 when none);
+         phi3_longrope: also longrope's rope.scaling.attn_factor and the factors as the
+         tensors rope_factors_long and rope_factors_short
 t_model.c loads each and requires the logits of its Hugging Face directory.
 
 Also tests/golden/gguf_meta/{gemma2-9b,gemma2-27b,gemma3-12b,gemma3-27b}.gguf: the metadata
@@ -36,9 +38,11 @@ the layer count (46 and 62 layers are the 27B models).
 
 Run (a developer with numpy, safetensors, gguf; CI never runs it):
   /root/torchenv/bin/python tests/gen/make_arch_ggufs.py [NAME ...]
-NAMEs (gemma, gemma2, gemma3, olmo2, qwen3, phi, phi3, meta) make only those; none, all of them.
+NAMEs (gemma, gemma2, gemma3, olmo2, qwen3, phi, phi3, phi3_longrope, meta) make only those; none,
+all of them.
 """
 import json
+import math
 import os
 import sys
 
@@ -80,6 +84,13 @@ def write_keys(w, arch, cfg):
         w.add_rope_scaling_orig_ctx_len(cfg["original_max_position_embeddings"])
         w.add_rope_dimension_count(rope_dims(cfg, 1.0))
         w.add_sliding_window(cfg.get("sliding_window") or 0)
+        if rope_value(cfg, "rope_type", "") == "longrope":   # Phi3MiniModel.generate_extra_tensors
+            scale = cfg["max_position_embeddings"] / cfg["original_max_position_embeddings"]
+            orig = cfg["original_max_position_embeddings"]
+            w.add_rope_scaling_attn_factors(math.sqrt(1 + math.log(scale) / math.log(orig)) if scale > 1 else 1.0)
+            for kind in ("long", "short"):
+                w.add_tensor("rope_factors_%s.weight" % kind,
+                             np.array(rope_value(cfg, kind + "_factor", None), dtype=np.float32))
     if "head_dim" in cfg:
         w.add_key_length(cfg["head_dim"])
         w.add_value_length(cfg["head_dim"])
@@ -155,7 +166,7 @@ def write_meta(name, arch, arch_name, cfg):
 MODELS = {"gemma": (gguf.MODEL_ARCH.GEMMA, "gemma"), "gemma2": (gguf.MODEL_ARCH.GEMMA2, "gemma2"),
           "gemma3": (gguf.MODEL_ARCH.GEMMA3, "gemma3"), "olmo2": (gguf.MODEL_ARCH.OLMO2, "olmo2"),
           "qwen3": (gguf.MODEL_ARCH.QWEN3, "qwen3"), "phi": (gguf.MODEL_ARCH.PHI2, "phi2"),
-          "phi3": (gguf.MODEL_ARCH.PHI3, "phi3")}
+          "phi3": (gguf.MODEL_ARCH.PHI3, "phi3"), "phi3_longrope": (gguf.MODEL_ARCH.PHI3, "phi3")}
 want = set(sys.argv[1:])
 for name, (arch, arch_name) in MODELS.items():
     if not want or name in want:
