@@ -18,30 +18,22 @@ writes it.
 Run (a developer with torch and transformers >= 5; CI never runs it):
   /root/torchenv/bin/python tests/gen/gen_neox_parity.py
 """
-import os
-
-import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-from hf_parity import randomize_biases, randomize_norms, save_model, write_golden
+from hf_parity import make_parity, randomize_biases, randomize_norms
 
-OUT = os.environ.get("MU_GOLDEN_OUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
-                                                      "golden")
+
+def prepare(model):
+    randomize_norms(model, 1.0, suffixes=("layernorm.weight", "layer_norm.weight"))
+    randomize_biases(model)
 
 
 def make(sub, seed, **kw):
-    torch.manual_seed(seed)
     cfg = GPTNeoXConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                         max_position_embeddings=64, layer_norm_eps=1e-5, tie_word_embeddings=False,
                         bos_token_id=None, eos_token_id=1, pad_token_id=0, initializer_range=0.2, **kw)
-    model = GPTNeoXForCausalLM(cfg).float()
-    randomize_norms(model, 1.0, suffixes=("layernorm.weight", "layer_norm.weight"))
-    randomize_biases(model)
-    out = os.path.join(OUT, sub)
-    save_model(model, out)
-    loss = write_golden(GPTNeoXForCausalLM, out, cfg.vocab_size, seed, "tests/gen/gen_neox_parity.py",
-                        rename={"lm_head.weight": "embed_out.weight"})
-    print(sub, "loss", loss, "files in", os.path.normpath(out))
+    make_parity(GPTNeoXForCausalLM, cfg, sub, seed, "tests/gen/gen_neox_parity.py", prepare,
+                rename={"lm_head.weight": "embed_out.weight"})
 
 
 def main():

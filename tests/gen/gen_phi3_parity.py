@@ -23,30 +23,18 @@ writes it.
 Run (a developer with torch and transformers >= 5; CI never runs it):
   /root/torchenv/bin/python tests/gen/gen_phi3_parity.py
 """
-import os
-
-import torch
 from transformers import Phi3Config, Phi3ForCausalLM
 
-from hf_parity import randomize_norms, save_model, write_golden
-
-OUT = os.environ.get("MU_GOLDEN_OUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
-                                                      "golden")
+from hf_parity import make_parity, randomize_norms
 
 
 def make(sub, seed, lengths=(9, 5, 2), **kw):
-    torch.manual_seed(seed)
     kw.setdefault("original_max_position_embeddings", 64)
     cfg = Phi3Config(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                      num_attention_heads=4, max_position_embeddings=64, rms_norm_eps=1e-5, bos_token_id=None, eos_token_id=1, pad_token_id=0,
                      initializer_range=0.2, resid_pdrop=0.0, embd_pdrop=0.0, attention_dropout=0.0, **kw)
-    model = Phi3ForCausalLM(cfg).float()
-    randomize_norms(model, 1.0)
-    out = os.path.join(OUT, sub)
-    save_model(model, out)
-    loss = write_golden(Phi3ForCausalLM, out, cfg.vocab_size, seed, "tests/gen/gen_phi3_parity.py",
-                        lengths=lengths)
-    print(sub, "loss", loss, "files in", os.path.normpath(out))
+    make_parity(Phi3ForCausalLM, cfg, sub, seed, "tests/gen/gen_phi3_parity.py", lambda m: randomize_norms(m, 1.0),
+                lengths=lengths)
 
 
 def main():

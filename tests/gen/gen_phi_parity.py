@@ -20,30 +20,22 @@ writes it.
 Run (a developer with torch and transformers >= 5; CI never runs it):
   /root/torchenv/bin/python tests/gen/gen_phi_parity.py
 """
-import os
-
-import torch
 from transformers import PhiConfig, PhiForCausalLM
 
-from hf_parity import randomize_biases, randomize_norms, save_model, write_golden
+from hf_parity import make_parity, randomize_biases, randomize_norms
 
-OUT = os.environ.get("MU_GOLDEN_OUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
-                                                      "golden")
+
+def prepare(model):
+    randomize_norms(model, 1.0, suffixes=("layernorm.weight",))
+    randomize_biases(model)
 
 
 def make(sub, seed, **kw):
-    torch.manual_seed(seed)
     cfg = PhiConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                     num_attention_heads=4, max_position_embeddings=64, layer_norm_eps=1e-5,
                     bos_token_id=None, eos_token_id=1, pad_token_id=0, initializer_range=0.2,
                     resid_pdrop=0.0, embd_pdrop=0.0, attention_dropout=0.0, qk_layernorm=False, **kw)
-    model = PhiForCausalLM(cfg).float()
-    randomize_norms(model, 1.0, suffixes=("layernorm.weight",))
-    randomize_biases(model)
-    out = os.path.join(OUT, sub)
-    save_model(model, out)
-    loss = write_golden(PhiForCausalLM, out, cfg.vocab_size, seed, "tests/gen/gen_phi_parity.py")
-    print(sub, "loss", loss, "files in", os.path.normpath(out))
+    make_parity(PhiForCausalLM, cfg, sub, seed, "tests/gen/gen_phi_parity.py", prepare)
 
 
 def main():

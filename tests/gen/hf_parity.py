@@ -80,3 +80,21 @@ def write_golden(model_cls, out, vocab, seed, generator, lengths=(9, 5, 2), stri
             tensors["grad." + name.removeprefix(strip)] = p.grad.detach().float().contiguous()
     save_file(tensors, os.path.join(out, "golden.safetensors"), metadata={"generator": generator})
     return float(loss.detach())
+
+
+def golden_root():
+    """tests/golden, or MU_GOLDEN_OUT when set."""
+    return os.environ.get("MU_GOLDEN_OUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden")
+
+
+def make_parity(model_cls, cfg, sub, seed, generator, prepare, lengths=(9, 5, 2), rename=None):
+    """A random model_cls(cfg) in F32, seeded by seed, given prepare(model) (its norms and
+    biases drawn), saved under golden_root()/sub with its golden; prints and returns the loss."""
+    torch.manual_seed(seed)
+    model = model_cls(cfg).float()
+    prepare(model)
+    out = os.path.join(golden_root(), sub)
+    save_model(model, out)
+    loss = write_golden(model_cls, out, cfg.vocab_size, seed, generator, lengths=lengths, rename=rename)
+    print(sub, "loss", loss, "files in", os.path.normpath(out))
+    return loss
