@@ -78,17 +78,10 @@ static const arch_name gpt2_names[] = {
 };
 
 /* Phi (PhiForCausalLM): GPT-NeoX's LayerNorms and biases with separate q/k/v, one input norm
- * for both parallel branches (no post-attention norm), a bias on lm_head */
+ * for both parallel branches (no post-attention norm), a bias on lm_head; the roles not here
+ * (embed, attn_norm, q, k, v and their biases, lm_head) have Llama's names */
 static const arch_name phi_names[] = {
-    {"embed", "model.embed_tokens.weight"},
-    {"attn_norm", "model.layers.%d.input_layernorm.weight"},
     {"attn_norm_bias", "model.layers.%d.input_layernorm.bias"},
-    {"q", "model.layers.%d.self_attn.q_proj.weight"},
-    {"k", "model.layers.%d.self_attn.k_proj.weight"},
-    {"v", "model.layers.%d.self_attn.v_proj.weight"},
-    {"q_bias", "model.layers.%d.self_attn.q_proj.bias"},
-    {"k_bias", "model.layers.%d.self_attn.k_proj.bias"},
-    {"v_bias", "model.layers.%d.self_attn.v_proj.bias"},
     {"o", "model.layers.%d.self_attn.dense.weight"},
     {"o_bias", "model.layers.%d.self_attn.dense.bias"},
     {"up", "model.layers.%d.mlp.fc1.weight"},
@@ -97,7 +90,6 @@ static const arch_name phi_names[] = {
     {"down_bias", "model.layers.%d.mlp.fc2.bias"},
     {"final_norm", "model.final_layernorm.weight"},
     {"final_norm_bias", "model.final_layernorm.bias"},
-    {"lm_head", "lm_head.weight"},
     {"lm_head_bias", "lm_head.bias"},
     {NULL, NULL}
 };
@@ -181,34 +173,38 @@ static int gpt_params(const mu_config *c, mu_param_info **out) {
 /* Phi's list: embed, per layer (attn_norm, attn_norm_bias, q [QD, D], k, v [KD, D], their
  * biases, o [D, QD], o_bias, up [F, D], up_bias, down [D, F], down_bias), final_norm,
  * final_norm_bias, lm_head (absent when tied), lm_head_bias. */
+/* One entry of Phi's list: its own name, else Llama's. */
+static void phi_add(mu_param_info *p, int *n, const char *role, int layer, int ndim, int64_t d0, int64_t d1) {
+    table_add(find_role(phi_names, role) ? phi_names : arch_names, p, n, role, layer, ndim, d0, d1);
+}
+
 static int phi_params(const mu_config *c, mu_param_info **out) {
     mu_param_info *p = calloc((size_t)(5 + c->n_layer * 14), sizeof *p);
     if (!p) return -1;
     int n = 0;
     int64_t D = c->d_model, F = c->d_ff, V = c->vocab;
     int64_t QD = (int64_t)c->n_head * c->head_dim, KD = (int64_t)c->n_kv_head * c->head_dim;
-    const arch_name *t = phi_names;
-    table_add(t, p, &n, "embed", -1, 2, V, D);
+    phi_add(p, &n, "embed", -1, 2, V, D);
     for (int l = 0; l < c->n_layer; l++) {
-        table_add(t, p, &n, "attn_norm", l, 1, D, 0);
-        table_add(t, p, &n, "attn_norm_bias", l, 1, D, 0);
-        table_add(t, p, &n, "q", l, 2, QD, D);
-        table_add(t, p, &n, "k", l, 2, KD, D);
-        table_add(t, p, &n, "v", l, 2, KD, D);
-        table_add(t, p, &n, "q_bias", l, 1, QD, 0);
-        table_add(t, p, &n, "k_bias", l, 1, KD, 0);
-        table_add(t, p, &n, "v_bias", l, 1, KD, 0);
-        table_add(t, p, &n, "o", l, 2, D, QD);
-        table_add(t, p, &n, "o_bias", l, 1, D, 0);
-        table_add(t, p, &n, "up", l, 2, F, D);
-        table_add(t, p, &n, "up_bias", l, 1, F, 0);
-        table_add(t, p, &n, "down", l, 2, D, F);
-        table_add(t, p, &n, "down_bias", l, 1, D, 0);
+        phi_add(p, &n, "attn_norm", l, 1, D, 0);
+        phi_add(p, &n, "attn_norm_bias", l, 1, D, 0);
+        phi_add(p, &n, "q", l, 2, QD, D);
+        phi_add(p, &n, "k", l, 2, KD, D);
+        phi_add(p, &n, "v", l, 2, KD, D);
+        phi_add(p, &n, "q_bias", l, 1, QD, 0);
+        phi_add(p, &n, "k_bias", l, 1, KD, 0);
+        phi_add(p, &n, "v_bias", l, 1, KD, 0);
+        phi_add(p, &n, "o", l, 2, D, QD);
+        phi_add(p, &n, "o_bias", l, 1, D, 0);
+        phi_add(p, &n, "up", l, 2, F, D);
+        phi_add(p, &n, "up_bias", l, 1, F, 0);
+        phi_add(p, &n, "down", l, 2, D, F);
+        phi_add(p, &n, "down_bias", l, 1, D, 0);
     }
-    table_add(t, p, &n, "final_norm", -1, 1, D, 0);
-    table_add(t, p, &n, "final_norm_bias", -1, 1, D, 0);
-    if (!c->tie_embeddings) table_add(t, p, &n, "lm_head", -1, 2, V, D);
-    table_add(t, p, &n, "lm_head_bias", -1, 1, V, 0);
+    phi_add(p, &n, "final_norm", -1, 1, D, 0);
+    phi_add(p, &n, "final_norm_bias", -1, 1, D, 0);
+    if (!c->tie_embeddings) phi_add(p, &n, "lm_head", -1, 2, V, D);
+    phi_add(p, &n, "lm_head_bias", -1, 1, V, 0);
     *out = p;
     return n;
 }
