@@ -47,13 +47,15 @@ static const struct {
 #define PHI_ROTARY_PCT 0.5f      /* PhiConfig's default partial_rotary_factor */
 
 /* RoPE frequencies (HF _compute_default / _compute_llama3 / linear) */
+int mu_config_rotary_dims(const mu_config *c) { return c->rotary_dim > 0 ? c->rotary_dim : c->head_dim; }
+
 static void rope_inv_freq(const mu_config *c, int long_ctx, float *inv_freq) {
-    int hd = c->rotary_dim > 0 ? c->rotary_dim : c->head_dim;   /* the rotating dims */
+    int hd = mu_config_rotary_dims(c);
     for (int i = 0; i < hd / 2; i++) {
-        float f = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)hd);
+        float base_pow = powf(c->rope_theta, (float)(2 * i) / (float)hd), f = 1.0f / base_pow;
         if (!strcmp(c->rope_scaling, "longrope")) {   /* 1 / (factor_i base^(2i/d)), as transformers */
             const float *ext = long_ctx ? c->rope_long : c->rope_short;
-            f = 1.0f / (ext[i] * powf(c->rope_theta, (float)(2 * i) / (float)hd));
+            f = 1.0f / (ext[i] * base_pow);
         } else if (!strcmp(c->rope_scaling, "linear") && c->rope_factor > 0) {
             f /= c->rope_factor;
         } else if (!strcmp(c->rope_scaling, "llama3")) {
@@ -685,6 +687,14 @@ static int gg_req_u32(const mu_gguf *g, const char *arch, const char *suffix, in
     return 0;
 }
 
+/* As gg_req_u32 when the key {arch}.suffix is there; *out untouched when it is not. */
+static int gg_u32_if_present(const mu_gguf *g, const char *arch, const char *suffix, int *out, char *err,
+                             size_t errlen) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    return mu_gguf_kv_type(g, key) >= 0 ? gg_req_u32(g, arch, suffix, out, err, errlen) : 0;
+}
+
 static void gg_opt_f32(const mu_gguf *g, const char *arch, const char *suffix, float *out) {
     char key[128];
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
@@ -768,6 +778,13 @@ static int gg_rope_freqs(const mu_gguf *g, mu_config *c, char *err, size_t errle
     return -1;
 }
 
+/* The rotating dims from {arch}.rope.dimension_count, else rd; all of the head is stored as 0. */
+static int gg_rotary_dims(const mu_gguf *g, const char *arch, mu_config *c, int rd, char *err, size_t errlen) {
+    if (gg_u32_if_present(g, arch, "rope.dimension_count", &rd, err, errlen)) return -1;
+    c->rotary_dim = rd == c->head_dim ? 0 : rd;
+    return 0;
+}
+
 /* Phi-2's keys as llama.cpp's converter writes them (after set_family): its LayerNorms' eps
  * (attention.layer_norm_epsilon) and the rotating dims (rope.dimension_count, else half the
  * head). q, k and v must be separate tensors, as the converter stores PhiForCausalLM's; an
@@ -779,18 +796,13 @@ static int gg_phi2(const mu_gguf *g, const char *arch, mu_config *c, char *err, 
         return -1;
     }
     gg_opt_f32(g, arch, "attention.layer_norm_epsilon", &c->rms_eps);
-    int rd = (int)(c->head_dim * PHI_ROTARY_PCT);
-    char key[128];
-    snprintf(key, sizeof key, "%s.rope.dimension_count", arch);
-    if (mu_gguf_kv_type(g, key) >= 0 && gg_req_u32(g, arch, "rope.dimension_count", &rd, err, errlen)) return -1;
-    c->rotary_dim = rd == c->head_dim ? 0 : rd;
-    return 0;
+    return gg_rotary_dims(g, arch, c, (int)(c->head_dim * PHI_ROTARY_PCT), err, errlen);
 }
 
 /* llama.cpp's longrope (Phi3MiniModel: the factors as tensors rope_factors_long and
  * rope_factors_short [pairs], the original length and the attention factor as keys). */
 static int gg_longrope(const mu_gguf *g, const char *arch, mu_config *c, char *err, size_t errlen) {
-    int pairs = (c->rotary_dim > 0 ? c->rotary_dim : c->head_dim) / 2;
+    int pairs = mu_config_rotary_dims(c) / 2;
     if (pairs > MU_ROPE_PAIRS_MAX) {
         mu_set_err(err, errlen, "%s: longrope over %d rotating pairs (at most %d)", mu_gguf_path(g), pairs,
                    MU_ROPE_PAIRS_MAX);
@@ -820,11 +832,8 @@ static int gg_longrope(const mu_gguf *g, const char *arch, mu_config *c, char *e
  * (rope.dimension_count), the window (attention.sliding_window; 0: none, Phi-4's) and
  * longrope (Phi-3.5, Phi-4-mini). */
 static int gg_phi3(const mu_gguf *g, const char *arch, mu_config *c, char *err, size_t errlen) {
-    int rd = c->head_dim;
+    if (gg_rotary_dims(g, arch, c, c->head_dim, err, errlen)) return -1;
     char key[128];
-    snprintf(key, sizeof key, "%s.rope.dimension_count", arch);
-    if (mu_gguf_kv_type(g, key) >= 0 && gg_req_u32(g, arch, "rope.dimension_count", &rd, err, errlen)) return -1;
-    c->rotary_dim = rd == c->head_dim ? 0 : rd;
     snprintf(key, sizeof key, "%s.attention.sliding_window", arch);
     uint32_t w = 0;
     if (mu_gguf_kv_type(g, key) >= 0 && (mu_gguf_get_u32(g, key, &w) || w > INT32_MAX)) {
@@ -862,16 +871,11 @@ int mu_config_from_gguf(const mu_gguf *g, mu_config *c, char *err, size_t errlen
         return -1;
     c->n_kv_head = c->n_head;
     c->head_dim = c->d_model / c->n_head;
+    if (gg_u32_if_present(g, arch, "attention.head_count_kv", &c->n_kv_head, err, errlen) ||
+        gg_u32_if_present(g, arch, "attention.key_length", &c->head_dim, err, errlen) ||
+        gg_u32_if_present(g, arch, "context_length", &c->max_pos, err, errlen))
+        return -1;
     char key[128];
-    snprintf(key, sizeof key, "%s.attention.head_count_kv", arch);
-    if (mu_gguf_kv_type(g, key) >= 0 && gg_req_u32(g, arch, "attention.head_count_kv", &c->n_kv_head, err, errlen))
-        return -1;
-    snprintf(key, sizeof key, "%s.attention.key_length", arch);
-    if (mu_gguf_kv_type(g, key) >= 0 && gg_req_u32(g, arch, "attention.key_length", &c->head_dim, err, errlen))
-        return -1;
-    snprintf(key, sizeof key, "%s.context_length", arch);
-    if (mu_gguf_kv_type(g, key) >= 0 && gg_req_u32(g, arch, "context_length", &c->max_pos, err, errlen))
-        return -1;
     gg_opt_f32(g, arch, "attention.layer_norm_rms_epsilon", &c->rms_eps);
     gg_opt_f32(g, arch, "rope.freq_base", &c->rope_theta);
     /* vocab: {arch}.vocab_size, else the token list, else token_embd's rows */
@@ -965,7 +969,7 @@ int mu_config_validate(const mu_config *c, char *err, size_t errlen) {
         mu_set_err(err, errlen, "rms_norm_eps and rope_theta must be positive");
         return -1;
     }
-    int pairs = (c->rotary_dim > 0 ? c->rotary_dim : c->head_dim) / 2;
+    int pairs = mu_config_rotary_dims(c) / 2;
     if (!strcmp(c->rope_scaling, "longrope") &&
         (c->rope_pairs != pairs || c->rope_orig_max_pos < 1 || !(c->rope_attn > 0) || !isfinite(c->rope_attn))) {
         mu_set_err(err, errlen, "longrope scaling needs a factor for each of the %d rotating pairs (has %d), an "
@@ -1058,9 +1062,7 @@ static json_t *rotary_gpt_head(const mu_config *c, const char *hf_arch, const ch
 }
 
 /* The share of each head that rotates (rotary_pct, partial_rotary_factor). */
-static double rotary_share(const mu_config *c) {
-    return (double)(c->rotary_dim > 0 ? c->rotary_dim : c->head_dim) / c->head_dim;
-}
+static double rotary_share(const mu_config *c) { return (double)mu_config_rotary_dims(c) / c->head_dim; }
 
 /* The keys GPT-NeoX's, GPT-2's and Phi's configs end with. */
 static void gpt_tail(json_t *r, const mu_config *c, const char *torch_dtype) {

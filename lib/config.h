@@ -100,6 +100,8 @@ typedef struct {
 /* Sets model_type and its family's conventions (Gemma: norm_plus_one, embed_scale, tied
  * head, gelu_pytorch_tanh; OLMo-2: post_norm, qk_norm). 0 ok, -1 unknown model_type. */
 int mu_config_set_model_type(mu_config *c, const char *model_type);
+/* The dims of each head that rotate: rotary_dim, or all head_dim of them. */
+int mu_config_rotary_dims(const mu_config *c);
 /* Inverse RoPE frequencies [head_dim/2] of the config (llama3 / linear scaling applied;
  * longrope: its short factors), and longrope's for a forward past rope_orig_max_pos. */
 void mu_rope_inv_freq(const mu_config *c, float *inv_freq);

@@ -392,7 +392,7 @@ static mu_model *model_new(const mu_config *cfg, const mu_backend *be, mu_weight
     m->gelu = mu_config_gelu(cfg, &m->gelu_tanh) == 1;
     m->embed_mult = cfg->embed_scale ? (float)sqrt((double)cfg->d_model) : 1.0f;
     m->pre_norm = !cfg->post_norm || cfg->sandwich_norm;
-    m->rd = cfg->rotary_dim > 0 ? cfg->rotary_dim : cfg->head_dim;
+    m->rd = mu_config_rotary_dims(cfg);
     m->D = cfg->d_model; m->H = cfg->n_head; m->Hkv = cfg->n_kv_head; m->hd = cfg->head_dim;
     m->F = cfg->d_ff; m->V = cfg->vocab; m->NL = cfg->n_layer;
     m->qd = m->H * m->hd; m->kd = m->Hkv * m->hd;
