@@ -815,12 +815,13 @@ static mu_st *parity_open(const char *name, char *dir, size_t dirlen)
     return parity_open_in("parity", name, dir, dirlen);
 }
 
-/* The model of tests/golden/SUB against transformers' float64 run of it: logits, loss and
- * the gradient of every parameter. */
-static void check_hf_parity(const char *sub)
+/* The model of tests/golden/SUB against transformers' float64 run of it on the batch of its
+ * golden file (check_hf_parity: golden.safetensors): logits, loss and the gradient of every
+ * parameter. */
+static void check_hf_parity_on(const char *sub, const char *golden)
 {
     char dir[1024], err[512];
-    mu_st *g = parity_open_in(sub, "golden.safetensors", dir, sizeof dir);
+    mu_st *g = parity_open_in(sub, golden, dir, sizeof dir);
     mu_model *m = mu_model_load(dir, NULL, 0, mu_backend_cpu(), err, sizeof err);
     CHECK_MSG(m != NULL, "%s", err);
     mu_dtype dt;
@@ -865,6 +866,8 @@ static void check_hf_parity(const char *sub)
     mu_model_free(m);
     mu_st_close(g);
 }
+
+static void check_hf_parity(const char *sub) { check_hf_parity_on(sub, "golden.safetensors"); }
 
 TEST(model_parity_with_hf_transformers) { check_hf_parity("parity"); }
 
@@ -1118,11 +1121,12 @@ TEST(model_parity_llama31_with_hf_transformers) { check_hf_parity("parity_llama3
 
 /* For the architectures beyond Llama's layout (tests/golden/SUB): each parameter trained
  * alone gets the gradient it gets when all train (the backward stops no earlier than its
- * role needs), and decoding through the KV cache gives the full forward's logits. */
-static void check_alone_grads_and_cache(const char *sub)
+ * role needs), and decoding through the KV cache gives the full forward's logits, on the
+ * batch of its golden file (check_alone_grads_and_cache: golden.safetensors). */
+static void check_alone_grads_and_cache_on(const char *sub, const char *golden)
 {
     char dir[1024], err[512];
-    mu_st *g = parity_open_in(sub, "golden.safetensors", dir, sizeof dir);
+    mu_st *g = parity_open_in(sub, golden, dir, sizeof dir);
     mu_model *m = mu_model_load(dir, NULL, 0, mu_backend_cpu(), err, sizeof err);
     CHECK_MSG(m != NULL, "%s", err);
     parity_batch pb = parity_batch_of(g);
@@ -1172,6 +1176,7 @@ static void check_alone_grads_and_cache(const char *sub)
     mu_model_free(m);
     mu_st_close(g);
 }
+static void check_alone_grads_and_cache(const char *sub) { check_alone_grads_and_cache_on(sub, "golden.safetensors"); }
 
 TEST(model_gemma_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_gemma"); }
 
@@ -1292,13 +1297,13 @@ TEST(model_parity_phi3_partial_tied_with_hf_transformers)
 }
 TEST(model_phi3_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_phi3"); }
 
-/* Phi-3.5's longrope (parity_phi3_longrope*: original length 8 of 64, so the rotated dims are
+/* Phi-3.5's longrope (parity_phi3_longrope: original length 8 of 64, so the rotated dims are
  * scaled by sqrt 2): rows reaching position 9 rotate with the long factors, rows within 8
- * with the short ones, as transformers picks them per forward. */
+ * (golden_short.safetensors) with the short ones, as transformers picks them per forward. */
 TEST(model_parity_phi3_longrope_with_hf_transformers)
 {
     check_hf_parity("parity_phi3_longrope");
-    check_hf_parity("parity_phi3_longrope_short");
+    check_hf_parity_on("parity_phi3_longrope", "golden_short.safetensors");
     mu_config c = parity_config("parity_phi3_longrope");
     CHECK(!strcmp(c.rope_scaling, "longrope") && c.rope_pairs == 4 && c.rope_orig_max_pos == 8 &&
           c.rope_factor == 8.0f && c.rope_short[1] == 1.25f && c.rope_long[3] == 4.0f);
@@ -1312,7 +1317,10 @@ TEST(model_parity_phi3_longrope_with_hf_transformers)
 /* (Within the original length: a cache decoding past it would rotate its new tokens with the
  * long factors and keep its cached keys' short ones, as transformers does, unlike one forward
  * over the whole row.) */
-TEST(model_phi3_longrope_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_phi3_longrope_short"); }
+TEST(model_phi3_longrope_alone_grads_and_kv_cache)
+{
+    check_alone_grads_and_cache_on("parity_phi3_longrope", "golden_short.safetensors");
+}
 TEST(model_phi3_partial_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_phi3_partial"); }
 TEST(model_phi_gqa_alone_grads_and_kv_cache) { check_alone_grads_and_cache("parity_phi_gqa"); }
 

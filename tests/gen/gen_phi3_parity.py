@@ -15,17 +15,19 @@ a wrong norm), into tests/golden/ (MU_GOLDEN_OUT overrides the parent directory)
   parity_phi3_longrope/ Phi-3.5's longrope scaling: original length 8 of 64 (factor 8, the
                         rotated dims times sqrt(1 + ln 8 / ln 8) = sqrt 2), short and long
                         factors per pair, over rows of 9, 5 and 2 tokens: past the original
-                        length, so the long factors rotate;
-  parity_phi3_longrope_short/  the same model over rows of 8, 5 and 2: within it, the short;
+                        length, so the long factors rotate; and golden_short.safetensors, the
+                        same model over rows of 8, 5 and 2: within it, the short factors;
 each with config.json, model.safetensors and golden.safetensors as tests/gen/hf_parity.py
 writes it.
 
 Run (a developer with torch and transformers >= 5; CI never runs it):
   /root/torchenv/bin/python tests/gen/gen_phi3_parity.py
 """
+import os
+
 from transformers import Phi3Config, Phi3ForCausalLM
 
-from hf_parity import make_parity, randomize_norms
+from hf_parity import golden_root, make_parity, randomize_norms, write_golden
 
 
 def make(sub, seed, lengths=(9, 5, 2), **kw):
@@ -49,7 +51,8 @@ def main():
                     rope_scaling={"type": "longrope", "short_factor": [1.0, 1.25, 1.5, 2.0],
                                   "long_factor": [1.5, 2.0, 3.0, 4.0]})
     make("parity_phi3_longrope", 20261212, **longrope)
-    make("parity_phi3_longrope_short", 20261212, lengths=(8, 5, 2), **longrope)
+    write_golden(Phi3ForCausalLM, os.path.join(golden_root(), "parity_phi3_longrope"), 97, 20261212,
+                 "tests/gen/gen_phi3_parity.py", lengths=(8, 5, 2), golden="golden_short.safetensors")
 
 
 if __name__ == "__main__":

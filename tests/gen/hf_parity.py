@@ -43,8 +43,9 @@ def gemma_norms_around_zero(model, prefix=""):
     randomize_norms(model, 0.0, prefix=prefix)
 
 
-def write_golden(model_cls, out, vocab, seed, generator, lengths=(9, 5, 2), strip="", rename=None):
-    """golden.safetensors in out: input_ids, lengths, targets, logits, loss and grad.<name>
+def write_golden(model_cls, out, vocab, seed, generator, lengths=(9, 5, 2), strip="", rename=None,
+                 golden="golden.safetensors"):
+    """golden.safetensors (or the file golden) in out: input_ids, lengths, targets, logits, loss and grad.<name>
     of model_cls loaded from out in float64; returns the loss. Parameters that get no
     gradient (a multimodal model's vision tower) are left out; strip is taken off the front
     of the names (Gemma-3 multimodal: "language_model."); rename maps a parameter's module
@@ -78,7 +79,7 @@ def write_golden(model_cls, out, vocab, seed, generator, lengths=(9, 5, 2), stri
         if p.grad is not None:
             name = (rename or {}).get(name, name)
             tensors["grad." + name.removeprefix(strip)] = p.grad.detach().float().contiguous()
-    save_file(tensors, os.path.join(out, "golden.safetensors"), metadata={"generator": generator})
+    save_file(tensors, os.path.join(out, golden), metadata={"generator": generator})
     return float(loss.detach())
 
 
