@@ -22,7 +22,10 @@ function cell(w, l, c) {
 END {
     for (i = 1; i <= nk; i++) for (j = 1; j <= nc0; j++) if (ck[j] == K[i]) C[++nc] = cs[j]   # columns by kind
     print "# Pooled paired comparisons (mu)\n"
-    printf "%d runs, the comparisons of each one's %s, their records read as one set (matched by\nrecord id):\n\n", nrun, paired
+    if (left > 0)
+        printf "%d runs, the comparisons all of them hold in their %s (%d of the first run's left out),\ntheir records read as one set (matched by record id):\n\n", nrun, paired, left
+    else
+        printf "%d runs, the comparisons of each one's %s, their records read as one set (matched by\nrecord id):\n\n", nrun, paired
     for (i = 1; i <= nrun; i++) printf "- `%s`: %s\n", run[i], about[i]
     print "\nEach cell: a localization's accuracy minus the baseline's on the same records of all"
     print "the runs, its 95% interval (Newcombe's for paired proportions) and McNemar's exact p"

@@ -177,6 +177,17 @@ mkdir -p "$T/run3" && ln -s "$T/run2/out" "$T/run3/out" && head -n 10 "$T/run2/p
 pool RUNS="$T/run $T/run3" POOL="$T/pool3" > "$T/log8" 2>&1
 t sports_pool_other_comparisons_refused bash -c "
   grep -q '^$T/run3/paired.tsv: other comparisons than $T/run/paired.tsv' '$T/log8' && [ ! -e '$T/pool3/paired.tsv' ]"
+# COMMON=1 pools the comparisons both runs hold: run3's 10 (its records run2's), each row
+# that of the full pool of run and run2, and the report counts the 62 left out; runs with no
+# comparison in common are refused, with nothing left
+pool RUNS="$T/run $T/run3" POOL="$T/pool3" COMMON=1 > "$T/log9" 2>&1
+mkdir -p "$T/run4" && printf 'late\tunlearned\tnone\tcloze-forget\t0\t1\t0\t0\t1\n' > "$T/run4/paired.tsv"
+pool RUNS="$T/run $T/run4" POOL="$T/pool4" COMMON=1 > "$T/log10" 2>&1
+t sports_pool_common bash -c "
+  [ \$(wc -l < '$T/pool3/paired.tsv') = 10 ] && head -n 10 '$T/pool/paired.tsv' | cmp - '$T/pool3/paired.tsv' &&
+  grep -q \"the comparisons all of them hold in their paired.tsv (62 of the first run's left out)\" '$T/pool3/report.md' &&
+  grep -q '^$T/run/paired.tsv $T/run4/paired.tsv: no comparison in common' '$T/log10' && [ ! -e '$T/pool4/comparisons.tsv' ] &&
+  [ ! -e '$T/pool4/paired.tsv' ]"
 # weight masking (WMASK) at two prices: a mask per localization and price trained over its
 # weights; the report's table counts what each changed, as mu-dump --stats counts it in the
 # sparse delta, which touches only the localization's MLP matrices; the higher price cuts
