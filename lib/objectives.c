@@ -39,9 +39,9 @@ static void add_logp_grad(const float *z, int V, double lse, int y, double a, fl
  * not depend on the number of threads. */
 
 typedef struct {
-    double coef, param;       /* param: floor (log1mp), beta (wga, undial) */
+    double coef, param[2];    /* param: floor (log1mp), beta (wga, undial), beta1 beta2 (satimp) */
     const float *ref;         /* [n, V] reference rows (undial: logits, kl: log-probs) */
-    double (*tok)(double logp, double param, double *dl);   /* row_logp's loss of log p(y) */
+    double (*tok)(double logp, const double *param, double *dl);   /* row_tok's loss of log p(y) */
 } row_ctx;
 
 /* Loss of row z [V] with target y (k-th labeled row); adds coef * dloss/dz into d. */
@@ -84,7 +84,15 @@ double mu_tok_wga(double logp, double beta, double *dl) {
     return w * logp;                          /* -w * CE = w * log p */
 }
 
-/* A function of log p(y) alone (c->tok): ce, log1mp, wga, and the sequences' log p itself. */
+double mu_tok_satimp(double logp, double beta1, double beta2, double *dl) {
+    /* p^beta1 (1-p)^beta2, treated as a constant; 1-p as -expm1(log p) */
+    double w = exp(beta1 * logp) * pow(-expm1(logp), beta2);
+    *dl = w;
+    return w * logp;
+}
+
+/* A function of log p(y) alone (c->tok): ce, log1mp, wga, satimp, and the sequences' log p
+ * itself. */
 static double row_tok(const float *z, int V, int y, int k, const row_ctx *c, float *d) {
     (void)k;
     double dl, lse = mu_logsumexp(z, V);
@@ -93,9 +101,21 @@ static double row_tok(const float *z, int V, int y, int k, const row_ctx *c, flo
     return loss;
 }
 
-static double tok_ce(double logp, double param, double *dl) {
+static double tok_ce(double logp, const double *param, double *dl) {
     (void)param;
     return mu_tok_ce(logp, dl);
+}
+
+static double tok_log1mp(double logp, const double *param, double *dl) {
+    return mu_tok_log1mp(logp, param[0], dl);
+}
+
+static double tok_wga(double logp, const double *param, double *dl) {
+    return mu_tok_wga(logp, param[0], dl);
+}
+
+static double tok_satimp(double logp, const double *param, double *dl) {
+    return mu_tok_satimp(logp, param[0], param[1], dl);
 }
 
 double mu_obj_ce(const float *logits, const int32_t *labels, int T, int V,
@@ -106,19 +126,25 @@ double mu_obj_ce(const float *logits, const int32_t *labels, int T, int V,
 
 double mu_obj_log1mp(const float *logits, const int32_t *labels, int T, int V,
                      double floor, double coef, float *dlogits) {
-    row_ctx c = {.coef = coef, .param = floor, .tok = mu_tok_log1mp};
+    row_ctx c = {.coef = coef, .param = {floor}, .tok = tok_log1mp};
     return over_rows(logits, labels, T, V, row_tok, &c, dlogits);
 }
 
 double mu_obj_wga(const float *logits, const int32_t *labels, int T, int V,
                   double beta, double coef, float *dlogits) {
-    row_ctx c = {.coef = coef, .param = beta, .tok = mu_tok_wga};
+    row_ctx c = {.coef = coef, .param = {beta}, .tok = tok_wga};
+    return over_rows(logits, labels, T, V, row_tok, &c, dlogits);
+}
+
+double mu_obj_satimp(const float *logits, const int32_t *labels, int T, int V,
+                     double beta1, double beta2, double coef, float *dlogits) {
+    row_ctx c = {.coef = coef, .param = {beta1, beta2}, .tok = tok_satimp};
     return over_rows(logits, labels, T, V, row_tok, &c, dlogits);
 }
 
 static double row_undial(const float *z, int V, int y, int k, const row_ctx *c, float *d) {
     const float *r = c->ref + (size_t)k * V;
-    double beta = c->param;
+    double beta = c->param[0];
     /* q = softmax(r - beta e_y), computed with the shift in double */
     double mx = -INFINITY;
     for (int j = 0; j < V; j++) {
@@ -139,7 +165,7 @@ static double row_undial(const float *z, int V, int y, int k, const row_ctx *c, 
 
 double mu_obj_undial(const float *logits, const int32_t *labels, int T, int V,
                      const float *ref_logits, double beta, double coef, float *dlogits) {
-    row_ctx c = {.coef = coef, .param = beta, .ref = ref_logits};
+    row_ctx c = {.coef = coef, .param = {beta}, .ref = ref_logits};
     return over_rows(logits, labels, T, V, row_undial, &c, dlogits);
 }
 
@@ -164,7 +190,7 @@ double mu_obj_kl(const float *logits, const int32_t *labels, int T, int V,
 
 /* ---- sequence-level ---- */
 
-static double tok_logp(double logp, double param, double *dl) {
+static double tok_logp(double logp, const double *param, double *dl) {
     (void)param;
     *dl = 1;
     return logp;

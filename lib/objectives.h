@@ -29,6 +29,8 @@ int mu_count_labels(const int32_t *labels, int T);
 double mu_tok_ce(double logp, double *dl);                    /* -logp */
 double mu_tok_log1mp(double logp, double floor, double *dl);  /* -log(1-p), 0 below floor */
 double mu_tok_wga(double logp, double beta, double *dl);      /* p^beta logp, p^beta detached */
+/* p^beta1 (1-p)^beta2 logp, the weight detached */
+double mu_tok_satimp(double logp, double beta1, double beta2, double *dl);
 
 /* Cross-entropy  sum_t -log p_t(y_t).  learn, edit, retain-ce, general-lm; ga and
  * graddiff use it with a negative coef. */
@@ -43,6 +45,10 @@ double mu_obj_log1mp(const float *logits, const int32_t *labels, int T, int V,
  * constant (detached), as open-unlearning's compute_wga_loss. */
 double mu_obj_wga(const float *logits, const int32_t *labels, int T, int V,
                   double beta, double coef, float *dlogits);
+/* SatImp (saturation and importance reweighting, Yang et al. 2025):  sum_t -w_t * CE_t with
+ * w_t = p_t^beta1 (1 - p_t)^beta2 held constant, as open-unlearning's compute_satimp_loss. */
+double mu_obj_satimp(const float *logits, const int32_t *labels, int T, int V,
+                     double beta1, double beta2, double coef, float *dlogits);
 /* UNDIAL (self-distillation with adjusted logits): target q_t = softmax(r_t - beta*e_{y_t})
  * from the reference model's logits r_t; loss sum_t -sum_j q_tj log p_tj.
  * ref_logits: [n, V], one row per labeled position, in order. */

@@ -18,7 +18,7 @@
 
 static const char *OBJ_NAMES[MU_OBJ_COUNT] = {
     "learn", "ga", "log1mp", "npo", "simnpo", "dpo", "wga", "rmu", "undial", "edit",
-    "retain-ce", "retain-kl", "general-lm", "mlp-l2",
+    "retain-ce", "retain-kl", "general-lm", "mlp-l2", "satimp",
 };
 
 const char *mu_obj_name(mu_obj_id id) { return OBJ_NAMES[id]; }
@@ -50,7 +50,7 @@ int mu_objective_parse(const char *spec, double coef[MU_OBJ_COUNT], char *err, s
             if (!strcmp(term, OBJ_NAMES[i])) { coef[i] += c; found = 1; }
         if (!found) {
             snprintf(err, errlen, "unknown objective '%s' (learn, ga, graddiff, log1mp, npo, simnpo, "
-                     "dpo, wga, rmu, undial, edit, retain-ce, retain-kl, general-lm, mlp-l2)", term);
+                     "dpo, wga, satimp, rmu, undial, edit, retain-ce, retain-kl, general-lm, mlp-l2)", term);
             rc = -1;
             break;
         }
@@ -303,6 +303,8 @@ void mu_train_opts_default(mu_train_opts *o) {
     o->simnpo_delta = 0;
     o->dpo_beta = 0.1;
     o->wga_beta = 1.0;
+    o->satimp_beta1 = 5.0;
+    o->satimp_beta2 = 1.0;
     o->undial_beta = 10.0;
     o->log1mp_floor = -5.0;
     o->rmu_layer = -1;
@@ -415,6 +417,8 @@ static json_t *options_json(const mu_train_opts *o) {
     set_real(j, "simnpo_delta", o->simnpo_delta);
     set_real(j, "dpo_beta", o->dpo_beta);
     set_real(j, "wga_beta", o->wga_beta);
+    set_real(j, "satimp_beta1", o->satimp_beta1);
+    set_real(j, "satimp_beta2", o->satimp_beta2);
     set_real(j, "undial_beta", o->undial_beta);
     set_real(j, "log1mp_floor", o->log1mp_floor);
     set_int(j, "rmu_layer", o->rmu_layer);
@@ -478,7 +482,7 @@ static int need(const mu_trainer *t, mu_obj_id id) { return t->o.coef[id] != 0; 
 
 static int forget_logit_terms(const mu_trainer *t) {
     static const mu_obj_id ids[] = {MU_OBJ_LEARN, MU_OBJ_GA, MU_OBJ_LOG1MP, MU_OBJ_NPO, MU_OBJ_SIMNPO,
-                                    MU_OBJ_DPO, MU_OBJ_WGA, MU_OBJ_UNDIAL, MU_OBJ_EDIT};
+                                    MU_OBJ_DPO, MU_OBJ_WGA, MU_OBJ_SATIMP, MU_OBJ_UNDIAL, MU_OBJ_EDIT};
     for (size_t i = 0; i < sizeof ids / sizeof *ids; i++) if (need(t, ids[i])) return 1;
     return 0;
 }
@@ -1067,12 +1071,12 @@ static double masked_mse(const float *act, const float *target, const float *cve
     return loss;
 }
 
-/* Token-level forget terms (learn/edit/ga, log1mp, wga) of the rows [0, first[B]): their
- * values into t->term, their d/dlogp into l->a. */
+/* Token-level forget terms (learn/edit/ga, log1mp, wga, satimp) of the rows [0, first[B]):
+ * their values into t->term, their d/dlogp into l->a. */
 static void forget_token_terms(mu_trainer *t, label_rows *l, int B, double tokc) {
     double cl = t->o.coef[MU_OBJ_LEARN] + t->o.coef[MU_OBJ_EDIT] - t->o.coef[MU_OBJ_GA];
     int ce = need(t, MU_OBJ_LEARN) || need(t, MU_OBJ_EDIT) || need(t, MU_OBJ_GA);
-    double c1 = t->o.coef[MU_OBJ_LOG1MP], cw = t->o.coef[MU_OBJ_WGA], dl;
+    double c1 = t->o.coef[MU_OBJ_LOG1MP], cw = t->o.coef[MU_OBJ_WGA], cs = t->o.coef[MU_OBJ_SATIMP], dl;
     for (int r = 0; r < l->first[B]; r++) {
         double lp = l->logp[r];
         if (ce) {      /* learn and edit descend the CE of the forget targets, ga ascends it */
@@ -1089,6 +1093,10 @@ static void forget_token_terms(mu_trainer *t, label_rows *l, int B, double tokc)
         if (cw) {
             t->term[MU_OBJ_WGA] += mu_tok_wga(lp, t->o.wga_beta, &dl) * tokc;
             l->a[r] += cw * tokc * dl;
+        }
+        if (cs) {
+            t->term[MU_OBJ_SATIMP] += mu_tok_satimp(lp, t->o.satimp_beta1, t->o.satimp_beta2, &dl) * tokc;
+            l->a[r] += cs * tokc * dl;
         }
     }
 }

@@ -52,6 +52,8 @@ static double eval_obj(const char *name, json_t *c, const golden *g, const float
     if (!strcmp(name, "ce")) return mu_obj_ce(z, g->lab, T_, V_, 1.0, dz);
     if (!strcmp(name, "log1mp")) return mu_obj_log1mp(z, g->lab, T_, V_, param(c, "floor"), 1.0, dz);
     if (!strcmp(name, "wga")) return mu_obj_wga(z, g->lab, T_, V_, param(c, "beta"), 1.0, dz);
+    if (!strcmp(name, "satimp"))
+        return mu_obj_satimp(z, g->lab, T_, V_, param(c, "beta1"), param(c, "beta2"), 1.0, dz);
     if (!strcmp(name, "undial")) {
         mu_ref_logit_rows(g->ref, g->lab, T_, V_, rows);
         return mu_obj_undial(z, g->lab, T_, V_, rows, param(c, "beta"), 1.0, dz);
@@ -72,7 +74,7 @@ static double eval_obj(const char *name, json_t *c, const golden *g, const float
     mu_test_fail(__FILE__, __LINE__, "unknown objective %s", name);
 }
 
-static const char *NAMES[] = {"ce", "log1mp", "wga", "undial", "kl", "npo", "simnpo", "dpo"};
+static const char *NAMES[] = {"ce", "log1mp", "wga", "satimp", "undial", "kl", "npo", "simnpo", "dpo"};
 
 TEST(objectives_match_pytorch) {
     golden g;
@@ -100,14 +102,15 @@ TEST(objectives_match_pytorch) {
 }
 
 /* Central differences of the C loss itself (no torch): perturb each logit by h (exactly
- * representable step) and compare (L+ - L-)/(2h) with the analytic gradient. WGA's weight
- * is detached by definition, so its FD is checked on a fixed-weight surrogate below. */
+ * representable step) and compare (L+ - L-)/(2h) with the analytic gradient. WGA's and
+ * SatImp's weights are detached by definition, so their FD is checked on a fixed-weight
+ * surrogate below. */
 TEST(objectives_finite_differences) {
     golden g;
     load_golden(&g);
     json_t *cases = json_object_get(g.root, "cases");
     for (size_t k = 0; k < sizeof NAMES / sizeof *NAMES; k++) {
-        if (!strcmp(NAMES[k], "wga")) continue;
+        if (!strcmp(NAMES[k], "wga") || !strcmp(NAMES[k], "satimp")) continue;
         json_t *c = json_object_get(cases, NAMES[k]);
         float dz[N_] = {0}, dzw[N_] = {0};
         eval_obj(NAMES[k], c, &g, g.z, g.zw, dz, dzw);
@@ -132,19 +135,22 @@ TEST(objectives_finite_differences) {
     json_decref(g.root);
 }
 
-/* WGA = -sum w_t CE_t with w_t = p_t^beta detached: its gradient equals the gradient of
- * the surrogate sum_t w_t(z0) log p_t(z) at z0, which is checked by FD here. */
-TEST(wga_gradient_is_weighted_logp_gradient) {
+/* WGA = -sum w_t CE_t with w_t = p_t^beta detached, and SatImp with w_t = p_t^beta1
+ * (1 - p_t)^beta2: the gradient equals that of the surrogate sum_t w_t(z0) log p_t(z) at z0,
+ * which is checked by FD (w_t computed here from p_t) for both. */
+static void check_weighted_logp_gradient(const char *name, double beta1, double beta2) {
     golden g;
     load_golden(&g);
-    const double beta = 1.5;
+    int wga = !strcmp(name, "wga");
     float dz[N_] = {0};
-    mu_obj_wga(g.z, g.lab, T_, V_, beta, 1.0, dz);
+    if (wga) mu_obj_wga(g.z, g.lab, T_, V_, beta1, 1.0, dz);
+    else mu_obj_satimp(g.z, g.lab, T_, V_, beta1, beta2, 1.0, dz);
     double w[T_];
     for (int t = 0; t < T_; t++) {
         if (g.lab[t] < 0) continue;
         const float *zr = g.z + t * V_;
-        w[t] = exp(beta * (zr[g.lab[t]] - mu_logsumexp(zr, V_)));
+        double p = exp(zr[g.lab[t]] - mu_logsumexp(zr, V_));
+        w[t] = pow(p, beta1) * (wga ? 1.0 : pow(1 - p, beta2));
     }
     float z[N_];
     memcpy(z, g.z, sizeof z);
@@ -158,10 +164,13 @@ TEST(wga_gradient_is_weighted_logp_gradient) {
         z[i] = x0 - h; double lm = w[t] * mu_seq_logprob(z + t * V_, one, 1, V_, NULL);
         z[i] = x0;
         double fd = (lp - lm) / (2.0 * h);
-        CHECK_MSG(fabs(fd - dz[i]) <= 2e-4 * fabs(fd) + 2e-6, "wga d[%d] %.8g vs FD %.8g", i, dz[i], fd);
+        CHECK_MSG(fabs(fd - dz[i]) <= 2e-4 * fabs(fd) + 2e-6, "%s d[%d] %.8g vs FD %.8g", name, i, dz[i], fd);
     }
     json_decref(g.root);
 }
+
+TEST(wga_gradient_is_weighted_logp_gradient) { check_weighted_logp_gradient("wga", 1.5, 0); }
+TEST(satimp_gradient_is_weighted_logp_gradient) { check_weighted_logp_gradient("satimp", 2.0, 1.5); }
 
 TEST(log1mp_ignores_tokens_below_floor) {
     float z[2 * 4] = {10, 0, 0, 0,   0, 0, 0, 0};

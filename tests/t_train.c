@@ -244,6 +244,70 @@ TEST(train_gradient_fd_npo_kl) { fd_check("npo=1,retain-kl=2", 0); }
 TEST(train_gradient_fd_simnpo_wga_log1mp) { fd_check("simnpo=1,log1mp=0.3,ga=0.2", 0); }
 TEST(train_gradient_fd_dpo_undial) { fd_check("dpo=1,undial=0.5", 1); }
 TEST(train_gradient_fd_rmu) { fd_check("rmu=1", 0); }
+
+/* The loss and every trained gradient of objective spec with (beta1, beta2) for satimp and
+ * wga's beta = beta1, on the tiny model's forget facts; grads [n_trained][numel]. */
+static double weighted_step(const char *spec, double beta1, double beta2, float **grads) {
+    mu_model *m = tiny_model(3);
+    mu_train_opts o;
+    mu_train_opts_default(&o);
+    char err[512];
+    CHECK(mu_objective_parse(spec, o.coef, err, sizeof err) == 0);
+    o.batch = 3; o.wga_beta = beta1; o.satimp_beta1 = beta1; o.satimp_beta2 = beta2;
+    mu_mask mask;
+    mixed_mask(m, &mask);
+    mu_trainer *t = trainer_on_facts(m, NULL, &mask, &o);
+    double loss = mu_trainer_loss_and_grad(t, 1, err, sizeof err);
+    CHECK_MSG(isfinite(loss), "%s: %s", spec, err);
+    for (int k = 0; k < mu_trainer_n_trained(t); k++) {
+        grads[k] = malloc(mu_trainer_trained_set(t, k)->n * sizeof **grads);
+        mu_trainer_opt_grad(t, k, grads[k]);
+    }
+    mu_trainer_free(t);
+    mu_mask_free(&mask);
+    mu_model_free(m);
+    return loss;
+}
+
+static int same_grads(float **a, float **b, int n, const int64_t *numel) {
+    int same = 1;
+    for (int k = 0; k < n; k++) {
+        same &= !memcmp(a[k], b[k], numel[k] * sizeof **a);
+        free(a[k]);
+        free(b[k]);
+    }
+    return same;
+}
+
+/* SatImp's weight p^beta1 (1-p)^beta2 reaches the trainer with its two exponents in place:
+ * beta2 = 0 is WGA with beta = beta1, beta1 = beta2 = 0 is gradient ascent, bit for bit
+ * (loss and every gradient); beta2 > 0 changes the loss. */
+TEST(train_satimp_reduces_to_wga_and_ga) {
+    float *g1[16], *g2[16];
+    int64_t numel[16];
+    mu_model *m = tiny_model(3);
+    mu_mask mask;
+    mixed_mask(m, &mask);
+    mu_train_opts o;
+    mu_train_opts_default(&o);
+    o.coef[MU_OBJ_GA] = 1;
+    mu_trainer *t = trainer_on_facts(m, NULL, &mask, &o);
+    int n = mu_trainer_n_trained(t);
+    CHECK(n > 0 && n <= 16);
+    for (int k = 0; k < n; k++) numel[k] = mu_trainer_trained_set(t, k)->n;
+    mu_trainer_free(t);
+    mu_mask_free(&mask);
+    mu_model_free(m);
+    double a = weighted_step("satimp=1", 1.5, 0, g1), b = weighted_step("wga=1", 1.5, 0, g2);
+    CHECK_MSG(a == b, "satimp(1.5, 0) %.17g vs wga(1.5) %.17g", a, b);
+    CHECK_MSG(same_grads(g1, g2, n, numel), "satimp(1.5, 0) and wga(1.5) gradients differ");
+    a = weighted_step("satimp=1", 0, 0, g1), b = weighted_step("ga=1", 0, 0, g2);
+    CHECK_MSG(a == b && a < 0, "satimp(0, 0) %.17g vs ga %.17g", a, b);
+    CHECK_MSG(same_grads(g1, g2, n, numel), "satimp(0, 0) and ga gradients differ");
+    a = weighted_step("satimp=1", 1.5, 2, g1), b = weighted_step("wga=1", 1.5, 0, g2);
+    CHECK_MSG(a > b && a < 0, "satimp(1.5, 2) %.17g not above wga(1.5) %.17g", a, b);
+    same_grads(g1, g2, n, numel);
+}
 TEST(train_gradient_fd_rmu_with_logits_and_mlp_l2) { fd_check("rmu=0.5,edit=1,mlp-l2=3", 0); }
 
 /* LoRA (opts.lora_r): adapters on every layer matrix of the tiny model, B set to random
@@ -1027,7 +1091,7 @@ TEST(train_device_step_moves_no_logits) {
     mu_config c = tiny_cfg();
     c.vocab = 4000;                       /* logits dominate any other transfer */
     const char *specs[] = {"learn=1", "log1mp=1,retain-ce=1", "npo=1,ga=1,retain-ce=1", "dpo=1",
-                           "wga=1,retain-kl=1", "undial=1"};
+                           "wga=1,retain-kl=1", "satimp=1,retain-ce=1", "undial=1"};
     for (size_t k = 0; k < sizeof specs / sizeof *specs; k++) {
         char err[512];
         mu_model *m = mu_model_init_random(&c, 3, 0.2f, &dev, err, sizeof err);

@@ -44,13 +44,14 @@ static const char usage[] =
     "      --max-len N         left-truncate prompts so a sequence fits N tokens (default 512)\n"
     "Objectives:\n"
     "  -O, --objective SPEC    terms with coefficients, e.g. log1mp=1,retain-ce=1,general-lm=0.5:\n"
-    "                          learn ga graddiff log1mp npo simnpo dpo wga rmu undial edit\n"
+    "                          learn ga graddiff log1mp npo simnpo dpo wga satimp rmu undial edit\n"
     "                          retain-ce retain-kl general-lm mlp-l2 (formulas: mu-train(1))\n"
     "      --npo-beta X        NPO beta (default 0.1)\n"
     "      --simnpo-beta X     SimNPO beta (default 4.5); --simnpo-delta X margin (default 0)\n"
     "      --dpo-beta X        DPO beta (default 0.1)\n"
     "      --dpo-alt TEXT      DPO preferred answer for records without a second target\n"
     "      --wga-beta X        WGA exponent (default 1)\n"
+    "      --satimp-beta1 X, --satimp-beta2 X   SatImp exponents of p and 1-p (defaults 5, 1)\n"
     "      --undial-beta X     UNDIAL logit reduction of the target (default 10)\n"
     "      --log1mp-floor X    log1mp ignores tokens with log p below X (default -5)\n"
     "      --rmu-layer L       RMU layer (default: the middle one)\n"
@@ -137,7 +138,7 @@ typedef struct {
 
 enum {
     O_REF = 256, O_MASK, O_FORGET, O_RETAIN, O_GENERAL, O_MAXLEN, O_NPOB, O_SIMB,
-    O_SIMD, O_DPOB, O_DPOALT, O_WGAB, O_UNDB, O_FLOOR, O_RMUL, O_RMUC, O_RMUA, O_OPT, O_LR, O_B1, O_B2,
+    O_SIMD, O_DPOB, O_DPOALT, O_WGAB, O_SATB1, O_SATB2, O_UNDB, O_FLOOR, O_RMUL, O_RMUC, O_RMUA, O_OPT, O_LR, O_B1, O_B2,
     O_EPS, O_MOM, O_WD, O_CLIP, O_SCHED, O_WARM, O_MINLR, O_STEPS, O_BATCH, O_ACCUM, O_SEED, O_SPARSE,
     O_OUTMODEL, O_OUTPEFT, O_LOG, O_EVAL, O_EVERY, O_BEST, O_CKPT, O_CKEVERY, O_RESUME, O_WMASK, O_LORA, O_LORA_ALPHA,
     O_SOFT_TOKENS, O_GCG, O_GCG_TOPK, O_GCG_CAND, O_GCG_TOKENS,
@@ -154,6 +155,7 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
         {"simnpo-beta", required_argument, 0, O_SIMB}, {"simnpo-delta", required_argument, 0, O_SIMD},
         {"dpo-beta", required_argument, 0, O_DPOB}, {"dpo-alt", required_argument, 0, O_DPOALT},
         {"wga-beta", required_argument, 0, O_WGAB}, {"undial-beta", required_argument, 0, O_UNDB},
+        {"satimp-beta1", required_argument, 0, O_SATB1}, {"satimp-beta2", required_argument, 0, O_SATB2},
         {"log1mp-floor", required_argument, 0, O_FLOOR}, {"rmu-layer", required_argument, 0, O_RMUL},
         {"rmu-coeff", required_argument, 0, O_RMUC}, {"rmu-alpha", required_argument, 0, O_RMUA},
         {"optimizer", required_argument, 0, O_OPT}, {"lr", required_argument, 0, O_LR},
@@ -195,6 +197,8 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
         case O_DPOB: o->t.dpo_beta = mu_parse_real("--dpo-beta", optarg, -DBL_MAX, DBL_MAX); break;
         case O_DPOALT: o->dpo_alt = optarg; break;
         case O_WGAB: o->t.wga_beta = mu_parse_real("--wga-beta", optarg, -DBL_MAX, DBL_MAX); break;
+        case O_SATB1: o->t.satimp_beta1 = mu_parse_real("--satimp-beta1", optarg, 0, DBL_MAX); break;
+        case O_SATB2: o->t.satimp_beta2 = mu_parse_real("--satimp-beta2", optarg, 0, DBL_MAX); break;
         case O_UNDB: o->t.undial_beta = mu_parse_real("--undial-beta", optarg, -DBL_MAX, DBL_MAX); break;
         case O_FLOOR: o->t.log1mp_floor = mu_parse_real("--log1mp-floor", optarg, -DBL_MAX, DBL_MAX); break;
         case O_RMUL: o->t.rmu_layer = (int)mu_parse_int("--rmu-layer", optarg, 0, 100000); break;

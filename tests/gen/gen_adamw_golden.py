@@ -132,6 +132,12 @@ def objectives_golden():
         return -(w * ce_t).sum()
     record("wga", wga, {"beta": 1.5})
 
+    def satimp(z, zw, beta1=2.0, beta2=1.5):
+        ce_t = F.cross_entropy(z[m], labels[m], reduction="none")
+        w = (torch.exp(-ce_t).detach() ** beta1) * ((1 - torch.exp(-ce_t).detach()) ** beta2)
+        return -(w * ce_t).sum()
+    record("satimp", satimp, {"beta1": 2.0, "beta2": 1.5})
+
     def undial(z, zw, beta=3.0):
         r = r32.double()[m]
         onehot = F.one_hot(labels[m], V).double()

@@ -194,7 +194,8 @@ expect_fail train_resume_other_options 1 'ck\.mpk\.zst: checkpoint was written w
 # the safetensors header itself, and as mu-dump --model shows it)
 cat > opts.expect.json <<'EOF'
 {"objectives": {"npo": 1, "retain-ce": 0.5, "rmu": 2}, "npo_beta": 0.25, "simnpo_beta": 3.5,
- "simnpo_delta": 0.125, "dpo_beta": 0.375, "wga_beta": 2.5, "undial_beta": 7, "log1mp_floor": -3,
+ "simnpo_delta": 0.125, "dpo_beta": 0.375, "wga_beta": 2.5, "satimp_beta1": 4, "satimp_beta2": 0.5,
+ "undial_beta": 7, "log1mp_floor": -3,
  "rmu_layer": 0, "rmu_coeff": 5.5, "rmu_alpha": 50, "optimizer": "sgd", "lr": 0.001, "beta1": 0.8,
  "beta2": 0.95, "eps": 1e-06, "momentum": 0.9, "weight_decay": 0.01, "clip": 1.5, "schedule": "cosine",
  "warmup": 1, "decay_steps": 3, "min_lr_ratio": 0.1, "steps": 3, "batch": 2, "accum": 2, "seed": 7,
@@ -203,7 +204,7 @@ EOF
 t train_options_recorded bash -c '
   mu-train -q --model tiny -O npo=1,retain-ce=0.5,rmu=2 --forget facts.mpk.zst --retain other.mpk.zst \
     --steps 3 --batch 2 --npo-beta 0.25 --simnpo-beta 3.5 --simnpo-delta 0.125 --dpo-beta 0.375 \
-    --wga-beta 2.5 --undial-beta 7 --log1mp-floor -3 --rmu-layer 0 --rmu-coeff 5.5 --rmu-alpha 50 \
+    --wga-beta 2.5 --satimp-beta1 4 --satimp-beta2 0.5 --undial-beta 7 --log1mp-floor -3 --rmu-layer 0 --rmu-coeff 5.5 --rmu-alpha 50 \
     --optimizer sgd --lr 0.001 --beta1 0.8 --beta2 0.95 --eps 1e-6 --momentum 0.9 --weight-decay 0.01 \
     --clip 1.5 --schedule cosine --warmup 1 --min-lr-ratio 0.1 --accum 2 --seed 7 --mask mlp:1 \
     --max-len 64 --ref tiny --dpo-alt " chess" --out opts.st --log opts.log &&
