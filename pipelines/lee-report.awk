@@ -1,6 +1,8 @@
 # lee-report.awk — functions the reports of oracle.mk and tofu.mk share (awk -f this file
 # first). They read the report's globals: c[MASK, OBJ, "aues"] (mu-score --curve AUES),
-# M[1..nm] (the masks, in the pipeline's order), and f3(x) (a value to 3 decimals).
+# M[1..nm] (the masks, in the pipeline's order), L[1..nl] (the learning rates), ret[MASK,
+# OBJ, LR] (each run's retention, relative to the model unlearned from), and f3(x) (a value
+# to 3 decimals).
 
 # forget quality spans many orders of magnitude (a p-value): 3 significant digits
 function g3(x) { return (x == "" || x == "nan" || x == "-nan") ? "n/a" : sprintf("%.3g", x) }
@@ -41,6 +43,16 @@ function random_aues(o, R,    i, k, x) {
         if (M[i] ~ /^random(-[0-9]+)?$/ && x != "" && x != "nan") R[++k] = x + 0
     }
     return k
+}
+
+# A line on objective o when every run (each mask, each learning rate) keeps >= 95% retention,
+# else "": such a sweep stops short of the trade-off, so its AUES reads removal alone and the
+# random masks' spread is narrow.
+function short_sweep_line(o,    i, k) {
+    for (i = 1; i <= nm; i++) for (k = 1; k <= nl; k++)
+        if (!((M[i], o, L[k]) in ret) || ret[M[i], o, L[k]] < 0.95) return ""
+    return sprintf("- %s: every run keeps >= 95%% retention, so the sweep stops short of the trade-off: AUES\n" \
+                   "  reads removal alone, and z-scores against a narrow spread mean little (raise LRS).", o)
 }
 
 # One line on objective o: the random masks' AUES (mean ± sd, range), then each other mask's

@@ -60,8 +60,10 @@ END {
     print "|---|---|---|---|---|---|---|---|"
     for (i = 1; i <= nm; i++) for (j = 1; j <= no; j++) {
         mk = M[i]; o = O[j]; pts = ""
-        for (k = 1; k <= nl; k++)
+        for (k = 1; k <= nl; k++) {
             pts = pts (k > 1 ? ", " : "") f2(c[mk, o, "forget_strength", L[k]]) "/" f2(c[mk, o, "retention", L[k]])
+            if ((mk, o, "retention", L[k]) in c) ret[mk, o, L[k]] = c[mk, o, "retention", L[k]]
+        }
         b = best95(mk, o); sum[mk] += c[mk, o, "aues"]; drop[mk] += b
         printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", mk, o, (mk in ov) ? f3(ov[mk]) : "–",
             f3(c[mk, o, "aues"]), f3(c[mk, o, "aues_rouge"]), f3(b), g3(c[mk, o, "mu95"]), pts
@@ -79,6 +81,7 @@ END {
     for (i = 1; i <= nm; i++) if (M[i] in ov) line = line sprintf(" %s %s%s", M[i], f3(ov[M[i]]), i < nm ? "," : ".")
     print line
     for (j = 1; j <= no; j++) if ((line = null_line(O[j])) != "") { print line; spread = 1 }
+    for (j = 1; j <= no; j++) if ((line = short_sweep_line(O[j])) != "") print line
     for (i = 1; i <= nm; i++) mean[M[i]] = sum[M[i]] / no
     printf "- Masks by mean AUES (prob) over the objectives: %s.\n", rank_masks(mean, R)
     for (i = 1; i <= nm; i++) if (R[i] == "oracle") pos = i

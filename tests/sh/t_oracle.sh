@@ -91,6 +91,30 @@ null_line_ok() {
     done
 }
 t oracle_null_line null_line_ok
+# the short-sweep line: for each objective, in the report exactly when every run's retention
+# (the curve files) is >= 0.95; and on a synthetic curve input, present when every run keeps
+# 0.97 and absent when one run keeps 0.94
+short_ok() {
+    local o all has
+    for o in $OBJS; do
+        all=$(for m in $MASKS; do awk -F'\t' '$1 == "retention" { print $3 }' "$R/curve/$m-$o.tsv"; done |
+              awk '{ n++ } $1 < 0.95 { bad = 1 } END { print (n && !bad) ? 1 : 0 }')
+        has=$(grep -cF -- "- $o: every run keeps >= 95% retention" "$R/report.md")
+        [ "$all" = "$has" ] || { echo "$o: every run kept 95%: $all, line: $has"; return 1; }
+    done
+    synth() {
+        for m in oracle random random-11; do for l in 1e-3 1e-2; do
+            r=0.97; [ $m$l = oracle1e-2 ] && r=$1
+            printf 'curve\t%s\tx\tretention\trun=%s\t%s\t4\n' $m $l $r
+            printf 'curve\t%s\tx\tforget_strength\trun=%s\t0.5\t4\n' $m $l
+        done; printf 'curve\t%s\tx\taues\tall\t0.5\t4\n' $m; done |
+        awk -f "$ROOT/pipelines/lee-report.awk" -f "$ROOT/pipelines/oracle-report.awk" -v masks='oracle random random-11' \
+            -v objectives=x -v lrs='1e-3 1e-2' -v objspecs=x:x=1
+    }
+    synth 0.97 | grep -qF -- '- x: every run keeps >= 95% retention' &&
+    ! synth 0.94 | grep -qF -- 'every run keeps'
+}
+t oracle_short_sweep_line short_ok
 t oracle_random_masks_differ bash -c "! cmp -s '$R/mask/random.mask' '$R/mask/random-11.mask' &&
     ! cmp -s '$R/mask/random-11.mask' '$R/mask/random-12.mask'"
 t oracle_mask_is_region cmp "$R/mask/oracle.mask" "$R/mask/region.mask"

@@ -89,6 +89,13 @@ for mk in $MASKS; do
     if [ "$want" = nan ] && [ "$got" = nan ] || near "$got" "$want" 1e-12; then ok "tofu_mu95_$mk"
     else fail "tofu_mu95_$mk" "curve $got, runs give $want"; fi
 done
+# the short-sweep line (lee-report.awk): in the report exactly when every run keeps >= 95% of
+# the fine-tuned model's utility (the runs' metrics)
+t tofu_short_sweep_line bash -c "$(declare -f metric); R='$R'"'
+    u0=$(metric finetuned model_utility)
+    all=$(for mk in '"$MASKS"'; do for l in '"$LRS"'; do metric "$mk-npo-$l" model_utility; done; done |
+          awk -v u0="$u0" "{ n++ } \$1 < 0.95 * u0 { bad = 1 } END { print (n == 8 && !bad) ? 1 : 0 }")
+    [ "$all" = "$(grep -cF -- "- npo: every run keeps >= 95% retention" "$R/report.md")" ]'
 
 # masks of one size (the fraction of the model), the complement outside the act mask
 t tofu_masks_equal_size bash -c '
