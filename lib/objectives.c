@@ -142,6 +142,27 @@ double mu_obj_satimp(const float *logits, const int32_t *labels, int T, int V,
     return over_rows(logits, labels, T, V, row_tok, &c, dlogits);
 }
 
+/* KL(p || U) = sum_j p_j log p_j + log V of row z; d/dz_j = p_j (log p_j - sum_i p_i log p_i). */
+static double row_me(const float *z, int V, int y, int k, const row_ctx *c, float *d) {
+    (void)y; (void)k;
+    double lse = mu_logsumexp(z, V), s = 0;
+    for (int j = 0; j < V; j++) {
+        double lp = (double)z[j] - lse;
+        s += exp(lp) * lp;
+    }
+    if (d && c->coef != 0)
+        for (int j = 0; j < V; j++) {
+            double lp = (double)z[j] - lse;
+            d[j] += (float)(c->coef * exp(lp) * (lp - s));
+        }
+    return s + log((double)V);
+}
+
+double mu_obj_me(const float *logits, const int32_t *labels, int T, int V, double coef, float *dlogits) {
+    row_ctx c = {.coef = coef};
+    return over_rows(logits, labels, T, V, row_me, &c, dlogits);
+}
+
 static double row_undial(const float *z, int V, int y, int k, const row_ctx *c, float *d) {
     const float *r = c->ref + (size_t)k * V;
     double beta = c->param[0];

@@ -49,6 +49,9 @@ double mu_obj_wga(const float *logits, const int32_t *labels, int T, int V,
  * w_t = p_t^beta1 (1 - p_t)^beta2 held constant, as open-unlearning's compute_satimp_loss. */
 double mu_obj_satimp(const float *logits, const int32_t *labels, int T, int V,
                      double beta1, double beta2, double coef, float *dlogits);
+/* ME (maximum entropy, Yuan et al. 2024):  sum_t KL(p_t || uniform) = sum_t (sum_j p_tj
+ * log p_tj + log V) over the labeled positions (the targets themselves are not read). */
+double mu_obj_me(const float *logits, const int32_t *labels, int T, int V, double coef, float *dlogits);
 /* UNDIAL (self-distillation with adjusted logits): target q_t = softmax(r_t - beta*e_{y_t})
  * from the reference model's logits r_t; loss sum_t -sum_j q_tj log p_tj.
  * ref_logits: [n, V], one row per labeled position, in order. */

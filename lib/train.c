@@ -18,7 +18,7 @@
 
 static const char *OBJ_NAMES[MU_OBJ_COUNT] = {
     "learn", "ga", "log1mp", "npo", "simnpo", "dpo", "wga", "rmu", "undial", "edit",
-    "retain-ce", "retain-kl", "general-lm", "mlp-l2", "satimp",
+    "retain-ce", "retain-kl", "general-lm", "mlp-l2", "satimp", "me",
 };
 
 const char *mu_obj_name(mu_obj_id id) { return OBJ_NAMES[id]; }
@@ -50,7 +50,7 @@ int mu_objective_parse(const char *spec, double coef[MU_OBJ_COUNT], char *err, s
             if (!strcmp(term, OBJ_NAMES[i])) { coef[i] += c; found = 1; }
         if (!found) {
             snprintf(err, errlen, "unknown objective '%s' (learn, ga, graddiff, log1mp, npo, simnpo, "
-                     "dpo, wga, satimp, rmu, undial, edit, retain-ce, retain-kl, general-lm, mlp-l2)", term);
+                     "dpo, wga, satimp, me, rmu, undial, edit, retain-ce, retain-kl, general-lm, mlp-l2)", term);
             rc = -1;
             break;
         }
@@ -482,7 +482,8 @@ static int need(const mu_trainer *t, mu_obj_id id) { return t->o.coef[id] != 0; 
 
 static int forget_logit_terms(const mu_trainer *t) {
     static const mu_obj_id ids[] = {MU_OBJ_LEARN, MU_OBJ_GA, MU_OBJ_LOG1MP, MU_OBJ_NPO, MU_OBJ_SIMNPO,
-                                    MU_OBJ_DPO, MU_OBJ_WGA, MU_OBJ_SATIMP, MU_OBJ_UNDIAL, MU_OBJ_EDIT};
+                                    MU_OBJ_DPO, MU_OBJ_WGA, MU_OBJ_SATIMP, MU_OBJ_ME, MU_OBJ_UNDIAL,
+                                    MU_OBJ_EDIT};
     for (size_t i = 0; i < sizeof ids / sizeof *ids; i++) if (need(t, ids[i])) return 1;
     return 0;
 }
@@ -1124,24 +1125,27 @@ static void forget_seq_terms(mu_trainer *t, label_rows *l, int b, int B, const m
     }
 }
 
-/* UNDIAL on the forget rows' logits (host [first[B], V]) against the reference model's
- * logits of the same rows; its gradient into dl (host, zeroed here). */
-static int forget_undial(mu_trainer *t, label_rows *l, int B, const float *ref_logits,
-                         double tokc, float **dl) {
+/* The terms that read whole rows of the forget rows' logits (host [first[B], V]): UNDIAL
+ * against the reference model's logits of the same rows (ref_logits; NULL: none), ME; their
+ * gradient into dl (host, zeroed here). */
+static int forget_row_terms(mu_trainer *t, label_rows *l, int B, const float *ref_logits,
+                            double tokc, float **dl) {
     size_t n = (size_t)l->R * t->V;
     const float *lg = mu_model_logits(t->m);
     if (!lg) return -1;
     *dl = zeroed_dlogits(t, n ? n : 1);
-    double c = t->o.coef[MU_OBJ_UNDIAL];
-    t->term[MU_OBJ_UNDIAL] += mu_obj_undial(lg, l->tgt, l->first[B], t->V, ref_logits,
-                                            t->o.undial_beta, c * tokc, *dl) * tokc;
+    double c = t->o.coef[MU_OBJ_UNDIAL], cm = t->o.coef[MU_OBJ_ME];
+    if (ref_logits)
+        t->term[MU_OBJ_UNDIAL] += mu_obj_undial(lg, l->tgt, l->first[B], t->V, ref_logits,
+                                                t->o.undial_beta, c * tokc, *dl) * tokc;
+    if (cm) t->term[MU_OBJ_ME] += mu_obj_me(lg, l->tgt, l->first[B], t->V, cm * tokc, *dl) * tokc;
     return 0;
 }
 
 /* Forget pass of one micro-batch: returns 0 and adds each term's value (scaled 1/accum)
  * into t->term; gradients accumulate into the model. Only the labeled positions get logits;
  * the terms read them through their target log-probs, and the gradient is made on the
- * model's backend (UNDIAL, which needs whole rows, on the host). */
+ * model's backend (UNDIAL and ME, which need whole rows, on the host). */
 static int forget_pass(mu_trainer *t, int64_t pos0, char *err, size_t errlen) {
     int B = t->o.batch, dpo = need(t, MU_OBJ_DPO), rmu = need(t, MU_OBJ_RMU);
     int logit_terms = forget_logit_terms(t);
@@ -1183,7 +1187,7 @@ static int forget_pass(mu_trainer *t, int64_t pos0, char *err, size_t errlen) {
         double tokc = 1.0 / (A * (ntok ? ntok : 1)), seqc = 1.0 / (A * B);
         forget_token_terms(t, l, B, tokc);
         for (int b = 0; b < B; b++) forget_seq_terms(t, l, b, B, &fs->s[sel[b]], seqc);
-        if (ref_copy && forget_undial(t, l, B, ref_copy, tokc, &dl) < 0) {
+        if ((ref_copy || need(t, MU_OBJ_ME)) && forget_row_terms(t, l, B, ref_copy, tokc, &dl) < 0) {
             snprintf(err, errlen, "forget pass: out of memory for logits");
             goto out;
         }

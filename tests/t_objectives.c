@@ -54,6 +54,7 @@ static double eval_obj(const char *name, json_t *c, const golden *g, const float
     if (!strcmp(name, "wga")) return mu_obj_wga(z, g->lab, T_, V_, param(c, "beta"), 1.0, dz);
     if (!strcmp(name, "satimp"))
         return mu_obj_satimp(z, g->lab, T_, V_, param(c, "beta1"), param(c, "beta2"), 1.0, dz);
+    if (!strcmp(name, "me")) return mu_obj_me(z, g->lab, T_, V_, 1.0, dz);
     if (!strcmp(name, "undial")) {
         mu_ref_logit_rows(g->ref, g->lab, T_, V_, rows);
         return mu_obj_undial(z, g->lab, T_, V_, rows, param(c, "beta"), 1.0, dz);
@@ -74,7 +75,7 @@ static double eval_obj(const char *name, json_t *c, const golden *g, const float
     mu_test_fail(__FILE__, __LINE__, "unknown objective %s", name);
 }
 
-static const char *NAMES[] = {"ce", "log1mp", "wga", "satimp", "undial", "kl", "npo", "simnpo", "dpo"};
+static const char *NAMES[] = {"ce", "log1mp", "wga", "satimp", "me", "undial", "kl", "npo", "simnpo", "dpo"};
 
 TEST(objectives_match_pytorch) {
     golden g;

@@ -243,6 +243,7 @@ TEST(train_gradient_fd_learn_retain_general) { fd_check("learn=1,retain-ce=0.5,g
 TEST(train_gradient_fd_npo_kl) { fd_check("npo=1,retain-kl=2", 0); }
 TEST(train_gradient_fd_simnpo_wga_log1mp) { fd_check("simnpo=1,log1mp=0.3,ga=0.2", 0); }
 TEST(train_gradient_fd_dpo_undial) { fd_check("dpo=1,undial=0.5", 1); }
+TEST(train_gradient_fd_me_undial_dpo) { fd_check("me=1,undial=0.5,dpo=0.3,retain-ce=0.5", 1); }
 TEST(train_gradient_fd_rmu) { fd_check("rmu=1", 0); }
 
 /* The loss and every trained gradient of objective spec with (beta1, beta2) for satimp and
@@ -1074,7 +1075,7 @@ TEST(train_set_read_max_len_keeps_soft_slots) {
 
 /* On a device, a step moves no logits between host and device: the objectives read the
  * labeled rows' target log-probs and the gradient is made on the device (counted on the CPU
- * backend posing as a device). Whole-row terms (retain-kl, undial) move only the labeled
+ * backend posing as a device). Whole-row terms (retain-kl, undial, me) move only the labeled
  * rows: reference and model logits down, their gradient up. */
 static size_t xfer_up, xfer_down;
 static const mu_backend *xfer_cpu;
@@ -1091,7 +1092,8 @@ TEST(train_device_step_moves_no_logits) {
     mu_config c = tiny_cfg();
     c.vocab = 4000;                       /* logits dominate any other transfer */
     const char *specs[] = {"learn=1", "log1mp=1,retain-ce=1", "npo=1,ga=1,retain-ce=1", "dpo=1",
-                           "wga=1,retain-kl=1", "satimp=1,retain-ce=1", "undial=1"};
+                           "wga=1,retain-kl=1", "satimp=1,retain-ce=1", "undial=1",
+                           "me=1,retain-ce=1"};
     for (size_t k = 0; k < sizeof specs / sizeof *specs; k++) {
         char err[512];
         mu_model *m = mu_model_init_random(&c, 3, 0.2f, &dev, err, sizeof err);
@@ -1113,7 +1115,7 @@ TEST(train_device_step_moves_no_logits) {
         mu_trainer_set_steps(t, 2);
         CHECK_MSG(mu_trainer_run(t, NULL, err, sizeof err) == 0, "%s", err);
         size_t row = (size_t)c.vocab * sizeof(float);   /* one row of logits */
-        int whole_rows = strstr(specs[k], "kl") || strstr(specs[k], "undial");
+        int whole_rows = strstr(specs[k], "kl") || strstr(specs[k], "undial") || strstr(specs[k], "me=");
         if (!whole_rows)
             CHECK_MSG(xfer_up + xfer_down < row, "%s: %zu bytes up, %zu down in one step", specs[k],
                       xfer_up, xfer_down);

@@ -97,7 +97,7 @@ int main(void) {
     c.n_layer = 2;
     static const char *const specs[] = {
         "learn=1", "log1mp=1,retain-ce=1", "ga=1,retain-ce=1", "npo=1,retain-ce=1",
-        "wga=1,retain-kl=1", "undial=1",
+        "wga=1,retain-kl=1", "undial=1", "me=1,retain-ce=1",
     };
     double logits = (double)BATCH * (PROMPT + ANSWER) * c.vocab * 4 / 1048576.0;
     printf("bench_transfer: host <-> device MiB per training step of mu-train's loop (counted on the\n"
