@@ -18,7 +18,7 @@
 
 static const char *OBJ_NAMES[MU_OBJ_COUNT] = {
     "learn", "ga", "log1mp", "npo", "simnpo", "dpo", "wga", "rmu", "undial", "edit",
-    "retain-ce", "retain-kl", "general-lm", "mlp-l2", "satimp", "me",
+    "retain-ce", "retain-kl", "general-lm", "mlp-l2", "satimp", "me", "idk",
 };
 
 const char *mu_obj_name(mu_obj_id id) { return OBJ_NAMES[id]; }
@@ -50,7 +50,7 @@ int mu_objective_parse(const char *spec, double coef[MU_OBJ_COUNT], char *err, s
             if (!strcmp(term, OBJ_NAMES[i])) { coef[i] += c; found = 1; }
         if (!found) {
             snprintf(err, errlen, "unknown objective '%s' (learn, ga, graddiff, log1mp, npo, simnpo, "
-                     "dpo, wga, satimp, me, rmu, undial, edit, retain-ce, retain-kl, general-lm, mlp-l2)", term);
+                     "dpo, idk, wga, satimp, me, rmu, undial, edit, retain-ce, retain-kl, general-lm, mlp-l2)", term);
             rc = -1;
             break;
         }
@@ -480,10 +480,13 @@ void mu_trainer_note(mu_trainer *t, const char *key, json_t *value) {
 
 static int need(const mu_trainer *t, mu_obj_id id) { return t->o.coef[id] != 0; }
 
+/* The forget rows' preferred answers (a second target or --dpo-alt) run beside them. */
+static int uses_alt(const mu_trainer *t) { return need(t, MU_OBJ_DPO) || need(t, MU_OBJ_IDK); }
+
 static int forget_logit_terms(const mu_trainer *t) {
     static const mu_obj_id ids[] = {MU_OBJ_LEARN, MU_OBJ_GA, MU_OBJ_LOG1MP, MU_OBJ_NPO, MU_OBJ_SIMNPO,
                                     MU_OBJ_DPO, MU_OBJ_WGA, MU_OBJ_SATIMP, MU_OBJ_ME, MU_OBJ_UNDIAL,
-                                    MU_OBJ_EDIT};
+                                    MU_OBJ_EDIT, MU_OBJ_IDK};
     for (size_t i = 0; i < sizeof ids / sizeof *ids; i++) if (need(t, ids[i])) return 1;
     return 0;
 }
@@ -1072,12 +1075,22 @@ static double masked_mse(const float *act, const float *target, const float *cve
     return loss;
 }
 
-/* Token-level forget terms (learn/edit/ga, log1mp, wga, satimp) of the rows [0, first[B]):
- * their values into t->term, their d/dlogp into l->a. */
+/* Token-level forget terms (learn/edit/ga, log1mp, wga, satimp) of the rows [0, first[B]),
+ * and idk (the preferred answers' CE) of rows [first[B], first[2B]) when they run: their
+ * values into t->term, their d/dlogp into l->a. */
 static void forget_token_terms(mu_trainer *t, label_rows *l, int B, double tokc) {
+    double ci = t->o.coef[MU_OBJ_IDK], dl;
+    if (ci) {
+        int n = l->first[2 * B] - l->first[B];
+        double c = 1.0 / (t->o.accum * (n ? n : 1));   /* the mean over the preferred tokens */
+        for (int r = l->first[B]; r < l->first[2 * B]; r++) {
+            t->term[MU_OBJ_IDK] += mu_tok_ce(l->logp[r], &dl) * c;
+            l->a[r] += ci * c * dl;
+        }
+    }
     double cl = t->o.coef[MU_OBJ_LEARN] + t->o.coef[MU_OBJ_EDIT] - t->o.coef[MU_OBJ_GA];
     int ce = need(t, MU_OBJ_LEARN) || need(t, MU_OBJ_EDIT) || need(t, MU_OBJ_GA);
-    double c1 = t->o.coef[MU_OBJ_LOG1MP], cw = t->o.coef[MU_OBJ_WGA], cs = t->o.coef[MU_OBJ_SATIMP], dl;
+    double c1 = t->o.coef[MU_OBJ_LOG1MP], cw = t->o.coef[MU_OBJ_WGA], cs = t->o.coef[MU_OBJ_SATIMP];
     for (int r = 0; r < l->first[B]; r++) {
         double lp = l->logp[r];
         if (ce) {      /* learn and edit descend the CE of the forget targets, ga ascends it */
@@ -1147,7 +1160,7 @@ static int forget_row_terms(mu_trainer *t, label_rows *l, int B, const float *re
  * the terms read them through their target log-probs, and the gradient is made on the
  * model's backend (UNDIAL and ME, which need whole rows, on the host). */
 static int forget_pass(mu_trainer *t, int64_t pos0, char *err, size_t errlen) {
-    int B = t->o.batch, dpo = need(t, MU_OBJ_DPO), rmu = need(t, MU_OBJ_RMU);
+    int B = t->o.batch, alt = uses_alt(t), rmu = need(t, MU_OBJ_RMU);
     int logit_terms = forget_logit_terms(t);
     mu_train_set *fs = &t->data[MU_DATA_FORGET];
     row_ref *rows = mu_xmalloc((size_t)(2 * B) * sizeof *rows);
@@ -1156,9 +1169,9 @@ static int forget_pass(mu_trainer *t, int64_t pos0, char *err, size_t errlen) {
         sel[b] = draw(t, MU_DATA_FORGET, pos0 + b);
         mu_train_seq *q = &fs->s[sel[b]];
         rows[b] = (row_ref){q->ids, q->len, q->lab_from};
-        if (dpo) rows[B + b] = (row_ref){q->alt, q->alt_len, q->alt_lab_from};
+        if (alt) rows[B + b] = (row_ref){q->alt, q->alt_len, q->alt_lab_from};
     }
-    int R = dpo ? 2 * B : B;
+    int R = alt ? 2 * B : B;
     int T = build_batch(t, rows, R);
     label_rows *l = find_label_rows(t, R, T);
     mu_batch batch = {R, T, t->ids, t->lens};
@@ -1479,11 +1492,11 @@ static int check_data(mu_trainer *t, char *err, size_t errlen) {
                  : "--forget", t->o.soft_tokens);
         return -1;
     }
-    if (need(t, MU_OBJ_DPO))
+    if (uses_alt(t))
         for (int i = 0; i < t->data[MU_DATA_FORGET].n; i++)
             if (!t->data[MU_DATA_FORGET].s[i].alt) {
-                snprintf(err, errlen, "%s: record %d: dpo needs a preferred answer (a second target, or "
-                         "--dpo-alt)", t->data[MU_DATA_FORGET].path, i);
+                snprintf(err, errlen, "%s: record %d: %s needs a preferred answer (a second target, or "
+                         "--dpo-alt)", t->data[MU_DATA_FORGET].path, i, need(t, MU_OBJ_DPO) ? "dpo" : "idk");
                 return -1;
             }
     return 0;

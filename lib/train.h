@@ -28,7 +28,7 @@
 typedef enum {
     MU_OBJ_LEARN = 0, MU_OBJ_GA, MU_OBJ_LOG1MP, MU_OBJ_NPO, MU_OBJ_SIMNPO, MU_OBJ_DPO,
     MU_OBJ_WGA, MU_OBJ_RMU, MU_OBJ_UNDIAL, MU_OBJ_EDIT, MU_OBJ_RETAIN_CE, MU_OBJ_RETAIN_KL,
-    MU_OBJ_GENERAL_LM, MU_OBJ_MLP_L2, MU_OBJ_SATIMP, MU_OBJ_ME, MU_OBJ_COUNT
+    MU_OBJ_GENERAL_LM, MU_OBJ_MLP_L2, MU_OBJ_SATIMP, MU_OBJ_ME, MU_OBJ_IDK, MU_OBJ_COUNT
 } mu_obj_id;
 const char *mu_obj_name(mu_obj_id id);  /* "learn", "ga", ..., "mlp-l2" */
 

@@ -15,13 +15,16 @@
 #   curves-OBJ.png         the removal-retention curves of the masks, listed in PLOTS (the
 #                          rule's title and y label read LEE_TITLE and LEE_RETENTION)
 # the mu-train --objective of each name (default NAME=1), and its other mu-train options:
-# DPO prefers a refusal to the forget answers, as TOFU's "I don't know" variant does; SatImp
-# keeps the retain set with open-unlearning's weight (alpha 0.1), ME is ME+GD (Yuan et al.)
+# DPO and IdkNLL prefer a refusal to the forget answers, as TOFU's "I don't know" variants
+# do; SatImp keeps the retain set with open-unlearning's weight (alpha 0.1); ME is ME+GD
+# (Yuan et al.)
 OBJ_npo    ?= npo=1,retain-ce=1
 OBJ_satimp ?= satimp=1,retain-ce=0.1
 OBJ_me     ?= me=1,retain-ce=1
+OBJ_idk    ?= idk=1,retain-ce=1
 obj_spec    = $(or $(OBJ_$(1)),$(1)=1)
 OPTS_dpo   ?= --dpo-alt "I don't know."
+OPTS_idk   ?= --dpo-alt "I don't know."
 RUNS       := $(foreach m,$(MASKS),$(foreach o,$(OBJECTIVES),$(foreach l,$(LRS),$(m)-$(o)-$(l))))
 PAIRS      := $(foreach m,$(MASKS),$(foreach o,$(OBJECTIVES),$(m)-$(o)))
 CANDIDATES := --model $(MODEL) --tensors $(TENSORS) --granularity $(GRANULARITY)

@@ -13,7 +13,7 @@
 #                  wagle, memflex, grad: ATTRIB), random units (mu-maskgen --random) and
 #                  random units outside the first attribution's mask (complement)
 #   3. unlearned   for each mask, objective (OBJECTIVES: any of mu-train's, e.g. ga graddiff
-#                  npo simnpo wga satimp me rmu undial dpo; OBJ_name and OPTS_name in lee.mk) and
+#                  npo simnpo wga satimp me rmu undial dpo idk; OBJ_name and OPTS_name in lee.mk) and
 #                  learning rate (LRS): mu-train on top of the finetuned model, masked
 #   4. evaluation  every model on TOFU's evaluation sets. forget and retain (retain rows the
 #                  models learned, RETAIN_EVAL_ROWS of retain_perturbed = retain90's first

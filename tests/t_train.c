@@ -244,6 +244,40 @@ TEST(train_gradient_fd_npo_kl) { fd_check("npo=1,retain-kl=2", 0); }
 TEST(train_gradient_fd_simnpo_wga_log1mp) { fd_check("simnpo=1,log1mp=0.3,ga=0.2", 0); }
 TEST(train_gradient_fd_dpo_undial) { fd_check("dpo=1,undial=0.5", 1); }
 TEST(train_gradient_fd_me_undial_dpo) { fd_check("me=1,undial=0.5,dpo=0.3,retain-ce=0.5", 1); }
+TEST(train_gradient_fd_idk_ga) { fd_check("idk=1,ga=0.5,retain-ce=0.5", 1); }
+
+/* The loss of spec on the tiny model over forget set f (one step's batch of 3). */
+static double loss_on(const char *spec, mu_train_set *f) {
+    mu_model *m = tiny_model(3);
+    mu_train_opts o;
+    mu_train_opts_default(&o);
+    char err[512];
+    CHECK(mu_objective_parse(spec, o.coef, err, sizeof err) == 0);
+    o.batch = 3;
+    mu_trainer *t = mu_trainer_new(m, NULL, NULL, &o, err, sizeof err);
+    CHECK_MSG(t, "%s", err);
+    mu_trainer_set_data(t, MU_DATA_FORGET, f);
+    double loss = mu_trainer_loss_and_grad(t, 1, err, sizeof err);
+    CHECK_MSG(isfinite(loss), "%s: %s", spec, err);
+    mu_trainer_free(t);
+    mu_model_free(m);
+    return loss;
+}
+
+/* idk (IdkNLL) is the mean cross-entropy of the forget rows' preferred answers: the same
+ * loss as learn on records whose answers are those preferred answers. */
+TEST(train_idk_is_learn_on_the_preferred_answers) {
+    mu_train_set f, g;
+    facts(&f, 5, 7, 1);
+    facts(&g, 5, 7, 0);
+    for (int i = 0; i < g.n; i++) {
+        memcpy(g.s[i].ids, f.s[i].alt, (size_t)f.s[i].alt_len * sizeof(int32_t));
+        g.s[i].len = f.s[i].alt_len;
+        g.s[i].lab_from = f.s[i].alt_lab_from;
+    }
+    double a = loss_on("idk=1", &f), b = loss_on("learn=1", &g);
+    CHECK_MSG(fabs(a - b) <= 1e-6 * fabs(b) && b > 0, "idk %.9g vs learn on the preferred answers %.9g", a, b);
+}
 TEST(train_gradient_fd_rmu) { fd_check("rmu=1", 0); }
 
 /* The loss and every trained gradient of objective spec with (beta1, beta2) for satimp and
