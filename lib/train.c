@@ -303,6 +303,7 @@ void mu_train_opts_default(mu_train_opts *o) {
     o->simnpo_delta = 0;
     o->dpo_beta = 0.1;
     o->wga_beta = 1.0;
+    o->delta_scale = 1.0;
     o->satimp_beta1 = 5.0;
     o->satimp_beta2 = 1.0;
     o->undial_beta = 10.0;
@@ -446,6 +447,7 @@ static json_t *options_json(const mu_train_opts *o) {
         set_real(j, "lora_alpha", o->lora_alpha);
     }
     if (o->soft_tokens > 0) set_int(j, "soft_tokens", o->soft_tokens);
+    if (o->delta_scale != 1) set_real(j, "delta_scale", o->delta_scale);
     if (o->soft_tokens > 0 && o->gcg) {
         json_t *g = json_object();
         set_int(g, "topk", o->gcg_topk);
@@ -2079,7 +2081,7 @@ static int64_t trained_weights(mu_trainer *t, int i, int64_t *idx, float *vals) 
 }
 
 /* Entry i's adapter as a low-rank delta entry: NAME::lora_A, ::lora_B (its factors in the
- * stored layout) and ::lora_scale. */
+ * stored layout) and ::lora_scale (times delta_scale). */
 static void add_lowrank_entry(mu_st_writer *w, mu_trainer *t, int i) {
     const mu_param *p = mu_model_param(t->m, t->pidx[i]);
     const mu_lora *a = mu_model_lora(t->m, t->pidx[i]);
@@ -2093,39 +2095,64 @@ static void add_lowrank_entry(mu_st_writer *w, mu_trainer *t, int i) {
     snprintf(name, sizeof name, "%s%s", p->info.name, MU_DELTA_LORA_B_SUFFIX);
     mu_st_writer_add_copy(w, name, MU_F32, 2, bsh, Bs);
     snprintf(name, sizeof name, "%s%s", p->info.name, MU_DELTA_LORA_SCALE_SUFFIX);
-    mu_st_writer_add_copy(w, name, MU_F32, 1, ssh, &a->scale);
+    float scale = (float)(a->scale * t->o.delta_scale);
+    mu_st_writer_add_copy(w, name, MU_F32, 1, ssh, &scale);
     free(As);
     free(Bs);
 }
 
-static void add_delta_tensor(mu_st_writer *w, mu_trainer *t, int i, int sparse) {
+/* vals [n] (stored layout, at flat indices idx; NULL: the whole tensor) to w0 + scale (vals -
+ * w0), w0 param p's values in ck (the checkpoint the training started from). */
+static int scale_from_start(mu_ckpt *ck, const mu_param *p, double scale, const int64_t *idx, float *vals,
+                            int64_t n, char *err, size_t errlen) {
+    if (scale == 1) return 0;
+    float *w0 = mu_xmalloc((size_t)p->numel * sizeof *w0);
+    int rc = mu_ckpt_read_f32(ck, p->info.name, p->info.ndim, p->info.shape, w0, err, errlen);
+    for (int64_t e = 0; !rc && e < n; e++) {
+        float a = w0[idx ? idx[e] : e];
+        vals[e] = a + (float)scale * (vals[e] - a);
+    }
+    free(w0);
+    return rc;
+}
+
+static int add_delta_tensor(mu_st_writer *w, mu_trainer *t, mu_ckpt *ck, int i, int sparse, char *err,
+                            size_t errlen) {
     mu_param *p = mu_model_param(t->m, t->pidx[i]);
     const mu_idxset *s = mu_optim_set(t->opt, i);
+    double scale = t->o.delta_scale;
     if (t->lora_part[i]) {                             /* one entry with its A */
         if (t->lora_part[i] == 1) add_lowrank_entry(w, t, i);
-        return;
+        return 0;
     }
     if (!sparse || (s->dense && !t->o.weight_mask)) {   /* a mask's delta: what it changed */
         float *vals = mu_xmalloc((size_t)p->numel * sizeof(float));
         mu_model_get_param(t->m, t->pidx[i], vals);
         to_stored(t->m, p, vals, p->numel);
-        mu_st_writer_add_copy(w, p->info.name, MU_F32, p->info.ndim, p->info.shape, vals);
+        int rc = scale_from_start(ck, p, scale, NULL, vals, p->numel, err, errlen);
+        if (!rc) mu_st_writer_add_copy(w, p->info.name, MU_F32, p->info.ndim, p->info.shape, vals);
         free(vals);
-    } else {
-        float *vals = mu_xmalloc((size_t)(s->n + 1) * sizeof(float));
-        int64_t *idx = mu_xmalloc((size_t)(s->n + 1) * sizeof *idx);
-        int64_t n = trained_weights(t, i, idx, vals);   /* only the trained elements move */
-        if (n == 0) { free(idx); free(vals); return; }  /* a mask left the tensor whole */
+        return rc;
+    }
+    float *vals = mu_xmalloc((size_t)(s->n + 1) * sizeof(float));
+    int64_t *idx = mu_xmalloc((size_t)(s->n + 1) * sizeof *idx);
+    int64_t n = trained_weights(t, i, idx, vals);       /* only the trained elements move */
+    int rc = 0;
+    if (n > 0) {                                        /* else a mask left the tensor whole */
         to_stored(t->m, p, vals, n);
+        rc = scale_from_start(ck, p, scale, idx, vals, n, err, errlen);
+    }
+    if (n > 0 && !rc) {
         char name[160];
         int64_t shape[1] = {n};
         snprintf(name, sizeof name, "%s%s", p->info.name, MU_DELTA_IDX_SUFFIX);
         mu_st_writer_add_copy(w, name, MU_I64, 1, shape, idx);
         snprintf(name, sizeof name, "%s%s", p->info.name, MU_DELTA_VAL_SUFFIX);
         mu_st_writer_add_copy(w, name, MU_F32, 1, shape, vals);
-        free(idx);
-        free(vals);
     }
+    free(idx);
+    free(vals);
+    return rc;
 }
 
 int mu_train_write_delta(mu_trainer *t, const char *base_path, const char *const *deltas,
@@ -2149,7 +2176,8 @@ int mu_train_write_delta(mu_trainer *t, const char *base_path, const char *const
     mu_st_writer_meta(w, "mu_train", info);
     free(info);
     if (t->o.lora_r > 0) mu_st_writer_meta(w, "version", MU_DELTA_VERSION_LOWRANK);
-    for (int i = 0; i < t->nt; i++) add_delta_tensor(w, t, i, sparse);
+    for (int i = 0; i < t->nt; i++)
+        if (add_delta_tensor(w, t, ck, i, sparse, err, errlen)) goto out;
     rc = mu_st_writer_write(w, path, err, errlen);
 out:
     if (w) mu_st_writer_free(w);

@@ -101,6 +101,9 @@ typedef struct {
     int lora_r;              /* > 0: train LoRA adapters of this rank on the masked layer
                                 matrices (whole ones) instead of them (mu_model_add_lora) */
     double lora_alpha;       /* their scale is alpha / r */
+    double delta_scale;      /* mu_train_write_delta writes w0 + delta_scale (w - w0), w0 the
+                                starting values (1, the default: the trained values; -1: the
+                                task vector negated, Ilharco et al. 2023); LoRA: scale x it */
     int soft_tokens;         /* > 0: train a soft prompt of this many vectors instead of any
                                 weight (mu_model_set_soft_prompt; no mask, LoRA or weight
                                 mask): the model's own when it has one of that size, else

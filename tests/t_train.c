@@ -616,6 +616,85 @@ TEST(train_deltas_and_model_dir_reproduce_the_model) {
     mu_model_free(m);
 }
 
+/* Trains GA for 3 steps from the model at base (mixed mask, or LoRA rank lora_r on every
+ * layer matrix) and writes its delta (sparse or dense) with delta_scale to path. */
+static void train_scaled_delta(const char *base, double scale, int sparse, int lora_r, const char *path) {
+    char err[512];
+    mu_model *m = mu_model_load(base, NULL, 0, mu_backend_cpu(), err, sizeof err);
+    CHECK_MSG(m, "%s", err);
+    mu_mask mask;
+    mixed_mask(m, &mask);
+    mu_train_opts o;
+    mu_train_opts_default(&o);
+    o.coef[MU_OBJ_GA] = 1;
+    o.steps = 3; o.batch = 2; o.opt.lr = 1e-2; o.delta_scale = scale;
+    o.lora_r = lora_r; o.lora_alpha = 2 * lora_r;
+    mu_trainer *t = mu_trainer_new(m, NULL, lora_r ? NULL : &mask, &o, err, sizeof err);
+    CHECK_MSG(t, "%s", err);
+    mu_train_set f;
+    facts(&f, 4, 5, 0);
+    mu_trainer_set_data(t, MU_DATA_FORGET, &f);
+    CHECK_MSG(mu_trainer_run(t, NULL, err, sizeof err) == 0, "%s", err);
+    CHECK_MSG(mu_train_write_delta(t, base, NULL, 0, path, sparse, "ga", err, sizeof err) == 0, "%s", err);
+    mu_trainer_free(t);
+    mu_mask_free(&mask);
+    mu_model_free(m);
+}
+
+/* Every parameter of base + neg against w0 + scale (w - w0), w of base + pos (bit for bit when
+ * exact, else within 1e-6); returns how many elements moved. */
+static int64_t check_scaled(const char *base, const char *pos, const char *neg, float scale, int exact) {
+    char err[512];
+    const char *pl[1] = {pos}, *nl[1] = {neg};
+    mu_model *m0 = mu_model_load(base, NULL, 0, mu_backend_cpu(), err, sizeof err);
+    mu_model *mp = mu_model_load(base, pl, 1, mu_backend_cpu(), err, sizeof err);
+    mu_model *mn = mu_model_load(base, nl, 1, mu_backend_cpu(), err, sizeof err);
+    CHECK_MSG(m0 && mp && mn, "%s", err);
+    int64_t moved = 0;
+    for (int i = 0; i < mu_model_n_params(m0); i++) {
+        int64_t n = mu_model_param(m0, i)->numel;
+        float *a = malloc(n * 4), *b = malloc(n * 4), *c = malloc(n * 4);
+        mu_model_get_param(m0, i, a);
+        mu_model_get_param(mp, i, b);
+        mu_model_get_param(mn, i, c);
+        for (int64_t e = 0; e < n; e++) {
+            float want = a[e] + scale * (b[e] - a[e]);
+            moved += b[e] != a[e];
+            CHECK_MSG(exact ? c[e] == want : fabsf(c[e] - want) <= 1e-6f + 1e-5f * fabsf(want),
+                      "%s %s[%lld]: %.9g, want %.9g", neg, mu_model_param(m0, i)->info.name, (long long)e, c[e], want);
+        }
+        free(a); free(b); free(c);
+    }
+    mu_model_free(m0); mu_model_free(mp); mu_model_free(mn);
+    return moved;
+}
+
+/* delta_scale: a delta of w0 + s (w - w0), the same training written with s = 1 and s = -1
+ * (task-vector negation) or 0.5, dense, sparse and as LoRA factors (their scale times s). */
+TEST(train_delta_scale_writes_task_arithmetic) {
+    char err[512], base[PATH_MAX], pos[PATH_MAX], neg[PATH_MAX], half[PATH_MAX];
+    const char *tmp = mu_test_tmpdir();
+    snprintf(base, sizeof base, "%s/tvbase", tmp);
+    mu_model *init = tiny_model(8);
+    int no_tok;
+    CHECK_MSG(mu_train_write_model_dir(init, NULL, base, &no_tok, err, sizeof err) == 0, "%s", err);
+    mu_model_free(init);
+    snprintf(pos, sizeof pos, "%s/tv-pos.safetensors", tmp);
+    snprintf(neg, sizeof neg, "%s/tv-neg.safetensors", tmp);
+    snprintf(half, sizeof half, "%s/tv-half.safetensors", tmp);
+    for (int sparse = 0; sparse < 2; sparse++) {
+        train_scaled_delta(base, 1, sparse, 0, pos);
+        train_scaled_delta(base, -1, sparse, 0, neg);
+        train_scaled_delta(base, 0.5, sparse, 0, half);
+        int64_t moved = check_scaled(base, pos, neg, -1.0f, 1);
+        CHECK_MSG(moved > 100, "%s: %lld elements moved", sparse ? "sparse" : "dense", (long long)moved);
+        check_scaled(base, pos, half, 0.5f, 1);
+    }
+    train_scaled_delta(base, 1, 0, 2, pos);
+    train_scaled_delta(base, -1, 0, 2, neg);
+    CHECK(check_scaled(base, pos, neg, -1.0f, 0) > 100);
+}
+
 /* ---- weight masking (mu_train_opts.weight_mask) ---- */
 
 /* mixed_mask and the whole of layer 0's down_proj (a dense set). */

@@ -104,6 +104,8 @@ static const char usage[] =
     "  -o, --out FILE          delta (safetensors) of the trained tensors, new values (with\n"
     "                          --soft-tokens: the soft-prompt file)\n"
     "      --sparse            the delta holds only the masked elements (NAME::idx, NAME::val)\n"
+    "      --delta-scale S     the delta holds w0 + S (w - w0), w0 the starting values: task\n"
+    "                          arithmetic (-1: the trained change negated; default 1)\n"
     "      --out-model DIR     full model directory (Hugging Face layout)\n"
     "      --out-peft DIR      with --lora: the adapters as a PEFT LoRA adapter directory\n"
     "                          (adapter_config.json, adapter_model.safetensors)\n"
@@ -142,7 +144,7 @@ enum {
     O_REF = 256, O_MASK, O_FORGET, O_RETAIN, O_GENERAL, O_MAXLEN, O_NPOB, O_SIMB,
     O_SIMD, O_DPOB, O_DPOALT, O_WGAB, O_SATB1, O_SATB2, O_UNDB, O_FLOOR, O_RMUL, O_RMUC, O_RMUA, O_OPT, O_LR, O_B1, O_B2,
     O_EPS, O_MOM, O_WD, O_CLIP, O_SCHED, O_WARM, O_MINLR, O_STEPS, O_BATCH, O_ACCUM, O_SEED, O_SPARSE,
-    O_OUTMODEL, O_OUTPEFT, O_LOG, O_EVAL, O_EVERY, O_BEST, O_CKPT, O_CKEVERY, O_RESUME, O_WMASK, O_LORA, O_LORA_ALPHA,
+    O_OUTMODEL, O_OUTPEFT, O_LOG, O_EVAL, O_EVERY, O_BEST, O_CKPT, O_CKEVERY, O_RESUME, O_WMASK, O_LORA, O_LORA_ALPHA, O_DSCALE,
     O_SOFT_TOKENS, O_GCG, O_GCG_TOPK, O_GCG_CAND, O_GCG_TOKENS,
 };
 
@@ -173,7 +175,7 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
         {"gcg", no_argument, 0, O_GCG}, {"gcg-topk", required_argument, 0, O_GCG_TOPK},
         {"gcg-candidates", required_argument, 0, O_GCG_CAND}, {"gcg-tokens", required_argument, 0, O_GCG_TOKENS},
         {"sparse", no_argument, 0, O_SPARSE}, {"out-model", required_argument, 0, O_OUTMODEL},
-        {"out-peft", required_argument, 0, O_OUTPEFT},
+        {"out-peft", required_argument, 0, O_OUTPEFT}, {"delta-scale", required_argument, 0, O_DSCALE},
         {"log", required_argument, 0, O_LOG}, {"eval", required_argument, 0, O_EVAL},
         {"eval-every", required_argument, 0, O_EVERY}, {"keep-best", required_argument, 0, O_BEST},
         {"checkpoint", required_argument, 0, O_CKPT}, {"checkpoint-every", required_argument, 0, O_CKEVERY},
@@ -249,6 +251,7 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
         case O_SPARSE: o->sparse = 1; break;
         case O_OUTMODEL: o->out_model = optarg; break;
         case O_OUTPEFT: o->out_peft = optarg; break;
+        case O_DSCALE: o->t.delta_scale = mu_parse_real("--delta-scale", optarg, -1e6, 1e6); break;
         case O_LOG: o->log = optarg; break;
         case O_EVAL: {
             o->evals = mu_xrealloc(o->evals, (size_t)(o->n_evals + 1) * sizeof *o->evals);
@@ -279,6 +282,8 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
     if (!o->objective) mu_usage_error("--objective is required");
     if (!o->out && !o->out_model && !o->out_peft) mu_usage_error("give --out DELTA, --out-model DIR or --out-peft DIR");
     if (o->out_peft && !o->t.lora_r) mu_usage_error("--out-peft applies to --lora");
+    if (o->t.delta_scale != 1 && (!o->out || o->out_model || o->out_peft || o->t.soft_tokens))
+        mu_usage_error("--delta-scale applies to the delta of --out (not --out-model, --out-peft or --soft-tokens)");
     if (o->out && !strcmp(o->out, "-")) mu_usage_error("--out: a delta is a file (safetensors), not stdout");
     if (o->sparse && !o->out) mu_usage_error("--sparse applies to --out");
     if (o->t.lora_alpha != 0 && !o->t.lora_r) mu_usage_error("--lora-alpha applies to --lora");

@@ -100,6 +100,7 @@ t train_lora_resume_bit_identical bash -c '
   ! cmp -s lhalf.st lres.st'
 expect_fail train_lora_zero 2 "lora" mu-train --model tiny --lora 0 --objective learn --train facts.mpk.zst --out x.st
 expect_fail train_out_peft_without_lora 2 "out-peft applies to --lora" mu-train --model tiny --objective learn --train facts.mpk.zst --out-peft x
+expect_fail train_delta_scale_needs_out 2 "delta-scale applies to the delta of --out" mu-train --model tiny --objective learn --train facts.mpk.zst --out-model x --delta-scale -1
 expect_fail train_lora_alpha_alone 2 "lora-alpha applies to --lora" mu-train --model tiny --lora-alpha 2 --objective learn --train facts.mpk.zst --out x.st
 expect_fail train_lora_with_weight_mask 2 "cannot be combined" mu-train --model tiny --lora 2 --weight-mask 1 --objective learn --train facts.mpk.zst --out x.st
 expect_fail train_lora_part_of_matrix 1 "LoRA adapts whole layer matrices: the mask selects part of model.layers.0.mlp.up_proj.weight" \
@@ -196,7 +197,7 @@ cat > opts.expect.json <<'EOF'
 {"objectives": {"npo": 1, "retain-ce": 0.5, "rmu": 2}, "npo_beta": 0.25, "simnpo_beta": 3.5,
  "simnpo_delta": 0.125, "dpo_beta": 0.375, "wga_beta": 2.5, "satimp_beta1": 4, "satimp_beta2": 0.5,
  "undial_beta": 7, "log1mp_floor": -3,
- "rmu_layer": 0, "rmu_coeff": 5.5, "rmu_alpha": 50, "optimizer": "sgd", "lr": 0.001, "beta1": 0.8,
+ "delta_scale": -1, "rmu_layer": 0, "rmu_coeff": 5.5, "rmu_alpha": 50, "optimizer": "sgd", "lr": 0.001, "beta1": 0.8,
  "beta2": 0.95, "eps": 1e-06, "momentum": 0.9, "weight_decay": 0.01, "clip": 1.5, "schedule": "cosine",
  "warmup": 1, "decay_steps": 3, "min_lr_ratio": 0.1, "steps": 3, "batch": 2, "accum": 2, "seed": 7,
  "mask": "mlp:1", "max_len": 64, "ref": "tiny", "dpo_alt": " chess"}
@@ -207,7 +208,7 @@ t train_options_recorded bash -c '
     --wga-beta 2.5 --satimp-beta1 4 --satimp-beta2 0.5 --undial-beta 7 --log1mp-floor -3 --rmu-layer 0 --rmu-coeff 5.5 --rmu-alpha 50 \
     --optimizer sgd --lr 0.001 --beta1 0.8 --beta2 0.95 --eps 1e-6 --momentum 0.9 --weight-decay 0.01 \
     --clip 1.5 --schedule cosine --warmup 1 --min-lr-ratio 0.1 --accum 2 --seed 7 --mask mlp:1 \
-    --max-len 64 --ref tiny --dpo-alt " chess" --out opts.st --log opts.log &&
+    --max-len 64 --ref tiny --dpo-alt " chess" --delta-scale -1 --out opts.st --log opts.log &&
   mu-dump opts.log | head -1 | jq -e --slurpfile e opts.expect.json ".meta.options == \$e[0]" >/dev/null &&
   tail -c +9 opts.st | head -c "$(od -An -tu8 -N8 opts.st | tr -d " ")" |
     jq -e --slurpfile e opts.expect.json "(.__metadata__.mu_train | fromjson) == \$e[0]" >/dev/null &&
