@@ -563,6 +563,24 @@ static void check_same_params(mu_model *a, mu_model *b, const char *what) {
     }
 }
 
+/* A trainer of m that ran GA for 3 steps on 4 facts (mask, or LoRA rank lora_r on every layer
+ * matrix when lora_r > 0), its delta to be written with delta_scale. */
+static mu_trainer *ga_trained(mu_model *m, const mu_mask *mask, double delta_scale, int lora_r) {
+    char err[512];
+    mu_train_opts o;
+    mu_train_opts_default(&o);
+    o.coef[MU_OBJ_GA] = 1;
+    o.steps = 3; o.batch = 2; o.opt.lr = 1e-2; o.delta_scale = delta_scale;
+    o.lora_r = lora_r; o.lora_alpha = 2 * lora_r;
+    mu_trainer *t = mu_trainer_new(m, NULL, lora_r ? NULL : mask, &o, err, sizeof err);
+    CHECK_MSG(t, "%s", err);
+    mu_train_set f;
+    facts(&f, 4, 5, 0);
+    mu_trainer_set_data(t, MU_DATA_FORGET, &f);
+    CHECK_MSG(mu_trainer_run(t, NULL, err, sizeof err) == 0, "%s", err);
+    return t;
+}
+
 /* Masked training, then: base + dense delta == base + sparse delta == exported model dir
  * == the trained model, bit for bit; the sparse delta is much smaller. */
 TEST(train_deltas_and_model_dir_reproduce_the_model) {
@@ -581,16 +599,7 @@ TEST(train_deltas_and_model_dir_reproduce_the_model) {
     CHECK_MSG(m, "%s", err);
     mu_mask mask;
     mixed_mask(m, &mask);
-    mu_train_opts o;
-    mu_train_opts_default(&o);
-    o.coef[MU_OBJ_GA] = 1;
-    o.steps = 3; o.batch = 2; o.opt.lr = 1e-2;
-    mu_trainer *t = mu_trainer_new(m, NULL, &mask, &o, err, sizeof err);
-    CHECK_MSG(t, "%s", err);
-    mu_train_set f;
-    facts(&f, 4, 5, 0);
-    mu_trainer_set_data(t, MU_DATA_FORGET, &f);
-    CHECK_MSG(mu_trainer_run(t, NULL, err, sizeof err) == 0, "%s", err);
+    mu_trainer *t = ga_trained(m, &mask, 1, 0);
     CHECK_MSG(mu_train_write_delta(t, base, NULL, 0, dd, 0, "ga", err, sizeof err) == 0, "%s", err);
     CHECK_MSG(mu_train_write_delta(t, base, NULL, 0, sd, 1, "ga", err, sizeof err) == 0, "%s", err);
     CHECK_MSG(mu_train_write_model_dir(m, base, out, &no_tok, err, sizeof err) == 0, "%s", err);
@@ -616,25 +625,15 @@ TEST(train_deltas_and_model_dir_reproduce_the_model) {
     mu_model_free(m);
 }
 
-/* Trains GA for 3 steps from the model at base (mixed mask, or LoRA rank lora_r on every
- * layer matrix) and writes its delta (sparse or dense) with delta_scale to path. */
+/* ga_trained from the model at base (mixed mask, or LoRA rank lora_r), its delta (sparse or
+ * dense) written with delta_scale to path. */
 static void train_scaled_delta(const char *base, double scale, int sparse, int lora_r, const char *path) {
     char err[512];
     mu_model *m = mu_model_load(base, NULL, 0, mu_backend_cpu(), err, sizeof err);
     CHECK_MSG(m, "%s", err);
     mu_mask mask;
     mixed_mask(m, &mask);
-    mu_train_opts o;
-    mu_train_opts_default(&o);
-    o.coef[MU_OBJ_GA] = 1;
-    o.steps = 3; o.batch = 2; o.opt.lr = 1e-2; o.delta_scale = scale;
-    o.lora_r = lora_r; o.lora_alpha = 2 * lora_r;
-    mu_trainer *t = mu_trainer_new(m, NULL, lora_r ? NULL : &mask, &o, err, sizeof err);
-    CHECK_MSG(t, "%s", err);
-    mu_train_set f;
-    facts(&f, 4, 5, 0);
-    mu_trainer_set_data(t, MU_DATA_FORGET, &f);
-    CHECK_MSG(mu_trainer_run(t, NULL, err, sizeof err) == 0, "%s", err);
+    mu_trainer *t = ga_trained(m, &mask, scale, lora_r);
     CHECK_MSG(mu_train_write_delta(t, base, NULL, 0, path, sparse, "ga", err, sizeof err) == 0, "%s", err);
     mu_trainer_free(t);
     mu_mask_free(&mask);
