@@ -476,6 +476,12 @@ static void options_key(mu_trainer *t) {
     json_decref(j);
 }
 
+void mu_trainer_set_delta_scale(mu_trainer *t, double scale) {
+    t->o.delta_scale = scale;
+    if (scale != 1) set_real(t->info, "delta_scale", scale);
+    else json_object_del(t->info, "delta_scale");
+}
+
 void mu_trainer_note(mu_trainer *t, const char *key, json_t *value) {
     json_object_set_new(t->info, key, value);
 }

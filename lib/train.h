@@ -199,6 +199,8 @@ double mu_trainer_last_loss(const mu_trainer *t);
 /* Runs the evaluation sets now; metric value by "name.metric", NaN if unknown. */
 double mu_trainer_eval_metric(mu_trainer *t, const char *name_metric);
 
+/* The delta_scale of the deltas written from now on (and of the options recorded). */
+void mu_trainer_set_delta_scale(mu_trainer *t, double scale);
 /* Writes a delta (man/mu-delta.5) of the trained tensors' new values: dense tensors, or
  * with sparse NAME::idx (i64) + NAME::val (f32) for partly trained tensors. base_path and
  * deltas are the model the training started from (for the "base" digest). Atomic.

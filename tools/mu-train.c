@@ -106,6 +106,7 @@ static const char usage[] =
     "      --sparse            the delta holds only the masked elements (NAME::idx, NAME::val)\n"
     "      --delta-scale S     the delta holds w0 + S (w - w0), w0 the starting values: task\n"
     "                          arithmetic (-1: the trained change negated; default 1)\n"
+    "      --out-scaled S=FILE also the delta at scale S into FILE (repeatable; with --out)\n"
     "      --out-model DIR     full model directory (Hugging Face layout)\n"
     "      --out-peft DIR      with --lora: the adapters as a PEFT LoRA adapter directory\n"
     "                          (adapter_config.json, adapter_model.safetensors)\n"
@@ -132,6 +133,8 @@ typedef struct {
     const char *objective;
     mu_train_opts t;
     const char *out, *out_model, *out_peft, *log, *checkpoint;
+    struct { double scale; const char *path; } *scaled;   /* --out-scaled S=FILE */
+    int n_scaled;
     int sparse, resume;
     int gcg_set;             /* a --gcg-* option was given */
     const char *gcg_tokens;  /* "ascii" (default) or "any" */
@@ -144,9 +147,22 @@ enum {
     O_REF = 256, O_MASK, O_FORGET, O_RETAIN, O_GENERAL, O_MAXLEN, O_NPOB, O_SIMB,
     O_SIMD, O_DPOB, O_DPOALT, O_WGAB, O_SATB1, O_SATB2, O_UNDB, O_FLOOR, O_RMUL, O_RMUC, O_RMUA, O_OPT, O_LR, O_B1, O_B2,
     O_EPS, O_MOM, O_WD, O_CLIP, O_SCHED, O_WARM, O_MINLR, O_STEPS, O_BATCH, O_ACCUM, O_SEED, O_SPARSE,
-    O_OUTMODEL, O_OUTPEFT, O_LOG, O_EVAL, O_EVERY, O_BEST, O_CKPT, O_CKEVERY, O_RESUME, O_WMASK, O_LORA, O_LORA_ALPHA, O_DSCALE,
+    O_OUTMODEL, O_OUTPEFT, O_LOG, O_EVAL, O_EVERY, O_BEST, O_CKPT, O_CKEVERY, O_RESUME, O_WMASK, O_LORA, O_LORA_ALPHA, O_DSCALE, O_OUTSCALED,
     O_SOFT_TOKENS, O_GCG, O_GCG_TOPK, O_GCG_CAND, O_GCG_TOKENS,
 };
+
+/* --out-scaled S=FILE: one more delta to write, at scale S. */
+static void add_scaled_out(cli_opts *o, const char *arg) {
+    const char *eq = strchr(arg, '=');
+    char num[64];
+    if (!eq || eq == arg || !eq[1] || (size_t)(eq - arg) >= sizeof num)
+        mu_usage_error("--out-scaled '%s': expected S=FILE, e.g. -1=negated.st", arg);
+    memcpy(num, arg, (size_t)(eq - arg));
+    num[eq - arg] = '\0';
+    o->scaled = mu_xrealloc(o->scaled, (size_t)(o->n_scaled + 1) * sizeof *o->scaled);
+    o->scaled[o->n_scaled].scale = mu_parse_real("--out-scaled", num, -1e6, 1e6);
+    o->scaled[o->n_scaled++].path = eq + 1;
+}
 
 static void parse_args(int argc, char **argv, cli_opts *o) {
     static const struct option longopts[] = {
@@ -176,6 +192,7 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
         {"gcg-candidates", required_argument, 0, O_GCG_CAND}, {"gcg-tokens", required_argument, 0, O_GCG_TOKENS},
         {"sparse", no_argument, 0, O_SPARSE}, {"out-model", required_argument, 0, O_OUTMODEL},
         {"out-peft", required_argument, 0, O_OUTPEFT}, {"delta-scale", required_argument, 0, O_DSCALE},
+        {"out-scaled", required_argument, 0, O_OUTSCALED},
         {"log", required_argument, 0, O_LOG}, {"eval", required_argument, 0, O_EVAL},
         {"eval-every", required_argument, 0, O_EVERY}, {"keep-best", required_argument, 0, O_BEST},
         {"checkpoint", required_argument, 0, O_CKPT}, {"checkpoint-every", required_argument, 0, O_CKEVERY},
@@ -252,6 +269,7 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
         case O_OUTMODEL: o->out_model = optarg; break;
         case O_OUTPEFT: o->out_peft = optarg; break;
         case O_DSCALE: o->t.delta_scale = mu_parse_real("--delta-scale", optarg, -1e6, 1e6); break;
+        case O_OUTSCALED: add_scaled_out(o, optarg); break;
         case O_LOG: o->log = optarg; break;
         case O_EVAL: {
             o->evals = mu_xrealloc(o->evals, (size_t)(o->n_evals + 1) * sizeof *o->evals);
@@ -282,8 +300,9 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
     if (!o->objective) mu_usage_error("--objective is required");
     if (!o->out && !o->out_model && !o->out_peft) mu_usage_error("give --out DELTA, --out-model DIR or --out-peft DIR");
     if (o->out_peft && !o->t.lora_r) mu_usage_error("--out-peft applies to --lora");
-    if (o->t.delta_scale != 1 && (!o->out || o->out_model || o->out_peft || o->t.soft_tokens))
-        mu_usage_error("--delta-scale applies to the delta of --out (not --out-model, --out-peft or --soft-tokens)");
+    if ((o->t.delta_scale != 1 || o->n_scaled) && (!o->out || o->out_model || o->out_peft || o->t.soft_tokens))
+        mu_usage_error("--delta-scale and --out-scaled apply to the delta of --out (not --out-model, --out-peft or "
+                       "--soft-tokens)");
     if (o->out && !strcmp(o->out, "-")) mu_usage_error("--out: a delta is a file (safetensors), not stdout");
     if (o->sparse && !o->out) mu_usage_error("--sparse applies to --out");
     if (o->t.lora_alpha != 0 && !o->t.lora_r) mu_usage_error("--lora-alpha applies to --lora");
@@ -413,9 +432,18 @@ static void write_outputs(const cli_opts *o, mu_trainer *t, mu_model *m) {
     if (o->t.soft_tokens) {
         if (mu_train_write_soft_prompt(t, o->ma.path, o->ma.deltas, o->ma.n_deltas, o->out, err, sizeof err))
             mu_die("%s", err);
-    } else if (o->out && mu_train_write_delta(t, o->ma.path, o->ma.deltas, o->ma.n_deltas, o->out, o->sparse, o->objective,
-                                      err, sizeof err))
-        mu_die("%s", err);
+    } else if (o->out) {
+        for (int i = 0; i < o->n_scaled; i++) {   /* each at its scale, then --out at --delta-scale */
+            mu_trainer_set_delta_scale(t, o->scaled[i].scale);
+            if (mu_train_write_delta(t, o->ma.path, o->ma.deltas, o->ma.n_deltas, o->scaled[i].path, o->sparse,
+                                     o->objective, err, sizeof err))
+                mu_die("%s", err);
+        }
+        mu_trainer_set_delta_scale(t, o->t.delta_scale);
+        if (mu_train_write_delta(t, o->ma.path, o->ma.deltas, o->ma.n_deltas, o->out, o->sparse, o->objective, err,
+                                 sizeof err))
+            mu_die("%s", err);
+    }
     if (o->out_peft && mu_train_write_peft(t, o->ma.path, o->out_peft, err, sizeof err)) mu_die("%s", err);
     if (o->out_model) {
         int no_tok = 0;
@@ -532,6 +560,7 @@ int main(int argc, char **argv) {
     free(gcg_ok);
     for (int i = 0; i < o.n_evals; i++) free(o.evals[i].name);
     free(o.evals);
+    free(o.scaled);
     mu_model_args_free(&o.ma);
     free(o.ckpt_alloc);
     mu_model_free(m);

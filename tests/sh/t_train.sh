@@ -100,7 +100,17 @@ t train_lora_resume_bit_identical bash -c '
   ! cmp -s lhalf.st lres.st'
 expect_fail train_lora_zero 2 "lora" mu-train --model tiny --lora 0 --objective learn --train facts.mpk.zst --out x.st
 expect_fail train_out_peft_without_lora 2 "out-peft applies to --lora" mu-train --model tiny --objective learn --train facts.mpk.zst --out-peft x
-expect_fail train_delta_scale_needs_out 2 "delta-scale applies to the delta of --out" mu-train --model tiny --objective learn --train facts.mpk.zst --out-model x --delta-scale -1
+expect_fail train_delta_scale_needs_out 2 "apply to the delta of --out" mu-train --model tiny --objective learn --train facts.mpk.zst --out-model x --delta-scale -1
+expect_fail train_out_scaled_bad 2 "expected S=FILE" mu-train --model tiny --objective learn --train facts.mpk.zst --out x.st --out-scaled neg.st
+# --out-scaled S=FILE writes the run's delta at other scales too: byte for byte the --out of
+# the same run with --delta-scale S (its options record delta_scale S), and --out itself
+# that of the run alone
+ts() { mu-train -q --model tiny -O learn --train facts.mpk.zst --steps 3 --mask mlp:0 --sparse --seed 3 "$@"; }
+t train_out_scaled_same_bytes bash -c "$(declare -f ts)"'
+  ts --delta-scale 2 --out s2.st --out-scaled -1=sm1.st --out-scaled 0.5=s05.st --log sc.log &&
+  ts --delta-scale -1 --out m1.st && ts --delta-scale 0.5 --out h.st && ts --delta-scale 2 --out d2.st &&
+  cmp sm1.st m1.st && cmp s05.st h.st && cmp s2.st d2.st && ! cmp -s m1.st h.st &&
+  mu-dump sc.log | head -1 | jq -e ".meta.options.delta_scale == 2" >/dev/null'
 expect_fail train_lora_alpha_alone 2 "lora-alpha applies to --lora" mu-train --model tiny --lora-alpha 2 --objective learn --train facts.mpk.zst --out x.st
 expect_fail train_lora_with_weight_mask 2 "cannot be combined" mu-train --model tiny --lora 2 --weight-mask 1 --objective learn --train facts.mpk.zst --out x.st
 expect_fail train_lora_part_of_matrix 1 "LoRA adapts whole layer matrices: the mask selects part of model.layers.0.mlp.up_proj.weight" \
