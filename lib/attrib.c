@@ -206,7 +206,8 @@ static int set_mean_abs_act(mu_model *m, const mu_train_set *s, int n_layers, co
 
 static int is_mlp_neuron_tensor(const mu_param *p) {
     const char *r = p->info.role;
-    return !strcmp(r, "gate") || !strcmp(r, "up") || !strcmp(r, "down") || !strcmp(r, "up_bias");
+    return !strcmp(r, "gate") || !strcmp(r, "up") || !strcmp(r, "down") || !strcmp(r, "up_bias") ||
+           !strcmp(r, "gate_up");
 }
 
 /* score[u] = sum over elements i of unit u of e(i). */
@@ -565,8 +566,8 @@ static int init_result(mu_model *m, const mu_mask *tensors, const mu_attr_opts *
         if (pi < 0) { snprintf(err, errlen, "tensor %s: not in the model", tensors->t[k].name); return -1; }
         mu_param *p = mu_model_param(m, pi);
         if (is_act(o->method) && (o->gran != MU_GRAN_NEURON || !is_mlp_neuron_tensor(p))) {
-            snprintf(err, errlen, "tensor %s: %s scores MLP neurons only (gate_proj, up_proj and its bias, down_proj at "
-                     "neuron granularity)", p->info.name, mu_attr_method_name(o->method));
+            snprintf(err, errlen, "tensor %s: %s scores MLP neurons only (gate_proj, up_proj and its bias, down_proj, "
+                     "gate_up_proj at neuron granularity)", p->info.name, mu_attr_method_name(o->method));
             return -1;
         }
         if (mu_attr_is_causal(o->method) && (o->gran != MU_GRAN_MATRIX || mu_arch_block(&p->info) < 0)) {
@@ -609,7 +610,11 @@ static int run_act(mu_model *m, const mu_train_set *forget, const mu_train_set *
     for (int k = 0; k < r->n && !rc; k++) {
         const double *f = mf + (size_t)mu_model_param(m, pidx[k])->info.layer * c->d_ff;
         const double *g = mr ? mr + (size_t)mu_model_param(m, pidx[k])->info.layer * c->d_ff : NULL;
-        for (int64_t u = 0; u < r->t[k].units; u++) r->t[k].score[u] = (float)(f[u] - (g ? g[u] : 0));
+        /* a fused gate_up_proj's units are its 2 d_ff rows: gate row j and up row d_ff + j are neuron j's */
+        for (int64_t u = 0; u < r->t[k].units; u++) {
+            int64_t j = u % c->d_ff;
+            r->t[k].score[u] = (float)(f[j] - (g ? g[j] : 0));
+        }
     }
     free(mf);
     free(mr);

@@ -86,6 +86,14 @@ for arch in gemma gemma2 gemma3_text olmo2 qwen3 gpt_neox gpt2 phi phi3; do
   # an attribution over value vectors and path patching over the MLP blocks
   t archs_${arch}_attrib_act bash -c "mu-attrib -q --model $M --forget f_$arch.tok --method act --out act_$arch.scores &&
     mu-maskgen -q --scores act_$arch.scores --fraction 0.01 --out act_$arch.mask"
+  if [ $arch = phi3 ]; then      # act over the fused gate_up_proj: gate row j and up row d_ff + j score neuron j
+    t archs_phi3_attrib_act_gate_up bash -c "mu-attrib -q --model $M --forget f_$arch.tok --method act \
+        --tensors mlp.gate_up:all --out actgu.scores &&
+      mu-dump --full actgu.scores | tail -n +2 | jq -r 'select(.name | test(\"layers[.]1[.]mlp\")) | .score.data[]' > gu.txt &&
+      mu-dump --full act_$arch.scores | tail -n +2 | jq -r 'select(.name | test(\"layers[.]1[.]mlp\")) | .score.data[]' > dn.txt &&
+      n=\$(wc -l < dn.txt) && [ \$n -gt 8 ] && [ \$(wc -l < gu.txt) = \$((2 * n)) ] &&
+      cat dn.txt dn.txt | cmp - gu.txt && awk '\$1 > 0 { p++ } END { exit p < 8 }' dn.txt"
+  fi
   t archs_${arch}_path_patch bash -c "mu-attrib -q --model $M --forget f_$arch.tok --subject name --method path-patch \
     --tensors mlp:all --samples 2 --out pp_$arch.scores && mu-dump pp_$arch.scores | tail -n +2 | jq -s -e 'length == 2 * $mlp_tensors' >/dev/null"
 done
