@@ -1,8 +1,8 @@
 # lee-report.awk — functions the reports of oracle.mk and tofu.mk share (awk -f this file
 # first). They read the report's globals: c[MASK, OBJ, "aues"] (mu-score --curve AUES),
-# M[1..nm] (the masks, in the pipeline's order), L[1..nl] (the learning rates), ret[MASK,
-# OBJ, LR] (each run's retention, relative to the model unlearned from), and f3(x) (a value
-# to 3 decimals).
+# M[1..nm] (the masks, in the pipeline's order), L[1..nl] (the learning rates), rem[MASK,
+# OBJ, LR] and ret[MASK, OBJ, LR] (each run's removal and retention, relative to the model
+# unlearned from: curve_point), and f3(x) (a value to 3 decimals).
 
 # forget quality spans many orders of magnitude (a p-value): 3 significant digits
 function g3(x) { return (x == "" || x == "nan" || x == "-nan") ? "n/a" : sprintf("%.3g", x) }
@@ -45,14 +45,32 @@ function random_aues(o, R,    i, k, x) {
     return k
 }
 
-# A line on objective o when every run (each mask, each learning rate) keeps >= 95% retention,
-# else "": such a sweep stops short of the trade-off, so its AUES reads removal alone and the
+# A run's point from a mu-score --curve row of mask mk and objective o (metric forget_strength
+# or retention, group run=LR): into rem[mk, o, LR] or ret[mk, o, LR].
+function curve_point(mk, o, metric, group, v) {
+    sub(/^run=/, "", group)
+    if (metric == "forget_strength") rem[mk, o, group] = v
+    else if (metric == "retention") ret[mk, o, group] = v
+}
+
+# A line on how far objective o's sweep reaches (every mask, every learning rate): the most
+# removal and the least retention of its runs; "" without points. When every run keeps >= 95%
+# retention the sweep stops short of the trade-off: its AUES reads removal alone, and the
 # random masks' spread is narrow.
-function short_sweep_line(o,    i, k) {
-    for (i = 1; i <= nm; i++) for (k = 1; k <= nl; k++)
-        if (!((M[i], o, L[k]) in ret) || ret[M[i], o, L[k]] < 0.95) return ""
-    return sprintf("- %s: every run keeps >= 95%% retention, so the sweep stops short of the trade-off: AUES\n" \
-                   "  reads removal alone, and z-scores against a narrow spread mean little (raise LRS).", o)
+function sweep_line(o,    i, k, n, lo, hi, line) {
+    lo = 2; hi = -1
+    for (i = 1; i <= nm; i++) for (k = 1; k <= nl; k++) {
+        if (!((M[i], o, L[k]) in ret) || !((M[i], o, L[k]) in rem)) continue
+        n++
+        if (ret[M[i], o, L[k]] + 0 < lo) lo = ret[M[i], o, L[k]] + 0
+        if (rem[M[i], o, L[k]] + 0 > hi) hi = rem[M[i], o, L[k]] + 0
+    }
+    if (!n) return ""
+    line = sprintf("- %s: the sweep reaches at most %.2f removal and at least %.2f retention", o, hi, lo)
+    if (lo >= 0.95)
+        line = line "; every run keeps >= 95% retention, so the\n  sweep stops short of the trade-off: AUES " \
+               "reads removal alone, and z-scores against a narrow\n  spread mean little (raise LRS)"
+    return line "."
 }
 
 # One line on objective o: the random masks' AUES (mean ± sd, range), then each other mask's

@@ -12,7 +12,7 @@ $1 == "log" { if (!nlog++) first = $0; last = $0; next }
 $1 == "overlap" { ov[$2] = $3; ovin[$2] = $4; ovn[$2] = $5; next }
 $1 == "curve" {
     if ($4 == "aues" || $4 == "aues_rouge" || $4 == "mu95") c[$2, $3, $4] = $6
-    else if ($4 == "forget_strength" || $4 == "retention") { sub(/^run=/, "", $5); c[$2, $3, $4, $5] = $6 }
+    else if ($4 == "forget_strength" || $4 == "retention") { curve_point($2, $3, $4, $5, $6); sub(/^run=/, "", $5); c[$2, $3, $4, $5] = $6 }
     next
 }
 function num(k) { return (k in m) ? sprintf("%.4f", m[k]) : "–" }
@@ -62,7 +62,6 @@ END {
         mk = M[i]; o = O[j]; pts = ""
         for (k = 1; k <= nl; k++) {
             pts = pts (k > 1 ? ", " : "") f2(c[mk, o, "forget_strength", L[k]]) "/" f2(c[mk, o, "retention", L[k]])
-            if ((mk, o, "retention", L[k]) in c) ret[mk, o, L[k]] = c[mk, o, "retention", L[k]]
         }
         b = best95(mk, o); sum[mk] += c[mk, o, "aues"]; drop[mk] += b
         printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", mk, o, (mk in ov) ? f3(ov[mk]) : "–",
@@ -81,7 +80,7 @@ END {
     for (i = 1; i <= nm; i++) if (M[i] in ov) line = line sprintf(" %s %s%s", M[i], f3(ov[M[i]]), i < nm ? "," : ".")
     print line
     for (j = 1; j <= no; j++) if ((line = null_line(O[j])) != "") { print line; spread = 1 }
-    for (j = 1; j <= no; j++) if ((line = short_sweep_line(O[j])) != "") print line
+    for (j = 1; j <= no; j++) if ((line = sweep_line(O[j])) != "") print line
     for (i = 1; i <= nm; i++) mean[M[i]] = sum[M[i]] / no
     printf "- Masks by mean AUES (prob) over the objectives: %s.\n", rank_masks(mean, R)
     for (i = 1; i <= nm; i++) if (R[i] == "oracle") pos = i

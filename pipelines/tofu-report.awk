@@ -9,6 +9,7 @@ BEGIN { FS = "\t" }
 $1 == "model" { m[$2, $3, $4] = $5; next }
 $1 == "curve" {
     if ($4 == "aues" || $4 == "mu95" || $4 == "mu95_interp") c[$2, $3, $4] = $6
+    else curve_point($2, $3, $4, $5, $6)
     next
 }
 function has(k) { return (k in m) }
@@ -53,7 +54,6 @@ END {
         for (k = 1; k <= nl; k++) {
             r = mk "-" o "-" L[k]
             pts = pts (k > 1 ? ", " : "") g3(val(r, "forget_quality", "forget")) " / " f3(val(r, "model_utility", "-"))
-            if (u0 > 0 && (u = num(val(r, "model_utility", "-"))) != "") ret[mk, o, L[k]] = u / u0
         }
         a = c[mk, o, "aues"]; q = c[mk, o, "mu95"]
         if (num(a) == "") undefined = 1; else sa[mk] += a
@@ -70,7 +70,7 @@ END {
         printf "- %s: AUES from %s; random %s, complement %s.\n", O[j], aues_range(O[j]),
             f3(c["random", O[j], "aues"]), f3(c["complement", O[j], "aues"])
     for (j = 1; j <= no; j++) if ((line = null_line(O[j])) != "") { print line; spread = 1 }
-    for (j = 1; j <= no; j++) if ((line = short_sweep_line(O[j])) != "") print line
+    for (j = 1; j <= no; j++) if ((line = sweep_line(O[j])) != "") print line
     for (i = 1; i <= nm; i++) mean[M[i]] = sa[M[i]] / no
     printf "- Masks by mean AUES over the objectives: %s.\n", rank_masks(mean, R)
     best = ""

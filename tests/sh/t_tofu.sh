@@ -89,13 +89,16 @@ for mk in $MASKS; do
     if [ "$want" = nan ] && [ "$got" = nan ] || near "$got" "$want" 1e-12; then ok "tofu_mu95_$mk"
     else fail "tofu_mu95_$mk" "curve $got, runs give $want"; fi
 done
-# the short-sweep line (lee-report.awk): in the report exactly when every run keeps >= 95% of
-# the fine-tuned model's utility (the runs' metrics)
-t tofu_short_sweep_line bash -c "$(declare -f metric); R='$R'"'
+# the sweep line (lee-report.awk): the least retention is the least utility of the runs'
+# metrics over the fine-tuned model's, and the short-sweep warning is there exactly when every
+# run keeps >= 95% of it
+t tofu_sweep_line bash -c "$(declare -f metric); R='$R'"'
     u0=$(metric finetuned model_utility)
-    all=$(for mk in '"$MASKS"'; do for l in '"$LRS"'; do metric "$mk-npo-$l" model_utility; done; done |
-          awk -v u0="$u0" "{ n++ } \$1 < 0.95 * u0 { bad = 1 } END { print (n == 8 && !bad) ? 1 : 0 }")
-    [ "$all" = "$(grep -cF -- "- npo: every run keeps >= 95% retention" "$R/report.md")" ]'
+    read -r lo all < <(for mk in '"$MASKS"'; do for l in '"$LRS"'; do metric "$mk-npo-$l" model_utility; done; done |
+          awk -v u0="$u0" "{ n++; r = \$1 / u0; if (lo == \"\" || r < lo) lo = r } r < 0.95 { bad = 1 }
+                           END { printf \"%.2f %d\n\", lo, (n == 8 && !bad) }")
+    line=$(grep -E -- "^- npo: the sweep reaches at most [01]\.[0-9]{2} removal and at least $lo retention" "$R/report.md") &&
+    [ "$all" = "$(grep -cF "every run keeps >= 95% retention" <<< "$line")" ]'
 
 # masks of one size (the fraction of the model), the complement outside the act mask
 t tofu_masks_equal_size bash -c '
