@@ -400,12 +400,12 @@ static int check_peft_config(const char *path, json_t *cfg, double *alpha, int *
 /* What a tensor of a PEFT adapter is, by its name's ending: a LoRA A or B weight, an
  * embedding adapter's A [r, vocab] or B [dim, r], or (save_embedding_layers) the module's
  * own weights as it was saved. */
-typedef enum { PEFT_A, PEFT_B, PEFT_EMB_A, PEFT_EMB_B, PEFT_BASE, PEFT_KINDS } peft_kind;
+typedef enum { PEFT_A, PEFT_B, PEFT_EMB_A, PEFT_EMB_B, PEFT_BASE, PEFT_BASE_BIAS, PEFT_KINDS } peft_kind;
 static const char *const PEFT_SUFFIX[PEFT_KINDS] = {".lora_A.weight", ".lora_B.weight", ".lora_embedding_A",
-                                                    ".lora_embedding_B", ".base_layer.weight"};
+                                                    ".lora_embedding_B", ".base_layer.weight", ".base_layer.bias"};
 
-/* PEFT's name base_model.model.X<suffix> -> X.weight in mu's names (the checkpoint's tensor
- * prefix dropped) into out, and its kind; -1 when it is none of them. */
+/* PEFT's name base_model.model.X<suffix> -> X.weight (a saved bias: X.bias) in mu's names (the
+ * checkpoint's tensor prefix dropped) into out, and its kind; -1 when it is none of them. */
 static int peft_target(struct mu_ckpt *c, const char *name, char *out, size_t n, peft_kind *kind) {
     size_t pl = strlen(PEFT_PREFIX), l = strlen(name), sl;
     const char *pre = mu_ckpt_config(c)->tensor_prefix;
@@ -421,8 +421,9 @@ static int peft_target(struct mu_ckpt *c, const char *name, char *out, size_t n,
         name += strlen(pre);
         l -= strlen(pre);
     }
-    if (l + strlen(".weight") >= n) return -1;
-    snprintf(out, n, "%.*s.weight", (int)l, name);
+    const char *what = k == PEFT_BASE_BIAS ? ".bias" : ".weight";
+    if (l + strlen(what) >= n) return -1;
+    snprintf(out, n, "%.*s%s", (int)l, name, what);
     return 0;
 }
 
@@ -430,6 +431,37 @@ static int peft_target(struct mu_ckpt *c, const char *name, char *out, size_t n,
 static lowrank *peft_change(mu_delta *d, const char *target) {
     lowrank *e = find_lowrank(d, target);
     return e ? e : add_lowrank(d, target, -1, -1, 0, 0);
+}
+
+/* Entry i (a saved base_layer's values) as target's replacement. */
+static int peft_base_entry(mu_delta *d, int i, const char *target, char *err, size_t errlen) {
+    lowrank *e = peft_change(d, target);
+    if (e->di >= 0) {
+        mu_set_err(err, errlen, "%s: %s: a second base_layer for %s", d->path, mu_st_name(d->st, i), target);
+        return -1;
+    }
+    e->di = i;
+    return 0;
+}
+
+/* A saved base_layer's bias (entry i; PEFT saves it with the weight of a module that has one)
+ * replaces target's values: a float vector of its length. */
+static int peft_base_bias(struct mu_ckpt *c, mu_delta *d, int i, const char *target, char *err, size_t errlen) {
+    const char *name = mu_st_name(d->st, i);
+    int nd, snd;
+    int64_t s[MU_MAX_DIMS], sh[MU_MAX_DIMS];
+    mu_dtype dt;
+    if (!mu_ckpt_shape(c, target, &nd, s) || nd != 1) {
+        mu_set_err(err, errlen, "%s: %s: the model %s has no bias %s", d->path, name, mu_ckpt_path(c), target);
+        return -1;
+    }
+    mu_st_info(d->st, i, &dt, &snd, sh, NULL, NULL);
+    if (!mu_dtype_is_float(dt) || snd != 1 || sh[0] != s[0]) {
+        mu_set_err(err, errlen, "%s: %s must be float [%lld], as the model's %s", d->path, name, (long long)s[0],
+                   target);
+        return -1;
+    }
+    return peft_base_entry(d, i, target, err, errlen);
 }
 
 /* A saved base_layer (entry i) replaces target's values: a float matrix of its shape. */
@@ -442,13 +474,7 @@ static int peft_base_values(struct mu_ckpt *c, mu_delta *d, int i, const char *t
                    "applied)", d->path, name, (long long)t[0], (long long)t[1], target);
         return -1;
     }
-    lowrank *e = peft_change(d, target);
-    if (e->di >= 0) {
-        mu_set_err(err, errlen, "%s: %s: a second base_layer for %s", d->path, name, target);
-        return -1;
-    }
-    e->di = i;
-    return 0;
+    return peft_base_entry(d, i, target, err, errlen);
 }
 
 /* Each LoRA A weight of the adapter with its B on a base matrix [rows, cols] ([out, in], or
@@ -465,17 +491,17 @@ static int check_peft_tensors(struct mu_ckpt *c, mu_delta *d, double alpha, int 
         peft_kind kind;
         if (peft_target(c, name, target, sizeof target, &kind)) {
             mu_set_err(err, errlen, "%s: tensor %s is not a LoRA A or B weight (base_model.model.X.lora_A.weight), "
-                       "an embedding's lora_embedding_A/B or a saved base_layer.weight", d->path, name);
+                       "an embedding's lora_embedding_A/B or a saved base_layer.weight or .bias", d->path, name);
             return -1;
         }
         int emb = kind == PEFT_EMB_A || kind == PEFT_EMB_B;
-        if (tied && (emb || kind == PEFT_BASE)) {
+        if (tied && (emb || kind == PEFT_BASE || kind == PEFT_BASE_BIAS)) {
             mu_set_err(err, errlen, "%s: %s: the model ties lm_head to its embedding (one tensor), which this would "
                        "change on both sides (PEFT: the input side only)", d->path, name);
             return -1;
         }
-        if (kind == PEFT_BASE) {
-            if (peft_base_values(c, d, i, target, err, errlen)) return -1;
+        if (kind == PEFT_BASE || kind == PEFT_BASE_BIAS) {
+            if ((kind == PEFT_BASE ? peft_base_values : peft_base_bias)(c, d, i, target, err, errlen)) return -1;
             continue;
         }
         peft_kind partner = kind ^ 1;   /* A <-> B */

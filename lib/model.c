@@ -767,7 +767,9 @@ int mu_model_get_param(mu_model *m, int i, float *host)
 
 int mu_model_lora_eligible(const mu_model *m, int i)
 {
-    return i >= 0 && i < m->n_params && m->p[i].info.ndim == 2 && m->p[i].info.layer >= 0;
+    /* a layer matrix, or an lm_head of its own (a tied one is the embedding, gathered) */
+    return i >= 0 && i < m->n_params && m->p[i].info.ndim == 2 &&
+           (m->p[i].info.layer >= 0 || (i == m->lm_head && i != m->embed));
 }
 
 const mu_lora *mu_model_lora(const mu_model *m, int i) { return adapter(m, i); }

@@ -195,8 +195,8 @@ int mu_model_set_trainable_elems(mu_model *m, int i, const mu_idxset *set);
  * The weight mu_model_get_param reads is then the merged W + scale B A (in W's stored
  * layout), so deltas and exported models carry the adapter. */
 typedef struct { int r, K, M; float scale; float *A, *B, *gA, *gB; } mu_lora;
-/* Whether parameter i can carry an adapter: a 2-D weight of a layer (every one goes through
- * the projections' GEMMs). */
+/* Whether parameter i can carry an adapter: a 2-D weight of a layer, or an untied lm_head
+ * (every one goes through the projections' GEMMs). */
 int mu_model_lora_eligible(const mu_model *m, int i);
 /* The in (K) and out (M) dimensions of 2-D weight i: [M, K] as stored, or [K, M] for a
  * Conv1D weight (GPT-2). */

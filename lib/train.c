@@ -722,7 +722,11 @@ static int setup_lora(mu_trainer *t, const mu_mask *mask, char *err, size_t errl
         int k = mask ? mu_mask_find(mask, p->info.name) : -1;
         int64_t n = !mask ? p->numel : k < 0 ? 0 : mu_mask_tensor_params(&mask->t[k]);
         if (n == 0) continue;
-        if (!mu_model_lora_eligible(t->m, i)) { frozen++; continue; }
+        /* lm_head only when the mask names it (PEFT's all-linear leaves it out too) */
+        if (!mu_model_lora_eligible(t->m, i) || (!mask && !strcmp(p->info.role, "lm_head"))) {
+            frozen++;
+            continue;
+        }
         if (n != p->numel) {
             snprintf(err, errlen, "LoRA adapts whole layer matrices: the mask selects part of %s", p->info.name);
             return -1;

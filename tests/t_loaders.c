@@ -1621,6 +1621,53 @@ static void expect_peft_error(mu_ckpt *c, const char *dir, const char *needle) {
     CHECK_MSG(strstr(err, dir) && strstr(err, needle), "\"%s\" lacks \"%s\"", err, needle);
 }
 
+/* A PEFT adapter directory sub holding only lm_head's saved bias of n values 0.25 i, with
+ * the Phi parity adapter's config. */
+static const char *peft_saved_bias(const char *sub, int64_t n) {
+    char *dir = mu_xstrdup(path_in(mu_test_tmpdir(), sub)), err[512];
+    mkdir(dir, 0755);
+    json_error_t je;
+    json_t *cfg = json_load_file(golden("parity_phi/peft_adapter/adapter_config.json"), 0, &je);
+    CHECK_MSG(cfg, "%s", je.text);
+    CHECK(!json_dump_file(cfg, path_in(dir, "adapter_config.json"), JSON_INDENT(2)));
+    json_decref(cfg);
+    float *v = malloc((size_t)n * sizeof *v);
+    for (int64_t i = 0; i < n; i++) v[i] = 0.25f * (float)i;
+    mu_st_writer *w = mu_st_writer_new();
+    mu_st_writer_add_copy(w, "base_model.model.lm_head.base_layer.bias", MU_F32, 1, &n, v);
+    CHECK_MSG(!mu_st_writer_write(w, path_in(dir, "adapter_model.safetensors"), err, sizeof err), "%s", err);
+    mu_st_writer_free(w);
+    free(v);
+    static char out[4][1024];
+    static int k;
+    char *o = out[k++ % 4];
+    snprintf(o, 1024, "%s", dir);
+    free(dir);
+    return o;
+}
+
+/* PEFT saves a targeted lm_head's bias beside its weight (Phi): the saved values replace the
+ * model's; a bias of another length, or on a model whose lm_head has none, is refused. */
+TEST(delta_peft_saved_bias_replaces_the_bias) {
+    char err[512];
+    mu_ckpt *c = mu_ckpt_open(golden("parity_phi"), err, sizeof err);
+    CHECK_MSG(c, "%s", err);
+    int nd;
+    int64_t sh[MU_MAX_DIMS];
+    CHECK(mu_ckpt_shape(c, "lm_head.bias", &nd, sh) && nd == 1 && sh[0] > 8);
+    expect_peft_error(c, peft_saved_bias("pb_short", sh[0] - 1), "must be float [");
+    CHECK_MSG(mu_ckpt_add_delta(c, peft_saved_bias("pb_ok", sh[0]), err, sizeof err) == 0, "%s", err);
+    float *b = malloc((size_t)sh[0] * sizeof *b);
+    CHECK_MSG(mu_ckpt_read_f32(c, "lm_head.bias", 1, sh, b, err, sizeof err) == 0, "%s", err);
+    for (int64_t i = 0; i < sh[0]; i++) CHECK_MSG(b[i] == 0.25f * (float)i, "bias[%lld] %g", (long long)i, b[i]);
+    free(b);
+    mu_ckpt_close(c);
+    c = mu_ckpt_open(golden("parity"), err, sizeof err);
+    CHECK_MSG(c, "%s", err);
+    expect_peft_error(c, peft_saved_bias("pb_llama", 16), "has no bias lm_head.bias");
+    mu_ckpt_close(c);
+}
+
 /* What mu does not apply is refused in one line naming the adapter: other PEFT methods and
  * LoRA features, tensors that are not LoRA A/B weights, unmatched or misshaped factors,
  * modules the model lacks, bad JSON, missing files; the golden adapter itself loads. */

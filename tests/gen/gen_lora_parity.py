@@ -2,7 +2,7 @@
 """Golden for mu's LoRA adapters (mu-train --lora; tests/t_model.c model_lora_parity_with_peft)
 against PEFT's LoRA on the HF parity models: tests/golden/parity (Llama: Linear layers),
 tests/golden/parity_gpt2 (GPT-2: Conv1D layers, PEFT's fan_in_fan_out), tests/golden/parity_phi
-(Phi: Linear layers with biases, dense, fc1, fc2) and tests/golden/parity_phi3 (Phi-3: the fused
+(Phi: Linear layers with biases, dense, fc1, fc2, and its untied lm_head) and tests/golden/parity_phi3 (Phi-3: the fused
 qkv_proj and gate_up_proj adapted whole).
 
 Writes lora.safetensors beside each model: the batch of its golden.safetensors (input_ids,
@@ -32,7 +32,7 @@ GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden"
 R, ALPHA = 3, 5.0
 CASES = [("parity", ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], 20261206),
          ("parity_gpt2", ["c_attn", "c_proj", "c_fc"], 20261207),
-         ("parity_phi", ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"], 20261209),
+         ("parity_phi", ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2", "lm_head"], 20261209),
          ("parity_phi3", ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"], 20261210)]
 
 
