@@ -495,7 +495,7 @@ static int check_peft_tensors(struct mu_ckpt *c, mu_delta *d, double alpha, int 
             return -1;
         }
         int emb = kind == PEFT_EMB_A || kind == PEFT_EMB_B;
-        if (tied && (emb || kind == PEFT_BASE || kind == PEFT_BASE_BIAS)) {
+        if (tied && (emb || kind == PEFT_BASE)) {   /* (a bias is lm_head's alone) */
             mu_set_err(err, errlen, "%s: %s: the model ties lm_head to its embedding (one tensor), which this would "
                        "change on both sides (PEFT: the input side only)", d->path, name);
             return -1;
