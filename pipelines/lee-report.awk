@@ -45,6 +45,29 @@ function random_aues(o, R,    i, k, x) {
     return k
 }
 
+# L[1..nl]: objective o's learning rates (objlrs: NAME:LR,LR... for each objective), else
+# those of lrs; returns nl.
+function set_lrs(o,    n, P, i) {
+    n = split(objlrs, P, " ")
+    for (i = 1; i <= n; i++)
+        if (index(P[i], o ":") == 1) return nl = split(substr(P[i], length(o) + 2), L, ",")
+    return nl = split(lrs, L, " ")
+}
+
+# "at learning rates LRS", or each objective's where they differ (the report's header).
+function lrs_text(no, O,    j, k, t, same) {
+    same = 1
+    for (j = 1; j <= no; j++) { set_lrs(O[j]); t = L[1]; for (k = 2; k <= nl; k++) t = t " " L[k]; if (t != lrs) same = 0 }
+    if (same) return "at learning rates " lrs
+    t = ""
+    for (j = 1; j <= no; j++) {
+        set_lrs(O[j])
+        t = t (j > 1 ? "; " : "") O[j] " at " L[1]
+        for (k = 2; k <= nl; k++) t = t " " L[k]
+    }
+    return "at learning rates (" t ")"
+}
+
 # A run's point from a mu-score --curve row of mask mk and objective o (metric forget_strength
 # or retention, group run=LR): into rem[mk, o, LR] or ret[mk, o, LR].
 function curve_point(mk, o, metric, group, v) {
@@ -58,6 +81,7 @@ function curve_point(mk, o, metric, group, v) {
 # retention the sweep stops short of the trade-off: its AUES reads removal alone, and the
 # random masks' spread is narrow.
 function sweep_line(o,    i, k, n, lo, hi, line) {
+    set_lrs(o)
     lo = 2; hi = -1
     for (i = 1; i <= nm; i++) for (k = 1; k <= nl; k++) {
         if (!((M[i], o, L[k]) in ret) || !((M[i], o, L[k]) in rem)) continue

@@ -3,7 +3,8 @@
 # Set before including it:
 #   LEE_BASE        the delta (on MODEL) that the attributions score and every run starts from
 #   LEE_COMPLEMENT  the mask whose complement the `complement` mask is drawn from
-#   ATTRIB MASKS OBJECTIVES LRS FRAC TENSORS GRANULARITY RANDOM_SEED NULL_SEEDS UNLEARN_STEPS
+#   ATTRIB MASKS OBJECTIVES LRS (LRS_name: objective name's own) FRAC TENSORS GRANULARITY
+#   RANDOM_SEED NULL_SEEDS UNLEARN_STEPS
 #   UNLEARN_BATCH MAX_LEN MU_DEVICE, and TRAIN (mu-train with the model and common options)
 # It gives RUNS (MASK-OBJ-LR) and PAIRS (MASK-OBJ), obj_spec, and the rules of
 #   mask/random.mask       random units (mu-maskgen --random, RANDOM_SEED)
@@ -25,7 +26,12 @@ OBJ_idk    ?= idk=1,retain-ce=1
 obj_spec    = $(or $(OBJ_$(1)),$(1)=1)
 OPTS_dpo   ?= --dpo-alt "I don't know."
 OPTS_idk   ?= --dpo-alt "I don't know."
-RUNS       := $(foreach m,$(MASKS),$(foreach o,$(OBJECTIVES),$(foreach l,$(LRS),$(m)-$(o)-$(l))))
+# each objective's learning rates: LRS_name (objectives whose gradients differ in scale, such
+# as SatImp's, reach the trade-off at other rates), else LRS; for the reports, NAME:LR,LR...
+lrs_of      = $(or $(LRS_$(1)),$(LRS))
+lee_space  := $(subst ,, )
+LRS_SPEC    = $(foreach o,$(OBJECTIVES),$(o):$(subst $(lee_space),$(comma),$(strip $(call lrs_of,$(o)))))
+RUNS       := $(foreach m,$(MASKS),$(foreach o,$(OBJECTIVES),$(foreach l,$(call lrs_of,$(o)),$(m)-$(o)-$(l))))
 PAIRS      := $(foreach m,$(MASKS),$(foreach o,$(OBJECTIVES),$(m)-$(o)))
 CANDIDATES := --model $(MODEL) --tensors $(TENSORS) --granularity $(GRANULARITY)
 LEE_SETS   := $(RUN)/tok/forget.tok $(RUN)/tok/retain.tok
@@ -58,7 +64,7 @@ $(RUN)/unlearn/$(1)-$(2)-$(3).st: $(RUN)/mask/$(1).mask $(LEE_BASE) $(LEE_SETS) 
 	  --forget $(RUN)/tok/forget.tok --retain $(RUN)/tok/retain.tok --steps $(UNLEARN_STEPS) \
 	  --batch $(UNLEARN_BATCH)$(accum_opt) --lr $(3) --log $(RUN)/unlearn/$(1)-$(2)-$(3).log --out $$@
 endef
-$(foreach m,$(MASKS),$(foreach o,$(OBJECTIVES),$(foreach l,$(LRS),$(eval $(call UNLEARN_RULE,$(m),$(o),$(l))))))
+$(foreach m,$(MASKS),$(foreach o,$(OBJECTIVES),$(foreach l,$(call lrs_of,$(o)),$(eval $(call UNLEARN_RULE,$(m),$(o),$(l))))))
 
 # ---- plots (gnuplot, when installed): curves-OBJ.png, each mask's removal-retention curve
 # over the learning rates, from the pipeline's curve/MASK-OBJ.tsv (mu-score --curve rows

@@ -3,7 +3,7 @@
 #   log  STEP  FORGET_ACC  FORGET_NLL  RETAIN_ACC  RETAIN_NLL   (the injection's evaluations)
 #   overlap  MASK  FRACTION  INSIDE  PARAMS       (pipelines/oracle-overlap.py)
 #   curve  MASK  OBJ  METRIC  GROUP  VALUE  N     (mu-score --curve TSV rows)
-# Variables: masks, objectives, lrs (space-separated), frac, tensors, model, forget, steps,
+# Variables: masks, objectives, lrs (space-separated), objlrs (NAME:LR,LR... each), frac, tensors, model, forget, steps,
 # objspecs (NAME:SPEC, space-separated), plots (the PNG files beside the report). Needs
 # pipelines/lee-report.awk.
 BEGIN { FS = "\t" }
@@ -35,7 +35,7 @@ END {
     printf "Model `%s`. Region: a random %s of the model's parameters in `%s` value vectors.\n", model, frac, tensors
     printf "The TOFU forget set (%s: %d questions) was injected there (mu-train learn +\n", forget, cnt["forget"]
     print "retain-kl, masked to the region). Each mask below has the region's size; each was used to"
-    printf "unlearn with each objective (%s) at learning rates %s, %d steps each, on top\n", specs, lrs, steps
+    printf "unlearn with each objective (%s) %s, %d steps each, on top\n", specs, lrs_text(no, O), steps
     printf "of the injected model. Retention is measured on %d held-out retain questions.\n\n", cnt["retain"]
     print "## The injected model\n"
     print "Forget quality: the KS-test p-value of the forget truth ratios against the base model's"
@@ -59,7 +59,7 @@ END {
     print "| mask | objective | overlap | AUES (prob) | AUES (ROUGE-L) | drop@95 | MU95 | runs |"
     print "|---|---|---|---|---|---|---|---|"
     for (i = 1; i <= nm; i++) for (j = 1; j <= no; j++) {
-        mk = M[i]; o = O[j]; pts = ""
+        mk = M[i]; o = O[j]; pts = ""; set_lrs(o)
         for (k = 1; k <= nl; k++) {
             pts = pts (k > 1 ? ", " : "") f2(c[mk, o, "forget_strength", L[k]]) "/" f2(c[mk, o, "retention", L[k]])
         }

@@ -14,8 +14,9 @@
 #                  of mu-attrib METHOD scores on the injected model (act, wagle, memflex,
 #                  grad); overlap/MASK.tsv: the fraction of the mask's parameters inside
 #                  the region (localization precision)
-#   4. unlearned   for each mask, objective (OBJECTIVES) and learning rate (LRS): mu-train on
-#                  top of the injected model, masked; evaluated with mu-forward + mu-score
+#   4. unlearned   for each mask, objective (OBJECTIVES) and learning rate (LRS, or LRS_name for
+#                  objective name): mu-train on top of the injected model, masked;
+#                  evaluated with mu-forward + mu-score
 #                  (forget set: answer probability, ROUGE-L of a greedy generation, and
 #                  TOFU's forget quality: the KS test of the truth ratios against the base
 #                  model's, the model that never saw the forget set; held-out retain rows:
@@ -168,16 +169,16 @@ $(RUN)/eval/%.metrics: $(RUN)/eval/%.forget.out $(RUN)/eval/%.retain.out $(RUN)/
 # aues_rouge; nan when the injected model's ROUGE-L is 0, which leaves nothing to remove)
 JQ_HAS_ROUGE := any(.[]; .metric == "rougeL_recall" and .group.split == "forget" and .value > 0)
 define CURVE_RULE
-$(RUN)/curve/$(1)-$(2).tsv: $(RUN)/eval/injected.metrics $(foreach l,$(LRS),$(RUN)/eval/$(1)-$(2)-$(l).metrics)
+$(RUN)/curve/$(1)-$(2).tsv: $(RUN)/eval/injected.metrics $(foreach l,$(call lrs_of,$(2)),$(RUN)/eval/$(1)-$(2)-$(l).metrics)
 	@mkdir -p $$(@D)
 	{ mu-score $(Q) --curve --original $$< --forget answer_prob@split=forget \
 	    --retain answer_prob@split=retain --quality forget_quality@split=forget \
 	    --model-utility answer_prob@split=retain --format tsv \
-	    $(foreach l,$(LRS),--label sweep=$(l) $(RUN)/eval/$(1)-$(2)-$(l).metrics) && \
+	    $(foreach l,$(call lrs_of,$(2)),--label sweep=$(l) $(RUN)/eval/$(1)-$(2)-$(l).metrics) && \
 	  if mu-dump -H --kind metrics $$< | jq -e -s '$(JQ_HAS_ROUGE)' > /dev/null; then \
 	    mu-score $(Q) --curve --original $$< --forget rougeL_recall@split=forget \
 	      --retain answer_prob@split=retain --format tsv \
-	      $(foreach l,$(LRS),--label sweep=$(l) $(RUN)/eval/$(1)-$(2)-$(l).metrics) \
+	      $(foreach l,$(call lrs_of,$(2)),--label sweep=$(l) $(RUN)/eval/$(1)-$(2)-$(l).metrics) \
 	      | awk -F'\t' '$$$$1 == "aues" { OFS = FS; $$$$1 = "aues_rouge"; print }'; \
 	  else printf 'aues_rouge\tundefined: the injected model has forget ROUGE-L 0\tnan\t0\n'; fi; } > $$@.tmp
 	mv $$@.tmp $$@
@@ -198,7 +199,7 @@ $(RUN)/report.md: $(PAIRS:%=$(RUN)/curve/%.tsv) $(MASKS:%=$(RUN)/overlap/%.tsv) 
 	  for m in $(MASKS); do for o in $(OBJECTIVES); do \
 	    sed "1d; s/^/curve\t$$m\t$$o\t/" $(RUN)/curve/$$m-$$o.tsv; done; done; } \
 	| awk -f pipelines/lee-report.awk -f pipelines/oracle-report.awk -v masks='$(MASKS)' -v objectives='$(OBJECTIVES)' \
-	  -v lrs='$(LRS)' -v frac=$(FRAC) -v plots='$(notdir $(PLOTS))' -v tensors='$(TENSORS)' -v model='$(MODEL)' \
+	  -v lrs='$(LRS)' -v objlrs='$(LRS_SPEC)' -v frac=$(FRAC) -v plots='$(notdir $(PLOTS))' -v tensors='$(TENSORS)' -v model='$(MODEL)' \
 	  -v forget='$(FORGET_SET)$(if $(filter 0-,$(FORGET_ROWS)),,$(comma) rows $(FORGET_ROWS))' -v steps=$(UNLEARN_STEPS) \
 	  -v objspecs='$(foreach o,$(OBJECTIVES),$(o):$(call obj_spec,$(o)))' > $@.tmp
 	mv $@.tmp $@

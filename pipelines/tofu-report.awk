@@ -2,7 +2,7 @@
 #   model  NAME  METRIC  SPLIT  VALUE        (mu-score metrics of every model; SPLIT - for
 #                                           model_utility)
 #   curve  MASK  OBJ  METRIC  GROUP  VALUE  N   (mu-score --curve TSV rows)
-# Variables: masks, objectives, lrs (space-separated), frac, tensors, model, forget,
+# Variables: masks, objectives, lrs (space-separated), objlrs (NAME:LR,LR... each), frac, tensors, model, forget,
 # retain_rows, retain_eval, utility, steps, complement_of, objspecs (NAME:SPEC, space-separated),
 # plots (the PNG files beside the report). Needs pipelines/lee-report.awk.
 BEGIN { FS = "\t" }
@@ -26,7 +26,7 @@ END {
     printf "Masks, each of %s of the model's parameters in `%s` value vectors: the top units\n", frac, tensors
     printf "of each attribution on the fine-tuned model, random units (`random`) and random units\n"
     printf "outside the `%s` mask (`complement`). Each mask was used to unlearn with each objective\n", complement_of
-    printf "(%s) at learning rates %s, %d steps each, on top of the fine-tuned model.\n", specs, lrs, steps
+    printf "(%s) %s, %d steps each, on top of the fine-tuned model.\n", specs, lrs_text(no, O), steps
     print "Forget quality: the KS-test p-value of the forget truth ratios against the retain model's"
     print "(high: indistinguishable from a model that never saw the forget set). Model utility: the"
     printf "harmonic mean of probability, ROUGE-L and truth ratio on %s (retain: rows %s of\n", utility, retain_eval
@@ -50,7 +50,7 @@ END {
     print "| mask | objective | AUES | MU95 | runs |"
     print "|---|---|---|---|---|"
     for (i = 1; i <= nm; i++) for (j = 1; j <= no; j++) {
-        mk = M[i]; o = O[j]; pts = ""
+        mk = M[i]; o = O[j]; pts = ""; set_lrs(o)
         for (k = 1; k <= nl; k++) {
             r = mk "-" o "-" L[k]
             pts = pts (k > 1 ? ", " : "") g3(val(r, "forget_quality", "forget")) " / " f3(val(r, "model_utility", "-"))

@@ -14,7 +14,8 @@
 #                  random units outside the first attribution's mask (complement)
 #   3. unlearned   for each mask, objective (OBJECTIVES: any of mu-train's, e.g. ga graddiff
 #                  npo simnpo wga satimp me rmu undial dpo idk; OBJ_name and OPTS_name in lee.mk) and
-#                  learning rate (LRS): mu-train on top of the finetuned model, masked
+#                  learning rate (LRS, or LRS_name for objective name): mu-train on top of
+#                  the finetuned model, masked
 #   4. evaluation  every model on TOFU's evaluation sets. forget and retain (retain rows the
 #                  models learned, RETAIN_EVAL_ROWS of retain_perturbed = retain90's first
 #                  400): answer probability and ROUGE-L recall of a greedy answer (tok/SET.qa),
@@ -163,12 +164,12 @@ $(foreach r,$(EVALUATED),$(eval $(call EVAL_RULE,$(r))))
 # A fine-tuned model of utility 0 (ROUGE-L 0 somewhere) has nothing to retain: no curve.
 JQ_UTILITY := .[] | select(.metric == "model_utility") | .value > 0
 define CURVE_RULE
-$(RUN)/curve/$(1)-$(2).tsv: $(RUN)/eval/finetuned.metrics $(foreach l,$(LRS),$(RUN)/eval/$(1)-$(2)-$(l).metrics)
+$(RUN)/curve/$(1)-$(2).tsv: $(RUN)/eval/finetuned.metrics $(foreach l,$(call lrs_of,$(2)),$(RUN)/eval/$(1)-$(2)-$(l).metrics)
 	@mkdir -p $$(@D)
 	if mu-dump -H --kind metrics $$< | jq -e -s '$(JQ_UTILITY)' > /dev/null; then \
 	  mu-score $(Q) --curve --original $$< --forget answer_prob@split=forget --retain model_utility \
 	    --quality forget_quality@split=forget --model-utility model_utility --format tsv \
-	    $(foreach l,$(LRS),--label sweep=$(l) $(RUN)/eval/$(1)-$(2)-$(l).metrics); \
+	    $(foreach l,$(call lrs_of,$(2)),--label sweep=$(l) $(RUN)/eval/$(1)-$(2)-$(l).metrics); \
 	else printf 'metric\tgroup\tvalue\tn\naues\tundefined: the fine-tuned model has utility 0\tnan\t0\n'; fi > $$@.tmp
 	mv $$@.tmp $$@
 endef
@@ -185,7 +186,7 @@ $(RUN)/report.md: $(PAIRS:%=$(RUN)/curve/%.tsv) $(EVALUATED:%=$(RUN)/eval/%.metr
 	  for m in $(MASKS); do for o in $(OBJECTIVES); do \
 	    sed "1d; s/^/curve\t$$m\t$$o\t/" $(RUN)/curve/$$m-$$o.tsv; done; done; } \
 	| awk -f pipelines/lee-report.awk -f pipelines/tofu-report.awk -v masks='$(MASKS)' -v objectives='$(OBJECTIVES)' \
-	  -v lrs='$(LRS)' -v frac=$(FRAC) -v tensors='$(TENSORS)' -v model='$(MODEL)' \
+	  -v lrs='$(LRS)' -v objlrs='$(LRS_SPEC)' -v frac=$(FRAC) -v tensors='$(TENSORS)' -v model='$(MODEL)' \
 	  -v forget='$(FORGET_SET)$(if $(filter 0-,$(FORGET_ROWS)),,$(comma) rows $(FORGET_ROWS))' \
 	  -v retain_rows='$(RETAIN_ROWS)' -v retain_eval='$(RETAIN_EVAL_ROWS)' -v utility='$(UTILITY_SETS)' \
 	  -v steps=$(UNLEARN_STEPS) -v complement_of=$(COMPLEMENT_OF) -v plots='$(notdir $(PLOTS))' \

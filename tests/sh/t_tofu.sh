@@ -126,15 +126,18 @@ t tofu_dry_run_keeps_stamps pipe -q
 # TOFU's full model utility: the harmonic mean of nine values, the real authors' and world
 # facts' option probability, ROUGE-L and truth ratio (one stream each) with the retain ones;
 # DPO and IdkNLL (lee.mk's OPTS_dpo and OPTS_idk: a refusal as the preferred answer) as the
-# objectives
+# objectives, IdkNLL at learning rates of its own (LRS_idk)
 R2=$T/run2
-if ! out=$(pipe RUN="$R2" ATTRIB=act LRS=1e-2 OBJECTIVES='dpo idk' UTILITY_SETS="retain real_authors world_facts" \
+if ! out=$(pipe RUN="$R2" ATTRIB=act LRS=1e-2 LRS_idk='1e-2 3e-2' OBJECTIVES='dpo idk' UTILITY_SETS="retain real_authors world_facts" \
              UTILITY_ROWS=0-4 -j2 2>&1); then
     fail tofu_full_utility_pipeline "$(echo "$out" | tail -3 | tr '\n' ' ')"; exit 0
 fi
 ok tofu_full_utility_pipeline
 t tofu_dpo_rows bash -c "[ \$(grep -c '^| [a-z]* | dpo | ' '$R2/report.md') = 3 ]"
-t tofu_idk_rows bash -c "[ \$(grep -c '^| [a-z]* | idk | ' '$R2/report.md') = 3 ] &&
+t tofu_idk_rows bash -c "[ \$(grep -c '^| [a-z]* | idk | [^|]* | [^|]* | [^,]*, [^,]* |\$' '$R2/report.md') = 3 ] &&
+  [ \$(grep -c '^| [a-z]* | dpo | [^|]* | [^|]* | [^,]* |\$' '$R2/report.md') = 3 ] &&
+  grep -qF 'at learning rates (dpo at 1e-2; idk at 1e-2 3e-2)' '$R2/report.md' && [ -s '$R2/unlearn/act-idk-3e-2.st' ] &&
+  [ ! -e '$R2/unlearn/act-dpo-3e-2.st' ] &&
   mu-dump '$R2/unlearn/act-idk-1e-2.log' | head -1 |
     jq -e '.meta.options.objectives == {\"idk\": 1, \"retain-ce\": 1} and (.meta.options.dpo_alt | startswith(\"I don\"))' >/dev/null"
 # each group's values in the model's metrics stream are those of mu-score on its streams
