@@ -304,6 +304,10 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
     if ((o->t.delta_scale != 1 || o->n_scaled) && (!o->out || o->out_model || o->out_peft || o->t.soft_tokens))
         mu_usage_error("--delta-scale and --out-scaled apply to the delta of --out (not --out-model, --out-peft or "
                        "--soft-tokens)");
+    for (int i = 0; i < o->n_scaled; i++)   /* one file each: a later write would replace an earlier one */
+        for (int k = -1; k < i; k++)
+            if (!strcmp(o->scaled[i].path, k < 0 ? o->out : o->scaled[k].path))
+                mu_usage_error("--out-scaled: %s is written twice", o->scaled[i].path);
     if (o->out && !strcmp(o->out, "-")) mu_usage_error("--out: a delta is a file (safetensors), not stdout");
     if (o->sparse && !o->out) mu_usage_error("--sparse applies to --out");
     if (o->t.lora_alpha != 0 && !o->t.lora_r) mu_usage_error("--lora-alpha applies to --lora");

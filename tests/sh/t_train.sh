@@ -108,6 +108,8 @@ expect_fail train_lora_zero 2 "lora" mu-train --model tiny --lora 0 --objective 
 expect_fail train_out_peft_without_lora 2 "out-peft applies to --lora" mu-train --model tiny --objective learn --train facts.mpk.zst --out-peft x
 expect_fail train_delta_scale_needs_out 2 "apply to the delta of --out" mu-train --model tiny --objective learn --train facts.mpk.zst --out-model x --delta-scale -1
 expect_fail train_out_scaled_bad 2 "expected S=FILE" mu-train --model tiny --objective learn --train facts.mpk.zst --out x.st --out-scaled neg.st
+expect_fail train_out_scaled_twice 2 "y.st is written twice" mu-train --model tiny --objective learn --train facts.mpk.zst --out x.st --out-scaled -1=y.st --out-scaled 2=y.st
+expect_fail train_out_scaled_is_out 2 "x.st is written twice" mu-train --model tiny --objective learn --train facts.mpk.zst --out x.st --out-scaled -1=x.st
 # --out-scaled S=FILE writes the run's delta at other scales too: byte for byte the --out of
 # the same run with --delta-scale S (its options record delta_scale S), and --out itself
 # that of the run alone
