@@ -1205,7 +1205,7 @@ TEST(train_device_step_moves_no_logits) {
     c.vocab = 4000;                       /* logits dominate any other transfer */
     const char *specs[] = {"learn=1", "log1mp=1,retain-ce=1", "npo=1,ga=1,retain-ce=1", "dpo=1",
                            "wga=1,retain-kl=1", "satimp=1,retain-ce=1", "undial=1",
-                           "me=1,retain-ce=1"};
+                           "me=1,retain-ce=1", "idk=1,retain-ce=1"};
     for (size_t k = 0; k < sizeof specs / sizeof *specs; k++) {
         char err[512];
         mu_model *m = mu_model_init_random(&c, 3, 0.2f, &dev, err, sizeof err);
