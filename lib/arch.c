@@ -170,13 +170,14 @@ static int gpt_params(const mu_config *c, mu_param_info **out) {
     return n;
 }
 
-/* Phi's list: embed, per layer (attn_norm, attn_norm_bias, q [QD, D], k, v [KD, D], their
- * biases, o [D, QD], o_bias, up [F, D], up_bias, down [D, F], down_bias), final_norm,
- * final_norm_bias, lm_head (absent when tied), lm_head_bias. */
 /* One entry of Phi's list: its own name, else Llama's. */
 static void phi_add(mu_param_info *p, int *n, const char *role, int layer, int ndim, int64_t d0, int64_t d1) {
     table_add(find_role(phi_names, role) ? phi_names : arch_names, p, n, role, layer, ndim, d0, d1);
 }
+
+/* Phi's list: embed, per layer (attn_norm, attn_norm_bias, q [QD, D], k, v [KD, D], their
+ * biases, o [D, QD], o_bias, up [F, D], up_bias, down [D, F], down_bias), final_norm,
+ * final_norm_bias, lm_head (absent when tied), lm_head_bias. */
 
 static int phi_params(const mu_config *c, mu_param_info **out) {
     mu_param_info *p = calloc((size_t)(5 + c->n_layer * 14), sizeof *p);

@@ -46,9 +46,9 @@ static const struct {
 #define NEOX_ROTARY_PCT 0.25f    /* GPTNeoXConfig's default rotary_pct */
 #define PHI_ROTARY_PCT 0.5f      /* PhiConfig's default partial_rotary_factor */
 
-/* RoPE frequencies (HF _compute_default / _compute_llama3 / linear) */
 int mu_config_rotary_dims(const mu_config *c) { return c->rotary_dim > 0 ? c->rotary_dim : c->head_dim; }
 
+/* RoPE frequencies (HF _compute_default / _compute_llama3 / linear) */
 static void rope_inv_freq(const mu_config *c, int long_ctx, float *inv_freq) {
     int hd = mu_config_rotary_dims(c);
     for (int i = 0; i < hd / 2; i++) {

@@ -54,18 +54,23 @@ function set_lrs(o,    n, P, i) {
     return nl = split(lrs, L, " ")
 }
 
+# Objective o's learning rates, space-separated ("": lrs's).
+function lrs_joined(o,    k, t) {
+    set_lrs(o)
+    t = L[1]
+    for (k = 2; k <= nl; k++) t = t " " L[k]
+    return t
+}
+
 # "at learning rates LRS", or each objective's where they differ (the report's header).
-function lrs_text(no, O,    j, k, t, same) {
+function lrs_text(no, O,    j, t, all, same) {
+    all = lrs_joined("")
     same = 1
-    for (j = 1; j <= no; j++) { set_lrs(O[j]); t = L[1]; for (k = 2; k <= nl; k++) t = t " " L[k]; if (t != lrs) same = 0 }
-    if (same) return "at learning rates " lrs
-    t = ""
     for (j = 1; j <= no; j++) {
-        set_lrs(O[j])
-        t = t (j > 1 ? "; " : "") O[j] " at " L[1]
-        for (k = 2; k <= nl; k++) t = t " " L[k]
+        if (lrs_joined(O[j]) != all) same = 0
+        t = t (j > 1 ? "; " : "") O[j] " at " lrs_joined(O[j])
     }
-    return "at learning rates (" t ")"
+    return same ? "at learning rates " all : "at learning rates (" t ")"
 }
 
 # A run's point from a mu-score --curve row of mask mk and objective o (metric forget_strength

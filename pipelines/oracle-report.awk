@@ -12,7 +12,7 @@ $1 == "log" { if (!nlog++) first = $0; last = $0; next }
 $1 == "overlap" { ov[$2] = $3; ovin[$2] = $4; ovn[$2] = $5; next }
 $1 == "curve" {
     if ($4 == "aues" || $4 == "aues_rouge" || $4 == "mu95") c[$2, $3, $4] = $6
-    else if ($4 == "forget_strength" || $4 == "retention") { curve_point($2, $3, $4, $5, $6); sub(/^run=/, "", $5); c[$2, $3, $4, $5] = $6 }
+    else if ($4 == "forget_strength" || $4 == "retention") curve_point($2, $3, $4, $5, $6)
     next
 }
 function num(k) { return (k in m) ? sprintf("%.4f", m[k]) : "–" }
@@ -23,7 +23,7 @@ function f3(x) { return (x == "nan") ? "n/a" : sprintf("%.3f", x) }
 function best95(mk, o,    i, x, b) {
     b = 0
     for (i = 1; i <= nl; i++)
-        if (c[mk, o, "retention", L[i]] >= 0.95 && (x = c[mk, o, "forget_strength", L[i]]) > b) b = x
+        if (ret[mk, o, L[i]] >= 0.95 && (x = rem[mk, o, L[i]]) > b) b = x
     return b
 }
 function logline(s, what,    f) { split(s, f, "\t"); return sprintf("step %d: forget token accuracy %.3f (NLL %.3f), held-out retain %.3f (NLL %.3f)", f[2], f[3], f[4], f[5], f[6]) }
@@ -61,7 +61,7 @@ END {
     for (i = 1; i <= nm; i++) for (j = 1; j <= no; j++) {
         mk = M[i]; o = O[j]; pts = ""; set_lrs(o)
         for (k = 1; k <= nl; k++) {
-            pts = pts (k > 1 ? ", " : "") f2(c[mk, o, "forget_strength", L[k]]) "/" f2(c[mk, o, "retention", L[k]])
+            pts = pts (k > 1 ? ", " : "") f2(rem[mk, o, L[k]]) "/" f2(ret[mk, o, L[k]])
         }
         b = best95(mk, o); sum[mk] += c[mk, o, "aues"]; drop[mk] += b
         printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", mk, o, (mk in ov) ? f3(ov[mk]) : "–",

@@ -1564,27 +1564,19 @@ TEST(delta_rejects_bad_files) {
 
 /* ------------------------------------------------------------------ PEFT adapters */
 
-/* A PEFT adapter directory sub under the test tmpdir: the parity golden's adapter
- * (tests/gen/gen_lora_parity.py) with config key set to the JSON val (NULL: as it is), and
- * its adapter_model.safetensors copied or, with fill, written by fill. */
-static const char *peft_variant(const char *sub, const char *key, const char *val, void (*fill)(mu_st_writer *)) {
-    char *dir = mu_xstrdup(path_in(mu_test_tmpdir(), sub)), err[512];
+/* A PEFT adapter directory sub under the test tmpdir: the adapter_config.json of the golden
+ * model's adapter (tests/gen/gen_lora_parity.py) with key set to the JSON val (NULL: as it
+ * is), and w's tensors as its adapter_model.safetensors (w freed). */
+static const char *peft_dir(const char *sub, const char *model, const char *key, const char *val, mu_st_writer *w) {
+    char *dir = mu_xstrdup(path_in(mu_test_tmpdir(), sub)), err[512], cfg_path[256];
     mkdir(dir, 0755);
     json_error_t je;
-    json_t *cfg = json_load_file(golden("parity/peft_adapter/adapter_config.json"), 0, &je);
+    snprintf(cfg_path, sizeof cfg_path, "%s/peft_adapter/adapter_config.json", model);
+    json_t *cfg = json_load_file(golden(cfg_path), 0, &je);
     CHECK_MSG(cfg, "%s", je.text);
     if (key) json_object_set_new(cfg, key, json_loads(val, JSON_DECODE_ANY, &je));
     CHECK(!json_dump_file(cfg, path_in(dir, "adapter_config.json"), JSON_INDENT(2)));
     json_decref(cfg);
-    mu_st_writer *w = mu_st_writer_new();
-    if (fill) {
-        fill(w);
-    } else {
-        mu_st *g = mu_st_open(golden("parity/peft_adapter/adapter_model.safetensors"), err, sizeof err);
-        CHECK_MSG(g, "%s", err);
-        for (int i = 0; i < mu_st_count(g); i++) add_entry_of(w, g, i);
-        mu_st_close(g);
-    }
     CHECK_MSG(!mu_st_writer_write(w, path_in(dir, "adapter_model.safetensors"), err, sizeof err), "%s", err);
     mu_st_writer_free(w);
     static char out[8][1024];
@@ -1593,6 +1585,22 @@ static const char *peft_variant(const char *sub, const char *key, const char *va
     snprintf(o, 1024, "%s", dir);
     free(dir);
     return o;
+}
+
+/* peft_dir of the parity golden's adapter, its adapter_model.safetensors copied or, with fill,
+ * written by fill. */
+static const char *peft_variant(const char *sub, const char *key, const char *val, void (*fill)(mu_st_writer *)) {
+    mu_st_writer *w = mu_st_writer_new();
+    if (fill) {
+        fill(w);
+    } else {
+        char err[512];
+        mu_st *g = mu_st_open(golden("parity/peft_adapter/adapter_model.safetensors"), err, sizeof err);
+        CHECK_MSG(g, "%s", err);
+        for (int i = 0; i < mu_st_count(g); i++) add_entry_of(w, g, i);
+        mu_st_close(g);
+    }
+    return peft_dir(sub, "parity", key, val, w);
 }
 
 #define PEFT_UP "base_model.model.model.layers.0.mlp.up_proj"
@@ -1624,26 +1632,12 @@ static void expect_peft_error(mu_ckpt *c, const char *dir, const char *needle) {
 /* A PEFT adapter directory sub holding only lm_head's saved bias of n values 0.25 i, with
  * the Phi parity adapter's config. */
 static const char *peft_saved_bias(const char *sub, int64_t n) {
-    char *dir = mu_xstrdup(path_in(mu_test_tmpdir(), sub)), err[512];
-    mkdir(dir, 0755);
-    json_error_t je;
-    json_t *cfg = json_load_file(golden("parity_phi/peft_adapter/adapter_config.json"), 0, &je);
-    CHECK_MSG(cfg, "%s", je.text);
-    CHECK(!json_dump_file(cfg, path_in(dir, "adapter_config.json"), JSON_INDENT(2)));
-    json_decref(cfg);
     float *v = malloc((size_t)n * sizeof *v);
     for (int64_t i = 0; i < n; i++) v[i] = 0.25f * (float)i;
     mu_st_writer *w = mu_st_writer_new();
     mu_st_writer_add_copy(w, "base_model.model.lm_head.base_layer.bias", MU_F32, 1, &n, v);
-    CHECK_MSG(!mu_st_writer_write(w, path_in(dir, "adapter_model.safetensors"), err, sizeof err), "%s", err);
-    mu_st_writer_free(w);
     free(v);
-    static char out[4][1024];
-    static int k;
-    char *o = out[k++ % 4];
-    snprintf(o, 1024, "%s", dir);
-    free(dir);
-    return o;
+    return peft_dir(sub, "parity_phi", NULL, NULL, w);
 }
 
 /* PEFT saves a targeted lm_head's bias beside its weight (Phi): the saved values replace the

@@ -902,24 +902,40 @@ static const float *golden_f32(mu_st *g, const char *name, size_t n)
 /* The golden's PEFT adapters as a mu-delta version 2 at path, mapped as mu-delta(5) says:
  * NAME::lora_A = PEFT's A [r, in] and ::lora_B = B [out, r] on an [out, in] weight, or
  * B^T and A^T on a Conv1D one (stored [in, out]); ::lora_scale = alpha / r. */
+/* The golden's adapter of parameter i: A.<name> [r, in] and B.<name> [out, r] (their float
+ * counts in *na, *nb) and r; 0 when i can carry none, or is an lm_head that PEFT left alone
+ * (every other eligible weight must have one). */
+static int golden_adapter(mu_st *g, mu_model *m, int i, const float **A, int64_t *na, const float **B, int64_t *nb)
+{
+    if (!mu_model_lora_eligible(m, i)) return 0;
+    mu_param *p = mu_model_param(m, i);
+    char an[200], bn[200];
+    snprintf(an, sizeof an, "A.%s", p->info.name);
+    snprintf(bn, sizeof bn, "B.%s", p->info.name);
+    if (mu_st_find(g, an) < 0 && !strcmp(p->info.role, "lm_head")) return 0;   /* lm_head: where PEFT adapted it */
+    *na = *nb = 0;
+    *A = golden_f32_n(g, an, na);
+    *B = golden_f32_n(g, bn, nb);
+    if (!*A || !*B) return 0;
+    int in, out;
+    mu_model_matrix_dims(m, i, &in, &out);
+    return (int)(*na / in);
+}
+
 static void write_peft_delta(mu_st *g, mu_model *m, float *scale, const char *path)
 {
     mu_st_writer *w = mu_st_writer_new();
     mu_st_writer_meta(w, "format", MU_DELTA_FORMAT);
     mu_st_writer_meta(w, "version", MU_DELTA_VERSION_LOWRANK);
     for (int i = 0; i < mu_model_n_params(m); i++) {
-        if (!mu_model_lora_eligible(m, i)) continue;
+        const float *A, *B;
+        int64_t na, nb, one = 1, r = golden_adapter(g, m, i, &A, &na, &B, &nb);
+        if (!r) continue;
         mu_param *p = mu_model_param(m, i);
-        char an[200], bn[200], key[220];
-        snprintf(an, sizeof an, "A.%s", p->info.name);
-        snprintf(bn, sizeof bn, "B.%s", p->info.name);
-        if (mu_st_find(g, an) < 0 && !strcmp(p->info.role, "lm_head")) continue;   /* lm_head: where PEFT adapted it */
-        int64_t na = 0, nb = 0, one = 1;
-        const float *A = golden_f32_n(g, an, &na), *B = golden_f32_n(g, bn, &nb);
-        if (!A || !B) continue;
+        char key[220];
         int in, out;
         mu_model_matrix_dims(m, i, &in, &out);
-        int64_t r = na / in, ash[2] = {r, p->info.shape[1]}, bsh[2] = {p->info.shape[0], r};
+        int64_t ash[2] = {r, p->info.shape[1]}, bsh[2] = {p->info.shape[0], r};
         float *As = malloc(sizeof(float) * ash[0] * ash[1]), *Bs = malloc(sizeof(float) * bsh[0] * bsh[1]);
         for (int64_t j = 0; j < r; j++) {
             for (int k = 0; k < in; k++) *(p->conv1d ? &Bs[k * r + j] : &As[j * in + k]) = A[j * in + k];
@@ -1006,18 +1022,11 @@ static void check_lora_parity(const char *sub)
     float scale = golden_f32_n(g, "scale", &one)[0];
     int adapted = 0;
     for (int i = 0; i < mu_model_n_params(m); i++) {
-        if (!mu_model_lora_eligible(m, i)) continue;
+        const float *A, *B;
+        int64_t na, nb;
+        int r = golden_adapter(g, m, i, &A, &na, &B, &nb);
+        if (!r) continue;
         mu_param *p = mu_model_param(m, i);
-        char an[200], bn[200];
-        snprintf(an, sizeof an, "A.%s", p->info.name);
-        snprintf(bn, sizeof bn, "B.%s", p->info.name);
-        if (mu_st_find(g, an) < 0 && !strcmp(p->info.role, "lm_head")) continue;   /* lm_head: where PEFT adapted it */
-        int64_t na = 0, nb = 0;
-        const float *A = golden_f32_n(g, an, &na), *B = golden_f32_n(g, bn, &nb);
-        if (!A || !B) continue;
-        int in, out;
-        mu_model_matrix_dims(m, i, &in, &out);
-        int r = (int)(na / in);
         CHECK_MSG(mu_model_add_lora(m, i, r, scale, A, B) == 0, "%s", p->info.name);
         const mu_lora *a = mu_model_lora(m, i);
         CHECK(a && na == (int64_t)a->r * a->K && nb == (int64_t)a->M * a->r);

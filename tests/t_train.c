@@ -281,8 +281,9 @@ TEST(train_idk_is_learn_on_the_preferred_answers) {
 TEST(train_gradient_fd_rmu) { fd_check("rmu=1", 0); }
 
 /* The loss and every trained gradient of objective spec with (beta1, beta2) for satimp and
- * wga's beta = beta1, on the tiny model's forget facts; grads [n_trained][numel]. */
-static double weighted_step(const char *spec, double beta1, double beta2, float **grads) {
+ * wga's beta = beta1, on the tiny model's forget facts: *n trained tensors (at most 16),
+ * grads[k] [numel[k]]. */
+static double weighted_step(const char *spec, double beta1, double beta2, float **grads, int64_t *numel, int *n) {
     mu_model *m = tiny_model(3);
     mu_train_opts o;
     mu_train_opts_default(&o);
@@ -294,8 +295,11 @@ static double weighted_step(const char *spec, double beta1, double beta2, float 
     mu_trainer *t = trainer_on_facts(m, NULL, &mask, &o);
     double loss = mu_trainer_loss_and_grad(t, 1, err, sizeof err);
     CHECK_MSG(isfinite(loss), "%s: %s", spec, err);
-    for (int k = 0; k < mu_trainer_n_trained(t); k++) {
-        grads[k] = malloc(mu_trainer_trained_set(t, k)->n * sizeof **grads);
+    *n = mu_trainer_n_trained(t);
+    CHECK(*n > 0 && *n <= 16);
+    for (int k = 0; k < *n; k++) {
+        numel[k] = mu_trainer_trained_set(t, k)->n;
+        grads[k] = malloc(numel[k] * sizeof **grads);
         mu_trainer_opt_grad(t, k, grads[k]);
     }
     mu_trainer_free(t);
@@ -320,26 +324,14 @@ static int same_grads(float **a, float **b, int n, const int64_t *numel) {
 TEST(train_satimp_reduces_to_wga_and_ga) {
     float *g1[16], *g2[16];
     int64_t numel[16];
-    mu_model *m = tiny_model(3);
-    mu_mask mask;
-    mixed_mask(m, &mask);
-    mu_train_opts o;
-    mu_train_opts_default(&o);
-    o.coef[MU_OBJ_GA] = 1;
-    mu_trainer *t = trainer_on_facts(m, NULL, &mask, &o);
-    int n = mu_trainer_n_trained(t);
-    CHECK(n > 0 && n <= 16);
-    for (int k = 0; k < n; k++) numel[k] = mu_trainer_trained_set(t, k)->n;
-    mu_trainer_free(t);
-    mu_mask_free(&mask);
-    mu_model_free(m);
-    double a = weighted_step("satimp=1", 1.5, 0, g1), b = weighted_step("wga=1", 1.5, 0, g2);
+    int n;
+    double a = weighted_step("satimp=1", 1.5, 0, g1, numel, &n), b = weighted_step("wga=1", 1.5, 0, g2, numel, &n);
     CHECK_MSG(a == b, "satimp(1.5, 0) %.17g vs wga(1.5) %.17g", a, b);
     CHECK_MSG(same_grads(g1, g2, n, numel), "satimp(1.5, 0) and wga(1.5) gradients differ");
-    a = weighted_step("satimp=1", 0, 0, g1), b = weighted_step("ga=1", 0, 0, g2);
+    a = weighted_step("satimp=1", 0, 0, g1, numel, &n), b = weighted_step("ga=1", 0, 0, g2, numel, &n);
     CHECK_MSG(a == b && a < 0, "satimp(0, 0) %.17g vs ga %.17g", a, b);
     CHECK_MSG(same_grads(g1, g2, n, numel), "satimp(0, 0) and ga gradients differ");
-    a = weighted_step("satimp=1", 1.5, 2, g1), b = weighted_step("wga=1", 1.5, 0, g2);
+    a = weighted_step("satimp=1", 1.5, 2, g1, numel, &n), b = weighted_step("wga=1", 1.5, 0, g2, numel, &n);
     CHECK_MSG(a > b && a < 0, "satimp(1.5, 2) %.17g not above wga(1.5) %.17g", a, b);
     same_grads(g1, g2, n, numel);
 }
