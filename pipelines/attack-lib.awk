@@ -2,7 +2,8 @@
 # reading mu-score's TSV groups and paired_rows, and the held-out accuracy and paired tables.
 # Uses the variables formats (F[1..nf]) and the arrays its callers fill: before (scores.tsv:
 # "model F split" -> accuracy), after/cnt/lo/hi ("M F" -> the attacked accuracy and its
-# interval), pd/plo/phi/pp ("kind w l F" -> paired difference, interval, McNemar's p), and
+# interval), pc ("kind w l F" -> the paired comparison's cell, paired-lib.awk), npc (their
+# count) and pholm (whether they hold Holm's p), and
 # W[1..nw], L[w, 1..nl[w]] (the baselines and localizations the paired rows hold).
 function group_of(s,   a, i, k, n2, kv) {     # "model=M,fmt=F[,split=S]" -> "M F S"
     n2 = split(s, a, ",")
@@ -11,11 +12,12 @@ function group_of(s,   a, i, k, n2, kv) {     # "model=M,fmt=F[,split=S]" -> "M 
     return k
 }
 # a paired_rows line (baseline, kind, localization, FORMAT-heldout, difference, facts,
-# interval, McNemar's p) into pd/plo/phi/pp, W and L
+# interval, McNemar's p, Holm's p) into pc, npc, pholm, W and L
 function read_paired(   k) {
     sub(/-heldout$/, "", $4)
     k = $2 SUBSEP $1 SUBSEP $3 SUBSEP $4
-    pd[k] = $5; plo[k] = $7; phi[k] = $8; pp[k] = $9
+    pc[k] = paired_text(); npc++; pholm = $10 != ""
+    if (paired_file == "") { paired_file = FILENAME; sub(/.*\//, "", paired_file) }
     if (!($1 in seen_w)) { seen_w[$1] = 1; W[++nw] = $1 }
     if (!(($1, $3) in seen_l)) { seen_l[$1, $3] = 1; L[$1, ++nl[$1]] = $3 }
 }
@@ -33,7 +35,7 @@ function acc_after(m, f,   k) {
 }
 function paired(kind, w, l, f,   k) {
     k = kind SUBSEP w SUBSEP l SUBSEP f
-    return (k in pd) ? sprintf("%+.2f [%+.2f, %+.2f] (p %.2g)", pd[k], plo[k], phi[k], pp[k]) : "–"
+    return (k in pc) ? pc[k] : "–"
 }
 # the models (M[1..nm]) with each format's held-out accuracy before and after the attack
 function before_after_table(   i, f) {
@@ -65,7 +67,9 @@ function cells_table(cell,   i, f) {
 # heading's first line
 function paired_table(kind, w, heading,   i, f) {
     printf "\n%s\n", heading
-    printf "minus %s's on the same facts, with its 95%% interval (Newcombe's) and McNemar's exact p.\n\n", w
+    printf "minus %s's on the same facts, with its 95%% interval (Newcombe's) and McNemar's exact p.\n", w
+    if (pholm) print holm_note(npc, paired_file)
+    print ""
     printf "| localization |"
     for (f = 1; f <= nf; f++) printf " %s |", F[f]
     printf "\n|---|"

@@ -48,7 +48,7 @@ endef
 # RUN/out/KIND-w/STEM.out on the same records, the records of every RUN read as one set
 # (mu-score --paired on the streams concatenated, matched by record id): w, kind, l, stem,
 # the accuracy difference, the records, its 95% interval (Newcombe's), McNemar's exact p;
-# it exits 1 at the first failure and leaves $@.b, $@.one to remove
+# it exits 1 at the first failure and leaves $@.b, $@.one to remove (holm_finish does)
 define paired_rows
 while read -r w k l s; do \
   cat $(1:%=%/out/$$k-$$w/$$s.out) > $@.b || exit 1; \
@@ -66,7 +66,15 @@ paired_recipe = $(call paired_list_recipe,$(foreach w,$(1),$(foreach l,$(filter-
 # paired_list_recipe W:KIND:L:STEM ...: the recipe of a paired-comparisons TSV ($@) of RUN
 # holding the comparisons listed, in order (those of paired_rows)
 define paired_list_recipe
-(printf '%s\n' $(1) | tr ':' ' ' | $(call paired_rows,$(RUN))) > $@.tmp || { rm -f $@.tmp $@.b $@.one; exit 1; }
-rm -f $@.b $@.one
+(printf '%s\n' $(1) | tr ':' ' ' | $(call paired_rows,$(RUN))) > $@.rows || { rm -f $@.rows $@.b $@.one; exit 1; }
+$(holm_finish)
+endef
+# holm_finish: the end of a paired-comparisons recipe: $@ is paired_rows' rows ($@.rows) with
+# a tenth column, each McNemar p adjusted by Holm's method over all the rows of the file
+# (pipelines/holm.awk: the file's comparisons are one family); the rules list $(HOLM)
+HOLM := pipelines/holm.awk
+define holm_finish
+awk -f $(HOLM) $@.rows > $@.tmp || { rm -f $@.rows $@.tmp $@.b $@.one; exit 1; }
+rm -f $@.rows $@.b $@.one
 mv $@.tmp $@
 endef

@@ -9,7 +9,7 @@ BEGIN { FS = "\t" }
 FNR == 1 { file++ }
 file == 2 { change_add(); next }   # the edit deltas' changes (changes.awk, which runs with it)
 file == 3 {
-    pd[$1, $2, $3, $4] = $5; pn[$2, $4] = $6; plo[$1, $2, $3, $4] = $7; phi[$1, $2, $3, $4] = $8; pp[$1, $2, $3, $4] = $9
+    pc[$1, $2, $3, $4] = paired_text(); pn[$2, $4] = $6; npc++; pholm = $10 != ""
     if (!($1 in pwith)) { pwith[$1]; pw[++npw] = $1 }
     if (!(($1, $3) in ploc)) { ploc[$1, $3]; pl[$1, ++npl[$1]] = $3 }
     next
@@ -76,14 +76,15 @@ function ci_table(   i) {
 }
 # each localization against the baseline w on the same prompts (mu-score --paired)
 function paired_cell(w, k, l, s) {
-    return ((w, k, l, s) in pd) ? sprintf("%+.2f [%+.2f, %+.2f] (p %.2g)", pd[w, k, l, s], plo[w, k, l, s],
-                                          phi[w, k, l, s], pp[w, k, l, s]) : "–"
+    return ((w, k, l, s) in pc) ? pc[w, k, l, s] : "–"
 }
 function paired_table(w,   i) {
     printf "\nPaired with %s, prompt by prompt: each localization's accuracy minus %s's on the same\n", w, w
     printf "prompts (%d edit prompts, %d neighbourhood prompts, %d held-out prompts after the attack),\n",
         pn["edited", "edit"], pn["edited", "neighbor"], pn["relearned", "heldout"]
-    print "with its 95% interval (Newcombe's for paired proportions) and McNemar's exact p (mu-score --paired).\n"
+    print "with its 95% interval (Newcombe's for paired proportions) and McNemar's exact p (mu-score --paired)."
+    if (pholm) print holm_note(npc, "paired.tsv")
+    print ""
     print "| localization | efficacy | paraphrase | neighbourhood | retain | heldout, attacked |"
     print "|---|---|---|---|---|---|"
     for (i = 1; i <= npl[w]; i++)

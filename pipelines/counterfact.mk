@@ -202,7 +202,7 @@ $(RUN)/scores.tsv: $(OUTS)
 # interval, McNemar's exact p): rows baseline, kind, localization, split, accuracy
 # difference, prompts, interval low, high, p
 PAIRED_WITH ?= $(or $(filter late random,$(LOCS)),$(lastword $(LOCS)))
-$(RUN)/paired.tsv: $(OUTS) $(call knobs,paired,with=$(PAIRED_WITH) ci=0.95)
+$(RUN)/paired.tsv: $(OUTS) $(HOLM) $(call knobs,paired,with=$(PAIRED_WITH) ci=0.95)
 	$(call paired_recipe,$(PAIRED_WITH),$(foreach s,$(filter-out heldout,$(SPLITS)),edited:$(s)) relearned:heldout)
 
 # where editing moved the weights (pipelines/common.mk changes_recipe)
@@ -210,8 +210,8 @@ $(RUN)/changes.tsv: $(MODEL_DEPS) $(foreach l,$(LOCS),$(RUN)/edit-$(l).st)
 	$(call changes_recipe,,$(RUN)/edit-%.st)
 
 $(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/changes.tsv $(RUN)/paired.tsv $(RUN)/known.idx pipelines/counterfact-report.awk \
-                  pipelines/changes.awk $(filter $(RUN)/%,$(foreach l,$(LOCS),$(MASK_$(l))))
-	awk -f pipelines/changes.awk -f pipelines/counterfact-report.awk -v models='$(MODELS_EVAL)' -v n_edits=$(N_EDITS) \
+                  pipelines/changes.awk pipelines/paired-lib.awk $(filter $(RUN)/%,$(foreach l,$(LOCS),$(MASK_$(l))))
+	awk -f pipelines/changes.awk -f pipelines/paired-lib.awk -f pipelines/counterfact-report.awk -v models='$(MODELS_EVAL)' -v n_edits=$(N_EDITS) \
 	  -v n_keep=$(N_KEEP) -v pool_rows=$(POOL_ROWS) -v known=$$(wc -l < $(RUN)/known.idx) \
 	  -v filter=$(KNOWN_FILTER) -v n_neighbor=$(N_NEIGHBOR) \
 	  -v train='$(EDIT_OBJ), $(EDIT_STEPS) steps, lr $(EDIT_LR); attack: $(RELEARN_STEPS) steps, lr $(RELEARN_LR)' \

@@ -1,7 +1,8 @@
 # pool-report.awk — the markdown report of pipelines/pool.mk: as a first file the runs
 # (run directory, the line of its report that names its facts), as a second the pooled
 # comparisons (baseline, kind, localization, stem, difference, records, ci_lo, ci_hi,
-# McNemar p; paired: the runs' file they came from), a table per baseline: a row per
+# McNemar p, Holm's p over them; paired: the runs' file they came from; cells by
+# paired-lib.awk, which runs with it), a table per baseline: a row per
 # localization, a column per kind:stem (the kinds in the order they come, e.g. unlearned
 # before relearned).
 BEGIN { FS = "\t" }
@@ -13,12 +14,9 @@ file == 1 { run[++nrun] = $1; about[nrun] = $2; next }
     c = $2 ":" $4
     if (!($2 in kind)) { kind[$2]; K[++nk] = $2 }
     if (!(c in col)) { col[c]; ck[++nc0] = $2; cs[nc0] = c; recs[c] = $6 }
-    d[$1, $3, c] = $5; lo[$1, $3, c] = $7; hi[$1, $3, c] = $8; p[$1, $3, c] = $9
+    pc[$1, $3, c] = paired_text(); npc++; pholm = $10 != ""
 }
-function cell(w, l, c) {
-    if (!((w, l, c) in d)) return "–"
-    return sprintf("%+.2f [%+.2f, %+.2f] (p %.2g)", d[w, l, c], lo[w, l, c], hi[w, l, c], p[w, l, c])
-}
+function cell(w, l, c) { return ((w, l, c) in pc) ? pc[w, l, c] : "–" }
 END {
     for (i = 1; i <= nk; i++) for (j = 1; j <= nc0; j++) if (ck[j] == K[i]) C[++nc] = cs[j]   # columns by kind
     print "# Pooled paired comparisons (mu)\n"
@@ -30,6 +28,7 @@ END {
     print "\nEach cell: a localization's accuracy minus the baseline's on the same records of all"
     print "the runs, its 95% interval (Newcombe's for paired proportions) and McNemar's exact p"
     print "(mu-score --paired). Records per column: " records()
+    if (pholm) print holm_note(npc, "the pooled paired.tsv")
     for (i = 1; i <= nw; i++) {
         printf "\n## Paired with %s\n\n| localization |", W[i]
         for (j = 1; j <= nc; j++) printf " %s |", C[j]

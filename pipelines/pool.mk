@@ -57,15 +57,15 @@ endif
 	mv $@.tmp $@
 
 # each comparison over the runs' records together (common.mk paired_rows): baseline w,
-# kind k, localization l, stem s, difference, records, ci_lo, ci_hi, McNemar p
-$(POOL)/paired.tsv: $(POOL)/comparisons.tsv
-	($(call paired_rows,$(RUNS)) < $<) > $@.tmp || { rm -f $@.tmp $@.b $@.one; exit 1; }
-	rm -f $@.b $@.one
-	mv $@.tmp $@
+# kind k, localization l, stem s, difference, records, ci_lo, ci_hi, McNemar p, its Holm
+# adjustment over the pooled comparisons
+$(POOL)/paired.tsv: $(POOL)/comparisons.tsv $(HOLM)
+	($(call paired_rows,$(RUNS)) < $<) > $@.rows || { rm -f $@.rows $@.b $@.one; exit 1; }
+	$(holm_finish)
 
-$(POOL)/report.md: $(POOL)/paired.tsv pipelines/pool-report.awk
+$(POOL)/report.md: $(POOL)/paired.tsv pipelines/pool-report.awk pipelines/paired-lib.awk
 	for r in $(RUNS); do printf '%s\t%s\n' $$r "$$(sed -n 3p $$r/report.md)"; done > $@.runs
-	awk -f pipelines/pool-report.awk -v paired=$(PAIRED) \
+	awk -f pipelines/paired-lib.awk -f pipelines/pool-report.awk -v paired=$(PAIRED) \
 	  -v left=$$(( $$(wc -l < $(FIRST)/$(PAIRED)) - $$(wc -l < $<) )) $@.runs $< > $@.tmp
 	rm -f $@.runs
 	mv $@.tmp $@

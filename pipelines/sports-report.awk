@@ -3,7 +3,7 @@
 # TSV (model, layer, train accuracy, forget-fact accuracy, majority-class accuracy) and, as a
 # third, the unlearning deltas' changes (changes.awk, which runs with it), as a fourth the paired
 # comparisons (baseline, kind, localization, format-split, accuracy difference, facts, its
-# interval, McNemar p), a table per baseline, and as a fifth (WMASK) the weight masks
+# interval, McNemar p, Holm's p; cells by paired-lib.awk, which runs with it), a table per baseline, and as a fifth (WMASK) the weight masks
 # (localization, price, masked weights, changed, halved, ablated, cut, penalty) and as a sixth
 # each masked model paired with the weight-trained unlearning in its localization after the
 # relearning attack (the fourth's columns: localization, kind, masked model, format-split, ...).
@@ -15,8 +15,8 @@ file == 2 {
 }
 file == 3 { change_add(); next }
 file == 4 {
-    split($4, fs, "-"); pd[$1, $2, $3, fs[1], fs[2]] = $5; pn[$2, fs[2]] = $6
-    plo[$1, $2, $3, fs[1], fs[2]] = $7; phi[$1, $2, $3, fs[1], fs[2]] = $8; pp[$1, $2, $3, fs[1], fs[2]] = $9
+    split($4, fs, "-"); pc[$1, $2, $3, fs[1], fs[2]] = paired_text(); pn[$2, fs[2]] = $6
+    npc++; pholm = $10 != ""
     if (!($1 in pwith)) { pwith[$1]; pw[++npw] = $1 }
     if (!(($1, $3) in ploc)) { ploc[$1, $3]; pl[$1, ++npl[$1]] = $3 }
     next
@@ -25,7 +25,7 @@ file == 5 { k = $1 "-" $2; wm[++nwm] = k; wl[k] = $1; wp[k] = $2; wel[k] = $3; w
             wcut[k] = $7; next }
 file == 6 {
     split($4, fs, "-"); k = $3 SUBSEP fs[1]
-    wpd[k] = $5; wpn = $6; wplo[k] = $7; wphi[k] = $8; wpp[k] = $9
+    wpc[k] = paired_text(); wpn = $6; nwpc++; wholm = $10 != ""
     next
 }
 FNR == 1 { next }
@@ -100,14 +100,16 @@ function wmask_table(   i, k, m) {
 # on the held-out facts after the relearning attack
 function wmask_paired_cell(m, f,   k) {
     k = m SUBSEP f
-    return (k in wpd) ? sprintf("%+.2f [%+.2f, %+.2f] (p %.2g)", wpd[k], wplo[k], wphi[k], wpp[k]) : "–"
+    return (k in wpc) ? wpc[k] : "–"
 }
 function wmask_paired_table(   i, k, f, line) {
     printf "\nMasking against training the weights, fact by fact: on the %d held-out facts after the\n", wpn
     print "relearning attack, each masked model's accuracy minus that of the weight-trained unlearning"
     print "in the same localization (relearned-wmasked-LOC-L minus relearned-LOC), with its 95% interval"
     print "(Newcombe's) and McNemar's exact p: a positive difference means the attack brings back more"
-    print "facts after the mask than after training the weights.\n"
+    print "facts after the mask than after training the weights."
+    if (wholm) print holm_note(nwpc, "wmask-paired.tsv")
+    print ""
     print "| localization | L | cloze heldout, attacked | question heldout, attacked | mc heldout, attacked |"
     print "|---|---|---|---|---|"
     for (i = 1; i <= nwm; i++) {
@@ -135,10 +137,9 @@ function ci_table(   i, f, line, k) {
 }
 
 # each localization against the baseline w on the same facts: accuracy difference, its 95%
-# interval (Newcombe's) and McNemar's exact p (mu-score --paired)
+# interval (Newcombe's), McNemar's exact p (mu-score --paired) and Holm's p
 function paired_cell(w, k, l, f, s) {
-    return ((w, k, l, f, s) in pd) ? sprintf("%+.2f [%+.2f, %+.2f] (p %.2g)", pd[w, k, l, f, s], plo[w, k, l, f, s],
-                                             phi[w, k, l, f, s], pp[w, k, l, f, s]) : "–"
+    return ((w, k, l, f, s) in pc) ? pc[w, k, l, f, s] : "–"
 }
 function paired_table(w,   i, f, line) {
     printf "\nPaired with %s, fact by fact: each localization's accuracy minus %s's on the same\n", w, w
@@ -146,7 +147,9 @@ function paired_table(w,   i, f, line) {
         pn["unlearned", "forget"], pn["relearned", "heldout"]
     print "with its 95% interval (Newcombe's for paired proportions) and McNemar's exact p"
     print "(mu-score --paired): a negative difference with a small p means the"
-    printf "localization leaves fewer of these facts recoverable than %s does.\n\n", w
+    printf "localization leaves fewer of these facts recoverable than %s does.\n", w
+    if (pholm) print holm_note(npc, "paired.tsv")
+    print ""
     print "| localization | cloze forget | question forget | mc forget | cloze heldout, attacked | question heldout, attacked | mc heldout, attacked |"
     print "|---|---|---|---|---|---|---|"
     for (i = 1; i <= npl[w]; i++) {

@@ -218,7 +218,7 @@ $(RUN)/soft-projected.tsv: $(call soft_outs,softprojected)
 	$(call soft_score,softprojected)
 # each localization's attacked held-out facts against PAIRED_WITH's, fact by fact (paired_rows),
 # with the vectors (kind softattacked) and as a hard prompt (softprojected)
-$(RUN)/soft-paired.tsv: $(SOFT_OUTS) $(call soft_outs,softprojected)
+$(RUN)/soft-paired.tsv: $(SOFT_OUTS) $(call soft_outs,softprojected) $(HOLM)
 	$(call paired_recipe,$(PAIRED_WITH),$(foreach k,softattacked softprojected,$(foreach f,$(FORMATS),$(k):$(f)-heldout)))
 # where each attack's vectors lie (mu-dump --soft-prompt --model, the deltas it attacked):
 # "M embedding MEAN MIN MAX" (the input embedding rows' L2 norms), then per vector
@@ -285,7 +285,7 @@ $(RUN)/gcg-typed.tsv: $(call gcg_outs,gcgtyped)
 # the tokens searched (kind gcgattacked) and typed as text (gcgtyped)
 GCG_PAIRS = $(foreach w,$(filter $(PAIRED_WITH),$(GCG_ON)),$(foreach l,$(filter-out base $(w),$(GCG_ON)),\
   $(foreach k,gcgattacked gcgtyped,$(foreach f,$(FORMATS),$(w):$(k):$(l):$(f)-heldout))))
-$(RUN)/gcg-paired.tsv: $(GCG_OUTS) $(call gcg_outs,gcgtyped)
+$(RUN)/gcg-paired.tsv: $(GCG_OUTS) $(call gcg_outs,gcgtyped) $(HOLM)
 	$(if $(GCG_PAIRS),$(call paired_list_recipe,$(GCG_PAIRS)),: > $@)
 # what each search found: "M LOSS_START LOSS_KEPT TEXT IDS SAME PROMPTS" (the mean answer
 # NLL of the relearn prompts with the starting tokens and with those kept, from the log's
@@ -403,13 +403,13 @@ $(RUN)/scores.tsv: $(OUTS)
 # McNemar's exact p. Rows: baseline, model kind, localization, format-split, difference,
 # facts, interval low, high, p
 PAIRED_WITH ?= $(or $(filter late random,$(LOCS)),$(lastword $(LOCS)))
-$(RUN)/paired.tsv: $(OUTS) $(call knobs,paired,with=$(PAIRED_WITH) ci=0.95)
+$(RUN)/paired.tsv: $(OUTS) $(HOLM) $(call knobs,paired,with=$(PAIRED_WITH) ci=0.95)
 	$(call paired_recipe,$(PAIRED_WITH),$(foreach f,$(FORMATS),unlearned:$(f)-forget relearned:$(f)-heldout))
 # weight masking against training the weights, fact by fact: each masked model's held-out facts
 # after the relearning attack against those of the weight-trained unlearning in its
 # localization (paired_rows: LOC, relearned, wmasked-LOC-P, FORMAT-heldout, the difference,
 # facts, its 95% interval, McNemar's exact p)
-$(RUN)/wmask-paired.tsv: $(OUTS)
+$(RUN)/wmask-paired.tsv: $(OUTS) $(HOLM)
 	$(call paired_list_recipe,$(foreach l,$(LOCS),$(foreach p,$(WMASK),$(foreach f,$(FORMATS),\
 	  $(l):relearned:wmasked-$(l)-$(p):$(f)-heldout))))
 
@@ -476,20 +476,20 @@ $(RUN)/%.png: $(RUN)/attrib/%.scores
 	mv $@.tmp $@
 
 WMASK_TSV := $(if $(WMASK),$(RUN)/wmask.tsv $(RUN)/wmask-paired.tsv)
-SOFT_REPORT = $(if $(SOFT),awk -f pipelines/attack-lib.awk -f pipelines/soft-report.awk -v n=$(SOFT) \
+SOFT_REPORT = $(if $(SOFT),awk -f pipelines/paired-lib.awk -f pipelines/attack-lib.awk -f pipelines/soft-report.awk -v n=$(SOFT) \
   -v steps=$(SOFT_STEPS) -v lr=$(SOFT_LR) -v models='$(SOFT_MODELS)' -v formats='$(FORMATS)' $(RUN)/scores.tsv \
   $(SOFT_TSV) >> $@.tmp && )
-GCG_REPORT = $(if $(GCG_ON),awk -f pipelines/attack-lib.awk -f pipelines/gcg-report.awk -v n=$(GCG) \
+GCG_REPORT = $(if $(GCG_ON),awk -f pipelines/paired-lib.awk -f pipelines/attack-lib.awk -f pipelines/gcg-report.awk -v n=$(GCG) \
   -v steps=$(GCG_STEPS) -v topk=$(GCG_TOPK) -v cand=$(GCG_CANDIDATES) -v models='$(GCG_ON)' \
   -v formats='$(FORMATS)' $(RUN)/scores.tsv $(GCG_TSV) >> $@.tmp && )
 PLOTS     += $(if $(and $(WMASK),$(shell command -v gnuplot 2>/dev/null)),$(RUN)/wmask.png)
 $(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/paired.tsv pipelines/sports-report.awk \
-                  pipelines/changes.awk $(PLOTS) $(WMASK_TSV) $(SOFT_TSV) $(GCG_TSV) \
+                  pipelines/changes.awk pipelines/paired-lib.awk $(PLOTS) $(WMASK_TSV) $(SOFT_TSV) $(GCG_TSV) \
                   $(if $(SOFT)$(GCG_ON),pipelines/attack-lib.awk) $(if $(SOFT),pipelines/soft-report.awk) \
                   $(if $(GCG_ON),pipelines/gcg-report.awk) $(call knobs,report-soft,$(SOFT)) \
                   $(call knobs,report-gcg,$(GCG_ON)) \
                   $(filter $(RUN)/%,$(foreach l,$(LOCS),$(MASK_$(l))))
-	awk -f pipelines/changes.awk -f pipelines/sports-report.awk -v models='$(MODELS_EVAL)' -v n_forget=$(N_FORGET) \
+	awk -f pipelines/changes.awk -f pipelines/paired-lib.awk -f pipelines/sports-report.awk -v models='$(MODELS_EVAL)' -v n_forget=$(N_FORGET) \
 	  -v n_facts=$(N_FACTS) -v rows='$(ROWS_all)' -v masks="$(foreach l,$(LOCS),$(l)=$(call mask_desc,$(MASK_$(l))))" \
 	  -v mmlu='$(MMLU_SUBJECT) ($(MMLU_N) questions)' -v probe_models='$(PROBE_MODELS)' \
 	  -v plots='$(notdir $(PLOTS))' -v wmask='$(WMASK)' -v wmask_steps=$(WMASK_STEPS) -v wmask_lr=$(WMASK_LR) \

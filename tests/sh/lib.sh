@@ -21,6 +21,14 @@ expect_fail() { local name=$1 want=$2 pat=$3; shift 3; local err rc
   if ! grep -qE -- "$pat" <<<"$err"; then fail "$name" "stderr '$err' lacks /$pat/"; return; fi
   if [ "$(printf '%s\n' "$err" | wc -l)" -gt 1 ]; then fail "$name" "error is more than one line: $err"; return; fi
   ok "$name"; }
+# holm_ok FILE: a paired-comparisons TSV's tenth column is its ninth (McNemar's p) adjusted by
+# Holm's method over all its rows, computed here on its own: sort(1) ranks the p-values, the
+# k-th smallest of m is multiplied by m - k + 1, a running maximum, capped at 1
+holm_ok() { local m; m=$(wc -l < "$1")
+  awk -F'\t' '{ print $9 "\t" $10 }' "$1" | sort -g -k1,1 |
+    awk -F'\t' -v m="$m" '{ a = (m - NR + 1) * $1; if (a > run) run = a; w = run < 1 ? run : 1
+                           d = w - $2; if (d < 0) d = -d; if (d > 1e-12 * w + 1e-300 || $2 < $1) bad = 1 }
+                         END { exit bad || NR != m || m == 0 }'; }
 # mask_bytes MASK: per tensor of a mask stream, its name and its bitset's bytes (base64(1),
 # od(1)); mask_common A B: the parameters in both masks, counted bit by bit by awk (each
 # bit a unit of UNIT parameters, default 32)

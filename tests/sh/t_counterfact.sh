@@ -36,9 +36,11 @@ t counterfact_report_rows bash -c "
 # paired with late and with random, prompt by prompt: a table each, a row per other
 # localization with five cells; each
 # difference is that of the two accuracies in scores.tsv (the same prompts), inside its
-# interval, which lies in [-1, 1] and has a width; each p in [0, 1]
-t counterfact_paired bash -c "
-  [ \$(grep -cE '^\| (early|lookup|late|all|atp|random) \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+\) \|){5}\$' '$REP') = 10 ] &&
+# interval, which lies in [-1, 1] and has a width; each p in [0, 1], and Holm's over the file
+# beside it
+t counterfact_paired bash -c "$(declare -f holm_ok)
+  holm_ok '$R/paired.tsv' && grep -q 'over the 50 comparisons of paired.tsv' '$REP' &&
+  [ \$(grep -cE '^\| (early|lookup|late|all|atp|random) \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+, Holm [0-9.e-]+\) \|){5}\$' '$REP') = 10 ] &&
   grep -q 'Paired with late, prompt by prompt' '$REP' && grep -q 'Paired with random, prompt by prompt' '$REP' &&
   [ \$(wc -l < '$R/paired.tsv') = 50 ] &&
   awk -F'\t' 'NR == FNR { split(\$2, g, /[,=]/); if (\$1 == \"choice_acc\") acc[g[2], g[4]] = \$3; next }

@@ -144,3 +144,18 @@ t score_ci_in_stream bash -c "
     [ \"\$(mu-dump -H '$T/ci.mpk.zst' | jq -r 'select(.group.split == \"forget\") | .ci[0]')\" = \"\$(mu-score --by split --metrics choice_acc --format json '$OUTS' | jq -r '.[] | select(.group.split == \"forget\") | .ci[0]')\" ] &&
     mu-score --ci 0 --by split --metrics choice_acc --format tsv '$OUTS' | awk -F'\t' 'NR > 1 && \$5 != \"nan\" { exit 1 }'"
 expect_fail score_ci_bad_level 2 "--ci 1: expected a level in \[0, 1\)" mu-score --ci 1 "$OUTS"
+
+# Holm's adjustment of a file's McNemar p-values (pipelines/holm.awk, column 9 -> column 10)
+# against statsmodels' multipletests(method='holm') on the families of
+# tests/golden/metrics/holm.tsv (tests/gen/gen_holm_golden.py); each row kept as it came
+HOLM="$(cd "$(dirname "$0")/../../pipelines" && pwd)/holm.awk"
+t score_holm_statsmodels bash -c "
+  for f in \$(cut -f1 '$G/holm.tsv' | uniq); do
+    awk -F'\t' -v f=\$f -v OFS='\t' '\$1 == f { print \"late\", \"unlearned\", \"l\" NR, \"cloze-forget\", 0, 8, 0, 0, \$2 }' '$G/holm.tsv' |
+      awk -f '$HOLM' > '$T/holm.got' || exit 1
+    awk -F'\t' -v f=\$f '\$1 == f' '$G/holm.tsv' | paste - '$T/holm.got' |
+      awk -F'\t' '{ d = \$13 - \$3; if (d < 0) d = -d; if (d > 1e-12 * \$3 + 1e-300 || \$12 != \$2) bad = 1 }
+        END { exit bad || NR == 0 }' || { echo \"family \$f differs\"; exit 1; }
+  done"
+printf 'a\tb\tc\td\t0\t1\t0\t0\t0.5\na\tb\tc\td\t0\t1\t0\t0\tnan\n' > "$T/holm-bad.tsv"
+expect_fail score_holm_not_a_p 1 "holm-bad.tsv:2: McNemar p nan is not a probability" awk -f "$HOLM" "$T/holm-bad.tsv"

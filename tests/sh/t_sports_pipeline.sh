@@ -30,10 +30,12 @@ t sports_pipeline_ci_rows bash -c "
 # paired with late and with random, fact by fact: a table each, a row per other
 # localization; each difference is the
 # difference of the two models' accuracies in scores.tsv (the same facts), inside its
-# interval, which lies in [-1, 1] and has a width; each p in [0, 1]
+# interval, which lies in [-1, 1] and has a width; each p in [0, 1], and Holm's over the file
+# beside it; the report says what Holm's p is
 P="$T/run/paired.tsv"
-t sports_pipeline_paired bash -c "
-  [ \$(grep -cE '^\| (early|lookup|probe|late|all|atp|random) \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+\) \|){6}\$' '$R') = 12 ] &&
+t sports_pipeline_paired bash -c "$(declare -f holm_ok)
+  holm_ok '$P' && grep -q 'Holm.s step-down method over the 72 comparisons of paired.tsv' '$R' &&
+  [ \$(grep -cE '^\| (early|lookup|probe|late|all|atp|random) \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+, Holm [0-9.e-]+\) \|){6}\$' '$R') = 12 ] &&
   grep -q 'Paired with late, fact by fact' '$R' && grep -q 'Paired with random, fact by fact' '$R' &&
   [ \$(wc -l < '$P') = 72 ] && [ \"\$(cut -f1 '$P' | uniq | tr '\n' ' ')\" = 'late random ' ] &&
   awk -F'\t' 'NR == FNR { split(\$2, g, /[,=]/); if (\$1 == \"choice_acc\") acc[g[2], g[4], g[6]] = \$3; next }
@@ -135,12 +137,13 @@ if run RUN="$T/run2" FACTS_FROM=16 > "$T/log5" 2>&1 &&
   PP="$T/pool/paired.tsv"
   # each pooled comparison: the records of both runs (n = n1 + n2), the difference their
   # n-weighted mean, inside its interval; the same 72 comparisons as each run's
-  t sports_pool_sums bash -c "
+  t sports_pool_sums bash -c "$(declare -f holm_ok)
     [ \$(wc -l < '$PP') = 72 ] &&
     awk -F'\t' 'FILENAME != \"$PP\" { k = \$1 SUBSEP \$2 SUBSEP \$3 SUBSEP \$4; n[k] += \$6; dn[k] += \$5 * \$6; next }
       { k = \$1 SUBSEP \$2 SUBSEP \$3 SUBSEP \$4; e = \$5 * \$6 - dn[k]
         if (\$6 != n[k] || e > 1e-9 || e < -1e-9 || !(\$7 <= \$5 && \$5 <= \$8) || !(\$9 >= 0 && \$9 <= 1)) bad = 1; rows++ }
-      END { exit bad || rows != 72 }' '$T/run/paired.tsv' '$T/run2/paired.tsv' '$PP'"
+      END { exit bad || rows != 72 }' '$T/run/paired.tsv' '$T/run2/paired.tsv' '$PP' && holm_ok '$PP' &&
+    grep -q 'over the 72 comparisons of the pooled paired.tsv' '$T/pool/report.md'"
   # McNemar's exact p from the records themselves: per athlete of both runs, right or
   # wrong (argmax of the choice log-probs, mu-dump and jq), paired by id with late's;
   # b, c the discordant pairs, p = min(1, 2 P(X <= min(b, c))), X ~ Bin(b + c, 1/2); for
@@ -162,7 +165,7 @@ if run RUN="$T/run2" FACTS_FROM=16 > "$T/log5" 2>&1 &&
     awk '\$7 > 0 { n++ } END { exit n < 3 }' '$T/pool-want.txt'"
   t sports_pool_report bash -c "
     grep -q '^- \`$T/run2\`: Taught 16 facts (Sports Facts rows 16-32)' '$T/pool/report.md' &&
-    [ \$(grep -cE '^\| (early|lookup|probe|late|all|atp|random) \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+\) \|){6}\$' '$T/pool/report.md') = 12 ] &&
+    [ \$(grep -cE '^\| (early|lookup|probe|late|all|atp|random) \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+, Holm [0-9.e-]+\) \|){6}\$' '$T/pool/report.md') = 12 ] &&
     grep -q '^## Paired with random' '$T/pool/report.md'"
 else
   fail sports_pool_runs "$(tail -3 "$T/log5" "$T/log6" 2>/dev/null | tr '\n' ' ')"
@@ -199,7 +202,7 @@ t sports_pool_common bash -c "
 # scores.tsv); then nothing is stale, and a third price redoes its seven masks and their
 # attacks only
 if run WMASK='1e-5 1e-3' WMASK_STEPS=3 > "$T/wlog" 2>&1; then
-  t sports_pipeline_weight_mask bash -c "
+  t sports_pipeline_weight_mask bash -c "$(declare -f holm_ok)
     [ \$(grep -cE '^\| (early|lookup|probe|late|all|atp|random) \| 1e-[35] \| [0-9]+ \| [0-9]+ \| [01]\.[0-9]{4} \| [0-9]+ \| [0-9]+ \| [0-9]+ \|( [01]\.[0-9]{2} \|){6} [01]\.[0-9]{2} / [01]\.[0-9]{2} \|\$' '$R') = 14 ] &&
     [ \$(grep -cE '^\| wmasked-(early|lookup|probe|late|all|atp|random)-1e-[35] \| [01]\.[0-9]{2} / ' '$R') = 14 ] &&
     [ \$(grep -cE '^\| relearned-wmasked-(early|lookup|probe|late|all|atp|random)-1e-[35] \| [01]\.[0-9]{2} / ' '$R') = 14 ] &&
@@ -207,8 +210,9 @@ if run WMASK='1e-5 1e-3' WMASK_STEPS=3 > "$T/wlog" 2>&1; then
     a=\$(awk -F'\t' '\$1 == \"choice_acc\" && \$2 == \"model=relearned-wmasked-atp-1e-3,fmt=cloze,split=heldout\" { printf \"%.2f\", \$3 }' '$T/run/scores.tsv') &&
     b=\$(awk -F'\t' '\$1 == \"wmasked-atp-1e-3\" { n++; s += \$4; if (\$4 > b) b = \$4 } END { if (n == 5) printf \"%.2f / %.2f\", b, s / n }' '$T/run/probes.tsv') &&
     [ -n \"\$a\" ] && [ -n \"\$b\" ] && grep -qE \"^\\| atp \\| 1e-3 \\| .* \\| \$a \\| \$b \\|\\\$\" '$R' &&
-    [ \$(grep -cE '^\| (early|lookup|probe|late|all|atp|random) \| 1e-[35] \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+\) \|){3}\$' '$R') = 14 ] &&
-    [ \$(wc -l < '$T/run/wmask-paired.tsv') = 42 ] &&
+    [ \$(grep -cE '^\| (early|lookup|probe|late|all|atp|random) \| 1e-[35] \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+, Holm [0-9.e-]+\) \|){3}\$' '$R') = 14 ] &&
+    [ \$(wc -l < '$T/run/wmask-paired.tsv') = 42 ] && holm_ok '$T/run/wmask-paired.tsv' &&
+    grep -q 'over the 42 comparisons of wmask-paired.tsv' '$R' &&
     awk -F'\t' 'NR == FNR { split(\$2, g, /[,=]/); if (\$1 == \"choice_acc\") acc[g[2], g[4], g[6]] = \$3; next }
       { split(\$4, fs, \"-\"); want = acc[\"relearned-\" \$3, fs[1], fs[2]] - acc[\"relearned-\" \$1, fs[1], fs[2]]; d = \$5 - want
         if (d > 1e-9 || d < -1e-9 || \$2 != \"relearned\" || \$3 !~ \"^wmasked-\" \$1 \"-1e-[35]\$\" || fs[2] != \"heldout\" || \$6 != 4 ||
@@ -244,7 +248,7 @@ if run WMASK='1e-5 1e-3' WMASK_STEPS=3 > "$T/wlog" 2>&1; then
         END { exit bad || rows != 42 }' '$T/run/wmask-paired.tsv' '$T/run2/wmask-paired.tsv' '$T/poolw/paired.tsv' &&
       grep -q \"the comparisons of each one's wmask-paired.tsv\" '$T/poolw/report.md' &&
       [ \$(grep -c '^## Paired with ' '$T/poolw/report.md') = 7 ] &&
-      [ \$(grep -cE '^\| wmasked-(early|lookup|probe|late|all|atp|random)-1e-[35] \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+\) \|){3}\$' '$T/poolw/report.md') = 14 ]"
+      [ \$(grep -cE '^\| wmasked-(early|lookup|probe|late|all|atp|random)-1e-[35] \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+, Holm [0-9.e-]+\) \|){3}\$' '$T/poolw/report.md') = 14 ]"
   else
     fail sports_pool_weight_mask "$(tail -3 "$T/wlog2" "$T/wlog3" 2>/dev/null | tr '\n' ' ')"
   fi
@@ -284,7 +288,7 @@ t sports_pipeline_soft bash -c "
           split(\$(i + 1), a, /[][, ]+/); if (!(a[2] <= a[1] + 0.005 && a[1] <= a[3] + 0.005 && a[2] >= 0 && a[3] <= 1)) bad = 1 } }
       END { exit bad || n != 8 }' '$T/run/scores.tsv' '$R' &&
   [ \$(sed -n '/^## Soft prompt attack/,\$p' '$R' |
-       grep -cE '^\| (early|lookup|probe|late|all|atp|random) \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+\) \|){3}\$') = 24 ] &&
+       grep -cE '^\| (early|lookup|probe|late|all|atp|random) \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+, Holm [0-9.e-]+\) \|){3}\$') = 24 ] &&
   [ \$(grep -c \$'\tembedding\t' '$T/run/soft-near.tsv') = 8 ] && [ \$(grep -c \$'\tvector\t' '$T/run/soft-near.tsv') = 16 ] &&
   awk -F'\t' '\$2 == \"vector\" { m = \$1; n[m]++; s[m] += \$5; if (\$5 < -1 || \$5 > 1.00001 || \$4 <= 0) bad = 1 }
       END { for (m in n) printf \"%s %.2f\n\", m, s[m] / n[m]; exit bad }' '$T/run/soft-near.tsv' > '$T/near.want' &&
@@ -307,7 +311,7 @@ t sports_pipeline_soft bash -c "
 # --keep-best; the text the file's gcg_text) and late and random paired with each other
 run GCG=2 GCG_STEPS=2 GCG_TOPK=8 GCG_CANDIDATES=4 GCG_MODELS='base late random' > "$T/gcg.log" 2>&1 ||
   fail sports_pipeline_gcg "$(tail -3 "$T/gcg.log" | tr '\n' ' ')"
-t sports_pipeline_gcg bash -c "
+t sports_pipeline_gcg bash -c "$(declare -f holm_ok)
   [ \$(grep -cE '^(pipelines/job.sh )?mu-train' '$T/gcg.log') = 3 ] &&
   [ \$(grep -cE '^(pipelines/job.sh )?mu-train.* --soft-tokens 2 --gcg --gcg-topk 8 --gcg-candidates 4 --objective learn --train [^ ]*/gcg-relearn\.tok --steps 2 ' '$T/gcg.log') = 3 ] &&
   [ \$(grep -cE '^(pipelines/job.sh )?mu-forward.* --soft-prompt [^ ]*/gcg-(base|late|random)\.st --emit choices ' '$T/gcg.log') = 9 ] &&
@@ -333,10 +337,11 @@ t sports_pipeline_gcg bash -c "
     awk -F'\t' -v m=\$m '\$1 == m { print \$6 \" of \" \$7 \" |\" }' '$T/run/gcg-found.tsv'
   done > '$T/found.want' &&
   sed -n '/^What each search found/,/^The attack as typed/p' '$R' | grep -E '^\| (base|unlearned-)' | cmp -s - '$T/found.want' &&
-  [ \$(wc -l < '$T/run/gcg-paired.tsv') = 12 ] &&
+  [ \$(wc -l < '$T/run/gcg-paired.tsv') = 12 ] && holm_ok '$T/run/gcg-paired.tsv' &&
+  grep -q 'over the 12 comparisons of gcg-paired.tsv' '$R' &&
   [ \"\$(cut -f1-3 '$T/run/gcg-paired.tsv' | sort -u | tr '\t\n' ': ')\" = 'late:gcgattacked:random late:gcgtyped:random random:gcgattacked:late random:gcgtyped:late ' ] &&
   [ \$(sed -n '/^## GCG attack/,\$p' '$R' |
-       grep -cE '^\| (late|random) \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+\) \|){3}\$') = 4 ] &&
+       grep -cE '^\| (late|random) \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+, Holm [0-9.e-]+\) \|){3}\$') = 4 ] &&
   [ \$(grep -cE '^(pipelines/job.sh )?mu-forward.* --emit choices --out [^ ]*/gcgtyped-(base|late|random)/(cloze|question|mc)-heldout\.out [^ ]*/(cloze|question|mc)-heldout-typed-(base|late|random)\.tok' '$T/gcg.log') = 9 ] &&
   awk -F' *\\| *' 'NR == FNR { if (\$0 ~ /^choice_acc\t/) { split(\$0, c, /\t/); split(c[2], g, /[,=]/)
                                  want[g[2], g[4]] = sprintf(\"%.2f [%.2f, %.2f]\", c[3], c[5], c[6]) }; next }
