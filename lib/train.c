@@ -1276,21 +1276,29 @@ static void retain_activation_terms(mu_trainer *t, int B, int T, int rmu, int l2
     }
 }
 
+/* The next B sequences of data set k from draw position pos0, padded into the trainer's
+ * batch (*batch): their labeled rows. */
+static label_rows *draw_batch(mu_trainer *t, int k, int64_t pos0, mu_batch *batch) {
+    int B = t->o.batch;
+    mu_train_set *s = &t->data[k];
+    row_ref *rows = mu_xmalloc((size_t)B * sizeof *rows);
+    for (int b = 0; b < B; b++) {
+        mu_train_seq *q = &s->s[draw(t, k, pos0 + b)];
+        rows[b] = (row_ref){q->ids, q->len, q->lab_from};
+    }
+    int T = build_batch(t, rows, B);
+    free(rows);
+    *batch = (mu_batch){B, T, t->ids, t->lens};
+    return find_label_rows(t, B, T);
+}
+
 static int retain_pass(mu_trainer *t, int64_t pos0, char *err, size_t errlen) {
     int B = t->o.batch;
     int ce = need(t, MU_OBJ_RETAIN_CE), kl = need(t, MU_OBJ_RETAIN_KL);
     int rmu = need(t, MU_OBJ_RMU) && t->o.rmu_alpha != 0, l2 = need(t, MU_OBJ_MLP_L2);
     if (!ce && !kl && !rmu && !l2) return 0;
-    mu_train_set *rs = &t->data[MU_DATA_RETAIN];
-    row_ref *rows = mu_xmalloc((size_t)B * sizeof *rows);
-    for (int b = 0; b < B; b++) {
-        mu_train_seq *q = &rs->s[draw(t, MU_DATA_RETAIN, pos0 + b)];
-        rows[b] = (row_ref){q->ids, q->len, q->lab_from};
-    }
-    int T = build_batch(t, rows, B);
-    free(rows);
-    label_rows *lr = find_label_rows(t, B, T);
-    mu_batch batch = {B, T, t->ids, t->lens};
+    mu_batch batch;
+    label_rows *lr = draw_batch(t, MU_DATA_RETAIN, pos0, &batch);
     double A = t->o.accum;
     int top = -1;                                   /* deepest layer the activation terms need */
     if (rmu) top = t->o.rmu_layer;
@@ -1329,7 +1337,7 @@ static int retain_pass(mu_trainer *t, int64_t pos0, char *err, size_t errlen) {
         t->term[MU_OBJ_RETAIN_KL] += mu_obj_kl(mu_model_logits(t->m), lr->tgt, lr->R, t->V, ref_lp,
                                                t->o.coef[MU_OBJ_RETAIN_KL] * tokc, dl) * tokc;
     }
-    retain_activation_terms(t, B, T, rmu, l2);
+    retain_activation_terms(t, B, batch.T, rmu, l2);
     if (!t->loss_only && (logits ? mu_model_backward_logp(t->m, lr->tgt, lr->a, dl, bh, nh, err, errlen)
                                  : mu_model_backward(t->m, NULL, bh, nh, err, errlen)))
         goto out;
@@ -1342,18 +1350,9 @@ out:
 
 static int general_pass(mu_trainer *t, int64_t pos0, char *err, size_t errlen) {
     if (!need(t, MU_OBJ_GENERAL_LM)) return 0;
-    int B = t->o.batch;
-    mu_train_set *gs = &t->data[MU_DATA_GENERAL];
-    row_ref *rows = mu_xmalloc((size_t)B * sizeof *rows);
-    for (int b = 0; b < B; b++) {
-        mu_train_seq *q = &gs->s[draw(t, MU_DATA_GENERAL, pos0 + b)];
-        rows[b] = (row_ref){q->ids, q->len, q->lab_from};
-    }
-    int T = build_batch(t, rows, B);
-    free(rows);
-    label_rows *lr = find_label_rows(t, B, T);
-    mu_batch batch = {B, T, t->ids, t->lens};
-    mu_fwd_opts fo = label_rows_opts(lr, B);
+    mu_batch batch;
+    label_rows *lr = draw_batch(t, MU_DATA_GENERAL, pos0, &batch);
+    mu_fwd_opts fo = label_rows_opts(lr, batch.B);
     fo.train = !t->loss_only;
     if (mu_model_forward(t->m, &batch, &fo, err, errlen) < 0) return -1;
     if (mu_model_target_logprobs(t->m, lr->tgt, lr->logp, err, errlen) < 0) return -1;
