@@ -725,9 +725,11 @@ static void pack_trace_meta(mu_writer *w, const mu_attr_result *r, const mu_attr
 }
 
 void mu_attr_write(const mu_attr_result *r, const mu_attr_opts *o, const char *path,
-                   const char *const *input_roles, const char *const *input_paths, int n_inputs) {
+                   const char *const *input_roles, const char *const *input_paths, const float *input_scales,
+                   int n_inputs) {
     mu_writer *w = mu_writer_open(path, "scores");
-    for (int i = 0; i < n_inputs; i++) mu_writer_add_input(w, input_roles[i], input_paths[i]);
+    for (int i = 0; i < n_inputs; i++)
+        mu_writer_add_input_scaled(w, input_roles[i], input_paths[i], input_scales ? input_scales[i] : 1);
     mu_pack_str(mu_writer_meta(w, "method"), mu_attr_method_name(o->method));
     mu_pack_str(mu_writer_meta(w, "granularity"), mu_gran_name(o->gran));
     msgpack_pack_int64(mu_writer_meta(w, "params_total"), r->params_total);

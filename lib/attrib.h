@@ -126,5 +126,6 @@ int mu_attr_is_causal(mu_attr_method m);   /* causal-trace, atp, path-patch */
  * "score": f32 [units]} (+ "norm_f","norm_r","cos" for memflex). inputs as in
  * mu_mask_write. */
 void mu_attr_write(const mu_attr_result *r, const mu_attr_opts *o, const char *path,
-                   const char *const *input_roles, const char *const *input_paths, int n_inputs);
+                   const char *const *input_roles, const char *const *input_paths, const float *input_scales,
+                   int n_inputs);
 #endif

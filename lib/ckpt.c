@@ -7,6 +7,7 @@
 #include "stream.h"
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -430,6 +431,17 @@ fail:
     return NULL;
 }
 
+mu_ckpt *mu_ckpt_open_with_deltas(const char *path, const char *const *deltas, const float *scales, int n,
+                                  char *err, size_t errlen) {
+    mu_ckpt *c = mu_ckpt_open(path, err, errlen);
+    for (int i = 0; c && i < n; i++)
+        if (mu_ckpt_add_delta_scaled(c, deltas[i], scales ? scales[i] : 1, err, errlen)) {
+            mu_ckpt_close(c);
+            c = NULL;
+        }
+    return c;
+}
+
 const mu_config *mu_ckpt_config(const mu_ckpt *c) { return &c->cfg; }
 int mu_ckpt_is_gguf(const mu_ckpt *c) { return c->g != NULL; }
 const mu_gguf *mu_ckpt_gguf(const mu_ckpt *c) { return c->g; }
@@ -477,11 +489,16 @@ int mu_ckpt_digest(mu_ckpt *c, char out[33]) {
     if (mu_ckpt_base_digest(c, base)) return -1;
     if (!c->n_delta) { memcpy(out, base, 33); return 0; }
     if (!c->digest[0]) {
-        char **paths = mu_xmalloc(sizeof *paths * (size_t)(2 * c->n_delta)), prefix[48];
-        int n = 0;
-        for (int i = 0; i < c->n_delta; i++) n += mu_delta_files(c->delta[i], (const char **)paths + n);
-        snprintf(prefix, sizeof prefix, "base\t%s\n", base);
+        char **paths = mu_xmalloc(sizeof *paths * (size_t)(2 * c->n_delta));
+        char *prefix = mu_xmalloc(48 + 48 * (size_t)c->n_delta);
+        int n = 0, o = snprintf(prefix, 48, "base\t%s\n", base);
+        for (int i = 0; i < c->n_delta; i++) {
+            n += mu_delta_files(c->delta[i], (const char **)paths + n);
+            float s = mu_delta_scale(c->delta[i]);   /* a scaled delta is another model */
+            if (s != 1) o += snprintf(prefix + o, 48, "scale\t%d\t%.9g\n", i, s);
+        }
         int rc = digest_of(paths, n, prefix, c->digest);
+        free(prefix);
         free(paths);
         if (rc) return -1;
     }
@@ -499,8 +516,17 @@ int mu_delta_writer_init(mu_st_writer *w, mu_ckpt *c) {
 }
 
 int mu_ckpt_add_delta(mu_ckpt *c, const char *delta_path, char *err, size_t errlen) {
+    return mu_ckpt_add_delta_scaled(c, delta_path, 1, err, errlen);
+}
+
+int mu_ckpt_add_delta_scaled(mu_ckpt *c, const char *delta_path, float scale, char *err, size_t errlen) {
+    if (!isfinite(scale)) {
+        mu_set_err(err, errlen, "%s: scale %g is not a finite number", delta_path, scale);
+        return -1;
+    }
     mu_delta *d = mu_delta_open(delta_path, c, err, errlen);
     if (!d) return -1;
+    mu_delta_set_scale(d, scale);
     c->delta = mu_xrealloc(c->delta, sizeof *c->delta * (size_t)(c->n_delta + 1));
     c->delta[c->n_delta++] = d;
     c->digest[0] = 0;

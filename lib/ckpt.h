@@ -32,6 +32,13 @@ const mu_gguf *mu_ckpt_gguf(const mu_ckpt *c);
  * exist, shapes/indices in range, dtypes) and stacks it. A "base" digest in its metadata that differs from this checkpoint's digest
  * (without deltas) is an error. 0 ok, -1 + "delta: what". */
 int mu_ckpt_add_delta(mu_ckpt *c, const char *delta_path, char *err, size_t errlen);
+/* The same, applied at strength scale (mu_delta_set_scale: w0 + scale (w - w0), low-rank
+ * changes times scale); the digest (mu_ckpt_digest) then names the scale. */
+int mu_ckpt_add_delta_scaled(mu_ckpt *c, const char *delta_path, float scale, char *err, size_t errlen);
+/* Opens path and stacks deltas[0..n) on it in order, deltas[i] at scales[i] (scales NULL:
+ * all 1). NULL + err on the first failure. */
+mu_ckpt *mu_ckpt_open_with_deltas(const char *path, const char *const *deltas, const float *scales, int n,
+                                  char *err, size_t errlen);
 int mu_ckpt_n_deltas(const mu_ckpt *c);
 
 /* Reads tensor by HF name into dst as f32 (converted/dequantized; deltas applied in
@@ -65,7 +72,7 @@ int64_t mu_ckpt_delta_elems(const mu_ckpt *c, int i, const char *hf_name);
 int mu_ckpt_check_arch(mu_ckpt *c, char *err, size_t errlen);
 
 /* Digest for stream headers: XXH3-128 (32 hex chars) over the base files' digests,
- * then each delta's digest. Cached. 0 ok, -1 I/O error. */
+ * each delta's scale other than 1, then each delta's digest. Cached. 0 ok, -1 I/O error. */
 int mu_ckpt_digest(mu_ckpt *c, char out[33]);
 /* The same without deltas (what a delta's "base" metadata records). */
 int mu_ckpt_base_digest(mu_ckpt *c, char out[33]);

@@ -381,3 +381,14 @@ double mu_parse_real(const char *opt, const char *s, double lo, double hi) {
     }
     return v;
 }
+
+const char *mu_parse_scaled(const char *opt, const char *arg, double *scale) {
+    const char *eq = strchr(arg, '=');
+    char num[64];
+    if (!eq || eq == arg || !eq[1] || (size_t)(eq - arg) >= sizeof num)
+        mu_usage_error("%s '%s': expected S=FILE, e.g. -1=negated.st", opt, arg);
+    memcpy(num, arg, (size_t)(eq - arg));
+    num[eq - arg] = '\0';
+    *scale = mu_parse_real(opt, num, -1e6, 1e6);
+    return eq + 1;
+}

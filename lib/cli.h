@@ -66,6 +66,10 @@ void mu_cleanup_unregister(const char *path);
  * integer in [lo, hi] / a finite number in [lo, hi]. */
 long mu_parse_int(const char *opt, const char *s, long lo, long hi);
 double mu_parse_real(const char *opt, const char *s, double lo, double hi);
+/* An option's S=FILE (a scale, then a path: mu-train --out-scaled, --scaled-delta): sets
+ * *scale to S (a number in [-1e6, 1e6]) and returns FILE; a usage error naming opt if arg is
+ * not of that form. */
+const char *mu_parse_scaled(const char *opt, const char *arg, double *scale);
 
 /* Utilities */
 void *mu_xmalloc(size_t n);      /* dies on failure */

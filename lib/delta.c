@@ -35,7 +35,11 @@ struct mu_delta {
     mu_st *st;
     lowrank *lr;
     int n_lr;
+    float s;          /* the strength it applies at (mu_delta_set_scale; 1: as written) */
 };
+
+void mu_delta_set_scale(mu_delta *d, float s) { d->s = s; }
+float mu_delta_scale(const mu_delta *d) { return d->s; }
 
 void mu_lowrank_add(float *W, int rows, int cols, int r, float scale, const float *B, const float *A) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, cols, r, scale, B, r, A, cols, 1.0f, W, cols);
@@ -82,9 +86,20 @@ static int find_entry(const mu_st *st, const char *name, const char *suffix) {
 
 /* ------------------------------------------------------------------ applying */
 
-/* dst [rows, cols] (n values) := e's replacing values, if any; += its low-rank change, if any. */
+/* dst (n values) := the replacing values of entry i, at d's strength: dst + s (new - dst). */
+static int apply_replacing(const mu_delta *d, int i, float *dst, size_t n, char *err, size_t errlen) {
+    if (d->s == 1) return mu_st_read_f32(d->st, i, dst, n, err, errlen);
+    float *v = mu_xmalloc((n ? n : 1) * sizeof *v);
+    int rc = mu_st_read_f32(d->st, i, v, n, err, errlen);
+    for (size_t e = 0; !rc && e < n; e++) dst[e] = mu_delta_interp(dst[e], v[e], d->s);
+    free(v);
+    return rc;
+}
+
+/* dst [rows, cols] (n values) := e's replacing values, if any; += its low-rank change, if any
+ * (both at d's strength). */
 static int apply_lowrank(const mu_delta *d, const lowrank *e, float *dst, size_t n, char *err, size_t errlen) {
-    if (e->di >= 0 && mu_st_read_f32(d->st, e->di, dst, n, err, errlen)) return -1;
+    if (e->di >= 0 && apply_replacing(d, e->di, dst, n, err, errlen)) return -1;
     if (e->ai < 0) return 0;
     int64_t ash[MU_MAX_DIMS], bsh[MU_MAX_DIMS];
     mu_st_info(d->st, e->ai, NULL, NULL, ash, NULL, NULL);
@@ -99,16 +114,18 @@ static int apply_lowrank(const mu_delta *d, const lowrank *e, float *dst, size_t
     float *A = mu_xmalloc((size_t)na * sizeof *A), *B = mu_xmalloc((size_t)nb * sizeof *B);
     int rc = mu_st_read_f32(d->st, e->ai, A, (size_t)na, err, errlen) ||
              mu_st_read_f32(d->st, e->bi, B, (size_t)nb, err, errlen) ? -1 : 0;
-    if (!rc && !e->trans) mu_lowrank_add(dst, (int)rows, (int)cols, (int)r, e->scale, B, A);
+    float scale = d->s == 1 ? e->scale : e->scale * d->s;
+    if (!rc && !e->trans) mu_lowrank_add(dst, (int)rows, (int)cols, (int)r, scale, B, A);
     if (!rc && e->trans)   /* W [in, out] += scale A^T B^T, A [r, in], B [out, r] */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, (int)rows, (int)cols, (int)r, e->scale, A, (int)rows, B,
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, (int)rows, (int)cols, (int)r, scale, A, (int)rows, B,
                     (int)r, 1.0f, dst, (int)cols);
     free(A);
     free(B);
     return rc;
 }
 
-/* dst[idx[k]] = val[k] for the sparse pair of hf whose indices are entry ii. */
+/* dst[idx[k]] = val[k] for the sparse pair of hf whose indices are entry ii (at d's
+ * strength s: dst[idx[k]] + s (val[k] - dst[idx[k]])). */
 static int apply_sparse(const mu_delta *d, int ii, const char *hf, float *dst, size_t n, char *err, size_t errlen) {
     int vi = find_entry(d->st, hf, MU_DELTA_VAL_SUFFIX);
     const void *ip, *vp;
@@ -124,7 +141,9 @@ static int apply_sparse(const mu_delta *d, int ii, const char *hf, float *dst, s
             mu_set_err(err, errlen, "%s: %s::idx[%zu] = %lld out of range", d->path, hf, k, (long long)at);
             return -1;
         }
-        mu_to_f32(vdt, (const uint8_t *)vp + vs * k, 1, &dst[at]);   /* a float dtype (checked at open) */
+        float v;
+        mu_to_f32(vdt, (const uint8_t *)vp + vs * k, 1, &v);   /* a float dtype (checked at open) */
+        dst[at] = d->s == 1 ? v : mu_delta_interp(dst[at], v, d->s);
     }
     return 0;
 }
@@ -134,7 +153,7 @@ int mu_delta_apply(const mu_delta *d, const char *hf, float *dst, size_t n, char
     if (e) return apply_lowrank(d, e, dst, n, err, errlen);
     if (d->n_files == 2) return 0;   /* a PEFT adapter has only low-rank changes */
     int i = mu_st_find(d->st, hf);
-    if (i >= 0) return mu_st_read_f32(d->st, i, dst, n, err, errlen);
+    if (i >= 0) return apply_replacing(d, i, dst, n, err, errlen);
     int ii = find_entry(d->st, hf, MU_DELTA_IDX_SUFFIX);
     return ii < 0 ? 0 : apply_sparse(d, ii, hf, dst, n, err, errlen);
 }
@@ -562,6 +581,7 @@ static int open_peft(struct mu_ckpt *c, mu_delta *d, char *err, size_t errlen) {
 mu_delta *mu_delta_open(const char *path, struct mu_ckpt *c, char *err, size_t errlen) {
     mu_delta *d = mu_xcalloc(1, sizeof *d);
     d->path = mu_xstrdup(path);
+    d->s = 1;
     int rc;
     if (mu_delta_is_peft(path)) {
         rc = open_peft(c, d, err, errlen);

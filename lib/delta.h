@@ -35,8 +35,18 @@ typedef struct mu_delta mu_delta;
  * entry on failure. */
 mu_delta *mu_delta_open(const char *path, struct mu_ckpt *base, char *err, size_t errlen);
 void mu_delta_close(mu_delta *d);
+/* Sets the strength s that d applies at (1 when opened): each value it replaces moves from
+ * w0, what the deltas before left, to w0 + s (w - w0) (mu_delta_interp), and its low-rank
+ * changes are multiplied by s. s = -1 negates the change (task arithmetic: Ilharco et al.
+ * 2023), 0 leaves the weights as they were, 0.5 goes half way. */
+void mu_delta_set_scale(mu_delta *d, float s);
+float mu_delta_scale(const mu_delta *d);
+/* w0 + s (w - w0) in f32, the one formula of a scaled change (mu_delta_set_scale, and
+ * mu-train --delta-scale writing one), so that both give the same bits */
+static inline float mu_delta_interp(float w0, float w, float s) { return w0 + s * (w - w0); }
 /* Applies d's entries for tensor hf_name to dst, its n values as the deltas before left
- * them (untouched when d leaves the tensor alone). 0 ok, -1 + err (a read error). */
+ * them (untouched when d leaves the tensor alone), at d's strength. 0 ok, -1 + err (a read
+ * error). */
 int mu_delta_apply(const mu_delta *d, const char *hf_name, float *dst, size_t n, char *err, size_t errlen);
 /* Elements of tensor hf_name (numel of them) that d sets: numel when it holds the tensor
  * dense or low-rank, its index count when sparse, 0 when it leaves it alone. */

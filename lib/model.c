@@ -533,16 +533,14 @@ mu_model *mu_model_init_random_as(const mu_config *cfg, uint64_t seed, float std
 mu_model *mu_model_load(const char *path, const char *const *deltas, int n_deltas,
                         const mu_backend *be, char *err, size_t errlen)
 {
-    return mu_model_load_as(path, deltas, n_deltas, be, MU_WEIGHTS_F32, err, errlen);
+    return mu_model_load_as(path, deltas, NULL, n_deltas, be, MU_WEIGHTS_F32, err, errlen);
 }
 
-mu_model *mu_model_load_as(const char *path, const char *const *deltas, int n_deltas,
+mu_model *mu_model_load_as(const char *path, const char *const *deltas, const float *scales, int n_deltas,
                            const mu_backend *be, mu_weights weights, char *err, size_t errlen)
 {
-    mu_ckpt *ck = mu_ckpt_open(path, err, errlen);
+    mu_ckpt *ck = mu_ckpt_open_with_deltas(path, deltas, scales, n_deltas, err, errlen);
     if (!ck) return NULL;
-    for (int i = 0; i < n_deltas; i++)
-        if (mu_ckpt_add_delta(ck, deltas[i], err, errlen)) { mu_ckpt_close(ck); return NULL; }
     mu_model *m = model_new(mu_ckpt_config(ck), be, weights, err, errlen);
     if (!m) { mu_ckpt_close(ck); return NULL; }
     for (int i = 0; i < m->n_params; i++) {

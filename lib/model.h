@@ -150,9 +150,10 @@ mu_model *mu_model_load(const char *path, const char *const *deltas, int n_delta
  * norm weights 1, biases N(0, std^2). For tests and benchmarks. */
 mu_model *mu_model_init_random(const mu_config *cfg, uint64_t seed, float std,
                                const mu_backend *be, char *err, size_t errlen);
-/* The same with a choice of weight storage (the *_as forms; the plain ones are f32). A
+/* The same with a choice of weight storage (the *_as forms; the plain ones are f32), and
+ * deltas[i] applied at strength scales[i] (mu_ckpt_add_delta_scaled; scales NULL: all 1). A
  * bf16 model rounds every GEMM/embedding weight to bf16 when it is stored. */
-mu_model *mu_model_load_as(const char *path, const char *const *deltas, int n_deltas,
+mu_model *mu_model_load_as(const char *path, const char *const *deltas, const float *scales, int n_deltas,
                            const mu_backend *be, mu_weights weights, char *err,
                            size_t errlen);
 mu_model *mu_model_init_random_as(const mu_config *cfg, uint64_t seed, float std,

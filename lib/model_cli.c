@@ -13,17 +13,37 @@ void mu_model_args_init(mu_model_args *a) {
 
 void mu_model_args_free(mu_model_args *a) {
     free(a->deltas);
+    free(a->delta_scales);
     a->deltas = NULL;
+    a->delta_scales = NULL;
     a->n_deltas = 0;
+}
+
+static void add_delta(mu_model_args *a, const char *path, float scale) {
+    a->deltas = mu_xrealloc(a->deltas, (size_t)(a->n_deltas + 1) * sizeof *a->deltas);
+    a->delta_scales = mu_xrealloc(a->delta_scales, (size_t)(a->n_deltas + 1) * sizeof *a->delta_scales);
+    a->deltas[a->n_deltas] = path;
+    a->delta_scales[a->n_deltas++] = scale;
+}
+
+int mu_model_args_scaled(const mu_model_args *a) {
+    for (int i = 0; i < a->n_deltas; i++)
+        if (a->delta_scales[i] != 1) return 1;
+    return 0;
 }
 
 int mu_model_args_option(mu_model_args *a, int opt, const char *arg) {
     switch (opt) {
     case 'm': a->path = arg; return 1;
     case MU_OPT_DELTA:
-        a->deltas = mu_xrealloc(a->deltas, (size_t)(a->n_deltas + 1) * sizeof *a->deltas);
-        a->deltas[a->n_deltas++] = arg;
+        add_delta(a, arg, 1);
         return 1;
+    case MU_OPT_SCALED_DELTA: {
+        double s;
+        const char *path = mu_parse_scaled("--scaled-delta", arg, &s);
+        add_delta(a, path, (float)s);
+        return 1;
+    }
     case MU_OPT_DEVICE: a->device = arg; return 1;
     case MU_OPT_SOFT: a->soft_prompt = arg; return 1;
     case MU_OPT_SOFT_PROJECT: a->soft_project = 1; return 1;
@@ -41,10 +61,10 @@ const mu_backend *mu_model_args_backend(const mu_model_args *a) {
     return be;
 }
 
-mu_model *mu_model_load_or_die(const char *path, const char *const *deltas, int n_deltas, const mu_backend *be,
-                               mu_weights weights, const char *what) {
+mu_model *mu_model_load_or_die(const char *path, const char *const *deltas, const float *scales, int n_deltas,
+                               const mu_backend *be, mu_weights weights, const char *what) {
     char err[1024];
-    mu_model *m = mu_model_load_as(path, deltas, n_deltas, be, weights, err, sizeof err);
+    mu_model *m = mu_model_load_as(path, deltas, scales, n_deltas, be, weights, err, sizeof err);
     if (!m) mu_die("%s", err);
     mu_model_report_memory(m, what);
     return m;

@@ -8,17 +8,21 @@
 #include "model.h"
 #include <getopt.h>
 
-/* getopt_long codes of the shared long options: above any tool's own (those start at 256) */
-enum { MU_OPT_DELTA = 0x4000, MU_OPT_DEVICE, MU_OPT_DTYPE, MU_OPT_SOFT, MU_OPT_SOFT_PROJECT };
+/* getopt_long codes of the shared long options: above any tool's own (those start at 256).
+ * --scaled-delta S=FILE applies FILE at strength S (task arithmetic: w0 + S (w - w0), w0 the
+ * weights before it; low-rank changes times S), in order among the --delta files. */
+enum { MU_OPT_DELTA = 0x4000, MU_OPT_SCALED_DELTA, MU_OPT_DEVICE, MU_OPT_DTYPE, MU_OPT_SOFT, MU_OPT_SOFT_PROJECT };
 #define MU_MODEL_LONGOPTS                                                                      \
     {"model", required_argument, 0, 'm'}, {"delta", required_argument, 0, MU_OPT_DELTA},       \
+    {"scaled-delta", required_argument, 0, MU_OPT_SCALED_DELTA},                               \
     {"device", required_argument, 0, MU_OPT_DEVICE}, {"dtype", required_argument, 0, MU_OPT_DTYPE},    \
     {"soft-prompt", required_argument, 0, MU_OPT_SOFT}, {"soft-project", no_argument, 0, MU_OPT_SOFT_PROJECT}
 
 typedef struct {
     const char *path;        /* --model, or NULL */
     const char *device;      /* --device (default "auto") */
-    const char **deltas;     /* --delta FILE..., in order */
+    const char **deltas;     /* --delta FILE and --scaled-delta S=FILE, in order */
+    float *delta_scales;     /* each one's strength S (1 for --delta) */
     int n_deltas;
     mu_weights weights;      /* --dtype (default f32) */
     const char *soft_prompt; /* --soft-prompt FILE, or NULL */
@@ -32,10 +36,12 @@ void mu_model_args_free(mu_model_args *a);
 int mu_model_args_option(mu_model_args *a, int opt, const char *arg);
 /* The backend of --device (a usage error when it is unknown or unusable). */
 const mu_backend *mu_model_args_backend(const mu_model_args *a);
-/* Loads path with deltas onto be in weights, prints its memory use as `what` (stderr);
- * dies with the loader's one-line error. */
-mu_model *mu_model_load_or_die(const char *path, const char *const *deltas, int n_deltas, const mu_backend *be,
-                               mu_weights weights, const char *what);
+/* Loads path with deltas (at scales; NULL: all 1) onto be in weights, prints its memory use
+ * as `what` (stderr); dies with the loader's one-line error. */
+mu_model *mu_model_load_or_die(const char *path, const char *const *deltas, const float *scales, int n_deltas,
+                               const mu_backend *be, mu_weights weights, const char *what);
+/* Whether any delta of a applies at a strength other than 1. */
+int mu_model_args_scaled(const mu_model_args *a);
 /* Sets --soft-prompt's vectors (lib/soft.h) on m, frozen; nothing without the option. With
  * --soft-project, each vector is first replaced by the input embedding row of its nearest
  * token by cosine (m's own rows): the slots then read exactly as those tokens would. Dies

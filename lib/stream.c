@@ -239,9 +239,14 @@ static int is_stream_path(const char *path) {
 }
 
 void mu_writer_add_input(mu_writer *w, const char *role, const char *path) {
+    mu_writer_add_input_scaled(w, role, path, 1);
+}
+
+void mu_writer_add_input_scaled(mu_writer *w, const char *role, const char *path, double scale) {
     if (w->header_written) mu_die("internal error: %s: input added after the first record", w->path);
     msgpack_packer *pk = &w->inputs_pk;
-    msgpack_pack_map(pk, 4);
+    msgpack_pack_map(pk, scale == 1 ? 4 : 5);
+    if (scale != 1) mu_pack_kv_f64(pk, "scale", scale);
     mu_pack_kv_str(pk, "role", role);
     mu_pack_kv_str(pk, "path", path);
     if (is_stream_path(path)) {

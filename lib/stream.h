@@ -25,6 +25,9 @@ typedef struct mu_writer mu_writer;
 mu_writer *mu_writer_open(const char *path, const char *kind);
 /* Before the first record: note an input (role e.g. "model", "forget") with its digest. */
 void mu_writer_add_input(mu_writer *w, const char *role, const char *path);
+/* The same with "scale": scale when it is not 1 (a delta applied at that strength:
+ * --scaled-delta). */
+void mu_writer_add_input_scaled(mu_writer *w, const char *role, const char *path, double scale);
 /* Before the first record: returns a packer for the value of header meta[key];
  * the caller packs exactly one msgpack object into it. */
 msgpack_packer *mu_writer_meta(mu_writer *w, const char *key);

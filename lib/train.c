@@ -2118,8 +2118,7 @@ static int scale_from_start(mu_ckpt *ck, const mu_param *p, double scale, const 
     float *w0 = mu_xmalloc((size_t)p->numel * sizeof *w0);
     int rc = mu_ckpt_read_f32(ck, p->info.name, p->info.ndim, p->info.shape, w0, err, errlen);
     for (int64_t e = 0; !rc && e < n; e++) {
-        float a = w0[idx ? idx[e] : e];
-        vals[e] = a + (float)scale * (vals[e] - a);
+        vals[e] = mu_delta_interp(w0[idx ? idx[e] : e], vals[e], (float)scale);
     }
     free(w0);
     return rc;
@@ -2165,15 +2164,12 @@ static int add_delta_tensor(mu_st_writer *w, mu_trainer *t, mu_ckpt *ck, int i, 
 }
 
 int mu_train_write_delta(mu_trainer *t, const char *base_path, const char *const *deltas,
-                         int n_deltas, const char *path, int sparse, const char *objective,
-                         char *err, size_t errlen) {
-    mu_ckpt *ck = mu_ckpt_open(base_path, err, errlen);
+                         const float *scales, int n_deltas, const char *path, int sparse,
+                         const char *objective, char *err, size_t errlen) {
+    mu_ckpt *ck = mu_ckpt_open_with_deltas(base_path, deltas, scales, n_deltas, err, errlen);
     if (!ck) return -1;
     int rc = -1;
-    mu_st_writer *w = NULL;
-    for (int i = 0; i < n_deltas; i++)
-        if (mu_ckpt_add_delta(ck, deltas[i], err, errlen)) goto out;
-    w = mu_st_writer_new();
+    mu_st_writer *w = mu_st_writer_new();
     if (mu_delta_writer_init(w, ck)) {
         snprintf(err, errlen, "%s: cannot digest the base model", base_path);
         goto out;
@@ -2194,21 +2190,19 @@ out:
     return rc;
 }
 
-int mu_train_write_soft_prompt(mu_trainer *t, const char *base_path, const char *const *deltas, int n_deltas,
-                               const char *path, char *err, size_t errlen) {
+int mu_train_write_soft_prompt(mu_trainer *t, const char *base_path, const char *const *deltas,
+                               const float *scales, int n_deltas, const char *path, char *err, size_t errlen) {
     const mu_soft_prompt *sp = mu_model_soft_prompt(t->m);
     if (t->o.soft_tokens <= 0 || !sp) {
         snprintf(err, errlen, "%s: this run trained no soft prompt", path);
         return -1;
     }
-    mu_ckpt *ck = mu_ckpt_open(base_path, err, errlen);
+    mu_ckpt *ck = mu_ckpt_open_with_deltas(base_path, deltas, scales, n_deltas, err, errlen);
     if (!ck) return -1;
     int rc = -1;
     char digest[33];
     float *P = mu_xmalloc((size_t)sp->n * t->D * sizeof *P);
     mu_st_writer *w = NULL;
-    for (int i = 0; i < n_deltas; i++)
-        if (mu_ckpt_add_delta(ck, deltas[i], err, errlen)) goto out;
     if (mu_ckpt_digest(ck, digest)) {
         snprintf(err, errlen, "%s: cannot digest the model", base_path);
         goto out;

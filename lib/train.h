@@ -203,11 +203,11 @@ double mu_trainer_eval_metric(mu_trainer *t, const char *name_metric);
 void mu_trainer_set_delta_scale(mu_trainer *t, double scale);
 /* Writes a delta (man/mu-delta.5) of the trained tensors' new values: dense tensors, or
  * with sparse NAME::idx (i64) + NAME::val (f32) for partly trained tensors. base_path and
- * deltas are the model the training started from (for the "base" digest). Atomic.
- * 0 ok, -1 + err. */
+ * deltas (at scales, NULL: all 1) are the model the training started from (for the "base"
+ * digest, and w0 of delta_scale). Atomic. 0 ok, -1 + err. */
 int mu_train_write_delta(mu_trainer *t, const char *base_path, const char *const *deltas,
-                         int n_deltas, const char *path, int sparse, const char *objective,
-                         char *err, size_t errlen);
+                         const float *scales, int n_deltas, const char *path, int sparse,
+                         const char *objective, char *err, size_t errlen);
 /* Writes a LoRA run's adapters (mu_trainer_options.lora_r) as a PEFT adapter directory
  * (adapter_config.json, adapter_model.safetensors f32: base_model.model.X.lora_A.weight
  * [r, in] and .lora_B.weight [out, r] for each adapted X.weight under the checkpoint's
@@ -218,11 +218,11 @@ int mu_train_write_peft(mu_trainer *t, const char *base_path, const char *dir, c
 /* A GCG run's (opts.gcg) tokens in the slots now [soft_tokens], or NULL. */
 const int32_t *mu_trainer_gcg_ids(const mu_trainer *t);
 /* Writes a soft-prompt run's vectors (opts.soft_tokens) as a soft-prompt file (lib/soft.h):
- * "trained_on" the digest of base_path with deltas, "model" base_path, "mu_train" the run's
+ * "trained_on" the digest of base_path with deltas (at scales, NULL: all 1), "model" base_path, "mu_train" the run's
  * record, with GCG (opts.gcg) "token_ids" the slots' tokens (a JSON array). Atomic. 0 ok,
  * -1 + err. */
-int mu_train_write_soft_prompt(mu_trainer *t, const char *base_path, const char *const *deltas, int n_deltas,
-                               const char *path, char *err, size_t errlen);
+int mu_train_write_soft_prompt(mu_trainer *t, const char *base_path, const char *const *deltas,
+                               const float *scales, int n_deltas, const char *path, char *err, size_t errlen);
 /* Writes m as a Hugging Face model directory (config.json, model.safetensors f32 with
  * format "pt", tokenizer files copied from src_path's directory; *no_tokenizer set when
  * there was no tokenizer.json). Atomic (temp directory + rename). 0 ok, -1 + err. */

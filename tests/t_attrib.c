@@ -20,7 +20,7 @@ static mu_st *golden_open(void) {
 static mu_model *parity_model_on(const mu_backend *be, mu_weights w) {
     char dir[1200], err[512];
     snprintf(dir, sizeof dir, "%s/tests/golden/parity", mu_test_root());
-    mu_model *m = mu_model_load_as(dir, NULL, 0, be, w, err, sizeof err);
+    mu_model *m = mu_model_load_as(dir, NULL, NULL, 0, be, w, err, sizeof err);
     CHECK_MSG(m != NULL, "%s", err);
     return m;
 }
@@ -247,7 +247,7 @@ TEST(attrib_scores_stream_roundtrip) {
     char err[512], path[1200];
     CHECK_MSG(mu_attrib_run(m, &tensors, &f, &r, &o, &res, err, sizeof err) == 0, "%s", err);
     snprintf(path, sizeof path, "%s/s.mpk.zst", mu_test_tmpdir());
-    mu_attr_write(&res, &o, path, NULL, NULL, 0);
+    mu_attr_write(&res, &o, path, NULL, NULL, NULL, 0);
     mu_reader *rd = mu_reader_open(path, "scores", err, sizeof err);
     CHECK_MSG(rd != NULL, "%s", err);
     const msgpack_object *meta = mu_obj_get(mu_reader_header(rd), "meta");

@@ -1662,6 +1662,63 @@ TEST(delta_peft_saved_bias_replaces_the_bias) {
     mu_ckpt_close(c);
 }
 
+/* lm_head.weight and lm_head.bias of parity_phi with its golden adapter (low-rank on lm_head)
+ * and the saved-bias adapter, both at strength s (s NAN: neither), into w and b; the digest
+ * into digest. */
+static void phi_head_at(float s, float *w, float *b, const int64_t *wsh, const int64_t *bsh, char digest[33]) {
+    char err[512];
+    mu_ckpt *c = mu_ckpt_open(golden("parity_phi"), err, sizeof err);
+    CHECK_MSG(c, "%s", err);
+    if (!c) return;
+    if (!isnan(s))
+        CHECK_MSG(mu_ckpt_add_delta_scaled(c, golden("parity_phi/peft_adapter"), s, err, sizeof err) == 0 &&
+                  mu_ckpt_add_delta_scaled(c, peft_saved_bias("pb_scaled", bsh[0]), s, err, sizeof err) == 0, "%s", err);
+    CHECK_MSG(mu_ckpt_read_f32(c, "lm_head.weight", 2, wsh, w, err, sizeof err) == 0, "%s", err);
+    CHECK_MSG(mu_ckpt_read_f32(c, "lm_head.bias", 1, bsh, b, err, sizeof err) == 0, "%s", err);
+    CHECK(mu_ckpt_digest(c, digest) == 0);
+    mu_ckpt_close(c);
+}
+
+/* PEFT adapters at strength s (--scaled-delta): the low-rank change times s, the bias one
+ * replaces moved to b0 + s (b1 - b0) bit for bit (mu_delta_interp); s = 1 is the adapter as
+ * it is, digest included; another s is another digest; a scale that is not finite is refused */
+TEST(delta_peft_scaled_is_task_arithmetic) {
+    char err[512];
+    mu_ckpt *c = mu_ckpt_open(golden("parity_phi"), err, sizeof err);
+    CHECK_MSG(c, "%s", err);
+    int nd;
+    int64_t wsh[MU_MAX_DIMS], bsh[MU_MAX_DIMS];
+    CHECK(mu_ckpt_shape(c, "lm_head.weight", &nd, wsh) && nd == 2 && mu_ckpt_shape(c, "lm_head.bias", &nd, bsh));
+    CHECK(mu_ckpt_add_delta_scaled(c, peft_saved_bias("pb_scaled", bsh[0]), INFINITY, err, sizeof err) == -1 &&
+          strstr(err, "not a finite number"));
+    mu_ckpt_close(c);
+    size_t nw = (size_t)(wsh[0] * wsh[1]), nb = (size_t)bsh[0];
+    float *w[3], *b[3];
+    char dg[3][33], one[33];
+    const float s[3] = {NAN, 1, -0.5f};
+    for (int k = 0; k < 3; k++) {
+        w[k] = malloc(nw * sizeof(float));
+        b[k] = malloc(nb * sizeof(float));
+        phi_head_at(s[k], w[k], b[k], wsh, bsh, dg[k]);
+    }
+    c = mu_ckpt_open(golden("parity_phi"), err, sizeof err);
+    CHECK_MSG(c && mu_ckpt_add_delta(c, golden("parity_phi/peft_adapter"), err, sizeof err) == 0 &&
+              mu_ckpt_add_delta(c, peft_saved_bias("pb_scaled", bsh[0]), err, sizeof err) == 0, "%s", err);
+    CHECK(mu_ckpt_digest(c, one) == 0 && !strcmp(one, dg[1]) && strcmp(dg[1], dg[2]) && strcmp(dg[0], dg[2]));
+    mu_ckpt_close(c);
+    double moved = 0;
+    for (size_t i = 0; i < nw; i++) {
+        float want = w[0][i] - 0.5f * (w[1][i] - w[0][i]);
+        CHECK_MSG(fabsf(w[2][i] - want) <= 1e-6f * (1 + fabsf(want)), "lm_head.weight[%zu] %g, want %g", i, w[2][i], want);
+        moved += fabs(w[1][i] - w[0][i]);
+    }
+    CHECK(moved > 0);
+    for (size_t i = 0; i < nb; i++)
+        CHECK_MSG(b[2][i] == mu_delta_interp(b[0][i], b[1][i], -0.5f) && b[1][i] == 0.25f * (float)i,
+                  "lm_head.bias[%zu] %g", i, b[2][i]);
+    for (int k = 0; k < 3; k++) { free(w[k]); free(b[k]); }
+}
+
 /* What mu does not apply is refused in one line naming the adapter: other PEFT methods and
  * LoRA features, tensors that are not LoRA A/B weights, unmatched or misshaped factors,
  * modules the model lacks, bad JSON, missing files; the golden adapter itself loads. */

@@ -1523,7 +1523,7 @@ TEST(model_bf16_parity_with_torch)
     char dir[1024], err[512];
     mu_st *g = parity_open("golden.safetensors", dir, sizeof dir);
     mu_st *g16 = parity_open("golden_bf16.safetensors", dir, sizeof dir);
-    mu_model *m = mu_model_load_as(dir, NULL, 0, mu_backend_cpu(), MU_WEIGHTS_BF16, err,
+    mu_model *m = mu_model_load_as(dir, NULL, NULL, 0, mu_backend_cpu(), MU_WEIGHTS_BF16, err,
                                    sizeof err);
     CHECK_MSG(m != NULL, "%s", err);
     CHECK(mu_model_weights(m) == MU_WEIGHTS_BF16);

@@ -592,8 +592,8 @@ TEST(train_deltas_and_model_dir_reproduce_the_model) {
     mu_mask mask;
     mixed_mask(m, &mask);
     mu_trainer *t = ga_trained(m, &mask, 1, 0);
-    CHECK_MSG(mu_train_write_delta(t, base, NULL, 0, dd, 0, "ga", err, sizeof err) == 0, "%s", err);
-    CHECK_MSG(mu_train_write_delta(t, base, NULL, 0, sd, 1, "ga", err, sizeof err) == 0, "%s", err);
+    CHECK_MSG(mu_train_write_delta(t, base, NULL, NULL, 0, dd, 0, "ga", err, sizeof err) == 0, "%s", err);
+    CHECK_MSG(mu_train_write_delta(t, base, NULL, NULL, 0, sd, 1, "ga", err, sizeof err) == 0, "%s", err);
     CHECK_MSG(mu_train_write_model_dir(m, base, out, &no_tok, err, sizeof err) == 0, "%s", err);
     const char *dl[1] = {dd}, *sl[1] = {sd};
     mu_model *a = mu_model_load(base, dl, 1, mu_backend_cpu(), err, sizeof err);
@@ -626,7 +626,7 @@ static void train_scaled_delta(const char *base, double scale, int sparse, int l
     mu_mask mask;
     mixed_mask(m, &mask);
     mu_trainer *t = ga_trained(m, &mask, scale, lora_r);
-    CHECK_MSG(mu_train_write_delta(t, base, NULL, 0, path, sparse, "ga", err, sizeof err) == 0, "%s", err);
+    CHECK_MSG(mu_train_write_delta(t, base, NULL, NULL, 0, path, sparse, "ga", err, sizeof err) == 0, "%s", err);
     mu_trainer_free(t);
     mu_mask_free(&mask);
     mu_model_free(m);
@@ -815,7 +815,7 @@ TEST(train_weight_mask_scales_masked_weights_only) {
               (long long)changed, (long long)zeroed, (long long)inside);
     CHECK_CLOSE(st.penalty, 1e-4 * ((double)inside - kept), 1e-8, 0);
     /* the sparse delta: the changed weights, and the base plus it is the trained model */
-    CHECK_MSG(mu_train_write_delta(t, base, NULL, 0, sd, 1, "log1mp", err, sizeof err) == 0, "%s", err);
+    CHECK_MSG(mu_train_write_delta(t, base, NULL, NULL, 0, sd, 1, "log1mp", err, sizeof err) == 0, "%s", err);
     mu_st *d = mu_st_open(sd, err, sizeof err);
     CHECK_MSG(d, "%s", err);
     int64_t in_delta = 0;

@@ -23,6 +23,9 @@ static const char usage[] =
     "  -m, --model PATH        Hugging Face model directory or GGUF file (required)\n"
     "      --delta FILE        apply a delta (or a PEFT LoRA adapter dir) on top of the\n"
     "                          model first (repeatable)\n"
+    "      --scaled-delta S=FILE  the same at strength S, in order with --delta: each\n"
+    "                          weight w0 + S (w - w0) (w0: before it), low-rank changes\n"
+    "                          times S (task arithmetic: -1 negates, 0.5 half way)\n"
     "      --device NAME       auto (default), cpu or cuda\n"
     "      --dtype T           weight storage: f32 (default) or bf16\n"
     "      --soft-prompt FILE  vectors for the records' soft-prompt slots (mu-soft-prompt(5))\n"
@@ -185,7 +188,7 @@ int main(int argc, char **argv) {
     parse_args(argc, argv, &o);
     char err[1024];
     const mu_backend *be = mu_model_args_backend(&o.ma);
-    mu_model *m = mu_model_load_or_die(o.ma.path, o.ma.deltas, o.ma.n_deltas, be, o.ma.weights, "model");
+    mu_model *m = mu_model_load_or_die(o.ma.path, o.ma.deltas, o.ma.delta_scales, o.ma.n_deltas, be, o.ma.weights, "model");
     mu_model_args_soft_prompt(&o.ma, m);
     mu_mask tensors;
     load_tensors(o.tensors, m, &tensors);
@@ -200,17 +203,23 @@ int main(int argc, char **argv) {
         mu_die("%s", err);
     const char **roles = mu_xmalloc(sizeof *roles * (size_t)(5 + o.ma.n_deltas));
     const char **paths = mu_xmalloc(sizeof *paths * (size_t)(5 + o.ma.n_deltas));
+    float *scales = mu_xmalloc(sizeof *scales * (size_t)(5 + o.ma.n_deltas));
     int n = 0;
+    for (int i = 0; i < 5 + o.ma.n_deltas; i++) scales[i] = 1;
     roles[n] = "model"; paths[n++] = o.ma.path;
-    for (int i = 0; i < o.ma.n_deltas; i++) { roles[n] = "delta"; paths[n++] = o.ma.deltas[i]; }
+    for (int i = 0; i < o.ma.n_deltas; i++) {
+        scales[n] = o.ma.delta_scales[i];
+        roles[n] = "delta"; paths[n++] = o.ma.deltas[i];
+    }
     if (o.ma.soft_prompt) { roles[n] = "soft_prompt"; paths[n++] = o.ma.soft_prompt; }
     roles[n] = "forget"; paths[n++] = o.forget;
     if (o.retain) { roles[n] = "retain"; paths[n++] = o.retain; }
     struct stat st;
     if (stat(o.tensors, &st) == 0) { roles[n] = "tensors"; paths[n++] = o.tensors; }
-    mu_attr_write(&r, &o.a, o.out, roles, paths, n);
+    mu_attr_write(&r, &o.a, o.out, roles, paths, scales, n);
     free(roles);
     free(paths);
+    free(scales);
     int64_t units = 0;
     for (int k = 0; k < r.n; k++) units += r.t[k].units;
     mu_info("%s: scored %lld %s units in %d tensors", mu_attr_method_name(o.a.method), (long long)units,

@@ -35,6 +35,8 @@ static const char usage[] =
     "  -m, --model PATH  dump a model's layout instead of streams\n"
     "      --delta FILE  with --model: a delta (or a PEFT LoRA adapter dir) on top\n"
     "                    (repeatable, in order)\n"
+    "      --scaled-delta S=FILE  the same at strength S (w0 + S (w - w0); in order\n"
+    "                    with --delta)\n"
     "      --stats       with --model: per tensor, the values' RMS and the L2 norm of\n"
     "                    each delta's change (absolute and relative); reads the weights\n"
     "      --soft-prompt FILE  dump a soft-prompt file instead of streams\n"
@@ -382,8 +384,18 @@ static void put_delta_metadata(FILE *fp, const char *path) {
     mu_st_close(s);
 }
 
-static void put_model_header(FILE *fp, mu_ckpt *c, const char *path, char **deltas, int n_deltas,
-                             const mu_param_info *p, int n) {
+/* ,"delta_scales":[...] when a delta applies at a strength other than 1 */
+static void put_delta_scales(FILE *fp, const float *scales, int n_deltas) {
+    int any = 0;
+    for (int i = 0; i < n_deltas; i++) any |= scales[i] != 1;
+    if (!any) return;
+    fputs(",\"delta_scales\":[", fp);
+    for (int i = 0; i < n_deltas; i++) fprintf(fp, "%s%.9g", i ? "," : "", scales[i]);
+    fputc(']', fp);
+}
+
+static void put_model_header(FILE *fp, mu_ckpt *c, const char *path, char **deltas, const float *scales,
+                             int n_deltas, const mu_param_info *p, int n) {
     char err[1024], digest[33];
     if (mu_ckpt_digest(c, digest)) mu_die("%s: cannot read it for its digest", path);
     char *cfg = mu_config_json_text(mu_ckpt_config(c), NULL, 0, path, err, sizeof err);
@@ -396,7 +408,9 @@ static void put_model_header(FILE *fp, mu_ckpt *c, const char *path, char **delt
         if (i) fputc(',', fp);
         put_cstr(fp, deltas[i]);
     }
-    fputs("],\"delta_metadata\":[", fp);
+    fputc(']', fp);
+    put_delta_scales(fp, scales, n_deltas);
+    fputs(",\"delta_metadata\":[", fp);
     for (int i = 0; i < n_deltas; i++) {
         if (i) fputc(',', fp);
         put_delta_metadata(fp, deltas[i]);
@@ -405,19 +419,17 @@ static void put_model_header(FILE *fp, mu_ckpt *c, const char *path, char **delt
     free(cfg);
 }
 
-static void dump_model(FILE *fp, const char *path, char **deltas, int n_deltas, long head, int no_header,
-                       int stats) {
+static void dump_model(FILE *fp, const char *path, char **deltas, const float *scales, int n_deltas, long head,
+                       int no_header, int stats) {
     char err[1024];
-    mu_ckpt *c = mu_ckpt_open(path, err, sizeof err);
+    mu_ckpt *c = mu_ckpt_open_with_deltas(path, (const char *const *)deltas, scales, n_deltas, err, sizeof err);
     if (!c) mu_die("%s", err);
-    for (int i = 0; i < n_deltas; i++)
-        if (mu_ckpt_add_delta(c, deltas[i], err, sizeof err)) mu_die("%s", err);
     model_dump m = {fp, c, n_deltas, stats, NULL, NULL};
     const mu_config *cf = mu_ckpt_config(c);
     mu_param_info *p;
     int n = mu_arch_params(cf, &p);
     if (n < 0) mu_die("%s: architecture %s is not supported", path, cf->arch);
-    if (!no_header) put_model_header(fp, c, path, deltas, n_deltas, p, n);
+    if (!no_header) put_model_header(fp, c, path, deltas, scales, n_deltas, p, n);
     if (stats) {
         int64_t most = 1;
         for (int i = 0; i < n; i++) most = mu_arch_numel(&p[i], 1) > most ? mu_arch_numel(&p[i], 1) : most;
@@ -463,6 +475,7 @@ static mu_tokenizer *model_tokenizer(const char *path) {
 typedef struct {
     const char *path;
     char **deltas;
+    const float *scales;
     int n_deltas;
     char digest[33];
     float *E;
@@ -472,10 +485,9 @@ typedef struct {
 
 static void open_soft_model(soft_model *sm) {
     char err[1024];
-    mu_ckpt *c = mu_ckpt_open(sm->path, err, sizeof err);
+    mu_ckpt *c = mu_ckpt_open_with_deltas(sm->path, (const char *const *)sm->deltas, sm->scales, sm->n_deltas, err,
+                                          sizeof err);
     if (!c) mu_die("%s", err);
-    for (int i = 0; i < sm->n_deltas; i++)
-        if (mu_ckpt_add_delta(c, sm->deltas[i], err, sizeof err)) mu_die("%s", err);
     if (mu_ckpt_digest(c, sm->digest)) mu_die("%s: cannot read it for its digest", sm->path);
     sm->E = read_embedding(c, sm->path, &sm->V, &sm->D);
     mu_ckpt_close(c);
@@ -589,13 +601,15 @@ int main(int argc, char **argv) {
         {"head", required_argument, 0, 'n'}, {"kind", required_argument, 0, 'k'},
         {"full", no_argument, 0, 'f'},       {"no-header", no_argument, 0, 'H'},
         {"out", required_argument, 0, 'o'},  {"model", required_argument, 0, 'm'},
-        {"delta", required_argument, 0, 'D'}, {"stats", no_argument, 0, 'S'},
+        {"delta", required_argument, 0, 'D'}, {"scaled-delta", required_argument, 0, 'Z'},
+        {"stats", no_argument, 0, 'S'},
         {"soft-prompt", required_argument, 0, 'P'}, {"nearest", required_argument, 0, 'N'},
         MU_COMMON_LONGOPTS, {0, 0, 0, 0}};
     long head = -1;
     const char *kind = NULL, *out = "-", *model = NULL, *soft = NULL;
     long nearest = -1;
     char **deltas = mu_xmalloc(sizeof *deltas * (size_t)argc);
+    float *scales = mu_xmalloc(sizeof *scales * (size_t)argc);
     int full = 0, no_header = 0, n_deltas = 0, stats = 0, opt;
     while ((opt = getopt_long(argc, argv, ":n:k:fHo:m:hVq", longopts, NULL)) != -1) {
         switch (opt) {
@@ -610,7 +624,13 @@ int main(int argc, char **argv) {
         case 'H': no_header = 1; break;
         case 'o': out = optarg; break;
         case 'm': model = optarg; break;
-        case 'D': deltas[n_deltas++] = optarg; break;
+        case 'D': scales[n_deltas] = 1; deltas[n_deltas++] = optarg; break;
+        case 'Z': {
+            double s;
+            deltas[n_deltas] = (char *)mu_parse_scaled("--scaled-delta", optarg, &s);
+            scales[n_deltas++] = (float)s;
+            break;
+        }
         case 'S': stats = 1; break;
         case 'P': soft = optarg; break;
         case 'N': {
@@ -624,16 +644,17 @@ int main(int argc, char **argv) {
             if (!mu_cli_common(opt, usage)) mu_usage_error("unexpected option (see --help)");
         }
     }
-    if (!model && (n_deltas || stats)) mu_usage_error("--delta and --stats need --model");
+    if (!model && (n_deltas || stats)) mu_usage_error("--delta, --scaled-delta and --stats need --model");
     if (nearest >= 0 && !(soft && model)) mu_usage_error("--nearest needs --soft-prompt and --model");
     if (soft) {
         if (optind < argc || kind || stats) mu_usage_error("--soft-prompt takes no FILE, --kind or --stats");
-        soft_model sm = {.path = model, .deltas = deltas, .n_deltas = n_deltas};
+        soft_model sm = {.path = model, .deltas = deltas, .scales = scales, .n_deltas = n_deltas};
         mu_outfile of;
         mu_out_open_or_die(&of, out);
         dump_soft_prompt(of.fp, soft, model ? &sm : NULL, nearest >= 0 ? (int)nearest : 5, head, no_header, full);
         mu_out_commit_or_die(&of);
         free(deltas);
+        free(scales);
         return MU_EXIT_OK;
     }
     if (model && (optind < argc || kind || full))
@@ -641,12 +662,14 @@ int main(int argc, char **argv) {
     if (model) {
         mu_outfile of;
         mu_out_open_or_die(&of, out);
-        dump_model(of.fp, model, deltas, n_deltas, head, no_header, stats);
+        dump_model(of.fp, model, deltas, scales, n_deltas, head, no_header, stats);
         mu_out_commit_or_die(&of);
         free(deltas);
+        free(scales);
         return MU_EXIT_OK;
     }
     free(deltas);
+    free(scales);
     char *stdin_only[] = {"-"};
     char **files = optind < argc ? argv + optind : stdin_only;
     int nfiles = optind < argc ? argc - optind : 1;

@@ -22,6 +22,9 @@ static const char usage[] =
     "  -m, --model PATH        model directory (Hugging Face layout) or GGUF file\n"
     "      --delta FILE        apply a delta (or a PEFT LoRA adapter dir) on top of the\n"
     "                          model (repeatable, in order)\n"
+    "      --scaled-delta S=FILE  the same at strength S, in order with --delta: each\n"
+    "                          weight w0 + S (w - w0) (w0: before it), low-rank changes\n"
+    "                          times S (task arithmetic: -1 negates, 0.5 half way)\n"
     "      --device NAME       auto (default: cuda when a device is usable, else cpu),\n"
     "                          cpu or cuda\n"
     "      --dtype T           weight storage: f32 (default) or bf16 (GEMMs in bf16 with\n"
@@ -139,7 +142,8 @@ static void add_inputs(mu_writer *w, const cli_opts *o)
 {
     if (strcmp(o->in, "-")) mu_writer_add_input(w, "tokens", o->in);
     mu_writer_add_input(w, "model", o->ma.path);
-    for (int i = 0; i < o->ma.n_deltas; i++) mu_writer_add_input(w, "delta", o->ma.deltas[i]);
+    for (int i = 0; i < o->ma.n_deltas; i++)
+        mu_writer_add_input_scaled(w, "delta", o->ma.deltas[i], o->ma.delta_scales[i]);
     if (o->ma.soft_prompt) mu_writer_add_input(w, "soft_prompt", o->ma.soft_prompt);
 }
 
@@ -195,7 +199,7 @@ int main(int argc, char **argv)
     char err[1024];
     const mu_backend *be = mu_model_args_backend(&o.ma);
     mu_reader *r = mu_reader_open_or_die(o.in, "tokens");
-    mu_model *m = mu_model_load_or_die(o.ma.path, o.ma.deltas, o.ma.n_deltas, be, o.ma.weights, "model");
+    mu_model *m = mu_model_load_or_die(o.ma.path, o.ma.deltas, o.ma.delta_scales, o.ma.n_deltas, be, o.ma.weights, "model");
     mu_model_args_soft_prompt(&o.ma, m);
     o.fw.eos = pick_eos(&o, r, m);
     mu_tokenizer *tk = NULL;

@@ -29,6 +29,9 @@ static const char usage[] =
     "  -m, --model PATH        Hugging Face model directory or GGUF file (required)\n"
     "      --delta FILE        apply a delta (or a PEFT LoRA adapter dir) on top of the\n"
     "                          model first (repeatable)\n"
+    "      --scaled-delta S=FILE  the same at strength S, in order with --delta: each\n"
+    "                          weight w0 + S (w - w0) (w0: before it), low-rank changes\n"
+    "                          times S (task arithmetic: -1 negates, 0.5 half way)\n"
     "      --ref PATH          reference model (default: a frozen copy of the starting model)\n"
     "      --mask FILE|SPEC    a mask stream, or whole matrices: mlp:2-6, attn:0-3, layers:4,\n"
     "                          mlp.down:5, attn.q:1, norms:0, embed, lm_head, all, joined\n"
@@ -154,15 +157,9 @@ enum {
 
 /* --out-scaled S=FILE: one more delta to write, at scale S. */
 static void add_scaled_out(cli_opts *o, const char *arg) {
-    const char *eq = strchr(arg, '=');
-    char num[64];
-    if (!eq || eq == arg || !eq[1] || (size_t)(eq - arg) >= sizeof num)
-        mu_usage_error("--out-scaled '%s': expected S=FILE, e.g. -1=negated.st", arg);
-    memcpy(num, arg, (size_t)(eq - arg));
-    num[eq - arg] = '\0';
     o->scaled = mu_xrealloc(o->scaled, (size_t)(o->n_scaled + 1) * sizeof *o->scaled);
-    o->scaled[o->n_scaled].scale = mu_parse_real("--out-scaled", num, -1e6, 1e6);
-    o->scaled[o->n_scaled++].path = eq + 1;
+    o->scaled[o->n_scaled].path = mu_parse_scaled("--out-scaled", arg, &o->scaled[o->n_scaled].scale);
+    o->n_scaled++;
 }
 
 static void parse_args(int argc, char **argv, cli_opts *o) {
@@ -435,17 +432,17 @@ static void write_outputs(const cli_opts *o, mu_trainer *t, mu_model *m) {
     note_weight_mask(t);
     note_gcg_result(o, t);
     if (o->t.soft_tokens) {
-        if (mu_train_write_soft_prompt(t, o->ma.path, o->ma.deltas, o->ma.n_deltas, o->out, err, sizeof err))
+        if (mu_train_write_soft_prompt(t, o->ma.path, o->ma.deltas, o->ma.delta_scales, o->ma.n_deltas, o->out, err, sizeof err))
             mu_die("%s", err);
     } else if (o->out) {
         for (int i = 0; i < o->n_scaled; i++) {   /* each at its scale, then --out at --delta-scale */
             mu_trainer_set_delta_scale(t, o->scaled[i].scale);
-            if (mu_train_write_delta(t, o->ma.path, o->ma.deltas, o->ma.n_deltas, o->scaled[i].path, o->sparse,
+            if (mu_train_write_delta(t, o->ma.path, o->ma.deltas, o->ma.delta_scales, o->ma.n_deltas, o->scaled[i].path, o->sparse,
                                      o->objective, err, sizeof err))
                 mu_die("%s", err);
         }
         mu_trainer_set_delta_scale(t, o->t.delta_scale);
-        if (mu_train_write_delta(t, o->ma.path, o->ma.deltas, o->ma.n_deltas, o->out, o->sparse, o->objective, err,
+        if (mu_train_write_delta(t, o->ma.path, o->ma.deltas, o->ma.delta_scales, o->ma.n_deltas, o->out, o->sparse, o->objective, err,
                                  sizeof err))
             mu_die("%s", err);
     }
@@ -503,11 +500,11 @@ int main(int argc, char **argv) {
     start_processes(&dist, &o);
     char err[1024];
     const mu_backend *be = mu_model_args_backend(&o.ma);
-    mu_model *m = mu_model_load_or_die(o.ma.path, o.ma.deltas, o.ma.n_deltas, be, o.ma.weights, "model");
+    mu_model *m = mu_model_load_or_die(o.ma.path, o.ma.deltas, o.ma.delta_scales, o.ma.n_deltas, be, o.ma.weights, "model");
     mu_model *ref = NULL;
-    if (o.ref) ref = mu_model_load_or_die(o.ref, NULL, 0, be, o.ma.weights, "reference model");
+    if (o.ref) ref = mu_model_load_or_die(o.ref, NULL, NULL, 0, be, o.ma.weights, "reference model");
     else if (needs_ref_model(&o.t))
-        ref = mu_model_load_or_die(o.ma.path, o.ma.deltas, o.ma.n_deltas, be, o.ma.weights, "reference model");
+        ref = mu_model_load_or_die(o.ma.path, o.ma.deltas, o.ma.delta_scales, o.ma.n_deltas, be, o.ma.weights, "reference model");
     mu_model_args_soft_prompt(&o.ma, m);
     if (ref) mu_model_args_soft_prompt(&o.ma, ref);
     mu_mask mask, *maskp = NULL;
@@ -526,6 +523,11 @@ int main(int argc, char **argv) {
     if (o.dpo_alt) mu_trainer_note(t, "dpo_alt", json_string(o.dpo_alt));
     if (o.ma.soft_prompt) mu_trainer_note(t, "soft_prompt", json_string(o.ma.soft_prompt));
     if (o.ma.soft_project) mu_trainer_note(t, "soft_project", json_true());
+    if (mu_model_args_scaled(&o.ma)) {   /* the model it started from: --scaled-delta */
+        json_t *s = json_array();
+        for (int i = 0; i < o.ma.n_deltas; i++) json_array_append_new(s, json_real(o.ma.delta_scales[i]));
+        mu_trainer_note(t, "input_delta_scales", s);
+    }
     const mu_soft_prompt *sp = mu_model_soft_prompt(m);   /* --soft-prompt's, or the one trained */
     int vocab = mu_model_config(m)->vocab, n_alt = 0, nsoft = sp ? sp->n : 0;
     int32_t *alt = o.dpo_alt ? encode_alt(o.ma.path, o.dpo_alt, &n_alt) : NULL;

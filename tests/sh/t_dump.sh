@@ -82,7 +82,7 @@ fi
 expect_fail dump_model_missing 1 "nope: " mu-dump --model "$T/nope"
 expect_fail dump_model_gguf_truncated 1 "trunc.gguf: tensor token_embd.weight: data .* past the end of the file" bash -c "head -c 3000 '$KQ' > '$T/trunc.gguf' && mu-dump --model '$T/trunc.gguf'"
 expect_fail dump_model_with_file 2 "takes no FILE" mu-dump --model "$KQ" "$PY"
-expect_fail dump_delta_without_model 2 "--delta and --stats need --model" mu-dump --delta x.st
+expect_fail dump_delta_without_model 2 "--delta, --scaled-delta and --stats need --model" mu-dump --delta x.st
 # a PEFT adapter directory as --delta (tests/gen/gen_lora_parity.py): its config is the
 # delta's metadata, and the 8 Conv1D matrices it adapts (fan_in_fan_out) change whole
 G2=$ROOT/tests/golden/parity_gpt2

@@ -133,6 +133,50 @@ t train_npo_masked_delta bash -c '
     --retain other.mpk.zst --mask mlp.down:1 --steps 15 --batch 3 --lr 5e-3 --out npo.st -q &&
   [ "$(grep -ao "model\.[a-z_.0-9]*weight" npo.st | sort -u)" = "model.layers.1.mlp.down_proj.weight" ]'
 
+# --scaled-delta S=FILE applies FILE at strength S when the model is loaded: the same
+# weights as the delta mu-train --delta-scale S writes (w0 + S (w - w0), low-rank scale times
+# S), so mu-forward's records are byte for byte those of that delta; sparse, dense and LoRA
+# deltas, on the base and stacked after another delta (w0 then holds the first); S = 1 is
+# --delta, S = 0 no delta; the inputs, the digest and mu-dump's header name the scale
+recs() { mu-forward -q --model tiny "$@" facts.mpk.zst | mu-dump -H; }
+t train_scaled_delta_is_task_arithmetic bash -c "$(declare -f recs)"'
+  mu-maskgen --random --model tiny --tensors mlp:0-1 --granularity element --units 300 --seed 2 -q --out el300.mask &&
+  mu-train -q --model tiny -O learn --train facts.mpk.zst --steps 3 --seed 3 --mask el300.mask --sparse --out sd1.st \
+    --out-scaled -1=sdm1.st --out-scaled 0.5=sdh.st --out-scaled 2.5=sd25.st &&
+  [ "$(grep -aoc "::idx" sd1.st)" -gt 0 ] &&
+  mu-train -q --model tiny -O learn --train facts.mpk.zst --steps 3 --seed 3 --out dd1.st --out-scaled -1=ddm1.st &&
+  mu-train -q --model tiny -O learn --train facts.mpk.zst --steps 3 --seed 3 --lora 2 --lr 1e-2 --out ld1.st \
+    --out-scaled -0.5=ldm.st &&
+  mu-train -q --model tiny --delta learned.st -O npo=1,retain-ce=1 --forget facts.mpk.zst --retain other.mpk.zst \
+    --mask mlp.down:1 --steps 5 --batch 3 --lr 5e-3 --out st1.st --out-scaled -1=stm1.st &&
+  for c in "-1 sd1 sdm1" "0.5 sd1 sdh" "2.5 sd1 sd25" "-1 dd1 ddm1" "-0.5 ld1 ldm"; do set -- $c
+    recs --scaled-delta $1=$2.st > got.txt && recs --delta $3.st > want.txt && cmp -s got.txt want.txt ||
+      { echo "S=$1 $2.st differs from $3.st"; exit 1; }
+  done &&
+  recs --delta learned.st --scaled-delta -1=st1.st > got.txt && recs --delta learned.st --delta stm1.st > want.txt &&
+  cmp -s got.txt want.txt && ! recs --delta learned.st --delta st1.st | cmp -s - want.txt &&
+  recs --scaled-delta 1=sd1.st > got.txt && recs --delta sd1.st | cmp -s - got.txt &&
+  recs --scaled-delta 0=dd1.st > got.txt && recs | cmp -s - got.txt &&
+  mu-forward -q --model tiny --scaled-delta -1=sd1.st --out sc.out facts.mpk.zst &&
+  mu-dump sc.out | head -1 | jq -e "[.inputs[] | select(.role == \"delta\") | .scale] == [-1]" > /dev/null &&
+  mu-forward -q --model tiny --delta sd1.st --out s1.out facts.mpk.zst &&
+  mu-dump s1.out | head -1 | jq -e "[.inputs[] | select(.role == \"delta\")][0] | has(\"scale\") | not" > /dev/null &&
+  a=$(mu-dump --model tiny --delta sd1.st | head -1 | jq -r .digest) &&
+  b=$(mu-dump --model tiny --scaled-delta 1=sd1.st | head -1 | jq -r .digest) &&
+  c=$(mu-dump --model tiny --scaled-delta -1=sd1.st | head -1 | jq -r ".digest, (.delta_scales | tostring)" | tr "\n" " ") &&
+  [ "$a" = "$b" ] && [ "${c% \[-1\] }" != "$a" ] && [ "${c#* }" = "[-1] " ]'
+# mu-dump --stats reads the change at its strength: at 0.5 the L2 norm of each tensor's
+# change is half that at 1; a run started from a scaled delta records the scales
+t train_scaled_delta_stats_and_record bash -c '
+  mu-dump --model tiny --delta dd1.st --stats | sed -n "2,\$p" | jq -r "[.name, .delta_l2[0]] | @tsv" > l1.tsv &&
+  mu-dump --model tiny --scaled-delta 0.5=dd1.st --stats | sed -n "2,\$p" | jq -r "[.name, .delta_l2[0]] | @tsv" > lh.tsv &&
+  paste l1.tsv lh.tsv | awk -F"\t" "{ d = \$4 - 0.5 * \$2; if (d < 0) d = -d; if (\$1 != \$3 || d > 1e-3 * \$2 + 1e-12) bad = 1; if (\$2 > 0) n++ }
+                                     END { exit bad || n == 0 }" &&
+  mu-train -q --model tiny --scaled-delta -1=dd1.st -O learn --train facts.mpk.zst --steps 1 --mask mlp:0 --out x.st --log x.log &&
+  mu-dump x.log | head -1 | jq -e ".meta.options.input_delta_scales == [-1]" > /dev/null'
+expect_fail train_scaled_delta_no_scale 2 "--scaled-delta 'dd1.st': expected S=FILE" mu-forward --model tiny --scaled-delta dd1.st facts.mpk.zst
+expect_fail train_scaled_delta_not_a_number 2 "--scaled-delta: 'inf' is not a number" mu-forward --model tiny --scaled-delta inf=dd1.st facts.mpk.zst
+
 # mu-dump --model with deltas: each delta's elements per tensor (dense: all of the tensor;
 # sparse: the mask's elements), and the digest the deltas record as their base
 t train_dump_model_deltas bash -c '
