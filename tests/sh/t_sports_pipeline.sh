@@ -354,5 +354,25 @@ t sports_pipeline_gcg bash -c "$(declare -f holm_ok)
     text=\$(mu-dump --soft-prompt '$T/run/gcg-'\$m'.st' | head -1 | jq -r .metadata.mu_train.gcg_text)
     case \"\$(cat '$T/typed.txt')\" in \"\$text\"Fact:*) ;; *) exit 1 ;; esac
   done"
+# SCALES: each unlearning delta read at other strengths (mu-forward --scaled-delta S=...): at
+# S = 1 the records are the unlearned model's byte for byte; the report's table has a row per
+# localization, S = 0 the learned model's cloze forget / maintained accuracy (scores.tsv), S = 1
+# the unlearned one's, 0.5 strength.tsv's
+if run SCALES='1 0.5' > "$T/scales.log" 2>&1; then
+  t sports_pipeline_scales bash -c "
+    [ \$(grep -cE '^(pipelines/job.sh )?mu-forward.* --scaled-delta (1|0\.5)=[^ ]*/unlearn-[a-z]+\.st --emit choices' '$T/scales.log') = 28 ] &&
+    for l in early lookup probe late all atp random; do for p in forget maintain; do
+      mu-dump -H '$T/run/out/scaled-'\$l'-1/cloze-'\$p'.out' > '$T/s1.txt' && mu-dump -H '$T/run/out/unlearned-'\$l'/cloze-'\$p'.out' |
+        cmp -s - '$T/s1.txt' || { echo \"scaled-\$l-1 \$p differs\"; exit 1; }; done; done &&
+    grep -q '^| localization | S = 0 | S = 0.5 | S = 1 |\$' '$R' &&
+    awk -F'\t' 'FILENAME ~ /scores/ && \$1 == \"choice_acc\" { split(\$2, g, /[,=]/); if (g[4] == \"cloze\") a[g[2], g[6]] = \$3; next }
+        FILENAME ~ /strength/ && \$1 == \"choice_acc\" { split(\$2, g, /[,=]/); a[\"s\" g[4] \"-\" g[2], g[6]] = \$3; next }
+        function c(m) { return sprintf(\"%.2f / %.2f\", a[m, \"forget\"], a[m, \"maintain\"]) }
+        /^\| (early|lookup|probe|late|all|atp|random) \|/ { split(\$0, f, / *\| */); n++
+          if (f[3] != c(\"learned\") || f[4] != c(\"s0.5-\" f[2]) || f[5] != c(\"unlearned-\" f[2]) || !((\"s0.5-\" f[2], \"forget\") in a)) bad = 1 }
+        END { exit bad || n != 7 }' '$T/run/scores.tsv' '$T/run/strength.tsv' FS='|' <(sed -n '/^## Strength of the unlearning/,\$p' '$R')"
+else
+  fail sports_pipeline_scales "$(tail -3 "$T/scales.log" | tr '\n' ' ')"
+fi
 run > /dev/null 2>&1
-t sports_pipeline_soft_off bash -c "! grep -q 'Soft prompt attack' '$R' && ! grep -q 'GCG attack' '$R'"
+t sports_pipeline_soft_off bash -c "! grep -q 'Soft prompt attack' '$R' && ! grep -q 'GCG attack' '$R' && ! grep -q 'Strength of the unlearning' '$R'"
