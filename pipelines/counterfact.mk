@@ -25,7 +25,8 @@
 #                  the first half of the edit facts; the other half (heldout) is tested
 #   6. report.md   localization x {efficacy, paraphrase, neighbourhood, retain, heldout}:
 #                  2-way choice accuracy / probability (renormalized over the two targets);
-#                  and where each edit moved the weights (changes.tsv, mu-dump --stats)
+#                  and where each edit moved the weights (changes.tsv, mu-dump --stats);
+#                  SCALES='0.5 2': each edit at other strengths (mu-forward --scaled-delta)
 # Make rebuilds only what is stale (change EDIT_STEPS and only the edits, the attacks,
 # their evaluations and the report are redone: pipelines/knobs.mk). Every tool writes atomically, so an
 # interrupted run resumes where it stopped. With the defaults (SmolLM2-135M-Instruct, fetched
@@ -190,6 +191,13 @@ $(call relearn_deltas,$(foreach l,$(LOCS),$(RUN)/relearn-$(l).st))
 # $(RUN)/out/MODEL/SPLIT.out: both targets' log-probs of each record (pipelines/common.mk)
 $(foreach m,$(MODELS_EVAL),$(eval $(call CHOICES_RULE,$(m))))
 
+# each edit at strength S (SCALES='0.5 2'; pipelines/common.mk): efficacy, paraphrase and
+# neighbourhood accuracy as the edit grows from the base model (S = 0) past itself (S = 1)
+strength_delta = $(RUN)/edit-$(1).st
+STRENGTH_BEFORE :=
+STRENGTH_STEMS := edit para neighbor
+$(strength_rules)
+
 OUTS := $(foreach m,$(MODELS_EVAL),$(foreach s,$(SPLITS_$(m)),$(RUN)/out/$(m)/$(s).out))
 $(RUN)/scores.tsv: $(OUTS)
 	mu-score $(Q) --by model,split --metrics choice_acc,choice_prob --format tsv \
@@ -210,11 +218,11 @@ $(RUN)/changes.tsv: $(MODEL_DEPS) $(foreach l,$(LOCS),$(RUN)/edit-$(l).st)
 	$(call changes_recipe,,$(RUN)/edit-%.st)
 
 $(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/changes.tsv $(RUN)/paired.tsv $(RUN)/known.idx pipelines/counterfact-report.awk \
-                  pipelines/changes.awk pipelines/paired-lib.awk $(filter $(RUN)/%,$(foreach l,$(LOCS),$(MASK_$(l))))
+                  pipelines/changes.awk pipelines/paired-lib.awk $(STRENGTH_REPORT_DEPS) $(filter $(RUN)/%,$(foreach l,$(LOCS),$(MASK_$(l))))
 	awk -f pipelines/changes.awk -f pipelines/paired-lib.awk -f pipelines/counterfact-report.awk -v models='$(MODELS_EVAL)' -v n_edits=$(N_EDITS) \
 	  -v n_keep=$(N_KEEP) -v pool_rows=$(POOL_ROWS) -v known=$$(wc -l < $(RUN)/known.idx) \
 	  -v filter=$(KNOWN_FILTER) -v n_neighbor=$(N_NEIGHBOR) \
 	  -v train='$(EDIT_OBJ), $(EDIT_STEPS) steps, lr $(EDIT_LR); attack: $(RELEARN_STEPS) steps, lr $(RELEARN_LR)' \
 	  -v masks="$(foreach l,$(LOCS),$(l)=$(call mask_desc,$(MASK_$(l))))" \
 	  $< $(RUN)/changes.tsv $(RUN)/paired.tsv > $@.tmp
-	mv $@.tmp $@
+	$(call strength_report,base,edited-,counterfact)mv $@.tmp $@

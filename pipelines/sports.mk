@@ -387,28 +387,13 @@ $(RUN)/wmask.png: $(RUN)/wmask-curve.tsv
 # $(RUN)/out/MODEL/FORMAT-SPLIT.out: choice log-probs of each record (pipelines/common.mk)
 $(foreach m,$(MODELS_EVAL),$(eval $(call CHOICES_RULE,$(m))))
 
-# ---- strength of the unlearning (SCALES) ----------------------------------------------------
-# SCALES='0.25 0.5 2': each localization's unlearning delta applied at strength S when the
-# model is loaded (mu-forward --scaled-delta S=unlearn-LOC.st: w0 + S (w - w0), w0 the
-# learned model's weights; S = 1 is unlearned-LOC, 0 the learned model), with cloze accuracy
-# on the forget and the maintained facts at each: how much of its change a localization's
-# removal needs, and what going further costs. strength.tsv: mu-score rows by loc, scale, split
-SCALES ?=
-define SCALED_RULE
-$(RUN)/out/scaled-$(1)-$(2)/cloze-%.out: $(RUN)/tok/cloze-%.tok $(RUN)/learned.st $(RUN)/unlearn-$(1).st
-	@mkdir -p $$(@D)
-	$(JOB) mu-forward $(Q) --model $(MODEL) --device $(MU_DEVICE) --delta $(RUN)/learned.st \
-	  --scaled-delta $(2)=$(RUN)/unlearn-$(1).st --emit choices --out $$@ $$<
-endef
-$(foreach l,$(LOCS),$(foreach s,$(SCALES),$(eval $(call SCALED_RULE,$(l),$(s)))))
-scaled_out = $(RUN)/out/scaled-$(1)-$(2)/cloze-$(3).out
-SCALED_OUTS := $(foreach l,$(LOCS),$(foreach s,$(SCALES),$(foreach p,forget maintain,$(call scaled_out,$(l),$(s),$(p)))))
-$(RUN)/strength.tsv: $(SCALED_OUTS) $(call knobs,scales,$(SCALES))
-	mu-score $(Q) --by loc,scale,split --metrics choice_acc --format tsv \
-	  $(foreach l,$(LOCS),--label loc=$(l) $(foreach s,$(SCALES),--label scale=$(s) \
-	    $(foreach p,forget maintain,--label split=$(p) $(call scaled_out,$(l),$(s),$(p))))) > $@.tmp
-	mv $@.tmp $@
-STRENGTH_TSV := $(if $(SCALES),$(RUN)/strength.tsv)
+# ---- strength of the unlearning (SCALES; pipelines/common.mk) ------------------------------
+# each localization's unlearning delta at strength S after the learned model's delta (S = 0
+# the learned model, 1 unlearned-LOC), cloze accuracy on the forget and the maintained facts
+strength_delta = $(RUN)/unlearn-$(1).st
+STRENGTH_BEFORE := $(RUN)/learned.st
+STRENGTH_STEMS := cloze-forget cloze-maintain
+$(strength_rules)
 
 OUTS := $(foreach m,$(MODELS_EVAL),$(foreach f,$(FORMATS),$(foreach s,$(SPLITS),$(RUN)/out/$(m)/$(f)-$(s).out))) \
         $(foreach m,$(MODELS_EVAL),$(RUN)/out/$(m)/mmlu.out)
@@ -504,15 +489,13 @@ WMASK_TSV := $(if $(WMASK),$(RUN)/wmask.tsv $(RUN)/wmask-paired.tsv)
 SOFT_REPORT = $(if $(SOFT),awk -f pipelines/paired-lib.awk -f pipelines/attack-lib.awk -f pipelines/soft-report.awk -v n=$(SOFT) \
   -v steps=$(SOFT_STEPS) -v lr=$(SOFT_LR) -v models='$(SOFT_MODELS)' -v formats='$(FORMATS)' $(RUN)/scores.tsv \
   $(SOFT_TSV) >> $@.tmp && )
-STRENGTH_REPORT = $(if $(SCALES),awk -f pipelines/strength-report.awk -v locs='$(LOCS)' -v scales='$(SCALES)' \
-  $(RUN)/scores.tsv $(RUN)/strength.tsv >> $@.tmp && )
 GCG_REPORT = $(if $(GCG_ON),awk -f pipelines/paired-lib.awk -f pipelines/attack-lib.awk -f pipelines/gcg-report.awk -v n=$(GCG) \
   -v steps=$(GCG_STEPS) -v topk=$(GCG_TOPK) -v cand=$(GCG_CANDIDATES) -v models='$(GCG_ON)' \
   -v formats='$(FORMATS)' $(RUN)/scores.tsv $(GCG_TSV) >> $@.tmp && )
 PLOTS     += $(if $(and $(WMASK),$(shell command -v gnuplot 2>/dev/null)),$(RUN)/wmask.png)
 $(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/paired.tsv pipelines/sports-report.awk \
                   pipelines/changes.awk pipelines/paired-lib.awk $(PLOTS) $(WMASK_TSV) $(SOFT_TSV) $(GCG_TSV) \
-                  $(STRENGTH_TSV) $(if $(SCALES),pipelines/strength-report.awk) $(call knobs,report-scales,$(SCALES)) \
+                  $(STRENGTH_REPORT_DEPS) \
                   $(if $(SOFT)$(GCG_ON),pipelines/attack-lib.awk) $(if $(SOFT),pipelines/soft-report.awk) \
                   $(if $(GCG_ON),pipelines/gcg-report.awk) $(call knobs,report-soft,$(SOFT)) \
                   $(call knobs,report-gcg,$(GCG_ON)) \
@@ -523,4 +506,4 @@ $(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/
 	  -v plots='$(notdir $(PLOTS))' -v wmask='$(WMASK)' -v wmask_steps=$(WMASK_STEPS) -v wmask_lr=$(WMASK_LR) \
 	  -v wmask_opt=$(WMASK_OPT) \
 	  $< $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/paired.tsv $(WMASK_TSV) > $@.tmp
-	$(SOFT_REPORT)$(GCG_REPORT)$(STRENGTH_REPORT)mv $@.tmp $@
+	$(SOFT_REPORT)$(GCG_REPORT)$(call strength_report,learned,unlearned-,sports)mv $@.tmp $@

@@ -1,21 +1,29 @@
-# strength-report.awk — the report's section on the unlearning's strength (pipelines/sports.mk,
-# SCALES): as a first file scores.tsv (the learned model, S = 0, and each unlearned-LOC, S = 1),
-# as a second strength.tsv (mu-score rows: choice_acc, "loc=L,scale=S,split=P", value, ...).
-# Variables: locs, scales (as given). A row per localization, a column per strength in
-# increasing order, each cell "forget / maintained" cloze accuracy.
-BEGIN { FS = "\t"; nl = split(locs, L, " ") }
+# strength-report.awk — the report's section on the strength of each localization's change
+# (SCALES; pipelines/common.mk strength_report): as a first file scores.tsv (mu-score rows
+# grouped by model[,fmt],split: S = 0 is the model `zero`, S = 1 each `one`LOC), as a second
+# strength.tsv (rows grouped by loc, scale, split, the split a token stream's stem, e.g.
+# cloze-forget or edit). Variables: locs, scales (as given), stems (the columns of a cell),
+# zero, one, job (sports: an unlearning; counterfact: an edit). A row per localization, a
+# column per strength in increasing order, each cell the stems' choice accuracies.
+BEGIN {
+    FS = "\t"; nl = split(locs, L, " "); nt = split(stems, T, " ")
+    for (i = 1; i <= nt; i++) stem[T[i]]
+}
+# the "k=v,k=v" group of the current row into G
+function group(   n, a, i, kv) {
+    split("", G)
+    n = split($2, a, ",")
+    for (i = 1; i <= n; i++) { split(a[i], kv, "="); G[kv[1]] = kv[2] }
+}
 FILENAME == ARGV[1] && $1 == "choice_acc" {
-    split($2, g, /[,=]/)                      # model=M,fmt=F,split=P
-    if (g[4] != "cloze") next
-    if (g[2] == "learned") for (i = 1; i <= nl; i++) acc[L[i], 0, g[6]] = $3
-    if (g[2] ~ /^unlearned-/) acc[substr(g[2], 11), 1, g[6]] = $3
+    group()
+    t = ("fmt" in G) ? G["fmt"] "-" G["split"] : G["split"]
+    if (!(t in stem)) next
+    if (G["model"] == zero) for (i = 1; i <= nl; i++) acc[L[i], 0, t] = $3
+    if (index(G["model"], one) == 1) acc[substr(G["model"], length(one) + 1), 1, t] = $3
     next
 }
-FILENAME == ARGV[2] && $1 == "choice_acc" {
-    split($2, g, /[,=]/)                      # loc=L,scale=S,split=P
-    acc[g[2], g[4] + 0, g[6]] = $3
-    next
-}
+FILENAME == ARGV[2] && $1 == "choice_acc" { group(); acc[G["loc"], G["scale"] + 0, G["split"]] = $3; next }
 # S[1..ns]: 0, 1 and the scales, each once, in increasing order
 function strengths(   a, n, i, j, t, seen) {
     n = split(scales, a, " ")
@@ -30,18 +38,36 @@ function strengths(   a, n, i, j, t, seen) {
         ns++
     }
 }
-function cell(l, s) {
-    if (!((l, s, "forget") in acc) || !((l, s, "maintain") in acc)) return "–"
-    return sprintf("%.2f / %.2f", acc[l, s, "forget"], acc[l, s, "maintain"])
+function cell(l, s,   i, c) {
+    for (i = 1; i <= nt; i++) {
+        if (!((l, s, T[i]) in acc)) return "–"
+        c = c (i > 1 ? " / " : "") sprintf("%.2f", acc[l, s, T[i]])
+    }
+    return c
 }
-END {
-    strengths()
+function intro() {
+    if (job == "counterfact") {
+        print "\n## Strength of the edit\n"
+        print "Each localization's edit applied at strength S when the model is loaded (mu-forward"
+        print "--scaled-delta S=edit-LOC.st: every weight it changed set to w0 + S (w - w0), w0 the base"
+        print "model's; S = 0 is the base model, 1 the edited one): 2-way accuracy on the " stems_text() "."
+        print "How much of its change does an edit need, and what does going further cost the neighbours?\n"
+        return
+    }
     print "\n## Strength of the unlearning\n"
     print "Each localization's unlearning delta applied at strength S when the model is loaded"
     print "(mu-forward --scaled-delta S=unlearn-LOC.st: every weight it changed set to w0 + S (w - w0),"
-    print "w0 the learned model's; S = 0 is the learned model, 1 the unlearned one): cloze accuracy on"
-    print "the forget facts / on the maintained facts. How much of its change does a localization's"
-    print "removal need, and what does going further cost the facts it should keep?\n"
+    print "w0 the learned model's; S = 0 is the learned model, 1 the unlearned one): choice accuracy on"
+    print "the " stems_text() ". How much of its change does a localization's removal"
+    print "need, and what does going further cost the facts it should keep?\n"
+}
+function stems_text(   i, s) {
+    for (i = 1; i <= nt; i++) s = s (i > 1 ? " / " : "") T[i]
+    return s " prompts"
+}
+END {
+    strengths()
+    intro()
     printf "| localization |"
     for (j = 1; j <= ns; j++) printf " S = %g |", S[j]
     printf "\n|---|"

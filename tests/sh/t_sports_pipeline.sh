@@ -365,11 +365,11 @@ if run SCALES='1 0.5' > "$T/scales.log" 2>&1; then
       mu-dump -H '$T/run/out/scaled-'\$l'-1/cloze-'\$p'.out' > '$T/s1.txt' && mu-dump -H '$T/run/out/unlearned-'\$l'/cloze-'\$p'.out' |
         cmp -s - '$T/s1.txt' || { echo \"scaled-\$l-1 \$p differs\"; exit 1; }; done; done &&
     grep -q '^| localization | S = 0 | S = 0.5 | S = 1 |\$' '$R' &&
-    awk -F'\t' 'FILENAME ~ /scores/ && \$1 == \"choice_acc\" { split(\$2, g, /[,=]/); if (g[4] == \"cloze\") a[g[2], g[6]] = \$3; next }
+    awk -F'\t' 'FILENAME ~ /scores/ && \$1 == \"choice_acc\" { split(\$2, g, /[,=]/); a[g[2], g[4] \"-\" g[6]] = \$3; next }
         FILENAME ~ /strength/ && \$1 == \"choice_acc\" { split(\$2, g, /[,=]/); a[\"s\" g[4] \"-\" g[2], g[6]] = \$3; next }
-        function c(m) { return sprintf(\"%.2f / %.2f\", a[m, \"forget\"], a[m, \"maintain\"]) }
+        function c(m) { return sprintf(\"%.2f / %.2f\", a[m, \"cloze-forget\"], a[m, \"cloze-maintain\"]) }
         /^\| (early|lookup|probe|late|all|atp|random) \|/ { split(\$0, f, / *\| */); n++
-          if (f[3] != c(\"learned\") || f[4] != c(\"s0.5-\" f[2]) || f[5] != c(\"unlearned-\" f[2]) || !((\"s0.5-\" f[2], \"forget\") in a)) bad = 1 }
+          if (f[3] != c(\"learned\") || f[4] != c(\"s0.5-\" f[2]) || f[5] != c(\"unlearned-\" f[2]) || !((\"s0.5-\" f[2], \"cloze-forget\") in a)) bad = 1 }
         END { exit bad || n != 7 }' '$T/run/scores.tsv' '$T/run/strength.tsv' FS='|' <(sed -n '/^## Strength of the unlearning/,\$p' '$R')"
 else
   fail sports_pipeline_scales "$(tail -3 "$T/scales.log" | tr '\n' ' ')"

@@ -172,8 +172,8 @@ t train_scaled_delta_stats_and_record bash -c '
   mu-dump --model tiny --scaled-delta 0.5=dd1.st --stats | sed -n "2,\$p" | jq -r "[.name, .delta_l2[0]] | @tsv" > lh.tsv &&
   paste l1.tsv lh.tsv | awk -F"\t" "{ d = \$4 - 0.5 * \$2; if (d < 0) d = -d; if (\$1 != \$3 || d > 1e-3 * \$2 + 1e-12) bad = 1; if (\$2 > 0) n++ }
                                      END { exit bad || n == 0 }" &&
-  mu-train -q --model tiny --scaled-delta -1=dd1.st -O learn --train facts.mpk.zst --steps 1 --mask mlp:0 --out x.st --log x.log &&
-  mu-dump x.log | head -1 | jq -e ".meta.options.input_delta_scales == [-1]" > /dev/null'
+  mu-train -q --model tiny --scaled-delta -1=dd1.st -O learn --train facts.mpk.zst --steps 1 --mask mlp:0 --out sdx.st --log sdx.log &&
+  mu-dump sdx.log | head -1 | jq -e ".meta.options.input_delta_scales == [-1]" > /dev/null'
 expect_fail train_scaled_delta_no_scale 2 "--scaled-delta 'dd1.st': expected S=FILE" mu-forward --model tiny --scaled-delta dd1.st facts.mpk.zst
 expect_fail train_scaled_delta_not_a_number 2 "--scaled-delta: 'inf' is not a number" mu-forward --model tiny --scaled-delta inf=dd1.st facts.mpk.zst
 
