@@ -1,5 +1,6 @@
 /* model_cli.h — the options every tool that runs a model shares (mu-forward, mu-train,
- * mu-attrib): -m/--model PATH, --delta FILE (repeatable, applied in order), --device NAME
+ * mu-attrib): -m/--model PATH, --delta FILE and --scaled-delta S=FILE (repeatable, applied in
+ * order), --device NAME
  * (auto, cpu, cuda), --dtype T (f32, bf16), --soft-prompt FILE and --soft-project, parsed and loaded once
  * here. Each tool keeps
  * its own usage text. */

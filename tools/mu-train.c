@@ -447,6 +447,10 @@ static void write_outputs(const cli_opts *o, mu_trainer *t, mu_model *m) {
             mu_die("%s", err);
     }
     if (o->out_peft && mu_train_write_peft(t, o->ma.path, o->out_peft, err, sizeof err)) mu_die("%s", err);
+    if (o->out_peft && o->ma.n_deltas)   /* PEFT knows base_model_name_or_path, not the deltas */
+        mu_warn("%s: PEFT applies the adapter to %s alone, but it was trained on top of %d delta%s "
+                "(mu reads it after them: --delta ... --delta %s)", o->out_peft, o->ma.path, o->ma.n_deltas,
+                o->ma.n_deltas > 1 ? "s" : "", o->out_peft);
     if (o->out_model) {
         int no_tok = 0;
         if (mu_train_write_model_dir(m, o->ma.path, o->out_model, &no_tok, err, sizeof err)) mu_die("%s", err);

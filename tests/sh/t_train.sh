@@ -174,6 +174,13 @@ t train_scaled_delta_stats_and_record bash -c '
                                      END { exit bad || n == 0 }" &&
   mu-train -q --model tiny --scaled-delta -1=dd1.st -O learn --train facts.mpk.zst --steps 1 --mask mlp:0 --out sdx.st --log sdx.log &&
   mu-dump sdx.log | head -1 | jq -e ".meta.options.input_delta_scales == [-1]" > /dev/null'
+# an adapter trained on top of deltas: PEFT would apply it to the bare model, so mu-train says
+# so in one line (and not when there was no delta)
+t train_out_peft_on_deltas_warns bash -c '
+  mu-train -q --model tiny --delta learned.st -O learn --train facts.mpk.zst --steps 1 --lora 2 --out-peft pdl 2> pdl.err &&
+  [ -s pdl/adapter_config.json ] && [ "$(wc -l < pdl.err)" = 1 ] &&
+  grep -q "^mu-train: warning: pdl: PEFT applies the adapter to tiny alone, but it was trained on top of 1 delta (mu reads it after them: --delta ... --delta pdl)\$" pdl.err &&
+  mu-train -q --model tiny -O learn --train facts.mpk.zst --steps 1 --lora 2 --out-peft pbare 2> pbare.err && [ ! -s pbare.err ]'
 expect_fail train_scaled_delta_no_scale 2 "--scaled-delta 'dd1.st': expected S=FILE" mu-forward --model tiny --scaled-delta dd1.st facts.mpk.zst
 expect_fail train_scaled_delta_not_a_number 2 "--scaled-delta: 'inf' is not a number" mu-forward --model tiny --scaled-delta inf=dd1.st facts.mpk.zst
 
