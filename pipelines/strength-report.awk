@@ -23,7 +23,13 @@ FILENAME == ARGV[1] && $1 == "choice_acc" {
     if (index(G["model"], one) == 1) acc[substr(G["model"], length(one) + 1), 1, t] = $3
     next
 }
-FILENAME == ARGV[2] && $1 == "choice_acc" { group(); acc[G["loc"], G["scale"] + 0, G["split"]] = $3; next }
+FILENAME == ARGV[2] && $1 == "choice_acc" {
+    group()
+    acc[G["loc"], G["scale"] + 0, G["split"]] = $3
+    cnt[G["split"]] = $4
+    if ($5 != "nan" && $5 != "" && ($6 - $5) / 2 > half) half = ($6 - $5) / 2   # Wilson, mu-score --ci
+    next
+}
 # S[1..ns]: 0, 1 and the scales, each once, in increasing order
 function strengths(   a, n, i, j, t, seen) {
     n = split(scales, a, " ")
@@ -78,4 +84,10 @@ END {
         for (j = 1; j <= ns; j++) printf " %s |", cell(L[i], S[j])
         printf "\n"
     }
+    printf "\nPrompts per cell: %s. The widest 95%% interval (Wilson) of a scaled model's accuracy\n", counts()
+    printf "is ±%.2f: cells closer than that are not told apart by these prompts.\n", half
+}
+function counts(   i, s) {
+    for (i = 1; i <= nt; i++) s = s (i > 1 ? " / " : "") cnt[T[i]]
+    return s
 }

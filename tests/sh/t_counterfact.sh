@@ -183,7 +183,10 @@ if run SCALES='1 0.5' > "$T/scales.log" 2>&1; then
         function c(m) { return sprintf(\"%.2f / %.2f / %.2f\", a[m, \"edit\"], a[m, \"para\"], a[m, \"neighbor\"]) }
         /^\| (early|lookup|late|all|atp|random) \|/ { split(\$0, f, / *\| */); n++
           if (f[3] != c(\"base\") || f[4] != c(\"s0.5-\" f[2]) || f[5] != c(\"edited-\" f[2]) || !((\"s0.5-\" f[2], \"edit\") in a)) bad = 1 }
-        END { exit bad || n != 6 }' '$R/scores.tsv' '$R/strength.tsv' <(sed -n '/^## Strength of the edit/,\$p' '$REP')"
+        END { exit bad || n != 6 }' '$R/scores.tsv' '$R/strength.tsv' <(sed -n '/^## Strength of the edit/,\$p' '$REP') &&
+    n=\$(awk -F'\t' '\$2 ~ /^loc=early,scale=0.5,split=/ { s = s (s == \"\" ? \"\" : \" / \") \$4 } END { print s }' '$R/strength.tsv') &&
+    w=\$(awk -F'\t' 'NR > 1 && (\$6 - \$5) / 2 > h { h = (\$6 - \$5) / 2 } END { printf \"%.2f\", h }' '$R/strength.tsv') &&
+    grep -q \"^Prompts per cell: \$n. The widest 95% interval (Wilson)\" '$REP' && grep -q \"^is ±\$w: \" '$REP'"
 else
   fail counterfact_scales "$(tail -3 "$T/scales.log" | tr '\n' ' ')"
 fi
