@@ -104,7 +104,6 @@ $(RUN)/strength.tsv: $(STRENGTH_OUTS) $(call knobs,scales,$(SCALES))
 endef
 strength_rules = $(if $(SCALES),$(foreach l,$(LOCS),$(foreach s,$(SCALES),$(eval $(call STRENGTH_RULE,$(l),$(s))))) \
                  $(eval $(STRENGTH_TSV_RULE)))
-STRENGTH_TSV = $(if $(SCALES),$(RUN)/strength.tsv)
 # strength_report ZERO,ONE,JOB: the report's section (pipelines/strength-report.awk: S = 0 the
 # model ZERO of scores.tsv, S = 1 each ONE-LOC, JOB its words), appended to $@.tmp; a recipe's
 # prefix, empty without SCALES

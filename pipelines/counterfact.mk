@@ -208,7 +208,7 @@ $(RUN)/scores.tsv: $(OUTS)
 # each localization against each of PAIRED_WITH (default late and random, those of LOCS)
 # prompt by prompt (pipelines/common.mk paired_recipe: mu-score --paired, Newcombe's
 # interval, McNemar's exact p): rows baseline, kind, localization, split, accuracy
-# difference, prompts, interval low, high, p
+# difference, prompts, interval low, high, p, Holm's p over the file (pipelines/holm.awk)
 PAIRED_WITH ?= $(or $(filter late random,$(LOCS)),$(lastword $(LOCS)))
 $(RUN)/paired.tsv: $(OUTS) $(HOLM) $(call knobs,paired,with=$(PAIRED_WITH) ci=0.95)
 	$(call paired_recipe,$(PAIRED_WITH),$(foreach s,$(filter-out heldout,$(SPLITS)),edited:$(s)) relearned:heldout)

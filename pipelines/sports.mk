@@ -411,7 +411,7 @@ $(RUN)/scores.tsv: $(OUTS)
 # --paired): the difference in choice accuracy on the forget facts after unlearning and on
 # the held-out facts after the relearning attack, with its 95% interval (Newcombe's) and
 # McNemar's exact p. Rows: baseline, model kind, localization, format-split, difference,
-# facts, interval low, high, p
+# facts, interval low, high, p, Holm's p over the file (pipelines/holm.awk)
 PAIRED_WITH ?= $(or $(filter late random,$(LOCS)),$(lastword $(LOCS)))
 $(RUN)/paired.tsv: $(OUTS) $(HOLM) $(call knobs,paired,with=$(PAIRED_WITH) ci=0.95)
 	$(call paired_recipe,$(PAIRED_WITH),$(foreach f,$(FORMATS),unlearned:$(f)-forget relearned:$(f)-heldout))
