@@ -1,7 +1,8 @@
 /* fuzz_delta.c — any bytes as a delta (man/mu-delta.5: dense, sparse and low-rank entries)
  * and as the weights of a PEFT LoRA adapter (with the parity golden's adapter_config.json),
  * each validated against the tiny Llama of tests/golden/parity ($MU_FUZZ_DELTA_BASE) and,
- * once accepted, applied to every tensor of the model. */
+ * once accepted, applied to every tensor of the model, at a strength the last byte picks
+ * (1, -1, 0.5 or 2: --scaled-delta's paths too). */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -47,13 +48,13 @@ static const char *peft_dir(const char **weights) {
     return dir;
 }
 
-/* Opens the base, stacks path (a file or an adapter directory) and reads every tensor
- * through it. */
-static void try_delta(const char *path) {
+/* Opens the base, stacks path (a file or an adapter directory) at strength scale and reads
+ * every tensor through it. */
+static void try_delta(const char *path, float scale) {
     char err[512] = "";
     mu_ckpt *c = mu_ckpt_open(base_dir(), err, sizeof err);
     if (!c) { fprintf(stderr, "fuzz_delta: the base model: %s\n", err); abort(); }
-    if (mu_ckpt_add_delta(c, path, err, sizeof err)) {
+    if (mu_ckpt_add_delta_scaled(c, path, scale, err, sizeof err)) {
         fuzz_check_err(err, path);   /* an adapter's file names hold its directory */
         mu_ckpt_close(c);
         return;
@@ -79,11 +80,13 @@ static void try_delta(const char *path) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    static const float scales[4] = {1, -1, 0.5f, 2};
     const char *path = fuzz_file(data, size, ".safetensors"), *weights;
-    try_delta(path);
+    float scale = scales[size ? data[size - 1] & 3 : 0];
+    try_delta(path, scale);
     const char *dir = peft_dir(&weights);
     FILE *f = fopen(weights, "wb");
     if (!f || (size && fwrite(data, 1, size, f) != size) || fclose(f)) abort();
-    try_delta(dir);
+    try_delta(dir, scale);
     return 0;
 }
