@@ -178,7 +178,6 @@ static void phi_add(mu_param_info *p, int *n, const char *role, int layer, int n
 /* Phi's list: embed, per layer (attn_norm, attn_norm_bias, q [QD, D], k, v [KD, D], their
  * biases, o [D, QD], o_bias, up [F, D], up_bias, down [D, F], down_bias), final_norm,
  * final_norm_bias, lm_head (absent when tied), lm_head_bias. */
-
 static int phi_params(const mu_config *c, mu_param_info **out) {
     mu_param_info *p = calloc((size_t)(5 + c->n_layer * 14), sizeof *p);
     if (!p) return -1;

@@ -70,6 +70,10 @@ mu_model *mu_model_load_or_die(const char *path, const char *const *deltas, cons
     return m;
 }
 
+mu_model *mu_model_args_load(const mu_model_args *a, const mu_backend *be, const char *what) {
+    return mu_model_load_or_die(a->path, a->deltas, a->delta_scales, a->n_deltas, be, a->weights, what);
+}
+
 char *mu_ids_text(const int32_t *ids, int n, char *buf, size_t len) {
     int w = 0;
     buf[0] = 0;

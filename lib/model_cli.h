@@ -41,6 +41,9 @@ const mu_backend *mu_model_args_backend(const mu_model_args *a);
  * as `what` (stderr); dies with the loader's one-line error. */
 mu_model *mu_model_load_or_die(const char *path, const char *const *deltas, const float *scales, int n_deltas,
                                const mu_backend *be, mu_weights weights, const char *what);
+/* a's model (--model, its --delta and --scaled-delta files, --dtype) on be, through
+ * mu_model_load_or_die. */
+mu_model *mu_model_args_load(const mu_model_args *a, const mu_backend *be, const char *what);
 /* Whether any delta of a applies at a strength other than 1. */
 int mu_model_args_scaled(const mu_model_args *a);
 /* Sets --soft-prompt's vectors (lib/soft.h) on m, frozen; nothing without the option. With

@@ -3,8 +3,9 @@
 # TSV (model, layer, train accuracy, forget-fact accuracy, majority-class accuracy) and, as a
 # third, the unlearning deltas' changes (changes.awk, which runs with it), as a fourth the paired
 # comparisons (baseline, kind, localization, format-split, accuracy difference, facts, its
-# interval, McNemar p, Holm's p; cells by paired-lib.awk, which runs with it), a table per baseline, and as a fifth (WMASK) the weight masks
-# (localization, price, masked weights, changed, halved, ablated, cut, penalty) and as a sixth
+# interval, McNemar p, Holm's p; cells by paired-lib.awk, which runs with it), a table per
+# baseline, and as a fifth (WMASK) the weight masks (localization, price, masked weights,
+# changed, halved, ablated, cut, penalty) and as a sixth
 # each masked model paired with the weight-trained unlearning in its localization after the
 # relearning attack (the fourth's columns: localization, kind, masked model, format-split, ...).
 BEGIN { FS = "\t" }

@@ -188,7 +188,7 @@ int main(int argc, char **argv) {
     parse_args(argc, argv, &o);
     char err[1024];
     const mu_backend *be = mu_model_args_backend(&o.ma);
-    mu_model *m = mu_model_load_or_die(o.ma.path, o.ma.deltas, o.ma.delta_scales, o.ma.n_deltas, be, o.ma.weights, "model");
+    mu_model *m = mu_model_args_load(&o.ma, be, "model");
     mu_model_args_soft_prompt(&o.ma, m);
     mu_mask tensors;
     load_tensors(o.tensors, m, &tensors);

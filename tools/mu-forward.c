@@ -199,7 +199,7 @@ int main(int argc, char **argv)
     char err[1024];
     const mu_backend *be = mu_model_args_backend(&o.ma);
     mu_reader *r = mu_reader_open_or_die(o.in, "tokens");
-    mu_model *m = mu_model_load_or_die(o.ma.path, o.ma.deltas, o.ma.delta_scales, o.ma.n_deltas, be, o.ma.weights, "model");
+    mu_model *m = mu_model_args_load(&o.ma, be, "model");
     mu_model_args_soft_prompt(&o.ma, m);
     o.fw.eos = pick_eos(&o, r, m);
     mu_tokenizer *tk = NULL;

@@ -426,25 +426,27 @@ static void note_weight_mask(mu_trainer *t) {
             (long long)s.halved, (long long)s.ablated, s.cut, s.penalty);
 }
 
+/* The run's delta at scale into path (--out at --delta-scale, or one --out-scaled). */
+static void write_delta_at(const cli_opts *o, mu_trainer *t, double scale, const char *path) {
+    char err[1024];
+    mu_trainer_set_delta_scale(t, scale);
+    if (mu_train_write_delta(t, o->ma.path, o->ma.deltas, o->ma.delta_scales, o->ma.n_deltas, path, o->sparse,
+                             o->objective, err, sizeof err))
+        mu_die("%s", err);
+}
+
 /* The delta, PEFT adapter, model directory and log stream asked for (atomic files). */
 static void write_outputs(const cli_opts *o, mu_trainer *t, mu_model *m) {
     char err[1024];
     note_weight_mask(t);
     note_gcg_result(o, t);
     if (o->t.soft_tokens) {
-        if (mu_train_write_soft_prompt(t, o->ma.path, o->ma.deltas, o->ma.delta_scales, o->ma.n_deltas, o->out, err, sizeof err))
+        if (mu_train_write_soft_prompt(t, o->ma.path, o->ma.deltas, o->ma.delta_scales, o->ma.n_deltas, o->out, err,
+                                       sizeof err))
             mu_die("%s", err);
-    } else if (o->out) {
-        for (int i = 0; i < o->n_scaled; i++) {   /* each at its scale, then --out at --delta-scale */
-            mu_trainer_set_delta_scale(t, o->scaled[i].scale);
-            if (mu_train_write_delta(t, o->ma.path, o->ma.deltas, o->ma.delta_scales, o->ma.n_deltas, o->scaled[i].path, o->sparse,
-                                     o->objective, err, sizeof err))
-                mu_die("%s", err);
-        }
-        mu_trainer_set_delta_scale(t, o->t.delta_scale);
-        if (mu_train_write_delta(t, o->ma.path, o->ma.deltas, o->ma.delta_scales, o->ma.n_deltas, o->out, o->sparse, o->objective, err,
-                                 sizeof err))
-            mu_die("%s", err);
+    } else if (o->out) {   /* each --out-scaled at its scale, then --out at --delta-scale */
+        for (int i = 0; i < o->n_scaled; i++) write_delta_at(o, t, o->scaled[i].scale, o->scaled[i].path);
+        write_delta_at(o, t, o->t.delta_scale, o->out);
     }
     if (o->out_peft && mu_train_write_peft(t, o->ma.path, o->out_peft, err, sizeof err)) mu_die("%s", err);
     if (o->out_peft && o->ma.n_deltas)   /* PEFT knows base_model_name_or_path, not the deltas */
@@ -504,11 +506,11 @@ int main(int argc, char **argv) {
     start_processes(&dist, &o);
     char err[1024];
     const mu_backend *be = mu_model_args_backend(&o.ma);
-    mu_model *m = mu_model_load_or_die(o.ma.path, o.ma.deltas, o.ma.delta_scales, o.ma.n_deltas, be, o.ma.weights, "model");
+    mu_model *m = mu_model_args_load(&o.ma, be, "model");
     mu_model *ref = NULL;
     if (o.ref) ref = mu_model_load_or_die(o.ref, NULL, NULL, 0, be, o.ma.weights, "reference model");
     else if (needs_ref_model(&o.t))
-        ref = mu_model_load_or_die(o.ma.path, o.ma.deltas, o.ma.delta_scales, o.ma.n_deltas, be, o.ma.weights, "reference model");
+        ref = mu_model_args_load(&o.ma, be, "reference model");
     mu_model_args_soft_prompt(&o.ma, m);
     if (ref) mu_model_args_soft_prompt(&o.ma, ref);
     mu_mask mask, *maskp = NULL;
