@@ -6,6 +6,7 @@
 #include "arch.h"
 #include "ckpt.h"
 #include "cli.h"
+#include "model_cli.h"
 #include "safetensors.h"
 #include "soft.h"
 #include "stream.h"
@@ -384,52 +385,54 @@ static void put_delta_metadata(FILE *fp, const char *path) {
     mu_st_close(s);
 }
 
-/* ,"delta_scales":[...] when a delta applies at a strength other than 1 */
-static void put_delta_scales(FILE *fp, const float *scales, int n_deltas) {
-    int any = 0;
-    for (int i = 0; i < n_deltas; i++) any |= scales[i] != 1;
-    if (!any) return;
+/* ,"deltas":[paths] and, when a delta applies at a strength other than 1 (--scaled-delta),
+ * ,"delta_scales":[one per delta] */
+static void put_deltas(FILE *fp, const mu_model_args *ma) {
+    fputs(",\"deltas\":[", fp);
+    for (int i = 0; i < ma->n_deltas; i++) {
+        if (i) fputc(',', fp);
+        put_cstr(fp, ma->deltas[i]);
+    }
+    fputc(']', fp);
+    if (!mu_model_args_scaled(ma)) return;
     fputs(",\"delta_scales\":[", fp);
-    for (int i = 0; i < n_deltas; i++) fprintf(fp, "%s%.9g", i ? "," : "", scales[i]);
+    for (int i = 0; i < ma->n_deltas; i++) fprintf(fp, "%s%.9g", i ? "," : "", ma->delta_scales[i]);
     fputc(']', fp);
 }
 
-static void put_model_header(FILE *fp, mu_ckpt *c, const char *path, char **deltas, const float *scales,
-                             int n_deltas, const mu_param_info *p, int n) {
+static void put_model_header(FILE *fp, mu_ckpt *c, const mu_model_args *ma, const mu_param_info *p, int n) {
     char err[1024], digest[33];
-    if (mu_ckpt_digest(c, digest)) mu_die("%s: cannot read it for its digest", path);
-    char *cfg = mu_config_json_text(mu_ckpt_config(c), NULL, 0, path, err, sizeof err);
+    if (mu_ckpt_digest(c, digest)) mu_die("%s: cannot read it for its digest", ma->path);
+    char *cfg = mu_config_json_text(mu_ckpt_config(c), NULL, 0, ma->path, err, sizeof err);
     if (!cfg) mu_die("%s", err);
     fputs("{\"model\":", fp);
-    put_cstr(fp, path);
-    fprintf(fp, ",\"format\":\"%s\",\"digest\":\"%s\",\"deltas\":[", mu_ckpt_is_gguf(c) ? "gguf" : "safetensors",
-            digest);
-    for (int i = 0; i < n_deltas; i++) {
-        if (i) fputc(',', fp);
-        put_cstr(fp, deltas[i]);
-    }
-    fputc(']', fp);
-    put_delta_scales(fp, scales, n_deltas);
+    put_cstr(fp, ma->path);
+    fprintf(fp, ",\"format\":\"%s\",\"digest\":\"%s\"", mu_ckpt_is_gguf(c) ? "gguf" : "safetensors", digest);
+    put_deltas(fp, ma);
     fputs(",\"delta_metadata\":[", fp);
-    for (int i = 0; i < n_deltas; i++) {
+    for (int i = 0; i < ma->n_deltas; i++) {
         if (i) fputc(',', fp);
-        put_delta_metadata(fp, deltas[i]);
+        put_delta_metadata(fp, ma->deltas[i]);
     }
     fprintf(fp, "],\"params\":%d,\"numel\":%lld,\"config\":%s}\n", n, (long long)mu_arch_numel(p, n), cfg);
     free(cfg);
 }
 
-static void dump_model(FILE *fp, const char *path, char **deltas, const float *scales, int n_deltas, long head,
-                       int no_header, int stats) {
+static mu_ckpt *open_model_or_die(const mu_model_args *ma) {
     char err[1024];
-    mu_ckpt *c = mu_ckpt_open_with_deltas(path, (const char *const *)deltas, scales, n_deltas, err, sizeof err);
+    mu_ckpt *c = mu_ckpt_open_with_deltas(ma->path, ma->deltas, ma->delta_scales, ma->n_deltas, err, sizeof err);
     if (!c) mu_die("%s", err);
-    model_dump m = {fp, c, n_deltas, stats, NULL, NULL};
+    return c;
+}
+
+static void dump_model(FILE *fp, const mu_model_args *ma, long head, int no_header, int stats) {
+    mu_ckpt *c = open_model_or_die(ma);
+    model_dump m = {fp, c, ma->n_deltas, stats, NULL, NULL};
     const mu_config *cf = mu_ckpt_config(c);
     mu_param_info *p;
     int n = mu_arch_params(cf, &p);
-    if (n < 0) mu_die("%s: architecture %s is not supported", path, cf->arch);
-    if (!no_header) put_model_header(fp, c, path, deltas, scales, n_deltas, p, n);
+    if (n < 0) mu_die("%s: architecture %s is not supported", ma->path, cf->arch);
+    if (!no_header) put_model_header(fp, c, ma, p, n);
     if (stats) {
         int64_t most = 1;
         for (int i = 0; i < n; i++) most = mu_arch_numel(&p[i], 1) > most ? mu_arch_numel(&p[i], 1) : most;
@@ -473,10 +476,7 @@ static mu_tokenizer *model_tokenizer(const char *path) {
 
 /* A soft prompt dumped against a model: the embedding, its tokens, the digest. */
 typedef struct {
-    const char *path;
-    char **deltas;
-    const float *scales;
-    int n_deltas;
+    const mu_model_args *ma;   /* the model and its deltas */
     char digest[33];
     float *E;
     int V, D;
@@ -484,14 +484,11 @@ typedef struct {
 } soft_model;
 
 static void open_soft_model(soft_model *sm) {
-    char err[1024];
-    mu_ckpt *c = mu_ckpt_open_with_deltas(sm->path, (const char *const *)sm->deltas, sm->scales, sm->n_deltas, err,
-                                          sizeof err);
-    if (!c) mu_die("%s", err);
-    if (mu_ckpt_digest(c, sm->digest)) mu_die("%s: cannot read it for its digest", sm->path);
-    sm->E = read_embedding(c, sm->path, &sm->V, &sm->D);
+    mu_ckpt *c = open_model_or_die(sm->ma);
+    if (mu_ckpt_digest(c, sm->digest)) mu_die("%s: cannot read it for its digest", sm->ma->path);
+    sm->E = read_embedding(c, sm->ma->path, &sm->V, &sm->D);
     mu_ckpt_close(c);
-    sm->tk = model_tokenizer(sm->path);
+    sm->tk = model_tokenizer(sm->ma->path);
 }
 
 /* ,"embedding_norm":{"mean":..,"min":..,"max":..}: the L2 norms of the embedding's rows */
@@ -526,13 +523,10 @@ static void put_soft_header(FILE *fp, const char *path, int n, int D, const soft
     if (sm) {
         const char *on = mu_st_metadata(st, "trained_on");
         fputs(",\"model\":", fp);
-        put_cstr(fp, sm->path);
-        fprintf(fp, ",\"digest\":\"%s\",\"deltas\":[", sm->digest);
-        for (int i = 0; i < sm->n_deltas; i++) {
-            if (i) fputc(',', fp);
-            put_cstr(fp, sm->deltas[i]);
-        }
-        fprintf(fp, "],\"trained_on_this_model\":%s", on && !strcmp(on, sm->digest) ? "true" : "false");
+        put_cstr(fp, sm->ma->path);
+        fprintf(fp, ",\"digest\":\"%s\"", sm->digest);
+        put_deltas(fp, sm->ma);
+        fprintf(fp, ",\"trained_on_this_model\":%s", on && !strcmp(on, sm->digest) ? "true" : "false");
         put_embedding_norms(fp, sm);
     }
     fputs("}\n", fp);
@@ -549,7 +543,7 @@ static void put_nearest(FILE *fp, const soft_model *sm, const int32_t *ids, cons
         size_t len = 0;
         if (!sm->tk) fputs("null", fp);
         else if (mu_tok_decode_model_ids(sm->tk, &ids[i], 1, (size_t)sm->V, 0, &text, &len, err, sizeof err))
-            mu_die("%s: %s", sm->path, err);
+            mu_die("%s: %s", sm->ma->path, err);
         else put_str(fp, text, len);
         free(text);
         fputs(",\"cos\":", fp);
@@ -606,11 +600,11 @@ int main(int argc, char **argv) {
         {"soft-prompt", required_argument, 0, 'P'}, {"nearest", required_argument, 0, 'N'},
         MU_COMMON_LONGOPTS, {0, 0, 0, 0}};
     long head = -1;
-    const char *kind = NULL, *out = "-", *model = NULL, *soft = NULL;
+    const char *kind = NULL, *out = "-", *soft = NULL;
     long nearest = -1;
-    char **deltas = mu_xmalloc(sizeof *deltas * (size_t)argc);
-    float *scales = mu_xmalloc(sizeof *scales * (size_t)argc);
-    int full = 0, no_header = 0, n_deltas = 0, stats = 0, opt;
+    mu_model_args ma;   /* --model, --delta, --scaled-delta */
+    mu_model_args_init(&ma);
+    int full = 0, no_header = 0, stats = 0, opt;
     while ((opt = getopt_long(argc, argv, ":n:k:fHo:m:hVq", longopts, NULL)) != -1) {
         switch (opt) {
         case 'n': {
@@ -623,14 +617,9 @@ int main(int argc, char **argv) {
         case 'f': full = 1; break;
         case 'H': no_header = 1; break;
         case 'o': out = optarg; break;
-        case 'm': model = optarg; break;
-        case 'D': scales[n_deltas] = 1; deltas[n_deltas++] = optarg; break;
-        case 'Z': {
-            double s;
-            deltas[n_deltas] = (char *)mu_parse_scaled("--scaled-delta", optarg, &s);
-            scales[n_deltas++] = (float)s;
-            break;
-        }
+        case 'm': mu_model_args_option(&ma, 'm', optarg); break;
+        case 'D': mu_model_args_option(&ma, MU_OPT_DELTA, optarg); break;
+        case 'Z': mu_model_args_option(&ma, MU_OPT_SCALED_DELTA, optarg); break;
         case 'S': stats = 1; break;
         case 'P': soft = optarg; break;
         case 'N': {
@@ -644,17 +633,17 @@ int main(int argc, char **argv) {
             if (!mu_cli_common(opt, usage)) mu_usage_error("unexpected option (see --help)");
         }
     }
-    if (!model && (n_deltas || stats)) mu_usage_error("--delta, --scaled-delta and --stats need --model");
+    const char *model = ma.path;
+    if (!model && (ma.n_deltas || stats)) mu_usage_error("--delta, --scaled-delta and --stats need --model");
     if (nearest >= 0 && !(soft && model)) mu_usage_error("--nearest needs --soft-prompt and --model");
     if (soft) {
         if (optind < argc || kind || stats) mu_usage_error("--soft-prompt takes no FILE, --kind or --stats");
-        soft_model sm = {.path = model, .deltas = deltas, .scales = scales, .n_deltas = n_deltas};
+        soft_model sm = {.ma = &ma};
         mu_outfile of;
         mu_out_open_or_die(&of, out);
         dump_soft_prompt(of.fp, soft, model ? &sm : NULL, nearest >= 0 ? (int)nearest : 5, head, no_header, full);
         mu_out_commit_or_die(&of);
-        free(deltas);
-        free(scales);
+        mu_model_args_free(&ma);
         return MU_EXIT_OK;
     }
     if (model && (optind < argc || kind || full))
@@ -662,14 +651,12 @@ int main(int argc, char **argv) {
     if (model) {
         mu_outfile of;
         mu_out_open_or_die(&of, out);
-        dump_model(of.fp, model, deltas, scales, n_deltas, head, no_header, stats);
+        dump_model(of.fp, &ma, head, no_header, stats);
         mu_out_commit_or_die(&of);
-        free(deltas);
-        free(scales);
+        mu_model_args_free(&ma);
         return MU_EXIT_OK;
     }
-    free(deltas);
-    free(scales);
+    mu_model_args_free(&ma);
     char *stdin_only[] = {"-"};
     char **files = optind < argc ? argv + optind : stdin_only;
     int nfiles = optind < argc ? argc - optind : 1;

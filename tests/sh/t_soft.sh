@@ -85,6 +85,15 @@ t soft_dump_nearest_tokens_match_awk bash -c '
     jq -s -e "length == 4 and all(.nearest[0].cos > 0.99999 and (.nearest[0].token | type) == \"string\")" >/dev/null &&
   mu-dump --soft-prompt attack.st -n 1 --full | tail -n +2 | jq -s -e "length == 1 and (.[0].vector.data | length) == 64 and
       .[0].id == -1 and (.[0].norm - (.[0].vector.data | map(. * .) | add | sqrt) | fabs) < 1e-5" >/dev/null'
+# against a model with deltas the header lists them, with their strengths when --scaled-delta
+# sets one (as mu-dump --model's header does), and the digest is no longer the one trained on
+t soft_dump_names_the_deltas bash -c '
+  mu-train --model "'"$M"'" --forget plain.tok --objective learn --mask mlp:0 --steps 1 --out d1.st -q &&
+  mu-dump --soft-prompt attack.st --model "'"$M"'" --delta d1.st | head -1 |
+    jq -e ".deltas == [\"d1.st\"] and (has(\"delta_scales\") | not) and (.trained_on_this_model | not)" >/dev/null &&
+  mu-dump --soft-prompt attack.st --model "'"$M"'" --scaled-delta 0.5=d1.st | head -1 |
+    jq -e ".deltas == [\"d1.st\"] and .delta_scales == [0.5]" >/dev/null &&
+  [ "$(mu-dump --model "'"$M"'" --scaled-delta 0.5=d1.st | head -1 | jq -c "[.deltas, .delta_scales]")" = "[[\"d1.st\"],[0.5]]" ]'
 # --soft-project: the vectors replaced by their nearest tokens' rows read exactly as a soft
 # prompt built here (python, from awk's nearest ids above and the checkpoint's bytes) does;
 # mu-train starts from them (and notes it)
