@@ -84,12 +84,14 @@ endef
 # an unlearning, an edit) applied at strength S when the model is loaded, after the deltas
 # STRENGTH_BEFORE (mu-forward --scaled-delta S=...: w0 + S (w - w0), w0 the weights before it),
 # evaluated on the token streams STRENGTH_STEMS; S = 1 is the changed model, 0 the one before.
-# A pipeline sets strength_delta, STRENGTH_BEFORE and STRENGTH_STEMS, then calls
+# A pipeline sets strength_delta, STRENGTH_BEFORE, STRENGTH_STEMS and PAIRED_WITH, then calls
 # $(strength_rules) once; $(RUN)/strength.tsv holds mu-score's rows by loc, scale, split (a stem)
+# and $(RUN)/strength-paired.tsv the paired comparisons at each strength (kind scaled-S): each
+# localization against each of PAIRED_WITH on the same prompts (paired_rows, Holm over the file)
 SCALES ?=
-strength_out = $(RUN)/out/scaled-$(1)-$(2)/$(3).out
+strength_out = $(RUN)/out/scaled-$(2)-$(1)/$(3).out
 define STRENGTH_RULE
-$(RUN)/out/scaled-$(1)-$(2)/%.out: $(RUN)/tok/%.tok $(STRENGTH_BEFORE) $(call strength_delta,$(1))
+$(RUN)/out/scaled-$(2)-$(1)/%.out: $(RUN)/tok/%.tok $(STRENGTH_BEFORE) $(call strength_delta,$(1))
 	@mkdir -p $$(@D)
 	$(JOB) mu-forward $(Q) --model $(MODEL) --device $(MU_DEVICE) $(addprefix --delta ,$(STRENGTH_BEFORE)) \
 	  --scaled-delta $(2)=$(call strength_delta,$(1)) --emit choices --out $$@ $$<
@@ -101,12 +103,16 @@ $(RUN)/strength.tsv: $(STRENGTH_OUTS) $(call knobs,scales,$(SCALES))
 	  $(foreach l,$(LOCS),--label loc=$(l) $(foreach s,$(SCALES),--label scale=$(s) \
 	    $(foreach t,$(STRENGTH_STEMS),--label split=$(t) $(call strength_out,$(l),$(s),$(t))))) > $$@.tmp
 	mv $$@.tmp $$@
+$(RUN)/strength-paired.tsv: $(STRENGTH_OUTS) $(HOLM) $(call knobs,strength-paired,with=$(PAIRED_WITH) ci=0.95)
+	$$(call paired_recipe,$(PAIRED_WITH),$(foreach s,$(SCALES),$(foreach t,$(STRENGTH_STEMS),scaled-$(s):$(t))))
 endef
 strength_rules = $(if $(SCALES),$(foreach l,$(LOCS),$(foreach s,$(SCALES),$(eval $(call STRENGTH_RULE,$(l),$(s))))) \
                  $(eval $(STRENGTH_TSV_RULE)))
 # strength_report ZERO,ONE,JOB: the report's section (pipelines/strength-report.awk: S = 0 the
 # model ZERO of scores.tsv, S = 1 each ONE-LOC, JOB its words), appended to $@.tmp; a recipe's
 # prefix, empty without SCALES
-strength_report = $(if $(SCALES),awk -f pipelines/strength-report.awk -v locs='$(LOCS)' -v scales='$(SCALES)' \
-  -v stems='$(STRENGTH_STEMS)' -v zero=$(1) -v one=$(2) -v job=$(3) $(RUN)/scores.tsv $(RUN)/strength.tsv >> $@.tmp && )
-STRENGTH_REPORT_DEPS = $(if $(SCALES),$(RUN)/strength.tsv pipelines/strength-report.awk) $(call knobs,report-scales,$(SCALES))
+strength_report = $(if $(SCALES),awk -f pipelines/paired-lib.awk -f pipelines/strength-report.awk -v locs='$(LOCS)' \
+  -v scales='$(SCALES)' -v stems='$(STRENGTH_STEMS)' -v zero=$(1) -v one=$(2) -v job=$(3) \
+  $(RUN)/scores.tsv $(RUN)/strength.tsv $(RUN)/strength-paired.tsv >> $@.tmp && )
+STRENGTH_REPORT_DEPS = $(if $(SCALES),$(RUN)/strength.tsv $(RUN)/strength-paired.tsv pipelines/strength-report.awk \
+                         pipelines/paired-lib.awk) $(call knobs,report-scales,$(SCALES))

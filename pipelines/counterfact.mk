@@ -191,13 +191,6 @@ $(call relearn_deltas,$(foreach l,$(LOCS),$(RUN)/relearn-$(l).st))
 # $(RUN)/out/MODEL/SPLIT.out: both targets' log-probs of each record (pipelines/common.mk)
 $(foreach m,$(MODELS_EVAL),$(eval $(call CHOICES_RULE,$(m))))
 
-# each edit at strength S (SCALES='0.5 2'; pipelines/common.mk): efficacy, paraphrase and
-# neighbourhood accuracy as the edit grows from the base model (S = 0) past itself (S = 1)
-strength_delta = $(RUN)/edit-$(1).st
-STRENGTH_BEFORE :=
-STRENGTH_STEMS := edit para neighbor
-$(strength_rules)
-
 OUTS := $(foreach m,$(MODELS_EVAL),$(foreach s,$(SPLITS_$(m)),$(RUN)/out/$(m)/$(s).out))
 $(RUN)/scores.tsv: $(OUTS)
 	mu-score $(Q) --by model,split --metrics choice_acc,choice_prob --format tsv \
@@ -212,6 +205,14 @@ $(RUN)/scores.tsv: $(OUTS)
 PAIRED_WITH ?= $(or $(filter late random,$(LOCS)),$(lastword $(LOCS)))
 $(RUN)/paired.tsv: $(OUTS) $(HOLM) $(call knobs,paired,with=$(PAIRED_WITH) ci=0.95)
 	$(call paired_recipe,$(PAIRED_WITH),$(foreach s,$(filter-out heldout,$(SPLITS)),edited:$(s)) relearned:heldout)
+
+# each edit at strength S (SCALES='0.5 2'; pipelines/common.mk): efficacy, paraphrase and
+# neighbourhood accuracy as the edit grows from the base model (S = 0) past itself (S = 1),
+# and each localization against PAIRED_WITH's at each strength (strength-paired.tsv)
+strength_delta = $(RUN)/edit-$(1).st
+STRENGTH_BEFORE :=
+STRENGTH_STEMS := edit para neighbor
+$(strength_rules)
 
 # where editing moved the weights (pipelines/common.mk changes_recipe)
 $(RUN)/changes.tsv: $(MODEL_DEPS) $(foreach l,$(LOCS),$(RUN)/edit-$(l).st)

@@ -387,14 +387,6 @@ $(RUN)/wmask.png: $(RUN)/wmask-curve.tsv
 # $(RUN)/out/MODEL/FORMAT-SPLIT.out: choice log-probs of each record (pipelines/common.mk)
 $(foreach m,$(MODELS_EVAL),$(eval $(call CHOICES_RULE,$(m))))
 
-# ---- strength of the unlearning (SCALES; pipelines/common.mk) ------------------------------
-# each localization's unlearning delta at strength S after the learned model's delta (S = 0
-# the learned model, 1 unlearned-LOC), cloze accuracy on the forget and the maintained facts
-strength_delta = $(RUN)/unlearn-$(1).st
-STRENGTH_BEFORE := $(RUN)/learned.st
-STRENGTH_STEMS := cloze-forget cloze-maintain
-$(strength_rules)
-
 OUTS := $(foreach m,$(MODELS_EVAL),$(foreach f,$(FORMATS),$(foreach s,$(SPLITS),$(RUN)/out/$(m)/$(f)-$(s).out))) \
         $(foreach m,$(MODELS_EVAL),$(RUN)/out/$(m)/mmlu.out)
 
@@ -415,6 +407,16 @@ $(RUN)/scores.tsv: $(OUTS)
 PAIRED_WITH ?= $(or $(filter late random,$(LOCS)),$(lastword $(LOCS)))
 $(RUN)/paired.tsv: $(OUTS) $(HOLM) $(call knobs,paired,with=$(PAIRED_WITH) ci=0.95)
 	$(call paired_recipe,$(PAIRED_WITH),$(foreach f,$(FORMATS),unlearned:$(f)-forget relearned:$(f)-heldout))
+
+# ---- strength of the unlearning (SCALES; pipelines/common.mk) ------------------------------
+# each localization's unlearning delta at strength S after the learned model's delta (S = 0
+# the learned model, 1 unlearned-LOC), cloze accuracy on the forget and the maintained facts,
+# and each localization against PAIRED_WITH's at each strength (strength-paired.tsv)
+strength_delta = $(RUN)/unlearn-$(1).st
+STRENGTH_BEFORE := $(RUN)/learned.st
+STRENGTH_STEMS := cloze-forget cloze-maintain
+$(strength_rules)
+
 # weight masking against training the weights, fact by fact: each masked model's held-out facts
 # after the relearning attack against those of the weight-trained unlearning in its
 # localization (paired_rows: LOC, relearned, wmasked-LOC-P, FORMAT-heldout, the difference,

@@ -4,7 +4,10 @@
 # strength.tsv (rows grouped by loc, scale, split, the split a token stream's stem, e.g.
 # cloze-forget or edit). Variables: locs, scales (as given), stems (the columns of a cell),
 # zero, one, job (sports: an unlearning; counterfact: an edit). A row per localization, a
-# column per strength in increasing order, each cell the stems' choice accuracies.
+# column per strength in increasing order, each cell the stems' choice accuracies. As a third
+# file strength-paired.tsv (common.mk paired_rows, kind scaled-S; cells by paired-lib.awk,
+# which runs with it): a table per baseline, a row per localization and stem, a column per
+# strength, each cell the difference from the baseline at that strength.
 BEGIN {
     FS = "\t"; nl = split(locs, L, " "); nt = split(stems, T, " ")
     for (i = 1; i <= nt; i++) stem[T[i]]
@@ -29,6 +32,11 @@ FILENAME == ARGV[2] && $1 == "choice_acc" {
     cnt[G["split"]] = $4
     if ($5 != "nan" && $5 != "" && ($6 - $5) / 2 > half) half = ($6 - $5) / 2   # Wilson, mu-score --ci
     next
+}
+FILENAME == ARGV[3] {
+    if (!($1 in with)) { with[$1]; W[++nw] = $1 }
+    s = substr($2, length("scaled-") + 1) + 0
+    pc[$1, $3, $4, s] = paired_text(); pscale[s]; npc++; pholm = $10 != ""
 }
 # S[1..ns]: 0, 1 and the scales, each once, in increasing order
 function strengths(   a, n, i, j, t, seen) {
@@ -86,7 +94,32 @@ END {
     }
     printf "\nPrompts per cell: %s. The widest 95%% interval (Wilson) of a scaled model's accuracy\n", counts()
     printf "is ±%.2f: cells closer than that are not told apart by these prompts.\n", half
+    if (nw) paired_tables()
 }
+# strength-paired.tsv's comparisons: a table per baseline, the strengths it holds as columns
+function paired_tables(   i, j, k, n, t, P) {
+    for (j = 1; j <= ns; j++) if (S[j] in pscale) P[++n] = S[j]
+    print "\nEach localization against a baseline at the same strength, prompt by prompt"
+    print "(strength-paired.tsv, mu-score --paired): its accuracy minus the baseline's, the 95%"
+    print "interval (Newcombe's for paired proportions) and McNemar's exact p."
+    if (pholm) print holm_note(npc, "strength-paired.tsv")
+    for (i = 1; i <= nw; i++) {
+        printf "\nAgainst %s:\n\n| localization | prompts |", W[i]
+        for (j = 1; j <= n; j++) printf " S = %g |", P[j]
+        printf "\n|---|---|"
+        for (j = 1; j <= n; j++) printf "---|"
+        printf "\n"
+        for (k = 1; k <= nl; k++) {
+            if (L[k] == W[i]) continue
+            for (t = 1; t <= nt; t++) {
+                printf "| %s | %s |", L[k], T[t]
+                for (j = 1; j <= n; j++) printf " %s |", pcell(W[i], L[k], T[t], P[j])
+                printf "\n"
+            }
+        }
+    }
+}
+function pcell(w, l, t, s) { return ((w, l, t, s) in pc) ? pc[w, l, t, s] : "–" }
 function counts(   i, s) {
     for (i = 1; i <= nt; i++) s = s (i > 1 ? " / " : "") cnt[T[i]]
     return s

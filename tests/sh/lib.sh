@@ -29,6 +29,29 @@ holm_ok() { local m; m=$(wc -l < "$1")
     awk -F'\t' -v m="$m" '{ a = (m - NR + 1) * $1; if (a > run) run = a; w = run < 1 ? run : 1
                            d = w - $2; if (d < 0) d = -d; if (d > 1e-12 * w + 1e-300 || $2 < $1) bad = 1 }
                          END { exit bad || NR != m || m == 0 }'; }
+# strength_paired_ok RUN REPORT KIND: RUN/strength-paired.tsv (each localization against a
+# baseline at each strength, kind scaled-S) against what it is made of: Holm's column
+# (holm_ok); at S = 1 each row that RUN/paired.tsv holds for the changed model (kind KIND) is
+# that row; each difference is the two localizations' accuracies in RUN/strength.tsv
+# subtracted; and REPORT's tables ("Against W:") print each row once, in its cell
+strength_paired_ok() { local f=$1/strength-paired.tsv
+  holm_ok "$f" && grep -q "over the $(wc -l < "$f") comparisons of strength-paired.tsv" "$2" &&
+  awk -F'\t' -v kind="$3" '
+    FNR == 1 { file++ }
+    file == 1 { if ($2 == kind) p[$1, $3, $4] = $5 FS $6 FS $7 FS $8 FS $9; next }
+    file == 2 { if ($1 == "choice_acc") { split($2, g, /[,=]/); a[g[2], g[4], g[6]] = $3 }; next }
+    file == 3 { s = substr($2, length("scaled-") + 1); n++
+      if (s == "1" && (($1, $3, $4) in p)) { one++; if (p[$1, $3, $4] != $5 FS $6 FS $7 FS $8 FS $9) bad = bad "S = 1: " $0 "; " }
+      if (!(($3, s, $4) in a) || !(($1, s, $4) in a)) bad = bad "no accuracy: " $0 "; "
+      d = a[$3, s, $4] - a[$1, s, $4]; if (d - $5 > 1e-9 || $5 - d > 1e-9) bad = bad "difference: " $0 "; "
+      want[$1, $3, $4, s] = sprintf("%+.2f [%+.2f, %+.2f] (p %.2g, Holm %.2g)", $5, $7, $8, $9, $10); next }
+    /^Against [^ ]+:$/ { w = substr($0, 9, length($0) - 9); next }
+    w != "" && /^\| localization \| prompts \|/ { nc = split($0, f, / *\| */); for (i = 4; i < nc; i++) sc[i] = substr(f[i], 5); tab = 1; next }
+    w != "" && /^\| [a-z]/ { nc = split($0, f, / *\| */)
+      for (i = 4; i < nc; i++) { seen++; if (want[w, f[2], f[3], sc[i]] != f[i]) bad = bad "cell " w " " f[2] " " f[3] " " sc[i] ": " f[i] "; " } }
+    /^$/ && tab { w = ""; tab = 0 }
+    END { if (bad != "" || one == 0 || seen != n || n == 0) { print bad " one=" one " cells=" seen " rows=" n; exit 1 } }' \
+    "$1/paired.tsv" "$1/strength.tsv" "$f" "$2"; }
 # mask_bytes MASK: per tensor of a mask stream, its name and its bitset's bytes (base64(1),
 # od(1)); mask_common A B: the parameters in both masks, counted bit by bit by awk (each
 # bit a unit of UNIT parameters, default 32)

@@ -170,23 +170,26 @@ t counterfact_too_few bash -c "
 # SCALES: each edit read at other strengths (mu-forward --scaled-delta S=edit-LOC.st): at S = 1
 # the records are the edited model's byte for byte; the report's table has a row per
 # localization, S = 0 the base model's efficacy / paraphrase / neighbourhood accuracy, S = 1
-# the edited one's (scores.tsv), 0.5 strength.tsv's
+# the edited one's (scores.tsv), 0.5 strength.tsv's; strength-paired.tsv holds each localization
+# against late and random at S = 1 and 0.5 on the three splits (2 x 5 x 2 x 3 = 60 rows), at
+# S = 1 paired.tsv's, and the report prints them (strength_paired_ok)
 if run SCALES='1 0.5' > "$T/scales.log" 2>&1; then
-  t counterfact_scales bash -c "
+  t counterfact_scales bash -c "$(declare -f holm_ok strength_paired_ok)
     [ \$(grep -cE '^(pipelines/job.sh )?mu-forward.* --scaled-delta (1|0\.5)=[^ ]*/edit-[a-z]+\.st --emit choices' '$T/scales.log') = 36 ] &&
     for l in early lookup late all atp random; do for p in edit para neighbor; do
-      mu-dump -H '$R/out/scaled-'\$l'-1/'\$p'.out' > '$T/s1.txt' && mu-dump -H '$R/out/edited-'\$l'/'\$p'.out' |
-        cmp -s - '$T/s1.txt' || { echo \"scaled-\$l-1 \$p differs\"; exit 1; }; done; done &&
+      mu-dump -H '$R/out/scaled-1-'\$l'/'\$p'.out' > '$T/s1.txt' && mu-dump -H '$R/out/edited-'\$l'/'\$p'.out' |
+        cmp -s - '$T/s1.txt' || { echo \"scaled-1-\$l \$p differs\"; exit 1; }; done; done &&
     grep -q '^## Strength of the edit' '$REP' && grep -q '^| localization | S = 0 | S = 0.5 | S = 1 |\$' '$REP' &&
     awk -F'\t' 'FILENAME ~ /scores/ && \$1 == \"choice_acc\" { split(\$2, g, /[,=]/); a[g[2], g[4]] = \$3; next }
         FILENAME ~ /strength/ && \$1 == \"choice_acc\" { split(\$2, g, /[,=]/); a[\"s\" g[4] \"-\" g[2], g[6]] = \$3; next }
         function c(m) { return sprintf(\"%.2f / %.2f / %.2f\", a[m, \"edit\"], a[m, \"para\"], a[m, \"neighbor\"]) }
         /^\| (early|lookup|late|all|atp|random) \|/ { split(\$0, f, / *\| */); n++
           if (f[3] != c(\"base\") || f[4] != c(\"s0.5-\" f[2]) || f[5] != c(\"edited-\" f[2]) || !((\"s0.5-\" f[2], \"edit\") in a)) bad = 1 }
-        END { exit bad || n != 6 }' '$R/scores.tsv' '$R/strength.tsv' <(sed -n '/^## Strength of the edit/,\$p' '$REP') &&
+        END { exit bad || n != 6 }' '$R/scores.tsv' '$R/strength.tsv' <(sed -n '/^## Strength of the edit/,/^Prompts per cell/p' '$REP') &&
     n=\$(awk -F'\t' '\$2 ~ /^loc=early,scale=0.5,split=/ { s = s (s == \"\" ? \"\" : \" / \") \$4 } END { print s }' '$R/strength.tsv') &&
     w=\$(awk -F'\t' 'NR > 1 && (\$6 - \$5) / 2 > h { h = (\$6 - \$5) / 2 } END { printf \"%.2f\", h }' '$R/strength.tsv') &&
-    grep -q \"^Prompts per cell: \$n. The widest 95% interval (Wilson)\" '$REP' && grep -q \"^is ±\$w: \" '$REP'"
+    grep -q \"^Prompts per cell: \$n. The widest 95% interval (Wilson)\" '$REP' && grep -q \"^is ±\$w: \" '$REP' &&
+    [ \$(wc -l < '$R/strength-paired.tsv') = 60 ] && strength_paired_ok '$R' '$REP' edited"
 else
   fail counterfact_scales "$(tail -3 "$T/scales.log" | tr '\n' ' ')"
 fi

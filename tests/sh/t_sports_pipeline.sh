@@ -357,20 +357,23 @@ t sports_pipeline_gcg bash -c "$(declare -f holm_ok)
 # SCALES: each unlearning delta read at other strengths (mu-forward --scaled-delta S=...): at
 # S = 1 the records are the unlearned model's byte for byte; the report's table has a row per
 # localization, S = 0 the learned model's cloze forget / maintained accuracy (scores.tsv), S = 1
-# the unlearned one's, 0.5 strength.tsv's
+# the unlearned one's, 0.5 strength.tsv's; strength-paired.tsv holds each localization against
+# late and random at S = 1 and 0.5 on the forget and maintained facts (2 x 6 x 2 x 2 = 48 rows),
+# at S = 1 paired.tsv's, and the report prints them (strength_paired_ok)
 if run SCALES='1 0.5' > "$T/scales.log" 2>&1; then
-  t sports_pipeline_scales bash -c "
+  t sports_pipeline_scales bash -c "$(declare -f holm_ok strength_paired_ok)
     [ \$(grep -cE '^(pipelines/job.sh )?mu-forward.* --scaled-delta (1|0\.5)=[^ ]*/unlearn-[a-z]+\.st --emit choices' '$T/scales.log') = 28 ] &&
     for l in early lookup probe late all atp random; do for p in forget maintain; do
-      mu-dump -H '$T/run/out/scaled-'\$l'-1/cloze-'\$p'.out' > '$T/s1.txt' && mu-dump -H '$T/run/out/unlearned-'\$l'/cloze-'\$p'.out' |
-        cmp -s - '$T/s1.txt' || { echo \"scaled-\$l-1 \$p differs\"; exit 1; }; done; done &&
+      mu-dump -H '$T/run/out/scaled-1-'\$l'/cloze-'\$p'.out' > '$T/s1.txt' && mu-dump -H '$T/run/out/unlearned-'\$l'/cloze-'\$p'.out' |
+        cmp -s - '$T/s1.txt' || { echo \"scaled-1-\$l \$p differs\"; exit 1; }; done; done &&
     grep -q '^| localization | S = 0 | S = 0.5 | S = 1 |\$' '$R' &&
     awk -F'\t' 'FILENAME ~ /scores/ && \$1 == \"choice_acc\" { split(\$2, g, /[,=]/); a[g[2], g[4] \"-\" g[6]] = \$3; next }
         FILENAME ~ /strength/ && \$1 == \"choice_acc\" { split(\$2, g, /[,=]/); a[\"s\" g[4] \"-\" g[2], g[6]] = \$3; next }
         function c(m) { return sprintf(\"%.2f / %.2f\", a[m, \"cloze-forget\"], a[m, \"cloze-maintain\"]) }
         /^\| (early|lookup|probe|late|all|atp|random) \|/ { split(\$0, f, / *\| */); n++
           if (f[3] != c(\"learned\") || f[4] != c(\"s0.5-\" f[2]) || f[5] != c(\"unlearned-\" f[2]) || !((\"s0.5-\" f[2], \"cloze-forget\") in a)) bad = 1 }
-        END { exit bad || n != 7 }' '$T/run/scores.tsv' '$T/run/strength.tsv' FS='|' <(sed -n '/^## Strength of the unlearning/,\$p' '$R')"
+        END { exit bad || n != 7 }' '$T/run/scores.tsv' '$T/run/strength.tsv' FS='|' <(sed -n '/^## Strength of the unlearning/,/^Prompts per cell/p' '$R') &&
+    [ \$(wc -l < '$T/run/strength-paired.tsv') = 48 ] && strength_paired_ok '$T/run' '$R' unlearned"
 else
   fail sports_pipeline_scales "$(tail -3 "$T/scales.log" | tr '\n' ' ')"
 fi
