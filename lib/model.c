@@ -611,6 +611,12 @@ mu_param *mu_model_param(mu_model *m, int i)
 {
     return i >= 0 && i < m->n_params ? &m->p[i] : NULL;
 }
+mu_param_info *mu_model_param_infos(const mu_model *m)
+{
+    mu_param_info *info = mu_xmalloc((size_t)(m->n_params ? m->n_params : 1) * sizeof *info);
+    for (int i = 0; i < m->n_params; i++) info[i] = m->p[i].info;
+    return info;
+}
 
 int mu_model_find(const mu_model *m, const char *hf_name)
 {

@@ -175,6 +175,9 @@ const mu_backend *mu_model_backend(const mu_model *m);
 
 int mu_model_n_params(const mu_model *m);
 mu_param *mu_model_param(mu_model *m, int i);
+/* The parameters' infos in index order [mu_model_n_params], for the mask functions; the
+ * caller frees it */
+mu_param_info *mu_model_param_infos(const mu_model *m);
 int mu_model_find(const mu_model *m, const char *hf_name);          /* index or -1 */
 /* Allocates (zeroed) / frees the gradient of parameter i (and, in a bf16 model, creates
  * the f32 master copy of a bf16 weight from its bf16 values). 0 ok, -1 out of memory. */

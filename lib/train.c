@@ -821,8 +821,7 @@ static int setup_soft(mu_trainer *t, const mu_mask *mask, char *err, size_t errl
 static int setup_params(mu_trainer *t, const mu_mask *mask, char *err, size_t errlen) {
     int np = mu_model_n_params(t->m);
     if (mask) {
-        mu_param_info *info = mu_xmalloc((size_t)np * sizeof *info);
-        for (int i = 0; i < np; i++) info[i] = mu_model_param(t->m, i)->info;
+        mu_param_info *info = mu_model_param_infos(t->m);
         int rc = mu_mask_check(mask, info, np, err, errlen);
         free(info);
         if (rc < 0) return -1;

@@ -353,8 +353,7 @@ static void run_trace_tensors(mu_model *m, const mu_train_set *f, mu_attr_method
                               mu_attr_result *res) {
     char err[512];
     int np = mu_model_n_params(m);
-    mu_param_info *info = malloc((size_t)np * sizeof *info);
-    for (int i = 0; i < np; i++) info[i] = mu_model_param(m, i)->info;
+    mu_param_info *info = mu_model_param_infos(m);
     mu_mask tensors;
     CHECK_MSG(mu_mask_from_spec(spec, info, np, &tensors, err, sizeof err) == 0, "%s", err);
     free(info);

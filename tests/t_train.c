@@ -468,8 +468,7 @@ TEST(train_nan_loss_names_the_step) {
     w[3] = NAN;
     mu_model_set_param(m, ni, w);
     free(w);
-    mu_param_info *info = malloc(mu_model_n_params(m) * sizeof *info);
-    for (int i = 0; i < mu_model_n_params(m); i++) info[i] = mu_model_param(m, i)->info;
+    mu_param_info *info = mu_model_param_infos(m);
     CHECK(mu_mask_from_spec("mlp:1", info, mu_model_n_params(m), &mask, err, sizeof err) == 0);
     free(info);
     mu_trainer *t = mu_trainer_new(m, NULL, &mask, &o, err, sizeof err);

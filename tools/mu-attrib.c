@@ -162,10 +162,8 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
 /* The tensors to score: a mask stream's tensor list, or a shorthand. */
 static void load_tensors(const char *arg, mu_model *m, mu_mask *mask) {
     char err[1024];
-    int np = mu_model_n_params(m);
-    mu_param_info *info = mu_xmalloc((size_t)np * sizeof *info);
-    for (int i = 0; i < np; i++) info[i] = mu_model_param(m, i)->info;
-    if (mu_mask_from_arg(arg, info, np, mask, err, sizeof err)) mu_die("--tensors: %s", err);
+    mu_param_info *info = mu_model_param_infos(m);
+    if (mu_mask_from_arg(arg, info, mu_model_n_params(m), mask, err, sizeof err)) mu_die("--tensors: %s", err);
     free(info);
 }
 

@@ -67,8 +67,7 @@ int main(void) {
     mu_model *m = mu_model_init_random(&c, 1, 0.02f, mu_backend_cpu(), err, sizeof err);
     if (!m) { fprintf(stderr, "%s\n", err); return 1; }
     int np = mu_model_n_params(m);
-    mu_param_info *info = malloc((size_t)np * sizeof *info);
-    for (int i = 0; i < np; i++) info[i] = mu_model_param(m, i)->info;
+    mu_param_info *info = mu_model_param_infos(m);
     const char *specs[2] = {"mlp:all+attn:all", "mlp:all"};
     mu_mask tensors[2];
     for (int i = 0; i < 2; i++)
