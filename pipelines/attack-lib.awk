@@ -38,12 +38,10 @@ function paired(kind, w, l, f,   k) {
     return (k in pc) ? pc[k] : "–"
 }
 # the models (M[1..nm]) with each format's held-out accuracy before and after the attack
-function before_after_table(   i, f) {
-    printf "\n| model |"
-    for (f = 1; f <= nf; f++) printf " %s before | %s after |", F[f], F[f]
-    printf "\n|---|"
-    for (f = 1; f <= nf; f++) printf "---|---|"
+function before_after_table(   i, f, H) {
+    for (f = 1; f <= nf; f++) { H[2 * f - 1] = F[f] " before"; H[2 * f] = F[f] " after" }
     printf "\n"
+    table_head("model", H, 2 * nf)
     for (i = 1; i <= nm; i++) {
         printf "| %s |", model_of(M[i])
         for (f = 1; f <= nf; f++) printf " %s | %s |", acc_before(M[i], F[f]), acc_after(M[i], F[f])
@@ -52,11 +50,8 @@ function before_after_table(   i, f) {
 }
 # the models (M[1..nm]) with a cell per format from cell ("M F" -> text; "–" where none)
 function cells_table(cell,   i, f) {
-    printf "\n| model |"
-    for (f = 1; f <= nf; f++) printf " %s |", F[f]
-    printf "\n|---|"
-    for (f = 1; f <= nf; f++) printf "---|"
     printf "\n"
+    table_head("model", F, nf)
     for (i = 1; i <= nm; i++) {
         printf "| %s |", model_of(M[i])
         for (f = 1; f <= nf; f++) printf " %s |", ((M[i], F[f]) in cell) ? cell[M[i], F[f]] : "–"
@@ -70,11 +65,7 @@ function paired_table(kind, w, heading,   i, f) {
     printf "minus %s's on the same facts, with its 95%% interval (Newcombe's) and McNemar's exact p.\n", w
     if (pholm) print holm_note(npc, paired_file)
     print ""
-    printf "| localization |"
-    for (f = 1; f <= nf; f++) printf " %s |", F[f]
-    printf "\n|---|"
-    for (f = 1; f <= nf; f++) printf "---|"
-    printf "\n"
+    table_head("localization", F, nf)
     for (i = 1; i <= nl[w]; i++) {
         printf "| %s |", L[w, i]
         for (f = 1; f <= nf; f++) printf " %s |", paired(kind, w, L[w, i], F[f])

@@ -30,11 +30,8 @@ END {
     print "(mu-score --paired). Records per column: " records()
     if (pholm) print holm_note(npc, "the pooled paired.tsv")
     for (i = 1; i <= nw; i++) {
-        printf "\n## Paired with %s\n\n| localization |", W[i]
-        for (j = 1; j <= nc; j++) printf " %s |", C[j]
-        printf "\n|---|"
-        for (j = 1; j <= nc; j++) printf "---|"
-        print ""
+        printf "\n## Paired with %s\n\n", W[i]
+        table_head("localization", C, nc)
         for (k = 1; k <= nl[W[i]]; k++) {
             printf "| %s |", L[W[i], k]
             for (j = 1; j <= nc; j++) printf " %s |", cell(W[i], L[W[i], k], C[j])

@@ -82,11 +82,8 @@ function stems_text(   i, s) {
 END {
     strengths()
     intro()
-    printf "| localization |"
-    for (j = 1; j <= ns; j++) printf " S = %g |", S[j]
-    printf "\n|---|"
-    for (j = 1; j <= ns; j++) printf "---|"
-    printf "\n"
+    for (j = 1; j <= ns; j++) H[j] = sprintf("S = %g", S[j])
+    table_head("localization", H, ns)
     for (i = 1; i <= nl; i++) {
         printf "| %s |", L[i]
         for (j = 1; j <= ns; j++) printf " %s |", cell(L[i], S[j])
@@ -97,18 +94,15 @@ END {
     if (nw) paired_tables()
 }
 # strength-paired.tsv's comparisons: a table per baseline, the strengths it holds as columns
-function paired_tables(   i, j, k, n, t, P) {
-    for (j = 1; j <= ns; j++) if (S[j] in pscale) P[++n] = S[j]
+function paired_tables(   i, j, k, n, t, P, H) {
+    for (j = 1; j <= ns; j++) if (S[j] in pscale) { P[++n] = S[j]; H[n] = sprintf("S = %g", S[j]) }
     print "\nEach localization against a baseline at the same strength, prompt by prompt"
     print "(strength-paired.tsv, mu-score --paired): its accuracy minus the baseline's, the 95%"
     print "interval (Newcombe's for paired proportions) and McNemar's exact p."
     if (pholm) print holm_note(npc, "strength-paired.tsv")
     for (i = 1; i <= nw; i++) {
-        printf "\nAgainst %s:\n\n| localization | prompts |", W[i]
-        for (j = 1; j <= n; j++) printf " S = %g |", P[j]
-        printf "\n|---|---|"
-        for (j = 1; j <= n; j++) printf "---|"
-        printf "\n"
+        printf "\nAgainst %s:\n\n", W[i]
+        table_head("localization | prompts", H, n)
         for (k = 1; k <= nl; k++) {
             if (L[k] == W[i]) continue
             for (t = 1; t <= nt; t++) {
