@@ -979,6 +979,78 @@ static void free_all(label *cur, int ncur) {
 
 /* ---------------------------------------------------------------- main */
 
+/* --label KEY=VALUE: sets KEY in the labels cur[ncur] that the next inputs take */
+static void set_label(const char *arg, label **cur, int *ncur) {
+    const char *eq = strchr(arg, '=');
+    if (!eq || eq == arg) mu_usage_error("--label %s: expected KEY=VALUE", arg);
+    size_t klen = (size_t)(eq - arg);
+    int i;
+    for (i = 0; i < *ncur; i++) if (!strncmp((*cur)[i].key, arg, klen) && !(*cur)[i].key[klen]) break;
+    if (i == *ncur) {
+        *cur = mu_xrealloc(*cur, (size_t)(*ncur + 1) * sizeof **cur);
+        (*ncur)++;
+        (*cur)[i].key = mu_xstrdup(arg);
+        (*cur)[i].key[klen] = 0;
+        (*cur)[i].val = NULL;
+    }
+    if ((*cur)[i].val) {
+        /* earlier inputs still point at the old value: retire it */
+        retired = mu_xrealloc(retired, (size_t)(nretired + 1) * sizeof *retired);
+        retired[nretired++] = (*cur)[i].val;
+    }
+    (*cur)[i].val = mu_xstrdup(eq + 1);
+}
+
+/* --metrics A,B,...: the metrics asked for by name */
+static void set_metrics(const char *arg) {
+    int n; char **l = split_list(arg, &n);
+    for (int i = 0; i < n; i++) {
+        int m = metric_by_name(l[i]);
+        if (m < 0) mu_usage_error("--metrics: unknown metric '%s' (see --help)", l[i]);
+        opt.explicit_metric[m] = 1; opt.any_explicit = 1;
+        free(l[i]);
+    }
+    free(l);
+}
+
+/* --reference FILE: read with the labels given so far */
+static void set_reference(char *path, const label *cur, int ncur) {
+    opt.reference = path;
+    ref_input.path = path;
+    ref_input.labels = mu_xmalloc((size_t)(ncur ? ncur : 1) * sizeof(label));
+    if (ncur) memcpy(ref_input.labels, cur, (size_t)ncur * sizeof(label));
+    ref_input.nlabels = ncur;
+}
+
+/* The options' combinations that mean nothing, refused as usage errors */
+static void check_usage(void) {
+    if (opt.out && !strcmp(opt.out, "-") && opt.format) mu_usage_error("--out - and --format both use stdout");
+    if (opt.utility && !opt.nby) mu_usage_error("--utility needs --by (TOFU sets as groups)");
+    if (opt.explicit_metric[M_FORGET_QUALITY] && !opt.reference)
+        mu_usage_error("metric forget_quality needs --reference FILE");
+    if (opt.paired && (opt.reference || opt.utility || opt.nauc || opt.curve))
+        mu_usage_error("--paired compares per-record metrics: not with --reference, --utility, --auc or --curve");
+}
+
+/* The inputs (and the reference, its metrics all computed) scored into groups, then the
+ * results of the mode asked for: paired differences, else aggregates, utility, MIA AUCs */
+static void score_inputs(void) {
+    group_set gs = {0}, ref = {0};
+    for (int i = 0; i < ninputs; i++) score_file(&inputs[i], &gs, opt.reference != NULL || opt.utility);
+    if (opt.reference) {
+        int saved = opt.any_explicit; int saved_m[NMETRICS];
+        memcpy(saved_m, opt.explicit_metric, sizeof saved_m);
+        opt.any_explicit = 1; memset(opt.explicit_metric, 0, sizeof opt.explicit_metric);
+        score_file(&ref_input, &ref, 1);
+        opt.any_explicit = saved; memcpy(opt.explicit_metric, saved_m, sizeof saved_m);
+    }
+    if (opt.paired) paired_run(&gs);
+    else aggregate(&gs, opt.reference ? &ref : NULL);
+    if (opt.utility) model_utility(&gs);
+    if (opt.nauc) mia_auc(&gs);
+    free_groups(&gs); free_groups(&ref);
+}
+
 int main(int argc, char **argv) {
     mu_cli_init("mu-score", argc, argv);
     enum { O_BY = 256, O_LABEL, O_METRICS, O_REF, O_UTIL, O_AUC, O_K, O_NOSTEM, O_OUT, O_FORMAT,
@@ -1001,38 +1073,9 @@ int main(int argc, char **argv) {
         switch (c) {
         case 1: add_input(optarg, cur, ncur); break;
         case O_BY: opt.by = split_list(optarg, &opt.nby); break;
-        case O_LABEL: {
-            char *eq = strchr(optarg, '=');
-            if (!eq || eq == optarg) mu_usage_error("--label %s: expected KEY=VALUE", optarg);
-            int i;
-            for (i = 0; i < ncur; i++) if (!strncmp(cur[i].key, optarg, (size_t)(eq - optarg)) && !cur[i].key[eq - optarg]) break;
-            if (i == ncur) { cur = mu_xrealloc(cur, (size_t)(ncur + 1) * sizeof *cur); ncur++; cur[i].key = mu_xstrdup(optarg); cur[i].key[eq - optarg] = 0; cur[i].val = NULL; }
-            if (cur[i].val) {
-                /* earlier inputs still point at the old value: retire it */
-                retired = mu_xrealloc(retired, (size_t)(nretired + 1) * sizeof *retired);
-                retired[nretired++] = cur[i].val;
-            }
-            cur[i].val = mu_xstrdup(eq + 1);
-            break;
-        }
-        case O_METRICS: {
-            int n; char **l = split_list(optarg, &n);
-            for (int i = 0; i < n; i++) {
-                int m = metric_by_name(l[i]);
-                if (m < 0) mu_usage_error("--metrics: unknown metric '%s' (see --help)", l[i]);
-                opt.explicit_metric[m] = 1; opt.any_explicit = 1;
-                free(l[i]);
-            }
-            free(l);
-            break;
-        }
-        case O_REF:
-            opt.reference = optarg;
-            ref_input.path = optarg;
-            ref_input.labels = mu_xmalloc((size_t)(ncur ? ncur : 1) * sizeof(label));
-            if (ncur) memcpy(ref_input.labels, cur, (size_t)ncur * sizeof(label));
-            ref_input.nlabels = ncur;
-            break;
+        case O_LABEL: set_label(optarg, &cur, &ncur); break;
+        case O_METRICS: set_metrics(optarg); break;
+        case O_REF: set_reference(optarg, cur, ncur); break;
         case O_UTIL: opt.utility = 1; break;
         case O_AUC:
             opt.auc = mu_xrealloc(opt.auc, (size_t)(opt.nauc + 1) * sizeof *opt.auc);
@@ -1066,30 +1109,9 @@ int main(int argc, char **argv) {
         }
     }
     if (ninputs == 0) add_input("-", cur, ncur); /* no FILE: standard input */
-    if (opt.out && !strcmp(opt.out, "-") && opt.format) mu_usage_error("--out - and --format both use stdout");
-    if (opt.utility && !opt.nby) mu_usage_error("--utility needs --by (TOFU sets as groups)");
-    if (opt.explicit_metric[M_FORGET_QUALITY] && !opt.reference)
-        mu_usage_error("metric forget_quality needs --reference FILE");
-    if (opt.paired && (opt.reference || opt.utility || opt.nauc || opt.curve))
-        mu_usage_error("--paired compares per-record metrics: not with --reference, --utility, --auc or --curve");
-
+    check_usage();
     if (opt.curve) run_curve();
-    else {
-        group_set gs = {0}, ref = {0};
-        for (int i = 0; i < ninputs; i++) score_file(&inputs[i], &gs, opt.reference != NULL || opt.utility);
-        if (opt.reference) {
-            int saved = opt.any_explicit; int saved_m[NMETRICS];
-            memcpy(saved_m, opt.explicit_metric, sizeof saved_m);
-            opt.any_explicit = 1; memset(opt.explicit_metric, 0, sizeof opt.explicit_metric);
-            score_file(&ref_input, &ref, 1);
-            opt.any_explicit = saved; memcpy(opt.explicit_metric, saved_m, sizeof saved_m);
-        }
-        if (opt.paired) paired_run(&gs);
-        else aggregate(&gs, opt.reference ? &ref : NULL);
-        if (opt.utility) model_utility(&gs);
-        if (opt.nauc) mia_auc(&gs);
-        free_groups(&gs); free_groups(&ref);
-    }
+    else score_inputs();
     int stdout_used = opt.out && !strcmp(opt.out, "-");
     if (opt.out) write_stream();
     const char *fmt = opt.format;
