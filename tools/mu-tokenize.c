@@ -644,6 +644,49 @@ static int run_records(opts *o, const char *prompt_spec, const char *target_spec
     return 0;
 }
 
+/* Records' BOS and EOS: the tokenizer's defaults unless --bos/--no-bos/--eos said, each
+ * refused where the model has no such token; --chat's template family */
+static void set_record_specials(opts *o) {
+    if (o->bos < 0) o->bos = mu_tok_add_bos_default(o->tk) && mu_tok_bos(o->tk) >= 0;
+    if (o->bos && mu_tok_bos(o->tk) < 0) mu_die("%s: --bos: the model has no BOS token", o->model);
+    if (!o->eos && mu_tok_add_eos_default(o->tk)) o->eos = 1;
+    if (o->eos && mu_tok_eos(o->tk) < 0) mu_die("%s: --eos: the model has no EOS token", o->model);
+    if (o->chat) {
+        o->chat_kind = mu_tok_chat_kind(o->tk);
+        if (o->chat_kind == MU_CHAT_NONE)
+            mu_die("%s: --chat: no chat template of a known family (ChatML, Llama-3, Llama-2, Gemma)", o->model);
+    }
+}
+
+/* The records' templates: --prompt (default {prompt}), --target, --choices (A|B|...) and
+ * --mc-options */
+static void parse_record_templates(opts *o, const char *prompt_spec, const char *target_spec,
+                                   const char *choices_spec, const char *mc_opts) {
+    o->prompt = parse_template_or_die("prompt", prompt_spec ? prompt_spec : "{prompt}");
+    if (target_spec) o->target = parse_template_or_die("target", target_spec);
+    if (choices_spec) {
+        int n;
+        char **parts = split_list(choices_spec, '|', &n);
+        o->choices = mu_xmalloc((size_t)n * sizeof *o->choices);
+        for (int i = 0; i < n; i++) { o->choices[i] = parse_template_or_die("choices", parts[i]); free(parts[i]); }
+        o->n_choices = n;
+        free(parts);
+    }
+    if (o->mc) {
+        o->mc_opts = split_list(mc_opts, ',', &o->n_mc);
+        if (o->n_mc < 2 || o->n_mc > 26) mu_usage_error("--mc-options: 2 to 26 fields");
+    }
+}
+
+static void free_record_templates(opts *o) {
+    mu_template_free(o->prompt);
+    mu_template_free(o->target);
+    for (int i = 0; i < o->n_choices; i++) mu_template_free(o->choices[i]);
+    free(o->choices);
+    for (int i = 0; i < o->n_mc; i++) free(o->mc_opts[i]);
+    free(o->mc_opts);
+}
+
 int main(int argc, char **argv) {
     mu_cli_init("mu-tokenize", argc, argv);
     opts o;
@@ -729,35 +772,10 @@ int main(int argc, char **argv) {
         mu_tokenizer_free(o.tk);
         return rc;
     }
-    if (o.bos < 0) o.bos = mu_tok_add_bos_default(o.tk) && mu_tok_bos(o.tk) >= 0;
-    if (o.bos && mu_tok_bos(o.tk) < 0) mu_die("%s: --bos: the model has no BOS token", o.model);
-    if (!o.eos && mu_tok_add_eos_default(o.tk)) o.eos = 1;
-    if (o.eos && mu_tok_eos(o.tk) < 0) mu_die("%s: --eos: the model has no EOS token", o.model);
-    if (o.chat) {
-        o.chat_kind = mu_tok_chat_kind(o.tk);
-        if (o.chat_kind == MU_CHAT_NONE) mu_die("%s: --chat: no chat template of a known family (ChatML, Llama-3, Llama-2, Gemma)", o.model);
-    }
-    o.prompt = parse_template_or_die("prompt", prompt_spec ? prompt_spec : "{prompt}");
-    if (target_spec) o.target = parse_template_or_die("target", target_spec);
-    if (choices_spec) {
-        int n;
-        char **parts = split_list(choices_spec, '|', &n);
-        o.choices = mu_xmalloc((size_t)n * sizeof *o.choices);
-        for (int i = 0; i < n; i++) { o.choices[i] = parse_template_or_die("choices", parts[i]); free(parts[i]); }
-        o.n_choices = n;
-        free(parts);
-    }
-    if (o.mc) {
-        o.mc_opts = split_list(mc_opts, ',', &o.n_mc);
-        if (o.n_mc < 2 || o.n_mc > 26) mu_usage_error("--mc-options: 2 to 26 fields");
-    }
+    set_record_specials(&o);
+    parse_record_templates(&o, prompt_spec, target_spec, choices_spec, mc_opts);
     int rc = run_records(&o, prompt_spec ? prompt_spec : "{prompt}", target_spec);
-    mu_template_free(o.prompt);
-    mu_template_free(o.target);
-    for (int i = 0; i < o.n_choices; i++) mu_template_free(o.choices[i]);
-    free(o.choices);
-    for (int i = 0; i < o.n_mc; i++) free(o.mc_opts[i]);
-    free(o.mc_opts);
+    free_record_templates(&o);
     free(o.span_fields);
     mu_tokenizer_free(o.tk);
     return rc;
