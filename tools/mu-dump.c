@@ -12,6 +12,7 @@
 #include "stream.h"
 #include "tokenizer.h"
 #include <getopt.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include <math.h>
 #include <stdlib.h>
@@ -589,78 +590,10 @@ static void dump_soft_prompt(FILE *fp, const char *path, soft_model *sm, int nea
     }
 }
 
-int main(int argc, char **argv) {
-    mu_cli_init("mu-dump", argc, argv);
-    static const struct option longopts[] = {
-        {"head", required_argument, 0, 'n'}, {"kind", required_argument, 0, 'k'},
-        {"full", no_argument, 0, 'f'},       {"no-header", no_argument, 0, 'H'},
-        {"out", required_argument, 0, 'o'},  {"model", required_argument, 0, 'm'},
-        {"delta", required_argument, 0, 'D'}, {"scaled-delta", required_argument, 0, 'Z'},
-        {"stats", no_argument, 0, 'S'},
-        {"soft-prompt", required_argument, 0, 'P'}, {"nearest", required_argument, 0, 'N'},
-        MU_COMMON_LONGOPTS, {0, 0, 0, 0}};
-    long head = -1;
-    const char *kind = NULL, *out = "-", *soft = NULL;
-    long nearest = -1;
-    mu_model_args ma;   /* --model, --delta, --scaled-delta */
-    mu_model_args_init(&ma);
-    int full = 0, no_header = 0, stats = 0, opt;
-    while ((opt = getopt_long(argc, argv, ":n:k:fHo:m:hVq", longopts, NULL)) != -1) {
-        switch (opt) {
-        case 'n': {
-            char *end;
-            head = strtol(optarg, &end, 10);
-            if (*optarg == 0 || *end || head < 0) mu_usage_error("--head wants a count >= 0, not '%s'", optarg);
-            break;
-        }
-        case 'k': kind = optarg; break;
-        case 'f': full = 1; break;
-        case 'H': no_header = 1; break;
-        case 'o': out = optarg; break;
-        case 'm': mu_model_args_option(&ma, 'm', optarg); break;
-        case 'D': mu_model_args_option(&ma, MU_OPT_DELTA, optarg); break;
-        case 'Z': mu_model_args_option(&ma, MU_OPT_SCALED_DELTA, optarg); break;
-        case 'S': stats = 1; break;
-        case 'P': soft = optarg; break;
-        case 'N': {
-            char *end;
-            nearest = strtol(optarg, &end, 10);
-            if (*optarg == 0 || *end || nearest < 0 || nearest > 1000000)
-                mu_usage_error("--nearest wants a count from 0 to 1000000, not '%s'", optarg);
-            break;
-        }
-        default:
-            if (!mu_cli_common(opt, usage)) mu_usage_error("unexpected option (see --help)");
-        }
-    }
-    const char *model = ma.path;
-    if (!model && (ma.n_deltas || stats)) mu_usage_error("--delta, --scaled-delta and --stats need --model");
-    if (nearest >= 0 && !(soft && model)) mu_usage_error("--nearest needs --soft-prompt and --model");
-    if (soft) {
-        if (optind < argc || kind || stats) mu_usage_error("--soft-prompt takes no FILE, --kind or --stats");
-        soft_model sm = {.ma = &ma};
-        mu_outfile of;
-        mu_out_open_or_die(&of, out);
-        dump_soft_prompt(of.fp, soft, model ? &sm : NULL, nearest >= 0 ? (int)nearest : 5, head, no_header, full);
-        mu_out_commit_or_die(&of);
-        mu_model_args_free(&ma);
-        return MU_EXIT_OK;
-    }
-    if (model && (optind < argc || kind || full))
-        mu_usage_error("--model takes no FILE, --kind or --full");
-    if (model) {
-        mu_outfile of;
-        mu_out_open_or_die(&of, out);
-        dump_model(of.fp, &ma, head, no_header, stats);
-        mu_out_commit_or_die(&of);
-        mu_model_args_free(&ma);
-        return MU_EXIT_OK;
-    }
-    mu_model_args_free(&ma);
-    char *stdin_only[] = {"-"};
-    char **files = optind < argc ? argv + optind : stdin_only;
-    int nfiles = optind < argc ? argc - optind : 1;
-
+/* The streams files[nfiles] (one kind: the first's, or kind) as JSON lines into out: the
+ * first's header unless no_header, then every record, head at the most (< 0: all) */
+static void dump_streams(char **files, int nfiles, const char *out, const char *kind, long head,
+                         int no_header, int full) {
     mu_outfile of;
     mu_out_open_or_die(&of, out);
     static char obuf[1 << 16];
@@ -692,5 +625,78 @@ int main(int argc, char **argv) {
     mu_progress_done();
     free(stream_kind);
     mu_out_commit_or_die(&of);
+}
+
+/* A count option's value: a whole number from 0 to max, else a usage error naming it */
+static long parse_count(const char *opt, const char *arg, long max) {
+    char *end;
+    long v = strtol(arg, &end, 10);
+    if (*arg == 0 || *end || v < 0 || v > max) {
+        if (max == LONG_MAX) mu_usage_error("%s wants a count >= 0, not '%s'", opt, arg);
+        mu_usage_error("%s wants a count from 0 to %ld, not '%s'", opt, max, arg);
+    }
+    return v;
+}
+
+int main(int argc, char **argv) {
+    mu_cli_init("mu-dump", argc, argv);
+    static const struct option longopts[] = {
+        {"head", required_argument, 0, 'n'}, {"kind", required_argument, 0, 'k'},
+        {"full", no_argument, 0, 'f'},       {"no-header", no_argument, 0, 'H'},
+        {"out", required_argument, 0, 'o'},  {"model", required_argument, 0, 'm'},
+        {"delta", required_argument, 0, 'D'}, {"scaled-delta", required_argument, 0, 'Z'},
+        {"stats", no_argument, 0, 'S'},
+        {"soft-prompt", required_argument, 0, 'P'}, {"nearest", required_argument, 0, 'N'},
+        MU_COMMON_LONGOPTS, {0, 0, 0, 0}};
+    long head = -1;
+    const char *kind = NULL, *out = "-", *soft = NULL;
+    long nearest = -1;
+    mu_model_args ma;   /* --model, --delta, --scaled-delta */
+    mu_model_args_init(&ma);
+    int full = 0, no_header = 0, stats = 0, opt;
+    while ((opt = getopt_long(argc, argv, ":n:k:fHo:m:hVq", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'n': head = parse_count("--head", optarg, LONG_MAX); break;
+        case 'k': kind = optarg; break;
+        case 'f': full = 1; break;
+        case 'H': no_header = 1; break;
+        case 'o': out = optarg; break;
+        case 'm': mu_model_args_option(&ma, 'm', optarg); break;
+        case 'D': mu_model_args_option(&ma, MU_OPT_DELTA, optarg); break;
+        case 'Z': mu_model_args_option(&ma, MU_OPT_SCALED_DELTA, optarg); break;
+        case 'S': stats = 1; break;
+        case 'P': soft = optarg; break;
+        case 'N': nearest = parse_count("--nearest", optarg, 1000000); break;
+        default:
+            if (!mu_cli_common(opt, usage)) mu_usage_error("unexpected option (see --help)");
+        }
+    }
+    const char *model = ma.path;
+    if (!model && (ma.n_deltas || stats)) mu_usage_error("--delta, --scaled-delta and --stats need --model");
+    if (nearest >= 0 && !(soft && model)) mu_usage_error("--nearest needs --soft-prompt and --model");
+    if (soft) {
+        if (optind < argc || kind || stats) mu_usage_error("--soft-prompt takes no FILE, --kind or --stats");
+        soft_model sm = {.ma = &ma};
+        mu_outfile of;
+        mu_out_open_or_die(&of, out);
+        dump_soft_prompt(of.fp, soft, model ? &sm : NULL, nearest >= 0 ? (int)nearest : 5, head, no_header, full);
+        mu_out_commit_or_die(&of);
+        mu_model_args_free(&ma);
+        return MU_EXIT_OK;
+    }
+    if (model && (optind < argc || kind || full))
+        mu_usage_error("--model takes no FILE, --kind or --full");
+    if (model) {
+        mu_outfile of;
+        mu_out_open_or_die(&of, out);
+        dump_model(of.fp, &ma, head, no_header, stats);
+        mu_out_commit_or_die(&of);
+        mu_model_args_free(&ma);
+        return MU_EXIT_OK;
+    }
+    mu_model_args_free(&ma);
+    char *stdin_only[] = {"-"};
+    if (optind < argc) dump_streams(argv + optind, argc - optind, out, kind, head, no_header, full);
+    else dump_streams(stdin_only, 1, out, kind, head, no_header, full);
     return MU_EXIT_OK;
 }
