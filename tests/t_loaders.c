@@ -11,6 +11,8 @@
 #include "maskgen.h"
 #include "rng.h"
 #include "safetensors.h"
+#include "soft.h"
+#include "tokenizer.h"
 #include "test.h"
 #include <jansson.h>
 #include <math.h>
@@ -235,6 +237,7 @@ TEST(safetensors_hostile_headers) {
         {"{\"__metadata__\":{\"k\":3}}", 0, "not a string"},
         {"{\"a\":{\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "dtype"},
         {"{\"a\":7}", 8, "not an object"},
+        {"{\"__metadata__\":[1]}", 0, "__metadata__ is not an object"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         write_st_raw(p, cases[i].hdr, cases[i].data);
@@ -257,6 +260,39 @@ TEST(safetensors_hostile_headers) {
     CHECK_EQ_INT(mu_st_count(s), 0);
     mu_st_close(s);
     expect_st_error(path_in(mu_test_tmpdir(), "missing.safetensors"), "No such file");
+    expect_st_error(mu_test_tmpdir(), "not a regular file");
+}
+
+/* The writer refuses a tensor it cannot name in a header, stdout and a missing directory,
+ * writing nothing; the reader refuses a count other than the tensor's */
+TEST(safetensors_writer_and_read_refusals) {
+    const char *p = path_in(mu_test_tmpdir(), "w.safetensors");
+    float a[2] = {1, 2};
+    int64_t sh[1] = {2};
+    char err[256];
+    mu_st_writer *w = mu_st_writer_new();
+    mu_st_writer_add(w, "__metadata__", MU_F32, 1, sh, a);
+    CHECK(mu_st_writer_write(w, p, err, sizeof err) == -1);
+    CHECK_MSG(strstr(err, "tensor __metadata__: bad dtype, name or shape") && !strncmp(err, p, strlen(p)), "%s", err);
+    CHECK(access(p, F_OK) != 0);
+    mu_st_writer_free(w);
+    w = mu_st_writer_new();
+    mu_st_writer_add(w, "a", MU_F32, 1, sh, a);
+    CHECK(mu_st_writer_write(w, "-", err, sizeof err) == -1);
+    CHECK_MSG(strstr(err, "-: safetensors cannot go to stdout"), "%s", err);
+    const char *missing = path_in(mu_test_tmpdir(), "no/such/dir/w.safetensors");
+    CHECK(mu_st_writer_write(w, missing, err, sizeof err) == -1);
+    CHECK_MSG(!strncmp(err, missing, strlen(missing)) && strstr(err, "No such file"), "%s", err);
+    CHECK_MSG(mu_st_writer_write(w, p, err, sizeof err) == 0, "%s", err);
+    mu_st_writer_free(w);
+    mu_st *s = mu_st_open(p, err, sizeof err);
+    CHECK_MSG(s, "%s", err);
+    float back[3];
+    CHECK(mu_st_read_f32(s, 0, back, 3, err, sizeof err) == -1);
+    CHECK_MSG(strstr(err, "tensor a: has 2 elements, caller expects 3"), "%s", err);
+    CHECK(mu_st_read_f32(s, 1, back, 2, err, sizeof err) == -1 && strstr(err, "no tensor #1"));
+    CHECK(mu_st_read_f32(s, 0, back, 2, err, sizeof err) == 0 && back[0] == 1 && back[1] == 2);
+    mu_st_close(s);
 }
 
 /* ------------------------------------------------------------------ GGUF */
@@ -662,6 +698,46 @@ TEST(gguf_hostile_fields) {
     CHECK_MSG(strstr(err, "no tensor model.embed_tokens.weight"), "%s", err);
     mu_test_spit(p, "", 0);
     expect_gguf_error(p, "empty");
+    free(orig);
+    free(b);
+}
+
+/* A GGUF's tokenizer fields that say too little or the wrong thing, patched in place into
+ * tiny_llama.gguf (a SentencePiece vocabulary of 64 tokens): the tokenizer is refused in one
+ * line naming the file and the field, though the GGUF itself opens */
+TEST(gguf_tokenizer_fields_refused) {
+    size_t len;
+    unsigned char *orig = mu_test_slurp(golden("tiny_llama.gguf"), &len), *b = malloc(len);
+    const char *p = path_in(mu_test_tmpdir(), "t.gguf");
+    char err[512];
+    mu_tokenizer *tk = mu_tokenizer_load(golden("tiny_llama.gguf"), err, sizeof err);
+    CHECK_MSG(tk, "%s", err);
+    mu_tokenizer_free(tk);
+    size_t model = find_gstr(orig, len, "tokenizer.ggml.model");
+    size_t types = find_gstr(orig, len, "tokenizer.ggml.token_type");
+    size_t type5 = types + 8 + 25 + 4 + 4 + 8 + 5 * 4;    /* key, ARRAY, INT32, count, then i32s */
+    struct { size_t at; const char *bytes; const char *needle; } cases[] = {
+        {model + 8 + 19, "x", "no tokenizer.ggml.model"},
+        {model + 8 + 20 + 4 + 8, "bloom", "unsupported tokenizer.ggml.model \"bloom\""},
+        {find_gstr(orig, len, "tokenizer.ggml.tokens") + 8 + 20, "z",
+         "tokenizer.ggml.tokens is missing or not a string array"},
+        {find_gstr(orig, len, "tokenizer.ggml.scores") + 8 + 20, "z",
+         "SentencePiece vocabulary without tokenizer.ggml.scores"},
+        {type5, "\x06", "byte token 5 is \"tok2\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        memcpy(b, orig, len);
+        memcpy(b + cases[i].at, cases[i].bytes, strlen(cases[i].bytes));
+        mu_test_spit(p, b, len);
+        mu_gguf *g = mu_gguf_open(p, err, sizeof err);
+        CHECK_MSG(g, "case %zu: %s", i, err);
+        mu_gguf_close(g);
+        err[0] = 0;
+        tk = mu_tokenizer_load(p, err, sizeof err);
+        CHECK_MSG(!tk, "case %zu (%s) was accepted", i, cases[i].needle);
+        CHECK_MSG(!strncmp(err, p, strlen(p)) && strstr(err, cases[i].needle) && !strchr(err, '\n'),
+                  "case %zu: \"%s\" lacks \"%s\"", i, err, cases[i].needle);
+    }
     free(orig);
     free(b);
 }
@@ -1950,4 +2026,80 @@ TEST(init_qwen2_tied_f16_loads_back) {
     CHECK(!mu_ckpt_read_f32(c, "model.layers.0.self_attn.q_proj.weight", 2, qw, x, err, sizeof err));
     CHECK(!mu_ckpt_read_f32(c, "model.layers.0.self_attn.o_proj.weight", 2, ow, x, err, sizeof err));
     mu_ckpt_close(c);
+}
+
+/* ---- soft-prompt files: what mu_soft_prompt_read refuses -------------------------------- */
+
+/* A soft-prompt file at dir/name: format and version metadata (NULL: left out), then the
+ * tensors name0 (dtype dt0, shape sh0[nd0]) and, with name1, a second one; data from vals. */
+static const char *write_soft_file(const char *name, const char *format, const char *version, const char *name0,
+                                   mu_dtype dt0, int nd0, const int64_t *sh0, const char *name1, const float *vals) {
+    static char path[512];
+    char err[256];
+    snprintf(path, sizeof path, "%s/%s", mu_test_tmpdir(), name);
+    mu_st_writer *w = mu_st_writer_new();
+    if (format) mu_st_writer_meta(w, "format", format);
+    if (version) mu_st_writer_meta(w, "version", version);
+    mu_st_writer_add(w, name0, dt0, nd0, sh0, vals);
+    int64_t one[2] = {1, 4};
+    if (name1) mu_st_writer_add(w, name1, MU_F32, 2, one, vals);
+    CHECK_MSG(mu_st_writer_write(w, path, err, sizeof err) == 0, "%s", err);
+    mu_st_writer_free(w);
+    return path;
+}
+
+/* The read fails with "PATH: WANT..." (the file named, then what is wrong) and returns nothing */
+static void check_soft_refused(const char *path, int d_model, const char *want) {
+    char err[512], full[600];
+    int n = -7;
+    float *vec = NULL;
+    CHECK(mu_soft_prompt_read(path, d_model, &n, &vec, err, sizeof err) == -1);
+    snprintf(full, sizeof full, "%s: %s", path, want);
+    CHECK_MSG(!strncmp(err, full, strlen(full)), "got '%s', want '%s...'", err, full);
+    CHECK(vec == NULL && n == -7);
+}
+
+TEST(soft_prompt_file_refusals) {
+    static float v[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    int64_t sh[2] = {3, 4}, sh1[1] = {12}, sh0[2] = {0, 4};
+    char err[512];
+    int n = 0, d = 0;
+    float *vec = NULL;
+    /* the file as mu writes it: read back, at its width and at any width */
+    const char *good = write_soft_file("good.st", MU_SOFT_FORMAT, MU_SOFT_VERSION, MU_SOFT_TENSOR, MU_F32, 2, sh,
+                                       NULL, v);
+    CHECK_MSG(mu_soft_prompt_read(good, 4, &n, &vec, err, sizeof err) == 0, "%s", err);
+    CHECK(n == 3 && !memcmp(vec, v, sizeof v));
+    free(vec);
+    CHECK_MSG(mu_soft_prompt_read_any(good, &n, &d, &vec, err, sizeof err) == 0, "%s", err);
+    CHECK(n == 3 && d == 4 && !memcmp(vec, v, sizeof v));
+    free(vec);
+    check_soft_refused(good, 8, MU_SOFT_TENSOR ": vectors of width 4, but the model's d_model is 8");
+    check_soft_refused(good, 0, "a model of width 0");
+    check_soft_refused(write_soft_file("v2.st", MU_SOFT_FORMAT, "2", MU_SOFT_TENSOR, MU_F32, 2, sh, NULL, v), 4,
+                       "soft-prompt version \"2\" (this mu reads " MU_SOFT_VERSION ")");
+    check_soft_refused(write_soft_file("nov.st", MU_SOFT_FORMAT, NULL, MU_SOFT_TENSOR, MU_F32, 2, sh, NULL, v), 4,
+                       "soft-prompt version \"(none)\"");
+    check_soft_refused(write_soft_file("fmt.st", "mu-delta", MU_SOFT_VERSION, MU_SOFT_TENSOR, MU_F32, 2, sh, NULL, v),
+                       4, "not a soft-prompt file (metadata format \"mu-delta\"");
+    check_soft_refused(write_soft_file("two.st", MU_SOFT_FORMAT, MU_SOFT_VERSION, MU_SOFT_TENSOR, MU_F32, 2, sh,
+                                       "extra", v), 4, "want exactly one tensor, \"" MU_SOFT_TENSOR "\"");
+    check_soft_refused(write_soft_file("name.st", MU_SOFT_FORMAT, MU_SOFT_VERSION, "prompt", MU_F32, 2, sh, NULL, v),
+                       4, "want exactly one tensor, \"" MU_SOFT_TENSOR "\"");
+    check_soft_refused(write_soft_file("bf16.st", MU_SOFT_FORMAT, MU_SOFT_VERSION, MU_SOFT_TENSOR, MU_BF16, 2, sh,
+                                       NULL, v), 4, MU_SOFT_TENSOR ": want a 2-D F32 tensor");
+    check_soft_refused(write_soft_file("flat.st", MU_SOFT_FORMAT, MU_SOFT_VERSION, MU_SOFT_TENSOR, MU_F32, 1, sh1,
+                                       NULL, v), 4, MU_SOFT_TENSOR ": want a 2-D F32 tensor");
+    check_soft_refused(write_soft_file("none.st", MU_SOFT_FORMAT, MU_SOFT_VERSION, MU_SOFT_TENSOR, MU_F32, 2, sh0,
+                                       NULL, v), 4, MU_SOFT_TENSOR ": 0 vectors (want 1 to 65536)");
+    static float nan_v[12] = {1, 2, 3, 4, 5, NAN, 7, 8, 9, 10, 11, 12};
+    check_soft_refused(write_soft_file("nan.st", MU_SOFT_FORMAT, MU_SOFT_VERSION, MU_SOFT_TENSOR, MU_F32, 2, sh,
+                                       NULL, nan_v), 4, MU_SOFT_TENSOR ": vector 1 holds a non-finite value");
+    /* any width: a width of 0 is refused as such */
+    int64_t w0[2] = {3, 0};
+    const char *zero = write_soft_file("w0.st", MU_SOFT_FORMAT, MU_SOFT_VERSION, MU_SOFT_TENSOR, MU_F32, 2, w0, NULL, v);
+    vec = NULL;
+    CHECK(mu_soft_prompt_read_any(zero, &n, &d, &vec, err, sizeof err) == -1);
+    CHECK_MSG(strstr(err, MU_SOFT_TENSOR ": vectors of width 0") && !strncmp(err, zero, strlen(zero)), "%s", err);
+    CHECK(vec == NULL);
 }

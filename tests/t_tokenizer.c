@@ -562,6 +562,46 @@ TEST(tok_malformed_json_is_an_error) {
     CHECK_MSG(strstr(err, "Unigram"), "message: %s", err);
 }
 
+/* A tokenizer.json of BPE vocabularies and merges that cannot be loaded as they say: each a
+ * one-line error naming the file and what is wrong */
+TEST(tok_json_vocab_and_merges_refused) {
+#define BL "\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": true}"
+    static const struct { const char *json, *want; } cases[] = {
+        {"{\"model\": 3}", "no \"model\" object"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": [], \"merges\": []}}", "model.vocab is not an object"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": -1}, \"merges\": []}}", "vocab entry \"a\" has a bad id"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": \"0\"}, \"merges\": []}}", "vocab entry \"a\" has a bad id"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, "
+         "\"added_tokens\": [{\"id\": \"x\", \"content\": \"b\"}]}", "added_tokens[0] is malformed"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, "
+         "\"added_tokens\": [{\"id\": 1}]}", "added_tokens[0] is malformed"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}, \"added_tokens\": []}", "empty vocabulary"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 100000}, \"merges\": []}}",
+         "token id 100000 is far beyond the 2 tokens given"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [], \"continuing_subword_prefix\": \"##\"}}",
+         "continuing_subword_prefix/end_of_word_suffix is not supported"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, \"merges\": [[\"a\"]]}}",
+         "merge 0 is malformed"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, \"merges\": [\"a b\", 7]}}",
+         "merge 1 is malformed"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, \"merges\": [\"ab\"]}}",
+         "merge 0 is not \"a b\""},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, \"merges\": [\"a \u20ac\"]}, " BL "}",
+         "merge 0 has a character outside the byte alphabet"},
+    };
+#undef BL
+    char path[1024], err[512];
+    snprintf(path, sizeof path, "%s/tokenizer.json", mu_test_tmpdir());
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        mu_test_spit(path, cases[i].json, strlen(cases[i].json));
+        err[0] = 0;
+        mu_tokenizer *tk = mu_tokenizer_load(path, err, sizeof err);
+        CHECK_MSG(tk == NULL, "case %zu was accepted: %s", i, cases[i].json);
+        CHECK_MSG(!strncmp(err, path, strlen(path)) && strstr(err, cases[i].want) && !strchr(err, '\n'),
+                  "case %zu: message \"%s\" should name %s and \"%s\"", i, err, path, cases[i].want);
+    }
+}
+
 TEST(tok_invalid_utf8_is_an_error) {
     char path[1024], err[512];
     snprintf(path, sizeof path, "%s/tests/golden/tokenizer/gpt2.json", mu_test_root());
