@@ -853,6 +853,54 @@ static void refuses_each(const refused_cfg *bad, size_t n) {
     }
 }
 
+/* mu_config_validate refuses each combination the model code does not implement, in a line
+ * that says which (a config from config.json, GGUF or mu-init reaches it; each case breaks
+ * one field of a valid Llama config) */
+static void check_config_refused(const mu_config *c, const char *want, const char *what) {
+    char err[512] = "";
+    CHECK_MSG(mu_config_validate(c, err, sizeof err) == -1, "%s was accepted", what);
+    CHECK_MSG(strstr(err, want) && !strchr(err, '\n'), "%s: \"%s\" lacks \"%s\"", what, err, want);
+}
+#define REFUSED(change, want) do { mu_config c_ = base; mu_config *c = &c_; change; \
+                                   check_config_refused(c, want, #change); } while (0)
+TEST(config_validate_refusals) {
+    mu_config base;
+    char err[512];
+    const char *llama = "{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":128,"
+                        "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":2,"
+                        "\"vocab_size\":300}";
+    CHECK_MSG(!cfg_from(llama, &base, err, sizeof err), "%s", err);
+    CHECK_MSG(!mu_config_validate(&base, err, sizeof err), "%s", err);
+    REFUSED(strcpy(c->arch, "bloom"), "arch \"bloom\" not supported");
+    REFUSED(c->d_ff = 0, "sizes must be positive (layers 2, d_model 64, heads 4, kv heads 2, head_dim 16, d_ff 0");
+    REFUSED(c->max_pos = -1, "sizes must be positive");
+    REFUSED(c->n_layer = 5000, "sizes implausibly large");
+    REFUSED(c->n_kv_head = 3, "attention heads 4 not a multiple of kv heads 3");
+    REFUSED(c->head_dim = 15, "head_dim 15 must be even (rotary)");
+    REFUSED(c->rotary_dim = 18, "rotary dims 18 must be even and at most head_dim 16");
+    REFUSED(c->rotary_dim = 7, "rotary dims 7 must be even");
+    REFUSED(c->fused_qkv = 3, "fused q/k/v layout 3");
+    REFUSED((c->learned_pos = 1, c->rotary_dim = 8), "learned positions with rotary dims 8");
+    REFUSED(c->conv1d = 1, "Conv1D weights without fused q/k/v");
+    REFUSED(c->fused_qkv = MU_QKV_PER_HEAD, "q/k/v fused per head or as Conv1D need as many kv heads as heads (2, 4)");
+    REFUSED((c->fused_gate_up = 1, c->plain_mlp = 1), "a fused gate_up_proj needs a gated MLP");
+    REFUSED(c->shared_norm = 1, "one input norm for both branches goes with a parallel residual");
+    REFUSED(c->head_bias = 1, "a bias on lm_head with it (Phi's layout)");
+    REFUSED((c->layer_norm = 1, c->qk_norm = MU_QK_NORM_ALL), "LayerNorm goes with neither norms after the blocks");
+    REFUSED(c->rms_eps = 0, "rms_norm_eps and rope_theta must be positive");
+    REFUSED(c->rope_theta = INFINITY, "rms_norm_eps and rope_theta must be positive");
+    REFUSED(strcpy(c->rope_scaling, "yarn"), "rope scaling \"yarn\" not supported");
+    REFUSED((strcpy(c->rope_scaling, "linear"), c->rope_factor = 0), "rope scaling parameters invalid");
+    REFUSED((strcpy(c->rope_scaling, "longrope"), c->rope_pairs = 3),
+            "longrope scaling needs a factor for each of the 8 rotating pairs (has 3)");
+    REFUSED(c->sliding_window = -1, "sliding window, soft-caps");
+    REFUSED(c->final_softcap = NAN, "sliding window, soft-caps");
+    REFUSED(c->qk_norm = 3, "qk_norm 3 unknown");
+    REFUSED(c->sandwich_norm = 1, "norms on both sides of a block need post_norm");
+    REFUSED(strcpy(c->hidden_act, "relu2"), "hidden_act \"relu2\" not supported");
+}
+#undef REFUSED
+
 TEST(config_parse_variants) {
     mu_config c;
     char err[512];
