@@ -1768,3 +1768,65 @@ TEST(train_soft_prompt_refusals) {
     mu_mask_free(&mask);
     mu_model_free(m);
 }
+
+/* What a trainer refuses, in one line each, before or at its first step: sizes, an RMU
+ * layer past the model, LoRA with weight masking, a mask that selects nothing, objectives
+ * without their data or reference model, DPO without preferred answers */
+static void check_run_refused(mu_model *m, mu_model *ref, const char *objectives, int forget, int alt,
+                              int retain, const char *want) {
+    char err[512] = "";
+    mu_train_opts o;
+    mu_train_opts_default(&o);
+    CHECK_MSG(mu_objective_parse(objectives, o.coef, err, sizeof err) == 0, "%s", err);
+    mu_trainer *t = mu_trainer_new(m, ref, NULL, &o, err, sizeof err);
+    CHECK_MSG(t, "%s", err);
+    mu_train_set f, r;
+    facts(&f, 4, 7, alt);
+    facts(&r, 4, 8, 0);
+    f.path = strdup("forget.tok");
+    if (forget) mu_trainer_set_data(t, MU_DATA_FORGET, &f);
+    if (retain) mu_trainer_set_data(t, MU_DATA_RETAIN, &r);
+    CHECK_MSG(mu_trainer_run(t, NULL, err, sizeof err) == -1, "%s: ran", objectives);
+    CHECK_MSG(strstr(err, want) && !strchr(err, '\n'), "%s: \"%s\" lacks \"%s\"", objectives, err, want);
+    mu_trainer_free(t);
+    if (!forget) mu_train_set_free(&f);
+    if (!retain) mu_train_set_free(&r);
+}
+
+TEST(train_refusals) {
+    mu_model *m = tiny_model(3), *ref = tiny_model(3);
+    char err[512];
+    mu_train_opts o;
+    mu_train_opts_default(&o);
+    CHECK(mu_objective_parse("learn", o.coef, err, sizeof err) == 0);
+    o.batch = 0;
+    CHECK(mu_trainer_new(m, NULL, NULL, &o, err, sizeof err) == NULL);
+    CHECK_MSG(strstr(err, "batch and accumulation must be >= 1, steps >= 0"), "%s", err);
+    o.batch = 4;
+    o.rmu_layer = 9;
+    CHECK(mu_trainer_new(m, NULL, NULL, &o, err, sizeof err) == NULL);
+    CHECK_MSG(strstr(err, "rmu layer 9: the model has 2 layers"), "%s", err);
+    o.rmu_layer = -1;
+    o.lora_r = 2;
+    o.weight_mask = 1;
+    CHECK(mu_trainer_new(m, NULL, NULL, &o, err, sizeof err) == NULL);
+    CHECK_MSG(strstr(err, "LoRA and weight masking cannot be combined"), "%s", err);
+    o.lora_r = 0;
+    o.weight_mask = 0;
+    mu_mask none;   /* a tensor, but not one of its units */
+    mu_mask_init(&none, "neuron", 0);
+    mu_param *p = mu_model_param(m, mu_model_find(m, "model.layers.1.mlp.up_proj.weight"));
+    CHECK_MSG(mu_mask_add(&none, p->info.name, 2, p->info.shape, MU_GRAN_NEURON, 32, err, sizeof err), "%s", err);
+    CHECK(mu_trainer_new(m, NULL, &none, &o, err, sizeof err) == NULL);
+    CHECK_MSG(strstr(err, "the mask selects no parameter"), "%s", err);
+    mu_mask_free(&none);
+    check_run_refused(m, NULL, "npo=1", 0, 0, 0, "the objectives need --forget data");
+    check_run_refused(m, NULL, "ga=1,retain-ce=1", 1, 0, 0, "the objectives need --retain data");
+    check_run_refused(m, NULL, "ga=1,general-lm=1", 1, 0, 0, "general-lm needs --general text");
+    check_run_refused(m, NULL, "ga=1,retain-kl=1", 1, 0, 1, "undial, retain-kl, rmu and mlp-l2 need a reference model");
+    check_run_refused(m, NULL, "undial=1", 1, 0, 0, "need a reference model");
+    check_run_refused(m, ref, "dpo=1", 1, 0, 0, "forget.tok: record 0: dpo needs a preferred answer");
+    check_run_refused(m, ref, "idk=1", 1, 0, 0, "forget.tok: record 0: idk needs a preferred answer");
+    mu_model_free(ref);
+    mu_model_free(m);
+}
