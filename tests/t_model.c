@@ -599,6 +599,48 @@ TEST(model_padded_batch_equals_each_row_alone)
     mu_model_free(m);
 }
 
+/* A forward the model cannot run is refused in one line saying why, and the model stays
+ * usable: an empty or oversized batch, a row longer than the batch, an id past the
+ * vocabulary, n_layers past the model, a KV cache for training or for another batch size, a
+ * full cache, logits at the last token only when training, logit rows out of order */
+static void check_forward_refused(mu_model *m, const mu_batch *b, const mu_fwd_opts *o, const char *want)
+{
+    char err[256] = "";
+    CHECK_MSG(mu_model_forward(m, b, o, err, sizeof err) == -1, "accepted (want \"%s\")", want);
+    CHECK_MSG(strstr(err, want) && !strchr(err, '\n'), "\"%s\" lacks \"%s\"", err, want);
+}
+
+TEST(model_forward_refusals)
+{
+    mu_model *m = tiny_model(0, 0, 5);
+    int32_t ids[10] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 }, lens[2] = { 5, 6 }, rows[2] = { 3, 1 };
+    mu_batch ok = { 2, 5, ids, NULL }, empty = { 0, 5, ids, NULL }, huge = { 1 << 20, 1 << 10, ids, NULL };
+    mu_batch long_row = { 2, 5, ids, lens }, one = { 1, 5, ids, NULL };
+    check_forward_refused(m, &empty, NULL, "forward: empty batch");
+    check_forward_refused(m, &huge, NULL, "forward: batch too large (1048576 x 1024)");
+    check_forward_refused(m, &long_row, NULL, "forward: row 1: length 6 outside [0, 5]");
+    ids[7] = 11;
+    check_forward_refused(m, &ok, NULL, "forward: row 1 position 2: token id 11 outside vocab [0, 11)");
+    ids[7] = 8;
+    check_forward_refused(m, &ok, &(mu_fwd_opts){ .n_layers = 3 }, "forward: n_layers 3 outside [0, 2]");
+    check_forward_refused(m, &ok, &(mu_fwd_opts){ .train = 1, .logits_last_only = 1 },
+                          "forward: training needs logits at every position");
+    check_forward_refused(m, &ok, &(mu_fwd_opts){ .logit_rows = rows, .n_logit_rows = 2 },
+                          "forward: logit row 1 (position 1) is not an increasing");
+    mu_kvcache *c = mu_kvcache_new(m, 2, 8);
+    CHECK(c != NULL);
+    check_forward_refused(m, &ok, &(mu_fwd_opts){ .train = 1, .cache = c },
+                          "forward: a KV cache cannot be used for training");
+    check_forward_refused(m, &one, &(mu_fwd_opts){ .cache = c },
+                          "forward: KV cache made for another model or batch size");
+    char err[256];
+    CHECK_MSG(mu_model_forward(m, &ok, &(mu_fwd_opts){ .cache = c }, err, sizeof err) == 0, "%s", err);
+    check_forward_refused(m, &ok, &(mu_fwd_opts){ .cache = c }, "forward: row 0: KV cache full (5 + 5 > 8 tokens)");
+    mu_kvcache_free(c);
+    CHECK_MSG(mu_model_forward(m, &ok, NULL, err, sizeof err) == 0, "%s", err);
+    mu_model_free(m);
+}
+
 TEST(model_kv_cache_decode_equals_full_forward)
 {
     mu_model *m = tiny_model(0, 1, 17);
