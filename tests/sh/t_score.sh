@@ -118,6 +118,27 @@ t score_stdin bash -c "mu-score --metrics choice_acc --format tsv - < $OUTS | gr
 expect_fail score_missing_field 1 'score.outputs.mpk.zst: record [0-9]+: no field "token_mu"' \
   mu-score --metrics mia_min_k_pp "$OUTS"
 expect_fail score_wrong_kind 1 'orig.mpk.zst' mu-score "$T/orig.mpk.zst"
+# records with one defect each (tests/gen/gen_score_hostile.py -> tests/golden/metrics/hostile):
+# one line naming the file, the record and the field, exit 1, no output
+H=$G/hostile
+expect_fail score_token_mu_count 1 'mu_count.mpk.zst: record 0: token_mu has 3 values, the log-probs 2$' \
+  mu-score --metrics mia_min_k_pp "$H/mu_count.mpk.zst"
+expect_fail score_token_sigma_count 1 'sigma_count.mpk.zst: record 0: token_sigma has 1 values, the log-probs 2$' \
+  mu-score --metrics mia_min_k_pp "$H/sigma_count.mpk.zst"
+expect_fail score_empty_logprobs 1 'empty_logprobs.mpk.zst: record 1: target_logprobs is empty$' \
+  mu-score --metrics target_loss "$H/empty_logprobs.mpk.zst"
+expect_fail score_empty_ranks 1 'empty_ranks.mpk.zst: record 1: target_ranks is empty$' \
+  mu-score --metrics exact_memorization "$H/empty_ranks.mpk.zst"
+expect_fail score_invalid_utf8 1 'bad_utf8.mpk.zst: record 0: generation_text or target_text is not valid UTF-8$' \
+  mu-score --metrics rougeL_recall "$H/bad_utf8.mpk.zst"
+expect_fail score_meta_not_scalar 1 'meta_list.mpk.zst: record 0: meta field "split" is not a string, number or boolean$' \
+  mu-score --by split "$H/meta_list.mpk.zst"
+expect_fail score_paired_no_id 1 'no_id.mpk.zst: record 0: no integer "id" \(--paired matches records by id\)$' \
+  mu-score --paired "$H/no_id.mpk.zst" "$H/no_id.mpk.zst"
+t score_hostile_no_output bash -c "! mu-score --metrics target_loss --out '$T/h.mpk.zst' '$H/empty_logprobs.mpk.zst' 2>/dev/null &&
+  [ ! -e '$T/h.mpk.zst' ] && [ -z \"\$(ls '$T' | grep '^h\.mpk\.zst')\" ]"
+# --by over meta values of each scalar kind: a group each, named by the value as text
+t score_by_meta_kinds bash -c "[ \"\$(mu-score --by k --metrics target_loss --format tsv '$H/meta_kinds.mpk.zst' | cut -f2 | tail -n +2 | tr '\n' ' ')\" = 'k=3 k=-2 k=true k=0.5 k=x ' ]"
 head -c 700 "$OUTS" >"$T/trunc.mpk.zst"
 expect_fail score_truncated 1 'trunc.mpk.zst' mu-score --out "$T/t.mpk.zst" "$T/trunc.mpk.zst"
 if [ -e "$T/t.mpk.zst" ]; then fail score_no_partial "partial output left"; else ok score_no_partial; fi
