@@ -7,6 +7,7 @@
 . "$(dirname "$0")/lib.sh"
 M="$SHARED_DATA/models/stories260K"
 if [ ! -d "$M" ]; then skip probe_all "no $M"; exit 0; fi
+H="$(cd "$(dirname "$0")/../golden/probe/hostile" && pwd)"
 cd "$T"
 
 # 36 records: who saw a {animal}; the label "kind" repeats the animal (the last token
@@ -202,6 +203,38 @@ expect_fail probe_apply_wrong_kind 1 'acts.mpk.zst: header: expected kind probes
   mu-probe apply --probes acts.mpk.zst --acts acts.mpk.zst --out e10.mpk.zst
 head -c 3000 acts.mpk.zst >trunc.mpk.zst
 expect_fail probe_truncated 1 'trunc.mpk.zst: .*truncated' mu-probe fit --acts trunc.mpk.zst --label kind --out e11.mpk.zst
+# streams with one defect each (tests/gen/gen_probe_hostile.py -> tests/golden/probe/hostile):
+# activations whose record 8 is broken, probes with a bad field
+expect_fail probe_entry_not_map 1 'entry_not_map.mpk.zst: record 8: acts: an entry is not a map$' \
+  mu-probe fit --acts "$H/entry_not_map.mpk.zst" --label kind --out e20.mpk.zst
+expect_fail probe_x_not_2d 1 'x_not_2d.mpk.zst: record 8: resid_post layer 0: x must be \[P, D\] with P, D >= 1$' \
+  mu-probe fit --acts "$H/x_not_2d.mpk.zst" --label kind --out e21.mpk.zst
+expect_fail probe_positions_rows 1 'positions_rows.mpk.zst: record 8: resid_post layer 0: 2 positions for 1 rows of x$' \
+  mu-probe fit --acts "$H/positions_rows.mpk.zst" --label kind --out e22.mpk.zst
+expect_fail probe_x_int 1 'x_int.mpk.zst: record 8: resid_post layer 0: x has dtype i32, expected a float dtype$' \
+  mu-probe fit --acts "$H/x_int.mpk.zst" --label kind --out e23.mpk.zst
+expect_fail probe_label_list 1 'label_list.mpk.zst: record 8: meta field "kind" is not a string, integer or bool$' \
+  mu-probe fit --acts "$H/label_list.mpk.zst" --label kind --out e24.mpk.zst
+expect_fail probe_w_shape 1 "probes_w_shape.mpk.zst: record 0: W: shape does not match the probe's classes and width\$" \
+  mu-probe apply --probes "$H/probes_w_shape.mpk.zst" --acts "$H/good.mpk.zst" --out e25.mpk.zst
+expect_fail probe_std_zero 1 'probes_std_zero.mpk.zst: record 0: std: entry 1 is not a positive finite number$' \
+  mu-probe apply --probes "$H/probes_std_zero.mpk.zst" --acts "$H/good.mpk.zst" --out e26.mpk.zst
+expect_fail probe_twice 1 'probes_twice.mpk.zst: record 1: resid_post layer 0: a second probe for it$' \
+  mu-probe apply --probes "$H/probes_twice.mpk.zst" --acts "$H/good.mpk.zst" --out e27.mpk.zst
+expect_fail probe_localize_twice 1 'probes_twice.mpk.zst: record 1: resid_post layer 0: a second probe for it$' \
+  mu-probe localize --probes "$H/probes_twice.mpk.zst" --model "$M" --tensors mlp:0 --out e28.mpk.zst
+expect_fail probe_localize_no_n_test 1 'probes_no_n_test.mpk.zst: record 0: expected a probe record \(site, layer, n_test\)$' \
+  mu-probe localize --probes "$H/probes_no_n_test.mpk.zst" --model "$M" --tensors mlp:0 --out e29.mpk.zst
+expect_fail probe_localize_old_stream 1 'probes_no_test_loss.mpk.zst: record 0: no test_loss \(a probes stream of an older mu-probe: fit again\)$' \
+  mu-probe localize --probes "$H/probes_no_test_loss.mpk.zst" --model "$M" --tensors mlp:0 --out e30.mpk.zst
+# the same stream read well: the probe applies (the template of the broken ones is sound);
+# labels that are integers or booleans are classes by their text
+t probe_hostile_template_applies mu-probe apply -q --probes "$H/probes_good.mpk.zst" --acts "$H/good.mpk.zst" --out good-applied.mpk.zst
+t probe_int_and_bool_labels bash -c "
+  mu-probe fit -q --acts '$H/int_labels.mpk.zst' --label kind --out pint.mpk.zst &&
+  mu-probe fit -q --acts '$H/bool_labels.mpk.zst' --label kind --out pbool.mpk.zst &&
+  [ \"\$(mu-dump pint.mpk.zst | head -1 | jq -c .meta.classes)\" = '[\"-3\",\"7\"]' ] &&
+  [ \"\$(mu-dump pbool.mpk.zst | head -1 | jq -c .meta.classes)\" = '[\"false\",\"true\"]' ]"
 left=$(ls e*.mpk.zst* 2>/dev/null | tr '\n' ' ')
 if [ -z "$left" ]; then ok probe_no_partial; else fail probe_no_partial "left: $left"; fi
 # usage errors: exit 2
