@@ -60,6 +60,15 @@ if mu-train --model "$T/m" --objective learn --train "$T/tgt.mpk.zst" --steps 20
   t forward_delta_in_header bash -c "mu-forward --model '$T/m' --delta '$T/learn.st' '$T/tgt.mpk.zst' | mu-dump -n 0 | grep -q '\"role\":\"delta\",\"path\":\"[^\"]*learn.st\"'"
 else fail forward_delta_applied "mu-train: $(cat "$T/train.err")"; fi
 expect_fail forward_delta_missing 1 'nope.st' mu-forward --model "$T/m" --delta "$T/nope.st" "$T/tgt.mpk.zst"
+# a checkpoint that disagrees with its config.json (intermediate_size 48 for 64-row MLP
+# weights), and one whose weight is stored as integers (the header's dtype I32, same bytes)
+cp -r "$T/m" "$T/m48" && jq '.intermediate_size = 48' "$T/m/config.json" >"$T/m48/config.json"
+expect_fail forward_shape_mismatch 1 'm48: tensor model.layers.0.mlp.gate_proj.weight: shape \[64,32\] but config needs \[48,32\]$' \
+  mu-forward --model "$T/m48" --out "$T/m48.out" "$T/tok.mpk.zst"
+cp -r "$T/m" "$T/mi32" && perl -0777 -pi -e 's/("model.layers.0.self_attn.q_proj.weight":\{"dtype":")F32"/$1I32"/' "$T/mi32/model.safetensors"
+expect_fail forward_weight_not_float 1 'mi32: tensor model.layers.0.self_attn.q_proj.weight: dtype i32 is not a float type$' \
+  mu-forward --model "$T/mi32" --out "$T/mi32.out" "$T/tok.mpk.zst"
+t forward_bad_checkpoint_no_output bash -c "[ -z \"\$(ls '$T' | grep -E '^(m48|mi32)\.out')\" ]"
 
 # --dtype bf16: the same records, log-probs near the f32 ones (bf16 weights and GEMM
 # inputs) but not equal to them; stderr stays empty on the CPU
