@@ -111,6 +111,23 @@ expect_fail forward_wrong_kind 1 'acts.mpk.zst: header: expected kind tokens, go
 expect_fail forward_choices_without_targets 1 'raw.mpk.zst: record 0: --emit choices needs candidate targets' mu-forward --model "$T/m" -e choices "$T/raw.mpk.zst"
 expect_fail forward_cache_out_missing 2 'needs --cache-out' mu-forward --model "$T/m" --cache resid_post:0:last "$T/raw.mpk.zst"
 expect_fail forward_bad_site 1 "bad site spec" mu-forward --model "$T/m" --cache nowhere:0:last --cache-out "$T/x.mpk.zst" "$T/raw.mpk.zst"
+# --intervene's actions and activation files (the defective streams of
+# tests/gen/gen_probe_hostile.py: record 8 broken; their vectors 4 wide)
+PH="$(cd "$(dirname "$0")/../golden/probe/hostile" && pwd)"
+expect_fail forward_intervene_bad_noise 1 "--intervene 'resid_post:0:last=noise=-1': noise wants a standard deviation >= 0" \
+  mu-forward --model "$T/m" -i 'resid_post:0:last=noise=-1' "$T/tok.mpk.zst"
+expect_fail forward_intervene_unknown_action 1 "--intervene 'resid_post:0:last=blur': unknown action 'blur'" \
+  mu-forward --model "$T/m" -i 'resid_post:0:last=blur' "$T/tok.mpk.zst"
+expect_fail forward_intervene_entry_not_map 1 'entry_not_map.mpk.zst: record 8: acts: "site" is not a site name$' \
+  mu-forward --model "$T/m" -i "resid_post:0:last=patch=$PH/entry_not_map.mpk.zst" "$T/tok.mpk.zst"
+expect_fail forward_intervene_x_not_2d 1 'x_not_2d.mpk.zst: record 8: acts: x must be f32/f16/bf16 \[P, D\] with P = 1$' \
+  mu-forward --model "$T/m" -i "resid_post:0:last=add=$PH/x_not_2d.mpk.zst" "$T/tok.mpk.zst"
+expect_fail forward_intervene_positions_rows 1 'positions_rows.mpk.zst: record 8: acts: x must be f32/f16/bf16 \[P, D\] with P = 2$' \
+  mu-forward --model "$T/m" -i "resid_post:0:last=patch=$PH/positions_rows.mpk.zst" "$T/tok.mpk.zst"
+expect_fail forward_intervene_x_int 1 'x_int.mpk.zst: record 8: acts: x must be f32/f16/bf16 \[P, D\] with P = 1$' \
+  mu-forward --model "$T/m" -i "resid_post:0:last=patch=$PH/x_int.mpk.zst" "$T/tok.mpk.zst"
+expect_fail forward_intervene_mean_width 1 'good.mpk.zst: no resid_post:0 vectors of width 32$' \
+  mu-forward --model "$T/m" -i "resid_post:0:last=mean=$PH/good.mpk.zst" "$T/tok.mpk.zst"
 expect_fail forward_bad_emit 2 "unknown emit 'bogus'" mu-forward --model "$T/m" -e bogus "$T/raw.mpk.zst"
 expect_fail forward_patch_id_missing 1 'no record with this id' mu-forward --model "$T/m" -i "resid_post:0:all=patch=$T/acts.mpk.zst" "$T/tok.mpk.zst"
 t forward_no_partial_output bash -c "! mu-forward --model '$T/m' -e choices '$T/raw.mpk.zst' -o '$T/never.mpk.zst' 2>/dev/null && [ ! -e '$T/never.mpk.zst' ] && ! ls '$T'/never.mpk.zst.tmp.* 2>/dev/null"
