@@ -83,6 +83,48 @@ TEST(ds_jsonl_and_json_array) {
     CHECK_MSG(strstr(err, "record 0") && strstr(err, "invalid UTF-8"), "%s", err);
 }
 
+/* Records that are not objects, a JSON document that is not an array of them, and CSV quotes
+ * out of place: one line each, naming the file and the record */
+TEST(ds_records_not_objects_and_csv_quotes) {
+    char err[256];
+    const char *jl = "{\"q\": \"a\"}\n[1, 2]\n";
+    CHECK(mu_dataset_load(write_tmp("a.jsonl", jl, strlen(jl)), MU_DS_AUTO, NULL, err, sizeof err) == NULL);
+    CHECK_MSG(strstr(err, "a.jsonl: record 1 (line 2): not a JSON object") && !strchr(err, '\n'), "%s", err);
+    const char *ja = "[{\"q\": \"a\"}, 3]";
+    CHECK(mu_dataset_load(write_tmp("b.json", ja, strlen(ja)), MU_DS_JSON, NULL, err, sizeof err) == NULL);
+    CHECK_MSG(strstr(err, "b.json: record 1: not a JSON object"), "%s", err);
+    const char *jo = "{\"q\": \"a\"}";
+    CHECK(mu_dataset_load(write_tmp("c.json", jo, strlen(jo)), MU_DS_JSON, NULL, err, sizeof err) == NULL);
+    CHECK_MSG(strstr(err, "c.json: not a JSON array of records"), "%s", err);
+    const char *jb = "[{\"q\": \"a\xff\"}]";
+    CHECK(mu_dataset_load(write_tmp("d.json", jb, strlen(jb)), MU_DS_JSON, NULL, err, sizeof err) == NULL);
+    CHECK_MSG(strstr(err, "d.json: invalid UTF-8 at byte 9"), "%s", err);
+    const char *after = "x,y\n\"a\"b,2\n";
+    CHECK(mu_dataset_from_csv("f.csv", after, strlen(after), NULL, err, sizeof err) == NULL);
+    CHECK_MSG(strstr(err, "f.csv") && strstr(err, "line 2: text after a closing quote"), "%s", err);
+    const char *inside = "x,y\na\"b,2\n";
+    CHECK(mu_dataset_from_csv("g.csv", inside, strlen(inside), NULL, err, sizeof err) == NULL);
+    CHECK_MSG(strstr(err, "g.csv") && strstr(err, "line 2: quote inside an unquoted field"), "%s", err);
+}
+
+/* Template fields that are numbers or booleans fill in as their JSON text */
+TEST(ds_template_fields_of_each_kind) {
+    char err[256], *text;
+    size_t len;
+    mu_template *t = mu_template_parse("{i} {r} {t} {f} {s}", err, sizeof err);
+    CHECK_MSG(t != NULL, "%s", err);
+    json_t *rec = json_pack("{s:i, s:f, s:b, s:b, s:s}", "i", -12, "r", 0.25, "t", 1, "f", 0, "s", "x");
+    CHECK_MSG(mu_template_fill(t, rec, &text, &len, NULL, err, sizeof err) == 0, "%s", err);
+    CHECK_STR(text, "-12 0.25 true false x");
+    free(text);
+    json_t *nul = json_pack("{s:i, s:f, s:b, s:b, s:n}", "i", 1, "r", 1.0, "t", 1, "f", 0, "s");
+    CHECK(mu_template_fill(t, nul, &text, &len, NULL, err, sizeof err) == -1);
+    CHECK_MSG(strstr(err, "template field {s}: is null, not text"), "%s", err);
+    json_decref(rec);
+    json_decref(nul);
+    mu_template_free(t);
+}
+
 TEST(ds_template_fill_and_spans) {
     char err[256], *text;
     size_t len;
