@@ -774,6 +774,13 @@ TEST(not_a_stream_errors) {
     expect_open_error(p, "header: not a mu stream (no \"format\":\"mu-stream\" header)");
     spit_zstd(p, "\x81\xa6" "format" "\xa3" "abc", 12);
     expect_open_error(p, "header: not a mu stream (no \"format\":\"mu-stream\" header)");
+    /* a mu-stream header without a version, with a version of one number, without a kind */
+    spit_zstd(p, "\x81\xa6" "format" "\xa9" "mu-stream", 18);
+    expect_open_error(p, "header: header has no valid \"version\":[major,minor]");
+    spit_zstd(p, "\x82\xa6" "format" "\xa9" "mu-stream" "\xa7" "version" "\x91\x01", 28);
+    expect_open_error(p, "header: header has no valid \"version\":[major,minor]");
+    spit_zstd(p, "\x82\xa6" "format" "\xa9" "mu-stream" "\xa7" "version" "\x92\x01\x00", 29);
+    expect_open_error(p, "header: header has no \"kind\" string");
 
     /* records that are not maps */
     msgpack_sbuffer sb;
