@@ -93,6 +93,8 @@ t attrib_answer_longer_than_max_len bash -c '
 # bad input: one line naming the problem, exit 1, no output file
 expect_fail attrib_act_needs_mlp 1 'q_proj.weight: act scores MLP neurons only' \
   mu-attrib --model tiny --forget forget.mpk.zst --method act --tensors attn.q:0 --out bad1.mpk.zst
+expect_fail attrib_trace_needs_matrices 1 'tensor model.layers.0.self_attn.q_proj.weight: causal-trace scores the tensors of attention and MLP blocks as whole matrices \(granularity matrix\)$' \
+  mu-attrib --model tiny --forget forget.mpk.zst --subject name --method causal-trace -g neuron --out bad7.mpk.zst
 expect_fail attrib_forget_wrong_kind 1 'wagle.mpk.zst' \
   mu-attrib --model tiny --forget wagle.mpk.zst --out bad2.mpk.zst
 head -c 40 forget.mpk.zst > trunc.mpk.zst
