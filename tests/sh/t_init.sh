@@ -33,6 +33,15 @@ expect_fail init_bad_dtype 2 'dtype' mu-init --out "$T/x" --dtype f8
 expect_fail init_heads_not_divisor 2 'multiple of --heads' mu-init --out "$T/x" --d-model 64 --heads 3
 expect_fail init_kv_not_divisor 2 'kv heads' mu-init --out "$T/x" --heads 4 --kv-heads 3
 expect_fail init_unknown_option 2 'unknown option' mu-init --out "$T/x" --frobnicate
+# the families' head layouts: GPT-2's Conv1D heads span d_model, GPT-NeoX rotates a quarter
+# and Phi half of each head (an even number of dims)
+expect_fail init_gpt2_head_dim 2 '--arch gpt2 needs --head-dim = d-model/heads \(4\)$' \
+  mu-init --out "$T/x" --arch gpt2 --d-model 32 --heads 4 --head-dim 4
+expect_fail init_neox_head_dim 2 '--arch gpt_neox needs --head-dim = d-model/heads, a multiple of 8 \(4\)$' \
+  mu-init --out "$T/x" --arch gpt_neox --d-model 16 --heads 4
+expect_fail init_phi_head_dim 2 '--arch phi needs --head-dim = d-model/heads, a multiple of 4 \(2\)$' \
+  mu-init --out "$T/x" --arch phi --d-model 16 --heads 8
+expect_fail init_bad_tokenizer 2 "--tokenizer: 'words' unknown \(bytes\)$" mu-init --out "$T/x" --tokenizer words
 expect_fail init_bad_number 2 'layers' mu-init --out "$T/x" --layers 2x
 expect_fail init_no_parent 1 "$T/nodir/m" mu-init --out "$T/nodir/m"
 mkdir -p "$T/hasdir/sub"
