@@ -319,6 +319,13 @@ TEST(optim_device_memory_path_matches_host) {
     mu_optim_set_trained(o[1], 0, mom);
     for (int64_t j = 0; j < n; j++) g[idx[j]] = -(float)j;
     CHECK(memcmp(g, w[1], numel * 4) == 0);
+    /* the same set on the CPU (host memory: scattered in place), then read back */
+    memcpy(g, w[0], numel * 4);
+    mu_optim_set_trained(o[0], 0, mom);
+    for (int64_t j = 0; j < n; j++) g[idx[j]] = -(float)j;
+    CHECK(memcmp(g, w[0], numel * 4) == 0);
+    mu_optim_get_trained(o[0], 0, got);
+    CHECK(memcmp(got, mom, n * 4) == 0);
     /* SGD without momentum keeps no moment */
     c.kind = MU_OPT_SGD;
     mu_optim *sgd = mu_optim_new(&c, &fake);
