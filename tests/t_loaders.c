@@ -1746,6 +1746,17 @@ static void fill_peft_rank(mu_st_writer *w) { peft_factors(w, PEFT_UP, peft_b_ba
 static void fill_peft_absent(mu_st_writer *w) { peft_factors(w, "base_model.model.model.layers.7.mlp.up_proj", peft_b); }
 static void fill_peft_norm(mu_st_writer *w) { peft_factors(w, "base_model.model.model.norm", peft_b); }
 static void fill_peft_no_module(mu_st_writer *w) { peft_factors(w, "base_model.model", peft_b); }
+static float peft_base_vals[64 * 32];
+static int64_t peft_base_bad[2] = {64, 31};
+static void fill_peft_base_shape(mu_st_writer *w) {   /* a saved base_layer narrower than the model's */
+    mu_st_writer_add(w, PEFT_UP ".base_layer.weight", MU_F32, 2, peft_base_bad, peft_base_vals);
+}
+static int64_t peft_ea[2] = {3, 64}, peft_eb[2] = {32, 3};
+static void fill_peft_two_adapters(mu_st_writer *w) {   /* a Linear and an embedding adapter, one target */
+    peft_factors(w, PEFT_UP, peft_b);
+    mu_st_writer_add(w, PEFT_UP ".lora_embedding_A", MU_F32, 2, peft_ea, peft_vals);
+    mu_st_writer_add(w, PEFT_UP ".lora_embedding_B", MU_F32, 2, peft_eb, peft_vals);
+}
 
 static void expect_peft_error(mu_ckpt *c, const char *dir, const char *needle) {
     char err[512] = "";
@@ -1864,6 +1875,11 @@ TEST(delta_peft_adapter_rejects_what_it_cannot_apply) {
     expect_peft_error(c, peft_variant("p_absent", NULL, NULL, fill_peft_absent),
                       "tensor model.layers.7.mlp.up_proj.weight is not in the model");
     expect_peft_error(c, peft_variant("p_norm", NULL, NULL, fill_peft_norm), "need a matrix");
+    expect_peft_error(c, peft_variant("p_base", NULL, NULL, fill_peft_base_shape),
+                      PEFT_UP ".base_layer.weight must be float [64, 32], as the model's "
+                      "model.layers.0.mlp.up_proj.weight (a resized vocabulary is not applied)");
+    expect_peft_error(c, peft_variant("p_two", NULL, NULL, fill_peft_two_adapters),
+                      "a second adapter on model.layers.0.mlp.up_proj.weight");
     expect_peft_error(c, peft_variant("p_nomod", NULL, NULL, fill_peft_no_module),
                       "tensor base_model.model.lora_A.weight is not a LoRA A or B weight");
     const char *bad = peft_variant("p_json", NULL, NULL, NULL);
