@@ -976,27 +976,32 @@ TEST(tok_chat_templates) {
     CHECK(mu_chat_format(MU_CHAT_NONE, NULL, "x") == NULL);
 }
 
-/* A ChatML tokenizer_config.json next to tokenizer.json: template detected, its default
- * system message found, "<|im_start|>" encoded as one special token. */
-TEST(tok_chat_from_config) {
-    char dir[1024], path[1200], err[512];
+/* A model directory (the test's tmpdir) of the Qwen2 golden tokenizer.json and the
+ * tokenizer_config.json cfg; its path */
+static const char *qwen2_dir_with_config(const char *cfg) {
+    static char dir[1024];
+    char path[1200];
     snprintf(dir, sizeof dir, "%s", mu_test_tmpdir());
     snprintf(path, sizeof path, "%s/tests/golden/tokenizer/qwen2.json", mu_test_root());
     size_t n;
     char *j = read_file(path, &n);
     CHECK(j);
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    FILE *f = fopen(path, "w");
-    fwrite(j, 1, n, f);
-    fclose(f);
+    mu_test_spit(path, j, n);
     free(j);
     snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
-    f = fopen(path, "w");
-    fputs("{\"eos_token\": \"<|im_end|>\", \"chat_template\": \"{% for message in messages %}{% if loop.first and "
-          "messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
-          "{% endif %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
-          "{% endfor %}\"}", f);
-    fclose(f);
+    mu_test_spit(path, cfg, strlen(cfg));
+    return dir;
+}
+#define CHATML_TEMPLATE "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}" \
+    "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}{{'<|im_start|>' + " \
+    "message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
+
+/* A ChatML tokenizer_config.json next to tokenizer.json: template detected, its default
+ * system message found, "<|im_start|>" encoded as one special token. */
+TEST(tok_chat_from_config) {
+    char err[512];
+    const char *dir = qwen2_dir_with_config("{\"eos_token\": \"<|im_end|>\", \"chat_template\": \"" CHATML_TEMPLATE "\"}");
     mu_tokenizer *tk = load_or_fail(dir);
     CHECK(mu_tok_chat_kind(tk) == MU_CHAT_CHATML);
     CHECK_STR(mu_tok_chat_default_system(tk), "You are a helpful assistant.");
@@ -1014,6 +1019,33 @@ TEST(tok_chat_from_config) {
     CHECK_EQ_INT(ids[0], mu_tok_token_to_id(tk, "<|im_start|>"));
     CHECK_EQ_INT(ids[ni - 1], mu_tok_token_to_id(tk, "<|im_end|>"));
     CHECK(mu_tok_is_special(tk, ids[0]));
+    free(ids);
+    mu_tokenizer_free(tk);
+}
+
+/* tokenizer_config.json's add_eos_token puts EOS after every encoding, and a list of named
+ * chat templates gives the one named "default" (as transformers picks it) */
+TEST(tok_config_add_eos_and_named_templates) {
+    char err[512];
+    const char *dir = qwen2_dir_with_config(
+        "{\"eos_token\": \"<|im_end|>\", \"add_eos_token\": true, \"chat_template\": ["
+        "{\"name\": \"tool_use\", \"template\": \"{{ '[INST] ' + content + ' [/INST]' }}\"}, "
+        "{\"name\": \"default\", \"template\": \"" CHATML_TEMPLATE "\"}]}");
+    mu_tokenizer *tk = load_or_fail(dir);
+    CHECK(mu_tok_add_eos_default(tk));
+    CHECK(mu_tok_chat_kind(tk) == MU_CHAT_CHATML);
+    int32_t *ids;
+    size_t n;
+    CHECK_MSG(mu_tok_encode(tk, "Hi", 2, 1, &ids, &n, err, sizeof err) == 0, "%s", err);
+    CHECK(n >= 2 && ids[n - 1] == mu_tok_eos(tk) && mu_tok_eos(tk) == mu_tok_token_to_id(tk, "<|im_end|>"));
+    free(ids);
+    mu_tokenizer_free(tk);
+    /* add_eos_token false: nothing appended */
+    dir = qwen2_dir_with_config("{\"eos_token\": \"<|im_end|>\", \"add_eos_token\": false}");
+    tk = load_or_fail(dir);
+    CHECK(!mu_tok_add_eos_default(tk));
+    CHECK_MSG(mu_tok_encode(tk, "Hi", 2, 1, &ids, &n, err, sizeof err) == 0, "%s", err);
+    CHECK(n >= 1 && ids[n - 1] != mu_tok_eos(tk));
     free(ids);
     mu_tokenizer_free(tk);
 }
