@@ -103,7 +103,8 @@ $(RUN)/strength.tsv: $(STRENGTH_OUTS) $(call knobs,scales,$(SCALES))
 	  $(foreach l,$(LOCS),--label loc=$(l) $(foreach s,$(SCALES),--label scale=$(s) \
 	    $(foreach t,$(STRENGTH_STEMS),--label split=$(t) $(call strength_out,$(l),$(s),$(t))))) > $$@.tmp
 	mv $$@.tmp $$@
-$(RUN)/strength-paired.tsv: $(STRENGTH_OUTS) $(HOLM) $(call knobs,strength-paired,with=$(PAIRED_WITH) ci=0.95)
+$(RUN)/strength-paired.tsv: $(STRENGTH_OUTS) $(HOLM) \
+  $(call knobs,strength-paired,with=$(PAIRED_WITH) locs=$(LOCS) scales=$(SCALES) ci=0.95)
 	$$(call paired_recipe,$(PAIRED_WITH),$(foreach s,$(SCALES),$(foreach t,$(STRENGTH_STEMS),scaled-$(s):$(t))))
 endef
 strength_rules = $(if $(SCALES),$(foreach l,$(LOCS),$(foreach s,$(SCALES),$(eval $(call STRENGTH_RULE,$(l),$(s))))) \

@@ -190,6 +190,12 @@ if run SCALES='1 0.5' > "$T/scales.log" 2>&1; then
     w=\$(awk -F'\t' 'NR > 1 && (\$6 - \$5) / 2 > h { h = (\$6 - \$5) / 2 } END { printf \"%.2f\", h }' '$R/strength.tsv') &&
     grep -q \"^Prompts per cell: \$n. The widest 95% interval (Wilson)\" '$REP' && grep -q \"^is ±\$w: \" '$REP' &&
     [ \$(wc -l < '$R/strength-paired.tsv') = 60 ] && strength_paired_ok '$R' '$REP' edited"
+  # a strength dropped from SCALES leaves the paired comparisons too (the knob, not the files,
+  # tells make: every remaining output is older than the file)
+  if run SCALES='1' "$R/strength-paired.tsv" > "$T/scales1.log" 2>&1; then
+    t counterfact_scales_dropped bash -c "[ \$(wc -l < '$R/strength-paired.tsv') = 30 ] &&
+      [ \"\$(cut -f2 '$R/strength-paired.tsv' | sort -u)\" = scaled-1 ]"
+  else fail counterfact_scales_dropped "$(tail -3 "$T/scales1.log" | tr '\n' ' ')"; fi
 else
   fail counterfact_scales "$(tail -3 "$T/scales.log" | tr '\n' ' ')"
 fi
