@@ -203,7 +203,7 @@ $(RUN)/scores.tsv: $(OUTS)
 # interval, McNemar's exact p): rows baseline, kind, localization, split, accuracy
 # difference, prompts, interval low, high, p, Holm's p over the file (pipelines/holm.awk)
 PAIRED_WITH ?= $(or $(filter late random,$(LOCS)),$(lastword $(LOCS)))
-$(RUN)/paired.tsv: $(OUTS) $(HOLM) $(call knobs,paired,with=$(PAIRED_WITH) ci=0.95)
+$(RUN)/paired.tsv: $(OUTS) $(HOLM) $(call knobs,paired,with=$(PAIRED_WITH) locs=$(LOCS) ci=0.95)
 	$(call paired_recipe,$(PAIRED_WITH),$(foreach s,$(filter-out heldout,$(SPLITS)),edited:$(s)) relearned:heldout)
 
 # each edit at strength S (SCALES='0.5 2'; pipelines/common.mk): efficacy, paraphrase and

@@ -199,3 +199,8 @@ if run SCALES='1 0.5' > "$T/scales.log" 2>&1; then
 else
   fail counterfact_scales "$(tail -3 "$T/scales.log" | tr '\n' ' ')"
 fi
+# a localization dropped from LOCS leaves the paired comparisons too (their knob names LOCS):
+# 2 baselines x 4 others x 5 kinds of split
+if run LOCS='early lookup late all random' "$R/paired.tsv" > "$T/locs.log" 2>&1; then
+  t counterfact_locs_dropped bash -c "[ \$(wc -l < '$R/paired.tsv') = 40 ] && ! cut -f1,3 '$R/paired.tsv' | grep -q atp"
+else fail counterfact_locs_dropped "$(tail -3 "$T/locs.log" | tr '\n' ' ')"; fi
