@@ -203,8 +203,9 @@ $(RUN)/scores.tsv: $(OUTS)
 # interval, McNemar's exact p): rows baseline, kind, localization, split, accuracy
 # difference, prompts, interval low, high, p, Holm's p over the file (pipelines/holm.awk)
 PAIRED_WITH ?= $(or $(filter late random,$(LOCS)),$(lastword $(LOCS)))
-$(RUN)/paired.tsv: $(OUTS) $(HOLM) $(call knobs,paired,with=$(PAIRED_WITH) locs=$(LOCS) ci=0.95)
-	$(call paired_recipe,$(PAIRED_WITH),$(foreach s,$(filter-out heldout,$(SPLITS)),edited:$(s)) relearned:heldout)
+PAIRED_KS = $(foreach s,$(filter-out heldout,$(SPLITS)),edited:$(s)) relearned:heldout
+$(RUN)/paired.tsv: $(OUTS) $(HOLM) $(call paired_knob,paired,$(call paired_list,$(PAIRED_WITH),$(PAIRED_KS)))
+	$(call paired_recipe,$(PAIRED_WITH),$(PAIRED_KS))
 
 # each edit at strength S (SCALES='0.5 2'; pipelines/common.mk): efficacy, paraphrase and
 # neighbourhood accuracy as the edit grows from the base model (S = 0) past itself (S = 1),

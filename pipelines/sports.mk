@@ -110,6 +110,8 @@ MMLU_N        ?= 40
 # found on the learned model's forget facts (path patching: lookup; probes: probe;
 # attribution patching: atp), and random MLP matrices as many as lookup's
 LOCS        ?= early lookup probe late all atp random
+# the baselines of the paired comparisons (below): late and random, those of LOCS
+PAIRED_WITH ?= $(or $(filter late random,$(LOCS)),$(lastword $(LOCS)))
 LOC_FORGET  := $(RUN)/tok/cloze-forget.tok
 LOC_SUBJECT := athlete
 LOC_DELTAS  := $(RUN)/learned.st
@@ -220,8 +222,10 @@ $(RUN)/soft-projected.tsv: $(call soft_outs,softprojected)
 	$(call soft_score,softprojected)
 # each localization's attacked held-out facts against PAIRED_WITH's, fact by fact (paired_rows),
 # with the vectors (kind softattacked) and as a hard prompt (softprojected)
-$(RUN)/soft-paired.tsv: $(SOFT_OUTS) $(call soft_outs,softprojected) $(HOLM)
-	$(call paired_recipe,$(PAIRED_WITH),$(foreach k,softattacked softprojected,$(foreach f,$(FORMATS),$(k):$(f)-heldout)))
+SOFT_KS = $(foreach k,softattacked softprojected,$(foreach f,$(FORMATS),$(k):$(f)-heldout))
+$(RUN)/soft-paired.tsv: $(SOFT_OUTS) $(call soft_outs,softprojected) $(HOLM) \
+                        $(call paired_knob,soft-paired,$(call paired_list,$(PAIRED_WITH),$(SOFT_KS)))
+	$(call paired_recipe,$(PAIRED_WITH),$(SOFT_KS))
 # where each attack's vectors lie (mu-dump --soft-prompt --model, the deltas it attacked):
 # "M embedding MEAN MIN MAX" (the input embedding rows' L2 norms), then per vector
 # "M vector SLOT NORM COS TOKEN" (its nearest token by cosine; jq @tsv escapes the token)
@@ -287,7 +291,7 @@ $(RUN)/gcg-typed.tsv: $(call gcg_outs,gcgtyped)
 # the tokens searched (kind gcgattacked) and typed as text (gcgtyped)
 GCG_PAIRS = $(foreach w,$(filter $(PAIRED_WITH),$(GCG_ON)),$(foreach l,$(filter-out base $(w),$(GCG_ON)),\
   $(foreach k,gcgattacked gcgtyped,$(foreach f,$(FORMATS),$(w):$(k):$(l):$(f)-heldout))))
-$(RUN)/gcg-paired.tsv: $(GCG_OUTS) $(call gcg_outs,gcgtyped) $(HOLM)
+$(RUN)/gcg-paired.tsv: $(GCG_OUTS) $(call gcg_outs,gcgtyped) $(HOLM) $(call paired_knob,gcg-paired,$(GCG_PAIRS))
 	$(if $(GCG_PAIRS),$(call paired_list_recipe,$(GCG_PAIRS)),: > $@)
 # what each search found: "M LOSS_START LOSS_KEPT TEXT IDS SAME PROMPTS" (the mean answer
 # NLL of the relearn prompts with the starting tokens and with those kept, from the log's
@@ -404,9 +408,9 @@ $(RUN)/scores.tsv: $(OUTS)
 # the held-out facts after the relearning attack, with its 95% interval (Newcombe's) and
 # McNemar's exact p. Rows: baseline, model kind, localization, format-split, difference,
 # facts, interval low, high, p, Holm's p over the file (pipelines/holm.awk)
-PAIRED_WITH ?= $(or $(filter late random,$(LOCS)),$(lastword $(LOCS)))
-$(RUN)/paired.tsv: $(OUTS) $(HOLM) $(call knobs,paired,with=$(PAIRED_WITH) locs=$(LOCS) formats=$(FORMATS) ci=0.95)
-	$(call paired_recipe,$(PAIRED_WITH),$(foreach f,$(FORMATS),unlearned:$(f)-forget relearned:$(f)-heldout))
+PAIRED_KS = $(foreach f,$(FORMATS),unlearned:$(f)-forget relearned:$(f)-heldout)
+$(RUN)/paired.tsv: $(OUTS) $(HOLM) $(call paired_knob,paired,$(call paired_list,$(PAIRED_WITH),$(PAIRED_KS)))
+	$(call paired_recipe,$(PAIRED_WITH),$(PAIRED_KS))
 
 # ---- strength of the unlearning (SCALES; pipelines/common.mk) ------------------------------
 # each localization's unlearning delta at strength S after the learned model's delta (S = 0
@@ -421,9 +425,9 @@ $(strength_rules)
 # after the relearning attack against those of the weight-trained unlearning in its
 # localization (paired_rows: LOC, relearned, wmasked-LOC-P, FORMAT-heldout, the difference,
 # facts, its 95% interval, McNemar's exact p)
-$(RUN)/wmask-paired.tsv: $(OUTS) $(HOLM)
-	$(call paired_list_recipe,$(foreach l,$(LOCS),$(foreach p,$(WMASK),$(foreach f,$(FORMATS),\
-	  $(l):relearned:wmasked-$(l)-$(p):$(f)-heldout))))
+WMASK_PAIRS = $(foreach l,$(LOCS),$(foreach p,$(WMASK),$(foreach f,$(FORMATS),$(l):relearned:wmasked-$(l)-$(p):$(f)-heldout)))
+$(RUN)/wmask-paired.tsv: $(OUTS) $(HOLM) $(call paired_knob,wmask-paired,$(WMASK_PAIRS))
+	$(call paired_list_recipe,$(WMASK_PAIRS))
 
 # ---- latent knowledge: linear probes -----------------------------------------------------
 # $(RUN)/acts/MODEL/cloze-SPLIT.acts: the residual stream after every layer at the athlete's
