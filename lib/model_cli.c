@@ -74,6 +74,14 @@ mu_model *mu_model_args_load(const mu_model_args *a, const mu_backend *be, const
     return mu_model_load_or_die(a->path, a->deltas, a->delta_scales, a->n_deltas, be, a->weights, what);
 }
 
+void mu_model_mask_or_die(mu_model *m, const char *opt, const char *arg, mu_mask *mask) {
+    char err[1024];
+    mu_param_info *info = mu_model_param_infos(m);
+    int rc = mu_mask_from_arg(arg, info, mu_model_n_params(m), mask, err, sizeof err);
+    free(info);
+    if (rc) mu_die("%s: %s", opt, err);
+}
+
 char *mu_ids_text(const int32_t *ids, int n, char *buf, size_t len) {
     int w = 0;
     buf[0] = 0;

@@ -6,6 +6,7 @@
  * its own usage text. */
 #ifndef MU_MODEL_CLI_H
 #define MU_MODEL_CLI_H
+#include "mask.h"
 #include "model.h"
 #include <getopt.h>
 
@@ -44,6 +45,9 @@ mu_model *mu_model_load_or_die(const char *path, const char *const *deltas, cons
 /* a's model (--model, its --delta and --scaled-delta files, --dtype) on be, through
  * mu_model_load_or_die. */
 mu_model *mu_model_args_load(const mu_model_args *a, const mu_backend *be, const char *what);
+/* The mask of a tool's option opt (--mask, --tensors) over m's parameters: arg a mask stream or
+ * a shorthand (mu_mask_from_arg); dies with "opt: why". */
+void mu_model_mask_or_die(mu_model *m, const char *opt, const char *arg, mu_mask *mask);
 /* Whether any delta of a applies at a strength other than 1. */
 int mu_model_args_scaled(const mu_model_args *a);
 /* Sets --soft-prompt's vectors (lib/soft.h) on m, frozen; nothing without the option. With

@@ -159,14 +159,6 @@ static void parse_args(int argc, char **argv, cli_opts *o) {
     o->a.progress = mu_progress_on;
 }
 
-/* The tensors to score: a mask stream's tensor list, or a shorthand. */
-static void load_tensors(const char *arg, mu_model *m, mu_mask *mask) {
-    char err[1024];
-    mu_param_info *info = mu_model_param_infos(m);
-    if (mu_mask_from_arg(arg, info, mu_model_n_params(m), mask, err, sizeof err)) mu_die("--tensors: %s", err);
-    free(info);
-}
-
 /* A token stream as a train set; with field, its spans too (subject_start, subject_end). */
 static void read_set(const char *path, mu_model *m, int max_len, const char *field, mu_train_set *s,
                      int32_t **subject_start, int32_t **subject_end) {
@@ -189,7 +181,7 @@ int main(int argc, char **argv) {
     mu_model *m = mu_model_args_load(&o.ma, be, "model");
     mu_model_args_soft_prompt(&o.ma, m);
     mu_mask tensors;
-    load_tensors(o.tensors, m, &tensors);
+    mu_model_mask_or_die(m, "--tensors", o.tensors, &tensors);   /* a mask's tensor list, or a shorthand */
     mu_train_set forget, retain = {0};
     int32_t *s0 = NULL, *s1 = NULL;
     read_set(o.forget, m, o.max_len, o.subject, &forget, &s0, &s1);

@@ -340,13 +340,6 @@ static int needs_ref_model(const mu_train_opts *t) {
            (t->coef[MU_OBJ_RMU] && t->rmu_alpha != 0);
 }
 
-static void load_mask(const char *arg, mu_model *m, mu_mask *mask) {
-    char err[1024];
-    mu_param_info *info = mu_model_param_infos(m);
-    if (mu_mask_from_arg(arg, info, mu_model_n_params(m), mask, err, sizeof err)) mu_die("--mask: %s", err);
-    free(info);
-}
-
 /* Tokens of --dpo-alt with the model's tokenizer. */
 static int32_t *encode_alt(const char *model, const char *text, int *n) {
     char err[512];
@@ -512,7 +505,7 @@ int main(int argc, char **argv) {
     mu_model_args_soft_prompt(&o.ma, m);
     if (ref) mu_model_args_soft_prompt(&o.ma, ref);
     mu_mask mask, *maskp = NULL;
-    if (o.mask) { load_mask(o.mask, m, &mask); maskp = &mask; }
+    if (o.mask) { mu_model_mask_or_die(m, "--mask", o.mask, &mask); maskp = &mask; }
     unsigned char *gcg_ok = NULL;
     if (o.t.gcg) o.t.gcg_allowed = gcg_ok = gcg_allowed_tokens(&o, mu_model_config(m)->vocab);
     mu_trainer *t = mu_trainer_new(m, ref, maskp, &o.t, err, sizeof err);
