@@ -59,12 +59,11 @@ done
 endef
 
 # paired_list WITHS,KIND:STEM ...: the comparisons W:KIND:L:STEM of each baseline w of WITHS,
-# each other localization l of LOCS and each KIND:STEM
+# each other localization l of LOCS and each KIND:STEM. A paired-comparisons TSV names its
+# list in a variable, lists $(call paired_knob,NAME,LIST) as a prerequisite and is made by
+# $(call paired_list_recipe,LIST)
 paired_list = $(foreach w,$(1),$(foreach l,$(filter-out $(w),$(LOCS)),$(foreach ks,$(2),\
                 $(w):$(firstword $(subst :, ,$(ks))):$(l):$(lastword $(subst :, ,$(ks))))))
-# paired_recipe WITHS,KIND:STEM ...: the recipe of a paired-comparisons TSV ($@) of RUN
-# holding the comparisons of paired_list (those of paired_rows)
-paired_recipe = $(call paired_list_recipe,$(call paired_list,$(1),$(2)))
 # paired_knob NAME,COMPARISONS: the stamp of a paired-comparisons TSV (pipelines/knobs.mk)
 # naming its comparisons, so that the file is remade when they change: a localization,
 # baseline, format, price or strength dropped leaves no rows behind (one added brings new
@@ -96,7 +95,7 @@ endef
 # and $(RUN)/strength-paired.tsv the paired comparisons at each strength (kind scaled-S): each
 # localization against each of PAIRED_WITH on the same prompts (paired_rows, Holm over the file)
 SCALES ?=
-STRENGTH_KS = $(foreach s,$(SCALES),$(foreach t,$(STRENGTH_STEMS),scaled-$(s):$(t)))
+STRENGTH_PAIRS = $(call paired_list,$(PAIRED_WITH),$(foreach s,$(SCALES),$(foreach t,$(STRENGTH_STEMS),scaled-$(s):$(t))))
 strength_out = $(RUN)/out/scaled-$(2)-$(1)/$(3).out
 define STRENGTH_RULE
 $(RUN)/out/scaled-$(2)-$(1)/%.out: $(RUN)/tok/%.tok $(STRENGTH_BEFORE) $(call strength_delta,$(1))
@@ -111,8 +110,8 @@ $(RUN)/strength.tsv: $(STRENGTH_OUTS) $(call knobs,scales,$(SCALES))
 	  $(foreach l,$(LOCS),--label loc=$(l) $(foreach s,$(SCALES),--label scale=$(s) \
 	    $(foreach t,$(STRENGTH_STEMS),--label split=$(t) $(call strength_out,$(l),$(s),$(t))))) > $$@.tmp
 	mv $$@.tmp $$@
-$(RUN)/strength-paired.tsv: $(STRENGTH_OUTS) $(HOLM) $(call paired_knob,strength-paired,$(call paired_list,$(PAIRED_WITH),$(STRENGTH_KS)))
-	$$(call paired_recipe,$(PAIRED_WITH),$(STRENGTH_KS))
+$(RUN)/strength-paired.tsv: $(STRENGTH_OUTS) $(HOLM) $(call paired_knob,strength-paired,$(STRENGTH_PAIRS))
+	$$(call paired_list_recipe,$(STRENGTH_PAIRS))
 endef
 strength_rules = $(if $(SCALES),$(foreach l,$(LOCS),$(foreach s,$(SCALES),$(eval $(call STRENGTH_RULE,$(l),$(s))))) \
                  $(eval $(STRENGTH_TSV_RULE)))

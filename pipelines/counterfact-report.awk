@@ -2,7 +2,7 @@
 # (header line, then metric, group "model=..,split=..", value, n, ci_lo, ci_hi) and, as a second file,
 # the changes TSV of the edit deltas (pipelines/changes.awk), as a third the paired comparisons
 # (baseline, kind, localization, split, accuracy difference, prompts, its interval, McNemar p;
-# common.mk paired_recipe), a table per baseline.
+# common.mk paired_list), a table per baseline.
 # Variables: models (the row order),
 # n_edits, n_keep, pool_rows, known, filter, n_neighbor, train, masks.
 BEGIN { FS = "\t" }

@@ -199,13 +199,13 @@ $(RUN)/scores.tsv: $(OUTS)
 	mv $@.tmp $@
 
 # each localization against each of PAIRED_WITH (default late and random, those of LOCS)
-# prompt by prompt (pipelines/common.mk paired_recipe: mu-score --paired, Newcombe's
+# prompt by prompt (pipelines/common.mk paired_list: mu-score --paired, Newcombe's
 # interval, McNemar's exact p): rows baseline, kind, localization, split, accuracy
 # difference, prompts, interval low, high, p, Holm's p over the file (pipelines/holm.awk)
 PAIRED_WITH ?= $(or $(filter late random,$(LOCS)),$(lastword $(LOCS)))
-PAIRED_KS = $(foreach s,$(filter-out heldout,$(SPLITS)),edited:$(s)) relearned:heldout
-$(RUN)/paired.tsv: $(OUTS) $(HOLM) $(call paired_knob,paired,$(call paired_list,$(PAIRED_WITH),$(PAIRED_KS)))
-	$(call paired_recipe,$(PAIRED_WITH),$(PAIRED_KS))
+PAIRED_LIST = $(call paired_list,$(PAIRED_WITH),$(foreach s,$(filter-out heldout,$(SPLITS)),edited:$(s)) relearned:heldout)
+$(RUN)/paired.tsv: $(OUTS) $(HOLM) $(call paired_knob,paired,$(PAIRED_LIST))
+	$(call paired_list_recipe,$(PAIRED_LIST))
 
 # each edit at strength S (SCALES='0.5 2'; pipelines/common.mk): efficacy, paraphrase and
 # neighbourhood accuracy as the edit grows from the base model (S = 0) past itself (S = 1),

@@ -222,10 +222,9 @@ $(RUN)/soft-projected.tsv: $(call soft_outs,softprojected)
 	$(call soft_score,softprojected)
 # each localization's attacked held-out facts against PAIRED_WITH's, fact by fact (paired_rows),
 # with the vectors (kind softattacked) and as a hard prompt (softprojected)
-SOFT_KS = $(foreach k,softattacked softprojected,$(foreach f,$(FORMATS),$(k):$(f)-heldout))
-$(RUN)/soft-paired.tsv: $(SOFT_OUTS) $(call soft_outs,softprojected) $(HOLM) \
-                        $(call paired_knob,soft-paired,$(call paired_list,$(PAIRED_WITH),$(SOFT_KS)))
-	$(call paired_recipe,$(PAIRED_WITH),$(SOFT_KS))
+SOFT_PAIRS = $(call paired_list,$(PAIRED_WITH),$(foreach k,softattacked softprojected,$(foreach f,$(FORMATS),$(k):$(f)-heldout)))
+$(RUN)/soft-paired.tsv: $(SOFT_OUTS) $(call soft_outs,softprojected) $(HOLM) $(call paired_knob,soft-paired,$(SOFT_PAIRS))
+	$(call paired_list_recipe,$(SOFT_PAIRS))
 # where each attack's vectors lie (mu-dump --soft-prompt --model, the deltas it attacked):
 # "M embedding MEAN MIN MAX" (the input embedding rows' L2 norms), then per vector
 # "M vector SLOT NORM COS TOKEN" (its nearest token by cosine; jq @tsv escapes the token)
@@ -408,9 +407,9 @@ $(RUN)/scores.tsv: $(OUTS)
 # the held-out facts after the relearning attack, with its 95% interval (Newcombe's) and
 # McNemar's exact p. Rows: baseline, model kind, localization, format-split, difference,
 # facts, interval low, high, p, Holm's p over the file (pipelines/holm.awk)
-PAIRED_KS = $(foreach f,$(FORMATS),unlearned:$(f)-forget relearned:$(f)-heldout)
-$(RUN)/paired.tsv: $(OUTS) $(HOLM) $(call paired_knob,paired,$(call paired_list,$(PAIRED_WITH),$(PAIRED_KS)))
-	$(call paired_recipe,$(PAIRED_WITH),$(PAIRED_KS))
+PAIRED_LIST = $(call paired_list,$(PAIRED_WITH),$(foreach f,$(FORMATS),unlearned:$(f)-forget relearned:$(f)-heldout))
+$(RUN)/paired.tsv: $(OUTS) $(HOLM) $(call paired_knob,paired,$(PAIRED_LIST))
+	$(call paired_list_recipe,$(PAIRED_LIST))
 
 # ---- strength of the unlearning (SCALES; pipelines/common.mk) ------------------------------
 # each localization's unlearning delta at strength S after the learned model's delta (S = 0
