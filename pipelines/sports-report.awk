@@ -8,7 +8,13 @@
 # changed, halved, ablated, cut, penalty) and as a sixth
 # each masked model paired with the weight-trained unlearning in its localization after the
 # relearning attack (the fourth's columns: localization, kind, masked model, format-split, ...).
+# With edit_to (sports.mk EDIT_TO: a sport, or @COLUMN, each athlete's in that column) the
+# changes are edits: the choices are the three sports and edit_extra's, and a section gives
+# each model's choice of the new sport on the forget facts (split forget-edit) and on the
+# held-out ones (heldout-edit), and their paired comparisons.
 BEGIN { FS = "\t" }
+# the format and the split of a stem: "cloze-forget-edit" sets sf to cloze, ss to forget-edit
+function stem_parts(t) { sf = t; sub(/-.*/, "", sf); ss = substr(t, length(sf) + 2) }
 FNR == 1 { file++ }
 file == 2 {
     pacc[$1, $2] = $4; pmaj[$1] = $5; if ($2 + 1 > nlayer) nlayer = $2 + 1
@@ -16,7 +22,7 @@ file == 2 {
 }
 file == 3 { change_add(); next }
 file == 4 {
-    split($4, fs, "-"); pc[$1, $2, $3, fs[1], fs[2]] = paired_text(); pn[$2, fs[2]] = $6
+    stem_parts($4); pc[$1, $2, $3, sf, ss] = paired_text(); pn[$2, ss] = $6
     npc++; pholm = $10 != ""
     if (!($1 in pwith)) { pwith[$1]; pw[++npw] = $1 }
     if (!(($1, $3) in ploc)) { ploc[$1, $3]; pl[$1, ++npl[$1]] = $3 }
@@ -47,9 +53,19 @@ function ci_cell(m, f, s,    k) {
 END {
     nm = split(models, M, " ")
     print "# Sports Facts: localized unlearning (mu)\n"
-    printf "Taught %d facts (Sports Facts rows %s), unlearned the first %d; localizations: %s.\n", n_facts, rows, n_forget, masks
-    print "Cells: 3-way choice accuracy / probability of the right sport (renormalized over the three)."
-    print "`forget` = unlearned facts, `maintain` = the other taught facts, `heldout` = the half of the"
+    if (edit_to != "") {
+        nx = split(edit_extra, X, " "); sports = "baseball, basketball, football"
+        for (i = 1; i <= nx; i++) sports = sports ", " X[i]
+        printf "Taught %d facts (Sports Facts rows %s), edited the first %d to %s (%s); localizations: %s.\n",
+            n_facts, rows, n_forget, edit_name(), objective, masks
+        printf "The unlearned-* models are the edited ones. Cells: %d-way choice accuracy / probability of\n", 3 + nx
+        printf "the right sport (renormalized over %s).\n", sports
+    } else {
+        printf "Taught %d facts (Sports Facts rows %s), unlearned the first %d; localizations: %s.\n", n_facts, rows, n_forget, masks
+        print "Cells: 3-way choice accuracy / probability of the right sport (renormalized over the three)."
+    }
+    printf "`forget` = %s facts, `maintain` = the other taught facts, `heldout` = the half of the\n",
+        edit_to != "" ? "edited" : "unlearned"
     print "forget set that the relearning attack did not train on (relearned-* rows: after the attack)."
     printf "MMLU: %s, 4-way multiple choice accuracy.\n\n", mmlu
     split("cloze question mc", F, " "); split("forget maintain heldout", S, " ")
@@ -64,6 +80,7 @@ END {
     }
     ci_table()
     for (i = 1; i <= npw; i++) paired_table(pw[i])
+    if (edit_to != "") edit_table()
     change_table("unlearning", "the learned model")
     if (nwm) wmask_table()
     if (nlayer) probe_table()
@@ -157,6 +174,50 @@ function paired_table(w,   i, f, line) {
         line = "| " pl[w, i] " |"
         for (f = 1; f <= 3; f++) line = line " " paired_cell(w, "unlearned", pl[w, i], F[f], "forget") " |"
         for (f = 1; f <= 3; f++) line = line " " paired_cell(w, "relearned", pl[w, i], F[f], "heldout") " |"
+        print line
+    }
+}
+
+# Guo et al.'s Sports Facts editing: how often each model chooses edit_to for the forget facts
+# and, after the relearning attack, for the held-out half; then each localization against each
+# baseline on the same facts
+# what the facts were edited to: "golf", or "each athlete's sport in column C of sports.csv"
+function edit_name() {
+    return edit_to ~ /^@/ ? "each athlete's sport in column " substr(edit_to, 2) " of sports.csv" : edit_to
+}
+function edit_table(   i, f, line) {
+    printf "\n## The edit: %s\n\n", edit_name()
+    printf "How often each model chooses the new sport for the forget facts (`edit`: the %d edited facts;\n", n_forget
+    print "`heldout edit`: the half the relearning attack did not train on, after the attack on the"
+    print "relearned-* rows): choice accuracy / probability of the new sport among the choices. The attack"
+    print "teaches the true sports of the other half: an edit that holds keeps the held-out facts at"
+    print "their new sport.\n"
+    print "| model | cloze edit | question edit | mc edit | cloze heldout edit | question heldout edit | mc heldout edit |"
+    print "|---|---|---|---|---|---|---|"
+    for (i = 1; i <= nm; i++) {
+        line = "| " M[i] " |"
+        for (f = 1; f <= 3; f++)
+            line = line " " cell("choice_acc", M[i], F[f], "forget-edit") " / " cell("choice_prob", M[i], F[f], "forget-edit") " |"
+        for (f = 1; f <= 3; f++)
+            line = line " " cell("choice_acc", M[i], F[f], "heldout-edit") " / " cell("choice_prob", M[i], F[f], "heldout-edit") " |"
+        print line
+    }
+    for (i = 1; i <= npw; i++) edit_paired_table(pw[i])
+}
+function edit_paired_table(w,   i, f, line) {
+    printf "\nThe edit paired with %s, fact by fact: each localization's rate of choosing the new sport minus\n", w
+    printf "%s's on the same facts (%d edited facts, %d held-out facts after the relearning attack),\n", w,
+        pn["unlearned", "forget-edit"], pn["relearned", "heldout-edit"]
+    print "with its 95% interval (Newcombe's) and McNemar's exact p; a positive difference means the"
+    printf "localization's edit takes, or survives the attack, more often than %s's.\n", w
+    if (pholm) print holm_note(npc, "paired.tsv")
+    print ""
+    print "| localization | cloze edit | question edit | mc edit | cloze heldout edit, attacked | question heldout edit, attacked | mc heldout edit, attacked |"
+    print "|---|---|---|---|---|---|---|"
+    for (i = 1; i <= npl[w]; i++) {
+        line = "| " pl[w, i] " |"
+        for (f = 1; f <= 3; f++) line = line " " paired_cell(w, "unlearned", pl[w, i], F[f], "forget-edit") " |"
+        for (f = 1; f <= 3; f++) line = line " " paired_cell(w, "relearned", pl[w, i], F[f], "heldout-edit") " |"
         print line
     }
 }

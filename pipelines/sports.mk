@@ -34,6 +34,17 @@
 # is it more or less gone than after training the weights there (wmask-paired.tsv)?
 # GENERAL=FILE adds Guo et al.'s general-text loss (next-token loss on a plain-text file,
 # theirs the Pile) to the unlearning objective.
+# EDIT_TO edits instead of unlearning (Guo et al.'s Sports Facts editing): EDIT_TO=golf
+# teaches every forget fact a sport none of the athletes plays; EDIT_TO=@COLUMN each athlete
+# the sport in that column of sports.csv (its pre-drawn targets: @inject_sport_without_golf
+# another of the three sports, @inject_sport_with_golf another of the four, golf among
+# them; pipelines/sports-edit.py). UNLEARN_OBJ's default becomes edit=1,retain-ce=1
+# (cross-entropy to the new answer, on the cloze forget prompts); a new sport joins every
+# format's choices (the mc prompt lists it as D), and every model is also scored on the
+# edit: how often the forget facts choose their new sport (split forget-edit) and, after the
+# relearning attack (the true sports of the relearn half), how often the held-out half still
+# does (heldout-edit). The report adds a section on the edit and its paired comparisons,
+# and with SCALES the edit's strength.
 # SCALES='0.25 0.5 2' reads each unlearning at other strengths: its delta applied at S when
 # loaded (mu-forward --scaled-delta), forget and maintained cloze accuracy at each S.
 # Make rebuilds only what is stale: new attribution scores redo their mask, its unlearning,
@@ -57,7 +68,20 @@ LEARN_STEPS   ?= 30
 LEARN_LR      ?= 2e-4
 UNLEARN_STEPS ?= 30
 UNLEARN_LR    ?= 1e-4
-UNLEARN_OBJ   ?= log1mp=1,retain-ce=1
+# editing (EDIT_TO, above): a new sport (letters, digits, hyphens; not baseball, basketball
+# or football), or @COLUMN of sports.csv; empty, the default: unlearning
+EDIT_TO       ?=
+UNLEARN_OBJ   ?= $(if $(EDIT_TO),edit=1$(comma)retain-ce=1,log1mp=1$(comma)retain-ce=1)
+# editing: the sports the edit targets add to the three choices (sports-edit.py --extra,
+# which says what is wrong with EDIT_TO or the data), and the facts with each one's new
+# sport's index among the choices (edit_index)
+EDIT_TO := $(strip $(EDIT_TO))
+ifneq ($(EDIT_TO),)
+EDIT_EXTRA := $(shell $(PYTHON) pipelines/sports-edit.py --extra '$(subst ','\'',$(EDIT_TO))' $(SPORTS) || echo '<failed>')
+ifneq ($(filter <failed>,$(EDIT_EXTRA)),)
+$(error EDIT_TO=$(EDIT_TO): no edit targets (above))
+endif
+endif
 # general text, Guo et al.'s third loss (theirs: the Pile): a plain-text file whose
 # next-token loss (general-lm=GENERAL_COEF) joins UNLEARN_OBJ; empty (default): none
 GENERAL       ?=
@@ -120,20 +144,36 @@ LOC_PROBE_TRAIN := $(RUN)/tok/cloze-maintain.tok
 include pipelines/localize.mk
 PROBE_SITE ?= resid_post:all:subject_last
 
+EDIT_FACTS := $(RUN)/edit-facts.jsonl
+# the letters of the added choices in the mc prompt (D, E, ...)
+EDIT_LETTERS := $(wordlist 1,$(words $(EDIT_EXTRA)),D E F G H)
+space := $(subst ,, )
 FORMATS := cloze question mc
-SPLITS  := forget maintain heldout
+# the evaluated splits; editing adds the forget facts' and the held-out facts' choice of EDIT_TO
+SPLITS  := forget maintain heldout $(if $(EDIT_TO),forget-edit heldout-edit)
 PROMPT_cloze    := Fact: {athlete} plays the sport of
 PROMPT_question := Q: What sport does {athlete} play?\nA:
-PROMPT_mc       := Which sport does {athlete} play?\nA. baseball\nB. basketball\nC. football\nAnswer:
-CHOICES_cloze    := ' baseball| basketball| football'
-CHOICES_question := ' baseball| basketball| football'
-CHOICES_mc       := ' A| B| C'
+PROMPT_mc       := Which sport does {athlete} play?\nA. baseball\nB. basketball\nC. football$(subst ._,. ,$(subst $(space),,$(join $(EDIT_LETTERS:%=\n%.),$(EDIT_EXTRA:%=_%))))\nAnswer:
+CHOICES_cloze    := ' baseball| basketball| football$(subst $(space),,$(EDIT_EXTRA:%=|_%))'
+CHOICES_cloze    := $(subst _, ,$(CHOICES_cloze))
+CHOICES_question := $(CHOICES_cloze)
+CHOICES_mc       := ' A| B| C$(subst _, ,$(subst $(space),,$(EDIT_LETTERS:%=|_%)))'
+# a split's records and their answers: sports.csv and the athlete's sport, or for the edit
+# splits the facts with their new sport (EDIT_FACTS, edit_index)
+tok_data   = $(if $(filter %-edit,$(1)),$(EDIT_FACTS),$(SPORTS))
+tok_answer = $(if $(filter %-edit,$(1)),edit_index,sport_index)
+# what every token stream offers depends on EDIT_TO (a changed EDIT_TO remakes them all)
+CHOICES_KNOB = $(call knobs,edit-to,$(EDIT_TO))
+# the unlearning's (or the edit's) forget prompts
+UNLEARN_FORGET := $(RUN)/tok/cloze-forget$(if $(EDIT_TO),-edit).tok
 row            = $(shell echo $$(( $(FACTS_FROM) + $(1) )))
 ROWS_all      := $(call row,0)-$(call row,$(N_FACTS))
 ROWS_forget   := $(call row,0)-$(call row,$(N_FORGET))
 ROWS_maintain := $(call row,$(N_FORGET))-$(call row,$(N_FACTS))
 ROWS_relearn  := $(call row,0)-$(call row,$(HALF))
 ROWS_heldout  := $(call row,$(HALF))-$(call row,$(N_FORGET))
+ROWS_forget-edit  := $(ROWS_forget)
+ROWS_heldout-edit := $(ROWS_heldout)
 
 # weight-mask runs, LOC-PRICE
 WMASK_RUNS  := $(foreach l,$(LOCS),$(foreach p,$(WMASK),$(l)-$(p)))
@@ -153,11 +193,14 @@ all report: $(RUN)/report.md
 
 # ---- tokens -------------------------------------------------------------------------
 define TOKENS_RULE
-$(RUN)/tok/$(1)-$(2).tok: $(SPORTS) $(MODEL) $(call knobs,rows-$(2),$(ROWS_$(2)))
+$(RUN)/tok/$(1)-$(2).tok: $(call tok_data,$(2)) $(MODEL) $(call knobs,rows-$(2),$(ROWS_$(2))) $(CHOICES_KNOB)
 	@mkdir -p $$(@D)
 	mu-tokenize $(Q) --model $(MODEL) --rows $(ROWS_$(2)) --prompt '$(PROMPT_$(1))' \
-	  --choices $(CHOICES_$(1)) --answer-field sport_index --out $$@ $(SPORTS)
+	  --choices $(CHOICES_$(1)) --answer-field $(call tok_answer,$(2)) --out $$@ $(call tok_data,$(2))
 endef
+$(EDIT_FACTS): $(SPORTS) pipelines/sports-edit.py $(CHOICES_KNOB)
+	@mkdir -p $(@D)
+	$(PYTHON) pipelines/sports-edit.py --out $@ '$(subst ','\'',$(EDIT_TO))' $(SPORTS)
 $(foreach f,$(FORMATS),$(foreach s,all $(SPLITS) relearn,$(eval $(call TOKENS_RULE,$(f),$(s)))))
 
 $(RUN)/tok/mmlu.tok: $(DATA)/mmlu/test/$(MMLU_SUBJECT)_test.csv $(MODEL) $(call knobs,mmlu,n=$(MMLU_N))
@@ -178,7 +221,8 @@ SOFT_MODELS := $(if $(SOFT),base $(LOCS))
 soft_deltas = $(if $(filter base,$(1)),$(DELTAS_base),$(DELTAS_unlearned-$(1)))
 # FORMAT ($(1)) SPLIT ($(2)) prompts with $(4) slots, for the attack $(3) (soft or gcg)
 define SOFT_TOKENS_RULE
-$(RUN)/tok/$(1)-$(2)-$(3).tok: $(SPORTS) $(MODEL) $(call knobs,rows-$(2),$(ROWS_$(2))) $(call knobs,$(3)-tokens,$(4))
+$(RUN)/tok/$(1)-$(2)-$(3).tok: $(SPORTS) $(MODEL) $(call knobs,rows-$(2),$(ROWS_$(2))) $(call knobs,$(3)-tokens,$(4)) \
+                                $(CHOICES_KNOB)
 	@mkdir -p $$(@D)
 	mu-tokenize $(Q) --model $(MODEL) --rows $(ROWS_$(2)) --prompt '$(PROMPT_$(1))' --soft-tokens $(4) \
 	  --choices $(CHOICES_$(1)) --answer-field sport_index --out $$@ $(SPORTS)
@@ -261,7 +305,8 @@ endef
 # tokens' text (gcg_text, with mu-tokenize's escapes for \ { }), tokenized as text with no
 # slot: the ids may differ from those searched (the text tokenizes anew)
 define GCG_TYPED_RULE
-$(RUN)/tok/$(2)-heldout-typed-$(1).tok: $(SPORTS) $(MODEL) $(RUN)/gcg-$(1).st $(call knobs,rows-heldout,$(ROWS_heldout))
+$(RUN)/tok/$(2)-heldout-typed-$(1).tok: $(SPORTS) $(MODEL) $(RUN)/gcg-$(1).st $(call knobs,rows-heldout,$(ROWS_heldout)) \
+                                         $(CHOICES_KNOB)
 	@mkdir -p $$(@D)
 	mu-dump $(Q) --soft-prompt $(RUN)/gcg-$(1).st --out $$@.json
 	p=$$$$(head -1 $$@.json | jq -r '.metadata.mu_train.gcg_text | gsub("\\\\"; "\\\\") | gsub("[{]"; "\\{") | \
@@ -327,13 +372,13 @@ GENERAL_TOK := $(if $(GENERAL),$(RUN)/tok/general.tok)
 # learned model masked to LOC with the unlearning objective and data (forget, maintain,
 # general text); KNOBS and OPTIONS: its own (steps, lr, ...)
 define UNLEARNING_RULE
-$(RUN)/$(2)-$(1)$(5).st: $(RUN)/learned.st $(RUN)/tok/cloze-forget.tok $(RUN)/tok/cloze-maintain.tok \
+$(RUN)/$(2)-$(1)$(5).st: $(RUN)/learned.st $(UNLEARN_FORGET) $(RUN)/tok/cloze-maintain.tok \
                      $(filter $(RUN)/%,$(MASK_$(1))) $(GENERAL_TOK) \
                      $(call knobs,$(2)-$(1)$(5),mask=$(MASK_$(1)) obj=$(UNLEARN_OBJ) general=$(GENERAL):$(GENERAL_COEF) \
                        $(3) batch=$(BATCH)$(accum_knob) seed=$(SEED))
 	$(JOB) mu-train $(Q) --model $(MODEL) --device $(MU_DEVICE) --delta $(RUN)/learned.st --mask $(MASK_$(1)) \
 	  --objective $(UNLEARN_OBJ)$(if $(GENERAL),$(comma)general-lm=$(GENERAL_COEF)) \
-	  --forget $(RUN)/tok/cloze-forget.tok $(addprefix --general ,$(GENERAL_TOK)) \
+	  --forget $(UNLEARN_FORGET) $(addprefix --general ,$(GENERAL_TOK)) \
 	  --retain $(RUN)/tok/cloze-maintain.tok $(4) --batch $(BATCH)$(accum_opt) \
 	  --seed $(SEED) --log $(RUN)/$(2)-$(1)$(5).log --out $$@
 endef
@@ -404,10 +449,12 @@ $(RUN)/scores.tsv: $(OUTS)
 # each localization against each of PAIRED_WITH (default late, the output side, and random,
 # the size-matched baseline; those of LOCS), fact by fact on the same facts (mu-score
 # --paired): the difference in choice accuracy on the forget facts after unlearning and on
-# the held-out facts after the relearning attack, with its 95% interval (Newcombe's) and
+# the held-out facts after the relearning attack (editing: also in choosing EDIT_TO, the
+# forget-edit and heldout-edit splits), with its 95% interval (Newcombe's) and
 # McNemar's exact p. Rows: baseline, model kind, localization, format-split, difference,
 # facts, interval low, high, p, Holm's p over the file (pipelines/holm.awk)
-PAIRED_LIST = $(call paired_list,$(PAIRED_WITH),$(foreach f,$(FORMATS),unlearned:$(f)-forget relearned:$(f)-heldout))
+PAIRED_LIST = $(call paired_list,$(PAIRED_WITH),$(foreach f,$(FORMATS),unlearned:$(f)-forget relearned:$(f)-heldout) \
+                $(if $(EDIT_TO),$(foreach f,$(FORMATS),unlearned:$(f)-forget-edit relearned:$(f)-heldout-edit)))
 $(RUN)/paired.tsv: $(OUTS) $(HOLM) $(call paired_knob,paired,$(PAIRED_LIST))
 	$(call paired_list_recipe,$(PAIRED_LIST))
 
@@ -417,7 +464,7 @@ $(RUN)/paired.tsv: $(OUTS) $(HOLM) $(call paired_knob,paired,$(PAIRED_LIST))
 # and each localization against PAIRED_WITH's at each strength (strength-paired.tsv)
 strength_delta = $(RUN)/unlearn-$(1).st
 STRENGTH_BEFORE := $(RUN)/learned.st
-STRENGTH_STEMS := cloze-forget cloze-maintain
+STRENGTH_STEMS := cloze-forget cloze-maintain $(if $(EDIT_TO),cloze-forget-edit)
 $(strength_rules)
 
 # weight masking against training the weights, fact by fact: each masked model's held-out facts
@@ -509,6 +556,7 @@ $(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/
 	  -v n_facts=$(N_FACTS) -v rows='$(ROWS_all)' -v masks="$(foreach l,$(LOCS),$(l)=$(call mask_desc,$(MASK_$(l))))" \
 	  -v mmlu='$(MMLU_SUBJECT) ($(MMLU_N) questions)' -v probe_models='$(PROBE_MODELS)' \
 	  -v plots='$(notdir $(PLOTS))' -v wmask='$(WMASK)' -v wmask_steps=$(WMASK_STEPS) -v wmask_lr=$(WMASK_LR) \
-	  -v wmask_opt=$(WMASK_OPT) \
+	  -v wmask_opt=$(WMASK_OPT) -v edit_to='$(EDIT_TO)' -v edit_extra='$(EDIT_EXTRA)' \
+	  -v objective='$(UNLEARN_OBJ)' \
 	  $< $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/paired.tsv $(WMASK_TSV) > $@.tmp
-	$(SOFT_REPORT)$(GCG_REPORT)$(call strength_report,learned,unlearned-,sports)mv $@.tmp $@
+	$(SOFT_REPORT)$(GCG_REPORT)$(call strength_report,learned,unlearned-,sports$(if $(EDIT_TO),-edit))mv $@.tmp $@

@@ -3,7 +3,7 @@
 # grouped by model[,fmt],split: S = 0 is the model `zero`, S = 1 each `one`LOC), as a second
 # strength.tsv (rows grouped by loc, scale, split, the split a token stream's stem, e.g.
 # cloze-forget or edit). Variables: locs, scales (as given), stems (the columns of a cell),
-# zero, one, job (sports: an unlearning; counterfact: an edit). A row per localization, a
+# zero, one, job (sports: an unlearning; sports-edit, counterfact: an edit). A row per localization, a
 # column per strength in increasing order, each cell the stems' choice accuracies. As a third
 # file strength-paired.tsv (common.mk paired_rows, kind scaled-S; cells by paired-lib.awk,
 # which runs with it): a table per baseline, a row per localization and stem, a column per
@@ -66,6 +66,16 @@ function intro() {
         print "--scaled-delta S=edit-LOC.st: every weight it changed set to w0 + S (w - w0), w0 the base"
         print "model's; S = 0 is the base model, 1 the edited one): 2-way accuracy on the " stems_text() "."
         print "How much of its change does an edit need, and what does going further cost the neighbours?\n"
+        return
+    }
+    if (job == "sports-edit") {
+        print "\n## Strength of the edit\n"
+        print "Each localization's edit applied at strength S when the model is loaded (mu-forward"
+        print "--scaled-delta S=unlearn-LOC.st: every weight it changed set to w0 + S (w - w0), w0 the"
+        print "learned model's; S = 0 is the learned model, 1 the edited one): choice accuracy on the"
+        print stems_text() " (cloze-forget-edit: the rate of choosing the new"
+        print "sport). How much of its change does an edit need, and what does going further cost the"
+        print "facts it should keep?\n"
         return
     }
     print "\n## Strength of the unlearning\n"

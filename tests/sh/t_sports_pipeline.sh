@@ -379,3 +379,75 @@ else
 fi
 run > /dev/null 2>&1
 t sports_pipeline_soft_off bash -c "! grep -q 'Soft prompt attack' '$R' && ! grep -q 'GCG attack' '$R' && ! grep -q 'Strength of the unlearning' '$R'"
+# EDIT_TO: Guo et al.'s Sports Facts editing, on its own run: the early and late MLPs edited
+# to each athlete's pre-drawn sport of sports.csv's inject_sport_with_golf (golf among them),
+# with SCALES=0.5
+E="$T/edit"
+if run RUN="$E" LOCS='early late' PAIRED_WITH=late EDIT_TO=@inject_sport_with_golf UNLEARN_LR=1e-3 SCALES=0.5 \
+     > "$T/edit.log" 2>&1; then
+  # every stream offers the four sports (the mc prompt lists golf as D); the edit splits read
+  # the facts with their new sport's index; the edits train on the cloze edit prompts
+  t sports_pipeline_edit_streams bash -c "
+    [ \$(grep '^mu-tokenize' '$T/edit.log' | grep -vc -e '--mc ') = 19 ] &&
+    [ \$(grep '^mu-tokenize' '$T/edit.log' | grep -v -e '--mc ' | grep -vcE -e \"--choices ' (baseball\| basketball\| football\| golf|A\| B\| C\| D)' \") = 0 ] &&
+    [ \$(grep '^mu-tokenize' '$T/edit.log' | grep -cF 'football\nD. golf\nAnswer:') = 5 ] &&
+    [ \$(grep -cE '^mu-tokenize .*--answer-field edit_index --out [^ ]*/tok/(cloze|question|mc)-(forget|heldout)-edit\.tok [^ ]*/edit-facts\.jsonl\$' '$T/edit.log') = 6 ] &&
+    [ \$(grep -cE '^(pipelines/job.sh )?mu-train .*--objective edit=1,retain-ce=1 --forget [^ ]*/tok/cloze-forget-edit\.tok ' '$T/edit.log') = 2 ]"
+  # the edit prompts' answers against sports.csv read by Python's csv module: rows 0-8 (held
+  # out 4-8), ids kept, each answer the index of the row's inject_sport_with_golf among
+  # baseball, basketball, football, golf, never the athlete's sport; not all golf
+  t sports_pipeline_edit_answers bash -c "
+    for s in heldout:4:8 forget:0:8; do IFS=: read -r split a b <<< \"\$s\"
+      mu-dump -H '$E/tok/mc-'\$split'-edit.tok' | jq -r '[.id, .answer, .meta.sport] | @tsv' > '$T/edit-got.tsv' &&
+      python3 -c 'import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1], newline=\"\")))
+c = [\"baseball\", \"basketball\", \"football\", \"golf\"]
+for i in range(int(sys.argv[2]), int(sys.argv[3])):
+    r = rows[i]
+    assert r[\"inject_sport_with_golf\"] != r[\"sport\"]
+    print(i, c.index(r[\"inject_sport_with_golf\"]), r[\"sport\"], sep=\"\t\")' '$SHARED_DATA/sports/sports.csv' \$a \$b |
+        cmp -s - '$T/edit-got.tsv' || exit 1
+    done && [ \$(cut -f2 '$T/edit-got.tsv' | sort -u | wc -l) -ge 2 ]"
+  # each model's edit accuracy in scores.tsv is its records' share whose highest choice
+  # log-prob is the new sport's (jq on the outputs); the edits took: every edited model puts
+  # more probability on the new sport in cloze than the learned model, by 0.2 at least
+  t sports_pipeline_edit_scores bash -c "
+    for m in base learned unlearned-early unlearned-late relearned-early relearned-late; do
+      for f in cloze question mc; do for s in forget-edit heldout-edit; do
+        want=\$(mu-dump -H '$E/out/'\$m/\$f-\$s.out | jq -s '[.[] | .choice_logprobs.first as \$l |
+          ([range(\$l | length)] | max_by(\$l[.])) == .answer] | (map(select(.)) | length) / length')
+        got=\$(awk -F'\t' -v g=\"model=\$m,fmt=\$f,split=\$s\" '\$1 == \"choice_acc\" && \$2 == g { print \$3 }' '$E/scores.tsv')
+        awk -v a=\"\$want\" -v b=\"\$got\" 'BEGIN { d = a - b; exit !(b != \"\" && d < 1e-9 && d > -1e-9) }' || { echo \"\$m \$f \$s: \$got, want \$want\"; exit 1; }
+      done; done
+    done &&
+    awk -F'\t' '\$1 == \"choice_prob\" && \$2 ~ /fmt=cloze,split=forget-edit\$/ { split(\$2, g, /[,=]/); p[g[2]] = \$3 }
+      END { exit !(p[\"unlearned-early\"] > p[\"learned\"] + 0.2 && p[\"unlearned-late\"] > p[\"learned\"] + 0.2) }' '$E/scores.tsv'"
+  # the report: 4-way cells, the edit's table (a row per model, each cell scores.tsv's
+  # accuracy / probability), its paired table (early against late on the 12 stems of
+  # paired.tsv: Holm's over them), the edit's strength (the new sport's rate at S = 0.5)
+  t sports_pipeline_edit_report bash -c "$(declare -f holm_ok)
+    ER='$E/report.md'
+    grep -q '^Taught 16 facts (Sports Facts rows 0-16), edited the first 8 to each athlete.s sport in column inject_sport_with_golf of sports.csv (edit=1,retain-ce=1);' \"\$ER\" &&
+    grep -q '^The unlearned-\* models are the edited ones. Cells: 4-way choice accuracy' \"\$ER\" &&
+    awk -F'\t' 'FILENAME ~ /scores/ { split(\$2, g, /[,=]/); v[\$1, g[2], g[4] \"-\" g[6]] = \$3; next }
+      function c(m, s) { return sprintf(\"%.2f / %.2f\", v[\"choice_acc\", m, s], v[\"choice_prob\", m, s]) }
+      /^\| [a-z-]+ \|/ && !/^\| model / { split(\$0, f, / *\| */); n++
+        if (f[3] != c(f[2], \"cloze-forget-edit\") || f[5] != c(f[2], \"mc-forget-edit\") || f[8] != c(f[2], \"mc-heldout-edit\")) bad = 1 }
+      END { exit bad || n != 6 }' '$E/scores.tsv' FS='|' <(sed -n '/^## The edit: /,/^The edit paired with/p' \"\$ER\") &&
+    holm_ok '$E/paired.tsv' && [ \$(wc -l < '$E/paired.tsv') = 12 ] &&
+    [ \$(awk -F'\t' '\$4 ~ /-edit\$/' '$E/paired.tsv' | wc -l) = 6 ] &&
+    sed -n '/^The edit paired with late/,\$p' \"\$ER\" | grep -qE '^\| early \|( [+-][01]\.[0-9]{2} \[[+-][01]\.[0-9]{2}, [+-][01]\.[0-9]{2}\] \(p [0-9.e-]+, Holm [0-9.e-]+\) \|){6}\$' &&
+    grep -q '^## Strength of the edit' \"\$ER\" &&
+    [ \$(grep -c '^choice_acc.loc=[a-z]*,scale=0.5,split=cloze-forget-edit' '$E/strength.tsv') = 2 ]"
+else
+  fail sports_pipeline_edit "$(tail -3 "$T/edit.log" | tr '\n' ' ')"
+fi
+# an edit to a sport the athletes play, to a column sports.csv lacks or to a malformed name:
+# one line naming the file, make stops before it writes anything
+t sports_pipeline_edit_refused bash -c "$(declare -f run); T='$T'; ROOT='$ROOT'; MU_BIN='$MU_BIN'; SHARED_DATA='$SHARED_DATA'; M='$M'
+  for e in football:'EDIT_TO=football: the edit needs a sport none of the athletes plays' \
+           @nope:\"EDIT_TO=@nope: no column 'nope'\" 'go lf':'edit target \"go lf\" is not a sport.s name'; do
+    v=\${e%%:*}; msg=\${e#*:}
+    ! run RUN='$T/edit-bad' EDIT_TO=\"\$v\" > '$T/bad.log' 2>&1 && [ ! -e '$T/edit-bad' ] &&
+      grep -q \"^sports-edit.py: $SHARED_DATA/sports/sports.csv: .*\$msg\" '$T/bad.log' || { cat '$T/bad.log'; exit 1; }
+  done"
