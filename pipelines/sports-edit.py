@@ -14,9 +14,10 @@ those, separated by spaces. --out writes every row of CSV (all of its fields, th
 order, so mu-tokenize --rows picks the same facts and ids) with "edit_index", the target's
 index among the choices, and "edit_to", its name; written atomically.
 
-A sport's name is letters, digits and hyphens. A target that is the athlete's own sport,
-an empty or malformed one, a missing column or more than 8 choices: one line naming the file
-(and row), exit 1, nothing written.
+A sport's name is letters, digits and hyphens; rows count from 0, the first after the
+header. A target that is the athlete's own sport, an empty or malformed one, a missing
+column, more than 8 choices, invalid UTF-8 or malformed CSV: one line naming the file (and
+row), exit 1, nothing written. Exit 2: usage.
 """
 import csv
 import json
@@ -37,7 +38,7 @@ class EditError(Exception):
 def read_rows(path):
     """The rows of the CSV at path, as dicts; the header's columns."""
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f, strict=True)
             rows = list(reader)
             columns = reader.fieldnames or []
@@ -69,14 +70,14 @@ def targets(rows, columns, target, path):
     return out
 
 
-def choices(new):
+def choices(new, path):
     """The three sports, then the targets' others in the order of their first row."""
     c = list(SPORTS)
     for t in new:
         if t not in c:
             c.append(t)
     if len(c) > MAX_CHOICES:
-        raise EditError(f"the edit targets make {len(c)} choices; at most {MAX_CHOICES}")
+        raise EditError(f"{path}: the edit targets make {len(c)} choices; at most {MAX_CHOICES}")
     return c
 
 
@@ -102,12 +103,12 @@ def main(argv):
     elif len(argv) == 5 and argv[1] == "--out":
         out, target, path = argv[2], argv[3], argv[4]
     else:
-        sys.stderr.write(__doc__.split("\n\n")[0].split("\n", 1)[1] + "\n")
+        sys.stderr.write("usage: sports-edit.py --extra TARGET CSV | --out FILE TARGET CSV\n")
         return 2
     try:
         rows, columns = read_rows(path)
         new = targets(rows, columns, target, path)
-        choice = choices(new)
+        choice = choices(new, path)
         if out is None:
             print(" ".join(choice[len(SPORTS):]))
         else:
