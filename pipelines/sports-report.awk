@@ -236,19 +236,34 @@ function probe_stats(m,   L, sum) {
 # the probe accuracy on model m's forget facts at the best layer / the mean over layers, "–"
 # without probes
 function probe_cell(m) { return probe_stats(m) ? sprintf("%.2f / %.2f", pbest, pmean) : "–" }
+# how often model m's probes read its forget facts' new sport: the best layer's / the mean
+function new_cell(m,   L, best, sum, k) {
+    best = -1
+    for (L = 0; L < nlayer; L++) if ((m, L) in nacc) { k++; sum += nacc[m, L]; if (nacc[m, L] + 0 > best) best = nacc[m, L] + 0 }
+    return k ? sprintf("%.2f / %.2f", best, sum / nlayer) : "–"
+}
 
-function probe_table(   np, P, i) {
+function probe_table(   np, P, i, nw, line, f) {
     np = split(probe_models, P, " ")
+    if (probes_new != "") while ((getline line < probes_new) > 0) {   # model, layer, accuracy
+        split(line, f, "\t"); nacc[f[1], f[2]] = f[3]; nw = 1
+    }
     print "\n## Latent knowledge: linear probes\n"
     print "Probes on the residual stream after each layer at the athlete's last token, fitted on the"
     print "maintained facts of each model and tested on its forget facts (the sport, 3 classes)."
     print "High accuracy after unlearning means the sport is still linearly decodable from the"
-    print "model's latent state even when its outputs no longer say it.\n"
-    print "| model | best layer | accuracy there | mean over layers | majority class |"
-    print "|---|---|---|---|---|"
+    print "model's latent state even when its outputs no longer say it."
+    if (nw) {
+        print "`new sport`: how often the same probes read each edited fact's new sport instead"
+        print "(mu-probe apply --label), at the best layer / the mean over layers: an edit that reached"
+        print "the latent state makes the probes read the new sport there."
+    }
+    print ""
+    print "| model | best layer | accuracy there | mean over layers | majority class |" (nw ? " new sport, best / mean |" : "")
+    print "|---|---|---|---|---|" (nw ? "---|" : "")
     for (i = 1; i <= np; i++) {
         probe_stats(P[i])
-        printf "| %s | %d | %.2f | %.2f | %.2f |\n", P[i], pbl, pbest, pmean, pmaj[P[i]]
+        printf "| %s | %d | %.2f | %.2f | %.2f |%s\n", P[i], pbl, pbest, pmean, pmaj[P[i]], nw ? " " new_cell(P[i]) " |" : ""
     }
     if (plots ~ /probes\.png/) print "\n![probe accuracy on the forget facts by layer](probes.png)"
     if (plots ~ /lookup\.png/) print "\n![path patching: MLP effect by layer](lookup.png)"

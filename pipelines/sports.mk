@@ -501,6 +501,19 @@ $(RUN)/probes.tsv: $(foreach m,$(PROBE_MODELS_ALL),$(RUN)/probes/$(m).probes)
 	done > $@.tmp
 	mv $@.tmp $@
 
+# editing each athlete to a sport among the probes' classes (EDIT_TO=@COLUMN adding no sport):
+# how often each model's probes read the new sport, not the old, from its forget facts' latent
+# states (mu-probe apply --label COLUMN): model, layer, accuracy against the new sport
+PROBE_NEW := $(if $(EDIT_EXTRA),,$(patsubst @%,%,$(filter @%,$(EDIT_TO))))
+$(RUN)/probes-new.tsv: $(foreach m,$(PROBE_MODELS_ALL),$(RUN)/probes/$(m).probes $(RUN)/acts/$(m)/cloze-forget.acts)
+	for m in $(PROBE_MODELS_ALL); do \
+	  mu-probe apply $(Q) --probes $(RUN)/probes/$$m.probes --acts $(RUN)/acts/$$m/cloze-forget.acts \
+	    --label $(PROBE_NEW) --out $@.m && mu-dump $@.m > $@.json && \
+	  jq -r --arg m $$m 'select(.metric == "probe_acc") | [$$m, .group.layer, .value] | @tsv' $@.json || exit 1; \
+	done > $@.tmp
+	rm -f $@.m $@.json
+	mv $@.tmp $@
+
 # ---- where unlearning moved the weights ---------------------------------------------------
 # per localization, each tensor its unlearning delta changed: localization, name, layer, role,
 # the L2 norm of the change, and that over the L2 norm of the learned model's values (mu-dump --stats)
@@ -546,6 +559,7 @@ GCG_REPORT = $(if $(GCG_ON),awk -f pipelines/paired-lib.awk -f pipelines/attack-
   -v formats='$(FORMATS)' $(RUN)/scores.tsv $(GCG_TSV) >> $@.tmp && )
 PLOTS     += $(if $(and $(WMASK),$(shell command -v gnuplot 2>/dev/null)),$(RUN)/wmask.png)
 $(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/paired.tsv pipelines/sports-report.awk \
+                  $(if $(PROBE_NEW),$(RUN)/probes-new.tsv) \
                   pipelines/changes.awk pipelines/paired-lib.awk $(PLOTS) $(WMASK_TSV) $(SOFT_TSV) $(GCG_TSV) \
                   $(STRENGTH_REPORT_DEPS) \
                   $(if $(SOFT)$(GCG_ON),pipelines/attack-lib.awk) $(if $(SOFT),pipelines/soft-report.awk) \
@@ -557,6 +571,6 @@ $(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/
 	  -v mmlu='$(MMLU_SUBJECT) ($(MMLU_N) questions)' -v probe_models='$(PROBE_MODELS)' \
 	  -v plots='$(notdir $(PLOTS))' -v wmask='$(WMASK)' -v wmask_steps=$(WMASK_STEPS) -v wmask_lr=$(WMASK_LR) \
 	  -v wmask_opt=$(WMASK_OPT) -v edit_to='$(EDIT_TO)' -v edit_extra='$(EDIT_EXTRA)' \
-	  -v objective='$(UNLEARN_OBJ)' \
+	  -v objective='$(UNLEARN_OBJ)' -v probes_new='$(if $(PROBE_NEW),$(RUN)/probes-new.tsv)' \
 	  $< $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/paired.tsv $(WMASK_TSV) > $@.tmp
 	$(SOFT_REPORT)$(GCG_REPORT)$(call strength_report,learned,unlearned-,sports$(if $(EDIT_TO),-edit))mv $@.tmp $@

@@ -16,7 +16,7 @@
 
 static const char usage[] =
     "Usage: mu-probe fit --acts FILE --label FIELD [OPTIONS]\n"
-    "       mu-probe apply --probes FILE --acts FILE [--out FILE]\n"
+    "       mu-probe apply --probes FILE --acts FILE [--label FIELD] [--out FILE]\n"
     "       mu-probe localize --probes FILE --model PATH [--tensors SPEC]\n"
     "                         [--by loss|acc] [--out FILE]\n"
     "Linear probes on activations (streams of kind \"activations\" from mu-forward\n"
@@ -40,6 +40,8 @@ static const char usage[] =
     "layer, of the saved probes on new activations (e.g. of an unlearned model).\n"
     "  --probes FILE        a probes stream from mu-probe fit\n"
     "  --acts FILE          activations ('-' = stdin) with the same label field\n"
+    "  --label FIELD        read each record's class from FIELD instead (e.g. an edit's\n"
+    "                       new answer: do the probes read it?)\n"
     "localize: writes a \"scores\" stream for mu-maskgen (Guo et al.'s fact lookup by\n"
     "probes): each block's gain in the label's decodability, from probes fitted with\n"
     "a test split at resid_mid and resid_post (MLP L: resid_post L over resid_mid L;\n"
@@ -544,6 +546,7 @@ static int cmd_apply(void) {
     char *label = meta ? mu_obj_strdup(mu_obj_get(meta, "label")) : NULL;
     char *posname = meta ? mu_obj_strdup(mu_obj_get(meta, "position")) : NULL;
     if (!label || !posname) mu_die("%s: header: meta lacks label or position", opt.probes);
+    if (opt.label) { free(label); label = mu_xstrdup(opt.label); }
     enum position pos = POS_LAST;
     int known = 0;
     for (int i = 0; i < 3; i++) if (!strcmp(posname, position_names[i])) { pos = (enum position)i; known = 1; }
@@ -762,7 +765,7 @@ int main(int argc, char **argv) {
         if (mu_cli_common(c, usage)) continue;
         switch (c) {
         case O_ACTS: opt.acts = optarg; takes = FIT | APPLY; break;
-        case O_LABEL: opt.label = optarg; takes = FIT; break;
+        case O_LABEL: opt.label = optarg; takes = FIT | APPLY; break;
         case O_POS: {
             int k;
             for (k = 0; k < 3 && strcmp(optarg, position_names[k]); k++) {}

@@ -11,16 +11,19 @@ H="$(cd "$(dirname "$0")/../golden/probe/hostile" && pwd)"
 cd "$T"
 
 # 36 records: who saw a {animal}; the label "kind" repeats the animal (the last token
-# decides it, so the probes separate it), "size" is unrelated to the text, "n" an integer
+# decides it, so the probes separate it), "size" is unrelated to the text, "n" an integer,
+# "other" the next animal for every fourth record (9 of them) and the animal otherwise
 names=(Tom Lily Ben Sue Max Anna Tim Mia Sam Zoe Leo Amy)
 animals=(cat dog bird)
 : >facts.jsonl
 i=0
 for who in "${names[@]}"; do
-  for a in "${animals[@]}"; do
+  for j in 0 1 2; do
+    a=${animals[$j]}
     size=$([ $((i * 7 % 5)) -lt 2 ] && echo big || echo small)
-    printf '{"who": "%s", "animal": "%s", "kind": "%s", "size": "%s", "n": %d, "same": "x"}\n' \
-      "$who" "$a" "$a" "$size" $((i % 3)) >>facts.jsonl
+    other=${animals[$(( (j + (i % 4 == 0)) % 3 ))]}
+    printf '{"who": "%s", "animal": "%s", "kind": "%s", "size": "%s", "n": %d, "same": "x", "other": "%s"}\n' \
+      "$who" "$a" "$a" "$size" $((i % 3)) "$other" >>facts.jsonl
     i=$((i + 1))
   done
 done
@@ -61,6 +64,16 @@ for l in 0 1 2 3 4; do
   awk -v a="$got" -v b="$want" 'BEGIN { d = a - b; exit !(d < 1e-12 && d > -1e-12) }' && [ "$n" = 36 ] || { ok_all=0; fail probe_apply_same_acc "layer $l: apply $got (n $n), fit $want"; }
 done
 [ $ok_all = 1 ] && ok probe_apply_same_acc
+# --label: the same probes read against another field of the records; they are perfect on
+# kind, so on "other" they hit the 27 records where it is the animal, at every layer; the
+# metrics' header names the field; --label kind gives apply's own bytes back
+t probe_apply_label bash -c "mu-probe apply -q --probes p.mpk.zst --acts acts.mpk.zst --label other | mu-dump > mo.jsonl &&
+  head -1 mo.jsonl | jq -e '.meta.label == \"other\"' >/dev/null &&
+  [ \"\$(tail -n +2 mo.jsonl | jq -r 'select(.metric == \"probe_acc\") | \"\(.value * .n | round) \(.n)\"' | sort -u)\" = '27 36' ] &&
+  [ \$(tail -n +2 mo.jsonl | jq -r 'select(.metric == \"probe_acc\")' | jq -s length) = 5 ] &&
+  mu-probe apply -q --probes p.mpk.zst --acts acts.mpk.zst --label kind | mu-dump | tail -n +2 | cmp -s - <(tail -n +2 m.jsonl)"
+expect_fail probe_apply_label_missing 1 'acts.mpk.zst: record 0: no meta field "nope"' \
+  mu-probe apply --probes p.mpk.zst --acts acts.mpk.zst --label nope --out e-nope.mpk.zst
 
 # an unrelated label: fit and apply agree on the same acts (counts, not a separable case)
 t probe_fit_size mu-probe fit -q --acts acts.mpk.zst --label size --seed 3 --l2 0.1 --out ps.mpk.zst
@@ -242,7 +255,7 @@ expect_fail probe_no_command 2 'expected a command' mu-probe --acts acts.mpk.zst
 expect_fail probe_bad_command 2 "unknown command 'train'" mu-probe train
 expect_fail probe_bad_l2 2 '--l2' mu-probe fit --acts acts.mpk.zst --label kind --l2 0
 expect_fail probe_bad_position 2 '--position first' mu-probe fit --acts acts.mpk.zst --label kind --position first
-expect_fail probe_apply_fit_option 2 '--label is not an option of apply' mu-probe apply --probes p.mpk.zst --acts acts.mpk.zst --label kind
+expect_fail probe_apply_fit_option 2 '--position is not an option of apply' mu-probe apply --probes p.mpk.zst --acts acts.mpk.zst --position mean
 expect_fail probe_fit_localize_option 2 '--model is not an option of fit' mu-probe fit --acts acts.mpk.zst --label kind --model "$M"
 expect_fail probe_localize_no_model 2 'localize needs --model' mu-probe localize --probes p.mpk.zst
 expect_fail probe_localize_bad_by 2 '--by f1' mu-probe localize --probes p.mpk.zst --model "$M" --by f1

@@ -442,6 +442,29 @@ for i in range(int(sys.argv[2]), int(sys.argv[3])):
 else
   fail sports_pipeline_edit "$(tail -3 "$T/edit.log" | tr '\n' ' ')"
 fi
+# EDIT_TO=@inject_sport_without_golf: each athlete to another of the three sports; the choices
+# stay three (the mc prompt as unlearning's), and the probes of each model are also read
+# against the new sport (probes-new.tsv: model, layer, accuracy): a row per model and layer;
+# the new sport is never the old, so at each layer the two accuracies sum to at most 1; the
+# report's column is each model's best / mean over layers of those rows
+E2="$T/edit2"
+if run RUN="$E2" LOCS='early late' PAIRED_WITH=late EDIT_TO=@inject_sport_without_golf UNLEARN_LR=1e-3 \
+     > "$T/edit2.log" 2>&1; then
+  t sports_pipeline_edit_probes_new bash -c "
+    [ \$(grep '^mu-tokenize' '$T/edit2.log' | grep -v -e '--mc ' | grep -vcE -e \"--choices ' (baseball\| basketball\| football|A\| B\| C)' \") = 0 ] &&
+    [ \$(grep '^mu-tokenize' '$T/edit2.log' | grep -cF 'C. football\nAnswer:') = 5 ] &&
+    [ \$(grep -c -e '--label inject_sport_without_golf' '$T/edit2.log') = 1 ] &&
+    [ \$(wc -l < '$E2/probes-new.tsv') = 20 ] &&
+    awk -F'\t' 'FILENAME ~ /new/ { n[\$1, \$2] = \$3; k++; next } (\$1, \$2) in n { j++; if (\$4 + n[\$1, \$2] > 1 + 1e-9) bad = 1 }
+      END { exit bad || j != 20 || k != 20 }' '$E2/probes-new.tsv' '$E2/probes.tsv' &&
+    awk -F'\t' 'FILENAME ~ /tsv\$/ { if (!(\$1 in b) || \$3 > b[\$1]) b[\$1] = \$3; s[\$1] += \$3; c[\$1]++; next }
+      /^\| (base|learned|unlearned-(early|late)) \|/ { split(\$0, f, / *\| */); m++
+        if (f[7] != sprintf(\"%.2f / %.2f\", b[f[2]], s[f[2]] / c[f[2]])) bad = 1 }
+      END { exit bad || m != 4 }' '$E2/probes-new.tsv' <(sed -n '/^## Latent knowledge/,\$p' '$E2/report.md') &&
+    grep -q '| majority class | new sport, best / mean |\$' '$E2/report.md'"
+else
+  fail sports_pipeline_edit_probes_new "$(tail -3 "$T/edit2.log" | tr '\n' ' ')"
+fi
 # an edit to a sport the athletes play, to a column sports.csv lacks or to a malformed name:
 # one line naming the file, make stops before it writes anything
 t sports_pipeline_edit_refused bash -c "$(declare -f run); T='$T'; ROOT='$ROOT'; MU_BIN='$MU_BIN'; SHARED_DATA='$SHARED_DATA'; M='$M'
