@@ -166,25 +166,33 @@ function paired_table(w,   i, f, line) {
     print "with its 95% interval (Newcombe's for paired proportions) and McNemar's exact p"
     print "(mu-score --paired): a negative difference with a small p means the"
     printf "localization leaves fewer of these facts recoverable than %s does.\n", w
+    paired_grid(w, "")
+}
+# the rows of a paired table: per localization, w's comparisons on the forget facts after the
+# change and on the held-out facts after the attack, in each format; sfx "" (the old answer)
+# or "-edit" (the new one)
+function paired_grid(w, sfx,   i, f, line, t) {
     if (pholm) print holm_note(npc, "paired.tsv")
-    print ""
-    print "| localization | cloze forget | question forget | mc forget | cloze heldout, attacked | question heldout, attacked | mc heldout, attacked |"
-    print "|---|---|---|---|---|---|---|"
+    t = sfx == "" ? "forget" : "edit"
+    printf "\n| localization |"
+    for (f = 1; f <= 3; f++) printf " %s %s |", F[f], t
+    for (f = 1; f <= 3; f++) printf " %s heldout%s, attacked |", F[f], sfx == "" ? "" : " edit"
+    print "\n|---|---|---|---|---|---|---|"
     for (i = 1; i <= npl[w]; i++) {
         line = "| " pl[w, i] " |"
-        for (f = 1; f <= 3; f++) line = line " " paired_cell(w, "unlearned", pl[w, i], F[f], "forget") " |"
-        for (f = 1; f <= 3; f++) line = line " " paired_cell(w, "relearned", pl[w, i], F[f], "heldout") " |"
+        for (f = 1; f <= 3; f++) line = line " " paired_cell(w, "unlearned", pl[w, i], F[f], "forget" sfx) " |"
+        for (f = 1; f <= 3; f++) line = line " " paired_cell(w, "relearned", pl[w, i], F[f], "heldout" sfx) " |"
         print line
     }
 }
 
-# Guo et al.'s Sports Facts editing: how often each model chooses edit_to for the forget facts
-# and, after the relearning attack, for the held-out half; then each localization against each
-# baseline on the same facts
 # what the facts were edited to: "golf", or "each athlete's sport in column C of sports.csv"
 function edit_name() {
     return edit_to ~ /^@/ ? "each athlete's sport in column " substr(edit_to, 2) " of sports.csv" : edit_to
 }
+# Guo et al.'s Sports Facts editing: how often each model chooses the new sport for the forget
+# facts and, after the relearning attack, for the held-out half; then each localization
+# against each baseline on the same facts
 function edit_table(   i, f, line) {
     printf "\n## The edit: %s\n\n", edit_name()
     printf "How often each model chooses the new sport for the forget facts (`edit`: the %d edited facts;\n", n_forget
@@ -210,16 +218,7 @@ function edit_paired_table(w,   i, f, line) {
         pn["unlearned", "forget-edit"], pn["relearned", "heldout-edit"]
     print "with its 95% interval (Newcombe's) and McNemar's exact p; a positive difference means the"
     printf "localization's edit takes, or survives the attack, more often than %s's.\n", w
-    if (pholm) print holm_note(npc, "paired.tsv")
-    print ""
-    print "| localization | cloze edit | question edit | mc edit | cloze heldout edit, attacked | question heldout edit, attacked | mc heldout edit, attacked |"
-    print "|---|---|---|---|---|---|---|"
-    for (i = 1; i <= npl[w]; i++) {
-        line = "| " pl[w, i] " |"
-        for (f = 1; f <= 3; f++) line = line " " paired_cell(w, "unlearned", pl[w, i], F[f], "forget-edit") " |"
-        for (f = 1; f <= 3; f++) line = line " " paired_cell(w, "relearned", pl[w, i], F[f], "heldout-edit") " |"
-        print line
-    }
+    paired_grid(w, "-edit")
 }
 
 # the probes of model m on its forget facts: sets pbest (the best layer's accuracy), pbl (that
