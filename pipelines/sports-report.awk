@@ -44,6 +44,8 @@ FNR == 1 { next }
     lo[$1, key["model"], key["fmt"], key["split"]] = $5; hi[$1, key["model"], key["fmt"], key["split"]] = $6
 }
 function cell(metric, m, f, s) { return ((metric, m, f, s) in v) ? sprintf("%.2f", v[metric, m, f, s]) : "–" }
+# "accuracy / probability" of the right choice
+function acc_prob(m, f, s) { return cell("choice_acc", m, f, s) " / " cell("choice_prob", m, f, s) }
 # accuracy with its 95% interval: "0.44 [0.23, 0.67]"
 function ci_cell(m, f, s,    k) {
     k = "choice_acc" SUBSEP m SUBSEP f SUBSEP s
@@ -75,7 +77,7 @@ END {
     for (i = 1; i <= nm; i++) {
         line = "| " M[i] " |"
         for (f = 1; f <= 3; f++) for (s = 1; s <= 3; s++)
-            line = line " " cell("choice_acc", M[i], F[f], S[s]) " / " cell("choice_prob", M[i], F[f], S[s]) " |"
+            line = line " " acc_prob(M[i], F[f], S[s]) " |"
         print line " " cell("choice_acc", M[i], "mmlu", "test") " |"
     }
     ci_table()
@@ -204,10 +206,8 @@ function edit_table(   i, f, line) {
     print "|---|---|---|---|---|---|---|"
     for (i = 1; i <= nm; i++) {
         line = "| " M[i] " |"
-        for (f = 1; f <= 3; f++)
-            line = line " " cell("choice_acc", M[i], F[f], "forget-edit") " / " cell("choice_prob", M[i], F[f], "forget-edit") " |"
-        for (f = 1; f <= 3; f++)
-            line = line " " cell("choice_acc", M[i], F[f], "heldout-edit") " / " cell("choice_prob", M[i], F[f], "heldout-edit") " |"
+        for (f = 1; f <= 3; f++) line = line " " acc_prob(M[i], F[f], "forget-edit") " |"
+        for (f = 1; f <= 3; f++) line = line " " acc_prob(M[i], F[f], "heldout-edit") " |"
         print line
     }
     for (i = 1; i <= npw; i++) edit_paired_table(pw[i])
@@ -221,28 +221,27 @@ function edit_paired_table(w,   i, f, line) {
     paired_grid(w, "-edit")
 }
 
-# the probes of model m on its forget facts: sets pbest (the best layer's accuracy), pbl (that
-# layer) and pmean (the mean over layers); 0 when m has no probes
-function probe_stats(m,   L, sum) {
+# the accuracies A[m, layer] of model m's probes: sets pbest (the best layer's accuracy), pbl
+# (that layer) and pmean (the mean over layers); 0 when A has none of m
+function layer_stats(A, m,   L, sum) {
     pbest = -1; pbl = -1; sum = 0
-    for (L = 0; L < nlayer; L++) if ((m, L) in pacc) {
-        sum += pacc[m, L]
-        if (pacc[m, L] + 0 > pbest) { pbest = pacc[m, L] + 0; pbl = L }
+    for (L = 0; L < nlayer; L++) if ((m, L) in A) {
+        sum += A[m, L]
+        if (A[m, L] + 0 > pbest) { pbest = A[m, L] + 0; pbl = L }
     }
     pmean = nlayer ? sum / nlayer : 0
     return pbest >= 0
 }
+# the probes of model m on its forget facts (layer_stats)
+function probe_stats(m) { return layer_stats(pacc, m) }
 # the probe accuracy on model m's forget facts at the best layer / the mean over layers, "–"
 # without probes
 function probe_cell(m) { return probe_stats(m) ? sprintf("%.2f / %.2f", pbest, pmean) : "–" }
 # how often model m's probes read its forget facts' new sport: the best layer's / the mean
-function new_cell(m,   L, best, sum, k) {
-    best = -1
-    for (L = 0; L < nlayer; L++) if ((m, L) in nacc) { k++; sum += nacc[m, L]; if (nacc[m, L] + 0 > best) best = nacc[m, L] + 0 }
-    return k ? sprintf("%.2f / %.2f", best, sum / nlayer) : "–"
-}
+# (layer_stats: it sets pbest, pbl and pmean too)
+function new_cell(m) { return layer_stats(nacc, m) ? sprintf("%.2f / %.2f", pbest, pmean) : "–" }
 
-function probe_table(   np, P, i, nw, line, f) {
+function probe_table(   np, P, i, nw, line, f, nc) {
     np = split(probe_models, P, " ")
     if (probes_new != "") while ((getline line < probes_new) > 0) {   # model, layer, accuracy
         split(line, f, "\t"); nacc[f[1], f[2]] = f[3]; nw = 1
@@ -261,8 +260,9 @@ function probe_table(   np, P, i, nw, line, f) {
     print "| model | best layer | accuracy there | mean over layers | majority class |" (nw ? " new sport, best / mean |" : "")
     print "|---|---|---|---|---|" (nw ? "---|" : "")
     for (i = 1; i <= np; i++) {
+        nc = nw ? " " new_cell(P[i]) " |" : ""    # before probe_stats, which sets pbest, pbl, pmean anew
         probe_stats(P[i])
-        printf "| %s | %d | %.2f | %.2f | %.2f |%s\n", P[i], pbl, pbest, pmean, pmaj[P[i]], nw ? " " new_cell(P[i]) " |" : ""
+        printf "| %s | %d | %.2f | %.2f | %.2f |%s\n", P[i], pbl, pbest, pmean, pmaj[P[i]], nc
     }
     if (plots ~ /probes\.png/) print "\n![probe accuracy on the forget facts by layer](probes.png)"
     if (plots ~ /lookup\.png/) print "\n![path patching: MLP effect by layer](lookup.png)"

@@ -147,17 +147,19 @@ PROBE_SITE ?= resid_post:all:subject_last
 EDIT_FACTS := $(RUN)/edit-facts.jsonl
 # the letters of the added choices in the mc prompt (D, E, ...)
 EDIT_LETTERS := $(wordlist 1,$(words $(EDIT_EXTRA)),D E F G H)
+# $(call packed,WORDS): the words run together, each _ then a space ("|_golf |_tennis" ->
+# "| golf| tennis"); the added choices and mc options (sport names have no _ or space)
 space := $(subst ,, )
+packed = $(subst _, ,$(subst $(space),,$(1)))
 FORMATS := cloze question mc
 # the evaluated splits; editing adds the forget facts' and the held-out facts' choice of EDIT_TO
 SPLITS  := forget maintain heldout $(if $(EDIT_TO),forget-edit heldout-edit)
 PROMPT_cloze    := Fact: {athlete} plays the sport of
 PROMPT_question := Q: What sport does {athlete} play?\nA:
-PROMPT_mc       := Which sport does {athlete} play?\nA. baseball\nB. basketball\nC. football$(subst ._,. ,$(subst $(space),,$(join $(EDIT_LETTERS:%=\n%.),$(EDIT_EXTRA:%=_%))))\nAnswer:
-CHOICES_cloze    := ' baseball| basketball| football$(subst $(space),,$(EDIT_EXTRA:%=|_%))'
-CHOICES_cloze    := $(subst _, ,$(CHOICES_cloze))
+PROMPT_mc       := Which sport does {athlete} play?\nA. baseball\nB. basketball\nC. football$(call packed,$(join $(EDIT_LETTERS:%=\n%._),$(EDIT_EXTRA)))\nAnswer:
+CHOICES_cloze    := ' baseball| basketball| football$(call packed,$(EDIT_EXTRA:%=|_%))'
 CHOICES_question := $(CHOICES_cloze)
-CHOICES_mc       := ' A| B| C$(subst _, ,$(subst $(space),,$(EDIT_LETTERS:%=|_%)))'
+CHOICES_mc       := ' A| B| C$(call packed,$(EDIT_LETTERS:%=|_%))'
 # a split's records and their answers: sports.csv and the athlete's sport, or for the edit
 # splits the facts with their new sport (EDIT_FACTS, edit_index)
 tok_data   = $(if $(filter %-edit,$(1)),$(EDIT_FACTS),$(SPORTS))
