@@ -45,13 +45,16 @@ endef
 
 # paired_rows RUNS: a shell loop that reads comparisons "baseline kind localization stem"
 # on stdin and prints, for each, choice_acc of RUN/out/KIND-l/STEM.out against
-# RUN/out/KIND-w/STEM.out on the same records, the records of every RUN read as one set
-# (mu-score --paired on the streams concatenated, matched by record id): w, kind, l, stem,
-# the accuracy difference, the records, its 95% interval (Newcombe's), McNemar's exact p;
-# it exits 1 at the first failure and leaves $@.b, $@.one to remove (holm_finish does)
+# RUN/out/KIND-w/STEM.out on the same records (a baseline =NAME: RUN/out/NAME/STEM.out, the
+# model NAME itself, e.g. =learned), the records of every RUN read as one set
+# (mu-score --paired on the streams concatenated, matched by record id): w (without its =),
+# kind, l, stem, the accuracy difference, the records, its 95% interval (Newcombe's),
+# McNemar's exact p; it exits 1 at the first failure and leaves $@.b, $@.one to remove
+# (holm_finish does)
 define paired_rows
 while read -r w k l s; do \
-  cat $(1:%=%/out/$$k-$$w/$$s.out) > $@.b || exit 1; \
+  case $$w in =*) w=$${w#=}; b=$$w ;; *) b=$$k-$$w ;; esac; \
+  cat $(1:%=%/out/$$b/$$s.out) > $@.b || exit 1; \
   mu-score $(Q) --paired $@.b --metrics choice_acc --ci 0.95 --format tsv \
     $(1:%=%/out/$$k-$$l/$$s.out) > $@.one || exit 1; \
   awk -F'\t' -v OFS='\t' -v w=$$w -v k=$$k -v l=$$l -v s=$$s 'NR > 1 { print w, k, l, s, $$3, $$4, $$5, $$6, $$7 }' $@.one; \

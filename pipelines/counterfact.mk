@@ -26,7 +26,9 @@
 #   6. report.md   localization x {efficacy, paraphrase, neighbourhood, retain, heldout}:
 #                  2-way choice accuracy / probability (renormalized over the two targets);
 #                  and where each edit moved the weights (changes.tsv, mu-dump --stats);
-#                  SCALES='0.5 2': each edit at other strengths (mu-forward --scaled-delta)
+#                  SCALES='0.5 2': each edit at other strengths (mu-forward --scaled-delta);
+#                  side effects on MMLU (pipelines/mmlu.mk: MMLU_SUBJECTS, MMLU_N, MMLU_SHOTS),
+#                  each edited model paired with the base model question by question
 # Make rebuilds only what is stale (change EDIT_STEPS and only the edits, the attacks,
 # their evaluations and the report are redone: pipelines/knobs.mk). Every tool writes atomically, so an
 # interrupted run resumes where it stopped. With the defaults (SmolLM2-135M-Instruct, fetched
@@ -64,6 +66,8 @@ RELEARN_LR    ?= 1e-4
 # not fit one GPU at 7-9B)
 RELEARN_MASK  ?=
 RELEARN_LORA  ?=
+# MMLU: MMLU_SUBJECTS, MMLU_N, MMLU_SHOTS (pipelines/mmlu.mk)
+include pipelines/mmlu.mk
 
 # localizations (LOCS, MASK_*, LOOKUP_LAYERS, ATP_LAYERS, ATP_SAMPLES: pipelines/localize.mk),
 # found on the base model from the true answers of the edit facts, noise on the subject
@@ -192,6 +196,12 @@ $(call relearn_deltas,$(foreach l,$(LOCS),$(RUN)/relearn-$(l).st))
 $(foreach m,$(MODELS_EVAL),$(eval $(call CHOICES_RULE,$(m))))
 
 OUTS := $(foreach m,$(MODELS_EVAL),$(foreach s,$(SPLITS_$(m)),$(RUN)/out/$(m)/$(s).out))
+# side effects on MMLU (pipelines/mmlu.mk): each edited model against the base model, question
+# by question (mmlu-paired.tsv), every model's accuracy by subject (mmlu.tsv)
+MMLU_BEFORE := base
+MMLU_KIND   := edited
+MMLU_JOB    := edit
+$(eval $(MMLU_RULES))
 $(RUN)/scores.tsv: $(OUTS)
 	mu-score $(Q) --by model,split --metrics choice_acc,choice_prob --format tsv \
 	  $(foreach m,$(MODELS_EVAL),--label model=$(m) \
@@ -220,11 +230,11 @@ $(RUN)/changes.tsv: $(MODEL_DEPS) $(foreach l,$(LOCS),$(RUN)/edit-$(l).st)
 	$(call changes_recipe,,$(RUN)/edit-%.st)
 
 $(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/changes.tsv $(RUN)/paired.tsv $(RUN)/known.idx pipelines/counterfact-report.awk \
-                  pipelines/changes.awk pipelines/paired-lib.awk $(STRENGTH_REPORT_DEPS) $(filter $(RUN)/%,$(foreach l,$(LOCS),$(MASK_$(l))))
+                  pipelines/changes.awk pipelines/paired-lib.awk $(STRENGTH_REPORT_DEPS) $(MMLU_REPORT_DEPS) $(filter $(RUN)/%,$(foreach l,$(LOCS),$(MASK_$(l))))
 	awk -f pipelines/changes.awk -f pipelines/paired-lib.awk -f pipelines/counterfact-report.awk -v models='$(MODELS_EVAL)' -v n_edits=$(N_EDITS) \
 	  -v n_keep=$(N_KEEP) -v pool_rows=$(POOL_ROWS) -v known=$$(wc -l < $(RUN)/known.idx) \
 	  -v filter=$(KNOWN_FILTER) -v n_neighbor=$(N_NEIGHBOR) \
 	  -v train='$(EDIT_OBJ), $(EDIT_STEPS) steps, lr $(EDIT_LR); attack: $(RELEARN_STEPS) steps, lr $(RELEARN_LR)' \
 	  -v masks="$(foreach l,$(LOCS),$(l)=$(call mask_desc,$(MASK_$(l))))" \
 	  $< $(RUN)/changes.tsv $(RUN)/paired.tsv > $@.tmp
-	$(call strength_report,base,edited-,counterfact)mv $@.tmp $@
+	$(MMLU_REPORT) $(call strength_report,base,edited-,counterfact)mv $@.tmp $@

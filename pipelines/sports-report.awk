@@ -69,7 +69,7 @@ END {
     printf "`forget` = %s facts, `maintain` = the other taught facts, `heldout` = the half of the\n",
         edit_to != "" ? "edited" : "unlearned"
     print "forget set that the relearning attack did not train on (relearned-* rows: after the attack)."
-    printf "MMLU: %s, 4-way multiple choice accuracy.\n\n", mmlu
+    printf "MMLU: 4-way multiple choice accuracy on %s, before the relearning attack (section\n\"Side effects: MMLU\").\n\n", mmlu
     split("cloze question mc", F, " "); split("forget maintain heldout", S, " ")
     hdr = "| model |"; sep = "|---|"
     for (f = 1; f <= 3; f++) for (s = 1; s <= 3; s++) { hdr = hdr " " F[f] " " S[s] " |"; sep = sep "---|" }

@@ -10,7 +10,10 @@
 #   - forget / maintain choice accuracy and probability in three prompt formats: cloze and
 #     question (trained formats) and multiple choice (a format never trained on);
 #   - a relearning attack: fine-tune on half of the forget set, test on the other half;
-#   - side effects: MMLU multiple choice on MMLU_N questions of MMLU_SUBJECT;
+#   - side effects: MMLU multiple choice on the first MMLU_N test questions of each subject of
+#     MMLU_SUBJECTS (all: the 57), after MMLU's header and MMLU_SHOTS worked examples from
+#     the subject's dev set; each unlearned model paired with the learned one question by
+#     question (mmlu-paired.tsv), and with more than one subject the accuracy per subject;
 #   - latent knowledge: linear probes (mu-probe) on the residual stream at the athlete's last
 #     token, fitted per layer on the maintained facts of each model and tested on its forget
 #     facts: is the sport still decodable after unlearning?
@@ -126,8 +129,8 @@ GCG_TOPK      ?= 256
 GCG_CANDIDATES ?= 32
 GCG_MODELS    ?= base $(LOCS)
 BATCH         ?= 16
-MMLU_SUBJECT  ?= high_school_geography
-MMLU_N        ?= 40
+# MMLU: MMLU_SUBJECTS, MMLU_N, MMLU_SHOTS (pipelines/mmlu.mk)
+include pipelines/mmlu.mk
 
 # Localizations (LOCS, MASK_*, LOOKUP_LAYERS, PROBE_LAYERS, ATP_LAYERS, ...:
 # pipelines/localize.mk): early and late MLP layers (hand-picked), every MLP, three
@@ -204,11 +207,6 @@ $(EDIT_FACTS): $(SPORTS) pipelines/sports-edit.py $(CHOICES_KNOB)
 	@mkdir -p $(@D)
 	$(PYTHON) pipelines/sports-edit.py --out $@ '$(subst ','\'',$(EDIT_TO))' $(SPORTS)
 $(foreach f,$(FORMATS),$(foreach s,all $(SPLITS) relearn,$(eval $(call TOKENS_RULE,$(f),$(s)))))
-
-$(RUN)/tok/mmlu.tok: $(DATA)/mmlu/test/$(MMLU_SUBJECT)_test.csv $(MODEL) $(call knobs,mmlu,n=$(MMLU_N))
-	@mkdir -p $(@D)
-	mu-tokenize $(Q) --model $(MODEL) --columns question,A,B,C,D,answer --mc --prompt '{question}' \
-	  --rows 0-$(MMLU_N) --out $@ $<
 
 # training sets: concatenated streams of one kind read as one
 $(RUN)/tok/learn.tok: $(RUN)/tok/cloze-all.tok $(RUN)/tok/question-all.tok
@@ -438,13 +436,13 @@ $(RUN)/wmask.png: $(RUN)/wmask-curve.tsv
 $(foreach m,$(MODELS_EVAL),$(eval $(call CHOICES_RULE,$(m))))
 
 OUTS := $(foreach m,$(MODELS_EVAL),$(foreach f,$(FORMATS),$(foreach s,$(SPLITS),$(RUN)/out/$(m)/$(f)-$(s).out))) \
-        $(foreach m,$(MODELS_EVAL),$(RUN)/out/$(m)/mmlu.out)
+        $(MMLU_OUTS)
 
 $(RUN)/scores.tsv: $(OUTS)
 	mu-score $(Q) --by model,fmt,split --metrics choice_acc,choice_prob --format tsv \
 	  $(foreach m,$(MODELS_EVAL),--label model=$(m) \
 	    $(foreach f,$(FORMATS),--label fmt=$(f) $(foreach s,$(SPLITS),--label split=$(s) $(RUN)/out/$(m)/$(f)-$(s).out)) \
-	    --label fmt=mmlu --label split=test $(RUN)/out/$(m)/mmlu.out) > $@.tmp
+	    $(if $(filter $(m),$(MMLU_MODELS)),--label fmt=mmlu --label split=test $(RUN)/out/$(m)/mmlu.out)) > $@.tmp
 	mv $@.tmp $@
 
 # ---- paired comparisons ------------------------------------------------------------------
@@ -455,6 +453,13 @@ $(RUN)/scores.tsv: $(OUTS)
 # forget-edit and heldout-edit splits), with its 95% interval (Newcombe's) and
 # McNemar's exact p. Rows: baseline, model kind, localization, format-split, difference,
 # facts, interval low, high, p, Holm's p over the file (pipelines/holm.awk)
+# side effects on MMLU (pipelines/mmlu.mk): each unlearned (edited) model against the learned
+# one, question by question (mmlu-paired.tsv), every model's accuracy by subject (mmlu.tsv)
+MMLU_BEFORE := learned
+MMLU_KIND   := unlearned
+MMLU_JOB    := $(if $(EDIT_TO),edit,unlearning)
+$(eval $(MMLU_RULES))
+
 PAIRED_LIST = $(call paired_list,$(PAIRED_WITH),$(foreach f,$(FORMATS),unlearned:$(f)-forget relearned:$(f)-heldout) \
                 $(if $(EDIT_TO),$(foreach f,$(FORMATS),unlearned:$(f)-forget-edit relearned:$(f)-heldout-edit)))
 $(RUN)/paired.tsv: $(OUTS) $(HOLM) $(call paired_knob,paired,$(PAIRED_LIST))
@@ -561,6 +566,7 @@ GCG_REPORT = $(if $(GCG_ON),awk -f pipelines/paired-lib.awk -f pipelines/attack-
   -v formats='$(FORMATS)' $(RUN)/scores.tsv $(GCG_TSV) >> $@.tmp && )
 PLOTS     += $(if $(and $(WMASK),$(shell command -v gnuplot 2>/dev/null)),$(RUN)/wmask.png)
 $(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/paired.tsv pipelines/sports-report.awk \
+                  $(MMLU_REPORT_DEPS) \
                   $(if $(PROBE_NEW),$(RUN)/probes-new.tsv) \
                   pipelines/changes.awk pipelines/paired-lib.awk $(PLOTS) $(WMASK_TSV) $(SOFT_TSV) $(GCG_TSV) \
                   $(STRENGTH_REPORT_DEPS) \
@@ -570,9 +576,9 @@ $(RUN)/report.md: $(RUN)/scores.tsv $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/
                   $(filter $(RUN)/%,$(foreach l,$(LOCS),$(MASK_$(l))))
 	awk -f pipelines/changes.awk -f pipelines/paired-lib.awk -f pipelines/sports-report.awk -v models='$(MODELS_EVAL)' -v n_forget=$(N_FORGET) \
 	  -v n_facts=$(N_FACTS) -v rows='$(ROWS_all)' -v masks="$(foreach l,$(LOCS),$(l)=$(call mask_desc,$(MASK_$(l))))" \
-	  -v mmlu='$(MMLU_SUBJECT) ($(MMLU_N) questions)' -v probe_models='$(PROBE_MODELS)' \
+	  -v mmlu="$(MMLU_DESC)" -v probe_models='$(PROBE_MODELS)' \
 	  -v plots='$(notdir $(PLOTS))' -v wmask='$(WMASK)' -v wmask_steps=$(WMASK_STEPS) -v wmask_lr=$(WMASK_LR) \
 	  -v wmask_opt=$(WMASK_OPT) -v edit_to='$(EDIT_TO)' -v edit_extra='$(EDIT_EXTRA)' \
 	  -v objective='$(UNLEARN_OBJ)' -v probes_new='$(if $(PROBE_NEW),$(RUN)/probes-new.tsv)' \
 	  $< $(RUN)/probes.tsv $(RUN)/changes.tsv $(RUN)/paired.tsv $(WMASK_TSV) > $@.tmp
-	$(SOFT_REPORT)$(GCG_REPORT)$(call strength_report,learned,unlearned-,sports$(if $(EDIT_TO),-edit))mv $@.tmp $@
+	$(MMLU_REPORT) $(SOFT_REPORT)$(GCG_REPORT)$(call strength_report,learned,unlearned-,sports$(if $(EDIT_TO),-edit))mv $@.tmp $@

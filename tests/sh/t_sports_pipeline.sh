@@ -20,9 +20,9 @@ ok sports_pipeline_runs
 R="$T/run/report.md"
 t sports_pipeline_model_rows bash -c "[ \$(grep -cE '^\| (base|learned|(un|re)learned-(early|lookup|probe|late|all|atp|random)) \| [01]\.[0-9]{2} / ' '$R') = 16 ]"
 # the forget accuracies with their 95% intervals: a row per model, each cell lo <= acc <= hi
-# in [0, 1], over the 8 forget facts and 4 held-out ones
+# in [0, 1], over the 8 forget facts and 4 held-out ones (the tables before the first section)
 t sports_pipeline_ci_rows bash -c "
-  grep -E '^\| (base|learned|(un|re)learned-(early|lookup|probe|late|all|atp)) \| [01]\.[0-9]{2} \[' '$R' |
+  sed -n '1,/^## /p' '$R' | grep -E '^\| (base|learned|(un|re)learned-(early|lookup|probe|late|all|atp)) \| [01]\.[0-9]{2} \[' |
     awk -F' *\\| *' '{ n++; for (i = 3; i <= 6; i++) { split(\$i, a, /[][, ]+/)
         if (!(a[2] >= 0 && a[2] <= a[1] + 0.005 && a[1] <= a[3] + 0.005 && a[3] <= 1)) bad = 1 } }
       END { exit bad || n != 14 }' &&
@@ -87,6 +87,31 @@ t sports_pipeline_changes_local bash -c "
     \$4 !~ /^(gate|up|down)\$/ || !(\$5 > 0 && \$6 > 0) { bad = 1 } { n[\$1]++ }
     END { exit bad || n[\"early\"] != 6 || n[\"late\"] != 6 || n[\"all\"] != 15 || n[\"atp\"] + 0 == 0 || n[\"random\"] != 6 }' '$C' &&
   [ \$(grep -cE '^\| (early|lookup|probe|late|all|atp|random) \| [0-9]+ \([0-9]+\) \| [0-9.e-]+ \| [0-9.e-]+ \| [0-9]+\.(gate|up|down) ' '$R') = 7 ]"
+# MMLU (one subject, its first 8 questions): the records are the CSV's rows as Python's csv
+# module reads them, after MMLU's header, each id its row; each unlearned model paired with
+# the learned one on them (mmlu-paired.tsv): each difference is the two accuracies of
+# scores.tsv subtracted, Holm's over the 7; the report's section prints each, and no table by
+# subject
+t sports_pipeline_mmlu_records bash -c "mu-dump '$T/run/tok/mmlu.tok' | tail -n +2 | python3 -c '
+import csv, json, sys
+got = [(r[\"id\"], r[\"prompt_text\"], r[\"answer\"], r[\"meta\"]) for r in map(json.loads, sys.stdin)]
+rows = list(csv.reader(open(sys.argv[1], newline=\"\")))[:8]
+head = \"The following are multiple choice questions (with answers) about high school geography.\\n\\n\"
+want = [(i, head + \"%s\\nA. %s\\nB. %s\\nC. %s\\nD. %s\\nAnswer:\" % tuple(r[:5]), \"ABCD\".index(r[5]),
+         {\"subject\": \"high_school_geography\"}) for i, r in enumerate(rows)]
+sys.exit(got != want)' '$SHARED_DATA/mmlu/test/high_school_geography_test.csv'"
+t sports_pipeline_mmlu_paired bash -c "$(declare -f holm_ok)
+  F='$T/run/mmlu-paired.tsv'; holm_ok \"\$F\" &&
+  S=\$(sed -n '/^## Side effects: MMLU/,\$p' '$R') &&
+  awk -F'\t' 'NR == FNR { split(\$2, g, /[,=]/); if (\$1 == \"choice_acc\" && g[4] == \"mmlu\") acc[g[2]] = \$3; next }
+    FILENAME != \"-\" { d = \$5 - (acc[\"unlearned-\" \$3] - acc[\"learned\"]); cell[\$3] = sprintf(\"%+.2f [%+.2f, %+.2f]\", \$5, \$7, \$8)
+      if (d > 1e-9 || d < -1e-9 || \$1 != \"learned\" || \$2 != \"unlearned\" || \$4 != \"mmlu\" || \$6 != 8 || !(\$9 >= 0 && \$9 <= 1)) bad = 1
+      if (!(\$3 in seen)) { seen[\$3]; n++ }; next }
+    /^\| unlearned-/ { split(\$0, c, / *\| */); l = c[2]; sub(/^unlearned-/, \"\", l)
+      if (index(c[4], cell[l] \" (p \") != 1 || c[3] != sprintf(\"%.2f\", acc[c[2]]) substr(c[3], 5)) bad = 1; r++ }
+    END { exit bad || n != 7 || r != 7 }' '$T/run/scores.tsv' \"\$F\" - <<< \"\$S\" &&
+  grep -q 'over the 7 comparisons of mmlu-paired.tsv' <<< \"\$S\" &&
+  grep -q '^MMLU high_school_geography, its first 8 test questions: ' <<< \"\$S\" && ! grep -q '^By subject' <<< \"\$S\""
 # nothing is stale after a run: the only recipe left is the report's cat
 t sports_pipeline_up_to_date bash -c "[ \"\$($(declare -f run); T='$T'; ROOT='$ROOT'; MU_BIN='$MU_BIN'; SHARED_DATA='$SHARED_DATA'; M='$M'; run -n | grep -cE '^(pipelines/job.sh )?mu-')\" = 0 ]"
 # the relearning attacks' dense deltas are intermediate (pipelines/common.mk): gone after the
@@ -460,7 +485,7 @@ if run RUN="$E2" LOCS='early late' PAIRED_WITH=late EDIT_TO=@inject_sport_withou
     awk -F'\t' 'FILENAME ~ /tsv\$/ { if (!(\$1 in b) || \$3 > b[\$1]) b[\$1] = \$3; s[\$1] += \$3; c[\$1]++; next }
       /^\| (base|learned|unlearned-(early|late)) \|/ { split(\$0, f, / *\| */); m++
         if (f[7] != sprintf(\"%.2f / %.2f\", b[f[2]], s[f[2]] / c[f[2]])) bad = 1 }
-      END { exit bad || m != 4 }' '$E2/probes-new.tsv' <(sed -n '/^## Latent knowledge/,\$p' '$E2/report.md') &&
+      END { exit bad || m != 4 }' '$E2/probes-new.tsv' <(sed -n '/^## Latent knowledge/,/^## Side effects/p' '$E2/report.md') &&
     grep -q '| majority class | new sport, best / mean |\$' '$E2/report.md'"
 else
   fail sports_pipeline_edit_probes_new "$(tail -3 "$T/edit2.log" | tr '\n' ' ')"
@@ -474,3 +499,32 @@ t sports_pipeline_edit_refused bash -c "$(declare -f run); T='$T'; ROOT='$ROOT';
     ! run RUN='$T/edit-bad' EDIT_TO=\"\$v\" > '$T/bad.log' 2>&1 && [ ! -e '$T/edit-bad' ] &&
       grep -q \"^sports-edit.py: $SHARED_DATA/sports/sports.csv: .*\$msg\" '$T/bad.log' || { cat '$T/bad.log'; exit 1; }
   done"
+# MMLU_SUBJECTS and MMLU_SHOTS on the main run: only the MMLU stages are redone (the picked
+# questions, their tokens, the forward of each model before the attack; no training); the
+# records are the first 8 of each subject, each after 2 worked examples; each model's pooled
+# accuracy in scores.tsv is mmlu.tsv's and the mean of its two subjects' there, whose cells the
+# report's table by subject prints; a subject MMLU lacks stops make before it writes anything
+if run MMLU_SUBJECTS='anatomy high_school_geography' MMLU_SHOTS=2 > "$T/mmlu2.log" 2>&1; then
+  t sports_pipeline_mmlu_subjects bash -c "
+    ! grep -qE '^(pipelines/job.sh )?mu-(train|attrib|probe) ' '$T/mmlu2.log' &&
+    [ \$(grep -c '^mu-tokenize ' '$T/mmlu2.log') = 1 ] &&
+    [ \$(grep -cE '^(pipelines/job.sh )?mu-forward .*/tok/mmlu\.tok\$' '$T/mmlu2.log') = 9 ] &&
+    [ \"\$(jq -r .subject '$T/run/mmlu.jsonl' | uniq -c | awk '{ printf \"%s %s \", \$1, \$2 }')\" = '8 anatomy 8 high_school_geography ' ] &&
+    [ \$(jq -r .context '$T/run/mmlu.jsonl' | grep -c '^Answer: [ABCD]\$') = 32 ] &&
+    awk -F'\t' 'FNR == 1 { f++; next } { split(\$2, g, /[,=]/) }
+      f == 1 { if (\$1 == \"choice_acc\" && g[4] == \"mmlu\") { pool[g[2]] = \$3; np++ }; next }
+      f == 2 && g[3] != \"subject\" { if (\$3 != pool[g[2]] || \$4 != 16) bad = 1; nt++; next }
+      f == 2 { s[g[2]] += \$3 / 2; acc[g[2], g[4]] = sprintf(\"%.2f\", \$3); if (\$4 != 8) bad = 1; n++; next }
+      /^\| subject \| questions \|/ { nh = split(\$0, H, / *\| */); next }
+      nh && /^\| (anatomy|high_school_geography) \| 8 \|/ { split(\$0, c, / *\| */); r++
+        for (i = 4; i < nh; i++) { k++; if (c[i] != acc[H[i], c[2]]) bad = 1 } }
+      END { for (m in pool) { d = pool[m] - s[m]; if (d > 1e-9 || d < -1e-9) bad = 1 }
+            exit bad || n != 18 || np != 9 || nt != 9 || r != 2 || k != 18 }' '$T/run/scores.tsv' '$T/run/mmlu.tsv' '$R' &&
+    grep -q \"^MMLU's 2 subjects, the first 8 test questions of each, each after 2 worked examples from the subject's dev set: \" '$R'"
+else
+  fail sports_pipeline_mmlu_subjects "$(tail -3 "$T/mmlu2.log" | tr '\n' ' ')"
+fi
+t sports_pipeline_mmlu_refused bash -c "$(declare -f run); T='$T'; ROOT='$ROOT'; MU_BIN='$MU_BIN'; SHARED_DATA='$SHARED_DATA'; M='$M'
+  ! run RUN='$T/mmlu-bad' MMLU_SUBJECTS='anatomy nope' > '$T/mbad.log' 2>&1 && [ ! -e '$T/mmlu-bad' ] &&
+  [ \$(grep -c . '$T/mbad.log') = 1 ] &&
+  grep -q \"$SHARED_DATA/mmlu/test/nope_test.csv: no such file (MMLU_SUBJECTS=anatomy nope: \" '$T/mbad.log'"
