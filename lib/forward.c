@@ -298,6 +298,8 @@ typedef struct {
     char *target_text;
     int subj_s, subj_e;
     unsigned emit;      /* resolved per record */
+    int one_row;        /* every candidate is one token: one row, the prompt alone, scores them
+                           all from its last position's logits (ROW_ALL_CHOICES) */
     /* positions of each cache / intervention spec in the prompt */
     int *cpos[MU_FW_MAX_SPECS]; int ncpos[MU_FW_MAX_SPECS];
     int *ipos[MU_FW_MAX_SPECS]; int nipos[MU_FW_MAX_SPECS];
@@ -313,9 +315,11 @@ typedef struct {
 
 typedef struct {
     int rec;            /* index into f->recs */
-    int k;              /* candidate, or -1 for the prompt alone */
+    int k;              /* candidate, or -1 for the prompt alone, or ROW_ALL_CHOICES */
     int len;
 } fw_row;
+/* the row of a one_row record: the prompt alone, scoring every candidate */
+#define ROW_ALL_CHOICES (-2)
 
 struct mu_fw {
     mu_model *m;
@@ -571,7 +575,35 @@ static int needs_forward(const mu_fw *f, const fw_rec *r)
 
 static int n_rows(const fw_rec *r)
 {
-    return (r->emit & MU_EMIT_CHOICES) ? r->ntg : 1;
+    return (r->emit & MU_EMIT_CHOICES) && !r->one_row ? r->ntg : 1;
+}
+
+/* The candidate of a record's row j (of n_rows): ROW_ALL_CHOICES, each candidate, or the
+ * target (-1: the prompt alone). */
+static int row_k(const fw_rec *r, int j)
+{
+    if (r->one_row) return ROW_ALL_CHOICES;
+    return (r->emit & MU_EMIT_CHOICES) ? j : r->ta;
+}
+
+/* 1 when one row, the prompt alone, can score all of r's candidates: choices of one token
+ * each, nothing read past the prompt's last position (text, mu-sigma), and no mean over the
+ * batch (which weighs a record by its rows). Causal: the logits at the prompt's last position
+ * are those of every candidate's row, so the outputs are the same. */
+static int scores_in_one_row(const mu_fw *f, const fw_rec *r)
+{
+    if (!(r->emit & MU_EMIT_CHOICES) || (r->emit & (MU_EMIT_TEXT | MU_EMIT_MUSIGMA))) return 0;
+    for (int k = 0; k < r->ntg; k++)
+        if (r->ntgk[k] != 1) return 0;
+    for (int i = 0; i < f->n_iv; i++)
+        if (f->iv[i].kind == ACT_MEAN_BATCH) return 0;
+    return 1;
+}
+
+/* The tokens a row adds to the prompt: its candidate's, none for the prompt alone. */
+static int row_extra(const fw_rec *r, int k)
+{
+    return k >= 0 && r->ntg ? r->ntgk[k] : 0;
 }
 
 int mu_fw_add(mu_fw *f, const msgpack_object *rec, long index, char *err, size_t errlen)
@@ -618,9 +650,10 @@ int mu_fw_add(mu_fw *f, const msgpack_object *rec, long index, char *err, size_t
     if (id) r->id = pack_copy(id);
     if (meta) { r->meta = pack_copy(meta); r->has_meta = 1; }
     if (r->emit & MU_EMIT_GENERATE) f->pending += r->np + f->o.gen_n;
+    r->one_row = scores_in_one_row(f, r);
     if (needs_forward(f, r)) {
         int nr = n_rows(r);
-        for (int k = 0; k < nr; k++) f->pending += r->np + (r->ntg ? r->ntgk[(r->emit & MU_EMIT_CHOICES) ? k : r->ta] : 0);
+        for (int j = 0; j < nr; j++) f->pending += r->np + row_extra(r, row_k(r, j));
     }
     f->nrec++;
     return 0;
@@ -633,7 +666,7 @@ long mu_fw_pending_tokens(const mu_fw *f) { return f->pending; }
 int mu_fw_pending_records(const mu_fw *f) { return f->nrec; }
 
 /* The row of a record that caches and top-k read (all rows agree on the prompt). */
-static int primary_row(const fw_rec *r, int k) { return (r->emit & MU_EMIT_CHOICES) ? k == 0 : 1; }
+static int primary_row(const fw_rec *r, int k) { return (r->emit & MU_EMIT_CHOICES) && !r->one_row ? k == 0 : 1; }
 
 /* ---- hooks ---------------------------------------------------------------------------------------- */
 
@@ -787,6 +820,20 @@ static void scored_span(const mu_fw *f, const fw_row *row, int *t0, int *t1)
     *t1 = m > 1 ? r->np + m - 2 : r->np - 1;
 }
 
+/* The one-token candidates of a one_row record from x [V], the logits at its prompt's last
+ * position: each choice's log-prob, and the target's (with its rank) when asked; the same
+ * float operations as a row per candidate. */
+static void score_all_choices(mu_fw *f, fw_rec *r, const float *x)
+{
+    double lse = mu_fw_logsumexp(x, f->V);
+    for (int k = 0; k < r->ntg; k++) {
+        float lp = (float)(x[r->tg[k][0]] - lse);
+        r->clp[k] = (float)(double)lp;
+        r->cnt[k] = 1;
+        if (k == r->ta && r->tlp) { r->tlp[0] = lp; r->trank[0] = mu_fw_rank(x, f->V, r->tg[k][0]); }
+    }
+}
+
 /* Reads the logits of one row into the record's results: lg [t1 - t0 + 1, V] holds the
  * logits of positions t0 .. t1 (scored_span). */
 static void score_row(mu_fw *f, const fw_row *row, const float *lg, int t0)
@@ -823,6 +870,7 @@ static void score_row(mu_fw *f, const fw_row *row, const float *lg, int t0)
         r->clp[row->k] = (float)csum;
         r->cnt[row->k] = m;
     }
+    if (row->k == ROW_ALL_CHOICES) score_all_choices(f, r, lg + (size_t)(np - 1 - t0) * V);
 }
 
 /* 1 when one of hooks[0 .. n) is at the logits site (it then sees every position) */
@@ -893,10 +941,8 @@ static int score_all(mu_fw *f, char *err, size_t errlen)
         int nr = n_rows(r);
         for (int j = 0; j < nr; j++) {
             if (n == cap) { cap = cap * 2 + 64; rows = mu_xrealloc(rows, (size_t)cap * sizeof *rows); }
-            int k = (r->emit & MU_EMIT_CHOICES) ? j : r->ta;
-            int m;
-            row_target(r, k, &m);
-            rows[n++] = (fw_row){ .rec = i, .k = k, .len = r->np + m };
+            int k = row_k(r, j);
+            rows[n++] = (fw_row){ .rec = i, .k = k, .len = r->np + row_extra(r, k) };
         }
     }
     if (n) qsort(rows, (size_t)n, sizeof *rows, row_cmp);

@@ -10,6 +10,8 @@
  *
  * Each queued record becomes one or more rows: prompt ++ targets[k] for every candidate
  * (--emit choices), else prompt ++ targets[answer] (answer or 0), else the prompt alone.
+ * Candidates of one token each are scored by one row, the prompt alone (its last position's
+ * logits), unless text / mu-sigma or a mean over the batch is asked for.
  * A flush sorts the rows by length (length bucketing), packs them into batches of at most
  * batch_tokens padded tokens (B * T), runs each batch through mu_model_forward, and writes
  * one "outputs" record per queued record, in input order (man/mu-stream.5). Generation runs
