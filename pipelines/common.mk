@@ -43,21 +43,23 @@ done > $@.tmp
 mv $@.tmp $@
 endef
 
-# paired_rows RUNS: a shell loop that reads comparisons "baseline kind localization stem"
-# on stdin and prints, for each, choice_acc of RUN/out/KIND-l/STEM.out against
+# paired_rows RUNS[,METRIC]: a shell loop that reads comparisons "baseline kind localization stem"
+# on stdin and prints, for each, METRIC (default choice_acc) of RUN/out/KIND-l/STEM.out against
 # RUN/out/KIND-w/STEM.out on the same records (a baseline =NAME: RUN/out/NAME/STEM.out, the
 # model NAME itself, e.g. =learned), the records of every RUN read as one set
 # (mu-score --paired on the streams concatenated, matched by record id): w (without its =),
-# kind, l, stem, the accuracy difference, the records, its 95% interval (Newcombe's),
-# McNemar's exact p; it exits 1 at the first failure and leaves $@.b, $@.one to remove
-# (holm_finish does)
+# kind, l, stem, the difference, the records, its 95% interval and p (an accuracy: Newcombe's,
+# McNemar's exact test; a probability: Student's t, the paired t-test, whose p is 1 where the
+# two models agree on every record); it exits 1 at the first failure and leaves $@.b, $@.one
+# to remove (holm_finish does)
 define paired_rows
 while read -r w k l s; do \
   case $$w in =*) w=$${w#=}; b=$$w ;; *) b=$$k-$$w ;; esac; \
   cat $(1:%=%/out/$$b/$$s.out) > $@.b || exit 1; \
-  mu-score $(Q) --paired $@.b --metrics choice_acc --ci 0.95 --format tsv \
+  mu-score $(Q) --paired $@.b --metrics $(or $(2),choice_acc) --ci 0.95 --format tsv \
     $(1:%=%/out/$$k-$$l/$$s.out) > $@.one || exit 1; \
-  awk -F'\t' -v OFS='\t' -v w=$$w -v k=$$k -v l=$$l -v s=$$s 'NR > 1 { print w, k, l, s, $$3, $$4, $$5, $$6, $$7 }' $@.one; \
+  awk -F'\t' -v OFS='\t' -v w=$$w -v k=$$k -v l=$$l -v s=$$s \
+    'NR > 1 { print w, k, l, s, $$3, $$4, $$5, $$6, ($$7 == "nan" && $$3 == 0 ? 1 : $$7) }' $@.one; \
 done
 endef
 
@@ -72,10 +74,10 @@ paired_list = $(foreach w,$(1),$(foreach l,$(filter-out $(w),$(LOCS)),$(foreach 
 # baseline, format, price or strength dropped leaves no rows behind (one added brings new
 # outputs, which remake it anyway)
 paired_knob = $(call knobs,$(1),ci=0.95 $(2))
-# paired_list_recipe W:KIND:L:STEM ...: the recipe of a paired-comparisons TSV ($@) of RUN
-# holding the comparisons listed, in order (those of paired_rows)
+# paired_list_recipe W:KIND:L:STEM ...[,METRIC]: the recipe of a paired-comparisons TSV ($@)
+# of RUN holding the comparisons listed, in order (those of paired_rows)
 define paired_list_recipe
-(printf '%s\n' $(1) | tr ':' ' ' | $(call paired_rows,$(RUN))) > $@.rows || { rm -f $@.rows $@.b $@.one; exit 1; }
+(printf '%s\n' $(1) | tr ':' ' ' | $(call paired_rows,$(RUN),$(2))) > $@.rows || { rm -f $@.rows $@.b $@.one; exit 1; }
 $(holm_finish)
 endef
 # holm_finish: the end of a paired-comparisons recipe: $@ is paired_rows' rows ($@.rows) with

@@ -20,6 +20,9 @@
 #   $(RUN)/mmlu.tsv                    mu-score's rows grouped by model, then by model, subject
 #   $(RUN)/mmlu-paired.tsv             each MMLU_KIND-LOC against MMLU_BEFORE question by
 #                                      question (common.mk paired_rows; Holm over the file)
+#   $(RUN)/mmlu-prob-paired.tsv        the same for the probability of the right answer
+#                                      (renormalized over A-D; the paired t-test), which
+#                                      moves where the accuracy cannot (a model near chance)
 # $(MMLU_REPORT) (a recipe's prefix) appends the report's section to $@.tmp
 # (pipelines/mmlu-report.awk); the report lists $(MMLU_REPORT_DEPS).
 MMLU_SUBJECT  ?= high_school_geography
@@ -53,15 +56,17 @@ $(RUN)/tok/mmlu.tok: $(RUN)/mmlu.jsonl $(MODEL)
 	@mkdir -p $$(@D)
 	mu-tokenize $(Q) --model $(MODEL) --mc --prompt '{context}{question}' --id-field id --out $$@ $$<
 $(RUN)/mmlu.tsv: $(MMLU_OUTS)
-	{ mu-score $(Q) --by model --metrics choice_acc --format tsv $(foreach m,$(MMLU_MODELS),--label model=$(m) $(RUN)/out/$(m)/mmlu.out) && \
+	{ mu-score $(Q) --by model --metrics choice_acc,choice_prob --format tsv $(foreach m,$(MMLU_MODELS),--label model=$(m) $(RUN)/out/$(m)/mmlu.out) && \
 	  mu-score $(Q) --by model,subject --metrics choice_acc --format tsv \
 	    $(foreach m,$(MMLU_MODELS),--label model=$(m) $(RUN)/out/$(m)/mmlu.out) | tail -n +2; } > $$@.tmp
 	mv $$@.tmp $$@
 $(RUN)/mmlu-paired.tsv: $(MMLU_OUTS) $(HOLM) $(call paired_knob,mmlu-paired,$(MMLU_PAIRS))
 	$$(call paired_list_recipe,$(MMLU_PAIRS))
+$(RUN)/mmlu-prob-paired.tsv: $(MMLU_OUTS) $(HOLM) $(call paired_knob,mmlu-prob-paired,$(MMLU_PAIRS))
+	$$(call paired_list_recipe,$(MMLU_PAIRS),choice_prob)
 endef
-MMLU_REPORT_DEPS = $(RUN)/mmlu.tsv $(RUN)/mmlu-paired.tsv pipelines/mmlu-report.awk pipelines/paired-lib.awk \
+MMLU_REPORT_DEPS = $(RUN)/mmlu.tsv $(RUN)/mmlu-paired.tsv $(RUN)/mmlu-prob-paired.tsv pipelines/mmlu-report.awk pipelines/paired-lib.awk \
                    $(call knobs,report-mmlu,$(MMLU_DESC))
 MMLU_REPORT = awk -f pipelines/paired-lib.awk -f pipelines/mmlu-report.awk \
   -v models='$(MMLU_MODELS)' -v before=$(MMLU_BEFORE) \
-  -v kind=$(MMLU_KIND) -v desc="$(MMLU_DESC)" -v job=$(MMLU_JOB) $(RUN)/mmlu.tsv $(RUN)/mmlu-paired.tsv >> $@.tmp &&
+  -v kind=$(MMLU_KIND) -v desc="$(MMLU_DESC)" -v job=$(MMLU_JOB) $(RUN)/mmlu.tsv $(RUN)/mmlu-paired.tsv $(RUN)/mmlu-prob-paired.tsv >> $@.tmp &&

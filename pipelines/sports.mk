@@ -445,6 +445,13 @@ $(RUN)/scores.tsv: $(OUTS)
 	    $(if $(filter $(m),$(MMLU_MODELS)),--label fmt=mmlu --label split=test $(RUN)/out/$(m)/mmlu.out)) > $@.tmp
 	mv $@.tmp $@
 
+# side effects on MMLU (pipelines/mmlu.mk): each unlearned (edited) model against the learned
+# one, question by question (mmlu-paired.tsv), every model's accuracy by subject (mmlu.tsv)
+MMLU_BEFORE := learned
+MMLU_KIND   := unlearned
+MMLU_JOB    := $(if $(EDIT_TO),edit,unlearning)
+$(eval $(MMLU_RULES))
+
 # ---- paired comparisons ------------------------------------------------------------------
 # each localization against each of PAIRED_WITH (default late, the output side, and random,
 # the size-matched baseline; those of LOCS), fact by fact on the same facts (mu-score
@@ -453,13 +460,6 @@ $(RUN)/scores.tsv: $(OUTS)
 # forget-edit and heldout-edit splits), with its 95% interval (Newcombe's) and
 # McNemar's exact p. Rows: baseline, model kind, localization, format-split, difference,
 # facts, interval low, high, p, Holm's p over the file (pipelines/holm.awk)
-# side effects on MMLU (pipelines/mmlu.mk): each unlearned (edited) model against the learned
-# one, question by question (mmlu-paired.tsv), every model's accuracy by subject (mmlu.tsv)
-MMLU_BEFORE := learned
-MMLU_KIND   := unlearned
-MMLU_JOB    := $(if $(EDIT_TO),edit,unlearning)
-$(eval $(MMLU_RULES))
-
 PAIRED_LIST = $(call paired_list,$(PAIRED_WITH),$(foreach f,$(FORMATS),unlearned:$(f)-forget relearned:$(f)-heldout) \
                 $(if $(EDIT_TO),$(foreach f,$(FORMATS),unlearned:$(f)-forget-edit relearned:$(f)-heldout-edit)))
 $(RUN)/paired.tsv: $(OUTS) $(HOLM) $(call paired_knob,paired,$(PAIRED_LIST))

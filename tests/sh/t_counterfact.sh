@@ -50,16 +50,21 @@ t counterfact_paired bash -c "$(declare -f holm_ok)
 # side effects on MMLU (high_school_geography, its first 40 questions): each edited model
 # paired with the base model question by question (mmlu-paired.tsv): each difference is the
 # two accuracies of mmlu.tsv subtracted, Holm's over the 6; the report's section prints each
-# edited model's accuracy and its difference, and no model after the attack
+# edited model's accuracy and its difference, and no model after the attack; the probability
+# of the right answer likewise (mmlu-prob-paired.tsv: the two means subtracted, the report's
+# fifth column)
 t counterfact_mmlu bash -c "$(declare -f holm_ok)
-  holm_ok '$R/mmlu-paired.tsv' && S=\$(sed -n '/^## Side effects: MMLU/,/^## /p' '$REP') &&
-  awk -F'\t' 'FNR == 1 { f++; if (f != 2) next } f == 1 { split(\$2, g, /[,=]/); if (g[3] == \"\") { acc[g[2]] = \$3; if (\$4 != 40) bad = 1 }; next }
+  holm_ok '$R/mmlu-paired.tsv' && holm_ok '$R/mmlu-prob-paired.tsv' &&
+  awk -F'\t' 'FNR == 1 { f++ } f == 1 { split(\$2, g, /[,=]/); if (\$1 == \"choice_prob\" && g[3] == \"\") p[g[2]] = \$3; next }
+    { d = \$5 - (p[\"edited-\" \$3] - p[\"base\"]); if (d > 1e-9 || d < -1e-9 || \$1 != \"base\" || \$6 != 40) bad = 1; n++ }
+    END { exit bad || n != 6 }' '$R/mmlu.tsv' '$R/mmlu-prob-paired.tsv' && S=\$(sed -n '/^## Side effects: MMLU/,/^## /p' '$REP') &&
+  awk -F'\t' 'FNR == 1 { f++; if (f != 2) next } f == 1 { split(\$2, g, /[,=]/); if (g[3] == \"\" && \$1 == \"choice_acc\") { acc[g[2]] = \$3; if (\$4 != 40) bad = 1 }; next }
     f == 2 { d = \$5 - (acc[\"edited-\" \$3] - acc[\"base\"]); cell[\$3] = sprintf(\"%+.2f [%+.2f, %+.2f]\", \$5, \$7, \$8)
       if (d > 1e-9 || d < -1e-9 || \$1 != \"base\" || \$2 != \"edited\" || \$4 != \"mmlu\" || \$6 != 40) bad = 1; n++; next }
     /^\| edited-/ { split(\$0, c, / *\| */); l = substr(c[2], 8)
       if (index(c[4], cell[l] \" (p \") != 1 || substr(c[3], 1, 4) != sprintf(\"%.2f\", acc[c[2]])) bad = 1; r++ }
     END { exit bad || n != 6 || r != 6 }' '$R/mmlu.tsv' '$R/mmlu-paired.tsv' <(echo; printf '%s\n' \"\$S\") &&
-  grep -q 'over the 6 comparisons of mmlu-paired.tsv' <<< \"\$S\" && grep -q '^| base | [01]\.[0-9][0-9] \[' <<< \"\$S\" &&
+  grep -q 'over the 6 comparisons of its file' <<< \"\$S\" && grep -q '^| base | [01]\.[0-9][0-9] \[' <<< \"\$S\" &&
   ! grep -q '^| relearned' <<< \"\$S\" && grep -q '^MMLU high_school_geography, its first 40 test questions: ' <<< \"\$S\""
 # where editing moved the weights: only each localization's MLPs, by a non-zero amount, and a
 # report row per localization

@@ -89,9 +89,10 @@ t sports_pipeline_changes_local bash -c "
   [ \$(grep -cE '^\| (early|lookup|probe|late|all|atp|random) \| [0-9]+ \([0-9]+\) \| [0-9.e-]+ \| [0-9.e-]+ \| [0-9]+\.(gate|up|down) ' '$R') = 7 ]"
 # MMLU (one subject, its first 8 questions): the records are the CSV's rows as Python's csv
 # module reads them, after MMLU's header, each id its row; each unlearned model paired with
-# the learned one on them (mmlu-paired.tsv): each difference is the two accuracies of
-# scores.tsv subtracted, Holm's over the 7; the report's section prints each, and no table by
-# subject
+# the learned one on them, in accuracy (mmlu-paired.tsv) and in the probability of the right
+# answer (mmlu-prob-paired.tsv): each difference is the two models' means in mmlu.tsv
+# subtracted (scores.tsv's accuracies), Holm's over each file's 7; the report's section
+# prints each model's accuracy and probability and each difference, and no table by subject
 t sports_pipeline_mmlu_records bash -c "mu-dump '$T/run/tok/mmlu.tok' | tail -n +2 | python3 -c '
 import csv, json, sys
 got = [(r[\"id\"], r[\"prompt_text\"], r[\"answer\"], r[\"meta\"]) for r in map(json.loads, sys.stdin)]
@@ -101,16 +102,21 @@ want = [(i, head + \"%s\\nA. %s\\nB. %s\\nC. %s\\nD. %s\\nAnswer:\" % tuple(r[:5
          {\"subject\": \"high_school_geography\"}) for i, r in enumerate(rows)]
 sys.exit(got != want)' '$SHARED_DATA/mmlu/test/high_school_geography_test.csv'"
 t sports_pipeline_mmlu_paired bash -c "$(declare -f holm_ok)
-  F='$T/run/mmlu-paired.tsv'; holm_ok \"\$F\" &&
+  holm_ok '$T/run/mmlu-paired.tsv' && holm_ok '$T/run/mmlu-prob-paired.tsv' &&
   S=\$(sed -n '/^## Side effects: MMLU/,\$p' '$R') &&
-  awk -F'\t' 'NR == FNR { split(\$2, g, /[,=]/); if (\$1 == \"choice_acc\" && g[4] == \"mmlu\") acc[g[2]] = \$3; next }
-    FILENAME != \"-\" { d = \$5 - (acc[\"unlearned-\" \$3] - acc[\"learned\"]); cell[\$3] = sprintf(\"%+.2f [%+.2f, %+.2f]\", \$5, \$7, \$8)
+  awk -F'\t' 'FNR == 1 { f++ } { split(\$2, g, /[,=]/) }
+    f == 1 { if (\$1 == \"choice_acc\" && g[4] == \"mmlu\") acc[g[2]] = \$3; next }
+    f == 2 { if (\$1 == \"choice_acc\" && g[3] == \"\" && \$3 != acc[g[2]]) bad = 1; if (\$1 == \"choice_prob\" && g[3] == \"\") prob[g[2]] = \$3; next }
+    f <= 4 { m = f == 3 ? \"acc\" : \"prob\"; v = f == 3 ? acc[\"unlearned-\" \$3] - acc[\"learned\"] : prob[\"unlearned-\" \$3] - prob[\"learned\"]
+      d = \$5 - v; cell[m, \$3] = f == 3 ? sprintf(\"%+.2f [%+.2f, %+.2f]\", \$5, \$7, \$8) : sprintf(\"%+.3f [%+.3f, %+.3f]\", \$5, \$7, \$8)
       if (d > 1e-9 || d < -1e-9 || \$1 != \"learned\" || \$2 != \"unlearned\" || \$4 != \"mmlu\" || \$6 != 8 || !(\$9 >= 0 && \$9 <= 1)) bad = 1
-      if (!(\$3 in seen)) { seen[\$3]; n++ }; next }
+      n[f]++; next }
     /^\| unlearned-/ { split(\$0, c, / *\| */); l = c[2]; sub(/^unlearned-/, \"\", l)
-      if (index(c[4], cell[l] \" (p \") != 1 || c[3] != sprintf(\"%.2f\", acc[c[2]]) substr(c[3], 5)) bad = 1; r++ }
-    END { exit bad || n != 7 || r != 7 }' '$T/run/scores.tsv' \"\$F\" - <<< \"\$S\" &&
-  grep -q 'over the 7 comparisons of mmlu-paired.tsv' <<< \"\$S\" &&
+      if (index(c[4], cell[\"acc\", l] \" (p \") != 1 || index(c[6], cell[\"prob\", l] \" (p \") != 1 ||
+          c[3] != sprintf(\"%.2f\", acc[c[2]]) substr(c[3], 5) || c[5] != sprintf(\"%.3f\", prob[c[2]])) bad = 1; r++ }
+    END { exit bad || n[3] != 7 || n[4] != 7 || r != 7 }' '$T/run/scores.tsv' '$T/run/mmlu.tsv' '$T/run/mmlu-paired.tsv' \
+      '$T/run/mmlu-prob-paired.tsv' <(echo; printf '%s\n' \"\$S\") &&
+  grep -q 'over the 7 comparisons of its file' <<< \"\$S\" &&
   grep -q '^MMLU high_school_geography, its first 8 test questions: ' <<< \"\$S\" && ! grep -q '^By subject' <<< \"\$S\""
 # nothing is stale after a run: the only recipe left is the report's cat
 t sports_pipeline_up_to_date bash -c "[ \"\$($(declare -f run); T='$T'; ROOT='$ROOT'; MU_BIN='$MU_BIN'; SHARED_DATA='$SHARED_DATA'; M='$M'; run -n | grep -cE '^(pipelines/job.sh )?mu-')\" = 0 ]"
