@@ -821,14 +821,14 @@ static void scored_span(const mu_fw *f, const fw_row *row, int *t0, int *t1)
 }
 
 /* The one-token candidates of a one_row record from x [V], the logits at its prompt's last
- * position: each choice's log-prob, and the target's (with its rank) when asked; the same
- * float operations as a row per candidate. */
-static void score_all_choices(mu_fw *f, fw_rec *r, const float *x)
+ * position: each choice's log-prob, and the target's (with its rank) when asked; the values
+ * score_row gives a one-token candidate's own row. */
+static void score_all_choices(const mu_fw *f, fw_rec *r, const float *x)
 {
     double lse = mu_fw_logsumexp(x, f->V);
     for (int k = 0; k < r->ntg; k++) {
         float lp = (float)(x[r->tg[k][0]] - lse);
-        r->clp[k] = (float)(double)lp;
+        r->clp[k] = lp;
         r->cnt[k] = 1;
         if (k == r->ta && r->tlp) { r->tlp[0] = lp; r->trank[0] = mu_fw_rank(x, f->V, r->tg[k][0]); }
     }
