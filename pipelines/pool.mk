@@ -35,6 +35,10 @@ ifeq ($(words $(RUNS)),0)
 $(error pool.mk: RUNS is empty: name two or more finished runs, e.g. RUNS="runs/a runs/b")
 endif
 FIRST := $(firstword $(RUNS))
+# MMLU's comparisons (mmlu.mk) are on the same questions in every run: not independent
+ifneq ($(filter mmlu%,$(notdir $(PAIRED))),)
+$(error pool.mk: PAIRED=$(PAIRED): every run asks the same MMLU questions, so their comparisons cannot be pooled as independent records)
+endif
 
 .PHONY: all
 all: $(POOL)/report.md

@@ -207,6 +207,10 @@ pool RUNS="$T/run $T/run" POOL="$T/pool2" > "$T/log7" 2>&1
 t sports_pool_same_facts_refused bash -c "
   grep -qE 'mu-score: .*record id [0-9]+ appears twice' '$T/log7' && [ ! -e '$T/pool2/paired.tsv' ] &&
   [ ! -e '$T/pool2/paired.tsv.tmp' ]"
+# MMLU's comparisons ask the same questions in every run: refused before anything is made
+t sports_pool_mmlu_refused bash -c "$(declare -f pool); T='$T'; ROOT='$ROOT'; MU_BIN='$MU_BIN'
+  ! pool RUNS='$T/run $T/run2' POOL='$T/pool-mmlu' PAIRED=mmlu-paired.tsv > '$T/logm' 2>&1 && [ ! -e '$T/pool-mmlu' ] &&
+  [ \$(grep -c . '$T/logm') = 1 ] && grep -q 'PAIRED=mmlu-paired.tsv: every run asks the same MMLU questions' '$T/logm'"
 mkdir -p "$T/run3" && ln -s "$T/run2/out" "$T/run3/out" && head -n 10 "$T/run2/paired.tsv" > "$T/run3/paired.tsv"
 pool RUNS="$T/run $T/run3" POOL="$T/pool3" > "$T/log8" 2>&1
 t sports_pool_other_comparisons_refused bash -c "
