@@ -32,6 +32,12 @@ MMLU_SHOTS    ?= 0
 MMLU_LIST := $(if $(filter all,$(MMLU_SUBJECTS)),$(sort $(patsubst %_test.csv,%,$(notdir \
                $(wildcard $(DATA)/mmlu/test/*_test.csv)))),$(MMLU_SUBJECTS))
 MMLU_FILES := $(MMLU_LIST:%=$(DATA)/mmlu/test/%_test.csv)
+# a whole number: one word of digits only
+mmlu_whole = $(if $(filter 1,$(words $(1))),$(if $(subst 0,,$(subst 1,,$(subst 2,,$(subst 3,,$(subst 4,,$(subst 5,,$(subst \
+               6,,$(subst 7,,$(subst 8,,$(subst 9,,$(1))))))))))),,ok))
+ifneq ($(call mmlu_whole,$(MMLU_N))$(call mmlu_whole,$(MMLU_SHOTS))$(if $(subst 0,,$(MMLU_N)),,zero),okok)
+$(error MMLU_N=$(MMLU_N) MMLU_SHOTS=$(MMLU_SHOTS): MMLU_N wants a whole number of questions >= 1, MMLU_SHOTS one >= 0)
+endif
 ifeq ($(strip $(MMLU_LIST)),)
 $(error $(DATA)/mmlu/test: no MMLU subject (MMLU_SUBJECTS=$(MMLU_SUBJECTS)))
 endif

@@ -513,7 +513,8 @@ t sports_pipeline_edit_refused bash -c "$(declare -f run); T='$T'; ROOT='$ROOT';
 # questions, their tokens, the forward of each model before the attack; no training); the
 # records are the first 8 of each subject, each after 2 worked examples; each model's pooled
 # accuracy in scores.tsv is mmlu.tsv's and the mean of its two subjects' there, whose cells the
-# report's table by subject prints; a subject MMLU lacks stops make before it writes anything
+# report's table by subject prints; a subject MMLU lacks, or a count that is not a number,
+# stops make before it writes anything
 if run MMLU_SUBJECTS='anatomy high_school_geography' MMLU_SHOTS=2 > "$T/mmlu2.log" 2>&1; then
   t sports_pipeline_mmlu_subjects bash -c "
     ! grep -qE '^(pipelines/job.sh )?mu-(train|attrib|probe) ' '$T/mmlu2.log' &&
@@ -537,4 +538,6 @@ fi
 t sports_pipeline_mmlu_refused bash -c "$(declare -f run); T='$T'; ROOT='$ROOT'; MU_BIN='$MU_BIN'; SHARED_DATA='$SHARED_DATA'; M='$M'
   ! run RUN='$T/mmlu-bad' MMLU_SUBJECTS='anatomy nope' > '$T/mbad.log' 2>&1 && [ ! -e '$T/mmlu-bad' ] &&
   [ \$(grep -c . '$T/mbad.log') = 1 ] &&
-  grep -q \"$SHARED_DATA/mmlu/test/nope_test.csv: no such file (MMLU_SUBJECTS=anatomy nope: \" '$T/mbad.log'"
+  grep -q \"$SHARED_DATA/mmlu/test/nope_test.csv: no such file (MMLU_SUBJECTS=anatomy nope: \" '$T/mbad.log' &&
+  ! run RUN='$T/mmlu-bad' MMLU_N=ten > '$T/mbad.log' 2>&1 && [ ! -e '$T/mmlu-bad' ] && [ \$(grep -c . '$T/mbad.log') = 1 ] &&
+  grep -q 'MMLU_N=ten MMLU_SHOTS=0: MMLU_N wants a whole number of questions >= 1' '$T/mbad.log'"
