@@ -592,7 +592,7 @@ static int row_k(const fw_rec *r, int j)
  * are those of every candidate's row, so the outputs are the same. */
 static int scores_in_one_row(const mu_fw *f, const fw_rec *r)
 {
-    if (!(r->emit & MU_EMIT_CHOICES) || (r->emit & (MU_EMIT_TEXT | MU_EMIT_MUSIGMA))) return 0;
+    if (f->o.row_per_candidate || !(r->emit & MU_EMIT_CHOICES) || (r->emit & (MU_EMIT_TEXT | MU_EMIT_MUSIGMA))) return 0;
     for (int k = 0; k < r->ntg; k++)
         if (r->ntgk[k] != 1) return 0;
     for (int i = 0; i < f->n_iv; i++)

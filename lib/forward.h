@@ -72,6 +72,7 @@ typedef struct {
     mu_dtype cache_dtype;    /* MU_F32 or MU_F16 */
     const char *intervene[MU_FW_MAX_SPECS]; int n_intervene;
     const char *subject;     /* the spans entry that "subject" positions use (default "subject") */
+    int row_per_candidate;   /* a row per candidate even when each is one token (checks, benchmarks) */
 } mu_fw_opts;
 
 mu_fw_opts mu_fw_default_opts(void);

@@ -46,6 +46,8 @@ static const char usage[] =
     "      --eos ID            end-of-sequence id (default: the tokens stream's, else the\n"
     "                          model's); -1 never stops early\n"
     "  -b, --batch-tokens N    padded tokens per forward batch (default 2048)\n"
+    "      --row-per-candidate score every candidate in a row of its own, also where each\n"
+    "                          is one token and the prompt's row scores them all (checks)\n"
     "  -c, --cache SPEC        capture activations at SITE:LAYERS:POSITIONS (repeatable),\n"
     "                          e.g. resid_post:all:subject_last; needs --cache-out\n"
     "      --cache-out FILE    the activations stream\n"
@@ -64,7 +66,7 @@ static const char usage[] =
     "subject = spans.subject). Results do not depend on --batch-tokens (except 'mean' over\n"
     "the batch). Exit status: 0 ok, 1 failure, 2 usage error. See mu-forward(1).\n";
 
-enum { O_TEMP = 256, O_TOPP, O_SEED, O_EOS, O_CACHE_OUT, O_CACHE_DTYPE, O_SUBJECT };
+enum { O_TEMP = 256, O_TOPP, O_SEED, O_EOS, O_CACHE_OUT, O_CACHE_DTYPE, O_SUBJECT, O_ROW_PER_CAND };
 
 typedef struct {
     mu_model_args ma;       /* --model, --delta, --device, --dtype */
@@ -83,7 +85,7 @@ static void parse_args(int argc, char **argv, cli_opts *o)
         {"batch-tokens", required_argument, 0, 'b'}, {"cache", required_argument, 0, 'c'},
         {"cache-out", required_argument, 0, O_CACHE_OUT}, {"cache-dtype", required_argument, 0, O_CACHE_DTYPE},
         {"intervene", required_argument, 0, 'i'}, {"out", required_argument, 0, 'o'},
-        {"subject", required_argument, 0, O_SUBJECT},
+        {"subject", required_argument, 0, O_SUBJECT}, {"row-per-candidate", no_argument, 0, O_ROW_PER_CAND},
         MU_COMMON_LONGOPTS, {0, 0, 0, 0}};
     char err[512];
     int opt;
@@ -117,6 +119,7 @@ static void parse_args(int argc, char **argv, cli_opts *o)
             break;
         case 'o': o->out = optarg; break;
         case O_SUBJECT: o->fw.subject = optarg; break;
+        case O_ROW_PER_CAND: o->fw.row_per_candidate = 1; break;
         default: mu_usage_error("unexpected option");
         }
     }

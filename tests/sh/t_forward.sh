@@ -28,8 +28,9 @@ mu-forward --model "$T/m" -e all-scores --topk 3 -b 4096 "$T/tok.mpk.zst" | mu-d
 t forward_batch_invariant same_within "$T/b1.json" "$T/b4096.json"
 # one-token candidates: a record whose candidates are one token each is scored by one row, the
 # prompt alone (its last position's logits); its choice, target, rank and top-k values and its
-# cached activations are those of a row per candidate, which --emit text forces (it reads
-# past the prompt); the second record (a two-token candidate) has a row per candidate in both
+# cached activations are those of a row per candidate, which --row-per-candidate and
+# --emit text (it reads past the prompt) force; the second record (a two-token candidate) has
+# a row per candidate in every run
 printf '{"q":"The cat","a":"s","b":"t","c":"u"}\n{"q":"One two","a":"x","b":"yz","c":"w"}\n{"q":"Q","a":"1","b":"2","c":"3","answer":2}\n' > "$T/one.jsonl"
 mu-tokenize --model "$T/m" --prompt '{q}' --choices '{a}|{b}|{c}' "$T/one.jsonl" -o "$T/one.tok"
 t forward_one_row_choices bash -c "$(declare -f same_within)
@@ -38,7 +39,9 @@ t forward_one_row_choices bash -c "$(declare -f same_within)
     mu-dump --full -H > '$T/one1.json' &&
   mu-forward --model '$T/m' -e choices,target,ranks,topk,text --topk 3 --cache resid_post:all:last --cache-out '$T/one2.acts' '$T/one.tok' |
     mu-dump --full -H | jq -c 'del(.text_logprobs)' > '$T/one2.json' &&
+  mu-forward --model '$T/m' -e choices,target,ranks,topk --topk 3 --row-per-candidate '$T/one.tok' | mu-dump --full -H > '$T/one3.json' &&
   [ \$(grep -c '\"choice_logprobs\"' '$T/one1.json') = 3 ] && same_within '$T/one1.json' '$T/one2.json' &&
+  same_within '$T/one1.json' '$T/one3.json' &&
   same_within <(mu-dump --full -H '$T/one1.acts') <(mu-dump --full -H '$T/one2.acts')"
 t forward_batch_same_shape bash -c "[ \$(wc -l <'$T/b1.json') = 3 ] && [ \$(wc -c <'$T/b1.json') -gt 500 ]"
 t forward_records_in_order bash -c "[ \"\$(grep -o '^{\"id\":[0-9]*' '$T/b1.json' | tr '\n' ' ')\" = '{\"id\":0 {\"id\":1 {\"id\":2 ' ]"
