@@ -524,6 +524,7 @@ if run MMLU_SUBJECTS='anatomy high_school_geography' MMLU_SHOTS=2 > "$T/mmlu2.lo
     [ \$(jq -r .context '$T/run/mmlu.jsonl' | grep -c '^Answer: [ABCD]\$') = 32 ] &&
     awk -F'\t' 'FNR == 1 { f++; next } { split(\$2, g, /[,=]/) }
       f == 1 { if (\$1 == \"choice_acc\" && g[4] == \"mmlu\") { pool[g[2]] = \$3; np++ }; next }
+      f == 2 && \$1 != \"choice_acc\" { next }
       f == 2 && g[3] != \"subject\" { if (\$3 != pool[g[2]] || \$4 != 16) bad = 1; nt++; next }
       f == 2 { s[g[2]] += \$3 / 2; acc[g[2], g[4]] = sprintf(\"%.2f\", \$3); if (\$4 != 8) bad = 1; n++; next }
       /^\| subject \| questions \|/ { nh = split(\$0, H, / *\| */); next }
