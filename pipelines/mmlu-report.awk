@@ -9,12 +9,6 @@
 # accuracy with its 95% interval, its probability of the right answer and, for a changed model,
 # the differences of both from before's question by question; with more than one subject, a row per subject, a column per model.
 BEGIN { FS = "\t" }
-# the "k=v,k=v" group of the current row into G
-function group(   n, a, i, kv) {
-    split("", G)
-    n = split($2, a, ",")
-    for (i = 1; i <= n; i++) { split(a[i], kv, "="); G[kv[1]] = kv[2] }
-}
 FNR == 1 { file++; if (file == 1) next }   # mu-score's header row
 file == 1 && $1 == "choice_prob" { group(); prob[G["model"]] = $3; next }
 file == 1 && $1 == "choice_acc" {
@@ -25,7 +19,7 @@ file == 1 && $1 == "choice_acc" {
     next
 }
 file == 2 { pc[$3] = paired_text(); npc++; pholm = $10 != ""; next }
-file == 3 { pp[$3] = sprintf("%+.3f [%+.3f, %+.3f] (p %.2g%s)", $5, $7, $8, $9, $10 == "" ? "" : sprintf(", Holm %.2g", $10)); npp++; next }
+file == 3 { pp[$3] = paired_text(3); next }
 # "0.27 [0.23, 0.32]"
 function acc_ci(m) {
     if (!(m in acc)) return "–"

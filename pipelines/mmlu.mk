@@ -52,6 +52,8 @@ MMLU_DESC = $(if $(filter 1,$(words $(MMLU_LIST))),MMLU $(MMLU_LIST)$(comma) its
 MMLU_MODELS = $(filter-out relearned-%,$(MODELS_EVAL))
 MMLU_PAIRS = $(foreach l,$(LOCS),=$(MMLU_BEFORE):$(MMLU_KIND):$(l):mmlu)
 MMLU_OUTS = $(foreach m,$(MMLU_MODELS),$(RUN)/out/$(m)/mmlu.out)
+# mu-score's inputs: each model's outputs, labeled with its name
+MMLU_LABELED = $(foreach m,$(MMLU_MODELS),--label model=$(m) $(RUN)/out/$(m)/mmlu.out)
 
 define MMLU_RULES
 $(RUN)/mmlu.jsonl: pipelines/mmlu-pick.py $(call knobs,mmlu-pick,$(MMLU_LIST) n=$(MMLU_N) shots=$(MMLU_SHOTS)) \
@@ -62,9 +64,8 @@ $(RUN)/tok/mmlu.tok: $(RUN)/mmlu.jsonl $(MODEL)
 	@mkdir -p $$(@D)
 	mu-tokenize $(Q) --model $(MODEL) --mc --prompt '{context}{question}' --id-field id --out $$@ $$<
 $(RUN)/mmlu.tsv: $(MMLU_OUTS)
-	{ mu-score $(Q) --by model --metrics choice_acc,choice_prob --format tsv $(foreach m,$(MMLU_MODELS),--label model=$(m) $(RUN)/out/$(m)/mmlu.out) && \
-	  mu-score $(Q) --by model,subject --metrics choice_acc --format tsv \
-	    $(foreach m,$(MMLU_MODELS),--label model=$(m) $(RUN)/out/$(m)/mmlu.out) | tail -n +2; } > $$@.tmp
+	{ mu-score $(Q) --by model --metrics choice_acc,choice_prob --format tsv $(MMLU_LABELED) && \
+	  mu-score $(Q) --by model,subject --metrics choice_acc --format tsv $(MMLU_LABELED) | tail -n +2; } > $$@.tmp
 	mv $$@.tmp $$@
 $(RUN)/mmlu-paired.tsv: $(MMLU_OUTS) $(HOLM) $(call paired_knob,mmlu-paired,$(MMLU_PAIRS))
 	$$(call paired_list_recipe,$(MMLU_PAIRS))

@@ -12,12 +12,6 @@ BEGIN {
     FS = "\t"; nl = split(locs, L, " "); nt = split(stems, T, " ")
     for (i = 1; i <= nt; i++) stem[T[i]]
 }
-# the "k=v,k=v" group of the current row into G
-function group(   n, a, i, kv) {
-    split("", G)
-    n = split($2, a, ",")
-    for (i = 1; i <= n; i++) { split(a[i], kv, "="); G[kv[1]] = kv[2] }
-}
 FILENAME == ARGV[1] && $1 == "choice_acc" {
     group()
     t = ("fmt" in G) ? G["fmt"] "-" G["split"] : G["split"]
